@@ -1,0 +1,118 @@
+/*  bus.h - the client and worker sides of the emads bus (see proto/proto.h
+    for the framing and docs/PROTOCOL.md for the full grammar).
+
+    Every process opens its sockets through this API: a bus_client_t to call
+    services and receive events, a bus_worker_t to serve a service. Both fit a
+    zpoller/zloop: poll bus_*_sock(), then call the matching recv function,
+    which also handles heartbeats and returns 0 items when the message was
+    housekeeping. Call bus_*_tick() at least every PROTO_HEARTBEAT_MS / 4 ms
+    (the recv functions with a timeout do it for you).
+
+    Security: with a bus_security_t whose curve is true, the socket is a
+    CURVE client of the bus's server key, using the named certificate from
+    <run>/certs. The bus stamps that certificate's name on every request.
+*/
+#ifndef BUS_H_INCLUDED
+#define BUS_H_INCLUDED
+
+#include <czmq.h>
+#include <stdbool.h>
+#include "proto/proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    bool curve;               /* false: plain (the bus was started --insecure) */
+    char certs_dir[1024];     /* <run>/certs */
+    char name[PROTO_MAX_NAME];/* our certificate name, e.g. "cto_agent", "emadsctl" */
+} bus_security_t;
+
+/* Fill sec for process `name` in run directory `run_dir`. */
+void bus_security_init(bus_security_t *sec, const char *run_dir, const char *name, bool curve);
+
+/* Create (if missing) the certificate store under <run>/certs: the bus's
+   server certificate and one client certificate for each name in names
+   (NULL-terminated), each carrying its name in the metadata "name".
+   Returns the number created, or -1 on error. */
+int bus_certs_init(const char *run_dir, const char *const *names);
+
+/* ---- client ------------------------------------------------------------- */
+typedef struct _bus_client_t bus_client_t;
+
+typedef enum { BUS_MSG_NONE = 0, BUS_MSG_PARTIAL, BUS_MSG_REPLY, BUS_MSG_EVENT } bus_msg_kind_t;
+
+typedef struct {
+    bus_msg_kind_t kind;
+    char service[PROTO_MAX_NAME + 1]; /* PARTIAL/REPLY: the service; EVENT: "" */
+    char corr_id[PROTO_MAX_ID + 1];   /* PARTIAL/REPLY */
+    char topic[PROTO_MAX_TOPIC + 1];  /* EVENT */
+    char sender[PROTO_MAX_NAME + 1];  /* EVENT: authenticated publisher */
+    ev_t *body;                       /* caller owns; destroy with ev_destroy */
+} bus_msg_t;
+
+/* Connect to endpoint. Returns NULL on failure (bad endpoint, missing cert). */
+bus_client_t *bus_client_new(const char *endpoint, const bus_security_t *sec);
+void bus_client_destroy(bus_client_t **self_p);
+zsock_t *bus_client_sock(bus_client_t *self);
+
+/* Send a request; takes *body_p and sets it to NULL. corr_out (PROTO_MAX_ID+1
+   bytes, may be NULL) gets the correlation id of this request. Several
+   requests may be in flight. If the bus answers nothing within timeout_ms,
+   bus_client_recv produces a REPLY with an error body code "timeout" for it.
+   Returns 0 or -1. */
+int bus_client_send(bus_client_t *self, const char *service, ev_t **body_p, int timeout_ms,
+                    char *corr_out);
+/* Receive the next PARTIAL, REPLY or EVENT, waiting up to timeout_ms (-1
+   forever, 0 poll). Returns 1 with *msg filled, 0 on timeout/housekeeping,
+   -1 on interrupt. */
+int bus_client_recv(bus_client_t *self, bus_msg_t *msg, int timeout_ms);
+/* Send one request and wait for its REPLY (PARTIALs go to on_partial if set,
+   replies to other requests and events are kept for bus_client_recv).
+   Returns the reply body (caller owns) - possibly an error body such as
+   {"code":"timeout"} or {"code":"service_unavailable"} - never NULL unless
+   interrupted. Takes *body_p. */
+typedef void(bus_partial_fn)(const ev_t *body, void *arg);
+ev_t *bus_client_call(bus_client_t *self, const char *service, ev_t **body_p, int timeout_ms,
+                      bus_partial_fn *on_partial, void *arg);
+/* Subscribe to events whose topic starts with prefix ("" = all). 0 / -1. */
+int bus_client_subscribe(bus_client_t *self, const char *prefix);
+/* Publish an event; takes *body_p. 0 / -1. */
+int bus_client_publish(bus_client_t *self, const char *topic, ev_t **body_p);
+/* Heartbeats and request timeouts; call often when not inside recv. */
+void bus_client_tick(bus_client_t *self);
+void bus_msg_clear(bus_msg_t *msg); /* destroys msg->body */
+
+/* ---- worker ------------------------------------------------------------- */
+typedef struct _bus_worker_t bus_worker_t;
+
+typedef struct {
+    zframe_t *client_id;                /* owned; echo back via bus_worker_reply */
+    char corr_id[PROTO_MAX_ID + 1];
+    char sender[PROTO_MAX_NAME + 1];    /* authenticated name of the caller */
+    ev_t *body;                         /* owned */
+} bus_request_t;
+
+/* Connect and register `service` with capacity requests at once. The worker
+   reconnects with back-off 1 s -> 32 s whenever the bus goes silent for
+   PROTO_HEARTBEAT_LIVENESS intervals, and re-sends READY. NULL on failure. */
+bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,
+                             const bus_security_t *sec);
+void bus_worker_destroy(bus_worker_t **self_p); /* sends DISCONNECT */
+zsock_t *bus_worker_sock(bus_worker_t *self);   /* changes on reconnect: re-read after tick */
+
+/* Receive the next REQUEST, waiting up to timeout_ms. Returns 1 with *req
+   filled (caller clears with bus_request_clear), 0 on timeout/housekeeping,
+   -1 on interrupt. Malformed requests are answered with an error and counted. */
+int bus_worker_recv(bus_worker_t *self, bus_request_t *req, int timeout_ms);
+/* Answer req; takes *body_p. final=false sends a PARTIAL. 0 / -1. */
+int bus_worker_reply(bus_worker_t *self, const bus_request_t *req, ev_t **body_p, bool final);
+int bus_worker_publish(bus_worker_t *self, const char *topic, ev_t **body_p);
+void bus_worker_tick(bus_worker_t *self);
+void bus_request_clear(bus_request_t *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

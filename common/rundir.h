@@ -1,0 +1,27 @@
+/*  rundir.h - the run directory: one folder per constellation holding
+    sockets, pid files, logs, certificates, the ledger and task databases and
+    the policy.
+
+      <run>/bus.sock  ledger.db  tasks.db  policy.json
+      <run>/pids/<name>.pid   <run>/logs/<name>.log
+      <run>/certs/public/<name>.cert     (public certificates, the bus's store)
+      <run>/certs/private/<name>.cert_secret (one per process + emadsctl)
+
+    Resolution order: explicit --home, $EMADS_HOME, $XDG_STATE_HOME/emads,
+    $HOME/.local/state/emads. */
+#ifndef EMADS_RUNDIR_H_INCLUDED
+#define EMADS_RUNDIR_H_INCLUDED
+#include <stddef.h>
+
+/* Resolve the run directory into out (PATH_MAX). home may be NULL.
+   Returns 0, -1 if nothing could be resolved. Does not create it. */
+int rundir_resolve(const char *home, char *out, size_t outlen);
+/* Create dir and its subfolders (pids, logs, certs/public, certs/private),
+   mode 0700. Returns 0 or -1 with errno set. */
+int rundir_create(const char *dir);
+/* snprintf(out, "%s/%s", dir, rel); returns 0, -1 if truncated. */
+int rundir_path(const char *dir, const char *rel, char *out, size_t outlen);
+/* mkdir -p with mode; 0 or -1. */
+int rundir_mkdirs(const char *path, int mode);
+
+#endif
