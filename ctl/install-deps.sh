@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages emads needs to build, test and run.
+# Usage: bash ctl/install-deps.sh        (as root, or with sudo available)
+set -euo pipefail
+PKGS=(build-essential pkg-config meson ninja-build
+      libzmq3-dev libczmq-dev libmsgpack-dev libyaml-dev libcurl4-openssl-dev
+      libjansson-dev libsqlite3-dev libmicrohttpd-dev libcriterion-dev
+      clang libclang-rt-14-dev procps)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
