@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "proto/proto.h" /* proto_amounts_t, DIM_* */
 
@@ -189,5 +190,29 @@ const cfg_budget_t *cfg_budget(const cfg_t *cfg, const char *name);
 bool cfg_access_allowed(const cfg_t *cfg, const char *service, const char *command, const char *name);
 /* Cost in micro-USD of a call to model m with the given token counts (rounded up). */
 int64_t cfg_model_cost(const cfg_model_t *m, int64_t input_tokens, int64_t output_tokens);
+
+/* ---- additions: helpers shared by the loader, emadsctl and the daemons --
+   The YAML schema (every key, unit, default and derived value) is documented
+   in the shipped config/emads.yaml and config/agents_budget.yaml; the rules
+   the loader enforces are listed at the top of common/config.c. Error keys
+   are dotted paths with list indexes in brackets, e.g.
+   workflows.emads_pr.steps[1].options[0].model; syntax errors use key "yaml". */
+
+/* Parse a path name ("llm", "local", "tool") into *out. 0, -1 if unknown. */
+int cfg_path_parse(const char *s, cfg_path_t *out);
+int cfg_class_index(const cfg_t *cfg, const char *name);
+/* Index of step `name` in workflow wf, or -1. */
+int cfg_step_index(const cfg_workflow_t *wf, const char *name);
+/* Parse a USD amount written as a plain decimal ("5", "5.00", "0.000125")
+   into micro-USD, exactly (no floating point). Rejects signs, more than 6
+   decimals, exponents, NaN/inf and values above CFG_USD_MAX. Returns 0, or -1
+   with a reason in err (may be NULL). */
+#define CFG_USD_MAX 1000000000LL /* 1e9 USD */
+int cfg_usd_parse(const char *s, int64_t *uusd, char *err, size_t errlen);
+/* Format micro-USD as USD with 2 to 6 decimals ("5.00", "0.000125");
+   negative values print as "unlimited". Returns out. */
+const char *cfg_usd_format(int64_t uusd, char *out, size_t outlen);
+/* Print every error as "file:line: key: reason" (line omitted when 0). */
+void cfg_errors_print(const cfg_errors_t *errors, FILE *f);
 
 #endif

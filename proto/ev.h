@@ -107,13 +107,21 @@ typedef enum {
 
 /* Encode v as msgpack. On success *buf is a malloc'd buffer the caller frees
    and *len its size. Returns EV_OK or an error (EV_ERR_LIMIT for a string
-   longer than ev_wire_limits.max_str, etc.). */
+   longer than ev_wire_limits.max_str, etc.; EV_ERR_TYPE for a string or key
+   that is not valid UTF-8, which no receiver would accept). */
 int ev_encode(const ev_t *v, uint8_t **buf, size_t *len);
 
 /* Decode exactly len bytes into a new tree (*out, caller owns). limits may be
    NULL for ev_wire_limits. The whole buffer must be consumed. On error *out
    is NULL, the return code says why, and if err is non-NULL a short reason is
-   written to it (errlen bytes, NUL-terminated). */
+   written to it (errlen bytes, NUL-terminated, with the byte offset).
+     EV_ERR_MALFORMED  truncated, trailing bytes, byte 0xc1, invalid UTF-8 in
+                       a string, a duplicate map key, a length header larger
+                       than the bytes that remain
+     EV_ERR_LIMIT      input, string, element count, depth or total values
+                       beyond limits (max_depth is capped at 256)
+     EV_ERR_TYPE       ext types, a non-string map key or a key holding a NUL
+                       byte, an unsigned integer above INT64_MAX */
 int ev_decode(const uint8_t *buf, size_t len, const ev_limits_t *limits, ev_t **out, char *err,
               size_t errlen);
 

@@ -99,7 +99,8 @@ typedef enum {
    single source of truth the decoder checks against and docs/PROTOCOL.md
    documents. */
 typedef enum {
-    PF_STR,     /* string, 1..max bytes (max 0 = PROTO_MAX_ID) */
+    PF_STR,     /* UTF-8 string of min..max bytes (max 0 = PROTO_MAX_ID); if values
+                   is set, one of those values */
     PF_INT,     /* int64 in [min, max] */
     PF_FLOAT,   /* double (or int) in [min, max]; never money */
     PF_BOOL,
@@ -113,8 +114,9 @@ typedef struct {
     const char *name;
     proto_ftype_t type;
     bool required;
-    int64_t min, max;  /* PF_INT/PF_FLOAT range; PF_STR max length (0 = PROTO_MAX_ID) */
+    int64_t min, max;  /* PF_INT/PF_FLOAT range; PF_STR min..max length (max 0 = PROTO_MAX_ID) */
     const char *doc;   /* one line: meaning and unit */
+    const char *const *values; /* PF_STR: NULL-terminated allowed values, or NULL for any */
 } proto_field_t;
 
 typedef struct {
@@ -128,6 +130,15 @@ typedef struct {
 const proto_schema_t *proto_schema(const char *type);
 /* The table of every schema, terminated by {NULL}. */
 const proto_schema_t *proto_schemas(void);
+
+/* Look a field of schema up by name; NULL if schema has no such field. */
+const proto_field_t *proto_field(const proto_schema_t *schema, const char *name);
+
+/* A valid body of schema s with placeholder values (enums get their first
+   value, strings their minimum length, amounts a small fixed set), with the
+   optional fields too if with_optional. Used by tests, the fuzz corpus and
+   the protocol document. Caller owns; NULL if s is NULL. */
+ev_t *proto_example(const proto_schema_t *s, bool with_optional);
 
 /* Check that body is a map with "v" == PROTO_VERSION, a known "type", every
    required field present, every field of its declared type and range, and no
@@ -153,10 +164,17 @@ int proto_get_amounts(const ev_t *map, const char *key, int64_t dflt, proto_amou
 
 /* Encode/decode a whole body with wire limits plus schema validation.
    proto_decode returns EV_OK, an ev_rc_t error (malformed/limit/type), or
-   PROTO_ERR_INVALID when the schema check fails; err gets the reason. */
+   PROTO_ERR_INVALID when the schema check fails; err gets the reason.
+   proto_encode validates the body too (a sender learns of its own bad body)
+   and returns EV_OK, PROTO_ERR_INVALID or an ev_encode error; on success
+   *buf is malloc'd and the caller frees it. */
 #define PROTO_ERR_INVALID (-10)
 int proto_decode(const uint8_t *buf, size_t len, ev_t **out, char *err, size_t errlen);
 int proto_encode(const ev_t *body, uint8_t **buf, size_t *len);
+/* As proto_encode, writing the reason of a failure to err (errlen bytes). */
+int proto_encode_err(const ev_t *body, uint8_t **buf, size_t *len, char *err, size_t errlen);
+/* A short name for a proto_decode/proto_encode return code. */
+const char *proto_strerror(int rc);
 
 #ifdef __cplusplus
 }

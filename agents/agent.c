@@ -1,0 +1,847 @@
+/*  agent.c - the agent runtime: bus worker, thread pool and the step
+    lifecycle under a ledger hold (see agent.h for the six stages).
+
+    Threads: ZeroMQ sockets are not thread-safe, so the worker socket lives on
+    the main thread. Each request becomes a job on a mutex-guarded queue;
+    `concurrency` pool threads take jobs, each with its own ledger client (a
+    bus_client_t under the agent's certificate) and its own curl handle, and
+    hand the finished job back as a pointer over an inproc PUSH/PULL pipe. The
+    main thread replies on the worker socket and keeps heartbeating while
+    steps run.
+
+    Fail closed: if the ledger does not answer the spend query or the reserve,
+    the step is not executed and the reply says ledger_unavailable. Spend that
+    happened is always committed, with the same request id on retries so a
+    commit is never counted twice.
+*/
+#include "agents/agent.h"
+
+#include <czmq.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agents/evjson.h"
+#include "agents/tokens.h"
+#include "agents/tool.h"
+#include "bus/bus.h"
+#include "common/log.h"
+
+#define AGENT_TOOL_OUTPUT_MAX (32 * 1024) /* bytes of tool output in a step result */
+#define AGENT_COMMIT_TRIES 3
+
+/* ---- pure helpers -------------------------------------------------------- */
+void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned,
+                  int planned_model, int tool, double cost_ratio, bool have_key,
+                  agent_choice_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->model = -1;
+    out->tool = -1;
+    if (planned == PATH_TOOL) {
+        out->path = PATH_TOOL;
+        out->tool = tool;
+        snprintf(out->why, sizeof out->why, "planned tool %s",
+                 tool >= 0 && tool < cfg->n_tools ? cfg->tools[tool].name : "?");
+        return;
+    }
+    if (planned == PATH_LOCAL) {
+        out->path = PATH_LOCAL;
+        snprintf(out->why, sizeof out->why, "planned local path");
+        return;
+    }
+    int model = planned_model >= 0 ? planned_model : agent ? agent->model : -1;
+    if (model < 0 || model >= cfg->n_models) {
+        out->path = PATH_LOCAL;
+        snprintf(out->why, sizeof out->why, "no model configured: local path");
+        return;
+    }
+    if (cost_ratio < cfg->local_ratio) {
+        out->path = PATH_LOCAL;
+        snprintf(out->why, sizeof out->why, "remaining cost ratio %.2f < %.2f: local path",
+                 cost_ratio, cfg->local_ratio);
+        return;
+    }
+    bool small = false;
+    if (cost_ratio < cfg->small_ratio) {
+        if (agent && agent->small_model >= 0 && agent->small_model < cfg->n_models) {
+            model = agent->small_model;
+            small = true;
+        }
+    }
+    const cfg_model_t *m = &cfg->models[model];
+    if (!have_key) {
+        const char *env = "";
+        if (m->provider >= 0 && m->provider < cfg->n_providers)
+            env = cfg->providers[m->provider].api_key_env;
+        out->path = PATH_LOCAL;
+        snprintf(out->why, sizeof out->why, "no API key in $%s: local path", env);
+        return;
+    }
+    out->path = PATH_LLM;
+    out->model = model;
+    if (small)
+        snprintf(out->why, sizeof out->why, "remaining cost ratio %.2f < %.2f: small model %s",
+                 cost_ratio, cfg->small_ratio, m->name);
+    else if (cost_ratio < cfg->small_ratio)
+        snprintf(out->why, sizeof out->why,
+                 "remaining cost ratio %.2f < %.2f but no small model: planned model %s",
+                 cost_ratio, cfg->small_ratio, m->name);
+    else
+        snprintf(out->why, sizeof out->why, "planned model %s (remaining cost ratio %.2f)",
+                 m->name, cost_ratio);
+}
+
+double agent_cost_ratio(const ev_t *spend_reply, const char *agent)
+{
+    const ev_t *accounts = ev_get(spend_reply, "accounts");
+    for (size_t i = 0; i < ev_len(accounts); i++) {
+        const ev_t *acc = ev_at(accounts, i);
+        if (strcmp(ev_get_str(acc, "kind", ""), "agent") != 0)
+            continue;
+        if (agent && ev_get_str(acc, "agent", NULL) &&
+            strcmp(ev_get_str(acc, "agent", ""), agent) != 0)
+            continue;
+        proto_amounts_t limit, remaining;
+        if (proto_get_amounts(acc, "limit", -1, &limit) != 0)
+            return 1.0;
+        int64_t lim = limit.v[DIM_COST_UUSD];
+        if (lim < 0)
+            return 1.0;
+        if (lim == 0)
+            return 0.0;
+        if (proto_get_amounts(acc, "remaining", -1, &remaining) != 0)
+            return 1.0;
+        int64_t rem = remaining.v[DIM_COST_UUSD];
+        if (rem < 0)
+            rem = 0;
+        double r = (double)rem / (double)lim;
+        return r > 1.0 ? 1.0 : r;
+    }
+    return 1.0;
+}
+
+void agent_hold(const cfg_t *cfg, const agent_choice_t *choice, const proto_amounts_t *est,
+                int64_t prompt_tokens, proto_amounts_t *hold)
+{
+    memset(hold, 0, sizeof *hold);
+    int64_t lat = est->v[DIM_LATENCY_MS];
+    switch (choice->path) {
+    case PATH_LLM: {
+        const cfg_model_t *m = &cfg->models[choice->model];
+        int64_t tokens = est->v[DIM_TOKENS] > 0 ? est->v[DIM_TOKENS] : 0;
+        int64_t out = tokens - prompt_tokens;
+        if (out < 0)
+            out = 0;
+        hold->v[DIM_TOKENS] = tokens;
+        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : 30000;
+        hold->v[DIM_COST_UUSD] = cfg_model_cost(m, prompt_tokens < tokens ? prompt_tokens : tokens,
+                                                out);
+        break;
+    }
+    case PATH_LOCAL:
+        hold->v[DIM_LATENCY_MS] = (lat > 0 && lat < AGENT_LOCAL_HOLD_MS) ? lat : AGENT_LOCAL_HOLD_MS;
+        break;
+    case PATH_TOOL: {
+        int64_t t = 5000;
+        if (choice->tool >= 0 && choice->tool < cfg->n_tools && cfg->tools[choice->tool].timeout_ms > 0)
+            t = cfg->tools[choice->tool].timeout_ms;
+        hold->v[DIM_TOOL_CALLS] = 1;
+        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : t;
+        break;
+    }
+    }
+}
+
+int64_t agent_max_tokens(const cfg_model_t *model, int64_t hold_tokens, int64_t prompt_tokens)
+{
+    int64_t room = hold_tokens - prompt_tokens;
+    if (model && model->context_tokens > 0 && model->context_tokens - prompt_tokens < room)
+        room = model->context_tokens - prompt_tokens;
+    return room;
+}
+
+void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
+                      const proto_amounts_t *hold, int64_t prompt_est, double ratio,
+                      proto_amounts_t *actual, const char **measured)
+{
+    memset(actual, 0, sizeof *actual);
+    if (!isfinite(ratio) || ratio <= 0)
+        ratio = 1.0;
+    actual->v[DIM_LATENCY_MS] = res->elapsed_ms;
+    switch (res->status) {
+    case LLM_OK:
+        if (res->resp.has_usage) {
+            actual->v[DIM_TOKENS] = res->resp.prompt_tokens + res->resp.completion_tokens;
+            actual->v[DIM_COST_UUSD] =
+                cfg_model_cost(model, res->resp.prompt_tokens, res->resp.completion_tokens);
+            *measured = AGENT_MEASURED_PROVIDER;
+        }
+        else {
+            int64_t out = (int64_t)ceil((double)tokens_estimate_str(res->resp.content) * ratio);
+            if (out < 1)
+                out = 1;
+            int64_t in = prompt_est > 0 ? prompt_est : 1;
+            actual->v[DIM_TOKENS] = in + out;
+            actual->v[DIM_COST_UUSD] = cfg_model_cost(model, in, out);
+            *measured = AGENT_MEASURED_ESTIMATED;
+        }
+        return;
+    case LLM_ERR_MALFORMED: {
+        /* the provider answered: charge the prompt and what it sent back */
+        int64_t out = (int64_t)ceil((double)res->response_bytes / 4.0 * ratio);
+        int64_t in = prompt_est > 0 ? prompt_est : 1;
+        actual->v[DIM_TOKENS] = in + out;
+        actual->v[DIM_COST_UUSD] = cfg_model_cost(model, in, out);
+        *measured = AGENT_MEASURED_ESTIMATED;
+        return;
+    }
+    case LLM_ERR_TIMEOUT:
+    case LLM_ERR_TOO_LARGE:
+        *actual = *hold; /* outcome unknown: the whole hold */
+        actual->v[DIM_TOOL_CALLS] = 0;
+        *measured = AGENT_MEASURED_WHOLE_HOLD;
+        return;
+    case LLM_ERR_HTTP:
+    case LLM_ERR_CONNECT:
+    case LLM_ERR_INTERNAL:
+    default:
+        /* refused or never reached: no tokens, only the time it took */
+        *measured = AGENT_MEASURED_PROVIDER;
+        return;
+    }
+}
+
+/* ---- the process ---------------------------------------------------------- */
+typedef struct s_job {
+    bus_request_t req;
+    ev_t *result;
+    struct s_job *next;
+} s_job_t;
+
+struct _agent_t {
+    const cfg_t *cfg;
+    const cfg_agent_t *acfg;
+    role_t role;
+    char name[PROTO_MAX_NAME];
+    char endpoint[256];
+    char run_dir[1024];
+    char self_dir[1024];
+    bus_security_t sec;
+    tokens_calib_t *calib;
+    int64_t boot_ms;
+    atomic_uint_fast64_t seq;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    s_job_t *head, *tail;
+    bool stop;
+    pthread_t *threads;
+    int n_threads;
+    char done_ep[128];
+};
+
+typedef struct {
+    agent_t *agent;
+    bus_client_t *ledger;
+    llm_t *llm;
+    zsock_t *done;
+} s_worker_t;
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A request id unique to this process and operation: name-pid-boot-seq-kind. */
+static void s_request_id(agent_t *a, uint64_t seq, char kind, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%.20s-%d-%llx-%llu-%c", a->name, (int)getpid(),
+             (unsigned long long)a->boot_ms, (unsigned long long)seq, kind);
+}
+
+static bool s_transport_error(const char *code)
+{
+    return code && (strcmp(code, PROTO_E_TIMEOUT) == 0 ||
+                    strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) == 0 ||
+                    strcmp(code, PROTO_E_WORKER_LOST) == 0 ||
+                    strcmp(code, PROTO_E_LEDGER_UNAVAILABLE) == 0);
+}
+
+static int s_timeout(const agent_t *a)
+{
+    int64_t t = a->cfg->request_timeout_ms > 0 ? a->cfg->request_timeout_ms : 5000;
+    return (int)(t > 600000 ? 600000 : t);
+}
+
+/* Everything a step_result needs. */
+typedef struct {
+    const char *task, *step;
+    const char *status; /* ok, denied, error */
+    agent_choice_t choice;
+    ev_t *output;       /* owned until s_result */
+    proto_amounts_t actual;
+    const char *measured;
+    char hold_id[PROTO_MAX_ID + 1];
+    const char *ecode;
+    char ereason[512];
+    ev_t *edetail;      /* extra fields of a ledger error (owned) */
+} s_step_t;
+
+static ev_t *s_result(const agent_t *a, s_step_t *s)
+{
+    ev_t *r = proto_body("step_result");
+    if (!r) {
+        ev_destroy(&s->output);
+        ev_destroy(&s->edetail);
+        return NULL;
+    }
+    ev_set_str(r, "task", s->task);
+    ev_set_str(r, "step", s->step);
+    ev_set_str(r, "status", s->status);
+    ev_set_str(r, "path", cfg_path_name(s->choice.path));
+    if (s->choice.path == PATH_LLM && s->choice.model >= 0)
+        ev_set_str(r, "model", a->cfg->models[s->choice.model].name);
+    ev_set_str(r, "why", s->choice.why);
+    ev_set(r, "output", s->output ? s->output : ev_new_map());
+    s->output = NULL;
+    proto_set_amounts(r, "actual", &s->actual);
+    ev_set_str(r, "measured", s->measured ? s->measured : AGENT_MEASURED_PROVIDER);
+    if (s->hold_id[0])
+        ev_set_str(r, "hold_id", s->hold_id);
+    if (s->ecode) {
+        ev_t *e = ev_set_map(r, "error");
+        ev_set_str(e, "code", s->ecode);
+        ev_set_str(e, "reason", s->ereason);
+        for (size_t i = 0; s->edetail && i < ev_len(s->edetail); i++) {
+            const char *k = ev_key_at(s->edetail, i);
+            if (strcmp(k, "v") && strcmp(k, "type") && strcmp(k, "code") && strcmp(k, "reason"))
+                ev_set(e, k, ev_dup(ev_at(s->edetail, i)));
+        }
+    }
+    ev_destroy(&s->edetail);
+    return r;
+}
+
+/* Ask the ledger; returns the reply (caller owns), never NULL. */
+static ev_t *s_ledger(s_worker_t *w, ev_t **body_p)
+{
+    ev_t *reply = NULL;
+    if (w->ledger)
+        reply = bus_client_call(w->ledger, "ledger", body_p, s_timeout(w->agent), NULL, NULL);
+    else
+        ev_destroy(body_p);
+    if (!reply)
+        reply = proto_error(PROTO_E_LEDGER_UNAVAILABLE, "no connection to the bus");
+    return reply;
+}
+
+/* Commit actual on hold_id, retrying transport failures with the same id.
+   Returns 0, or -1 with a reason. */
+static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char *err,
+                    size_t errlen)
+{
+    agent_t *a = w->agent;
+    char rid[PROTO_MAX_ID + 1];
+    s_request_id(a, atomic_fetch_add(&a->seq, 1), 'c', rid, sizeof rid);
+    for (int attempt = 1; attempt <= AGENT_COMMIT_TRIES; attempt++) {
+        ev_t *body = proto_body("commit");
+        ev_set_str(body, "request_id", rid);
+        ev_set_str(body, "hold_id", hold_id);
+        proto_set_amounts(body, "actual", &s->actual);
+        ev_set_str(body, "measured", s->measured);
+        ev_set_str(body, "path", cfg_path_name(s->choice.path));
+        if (s->choice.path == PATH_LLM && s->choice.model >= 0)
+            ev_set_str(body, "model", a->cfg->models[s->choice.model].name);
+        ev_t *reply = s_ledger(w, &body);
+        const char *code = NULL;
+        if (!proto_is_error(reply, &code)) {
+            if (ev_get_bool(reply, "overrun", false))
+                log_warn("step %s/%s: actual spend above its hold (overrun)", s->task, s->step);
+            ev_destroy(&reply);
+            return 0;
+        }
+        snprintf(err, errlen, "commit of hold %s failed: %s: %s", hold_id, code ? code : "?",
+                 ev_get_str(reply, "reason", ""));
+        bool again = s_transport_error(code);
+        ev_destroy(&reply);
+        if (!again)
+            return -1;
+    }
+    return -1;
+}
+
+static bool s_have_key(const cfg_t *cfg, int model, const char **key)
+{
+    *key = NULL;
+    if (model < 0 || model >= cfg->n_models)
+        return false;
+    int p = cfg->models[model].provider;
+    if (p < 0 || p >= cfg->n_providers)
+        return false;
+    const char *env = cfg->providers[p].api_key_env;
+    if (!env[0])
+        return true;
+    const char *v = getenv(env);
+    if (!v || !*v)
+        return false;
+    *key = v;
+    return true;
+}
+
+/* Run the llm path; fills s (output, actual, measured, error). */
+static void s_run_llm(s_worker_t *w, s_step_t *s, const char *system, const char *user,
+                      int64_t prompt_raw, int64_t prompt_cal, int64_t max_tokens,
+                      const proto_amounts_t *hold, const char *key)
+{
+    agent_t *a = w->agent;
+    const cfg_t *cfg = a->cfg;
+    const cfg_model_t *m = &cfg->models[s->choice.model];
+    const cfg_provider_t *p = &cfg->providers[m->provider];
+    llm_request_t req = {
+        .base_url = p->base_url,
+        .api_key = key,
+        .model = m->name,
+        .system = system,
+        .user = user,
+        .max_tokens = max_tokens,
+        .timeout_ms = hold->v[DIM_LATENCY_MS],
+        .max_response_bytes = p->max_response_bytes,
+        .max_retries = p->max_retries,
+    };
+    llm_result_t res;
+    if (!w->llm) {
+        memset(&res, 0, sizeof res);
+        res.status = LLM_ERR_INTERNAL;
+        snprintf(res.error, sizeof res.error, "no HTTP client");
+    }
+    else
+        llm_call(w->llm, &req, &res);
+    double ratio = tokens_calib_ratio(a->calib, m->name);
+    agent_llm_actual(m, &res, hold, prompt_cal, ratio, &s->actual, &s->measured);
+    if (res.status == LLM_OK) {
+        if (res.resp.has_usage)
+            tokens_calib_observe(a->calib, m->name, prompt_raw, res.resp.prompt_tokens);
+        s->output = role_from_llm(a->role, res.resp.content);
+        s->status = "ok";
+        log_info("step %s/%s: %s answered in %lld ms after %d attempt%s (%lld tokens, %s)",
+                 s->task, s->step, m->name, (long long)res.elapsed_ms, res.attempts,
+                 res.attempts == 1 ? "" : "s", (long long)s->actual.v[DIM_TOKENS], s->measured);
+    }
+    else {
+        s->status = "error";
+        s->ecode = res.status == LLM_ERR_TIMEOUT ? PROTO_E_TIMEOUT : PROTO_E_PROVIDER;
+        snprintf(s->ereason, sizeof s->ereason, "%s (model %s, %d attempt%s)", res.error,
+                 m->name, res.attempts, res.attempts == 1 ? "" : "s");
+        s->output = ev_new_map();
+        log_warn("step %s/%s: %s", s->task, s->step, s->ereason);
+    }
+    llm_result_clear(&res);
+}
+
+static void s_run_tool(s_worker_t *w, s_step_t *s, const char *text, const ev_t *inputs,
+                       const proto_amounts_t *hold)
+{
+    agent_t *a = w->agent;
+    const cfg_tool_t *t = &a->cfg->tools[s->choice.tool];
+    tool_result_t res;
+    tool_run(t, a->cfg->dir, a->self_dir[0] ? a->self_dir : NULL, text, hold->v[DIM_LATENCY_MS],
+             &res);
+    s->actual.v[DIM_TOOL_CALLS] = 1;
+    s->actual.v[DIM_LATENCY_MS] = res.elapsed_ms;
+    s->measured = AGENT_MEASURED_PROVIDER;
+    if (res.status == TOOL_OK) {
+        s->status = "ok";
+        s->output = role_local(a->role, text, inputs);
+        if (!s->output)
+            s->output = ev_new_map();
+        size_t n = res.len > AGENT_TOOL_OUTPUT_MAX ? AGENT_TOOL_OUTPUT_MAX : res.len;
+        while (n < res.len && n > 0 && ((unsigned char)res.output[n] & 0xC0) == 0x80)
+            n--;
+        ev_set_str(s->output, "tool", t->name);
+        ev_set(s->output, "tool_output", ev_new_strn(res.output, n));
+        ev_set_bool(s->output, "truncated", res.truncated || n < res.len);
+    }
+    else {
+        s->status = "error";
+        s->ecode = res.status == TOOL_ERR_TIMEOUT ? PROTO_E_TIMEOUT : PROTO_E_INTERNAL;
+        snprintf(s->ereason, sizeof s->ereason, "%s", res.error);
+        s->output = ev_new_map();
+        if (res.status == TOOL_ERR_TIMEOUT) {
+            /* killed mid-run: its effects are unknown, charge the whole hold */
+            s->actual = *hold;
+            s->measured = AGENT_MEASURED_WHOLE_HOLD;
+        }
+        log_warn("step %s/%s: %s", s->task, s->step, res.error);
+    }
+    tool_result_clear(&res);
+}
+
+/* One step, start to end; returns the reply body (caller owns). */
+static ev_t *s_step(s_worker_t *w, const ev_t *body)
+{
+    agent_t *a = w->agent;
+    const cfg_t *cfg = a->cfg;
+    const char *task = ev_get_str(body, "task", NULL);
+    const char *step = ev_get_str(body, "step", NULL);
+    const char *text = ev_get_str(body, "text", NULL);
+    const ev_t *option = ev_get(body, "option");
+    const ev_t *inputs = ev_get(body, "inputs");
+    if (!task || !step || !text || ev_type(option) != EV_MAP)
+        return proto_error(PROTO_E_INVALID, "step: task, step, text and option are required");
+    const char *pname = ev_get_str(option, "path", "");
+    cfg_path_t planned;
+    if (strcmp(pname, "llm") == 0)
+        planned = PATH_LLM;
+    else if (strcmp(pname, "local") == 0)
+        planned = PATH_LOCAL;
+    else if (strcmp(pname, "tool") == 0)
+        planned = PATH_TOOL;
+    else
+        return proto_error(PROTO_E_INVALID, "step.option.path: must be llm, local or tool");
+    int model = -1, tool = -1;
+    const char *mname = ev_get_str(option, "model", NULL);
+    if (mname && (model = cfg_model_index(cfg, mname)) < 0)
+        return proto_error(PROTO_E_INVALID, "step.option.model: unknown model %s", mname);
+    const char *tname = ev_get_str(option, "tool", NULL);
+    if (tname && (tool = cfg_tool_index(cfg, tname)) < 0)
+        return proto_error(PROTO_E_INVALID, "step.option.tool: unknown tool %s", tname);
+    if (planned == PATH_TOOL && tool < 0)
+        return proto_error(PROTO_E_INVALID, "step.option.tool: required for the tool path");
+    proto_amounts_t est;
+    proto_get_amounts(option, "est", 0, &est);
+
+    s_step_t s = {.task = task, .step = step, .measured = AGENT_MEASURED_PROVIDER};
+
+    /* 1. remaining cost ratio (fail closed when the ledger is silent) */
+    ev_t *q = proto_body("spend");
+    ev_set_str(q, "task", task);
+    ev_set_str(q, "agent", a->name);
+    ev_t *reply = s_ledger(w, &q);
+    const char *code = NULL;
+    double ratio = 1.0;
+    if (proto_is_error(reply, &code)) {
+        if (s_transport_error(code)) {
+            s.status = "error";
+            s.ecode = PROTO_E_LEDGER_UNAVAILABLE;
+            s.choice.path = planned;
+            snprintf(s.choice.why, sizeof s.choice.why, "ledger did not answer: step not run");
+            snprintf(s.ereason, sizeof s.ereason, "ledger did not answer the spend query (%s)",
+                     code);
+            ev_destroy(&reply);
+            log_warn("step %s/%s refused: %s", task, step, s.ereason);
+            return s_result(a, &s);
+        }
+        /* any other answer: the reserve below gives the real reason */
+    }
+    else
+        ratio = agent_cost_ratio(reply, a->name);
+    ev_destroy(&reply);
+
+    /* 2. path */
+    const char *key = NULL;
+    int want = model >= 0 ? model : a->acfg->model;
+    bool have_key = true;
+    if (planned == PATH_LLM) {
+        int m = want;
+        if (ratio < cfg->small_ratio && a->acfg->small_model >= 0)
+            m = a->acfg->small_model;
+        have_key = m < 0 || s_have_key(cfg, m, &key);
+    }
+    agent_choose(cfg, a->acfg, planned, model, tool, ratio, have_key, &s.choice);
+
+    char *system = NULL, *user = NULL;
+    int64_t prompt_raw = 0, prompt_cal = 0, prompt_hold = 0, max_tokens = 0;
+    if (s.choice.path == PATH_LLM) {
+        const cfg_model_t *m = &cfg->models[s.choice.model];
+        system = strdup(a->acfg->system_prompt ? a->acfg->system_prompt
+                                               : role_system_prompt(a->role));
+        user = role_user_prompt(a->role, text, inputs, NULL);
+        prompt_raw = tokens_estimate_chat(system, user);
+        prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
+        prompt_hold = tokens_with_margin(prompt_cal);
+        max_tokens = agent_max_tokens(m, est.v[DIM_TOKENS], prompt_hold);
+        if (!system || !user || max_tokens < AGENT_MIN_OUTPUT_TOKENS) {
+            snprintf(s.choice.why, sizeof s.choice.why,
+                     "hold of %lld tokens leaves no room after a %lld-token prompt: local path",
+                     (long long)est.v[DIM_TOKENS], (long long)prompt_hold);
+            s.choice.path = PATH_LOCAL;
+            s.choice.model = -1;
+        }
+    }
+
+    /* 3. reserve the worst case */
+    proto_amounts_t hold;
+    agent_hold(cfg, &s.choice, &est, prompt_hold, &hold);
+    char rid[PROTO_MAX_ID + 1];
+    s_request_id(a, atomic_fetch_add(&a->seq, 1), 'r', rid, sizeof rid);
+    ev_t *rb = proto_body("reserve");
+    ev_set_str(rb, "request_id", rid);
+    ev_set_str(rb, "task", task);
+    ev_set_str(rb, "step", step);
+    proto_set_amounts(rb, "amounts", &hold);
+    int64_t ttl = cfg->hold_ttl_ms > 0 ? cfg->hold_ttl_ms : 60000;
+    if (ttl < hold.v[DIM_LATENCY_MS] + 30000)
+        ttl = hold.v[DIM_LATENCY_MS] + 30000;
+    ev_set_int(rb, "ttl_ms", ttl);
+    reply = s_ledger(w, &rb);
+    if (proto_is_error(reply, &code)) {
+        s.status = s_transport_error(code) ? "error" : "denied";
+        s.ecode = s_transport_error(code) ? PROTO_E_LEDGER_UNAVAILABLE : code;
+        snprintf(s.ereason, sizeof s.ereason, "%s%s",
+                 s_transport_error(code) ? "ledger did not answer the reserve: " : "",
+                 ev_get_str(reply, "reason", code ? code : "?"));
+        s.edetail = reply;
+        reply = NULL;
+        /* the code is borrowed from the reply: keep it alive in edetail */
+        log_info("step %s/%s not run: %s %s", task, step, s.ecode, s.ereason);
+        ev_t *r = s_result(a, &s);
+        free(system);
+        free(user);
+        return r;
+    }
+    snprintf(s.hold_id, sizeof s.hold_id, "%s", ev_get_str(reply, "hold_id", ""));
+    ev_destroy(&reply);
+
+    /* 4. execute */
+    int64_t t0 = s_now_ms();
+    switch (s.choice.path) {
+    case PATH_LLM:
+        s_run_llm(w, &s, system, user, prompt_raw, prompt_cal, max_tokens, &hold, key);
+        break;
+    case PATH_TOOL:
+        s_run_tool(w, &s, text, inputs, &hold);
+        break;
+    case PATH_LOCAL:
+        s.output = role_local(a->role, text, inputs);
+        s.actual.v[DIM_LATENCY_MS] = s_now_ms() - t0;
+        s.measured = AGENT_MEASURED_PROVIDER;
+        s.status = s.output ? "ok" : "error";
+        if (!s.output) {
+            s.ecode = PROTO_E_INTERNAL;
+            snprintf(s.ereason, sizeof s.ereason, "out of memory");
+        }
+        break;
+    }
+    free(system);
+    free(user);
+
+    /* 5. commit what was spent */
+    char err[512];
+    if (s_commit(w, s.hold_id, &s, err, sizeof err) != 0) {
+        log_error("step %s/%s: %s", task, step, err);
+        if (!s.ecode) {
+            s.status = "error";
+            s.ecode = PROTO_E_LEDGER_UNAVAILABLE;
+            snprintf(s.ereason, sizeof s.ereason, "%s", err);
+        }
+    }
+    return s_result(a, &s);
+}
+
+/* ---- pool ------------------------------------------------------------------ */
+static void *s_worker_main(void *arg)
+{
+    agent_t *a = arg;
+    s_worker_t w = {.agent = a};
+    w.ledger = bus_client_new(a->endpoint, &a->sec);
+    if (!w.ledger)
+        log_error("cannot connect a ledger client to %s: steps will be refused", a->endpoint);
+    w.llm = llm_new();
+    w.done = zsock_new_push(a->done_ep);
+    for (;;) {
+        pthread_mutex_lock(&a->lock);
+        while (!a->head && !a->stop)
+            pthread_cond_wait(&a->cond, &a->lock);
+        if (!a->head && a->stop) {
+            pthread_mutex_unlock(&a->lock);
+            break;
+        }
+        s_job_t *job = a->head;
+        a->head = job->next;
+        if (!a->head)
+            a->tail = NULL;
+        pthread_mutex_unlock(&a->lock);
+
+        const char *type = ev_get_str(job->req.body, "type", "");
+        if (strcmp(type, "step") == 0)
+            job->result = s_step(&w, job->req.body);
+        else
+            job->result = proto_error(PROTO_E_UNKNOWN_TYPE, "%s does not serve %s", a->name,
+                                      type);
+        if (!job->result)
+            job->result = proto_error(PROTO_E_INTERNAL, "out of memory");
+        zsock_send(w.done, "p", job);
+    }
+    zsock_destroy(&w.done);
+    llm_destroy(&w.llm);
+    bus_client_destroy(&w.ledger);
+    return NULL;
+}
+
+agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t errlen)
+{
+    if (!cfg || !opts || !opts->name || !opts->endpoint) {
+        snprintf(err, errlen, "missing configuration or options");
+        return NULL;
+    }
+    int idx = cfg_agent_index(cfg, opts->name);
+    if (idx < 0) {
+        snprintf(err, errlen, "%s is not an agent in %s", opts->name, cfg->path);
+        return NULL;
+    }
+    role_t role;
+    if (role_parse(cfg->agents[idx].role, &role) != 0) {
+        snprintf(err, errlen, "agent %s: unknown role %s", opts->name, cfg->agents[idx].role);
+        return NULL;
+    }
+    agent_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->cfg = cfg;
+    self->acfg = &cfg->agents[idx];
+    self->role = role;
+    snprintf(self->name, sizeof self->name, "%s", opts->name);
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", opts->endpoint);
+    snprintf(self->run_dir, sizeof self->run_dir, "%s", opts->run_dir ? opts->run_dir : "");
+    snprintf(self->self_dir, sizeof self->self_dir, "%s", opts->self_dir ? opts->self_dir : "");
+    bus_security_init(&self->sec, self->run_dir, self->name, opts->curve);
+    self->calib = tokens_calib_new();
+    self->boot_ms = s_wall_ms();
+    atomic_init(&self->seq, 1);
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->cond, NULL);
+    snprintf(self->done_ep, sizeof self->done_ep, "inproc://agent-done-%p", (void *)self);
+    if (!self->calib) {
+        agent_destroy(&self);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return self;
+}
+
+void agent_destroy(agent_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    agent_t *self = *self_p;
+    tokens_calib_destroy(&self->calib);
+    pthread_mutex_destroy(&self->lock);
+    pthread_cond_destroy(&self->cond);
+    free(self->threads);
+    free(self);
+    *self_p = NULL;
+}
+
+static void s_reply(bus_worker_t *worker, s_job_t *job)
+{
+    if (bus_worker_reply(worker, &job->req, &job->result, true) != 0)
+        log_warn("could not send a step result to the bus");
+    ev_destroy(&job->result);
+    bus_request_clear(&job->req);
+    free(job);
+}
+
+int agent_run(agent_t *self)
+{
+    int conc = self->acfg->concurrency > 0 ? self->acfg->concurrency : 4;
+    zsock_t *done = zsock_new_pull(self->done_ep);
+    bus_worker_t *worker = bus_worker_new(self->endpoint, self->name, conc, &self->sec);
+    if (!done || !worker) {
+        log_error("cannot connect to the bus at %s as %s", self->endpoint, self->name);
+        zsock_destroy(&done);
+        bus_worker_destroy(&worker);
+        return -1;
+    }
+    self->threads = calloc((size_t)conc, sizeof(pthread_t));
+    for (int i = 0; self->threads && i < conc; i++) {
+        if (pthread_create(&self->threads[i], NULL, s_worker_main, self) != 0)
+            break;
+        self->n_threads++;
+    }
+    if (self->n_threads == 0) {
+        log_error("cannot start worker threads");
+        zsock_destroy(&done);
+        bus_worker_destroy(&worker);
+        return -1;
+    }
+    log_info("serving %s (%s role) on %s with %d step%s at once%s", self->name,
+             role_name(self->role), self->endpoint, self->n_threads,
+             self->n_threads == 1 ? "" : "s", self->sec.curve ? "" : " (insecure)");
+
+    int in_flight = 0;
+    while (!zsys_interrupted) {
+        zmq_pollitem_t items[2] = {
+            {zsock_resolve(bus_worker_sock(worker)), 0, ZMQ_POLLIN, 0},
+            {zsock_resolve(done), 0, ZMQ_POLLIN, 0},
+        };
+        int rc = zmq_poll(items, 2, PROTO_HEARTBEAT_MS / 4);
+        if (rc < 0 && zsys_interrupted)
+            break;
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            void *p = NULL;
+            if (zsock_recv(done, "p", &p) == 0 && p) {
+                s_reply(worker, p);
+                in_flight--;
+            }
+        }
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            bus_request_t req;
+            memset(&req, 0, sizeof req);
+            if (bus_worker_recv(worker, &req, 0) == 1) {
+                s_job_t *job = calloc(1, sizeof *job);
+                if (!job) {
+                    ev_t *e = proto_error(PROTO_E_INTERNAL, "out of memory");
+                    bus_worker_reply(worker, &req, &e, true);
+                    bus_request_clear(&req);
+                }
+                else {
+                    job->req = req;
+                    pthread_mutex_lock(&self->lock);
+                    if (self->tail)
+                        self->tail->next = job;
+                    else
+                        self->head = job;
+                    self->tail = job;
+                    pthread_cond_signal(&self->cond);
+                    pthread_mutex_unlock(&self->lock);
+                    in_flight++;
+                }
+            }
+        }
+        bus_worker_tick(worker);
+    }
+    log_info("stopping: %d step%s in flight", in_flight, in_flight == 1 ? "" : "s");
+    pthread_mutex_lock(&self->lock);
+    self->stop = true;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->lock);
+    for (int i = 0; i < self->n_threads; i++)
+        pthread_join(self->threads[i], NULL);
+    /* answer the steps that finished while we were stopping */
+    zsock_set_rcvtimeo(done, 0);
+    void *p = NULL;
+    while (zsock_recv(done, "p", &p) == 0 && p) {
+        s_reply(worker, p);
+        p = NULL;
+    }
+    bus_worker_destroy(&worker);
+    zsock_destroy(&done);
+    return 0;
+}

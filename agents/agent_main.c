@@ -1,0 +1,169 @@
+/*  agent_main.c - the cto_agent, coo_agent and reconcile_gpt processes.
+
+      cto_agent [--home DIR] [--config FILE] [--endpoint E] [--insecure] [--name NAME]
+
+    The name (which picks the agent's entry in the config, its certificate
+    and its service on the bus) is --name, else the name this binary was
+    built as (AGENT_NAME), else the program's file name. The config is
+    --config, else $EMADS_CONFIG, else config/emads.yaml. The run directory is
+    --home, else the config's run_dir, else the usual resolution (rundir.h).
+    The bus endpoint is --endpoint, else the config's, else
+    ipc://<run>/bus.sock. Exit codes: 0 clean stop, 1 runtime failure, 2
+    usage or configuration error.
+*/
+#include <curl/curl.h>
+#include <czmq.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agents/agent.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/rundir.h"
+
+#ifndef AGENT_NAME
+#define AGENT_NAME NULL
+#endif
+
+static void s_usage(FILE *f, const char *prog)
+{
+    fprintf(f,
+            "usage: %s [--home DIR] [--config FILE] [--endpoint E] [--insecure] [--name NAME]\n"
+            "Serves one emads agent on the bus: steps run under a ledger hold.\n",
+            prog);
+}
+
+static void s_write_pid(const char *run_dir, const char *name, char *path, size_t pathlen)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "pids/%s.pid", name);
+    path[0] = '\0';
+    if (rundir_path(run_dir, rel, path, pathlen) != 0)
+        return;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        path[0] = '\0';
+        return;
+    }
+    fprintf(f, "%d\n", (int)getpid());
+    fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+    const char *home = NULL, *config = NULL, *endpoint = NULL, *name = AGENT_NAME;
+    bool insecure = false;
+    char prog[256];
+    snprintf(prog, sizeof prog, "%s", argc > 0 ? argv[0] : "agent");
+    const char *base = basename(prog);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--insecure") == 0)
+            insecure = true;
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            s_usage(stdout, base);
+            return 0;
+        }
+        else if (strcmp(a, "--foreground") == 0) {
+            /* agents always run in the foreground; accepted like the daemons */
+        }
+        else if (i + 1 < argc && strcmp(a, "--home") == 0)
+            home = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--config") == 0)
+            config = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--endpoint") == 0)
+            endpoint = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--name") == 0)
+            name = argv[++i];
+        else {
+            fprintf(stderr, "%s: unknown or incomplete option %s\n", base, a);
+            s_usage(stderr, base);
+            return 2;
+        }
+    }
+    if (!name)
+        name = base;
+    log_init(name, LOG_LVL_INFO);
+    if (!config)
+        config = getenv("EMADS_CONFIG");
+    if (!config || !*config)
+        config = "config/emads.yaml";
+
+    cfg_errors_t errors = {0};
+    cfg_t *cfg = cfg_load(config, &errors);
+    if (!cfg) {
+        for (int i = 0; i < errors.count; i++)
+            fprintf(stderr, "%s:%d: %s: %s\n", errors.items[i].file, errors.items[i].line,
+                    errors.items[i].key, errors.items[i].reason);
+        if (errors.count == 0)
+            fprintf(stderr, "%s: cannot load %s\n", base, config);
+        cfg_errors_free(&errors);
+        return 2;
+    }
+    cfg_errors_free(&errors);
+
+    char run_dir[PATH_MAX];
+    if (!home && cfg->run_dir[0])
+        home = cfg->run_dir;
+    if (rundir_resolve(home, run_dir, sizeof run_dir) != 0) {
+        fprintf(stderr, "%s: cannot resolve the run directory (use --home)\n", base);
+        cfg_destroy(&cfg);
+        return 2;
+    }
+    char ep[PATH_MAX + 32];
+    if (endpoint)
+        snprintf(ep, sizeof ep, "%s", endpoint);
+    else if (cfg->bus_endpoint[0])
+        snprintf(ep, sizeof ep, "%s", cfg->bus_endpoint);
+    else
+        snprintf(ep, sizeof ep, "ipc://%s/bus.sock", run_dir);
+
+    char self_dir[PATH_MAX] = "";
+    ssize_t n = readlink("/proc/self/exe", self_dir, sizeof self_dir - 1);
+    if (n > 0) {
+        self_dir[n] = '\0';
+        char *slash = strrchr(self_dir, '/');
+        if (slash)
+            *slash = '\0';
+    }
+    else
+        self_dir[0] = '\0';
+
+    if (insecure)
+        log_warn("--insecure: no CURVE authentication, the bus trusts any peer");
+    bool curve = cfg->curve && !insecure;
+
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    zsys_init();
+    zsys_catch_interrupts(); /* SIGINT/SIGTERM set zsys_interrupted */
+
+    char err[512];
+    agent_opts_t opts = {.name = name,
+                         .endpoint = ep,
+                         .run_dir = run_dir,
+                         .curve = curve,
+                         .self_dir = self_dir[0] ? self_dir : NULL};
+    agent_t *agent = agent_new(cfg, &opts, err, sizeof err);
+    if (!agent) {
+        fprintf(stderr, "%s: %s\n", base, err);
+        cfg_destroy(&cfg);
+        curl_global_cleanup();
+        return 2;
+    }
+    char pidfile[PATH_MAX + 64];
+    s_write_pid(run_dir, name, pidfile, sizeof pidfile);
+    int rc = agent_run(agent);
+    agent_destroy(&agent);
+    if (pidfile[0])
+        unlink(pidfile);
+    cfg_destroy(&cfg);
+    curl_global_cleanup();
+    log_info("stopped");
+    return rc == 0 ? 0 : 1;
+}

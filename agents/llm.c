@@ -1,0 +1,398 @@
+/*  llm.c - chat completions over libcurl with retries inside the hold.
+
+    One curl easy handle per llm_t, reset before each attempt. Every attempt
+    gets CURLOPT_TIMEOUT_MS = the time left until the call's deadline, so the
+    call as a whole never outlives the hold's latency. The write callback
+    stops the transfer once the body passes the cap. Retries (429, 5xx,
+    connection failures) wait llm_backoff_ms() and only start when the wait
+    plus a minimal attempt still fit before the deadline.
+*/
+#include "agents/llm.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define LLM_DEFAULT_CAP     (1024 * 1024)
+#define LLM_MIN_ATTEMPT_MS  50 /* do not start an attempt with less time left */
+
+struct _llm_t {
+    CURL *curl;
+};
+
+typedef struct {
+    char *data;
+    size_t len, cap, limit;
+    bool overflow;
+} s_buf_t;
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static size_t s_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    s_buf_t *b = arg;
+    size_t n = size * nmemb;
+    if (b->len + n > b->limit) {
+        b->overflow = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return 0;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static size_t s_header(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    int64_t *retry_after = arg;
+    size_t n = size * nmemb;
+    static const char key[] = "retry-after:";
+    if (n > sizeof key - 1 && strncasecmp(ptr, key, sizeof key - 1) == 0) {
+        char tmp[32];
+        size_t l = n - (sizeof key - 1);
+        if (l >= sizeof tmp)
+            l = sizeof tmp - 1;
+        memcpy(tmp, ptr + sizeof key - 1, l);
+        tmp[l] = '\0';
+        long v = strtol(tmp, NULL, 10);
+        if (v > 0 && v < 3600)
+            *retry_after = v;
+    }
+    return n;
+}
+
+llm_t *llm_new(void)
+{
+    llm_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->curl = curl_easy_init();
+    if (!self->curl) {
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void llm_destroy(llm_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    curl_easy_cleanup((*self_p)->curl);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void llm_response_clear(llm_response_t *resp)
+{
+    if (!resp)
+        return;
+    free(resp->content);
+    memset(resp, 0, sizeof *resp);
+}
+
+void llm_result_clear(llm_result_t *res)
+{
+    if (!res)
+        return;
+    llm_response_clear(&res->resp);
+    memset(res, 0, sizeof *res);
+}
+
+bool llm_retryable_status(long status)
+{
+    return status == 429 || (status >= 500 && status <= 599);
+}
+
+int64_t llm_backoff_ms(int attempt, int64_t retry_after_s)
+{
+    int64_t ms = 100;
+    for (int i = 1; i < attempt && ms < 2000; i++)
+        ms *= 2;
+    if (ms > 2000)
+        ms = 2000;
+    if (retry_after_s > 0 && retry_after_s * 1000 > ms)
+        ms = retry_after_s * 1000;
+    return ms;
+}
+
+char *llm_build_request(const char *model, const char *system, const char *user,
+                        int64_t max_tokens)
+{
+    json_t *root = json_object();
+    json_t *msgs = json_array();
+    if (!root || !msgs) {
+        json_decref(root);
+        json_decref(msgs);
+        return NULL;
+    }
+    json_object_set_new(root, "model", json_string(model ? model : ""));
+    if (system)
+        json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
+    json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content",
+                                          user ? user : ""));
+    json_object_set_new(root, "messages", msgs);
+    json_object_set_new(root, "max_tokens", json_integer(max_tokens));
+    json_object_set_new(root, "stream", json_false());
+    char *out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out;
+}
+
+static bool s_get_count(json_t *obj, const char *key, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *err,
+                       size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errlen, "response is not JSON: %s (offset %d)", jerr.text, jerr.position);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "response is not a JSON object");
+        goto done;
+    }
+    json_t *choices = json_object_get(root, "choices");
+    if (!json_is_array(choices) || json_array_size(choices) == 0) {
+        snprintf(err, errlen, "response has no choices");
+        goto done;
+    }
+    json_t *choice = json_array_get(choices, 0);
+    json_t *message = json_object_get(choice, "message");
+    json_t *content = json_object_get(message, "content");
+    if (!json_is_string(content)) {
+        snprintf(err, errlen, "choices[0].message.content is missing or not a string");
+        goto done;
+    }
+    out->content = strndup(json_string_value(content), json_string_length(content));
+    if (!out->content) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    json_t *model = json_object_get(root, "model");
+    if (json_is_string(model))
+        snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
+    json_t *fin = json_object_get(choice, "finish_reason");
+    if (json_is_string(fin))
+        snprintf(out->finish_reason, sizeof out->finish_reason, "%s", json_string_value(fin));
+    json_t *usage = json_object_get(root, "usage");
+    if (json_is_object(usage) && s_get_count(usage, "prompt_tokens", &out->prompt_tokens) &&
+        s_get_count(usage, "completion_tokens", &out->completion_tokens))
+        out->has_usage = true;
+    else
+        out->prompt_tokens = out->completion_tokens = 0;
+    rc = 0;
+done:
+    json_decref(root);
+    return rc;
+}
+
+void llm_error_message(const char *body, size_t len, char *out, size_t outlen)
+{
+    if (!outlen)
+        return;
+    out[0] = '\0';
+    if (!body || !len)
+        return;
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const char *msg = NULL;
+    if (root) {
+        json_t *e = json_object_get(root, "error");
+        if (json_is_string(e))
+            msg = json_string_value(e);
+        else if (json_is_object(e) && json_is_string(json_object_get(e, "message")))
+            msg = json_string_value(json_object_get(e, "message"));
+        else if (json_is_string(json_object_get(root, "message")))
+            msg = json_string_value(json_object_get(root, "message"));
+    }
+    if (msg)
+        snprintf(out, outlen, "%s", msg);
+    else {
+        /* plain text: first line, printable bytes only */
+        size_t o = 0;
+        for (size_t i = 0; i < len && o + 1 < outlen && body[i] != '\n'; i++) {
+            unsigned char c = (unsigned char)body[i];
+            out[o++] = (c >= 0x20 && c != 0x7f) ? (char)c : '?';
+        }
+        out[o] = '\0';
+    }
+    json_decref(root);
+}
+
+/* One HTTP attempt. Returns the curl code; fills status and buf. */
+static CURLcode s_attempt(llm_t *self, const char *url, struct curl_slist *headers,
+                          const char *payload, int64_t timeout_ms, s_buf_t *buf, long *status,
+                          int64_t *retry_after)
+{
+    CURL *c = self->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms < 3000 ? timeout_ms : 3000));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, buf);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, retry_after);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)buf->limit);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "emads-agent/1");
+    CURLcode cc = curl_easy_perform(c);
+    *status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    return cc;
+}
+
+int llm_call(llm_t *self, const llm_request_t *req, llm_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    int64_t start = s_now_ms();
+    if (!self || !req || !req->base_url || !req->model || req->max_tokens <= 0 ||
+        req->timeout_ms <= 0) {
+        res->status = LLM_ERR_INTERNAL;
+        snprintf(res->error, sizeof res->error, "invalid LLM request (max_tokens %lld)",
+                 req ? (long long)req->max_tokens : 0LL);
+        return -1;
+    }
+    int64_t deadline = start + req->timeout_ms;
+    int max_retries = req->max_retries < 0 ? 3 : req->max_retries;
+    size_t limit = req->max_response_bytes > 0 ? (size_t)req->max_response_bytes
+                                               : (size_t)LLM_DEFAULT_CAP;
+
+    char url[512];
+    size_t bl = strlen(req->base_url);
+    while (bl > 0 && req->base_url[bl - 1] == '/')
+        bl--;
+    if (bl + sizeof "/chat/completions" > sizeof url) {
+        res->status = LLM_ERR_INTERNAL;
+        snprintf(res->error, sizeof res->error, "provider base_url is too long");
+        return -1;
+    }
+    snprintf(url, sizeof url, "%.*s/chat/completions", (int)bl, req->base_url);
+
+    char *payload = llm_build_request(req->model, req->system, req->user, req->max_tokens);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Expect:");
+    if (req->api_key && *req->api_key) {
+        char auth[1024];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", req->api_key);
+        headers = curl_slist_append(headers, auth);
+    }
+    if (!payload || !headers) {
+        free(payload);
+        curl_slist_free_all(headers);
+        res->status = LLM_ERR_INTERNAL;
+        snprintf(res->error, sizeof res->error, "out of memory");
+        return -1;
+    }
+
+    s_buf_t buf = {.limit = limit};
+    for (int attempt = 1;; attempt++) {
+        int64_t left = deadline - s_now_ms();
+        if (left < 1)
+            left = 1;
+        buf.len = 0;
+        buf.overflow = false;
+        if (buf.data)
+            buf.data[0] = '\0';
+        int64_t retry_after = 0;
+        long status = 0;
+        res->attempts = attempt;
+        CURLcode cc = s_attempt(self, url, headers, payload, left, &buf, &status, &retry_after);
+        res->http_status = status;
+        res->response_bytes = buf.len;
+
+        bool retry = false;
+        if (cc == CURLE_OK && status >= 200 && status < 300) {
+            char err[200];
+            if (llm_parse_response(buf.data, buf.len, &res->resp, err, sizeof err) == 0)
+                res->status = LLM_OK;
+            else {
+                res->status = LLM_ERR_MALFORMED;
+                snprintf(res->error, sizeof res->error, "malformed provider response: %s", err);
+            }
+        }
+        else if (cc == CURLE_OK) {
+            char msg[160];
+            llm_error_message(buf.data, buf.len, msg, sizeof msg);
+            res->status = LLM_ERR_HTTP;
+            snprintf(res->error, sizeof res->error, "provider answered HTTP %ld%s%s", status,
+                     *msg ? ": " : "", msg);
+            retry = llm_retryable_status(status);
+        }
+        else if (buf.overflow || cc == CURLE_FILESIZE_EXCEEDED) {
+            res->status = LLM_ERR_TOO_LARGE;
+            snprintf(res->error, sizeof res->error, "provider response exceeds %zu bytes", limit);
+        }
+        else if (cc == CURLE_OPERATION_TIMEDOUT) {
+            res->status = LLM_ERR_TIMEOUT;
+            snprintf(res->error, sizeof res->error,
+                     "provider did not answer within the hold's latency (%lld ms)",
+                     (long long)req->timeout_ms);
+        }
+        else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+                 cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING) {
+            res->status = LLM_ERR_CONNECT;
+            snprintf(res->error, sizeof res->error, "cannot reach provider at %.120s: %s", url,
+                     curl_easy_strerror(cc));
+            retry = true;
+        }
+        else {
+            res->status = LLM_ERR_CONNECT;
+            snprintf(res->error, sizeof res->error, "provider request failed: %s",
+                     curl_easy_strerror(cc));
+        }
+        if (!retry || attempt > max_retries)
+            break;
+        int64_t wait = llm_backoff_ms(attempt, retry_after);
+        if (s_now_ms() + wait + LLM_MIN_ATTEMPT_MS > deadline)
+            break; /* no room left in the latency hold */
+        s_sleep_ms(wait);
+    }
+    free(buf.data);
+    free(payload);
+    curl_slist_free_all(headers);
+    res->elapsed_ms = s_now_ms() - start;
+    return res->status == LLM_OK ? 0 : -1;
+}

@@ -1,0 +1,186 @@
+/*  tokens.c - token estimation and per-model calibration (see tokens.h).
+
+    The estimator walks the text once, byte by byte, so it costs O(n) and
+    never allocates. The calibration table is a small fixed array guarded by a
+    mutex: agents run a handful of models, and each step touches it twice.
+    Sums decay by CALIB_DECAY on every observation so the ratio follows a
+    provider that changes its tokeniser or a workload whose text changes.
+*/
+#include "agents/tokens.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CALIB_MODELS    32
+#define CALIB_MIN_TOKENS 64.0 /* estimated tokens seen before the ratio is used */
+#define CALIB_DECAY     0.9
+#define CALIB_MIN_RATIO 0.25
+#define CALIB_MAX_RATIO 4.0
+
+static int s_is_alpha(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int s_is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+int64_t tokens_estimate(const char *s, size_t len)
+{
+    if (!s)
+        return 0;
+    const unsigned char *p = (const unsigned char *)s;
+    int64_t tokens = 0;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = p[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v') {
+            i++;
+            /* runs of newlines or indentation are one token of their own */
+            if ((c == '\n' || c == '\t') && i < len && (p[i] == '\n' || p[i] == '\t' ||
+                                                        p[i] == ' ')) {
+                while (i < len && (p[i] == '\n' || p[i] == '\t' || p[i] == ' '))
+                    i++;
+                tokens++;
+            }
+        }
+        else if (s_is_alpha(c)) {
+            size_t start = i;
+            while (i < len && s_is_alpha(p[i]))
+                i++;
+            tokens += 1 + (int64_t)(i - start - 1) / 5;
+        }
+        else if (s_is_digit(c)) {
+            size_t start = i;
+            while (i < len && s_is_digit(p[i]))
+                i++;
+            tokens += ((int64_t)(i - start) + 2) / 3;
+        }
+        else if (c < 0x80) {
+            tokens++; /* punctuation or control */
+            i++;
+        }
+        else {
+            /* one code point: a lead byte and its continuation bytes */
+            i++;
+            while (i < len && (p[i] & 0xC0) == 0x80)
+                i++;
+            tokens++;
+        }
+    }
+    return tokens;
+}
+
+int64_t tokens_estimate_str(const char *s)
+{
+    return s ? tokens_estimate(s, strlen(s)) : 0;
+}
+
+int64_t tokens_estimate_chat(const char *system, const char *user)
+{
+    int64_t t = TOKENS_REPLY_PRIME;
+    if (system)
+        t += TOKENS_PER_MESSAGE + tokens_estimate_str(system);
+    if (user)
+        t += TOKENS_PER_MESSAGE + tokens_estimate_str(user);
+    return t;
+}
+
+int64_t tokens_with_margin(int64_t estimate)
+{
+    if (estimate < 0)
+        estimate = 0;
+    return estimate + (estimate + 9) / 10 + 8;
+}
+
+/* ---- calibration -------------------------------------------------------- */
+typedef struct {
+    char model[64];
+    double estimated; /* decayed sums */
+    double reported;
+} s_calib_row_t;
+
+struct _tokens_calib_t {
+    pthread_mutex_t lock;
+    s_calib_row_t rows[CALIB_MODELS];
+    int n_rows;
+};
+
+tokens_calib_t *tokens_calib_new(void)
+{
+    tokens_calib_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    pthread_mutex_init(&self->lock, NULL);
+    return self;
+}
+
+void tokens_calib_destroy(tokens_calib_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    pthread_mutex_destroy(&(*self_p)->lock);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+/* Find (or with create, add) the row for model; caller holds the lock. */
+static s_calib_row_t *s_row(tokens_calib_t *self, const char *model, int create)
+{
+    if (!model)
+        model = "";
+    for (int i = 0; i < self->n_rows; i++)
+        if (strncmp(self->rows[i].model, model, sizeof self->rows[i].model - 1) == 0)
+            return &self->rows[i];
+    if (!create)
+        return NULL;
+    s_calib_row_t *row;
+    if (self->n_rows < CALIB_MODELS)
+        row = &self->rows[self->n_rows++];
+    else
+        row = &self->rows[CALIB_MODELS - 1]; /* table full: reuse the last row */
+    memset(row, 0, sizeof *row);
+    strncpy(row->model, model, sizeof row->model - 1);
+    return row;
+}
+
+void tokens_calib_observe(tokens_calib_t *self, const char *model, int64_t estimated,
+                          int64_t reported)
+{
+    if (!self || estimated <= 0 || reported <= 0)
+        return;
+    pthread_mutex_lock(&self->lock);
+    s_calib_row_t *row = s_row(self, model, 1);
+    row->estimated = row->estimated * CALIB_DECAY + (double)estimated;
+    row->reported = row->reported * CALIB_DECAY + (double)reported;
+    pthread_mutex_unlock(&self->lock);
+}
+
+double tokens_calib_ratio(tokens_calib_t *self, const char *model)
+{
+    if (!self)
+        return 1.0;
+    double ratio = 1.0;
+    pthread_mutex_lock(&self->lock);
+    s_calib_row_t *row = s_row(self, model, 0);
+    if (row && row->estimated >= CALIB_MIN_TOKENS)
+        ratio = row->reported / row->estimated;
+    pthread_mutex_unlock(&self->lock);
+    if (ratio < CALIB_MIN_RATIO)
+        ratio = CALIB_MIN_RATIO;
+    if (ratio > CALIB_MAX_RATIO)
+        ratio = CALIB_MAX_RATIO;
+    return ratio;
+}
+
+int64_t tokens_calib_apply(tokens_calib_t *self, const char *model, int64_t estimate)
+{
+    if (estimate <= 0)
+        return 0;
+    double scaled = ceil((double)estimate * tokens_calib_ratio(self, model) - 1e-9);
+    return scaled < 1.0 ? 1 : (int64_t)scaled;
+}

@@ -1,0 +1,1584 @@
+/*  ledger.c - the budget ledger core (see ledger.h for the model).
+
+    Everything lives in memory: accounts, holds and request records are
+    allocated one by one and indexed by small open-addressing hash tables
+    keyed by string (rows are never deleted, so the tables need no
+    tombstones). Holds waiting for expiry sit in a binary min-heap on
+    expires_ms with lazy deletion: a hold resolved before it expires stays in
+    the heap until it reaches the top and is then dropped.
+
+    Every operation follows the same shape: look the (sender, request_id) up
+    in the request table (a retry returns the stored reply), check the
+    parameters and the state, apply the effects to every account at once or
+    to none, record the reply, and note what changed for the journal and what
+    happened for events and alerts. Time comes in as an argument only.
+*/
+#include "budgets/ledger.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The dimension names, as on the wire (proto_dim_names, kept here so the
+   core links without the codec). */
+static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
+                                                   "cost_uusd"};
+
+/* ---- small containers --------------------------------------------------- */
+
+typedef struct {
+    void **items;
+    size_t n, cap;
+} s_vec_t;
+
+static int s_vec_push(s_vec_t *v, void *item)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        void **items = realloc(v->items, cap * sizeof *items);
+        if (!items)
+            return -1;
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->n++] = item;
+    return 0;
+}
+
+static void s_vec_free(s_vec_t *v)
+{
+    free(v->items);
+    memset(v, 0, sizeof *v);
+}
+
+typedef struct {
+    const char *key; /* points into the value */
+    void *val;
+    uint64_t hash;
+} s_slot_t;
+
+typedef struct {
+    s_slot_t *slots;
+    size_t cap, n; /* cap is a power of two */
+} s_map_t;
+
+static uint64_t s_fnv(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+#define S_FNV_INIT 14695981039346656037ULL
+
+static void *s_map_get(const s_map_t *m, const char *key)
+{
+    if (!m->cap)
+        return NULL;
+    uint64_t h = s_fnv(S_FNV_INIT, key, strlen(key));
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->slots[i].key)
+            return NULL;
+        if (m->slots[i].hash == h && strcmp(m->slots[i].key, key) == 0)
+            return m->slots[i].val;
+    }
+}
+
+static int s_map_put(s_map_t *m, const char *key, void *val)
+{
+    if ((m->n + 1) * 4 >= m->cap * 3) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        s_slot_t *slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].key)
+                continue;
+            size_t j = m->slots[i].hash & (cap - 1);
+            while (slots[j].key)
+                j = (j + 1) & (cap - 1);
+            slots[j] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = slots;
+        m->cap = cap;
+    }
+    uint64_t h = s_fnv(S_FNV_INIT, key, strlen(key));
+    size_t i = h & (m->cap - 1);
+    while (m->slots[i].key) {
+        if (m->slots[i].hash == h && strcmp(m->slots[i].key, key) == 0)
+            return -1; /* duplicate */
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->slots[i].key = key;
+    m->slots[i].val = val;
+    m->slots[i].hash = h;
+    m->n++;
+    return 0;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+typedef struct s_hold s_hold_t;
+
+typedef struct {
+    ledger_account_row_t row; /* first: a row pointer is an account pointer */
+    bool dirty;
+    s_vec_t holds;  /* task accounts: every hold of the task */
+    s_vec_t agents; /* task accounts: the agent accounts of the task */
+} s_account_t;
+
+struct s_hold {
+    ledger_hold_row_t row;
+    bool dirty;
+};
+
+typedef struct {
+    ledger_request_row_t row;
+    bool dirty;
+    char key[LEDGER_NAME_MAX + LEDGER_ID_MAX + 2];
+} s_request_t;
+
+typedef struct {
+    char key[LEDGER_NAME_MAX + 16 + LEDGER_MODEL_MAX + 3];
+    char agent[LEDGER_NAME_MAX + 1], path[16], model[LEDGER_MODEL_MAX + 1];
+    int64_t count, estimated_count;
+    proto_amounts_t sum;
+} s_hist_t;
+
+struct _ledger_t {
+    ledger_config_t cfg;
+    s_map_t accounts_by_key, holds_by_id, requests_by_key, hist_by_key;
+    s_vec_t accounts, holds, requests, hist; /* insertion order */
+    s_vec_t heap;                            /* s_hold_t *, min on expires_ms */
+    int64_t seq;
+    /* changes since the last clear */
+    s_vec_t dirty_accounts, dirty_holds, dirty_requests;
+    ledger_entry_t *entries;
+    size_t n_entries, cap_entries;
+    ledger_note_t *notes;
+    size_t n_notes, cap_notes;
+};
+
+static const char *const s_code_names[] = {
+    NULL,
+    PROTO_E_INVALID,
+    PROTO_E_FORBIDDEN,
+    PROTO_E_EXCEEDS_BUDGET,
+    PROTO_E_UNKNOWN_TASK,
+    PROTO_E_TASK_CLOSED,
+    PROTO_E_TASK_EXISTS,
+    PROTO_E_HOLD_NOT_FOUND,
+    PROTO_E_HOLD_COMMITTED,
+    PROTO_E_HOLD_VOIDED,
+    PROTO_E_EXISTS_DIFFERENT,
+    PROTO_E_INTERNAL,
+};
+
+const char *ledger_code_name(ledger_code_t code)
+{
+    if ((unsigned)code >= sizeof s_code_names / sizeof s_code_names[0])
+        return PROTO_E_INTERNAL;
+    return s_code_names[code];
+}
+
+const char *ledger_kind_name(ledger_kind_t k)
+{
+    return k == LEDGER_KIND_TASK ? "task" : k == LEDGER_KIND_AGENT ? "agent" : "global";
+}
+
+const char *ledger_hold_state_name(ledger_hold_state_t s)
+{
+    switch (s) {
+    case LEDGER_HOLD_HELD:
+        return "held";
+    case LEDGER_HOLD_COMMITTED:
+        return "committed";
+    case LEDGER_HOLD_VOIDED:
+        return "voided";
+    case LEDGER_HOLD_EXPIRED:
+        return "expired";
+    }
+    return "?";
+}
+
+static void s_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= size)
+        n = size - 1;
+    memset(dst, 0, size);
+    if (n)
+        memcpy(dst, src, n);
+}
+
+static void s_unlimited(proto_amounts_t *a)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        a->v[d] = -1;
+}
+
+void ledger_config_defaults(ledger_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    s_unlimited(&cfg->total_task_budget);
+    s_unlimited(&cfg->global_limit);
+    cfg->global_period = LEDGER_PERIOD_NONE;
+    cfg->hold_ttl_ms = 60000;
+    cfg->max_ttl_ms = 24LL * 3600 * 1000;
+}
+
+ledger_t *ledger_new(const ledger_config_t *cfg)
+{
+    ledger_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    if (cfg)
+        self->cfg = *cfg;
+    else
+        ledger_config_defaults(&self->cfg);
+    if (self->cfg.hold_ttl_ms <= 0)
+        self->cfg.hold_ttl_ms = 60000;
+    if (self->cfg.max_ttl_ms <= 0)
+        self->cfg.max_ttl_ms = 24LL * 3600 * 1000;
+    if (self->cfg.n_budgets < 0 || self->cfg.n_budgets > LEDGER_MAX_BUDGETS)
+        self->cfg.n_budgets = 0;
+    return self;
+}
+
+void ledger_destroy(ledger_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    ledger_t *self = *self_p;
+    for (size_t i = 0; i < self->accounts.n; i++) {
+        s_account_t *a = self->accounts.items[i];
+        s_vec_free(&a->holds);
+        s_vec_free(&a->agents);
+        free(a);
+    }
+    for (size_t i = 0; i < self->holds.n; i++)
+        free(self->holds.items[i]);
+    for (size_t i = 0; i < self->requests.n; i++)
+        free(self->requests.items[i]);
+    for (size_t i = 0; i < self->hist.n; i++)
+        free(self->hist.items[i]);
+    s_vec_free(&self->accounts);
+    s_vec_free(&self->holds);
+    s_vec_free(&self->requests);
+    s_vec_free(&self->hist);
+    s_vec_free(&self->heap);
+    s_vec_free(&self->dirty_accounts);
+    s_vec_free(&self->dirty_holds);
+    s_vec_free(&self->dirty_requests);
+    free(self->accounts_by_key.slots);
+    free(self->holds_by_id.slots);
+    free(self->requests_by_key.slots);
+    free(self->hist_by_key.slots);
+    free(self->entries);
+    free(self->notes);
+    free(self);
+    *self_p = NULL;
+}
+
+const ledger_config_t *ledger_config(const ledger_t *self)
+{
+    return &self->cfg;
+}
+
+/* ---- change tracking ---------------------------------------------------- */
+
+static int s_dirty_account(ledger_t *self, s_account_t *a)
+{
+    if (a->dirty)
+        return 0;
+    if (s_vec_push(&self->dirty_accounts, a) != 0)
+        return -1;
+    a->dirty = true;
+    return 0;
+}
+
+static int s_dirty_hold(ledger_t *self, s_hold_t *h)
+{
+    if (h->dirty)
+        return 0;
+    if (s_vec_push(&self->dirty_holds, h) != 0)
+        return -1;
+    h->dirty = true;
+    return 0;
+}
+
+static int s_entry(ledger_t *self, ledger_entry_kind_t kind, const s_hold_t *h, int64_t now_ms)
+{
+    if (self->n_entries == self->cap_entries) {
+        size_t cap = self->cap_entries ? self->cap_entries * 2 : 64;
+        ledger_entry_t *e = realloc(self->entries, cap * sizeof *e);
+        if (!e)
+            return -1;
+        self->entries = e;
+        self->cap_entries = cap;
+    }
+    ledger_entry_t *e = &self->entries[self->n_entries++];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->at_ms = now_ms;
+    s_copy(e->hold_id, sizeof e->hold_id, h->row.hold_id);
+    return 0;
+}
+
+static ledger_note_t *s_note(ledger_t *self, ledger_note_kind_t kind, int64_t now_ms)
+{
+    if (self->n_notes == self->cap_notes) {
+        size_t cap = self->cap_notes ? self->cap_notes * 2 : 32;
+        ledger_note_t *n = realloc(self->notes, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        self->notes = n;
+        self->cap_notes = cap;
+    }
+    ledger_note_t *n = &self->notes[self->n_notes++];
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->at_ms = now_ms;
+    return n;
+}
+
+static void s_note_hold(ledger_note_t *n, const s_hold_t *h)
+{
+    if (!n)
+        return;
+    s_copy(n->task, sizeof n->task, h->row.task);
+    s_copy(n->agent, sizeof n->agent, h->row.agent);
+    s_copy(n->step, sizeof n->step, h->row.step);
+    s_copy(n->hold_id, sizeof n->hold_id, h->row.hold_id);
+    n->amounts = h->row.amounts;
+    n->actual = h->row.actual;
+}
+
+const ledger_note_t *ledger_notes(const ledger_t *self, size_t *count)
+{
+    *count = self->n_notes;
+    return self->notes;
+}
+
+void ledger_notes_clear(ledger_t *self)
+{
+    self->n_notes = 0;
+}
+
+void ledger_changes(const ledger_t *self, ledger_changes_t *out)
+{
+    out->accounts = (const ledger_account_row_t **)self->dirty_accounts.items;
+    out->n_accounts = self->dirty_accounts.n;
+    out->holds = (const ledger_hold_row_t **)self->dirty_holds.items;
+    out->n_holds = self->dirty_holds.n;
+    out->requests = (const ledger_request_row_t **)self->dirty_requests.items;
+    out->n_requests = self->dirty_requests.n;
+    out->entries = self->entries;
+    out->n_entries = self->n_entries;
+}
+
+void ledger_changes_clear(ledger_t *self)
+{
+    for (size_t i = 0; i < self->dirty_accounts.n; i++)
+        ((s_account_t *)self->dirty_accounts.items[i])->dirty = false;
+    for (size_t i = 0; i < self->dirty_holds.n; i++)
+        ((s_hold_t *)self->dirty_holds.items[i])->dirty = false;
+    for (size_t i = 0; i < self->dirty_requests.n; i++)
+        ((s_request_t *)self->dirty_requests.items[i])->dirty = false;
+    self->dirty_accounts.n = 0;
+    self->dirty_holds.n = 0;
+    self->dirty_requests.n = 0;
+    self->n_entries = 0;
+}
+
+/* ---- heap of holds by expiry -------------------------------------------- */
+
+static bool s_heap_less(const s_vec_t *hp, size_t i, size_t j)
+{
+    const s_hold_t *a = hp->items[i], *b = hp->items[j];
+    if (a->row.expires_ms != b->row.expires_ms)
+        return a->row.expires_ms < b->row.expires_ms;
+    return a->row.seq < b->row.seq;
+}
+
+static void s_heap_swap(s_vec_t *hp, size_t i, size_t j)
+{
+    void *t = hp->items[i];
+    hp->items[i] = hp->items[j];
+    hp->items[j] = t;
+}
+
+static int s_heap_push(ledger_t *self, s_hold_t *h)
+{
+    s_vec_t *hp = &self->heap;
+    if (s_vec_push(hp, h) != 0)
+        return -1;
+    size_t i = hp->n - 1;
+    while (i > 0 && s_heap_less(hp, i, (i - 1) / 2)) {
+        s_heap_swap(hp, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    return 0;
+}
+
+static void s_heap_pop(ledger_t *self)
+{
+    s_vec_t *hp = &self->heap;
+    if (!hp->n)
+        return;
+    hp->items[0] = hp->items[--hp->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < hp->n && s_heap_less(hp, l, m))
+            m = l;
+        if (r < hp->n && s_heap_less(hp, r, m))
+            m = r;
+        if (m == i)
+            break;
+        s_heap_swap(hp, i, m);
+        i = m;
+    }
+}
+
+/* Drop resolved holds from the top; return the top held hold or NULL. */
+static s_hold_t *s_heap_top(ledger_t *self)
+{
+    while (self->heap.n) {
+        s_hold_t *h = self->heap.items[0];
+        if (h->row.state == LEDGER_HOLD_HELD)
+            return h;
+        s_heap_pop(self);
+    }
+    return NULL;
+}
+
+/* ---- accounts ----------------------------------------------------------- */
+
+static void s_task_key(char *out, size_t size, const char *task)
+{
+    snprintf(out, size, "t/%s", task);
+}
+
+static void s_agent_key(char *out, size_t size, const char *task, const char *agent)
+{
+    snprintf(out, size, "a/%s/%s", task, agent);
+}
+
+/* The global account key of the period containing now_ms; "" when none. */
+static void s_global_key(const ledger_t *self, int64_t now_ms, char *out, size_t size, char *period,
+                         size_t psize)
+{
+    out[0] = 0;
+    if (period)
+        period[0] = 0;
+    if (self->cfg.global_period == LEDGER_PERIOD_NONE)
+        return;
+    time_t t = (time_t)(now_ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm))
+        return;
+    char p[48];
+    if (self->cfg.global_period == LEDGER_PERIOD_DAY)
+        snprintf(p, sizeof p, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    else
+        snprintf(p, sizeof p, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    snprintf(out, size, "g/%s", p);
+    if (period)
+        s_copy(period, psize, p);
+}
+
+static s_account_t *s_account(const ledger_t *self, const char *key)
+{
+    return s_map_get(&self->accounts_by_key, key);
+}
+
+static s_account_t *s_account_add(ledger_t *self, const ledger_account_row_t *row)
+{
+    s_account_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->row = *row;
+    if (s_map_put(&self->accounts_by_key, a->row.key, a) != 0) {
+        free(a);
+        return NULL;
+    }
+    if (s_vec_push(&self->accounts, a) != 0)
+        return NULL; /* stays reachable through the map only; freed never: OOM path */
+    return a;
+}
+
+static const ledger_budget_t *s_budget(const ledger_t *self, const char *name)
+{
+    for (int i = 0; i < self->cfg.n_budgets; i++)
+        if (strcmp(self->cfg.budgets[i].name, name) == 0)
+            return &self->cfg.budgets[i];
+    return NULL;
+}
+
+static int64_t s_available(int64_t limit, int64_t used, int64_t held)
+{
+    if (limit < 0)
+        return INT64_MAX;
+    int64_t a = limit - used - held;
+    return a > 0 ? a : 0;
+}
+
+/* ---- requests (idempotency) --------------------------------------------- */
+
+typedef struct {
+    uint64_t h;
+} s_fp_t;
+
+static void s_fp_str(s_fp_t *fp, const char *s)
+{
+    if (!s)
+        s = "";
+    fp->h = s_fnv(fp->h, s, strlen(s) + 1);
+}
+
+static void s_fp_int(s_fp_t *fp, int64_t v)
+{
+    fp->h = s_fnv(fp->h, &v, sizeof v);
+}
+
+static void s_fp_amounts(s_fp_t *fp, const proto_amounts_t *a)
+{
+    if (!a) {
+        s_fp_int(fp, INT64_MIN);
+        return;
+    }
+    for (int d = 0; d < DIM_COUNT; d++)
+        s_fp_int(fp, a->v[d]);
+}
+
+/* Copy an argument that may point into *res before res is cleared (a caller
+   may pass res->hold_id back in). NULL stays NULL; longer strings keep one
+   byte too many so that the length check still fails. */
+static const char *s_keep(char *buf, size_t size, const char *s)
+{
+    if (!s)
+        return NULL;
+    s_copy(buf, size, s);
+    return buf;
+}
+
+static void s_result_init(ledger_result_t *res, ledger_op_t op)
+{
+    memset(res, 0, sizeof *res);
+    res->op = op;
+    res->t2 = -1;
+}
+
+static ledger_code_t s_fail(ledger_result_t *res, ledger_code_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static ledger_code_t s_fail(ledger_result_t *res, ledger_code_t code, const char *fmt, ...)
+{
+    res->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->reason, sizeof res->reason, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static bool s_valid_id(const char *s, size_t max)
+{
+    if (!s || !*s)
+        return false;
+    size_t n = strlen(s);
+    if (n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == '/')
+            return false;
+    return true;
+}
+
+/* Look the request up. Returns 1 when res holds the final answer (a replay or
+   a parameter clash), 0 to go on, -1 for an unusable key (res filled). */
+static int s_request_begin(ledger_t *self, const char *sender, const char *request_id,
+                           uint64_t fp, ledger_result_t *res)
+{
+    if (!s_valid_id(sender, LEDGER_NAME_MAX)) {
+        s_fail(res, LEDGER_E_FORBIDDEN, "no authenticated sender");
+        return -1;
+    }
+    if (!request_id || !*request_id || strlen(request_id) > LEDGER_ID_MAX) {
+        s_fail(res, LEDGER_E_INVALID, "request_id: must be a string of 1..%d bytes",
+               LEDGER_ID_MAX);
+        return -1;
+    }
+    char key[sizeof((s_request_t *)0)->key];
+    snprintf(key, sizeof key, "%s\x1f%s", sender, request_id);
+    s_request_t *r = s_map_get(&self->requests_by_key, key);
+    if (!r)
+        return 0;
+    if (r->row.fingerprint == fp && r->row.result.op == res->op) {
+        *res = r->row.result;
+        res->replayed = true;
+        return 1;
+    }
+    s_fail(res, LEDGER_E_DIFFERENT_PARAMS,
+           "request_id %s was already used with different parameters", request_id);
+    return 1;
+}
+
+static s_request_t *s_request_add(ledger_t *self, const ledger_request_row_t *row)
+{
+    s_request_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->row = *row;
+    snprintf(r->key, sizeof r->key, "%s\x1f%s", r->row.sender, r->row.request_id);
+    if (s_map_put(&self->requests_by_key, r->key, r) != 0) {
+        free(r);
+        return NULL;
+    }
+    if (s_vec_push(&self->requests, r) != 0)
+        return NULL;
+    return r;
+}
+
+/* Store the reply of a new request. */
+static int s_request_end(ledger_t *self, const char *sender, const char *request_id, uint64_t fp,
+                         const ledger_result_t *res)
+{
+    ledger_request_row_t row;
+    memset(&row, 0, sizeof row);
+    s_copy(row.sender, sizeof row.sender, sender);
+    s_copy(row.request_id, sizeof row.request_id, request_id);
+    row.fingerprint = fp;
+    row.result = *res;
+    s_request_t *r = s_request_add(self, &row);
+    if (!r)
+        return -1;
+    if (s_vec_push(&self->dirty_requests, r) != 0)
+        return -1;
+    r->dirty = true;
+    return 0;
+}
+
+static int s_nomem(ledger_result_t *res)
+{
+    s_fail(res, LEDGER_E_NOMEM, "out of memory");
+    return -1;
+}
+
+/* ---- open_task ---------------------------------------------------------- */
+
+int ledger_open_task(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                     const proto_amounts_t *limits, bool training, int64_t now_ms,
+                     ledger_result_t *res)
+{
+    char task_buf[LEDGER_ID_MAX + 2];
+    task = s_keep(task_buf, sizeof task_buf, task);
+    s_result_init(res, LEDGER_OP_OPEN_TASK);
+    s_fp_t fp = {S_FNV_INIT};
+    s_fp_int(&fp, LEDGER_OP_OPEN_TASK);
+    s_fp_str(&fp, task);
+    s_fp_amounts(&fp, limits);
+    s_fp_int(&fp, training);
+    int rc = s_request_begin(self, sender, request_id, fp.h, res);
+    if (rc != 0)
+        return 0;
+    s_copy(res->task, sizeof res->task, task);
+
+    char key[LEDGER_KEY_MAX];
+    if (!s_valid_id(task, LEDGER_ID_MAX))
+        s_fail(res, LEDGER_E_INVALID, "task: must be 1..%d bytes without '/'", LEDGER_ID_MAX);
+    else if (s_task_key(key, sizeof key, task), s_account(self, key))
+        s_fail(res, LEDGER_E_TASK_EXISTS, "task %s already exists", task);
+    else {
+        ledger_account_row_t row;
+        memset(&row, 0, sizeof row);
+        s_copy(row.key, sizeof row.key, key);
+        row.kind = LEDGER_KIND_TASK;
+        s_copy(row.task, sizeof row.task, task);
+        row.limit = self->cfg.total_task_budget;
+        for (int d = 0; d < DIM_COUNT && limits; d++) {
+            int64_t l = limits->v[d];
+            if (l < -1) {
+                s_fail(res, LEDGER_E_INVALID, "limits.%s: must be >= -1", s_dim_names[d]);
+                break;
+            }
+            if (l >= 0 && (row.limit.v[d] < 0 || l < row.limit.v[d]))
+                row.limit.v[d] = l;
+        }
+        if (res->code == LEDGER_OK) {
+            row.opened_at_ms = now_ms;
+            row.deadline_ms =
+                row.limit.v[DIM_LATENCY_MS] >= 0 ? now_ms + row.limit.v[DIM_LATENCY_MS] : -1;
+            row.closed_at_ms = -1;
+            row.training = training;
+            s_account_t *a = s_account_add(self, &row);
+            if (!a || s_dirty_account(self, a) != 0)
+                return s_nomem(res);
+            res->amounts = row.limit;
+            res->t1 = row.opened_at_ms;
+            res->t2 = row.deadline_ms;
+        }
+    }
+    if (s_request_end(self, sender, request_id, fp.h, res) != 0)
+        return s_nomem(res);
+    return 0;
+}
+
+/* ---- reserve ------------------------------------------------------------ */
+
+static bool s_check(const proto_amounts_t *limit, const proto_amounts_t *used,
+                    const proto_amounts_t *held, const proto_amounts_t *req, bool skip_latency,
+                    int *dim, int64_t *avail)
+{
+    for (int d = 0; d < DIM_COUNT; d++) {
+        if (skip_latency && d == DIM_LATENCY_MS)
+            continue;
+        int64_t a = s_available(limit->v[d], used->v[d], held->v[d]);
+        if (req->v[d] > a) {
+            *dim = d;
+            *avail = a;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void s_add(proto_amounts_t *a, const proto_amounts_t *b, int sign)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        a->v[d] += sign * b->v[d];
+}
+
+static const char *s_bad_amounts(const proto_amounts_t *a)
+{
+    if (!a)
+        return "missing";
+    for (int d = 0; d < DIM_COUNT; d++)
+        if (a->v[d] < 0)
+            return s_dim_names[d];
+    return NULL;
+}
+
+int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                   const char *step, const proto_amounts_t *amounts, int64_t ttl_ms,
+                   int64_t now_ms, ledger_result_t *res)
+{
+    char task_buf[LEDGER_ID_MAX + 2];
+    task = s_keep(task_buf, sizeof task_buf, task);
+    s_result_init(res, LEDGER_OP_RESERVE);
+    s_fp_t fp = {S_FNV_INIT};
+    s_fp_int(&fp, LEDGER_OP_RESERVE);
+    s_fp_str(&fp, task);
+    s_fp_str(&fp, step);
+    s_fp_amounts(&fp, amounts);
+    s_fp_int(&fp, ttl_ms > 0 ? ttl_ms : 0);
+    if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
+        return 0;
+    s_copy(res->task, sizeof res->task, task);
+    s_copy(res->agent, sizeof res->agent, sender);
+    if (amounts)
+        res->amounts = *amounts;
+
+    char tkey[LEDGER_KEY_MAX], akey[LEDGER_KEY_MAX], gkey[LEDGER_KEY_MAX], period[16];
+    const char *bad = s_bad_amounts(amounts);
+    s_account_t *t = NULL, *ag = NULL, *gl = NULL;
+    const ledger_budget_t *budget = NULL;
+    if (ttl_ms <= 0)
+        ttl_ms = self->cfg.hold_ttl_ms;
+
+    if (!s_valid_id(task, LEDGER_ID_MAX))
+        s_fail(res, LEDGER_E_INVALID, "task: must be 1..%d bytes without '/'", LEDGER_ID_MAX);
+    else if (!step || !*step || strlen(step) > LEDGER_ID_MAX)
+        s_fail(res, LEDGER_E_INVALID, "step: must be 1..%d bytes", LEDGER_ID_MAX);
+    else if (bad)
+        s_fail(res, LEDGER_E_INVALID, "amounts.%s: must be an integer >= 0", bad);
+    else if (ttl_ms > self->cfg.max_ttl_ms)
+        s_fail(res, LEDGER_E_INVALID, "ttl_ms: must be <= %" PRId64, self->cfg.max_ttl_ms);
+    else if (s_task_key(tkey, sizeof tkey, task), !(t = s_account(self, tkey)))
+        s_fail(res, LEDGER_E_UNKNOWN_TASK, "unknown task %s", task);
+    else if (t->row.closed)
+        s_fail(res, LEDGER_E_TASK_CLOSED, "task %s is closed", task);
+    else if (!(budget = s_budget(self, sender)))
+        s_fail(res, LEDGER_E_FORBIDDEN, "no budget for %s", sender);
+
+    if (res->code == LEDGER_OK) {
+        s_agent_key(akey, sizeof akey, task, sender);
+        ag = s_account(self, akey);
+        s_global_key(self, now_ms, gkey, sizeof gkey, period, sizeof period);
+        gl = gkey[0] ? s_account(self, gkey) : NULL;
+
+        proto_amounts_t zero = {{0, 0, 0, 0}};
+        int dim = 0;
+        int64_t avail = 0;
+        ledger_kind_t kind = LEDGER_KIND_AGENT;
+        bool ok = true;
+        /* the task's wall-clock deadline */
+        if (t->row.deadline_ms >= 0) {
+            int64_t left = t->row.deadline_ms - now_ms;
+            if (left <= 0 || amounts->v[DIM_LATENCY_MS] > left) {
+                ok = false;
+                kind = LEDGER_KIND_TASK;
+                dim = DIM_LATENCY_MS;
+                avail = left > 0 ? left : 0;
+            }
+        }
+        if (ok && !s_check(&budget->limit, ag ? &ag->row.used : &zero, ag ? &ag->row.held : &zero,
+                           amounts, false, &dim, &avail))
+            ok = false, kind = LEDGER_KIND_AGENT;
+        if (ok && !s_check(&t->row.limit, &t->row.used, &t->row.held, amounts, true, &dim, &avail))
+            ok = false, kind = LEDGER_KIND_TASK;
+        if (ok && gkey[0] &&
+            !s_check(&self->cfg.global_limit, gl ? &gl->row.used : &zero,
+                     gl ? &gl->row.held : &zero, amounts, false, &dim, &avail))
+            ok = false, kind = LEDGER_KIND_GLOBAL;
+        if (!ok) {
+            s_fail(res, LEDGER_E_EXCEEDS, "%s budget exceeded in %s: requested %" PRId64
+                   ", available %" PRId64,
+                   ledger_kind_name(kind), s_dim_names[dim], amounts->v[dim], avail);
+            res->err_kind = kind;
+            res->err_dim = dim;
+            res->err_requested = amounts->v[dim];
+            res->err_available = avail;
+        }
+    }
+    if (res->code == LEDGER_E_EXCEEDS || res->code == LEDGER_E_FORBIDDEN) {
+        ledger_note_t *n = s_note(self, LEDGER_NOTE_DENIED, now_ms);
+        if (!n)
+            return s_nomem(res);
+        s_copy(n->task, sizeof n->task, task);
+        s_copy(n->agent, sizeof n->agent, sender);
+        s_copy(n->step, sizeof n->step, step);
+        if (amounts)
+            n->amounts = *amounts;
+        n->code = res->code;
+        n->err_kind = res->err_kind;
+        n->err_dim = res->err_dim;
+        n->err_requested = res->err_requested;
+        n->err_available = res->err_available;
+    }
+    if (res->code == LEDGER_OK) {
+        if (!ag) {
+            ledger_account_row_t row;
+            memset(&row, 0, sizeof row);
+            s_copy(row.key, sizeof row.key, akey);
+            row.kind = LEDGER_KIND_AGENT;
+            s_copy(row.task, sizeof row.task, task);
+            s_copy(row.agent, sizeof row.agent, sender);
+            row.limit = budget->limit;
+            row.opened_at_ms = now_ms;
+            row.deadline_ms = -1;
+            row.closed_at_ms = -1;
+            if (!(ag = s_account_add(self, &row)) || s_vec_push(&t->agents, ag) != 0)
+                return s_nomem(res);
+        }
+        if (gkey[0] && !gl) {
+            ledger_account_row_t row;
+            memset(&row, 0, sizeof row);
+            s_copy(row.key, sizeof row.key, gkey);
+            row.kind = LEDGER_KIND_GLOBAL;
+            s_copy(row.period, sizeof row.period, period);
+            row.limit = self->cfg.global_limit;
+            row.opened_at_ms = now_ms;
+            row.deadline_ms = -1;
+            row.closed_at_ms = -1;
+            if (!(gl = s_account_add(self, &row)))
+                return s_nomem(res);
+        }
+        s_hold_t *h = calloc(1, sizeof *h);
+        if (!h)
+            return s_nomem(res);
+        h->row.seq = ++self->seq;
+        snprintf(h->row.hold_id, sizeof h->row.hold_id, "h%" PRId64, h->row.seq);
+        s_copy(h->row.task, sizeof h->row.task, task);
+        s_copy(h->row.agent, sizeof h->row.agent, sender);
+        s_copy(h->row.step, sizeof h->row.step, step);
+        s_copy(h->row.global_key, sizeof h->row.global_key, gkey);
+        h->row.amounts = *amounts;
+        h->row.created_ms = now_ms;
+        h->row.expires_ms = now_ms + ttl_ms;
+        h->row.resolved_ms = -1;
+        h->row.state = LEDGER_HOLD_HELD;
+        if (s_map_put(&self->holds_by_id, h->row.hold_id, h) != 0) {
+            free(h);
+            return s_nomem(res);
+        }
+        if (s_vec_push(&self->holds, h) != 0 || s_vec_push(&t->holds, h) != 0 ||
+            s_heap_push(self, h) != 0)
+            return s_nomem(res);
+        s_add(&ag->row.held, amounts, 1);
+        s_add(&t->row.held, amounts, 1);
+        if (gl)
+            s_add(&gl->row.held, amounts, 1);
+        if (s_dirty_account(self, ag) || s_dirty_account(self, t) ||
+            (gl && s_dirty_account(self, gl)) || s_dirty_hold(self, h) ||
+            s_entry(self, LEDGER_ENTRY_RESERVE, h, now_ms))
+            return s_nomem(res);
+        s_note_hold(s_note(self, LEDGER_NOTE_RESERVE, now_ms), h);
+        s_copy(res->hold_id, sizeof res->hold_id, h->row.hold_id);
+        res->t1 = h->row.expires_ms;
+    }
+    if (s_request_end(self, sender, request_id, fp.h, res) != 0)
+        return s_nomem(res);
+    return 0;
+}
+
+/* ---- resolving holds ---------------------------------------------------- */
+
+static s_account_t *s_hold_accounts(ledger_t *self, const s_hold_t *h, s_account_t *out[3])
+{
+    char key[LEDGER_KEY_MAX];
+    s_agent_key(key, sizeof key, h->row.task, h->row.agent);
+    out[0] = s_account(self, key);
+    s_task_key(key, sizeof key, h->row.task);
+    out[1] = s_account(self, key);
+    out[2] = h->row.global_key[0] ? s_account(self, h->row.global_key) : NULL;
+    return out[0];
+}
+
+/* Release a held hold without posting (void, expiry, close). */
+static int s_release(ledger_t *self, s_hold_t *h, ledger_hold_state_t state, int64_t now_ms)
+{
+    s_account_t *acc[3];
+    s_hold_accounts(self, h, acc);
+    for (int i = 0; i < 3; i++) {
+        if (!acc[i])
+            continue;
+        s_add(&acc[i]->row.held, &h->row.amounts, -1);
+        if (s_dirty_account(self, acc[i]) != 0)
+            return -1;
+    }
+    h->row.state = state;
+    h->row.resolved_ms = now_ms;
+    if (s_dirty_hold(self, h) != 0 ||
+        s_entry(self, state == LEDGER_HOLD_EXPIRED ? LEDGER_ENTRY_EXPIRE : LEDGER_ENTRY_VOID, h,
+                now_ms) != 0)
+        return -1;
+    ledger_note_t *n =
+        s_note(self, state == LEDGER_HOLD_EXPIRED ? LEDGER_NOTE_EXPIRED : LEDGER_NOTE_VOID, now_ms);
+    if (!n)
+        return -1;
+    s_note_hold(n, h);
+    return 0;
+}
+
+static s_hist_t *s_hist(ledger_t *self, const char *agent, const char *path, const char *model,
+                        bool create)
+{
+    char key[sizeof((s_hist_t *)0)->key];
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s", agent, path, model);
+    s_hist_t *r = s_map_get(&self->hist_by_key, key);
+    if (r || !create)
+        return r;
+    r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    memcpy(r->key, key, sizeof key);
+    s_copy(r->agent, sizeof r->agent, agent);
+    s_copy(r->path, sizeof r->path, path);
+    s_copy(r->model, sizeof r->model, model);
+    if (s_map_put(&self->hist_by_key, r->key, r) != 0 || s_vec_push(&self->hist, r) != 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int s_hist_add(ledger_t *self, const s_hold_t *h)
+{
+    s_hist_t *r = s_hist(self, h->row.agent, h->row.path, h->row.model, true);
+    if (!r)
+        return -1;
+    r->count++;
+    if (strcmp(h->row.measured, "provider") != 0)
+        r->estimated_count++;
+    s_add(&r->sum, &h->row.actual, 1);
+    return 0;
+}
+
+/* Look a hold up for commit/void: fills res and returns NULL on error. */
+static s_hold_t *s_hold_for(ledger_t *self, const char *sender, const char *hold_id,
+                            int64_t now_ms, ledger_result_t *res)
+{
+    s_hold_t *h = hold_id ? s_map_get(&self->holds_by_id, hold_id) : NULL;
+    if (!h || strcmp(h->row.agent, sender) != 0) {
+        s_fail(res, LEDGER_E_HOLD_NOT_FOUND, "no hold %s", hold_id ? hold_id : "");
+        return NULL;
+    }
+    s_copy(res->task, sizeof res->task, h->row.task);
+    s_copy(res->agent, sizeof res->agent, h->row.agent);
+    /* a hold past its ttl is expired even if the expiry pass has not run */
+    if (h->row.state == LEDGER_HOLD_HELD && now_ms >= h->row.expires_ms &&
+        s_release(self, h, LEDGER_HOLD_EXPIRED, now_ms) != 0) {
+        s_fail(res, LEDGER_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (h->row.state == LEDGER_HOLD_COMMITTED) {
+        s_fail(res, LEDGER_E_HOLD_COMMITTED, "hold %s is already committed", hold_id);
+        return NULL;
+    }
+    if (h->row.state != LEDGER_HOLD_HELD) {
+        s_fail(res, LEDGER_E_HOLD_VOIDED, "hold %s is already %s", hold_id,
+               ledger_hold_state_name(h->row.state));
+        return NULL;
+    }
+    return h;
+}
+
+static bool s_one_of(const char *s, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(s, *set) == 0)
+            return true;
+    return false;
+}
+
+int ledger_commit(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
+                  const proto_amounts_t *actual, const char *measured, const char *path,
+                  const char *model, const char *option, int64_t now_ms, ledger_result_t *res)
+{
+    static const char *const measures[] = {"provider", "estimated", "whole_hold", NULL};
+    static const char *const paths[] = {"", "llm", "local", "tool", NULL};
+    if (!measured || !*measured)
+        measured = "provider";
+    if (!path)
+        path = "";
+    if (!model)
+        model = "";
+    if (!option)
+        option = "";
+    char hold_buf[LEDGER_ID_MAX + 2];
+    hold_id = s_keep(hold_buf, sizeof hold_buf, hold_id);
+    s_result_init(res, LEDGER_OP_COMMIT);
+    s_fp_t fp = {S_FNV_INIT};
+    s_fp_int(&fp, LEDGER_OP_COMMIT);
+    s_fp_str(&fp, hold_id);
+    s_fp_amounts(&fp, actual);
+    s_fp_str(&fp, measured);
+    s_fp_str(&fp, path);
+    s_fp_str(&fp, model);
+    s_fp_str(&fp, option);
+    if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
+        return 0;
+    s_copy(res->hold_id, sizeof res->hold_id, hold_id);
+    if (actual)
+        res->amounts = *actual;
+
+    const char *bad = s_bad_amounts(actual);
+    s_hold_t *h = NULL;
+    if (bad)
+        s_fail(res, LEDGER_E_INVALID, "actual.%s: must be an integer >= 0", bad);
+    else if (!s_one_of(measured, measures))
+        s_fail(res, LEDGER_E_INVALID, "measured: must be provider, estimated or whole_hold");
+    else if (!s_one_of(path, paths))
+        s_fail(res, LEDGER_E_INVALID, "path: must be llm, local or tool");
+    else if (strlen(model) > LEDGER_MODEL_MAX)
+        s_fail(res, LEDGER_E_INVALID, "model: at most %d bytes", LEDGER_MODEL_MAX);
+    else if (strlen(option) > LEDGER_NAME_MAX)
+        s_fail(res, LEDGER_E_INVALID, "option: at most %d bytes", LEDGER_NAME_MAX);
+    else if ((h = s_hold_for(self, sender, hold_id, now_ms, res)) != NULL) {
+        s_account_t *acc[3];
+        s_hold_accounts(self, h, acc);
+        ledger_note_t *n = s_note(self, LEDGER_NOTE_COMMIT, now_ms);
+        if (!n)
+            return s_nomem(res);
+        for (int i = 0; i < 3; i++) {
+            if (!acc[i])
+                continue;
+            ledger_note_account_t *na = &n->accounts[n->n_accounts++];
+            na->kind = acc[i]->row.kind;
+            s_copy(na->key, sizeof na->key, acc[i]->row.key);
+            na->before = acc[i]->row.used;
+            na->limit = acc[i]->row.limit;
+            s_add(&acc[i]->row.held, &h->row.amounts, -1);
+            s_add(&acc[i]->row.used, actual, 1);
+            na->after = acc[i]->row.used;
+            if (s_dirty_account(self, acc[i]) != 0)
+                return s_nomem(res);
+        }
+        for (int d = 0; d < DIM_COUNT; d++)
+            if (actual->v[d] > h->row.amounts.v[d])
+                res->overrun = true;
+        h->row.state = LEDGER_HOLD_COMMITTED;
+        h->row.actual = *actual;
+        h->row.resolved_ms = now_ms;
+        s_copy(h->row.measured, sizeof h->row.measured, measured);
+        s_copy(h->row.path, sizeof h->row.path, path);
+        s_copy(h->row.model, sizeof h->row.model, model);
+        s_copy(h->row.option, sizeof h->row.option, option);
+        if (s_dirty_hold(self, h) != 0 || s_entry(self, LEDGER_ENTRY_COMMIT, h, now_ms) != 0 ||
+            s_hist_add(self, h) != 0)
+            return s_nomem(res);
+        s_note_hold(n, h);
+        n->overrun = res->overrun;
+    }
+    if (s_request_end(self, sender, request_id, fp.h, res) != 0)
+        return s_nomem(res);
+    return 0;
+}
+
+int ledger_void(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
+                int64_t now_ms, ledger_result_t *res)
+{
+    char hold_buf[LEDGER_ID_MAX + 2];
+    hold_id = s_keep(hold_buf, sizeof hold_buf, hold_id);
+    s_result_init(res, LEDGER_OP_VOID);
+    s_fp_t fp = {S_FNV_INIT};
+    s_fp_int(&fp, LEDGER_OP_VOID);
+    s_fp_str(&fp, hold_id);
+    if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
+        return 0;
+    s_copy(res->hold_id, sizeof res->hold_id, hold_id);
+    s_hold_t *h = s_hold_for(self, sender, hold_id, now_ms, res);
+    if (h) {
+        if (s_release(self, h, LEDGER_HOLD_VOIDED, now_ms) != 0)
+            return s_nomem(res);
+        res->amounts = h->row.amounts;
+    }
+    if (s_request_end(self, sender, request_id, fp.h, res) != 0)
+        return s_nomem(res);
+    return 0;
+}
+
+int ledger_close_task(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                      int64_t now_ms, ledger_result_t *res)
+{
+    char task_buf[LEDGER_ID_MAX + 2];
+    task = s_keep(task_buf, sizeof task_buf, task);
+    s_result_init(res, LEDGER_OP_CLOSE_TASK);
+    s_fp_t fp = {S_FNV_INIT};
+    s_fp_int(&fp, LEDGER_OP_CLOSE_TASK);
+    s_fp_str(&fp, task);
+    if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
+        return 0;
+    s_copy(res->task, sizeof res->task, task);
+    char key[LEDGER_KEY_MAX];
+    s_account_t *t = NULL;
+    if (!s_valid_id(task, LEDGER_ID_MAX))
+        s_fail(res, LEDGER_E_INVALID, "task: must be 1..%d bytes without '/'", LEDGER_ID_MAX);
+    else if (s_task_key(key, sizeof key, task), !(t = s_account(self, key)))
+        s_fail(res, LEDGER_E_UNKNOWN_TASK, "unknown task %s", task);
+    else if (t->row.closed)
+        s_fail(res, LEDGER_E_TASK_CLOSED, "task %s is already closed", task);
+    else {
+        for (size_t i = 0; i < t->holds.n; i++) {
+            s_hold_t *h = t->holds.items[i];
+            if (h->row.state == LEDGER_HOLD_HELD &&
+                s_release(self, h,
+                          now_ms >= h->row.expires_ms ? LEDGER_HOLD_EXPIRED : LEDGER_HOLD_VOIDED,
+                          now_ms) != 0)
+                return s_nomem(res);
+        }
+        t->row.closed = true;
+        t->row.closed_at_ms = now_ms;
+        if (s_dirty_account(self, t) != 0)
+            return s_nomem(res);
+        res->amounts = t->row.used;
+    }
+    if (s_request_end(self, sender, request_id, fp.h, res) != 0)
+        return s_nomem(res);
+    return 0;
+}
+
+int ledger_expire(ledger_t *self, int64_t now_ms)
+{
+    int n = 0;
+    s_hold_t *h;
+    while ((h = s_heap_top(self)) && h->row.expires_ms <= now_ms) {
+        s_heap_pop(self);
+        if (s_release(self, h, LEDGER_HOLD_EXPIRED, now_ms) != 0)
+            return n;
+        n++;
+    }
+    return n;
+}
+
+int64_t ledger_next_expiry(ledger_t *self)
+{
+    s_hold_t *h = s_heap_top(self);
+    return h ? h->row.expires_ms : -1;
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+static void s_info(const s_account_t *a, int64_t now_ms, ledger_account_info_t *info)
+{
+    memset(info, 0, sizeof *info);
+    info->kind = a->row.kind;
+    info->key = a->row.key;
+    info->task = a->row.task;
+    info->agent = a->row.agent;
+    info->used = a->row.used;
+    info->held = a->row.held;
+    info->limit = a->row.limit;
+    for (int d = 0; d < DIM_COUNT; d++)
+        info->remaining.v[d] = a->row.limit.v[d] < 0
+                                   ? -1
+                                   : s_available(a->row.limit.v[d], a->row.used.v[d],
+                                                 a->row.held.v[d]);
+    if (a->row.kind == LEDGER_KIND_TASK) {
+        /* the task's latency is wall-clock time since open_task */
+        int64_t end = a->row.closed ? a->row.closed_at_ms : now_ms;
+        info->used.v[DIM_LATENCY_MS] = end > a->row.opened_at_ms ? end - a->row.opened_at_ms : 0;
+        info->held.v[DIM_LATENCY_MS] = 0;
+        if (a->row.deadline_ms >= 0) {
+            int64_t left = a->row.deadline_ms - now_ms;
+            info->remaining.v[DIM_LATENCY_MS] = left > 0 ? left : 0;
+        }
+    }
+}
+
+int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
+                 ledger_account_fn *fn, void *arg)
+{
+    ledger_account_info_t info;
+    char key[LEDGER_KEY_MAX];
+    int n = 0;
+    if (task && *task) {
+        if (agent && *agent) {
+            s_agent_key(key, sizeof key, task, agent);
+            s_account_t *a = s_account(self, key);
+            if (!a) {
+                /* not yet reserved: show the agent's budget, nothing used */
+                s_task_key(key, sizeof key, task);
+                const ledger_budget_t *b = s_budget(self, agent);
+                if (!s_account(self, key) || !b)
+                    return 0;
+                memset(&info, 0, sizeof info);
+                info.kind = LEDGER_KIND_AGENT;
+                info.key = "";
+                info.task = task;
+                info.agent = agent;
+                info.limit = b->limit;
+                info.remaining = b->limit;
+                fn(&info, arg);
+                return 1;
+            }
+            s_info(a, now_ms, &info);
+            fn(&info, arg);
+            return 1;
+        }
+        s_task_key(key, sizeof key, task);
+        s_account_t *t = s_account(self, key);
+        if (!t)
+            return 0;
+        s_info(t, now_ms, &info);
+        fn(&info, arg);
+        n++;
+        for (size_t i = 0; i < t->agents.n; i++, n++) {
+            s_info(t->agents.items[i], now_ms, &info);
+            fn(&info, arg);
+        }
+        return n;
+    }
+    if (agent && *agent) {
+        for (size_t i = 0; i < self->accounts.n; i++) {
+            s_account_t *a = self->accounts.items[i];
+            if (a->row.kind == LEDGER_KIND_AGENT && strcmp(a->row.agent, agent) == 0) {
+                s_info(a, now_ms, &info);
+                fn(&info, arg);
+                n++;
+            }
+        }
+        return n;
+    }
+    char period[16];
+    s_global_key(self, now_ms, key, sizeof key, period, sizeof period);
+    if (key[0]) {
+        s_account_t *g = s_account(self, key);
+        if (g)
+            s_info(g, now_ms, &info);
+        else {
+            memset(&info, 0, sizeof info);
+            info.kind = LEDGER_KIND_GLOBAL;
+            info.key = key;
+            info.limit = self->cfg.global_limit;
+            info.remaining = self->cfg.global_limit;
+        }
+        info.task = "";
+        info.agent = "";
+        fn(&info, arg);
+        return 1;
+    }
+    memset(&info, 0, sizeof info);
+    info.kind = LEDGER_KIND_GLOBAL;
+    info.key = "g/total";
+    info.task = "";
+    info.agent = "";
+    for (size_t i = 0; i < self->accounts.n; i++) {
+        s_account_t *a = self->accounts.items[i];
+        if (a->row.kind != LEDGER_KIND_TASK)
+            continue;
+        s_add(&info.used, &a->row.used, 1);
+        s_add(&info.held, &a->row.held, 1);
+    }
+    s_unlimited(&info.limit);
+    s_unlimited(&info.remaining);
+    fn(&info, arg);
+    return 1;
+}
+
+int ledger_history(ledger_t *self, const char *agent, const char *path, const char *model,
+                   ledger_history_fn *fn, void *arg)
+{
+    int n = 0;
+    for (size_t i = 0; i < self->hist.n; i++) {
+        s_hist_t *r = self->hist.items[i];
+        if ((agent && *agent && strcmp(agent, r->agent) != 0) ||
+            (path && *path && strcmp(path, r->path) != 0) ||
+            (model && *model && strcmp(model, r->model) != 0))
+            continue;
+        ledger_history_row_t row;
+        memset(&row, 0, sizeof row);
+        row.agent = r->agent;
+        row.path = r->path;
+        row.model = r->model;
+        row.count = r->count;
+        row.estimated_count = r->estimated_count;
+        for (int d = 0; d < DIM_COUNT; d++)
+            row.mean.v[d] = r->count ? r->sum.v[d] / r->count : 0;
+        fn(&row, arg);
+        n++;
+    }
+    return n;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+int ledger_load_account(ledger_t *self, const ledger_account_row_t *row)
+{
+    if (s_account(self, row->key))
+        return -1;
+    return s_account_add(self, row) ? 0 : -1;
+}
+
+int ledger_load_hold(ledger_t *self, const ledger_hold_row_t *row)
+{
+    if (s_map_get(&self->holds_by_id, row->hold_id))
+        return -1;
+    s_hold_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return -1;
+    h->row = *row;
+    if (s_map_put(&self->holds_by_id, h->row.hold_id, h) != 0) {
+        free(h);
+        return -1;
+    }
+    return s_vec_push(&self->holds, h);
+}
+
+int ledger_load_request(ledger_t *self, const ledger_request_row_t *row)
+{
+    return s_request_add(self, row) ? 0 : -1;
+}
+
+static bool s_amounts_eq(const proto_amounts_t *a, const proto_amounts_t *b)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        if (a->v[d] != b->v[d])
+            return false;
+    return true;
+}
+
+int ledger_load_done(ledger_t *self)
+{
+    size_t n = self->accounts.n;
+    proto_amounts_t *used = calloc(n ? n : 1, sizeof *used);
+    proto_amounts_t *held = calloc(n ? n : 1, sizeof *held);
+    int mismatches = -1;
+    if (!used || !held)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        s_account_t *a = self->accounts.items[i];
+        a->holds.n = 0;
+        a->agents.n = 0;
+        used[i] = a->row.used;
+        held[i] = a->row.held;
+        memset(&a->row.used, 0, sizeof a->row.used);
+        memset(&a->row.held, 0, sizeof a->row.held);
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_account_t *a = self->accounts.items[i];
+        if (a->row.kind == LEDGER_KIND_AGENT) {
+            char key[LEDGER_KEY_MAX];
+            s_task_key(key, sizeof key, a->row.task);
+            s_account_t *t = s_account(self, key);
+            if (!t || s_vec_push(&t->agents, a) != 0)
+                goto done;
+        }
+    }
+    self->heap.n = 0;
+    self->seq = 0;
+    for (size_t i = 0; i < self->hist.n; i++)
+        free(self->hist.items[i]);
+    self->hist.n = 0;
+    free(self->hist_by_key.slots);
+    memset(&self->hist_by_key, 0, sizeof self->hist_by_key);
+    for (size_t i = 0; i < self->holds.n; i++) {
+        s_hold_t *h = self->holds.items[i];
+        s_account_t *acc[3];
+        if (!s_hold_accounts(self, h, acc) || !acc[1] || (h->row.global_key[0] && !acc[2]))
+            goto done; /* a hold whose accounts are missing: corrupt journal */
+        if (h->row.seq > self->seq)
+            self->seq = h->row.seq;
+        if (s_vec_push(&acc[1]->holds, h) != 0)
+            goto done;
+        for (int k = 0; k < 3; k++) {
+            if (!acc[k])
+                continue;
+            if (h->row.state == LEDGER_HOLD_HELD)
+                s_add(&acc[k]->row.held, &h->row.amounts, 1);
+            else if (h->row.state == LEDGER_HOLD_COMMITTED)
+                s_add(&acc[k]->row.used, &h->row.actual, 1);
+        }
+        if (h->row.state == LEDGER_HOLD_HELD && s_heap_push(self, h) != 0)
+            goto done;
+        if (h->row.state == LEDGER_HOLD_COMMITTED && s_hist_add(self, h) != 0)
+            goto done;
+    }
+    mismatches = 0;
+    for (size_t i = 0; i < n; i++) {
+        s_account_t *a = self->accounts.items[i];
+        if (!s_amounts_eq(&used[i], &a->row.used) || !s_amounts_eq(&held[i], &a->row.held))
+            mismatches++;
+    }
+done:
+    free(used);
+    free(held);
+    return mismatches;
+}
+
+/* ---- iteration and checks ----------------------------------------------- */
+
+void ledger_each_account(const ledger_t *self, ledger_account_row_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < self->accounts.n; i++)
+        fn(&((s_account_t *)self->accounts.items[i])->row, arg);
+}
+
+void ledger_each_hold(const ledger_t *self, ledger_hold_row_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < self->holds.n; i++)
+        fn(&((s_hold_t *)self->holds.items[i])->row, arg);
+}
+
+size_t ledger_account_count(const ledger_t *self)
+{
+    return self->accounts.n;
+}
+
+size_t ledger_hold_count(const ledger_t *self)
+{
+    return self->holds.n;
+}
+
+size_t ledger_request_count(const ledger_t *self)
+{
+    return self->requests.n;
+}
+
+static int s_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int s_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (why && whylen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static bool s_account_eq(const ledger_account_row_t *a, const ledger_account_row_t *b)
+{
+    return strcmp(a->key, b->key) == 0 && a->kind == b->kind && strcmp(a->task, b->task) == 0 &&
+           strcmp(a->agent, b->agent) == 0 && strcmp(a->period, b->period) == 0 &&
+           s_amounts_eq(&a->limit, &b->limit) && s_amounts_eq(&a->used, &b->used) &&
+           s_amounts_eq(&a->held, &b->held) && a->opened_at_ms == b->opened_at_ms &&
+           a->deadline_ms == b->deadline_ms && a->closed_at_ms == b->closed_at_ms &&
+           a->closed == b->closed && a->training == b->training;
+}
+
+static bool s_hold_eq(const ledger_hold_row_t *a, const ledger_hold_row_t *b)
+{
+    return strcmp(a->hold_id, b->hold_id) == 0 && a->seq == b->seq &&
+           strcmp(a->task, b->task) == 0 && strcmp(a->agent, b->agent) == 0 &&
+           strcmp(a->step, b->step) == 0 && strcmp(a->global_key, b->global_key) == 0 &&
+           s_amounts_eq(&a->amounts, &b->amounts) && s_amounts_eq(&a->actual, &b->actual) &&
+           a->created_ms == b->created_ms && a->expires_ms == b->expires_ms &&
+           a->resolved_ms == b->resolved_ms && a->state == b->state &&
+           strcmp(a->measured, b->measured) == 0 && strcmp(a->path, b->path) == 0 &&
+           strcmp(a->model, b->model) == 0 && strcmp(a->option, b->option) == 0;
+}
+
+static bool s_result_eq(const ledger_result_t *a, const ledger_result_t *b)
+{
+    return a->op == b->op && a->code == b->code && strcmp(a->reason, b->reason) == 0 &&
+           strcmp(a->hold_id, b->hold_id) == 0 && strcmp(a->task, b->task) == 0 &&
+           strcmp(a->agent, b->agent) == 0 && s_amounts_eq(&a->amounts, &b->amounts) &&
+           a->t1 == b->t1 && a->t2 == b->t2 && a->overrun == b->overrun &&
+           a->err_kind == b->err_kind && a->err_dim == b->err_dim &&
+           a->err_requested == b->err_requested && a->err_available == b->err_available;
+}
+
+int ledger_compare(const ledger_t *a, const ledger_t *b, char *why, size_t whylen)
+{
+    if (a->accounts.n != b->accounts.n)
+        return s_why(why, whylen, "accounts: %zu vs %zu", a->accounts.n, b->accounts.n);
+    if (a->holds.n != b->holds.n)
+        return s_why(why, whylen, "holds: %zu vs %zu", a->holds.n, b->holds.n);
+    if (a->requests.n != b->requests.n)
+        return s_why(why, whylen, "requests: %zu vs %zu", a->requests.n, b->requests.n);
+    for (size_t i = 0; i < a->accounts.n; i++) {
+        const s_account_t *x = a->accounts.items[i];
+        const s_account_t *y = s_account(b, x->row.key);
+        if (!y || !s_account_eq(&x->row, &y->row))
+            return s_why(why, whylen, "account %s differs", x->row.key);
+    }
+    for (size_t i = 0; i < a->holds.n; i++) {
+        const s_hold_t *x = a->holds.items[i];
+        const s_hold_t *y = s_map_get(&b->holds_by_id, x->row.hold_id);
+        if (!y || !s_hold_eq(&x->row, &y->row))
+            return s_why(why, whylen, "hold %s differs", x->row.hold_id);
+    }
+    for (size_t i = 0; i < a->requests.n; i++) {
+        const s_request_t *x = a->requests.items[i];
+        const s_request_t *y = s_map_get(&b->requests_by_key, x->key);
+        if (!y || y->row.fingerprint != x->row.fingerprint ||
+            !s_result_eq(&x->row.result, &y->row.result))
+            return s_why(why, whylen, "request %s/%s differs", x->row.sender,
+                         x->row.request_id);
+    }
+    if (a->seq != b->seq)
+        return s_why(why, whylen, "hold sequence %" PRId64 " vs %" PRId64, a->seq, b->seq);
+    return 0;
+}
+
+int ledger_check_limits(const ledger_t *self, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < self->accounts.n; i++) {
+        const s_account_t *a = self->accounts.items[i];
+        for (int d = 0; d < DIM_COUNT; d++) {
+            if (a->row.kind == LEDGER_KIND_TASK && d == DIM_LATENCY_MS)
+                continue;
+            int64_t l = a->row.limit.v[d];
+            if (a->row.used.v[d] < 0 || a->row.held.v[d] < 0)
+                return s_why(why, whylen, "%s %s negative", a->row.key, s_dim_names[d]);
+            if (l >= 0 && a->row.used.v[d] + a->row.held.v[d] > l)
+                return s_why(why, whylen,
+                             "%s %s: used %" PRId64 " + held %" PRId64 " > limit %" PRId64,
+                             a->row.key, s_dim_names[d], a->row.used.v[d], a->row.held.v[d],
+                             l);
+        }
+    }
+    return 0;
+}

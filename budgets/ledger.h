@@ -1,0 +1,320 @@
+/*  ledger.h - the budget ledger core: accounts, two-phase holds, spend.
+
+    The core is pure: no sockets, no files, no clock. Every operation takes
+    the current time (`now_ms`, milliseconds since the epoch) as an argument
+    and fills a ledger_result_t; the daemon (ledger_server.c) turns results
+    into wire replies and the journal (journal.c) makes them durable.
+
+    Accounts (each with a limit, used and held amount per dimension, see
+    proto_amounts_t; a limit of -1 is unlimited):
+      task   "t/<task>"           limited by total_task_budget (optionally lowered
+                                  by open_task); its latency limit is a wall-clock
+                                  deadline from open_task, not a sum
+      agent  "a/<task>/<agent>"   created on the agent's first reserve in the task,
+                                  limited by the agent's budget; latency is the sum
+                                  of the agent's step durations
+      global "g/<period>"         optional, one per UTC day ("2026-11-28") or month
+                                  ("2026-11"), summing every task
+
+    Hold state machine (TigerBeetle two-phase transfers are the model):
+
+        reserve ──► HELD ──commit──► COMMITTED   (actual posted, rest released)
+                     │  ──void────► VOIDED      (everything released)
+                     │  ──expiry──► EXPIRED     (as void, by the ledger)
+                     └──close_task► VOIDED
+
+    A reserve places the hold on every account it touches (agent, task,
+    global) or on none. Invariant (without overruns): on every account and
+    dimension with a limit, used + held <= limit. A commit above its hold is
+    posted in full and flagged as an overrun.
+
+    Idempotency: every mutating request is keyed by (sender, request_id). The
+    first reply - success or failure - is stored with a fingerprint of the
+    parameters; a retry returns it unchanged (res->replayed), and the same key
+    with other parameters returns LEDGER_E_DIFFERENT_PARAMS.
+
+    Change tracking: every row created or modified since the last
+    ledger_changes_clear() is listed by ledger_changes(), and every state
+    transition is appended to a list of journal entries, so the journal can
+    write a batch of operations in one transaction (group commit).
+*/
+#ifndef LEDGER_H_INCLUDED
+#define LEDGER_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h" /* proto_amounts_t, DIM_*, PROTO_MAX_* */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LEDGER_NAME_MAX    PROTO_MAX_NAME /* agent and sender names */
+#define LEDGER_ID_MAX      PROTO_MAX_ID   /* task, hold, request, step ids */
+#define LEDGER_KEY_MAX     (2 * LEDGER_ID_MAX + 8)
+#define LEDGER_MAX_BUDGETS 32
+#define LEDGER_REASON_MAX  128
+#define LEDGER_MODEL_MAX   128 /* provider model names can be long */
+
+typedef struct _ledger_t ledger_t;
+
+typedef enum { LEDGER_PERIOD_NONE = 0, LEDGER_PERIOD_DAY, LEDGER_PERIOD_MONTH } ledger_period_t;
+typedef enum { LEDGER_KIND_TASK = 0, LEDGER_KIND_AGENT, LEDGER_KIND_GLOBAL } ledger_kind_t;
+const char *ledger_kind_name(ledger_kind_t k); /* "task", "agent", "global" */
+
+typedef struct {
+    char name[LEDGER_NAME_MAX + 1];
+    proto_amounts_t limit; /* -1 = unlimited */
+} ledger_budget_t;
+
+typedef struct {
+    ledger_budget_t budgets[LEDGER_MAX_BUDGETS];
+    int n_budgets;
+    proto_amounts_t total_task_budget; /* per task; -1 = unlimited */
+    ledger_period_t global_period;
+    proto_amounts_t global_limit;
+    int64_t hold_ttl_ms; /* default ttl of a hold; <= 0 means 60000 */
+    int64_t max_ttl_ms;  /* longest ttl accepted; <= 0 means 24 h */
+} ledger_config_t;
+
+/* Fill cfg with no budgets, everything unlimited, default ttls. */
+void ledger_config_defaults(ledger_config_t *cfg);
+
+typedef enum {
+    LEDGER_OK = 0,
+    LEDGER_E_INVALID,         /* bad parameter; reason names it */
+    LEDGER_E_FORBIDDEN,       /* no budget for the sender, or not its hold */
+    LEDGER_E_EXCEEDS,         /* exceeds_budget; err_* fields say where */
+    LEDGER_E_UNKNOWN_TASK,
+    LEDGER_E_TASK_CLOSED,
+    LEDGER_E_TASK_EXISTS,
+    LEDGER_E_HOLD_NOT_FOUND,
+    LEDGER_E_HOLD_COMMITTED,
+    LEDGER_E_HOLD_VOIDED,
+    LEDGER_E_DIFFERENT_PARAMS,
+    LEDGER_E_NOMEM
+} ledger_code_t;
+/* The wire error code (PROTO_E_*) of a result code; NULL for LEDGER_OK. */
+const char *ledger_code_name(ledger_code_t code);
+
+typedef enum {
+    LEDGER_OP_OPEN_TASK = 1,
+    LEDGER_OP_RESERVE,
+    LEDGER_OP_COMMIT,
+    LEDGER_OP_VOID,
+    LEDGER_OP_CLOSE_TASK
+} ledger_op_t;
+
+/* The reply of a mutating operation (stored for idempotent retries). */
+typedef struct {
+    ledger_op_t op;
+    ledger_code_t code;
+    bool replayed; /* true when this is the stored reply of an earlier request */
+    char reason[LEDGER_REASON_MAX];
+    char hold_id[LEDGER_ID_MAX + 1]; /* reserve, commit, void */
+    char task[LEDGER_ID_MAX + 1];
+    char agent[LEDGER_NAME_MAX + 1];
+    proto_amounts_t amounts; /* open: limits; reserve: held; commit: actual; close: used */
+    int64_t t1;              /* open: opened_at_ms; reserve: expires_at_ms */
+    int64_t t2;              /* open: deadline_ms (-1 none) */
+    bool overrun;            /* commit: actual above the hold in some dimension */
+    /* exceeds_budget */
+    ledger_kind_t err_kind;
+    int err_dim; /* proto_dim_t */
+    int64_t err_requested, err_available;
+} ledger_result_t;
+
+/* ---- lifecycle ---------------------------------------------------------- */
+/* New empty ledger with a copy of cfg. NULL on allocation failure. */
+ledger_t *ledger_new(const ledger_config_t *cfg);
+void ledger_destroy(ledger_t **self_p);
+const ledger_config_t *ledger_config(const ledger_t *self);
+
+/* ---- operations ---------------------------------------------------------
+   Each fills *res (never NULL) and returns 0; -1 only on allocation failure
+   (res->code LEDGER_E_NOMEM, nothing changed). Business errors are results
+   with res->code != LEDGER_OK. Strings are copied. sender is the
+   authenticated peer name. */
+
+/* Open task with total_task_budget, lowered per dimension by limits (may be
+   NULL). Deadline = now + latency limit when the task limits latency. */
+int ledger_open_task(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                     const proto_amounts_t *limits, bool training, int64_t now_ms,
+                     ledger_result_t *res);
+/* Hold amounts (all >= 0) on sender's account in task, the task account and
+   the global account, or on none. ttl_ms <= 0 takes the configured default. */
+int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                   const char *step, const proto_amounts_t *amounts, int64_t ttl_ms,
+                   int64_t now_ms, ledger_result_t *res);
+/* Post actual (all >= 0) and release the hold. measured: "provider",
+   "estimated" or "whole_hold"; path/model/option may be NULL (history keys). */
+int ledger_commit(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
+                  const proto_amounts_t *actual, const char *measured, const char *path,
+                  const char *model, const char *option, int64_t now_ms, ledger_result_t *res);
+int ledger_void(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
+                int64_t now_ms, ledger_result_t *res);
+/* Void every outstanding hold of the task and close it. */
+int ledger_close_task(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                      int64_t now_ms, ledger_result_t *res);
+
+/* Expire every held hold with expires_at_ms <= now_ms. Returns the number
+   expired. */
+int ledger_expire(ledger_t *self, int64_t now_ms);
+/* Earliest expires_at_ms among held holds, -1 when none. */
+int64_t ledger_next_expiry(ledger_t *self);
+
+/* ---- queries ------------------------------------------------------------ */
+typedef struct {
+    ledger_kind_t kind;
+    const char *key, *task, *agent; /* "" when not applicable; borrowed */
+    proto_amounts_t used, held, limit, remaining; /* remaining: -1 when unlimited */
+} ledger_account_info_t;
+typedef void(ledger_account_fn)(const ledger_account_info_t *info, void *arg);
+
+/* Spend: task and agent -> that agent account; task -> the task account then
+   its agent accounts; agent -> that agent's accounts in every task; neither ->
+   the global account of the current period (or, with no global budget, a
+   global total of every task, unlimited). Returns the number of accounts. */
+int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
+                 ledger_account_fn *fn, void *arg);
+
+typedef struct {
+    const char *agent, *path, *model; /* borrowed */
+    int64_t count, estimated_count;
+    proto_amounts_t mean; /* mean actual per committed hold (rounded down) */
+} ledger_history_row_t;
+typedef void(ledger_history_fn)(const ledger_history_row_t *row, void *arg);
+/* History of committed holds per (agent, path, model), filtered by the
+   non-NULL arguments. Returns the number of rows. */
+int ledger_history(ledger_t *self, const char *agent, const char *path, const char *model,
+                   ledger_history_fn *fn, void *arg);
+
+/* ---- notices: what happened, for events, alerts and metrics -------------- */
+typedef enum {
+    LEDGER_NOTE_RESERVE = 0,
+    LEDGER_NOTE_COMMIT,
+    LEDGER_NOTE_VOID,
+    LEDGER_NOTE_EXPIRED,
+    LEDGER_NOTE_DENIED
+} ledger_note_kind_t;
+
+typedef struct {
+    ledger_kind_t kind;
+    char key[LEDGER_KEY_MAX];
+    proto_amounts_t before, after, limit; /* used before and after the commit */
+} ledger_note_account_t;
+
+typedef struct {
+    ledger_note_kind_t kind;
+    int64_t at_ms;
+    char task[LEDGER_ID_MAX + 1], agent[LEDGER_NAME_MAX + 1], step[LEDGER_ID_MAX + 1];
+    char hold_id[LEDGER_ID_MAX + 1];
+    proto_amounts_t amounts; /* held amounts (denied: requested) */
+    proto_amounts_t actual;  /* commit */
+    bool overrun;
+    ledger_note_account_t accounts[3]; /* commit: every account posted to */
+    int n_accounts;
+    /* denied */
+    ledger_code_t code;
+    ledger_kind_t err_kind;
+    int err_dim;
+    int64_t err_requested, err_available;
+} ledger_note_t;
+
+/* The notices since the last ledger_notes_clear (borrowed, valid until the
+   next operation). */
+const ledger_note_t *ledger_notes(const ledger_t *self, size_t *count);
+void ledger_notes_clear(ledger_t *self);
+
+/* ---- rows: the durable state, as the journal stores it ------------------ */
+typedef struct {
+    char key[LEDGER_KEY_MAX];
+    ledger_kind_t kind;
+    char task[LEDGER_ID_MAX + 1];
+    char agent[LEDGER_NAME_MAX + 1];
+    char period[16];
+    proto_amounts_t limit, used, held;
+    int64_t opened_at_ms, deadline_ms, closed_at_ms; /* task: -1 when not set */
+    bool closed, training;
+} ledger_account_row_t;
+
+typedef enum { LEDGER_HOLD_HELD = 0, LEDGER_HOLD_COMMITTED, LEDGER_HOLD_VOIDED, LEDGER_HOLD_EXPIRED } ledger_hold_state_t;
+const char *ledger_hold_state_name(ledger_hold_state_t s);
+
+typedef struct {
+    char hold_id[LEDGER_ID_MAX + 1];
+    int64_t seq; /* ledger-wide order of creation */
+    char task[LEDGER_ID_MAX + 1];
+    char agent[LEDGER_NAME_MAX + 1];
+    char step[LEDGER_ID_MAX + 1];
+    char global_key[LEDGER_KEY_MAX]; /* "" when no global account */
+    proto_amounts_t amounts, actual;
+    int64_t created_ms, expires_ms, resolved_ms;
+    ledger_hold_state_t state;
+    char measured[16], path[16], model[LEDGER_MODEL_MAX + 1], option[LEDGER_NAME_MAX + 1];
+} ledger_hold_row_t;
+
+typedef struct {
+    char sender[LEDGER_NAME_MAX + 1];
+    char request_id[LEDGER_ID_MAX + 1];
+    uint64_t fingerprint; /* of op and parameters */
+    ledger_result_t result;
+} ledger_request_row_t;
+
+/* One state transition, in order (the append-only journal). */
+typedef enum { LEDGER_ENTRY_RESERVE = 0, LEDGER_ENTRY_COMMIT, LEDGER_ENTRY_VOID, LEDGER_ENTRY_EXPIRE } ledger_entry_kind_t;
+typedef struct {
+    ledger_entry_kind_t kind;
+    int64_t at_ms;
+    char hold_id[LEDGER_ID_MAX + 1];
+} ledger_entry_t;
+
+typedef struct {
+    const ledger_account_row_t **accounts;
+    size_t n_accounts;
+    const ledger_hold_row_t **holds;
+    size_t n_holds;
+    const ledger_request_row_t **requests;
+    size_t n_requests;
+    const ledger_entry_t *entries;
+    size_t n_entries;
+} ledger_changes_t;
+
+/* Rows changed since the last ledger_changes_clear (borrowed; valid until the
+   next operation). */
+void ledger_changes(const ledger_t *self, ledger_changes_t *out);
+void ledger_changes_clear(ledger_t *self);
+
+/* Loading (journal rebuild): add rows as stored, then ledger_load_done, which
+   recomputes every account's used and held from the holds, rebuilds the
+   expiry queue and the history, and returns the number of accounts whose
+   stored totals disagreed with the holds (0 when consistent). Returns -1 on a
+   duplicate key or allocation failure. Loading does not mark rows changed. */
+int ledger_load_account(ledger_t *self, const ledger_account_row_t *row);
+int ledger_load_hold(ledger_t *self, const ledger_hold_row_t *row);
+int ledger_load_request(ledger_t *self, const ledger_request_row_t *row);
+int ledger_load_done(ledger_t *self);
+
+/* Iterate every account / hold (borrowed rows). */
+typedef void(ledger_account_row_fn)(const ledger_account_row_t *row, void *arg);
+typedef void(ledger_hold_row_fn)(const ledger_hold_row_t *row, void *arg);
+void ledger_each_account(const ledger_t *self, ledger_account_row_fn *fn, void *arg);
+void ledger_each_hold(const ledger_t *self, ledger_hold_row_fn *fn, void *arg);
+size_t ledger_account_count(const ledger_t *self);
+size_t ledger_hold_count(const ledger_t *self);
+size_t ledger_request_count(const ledger_t *self);
+
+/* Compare the full state of two ledgers (accounts, holds, requests). Returns
+   0 if equal, else -1 with the first difference written to why. */
+int ledger_compare(const ledger_t *a, const ledger_t *b, char *why, size_t whylen);
+
+/* Check used + held <= limit on every account and dimension with a limit
+   (task latency excluded). Returns 0, or -1 with the first violation in why. */
+int ledger_check_limits(const ledger_t *self, char *why, size_t whylen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,645 @@
+/*  ledger_server.c - the `ledger` service loop (see ledger_server.h).
+
+    Requests are parsed leniently here (the bus already rejected malformed
+    frames): each handler reads the fields it needs, answers `invalid` with
+    the field's name when one is missing or of the wrong type, and passes
+    the authenticated sender stamped by the bus - never a name from the body
+    - to the core. Replies are built from the core's results, so a retried
+    request gets exactly the reply it got the first time.
+*/
+#include "budgets/ledger_server.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "budgets/alerts.h"
+#include "budgets/journal.h"
+#include "budgets/metrics.h"
+#include "common/log.h"
+
+#define S_BATCH_MAX   256
+#define S_TICK_MS     250
+#define S_GAUGES_MS   1000
+
+typedef struct {
+    const ledger_server_opts_t *opts;
+    ledger_config_t lcfg;
+    ledger_t *ledger;
+    journal_t *journal;
+    bus_worker_t *worker;
+    alerts_t *alerts;
+    metrics_t *metrics;
+    double warn, critical;
+    int64_t started_ms;
+    int64_t gauges_at;
+    bool gauges_dirty;
+} s_server_t;
+
+void ledger_server_config(const cfg_t *cfg, ledger_config_t *out)
+{
+    ledger_config_defaults(out);
+    if (!cfg)
+        return;
+    for (int i = 0; i < cfg->n_budgets && out->n_budgets < LEDGER_MAX_BUDGETS; i++) {
+        ledger_budget_t *b = &out->budgets[out->n_budgets++];
+        snprintf(b->name, sizeof b->name, "%s", cfg->budgets[i].name);
+        b->limit = cfg->budgets[i].limit;
+    }
+    out->total_task_budget = cfg->total_task_budget;
+    out->global_limit = cfg->global_limit;
+    if (strcmp(cfg->global_period, "day") == 0)
+        out->global_period = LEDGER_PERIOD_DAY;
+    else if (strcmp(cfg->global_period, "month") == 0)
+        out->global_period = LEDGER_PERIOD_MONTH;
+    if (cfg->hold_ttl_ms > 0)
+        out->hold_ttl_ms = cfg->hold_ttl_ms;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static ev_t *s_error(ledger_code_t code, const char *reason)
+{
+    return proto_error(ledger_code_name(code), "%s", reason);
+}
+
+static ev_t *s_reply(const ledger_result_t *r)
+{
+    if (r->code != LEDGER_OK) {
+        ev_t *e = s_error(r->code, r->reason);
+        if (e && r->code == LEDGER_E_EXCEEDS) {
+            ev_set_str(e, "account", ledger_kind_name(r->err_kind));
+            ev_set_str(e, "dimension", proto_dim_names[r->err_dim]);
+            ev_set_int(e, "requested", r->err_requested);
+            ev_set_int(e, "available", r->err_available);
+        }
+        return e;
+    }
+    ev_t *b = NULL;
+    switch (r->op) {
+    case LEDGER_OP_OPEN_TASK:
+        b = proto_body("open_task_ok");
+        ev_set_str(b, "task", r->task);
+        ev_set_int(b, "opened_at_ms", r->t1);
+        ev_set_int(b, "deadline_ms", r->t2);
+        proto_set_amounts(b, "limits", &r->amounts);
+        break;
+    case LEDGER_OP_RESERVE:
+        b = proto_body("reserve_ok");
+        ev_set_str(b, "hold_id", r->hold_id);
+        ev_set_str(b, "task", r->task);
+        ev_set_str(b, "agent", r->agent);
+        proto_set_amounts(b, "amounts", &r->amounts);
+        ev_set_int(b, "expires_at_ms", r->t1);
+        break;
+    case LEDGER_OP_COMMIT:
+        b = proto_body("commit_ok");
+        ev_set_str(b, "hold_id", r->hold_id);
+        proto_set_amounts(b, "actual", &r->amounts);
+        ev_set_bool(b, "overrun", r->overrun);
+        break;
+    case LEDGER_OP_VOID:
+        b = proto_body("void_ok");
+        ev_set_str(b, "hold_id", r->hold_id);
+        break;
+    case LEDGER_OP_CLOSE_TASK:
+        b = proto_body("close_task_ok");
+        ev_set_str(b, "task", r->task);
+        proto_set_amounts(b, "used", &r->amounts);
+        break;
+    }
+    return b;
+}
+
+static void s_account_cb(const ledger_account_info_t *i, void *arg)
+{
+    ev_t *arr = arg;
+    ev_t *a = ev_new_map();
+    ev_set_str(a, "kind", ledger_kind_name(i->kind));
+    ev_set_str(a, "task", i->task);
+    ev_set_str(a, "agent", i->agent);
+    proto_set_amounts(a, "used", &i->used);
+    proto_set_amounts(a, "held", &i->held);
+    proto_set_amounts(a, "limit", &i->limit);
+    proto_set_amounts(a, "remaining", &i->remaining);
+    ev_push(arr, a);
+}
+
+static void s_history_cb(const ledger_history_row_t *r, void *arg)
+{
+    ev_t *arr = arg;
+    ev_t *a = ev_new_map();
+    ev_set_str(a, "agent", r->agent);
+    ev_set_str(a, "path", r->path);
+    ev_set_str(a, "model", r->model);
+    ev_set_int(a, "count", r->count);
+    ev_set_int(a, "estimated_count", r->estimated_count);
+    proto_set_amounts(a, "mean", &r->mean);
+    ev_push(arr, a);
+}
+
+/* ---- request handling --------------------------------------------------- */
+
+/* Optional string field: NULL when absent; *bad set when present but not a
+   string. */
+static const char *s_opt_str(const ev_t *body, const char *key, const char **bad)
+{
+    const ev_t *v = ev_get(body, key);
+    if (!v)
+        return NULL;
+    if (ev_type(v) != EV_STR) {
+        *bad = key;
+        return NULL;
+    }
+    return ev_str(v);
+}
+
+static const char *s_req_str(const ev_t *body, const char *key, const char **bad)
+{
+    const char *s = s_opt_str(body, key, bad);
+    if (!s && !*bad)
+        *bad = key;
+    return s;
+}
+
+/* Amounts map under key: 1 present, 0 absent, -1 malformed (*bad set). */
+static int s_amounts(const ev_t *body, const char *key, int64_t dflt, proto_amounts_t *a,
+                     const char **bad)
+{
+    const ev_t *v = ev_get(body, key);
+    if (!v)
+        return 0;
+    if (ev_type(v) != EV_MAP) {
+        *bad = key;
+        return -1;
+    }
+    for (size_t i = 0; i < ev_len(v); i++) {
+        const char *k = ev_key_at(v, i);
+        bool known = false;
+        for (int d = 0; d < DIM_COUNT; d++)
+            known |= strcmp(k, proto_dim_names[d]) == 0;
+        if (!known || ev_type(ev_at(v, i)) != EV_INT) {
+            *bad = key;
+            return -1;
+        }
+    }
+    proto_get_amounts(body, key, dflt, a);
+    return 1;
+}
+
+/* Handle one request; returns the reply body (caller owns) and sets
+   *mutating for operations that change the ledger. */
+static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, bool *mutating)
+{
+    const ev_t *body = req->body;
+    const char *type = ev_get_str(body, "type", NULL);
+    const char *sender = req->sender;
+    const char *bad = NULL;
+    ledger_result_t r;
+    *mutating = false;
+    if (!type)
+        return proto_error(PROTO_E_INVALID, "type: missing");
+    if (strcmp(type, "ping") == 0) {
+        ev_t *b = proto_body("pong");
+        ev_set_str(b, "service", "ledger");
+        ev_set_int(b, "pid", (int64_t)getpid());
+        ev_set_int(b, "uptime_ms", now - self->started_ms);
+        return b;
+    }
+    if (strcmp(type, "spend") == 0 || strcmp(type, "history") == 0) {
+        bool spend = type[0] == 's';
+        const char *task = spend ? s_opt_str(body, "task", &bad) : NULL;
+        const char *agent = s_opt_str(body, "agent", &bad);
+        const char *path = spend ? NULL : s_opt_str(body, "path", &bad);
+        const char *model = spend ? NULL : s_opt_str(body, "model", &bad);
+        if (bad)
+            return proto_error(PROTO_E_INVALID, "%s.%s: must be a string", type, bad);
+        ev_t *b = proto_body(spend ? "spend_reply" : "history_reply");
+        ev_t *arr = ev_set_array(b, spend ? "accounts" : "rows");
+        if (spend)
+            ledger_spend(self->ledger, task, agent, now, s_account_cb, arr);
+        else
+            ledger_history(self->ledger, agent, path, model, s_history_cb, arr);
+        return b;
+    }
+    const char *rid = s_req_str(body, "request_id", &bad);
+    if (strcmp(type, "open_task") == 0) {
+        const char *task = s_req_str(body, "task", &bad);
+        proto_amounts_t lim;
+        int has = s_amounts(body, "limits", -1, &lim, &bad);
+        const ev_t *tr = ev_get(body, "training");
+        if (tr && ev_type(tr) != EV_BOOL)
+            bad = "training";
+        if (bad)
+            return proto_error(PROTO_E_INVALID, "open_task.%s: missing or of the wrong type", bad);
+        *mutating = true;
+        ledger_open_task(self->ledger, sender, rid, task, has == 1 ? &lim : NULL, ev_bool(tr), now,
+                         &r);
+    } else if (strcmp(type, "reserve") == 0) {
+        const char *task = s_req_str(body, "task", &bad);
+        const char *step = s_req_str(body, "step", &bad);
+        proto_amounts_t a;
+        if (s_amounts(body, "amounts", 0, &a, &bad) == 0)
+            bad = "amounts";
+        const ev_t *ttl = ev_get(body, "ttl_ms");
+        if (ttl && (ev_type(ttl) != EV_INT || ev_int(ttl) < 1))
+            bad = "ttl_ms";
+        if (bad)
+            return proto_error(PROTO_E_INVALID, "reserve.%s: missing or of the wrong type", bad);
+        *mutating = true;
+        ledger_reserve(self->ledger, sender, rid, task, step, &a, ttl ? ev_int(ttl) : 0, now, &r);
+    } else if (strcmp(type, "commit") == 0) {
+        const char *hold = s_req_str(body, "hold_id", &bad);
+        const char *measured = s_req_str(body, "measured", &bad);
+        const char *path = s_opt_str(body, "path", &bad);
+        const char *model = s_opt_str(body, "model", &bad);
+        const char *option = s_opt_str(body, "option", &bad);
+        proto_amounts_t a;
+        if (s_amounts(body, "actual", 0, &a, &bad) == 0)
+            bad = "actual";
+        if (bad)
+            return proto_error(PROTO_E_INVALID, "commit.%s: missing or of the wrong type", bad);
+        *mutating = true;
+        ledger_commit(self->ledger, sender, rid, hold, &a, measured, path, model, option, now, &r);
+    } else if (strcmp(type, "void") == 0) {
+        const char *hold = s_req_str(body, "hold_id", &bad);
+        if (bad)
+            return proto_error(PROTO_E_INVALID, "void.%s: missing or of the wrong type", bad);
+        *mutating = true;
+        ledger_void(self->ledger, sender, rid, hold, now, &r);
+    } else if (strcmp(type, "close_task") == 0) {
+        const char *task = s_req_str(body, "task", &bad);
+        if (bad)
+            return proto_error(PROTO_E_INVALID, "close_task.%s: missing or of the wrong type",
+                               bad);
+        *mutating = true;
+        ledger_close_task(self->ledger, sender, rid, task, now, &r);
+    } else
+        return proto_error(PROTO_E_UNKNOWN_TYPE, "the ledger does not serve '%s'", type);
+    if (r.code != LEDGER_OK && r.code != LEDGER_E_EXCEEDS)
+        metrics_add(self->metrics, METRIC_ERRORS, 1);
+    return s_reply(&r);
+}
+
+/* ---- events, alerts, gauges --------------------------------------------- */
+
+static ev_t *s_event(const char *topic, const ledger_note_t *n)
+{
+    ev_t *e = proto_body("event");
+    ev_set_str(e, "topic", topic);
+    ev_set_int(e, "at_ms", n->at_ms);
+    if (n->task[0])
+        ev_set_str(e, "task", n->task);
+    if (n->step[0])
+        ev_set_str(e, "step", n->step);
+    if (n->agent[0])
+        ev_set_str(e, "agent", n->agent);
+    if (n->hold_id[0])
+        ev_set_str(e, "hold_id", n->hold_id);
+    return e;
+}
+
+static void s_alert(s_server_t *self, const char *topic, ev_t **event_p, const char *message)
+{
+    ev_set_str(*event_p, "message", message);
+    log_warn("%s: %s", topic, message);
+    bus_worker_publish(self->worker, topic, event_p);
+    alerts_post(self->alerts, message);
+}
+
+static void s_notes(s_server_t *self)
+{
+    size_t count;
+    const ledger_note_t *notes = ledger_notes(self->ledger, &count);
+    char msg[512];
+    for (size_t i = 0; i < count; i++) {
+        const ledger_note_t *n = &notes[i];
+        ev_t *e = NULL;
+        switch (n->kind) {
+        case LEDGER_NOTE_RESERVE:
+            metrics_add(self->metrics, METRIC_RESERVES, 1);
+            break;
+        case LEDGER_NOTE_VOID:
+            metrics_add(self->metrics, METRIC_VOIDS, 1);
+            break;
+        case LEDGER_NOTE_COMMIT:
+            metrics_add(self->metrics, METRIC_COMMITS, 1);
+            e = s_event("spend.commit", n);
+            proto_set_amounts(e, "amounts", &n->actual);
+            bus_worker_publish(self->worker, "spend.commit", &e);
+            if (n->overrun) {
+                metrics_add(self->metrics, METRIC_OVERRUNS, 1);
+                e = s_event("alert.overrun", n);
+                proto_set_amounts(e, "amounts", &n->actual);
+                snprintf(msg, sizeof msg,
+                         "overrun: %s in task %s (hold %s) spent %" PRId64 " tokens, %" PRId64
+                         " ms, %" PRId64 " tool calls, %" PRId64 " uUSD against a hold of %" PRId64
+                         ", %" PRId64 ", %" PRId64 ", %" PRId64,
+                         n->agent, n->task, n->hold_id, n->actual.v[0], n->actual.v[1],
+                         n->actual.v[2], n->actual.v[3], n->amounts.v[0], n->amounts.v[1],
+                         n->amounts.v[2], n->amounts.v[3]);
+                s_alert(self, "alert.overrun", &e, msg);
+            }
+            for (int k = 0; k < n->n_accounts; k++) {
+                const ledger_note_account_t *a = &n->accounts[k];
+                for (int d = 0; d < DIM_COUNT; d++) {
+                    if (a->kind == LEDGER_KIND_TASK && d == DIM_LATENCY_MS)
+                        continue; /* a deadline, not a sum */
+                    alerts_level_t lvl = alerts_crossing(a->before.v[d], a->after.v[d],
+                                                         a->limit.v[d], self->warn, self->critical);
+                    if (lvl == ALERT_NONE)
+                        continue;
+                    const char *topic = lvl == ALERT_CRITICAL ? "alert.critical" : "alert.warn";
+                    double frac = (double)a->after.v[d] / (double)a->limit.v[d];
+                    metrics_add(self->metrics, METRIC_ALERTS, 1);
+                    e = s_event(topic, n);
+                    ev_set_str(e, "account", ledger_kind_name(a->kind));
+                    ev_set_str(e, "dimension", proto_dim_names[d]);
+                    ev_set_float(e, "fraction", frac);
+                    proto_set_amounts(e, "used", &a->after);
+                    proto_set_amounts(e, "limit", &a->limit);
+                    snprintf(msg, sizeof msg, "%s: %s account %s has used %.0f%% of its %s (%" PRId64
+                             " of %" PRId64 ")",
+                             lvl == ALERT_CRITICAL ? "critical" : "warning",
+                             ledger_kind_name(a->kind), a->key, frac * 100, proto_dim_names[d],
+                             a->after.v[d], a->limit.v[d]);
+                    s_alert(self, topic, &e, msg);
+                }
+            }
+            break;
+        case LEDGER_NOTE_EXPIRED:
+            metrics_add(self->metrics, METRIC_EXPIRIES, 1);
+            e = s_event("alert.expired", n);
+            proto_set_amounts(e, "amounts", &n->amounts);
+            snprintf(msg, sizeof msg, "expired: hold %s of %s in task %s (step %s) was not resolved in time",
+                     n->hold_id, n->agent, n->task, n->step);
+            s_alert(self, "alert.expired", &e, msg);
+            break;
+        case LEDGER_NOTE_DENIED:
+            metrics_add(self->metrics, METRIC_DENIALS, 1);
+            e = s_event("alert.denied", n);
+            proto_set_amounts(e, "amounts", &n->amounts);
+            if (n->code == LEDGER_E_EXCEEDS) {
+                ev_set_str(e, "account", ledger_kind_name(n->err_kind));
+                ev_set_str(e, "dimension", proto_dim_names[n->err_dim]);
+                snprintf(msg, sizeof msg, "denied: %s in task %s step %s: %s budget %s requested %" PRId64
+                         ", available %" PRId64,
+                         n->agent, n->task, n->step, ledger_kind_name(n->err_kind),
+                         proto_dim_names[n->err_dim], n->err_requested, n->err_available);
+            } else
+                snprintf(msg, sizeof msg, "denied: %s in task %s step %s: no budget configured",
+                         n->agent, n->task, n->step);
+            s_alert(self, "alert.denied", &e, msg);
+            break;
+        }
+    }
+    if (count)
+        self->gauges_dirty = true;
+    ledger_notes_clear(self->ledger);
+}
+
+/* Prometheus label value escaping: backslash, quote, newline. */
+static void s_label(char *out, size_t size, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 3 < size; s++) {
+        if (*s == '\\' || *s == '"') {
+            out[o++] = '\\';
+            out[o++] = *s;
+        } else if (*s == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else
+            out[o++] = *s;
+    }
+    out[o] = 0;
+}
+
+typedef struct {
+    zhashx_t *closed;    /* tasks closed: their accounts are not shown */
+    zhashx_t *agent_sum; /* agent -> proto_amounts_t * used over every task */
+    char *buf;
+    size_t len;
+    FILE *f;
+} s_gauge_ctx_t;
+
+static void s_gauge_closed(const ledger_account_row_t *row, void *arg)
+{
+    s_gauge_ctx_t *g = arg;
+    if (row->kind == LEDGER_KIND_TASK && row->closed)
+        zhashx_insert(g->closed, row->task, (void *)1);
+}
+
+static void s_gauge_row(const ledger_account_row_t *row, void *arg)
+{
+    s_gauge_ctx_t *g = arg;
+    if (row->kind == LEDGER_KIND_AGENT) {
+        proto_amounts_t *sum = zhashx_lookup(g->agent_sum, row->agent);
+        if (!sum) {
+            sum = calloc(1, sizeof *sum);
+            if (!sum)
+                return;
+            zhashx_insert(g->agent_sum, row->agent, sum);
+        }
+        for (int d = 0; d < DIM_COUNT; d++)
+            sum->v[d] += row->used.v[d];
+    }
+    if (row->kind != LEDGER_KIND_GLOBAL && zhashx_lookup(g->closed, row->task))
+        return;
+    char task[160], agent[160];
+    s_label(task, sizeof task, row->task);
+    s_label(agent, sizeof agent, row->agent);
+    const char *kind = ledger_kind_name(row->kind);
+    for (int d = 0; d < DIM_COUNT; d++) {
+        const char *dim = proto_dim_names[d];
+        fprintf(g->f,
+                "emads_ledger_used{kind=\"%s\",task=\"%s\",agent=\"%s\",period=\"%s\","
+                "dimension=\"%s\"} %" PRId64 "\n",
+                kind, task, agent, row->period, dim, row->used.v[d]);
+        fprintf(g->f,
+                "emads_ledger_held{kind=\"%s\",task=\"%s\",agent=\"%s\",period=\"%s\","
+                "dimension=\"%s\"} %" PRId64 "\n",
+                kind, task, agent, row->period, dim, row->held.v[d]);
+        if (row->limit.v[d] >= 0)
+            fprintf(g->f,
+                    "emads_ledger_limit{kind=\"%s\",task=\"%s\",agent=\"%s\",period=\"%s\","
+                    "dimension=\"%s\"} %" PRId64 "\n",
+                    kind, task, agent, row->period, dim, row->limit.v[d]);
+    }
+}
+
+static void s_gauge_holds(const ledger_hold_row_t *row, void *arg)
+{
+    int64_t *open = arg;
+    if (row->state == LEDGER_HOLD_HELD)
+        (*open)++;
+}
+
+static void s_gauges(s_server_t *self, int64_t now)
+{
+    if (!self->gauges_dirty || now - self->gauges_at < S_GAUGES_MS)
+        return;
+    self->gauges_at = now;
+    self->gauges_dirty = false;
+    s_gauge_ctx_t g = {0};
+    g.closed = zhashx_new();
+    g.agent_sum = zhashx_new();
+    zhashx_set_destructor(g.agent_sum, (zhashx_destructor_fn *)zstr_free);
+    g.f = open_memstream(&g.buf, &g.len);
+    if (!g.closed || !g.agent_sum || !g.f)
+        goto done;
+    fprintf(g.f, "# HELP emads_ledger_used spend posted per account and dimension\n"
+                 "# TYPE emads_ledger_used gauge\n"
+                 "# HELP emads_ledger_held amounts held per account and dimension\n"
+                 "# TYPE emads_ledger_held gauge\n"
+                 "# HELP emads_ledger_limit limit per account and dimension (absent = unlimited)\n"
+                 "# TYPE emads_ledger_limit gauge\n");
+    ledger_each_account(self->ledger, s_gauge_closed, &g);
+    ledger_each_account(self->ledger, s_gauge_row, &g);
+    fprintf(g.f, "# HELP emads_ledger_agent_used spend posted per agent over every task\n"
+                 "# TYPE emads_ledger_agent_used gauge\n");
+    for (proto_amounts_t *sum = zhashx_first(g.agent_sum); sum; sum = zhashx_next(g.agent_sum)) {
+        char agent[160];
+        s_label(agent, sizeof agent, zhashx_cursor(g.agent_sum));
+        for (int d = 0; d < DIM_COUNT; d++)
+            fprintf(g.f, "emads_ledger_agent_used{agent=\"%s\",dimension=\"%s\"} %" PRId64 "\n",
+                    agent, proto_dim_names[d], sum->v[d]);
+    }
+    int64_t open = 0;
+    ledger_each_hold(self->ledger, s_gauge_holds, &open);
+    fprintf(g.f, "# HELP emads_ledger_holds_open holds not yet resolved\n"
+                 "# TYPE emads_ledger_holds_open gauge\nemads_ledger_holds_open %" PRId64 "\n",
+            open);
+done:
+    if (g.f) {
+        fclose(g.f);
+        metrics_set_gauges(self->metrics, g.buf);
+    }
+    zhashx_destroy(&g.closed);
+    zhashx_destroy(&g.agent_sum);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static int s_reload(s_server_t *self)
+{
+    char err[256];
+    ledger_destroy(&self->ledger);
+    int mism = 0;
+    self->ledger = journal_load(self->journal, &self->lcfg, &mism, err, sizeof err);
+    if (!self->ledger) {
+        log_error("cannot rebuild the ledger from the journal: %s", err);
+        return -1;
+    }
+    if (mism)
+        log_warn("journal: %d account(s) had stored totals that disagree with their holds; "
+                 "recomputed from the holds (run emads-ledger --verify)",
+                 mism);
+    return 0;
+}
+
+int ledger_server_run(const ledger_server_opts_t *opts)
+{
+    s_server_t self_s, *self = &self_s;
+    memset(self, 0, sizeof *self);
+    self->opts = opts;
+    ledger_server_config(opts->cfg, &self->lcfg);
+    self->warn = opts->cfg && opts->cfg->alert_warn > 0 ? opts->cfg->alert_warn : 0.8;
+    self->critical = opts->cfg && opts->cfg->alert_critical > 0 ? opts->cfg->alert_critical : 0.95;
+    self->started_ms = zclock_time();
+    int batch_max = opts->batch_max > 0 ? opts->batch_max : S_BATCH_MAX;
+    int rc = -1;
+    char err[256];
+    bus_request_t *reqs = calloc((size_t)batch_max, sizeof *reqs);
+    ev_t **replies = calloc((size_t)batch_max, sizeof *replies);
+    bool *mutating = calloc((size_t)batch_max, sizeof *mutating);
+    int64_t *t_in = calloc((size_t)batch_max, sizeof *t_in);
+    if (!reqs || !replies || !mutating || !t_in)
+        goto done;
+
+    self->journal = journal_open(opts->db_path, err, sizeof err);
+    if (!self->journal) {
+        log_error("cannot open the journal: %s", err);
+        goto done;
+    }
+    if (s_reload(self) != 0)
+        goto done;
+    self->metrics = metrics_new(opts->metrics_port);
+    if (!self->metrics) {
+        log_error("cannot serve metrics on 127.0.0.1:%d", opts->metrics_port);
+        goto done;
+    }
+    self->alerts = alerts_new(opts->cfg ? opts->cfg->alert_webhook : NULL, 2000);
+    self->worker = bus_worker_new(opts->endpoint, "ledger", batch_max, &opts->sec);
+    if (!self->alerts || !self->worker) {
+        log_error("cannot connect to the bus at %s", opts->endpoint);
+        goto done;
+    }
+    log_info("serving 'ledger' on %s: %zu accounts, %zu holds, %zu request records; next expiry "
+             "%" PRId64 "%s",
+             opts->endpoint, ledger_account_count(self->ledger), ledger_hold_count(self->ledger),
+             ledger_request_count(self->ledger), ledger_next_expiry(self->ledger),
+             opts->metrics_port > 0 ? ", metrics on" : "");
+    self->gauges_dirty = true;
+
+    while (!zsys_interrupted) {
+        int64_t now = zclock_time();
+        int64_t next = ledger_next_expiry(self->ledger);
+        int timeout = S_TICK_MS;
+        if (next >= 0 && next - now < timeout)
+            timeout = next > now ? (int)(next - now) : 0;
+        int n = 0;
+        int got = bus_worker_recv(self->worker, &reqs[0], timeout);
+        if (got < 0)
+            break;
+        if (got == 1) {
+            t_in[n++] = zclock_usecs();
+            while (n < batch_max && bus_worker_recv(self->worker, &reqs[n], 0) == 1)
+                t_in[n++] = zclock_usecs();
+        }
+        now = zclock_time();
+        ledger_expire(self->ledger, now);
+        bool any_mutating = false;
+        for (int i = 0; i < n; i++) {
+            replies[i] = s_handle(self, &reqs[i], now, &mutating[i]);
+            any_mutating |= mutating[i];
+        }
+        /* group commit: one durable transaction for the whole batch */
+        if (journal_write(self->journal, self->ledger, err, sizeof err) != 0) {
+            log_error("journal write failed: %s; answering the batch with errors", err);
+            for (int i = 0; i < n; i++) {
+                ev_destroy(&replies[i]);
+                replies[i] =
+                    proto_error(PROTO_E_LEDGER_UNAVAILABLE, "the ledger could not persist: %s", err);
+            }
+            ledger_notes_clear(self->ledger);
+            if (s_reload(self) != 0)
+                break; /* fail closed */
+        }
+        (void)any_mutating;
+        for (int i = 0; i < n; i++) {
+            if (!replies[i])
+                replies[i] = proto_error(PROTO_E_INTERNAL, "out of memory");
+            bus_worker_reply(self->worker, &reqs[i], &replies[i], true);
+            metrics_observe_us(self->metrics, (double)(zclock_usecs() - t_in[i]));
+            bus_request_clear(&reqs[i]);
+        }
+        s_notes(self);
+        s_gauges(self, now);
+    }
+    rc = zsys_interrupted ? 0 : -1;
+    log_info("stopping");
+done:
+    bus_worker_destroy(&self->worker);
+    alerts_destroy(&self->alerts);
+    metrics_destroy(&self->metrics);
+    ledger_destroy(&self->ledger);
+    journal_destroy(&self->journal);
+    free(reqs);
+    free(replies);
+    free(mutating);
+    free(t_in);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/*  ledger_server.h - the `ledger` service: the core, its journal, alerts and
+    metrics behind a bus worker.
+
+    The loop (group commit): wait for a request (or the next hold expiry),
+    take every further request already waiting on the socket without blocking
+    (up to batch_max), expire due holds, apply the batch to the core, write
+    all its changes in one SQLite transaction (durable on return), then send
+    every reply, then publish the events and alerts the batch produced. A
+    reply never leaves before its transaction is durable; if the write fails
+    the ledger is rebuilt from the database and the batch is answered with
+    errors, so a retry of the same request id is processed afresh.
+*/
+#ifndef LEDGER_SERVER_H_INCLUDED
+#define LEDGER_SERVER_H_INCLUDED
+
+#include "budgets/ledger.h"
+#include "bus/bus.h"
+#include "common/config.h"
+
+typedef struct {
+    const char *endpoint;  /* the bus */
+    bus_security_t sec;    /* our identity on the bus */
+    const char *db_path;   /* the SQLite journal */
+    const cfg_t *cfg;      /* budgets, ttl, alerts; borrowed */
+    int metrics_port;      /* 0 = no HTTP endpoint */
+    int batch_max;         /* requests per transaction; 0 = 256 */
+} ledger_server_opts_t;
+
+/* The core's configuration from the loaded config. */
+void ledger_server_config(const cfg_t *cfg, ledger_config_t *out);
+
+/* Serve until SIGINT/SIGTERM (zsys_interrupted). Returns 0 on a clean stop,
+   -1 when it could not start or the journal became unusable. */
+int ledger_server_run(const ledger_server_opts_t *opts);
+
+#endif

@@ -1,0 +1,1013 @@
+/*  broker.c - the emads bus broker.
+
+    One ROUTER socket serves clients and workers (MDP/0.2 in spirit; the
+    frames are listed in proto/proto.h). The broker keeps three tables:
+
+      services  name -> workers in least-recently-used order, and a queue of
+                requests waiting for a worker with room (each with a deadline
+                after which it is answered service_unavailable)
+      workers   routing id -> service, capacity, in-flight requests, expiry
+      clients   routing id -> subscriptions, expiry (clients heartbeat)
+
+    A request goes to the first worker of its service, in LRU order, whose
+    in-flight count is below the capacity it declared in READY; that worker
+    moves to the back. A worker silent for PROTO_HEARTBEAT_LIVENESS heartbeat
+    intervals, or that disconnects, is removed and every request it held is
+    answered with worker_lost. Nothing a peer sends can make a request hang:
+    it is answered by a worker, by the broker (error), or by the client's own
+    deadline.
+
+    Security: with CURVE the broker answers ZAP requests itself (a REP socket
+    on inproc://zeromq.zap.01 polled in the same loop): a client key found in
+    <certs>/public is accepted and the ZAP User-Id is the certificate's
+    "name", so every frame read from the ROUTER carries that name as its
+    "User-Id" property. The broker stamps it as `sender` on each REQUEST and
+    EVENT it forwards and checks it against the access list (service, the
+    body's "type", name). zcertstore re-reads the folder when it changes, so
+    certificates added while the bus runs are accepted.
+
+    Limits: ZMQ_MAXMSGSIZE = PROTO_MAX_FRAME on the socket; a message is read
+    frame by frame and never holds more than PROTO_MAX_FRAMES + 1 frames;
+    anything malformed is dropped and counted; at most S_BATCH messages are
+    handled before timers and the ZAP handler get a turn, and ZeroMQ queues
+    fairly between peers, so a peer sending garbage does not starve others.
+*/
+#include "bus/broker.h"
+#include "bus/bus_priv.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define S_QUEUE_TIMEOUT_MS 3000
+#define S_MAX_QUEUE        10000 /* waiting requests per service */
+#define S_MAX_SUBS         64    /* subscriptions per client */
+#define S_MAX_CAPACITY     1024
+#define S_BATCH            256
+#define S_TIMER_MS         50
+#define S_KEY_MAX          (2 * 256 + 1)
+
+typedef struct s_service s_service_t;
+typedef struct s_worker s_worker_t;
+
+typedef struct {
+    zframe_t *client; /* client routing id */
+    char corr[PROTO_MAX_ID + 1];
+    char sender[PROTO_MAX_NAME + 1];
+    zframe_t *body;   /* while queued */
+    s_service_t *service;
+    s_worker_t *worker;
+    int64_t deadline; /* while queued */
+} s_request_t;
+
+struct s_service {
+    char name[PROTO_MAX_NAME + 1];
+    zlistx_t *workers; /* s_worker_t * (not owned), LRU first */
+    zlistx_t *queue;   /* s_request_t * (owned) */
+};
+
+struct s_worker {
+    char key[S_KEY_MAX];
+    zframe_t *id;
+    char name[PROTO_MAX_NAME + 1];
+    s_service_t *service;
+    void *handle;       /* in service->workers */
+    int capacity;
+    zlistx_t *inflight; /* s_request_t * (owned) */
+    int64_t expiry;
+};
+
+typedef struct {
+    zframe_t *id;
+    char name[PROTO_MAX_NAME + 1];
+    char *subs[S_MAX_SUBS];
+    int nsubs;
+    int64_t expiry;
+} s_client_t;
+
+struct _bus_broker_t {
+    zsock_t *router;
+    zsock_t *zap;
+    zcertstore_t *store;
+    char endpoint[1024];
+    bool curve;
+    const cfg_t *cfg;
+    int queue_timeout_ms;
+    int hb_ms;
+    zhashx_t *services; /* name -> s_service_t (owned) */
+    zhashx_t *workers;  /* key -> s_worker_t (owned) */
+    zhashx_t *clients;  /* key -> s_client_t (owned) */
+    int64_t started, hb_at, timer_at;
+    bus_broker_stats_t stats;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void s_key(zframe_t *id, char *key)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *d = zframe_data(id);
+    size_t n = zframe_size(id);
+    if (n > 255)
+        n = 255;
+    for (size_t i = 0; i < n; i++) {
+        key[2 * i] = hex[d[i] >> 4];
+        key[2 * i + 1] = hex[d[i] & 15];
+    }
+    key[2 * n] = '\0';
+}
+
+static void s_request_destroy(s_request_t **req_p)
+{
+    if (*req_p) {
+        zframe_destroy(&(*req_p)->client);
+        zframe_destroy(&(*req_p)->body);
+        free(*req_p);
+        *req_p = NULL;
+    }
+}
+
+static void s_request_free(void **item)
+{
+    s_request_destroy((s_request_t **)item);
+}
+
+static void s_service_free(void **item)
+{
+    s_service_t *s = (s_service_t *)*item;
+    if (s) {
+        zlistx_destroy(&s->workers);
+        zlistx_destroy(&s->queue);
+        free(s);
+        *item = NULL;
+    }
+}
+
+static void s_worker_free(void **item)
+{
+    s_worker_t *w = (s_worker_t *)*item;
+    if (w) {
+        zframe_destroy(&w->id);
+        zlistx_destroy(&w->inflight);
+        free(w);
+        *item = NULL;
+    }
+}
+
+static void s_client_free(void **item)
+{
+    s_client_t *c = (s_client_t *)*item;
+    if (c) {
+        zframe_destroy(&c->id);
+        for (int i = 0; i < c->nsubs; i++)
+            free(c->subs[i]);
+        free(c);
+        *item = NULL;
+    }
+}
+
+/* Send [id][signature][cmd] + frames (taken, may be NULL-terminated early). */
+static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_t cmd,
+                   zframe_t *f1, zframe_t *f2, zframe_t *f3, zframe_t *f4)
+{
+    zmsg_t *m = zmsg_new();
+    zframe_t *idf = zframe_dup(id);
+    zmsg_append(m, &idf);
+    zmsg_addstr(m, sig);
+    uint8_t c = (uint8_t)cmd;
+    zmsg_addmem(m, &c, 1);
+    zframe_t *fs[4] = {f1, f2, f3, f4};
+    for (int i = 0; i < 4; i++)
+        if (fs[i])
+            zmsg_append(m, &fs[i]);
+    if (zmsg_send(&m, self->router) != 0)
+        zmsg_destroy(&m);
+}
+
+static zframe_t *s_str(const char *s)
+{
+    return zframe_new(s, strlen(s));
+}
+
+/* Answer a client request with a body (taken). */
+static void s_reply_body(bus_broker_t *self, zframe_t *client, const char *service,
+                         const char *corr, ev_t **body_p)
+{
+    zframe_t *body = bus_body_frame(*body_p);
+    ev_destroy(body_p);
+    if (!body)
+        return;
+    s_send(self, client, PROTO_CLIENT, PROTO_REPLY, s_str(service), s_str(corr), body, NULL);
+}
+
+static void s_reply_error(bus_broker_t *self, zframe_t *client, const char *service,
+                          const char *corr, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void s_reply_error(bus_broker_t *self, zframe_t *client, const char *service,
+                          const char *corr, const char *code, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    ev_t *body = proto_error(code, "%s", reason);
+    s_reply_body(self, client, service, corr, &body);
+}
+
+static s_service_t *s_service_require(bus_broker_t *self, const char *name)
+{
+    s_service_t *s = (s_service_t *)zhashx_lookup(self->services, name);
+    if (s)
+        return s;
+    s = (s_service_t *)calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->workers = zlistx_new();
+    s->queue = zlistx_new();
+    zlistx_set_destructor(s->queue, s_request_free);
+    zhashx_insert(self->services, name, s);
+    return s;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static s_worker_t *s_pick(s_service_t *s)
+{
+    for (s_worker_t *w = (s_worker_t *)zlistx_first(s->workers); w;
+         w = (s_worker_t *)zlistx_next(s->workers)) {
+        if ((int)zlistx_size(w->inflight) < w->capacity) {
+            zlistx_move_end(s->workers, w->handle);
+            return w;
+        }
+    }
+    return NULL;
+}
+
+/* Hand req (taken) to worker w. */
+static void s_route(bus_broker_t *self, s_worker_t *w, s_request_t *req)
+{
+    req->worker = w;
+    zframe_t *body = req->body;
+    req->body = NULL;
+    s_send(self, w->id, PROTO_WORKER, PROTO_REQUEST, zframe_dup(req->client), s_str(req->corr),
+           s_str(req->sender), body);
+    zlistx_add_end(w->inflight, req);
+    self->stats.routed++;
+}
+
+static void s_dispatch(bus_broker_t *self, s_service_t *s)
+{
+    while (zlistx_size(s->queue) > 0) {
+        s_worker_t *w = s_pick(s);
+        if (!w)
+            break;
+        s_request_t *req = (s_request_t *)zlistx_first(s->queue);
+        zlistx_detach_cur(s->queue);
+        s_route(self, w, req);
+    }
+}
+
+/* Remove worker w; answer its in-flight requests with worker_lost. */
+static void s_worker_delete(bus_broker_t *self, s_worker_t *w, const char *why, bool disconnect)
+{
+    log_info("worker %s (%s) of '%s' removed: %s; %zu request(s) lost", w->key, w->name,
+             w->service->name, why, zlistx_size(w->inflight));
+    for (s_request_t *r = (s_request_t *)zlistx_first(w->inflight); r;
+         r = (s_request_t *)zlistx_next(w->inflight)) {
+        s_reply_error(self, r->client, w->service->name, r->corr, PROTO_E_WORKER_LOST,
+                      "the worker of '%s' serving this request went away (%s)",
+                      w->service->name, why);
+        self->stats.worker_lost++;
+    }
+    if (disconnect)
+        s_send(self, w->id, PROTO_WORKER, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
+    zlistx_delete(w->service->workers, w->handle);
+    char key[S_KEY_MAX];
+    memcpy(key, w->key, sizeof(key));
+    zhashx_delete(self->workers, key);
+}
+
+/* ---- the "bus" service -------------------------------------------------- */
+
+static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr,
+                          const char *type)
+{
+    ev_t *body = NULL;
+    if (streq(type, "ping")) {
+        body = proto_body("pong");
+        ev_set_int(body, "uptime_ms", zclock_mono() - self->started);
+        ev_set_bool(body, "curve", self->curve);
+        ev_t *svcs = ev_set_map(body, "services");
+        for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
+             s = (s_service_t *)zhashx_next(self->services)) {
+            ev_t *e = ev_set_map(svcs, s->name);
+            int64_t inflight = 0;
+            for (s_worker_t *w = (s_worker_t *)zlistx_first(s->workers); w;
+                 w = (s_worker_t *)zlistx_next(s->workers))
+                inflight += (int64_t)zlistx_size(w->inflight);
+            ev_set_int(e, "workers", (int64_t)zlistx_size(s->workers));
+            ev_set_int(e, "inflight", inflight);
+            ev_set_int(e, "queued", (int64_t)zlistx_size(s->queue));
+        }
+        ev_set_int(body, "clients", (int64_t)zhashx_size(self->clients));
+    } else if (streq(type, "stats")) {
+        body = proto_body("stats_reply");
+        ev_set_int(body, "routed", (int64_t)self->stats.routed);
+        ev_set_int(body, "replies", (int64_t)self->stats.replies);
+        ev_set_int(body, "malformed", (int64_t)self->stats.malformed);
+        ev_set_int(body, "forbidden", (int64_t)self->stats.forbidden);
+        ev_set_int(body, "unavailable", (int64_t)self->stats.unavailable);
+        ev_set_int(body, "worker_lost", (int64_t)self->stats.worker_lost);
+        ev_set_int(body, "events", (int64_t)self->stats.events);
+        ev_set_int(body, "auth_denied", (int64_t)self->stats.auth_denied);
+        ev_set_int(body, "workers", (int64_t)zhashx_size(self->workers));
+        ev_set_int(body, "clients", (int64_t)zhashx_size(self->clients));
+    } else {
+        body = proto_error(PROTO_E_UNKNOWN_TYPE, "service 'bus' has no command '%s'", type);
+    }
+    s_reply_body(self, client, "bus", corr, &body);
+}
+
+/* ---- client commands ---------------------------------------------------- */
+
+static s_client_t *s_client_touch(bus_broker_t *self, zframe_t *id, const char *key,
+                                  const char *name)
+{
+    s_client_t *c = (s_client_t *)zhashx_lookup(self->clients, key);
+    if (!c) {
+        c = (s_client_t *)calloc(1, sizeof(*c));
+        if (!c)
+            return NULL;
+        c->id = zframe_dup(id);
+        snprintf(c->name, sizeof(c->name), "%s", name);
+        zhashx_insert(self->clients, key, c);
+    }
+    c->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
+    return c;
+}
+
+/* Decode body and read its "type" into type; 0 or -1 with reason in err. */
+static int s_body_type(zframe_t *body, char *type, size_t typelen, char *err, size_t errlen)
+{
+    ev_t *ev = NULL;
+    int rc = ev_decode(zframe_data(body), zframe_size(body), NULL, &ev, err, errlen);
+    if (rc != EV_OK) {
+        ev_destroy(&ev);
+        return -1;
+    }
+    const char *t = ev_get_str(ev, "type", NULL);
+    if (ev_type(ev) != EV_MAP || !t || !bus_name_valid(t, strlen(t), PROTO_MAX_NAME)) {
+        snprintf(err, errlen, "body must be a map with a string \"type\"");
+        ev_destroy(&ev);
+        return -1;
+    }
+    snprintf(type, typelen, "%s", t);
+    ev_destroy(&ev);
+    return 0;
+}
+
+static bool s_allowed(bus_broker_t *self, const char *service, const char *command,
+                      const char *name)
+{
+    if (!self->cfg || !self->curve)
+        return true;
+    return cfg_access_allowed(self->cfg, service, command, name);
+}
+
+static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *name)
+{
+    if (zmsg_size(m) != 6) {
+        self->stats.malformed++;
+        return;
+    }
+    zframe_t *svcf = zmsg_next(m), *corrf = zmsg_next(m), *bodyf = zmsg_next(m);
+    char service[PROTO_MAX_NAME + 1], corr[PROTO_MAX_ID + 1];
+    if (bus_frame_name(corrf, corr, sizeof(corr), PROTO_MAX_ID) != 0) {
+        self->stats.malformed++;
+        return;
+    }
+    if (bus_frame_name(svcf, service, sizeof(service), PROTO_MAX_NAME) != 0) {
+        self->stats.malformed++;
+        s_reply_error(self, id, "-", corr, PROTO_E_MALFORMED, "invalid service name");
+        return;
+    }
+    char type[PROTO_MAX_NAME + 1], err[160];
+    if (s_body_type(bodyf, type, sizeof(type), err, sizeof(err)) != 0) {
+        self->stats.malformed++;
+        s_reply_error(self, id, service, corr, PROTO_E_MALFORMED, "request body: %s", err);
+        return;
+    }
+    if (streq(service, "bus")) {
+        s_bus_service(self, id, corr, type);
+        return;
+    }
+    if (!s_allowed(self, service, type, name)) {
+        self->stats.forbidden++;
+        log_warn("forbidden: '%s' may not call %s.%s", name, service, type);
+        s_reply_error(self, id, service, corr, PROTO_E_FORBIDDEN,
+                      "'%s' may not call '%s' on service '%s'", name, type, service);
+        return;
+    }
+    s_service_t *s = s_service_require(self, service);
+    if (!s)
+        return;
+    if (zlistx_size(s->queue) >= S_MAX_QUEUE) {
+        self->stats.unavailable++;
+        s_reply_error(self, id, service, corr, PROTO_E_SERVICE_UNAVAILABLE,
+                      "service '%s' has %d requests waiting", service, S_MAX_QUEUE);
+        return;
+    }
+    s_request_t *req = (s_request_t *)calloc(1, sizeof(*req));
+    if (!req)
+        return;
+    req->client = zframe_dup(id);
+    memcpy(req->corr, corr, sizeof(corr));
+    snprintf(req->sender, sizeof(req->sender), "%s", name);
+    req->service = s;
+    zmsg_remove(m, bodyf);
+    req->body = bodyf;
+    s_worker_t *w = zlistx_size(s->queue) == 0 ? s_pick(s) : NULL;
+    if (w)
+        s_route(self, w, req);
+    else {
+        req->deadline = zclock_mono() + self->queue_timeout_ms;
+        zlistx_add_end(s->queue, req);
+        s_dispatch(self, s);
+    }
+}
+
+static void s_fanout(bus_broker_t *self, const char *topic, const char *sender, zframe_t *body)
+{
+    self->stats.events++;
+    size_t tlen = strlen(topic);
+    for (s_client_t *c = (s_client_t *)zhashx_first(self->clients); c;
+         c = (s_client_t *)zhashx_next(self->clients)) {
+        for (int i = 0; i < c->nsubs; i++) {
+            size_t plen = strlen(c->subs[i]);
+            if (plen <= tlen && memcmp(c->subs[i], topic, plen) == 0) {
+                s_send(self, c->id, PROTO_CLIENT, PROTO_EVENT, s_str(topic), s_str(sender),
+                       zframe_dup(body), NULL);
+                break;
+            }
+        }
+    }
+}
+
+/* EVENT [topic][body] from a client or a worker. */
+static void s_event(bus_broker_t *self, zmsg_t *m, const char *name)
+{
+    if (zmsg_size(m) != 5) {
+        self->stats.malformed++;
+        return;
+    }
+    zframe_t *topicf = zmsg_next(m), *bodyf = zmsg_next(m);
+    char topic[PROTO_MAX_TOPIC + 1];
+    ev_t *ev = NULL;
+    if (bus_frame_name(topicf, topic, sizeof(topic), PROTO_MAX_TOPIC) != 0 ||
+        ev_decode(zframe_data(bodyf), zframe_size(bodyf), NULL, &ev, NULL, 0) != EV_OK ||
+        ev_type(ev) != EV_MAP) {
+        ev_destroy(&ev);
+        self->stats.malformed++;
+        return;
+    }
+    ev_destroy(&ev);
+    s_fanout(self, topic, name, bodyf);
+}
+
+static void s_client_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key,
+                         uint8_t cmd, const char *name)
+{
+    if (cmd == PROTO_DISCONNECT) {
+        zhashx_delete(self->clients, key);
+        return;
+    }
+    if (cmd != PROTO_REQUEST && cmd != PROTO_SUBSCRIBE && cmd != PROTO_EVENT &&
+        cmd != PROTO_HEARTBEAT) {
+        self->stats.malformed++;
+        return;
+    }
+    s_client_t *c = s_client_touch(self, id, key, name);
+    if (!c)
+        return;
+    switch (cmd) {
+    case PROTO_REQUEST:
+        s_client_request(self, m, id, name);
+        break;
+    case PROTO_SUBSCRIBE: {
+        zframe_t *pf = zmsg_next(m);
+        char prefix[PROTO_MAX_TOPIC + 1];
+        if (zmsg_size(m) != 4 || (zframe_size(pf) > 0 && bus_frame_name(pf, prefix, sizeof(prefix),
+                                                                        PROTO_MAX_TOPIC) != 0)) {
+            self->stats.malformed++;
+            break;
+        }
+        if (zframe_size(pf) == 0)
+            prefix[0] = '\0';
+        for (int i = 0; i < c->nsubs; i++)
+            if (streq(c->subs[i], prefix))
+                return;
+        if (c->nsubs < S_MAX_SUBS)
+            c->subs[c->nsubs++] = strdup(prefix);
+        break;
+    }
+    case PROTO_EVENT:
+        s_event(self, m, name);
+        break;
+    default: /* heartbeat: touched above */
+        break;
+    }
+}
+
+/* ---- worker commands ---------------------------------------------------- */
+
+/* A service whose access list mentions the command "ready" may only be
+   served by the names it lists; other services by any authenticated peer. */
+static bool s_may_serve(bus_broker_t *self, const char *service, const char *name)
+{
+    if (!self->cfg || !self->curve)
+        return true;
+    for (int i = 0; i < self->cfg->n_access; i++) {
+        const cfg_access_t *a = &self->cfg->access[i];
+        if (streq(a->service, service) && streq(a->command, "ready"))
+            return cfg_access_allowed(self->cfg, service, "ready", name);
+    }
+    return true;
+}
+
+static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key,
+                           const char *name, s_worker_t *w)
+{
+    size_t n = zmsg_size(m);
+    zframe_t *svcf = zmsg_next(m);
+    zframe_t *bodyf = n == 5 ? zmsg_next(m) : NULL;
+    char service[PROTO_MAX_NAME + 1];
+    if ((n != 4 && n != 5) || bus_frame_name(svcf, service, sizeof(service), PROTO_MAX_NAME) != 0 ||
+        streq(service, "bus")) {
+        self->stats.malformed++;
+        return;
+    }
+    int64_t capacity = 1;
+    if (bodyf) {
+        ev_t *ev = NULL;
+        if (ev_decode(zframe_data(bodyf), zframe_size(bodyf), NULL, &ev, NULL, 0) != EV_OK) {
+            self->stats.malformed++;
+            return;
+        }
+        capacity = ev_get_int(ev, "capacity", 1);
+        ev_destroy(&ev);
+    }
+    if (capacity < 1)
+        capacity = 1;
+    if (capacity > S_MAX_CAPACITY)
+        capacity = S_MAX_CAPACITY;
+    if (!s_may_serve(self, service, name)) {
+        self->stats.forbidden++;
+        log_warn("forbidden: '%s' may not serve '%s'", name, service);
+        s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
+        return;
+    }
+    if (w && !streq(w->service->name, service)) {
+        s_worker_delete(self, w, "registered another service", false);
+        w = NULL;
+    }
+    s_service_t *s = s_service_require(self, service);
+    if (!s)
+        return;
+    if (!w) {
+        w = (s_worker_t *)calloc(1, sizeof(*w));
+        if (!w)
+            return;
+        snprintf(w->key, sizeof(w->key), "%s", key);
+        w->id = zframe_dup(id);
+        snprintf(w->name, sizeof(w->name), "%s", name);
+        w->service = s;
+        w->inflight = zlistx_new();
+        zlistx_set_destructor(w->inflight, s_request_free);
+        w->handle = zlistx_add_start(s->workers, w); /* unused yet: first in line */
+        zhashx_insert(self->workers, key, w);
+        log_info("worker %s (%s) serves '%s', capacity %d", key, name, service, (int)capacity);
+    }
+    w->capacity = (int)capacity;
+    w->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
+    s_dispatch(self, s);
+}
+
+static void s_worker_answer(bus_broker_t *self, zmsg_t *m, s_worker_t *w, uint8_t cmd)
+{
+    if (zmsg_size(m) != 6) {
+        self->stats.malformed++;
+        return;
+    }
+    zframe_t *cidf = zmsg_next(m), *corrf = zmsg_next(m), *bodyf = zmsg_next(m);
+    s_request_t *req = NULL;
+    for (s_request_t *r = (s_request_t *)zlistx_first(w->inflight); r;
+         r = (s_request_t *)zlistx_next(w->inflight)) {
+        if (zframe_eq(r->client, cidf) && bus_frame_is(corrf, r->corr)) {
+            req = r;
+            break;
+        }
+    }
+    if (!req) {
+        self->stats.malformed++; /* not a request this worker holds */
+        return;
+    }
+    zmsg_remove(m, bodyf);
+    s_send(self, req->client, PROTO_CLIENT, (proto_cmd_t)cmd, s_str(w->service->name),
+           s_str(req->corr), bodyf, NULL);
+    if (cmd == PROTO_REPLY) {
+        self->stats.replies++;
+        zlistx_delete(w->inflight, zlistx_cursor(w->inflight));
+        s_dispatch(self, w->service);
+    }
+}
+
+static void s_worker_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key,
+                         uint8_t cmd, const char *name)
+{
+    s_worker_t *w = (s_worker_t *)zhashx_lookup(self->workers, key);
+    if (w)
+        w->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
+    switch (cmd) {
+    case PROTO_READY:
+        s_worker_ready(self, m, id, key, name, w);
+        return;
+    case PROTO_DISCONNECT:
+        if (w)
+            s_worker_delete(self, w, "disconnected", false);
+        return;
+    case PROTO_EVENT:
+        s_event(self, m, name);
+        return;
+    case PROTO_HEARTBEAT:
+    case PROTO_PARTIAL:
+    case PROTO_REPLY:
+        if (!w) {
+            /* not registered (the broker restarted): ask it to register */
+            s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
+            return;
+        }
+        if (cmd != PROTO_HEARTBEAT)
+            s_worker_answer(self, m, w, cmd);
+        return;
+    default:
+        self->stats.malformed++;
+        return;
+    }
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+/* Read one message frame by frame, keeping at most PROTO_MAX_FRAMES + 1
+   frames. Returns NULL when nothing is waiting; *over is set when frames
+   were discarded. */
+static zmsg_t *s_recv(bus_broker_t *self, bool *over)
+{
+    *over = false;
+    zframe_t *f = zframe_recv(self->router);
+    if (!f)
+        return NULL;
+    zmsg_t *m = zmsg_new();
+    bool more = zframe_more(f);
+    zmsg_append(m, &f);
+    while (more) {
+        f = zframe_recv(self->router);
+        if (!f)
+            break;
+        more = zframe_more(f);
+        if (zmsg_size(m) < PROTO_MAX_FRAMES + 1)
+            zmsg_append(m, &f);
+        else {
+            *over = true;
+            zframe_destroy(&f);
+        }
+    }
+    return m;
+}
+
+static void s_handle(bus_broker_t *self, zmsg_t *m)
+{
+    zframe_t *id = zmsg_first(m);
+    zframe_t *sig = zmsg_next(m);
+    zframe_t *cmdf = zmsg_next(m);
+    if (!sig || !cmdf || zframe_size(cmdf) != 1) {
+        self->stats.malformed++;
+        return;
+    }
+    const char *name = zframe_meta(sig, "User-Id");
+    if (!name || !bus_name_valid(name, strlen(name), PROTO_MAX_NAME))
+        name = "";
+    if (self->curve && !*name) {
+        self->stats.malformed++;
+        return;
+    }
+    char key[S_KEY_MAX];
+    s_key(id, key);
+    uint8_t cmd = zframe_data(cmdf)[0];
+    if (bus_frame_is(sig, PROTO_CLIENT))
+        s_client_msg(self, m, id, key, cmd, name);
+    else if (bus_frame_is(sig, PROTO_WORKER))
+        s_worker_msg(self, m, id, key, cmd, name);
+    else
+        self->stats.malformed++;
+}
+
+/* ---- ZAP ---------------------------------------------------------------- */
+
+static void s_zap(bus_broker_t *self)
+{
+    zmsg_t *req = zmsg_recv(self->zap);
+    if (!req)
+        return;
+    zframe_t *ver = zmsg_pop(req);
+    zframe_t *rid = zmsg_pop(req);
+    zframe_t *domain = zmsg_pop(req);
+    zframe_t *address = zmsg_pop(req);
+    zframe_t *identity = zmsg_pop(req);
+    zframe_t *mech = zmsg_pop(req);
+    char name[PROTO_MAX_NAME + 1] = "";
+    const char *status = "400", *text = "no access";
+    if (bus_frame_is(ver, "1.0") && rid) {
+        if (self->curve && bus_frame_is(mech, "CURVE")) {
+            zframe_t *key = zmsg_pop(req);
+            if (key && zframe_size(key) == 32) {
+                char txt[41];
+                zmq_z85_encode(txt, zframe_data(key), 32);
+                zcert_t *cert = zcertstore_lookup(self->store, txt);
+                const char *n = cert ? zcert_meta(cert, "name") : NULL;
+                if (n && bus_name_valid(n, strlen(n), PROTO_MAX_NAME)) {
+                    snprintf(name, sizeof(name), "%s", n);
+                    status = "200";
+                    text = "OK";
+                } else
+                    text = cert ? "certificate has no valid name" : "unknown certificate";
+            }
+            zframe_destroy(&key);
+        } else if (!self->curve && bus_frame_is(mech, "PLAIN")) {
+            zframe_t *user = zmsg_pop(req);
+            if (user && bus_frame_name(user, name, sizeof(name), PROTO_MAX_NAME) == 0) {
+                status = "200";
+                text = "OK";
+            }
+            zframe_destroy(&user);
+        }
+    }
+    if (!streq(status, "200")) {
+        self->stats.auth_denied++;
+        char *addr = address ? zframe_strdup(address) : NULL;
+        log_warn("refused a peer at %s: %s", addr ? addr : "?", text);
+        free(addr);
+    }
+    zmsg_t *rep = zmsg_new();
+    zmsg_addstr(rep, "1.0");
+    if (rid)
+        zmsg_append(rep, &rid);
+    else
+        zmsg_addstr(rep, "");
+    zmsg_addstr(rep, status);
+    zmsg_addstr(rep, text);
+    zmsg_addstr(rep, name);
+    zmsg_addmem(rep, "", 0);
+    if (zmsg_send(&rep, self->zap) != 0)
+        zmsg_destroy(&rep);
+    zframe_destroy(&ver);
+    zframe_destroy(&rid);
+    zframe_destroy(&domain);
+    zframe_destroy(&address);
+    zframe_destroy(&identity);
+    zframe_destroy(&mech);
+    zmsg_destroy(&req);
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void s_timers(bus_broker_t *self, int64_t now)
+{
+    /* requests that waited too long for a worker */
+    for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
+         s = (s_service_t *)zhashx_next(self->services)) {
+        s_request_t *r;
+        while ((r = (s_request_t *)zlistx_first(s->queue)) && r->deadline <= now) {
+            self->stats.unavailable++;
+            s_reply_error(self, r->client, s->name, r->corr, PROTO_E_SERVICE_UNAVAILABLE,
+                          "no worker of service '%s' within %d ms", s->name,
+                          self->queue_timeout_ms);
+            zlistx_delete(s->queue, zlistx_cursor(s->queue));
+        }
+    }
+    /* silent workers: checked on every pass so that worker_lost goes out
+       within a timer period of the liveness deadline */
+    zlistx_t *dead = zlistx_new();
+    bool beat = now >= self->hb_at;
+    for (s_worker_t *w = (s_worker_t *)zhashx_first(self->workers); w;
+         w = (s_worker_t *)zhashx_next(self->workers)) {
+        if (w->expiry < now)
+            zlistx_add_end(dead, w);
+        else if (beat)
+            s_send(self, w->id, PROTO_WORKER, PROTO_HEARTBEAT, NULL, NULL, NULL, NULL);
+    }
+    for (s_worker_t *w = (s_worker_t *)zlistx_first(dead); w; w = (s_worker_t *)zlistx_next(dead))
+        s_worker_delete(self, w, "heartbeat expired", true);
+    zlistx_purge(dead);
+    if (!beat) {
+        zlistx_destroy(&dead);
+        return;
+    }
+    self->hb_at = now + self->hb_ms;
+    /* expire silent clients, heartbeat the rest */
+    for (s_client_t *c = (s_client_t *)zhashx_first(self->clients); c;
+         c = (s_client_t *)zhashx_next(self->clients)) {
+        if (c->expiry < now)
+            zlistx_add_end(dead, (void *)zhashx_cursor(self->clients));
+        else
+            s_send(self, c->id, PROTO_CLIENT, PROTO_HEARTBEAT, NULL, NULL, NULL, NULL);
+    }
+    for (const char *k = (const char *)zlistx_first(dead); k; k = (const char *)zlistx_next(dead)) {
+        char key[S_KEY_MAX];
+        snprintf(key, sizeof(key), "%s", k);
+        zhashx_delete(self->clients, key);
+    }
+    zlistx_purge(dead);
+    /* services nobody serves and nobody waits for */
+    for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
+         s = (s_service_t *)zhashx_next(self->services))
+        if (zlistx_size(s->workers) == 0 && zlistx_size(s->queue) == 0)
+            zlistx_add_end(dead, s);
+    for (s_service_t *s = (s_service_t *)zlistx_first(dead); s;
+         s = (s_service_t *)zlistx_next(dead)) {
+        char name[PROTO_MAX_NAME + 1];
+        memcpy(name, s->name, sizeof(name));
+        zhashx_delete(self->services, name);
+    }
+    zlistx_destroy(&dead);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
+{
+    if (!opts || !opts->endpoint || (opts->curve && !opts->certs_dir))
+        return NULL;
+    bus_broker_t *self = (bus_broker_t *)calloc(1, sizeof(*self));
+    if (!self)
+        return NULL;
+    self->curve = opts->curve;
+    self->cfg = opts->cfg;
+    self->queue_timeout_ms = opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms
+                                                        : S_QUEUE_TIMEOUT_MS;
+    self->hb_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : PROTO_HEARTBEAT_MS;
+    self->services = zhashx_new();
+    self->workers = zhashx_new();
+    self->clients = zhashx_new();
+    zhashx_set_destructor(self->services, s_service_free);
+    zhashx_set_destructor(self->workers, s_worker_free);
+    zhashx_set_destructor(self->clients, s_client_free);
+
+    /* the ZAP handler must exist before the first handshake */
+    self->zap = zsock_new(ZMQ_REP);
+    if (!self->zap || zsock_bind(self->zap, "inproc://zeromq.zap.01") != 0) {
+        log_error("cannot bind the ZAP handler (another one in this process?)");
+        goto fail;
+    }
+    zsock_set_rcvtimeo(self->zap, 0);
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->router)
+        goto fail;
+    zsock_set_maxmsgsize(self->router, PROTO_MAX_FRAME);
+    zsock_set_rcvtimeo(self->router, 0);
+    zsock_set_sndtimeo(self->router, 0);
+    zsock_set_linger(self->router, 200);
+    zsock_set_zap_domain(self->router, "emads");
+    if (self->curve) {
+        char pub[1200], path[1200];
+        snprintf(pub, sizeof(pub), "%s/public", opts->certs_dir);
+        snprintf(path, sizeof(path), "%s/private/bus.cert", opts->certs_dir);
+        zcert_t *cert = zcert_load(path);
+        if (!cert || !zcert_secret_txt(cert) ||
+            streq(zcert_secret_txt(cert), "0000000000000000000000000000000000000000")) {
+            log_error("no server certificate %s_secret (run `emadsctl certs init`)", path);
+            zcert_destroy(&cert);
+            goto fail;
+        }
+        zcert_apply(cert, self->router);
+        zcert_destroy(&cert);
+        zsock_set_curve_server(self->router, 1);
+        self->store = zcertstore_new(pub);
+        if (!self->store)
+            goto fail;
+    } else
+        zsock_set_plain_server(self->router, 1);
+    if (zsock_bind(self->router, "%s", opts->endpoint) < 0) {
+        log_error("cannot bind %s: %s", opts->endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    char *ep = zsock_last_endpoint(self->router);
+    snprintf(self->endpoint, sizeof(self->endpoint), "%s", ep ? ep : opts->endpoint);
+    free(ep);
+    self->started = zclock_mono();
+    self->hb_at = self->started + self->hb_ms;
+    self->timer_at = self->started + S_TIMER_MS;
+    return self;
+fail:
+    bus_broker_destroy(&self);
+    return NULL;
+}
+
+void bus_broker_destroy(bus_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    bus_broker_t *self = *self_p;
+    zhashx_destroy(&self->workers);
+    zhashx_destroy(&self->services);
+    zhashx_destroy(&self->clients);
+    zsock_destroy(&self->router);
+    zsock_destroy(&self->zap);
+    zcertstore_destroy(&self->store);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *bus_broker_endpoint(bus_broker_t *self)
+{
+    return self ? self->endpoint : NULL;
+}
+
+void bus_broker_stats(bus_broker_t *self, bus_broker_stats_t *out)
+{
+    if (self && out)
+        *out = self->stats;
+}
+
+int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
+{
+    zmq_pollitem_t items[3];
+    int n = 0;
+    items[n++] = (zmq_pollitem_t){zsock_resolve(self->router), 0, ZMQ_POLLIN, 0};
+    items[n++] = (zmq_pollitem_t){zsock_resolve(self->zap), 0, ZMQ_POLLIN, 0};
+    if (pipe)
+        items[n++] = (zmq_pollitem_t){zsock_resolve(pipe), 0, ZMQ_POLLIN, 0};
+    while (!zsys_interrupted) {
+        int64_t now = zclock_mono();
+        int64_t wait = self->timer_at - now;
+        if (wait < 0)
+            wait = 0;
+        int rc = zmq_poll(items, n, (long)wait);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("poll failed: %s", zmq_strerror(errno));
+            break;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            for (int i = 0; i < 16 && (zsock_events(self->zap) & ZMQ_POLLIN); i++)
+                s_zap(self);
+        if (items[0].revents & ZMQ_POLLIN) {
+            for (int i = 0; i < S_BATCH; i++) {
+                bool over;
+                zmsg_t *m = s_recv(self, &over);
+                if (!m)
+                    break;
+                if (over)
+                    self->stats.malformed++;
+                else
+                    s_handle(self, m);
+                zmsg_destroy(&m);
+            }
+        }
+        if (pipe && (items[2].revents & ZMQ_POLLIN)) {
+            char *cmd = zstr_recv(pipe);
+            bool term = !cmd || streq(cmd, "$TERM");
+            free(cmd);
+            if (term)
+                break;
+        }
+        now = zclock_mono();
+        if (now >= self->timer_at) {
+            s_timers(self, now);
+            self->timer_at = now + S_TIMER_MS;
+        }
+    }
+    return 0;
+}
+
+static void s_actor(zsock_t *pipe, void *arg)
+{
+    bus_broker_t *self = (bus_broker_t *)arg;
+    zsock_signal(pipe, 0);
+    bus_broker_run(self, pipe);
+    bus_broker_destroy(&self);
+}
+
+zactor_t *bus_broker_actor_new(const bus_broker_opts_t *opts)
+{
+    bus_broker_t *self = bus_broker_new(opts);
+    if (!self)
+        return NULL;
+    zactor_t *actor = zactor_new(s_actor, self);
+    if (!actor)
+        bus_broker_destroy(&self);
+    return actor;
+}

@@ -1,0 +1,63 @@
+/*  broker.h - the emads bus broker as a library: a ROUTER that routes
+    requests by service name to the least recently used live worker with
+    room, fans events out to subscribers, heartbeats both ways, and
+    authenticates every peer with CURVE against the run directory's
+    certificate store (its own ZAP handler answers with the certificate's
+    name, which the broker stamps on what it routes).
+
+    `emads-bus` is a thin main around this; benchmarks and tests may run it
+    in-process as an actor.
+*/
+#ifndef BUS_BROKER_H_INCLUDED
+#define BUS_BROKER_H_INCLUDED
+
+#include "bus/bus.h"
+#include "common/config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *endpoint;  /* bind endpoint, e.g. ipc:///run/emads/bus.sock */
+    const char *certs_dir; /* <run>/certs; required when curve */
+    bool curve;            /* false: PLAIN, any password, names claimed not proven */
+    const cfg_t *cfg;      /* access list; NULL = allow everything. Borrowed:
+                              must outlive the broker */
+    int queue_timeout_ms;  /* how long a request waits for a worker; 0 = 3000 */
+    int heartbeat_ms;      /* 0 = PROTO_HEARTBEAT_MS */
+} bus_broker_opts_t;
+
+typedef struct _bus_broker_t bus_broker_t;
+
+/* Counters, for the "stats" command and tests. */
+typedef struct {
+    uint64_t routed;       /* requests handed to a worker */
+    uint64_t replies;      /* replies returned to clients */
+    uint64_t malformed;    /* messages dropped or refused as malformed */
+    uint64_t forbidden;    /* calls refused by the access list */
+    uint64_t unavailable;  /* requests answered service_unavailable */
+    uint64_t worker_lost;  /* requests answered worker_lost */
+    uint64_t events;       /* events published */
+    uint64_t auth_denied;  /* handshakes refused by the ZAP handler */
+} bus_broker_stats_t;
+
+/* Bind the ROUTER (and the ZAP handler when curve). NULL on failure with a
+   logged reason. The sockets belong to the thread that runs the broker. */
+bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts);
+void bus_broker_destroy(bus_broker_t **self_p);
+/* The bound endpoint (resolved for tcp://...:*). */
+const char *bus_broker_endpoint(bus_broker_t *self);
+/* Serve until zsys_interrupted, or until "$TERM" arrives on pipe (may be
+   NULL). Returns 0. */
+int bus_broker_run(bus_broker_t *self, zsock_t *pipe);
+void bus_broker_stats(bus_broker_t *self, bus_broker_stats_t *out);
+
+/* Start a broker in a thread. Returns NULL if it cannot bind. zactor_destroy
+   stops it and frees everything. */
+zactor_t *bus_broker_actor_new(const bus_broker_opts_t *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

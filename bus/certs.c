@@ -1,0 +1,194 @@
+/*  certs.c - the certificate store of a run directory and socket security.
+
+    The store lives in <run>/certs: public/<name>.cert holds each peer's public
+    key with its name in the metadata "name" (the folder the bus authenticates
+    against), private/<name>.cert_secret holds the matching secret key, mode
+    0600, read by the process of that name. "bus" is the broker's own server
+    certificate. Creation is idempotent: an existing certificate is kept, so
+    `emadsctl certs init` and a later `up` agree on every key.
+
+    When the bus runs --insecure its socket is a PLAIN server that accepts any
+    password: clients then send their name as the PLAIN user name so services
+    still see a sender, but that name is claimed, not proven.
+*/
+#include "bus/bus_priv.h"
+#include "common/log.h"
+#include "common/rundir.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void bus_security_init(bus_security_t *sec, const char *run_dir, const char *name, bool curve)
+{
+    memset(sec, 0, sizeof(*sec));
+    sec->curve = curve;
+    if (run_dir)
+        snprintf(sec->certs_dir, sizeof(sec->certs_dir), "%s/certs", run_dir);
+    if (name)
+        snprintf(sec->name, sizeof(sec->name), "%s", name);
+}
+
+bool bus_name_valid(const char *name, size_t len, size_t max)
+{
+    if (!name || len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-' || c == '.' || c == ':';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+int bus_frame_name(zframe_t *frame, char *dst, size_t dstlen, size_t max)
+{
+    size_t len = zframe_size(frame);
+    if (len >= dstlen || !bus_name_valid((const char *)zframe_data(frame), len, max))
+        return -1;
+    memcpy(dst, zframe_data(frame), len);
+    dst[len] = '\0';
+    return 0;
+}
+
+bool bus_frame_is(zframe_t *frame, const char *s)
+{
+    size_t len = strlen(s);
+    return frame && zframe_size(frame) == len && memcmp(zframe_data(frame), s, len) == 0;
+}
+
+zframe_t *bus_body_frame(const ev_t *body)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!body || ev_encode(body, &buf, &len) != EV_OK)
+        return NULL;
+    zframe_t *frame = zframe_new(buf, len);
+    free(buf);
+    return frame;
+}
+
+/* Load certificate <certs>/<sub>/<name>.cert (zcert_load looks for the
+   _secret file first). */
+static zcert_t *s_load(const char *certs_dir, const char *sub, const char *name)
+{
+    char path[1200];
+    if (snprintf(path, sizeof(path), "%s/%s/%s.cert", certs_dir, sub, name) >= (int)sizeof(path))
+        return NULL;
+    return zcert_load(path);
+}
+
+int bus_sock_setup(zsock_t *sock, const bus_security_t *sec)
+{
+    zsock_set_maxmsgsize(sock, PROTO_MAX_FRAME);
+    zsock_set_linger(sock, 200);
+    zsock_set_rcvtimeo(sock, 0);
+    if (!sec || !sec->curve) {
+        const char *name = sec && sec->name[0] ? sec->name : "anonymous";
+        zsock_set_plain_username(sock, name);
+        zsock_set_plain_password(sock, "insecure");
+        return 0;
+    }
+    if (!bus_name_valid(sec->name, strlen(sec->name), PROTO_MAX_NAME)) {
+        log_error("bus: invalid certificate name '%s'", sec->name);
+        return -1;
+    }
+    zcert_t *mine = s_load(sec->certs_dir, "private", sec->name);
+    if (!mine) {
+        log_error("bus: no certificate for '%s' in %s/private (run `emadsctl certs init`)",
+                  sec->name, sec->certs_dir);
+        return -1;
+    }
+    zcert_t *server = s_load(sec->certs_dir, "public", "bus");
+    if (!server) {
+        log_error("bus: no server certificate %s/public/bus.cert", sec->certs_dir);
+        zcert_destroy(&mine);
+        return -1;
+    }
+    zcert_apply(mine, sock);
+    zsock_set_curve_serverkey(sock, zcert_public_txt(server));
+    zcert_destroy(&mine);
+    zcert_destroy(&server);
+    return 0;
+}
+
+static bool s_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Make one certificate unless it exists; returns 1 created, 0 kept, -1 error. */
+static int s_make(const char *certs, const char *name)
+{
+    char pub[1200], sec[1200];
+    snprintf(pub, sizeof(pub), "%s/public/%s.cert", certs, name);
+    snprintf(sec, sizeof(sec), "%s/private/%s.cert_secret", certs, name);
+    if (s_exists(sec)) {
+        if (s_exists(pub))
+            return 0;
+        /* public half lost: rewrite it from the secret file */
+        char base[1200];
+        snprintf(base, sizeof(base), "%s/private/%s.cert", certs, name);
+        zcert_t *cert = zcert_load(base);
+        if (!cert) {
+            log_error("bus: cannot read %s", sec);
+            return -1;
+        }
+        int rc = zcert_save_public(cert, pub);
+        zcert_destroy(&cert);
+        return rc == 0 ? 0 : -1;
+    }
+    zcert_t *cert = zcert_new();
+    if (!cert)
+        return -1;
+    zcert_set_meta(cert, "name", "%s", name);
+    zcert_set_meta(cert, "created-by", "emads");
+    mode_t old = umask(077);
+    int rc = zcert_save_secret(cert, sec);
+    umask(old);
+    if (rc == 0) {
+        chmod(sec, 0600);
+        rc = zcert_save_public(cert, pub);
+    }
+    zcert_destroy(&cert);
+    if (rc != 0) {
+        log_error("bus: cannot write certificate %s: %s", sec, strerror(errno));
+        return -1;
+    }
+    return 1;
+}
+
+int bus_certs_init(const char *run_dir, const char *const *names)
+{
+    if (!run_dir)
+        return -1;
+    char certs[1100], sub[1200];
+    if (snprintf(certs, sizeof(certs), "%s/certs", run_dir) >= (int)sizeof(certs))
+        return -1;
+    snprintf(sub, sizeof(sub), "%s/public", certs);
+    if (rundir_mkdirs(sub, 0700) != 0)
+        return -1;
+    snprintf(sub, sizeof(sub), "%s/private", certs);
+    if (rundir_mkdirs(sub, 0700) != 0)
+        return -1;
+    int created = 0;
+    int rc = s_make(certs, "bus");
+    if (rc < 0)
+        return -1;
+    created += rc;
+    for (size_t i = 0; names && names[i]; i++) {
+        if (!bus_name_valid(names[i], strlen(names[i]), PROTO_MAX_NAME)) {
+            log_error("bus: invalid certificate name '%s'", names[i]);
+            return -1;
+        }
+        rc = s_make(certs, names[i]);
+        if (rc < 0)
+            return -1;
+        created += rc;
+    }
+    return created;
+}

@@ -1,0 +1,196 @@
+/*  emads_bus.c - the emads-bus daemon: parse flags, load the config, make
+    sure the bus's server certificate exists, run the broker until SIGTERM or
+    SIGINT, tear down.
+
+      emads-bus [--endpoint EP] [--config FILE] [--home DIR] [--insecure]
+                [--foreground]
+
+    Without --foreground it detaches, logs to <run>/logs/emads-bus.log, and
+    the launching process exits only once the bus is bound (0) or has failed
+    (1), so `emads-bus && next` never races the socket. The pid is written to
+    <run>/pids/emads-bus.pid in both modes. Exit codes: 0 clean stop, 1
+    runtime failure, 2 usage or config error.
+*/
+#include "bus/broker.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/rundir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void s_usage(FILE *out)
+{
+    fprintf(out, "usage: emads-bus [--endpoint EP] [--config FILE] [--home DIR] [--insecure]\n"
+                 "                 [--foreground]\n"
+                 "  --endpoint EP  bind here (default: config bus_endpoint, else\n"
+                 "                 ipc://<run>/bus.sock)\n"
+                 "  --config FILE  emads.yaml (access list); also $EMADS_CONFIG\n"
+                 "  --home DIR     run directory; also $EMADS_HOME\n"
+                 "  --insecure     no CURVE: names are claimed, not proven (debugging only)\n"
+                 "  --foreground   stay attached and log to stderr\n");
+}
+
+/* Detach: the parent waits for one status byte from the child and exits
+   with it. Returns the write end of the pipe in the child. */
+static int s_daemonize(const char *logfile)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        close(fds[1]);
+        char status = 1;
+        ssize_t n;
+        do
+            n = read(fds[0], &status, 1);
+        while (n < 0 && errno == EINTR);
+        _exit(n == 1 ? status : 1);
+    }
+    close(fds[0]);
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    int log = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        close(null);
+    }
+    if (log >= 0) {
+        dup2(log, 2);
+        close(log);
+    }
+    return fds[1];
+}
+
+static void s_notify(int fd, char status)
+{
+    if (fd >= 0) {
+        ssize_t n = write(fd, &status, 1);
+        (void)n;
+        close(fd);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *endpoint = NULL, *config = getenv("EMADS_CONFIG"), *home = NULL;
+    bool insecure = false, foreground = false;
+    static const struct option longopts[] = {{"endpoint", required_argument, NULL, 'e'},
+                                             {"config", required_argument, NULL, 'c'},
+                                             {"home", required_argument, NULL, 'H'},
+                                             {"insecure", no_argument, NULL, 'i'},
+                                             {"foreground", no_argument, NULL, 'f'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "e:c:H:ifh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'e': endpoint = optarg; break;
+        case 'c': config = optarg; break;
+        case 'H': home = optarg; break;
+        case 'i': insecure = true; break;
+        case 'f': foreground = true; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "emads-bus: unexpected argument '%s'\n", argv[optind]);
+        s_usage(stderr);
+        return 2;
+    }
+    log_init("emads-bus", LOG_LVL_INFO);
+
+    cfg_t *cfg = NULL;
+    if (config && *config) {
+        cfg_errors_t errors = {0};
+        cfg = cfg_load(config, &errors);
+        if (!cfg) {
+            for (int i = 0; i < errors.count; i++)
+                fprintf(stderr, "%s:%d: %s: %s\n", errors.items[i].file, errors.items[i].line,
+                        errors.items[i].key, errors.items[i].reason);
+            if (errors.count == 0)
+                fprintf(stderr, "emads-bus: cannot load config %s\n", config);
+            cfg_errors_free(&errors);
+            return 2;
+        }
+        cfg_errors_free(&errors);
+    }
+    char run[PATH_MAX];
+    if (!home && cfg && cfg->run_dir[0] && !getenv("EMADS_HOME"))
+        home = cfg->run_dir;
+    if (rundir_resolve(home, run, sizeof(run)) != 0 || rundir_create(run) != 0) {
+        fprintf(stderr, "emads-bus: cannot resolve or create the run directory: %s\n",
+                strerror(errno));
+        cfg_destroy(&cfg);
+        return 2;
+    }
+    char ep[PATH_MAX + 16];
+    if (endpoint)
+        snprintf(ep, sizeof(ep), "%s", endpoint);
+    else if (cfg && cfg->bus_endpoint[0])
+        snprintf(ep, sizeof(ep), "%s", cfg->bus_endpoint);
+    else
+        snprintf(ep, sizeof(ep), "ipc://%s/bus.sock", run);
+    bool curve = !insecure && (!cfg || cfg->curve);
+
+    int notify = -1;
+    if (!foreground) {
+        char logfile[PATH_MAX + 32];
+        snprintf(logfile, sizeof(logfile), "%s/logs/emads-bus.log", run);
+        notify = s_daemonize(logfile);
+        if (notify < 0) {
+            fprintf(stderr, "emads-bus: cannot detach: %s\n", strerror(errno));
+            cfg_destroy(&cfg);
+            return 1;
+        }
+    }
+    if (!curve) {
+        log_warn("*****************************************************************");
+        log_warn("INSECURE: CURVE is off. Peers are not authenticated, traffic is");
+        log_warn("not encrypted and the access list is NOT enforced. Debug only.");
+        log_warn("*****************************************************************");
+    }
+    char certs[PATH_MAX + 8];
+    snprintf(certs, sizeof(certs), "%s/certs", run);
+    if (curve && bus_certs_init(run, NULL) < 0) {
+        log_error("cannot create the server certificate in %s", certs);
+        s_notify(notify, 1);
+        cfg_destroy(&cfg);
+        return 1;
+    }
+    zsys_set_logstream(NULL);
+    bus_broker_opts_t opts = {.endpoint = ep, .certs_dir = certs, .curve = curve, .cfg = cfg};
+    bus_broker_t *broker = bus_broker_new(&opts);
+    if (!broker) {
+        s_notify(notify, 1);
+        cfg_destroy(&cfg);
+        return 1;
+    }
+    char pidfile[PATH_MAX + 32];
+    snprintf(pidfile, sizeof(pidfile), "%s/pids/emads-bus.pid", run);
+    FILE *pf = fopen(pidfile, "w");
+    if (pf) {
+        fprintf(pf, "%d\n", (int)getpid());
+        fclose(pf);
+    }
+    log_info("serving on %s (%s%s)", bus_broker_endpoint(broker), curve ? "CURVE" : "insecure",
+             cfg ? ", access list from config" : ", no access list");
+    s_notify(notify, 0);
+    bus_broker_run(broker, NULL);
+    log_info("stopping");
+    bus_broker_destroy(&broker);
+    unlink(pidfile);
+    cfg_destroy(&cfg);
+    return 0;
+}

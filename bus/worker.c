@@ -1,0 +1,289 @@
+/*  worker.c - the worker side of the emads bus.
+
+    A worker owns one DEALER socket for its whole life (so a zloop or zpoller
+    may keep polling the same socket). It registers its service with READY
+    {capacity}, heartbeats every PROTO_HEARTBEAT_MS and watches the broker:
+    after PROTO_HEARTBEAT_LIVENESS silent intervals the broker is taken as
+    lost, the worker stops heartbeating and sends READY again after 1 s, then
+    2, 4, ... up to 32 s between tries, until the broker answers. ZeroMQ's own
+    reconnection (also 1 s -> 32 s) re-establishes the transport meanwhile,
+    and a broker that does not know the worker (it restarted) answers its
+    heartbeat with DISCONNECT, upon which the worker sends READY at once.
+
+    Requests arrive as [client_id][corr_id][sender][body]; the body is
+    decoded here (bounded, strict) and a request whose body does not decode
+    is answered with a "malformed" error and counted, never handed up.
+*/
+#include "bus/bus_priv.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <string.h>
+
+struct _bus_worker_t {
+    zsock_t *sock;
+    char service[PROTO_MAX_NAME + 1];
+    int capacity;
+    int64_t hb_at;      /* next heartbeat to send */
+    int64_t bus_expiry; /* broker lost after this */
+    bool bus_lost;
+    int64_t ready_at;   /* while lost: next READY */
+    int backoff_ms;
+    uint64_t malformed;
+};
+
+static int s_send(bus_worker_t *self, proto_cmd_t cmd, zmsg_t *tail)
+{
+    zmsg_t *m = zmsg_new();
+    zmsg_addstr(m, PROTO_WORKER);
+    uint8_t c = (uint8_t)cmd;
+    zmsg_addmem(m, &c, 1);
+    if (tail) {
+        zframe_t *f;
+        while ((f = zmsg_pop(tail)))
+            zmsg_append(m, &f);
+    }
+    zsock_set_sndtimeo(self->sock, 0);
+    int rc = zmsg_send(&m, self->sock);
+    zmsg_destroy(&m);
+    return rc;
+}
+
+static void s_send_ready(bus_worker_t *self)
+{
+    ev_t *body = proto_body("ready");
+    ev_set_int(body, "capacity", self->capacity);
+    zframe_t *f = bus_body_frame(body);
+    ev_destroy(&body);
+    zmsg_t *tail = zmsg_new();
+    zmsg_addstr(tail, self->service);
+    if (f)
+        zmsg_append(tail, &f);
+    s_send(self, PROTO_READY, tail);
+    zmsg_destroy(&tail);
+}
+
+bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,
+                             const bus_security_t *sec)
+{
+    if (!endpoint || !service || !bus_name_valid(service, strlen(service), PROTO_MAX_NAME))
+        return NULL;
+    bus_worker_t *self = (bus_worker_t *)calloc(1, sizeof(*self));
+    if (!self)
+        return NULL;
+    snprintf(self->service, sizeof(self->service), "%s", service);
+    self->capacity = capacity < 1 ? 1 : capacity;
+    self->sock = zsock_new(ZMQ_DEALER);
+    if (!self->sock || bus_sock_setup(self->sock, sec) != 0)
+        goto fail;
+    zsock_set_reconnect_ivl(self->sock, PROTO_RECONNECT_MIN_MS);
+    zsock_set_reconnect_ivl_max(self->sock, PROTO_RECONNECT_MAX_MS);
+    if (zsock_connect(self->sock, "%s", endpoint) != 0) {
+        log_error("bus: cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    int64_t now = zclock_mono();
+    self->backoff_ms = PROTO_RECONNECT_MIN_MS;
+    self->hb_at = now + PROTO_HEARTBEAT_MS;
+    self->bus_expiry = now + PROTO_HEARTBEAT_MS * PROTO_HEARTBEAT_LIVENESS;
+    s_send_ready(self);
+    return self;
+fail:
+    bus_worker_destroy(&self);
+    return NULL;
+}
+
+void bus_worker_destroy(bus_worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    bus_worker_t *self = *self_p;
+    if (self->sock) {
+        s_send(self, PROTO_DISCONNECT, NULL);
+        zsock_destroy(&self->sock);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+zsock_t *bus_worker_sock(bus_worker_t *self)
+{
+    return self ? self->sock : NULL;
+}
+
+void bus_worker_tick(bus_worker_t *self)
+{
+    if (!self)
+        return;
+    int64_t now = zclock_mono();
+    if (!self->bus_lost && now > self->bus_expiry) {
+        self->bus_lost = true;
+        self->backoff_ms = PROTO_RECONNECT_MIN_MS;
+        self->ready_at = now + self->backoff_ms;
+        log_warn("bus: broker silent for %d ms; registering '%s' again with back-off",
+                 PROTO_HEARTBEAT_MS * PROTO_HEARTBEAT_LIVENESS, self->service);
+    }
+    if (self->bus_lost) {
+        if (now >= self->ready_at) {
+            s_send_ready(self);
+            self->backoff_ms *= 2;
+            if (self->backoff_ms > PROTO_RECONNECT_MAX_MS)
+                self->backoff_ms = PROTO_RECONNECT_MAX_MS;
+            self->ready_at = now + self->backoff_ms;
+        }
+    } else if (now >= self->hb_at) {
+        s_send(self, PROTO_HEARTBEAT, NULL);
+        self->hb_at = now + PROTO_HEARTBEAT_MS;
+    }
+}
+
+static int s_reply_frames(bus_worker_t *self, zframe_t *client_id, const char *corr,
+                          zframe_t **body_p, bool final)
+{
+    zmsg_t *tail = zmsg_new();
+    zframe_t *cid = zframe_dup(client_id);
+    zmsg_append(tail, &cid);
+    zmsg_addstr(tail, corr);
+    zmsg_append(tail, body_p);
+    int rc = s_send(self, final ? PROTO_REPLY : PROTO_PARTIAL, tail);
+    zmsg_destroy(&tail);
+    return rc;
+}
+
+/* Read one message (non-blocking): 1 request, 0 housekeeping, -1 nothing. */
+static int s_read(bus_worker_t *self, bus_request_t *req)
+{
+    zmsg_t *zm = zmsg_recv(self->sock);
+    if (!zm)
+        return -1;
+    int rc = 0;
+    zframe_t *sig = zmsg_first(zm);
+    zframe_t *cmdf = zmsg_next(zm);
+    if (!bus_frame_is(sig, PROTO_WORKER) || !cmdf || zframe_size(cmdf) != 1) {
+        self->malformed++;
+        goto done;
+    }
+    int64_t now = zclock_mono();
+    self->bus_expiry = now + PROTO_HEARTBEAT_MS * PROTO_HEARTBEAT_LIVENESS;
+    if (self->bus_lost) {
+        self->bus_lost = false;
+        self->hb_at = now;
+        log_info("bus: broker is back; '%s' serving", self->service);
+    }
+    uint8_t cmd = zframe_data(cmdf)[0];
+    if (cmd == PROTO_DISCONNECT) {
+        s_send_ready(self); /* the broker does not know us (it restarted) */
+        goto done;
+    }
+    if (cmd != PROTO_REQUEST)
+        goto done;
+    if (zmsg_size(zm) != 6) {
+        self->malformed++;
+        goto done;
+    }
+    zframe_t *cid = zmsg_next(zm), *corr = zmsg_next(zm), *sender = zmsg_next(zm);
+    zframe_t *body = zmsg_next(zm);
+    memset(req, 0, sizeof(*req));
+    if (bus_frame_name(corr, req->corr_id, sizeof(req->corr_id), PROTO_MAX_ID) != 0) {
+        self->malformed++;
+        goto done;
+    }
+    if (zframe_size(sender) > 0 &&
+        bus_frame_name(sender, req->sender, sizeof(req->sender), PROTO_MAX_NAME) != 0) {
+        self->malformed++;
+        goto done;
+    }
+    char err[128] = "";
+    if (ev_decode(zframe_data(body), zframe_size(body), NULL, &req->body, err, sizeof(err)) !=
+            EV_OK ||
+        ev_type(req->body) != EV_MAP) {
+        self->malformed++;
+        ev_destroy(&req->body);
+        ev_t *e = proto_error(PROTO_E_MALFORMED, "request body does not decode: %s", err);
+        zframe_t *f = bus_body_frame(e);
+        ev_destroy(&e);
+        if (f)
+            s_reply_frames(self, cid, req->corr_id, &f, true);
+        zframe_destroy(&f);
+        memset(req, 0, sizeof(*req));
+        goto done;
+    }
+    req->client_id = zframe_dup(cid);
+    rc = 1;
+done:
+    zmsg_destroy(&zm);
+    return rc;
+}
+
+int bus_worker_recv(bus_worker_t *self, bus_request_t *req, int timeout_ms)
+{
+    if (!self || !req)
+        return -1;
+    memset(req, 0, sizeof(*req));
+    int64_t end = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
+    while (true) {
+        bus_worker_tick(self);
+        int rc;
+        while ((rc = s_read(self, req)) == 0)
+            ;
+        if (rc == 1)
+            return 1;
+        int64_t now = zclock_mono();
+        if (now >= end)
+            return 0;
+        int64_t next = self->bus_lost ? self->ready_at : self->hb_at;
+        if (!self->bus_lost && self->bus_expiry < next)
+            next = self->bus_expiry + 1;
+        int64_t wait = next > now ? next - now : 0;
+        if (end - now < wait)
+            wait = end - now;
+        zmq_pollitem_t item = {zsock_resolve(self->sock), 0, ZMQ_POLLIN, 0};
+        if ((zmq_poll(&item, 1, (long)wait) < 0 && errno == EINTR) || zsys_interrupted)
+            return -1;
+    }
+}
+
+int bus_worker_reply(bus_worker_t *self, const bus_request_t *req, ev_t **body_p, bool final)
+{
+    ev_t *body = body_p ? *body_p : NULL;
+    if (body_p)
+        *body_p = NULL;
+    int rc = -1;
+    if (self && req && req->client_id && body) {
+        zframe_t *f = bus_body_frame(body);
+        if (f && zframe_size(f) <= PROTO_MAX_FRAME)
+            rc = s_reply_frames(self, req->client_id, req->corr_id, &f, final);
+        zframe_destroy(&f);
+    }
+    ev_destroy(&body);
+    return rc;
+}
+
+int bus_worker_publish(bus_worker_t *self, const char *topic, ev_t **body_p)
+{
+    ev_t *body = body_p ? *body_p : NULL;
+    if (body_p)
+        *body_p = NULL;
+    int rc = -1;
+    if (self && topic && bus_name_valid(topic, strlen(topic), PROTO_MAX_TOPIC) && body) {
+        zframe_t *f = bus_body_frame(body);
+        if (f) {
+            zmsg_t *tail = zmsg_new();
+            zmsg_addstr(tail, topic);
+            zmsg_append(tail, &f);
+            rc = s_send(self, PROTO_EVENT, tail);
+            zmsg_destroy(&tail);
+        }
+    }
+    ev_destroy(&body);
+    return rc;
+}
+
+void bus_request_clear(bus_request_t *req)
+{
+    if (!req)
+        return;
+    zframe_destroy(&req->client_id);
+    ev_destroy(&req->body);
+    memset(req, 0, sizeof(*req));
+}

@@ -1,0 +1,1925 @@
+/*  config.c - the strict loader of the emads configuration (see config.h).
+
+    The two YAML files are read with libyaml's document API into a node tree,
+    and the tree is then walked section by section into a cfg_t. The walk
+    never stops at the first problem: every error is collected with the file,
+    the 1-based line of the offending node (start_mark.line + 1, or libyaml's
+    problem_mark.line + 1 for syntax errors), the dotted key (list elements as
+    [i], e.g. workflows.emads_pr.steps[1].options[0].model) and a reason, so
+    `emadsctl config check` can show them all at once, sorted by line.
+
+    Strictness, on purpose:
+      - unknown keys are errors (with the list of keys that are allowed);
+      - duplicate keys are errors (libyaml keeps both; we look for them);
+      - types are checked: numbers must be plain (unquoted) YAML scalars, so
+        `tokens: "3000"` is "expected an integer, got a string";
+      - numbers have ranges: nothing negative, nothing absurd (tokens above
+        1e9, durations above one day, USD above 1e9);
+      - money is parsed from the decimal text straight into int64 micro-USD
+        (cfg_usd_parse), never through a double;
+      - references (models, providers, tools, agents, workflows, steps) must
+        name something that exists, wherever in the file it is defined;
+      - a step's `needs` may only name earlier steps; a cycle is reported as
+        such, with its path;
+      - YAML aliases are refused (they would let a small file expand into a
+        huge or recursive tree).
+
+    Derived values (documented in config/emads.yaml too):
+      - an option without `cost_usd` costs what its model would charge for
+        its `tokens`, split 60 % input / 40 % output (input = floor(60 %),
+        output = the rest), rounded up to the micro-USD; options without a
+        model cost 0;
+      - an option without `tool_calls` makes 1 tool call on the tool path and
+        0 otherwise;
+      - relative paths (run_dir, budgets_file, knowledge_dir) resolve
+        against the folder of emads.yaml; in a tool's command, the
+        placeholders {knowledge_dir} and {config_dir} are replaced by those
+        absolute folders.
+*/
+#define _GNU_SOURCE
+#include "common/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define S_MAX_ERRORS     1000
+#define S_MAX_FILE       (4 * 1024 * 1024) /* bytes in one config file */
+#define S_TOKENS_MAX     1000000000LL      /* 1e9 tokens */
+#define S_DAY_MS         86400000LL        /* one day in ms */
+#define S_TOOL_CALLS_MAX 1000000LL
+#define S_BYTES_MAX      (256LL * 1024 * 1024)
+#define S_PRICE_MAX_USD  1000000LL /* USD per 1M tokens */
+#define S_PROMPT_MAX     (64 * 1024)
+#define S_ARG_MAX        4096
+#define S_LIST_MAX       256
+#define S_UUSD_PER_USD   1000000LL
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Sort keys of an error, kept in an array parallel to errs.items. */
+typedef struct {
+    int file_seq;
+    int seq;
+} s_sortkey_t;
+
+typedef struct {
+    cfg_t *cfg;
+    cfg_errors_t errs;
+    s_sortkey_t *keys;    /* parallel to errs.items */
+    int cap;              /* allocated items in both */
+    int seq_file;         /* order of the current file, for sorting */
+    const char *file;     /* current file name, for errors */
+    yaml_document_t *doc; /* current document */
+} s_ctx_t;
+
+static void s_err(s_ctx_t *ctx, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void s_err(s_ctx_t *ctx, int line, const char *key, const char *fmt, ...)
+{
+    cfg_errors_t *e = &ctx->errs;
+    if (e->count >= S_MAX_ERRORS)
+        return;
+    if (e->count >= ctx->cap) {
+        int cap = ctx->cap ? ctx->cap * 2 : 16;
+        cfg_error_t *items = realloc(e->items, (size_t)cap * sizeof *items);
+        if (!items)
+            return;
+        e->items = items;
+        s_sortkey_t *keys = realloc(ctx->keys, (size_t)cap * sizeof *keys);
+        if (!keys)
+            return;
+        ctx->keys = keys;
+        ctx->cap = cap;
+    }
+    cfg_error_t *it = &e->items[e->count];
+    memset(it, 0, sizeof *it);
+    snprintf(it->file, sizeof it->file, "%s", ctx->file ? ctx->file : "");
+    it->line = line;
+    snprintf(it->key, sizeof it->key, "%s", key ? key : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->reason, sizeof it->reason, fmt, ap);
+    va_end(ap);
+    ctx->keys[e->count].file_seq = ctx->seq_file;
+    ctx->keys[e->count].seq = e->count;
+    e->count++;
+}
+
+/* Sort errors by file (in the order files were read), then line, then the
+   order they were found. Insertion sort: lists are short and it is stable. */
+static void s_sort_errors(s_ctx_t *ctx)
+{
+    cfg_errors_t *e = &ctx->errs;
+    s_sortkey_t *keys = ctx->keys;
+    for (int i = 1; i < e->count; i++) {
+        cfg_error_t item = e->items[i];
+        s_sortkey_t key = keys[i];
+        int j = i - 1;
+        while (j >= 0 && (keys[j].file_seq > key.file_seq ||
+                          (keys[j].file_seq == key.file_seq && e->items[j].line > item.line))) {
+            e->items[j + 1] = e->items[j];
+            keys[j + 1] = keys[j];
+            j--;
+        }
+        e->items[j + 1] = item;
+        keys[j + 1] = key;
+    }
+}
+
+void cfg_errors_free(cfg_errors_t *errors)
+{
+    if (!errors)
+        return;
+    free(errors->items);
+    errors->items = NULL;
+    errors->count = 0;
+}
+
+void cfg_errors_print(const cfg_errors_t *errors, FILE *f)
+{
+    if (!errors || !f)
+        return;
+    for (int i = 0; i < errors->count; i++) {
+        const cfg_error_t *e = &errors->items[i];
+        if (e->line > 0)
+            fprintf(f, "%s:%d: %s: %s\n", e->file, e->line, e->key, e->reason);
+        else
+            fprintf(f, "%s: %s: %s\n", e->file, e->key, e->reason);
+    }
+}
+
+/* ---- paths and small helpers -------------------------------------------- */
+
+/* Dotted keys are for messages: one too long is cut with "..." at the end. */
+static void s_truncated(char *out, size_t outlen, int n)
+{
+    if ((n < 0 || (size_t)n >= outlen) && outlen > 4)
+        memcpy(out + outlen - 4, "...", 4);
+}
+
+static void s_join(char *out, size_t outlen, const char *parent, const char *key)
+{
+    int n;
+    if (!parent || !*parent)
+        n = snprintf(out, outlen, "%s", key);
+    else
+        n = snprintf(out, outlen, "%s.%s", parent, key);
+    s_truncated(out, outlen, n);
+}
+
+static void s_index(char *out, size_t outlen, const char *parent, int i)
+{
+    int n = snprintf(out, outlen, "%s[%d]", parent, i);
+    s_truncated(out, outlen, n);
+}
+
+static int s_line(const yaml_node_t *n)
+{
+    return n ? (int)n->start_mark.line + 1 : 0;
+}
+
+static yaml_node_t *s_node(s_ctx_t *ctx, int id)
+{
+    return yaml_document_get_node(ctx->doc, id);
+}
+
+static const char *s_scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static bool s_plain(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static bool s_is_null(const yaml_node_t *n)
+{
+    if (!s_plain(n))
+        return false;
+    const char *v = s_scalar(n);
+    return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
+}
+
+static bool s_looks_number(const char *v)
+{
+    if (*v == '-' || *v == '+')
+        v++;
+    if (*v == '.')
+        v++;
+    return isdigit((unsigned char)*v) || !strcmp(v, "inf") || !strcmp(v, "Inf") ||
+           !strcmp(v, "nan") || !strcmp(v, "NaN");
+}
+
+/* "a map", "a list", "a string", "a number", "null", "a boolean". */
+static const char *s_kind(const yaml_node_t *n)
+{
+    if (!n)
+        return "nothing";
+    if (n->type == YAML_MAPPING_NODE)
+        return "a map";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    if (s_is_null(n))
+        return "null";
+    if (!s_plain(n))
+        return "a string";
+    const char *v = s_scalar(n);
+    if (!strcmp(v, "true") || !strcmp(v, "false"))
+        return "a boolean";
+    if (s_looks_number(v))
+        return "a number";
+    return "a string";
+}
+
+/* Copy src to dst (size dstlen), reporting "too long" at line/key. 0 / -1. */
+static int s_copy(s_ctx_t *ctx, int line, const char *key, char *dst, size_t dstlen,
+                  const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= dstlen) {
+        s_err(ctx, line, key, "too long (%zu bytes, at most %zu)", len, dstlen - 1);
+        dst[0] = '\0';
+        return -1;
+    }
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+/* Names of agents, tools, workflows, steps and classes: they become service
+   names, metric labels and keys, so keep them to [A-Za-z0-9_.-]. */
+static bool s_ident_ok(const char *s)
+{
+    if (!*s || strlen(s) >= CFG_NAME_MAX)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return false;
+    return true;
+}
+
+/* Model names go to providers as they are ("llama3.1:8b", "org/model"):
+   any printable character but spaces. */
+static bool s_model_name_ok(const char *s)
+{
+    if (!*s || strlen(s) >= CFG_NAME_MAX)
+        return false;
+    for (; *s; s++)
+        if (!isgraph((unsigned char)*s))
+            return false;
+    return true;
+}
+
+static char *s_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+static void s_strv_free(char ***v_p)
+{
+    if (!*v_p)
+        return;
+    for (char **p = *v_p; *p; p++)
+        free(*p);
+    free(*v_p);
+    *v_p = NULL;
+}
+
+/* ---- maps --------------------------------------------------------------- */
+
+/* Check that n is a map; report it at key otherwise. */
+static bool s_expect_map(s_ctx_t *ctx, const yaml_node_t *n, const char *key)
+{
+    if (n && n->type == YAML_MAPPING_NODE)
+        return true;
+    s_err(ctx, s_line(n), key, "expected a map, got %s", s_kind(n));
+    return false;
+}
+
+static bool s_in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (!strcmp(s, *list))
+            return true;
+    return false;
+}
+
+/* Report non-string keys, duplicate keys and (when allowed is not NULL) keys
+   not in allowed. path is the map's dotted path. */
+static void s_check_keys(s_ctx_t *ctx, const yaml_node_t *map, const char *path,
+                         const char *const *allowed)
+{
+    char key[256];
+    yaml_node_pair_t *start = map->data.mapping.pairs.start;
+    yaml_node_pair_t *top = map->data.mapping.pairs.top;
+    for (yaml_node_pair_t *p = start; p < top; p++) {
+        yaml_node_t *k = s_node(ctx, p->key);
+        const char *name = s_scalar(k);
+        if (!name) {
+            s_err(ctx, s_line(k), *path ? path : "(top level)", "map keys must be strings, got %s",
+                  s_kind(k));
+            continue;
+        }
+        s_join(key, sizeof key, path, name);
+        bool dup = false;
+        for (yaml_node_pair_t *q = start; q < p; q++) {
+            const char *other = s_scalar(s_node(ctx, q->key));
+            if (other && !strcmp(other, name)) {
+                s_err(ctx, s_line(k), key, "duplicate key (first defined at line %d)",
+                      s_line(s_node(ctx, q->key)));
+                dup = true;
+                break;
+            }
+        }
+        if (dup || !allowed || s_in_list(name, allowed))
+            continue;
+        char expected[512] = "";
+        size_t used = 0;
+        for (const char *const *a = allowed; *a; a++) {
+            int n = snprintf(expected + used, sizeof expected - used, "%s%s",
+                             a == allowed ? "" : ", ", *a);
+            if (n < 0 || (size_t)n >= sizeof expected - used)
+                break;
+            used += (size_t)n;
+        }
+        s_err(ctx, s_line(k), key, "unknown key (expected one of: %s)", expected);
+    }
+}
+
+/* Value of the first pair whose key is `key`, or NULL. */
+static yaml_node_t *s_get(s_ctx_t *ctx, const yaml_node_t *map, const char *key)
+{
+    if (!map || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const char *name = s_scalar(s_node(ctx, p->key));
+        if (name && !strcmp(name, key))
+            return s_node(ctx, p->value);
+    }
+    return NULL;
+}
+
+/* Line of the key `key` in map (for errors about its value), or the map's. */
+static int s_key_line(s_ctx_t *ctx, const yaml_node_t *map, const char *key)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = s_node(ctx, p->key);
+        const char *name = s_scalar(k);
+        if (name && !strcmp(name, key))
+            return s_line(k);
+    }
+    return s_line(map);
+}
+
+/* Look up key in map; if absent and required, report it. Returns the value
+   node or NULL. path_out gets the dotted key. */
+static yaml_node_t *s_field(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                            bool required, char *path_out, size_t path_len)
+{
+    s_join(path_out, path_len, path, key);
+    yaml_node_t *v = s_get(ctx, map, key);
+    if (!v && required)
+        s_err(ctx, s_line(map), path_out, "missing required key");
+    return v;
+}
+
+/* ---- typed readers ------------------------------------------------------
+   Each returns 1 when the value was read into *out, 0 when the key is absent
+   (reported if required), -1 on a reported error. */
+
+/* The string value of key, or NULL: absent (*rc = 0, reported if required)
+   or not a string (*rc = -1, reported). k gets the dotted key, *line the
+   value's line. */
+static const char *s_str_value(s_ctx_t *ctx, const yaml_node_t *map, const char *path,
+                               const char *key, bool required, char *k, size_t klen, int *line,
+                               int *rc)
+{
+    yaml_node_t *v = s_field(ctx, map, path, key, required, k, klen);
+    *rc = 0;
+    if (!v)
+        return NULL;
+    *line = s_line(v);
+    if (v->type != YAML_SCALAR_NODE || s_is_null(v)) {
+        s_err(ctx, *line, k, "expected a string, got %s", s_kind(v));
+        *rc = -1;
+        return NULL;
+    }
+    return s_scalar(v);
+}
+
+static int s_read_str(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                      bool required, char *out, size_t outlen)
+{
+    char k[256];
+    int line = 0, rc;
+    const char *str = s_str_value(ctx, map, path, key, required, k, sizeof k, &line, &rc);
+    if (!str)
+        return rc;
+    return s_copy(ctx, line, k, out, outlen, str) == 0 ? 1 : -1;
+}
+
+/* Allocated copy of a string value (max bytes). */
+static int s_read_strdup(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                         bool required, size_t max, char **out)
+{
+    char k[256];
+    int line = 0, rc;
+    const char *str = s_str_value(ctx, map, path, key, required, k, sizeof k, &line, &rc);
+    if (!str)
+        return rc;
+    if (strlen(str) > max) {
+        s_err(ctx, line, k, "too long (at most %zu bytes)", max);
+        return -1;
+    }
+    free(*out);
+    *out = s_strdup(str);
+    return *out ? 1 : -1;
+}
+
+/* Parse an integer from a plain scalar; 0 or -1 with a reason. */
+static int s_parse_int(const yaml_node_t *v, int64_t *out, char *why, size_t whylen)
+{
+    if (v->type != YAML_SCALAR_NODE || !s_plain(v) || s_is_null(v)) {
+        snprintf(why, whylen, "expected an integer, got %s", s_kind(v));
+        return -1;
+    }
+    const char *s = s_scalar(v);
+    const char *p = s;
+    if (*p == '-' || *p == '+')
+        p++;
+    if (!*p) {
+        snprintf(why, whylen, "expected an integer, got a string");
+        return -1;
+    }
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q)) {
+            snprintf(why, whylen, "expected an integer, got %s",
+                     s_looks_number(s) ? "a decimal number" : "a string");
+            return -1;
+        }
+    errno = 0;
+    long long n = strtoll(s, NULL, 10);
+    if (errno == ERANGE) {
+        snprintf(why, whylen, "too large: %s", s);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static int s_read_int(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                      bool required, int64_t min, int64_t max, int64_t *out)
+{
+    char k[256], why[128];
+    yaml_node_t *v = s_field(ctx, map, path, key, required, k, sizeof k);
+    if (!v)
+        return 0;
+    int64_t n;
+    if (s_parse_int(v, &n, why, sizeof why) != 0) {
+        s_err(ctx, s_line(v), k, "%s", why);
+        return -1;
+    }
+    if (n < 0 && min >= 0) {
+        s_err(ctx, s_line(v), k, "must not be negative (got %lld)", (long long)n);
+        return -1;
+    }
+    if (n < min) {
+        s_err(ctx, s_line(v), k, "must be at least %lld (got %lld)", (long long)min, (long long)n);
+        return -1;
+    }
+    if (n > max) {
+        s_err(ctx, s_line(v), k, "too large: %lld (at most %lld)", (long long)n, (long long)max);
+        return -1;
+    }
+    *out = n;
+    return 1;
+}
+
+static int s_read_intv(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                       bool required, int64_t min, int64_t max, int *out)
+{
+    int64_t n;
+    int rc = s_read_int(ctx, map, path, key, required, min, max, &n);
+    if (rc == 1)
+        *out = (int)n;
+    return rc;
+}
+
+/* A ratio or quality in (lo, hi] (lo_incl: [lo, hi]). */
+static int s_read_double(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                         bool required, double lo, bool lo_incl, double hi, double *out)
+{
+    char k[256];
+    yaml_node_t *v = s_field(ctx, map, path, key, required, k, sizeof k);
+    if (!v)
+        return 0;
+    if (v->type != YAML_SCALAR_NODE || !s_plain(v) || s_is_null(v)) {
+        s_err(ctx, s_line(v), k, "expected a number, got %s", s_kind(v));
+        return -1;
+    }
+    const char *s = s_scalar(v);
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(d) || !s_looks_number(s)) {
+        s_err(ctx, s_line(v), k, "expected a finite number, got \"%s\"", s);
+        return -1;
+    }
+    if (d < lo || (!lo_incl && d == lo) || d > hi) {
+        s_err(ctx, s_line(v), k, "must be in %s%g, %g] (got %s)", lo_incl ? "[" : "(", lo, hi, s);
+        return -1;
+    }
+    *out = d;
+    return 1;
+}
+
+static int s_read_bool(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                       bool required, bool *out)
+{
+    char k[256];
+    yaml_node_t *v = s_field(ctx, map, path, key, required, k, sizeof k);
+    if (!v)
+        return 0;
+    const char *s = s_plain(v) ? s_scalar(v) : NULL;
+    if (s && !strcmp(s, "true")) {
+        *out = true;
+        return 1;
+    }
+    if (s && !strcmp(s, "false")) {
+        *out = false;
+        return 1;
+    }
+    s_err(ctx, s_line(v), k, "expected true or false, got %s", s_kind(v));
+    return -1;
+}
+
+int cfg_usd_parse(const char *s, int64_t *uusd, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (!s || !*s) {
+        snprintf(err, errlen, "expected an amount in USD");
+        return -1;
+    }
+    if (*s == '-') {
+        snprintf(err, errlen, "must not be negative (got %s)", s);
+        return -1;
+    }
+    const char *p = s;
+    if (*p == '+')
+        p++;
+    const char *lower = *p == '.' ? p + 1 : p;
+    if (!strcasecmp(lower, "nan") || !strcasecmp(lower, "inf") || !strcasecmp(lower, "infinity")) {
+        snprintf(err, errlen, "must be a finite amount (got %s)", s);
+        return -1;
+    }
+    int64_t whole = 0, frac = 0;
+    int n_whole = 0, n_frac = 0;
+    for (; isdigit((unsigned char)*p); p++, n_whole++) {
+        if (whole > CFG_USD_MAX) /* keep scanning, value is already too large */
+            continue;
+        whole = whole * 10 + (*p - '0');
+    }
+    if (*p == '.') {
+        p++;
+        for (; isdigit((unsigned char)*p); p++, n_frac++)
+            if (n_frac < 6)
+                frac = frac * 10 + (*p - '0');
+    }
+    if (*p == 'e' || *p == 'E') {
+        snprintf(err, errlen, "write a plain decimal such as 2.50 (got %s)", s);
+        return -1;
+    }
+    if (*p || n_whole + n_frac == 0) {
+        snprintf(err, errlen, "expected an amount in USD such as 2.50 (got \"%s\")", s);
+        return -1;
+    }
+    if (n_frac > 6) {
+        snprintf(err, errlen, "more than 6 decimals (the smallest unit is 0.000001 USD): %s", s);
+        return -1;
+    }
+    for (int i = n_frac; i < 6; i++)
+        frac *= 10;
+    if (whole > CFG_USD_MAX || (whole == CFG_USD_MAX && frac > 0)) {
+        snprintf(err, errlen, "too large: %s (at most %lld USD)", s, (long long)CFG_USD_MAX);
+        return -1;
+    }
+    *uusd = whole * S_UUSD_PER_USD + frac;
+    return 0;
+}
+
+const char *cfg_usd_format(int64_t uusd, char *out, size_t outlen)
+{
+    if (!out || outlen == 0)
+        return out;
+    if (uusd < 0) {
+        snprintf(out, outlen, "unlimited");
+        return out;
+    }
+    char frac[8];
+    snprintf(frac, sizeof frac, "%06lld", (long long)(uusd % S_UUSD_PER_USD));
+    int keep = 6;
+    while (keep > 2 && frac[keep - 1] == '0')
+        keep--;
+    frac[keep] = '\0';
+    snprintf(out, outlen, "%lld.%s", (long long)(uusd / S_UUSD_PER_USD), frac);
+    return out;
+}
+
+/* A USD amount in [0, max_usd] as micro-USD. */
+static int s_read_usd(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                      bool required, int64_t max_usd, int64_t *out)
+{
+    char k[256], why[160];
+    yaml_node_t *v = s_field(ctx, map, path, key, required, k, sizeof k);
+    if (!v)
+        return 0;
+    if (v->type != YAML_SCALAR_NODE || !s_plain(v) || s_is_null(v)) {
+        s_err(ctx, s_line(v), k, "expected an amount in USD, got %s", s_kind(v));
+        return -1;
+    }
+    int64_t u;
+    if (cfg_usd_parse(s_scalar(v), &u, why, sizeof why) != 0) {
+        s_err(ctx, s_line(v), k, "%s", why);
+        return -1;
+    }
+    if (u > max_usd * S_UUSD_PER_USD) {
+        s_err(ctx, s_line(v), k, "too large: %s (at most %lld USD)", s_scalar(v),
+              (long long)max_usd);
+        return -1;
+    }
+    *out = u;
+    return 1;
+}
+
+/* A list of strings as an owned NULL-terminated vector (min..max items). */
+static int s_read_strv(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                       bool required, int min, int max, char ***out)
+{
+    char k[256], ki[280];
+    yaml_node_t *v = s_field(ctx, map, path, key, required, k, sizeof k);
+    if (!v)
+        return 0;
+    if (v->type != YAML_SEQUENCE_NODE) {
+        s_err(ctx, s_line(v), k, "expected a list of strings, got %s", s_kind(v));
+        return -1;
+    }
+    int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n < min) {
+        s_err(ctx, s_line(v), k, "must have at least %d item%s", min, min == 1 ? "" : "s");
+        return -1;
+    }
+    if (n > max) {
+        s_err(ctx, s_line(v), k, "too many items (%d, at most %d)", n, max);
+        return -1;
+    }
+    char **vec = calloc((size_t)n + 1, sizeof *vec);
+    if (!vec)
+        return -1;
+    int rc = 1;
+    for (int i = 0; i < n; i++) {
+        yaml_node_t *item = s_node(ctx, v->data.sequence.items.start[i]);
+        s_index(ki, sizeof ki, k, i);
+        if (!item || item->type != YAML_SCALAR_NODE || s_is_null(item)) {
+            s_err(ctx, s_line(item), ki, "expected a string, got %s", s_kind(item));
+            rc = -1;
+            vec[i] = s_strdup("");
+        } else if (strlen(s_scalar(item)) > S_ARG_MAX) {
+            s_err(ctx, s_line(item), ki, "too long (at most %d bytes)", S_ARG_MAX);
+            rc = -1;
+            vec[i] = s_strdup("");
+        } else
+            vec[i] = s_strdup(s_scalar(item));
+        if (!vec[i]) {
+            s_strv_free(&vec);
+            return -1;
+        }
+    }
+    s_strv_free(out);
+    *out = vec;
+    return rc;
+}
+
+/* Resolve a possibly relative path against the config folder. */
+static int s_resolve(s_ctx_t *ctx, int line, const char *key, const char *in, char *out,
+                     size_t outlen)
+{
+    int n = in[0] == '/' ? snprintf(out, outlen, "%s", in)
+                         : snprintf(out, outlen, "%s/%s", ctx->cfg->dir, in);
+    if (n < 0 || (size_t)n >= outlen) {
+        s_err(ctx, line, key, "path too long");
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- documents ---------------------------------------------------------- */
+
+/* Every node must be referenced once: a node referenced twice came from an
+   alias (*name). Refusing them keeps the tree a tree (no recursion, no
+   exponential expansion). Returns 0, -1 if an alias was found. */
+static int s_check_aliases(s_ctx_t *ctx)
+{
+    yaml_document_t *doc = ctx->doc;
+    size_t n = (size_t)(doc->nodes.top - doc->nodes.start);
+    unsigned char *refs = calloc(n + 1, 1);
+    if (!refs)
+        return -1;
+    int rc = 0;
+    refs[1] = 1; /* the root */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        yaml_node_t *node = &doc->nodes.start[i];
+        if (node->type == YAML_SEQUENCE_NODE) {
+            for (yaml_node_item_t *it = node->data.sequence.items.start;
+                 it < node->data.sequence.items.top && rc == 0; it++) {
+                if (*it < 1 || (size_t)*it > n || refs[*it]++) {
+                    s_err(ctx, s_line(s_node(ctx, *it)), "yaml",
+                          "YAML aliases (*name) are not supported; repeat the value instead");
+                    rc = -1;
+                }
+            }
+        } else if (node->type == YAML_MAPPING_NODE) {
+            for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+                 p < node->data.mapping.pairs.top && rc == 0; p++) {
+                int ids[2] = {p->key, p->value};
+                for (int j = 0; j < 2 && rc == 0; j++)
+                    if (ids[j] < 1 || (size_t)ids[j] > n || refs[ids[j]]++) {
+                        s_err(ctx, s_line(s_node(ctx, ids[j])), "yaml",
+                              "YAML aliases (*name) are not supported; repeat the value "
+                              "instead");
+                        rc = -1;
+                    }
+            }
+        }
+    }
+    free(refs);
+    return rc;
+}
+
+/* Load file into doc. Returns the root map, or NULL with errors reported
+   (keyline/keyname: where to report a missing file). */
+static yaml_node_t *s_load(s_ctx_t *ctx, const char *file, yaml_document_t *doc, bool *have_doc)
+{
+    *have_doc = false;
+    ctx->file = file;
+    ctx->doc = doc;
+    struct stat st;
+    if (stat(file, &st) != 0) {
+        s_err(ctx, 0, "file", "cannot read: %s", strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        s_err(ctx, 0, "file", "not a regular file");
+        return NULL;
+    }
+    if (st.st_size > S_MAX_FILE) {
+        s_err(ctx, 0, "file", "too large (%lld bytes, at most %d)", (long long)st.st_size,
+              S_MAX_FILE);
+        return NULL;
+    }
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        s_err(ctx, 0, "file", "cannot read: %s", strerror(errno));
+        return NULL;
+    }
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        fclose(f);
+        s_err(ctx, 0, "file", "out of memory");
+        return NULL;
+    }
+    yaml_parser_set_input_file(&parser, f);
+    yaml_node_t *root = NULL;
+    if (!yaml_parser_load(&parser, doc)) {
+        char reason[256];
+        if (parser.context)
+            snprintf(reason, sizeof reason, "YAML syntax error: %s %s (line %d)",
+                     parser.problem ? parser.problem : "error", parser.context,
+                     (int)parser.context_mark.line + 1);
+        else
+            snprintf(reason, sizeof reason, "YAML syntax error: %s",
+                     parser.problem ? parser.problem : "error");
+        s_err(ctx, (int)parser.problem_mark.line + 1, "yaml", "%s", reason);
+    } else {
+        *have_doc = true;
+        root = yaml_document_get_root_node(doc);
+        if (!root)
+            s_err(ctx, 0, "file", "empty file");
+        else {
+            /* exactly one document */
+            yaml_document_t next;
+            if (!yaml_parser_load(&parser, &next))
+                s_err(ctx, (int)parser.problem_mark.line + 1, "yaml", "YAML syntax error: %s",
+                      parser.problem ? parser.problem : "error");
+            else {
+                yaml_node_t *r2 = yaml_document_get_root_node(&next);
+                if (r2)
+                    s_err(ctx, s_line(r2), "yaml", "more than one YAML document in the file");
+                yaml_document_delete(&next);
+            }
+            if (s_check_aliases(ctx) != 0)
+                root = NULL;
+            else if (!s_expect_map(ctx, root, "(top level)"))
+                root = NULL;
+        }
+    }
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return root;
+}
+
+/* ---- sections ----------------------------------------------------------- */
+
+typedef void(s_entry_fn)(s_ctx_t *ctx, const char *name, int name_line, yaml_node_t *value,
+                         const char *path);
+
+/* Walk a map of named entries (models, agents, ...): check the names and
+   call fn for each new one. kind is singular ("model") for messages. */
+static void s_each_named(s_ctx_t *ctx, const yaml_node_t *root, const char *section, bool required,
+                         int max, bool model_names, s_entry_fn *fn)
+{
+    char path[256];
+    yaml_node_t *sec = s_field(ctx, root, "", section, required, path, sizeof path);
+    if (!sec)
+        return;
+    if (!s_expect_map(ctx, sec, section))
+        return;
+    s_check_keys(ctx, sec, section, NULL);
+    int count = 0;
+    for (yaml_node_pair_t *p = sec->data.mapping.pairs.start; p < sec->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = s_node(ctx, p->key);
+        const char *name = s_scalar(k);
+        if (!name)
+            continue; /* reported by s_check_keys */
+        bool dup = false;
+        for (yaml_node_pair_t *q = sec->data.mapping.pairs.start; q < p; q++) {
+            const char *o = s_scalar(s_node(ctx, q->key));
+            if (o && !strcmp(o, name))
+                dup = true;
+        }
+        if (dup)
+            continue; /* reported by s_check_keys */
+        char key[256];
+        s_join(key, sizeof key, section, name);
+        if (!(model_names ? s_model_name_ok(name) : s_ident_ok(name))) {
+            s_err(ctx, s_line(k), key,
+                  model_names ? "invalid name (1 to %d printable characters, no spaces)"
+                              : "invalid name (1 to %d characters from A-Z a-z 0-9 _ - .)",
+                  CFG_NAME_MAX - 1);
+            continue;
+        }
+        if (count == max) {
+            s_err(ctx, s_line(k), key, "too many entries in %s (at most %d)", section, max);
+            break;
+        }
+        count++;
+        fn(ctx, name, s_line(k), s_node(ctx, p->value), key);
+    }
+}
+
+/* --- bus, ledger, planner, adaptive */
+
+static void s_amount_limits(s_ctx_t *ctx, const yaml_node_t *map, const char *path,
+                            proto_amounts_t *limit)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        limit->v[d] = -1;
+    s_read_int(ctx, map, path, "max_tokens", false, 0, S_TOKENS_MAX, &limit->v[DIM_TOKENS]);
+    s_read_int(ctx, map, path, "max_latency_ms", false, 0, S_DAY_MS, &limit->v[DIM_LATENCY_MS]);
+    s_read_int(ctx, map, path, "max_tool_calls", false, 0, S_TOOL_CALLS_MAX,
+               &limit->v[DIM_TOOL_CALLS]);
+    s_read_usd(ctx, map, path, "max_cost_usd", false, CFG_USD_MAX, &limit->v[DIM_COST_UUSD]);
+}
+
+static const char *const k_limit_keys[] = {"max_tokens", "max_latency_ms", "max_tool_calls",
+                                           "max_cost_usd", NULL};
+
+static void s_bus(s_ctx_t *ctx, const yaml_node_t *root)
+{
+    static const char *const keys[] = {"endpoint", "curve", "request_timeout_ms", NULL};
+    char path[64];
+    yaml_node_t *m = s_field(ctx, root, "", "bus", false, path, sizeof path);
+    if (!m || !s_expect_map(ctx, m, "bus"))
+        return;
+    s_check_keys(ctx, m, "bus", keys);
+    cfg_t *cfg = ctx->cfg;
+    if (s_read_str(ctx, m, "bus", "endpoint", false, cfg->bus_endpoint, sizeof cfg->bus_endpoint) ==
+            1 &&
+        cfg->bus_endpoint[0] && strncmp(cfg->bus_endpoint, "ipc://", 6) &&
+        strncmp(cfg->bus_endpoint, "tcp://", 6))
+        s_err(ctx, s_line(s_get(ctx, m, "endpoint")), "bus.endpoint",
+              "must start with ipc:// or tcp:// (or be \"\" for the run directory's socket)");
+    s_read_bool(ctx, m, "bus", "curve", false, &cfg->curve);
+    s_read_int(ctx, m, "bus", "request_timeout_ms", false, 1, S_DAY_MS, &cfg->request_timeout_ms);
+}
+
+static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
+{
+    static const char *const keys[] = {"hold_ttl_ms", "metrics_port", "alerts", "global", NULL};
+    static const char *const akeys[] = {"warn", "critical", "webhook", NULL};
+    static const char *const gkeys[] = {"period",         "max_tokens",   "max_latency_ms",
+                                        "max_tool_calls", "max_cost_usd", NULL};
+    cfg_t *cfg = ctx->cfg;
+    char path[64];
+    yaml_node_t *m = s_field(ctx, root, "", "ledger", false, path, sizeof path);
+    if (!m || !s_expect_map(ctx, m, "ledger"))
+        return;
+    s_check_keys(ctx, m, "ledger", keys);
+    s_read_int(ctx, m, "ledger", "hold_ttl_ms", false, 1, S_DAY_MS, &cfg->hold_ttl_ms);
+    s_read_intv(ctx, m, "ledger", "metrics_port", false, 0, 65535, &cfg->metrics_port);
+
+    yaml_node_t *a = s_get(ctx, m, "alerts");
+    if (a && s_expect_map(ctx, a, "ledger.alerts")) {
+        s_check_keys(ctx, a, "ledger.alerts", akeys);
+        int w =
+            s_read_double(ctx, a, "ledger.alerts", "warn", false, 0, false, 1, &cfg->alert_warn);
+        int c = s_read_double(ctx, a, "ledger.alerts", "critical", false, 0, false, 1,
+                              &cfg->alert_critical);
+        if (w >= 0 && c >= 0 && cfg->alert_warn >= cfg->alert_critical)
+            s_err(ctx, w == 1 ? s_line(s_get(ctx, a, "warn")) : s_line(a), "ledger.alerts.warn",
+                  "warn (%g) must be below critical (%g)", cfg->alert_warn, cfg->alert_critical);
+        if (s_read_str(ctx, a, "ledger.alerts", "webhook", false, cfg->alert_webhook,
+                       sizeof cfg->alert_webhook) == 1 &&
+            cfg->alert_webhook[0] && strncmp(cfg->alert_webhook, "http://", 7) &&
+            strncmp(cfg->alert_webhook, "https://", 8))
+            s_err(ctx, s_line(s_get(ctx, a, "webhook")), "ledger.alerts.webhook",
+                  "must be an http:// or https:// URL, or \"\" for none");
+    }
+
+    yaml_node_t *g = s_get(ctx, m, "global");
+    if (g && s_expect_map(ctx, g, "ledger.global")) {
+        s_check_keys(ctx, g, "ledger.global", gkeys);
+        if (s_read_str(ctx, g, "ledger.global", "period", true, cfg->global_period,
+                       sizeof cfg->global_period) == 1 &&
+            strcmp(cfg->global_period, "day") && strcmp(cfg->global_period, "month")) {
+            s_err(ctx, s_line(s_get(ctx, g, "period")), "ledger.global.period",
+                  "must be day or month");
+            cfg->global_period[0] = '\0';
+        }
+        s_amount_limits(ctx, g, "ledger.global", &cfg->global_limit);
+    }
+}
+
+static void s_planner(s_ctx_t *ctx, const yaml_node_t *root)
+{
+    static const char *const pkeys[] = {"beam_width", "tight_ratio", NULL};
+    static const char *const akeys[] = {"local_below", "small_model_below", NULL};
+    cfg_t *cfg = ctx->cfg;
+    char path[64];
+    yaml_node_t *m = s_field(ctx, root, "", "planner", false, path, sizeof path);
+    if (m && s_expect_map(ctx, m, "planner")) {
+        s_check_keys(ctx, m, "planner", pkeys);
+        s_read_intv(ctx, m, "planner", "beam_width", false, 1, 4096, &cfg->beam_width);
+        s_read_double(ctx, m, "planner", "tight_ratio", false, 0, false, 1, &cfg->tight_ratio);
+    }
+    m = s_field(ctx, root, "", "adaptive", false, path, sizeof path);
+    if (m && s_expect_map(ctx, m, "adaptive")) {
+        s_check_keys(ctx, m, "adaptive", akeys);
+        int l =
+            s_read_double(ctx, m, "adaptive", "local_below", false, 0, false, 1, &cfg->local_ratio);
+        int s = s_read_double(ctx, m, "adaptive", "small_model_below", false, 0, false, 1,
+                              &cfg->small_ratio);
+        if (l >= 0 && s >= 0 && cfg->local_ratio > cfg->small_ratio)
+            s_err(ctx, l == 1 ? s_line(s_get(ctx, m, "local_below")) : s_line(m),
+                  "adaptive.local_below", "local_below (%g) must not exceed small_model_below (%g)",
+                  cfg->local_ratio, cfg->small_ratio);
+    }
+}
+
+/* --- providers, models, tools, agents */
+
+static void s_provider(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"base_url", "api_key_env", "max_retries",
+                                       "max_response_bytes", NULL};
+    cfg_t *cfg = ctx->cfg;
+    cfg_provider_t *p = &cfg->providers[cfg->n_providers++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->max_retries = 3;
+    p->max_response_bytes = 1024 * 1024;
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char k[256];
+    if (s_read_str(ctx, v, path, "base_url", true, p->base_url, sizeof p->base_url) == 1 &&
+        strncmp(p->base_url, "http://", 7) && strncmp(p->base_url, "https://", 8)) {
+        s_join(k, sizeof k, path, "base_url");
+        s_err(ctx, s_line(s_get(ctx, v, "base_url")), k, "must start with http:// or https://");
+    }
+    if (s_read_str(ctx, v, path, "api_key_env", false, p->api_key_env, sizeof p->api_key_env) ==
+        1) {
+        for (const char *c = p->api_key_env; *c; c++)
+            if (!isalnum((unsigned char)*c) && *c != '_') {
+                s_join(k, sizeof k, path, "api_key_env");
+                s_err(ctx, s_line(s_get(ctx, v, "api_key_env")), k,
+                      "must be the name of an environment variable (A-Z a-z 0-9 _)");
+                break;
+            }
+    }
+    s_read_intv(ctx, v, path, "max_retries", false, 0, 10, &p->max_retries);
+    s_read_int(ctx, v, path, "max_response_bytes", false, 1, S_BYTES_MAX, &p->max_response_bytes);
+    (void)line;
+}
+
+static void s_model(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"provider", "input_usd_per_mtok", "output_usd_per_mtok",
+                                       "context_tokens", NULL};
+    cfg_t *cfg = ctx->cfg;
+    cfg_model_t *m = &cfg->models[cfg->n_models++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->provider = -1;
+    m->context_tokens = 8192;
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char prov[CFG_NAME_MAX];
+    if (s_read_str(ctx, v, path, "provider", true, prov, sizeof prov) == 1) {
+        for (int i = 0; i < cfg->n_providers; i++)
+            if (!strcmp(cfg->providers[i].name, prov))
+                m->provider = i;
+        if (m->provider < 0) {
+            char k[256];
+            s_join(k, sizeof k, path, "provider");
+            s_err(ctx, s_line(s_get(ctx, v, "provider")), k, "unknown provider '%s'", prov);
+        }
+    }
+    s_read_usd(ctx, v, path, "input_usd_per_mtok", true, S_PRICE_MAX_USD, &m->input_uusd_per_mtok);
+    s_read_usd(ctx, v, path, "output_usd_per_mtok", true, S_PRICE_MAX_USD,
+               &m->output_uusd_per_mtok);
+    s_read_int(ctx, v, path, "context_tokens", false, 1, S_TOKENS_MAX, &m->context_tokens);
+    (void)line;
+}
+
+/* Replace {knowledge_dir} and {config_dir} in an argument. Caller frees. */
+static char *s_expand(const cfg_t *cfg, const char *arg)
+{
+    static const char *const names[] = {"{knowledge_dir}", "{config_dir}"};
+    const char *values[] = {cfg->knowledge_dir, cfg->dir};
+    size_t cap = strlen(arg) + 1;
+    for (const char *p = arg; (p = strchr(p, '{')); p++)
+        cap += 2048;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (const char *p = arg; *p;) {
+        int hit = -1;
+        for (int i = 0; i < 2; i++)
+            if (!strncmp(p, names[i], strlen(names[i])))
+                hit = i;
+        if (hit >= 0) {
+            size_t len = strlen(values[hit]);
+            memcpy(out + n, values[hit], len);
+            n += len;
+            p += strlen(names[hit]);
+        } else
+            out[n++] = *p++;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static void s_tool(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"command",          "url", "method", "timeout_ms",
+                                       "output_cap_bytes", NULL};
+    cfg_t *cfg = ctx->cfg;
+    cfg_tool_t *t = &cfg->tools[cfg->n_tools++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->method, sizeof t->method, "GET");
+    t->timeout_ms = 5000;
+    t->output_cap_bytes = 65536;
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char k[256];
+    bool has_cmd = s_get(ctx, v, "command") != NULL, has_url = s_get(ctx, v, "url") != NULL;
+    if (has_cmd == has_url) {
+        s_join(k, sizeof k, path, has_cmd ? "url" : "command");
+        s_err(ctx, s_line(v), k,
+              has_cmd ? "give either command or url, not both"
+                      : "missing required key (a tool needs a command or a url)");
+    }
+    if (has_cmd) {
+        char **argv = NULL;
+        if (s_read_strv(ctx, v, path, "command", true, 1, CFG_MAX_ARGV, &argv) == 1) {
+            for (int i = 0; argv[i]; i++) {
+                t->argv[i] = s_expand(cfg, argv[i]);
+                if (!t->argv[i])
+                    break;
+            }
+            if (t->argv[0] && !t->argv[0][0]) {
+                s_join(k, sizeof k, path, "command");
+                s_err(ctx, s_line(s_get(ctx, v, "command")), k, "the program name is empty");
+            }
+        }
+        s_strv_free(&argv);
+    } else if (has_url) {
+        t->is_http = true;
+        if (s_read_str(ctx, v, path, "url", true, t->url, sizeof t->url) == 1 &&
+            strncmp(t->url, "http://", 7) && strncmp(t->url, "https://", 8)) {
+            s_join(k, sizeof k, path, "url");
+            s_err(ctx, s_line(s_get(ctx, v, "url")), k, "must start with http:// or https://");
+        }
+    }
+    if (s_read_str(ctx, v, path, "method", false, t->method, sizeof t->method) == 1 &&
+        strcmp(t->method, "GET") && strcmp(t->method, "POST")) {
+        s_join(k, sizeof k, path, "method");
+        s_err(ctx, s_line(s_get(ctx, v, "method")), k, "must be GET or POST");
+    }
+    s_read_int(ctx, v, path, "timeout_ms", false, 1, S_DAY_MS, &t->timeout_ms);
+    s_read_int(ctx, v, path, "output_cap_bytes", false, 1, S_BYTES_MAX, &t->output_cap_bytes);
+    (void)line;
+}
+
+/* Read a model reference; -1 if absent or unknown (reported). */
+static int s_model_ref(s_ctx_t *ctx, const yaml_node_t *map, const char *path, const char *key,
+                       bool required)
+{
+    char name[CFG_NAME_MAX * 2];
+    if (s_read_str(ctx, map, path, key, required, name, sizeof name) != 1)
+        return -1;
+    int i = cfg_model_index(ctx->cfg, name);
+    if (i < 0) {
+        char k[256];
+        s_join(k, sizeof k, path, key);
+        s_err(ctx, s_line(s_get(ctx, map, key)), k, "unknown model '%s'", name);
+    }
+    return i;
+}
+
+static const char *const k_reserved[] = {"orchestrator",      "ledger", "emadsctl", "bus",
+                                         "total_task_budget", "*",      NULL};
+
+static void s_agent(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"role",        "concurrency",   "model",
+                                       "small_model", "system_prompt", NULL};
+    cfg_t *cfg = ctx->cfg;
+    if (s_in_list(name, k_reserved)) {
+        s_err(ctx, line, path, "'%s' is a reserved name and cannot be an agent", name);
+        return;
+    }
+    cfg_agent_t *a = &cfg->agents[cfg->n_agents++];
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->concurrency = 4;
+    a->model = a->small_model = -1;
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    if (s_read_str(ctx, v, path, "role", true, a->role, sizeof a->role) == 1 &&
+        strcmp(a->role, "cto") && strcmp(a->role, "coo") && strcmp(a->role, "reconcile")) {
+        char k[256];
+        s_join(k, sizeof k, path, "role");
+        s_err(ctx, s_line(s_get(ctx, v, "role")), k, "must be cto, coo or reconcile");
+    }
+    s_read_intv(ctx, v, path, "concurrency", false, 1, 256, &a->concurrency);
+    a->model = s_model_ref(ctx, v, path, "model", false);
+    a->small_model = s_model_ref(ctx, v, path, "small_model", false);
+    s_read_strdup(ctx, v, path, "system_prompt", false, S_PROMPT_MAX, &a->system_prompt);
+}
+
+/* --- workflows */
+
+/* True if step `from` reaches step `to` through raw needs (j indexes). */
+static bool s_reaches(int raw[CFG_MAX_STEPS][CFG_MAX_STEPS], const int *n_raw, int from, int to,
+                      int *trail, int *n_trail, unsigned seen)
+{
+    if (from == to)
+        return true;
+    if (seen & (1u << from))
+        return false;
+    seen |= 1u << from;
+    for (int i = 0; i < n_raw[from]; i++) {
+        int j = raw[from][i];
+        if (j < 0)
+            continue;
+        trail[(*n_trail)++] = j;
+        if (s_reaches(raw, n_raw, j, to, trail, n_trail, seen))
+            return true;
+        (*n_trail)--;
+    }
+    return false;
+}
+
+static void s_option(s_ctx_t *ctx, cfg_option_t *o, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"path",       "model",    "tool",    "tokens", "latency_ms",
+                                       "tool_calls", "cost_usd", "quality", NULL};
+    cfg_t *cfg = ctx->cfg;
+    o->model = o->tool = -1;
+    o->path = PATH_LOCAL;
+    o->quality = 0;
+    memset(&o->est, 0, sizeof o->est);
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char p[16], k[256];
+    bool path_ok = false;
+    if (s_read_str(ctx, v, path, "path", true, p, sizeof p) == 1) {
+        if (cfg_path_parse(p, &o->path) == 0)
+            path_ok = true;
+        else {
+            s_join(k, sizeof k, path, "path");
+            s_err(ctx, s_line(s_get(ctx, v, "path")), k, "must be llm, local or tool");
+        }
+    }
+    if (path_ok) {
+        bool has_model = s_get(ctx, v, "model") != NULL;
+        bool has_tool = s_get(ctx, v, "tool") != NULL;
+        if (o->path == PATH_LLM || (o->path == PATH_TOOL && has_model))
+            o->model = s_model_ref(ctx, v, path, "model", true);
+        else if (has_model) {
+            s_join(k, sizeof k, path, "model");
+            s_err(ctx, s_line(s_get(ctx, v, "model")), k, "the local path takes no model");
+        }
+        if (o->path == PATH_TOOL) {
+            char t[CFG_NAME_MAX * 2];
+            if (s_read_str(ctx, v, path, "tool", true, t, sizeof t) == 1) {
+                o->tool = cfg_tool_index(cfg, t);
+                if (o->tool < 0) {
+                    s_join(k, sizeof k, path, "tool");
+                    s_err(ctx, s_line(s_get(ctx, v, "tool")), k, "unknown tool '%s'", t);
+                }
+            }
+        } else if (has_tool) {
+            s_join(k, sizeof k, path, "tool");
+            s_err(ctx, s_line(s_get(ctx, v, "tool")), k, "only the tool path takes a tool");
+        }
+    }
+    s_read_int(ctx, v, path, "tokens", false, 0, S_TOKENS_MAX, &o->est.v[DIM_TOKENS]);
+    s_read_int(ctx, v, path, "latency_ms", true, 0, S_DAY_MS, &o->est.v[DIM_LATENCY_MS]);
+    o->est.v[DIM_TOOL_CALLS] = o->path == PATH_TOOL ? 1 : 0;
+    s_read_int(ctx, v, path, "tool_calls", false, 0, S_TOOL_CALLS_MAX, &o->est.v[DIM_TOOL_CALLS]);
+    if (s_read_usd(ctx, v, path, "cost_usd", false, CFG_USD_MAX, &o->est.v[DIM_COST_UUSD]) == 0) {
+        /* derived: 60 % input, 40 % output tokens at the model's prices */
+        if (o->model >= 0) {
+            int64_t tokens = o->est.v[DIM_TOKENS];
+            int64_t in = tokens * 6 / 10;
+            o->est.v[DIM_COST_UUSD] = cfg_model_cost(&cfg->models[o->model], in, tokens - in);
+        }
+    }
+    s_read_double(ctx, v, path, "quality", true, 0, false, 1, &o->quality);
+}
+
+static void s_workflow(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"steps", NULL};
+    static const char *const skeys[] = {"name", "agent", "needs", "optional", "options", NULL};
+    cfg_t *cfg = ctx->cfg;
+    cfg_workflow_t *w = &cfg->workflows[cfg->n_workflows++];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char k[256];
+    yaml_node_t *steps = s_field(ctx, v, path, "steps", true, k, sizeof k);
+    if (!steps)
+        return;
+    if (steps->type != YAML_SEQUENCE_NODE) {
+        s_err(ctx, s_line(steps), k, "expected a list of steps, got %s", s_kind(steps));
+        return;
+    }
+    char steps_path[256];
+    snprintf(steps_path, sizeof steps_path, "%s", k);
+    int n = (int)(steps->data.sequence.items.top - steps->data.sequence.items.start);
+    if (n == 0) {
+        s_err(ctx, s_line(steps), steps_path, "the workflow has no steps");
+        return;
+    }
+    if (n > CFG_MAX_STEPS) {
+        s_err(ctx, s_line(steps), steps_path, "too many steps (%d, at most %d)", n, CFG_MAX_STEPS);
+        return;
+    }
+
+    /* pass 1: names, agents, options; raw needs kept as names */
+    yaml_node_t *step_nodes[CFG_MAX_STEPS];
+    for (int i = 0; i < n; i++) {
+        cfg_step_t *s = &w->steps[i];
+        memset(s, 0, sizeof *s);
+        s->agent = -1;
+        char sp[280];
+        s_index(sp, sizeof sp, steps_path, i);
+        yaml_node_t *sn = s_node(ctx, steps->data.sequence.items.start[i]);
+        step_nodes[i] = NULL;
+        w->n_steps = i + 1;
+        if (!s_expect_map(ctx, sn, sp))
+            continue;
+        step_nodes[i] = sn;
+        s_check_keys(ctx, sn, sp, skeys);
+        if (s_read_str(ctx, sn, sp, "name", true, s->name, sizeof s->name) == 1) {
+            s_join(k, sizeof k, sp, "name");
+            if (!s_ident_ok(s->name)) {
+                s_err(ctx, s_line(s_get(ctx, sn, "name")), k,
+                      "invalid name (1 to %d characters from A-Z a-z 0-9 _ - .)", CFG_NAME_MAX - 1);
+                s->name[0] = '\0';
+            } else
+                for (int j = 0; j < i; j++)
+                    if (!strcmp(w->steps[j].name, s->name)) {
+                        s_err(ctx, s_line(s_get(ctx, sn, "name")), k, "duplicate step name '%s'",
+                              s->name);
+                        break;
+                    }
+        }
+        char agent[CFG_NAME_MAX * 2];
+        if (s_read_str(ctx, sn, sp, "agent", true, agent, sizeof agent) == 1) {
+            s->agent = cfg_agent_index(cfg, agent);
+            if (s->agent < 0) {
+                s_join(k, sizeof k, sp, "agent");
+                s_err(ctx, s_line(s_get(ctx, sn, "agent")), k, "unknown agent '%s'", agent);
+            }
+        }
+        s_read_bool(ctx, sn, sp, "optional", false, &s->optional);
+        yaml_node_t *opts = s_field(ctx, sn, sp, "options", true, k, sizeof k);
+        if (opts && opts->type != YAML_SEQUENCE_NODE)
+            s_err(ctx, s_line(opts), k, "expected a list of options, got %s", s_kind(opts));
+        else if (opts) {
+            int no = (int)(opts->data.sequence.items.top - opts->data.sequence.items.start);
+            if (no == 0)
+                s_err(ctx, s_line(opts), k, "a step needs at least one option");
+            else if (no > CFG_MAX_OPTIONS)
+                s_err(ctx, s_line(opts), k, "too many options (%d, at most %d)", no,
+                      CFG_MAX_OPTIONS);
+            else {
+                char op[300];
+                for (int j = 0; j < no; j++) {
+                    s_index(op, sizeof op, k, j);
+                    s_option(ctx, &s->options[j], s_node(ctx, opts->data.sequence.items.start[j]),
+                             op);
+                }
+                s->n_options = no;
+            }
+        }
+    }
+
+    /* pass 2: needs -> indexes; only earlier steps; name cycles */
+    int raw[CFG_MAX_STEPS][CFG_MAX_STEPS];
+    int n_raw[CFG_MAX_STEPS] = {0};
+    yaml_node_t *needs_nodes[CFG_MAX_STEPS] = {NULL};
+    for (int i = 0; i < n; i++) {
+        if (!step_nodes[i])
+            continue;
+        char sp[280];
+        s_index(sp, sizeof sp, steps_path, i);
+        char **needs = NULL;
+        if (s_read_strv(ctx, step_nodes[i], sp, "needs", false, 0, CFG_MAX_STEPS, &needs) != 1) {
+            s_strv_free(&needs);
+            continue;
+        }
+        needs_nodes[i] = s_get(ctx, step_nodes[i], "needs");
+        for (int j = 0; needs[j]; j++) {
+            int idx = -1;
+            for (int m = 0; m < n; m++)
+                if (w->steps[m].name[0] && !strcmp(w->steps[m].name, needs[j]))
+                    idx = m;
+            raw[i][n_raw[i]++] = idx;
+            if (idx < 0) {
+                char kn[300];
+                s_join(k, sizeof k, sp, "needs");
+                s_index(kn, sizeof kn, k, j);
+                s_err(ctx, s_line(s_node(ctx, needs_nodes[i]->data.sequence.items.start[j])), kn,
+                      "unknown step '%s'", needs[j]);
+            }
+        }
+        s_strv_free(&needs);
+    }
+    for (int i = 0; i < n; i++) {
+        cfg_step_t *s = &w->steps[i];
+        s->n_needs = 0;
+        for (int j = 0; j < n_raw[i]; j++) {
+            int idx = raw[i][j];
+            if (idx < 0)
+                continue;
+            char sp[280], kn[300];
+            s_index(sp, sizeof sp, steps_path, i);
+            s_join(k, sizeof k, sp, "needs");
+            s_index(kn, sizeof kn, k, j);
+            int ln = s_line(s_node(ctx, needs_nodes[i]->data.sequence.items.start[j]));
+            if (idx == i) {
+                s_err(ctx, ln, kn, "needs cycle: step '%s' needs itself", s->name);
+                continue;
+            }
+            if (idx > i) {
+                int trail[CFG_MAX_STEPS * CFG_MAX_STEPS + 1], n_trail = 0;
+                if (s_reaches(raw, n_raw, idx, i, trail, &n_trail, 0)) {
+                    char cyc[512];
+                    int used = snprintf(cyc, sizeof cyc, "%s -> %s", s->name, w->steps[idx].name);
+                    for (int t = 0; t < n_trail && used > 0 && (size_t)used < sizeof cyc; t++)
+                        used += snprintf(cyc + used, sizeof cyc - (size_t)used, " -> %s",
+                                         w->steps[trail[t]].name);
+                    s_err(ctx, ln, kn, "needs cycle: %s", cyc);
+                } else
+                    s_err(ctx, ln, kn,
+                          "forward reference to step '%s' (list a step after the steps it "
+                          "needs)",
+                          w->steps[idx].name);
+                continue;
+            }
+            bool dup = false;
+            for (int m = 0; m < s->n_needs; m++)
+                dup |= s->needs[m] == idx;
+            if (!dup)
+                s->needs[s->n_needs++] = idx;
+        }
+    }
+    (void)line;
+}
+
+/* --- classes and access */
+
+static int s_paths(s_ctx_t *ctx, const yaml_node_t *v, const char *path, const char *key,
+                   unsigned *bits)
+{
+    char **list = NULL;
+    int rc = s_read_strv(ctx, v, path, key, true, 1, 3, &list);
+    if (rc == 1) {
+        *bits = 0;
+        yaml_node_t *ln = s_get(ctx, v, key);
+        for (int i = 0; list[i]; i++) {
+            cfg_path_t p;
+            if (cfg_path_parse(list[i], &p) == 0)
+                *bits |= 1u << p;
+            else {
+                char k[256], ki[280];
+                s_join(k, sizeof k, path, key);
+                s_index(ki, sizeof ki, k, i);
+                s_err(ctx, s_line(s_node(ctx, ln->data.sequence.items.start[i])), ki,
+                      "must be llm, local or tool");
+            }
+        }
+    }
+    s_strv_free(&list);
+    return rc;
+}
+
+static void s_class(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"workflow", "healthy", "tight", "keywords", NULL};
+    cfg_t *cfg = ctx->cfg;
+    cfg_class_t *c = &cfg->classes[cfg->n_classes++];
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->workflow = -1;
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char wf[CFG_NAME_MAX * 2];
+    if (s_read_str(ctx, v, path, "workflow", true, wf, sizeof wf) == 1) {
+        c->workflow = cfg_workflow_index(cfg, wf);
+        if (c->workflow < 0) {
+            char k[256];
+            s_join(k, sizeof k, path, "workflow");
+            s_err(ctx, s_line(s_get(ctx, v, "workflow")), k, "unknown workflow '%s'", wf);
+        }
+    }
+    s_paths(ctx, v, path, "healthy", &c->healthy_paths);
+    s_paths(ctx, v, path, "tight", &c->tight_paths);
+    if (s_read_strv(ctx, v, path, "keywords", false, 0, S_LIST_MAX, &c->keywords) == 0) {
+        c->keywords = calloc(1, sizeof *c->keywords);
+    }
+    (void)line;
+}
+
+static void s_access(s_ctx_t *ctx, const yaml_node_t *root)
+{
+    static const char *const keys[] = {"service", "command", "names", NULL};
+    cfg_t *cfg = ctx->cfg;
+    char k[256];
+    yaml_node_t *list = s_field(ctx, root, "", "access", true, k, sizeof k);
+    if (!list)
+        return;
+    if (list->type != YAML_SEQUENCE_NODE) {
+        s_err(ctx, s_line(list), "access", "expected a list of rules, got %s", s_kind(list));
+        return;
+    }
+    int n = (int)(list->data.sequence.items.top - list->data.sequence.items.start);
+    if (n > CFG_MAX_ACCESS) {
+        s_err(ctx, s_line(list), "access", "too many rules (%d, at most %d)", n, CFG_MAX_ACCESS);
+        n = CFG_MAX_ACCESS;
+    }
+    for (int i = 0; i < n; i++) {
+        char p[64];
+        s_index(p, sizeof p, "access", i);
+        yaml_node_t *v = s_node(ctx, list->data.sequence.items.start[i]);
+        cfg_access_t *a = &cfg->access[cfg->n_access++];
+        if (!s_expect_map(ctx, v, p))
+            continue;
+        s_check_keys(ctx, v, p, keys);
+        if (s_read_str(ctx, v, p, "service", true, a->service, sizeof a->service) == 1 &&
+            strcmp(a->service, "ledger") && strcmp(a->service, "orchestrator") &&
+            cfg_agent_index(cfg, a->service) < 0) {
+            s_join(k, sizeof k, p, "service");
+            s_err(ctx, s_line(s_get(ctx, v, "service")), k,
+                  "unknown service '%s' (ledger, orchestrator or an agent)", a->service);
+        }
+        if (s_read_str(ctx, v, p, "command", true, a->command, sizeof a->command) == 1 &&
+            strcmp(a->command, "*") && !s_ident_ok(a->command)) {
+            s_join(k, sizeof k, p, "command");
+            s_err(ctx, s_line(s_get(ctx, v, "command")), k,
+                  "must be a message type such as reserve, or \"*\"");
+        }
+        if (s_read_strv(ctx, v, p, "names", true, 1, S_LIST_MAX, &a->names) == 1) {
+            for (int j = 0; a->names[j]; j++)
+                if (strcmp(a->names[j], "*") && !s_ident_ok(a->names[j])) {
+                    char kn[300];
+                    s_join(k, sizeof k, p, "names");
+                    s_index(kn, sizeof kn, k, j);
+                    s_err(ctx, s_line(v), kn, "invalid peer name '%s'", a->names[j]);
+                }
+        }
+    }
+}
+
+/* --- budgets file */
+
+static void s_budget(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    cfg_t *cfg = ctx->cfg;
+    proto_amounts_t *limit;
+    if (!strcmp(name, "total_task_budget"))
+        limit = &cfg->total_task_budget;
+    else if (!strcmp(name, "orchestrator") || cfg_agent_index(cfg, name) >= 0) {
+        if (cfg->n_budgets >= CFG_MAX_AGENTS + 1)
+            return;
+        cfg_budget_t *b = &cfg->budgets[cfg->n_budgets++];
+        snprintf(b->name, sizeof b->name, "%s", name);
+        limit = &b->limit;
+    } else {
+        char known[512] = "";
+        size_t used = 0;
+        for (int i = 0; i < cfg->n_agents; i++) {
+            int n = snprintf(known + used, sizeof known - used, ", %s", cfg->agents[i].name);
+            if (n < 0 || (size_t)n >= sizeof known - used)
+                break;
+            used += (size_t)n;
+        }
+        s_err(ctx, line, path,
+              "unknown agent '%s' (budgets are for orchestrator, total_task_budget%s)", name,
+              known);
+        return;
+    }
+    for (int d = 0; d < DIM_COUNT; d++)
+        limit->v[d] = -1;
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, k_limit_keys);
+    s_amount_limits(ctx, v, path, limit);
+}
+
+/* ---- load --------------------------------------------------------------- */
+
+static void s_defaults(cfg_t *cfg)
+{
+    cfg->curve = true;
+    cfg->request_timeout_ms = 5000;
+    cfg->hold_ttl_ms = 60000;
+    cfg->alert_warn = 0.8;
+    cfg->alert_critical = 0.95;
+    cfg->metrics_port = 9464;
+    for (int d = 0; d < DIM_COUNT; d++) {
+        cfg->global_limit.v[d] = -1;
+        cfg->total_task_budget.v[d] = -1;
+    }
+    cfg->beam_width = 16;
+    cfg->tight_ratio = 0.5;
+    cfg->local_ratio = 0.2;
+    cfg->small_ratio = 0.5;
+}
+
+static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel,
+                        size_t budgets_len, int *budgets_line)
+{
+    static const char *const keys[] = {
+        "run_dir", "budgets_file", "knowledge_dir", "bus",    "ledger",
+        "planner", "adaptive",     "providers",     "models", "tools",
+        "agents",  "workflows",    "classes",       "access", NULL};
+    cfg_t *cfg = ctx->cfg;
+    s_check_keys(ctx, root, "", keys);
+
+    char tmp[1024];
+    if (s_read_str(ctx, root, "", "run_dir", false, tmp, sizeof tmp) == 1 && tmp[0])
+        s_resolve(ctx, s_key_line(ctx, root, "run_dir"), "run_dir", tmp, cfg->run_dir,
+                  sizeof cfg->run_dir);
+    *budgets_line = 0;
+    if (s_read_str(ctx, root, "", "budgets_file", false, budgets_rel, budgets_len) == 1) {
+        *budgets_line = s_key_line(ctx, root, "budgets_file");
+        if (!budgets_rel[0]) {
+            s_err(ctx, *budgets_line, "budgets_file", "must not be empty");
+            snprintf(budgets_rel, budgets_len, "agents_budget.yaml");
+        }
+    }
+    if (s_read_str(ctx, root, "", "knowledge_dir", false, tmp, sizeof tmp) == 1 && tmp[0]) {
+        int ln = s_key_line(ctx, root, "knowledge_dir");
+        struct stat st;
+        if (s_resolve(ctx, ln, "knowledge_dir", tmp, cfg->knowledge_dir,
+                      sizeof cfg->knowledge_dir) == 0 &&
+            (stat(cfg->knowledge_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+            s_err(ctx, ln, "knowledge_dir", "no such folder: %s", cfg->knowledge_dir);
+    }
+    s_bus(ctx, root);
+    s_ledger(ctx, root);
+    s_planner(ctx, root);
+    /* in dependency order, wherever they are in the file */
+    s_each_named(ctx, root, "providers", false, CFG_MAX_PROVIDERS, false, s_provider);
+    s_each_named(ctx, root, "models", false, CFG_MAX_MODELS, true, s_model);
+    s_each_named(ctx, root, "tools", false, CFG_MAX_TOOLS, false, s_tool);
+    s_each_named(ctx, root, "agents", true, CFG_MAX_AGENTS, false, s_agent);
+    s_each_named(ctx, root, "workflows", true, CFG_MAX_WORKFLOWS, false, s_workflow);
+    s_each_named(ctx, root, "classes", false, CFG_MAX_CLASSES, false, s_class);
+    s_access(ctx, root);
+    if (s_get(ctx, root, "agents") && cfg->n_agents == 0)
+        s_err(ctx, s_key_line(ctx, root, "agents"), "agents", "at least one agent is required");
+    if (s_get(ctx, root, "workflows") && cfg->n_workflows == 0)
+        s_err(ctx, s_key_line(ctx, root, "workflows"), "workflows",
+              "at least one workflow is required");
+}
+
+/* Absolute path of file (need not exist yet); 0 / -1. */
+static int s_abspath(const char *in, char *out, size_t outlen)
+{
+    char buf[PATH_MAX];
+    if (realpath(in, buf)) {
+        int n = snprintf(out, outlen, "%s", buf);
+        return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    }
+    if (in[0] == '/') {
+        int n = snprintf(out, outlen, "%s", in);
+        return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    }
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return -1;
+    int n = snprintf(out, outlen, "%s/%s", cwd, in);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+cfg_t *cfg_load(const char *path, cfg_errors_t *errors)
+{
+    if (errors) {
+        errors->items = NULL;
+        errors->count = 0;
+    }
+    s_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    cfg_t *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return NULL;
+    ctx.cfg = cfg;
+    s_defaults(cfg);
+
+    ctx.file = path ? path : "";
+    if (!path || !*path) {
+        s_err(&ctx, 0, "file", "no configuration file given");
+        goto done;
+    }
+    if (s_abspath(path, cfg->path, sizeof cfg->path) != 0) {
+        s_err(&ctx, 0, "file", "path too long");
+        goto done;
+    }
+    snprintf(cfg->dir, sizeof cfg->dir, "%s", cfg->path);
+    char *slash = strrchr(cfg->dir, '/');
+    if (slash == cfg->dir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+
+    /* main file */
+    yaml_document_t doc;
+    bool have_doc;
+    char budgets_rel[1024] = "agents_budget.yaml";
+    int budgets_line = 0;
+    ctx.seq_file = 0;
+    yaml_node_t *root = s_load(&ctx, path, &doc, &have_doc);
+    if (root)
+        s_main_file(&ctx, root, budgets_rel, sizeof budgets_rel, &budgets_line);
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (!root)
+        goto done;
+
+    /* budgets file */
+    char bpath[1024];
+    if (s_resolve(&ctx, budgets_line, "budgets_file", budgets_rel, bpath, sizeof bpath) != 0)
+        goto done;
+    snprintf(cfg->budgets_path, sizeof cfg->budgets_path, "%s", bpath);
+    struct stat st;
+    if (stat(bpath, &st) != 0) {
+        s_err(&ctx, budgets_line, "budgets_file", "cannot read %s: %s", bpath, strerror(errno));
+        goto done;
+    }
+    ctx.seq_file = 1;
+    /* name the budgets file in errors as given relative to the main one */
+    char bname[1100];
+    if (budgets_rel[0] == '/')
+        snprintf(bname, sizeof bname, "%s", budgets_rel);
+    else {
+        const char *pslash = strrchr(path, '/');
+        snprintf(bname, sizeof bname, "%.*s%s", pslash ? (int)(pslash - path + 1) : 0, path,
+                 budgets_rel);
+    }
+    root = s_load(&ctx, bname, &doc, &have_doc);
+    if (root) {
+        static const char *const bkeys[] = {"budgets", NULL};
+        s_check_keys(&ctx, root, "", bkeys);
+        s_each_named(&ctx, root, "budgets", true, CFG_MAX_AGENTS + 2, false, s_budget);
+        yaml_node_t *b = s_get(&ctx, root, "budgets");
+        if (b && b->type == YAML_MAPPING_NODE)
+            for (int i = 0; i < cfg->n_agents; i++)
+                if (!cfg_budget(cfg, cfg->agents[i].name))
+                    s_err(&ctx, s_line(b), "budgets",
+                          "agent '%s' has no budget (every agent needs one)", cfg->agents[i].name);
+    }
+    if (have_doc)
+        yaml_document_delete(&doc);
+
+done:
+    s_sort_errors(&ctx);
+    free(ctx.keys);
+    bool failed = ctx.errs.count > 0;
+    if (errors)
+        *errors = ctx.errs;
+    else
+        cfg_errors_free(&ctx.errs);
+    if (failed)
+        cfg_destroy(&cfg);
+    return cfg;
+}
+
+void cfg_destroy(cfg_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cfg_t *cfg = *self_p;
+    for (int i = 0; i < CFG_MAX_TOOLS; i++)
+        for (int j = 0; j <= CFG_MAX_ARGV; j++)
+            free(cfg->tools[i].argv[j]);
+    for (int i = 0; i < CFG_MAX_AGENTS; i++)
+        free(cfg->agents[i].system_prompt);
+    for (int i = 0; i < CFG_MAX_CLASSES; i++)
+        s_strv_free(&cfg->classes[i].keywords);
+    for (int i = 0; i < CFG_MAX_ACCESS; i++)
+        s_strv_free(&cfg->access[i].names);
+    free(cfg);
+    *self_p = NULL;
+}
+
+/* ---- lookups ------------------------------------------------------------ */
+
+const char *cfg_path_name(cfg_path_t p)
+{
+    switch (p) {
+    case PATH_LLM:
+        return "llm";
+    case PATH_LOCAL:
+        return "local";
+    case PATH_TOOL:
+        return "tool";
+    }
+    return "?";
+}
+
+int cfg_path_parse(const char *s, cfg_path_t *out)
+{
+    static const cfg_path_t all[] = {PATH_LLM, PATH_LOCAL, PATH_TOOL};
+    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, cfg_path_name(all[i]))) {
+            if (out)
+                *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+#define S_INDEX_OF(arr, n, key)                                                                    \
+    do {                                                                                           \
+        if (!cfg || !(key))                                                                        \
+            return -1;                                                                             \
+        for (int i_ = 0; i_ < (n); i_++)                                                           \
+            if (!strcmp((arr)[i_].name, (key)))                                                    \
+                return i_;                                                                         \
+        return -1;                                                                                 \
+    } while (0)
+
+int cfg_agent_index(const cfg_t *cfg, const char *name)
+{
+    S_INDEX_OF(cfg->agents, cfg->n_agents, name);
+}
+
+int cfg_model_index(const cfg_t *cfg, const char *name)
+{
+    S_INDEX_OF(cfg->models, cfg->n_models, name);
+}
+
+int cfg_tool_index(const cfg_t *cfg, const char *name)
+{
+    S_INDEX_OF(cfg->tools, cfg->n_tools, name);
+}
+
+int cfg_workflow_index(const cfg_t *cfg, const char *name)
+{
+    S_INDEX_OF(cfg->workflows, cfg->n_workflows, name);
+}
+
+int cfg_class_index(const cfg_t *cfg, const char *name)
+{
+    S_INDEX_OF(cfg->classes, cfg->n_classes, name);
+}
+
+int cfg_step_index(const cfg_workflow_t *wf, const char *name)
+{
+    if (!wf || !name)
+        return -1;
+    for (int i = 0; i < wf->n_steps; i++)
+        if (!strcmp(wf->steps[i].name, name))
+            return i;
+    return -1;
+}
+
+const cfg_budget_t *cfg_budget(const cfg_t *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return NULL;
+    for (int i = 0; i < cfg->n_budgets; i++)
+        if (!strcmp(cfg->budgets[i].name, name))
+            return &cfg->budgets[i];
+    return NULL;
+}
+
+bool cfg_access_allowed(const cfg_t *cfg, const char *service, const char *command,
+                        const char *name)
+{
+    if (!cfg || !service || !command || !name || !*name)
+        return false;
+    for (int i = 0; i < cfg->n_access; i++) {
+        const cfg_access_t *a = &cfg->access[i];
+        if (strcmp(a->service, service) || (strcmp(a->command, "*") && strcmp(a->command, command)))
+            continue;
+        for (char **n = a->names; n && *n; n++)
+            if (!strcmp(*n, "*") || !strcmp(*n, name))
+                return true;
+    }
+    return false;
+}
+
+/* tokens * price_per_mtok / 1e6, split into a whole part (saturating) and a
+   remainder numerator in [0, 1e6 * 1e6) so that several parts can be summed
+   before rounding up once. Exact; no intermediate can overflow. */
+static void s_cost_part(int64_t tokens, int64_t price, int64_t *whole, int64_t *rem)
+{
+    const int64_t M = 1000000;
+    *whole = 0;
+    *rem = 0;
+    if (tokens <= 0 || price <= 0)
+        return;
+    int64_t pq = price / M, pr = price % M; /* price = pq*M + pr */
+    int64_t tq = tokens / M, tr = tokens % M;
+    /* tokens*price/M = tokens*pq + tq*pr + tr*pr/M */
+    int64_t a, b, s;
+    if (__builtin_mul_overflow(tokens, pq, &a) || __builtin_mul_overflow(tq, pr, &b) ||
+        __builtin_add_overflow(a, b, &s)) {
+        *whole = INT64_MAX;
+        return;
+    }
+    int64_t frac = tr * pr; /* < 1e12 */
+    *whole = s + frac / M;
+    if (*whole < s) /* cannot happen, but stay safe */
+        *whole = INT64_MAX;
+    *rem = frac % M;
+}
+
+int64_t cfg_model_cost(const cfg_model_t *m, int64_t input_tokens, int64_t output_tokens)
+{
+    if (!m)
+        return 0;
+    int64_t w1, r1, w2, r2, sum;
+    s_cost_part(input_tokens, m->input_uusd_per_mtok, &w1, &r1);
+    s_cost_part(output_tokens, m->output_uusd_per_mtok, &w2, &r2);
+    if (__builtin_add_overflow(w1, w2, &sum))
+        return INT64_MAX;
+    int64_t rem = r1 + r2; /* < 2e6 */
+    int64_t up = rem / 1000000 + (rem % 1000000 ? 1 : 0);
+    if (__builtin_add_overflow(sum, up, &sum))
+        return INT64_MAX;
+    return sum;
+}

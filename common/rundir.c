@@ -1,0 +1,130 @@
+/*  rundir.c - find and create the run directory of a constellation.
+
+    The run directory holds everything a running constellation owns (see
+    rundir.h for the layout). Resolution follows the XDG base directory
+    specification for state: an explicit --home wins, then $EMADS_HOME, then
+    $XDG_STATE_HOME/emads (ignored unless absolute, as the specification
+    says), then $HOME/.local/state/emads. A relative --home or $EMADS_HOME is
+    made absolute against the current directory, because daemons may change
+    directory and ipc:// endpoints must name the same socket for every
+    process.
+*/
+#define _GNU_SOURCE
+#include "common/rundir.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* Copy dir into out, made absolute against the current directory, without
+   trailing slashes (except "/"). 0 or -1. */
+static int s_absolute(const char *dir, char *out, size_t outlen)
+{
+    int n;
+    if (dir[0] == '/')
+        n = snprintf(out, outlen, "%s", dir);
+    else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            return -1;
+        if (strcmp(dir, ".") == 0)
+            n = snprintf(out, outlen, "%s", cwd);
+        else
+            n = snprintf(out, outlen, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, dir);
+    }
+    if (n < 0 || (size_t)n >= outlen) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    size_t len = strlen(out);
+    while (len > 1 && out[len - 1] == '/')
+        out[--len] = '\0';
+    return 0;
+}
+
+int rundir_resolve(const char *home, char *out, size_t outlen)
+{
+    if (!out || outlen == 0)
+        return -1;
+    if (home && *home)
+        return s_absolute(home, out, outlen);
+
+    const char *env = getenv("EMADS_HOME");
+    if (env && *env)
+        return s_absolute(env, out, outlen);
+
+    env = getenv("XDG_STATE_HOME");
+    if (env && env[0] == '/') {
+        int n = snprintf(out, outlen, "%s/emads", env);
+        return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    }
+    env = getenv("HOME");
+    if (env && env[0] == '/') {
+        int n = snprintf(out, outlen, "%s/.local/state/emads", env);
+        return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    }
+    return -1;
+}
+
+int rundir_path(const char *dir, const char *rel, char *out, size_t outlen)
+{
+    if (!dir || !rel || !out)
+        return -1;
+    int n = snprintf(out, outlen, "%s/%s", dir, rel);
+    if (n < 0 || (size_t)n >= outlen) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+int rundir_mkdirs(const char *path, int mode)
+{
+    if (!path || !*path) {
+        errno = EINVAL;
+        return -1;
+    }
+    char buf[PATH_MAX];
+    int n = snprintf(buf, sizeof buf, "%s", path);
+    if (n < 0 || (size_t)n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    /* create each prefix in turn: a/b/c -> a, a/b, a/b/c */
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, (mode_t)mode) != 0) {
+            struct stat st;
+            if (errno != EEXIST || stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                if (errno == EEXIST)
+                    errno = ENOTDIR;
+                return -1;
+            }
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    return 0;
+}
+
+int rundir_create(const char *dir)
+{
+    static const char *const subdirs[] = {"pids", "logs", "certs/public", "certs/private"};
+    if (rundir_mkdirs(dir, 0700) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        char sub[PATH_MAX];
+        if (rundir_path(dir, subdirs[i], sub, sizeof sub) != 0 || rundir_mkdirs(sub, 0700) != 0)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,647 @@
+/*  cmd_task.c - emadsctl submit, result, tasks, plan, cancel and watch: the
+    commands that talk to the orchestrator (and listen to the bus's events).
+
+    submit --wait follows the task by polling its status and waking on its
+    `step.` / `task.` events, printing each step when it starts and when it
+    ends (agent, path, model, spend), then the final recommendation. Polling
+    is the source of truth, so an event lost on the way changes nothing but
+    the latency of a line.
+*/
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/ctlbus.h"
+
+#define TASK_CALL_TIMEOUT_MS 10000
+
+/* ---- shared parsing -------------------------------------------------------- */
+
+/* Budget override flags shared by submit and plan. Returns 1 if argv[*i]
+   was one (consuming its value), 0 if not, or an exit code < 0 on error. */
+static int s_limit_flag(ctl_opts_t *opts, int argc, char **argv, int *i, ev_t *limits)
+{
+    static const struct {
+        const char *flag, *key;
+        bool usd;
+    } flags[] = {{"--max-tokens", "tokens", false},
+                 {"--max-latency-ms", "latency_ms", false},
+                 {"--max-tool-calls", "tool_calls", false},
+                 {"--max-cost", "cost_uusd", true}};
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+        if (strcmp(argv[*i], flags[k].flag))
+            continue;
+        if (*i + 1 >= argc) {
+            ctl_usage_error(opts, "option '%s' needs a value", flags[k].flag);
+            return -1;
+        }
+        const char *v = argv[++*i];
+        int64_t x;
+        if ((flags[k].usd ? ctl_parse_usd(v, &x) : ctl_parse_int(v, &x)) != 0) {
+            ctl_usage_error(opts, "%s: '%s' is not a %s", flags[k].flag, v,
+                            flags[k].usd ? "USD amount (e.g. 0.50)" : "non-negative integer");
+            return -1;
+        }
+        ev_set_int(limits, flags[k].key, x);
+        return 1;
+    }
+    return 0;
+}
+
+/* Join argv words into one task text (caller frees). */
+static char *s_join(int n, char **words)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(words[i]) + 1;
+    char *s = calloc(1, len);
+    if (!s)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strcat(s, " ");
+        strcat(s, words[i]);
+    }
+    return s;
+}
+
+typedef struct {
+    const char *workflow;
+    ev_t *limits;
+    bool wait;
+    int64_t timeout_s;
+    char *text;
+} task_args_t;
+
+/* Parse [flags] TEXT... for submit and plan. 0 or an exit code. */
+static int s_task_args(ctl_opts_t *opts, int argc, char **argv, bool submit, task_args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->limits = ev_new_map();
+    char **words = calloc((size_t)argc + 1, sizeof *words);
+    int n = 0;
+    bool raw = false;
+    for (int i = 1; i < argc; i++) {
+        int r = raw ? 0 : s_limit_flag(opts, argc, argv, &i, a->limits);
+        if (r < 0) {
+            free(words);
+            return CTL_EXIT_USAGE;
+        }
+        if (r > 0)
+            continue;
+        if (!raw && !strcmp(argv[i], "--")) {
+            raw = true;
+        } else if (!raw && !strcmp(argv[i], "--workflow") && i + 1 < argc) {
+            a->workflow = argv[++i];
+        } else if (!raw && submit && !strcmp(argv[i], "--wait")) {
+            a->wait = true;
+        } else if (!raw && submit && !strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            if (ctl_parse_int(argv[++i], &a->timeout_s) != 0) {
+                free(words);
+                return ctl_usage_error(opts, "--timeout: '%s' is not a number of seconds",
+                                       argv[i]);
+            }
+        } else if (!raw && argv[i][0] == '-' && argv[i][1]) {
+            free(words);
+            return ctl_usage_error(opts, "%s: unknown option '%s'", argv[0], argv[i]);
+        } else
+            words[n++] = argv[i];
+    }
+    a->text = n ? s_join(n, words) : NULL;
+    free(words);
+    if (!a->text || !a->text[0])
+        return ctl_usage_error(opts, "%s: missing the task text", argv[0]);
+    if (strlen(a->text) > 16 * 1024)
+        return ctl_usage_error(opts, "%s: the task text is longer than 16 KiB", argv[0]);
+    return 0;
+}
+
+static void s_task_args_free(task_args_t *a)
+{
+    ev_destroy(&a->limits);
+    free(a->text);
+}
+
+static void s_fill_task_body(ev_t *b, const task_args_t *a)
+{
+    ev_set_str(b, "text", a->text);
+    if (a->workflow)
+        ev_set_str(b, "workflow", a->workflow);
+    if (ev_len(a->limits))
+        ev_set(b, "limits", ev_dup(a->limits));
+}
+
+/* ---- step lines -------------------------------------------------------------- */
+
+static void s_fmt_spend(char *out, size_t outlen, const ev_t *actual)
+{
+    char usd[32], lat[32];
+    ctl_fmt_usd(usd, sizeof usd, ev_get_int(actual, "cost_uusd", 0));
+    ctl_fmt_ms(lat, sizeof lat, ev_get_int(actual, "latency_ms", 0));
+    snprintf(out, outlen, "%" PRId64 " tok, %s, %" PRId64 " tool call%s, $%s",
+             ev_get_int(actual, "tokens", 0), lat, ev_get_int(actual, "tool_calls", 0),
+             ev_get_int(actual, "tool_calls", 0) == 1 ? "" : "s", usd);
+}
+
+static void s_print_step_line(const ev_t *s)
+{
+    const char *state = ev_get_str(s, "state", "?");
+    bool running = !strcmp(state, "running");
+    const char *path = ev_get_str(s, running ? "planned_path" : "path", NULL);
+    const char *model = ev_get_str(s, running ? "planned_model" : "model", NULL);
+    if (!path)
+        path = ev_get_str(s, "planned_path", "-");
+    char what[160];
+    snprintf(what, sizeof what, "%s%s%s", path, model ? " " : "", model ? model : "");
+    printf("  %-14s %-14s %-8s %-22s", ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
+           running ? "started" : state, !strcmp(state, "skipped") ? "-" : what);
+    const ev_t *actual = ev_get(s, "actual");
+    if (!running && actual) {
+        char sp[160];
+        s_fmt_spend(sp, sizeof sp, actual);
+        printf(" %s", sp);
+    }
+    const char *err = ev_get_str(ev_get(s, "error"), "reason", NULL);
+    if (!running && err && err[0])
+        printf(" (%s)", err);
+    printf("\n");
+    fflush(stdout);
+}
+
+static void s_print_result(const ev_t *r)
+{
+    const char *state = ev_get_str(r, "state", "?");
+    printf("task %s %s\n", ev_get_str(r, "task", "?"), state);
+    const char *reason = ev_get_str(r, "reason", NULL);
+    if (reason && reason[0])
+        printf("reason: %s\n", reason);
+    const char *rec = ev_get_str(r, "recommendation", "");
+    if (rec[0]) {
+        printf("recommendation: %s\n", rec);
+        printf("confidence: %.2f\n", ev_get_float(r, "confidence", 0));
+    }
+    const ev_t *out = ev_get(r, "output");
+    const char *decision = ev_get_str(out, "decision", NULL);
+    if (decision)
+        printf("decision: %s\n", decision);
+    const ev_t *conds = ev_get(out, "conditions");
+    for (size_t i = 0; i < ev_len(conds); i++)
+        if (ev_str(ev_at(conds, i)))
+            printf("  - %s\n", ev_str(ev_at(conds, i)));
+}
+
+static void s_print_steps_table(const ev_t *steps)
+{
+    printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6s %10s\n", "STEP", "AGENT", "STATE", "PATH",
+           "MODEL", "TOKENS", "LATENCY", "TOOLS", "COST_USD");
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        const ev_t *s = ev_at(steps, i);
+        const ev_t *a = ev_get(s, "actual");
+        char usd[32], lat[32];
+        ctl_fmt_usd(usd, sizeof usd, ev_get_int(a, "cost_uusd", 0));
+        ctl_fmt_ms(lat, sizeof lat, a ? ev_get_int(a, "latency_ms", 0) : -1);
+        printf("%-14s %-14s %-8s %-6s %-12s %8" PRId64 " %9s %6" PRId64 " %10s\n",
+               ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
+               ev_get_str(s, "state", "?"), ev_get_str(s, "path", "-"),
+               ev_get_str(s, "model", "-"), ev_get_int(a, "tokens", 0), lat,
+               ev_get_int(a, "tool_calls", 0), a ? usd : "-");
+    }
+}
+
+static bool s_final(const char *state)
+{
+    return !strcmp(state, "done") || !strcmp(state, "failed") ||
+           !strcmp(state, "budget_exhausted") || !strcmp(state, "cancelled");
+}
+
+/* ---- submit -------------------------------------------------------------- */
+
+static ev_t *s_get(ctl_opts_t *opts, ctl_conn_t *conn, const char *type, const char *task,
+                   int *rc)
+{
+    ev_t *b = proto_body(type);
+    ev_set_str(b, "task", task);
+    return ctl_call(opts, conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, type, rc);
+}
+
+/* Follow task until it ends; prints step lines unless json. Returns the
+   final task_result (caller owns) or NULL with *rc set. */
+static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int64_t timeout_s,
+                      int *rc)
+{
+    char last[CFG_MAX_STEPS][48];
+    memset(last, 0, sizeof last);
+    int64_t deadline = timeout_s > 0 ? zclock_mono() + timeout_s * 1000 : INT64_MAX;
+    bool announced = false;
+    while (true) {
+        ev_t *st = s_get(opts, conn, "status", task, rc);
+        if (!st)
+            return NULL;
+        if (!announced && !opts->json) {
+            printf("task %s: class %s\n", task, ev_get_str(st, "class", "?"));
+            announced = true;
+        }
+        const ev_t *steps = ev_get(st, "steps");
+        for (size_t i = 0; i < ev_len(steps) && i < CFG_MAX_STEPS; i++) {
+            const ev_t *s = ev_at(steps, i);
+            char key[48];
+            snprintf(key, sizeof key, "%s/%" PRId64, ev_get_str(s, "state", ""),
+                     ev_get_int(s, "attempt", 0));
+            if (strcmp(key, last[i]) == 0)
+                continue;
+            const char *state = ev_get_str(s, "state", "");
+            bool show = strcmp(state, "pending") != 0;
+            /* a step that started and ended between two polls: show both */
+            if (show && strcmp(state, "running") && strncmp(last[i], "running", 7) &&
+                strcmp(state, "skipped") && !opts->json) {
+                ev_t *as_running = ev_dup(s);
+                ev_set_str(as_running, "state", "running");
+                s_print_step_line(as_running);
+                ev_destroy(&as_running);
+            }
+            if (show && !opts->json)
+                s_print_step_line(s);
+            snprintf(last[i], sizeof last[i], "%s", key);
+        }
+        bool fin = s_final(ev_get_str(st, "state", ""));
+        ev_destroy(&st);
+        if (fin)
+            return s_get(opts, conn, "result", task, rc);
+        if (zclock_mono() > deadline) {
+            fprintf(stderr, "%s: task %s did not finish within %" PRId64 " s\n", opts->prog,
+                    task, timeout_s);
+            *rc = CTL_EXIT_FAIL;
+            return NULL;
+        }
+        /* wake on the task's events, or poll again after 200 ms */
+        int64_t until = zclock_mono() + 200;
+        while (zclock_mono() < until) {
+            bus_msg_t m;
+            int r = bus_client_recv(conn->client, &m, (int)(until - zclock_mono()));
+            if (r < 0) {
+                *rc = CTL_EXIT_FAIL;
+                return NULL;
+            }
+            if (r == 1) {
+                bool ours = m.kind == BUS_MSG_EVENT &&
+                            !strcmp(ev_get_str(m.body, "task", ""), task);
+                bus_msg_clear(&m);
+                if (ours)
+                    break;
+            }
+        }
+    }
+}
+
+int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
+{
+    if (ctl_wants_help(argc, argv)) {
+        printf("usage: emadsctl [--json] submit [--wait] [--timeout S] [--workflow NAME]\n"
+               "                [--max-tokens N] [--max-cost USD] [--max-latency-ms N]\n"
+               "                [--max-tool-calls N] [--] TEXT...\n"
+               "\n"
+               "Submit a task and print its id. --wait follows it step by step (agent,\n"
+               "path, model, spend) and prints the final recommendation; the exit code is\n"
+               "then 0 only if the task is done. The --max-* flags lower the task's\n"
+               "total budget for this task.\n");
+        return CTL_EXIT_OK;
+    }
+    task_args_t a;
+    int rc = s_task_args(opts, argc, argv, true, &a);
+    if (rc) {
+        s_task_args_free(&a);
+        return rc;
+    }
+    ctl_conn_t conn;
+    rc = ctl_conn_open(opts, &conn, 2000, NULL);
+    if (rc) {
+        ctl_conn_close(&conn);
+        s_task_args_free(&a);
+        return rc;
+    }
+    if (a.wait) { /* before submitting, so no event of the task is missed */
+        bus_client_subscribe(conn.client, "step.");
+        bus_client_subscribe(conn.client, "task.");
+    }
+    ev_t *b = proto_body("submit");
+    char rid[64];
+    ctl_request_id(rid, sizeof rid);
+    ev_set_str(b, "request_id", rid);
+    s_fill_task_body(b, &a);
+    ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, "submit", &rc);
+    if (rep) {
+        char task[PROTO_MAX_ID + 1];
+        snprintf(task, sizeof task, "%s", ev_get_str(rep, "task", ""));
+        ev_destroy(&rep);
+        if (!a.wait) {
+            if (opts->json)
+                ctl_print_json(json_pack("{s:s}", "task", task), false);
+            else
+                printf("%s\n", task);
+        } else {
+            ev_t *res = s_follow(opts, &conn, task, a.timeout_s, &rc);
+            if (res) {
+                if (opts->json)
+                    ctl_print_json(ctl_ev_json(res), false);
+                else
+                    s_print_result(res);
+                rc = strcmp(ev_get_str(res, "state", ""), "done") ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+                ev_destroy(&res);
+            }
+        }
+    }
+    ctl_conn_close(&conn);
+    s_task_args_free(&a);
+    return rc;
+}
+
+/* ---- result, cancel ------------------------------------------------------ */
+
+static int s_one_task(ctl_opts_t *opts, int argc, char **argv, const char *usage)
+{
+    if (ctl_wants_help(argc, argv)) {
+        printf("%s", usage);
+        return CTL_EXIT_OK;
+    }
+    if (argc != 2)
+        return ctl_usage_error(opts, "%s: expected one task id", argv[0]);
+    ctl_conn_t conn;
+    int rc = ctl_conn_open(opts, &conn, 2000, NULL);
+    if (rc) {
+        ctl_conn_close(&conn);
+        return rc;
+    }
+    ev_t *rep;
+    if (!strcmp(argv[0], "cancel")) {
+        ev_t *b = proto_body("cancel");
+        char rid[64];
+        ctl_request_id(rid, sizeof rid);
+        ev_set_str(b, "request_id", rid);
+        ev_set_str(b, "task", argv[1]);
+        rep = ctl_call(opts, &conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, "cancel", &rc);
+        if (rep && !opts->json)
+            printf("task %s %s\n", argv[1], ev_get_str(rep, "state", "?"));
+    } else {
+        rep = s_get(opts, &conn, "result", argv[1], &rc);
+        if (rep && !opts->json) {
+            s_print_result(rep);
+            printf("\n");
+            s_print_steps_table(ev_get(rep, "steps"));
+        }
+    }
+    if (rep && opts->json)
+        ctl_print_json(ctl_ev_json(rep), false);
+    ev_destroy(&rep);
+    ctl_conn_close(&conn);
+    return rc;
+}
+
+int ctl_cmd_result(ctl_opts_t *opts, int argc, char **argv)
+{
+    return s_one_task(opts, argc, argv,
+                      "usage: emadsctl [--json] result TASK\n"
+                      "\nPrint a task's state, final recommendation and steps with their spend."
+                      "\nExit 1 for an unknown task id.\n");
+}
+
+int ctl_cmd_cancel(ctl_opts_t *opts, int argc, char **argv)
+{
+    return s_one_task(opts, argc, argv,
+                      "usage: emadsctl [--json] cancel TASK\n"
+                      "\nCancel a queued or running task (steps in flight finish; nothing new"
+                      "\nstarts). Exit 1 for an unknown task id.\n");
+}
+
+/* ---- tasks --------------------------------------------------------------- */
+
+int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
+{
+    if (ctl_wants_help(argc, argv)) {
+        printf("usage: emadsctl [--json] tasks [--limit N] [--state STATE]\n"
+               "\nList recent tasks, newest first (default 20). STATE is one of queued,\n"
+               "running, done, failed, budget_exhausted, cancelled.\n");
+        return CTL_EXIT_OK;
+    }
+    int64_t limit = 20;
+    const char *state = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            if (ctl_parse_int(argv[++i], &limit) != 0 || limit < 1 || limit > 1000)
+                return ctl_usage_error(opts, "tasks: --limit must be 1..1000");
+        } else if (!strcmp(argv[i], "--state") && i + 1 < argc)
+            state = argv[++i];
+        else
+            return ctl_usage_error(opts, "tasks: unexpected argument '%s'", argv[i]);
+    }
+    ctl_conn_t conn;
+    int rc = ctl_conn_open(opts, &conn, 2000, NULL);
+    if (rc) {
+        ctl_conn_close(&conn);
+        return rc;
+    }
+    ev_t *b = proto_body("tasks");
+    ev_set_int(b, "limit", limit);
+    if (state)
+        ev_set_str(b, "state", state);
+    ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, "tasks", &rc);
+    if (rep) {
+        const ev_t *tasks = ev_get(rep, "tasks");
+        if (opts->json)
+            ctl_print_json(ctl_ev_json(rep), false);
+        else {
+            printf("%-16s %-17s %-14s %-20s %s\n", "TASK", "STATE", "CLASS", "CREATED", "TEXT");
+            for (size_t i = 0; i < ev_len(tasks); i++) {
+                const ev_t *t = ev_at(tasks, i);
+                time_t secs = (time_t)(ev_get_int(t, "created_ms", 0) / 1000);
+                struct tm tm;
+                char when[32];
+                strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime_r(&secs, &tm));
+                char text[61];
+                snprintf(text, sizeof text, "%s", ev_get_str(t, "text", ""));
+                for (char *p = text; *p; p++)
+                    if (*p == '\n' || *p == '\t')
+                        *p = ' ';
+                printf("%-16s %-17s %-14s %-20s %s%s\n", ev_get_str(t, "task", "?"),
+                       ev_get_str(t, "state", "?"), ev_get_str(t, "class", "-"), when, text,
+                       strlen(ev_get_str(t, "text", "")) > 60 ? "..." : "");
+            }
+        }
+        ev_destroy(&rep);
+    }
+    ctl_conn_close(&conn);
+    return rc;
+}
+
+/* ---- plan ---------------------------------------------------------------- */
+
+static void s_print_plan_steps(const ev_t *steps)
+{
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        const ev_t *s = ev_at(steps, i);
+        if (ev_get_bool(s, "skipped", false)) {
+            printf("    %-14s %-14s skipped\n", ev_get_str(s, "step", "?"),
+                   ev_get_str(s, "agent", "?"));
+            continue;
+        }
+        const char *model = ev_get_str(s, "model", NULL);
+        const char *tool = ev_get_str(s, "tool", NULL);
+        char what[160];
+        snprintf(what, sizeof what, "%s%s%s%s%s", ev_get_str(s, "path", "?"), tool ? " " : "",
+                 tool ? tool : "", model ? " " : "", model ? model : "");
+        char sp[160];
+        s_fmt_spend(sp, sizeof sp, ev_get(s, "est"));
+        printf("    %-14s %-14s %-26s q=%.2f  est %s\n", ev_get_str(s, "step", "?"),
+               ev_get_str(s, "agent", "?"), what, ev_get_float(s, "quality", 0), sp);
+    }
+}
+
+int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
+{
+    if (ctl_wants_help(argc, argv)) {
+        printf("usage: emadsctl [--json] plan [--workflow NAME] [--max-tokens N] [--max-cost USD]\n"
+               "                [--max-latency-ms N] [--max-tool-calls N] [--] TEXT...\n"
+               "\nShow the plan the orchestrator would choose for a task, and its\n"
+               "alternatives, without running anything. Exit 1 if no plan fits the budget.\n");
+        return CTL_EXIT_OK;
+    }
+    task_args_t a;
+    int rc = s_task_args(opts, argc, argv, false, &a);
+    if (rc) {
+        s_task_args_free(&a);
+        return rc;
+    }
+    ctl_conn_t conn;
+    rc = ctl_conn_open(opts, &conn, 2000, NULL);
+    if (rc) {
+        ctl_conn_close(&conn);
+        s_task_args_free(&a);
+        return rc;
+    }
+    ev_t *b = proto_body("plan");
+    s_fill_task_body(b, &a);
+    ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, "plan", &rc);
+    if (rep) {
+        bool feasible = ev_get_bool(rep, "feasible", false);
+        if (opts->json)
+            ctl_print_json(ctl_ev_json(rep), false);
+        else {
+            printf("class %s, workflow %s\n", ev_get_str(rep, "class", "?"),
+                   ev_get_str(rep, "workflow", "?"));
+            if (!feasible) {
+                printf("no feasible plan: the binding constraint is %s\n",
+                       ev_get_str(rep, "binding", "unknown"));
+            } else {
+                char sp[160];
+                s_fmt_spend(sp, sizeof sp, ev_get(rep, "total"));
+                printf("chosen plan: quality %.3f, estimated %s\n",
+                       ev_get_float(rep, "quality", 0), sp);
+                s_print_plan_steps(ev_get(rep, "steps"));
+                const ev_t *alts = ev_get(rep, "alternatives");
+                for (size_t i = 0; i < ev_len(alts); i++) {
+                    const ev_t *alt = ev_at(alts, i);
+                    s_fmt_spend(sp, sizeof sp, ev_get(alt, "total"));
+                    printf("alternative %zu: quality %.3f, estimated %s\n", i + 1,
+                           ev_get_float(alt, "quality", 0), sp);
+                    s_print_plan_steps(ev_get(alt, "steps"));
+                }
+            }
+        }
+        if (!feasible)
+            rc = CTL_EXIT_FAIL;
+        ev_destroy(&rep);
+    }
+    ctl_conn_close(&conn);
+    s_task_args_free(&a);
+    return rc;
+}
+
+/* ---- watch --------------------------------------------------------------- */
+
+int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
+{
+    if (ctl_wants_help(argc, argv)) {
+        printf("usage: emadsctl [--json] watch [--task ID] [PREFIX...]\n"
+               "\nStream events and alerts until interrupted: task.*, step.*, spend.*,\n"
+               "alert.* (default: everything). PREFIX narrows the topics (e.g. alert.);\n"
+               "--task shows only one task's events. --json prints one object per line.\n");
+        return CTL_EXIT_OK;
+    }
+    const char *task = NULL;
+    const char *prefixes[16];
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--task") && i + 1 < argc)
+            task = argv[++i];
+        else if (argv[i][0] == '-')
+            return ctl_usage_error(opts, "watch: unknown option '%s'", argv[i]);
+        else if (n < 16)
+            prefixes[n++] = argv[i];
+    }
+    ctl_conn_t conn;
+    int rc = ctl_conn_open(opts, &conn, 2000, NULL);
+    if (rc) {
+        ctl_conn_close(&conn);
+        return rc;
+    }
+    if (n == 0)
+        bus_client_subscribe(conn.client, "");
+    for (int i = 0; i < n; i++)
+        bus_client_subscribe(conn.client, prefixes[i]);
+    if (!opts->json) {
+        fprintf(stderr, "watching events on %s (Ctrl-C to stop)\n", conn.endpoint);
+    }
+    while (!zsys_interrupted) {
+        bus_msg_t m;
+        int r = bus_client_recv(conn.client, &m, 1000);
+        if (r < 0)
+            break;
+        if (r == 0 || m.kind != BUS_MSG_EVENT) {
+            if (r == 1)
+                bus_msg_clear(&m);
+            continue;
+        }
+        if (task && strcmp(ev_get_str(m.body, "task", ""), task)) {
+            bus_msg_clear(&m);
+            continue;
+        }
+        if (opts->json) {
+            json_t *j = ctl_ev_json(m.body);
+            json_object_set_new(j, "sender", json_string(m.sender));
+            json_object_del(j, "v");
+            json_object_del(j, "type");
+            ctl_print_json(j, true);
+        } else {
+            time_t secs = (time_t)(ev_get_int(m.body, "at_ms", 0) / 1000);
+            struct tm tm;
+            char when[16];
+            strftime(when, sizeof when, "%H:%M:%S", localtime_r(&secs, &tm));
+            printf("%s.%03d %-15s %-14s", when, (int)(ev_get_int(m.body, "at_ms", 0) % 1000),
+                   m.topic, ev_get_str(m.body, "task", "-"));
+            const char *fields[] = {"step", "agent", "state", "path", "model", "account",
+                                    "dimension"};
+            for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+                const char *v = ev_get_str(m.body, fields[k], NULL);
+                if (v)
+                    printf(" %s=%s", fields[k], v);
+            }
+            const ev_t *amt = ev_get(m.body, "amounts");
+            if (amt) {
+                char sp[160];
+                s_fmt_spend(sp, sizeof sp, amt);
+                printf(" [%s]", sp);
+            }
+            if (ev_get(m.body, "fraction"))
+                printf(" fraction=%.2f", ev_get_float(m.body, "fraction", 0));
+            const char *msg = ev_get_str(m.body, "message", NULL);
+            if (msg && msg[0])
+                printf(" - %s", msg);
+            printf("\n");
+            fflush(stdout);
+        }
+        bus_msg_clear(&m);
+    }
+    ctl_conn_close(&conn);
+    return CTL_EXIT_OK;
+}

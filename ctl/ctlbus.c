@@ -1,0 +1,346 @@
+/*  ctlbus.c - connecting emadsctl to a running constellation (ctlbus.h).
+
+    "Running" means the bus answers a ping: a ZeroMQ connect to an ipc://
+    path nobody listens on succeeds silently, so the ping with a short
+    timeout is the test, and its failure is exit code 3 with the cause
+    named. `emadsctl up --insecure` leaves <run>/insecure behind so that the
+    other commands connect without CURVE too.
+*/
+#define _GNU_SOURCE
+#include "ctl/ctlbus.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/rundir.h"
+
+const ctl_proc_t ctl_procs[] = {
+    {"emads-bus", "bus", NULL, "bus"},
+    {"emads-ledger", "ledger", "ledger", "budgets"},
+    {"emads-orchestrator", "orchestrator", "orchestrator", "orchestrator"},
+    {"cto_agent", "cto_agent", "cto_agent", "agents"},
+    {"coo_agent", "coo_agent", "coo_agent", "agents"},
+    {"reconcile_gpt", "reconcile_gpt", "reconcile_gpt", "agents"},
+};
+const int ctl_n_procs = (int)(sizeof ctl_procs / sizeof ctl_procs[0]);
+
+int ctl_conn_prepare(ctl_opts_t *opts, ctl_conn_t *conn)
+{
+    memset(conn, 0, sizeof *conn);
+    conn->cfg = ctl_load_config(opts, NULL);
+    if (!conn->cfg)
+        return CTL_EXIT_USAGE;
+    if (ctl_run_dir(opts, conn->cfg, conn->run, sizeof conn->run) != 0)
+        return CTL_EXIT_USAGE;
+    if (conn->cfg->bus_endpoint[0])
+        snprintf(conn->endpoint, sizeof conn->endpoint, "%s", conn->cfg->bus_endpoint);
+    else
+        snprintf(conn->endpoint, sizeof conn->endpoint, "ipc://%s/bus.sock", conn->run);
+    char marker[PATH_MAX + 16];
+    snprintf(marker, sizeof marker, "%s/insecure", conn->run);
+    conn->curve = conn->cfg->curve && access(marker, F_OK) != 0;
+    return 0;
+}
+
+int ctl_conn_open(ctl_opts_t *opts, ctl_conn_t *conn, int timeout_ms, ev_t **pong_p)
+{
+    if (pong_p)
+        *pong_p = NULL;
+    int rc = ctl_conn_prepare(opts, conn);
+    if (rc)
+        return rc;
+    char sock[PATH_MAX + 16];
+    snprintf(sock, sizeof sock, "%s/bus.sock", conn->run);
+    if (!conn->cfg->bus_endpoint[0] && access(sock, F_OK) != 0) {
+        fprintf(stderr,
+                "%s: the constellation is not running (no bus socket in %s); start it "
+                "with '%s up'\n",
+                opts->prog, conn->run, opts->prog);
+        return CTL_EXIT_NOT_RUNNING;
+    }
+    if (conn->curve) {
+        char cert[PATH_MAX + 64];
+        snprintf(cert, sizeof cert, "%s/certs/private/emadsctl.cert_secret", conn->run);
+        if (access(cert, R_OK) != 0) {
+            fprintf(stderr,
+                    "%s: no emadsctl certificate in %s/certs: the constellation was "
+                    "never started here ('%s up' creates it)\n",
+                    opts->prog, conn->run, opts->prog);
+            return CTL_EXIT_NOT_RUNNING;
+        }
+    }
+    bus_security_t sec;
+    bus_security_init(&sec, conn->run, "emadsctl", conn->curve);
+    conn->client = bus_client_new(conn->endpoint, &sec);
+    if (!conn->client) {
+        fprintf(stderr, "%s: cannot connect to the bus at %s\n", opts->prog, conn->endpoint);
+        return CTL_EXIT_NOT_RUNNING;
+    }
+    ev_t *ping = proto_body("ping");
+    ev_t *pong = bus_client_call(conn->client, "bus", &ping, timeout_ms, NULL, NULL);
+    const char *code = NULL;
+    if (!pong || proto_is_error(pong, &code)) {
+        fprintf(stderr,
+                "%s: the constellation is not running: the bus at %s does not answer "
+                "(%s)\n",
+                opts->prog, conn->endpoint, code ? code : "interrupted");
+        ev_destroy(&pong);
+        return CTL_EXIT_NOT_RUNNING;
+    }
+    if (pong_p)
+        *pong_p = pong;
+    else
+        ev_destroy(&pong);
+    return 0;
+}
+
+void ctl_conn_close(ctl_conn_t *conn)
+{
+    bus_client_destroy(&conn->client);
+    cfg_destroy(&conn->cfg);
+}
+
+ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **body_p,
+               int timeout_ms, const char *what, int *rc)
+{
+    *rc = 0;
+    ev_t *rep = bus_client_call(conn->client, service, body_p, timeout_ms, NULL, NULL);
+    const char *code = NULL;
+    if (!rep) {
+        *rc = CTL_EXIT_FAIL;
+        fprintf(stderr, "%s: %s: interrupted\n", opts->prog, what);
+        return NULL;
+    }
+    if (!proto_is_error(rep, &code))
+        return rep;
+    const char *reason = ev_get_str(rep, "reason", "");
+    if (code && (!strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) || !strcmp(code, PROTO_E_TIMEOUT))) {
+        *rc = CTL_EXIT_NOT_RUNNING;
+        fprintf(stderr, "%s: %s: %s is not running or not answering (%s%s%s)\n", opts->prog, what,
+                service, code, reason[0] ? ": " : "", reason);
+    } else {
+        *rc = code && !strcmp(code, PROTO_E_INVALID) ? CTL_EXIT_USAGE : CTL_EXIT_FAIL;
+        fprintf(stderr, "%s: %s: %s%s%s\n", opts->prog, what, code ? code : "error",
+                reason[0] ? ": " : "", reason);
+    }
+    ev_destroy(&rep);
+    return NULL;
+}
+
+json_t *ctl_ev_json(const ev_t *v)
+{
+    switch (ev_type(v)) {
+    case EV_BOOL:
+        return json_boolean(ev_bool(v));
+    case EV_INT:
+        return json_integer((json_int_t)ev_int(v));
+    case EV_FLOAT:
+        return json_real(ev_float(v));
+    case EV_STR:
+        return json_stringn(ev_str(v), ev_strlen(v));
+    case EV_BIN: {
+        size_t n = 0;
+        ev_bin(v, &n);
+        return json_sprintf("<%zu bytes>", n);
+    }
+    case EV_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < ev_len(v); i++)
+            json_array_append_new(a, ctl_ev_json(ev_at(v, i)));
+        return a;
+    }
+    case EV_MAP: {
+        json_t *o = json_object();
+        for (size_t i = 0; i < ev_len(v); i++)
+            json_object_set_new(o, ev_key_at(v, i), ctl_ev_json(ev_at(v, i)));
+        return o;
+    }
+    case EV_NIL:
+    default:
+        return json_null();
+    }
+}
+
+void ctl_print_json(json_t *j, bool compact)
+{
+    char *s = json_dumps(j, (compact ? JSON_COMPACT : JSON_INDENT(2)) | JSON_PRESERVE_ORDER |
+                                JSON_ENCODE_ANY);
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        free(s);
+    }
+    json_decref(j);
+}
+
+pid_t ctl_read_pid(const char *run, const char *name)
+{
+    char path[PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/pids/%s.pid", run, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return pid > 0 ? (pid_t)pid : 0;
+}
+
+/* Field 3 (state) and field 22 (start time in ticks) of /proc/pid/stat. */
+static int s_proc_stat(pid_t pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p || p[1] != ' ')
+        return -1;
+    p += 2;
+    *state = *p;
+    /* p is field 3; skip to field 22 */
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    *start = p ? strtoull(p, NULL, 10) : 0;
+    return 0;
+}
+
+bool ctl_pid_alive(pid_t pid)
+{
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
+        return false;
+    char st = '?';
+    unsigned long long start;
+    if (s_proc_stat(pid, &st, &start) == 0 && (st == 'Z' || st == 'X'))
+        return false;
+    return true;
+}
+
+int64_t ctl_pid_uptime_ms(pid_t pid)
+{
+    char st;
+    unsigned long long start;
+    if (s_proc_stat(pid, &st, &start) != 0)
+        return -1;
+    FILE *f = fopen("/proc/uptime", "r");
+    double up = 0;
+    if (!f)
+        return -1;
+    if (fscanf(f, "%lf", &up) != 1)
+        up = 0;
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        return -1;
+    int64_t ms = (int64_t)(up * 1000.0) - (int64_t)(start * 1000ULL / (unsigned long long)hz);
+    return ms < 0 ? 0 : ms;
+}
+
+void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd)
+{
+    bool neg = uusd < 0;
+    uint64_t u = neg ? (uint64_t)(-(uusd + 1)) + 1 : (uint64_t)uusd;
+    uint64_t frac = u % 1000000;
+    /* 4 decimals unless more are needed to show a non-zero amount */
+    if (frac % 100 == 0)
+        snprintf(out, outlen, "%s%" PRIu64 ".%04" PRIu64, neg ? "-" : "", u / 1000000, frac / 100);
+    else
+        snprintf(out, outlen, "%s%" PRIu64 ".%06" PRIu64, neg ? "-" : "", u / 1000000, frac);
+}
+
+void ctl_fmt_ms(char *out, size_t outlen, int64_t ms)
+{
+    if (ms < 0)
+        snprintf(out, outlen, "-");
+    else if (ms < 1000)
+        snprintf(out, outlen, "%" PRId64 "ms", ms);
+    else if (ms < 60000)
+        snprintf(out, outlen, "%.1fs", (double)ms / 1000.0);
+    else if (ms < 3600000)
+        snprintf(out, outlen, "%" PRId64 "m%02" PRId64 "s", ms / 60000, (ms / 1000) % 60);
+    else
+        snprintf(out, outlen, "%" PRId64 "h%02" PRId64 "m", ms / 3600000, (ms / 60000) % 60);
+}
+
+void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd)
+{
+    if (v < 0)
+        snprintf(out, outlen, "-");
+    else if (usd)
+        ctl_fmt_usd(out, outlen, v);
+    else
+        snprintf(out, outlen, "%" PRId64, v);
+}
+
+int ctl_parse_int(const char *s, int64_t *v)
+{
+    if (!s || !*s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || *end || x < 0)
+        return -1;
+    *v = (int64_t)x;
+    return 0;
+}
+
+int ctl_parse_usd(const char *s, int64_t *uusd)
+{
+    if (!s || !*s)
+        return -1;
+    int64_t whole = 0, frac = 0;
+    int digits = 0;
+    const char *p = s;
+    if (!isdigit((unsigned char)*p) && *p != '.')
+        return -1;
+    for (; isdigit((unsigned char)*p); p++) {
+        if (whole > (INT64_MAX / 1000000 - 9) / 10)
+            return -1;
+        whole = whole * 10 + (*p - '0');
+    }
+    if (*p == '.') {
+        for (p++; isdigit((unsigned char)*p); p++) {
+            if (++digits > 6)
+                return -1;
+            frac = frac * 10 + (*p - '0');
+        }
+    }
+    if (*p)
+        return -1;
+    for (; digits < 6; digits++)
+        frac *= 10;
+    *uusd = whole * 1000000 + frac;
+    return 0;
+}
+
+void ctl_request_id(char *out, size_t outlen)
+{
+    unsigned char rnd[8] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, rnd, sizeof rnd) != (ssize_t)sizeof rnd) {
+        int64_t v = zclock_usecs() ^ ((int64_t)getpid() << 40);
+        memcpy(rnd, &v, sizeof rnd);
+    }
+    if (fd >= 0)
+        close(fd);
+    snprintf(out, outlen, "emadsctl-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+}

@@ -1,0 +1,78 @@
+/*  ctlbus.h - what the emadsctl commands that talk to a running
+    constellation share: the process table, connecting to the bus as
+    `emadsctl`, calling a service with errors mapped to exit codes, and
+    printing ev values as JSON.
+*/
+#ifndef EMADS_CTLBUS_H_INCLUDED
+#define EMADS_CTLBUS_H_INCLUDED
+
+#include <jansson.h>
+#include <sys/types.h>
+
+#include "bus/bus.h"
+#include "ctl/ctl.h"
+
+/* One process of the constellation, in start order. */
+typedef struct {
+    const char *name;    /* binary, pid file and log name: "emads-bus" */
+    const char *service; /* bus service that proves it healthy ("bus" for the broker) */
+    const char *cert;    /* certificate name; NULL for the bus (its server cert) */
+    const char *subdir;  /* sibling build folder holding the binary: "bus" */
+} ctl_proc_t;
+
+extern const ctl_proc_t ctl_procs[];
+extern const int ctl_n_procs;
+
+/* A connection to the running constellation. */
+typedef struct {
+    cfg_t *cfg;
+    char run[PATH_MAX];
+    char endpoint[PATH_MAX + 16];
+    bool curve;
+    bus_client_t *client;
+} ctl_conn_t;
+
+/* Load the config, resolve the run directory and endpoint, and fill conn
+   (client not connected). Returns 0 or an exit code (messages printed). */
+int ctl_conn_prepare(ctl_opts_t *opts, ctl_conn_t *conn);
+/* ctl_conn_prepare, connect, and check that the bus answers a ping within
+   timeout_ms. Returns 0, or CTL_EXIT_NOT_RUNNING / CTL_EXIT_USAGE with the
+   cause printed. *pong_p (may be NULL) gets the ping reply (caller owns). */
+int ctl_conn_open(ctl_opts_t *opts, ctl_conn_t *conn, int timeout_ms, ev_t **pong_p);
+void ctl_conn_close(ctl_conn_t *conn);
+
+/* Call service; takes *body_p. On success returns the reply (caller owns)
+   and *rc = 0. On an error reply prints "emadsctl: <what>: <code>: <reason>"
+   to stderr, returns NULL and sets *rc: service_unavailable and timeout of
+   the bus -> CTL_EXIT_NOT_RUNNING, invalid -> CTL_EXIT_USAGE, else
+   CTL_EXIT_FAIL. */
+ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **body_p,
+               int timeout_ms, const char *what, int *rc);
+
+/* ev value as a new jansson value (maps keep their order). */
+json_t *ctl_ev_json(const ev_t *v);
+/* Print j (stolen) on stdout as one line of JSON (indent 0) or indented. */
+void ctl_print_json(json_t *j, bool compact);
+
+/* pid from <run>/pids/<name>.pid, 0 if none. */
+pid_t ctl_read_pid(const char *run, const char *name);
+/* True if pid is a live process (not a zombie). */
+bool ctl_pid_alive(pid_t pid);
+/* Seconds the process has been running, -1 if unknown. */
+int64_t ctl_pid_uptime_ms(pid_t pid);
+
+/* Format helpers: "12.34" USD from micro-USD; "1m02s" from ms. */
+void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd);
+void ctl_fmt_ms(char *out, size_t outlen, int64_t ms);
+/* "-" for -1 (unlimited) else the number. */
+void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd);
+
+/* Parse "USD" (up to 6 decimals) into micro-USD. 0 / -1. */
+int ctl_parse_usd(const char *s, int64_t *uusd);
+/* Parse a non-negative int64. 0 / -1. */
+int ctl_parse_int(const char *s, int64_t *v);
+
+/* A fresh request id "emadsctl-<hex>". */
+void ctl_request_id(char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,1679 @@
+/*  orch.c - the orchestrator service loop (see orch.h for the lifecycle).
+
+    One thread, one zpoller over two sockets: the worker socket on which the
+    bus hands us `orchestrator` requests, and a client socket on which we
+    call the ledger (open_task, spend, history, close_task) and the agents
+    (step). Every call is sent with bus_client_send and its correlation id is
+    remembered in `pending`; the reply is handled whenever it comes, so many
+    tasks and the parallel steps of one task advance at once.
+
+    Group commit: each poll iteration drains what is readable, applies it to
+    the in-memory tasks and writes the changes to the task store inside one
+    transaction; only after the commit does the outbox (replies, requests,
+    events) go out. A reply or a step request therefore never gets ahead of
+    the record that explains it.
+
+    Planning: a task's remaining budgets come from the ledger's `spend` for
+    the task (limit - used - held, where the estimate of a step still in
+    flight counts when its hold is not visible yet), the class's decision
+    matrix picks the allowed paths (healthy, or tight when the task's
+    remaining cost ratio is below cfg->tight_ratio), estimates are corrected
+    from the ledger's `history`, and the planner chooses an option for every
+    step not yet finished. This repeats after every step result, so later
+    steps see the actual spend of earlier ones.
+
+    Step outcomes: ok -> done. denied (the agent's reserve was refused) ->
+    that option is excluded and the step is re-planned; when nothing fits,
+    the task ends budget_exhausted with the binding constraint. error -> the
+    option is excluded and the step re-planned, at most ORCH_MAX_ATTEMPTS
+    attempts. worker_lost (the bus lost the agent mid-step) -> retried once
+    on another worker if the budget allows, else the task fails with it.
+
+    Request ids are deterministic ("<task>/open", "<task>/<step>/<attempt>",
+    "<task>/close"), so calls repeated after a crash are idempotent at the
+    ledger.
+*/
+#include "orchestrator/orch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "orchestrator/classify.h"
+#include "orchestrator/planner.h"
+#include "orchestrator/taskstore.h"
+
+#define ORCH_MAX_ATTEMPTS    3    /* attempts of one step (denials and errors) */
+#define ORCH_LEDGER_TIMEOUT  5000 /* ms */
+#define ORCH_LEDGER_RETRIES  5    /* a ledger call that timed out is retried this often */
+#define ORCH_RETRY_MS        500
+#define ORCH_HISTORY_MS      5000 /* refresh of estimate history */
+#define ORCH_SKIP_QUALITY    0.9  /* value of skipping an optional step */
+#define ORCH_DRAIN           256  /* messages handled per socket per iteration */
+
+typedef enum { SS_PENDING = 0, SS_RUNNING, SS_DONE, SS_FAILED, SS_DENIED, SS_SKIPPED } sstate_t;
+static const char *const s_sstate_names[] = {"pending", "running", "done",
+                                             "failed",  "denied",  "skipped"};
+
+typedef struct {
+    sstate_t st;
+    int attempt;         /* attempts started */
+    int option;          /* cfg option index of the planned/last attempt, -1 none */
+    unsigned banned;     /* cfg options excluded after a denial or error (bit per option) */
+    bool lost_retry;     /* the one retry after worker_lost was used */
+    char path[16];       /* path that ran */
+    char model[CFG_NAME_MAX + 64];
+    char why[512];
+    char measured[16];
+    char err_code[64];
+    char err_reason[512];
+    bool has_actual;
+    proto_amounts_t actual;
+    ev_t *output;
+    int64_t started_ms, ended_ms;
+} ostep_t;
+
+typedef enum { LOP_NONE = 0, LOP_OPEN, LOP_SPEND, LOP_CLOSE } lop_t;
+
+typedef struct {
+    char id[PROTO_MAX_ID + 1];
+    char request_id[PROTO_MAX_ID + 1];
+    char state[24];
+    int cls; /* class index, -1 none */
+    int wf;  /* workflow index */
+    char *text;
+    bool has_limits;
+    proto_amounts_t limits;
+    int64_t created_ms, updated_ms;
+    char reason[1024];
+    ostep_t steps[CFG_MAX_STEPS];
+    int n_steps;
+    int plan_seq;
+    lop_t lop;              /* ledger call in flight */
+    int ledger_tries;       /* failed tries of the current ledger call */
+    int64_t retry_at_ms;    /* when > 0: re-send lop at this time */
+    bool replan_wanted;     /* a step ended while a spend query was in flight */
+    char final_state[24];   /* decided end state, set before close_task */
+    bool dead;              /* finalized; removed from memory at the end of the iteration */
+} otask_t;
+
+typedef enum { P_LEDGER = 1, P_STEP, P_HISTORY } pkind_t;
+
+typedef struct {
+    pkind_t kind;
+    char task[PROTO_MAX_ID + 1];
+    int step;
+    int attempt;
+} pend_t;
+
+typedef enum { OUT_REPLY = 1, OUT_SEND, OUT_PUBLISH } okind_t;
+
+typedef struct out_s {
+    okind_t kind;
+    bus_request_t req;               /* OUT_REPLY: client_id (owned) and corr_id */
+    char name[PROTO_MAX_TOPIC + 1];  /* OUT_SEND: service; OUT_PUBLISH: topic */
+    ev_t *body;
+    int timeout_ms;
+    pend_t pend;                     /* OUT_SEND */
+    struct out_s *next;
+} out_t;
+
+struct _orch_t {
+    const cfg_t *cfg;
+    bus_worker_t *worker;
+    bus_client_t *client;
+    taskstore_t *store;
+    zhashx_t *tasks;   /* id -> otask_t*, unfinished tasks */
+    zhashx_t *pending; /* corr id -> pend_t* */
+    out_t *out_head, *out_tail;
+    planner_history_t *hist;
+    size_t n_hist;
+    int64_t hist_at_ms;
+    bool hist_inflight;
+    bool activity; /* tasks ran since the last history query */
+};
+
+static int64_t s_now(void)
+{
+    return (int64_t)zclock_time();
+}
+
+/* ---- outbox -------------------------------------------------------------- */
+
+static out_t *s_out_push(orch_t *self, okind_t kind, const char *name, ev_t **body_p)
+{
+    out_t *o = calloc(1, sizeof *o);
+    if (!o) {
+        ev_destroy(body_p);
+        return NULL;
+    }
+    o->kind = kind;
+    if (name)
+        snprintf(o->name, sizeof o->name, "%s", name);
+    o->body = *body_p;
+    *body_p = NULL;
+    if (self->out_tail)
+        self->out_tail->next = o;
+    else
+        self->out_head = o;
+    self->out_tail = o;
+    return o;
+}
+
+/* Queue the reply to req; takes req's client id and *body_p. */
+static void s_reply(orch_t *self, bus_request_t *req, ev_t **body_p)
+{
+    out_t *o = s_out_push(self, OUT_REPLY, NULL, body_p);
+    if (!o)
+        return;
+    o->req.client_id = req->client_id;
+    req->client_id = NULL;
+    snprintf(o->req.corr_id, sizeof o->req.corr_id, "%s", req->corr_id);
+}
+
+static void s_reply_error(orch_t *self, bus_request_t *req, const char *code, const char *reason)
+{
+    ev_t *e = proto_error(code, "%s", reason);
+    s_reply(self, req, &e);
+}
+
+static void s_send(orch_t *self, const char *service, ev_t **body_p, int timeout_ms, pkind_t kind,
+                   const otask_t *t, int step, int attempt)
+{
+    out_t *o = s_out_push(self, OUT_SEND, service, body_p);
+    if (!o)
+        return;
+    o->timeout_ms = timeout_ms;
+    o->pend.kind = kind;
+    if (t)
+        snprintf(o->pend.task, sizeof o->pend.task, "%s", t->id);
+    o->pend.step = step;
+    o->pend.attempt = attempt;
+}
+
+static void s_flush(orch_t *self)
+{
+    out_t *o = self->out_head;
+    self->out_head = self->out_tail = NULL;
+    while (o) {
+        out_t *next = o->next;
+        if (o->kind == OUT_REPLY) {
+            if (bus_worker_reply(self->worker, &o->req, &o->body, true) != 0)
+                log_warn("reply to %s could not be sent", o->req.corr_id);
+            zframe_destroy(&o->req.client_id);
+        } else if (o->kind == OUT_PUBLISH) {
+            bus_worker_publish(self->worker, o->name, &o->body);
+        } else {
+            char corr[PROTO_MAX_ID + 1] = "";
+            if (bus_client_send(self->client, o->name, &o->body, o->timeout_ms, corr) == 0) {
+                pend_t *p = malloc(sizeof *p);
+                if (p) {
+                    *p = o->pend;
+                    zhashx_update(self->pending, corr, p);
+                }
+            } else
+                log_error("cannot send to %s", o->name);
+        }
+        ev_destroy(&o->body);
+        free(o);
+        o = next;
+    }
+}
+
+/* ---- step and task records ----------------------------------------------- */
+
+static const cfg_workflow_t *s_wf(orch_t *self, const otask_t *t)
+{
+    return &self->cfg->workflows[t->wf];
+}
+
+static const char *s_agent_name(orch_t *self, const otask_t *t, int i)
+{
+    return self->cfg->agents[s_wf(self, t)->steps[i].agent].name;
+}
+
+static const char *s_class_name(orch_t *self, const otask_t *t)
+{
+    return t->cls >= 0 ? self->cfg->classes[t->cls].name : "default";
+}
+
+/* The step state map (step_state of docs/PROTOCOL.md plus bookkeeping). */
+static ev_t *s_step_ev(orch_t *self, const otask_t *t, int i, bool with_output)
+{
+    const ostep_t *s = &t->steps[i];
+    ev_t *m = ev_new_map();
+    ev_set_str(m, "step", s_wf(self, t)->steps[i].name);
+    ev_set_str(m, "agent", s_agent_name(self, t, i));
+    ev_set_str(m, "state", s_sstate_names[s->st]);
+    ev_set_int(m, "attempt", s->attempt);
+    ev_set_int(m, "option", s->option);
+    if (s->banned)
+        ev_set_int(m, "banned", s->banned);
+    if (s->lost_retry)
+        ev_set_bool(m, "lost_retry", true);
+    if (s->option >= 0 && s->st != SS_SKIPPED) {
+        const cfg_option_t *o = &s_wf(self, t)->steps[i].options[s->option];
+        ev_set_str(m, "planned_path", cfg_path_name(o->path));
+        if (o->model >= 0)
+            ev_set_str(m, "planned_model", self->cfg->models[o->model].name);
+    }
+    if (s->path[0])
+        ev_set_str(m, "path", s->path);
+    if (s->model[0])
+        ev_set_str(m, "model", s->model);
+    if (s->why[0])
+        ev_set_str(m, "why", s->why);
+    if (s->has_actual) {
+        proto_set_amounts(m, "actual", &s->actual);
+        ev_set_str(m, "measured", s->measured[0] ? s->measured : "estimated");
+    }
+    if (s->err_code[0]) {
+        ev_t *e = ev_set_map(m, "error");
+        ev_set_str(e, "code", s->err_code);
+        ev_set_str(e, "reason", s->err_reason);
+    }
+    if (s->started_ms)
+        ev_set_int(m, "started_ms", s->started_ms);
+    if (s->ended_ms)
+        ev_set_int(m, "ended_ms", s->ended_ms);
+    if (with_output && s->output)
+        ev_set(m, "output", ev_dup(s->output));
+    return m;
+}
+
+static void s_step_from_ev(ostep_t *s, const ev_t *m)
+{
+    const char *st = ev_get_str(m, "state", "pending");
+    s->st = SS_PENDING;
+    for (int k = 0; k <= SS_SKIPPED; k++)
+        if (strcmp(st, s_sstate_names[k]) == 0)
+            s->st = (sstate_t)k;
+    s->attempt = (int)ev_get_int(m, "attempt", 0);
+    s->option = (int)ev_get_int(m, "option", -1);
+    s->banned = (unsigned)ev_get_int(m, "banned", 0);
+    s->lost_retry = ev_get_bool(m, "lost_retry", false);
+    snprintf(s->path, sizeof s->path, "%s", ev_get_str(m, "path", ""));
+    snprintf(s->model, sizeof s->model, "%s", ev_get_str(m, "model", ""));
+    snprintf(s->why, sizeof s->why, "%s", ev_get_str(m, "why", ""));
+    snprintf(s->measured, sizeof s->measured, "%s", ev_get_str(m, "measured", ""));
+    s->has_actual = proto_get_amounts(m, "actual", 0, &s->actual) == 0;
+    const ev_t *e = ev_get(m, "error");
+    snprintf(s->err_code, sizeof s->err_code, "%s", ev_get_str(e, "code", ""));
+    snprintf(s->err_reason, sizeof s->err_reason, "%s", ev_get_str(e, "reason", ""));
+    s->started_ms = ev_get_int(m, "started_ms", 0);
+    s->ended_ms = ev_get_int(m, "ended_ms", 0);
+    const ev_t *out = ev_get(m, "output");
+    s->output = out ? ev_dup(out) : NULL;
+}
+
+static void s_save_step(orch_t *self, const otask_t *t, int i)
+{
+    ev_t *m = s_step_ev(self, t, i, true);
+    if (taskstore_begin(self->store) != 0 || taskstore_put_step(self->store, t->id, i, m) != 0)
+        log_error("task %s: cannot record step %d", t->id, i);
+    ev_destroy(&m);
+}
+
+/* The final result map: recommendation and confidence from the last step
+   that produced an output (the reconcile step in EMADS-PR). */
+static ev_t *s_result_ev(orch_t *self, const otask_t *t)
+{
+    ev_t *r = ev_new_map();
+    const ev_t *out = NULL;
+    for (int i = t->n_steps - 1; i >= 0 && !out; i--)
+        if (t->steps[i].st == SS_DONE && t->steps[i].output)
+            out = t->steps[i].output;
+    const char *rec = ev_get_str(out, "recommendation", NULL);
+    if (!rec)
+        rec = ev_get_str(out, "decision", "");
+    ev_set_str(r, "recommendation", rec);
+    double conf = ev_get_float(out, "confidence", 0.0);
+    ev_set_float(r, "confidence", conf < 0 ? 0 : conf > 1 ? 1 : conf);
+    ev_set(r, "output", out ? ev_dup(out) : ev_new_map());
+    if (t->final_state[0])
+        ev_set_str(r, "final_state", t->final_state);
+    return r;
+}
+
+static void s_save_task(orch_t *self, otask_t *t)
+{
+    t->updated_ms = s_now();
+    ev_t *m = ev_new_map();
+    ev_set_str(m, "task", t->id);
+    if (t->request_id[0])
+        ev_set_str(m, "request_id", t->request_id);
+    ev_set_str(m, "state", t->state);
+    ev_set_str(m, "class", s_class_name(self, t));
+    ev_set_str(m, "workflow", s_wf(self, t)->name);
+    ev_set_str(m, "text", t->text);
+    if (t->reason[0])
+        ev_set_str(m, "reason", t->reason);
+    ev_set_int(m, "created_ms", t->created_ms);
+    ev_set_int(m, "updated_ms", t->updated_ms);
+    if (t->has_limits)
+        proto_set_amounts(m, "limits", &t->limits);
+    if (t->final_state[0] || taskstore_state_final(t->state))
+        ev_set(m, "result", s_result_ev(self, t));
+    if (taskstore_begin(self->store) != 0 || taskstore_put_task(self->store, m) != 0)
+        log_error("task %s: cannot record the task", t->id);
+    ev_destroy(&m);
+}
+
+static void s_task_free(otask_t **t_p)
+{
+    otask_t *t = *t_p;
+    if (!t)
+        return;
+    for (int i = 0; i < CFG_MAX_STEPS; i++)
+        ev_destroy(&t->steps[i].output);
+    free(t->text);
+    free(t);
+    *t_p = NULL;
+}
+
+static void s_free_destructor(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void s_task_destructor(void **item)
+{
+    s_task_free((otask_t **)item);
+}
+
+/* ---- events -------------------------------------------------------------- */
+
+static ev_t *s_event_body(const char *topic, const otask_t *t)
+{
+    ev_t *e = proto_body("event");
+    ev_set_str(e, "topic", topic);
+    ev_set_int(e, "at_ms", s_now());
+    if (t)
+        ev_set_str(e, "task", t->id);
+    return e;
+}
+
+static void s_publish(orch_t *self, const char *topic, ev_t **body_p)
+{
+    s_out_push(self, OUT_PUBLISH, topic, body_p);
+}
+
+static void s_task_event(orch_t *self, const char *topic, const otask_t *t)
+{
+    ev_t *e = s_event_body(topic, t);
+    ev_set_str(e, "state", t->state);
+    if (t->reason[0])
+        ev_set_str(e, "message", t->reason);
+    ev_t *d = ev_set_map(e, "data");
+    ev_set_str(d, "class", s_class_name(self, t));
+    ev_set_str(d, "workflow", s_wf(self, t)->name);
+    s_publish(self, topic, &e);
+}
+
+static void s_step_event(orch_t *self, const char *topic, const otask_t *t, int i)
+{
+    const ostep_t *s = &t->steps[i];
+    ev_t *e = s_event_body(topic, t);
+    ev_set_str(e, "step", s_wf(self, t)->steps[i].name);
+    ev_set_str(e, "agent", s_agent_name(self, t, i));
+    const char *path = s->path;
+    if (!path[0] && s->option >= 0)
+        path = cfg_path_name(s_wf(self, t)->steps[i].options[s->option].path);
+    if (path[0])
+        ev_set_str(e, "path", path);
+    if (s->model[0])
+        ev_set_str(e, "model", s->model);
+    else if (s->st == SS_RUNNING && s->option >= 0) {
+        int m = s_wf(self, t)->steps[i].options[s->option].model;
+        if (m >= 0)
+            ev_set_str(e, "model", self->cfg->models[m].name);
+    }
+    if (s->has_actual && s->st != SS_RUNNING)
+        proto_set_amounts(e, "amounts", &s->actual);
+    if (s->err_reason[0])
+        ev_set_str(e, "message", s->err_reason);
+    ev_t *d = ev_set_map(e, "data");
+    ev_set_str(d, "state", s_sstate_names[s->st]);
+    ev_set_int(d, "attempt", s->attempt);
+    if (s->why[0])
+        ev_set_str(d, "why", s->why);
+    s_publish(self, topic, &e);
+}
+
+/* ---- ledger calls -------------------------------------------------------- */
+
+static void s_ledger_call(orch_t *self, otask_t *t, lop_t op)
+{
+    ev_t *b = NULL;
+    char rid[2 * PROTO_MAX_ID + 16]; /* ids are short; sized so the compiler sees no truncation */
+    switch (op) {
+    case LOP_OPEN:
+        b = proto_body("open_task");
+        snprintf(rid, sizeof rid, "%s/open", t->id);
+        ev_set_str(b, "request_id", rid);
+        ev_set_str(b, "task", t->id);
+        if (t->has_limits)
+            proto_set_amounts(b, "limits", &t->limits);
+        break;
+    case LOP_SPEND:
+        b = proto_body("spend");
+        ev_set_str(b, "task", t->id);
+        break;
+    case LOP_CLOSE:
+        b = proto_body("close_task");
+        snprintf(rid, sizeof rid, "%s/close", t->id);
+        ev_set_str(b, "request_id", rid);
+        ev_set_str(b, "task", t->id);
+        break;
+    case LOP_NONE:
+        return;
+    }
+    t->lop = op;
+    t->retry_at_ms = 0;
+    s_send(self, "ledger", &b, ORCH_LEDGER_TIMEOUT, P_LEDGER, t, -1, 0);
+}
+
+/* ---- finishing ----------------------------------------------------------- */
+
+static void s_finalize(orch_t *self, otask_t *t);
+
+/* Decide the end state of t; close the task at the ledger, then record it.
+   The decision is recorded first so a restart completes it. */
+static void s_finish(orch_t *self, otask_t *t, const char *state, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void s_finish(orch_t *self, otask_t *t, const char *state, const char *fmt, ...)
+{
+    if (t->final_state[0])
+        return; /* already ending */
+    snprintf(t->final_state, sizeof t->final_state, "%s", state);
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->reason, sizeof t->reason, fmt, ap);
+        va_end(ap);
+    }
+    s_save_task(self, t);
+    if (strcmp(t->state, "queued") == 0 && t->lop == LOP_NONE) {
+        /* never opened at the ledger */
+        s_finalize(self, t);
+        return;
+    }
+    if (t->lop == LOP_NONE)
+        s_ledger_call(self, t, LOP_CLOSE);
+    /* else: the reply of the call in flight triggers the close */
+}
+
+static void s_finalize(orch_t *self, otask_t *t)
+{
+    snprintf(t->state, sizeof t->state, "%s", t->final_state);
+    s_save_task(self, t);
+    s_task_event(self, strcmp(t->state, "done") == 0 ? "task.done" : "task.failed", t);
+    log_info("task %s %s%s%s", t->id, t->state, t->reason[0] ? ": " : "", t->reason);
+    t->dead = true;
+}
+
+/* Drop finalized tasks from memory (the store keeps them). */
+static void s_sweep(orch_t *self)
+{
+    zlistx_t *ids = zhashx_keys(self->tasks);
+    for (const char *id = zlistx_first(ids); id; id = zlistx_next(ids)) {
+        otask_t *t = zhashx_lookup(self->tasks, id);
+        if (t && t->dead)
+            zhashx_delete(self->tasks, id);
+    }
+    zlistx_destroy(&ids);
+}
+
+/* ---- planning ------------------------------------------------------------ */
+
+typedef struct {
+    int64_t agent[CFG_MAX_AGENTS][DIM_COUNT];
+    int64_t task[DIM_COUNT];
+    bool tight;
+    double ratio;
+} remaining_t;
+
+static void s_limits_min(int64_t *dst, const proto_amounts_t *a)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        if (a->v[d] >= 0 && (dst[d] < 0 || a->v[d] < dst[d]))
+            dst[d] = a->v[d];
+}
+
+/* The configured task limits, lowered by the task's own limits. */
+static void s_task_limits(orch_t *self, const otask_t *t, int64_t out[DIM_COUNT])
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        out[d] = self->cfg->total_task_budget.v[d];
+    if (t && t->has_limits)
+        s_limits_min(out, &t->limits);
+}
+
+/* Full budgets, for a task with no spend yet (and the dry-run plan). */
+static void s_remaining_fresh(orch_t *self, const otask_t *t, remaining_t *r)
+{
+    memset(r, 0, sizeof *r);
+    for (int a = 0; a < self->cfg->n_agents; a++) {
+        const cfg_budget_t *b = cfg_budget(self->cfg, self->cfg->agents[a].name);
+        for (int d = 0; d < DIM_COUNT; d++)
+            r->agent[a][d] = b ? b->limit.v[d] : -1;
+    }
+    s_task_limits(self, t, r->task);
+}
+
+static int64_t s_rem(int64_t limit, int64_t used, int64_t held)
+{
+    if (limit < 0)
+        return -1;
+    int64_t v = limit - used - held;
+    return v < 0 ? 0 : v;
+}
+
+/* Remaining budgets of t from a spend reply's accounts. */
+static void s_remaining(orch_t *self, const otask_t *t, const ev_t *accounts, remaining_t *r)
+{
+    s_remaining_fresh(self, t, r);
+    const cfg_workflow_t *wf = s_wf(self, t);
+    int64_t inflight[CFG_MAX_AGENTS][DIM_COUNT] = {{0}};
+    int64_t inflight_task[DIM_COUNT] = {0};
+    for (int i = 0; i < t->n_steps; i++) {
+        const ostep_t *s = &t->steps[i];
+        if (s->st != SS_RUNNING || s->option < 0)
+            continue;
+        const proto_amounts_t *est = &wf->steps[i].options[s->option].est;
+        for (int d = 0; d < DIM_COUNT; d++) {
+            inflight[wf->steps[i].agent][d] += est->v[d];
+            inflight_task[d] += est->v[d];
+        }
+    }
+    bool agent_seen[CFG_MAX_AGENTS] = {false};
+    int64_t task_limit_cost = r->task[DIM_COST_UUSD];
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        const char *kind = ev_get_str(acc, "kind", "");
+        proto_amounts_t used, held, limit, rem;
+        if (proto_get_amounts(acc, "used", 0, &used) || proto_get_amounts(acc, "limit", -1, &limit))
+            continue;
+        proto_get_amounts(acc, "held", 0, &held);
+        bool has_rem = proto_get_amounts(acc, "remaining", -1, &rem) == 0;
+        if (strcmp(kind, "agent") == 0) {
+            int a = cfg_agent_index(self->cfg, ev_get_str(acc, "agent", ""));
+            if (a < 0)
+                continue;
+            agent_seen[a] = true;
+            for (int d = 0; d < DIM_COUNT; d++) {
+                int64_t h = held.v[d] > inflight[a][d] ? held.v[d] : inflight[a][d];
+                r->agent[a][d] = s_rem(limit.v[d], used.v[d], h);
+            }
+        } else if (strcmp(kind, "task") == 0) {
+            for (int d = 0; d < DIM_COUNT; d++) {
+                int64_t h = held.v[d] > inflight_task[d] ? held.v[d] : inflight_task[d];
+                if (d == DIM_LATENCY_MS) /* a deadline: the ledger knows what is left */
+                    r->task[d] = limit.v[d] < 0 ? -1 : has_rem ? rem.v[d] : limit.v[d];
+                else
+                    r->task[d] = s_rem(limit.v[d], used.v[d], h);
+            }
+            task_limit_cost = limit.v[DIM_COST_UUSD];
+        }
+    }
+    for (int a = 0; a < self->cfg->n_agents; a++)
+        if (!agent_seen[a])
+            for (int d = 0; d < DIM_COUNT; d++)
+                r->agent[a][d] = s_rem(r->agent[a][d], 0, inflight[a][d]);
+    (void)task_limit_cost;
+}
+
+/* Tightness: the task's remaining cost against the configured task budget
+   (so a task submitted with a lowered limit starts tight). */
+static void s_tightness(orch_t *self, remaining_t *r)
+{
+    int64_t base = self->cfg->total_task_budget.v[DIM_COST_UUSD];
+    r->ratio = 1.0;
+    if (base > 0 && r->task[DIM_COST_UUSD] >= 0)
+        r->ratio = (double)r->task[DIM_COST_UUSD] / (double)base;
+    r->tight = r->ratio < self->cfg->tight_ratio;
+}
+
+typedef struct {
+    planner_result_t res;
+    int optmap[CFG_MAX_STEPS][PLANNER_MAX_OPTIONS]; /* planner option -> cfg option */
+} plan_t;
+
+/* Build and solve the problem for workflow wf. t (may be NULL for a dry run)
+   supplies finished steps and excluded options. 0, or -1 on bad input. */
+static int s_plan(orch_t *self, int wf_i, int cls, const otask_t *t, const remaining_t *r,
+                  plan_t *p)
+{
+    const cfg_t *cfg = self->cfg;
+    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
+    memset(p, 0, sizeof *p);
+    int n_agents = cfg->n_agents > 0 ? cfg->n_agents : 1;
+    planner_problem_t *pb = planner_problem_new(n_agents);
+    if (!pb)
+        return -1;
+    int rc = 0;
+    for (int a = 0; a < cfg->n_agents; a++) {
+        planner_set_agent_name(pb, a, cfg->agents[a].name);
+        planner_set_budget(pb, a, r->agent[a]);
+    }
+    planner_set_budget(pb, PLANNER_TASK, r->task);
+    unsigned mask = 0;
+    if (cls >= 0)
+        mask = r->tight ? cfg->classes[cls].tight_paths : cfg->classes[cls].healthy_paths;
+    int fixed[PLANNER_MAX_STEPS];
+    for (int i = 0; i < wf->n_steps && rc == 0; i++) {
+        const cfg_step_t *st = &wf->steps[i];
+        if (planner_add_step(pb, st->name, st->agent, st->needs, st->n_needs) != i) {
+            rc = -1;
+            break;
+        }
+        if (st->optional)
+            planner_set_optional(pb, i, ORCH_SKIP_QUALITY);
+        const ostep_t *s = t ? &t->steps[i] : NULL;
+        fixed[i] = PLANNER_NOT_FIXED;
+        for (int o = 0; o < st->n_options; o++) {
+            const cfg_option_t *co = &st->options[o];
+            if (s && (s->banned & (1u << o)) && !(s->st == SS_DONE && s->option == o))
+                continue;
+            planner_option_t po = {.path = (int)co->path, .model = co->model, .tool = co->tool,
+                                   .quality = co->quality};
+            for (int d = 0; d < DIM_COUNT; d++)
+                po.amount[d] = co->est.v[d] < 0 ? 0 : co->est.v[d];
+            int k = planner_add_option(pb, i, &po);
+            if (k < 0 || k >= PLANNER_MAX_OPTIONS)
+                continue;
+            p->optmap[i][k] = o;
+            if (s && (s->st == SS_DONE || s->st == SS_RUNNING) && s->option == o)
+                fixed[i] = k;
+        }
+        if (s && s->st == SS_SKIPPED)
+            fixed[i] = PLANNER_SKIPPED;
+        /* The decision matrix limits steps still to plan; a finished step
+           keeps whatever ran. */
+        if (mask && fixed[i] == PLANNER_NOT_FIXED)
+            planner_set_allowed_paths(pb, i, mask);
+    }
+    if (rc == 0 && self->n_hist)
+        planner_correct_estimates(pb, self->hist, self->n_hist, 0);
+    if (rc == 0 && t)
+        rc = planner_fix_steps(pb, fixed);
+    if (rc == 0) {
+        planner_opts_t opts;
+        planner_opts_default(&opts);
+        if (cfg->beam_width > 0)
+            opts.beam_width = cfg->beam_width;
+        rc = planner_solve(pb, &opts, &p->res);
+    }
+    if (rc != 0)
+        log_error("planner: %s", planner_error(pb));
+    planner_problem_destroy(&pb);
+    return rc;
+}
+
+/* Steps of a plan choice as [{step, agent, path, model?, tool?, est, quality}]. */
+static ev_t *s_plan_steps(orch_t *self, int wf_i, const plan_t *p, const int *choice)
+{
+    const cfg_t *cfg = self->cfg;
+    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
+    ev_t *arr = ev_new_array();
+    for (int i = 0; i < wf->n_steps; i++) {
+        ev_t *m = ev_new_map();
+        ev_set_str(m, "step", wf->steps[i].name);
+        ev_set_str(m, "agent", cfg->agents[wf->steps[i].agent].name);
+        if (choice[i] == PLANNER_SKIPPED || choice[i] < 0) {
+            ev_set_bool(m, "skipped", true);
+            ev_push(arr, m);
+            continue;
+        }
+        const cfg_option_t *o = &wf->steps[i].options[p->optmap[i][choice[i]]];
+        ev_set_str(m, "path", cfg_path_name(o->path));
+        if (o->model >= 0)
+            ev_set_str(m, "model", cfg->models[o->model].name);
+        if (o->tool >= 0)
+            ev_set_str(m, "tool", cfg->tools[o->tool].name);
+        proto_set_amounts(m, "est", &o->est);
+        ev_set_float(m, "quality", o->quality);
+        ev_push(arr, m);
+    }
+    return arr;
+}
+
+static void s_set_total(ev_t *m, const char *key, const int64_t *tot)
+{
+    proto_amounts_t a;
+    for (int d = 0; d < DIM_COUNT; d++)
+        a.v[d] = tot[d];
+    proto_set_amounts(m, key, &a);
+}
+
+/* "cto_agent.cost_uusd" from a binding text like "cto_agent.cost_uusd needs ..." */
+static void s_binding_key(const char *binding, char *out, size_t outlen)
+{
+    size_t n = strcspn(binding, " :");
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, binding, n);
+    out[n] = '\0';
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static bool s_needs_met(orch_t *self, const otask_t *t, int i)
+{
+    const cfg_step_t *st = &s_wf(self, t)->steps[i];
+    for (int k = 0; k < st->n_needs; k++) {
+        sstate_t ns = t->steps[st->needs[k]].st;
+        if (ns != SS_DONE && ns != SS_SKIPPED)
+            return false;
+    }
+    return true;
+}
+
+static int s_step_timeout(orch_t *self, const otask_t *t, int i)
+{
+    const cfg_budget_t *b = cfg_budget(self->cfg, s_agent_name(self, t, i));
+    int64_t ms = b && b->limit.v[DIM_LATENCY_MS] > 0 ? b->limit.v[DIM_LATENCY_MS] + 15000 : 120000;
+    if (ms < 30000)
+        ms = 30000;
+    return ms > 600000 ? 600000 : (int)ms;
+}
+
+static void s_dispatch(orch_t *self, otask_t *t, int i)
+{
+    const cfg_t *cfg = self->cfg;
+    const cfg_step_t *st = &s_wf(self, t)->steps[i];
+    ostep_t *s = &t->steps[i];
+    const cfg_option_t *o = &st->options[s->option];
+    s->st = SS_RUNNING;
+    s->attempt++;
+    s->started_ms = s_now();
+    s->ended_ms = 0;
+    s->path[0] = s->model[0] = s->why[0] = s->measured[0] = '\0';
+    s->err_code[0] = s->err_reason[0] = '\0';
+    s->has_actual = false;
+    ev_destroy(&s->output);
+
+    ev_t *b = proto_body("step");
+    char rid[2 * PROTO_MAX_ID + 16]; /* ids are short; sized so the compiler sees no truncation */
+    snprintf(rid, sizeof rid, "%s/%d/%d", t->id, i, s->attempt);
+    ev_set_str(b, "request_id", rid);
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", st->name);
+    ev_set_str(b, "text", t->text);
+    ev_t *opt = ev_set_map(b, "option");
+    ev_set_str(opt, "path", cfg_path_name(o->path));
+    if (o->model >= 0)
+        ev_set_str(opt, "model", cfg->models[o->model].name);
+    if (o->tool >= 0)
+        ev_set_str(opt, "tool", cfg->tools[o->tool].name);
+    proto_set_amounts(opt, "est", &o->est);
+    ev_set_float(opt, "quality", o->quality);
+    if (st->n_needs > 0) {
+        ev_t *in = ev_set_map(b, "inputs");
+        for (int k = 0; k < st->n_needs; k++) {
+            const ostep_t *ns = &t->steps[st->needs[k]];
+            if (ns->st == SS_DONE && ns->output)
+                ev_set(in, s_wf(self, t)->steps[st->needs[k]].name, ev_dup(ns->output));
+        }
+    }
+    s_save_step(self, t, i);
+    s_step_event(self, "step.started", t, i);
+    s_send(self, cfg->agents[st->agent].name, &b, s_step_timeout(self, t, i), P_STEP, t, i,
+           s->attempt);
+    self->activity = true;
+}
+
+static bool s_any_running(const otask_t *t)
+{
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].st == SS_RUNNING)
+            return true;
+    return false;
+}
+
+static bool s_all_finished(const otask_t *t)
+{
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].st != SS_DONE && t->steps[i].st != SS_SKIPPED)
+            return false;
+    return true;
+}
+
+/* Ask the ledger for the task's spend, then re-plan (s_on_spend). */
+static void s_request_replan(orch_t *self, otask_t *t)
+{
+    if (t->final_state[0])
+        return;
+    if (t->lop != LOP_NONE) {
+        t->replan_wanted = true;
+        return;
+    }
+    t->replan_wanted = false;
+    s_ledger_call(self, t, LOP_SPEND);
+}
+
+/* Re-plan the unfinished steps of t with remaining budgets r, then start
+   every step whose inputs are ready. */
+static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
+{
+    if (t->final_state[0])
+        return;
+    if (s_all_finished(t)) {
+        s_finish(self, t, "done", NULL);
+        return;
+    }
+    s_tightness(self, r);
+    plan_t p;
+    if (s_plan(self, t->wf, t->cls, t, r, &p) != 0) {
+        s_finish(self, t, "failed", "planner error: %s", p.res.binding);
+        return;
+    }
+    ev_t *rec = ev_new_map();
+    ev_set_bool(rec, "feasible", p.res.feasible);
+    ev_set_bool(rec, "tight", r->tight);
+    ev_set_float(rec, "ratio", r->ratio);
+    if (!p.res.feasible)
+        ev_set_str(rec, "binding", p.res.binding);
+    ev_set_float(rec, "quality", p.res.quality);
+    s_set_total(rec, "total", p.res.task_total);
+    if (p.res.feasible)
+        ev_set(rec, "steps", s_plan_steps(self, t->wf, &p, p.res.choice));
+    if (taskstore_begin(self->store) != 0 ||
+        taskstore_put_plan(self->store, t->id, t->plan_seq++, s_now(), rec) != 0)
+        log_error("task %s: cannot record the plan", t->id);
+    ev_destroy(&rec);
+
+    if (!p.res.feasible) {
+        if (s_any_running(t))
+            return; /* a running step's commit may release part of its hold */
+        const char *why = "";
+        int denied = -1;
+        for (int i = 0; i < t->n_steps; i++)
+            if (t->steps[i].st == SS_DENIED)
+                denied = i;
+        char prefix[700] = "";
+        if (denied >= 0) {
+            why = t->steps[denied].err_reason;
+            snprintf(prefix, sizeof prefix, "step %s denied (%s); ",
+                     s_wf(self, t)->steps[denied].name, why);
+        }
+        bool nothing_ran = true;
+        for (int i = 0; i < t->n_steps; i++)
+            if (t->steps[i].attempt > 0)
+                nothing_ran = false;
+        s_finish(self, t, "budget_exhausted", "%sno feasible plan%s: %s", prefix,
+                 nothing_ran ? " (nothing ran)" : " for the remaining steps", p.res.binding);
+        return;
+    }
+    /* Adopt the plan for steps not started; start the ready ones. Skipping
+       an optional step may make others ready, hence the loop. */
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (int i = 0; i < t->n_steps; i++) {
+            ostep_t *s = &t->steps[i];
+            if (s->st != SS_PENDING && s->st != SS_DENIED && s->st != SS_FAILED)
+                continue;
+            int c = p.res.choice[i];
+            if (c == PLANNER_SKIPPED) {
+                if (!s_needs_met(self, t, i))
+                    continue;
+                s->st = SS_SKIPPED;
+                s->option = -1;
+                snprintf(s->why, sizeof s->why, "%s", "skipped by the plan");
+                s_save_step(self, t, i);
+                s_step_event(self, "step.done", t, i);
+                changed = true;
+                continue;
+            }
+            s->option = p.optmap[i][c];
+            if (s->st != SS_PENDING) {
+                s->st = SS_PENDING;
+                s_save_step(self, t, i);
+            }
+            if (s_needs_met(self, t, i)) {
+                s_dispatch(self, t, i);
+                changed = true;
+            }
+        }
+    }
+    if (s_all_finished(t))
+        s_finish(self, t, "done", NULL);
+}
+
+/* ---- ledger replies ------------------------------------------------------ */
+
+static void s_after_ledger(orch_t *self, otask_t *t)
+{
+    if (t->dead)
+        return;
+    if (t->final_state[0] && t->lop == LOP_NONE)
+        s_ledger_call(self, t, LOP_CLOSE);
+    else if (t->replan_wanted && t->lop == LOP_NONE)
+        s_request_replan(self, t);
+}
+
+static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
+{
+    lop_t op = t->lop;
+    t->lop = LOP_NONE;
+    const char *code = NULL;
+    bool err = proto_is_error(body, &code);
+    if (err && code &&
+        (strcmp(code, PROTO_E_TIMEOUT) == 0 || strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) == 0 ||
+         strcmp(code, PROTO_E_WORKER_LOST) == 0)) {
+        /* Fail closed, but give the ledger a few chances. */
+        if (++t->ledger_tries <= ORCH_LEDGER_RETRIES) {
+            log_warn("task %s: ledger %s, retrying", t->id, code);
+            t->lop = op;
+            t->retry_at_ms = s_now() + ORCH_RETRY_MS * t->ledger_tries;
+            return;
+        }
+        t->ledger_tries = 0;
+        if (op == LOP_CLOSE) {
+            log_warn("task %s: ledger unavailable for close_task; its holds expire", t->id);
+            s_finalize(self, t);
+            return;
+        }
+        if (!t->final_state[0])
+            s_finish(self, t, "failed", "ledger unavailable (%s): no ledger answer, no step",
+                     code);
+        else if (strcmp(t->state, "queued") == 0)
+            s_finalize(self, t); /* never opened: nothing to close */
+        s_after_ledger(self, t);
+        return;
+    }
+    t->ledger_tries = 0;
+    switch (op) {
+    case LOP_OPEN:
+        if (err) {
+            const char *reason = ev_get_str(body, "reason", "");
+            snprintf(t->final_state, sizeof t->final_state, "%s", "failed");
+            snprintf(t->reason, sizeof t->reason, "ledger refused the task: %s: %s", code,
+                     reason);
+            s_finalize(self, t);
+            return;
+        }
+        snprintf(t->state, sizeof t->state, "%s", "running");
+        s_save_task(self, t);
+        s_task_event(self, "task.started", t);
+        if (t->final_state[0])
+            s_after_ledger(self, t);
+        else
+            s_request_replan(self, t);
+        return;
+    case LOP_SPEND:
+        if (t->final_state[0]) {
+            s_after_ledger(self, t);
+            return;
+        }
+        if (t->replan_wanted) {
+            s_request_replan(self, t);
+            return;
+        }
+        if (err) {
+            s_finish(self, t, "failed", "ledger spend query failed: %s: %s", code,
+                     ev_get_str(body, "reason", ""));
+            s_after_ledger(self, t);
+            return;
+        }
+        {
+            remaining_t r;
+            s_remaining(self, t, ev_get(body, "accounts"), &r);
+            s_replan_with(self, t, &r);
+        }
+        s_after_ledger(self, t);
+        return;
+    case LOP_CLOSE:
+        if (err && code && strcmp(code, PROTO_E_TASK_CLOSED) != 0 &&
+            strcmp(code, PROTO_E_UNKNOWN_TASK) != 0)
+            log_warn("task %s: close_task: %s: %s", t->id, code, ev_get_str(body, "reason", ""));
+        s_finalize(self, t);
+        return;
+    case LOP_NONE:
+        return;
+    }
+}
+
+/* ---- step replies -------------------------------------------------------- */
+
+static void s_step_end(orch_t *self, otask_t *t, int i, sstate_t st)
+{
+    ostep_t *s = &t->steps[i];
+    s->st = st;
+    s->ended_ms = s_now();
+    s_save_step(self, t, i);
+    s_step_event(self, "step.done", t, i);
+}
+
+static void s_on_step(orch_t *self, otask_t *t, int i, int attempt, ev_t *body)
+{
+    ostep_t *s = &t->steps[i];
+    if (s->st != SS_RUNNING || s->attempt != attempt)
+        return; /* a stale reply */
+    const cfg_step_t *cst = &s_wf(self, t)->steps[i];
+    const char *code = NULL;
+    char err[256] = "";
+    bool bad = proto_is_error(body, &code);
+    if (!bad && (proto_validate(body, err, sizeof err) != 0 ||
+                 strcmp(ev_get_str(body, "type", ""), "step_result") != 0)) {
+        bad = true;
+        code = PROTO_E_MALFORMED;
+        snprintf(s->err_reason, sizeof s->err_reason, "bad step_result: %s",
+                 err[0] ? err : "unexpected reply type");
+    }
+    if (bad) {
+        if (!code)
+            code = PROTO_E_INTERNAL;
+        snprintf(s->err_code, sizeof s->err_code, "%s", code);
+        if (!s->err_reason[0])
+            snprintf(s->err_reason, sizeof s->err_reason, "%s",
+                     ev_get_str(body, "reason", "unexpected reply"));
+        bool lost = strcmp(code, PROTO_E_WORKER_LOST) == 0;
+        s_step_end(self, t, i, SS_FAILED);
+        if (t->final_state[0])
+            return;
+        if (lost && !s->lost_retry) {
+            s->lost_retry = true;
+            log_warn("task %s: step %s lost its worker; retrying once", t->id, cst->name);
+            s_request_replan(self, t);
+            return;
+        }
+        s_finish(self, t, "failed", "step %s (%s): %s: %s", cst->name,
+                 self->cfg->agents[cst->agent].name, code, s->err_reason);
+        return;
+    }
+    const char *status = ev_get_str(body, "status", "error");
+    snprintf(s->path, sizeof s->path, "%s", ev_get_str(body, "path", ""));
+    snprintf(s->model, sizeof s->model, "%s", ev_get_str(body, "model", ""));
+    snprintf(s->why, sizeof s->why, "%s", ev_get_str(body, "why", ""));
+    snprintf(s->measured, sizeof s->measured, "%s", ev_get_str(body, "measured", "estimated"));
+    s->has_actual = proto_get_amounts(body, "actual", 0, &s->actual) == 0;
+    ev_destroy(&s->output);
+    const ev_t *out = ev_get(body, "output");
+    s->output = out ? ev_dup(out) : NULL;
+    const ev_t *e = ev_get(body, "error");
+    snprintf(s->err_code, sizeof s->err_code, "%s", ev_get_str(e, "code", ""));
+    snprintf(s->err_reason, sizeof s->err_reason, "%s", ev_get_str(e, "reason", ""));
+
+    if (strcmp(status, "ok") == 0) {
+        s_step_end(self, t, i, SS_DONE);
+    } else if (strcmp(status, "denied") == 0) {
+        if (!s->err_code[0])
+            snprintf(s->err_code, sizeof s->err_code, "%s", PROTO_E_EXCEEDS_BUDGET);
+        if (s->option >= 0)
+            s->banned |= 1u << s->option;
+        s_step_end(self, t, i, SS_DENIED);
+    } else {
+        if (!s->err_code[0])
+            snprintf(s->err_code, sizeof s->err_code, "%s", PROTO_E_INTERNAL);
+        if (s->option >= 0)
+            s->banned |= 1u << s->option;
+        s_step_end(self, t, i, SS_FAILED);
+        if (!t->final_state[0] && s->attempt >= ORCH_MAX_ATTEMPTS) {
+            s_finish(self, t, "failed", "step %s failed: %s: %s", cst->name, s->err_code,
+                     s->err_reason);
+            return;
+        }
+    }
+    if (s->st == SS_DENIED && s->attempt >= ORCH_MAX_ATTEMPTS && !t->final_state[0]) {
+        s_finish(self, t, "budget_exhausted", "step %s denied %d times; last: %s", cst->name,
+                 s->attempt, s->err_reason);
+        return;
+    }
+    if (s_all_finished(t))
+        s_finish(self, t, "done", NULL);
+    else
+        s_request_replan(self, t);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void s_new_task_id(char *out, size_t outlen)
+{
+    unsigned char rnd[6] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, rnd, sizeof rnd) != (ssize_t)sizeof rnd) {
+        int64_t v = zclock_usecs() ^ ((int64_t)getpid() << 32);
+        memcpy(rnd, &v, sizeof rnd);
+    }
+    if (fd >= 0)
+        close(fd);
+    snprintf(out, outlen, "t-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+             rnd[5]);
+}
+
+/* Class and workflow for text (workflow name may be NULL). -1 with a reason
+   when the workflow is unknown. */
+static int s_pick(orch_t *self, const char *text, const char *workflow, int *cls, int *wf,
+                  char *err, size_t errlen)
+{
+    *cls = classify_task(self->cfg, text, NULL);
+    if (workflow) {
+        *wf = cfg_workflow_index(self->cfg, workflow);
+        if (*wf < 0) {
+            snprintf(err, errlen, "workflow: unknown workflow '%s'", workflow);
+            return -1;
+        }
+    } else
+        *wf = *cls >= 0 ? self->cfg->classes[*cls].workflow : 0;
+    if (*wf < 0 || *wf >= self->cfg->n_workflows) {
+        snprintf(err, errlen, "no workflow configured");
+        return -1;
+    }
+    return 0;
+}
+
+static otask_t *s_task_new(orch_t *self, const char *id, const char *text, int cls, int wf)
+{
+    otask_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->text = strdup(text);
+    if (!t->text) {
+        free(t);
+        return NULL;
+    }
+    snprintf(t->id, sizeof t->id, "%s", id);
+    snprintf(t->state, sizeof t->state, "%s", "queued");
+    t->cls = cls;
+    t->wf = wf;
+    t->n_steps = self->cfg->workflows[wf].n_steps;
+    for (int i = 0; i < CFG_MAX_STEPS; i++)
+        t->steps[i].option = -1;
+    zhashx_insert(self->tasks, t->id, t);
+    return t;
+}
+
+static void s_on_submit(orch_t *self, bus_request_t *req)
+{
+    const ev_t *b = req->body;
+    const char *rid = ev_get_str(b, "request_id", "");
+    char id[PROTO_MAX_ID + 1];
+    ev_t *rep;
+    if (taskstore_find_request(self->store, rid, id, sizeof id) == 1) {
+        rep = proto_body("submit_ok");
+        ev_set_str(rep, "task", id);
+        s_reply(self, req, &rep);
+        return;
+    }
+    int cls, wf;
+    char err[256];
+    const char *text = ev_get_str(b, "text", "");
+    if (s_pick(self, text, ev_get_str(b, "workflow", NULL), &cls, &wf, err, sizeof err) != 0) {
+        s_reply_error(self, req, PROTO_E_INVALID, err);
+        return;
+    }
+    do
+        s_new_task_id(id, sizeof id);
+    while (zhashx_lookup(self->tasks, id));
+    otask_t *t = s_task_new(self, id, text, cls, wf);
+    if (!t) {
+        s_reply_error(self, req, PROTO_E_INTERNAL, "out of memory");
+        return;
+    }
+    snprintf(t->request_id, sizeof t->request_id, "%s", rid);
+    t->has_limits = proto_get_amounts(b, "limits", -1, &t->limits) == 0;
+    t->created_ms = s_now();
+    s_save_task(self, t);
+    for (int i = 0; i < t->n_steps; i++)
+        s_save_step(self, t, i);
+    rep = proto_body("submit_ok");
+    ev_set_str(rep, "task", t->id);
+    s_reply(self, req, &rep);
+    s_task_event(self, "task.submitted", t);
+    log_info("task %s submitted: class %s, workflow %s", t->id, s_class_name(self, t),
+             s_wf(self, t)->name);
+    s_ledger_call(self, t, LOP_OPEN);
+    self->activity = true;
+}
+
+/* Steps of a stored task for a reply (outputs dropped unless with_output). */
+static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
+{
+    ev_t *steps = ev_dup(ev_get(stored, "steps"));
+    if (!steps)
+        return ev_new_array();
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        ev_t *s = ev_at(steps, i);
+        if (!with_output)
+            ev_del(s, "output");
+        ev_del(s, "option");
+        ev_del(s, "banned");
+        ev_del(s, "lost_retry");
+    }
+    return steps;
+}
+
+static void s_on_status(orch_t *self, bus_request_t *req, bool result)
+{
+    const char *id = ev_get_str(req->body, "task", "");
+    ev_t *stored = taskstore_get_task(self->store, id);
+    if (!stored) {
+        s_reply_error(self, req, PROTO_E_UNKNOWN_TASK, "unknown task");
+        return;
+    }
+    ev_t *rep = proto_body(result ? "task_result" : "task_status");
+    ev_set_str(rep, "task", id);
+    ev_set_str(rep, "state", ev_get_str(stored, "state", "queued"));
+    if (result) {
+        const ev_t *r = ev_get(stored, "result");
+        bool final = taskstore_state_final(ev_get_str(stored, "state", ""));
+        ev_set_str(rep, "recommendation",
+                   final ? ev_get_str(r, "recommendation", "") : "");
+        ev_set_float(rep, "confidence", final ? ev_get_float(r, "confidence", 0) : 0);
+        const ev_t *out = final ? ev_get(r, "output") : NULL;
+        ev_set(rep, "output", out ? ev_dup(out) : ev_new_map());
+        ev_set(rep, "steps", s_reply_steps(stored, true));
+    } else {
+        ev_set_str(rep, "class", ev_get_str(stored, "class", "default"));
+        const char *text = ev_get_str(stored, "text", "");
+        ev_set_str(rep, "text", text[0] ? text : "-");
+        ev_set_int(rep, "created_ms", ev_get_int(stored, "created_ms", 0));
+        ev_set_int(rep, "updated_ms", ev_get_int(stored, "updated_ms", 0));
+        ev_set(rep, "steps", s_reply_steps(stored, false));
+    }
+    const char *reason = ev_get_str(stored, "reason", NULL);
+    if (reason && reason[0])
+        ev_set_str(rep, "reason", reason);
+    ev_destroy(&stored);
+    s_reply(self, req, &rep);
+}
+
+static void s_on_cancel(orch_t *self, bus_request_t *req)
+{
+    const char *id = ev_get_str(req->body, "task", "");
+    otask_t *t = zhashx_lookup(self->tasks, id);
+    ev_t *rep;
+    if (!t || t->dead) {
+        ev_t *stored = taskstore_get_task(self->store, id);
+        if (!stored) {
+            s_reply_error(self, req, PROTO_E_UNKNOWN_TASK, "unknown task");
+            return;
+        }
+        rep = proto_body("cancel_ok");
+        ev_set_str(rep, "task", id);
+        ev_set_str(rep, "state", ev_get_str(stored, "state", "done"));
+        ev_destroy(&stored);
+        s_reply(self, req, &rep);
+        return;
+    }
+    const char *state = t->final_state[0] ? t->final_state : "cancelled";
+    if (!t->final_state[0])
+        s_finish(self, t, "cancelled", "cancelled by %s", req->sender[0] ? req->sender : "a client");
+    /* t may be gone now (a queued task ends at once) */
+    rep = proto_body("cancel_ok");
+    ev_set_str(rep, "task", id);
+    ev_set_str(rep, "state", state);
+    s_reply(self, req, &rep);
+}
+
+static void s_on_tasks(orch_t *self, bus_request_t *req)
+{
+    ev_t *list = taskstore_list(self->store, ev_get_str(req->body, "state", NULL),
+                                (int)ev_get_int(req->body, "limit", 20));
+    if (!list) {
+        s_reply_error(self, req, PROTO_E_INTERNAL, "task store query failed");
+        return;
+    }
+    for (size_t i = 0; i < ev_len(list); i++) {
+        ev_t *row = ev_at(list, i);
+        if (!ev_get(row, "class"))
+            ev_set_str(row, "class", "default");
+    }
+    ev_t *rep = proto_body("tasks_reply");
+    ev_set(rep, "tasks", list);
+    s_reply(self, req, &rep);
+}
+
+static void s_on_plan(orch_t *self, bus_request_t *req)
+{
+    const ev_t *b = req->body;
+    int cls, wf;
+    char err[256];
+    if (s_pick(self, ev_get_str(b, "text", ""), ev_get_str(b, "workflow", NULL), &cls, &wf, err,
+               sizeof err) != 0) {
+        s_reply_error(self, req, PROTO_E_INVALID, err);
+        return;
+    }
+    otask_t tmp = {.cls = cls, .wf = wf};
+    tmp.has_limits = proto_get_amounts(b, "limits", -1, &tmp.limits) == 0;
+    remaining_t r;
+    s_remaining_fresh(self, &tmp, &r);
+    s_tightness(self, &r);
+    plan_t *p = malloc(sizeof *p);
+    if (!p || s_plan(self, wf, cls, NULL, &r, p) != 0) {
+        free(p);
+        s_reply_error(self, req, PROTO_E_INTERNAL, "planner error");
+        return;
+    }
+    ev_t *rep = proto_body("plan_reply");
+    ev_set_str(rep, "class", cls >= 0 ? self->cfg->classes[cls].name : "default");
+    ev_set_str(rep, "workflow", self->cfg->workflows[wf].name);
+    ev_set_bool(rep, "feasible", p->res.feasible);
+    if (!p->res.feasible && p->res.binding[0]) {
+        char key[2 * PROTO_MAX_NAME];
+        s_binding_key(p->res.binding, key, sizeof key);
+        if (key[0])
+            ev_set_str(rep, "binding", key);
+    }
+    double q = p->res.feasible ? p->res.quality : 0;
+    ev_set_float(rep, "quality", q < 0 ? 0 : q > 1 ? 1 : q);
+    s_set_total(rep, "total", p->res.task_total);
+    ev_set(rep, "steps",
+           p->res.feasible ? s_plan_steps(self, wf, p, p->res.choice) : ev_new_array());
+    ev_t *alts = ev_set_array(rep, "alternatives");
+    for (int k = 1; p->res.feasible && k < p->res.n_alternatives; k++) {
+        const planner_plan_t *a = &p->res.alternatives[k];
+        ev_t *m = ev_new_map();
+        ev_set_float(m, "quality", a->quality);
+        s_set_total(m, "total", a->task_total);
+        ev_set(m, "steps", s_plan_steps(self, wf, p, a->choice));
+        ev_push(alts, m);
+    }
+    free(p);
+    s_reply(self, req, &rep);
+}
+
+static bool s_allowed(orch_t *self, const char *type, const char *sender)
+{
+    if (!sender[0])
+        return true; /* --insecure: the bus stamps no names, access lists cannot apply */
+    bool any_rule = false;
+    for (int i = 0; i < self->cfg->n_access; i++)
+        if (strcmp(self->cfg->access[i].service, "orchestrator") == 0)
+            any_rule = true;
+    return !any_rule || cfg_access_allowed(self->cfg, "orchestrator", type, sender);
+}
+
+static void s_on_request(orch_t *self, bus_request_t *req)
+{
+    char err[256];
+    if (proto_validate(req->body, err, sizeof err) != 0) {
+        s_reply_error(self, req, PROTO_E_INVALID, err);
+        return;
+    }
+    const char *type = ev_get_str(req->body, "type", "");
+    if (!s_allowed(self, type, req->sender)) {
+        char why[256];
+        snprintf(why, sizeof why, "%s may not call orchestrator.%s", req->sender, type);
+        s_reply_error(self, req, PROTO_E_FORBIDDEN, why);
+        return;
+    }
+    if (strcmp(type, "submit") == 0)
+        s_on_submit(self, req);
+    else if (strcmp(type, "status") == 0)
+        s_on_status(self, req, false);
+    else if (strcmp(type, "result") == 0)
+        s_on_status(self, req, true);
+    else if (strcmp(type, "cancel") == 0)
+        s_on_cancel(self, req);
+    else if (strcmp(type, "tasks") == 0)
+        s_on_tasks(self, req);
+    else if (strcmp(type, "plan") == 0)
+        s_on_plan(self, req);
+    else {
+        snprintf(err, sizeof err, "orchestrator does not serve '%s'", type);
+        s_reply_error(self, req, PROTO_E_UNKNOWN_TYPE, err);
+    }
+}
+
+/* ---- history ------------------------------------------------------------- */
+
+static void s_on_history(orch_t *self, const ev_t *body)
+{
+    self->hist_inflight = false;
+    if (proto_is_error(body, NULL))
+        return;
+    const ev_t *rows = ev_get(body, "rows");
+    size_t n = ev_len(rows);
+    planner_history_t *h = n ? calloc(n, sizeof *h) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n && h; i++) {
+        const ev_t *row = ev_at(rows, i);
+        int agent = cfg_agent_index(self->cfg, ev_get_str(row, "agent", ""));
+        const char *path = ev_get_str(row, "path", "");
+        int p = strcmp(path, "llm") == 0     ? PATH_LLM
+                : strcmp(path, "local") == 0 ? PATH_LOCAL
+                : strcmp(path, "tool") == 0  ? PATH_TOOL
+                                             : -1;
+        const char *model = ev_get_str(row, "model", NULL);
+        int m = model && model[0] ? cfg_model_index(self->cfg, model) : -1;
+        int64_t count = ev_get_int(row, "count", 0) - ev_get_int(row, "estimated_count", 0);
+        proto_amounts_t mean;
+        if (agent < 0 || p < 0 || count <= 0 || (model && model[0] && m < 0) ||
+            proto_get_amounts(row, "mean", 0, &mean) != 0)
+            continue;
+        h[k] = (planner_history_t){.agent = agent, .path = p, .model = m, .count = count};
+        for (int d = 0; d < DIM_COUNT; d++)
+            h[k].mean[d] = (double)mean.v[d];
+        k++;
+    }
+    free(self->hist);
+    self->hist = h;
+    self->n_hist = k;
+}
+
+static void s_timers(orch_t *self)
+{
+    int64_t now = s_now();
+    if (!self->hist_inflight && (self->hist_at_ms == 0 || (self->activity &&
+                                                          now - self->hist_at_ms >= ORCH_HISTORY_MS))) {
+        ev_t *b = proto_body("history");
+        s_send(self, "ledger", &b, ORCH_LEDGER_TIMEOUT, P_HISTORY, NULL, -1, 0);
+        self->hist_inflight = true;
+        self->hist_at_ms = now;
+        self->activity = false;
+    }
+    for (otask_t *t = zhashx_first(self->tasks); t; t = zhashx_next(self->tasks))
+        if (!t->dead && t->retry_at_ms && t->retry_at_ms <= now)
+            s_ledger_call(self, t, t->lop);
+}
+
+static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
+{
+    if (msg->kind != BUS_MSG_REPLY)
+        return;
+    pend_t *p = zhashx_lookup(self->pending, msg->corr_id);
+    if (!p)
+        return;
+    pend_t pd = *p;
+    zhashx_delete(self->pending, msg->corr_id);
+    if (pd.kind == P_HISTORY) {
+        s_on_history(self, msg->body);
+        return;
+    }
+    otask_t *t = zhashx_lookup(self->tasks, pd.task);
+    if (!t || t->dead)
+        return;
+    if (pd.kind == P_LEDGER)
+        s_on_ledger(self, t, msg->body);
+    else if (pd.kind == P_STEP && pd.step >= 0 && pd.step < t->n_steps)
+        s_on_step(self, t, pd.step, pd.attempt, msg->body);
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+static void s_recover(orch_t *self)
+{
+    ev_t *ids = taskstore_unfinished(self->store);
+    for (size_t k = 0; k < ev_len(ids); k++) {
+        ev_t *m = taskstore_get_task(self->store, ev_str(ev_at(ids, k)));
+        if (!m)
+            continue;
+        const char *id = ev_get_str(m, "task", "");
+        int wf = cfg_workflow_index(self->cfg, ev_get_str(m, "workflow", ""));
+        int cls = -1;
+        for (int c = 0; c < self->cfg->n_classes; c++)
+            if (strcmp(self->cfg->classes[c].name, ev_get_str(m, "class", "")) == 0)
+                cls = c;
+        const ev_t *steps = ev_get(m, "steps");
+        otask_t *t = wf >= 0 ? s_task_new(self, id, ev_get_str(m, "text", ""), cls, wf) : NULL;
+        if (!t) {
+            /* The config changed under the task: end it in a clear state. */
+            ev_t *fix = ev_dup(m);
+            ev_set_str(fix, "state", "failed");
+            ev_set_str(fix, "reason", "workflow no longer configured after restart");
+            ev_del(fix, "steps");
+            taskstore_put_task(self->store, fix);
+            ev_destroy(&fix);
+            ev_destroy(&m);
+            continue;
+        }
+        snprintf(t->request_id, sizeof t->request_id, "%s", ev_get_str(m, "request_id", ""));
+        snprintf(t->state, sizeof t->state, "%s", ev_get_str(m, "state", "queued"));
+        snprintf(t->reason, sizeof t->reason, "%s", ev_get_str(m, "reason", ""));
+        t->created_ms = ev_get_int(m, "created_ms", 0);
+        t->has_limits = proto_get_amounts(m, "limits", -1, &t->limits) == 0;
+        t->plan_seq = (int)ev_get_int(m, "plans", 0);
+        const char *fin = ev_get_str(ev_get(m, "result"), "final_state", NULL);
+        for (size_t i = 0; i < ev_len(steps) && (int)i < t->n_steps; i++)
+            s_step_from_ev(&t->steps[i], ev_at(steps, i));
+        int lost = -1;
+        for (int i = 0; i < t->n_steps; i++)
+            if (t->steps[i].st == SS_RUNNING) {
+                ostep_t *s = &t->steps[i];
+                s->st = SS_FAILED;
+                s->ended_ms = s_now();
+                snprintf(s->err_code, sizeof s->err_code, "%s", "orchestrator_restarted");
+                snprintf(s->err_reason, sizeof s->err_reason, "%s",
+                         "orchestrator restarted mid-step; outcome unknown");
+                s_save_step(self, t, i);
+                lost = i;
+            }
+        log_info("recovering task %s (%s)", t->id, t->state);
+        if (fin && fin[0]) {
+            s_finish(self, t, fin, NULL);
+        } else if (lost >= 0) {
+            s_finish(self, t, "failed", "orchestrator restarted mid-step (step %s was running)",
+                     s_wf(self, t)->steps[lost].name);
+        } else if (strcmp(t->state, "queued") == 0)
+            s_ledger_call(self, t, LOP_OPEN); /* idempotent: same request id */
+        else
+            s_request_replan(self, t);
+        ev_destroy(&m);
+    }
+    ev_destroy(&ids);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *sec,
+                 const char *db_path)
+{
+    if (!cfg || cfg->n_workflows <= 0) {
+        log_error("the configuration has no workflow");
+        return NULL;
+    }
+    orch_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    char err[512];
+    self->store = taskstore_new(db_path, err, sizeof err);
+    if (!self->store) {
+        log_error("task store: %s", err);
+        orch_destroy(&self);
+        return NULL;
+    }
+    self->tasks = zhashx_new();
+    self->pending = zhashx_new();
+    zhashx_set_destructor(self->tasks, s_task_destructor);
+    zhashx_set_destructor(self->pending, s_free_destructor);
+    self->worker = bus_worker_new(endpoint, "orchestrator", 64, sec);
+    self->client = bus_client_new(endpoint, sec);
+    if (!self->worker || !self->client) {
+        log_error("cannot connect to the bus at %s", endpoint);
+        orch_destroy(&self);
+        return NULL;
+    }
+    taskstore_begin(self->store);
+    s_recover(self);
+    s_sweep(self);
+    if (taskstore_commit(self->store) != 0)
+        log_error("task store: commit failed during recovery");
+    return self;
+}
+
+void orch_destroy(orch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    orch_t *self = *self_p;
+    while (self->out_head) {
+        out_t *o = self->out_head;
+        self->out_head = o->next;
+        zframe_destroy(&o->req.client_id);
+        ev_destroy(&o->body);
+        free(o);
+    }
+    zhashx_destroy(&self->tasks);
+    zhashx_destroy(&self->pending);
+    bus_worker_destroy(&self->worker);
+    bus_client_destroy(&self->client);
+    taskstore_destroy(&self->store);
+    free(self->hist);
+    free(self);
+    *self_p = NULL;
+}
+
+int orch_run(orch_t *self)
+{
+    s_flush(self); /* what recovery queued */
+    zsock_t *wsock = bus_worker_sock(self->worker);
+    zpoller_t *poller = zpoller_new(wsock, bus_client_sock(self->client), NULL);
+    if (!poller)
+        return -1;
+    log_info("serving orchestrator (%zu unfinished tasks)", zhashx_size(self->tasks));
+    int rc = 0;
+    while (!zsys_interrupted) {
+        zpoller_wait(poller, PROTO_HEARTBEAT_MS / 4);
+        if (zpoller_terminated(poller))
+            break;
+        if (taskstore_begin(self->store) != 0) {
+            log_error("task store: cannot begin a transaction");
+            rc = -1;
+            break;
+        }
+        for (int n = 0; n < ORCH_DRAIN; n++) {
+            bus_request_t req;
+            if (bus_worker_recv(self->worker, &req, 0) != 1)
+                break;
+            s_on_request(self, &req);
+            bus_request_clear(&req);
+        }
+        for (int n = 0; n < ORCH_DRAIN; n++) {
+            bus_msg_t msg;
+            if (bus_client_recv(self->client, &msg, 0) != 1)
+                break;
+            s_on_client_msg(self, &msg);
+            bus_msg_clear(&msg);
+        }
+        s_timers(self);
+        s_sweep(self);
+        if (taskstore_commit(self->store) != 0) {
+            /* Nothing leaves the process that the store does not hold. */
+            log_error("task store: commit failed; stopping");
+            rc = -1;
+            break;
+        }
+        s_flush(self);
+        if (bus_worker_sock(self->worker) != wsock) {
+            zpoller_destroy(&poller);
+            wsock = bus_worker_sock(self->worker);
+            poller = zpoller_new(wsock, bus_client_sock(self->client), NULL);
+            if (!poller)
+                return -1;
+        }
+    }
+    zpoller_destroy(&poller);
+    return rc;
+}

@@ -1,0 +1,44 @@
+/*  orch.h - the orchestrator service: accepts tasks on the bus, plans them,
+    dispatches their steps to the agents and keeps everything durable.
+
+    One orch_t owns a worker socket serving `orchestrator`, a client socket
+    for its calls to the ledger and the agents, and the task store. Requests
+    and replies are handled as they arrive (no blocking per step); the writes
+    of one poll iteration are committed in one transaction before any reply,
+    step request or event that depends on them leaves the process.
+
+    Task lifecycle (states as in docs/PROTOCOL.md):
+
+      submit ─► queued ─open_task ok─► running ─all steps done─► done
+                  │                       │ ─no plan fits────► budget_exhausted
+                  │                       │ ─step failed─────► failed
+                  └──── cancel ───────────┴───────────────────► cancelled
+
+    Every final state closes the task at the ledger first (close_task), then
+    is recorded; a restart finishes what a crash interrupted. Restart rule:
+    a step recorded as running when the orchestrator died is marked failed
+    ("orchestrator restarted mid-step") and its task ends `failed` with that
+    reason, because the step's spend and output are unknown to us (the ledger
+    has the spend); steps that finished are never run again, and tasks with
+    no step in flight carry on from their last recorded state.
+*/
+#ifndef ORCH_H_INCLUDED
+#define ORCH_H_INCLUDED
+
+#include "bus/bus.h"
+#include "common/config.h"
+
+typedef struct _orch_t orch_t;
+
+/* Create the orchestrator: open the task store at db_path, connect to the
+   bus at endpoint with sec, load unfinished tasks. Borrows cfg (it must
+   outlive the orch_t). NULL on failure with the reason logged. */
+orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *sec,
+                 const char *db_path);
+void orch_destroy(orch_t **self_p);
+
+/* Serve until interrupted (SIGINT/SIGTERM via czmq's handler). 0 on a clean
+   stop, -1 on a fatal error. */
+int orch_run(orch_t *self);
+
+#endif

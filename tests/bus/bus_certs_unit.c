@@ -1,0 +1,74 @@
+/*  bus_certs_unit.c - the certificate store: creation, names, idempotence,
+    refusal of bad names. Pure file work in a temporary folder. */
+#include "bus/bus.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char s_dir[256];
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof(s_dir), "/tmp/emads-certs-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+}
+
+static void s_teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+TestSuite(bus_certs, .init = s_setup, .fini = s_teardown);
+
+Test(bus_certs, creates_named_certificates_once)
+{
+    const char *names[] = {"emadsctl", "cto_agent", NULL};
+    cr_assert_eq(bus_certs_init(s_dir, names), 3); /* bus + 2 */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/certs/public/cto_agent.cert", s_dir);
+    zcert_t *pub = zcert_load(path);
+    cr_assert_not_null(pub);
+    cr_expect_str_eq(zcert_meta(pub, "name"), "cto_agent");
+    snprintf(path, sizeof(path), "%s/certs/private/cto_agent.cert", s_dir);
+    zcert_t *sec = zcert_load(path);
+    cr_assert_not_null(sec);
+    cr_expect_str_eq(zcert_public_txt(sec), zcert_public_txt(pub));
+    cr_expect_str_neq(zcert_secret_txt(sec), "0000000000000000000000000000000000000000");
+    snprintf(path, sizeof(path), "%s/certs/private/cto_agent.cert_secret", s_dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 077, 0, "secret file must not be readable by others");
+
+    /* a second run keeps every key and adds only the new name */
+    const char *more[] = {"emadsctl", "cto_agent", "coo_agent", NULL};
+    cr_expect_eq(bus_certs_init(s_dir, more), 1);
+    snprintf(path, sizeof(path), "%s/certs/public/cto_agent.cert", s_dir);
+    zcert_t *again = zcert_load(path);
+    cr_assert_not_null(again);
+    cr_expect_str_eq(zcert_public_txt(again), zcert_public_txt(pub));
+    zcert_destroy(&pub);
+    zcert_destroy(&sec);
+    zcert_destroy(&again);
+}
+
+Test(bus_certs, refuses_bad_names)
+{
+    const char *bad[] = {"../escape", NULL};
+    cr_expect_eq(bus_certs_init(s_dir, bad), -1);
+    const char *empty[] = {"", NULL};
+    cr_expect_eq(bus_certs_init(s_dir, empty), -1);
+    cr_expect_eq(bus_certs_init(NULL, NULL), -1);
+}
+
+Test(bus_certs, security_init_fills_paths)
+{
+    bus_security_t sec;
+    bus_security_init(&sec, "/run/x", "ledger", true);
+    cr_expect(sec.curve);
+    cr_expect_str_eq(sec.certs_dir, "/run/x/certs");
+    cr_expect_str_eq(sec.name, "ledger");
+}

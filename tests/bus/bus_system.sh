@@ -1,0 +1,267 @@
+#!/bin/sh
+# bus_system.sh - system tests of emads-bus with real processes on ipc://
+# endpoints in a temporary run directory.
+#
+#   bus_system.sh TEST EMADS_BUS BUS_PROBE CONFIG
+#
+# TEST is one of: routing restart security flood events. Every process the
+# test starts is killed on exit, pass or fail.
+set -u
+T=$1
+BUS=$2
+PROBE=$3
+CONFIG=$4
+R=$(mktemp -d /tmp/emads-bus-test.XXXXXX)
+EP="ipc://$R/bus.sock"
+PIDS=""
+BUS_PID=""
+
+cleanup() {
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$R"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() {
+    echo "FAIL [$T]: $*"
+    echo "--- bus log"
+    cat "$R/bus.log" 2>/dev/null | tail -40
+    for f in "$R"/*.err; do
+        [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }
+    done
+    exit 1
+}
+ok() { echo "ok [$T]: $*"; }
+
+probe() {
+    c=$1
+    shift
+    "$PROBE" "$c" --endpoint "$EP" --home "$R" "$@"
+}
+# call NAME SERVICE BODY [extra args]
+call() {
+    n=$1 s=$2 b=$3
+    shift 3
+    "$PROBE" call --endpoint "$EP" --home "$R" --name "$n" --service "$s" --body-json "$b" "$@"
+}
+
+start_bus() {
+    "$BUS" --home "$R" --endpoint "$EP" --foreground "$@" 2>>"$R/bus.log" &
+    BUS_PID=$!
+    PIDS="$PIDS $BUS_PID"
+    i=0
+    while [ $i -lt 50 ]; do
+        if call emadsctl bus '{"v":1,"type":"ping"}' --timeout 300 2>/dev/null | grep -q '"pong"'; then
+            return 0
+        fi
+        i=$((i + 1))
+        sleep 0.1
+    done
+    fail "the bus did not answer ping"
+}
+
+# start_worker NAME SERVICE [extra args]: sets WPID
+start_worker() {
+    n=$1 s=$2
+    shift 2
+    "$PROBE" echo-worker --endpoint "$EP" --home "$R" --name "$n" --service "$s" "$@" \
+        >"$R/$n.out" 2>"$R/$n.err" &
+    WPID=$!
+    PIDS="$PIDS $WPID"
+}
+
+# wait_workers SERVICE COUNT
+wait_workers() {
+    i=0
+    while [ $i -lt 50 ]; do
+        if call emadsctl bus '{"v":1,"type":"ping"}' --timeout 300 2>/dev/null |
+            grep -q "\"$1\":{\"workers\":$2,"; then
+            return 0
+        fi
+        i=$((i + 1))
+        sleep 0.1
+    done
+    fail "service $1 never had $2 worker(s)"
+}
+
+pid_of() { sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+"$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 flooder >/dev/null ||
+    fail "cannot create certificates"
+
+case "$T" in
+routing)
+    start_bus
+    start_worker w1 echo
+    W1=$WPID
+    start_worker w2 echo
+    W2=$WPID
+    wait_workers echo 2
+    call emadsctl echo '{"v":1,"type":"hello"}' --count 10 >"$R/ten.out" || fail "calls failed"
+    [ "$(grep -c echo_reply "$R/ten.out")" -eq 10 ] || fail "not 10 replies: $(cat "$R/ten.out")"
+    n1=$(grep -c "\"pid\":$W1," "$R/ten.out")
+    n2=$(grep -c "\"pid\":$W2," "$R/ten.out")
+    [ "$n1" -ge 3 ] && [ "$n2" -ge 3 ] || fail "load not shared: w1=$n1 w2=$n2"
+    ok "two workers share the load (w1=$n1, w2=$n2)"
+
+    # a slow request; kill the worker that holds it
+    call emadsctl echo '{"v":1,"type":"slow","delay_ms":60000}' --timeout 20000 \
+        >"$R/slow.out" 2>&1 &
+    CALL=$!
+    i=0
+    VICTIM=""
+    while [ $i -lt 50 ] && [ -z "$VICTIM" ]; do
+        grep -q "type slow" "$R/w1.err" && VICTIM=$W1 SURVIVOR=$W2
+        grep -q "type slow" "$R/w2.err" && VICTIM=$W2 SURVIVOR=$W1
+        i=$((i + 1))
+        sleep 0.1
+    done
+    [ -n "$VICTIM" ] || fail "no worker received the slow request"
+    t0=$(date +%s%N)
+    kill -9 "$VICTIM"
+    wait "$CALL" || fail "the slow call did not end with a reply"
+    t1=$(date +%s%N)
+    grep -q '"code":"worker_lost"' "$R/slow.out" || fail "expected worker_lost, got: $(cat "$R/slow.out")"
+    ok "SIGKILL mid-request gives worker_lost after $(((t1 - t0) / 1000000)) ms"
+    call emadsctl echo '{"v":1,"type":"hello"}' --count 4 >"$R/after.out" || fail "calls after kill failed"
+    [ "$(grep -c "\"pid\":$SURVIVOR," "$R/after.out")" -eq 4 ] ||
+        fail "later requests did not all go to the survivor: $(cat "$R/after.out")"
+    ok "later requests go to the other worker"
+
+    call emadsctl nobody '{"v":1,"type":"x"}' --timeout 10000 >"$R/unavail.out"
+    grep -q '"code":"service_unavailable"' "$R/unavail.out" ||
+        fail "no service_unavailable for a service without workers: $(cat "$R/unavail.out")"
+    ok "a service with no worker answers service_unavailable"
+    call emadsctl bus '{"v":1,"type":"nonsense"}' | grep -q '"code":"unknown_type"' ||
+        fail "bus service accepted an unknown command"
+    call emadsctl echo '{"v":1,"type":"slow","delay_ms":60000}' --timeout 1000 >"$R/to.out"
+    grep -q '"code":"timeout"' "$R/to.out" || fail "client timeout not reported: $(cat "$R/to.out")"
+    ok "a client deadline ends the request with timeout"
+    ;;
+
+restart)
+    start_bus
+    start_worker w1 echo
+    W1=$WPID
+    wait_workers echo 1
+    call emadsctl echo '{"v":1,"type":"hello"}' | grep -q "\"pid\":$W1," || fail "first worker did not answer"
+    kill -TERM "$W1"
+    wait "$W1" 2>/dev/null
+    start_worker w1 echo
+    W1B=$WPID
+    wait_workers echo 1
+    call emadsctl echo '{"v":1,"type":"hello"}' | grep -q "\"pid\":$W1B," || fail "restarted worker did not serve"
+    ok "a restarted worker registers and serves"
+
+    kill -9 "$BUS_PID"
+    wait "$BUS_PID" 2>/dev/null
+    sleep 1
+    start_bus
+    i=0
+    served=""
+    while [ $i -lt 20 ] && [ -z "$served" ]; do
+        call emadsctl echo '{"v":1,"type":"hello"}' --timeout 2000 | grep -q "\"pid\":$W1B," && served=1
+        i=$((i + 1))
+    done
+    [ -n "$served" ] || fail "the worker did not come back after the bus restarted"
+    ok "after a bus restart the worker reconnects and serves again"
+    ;;
+
+security)
+    start_bus --config "$CONFIG"
+    start_worker w1 cto_agent
+    wait_workers cto_agent 1
+    probe call --name emadsctl --service cto_agent --no-cert --timeout 1500 >"$R/nocert.out"
+    grep -q '"received": 0' "$R/nocert.out" || fail "a client without certificate got an answer"
+    ok "a client without certificate is served nothing"
+    probe call --name orchestrator --service cto_agent --rogue-cert --timeout 1500 >"$R/rogue.out"
+    grep -q '"received": 0' "$R/rogue.out" || fail "a client with an unknown certificate got an answer"
+    grep -q "unknown certificate" "$R/bus.log" || fail "the refusal was not logged"
+    ok "a client whose certificate is not in the store is served nothing"
+
+    call orchestrator cto_agent '{"v":1,"type":"step","sender":"emadsctl","name":"emadsctl"}' >"$R/id.out"
+    grep -q '"sender":"orchestrator"' "$R/id.out" || fail "sender not stamped from certificate: $(cat "$R/id.out")"
+    ok "the worker sees the certificate's name, not the one in the body"
+
+    call emadsctl cto_agent '{"v":1,"type":"step","sender":"orchestrator"}' >"$R/deny.out"
+    grep -q '"code":"forbidden"' "$R/deny.out" || fail "access list not enforced: $(cat "$R/deny.out")"
+    grep -q "emadsctl" "$R/deny.out" || fail "forbidden reply does not name the caller"
+    ok "a call the access list does not allow gets forbidden"
+
+    call orchestrator cto_agent '[1,2,3]' >"$R/bad.out"
+    grep -q '"code":"malformed"' "$R/bad.out" || fail "a body that is not a map was routed: $(cat "$R/bad.out")"
+    ok "a body without a type is refused as malformed"
+
+    "$PROBE" certs --home "$R" latecomer >/dev/null
+    call latecomer bus '{"v":1,"type":"ping"}' --timeout 3000 | grep -q '"pong"' ||
+        fail "a certificate added while the bus runs is not accepted"
+    ok "a certificate added while the bus runs is accepted"
+
+    EP2="ipc://$R/insecure.sock"
+    "$BUS" --home "$R" --endpoint "$EP2" --foreground --insecure 2>"$R/insecure.log" &
+    PIDS="$PIDS $!"
+    sleep 0.5
+    grep -q "INSECURE" "$R/insecure.log" || fail "--insecure does not warn"
+    "$PROBE" call --endpoint "$EP2" --home "$R" --name emadsctl --service bus --insecure \
+        --body-json '{"v":1,"type":"ping"}' | grep -q '"curve":false' || fail "insecure bus does not serve"
+    ok "--insecure serves and warns loudly"
+    ;;
+
+flood)
+    start_bus
+    start_worker w1 echo
+    wait_workers echo 1
+    before=$(rss_kib "$BUS_PID")
+    "$PROBE" flood --endpoint "$EP" --home "$R" --name flooder --count 10000 >"$R/flood.out" 2>&1 &
+    FLOOD=$!
+    PIDS="$PIDS $FLOOD"
+    good=0
+    i=0
+    while [ $i -lt 20 ]; do
+        call emadsctl echo '{"v":1,"type":"hello"}' --timeout 5000 | grep -q echo_reply && good=$((good + 1))
+        i=$((i + 1))
+    done
+    wait "$FLOOD" || fail "the flooder failed"
+    call emadsctl echo '{"v":1,"type":"hello"}' --count 5 | grep -c echo_reply | grep -q 5 ||
+        fail "the bus does not serve after the flood"
+    [ "$good" -eq 20 ] || fail "only $good of 20 calls succeeded during the flood"
+    after=$(rss_kib "$BUS_PID")
+    call emadsctl bus '{"v":1,"type":"stats"}' >"$R/stats.out"
+    malformed=$(sed -n 's/.*"malformed":\([0-9]*\).*/\1/p' "$R/stats.out")
+    [ "${malformed:-0}" -ge 1000 ] || fail "malformed messages not counted: $(cat "$R/stats.out")"
+    growth=$((after - before))
+    [ "$growth" -lt 51200 ] || fail "bus memory grew by $growth KiB"
+    ok "20/20 calls served during a flood of $(cat "$R/flood.out"); $malformed counted; RSS $before -> $after KiB"
+    ;;
+
+events)
+    start_bus
+    "$PROBE" listen --endpoint "$EP" --home "$R" --name emadsctl --prefix alert. --count 1 \
+        --timeout 8000 >"$R/listen.out" 2>"$R/listen.err" &
+    L=$!
+    PIDS="$PIDS $L"
+    i=0
+    while kill -0 "$L" 2>/dev/null && [ $i -lt 20 ]; do
+        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.started \
+            --body-json '{"v":1,"type":"event","topic":"task.started"}'
+        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic alert.warn \
+            --body-json '{"v":1,"type":"event","topic":"alert.warn","sender":"ledger"}'
+        i=$((i + 1))
+    done
+    wait "$L" || fail "the subscriber got no event: $(cat "$R/listen.out")"
+    grep -q '"topic": "alert.warn", "sender": "w2"' "$R/listen.out" ||
+        fail "event not delivered with the publisher's name: $(cat "$R/listen.out")"
+    grep -q 'task.started' "$R/listen.out" && fail "an event outside the subscription was delivered"
+    ok "events reach subscribers of their prefix only, stamped with the publisher's name"
+    ;;
+
+*)
+    echo "unknown test $T"
+    exit 2
+    ;;
+esac
+exit 0

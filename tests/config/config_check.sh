@@ -1,0 +1,63 @@
+#!/bin/sh
+# config_check.sh EMADSCTL SRC_ROOT - system test of `emadsctl config check`:
+# the shipped configuration passes (exit 0), a copy with an unknown key fails
+# with exit 2 and names the file, the line and the key.
+set -u
+ctl=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fail=0
+check() { # description, condition result
+    if [ "$2" -eq 0 ]; then echo "ok - $1"; else echo "not ok - $1"; fail=1; fi
+}
+
+# 1. the shipped configuration is valid
+"$ctl" config check "$src/config/emads.yaml" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+check "shipped config: exit 0 (got $rc)" "$([ $rc -eq 0 ]; echo $?)"
+grep -q 'cto_agent' "$tmp/out"
+check "summary lists cto_agent" $?
+grep -q '20.00' "$tmp/out"
+check "summary shows the total task budget in USD" $?
+
+# 2. --json gives an object with the seed budgets in micro-USD
+"$ctl" --json config check "$src/config/emads.yaml" >"$tmp/json" 2>"$tmp/err"
+rc=$?
+check "--json: exit 0 (got $rc)" "$([ $rc -eq 0 ]; echo $?)"
+grep -q '"cost_uusd": 20000000' "$tmp/json"
+check "--json: total task budget 20000000 micro-USD" $?
+
+# 3. an unknown key: exit 2 and file:LINE: key: reason
+mkdir "$tmp/cfg"
+cp -r "$src/config/." "$tmp/cfg/"
+line=$(grep -n '^  beam_width:' "$tmp/cfg/emads.yaml" | cut -d: -f1)
+sed -i "${line}a\\  beam_widht: 8" "$tmp/cfg/emads.yaml"
+bad=$((line + 1))
+"$ctl" config check "$tmp/cfg/emads.yaml" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+check "unknown key: exit 2 (got $rc)" "$([ $rc -eq 2 ]; echo $?)"
+grep -q "^$tmp/cfg/emads.yaml:$bad: planner.beam_widht: unknown key" "$tmp/err"
+check "unknown key: reported as emads.yaml:$bad: planner.beam_widht: unknown key" $?
+
+# 4. a bad budget in the budgets file is reported against that file
+cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
+sed -i 's/max_cost_usd: 1.50}/max_cost_usd: -1.50}/' "$tmp/cfg/agents_budget.yaml"
+line=$(grep -n 'coo_agent:' "$tmp/cfg/agents_budget.yaml" | cut -d: -f1)
+"$ctl" config check "$tmp/cfg/emads.yaml" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+check "negative budget: exit 2 (got $rc)" "$([ $rc -eq 2 ]; echo $?)"
+grep -q "agents_budget.yaml:$line: budgets.coo_agent.max_cost_usd: must not be negative" "$tmp/err"
+check "negative budget: reported on line $line of agents_budget.yaml" $?
+
+# 5. usage errors exit 2
+"$ctl" config frobnicate >/dev/null 2>&1
+rc=$?
+check "unknown subcommand: exit 2 (got $rc)" "$([ $rc -eq 2 ]; echo $?)"
+"$ctl" --help | grep -q 'EXIT STATUS'
+check "--help is a manual" $?
+
+if [ $fail -ne 0 ]; then
+    echo "--- last stderr:"; cat "$tmp/err"
+fi
+exit $fail

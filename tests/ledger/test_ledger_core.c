@@ -1,0 +1,446 @@
+/*  test_ledger_core.c - unit tests of the pure ledger core: every operation,
+    every error code, idempotent retries, expiry, history and spend queries.
+    Time is passed in, so no test sleeps. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "budgets/ledger.h"
+
+#define T0 1764300000000LL /* 2025-11-28, a fixed "now" */
+
+static proto_amounts_t A(int64_t tok, int64_t lat, int64_t tools, int64_t cost)
+{
+    proto_amounts_t a = {{tok, lat, tools, cost}};
+    return a;
+}
+
+static ledger_t *s_ledger(void)
+{
+    ledger_config_t cfg;
+    ledger_config_defaults(&cfg);
+    cfg.n_budgets = 2;
+    strcpy(cfg.budgets[0].name, "cto_agent");
+    cfg.budgets[0].limit = A(20000, 5000, 10, 2000000);
+    strcpy(cfg.budgets[1].name, "coo_agent");
+    cfg.budgets[1].limit = A(15000, 5000, 5, 1500000);
+    cfg.total_task_budget = A(30000, -1, -1, 3000000);
+    cfg.hold_ttl_ms = 1000;
+    ledger_t *l = ledger_new(&cfg);
+    cr_assert_not_null(l);
+    return l;
+}
+
+
+/* Spend and history callbacks collect into these. */
+typedef struct {
+    ledger_account_info_t info;
+    char key[LEDGER_KEY_MAX], task[LEDGER_ID_MAX + 1], agent[LEDGER_NAME_MAX + 1];
+} s_got_t;
+static s_got_t got[16];
+static int ngot;
+
+static void s_collect(const ledger_account_info_t *i, void *arg)
+{
+    (void)arg;
+    if (ngot >= 16)
+        return;
+    got[ngot].info = *i;
+    snprintf(got[ngot].key, sizeof got[ngot].key, "%s", i->key);
+    snprintf(got[ngot].task, sizeof got[ngot].task, "%s", i->task);
+    snprintf(got[ngot].agent, sizeof got[ngot].agent, "%s", i->agent);
+    ngot++;
+}
+
+static int s_spend(ledger_t *l, const char *task, const char *agent, int64_t now)
+{
+    ngot = 0;
+    return ledger_spend(l, task, agent, now, s_collect, NULL);
+}
+
+static ledger_history_row_t hrow;
+static void s_hist(const ledger_history_row_t *row, void *arg)
+{
+    (void)arg;
+    hrow = *row;
+}
+
+static void s_open(ledger_t *l, const char *task)
+{
+    ledger_result_t r;
+    char rid[80];
+    snprintf(rid, sizeof rid, "open-%s", task);
+    cr_assert_eq(ledger_open_task(l, "orchestrator", rid, task, NULL, false, T0, &r), 0);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+}
+
+static void s_reserve_ok(ledger_t *l, const char *agent, const char *rid, proto_amounts_t a,
+                         ledger_result_t *r)
+{
+    cr_assert_eq(ledger_reserve(l, agent, rid, "t1", "step", &a, 0, T0, r), 0);
+    cr_assert_eq(r->code, LEDGER_OK, "%s", r->reason);
+}
+
+Test(ledger, open_task_limits_and_deadline)
+{
+    ledger_t *l = s_ledger();
+    ledger_result_t r;
+    proto_amounts_t lim = A(50000, 2000, -1, 1000000);
+    ledger_open_task(l, "orchestrator", "r1", "t1", &lim, true, T0, &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    /* may only lower: tokens stays 30000, latency set, cost lowered */
+    cr_expect_eq(r.amounts.v[DIM_TOKENS], 30000);
+    cr_expect_eq(r.amounts.v[DIM_LATENCY_MS], 2000);
+    cr_expect_eq(r.amounts.v[DIM_TOOL_CALLS], -1);
+    cr_expect_eq(r.amounts.v[DIM_COST_UUSD], 1000000);
+    cr_expect_eq(r.t1, T0);
+    cr_expect_eq(r.t2, T0 + 2000);
+    ledger_open_task(l, "orchestrator", "r2", "t1", NULL, false, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_TASK_EXISTS);
+    ledger_open_task(l, "orchestrator", "r3", "bad/id", NULL, false, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    ledger_destroy(&l);
+    cr_expect_null(l);
+    ledger_destroy(&l);
+}
+
+Test(ledger, reserve_commit_posts_actual_and_releases_rest)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r;
+    s_reserve_ok(l, "cto_agent", "a", A(1000, 500, 1, 100000), &r);
+    cr_expect_eq(r.t1, T0 + 1000);
+    char hold[80];
+    strcpy(hold, r.hold_id);
+    proto_amounts_t act = A(600, 300, 1, 60000);
+    ledger_commit(l, "cto_agent", "b", hold, &act, "provider", "llm", "gpt", "opt", T0 + 10, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect_not(r.overrun);
+    cr_assert_eq(s_spend(l, "t1", NULL, T0 + 10), 2);
+    cr_expect_eq(got[0].info.kind, LEDGER_KIND_TASK);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 600);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 0);
+    cr_expect_eq(got[0].info.remaining.v[DIM_TOKENS], 30000 - 600);
+    cr_expect_eq(got[0].info.used.v[DIM_LATENCY_MS], 10); /* wall clock since open */
+    cr_expect_eq(got[1].info.kind, LEDGER_KIND_AGENT);
+    cr_expect_eq(got[1].info.used.v[DIM_COST_UUSD], 60000);
+    cr_expect_eq(got[1].info.used.v[DIM_LATENCY_MS], 300); /* sum of step durations */
+    cr_expect_eq(got[1].info.remaining.v[DIM_COST_UUSD], 2000000 - 60000);
+    ledger_destroy(&l);
+}
+
+Test(ledger, reserve_is_all_or_nothing)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r;
+    /* cto within its budget, then coo pushes the task (30000 tokens) over */
+    s_reserve_ok(l, "cto_agent", "a", A(18000, 0, 0, 0), &r);
+    proto_amounts_t a = A(14000, 0, 0, 0);
+    ledger_reserve(l, "coo_agent", "b", "t1", "s", &a, 0, T0, &r);
+    cr_assert_eq(r.code, LEDGER_E_EXCEEDS);
+    cr_expect_eq(r.err_kind, LEDGER_KIND_TASK);
+    cr_expect_eq(r.err_dim, DIM_TOKENS);
+    cr_expect_eq(r.err_requested, 14000);
+    cr_expect_eq(r.err_available, 12000);
+    /* nothing was held on the coo account either */
+    cr_expect_eq(s_spend(l, "t1", "coo_agent", T0), 1);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 0);
+    cr_expect_eq(got[0].info.limit.v[DIM_TOKENS], 15000);
+    /* agent limit: tool calls 10 for cto */
+    a = A(0, 0, 11, 0);
+    ledger_reserve(l, "cto_agent", "c", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_EXCEEDS);
+    cr_expect_eq(r.err_kind, LEDGER_KIND_AGENT);
+    cr_expect_eq(r.err_dim, DIM_TOOL_CALLS);
+    cr_expect_eq(r.err_available, 10);
+    size_t nn;
+    const ledger_note_t *notes = ledger_notes(l, &nn);
+    int denied = 0;
+    for (size_t i = 0; i < nn; i++)
+        denied += notes[i].kind == LEDGER_NOTE_DENIED;
+    cr_expect_eq(denied, 2);
+    ledger_destroy(&l);
+}
+
+Test(ledger, reserve_errors)
+{
+    ledger_t *l = s_ledger();
+    ledger_result_t r;
+    proto_amounts_t a = A(1, 1, 0, 1);
+    ledger_reserve(l, "cto_agent", "a", "nope", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_UNKNOWN_TASK);
+    s_open(l, "t1");
+    ledger_reserve(l, "intruder", "b", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_FORBIDDEN);
+    cr_expect(strstr(r.reason, "no budget for intruder") != NULL);
+    proto_amounts_t neg = A(-1, 0, 0, 0);
+    ledger_reserve(l, "cto_agent", "c", "t1", "s", &neg, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    ledger_reserve(l, "cto_agent", "d", "t1", "", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    ledger_reserve(l, "cto_agent", "", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    ledger_reserve(l, "cto_agent", "e", "t1", "s", &a, 999999999999LL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    ledger_close_task(l, "orchestrator", "close", "t1", T0, &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    ledger_reserve(l, "cto_agent", "f", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_TASK_CLOSED);
+    ledger_destroy(&l);
+}
+
+Test(ledger, task_deadline_limits_latency)
+{
+    ledger_t *l = s_ledger();
+    ledger_result_t r;
+    proto_amounts_t lim = A(-1, 1000, -1, -1);
+    ledger_open_task(l, "orchestrator", "o", "t1", &lim, false, T0, &r);
+    proto_amounts_t a = A(1, 400, 0, 1);
+    ledger_reserve(l, "cto_agent", "a", "t1", "s", &a, 0, T0 + 500, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    ledger_reserve(l, "cto_agent", "b", "t1", "s", &a, 0, T0 + 700, &r);
+    cr_expect_eq(r.code, LEDGER_E_EXCEEDS);
+    cr_expect_eq(r.err_kind, LEDGER_KIND_TASK);
+    cr_expect_eq(r.err_dim, DIM_LATENCY_MS);
+    cr_expect_eq(r.err_available, 300);
+    a.v[DIM_LATENCY_MS] = 0;
+    ledger_reserve(l, "cto_agent", "c", "t1", "s", &a, 0, T0 + 1000, &r);
+    cr_expect_eq(r.code, LEDGER_E_EXCEEDS, "after the deadline nothing is granted");
+    ledger_destroy(&l);
+}
+
+Test(ledger, agent_latency_is_sum_of_steps)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r;
+    s_reserve_ok(l, "cto_agent", "a", A(0, 3000, 0, 0), &r);
+    proto_amounts_t a = A(0, 2500, 0, 0);
+    ledger_reserve(l, "cto_agent", "b", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_EXCEEDS);
+    cr_expect_eq(r.err_kind, LEDGER_KIND_AGENT);
+    cr_expect_eq(r.err_dim, DIM_LATENCY_MS);
+    cr_expect_eq(r.err_available, 2000);
+    ledger_destroy(&l);
+}
+
+Test(ledger, commit_and_void_errors)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
+    proto_amounts_t act = A(50, 5, 1, 5);
+    ledger_commit(l, "cto_agent", "b", "h999", &act, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_NOT_FOUND);
+    /* another agent cannot touch the hold */
+    ledger_commit(l, "coo_agent", "b", h.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_NOT_FOUND);
+    ledger_void(l, "coo_agent", "b2", h.hold_id, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_NOT_FOUND);
+    ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "bogus", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    ledger_commit(l, "cto_agent", "c2", h.hold_id, &act, "provider", "rocket", NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    ledger_commit(l, "cto_agent", "d", h.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    ledger_commit(l, "cto_agent", "e", h.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_COMMITTED);
+    ledger_void(l, "cto_agent", "f", h.hold_id, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_COMMITTED);
+    s_reserve_ok(l, "cto_agent", "g", A(100, 10, 1, 10), &h);
+    ledger_void(l, "cto_agent", "h", h.hold_id, T0, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    ledger_void(l, "cto_agent", "i", h.hold_id, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
+    ledger_commit(l, "cto_agent", "j", h.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
+    cr_expect_eq(ledger_check_limits(l, NULL, 0), 0);
+    ledger_destroy(&l);
+}
+
+Test(ledger, overrun_is_posted_in_full)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
+    ledger_notes_clear(l);
+    proto_amounts_t act = A(150, 10, 1, 10);
+    ledger_commit(l, "cto_agent", "b", h.hold_id, &act, "estimated", "llm", "m", NULL, T0, &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    cr_expect(r.overrun);
+    size_t n;
+    const ledger_note_t *notes = ledger_notes(l, &n);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(notes[0].kind, LEDGER_NOTE_COMMIT);
+    cr_expect(notes[0].overrun);
+    cr_expect_eq(notes[0].n_accounts, 2);
+    cr_expect_eq(notes[0].accounts[0].after.v[DIM_TOKENS], 150);
+    ledger_destroy(&l);
+}
+
+Test(ledger, expiry_voids_and_notes)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h1, h2;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h1);
+    proto_amounts_t a = A(100, 10, 1, 10);
+    ledger_reserve(l, "cto_agent", "b", "t1", "s", &a, 5000, T0, &h2);
+    cr_expect_eq(ledger_next_expiry(l), T0 + 1000);
+    cr_expect_eq(ledger_expire(l, T0 + 999), 0);
+    ledger_notes_clear(l);
+    cr_expect_eq(ledger_expire(l, T0 + 1000), 1);
+    size_t n;
+    const ledger_note_t *notes = ledger_notes(l, &n);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(notes[0].kind, LEDGER_NOTE_EXPIRED);
+    cr_expect_str_eq(notes[0].hold_id, h1.hold_id);
+    cr_expect_eq(ledger_next_expiry(l), T0 + 5000);
+    proto_amounts_t act = A(1, 1, 1, 1);
+    ledger_commit(l, "cto_agent", "c", h1.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
+    /* a commit past the ttl, before the expiry pass ran, is refused too */
+    ledger_commit(l, "cto_agent", "d", h2.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 6000,
+                  &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
+    cr_expect_eq(ledger_next_expiry(l), -1);
+    ledger_destroy(&l);
+}
+
+Test(ledger, close_task_voids_outstanding_holds)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
+    s_reserve_ok(l, "coo_agent", "b", A(200, 10, 1, 10), &r);
+    proto_amounts_t act = A(40, 1, 1, 4);
+    ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    ledger_close_task(l, "orchestrator", "d", "t1", T0 + 50, &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    cr_expect_eq(r.amounts.v[DIM_TOKENS], 40);
+    ledger_close_task(l, "orchestrator", "e", "t1", T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_TASK_CLOSED);
+    ledger_close_task(l, "orchestrator", "f", "t9", T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_UNKNOWN_TASK);
+    s_spend(l, "t1", NULL, T0);
+    cr_expect_eq(got[0].info.kind, LEDGER_KIND_TASK);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 0);
+    cr_expect_eq(got[2].info.held.v[DIM_TOKENS], 0);
+    ledger_destroy(&l);
+}
+
+Test(ledger, idempotent_retries)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r1, r2;
+    proto_amounts_t a = A(100, 10, 1, 10);
+    ledger_reserve(l, "cto_agent", "same", "t1", "s", &a, 0, T0, &r1);
+    ledger_reserve(l, "cto_agent", "same", "t1", "s", &a, 0, T0 + 5, &r2);
+    cr_expect(r2.replayed);
+    cr_expect_str_eq(r1.hold_id, r2.hold_id);
+    cr_expect_eq(r2.t1, r1.t1);
+    cr_expect_eq(ledger_hold_count(l), 1, "a retry holds nothing new");
+    /* different parameters */
+    a.v[DIM_TOKENS] = 101;
+    ledger_reserve(l, "cto_agent", "same", "t1", "s", &a, 0, T0, &r2);
+    cr_expect_eq(r2.code, LEDGER_E_DIFFERENT_PARAMS);
+    /* the same id for another op type is a clash too */
+    ledger_void(l, "cto_agent", "same", r1.hold_id, T0, &r2);
+    cr_expect_eq(r2.code, LEDGER_E_DIFFERENT_PARAMS);
+    /* the same id from another sender is another request */
+    ledger_reserve(l, "coo_agent", "same", "t1", "s", &a, 0, T0, &r2);
+    cr_expect_eq(r2.code, LEDGER_OK);
+    cr_expect_str_neq(r2.hold_id, r1.hold_id);
+    /* a failed request stays failed even when it would now succeed */
+    proto_amounts_t big = A(0, 0, 11, 0);
+    ledger_reserve(l, "cto_agent", "fail", "t9", "s", &big, 0, T0, &r1);
+    cr_expect_eq(r1.code, LEDGER_E_UNKNOWN_TASK);
+    s_open(l, "t9");
+    ledger_reserve(l, "cto_agent", "fail", "t9", "s", &big, 0, T0, &r2);
+    cr_expect_eq(r2.code, LEDGER_E_UNKNOWN_TASK);
+    cr_expect(r2.replayed);
+    /* commit retry after the hold is committed returns the original ok */
+    ledger_reserve(l, "cto_agent", "x", "t1", "s", &a, 0, T0, &r1);
+    proto_amounts_t act = A(1, 1, 1, 1);
+    ledger_commit(l, "cto_agent", "y", r1.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r2);
+    cr_expect_eq(r2.code, LEDGER_OK);
+    ledger_commit(l, "cto_agent", "y", r1.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r2);
+    cr_expect_eq(r2.code, LEDGER_OK);
+    cr_expect(r2.replayed);
+    ledger_destroy(&l);
+}
+
+Test(ledger, global_account_per_period)
+{
+    ledger_config_t cfg;
+    ledger_config_defaults(&cfg);
+    cfg.n_budgets = 1;
+    strcpy(cfg.budgets[0].name, "cto_agent");
+    cfg.budgets[0].limit = A(-1, -1, -1, -1);
+    cfg.global_period = LEDGER_PERIOD_DAY;
+    cfg.global_limit = A(1000, -1, -1, -1);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    ledger_open_task(l, "o", "o1", "t1", NULL, false, T0, &r);
+    ledger_open_task(l, "o", "o2", "t2", NULL, false, T0, &r);
+    proto_amounts_t a = A(600, 0, 0, 0);
+    ledger_reserve(l, "cto_agent", "a", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    ledger_reserve(l, "cto_agent", "b", "t2", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_EXCEEDS);
+    cr_expect_eq(r.err_kind, LEDGER_KIND_GLOBAL);
+    /* the next day has a fresh global account */
+    ledger_reserve(l, "cto_agent", "c", "t2", "s", &a, 0, T0 + 86400000LL, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect_eq(s_spend(l, NULL, NULL, T0), 1);
+    cr_expect_str_eq(got[0].key, "g/2025-11-28");
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 600);
+    cr_expect_eq(got[0].info.remaining.v[DIM_TOKENS], 400);
+    ledger_destroy(&l);
+}
+
+Test(ledger, history_means_per_agent_path_model)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    for (int i = 0; i < 3; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "r%d", i);
+        s_reserve_ok(l, "cto_agent", rid, A(1000, 100, 1, 1000), &h);
+        proto_amounts_t act = A(100 * (i + 1), 10, 0, 30);
+        snprintf(rid, sizeof rid, "c%d", i);
+        ledger_commit(l, "cto_agent", rid, h.hold_id, &act, i ? "provider" : "estimated", "llm",
+                      "big", "o1", T0, &r);
+        cr_assert_eq(r.code, LEDGER_OK);
+    }
+    cr_expect_eq(ledger_history(l, "cto_agent", "llm", NULL, s_hist, NULL), 1);
+    cr_expect_eq(hrow.count, 3);
+    cr_expect_eq(hrow.estimated_count, 1);
+    cr_expect_eq(hrow.mean.v[DIM_TOKENS], 200);
+    cr_expect_eq(ledger_history(l, "coo_agent", NULL, NULL, s_hist, NULL), 0);
+    ledger_destroy(&l);
+}
+
+Test(ledger, spend_by_agent_across_tasks)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    s_open(l, "t2");
+    ledger_result_t r;
+    proto_amounts_t a = A(10, 1, 0, 1);
+    ledger_reserve(l, "cto_agent", "a", "t1", "s", &a, 0, T0, &r);
+    ledger_reserve(l, "cto_agent", "b", "t2", "s", &a, 0, T0, &r);
+    ledger_reserve(l, "coo_agent", "c", "t2", "s", &a, 0, T0, &r);
+    cr_expect_eq(s_spend(l, NULL, "cto_agent", T0), 2);
+    cr_expect_str_eq(got[0].agent, "cto_agent");
+    cr_expect_str_eq(got[1].agent, "cto_agent");
+    cr_expect_str_eq(got[1].task, "t2");
+    ledger_destroy(&l);
+}

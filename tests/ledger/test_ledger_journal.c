@@ -1,0 +1,321 @@
+/*  test_ledger_journal.c - the journal (a temporary SQLite file) and the
+    property test of the core: random operation sequences, checking after
+    every step that used + held <= limit on every account and dimension, and
+    that the state rebuilt from the journal equals the live state. */
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "budgets/journal.h"
+#include "budgets/ledger.h"
+
+#define T0 1764300000000LL
+
+static char s_dir[256];
+static char s_path[300];
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/ledger-journal-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    snprintf(s_path, sizeof s_path, "%s/ledger.db", s_dir);
+}
+
+static void s_teardown(void)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static proto_amounts_t A(int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    proto_amounts_t x = {{a, b, c, d}};
+    return x;
+}
+
+static ledger_config_t s_cfg(void)
+{
+    ledger_config_t cfg;
+    ledger_config_defaults(&cfg);
+    cfg.n_budgets = 2;
+    strcpy(cfg.budgets[0].name, "cto_agent");
+    cfg.budgets[0].limit = A(2000, 1000, 6, 200000);
+    strcpy(cfg.budgets[1].name, "coo_agent");
+    cfg.budgets[1].limit = A(1500, -1, 4, 150000);
+    cfg.total_task_budget = A(3000, -1, 8, 300000);
+    cfg.global_period = LEDGER_PERIOD_DAY;
+    cfg.global_limit = A(9000, -1, -1, 700000);
+    cfg.hold_ttl_ms = 3000;
+    return cfg;
+}
+
+static void s_write(journal_t *j, ledger_t *l)
+{
+    char err[256];
+    cr_assert_eq(journal_write(j, l, err, sizeof err), 0, "%s", err);
+}
+
+TestSuite(journal, .init = s_setup, .fini = s_teardown);
+
+Test(journal, open_sets_wal_and_full_sync)
+{
+    char err[256];
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    journal_destroy(&j);
+    cr_expect_null(j);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_expect_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    cr_expect_null(journal_open("/nonexistent-dir/x/ledger.db", err, sizeof err));
+    cr_expect(strlen(err) > 0);
+}
+
+Test(journal, rebuild_restores_balances_holds_replies_and_expiry)
+{
+    char err[256];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r, h1, h2;
+    ledger_open_task(l, "orchestrator", "o", "t1", NULL, false, T0, &r);
+    proto_amounts_t a = A(100, 10, 1, 1000);
+    ledger_reserve(l, "cto_agent", "r1", "t1", "s1", &a, 0, T0, &h1);
+    ledger_reserve(l, "coo_agent", "r2", "t1", "s2", &a, 2000, T0, &h2);
+    proto_amounts_t act = A(60, 5, 1, 600);
+    ledger_commit(l, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", "o", T0 + 1,
+                  &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    s_write(j, l);
+    journal_destroy(&j);
+
+    j = journal_open(s_path, err, sizeof err);
+    int mism = -1;
+    ledger_t *b = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(b, "%s", err);
+    cr_expect_eq(mism, 0);
+    cr_expect_eq(ledger_compare(l, b, err, sizeof err), 0, "%s", err);
+    /* retries get the original reply after the restart */
+    ledger_commit(b, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", "o", T0 + 9,
+                  &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect(r.replayed);
+    /* the outstanding hold's expiry is re-armed */
+    cr_expect_eq(ledger_next_expiry(b), T0 + 2000);
+    cr_expect_eq(ledger_expire(b, T0 + 2000), 1);
+    /* new holds get fresh ids */
+    ledger_reserve(b, "cto_agent", "r3", "t1", "s3", &a, 0, T0 + 3, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect_str_neq(r.hold_id, h1.hold_id);
+    cr_expect_str_neq(r.hold_id, h2.hold_id);
+    s_write(j, b);
+    char report[1024];
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+    ledger_destroy(&l);
+    ledger_destroy(&b);
+    journal_destroy(&j);
+}
+
+Test(journal, verify_detects_tampered_totals)
+{
+    char err[256], report[2048];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    ledger_open_task(l, "orchestrator", "o", "t1", NULL, false, T0, &r);
+    proto_amounts_t a = A(100, 10, 1, 1000);
+    ledger_reserve(l, "cto_agent", "r1", "t1", "s1", &a, 0, T0, &r);
+    ledger_commit(l, "cto_agent", "c1", r.hold_id, &a, "provider", NULL, NULL, NULL, T0, &r);
+    s_write(j, l);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+
+    sqlite3 *db;
+    sqlite3_open(s_path, &db);
+    cr_assert_eq(
+        sqlite3_exec(db, "UPDATE accounts SET used3 = used3 + 1 WHERE key = 't/t1'", 0, 0, 0),
+        SQLITE_OK);
+    sqlite3_close(db);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 1);
+    cr_expect(strstr(report, "t/t1 cost_uusd") != NULL, "%s", report);
+    int mism = 0;
+    ledger_t *b = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(b);
+    cr_expect_eq(mism, 1, "rebuild notices stored totals that disagree with the holds");
+    ledger_destroy(&b);
+
+    sqlite3_open(s_path, &db);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db,
+                              "UPDATE accounts SET used3 = used3 - 1 WHERE key = 't/t1';"
+                              "DELETE FROM journal WHERE kind = 1",
+                              0, 0, &msg),
+                 SQLITE_OK, "%s", msg ? msg : "");
+    sqlite3_close(db);
+    int vr = journal_verify(j, report, sizeof report);
+    cr_expect_eq(vr, 1, "verify %d: %s", vr, report);
+    cr_expect(strstr(report, "hold h1") != NULL, "%s", report);
+    ledger_destroy(&l);
+    journal_destroy(&j);
+}
+
+/* ---- property test ------------------------------------------------------ */
+
+static const char *const s_agents[] = {"cto_agent", "coo_agent", "stranger"};
+
+/* One random operation; kept so that it can be sent again as a retry. */
+typedef struct {
+    int op;
+    char rid[32], task[16], agent[LEDGER_NAME_MAX + 1], hold[LEDGER_ID_MAX + 1];
+    proto_amounts_t amounts;
+    int64_t ttl;
+    bool with_limits, provider, llm;
+} s_op_t;
+
+static void s_property(unsigned seed, int steps)
+{
+    char err[256], why[256];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *l = ledger_new(&cfg);
+    srand(seed);
+    int64_t now = T0;
+    char holds[400][LEDGER_ID_MAX + 1];
+    char hold_agent[400][LEDGER_NAME_MAX + 1];
+    proto_amounts_t hold_amt[400];
+    int nholds = 0, nreq = 0, ntasks = 0;
+    int oks[8] = {0}, denied = 0, replays = 0, clashes = 0;
+    s_op_t o, prev;
+    memset(&prev, 0, sizeof prev);
+    for (int i = 0; i < steps; i++) {
+        ledger_result_t r;
+        memset(&r, 0, sizeof r);
+        r.code = LEDGER_E_INVALID;
+        int roll = rand() % 100;
+        if (i > 0 && roll < 8) {
+            o = prev; /* a retry of the previous request */
+        } else if (i > 0 && roll < 11) {
+            o = prev; /* the same request id with other parameters */
+            o.amounts.v[DIM_TOKENS] += 1;
+            snprintf(o.task, sizeof o.task, "t%d", ntasks + 7);
+            o.ttl += 1;
+        } else {
+            memset(&o, 0, sizeof o);
+            o.op = rand() % 100;
+            snprintf(o.rid, sizeof o.rid, "r%d", nreq++);
+            snprintf(o.agent, sizeof o.agent, "%s", s_agents[rand() % 3]);
+            snprintf(o.task, sizeof o.task, "t%d", ntasks ? rand() % (ntasks + 1) : 0);
+            if (o.op < 8 || ntasks == 0) {
+                o.op = 0;
+                snprintf(o.task, sizeof o.task, "t%d", ntasks++);
+                o.amounts = A(rand() % 4000, -1, -1, rand() % 2 ? -1 : rand() % 400000);
+                o.with_limits = rand() % 2;
+            } else if (o.op < 55) {
+                o.amounts = A(rand() % 1200, rand() % 300, rand() % 3, rand() % 90000);
+                o.ttl = rand() % 3 ? 0 : 50 + rand() % 2000;
+            } else if (o.op < 80 && nholds) {
+                int k = nholds - 1 - rand() % (nholds < 6 ? nholds : 6);
+                /* actual within the hold: no overruns here */
+                for (int d = 0; d < DIM_COUNT; d++)
+                    o.amounts.v[d] = hold_amt[k].v[d] * (rand() % 101) / 100;
+                snprintf(o.hold, sizeof o.hold, "%s", holds[k]);
+                snprintf(o.agent, sizeof o.agent, "%s", hold_agent[k]);
+                o.provider = rand() % 2;
+                o.llm = rand() % 2;
+            } else if (o.op < 90 && nholds) {
+                int k = nholds - 1 - rand() % (nholds < 6 ? nholds : 6);
+                snprintf(o.hold, sizeof o.hold, "%s", holds[k]);
+                if (rand() % 5)
+                    snprintf(o.agent, sizeof o.agent, "%s", hold_agent[k]);
+            } else if (o.op >= 55 && o.op < 90) {
+                o.op = 99; /* no hold yet: let time pass */
+            }
+        }
+        if (o.op < 8) {
+            ledger_open_task(l, "orchestrator", o.rid, o.task, o.with_limits ? &o.amounts : NULL,
+                             false, now, &r);
+        } else if (o.op < 55) {
+            ledger_reserve(l, o.agent, o.rid, o.task, "s", &o.amounts, o.ttl, now, &r);
+            if (r.code == LEDGER_OK && !r.replayed && nholds < 400) {
+                snprintf(holds[nholds], sizeof holds[nholds], "%s", r.hold_id);
+                hold_amt[nholds] = o.amounts;
+                snprintf(hold_agent[nholds++], sizeof hold_agent[0], "%s", o.agent);
+            }
+        } else if (o.op < 80) {
+            ledger_commit(l, o.agent, o.rid, o.hold, &o.amounts,
+                          o.provider ? "provider" : "estimated", o.llm ? "llm" : "local", "m",
+                          NULL, now, &r);
+        } else if (o.op < 90) {
+            ledger_void(l, o.agent, o.rid, o.hold, now, &r);
+        } else if (o.op < 94) {
+            ledger_close_task(l, "orchestrator", o.rid, o.task, now, &r);
+        } else {
+            now += rand() % 800;
+            ledger_expire(l, now);
+        }
+        prev = o;
+        if (r.code == LEDGER_OK && !r.replayed)
+            oks[r.op]++;
+        if (r.code == LEDGER_E_EXCEEDS && !r.replayed)
+            denied++;
+        if (r.replayed)
+            replays++;
+        if (r.code == LEDGER_E_DIFFERENT_PARAMS)
+            clashes++;
+        now += rand() % 20;
+        cr_assert_eq(ledger_check_limits(l, why, sizeof why), 0, "seed %u step %d: %s", seed, i,
+                     why);
+        /* group commit: write a batch every few steps */
+        if (rand() % 4 == 0 || i == steps - 1)
+            s_write(j, l);
+        if (i % 50 == 49 || i == steps - 1) {
+            s_write(j, l);
+            int mism = -1;
+            ledger_t *b = journal_load(j, &cfg, &mism, err, sizeof err);
+            cr_assert_not_null(b, "%s", err);
+            cr_assert_eq(mism, 0, "seed %u step %d", seed, i);
+            cr_assert_eq(ledger_compare(l, b, why, sizeof why), 0, "seed %u step %d: %s", seed,
+                         i, why);
+            cr_assert_eq(ledger_compare(b, l, why, sizeof why), 0, "seed %u step %d: %s", seed,
+                         i, why);
+            ledger_destroy(&b);
+        }
+        ledger_notes_clear(l);
+    }
+    char report[1024];
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+    /* the sequence really exercised the ledger */
+    cr_log_info("seed %u: reserves %d, commits %d %d, voids %d, opens %d, closes %d, denials %d, replays %d, clashes %d", seed, oks[LEDGER_OP_RESERVE], oks[LEDGER_OP_COMMIT], oks[LEDGER_OP_VOID], oks[LEDGER_OP_OPEN_TASK], oks[LEDGER_OP_CLOSE_TASK], denied, replays, clashes);
+    cr_expect_gt(oks[LEDGER_OP_RESERVE], 20, "seed %u", seed);
+    cr_expect_gt(oks[LEDGER_OP_COMMIT], 10, "seed %u", seed);
+    cr_expect_gt(oks[LEDGER_OP_VOID], 2, "seed %u", seed);
+    cr_expect_gt(denied, 5, "seed %u: %d denials", seed, denied);
+    cr_expect_gt(replays, 5, "seed %u", seed);
+    cr_expect_gt(clashes, 5, "seed %u", seed);
+    ledger_destroy(&l);
+    journal_destroy(&j);
+}
+
+Test(journal, property_random_sequences)
+{
+    for (unsigned seed = 1; seed <= 6; seed++) {
+        char p[400];
+        unlink(s_path);
+        snprintf(p, sizeof p, "%s-wal", s_path);
+        unlink(p);
+        snprintf(p, sizeof p, "%s-shm", s_path);
+        unlink(p);
+        s_property(seed, 600);
+    }
+}

@@ -1,0 +1,436 @@
+/*  llm_server.c - emads-test-llm: a small OpenAI-compatible server for tests.
+
+      emads-test-llm [--port N] [--port-file F] [--log FILE] [--scenario S]
+                     [--content TEXT] [--usage P,C] [--require-key KEY]
+                     [--models M1,M2,...]
+
+    Listens on 127.0.0.1 (--port 0, the default, picks a free port; the bound
+    port is written to --port-file atomically, so a test can wait for the
+    file and read it). Answers POST /v1/chat/completions (and
+    /chat/completions) with
+
+      {"id","object":"chat.completion","created","model",
+       "choices":[{"index":0,"message":{"role":"assistant","content":...},
+                   "finish_reason":"stop"}],
+       "usage":{"prompt_tokens","completion_tokens","total_tokens"}}
+
+    Scenarios (--scenario, or at run time POST /control {"scenario": S}):
+      usage       200 with usage (default)
+      nousage     200 without a usage block
+      429xN       the next N requests get 429, then 200 with usage
+      500         every request gets 500
+      500xN       the next N requests get 500, then 200 with usage
+      malformed   200 with a body that is not valid JSON
+      slow:MS     wait MS milliseconds, then 200 with usage
+      401         every request gets 401 (bad API key)
+
+    Usage numbers: prompt_tokens = 4 per message + ceil(content bytes / 4)
+    over all messages; completion_tokens = ceil(reply bytes / 4) capped at
+    the request's max_tokens. --usage P,C (or "usage": [P, C] in /control)
+    reports fixed numbers instead. --content (or "content") sets the reply
+    text. --require-key KEY answers 401 unless "Authorization: Bearer KEY" is
+    sent. --models restricts the model names accepted: any other model gets
+    404 {"error": {"code": "model_not_found", ...}}.
+
+    Every request to /v1/chat/completions appends one JSON line to --log:
+      {"n":1,"path":"/v1/chat/completions","model":"m","max_tokens":123,
+       "messages":2,"auth":true,"status":200,"scenario":"usage",
+       "prompt_tokens":57}
+    (max_tokens is -1 when the request had none; prompt_tokens is the
+    server's count described above). GET /health answers "ok". SIGTERM or
+    SIGINT stops the server.
+*/
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_MAX_BODY (1024 * 1024)
+
+typedef struct {
+    pthread_mutex_t lock;
+    char scenario[64];
+    long remaining_failures; /* 429xN / 500xN */
+    char *content;
+    long usage_p, usage_c;   /* -1: computed */
+    char *require_key;
+    char *models;            /* comma-separated, NULL = any */
+    FILE *log;
+    long seq;
+} s_state_t;
+
+static s_state_t S;
+
+typedef struct {
+    char *data;
+    size_t len;
+    bool overflow;
+} s_conn_t;
+
+static const char *s_default_content =
+    "{\"summary\": \"Feasible with conditions: secure the payment integration first.\", "
+    "\"risks\": [{\"risk\": \"PCI scope\", \"severity\": \"high\", \"mitigation\": \"hosted "
+    "fields\"}], \"decision\": \"proceed_with_conditions\", \"confidence\": 0.7, "
+    "\"recommendation\": \"Proceed with conditions.\"}";
+
+static void s_set_scenario(const char *sc)
+{
+    snprintf(S.scenario, sizeof S.scenario, "%s", sc);
+    S.remaining_failures = 0;
+    if (strncmp(sc, "429x", 4) == 0 || strncmp(sc, "500x", 4) == 0)
+        S.remaining_failures = strtol(sc + 4, NULL, 10);
+}
+
+static enum MHD_Result s_send(struct MHD_Connection *c, unsigned status, const char *body,
+                              const char *ctype)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result s_send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s)
+        return MHD_NO;
+    enum MHD_Result rc = s_send(c, status, s, "application/json");
+    free(s);
+    return rc;
+}
+
+static json_t *s_error(const char *message, const char *type, const char *code)
+{
+    return json_pack("{s:{s:s, s:s, s:s}}", "error", "message", message, "type", type, "code",
+                     code);
+}
+
+static long s_ceil4(size_t n)
+{
+    return (long)((n + 3) / 4);
+}
+
+static void s_log(const char *path, const char *model, long max_tokens, long messages, bool auth,
+                  unsigned status, const char *scenario, long prompt_tokens)
+{
+    if (!S.log)
+        return;
+    json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:I, s:b, s:I, s:s, s:I}", "n", (json_int_t)++S.seq,
+                          "path", path, "model", model ? model : "", "max_tokens",
+                          (json_int_t)max_tokens, "messages", (json_int_t)messages, "auth",
+                          auth, "status", (json_int_t)status, "scenario", scenario,
+                          "prompt_tokens", (json_int_t)prompt_tokens);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (s) {
+        fprintf(S.log, "%s\n", s);
+        fflush(S.log);
+    }
+    free(s);
+    json_decref(j);
+}
+
+static bool s_model_allowed(const char *model)
+{
+    if (!S.models)
+        return true;
+    size_t n = strlen(model);
+    const char *p = S.models;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        if (l == n && strncmp(p, model, n) == 0)
+            return true;
+        p += l;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
+{
+    json_t *j = json_loadb(conn->data ? conn->data : "", conn->len, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return s_send(c, 400, "{\"error\":\"control body must be a JSON object\"}",
+                      "application/json");
+    }
+    pthread_mutex_lock(&S.lock);
+    json_t *sc = json_object_get(j, "scenario");
+    if (json_is_string(sc))
+        s_set_scenario(json_string_value(sc));
+    json_t *content = json_object_get(j, "content");
+    if (json_is_string(content)) {
+        free(S.content);
+        S.content = strdup(json_string_value(content));
+    }
+    json_t *usage = json_object_get(j, "usage");
+    if (json_is_array(usage) && json_array_size(usage) == 2) {
+        S.usage_p = (long)json_integer_value(json_array_get(usage, 0));
+        S.usage_c = (long)json_integer_value(json_array_get(usage, 1));
+    }
+    else if (json_is_null(usage))
+        S.usage_p = S.usage_c = -1;
+    pthread_mutex_unlock(&S.lock);
+    json_decref(j);
+    return s_send(c, 200, "{\"ok\":true}", "application/json");
+}
+
+static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s_conn_t *conn)
+{
+    const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    bool auth = authz && strncmp(authz, "Bearer ", 7) == 0 && authz[7];
+    json_t *req = conn->overflow ? NULL : json_loadb(conn->data ? conn->data : "", conn->len, 0,
+                                                     NULL);
+    const char *model = json_string_value(json_object_get(req, "model"));
+    json_t *mt = json_object_get(req, "max_tokens");
+    long max_tokens = json_is_integer(mt) ? (long)json_integer_value(mt) : -1;
+    json_t *msgs = json_object_get(req, "messages");
+    long n_msgs = json_is_array(msgs) ? (long)json_array_size(msgs) : 0;
+    long prompt = 0;
+    for (long i = 0; i < n_msgs; i++) {
+        json_t *content = json_object_get(json_array_get(msgs, (size_t)i), "content");
+        prompt += 4 + (json_is_string(content) ? s_ceil4(json_string_length(content)) : 0);
+    }
+
+    pthread_mutex_lock(&S.lock);
+    char scenario[64];
+    snprintf(scenario, sizeof scenario, "%s", S.scenario);
+    bool fail_now = false;
+    if ((strncmp(scenario, "429x", 4) == 0 || strncmp(scenario, "500x", 4) == 0) &&
+        S.remaining_failures > 0) {
+        S.remaining_failures--;
+        fail_now = true;
+    }
+    char *content = strdup(S.content ? S.content : s_default_content);
+    long up = S.usage_p, uc = S.usage_c;
+    bool key_ok = !S.require_key ||
+                  (authz && strncmp(authz, "Bearer ", 7) == 0 && strcmp(authz + 7, S.require_key) == 0);
+    bool model_ok = model && s_model_allowed(model);
+    pthread_mutex_unlock(&S.lock);
+
+    unsigned status = 200;
+    json_t *body = NULL;
+    const char *raw = NULL;
+    if (!req || !model || !json_is_array(msgs)) {
+        status = 400;
+        body = s_error("request must be a JSON object with model and messages",
+                       "invalid_request_error", "invalid_request");
+    }
+    else if (!key_ok || strcmp(scenario, "401") == 0) {
+        status = 401;
+        body = s_error("Incorrect API key provided", "invalid_request_error", "invalid_api_key");
+    }
+    else if (!model_ok) {
+        status = 404;
+        char msg[256];
+        snprintf(msg, sizeof msg, "The model `%.100s` does not exist", model);
+        body = s_error(msg, "invalid_request_error", "model_not_found");
+    }
+    else if (fail_now && strncmp(scenario, "429", 3) == 0) {
+        status = 429;
+        body = s_error("Rate limit reached, retry later", "rate_limit_error", "rate_limit");
+    }
+    else if (fail_now || strcmp(scenario, "500") == 0) {
+        status = 500;
+        body = s_error("The server had an error processing the request", "server_error",
+                       "server_error");
+    }
+    else if (strcmp(scenario, "malformed") == 0) {
+        raw = "{\"id\": \"chatcmpl-broken\", \"choices\": [{\"message\": {\"role\": \"assist";
+    }
+    else {
+        if (strncmp(scenario, "slow:", 5) == 0) {
+            long ms = strtol(scenario + 5, NULL, 10);
+            struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        long completion = s_ceil4(strlen(content));
+        if (max_tokens > 0 && completion > max_tokens)
+            completion = max_tokens;
+        long p = up >= 0 ? up : prompt, cc = uc >= 0 ? uc : completion;
+        body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id",
+                         "chatcmpl-test", "object", "chat.completion", "created",
+                         (json_int_t)time(NULL), "model", model, "choices", "index", 0, "message",
+                         "role", "assistant", "content", content, "finish_reason", "stop");
+        if (body && strcmp(scenario, "nousage") != 0)
+            json_object_set_new(body, "usage",
+                                json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p,
+                                          "completion_tokens", (json_int_t)cc, "total_tokens",
+                                          (json_int_t)(p + cc)));
+    }
+    free(content);
+    pthread_mutex_lock(&S.lock);
+    s_log(url, model, max_tokens, n_msgs, auth, status, scenario, prompt);
+    pthread_mutex_unlock(&S.lock);
+    json_decref(req);
+    if (raw)
+        return s_send(c, status, raw, "application/json");
+    if (!body)
+        return s_send(c, 500, "{\"error\":\"out of memory\"}", "application/json");
+    return s_send_json(c, status, body);
+}
+
+static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    s_conn_t *conn = *con_cls;
+    if (!conn) {
+        conn = calloc(1, sizeof *conn);
+        if (!conn)
+            return MHD_NO;
+        *con_cls = conn;
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        if (conn->len + *upload_size > S_MAX_BODY)
+            conn->overflow = true;
+        else {
+            char *d = realloc(conn->data, conn->len + *upload_size + 1);
+            if (!d)
+                return MHD_NO;
+            conn->data = d;
+            memcpy(conn->data + conn->len, upload, *upload_size);
+            conn->len += *upload_size;
+            conn->data[conn->len] = '\0';
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (strcmp(method, "GET") == 0 && strcmp(url, "/health") == 0)
+        return s_send(c, 200, "ok\n", "text/plain");
+    if (strcmp(method, "POST") == 0 && strcmp(url, "/control") == 0)
+        return s_control(c, conn);
+    if (strcmp(method, "POST") == 0 &&
+        (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0))
+        return s_chat(c, url, conn);
+    return s_send(c, 404, "{\"error\":\"not found\"}", "application/json");
+}
+
+static void s_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                        enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    s_conn_t *conn = *con_cls;
+    if (conn) {
+        free(conn->data);
+        free(conn);
+        *con_cls = NULL;
+    }
+}
+
+static void s_usage_exit(void)
+{
+    fprintf(stderr, "usage: emads-test-llm [--port N] [--port-file F] [--log FILE] "
+                    "[--scenario S] [--content TEXT] [--usage P,C] [--require-key KEY] "
+                    "[--models M1,M2]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0;
+    const char *port_file = NULL, *log_path = NULL;
+    pthread_mutex_init(&S.lock, NULL);
+    S.usage_p = S.usage_c = -1;
+    s_set_scenario("usage");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc)
+            s_usage_exit();
+        const char *v = argv[++i];
+        if (strcmp(a, "--port") == 0)
+            port = atoi(v);
+        else if (strcmp(a, "--port-file") == 0)
+            port_file = v;
+        else if (strcmp(a, "--log") == 0)
+            log_path = v;
+        else if (strcmp(a, "--scenario") == 0)
+            s_set_scenario(v);
+        else if (strcmp(a, "--content") == 0)
+            S.content = strdup(v);
+        else if (strcmp(a, "--usage") == 0) {
+            if (sscanf(v, "%ld,%ld", &S.usage_p, &S.usage_c) != 2)
+                s_usage_exit();
+        }
+        else if (strcmp(a, "--require-key") == 0)
+            S.require_key = strdup(v);
+        else if (strcmp(a, "--models") == 0)
+            S.models = strdup(v);
+        else
+            s_usage_exit();
+    }
+    if (port < 0 || port > 65535)
+        s_usage_exit();
+    if (log_path) {
+        S.log = fopen(log_path, "a");
+        if (!S.log) {
+            perror(log_path);
+            return 1;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* the daemon's threads inherit the mask */
+
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+        (uint16_t)port, NULL, NULL, &s_handler, NULL, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_NOTIFY_COMPLETED, &s_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)60, MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "emads-test-llm: cannot listen on 127.0.0.1:%d\n", port);
+        return 1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    int bound = info ? info->port : port;
+    if (port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file)) {
+            perror(port_file);
+            MHD_stop_daemon(d);
+            return 1;
+        }
+    }
+    fprintf(stderr, "emads-test-llm: listening on 127.0.0.1:%d (scenario %s)\n", bound,
+            S.scenario);
+    int sig = 0;
+    sigwait(&set, &sig);
+    MHD_stop_daemon(d);
+    if (S.log)
+        fclose(S.log);
+    free(S.content);
+    free(S.require_key);
+    free(S.models);
+    return 0;
+}

@@ -1,0 +1,366 @@
+/*  test_ev.c - unit tests of the value tree and its msgpack codec.
+
+    Covers the tree API (ownership, ordering, typed getters), the encoder's
+    limits, and the decoder's refusal of every kind of bad input: truncation,
+    trailing bytes, lying length headers, ext types, non-string and duplicate
+    keys, excessive nesting and oversized buffers. Each rejection checks the
+    exact ev_rc_t, because the bus counts them by kind.
+*/
+#include "proto/ev.h"
+#include "proto/proto.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int s_dec(const void *buf, size_t len, ev_t **out)
+{
+    char err[200];
+    return ev_decode((const uint8_t *)buf, len, NULL, out, err, sizeof err);
+}
+
+static ev_t *s_sample(void)
+{
+    ev_t *m = ev_new_map();
+    ev_set_int(m, "v", 1);
+    ev_set_str(m, "type", "reserve");
+    ev_set_int(m, "neg", -5);
+    ev_set_int(m, "big", INT64_MAX);
+    ev_set_int(m, "small", INT64_MIN);
+    ev_set_float(m, "q", 0.25);
+    ev_set_bool(m, "yes", true);
+    ev_set(m, "nil", ev_new_nil());
+    ev_set(m, "bin", ev_new_bin("\x00\x01\x02", 3));
+    ev_t *a = ev_set_array(m, "list");
+    ev_push(a, ev_new_int(1));
+    ev_push(a, ev_new_str("two"));
+    ev_t *in = ev_new_map();
+    ev_set_str(in, "k", "héllo");
+    ev_push(a, in);
+    return m;
+}
+
+Test(ev, scalars_and_accessors)
+{
+    ev_t *v = ev_new_int(42);
+    cr_assert_eq(ev_type(v), EV_INT);
+    cr_assert_eq(ev_int(v), 42);
+    cr_assert_float_eq(ev_float(v), 42.0, 1e-12);
+    cr_assert_null(ev_str(v));
+    cr_assert_eq(ev_len(v), 0);
+    ev_destroy(&v);
+    cr_assert_null(v);
+    ev_destroy(&v); /* twice is safe */
+
+    ev_t *s = ev_new_strn("a\0b", 3);
+    cr_assert_eq(ev_strlen(s), 3);
+    cr_assert_eq(memcmp(ev_str(s), "a\0b", 4), 0);
+    ev_destroy(&s);
+
+    cr_assert_eq(ev_type(NULL), EV_NIL);
+    cr_assert_eq(ev_int(NULL), 0);
+    cr_assert_null(ev_get(NULL, "x"));
+    cr_assert_null(ev_new_str(NULL));
+}
+
+Test(ev, map_order_replace_delete)
+{
+    ev_t *m = ev_new_map();
+    cr_assert_eq(ev_set_int(m, "b", 1), 0);
+    cr_assert_eq(ev_set_int(m, "a", 2), 0);
+    cr_assert_eq(ev_set_int(m, "c", 3), 0);
+    cr_assert_eq(ev_set_str(m, "a", "x"), 0); /* replace keeps position */
+    cr_assert_eq(ev_len(m), 3);
+    cr_assert_str_eq(ev_key_at(m, 0), "b");
+    cr_assert_str_eq(ev_key_at(m, 1), "a");
+    cr_assert_str_eq(ev_get_str(m, "a", NULL), "x");
+    cr_assert_eq(ev_get_int(m, "a", -7), -7); /* wrong type gives default */
+    cr_assert_eq(ev_del(m, "b"), 0);
+    cr_assert_eq(ev_del(m, "b"), -1);
+    cr_assert_str_eq(ev_key_at(m, 0), "a");
+    cr_assert_str_eq(ev_key_at(m, 1), "c");
+    cr_assert_null(ev_key_at(m, 2));
+    cr_assert_eq(ev_set(m, "n", NULL), -1);
+    ev_t *arr = ev_new_array();
+    cr_assert_eq(ev_set(arr, "x", ev_new_int(1)), -1); /* not a map; value freed */
+    cr_assert_eq(ev_push(m, ev_new_int(1)), -1);       /* not an array */
+    ev_destroy(&arr);
+    ev_destroy(&m);
+}
+
+Test(ev, dup_and_equal)
+{
+    ev_t *m = s_sample();
+    ev_t *c = ev_dup(m);
+    cr_assert(ev_equal(m, c));
+    ev_set_int(c, "neg", -6);
+    cr_assert_not(ev_equal(m, c));
+    ev_destroy(&c);
+    /* maps compare in order */
+    ev_t *x = ev_new_map(), *y = ev_new_map();
+    ev_set_int(x, "a", 1);
+    ev_set_int(x, "b", 2);
+    ev_set_int(y, "b", 2);
+    ev_set_int(y, "a", 1);
+    cr_assert_not(ev_equal(x, y));
+    ev_destroy(&x);
+    ev_destroy(&y);
+    ev_destroy(&m);
+}
+
+Test(ev, round_trip)
+{
+    ev_t *m = s_sample();
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(ev_encode(m, &buf, &len), EV_OK);
+    ev_t *back = NULL;
+    cr_assert_eq(s_dec(buf, len, &back), EV_OK);
+    cr_assert(ev_equal(m, back));
+    cr_assert_eq(ev_get_int(back, "big", 0), INT64_MAX);
+    cr_assert_eq(ev_get_int(back, "small", 0), INT64_MIN);
+    size_t bl;
+    const uint8_t *b = ev_bin(ev_get(back, "bin"), &bl);
+    cr_assert_eq(bl, 3);
+    cr_assert_eq(b[2], 2);
+    free(buf);
+    ev_destroy(&back);
+    ev_destroy(&m);
+}
+
+Test(ev, json)
+{
+    ev_t *m = ev_new_map();
+    ev_set_str(m, "s", "a\"b\n");
+    ev_set_int(m, "i", -3);
+    ev_set_float(m, "f", 0.5);
+    ev_set(m, "b", ev_new_bin("hi", 2));
+    ev_t *a = ev_set_array(m, "a");
+    ev_push(a, ev_new_nil());
+    ev_push(a, ev_new_bool(false));
+    char *j = ev_to_json(m);
+    cr_assert_str_eq(j,
+                     "{\"s\":\"a\\\"b\\n\",\"i\":-3,\"f\":0.5,\"b\":\"aGk=\",\"a\":[null,false]}");
+    free(j);
+    ev_destroy(&m);
+}
+
+Test(ev, encode_limits)
+{
+    ev_t *m = ev_new_map();
+    char *big = malloc(70000);
+    memset(big, 'x', 69999);
+    big[69999] = 0;
+    ev_set_str(m, "s", big);
+    uint8_t *buf = (uint8_t *)"";
+    size_t len = 1;
+    cr_assert_eq(ev_encode(m, &buf, &len), EV_ERR_LIMIT);
+    cr_assert_null(buf);
+    free(big);
+    ev_destroy(&m);
+
+    /* nesting deeper than the wire limit */
+    ev_t *root = ev_new_array(), *cur = root;
+    for (int i = 0; i < 20; i++) {
+        ev_t *n = ev_new_array();
+        ev_push(cur, n);
+        cur = n;
+    }
+    cr_assert_eq(ev_encode(root, &buf, &len), EV_ERR_LIMIT);
+    ev_destroy(&root);
+
+    /* invalid UTF-8 in a string is refused at the sender */
+    ev_t *s = ev_new_strn("\xff\xfe", 2);
+    cr_assert_eq(ev_encode(s, &buf, &len), EV_ERR_TYPE);
+    ev_destroy(&s);
+}
+
+/* ---- malformed input -------------------------------------------------- */
+
+Test(ev_decode, truncated_at_every_position)
+{
+    ev_t *m = s_sample();
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(ev_encode(m, &buf, &len), EV_OK);
+    for (size_t i = 0; i < len; i++) {
+        ev_t *out = (ev_t *)1;
+        int rc = s_dec(buf, i, &out);
+        cr_assert_eq(rc, EV_ERR_MALFORMED, "prefix of %zu bytes gave %d", i, rc);
+        cr_assert_null(out);
+    }
+    free(buf);
+    ev_destroy(&m);
+}
+
+Test(ev_decode, trailing_bytes)
+{
+    uint8_t b[] = {0x81, 0xa1, 'a', 0x01, 0xc0};
+    ev_t *out;
+    cr_assert_eq(s_dec(b, sizeof b, &out), EV_ERR_MALFORMED);
+    cr_assert_eq(s_dec(b, sizeof b - 1, &out), EV_OK);
+    ev_destroy(&out);
+}
+
+Test(ev_decode, huge_headers)
+{
+    ev_t *out;
+    const uint8_t arr32[] = {0xdd, 0x80, 0x00, 0x00, 0x00};
+    cr_assert_eq(s_dec(arr32, sizeof arr32, &out), EV_ERR_LIMIT);
+    const uint8_t map32[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
+    cr_assert_eq(s_dec(map32, sizeof map32, &out), EV_ERR_LIMIT);
+    const uint8_t str32[] = {0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
+    cr_assert_eq(s_dec(str32, sizeof str32, &out), EV_ERR_LIMIT);
+    const uint8_t bin32[] = {0xc6, 0x7f, 0xff, 0xff, 0xff, 'a'};
+    cr_assert_eq(s_dec(bin32, sizeof bin32, &out), EV_ERR_LIMIT);
+    /* within limits but more than the bytes that remain */
+    const uint8_t arr16[] = {0xdc, 0x00, 0x10, 0x01, 0x02};
+    cr_assert_eq(s_dec(arr16, sizeof arr16, &out), EV_ERR_MALFORMED);
+    const uint8_t map16[] = {0xde, 0x00, 0x03, 0xa1, 'a', 0x01, 0xa1, 'b'};
+    cr_assert_eq(s_dec(map16, sizeof map16, &out), EV_ERR_MALFORMED);
+    const uint8_t str16[] = {0xda, 0x01, 0x00, 'a', 'b'};
+    cr_assert_eq(s_dec(str16, sizeof str16, &out), EV_ERR_MALFORMED);
+    cr_assert_null(out);
+}
+
+Test(ev_decode, types)
+{
+    ev_t *out;
+    const uint8_t ext[] = {0xd4, 0x01, 0x02};
+    cr_assert_eq(s_dec(ext, sizeof ext, &out), EV_ERR_TYPE);
+    const uint8_t ext8[] = {0xc7, 0x01, 0x05, 0x00};
+    cr_assert_eq(s_dec(ext8, sizeof ext8, &out), EV_ERR_TYPE);
+    const uint8_t intkey[] = {0x81, 0x01, 0x02};
+    cr_assert_eq(s_dec(intkey, sizeof intkey, &out), EV_ERR_TYPE);
+    const uint8_t binkey[] = {0x81, 0xc4, 0x01, 'a', 0x02};
+    cr_assert_eq(s_dec(binkey, sizeof binkey, &out), EV_ERR_TYPE);
+    const uint8_t nulkey[] = {0x81, 0xa2, 'a', 0x00, 0x02};
+    cr_assert_eq(s_dec(nulkey, sizeof nulkey, &out), EV_ERR_TYPE);
+    const uint8_t u64[] = {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0};
+    cr_assert_eq(s_dec(u64, sizeof u64, &out), EV_ERR_TYPE);
+    const uint8_t never[] = {0xc1};
+    cr_assert_eq(s_dec(never, sizeof never, &out), EV_ERR_MALFORMED);
+    const uint8_t badutf[] = {0xa2, 0xc3, 0x28};
+    cr_assert_eq(s_dec(badutf, sizeof badutf, &out), EV_ERR_MALFORMED);
+    cr_assert_null(out);
+}
+
+Test(ev_decode, duplicate_keys)
+{
+    ev_t *out;
+    const uint8_t dup[] = {0x82, 0xa1, 'a', 0x01, 0xa1, 'a', 0x02};
+    cr_assert_eq(s_dec(dup, sizeof dup, &out), EV_ERR_MALFORMED);
+    /* a large map with its duplicate at the end (sorted path) */
+    uint8_t buf[3 + 40 * 4];
+    size_t n = 0;
+    buf[n++] = 0xde; /* map16 of 40 pairs */
+    buf[n++] = 0;
+    buf[n++] = 40;
+    for (int i = 0; i < 40; i++) {
+        int k = i == 39 ? 3 : i;
+        buf[n++] = 0xa2;
+        buf[n++] = (uint8_t)('a' + k / 10);
+        buf[n++] = (uint8_t)('0' + k % 10);
+        buf[n++] = 0x01;
+    }
+    cr_assert_eq(s_dec(buf, n, &out), EV_ERR_MALFORMED);
+    buf[n - 3] = 'z'; /* make the last key unique */
+    cr_assert_eq(s_dec(buf, n, &out), EV_OK);
+    cr_assert_eq(ev_len(out), 40);
+    ev_destroy(&out);
+}
+
+Test(ev_decode, nesting)
+{
+    uint8_t buf[64];
+    ev_t *out;
+    for (size_t depth = 1; depth <= 20; depth++) {
+        memset(buf, 0x91, depth);
+        buf[depth] = 0xc0;
+        int rc = s_dec(buf, depth + 1, &out);
+        if (depth <= ev_wire_limits.max_depth) {
+            cr_assert_eq(rc, EV_OK, "depth %zu", depth);
+            ev_destroy(&out);
+        } else {
+            cr_assert_eq(rc, EV_ERR_LIMIT, "depth %zu", depth);
+        }
+    }
+}
+
+Test(ev_decode, too_big_and_empty)
+{
+    size_t n = 2 * 1024 * 1024;
+    uint8_t *buf = calloc(1, n);
+    ev_t *out;
+    cr_assert_eq(s_dec(buf, n, &out), EV_ERR_LIMIT);
+    free(buf);
+    cr_assert_eq(s_dec("", 0, &out), EV_ERR_MALFORMED);
+    cr_assert_eq(ev_decode(NULL, 0, NULL, &out, NULL, 0), EV_ERR_MALFORMED);
+}
+
+Test(ev_decode, custom_limits)
+{
+    ev_limits_t lim = ev_wire_limits;
+    lim.max_total = 3;
+    const uint8_t arr[] = {0x93, 0x01, 0x02, 0x03}; /* 4 values */
+    ev_t *out;
+    char err[100];
+    cr_assert_eq(ev_decode(arr, sizeof arr, &lim, &out, err, sizeof err), EV_ERR_LIMIT);
+    cr_assert(strlen(err) > 0);
+    lim.max_total = 4;
+    lim.max_elems = 2;
+    cr_assert_eq(ev_decode(arr, sizeof arr, &lim, &out, err, sizeof err), EV_ERR_LIMIT);
+    lim.max_elems = 3;
+    cr_assert_eq(ev_decode(arr, sizeof arr, &lim, &out, err, sizeof err), EV_OK);
+    ev_destroy(&out);
+}
+
+Test(ev_decode, float32_and_ints)
+{
+    /* float32 1.5, int8 -100, uint16 65535, int32 -70000 */
+    const uint8_t b[] = {0x94, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xd0, 0x9c,
+                         0xcd, 0xff, 0xff, 0xd2, 0xff, 0xfe, 0xee, 0x90};
+    ev_t *out;
+    cr_assert_eq(s_dec(b, sizeof b, &out), EV_OK);
+    cr_assert_float_eq(ev_float(ev_at(out, 0)), 1.5, 1e-12);
+    cr_assert_eq(ev_int(ev_at(out, 1)), -100);
+    cr_assert_eq(ev_int(ev_at(out, 2)), 65535);
+    cr_assert_eq(ev_int(ev_at(out, 3)), -70000);
+    ev_destroy(&out);
+}
+
+Test(ev_decode, huge_header_with_unlimited_limits)
+{
+    /* Even with no element limit, a header is checked against the bytes
+       that remain before anything is allocated. */
+    ev_limits_t lim = {.max_bytes = SIZE_MAX,
+                       .max_str = SIZE_MAX,
+                       .max_elems = SIZE_MAX,
+                       .max_depth = SIZE_MAX,
+                       .max_total = SIZE_MAX};
+    ev_t *out;
+    const uint8_t arr32[] = {0xdd, 0x80, 0x00, 0x00, 0x00};
+    cr_assert_eq(ev_decode(arr32, sizeof arr32, &lim, &out, NULL, 0), EV_ERR_MALFORMED);
+    const uint8_t map32[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01};
+    cr_assert_eq(ev_decode(map32, sizeof map32, &lim, &out, NULL, 0), EV_ERR_MALFORMED);
+    const uint8_t bin32[] = {0xc6, 0xff, 0xff, 0xff, 0xff, 0x00};
+    cr_assert_eq(ev_decode(bin32, sizeof bin32, &lim, &out, NULL, 0), EV_ERR_MALFORMED);
+    /* deep nesting stops at the hard cap instead of exhausting the stack */
+    size_t n = 100000;
+    uint8_t *deep = malloc(n + 1);
+    memset(deep, 0x91, n);
+    deep[n] = 0xc0;
+    cr_assert_eq(ev_decode(deep, n + 1, &lim, &out, NULL, 0), EV_ERR_LIMIT);
+    free(deep);
+}
+
+Test(ev_decode, error_reason_names_offset)
+{
+    const uint8_t b[] = {0x92, 0x01, 0xc1};
+    ev_t *out;
+    char err[100];
+    cr_assert_eq(ev_decode(b, sizeof b, NULL, &out, err, sizeof err), EV_ERR_MALFORMED);
+    cr_assert_str_eq(err, "offset 2: invalid type byte 0xc1");
+    cr_assert_str_eq(ev_strerror(EV_ERR_LIMIT), "limit exceeded");
+}
