@@ -189,7 +189,6 @@ int main(int argc, char **argv)
         }
     }
     zsys_init();
-    zsys_handler_set(NULL);
     zsys_catch_interrupts();
     ledger_server_opts_t opts;
     memset(&opts, 0, sizeof opts);

@@ -136,17 +136,29 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         ctl_conn_close(&conn);
         return rc;
     }
-    ev_t *b = proto_body("spend");
-    if (task)
-        ev_set_str(b, "task", task);
-    ev_t *rep = ctl_call(opts, &conn, "ledger", &b, 10000, "spend", &rc);
-    if (!rep) {
+    /* With a task: one query. Without: each agent's accounts in every task,
+       then the global account. */
+    const cfg_t *cfg = conn.cfg;
+    int n_agents = cfg->n_agents;
+    ev_t *all = ev_new_array();
+    for (int q = task ? n_agents : 0; q <= n_agents && rc == 0; q++) {
+        ev_t *b = proto_body("spend");
+        if (task)
+            ev_set_str(b, "task", task);
+        else if (q < n_agents)
+            ev_set_str(b, "agent", cfg->agents[q].name);
+        ev_t *rep = ctl_call(opts, &conn, "ledger", &b, 10000, "spend", &rc);
+        const ev_t *accs = ev_get(rep, "accounts");
+        for (size_t k = 0; k < ev_len(accs); k++)
+            ev_push(all, ev_dup(ev_at(accs, k)));
+        ev_destroy(&rep);
+    }
+    if (rc) {
+        ev_destroy(&all);
         ctl_conn_close(&conn);
         return rc;
     }
-    const cfg_t *cfg = conn.cfg;
-    const ev_t *accounts = ev_get(rep, "accounts");
-    int n_agents = cfg->n_agents;
+    const ev_t *accounts = all;
     row_t rows[CFG_MAX_AGENTS + 1];
     memset(rows, 0, sizeof rows);
     for (int a = 0; a < n_agents; a++) {
@@ -162,6 +174,7 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
     total.limit = cfg->total_task_budget;
     bool has_global = false, task_seen = false;
     proto_amounts_t task_limit = cfg->total_task_budget;
+    zhashx_t *seen = zhashx_new(); /* distinct tasks, without --task */
     for (size_t k = 0; k < ev_len(accounts); k++) {
         const ev_t *acc = ev_at(accounts, k);
         const char *kind = ev_get_str(acc, "kind", "");
@@ -180,10 +193,14 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
             rows[a].tasks++;
             if (task)
                 rows[a].limit = limit;
+            else {
+                s_add(&total.used, &used);
+                s_add(&total.held, &held);
+                zhashx_update(seen, ev_get_str(acc, "task", "?"), (void *)1);
+            }
         } else if (!strcmp(kind, "task")) {
             s_add(&total.used, &used);
             s_add(&total.held, &held);
-            total.tasks++;
             task_seen = true;
             task_limit = limit;
         } else if (!strcmp(kind, "global")) {
@@ -194,16 +211,17 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
             snprintf(global.name, sizeof global.name, "global");
         }
     }
+    total.tasks = task ? 0 : (int)zhashx_size(seen);
+    zhashx_destroy(&seen);
     if (task) {
         if (!task_seen) {
             fprintf(stderr, "%s: spend: unknown task '%s' (the ledger has no account for it)\n",
                     opts->prog, task);
-            ev_destroy(&rep);
+            ev_destroy(&all);
             ctl_conn_close(&conn);
             return CTL_EXIT_FAIL;
         }
         total.limit = task_limit;
-        total.tasks = 0;
     } else {
         for (int a = 0; a < n_agents; a++)
             s_scale(&rows[a].limit, rows[a].tasks);
@@ -231,7 +249,7 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         if (has_global)
             s_print_row(&global);
     }
-    ev_destroy(&rep);
+    ev_destroy(&all);
     ctl_conn_close(&conn);
     return CTL_EXIT_OK;
 }

@@ -54,7 +54,7 @@
 #define ORCH_LEDGER_RETRIES  5    /* a ledger call that timed out is retried this often */
 #define ORCH_RETRY_MS        500
 #define ORCH_HISTORY_MS      5000 /* refresh of estimate history */
-#define ORCH_SKIP_QUALITY    0.9  /* value of skipping an optional step */
+#define ORCH_SKIP_QUALITY    0.7  /* value of skipping an optional step: below its options */
 #define ORCH_DRAIN           256  /* messages handled per socket per iteration */
 
 typedef enum { SS_PENDING = 0, SS_RUNNING, SS_DONE, SS_FAILED, SS_DENIED, SS_SKIPPED } sstate_t;

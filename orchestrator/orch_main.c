@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -89,8 +90,16 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
+    char pidfile[1100];
+    snprintf(pidfile, sizeof pidfile, "%s/pids/emads-orchestrator.pid", run);
+    FILE *pf = fopen(pidfile, "w");
+    if (pf) {
+        fprintf(pf, "%d\n", (int)getpid());
+        fclose(pf);
+    }
     int rc = orch_run(orch);
     log_info("stopping");
+    unlink(pidfile);
     orch_destroy(&orch);
     cfg_destroy(&cfg);
     return rc == 0 ? 0 : 1;

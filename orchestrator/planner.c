@@ -29,7 +29,7 @@
 static const char *const s_dim_name[PLANNER_DIMS] = {"tokens", "latency_ms", "tool_calls",
                                                      "cost_uusd"};
 
-#define S_MAX_AMOUNT ((int64_t) 1000000000000000LL) /* 1e15: anything above is absurd */
+#define S_MAX_AMOUNT ((int64_t)1000000000000000LL) /* 1e15: anything above is absurd */
 
 typedef struct {
     char name[PLANNER_NAME_MAX];
@@ -127,8 +127,8 @@ int planner_set_budget(planner_problem_t *self, int agent, const int64_t limit[P
         return s_fail(self, "agent %d out of range (0..%d)", agent, self->n_agents - 1);
     for (int d = 0; d < PLANNER_DIMS; d++)
         if (limit[d] < -1 || limit[d] > S_MAX_AMOUNT)
-            return s_fail(self, "%s limit %" PRId64 " out of range (-1 = unlimited)",
-                          s_dim_name[d], limit[d]);
+            return s_fail(self, "%s limit %" PRId64 " out of range (-1 = unlimited)", s_dim_name[d],
+                          limit[d]);
     int64_t *dst = agent == PLANNER_TASK ? self->task_limit : self->agent_limit[agent];
     memcpy(dst, limit, PLANNER_DIMS * sizeof(int64_t));
     return 0;
@@ -151,8 +151,7 @@ int planner_add_step(planner_problem_t *self, const char *name, int agent, const
     memset(st, 0, sizeof *st);
     for (int i = 0; i < n_needs; i++) {
         if (needs[i] < 0 || needs[i] >= self->n_steps)
-            return s_fail(self, "step '%s': dependency %d is not an earlier step", name,
-                          needs[i]);
+            return s_fail(self, "step '%s': dependency %d is not an earlier step", name, needs[i]);
         bool dup = false;
         for (int j = 0; j < st->n_needs; j++)
             dup = dup || st->needs[j] == needs[i];
@@ -200,8 +199,7 @@ int planner_add_option(planner_problem_t *self, int step, const planner_option_t
     if (!option)
         return s_fail(self, "step '%s': no option given", st->name);
     if (st->n_options >= PLANNER_MAX_OPTIONS)
-        return s_fail(self, "step '%s': too many options (max %d)", st->name,
-                      PLANNER_MAX_OPTIONS);
+        return s_fail(self, "step '%s': too many options (max %d)", st->name, PLANNER_MAX_OPTIONS);
     if (option->path < 0 || option->path > 31)
         return s_fail(self, "step '%s': path %d not in 0..31", st->name, option->path);
     if (!(option->quality > 0 && option->quality <= 1))
@@ -244,7 +242,7 @@ int planner_set_scores(planner_problem_t *self, int step, const double *scores, 
     for (int i = 0; i < n_scores; i++)
         if (!isfinite(scores[i]))
             return s_fail(self, "step '%s': score %d is not finite", st->name, i);
-    memcpy(st->scores, scores, (size_t) n_scores * sizeof(double));
+    memcpy(st->scores, scores, (size_t)n_scores * sizeof(double));
     st->has_scores = true;
     return 0;
 }
@@ -357,6 +355,7 @@ void planner_opts_default(planner_opts_t *opts)
     opts->n_alternatives = 3;
     opts->exact_max_space = 20000;
     opts->node_budget = 4000;
+    opts->exact_node_cap = 0;
     opts->subgradient_iters = 60;
 }
 
@@ -431,20 +430,20 @@ static int s_map(const planner_problem_t *self, s_mapped_t *mp)
     pk->n = n;
     pk->m = m;
     pk->n_items = ni;
-    pk->start = calloc((size_t) n + 1, sizeof(int));
-    pk->value = calloc((size_t) (ni ? ni : 1), sizeof(double));
-    pk->res = calloc((size_t) (ni ? ni : 1) * (size_t) (m ? m : 1), sizeof(int64_t));
-    pk->cap = calloc((size_t) (m ? m : 1), sizeof(int64_t));
-    mp->tag = calloc((size_t) (ni ? ni : 1), sizeof(int));
+    pk->start = calloc((size_t)n + 1, sizeof(int));
+    pk->value = calloc((size_t)(ni ? ni : 1), sizeof(double));
+    pk->res = calloc((size_t)(ni ? ni : 1) * (size_t)(m ? m : 1), sizeof(int64_t));
+    pk->cap = calloc((size_t)(m ? m : 1), sizeof(int64_t));
+    mp->tag = calloc((size_t)(ni ? ni : 1), sizeof(int));
     pk->has_cp = self->task_limit[PLANNER_LATENCY_MS] >= 0;
     if (pk->has_cp) {
         pk->cp_cap = self->task_limit[PLANNER_LATENCY_MS];
-        pk->lat = calloc((size_t) (ni ? ni : 1), sizeof(int64_t));
-        pk->pstart = calloc((size_t) n + 1, sizeof(int));
+        pk->lat = calloc((size_t)(ni ? ni : 1), sizeof(int64_t));
+        pk->pstart = calloc((size_t)n + 1, sizeof(int));
         int ne = 0;
         for (int s = 0; s < n; s++)
             ne += self->steps[s].n_needs;
-        pk->preds = calloc((size_t) (ne ? ne : 1), sizeof(int));
+        pk->preds = calloc((size_t)(ne ? ne : 1), sizeof(int));
         if (!pk->lat || !pk->pstart || !pk->preds) {
             s_mapped_free(mp);
             return -1;
@@ -480,7 +479,7 @@ static int s_map(const planner_problem_t *self, s_mapped_t *mp)
             for (int k = 0; k < m; k++) {
                 const s_row_t *row = &mp->rows[k];
                 if (row->agent == PLANNER_TASK || row->agent == st->agent)
-                    pk->res[(size_t) at * m + k] = s_amount(st, o, row->dim);
+                    pk->res[(size_t)at * m + k] = s_amount(st, o, row->dim);
             }
             if (pk->has_cp)
                 pk->lat[at] = s_amount(st, o, PLANNER_LATENCY_MS);
@@ -542,8 +541,8 @@ static void s_row_name(const planner_problem_t *self, int agent, int dim, char *
 }
 
 /* Name the binding constraint of an infeasible problem. */
-static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool proven,
-                      char *buf, size_t size)
+static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool proven, char *buf,
+                      size_t size)
 {
     const pk_t *pk = &mp->pk;
     int n = pk->n, m = pk->m;
@@ -564,11 +563,11 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
         for (int s = 0; s < n; s++) {
             int64_t lo = INT64_MAX;
             for (int i = pk->start[s]; i < pk->start[s + 1]; i++)
-                if (pk->res[(size_t) i * m + k] < lo)
-                    lo = pk->res[(size_t) i * m + k];
+                if (pk->res[(size_t)i * m + k] < lo)
+                    lo = pk->res[(size_t)i * m + k];
             sum += lo;
         }
-        double ratio = (double) (sum - pk->cap[k]) / (double) (pk->cap[k] > 0 ? pk->cap[k] : 1);
+        double ratio = (double)(sum - pk->cap[k]) / (double)(pk->cap[k] > 0 ? pk->cap[k] : 1);
         if (sum > pk->cap[k] && ratio > worst) {
             worst = ratio;
             s_row_name(self, mp->rows[k].agent, mp->rows[k].dim, name, sizeof name);
@@ -587,7 +586,7 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
             choice[s] = best;
         }
         int64_t cp = s_critical_path(self, choice);
-        double ratio = (double) (cp - pk->cp_cap) / (double) (pk->cp_cap > 0 ? pk->cp_cap : 1);
+        double ratio = (double)(cp - pk->cp_cap) / (double)(pk->cp_cap > 0 ? pk->cp_cap : 1);
         if (cp > pk->cp_cap && ratio > worst) {
             worst = ratio;
             s_row_name(self, PLANNER_TASK, PLANNER_LATENCY_MS, name, sizeof name);
@@ -607,10 +606,9 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
         for (int i = pk->start[s]; i < pk->start[s + 1]; i++) {
             double c = 0;
             for (int k = 0; k < m; k++)
-                c += (double) pk->res[(size_t) i * m + k] /
-                     (double) (pk->cap[k] > 0 ? pk->cap[k] : 1);
+                c += (double)pk->res[(size_t)i * m + k] / (double)(pk->cap[k] > 0 ? pk->cap[k] : 1);
             if (pk->has_cp)
-                c += (double) pk->lat[i] / (double) (pk->cp_cap > 0 ? pk->cp_cap : 1);
+                c += (double)pk->lat[i] / (double)(pk->cp_cap > 0 ? pk->cp_cap : 1);
             if (c < lo)
                 lo = c, bi = i;
         }
@@ -623,7 +621,7 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
             if (mp->rows[k].agent == PLANNER_TASK || mp->rows[k].agent == st->agent)
                 sum += s_amount(st, choice[s], mp->rows[k].dim);
         }
-        double ratio = (double) (sum - pk->cap[k]) / (double) (pk->cap[k] > 0 ? pk->cap[k] : 1);
+        double ratio = (double)(sum - pk->cap[k]) / (double)(pk->cap[k] > 0 ? pk->cap[k] : 1);
         if (sum > pk->cap[k] && ratio > worst) {
             worst = ratio;
             s_row_name(self, mp->rows[k].agent, mp->rows[k].dim, name, sizeof name);
@@ -632,7 +630,7 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
     }
     if (pk->has_cp) {
         int64_t cp = s_critical_path(self, choice);
-        double ratio = (double) (cp - pk->cp_cap) / (double) (pk->cp_cap > 0 ? pk->cp_cap : 1);
+        double ratio = (double)(cp - pk->cp_cap) / (double)(pk->cp_cap > 0 ? pk->cp_cap : 1);
         if (cp > pk->cp_cap && ratio > worst) {
             worst = ratio;
             s_row_name(self, PLANNER_TASK, PLANNER_LATENCY_MS, name, sizeof name);
@@ -640,11 +638,12 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
         }
     }
     if (worst > 0)
-        snprintf(buf, size, "%s needs %" PRId64 " > %" PRId64 " remaining%s (no plan fits every "
-                 "limit at once)", name, need, have, cp_row ? " (critical path)" : "");
+        snprintf(buf, size,
+                 "%s needs %" PRId64 " > %" PRId64 " remaining%s (no plan fits every "
+                 "limit at once)",
+                 name, need, have, cp_row ? " (critical path)" : "");
     else
-        snprintf(buf, size, "no feasible plan found%s",
-                 proven ? "" : " within the search limits");
+        snprintf(buf, size, "no feasible plan found%s", proven ? "" : " within the search limits");
 }
 
 static int s_solve(const planner_problem_t *self, const planner_opts_t *opts,
@@ -660,15 +659,14 @@ static int s_solve(const planner_problem_t *self, const planner_opts_t *opts,
     for (int s = 0; s < self->n_steps; s++) {
         const s_step_t *st = &self->steps[s];
         if (st->n_options == 0 && !st->optional && st->fixed == PLANNER_NOT_FIXED) {
-            snprintf(result->binding, sizeof result->binding, "step '%s' has no options",
-                     st->name);
+            snprintf(result->binding, sizeof result->binding, "step '%s' has no options", st->name);
             return -1;
         }
     }
     planner_opts_t o;
     pk_opts_fill(&o, opts);
     if (force >= 0)
-        o.solver = (planner_solver_t) force;
+        o.solver = (planner_solver_t)force;
     s_mapped_t mp;
     if (s_map(self, &mp) != 0) {
         snprintf(result->binding, sizeof result->binding, "out of memory");
@@ -733,17 +731,17 @@ int64_t planner_blend(int64_t estimate, double mean, int64_t count, double prior
 {
     if (prior_weight < 0)
         prior_weight = 5;
-    if (count <= 0 || !isfinite(mean) || mean < 0 || prior_weight + (double) count <= 0)
+    if (count <= 0 || !isfinite(mean) || mean < 0 || prior_weight + (double)count <= 0)
         return estimate;
-    double b = (prior_weight * (double) estimate + (double) count * mean) /
-               (prior_weight + (double) count);
-    if (b >= (double) S_MAX_AMOUNT)
+    double b =
+        (prior_weight * (double)estimate + (double)count * mean) / (prior_weight + (double)count);
+    if (b >= (double)S_MAX_AMOUNT)
         return S_MAX_AMOUNT;
-    return b <= 0 ? 0 : (int64_t) llround(b);
+    return b <= 0 ? 0 : (int64_t)llround(b);
 }
 
-int planner_correct_estimates(planner_problem_t *self, const planner_history_t *rows,
-                              size_t n_rows, double prior_weight)
+int planner_correct_estimates(planner_problem_t *self, const planner_history_t *rows, size_t n_rows,
+                              double prior_weight)
 {
     if (!self)
         return -1;

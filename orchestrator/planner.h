@@ -58,7 +58,7 @@ enum {
 #define PLANNER_MAX_ALTERNATIVES 8
 #define PLANNER_NAME_MAX         64
 
-#define PLANNER_TASK    (-1) /* agent index meaning "the task" in planner_set_budget */
+#define PLANNER_TASK      (-1) /* agent index meaning "the task" in planner_set_budget */
 #define PLANNER_NOT_FIXED (-1) /* planner_fix_step: the step is still to be planned */
 #define PLANNER_SKIPPED   (-2) /* choice of an optional step that is skipped */
 
@@ -71,11 +71,11 @@ typedef enum {
 
 /* One option of a step. */
 typedef struct {
-    int path;                      /* 0..31: bit (1 << path) in allowed-path masks (cfg_path_t) */
-    int model;                     /* caller's model index or -1 (not used by the planner) */
-    int tool;                      /* caller's tool index or -1 (not used by the planner) */
-    int64_t amount[PLANNER_DIMS];  /* estimates: tokens, latency ms, tool calls, micro-USD; >= 0 */
-    double quality;                /* expected quality in (0, 1] */
+    int path;                     /* 0..31: bit (1 << path) in allowed-path masks (cfg_path_t) */
+    int model;                    /* caller's model index or -1 (not used by the planner) */
+    int tool;                     /* caller's tool index or -1 (not used by the planner) */
+    int64_t amount[PLANNER_DIMS]; /* estimates: tokens, latency ms, tool calls, micro-USD; >= 0 */
+    double quality;               /* expected quality in (0, 1] */
 } planner_option_t;
 
 /* Solver settings. Start from planner_opts_default() and change fields;
@@ -86,26 +86,28 @@ typedef struct {
     int beam_width;          /* partial plans kept per depth; default 16 */
     int n_alternatives;      /* distinct plans returned, 1..PLANNER_MAX_ALTERNATIVES; default 3 */
     int64_t exact_max_space; /* AUTO: exact when the product of option counts <= this; 20000 */
-    int64_t node_budget;     /* EXACT: node cap (0 = none). AUTO: after the beam, a branch and
-                                bound seeded with the beam's plans runs within this many nodes
-                                and, if it finishes, the result is proven; default 4000 */
+    int64_t node_budget;     /* AUTO on a large space: after the beam, a branch and bound
+                                seeded with the beam's plans runs within this many nodes and,
+                                if it finishes, the result is proven optimal; default 4000 */
+    int64_t exact_node_cap;  /* EXACT: stop after this many nodes (then result->proven is
+                                false); 0 = no cap, the default */
     int subgradient_iters;   /* iterations tuning the Lagrangian prices; default 60 */
 } planner_opts_t;
 
 /* One plan: an option per step. */
 typedef struct {
-    int choice[PLANNER_MAX_STEPS];    /* option index per step, PLANNER_SKIPPED for a skipped step */
-    double value;                     /* sum of the chosen options' scores (log q by default) */
-    double quality;                   /* product of the chosen options' qualities */
+    int choice[PLANNER_MAX_STEPS]; /* option index per step, PLANNER_SKIPPED for a skipped step */
+    double value;                  /* sum of the chosen options' scores (log q by default) */
+    double quality;                /* product of the chosen options' qualities */
     int64_t task_total[PLANNER_DIMS]; /* remaining plan: tokens, critical-path latency, tool calls,
                                          cost (fixed steps count zero) */
 } planner_plan_t;
 
 /* The answer of a solve. */
 typedef struct {
-    bool feasible;       /* a plan within every budget was found */
-    bool proven;         /* the exact search completed: best is optimal, or no plan exists */
-    bool exact;          /* the result came from (or was confirmed by) branch and bound */
+    bool feasible; /* a plan within every budget was found */
+    bool proven;   /* the exact search completed: best is optimal, or no plan exists */
+    bool exact;    /* the result came from (or was confirmed by) branch and bound */
     int n_steps;
     int choice[PLANNER_MAX_STEPS]; /* best plan: same as alternatives[0].choice */
     double value;                  /* best plan's value */
@@ -198,7 +200,7 @@ void planner_opts_default(planner_opts_t *opts);
    bad input or out of memory (result->binding holds the reason). */
 int planner_solve(const planner_problem_t *self, const planner_opts_t *opts,
                   planner_result_t *result);
-/* planner_solve forcing the branch and bound (opts->node_budget caps it). */
+/* planner_solve forcing the branch and bound (opts->exact_node_cap caps it). */
 int planner_exact(const planner_problem_t *self, const planner_opts_t *opts,
                   planner_result_t *result);
 /* planner_solve forcing the beam search. */
@@ -227,8 +229,8 @@ int64_t planner_blend(int64_t estimate, double mean, int64_t count, double prior
    path and model match a history row (count > 0), dimension by dimension,
    with planner_blend (prior_weight <= 0 means 5). Returns the number of
    options changed, or -1 on bad input. */
-int planner_correct_estimates(planner_problem_t *self, const planner_history_t *rows,
-                              size_t n_rows, double prior_weight);
+int planner_correct_estimates(planner_problem_t *self, const planner_history_t *rows, size_t n_rows,
+                              double prior_weight);
 
 /* ---- generic MMKP ------------------------------------------------------- */
 

@@ -35,9 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_MAX_PATH_ROWS 48   /* critical path linearised when it has at most this many paths */
+#define S_MAX_PATH_ROWS  48   /* critical path linearised when it has at most this many paths */
 #define S_MAX_PATHS_SEEN 4096 /* paths enumerated to pick the heaviest ones otherwise */
-#define S_MAX_LAMBDAS 4      /* multiplier vectors kept for bounds */
+#define S_MAX_LAMBDAS    4    /* multiplier vectors kept for bounds */
 #define S_FALLBACK_NODES 200000
 
 typedef struct {
@@ -48,11 +48,11 @@ typedef struct {
     int64_t *r;  /* n_items * m: coefficients of kept rows */
     int64_t *cap;
     double *v;
-    bool *alive;  /* n_items */
-    int *items;   /* per depth: alive items of group ord[d], best first */
-    int *istart;  /* n + 1 */
-    int *ord;     /* depth -> group */
-    int *depth;   /* group -> depth */
+    bool *alive;     /* n_items */
+    int *items;      /* per depth: alive items of group ord[d], best first */
+    int *istart;     /* n + 1 */
+    int *ord;        /* depth -> group */
+    int *depth;      /* group -> depth */
     int64_t *minsuf; /* (n + 1) * m: sum over depths >= d of the smallest coefficient */
     /* critical path kept as a check when not fully linearised */
     bool cp;
@@ -108,6 +108,8 @@ void pk_opts_fill(planner_opts_t *dst, const planner_opts_t *src)
             o.exact_max_space = src->exact_max_space;
         if (src->node_budget >= 0)
             o.node_budget = src->node_budget;
+        if (src->exact_node_cap >= 0)
+            o.exact_node_cap = src->exact_node_cap;
         if (src->subgradient_iters >= 0)
             o.subgradient_iters = src->subgradient_iters;
     }
@@ -179,9 +181,9 @@ static void s_paths_record(s_paths_t *p)
     }
     if (slot < 0)
         return;
-    memset(p->rows + (size_t) slot * n, 0, (size_t) n);
+    memset(p->rows + (size_t)slot * n, 0, (size_t)n);
     for (int i = 0; i < p->depth; i++)
-        p->rows[(size_t) slot * n + p->stack[i]] = 1;
+        p->rows[(size_t)slot * n + p->stack[i]] = 1;
     p->weight[slot] = wsum;
 }
 
@@ -222,12 +224,12 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
         memset(&p, 0, sizeof p);
         p.pk = pk;
         p.max_rows = S_MAX_PATH_ROWS;
-        p.succ_start = calloc((size_t) n + 1, sizeof(int));
-        p.succ = calloc((size_t) pk->pstart[n] + 1, sizeof(int));
-        p.maxlat = calloc((size_t) n, sizeof(int64_t));
-        p.rows = calloc((size_t) S_MAX_PATH_ROWS * (size_t) n, 1);
+        p.succ_start = calloc((size_t)n + 1, sizeof(int));
+        p.succ = calloc((size_t)pk->pstart[n] + 1, sizeof(int));
+        p.maxlat = calloc((size_t)n, sizeof(int64_t));
+        p.rows = calloc((size_t)S_MAX_PATH_ROWS * (size_t)n, 1);
         p.weight = calloc(S_MAX_PATH_ROWS, sizeof(int64_t));
-        int *fill = calloc((size_t) n + 1, sizeof(int));
+        int *fill = calloc((size_t)n + 1, sizeof(int));
         if (!p.succ_start || !p.succ || !p.maxlat || !p.rows || !p.weight || !fill) {
             free(p.succ_start), free(p.succ), free(p.maxlat), free(p.rows), free(p.weight);
             free(fill);
@@ -258,13 +260,13 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
     }
 
     int m0 = pk->m + n_path;
-    int64_t *r = calloc((size_t) ni * (size_t) (m0 ? m0 : 1), sizeof(int64_t));
-    int64_t *cap = calloc((size_t) (m0 ? m0 : 1), sizeof(int64_t));
-    w->alive = calloc((size_t) (ni ? ni : 1), sizeof(bool));
-    w->v = calloc((size_t) (ni ? ni : 1), sizeof(double));
-    w->minlat = calloc((size_t) (n ? n : 1), sizeof(int64_t));
-    w->fin = calloc((size_t) (n ? n : 1), sizeof(int64_t));
-    int64_t *mn = calloc((size_t) (n ? n : 1) * (size_t) (m0 ? m0 : 1), sizeof(int64_t));
+    int64_t *r = calloc((size_t)ni * (size_t)(m0 ? m0 : 1), sizeof(int64_t));
+    int64_t *cap = calloc((size_t)(m0 ? m0 : 1), sizeof(int64_t));
+    w->alive = calloc((size_t)(ni ? ni : 1), sizeof(bool));
+    w->v = calloc((size_t)(ni ? ni : 1), sizeof(double));
+    w->minlat = calloc((size_t)(n ? n : 1), sizeof(int64_t));
+    w->fin = calloc((size_t)(n ? n : 1), sizeof(int64_t));
+    int64_t *mn = calloc((size_t)(n ? n : 1) * (size_t)(m0 ? m0 : 1), sizeof(int64_t));
     if (!r || !cap || !w->alive || !w->v || !w->minlat || !w->fin || !mn) {
         free(r), free(cap), free(prow), free(mn);
         return -1;
@@ -272,9 +274,9 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
     for (int g = 0; g < n; g++)
         for (int i = pk->start[g]; i < pk->start[g + 1]; i++) {
             for (int k = 0; k < pk->m; k++)
-                r[(size_t) i * m0 + k] = pk->res[(size_t) i * pk->m + k];
+                r[(size_t)i * m0 + k] = pk->res[(size_t)i * pk->m + k];
             for (int q = 0; q < n_path; q++)
-                r[(size_t) i * m0 + pk->m + q] = prow[(size_t) q * n + g] ? pk->lat[i] : 0;
+                r[(size_t)i * m0 + pk->m + q] = prow[(size_t)q * n + g] ? pk->lat[i] : 0;
         }
     for (int k = 0; k < pk->m; k++)
         cap[k] = pk->cap[k];
@@ -291,7 +293,7 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
     /* item elimination until stable */
     for (bool changed = true; changed;) {
         changed = false;
-        int64_t *tot = calloc((size_t) (m0 ? m0 : 1), sizeof(int64_t));
+        int64_t *tot = calloc((size_t)(m0 ? m0 : 1), sizeof(int64_t));
         if (!tot) {
             free(r), free(cap), free(mn);
             return -1;
@@ -299,15 +301,15 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
         for (int g = 0; g < n; g++) {
             bool any = false;
             for (int k = 0; k < m0; k++)
-                mn[(size_t) g * m0 + k] = INT64_MAX;
+                mn[(size_t)g * m0 + k] = INT64_MAX;
             w->minlat[g] = INT64_MAX;
             for (int i = pk->start[g]; i < pk->start[g + 1]; i++) {
                 if (!w->alive[i])
                     continue;
                 any = true;
                 for (int k = 0; k < m0; k++)
-                    if (r[(size_t) i * m0 + k] < mn[(size_t) g * m0 + k])
-                        mn[(size_t) g * m0 + k] = r[(size_t) i * m0 + k];
+                    if (r[(size_t)i * m0 + k] < mn[(size_t)g * m0 + k])
+                        mn[(size_t)g * m0 + k] = r[(size_t)i * m0 + k];
                 if (pk->has_cp && pk->lat[i] < w->minlat[g])
                     w->minlat[g] = pk->lat[i];
             }
@@ -319,7 +321,7 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
             if (!pk->has_cp)
                 w->minlat[g] = 0;
             for (int k = 0; k < m0; k++)
-                tot[k] += mn[(size_t) g * m0 + k];
+                tot[k] += mn[(size_t)g * m0 + k];
         }
         for (int k = 0; k < m0; k++)
             if (tot[k] > cap[k]) {
@@ -328,7 +330,7 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
                 goto done;
             }
         if (w->cp) {
-            int *none = malloc((size_t) n * sizeof(int));
+            int *none = malloc((size_t)n * sizeof(int));
             if (!none) {
                 free(tot), free(r), free(cap), free(mn);
                 return -1;
@@ -348,7 +350,7 @@ static int s_prepare(s_work_t *w, const pk_t *pk)
                 if (!w->alive[i])
                     continue;
                 for (int k = 0; k < m0; k++)
-                    if (r[(size_t) i * m0 + k] - mn[(size_t) g * m0 + k] > cap[k] - tot[k]) {
+                    if (r[(size_t)i * m0 + k] - mn[(size_t)g * m0 + k] > cap[k] - tot[k]) {
                         w->alive[i] = false;
                         changed = true;
                         break;
@@ -360,7 +362,7 @@ done:
     free(mn);
 
     /* keep rows some choice could break; merge equal rows (smaller cap) */
-    int *keep = calloc((size_t) (m0 ? m0 : 1), sizeof(int));
+    int *keep = calloc((size_t)(m0 ? m0 : 1), sizeof(int));
     if (!keep) {
         free(r), free(cap);
         return -1;
@@ -371,8 +373,8 @@ done:
         for (int g = 0; g < n; g++) {
             int64_t mx = 0;
             for (int i = pk->start[g]; i < pk->start[g + 1]; i++)
-                if (w->alive[i] && r[(size_t) i * m0 + k] > mx)
-                    mx = r[(size_t) i * m0 + k];
+                if (w->alive[i] && r[(size_t)i * m0 + k] > mx)
+                    mx = r[(size_t)i * m0 + k];
             worst += mx;
         }
         if (worst <= cap[k])
@@ -381,7 +383,7 @@ done:
         for (int j = 0; j < m && dup < 0; j++) {
             bool same = true;
             for (int i = 0; i < ni && same; i++)
-                if (w->alive[i] && r[(size_t) i * m0 + keep[j]] != r[(size_t) i * m0 + k])
+                if (w->alive[i] && r[(size_t)i * m0 + keep[j]] != r[(size_t)i * m0 + k])
                     same = false;
             if (same)
                 dup = j;
@@ -394,8 +396,8 @@ done:
         keep[m++] = k;
     }
     w->m = m;
-    w->r = calloc((size_t) (ni ? ni : 1) * (size_t) (m ? m : 1), sizeof(int64_t));
-    w->cap = calloc((size_t) (m ? m : 1), sizeof(int64_t));
+    w->r = calloc((size_t)(ni ? ni : 1) * (size_t)(m ? m : 1), sizeof(int64_t));
+    w->cap = calloc((size_t)(m ? m : 1), sizeof(int64_t));
     if (!w->r || !w->cap) {
         free(keep), free(r), free(cap);
         return -1;
@@ -403,17 +405,17 @@ done:
     for (int j = 0; j < m; j++) {
         w->cap[j] = cap[keep[j]];
         for (int i = 0; i < ni; i++)
-            w->r[(size_t) i * m + j] = r[(size_t) i * m0 + keep[j]];
+            w->r[(size_t)i * m + j] = r[(size_t)i * m0 + keep[j]];
     }
     free(keep), free(r), free(cap);
 
-    w->ord = calloc((size_t) (n ? n : 1), sizeof(int));
-    w->depth = calloc((size_t) (n ? n : 1), sizeof(int));
-    w->istart = calloc((size_t) n + 1, sizeof(int));
-    w->items = calloc((size_t) (ni ? ni : 1), sizeof(int));
-    w->minsuf = calloc(((size_t) n + 1) * (size_t) (m ? m : 1), sizeof(int64_t));
-    w->mu = calloc(S_MAX_LAMBDAS * (size_t) (m ? m : 1), sizeof(double));
-    w->sufL = calloc(S_MAX_LAMBDAS * ((size_t) n + 1), sizeof(double));
+    w->ord = calloc((size_t)(n ? n : 1), sizeof(int));
+    w->depth = calloc((size_t)(n ? n : 1), sizeof(int));
+    w->istart = calloc((size_t)n + 1, sizeof(int));
+    w->items = calloc((size_t)(ni ? ni : 1), sizeof(int));
+    w->minsuf = calloc(((size_t)n + 1) * (size_t)(m ? m : 1), sizeof(int64_t));
+    w->mu = calloc(S_MAX_LAMBDAS * (size_t)(m ? m : 1), sizeof(double));
+    w->sufL = calloc(S_MAX_LAMBDAS * ((size_t)n + 1), sizeof(double));
     if (!w->ord || !w->depth || !w->istart || !w->items || !w->minsuf || !w->mu || !w->sufL)
         return -1;
     for (int g = 0; g < n; g++) {
@@ -439,7 +441,7 @@ static void s_index(s_work_t *w, bool by_spread)
                 continue;
             double pv = w->v[i];
             for (int k = 0; k < m; k++)
-                pv -= w->mu[k] * (double) w->r[(size_t) i * m + k];
+                pv -= w->mu[k] * (double)w->r[(size_t)i * m + k];
             if (pv > hi)
                 second = hi, hi = pv;
             else if (pv > second)
@@ -467,13 +469,13 @@ static void s_index(s_work_t *w, bool by_spread)
             /* insertion by priced value, best first */
             double pv = w->v[i];
             for (int k = 0; k < m; k++)
-                pv -= w->mu[k] * (double) w->r[(size_t) i * m + k];
+                pv -= w->mu[k] * (double)w->r[(size_t)i * m + k];
             int j = at;
             while (j > w->istart[d]) {
                 int o = w->items[j - 1];
                 double po = w->v[o];
                 for (int k = 0; k < m; k++)
-                    po -= w->mu[k] * (double) w->r[(size_t) o * m + k];
+                    po -= w->mu[k] * (double)w->r[(size_t)o * m + k];
                 if (po >= pv)
                     break;
                 w->items[j] = o;
@@ -485,18 +487,18 @@ static void s_index(s_work_t *w, bool by_spread)
     }
     w->istart[n] = at;
     for (int k = 0; k < m; k++)
-        w->minsuf[(size_t) n * m + k] = 0;
+        w->minsuf[(size_t)n * m + k] = 0;
     for (int d = n - 1; d >= 0; d--)
         for (int k = 0; k < m; k++) {
             int64_t lo = INT64_MAX;
             for (int a = w->istart[d]; a < w->istart[d + 1]; a++)
-                if (w->r[(size_t) w->items[a] * m + k] < lo)
-                    lo = w->r[(size_t) w->items[a] * m + k];
-            w->minsuf[(size_t) d * m + k] = w->minsuf[(size_t) (d + 1) * m + k] + lo;
+                if (w->r[(size_t)w->items[a] * m + k] < lo)
+                    lo = w->r[(size_t)w->items[a] * m + k];
+            w->minsuf[(size_t)d * m + k] = w->minsuf[(size_t)(d + 1) * m + k] + lo;
         }
     for (int j = 0; j < w->n_lam; j++) {
-        const double *mu = w->mu + (size_t) j * m;
-        double *suf = w->sufL + (size_t) j * (n + 1);
+        const double *mu = w->mu + (size_t)j * m;
+        double *suf = w->sufL + (size_t)j * (n + 1);
         suf[n] = 0;
         for (int d = n - 1; d >= 0; d--) {
             double best = -INFINITY;
@@ -504,7 +506,7 @@ static void s_index(s_work_t *w, bool by_spread)
                 int i = w->items[a];
                 double pv = w->v[i];
                 for (int k = 0; k < m; k++)
-                    pv -= mu[k] * (double) w->r[(size_t) i * m + k];
+                    pv -= mu[k] * (double)w->r[(size_t)i * m + k];
                 if (pv > best)
                     best = pv;
             }
@@ -518,10 +520,10 @@ static double s_bound(const s_work_t *w, int d, const int64_t *used)
 {
     double best = INFINITY;
     for (int j = 0; j < w->n_lam; j++) {
-        const double *mu = w->mu + (size_t) j * w->m;
-        double b = w->sufL[(size_t) j * (w->n + 1) + d];
+        const double *mu = w->mu + (size_t)j * w->m;
+        double b = w->sufL[(size_t)j * (w->n + 1) + d];
         for (int k = 0; k < w->m; k++)
-            b += mu[k] * (double) (w->cap[k] - used[k]);
+            b += mu[k] * (double)(w->cap[k] - used[k]);
         if (b < best)
             best = b;
     }
@@ -532,7 +534,7 @@ static double s_bound(const s_work_t *w, int d, const int64_t *used)
    the remaining depths within every capacity? */
 static bool s_fits(const s_work_t *w, int d, const int64_t *used)
 {
-    const int64_t *ms = w->minsuf + (size_t) d * w->m;
+    const int64_t *ms = w->minsuf + (size_t)d * w->m;
     for (int k = 0; k < w->m; k++)
         if (used[k] + ms[k] > w->cap[k])
             return false;
@@ -552,7 +554,7 @@ static void s_offer(s_work_t *w, double val, const int *choice)
     if (w->n_top == w->k && val <= w->topv[w->k - 1])
         return;
     for (int t = 0; t < w->n_top; t++)
-        if (memcmp(w->topc[t], choice, (size_t) w->n * sizeof(int)) == 0)
+        if (memcmp(w->topc[t], choice, (size_t)w->n * sizeof(int)) == 0)
             return;
     int pos = w->n_top < w->k ? w->n_top++ : w->k - 1;
     while (pos > 0 && w->topv[pos - 1] < val) {
@@ -561,7 +563,7 @@ static void s_offer(s_work_t *w, double val, const int *choice)
         pos--;
     }
     w->topv[pos] = val;
-    memcpy(w->topc[pos], choice, (size_t) w->n * sizeof(int));
+    memcpy(w->topc[pos], choice, (size_t)w->n * sizeof(int));
 }
 
 /* ---- Lagrangian prices -------------------------------------------------- */
@@ -577,10 +579,10 @@ static int s_subgradient(s_work_t *w, int iters)
         w->mu[k] = 0;
     if (m == 0 || n == 0 || iters <= 0)
         return 0;
-    double *lam = calloc((size_t) m, sizeof(double));
-    double *s = calloc((size_t) m, sizeof(double));
-    int64_t *use = calloc((size_t) m, sizeof(int64_t));
-    int *choice = calloc((size_t) n, sizeof(int));
+    double *lam = calloc((size_t)m, sizeof(double));
+    double *s = calloc((size_t)m, sizeof(double));
+    int64_t *use = calloc((size_t)m, sizeof(int64_t));
+    int *choice = calloc((size_t)n, sizeof(int));
     double keptL[S_MAX_LAMBDAS] = {0};
     if (!lam || !s || !use || !choice) {
         free(lam), free(s), free(use), free(choice);
@@ -605,7 +607,7 @@ static int s_subgradient(s_work_t *w, int iters)
                     continue;
                 double pv = w->v[i];
                 for (int k = 0; k < m; k++)
-                    pv -= lam[k] * (double) w->r[(size_t) i * m + k] / (double) w->cap[k];
+                    pv -= lam[k] * (double)w->r[(size_t)i * m + k] / (double)w->cap[k];
                 if (pv > best) {
                     best = pv;
                     bi = i;
@@ -615,20 +617,20 @@ static int s_subgradient(s_work_t *w, int iters)
             val += w->v[bi];
             choice[g] = bi;
             for (int k = 0; k < m; k++)
-                use[k] += w->r[(size_t) bi * m + k];
+                use[k] += w->r[(size_t)bi * m + k];
         }
         /* keep the best multiplier vectors, best first */
         if (w->n_lam < S_MAX_LAMBDAS || L < keptL[w->n_lam - 1]) {
             int pos = w->n_lam < S_MAX_LAMBDAS ? w->n_lam++ : w->n_lam - 1;
             while (pos > 0 && keptL[pos - 1] > L) {
                 keptL[pos] = keptL[pos - 1];
-                memcpy(w->mu + (size_t) pos * m, w->mu + (size_t) (pos - 1) * m,
-                       (size_t) m * sizeof(double));
+                memcpy(w->mu + (size_t)pos * m, w->mu + (size_t)(pos - 1) * m,
+                       (size_t)m * sizeof(double));
                 pos--;
             }
             keptL[pos] = L;
             for (int k = 0; k < m; k++)
-                w->mu[(size_t) pos * m + k] = lam[k] / (double) w->cap[k];
+                w->mu[(size_t)pos * m + k] = lam[k] / (double)w->cap[k];
         }
         if (L < w->best_L - 1e-12 * fabs(L)) {
             w->best_L = L;
@@ -640,7 +642,7 @@ static int s_subgradient(s_work_t *w, int iters)
         bool feas = true;
         double norm = 0;
         for (int k = 0; k < m; k++) {
-            s[k] = 1.0 - (double) use[k] / (double) w->cap[k];
+            s[k] = 1.0 - (double)use[k] / (double)w->cap[k];
             if (s[k] < 0)
                 feas = false;
             if (lam[k] <= 0 && s[k] > 0)
@@ -700,7 +702,7 @@ static void s_improve(s_work_t *w, int *choice, double *val, int64_t *used, int6
     for (int k = 0; k < m; k++) {
         used[k] = 0;
         for (int g = 0; g < n; g++)
-            used[k] += w->r[(size_t) choice[g] * m + k];
+            used[k] += w->r[(size_t)choice[g] * m + k];
     }
     for (bool better = true; better;) {
         better = false;
@@ -720,23 +722,24 @@ static void s_improve(s_work_t *w, int *choice, double *val, int64_t *used, int6
                             continue;
                         bool ok = true;
                         for (int k = 0; k < m && ok; k++) {
-                            tmp[k] = used[k] + w->r[(size_t) i1 * m + k] - w->r[(size_t) c1 * m + k];
+                            tmp[k] = used[k] + w->r[(size_t)i1 * m + k] - w->r[(size_t)c1 * m + k];
                             if (d2 != d1)
-                                tmp[k] += w->r[(size_t) i2 * m + k] - w->r[(size_t) c2 * m + k];
+                                tmp[k] += w->r[(size_t)i2 * m + k] - w->r[(size_t)c2 * m + k];
                             ok = tmp[k] <= w->cap[k];
                         }
                         if (!ok)
                             continue;
+                        choice[g2] = i2; /* g2 == g1 for a single move: i1 wins */
                         choice[g1] = i1;
-                        choice[g2] = i2;
                         if (w->cp && !s_cp_ok(w, choice)) {
-                            choice[g1] = c1;
                             choice[g2] = c2;
+                            choice[g1] = c1;
                             continue;
                         }
-                        memcpy(used, tmp, (size_t) m * sizeof(int64_t));
+                        memcpy(used, tmp, (size_t)m * sizeof(int64_t));
                         *val += gain;
-                        c1 = i1, c2 = i2;
+                        c1 = i1;
+                        c2 = d2 == d1 ? i1 : i2;
                         better = true;
                     }
                 }
@@ -749,8 +752,7 @@ static void s_improve(s_work_t *w, int *choice, double *val, int64_t *used, int6
    modified): at each depth the first item, in priced order, that keeps the
    plan able to finish. Offers the complete plan as an incumbent and returns
    its value, or -INFINITY when it gets stuck. */
-static double s_pilot(s_work_t *w, int d, int64_t *used, int *choice, double val,
-                      int64_t *scratch)
+static double s_pilot(s_work_t *w, int d, int64_t *used, int *choice, double val, int64_t *scratch)
 {
     int m = w->m;
     for (; d < w->n; d++) {
@@ -758,7 +760,7 @@ static double s_pilot(s_work_t *w, int d, int64_t *used, int *choice, double val
         for (int a = w->istart[d]; a < w->istart[d + 1] && pick < 0; a++) {
             int i = w->items[a];
             for (int k = 0; k < m; k++)
-                scratch[k] = used[k] + w->r[(size_t) i * m + k];
+                scratch[k] = used[k] + w->r[(size_t)i * m + k];
             if (!s_fits(w, d + 1, scratch))
                 continue;
             choice[g] = i;
@@ -771,7 +773,7 @@ static double s_pilot(s_work_t *w, int d, int64_t *used, int *choice, double val
         if (pick < 0)
             return -INFINITY;
         for (int k = 0; k < m; k++)
-            used[k] += w->r[(size_t) pick * m + k];
+            used[k] += w->r[(size_t)pick * m + k];
         val += w->v[pick];
     }
     s_offer(w, val, choice);
@@ -785,16 +787,16 @@ static int s_beam(s_work_t *w, int width)
     for (int d = 0; d < n; d++)
         if (w->istart[d + 1] - w->istart[d] > maxl)
             maxl = w->istart[d + 1] - w->istart[d];
-    size_t nc = (size_t) width * (size_t) maxl;
-    size_t mm = m ? (size_t) m : 1, nn = n ? (size_t) n : 1;
+    size_t nc = (size_t)width * (size_t)maxl;
+    size_t mm = m ? (size_t)m : 1, nn = n ? (size_t)n : 1;
     s_cand_t *cand = malloc(nc * sizeof *cand);
-    int64_t *used = calloc((size_t) width * mm, sizeof(int64_t));
-    int64_t *nused = calloc((size_t) width * mm, sizeof(int64_t));
+    int64_t *used = calloc((size_t)width * mm, sizeof(int64_t));
+    int64_t *nused = calloc((size_t)width * mm, sizeof(int64_t));
     int64_t *tmp = calloc(mm, sizeof(int64_t));
-    int *ch = malloc((size_t) width * nn * sizeof(int));
-    int *nch = malloc((size_t) width * nn * sizeof(int));
-    double *val = calloc((size_t) width, sizeof(double));
-    double *nval = calloc((size_t) width, sizeof(double));
+    int *ch = malloc((size_t)width * nn * sizeof(int));
+    int *nch = malloc((size_t)width * nn * sizeof(int));
+    double *val = calloc((size_t)width, sizeof(double));
+    double *nval = calloc((size_t)width, sizeof(double));
     int *pch = malloc(nn * sizeof(int));
     int64_t *pscratch = calloc(mm, sizeof(int64_t));
     if (!cand || !used || !nused || !tmp || !ch || !nch || !val || !nval || !pch || !pscratch) {
@@ -809,16 +811,16 @@ static int s_beam(s_work_t *w, int width)
         int g = w->ord[d];
         size_t c = 0;
         for (int st = 0; st < live; st++) {
-            const int64_t *u = used + (size_t) st * mm;
+            const int64_t *u = used + (size_t)st * mm;
             for (int a = w->istart[d]; a < w->istart[d + 1]; a++) {
                 int i = w->items[a];
                 w->nodes++;
                 for (int k = 0; k < m; k++)
-                    tmp[k] = u[k] + w->r[(size_t) i * m + k];
+                    tmp[k] = u[k] + w->r[(size_t)i * m + k];
                 if (!s_fits(w, d + 1, tmp))
                     continue;
                 if (w->cp) {
-                    int *cc = ch + (size_t) st * nn;
+                    int *cc = ch + (size_t)st * nn;
                     cc[g] = i;
                     bool ok = s_cp_ok(w, cc);
                     cc[g] = -1;
@@ -828,7 +830,7 @@ static int s_beam(s_work_t *w, int width)
                 double v = val[st] + w->v[i];
                 cand[c].value = v;
                 double bound = v + s_bound(w, d + 1, tmp);
-                memcpy(pch, ch + (size_t) st * nn, nn * sizeof(int));
+                memcpy(pch, ch + (size_t)st * nn, nn * sizeof(int));
                 pch[g] = i;
                 double pv = s_pilot(w, d + 1, tmp, pch, v, pscratch); /* tmp changes */
                 cand[c].completes = pv > -INFINITY;
@@ -839,13 +841,13 @@ static int s_beam(s_work_t *w, int width)
             }
         }
         qsort(cand, c, sizeof *cand, s_cand_cmp);
-        int next = (int) (c < (size_t) width ? c : (size_t) width);
+        int next = (int)(c < (size_t)width ? c : (size_t)width);
         for (int t = 0; t < next; t++) {
             int st = cand[t].state, i = cand[t].item;
-            memcpy(nch + (size_t) t * nn, ch + (size_t) st * nn, nn * sizeof(int));
-            nch[(size_t) t * nn + g] = i;
+            memcpy(nch + (size_t)t * nn, ch + (size_t)st * nn, nn * sizeof(int));
+            nch[(size_t)t * nn + g] = i;
             for (int k = 0; k < m; k++)
-                nused[(size_t) t * mm + k] = used[(size_t) st * mm + k] + w->r[(size_t) i * m + k];
+                nused[(size_t)t * mm + k] = used[(size_t)st * mm + k] + w->r[(size_t)i * m + k];
             nval[t] = cand[t].value;
         }
         int64_t *t1 = used;
@@ -857,7 +859,7 @@ static int s_beam(s_work_t *w, int width)
         live = next;
     }
     for (int st = 0; st < live; st++)
-        s_offer(w, val[st], ch + (size_t) st * nn);
+        s_offer(w, val[st], ch + (size_t)st * nn);
     /* improve the best plans by swaps */
     int tops = w->n_top;
     for (int t = 0; t < tops && n > 0; t++) {
@@ -888,7 +890,7 @@ static void s_dfs(s_work_t *w, int d, double val, int64_t *used, int *choice)
     const double *mu0 = w->mu;
     double base0 = w->sufL[d + 1];
     for (int k = 0; k < m; k++)
-        base0 += mu0[k] * (double) (w->cap[k] - used[k]);
+        base0 += mu0[k] * (double)(w->cap[k] - used[k]);
     for (int a = w->istart[d]; a < w->istart[d + 1]; a++) {
         if (w->budget > 0 && w->nodes >= w->budget) {
             w->aborted = true;
@@ -901,12 +903,12 @@ static void s_dfs(s_work_t *w, int d, double val, int64_t *used, int *choice)
            it fails every later item fails too */
         double pv = w->v[i];
         for (int k = 0; k < m; k++)
-            pv -= mu0[k] * (double) w->r[(size_t) i * m + k];
+            pv -= mu0[k] * (double)w->r[(size_t)i * m + k];
         if (val + pv + base0 <= thr + eps)
             break;
         w->nodes++;
         for (int k = 0; k < m; k++)
-            nu[k] = used[k] + w->r[(size_t) i * m + k];
+            nu[k] = used[k] + w->r[(size_t)i * m + k];
         if (!s_fits(w, d + 1, nu))
             continue;
         double nv = val + w->v[i];
@@ -927,8 +929,8 @@ static void s_dfs(s_work_t *w, int d, double val, int64_t *used, int *choice)
 static int s_bnb(s_work_t *w, int64_t budget)
 {
     int n = w->n, m = w->m;
-    int64_t *used = calloc(((size_t) n + 2) * (size_t) (m ? m : 1), sizeof(int64_t));
-    int *choice = malloc((size_t) (n ? n : 1) * sizeof(int));
+    int64_t *used = calloc(((size_t)n + 2) * (size_t)(m ? m : 1), sizeof(int64_t));
+    int *choice = malloc((size_t)(n ? n : 1) * sizeof(int));
     if (!used || !choice) {
         free(used), free(choice);
         return -1;
@@ -967,10 +969,10 @@ int pk_solve(const pk_t *pk, const planner_opts_t *opts, pk_out_t *out)
 
     double space = 1;
     for (int d = 0; d < w.n; d++)
-        space *= (double) (w.istart[d + 1] - w.istart[d]);
+        space *= (double)(w.istart[d + 1] - w.istart[d]);
 
     bool exact_first = opts->solver == PLANNER_EXACT ||
-                       (opts->solver == PLANNER_AUTO && space <= (double) opts->exact_max_space);
+                       (opts->solver == PLANNER_AUTO && space <= (double)opts->exact_max_space);
     bool done = false;
     if (!exact_first || opts->solver == PLANNER_EXACT) {
         /* the beam (for EXACT a narrow one, to seed the incumbents) */
@@ -982,7 +984,7 @@ int pk_solve(const pk_t *pk, const planner_opts_t *opts, pk_out_t *out)
         }
     }
     if (exact_first) {
-        int64_t budget = opts->solver == PLANNER_EXACT ? opts->node_budget : 0;
+        int64_t budget = opts->solver == PLANNER_EXACT ? opts->exact_node_cap : 0;
         s_index(&w, true); /* branch and bound: most decisive groups first */
         rc = s_bnb(&w, budget);
         done = !w.aborted;

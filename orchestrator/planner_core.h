@@ -29,10 +29,10 @@ typedef struct {
 } pk_t;
 
 typedef struct {
-    bool feasible;  /* at least one solution */
-    bool proven;    /* the exact search completed (optimal, or proven infeasible) */
-    bool exact;     /* branch and bound produced or confirmed the best solution */
-    int n_sol;      /* distinct solutions, best first */
+    bool feasible; /* at least one solution */
+    bool proven;   /* the exact search completed (optimal, or proven infeasible) */
+    bool exact;    /* branch and bound produced or confirmed the best solution */
+    int n_sol;     /* distinct solutions, best first */
     int sol[PLANNER_MAX_ALTERNATIVES][PLANNER_MAX_STEPS]; /* item index inside its group */
     double val[PLANNER_MAX_ALTERNATIVES];
     int64_t nodes;

@@ -41,12 +41,12 @@ planner_mmkp_t *planner_mmkp_new(int m, const int64_t *capacity)
     planner_mmkp_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->cap = malloc((size_t) m * sizeof(int64_t));
+    self->cap = malloc((size_t)m * sizeof(int64_t));
     if (!self->cap) {
         free(self);
         return NULL;
     }
-    memcpy(self->cap, capacity, (size_t) m * sizeof(int64_t));
+    memcpy(self->cap, capacity, (size_t)m * sizeof(int64_t));
     self->m = m;
     return self;
 }
@@ -100,19 +100,19 @@ int planner_mmkp_add_item(planner_mmkp_t *self, int group, double value, const i
         return s_fail(self, "too many items (max %d)", S_MAX_ITEMS);
     if (self->n_items == self->alloc) {
         int na = self->alloc ? self->alloc * 2 : 64;
-        double *v = realloc(self->value, (size_t) na * sizeof(double));
+        double *v = realloc(self->value, (size_t)na * sizeof(double));
         if (!v)
             return s_fail(self, "out of memory");
         self->value = v;
-        int64_t *r = realloc(self->res, (size_t) na * (size_t) self->m * sizeof(int64_t));
+        int64_t *r = realloc(self->res, (size_t)na * (size_t)self->m * sizeof(int64_t));
         if (!r)
             return s_fail(self, "out of memory");
         self->res = r;
         self->alloc = na;
     }
     self->value[self->n_items] = value;
-    memcpy(self->res + (size_t) self->n_items * self->m, resources,
-           (size_t) self->m * sizeof(int64_t));
+    memcpy(self->res + (size_t)self->n_items * self->m, resources,
+           (size_t)self->m * sizeof(int64_t));
     self->n_items++;
     self->start[self->n] = self->n_items;
     return self->n_items - 1 - self->start[group];
@@ -140,9 +140,8 @@ typedef struct {
    token that is not a number (*bad set). */
 static int s_number(s_lex_t *lx, double *out, bool *bad)
 {
-    while (lx->pos < lx->len &&
-           (lx->text[lx->pos] == ' ' || lx->text[lx->pos] == '\t' ||
-            lx->text[lx->pos] == '\r' || lx->text[lx->pos] == '\n')) {
+    while (lx->pos < lx->len && (lx->text[lx->pos] == ' ' || lx->text[lx->pos] == '\t' ||
+                                 lx->text[lx->pos] == '\r' || lx->text[lx->pos] == '\n')) {
         if (lx->text[lx->pos] == '\n')
             lx->line++;
         lx->pos++;
@@ -193,13 +192,12 @@ planner_mmkp_t *planner_mmkp_parse(const char *text, size_t len, char *err, size
     }
     if (!s_integral(hn) || hn < 1 || hn > PLANNER_MAX_STEPS || !s_integral(hl) || hl < 1 ||
         hl * hn > S_MAX_ITEMS || !s_integral(hm) || hm < 1 || hm > S_MAX_M) {
-        snprintf(err, err_size,
-                 "line %d: header n=%g l=%g m=%g out of range (n 1..%d, m 1..%d)", lx.line, hn,
-                 hl, hm, PLANNER_MAX_STEPS, S_MAX_M);
+        snprintf(err, err_size, "line %d: header n=%g l=%g m=%g out of range (n 1..%d, m 1..%d)",
+                 lx.line, hn, hl, hm, PLANNER_MAX_STEPS, S_MAX_M);
         return NULL;
     }
-    int n = (int) hn, l = (int) hl, m = (int) hm;
-    int64_t *vec = malloc((size_t) m * sizeof(int64_t));
+    int n = (int)hn, l = (int)hl, m = (int)hm;
+    int64_t *vec = malloc((size_t)m * sizeof(int64_t));
     if (!vec) {
         snprintf(err, err_size, "out of memory");
         return NULL;
@@ -212,7 +210,7 @@ planner_mmkp_t *planner_mmkp_parse(const char *text, size_t len, char *err, size
                      lx.line, k + 1);
             goto fail;
         }
-        vec[k] = (int64_t) c;
+        vec[k] = (int64_t)c;
     }
     self = planner_mmkp_new(m, vec);
     if (!self) {
@@ -229,8 +227,8 @@ planner_mmkp_t *planner_mmkp_parse(const char *text, size_t len, char *err, size
         for (int i = 0; i < l; i++) {
             double v;
             if (s_number(&lx, &v, &bad)) {
-                snprintf(err, err_size, "line %d: group %d item %d: value missing", lx.line,
-                         g + 1, i);
+                snprintf(err, err_size, "line %d: group %d item %d: value missing", lx.line, g + 1,
+                         i);
                 goto fail;
             }
             for (int k = 0; k < m; k++) {
@@ -242,7 +240,7 @@ planner_mmkp_t *planner_mmkp_parse(const char *text, size_t len, char *err, size
                              lx.line, g + 1, i, k + 1);
                     goto fail;
                 }
-                vec[k] = (int64_t) r;
+                vec[k] = (int64_t)r;
             }
             if (planner_mmkp_add_item(self, g, v, vec) < 0) {
                 snprintf(err, err_size, "line %d: %s", lx.line, self->error);
@@ -282,7 +280,7 @@ int planner_mmkp_solve(const planner_mmkp_t *self, const planner_opts_t *opts,
     pk.n = self->n;
     pk.m = self->m;
     pk.n_items = self->n_items;
-    pk.start = (int *) self->start;
+    pk.start = (int *)self->start;
     pk.value = self->value;
     pk.res = self->res;
     pk.cap = self->cap;
@@ -304,7 +302,8 @@ int planner_mmkp_solve(const planner_mmkp_t *self, const planner_opts_t *opts,
             p->choice[g] = out.sol[t][g];
         for (int k = 0; k < self->m && k < PLANNER_DIMS; k++)
             for (int g = 0; g < self->n; g++)
-                p->task_total[k] += self->res[(size_t) (self->start[g] + out.sol[t][g]) * self->m + k];
+                p->task_total[k] +=
+                    self->res[(size_t)(self->start[g] + out.sol[t][g]) * self->m + k];
     }
     if (out.feasible) {
         memcpy(result->choice, result->alternatives[0].choice, sizeof result->choice);

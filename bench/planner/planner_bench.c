@@ -26,7 +26,7 @@ static double s_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec * 1e6 + (double) ts.tv_nsec / 1e3;
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
 /* Mean wall time of `reps` calls of fn, in microseconds. */
@@ -48,13 +48,12 @@ static void s_random_part(int n_inst)
     planner_opts_default(&beam_only);
     beam_only.node_budget = 0;
     planner_opts_default(&exact);
-    exact.node_budget = 0;
 
     double t_solve = 0, t_beam = 0, t_exact = 0;
     double frac_sum = 0, frac_worst = 1, sfrac_sum = 0, sfrac_worst = 1;
     int n_cmp = 0, n_feasible = 0, n_missed = 0, n_unproven = 0, n_proven_solve = 0;
     for (int i = 0; i < n_inst; i++) {
-        planner_problem_t *p = gen_problem(1000 + (uint64_t) i, 12, 5);
+        planner_problem_t *p = gen_problem(1000 + (uint64_t)i, 12, 5);
         planner_result_t rs, rb, re;
         t_solve += s_time(planner_solve, p, &dflt, &rs, 5);
         t_beam += s_time(planner_beam, p, &beam_only, &rb, 5);
@@ -88,7 +87,7 @@ static void s_random_part(int n_inst)
     printf("planner_beam_missed_feasible=%d\n", n_missed);
     printf("planner_solve_fraction_mean=%.5f\n", n_cmp ? sfrac_sum / n_cmp : 0);
     printf("planner_solve_fraction_worst=%.5f\n", n_cmp ? sfrac_worst : 0);
-    printf("planner_solve_proven_fraction=%.3f\n", n_cmp ? (double) n_proven_solve / n_cmp : 0);
+    printf("planner_solve_proven_fraction=%.3f\n", n_cmp ? (double)n_proven_solve / n_cmp : 0);
 }
 
 static void s_khan_part(const char *dir)
@@ -114,7 +113,7 @@ static void s_khan_part(const char *dir)
         oe.solver = PLANNER_EXACT;
         oe.n_alternatives = 1;
         oe.subgradient_iters = 300;
-        oe.node_budget = 20000000; /* about a few seconds at most */
+        oe.exact_node_cap = 20000000; /* a second or two at most */
         planner_result_t rb, re;
         int reps = 20;
         double t0 = s_now_us();
@@ -131,7 +130,7 @@ static void s_khan_part(const char *dir)
         printf("mmkp_%s_beam_us=%.1f\n", nm, tb);
         printf("mmkp_%s_exact=%.2f\n", nm, re.feasible ? re.value : 0);
         printf("mmkp_%s_exact_proven=%d\n", nm, re.proven ? 1 : 0);
-        printf("mmkp_%s_exact_nodes=%lld\n", nm, (long long) re.nodes);
+        printf("mmkp_%s_exact_nodes=%lld\n", nm, (long long)re.nodes);
         printf("mmkp_%s_exact_us=%.0f\n", nm, te);
         planner_mmkp_destroy(&mk);
     }

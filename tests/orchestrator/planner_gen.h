@@ -31,12 +31,12 @@ static inline uint64_t gen_next(gen_rng_t *r)
 /* Uniform in [lo, hi]. */
 static inline int64_t gen_range(gen_rng_t *r, int64_t lo, int64_t hi)
 {
-    return lo + (int64_t) (gen_next(r) % (uint64_t) (hi - lo + 1));
+    return lo + (int64_t)(gen_next(r) % (uint64_t)(hi - lo + 1));
 }
 
 static inline double gen_unit(gen_rng_t *r)
 {
-    return (double) (gen_next(r) >> 11) / 9007199254740992.0;
+    return (double)(gen_next(r) >> 11) / 9007199254740992.0;
 }
 
 /* A random problem: n_steps steps with n_options options each, 3 agents,
@@ -62,7 +62,7 @@ static inline planner_problem_t *gen_problem(uint64_t seed, int n_steps, int n_o
                 needs[nn++] = j;
         char name[32];
         snprintf(name, sizeof name, "s%d", s);
-        int agent = (int) gen_range(&r, 0, n_agents - 1);
+        int agent = (int)gen_range(&r, 0, n_agents - 1);
         int st = planner_add_step(p, name, agent, needs, nn);
         bool optional = gen_unit(&r) < 0.15;
         if (optional)
@@ -72,13 +72,13 @@ static inline planner_problem_t *gen_problem(uint64_t seed, int n_steps, int n_o
             mn[d] = INT64_MAX, mx[d] = 0;
         for (int o = 0; o < n_options; o++) {
             planner_option_t op = {0};
-            op.path = (int) gen_range(&r, 0, 2);
+            op.path = (int)gen_range(&r, 0, 2);
             op.model = op.tool = -1;
             double size = gen_unit(&r); /* bigger options cost more and tend to be better */
-            op.amount[PLANNER_TOKENS] = 100 + (int64_t) (size * 4000) + gen_range(&r, 0, 900);
-            op.amount[PLANNER_LATENCY_MS] = 200 + (int64_t) (size * 2500) + gen_range(&r, 0, 600);
+            op.amount[PLANNER_TOKENS] = 100 + (int64_t)(size * 4000) + gen_range(&r, 0, 900);
+            op.amount[PLANNER_LATENCY_MS] = 200 + (int64_t)(size * 2500) + gen_range(&r, 0, 600);
             op.amount[PLANNER_TOOL_CALLS] = gen_range(&r, 0, 3);
-            op.amount[PLANNER_COST_UUSD] = 500 + (int64_t) (size * 60000) + gen_range(&r, 0, 9000);
+            op.amount[PLANNER_COST_UUSD] = 500 + (int64_t)(size * 60000) + gen_range(&r, 0, 9000);
             op.quality = 0.45 + 0.5 * size * (0.6 + 0.4 * gen_unit(&r));
             if (op.quality > 1)
                 op.quality = 1;
@@ -117,13 +117,13 @@ static inline planner_problem_t *gen_problem(uint64_t seed, int n_steps, int n_o
         int64_t lim[PLANNER_DIMS];
         for (int d = 0; d < PLANNER_DIMS; d++) {
             double f = 0.25 + 0.45 * gen_unit(&r);
-            lim[d] = lo[a][d] + (int64_t) (f * (double) (hi[a][d] - lo[a][d]));
+            lim[d] = lo[a][d] + (int64_t)(f * (double)(hi[a][d] - lo[a][d]));
             if (gen_unit(&r) < 0.15)
                 lim[d] = -1; /* some dimensions unlimited */
         }
         if (a == n_agents) {
             double f = 0.3 + 0.5 * gen_unit(&r);
-            lim[PLANNER_LATENCY_MS] = cp_lo + (int64_t) (f * (double) (cp_hi - cp_lo));
+            lim[PLANNER_LATENCY_MS] = cp_lo + (int64_t)(f * (double)(cp_hi - cp_lo));
         }
         planner_set_budget(p, a == n_agents ? PLANNER_TASK : a, lim);
     }

@@ -1,0 +1,73 @@
+/*  test_tokens.c - token estimation and per-model calibration. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "agents/tokens.h"
+
+Test(tokens, estimates_grow_with_text)
+{
+    cr_expect_eq(tokens_estimate_str(NULL), 0);
+    cr_expect_eq(tokens_estimate_str(""), 0);
+    cr_expect_eq(tokens_estimate_str("the"), 1);
+    cr_expect_eq(tokens_estimate_str("hello, world!"), 4); /* hello , world ! */
+    cr_expect_eq(tokens_estimate_str("2026"), 2);           /* digits in threes */
+    cr_expect_eq(tokens_estimate_str("internationalisation"), 4);
+    int64_t short_t = tokens_estimate_str("Migrate the order system.");
+    int64_t long_t = tokens_estimate_str("Migrate the order system to the cloud with zero data "
+                                         "loss and a rehearsed cutover weekend.");
+    cr_expect(short_t > 0 && long_t > short_t);
+    /* non-ASCII: one token per code point, never per byte */
+    cr_expect_eq(tokens_estimate_str("\xc3\xa9\xc3\xa9"), 2);
+    /* about 4 characters per token on English prose */
+    const char *prose = "The quick brown fox jumps over the lazy dog while the farmer watches "
+                        "from the porch and drinks his coffee slowly in the morning sun.";
+    int64_t t = tokens_estimate_str(prose);
+    double cpt = (double)strlen(prose) / (double)t;
+    cr_expect(cpt > 3.0 && cpt < 6.0, "chars per token %.2f", cpt);
+}
+
+Test(tokens, chat_overhead_and_margin)
+{
+    int64_t u = tokens_estimate_str("hello there");
+    cr_expect_eq(tokens_estimate_chat(NULL, "hello there"), u + TOKENS_PER_MESSAGE +
+                                                                TOKENS_REPLY_PRIME);
+    cr_expect_eq(tokens_estimate_chat("sys", "hello there"),
+                 u + 1 + 2 * TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIME);
+    cr_expect_eq(tokens_with_margin(100), 100 + 10 + 8);
+    cr_expect(tokens_with_margin(0) > 0);
+}
+
+Test(tokens, calibration_follows_provider)
+{
+    tokens_calib_t *c = tokens_calib_new();
+    cr_assert_not_null(c);
+    cr_expect_float_eq(tokens_calib_ratio(c, "m"), 1.0, 1e-9, "no data: ratio 1");
+    cr_expect_eq(tokens_calib_apply(c, "m", 100), 100);
+    /* too little data is ignored */
+    tokens_calib_observe(c, "tiny", 10, 20);
+    cr_expect_float_eq(tokens_calib_ratio(c, "tiny"), 1.0, 1e-9);
+    /* the provider counts 1.5x what we estimate */
+    for (int i = 0; i < 20; i++)
+        tokens_calib_observe(c, "m", 100, 150);
+    cr_expect_float_eq(tokens_calib_ratio(c, "m"), 1.5, 1e-6);
+    cr_expect_eq(tokens_calib_apply(c, "m", 100), 150);
+    cr_expect_eq(tokens_calib_apply(c, "m", 0), 0);
+    /* other models are not affected */
+    cr_expect_float_eq(tokens_calib_ratio(c, "other"), 1.0, 1e-9);
+    /* recent calls weigh more: after a change the ratio moves toward it */
+    for (int i = 0; i < 60; i++)
+        tokens_calib_observe(c, "m", 100, 80);
+    double r = tokens_calib_ratio(c, "m");
+    cr_expect(r > 0.79 && r < 0.85, "ratio %.3f follows the newer 0.8", r);
+    /* absurd reports are clamped */
+    for (int i = 0; i < 100; i++)
+        tokens_calib_observe(c, "x", 100, 100000);
+    cr_expect_float_eq(tokens_calib_ratio(c, "x"), 4.0, 1e-9);
+    /* bad observations are ignored */
+    tokens_calib_observe(c, "y", -5, 100);
+    tokens_calib_observe(c, "y", 100, 0);
+    cr_expect_float_eq(tokens_calib_ratio(c, "y"), 1.0, 1e-9);
+    tokens_calib_destroy(&c);
+    cr_expect_null(c);
+    tokens_calib_destroy(&c);
+}

@@ -1,0 +1,151 @@
+/*  test_common.c - unit tests of the run directory (common/rundir.c) and the
+    log lines (common/log.c): the resolution order a user relies on
+    (--home, EMADS_HOME, XDG_STATE_HOME, HOME), the folders `emadsctl up`
+    needs, and the one-line log format the daemons write.
+*/
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/rundir.h"
+
+static char s_dir[PATH_MAX];
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "%s/emads-common-XXXXXX", P_tmpdir);
+    cr_assert_not_null(mkdtemp(s_dir));
+}
+
+static void s_teardown(void)
+{
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", s_dir);
+}
+
+TestSuite(common, .init = s_setup, .fini = s_teardown);
+
+Test(common, rundir_resolution_order)
+{
+    char out[PATH_MAX];
+    setenv("EMADS_HOME", "/tmp/emads-env", 1);
+    setenv("XDG_STATE_HOME", "/tmp/xdg", 1);
+    setenv("HOME", "/home/someone", 1);
+    cr_expect_eq(rundir_resolve("/srv/emads/", out, sizeof out), 0);
+    cr_expect_str_eq(out, "/srv/emads"); /* explicit wins, trailing slash gone */
+    cr_expect_eq(rundir_resolve(NULL, out, sizeof out), 0);
+    cr_expect_str_eq(out, "/tmp/emads-env");
+    unsetenv("EMADS_HOME");
+    cr_expect_eq(rundir_resolve("", out, sizeof out), 0);
+    cr_expect_str_eq(out, "/tmp/xdg/emads");
+    setenv("XDG_STATE_HOME", "relative/ignored", 1); /* XDG: must be absolute */
+    cr_expect_eq(rundir_resolve(NULL, out, sizeof out), 0);
+    cr_expect_str_eq(out, "/home/someone/.local/state/emads");
+    unsetenv("XDG_STATE_HOME");
+    unsetenv("HOME");
+    cr_expect_eq(rundir_resolve(NULL, out, sizeof out), -1);
+
+    /* a relative home is made absolute against the current directory */
+    cr_assert_eq(chdir(s_dir), 0);
+    cr_expect_eq(rundir_resolve("run", out, sizeof out), 0);
+    char want[PATH_MAX + 8], cwd[PATH_MAX];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    snprintf(want, sizeof want, "%s/run", cwd);
+    cr_expect_str_eq(out, want);
+    char small[8];
+    cr_expect_eq(rundir_resolve("/a/long/path", small, sizeof small), -1);
+}
+
+Test(common, rundir_create_makes_private_folders)
+{
+    char run[PATH_MAX + 32];
+    snprintf(run, sizeof run, "%s/a/b/run", s_dir);
+    cr_assert_eq(rundir_create(run), 0, "rundir_create: %s", strerror(errno));
+    const char *subs[] = {"", "/pids", "/logs", "/certs/public", "/certs/private"};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        char p[PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s%s", run, subs[i]);
+        struct stat st;
+        cr_assert_eq(stat(p, &st), 0, "%s missing", p);
+        cr_expect(S_ISDIR(st.st_mode));
+        cr_expect_eq(st.st_mode & 0777, 0700, "%s has mode %o", p, st.st_mode & 0777);
+    }
+    cr_expect_eq(rundir_create(run), 0, "creating twice is fine");
+
+    /* a file in the way is an error, not a crash */
+    char file[PATH_MAX + 32];
+    snprintf(file, sizeof file, "%s/file", s_dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    cr_expect_eq(rundir_mkdirs(file, 0700), -1);
+    cr_expect_eq(errno, ENOTDIR);
+
+    char p[16];
+    cr_expect_eq(rundir_path("/run", "bus.sock", p, sizeof p), 0);
+    cr_expect_str_eq(p, "/run/bus.sock");
+    cr_expect_eq(rundir_path("/run/longer", "bus.sock", p, sizeof p), -1);
+}
+
+/* Run fn with stderr going to a file; return what it wrote (caller frees). */
+static char *s_capture(void (*fn)(void))
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/stderr", s_dir);
+    int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    cr_assert_geq(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    fn();
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char *buf = calloc(1, 8192);
+    cr_assert_not_null(buf);
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, buf, 8191);
+    cr_assert_geq(n, 0);
+    close(fd);
+    return buf;
+}
+
+static void s_log_some(void)
+{
+    log_init("emads-test", LOG_LVL_INFO);
+    log_debug("hidden %d", 1);
+    log_info("hello %s", "world");
+    log_error("two\nlines");
+}
+
+Test(common, log_lines)
+{
+    unsetenv("EMADS_LOG_LEVEL");
+    char *out = s_capture(s_log_some);
+    cr_expect_null(strstr(out, "hidden"), "debug is below the level");
+    char *line = strstr(out, "emads-test[");
+    cr_assert_not_null(line, "got: %s", out);
+    /* 2026-11-28T17:31:27.123Z emads-test[1234] info: hello world */
+    cr_expect_eq(line - out, 25, "timestamp prefix: %s", out);
+    cr_expect_eq(out[10], 'T');
+    cr_expect_eq(out[23], 'Z');
+    char want[64];
+    snprintf(want, sizeof want, "emads-test[%ld] info: hello world\n", (long)getpid());
+    cr_expect(strstr(out, want) != NULL, "got: %s", out);
+    cr_expect(strstr(out, "error: two lines\n") != NULL, "one line per message: %s", out);
+    free(out);
+
+    setenv("EMADS_LOG_LEVEL", "error", 1);
+    out = s_capture(s_log_some);
+    cr_expect_null(strstr(out, "hello"), "EMADS_LOG_LEVEL=error hides info: %s", out);
+    cr_expect(strstr(out, "two lines") != NULL);
+    free(out);
+}
