@@ -56,6 +56,8 @@
 #define ORCH_HISTORY_MS      5000 /* refresh of estimate history */
 #define ORCH_SKIP_QUALITY    0.7  /* value of skipping an optional step: below its options */
 #define ORCH_DRAIN           256  /* messages handled per socket per iteration */
+#define ORCH_LOST_CODE       "orchestrator_restarted"
+#define ORCH_RECON_GRACE_MS  2000 /* beyond the hold ttl, waiting for a lost step's hold */
 
 typedef enum { SS_PENDING = 0, SS_RUNNING, SS_DONE, SS_FAILED, SS_DENIED, SS_SKIPPED } sstate_t;
 static const char *const s_sstate_names[] = {"pending", "running", "done",
@@ -101,6 +103,8 @@ typedef struct {
     bool replan_wanted;     /* a step ended while a spend query was in flight */
     char final_state[24];   /* decided end state, set before close_task */
     bool dead;              /* finalized; removed from memory at the end of the iteration */
+    bool reconciling;       /* after a restart: waiting for the ledger to settle lost steps */
+    int64_t recon_deadline_ms;
 } otask_t;
 
 typedef enum { P_LEDGER = 1, P_STEP, P_HISTORY } pkind_t;
@@ -961,6 +965,70 @@ static void s_after_ledger(orch_t *self, otask_t *t)
         s_request_replan(self, t);
 }
 
+static bool s_is_lost(const ostep_t *s)
+{
+    return s->st == SS_FAILED && !strcmp(s->err_code, ORCH_LOST_CODE) && !s->has_actual;
+}
+
+/* After a restart: the steps that were running when the orchestrator died
+   may have spent. Wait until the ledger holds nothing more for their agents
+   in this task (the agent committed, voided or the hold expired), then
+   record as each lost step's spend what the ledger posted for its agent
+   beyond the steps we know, so the task's recorded steps add up to the
+   ledger's spend. Then the task ends failed. */
+static void s_on_recon(orch_t *self, otask_t *t, const ev_t *accounts)
+{
+    const cfg_workflow_t *wf = s_wf(self, t);
+    proto_amounts_t used[CFG_MAX_AGENTS], held[CFG_MAX_AGENTS];
+    memset(used, 0, sizeof used);
+    memset(held, 0, sizeof held);
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        int a = cfg_agent_index(self->cfg, ev_get_str(acc, "agent", ""));
+        if (strcmp(ev_get_str(acc, "kind", ""), "agent") || a < 0)
+            continue;
+        proto_get_amounts(acc, "used", 0, &used[a]);
+        proto_get_amounts(acc, "held", 0, &held[a]);
+    }
+    int lost = -1;
+    for (int i = 0; i < t->n_steps; i++) {
+        if (!s_is_lost(&t->steps[i]))
+            continue;
+        lost = i;
+        const proto_amounts_t *h = &held[wf->steps[i].agent];
+        bool holding = false;
+        for (int d = 0; d < DIM_COUNT; d++)
+            holding |= h->v[d] > 0;
+        if (holding && s_now() < t->recon_deadline_ms) {
+            t->lop = LOP_SPEND; /* ask again shortly */
+            t->retry_at_ms = s_now() + ORCH_RETRY_MS;
+            return;
+        }
+    }
+    bool assigned[CFG_MAX_AGENTS] = {false};
+    for (int i = 0; i < t->n_steps; i++) {
+        ostep_t *s = &t->steps[i];
+        if (!s_is_lost(s))
+            continue;
+        int a = wf->steps[i].agent;
+        proto_amounts_t rest = used[a];
+        for (int j = 0; j < t->n_steps; j++)
+            if (j != i && wf->steps[j].agent == a && t->steps[j].has_actual)
+                for (int d = 0; d < DIM_COUNT; d++)
+                    rest.v[d] -= t->steps[j].actual.v[d];
+        for (int d = 0; d < DIM_COUNT; d++)
+            s->actual.v[d] = assigned[a] || rest.v[d] < 0 ? 0 : rest.v[d];
+        assigned[a] = true;
+        s->has_actual = true;
+        snprintf(s->measured, sizeof s->measured, "%s", "ledger");
+        s_save_step(self, t, i);
+    }
+    t->reconciling = false;
+    s_finish(self, t, "failed",
+             "orchestrator restarted mid-step (step %s was running); its spend is the ledger's",
+             lost >= 0 ? wf->steps[lost].name : "?");
+}
+
 static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
 {
     lop_t op = t->lop;
@@ -1011,6 +1079,11 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
             s_request_replan(self, t);
         return;
     case LOP_SPEND:
+        if (t->reconciling && !err) {
+            s_on_recon(self, t, ev_get(body, "accounts"));
+            s_after_ledger(self, t);
+            return;
+        }
         if (t->final_state[0]) {
             s_after_ledger(self, t);
             return;
@@ -1537,24 +1610,27 @@ static void s_recover(orch_t *self)
         const char *fin = ev_get_str(ev_get(m, "result"), "final_state", NULL);
         for (size_t i = 0; i < ev_len(steps) && (int)i < t->n_steps; i++)
             s_step_from_ev(&t->steps[i], ev_at(steps, i));
-        int lost = -1;
-        for (int i = 0; i < t->n_steps; i++)
-            if (t->steps[i].st == SS_RUNNING) {
-                ostep_t *s = &t->steps[i];
+        bool lost = false;
+        for (int i = 0; i < t->n_steps; i++) {
+            ostep_t *s = &t->steps[i];
+            if (s->st == SS_RUNNING) {
                 s->st = SS_FAILED;
                 s->ended_ms = s_now();
-                snprintf(s->err_code, sizeof s->err_code, "%s", "orchestrator_restarted");
+                s->has_actual = false;
+                snprintf(s->err_code, sizeof s->err_code, "%s", ORCH_LOST_CODE);
                 snprintf(s->err_reason, sizeof s->err_reason, "%s",
-                         "orchestrator restarted mid-step; outcome unknown");
+                         "orchestrator restarted mid-step; spend taken from the ledger");
                 s_save_step(self, t, i);
-                lost = i;
             }
+            lost |= s_is_lost(s);
+        }
         log_info("recovering task %s (%s)", t->id, t->state);
         if (fin && fin[0]) {
             s_finish(self, t, fin, NULL);
-        } else if (lost >= 0) {
-            s_finish(self, t, "failed", "orchestrator restarted mid-step (step %s was running)",
-                     s_wf(self, t)->steps[lost].name);
+        } else if (lost) {
+            t->reconciling = true;
+            t->recon_deadline_ms = s_now() + self->cfg->hold_ttl_ms + ORCH_RECON_GRACE_MS;
+            s_ledger_call(self, t, LOP_SPEND);
         } else if (strcmp(t->state, "queued") == 0)
             s_ledger_call(self, t, LOP_OPEN); /* idempotent: same request id */
         else

@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
+bash ctl/install-deps.sh || { echo "dependency install failed"; exit 2; }
 if [ ! -f "$B/build.ninja" ]; then
   meson setup "$B" -Dwerror=true >/dev/null || { echo "meson setup failed"; exit 2; }
 fi
