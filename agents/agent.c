@@ -570,7 +570,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         const cfg_model_t *m = &cfg->models[s.choice.model];
         system = strdup(a->acfg->system_prompt ? a->acfg->system_prompt
                                                : role_system_prompt(a->role));
-        user = role_user_prompt(a->role, text, inputs, NULL);
+        user = role_user_prompt(a->role, text, inputs, NULL, !a->acfg->system_prompt);
         prompt_raw = tokens_estimate_chat(system, user);
         prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
         prompt_hold = tokens_with_margin(prompt_cal);
@@ -678,7 +678,10 @@ static void *s_worker_main(void *arg)
         pthread_mutex_unlock(&a->lock);
 
         const char *type = ev_get_str(job->req.body, "type", "");
-        if (strcmp(type, "step") == 0)
+        if (a->sec.curve && !cfg_access_allowed(a->cfg, a->name, type, job->req.sender))
+            job->result = proto_error(PROTO_E_FORBIDDEN, "%s may not call %s.%s",
+                                      job->req.sender, a->name, type);
+        else if (strcmp(type, "step") == 0)
             job->result = s_step(&w, job->req.body);
         else
             job->result = proto_error(PROTO_E_UNKNOWN_TYPE, "%s does not serve %s", a->name,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "agents/evjson.h"
 #include "agents/role_rules.h"
@@ -161,9 +162,17 @@ int rr_risk_score(const ev_t *risks)
     return score;
 }
 
-const char *rr_level(int score)
+const char *rr_level(const ev_t *risks)
 {
-    return score >= 9 ? "high" : score >= 4 ? "medium" : "low";
+    int high = 0;
+    for (size_t i = 0; i < ev_len(risks); i++)
+        high += strcmp(ev_get_str(ev_at(risks, i), "severity", ""), "high") == 0;
+    int score = rr_risk_score(risks);
+    if (high >= 2 || score >= 9)
+        return "high";
+    if (high == 1 || score >= 4)
+        return "medium";
+    return "low";
 }
 
 double rr_conf(double c, double lo, double hi)
@@ -341,13 +350,15 @@ static const char *s_keys(role_t role)
     return "";
 }
 
-char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const char *evidence)
+char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const char *evidence,
+                       bool keys)
 {
     char *in_json = NULL;
     if (role == ROLE_RECONCILE && inputs && ev_len(inputs) > 0)
         in_json = evjson_dump(inputs);
-    const char *keys = s_keys(role);
-    size_t need = strlen(text ? text : "") + strlen(keys) + (in_json ? strlen(in_json) : 0) +
+    bool with_keys = keys;
+    const char *klist = s_keys(role);
+    size_t need = strlen(text ? text : "") + strlen(klist) + (in_json ? strlen(in_json) : 0) +
                   (evidence ? strlen(evidence) : 0) + 256;
     char *out = malloc(need);
     if (!out) {
@@ -360,7 +371,11 @@ char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const 
                       in_json);
     if (evidence && *evidence)
         n += snprintf(out + n, need - (size_t)n, "Evidence from tools:\n%s\n\n", evidence);
-    snprintf(out + n, need - (size_t)n, "Answer with one JSON object with the keys: %s.", keys);
+    if (with_keys)
+        snprintf(out + n, need - (size_t)n, "Answer with one JSON object with the keys: %s.",
+                 klist);
+    else
+        snprintf(out + n, need - (size_t)n, "Answer with one JSON object.");
     free(in_json);
     return out;
 }
@@ -405,8 +420,18 @@ ev_t *role_from_llm(role_t role, const char *content)
         const char *s = ev_get_str(out, "recommendation", NULL);
         ev_set(out, "summary", s_str_cut(s ? s : content, ROLE_SUMMARY_MAX));
     }
-    if (rr_decision_rank(ev_get_str(out, "decision", NULL)) < 0)
+    const char *d = ev_get_str(out, "decision", NULL);
+    if (d && (strcasecmp(d, "go") == 0 || strcasecmp(d, "yes") == 0))
+        ev_set_str(out, "decision", "proceed");
+    else if (d && (strcasecmp(d, "no-go") == 0 || strcasecmp(d, "no go") == 0 ||
+                   strcasecmp(d, "no") == 0))
+        ev_set_str(out, "decision", "reconsider");
+    else if (rr_decision_rank(d) < 0)
         ev_set_str(out, "decision", "proceed_with_conditions");
+    ev_t *ew = ev_get(out, "effort_weeks");
+    if (!ev_get(out, "effort_days") && (ev_type(ew) == EV_INT || ev_type(ew) == EV_FLOAT) &&
+        isfinite(ev_float(ew)) && ev_float(ew) >= 0 && ev_float(ew) < 1e6)
+        ev_set_int(out, "effort_days", (int64_t)ceil(ev_float(ew) * 5.0));
     ev_t *c = ev_get(out, "confidence");
     double conf = (ev_type(c) == EV_FLOAT || ev_type(c) == EV_INT) ? ev_float(c) : 0.5;
     if (!isfinite(conf))

@@ -24,6 +24,8 @@
 #ifndef AGENTS_ROLE_H_INCLUDED
 #define AGENTS_ROLE_H_INCLUDED
 
+#include <stdbool.h>
+
 #include "proto/ev.h"
 
 typedef enum { ROLE_CTO = 0, ROLE_COO, ROLE_RECONCILE } role_t;
@@ -43,13 +45,17 @@ ev_t *role_local(role_t role, const char *text, const ev_t *inputs);
 /* The built-in system prompt of a role (the config's system_prompt wins). */
 const char *role_system_prompt(role_t role);
 /* The user message for the LLM path: the task, the other agents' outputs as
-   JSON (reconcile), tool evidence (may be NULL) and the JSON keys to answer
-   with. Caller frees. */
-char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const char *evidence);
+   JSON (reconcile), tool evidence (may be NULL) and, with keys, the JSON
+   keys to answer with (leave it out when a configured system prompt names
+   its own). Caller frees. */
+char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const char *evidence,
+                       bool keys);
 /* Turn an LLM answer into an output map: the JSON object in content when
    there is one (keys kept), else {summary: content}; then role, summary,
    decision and confidence (0..1, default 0.5) are filled in when missing,
-   and for reconcile recommendation. Caller owns; NULL only when out of
+   and for reconcile recommendation. Decisions "go", "no-go" and
+   "conditional" map to proceed, reconsider and proceed_with_conditions;
+   effort_weeks without effort_days gives effort_days = 5 per week. Caller owns; NULL only when out of
    memory. */
 ev_t *role_from_llm(role_t role, const char *content);
 

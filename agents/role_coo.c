@@ -191,8 +191,7 @@ ev_t *role_coo_local(const char *text)
         rr_push_risk(risks, "Owner and success criteria are not stated", "medium",
                      "name one accountable owner and a measurable goal before starting");
 
-    int score = rr_risk_score(risks);
-    const char *level = rr_level(score);
+    const char *level = rr_level(risks);
     int rank = strcmp(level, "low") == 0 ? 0 : 1;
     if (requested > 0 && timeline > requested * 2)
         rank = 2; /* the deadline cannot be met without a new plan */

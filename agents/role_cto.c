@@ -141,8 +141,7 @@ ev_t *role_cto_local(const char *text)
     if (effort < 2)
         effort = 2;
 
-    int score = rr_risk_score(risks);
-    const char *level = rr_level(score);
+    const char *level = rr_level(risks);
     int rank;
     if (strcmp(level, "low") == 0)
         rank = 0;

@@ -23,8 +23,9 @@ int rr_words(const char *text);
 void rr_push_risk(ev_t *array, const char *risk, const char *severity, const char *mitigation);
 /* 3 per high, 2 per medium, 1 per low risk in an array of risk maps. */
 int rr_risk_score(const ev_t *risks);
-/* "low" / "medium" / "high" for a risk score. */
-const char *rr_level(int score);
+/* "low" / "medium" / "high" for an array of risk maps: high with two high
+   risks or a score of 9, medium with one high risk or a score of 4. */
+const char *rr_level(const ev_t *risks);
 /* Clamp to [lo, hi] and round to two decimals. */
 double rr_conf(double c, double lo, double hi);
 /* Decision order: proceed 0, proceed_with_conditions 1, reconsider 2, else -1. */

@@ -29,10 +29,11 @@ static int s_is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-int64_t tokens_estimate(const char *s, size_t len)
+/* The word-level heuristic; tokens_estimate takes the larger of it and
+   ceil(len / 4), the usual rule of thumb, so a hold never assumes a prompt
+   smaller than either would count. */
+static int64_t s_heuristic(const char *s, size_t len)
 {
-    if (!s)
-        return 0;
     const unsigned char *p = (const unsigned char *)s;
     int64_t tokens = 0;
     size_t i = 0;
@@ -73,6 +74,15 @@ int64_t tokens_estimate(const char *s, size_t len)
         }
     }
     return tokens;
+}
+
+int64_t tokens_estimate(const char *s, size_t len)
+{
+    if (!s)
+        return 0;
+    int64_t h = s_heuristic(s, len);
+    int64_t q = (int64_t)((len + 3) / 4);
+    return h > q ? h : q;
 }
 
 int64_t tokens_estimate_str(const char *s)

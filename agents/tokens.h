@@ -4,8 +4,10 @@
     The estimate is a deterministic heuristic close to what BPE tokenisers do
     with English text: a word of L letters is 1 + (L - 1) / 5 tokens, digits
     go in groups of three, every punctuation mark and every non-ASCII code
-    point is one token, and whitespace is free. Chat requests add a small
-    per-message overhead, as OpenAI-compatible servers do.
+    point is one token, and whitespace is free; the estimate is never below
+    ceil(bytes / 4), the common rule of thumb, so holds err on the safe side.
+    Chat requests add a small per-message overhead, as OpenAI-compatible
+    servers do.
 
     Calibration: for each model the agent keeps the ratio of the prompt tokens
     the provider reported to the tokens it estimated for the same prompts

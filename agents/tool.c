@@ -49,8 +49,26 @@ static int s_executable(const char *path)
     return access(path, X_OK) == 0;
 }
 
+static int s_resolve(const char *name, const char *cfg_dir, const char *self_dir, char *out,
+                     size_t outlen);
+
 int tool_resolve_command(const char *name, const char *cfg_dir, const char *self_dir, char *out,
                          size_t outlen)
+{
+    if (s_resolve(name, cfg_dir, self_dir, out, outlen) != 0)
+        return -1;
+    if (out[0] != '/') {
+        /* the child changes folder before exec: the path must be absolute */
+        char abs[PATH_MAX];
+        if (!realpath(out, abs) || strlen(abs) >= outlen)
+            return -1;
+        memcpy(out, abs, strlen(abs) + 1);
+    }
+    return 0;
+}
+
+static int s_resolve(const char *name, const char *cfg_dir, const char *self_dir, char *out,
+                     size_t outlen)
 {
     if (!name || !*name)
         return -1;

@@ -184,6 +184,13 @@ static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_
         zmsg_destroy(&m);
 }
 
+/* Log the first few occurrences of a counted event, then every 1000th, so
+   that a peer cannot flood the log. */
+static bool s_should_log(uint64_t count)
+{
+    return count <= 10 || count % 1000 == 0;
+}
+
 static zframe_t *s_str(const char *s)
 {
     return zframe_new(s, strlen(s));
@@ -334,9 +341,10 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
 /* ---- client commands ---------------------------------------------------- */
 
 static s_client_t *s_client_touch(bus_broker_t *self, zframe_t *id, const char *key,
-                                  const char *name)
+                                  const char *name, bool *created)
 {
     s_client_t *c = (s_client_t *)zhashx_lookup(self->clients, key);
+    *created = !c;
     if (!c) {
         c = (s_client_t *)calloc(1, sizeof(*c));
         if (!c)
@@ -406,7 +414,9 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
     }
     if (!s_allowed(self, service, type, name)) {
         self->stats.forbidden++;
-        log_warn("forbidden: '%s' may not call %s.%s", name, service, type);
+        if (s_should_log(self->stats.forbidden))
+            log_warn("forbidden: '%s' may not call %s.%s (%llu refused so far)", name, service,
+                     type, (unsigned long long)self->stats.forbidden);
         s_reply_error(self, id, service, corr, PROTO_E_FORBIDDEN,
                       "'%s' may not call '%s' on service '%s'", name, type, service);
         return;
@@ -489,9 +499,14 @@ static void s_client_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char
         self->stats.malformed++;
         return;
     }
-    s_client_t *c = s_client_touch(self, id, key, name);
+    bool created;
+    s_client_t *c = s_client_touch(self, id, key, name, &created);
     if (!c)
         return;
+    if (created && cmd == PROTO_HEARTBEAT)
+        /* a client we do not know heartbeats: we restarted and lost its
+           subscriptions; DISCONNECT tells it to send them again */
+        s_send(self, id, PROTO_CLIENT, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
     switch (cmd) {
     case PROTO_REQUEST:
         s_client_request(self, m, id, name);
@@ -565,7 +580,8 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
         capacity = S_MAX_CAPACITY;
     if (!s_may_serve(self, service, name)) {
         self->stats.forbidden++;
-        log_warn("forbidden: '%s' may not serve '%s'", name, service);
+        if (s_should_log(self->stats.forbidden))
+            log_warn("forbidden: '%s' may not serve '%s'", name, service);
         s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
         return;
     }
@@ -754,10 +770,10 @@ static void s_zap(bus_broker_t *self)
             zframe_destroy(&user);
         }
     }
-    if (!streq(status, "200")) {
-        self->stats.auth_denied++;
+    if (!streq(status, "200") && s_should_log(++self->stats.auth_denied)) {
         char *addr = address ? zframe_strdup(address) : NULL;
-        log_warn("refused a peer at %s: %s", addr ? addr : "?", text);
+        log_warn("refused a peer at %s: %s (%llu refused so far)", addr ? addr : "?", text,
+                 (unsigned long long)self->stats.auth_denied);
         free(addr);
     }
     zmsg_t *rep = zmsg_new();

@@ -8,9 +8,10 @@
     never waits forever. Replies that arrive after that are dropped.
 
     The client heartbeats to the bus every PROTO_HEARTBEAT_MS so that the bus
-    keeps its subscriptions; when the bus has been silent for
-    PROTO_HEARTBEAT_LIVENESS intervals and is heard again (it restarted), the
-    client sends its subscriptions again.
+    keeps its subscriptions. A bus that restarted answers the heartbeat of a
+    client it does not know with DISCONNECT, and a bus silent for
+    PROTO_HEARTBEAT_LIVENESS intervals may have restarted too: in both cases
+    the client sends its subscriptions again (SUBSCRIBE is idempotent).
 
     bus_client_call() waits for one reply and parks everything else that
     arrives meanwhile (other replies, events) in a queue that
@@ -308,6 +309,10 @@ static int s_read(bus_client_t *self, bus_msg_t **out)
         s_send_subs(self);
     }
     uint8_t cmd = zframe_data(cmdf)[0];
+    if (cmd == PROTO_DISCONNECT) {
+        s_send_subs(self); /* the bus does not know us (it restarted) */
+        goto done;
+    }
     if (cmd == PROTO_REPLY || cmd == PROTO_PARTIAL) {
         if (zmsg_size(zm) != 5)
             goto done;

@@ -171,11 +171,29 @@ static int64_t s_workers(const ev_t *pong, const char *service)
     return s ? ev_get_int(s, "workers", 0) : -1;
 }
 
+/* Workers the bus lists for service now; -1 when the bus does not answer. */
+static int64_t s_service_workers(ctl_conn_t *conn, const char *service)
+{
+    if (!conn->client || !strcmp(service, "bus"))
+        return -1;
+    ev_t *ping = proto_body("ping");
+    ev_t *pong = bus_client_call(conn->client, "bus", &ping, 500, NULL, NULL);
+    int64_t w = -1;
+    if (pong && !proto_is_error(pong, NULL)) {
+        w = s_workers(pong, service);
+        if (w < 0)
+            w = 0;
+    }
+    ev_destroy(&pong);
+    return w;
+}
+
 /* Wait until p is healthy. client may be NULL until the bus is up. */
 static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool ours,
-                          int64_t *ms_out)
+                          int64_t before, int64_t *ms_out)
 {
     int64_t t0 = s_mono_ms();
+    int64_t w0_store = before, *w0 = &w0_store, peak_store = before, *peak = &peak_store;
     while (s_mono_ms() - t0 < UP_HEALTH_TIMEOUT_MS) {
         if (ours) {
             int status;
@@ -191,8 +209,19 @@ static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool
         if (conn->client) {
             ev_t *ping = proto_body("ping");
             ev_t *pong = bus_client_call(conn->client, "bus", &ping, 500, NULL, NULL);
-            bool ok = pong && !proto_is_error(pong, NULL) &&
-                      (!strcmp(p->service, "bus") || s_workers(pong, p->service) > 0);
+            bool ok = pong && !proto_is_error(pong, NULL);
+            if (ok && strcmp(p->service, "bus")) {
+                /* A process we just started is healthy once its own worker
+                   is listed. When the bus still lists w0 workers of the
+                   service although the process was not running, that entry
+                   is a predecessor that died, and requests routed to it
+                   would be lost until its heartbeats expire: wait for the
+                   count to rise with ours and fall again as it expires. */
+                int64_t w = s_workers(pong, p->service);
+                if (w > *peak)
+                    *peak = w;
+                ok = ours ? w > 0 && (*w0 <= 0 || w < *peak || w < *w0) : w > 0;
+            }
             ev_destroy(&pong);
             if (ok) {
                 *ms_out = s_mono_ms() - t0;
@@ -200,6 +229,11 @@ static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool
             }
         }
         s_sleep_ms(50);
+    }
+    if (ours && *peak > *w0 && *w0 > 0) {
+        /* several live workers (other hosts): ours registered */
+        *ms_out = s_mono_ms() - t0;
+        return 0;
     }
     return 1;
 }
@@ -268,6 +302,7 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
         snprintf(logpath, sizeof logpath, "%s/logs/%s.log", conn.run, p->name);
         pid_t pid = s_running_pid(conn.run, p);
         bool ours = false;
+        int64_t before = s_service_workers(&conn, p->service);
         if (!pid) {
             char bin[PATH_MAX + 128];
             if (s_find_binary(p, bin, sizeof bin) != 0) {
@@ -307,7 +342,7 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
             fflush(stdout);
         }
         int64_t ms = 0;
-        int h = s_wait_healthy(&conn, p, pid, ours, &ms);
+        int h = s_wait_healthy(&conn, p, pid, ours, before, &ms);
         json_t *jp = json_pack("{s:s, s:i, s:b, s:s}", "name", p->name, "pid", (int)pid,
                                "started", ours, "log", logpath);
         if (h == 0) {

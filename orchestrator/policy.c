@@ -462,10 +462,11 @@ int policy_scores(const policy_t *self, int b, int s, double *out, int n)
 {
     if (!self || !out || !s_valid(self, s, 0, b) || n < self->n_options[s])
         return -1;
-    double p[POLICY_MAX_OPTIONS];
+    double p[POLICY_MAX_OPTIONS], p0[POLICY_MAX_OPTIONS];
     double lse = s_softmax(self, self->logits, b, s, p);
+    double lse0 = s_softmax(self, self->prior, b, s, p0);
     for (int o = 0; o < self->n_options[s]; o++)
-        out[o] = self->logits[s_idx(self, s, o, b)] - lse;
+        out[o] = self->logits[s_idx(self, s, o, b)] - lse + lse0;
     return 0;
 }
 

@@ -6,10 +6,10 @@
         pi(o | s, b) = softmax_o(logit[s][o][b])
     and steps are independent, so a plan's log-probability is the sum of its
     steps' log-probabilities. A new policy starts from the prior: the
-    configuration's expected qualities, logit = log(quality), so that before
-    any training the planner using the policy's scores (log pi) picks exactly
-    the plan it would pick from the configured qualities (log pi differs from
-    log q by a per-step constant).
+    configuration's expected qualities, logit = log(quality). The planner's
+    scores (policy_scores) are log pi shifted per step onto the log-quality
+    scale, so that before any training they equal log q exactly and the
+    planner picks the plan it would pick from the configured qualities.
 
     Training works on groups. For one task the caller samples K budget-
     feasible plans (policy_sample_plan), executes all of them, scores each
@@ -138,7 +138,12 @@ int policy_bucket(int n_buckets, double remaining_ratio);
    0, or -1 on a bad index or short buffer. */
 int policy_probs(const policy_t *self, int b, int s, double *out, int n);
 
-/* Per-option scores for the planner, log pi(. | s, b) (<= 0), into out.
+/* Per-option scores for the planner (planner_set_scores) into out:
+       score_o = log pi(o | s, b) + log sum_j exp(prior_logit_j)
+   i.e. log pi on the log-quality scale. Within a step only the differences
+   matter (they are those of log pi); the per-step shift makes the scores
+   equal log q at the prior, so comparisons with values outside the policy,
+   such as the planner's skip option of an optional step, keep their meaning.
    0 or -1 as policy_probs. */
 int policy_scores(const policy_t *self, int b, int s, double *out, int n);
 

@@ -18,7 +18,7 @@
 #include "orchestrator/policy_sim.h"
 
 #include <math.h>
-#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,18 +41,9 @@ struct policy_sim_t {
     bool has_oracle;
 };
 
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void s_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+/* Write a reason to err (err may be NULL). */
+#define s_err(err, errlen, ...)                                                                    \
+    ((err) && (errlen) ? (void)snprintf((err), (errlen), __VA_ARGS__) : (void)0)
 
 void policy_sim_opts_default(policy_sim_opts_t *opts)
 {

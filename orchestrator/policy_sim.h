@@ -22,8 +22,8 @@
     feasible plan (0) and the oracle (1).
 
     "The planner" is the real planner (planner_exact) on the environment with
-    scores from the prior qualities (untrained) or from the policy's log pi
-    (trained). Everything is deterministic given the seeds.
+    scores from the prior qualities (untrained) or from the policy's scores,
+    policy_scores (trained). Everything is deterministic given the seeds.
 */
 #ifndef EMADS_POLICY_SIM_H_INCLUDED
 #define EMADS_POLICY_SIM_H_INCLUDED
@@ -108,7 +108,7 @@ double policy_sim_worst_reward(const policy_sim_t *self);
 
 /* The planner's chosen plan: planner_exact on the environment with the
    prior qualities as scores when policy is NULL, else the policy's
-   log pi (bucket 0). 0, or -1 when no feasible plan exists or the policy
+   scores (policy_scores, bucket 0). 0, or -1 when no feasible plan exists or the policy
    does not fit the environment. */
 int policy_sim_planner_plan(const policy_sim_t *self, const policy_t *policy, int *plan);
 

@@ -225,6 +225,14 @@ Test(roles, from_llm_json_and_text)
     cr_expect_float_eq(ev_get_float(o, "confidence", 0), 0.5, 1e-9);
     ev_destroy(&o);
 
+    o = role_from_llm(ROLE_CTO, "{\"decision\": \"no-go\", \"effort_weeks\": 3}");
+    cr_expect_str_eq(ev_get_str(o, "decision", ""), "reconsider");
+    cr_expect_eq(ev_get_int(o, "effort_days", 0), 15);
+    ev_destroy(&o);
+    o = role_from_llm(ROLE_CTO, "{\"decision\": \"go\"}");
+    cr_expect_str_eq(ev_get_str(o, "decision", ""), "proceed");
+    ev_destroy(&o);
+
     o = role_from_llm(ROLE_COO, "{\"confidence\": 7, \"decision\": \"yolo\"}");
     cr_expect_float_eq(ev_get_float(o, "confidence", 0), 1.0, 1e-9, "clamped");
     cr_expect_str_eq(ev_get_str(o, "decision", ""), "proceed_with_conditions");
@@ -235,14 +243,15 @@ Test(roles, prompts)
 {
     ev_t *inputs = ev_new_map();
     ev_set(inputs, "cto_analysis", role_cto_local(texts[0]));
-    char *p = role_user_prompt(ROLE_RECONCILE, "the task", inputs, NULL);
+    char *p = role_user_prompt(ROLE_RECONCILE, "the task", inputs, NULL, true);
     cr_assert_not_null(p);
     cr_expect(strstr(p, "the task"));
     cr_expect(strstr(p, "effort_days"), "the other agents' outputs are in the prompt");
     cr_expect(strstr(p, "recommendation"));
     free(p);
-    p = role_user_prompt(ROLE_CTO, "the task", NULL, "kb says: use the provider");
+    p = role_user_prompt(ROLE_CTO, "the task", NULL, "kb says: use the provider", false);
     cr_expect(strstr(p, "kb says"));
+    cr_expect(!strstr(p, "keys:"), "a configured system prompt names its own keys");
     free(p);
     ev_destroy(&inputs);
     cr_expect(strlen(role_system_prompt(ROLE_COO)) > 20);

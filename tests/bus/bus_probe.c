@@ -131,6 +131,11 @@ static int s_raw_call(const s_args_t *a)
     return rc;
 }
 
+static void s_on_partial(const ev_t *body, void *arg)
+{
+    (*(int *)arg)++;
+}
+
 static int s_call(const s_args_t *a, const bus_security_t *sec)
 {
     if (a->no_cert || a->rogue_cert)
@@ -145,11 +150,14 @@ static int s_call(const s_args_t *a, const bus_security_t *sec)
             rc = 2;
             break;
         }
-        ev_t *reply = bus_client_call(c, a->service, &body, a->timeout, NULL, NULL);
+        int partials = 0;
+        ev_t *reply = bus_client_call(c, a->service, &body, a->timeout, s_on_partial, &partials);
         if (!reply) {
             rc = 1;
             break;
         }
+        if (partials > 0)
+            ev_set_int(reply, "partials_seen", partials);
         s_print(reply);
         ev_destroy(&reply);
     }
@@ -192,6 +200,11 @@ static int s_echo_worker(const s_args_t *a, const bus_security_t *sec)
         s_job_t *j = (s_job_t *)zlistx_first(jobs);
         while (j) {
             if (j->due <= now) {
+                for (int64_t k = ev_get_int(j->req.body, "partials", 0); k > 0; k--) {
+                    ev_t *part = proto_body("echo_partial");
+                    ev_set_int(part, "left", k);
+                    bus_worker_reply(w, &j->req, &part, false);
+                }
                 ev_t *reply = proto_body("echo_reply");
                 ev_set_int(reply, "pid", (int64_t)getpid());
                 ev_set_str(reply, "sender", j->req.sender);

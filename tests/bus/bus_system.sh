@@ -86,11 +86,21 @@ wait_workers() {
     fail "service $1 never had $2 worker(s)"
 }
 
-pid_of() { sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
+# stop_bus: SIGTERM must make the bus exit 0, with no sanitizer report
+stop_bus() {
+    kill -TERM "$BUS_PID"
+    wait "$BUS_PID"
+    rc=$?
+    [ "$rc" -eq 0 ] || fail "the bus exited with status $rc on SIGTERM"
+    if grep -q "Sanitizer\|runtime error" "$R/bus.log"; then
+        fail "sanitizer report in the bus log"
+    fi
+    ok "the bus stops cleanly on SIGTERM"
+}
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-"$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 flooder >/dev/null ||
+"$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 w3 flooder >/dev/null ||
     fail "cannot create certificates"
 
 case "$T" in
@@ -136,6 +146,28 @@ routing)
     grep -q '"code":"service_unavailable"' "$R/unavail.out" ||
         fail "no service_unavailable for a service without workers: $(cat "$R/unavail.out")"
     ok "a service with no worker answers service_unavailable"
+    call emadsctl echo '{"v":1,"type":"hello","partials":3}' >"$R/partial.out"
+    grep -q '"partials_seen":3' "$R/partial.out" || fail "partials not delivered: $(cat "$R/partial.out")"
+    ok "PARTIAL frames reach the caller before the REPLY"
+
+    # capacity: a worker declaring capacity 2 holds two requests at once,
+    # a third waits in the queue
+    start_worker w3 cap --capacity 2
+    wait_workers cap 1
+    for k in 1 2 3; do
+        call emadsctl cap '{"v":1,"type":"slow","delay_ms":1500}' --timeout 10000 >"$R/cap$k.out" &
+    done
+    i=0
+    seen=""
+    while [ $i -lt 30 ] && [ -z "$seen" ]; do
+        call emadsctl bus '{"v":1,"type":"ping"}' | grep -q '"cap":{"workers":1,"inflight":2,"queued":1}' && seen=1
+        i=$((i + 1))
+        sleep 0.05
+    done
+    [ -n "$seen" ] || fail "capacity 2 not honoured"
+    wait
+    [ "$(cat "$R"/cap?.out | grep -c echo_reply)" -eq 3 ] || fail "capacity calls failed: $(cat "$R"/cap?.out)"
+    ok "a worker gets at most its declared capacity; the rest waits and is served"
     call emadsctl bus '{"v":1,"type":"nonsense"}' | grep -q '"code":"unknown_type"' ||
         fail "bus service accepted an unknown command"
     call emadsctl echo '{"v":1,"type":"slow","delay_ms":60000}' --timeout 1000 >"$R/to.out"
@@ -257,6 +289,31 @@ events)
         fail "event not delivered with the publisher's name: $(cat "$R/listen.out")"
     grep -q 'task.started' "$R/listen.out" && fail "an event outside the subscription was delivered"
     ok "events reach subscribers of their prefix only, stamped with the publisher's name"
+
+    # a subscriber keeps its subscription across a bus restart
+    "$PROBE" listen --endpoint "$EP" --home "$R" --name orchestrator --prefix task. --count 2 \
+        --timeout 30000 >"$R/listen2.out" 2>"$R/listen2.err" &
+    L2=$!
+    PIDS="$PIDS $L2"
+    i=0
+    while ! grep -q '"topic"' "$R/listen2.out" && [ $i -lt 20 ]; do
+        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.before \
+            --body-json '{"v":1,"type":"event","topic":"task.before"}'
+        i=$((i + 1))
+    done
+    grep -q task.before "$R/listen2.out" || fail "no event before the restart"
+    kill -9 "$BUS_PID"
+    wait "$BUS_PID" 2>/dev/null
+    start_bus
+    i=0
+    while kill -0 "$L2" 2>/dev/null && [ $i -lt 40 ]; do
+        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.after \
+            --body-json '{"v":1,"type":"event","topic":"task.after"}'
+        i=$((i + 1))
+    done
+    wait "$L2" || fail "the subscriber got nothing after the bus restarted: $(cat "$R/listen2.out")"
+    grep -q task.after "$R/listen2.out" || fail "no event after the restart"
+    ok "a subscriber gets events again after the bus restarts"
     ;;
 
 *)
@@ -264,4 +321,5 @@ events)
     exit 2
     ;;
 esac
+stop_bus
 exit 0

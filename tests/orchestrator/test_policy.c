@@ -43,11 +43,13 @@ Test(unit, prior_logits_are_log_quality_and_scores_rank_like_qualities)
     cr_expect_float_eq(pr[0], 0.5 / 1.5, TOL);
     cr_expect_float_eq(pr[1], 0.8 / 1.5, TOL);
     cr_expect_float_eq(pr[2], 0.2 / 1.5, TOL);
-    /* scores = log pi = log q - log(sum q): same differences as log q */
+    /* scores = log pi + log(sum q) = log q - log(sum q) + log(sum q) = log q
+       at the prior: the planner sees exactly the configured qualities */
     double sc[5];
     cr_assert_eq(policy_scores_all(p, 1, sc, 5), 0);
-    cr_expect_float_eq(sc[0] - sc[1], log(0.9) - log(0.6), TOL);
-    cr_expect_float_eq(sc[3], log(0.8 / 1.5), TOL);
+    cr_expect_float_eq(sc[0], log(0.9), TOL);
+    cr_expect_float_eq(sc[1], log(0.6), TOL);
+    cr_expect_float_eq(sc[3], log(0.8), TOL);
     cr_expect_float_eq(policy_kl(p, 0), 0.0, TOL);
     cr_expect_eq(policy_version(p), 0);
     policy_destroy(&p);
@@ -138,6 +140,11 @@ Test(unit, update_two_options_hand_computed)
     double pr[2];
     policy_probs(p, 0, 0, pr, 2);
     cr_expect_float_eq(pr[0], 0.524979, 1e-6);
+    /* scores: log pi + log(0.5 + 0.5) = log 0.524979 = -0.644397 */
+    double sc[2];
+    cr_assert_eq(policy_scores(p, 0, 0, sc, 2), 0);
+    cr_expect_float_eq(sc[0], log(0.524979), 1e-6);
+    cr_expect_float_eq(sc[1], log(1 - 0.524979), 1e-6);
     cr_expect_eq(policy_version(p), 1);
     cr_expect_eq(policy_updates(p), 1);
     policy_destroy(&p);
@@ -455,6 +462,23 @@ Test(unit, sim_trained_policy_prefers_the_truly_cheaper_option_of_equal_quality)
     cr_expect_float_eq(policy_sim_fraction(sim, plan), 1.0, 1e-9);
     policy_destroy(&pol);
     policy_sim_destroy(&sim);
+}
+
+Test(unit, sim_planner_with_an_untrained_policy_plans_as_from_the_config)
+{
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        char err[256] = "";
+        policy_sim_t *sim = policy_sim_new(seed, NULL, err, sizeof err);
+        cr_assert_not_null(sim, "%s", err);
+        policy_t *pol = policy_sim_prior_policy(sim);
+        int a[POLICY_SIM_MAX_STEPS], b[POLICY_SIM_MAX_STEPS];
+        cr_assert_eq(policy_sim_planner_plan(sim, NULL, a), 0);
+        cr_assert_eq(policy_sim_planner_plan(sim, pol, b), 0);
+        for (int s = 0; s < policy_sim_n_steps(sim); s++)
+            cr_expect_eq(a[s], b[s], "seed %llu step %d", (unsigned long long)seed, s);
+        policy_destroy(&pol);
+        policy_sim_destroy(&sim);
+    }
 }
 
 typedef struct {

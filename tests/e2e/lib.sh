@@ -1,0 +1,67 @@
+# lib.sh - shared set-up of the end-to-end tests: a temporary run directory
+# and a private copy of the configuration, emadsctl as `ctl`, JSON field
+# access, and a trap that stops every process the test started.
+#
+# Environment (set by tests/e2e/meson.build):
+#   EMADSCTL      the emadsctl binary of the build tree
+#   EMADS_SRC_CONFIG  the source tree's config/ folder
+set -eu
+
+: "${EMADSCTL:?EMADSCTL must name the emadsctl binary}"
+: "${EMADS_SRC_CONFIG:?EMADS_SRC_CONFIG must name the config folder}"
+
+E2E_TMP=$(mktemp -d /tmp/emads-e2e.XXXXXX)
+E2E_RUN="$E2E_TMP/run"
+E2E_CFG="$E2E_TMP/config"
+mkdir -p "$E2E_CFG"
+cp -r "$EMADS_SRC_CONFIG"/. "$E2E_CFG/"
+# No fixed TCP port, so tests can run side by side.
+sed -i 's/^\(  *metrics_port:\).*/\1 0/' "$E2E_CFG/emads.yaml"
+unset EMADS_HOME EMADS_CONFIG OPENAI_API_KEY
+
+e2e_cleanup() {
+    rc=$?
+    if [ $rc -ne 0 ] && [ -d "$E2E_RUN/logs" ]; then
+        for f in "$E2E_RUN"/logs/*.log; do
+            echo "---- $f (last lines)" >&2
+            tail -n 15 "$f" >&2 || true
+        done
+    fi
+    "$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" down >/dev/null 2>&1 || true
+    for pid in ${E2E_EXTRA_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$E2E_TMP"
+    exit $rc
+}
+trap e2e_cleanup EXIT INT TERM
+
+ctl() {
+    "$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" "$@"
+}
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# json EXPR < json : print python expression EXPR evaluated on the document `d`.
+json() {
+    python3 -c 'import json,sys; d=json.load(sys.stdin); v=eval(sys.argv[1]); print(v if not isinstance(v,(dict,list,bool)) else json.dumps(v))' "$1"
+}
+
+# Replace a YAML line matching REGEX in FILE with LINE (sed, anchored).
+set_line() {
+    sed -i "s|$2|$3|" "$1"
+    grep -q "$3" "$1" || fail "could not set '$3' in $1"
+}
+
+# Wait until task $1 is in a final state (at most $2 s); prints the state.
+wait_final() {
+    local t=$1 limit=${2:-60} i=0 st
+    while [ $i -lt $((limit * 10)) ]; do
+        st=$(ctl --json result "$t" 2>/dev/null | json 'd["state"]' 2>/dev/null) || st=unknown
+        case $st in done|failed|budget_exhausted|cancelled) echo "$st"; return 0 ;; esac
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "timeout"
+}

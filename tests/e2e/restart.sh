@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# SIGKILL of the orchestrator while a step runs, then restart: the task ends
+# in a defined state (failed, "orchestrator restarted mid-step", or done if
+# the step was not running after all), no finished step runs again, the
+# steps the orchestrator recorded add up to exactly what the ledger spent,
+# nothing stays held, and the restarted orchestrator runs new tasks.
+. "$(dirname "$0")/lib.sh"
+Y="$E2E_CFG/emads.yaml"
+# A slow research tool (1.5 s), so the kill lands while it runs.
+python3 - "$Y" <<'PY'
+import re, sys
+p = sys.argv[1]; s = open(p).read()
+s = s.replace('command: [emads-kb-search, --dir, "{knowledge_dir}"]',
+              'command: [sh, -c, "sleep 1.5; echo slow notes"]')
+s = s.replace('timeout_ms: 2000', 'timeout_ms: 4000')
+s = s.replace('tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_ms: 3000, tool_calls: 1')
+s = s.replace('tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
+open(p, 'w').write(s)
+PY
+ctl up >/dev/null
+task=$(ctl submit "search the latest news on GPU prices")
+for i in $(seq 1 50); do
+    st=$(ctl --json result "$task" | json 'd["steps"][0]["state"]')
+    [ "$st" = running ] && break
+    sleep 0.05
+done
+[ "$st" = running ] || fail "research never ran"
+pid=$(cat "$E2E_RUN/pids/emads-orchestrator.pid")
+kill -9 "$pid"
+sleep 2.5   # the agent finishes and commits while no orchestrator listens
+ctl up >/dev/null
+st=$(wait_final "$task" 90)
+res=$(ctl --json result "$task")
+echo "$res" | json '[(s["step"], s["state"], s.get("attempt"), s.get("actual")) for s in d["steps"]]'
+case $st in
+failed) echo "$res" | json 'd["reason"]' | grep -q "restarted mid-step" || fail "reason: $(echo "$res" | json 'd["reason"]')" ;;
+done) ;;
+*) fail "task ended $st" ;;
+esac
+[ "$(echo "$res" | json 'max(s.get("attempt", 0) for s in d["steps"])')" -le 1 ] || fail "a step ran twice"
+sp=$(ctl --json spend --task "$task")
+for k in tokens tool_calls cost_uusd; do
+    steps=$(echo "$res" | json "sum(s.get('actual', {}).get('$k', 0) for s in d['steps'])")
+    ledger=$(echo "$sp" | json "sum(a['used']['$k'] for a in d['agents'])")
+    [ "$steps" -eq "$ledger" ] || fail "$k: steps recorded $steps, ledger spent $ledger"
+done
+[ "$(echo "$sp" | json 'sum(d["total"]["held"].values())')" -eq 0 ] || fail "holds left"
+[ "$(echo "$sp" | json 'd["agents"][0]["used"]["tool_calls"]')" -ge 1 ] || fail "the lost step's tool call is not in the ledger"
+ctl submit --wait "what is our deployment process" >/dev/null || fail "new task after restart did not complete"
+echo "restart: ok ($st)"

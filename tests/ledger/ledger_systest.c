@@ -1,0 +1,773 @@
+/*  ledger_systest.c - system tests of emads-ledger with real processes: a
+    real emads-bus, a real emads-ledger, and clients as separate processes
+    (this program re-executed in a client mode).
+
+      ledger_systest concurrency   32 clients reserve far beyond the budgets
+                                   of one task: overspend must be exactly 0
+      ledger_systest crash         SIGKILL the ledger 20 times under load:
+                                   every acknowledged commit survives, nothing
+                                   is counted twice, --verify passes
+      ledger_systest duplicates    (CURVE) every request twice, then with
+                                   other parameters; identity from the
+                                   certificate; events and /metrics
+
+    Exit status 0 on success; each failed check prints file:line and why.
+*/
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/ledger/ledger_harness.h"
+
+static int s_failures;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            s_failures++;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+#define REQUIRE(cond, ...)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: required: %s: ", __FILE__, __LINE__, #cond);                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static const char *const s_agents[] = {"cto_agent", "coo_agent", "reconcile_gpt", "orchestrator"};
+static const char *s_self;
+
+static proto_amounts_t A(int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    proto_amounts_t x = {{a, b, c, d}};
+    return x;
+}
+
+static ev_t *s_open_body(const char *rid, const char *task, const proto_amounts_t *limits)
+{
+    ev_t *b = proto_body("open_task");
+    ev_set_str(b, "request_id", rid);
+    ev_set_str(b, "task", task);
+    if (limits)
+        proto_set_amounts(b, "limits", limits);
+    return b;
+}
+
+static ev_t *s_reserve_body(const char *rid, const char *task, proto_amounts_t a)
+{
+    ev_t *b = proto_body("reserve");
+    ev_set_str(b, "request_id", rid);
+    ev_set_str(b, "task", task);
+    ev_set_str(b, "step", "step");
+    proto_set_amounts(b, "amounts", &a);
+    return b;
+}
+
+static ev_t *s_commit_body(const char *rid, const char *hold, proto_amounts_t a)
+{
+    ev_t *b = proto_body("commit");
+    ev_set_str(b, "request_id", rid);
+    ev_set_str(b, "hold_id", hold);
+    proto_set_amounts(b, "actual", &a);
+    ev_set_str(b, "measured", "provider");
+    ev_set_str(b, "path", "llm");
+    ev_set_str(b, "model", "gpt-4o-mini");
+    return b;
+}
+
+static ev_t *s_simple_body(const char *type, const char *rid, const char *key, const char *val)
+{
+    ev_t *b = proto_body(type);
+    if (rid)
+        ev_set_str(b, "request_id", rid);
+    if (key)
+        ev_set_str(b, key, val);
+    return b;
+}
+
+/* Send body (kept) until the answer is not transient. */
+static ev_t *s_call(bus_client_t *c, const ev_t *body, int timeout_ms, int tries)
+{
+    ev_t *r = NULL;
+    for (int i = 0; i < tries; i++) {
+        ev_destroy(&r);
+        ev_t *b = ev_dup(body);
+        r = lh_call(c, &b, timeout_ms);
+        if (!lh_transient(r))
+            return r;
+        usleep(20000);
+    }
+    return r;
+}
+
+static const char *s_code(const ev_t *r)
+{
+    const char *code = NULL;
+    if (!r)
+        return "(none)";
+    if (!proto_is_error(r, &code))
+        return "ok";
+    return code ? code : "?";
+}
+
+static const char *s_type(const ev_t *r)
+{
+    return ev_get_str(r, "type", "?");
+}
+
+/* Accounts of a spend query, copied out. */
+typedef struct {
+    char kind[16], task[80], agent[80];
+    proto_amounts_t used, held, limit, remaining;
+} s_acct_t;
+
+static int s_spend(bus_client_t *c, const char *task, const char *agent, s_acct_t *out, int max)
+{
+    ev_t *b = proto_body("spend");
+    if (task)
+        ev_set_str(b, "task", task);
+    if (agent)
+        ev_set_str(b, "agent", agent);
+    ev_t *r = s_call(c, b, 3000, 50);
+    ev_destroy(&b);
+    const ev_t *arr = ev_get(r, "accounts");
+    int n = 0;
+    for (size_t i = 0; arr && i < ev_len(arr) && n < max; i++, n++) {
+        const ev_t *a = ev_at(arr, i);
+        snprintf(out[n].kind, sizeof out[n].kind, "%s", ev_get_str(a, "kind", ""));
+        snprintf(out[n].task, sizeof out[n].task, "%s", ev_get_str(a, "task", ""));
+        snprintf(out[n].agent, sizeof out[n].agent, "%s", ev_get_str(a, "agent", ""));
+        proto_get_amounts(a, "used", 0, &out[n].used);
+        proto_get_amounts(a, "held", 0, &out[n].held);
+        proto_get_amounts(a, "limit", -1, &out[n].limit);
+        proto_get_amounts(a, "remaining", -1, &out[n].remaining);
+    }
+    if (!arr)
+        n = -1;
+    ev_destroy(&r);
+    return n;
+}
+
+static pid_t s_spawn_client(lh_t *h, const char *mode, int idx)
+{
+    char sidx[16];
+    snprintf(sidx, sizeof sidx, "%d", idx);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        char *argv[] = {(char *)s_self, (char *)mode, h->dir, sidx, h->curve ? "curve" : "plain",
+                        NULL};
+        execv(s_self, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* A client process attaches to a running harness directory. */
+static void s_attach(lh_t *h, const char *dir, const char *curve)
+{
+    memset(h, 0, sizeof *h);
+    snprintf(h->dir, sizeof h->dir, "%s", dir);
+    snprintf(h->endpoint, sizeof h->endpoint, "ipc://%s/bus.sock", dir);
+    h->curve = strcmp(curve, "curve") == 0;
+}
+
+static const char *s_budgets =
+    "budgets:\n"
+    "  orchestrator:   {max_tokens: 50000, max_latency_ms: 10000, max_tool_calls: 20, max_cost_usd: 5.00}\n"
+    "  cto_agent:      {max_tokens: 20000, max_latency_ms: 5000,  max_tool_calls: 10, max_cost_usd: 2.00}\n"
+    "  coo_agent:      {max_tokens: 15000, max_latency_ms: 5000,  max_tool_calls: 5,  max_cost_usd: 1.50}\n"
+    "  reconcile_gpt:  {max_tokens: 30000, max_latency_ms: 8000,  max_tool_calls: 5,  max_cost_usd: 3.00}\n"
+    "  total_task_budget: {max_tokens: 200000, max_cost_usd: 20.00}\n";
+
+/* ---- concurrency -------------------------------------------------------- */
+
+#define CONC_CLIENTS 32
+#define CONC_TASK    "conc-1"
+
+/* Each client: reserve until denied 3 times in a row; commit most grants
+   (actual at most the hold), void some. Writes what was acknowledged. */
+static int s_client_conc(const char *dir, int idx, const char *curve)
+{
+    lh_t h;
+    s_attach(&h, dir, curve);
+    const char *agent = s_agents[idx % 4];
+    bus_client_t *c = lh_client(&h, agent);
+    if (!c)
+        return 2;
+    srand((unsigned)idx * 7919u + 1);
+    int64_t committed[DIM_COUNT] = {0};
+    int grants = 0, denials = 0, in_a_row = 0;
+    for (int n = 0; n < 400 && in_a_row < 3; n++) {
+        char rid[64];
+        snprintf(rid, sizeof rid, "c%d-r%d", idx, n);
+        proto_amounts_t a = A(200 + rand() % 400, 10 + rand() % 40, rand() % 2, 5000 + rand() % 30000);
+        ev_t *b = s_reserve_body(rid, CONC_TASK, a);
+        ev_t *r = s_call(c, b, 5000, 20);
+        ev_destroy(&b);
+        const char *code = s_code(r);
+        if (strcmp(code, "ok") == 0) {
+            grants++;
+            in_a_row = 0;
+            char hold[80];
+            snprintf(hold, sizeof hold, "%s", ev_get_str(r, "hold_id", ""));
+            ev_destroy(&r);
+            snprintf(rid, sizeof rid, "c%d-c%d", idx, n);
+            if (rand() % 5 == 0) {
+                b = s_simple_body("void", rid, "hold_id", hold);
+            } else {
+                for (int d = 0; d < DIM_COUNT; d++)
+                    a.v[d] = a.v[d] * (50 + rand() % 51) / 100;
+                b = s_commit_body(rid, hold, a);
+            }
+            r = s_call(c, b, 5000, 20);
+            bool commit = strcmp(s_type(b), "commit") == 0;
+            ev_destroy(&b);
+            if (strcmp(s_code(r), "ok") != 0) {
+                fprintf(stderr, "client %d: %s failed: %s\n", idx, commit ? "commit" : "void",
+                        s_code(r));
+                ev_destroy(&r);
+                bus_client_destroy(&c);
+                return 1;
+            }
+            if (commit)
+                for (int d = 0; d < DIM_COUNT; d++)
+                    committed[d] += a.v[d];
+        } else if (strcmp(code, PROTO_E_EXCEEDS_BUDGET) == 0) {
+            denials++;
+            in_a_row++;
+        } else {
+            fprintf(stderr, "client %d: reserve: %s\n", idx, code);
+            ev_destroy(&r);
+            bus_client_destroy(&c);
+            return 1;
+        }
+        ev_destroy(&r);
+    }
+    bus_client_destroy(&c);
+    char path[400];
+    snprintf(path, sizeof path, "%s/conc-%d.txt", dir, idx);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return 1;
+    fprintf(f, "%s %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "\n", agent, grants,
+            denials, committed[0], committed[1], committed[2], committed[3]);
+    fclose(f);
+    return 0;
+}
+
+static int s_concurrency(void)
+{
+    lh_t h;
+    REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, false, NULL) == 0, "setup");
+    REQUIRE(lh_start_bus(&h) == 0, "bus");
+    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
+    bus_client_t *o = lh_client(&h, "orchestrator");
+    /* the task limit binds before the sum of the agents' limits */
+    proto_amounts_t lim = A(60000, -1, -1, 5000000);
+    ev_t *b = s_open_body("open-1", CONC_TASK, &lim);
+    ev_t *r = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(strcmp(s_type(r), "open_task_ok") == 0, "open_task: %s", s_code(r));
+    ev_destroy(&r);
+
+    pid_t pids[CONC_CLIENTS];
+    for (int i = 0; i < CONC_CLIENTS; i++)
+        pids[i] = s_spawn_client(&h, "client-conc", i);
+    for (int i = 0; i < CONC_CLIENTS; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d exited with %d", i, st);
+    }
+    int64_t client_used[4][DIM_COUNT] = {{0}};
+    int grants = 0, denials = 0;
+    for (int i = 0; i < CONC_CLIENTS; i++) {
+        char path[400], agent[64];
+        snprintf(path, sizeof path, "%s/conc-%d.txt", h.dir, i);
+        FILE *f = fopen(path, "r");
+        int g = 0, d = 0;
+        int64_t u[4];
+        if (!f || fscanf(f, "%63s %d %d %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64, agent, &g,
+                         &d, &u[0], &u[1], &u[2], &u[3]) != 7) {
+            CHECK(0, "no result from client %d", i);
+            if (f)
+                fclose(f);
+            continue;
+        }
+        fclose(f);
+        grants += g;
+        denials += d;
+        for (int k = 0; k < DIM_COUNT; k++)
+            client_used[i % 4][k] += u[k];
+    }
+    s_acct_t acc[16];
+    int n = s_spend(o, CONC_TASK, NULL, acc, 16);
+    REQUIRE(n == 5, "spend: %d accounts (task + 4 agents)", n);
+    int64_t overspend = 0;
+    bool exhausted = false;
+    for (int i = 0; i < n; i++) {
+        for (int d = 0; d < DIM_COUNT; d++) {
+            if (!strcmp(acc[i].kind, "task") && d == DIM_LATENCY_MS)
+                continue;
+            int64_t l = acc[i].limit.v[d];
+            CHECK(acc[i].held.v[d] == 0, "%s %s held %" PRId64 " after every hold was resolved",
+                  acc[i].kind, acc[i].agent, acc[i].held.v[d]);
+            if (l >= 0 && acc[i].used.v[d] + acc[i].held.v[d] > l)
+                overspend += acc[i].used.v[d] + acc[i].held.v[d] - l;
+            /* a budget is exhausted when less than the smallest request is left */
+            if (l >= 0 && ((d == DIM_TOKENS && l - acc[i].used.v[d] < 600) ||
+                           (d == DIM_COST_UUSD && l - acc[i].used.v[d] < 35000) ||
+                           (d == DIM_TOOL_CALLS && l - acc[i].used.v[d] < 1) ||
+                           (d == DIM_LATENCY_MS && l - acc[i].used.v[d] < 50)))
+                exhausted = true;
+        }
+        for (int k = 0; k < 4; k++)
+            if (!strcmp(acc[i].kind, "agent") && !strcmp(acc[i].agent, s_agents[k]))
+                for (int d = 0; d < DIM_COUNT; d++)
+                    CHECK(acc[i].used.v[d] == client_used[k][d],
+                          "%s %s: ledger used %" PRId64 ", clients acknowledged %" PRId64,
+                          s_agents[k], proto_dim_names[d], acc[i].used.v[d], client_used[k][d]);
+    }
+    printf("clients=%d grants=%d denials=%d overspend=%" PRId64 "\n", CONC_CLIENTS, grants,
+           denials, overspend);
+    CHECK(overspend == 0, "overspend %" PRId64, overspend);
+    CHECK(denials >= CONC_CLIENTS, "every client ran into the budget (%d denials)", denials);
+    CHECK(exhausted, "some budget was actually exhausted");
+    bus_client_destroy(&o);
+    return s_failures ? 1 : 0;
+}
+
+/* ---- crash -------------------------------------------------------------- */
+
+#define CRASH_CLIENTS 8
+#define CRASH_KILLS   20
+#define CRASH_TASK    "crash-1"
+
+static const char *s_big_budgets =
+    "budgets:\n"
+    "  orchestrator:   {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  cto_agent:      {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  coo_agent:      {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  reconcile_gpt:  {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  total_task_budget: {max_tokens: 1000000000, max_cost_usd: 10000.00}\n";
+
+/* Reserve+commit pairs until <dir>/stop exists, retrying each request with
+   its request id until it is answered; log every acknowledged commit. */
+static int s_client_crash(const char *dir, int idx, const char *curve)
+{
+    lh_t h;
+    s_attach(&h, dir, curve);
+    bus_client_t *c = lh_client(&h, s_agents[idx % 4]);
+    if (!c)
+        return 2;
+    char path[400], stop[400];
+    snprintf(path, sizeof path, "%s/acked-%d.txt", dir, idx);
+    snprintf(stop, sizeof stop, "%s/stop", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return 2;
+    srand((unsigned)idx + 11);
+    for (int n = 0; access(stop, F_OK) != 0; n++) {
+        char rid[64];
+        snprintf(rid, sizeof rid, "k%d-r%d", idx, n);
+        proto_amounts_t a = A(100 + rand() % 900, 10, 0, 1000 + rand() % 9000);
+        ev_t *b = s_reserve_body(rid, CRASH_TASK, a);
+        ev_t *r = s_call(c, b, 700, 400);
+        ev_destroy(&b);
+        if (strcmp(s_code(r), "ok") != 0) {
+            fprintf(stderr, "crash client %d: reserve %s: %s\n", idx, rid, s_code(r));
+            return 1;
+        }
+        char hold[80];
+        snprintf(hold, sizeof hold, "%s", ev_get_str(r, "hold_id", ""));
+        ev_destroy(&r);
+        a.v[DIM_TOKENS] = a.v[DIM_TOKENS] * (1 + rand() % 100) / 100;
+        snprintf(rid, sizeof rid, "k%d-c%d", idx, n);
+        b = s_commit_body(rid, hold, a);
+        r = s_call(c, b, 700, 400);
+        ev_destroy(&b);
+        if (strcmp(s_code(r), "ok") != 0) {
+            fprintf(stderr, "crash client %d: commit %s: %s\n", idx, rid, s_code(r));
+            return 1;
+        }
+        ev_destroy(&r);
+        fprintf(f, "%s %s %" PRId64 " %" PRId64 "\n", rid, hold, a.v[DIM_TOKENS],
+                a.v[DIM_COST_UUSD]);
+        fflush(f);
+    }
+    fclose(f);
+    bus_client_destroy(&c);
+    return 0;
+}
+
+static int s_crash(void)
+{
+    lh_t h;
+    REQUIRE(lh_setup(&h, s_big_budgets, 60000, NULL, false, NULL) == 0, "setup");
+    REQUIRE(lh_start_bus(&h) == 0, "bus");
+    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
+    bus_client_t *o = lh_client(&h, "orchestrator");
+    ev_t *b = s_open_body("open-1", CRASH_TASK, NULL);
+    ev_t *r = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(strcmp(s_type(r), "open_task_ok") == 0, "open_task: %s", s_code(r));
+    ev_destroy(&r);
+
+    pid_t pids[CRASH_CLIENTS];
+    for (int i = 0; i < CRASH_CLIENTS; i++)
+        pids[i] = s_spawn_client(&h, "client-crash", i);
+    srand((unsigned)getpid());
+    for (int k = 0; k < CRASH_KILLS; k++) {
+        usleep((useconds_t)(50000 + rand() % 350000));
+        int st = lh_stop_ledger(&h, SIGKILL);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "kill %d: status %d", k, st);
+        usleep((useconds_t)(rand() % 100000));
+        REQUIRE(lh_start_ledger(&h) == 0, "restart %d", k);
+    }
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready after the last restart");
+    usleep(300000);
+    char stop[400];
+    snprintf(stop, sizeof stop, "%s/stop", h.dir);
+    FILE *sf = fopen(stop, "w");
+    REQUIRE(sf != NULL, "stop file");
+    fclose(sf);
+    for (int i = 0; i < CRASH_CLIENTS; i++) {
+        int st;
+        waitpid(pids[i], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d exited with %d", i, st);
+    }
+
+    /* every acknowledged commit is present, exactly once */
+    int acked = 0, retried = 0;
+    for (int k = 0; k < 4; k++) {
+        int64_t sum_tok = 0, sum_cost = 0;
+        bus_client_t *c = lh_client(&h, s_agents[k]);
+        for (int i = k; i < CRASH_CLIENTS; i += 4) {
+            char path[400];
+            snprintf(path, sizeof path, "%s/acked-%d.txt", h.dir, i);
+            FILE *f = fopen(path, "r");
+            REQUIRE(f != NULL, "acked file %d", i);
+            char rid[64], hold[80];
+            int64_t tok, cost;
+            int lines = 0;
+            while (fscanf(f, "%63s %79s %" SCNd64 " %" SCNd64, rid, hold, &tok, &cost) == 4) {
+                sum_tok += tok;
+                sum_cost += cost;
+                lines++;
+                /* a retry of an acknowledged commit gets the original reply */
+                if (lines % 5 == 1) {
+                    b = s_commit_body(rid, hold, A(tok, 10, 0, cost));
+                    r = s_call(c, b, 3000, 20);
+                    ev_destroy(&b);
+                    proto_amounts_t act = {{0}};
+                    proto_get_amounts(r, "actual", -1, &act);
+                    CHECK(strcmp(s_type(r), "commit_ok") == 0 &&
+                              strcmp(ev_get_str(r, "hold_id", ""), hold) == 0 &&
+                              act.v[DIM_TOKENS] == tok,
+                          "retry of %s: %s", rid, s_code(r));
+                    ev_destroy(&r);
+                    retried++;
+                }
+            }
+            fclose(f);
+            acked += lines;
+        }
+        s_acct_t acc[2];
+        int n = s_spend(o, CRASH_TASK, s_agents[k], acc, 2);
+        REQUIRE(n == 1, "spend %s", s_agents[k]);
+        CHECK(acc[0].used.v[DIM_TOKENS] == sum_tok && acc[0].used.v[DIM_COST_UUSD] == sum_cost,
+              "%s: ledger used %" PRId64 " tokens %" PRId64 " uUSD, acknowledged %" PRId64
+              " and %" PRId64,
+              s_agents[k], acc[0].used.v[DIM_TOKENS], acc[0].used.v[DIM_COST_UUSD], sum_tok,
+              sum_cost);
+        CHECK(acc[0].held.v[DIM_TOKENS] == 0, "%s: %" PRId64 " tokens still held", s_agents[k],
+              acc[0].held.v[DIM_TOKENS]);
+        bus_client_destroy(&c);
+    }
+    bus_client_destroy(&o);
+    printf("kills=%d acked_commits=%d retried=%d\n", CRASH_KILLS, acked, retried);
+    CHECK(acked > 40, "the clients made progress (%d commits)", acked);
+    int st = lh_stop_ledger(&h, SIGTERM);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "clean stop: %d", st);
+    char *argv[] = {getenv("EMADS_LEDGER_BIN"), "--verify", "--db", h.db, NULL};
+    int vrc = lh_run(&h, argv);
+    printf("verify_exit=%d\n", vrc);
+    CHECK(vrc == 0, "emads-ledger --verify exited %d (see %s/run.log)", vrc, h.dir);
+    return s_failures ? 1 : 0;
+}
+
+/* ---- duplicates --------------------------------------------------------- */
+
+static size_t s_curl_sink(char *p, size_t sz, size_t n, void *arg)
+{
+    char *buf = arg;
+    size_t len = strlen(buf), add = sz * n;
+    if (len + add >= 65536)
+        add = 65535 - len;
+    memcpy(buf + len, p, add);
+    buf[len + add] = 0;
+    return sz * n;
+}
+
+/* Compare two replies, ignoring nothing: a retry must be identical. */
+static void s_same(const ev_t *a, const ev_t *b, const char *what)
+{
+    char *ja = ev_to_json(a), *jb = ev_to_json(b);
+    CHECK(ev_equal(a, b), "%s: first %s, retry %s", what, ja ? ja : "?", jb ? jb : "?");
+    free(ja);
+    free(jb);
+}
+
+static int s_duplicates(void)
+{
+    static const char *const names[] = {"cto_agent", "coo_agent", "orchestrator", "emadsctl",
+                                        NULL};
+    lh_t h;
+    REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, true, names) == 0, "setup");
+    h.metrics_port = lh_free_port();
+    REQUIRE(lh_start_bus(&h) == 0, "bus");
+    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready (CURVE)");
+    bus_client_t *o = lh_client(&h, "orchestrator");
+    bus_client_t *cto = lh_client(&h, "cto_agent");
+    bus_client_t *coo = lh_client(&h, "coo_agent");
+    bus_client_t *ctl = lh_client(&h, "emadsctl");
+    REQUIRE(o && cto && coo && ctl, "clients");
+    bus_client_subscribe(ctl, "alert.");
+
+    /* open_task twice, then with other limits */
+    proto_amounts_t lim = A(50000, -1, -1, 3000000);
+    ev_t *b = s_open_body("o-1", "d1", &lim);
+    ev_t *r1 = s_call(o, b, 3000, 10), *r2 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "open_task_ok") == 0, "open: %s", s_code(r1));
+    s_same(r1, r2, "open_task retry");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    lim.v[DIM_TOKENS] = 40000;
+    b = s_open_body("o-1", "d1", &lim);
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_EXISTS_DIFFERENT), "open changed: %s", s_code(r1));
+    ev_destroy(&r1);
+    b = s_open_body("o-2", "d1", NULL);
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_TASK_EXISTS), "open again: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* reserve twice: one hold; the account is the certificate's name */
+    b = s_reserve_body("r-1", "d1", A(1000, 100, 1, 100000));
+    r1 = s_call(cto, b, 3000, 10);
+    r2 = s_call(cto, b, 3000, 10);
+    CHECK(strcmp(s_type(r1), "reserve_ok") == 0, "reserve: %s", s_code(r1));
+    CHECK(!strcmp(ev_get_str(r1, "agent", ""), "cto_agent"), "charged %s",
+          ev_get_str(r1, "agent", ""));
+    s_same(r1, r2, "reserve retry");
+    char hold[80];
+    snprintf(hold, sizeof hold, "%s", ev_get_str(r1, "hold_id", ""));
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    /* the same request id from another peer is that peer's own request */
+    r1 = s_call(coo, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "reserve_ok") == 0 && strcmp(ev_get_str(r1, "hold_id", ""), hold),
+          "coo reserve: %s", s_code(r1));
+    CHECK(!strcmp(ev_get_str(r1, "agent", ""), "coo_agent"), "charged %s",
+          ev_get_str(r1, "agent", ""));
+    char coo_hold[80];
+    snprintf(coo_hold, sizeof coo_hold, "%s", ev_get_str(r1, "hold_id", ""));
+    ev_destroy(&r1);
+    b = s_reserve_body("r-1", "d1", A(1001, 100, 1, 100000));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_EXISTS_DIFFERENT), "reserve changed: %s", s_code(r1));
+    ev_destroy(&r1);
+    s_acct_t acc[8];
+    CHECK(s_spend(ctl, "d1", "cto_agent", acc, 8) == 1 && acc[0].held.v[DIM_TOKENS] == 1000,
+          "one hold of 1000 tokens (held %" PRId64 ")", acc[0].held.v[DIM_TOKENS]);
+
+    /* another agent cannot commit cto's hold */
+    b = s_commit_body("c-x", hold, A(1, 1, 0, 1));
+    r1 = s_call(coo, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_HOLD_NOT_FOUND), "foreign commit: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* commit twice, then with another actual */
+    b = s_commit_body("c-1", hold, A(700, 80, 1, 70000));
+    r1 = s_call(cto, b, 3000, 10);
+    r2 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "commit_ok") == 0, "commit: %s", s_code(r1));
+    s_same(r1, r2, "commit retry");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    b = s_commit_body("c-1", hold, A(701, 80, 1, 70000));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_EXISTS_DIFFERENT), "commit changed: %s", s_code(r1));
+    ev_destroy(&r1);
+    /* a new commit of the committed hold fails, and stays failed */
+    b = s_commit_body("c-2", hold, A(1, 1, 0, 1));
+    r1 = s_call(cto, b, 3000, 10);
+    r2 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_HOLD_COMMITTED), "second commit: %s", s_code(r1));
+    s_same(r1, r2, "failed commit retry");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    CHECK(s_spend(ctl, "d1", "cto_agent", acc, 8) == 1 && acc[0].used.v[DIM_TOKENS] == 700 &&
+              acc[0].held.v[DIM_TOKENS] == 0,
+          "counted once: used %" PRId64 " held %" PRId64, acc[0].used.v[DIM_TOKENS],
+          acc[0].held.v[DIM_TOKENS]);
+
+    /* void twice, then void the voided hold with a new id */
+    b = s_simple_body("void", "v-1", "hold_id", coo_hold);
+    r1 = s_call(coo, b, 3000, 10);
+    r2 = s_call(coo, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "void_ok") == 0, "void: %s", s_code(r1));
+    s_same(r1, r2, "void retry");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    b = s_simple_body("void", "v-2", "hold_id", coo_hold);
+    r1 = s_call(coo, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_HOLD_VOIDED), "void again: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* a failed request id stays failed after the cause is gone */
+    b = s_reserve_body("r-late", "late", A(1, 1, 0, 1));
+    r1 = s_call(cto, b, 3000, 10);
+    CHECK(!strcmp(s_code(r1), PROTO_E_UNKNOWN_TASK), "unknown task: %s", s_code(r1));
+    ev_t *ob = s_open_body("o-late", "late", NULL);
+    ev_t *orp = s_call(o, ob, 3000, 10);
+    ev_destroy(&ob);
+    ev_destroy(&orp);
+    r2 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    s_same(r1, r2, "failed reserve retry after open_task");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+
+    /* exceeds_budget, twice, with its details; an alert.denied event */
+    b = s_reserve_body("r-big", "d1", A(1, 1, 11, 1));
+    r1 = s_call(cto, b, 3000, 10);
+    r2 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_EXCEEDS_BUDGET), "big reserve: %s", s_code(r1));
+    CHECK(!strcmp(ev_get_str(r1, "account", ""), "agent") &&
+              !strcmp(ev_get_str(r1, "dimension", ""), "tool_calls") &&
+              ev_get_int(r1, "requested", 0) == 11 && ev_get_int(r1, "available", 0) == 9,
+          "exceeds_budget details");
+    s_same(r1, r2, "denied reserve retry");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    bool denied_event = false;
+    int64_t end = zclock_mono() + 3000;
+    while (!denied_event && zclock_mono() < end) {
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        if (bus_client_recv(ctl, &m, 200) == 1 && m.kind == BUS_MSG_EVENT &&
+            !strcmp(m.topic, "alert.denied") && !strcmp(ev_get_str(m.body, "agent", ""), "cto_agent"))
+            denied_event = true;
+        bus_msg_clear(&m);
+    }
+    CHECK(denied_event, "an alert.denied event was published");
+
+    /* a peer without a budget cannot reserve */
+    b = s_reserve_body("r-ctl", "d1", A(1, 1, 0, 1));
+    r1 = s_call(ctl, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_FORBIDDEN), "emadsctl reserve: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* close_task twice, then with a new id */
+    b = s_simple_body("close_task", "x-1", "task", "d1");
+    r1 = s_call(o, b, 3000, 10);
+    r2 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "close_task_ok") == 0, "close: %s", s_code(r1));
+    s_same(r1, r2, "close retry");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    b = s_simple_body("close_task", "x-2", "task", "d1");
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_TASK_CLOSED), "close again: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* retries survive a restart */
+    int st = lh_stop_ledger(&h, SIGKILL);
+    (void)st;
+    REQUIRE(lh_start_ledger(&h) == 0, "restart");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ready after restart");
+    b = s_commit_body("c-1", hold, A(700, 80, 1, 70000));
+    r1 = s_call(cto, b, 3000, 20);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "commit_ok") == 0 && ev_get_int(ev_get(r1, "actual"), "tokens", 0) == 700,
+          "commit retry after restart: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* metrics */
+    if (h.metrics_port) {
+        static char text[65536];
+        text[0] = 0;
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", h.metrics_port);
+        CURL *curl = curl_easy_init();
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 3000L);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_curl_sink);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, text);
+        CURLcode cr = curl_easy_perform(curl);
+        curl_easy_cleanup(curl);
+        CHECK(cr == CURLE_OK, "GET %s: %s", url, curl_easy_strerror(cr));
+        CHECK(strstr(text, "emads_ledger_request_duration_seconds_count") != NULL,
+              "histogram in /metrics");
+        CHECK(strstr(text, "# TYPE emads_ledger_commits_total counter") != NULL,
+              "commit counter in /metrics");
+    }
+    bus_client_destroy(&o);
+    bus_client_destroy(&cto);
+    bus_client_destroy(&coo);
+    bus_client_destroy(&ctl);
+    printf("duplicates: %s\n", s_failures ? "FAILED" : "ok");
+    return s_failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    s_self = argv[0];
+    if (argc >= 5 && !strcmp(argv[1], "client-conc"))
+        return s_client_conc(argv[2], atoi(argv[3]), argv[4]);
+    if (argc >= 5 && !strcmp(argv[1], "client-crash"))
+        return s_client_crash(argv[2], atoi(argv[3]), argv[4]);
+    if (argc == 2 && !strcmp(argv[1], "concurrency"))
+        return s_concurrency();
+    if (argc == 2 && !strcmp(argv[1], "crash"))
+        return s_crash();
+    if (argc == 2 && !strcmp(argv[1], "duplicates"))
+        return s_duplicates();
+    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates\n");
+    return 2;
+}
