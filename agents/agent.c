@@ -33,12 +33,11 @@
 #include "common/log.h"
 
 #define AGENT_TOOL_OUTPUT_MAX (32 * 1024) /* bytes of tool output in a step result */
-#define AGENT_COMMIT_TRIES 3
+#define AGENT_COMMIT_TRIES    3
 
 /* ---- pure helpers -------------------------------------------------------- */
-void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned,
-                  int planned_model, int tool, double cost_ratio, bool have_key,
-                  agent_choice_t *out)
+void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned, int planned_model,
+                  int tool, double cost_ratio, bool have_key, agent_choice_t *out)
 {
     memset(out, 0, sizeof *out);
     out->model = -1;
@@ -46,8 +45,34 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
     if (planned == PATH_TOOL) {
         out->path = PATH_TOOL;
         out->tool = tool;
-        snprintf(out->why, sizeof out->why, "planned tool %s",
-                 tool >= 0 && tool < cfg->n_tools ? cfg->tools[tool].name : "?");
+        const char *tname = tool >= 0 && tool < cfg->n_tools ? cfg->tools[tool].name : "?";
+        int sm = planned_model;
+        if (sm < 0 || sm >= cfg->n_models) {
+            snprintf(out->why, sizeof out->why, "planned tool %s", tname);
+            return;
+        }
+        /* the tool's LLM summary follows the same adaptive rules */
+        if (cost_ratio < cfg->local_ratio) {
+            snprintf(out->why, sizeof out->why,
+                     "planned tool %s; remaining cost ratio %.2f < %.2f: no LLM summary", tname,
+                     cost_ratio, cfg->local_ratio);
+            return;
+        }
+        if (cost_ratio < cfg->small_ratio && agent && agent->small_model >= 0 &&
+            agent->small_model < cfg->n_models)
+            sm = agent->small_model;
+        if (!have_key) {
+            const cfg_model_t *m = &cfg->models[sm];
+            const char *env = m->provider >= 0 && m->provider < cfg->n_providers
+                                  ? cfg->providers[m->provider].api_key_env
+                                  : "";
+            snprintf(out->why, sizeof out->why,
+                     "planned tool %s; no API key in $%s: no LLM summary", tname, env);
+            return;
+        }
+        out->model = sm;
+        snprintf(out->why, sizeof out->why, "planned tool %s with a %s summary%s", tname,
+                 cfg->models[sm].name, sm != planned_model ? " (remaining cost ratio low)" : "");
         return;
     }
     if (planned == PATH_LOCAL) {
@@ -93,8 +118,8 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
                  "remaining cost ratio %.2f < %.2f but no small model: planned model %s",
                  cost_ratio, cfg->small_ratio, m->name);
     else
-        snprintf(out->why, sizeof out->why, "planned model %s (remaining cost ratio %.2f)",
-                 m->name, cost_ratio);
+        snprintf(out->why, sizeof out->why, "planned model %s (remaining cost ratio %.2f)", m->name,
+                 cost_ratio);
 }
 
 double agent_cost_ratio(const ev_t *spend_reply, const char *agent)
@@ -140,19 +165,30 @@ void agent_hold(const cfg_t *cfg, const agent_choice_t *choice, const proto_amou
             out = 0;
         hold->v[DIM_TOKENS] = tokens;
         hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : 30000;
-        hold->v[DIM_COST_UUSD] = cfg_model_cost(m, prompt_tokens < tokens ? prompt_tokens : tokens,
-                                                out);
+        hold->v[DIM_COST_UUSD] =
+            cfg_model_cost(m, prompt_tokens < tokens ? prompt_tokens : tokens, out);
         break;
     }
     case PATH_LOCAL:
-        hold->v[DIM_LATENCY_MS] = (lat > 0 && lat < AGENT_LOCAL_HOLD_MS) ? lat : AGENT_LOCAL_HOLD_MS;
+        hold->v[DIM_LATENCY_MS] =
+            (lat > 0 && lat < AGENT_LOCAL_HOLD_MS) ? lat : AGENT_LOCAL_HOLD_MS;
         break;
     case PATH_TOOL: {
         int64_t t = 5000;
-        if (choice->tool >= 0 && choice->tool < cfg->n_tools && cfg->tools[choice->tool].timeout_ms > 0)
+        if (choice->tool >= 0 && choice->tool < cfg->n_tools &&
+            cfg->tools[choice->tool].timeout_ms > 0)
             t = cfg->tools[choice->tool].timeout_ms;
         hold->v[DIM_TOOL_CALLS] = 1;
         hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : t;
+        if (choice->model >= 0 && choice->model < cfg->n_models && est->v[DIM_TOKENS] > 0) {
+            /* the summary's prompt holds the tool output, unknown yet: hold
+               the dearer of all-input and all-output for its tokens */
+            const cfg_model_t *m = &cfg->models[choice->model];
+            int64_t tokens = est->v[DIM_TOKENS];
+            int64_t in = cfg_model_cost(m, tokens, 0), out = cfg_model_cost(m, 0, tokens);
+            hold->v[DIM_TOKENS] = tokens;
+            hold->v[DIM_COST_UUSD] = in > out ? in : out;
+        }
         break;
     }
     }
@@ -181,8 +217,7 @@ void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
             actual->v[DIM_COST_UUSD] =
                 cfg_model_cost(model, res->resp.prompt_tokens, res->resp.completion_tokens);
             *measured = AGENT_MEASURED_PROVIDER;
-        }
-        else {
+        } else {
             int64_t out = (int64_t)ceil((double)tokens_estimate_str(res->resp.content) * ratio);
             if (out < 1)
                 out = 1;
@@ -276,10 +311,10 @@ static void s_request_id(agent_t *a, uint64_t seq, char kind, char *out, size_t 
 
 static bool s_transport_error(const char *code)
 {
-    return code && (strcmp(code, PROTO_E_TIMEOUT) == 0 ||
-                    strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) == 0 ||
-                    strcmp(code, PROTO_E_WORKER_LOST) == 0 ||
-                    strcmp(code, PROTO_E_LEDGER_UNAVAILABLE) == 0);
+    return code &&
+           (strcmp(code, PROTO_E_TIMEOUT) == 0 || strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) == 0 ||
+            strcmp(code, PROTO_E_WORKER_LOST) == 0 ||
+            strcmp(code, PROTO_E_LEDGER_UNAVAILABLE) == 0);
 }
 
 static int s_timeout(const agent_t *a)
@@ -293,13 +328,13 @@ typedef struct {
     const char *task, *step;
     const char *status; /* ok, denied, error */
     agent_choice_t choice;
-    ev_t *output;       /* owned until s_result */
+    ev_t *output; /* owned until s_result */
     proto_amounts_t actual;
     const char *measured;
     char hold_id[PROTO_MAX_ID + 1];
     const char *ecode;
     char ereason[512];
-    ev_t *edetail;      /* extra fields of a ledger error (owned) */
+    ev_t *edetail; /* extra fields of a ledger error (owned) */
 } s_step_t;
 
 static ev_t *s_result(const agent_t *a, s_step_t *s)
@@ -314,7 +349,7 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
     ev_set_str(r, "step", s->step);
     ev_set_str(r, "status", s->status);
     ev_set_str(r, "path", cfg_path_name(s->choice.path));
-    if (s->choice.path == PATH_LLM && s->choice.model >= 0)
+    if (s->choice.model >= 0)
         ev_set_str(r, "model", a->cfg->models[s->choice.model].name);
     ev_set_str(r, "why", s->choice.why);
     ev_set(r, "output", s->output ? s->output : ev_new_map());
@@ -352,8 +387,7 @@ static ev_t *s_ledger(s_worker_t *w, ev_t **body_p)
 
 /* Commit actual on hold_id, retrying transport failures with the same id.
    Returns 0, or -1 with a reason. */
-static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char *err,
-                    size_t errlen)
+static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char *err, size_t errlen)
 {
     agent_t *a = w->agent;
     char rid[PROTO_MAX_ID + 1];
@@ -365,7 +399,7 @@ static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char 
         proto_set_amounts(body, "actual", &s->actual);
         ev_set_str(body, "measured", s->measured);
         ev_set_str(body, "path", cfg_path_name(s->choice.path));
-        if (s->choice.path == PATH_LLM && s->choice.model >= 0)
+        if (s->choice.model >= 0)
             ev_set_str(body, "model", a->cfg->models[s->choice.model].name);
         ev_t *reply = s_ledger(w, &body);
         const char *code = NULL;
@@ -403,14 +437,18 @@ static bool s_have_key(const cfg_t *cfg, int model, const char **key)
     return true;
 }
 
-/* Run the llm path; fills s (output, actual, measured, error). */
-static void s_run_llm(s_worker_t *w, s_step_t *s, const char *system, const char *user,
-                      int64_t prompt_raw, int64_t prompt_cal, int64_t max_tokens,
-                      const proto_amounts_t *hold, const char *key)
+/* One LLM call inside hold (its tokens, latency and cost). On success
+   *content gets the answer (caller frees); else ecode/ereason say why.
+   actual and measured always describe what was spent. Returns 0 or -1. */
+static int s_llm(s_worker_t *w, const s_step_t *s, int model, const char *system, const char *user,
+                 int64_t prompt_raw, int64_t prompt_cal, int64_t max_tokens,
+                 const proto_amounts_t *hold, const char *key, char **content,
+                 proto_amounts_t *actual, const char **measured, const char **ecode, char *ereason,
+                 size_t ereason_len)
 {
     agent_t *a = w->agent;
     const cfg_t *cfg = a->cfg;
-    const cfg_model_t *m = &cfg->models[s->choice.model];
+    const cfg_model_t *m = &cfg->models[model];
     const cfg_provider_t *p = &cfg->providers[m->provider];
     llm_request_t req = {
         .base_url = p->base_url,
@@ -428,33 +466,104 @@ static void s_run_llm(s_worker_t *w, s_step_t *s, const char *system, const char
         memset(&res, 0, sizeof res);
         res.status = LLM_ERR_INTERNAL;
         snprintf(res.error, sizeof res.error, "no HTTP client");
-    }
-    else
+    } else
         llm_call(w->llm, &req, &res);
     double ratio = tokens_calib_ratio(a->calib, m->name);
-    agent_llm_actual(m, &res, hold, prompt_cal, ratio, &s->actual, &s->measured);
+    agent_llm_actual(m, &res, hold, prompt_cal, ratio, actual, measured);
+    *content = NULL;
+    int rc = -1;
     if (res.status == LLM_OK) {
         if (res.resp.has_usage)
             tokens_calib_observe(a->calib, m->name, prompt_raw, res.resp.prompt_tokens);
-        s->output = role_from_llm(a->role, res.resp.content);
-        s->status = "ok";
-        log_info("step %s/%s: %s answered in %lld ms after %d attempt%s (%lld tokens, %s)",
-                 s->task, s->step, m->name, (long long)res.elapsed_ms, res.attempts,
-                 res.attempts == 1 ? "" : "s", (long long)s->actual.v[DIM_TOKENS], s->measured);
-    }
-    else {
-        s->status = "error";
-        s->ecode = res.status == LLM_ERR_TIMEOUT ? PROTO_E_TIMEOUT : PROTO_E_PROVIDER;
-        snprintf(s->ereason, sizeof s->ereason, "%s (model %s, %d attempt%s)", res.error,
-                 m->name, res.attempts, res.attempts == 1 ? "" : "s");
-        s->output = ev_new_map();
-        log_warn("step %s/%s: %s", s->task, s->step, s->ereason);
+        *content = res.resp.content;
+        res.resp.content = NULL;
+        rc = 0;
+        log_info("step %s/%s: %s answered in %lld ms after %d attempt%s (%lld tokens, %s)", s->task,
+                 s->step, m->name, (long long)res.elapsed_ms, res.attempts,
+                 res.attempts == 1 ? "" : "s", (long long)actual->v[DIM_TOKENS], *measured);
+    } else {
+        *ecode = res.status == LLM_ERR_TIMEOUT ? PROTO_E_TIMEOUT : PROTO_E_PROVIDER;
+        snprintf(ereason, ereason_len, "%s (model %s, %d attempt%s)", res.error, m->name,
+                 res.attempts, res.attempts == 1 ? "" : "s");
+        log_warn("step %s/%s: %s", s->task, s->step, ereason);
     }
     llm_result_clear(&res);
+    return rc;
+}
+
+/* Run the llm path; fills s (output, actual, measured, error). */
+static void s_run_llm(s_worker_t *w, s_step_t *s, const char *system, const char *user,
+                      int64_t prompt_raw, int64_t prompt_cal, int64_t max_tokens,
+                      const proto_amounts_t *hold, const char *key)
+{
+    char *content = NULL;
+    if (s_llm(w, s, s->choice.model, system, user, prompt_raw, prompt_cal, max_tokens, hold, key,
+              &content, &s->actual, &s->measured, &s->ecode, s->ereason, sizeof s->ereason) == 0) {
+        s->output = role_from_llm(w->agent->role, content);
+        s->status = "ok";
+    } else {
+        s->output = ev_new_map();
+        s->status = "error";
+    }
+    free(content);
+}
+
+/* The optional LLM summary of a tool's output, inside what is left of the
+   hold. Adds the model's answer to s->output and its spend to s->actual;
+   a summary that cannot run or fails leaves the tool's result standing
+   and says why in output.summary_note. */
+static void s_tool_summary(s_worker_t *w, s_step_t *s, const char *text, const ev_t *inputs,
+                           const char *evidence, const proto_amounts_t *hold, const char *key)
+{
+    agent_t *a = w->agent;
+    const cfg_model_t *m = &a->cfg->models[s->choice.model];
+    char note[400] = "";
+    char *system =
+        strdup(a->acfg->system_prompt ? a->acfg->system_prompt : role_system_prompt(a->role));
+    char *user = role_user_prompt(a->role, text, inputs, evidence, !a->acfg->system_prompt);
+    int64_t prompt_raw = tokens_estimate_chat(system, user);
+    int64_t prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
+    int64_t max_tokens = agent_max_tokens(m, hold->v[DIM_TOKENS], tokens_with_margin(prompt_cal));
+    int64_t left_ms = hold->v[DIM_LATENCY_MS] - s->actual.v[DIM_LATENCY_MS];
+    if (!system || !user)
+        snprintf(note, sizeof note, "no summary: out of memory");
+    else if (max_tokens < AGENT_MIN_OUTPUT_TOKENS)
+        snprintf(note, sizeof note,
+                 "no summary: the tool output leaves no room in the hold of "
+                 "%lld tokens",
+                 (long long)hold->v[DIM_TOKENS]);
+    else if (left_ms < 100)
+        snprintf(note, sizeof note, "no summary: the tool used the hold's latency");
+    else {
+        proto_amounts_t llm_hold = *hold, spent;
+        llm_hold.v[DIM_LATENCY_MS] = left_ms;
+        llm_hold.v[DIM_TOOL_CALLS] = 0;
+        const char *measured = AGENT_MEASURED_PROVIDER, *ecode = NULL;
+        char *content = NULL;
+        char reason[400];
+        int rc = s_llm(w, s, s->choice.model, system, user, prompt_raw, prompt_cal, max_tokens,
+                       &llm_hold, key, &content, &spent, &measured, &ecode, reason, sizeof reason);
+        s->actual.v[DIM_TOKENS] += spent.v[DIM_TOKENS];
+        s->actual.v[DIM_LATENCY_MS] += spent.v[DIM_LATENCY_MS];
+        s->actual.v[DIM_COST_UUSD] += spent.v[DIM_COST_UUSD];
+        s->measured = measured;
+        if (rc == 0) {
+            ev_t *llm_out = role_from_llm(a->role, content);
+            for (size_t i = 0; llm_out && i < ev_len(llm_out); i++)
+                ev_set(s->output, ev_key_at(llm_out, i), ev_dup(ev_at(llm_out, i)));
+            ev_destroy(&llm_out);
+        } else
+            snprintf(note, sizeof note, "no summary: %.380s", reason);
+        free(content);
+    }
+    if (note[0])
+        ev_set_str(s->output, "summary_note", note);
+    free(system);
+    free(user);
 }
 
 static void s_run_tool(s_worker_t *w, s_step_t *s, const char *text, const ev_t *inputs,
-                       const proto_amounts_t *hold)
+                       const proto_amounts_t *hold, const char *key)
 {
     agent_t *a = w->agent;
     const cfg_tool_t *t = &a->cfg->tools[s->choice.tool];
@@ -475,17 +584,17 @@ static void s_run_tool(s_worker_t *w, s_step_t *s, const char *text, const ev_t 
         ev_set_str(s->output, "tool", t->name);
         ev_set(s->output, "tool_output", ev_new_strn(res.output, n));
         ev_set_bool(s->output, "truncated", res.truncated || n < res.len);
-    }
-    else {
+        if (s->choice.model >= 0) {
+            res.output[n] = '\0';
+            s_tool_summary(w, s, text, inputs, res.output, hold, key);
+        }
+    } else {
         s->status = "error";
         s->ecode = res.status == TOOL_ERR_TIMEOUT ? PROTO_E_TIMEOUT : PROTO_E_INTERNAL;
         snprintf(s->ereason, sizeof s->ereason, "%s", res.error);
         s->output = ev_new_map();
-        if (res.status == TOOL_ERR_TIMEOUT) {
-            /* killed mid-run: its effects are unknown, charge the whole hold */
-            s->actual = *hold;
-            s->measured = AGENT_MEASURED_WHOLE_HOLD;
-        }
+        /* a tool killed at its timeout is over: the call and the time it
+           took are known exactly, so they are what is charged */
         log_warn("step %s/%s: %s", s->task, s->step, res.error);
     }
     tool_result_clear(&res);
@@ -547,8 +656,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
             return s_result(a, &s);
         }
         /* any other answer: the reserve below gives the real reason */
-    }
-    else
+    } else
         ratio = agent_cost_ratio(reply, a->name);
     ev_destroy(&reply);
 
@@ -561,6 +669,11 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         if (ratio < cfg->small_ratio && a->acfg->small_model >= 0)
             m = a->acfg->small_model;
         have_key = m < 0 || s_have_key(cfg, m, &key);
+    } else if (planned == PATH_TOOL && model >= 0) {
+        int m = model;
+        if (ratio < cfg->small_ratio && a->acfg->small_model >= 0)
+            m = a->acfg->small_model;
+        have_key = s_have_key(cfg, m, &key);
     }
     agent_choose(cfg, a->acfg, planned, model, tool, ratio, have_key, &s.choice);
 
@@ -568,8 +681,8 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     int64_t prompt_raw = 0, prompt_cal = 0, prompt_hold = 0, max_tokens = 0;
     if (s.choice.path == PATH_LLM) {
         const cfg_model_t *m = &cfg->models[s.choice.model];
-        system = strdup(a->acfg->system_prompt ? a->acfg->system_prompt
-                                               : role_system_prompt(a->role));
+        system =
+            strdup(a->acfg->system_prompt ? a->acfg->system_prompt : role_system_prompt(a->role));
         user = role_user_prompt(a->role, text, inputs, NULL, !a->acfg->system_prompt);
         prompt_raw = tokens_estimate_chat(system, user);
         prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
@@ -624,7 +737,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         s_run_llm(w, &s, system, user, prompt_raw, prompt_cal, max_tokens, &hold, key);
         break;
     case PATH_TOOL:
-        s_run_tool(w, &s, text, inputs, &hold);
+        s_run_tool(w, &s, text, inputs, &hold, key);
         break;
     case PATH_LOCAL:
         s.output = role_local(a->role, text, inputs);
@@ -654,6 +767,24 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
 }
 
 /* ---- pool ------------------------------------------------------------------ */
+/* Make sure a reply fits the wire limits: an output that does not (a model
+   can answer with a huge or deeply nested object) is replaced by a short
+   note, keeping the spend and status, so the caller always gets an answer. */
+static void s_fit(ev_t *result)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = ev_encode(result, &buf, &len);
+    free(buf);
+    if (rc == EV_OK && len <= PROTO_MAX_FRAME)
+        return;
+    ev_t *out = ev_new_map();
+    ev_set_str(out, "summary", "the step's output was too large for a step result");
+    ev_set_bool(out, "truncated", true);
+    ev_set(result, "output", out);
+    log_warn("step output too large for the wire (%s): replaced by a note", ev_strerror(rc));
+}
+
 static void *s_worker_main(void *arg)
 {
     agent_t *a = arg;
@@ -679,15 +810,15 @@ static void *s_worker_main(void *arg)
 
         const char *type = ev_get_str(job->req.body, "type", "");
         if (a->sec.curve && !cfg_access_allowed(a->cfg, a->name, type, job->req.sender))
-            job->result = proto_error(PROTO_E_FORBIDDEN, "%s may not call %s.%s",
-                                      job->req.sender, a->name, type);
+            job->result = proto_error(PROTO_E_FORBIDDEN, "%s may not call %s.%s", job->req.sender,
+                                      a->name, type);
         else if (strcmp(type, "step") == 0)
             job->result = s_step(&w, job->req.body);
         else
-            job->result = proto_error(PROTO_E_UNKNOWN_TYPE, "%s does not serve %s", a->name,
-                                      type);
+            job->result = proto_error(PROTO_E_UNKNOWN_TYPE, "%s does not serve %s", a->name, type);
         if (!job->result)
             job->result = proto_error(PROTO_E_INTERNAL, "out of memory");
+        s_fit(job->result);
         zsock_send(w.done, "p", job);
     }
     zsock_destroy(&w.done);
@@ -784,6 +915,10 @@ int agent_run(agent_t *self)
         bus_worker_destroy(&worker);
         return -1;
     }
+    char calib_path[1200];
+    snprintf(calib_path, sizeof calib_path, "%s/%s.calib.json", self->run_dir, self->name);
+    if (self->run_dir[0] && tokens_calib_load(self->calib, calib_path) == 0)
+        log_info("token calibration loaded from %s", calib_path);
     log_info("serving %s (%s role) on %s with %d step%s at once%s", self->name,
              role_name(self->role), self->endpoint, self->n_threads,
              self->n_threads == 1 ? "" : "s", self->sec.curve ? "" : " (insecure)");
@@ -813,8 +948,7 @@ int agent_run(agent_t *self)
                     ev_t *e = proto_error(PROTO_E_INTERNAL, "out of memory");
                     bus_worker_reply(worker, &req, &e, true);
                     bus_request_clear(&req);
-                }
-                else {
+                } else {
                     job->req = req;
                     pthread_mutex_lock(&self->lock);
                     if (self->tail)
@@ -846,5 +980,7 @@ int agent_run(agent_t *self)
     }
     bus_worker_destroy(&worker);
     zsock_destroy(&done);
+    if (self->run_dir[0] && tokens_calib_save(self->calib, calib_path) != 0)
+        log_warn("cannot save the token calibration to %s", calib_path);
     return 0;
 }

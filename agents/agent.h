@@ -42,9 +42,9 @@
 /* ---- pure helpers -------------------------------------------------------- */
 typedef struct {
     cfg_path_t path;
-    int model;      /* PATH_LLM: model index; else -1 */
-    int tool;       /* PATH_TOOL: tool index; else -1 */
-    char why[160];  /* one line: why this path runs */
+    int model;     /* PATH_LLM: model index; PATH_TOOL: summary model or -1; else -1 */
+    int tool;      /* PATH_TOOL: tool index; else -1 */
+    char why[160]; /* one line: why this path runs */
 } agent_choice_t;
 
 /* Choose the path of a step. planned/planned_model/tool come from the step's
@@ -53,10 +53,12 @@ typedef struct {
    API key is available (always true when the provider needs none). Rules:
    llm and ratio < cfg->local_ratio -> local; ratio < cfg->small_ratio -> the
    agent's small model when one is configured; else the planned model. No
-   model or no key -> local. local and tool run as planned. */
-void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned,
-                  int planned_model, int tool, double cost_ratio, bool have_key,
-                  agent_choice_t *out);
+   model or no key -> local. local runs as planned; tool runs as planned,
+   and its optional LLM summary (planned_model >= 0) follows the same rules:
+   dropped below local_ratio or without a key, the small model below
+   small_ratio. */
+void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned, int planned_model,
+                  int tool, double cost_ratio, bool have_key, agent_choice_t *out);
 
 /* Remaining cost ratio of this agent's account in a spend_reply body:
    remaining / limit of cost_uusd for the account of kind "agent" (and name
@@ -67,7 +69,8 @@ double agent_cost_ratio(const ev_t *spend_reply, const char *agent);
    est tokens, latency = est latency, cost = the model's price for
    prompt_tokens in and (tokens - prompt_tokens) out. For local, latency =
    min(est, AGENT_LOCAL_HOLD_MS) and nothing else. For tool, one tool call
-   and the latency (est, else the tool's timeout). */
+   and the latency (est, else the tool's timeout), plus, with a summary
+   model, est tokens at the dearer of the model's two prices. */
 void agent_hold(const cfg_t *cfg, const agent_choice_t *choice, const proto_amounts_t *est,
                 int64_t prompt_tokens, proto_amounts_t *hold);
 
@@ -87,11 +90,11 @@ void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
 typedef struct _agent_t agent_t;
 
 typedef struct {
-    const char *name;      /* process and service name, e.g. "cto_agent" */
-    const char *endpoint;  /* bus endpoint */
+    const char *name;     /* process and service name, e.g. "cto_agent" */
+    const char *endpoint; /* bus endpoint */
     const char *run_dir;
     bool curve;
-    const char *self_dir;  /* folder of the agent binary (tool lookup); may be NULL */
+    const char *self_dir; /* folder of the agent binary (tool lookup); may be NULL */
 } agent_opts_t;
 
 /* Create an agent from a loaded config (borrowed; must outlive the agent).

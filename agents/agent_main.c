@@ -68,11 +68,9 @@ int main(int argc, char **argv)
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             s_usage(stdout, base);
             return 0;
-        }
-        else if (strcmp(a, "--foreground") == 0) {
+        } else if (strcmp(a, "--foreground") == 0) {
             /* agents always run in the foreground; accepted like the daemons */
-        }
-        else if (i + 1 < argc && strcmp(a, "--home") == 0)
+        } else if (i + 1 < argc && strcmp(a, "--home") == 0)
             home = argv[++i];
         else if (i + 1 < argc && strcmp(a, "--config") == 0)
             config = argv[++i];
@@ -130,8 +128,7 @@ int main(int argc, char **argv)
         char *slash = strrchr(self_dir, '/');
         if (slash)
             *slash = '\0';
-    }
-    else
+    } else
         self_dir[0] = '\0';
 
     if (insecure)
@@ -157,6 +154,8 @@ int main(int argc, char **argv)
         return 2;
     }
     char pidfile[PATH_MAX + 64];
+    if (rundir_create(run_dir) != 0)
+        log_warn("cannot create the run directory %s", run_dir);
     s_write_pid(run_dir, name, pidfile, sizeof pidfile);
     int rc = agent_run(agent);
     agent_destroy(&agent);

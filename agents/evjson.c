@@ -51,7 +51,7 @@ char *evjson_dump(const ev_t *v)
     json_t *j = evjson_to_json(v);
     if (!j)
         return NULL;
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
     json_decref(j);
     return s;
 }

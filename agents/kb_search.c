@@ -37,8 +37,8 @@
 #define KB_MAX_DEPTH 8
 
 typedef struct {
-    char *file;   /* path relative to dir (owned by the file table) */
-    char *text;   /* paragraph text (points into the file's buffer) */
+    char *file; /* path relative to dir (owned by the file table) */
+    char *text; /* paragraph text (points into the file's buffer) */
     size_t len;
     size_t order;
     int tf[KB_MAX_TERMS];
@@ -56,11 +56,11 @@ typedef struct {
 } kb_t;
 
 static const char *const s_stop[] = {
-    "the",  "and",  "for",  "with", "that", "this", "from", "are",  "was",  "were", "our",
-    "you",  "your", "but",  "not",  "all",  "any",  "can",  "has",  "have", "how",  "what",
-    "when", "where", "which", "who", "why", "will", "would", "should", "could", "into",
-    "about", "than", "then", "them", "they", "their", "there", "these", "those", "its",
-    "use",  "using", "need", "needs", NULL};
+    "the",   "and",  "for",   "with",  "that",  "this",  "from", "are",   "was",   "were",
+    "our",   "you",  "your",  "but",   "not",   "all",   "any",  "can",   "has",   "have",
+    "how",   "what", "when",  "where", "which", "who",   "why",  "will",  "would", "should",
+    "could", "into", "about", "than",  "then",  "them",  "they", "their", "there", "these",
+    "those", "its",  "use",   "using", "need",  "needs", NULL};
 
 static bool s_stopword(const char *w)
 {

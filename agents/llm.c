@@ -17,8 +17,8 @@
 #include <strings.h>
 #include <time.h>
 
-#define LLM_DEFAULT_CAP     (1024 * 1024)
-#define LLM_MIN_ATTEMPT_MS  50 /* do not start an attempt with less time left */
+#define LLM_DEFAULT_CAP    (1024 * 1024)
+#define LLM_MIN_ATTEMPT_MS 50 /* do not start an attempt with less time left */
 
 struct _llm_t {
     CURL *curl;
@@ -144,8 +144,7 @@ int64_t llm_backoff_ms(int attempt, int64_t retry_after_s)
     return ms;
 }
 
-char *llm_build_request(const char *model, const char *system, const char *user,
-                        int64_t max_tokens)
+char *llm_build_request(const char *model, const char *system, const char *user, int64_t max_tokens)
 {
     json_t *root = json_object();
     json_t *msgs = json_array();
@@ -157,8 +156,8 @@ char *llm_build_request(const char *model, const char *system, const char *user,
     json_object_set_new(root, "model", json_string(model ? model : ""));
     if (system)
         json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
-    json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content",
-                                          user ? user : ""));
+    json_array_append_new(msgs,
+                          json_pack("{s:s, s:s}", "role", "user", "content", user ? user : ""));
     json_object_set_new(root, "messages", msgs);
     json_object_set_new(root, "max_tokens", json_integer(max_tokens));
     json_object_set_new(root, "stream", json_false());
@@ -176,8 +175,7 @@ static bool s_get_count(json_t *obj, const char *key, int64_t *out)
     return true;
 }
 
-int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *err,
-                       size_t errlen)
+int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
@@ -297,8 +295,8 @@ int llm_call(llm_t *self, const llm_request_t *req, llm_result_t *res)
     }
     int64_t deadline = start + req->timeout_ms;
     int max_retries = req->max_retries < 0 ? 3 : req->max_retries;
-    size_t limit = req->max_response_bytes > 0 ? (size_t)req->max_response_bytes
-                                               : (size_t)LLM_DEFAULT_CAP;
+    size_t limit =
+        req->max_response_bytes > 0 ? (size_t)req->max_response_bytes : (size_t)LLM_DEFAULT_CAP;
 
     char url[512];
     size_t bl = strlen(req->base_url);
@@ -352,33 +350,28 @@ int llm_call(llm_t *self, const llm_request_t *req, llm_result_t *res)
                 res->status = LLM_ERR_MALFORMED;
                 snprintf(res->error, sizeof res->error, "malformed provider response: %s", err);
             }
-        }
-        else if (cc == CURLE_OK) {
+        } else if (cc == CURLE_OK) {
             char msg[160];
             llm_error_message(buf.data, buf.len, msg, sizeof msg);
             res->status = LLM_ERR_HTTP;
             snprintf(res->error, sizeof res->error, "provider answered HTTP %ld%s%s", status,
                      *msg ? ": " : "", msg);
             retry = llm_retryable_status(status);
-        }
-        else if (buf.overflow || cc == CURLE_FILESIZE_EXCEEDED) {
+        } else if (buf.overflow || cc == CURLE_FILESIZE_EXCEEDED) {
             res->status = LLM_ERR_TOO_LARGE;
             snprintf(res->error, sizeof res->error, "provider response exceeds %zu bytes", limit);
-        }
-        else if (cc == CURLE_OPERATION_TIMEDOUT) {
+        } else if (cc == CURLE_OPERATION_TIMEDOUT) {
             res->status = LLM_ERR_TIMEOUT;
             snprintf(res->error, sizeof res->error,
                      "provider did not answer within the hold's latency (%lld ms)",
                      (long long)req->timeout_ms);
-        }
-        else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
-                 cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING) {
+        } else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+                   cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING) {
             res->status = LLM_ERR_CONNECT;
             snprintf(res->error, sizeof res->error, "cannot reach provider at %.120s: %s", url,
                      curl_easy_strerror(cc));
             retry = true;
-        }
-        else {
+        } else {
             res->status = LLM_ERR_CONNECT;
             snprintf(res->error, sizeof res->error, "provider request failed: %s",
                      curl_easy_strerror(cc));

@@ -41,25 +41,25 @@ typedef struct {
 } llm_response_t;
 
 typedef struct {
-    const char *base_url;     /* e.g. http://127.0.0.1:8080/v1 */
-    const char *api_key;      /* NULL or "" = no Authorization header */
+    const char *base_url; /* e.g. http://127.0.0.1:8080/v1 */
+    const char *api_key;  /* NULL or "" = no Authorization header */
     const char *model;
-    const char *system;       /* NULL = no system message */
+    const char *system; /* NULL = no system message */
     const char *user;
-    int64_t max_tokens;       /* > 0 */
-    int64_t timeout_ms;       /* whole call including retries, > 0 */
+    int64_t max_tokens;         /* > 0 */
+    int64_t timeout_ms;         /* whole call including retries, > 0 */
     int64_t max_response_bytes; /* <= 0: 1 MiB */
-    int max_retries;          /* retries after the first attempt; < 0: 3 */
+    int max_retries;            /* retries after the first attempt; < 0: 3 */
 } llm_request_t;
 
 typedef struct {
     llm_status_t status;
-    long http_status;         /* last HTTP status, 0 if none */
-    int attempts;             /* HTTP requests made */
-    int64_t elapsed_ms;       /* wall time of the whole call */
-    size_t response_bytes;    /* bytes of the last response body */
-    llm_response_t resp;      /* LLM_OK: parsed response */
-    char error[256];          /* not LLM_OK: a clear reason */
+    long http_status;      /* last HTTP status, 0 if none */
+    int attempts;          /* HTTP requests made */
+    int64_t elapsed_ms;    /* wall time of the whole call */
+    size_t response_bytes; /* bytes of the last response body */
+    llm_response_t resp;   /* LLM_OK: parsed response */
+    char error[256];       /* not LLM_OK: a clear reason */
 } llm_result_t;
 
 typedef struct _llm_t llm_t;
@@ -80,8 +80,7 @@ char *llm_build_request(const char *model, const char *system, const char *user,
    out->content via llm_response_clear), or -1 with a reason in err. A missing
    or partial usage block is not an error: has_usage says whether both counts
    were present and valid. */
-int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *err,
-                       size_t errlen);
+int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *err, size_t errlen);
 void llm_response_clear(llm_response_t *resp);
 /* A readable message for an error body ({"error": {"message", "code"}} or
    {"error": "..."} or plain text); writes at most outlen bytes to out. */

@@ -91,8 +91,8 @@ static bool s_has(const char *folded, const char *p, size_t n, bool whole)
     memcpy(needle, p, n);
     needle[n] = '\0';
     for (const char *hit = strstr(folded, needle); hit; hit = strstr(hit + 1, needle)) {
-        bool start_ok = hit == folded || !s_alnum((unsigned char)hit[-1]) ||
-                        !s_alnum((unsigned char)p[0]);
+        bool start_ok =
+            hit == folded || !s_alnum((unsigned char)hit[-1]) || !s_alnum((unsigned char)p[0]);
         bool end_ok = !whole || !s_alnum((unsigned char)hit[n]);
         if (start_ok && end_ok)
             return true;
@@ -209,8 +209,8 @@ typedef struct {
 
 static long s_number(const s_word_t *w)
 {
-    static const char *const names[] = {"zero", "one",  "two", "three",  "four",   "five", "six",
-                                        "seven", "eight", "nine", "ten", "eleven", "twelve"};
+    static const char *const names[] = {"zero",  "one",   "two",  "three", "four",   "five",  "six",
+                                        "seven", "eight", "nine", "ten",   "eleven", "twelve"};
     if (w->n <= 4 && isdigit((unsigned char)w->p[0])) {
         long v = 0;
         for (size_t i = 0; i < w->n; i++) {
@@ -239,9 +239,9 @@ static int s_unit_days(const s_word_t *w)
     static const struct {
         const char *name;
         int days;
-    } units[] = {{"day", 1},      {"days", 1},     {"week", 7},    {"weeks", 7},
-                 {"month", 30},   {"months", 30},  {"quarter", 91}, {"quarters", 91},
-                 {"year", 365},   {"years", 365},  {"sprint", 14},  {"sprints", 14}};
+    } units[] = {{"day", 1},    {"days", 1},    {"week", 7},     {"weeks", 7},
+                 {"month", 30}, {"months", 30}, {"quarter", 91}, {"quarters", 91},
+                 {"year", 365}, {"years", 365}, {"sprint", 14},  {"sprints", 14}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (s_is(w, units[i].name))
             return units[i].days;
@@ -263,8 +263,7 @@ int rr_requested_weeks(const char *folded)
                 p++;
             w[n++] = (s_word_t){start, (size_t)(p - start), prev};
             prev = ' ';
-        }
-        else {
+        } else {
             if (*p != ' ')
                 prev = *p;
             p++;
@@ -278,8 +277,8 @@ int rr_requested_weeks(const char *folded)
         if (num > 0 && unit > 0) {
             bool trigger = w[i + 1].sep == '-';
             if (i > 0) {
-                static const char *const triggers[] = {"in", "within", "under", "next", "than",
-                                                       "before", "of", "only", "just"};
+                static const char *const triggers[] = {"in",     "within", "under", "next", "than",
+                                                       "before", "of",     "only",  "just"};
                 for (size_t t = 0; t < sizeof triggers / sizeof triggers[0]; t++)
                     if (s_is(&w[i - 1], triggers[t]))
                         trigger = true;

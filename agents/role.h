@@ -55,8 +55,8 @@ char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const 
    decision and confidence (0..1, default 0.5) are filled in when missing,
    and for reconcile recommendation. Decisions "go", "no-go" and
    "conditional" map to proceed, reconsider and proceed_with_conditions;
-   effort_weeks without effort_days gives effort_days = 5 per week. Caller owns; NULL only when out of
-   memory. */
+   effort_weeks without effort_days gives effort_days = 5 per week. Caller owns; NULL only when out
+   of memory. */
 ev_t *role_from_llm(role_t role, const char *content);
 
 #endif

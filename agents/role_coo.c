@@ -77,8 +77,7 @@ static const s_prisk_t s_prisks[] = {
     {"budget|cost|cheap|limited fund|tight fund|low cost",
      "A fixed budget constrains staffing and scope", "low",
      "agree what to drop first if costs rise"},
-    {"=iot|device|hardware|sensor|firmware",
-     "Hardware supply lead times and logistics", "high",
+    {"=iot|device|hardware|sensor|firmware", "Hardware supply lead times and logistics", "high",
      "order samples now, plan installation logistics per site"},
 };
 
@@ -181,8 +180,8 @@ ev_t *role_coo_local(const char *text)
     if (requested > 0 && timeline > requested) {
         char r[256];
         snprintf(r, sizeof r,
-                 "The requested %d week%s is shorter than the %d weeks this plan needs",
-                 requested, requested == 1 ? "" : "s", timeline);
+                 "The requested %d week%s is shorter than the %d weeks this plan needs", requested,
+                 requested == 1 ? "" : "s", timeline);
         rr_push_risk(risks, r, timeline > requested * 3 / 2 ? "high" : "medium",
                      "cut the first release to the must-haves or add staff before the build");
         matched++;

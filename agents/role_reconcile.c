@@ -49,9 +49,10 @@ static int s_level_rank(const char *level)
 {
     if (!level)
         return -1;
-    return strcmp(level, "low") == 0 ? 0 : strcmp(level, "medium") == 0 ? 1
-                                         : strcmp(level, "high") == 0   ? 2
-                                                                        : -1;
+    return strcmp(level, "low") == 0      ? 0
+           : strcmp(level, "medium") == 0 ? 1
+           : strcmp(level, "high") == 0   ? 2
+                                          : -1;
 }
 
 static double s_conf(const ev_t *o)
@@ -118,8 +119,7 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
         snprintf(a, sizeof a, "%s technical risk", l1);
         snprintf(b, sizeof b, "%s process risk", l2);
         s_disagree(dis, "risk level", a, b);
-    }
-    else if (k1 >= 0 && k1 == k2) {
+    } else if (k1 >= 0 && k1 == k2) {
         snprintf(a, sizeof a, "both see %s risk", l1);
         ev_push(agree, ev_new_str(a));
     }
@@ -133,14 +133,12 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
             snprintf(b, sizeof b, "%lld person-days of build capacity planned",
                      (long long)capacity);
             s_disagree(dis, "effort", a, b);
-        }
-        else if (capacity > effort * 2) {
+        } else if (capacity > effort * 2) {
             snprintf(a, sizeof a, "%lld engineer-days of work", (long long)effort);
             snprintf(b, sizeof b, "%lld person-days planned: more staff than the work needs",
                      (long long)capacity);
             s_disagree(dis, "staffing", a, b);
-        }
-        else
+        } else
             ev_push(agree, ev_new_str("planned capacity covers the estimated effort"));
     }
 
@@ -148,8 +146,12 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
     int64_t weeks = ev_get_int(coo, "timeline_weeks", -1);
     int64_t requested = ev_get_int(coo, "requested_weeks", -1);
     if (weeks > 0 && requested > 0 && weeks > requested) {
-        snprintf(a, sizeof a, "requested: %lld weeks", (long long)requested);
-        snprintf(b, sizeof b, "plan needs %lld weeks", (long long)weeks);
+        if (effort > 0)
+            snprintf(a, sizeof a, "%lld engineer-days of work", (long long)effort);
+        else
+            snprintf(a, sizeof a, "no effort estimate");
+        snprintf(b, sizeof b, "plan needs %lld weeks, %lld requested", (long long)weeks,
+                 (long long)requested);
         s_disagree(dis, "deadline", a, b);
     }
 

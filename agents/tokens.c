@@ -8,16 +8,18 @@
 */
 #include "agents/tokens.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CALIB_MODELS    32
+#define CALIB_MODELS     32
 #define CALIB_MIN_TOKENS 64.0 /* estimated tokens seen before the ratio is used */
-#define CALIB_DECAY     0.9
-#define CALIB_MIN_RATIO 0.25
-#define CALIB_MAX_RATIO 4.0
+#define CALIB_DECAY      0.9
+#define CALIB_MIN_RATIO  0.25
+#define CALIB_MAX_RATIO  4.0
 
 static int s_is_alpha(unsigned char c)
 {
@@ -42,30 +44,26 @@ static int64_t s_heuristic(const char *s, size_t len)
         if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v') {
             i++;
             /* runs of newlines or indentation are one token of their own */
-            if ((c == '\n' || c == '\t') && i < len && (p[i] == '\n' || p[i] == '\t' ||
-                                                        p[i] == ' ')) {
+            if ((c == '\n' || c == '\t') && i < len &&
+                (p[i] == '\n' || p[i] == '\t' || p[i] == ' ')) {
                 while (i < len && (p[i] == '\n' || p[i] == '\t' || p[i] == ' '))
                     i++;
                 tokens++;
             }
-        }
-        else if (s_is_alpha(c)) {
+        } else if (s_is_alpha(c)) {
             size_t start = i;
             while (i < len && s_is_alpha(p[i]))
                 i++;
             tokens += 1 + (int64_t)(i - start - 1) / 5;
-        }
-        else if (s_is_digit(c)) {
+        } else if (s_is_digit(c)) {
             size_t start = i;
             while (i < len && s_is_digit(p[i]))
                 i++;
             tokens += ((int64_t)(i - start) + 2) / 3;
-        }
-        else if (c < 0x80) {
+        } else if (c < 0x80) {
             tokens++; /* punctuation or control */
             i++;
-        }
-        else {
+        } else {
             /* one code point: a lead byte and its continuation bytes */
             i++;
             while (i < len && (p[i] & 0xC0) == 0x80)
@@ -193,4 +191,55 @@ int64_t tokens_calib_apply(tokens_calib_t *self, const char *model, int64_t esti
         return 0;
     double scaled = ceil((double)estimate * tokens_calib_ratio(self, model) - 1e-9);
     return scaled < 1.0 ? 1 : (int64_t)scaled;
+}
+
+int tokens_calib_save(tokens_calib_t *self, const char *path)
+{
+    if (!self || !path)
+        return -1;
+    json_t *root = json_object();
+    if (!root)
+        return -1;
+    pthread_mutex_lock(&self->lock);
+    for (int i = 0; i < self->n_rows; i++)
+        json_object_set_new(root, self->rows[i].model,
+                            json_pack("{s:f, s:f}", "estimated", self->rows[i].estimated,
+                                      "reported", self->rows[i].reported));
+    pthread_mutex_unlock(&self->lock);
+    char tmp[4096];
+    int rc = -1;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) < (int)sizeof tmp &&
+        json_dump_file(root, tmp, JSON_COMPACT) == 0 && rename(tmp, path) == 0)
+        rc = 0;
+    json_decref(root);
+    return rc;
+}
+
+int tokens_calib_load(tokens_calib_t *self, const char *path)
+{
+    if (!self || !path)
+        return -1;
+    json_t *root = json_load_file(path, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return -1;
+    }
+    const char *model;
+    json_t *v;
+    pthread_mutex_lock(&self->lock);
+    json_object_foreach(root, model, v)
+    {
+        json_t *e = json_object_get(v, "estimated"), *r = json_object_get(v, "reported");
+        if (!json_is_number(e) || !json_is_number(r))
+            continue;
+        double ev = json_number_value(e), rv = json_number_value(r);
+        if (!isfinite(ev) || !isfinite(rv) || ev <= 0 || rv <= 0 || ev > 1e15 || rv > 1e15)
+            continue;
+        s_calib_row_t *row = s_row(self, model, 1);
+        row->estimated = ev;
+        row->reported = rv;
+    }
+    pthread_mutex_unlock(&self->lock);
+    json_decref(root);
+    return 0;
 }

@@ -13,7 +13,8 @@
     the provider reported to the tokens it estimated for the same prompts
     (recent calls weigh more) and multiplies later estimates by it, so holds
     and estimated spend follow the real tokeniser over time. A tokens_calib_t
-    is safe to share between threads.
+    is safe to share between threads; the agent keeps it across restarts in
+    <run>/<agent>.calib.json.
 */
 #ifndef AGENTS_TOKENS_H_INCLUDED
 #define AGENTS_TOKENS_H_INCLUDED
@@ -48,5 +49,10 @@ void tokens_calib_observe(tokens_calib_t *self, const char *model, int64_t estim
 double tokens_calib_ratio(tokens_calib_t *self, const char *model);
 /* estimate scaled by the model's ratio, rounded up (0 stays 0). */
 int64_t tokens_calib_apply(tokens_calib_t *self, const char *model, int64_t estimate);
+/* Persist the table as JSON {"model": {"estimated": n, "reported": n}} (written
+   to path.tmp, then renamed), and read it back. Load merges into the table
+   and ignores malformed entries. 0 / -1. */
+int tokens_calib_save(tokens_calib_t *self, const char *path);
+int tokens_calib_load(tokens_calib_t *self, const char *path);
 
 #endif

@@ -271,8 +271,7 @@ static int s_run_command(const cfg_tool_t *tool, const char *cfg_dir, const char
                     res->truncated = true;
                 if (res->truncated)
                     break;
-            }
-            else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            } else if (r == 0 || (errno != EAGAIN && errno != EINTR))
                 s_close(&out[0]);
         }
         if (i_err >= 0 && (fds[i_err].revents & (POLLIN | POLLHUP | POLLERR))) {
@@ -283,8 +282,7 @@ static int s_run_command(const cfg_tool_t *tool, const char *cfg_dir, const char
                     take = sizeof errbuf - 1 - errlen;
                 memcpy(errbuf + errlen, chunk, take);
                 errlen += take;
-            }
-            else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            } else if (r == 0 || (errno != EAGAIN && errno != EINTR))
                 s_close(&err[0]);
         }
     }
@@ -424,22 +422,20 @@ static int s_run_http(const cfg_tool_t *tool, const char *input, int64_t timeout
     }
     if (cc != CURLE_OK) {
         res->status = TOOL_ERR_HTTP;
-        snprintf(res->error, sizeof res->error, "tool %s: %s", tool->name,
-                 curl_easy_strerror(cc));
+        snprintf(res->error, sizeof res->error, "tool %s: %s", tool->name, curl_easy_strerror(cc));
         return -1;
     }
     if (res->http_status < 200 || res->http_status > 299) {
         res->status = TOOL_ERR_HTTP;
-        snprintf(res->error, sizeof res->error, "tool %s: HTTP %ld", tool->name,
-                 res->http_status);
+        snprintf(res->error, sizeof res->error, "tool %s: HTTP %ld", tool->name, res->http_status);
         return -1;
     }
     res->status = TOOL_OK;
     return 0;
 }
 
-int tool_run(const cfg_tool_t *tool, const char *cfg_dir, const char *self_dir,
-             const char *input, int64_t timeout_ms, tool_result_t *res)
+int tool_run(const cfg_tool_t *tool, const char *cfg_dir, const char *self_dir, const char *input,
+             int64_t timeout_ms, tool_result_t *res)
 {
     memset(res, 0, sizeof *res);
     if (!tool) {

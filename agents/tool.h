@@ -30,13 +30,13 @@ typedef enum {
 
 typedef struct {
     tool_status_t status;
-    char *output;         /* malloc'd, NUL-terminated stdout or http body (may be partial) */
+    char *output; /* malloc'd, NUL-terminated stdout or http body (may be partial) */
     size_t len;
-    bool truncated;       /* output reached the cap */
-    int exit_code;        /* command: exit status, or 128 + signal */
+    bool truncated; /* output reached the cap */
+    int exit_code;  /* command: exit status, or 128 + signal */
     long http_status;
     int64_t elapsed_ms;
-    char error[256];      /* not TOOL_OK: a clear reason (with stderr's first line) */
+    char error[256]; /* not TOOL_OK: a clear reason (with stderr's first line) */
 } tool_result_t;
 
 /* Run tool with input. cfg_dir is the working folder and the base of
@@ -44,8 +44,8 @@ typedef struct {
    agent binary (may be NULL). timeout_ms <= 0 uses the tool's own timeout; the
    effective timeout is the smaller of the two. Returns 0 when res->status is
    TOOL_OK, else -1. Clear res with tool_result_clear. */
-int tool_run(const cfg_tool_t *tool, const char *cfg_dir, const char *self_dir,
-             const char *input, int64_t timeout_ms, tool_result_t *res);
+int tool_run(const cfg_tool_t *tool, const char *cfg_dir, const char *self_dir, const char *input,
+             int64_t timeout_ms, tool_result_t *res);
 void tool_result_clear(tool_result_t *res);
 
 /* Resolve a command name as described above into out (PATH_MAX). Returns 0,

@@ -1,12 +1,12 @@
 /*  journal.c - the ledger's SQLite journal (see journal.h).
 
-    On-disk format, version 1:
+    On-disk format, version 2:
 
       accounts  key PK, kind (0 task, 1 agent, 2 global), task, agent, period,
                 lim0..lim3, used0..used3, held0..held3 (dimensions in
                 proto_dim_t order), opened_at_ms, deadline_ms, closed_at_ms,
                 closed, training                       -- the stored totals
-      holds     hold_id PK, seq, task, agent, step, global_key, amt0..amt3,
+      holds     seq PK (rowid), hold_id, task, agent, step, global_key, amt0..amt3,
                 act0..act3, created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired), measured,
                 path, model, option
@@ -14,7 +14,12 @@
                 hold_id, task, agent, a0..a3, t1, t2, overrun, err_kind,
                 err_dim, err_requested, err_available  -- the stored replies
       journal   seq PK, at_ms, kind (0 reserve, 1 commit, 2 void, 3 expire),
-                hold_id                                -- append-only
+                hold_seq (holds.seq)                   -- append-only
+
+    Few indexes on purpose: every B-tree a batch touches is pages written and
+    synced at each group commit. Holds are keyed by their creation sequence
+    (hold ids are "h<seq>"), and --verify aggregates the journal with GROUP BY
+    instead of relying on an index.
 
     A hold touches the accounts "a/<task>/<agent>", "t/<task>" and its
     global_key. Replaying the journal: reserve adds the hold's amounts to held;
@@ -33,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOURNAL_FORMAT 1
+#define JOURNAL_FORMAT 2
 
 static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
                                                    "cost_uusd"};
@@ -50,7 +55,7 @@ static const char *s_schema =
     " lim0 INT, lim1 INT, lim2 INT, lim3 INT, used0 INT, used1 INT, used2 INT, used3 INT,"
     " held0 INT, held1 INT, held2 INT, held3 INT, opened_at_ms INT, deadline_ms INT,"
     " closed_at_ms INT, closed INT, training INT);"
-    "CREATE TABLE IF NOT EXISTS holds(hold_id TEXT PRIMARY KEY, seq INT NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS holds(seq INTEGER PRIMARY KEY, hold_id TEXT NOT NULL,"
     " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"
     " amt0 INT, amt1 INT, amt2 INT, amt3 INT, act0 INT, act1 INT, act2 INT, act3 INT,"
     " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"
@@ -61,9 +66,8 @@ static const char *s_schema =
     " overrun INT, err_kind INT, err_dim INT, err_requested INT, err_available INT,"
     " PRIMARY KEY(sender, request_id)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY, at_ms INT NOT NULL,"
-    " kind INT NOT NULL, hold_id TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS journal_hold ON journal(hold_id, seq);"
-    "INSERT OR IGNORE INTO meta VALUES('format', '1');";
+    " kind INT NOT NULL, hold_seq INT NOT NULL);"
+    "INSERT OR IGNORE INTO meta VALUES('format', '2');";
 
 static void s_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 {
@@ -101,7 +105,8 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
     sqlite3_busy_timeout(self->db, 5000);
     char *msg = NULL;
     if (sqlite3_exec(self->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
+                     " PRAGMA wal_autocheckpoint=4000;",
                      NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
         if (err && errlen)
@@ -142,7 +147,7 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
                            "INSERT OR REPLACE INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
                            "?,?,?,?,?)",
                            -1, &self->put_request, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(self->db, "INSERT INTO journal(at_ms, kind, hold_id) VALUES(?,?,?)", -1,
+        sqlite3_prepare_v2(self->db, "INSERT INTO journal(at_ms, kind, hold_seq) VALUES(?,?,?)", -1,
                            &self->put_entry, NULL) != SQLITE_OK) {
         s_err(err, errlen, "prepare", self->db);
         journal_destroy(&self);
@@ -189,8 +194,8 @@ static int s_put_account(journal_t *self, const ledger_account_row_t *r)
 static int s_put_hold(journal_t *self, const ledger_hold_row_t *r)
 {
     sqlite3_stmt *st = self->put_hold;
-    sqlite3_bind_text(st, 1, r->hold_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, r->seq);
+    sqlite3_bind_int64(st, 1, r->seq);
+    sqlite3_bind_text(st, 2, r->hold_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->task, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, r->agent, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, r->step, -1, SQLITE_STATIC);
@@ -253,7 +258,7 @@ int journal_write(journal_t *self, ledger_t *ledger, char *err, size_t errlen)
         sqlite3_stmt *st = self->put_entry;
         sqlite3_bind_int64(st, 1, ch.entries[i].at_ms);
         sqlite3_bind_int(st, 2, (int)ch.entries[i].kind);
-        sqlite3_bind_text(st, 3, ch.entries[i].hold_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, ch.entries[i].hold_seq);
         rc = s_step(st);
     }
     if (rc != 0) {
@@ -295,6 +300,10 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
         s_err(err, errlen, "load", NULL);
         return NULL;
     }
+    /* one read transaction: a consistent snapshot even while another
+       connection writes */
+    if (sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
     /* accounts */
     if (sqlite3_prepare_v2(self->db, "SELECT * FROM accounts ORDER BY rowid", -1, &st, NULL) !=
         SQLITE_OK)
@@ -329,8 +338,8 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ledger_hold_row_t r;
         memset(&r, 0, sizeof r);
-        s_text(r.hold_id, sizeof r.hold_id, st, 0);
-        r.seq = sqlite3_column_int64(st, 1);
+        r.seq = sqlite3_column_int64(st, 0);
+        s_text(r.hold_id, sizeof r.hold_id, st, 1);
         s_text(r.task, sizeof r.task, st, 2);
         s_text(r.agent, sizeof r.agent, st, 3);
         s_text(r.step, sizeof r.step, st, 4);
@@ -382,6 +391,7 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
         goto fail;
     sqlite3_finalize(st);
     st = NULL;
+    sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL);
     int m = ledger_load_done(ledger);
     if (m < 0) {
         if (err && errlen)
@@ -395,6 +405,7 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
 fail:
     s_err(err, errlen, "load", self->db);
     sqlite3_finalize(st);
+    sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
     ledger_destroy(&ledger);
     return NULL;
 }
@@ -403,15 +414,17 @@ fail:
 
 /* Balances replayed from the journal, per account key. */
 static const char *s_replay_sql =
-    "WITH e AS (SELECT j.kind AS k, h.* FROM journal j JOIN holds h USING(hold_id)),"
+    "WITH e AS (SELECT j.kind AS k, h.* FROM journal j JOIN holds h ON h.seq = j.hold_seq),"
     " p AS (SELECT 'a/' || task || '/' || agent AS key, * FROM e"
     "       UNION ALL SELECT 't/' || task, * FROM e"
     "       UNION ALL SELECT global_key, * FROM e WHERE global_key <> ''),"
     " r AS (SELECT key,"
     "  SUM(CASE k WHEN 1 THEN act0 ELSE 0 END) u0, SUM(CASE k WHEN 1 THEN act1 ELSE 0 END) u1,"
     "  SUM(CASE k WHEN 1 THEN act2 ELSE 0 END) u2, SUM(CASE k WHEN 1 THEN act3 ELSE 0 END) u3,"
-    "  SUM(CASE k WHEN 0 THEN amt0 ELSE -amt0 END) h0, SUM(CASE k WHEN 0 THEN amt1 ELSE -amt1 END) h1,"
-    "  SUM(CASE k WHEN 0 THEN amt2 ELSE -amt2 END) h2, SUM(CASE k WHEN 0 THEN amt3 ELSE -amt3 END) h3"
+    "  SUM(CASE k WHEN 0 THEN amt0 ELSE -amt0 END) h0, SUM(CASE k WHEN 0 THEN amt1 ELSE -amt1 END) "
+    "h1,"
+    "  SUM(CASE k WHEN 0 THEN amt2 ELSE -amt2 END) h2, SUM(CASE k WHEN 0 THEN amt3 ELSE -amt3 END) "
+    "h3"
     "  FROM p GROUP BY key)"
     " SELECT a.key, a.used0, a.used1, a.used2, a.used3, a.held0, a.held1, a.held2, a.held3,"
     "  coalesce(r.u0,0), coalesce(r.u1,0), coalesce(r.u2,0), coalesce(r.u3,0),"
@@ -422,11 +435,13 @@ static const char *s_replay_sql =
 
 /* Holds whose state disagrees with their journal entries. */
 static const char *s_states_sql =
-    "SELECT h.hold_id, h.state,"
-    " (SELECT count(*) FROM journal j WHERE j.hold_id = h.hold_id AND j.kind = 0),"
-    " (SELECT count(*) FROM journal j WHERE j.hold_id = h.hold_id AND j.kind <> 0),"
-    " (SELECT j.kind FROM journal j WHERE j.hold_id = h.hold_id ORDER BY seq DESC LIMIT 1)"
-    " FROM holds h";
+    "WITH j AS (SELECT hold_seq, SUM(kind = 0) AS reserves, SUM(kind <> 0) AS resolves,"
+    "  MAX(seq) AS last FROM journal GROUP BY hold_seq)"
+    " SELECT h.hold_id, h.state, coalesce(j.reserves, 0), coalesce(j.resolves, 0),"
+    "  (SELECT kind FROM journal WHERE seq = j.last)"
+    " FROM holds h LEFT JOIN j ON j.hold_seq = h.seq"
+    " UNION ALL SELECT 'seq ' || hold_seq, -1, 0, 0, NULL FROM journal"
+    "  WHERE hold_seq NOT IN (SELECT seq FROM holds)";
 
 static void s_report(char *report, size_t len, size_t *pos, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -450,7 +465,8 @@ int journal_verify(journal_t *self, char *report, size_t reportlen)
     if (report && reportlen)
         report[0] = 0;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(self->db, s_replay_sql, -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(self->db, s_replay_sql, -1, &st, NULL) != SQLITE_OK)
         goto fail;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -492,9 +508,11 @@ int journal_verify(journal_t *self, char *report, size_t reportlen)
     if (rc != SQLITE_DONE)
         goto fail;
     sqlite3_finalize(st);
+    sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL);
     return bad ? 1 : 0;
 fail:
     s_report(report, reportlen, &pos, "verify: %s\n", sqlite3_errmsg(self->db));
     sqlite3_finalize(st);
+    sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
     return -1;
 }

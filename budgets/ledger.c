@@ -328,6 +328,7 @@ static int s_entry(ledger_t *self, ledger_entry_kind_t kind, const s_hold_t *h, 
     memset(e, 0, sizeof *e);
     e->kind = kind;
     e->at_ms = now_ms;
+    e->hold_seq = h->row.seq;
     s_copy(e->hold_id, sizeof e->hold_id, h->row.hold_id);
     return 0;
 }
@@ -605,16 +606,15 @@ static bool s_valid_id(const char *s, size_t max)
 
 /* Look the request up. Returns 1 when res holds the final answer (a replay or
    a parameter clash), 0 to go on, -1 for an unusable key (res filled). */
-static int s_request_begin(ledger_t *self, const char *sender, const char *request_id,
-                           uint64_t fp, ledger_result_t *res)
+static int s_request_begin(ledger_t *self, const char *sender, const char *request_id, uint64_t fp,
+                           ledger_result_t *res)
 {
     if (!s_valid_id(sender, LEDGER_NAME_MAX)) {
         s_fail(res, LEDGER_E_FORBIDDEN, "no authenticated sender");
         return -1;
     }
     if (!request_id || !*request_id || strlen(request_id) > LEDGER_ID_MAX) {
-        s_fail(res, LEDGER_E_INVALID, "request_id: must be a string of 1..%d bytes",
-               LEDGER_ID_MAX);
+        s_fail(res, LEDGER_E_INVALID, "request_id: must be a string of 1..%d bytes", LEDGER_ID_MAX);
         return -1;
     }
     char key[sizeof((s_request_t *)0)->key];
@@ -768,8 +768,8 @@ static const char *s_bad_amounts(const proto_amounts_t *a)
 }
 
 int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
-                   const char *step, const proto_amounts_t *amounts, int64_t ttl_ms,
-                   int64_t now_ms, ledger_result_t *res)
+                   const char *step, const proto_amounts_t *amounts, int64_t ttl_ms, int64_t now_ms,
+                   ledger_result_t *res)
 {
     char task_buf[LEDGER_ID_MAX + 2];
     task = s_keep(task_buf, sizeof task_buf, task);
@@ -830,18 +830,19 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
                 avail = left > 0 ? left : 0;
             }
         }
-        if (ok && !s_check(&budget->limit, ag ? &ag->row.used : &zero, ag ? &ag->row.held : &zero,
-                           amounts, false, &dim, &avail))
+        /* an existing account keeps the limits it was opened with */
+        if (ok && !s_check(ag ? &ag->row.limit : &budget->limit, ag ? &ag->row.used : &zero,
+                           ag ? &ag->row.held : &zero, amounts, false, &dim, &avail))
             ok = false, kind = LEDGER_KIND_AGENT;
         if (ok && !s_check(&t->row.limit, &t->row.used, &t->row.held, amounts, true, &dim, &avail))
             ok = false, kind = LEDGER_KIND_TASK;
         if (ok && gkey[0] &&
-            !s_check(&self->cfg.global_limit, gl ? &gl->row.used : &zero,
+            !s_check(gl ? &gl->row.limit : &self->cfg.global_limit, gl ? &gl->row.used : &zero,
                      gl ? &gl->row.held : &zero, amounts, false, &dim, &avail))
             ok = false, kind = LEDGER_KIND_GLOBAL;
         if (!ok) {
-            s_fail(res, LEDGER_E_EXCEEDS, "%s budget exceeded in %s: requested %" PRId64
-                   ", available %" PRId64,
+            s_fail(res, LEDGER_E_EXCEEDS,
+                   "%s budget exceeded in %s: requested %" PRId64 ", available %" PRId64,
                    ledger_kind_name(kind), s_dim_names[dim], amounts->v[dim], avail);
             res->err_kind = kind;
             res->err_dim = dim;
@@ -1004,8 +1005,8 @@ static int s_hist_add(ledger_t *self, const s_hold_t *h)
 }
 
 /* Look a hold up for commit/void: fills res and returns NULL on error. */
-static s_hold_t *s_hold_for(ledger_t *self, const char *sender, const char *hold_id,
-                            int64_t now_ms, ledger_result_t *res)
+static s_hold_t *s_hold_for(ledger_t *self, const char *sender, const char *hold_id, int64_t now_ms,
+                            ledger_result_t *res)
 {
     s_hold_t *h = hold_id ? s_map_get(&self->holds_by_id, hold_id) : NULL;
     if (!h || strcmp(h->row.agent, sender) != 0) {
@@ -1219,10 +1220,10 @@ static void s_info(const s_account_t *a, int64_t now_ms, ledger_account_info_t *
     info->held = a->row.held;
     info->limit = a->row.limit;
     for (int d = 0; d < DIM_COUNT; d++)
-        info->remaining.v[d] = a->row.limit.v[d] < 0
-                                   ? -1
-                                   : s_available(a->row.limit.v[d], a->row.used.v[d],
-                                                 a->row.held.v[d]);
+        info->remaining.v[d] =
+            a->row.limit.v[d] < 0
+                ? -1
+                : s_available(a->row.limit.v[d], a->row.used.v[d], a->row.held.v[d]);
     if (a->row.kind == LEDGER_KIND_TASK) {
         /* the task's latency is wall-clock time since open_task */
         int64_t end = a->row.closed ? a->row.closed_at_ms : now_ms;
@@ -1249,7 +1250,9 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
                 /* not yet reserved: show the agent's budget, nothing used */
                 s_task_key(key, sizeof key, task);
                 const ledger_budget_t *b = s_budget(self, agent);
-                if (!s_account(self, key) || !b)
+                if (!s_account(self, key))
+                    return -1;
+                if (!b)
                     return 0;
                 memset(&info, 0, sizeof info);
                 info.kind = LEDGER_KIND_AGENT;
@@ -1268,7 +1271,7 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
         s_task_key(key, sizeof key, task);
         s_account_t *t = s_account(self, key);
         if (!t)
-            return 0;
+            return -1;
         s_info(t, now_ms, &info);
         fn(&info, arg);
         n++;
@@ -1555,8 +1558,7 @@ int ledger_compare(const ledger_t *a, const ledger_t *b, char *why, size_t whyle
         const s_request_t *y = s_map_get(&b->requests_by_key, x->key);
         if (!y || y->row.fingerprint != x->row.fingerprint ||
             !s_result_eq(&x->row.result, &y->row.result))
-            return s_why(why, whylen, "request %s/%s differs", x->row.sender,
-                         x->row.request_id);
+            return s_why(why, whylen, "request %s/%s differs", x->row.sender, x->row.request_id);
     }
     if (a->seq != b->seq)
         return s_why(why, whylen, "hold sequence %" PRId64 " vs %" PRId64, a->seq, b->seq);
@@ -1576,8 +1578,7 @@ int ledger_check_limits(const ledger_t *self, char *why, size_t whylen)
             if (l >= 0 && a->row.used.v[d] + a->row.held.v[d] > l)
                 return s_why(why, whylen,
                              "%s %s: used %" PRId64 " + held %" PRId64 " > limit %" PRId64,
-                             a->row.key, s_dim_names[d], a->row.used.v[d], a->row.held.v[d],
-                             l);
+                             a->row.key, s_dim_names[d], a->row.used.v[d], a->row.held.v[d], l);
         }
     }
     return 0;

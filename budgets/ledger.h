@@ -84,9 +84,9 @@ void ledger_config_defaults(ledger_config_t *cfg);
 
 typedef enum {
     LEDGER_OK = 0,
-    LEDGER_E_INVALID,         /* bad parameter; reason names it */
-    LEDGER_E_FORBIDDEN,       /* no budget for the sender, or not its hold */
-    LEDGER_E_EXCEEDS,         /* exceeds_budget; err_* fields say where */
+    LEDGER_E_INVALID,   /* bad parameter; reason names it */
+    LEDGER_E_FORBIDDEN, /* no budget for the sender, or not its hold */
+    LEDGER_E_EXCEEDS,   /* exceeds_budget; err_* fields say where */
     LEDGER_E_UNKNOWN_TASK,
     LEDGER_E_TASK_CLOSED,
     LEDGER_E_TASK_EXISTS,
@@ -146,8 +146,8 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
 /* Hold amounts (all >= 0) on sender's account in task, the task account and
    the global account, or on none. ttl_ms <= 0 takes the configured default. */
 int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
-                   const char *step, const proto_amounts_t *amounts, int64_t ttl_ms,
-                   int64_t now_ms, ledger_result_t *res);
+                   const char *step, const proto_amounts_t *amounts, int64_t ttl_ms, int64_t now_ms,
+                   ledger_result_t *res);
 /* Post actual (all >= 0) and release the hold. measured: "provider",
    "estimated" or "whole_hold"; path/model/option may be NULL (history keys). */
 int ledger_commit(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
@@ -168,7 +168,7 @@ int64_t ledger_next_expiry(ledger_t *self);
 /* ---- queries ------------------------------------------------------------ */
 typedef struct {
     ledger_kind_t kind;
-    const char *key, *task, *agent; /* "" when not applicable; borrowed */
+    const char *key, *task, *agent;               /* "" when not applicable; borrowed */
     proto_amounts_t used, held, limit, remaining; /* remaining: -1 when unlimited */
 } ledger_account_info_t;
 typedef void(ledger_account_fn)(const ledger_account_info_t *info, void *arg);
@@ -176,7 +176,8 @@ typedef void(ledger_account_fn)(const ledger_account_info_t *info, void *arg);
 /* Spend: task and agent -> that agent account; task -> the task account then
    its agent accounts; agent -> that agent's accounts in every task; neither ->
    the global account of the current period (or, with no global budget, a
-   global total of every task, unlimited). Returns the number of accounts. */
+   global total of every task, unlimited). Returns the number of accounts, or
+   -1 when task is given and unknown. */
 int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                  ledger_account_fn *fn, void *arg);
 
@@ -240,7 +241,12 @@ typedef struct {
     bool closed, training;
 } ledger_account_row_t;
 
-typedef enum { LEDGER_HOLD_HELD = 0, LEDGER_HOLD_COMMITTED, LEDGER_HOLD_VOIDED, LEDGER_HOLD_EXPIRED } ledger_hold_state_t;
+typedef enum {
+    LEDGER_HOLD_HELD = 0,
+    LEDGER_HOLD_COMMITTED,
+    LEDGER_HOLD_VOIDED,
+    LEDGER_HOLD_EXPIRED
+} ledger_hold_state_t;
 const char *ledger_hold_state_name(ledger_hold_state_t s);
 
 typedef struct {
@@ -264,10 +270,16 @@ typedef struct {
 } ledger_request_row_t;
 
 /* One state transition, in order (the append-only journal). */
-typedef enum { LEDGER_ENTRY_RESERVE = 0, LEDGER_ENTRY_COMMIT, LEDGER_ENTRY_VOID, LEDGER_ENTRY_EXPIRE } ledger_entry_kind_t;
+typedef enum {
+    LEDGER_ENTRY_RESERVE = 0,
+    LEDGER_ENTRY_COMMIT,
+    LEDGER_ENTRY_VOID,
+    LEDGER_ENTRY_EXPIRE
+} ledger_entry_kind_t;
 typedef struct {
     ledger_entry_kind_t kind;
     int64_t at_ms;
+    int64_t hold_seq; /* the hold's seq */
     char hold_id[LEDGER_ID_MAX + 1];
 } ledger_entry_t;
 

@@ -20,9 +20,9 @@
 #include "budgets/metrics.h"
 #include "common/log.h"
 
-#define S_BATCH_MAX   256
-#define S_TICK_MS     250
-#define S_GAUGES_MS   1000
+#define S_BATCH_MAX 256
+#define S_TICK_MS   250
+#define S_GAUGES_MS 1000
 
 typedef struct {
     const ledger_server_opts_t *opts;
@@ -190,7 +190,7 @@ static int s_amounts(const ev_t *body, const char *key, int64_t dflt, proto_amou
 }
 
 /* Handle one request; returns the reply body (caller owns) and sets
-   *mutating for operations that change the ledger. */
+ *mutating for operations that change the ledger. */
 static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, bool *mutating)
 {
     const ev_t *body = req->body;
@@ -218,9 +218,12 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, b
             return proto_error(PROTO_E_INVALID, "%s.%s: must be a string", type, bad);
         ev_t *b = proto_body(spend ? "spend_reply" : "history_reply");
         ev_t *arr = ev_set_array(b, spend ? "accounts" : "rows");
-        if (spend)
-            ledger_spend(self->ledger, task, agent, now, s_account_cb, arr);
-        else
+        if (spend) {
+            if (ledger_spend(self->ledger, task, agent, now, s_account_cb, arr) < 0) {
+                ev_destroy(&b);
+                return proto_error(PROTO_E_UNKNOWN_TASK, "unknown task %s", task);
+            }
+        } else
             ledger_history(self->ledger, agent, path, model, s_history_cb, arr);
         return b;
     }
@@ -272,8 +275,7 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, b
     } else if (strcmp(type, "close_task") == 0) {
         const char *task = s_req_str(body, "task", &bad);
         if (bad)
-            return proto_error(PROTO_E_INVALID, "close_task.%s: missing or of the wrong type",
-                               bad);
+            return proto_error(PROTO_E_INVALID, "close_task.%s: missing or of the wrong type", bad);
         *mutating = true;
         ledger_close_task(self->ledger, sender, rid, task, now, &r);
     } else
@@ -360,11 +362,11 @@ static void s_notes(s_server_t *self)
                     ev_set_float(e, "fraction", frac);
                     proto_set_amounts(e, "used", &a->after);
                     proto_set_amounts(e, "limit", &a->limit);
-                    snprintf(msg, sizeof msg, "%s: %s account %s has used %.0f%% of its %s (%" PRId64
-                             " of %" PRId64 ")",
-                             lvl == ALERT_CRITICAL ? "critical" : "warning",
-                             ledger_kind_name(a->kind), a->key, frac * 100, proto_dim_names[d],
-                             a->after.v[d], a->limit.v[d]);
+                    snprintf(
+                        msg, sizeof msg,
+                        "%s: %s account %s has used %.0f%% of its %s (%" PRId64 " of %" PRId64 ")",
+                        lvl == ALERT_CRITICAL ? "critical" : "warning", ledger_kind_name(a->kind),
+                        a->key, frac * 100, proto_dim_names[d], a->after.v[d], a->limit.v[d]);
                     s_alert(self, topic, &e, msg);
                 }
             }
@@ -373,7 +375,8 @@ static void s_notes(s_server_t *self)
             metrics_add(self->metrics, METRIC_EXPIRIES, 1);
             e = s_event("alert.expired", n);
             proto_set_amounts(e, "amounts", &n->amounts);
-            snprintf(msg, sizeof msg, "expired: hold %s of %s in task %s (step %s) was not resolved in time",
+            snprintf(msg, sizeof msg,
+                     "expired: hold %s of %s in task %s (step %s) was not resolved in time",
                      n->hold_id, n->agent, n->task, n->step);
             s_alert(self, "alert.expired", &e, msg);
             break;
@@ -384,7 +387,8 @@ static void s_notes(s_server_t *self)
             if (n->code == LEDGER_E_EXCEEDS) {
                 ev_set_str(e, "account", ledger_kind_name(n->err_kind));
                 ev_set_str(e, "dimension", proto_dim_names[n->err_dim]);
-                snprintf(msg, sizeof msg, "denied: %s in task %s step %s: %s budget %s requested %" PRId64
+                snprintf(msg, sizeof msg,
+                         "denied: %s in task %s step %s: %s budget %s requested %" PRId64
                          ", available %" PRId64,
                          n->agent, n->task, n->step, ledger_kind_name(n->err_kind),
                          proto_dim_names[n->err_dim], n->err_requested, n->err_available);
@@ -509,8 +513,9 @@ static void s_gauges(s_server_t *self, int64_t now)
     }
     int64_t open = 0;
     ledger_each_hold(self->ledger, s_gauge_holds, &open);
-    fprintf(g.f, "# HELP emads_ledger_holds_open holds not yet resolved\n"
-                 "# TYPE emads_ledger_holds_open gauge\nemads_ledger_holds_open %" PRId64 "\n",
+    fprintf(g.f,
+            "# HELP emads_ledger_holds_open holds not yet resolved\n"
+            "# TYPE emads_ledger_holds_open gauge\nemads_ledger_holds_open %" PRId64 "\n",
             open);
 done:
     if (g.f) {
@@ -601,24 +606,25 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         }
         now = zclock_time();
         ledger_expire(self->ledger, now);
-        bool any_mutating = false;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++)
             replies[i] = s_handle(self, &reqs[i], now, &mutating[i]);
-            any_mutating |= mutating[i];
-        }
         /* group commit: one durable transaction for the whole batch */
+        ledger_changes_t ch;
+        ledger_changes(self->ledger, &ch);
+        if (ch.n_accounts || ch.n_holds || ch.n_requests || ch.n_entries)
+            metrics_add(self->metrics, METRIC_TRANSACTIONS, 1);
+        metrics_add(self->metrics, METRIC_REQUESTS, (uint64_t)n);
         if (journal_write(self->journal, self->ledger, err, sizeof err) != 0) {
             log_error("journal write failed: %s; answering the batch with errors", err);
             for (int i = 0; i < n; i++) {
                 ev_destroy(&replies[i]);
-                replies[i] =
-                    proto_error(PROTO_E_LEDGER_UNAVAILABLE, "the ledger could not persist: %s", err);
+                replies[i] = proto_error(PROTO_E_LEDGER_UNAVAILABLE,
+                                         "the ledger could not persist: %s", err);
             }
             ledger_notes_clear(self->ledger);
             if (s_reload(self) != 0)
                 break; /* fail closed */
         }
-        (void)any_mutating;
         for (int i = 0; i < n; i++) {
             if (!replies[i])
                 replies[i] = proto_error(PROTO_E_INTERNAL, "out of memory");
@@ -630,7 +636,9 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         s_gauges(self, now);
     }
     rc = zsys_interrupted ? 0 : -1;
-    log_info("stopping");
+    log_info("stopping: %" PRIu64 " requests in %" PRIu64 " transactions",
+             metrics_get(self->metrics, METRIC_REQUESTS),
+             metrics_get(self->metrics, METRIC_TRANSACTIONS));
 done:
     bus_worker_destroy(&self->worker);
     alerts_destroy(&self->alerts);

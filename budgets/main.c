@@ -4,6 +4,10 @@
       emads-ledger [--home DIR] [--config FILE] [--endpoint E] [--insecure]
                    [--db PATH] [--verify] [--metrics-port N]
 
+    EMADS_LEDGER_BATCH_MAX (1..1024, default 256) caps the requests that
+    share one transaction; 1 turns group commit off (the benchmark's
+    baseline).
+
     --verify recomputes every balance from the journal, compares it with the
     stored totals and hold states, prints each difference and exits 0 when
     everything agrees, 1 otherwise. Exit codes: 0 clean stop, 1 runtime
@@ -25,17 +29,18 @@
 
 static void s_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: emads-ledger [--home DIR] [--config FILE] [--endpoint E] [--insecure]\n"
-            "                    [--db PATH] [--verify] [--metrics-port N]\n"
-            "  --home DIR        run directory; also $EMADS_HOME\n"
-            "  --config FILE     emads.yaml (budgets file named inside); also $EMADS_CONFIG\n"
-            "  --endpoint E      the bus (default: config bus.endpoint, else ipc://<run>/bus.sock)\n"
-            "  --insecure        no CURVE (debugging only)\n"
-            "  --db PATH         the journal (default <run>/ledger.db)\n"
-            "  --verify          recompute every balance from the journal and compare\n"
-            "  --metrics-port N  Prometheus /metrics on 127.0.0.1:N (0 = off; default from "
-            "config)\n");
+    fprintf(
+        out,
+        "usage: emads-ledger [--home DIR] [--config FILE] [--endpoint E] [--insecure]\n"
+        "                    [--db PATH] [--verify] [--metrics-port N]\n"
+        "  --home DIR        run directory; also $EMADS_HOME\n"
+        "  --config FILE     emads.yaml (budgets file named inside); also $EMADS_CONFIG\n"
+        "  --endpoint E      the bus (default: config bus.endpoint, else ipc://<run>/bus.sock)\n"
+        "  --insecure        no CURVE (debugging only)\n"
+        "  --db PATH         the journal (default <run>/ledger.db)\n"
+        "  --verify          recompute every balance from the journal and compare\n"
+        "  --metrics-port N  Prometheus /metrics on 127.0.0.1:N (0 = off; default from "
+        "config)\n");
 }
 
 static int s_verify(const char *db)
@@ -65,8 +70,8 @@ static int s_verify(const char *db)
         rc = 1;
     }
     if (rc == 0)
-        printf("verify ok: %zu accounts, %zu holds, %zu request records\n",
-               ledger_account_count(l), ledger_hold_count(l), ledger_request_count(l));
+        printf("verify ok: %zu accounts, %zu holds, %zu request records\n", ledger_account_count(l),
+               ledger_hold_count(l), ledger_request_count(l));
     else
         fprintf(stderr, "verify FAILED:\n%s", report);
     ledger_destroy(&l);
@@ -197,6 +202,10 @@ int main(int argc, char **argv)
     opts.db_path = db;
     opts.cfg = cfg;
     opts.metrics_port = metrics_port >= 0 ? metrics_port : cfg->metrics_port;
+    /* for measurements: EMADS_LEDGER_BATCH_MAX=1 turns group commit off */
+    const char *bm = getenv("EMADS_LEDGER_BATCH_MAX");
+    if (bm && atoi(bm) >= 1 && atoi(bm) <= 1024)
+        opts.batch_max = atoi(bm);
     int rc = ledger_server_run(&opts);
     unlink(pidfile);
     cfg_destroy(&cfg);

@@ -21,6 +21,8 @@ static const char *const s_counter_names[METRIC_COUNT][2] = {
     {"emads_ledger_expiries_total", "holds expired"},
     {"emads_ledger_alerts_total", "threshold alerts raised"},
     {"emads_ledger_errors_total", "other error replies"},
+    {"emads_ledger_requests_total", "requests answered"},
+    {"emads_ledger_transactions_total", "durable journal transactions (group commits)"},
 };
 
 /* Histogram bucket bounds in seconds. */
@@ -135,11 +137,11 @@ metrics_t *metrics_new(int port)
         addr.sin_family = AF_INET;
         addr.sin_port = htons((uint16_t)port);
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        self->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                                       (uint16_t)port, NULL, NULL, s_handler, self,
-                                       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                                       MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_END);
+        self->httpd =
+            MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+                             NULL, NULL, s_handler, self, MHD_OPTION_SOCK_ADDR,
+                             (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_END);
         if (!self->httpd) {
             metrics_destroy(&self);
             return NULL;
@@ -159,6 +161,16 @@ void metrics_destroy(metrics_t **self_p)
     free(self->gauges);
     free(self);
     *self_p = NULL;
+}
+
+uint64_t metrics_get(metrics_t *self, metrics_counter_t c)
+{
+    if (!self || (unsigned)c >= METRIC_COUNT)
+        return 0;
+    pthread_mutex_lock(&self->lock);
+    uint64_t n = self->counters[c];
+    pthread_mutex_unlock(&self->lock);
+    return n;
 }
 
 void metrics_add(metrics_t *self, metrics_counter_t c, uint64_t n)

@@ -21,7 +21,9 @@ typedef enum {
     METRIC_OVERRUNS,
     METRIC_EXPIRIES,
     METRIC_ALERTS,
-    METRIC_ERRORS, /* other error replies */
+    METRIC_ERRORS,       /* other error replies */
+    METRIC_REQUESTS,     /* requests answered */
+    METRIC_TRANSACTIONS, /* journal transactions (one per group-committed batch) */
     METRIC_COUNT
 } metrics_counter_t;
 
@@ -32,6 +34,7 @@ typedef struct _metrics_t metrics_t;
 metrics_t *metrics_new(int port);
 void metrics_destroy(metrics_t **self_p);
 void metrics_add(metrics_t *self, metrics_counter_t c, uint64_t n);
+uint64_t metrics_get(metrics_t *self, metrics_counter_t c);
 /* Record one request's latency in microseconds. */
 void metrics_observe_us(metrics_t *self, double us);
 /* Replace the gauge block; takes ownership of text (malloc'd). */

@@ -28,6 +28,9 @@
 
     Limits: ZMQ_MAXMSGSIZE = PROTO_MAX_FRAME on the socket; a message is read
     frame by frame and never holds more than PROTO_MAX_FRAMES + 1 frames;
+    waiting requests are capped per service (S_MAX_QUEUE) and in bytes over
+    all services (S_MAX_QUEUED_BYTES), beyond which they are answered
+    service_unavailable at once; subscriptions per client are capped;
     anything malformed is dropped and counted; at most S_BATCH messages are
     handled before timers and the ZAP handler get a turn, and ZeroMQ queues
     fairly between peers, so a peer sending garbage does not starve others.
@@ -40,8 +43,9 @@
 #include <string.h>
 
 #define S_QUEUE_TIMEOUT_MS 3000
-#define S_MAX_QUEUE        10000 /* waiting requests per service */
-#define S_MAX_SUBS         64    /* subscriptions per client */
+#define S_MAX_QUEUE        10000              /* waiting requests per service */
+#define S_MAX_QUEUED_BYTES (64 * 1024 * 1024) /* request bodies waiting, all services */
+#define S_MAX_SUBS         64                 /* subscriptions per client */
 #define S_MAX_CAPACITY     1024
 #define S_BATCH            256
 #define S_TIMER_MS         50
@@ -54,7 +58,7 @@ typedef struct {
     zframe_t *client; /* client routing id */
     char corr[PROTO_MAX_ID + 1];
     char sender[PROTO_MAX_NAME + 1];
-    zframe_t *body;   /* while queued */
+    zframe_t *body; /* while queued */
     s_service_t *service;
     s_worker_t *worker;
     int64_t deadline; /* while queued */
@@ -71,7 +75,7 @@ struct s_worker {
     zframe_t *id;
     char name[PROTO_MAX_NAME + 1];
     s_service_t *service;
-    void *handle;       /* in service->workers */
+    void *handle; /* in service->workers */
     int capacity;
     zlistx_t *inflight; /* s_request_t * (owned) */
     int64_t expiry;
@@ -98,6 +102,7 @@ struct _bus_broker_t {
     zhashx_t *workers;  /* key -> s_worker_t (owned) */
     zhashx_t *clients;  /* key -> s_client_t (owned) */
     int64_t started, hb_at, timer_at;
+    size_t queued_bytes; /* bodies of requests waiting for a worker */
     bus_broker_stats_t stats;
 };
 
@@ -167,8 +172,8 @@ static void s_client_free(void **item)
 }
 
 /* Send [id][signature][cmd] + frames (taken, may be NULL-terminated early). */
-static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_t cmd,
-                   zframe_t *f1, zframe_t *f2, zframe_t *f3, zframe_t *f4)
+static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_t cmd, zframe_t *f1,
+                   zframe_t *f2, zframe_t *f3, zframe_t *f4)
 {
     zmsg_t *m = zmsg_new();
     zframe_t *idf = zframe_dup(id);
@@ -273,6 +278,7 @@ static void s_dispatch(bus_broker_t *self, s_service_t *s)
             break;
         s_request_t *req = (s_request_t *)zlistx_first(s->queue);
         zlistx_detach_cur(s->queue);
+        self->queued_bytes -= zframe_size(req->body);
         s_route(self, w, req);
     }
 }
@@ -285,8 +291,8 @@ static void s_worker_delete(bus_broker_t *self, s_worker_t *w, const char *why, 
     for (s_request_t *r = (s_request_t *)zlistx_first(w->inflight); r;
          r = (s_request_t *)zlistx_next(w->inflight)) {
         s_reply_error(self, r->client, w->service->name, r->corr, PROTO_E_WORKER_LOST,
-                      "the worker of '%s' serving this request went away (%s)",
-                      w->service->name, why);
+                      "the worker of '%s' serving this request went away (%s)", w->service->name,
+                      why);
         self->stats.worker_lost++;
     }
     if (disconnect)
@@ -299,8 +305,7 @@ static void s_worker_delete(bus_broker_t *self, s_worker_t *w, const char *why, 
 
 /* ---- the "bus" service -------------------------------------------------- */
 
-static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr,
-                          const char *type)
+static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr, const char *type)
 {
     ev_t *body = NULL;
     if (streq(type, "ping")) {
@@ -442,8 +447,14 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
     s_worker_t *w = zlistx_size(s->queue) == 0 ? s_pick(s) : NULL;
     if (w)
         s_route(self, w, req);
-    else {
+    else if (self->queued_bytes + zframe_size(req->body) > S_MAX_QUEUED_BYTES) {
+        self->stats.unavailable++;
+        s_reply_error(self, id, service, corr, PROTO_E_SERVICE_UNAVAILABLE,
+                      "the bus queue is full (%d MiB waiting)", S_MAX_QUEUED_BYTES >> 20);
+        s_request_destroy(&req);
+    } else {
         req->deadline = zclock_mono() + self->queue_timeout_ms;
+        self->queued_bytes += zframe_size(req->body);
         zlistx_add_end(s->queue, req);
         s_dispatch(self, s);
     }
@@ -487,8 +498,8 @@ static void s_event(bus_broker_t *self, zmsg_t *m, const char *name)
     s_fanout(self, topic, name, bodyf);
 }
 
-static void s_client_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key,
-                         uint8_t cmd, const char *name)
+static void s_client_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key, uint8_t cmd,
+                         const char *name)
 {
     if (cmd == PROTO_DISCONNECT) {
         zhashx_delete(self->clients, key);
@@ -640,8 +651,8 @@ static void s_worker_answer(bus_broker_t *self, zmsg_t *m, s_worker_t *w, uint8_
     }
 }
 
-static void s_worker_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key,
-                         uint8_t cmd, const char *name)
+static void s_worker_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key, uint8_t cmd,
+                         const char *name)
 {
     s_worker_t *w = (s_worker_t *)zhashx_lookup(self->workers, key);
     if (w)
@@ -810,6 +821,7 @@ static void s_timers(bus_broker_t *self, int64_t now)
             s_reply_error(self, r->client, s->name, r->corr, PROTO_E_SERVICE_UNAVAILABLE,
                           "no worker of service '%s' within %d ms", s->name,
                           self->queue_timeout_ms);
+            self->queued_bytes -= zframe_size(r->body);
             zlistx_delete(s->queue, zlistx_cursor(s->queue));
         }
     }
@@ -871,8 +883,8 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
         return NULL;
     self->curve = opts->curve;
     self->cfg = opts->cfg;
-    self->queue_timeout_ms = opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms
-                                                        : S_QUEUE_TIMEOUT_MS;
+    self->queue_timeout_ms =
+        opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms : S_QUEUE_TIMEOUT_MS;
     self->hb_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : PROTO_HEARTBEAT_MS;
     self->services = zhashx_new();
     self->workers = zhashx_new();
@@ -894,6 +906,9 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
     zsock_set_maxmsgsize(self->router, PROTO_MAX_FRAME);
     zsock_set_rcvtimeo(self->router, 0);
     zsock_set_sndtimeo(self->router, 0);
+    /* above any worker's capacity, so a live worker is never sent more than
+       its pipe holds; slow subscribers still lose events beyond it */
+    zsock_set_sndhwm(self->router, 4 * S_MAX_CAPACITY);
     zsock_set_linger(self->router, 200);
     zsock_set_zap_domain(self->router, "emads");
     if (self->curve) {

@@ -32,14 +32,14 @@ typedef struct _bus_broker_t bus_broker_t;
 
 /* Counters, for the "stats" command and tests. */
 typedef struct {
-    uint64_t routed;       /* requests handed to a worker */
-    uint64_t replies;      /* replies returned to clients */
-    uint64_t malformed;    /* messages dropped or refused as malformed */
-    uint64_t forbidden;    /* calls refused by the access list */
-    uint64_t unavailable;  /* requests answered service_unavailable */
-    uint64_t worker_lost;  /* requests answered worker_lost */
-    uint64_t events;       /* events published */
-    uint64_t auth_denied;  /* handshakes refused by the ZAP handler */
+    uint64_t routed;      /* requests handed to a worker */
+    uint64_t replies;     /* replies returned to clients */
+    uint64_t malformed;   /* messages dropped or refused as malformed */
+    uint64_t forbidden;   /* calls refused by the access list */
+    uint64_t unavailable; /* requests answered service_unavailable */
+    uint64_t worker_lost; /* requests answered worker_lost */
+    uint64_t events;      /* events published */
+    uint64_t auth_denied; /* handshakes refused by the ZAP handler */
 } bus_broker_stats_t;
 
 /* Bind the ROUTER (and the ZAP handler when curve). NULL on failure with a

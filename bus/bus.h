@@ -11,6 +11,15 @@
     Security: with a bus_security_t whose curve is true, the socket is a
     CURVE client of the bus's server key, using the named certificate from
     <run>/certs. The bus stamps that certificate's name on every request.
+    With curve false (a bus started --insecure) the socket uses ZeroMQ PLAIN
+    with sec->name as the user name: the bus then stamps that claimed,
+    unproven name, and does not apply the access list.
+
+    The broker itself (the emads-bus daemon, or in-process for tests and
+    benchmarks) is in bus/broker.h. The service named "bus" is the broker:
+    {"type":"ping"} answers "pong" {uptime_ms, curve, clients,
+    services: {name: {workers, inflight, queued}}}, and {"type":"stats"}
+    answers "stats_reply" with its counters.
 */
 #ifndef BUS_H_INCLUDED
 #define BUS_H_INCLUDED
@@ -24,9 +33,9 @@ extern "C" {
 #endif
 
 typedef struct {
-    bool curve;               /* false: plain (the bus was started --insecure) */
-    char certs_dir[1024];     /* <run>/certs */
-    char name[PROTO_MAX_NAME];/* our certificate name, e.g. "cto_agent", "emadsctl" */
+    bool curve;                    /* false: plain (the bus was started --insecure) */
+    char certs_dir[1024];          /* <run>/certs */
+    char name[PROTO_MAX_NAME + 1]; /* our certificate name, e.g. "cto_agent", "emadsctl" */
 } bus_security_t;
 
 /* Fill sec for process `name` in run directory `run_dir`. */
@@ -88,10 +97,10 @@ void bus_msg_clear(bus_msg_t *msg); /* destroys msg->body */
 typedef struct _bus_worker_t bus_worker_t;
 
 typedef struct {
-    zframe_t *client_id;                /* owned; echo back via bus_worker_reply */
+    zframe_t *client_id; /* owned; echo back via bus_worker_reply */
     char corr_id[PROTO_MAX_ID + 1];
-    char sender[PROTO_MAX_NAME + 1];    /* authenticated name of the caller */
-    ev_t *body;                         /* owned */
+    char sender[PROTO_MAX_NAME + 1]; /* authenticated name of the caller */
+    ev_t *body;                      /* owned */
 } bus_request_t;
 
 /* Connect and register `service` with capacity requests at once. The worker
@@ -100,7 +109,14 @@ typedef struct {
 bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,
                              const bus_security_t *sec);
 void bus_worker_destroy(bus_worker_t **self_p); /* sends DISCONNECT */
-zsock_t *bus_worker_sock(bus_worker_t *self);   /* changes on reconnect: re-read after tick */
+/* The worker's one socket; it stays the same for the worker's whole life
+   (reconnection happens underneath), so a zpoller/zloop may keep it. A
+   worker that does not call recv/tick for PROTO_HEARTBEAT_LIVENESS
+   heartbeats is taken as dead by the bus, so long work must not block the
+   loop. */
+zsock_t *bus_worker_sock(bus_worker_t *self);
+/* Messages this worker dropped or refused as malformed so far. */
+uint64_t bus_worker_malformed(bus_worker_t *self);
 
 /* Receive the next REQUEST, waiting up to timeout_ms. Returns 1 with *req
    filled (caller clears with bus_request_clear), 0 on timeout/housekeeping,

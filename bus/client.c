@@ -34,9 +34,9 @@ typedef struct {
 
 struct _bus_client_t {
     zsock_t *sock;
-    zhashx_t *pending;  /* corr_id -> s_pending_t (owned) */
-    zlistx_t *queue;    /* bus_msg_t * (owned), delivered before new input */
-    zlistx_t *subs;     /* char * prefixes (owned) */
+    zhashx_t *pending; /* corr_id -> s_pending_t (owned) */
+    zlistx_t *queue;   /* bus_msg_t * (owned), delivered before new input */
+    zlistx_t *subs;    /* char * prefixes (owned) */
     uint32_t prefix;
     uint64_t seq;
     int64_t hb_at;      /* next heartbeat to send */

@@ -8,7 +8,8 @@
     Without --foreground it detaches, logs to <run>/logs/emads-bus.log, and
     the launching process exits only once the bus is bound (0) or has failed
     (1), so `emads-bus && next` never races the socket. The pid is written to
-    <run>/pids/emads-bus.pid in both modes. Exit codes: 0 clean stop, 1
+    <run>/pids/emads-bus.pid in both modes; a live emads-bus already listed
+    there makes a second one refuse to start. Exit codes: 0 clean stop, 1
     runtime failure, 2 usage or config error.
 */
 #include "bus/broker.h"
@@ -72,6 +73,29 @@ static int s_daemonize(const char *logfile)
     return fds[1];
 }
 
+/* The pid in pidfile if that process is a live emads-bus, else 0. */
+static pid_t s_running(const char *pidfile)
+{
+    FILE *f = fopen(pidfile, "r");
+    if (!f)
+        return 0;
+    int pid = 0;
+    if (fscanf(f, "%d", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    if (pid <= 0 || pid == (int)getpid())
+        return 0;
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (!fgets(comm, sizeof(comm), f))
+        comm[0] = '\0';
+    fclose(f);
+    return strncmp(comm, "emads-bus", 9) == 0 ? (pid_t)pid : 0;
+}
+
 static void s_notify(int fd, char status)
 {
     if (fd >= 0) {
@@ -95,13 +119,27 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "e:c:H:ifh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'e': endpoint = optarg; break;
-        case 'c': config = optarg; break;
-        case 'H': home = optarg; break;
-        case 'i': insecure = true; break;
-        case 'f': foreground = true; break;
-        case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        case 'e':
+            endpoint = optarg;
+            break;
+        case 'c':
+            config = optarg;
+            break;
+        case 'H':
+            home = optarg;
+            break;
+        case 'i':
+            insecure = true;
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        case 'h':
+            s_usage(stdout);
+            return 0;
+        default:
+            s_usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -144,6 +182,14 @@ int main(int argc, char **argv)
         snprintf(ep, sizeof(ep), "ipc://%s/bus.sock", run);
     bool curve = !insecure && (!cfg || cfg->curve);
 
+    char pidfile[PATH_MAX + 32];
+    snprintf(pidfile, sizeof(pidfile), "%s/pids/emads-bus.pid", run);
+    pid_t other = s_running(pidfile);
+    if (other > 0) {
+        fprintf(stderr, "emads-bus: already running in %s (pid %d)\n", run, (int)other);
+        cfg_destroy(&cfg);
+        return 1;
+    }
     int notify = -1;
     if (!foreground) {
         char logfile[PATH_MAX + 32];
@@ -177,8 +223,6 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
-    char pidfile[PATH_MAX + 32];
-    snprintf(pidfile, sizeof(pidfile), "%s/pids/emads-bus.pid", run);
     FILE *pf = fopen(pidfile, "w");
     if (pf) {
         fprintf(pf, "%d\n", (int)getpid());
@@ -190,7 +234,8 @@ int main(int argc, char **argv)
     bus_broker_run(broker, NULL);
     log_info("stopping");
     bus_broker_destroy(&broker);
-    unlink(pidfile);
+    if (s_running(pidfile) == 0) /* still ours (not replaced) */
+        unlink(pidfile);
     cfg_destroy(&cfg);
     return 0;
 }

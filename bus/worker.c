@@ -28,6 +28,8 @@ struct _bus_worker_t {
     int64_t bus_expiry; /* broker lost after this */
     bool bus_lost;
     int64_t ready_at;   /* while lost: next READY */
+    int64_t ready_sent; /* when the last READY went out */
+    bool ready_owed;    /* DISCONNECT came too soon after READY: send later */
     int backoff_ms;
     uint64_t malformed;
 };
@@ -61,6 +63,8 @@ static void s_send_ready(bus_worker_t *self)
         zmsg_append(tail, &f);
     s_send(self, PROTO_READY, tail);
     zmsg_destroy(&tail);
+    self->ready_sent = zclock_mono();
+    self->ready_owed = false;
 }
 
 bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,
@@ -111,6 +115,11 @@ zsock_t *bus_worker_sock(bus_worker_t *self)
     return self ? self->sock : NULL;
 }
 
+uint64_t bus_worker_malformed(bus_worker_t *self)
+{
+    return self ? self->malformed : 0;
+}
+
 void bus_worker_tick(bus_worker_t *self)
 {
     if (!self)
@@ -131,9 +140,13 @@ void bus_worker_tick(bus_worker_t *self)
                 self->backoff_ms = PROTO_RECONNECT_MAX_MS;
             self->ready_at = now + self->backoff_ms;
         }
-    } else if (now >= self->hb_at) {
-        s_send(self, PROTO_HEARTBEAT, NULL);
-        self->hb_at = now + PROTO_HEARTBEAT_MS;
+    } else {
+        if (self->ready_owed && now - self->ready_sent >= PROTO_HEARTBEAT_MS)
+            s_send_ready(self);
+        if (now >= self->hb_at) {
+            s_send(self, PROTO_HEARTBEAT, NULL);
+            self->hb_at = now + PROTO_HEARTBEAT_MS;
+        }
     }
 }
 
@@ -172,7 +185,14 @@ static int s_read(bus_worker_t *self, bus_request_t *req)
     }
     uint8_t cmd = zframe_data(cmdf)[0];
     if (cmd == PROTO_DISCONNECT) {
-        s_send_ready(self); /* the broker does not know us (it restarted) */
+        /* the broker does not know us (it restarted) or refused us: register
+           again, at most once per heartbeat interval */
+        if (now - self->ready_sent >= PROTO_HEARTBEAT_MS)
+            s_send_ready(self);
+        else if (!self->ready_owed) {
+            self->ready_owed = true;
+            log_warn("bus: the broker refuses '%s' (see its log: access list?)", self->service);
+        }
         goto done;
     }
     if (cmd != PROTO_REQUEST)

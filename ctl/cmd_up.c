@@ -444,8 +444,50 @@ static int s_down(ctl_opts_t *opts, int argc, char **argv)
     return CTL_EXIT_OK;
 }
 
+/* status TASK: the orchestrator's view of one task. */
+static int s_task_status(ctl_opts_t *opts, const char *task)
+{
+    ctl_conn_t conn;
+    int rc = ctl_conn_open(opts, &conn, 2000, NULL);
+    if (rc) {
+        ctl_conn_close(&conn);
+        return rc;
+    }
+    ev_t *b = proto_body("status");
+    ev_set_str(b, "task", task);
+    ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, 10000, "status", &rc);
+    if (rep && opts->json)
+        ctl_print_json(ctl_ev_json(rep), false);
+    else if (rep) {
+        int64_t c = ev_get_int(rep, "created_ms", 0);
+        char age[32];
+        ctl_fmt_ms(age, sizeof age, ev_get_int(rep, "updated_ms", c) - c);
+        printf("task %s %s (class %s, %s since submission)\n", task,
+               ev_get_str(rep, "state", "?"), ev_get_str(rep, "class", "?"), age);
+        const char *reason = ev_get_str(rep, "reason", NULL);
+        if (reason)
+            printf("reason: %s\n", reason);
+        const ev_t *steps = ev_get(rep, "steps");
+        for (size_t i = 0; i < ev_len(steps); i++) {
+            const ev_t *s = ev_at(steps, i);
+            int64_t st = ev_get_int(s, "started_ms", 0), en = ev_get_int(s, "ended_ms", 0);
+            char took[32] = "-";
+            if (st && en)
+                ctl_fmt_ms(took, sizeof took, en - st);
+            printf("  %-14s %-14s %-8s attempt %" PRId64 "  %s\n", ev_get_str(s, "step", "?"),
+                   ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
+                   ev_get_int(s, "attempt", 0), took);
+        }
+    }
+    ev_destroy(&rep);
+    ctl_conn_close(&conn);
+    return rc;
+}
+
 static int s_status(ctl_opts_t *opts, int argc, char **argv)
 {
+    if (argc == 2 && argv[1][0] != '-')
+        return s_task_status(opts, argv[1]);
     if (argc > 1)
         return ctl_usage_error(opts, "status: unexpected argument '%s'", argv[1]);
     ctl_conn_t conn;
@@ -524,14 +566,15 @@ static void s_help_up(void)
 {
     printf("usage: emadsctl [--home DIR] [--config FILE] [--json] up [--insecure]\n"
            "       emadsctl [--home DIR] [--json] down\n"
-           "       emadsctl [--home DIR] [--json] status\n"
+           "       emadsctl [--home DIR] [--json] status [TASK]\n"
            "\n"
            "up      start the bus, ledger, orchestrator and agents as daemons and wait until\n"
            "        each is healthy; creates the run directory and certificates on first use.\n"
            "        --insecure turns CURVE off (debugging only).\n"
            "down    stop every process (SIGTERM in reverse order, SIGKILL after 10 s).\n"
            "status  each process with pid, state, uptime, bus workers and heartbeat.\n"
-           "        Exit 3 when the bus is not running, 1 when some process is down.\n");
+           "        Exit 3 when the bus is not running, 1 when some process is down.\n"
+           "        With TASK: the task's state and its steps (exit 1 if unknown).\n");
 }
 
 int ctl_cmd_up(ctl_opts_t *opts, int argc, char **argv)

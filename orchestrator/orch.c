@@ -843,6 +843,14 @@ static bool s_any_running(const otask_t *t)
     return false;
 }
 
+static bool s_any_started(const otask_t *t)
+{
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].attempt > 0 || t->steps[i].st == SS_SKIPPED)
+            return true;
+    return false;
+}
+
 static bool s_all_finished(const otask_t *t)
 {
     for (int i = 0; i < t->n_steps; i++)
@@ -1073,10 +1081,29 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
         snprintf(t->state, sizeof t->state, "%s", "running");
         s_save_task(self, t);
         s_task_event(self, "task.started", t);
-        if (t->final_state[0])
+        if (t->final_state[0] || s_any_started(t)) {
             s_after_ledger(self, t);
-        else
-            s_request_replan(self, t);
+            if (!t->final_state[0])
+                s_request_replan(self, t);
+            return;
+        }
+        {
+            /* Nothing spent yet: plan with the limits the ledger opened the
+               task with, without another round trip. */
+            remaining_t r;
+            s_remaining_fresh(self, t, &r);
+            proto_amounts_t lim;
+            if (proto_get_amounts(body, "limits", -1, &lim) == 0)
+                for (int d = 0; d < DIM_COUNT; d++)
+                    r.task[d] = lim.v[d];
+            int64_t deadline = ev_get_int(body, "deadline_ms", -1);
+            if (deadline >= 0) {
+                int64_t left = deadline - s_now();
+                r.task[DIM_LATENCY_MS] = left < 0 ? 0 : left;
+            }
+            s_replan_with(self, t, &r);
+        }
+        s_after_ledger(self, t);
         return;
     case LOP_SPEND:
         if (t->reconciling && !err) {

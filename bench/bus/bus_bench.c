@@ -11,8 +11,13 @@
       direct_rtt_per_s=  direct_rtt_p50_us=  direct_rtt_p99_us=
       bus_rtt_ratio_p50=  (target <= 2.5)
 
-    The broker runs in-process as an actor (bus_broker_actor_new), the same
-    code emads-bus runs. Usage: bus_bench [round_trips] (default 20000).
+    As in a deployment, the broker, the worker and the direct server each
+    run in a process of their own (this program started again in another
+    role), so each side has its own ZeroMQ I/O thread; the broker is the
+    same library code emads-bus runs. --in-process runs all of them as
+    threads of one process instead (one shared I/O thread).
+
+      bus_bench [--in-process] [round_trips]      (default 20000)
 */
 #include "bus/broker.h"
 #include "bus/bus.h"
@@ -107,12 +112,52 @@ static void s_report(const char *name, s_series_t *s, int64_t *p50_out)
     *p50_out = p50;
 }
 
+/* Roles run in child processes: broker, worker, direct. Each serves until
+   SIGTERM. */
+static int s_role(const char *role, const char *bus_ep, const char *direct_ep)
+{
+    char certs[300];
+    snprintf(certs, sizeof(certs), "%s/certs", s_run);
+    zactor_t *actor = NULL;
+    if (streq(role, "--broker")) {
+        bus_broker_opts_t opts = {.endpoint = bus_ep, .certs_dir = certs, .curve = true};
+        actor = bus_broker_actor_new(&opts);
+    } else if (streq(role, "--worker"))
+        actor = zactor_new(s_worker_actor, (void *)bus_ep);
+    else if (streq(role, "--direct"))
+        actor = zactor_new(s_direct_actor, (void *)direct_ep);
+    if (!actor)
+        return 1;
+    while (!zsys_interrupted)
+        zclock_sleep(100);
+    zactor_destroy(&actor);
+    return 0;
+}
+
+static pid_t s_spawn(const char *self_exe, const char *role)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(self_exe, self_exe, role, s_run, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 int main(int argc, char **argv)
 {
-    size_t n = argc > 1 ? (size_t)atol(argv[1]) : 20000;
+    log_init("bus_bench", LOG_LVL_WARN);
+    char bus_ep[300], direct_ep[300], certs[300];
+    if (argc == 3 && argv[1][0] == '-' && !streq(argv[1], "--in-process")) {
+        snprintf(s_run, sizeof(s_run), "%s", argv[2]);
+        snprintf(bus_ep, sizeof(bus_ep), "ipc://%s/bus.sock", s_run);
+        snprintf(direct_ep, sizeof(direct_ep), "ipc://%s/direct.sock", s_run);
+        return s_role(argv[1], bus_ep, direct_ep);
+    }
+    bool in_process = argc > 1 && streq(argv[1], "--in-process");
+    size_t n = argc > 1 + in_process ? (size_t)atol(argv[1 + in_process]) : 20000;
     if (n < 100)
         n = 100;
-    log_init("bus_bench", LOG_LVL_WARN);
     snprintf(s_run, sizeof(s_run), "/tmp/emads-bus-bench-XXXXXX");
     if (!mkdtemp(s_run)) {
         perror("mkdtemp");
@@ -121,29 +166,31 @@ int main(int argc, char **argv)
     const char *names[] = {"bench_client", "bench_worker", NULL};
     if (bus_certs_init(s_run, names) < 0)
         return 1;
-    char bus_ep[300], direct_ep[300], certs[300];
     snprintf(bus_ep, sizeof(bus_ep), "ipc://%s/bus.sock", s_run);
     snprintf(direct_ep, sizeof(direct_ep), "ipc://%s/direct.sock", s_run);
     snprintf(certs, sizeof(certs), "%s/certs", s_run);
 
-    bus_broker_opts_t opts = {.endpoint = bus_ep, .certs_dir = certs, .curve = true};
-    zactor_t *broker = NULL;
-    pid_t child = 0;
-    if (argc > 2) {
-        child = fork();
-        if (child == 0) {
-            execl(argv[2], argv[2], "--home", s_run, "--endpoint", bus_ep, "--foreground", NULL);
-            _exit(127);
-        }
-        zclock_sleep(300);
-    } else
+    zactor_t *broker = NULL, *worker = NULL, *direct = NULL;
+    pid_t kids[3] = {0, 0, 0};
+    if (in_process) {
+        bus_broker_opts_t opts = {.endpoint = bus_ep, .certs_dir = certs, .curve = true};
         broker = bus_broker_actor_new(&opts);
-    if (!broker && !child) {
-        fprintf(stderr, "bus_bench: cannot start the broker\n");
-        return 1;
+        if (!broker) {
+            fprintf(stderr, "bus_bench: cannot start the broker\n");
+            return 1;
+        }
+        worker = zactor_new(s_worker_actor, bus_ep);
+        direct = zactor_new(s_direct_actor, direct_ep);
+    } else {
+        char self_exe[4096];
+        ssize_t len = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
+        if (len <= 0)
+            return 1;
+        self_exe[len] = '\0';
+        kids[0] = s_spawn(self_exe, "--broker");
+        kids[1] = s_spawn(self_exe, "--worker");
+        kids[2] = s_spawn(self_exe, "--direct");
     }
-    zactor_t *worker = zactor_new(s_worker_actor, bus_ep);
-    zactor_t *direct = zactor_new(s_direct_actor, direct_ep);
 
     bus_security_t sec;
     bus_security_init(&sec, s_run, "bench_client", true);
@@ -238,7 +285,7 @@ int main(int argc, char **argv)
     s_report("bus", &bus, &bus_p50);
     s_report("direct", &dir, &dir_p50);
     printf("bus_rtt_ratio_p50=%.2f\n", dir_p50 > 0 ? (double)bus_p50 / (double)dir_p50 : 0.0);
-    printf("curve=1\n");
+    printf("curve=1\nlayout=%s\n", in_process ? "threads" : "processes");
 
     free(bytes);
     ev_destroy(&proto);
@@ -249,10 +296,11 @@ int main(int argc, char **argv)
     zactor_destroy(&direct);
     zactor_destroy(&worker);
     zactor_destroy(&broker);
-    if (child > 0) {
-        kill(child, SIGTERM);
-        waitpid(child, NULL, 0);
-    }
+    for (int i = 0; i < 3; i++)
+        if (kids[i] > 0) {
+            kill(kids[i], SIGTERM);
+            waitpid(kids[i], NULL, 0);
+        }
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_run);
     if (system(cmd) != 0)

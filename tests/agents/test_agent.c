@@ -83,6 +83,31 @@ Test(agent, adaptive_choice)
     agent_choose(cfg, &cfg->agents[0], PATH_TOOL, -1, 0, 0.05, true, &c);
     cr_expect_eq(c.path, PATH_TOOL, "a tool step runs its tool");
     cr_expect_eq(c.tool, 0);
+    cr_expect_eq(c.model, -1);
+}
+
+Test(agent, tool_summary_choice)
+{
+    agent_choice_t c;
+    agent_choose(cfg, &cfg->agents[0], PATH_TOOL, 0, 0, 0.9, true, &c);
+    cr_expect_eq(c.path, PATH_TOOL);
+    cr_expect_eq(c.model, 0, "summary by the planned model");
+    agent_choose(cfg, &cfg->agents[0], PATH_TOOL, 0, 0, 0.3, true, &c);
+    cr_expect_eq(c.model, 1, "low budget: the small model summarises");
+    agent_choose(cfg, &cfg->agents[0], PATH_TOOL, 0, 0, 0.1, true, &c);
+    cr_expect_eq(c.path, PATH_TOOL);
+    cr_expect_eq(c.model, -1, "very low budget: the tool alone");
+    cr_expect(strstr(c.why, "no LLM summary"), "%s", c.why);
+    agent_choose(cfg, &cfg->agents[0], PATH_TOOL, 0, 0, 0.9, false, &c);
+    cr_expect_eq(c.model, -1);
+    cr_expect(strstr(c.why, "no API key"), "%s", c.why);
+
+    proto_amounts_t est = {{1000, 1200, 1, 0}}, h;
+    c = (agent_choice_t){.path = PATH_TOOL, .model = 0, .tool = 0};
+    agent_hold(cfg, &c, &est, 0, &h);
+    cr_expect_eq(h.v[DIM_TOOL_CALLS], 1);
+    cr_expect_eq(h.v[DIM_TOKENS], 1000);
+    cr_expect_eq(h.v[DIM_COST_UUSD], 15000, "all 1000 tokens at the output price");
 }
 
 static ev_t *s_spend(int64_t limit, int64_t remaining)

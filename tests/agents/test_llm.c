@@ -16,8 +16,7 @@ Test(llm, build_request)
     cr_expect_eq(json_integer_value(json_object_get(j, "max_tokens")), 812);
     json_t *msgs = json_object_get(j, "messages");
     cr_assert_eq(json_array_size(msgs), 2);
-    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "role")),
-                     "system");
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "role")), "system");
     cr_expect_str_eq(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
                      "the task");
     json_decref(j);
@@ -119,8 +118,11 @@ Test(llm, call_rejects_bad_requests)
 {
     llm_t *l = llm_new();
     cr_assert_not_null(l);
-    llm_request_t req = {.base_url = "http://127.0.0.1:1/v1", .model = "m", .user = "x",
-                         .max_tokens = 0, .timeout_ms = 100};
+    llm_request_t req = {.base_url = "http://127.0.0.1:1/v1",
+                         .model = "m",
+                         .user = "x",
+                         .max_tokens = 0,
+                         .timeout_ms = 100};
     llm_result_t res;
     cr_expect_eq(llm_call(l, &req, &res), -1);
     cr_expect_eq(res.status, LLM_ERR_INTERNAL);
@@ -128,4 +130,29 @@ Test(llm, call_rejects_bad_requests)
     llm_result_clear(&res);
     llm_destroy(&l);
     cr_expect_null(l);
+}
+
+Test(llm, connection_refused_is_retried_inside_the_deadline)
+{
+    llm_t *l = llm_new();
+    cr_assert_not_null(l);
+    /* port 1 on loopback: nothing listens, the connection is refused at once */
+    llm_request_t req = {.base_url = "http://127.0.0.1:1/v1",
+                         .model = "m",
+                         .user = "x",
+                         .max_tokens = 10,
+                         .timeout_ms = 10000,
+                         .max_retries = 3};
+    llm_result_t res;
+    cr_expect_eq(llm_call(l, &req, &res), -1);
+    cr_expect_eq(res.status, LLM_ERR_CONNECT);
+    cr_expect_eq(res.attempts, 4, "the first try and 3 retries");
+    cr_expect(strstr(res.error, "cannot reach provider"), "%s", res.error);
+    llm_result_clear(&res);
+    /* a deadline shorter than the first back-off allows no retry */
+    req.timeout_ms = 120;
+    cr_expect_eq(llm_call(l, &req, &res), -1);
+    cr_expect_eq(res.attempts, 1);
+    llm_result_clear(&res);
+    llm_destroy(&l);
 }

@@ -1,6 +1,9 @@
 /*  test_tokens.c - token estimation and per-model calibration. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agents/tokens.h"
 
@@ -10,7 +13,7 @@ Test(tokens, estimates_grow_with_text)
     cr_expect_eq(tokens_estimate_str(""), 0);
     cr_expect_eq(tokens_estimate_str("the"), 1);
     cr_expect_eq(tokens_estimate_str("hello, world!"), 4); /* hello , world ! */
-    cr_expect_eq(tokens_estimate_str("2026"), 2);           /* digits in threes */
+    cr_expect_eq(tokens_estimate_str("2026"), 2);          /* digits in threes */
     cr_expect_eq(tokens_estimate_str("internationalisation"), 5, "never below bytes / 4");
     cr_expect_eq(tokens_estimate_str("a b c d e f"), 6, "one per word when words are short");
     int64_t short_t = tokens_estimate_str("Migrate the order system.");
@@ -30,8 +33,8 @@ Test(tokens, estimates_grow_with_text)
 Test(tokens, chat_overhead_and_margin)
 {
     int64_t u = tokens_estimate_str("hello there");
-    cr_expect_eq(tokens_estimate_chat(NULL, "hello there"), u + TOKENS_PER_MESSAGE +
-                                                                TOKENS_REPLY_PRIME);
+    cr_expect_eq(tokens_estimate_chat(NULL, "hello there"),
+                 u + TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIME);
     cr_expect_eq(tokens_estimate_chat("s", "hello there"),
                  u + 1 + 2 * TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIME);
     cr_expect_eq(tokens_with_margin(100), 100 + 10 + 8);
@@ -71,4 +74,32 @@ Test(tokens, calibration_follows_provider)
     tokens_calib_destroy(&c);
     cr_expect_null(c);
     tokens_calib_destroy(&c);
+}
+
+Test(tokens, calibration_survives_save_and_load)
+{
+    char dir[] = "/tmp/emads-calib-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/cto_agent.calib.json", dir);
+    tokens_calib_t *c = tokens_calib_new();
+    for (int i = 0; i < 20; i++)
+        tokens_calib_observe(c, "big", 100, 130);
+    cr_assert_eq(tokens_calib_save(c, path), 0);
+    tokens_calib_destroy(&c);
+
+    tokens_calib_t *d = tokens_calib_new();
+    cr_assert_eq(tokens_calib_load(d, path), 0);
+    cr_expect_float_eq(tokens_calib_ratio(d, "big"), 1.3, 1e-6);
+    cr_expect_float_eq(tokens_calib_ratio(d, "other"), 1.0, 1e-9);
+    /* a damaged file is refused, and a missing one is not an error for the table */
+    FILE *f = fopen(path, "w");
+    fputs("{\"big\": {\"estimated\": -1, \"reported\": \"x\"}, \"m\": 3}", f);
+    fclose(f);
+    cr_expect_eq(tokens_calib_load(d, path), 0);
+    cr_expect_float_eq(tokens_calib_ratio(d, "big"), 1.3, 1e-6, "bad entries ignored");
+    unlink(path);
+    cr_expect_eq(tokens_calib_load(d, path), -1);
+    tokens_calib_destroy(&d);
+    rmdir(dir);
 }

@@ -28,8 +28,7 @@ static int failures;
         }                                                                                          \
     } while (0)
 
-static cfg_tool_t s_tool(const char *name, const char *const *argv, int64_t timeout,
-                         int64_t cap)
+static cfg_tool_t s_tool(const char *name, const char *const *argv, int64_t timeout, int64_t cap)
 {
     cfg_tool_t t;
     memset(&t, 0, sizeof t);
@@ -129,8 +128,8 @@ int main(int argc, char **argv)
     {
         const char *a[] = {"emads-no-such-tool", NULL};
         cfg_tool_t t = s_tool("missing", a, 5000, 1000);
-        CHECK(tool_run(&t, tmp, NULL, "", 0, &r) == -1 && r.status == TOOL_ERR_START,
-              "status %d", r.status);
+        CHECK(tool_run(&t, tmp, NULL, "", 0, &r) == -1 && r.status == TOOL_ERR_START, "status %d",
+              r.status);
         CHECK(strstr(r.error, "not found") != NULL, "reason '%s'", r.error);
         tool_result_clear(&r);
     }
@@ -146,8 +145,8 @@ int main(int argc, char **argv)
     {
         const char *a[] = {"emads-kb-search", "--dir", "kb", NULL};
         cfg_tool_t t = s_tool("kb_search", a, 5000, 65536);
-        CHECK(tool_run(&t, src, self_dir, "How do we handle card payments and refunds?", 0,
-                       &r) == 0,
+        CHECK(tool_run(&t, src, self_dir, "How do we handle card payments and refunds?", 0, &r) ==
+                  0,
               "%s", r.error);
         CHECK(r.output && strstr(r.output, "## payments.md") == r.output,
               "best match first: '%.200s'", r.output ? r.output : "");
@@ -157,10 +156,8 @@ int main(int argc, char **argv)
         CHECK(r.output && strstr(r.output, "## migration.md") == r.output, "got '%.200s'",
               r.output ? r.output : "");
         tool_result_clear(&r);
-        CHECK(tool_run(&t, src, self_dir, "zebra quantum xylophone", 0, &r) == 0, "%s",
-              r.error);
-        CHECK(r.output && strstr(r.output, "no matches"), "got '%.200s'",
-              r.output ? r.output : "");
+        CHECK(tool_run(&t, src, self_dir, "zebra quantum xylophone", 0, &r) == 0, "%s", r.error);
+        CHECK(r.output && strstr(r.output, "no matches"), "got '%.200s'", r.output ? r.output : "");
         tool_result_clear(&r);
     }
     rmdir(tmp);

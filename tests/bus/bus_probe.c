@@ -16,6 +16,8 @@
       bus_probe publish ... --topic T [--body-json JSON]
       bus_probe flood   ... --count N
             sends N malformed or oversized messages from one certified peer
+      bus_probe multi   ... --service S --count N
+            N requests in flight at once on one client, replies out of order
 
     --no-cert connects without any security; --rogue-cert with a freshly
     made certificate that is not in the store.
@@ -25,6 +27,7 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -52,12 +55,18 @@ static ev_t *s_from_json(json_t *j)
         json_array_foreach(j, i, v) ev_push(a, s_from_json(v));
         return a;
     }
-    case JSON_STRING: return ev_new_str(json_string_value(j));
-    case JSON_INTEGER: return ev_new_int(json_integer_value(j));
-    case JSON_REAL: return ev_new_float(json_real_value(j));
-    case JSON_TRUE: return ev_new_bool(true);
-    case JSON_FALSE: return ev_new_bool(false);
-    default: return ev_new_nil();
+    case JSON_STRING:
+        return ev_new_str(json_string_value(j));
+    case JSON_INTEGER:
+        return ev_new_int(json_integer_value(j));
+    case JSON_REAL:
+        return ev_new_float(json_real_value(j));
+    case JSON_TRUE:
+        return ev_new_bool(true);
+    case JSON_FALSE:
+        return ev_new_bool(false);
+    default:
+        return ev_new_nil();
     }
 }
 
@@ -165,6 +174,51 @@ static int s_call(const s_args_t *a, const bus_security_t *sec)
     return rc;
 }
 
+/* Send count requests at once (delay_ms decreasing, so replies come back
+   out of order), then receive; print how many distinct correlation ids came
+   back as echo replies. */
+static int s_multi(const s_args_t *a, const bus_security_t *sec)
+{
+    bus_client_t *c = bus_client_new(a->endpoint, sec);
+    if (!c)
+        return 2;
+    zhashx_t *sent = zhashx_new();
+    for (int i = 0; i < a->count; i++) {
+        ev_t *body = proto_body("multi");
+        ev_set_int(body, "i", i);
+        ev_set_int(body, "delay_ms", (int64_t)(a->count - i) * 20);
+        char corr[PROTO_MAX_ID + 1];
+        if (bus_client_send(c, a->service, &body, a->timeout, corr) != 0)
+            return 1;
+        zhashx_insert(sent, corr, (void *)(intptr_t)(i + 1));
+    }
+    int replies = 0, matched = 0, first = -1;
+    int64_t end = zclock_mono() + a->timeout + 2000;
+    while (replies < a->count && zclock_mono() < end) {
+        bus_msg_t m;
+        int rc = bus_client_recv(c, &m, 200);
+        if (rc < 0)
+            break;
+        if (rc == 1 && m.kind == BUS_MSG_REPLY) {
+            replies++;
+            intptr_t i = (intptr_t)zhashx_lookup(sent, m.corr_id);
+            const ev_t *got = ev_get(m.body, "got");
+            if (i > 0 && ev_get_int(got, "i", -1) == i - 1) {
+                matched++;
+                zhashx_delete(sent, m.corr_id); /* a second reply would not match */
+                if (first < 0)
+                    first = (int)(i - 1);
+            }
+        }
+        bus_msg_clear(&m);
+    }
+    printf("{\"sent\": %d, \"replies\": %d, \"matched\": %d, \"first\": %d}\n", a->count, replies,
+           matched, first);
+    zhashx_destroy(&sent);
+    bus_client_destroy(&c);
+    return matched == a->count ? 0 : 1;
+}
+
 typedef struct {
     bus_request_t req;
     int64_t due;
@@ -267,20 +321,24 @@ static int s_publish(const s_args_t *a, const bus_security_t *sec)
     return rc == 0 ? 0 : 1;
 }
 
-/* Garbage of every kind the broker must survive, from one certified peer. */
-static int s_flood(const s_args_t *a, const bus_security_t *sec)
+/* A DEALER connected to the bus with our certificate (or PLAIN). */
+static zsock_t *s_flood_sock(const s_args_t *a, const bus_security_t *sec)
 {
     zsock_t *sock = zsock_new(ZMQ_DEALER);
     if (!sock)
-        return 2;
+        return NULL;
     if (sec->curve) {
         char path[1200];
         snprintf(path, sizeof(path), "%s/private/%s.cert", sec->certs_dir, sec->name);
         zcert_t *mine = zcert_load(path);
         snprintf(path, sizeof(path), "%s/public/bus.cert", sec->certs_dir);
         zcert_t *server = zcert_load(path);
-        if (!mine || !server)
-            return 2;
+        if (!mine || !server) {
+            zcert_destroy(&mine);
+            zcert_destroy(&server);
+            zsock_destroy(&sock);
+            return NULL;
+        }
         zcert_apply(mine, sock);
         zsock_set_curve_serverkey(sock, zcert_public_txt(server));
         zcert_destroy(&mine);
@@ -291,12 +349,26 @@ static int s_flood(const s_args_t *a, const bus_security_t *sec)
     }
     zsock_set_sndhwm(sock, 100000);
     zsock_set_sndtimeo(sock, 2000);
+    zsock_set_linger(sock, 10000); /* deliver everything before closing */
     zsock_connect(sock, "%s", a->endpoint);
+    return sock;
+}
+
+/* Garbage of every kind the broker must survive, from one certified peer.
+   Oversized frames make the bus drop the connection, so each goes on a
+   connection of its own. */
+static int s_flood(const s_args_t *a, const bus_security_t *sec)
+{
+    zsock_t *sock = s_flood_sock(a, sec);
+    if (!sock)
+        return 2;
+    int oversized = 0;
     size_t big = PROTO_MAX_FRAME + 1024;
     uint8_t *junk = (uint8_t *)malloc(big);
     for (size_t i = 0; i < big; i++)
         junk[i] = (uint8_t)(i * 131 + 7);
     int sent = 0;
+    int64_t t0 = zclock_mono();
     for (int i = 0; i < a->count && !zsys_interrupted; i++) {
         zmsg_t *m = zmsg_new();
         switch (i % 8) {
@@ -328,10 +400,17 @@ static int s_flood(const s_args_t *a, const bus_security_t *sec)
             zmsg_addmem(m, junk, 10);
             break;
         case 5: /* oversized frame: above ZMQ_MAXMSGSIZE, the bus drops the link */
-            if (i % 400 == 5)
-                zmsg_addmem(m, junk, big);
-            else
-                zmsg_addmem(m, junk, 3);
+            if (i % 400 == 5) {
+                zsock_t *once = s_flood_sock(a, sec);
+                zmsg_t *o = zmsg_new();
+                zmsg_addmem(o, junk, big);
+                if (once && zmsg_send(&o, once) == 0)
+                    oversized++;
+                zmsg_destroy(&o);
+                zsock_set_linger(once, 200);
+                zsock_destroy(&once);
+            }
+            zmsg_addmem(m, junk, 3);
             break;
         case 6: /* invalid service and id names */
             zmsg_addstr(m, PROTO_CLIENT);
@@ -350,10 +429,13 @@ static int s_flood(const s_args_t *a, const bus_security_t *sec)
         if (zmsg_send(&m, sock) == 0)
             sent++;
         zmsg_destroy(&m);
+        if (i % 20 == 19)
+            zclock_sleep(1); /* spread the flood over a second or so */
     }
     free(junk);
     zclock_sleep(500);
-    printf("{\"sent\": %d}\n", sent);
+    printf("{\"sent\": %d, \"oversized\": %d, \"ms\": %lld}\n", sent, oversized,
+           (long long)(zclock_mono() - t0));
     zsock_destroy(&sock);
     return 0;
 }
@@ -366,34 +448,69 @@ int main(int argc, char **argv)
         return 2;
     }
     a.cmd = argv[1];
-    static const struct option longopts[] = {
-        {"endpoint", required_argument, NULL, 'e'}, {"home", required_argument, NULL, 'H'},
-        {"name", required_argument, NULL, 'n'},     {"service", required_argument, NULL, 's'},
-        {"body-json", required_argument, NULL, 'b'}, {"timeout", required_argument, NULL, 't'},
-        {"count", required_argument, NULL, 'c'},    {"delay-ms", required_argument, NULL, 'd'},
-        {"capacity", required_argument, NULL, 'C'}, {"prefix", required_argument, NULL, 'p'},
-        {"topic", required_argument, NULL, 'T'},    {"insecure", no_argument, NULL, 'i'},
-        {"no-cert", no_argument, NULL, 'N'},        {"rogue-cert", no_argument, NULL, 'R'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"endpoint", required_argument, NULL, 'e'},
+                                             {"home", required_argument, NULL, 'H'},
+                                             {"name", required_argument, NULL, 'n'},
+                                             {"service", required_argument, NULL, 's'},
+                                             {"body-json", required_argument, NULL, 'b'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"count", required_argument, NULL, 'c'},
+                                             {"delay-ms", required_argument, NULL, 'd'},
+                                             {"capacity", required_argument, NULL, 'C'},
+                                             {"prefix", required_argument, NULL, 'p'},
+                                             {"topic", required_argument, NULL, 'T'},
+                                             {"insecure", no_argument, NULL, 'i'},
+                                             {"no-cert", no_argument, NULL, 'N'},
+                                             {"rogue-cert", no_argument, NULL, 'R'},
+                                             {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'e': a.endpoint = optarg; break;
-        case 'H': a.home = optarg; break;
-        case 'n': a.name = optarg; break;
-        case 's': a.service = optarg; break;
-        case 'b': a.body_json = optarg; break;
-        case 't': a.timeout = atoi(optarg); break;
-        case 'c': a.count = atoi(optarg); break;
-        case 'd': a.delay_ms = atoi(optarg); break;
-        case 'C': a.capacity = atoi(optarg); break;
-        case 'p': a.prefix = optarg; break;
-        case 'T': a.topic = optarg; break;
-        case 'i': a.insecure = true; break;
-        case 'N': a.no_cert = true; break;
-        case 'R': a.rogue_cert = true; break;
-        default: return 2;
+        case 'e':
+            a.endpoint = optarg;
+            break;
+        case 'H':
+            a.home = optarg;
+            break;
+        case 'n':
+            a.name = optarg;
+            break;
+        case 's':
+            a.service = optarg;
+            break;
+        case 'b':
+            a.body_json = optarg;
+            break;
+        case 't':
+            a.timeout = atoi(optarg);
+            break;
+        case 'c':
+            a.count = atoi(optarg);
+            break;
+        case 'd':
+            a.delay_ms = atoi(optarg);
+            break;
+        case 'C':
+            a.capacity = atoi(optarg);
+            break;
+        case 'p':
+            a.prefix = optarg;
+            break;
+        case 'T':
+            a.topic = optarg;
+            break;
+        case 'i':
+            a.insecure = true;
+            break;
+        case 'N':
+            a.no_cert = true;
+            break;
+        case 'R':
+            a.rogue_cert = true;
+            break;
+        default:
+            return 2;
         }
     }
     log_init("bus_probe", LOG_LVL_WARN);
@@ -416,6 +533,8 @@ int main(int argc, char **argv)
         return s_call(&a, &sec);
     if (streq(a.cmd, "echo-worker") && a.service)
         return s_echo_worker(&a, &sec);
+    if (streq(a.cmd, "multi") && a.service)
+        return s_multi(&a, &sec);
     if (streq(a.cmd, "listen"))
         return s_listen(&a, &sec);
     if (streq(a.cmd, "publish"))

@@ -45,7 +45,9 @@ bus_client_t *lh_client(lh_t *h, const char *name);
 /* Run a program to completion with stdout/stderr to the log; exit status or
    -1. */
 int lh_run(lh_t *h, char *const argv[]);
-/* Kill everything started and remove the run directory. Safe to call twice. */
+/* Kill everything started and remove the run directory. Safe to call twice.
+   Call it before the lh_t given to lh_setup goes out of scope (it also runs
+   at exit and on SIGINT/SIGTERM while that lh_t lives). */
 void lh_teardown(void);
 
 /* Call the ledger: body type and fields built by the caller; the reply (caller

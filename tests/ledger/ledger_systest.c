@@ -171,8 +171,8 @@ static pid_t s_spawn_client(lh_t *h, const char *mode, int idx)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        char *argv[] = {(char *)s_self, (char *)mode, h->dir, sidx, h->curve ? "curve" : "plain",
-                        NULL};
+        char *argv[] = {
+            (char *)s_self, (char *)mode, h->dir, sidx, h->curve ? "curve" : "plain", NULL};
         execv(s_self, argv);
         _exit(127);
     }
@@ -188,13 +188,16 @@ static void s_attach(lh_t *h, const char *dir, const char *curve)
     h->curve = strcmp(curve, "curve") == 0;
 }
 
-static const char *s_budgets =
-    "budgets:\n"
-    "  orchestrator:   {max_tokens: 50000, max_latency_ms: 10000, max_tool_calls: 20, max_cost_usd: 5.00}\n"
-    "  cto_agent:      {max_tokens: 20000, max_latency_ms: 5000,  max_tool_calls: 10, max_cost_usd: 2.00}\n"
-    "  coo_agent:      {max_tokens: 15000, max_latency_ms: 5000,  max_tool_calls: 5,  max_cost_usd: 1.50}\n"
-    "  reconcile_gpt:  {max_tokens: 30000, max_latency_ms: 8000,  max_tool_calls: 5,  max_cost_usd: 3.00}\n"
-    "  total_task_budget: {max_tokens: 200000, max_cost_usd: 20.00}\n";
+static const char *s_budgets = "budgets:\n"
+                               "  orchestrator:   {max_tokens: 50000, max_latency_ms: 10000, "
+                               "max_tool_calls: 20, max_cost_usd: 5.00}\n"
+                               "  cto_agent:      {max_tokens: 20000, max_latency_ms: 5000,  "
+                               "max_tool_calls: 10, max_cost_usd: 2.00}\n"
+                               "  coo_agent:      {max_tokens: 15000, max_latency_ms: 5000,  "
+                               "max_tool_calls: 5,  max_cost_usd: 1.50}\n"
+                               "  reconcile_gpt:  {max_tokens: 30000, max_latency_ms: 8000,  "
+                               "max_tool_calls: 5,  max_cost_usd: 3.00}\n"
+                               "  total_task_budget: {max_tokens: 200000, max_cost_usd: 20.00}\n";
 
 /* ---- concurrency -------------------------------------------------------- */
 
@@ -217,7 +220,8 @@ static int s_client_conc(const char *dir, int idx, const char *curve)
     for (int n = 0; n < 400 && in_a_row < 3; n++) {
         char rid[64];
         snprintf(rid, sizeof rid, "c%d-r%d", idx, n);
-        proto_amounts_t a = A(200 + rand() % 400, 10 + rand() % 40, rand() % 2, 5000 + rand() % 30000);
+        proto_amounts_t a =
+            A(200 + rand() % 400, 10 + rand() % 40, rand() % 2, 5000 + rand() % 30000);
         ev_t *b = s_reserve_body(rid, CONC_TASK, a);
         ev_t *r = s_call(c, b, 5000, 20);
         ev_destroy(&b);
@@ -266,8 +270,8 @@ static int s_client_conc(const char *dir, int idx, const char *curve)
     FILE *f = fopen(path, "w");
     if (!f)
         return 1;
-    fprintf(f, "%s %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "\n", agent, grants,
-            denials, committed[0], committed[1], committed[2], committed[3]);
+    fprintf(f, "%s %d %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "\n", agent, grants, denials,
+            committed[0], committed[1], committed[2], committed[3]);
     fclose(f);
     return 0;
 }
@@ -345,12 +349,13 @@ static int s_concurrency(void)
                           "%s %s: ledger used %" PRId64 ", clients acknowledged %" PRId64,
                           s_agents[k], proto_dim_names[d], acc[i].used.v[d], client_used[k][d]);
     }
-    printf("clients=%d grants=%d denials=%d overspend=%" PRId64 "\n", CONC_CLIENTS, grants,
-           denials, overspend);
+    printf("clients=%d grants=%d denials=%d overspend=%" PRId64 "\n", CONC_CLIENTS, grants, denials,
+           overspend);
     CHECK(overspend == 0, "overspend %" PRId64, overspend);
     CHECK(denials >= CONC_CLIENTS, "every client ran into the budget (%d denials)", denials);
     CHECK(exhausted, "some budget was actually exhausted");
     bus_client_destroy(&o);
+    lh_teardown();
     return s_failures ? 1 : 0;
 }
 
@@ -511,6 +516,7 @@ static int s_crash(void)
     int vrc = lh_run(&h, argv);
     printf("verify_exit=%d\n", vrc);
     CHECK(vrc == 0, "emads-ledger --verify exited %d (see %s/run.log)", vrc, h.dir);
+    lh_teardown();
     return s_failures ? 1 : 0;
 }
 
@@ -538,8 +544,7 @@ static void s_same(const ev_t *a, const ev_t *b, const char *what)
 
 static int s_duplicates(void)
 {
-    static const char *const names[] = {"cto_agent", "coo_agent", "orchestrator", "emadsctl",
-                                        NULL};
+    static const char *const names[] = {"cto_agent", "coo_agent", "orchestrator", "emadsctl", NULL};
     lh_t h;
     REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, true, names) == 0, "setup");
     h.metrics_port = lh_free_port();
@@ -654,6 +659,30 @@ static int s_duplicates(void)
     ev_destroy(&b);
     CHECK(!strcmp(s_code(r1), PROTO_E_HOLD_VOIDED), "void again: %s", s_code(r1));
     ev_destroy(&r1);
+    b = s_simple_body("void", "v-1", "hold_id", hold);
+    r1 = s_call(coo, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_EXISTS_DIFFERENT), "void changed: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* history: the committed hold, by agent, path and model */
+    b = proto_body("history");
+    ev_set_str(b, "agent", "cto_agent");
+    r1 = s_call(ctl, b, 3000, 10);
+    ev_destroy(&b);
+    const ev_t *rows = ev_get(r1, "rows");
+    CHECK(ev_len(rows) == 1 && !strcmp(ev_get_str(ev_at(rows, 0), "model", ""), "gpt-4o-mini") &&
+              ev_get_int(ev_at(rows, 0), "count", 0) == 1 &&
+              ev_get_int(ev_get(ev_at(rows, 0), "mean"), "tokens", 0) == 700,
+          "history: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* spend of an unknown task is an error, not an empty list */
+    b = s_simple_body("spend", NULL, "task", "nope");
+    r1 = s_call(ctl, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_UNKNOWN_TASK), "spend unknown: %s", s_code(r1));
+    ev_destroy(&r1);
 
     /* a failed request id stays failed after the cause is gone */
     b = s_reserve_body("r-late", "late", A(1, 1, 0, 1));
@@ -688,11 +717,36 @@ static int s_duplicates(void)
         bus_msg_t m;
         memset(&m, 0, sizeof m);
         if (bus_client_recv(ctl, &m, 200) == 1 && m.kind == BUS_MSG_EVENT &&
-            !strcmp(m.topic, "alert.denied") && !strcmp(ev_get_str(m.body, "agent", ""), "cto_agent"))
+            !strcmp(m.topic, "alert.denied") &&
+            !strcmp(ev_get_str(m.body, "agent", ""), "cto_agent"))
             denied_event = true;
         bus_msg_clear(&m);
     }
     CHECK(denied_event, "an alert.denied event was published");
+
+    /* crossing 80 % of cto's tool calls (10) raises alert.warn */
+    b = s_reserve_body("r-warn", "d1", A(10, 10, 8, 10));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "reserve_ok") == 0, "reserve 8 tool calls: %s", s_code(r1));
+    b = s_commit_body("c-warn", ev_get_str(r1, "hold_id", ""), A(10, 10, 8, 10));
+    ev_destroy(&r1);
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(strcmp(s_type(r1), "commit_ok") == 0, "commit 8 tool calls: %s", s_code(r1));
+    ev_destroy(&r1);
+    bool warn_event = false;
+    end = zclock_mono() + 3000;
+    while (!warn_event && zclock_mono() < end) {
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        if (bus_client_recv(ctl, &m, 200) == 1 && m.kind == BUS_MSG_EVENT &&
+            !strcmp(m.topic, "alert.warn") && !strcmp(ev_get_str(m.body, "account", ""), "agent") &&
+            !strcmp(ev_get_str(m.body, "dimension", ""), "tool_calls"))
+            warn_event = true;
+        bus_msg_clear(&m);
+    }
+    CHECK(warn_event, "an alert.warn event for the agent's tool calls was published");
 
     /* a peer without a budget cannot reserve */
     b = s_reserve_body("r-ctl", "d1", A(1, 1, 0, 1));
@@ -715,6 +769,11 @@ static int s_duplicates(void)
     ev_destroy(&b);
     CHECK(!strcmp(s_code(r1), PROTO_E_TASK_CLOSED), "close again: %s", s_code(r1));
     ev_destroy(&r1);
+    b = s_simple_body("close_task", "x-1", "task", "late");
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_EXISTS_DIFFERENT), "close changed: %s", s_code(r1));
+    ev_destroy(&r1);
 
     /* retries survive a restart */
     int st = lh_stop_ledger(&h, SIGKILL);
@@ -724,7 +783,8 @@ static int s_duplicates(void)
     b = s_commit_body("c-1", hold, A(700, 80, 1, 70000));
     r1 = s_call(cto, b, 3000, 20);
     ev_destroy(&b);
-    CHECK(strcmp(s_type(r1), "commit_ok") == 0 && ev_get_int(ev_get(r1, "actual"), "tokens", 0) == 700,
+    CHECK(strcmp(s_type(r1), "commit_ok") == 0 &&
+              ev_get_int(ev_get(r1, "actual"), "tokens", 0) == 700,
           "commit retry after restart: %s", s_code(r1));
     ev_destroy(&r1);
 
@@ -752,6 +812,7 @@ static int s_duplicates(void)
     bus_client_destroy(&coo);
     bus_client_destroy(&ctl);
     printf("duplicates: %s\n", s_failures ? "FAILED" : "ok");
+    lh_teardown();
     return s_failures ? 1 : 0;
 }
 

@@ -52,7 +52,8 @@ static enum MHD_Result s_hook(void *cls, struct MHD_Connection *c, const char *u
     if (!strcmp(method, "POST"))
         s_posts++;
     pthread_mutex_unlock(&s_lock);
-    struct MHD_Response *r = MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result rc = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
     return rc;
@@ -60,8 +61,8 @@ static enum MHD_Result s_hook(void *cls, struct MHD_Connection *c, const char *u
 
 Test(alerts, webhook_posts_slack_json)
 {
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
-                                            s_hook, NULL, MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_hook,
+                                            NULL, MHD_OPTION_END);
     cr_assert_not_null(d);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     char url[64];
@@ -105,15 +106,16 @@ Test(metrics, text_format)
     cr_assert_not_null(m);
     metrics_add(m, METRIC_COMMITS, 3);
     metrics_add(m, METRIC_DENIALS, 1);
-    metrics_observe_us(m, 150);  /* 0.00015 s -> le 0.00025 */
-    metrics_observe_us(m, 2e6);  /* 2 s -> only +Inf */
+    metrics_observe_us(m, 150); /* 0.00015 s -> le 0.00025 */
+    metrics_observe_us(m, 2e6); /* 2 s -> only +Inf */
     metrics_set_gauges(m, strdup("emads_ledger_holds_open 4\n"));
     char *t = metrics_render(m);
     cr_assert_not_null(t);
     cr_expect(strstr(t, "emads_ledger_commits_total 3\n") != NULL, "%s", t);
     cr_expect(strstr(t, "emads_ledger_denials_total 1\n") != NULL);
     cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"0.0001\"} 0\n") != NULL);
-    cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"0.00025\"} 1\n") != NULL);
+    cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"0.00025\"} 1\n") !=
+              NULL);
     cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"1\"} 1\n") != NULL);
     cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"+Inf\"} 2\n") != NULL);
     cr_expect(strstr(t, "emads_ledger_request_duration_seconds_count 2\n") != NULL);

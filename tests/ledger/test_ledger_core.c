@@ -31,7 +31,6 @@ static ledger_t *s_ledger(void)
     return l;
 }
 
-
 /* Spend and history callbacks collect into these. */
 typedef struct {
     ledger_account_info_t info;
@@ -438,6 +437,9 @@ Test(ledger, spend_by_agent_across_tasks)
     ledger_reserve(l, "cto_agent", "a", "t1", "s", &a, 0, T0, &r);
     ledger_reserve(l, "cto_agent", "b", "t2", "s", &a, 0, T0, &r);
     ledger_reserve(l, "coo_agent", "c", "t2", "s", &a, 0, T0, &r);
+    cr_expect_eq(s_spend(l, "t9", NULL, T0), -1, "unknown task");
+    cr_expect_eq(s_spend(l, "t9", "cto_agent", T0), -1, "unknown task");
+    cr_expect_eq(s_spend(l, "t1", "nobody", T0), 0, "no budget, no account");
     cr_expect_eq(s_spend(l, NULL, "cto_agent", T0), 2);
     cr_expect_str_eq(got[0].agent, "cto_agent");
     cr_expect_str_eq(got[1].agent, "cto_agent");

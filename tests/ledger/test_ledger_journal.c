@@ -93,8 +93,7 @@ Test(journal, rebuild_restores_balances_holds_replies_and_expiry)
     ledger_reserve(l, "cto_agent", "r1", "t1", "s1", &a, 0, T0, &h1);
     ledger_reserve(l, "coo_agent", "r2", "t1", "s2", &a, 2000, T0, &h2);
     proto_amounts_t act = A(60, 5, 1, 600);
-    ledger_commit(l, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", "o", T0 + 1,
-                  &r);
+    ledger_commit(l, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", "o", T0 + 1, &r);
     cr_assert_eq(r.code, LEDGER_OK);
     s_write(j, l);
     journal_destroy(&j);
@@ -106,8 +105,7 @@ Test(journal, rebuild_restores_balances_holds_replies_and_expiry)
     cr_expect_eq(mism, 0);
     cr_expect_eq(ledger_compare(l, b, err, sizeof err), 0, "%s", err);
     /* retries get the original reply after the restart */
-    ledger_commit(b, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", "o", T0 + 9,
-                  &r);
+    ledger_commit(b, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", "o", T0 + 9, &r);
     cr_expect_eq(r.code, LEDGER_OK);
     cr_expect(r.replayed);
     /* the outstanding hold's expiry is re-armed */
@@ -254,8 +252,8 @@ static void s_property(unsigned seed, int steps)
             }
         } else if (o.op < 80) {
             ledger_commit(l, o.agent, o.rid, o.hold, &o.amounts,
-                          o.provider ? "provider" : "estimated", o.llm ? "llm" : "local", "m",
-                          NULL, now, &r);
+                          o.provider ? "provider" : "estimated", o.llm ? "llm" : "local", "m", NULL,
+                          now, &r);
         } else if (o.op < 90) {
             ledger_void(l, o.agent, o.rid, o.hold, now, &r);
         } else if (o.op < 94) {
@@ -285,10 +283,10 @@ static void s_property(unsigned seed, int steps)
             ledger_t *b = journal_load(j, &cfg, &mism, err, sizeof err);
             cr_assert_not_null(b, "%s", err);
             cr_assert_eq(mism, 0, "seed %u step %d", seed, i);
-            cr_assert_eq(ledger_compare(l, b, why, sizeof why), 0, "seed %u step %d: %s", seed,
-                         i, why);
-            cr_assert_eq(ledger_compare(b, l, why, sizeof why), 0, "seed %u step %d: %s", seed,
-                         i, why);
+            cr_assert_eq(ledger_compare(l, b, why, sizeof why), 0, "seed %u step %d: %s", seed, i,
+                         why);
+            cr_assert_eq(ledger_compare(b, l, why, sizeof why), 0, "seed %u step %d: %s", seed, i,
+                         why);
             ledger_destroy(&b);
         }
         ledger_notes_clear(l);
@@ -296,7 +294,10 @@ static void s_property(unsigned seed, int steps)
     char report[1024];
     cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
     /* the sequence really exercised the ledger */
-    cr_log_info("seed %u: reserves %d, commits %d %d, voids %d, opens %d, closes %d, denials %d, replays %d, clashes %d", seed, oks[LEDGER_OP_RESERVE], oks[LEDGER_OP_COMMIT], oks[LEDGER_OP_VOID], oks[LEDGER_OP_OPEN_TASK], oks[LEDGER_OP_CLOSE_TASK], denied, replays, clashes);
+    cr_log_info("seed %u: reserves %d, commits %d, voids %d, opens %d, closes %d, denials %d, "
+                "replays %d, clashes %d",
+                seed, oks[LEDGER_OP_RESERVE], oks[LEDGER_OP_COMMIT], oks[LEDGER_OP_VOID],
+                oks[LEDGER_OP_OPEN_TASK], oks[LEDGER_OP_CLOSE_TASK], denied, replays, clashes);
     cr_expect_gt(oks[LEDGER_OP_RESERVE], 20, "seed %u", seed);
     cr_expect_gt(oks[LEDGER_OP_COMMIT], 10, "seed %u", seed);
     cr_expect_gt(oks[LEDGER_OP_VOID], 2, "seed %u", seed);

@@ -35,9 +35,10 @@
     Every request to /v1/chat/completions appends one JSON line to --log:
       {"n":1,"path":"/v1/chat/completions","model":"m","max_tokens":123,
        "messages":2,"auth":true,"status":200,"scenario":"usage",
-       "prompt_tokens":57}
+       "prompt_tokens":57,"inflight":1}
     (max_tokens is -1 when the request had none; prompt_tokens is the
-    server's count described above). GET /health answers "ok". SIGTERM or
+    server's count described above; inflight is how many chat requests were
+    being answered when this one arrived, itself included). GET /health answers "ok". SIGTERM or
     SIGINT stops the server.
 */
 #define _GNU_SOURCE
@@ -61,11 +62,12 @@ typedef struct {
     char scenario[64];
     long remaining_failures; /* 429xN / 500xN */
     char *content;
-    long usage_p, usage_c;   /* -1: computed */
+    long usage_p, usage_c; /* -1: computed */
     char *require_key;
-    char *models;            /* comma-separated, NULL = any */
+    char *models; /* comma-separated, NULL = any */
     FILE *log;
     long seq;
+    long inflight; /* chat requests being answered now */
 } s_state_t;
 
 static s_state_t S;
@@ -126,15 +128,15 @@ static long s_ceil4(size_t n)
 }
 
 static void s_log(const char *path, const char *model, long max_tokens, long messages, bool auth,
-                  unsigned status, const char *scenario, long prompt_tokens)
+                  unsigned status, const char *scenario, long prompt_tokens, long inflight)
 {
     if (!S.log)
         return;
-    json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:I, s:b, s:I, s:s, s:I}", "n", (json_int_t)++S.seq,
-                          "path", path, "model", model ? model : "", "max_tokens",
-                          (json_int_t)max_tokens, "messages", (json_int_t)messages, "auth",
-                          auth, "status", (json_int_t)status, "scenario", scenario,
-                          "prompt_tokens", (json_int_t)prompt_tokens);
+    json_t *j = json_pack(
+        "{s:I, s:s, s:s, s:I, s:I, s:b, s:I, s:s, s:I, s:I}", "n", (json_int_t)++S.seq, "path",
+        path, "model", model ? model : "", "max_tokens", (json_int_t)max_tokens, "messages",
+        (json_int_t)messages, "auth", auth, "status", (json_int_t)status, "scenario", scenario,
+        "prompt_tokens", (json_int_t)prompt_tokens, "inflight", (json_int_t)inflight);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (s) {
         fprintf(S.log, "%s\n", s);
@@ -183,8 +185,7 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
     if (json_is_array(usage) && json_array_size(usage) == 2) {
         S.usage_p = (long)json_integer_value(json_array_get(usage, 0));
         S.usage_c = (long)json_integer_value(json_array_get(usage, 1));
-    }
-    else if (json_is_null(usage))
+    } else if (json_is_null(usage))
         S.usage_p = S.usage_c = -1;
     pthread_mutex_unlock(&S.lock);
     json_decref(j);
@@ -195,8 +196,8 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
 {
     const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     bool auth = authz && strncmp(authz, "Bearer ", 7) == 0 && authz[7];
-    json_t *req = conn->overflow ? NULL : json_loadb(conn->data ? conn->data : "", conn->len, 0,
-                                                     NULL);
+    json_t *req =
+        conn->overflow ? NULL : json_loadb(conn->data ? conn->data : "", conn->len, 0, NULL);
     const char *model = json_string_value(json_object_get(req, "model"));
     json_t *mt = json_object_get(req, "max_tokens");
     long max_tokens = json_is_integer(mt) ? (long)json_integer_value(mt) : -1;
@@ -209,6 +210,7 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
     }
 
     pthread_mutex_lock(&S.lock);
+    long inflight = ++S.inflight;
     char scenario[64];
     snprintf(scenario, sizeof scenario, "%s", S.scenario);
     bool fail_now = false;
@@ -219,8 +221,8 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
     }
     char *content = strdup(S.content ? S.content : s_default_content);
     long up = S.usage_p, uc = S.usage_c;
-    bool key_ok = !S.require_key ||
-                  (authz && strncmp(authz, "Bearer ", 7) == 0 && strcmp(authz + 7, S.require_key) == 0);
+    bool key_ok = !S.require_key || (authz && strncmp(authz, "Bearer ", 7) == 0 &&
+                                     strcmp(authz + 7, S.require_key) == 0);
     bool model_ok = model && s_model_allowed(model);
     pthread_mutex_unlock(&S.lock);
 
@@ -231,30 +233,24 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
         status = 400;
         body = s_error("request must be a JSON object with model and messages",
                        "invalid_request_error", "invalid_request");
-    }
-    else if (!key_ok || strcmp(scenario, "401") == 0) {
+    } else if (!key_ok || strcmp(scenario, "401") == 0) {
         status = 401;
         body = s_error("Incorrect API key provided", "invalid_request_error", "invalid_api_key");
-    }
-    else if (!model_ok) {
+    } else if (!model_ok) {
         status = 404;
         char msg[256];
         snprintf(msg, sizeof msg, "The model `%.100s` does not exist", model);
         body = s_error(msg, "invalid_request_error", "model_not_found");
-    }
-    else if (fail_now && strncmp(scenario, "429", 3) == 0) {
+    } else if (fail_now && strncmp(scenario, "429", 3) == 0) {
         status = 429;
         body = s_error("Rate limit reached, retry later", "rate_limit_error", "rate_limit");
-    }
-    else if (fail_now || strcmp(scenario, "500") == 0) {
+    } else if (fail_now || strcmp(scenario, "500") == 0) {
         status = 500;
         body = s_error("The server had an error processing the request", "server_error",
                        "server_error");
-    }
-    else if (strcmp(scenario, "malformed") == 0) {
+    } else if (strcmp(scenario, "malformed") == 0) {
         raw = "{\"id\": \"chatcmpl-broken\", \"choices\": [{\"message\": {\"role\": \"assist";
-    }
-    else {
+    } else {
         if (strncmp(scenario, "slow:", 5) == 0) {
             long ms = strtol(scenario + 5, NULL, 10);
             struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -276,7 +272,8 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
     }
     free(content);
     pthread_mutex_lock(&S.lock);
-    s_log(url, model, max_tokens, n_msgs, auth, status, scenario, prompt);
+    S.inflight--;
+    s_log(url, model, max_tokens, n_msgs, auth, status, scenario, prompt, inflight);
     pthread_mutex_unlock(&S.lock);
     json_decref(req);
     if (raw)
@@ -372,8 +369,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--usage") == 0) {
             if (sscanf(v, "%ld,%ld", &S.usage_p, &S.usage_c) != 2)
                 s_usage_exit();
-        }
-        else if (strcmp(a, "--require-key") == 0)
+        } else if (strcmp(a, "--require-key") == 0)
             S.require_key = strdup(v);
         else if (strcmp(a, "--models") == 0)
             S.models = strdup(v);
@@ -422,8 +418,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    fprintf(stderr, "emads-test-llm: listening on 127.0.0.1:%d (scenario %s)\n", bound,
-            S.scenario);
+    fprintf(stderr, "emads-test-llm: listening on 127.0.0.1:%d (scenario %s)\n", bound, S.scenario);
     int sig = 0;
     sigwait(&set, &sig);
     MHD_stop_daemon(d);

@@ -1,0 +1,252 @@
+/*  e2e_bench.c - end-to-end throughput and latency of whole tasks.
+
+    Starts a real constellation with `emadsctl up` in a temporary run
+    directory (durable ledger and task store, CURVE on) whose LLM provider is
+    emads-test-llm answering at once, then submits tasks of the external-data
+    class, which run the 4-step EMADS-PR workflow (research tool step, CTO and
+    COO analyses in parallel, reconcile). A task's end-to-end time is from
+    sending `submit` to receiving its `task.done` event. Prints
+
+      e2e_tasks_per_s_c1=…  e2e_p50_ms_c1=…  e2e_p99_ms_c1=…
+      e2e_tasks_per_s_c8=…  e2e_p50_ms_c8=…  e2e_p99_ms_c8=…
+      e2e_steps_per_task=…
+
+    Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by meson);
+    E2E_BENCH_TASKS (tasks per run, default 100); E2E_BENCH_DIR (parent of
+    the run directory, default /tmp).
+*/
+#define _GNU_SOURCE
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+
+static char s_tmp[256];
+static char s_last_task[PROTO_MAX_ID + 1]; /* a finished task, to count its steps */
+static pid_t s_llm_pid;
+
+static int s_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int s_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const char *s_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) {
+        fprintf(stderr, "e2e_bench: %s is not set\n", name);
+        exit(2);
+    }
+    return v;
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double s_pct(double *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof *v, s_cmp);
+    int i = (int)(p * (n - 1) + 0.5);
+    return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+typedef struct {
+    char task[PROTO_MAX_ID + 1];
+    char corr[PROTO_MAX_ID + 1];
+    int64_t t0_us;
+    bool submitted;
+} slot_t;
+
+/* Run n tasks with `conc` in flight; fill lat_ms; return elapsed seconds or
+   -1 when a task fails. */
+static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
+{
+    slot_t *slots = calloc((size_t)conc, sizeof *slots);
+    int sent = 0, done = 0, k = 0;
+    int64_t start = zclock_usecs();
+    for (int i = 0; i < conc && sent < n; i++, sent++) {
+        ev_t *b = proto_body("submit");
+        char rid[64];
+        snprintf(rid, sizeof rid, "bench-%d-%lld-%d", (int)getpid(), (long long)start, sent);
+        ev_set_str(b, "request_id", rid);
+        ev_set_str(b, "text", "search the latest news on GPU prices");
+        slots[i].t0_us = zclock_usecs();
+        slots[i].submitted = false;
+        slots[i].task[0] = '\0';
+        bus_client_send(c, "orchestrator", &b, 10000, slots[i].corr);
+    }
+    while (done < n) {
+        bus_msg_t m;
+        int r = bus_client_recv(c, &m, 30000);
+        if (r <= 0) {
+            fprintf(stderr, "e2e_bench: no progress for 30 s (%d/%d done)\n", done, n);
+            free(slots);
+            return -1;
+        }
+        if (m.kind == BUS_MSG_REPLY) {
+            for (int i = 0; i < conc; i++)
+                if (!slots[i].submitted && !strcmp(slots[i].corr, m.corr_id)) {
+                    const char *t = ev_get_str(m.body, "task", NULL);
+                    if (!t) {
+                        fprintf(stderr, "e2e_bench: submit failed: %s\n",
+                                ev_get_str(m.body, "reason", "?"));
+                        bus_msg_clear(&m);
+                        free(slots);
+                        return -1;
+                    }
+                    snprintf(slots[i].task, sizeof slots[i].task, "%s", t);
+                    slots[i].submitted = true;
+                }
+        } else if (m.kind == BUS_MSG_EVENT &&
+                   (!strcmp(m.topic, "task.done") || !strcmp(m.topic, "task.failed"))) {
+            const char *t = ev_get_str(m.body, "task", "");
+            for (int i = 0; i < conc; i++) {
+                if (!slots[i].submitted || strcmp(slots[i].task, t))
+                    continue;
+                if (strcmp(m.topic, "task.done")) {
+                    fprintf(stderr, "e2e_bench: task %s ended %s: %s\n", t,
+                            ev_get_str(m.body, "state", "?"), ev_get_str(m.body, "message", ""));
+                    bus_msg_clear(&m);
+                    free(slots);
+                    return -1;
+                }
+                lat_ms[k++] = (double)(zclock_usecs() - slots[i].t0_us) / 1000.0;
+                snprintf(s_last_task, sizeof s_last_task, "%s", t);
+                done++;
+                slots[i].submitted = false;
+                slots[i].task[0] = '\0';
+                if (sent < n) {
+                    ev_t *b = proto_body("submit");
+                    char rid[64];
+                    snprintf(rid, sizeof rid, "bench-%d-%lld-%d", (int)getpid(),
+                             (long long)start, sent++);
+                    ev_set_str(b, "request_id", rid);
+                    ev_set_str(b, "text", "search the latest news on GPU prices");
+                    slots[i].t0_us = zclock_usecs();
+                    bus_client_send(c, "orchestrator", &b, 10000, slots[i].corr);
+                }
+            }
+        }
+        bus_msg_clear(&m);
+    }
+    free(slots);
+    return (double)(zclock_usecs() - start) / 1e6;
+}
+
+static void s_cleanup(void)
+{
+    if (s_tmp[0]) {
+        s_sh("\"%s\" --home %s/run --config %s/config/emads.yaml down >/dev/null 2>&1",
+             getenv("EMADSCTL"), s_tmp, s_tmp);
+        if (s_llm_pid > 0) {
+            kill(s_llm_pid, SIGTERM);
+            waitpid(s_llm_pid, NULL, 0);
+        }
+        s_sh("rm -rf %s", s_tmp);
+    }
+}
+
+int main(void)
+{
+    const char *ctl = s_env("EMADSCTL"), *src = s_env("EMADS_SRC_CONFIG");
+    const char *llm = s_env("EMADS_TEST_LLM");
+    int n = getenv("E2E_BENCH_TASKS") ? atoi(getenv("E2E_BENCH_TASKS")) : 100;
+    if (n < 10)
+        n = 10;
+    const char *base = getenv("E2E_BENCH_DIR"); /* e.g. a tmpfs, to see the cost of fsync */
+    snprintf(s_tmp, sizeof s_tmp, "%s/emads-bench.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(s_tmp))
+        return 1;
+    atexit(s_cleanup);
+
+    char portfile[512];
+    snprintf(portfile, sizeof portfile, "%s/port", s_tmp);
+    s_llm_pid = fork();
+    if (s_llm_pid == 0) {
+        execl(llm, llm, "--port-file", portfile, (char *)NULL);
+        _exit(127);
+    }
+    int port = 0;
+    for (int i = 0; i < 200 && !port; i++) {
+        FILE *f = fopen(portfile, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (!port)
+            usleep(20000);
+    }
+    if (!port) {
+        fprintf(stderr, "e2e_bench: emads-test-llm did not start\n");
+        return 1;
+    }
+    if (s_sh("mkdir -p %s/config && cp -r %s/. %s/config/ && "
+             "sed -i 's/^\\(  *metrics_port:\\).*/\\1 0/; "
+             "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:%d/v1\"|' "
+             "%s/config/emads.yaml",
+             s_tmp, src, s_tmp, port, s_tmp) != 0)
+        return 1;
+    setenv("OPENAI_API_KEY", "bench-key", 1);
+    if (s_sh("\"%s\" --home %s/run --config %s/config/emads.yaml up >/dev/null", ctl, s_tmp,
+             s_tmp) != 0) {
+        fprintf(stderr, "e2e_bench: emadsctl up failed\n");
+        return 1;
+    }
+    char run[512];
+    snprintf(run, sizeof run, "%s/run", s_tmp);
+    bus_security_t sec;
+    bus_security_init(&sec, run, "emadsctl", true);
+    char ep[600];
+    snprintf(ep, sizeof ep, "ipc://%s/bus.sock", run);
+    bus_client_t *c = bus_client_new(ep, &sec);
+    if (!c)
+        return 1;
+    bus_client_subscribe(c, "task.");
+    zclock_sleep(200); /* let the subscription reach the bus */
+
+    double *lat = calloc((size_t)n, sizeof *lat);
+    /* warm-up: estimate history, page cache, connections */
+    if (s_run(c, 10, 2, lat) < 0)
+        return 1;
+    double secs = s_run(c, n, 1, lat);
+    if (secs < 0)
+        return 1;
+    printf("e2e_tasks_per_s_c1=%.1f\n", n / secs);
+    printf("e2e_p50_ms_c1=%.2f\n", s_pct(lat, n, 0.50));
+    printf("e2e_p99_ms_c1=%.2f\n", s_pct(lat, n, 0.99));
+    secs = s_run(c, n, 8, lat);
+    if (secs < 0)
+        return 1;
+    printf("e2e_tasks_per_s_c8=%.1f\n", n / secs);
+    printf("e2e_p50_ms_c8=%.2f\n", s_pct(lat, n, 0.50));
+    printf("e2e_p99_ms_c8=%.2f\n", s_pct(lat, n, 0.99));
+    /* how many steps a task ran (the 4-step workflow: all of them) */
+    ev_t *b = proto_body("result");
+    ev_set_str(b, "task", s_last_task);
+    ev_t *r = bus_client_call(c, "orchestrator", &b, 5000, NULL, NULL);
+    int ran = 0;
+    const ev_t *steps = ev_get(r, "steps");
+    for (size_t i = 0; i < ev_len(steps); i++)
+        ran += !strcmp(ev_get_str(ev_at(steps, i), "state", ""), "done");
+    ev_destroy(&r);
+    printf("e2e_steps_per_task=%d\n", ran);
+    fflush(stdout);
+    free(lat);
+    bus_client_destroy(&c);
+    return 0;
+}

@@ -1,0 +1,284 @@
+/*  ledger_bench.c - durable reserve+commit pairs through a real emads-bus
+    and emads-ledger, at 1 and 16 concurrent clients, and this machine's
+    fdatasync rate measured in the same run on the same filesystem.
+
+    Prints key=value lines:
+      fdatasync_per_s=N
+      ledger_pairs_per_s_c1=N  ledger_pair_p50_us_c1=N  ledger_pair_p99_us_c1=N
+      ledger_pairs_per_s_c16=N ledger_pair_p50_us_c16=N ledger_pair_p99_us_c16=N
+      ledger_ping_round_trips_per_s_c16=N  (ping through the bus to the ledger,
+                                      no journal: the ceiling of the transport)
+      group_commit_vs_fsync_ratio=R  (pairs/s at c16 over fdatasync_per_s / 2:
+                                      one fsync per operation would give 1)
+      ledger_pairs_per_s_c16_one_txn_per_op=N  (the same ledger restarted with
+                                      EMADS_LEDGER_BATCH_MAX=1: no group commit)
+      group_commit_speedup=R         (c16 with group commit over that)
+
+    Every pair is two durable operations: the ledger replies only after the
+    SQLite transaction holding it is synced (WAL, synchronous=FULL). Clients
+    are threads of this process, each with its own bus connection; the
+    budgets are large enough never to deny. LEDGER_BENCH_SECONDS sets the
+    measuring time per phase (default 3).
+*/
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/ledger/ledger_harness.h"
+
+static const char *s_budgets =
+    "budgets:\n"
+    "  orchestrator:   {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  cto_agent:      {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  coo_agent:      {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  reconcile_gpt:  {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
+    "  total_task_budget: {max_tokens: 1000000000, max_cost_usd: 10000.00}\n";
+
+static const char *const s_agents[] = {"cto_agent", "coo_agent", "reconcile_gpt", "orchestrator"};
+
+static double s_fdatasync_rate(const char *dir, double seconds)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/fsync-probe", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return 0;
+    char block[4096];
+    memset(block, 'x', sizeof block);
+    /* allocate the blocks first: the rate of interest is that of syncing
+       overwritten data, as a WAL reused after a checkpoint does */
+    for (int i = 0; i < 64; i++)
+        if (pwrite(fd, block, sizeof block, (off_t)i * 4096) < 0)
+            break;
+    fsync(fd);
+    int64_t start = zclock_usecs(), end = start + (int64_t)(seconds * 1e6);
+    long n = 0;
+    while (zclock_usecs() < end) {
+        if (pwrite(fd, block, sizeof block, (off_t)((n % 64) * 4096)) < 0 || fdatasync(fd) != 0)
+            break;
+        n++;
+    }
+    double elapsed = (double)(zclock_usecs() - start) / 1e6;
+    close(fd);
+    unlink(path);
+    return elapsed > 0 ? (double)n / elapsed : 0;
+}
+
+typedef struct {
+    lh_t *h;
+    bool ping; /* ping round trips instead of pairs: the bus's own ceiling */
+    int idx;
+    const char *task;
+    int64_t until_us;
+    int64_t *lat; /* pair latencies, us */
+    size_t n, cap;
+    int errors;
+} s_worker_t;
+
+static int s_grow(s_worker_t *w)
+{
+    size_t cap = w->cap ? w->cap * 2 : 4096;
+    int64_t *l = realloc(w->lat, cap * sizeof *l);
+    if (!l)
+        return -1;
+    w->lat = l;
+    w->cap = cap;
+    return 0;
+}
+
+static ev_t *s_call(bus_client_t *c, ev_t **b)
+{
+    return lh_call(c, b, 10000);
+}
+
+static void *s_worker(void *arg)
+{
+    s_worker_t *w = arg;
+    bus_client_t *c = lh_client(w->h, s_agents[w->idx % 4]);
+    if (!c) {
+        w->errors++;
+        return NULL;
+    }
+    char rid[64];
+    proto_amounts_t a = {{100, 10, 0, 100}};
+    for (int64_t n = 0; zclock_usecs() < w->until_us; n++) {
+        int64_t t0 = zclock_usecs();
+        if (w->ping) {
+            ev_t *p = proto_body("ping");
+            ev_t *r = s_call(c, &p);
+            if (proto_is_error(r, NULL))
+                w->errors++;
+            else if (w->n < w->cap || s_grow(w) == 0)
+                w->lat[w->n++] = zclock_usecs() - t0;
+            ev_destroy(&r);
+            continue;
+        }
+        ev_t *b = proto_body("reserve");
+        snprintf(rid, sizeof rid, "b%d-%s-r%" PRId64, w->idx, w->task, n);
+        ev_set_str(b, "request_id", rid);
+        ev_set_str(b, "task", w->task);
+        ev_set_str(b, "step", "bench");
+        proto_set_amounts(b, "amounts", &a);
+        ev_t *r = s_call(c, &b);
+        const char *hold = ev_get_str(r, "hold_id", NULL);
+        if (!hold || proto_is_error(r, NULL)) {
+            w->errors++;
+            ev_destroy(&r);
+            continue;
+        }
+        b = proto_body("commit");
+        snprintf(rid, sizeof rid, "b%d-%s-c%" PRId64, w->idx, w->task, n);
+        ev_set_str(b, "request_id", rid);
+        ev_set_str(b, "hold_id", hold);
+        proto_set_amounts(b, "actual", &a);
+        ev_set_str(b, "measured", "provider");
+        ev_destroy(&r);
+        r = s_call(c, &b);
+        if (proto_is_error(r, NULL))
+            w->errors++;
+        else if (w->n < w->cap || s_grow(w) == 0)
+            w->lat[w->n++] = zclock_usecs() - t0;
+        ev_destroy(&r);
+    }
+    bus_client_destroy(&c);
+    return NULL;
+}
+
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Run `clients` threads for `seconds`; returns pairs/s and fills p50/p99. */
+static double s_phase(lh_t *h, int clients, bool ping, double seconds, const char *task,
+                      int64_t *p50, int64_t *p99, int *errors)
+{
+    s_worker_t *w = calloc((size_t)clients, sizeof *w);
+    pthread_t *t = calloc((size_t)clients, sizeof *t);
+    int64_t start = zclock_usecs();
+    for (int i = 0; i < clients; i++) {
+        w[i].h = h;
+        w[i].ping = ping;
+        w[i].idx = i;
+        w[i].task = task;
+        w[i].until_us = start + (int64_t)(seconds * 1e6);
+        pthread_create(&t[i], NULL, s_worker, &w[i]);
+    }
+    size_t total = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(t[i], NULL);
+        total += w[i].n;
+    }
+    double elapsed = (double)(zclock_usecs() - start) / 1e6;
+    int64_t *all = calloc(total ? total : 1, sizeof *all);
+    size_t k = 0;
+    *errors = 0;
+    for (int i = 0; i < clients; i++) {
+        memcpy(all + k, w[i].lat, w[i].n * sizeof *all);
+        k += w[i].n;
+        *errors += w[i].errors;
+        free(w[i].lat);
+    }
+    qsort(all, total, sizeof *all, s_cmp);
+    *p50 = total ? all[total / 2] : 0;
+    *p99 = total ? all[(total * 99) / 100] : 0;
+    free(all);
+    free(w);
+    free(t);
+    return (double)total / elapsed;
+}
+
+static int s_open(lh_t *h, const char *task)
+{
+    bus_client_t *o = lh_client(h, "orchestrator");
+    ev_t *b = proto_body("open_task");
+    char rid[64];
+    snprintf(rid, sizeof rid, "open-%s", task);
+    ev_set_str(b, "request_id", rid);
+    ev_set_str(b, "task", task);
+    ev_t *r = lh_call(o, &b, 5000);
+    int rc = r && !proto_is_error(r, NULL) ? 0 : -1;
+    ev_destroy(&r);
+    bus_client_destroy(&o);
+    return rc;
+}
+
+int main(void)
+{
+    const char *sec = getenv("LEDGER_BENCH_SECONDS");
+    double seconds = sec ? atof(sec) : 3.0;
+    if (seconds <= 0)
+        seconds = 3.0;
+    lh_t h;
+    if (lh_setup(&h, s_budgets, 60000, NULL, false, NULL) != 0 || lh_start_bus(&h) != 0 ||
+        lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
+        fprintf(stderr, "ledger_bench: cannot start the bus and the ledger\n");
+        lh_teardown();
+        return 1;
+    }
+    /* the median of five short samples: other work on the machine makes
+       single samples noisy */
+    double rates[5];
+    for (int i = 0; i < 5; i++)
+        rates[i] = s_fdatasync_rate(h.dir, 0.3);
+    qsort(rates, 5, sizeof rates[0], s_cmp_double);
+    double fsyncs = rates[2];
+    printf("fdatasync_per_s=%.0f\n", fsyncs);
+    int64_t p50, p99;
+    int errors;
+    if (s_open(&h, "bench-c1") != 0 || s_open(&h, "bench-c16") != 0) {
+        fprintf(stderr, "ledger_bench: open_task failed\n");
+        lh_teardown();
+        return 1;
+    }
+    double c1 = s_phase(&h, 1, false, seconds, "bench-c1", &p50, &p99, &errors);
+    printf("ledger_pairs_per_s_c1=%.0f\nledger_pair_p50_us_c1=%" PRId64
+           "\nledger_pair_p99_us_c1=%" PRId64 "\n",
+           c1, p50, p99);
+    int err1 = errors;
+    double c16 = s_phase(&h, 16, false, seconds, "bench-c16", &p50, &p99, &errors);
+    printf("ledger_pairs_per_s_c16=%.0f\nledger_pair_p50_us_c16=%" PRId64
+           "\nledger_pair_p99_us_c16=%" PRId64 "\n",
+           c16, p50, p99);
+    int errp;
+    double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
+    printf("ledger_ping_round_trips_per_s_c16=%.0f\n", pings);
+    errors += errp;
+    printf("group_commit_vs_fsync_ratio=%.2f\n", fsyncs > 0 ? c16 / (fsyncs / 2) : 0.0);
+
+    /* the same 16 clients against a ledger that commits every request in a
+       transaction of its own: one fsync per operation */
+    lh_stop_ledger(&h, SIGTERM);
+    setenv("EMADS_LEDGER_BATCH_MAX", "1", 1);
+    int started = lh_start_ledger(&h) == 0 && lh_wait_ready(&h, 10000) == 0 &&
+                  s_open(&h, "bench-single") == 0;
+    unsetenv("EMADS_LEDGER_BATCH_MAX");
+    if (started) {
+        int errs;
+        double single = s_phase(&h, 16, false, seconds, "bench-single", &p50, &p99, &errs);
+        errors += errs;
+        printf("ledger_pairs_per_s_c16_one_txn_per_op=%.0f\n", single);
+        printf("group_commit_speedup=%.2f\n", single > 0 ? c16 / single : 0.0);
+    } else
+        errors++;
+    printf("ledger_bench_errors=%d\n", err1 + errors);
+    lh_stop_ledger(&h, SIGTERM);
+    char *argv[] = {getenv("EMADS_LEDGER_BIN"), "--verify", "--db", h.db, NULL};
+    int v = lh_run(&h, argv);
+    printf("ledger_bench_verify_exit=%d\n", v);
+    lh_teardown();
+    return (err1 + errors) == 0 && v == 0 ? 0 : 1;
+}

@@ -1,0 +1,478 @@
+#!/bin/sh
+# agent_system.sh - system tests of an agent process (cto_agent) with the real
+# emads-bus, emads-ledger and the OpenAI-compatible test server, on ipc://
+# endpoints in a temporary run directory, with CURVE on. Steps are sent as
+# `orchestrator` by step_driver; assertions read the step_result, the
+# ledger's spend and the test server's request log.
+#
+#   agent_system.sh TEST BUILD_ROOT SOURCE_DIR
+#
+# TEST: usage nousage retry429 slow max_tokens adaptive ledger_down tool
+#       denied concurrency errors roles. Every process the test starts is killed on exit, pass or fail.
+set -u
+T=$1
+B=$2
+SRC=$3
+BUS=$B/bus/emads-bus
+LEDGER=$B/budgets/emads-ledger
+AGENT=$B/agents/cto_agent
+LLM=$B/tests/llm_server/emads-test-llm
+DRIVER=$B/tests/agents/step_driver
+for p in "$BUS" "$LEDGER" "$AGENT" "$LLM" "$DRIVER"; do
+    [ -x "$p" ] || { echo "SKIP: $p is not built"; exit 77; }
+done
+command -v jq >/dev/null || { echo "SKIP: jq is not installed"; exit 77; }
+
+R=$(mktemp -d /tmp/emads-agent-test.XXXXXX)
+EP="ipc://$R/bus.sock"
+PIDS=""
+LEDGER_PID=""
+
+cleanup() {
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$R"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() {
+    echo "FAIL [$T]: $*"
+    for f in "$R"/*.log; do
+        [ -f "$f" ] && { echo "--- $f"; tail -30 "$f"; }
+    done
+    exit 1
+}
+ok() { echo "ok [$T]: $*"; }
+
+# call NAME SERVICE JSON: prints the reply
+call() {
+    "$DRIVER" call --endpoint "$EP" --home "$R" --name "$1" --service "$2" --json "$3" \
+        --timeout 15000
+}
+control() {
+    curl -s -X POST "http://127.0.0.1:$PORT/control" -d "$1" >/dev/null ||
+        fail "cannot reach the test server"
+}
+requests() { [ -f "$R/llm-requests.log" ] && wc -l <"$R/llm-requests.log" || echo 0; }
+
+# step NAME PATH EXTRA_OPTION_JSON TOKENS LATENCY TEXT: prints the step_result
+N=0
+step() {
+    N=$((N + 1))
+    body=$(jq -cn --arg task t1 --arg step "$1" --arg path "$2" --argjson extra "$3" \
+        --argjson tokens "$4" --argjson lat "$5" --arg text "$6" --arg rid "s$N" \
+        '{type: "step", request_id: $rid, task: $task, step: $step, text: $text,
+          option: ({path: $path, est: {tokens: $tokens, latency_ms: $lat, tool_calls: 0,
+                                       cost_uusd: 0}, quality: 0.9} + $extra)}')
+    call orchestrator cto_agent "$body"
+}
+# step_to AGENT NAME TEXT [INPUTS_JSON]: a local step to any agent
+step_to() {
+    N=$((N + 1))
+    inputs=${4:-}
+    [ -n "$inputs" ] || inputs='{}'
+    body=$(jq -cn --arg step "$2" --arg text "$3" --argjson inputs "$inputs" \
+        --arg rid "s$N" '{type: "step", request_id: $rid, task: "t1", step: $step, text: $text,
+          option: {path: "local", est: {tokens: 0, latency_ms: 50, tool_calls: 0,
+                                        cost_uusd: 0}, quality: 0.6}, inputs: $inputs}')
+    call orchestrator "$1" "$body"
+}
+# used DIM: the agent account's used amount in task t1
+used() {
+    call orchestrator ledger '{"type":"spend","task":"t1","agent":"cto_agent"}' |
+        jq -r ".accounts[] | select(.kind == \"agent\") | .used.$1"
+}
+held() {
+    call orchestrator ledger '{"type":"spend","task":"t1","agent":"cto_agent"}' |
+        jq -r ".accounts[] | select(.kind == \"agent\") | .held.$1"
+}
+# burn COST: spend COST micro-USD of cto_agent's budget in t1 (as cto_agent)
+BURN=0
+burn() {
+    BURN=$((BURN + 1))
+    r=$(call cto_agent ledger "{\"type\":\"reserve\",\"request_id\":\"burn$BURN\",\"task\":\"t1\",
+        \"step\":\"burn\",\"amounts\":{\"tokens\":0,\"latency_ms\":0,\"tool_calls\":0,
+        \"cost_uusd\":$1}}")
+    h=$(printf "%s\n" "$r" | jq -r .hold_id)
+    [ -n "$h" ] && [ "$h" != null ] || fail "burn reserve: $r"
+    r=$(call cto_agent ledger "{\"type\":\"commit\",\"request_id\":\"burnc$BURN\",
+        \"hold_id\":\"$h\",\"actual\":{\"tokens\":0,\"latency_ms\":0,\"tool_calls\":0,
+        \"cost_uusd\":$1},\"measured\":\"provider\"}")
+    printf "%s\n" "$r" | grep -q commit_ok || fail "burn commit: $r"
+}
+
+# ---- the constellation ------------------------------------------------------
+export EMADS_TEST_LLM_KEY=test-key
+"$LLM" --port 0 --port-file "$R/llm.port" --log "$R/llm-requests.log" \
+    --require-key test-key --models big,small 2>"$R/llm-server.log" &
+PIDS="$PIDS $!"
+i=0
+while [ ! -s "$R/llm.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+PORT=$(cat "$R/llm.port") || fail "the test server did not start"
+
+mkdir -p "$R/kb"
+cp "$SRC"/kb/*.md "$R/kb/"
+cat >"$R/emads.yaml" <<YAML
+budgets_file: agents_budget.yaml
+knowledge_dir: kb
+bus:
+  endpoint: "$EP"
+  curve: true
+  request_timeout_ms: 3000
+ledger:
+  hold_ttl_ms: 60000
+  metrics_port: 0
+adaptive:
+  local_below: 0.2
+  small_model_below: 0.5
+providers:
+  test:
+    base_url: "http://127.0.0.1:$PORT/v1"
+    api_key_env: EMADS_TEST_LLM_KEY
+    max_retries: 3
+    max_response_bytes: 600000
+models:
+  big:   {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, context_tokens: 8192}
+  small: {provider: test, input_usd_per_mtok: 0.10, output_usd_per_mtok: 0.20, context_tokens: 8192}
+tools:
+  kb_search:
+    command: [emads-kb-search, --dir, "{knowledge_dir}"]
+    timeout_ms: 2000
+    output_cap_bytes: 65536
+  hang:
+    command: [/bin/sh, -c, "sleep 30"]
+    timeout_ms: 600
+    output_cap_bytes: 1024
+  health:
+    url: "http://127.0.0.1:$PORT/health?q={input}"
+    method: GET
+    timeout_ms: 2000
+agents:
+  cto_agent:
+    role: cto
+    concurrency: 2
+    model: big
+    small_model: small
+  coo_agent:
+    role: coo
+    concurrency: 1
+    model: big
+  reconcile_gpt:
+    role: reconcile
+    concurrency: 1
+    model: big
+    small_model: small
+workflows:
+  wf:
+    steps:
+      - name: cto_analysis
+        agent: cto_agent
+        options:
+          - {path: llm, model: big, tokens: 3000, latency_ms: 3000, quality: 0.9}
+access:
+  - {service: ledger, command: "*", names: [cto_agent, coo_agent, reconcile_gpt, orchestrator]}
+  - {service: cto_agent, command: step, names: [orchestrator]}
+  - {service: coo_agent, command: step, names: [orchestrator]}
+  - {service: reconcile_gpt, command: step, names: [orchestrator]}
+YAML
+cat >"$R/agents_budget.yaml" <<YAML
+budgets:
+  orchestrator: {max_tokens: 50000, max_cost_usd: 5.00}
+  cto_agent:    {max_tokens: 100000, max_latency_ms: 120000, max_tool_calls: 10, max_cost_usd: 2.00}
+  coo_agent:    {max_tokens: 100000, max_latency_ms: 120000, max_tool_calls: 10, max_cost_usd: 2.00}
+  reconcile_gpt: {max_tokens: 100000, max_latency_ms: 120000, max_tool_calls: 10, max_cost_usd: 2.00}
+  total_task_budget: {max_tokens: 200000, max_cost_usd: 20.00}
+YAML
+CFG="$R/emads.yaml"
+
+"$DRIVER" certs "$R" orchestrator cto_agent coo_agent reconcile_gpt emadsctl ledger >/dev/null ||
+    fail "cannot create certificates"
+"$BUS" --home "$R" --config "$CFG" --endpoint "$EP" --foreground 2>"$R/bus.log" &
+PIDS="$PIDS $!"
+"$LEDGER" --home "$R" --config "$CFG" --endpoint "$EP" --metrics-port 0 2>"$R/ledger.log" &
+LEDGER_PID=$!
+PIDS="$PIDS $LEDGER_PID"
+(cd "$R" && exec "$AGENT" --home "$R" --config "$CFG" --endpoint "$EP") 2>"$R/agent.log" &
+AGENT_PID=$!
+PIDS="$PIDS $AGENT_PID"
+WANT='.services.ledger.workers >= 1 and .services.cto_agent.workers >= 1'
+if [ "$T" = roles ]; then
+    for a in coo_agent reconcile_gpt; do
+        (cd "$R" && exec "$B/agents/$a" --home "$R" --config "$CFG" --endpoint "$EP") \
+            2>"$R/$a.log" &
+        PIDS="$PIDS $!"
+        WANT="$WANT and .services.$a.workers >= 1"
+    done
+fi
+
+i=0
+while :; do
+    pong=$(call emadsctl bus '{"type":"ping"}' 2>/dev/null)
+    if printf "%s\n" "$pong" | jq -e "$WANT" >/dev/null 2>&1; then
+        break
+    fi
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "bus, ledger and agent did not come up: $pong"
+    sleep 0.1
+done
+r=$(call orchestrator ledger '{"type":"open_task","request_id":"open-t1","task":"t1"}')
+printf "%s\n" "$r" | grep -q open_task_ok || fail "open_task: $r"
+
+TEXT="Add card payments with refunds to the web shop within 6 weeks, PCI compliant."
+
+# ---- the tests ---------------------------------------------------------------
+case $T in
+usage)
+    # the provider reports 123 prompt + 45 completion tokens; big costs
+    # 1 uUSD per input token and 2 uUSD per output token
+    control '{"scenario":"usage","usage":[123,45]}'
+    r=$(step cto_analysis llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .measured)" = provider ] || fail "measured: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .path)" = llm ] || fail "path: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .model)" = big ] || fail "model: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 168 ] || fail "actual tokens: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)" = 213 ] || fail "actual cost: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .output.decision)" = proceed_with_conditions ] || fail "output: $r"
+    [ "$(used tokens)" = 168 ] || fail "ledger tokens used $(used tokens), want 168"
+    [ "$(used cost_uusd)" = 213 ] || fail "ledger cost used $(used cost_uusd), want 213"
+    [ "$(held cost_uusd)" = 0 ] || fail "the hold was not resolved"
+    [ "$(requests)" = 1 ] || fail "want 1 request, got $(requests)"
+    jq -e 'select(.model == "big" and .auth == true and .status == 200)' \
+        "$R/llm-requests.log" >/dev/null || fail "request: $(cat "$R/llm-requests.log")"
+    # the agent stops cleanly on SIGTERM (and, under sanitizers, without leaks)
+    [ "$(cat "$R/pids/cto_agent.pid" 2>/dev/null)" = "$AGENT_PID" ] || fail "no pid file"
+    kill -TERM "$AGENT_PID"
+    wait "$AGENT_PID"
+    rc=$?
+    [ $rc = 0 ] || fail "the agent exited with $rc on SIGTERM"
+    ! grep -q "Sanitizer" "$R/agent.log" || fail "sanitizer report in the agent's log"
+    [ ! -e "$R/pids/cto_agent.pid" ] || fail "pid file left behind"
+    # the token calibration learnt from the provider's usage is kept
+    jq -e '.big.reported > 0' "$R/cto_agent.calib.json" >/dev/null ||
+        fail "calibration not saved: $(cat "$R/cto_agent.calib.json" 2>&1)"
+    ok "usage committed exactly: 168 tokens, 213 uUSD"
+    ;;
+nousage)
+    control '{"scenario":"nousage"}'
+    r=$(step cto_analysis llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .measured)" = estimated ] || fail "measured: $r"
+    t=$(printf "%s\n" "$r" | jq -r .actual.tokens)
+    [ "$t" -gt 0 ] || fail "estimated tokens $t"
+    [ "$(printf "%s\n" "$r" | jq -r '.actual.cost_uusd > 0')" = true ] || fail "cost: $r"
+    [ "$(used tokens)" = "$t" ] || fail "ledger tokens $(used tokens), want $t"
+    ok "no usage: $t tokens estimated and marked estimated"
+    ;;
+retry429)
+    control '{"scenario":"429x2","usage":[100,20]}'
+    r=$(step cto_analysis llm '{"model":"big"}' 3000 5000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
+    [ "$(requests)" = 3 ] || fail "want 3 requests (429, 429, 200), got $(requests)"
+    [ "$(jq -s '[.[].status] == [429, 429, 200]' "$R/llm-requests.log")" = true ] ||
+        fail "statuses: $(cat "$R/llm-requests.log")"
+    [ "$(used tokens)" = 120 ] || fail "one step's spend: $(used tokens)"
+    lat=$(printf "%s\n" "$r" | jq -r .actual.latency_ms)
+    [ "$lat" -le 5000 ] || fail "retries outlived the hold: $lat ms"
+    ok "two 429s retried inside the hold, one step, one commit"
+    ;;
+slow)
+    control '{"scenario":"slow:5000"}'
+    r=$(step cto_analysis llm '{"model":"big"}' 3000 800 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = timeout ] || fail "code: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .measured)" = whole_hold ] || fail "measured: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 3000 ] || fail "tokens: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.latency_ms)" = 800 ] || fail "latency: $r"
+    [ "$(used tokens)" = 3000 ] || fail "ledger tokens $(used tokens), want the hold's 3000"
+    [ "$(used latency_ms)" = 800 ] || fail "ledger latency $(used latency_ms)"
+    c=$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)
+    [ "$c" -gt 0 ] && [ "$(used cost_uusd)" = "$c" ] || fail "cost $c vs $(used cost_uusd)"
+    ok "slow provider cut at the hold's 800 ms, whole hold charged"
+    ;;
+max_tokens)
+    control '{"scenario":"usage","usage":null}'
+    for h in 300 1000 5000 20000; do
+        r=$(step "s$h" llm '{"model":"big"}' $h 3000 "$TEXT")
+        [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "hold $h: $r"
+    done
+    [ "$(requests)" = 4 ] || fail "want 4 requests, got $(requests)"
+    # each request's max_tokens plus the prompt (as the server counts it)
+    # fits in its hold, and the context window caps the largest
+    jq -s -e '[.[0].max_tokens + .[0].prompt_tokens <= 300,
+              .[1].max_tokens + .[1].prompt_tokens <= 1000,
+              .[2].max_tokens + .[2].prompt_tokens <= 5000,
+              .[3].max_tokens + .[3].prompt_tokens <= 8192,
+              (.[] | .max_tokens > 0)] | all' "$R/llm-requests.log" >/dev/null ||
+        fail "max_tokens: $(cat "$R/llm-requests.log")"
+    # a hold too small for the prompt makes no request at all
+    r=$(step tiny llm '{"model":"big"}' 40 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .path)" = local ] || fail "tiny hold: $r"
+    [ "$(requests)" = 4 ] || fail "a request was made for a 40-token hold"
+    ok "max_tokens within every hold: $(jq -s -c '[.[].max_tokens]' "$R/llm-requests.log")"
+    ;;
+adaptive)
+    control '{"scenario":"usage","usage":[100,20]}'
+    burn 1200000 # 0.8 of 2.00 USD left -> 0.4
+    r=$(step s1 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .model)" = small ] || fail "model: $r"
+    printf "%s\n" "$r" | jq -r .why | grep -q "small model" || fail "why: $r"
+    [ "$(jq -r .model "$R/llm-requests.log")" = small ] || fail "sent: $(cat "$R/llm-requests.log")"
+    burn 500000 # about 0.3 USD left -> 0.15
+    r=$(step s2 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .path)" = local ] || fail "path: $r"
+    printf "%s\n" "$r" | jq -r .why | grep -q "< 0.20: local" || fail "why: $r"
+    [ "$(printf "%s\n" "$r" | jq -r '.output.risks | length > 0')" = true ] || fail "output: $r"
+    [ "$(requests)" = 1 ] || fail "the local step made a request"
+    ok "ratio 0.4 -> small model; ratio 0.15 -> local path, no request"
+    ;;
+ledger_down)
+    control '{"scenario":"usage"}'
+    kill "$LEDGER_PID"
+    wait "$LEDGER_PID" 2>/dev/null
+    r=$(step cto_analysis llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = ledger_unavailable ] || fail "code: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 0 ] || fail "actual: $r"
+    [ "$(requests)" = 0 ] || fail "a request was made without a hold"
+    ok "ledger stopped: step refused, no HTTP request"
+    ;;
+tool)
+    r=$(step research tool '{"tool":"kb_search"}' 0 3000 \
+        "How do we take card payments and handle refunds?")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .path)" = tool ] || fail "path: $r"
+    printf "%s\n" "$r" | jq -r .output.tool_output | grep -q "^## payments.md" || fail "output: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tool_calls)" = 1 ] || fail "actual: $r"
+    [ "$(used tool_calls)" = 1 ] || fail "ledger tool calls $(used tool_calls)"
+    r=$(step hang tool '{"tool":"hang"}' 0 5000 "anything")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "hang status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = timeout ] || fail "hang code: $r"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "killed" || fail "hang reason: $r"
+    # charged the time it ran (its 600 ms timeout, not the 5000 ms hold) and one call
+    [ "$(printf "%s\n" "$r" | jq -r .measured)" = provider ] || fail "hang measured: $r"
+    [ "$(printf "%s\n" "$r" | jq -r '.actual.latency_ms >= 600 and .actual.latency_ms < 5000')" = true ] ||
+        fail "hang latency: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tool_calls)" = 1 ] || fail "hang calls: $r"
+    [ "$(used tool_calls)" = 2 ] || fail "ledger tool calls $(used tool_calls)"
+    # a tool followed by an LLM summary: one tool call and the model's tokens
+    control '{"scenario":"usage","usage":[300,40]}'
+    r=$(step research2 tool '{"tool":"kb_search","model":"big"}' 1500 3000 \
+        "How do we take card payments and handle refunds?")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "tool+summary: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .model)" = big ] || fail "summary model: $r"
+    printf "%s\n" "$r" | jq -r .output.tool_output | grep -q "^## payments.md" ||
+        fail "tool+summary output: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .output.summary)" != null ] || fail "no summary: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 340 ] || fail "summary tokens: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tool_calls)" = 1 ] || fail "tool calls: $r"
+    [ "$(requests)" = 1 ] || fail "want one summary request, got $(requests)"
+    jq -e 'select(.max_tokens + .prompt_tokens <= 1500)' "$R/llm-requests.log" >/dev/null ||
+        fail "summary max_tokens: $(cat "$R/llm-requests.log")"
+    [ "$(used tool_calls)" = 3 ] || fail "ledger tool calls $(used tool_calls)"
+    r=$(step probe tool '{"tool":"health"}' 0 3000 "status please")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "http tool: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .output.tool_output)" = ok ] || fail "http output: $r"
+    [ "$(used tool_calls)" = 4 ] || fail "ledger tool calls $(used tool_calls)"
+    [ "$(requests)" = 1 ] || fail "tool steps made other LLM requests"
+    ok "tool steps: one tool call each, output returned (and summarised); hanging tool killed"
+    ;;
+roles)
+    # the three processes, local path: the reconcile step merges the others
+    cto=$(step_to cto_agent cto_analysis "$TEXT")
+    coo=$(step_to coo_agent coo_analysis "$TEXT")
+    [ "$(printf "%s\n" "$cto" | jq -r .output.role)" = cto ] || fail "cto: $cto"
+    [ "$(printf "%s\n" "$coo" | jq -r .output.role)" = coo ] || fail "coo: $coo"
+    [ "$(printf "%s\n" "$coo" | jq -r .output.requested_weeks)" = 6 ] || fail "coo: $coo"
+    inputs=$(jq -cn --argjson a "$(printf "%s\n" "$cto" | jq -c .output)" \
+        --argjson b "$(printf "%s\n" "$coo" | jq -c .output)" \
+        '{cto_analysis: $a, coo_analysis: $b}')
+    r=$(step_to reconcile_gpt reconcile "$TEXT" "$inputs")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "reconcile: $r"
+    [ "$(printf "%s\n" "$r" | jq -r '.output.recommendation | length > 20')" = true ] ||
+        fail "recommendation: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .output.notes)" = null ] || fail "inputs ignored: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .output.effort_days)" = \
+        "$(printf "%s\n" "$cto" | jq -r .output.effort_days)" ] || fail "effort: $r"
+    for a in coo_agent reconcile_gpt; do
+        ! grep -Eq "Sanitizer|runtime error" "$R/$a.log" || fail "sanitizer report in $a.log"
+    done
+    ok "cto, coo and reconcile agents: $(printf "%s\n" "$r" | jq -r .output.summary)"
+    ;;
+denied)
+    # the agent's budget is 100000 tokens: a 200000-token hold is refused
+    control '{"scenario":"usage"}'
+    r=$(step big llm '{"model":"big"}' 200000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = denied ] || fail "status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = exceeds_budget ] || fail "code: $r"
+    [ "$(printf "%s\n" "$r" | jq -r '.error.reason | length > 0')" = true ] || fail "reason: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.dimension)" = tokens ] || fail "dimension: $r"
+    [ "$(requests)" = 0 ] || fail "a denied step made a request"
+    [ "$(used tokens)" = 0 ] || fail "a denied step spent tokens"
+    ok "denied reserve passed back with the ledger's reason: $(printf "%s\n" "$r" | jq -r .error.reason)"
+    ;;
+concurrency)
+    # concurrency is 2: three slow steps at once reach the provider two by two
+    control '{"scenario":"slow:1000"}'
+    for k in 1 2 3; do
+        step "c$k" llm '{"model":"big"}' 3000 5000 "$TEXT" >"$R/c$k.json" &
+        CPIDS="${CPIDS:-} $!"
+    done
+    for p in $CPIDS; do wait "$p"; done
+    for k in 1 2 3; do
+        [ "$(jq -r .status "$R/c$k.json")" = ok ] || fail "step c$k: $(cat "$R/c$k.json")"
+    done
+    [ "$(requests)" = 3 ] || fail "want 3 requests, got $(requests)"
+    [ "$(jq -s 'map(.inflight) | max' "$R/llm-requests.log")" = 2 ] ||
+        fail "in flight: $(jq -s -c 'map(.inflight)' "$R/llm-requests.log")"
+    ok "three steps ran two at a time"
+    ;;
+errors)
+    control '{"scenario":"401"}'
+    r=$(step e401 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "401 status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_error ] || fail "401 code: $r"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "401" || fail "401 reason: $r"
+    [ "$(used tokens)" = 0 ] || fail "a refused call charged tokens"
+    control '{"scenario":"usage"}'
+    r=$(step emodel llm '{}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "default model: $r"
+    control '{"scenario":"malformed"}'
+    r=$(step ebad llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "malformed status: $r"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "malformed" || fail "malformed reason: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .measured)" = estimated ] || fail "malformed measured: $r"
+    [ "$(held tokens)" = 0 ] || fail "holds left open: $(held tokens)"
+    # an answer too big for a step result still gets a (shortened) reply
+    jq -cn '[range(128)] as $a | [range(128) | $a] as $b
+            | {scenario: "usage", usage: [100, 900],
+               content: ({a: $b, b: $b, c: $b, d: $b, e: $b} | tojson)}' >"$R/big.json"
+    curl -s -X POST "http://127.0.0.1:$PORT/control" -d @"$R/big.json" >/dev/null
+    r=$(step ebig llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "big answer: $(printf "%.300s" "$r")"
+    [ "$(printf "%s\n" "$r" | jq -r .output.truncated)" = true ] || fail "big output: $(printf "%.300s" "$r")"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 1000 ] || fail "big spend: $(printf "%.300s" "$r")"
+    # a response past the provider's size cap: cut off, outcome unknown
+    { printf '{"scenario":"usage","content":"'
+      head -c 700000 /dev/zero | tr '\0' x
+      printf '"}'; } >"$R/huge.json"
+    curl -s -X POST "http://127.0.0.1:$PORT/control" -d @"$R/huge.json" >/dev/null
+    r=$(step ehuge llm '{"model":"big"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "huge: $r"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "exceeds 600000 bytes" || fail "huge: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .measured)" = whole_hold ] || fail "huge measured: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 3000 ] || fail "huge spend: $r"
+    r=$(step eunknown llm '{"model":"nope"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "unknown model: $r"
+    ok "401, malformed and oversized answers are clear step errors, spend committed"
+    ;;
+*)
+    fail "unknown test $T"
+    ;;
+esac
+# under sanitizers, any report in the agent's log fails the test
+! grep -Eq "Sanitizer|runtime error" "$R/agent.log" || fail "sanitizer report in the agent's log"
+exit 0
