@@ -33,10 +33,12 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define JOURNAL_FORMAT 2
 
@@ -46,7 +48,40 @@ static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool
 struct _journal_t {
     sqlite3 *db;
     sqlite3_stmt *put_account, *put_hold, *put_request, *put_entry;
+    /* the checkpointer: its own connection and thread */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    bool ckpt_running, ckpt_stop;
+    pthread_mutex_t ckpt_lock;
+    pthread_cond_t ckpt_cond;
 };
+
+/* Copy the WAL back into the database every JOURNAL_CKPT_MS from a thread of
+   its own, so that group commits only ever append to the WAL and sync it:
+   the checkpoint (and its sync of the database file) never sits in the path
+   of a reply. PASSIVE never blocks the writer. */
+#define JOURNAL_CKPT_MS 200
+
+static void *s_checkpointer(void *arg)
+{
+    journal_t *self = arg;
+    pthread_mutex_lock(&self->ckpt_lock);
+    while (!self->ckpt_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += JOURNAL_CKPT_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&self->ckpt_cond, &self->ckpt_lock, &ts);
+        if (self->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&self->ckpt_lock);
+        sqlite3_wal_checkpoint_v2(self->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&self->ckpt_lock);
+    }
+    pthread_mutex_unlock(&self->ckpt_lock);
+    return NULL;
+}
 
 static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -80,6 +115,16 @@ void journal_destroy(journal_t **self_p)
     if (!self_p || !*self_p)
         return;
     journal_t *self = *self_p;
+    if (self->ckpt_running) {
+        pthread_mutex_lock(&self->ckpt_lock);
+        self->ckpt_stop = true;
+        pthread_cond_signal(&self->ckpt_cond);
+        pthread_mutex_unlock(&self->ckpt_lock);
+        pthread_join(self->ckpt_thread, NULL);
+    }
+    pthread_mutex_destroy(&self->ckpt_lock);
+    pthread_cond_destroy(&self->ckpt_cond);
+    sqlite3_close(self->ckpt_db);
     sqlite3_finalize(self->put_account);
     sqlite3_finalize(self->put_hold);
     sqlite3_finalize(self->put_request);
@@ -96,6 +141,8 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
         s_err(err, errlen, "journal", NULL);
         return NULL;
     }
+    pthread_mutex_init(&self->ckpt_lock, NULL);
+    pthread_cond_init(&self->ckpt_cond, NULL);
     if (sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         s_err(err, errlen, path, self->db);
@@ -106,7 +153,7 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
     char *msg = NULL;
     if (sqlite3_exec(self->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
-                     " PRAGMA wal_autocheckpoint=4000;",
+                     " PRAGMA wal_autocheckpoint=0;",
                      NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
         if (err && errlen)
@@ -153,6 +200,19 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
         journal_destroy(&self);
         return NULL;
     }
+    if (sqlite3_open_v2(path, &self->ckpt_db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        s_err(err, errlen, path, self->ckpt_db);
+        journal_destroy(&self);
+        return NULL;
+    }
+    sqlite3_busy_timeout(self->ckpt_db, 1000);
+    sqlite3_exec(self->ckpt_db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    if (pthread_create(&self->ckpt_thread, NULL, s_checkpointer, self) != 0) {
+        s_err(err, errlen, "checkpointer", NULL);
+        journal_destroy(&self);
+        return NULL;
+    }
+    self->ckpt_running = true;
     return self;
 }
 
