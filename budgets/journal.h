@@ -36,6 +36,11 @@ void journal_destroy(journal_t **self_p);
    and rebuild it with journal_load) with a reason in err. */
 int journal_write(journal_t *self, ledger_t *ledger, char *err, size_t errlen);
 
+/* Copy the WAL into the database when it holds at least min_frames pages
+   (call between transactions, after replies are sent). Returns 1 when it
+   checkpointed, 0 when not needed, -1 on error. */
+int journal_checkpoint(journal_t *self, int min_frames);
+
 /* Rebuild a ledger from the database with configuration cfg (limits of
    existing accounts come from the database). *mismatches (may be NULL) gets
    the number of accounts whose stored totals disagree with their holds.

@@ -634,6 +634,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         }
         s_notes(self);
         s_gauges(self, now);
+        if (journal_checkpoint(self->journal, 1000) < 0)
+            log_warn("journal checkpoint failed; the WAL keeps growing until one succeeds");
     }
     rc = zsys_interrupted ? 0 : -1;
     log_info("stopping: %" PRIu64 " requests in %" PRIu64 " transactions",

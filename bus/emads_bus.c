@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -215,6 +216,9 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
+    /* certificates are re-read by the store when its folder changes, so
+       SIGHUP has nothing to do; it must not kill a bus left on a terminal */
+    signal(SIGHUP, SIG_IGN);
     zsys_set_logstream(NULL);
     bus_broker_opts_t opts = {.endpoint = ep, .certs_dir = certs, .curve = curve, .cfg = cfg};
     bus_broker_t *broker = bus_broker_new(&opts);

@@ -94,9 +94,8 @@ static json_t *s_amounts_json(const proto_amounts_t *a)
 
 static json_t *s_row_json(const row_t *r)
 {
-    json_t *j = json_pack("{s:s, s:o, s:o, s:o}", "name", r->name, "used",
-                          s_amounts_json(&r->used), "held", s_amounts_json(&r->held), "limit",
-                          s_amounts_json(&r->limit));
+    json_t *j = json_pack("{s:s, s:o, s:o, s:o}", "name", r->name, "used", s_amounts_json(&r->used),
+                          "held", s_amounts_json(&r->held), "limit", s_amounts_json(&r->limit));
     double pct = s_pct(r);
     json_object_set_new(j, "pct_used", pct < 0 ? json_null() : json_real(pct));
     if (r->tasks)
@@ -241,8 +240,8 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         else
             printf("spend over %d task%s (limits: per-task limit x tasks)\n", total.tasks,
                    total.tasks == 1 ? "" : "s");
-        printf("%-14s %-16s %-18s %-9s %-22s %-26s %6s\n", "AGENT", "TOKENS", "LATENCY",
-               "TOOLS", "COST_USD", "HELD tok/lat/tools/usd", "USED%");
+        printf("%-14s %-16s %-18s %-9s %-22s %-26s %6s\n", "AGENT", "TOKENS", "LATENCY", "TOOLS",
+               "COST_USD", "HELD tok/lat/tools/usd", "USED%");
         for (int a = 0; a < n_agents; a++)
             s_print_row(&rows[a]);
         s_print_row(&total);

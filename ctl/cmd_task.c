@@ -100,8 +100,7 @@ static int s_task_args(ctl_opts_t *opts, int argc, char **argv, bool submit, tas
         } else if (!raw && submit && !strcmp(argv[i], "--timeout") && i + 1 < argc) {
             if (ctl_parse_int(argv[++i], &a->timeout_s) != 0) {
                 free(words);
-                return ctl_usage_error(opts, "--timeout: '%s' is not a number of seconds",
-                                       argv[i]);
+                return ctl_usage_error(opts, "--timeout: '%s' is not a number of seconds", argv[i]);
             }
         } else if (!raw && argv[i][0] == '-' && argv[i][1]) {
             free(words);
@@ -203,10 +202,9 @@ static void s_print_steps_table(const ev_t *steps)
         ctl_fmt_usd(usd, sizeof usd, ev_get_int(a, "cost_uusd", 0));
         ctl_fmt_ms(lat, sizeof lat, a ? ev_get_int(a, "latency_ms", 0) : -1);
         printf("%-14s %-14s %-8s %-6s %-12s %8" PRId64 " %9s %6" PRId64 " %10s\n",
-               ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
-               ev_get_str(s, "state", "?"), ev_get_str(s, "path", "-"),
-               ev_get_str(s, "model", "-"), ev_get_int(a, "tokens", 0), lat,
-               ev_get_int(a, "tool_calls", 0), a ? usd : "-");
+               ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
+               ev_get_str(s, "path", "-"), ev_get_str(s, "model", "-"), ev_get_int(a, "tokens", 0),
+               lat, ev_get_int(a, "tool_calls", 0), a ? usd : "-");
     }
 }
 
@@ -218,8 +216,7 @@ static bool s_final(const char *state)
 
 /* ---- submit -------------------------------------------------------------- */
 
-static ev_t *s_get(ctl_opts_t *opts, ctl_conn_t *conn, const char *type, const char *task,
-                   int *rc)
+static ev_t *s_get(ctl_opts_t *opts, ctl_conn_t *conn, const char *type, const char *task, int *rc)
 {
     ev_t *b = proto_body(type);
     ev_set_str(b, "task", task);
@@ -270,8 +267,8 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
         if (fin)
             return s_get(opts, conn, "result", task, rc);
         if (zclock_mono() > deadline) {
-            fprintf(stderr, "%s: task %s did not finish within %" PRId64 " s\n", opts->prog,
-                    task, timeout_s);
+            fprintf(stderr, "%s: task %s did not finish within %" PRId64 " s\n", opts->prog, task,
+                    timeout_s);
             *rc = CTL_EXIT_FAIL;
             return NULL;
         }
@@ -285,8 +282,8 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
                 return NULL;
             }
             if (r == 1) {
-                bool ours = m.kind == BUS_MSG_EVENT &&
-                            !strcmp(ev_get_str(m.body, "task", ""), task);
+                bool ours =
+                    m.kind == BUS_MSG_EVENT && !strcmp(ev_get_str(m.body, "task", ""), task);
                 bus_msg_clear(&m);
                 if (ours)
                     break;
@@ -535,8 +532,8 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
             } else {
                 char sp[160];
                 s_fmt_spend(sp, sizeof sp, ev_get(rep, "total"));
-                printf("chosen plan: quality %.3f, estimated %s\n",
-                       ev_get_float(rep, "quality", 0), sp);
+                printf("chosen plan: quality %.3f, estimated %s\n", ev_get_float(rep, "quality", 0),
+                       sp);
                 s_print_plan_steps(ev_get(rep, "steps"));
                 const ev_t *alts = ev_get(rep, "alternatives");
                 for (size_t i = 0; i < ev_len(alts); i++) {
@@ -619,8 +616,8 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
             strftime(when, sizeof when, "%H:%M:%S", localtime_r(&secs, &tm));
             printf("%s.%03d %-15s %-14s", when, (int)(ev_get_int(m.body, "at_ms", 0) % 1000),
                    m.topic, ev_get_str(m.body, "task", "-"));
-            const char *fields[] = {"step", "agent", "state", "path", "model", "account",
-                                    "dimension"};
+            const char *fields[] = {"step",  "agent",   "state",    "path",
+                                    "model", "account", "dimension"};
             for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
                 const char *v = ev_get_str(m.body, fields[k], NULL);
                 if (v)

@@ -277,9 +277,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
         fprintf(stderr, "%s: warning: running without CURVE: peers are not authenticated\n",
                 opts->prog);
     if (conn.curve) {
-        static const char *const names[] = {"ledger",        "orchestrator", "cto_agent",
-                                            "coo_agent",     "reconcile_gpt", "emadsctl",
-                                            NULL};
+        static const char *const names[] = {
+            "ledger", "orchestrator", "cto_agent", "coo_agent", "reconcile_gpt", "emadsctl", NULL};
         int made = bus_certs_init(conn.run, names);
         if (made < 0) {
             fprintf(stderr, "%s: cannot create certificates in %s/certs\n", opts->prog, conn.run);
@@ -287,8 +286,7 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
             return CTL_EXIT_FAIL;
         }
         if (made > 0 && !opts->json)
-            printf("created %d certificate%s in %s/certs\n", made, made == 1 ? "" : "s",
-                   conn.run);
+            printf("created %d certificate%s in %s/certs\n", made, made == 1 ? "" : "s", conn.run);
     }
     setenv("EMADS_HOME", conn.run, 1);
     setenv("EMADS_CONFIG", conn.cfg->path, 1);
@@ -343,8 +341,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
         }
         int64_t ms = 0;
         int h = s_wait_healthy(&conn, p, pid, ours, before, &ms);
-        json_t *jp = json_pack("{s:s, s:i, s:b, s:s}", "name", p->name, "pid", (int)pid,
-                               "started", ours, "log", logpath);
+        json_t *jp = json_pack("{s:s, s:i, s:b, s:s}", "name", p->name, "pid", (int)pid, "started",
+                               ours, "log", logpath);
         if (h == 0) {
             json_object_set_new(jp, "healthy_after_ms", json_integer(ms));
             if (!opts->json)
@@ -426,10 +424,9 @@ static int s_down(ctl_opts_t *opts, int argc, char **argv)
         unlink(pidpath);
         stopped++;
         if (!opts->json)
-            printf("%s (pid %d)\n", killed ? "killed after the grace period" : "stopped",
-                   (int)pid);
-        json_array_append_new(jprocs, json_pack("{s:s, s:i, s:b}", "name", p->name, "pid",
-                                                (int)pid, "killed", killed));
+            printf("%s (pid %d)\n", killed ? "killed after the grace period" : "stopped", (int)pid);
+        json_array_append_new(jprocs, json_pack("{s:s, s:i, s:b}", "name", p->name, "pid", (int)pid,
+                                                "killed", killed));
     }
     if (opts->json)
         ctl_print_json(json_pack("{s:i, s:o}", "stopped", stopped, "processes", jprocs), false);
@@ -462,8 +459,8 @@ static int s_task_status(ctl_opts_t *opts, const char *task)
         int64_t c = ev_get_int(rep, "created_ms", 0);
         char age[32];
         ctl_fmt_ms(age, sizeof age, ev_get_int(rep, "updated_ms", c) - c);
-        printf("task %s %s (class %s, %s since submission)\n", task,
-               ev_get_str(rep, "state", "?"), ev_get_str(rep, "class", "?"), age);
+        printf("task %s %s (class %s, %s since submission)\n", task, ev_get_str(rep, "state", "?"),
+               ev_get_str(rep, "class", "?"), age);
         const char *reason = ev_get_str(rep, "reason", NULL);
         if (reason)
             printf("reason: %s\n", reason);
@@ -526,7 +523,10 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
             ctl_fmt_ms(hbs, sizeof hbs, hb);
         else
             snprintf(hbs, sizeof hbs, "%s",
-                     is_bus ? "-" : workers > 0 ? "live (<3s)" : bus_up ? "none" : "-");
+                     is_bus        ? "-"
+                     : workers > 0 ? "live (<3s)"
+                     : bus_up      ? "none"
+                                   : "-");
         snprintf(ws, sizeof ws, "%" PRId64, workers);
         snprintf(ifs, sizeof ifs, "%" PRId64, inflight);
         char pids[16];
@@ -534,8 +534,8 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
         if (!opts->json)
             printf("%-19s %-8s %-8s %-9s %-8s %-9s %s\n", p->name, pid ? pids : "-", state, ups,
                    is_bus ? "-" : ws, is_bus ? "-" : ifs, hbs);
-        json_t *jp = json_pack("{s:s, s:s, s:s}", "name", p->name, "service", p->service,
-                               "state", state);
+        json_t *jp =
+            json_pack("{s:s, s:s, s:s}", "name", p->name, "service", p->service, "state", state);
         json_object_set_new(jp, "pid", pid ? json_integer(pid) : json_null());
         json_object_set_new(jp, "uptime_ms", up >= 0 ? json_integer(up) : json_null());
         if (!is_bus) {
@@ -549,9 +549,9 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
         json_t *j = json_pack("{s:b, s:s, s:s, s:o}", "running", bus_up && down == 0, "run_dir",
                               conn.run, "endpoint", conn.endpoint, "processes", jprocs);
         if (bus_up)
-            json_object_set_new(j, "bus", json_pack("{s:b, s:I}", "curve",
-                                                    ev_get_bool(pong, "curve", false), "clients",
-                                                    (json_int_t)ev_get_int(pong, "clients", 0)));
+            json_object_set_new(j, "bus",
+                                json_pack("{s:b, s:I}", "curve", ev_get_bool(pong, "curve", false),
+                                          "clients", (json_int_t)ev_get_int(pong, "clients", 0)));
         ctl_print_json(j, false);
     } else
         json_decref(jprocs);

@@ -49,15 +49,15 @@
 #include "orchestrator/planner.h"
 #include "orchestrator/taskstore.h"
 
-#define ORCH_MAX_ATTEMPTS    3    /* attempts of one step (denials and errors) */
-#define ORCH_LEDGER_TIMEOUT  5000 /* ms */
-#define ORCH_LEDGER_RETRIES  5    /* a ledger call that timed out is retried this often */
-#define ORCH_RETRY_MS        500
-#define ORCH_HISTORY_MS      5000 /* refresh of estimate history */
-#define ORCH_SKIP_QUALITY    0.7  /* value of skipping an optional step: below its options */
-#define ORCH_DRAIN           256  /* messages handled per socket per iteration */
-#define ORCH_LOST_CODE       "orchestrator_restarted"
-#define ORCH_RECON_GRACE_MS  2000 /* beyond the hold ttl, waiting for a lost step's hold */
+#define ORCH_MAX_ATTEMPTS   3    /* attempts of one step (denials and errors) */
+#define ORCH_LEDGER_TIMEOUT 5000 /* ms */
+#define ORCH_LEDGER_RETRIES 5    /* a ledger call that timed out is retried this often */
+#define ORCH_RETRY_MS       500
+#define ORCH_HISTORY_MS     5000 /* refresh of estimate history */
+#define ORCH_SKIP_QUALITY   0.7  /* value of skipping an optional step: below its options */
+#define ORCH_DRAIN          256  /* messages handled per socket per iteration */
+#define ORCH_LOST_CODE      "orchestrator_restarted"
+#define ORCH_RECON_GRACE_MS 2000 /* beyond the hold ttl, waiting for a lost step's hold */
 
 typedef enum { SS_PENDING = 0, SS_RUNNING, SS_DONE, SS_FAILED, SS_DENIED, SS_SKIPPED } sstate_t;
 static const char *const s_sstate_names[] = {"pending", "running", "done",
@@ -65,11 +65,11 @@ static const char *const s_sstate_names[] = {"pending", "running", "done",
 
 typedef struct {
     sstate_t st;
-    int attempt;         /* attempts started */
-    int option;          /* cfg option index of the planned/last attempt, -1 none */
-    unsigned banned;     /* cfg options excluded after a denial or error (bit per option) */
-    bool lost_retry;     /* the one retry after worker_lost was used */
-    char path[16];       /* path that ran */
+    int attempt;     /* attempts started */
+    int option;      /* cfg option index of the planned/last attempt, -1 none */
+    unsigned banned; /* cfg options excluded after a denial or error (bit per option) */
+    bool lost_retry; /* the one retry after worker_lost was used */
+    char path[16];   /* path that ran */
     char model[CFG_NAME_MAX + 64];
     char why[512];
     char measured[16];
@@ -97,13 +97,13 @@ typedef struct {
     ostep_t steps[CFG_MAX_STEPS];
     int n_steps;
     int plan_seq;
-    lop_t lop;              /* ledger call in flight */
-    int ledger_tries;       /* failed tries of the current ledger call */
-    int64_t retry_at_ms;    /* when > 0: re-send lop at this time */
-    bool replan_wanted;     /* a step ended while a spend query was in flight */
-    char final_state[24];   /* decided end state, set before close_task */
-    bool dead;              /* finalized; removed from memory at the end of the iteration */
-    bool reconciling;       /* after a restart: waiting for the ledger to settle lost steps */
+    lop_t lop;            /* ledger call in flight */
+    int ledger_tries;     /* failed tries of the current ledger call */
+    int64_t retry_at_ms;  /* when > 0: re-send lop at this time */
+    bool replan_wanted;   /* a step ended while a spend query was in flight */
+    char final_state[24]; /* decided end state, set before close_task */
+    bool dead;            /* finalized; removed from memory at the end of the iteration */
+    bool reconciling;     /* after a restart: waiting for the ledger to settle lost steps */
     int64_t recon_deadline_ms;
 } otask_t;
 
@@ -120,11 +120,11 @@ typedef enum { OUT_REPLY = 1, OUT_SEND, OUT_PUBLISH } okind_t;
 
 typedef struct out_s {
     okind_t kind;
-    bus_request_t req;               /* OUT_REPLY: client_id (owned) and corr_id */
-    char name[PROTO_MAX_TOPIC + 1];  /* OUT_SEND: service; OUT_PUBLISH: topic */
+    bus_request_t req;              /* OUT_REPLY: client_id (owned) and corr_id */
+    char name[PROTO_MAX_TOPIC + 1]; /* OUT_SEND: service; OUT_PUBLISH: topic */
     ev_t *body;
     int timeout_ms;
-    pend_t pend;                     /* OUT_SEND */
+    pend_t pend; /* OUT_SEND */
     struct out_s *next;
 } out_t;
 
@@ -687,7 +687,9 @@ static int s_plan(orch_t *self, int wf_i, int cls, const otask_t *t, const remai
             const cfg_option_t *co = &st->options[o];
             if (s && (s->banned & (1u << o)) && !(s->st == SS_DONE && s->option == o))
                 continue;
-            planner_option_t po = {.path = (int)co->path, .model = co->model, .tool = co->tool,
+            planner_option_t po = {.path = (int)co->path,
+                                   .model = co->model,
+                                   .tool = co->tool,
                                    .quality = co->quality};
             for (int d = 0; d < DIM_COUNT; d++)
                 po.amount[d] = co->est.v[d] < 0 ? 0 : co->est.v[d];
@@ -917,6 +919,15 @@ static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
             snprintf(prefix, sizeof prefix, "step %s denied (%s); ",
                      s_wf(self, t)->steps[denied].name, why);
         }
+        for (int i = 0; i < t->n_steps; i++)
+            if (t->steps[i].st == SS_FAILED && t->steps[i].lost_retry &&
+                !strcmp(t->steps[i].err_code, PROTO_E_WORKER_LOST)) {
+                s_finish(self, t, "failed",
+                         "step %s lost its worker (worker_lost) and the budget does not allow "
+                         "a retry: %s",
+                         s_wf(self, t)->steps[i].name, p.res.binding);
+                return;
+            }
         bool nothing_ran = true;
         for (int i = 0; i < t->n_steps; i++)
             if (t->steps[i].attempt > 0)
@@ -1060,8 +1071,7 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
             return;
         }
         if (!t->final_state[0])
-            s_finish(self, t, "failed", "ledger unavailable (%s): no ledger answer, no step",
-                     code);
+            s_finish(self, t, "failed", "ledger unavailable (%s): no ledger answer, no step", code);
         else if (strcmp(t->state, "queued") == 0)
             s_finalize(self, t); /* never opened: nothing to close */
         s_after_ledger(self, t);
@@ -1073,8 +1083,7 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
         if (err) {
             const char *reason = ev_get_str(body, "reason", "");
             snprintf(t->final_state, sizeof t->final_state, "%s", "failed");
-            snprintf(t->reason, sizeof t->reason, "ledger refused the task: %s: %s", code,
-                     reason);
+            snprintf(t->reason, sizeof t->reason, "ledger refused the task: %s: %s", code, reason);
             s_finalize(self, t);
             return;
         }
@@ -1367,8 +1376,7 @@ static void s_on_status(orch_t *self, bus_request_t *req, bool result)
     if (result) {
         const ev_t *r = ev_get(stored, "result");
         bool final = taskstore_state_final(ev_get_str(stored, "state", ""));
-        ev_set_str(rep, "recommendation",
-                   final ? ev_get_str(r, "recommendation", "") : "");
+        ev_set_str(rep, "recommendation", final ? ev_get_str(r, "recommendation", "") : "");
         ev_set_float(rep, "confidence", final ? ev_get_float(r, "confidence", 0) : 0);
         const ev_t *out = final ? ev_get(r, "output") : NULL;
         ev_set(rep, "output", out ? ev_dup(out) : ev_new_map());
@@ -1408,7 +1416,8 @@ static void s_on_cancel(orch_t *self, bus_request_t *req)
     }
     const char *state = t->final_state[0] ? t->final_state : "cancelled";
     if (!t->final_state[0])
-        s_finish(self, t, "cancelled", "cancelled by %s", req->sender[0] ? req->sender : "a client");
+        s_finish(self, t, "cancelled", "cancelled by %s",
+                 req->sender[0] ? req->sender : "a client");
     /* t may be gone now (a queued task ends at once) */
     rep = proto_body("cancel_ok");
     ev_set_str(rep, "task", id);
@@ -1565,8 +1574,8 @@ static void s_on_history(orch_t *self, const ev_t *body)
 static void s_timers(orch_t *self)
 {
     int64_t now = s_now();
-    if (!self->hist_inflight && (self->hist_at_ms == 0 || (self->activity &&
-                                                          now - self->hist_at_ms >= ORCH_HISTORY_MS))) {
+    if (!self->hist_inflight &&
+        (self->hist_at_ms == 0 || (self->activity && now - self->hist_at_ms >= ORCH_HISTORY_MS))) {
         ev_t *b = proto_body("history");
         s_send(self, "ledger", &b, ORCH_LEDGER_TIMEOUT, P_HISTORY, NULL, -1, 0);
         self->hist_inflight = true;

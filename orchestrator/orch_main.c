@@ -30,21 +30,31 @@ int main(int argc, char **argv)
     const char *config = getenv("EMADS_CONFIG");
     const char *home = NULL, *endpoint = NULL;
     bool insecure = false;
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"home", required_argument, NULL, 'H'},
-                                         {"endpoint", required_argument, NULL, 'e'},
-                                         {"insecure", no_argument, NULL, 'i'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"home", required_argument, NULL, 'H'},
+        {"endpoint", required_argument, NULL, 'e'}, {"insecure", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:H:e:ih", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': config = optarg; break;
-        case 'H': home = optarg; break;
-        case 'e': endpoint = optarg; break;
-        case 'i': insecure = true; break;
-        case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        case 'c':
+            config = optarg;
+            break;
+        case 'H':
+            home = optarg;
+            break;
+        case 'e':
+            endpoint = optarg;
+            break;
+        case 'i':
+            insecure = true;
+            break;
+        case 'h':
+            s_usage(stdout);
+            return 0;
+        default:
+            s_usage(stderr);
+            return 2;
         }
     }
     log_init("emads-orchestrator", LOG_LVL_INFO);

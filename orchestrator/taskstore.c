@@ -194,7 +194,8 @@ int taskstore_put_task(taskstore_t *self, const ev_t *task)
     s_bind_str(st, 7, ev_get_str(task, "reason", NULL));
     sqlite3_bind_int64(st, 8, ev_get_int(task, "created_ms", 0));
     sqlite3_bind_int64(st, 9, ev_get_int(task, "updated_ms", 0));
-    if (s_bind_blob(st, 10, ev_get(task, "limits")) || s_bind_blob(st, 11, ev_get(task, "result"))) {
+    if (s_bind_blob(st, 10, ev_get(task, "limits")) ||
+        s_bind_blob(st, 11, ev_get(task, "result"))) {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         return -1;
@@ -324,8 +325,8 @@ ev_t *taskstore_get_task(taskstore_t *self, const char *task)
 int taskstore_find_request(taskstore_t *self, const char *request_id, char *out, size_t outlen)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(self->db, "SELECT id FROM tasks WHERE request_id = ?1", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(self->db, "SELECT id FROM tasks WHERE request_id = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
         return -1;
     s_bind_str(st, 1, request_id);
     int rc = 0;

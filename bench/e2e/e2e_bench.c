@@ -26,7 +26,8 @@
 #include "bus/bus.h"
 
 static char s_tmp[256];
-static char s_last_task[PROTO_MAX_ID + 1]; /* a finished task, to count its steps */
+static char s_last_task[PROTO_MAX_ID + 1];   /* a finished task, to count its steps */
+static char (*s_done_ids)[PROTO_MAX_ID + 1]; /* tasks of the current run, in finishing order */
 static pid_t s_llm_pid;
 
 static int s_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -126,14 +127,15 @@ static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
                 }
                 lat_ms[k++] = (double)(zclock_usecs() - slots[i].t0_us) / 1000.0;
                 snprintf(s_last_task, sizeof s_last_task, "%s", t);
+                snprintf(s_done_ids[k - 1], sizeof s_done_ids[0], "%s", t);
                 done++;
                 slots[i].submitted = false;
                 slots[i].task[0] = '\0';
                 if (sent < n) {
                     ev_t *b = proto_body("submit");
                     char rid[64];
-                    snprintf(rid, sizeof rid, "bench-%d-%lld-%d", (int)getpid(),
-                             (long long)start, sent++);
+                    snprintf(rid, sizeof rid, "bench-%d-%lld-%d", (int)getpid(), (long long)start,
+                             sent++);
                     ev_set_str(b, "request_id", rid);
                     ev_set_str(b, "text", "search the latest news on GPU prices");
                     slots[i].t0_us = zclock_usecs();
@@ -220,6 +222,7 @@ int main(void)
     zclock_sleep(200); /* let the subscription reach the bus */
 
     double *lat = calloc((size_t)n, sizeof *lat);
+    s_done_ids = calloc((size_t)n, sizeof *s_done_ids);
     /* warm-up: estimate history, page cache, connections */
     if (s_run(c, 10, 2, lat) < 0)
         return 1;
@@ -229,6 +232,32 @@ int main(void)
     printf("e2e_tasks_per_s_c1=%.1f\n", n / secs);
     printf("e2e_p50_ms_c1=%.2f\n", s_pct(lat, n, 0.50));
     printf("e2e_p99_ms_c1=%.2f\n", s_pct(lat, n, 0.99));
+    /* The orchestrator's share: the part of each task during which no step
+       was in flight at an agent (submit, open, planning, dispatch, close),
+       from the task's own record (ms resolution). */
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        ev_t *b = proto_body("status");
+        ev_set_str(b, "task", s_done_ids[i]);
+        ev_t *st = bus_client_call(c, "orchestrator", &b, 5000, NULL, NULL);
+        int64_t t0 = ev_get_int(st, "created_ms", 0), t1 = ev_get_int(st, "updated_ms", 0);
+        const ev_t *steps = ev_get(st, "steps");
+        int64_t busy = 0; /* ms covered by some step (steps are few: sweep each ms) */
+        for (int64_t edge = t0; edge < t1; edge++) {
+            bool in = false;
+            for (size_t k = 0; k < ev_len(steps) && !in; k++) {
+                const ev_t *sp = ev_at(steps, k);
+                in =
+                    ev_get_int(sp, "started_ms", 0) <= edge && edge < ev_get_int(sp, "ended_ms", 0);
+            }
+            busy += in;
+        }
+        if (t1 > t0)
+            lat[m++] = (double)(t1 - t0 - busy);
+        ev_destroy(&st);
+    }
+    if (m)
+        printf("e2e_orch_idle_p50_ms_c1=%.1f\n", s_pct(lat, m, 0.50));
     secs = s_run(c, n, 8, lat);
     if (secs < 0)
         return 1;

@@ -422,6 +422,24 @@ static int s_client_crash(const char *dir, int idx, const char *curve)
     return 0;
 }
 
+/* Commits acknowledged so far by every crash client. */
+static int s_count_acked(const char *dir)
+{
+    int n = 0;
+    for (int i = 0; i < CRASH_CLIENTS; i++) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/acked-%d.txt", dir, i);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int c;
+        while ((c = fgetc(f)) != EOF)
+            n += c == '\n';
+        fclose(f);
+    }
+    return n;
+}
+
 static int s_crash(void)
 {
     lh_t h;
@@ -440,8 +458,15 @@ static int s_crash(void)
     for (int i = 0; i < CRASH_CLIENTS; i++)
         pids[i] = s_spawn_client(&h, "client-crash", i);
     srand((unsigned)getpid());
+    int before = 0;
     for (int k = 0; k < CRASH_KILLS; k++) {
-        usleep((useconds_t)(50000 + rand() % 350000));
+        /* kill under load: wait until the clients got a few commits through
+           the restarted ledger (at most 2 s), then at a random moment */
+        int64_t until = zclock_mono() + 2000;
+        while (s_count_acked(h.dir) < before + 5 && zclock_mono() < until)
+            usleep(10000);
+        usleep((useconds_t)(rand() % 150000));
+        before = s_count_acked(h.dir);
         int st = lh_stop_ledger(&h, SIGKILL);
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "kill %d: status %d", k, st);
         usleep((useconds_t)(rand() % 100000));

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# An agent lost mid-step: with two cto_agent workers, SIGKILL the one
+# running the (slow) research step. The bus reports worker_lost, the
+# orchestrator retries the step once on the other worker, and the task
+# completes with the step on its second attempt.
+. "$(dirname "$0")/lib.sh"
+Y="$E2E_CFG/emads.yaml"
+python3 - "$Y" <<'PY'
+import sys
+p = sys.argv[1]; s = open(p).read()
+s = s.replace('command: [emads-kb-search, --dir, "{knowledge_dir}"]',
+              'command: [sh, -c, "sleep 1.5; echo slow notes"]')
+s = s.replace('timeout_ms: 2000', 'timeout_ms: 4000')
+s = s.replace('tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_ms: 3000, tool_calls: 1')
+s = s.replace('tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
+open(p, 'w').write(s)
+PY
+# Room in cto_agent's latency budget for the retry next to the lost step's
+# hold, which the ledger keeps until it expires.
+sed -i 's/^  cto_agent: .*/  cto_agent:      {max_tokens: 20000, max_latency_ms: 20000, max_tool_calls: 10, max_cost_usd: 2.00}/' \
+    "$E2E_CFG/agents_budget.yaml"
+ctl up >/dev/null
+agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/cto_agent
+[ -x "$agent_bin" ] || fail "no cto_agent binary at $agent_bin"
+"$agent_bin" --config "$Y" --home "$E2E_RUN" >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
+second=$!
+E2E_EXTRA_PIDS=$second
+first=$(cat "$E2E_RUN/pids/cto_agent.pid")
+for i in $(seq 1 100); do
+    w=$(ctl --json status | json '[p["workers"] for p in d["processes"] if p["name"] == "cto_agent"][0]')
+    [ "$w" -ge 2 ] && break
+    sleep 0.05
+done
+[ "$w" -ge 2 ] || fail "the second cto_agent did not register"
+
+task=$(ctl submit "search the latest news on GPU prices")
+victim=""
+for i in $(seq 1 100); do
+    for p in $first $second; do
+        pgrep -P "$p" >/dev/null 2>&1 && victim=$p
+    done
+    [ -n "$victim" ] && break
+    sleep 0.03
+done
+[ -n "$victim" ] || fail "no cto_agent ran the research tool"
+kill -9 "$victim"
+st=$(wait_final "$task" 60)
+res=$(ctl --json result "$task")
+echo "$res" | json '[(s["step"], s["state"], s.get("attempt"), (s.get("error") or {}).get("code")) for s in d["steps"]]'
+[ "$st" = done ] || fail "task ended $st: $(echo "$res" | json 'd.get("reason")')"
+[ "$(echo "$res" | json 'd["steps"][0]["attempt"]')" -eq 2 ] || fail "research was not retried exactly once"
+echo "worker_lost: ok"
