@@ -13,6 +13,7 @@
                      REPLY      [PROTO_CLIENT][0x04][service][corr_id][body]
                      EVENT      [PROTO_CLIENT][0x07][topic][sender][body]
                      HEARTBEAT  [PROTO_CLIENT][0x05]
+                     DISCONNECT [PROTO_CLIENT][0x06]  (unknown client: re-subscribe)
       worker -> bus  READY      [PROTO_WORKER][0x01][service][body: {capacity}]
                      PARTIAL    [PROTO_WORKER][0x03][client_id][corr_id][body]
                      REPLY      [PROTO_WORKER][0x04][client_id][corr_id][body]

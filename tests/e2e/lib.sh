@@ -21,13 +21,18 @@ unset EMADS_HOME EMADS_CONFIG OPENAI_API_KEY
 
 e2e_cleanup() {
     rc=$?
+    "$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" down >/dev/null 2>&1 || true
+    # In a sanitizer build the daemons report to their logs (leaks at exit).
+    if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$E2E_RUN"/logs/*.log 2>/dev/null; then
+        echo "FAIL: sanitizer reports in the logs above" >&2
+        rc=1
+    fi
     if [ $rc -ne 0 ] && [ -d "$E2E_RUN/logs" ]; then
         for f in "$E2E_RUN"/logs/*.log; do
             echo "---- $f (last lines)" >&2
             tail -n 15 "$f" >&2 || true
         done
     fi
-    "$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" down >/dev/null 2>&1 || true
     for pid in ${E2E_EXTRA_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
     rm -rf "$E2E_TMP"
     exit $rc
