@@ -1,8 +1,8 @@
 /*  journal.c - the ledger's SQLite journal (see journal.h).
 
-    On-disk format, version 2:
+    On-disk format, version 3:
 
-      accounts  key PK, kind (0 task, 1 agent, 2 global), task, agent, period,
+      accounts  key PK (without rowid), kind (0 task, 1 agent, 2 global), task, agent, period,
                 lim0..lim3, used0..used3, held0..held3 (dimensions in
                 proto_dim_t order), opened_at_ms, deadline_ms, closed_at_ms,
                 closed, training                       -- the stored totals
@@ -10,7 +10,7 @@
                 act0..act3, created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired), measured,
                 path, model, option
-      requests  (sender, request_id) PK, fingerprint, op, code, reason,
+      requests  sender, request_id, fingerprint, op, code, reason,
                 hold_id, task, agent, a0..a3, t1, t2, overrun, err_kind,
                 err_dim, err_requested, err_available  -- the stored replies
       journal   seq PK, at_ms, kind (0 reserve, 1 commit, 2 void, 3 expire),
@@ -25,10 +25,13 @@
     on a connection of its own never lets the WAL reset under a constant
     write load; the WAL then grows without bound.)
 
-    Few indexes on purpose: every B-tree a batch touches is pages written and
-    synced at each group commit. Holds are keyed by their creation sequence
-    (hold ids are "h<seq>"), and --verify aggregates the journal with GROUP BY
-    instead of relying on an index.
+    Few indexes on purpose: every B-tree page a batch touches is a page
+    written and synced at each group commit. Request records and journal
+    entries are append-only rowid tables (a batch fills the rightmost leaf;
+    (sender, request_id) is unique by construction, enforced by the core,
+    which loads every record at start); holds are keyed by their creation
+    sequence (hold ids are "h<seq>"); --verify aggregates the journal with
+    GROUP BY instead of relying on an index.
 
     A hold touches the accounts "a/<task>/<agent>", "t/<task>" and its
     global_key. Replaying the journal: reserve adds the hold's amounts to held;
@@ -47,7 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOURNAL_FORMAT 2
+#define JOURNAL_FORMAT 3
 
 static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
                                                    "cost_uusd"};
@@ -72,7 +75,7 @@ static const char *s_schema =
     " task TEXT NOT NULL, agent TEXT NOT NULL, period TEXT NOT NULL,"
     " lim0 INT, lim1 INT, lim2 INT, lim3 INT, used0 INT, used1 INT, used2 INT, used3 INT,"
     " held0 INT, held1 INT, held2 INT, held3 INT, opened_at_ms INT, deadline_ms INT,"
-    " closed_at_ms INT, closed INT, training INT);"
+    " closed_at_ms INT, closed INT, training INT) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS holds(seq INTEGER PRIMARY KEY, hold_id TEXT NOT NULL,"
     " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"
     " amt0 INT, amt1 INT, amt2 INT, amt3 INT, act0 INT, act1 INT, act2 INT, act3 INT,"
@@ -81,11 +84,10 @@ static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"
     " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"
     " hold_id TEXT, task TEXT, agent TEXT, a0 INT, a1 INT, a2 INT, a3 INT, t1 INT, t2 INT,"
-    " overrun INT, err_kind INT, err_dim INT, err_requested INT, err_available INT,"
-    " PRIMARY KEY(sender, request_id)) WITHOUT ROWID;"
+    " overrun INT, err_kind INT, err_dim INT, err_requested INT, err_available INT);"
     "CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY, at_ms INT NOT NULL,"
     " kind INT NOT NULL, hold_seq INT NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES('format', '2');";
+    "INSERT OR IGNORE INTO meta VALUES('format', '3');";
 
 static void s_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 {
@@ -162,8 +164,7 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
                            "?,?,?,?,?)",
                            -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
-                           "INSERT OR REPLACE INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                           "?,?,?,?,?)",
+                           "INSERT INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &self->put_request, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db, "INSERT INTO journal(at_ms, kind, hold_seq) VALUES(?,?,?)", -1,
                            &self->put_entry, NULL) != SQLITE_OK) {
@@ -336,8 +337,8 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
     if (sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     /* accounts */
-    if (sqlite3_prepare_v2(self->db, "SELECT * FROM accounts ORDER BY rowid", -1, &st, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_prepare_v2(self->db, "SELECT * FROM accounts ORDER BY opened_at_ms, key", -1, &st,
+                           NULL) != SQLITE_OK)
         goto fail;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -392,7 +393,8 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
         goto fail;
     sqlite3_finalize(st);
     /* request records */
-    if (sqlite3_prepare_v2(self->db, "SELECT * FROM requests", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(self->db, "SELECT * FROM requests ORDER BY rowid", -1, &st, NULL) !=
+        SQLITE_OK)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ledger_request_row_t r;

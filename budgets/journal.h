@@ -12,7 +12,7 @@
     Replies are sent after that, so no reply ever describes state that a crash
     could lose.
 
-    Tables (format version 1; see journal.c for the columns):
+    Tables (format version 3; see journal.c for the columns):
       meta(key, value)  accounts(key, ...)  holds(hold_id, ...)
       requests(sender, request_id, ...)  journal(seq, at_ms, kind, hold_id)
 */

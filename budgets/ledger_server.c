@@ -622,8 +622,14 @@ int ledger_server_run(const ledger_server_opts_t *opts)
                                          "the ledger could not persist: %s", err);
             }
             ledger_notes_clear(self->ledger);
-            if (s_reload(self) != 0)
-                break; /* fail closed */
+            if (s_reload(self) != 0) {
+                /* fail closed: no ledger we can trust, no answers */
+                for (int i = 0; i < n; i++) {
+                    ev_destroy(&replies[i]);
+                    bus_request_clear(&reqs[i]);
+                }
+                break;
+            }
         }
         for (int i = 0; i < n; i++) {
             if (!replies[i])

@@ -182,6 +182,17 @@ static void s_print_result(const ev_t *r)
         printf("confidence: %.2f\n", ev_get_float(r, "confidence", 0));
     }
     const ev_t *out = ev_get(r, "output");
+    if (ev_get_bool(out, "partial", false)) {
+        printf("partial results from:");
+        int n = 0;
+        for (size_t i = 0; i < ev_len(out); i++)
+            if (ev_type(ev_at(out, i)) == EV_MAP) {
+                printf(" %s", ev_key_at(out, i));
+                n++;
+            }
+        printf("%s\n", n ? "" : " (no step finished)");
+        return;
+    }
     const char *decision = ev_get_str(out, "decision", NULL);
     if (decision)
         printf("decision: %s\n", decision);

@@ -329,17 +329,30 @@ static void s_save_step(orch_t *self, const otask_t *t, int i)
 static ev_t *s_result_ev(orch_t *self, const otask_t *t)
 {
     ev_t *r = ev_new_map();
-    const ev_t *out = NULL;
-    for (int i = t->n_steps - 1; i >= 0 && !out; i--)
-        if (t->steps[i].st == SS_DONE && t->steps[i].output)
-            out = t->steps[i].output;
-    const char *rec = ev_get_str(out, "recommendation", NULL);
-    if (!rec)
-        rec = ev_get_str(out, "decision", "");
-    ev_set_str(r, "recommendation", rec);
-    double conf = ev_get_float(out, "confidence", 0.0);
-    ev_set_float(r, "confidence", conf < 0 ? 0 : conf > 1 ? 1 : conf);
-    ev_set(r, "output", out ? ev_dup(out) : ev_new_map());
+    const char *state = t->final_state[0] ? t->final_state : t->state;
+    if (strcmp(state, "done") == 0) {
+        /* the final step's output: the last step of the workflow that ran */
+        const ev_t *out = NULL;
+        for (int i = t->n_steps - 1; i >= 0 && !out; i--)
+            if (t->steps[i].st == SS_DONE && t->steps[i].output)
+                out = t->steps[i].output;
+        const char *rec = ev_get_str(out, "recommendation", NULL);
+        if (!rec)
+            rec = ev_get_str(out, "decision", "");
+        ev_set_str(r, "recommendation", rec);
+        double conf = ev_get_float(out, "confidence", 0.0);
+        ev_set_float(r, "confidence", conf < 0 ? 0 : conf > 1 ? 1 : conf);
+        ev_set(r, "output", out ? ev_dup(out) : ev_new_map());
+    } else {
+        /* partial results: what the steps that finished produced */
+        ev_set_str(r, "recommendation", "");
+        ev_set_float(r, "confidence", 0.0);
+        ev_t *out = ev_set_map(r, "output");
+        ev_set_bool(out, "partial", true);
+        for (int i = 0; i < t->n_steps; i++)
+            if (t->steps[i].st == SS_DONE && t->steps[i].output)
+                ev_set(out, s_wf(self, t)->steps[i].name, ev_dup(t->steps[i].output));
+    }
     if (t->final_state[0])
         ev_set_str(r, "final_state", t->final_state);
     return r;
@@ -911,13 +924,13 @@ static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
         const char *why = "";
         int denied = -1;
         for (int i = 0; i < t->n_steps; i++)
-            if (t->steps[i].st == SS_DENIED)
+            if (t->steps[i].st == SS_DENIED || t->steps[i].st == SS_FAILED)
                 denied = i;
         char prefix[700] = "";
         if (denied >= 0) {
             why = t->steps[denied].err_reason;
-            snprintf(prefix, sizeof prefix, "step %s denied (%s); ",
-                     s_wf(self, t)->steps[denied].name, why);
+            snprintf(prefix, sizeof prefix, "step %s %s (%s); ", s_wf(self, t)->steps[denied].name,
+                     t->steps[denied].st == SS_DENIED ? "denied" : "failed", why);
         }
         for (int i = 0; i < t->n_steps; i++)
             if (t->steps[i].st == SS_FAILED && t->steps[i].lost_retry &&

@@ -17,6 +17,34 @@ s = s.replace('tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_m
 s = s.replace('tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
 open(p, 'w').write(s)
 PY
+# With the test LLM server (1.5 s per answer), a second round kills the
+# orchestrator after research finished, while the analyses run.
+llm=false
+if [ -x "${EMADS_TEST_LLM:-}" ]; then
+    "$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --scenario slow:1500 >/dev/null 2>&1 &
+    E2E_EXTRA_PIDS=$!
+    for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
+    sed -i "s|127.0.0.1:8080|127.0.0.1:$(cat "$E2E_TMP/port")|" "$Y"
+    sed -i 's/latency_ms: 3000, quality/latency_ms: 4000, quality/' "$Y"
+    sed -i 's/^  \(cto_agent\|coo_agent\): *{max_tokens: \([0-9]*\), max_latency_ms: [0-9]*/  \1: {max_tokens: \2, max_latency_ms: 20000/' \
+        "$E2E_CFG/agents_budget.yaml"
+    export OPENAI_API_KEY=test-key
+    llm=true
+fi
+
+# check_sums TASK: the steps recorded add up to the ledger's spend, nothing held
+check_sums() {
+    local res sp steps ledger
+    res=$(ctl --json result "$1")
+    sp=$(ctl --json spend --task "$1")
+    for k in tokens tool_calls cost_uusd; do
+        steps=$(echo "$res" | json "sum(s.get('actual', {}).get('$k', 0) for s in d['steps'])")
+        ledger=$(echo "$sp" | json "sum(a['used']['$k'] for a in d['agents'])")
+        [ "$steps" -eq "$ledger" ] || fail "$1 $k: steps recorded $steps, ledger spent $ledger"
+    done
+    [ "$(echo "$sp" | json 'sum(d["total"]["held"].values())')" -eq 0 ] || fail "$1: holds left"
+}
+
 ctl up >/dev/null
 task=$(ctl submit "search the latest news on GPU prices")
 for i in $(seq 1 50); do
@@ -38,13 +66,29 @@ done) ;;
 *) fail "task ended $st" ;;
 esac
 [ "$(echo "$res" | json 'max(s.get("attempt", 0) for s in d["steps"])')" -le 1 ] || fail "a step ran twice"
+check_sums "$task"
 sp=$(ctl --json spend --task "$task")
-for k in tokens tool_calls cost_uusd; do
-    steps=$(echo "$res" | json "sum(s.get('actual', {}).get('$k', 0) for s in d['steps'])")
-    ledger=$(echo "$sp" | json "sum(a['used']['$k'] for a in d['agents'])")
-    [ "$steps" -eq "$ledger" ] || fail "$k: steps recorded $steps, ledger spent $ledger"
-done
-[ "$(echo "$sp" | json 'sum(d["total"]["held"].values())')" -eq 0 ] || fail "holds left"
 [ "$(echo "$sp" | json 'd["agents"][0]["used"]["tool_calls"]')" -ge 1 ] || fail "the lost step's tool call is not in the ledger"
+
+if $llm; then
+    task=$(ctl submit "search the latest news on GPU prices")
+    for i in $(seq 1 200); do
+        st=$(ctl --json result "$task" 2>/dev/null | json 'd["steps"][0]["state"] + "/" + d["steps"][1]["state"]' 2>/dev/null) || st=
+        [ "$st" = done/running ] && break
+        sleep 0.03
+    done
+    [ "$st" = done/running ] || fail "never saw research done with cto_analysis running ($st)"
+    kill -9 "$(cat "$E2E_RUN/pids/emads-orchestrator.pid")"
+    sleep 2.5
+    ctl up >/dev/null
+    st=$(wait_final "$task" 90)
+    res=$(ctl --json result "$task")
+    echo "$res" | json '[(s["step"], s["state"], s.get("attempt"), s.get("measured")) for s in d["steps"]]'
+    [ "$st" = failed ] || fail "second round: task ended $st"
+    [ "$(echo "$res" | json 'd["steps"][0]["state"] + str(d["steps"][0]["attempt"])')" = done1 ] \
+        || fail "research did not stay done after one attempt"
+    [ "$(echo "$res" | json 'd["steps"][3]["attempt"]')" -eq 0 ] || fail "reconcile ran after the restart"
+    check_sums "$task"
+fi
 ctl submit --wait "what is our deployment process" >/dev/null || fail "new task after restart did not complete"
 echo "restart: ok ($st)"

@@ -461,9 +461,9 @@ static int s_crash(void)
     int before = 0;
     for (int k = 0; k < CRASH_KILLS; k++) {
         /* kill under load: wait until the clients got a few commits through
-           the restarted ledger (at most 2 s), then at a random moment */
-        int64_t until = zclock_mono() + 2000;
-        while (s_count_acked(h.dir) < before + 5 && zclock_mono() < until)
+           the restarted ledger (at most 1.5 s), then at a random moment */
+        int64_t until = zclock_mono() + 1500;
+        while (s_count_acked(h.dir) < before + 3 && zclock_mono() < until)
             usleep(10000);
         usleep((useconds_t)(rand() % 150000));
         before = s_count_acked(h.dir);
