@@ -79,6 +79,7 @@ struct s_worker {
     int capacity;
     zlistx_t *inflight; /* s_request_t * (owned) */
     int64_t expiry;
+    int fd; /* the connection it talks on (ZMQ_SRCFD), for disconnect events */
 };
 
 typedef struct {
@@ -87,11 +88,13 @@ typedef struct {
     char *subs[S_MAX_SUBS];
     int nsubs;
     int64_t expiry;
+    int fd; /* as for workers */
 } s_client_t;
 
 struct _bus_broker_t {
     zsock_t *router;
     zsock_t *zap;
+    zsock_t *monitor; /* PAIR reading the router's DISCONNECTED events */
     zcertstore_t *store;
     char endpoint[1024];
     bool curve;
@@ -103,6 +106,8 @@ struct _bus_broker_t {
     zhashx_t *clients;  /* key -> s_client_t (owned) */
     int64_t started, hb_at, timer_at;
     size_t queued_bytes; /* bodies of requests waiting for a worker */
+    int cur_fd;          /* connection of the message being handled, -1 unknown */
+    char cur_name[PROTO_MAX_NAME + 1]; /* its authenticated name ("" none) */
     bus_broker_stats_t stats;
 };
 
@@ -359,6 +364,7 @@ static s_client_t *s_client_touch(bus_broker_t *self, zframe_t *id, const char *
         zhashx_insert(self->clients, key, c);
     }
     c->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
+    c->fd = self->cur_fd;
     return c;
 }
 
@@ -614,6 +620,7 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
         w->inflight = zlistx_new();
         zlistx_set_destructor(w->inflight, s_request_free);
         w->handle = zlistx_add_start(s->workers, w); /* unused yet: first in line */
+        w->fd = self->cur_fd;
         zhashx_insert(self->workers, key, w);
         log_info("worker %s (%s) serves '%s', capacity %d", key, name, service, (int)capacity);
     }
@@ -655,8 +662,10 @@ static void s_worker_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char
                          const char *name)
 {
     s_worker_t *w = (s_worker_t *)zhashx_lookup(self->workers, key);
-    if (w)
+    if (w) {
         w->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
+        w->fd = self->cur_fd;
+    }
     switch (cmd) {
     case PROTO_READY:
         s_worker_ready(self, m, id, key, name, w);
