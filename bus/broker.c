@@ -11,8 +11,11 @@
 
     A request goes to the first worker of its service, in LRU order, whose
     in-flight count is below the capacity it declared in READY; that worker
-    moves to the back. A worker silent for PROTO_HEARTBEAT_LIVENESS heartbeat
-    intervals, or that disconnects, is removed and every request it held is
+    moves to the back. A worker whose connection closes (killed, crashed:
+    seen at once through a socket monitor's DISCONNECTED event, matched to
+    the worker by the descriptor its messages came on), that sends
+    DISCONNECT, or that stays silent for PROTO_HEARTBEAT_LIVENESS heartbeat
+    intervals (hung but connected) is removed and every request it held is
     answered with worker_lost. Nothing a peer sends can make a request hang:
     it is answered by a worker, by the broker (error), or by the client's own
     deadline.
@@ -105,8 +108,8 @@ struct _bus_broker_t {
     zhashx_t *workers;  /* key -> s_worker_t (owned) */
     zhashx_t *clients;  /* key -> s_client_t (owned) */
     int64_t started, hb_at, timer_at;
-    size_t queued_bytes; /* bodies of requests waiting for a worker */
-    int cur_fd;          /* connection of the message being handled, -1 unknown */
+    size_t queued_bytes;               /* bodies of requests waiting for a worker */
+    int cur_fd;                        /* connection of the message being handled, -1 unknown */
     char cur_name[PROTO_MAX_NAME + 1]; /* its authenticated name ("" none) */
     bus_broker_stats_t stats;
 };
@@ -176,22 +179,41 @@ static void s_client_free(void **item)
     }
 }
 
-/* Send [id][signature][cmd] + frames (taken, may be NULL-terminated early). */
+/* Send [id][signature][cmd] and n more frames given as bytes. zmq_send
+   copies them, and ZeroMQ keeps frames of up to 33 bytes inside the message
+   itself, so ids, commands and names cost no allocation on the way out.
+   ROUTER sends do not block or fail for a full or unknown peer (the message
+   is dropped), so a message is never left half-sent. */
+static void s_send_parts(bus_broker_t *self, const uint8_t *id, size_t idlen, const char *sig,
+                         proto_cmd_t cmd, int n, const void *const *data, const size_t *size)
+{
+    void *sock = zsock_resolve(self->router);
+    uint8_t c = (uint8_t)cmd;
+    if (zmq_send(sock, id, idlen, ZMQ_SNDMORE) < 0 ||
+        zmq_send(sock, sig, strlen(sig), ZMQ_SNDMORE) < 0 ||
+        zmq_send(sock, &c, 1, n > 0 ? ZMQ_SNDMORE : 0) < 0)
+        return;
+    for (int i = 0; i < n; i++)
+        if (zmq_send(sock, data[i], size[i], i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
+            return;
+}
+
+/* Send [id][signature][cmd] + frames (taken; NULLs are skipped). */
 static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_t cmd, zframe_t *f1,
                    zframe_t *f2, zframe_t *f3, zframe_t *f4)
 {
-    zmsg_t *m = zmsg_new();
-    zframe_t *idf = zframe_dup(id);
-    zmsg_append(m, &idf);
-    zmsg_addstr(m, sig);
-    uint8_t c = (uint8_t)cmd;
-    zmsg_addmem(m, &c, 1);
     zframe_t *fs[4] = {f1, f2, f3, f4};
+    const void *data[4];
+    size_t size[4];
+    int n = 0;
     for (int i = 0; i < 4; i++)
-        if (fs[i])
-            zmsg_append(m, &fs[i]);
-    if (zmsg_send(&m, self->router) != 0)
-        zmsg_destroy(&m);
+        if (fs[i]) {
+            data[n] = zframe_data(fs[i]);
+            size[n++] = zframe_size(fs[i]);
+        }
+    s_send_parts(self, zframe_data(id), zframe_size(id), sig, cmd, n, data, size);
+    for (int i = 0; i < 4; i++)
+        zframe_destroy(&fs[i]);
 }
 
 /* Log the first few occurrences of a counted event, then every 1000th, so
@@ -267,10 +289,13 @@ static s_worker_t *s_pick(s_service_t *s)
 static void s_route(bus_broker_t *self, s_worker_t *w, s_request_t *req)
 {
     req->worker = w;
-    zframe_t *body = req->body;
-    req->body = NULL;
-    s_send(self, w->id, PROTO_WORKER, PROTO_REQUEST, zframe_dup(req->client), s_str(req->corr),
-           s_str(req->sender), body);
+    const void *data[4] = {zframe_data(req->client), req->corr, req->sender,
+                           zframe_data(req->body)};
+    size_t size[4] = {zframe_size(req->client), strlen(req->corr), strlen(req->sender),
+                      zframe_size(req->body)};
+    s_send_parts(self, zframe_data(w->id), zframe_size(w->id), PROTO_WORKER, PROTO_REQUEST, 4, data,
+                 size);
+    zframe_destroy(&req->body);
     zlistx_add_end(w->inflight, req);
     self->stats.routed++;
 }
@@ -368,24 +393,190 @@ static s_client_t *s_client_touch(bus_broker_t *self, zframe_t *id, const char *
     return c;
 }
 
-/* Decode body and read its "type" into type; 0 or -1 with reason in err. */
+/* Big-endian unsigned integer of k bytes. */
+static size_t s_be(const uint8_t *p, size_t k)
+{
+    size_t v = 0;
+    for (size_t i = 0; i < k; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* A bounded walk over one msgpack value at buf[*pos..len): checks that it is
+   complete and well formed and within ev_wire_limits (no ext types, string
+   map keys, string and element counts, nesting, *count values in all)
+   without building anything, and moves *pos past it. Element counts larger
+   than the bytes left are refused before the loop, so the walk is linear in
+   len. What it does not check - UTF-8 and duplicate keys - the worker's full
+   ev_decode refuses with `malformed` too. The broker only needs the "type",
+   and a full decode per routed message cost more than the routing itself. */
+static int s_mp_skip(const uint8_t *buf, size_t len, size_t *pos, size_t depth, size_t *count)
+{
+    if (*pos >= len || ++*count > ev_wire_limits.max_total)
+        return -1;
+    uint8_t b = buf[(*pos)++];
+    size_t rest = len - *pos, n = 0, elems = 0;
+    bool map = false;
+#define S_BE(k) (rest < (k) ? (size_t)-1 : s_be(buf + *pos, (k)))
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+        return 0;
+    if (b >= 0xa0 && b <= 0xbf)
+        n = b & 0x1f;
+    else if (b >= 0x90 && b <= 0x9f)
+        elems = b & 0x0f;
+    else if (b >= 0x80 && b <= 0x8f) {
+        elems = b & 0x0f;
+        map = true;
+    } else {
+        switch (b) {
+        case 0xcc:
+        case 0xd0:
+            n = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            n = 2;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            n = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            n = 8;
+            break;
+        case 0xc4:
+        case 0xd9:
+            n = S_BE(1);
+            *pos += 1;
+            break;
+        case 0xc5:
+        case 0xda:
+            n = S_BE(2);
+            *pos += 2;
+            break;
+        case 0xc6:
+        case 0xdb:
+            n = S_BE(4);
+            *pos += 4;
+            break;
+        case 0xdc:
+            elems = S_BE(2);
+            *pos += 2;
+            break;
+        case 0xdd:
+            elems = S_BE(4);
+            *pos += 4;
+            break;
+        case 0xde:
+            elems = S_BE(2);
+            *pos += 2;
+            map = true;
+            break;
+        case 0xdf:
+            elems = S_BE(4);
+            *pos += 4;
+            map = true;
+            break;
+        default:
+            return -1; /* 0xc1, ext types */
+        }
+    }
+#undef S_BE
+    if (n == (size_t)-1 || elems == (size_t)-1 || *pos > len)
+        return -1;
+    rest = len - *pos;
+    if (n) {
+        if (n > rest || n > ev_wire_limits.max_str)
+            return -1;
+        *pos += n;
+        return 0;
+    }
+    bool container = map || (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd;
+    if (!container)
+        return 0; /* an empty string or bin */
+    /* a container at depth d is nesting level d + 1 (a map body is level 1) */
+    if (elems > rest || elems > ev_wire_limits.max_elems || depth + 1 > ev_wire_limits.max_depth)
+        return -1;
+    for (size_t i = 0; i < elems; i++) {
+        if (map) {
+            if (*pos >= len)
+                return -1;
+            uint8_t k = buf[*pos];
+            if (!((k >= 0xa0 && k <= 0xbf) || k == 0xd9 || k == 0xda || k == 0xdb))
+                return -1; /* map keys are strings */
+            if (s_mp_skip(buf, len, pos, depth + 1, count) != 0)
+                return -1;
+        }
+        if (s_mp_skip(buf, len, pos, depth + 1, count) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Read the body's "type" into type without decoding the body: the body must
+   be one well-formed msgpack map (s_mp_skip) with a string "type" at the top
+   level. 0, or -1 with a reason in err. */
 static int s_body_type(zframe_t *body, char *type, size_t typelen, char *err, size_t errlen)
 {
-    ev_t *ev = NULL;
-    int rc = ev_decode(zframe_data(body), zframe_size(body), NULL, &ev, err, errlen);
-    if (rc != EV_OK) {
-        ev_destroy(&ev);
+    const uint8_t *buf = zframe_data(body);
+    size_t len = zframe_size(body), pos = 0, count = 0;
+    if (len > ev_wire_limits.max_bytes || s_mp_skip(buf, len, &pos, 0, &count) != 0 || pos != len) {
+        snprintf(err, errlen, "not one well-formed msgpack value");
         return -1;
     }
-    const char *t = ev_get_str(ev, "type", NULL);
-    if (ev_type(ev) != EV_MAP || !t || !bus_name_valid(t, strlen(t), PROTO_MAX_NAME)) {
+    size_t elems = 0;
+    pos = 1;
+    if (buf[0] >= 0x80 && buf[0] <= 0x8f)
+        elems = buf[0] & 0x0f;
+    else if (buf[0] == 0xde) {
+        elems = s_be(buf + 1, 2);
+        pos = 3;
+    } else if (buf[0] == 0xdf) {
+        elems = s_be(buf + 1, 4);
+        pos = 5;
+    } else {
         snprintf(err, errlen, "body must be a map with a string \"type\"");
-        ev_destroy(&ev);
         return -1;
     }
-    snprintf(type, typelen, "%s", t);
-    ev_destroy(&ev);
-    return 0;
+    count = 0;
+    for (size_t i = 0; i < elems; i++) {
+        /* keys are strings (checked above): fixstr or str8 for "type" */
+        size_t klen = 0, kpos = pos;
+        if (buf[pos] >= 0xa0 && buf[pos] <= 0xbf) {
+            klen = buf[pos] & 0x1f;
+            kpos = pos + 1;
+        } else if (buf[pos] == 0xd9) {
+            klen = buf[pos + 1];
+            kpos = pos + 2;
+        } else
+            klen = (size_t)-1;
+        if (s_mp_skip(buf, len, &pos, 1, &count) != 0)
+            return -1; /* cannot happen: checked above */
+        size_t vpos = pos;
+        if (s_mp_skip(buf, len, &pos, 1, &count) != 0)
+            return -1;
+        if (klen != 4 || memcmp(buf + kpos, "type", 4) != 0)
+            continue;
+        size_t tlen = 0, tpos = vpos + 1;
+        uint8_t t = buf[vpos];
+        if (t >= 0xa0 && t <= 0xbf)
+            tlen = t & 0x1f;
+        else if (t == 0xd9) {
+            tlen = buf[vpos + 1];
+            tpos = vpos + 2;
+        } else
+            break;
+        if (tlen >= typelen || !bus_name_valid((const char *)buf + tpos, tlen, PROTO_MAX_NAME))
+            break;
+        memcpy(type, buf + tpos, tlen);
+        type[tlen] = '\0';
+        return 0;
+    }
+    snprintf(err, errlen, "body must be a map with a string \"type\"");
+    return -1;
 }
 
 static bool s_allowed(bus_broker_t *self, const char *service, const char *command,
@@ -492,15 +683,14 @@ static void s_event(bus_broker_t *self, zmsg_t *m, const char *name)
     }
     zframe_t *topicf = zmsg_next(m), *bodyf = zmsg_next(m);
     char topic[PROTO_MAX_TOPIC + 1];
-    ev_t *ev = NULL;
-    if (bus_frame_name(topicf, topic, sizeof(topic), PROTO_MAX_TOPIC) != 0 ||
-        ev_decode(zframe_data(bodyf), zframe_size(bodyf), NULL, &ev, NULL, 0) != EV_OK ||
-        ev_type(ev) != EV_MAP) {
-        ev_destroy(&ev);
-        self->stats.malformed++;
+    const uint8_t *body = zframe_data(bodyf);
+    size_t len = zframe_size(bodyf), pos = 0, count = 0;
+    if (bus_frame_name(topicf, topic, sizeof(topic), PROTO_MAX_TOPIC) != 0 || len == 0 ||
+        !((body[0] >= 0x80 && body[0] <= 0x8f) || body[0] == 0xde || body[0] == 0xdf) ||
+        s_mp_skip(body, len, &pos, 0, &count) != 0 || pos != len) {
+        self->stats.malformed++; /* not one well-formed map */
         return;
     }
-    ev_destroy(&ev);
     s_fanout(self, topic, name, bodyf);
 }
 
@@ -648,9 +838,10 @@ static void s_worker_answer(bus_broker_t *self, zmsg_t *m, s_worker_t *w, uint8_
         self->stats.malformed++; /* not a request this worker holds */
         return;
     }
-    zmsg_remove(m, bodyf);
-    s_send(self, req->client, PROTO_CLIENT, (proto_cmd_t)cmd, s_str(w->service->name),
-           s_str(req->corr), bodyf, NULL);
+    const void *data[3] = {w->service->name, req->corr, zframe_data(bodyf)};
+    size_t size[3] = {strlen(w->service->name), strlen(req->corr), zframe_size(bodyf)};
+    s_send_parts(self, zframe_data(req->client), zframe_size(req->client), PROTO_CLIENT,
+                 (proto_cmd_t)cmd, 3, data, size);
     if (cmd == PROTO_REPLY) {
         self->stats.replies++;
         zlistx_delete(w->inflight, zlistx_cursor(w->inflight));
@@ -698,28 +889,43 @@ static void s_worker_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char
 
 /* Read one message frame by frame, keeping at most PROTO_MAX_FRAMES + 1
    frames. Returns NULL when nothing is waiting; *over is set when frames
-   were discarded. */
+   were discarded. Frames are read as zmq_msg_t so that the connection they
+   came on (ZMQ_SRCFD) and the peer's ZAP User-Id are kept in self->cur_fd
+   and self->cur_name for the handlers. */
 static zmsg_t *s_recv(bus_broker_t *self, bool *over)
 {
     *over = false;
-    zframe_t *f = zframe_recv(self->router);
-    if (!f)
+    void *sock = zsock_resolve(self->router);
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part);
         return NULL;
-    zmsg_t *m = zmsg_new();
-    bool more = zframe_more(f);
-    zmsg_append(m, &f);
-    while (more) {
-        f = zframe_recv(self->router);
-        if (!f)
-            break;
-        more = zframe_more(f);
-        if (zmsg_size(m) < PROTO_MAX_FRAMES + 1)
-            zmsg_append(m, &f);
-        else {
-            *over = true;
-            zframe_destroy(&f);
-        }
     }
+    self->cur_fd = -1;
+    self->cur_name[0] = '\0';
+    zmsg_t *m = zmsg_new();
+    size_t nframes = 0;
+    while (true) {
+        if (nframes == 1) {
+            /* the first frame the peer sent: it carries the metadata */
+            self->cur_fd = zmq_msg_get(&part, ZMQ_SRCFD);
+            const char *uid = zmq_msg_gets(&part, "User-Id");
+            if (uid && bus_name_valid(uid, strlen(uid), PROTO_MAX_NAME))
+                snprintf(self->cur_name, sizeof(self->cur_name), "%s", uid);
+        }
+        bool more = zmq_msg_more(&part);
+        if (nframes < PROTO_MAX_FRAMES + 1) {
+            zframe_t *f = zframe_new(zmq_msg_data(&part), zmq_msg_size(&part));
+            if (f)
+                zmsg_append(m, &f);
+        } else
+            *over = true;
+        nframes++;
+        if (!more || zmq_msg_recv(&part, sock, 0) < 0)
+            break;
+    }
+    zmq_msg_close(&part);
     return m;
 }
 
@@ -732,9 +938,7 @@ static void s_handle(bus_broker_t *self, zmsg_t *m)
         self->stats.malformed++;
         return;
     }
-    const char *name = zframe_meta(sig, "User-Id");
-    if (!name || !bus_name_valid(name, strlen(name), PROTO_MAX_NAME))
-        name = "";
+    const char *name = self->cur_name;
     if (self->curve && !*name) {
         self->stats.malformed++;
         return;
@@ -748,6 +952,72 @@ static void s_handle(bus_broker_t *self, zmsg_t *m)
         s_worker_msg(self, m, id, key, cmd, name);
     else
         self->stats.malformed++;
+}
+
+/* ---- disconnections ------------------------------------------------------ */
+
+/* The connection on fd closed (peer killed, crashed or closed its socket):
+   remove every worker that talked on it at once, answering what it held
+   with worker_lost, and forget clients on it. A worker that is hung but
+   still connected is left to the heartbeat expiry. */
+static void s_peer_gone(bus_broker_t *self, int fd)
+{
+    zlistx_t *gone = zlistx_new();
+    if (!gone)
+        return;
+    for (s_worker_t *w = (s_worker_t *)zhashx_first(self->workers); w;
+         w = (s_worker_t *)zhashx_next(self->workers))
+        if (w->fd == fd)
+            zlistx_add_end(gone, w);
+    for (s_worker_t *w = (s_worker_t *)zlistx_first(gone); w; w = (s_worker_t *)zlistx_next(gone))
+        s_worker_delete(self, w, "connection closed", false);
+    zlistx_purge(gone);
+    for (s_client_t *c = (s_client_t *)zhashx_first(self->clients); c;
+         c = (s_client_t *)zhashx_next(self->clients))
+        if (c->fd == fd)
+            zlistx_add_end(gone, (void *)zhashx_cursor(self->clients));
+    for (const char *k = (const char *)zlistx_first(gone); k; k = (const char *)zlistx_next(gone)) {
+        char key[S_KEY_MAX];
+        snprintf(key, sizeof(key), "%s", k);
+        zhashx_delete(self->clients, key);
+    }
+    zlistx_destroy(&gone);
+}
+
+/* Drain the router's monitor. Called when it polls readable and after every
+   pass of the ZAP handler, before the router's input: libzmq posts
+   DISCONNECTED before it closes the descriptor, and a new connection that
+   reuses the number needs a ZAP answer before it can send anything, so the
+   event is always handled before any message of a later peer on the same
+   descriptor (which would otherwise be taken for the dead one). */
+static void s_monitor(bus_broker_t *self)
+{
+    if (!self->monitor)
+        return;
+    void *sock = zsock_resolve(self->monitor);
+    while (true) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        int32_t value = -1;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        bool more = zmq_msg_more(&ev);
+        while (more) { /* the endpoint frame */
+            if (zmq_msg_recv(&ev, sock, 0) < 0)
+                break;
+            more = zmq_msg_more(&ev);
+        }
+        zmq_msg_close(&ev);
+        if (event == ZMQ_EVENT_DISCONNECTED && value >= 0)
+            s_peer_gone(self, (int)value);
+    }
 }
 
 /* ---- ZAP ---------------------------------------------------------------- */
@@ -939,6 +1209,19 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
             goto fail;
     } else
         zsock_set_plain_server(self->router, 1);
+    /* disconnections, so that a killed worker is removed at once rather
+       than after its heartbeat expiry */
+    char mon_ep[64];
+    snprintf(mon_ep, sizeof(mon_ep), "inproc://emads-bus-monitor-%p", (void *)self);
+    if (zmq_socket_monitor(zsock_resolve(self->router), mon_ep, ZMQ_EVENT_DISCONNECTED) == 0) {
+        self->monitor = zsock_new(ZMQ_PAIR);
+        if (!self->monitor || zsock_connect(self->monitor, "%s", mon_ep) != 0) {
+            log_error("cannot watch the bus socket for disconnections");
+            goto fail;
+        }
+    } else
+        log_warn("no disconnection events (%s): dead workers are found by heartbeat only",
+                 zmq_strerror(zmq_errno()));
     if (zsock_bind(self->router, "%s", opts->endpoint) < 0) {
         log_error("cannot bind %s: %s", opts->endpoint, zmq_strerror(zmq_errno()));
         goto fail;
@@ -963,6 +1246,9 @@ void bus_broker_destroy(bus_broker_t **self_p)
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
     zhashx_destroy(&self->clients);
+    if (self->router && self->monitor)
+        zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
+    zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
     zsock_destroy(&self->zap);
     zcertstore_destroy(&self->store);
@@ -983,12 +1269,16 @@ void bus_broker_stats(bus_broker_t *self, bus_broker_stats_t *out)
 
 int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
 {
-    zmq_pollitem_t items[3];
-    int n = 0;
+    zmq_pollitem_t items[4];
+    int n = 0, pipe_at = -1;
     items[n++] = (zmq_pollitem_t){zsock_resolve(self->router), 0, ZMQ_POLLIN, 0};
     items[n++] = (zmq_pollitem_t){zsock_resolve(self->zap), 0, ZMQ_POLLIN, 0};
-    if (pipe)
+    if (self->monitor)
+        items[n++] = (zmq_pollitem_t){zsock_resolve(self->monitor), 0, ZMQ_POLLIN, 0};
+    if (pipe) {
+        pipe_at = n;
         items[n++] = (zmq_pollitem_t){zsock_resolve(pipe), 0, ZMQ_POLLIN, 0};
+    }
     while (!zsys_interrupted) {
         int64_t now = zclock_mono();
         int64_t wait = self->timer_at - now;
@@ -1001,9 +1291,14 @@ int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
             log_error("poll failed: %s", zmq_strerror(errno));
             break;
         }
-        if (items[1].revents & ZMQ_POLLIN)
+        /* the monitor after the ZAP handler, see s_monitor; an empty read
+           costs a system call, so only when there may be something */
+        bool zap = items[1].revents & ZMQ_POLLIN;
+        if (zap)
             for (int i = 0; i < 16 && (zsock_events(self->zap) & ZMQ_POLLIN); i++)
                 s_zap(self);
+        if (zap || (self->monitor && (items[2].revents & ZMQ_POLLIN)))
+            s_monitor(self);
         if (items[0].revents & ZMQ_POLLIN) {
             for (int i = 0; i < S_BATCH; i++) {
                 bool over;
@@ -1017,7 +1312,7 @@ int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
                 zmsg_destroy(&m);
             }
         }
-        if (pipe && (items[2].revents & ZMQ_POLLIN)) {
+        if (pipe_at >= 0 && (items[pipe_at].revents & ZMQ_POLLIN)) {
             char *cmd = zstr_recv(pipe);
             bool term = !cmd || streq(cmd, "$TERM");
             free(cmd);

@@ -170,17 +170,19 @@ int bus_client_send(bus_client_t *self, const char *service, ev_t **body_p, int 
     }
     char corr[PROTO_MAX_ID + 1];
     snprintf(corr, sizeof(corr), "%08x.%llu", self->prefix, (unsigned long long)++self->seq);
-    zmsg_t *m = zmsg_new();
-    zmsg_addstr(m, PROTO_CLIENT);
-    zmsg_addmem(m, (uint8_t[]){PROTO_REQUEST}, 1);
-    zmsg_addstr(m, service);
-    zmsg_addstr(m, corr);
-    zmsg_append(m, &frame);
-    zsock_set_sndtimeo(self->sock, 0);
-    if (zmsg_send(&m, self->sock) != 0) {
-        zmsg_destroy(&m);
+    /* straight from the bytes: ZeroMQ queues a multipart message whole or
+       not at all (only the first frame can meet the high-water mark) */
+    void *sock = zsock_resolve(self->sock);
+    uint8_t c = PROTO_REQUEST;
+    bool sent =
+        zmq_send(sock, PROTO_CLIENT, strlen(PROTO_CLIENT), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+        zmq_send(sock, &c, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+        zmq_send(sock, service, strlen(service), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+        zmq_send(sock, corr, strlen(corr), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+        zmq_send(sock, zframe_data(frame), zframe_size(frame), ZMQ_DONTWAIT) >= 0;
+    zframe_destroy(&frame);
+    if (!sent)
         goto done;
-    }
     s_pending_t *p = (s_pending_t *)calloc(1, sizeof(*p));
     if (!p)
         goto done;

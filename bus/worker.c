@@ -150,16 +150,22 @@ void bus_worker_tick(bus_worker_t *self)
     }
 }
 
+/* [W][REPLY|PARTIAL][client_id][corr][body] straight from the bytes: no
+   message or frame objects on the reply path. Takes *body_p. */
 static int s_reply_frames(bus_worker_t *self, zframe_t *client_id, const char *corr,
                           zframe_t **body_p, bool final)
 {
-    zmsg_t *tail = zmsg_new();
-    zframe_t *cid = zframe_dup(client_id);
-    zmsg_append(tail, &cid);
-    zmsg_addstr(tail, corr);
-    zmsg_append(tail, body_p);
-    int rc = s_send(self, final ? PROTO_REPLY : PROTO_PARTIAL, tail);
-    zmsg_destroy(&tail);
+    void *sock = zsock_resolve(self->sock);
+    uint8_t c = (uint8_t)(final ? PROTO_REPLY : PROTO_PARTIAL);
+    int rc = zmq_send(sock, PROTO_WORKER, strlen(PROTO_WORKER), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+                     zmq_send(sock, &c, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+                     zmq_send(sock, zframe_data(client_id), zframe_size(client_id),
+                              ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+                     zmq_send(sock, corr, strlen(corr), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+                     zmq_send(sock, zframe_data(*body_p), zframe_size(*body_p), ZMQ_DONTWAIT) >= 0
+                 ? 0
+                 : -1;
+    zframe_destroy(body_p);
     return rc;
 }
 

@@ -103,7 +103,7 @@ stop_bus() {
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-"$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 w3 w4 flooder >/dev/null ||
+"$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 w3 w4 w5 flooder >/dev/null ||
     fail "cannot create certificates"
 
 case "$T" in
@@ -144,6 +144,22 @@ routing)
     [ "$(grep -c "\"pid\":$SURVIVOR," "$R/after.out")" -eq 4 ] ||
         fail "later requests did not all go to the survivor: $(cat "$R/after.out")"
     ok "later requests go to the other worker"
+
+    # an idle worker killed: the bus drops it as soon as its connection
+    # closes, not at its heartbeat expiry. A newly registered worker is
+    # first in line, so without that the next request would go to the dead
+    # one and end in worker_lost or a timeout (the calls' deadline is below
+    # the heartbeat expiry of 3 intervals).
+    start_worker w5 echo
+    W5=$WPID
+    wait_workers echo 2
+    kill -9 "$W5"
+    wait "$W5" 2>/dev/null
+    call emadsctl echo '{"v":1,"type":"hello"}' --count 6 --timeout 2000 >"$R/fresh.out" ||
+        fail "calls right after a kill failed: $(cat "$R/fresh.out")"
+    [ "$(grep -c "\"pid\":$SURVIVOR," "$R/fresh.out")" -eq 6 ] ||
+        fail "requests right after the kill did not all go to the survivor: $(cat "$R/fresh.out")"
+    ok "requests right after a SIGKILL all go to the surviving worker"
 
     call emadsctl nobody '{"v":1,"type":"x"}' --timeout 10000 >"$R/unavail.out"
     grep -q '"code":"service_unavailable"' "$R/unavail.out" ||
