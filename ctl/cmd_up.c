@@ -345,9 +345,10 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
                                ours, "log", logpath);
         if (h == 0) {
             json_object_set_new(jp, "healthy_after_ms", json_integer(ms));
-            if (!opts->json)
-                printf("ok (pid %d%s%" PRId64 " ms)\n", (int)pid, ours ? ", healthy after " : "",
-                       ours ? ms : 0);
+            if (!opts->json && ours)
+                printf("ok (pid %d, healthy after %" PRId64 " ms)\n", (int)pid, ms);
+            else if (!opts->json)
+                printf("ok (pid %d)\n", (int)pid);
             if (ours)
                 started++;
             else

@@ -13,14 +13,14 @@
     events) go out. A reply or a step request therefore never gets ahead of
     the record that explains it.
 
-    Planning: a task's remaining budgets come from the ledger's `spend` for
-    the task (limit - used - held, where the estimate of a step still in
-    flight counts when its hold is not visible yet), the class's decision
-    matrix picks the allowed paths (healthy, or tight when the task's
-    remaining cost ratio is below cfg->tight_ratio), estimates are corrected
-    from the ledger's `history`, and the planner chooses an option for every
-    step not yet finished. This repeats after every step result, so later
-    steps see the actual spend of earlier ones.
+    Planning (orch_plan.c): the remaining budgets come from the ledger's
+    `spend` for the task, the class's decision matrix picks the allowed
+    paths (healthy or tight), estimates are corrected from the ledger's
+    `history` (refreshed every ORCH_HISTORY_MS while tasks run), and the
+    planner chooses an option for every step not yet finished. This repeats
+    after every step result, so later steps see the actual spend of earlier
+    ones. A task's first plan uses the limits open_task returned (nothing is
+    spent yet), saving a round trip.
 
     Step outcomes: ok -> done. denied (the agent's reserve was refused) ->
     that option is excluded and the step is re-planned; when nothing fits,
@@ -46,6 +46,7 @@
 
 #include "common/log.h"
 #include "orchestrator/classify.h"
+#include "orchestrator/orch_plan.h"
 #include "orchestrator/planner.h"
 #include "orchestrator/taskstore.h"
 
@@ -59,12 +60,8 @@
 #define ORCH_LOST_CODE      "orchestrator_restarted"
 #define ORCH_RECON_GRACE_MS 2000 /* beyond the hold ttl, waiting for a lost step's hold */
 
-typedef enum { SS_PENDING = 0, SS_RUNNING, SS_DONE, SS_FAILED, SS_DENIED, SS_SKIPPED } sstate_t;
-static const char *const s_sstate_names[] = {"pending", "running", "done",
-                                             "failed",  "denied",  "skipped"};
-
 typedef struct {
-    sstate_t st;
+    orch_step_state_t st;
     int attempt;     /* attempts started */
     int option;      /* cfg option index of the planned/last attempt, -1 none */
     unsigned banned; /* cfg options excluded after a denial or error (bit per option) */
@@ -97,13 +94,14 @@ typedef struct {
     ostep_t steps[CFG_MAX_STEPS];
     int n_steps;
     int plan_seq;
-    lop_t lop;            /* ledger call in flight */
-    int ledger_tries;     /* failed tries of the current ledger call */
-    int64_t retry_at_ms;  /* when > 0: re-send lop at this time */
-    bool replan_wanted;   /* a step ended while a spend query was in flight */
-    char final_state[24]; /* decided end state, set before close_task */
-    bool dead;            /* finalized; removed from memory at the end of the iteration */
-    bool reconciling;     /* after a restart: waiting for the ledger to settle lost steps */
+    lop_t lop;              /* ledger call in flight */
+    int ledger_tries;       /* failed tries of the current ledger call */
+    int64_t retry_at_ms;    /* when > 0: re-send lop at this time */
+    bool replan_wanted;     /* a step ended while a spend query was in flight */
+    char final_state[24];   /* decided end state, set before close_task */
+    bool dead;              /* finalized; removed from memory at the end of the iteration */
+    bool reconciling;       /* after a restart: waiting for the ledger to settle lost steps */
+    char recover_final[24]; /* after a restart: the end state decided before the crash */
     int64_t recon_deadline_ms;
 } otask_t;
 
@@ -254,14 +252,14 @@ static ev_t *s_step_ev(orch_t *self, const otask_t *t, int i, bool with_output)
     ev_t *m = ev_new_map();
     ev_set_str(m, "step", s_wf(self, t)->steps[i].name);
     ev_set_str(m, "agent", s_agent_name(self, t, i));
-    ev_set_str(m, "state", s_sstate_names[s->st]);
+    ev_set_str(m, "state", orch_step_state_name(s->st));
     ev_set_int(m, "attempt", s->attempt);
     ev_set_int(m, "option", s->option);
     if (s->banned)
         ev_set_int(m, "banned", s->banned);
     if (s->lost_retry)
         ev_set_bool(m, "lost_retry", true);
-    if (s->option >= 0 && s->st != SS_SKIPPED) {
+    if (s->option >= 0 && s->st != ORCH_STEP_SKIPPED) {
         const cfg_option_t *o = &s_wf(self, t)->steps[i].options[s->option];
         ev_set_str(m, "planned_path", cfg_path_name(o->path));
         if (o->model >= 0)
@@ -294,10 +292,10 @@ static ev_t *s_step_ev(orch_t *self, const otask_t *t, int i, bool with_output)
 static void s_step_from_ev(ostep_t *s, const ev_t *m)
 {
     const char *st = ev_get_str(m, "state", "pending");
-    s->st = SS_PENDING;
-    for (int k = 0; k <= SS_SKIPPED; k++)
-        if (strcmp(st, s_sstate_names[k]) == 0)
-            s->st = (sstate_t)k;
+    s->st = ORCH_STEP_PENDING;
+    for (int k = 0; k <= ORCH_STEP_SKIPPED; k++)
+        if (strcmp(st, orch_step_state_name((orch_step_state_t)k)) == 0)
+            s->st = (orch_step_state_t)k;
     s->attempt = (int)ev_get_int(m, "attempt", 0);
     s->option = (int)ev_get_int(m, "option", -1);
     s->banned = (unsigned)ev_get_int(m, "banned", 0);
@@ -334,7 +332,7 @@ static ev_t *s_result_ev(orch_t *self, const otask_t *t)
         /* the final step's output: the last step of the workflow that ran */
         const ev_t *out = NULL;
         for (int i = t->n_steps - 1; i >= 0 && !out; i--)
-            if (t->steps[i].st == SS_DONE && t->steps[i].output)
+            if (t->steps[i].st == ORCH_STEP_DONE && t->steps[i].output)
                 out = t->steps[i].output;
         const char *rec = ev_get_str(out, "recommendation", NULL);
         if (!rec)
@@ -350,7 +348,7 @@ static ev_t *s_result_ev(orch_t *self, const otask_t *t)
         ev_t *out = ev_set_map(r, "output");
         ev_set_bool(out, "partial", true);
         for (int i = 0; i < t->n_steps; i++)
-            if (t->steps[i].st == SS_DONE && t->steps[i].output)
+            if (t->steps[i].st == ORCH_STEP_DONE && t->steps[i].output)
                 ev_set(out, s_wf(self, t)->steps[i].name, ev_dup(t->steps[i].output));
     }
     if (t->final_state[0])
@@ -447,17 +445,17 @@ static void s_step_event(orch_t *self, const char *topic, const otask_t *t, int 
         ev_set_str(e, "path", path);
     if (s->model[0])
         ev_set_str(e, "model", s->model);
-    else if (s->st == SS_RUNNING && s->option >= 0) {
+    else if (s->st == ORCH_STEP_RUNNING && s->option >= 0) {
         int m = s_wf(self, t)->steps[i].options[s->option].model;
         if (m >= 0)
             ev_set_str(e, "model", self->cfg->models[m].name);
     }
-    if (s->has_actual && s->st != SS_RUNNING)
+    if (s->has_actual && s->st != ORCH_STEP_RUNNING)
         proto_set_amounts(e, "amounts", &s->actual);
     if (s->err_reason[0])
         ev_set_str(e, "message", s->err_reason);
     ev_t *d = ev_set_map(e, "data");
-    ev_set_str(d, "state", s_sstate_names[s->st]);
+    ev_set_str(d, "state", orch_step_state_name(s->st));
     ev_set_int(d, "attempt", s->attempt);
     if (s->why[0])
         ev_set_str(d, "why", s->why);
@@ -500,6 +498,7 @@ static void s_ledger_call(orch_t *self, otask_t *t, lop_t op)
 /* ---- finishing ----------------------------------------------------------- */
 
 static void s_finalize(orch_t *self, otask_t *t);
+static bool s_any_running(const otask_t *t);
 
 /* Decide the end state of t; close the task at the ledger, then record it.
    The decision is recorded first so a restart completes it. */
@@ -523,9 +522,18 @@ static void s_finish(orch_t *self, otask_t *t, const char *state, const char *fm
         s_finalize(self, t);
         return;
     }
-    if (t->lop == LOP_NONE)
+    /* Steps in flight finish and are recorded first (their spend reaches the
+       ledger); the reply of a ledger call in flight, or the last step's
+       result, triggers the close (s_maybe_close). */
+    if (t->lop == LOP_NONE && !s_any_running(t))
         s_ledger_call(self, t, LOP_CLOSE);
-    /* else: the reply of the call in flight triggers the close */
+}
+
+/* Close at the ledger a task whose end is decided, once nothing is in flight. */
+static void s_maybe_close(orch_t *self, otask_t *t)
+{
+    if (!t->dead && t->final_state[0] && t->lop == LOP_NONE && !s_any_running(t))
+        s_ledger_call(self, t, LOP_CLOSE);
 }
 
 static void s_finalize(orch_t *self, otask_t *t)
@@ -551,218 +559,28 @@ static void s_sweep(orch_t *self)
 
 /* ---- planning ------------------------------------------------------------ */
 
-typedef struct {
-    int64_t agent[CFG_MAX_AGENTS][DIM_COUNT];
-    int64_t task[DIM_COUNT];
-    bool tight;
-    double ratio;
-} remaining_t;
-
-static void s_limits_min(int64_t *dst, const proto_amounts_t *a)
+/* The planner's view of t's steps. */
+static void s_views(const otask_t *t, orch_step_view_t *v)
 {
-    for (int d = 0; d < DIM_COUNT; d++)
-        if (a->v[d] >= 0 && (dst[d] < 0 || a->v[d] < dst[d]))
-            dst[d] = a->v[d];
+    for (int i = 0; i < t->n_steps; i++)
+        v[i] = (orch_step_view_t){
+            .st = t->steps[i].st, .option = t->steps[i].option, .banned = t->steps[i].banned};
 }
 
-/* The configured task limits, lowered by the task's own limits. */
-static void s_task_limits(orch_t *self, const otask_t *t, int64_t out[DIM_COUNT])
+static const proto_amounts_t *s_limits(const otask_t *t)
 {
-    for (int d = 0; d < DIM_COUNT; d++)
-        out[d] = self->cfg->total_task_budget.v[d];
-    if (t && t->has_limits)
-        s_limits_min(out, &t->limits);
+    return t->has_limits ? &t->limits : NULL;
 }
 
-/* Full budgets, for a task with no spend yet (and the dry-run plan). */
-static void s_remaining_fresh(orch_t *self, const otask_t *t, remaining_t *r)
+static int s_plan(orch_t *self, const otask_t *t, const orch_remaining_t *r, orch_plan_t *p)
 {
-    memset(r, 0, sizeof *r);
-    for (int a = 0; a < self->cfg->n_agents; a++) {
-        const cfg_budget_t *b = cfg_budget(self->cfg, self->cfg->agents[a].name);
-        for (int d = 0; d < DIM_COUNT; d++)
-            r->agent[a][d] = b ? b->limit.v[d] : -1;
-    }
-    s_task_limits(self, t, r->task);
-}
-
-static int64_t s_rem(int64_t limit, int64_t used, int64_t held)
-{
-    if (limit < 0)
-        return -1;
-    int64_t v = limit - used - held;
-    return v < 0 ? 0 : v;
-}
-
-/* Remaining budgets of t from a spend reply's accounts. */
-static void s_remaining(orch_t *self, const otask_t *t, const ev_t *accounts, remaining_t *r)
-{
-    s_remaining_fresh(self, t, r);
-    const cfg_workflow_t *wf = s_wf(self, t);
-    int64_t inflight[CFG_MAX_AGENTS][DIM_COUNT] = {{0}};
-    int64_t inflight_task[DIM_COUNT] = {0};
-    for (int i = 0; i < t->n_steps; i++) {
-        const ostep_t *s = &t->steps[i];
-        if (s->st != SS_RUNNING || s->option < 0)
-            continue;
-        const proto_amounts_t *est = &wf->steps[i].options[s->option].est;
-        for (int d = 0; d < DIM_COUNT; d++) {
-            inflight[wf->steps[i].agent][d] += est->v[d];
-            inflight_task[d] += est->v[d];
-        }
-    }
-    bool agent_seen[CFG_MAX_AGENTS] = {false};
-    int64_t task_limit_cost = r->task[DIM_COST_UUSD];
-    for (size_t k = 0; k < ev_len(accounts); k++) {
-        const ev_t *acc = ev_at(accounts, k);
-        const char *kind = ev_get_str(acc, "kind", "");
-        proto_amounts_t used, held, limit, rem;
-        if (proto_get_amounts(acc, "used", 0, &used) || proto_get_amounts(acc, "limit", -1, &limit))
-            continue;
-        proto_get_amounts(acc, "held", 0, &held);
-        bool has_rem = proto_get_amounts(acc, "remaining", -1, &rem) == 0;
-        if (strcmp(kind, "agent") == 0) {
-            int a = cfg_agent_index(self->cfg, ev_get_str(acc, "agent", ""));
-            if (a < 0)
-                continue;
-            agent_seen[a] = true;
-            for (int d = 0; d < DIM_COUNT; d++) {
-                int64_t h = held.v[d] > inflight[a][d] ? held.v[d] : inflight[a][d];
-                r->agent[a][d] = s_rem(limit.v[d], used.v[d], h);
-            }
-        } else if (strcmp(kind, "task") == 0) {
-            for (int d = 0; d < DIM_COUNT; d++) {
-                int64_t h = held.v[d] > inflight_task[d] ? held.v[d] : inflight_task[d];
-                if (d == DIM_LATENCY_MS) /* a deadline: the ledger knows what is left */
-                    r->task[d] = limit.v[d] < 0 ? -1 : has_rem ? rem.v[d] : limit.v[d];
-                else
-                    r->task[d] = s_rem(limit.v[d], used.v[d], h);
-            }
-            task_limit_cost = limit.v[DIM_COST_UUSD];
-        }
-    }
-    for (int a = 0; a < self->cfg->n_agents; a++)
-        if (!agent_seen[a])
-            for (int d = 0; d < DIM_COUNT; d++)
-                r->agent[a][d] = s_rem(r->agent[a][d], 0, inflight[a][d]);
-    (void)task_limit_cost;
-}
-
-/* Tightness: the task's remaining cost against the configured task budget
-   (so a task submitted with a lowered limit starts tight). */
-static void s_tightness(orch_t *self, remaining_t *r)
-{
-    int64_t base = self->cfg->total_task_budget.v[DIM_COST_UUSD];
-    r->ratio = 1.0;
-    if (base > 0 && r->task[DIM_COST_UUSD] >= 0)
-        r->ratio = (double)r->task[DIM_COST_UUSD] / (double)base;
-    r->tight = r->ratio < self->cfg->tight_ratio;
-}
-
-typedef struct {
-    planner_result_t res;
-    int optmap[CFG_MAX_STEPS][PLANNER_MAX_OPTIONS]; /* planner option -> cfg option */
-} plan_t;
-
-/* Build and solve the problem for workflow wf. t (may be NULL for a dry run)
-   supplies finished steps and excluded options. 0, or -1 on bad input. */
-static int s_plan(orch_t *self, int wf_i, int cls, const otask_t *t, const remaining_t *r,
-                  plan_t *p)
-{
-    const cfg_t *cfg = self->cfg;
-    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
-    memset(p, 0, sizeof *p);
-    int n_agents = cfg->n_agents > 0 ? cfg->n_agents : 1;
-    planner_problem_t *pb = planner_problem_new(n_agents);
-    if (!pb)
-        return -1;
-    int rc = 0;
-    for (int a = 0; a < cfg->n_agents; a++) {
-        planner_set_agent_name(pb, a, cfg->agents[a].name);
-        planner_set_budget(pb, a, r->agent[a]);
-    }
-    planner_set_budget(pb, PLANNER_TASK, r->task);
-    unsigned mask = 0;
-    if (cls >= 0)
-        mask = r->tight ? cfg->classes[cls].tight_paths : cfg->classes[cls].healthy_paths;
-    int fixed[PLANNER_MAX_STEPS];
-    for (int i = 0; i < wf->n_steps && rc == 0; i++) {
-        const cfg_step_t *st = &wf->steps[i];
-        if (planner_add_step(pb, st->name, st->agent, st->needs, st->n_needs) != i) {
-            rc = -1;
-            break;
-        }
-        if (st->optional)
-            planner_set_optional(pb, i, ORCH_SKIP_QUALITY);
-        const ostep_t *s = t ? &t->steps[i] : NULL;
-        fixed[i] = PLANNER_NOT_FIXED;
-        for (int o = 0; o < st->n_options; o++) {
-            const cfg_option_t *co = &st->options[o];
-            if (s && (s->banned & (1u << o)) && !(s->st == SS_DONE && s->option == o))
-                continue;
-            planner_option_t po = {.path = (int)co->path,
-                                   .model = co->model,
-                                   .tool = co->tool,
-                                   .quality = co->quality};
-            for (int d = 0; d < DIM_COUNT; d++)
-                po.amount[d] = co->est.v[d] < 0 ? 0 : co->est.v[d];
-            int k = planner_add_option(pb, i, &po);
-            if (k < 0 || k >= PLANNER_MAX_OPTIONS)
-                continue;
-            p->optmap[i][k] = o;
-            if (s && (s->st == SS_DONE || s->st == SS_RUNNING) && s->option == o)
-                fixed[i] = k;
-        }
-        if (s && s->st == SS_SKIPPED)
-            fixed[i] = PLANNER_SKIPPED;
-        /* The decision matrix limits steps still to plan; a finished step
-           keeps whatever ran. */
-        if (mask && fixed[i] == PLANNER_NOT_FIXED)
-            planner_set_allowed_paths(pb, i, mask);
-    }
-    if (rc == 0 && self->n_hist)
-        planner_correct_estimates(pb, self->hist, self->n_hist, 0);
-    if (rc == 0 && t)
-        rc = planner_fix_steps(pb, fixed);
-    if (rc == 0) {
-        planner_opts_t opts;
-        planner_opts_default(&opts);
-        if (cfg->beam_width > 0)
-            opts.beam_width = cfg->beam_width;
-        rc = planner_solve(pb, &opts, &p->res);
-    }
+    orch_step_view_t views[CFG_MAX_STEPS];
+    s_views(t, views);
+    int rc = orch_plan(self->cfg, t->wf, t->cls, views, r, self->hist, self->n_hist,
+                       ORCH_SKIP_QUALITY, p);
     if (rc != 0)
-        log_error("planner: %s", planner_error(pb));
-    planner_problem_destroy(&pb);
+        log_error("task %s: planner: %s", t->id, p->res.binding);
     return rc;
-}
-
-/* Steps of a plan choice as [{step, agent, path, model?, tool?, est, quality}]. */
-static ev_t *s_plan_steps(orch_t *self, int wf_i, const plan_t *p, const int *choice)
-{
-    const cfg_t *cfg = self->cfg;
-    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
-    ev_t *arr = ev_new_array();
-    for (int i = 0; i < wf->n_steps; i++) {
-        ev_t *m = ev_new_map();
-        ev_set_str(m, "step", wf->steps[i].name);
-        ev_set_str(m, "agent", cfg->agents[wf->steps[i].agent].name);
-        if (choice[i] == PLANNER_SKIPPED || choice[i] < 0) {
-            ev_set_bool(m, "skipped", true);
-            ev_push(arr, m);
-            continue;
-        }
-        const cfg_option_t *o = &wf->steps[i].options[p->optmap[i][choice[i]]];
-        ev_set_str(m, "path", cfg_path_name(o->path));
-        if (o->model >= 0)
-            ev_set_str(m, "model", cfg->models[o->model].name);
-        if (o->tool >= 0)
-            ev_set_str(m, "tool", cfg->tools[o->tool].name);
-        proto_set_amounts(m, "est", &o->est);
-        ev_set_float(m, "quality", o->quality);
-        ev_push(arr, m);
-    }
-    return arr;
 }
 
 static void s_set_total(ev_t *m, const char *key, const int64_t *tot)
@@ -773,24 +591,14 @@ static void s_set_total(ev_t *m, const char *key, const int64_t *tot)
     proto_set_amounts(m, key, &a);
 }
 
-/* "cto_agent.cost_uusd" from a binding text like "cto_agent.cost_uusd needs ..." */
-static void s_binding_key(const char *binding, char *out, size_t outlen)
-{
-    size_t n = strcspn(binding, " :");
-    if (n >= outlen)
-        n = outlen - 1;
-    memcpy(out, binding, n);
-    out[n] = '\0';
-}
-
 /* ---- dispatch ------------------------------------------------------------ */
 
 static bool s_needs_met(orch_t *self, const otask_t *t, int i)
 {
     const cfg_step_t *st = &s_wf(self, t)->steps[i];
     for (int k = 0; k < st->n_needs; k++) {
-        sstate_t ns = t->steps[st->needs[k]].st;
-        if (ns != SS_DONE && ns != SS_SKIPPED)
+        orch_step_state_t ns = t->steps[st->needs[k]].st;
+        if (ns != ORCH_STEP_DONE && ns != ORCH_STEP_SKIPPED)
             return false;
     }
     return true;
@@ -811,7 +619,7 @@ static void s_dispatch(orch_t *self, otask_t *t, int i)
     const cfg_step_t *st = &s_wf(self, t)->steps[i];
     ostep_t *s = &t->steps[i];
     const cfg_option_t *o = &st->options[s->option];
-    s->st = SS_RUNNING;
+    s->st = ORCH_STEP_RUNNING;
     s->attempt++;
     s->started_ms = s_now();
     s->ended_ms = 0;
@@ -839,7 +647,7 @@ static void s_dispatch(orch_t *self, otask_t *t, int i)
         ev_t *in = ev_set_map(b, "inputs");
         for (int k = 0; k < st->n_needs; k++) {
             const ostep_t *ns = &t->steps[st->needs[k]];
-            if (ns->st == SS_DONE && ns->output)
+            if (ns->st == ORCH_STEP_DONE && ns->output)
                 ev_set(in, s_wf(self, t)->steps[st->needs[k]].name, ev_dup(ns->output));
         }
     }
@@ -853,7 +661,7 @@ static void s_dispatch(orch_t *self, otask_t *t, int i)
 static bool s_any_running(const otask_t *t)
 {
     for (int i = 0; i < t->n_steps; i++)
-        if (t->steps[i].st == SS_RUNNING)
+        if (t->steps[i].st == ORCH_STEP_RUNNING)
             return true;
     return false;
 }
@@ -861,7 +669,7 @@ static bool s_any_running(const otask_t *t)
 static bool s_any_started(const otask_t *t)
 {
     for (int i = 0; i < t->n_steps; i++)
-        if (t->steps[i].attempt > 0 || t->steps[i].st == SS_SKIPPED)
+        if (t->steps[i].attempt > 0 || t->steps[i].st == ORCH_STEP_SKIPPED)
             return true;
     return false;
 }
@@ -869,7 +677,7 @@ static bool s_any_started(const otask_t *t)
 static bool s_all_finished(const otask_t *t)
 {
     for (int i = 0; i < t->n_steps; i++)
-        if (t->steps[i].st != SS_DONE && t->steps[i].st != SS_SKIPPED)
+        if (t->steps[i].st != ORCH_STEP_DONE && t->steps[i].st != ORCH_STEP_SKIPPED)
             return false;
     return true;
 }
@@ -889,7 +697,7 @@ static void s_request_replan(orch_t *self, otask_t *t)
 
 /* Re-plan the unfinished steps of t with remaining budgets r, then start
    every step whose inputs are ready. */
-static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
+static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
 {
     if (t->final_state[0])
         return;
@@ -897,9 +705,8 @@ static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
         s_finish(self, t, "done", NULL);
         return;
     }
-    s_tightness(self, r);
-    plan_t p;
-    if (s_plan(self, t->wf, t->cls, t, r, &p) != 0) {
+    orch_plan_t p;
+    if (s_plan(self, t, r, &p) != 0) {
         s_finish(self, t, "failed", "planner error: %s", p.res.binding);
         return;
     }
@@ -912,7 +719,7 @@ static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
     ev_set_float(rec, "quality", p.res.quality);
     s_set_total(rec, "total", p.res.task_total);
     if (p.res.feasible)
-        ev_set(rec, "steps", s_plan_steps(self, t->wf, &p, p.res.choice));
+        ev_set(rec, "steps", orch_plan_steps(self->cfg, t->wf, &p, p.res.choice));
     if (taskstore_begin(self->store) != 0 ||
         taskstore_put_plan(self->store, t->id, t->plan_seq++, s_now(), rec) != 0)
         log_error("task %s: cannot record the plan", t->id);
@@ -924,16 +731,16 @@ static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
         const char *why = "";
         int denied = -1;
         for (int i = 0; i < t->n_steps; i++)
-            if (t->steps[i].st == SS_DENIED || t->steps[i].st == SS_FAILED)
+            if (t->steps[i].st == ORCH_STEP_DENIED || t->steps[i].st == ORCH_STEP_FAILED)
                 denied = i;
         char prefix[700] = "";
         if (denied >= 0) {
             why = t->steps[denied].err_reason;
             snprintf(prefix, sizeof prefix, "step %s %s (%s); ", s_wf(self, t)->steps[denied].name,
-                     t->steps[denied].st == SS_DENIED ? "denied" : "failed", why);
+                     t->steps[denied].st == ORCH_STEP_DENIED ? "denied" : "failed", why);
         }
         for (int i = 0; i < t->n_steps; i++)
-            if (t->steps[i].st == SS_FAILED && t->steps[i].lost_retry &&
+            if (t->steps[i].st == ORCH_STEP_FAILED && t->steps[i].lost_retry &&
                 !strcmp(t->steps[i].err_code, PROTO_E_WORKER_LOST)) {
                 s_finish(self, t, "failed",
                          "step %s lost its worker (worker_lost) and the budget does not allow "
@@ -956,13 +763,14 @@ static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
         changed = false;
         for (int i = 0; i < t->n_steps; i++) {
             ostep_t *s = &t->steps[i];
-            if (s->st != SS_PENDING && s->st != SS_DENIED && s->st != SS_FAILED)
+            if (s->st != ORCH_STEP_PENDING && s->st != ORCH_STEP_DENIED &&
+                s->st != ORCH_STEP_FAILED)
                 continue;
             int c = p.res.choice[i];
             if (c == PLANNER_SKIPPED) {
                 if (!s_needs_met(self, t, i))
                     continue;
-                s->st = SS_SKIPPED;
+                s->st = ORCH_STEP_SKIPPED;
                 s->option = -1;
                 snprintf(s->why, sizeof s->why, "%s", "skipped by the plan");
                 s_save_step(self, t, i);
@@ -970,9 +778,9 @@ static void s_replan_with(orch_t *self, otask_t *t, remaining_t *r)
                 changed = true;
                 continue;
             }
-            s->option = p.optmap[i][c];
-            if (s->st != SS_PENDING) {
-                s->st = SS_PENDING;
+            s->option = orch_plan_option(&p, p.res.choice, i);
+            if (s->st != ORCH_STEP_PENDING) {
+                s->st = ORCH_STEP_PENDING;
                 s_save_step(self, t, i);
             }
             if (s_needs_met(self, t, i)) {
@@ -991,15 +799,15 @@ static void s_after_ledger(orch_t *self, otask_t *t)
 {
     if (t->dead)
         return;
-    if (t->final_state[0] && t->lop == LOP_NONE)
-        s_ledger_call(self, t, LOP_CLOSE);
+    if (t->final_state[0])
+        s_maybe_close(self, t);
     else if (t->replan_wanted && t->lop == LOP_NONE)
         s_request_replan(self, t);
 }
 
 static bool s_is_lost(const ostep_t *s)
 {
-    return s->st == SS_FAILED && !strcmp(s->err_code, ORCH_LOST_CODE) && !s->has_actual;
+    return s->st == ORCH_STEP_FAILED && !strcmp(s->err_code, ORCH_LOST_CODE) && !s->has_actual;
 }
 
 /* After a restart: the steps that were running when the orchestrator died
@@ -1056,9 +864,13 @@ static void s_on_recon(orch_t *self, otask_t *t, const ev_t *accounts)
         s_save_step(self, t, i);
     }
     t->reconciling = false;
-    s_finish(self, t, "failed",
-             "orchestrator restarted mid-step (step %s was running); its spend is the ledger's",
-             lost >= 0 ? wf->steps[lost].name : "?");
+    if (t->recover_final[0]) /* ended before the crash: keep that end and its reason */
+        s_finish(self, t, t->recover_final, NULL);
+    else
+        s_finish(self, t, "failed",
+                 "orchestrator restarted mid-step (step %s was running); its spend is the "
+                 "ledger's",
+                 lost >= 0 ? wf->steps[lost].name : "?");
 }
 
 static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
@@ -1112,8 +924,8 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
         {
             /* Nothing spent yet: plan with the limits the ledger opened the
                task with, without another round trip. */
-            remaining_t r;
-            s_remaining_fresh(self, t, &r);
+            orch_remaining_t r;
+            orch_remaining_fresh(self->cfg, s_limits(t), &r);
             proto_amounts_t lim;
             if (proto_get_amounts(body, "limits", -1, &lim) == 0)
                 for (int d = 0; d < DIM_COUNT; d++)
@@ -1123,6 +935,7 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
                 int64_t left = deadline - s_now();
                 r.task[DIM_LATENCY_MS] = left < 0 ? 0 : left;
             }
+            orch_tightness(self->cfg, &r);
             s_replan_with(self, t, &r);
         }
         s_after_ledger(self, t);
@@ -1148,8 +961,11 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
             return;
         }
         {
-            remaining_t r;
-            s_remaining(self, t, ev_get(body, "accounts"), &r);
+            orch_remaining_t r;
+            orch_step_view_t views[CFG_MAX_STEPS];
+            s_views(t, views);
+            orch_remaining_from_spend(self->cfg, t->wf, views, t->n_steps, s_limits(t),
+                                      ev_get(body, "accounts"), &r);
             s_replan_with(self, t, &r);
         }
         s_after_ledger(self, t);
@@ -1167,7 +983,7 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
 
 /* ---- step replies -------------------------------------------------------- */
 
-static void s_step_end(orch_t *self, otask_t *t, int i, sstate_t st)
+static void s_step_end(orch_t *self, otask_t *t, int i, orch_step_state_t st)
 {
     ostep_t *s = &t->steps[i];
     s->st = st;
@@ -1176,11 +992,20 @@ static void s_step_end(orch_t *self, otask_t *t, int i, sstate_t st)
     s_step_event(self, "step.done", t, i);
 }
 
+static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body);
+
 static void s_on_step(orch_t *self, otask_t *t, int i, int attempt, ev_t *body)
 {
     ostep_t *s = &t->steps[i];
-    if (s->st != SS_RUNNING || s->attempt != attempt)
+    if (s->st != ORCH_STEP_RUNNING || s->attempt != attempt)
         return; /* a stale reply */
+    s_on_step_result(self, t, i, body);
+    s_maybe_close(self, t); /* an ending task waited for this step */
+}
+
+static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
+{
+    ostep_t *s = &t->steps[i];
     const cfg_step_t *cst = &s_wf(self, t)->steps[i];
     const char *code = NULL;
     char err[256] = "";
@@ -1200,7 +1025,7 @@ static void s_on_step(orch_t *self, otask_t *t, int i, int attempt, ev_t *body)
             snprintf(s->err_reason, sizeof s->err_reason, "%s",
                      ev_get_str(body, "reason", "unexpected reply"));
         bool lost = strcmp(code, PROTO_E_WORKER_LOST) == 0;
-        s_step_end(self, t, i, SS_FAILED);
+        s_step_end(self, t, i, ORCH_STEP_FAILED);
         if (t->final_state[0])
             return;
         if (lost && !s->lost_retry) {
@@ -1227,26 +1052,26 @@ static void s_on_step(orch_t *self, otask_t *t, int i, int attempt, ev_t *body)
     snprintf(s->err_reason, sizeof s->err_reason, "%s", ev_get_str(e, "reason", ""));
 
     if (strcmp(status, "ok") == 0) {
-        s_step_end(self, t, i, SS_DONE);
+        s_step_end(self, t, i, ORCH_STEP_DONE);
     } else if (strcmp(status, "denied") == 0) {
         if (!s->err_code[0])
             snprintf(s->err_code, sizeof s->err_code, "%s", PROTO_E_EXCEEDS_BUDGET);
         if (s->option >= 0)
             s->banned |= 1u << s->option;
-        s_step_end(self, t, i, SS_DENIED);
+        s_step_end(self, t, i, ORCH_STEP_DENIED);
     } else {
         if (!s->err_code[0])
             snprintf(s->err_code, sizeof s->err_code, "%s", PROTO_E_INTERNAL);
         if (s->option >= 0)
             s->banned |= 1u << s->option;
-        s_step_end(self, t, i, SS_FAILED);
+        s_step_end(self, t, i, ORCH_STEP_FAILED);
         if (!t->final_state[0] && s->attempt >= ORCH_MAX_ATTEMPTS) {
             s_finish(self, t, "failed", "step %s failed: %s: %s", cst->name, s->err_code,
                      s->err_reason);
             return;
         }
     }
-    if (s->st == SS_DENIED && s->attempt >= ORCH_MAX_ATTEMPTS && !t->final_state[0]) {
+    if (s->st == ORCH_STEP_DENIED && s->attempt >= ORCH_MAX_ATTEMPTS && !t->final_state[0]) {
         s_finish(self, t, "budget_exhausted", "step %s denied %d times; last: %s", cst->name,
                  s->attempt, s->err_reason);
         return;
@@ -1385,7 +1210,14 @@ static void s_on_status(orch_t *self, bus_request_t *req, bool result)
     }
     ev_t *rep = proto_body(result ? "task_result" : "task_status");
     ev_set_str(rep, "task", id);
-    ev_set_str(rep, "state", ev_get_str(stored, "state", "queued"));
+    /* A task whose end is decided shows it while its last steps finish. */
+    const char *state = ev_get_str(stored, "state", "queued");
+    const char *fin = ev_get_str(ev_get(stored, "result"), "final_state", NULL);
+    if (!taskstore_state_final(state) && taskstore_state_final(fin)) {
+        ev_set_str(stored, "state", fin);
+        state = ev_get_str(stored, "state", fin);
+    }
+    ev_set_str(rep, "state", state);
     if (result) {
         const ev_t *r = ev_get(stored, "result");
         bool final = taskstore_state_final(ev_get_str(stored, "state", ""));
@@ -1466,15 +1298,17 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
         s_reply_error(self, req, PROTO_E_INVALID, err);
         return;
     }
-    otask_t tmp = {.cls = cls, .wf = wf};
-    tmp.has_limits = proto_get_amounts(b, "limits", -1, &tmp.limits) == 0;
-    remaining_t r;
-    s_remaining_fresh(self, &tmp, &r);
-    s_tightness(self, &r);
-    plan_t *p = malloc(sizeof *p);
-    if (!p || s_plan(self, wf, cls, NULL, &r, p) != 0) {
+    proto_amounts_t limits;
+    bool has_limits = proto_get_amounts(b, "limits", -1, &limits) == 0;
+    orch_remaining_t r;
+    orch_remaining_fresh(self->cfg, has_limits ? &limits : NULL, &r);
+    orch_plan_t *p = malloc(sizeof *p);
+    if (!p || orch_plan(self->cfg, wf, cls, NULL, &r, self->hist, self->n_hist, ORCH_SKIP_QUALITY,
+                        p) != 0) {
+        char why[300];
+        snprintf(why, sizeof why, "planner error: %s", p ? p->res.binding : "out of memory");
         free(p);
-        s_reply_error(self, req, PROTO_E_INTERNAL, "planner error");
+        s_reply_error(self, req, PROTO_E_INTERNAL, why);
         return;
     }
     ev_t *rep = proto_body("plan_reply");
@@ -1483,7 +1317,7 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
     ev_set_bool(rep, "feasible", p->res.feasible);
     if (!p->res.feasible && p->res.binding[0]) {
         char key[2 * PROTO_MAX_NAME];
-        s_binding_key(p->res.binding, key, sizeof key);
+        orch_binding_key(p->res.binding, key, sizeof key);
         if (key[0])
             ev_set_str(rep, "binding", key);
     }
@@ -1491,14 +1325,14 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
     ev_set_float(rep, "quality", q < 0 ? 0 : q > 1 ? 1 : q);
     s_set_total(rep, "total", p->res.task_total);
     ev_set(rep, "steps",
-           p->res.feasible ? s_plan_steps(self, wf, p, p->res.choice) : ev_new_array());
+           p->res.feasible ? orch_plan_steps(self->cfg, wf, p, p->res.choice) : ev_new_array());
     ev_t *alts = ev_set_array(rep, "alternatives");
     for (int k = 1; p->res.feasible && k < p->res.n_alternatives; k++) {
         const planner_plan_t *a = &p->res.alternatives[k];
         ev_t *m = ev_new_map();
         ev_set_float(m, "quality", a->quality);
         s_set_total(m, "total", a->task_total);
-        ev_set(m, "steps", s_plan_steps(self, wf, p, a->choice));
+        ev_set(m, "steps", orch_plan_steps(self->cfg, wf, p, a->choice));
         ev_push(alts, m);
     }
     free(p);
@@ -1662,8 +1496,8 @@ static void s_recover(orch_t *self)
         bool lost = false;
         for (int i = 0; i < t->n_steps; i++) {
             ostep_t *s = &t->steps[i];
-            if (s->st == SS_RUNNING) {
-                s->st = SS_FAILED;
+            if (s->st == ORCH_STEP_RUNNING) {
+                s->st = ORCH_STEP_FAILED;
                 s->ended_ms = s_now();
                 s->has_actual = false;
                 snprintf(s->err_code, sizeof s->err_code, "%s", ORCH_LOST_CODE);
@@ -1674,12 +1508,14 @@ static void s_recover(orch_t *self)
             lost |= s_is_lost(s);
         }
         log_info("recovering task %s (%s)", t->id, t->state);
-        if (fin && fin[0]) {
-            s_finish(self, t, fin, NULL);
-        } else if (lost) {
+        if (lost) {
+            if (fin)
+                snprintf(t->recover_final, sizeof t->recover_final, "%s", fin);
             t->reconciling = true;
             t->recon_deadline_ms = s_now() + self->cfg->hold_ttl_ms + ORCH_RECON_GRACE_MS;
             s_ledger_call(self, t, LOP_SPEND);
+        } else if (fin && fin[0]) {
+            s_finish(self, t, fin, NULL);
         } else if (strcmp(t->state, "queued") == 0)
             s_ledger_call(self, t, LOP_OPEN); /* idempotent: same request id */
         else

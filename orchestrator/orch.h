@@ -15,12 +15,18 @@
                   └──── cancel ───────────┴───────────────────► cancelled
 
     Every final state closes the task at the ledger first (close_task), then
-    is recorded; a restart finishes what a crash interrupted. Restart rule:
-    a step recorded as running when the orchestrator died is marked failed
-    ("orchestrator restarted mid-step") and its task ends `failed` with that
-    reason, because the step's spend and output are unknown to us (the ledger
-    has the spend); steps that finished are never run again, and tasks with
-    no step in flight carry on from their last recorded state.
+    is recorded; a restart finishes what a crash interrupted.
+
+    Restart rule. Finished steps are never run again, and tasks with no step
+    in flight carry on from their last recorded state (queued ones re-send
+    open_task with the same request id). A step recorded as running when the
+    orchestrator died may or may not have spent, and its output is lost: it
+    is marked failed ("orchestrator restarted mid-step"), the orchestrator
+    waits until the ledger holds nothing more for that step's agent in the
+    task (the agent committed, voided, or the hold expired), records as the
+    step's spend what the ledger posted for that agent beyond the steps it
+    knows (measured "ledger"), and ends the task `failed` with that reason.
+    So the recorded steps of a task always add up to the ledger's spend.
 */
 #ifndef ORCH_H_INCLUDED
 #define ORCH_H_INCLUDED

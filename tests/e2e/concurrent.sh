@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # 20 tasks submitted at once all complete, and in none of them does any
-# agent exceed its per-task quota in any dimension.
+# agent exceed its per-task quota in any dimension. With the test LLM server
+# (when built) the steps spend real tokens and money against quotas tight
+# enough that some steps must degrade: cto_agent may spend 5000 tokens per
+# task, its two LLM steps would take 2 x 2000 plus the estimates' margins.
 . "$(dirname "$0")/lib.sh"
+if [ -x "${EMADS_TEST_LLM:-}" ]; then
+    "$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --usage 1000,1000 >/dev/null 2>&1 &
+    E2E_EXTRA_PIDS=$!
+    for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
+    sed -i "s|127.0.0.1:8080|127.0.0.1:$(cat "$E2E_TMP/port")|" "$E2E_CFG/emads.yaml"
+    sed -i 's/^  cto_agent: .*/  cto_agent:      {max_tokens: 5000, max_latency_ms: 5000, max_tool_calls: 10, max_cost_usd: 0.02}/' \
+        "$E2E_CFG/agents_budget.yaml"
+    export OPENAI_API_KEY=test-key
+fi
 ctl up >/dev/null
 
 texts=("Should we migrate billing to Kubernetes?" "search the latest news on GPU prices"
@@ -23,4 +35,13 @@ for i in $(seq 1 20); do
     [ "$(cat "$E2E_TMP/over")" = "[]" ] || fail "task $t: over quota: $(cat "$E2E_TMP/over")"
 done
 [ "$(ctl --json tasks --limit 100 --state done | json 'len(d["tasks"])')" -eq 20 ] || fail "tasks does not list 20 done tasks"
+llm_steps=0
+for i in $(seq 1 20); do
+    n=$(ctl --json result "$(cat "$E2E_TMP/submit.$i")" | json 'sum(1 for s in d["steps"] if s.get("path") == "llm")')
+    llm_steps=$((llm_steps + n))
+done
+echo "LLM steps over the 20 tasks: $llm_steps"
+if [ -n "${OPENAI_API_KEY:-}" ]; then
+    [ "$llm_steps" -gt 0 ] || fail "no step used the LLM although the test server answers"
+fi
 echo "concurrent: ok"

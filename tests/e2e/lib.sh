@@ -53,12 +53,6 @@ json() {
     python3 -c 'import json,sys; d=json.load(sys.stdin); v=eval(sys.argv[1]); print(v if not isinstance(v,(dict,list,bool)) else json.dumps(v))' "$1"
 }
 
-# Replace a YAML line matching REGEX in FILE with LINE (sed, anchored).
-set_line() {
-    sed -i "s|$2|$3|" "$1"
-    grep -q "$3" "$1" || fail "could not set '$3' in $1"
-}
-
 # Wait until task $1 is in a final state (at most $2 s); prints the state.
 wait_final() {
     local t=$1 limit=${2:-60} i=0 st

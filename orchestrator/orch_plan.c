@@ -1,0 +1,242 @@
+/*  orch_plan.c - configuration and ledger numbers to planner problems and
+    back (see orch_plan.h). Pure: everything comes in as arguments.
+*/
+#include "orchestrator/orch_plan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const s_state_names[] = {"pending", "running", "done",
+                                            "failed",  "denied",  "skipped"};
+
+const char *orch_step_state_name(orch_step_state_t st)
+{
+    return st <= ORCH_STEP_SKIPPED ? s_state_names[st] : "pending";
+}
+
+/* ---- remaining budgets ----------------------------------------------------- */
+
+void orch_remaining_fresh(const cfg_t *cfg, const proto_amounts_t *limits, orch_remaining_t *r)
+{
+    memset(r, 0, sizeof *r);
+    for (int a = 0; a < cfg->n_agents && a < CFG_MAX_AGENTS; a++) {
+        const cfg_budget_t *b = cfg_budget(cfg, cfg->agents[a].name);
+        for (int d = 0; d < DIM_COUNT; d++)
+            r->agent[a][d] = b ? b->limit.v[d] : -1;
+    }
+    for (int d = 0; d < DIM_COUNT; d++) {
+        r->task[d] = cfg->total_task_budget.v[d];
+        /* task limits may only lower the configured ones */
+        if (limits && limits->v[d] >= 0 && (r->task[d] < 0 || limits->v[d] < r->task[d]))
+            r->task[d] = limits->v[d];
+    }
+    orch_tightness(cfg, r);
+}
+
+static int64_t s_rem(int64_t limit, int64_t used, int64_t held)
+{
+    if (limit < 0)
+        return -1;
+    int64_t v = limit - used - held;
+    return v < 0 ? 0 : v;
+}
+
+static int64_t s_max(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_t *steps, int n,
+                               const proto_amounts_t *limits, const ev_t *accounts,
+                               orch_remaining_t *r)
+{
+    orch_remaining_fresh(cfg, limits, r);
+    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
+    int64_t inflight[CFG_MAX_AGENTS][DIM_COUNT] = {{0}};
+    int64_t inflight_task[DIM_COUNT] = {0};
+    for (int i = 0; steps && i < n && i < wf->n_steps; i++) {
+        if (steps[i].st != ORCH_STEP_RUNNING || steps[i].option < 0 ||
+            steps[i].option >= wf->steps[i].n_options)
+            continue;
+        const proto_amounts_t *est = &wf->steps[i].options[steps[i].option].est;
+        for (int d = 0; d < DIM_COUNT; d++) {
+            inflight[wf->steps[i].agent][d] += est->v[d];
+            inflight_task[d] += est->v[d];
+        }
+    }
+    bool seen[CFG_MAX_AGENTS] = {false};
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        const char *kind = ev_get_str(acc, "kind", "");
+        proto_amounts_t used, held, limit, rem;
+        if (proto_get_amounts(acc, "used", 0, &used) || proto_get_amounts(acc, "limit", -1, &limit))
+            continue;
+        if (proto_get_amounts(acc, "held", 0, &held))
+            memset(&held, 0, sizeof held);
+        bool has_rem = proto_get_amounts(acc, "remaining", -1, &rem) == 0;
+        if (strcmp(kind, "agent") == 0) {
+            int a = cfg_agent_index(cfg, ev_get_str(acc, "agent", ""));
+            if (a < 0 || a >= CFG_MAX_AGENTS)
+                continue;
+            seen[a] = true;
+            for (int d = 0; d < DIM_COUNT; d++)
+                r->agent[a][d] = s_rem(limit.v[d], used.v[d], s_max(held.v[d], inflight[a][d]));
+        } else if (strcmp(kind, "task") == 0) {
+            for (int d = 0; d < DIM_COUNT; d++) {
+                if (d == DIM_LATENCY_MS) /* a deadline: the ledger knows what is left */
+                    r->task[d] = limit.v[d] < 0 ? -1 : has_rem ? rem.v[d] : limit.v[d];
+                else
+                    r->task[d] = s_rem(limit.v[d], used.v[d], s_max(held.v[d], inflight_task[d]));
+            }
+        }
+    }
+    for (int a = 0; a < cfg->n_agents && a < CFG_MAX_AGENTS; a++)
+        if (!seen[a]) /* no reserve in this task yet */
+            for (int d = 0; d < DIM_COUNT; d++)
+                r->agent[a][d] = s_rem(r->agent[a][d], 0, inflight[a][d]);
+    orch_tightness(cfg, r);
+}
+
+void orch_tightness(const cfg_t *cfg, orch_remaining_t *r)
+{
+    /* Against the configured task budget, so that a task submitted with a
+       lowered limit starts tight. */
+    int64_t base = cfg->total_task_budget.v[DIM_COST_UUSD];
+    r->ratio = 1.0;
+    if (base > 0 && r->task[DIM_COST_UUSD] >= 0)
+        r->ratio = (double)r->task[DIM_COST_UUSD] / (double)base;
+    r->tight = r->ratio < cfg->tight_ratio;
+}
+
+/* ---- the problem ------------------------------------------------------------ */
+
+int orch_plan(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t *steps,
+              const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
+              double skip_quality, orch_plan_t *p)
+{
+    memset(p, 0, sizeof *p);
+    if (!cfg || wf_i < 0 || wf_i >= cfg->n_workflows || cls >= cfg->n_classes) {
+        snprintf(p->res.binding, sizeof p->res.binding, "no such workflow or class");
+        return -1;
+    }
+    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
+    int n_agents = cfg->n_agents > 0 ? cfg->n_agents : 1;
+    planner_problem_t *pb = planner_problem_new(n_agents);
+    if (!pb) {
+        snprintf(p->res.binding, sizeof p->res.binding, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (int a = 0; a < cfg->n_agents; a++) {
+        planner_set_agent_name(pb, a, cfg->agents[a].name);
+        planner_set_budget(pb, a, r->agent[a]);
+    }
+    planner_set_budget(pb, PLANNER_TASK, r->task);
+    unsigned mask = 0;
+    if (cls >= 0)
+        mask = r->tight ? cfg->classes[cls].tight_paths : cfg->classes[cls].healthy_paths;
+    int fixed[PLANNER_MAX_STEPS];
+    for (int i = 0; i < wf->n_steps && rc == 0; i++) {
+        const cfg_step_t *st = &wf->steps[i];
+        if (planner_add_step(pb, st->name, st->agent, st->needs, st->n_needs) != i) {
+            rc = -1;
+            break;
+        }
+        if (st->optional)
+            planner_set_optional(pb, i, skip_quality);
+        const orch_step_view_t *s = steps ? &steps[i] : NULL;
+        fixed[i] = PLANNER_NOT_FIXED;
+        for (int o = 0; o < st->n_options; o++) {
+            const cfg_option_t *co = &st->options[o];
+            bool ran =
+                s && (s->st == ORCH_STEP_DONE || s->st == ORCH_STEP_RUNNING) && s->option == o;
+            if (s && (s->banned & (1u << o)) && !ran)
+                continue;
+            planner_option_t po = {.path = (int)co->path,
+                                   .model = co->model,
+                                   .tool = co->tool,
+                                   .quality = co->quality};
+            for (int d = 0; d < DIM_COUNT; d++)
+                po.amount[d] = co->est.v[d] < 0 ? 0 : co->est.v[d];
+            int k = planner_add_option(pb, i, &po);
+            if (k < 0 || k >= PLANNER_MAX_OPTIONS)
+                continue;
+            p->optmap[i][k] = o;
+            if (ran)
+                fixed[i] = k;
+        }
+        if (s && s->st == ORCH_STEP_SKIPPED)
+            fixed[i] = PLANNER_SKIPPED;
+        if (planner_n_options(pb, i) == 0 && !st->optional && fixed[i] == PLANNER_NOT_FIXED) {
+            /* every option excluded (denied or failed): nothing can run it */
+            p->res.feasible = false;
+            p->res.n_steps = wf->n_steps;
+            snprintf(p->res.binding, sizeof p->res.binding,
+                     "%s: every option was excluded after denials or errors", st->name);
+            planner_problem_destroy(&pb);
+            return 0;
+        }
+        /* The decision matrix limits the steps still to plan; a finished
+           step keeps whatever ran. */
+        if (mask && fixed[i] == PLANNER_NOT_FIXED)
+            planner_set_allowed_paths(pb, i, mask);
+    }
+    if (rc == 0 && hist && n_hist)
+        planner_correct_estimates(pb, hist, n_hist, 0);
+    if (rc == 0 && steps)
+        rc = planner_fix_steps(pb, fixed);
+    if (rc == 0) {
+        planner_opts_t opts;
+        planner_opts_default(&opts);
+        if (cfg->beam_width > 0)
+            opts.beam_width = cfg->beam_width;
+        rc = planner_solve(pb, &opts, &p->res);
+    }
+    if (rc != 0 && !p->res.binding[0])
+        snprintf(p->res.binding, sizeof p->res.binding, "%s", planner_error(pb));
+    planner_problem_destroy(&pb);
+    return rc;
+}
+
+int orch_plan_option(const orch_plan_t *p, const int *choice, int i)
+{
+    if (i < 0 || i >= CFG_MAX_STEPS || choice[i] < 0 || choice[i] >= PLANNER_MAX_OPTIONS)
+        return -1;
+    return p->optmap[i][choice[i]];
+}
+
+ev_t *orch_plan_steps(const cfg_t *cfg, int wf_i, const orch_plan_t *p, const int *choice)
+{
+    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
+    ev_t *arr = ev_new_array();
+    for (int i = 0; i < wf->n_steps; i++) {
+        ev_t *m = ev_new_map();
+        ev_set_str(m, "step", wf->steps[i].name);
+        ev_set_str(m, "agent", cfg->agents[wf->steps[i].agent].name);
+        int o_i = orch_plan_option(p, choice, i);
+        if (o_i < 0) {
+            ev_set_bool(m, "skipped", true);
+            ev_push(arr, m);
+            continue;
+        }
+        const cfg_option_t *o = &wf->steps[i].options[o_i];
+        ev_set_str(m, "path", cfg_path_name(o->path));
+        if (o->model >= 0)
+            ev_set_str(m, "model", cfg->models[o->model].name);
+        if (o->tool >= 0)
+            ev_set_str(m, "tool", cfg->tools[o->tool].name);
+        proto_set_amounts(m, "est", &o->est);
+        ev_set_float(m, "quality", o->quality);
+        ev_push(arr, m);
+    }
+    return arr;
+}
+
+void orch_binding_key(const char *binding, char *out, size_t outlen)
+{
+    size_t n = strcspn(binding, " :");
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, binding, n);
+    out[n] = '\0';
+}

@@ -1,0 +1,100 @@
+/*  orch_plan.h - from the configuration and the ledger's numbers to a
+    planner problem, and from the planner's answer back to workflow options.
+
+    The orchestrator plans a task with the planner (planner.h), which knows
+    nothing of the configuration. This module is the adapter, and is pure
+    (no sockets, files or clocks; the caller passes the ledger's accounts):
+
+      - remaining budgets: per agent, its configured limits minus what the
+        ledger reports used and held for the task; for the task, the
+        total_task_budget (lowered by the task's own limits) likewise, with
+        the latency taken as what is left before the task's deadline. A step
+        still in flight counts with its estimate when the ledger shows less
+        held than that (its agent may not have reserved yet);
+      - tightness: the task's remaining cost over the configured task budget,
+        tight below cfg->tight_ratio; it selects the task class's decision
+        matrix (healthy or tight paths) for the steps still to plan;
+      - the problem: one planner step per workflow step, one planner option
+        per configured option not excluded for that step, estimates
+        corrected from the ledger's history; finished and running steps
+        fixed to what they run, skipped steps fixed as skipped.
+
+    Units as everywhere: tokens, ms, tool calls, micro-USD; -1 unlimited.
+*/
+#ifndef ORCH_PLAN_H_INCLUDED
+#define ORCH_PLAN_H_INCLUDED
+
+#include <stdbool.h>
+
+#include "common/config.h"
+#include "orchestrator/planner.h"
+#include "proto/ev.h"
+
+/* Step states (the order is the order of their names in docs/PROTOCOL.md). */
+typedef enum {
+    ORCH_STEP_PENDING = 0,
+    ORCH_STEP_RUNNING,
+    ORCH_STEP_DONE,
+    ORCH_STEP_FAILED,
+    ORCH_STEP_DENIED,
+    ORCH_STEP_SKIPPED
+} orch_step_state_t;
+const char *orch_step_state_name(orch_step_state_t st); /* "pending", ... */
+
+/* What the planner needs to know of a step of a running task. */
+typedef struct {
+    orch_step_state_t st;
+    int option;      /* configured option running or done, -1 none */
+    unsigned banned; /* configured options excluded (bit per option) */
+} orch_step_view_t;
+
+typedef struct {
+    int64_t agent[CFG_MAX_AGENTS][DIM_COUNT]; /* by cfg agent index */
+    int64_t task[DIM_COUNT];
+    double ratio; /* remaining task cost / configured task cost (1 when unlimited) */
+    bool tight;
+} orch_remaining_t;
+
+/* Full budgets (nothing spent yet): the agents' configured limits and the
+   total_task_budget lowered by limits (may be NULL). */
+void orch_remaining_fresh(const cfg_t *cfg, const proto_amounts_t *limits, orch_remaining_t *r);
+
+/* Remaining budgets from the accounts of a ledger `spend` reply for one task
+   (accounts: array of {kind, agent, used, held, limit, remaining}; borrowed).
+   steps (n of them, of workflow wf) give the estimates of steps in flight.
+   Fills r and its tightness. */
+void orch_remaining_from_spend(const cfg_t *cfg, int wf, const orch_step_view_t *steps, int n,
+                               const proto_amounts_t *limits, const ev_t *accounts,
+                               orch_remaining_t *r);
+
+/* Set r->ratio and r->tight from r->task. */
+void orch_tightness(const cfg_t *cfg, orch_remaining_t *r);
+
+typedef struct {
+    planner_result_t res;
+    int optmap[CFG_MAX_STEPS][PLANNER_MAX_OPTIONS]; /* planner option -> cfg option */
+} orch_plan_t;
+
+/* Plan workflow wf for class cls (-1: no decision matrix) within r. steps
+   (may be NULL: nothing ran yet) fix finished steps and exclude banned
+   options; hist (n_hist rows, may be NULL) corrects the estimates;
+   skip_quality is the value of skipping an optional step. Returns 0 with
+   p->res filled (feasible or not), or -1 on bad input with the reason in
+   p->res.binding. */
+int orch_plan(const cfg_t *cfg, int wf, int cls, const orch_step_view_t *steps,
+              const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
+              double skip_quality, orch_plan_t *p);
+
+/* The configured option index chosen for step i by a plan choice array, or
+   -1 when the step is skipped. */
+int orch_plan_option(const orch_plan_t *p, const int *choice, int i);
+
+/* The steps of a plan choice as
+   [{step, agent, path, model?, tool?, est (amounts), quality} | {step, agent, skipped: true}].
+   Caller owns the array. */
+ev_t *orch_plan_steps(const cfg_t *cfg, int wf, const orch_plan_t *p, const int *choice);
+
+/* "cto_agent.cost_uusd" from a binding text "cto_agent.cost_uusd needs ...". */
+void orch_binding_key(const char *binding, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,250 @@
+/*  test_orch_plan.c - the orchestrator's planner adapter (orch_plan.c) on
+    the shipped configuration (config/emads.yaml): remaining budgets from
+    the ledger's accounts, tightness, the class decision matrix, excluded
+    options, finished steps kept, and infeasibility named.
+*/
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orchestrator/orch_plan.h"
+
+static cfg_t *s_cfg;
+
+static void s_setup(void)
+{
+    const char *dir = getenv("EMADS_SRC_CONFIG");
+    cr_assert_not_null(dir, "EMADS_SRC_CONFIG is not set");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/emads.yaml", dir);
+    cfg_errors_t errs = {0};
+    s_cfg = cfg_load(path, &errs);
+    cr_assert_not_null(s_cfg, "cannot load %s (%d errors)", path, errs.count);
+    cfg_errors_free(&errs);
+}
+
+static void s_teardown(void)
+{
+    cfg_destroy(&s_cfg);
+}
+
+static int s_class(const char *name)
+{
+    for (int c = 0; c < s_cfg->n_classes; c++)
+        if (!strcmp(s_cfg->classes[c].name, name))
+            return c;
+    cr_assert_fail("no class %s", name);
+    return -1;
+}
+
+static int s_step(int wf, const char *name)
+{
+    for (int i = 0; i < s_cfg->workflows[wf].n_steps; i++)
+        if (!strcmp(s_cfg->workflows[wf].steps[i].name, name))
+            return i;
+    cr_assert_fail("no step %s", name);
+    return -1;
+}
+
+/* Path name and model name (or "-") chosen for step i. */
+static void s_chosen(int wf, const orch_plan_t *p, int i, char *out, size_t outlen)
+{
+    int o = orch_plan_option(p, p->res.choice, i);
+    if (o < 0) {
+        snprintf(out, outlen, "skipped");
+        return;
+    }
+    const cfg_option_t *opt = &s_cfg->workflows[wf].steps[i].options[o];
+    snprintf(out, outlen, "%s/%s", cfg_path_name(opt->path),
+             opt->model >= 0 ? s_cfg->models[opt->model].name : "-");
+}
+
+static ev_t *s_account(const char *kind, const char *agent, const proto_amounts_t *used,
+                       const proto_amounts_t *held, const proto_amounts_t *limit)
+{
+    ev_t *a = ev_new_map();
+    ev_set_str(a, "kind", kind);
+    ev_set_str(a, "task", "t-000000000001");
+    if (agent)
+        ev_set_str(a, "agent", agent);
+    proto_set_amounts(a, "used", used);
+    proto_set_amounts(a, "held", held);
+    proto_set_amounts(a, "limit", limit);
+    return a;
+}
+
+TestSuite(orch_plan, .init = s_setup, .fini = s_teardown);
+
+Test(orch_plan, fresh_budgets_and_lowered_task_limits)
+{
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    int cto = cfg_agent_index(s_cfg, "cto_agent");
+    cr_expect_eq(r.agent[cto][DIM_TOKENS], 20000);
+    cr_expect_eq(r.agent[cto][DIM_COST_UUSD], 2000000);
+    cr_expect_eq(r.task[DIM_COST_UUSD], 20000000);
+    cr_expect_eq(r.task[DIM_LATENCY_MS], -1);
+    cr_expect(!r.tight);
+
+    proto_amounts_t lim = {{-1, 5000, -1, 1000000}}; /* $1 of $20: tight */
+    orch_remaining_fresh(s_cfg, &lim, &r);
+    cr_expect_eq(r.task[DIM_COST_UUSD], 1000000);
+    cr_expect_eq(r.task[DIM_LATENCY_MS], 5000);
+    cr_expect_eq(r.task[DIM_TOKENS], 200000); /* -1 does not raise or change */
+    cr_expect(r.tight);
+    cr_expect_float_eq(r.ratio, 0.05, 1e-9);
+
+    proto_amounts_t higher = {{-1, -1, -1, 50000000}}; /* limits only lower */
+    orch_remaining_fresh(s_cfg, &higher, &r);
+    cr_expect_eq(r.task[DIM_COST_UUSD], 20000000);
+}
+
+Test(orch_plan, remaining_from_the_ledgers_accounts)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr");
+    int cto = cfg_agent_index(s_cfg, "cto_agent"), coo = cfg_agent_index(s_cfg, "coo_agent");
+    ev_t *accs = ev_new_array();
+    proto_amounts_t used = {{5000, 100, 1, 300000}}, held = {{1000, 0, 0, 0}},
+                    lim = {{20000, 5000, 10, 2000000}};
+    ev_push(accs, s_account("agent", "cto_agent", &used, &held, &lim));
+    proto_amounts_t tused = {{5000, 120, 1, 15000000}}, theld = {{1000, 0, 0, 0}},
+                    tlim = {{200000, -1, -1, 20000000}};
+    ev_push(accs, s_account("task", NULL, &tused, &theld, &tlim));
+
+    /* cto_analysis in flight with gpt-4o (3000 tokens estimated), of which
+       the ledger holds only 1000 so far: the estimate counts. */
+    orch_step_view_t steps[CFG_MAX_STEPS] = {{0}};
+    for (int i = 0; i < CFG_MAX_STEPS; i++)
+        steps[i].option = -1;
+    int cto_step = s_step(wf, "cto_analysis");
+    steps[cto_step] = (orch_step_view_t){.st = ORCH_STEP_RUNNING, .option = 0};
+    orch_remaining_t r;
+    orch_remaining_from_spend(s_cfg, wf, steps, s_cfg->workflows[wf].n_steps, NULL, accs, &r);
+    cr_expect_eq(r.agent[cto][DIM_TOKENS], 20000 - 5000 - 3000);
+    cr_expect_eq(r.agent[cto][DIM_TOOL_CALLS], 9);
+    cr_expect_eq(r.agent[coo][DIM_TOKENS], 15000); /* no account yet: configured */
+    int64_t est_cost = s_cfg->workflows[wf].steps[cto_step].options[0].est.v[DIM_COST_UUSD];
+    cr_expect_gt(est_cost, 0);
+    cr_expect_eq(r.task[DIM_COST_UUSD], 5000000 - est_cost);
+    cr_expect_eq(r.task[DIM_TOKENS], 200000 - 5000 - 3000);
+    cr_expect_eq(r.task[DIM_LATENCY_MS], -1);
+    cr_expect_float_eq(r.ratio, (5000000.0 - (double)est_cost) / 20000000.0, 1e-9);
+    cr_expect(r.tight); /* 0.25 < tight_ratio 0.5 */
+    ev_destroy(&accs);
+}
+
+Test(orch_plan, healthy_analysis_uses_llms_tight_goes_local)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    orch_plan_t *p = malloc(sizeof *p);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
+    cr_assert(p->res.feasible);
+    char what[128];
+    s_chosen(wf, p, s_step(wf, "research"), what, sizeof what);
+    cr_expect_str_eq(what, "skipped"); /* analysis may not use tools */
+    s_chosen(wf, p, s_step(wf, "cto_analysis"), what, sizeof what);
+    cr_expect_str_eq(what, "llm/gpt-4o");
+    s_chosen(wf, p, s_step(wf, "reconcile"), what, sizeof what);
+    cr_expect_str_eq(what, "llm/gpt-4o");
+
+    proto_amounts_t lim = {{-1, -1, -1, 2000000}}; /* $2 of $20: tight */
+    orch_remaining_fresh(s_cfg, &lim, &r);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
+    cr_assert(p->res.feasible);
+    for (int i = 1; i < s_cfg->workflows[wf].n_steps; i++) {
+        s_chosen(wf, p, i, what, sizeof what);
+        cr_expect_str_eq(what, "local/-", "step %d", i);
+    }
+    free(p);
+}
+
+Test(orch_plan, external_data_runs_the_tool)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("external_data");
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    orch_plan_t *p = malloc(sizeof *p);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
+    char what[128];
+    s_chosen(wf, p, s_step(wf, "research"), what, sizeof what);
+    cr_expect(strncmp(what, "tool/", 5) == 0, "research: %s", what);
+    ev_t *steps = orch_plan_steps(s_cfg, wf, p, p->res.choice);
+    cr_assert_eq(ev_len(steps), 4);
+    cr_expect_str_eq(ev_get_str(ev_at(steps, 0), "tool", ""), "kb_search");
+    cr_expect_str_eq(ev_get_str(ev_at(steps, 1), "agent", ""), "cto_agent");
+    cr_expect_eq(ev_get_int(ev_get(ev_at(steps, 1), "est"), "tokens", 0), 3000);
+    ev_destroy(&steps);
+    free(p);
+}
+
+Test(orch_plan, excluded_options_and_finished_steps)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
+    int cto = s_step(wf, "cto_analysis"), coo = s_step(wf, "coo_analysis");
+    orch_step_view_t steps[CFG_MAX_STEPS] = {{0}};
+    for (int i = 0; i < CFG_MAX_STEPS; i++)
+        steps[i].option = -1;
+    steps[0].st = ORCH_STEP_SKIPPED;
+    /* cto denied on gpt-4o: re-planned without it */
+    steps[cto] = (orch_step_view_t){.st = ORCH_STEP_DENIED, .option = 0, .banned = 1u << 0};
+    /* coo finished on its local option: kept, whatever the matrix says */
+    steps[coo] = (orch_step_view_t){.st = ORCH_STEP_DONE, .option = 2};
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    orch_plan_t *p = malloc(sizeof *p);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, steps, &r, NULL, 0, 0.7, p), 0);
+    cr_assert(p->res.feasible);
+    char what[128];
+    s_chosen(wf, p, cto, what, sizeof what);
+    cr_expect_str_eq(what, "llm/gpt-4o-mini");
+    cr_expect_eq(orch_plan_option(p, p->res.choice, coo), 2);
+    cr_expect_eq(orch_plan_option(p, p->res.choice, 0), -1);
+
+    /* every option of cto excluded: no plan, and the planner says where */
+    steps[cto].banned = 0x7;
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, steps, &r, NULL, 0, 0.7, p), 0);
+    cr_expect(!p->res.feasible);
+    cr_expect(strstr(p->res.binding, "cto_analysis") != NULL, "binding: %s", p->res.binding);
+    free(p);
+}
+
+Test(orch_plan, infeasible_names_the_binding_constraint)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
+    proto_amounts_t lim = {{-1, 5, -1, -1}}; /* a 5 ms deadline */
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, &lim, &r);
+    orch_plan_t *p = malloc(sizeof *p);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
+    cr_expect(!p->res.feasible);
+    cr_expect(strstr(p->res.binding, "latency_ms") != NULL, "binding: %s", p->res.binding);
+    char key[128];
+    orch_binding_key(p->res.binding, key, sizeof key);
+    cr_expect_str_eq(key, "task.latency_ms");
+    cr_expect_eq(orch_plan(s_cfg, 99, cls, NULL, &r, NULL, 0, 0.7, p), -1);
+    free(p);
+}
+
+Test(orch_plan, history_corrects_estimates)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    /* cto on gpt-4o really costs 1.9 USD a step: with a 2 USD agent budget
+       and the remaining steps, the planner must now avoid it for cto */
+    planner_history_t h = {.agent = cfg_agent_index(s_cfg, "cto_agent"),
+                           .path = PATH_LLM,
+                           .model = cfg_model_index(s_cfg, "gpt-4o"),
+                           .count = 1000,
+                           .mean = {3000, 3000, 0, 2100000}};
+    orch_plan_t *p = malloc(sizeof *p);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, &h, 1, 0.7, p), 0);
+    cr_assert(p->res.feasible);
+    char what[128];
+    s_chosen(wf, p, s_step(wf, "cto_analysis"), what, sizeof what);
+    cr_expect_str_neq(what, "llm/gpt-4o");
+    free(p);
+}
