@@ -6,7 +6,7 @@
 # Usage: bash ctl/quickstart.sh ["task text"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TASK=${1:-"Should we migrate our billing service from a monolith to microservices on Kubernetes within two quarters?"}
+TASK=${1:-"Should we move our billing service to Kubernetes this quarter? Search our notes for the latest deployment and scaling guidance."}
 bash ctl/install-deps.sh
 if [ ! -f build/build.ninja ]; then meson setup build >/dev/null; fi
 echo "building ..."
