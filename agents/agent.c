@@ -252,6 +252,12 @@ void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
     }
 }
 
+int64_t agent_elapsed_ms(int64_t start_us, int64_t end_us)
+{
+    int64_t us = end_us - start_us;
+    return us <= 0 ? 0 : (us + 999) / 1000;
+}
+
 /* ---- the process ---------------------------------------------------------- */
 typedef struct s_job {
     bus_request_t req;
@@ -288,11 +294,11 @@ typedef struct {
     zsock_t *done;
 } s_worker_t;
 
-static int64_t s_now_ms(void)
+static int64_t s_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int64_t s_wall_ms(void)
@@ -731,7 +737,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     ev_destroy(&reply);
 
     /* 4. execute */
-    int64_t t0 = s_now_ms();
+    int64_t t0 = s_now_us();
     switch (s.choice.path) {
     case PATH_LLM:
         s_run_llm(w, &s, system, user, prompt_raw, prompt_cal, max_tokens, &hold, key);
@@ -741,7 +747,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         break;
     case PATH_LOCAL:
         s.output = role_local(a->role, text, inputs);
-        s.actual.v[DIM_LATENCY_MS] = s_now_ms() - t0;
+        s.actual.v[DIM_LATENCY_MS] = agent_elapsed_ms(t0, s_now_us());
         s.measured = AGENT_MEASURED_PROVIDER;
         s.status = s.output ? "ok" : "error";
         if (!s.output) {

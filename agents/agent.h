@@ -86,6 +86,12 @@ void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
                       const proto_amounts_t *hold, int64_t prompt_est, double ratio,
                       proto_amounts_t *actual, const char **measured);
 
+/* The latency charged for a step that ran from start_us to end_us
+   (monotonic microseconds): whole milliseconds rounded up, so any step that
+   ran is charged at least 1 ms; 0 only when no time passed (or the clock
+   went backwards). */
+int64_t agent_elapsed_ms(int64_t start_us, int64_t end_us);
+
 /* ---- the process ---------------------------------------------------------- */
 typedef struct _agent_t agent_t;
 

@@ -37,6 +37,13 @@ static int64_t s_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void s_sleep_ms(int64_t ms)
 {
     if (ms <= 0)
@@ -285,7 +292,8 @@ static CURLcode s_attempt(llm_t *self, const char *url, struct curl_slist *heade
 int llm_call(llm_t *self, const llm_request_t *req, llm_result_t *res)
 {
     memset(res, 0, sizeof *res);
-    int64_t start = s_now_ms();
+    int64_t start_us = s_now_us();
+    int64_t start = start_us / 1000;
     if (!self || !req || !req->base_url || !req->model || req->max_tokens <= 0 ||
         req->timeout_ms <= 0) {
         res->status = LLM_ERR_INTERNAL;
@@ -386,6 +394,7 @@ int llm_call(llm_t *self, const llm_request_t *req, llm_result_t *res)
     free(buf.data);
     free(payload);
     curl_slist_free_all(headers);
-    res->elapsed_ms = s_now_ms() - start;
+    /* rounded up: a call that was made is charged at least 1 ms */
+    res->elapsed_ms = (s_now_us() - start_us + 999) / 1000;
     return res->status == LLM_OK ? 0 : -1;
 }

@@ -327,6 +327,9 @@ adaptive)
     printf "%s\n" "$r" | jq -r .why | grep -q "< 0.20: local" || fail "why: $r"
     [ "$(printf "%s\n" "$r" | jq -r '.output.risks | length > 0')" = true ] || fail "output: $r"
     [ "$(requests)" = 1 ] || fail "the local step made a request"
+    # a local step that ran is charged its real time, rounded up to whole ms
+    [ "$(printf "%s\n" "$r" | jq -r '.actual.latency_ms >= 1')" = true ] ||
+        fail "local latency: $r"
     ok "ratio 0.4 -> small model; ratio 0.15 -> local path, no request"
     ;;
 ledger_down)
@@ -387,6 +390,10 @@ roles)
     [ "$(printf "%s\n" "$cto" | jq -r .output.role)" = cto ] || fail "cto: $cto"
     [ "$(printf "%s\n" "$coo" | jq -r .output.role)" = coo ] || fail "coo: $coo"
     [ "$(printf "%s\n" "$coo" | jq -r .output.requested_weeks)" = 6 ] || fail "coo: $coo"
+    for x in "$cto" "$coo"; do
+        [ "$(printf "%s\n" "$x" | jq -r '.path == "local" and .actual.latency_ms >= 1')" = true ] ||
+            fail "local steps are charged at least 1 ms: $x"
+    done
     inputs=$(jq -cn --argjson a "$(printf "%s\n" "$cto" | jq -c .output)" \
         --argjson b "$(printf "%s\n" "$coo" | jq -c .output)" \
         '{cto_analysis: $a, coo_analysis: $b}')

@@ -229,3 +229,16 @@ Test(agent, actual_spend_per_outcome)
     cr_expect_str_eq(measured, "estimated");
     cr_expect_eq(a.v[DIM_TOKENS], 500);
 }
+
+/* Latency charged for a step: rounded up to whole ms, so a step that ran
+   (a local step takes well under 1 ms) is never charged 0. */
+Test(agent, elapsed_rounds_up)
+{
+    cr_expect_eq(agent_elapsed_ms(1000000, 1000000), 0);
+    cr_expect_eq(agent_elapsed_ms(1000000, 1000001), 1);
+    cr_expect_eq(agent_elapsed_ms(1000000, 1000999), 1);
+    cr_expect_eq(agent_elapsed_ms(1000000, 1001000), 1);
+    cr_expect_eq(agent_elapsed_ms(1000000, 1001001), 2);
+    cr_expect_eq(agent_elapsed_ms(0, 2500000), 2500);
+    cr_expect_eq(agent_elapsed_ms(5000, 4000), 0, "a clock going back charges nothing");
+}
