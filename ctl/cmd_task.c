@@ -427,15 +427,19 @@ int ctl_cmd_cancel(ctl_opts_t *opts, int argc, char **argv)
 int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
 {
     if (ctl_wants_help(argc, argv)) {
-        printf("usage: emadsctl [--json] tasks [--limit N] [--state STATE]\n"
+        printf("usage: emadsctl [--json] tasks [--limit N] [--state STATE] [--all]\n"
                "\nList recent tasks, newest first (default 20). STATE is one of queued,\n"
-               "running, done, failed, budget_exhausted, cancelled.\n");
+               "running, done, failed, budget_exhausted, cancelled. Policy-training tasks\n"
+               "(emadsctl train) are listed only with --all, marked in the TRAIN column.\n");
         return CTL_EXIT_OK;
     }
     int64_t limit = 20;
     const char *state = NULL;
+    bool all = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--all"))
+            all = true;
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
             if (ctl_parse_int(argv[++i], &limit) != 0 || limit < 1 || limit > 1000)
                 return ctl_usage_error(opts, "tasks: --limit must be 1..1000");
         } else if (!strcmp(argv[i], "--state") && i + 1 < argc)
@@ -453,12 +457,16 @@ int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
     ev_set_int(b, "limit", limit);
     if (state)
         ev_set_str(b, "state", state);
+    if (all)
+        ev_set_bool(b, "all", true);
     ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, "tasks", &rc);
     if (rep) {
         const ev_t *tasks = ev_get(rep, "tasks");
         if (opts->json)
             ctl_print_json(ctl_ev_json(rep), false);
         else {
+            if (all)
+                printf("%-5s ", "TRAIN");
             printf("%-16s %-17s %-14s %-20s %s\n", "TASK", "STATE", "CLASS", "CREATED", "TEXT");
             for (size_t i = 0; i < ev_len(tasks); i++) {
                 const ev_t *t = ev_at(tasks, i);
@@ -471,6 +479,8 @@ int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
                 for (char *p = text; *p; p++)
                     if (*p == '\n' || *p == '\t')
                         *p = ' ';
+                if (all)
+                    printf("%-5s ", ev_get_bool(t, "training", false) ? "yes" : "-");
                 printf("%-16s %-17s %-14s %-20s %s%s\n", ev_get_str(t, "task", "?"),
                        ev_get_str(t, "state", "?"), ev_get_str(t, "class", "-"), when, text,
                        strlen(ev_get_str(t, "text", "")) > 60 ? "..." : "");
@@ -537,6 +547,11 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
         else {
             printf("class %s, workflow %s\n", ev_get_str(rep, "class", "?"),
                    ev_get_str(rep, "workflow", "?"));
+            if (!strcmp(ev_get_str(rep, "scores", "prior"), "policy"))
+                printf("step scores: learned policy (version %" PRId64 ")\n",
+                       ev_get_int(rep, "policy_version", 0));
+            else
+                printf("step scores: prior (configured qualities)\n");
             if (!feasible) {
                 printf("no feasible plan: the binding constraint is %s\n",
                        ev_get_str(rep, "binding", "unknown"));

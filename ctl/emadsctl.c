@@ -40,13 +40,18 @@ static const ctl_command_t s_commands[] = {
      "submit a task; --wait follows its steps and prints the recommendation"},
     {"result", ctl_cmd_result, "result TASK", "state, recommendation and steps of a task"},
     {"cancel", ctl_cmd_cancel, "cancel TASK", "cancel a queued or running task"},
-    {"tasks", ctl_cmd_tasks, "tasks [--limit N] [--state STATE]", "list recent tasks"},
+    {"tasks", ctl_cmd_tasks, "tasks [--limit N] [--state STATE] [--all]",
+     "list recent tasks (--all: with policy-training tasks)"},
     {"spend", ctl_cmd_spend, "spend [--task ID]",
      "used / limit per agent in tokens, latency, tool calls and USD, held amounts, totals"},
     {"plan", ctl_cmd_plan, "plan [--workflow NAME] [--max-cost USD] ... TEXT...",
      "the plan the orchestrator would choose, and its alternatives, without running it"},
     {"watch", ctl_cmd_watch, "watch [--task ID] [PREFIX...]", "stream events and alerts"},
-    /* train: to come */
+    {"train", ctl_cmd_train,
+     "train --tasks FILE [--group K] [--rounds N] [--lambda L] [--budget-usd X]",
+     "train the planner's policy on the task texts of FILE (GRPO-style groups of K plans)"},
+    {"policy", ctl_cmd_policy, "policy show|reset [--workflow NAME]",
+     "the learned policy per workflow, step and option; reset restores the prior"},
     {NULL, NULL, NULL, NULL},
 };
 

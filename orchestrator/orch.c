@@ -48,7 +48,9 @@
 #include "orchestrator/classify.h"
 #include "orchestrator/orch_plan.h"
 #include "orchestrator/planner.h"
+#include "orchestrator/policy.h"
 #include "orchestrator/taskstore.h"
+#include "orchestrator/train.h"
 
 #define ORCH_MAX_ATTEMPTS   3    /* attempts of one step (denials and errors) */
 #define ORCH_LEDGER_TIMEOUT 5000 /* ms */
@@ -58,7 +60,10 @@
 #define ORCH_SKIP_QUALITY   0.7  /* value of skipping an optional step: below its options */
 #define ORCH_DRAIN          256  /* messages handled per socket per iteration */
 #define ORCH_LOST_CODE      "orchestrator_restarted"
-#define ORCH_RECON_GRACE_MS 2000 /* beyond the hold ttl, waiting for a lost step's hold */
+#define ORCH_RECON_GRACE_MS 2000  /* beyond the hold ttl, waiting for a lost step's hold */
+#define ORCH_POLICY_BUCKETS 3     /* budget-tightness buckets of a new policy */
+#define ORCH_TRAIN_PREFIX   "tr-" /* ids of training tasks */
+#define ORCH_TRAIN_MAX_K    64    /* samples per group */
 
 typedef struct {
     orch_step_state_t st;
@@ -103,7 +108,40 @@ typedef struct {
     bool reconciling;       /* after a restart: waiting for the ledger to settle lost steps */
     char recover_final[24]; /* after a restart: the end state decided before the crash */
     int64_t recon_deadline_ms;
+    bool training;             /* a policy-training sample (ledger task marked training) */
+    bool has_forced;           /* run forced[] instead of planning */
+    int forced[CFG_MAX_STEPS]; /* cfg option per step, -1 = skip */
+    int train_slot;            /* sample index in the current training group, -1 none */
 } otask_t;
+
+/* One training run (at most one at a time); see s_train_next. */
+typedef struct {
+    char id[PROTO_MAX_ID + 1];
+    char state[24]; /* running, finished, budget_exhausted, cancelled, failed */
+    char reason[512];
+    char **texts;
+    int n_texts;
+    int group, rounds;
+    double lambda;
+    int64_t budget;      /* whole run, micro-USD; -1 unlimited */
+    int64_t task_budget; /* cost limit per sample task; -1 = the configured task budget */
+    int64_t spent;       /* actual cost of the samples finished so far */
+    int64_t committed;   /* estimated cost of the samples in flight */
+    int round, text;     /* the next group to start (or the running one) */
+    bool cancel;
+    policy_rng_t rng;
+    /* the running group */
+    bool running;
+    int wf, bucket, k, n_fin;
+    char tasks[ORCH_TRAIN_MAX_K][PROTO_MAX_ID + 1];
+    int plans[ORCH_TRAIN_MAX_K * CFG_MAX_STEPS];
+    double rewards[ORCH_TRAIN_MAX_K];
+    int64_t limit_cost; /* cost limit of the group's tasks (reward's budget) */
+    /* results */
+    int groups, groups_updated;
+    double *round_sum;
+    int *round_n;
+} otrain_t;
 
 typedef enum { P_LEDGER = 1, P_STEP, P_HISTORY } pkind_t;
 
@@ -138,7 +176,11 @@ struct _orch_t {
     size_t n_hist;
     int64_t hist_at_ms;
     bool hist_inflight;
-    bool activity; /* tasks ran since the last history query */
+    bool activity;                     /* tasks ran since the last history query */
+    policy_t *pols[CFG_MAX_WORKFLOWS]; /* learned policy per workflow (NULL: prior) */
+    char policy_path[1100];            /* <run>/policy.json; "" = not persisted */
+    otrain_t *train;                   /* the current or last training run */
+    bool train_kick;                   /* start the next training group this iteration */
 };
 
 static int64_t s_now(void)
@@ -476,6 +518,8 @@ static void s_ledger_call(orch_t *self, otask_t *t, lop_t op)
         ev_set_str(b, "task", t->id);
         if (t->has_limits)
             proto_set_amounts(b, "limits", &t->limits);
+        if (t->training)
+            ev_set_bool(b, "training", true);
         break;
     case LOP_SPEND:
         b = proto_body("spend");
@@ -536,6 +580,8 @@ static void s_maybe_close(orch_t *self, otask_t *t)
         s_ledger_call(self, t, LOP_CLOSE);
 }
 
+static void s_train_sample_done(orch_t *self, otask_t *t);
+
 static void s_finalize(orch_t *self, otask_t *t)
 {
     snprintf(t->state, sizeof t->state, "%s", t->final_state);
@@ -543,6 +589,8 @@ static void s_finalize(orch_t *self, otask_t *t)
     s_task_event(self, strcmp(t->state, "done") == 0 ? "task.done" : "task.failed", t);
     log_info("task %s %s%s%s", t->id, t->state, t->reason[0] ? ": " : "", t->reason);
     t->dead = true;
+    if (t->training && t->train_slot >= 0)
+        s_train_sample_done(self, t);
 }
 
 /* Drop finalized tasks from memory (the store keeps them). */
@@ -572,12 +620,27 @@ static const proto_amounts_t *s_limits(const otask_t *t)
     return t->has_limits ? &t->limits : NULL;
 }
 
+/* The learned policy's scores for workflow wf at remaining ratio (into sc,
+   room for CFG_MAX_STEPS * CFG_MAX_OPTIONS), or NULL when the workflow has
+   no trained policy (the planner then scores by the configured qualities). */
+static const double *s_policy_scores(orch_t *self, int wf, double ratio, double *sc)
+{
+    const policy_t *pol = wf >= 0 && wf < CFG_MAX_WORKFLOWS ? self->pols[wf] : NULL;
+    if (!pol || policy_updates(pol) == 0)
+        return NULL;
+    int b = policy_bucket(policy_n_buckets(pol), ratio);
+    if (policy_scores_all(pol, b, sc, CFG_MAX_STEPS * CFG_MAX_OPTIONS) != 0)
+        return NULL;
+    return sc;
+}
+
 static int s_plan(orch_t *self, const otask_t *t, const orch_remaining_t *r, orch_plan_t *p)
 {
     orch_step_view_t views[CFG_MAX_STEPS];
     s_views(t, views);
-    int rc = orch_plan(self->cfg, t->wf, t->cls, views, r, self->hist, self->n_hist,
-                       ORCH_SKIP_QUALITY, p);
+    double sc[CFG_MAX_STEPS * CFG_MAX_OPTIONS];
+    int rc = orch_plan_scored(self->cfg, t->wf, t->cls, views, r, self->hist, self->n_hist,
+                              ORCH_SKIP_QUALITY, s_policy_scores(self, t->wf, r->ratio, sc), p);
     if (rc != 0)
         log_error("task %s: planner: %s", t->id, p->res.binding);
     return rc;
@@ -697,12 +760,56 @@ static void s_request_replan(orch_t *self, otask_t *t)
 
 /* Re-plan the unfinished steps of t with remaining budgets r, then start
    every step whose inputs are ready. */
+/* A task with a forced plan (a training sample) runs exactly its sampled
+   options: no re-planning; a denied step ends it budget_exhausted. */
+static void s_run_forced(orch_t *self, otask_t *t)
+{
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].st == ORCH_STEP_DENIED) {
+            if (s_any_running(t))
+                return; /* ended when the running steps are back */
+            s_finish(self, t, "budget_exhausted", "forced plan: step %s denied (%s)",
+                     s_wf(self, t)->steps[i].name, t->steps[i].err_reason);
+            return;
+        }
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (int i = 0; i < t->n_steps; i++) {
+            ostep_t *s = &t->steps[i];
+            bool retry = s->st == ORCH_STEP_FAILED && s->lost_retry &&
+                         !strcmp(s->err_code, PROTO_E_WORKER_LOST) && s->attempt < 2;
+            if ((s->st != ORCH_STEP_PENDING && !retry) || !s_needs_met(self, t, i))
+                continue;
+            if (t->forced[i] < 0) {
+                s->st = ORCH_STEP_SKIPPED;
+                s->option = -1;
+                snprintf(s->why, sizeof s->why, "%s", "skipped by the forced plan");
+                s_save_step(self, t, i);
+                s_step_event(self, "step.done", t, i);
+            } else {
+                s->option = t->forced[i];
+                s_dispatch(self, t, i);
+            }
+            changed = true;
+        }
+    }
+    if (s_all_finished(t))
+        s_finish(self, t, "done", NULL);
+    else if (!s_any_running(t))
+        s_finish(self, t, "failed", "forced plan: no step can run");
+}
+
 static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
 {
     if (t->final_state[0])
         return;
     if (s_all_finished(t)) {
         s_finish(self, t, "done", NULL);
+        return;
+    }
+    if (t->has_forced) {
+        s_run_forced(self, t);
         return;
     }
     orch_plan_t p;
@@ -1134,6 +1241,7 @@ static otask_t *s_task_new(orch_t *self, const char *id, const char *text, int c
     t->cls = cls;
     t->wf = wf;
     t->n_steps = self->cfg->workflows[wf].n_steps;
+    t->train_slot = -1;
     for (int i = 0; i < CFG_MAX_STEPS; i++)
         t->steps[i].option = -1;
     zhashx_insert(self->tasks, t->id, t);
@@ -1270,21 +1378,34 @@ static void s_on_cancel(orch_t *self, bus_request_t *req)
     s_reply(self, req, &rep);
 }
 
+/* Training samples are tasks too, listed only when asked (all: true), then
+   marked training: true. */
 static void s_on_tasks(orch_t *self, bus_request_t *req)
 {
-    ev_t *list = taskstore_list(self->store, ev_get_str(req->body, "state", NULL),
-                                (int)ev_get_int(req->body, "limit", 20));
+    bool all = ev_get_bool(req->body, "all", false);
+    int limit = (int)ev_get_int(req->body, "limit", 20);
+    ev_t *list =
+        taskstore_list(self->store, ev_get_str(req->body, "state", NULL), all ? limit : 1000);
     if (!list) {
         s_reply_error(self, req, PROTO_E_INTERNAL, "task store query failed");
         return;
     }
-    for (size_t i = 0; i < ev_len(list); i++) {
+    ev_t *rows = ev_new_array();
+    for (size_t i = 0; i < ev_len(list) && (int)ev_len(rows) < limit; i++) {
         ev_t *row = ev_at(list, i);
+        bool training =
+            !strncmp(ev_get_str(row, "task", ""), ORCH_TRAIN_PREFIX, strlen(ORCH_TRAIN_PREFIX));
+        if (training && !all)
+            continue;
         if (!ev_get(row, "class"))
             ev_set_str(row, "class", "default");
+        if (training)
+            ev_set_bool(row, "training", true);
+        ev_push(rows, ev_dup(row));
     }
+    ev_destroy(&list);
     ev_t *rep = proto_body("tasks_reply");
-    ev_set(rep, "tasks", list);
+    ev_set(rep, "tasks", rows);
     s_reply(self, req, &rep);
 }
 
@@ -1303,8 +1424,10 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
     orch_remaining_t r;
     orch_remaining_fresh(self->cfg, has_limits ? &limits : NULL, &r);
     orch_plan_t *p = malloc(sizeof *p);
-    if (!p || orch_plan(self->cfg, wf, cls, NULL, &r, self->hist, self->n_hist, ORCH_SKIP_QUALITY,
-                        p) != 0) {
+    double sc[CFG_MAX_STEPS * CFG_MAX_OPTIONS];
+    const double *scores = s_policy_scores(self, wf, r.ratio, sc);
+    if (!p || orch_plan_scored(self->cfg, wf, cls, NULL, &r, self->hist, self->n_hist,
+                               ORCH_SKIP_QUALITY, scores, p) != 0) {
         char why[300];
         snprintf(why, sizeof why, "planner error: %s", p ? p->res.binding : "out of memory");
         free(p);
@@ -1314,6 +1437,9 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
     ev_t *rep = proto_body("plan_reply");
     ev_set_str(rep, "class", cls >= 0 ? self->cfg->classes[cls].name : "default");
     ev_set_str(rep, "workflow", self->cfg->workflows[wf].name);
+    ev_set_str(rep, "scores", scores ? "policy" : "prior");
+    if (scores)
+        ev_set_int(rep, "policy_version", (int64_t)policy_version(self->pols[wf]));
     ev_set_bool(rep, "feasible", p->res.feasible);
     if (!p->res.feasible && p->res.binding[0]) {
         char key[2 * PROTO_MAX_NAME];
@@ -1336,6 +1462,561 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
         ev_push(alts, m);
     }
     free(p);
+    s_reply(self, req, &rep);
+}
+
+/* ---- policy ------------------------------------------------------------------ */
+
+/* The policy of workflow wf, created at its prior when there is none yet;
+   NULL on error (logged). */
+static policy_t *s_policy(orch_t *self, int wf)
+{
+    if (wf < 0 || wf >= self->cfg->n_workflows || wf >= CFG_MAX_WORKFLOWS)
+        return NULL;
+    if (!self->pols[wf]) {
+        char err[256];
+        self->pols[wf] =
+            policy_new_from_workflow(self->cfg, wf, ORCH_POLICY_BUCKETS, err, sizeof err);
+        if (!self->pols[wf])
+            log_error("policy of workflow %s: %s", self->cfg->workflows[wf].name, err);
+    }
+    return self->pols[wf];
+}
+
+/* Write every workflow's policy to policy_path (atomic). 0 / -1 (logged). */
+static int s_policy_save(orch_t *self)
+{
+    if (!self->policy_path[0])
+        return 0;
+    policy_t *list[CFG_MAX_WORKFLOWS];
+    int n = 0;
+    for (int w = 0; w < self->cfg->n_workflows && w < CFG_MAX_WORKFLOWS; w++) {
+        policy_t *p = s_policy(self, w);
+        if (p)
+            list[n++] = p;
+    }
+    char err[512];
+    if (policy_save(self->policy_path, list, n, err, sizeof err) != 0) {
+        log_error("cannot save the policy: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int orch_load_policy(orch_t *self, const char *path)
+{
+    snprintf(self->policy_path, sizeof self->policy_path, "%s", path ? path : "");
+    if (!path || !path[0])
+        return 0;
+    policy_t **list = NULL;
+    int n = 0;
+    char err[512];
+    errno = 0;
+    if (policy_load(path, &list, &n, err, sizeof err) != 0) {
+        if (errno == ENOENT) {
+            log_info("no learned policy yet (%s): planning from the configured qualities", path);
+            return 0;
+        }
+        log_warn("policy %s ignored: %s; using the prior", path, err);
+        return -1;
+    }
+    for (int w = 0; w < self->cfg->n_workflows && w < CFG_MAX_WORKFLOWS; w++) {
+        const char *name = self->cfg->workflows[w].name;
+        policy_t *saved = policy_list_find(list, n, name);
+        if (!saved)
+            continue;
+        policy_t *prior =
+            policy_new_from_workflow(self->cfg, w, ORCH_POLICY_BUCKETS, err, sizeof err);
+        if (prior && policy_same_shape(saved, prior) &&
+            policy_n_buckets(saved) == policy_n_buckets(prior)) {
+            policy_destroy(&self->pols[w]);
+            self->pols[w] = policy_dup(saved);
+            log_info("policy of workflow %s loaded: version %" PRIu64 ", %" PRIu64 " groups", name,
+                     policy_version(saved), policy_groups(saved));
+        } else
+            log_warn("saved policy of workflow %s no longer fits the configured workflow: "
+                     "ignored, using the prior",
+                     name);
+        policy_destroy(&prior);
+    }
+    policy_list_destroy(&list, n);
+    return 0;
+}
+
+/* One workflow's policy as a policy_reply entry. */
+static ev_t *s_policy_ev(orch_t *self, int wf, const policy_t *pol)
+{
+    const cfg_workflow_t *w = &self->cfg->workflows[wf];
+    ev_t *m = ev_new_map();
+    ev_set_str(m, "workflow", w->name);
+    ev_set_int(m, "version", (int64_t)policy_version(pol));
+    ev_set_int(m, "updates", (int64_t)policy_updates(pol));
+    ev_set_int(m, "groups", (int64_t)policy_groups(pol));
+    ev_set_int(m, "groups_skipped", (int64_t)policy_groups_skipped(pol));
+    ev_set_bool(m, "learned", policy_updates(pol) > 0);
+    int nb = policy_n_buckets(pol);
+    ev_set_int(m, "buckets", nb);
+    ev_t *steps = ev_set_array(m, "steps");
+    for (int s = 0; s < policy_n_steps(pol) && s < w->n_steps; s++) {
+        ev_t *sm = ev_new_map();
+        ev_set_str(sm, "step", w->steps[s].name);
+        ev_t *opts = ev_set_array(sm, "options");
+        int no = policy_n_options(pol, s);
+        double pi[POLICY_MAX_BUCKETS][POLICY_MAX_OPTIONS];
+        for (int b = 0; b < nb; b++)
+            policy_probs(pol, b, s, pi[b], POLICY_MAX_OPTIONS);
+        for (int o = 0; o < no && o < w->steps[s].n_options; o++) {
+            const cfg_option_t *co = &w->steps[s].options[o];
+            ev_t *om = ev_new_map();
+            ev_set_str(om, "label", policy_option_label(pol, s, o));
+            ev_set_str(om, "path", cfg_path_name(co->path));
+            if (co->model >= 0)
+                ev_set_str(om, "model", self->cfg->models[co->model].name);
+            if (co->tool >= 0)
+                ev_set_str(om, "tool", self->cfg->tools[co->tool].name);
+            ev_set_float(om, "prior_q", co->quality);
+            ev_t *bs = ev_set_array(om, "buckets");
+            for (int b = 0; b < nb; b++) {
+                double z = 0;
+                for (int j = 0; j < no; j++)
+                    z += exp(policy_prior_logit(pol, s, j, b));
+                ev_t *bm = ev_new_map();
+                ev_set_float(bm, "pi", pi[b][o]);
+                ev_set_float(bm, "prior_pi", exp(policy_prior_logit(pol, s, o, b)) / z);
+                ev_set_float(bm, "logit", policy_logit(pol, s, o, b));
+                ev_push(bs, bm);
+            }
+            ev_push(opts, om);
+        }
+        ev_push(steps, sm);
+    }
+    return m;
+}
+
+/* policy_show and policy_reset (reset == true): reply policy_reply. */
+static void s_on_policy(orch_t *self, bus_request_t *req, bool reset)
+{
+    const char *name = ev_get_str(req->body, "workflow", NULL);
+    int only = -1;
+    if (name && (only = cfg_workflow_index(self->cfg, name)) < 0) {
+        char why[200];
+        snprintf(why, sizeof why, "workflow: unknown workflow '%s'", name);
+        s_reply_error(self, req, PROTO_E_INVALID, why);
+        return;
+    }
+    if (reset && self->train && !strcmp(self->train->state, "running")) {
+        s_reply_error(self, req, PROTO_E_INVALID, "a training run is in progress; cancel it first");
+        return;
+    }
+    ev_t *rep = proto_body("policy_reply");
+    ev_t *arr = ev_set_array(rep, "policies");
+    for (int w = 0; w < self->cfg->n_workflows && w < CFG_MAX_WORKFLOWS; w++) {
+        if (only >= 0 && w != only)
+            continue;
+        policy_t *pol = s_policy(self, w);
+        if (!pol)
+            continue;
+        if (reset)
+            policy_reset(pol);
+        ev_push(arr, s_policy_ev(self, w, pol));
+    }
+    if (reset) {
+        if (s_policy_save(self) != 0) {
+            ev_destroy(&rep);
+            s_reply_error(self, req, PROTO_E_INTERNAL, "the reset policy could not be saved");
+            return;
+        }
+        log_info("policy reset to the prior%s%s", name ? " for " : "", name ? name : "");
+    }
+    if (self->policy_path[0])
+        ev_set_str(rep, "path", self->policy_path);
+    s_reply(self, req, &rep);
+}
+
+/* ---- training ---------------------------------------------------------------- */
+
+static void s_train_free(otrain_t **tr_p)
+{
+    otrain_t *tr = *tr_p;
+    if (!tr)
+        return;
+    for (int i = 0; i < tr->n_texts; i++)
+        free(tr->texts[i]);
+    free(tr->texts);
+    free(tr->round_sum);
+    free(tr->round_n);
+    free(tr);
+    *tr_p = NULL;
+}
+
+static bool s_train_active(const orch_t *self)
+{
+    return self->train && !strcmp(self->train->state, "running");
+}
+
+/* Mean reward per round so far (rounds without a finished group: null). */
+static ev_t *s_train_curve(const otrain_t *tr)
+{
+    ev_t *arr = ev_new_array();
+    for (int r = 0; r < tr->rounds; r++) {
+        if (tr->round_n[r] == 0)
+            continue;
+        ev_t *v = ev_new_map();
+        ev_set_int(v, "round", r + 1);
+        ev_set_float(v, "mean", tr->round_sum[r] / tr->round_n[r]);
+        ev_push(arr, v);
+    }
+    return arr;
+}
+
+static ev_t *s_train_ev(orch_t *self, const otrain_t *tr, ev_t *m)
+{
+    ev_set_str(m, "train", tr->id);
+    ev_set_str(m, "state", tr->state);
+    if (tr->reason[0])
+        ev_set_str(m, "reason", tr->reason);
+    ev_set_int(m, "rounds", tr->rounds);
+    ev_set_int(m, "texts", tr->n_texts);
+    ev_set_int(m, "group", tr->group);
+    ev_set_int(m, "groups", tr->groups);
+    ev_set_int(m, "groups_updated", tr->groups_updated);
+    ev_set_int(m, "spent_uusd", tr->spent);
+    ev_set_int(m, "budget_uusd", tr->budget);
+    const policy_t *pol = tr->wf >= 0 && tr->wf < CFG_MAX_WORKFLOWS ? self->pols[tr->wf] : NULL;
+    ev_set_int(m, "version", pol ? (int64_t)policy_version(pol) : 0);
+    ev_set(m, "curve", s_train_curve(tr));
+    return m;
+}
+
+/* End the run: state finished | budget_exhausted | cancelled | failed. */
+static void s_train_end(orch_t *self, const char *state, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void s_train_end(orch_t *self, const char *state, const char *fmt, ...)
+{
+    otrain_t *tr = self->train;
+    snprintf(tr->state, sizeof tr->state, "%s", state);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tr->reason, sizeof tr->reason, fmt, ap);
+    va_end(ap);
+    ev_t *e = s_event_body("train.done", NULL);
+    ev_set_str(e, "message", tr->reason);
+    s_train_ev(self, tr, ev_set_map(e, "data"));
+    s_publish(self, "train.done", &e);
+    log_info("training %s %s: %s (%d groups, %d updated, spent %" PRId64 " uUSD)", tr->id, state,
+             tr->reason, tr->groups, tr->groups_updated, tr->spent);
+}
+
+/* Advance to the next (round, text). */
+static void s_train_advance(otrain_t *tr)
+{
+    if (++tr->text >= tr->n_texts) {
+        tr->text = 0;
+        tr->round++;
+    }
+}
+
+/* Publish train.progress for the group just finished (or skipped: why). */
+static void s_train_progress(orch_t *self, const otrain_t *tr, double mean, bool updated,
+                             const char *why)
+{
+    ev_t *e = s_event_body("train.progress", NULL);
+    char msg[600];
+    snprintf(msg, sizeof msg, "round %d/%d text %d/%d: %s", tr->round + 1, tr->rounds, tr->text + 1,
+             tr->n_texts,
+             why       ? why
+             : updated ? "updated"
+                       : "skipped (no spread)");
+    ev_set_str(e, "message", msg);
+    ev_t *d = ev_set_map(e, "data");
+    s_train_ev(self, tr, d);
+    ev_set_int(d, "round", tr->round + 1);
+    ev_set_int(d, "text", tr->text + 1);
+    ev_t *rw = ev_set_array(d, "rewards");
+    for (int k = 0; !why && k < tr->k; k++) {
+        ev_t *v = ev_new_map();
+        ev_set_float(v, "reward", tr->rewards[k]);
+        ev_set_str(v, "task", tr->tasks[k]);
+        ev_push(rw, v);
+    }
+    if (!why)
+        ev_set_float(d, "mean", mean);
+    ev_set_bool(d, "updated", updated);
+    if (why)
+        ev_set_str(d, "skipped", why);
+    s_publish(self, "train.progress", &e);
+}
+
+/* Start the next group of the run, or end the run. Called once per poll
+   iteration when train_kick is set (never from inside a task's handling). */
+static void s_train_next(orch_t *self)
+{
+    otrain_t *tr = self->train;
+    while (tr && !strcmp(tr->state, "running") && !tr->running) {
+        if (tr->cancel) {
+            s_train_end(self, "cancelled", "cancelled after %d groups", tr->groups);
+            return;
+        }
+        if (tr->round >= tr->rounds) {
+            s_train_end(self, "finished", "finished %d rounds", tr->rounds);
+            return;
+        }
+        const char *text = tr->texts[tr->text];
+        int cls, wf;
+        char err[512];
+        if (s_pick(self, text, NULL, &cls, &wf, err, sizeof err) != 0) {
+            s_train_end(self, "failed", "%s", err);
+            return;
+        }
+        policy_t *pol = s_policy(self, wf);
+        if (!pol) {
+            s_train_end(self, "failed", "workflow %s has no policy", self->cfg->workflows[wf].name);
+            return;
+        }
+        proto_amounts_t limits;
+        for (int d = 0; d < DIM_COUNT; d++)
+            limits.v[d] = -1;
+        if (tr->task_budget >= 0)
+            limits.v[DIM_COST_UUSD] = tr->task_budget;
+        orch_remaining_t r;
+        orch_remaining_fresh(self->cfg, tr->task_budget >= 0 ? &limits : NULL, &r);
+        tr->wf = wf;
+        tr->bucket = policy_bucket(policy_n_buckets(pol), r.ratio);
+        tr->limit_cost = r.task[DIM_COST_UUSD] > 0 ? r.task[DIM_COST_UUSD] : 1000000;
+        bool skip[CFG_MAX_STEPS] = {false};
+        policy_budget_t *pb =
+            train_budget_model(self->cfg, wf, cls, &r, pol, skip, err, sizeof err);
+        if (!pb) {
+            s_train_end(self, "failed", "%s", err);
+            return;
+        }
+        int n_steps = policy_n_steps(pol);
+        int64_t est = 0;
+        bool ok = true;
+        for (int k = 0; k < tr->group && ok; k++) {
+            int *plan = &tr->plans[k * CFG_MAX_STEPS];
+            if (policy_sample_plan(pol, tr->bucket, &tr->rng, policy_budget_feasible, pb, plan,
+                                   n_steps, err, sizeof err) != 0) {
+                ok = false;
+                break;
+            }
+            for (int s = 0; s < n_steps; s++)
+                if (skip[s])
+                    plan[s] = -1;
+            est += train_plan_cost(self->cfg, wf, plan);
+        }
+        policy_budget_destroy(&pb);
+        if (!ok) {
+            char why[600];
+            snprintf(why, sizeof why, "no feasible plan to sample: %s", err);
+            s_train_progress(self, tr, 0, false, why);
+            tr->groups++;
+            s_train_advance(tr);
+            continue;
+        }
+        if (tr->budget >= 0 && tr->spent + est > tr->budget) {
+            char a[32], b[32];
+            snprintf(a, sizeof a, "%.6f", (double)(tr->budget - tr->spent) / 1e6);
+            snprintf(b, sizeof b, "%.6f", (double)est / 1e6);
+            s_train_end(self, "budget_exhausted",
+                        "training budget exhausted: $%s left cannot cover the next group's "
+                        "worst case ($%s for %d samples)",
+                        a, b, tr->group);
+            return;
+        }
+        /* start the K samples */
+        tr->running = true;
+        tr->k = tr->group;
+        tr->n_fin = 0;
+        tr->committed = est;
+        for (int k = 0; k < tr->k; k++) {
+            char id[PROTO_MAX_ID + 1], rnd[32];
+            do {
+                s_new_task_id(rnd, sizeof rnd);
+                snprintf(id, sizeof id, "%s%.20s", ORCH_TRAIN_PREFIX, rnd + 2);
+            } while (zhashx_lookup(self->tasks, id));
+            otask_t *t = s_task_new(self, id, text, cls, wf);
+            if (!t) {
+                tr->rewards[k] = log(TRAIN_QUALITY_MIN);
+                tr->tasks[k][0] = '\0';
+                tr->n_fin++;
+                continue;
+            }
+            snprintf(tr->tasks[k], sizeof tr->tasks[k], "%s", id);
+            snprintf(t->request_id, sizeof t->request_id, "%.40s/%d", id, k);
+            t->training = true;
+            t->train_slot = k;
+            t->has_forced = true;
+            for (int s = 0; s < t->n_steps; s++)
+                t->forced[s] = tr->plans[k * CFG_MAX_STEPS + s];
+            if (tr->task_budget >= 0) {
+                t->has_limits = true;
+                t->limits = limits;
+            }
+            t->created_ms = s_now();
+            s_save_task(self, t);
+            for (int i = 0; i < t->n_steps; i++)
+                s_save_step(self, t, i);
+            s_task_event(self, "task.submitted", t);
+            s_ledger_call(self, t, LOP_OPEN);
+        }
+        self->activity = true;
+        log_info("training %s: round %d/%d text %d/%d: %d samples started (bucket %d)", tr->id,
+                 tr->round + 1, tr->rounds, tr->text + 1, tr->n_texts, tr->k, tr->bucket);
+        return;
+    }
+}
+
+/* A training sample ended: score it; when the group is complete, update,
+   save and move on. */
+static void s_train_sample_done(orch_t *self, otask_t *t)
+{
+    otrain_t *tr = self->train;
+    int k = t->train_slot;
+    t->train_slot = -1;
+    if (!tr || !tr->running || k < 0 || k >= tr->k || strcmp(tr->tasks[k], t->id))
+        return;
+    int64_t cost = 0;
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].has_actual && t->steps[i].actual.v[DIM_COST_UUSD] > 0)
+            cost += t->steps[i].actual.v[DIM_COST_UUSD];
+    const ev_t *out = NULL;
+    for (int i = t->n_steps - 1; i >= 0 && !out; i--)
+        if (t->steps[i].st == ORCH_STEP_DONE && t->steps[i].output)
+            out = t->steps[i].output;
+    double rw;
+    if (train_reward(t->state, out, cost, tr->limit_cost, tr->lambda, &rw) != 0)
+        rw = log(TRAIN_QUALITY_MIN);
+    tr->rewards[k] = rw;
+    tr->spent += cost;
+    tr->n_fin++;
+    if (tr->n_fin < tr->k)
+        return;
+    /* the group is complete */
+    tr->running = false;
+    tr->committed = 0;
+    double mean = 0;
+    for (int j = 0; j < tr->k; j++)
+        mean += tr->rewards[j] / tr->k;
+    bool updated = false;
+    policy_t *pol = s_policy(self, tr->wf);
+    if (pol && !tr->cancel) {
+        int n_steps = policy_n_steps(pol);
+        int plans[ORCH_TRAIN_MAX_K * CFG_MAX_STEPS];
+        for (int j = 0; j < tr->k; j++)
+            for (int s = 0; s < n_steps; s++)
+                plans[j * n_steps + s] = tr->plans[j * CFG_MAX_STEPS + s];
+        char err[256];
+        policy_update_stats_t st;
+        int rc = policy_update_group(pol, tr->bucket, plans, n_steps, tr->rewards, tr->k, NULL, &st,
+                                     err, sizeof err);
+        if (rc < 0)
+            log_error("training %s: policy update: %s", tr->id, err);
+        updated = rc == 1;
+        if (rc >= 0)
+            s_policy_save(self);
+    }
+    if (!tr->cancel) {
+        tr->groups++;
+        if (updated)
+            tr->groups_updated++;
+        tr->round_sum[tr->round] += mean;
+        tr->round_n[tr->round]++;
+        s_train_progress(self, tr, mean, updated, NULL);
+        s_train_advance(tr);
+    }
+    self->train_kick = true;
+}
+
+static void s_on_train(orch_t *self, bus_request_t *req)
+{
+    const ev_t *b = req->body;
+    if (s_train_active(self)) {
+        char why[200];
+        snprintf(why, sizeof why, "training run %s is in progress", self->train->id);
+        s_reply_error(self, req, PROTO_E_INVALID, why);
+        return;
+    }
+    const ev_t *texts = ev_get(b, "texts");
+    size_t n = ev_len(texts);
+    if (n == 0 || n > 1000) {
+        s_reply_error(self, req, PROTO_E_INVALID, "texts: 1..1000 task texts expected");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *s = ev_str(ev_at(texts, i));
+        if (!s || !s[0] || strlen(s) > 16 * 1024) {
+            char why[100];
+            snprintf(why, sizeof why, "texts[%zu]: a non-empty string of at most 16 KiB expected",
+                     i);
+            s_reply_error(self, req, PROTO_E_INVALID, why);
+            return;
+        }
+    }
+    otrain_t *tr = calloc(1, sizeof *tr);
+    if (!tr) {
+        s_reply_error(self, req, PROTO_E_INTERNAL, "out of memory");
+        return;
+    }
+    tr->group = (int)ev_get_int(b, "group", 4);
+    tr->rounds = (int)ev_get_int(b, "rounds", 1);
+    tr->lambda = ev_get_float(b, "lambda", 1.0);
+    tr->budget = ev_get_int(b, "budget_uusd", -1);
+    tr->task_budget = ev_get_int(b, "task_budget_uusd", -1);
+    tr->texts = calloc(n, sizeof *tr->texts);
+    tr->round_sum = calloc((size_t)tr->rounds, sizeof *tr->round_sum);
+    tr->round_n = calloc((size_t)tr->rounds, sizeof *tr->round_n);
+    if (!tr->texts || !tr->round_sum || !tr->round_n) {
+        s_train_free(&tr);
+        s_reply_error(self, req, PROTO_E_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((tr->texts[tr->n_texts] = strdup(ev_str(ev_at(texts, i)))))
+            tr->n_texts++;
+    char rnd[32];
+    s_new_task_id(rnd, sizeof rnd);
+    snprintf(tr->id, sizeof tr->id, "train-%.20s", rnd + 2);
+    snprintf(tr->state, sizeof tr->state, "%s", "running");
+    tr->wf = -1;
+    uint64_t seed = (uint64_t)ev_get_int(b, "seed", 0);
+    policy_rng_seed(&tr->rng, seed ? seed : (uint64_t)zclock_usecs());
+    s_train_free(&self->train);
+    self->train = tr;
+    self->train_kick = true;
+    ev_t *rep = proto_body("train_ok");
+    ev_set_str(rep, "train", tr->id);
+    s_reply(self, req, &rep);
+    log_info("training %s: %d texts, group %d, %d rounds, lambda %g, budget %" PRId64 " uUSD",
+             tr->id, tr->n_texts, tr->group, tr->rounds, tr->lambda, tr->budget);
+}
+
+/* train_status and train_cancel: reply train_reply. */
+static void s_on_train_status(orch_t *self, bus_request_t *req, bool cancel)
+{
+    const char *id = ev_get_str(req->body, "train", "");
+    otrain_t *tr = self->train;
+    if (!tr || strcmp(tr->id, id)) {
+        s_reply_error(self, req, PROTO_E_INVALID, "train: unknown training run");
+        return;
+    }
+    if (cancel && !strcmp(tr->state, "running") && !tr->cancel) {
+        tr->cancel = true;
+        for (int k = 0; tr->running && k < tr->k; k++) {
+            otask_t *t = tr->tasks[k][0] ? zhashx_lookup(self->tasks, tr->tasks[k]) : NULL;
+            if (t && !t->dead && !t->final_state[0])
+                s_finish(self, t, "cancelled", "training run cancelled");
+        }
+        self->train_kick = true;
+    }
+    ev_t *rep = proto_body("train_reply");
+    ev_t *d = ev_set_map(rep, "run");
+    s_train_ev(self, tr, d);
+    ev_set_int(d, "round", tr->round < tr->rounds ? tr->round + 1 : tr->rounds);
+    ev_set_bool(d, "cancelling", tr->cancel && !strcmp(tr->state, "running"));
+    ev_set_str(rep, "train", tr->id);
+    ev_set_str(rep, "state", tr->state);
     s_reply(self, req, &rep);
 }
 
@@ -1376,6 +2057,16 @@ static void s_on_request(orch_t *self, bus_request_t *req)
         s_on_tasks(self, req);
     else if (strcmp(type, "plan") == 0)
         s_on_plan(self, req);
+    else if (strcmp(type, "policy_show") == 0)
+        s_on_policy(self, req, false);
+    else if (strcmp(type, "policy_reset") == 0)
+        s_on_policy(self, req, true);
+    else if (strcmp(type, "train") == 0)
+        s_on_train(self, req);
+    else if (strcmp(type, "train_status") == 0)
+        s_on_train_status(self, req, false);
+    else if (strcmp(type, "train_cancel") == 0)
+        s_on_train_status(self, req, true);
     else {
         snprintf(err, sizeof err, "orchestrator does not serve '%s'", type);
         s_reply_error(self, req, PROTO_E_UNKNOWN_TYPE, err);
@@ -1582,6 +2273,9 @@ void orch_destroy(orch_t **self_p)
     bus_client_destroy(&self->client);
     taskstore_destroy(&self->store);
     free(self->hist);
+    for (int w = 0; w < CFG_MAX_WORKFLOWS; w++)
+        policy_destroy(&self->pols[w]);
+    s_train_free(&self->train);
     free(self);
     *self_p = NULL;
 }
@@ -1619,6 +2313,10 @@ int orch_run(orch_t *self)
             bus_msg_clear(&msg);
         }
         s_timers(self);
+        if (self->train_kick) {
+            self->train_kick = false;
+            s_train_next(self);
+        }
         s_sweep(self);
         if (taskstore_commit(self->store) != 0) {
             /* Nothing leaves the process that the store does not hold. */

@@ -27,6 +27,17 @@
     step's spend what the ledger posted for that agent beyond the steps it
     knows (measured "ledger"), and ends the task `failed` with that reason.
     So the recorded steps of a task always add up to the ledger's spend.
+
+    Policy learning. The planner's step scores come from the learned policy
+    of the task's workflow when it has been trained (policy_scores of the
+    bucket of the task's budget tightness), else from the configured
+    qualities. A `train` request starts one asynchronous training run: per
+    round and task text, K plans are sampled from the policy within the
+    budgets, run as K ledger tasks marked training (ids "tr-...", their plan
+    forced: a denied step ends the sample budget_exhausted), scored with
+    log(judged quality) - lambda * cost / task cost limit, and the group
+    updates the policy, which is saved to <run>/policy.json after each
+    group. Progress goes out as train.progress / train.done events.
 */
 #ifndef ORCH_H_INCLUDED
 #define ORCH_H_INCLUDED
@@ -42,6 +53,13 @@ typedef struct _orch_t orch_t;
 orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *sec,
                  const char *db_path);
 void orch_destroy(orch_t **self_p);
+
+/* Load the learned policies from path (one per workflow, policy.h's JSON)
+   and persist them there from now on. A missing file means "no policy yet"
+   (the planner scores by the configured qualities); a saved policy that no
+   longer fits its configured workflow is ignored with a warning. 0, or -1
+   when the file could not be read (the prior is used). */
+int orch_load_policy(orch_t *self, const char *path);
 
 /* Serve until interrupted (SIGINT/SIGTERM via czmq's handler). 0 on a clean
    stop, -1 on a fatal error. */

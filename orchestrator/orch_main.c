@@ -6,7 +6,7 @@
     --config defaults to $EMADS_CONFIG; --home (the run directory) to the
     config's run_dir, then $EMADS_HOME and the XDG state folder; the bus
     endpoint to the config's bus_endpoint, then ipc://<run>/bus.sock. The
-    task database is <run>/tasks.db.
+    task database is <run>/tasks.db, the learned policy <run>/policy.json.
 */
 #include <getopt.h>
 #include <stdio.h>
@@ -100,6 +100,9 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
+    char polfile[1100];
+    snprintf(polfile, sizeof polfile, "%s/policy.json", run);
+    orch_load_policy(orch, polfile);
     char pidfile[1100];
     snprintf(pidfile, sizeof pidfile, "%s/pids/emads-orchestrator.pid", run);
     FILE *pf = fopen(pidfile, "w");

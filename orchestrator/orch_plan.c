@@ -114,6 +114,13 @@ int orch_plan(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t *steps
               const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
               double skip_quality, orch_plan_t *p)
 {
+    return orch_plan_scored(cfg, wf_i, cls, steps, r, hist, n_hist, skip_quality, NULL, p);
+}
+
+int orch_plan_scored(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t *steps,
+                     const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
+                     double skip_quality, const double *scores, orch_plan_t *p)
+{
     memset(p, 0, sizeof *p);
     if (!cfg || wf_i < 0 || wf_i >= cfg->n_workflows || cls >= cfg->n_classes) {
         snprintf(p->res.binding, sizeof p->res.binding, "no such workflow or class");
@@ -136,6 +143,7 @@ int orch_plan(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t *steps
     if (cls >= 0)
         mask = r->tight ? cfg->classes[cls].tight_paths : cfg->classes[cls].healthy_paths;
     int fixed[PLANNER_MAX_STEPS];
+    int score_off = 0; /* first score of step i in scores */
     for (int i = 0; i < wf->n_steps && rc == 0; i++) {
         const cfg_step_t *st = &wf->steps[i];
         if (planner_add_step(pb, st->name, st->agent, st->needs, st->n_needs) != i) {
@@ -165,6 +173,15 @@ int orch_plan(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t *steps
             if (ran)
                 fixed[i] = k;
         }
+        if (scores) {
+            int n_po = planner_n_options(pb, i);
+            double sc[PLANNER_MAX_OPTIONS];
+            for (int k = 0; k < n_po && k < PLANNER_MAX_OPTIONS; k++)
+                sc[k] = scores[score_off + p->optmap[i][k]];
+            if (n_po > 0 && n_po <= PLANNER_MAX_OPTIONS)
+                planner_set_scores(pb, i, sc, n_po);
+        }
+        score_off += st->n_options;
         if (s && s->st == ORCH_STEP_SKIPPED)
             fixed[i] = PLANNER_SKIPPED;
         if (planner_n_options(pb, i) == 0 && !st->optional && fixed[i] == PLANNER_NOT_FIXED) {

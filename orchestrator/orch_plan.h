@@ -85,6 +85,14 @@ int orch_plan(const cfg_t *cfg, int wf, int cls, const orch_step_view_t *steps,
               const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
               double skip_quality, orch_plan_t *p);
 
+/* orch_plan with a learned policy's scores: scores (may be NULL: the
+   configured qualities) holds one score per configured option of every
+   step of wf, step after step (policy_scores_all's layout); the planner
+   maximises their sum instead of the sum of log qualities. */
+int orch_plan_scored(const cfg_t *cfg, int wf, int cls, const orch_step_view_t *steps,
+                     const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
+                     double skip_quality, const double *scores, orch_plan_t *p);
+
 /* The configured option index chosen for step i by a plan choice array, or
    -1 when the step is skipped. */
 int orch_plan_option(const orch_plan_t *p, const int *choice, int i);

@@ -31,6 +31,9 @@ static const char *const s_task_states[] = {"queued",           "running",   "do
                                             "budget_exhausted", "cancelled", NULL};
 static const char *const s_step_status[] = {"ok", "denied", "error", NULL};
 static const char *const s_account_kinds[] = {"agent", "task", "global", NULL};
+static const char *const s_scores[] = {"policy", "prior", NULL};
+static const char *const s_train_states[] = {"running",   "finished", "budget_exhausted",
+                                             "cancelled", "failed",   NULL};
 static const char *const s_dims[] = {"tokens", "latency_ms", "tool_calls", "cost_uusd", NULL};
 static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
                                             PROTO_E_INVALID,
@@ -186,10 +189,12 @@ static const proto_field_t f_cancel_ok[] = {
 
 static const proto_field_t f_tasks[] = {
     F_INT("limit", false, 1, 1000, "most recent tasks to list (default 20)"),
-    F_ENUM("state", false, s_task_states, "only tasks in this state"), F_END};
+    F_ENUM("state", false, s_task_states, "only tasks in this state"),
+    F_BOOL("all", false, "include policy-training tasks (default false)"), F_END};
 
 static const proto_field_t f_tasks_reply[] = {
-    F_ARRAY("tasks", true, "[{task, state, class, text, created_ms}], newest first"), F_END};
+    F_ARRAY("tasks", true, "[{task, state, class, text, created_ms, training?}], newest first"),
+    F_END};
 
 static const proto_field_t f_plan[] = {
     F_STR("text", true, 1, TEXT_MAX, "the task to plan"),
@@ -206,6 +211,45 @@ static const proto_field_t f_plan_reply[] = {
     F_AMOUNTS("total", true, "estimated total spend"),
     F_ARRAY("steps", true, "[{step, agent, path, model?, tool?, est (amounts), quality}]"),
     F_ARRAY("alternatives", true, "[{quality, total, steps}], best first"),
+    F_ENUM("scores", false, s_scores, "step scores from the learned policy or the prior"),
+    F_INT("policy_version", false, 0, TIME_MAX, "version of the policy that scored the plan"),
+    F_END};
+
+static const proto_field_t f_policy_show[] = {
+    F_NAME("workflow", false, "only this workflow's policy (default: all)"), F_END};
+
+static const proto_field_t f_policy_reset[] = {
+    F_NAME("workflow", false, "only this workflow's policy (default: all)"), F_END};
+
+static const proto_field_t f_policy_reply[] = {
+    F_ARRAY("policies", true,
+            "[{workflow, version, updates, groups, groups_skipped, learned, buckets, steps: "
+            "[{step, options: [{label, path, model?, tool?, prior_q, buckets: [{pi, prior_pi, "
+            "logit}]}]}]}]"),
+    F_STR("path", false, 1, 4096, "file the policy is persisted in"), F_END};
+
+static const proto_field_t f_train[] = {
+    REQUEST_ID,
+    F_ARRAY("texts", true, "task texts (strings) to train on"),
+    F_INT("group", true, 2, 64, "plans sampled and run per text (K)"),
+    F_INT("rounds", true, 1, 1000, "passes over the texts"),
+    F_FLOAT("lambda", false, 0, 1000, "cost weight of the reward (default 1)"),
+    F_INT("budget_uusd", false, -1, TIME_MAX, "training budget of the whole run (-1 = none)"),
+    F_INT("task_budget_uusd", false, 1, TIME_MAX, "cost limit of each training task"),
+    F_INT("seed", false, 0, TIME_MAX, "sampling seed (default: from the clock)"),
+    F_END};
+
+static const proto_field_t f_train_ok[] = {F_ID("train", true, "id of the training run"), F_END};
+
+static const proto_field_t f_train_status[] = {F_ID("train", true, "training run"), F_END};
+
+static const proto_field_t f_train_cancel[] = {F_ID("train", true, "training run"), F_END};
+
+static const proto_field_t f_train_reply[] = {
+    F_ID("train", true, "training run"), F_ENUM("state", true, s_train_states, "state of the run"),
+    F_MAP("run", true,
+          "{train, state, reason?, rounds, texts, group, groups, groups_updated, spent_uusd, "
+          "budget_uusd, version, curve: [{round, mean}], round, cancelling}"),
     F_END};
 
 /* ---- agents ------------------------------------------------------------- */
@@ -330,6 +374,15 @@ static const proto_schema_t s_schemas[] = {
     S("tasks_reply", "orchestrator", "reply to tasks", f_tasks_reply),
     S("plan", "orchestrator", "plan a task without running it", f_plan),
     S("plan_reply", "orchestrator", "reply to plan", f_plan_reply),
+    S("policy_show", "orchestrator", "the learned policy per workflow", f_policy_show),
+    S("policy_reset", "orchestrator", "restore the prior policy (persisted)", f_policy_reset),
+    S("policy_reply", "orchestrator", "reply to policy_show and policy_reset", f_policy_reply),
+    S("train", "orchestrator", "start a policy-training run (asynchronous)", f_train),
+    S("train_ok", "orchestrator", "reply to train: the run started", f_train_ok),
+    S("train_status", "orchestrator", "state of a training run", f_train_status),
+    S("train_cancel", "orchestrator", "stop a training run after its running group",
+      f_train_cancel),
+    S("train_reply", "orchestrator", "reply to train_status and train_cancel", f_train_reply),
     S("step", "agent", "run one step of a task", f_step),
     S("step_result", "agent", "reply to step", f_step_result),
     S("error", "any", "reply to a failed request", f_error),

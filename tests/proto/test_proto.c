@@ -71,12 +71,15 @@ Test(proto_schema, table_is_sane)
     }
     /* every message named in the catalogue */
     const char *must[] = {
-        "open_task", "open_task_ok",  "reserve",    "reserve_ok",    "commit",     "commit_ok",
-        "void",      "void_ok",       "close_task", "close_task_ok", "spend",      "spend_reply",
-        "history",   "history_reply", "submit",     "submit_ok",     "status",     "task_status",
-        "result",    "task_result",   "cancel",     "cancel_ok",     "tasks",      "tasks_reply",
-        "plan",      "plan_reply",    "step",       "step_result",   "error",      "event",
-        "ready",     "ping",          "pong",       "stats",         "stats_reply"};
+        "open_task",    "open_task_ok", "reserve",      "reserve_ok",    "commit",
+        "commit_ok",    "void",         "void_ok",      "close_task",    "close_task_ok",
+        "spend",        "spend_reply",  "history",      "history_reply", "submit",
+        "submit_ok",    "status",       "task_status",  "result",        "task_result",
+        "cancel",       "cancel_ok",    "tasks",        "tasks_reply",   "plan",
+        "plan_reply",   "step",         "step_result",  "error",         "event",
+        "ready",        "ping",         "pong",         "stats",         "stats_reply",
+        "policy_show",  "policy_reset", "policy_reply", "train",         "train_ok",
+        "train_status", "train_cancel", "train_reply"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         cr_expect_not_null(proto_schema(must[i]), "missing schema %s", must[i]);
     cr_expect_eq(n, sizeof must / sizeof must[0]);

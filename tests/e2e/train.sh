@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Policy training in the running constellation, against the test LLM server
+# (so options really differ in cost). (1) `emadsctl train --group 3
+# --rounds 2` over two task texts ends, the policy's version rises and
+# <run>/policy.json exists, the training tasks are in the ledger (and hidden
+# from `tasks` unless --all) with no agent over its limits, `plan` scores
+# with the learned policy, and `policy reset` brings back the prior (pi =
+# softmax of log quality). (2) A tiny --budget-usd stops training cleanly on
+# its budget (exit 0, "budget" in the output) before every group ran.
+. "$(dirname "$0")/lib.sh"
+: "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
+[ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
+
+"$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --log "$E2E_TMP/llm.log" --usage 1000,1000 &
+E2E_EXTRA_PIDS=$!
+for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
+port=$(cat "$E2E_TMP/port")
+sed -i "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:$port/v1\"|" "$E2E_CFG/emads.yaml"
+grep -q "127.0.0.1:$port" "$E2E_CFG/emads.yaml" || fail "could not point the provider at the test server"
+export OPENAI_API_KEY=test-key
+
+cat > "$E2E_TMP/tasks.txt" <<'T'
+# training texts: one task per line
+Should we migrate billing to Kubernetes? Assess the risk.
+
+Evaluate whether to adopt a service mesh for internal traffic.
+T
+
+ctl up >/dev/null
+v0=$(ctl --json policy show | json 'd["policies"][0]["version"]')
+ctl plan "Should we adopt Rust for the billing service? Assess the risk." | grep -q "step scores: prior" \
+    || fail "plan does not say it scores from the prior before training"
+
+# ---- (1) a full run -------------------------------------------------------
+out=$(timeout 90 "$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" \
+      train --tasks "$E2E_TMP/tasks.txt" --group 3 --rounds 2 --seed 11) || fail "train failed: $out"
+echo "$out"
+echo "$out" | grep -q "^round 2/2 text 2/2" || fail "no progress line for the last group"
+echo "$out" | grep -q "training finished" || fail "training did not finish"
+echo "$out" | grep -q "mean reward per round" || fail "no reward curve"
+
+pol=$(ctl --json policy show)
+v1=$(echo "$pol" | json 'd["policies"][0]["version"]')
+[ "$v1" -gt "$v0" ] || fail "policy version $v1 not above $v0 after training"
+[ -s "$E2E_RUN/policy.json" ] || fail "no policy.json in the run directory"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["format"]=="emads-policy"; assert d["policies"][0]["version"]>0' \
+    "$E2E_RUN/policy.json" || fail "policy.json does not hold the trained policy"
+ctl plan "Should we adopt Rust for the billing service? Assess the risk." | grep -q "step scores: learned policy" \
+    || fail "plan does not use the learned policy"
+
+# The training tasks: 2 rounds x 2 texts x 3 samples, hidden from `tasks`.
+all=$(ctl --json tasks --all --limit 100)
+n=$(echo "$all" | json 'sum(1 for t in d["tasks"] if t.get("training"))')
+[ "$n" -eq 12 ] || fail "expected 12 training tasks, tasks --all lists $n"
+[ "$(ctl --json tasks --limit 100 | json 'sum(1 for t in d["tasks"] if t["task"].startswith("tr-"))')" -eq 0 ] \
+    || fail "training tasks listed without --all"
+spent=0
+for t in $(echo "$all" | json '" ".join(t["task"] for t in d["tasks"] if t.get("training"))'); do
+    sp=$(ctl --json spend --task "$t") || fail "ledger has no spend for training task $t"
+    echo "$sp" | json 'all(a["used"][k] <= a["limit"][k] for a in d["agents"] for k in a["used"] if a["limit"][k] >= 0)' \
+        | grep -q true || fail "an agent exceeded its limits in training task $t: $sp"
+    spent=$((spent + $(echo "$sp" | json 'd["total"]["used"]["cost_uusd"]')))
+done
+[ "$spent" -gt 0 ] || fail "the training tasks spent nothing (LLM options never ran)"
+echo "training tasks spent $spent uUSD in the ledger"
+
+# ---- reset ---------------------------------------------------------------
+ctl policy reset >/dev/null || fail "policy reset failed"
+ctl --json policy show | python3 -c '
+import json, math, sys
+d = json.load(sys.stdin)
+for p in d["policies"]:
+    assert not p["learned"], "still learned after reset"
+    for s in p["steps"]:
+        z = sum(o["prior_q"] for o in s["options"])
+        for o in s["options"]:
+            for b in o["buckets"]:
+                assert abs(b["pi"] - o["prior_q"] / z) < 1e-6, (s["step"], o["label"], b, z)
+' || fail "policy reset did not restore the prior"
+ctl plan "Should we adopt Rust for the billing service? Assess the risk." | grep -q "step scores: prior" \
+    || fail "plan still uses a learned policy after reset"
+
+# ---- (2) a tiny training budget -------------------------------------------
+rc=0
+out=$(timeout 60 "$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" \
+      train --tasks "$E2E_TMP/tasks.txt" --group 3 --rounds 3 --budget-usd 0.10 --seed 5) || rc=$?
+echo "$out"
+[ "$rc" -eq 0 ] || fail "budget-limited training exited $rc"
+echo "$out" | grep -q "budget" || fail "no mention of the budget when training stopped"
+groups=$(echo "$out" | sed -n 's/.*: \([0-9]*\) groups (.*/\1/p' | tail -1)
+[ -n "$groups" ] && [ "$groups" -lt 6 ] || fail "budget-limited training ran $groups of 6 groups"
+echo "train: ok"
