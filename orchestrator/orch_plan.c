@@ -110,6 +110,24 @@ void orch_tightness(const cfg_t *cfg, orch_remaining_t *r)
 
 /* ---- the problem ------------------------------------------------------------ */
 
+/* Providers without their API key (orch_plan_set_unavailable): an input
+   set once by the daemon, so that this module reads no environment. */
+static unsigned s_unavailable;
+
+void orch_plan_set_unavailable(unsigned provider_mask)
+{
+    s_unavailable = provider_mask;
+}
+
+/* True if option co needs an LLM whose provider has no API key. */
+static bool s_needs_missing_key(const cfg_t *cfg, const cfg_option_t *co)
+{
+    if (co->model < 0 || co->model >= cfg->n_models)
+        return false;
+    int prov = cfg->models[co->model].provider;
+    return prov >= 0 && prov < 32 && (s_unavailable & (1u << prov));
+}
+
 int orch_plan(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t *steps,
               const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
               double skip_quality, orch_plan_t *p)
@@ -160,6 +178,8 @@ int orch_plan_scored(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t
                 s && (s->st == ORCH_STEP_DONE || s->st == ORCH_STEP_RUNNING) && s->option == o;
             if (s && (s->banned & (1u << o)) && !ran)
                 continue;
+            if (!ran && s_needs_missing_key(cfg, co))
+                continue;
             planner_option_t po = {.path = (int)co->path,
                                    .model = co->model,
                                    .tool = co->tool,
@@ -189,14 +209,23 @@ int orch_plan_scored(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t
             p->res.feasible = false;
             p->res.n_steps = wf->n_steps;
             snprintf(p->res.binding, sizeof p->res.binding,
-                     "%s: every option was excluded after denials or errors", st->name);
+                     "%s: every option was excluded (denials, errors, or no API key)", st->name);
             planner_problem_destroy(&pb);
             return 0;
         }
         /* The decision matrix limits the steps still to plan; a finished
            step keeps whatever ran. */
-        if (mask && fixed[i] == PLANNER_NOT_FIXED)
-            planner_set_allowed_paths(pb, i, mask);
+        if (mask && fixed[i] == PLANNER_NOT_FIXED) {
+            /* Degrade, don't fail: when none of the paths the matrix allows
+               is available for this step (say its LLM options were left out
+               for want of an API key), its local option may stand in. */
+            unsigned step_mask = mask, have = 0;
+            for (int k = 0; k < planner_n_options(pb, i) && k < PLANNER_MAX_OPTIONS; k++)
+                have |= 1u << (unsigned)st->options[p->optmap[i][k]].path;
+            if (!(have & mask))
+                step_mask |= 1u << PATH_LOCAL;
+            planner_set_allowed_paths(pb, i, step_mask);
+        }
     }
     if (rc == 0 && hist && n_hist)
         planner_correct_estimates(pb, hist, n_hist, 0);

@@ -93,6 +93,13 @@ int orch_plan_scored(const cfg_t *cfg, int wf, int cls, const orch_step_view_t *
                      const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
                      double skip_quality, const double *scores, orch_plan_t *p);
 
+/* Providers whose LLM options are not planned: bit p set = provider p names
+   an API-key variable (api_key_env) that is not set in the environment, so
+   its agents would fall back to the local path anyway. The orchestrator
+   sets this once at start from its environment (which the agents share:
+   `emadsctl up` starts them all); 0 (the default) plans every option. */
+void orch_plan_set_unavailable(unsigned provider_mask);
+
 /* The configured option index chosen for step i by a plan choice array, or
    -1 when the step is skipped. */
 int orch_plan_option(const orch_plan_t *p, const int *choice, int i);

@@ -248,3 +248,33 @@ Test(orch_plan, history_corrects_estimates)
     cr_expect_str_neq(what, "llm/gpt-4o");
     free(p);
 }
+
+Test(orch_plan, no_api_key_plans_local_and_keeps_the_tool_step)
+{
+    /* The shipped provider's key variable is unset: its LLM options are
+       left out. An external-data task (matrix: tool + llm) still runs its
+       research tool step, and its analysis steps degrade to local instead
+       of leaving the task without a plan. */
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("external_data");
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    orch_plan_t *p = malloc(sizeof *p);
+    orch_plan_set_unavailable(1u << 0);
+    int rc = orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p);
+    orch_plan_set_unavailable(0);
+    cr_assert_eq(rc, 0);
+    cr_assert(p->res.feasible, "no plan: %s", p->res.binding);
+    char what[128];
+    s_chosen(wf, p, s_step(wf, "research"), what, sizeof what);
+    cr_expect_str_eq(what, "tool/-"); /* the summary option needs the LLM */
+    s_chosen(wf, p, s_step(wf, "cto_analysis"), what, sizeof what);
+    cr_expect_str_eq(what, "local/-");
+    s_chosen(wf, p, s_step(wf, "reconcile"), what, sizeof what);
+    cr_expect_str_eq(what, "local/-");
+
+    /* With the key, the same task plans LLM steps again. */
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
+    s_chosen(wf, p, s_step(wf, "cto_analysis"), what, sizeof what);
+    cr_expect_str_eq(what, "llm/gpt-4o");
+    free(p);
+}
