@@ -92,34 +92,18 @@ int main(int argc, char **argv)
     if (!config || !*config)
         config = "config/emads.yaml";
 
-    cfg_errors_t errors = {0};
-    cfg_t *cfg = cfg_load(config, &errors);
-    if (!cfg) {
-        for (int i = 0; i < errors.count; i++)
-            fprintf(stderr, "%s:%d: %s: %s\n", errors.items[i].file, errors.items[i].line,
-                    errors.items[i].key, errors.items[i].reason);
-        if (errors.count == 0)
-            fprintf(stderr, "%s: cannot load %s\n", base, config);
-        cfg_errors_free(&errors);
+    cfg_t *cfg = cfg_load_report(config, base);
+    if (!cfg)
         return 2;
-    }
-    cfg_errors_free(&errors);
 
     char run_dir[PATH_MAX];
-    if (!home && cfg->run_dir[0])
-        home = cfg->run_dir;
-    if (rundir_resolve(home, run_dir, sizeof run_dir) != 0) {
+    if (rundir_resolve_cfg(home, cfg->run_dir, run_dir, sizeof run_dir) != 0) {
         fprintf(stderr, "%s: cannot resolve the run directory (use --home)\n", base);
         cfg_destroy(&cfg);
         return 2;
     }
     char ep[PATH_MAX + 32];
-    if (endpoint)
-        snprintf(ep, sizeof ep, "%s", endpoint);
-    else if (cfg->bus_endpoint[0])
-        snprintf(ep, sizeof ep, "%s", cfg->bus_endpoint);
-    else
-        snprintf(ep, sizeof ep, "ipc://%s/bus.sock", run_dir);
+    rundir_endpoint(endpoint, cfg->bus_endpoint, run_dir, ep, sizeof ep);
 
     char self_dir[PATH_MAX] = "";
     ssize_t n = readlink("/proc/self/exe", self_dir, sizeof self_dir - 1);

@@ -138,26 +138,14 @@ int main(int argc, char **argv)
 
     cfg_t *cfg = NULL;
     if (config && *config) {
-        cfg_errors_t errors = {0};
-        cfg = cfg_load(config, &errors);
-        if (!cfg) {
-            for (int i = 0; i < errors.count; i++)
-                fprintf(stderr, "%s:%d: %s: %s\n", errors.items[i].file, errors.items[i].line,
-                        errors.items[i].key, errors.items[i].reason);
-            if (!errors.count)
-                fprintf(stderr, "emads-ledger: cannot load config %s\n", config);
-            cfg_errors_free(&errors);
+        if (!(cfg = cfg_load_report(config, "emads-ledger")))
             return 2;
-        }
-        cfg_errors_free(&errors);
     } else if (!verify) {
         fprintf(stderr, "emads-ledger: no config: pass --config FILE or set EMADS_CONFIG\n");
         return 2;
     }
     char run[PATH_MAX], dbpath[PATH_MAX], ep[PATH_MAX + 16];
-    if (!home && cfg && cfg->run_dir[0] && !getenv("EMADS_HOME"))
-        home = cfg->run_dir;
-    if (rundir_resolve(home, run, sizeof run) != 0) {
+    if (rundir_resolve_cfg(home, cfg ? cfg->run_dir : NULL, run, sizeof run) != 0) {
         fprintf(stderr, "emads-ledger: cannot resolve the run directory\n");
         cfg_destroy(&cfg);
         return 2;
@@ -175,14 +163,8 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
-    if (!endpoint) {
-        if (cfg->bus_endpoint[0])
-            endpoint = cfg->bus_endpoint;
-        else {
-            snprintf(ep, sizeof ep, "ipc://%s/bus.sock", run);
-            endpoint = ep;
-        }
-    }
+    rundir_endpoint(endpoint, cfg->bus_endpoint, run, ep, sizeof ep);
+    endpoint = ep;
     if (insecure)
         log_warn("--insecure: no CURVE; the bus cannot prove who is spending");
     char pidfile[PATH_MAX];

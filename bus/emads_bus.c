@@ -151,36 +151,18 @@ int main(int argc, char **argv)
     log_init("emads-bus", LOG_LVL_INFO);
 
     cfg_t *cfg = NULL;
-    if (config && *config) {
-        cfg_errors_t errors = {0};
-        cfg = cfg_load(config, &errors);
-        if (!cfg) {
-            for (int i = 0; i < errors.count; i++)
-                fprintf(stderr, "%s:%d: %s: %s\n", errors.items[i].file, errors.items[i].line,
-                        errors.items[i].key, errors.items[i].reason);
-            if (errors.count == 0)
-                fprintf(stderr, "emads-bus: cannot load config %s\n", config);
-            cfg_errors_free(&errors);
-            return 2;
-        }
-        cfg_errors_free(&errors);
-    }
+    if (config && *config && !(cfg = cfg_load_report(config, "emads-bus")))
+        return 2;
     char run[PATH_MAX];
-    if (!home && cfg && cfg->run_dir[0] && !getenv("EMADS_HOME"))
-        home = cfg->run_dir;
-    if (rundir_resolve(home, run, sizeof(run)) != 0 || rundir_create(run) != 0) {
+    if (rundir_resolve_cfg(home, cfg ? cfg->run_dir : NULL, run, sizeof(run)) != 0 ||
+        rundir_create(run) != 0) {
         fprintf(stderr, "emads-bus: cannot resolve or create the run directory: %s\n",
                 strerror(errno));
         cfg_destroy(&cfg);
         return 2;
     }
     char ep[PATH_MAX + 16];
-    if (endpoint)
-        snprintf(ep, sizeof(ep), "%s", endpoint);
-    else if (cfg && cfg->bus_endpoint[0])
-        snprintf(ep, sizeof(ep), "%s", cfg->bus_endpoint);
-    else
-        snprintf(ep, sizeof(ep), "ipc://%s/bus.sock", run);
+    rundir_endpoint(endpoint, cfg ? cfg->bus_endpoint : NULL, run, ep, sizeof(ep));
     bool curve = !insecure && (!cfg || cfg->curve);
 
     char pidfile[PATH_MAX + 32];

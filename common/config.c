@@ -145,6 +145,19 @@ void cfg_errors_free(cfg_errors_t *errors)
     errors->count = 0;
 }
 
+cfg_t *cfg_load_report(const char *path, const char *prog)
+{
+    cfg_errors_t errs = {0};
+    cfg_t *cfg = cfg_load(path, &errs);
+    if (!cfg) {
+        cfg_errors_print(&errs, stderr);
+        if (errs.count == 0)
+            fprintf(stderr, "%s: cannot load %s\n", prog, path);
+    }
+    cfg_errors_free(&errs);
+    return cfg;
+}
+
 void cfg_errors_print(const cfg_errors_t *errors, FILE *f)
 {
     if (!errors || !f)

@@ -23,71 +23,71 @@
 
 #include "proto/proto.h" /* proto_amounts_t, DIM_* */
 
-#define CFG_NAME_MAX 64
-#define CFG_MAX_AGENTS 16
-#define CFG_MAX_MODELS 32
+#define CFG_NAME_MAX      64
+#define CFG_MAX_AGENTS    16
+#define CFG_MAX_MODELS    32
 #define CFG_MAX_PROVIDERS 8
-#define CFG_MAX_TOOLS 16
+#define CFG_MAX_TOOLS     16
 #define CFG_MAX_WORKFLOWS 16
-#define CFG_MAX_STEPS 16
-#define CFG_MAX_OPTIONS 8
-#define CFG_MAX_CLASSES 8
-#define CFG_MAX_ACCESS 32
-#define CFG_MAX_ARGV 16
+#define CFG_MAX_STEPS     16
+#define CFG_MAX_OPTIONS   8
+#define CFG_MAX_CLASSES   8
+#define CFG_MAX_ACCESS    32
+#define CFG_MAX_ARGV      16
 
 typedef enum { PATH_LLM = 0, PATH_LOCAL, PATH_TOOL } cfg_path_t;
 const char *cfg_path_name(cfg_path_t p); /* "llm", "local", "tool" */
 
 typedef struct {
     char name[CFG_NAME_MAX];
-    char base_url[256];     /* e.g. http://127.0.0.1:8080/v1 */
-    char api_key_env[64];   /* name of the env var holding the key; "" = none */
+    char base_url[256];         /* e.g. http://127.0.0.1:8080/v1 */
+    char api_key_env[64];       /* name of the env var holding the key; "" = none */
     int64_t max_response_bytes; /* default 1 MiB */
-    int max_retries;        /* default 3 */
+    int max_retries;            /* default 3 */
 } cfg_provider_t;
 
 typedef struct {
-    char name[CFG_NAME_MAX];       /* the name sent to the provider */
-    int provider;                  /* index into providers */
-    int64_t input_uusd_per_mtok;   /* micro-USD per 1M input tokens */
-    int64_t output_uusd_per_mtok;  /* micro-USD per 1M output tokens */
-    int64_t context_tokens;        /* default 8192 */
+    char name[CFG_NAME_MAX];      /* the name sent to the provider */
+    int provider;                 /* index into providers */
+    int64_t input_uusd_per_mtok;  /* micro-USD per 1M input tokens */
+    int64_t output_uusd_per_mtok; /* micro-USD per 1M output tokens */
+    int64_t context_tokens;       /* default 8192 */
 } cfg_model_t;
 
 typedef struct {
     char name[CFG_NAME_MAX];
-    bool is_http;                  /* false: command */
-    char *argv[CFG_MAX_ARGV + 1];  /* command, NULL-terminated; owned */
-    char url[256];                 /* http: GET/POST url; {input} is replaced, url-escaped */
-    char method[8];                /* "GET" or "POST" (body = input) */
-    int64_t timeout_ms;            /* default 5000 */
-    int64_t output_cap_bytes;      /* default 65536 */
+    bool is_http;                 /* false: command */
+    char *argv[CFG_MAX_ARGV + 1]; /* command, NULL-terminated; owned */
+    char url[256];                /* http: GET/POST url; {input} is replaced, url-escaped */
+    char method[8];               /* "GET" or "POST" (body = input) */
+    int64_t timeout_ms;           /* default 5000 */
+    int64_t output_cap_bytes;     /* default 65536 */
 } cfg_tool_t;
 
 typedef struct {
     char name[CFG_NAME_MAX];
-    char role[16];                 /* "cto", "coo", "reconcile" */
-    int concurrency;               /* steps at once, default 4 */
-    int model;                     /* index into models, -1 none */
-    int small_model;               /* index into models, -1 none */
-    char *system_prompt;           /* owned; may be NULL */
+    char role[16];       /* "cto", "coo", "reconcile" */
+    int concurrency;     /* steps at once, default 4 */
+    int model;           /* index into models, -1 none */
+    int small_model;     /* index into models, -1 none */
+    char *system_prompt; /* owned; may be NULL */
 } cfg_agent_t;
 
 typedef struct {
     cfg_path_t path;
-    int model;                     /* PATH_LLM (and optional summary for tool): model index, else -1 */
-    int tool;                      /* PATH_TOOL: tool index, else -1 */
-    proto_amounts_t est;           /* estimated tokens, latency_ms, tool_calls, cost_uusd
-                                      (cost derived from model prices if not given) */
-    double quality;                /* expected quality in (0, 1] */
+    int model;           /* PATH_LLM (and optional summary for tool): model index, else -1 */
+    int tool;            /* PATH_TOOL: tool index, else -1 */
+    proto_amounts_t est; /* estimated tokens, latency_ms, tool_calls, cost_uusd
+                            (cost derived from model prices if not given) */
+    double quality;      /* expected quality in (0, 1] */
 } cfg_option_t;
 
 typedef struct {
     char name[CFG_NAME_MAX];
-    int agent;                     /* index into agents */
-    int needs[CFG_MAX_STEPS];      /* indexes of earlier steps in this workflow */
+    int agent;                /* index into agents */
+    int needs[CFG_MAX_STEPS]; /* indexes of earlier steps in this workflow */
     int n_needs;
-    bool optional;                 /* may be skipped by the planner */
+    bool optional; /* may be skipped by the planner */
     cfg_option_t options[CFG_MAX_OPTIONS];
     int n_options;
 } cfg_step_t;
@@ -103,67 +103,75 @@ typedef struct {
 typedef struct {
     char name[CFG_NAME_MAX];
     int workflow;
-    unsigned healthy_paths;        /* bit (1 << cfg_path_t) */
+    unsigned healthy_paths; /* bit (1 << cfg_path_t) */
     unsigned tight_paths;
-    char **keywords;               /* owned, NULL-terminated; local classifier hints */
+    char **keywords; /* owned, NULL-terminated; local classifier hints */
 } cfg_class_t;
 
 /* Access list: which peer names may call which commands of a service. */
 typedef struct {
     char service[CFG_NAME_MAX];
-    char command[CFG_NAME_MAX];    /* a message type, or "*" */
-    char **names;                  /* owned, NULL-terminated; "*" = anyone authenticated */
+    char command[CFG_NAME_MAX]; /* a message type, or "*" */
+    char **names;               /* owned, NULL-terminated; "*" = anyone authenticated */
 } cfg_access_t;
 
 typedef struct {
-    char name[CFG_NAME_MAX];       /* agent name, or "orchestrator" */
-    proto_amounts_t limit;         /* -1 = unlimited */
+    char name[CFG_NAME_MAX]; /* agent name, or "orchestrator" */
+    proto_amounts_t limit;   /* -1 = unlimited */
 } cfg_budget_t;
 
 typedef struct {
     /* where the config came from (absolute paths) */
     char path[1024];
     char budgets_path[1024];
-    char dir[1024];                /* folder of path; relative paths resolve against it */
+    char dir[1024]; /* folder of path; relative paths resolve against it */
 
-    char run_dir[1024];            /* "" = resolve via rundir.h */
-    char bus_endpoint[256];        /* "" = ipc://<run>/bus.sock */
-    bool curve;                    /* default true */
-    int64_t request_timeout_ms;    /* client default, 5000 */
+    char run_dir[1024];         /* "" = resolve via rundir.h */
+    char bus_endpoint[256];     /* "" = ipc://<run>/bus.sock */
+    bool curve;                 /* default true */
+    int64_t request_timeout_ms; /* client default, 5000 */
 
     /* ledger */
-    int64_t hold_ttl_ms;           /* default 60000 */
+    int64_t hold_ttl_ms;               /* default 60000 */
     double alert_warn, alert_critical; /* default 0.8, 0.95 */
-    char alert_webhook[256];       /* "" = none */
-    int metrics_port;              /* 0 = off; default 9464 */
-    char global_period[8];         /* "", "day" or "month" */
-    proto_amounts_t global_limit;  /* -1 = unlimited */
+    char alert_webhook[256];           /* "" = none */
+    int metrics_port;                  /* 0 = off; default 9464 */
+    char global_period[8];             /* "", "day" or "month" */
+    proto_amounts_t global_limit;      /* -1 = unlimited */
 
     /* orchestrator / planner */
-    int beam_width;                /* default 16 */
-    double tight_ratio;            /* remaining cost ratio below which the budget is "tight", 0.5 */
-    double local_ratio;            /* agents: below -> local path, 0.2 */
-    double small_ratio;            /* agents: below -> small model, 0.5 */
-    char knowledge_dir[1024];      /* default tool's folder; "" = none */
+    int beam_width;           /* default 16 */
+    double tight_ratio;       /* remaining cost ratio below which the budget is "tight", 0.5 */
+    double local_ratio;       /* agents: below -> local path, 0.2 */
+    double small_ratio;       /* agents: below -> small model, 0.5 */
+    char knowledge_dir[1024]; /* default tool's folder; "" = none */
 
-    cfg_provider_t providers[CFG_MAX_PROVIDERS]; int n_providers;
-    cfg_model_t models[CFG_MAX_MODELS];          int n_models;
-    cfg_tool_t tools[CFG_MAX_TOOLS];             int n_tools;
-    cfg_agent_t agents[CFG_MAX_AGENTS];          int n_agents;
-    cfg_workflow_t workflows[CFG_MAX_WORKFLOWS]; int n_workflows;
-    cfg_class_t classes[CFG_MAX_CLASSES];        int n_classes;
-    cfg_access_t access[CFG_MAX_ACCESS];         int n_access;
+    cfg_provider_t providers[CFG_MAX_PROVIDERS];
+    int n_providers;
+    cfg_model_t models[CFG_MAX_MODELS];
+    int n_models;
+    cfg_tool_t tools[CFG_MAX_TOOLS];
+    int n_tools;
+    cfg_agent_t agents[CFG_MAX_AGENTS];
+    int n_agents;
+    cfg_workflow_t workflows[CFG_MAX_WORKFLOWS];
+    int n_workflows;
+    cfg_class_t classes[CFG_MAX_CLASSES];
+    int n_classes;
+    cfg_access_t access[CFG_MAX_ACCESS];
+    int n_access;
 
     /* budgets file */
-    cfg_budget_t budgets[CFG_MAX_AGENTS + 1];    int n_budgets; /* agents + orchestrator */
+    cfg_budget_t budgets[CFG_MAX_AGENTS + 1];
+    int n_budgets; /* agents + orchestrator */
     proto_amounts_t total_task_budget;
 } cfg_t;
 
 /* One error found while loading. */
 typedef struct {
     char file[1024];
-    int line;          /* 1-based; 0 when not tied to a line */
-    char key[128];     /* dotted path, e.g. budgets.cto_agent.max_tokens */
+    int line;      /* 1-based; 0 when not tied to a line */
+    char key[128]; /* dotted path, e.g. budgets.cto_agent.max_tokens */
     char reason[256];
 } cfg_error_t;
 
@@ -187,7 +195,8 @@ int cfg_workflow_index(const cfg_t *cfg, const char *name);
 /* The budget limits for an agent or "orchestrator"; NULL if none configured. */
 const cfg_budget_t *cfg_budget(const cfg_t *cfg, const char *name);
 /* True if peer `name` may call `command` on `service`. */
-bool cfg_access_allowed(const cfg_t *cfg, const char *service, const char *command, const char *name);
+bool cfg_access_allowed(const cfg_t *cfg, const char *service, const char *command,
+                        const char *name);
 /* Cost in micro-USD of a call to model m with the given token counts (rounded up). */
 int64_t cfg_model_cost(const cfg_model_t *m, int64_t input_tokens, int64_t output_tokens);
 
@@ -212,6 +221,9 @@ int cfg_usd_parse(const char *s, int64_t *uusd, char *err, size_t errlen);
 /* Format micro-USD as USD with 2 to 6 decimals ("5.00", "0.000125");
    negative values print as "unlimited". Returns out. */
 const char *cfg_usd_format(int64_t uusd, char *out, size_t outlen);
+/* cfg_load, printing every error to stderr as cfg_errors_print does (or
+   "prog: cannot load PATH" when there is no error to print). NULL on error. */
+cfg_t *cfg_load_report(const char *path, const char *prog);
 /* Print every error as "file:line: key: reason" (line omitted when 0). */
 void cfg_errors_print(const cfg_errors_t *errors, FILE *f);
 

@@ -71,6 +71,27 @@ int rundir_resolve(const char *home, char *out, size_t outlen)
     return -1;
 }
 
+int rundir_resolve_cfg(const char *home, const char *cfg_run_dir, char *out, size_t outlen)
+{
+    const char *env = getenv("EMADS_HOME");
+    if ((!home || !*home) && !(env && *env) && cfg_run_dir && *cfg_run_dir)
+        home = cfg_run_dir;
+    return rundir_resolve(home, out, outlen);
+}
+
+int rundir_endpoint(const char *override, const char *cfg_endpoint, const char *run, char *out,
+                    size_t outlen)
+{
+    int n;
+    if (override && *override)
+        n = snprintf(out, outlen, "%s", override);
+    else if (cfg_endpoint && *cfg_endpoint)
+        n = snprintf(out, outlen, "%s", cfg_endpoint);
+    else
+        n = snprintf(out, outlen, "ipc://%s/bus.sock", run);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
 int rundir_path(const char *dir, const char *rel, char *out, size_t outlen)
 {
     if (!dir || !rel || !out)

@@ -16,6 +16,14 @@
 /* Resolve the run directory into out (PATH_MAX). home may be NULL.
    Returns 0, -1 if nothing could be resolved. Does not create it. */
 int rundir_resolve(const char *home, char *out, size_t outlen);
+/* The run directory of a process that loaded a config: home (--home) if
+   set, else $EMADS_HOME, else cfg_run_dir (the config's run_dir) if
+   non-empty, else as rundir_resolve. Every process resolves it this way. */
+int rundir_resolve_cfg(const char *home, const char *cfg_run_dir, char *out, size_t outlen);
+/* The bus endpoint: override (--endpoint) if set, else cfg_endpoint if
+   non-empty, else ipc://<run>/bus.sock. Returns 0, -1 if truncated. */
+int rundir_endpoint(const char *override, const char *cfg_endpoint, const char *run, char *out,
+                    size_t outlen);
 /* Create dir and its subfolders (pids, logs, certs/public, certs/private),
    mode 0700. Returns 0 or -1 with errno set. */
 int rundir_create(const char *dir);

@@ -110,21 +110,12 @@ cfg_t *ctl_load_config(const ctl_opts_t *opts, const char *path)
 {
     if (!path)
         path = opts->config;
-    cfg_errors_t errs;
-    cfg_t *cfg = cfg_load(path, &errs);
-    if (!cfg) {
-        cfg_errors_print(&errs, stderr);
-        if (errs.count == 0)
-            fprintf(stderr, "%s: cannot load %s\n", opts->prog, path);
-    }
-    cfg_errors_free(&errs);
-    return cfg;
+    return cfg_load_report(path, opts->prog);
 }
 
 int ctl_run_dir(const ctl_opts_t *opts, const cfg_t *cfg, char *out, size_t outlen)
 {
-    const char *home = opts->home[0] ? opts->home : cfg && cfg->run_dir[0] ? cfg->run_dir : NULL;
-    if (rundir_resolve(home, out, outlen) != 0) {
+    if (rundir_resolve_cfg(opts->home, cfg ? cfg->run_dir : NULL, out, outlen) != 0) {
         fprintf(stderr,
                 "%s: cannot find a run directory: use --home DIR or set EMADS_HOME "
                 "(or HOME)\n",

@@ -81,30 +81,17 @@ int main(int argc, char **argv)
         log_error("no configuration: pass --config FILE or set EMADS_CONFIG");
         return 2;
     }
-    cfg_errors_t errs = {0};
-    cfg_t *cfg = cfg_load(config, &errs);
-    if (!cfg) {
-        for (int i = 0; i < errs.count; i++)
-            log_error("%s:%d: %s: %s", errs.items[i].file, errs.items[i].line, errs.items[i].key,
-                      errs.items[i].reason);
-        cfg_errors_free(&errs);
+    cfg_t *cfg = cfg_load_report(config, "emads-orchestrator");
+    if (!cfg)
         return 2;
-    }
     char run[1024];
-    if (!home && cfg->run_dir[0])
-        home = cfg->run_dir;
-    if (rundir_resolve(home, run, sizeof run) != 0 || rundir_create(run) != 0) {
+    if (rundir_resolve_cfg(home, cfg->run_dir, run, sizeof run) != 0 || rundir_create(run) != 0) {
         log_error("cannot resolve or create the run directory");
         cfg_destroy(&cfg);
         return 2;
     }
     char ep[1100], db[1100];
-    if (endpoint)
-        snprintf(ep, sizeof ep, "%s", endpoint);
-    else if (cfg->bus_endpoint[0])
-        snprintf(ep, sizeof ep, "%s", cfg->bus_endpoint);
-    else
-        snprintf(ep, sizeof ep, "ipc://%s/bus.sock", run);
+    rundir_endpoint(endpoint, cfg->bus_endpoint, run, ep, sizeof ep);
     snprintf(db, sizeof db, "%s/tasks.db", run);
     if (insecure)
         log_warn("--insecure: CURVE is off, peers are not authenticated");

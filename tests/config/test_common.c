@@ -66,6 +66,29 @@ Test(common, rundir_resolution_order)
     cr_expect_eq(rundir_resolve("/a/long/path", small, sizeof small), -1);
 }
 
+Test(common, rundir_with_config_and_endpoint)
+{
+    /* Every process: --home, then $EMADS_HOME, then the config's run_dir. */
+    char out[256];
+    setenv("EMADS_HOME", "/tmp/emads-env", 1);
+    cr_assert_eq(rundir_resolve_cfg("/tmp/flag", "/tmp/cfg", out, sizeof out), 0);
+    cr_expect_str_eq(out, "/tmp/flag");
+    cr_assert_eq(rundir_resolve_cfg(NULL, "/tmp/cfg", out, sizeof out), 0);
+    cr_expect_str_eq(out, "/tmp/emads-env");
+    unsetenv("EMADS_HOME");
+    cr_assert_eq(rundir_resolve_cfg(NULL, "/tmp/cfg", out, sizeof out), 0);
+    cr_expect_str_eq(out, "/tmp/cfg");
+
+    cr_assert_eq(rundir_endpoint("tcp://10.0.0.1:5555", "tcp://h:1", "/r", out, sizeof out), 0);
+    cr_expect_str_eq(out, "tcp://10.0.0.1:5555");
+    cr_assert_eq(rundir_endpoint(NULL, "tcp://h:1", "/r", out, sizeof out), 0);
+    cr_expect_str_eq(out, "tcp://h:1");
+    cr_assert_eq(rundir_endpoint(NULL, "", "/r", out, sizeof out), 0);
+    cr_expect_str_eq(out, "ipc:///r/bus.sock");
+    char tiny[8];
+    cr_expect_eq(rundir_endpoint(NULL, NULL, "/a/long/run/dir", tiny, sizeof tiny), -1);
+}
+
 Test(common, rundir_create_makes_private_folders)
 {
     char run[PATH_MAX + 32];
