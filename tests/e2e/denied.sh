@@ -21,7 +21,7 @@ sed -i 's/^  cto_agent: .*/  cto_agent:      {max_tokens: 20000, max_latency_ms:
     "$E2E_CFG/agents_budget.yaml"
 
 ctl up >/dev/null
-ctl watch --json > "$E2E_TMP/events" 2>/dev/null &
+"$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" watch --json >"$E2E_TMP/events" 2>/dev/null &
 E2E_EXTRA_PIDS="$E2E_EXTRA_PIDS $!"
 sleep 0.3
 plan=$(ctl --json plan "Should we migrate billing to Kubernetes? Assess the risk.")
