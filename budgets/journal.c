@@ -1,6 +1,7 @@
 /*  journal.c - the ledger's SQLite journal (see journal.h).
 
-    On-disk format, version 3:
+    On-disk format, version 4 (3 had no late resolutions: its expired holds
+    were released, not charged, so it is refused rather than misread):
 
       accounts  key PK (without rowid), kind (0 task, 1 agent, 2 global), task, agent, period,
                 lim0..lim3, used0..used3, held0..held3 (dimensions in
@@ -8,13 +9,14 @@
                 closed, training                       -- the stored totals
       holds     seq PK (rowid), hold_id, task, agent, step, global_key, amt0..amt3,
                 act0..act3, created_ms, expires_ms, resolved_ms,
-                state (0 held, 1 committed, 2 voided, 3 expired), measured,
+                state (0 held, 1 committed, 2 voided, 3 expired = charged in
+                full), measured,
                 path, model, option
       requests  sender, request_id, fingerprint, op, code, reason,
                 hold_id, task, agent, a0..a3, t1, t2, overrun, err_kind,
-                err_dim, err_requested, err_available  -- the stored replies
-      journal   seq PK, at_ms, kind (0 reserve, 1 commit, 2 void, 3 expire),
-                hold_seq (holds.seq)                   -- append-only
+                err_dim, err_requested, err_available, late  -- the stored replies
+      journal   seq PK, at_ms, kind (0 reserve, 1 commit, 2 void, 3 expire,
+                4 late commit, 5 late void), hold_seq (holds.seq)  -- append-only
 
     Checkpoints: SQLite's automatic checkpoint is off; the server calls
     journal_checkpoint() after it has sent a batch's replies, so copying the
@@ -35,10 +37,15 @@
 
     A hold touches the accounts "a/<task>/<agent>", "t/<task>" and its
     global_key. Replaying the journal: reserve adds the hold's amounts to held;
-    commit removes them from held and adds the hold's actual to used; void and
-    expire remove them from held. journal_verify() does this replay in SQL and
-    compares it with the accounts table, and checks that each hold's state is
-    the kind of its last journal entry (the two enums share their order).
+    commit removes them from held and adds the hold's actual to used; void
+    removes them from held; expire (ttl or close_task) moves them from held to
+    used (the full charge); a late commit adds actual - amounts to used (the
+    actual replaces the charge); a late void removes the amounts from used
+    (the refund). journal_verify() does this replay in SQL and compares it with
+    the accounts table, and checks each hold's entries: one reserve, at most
+    one of commit/void/expire, a late entry only after an expire, and a state
+    matching the last entry (commit, late commit -> committed; void, late void
+    -> voided; expire -> expired).
 */
 #include "budgets/journal.h"
 
@@ -50,7 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOURNAL_FORMAT 3
+#define JOURNAL_FORMAT 4
 
 static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
                                                    "cost_uusd"};
@@ -84,10 +91,11 @@ static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"
     " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"
     " hold_id TEXT, task TEXT, agent TEXT, a0 INT, a1 INT, a2 INT, a3 INT, t1 INT, t2 INT,"
-    " overrun INT, err_kind INT, err_dim INT, err_requested INT, err_available INT);"
+    " overrun INT, err_kind INT, err_dim INT, err_requested INT, err_available INT,"
+    " late INT NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY, at_ms INT NOT NULL,"
     " kind INT NOT NULL, hold_seq INT NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES('format', '3');";
+    "INSERT OR IGNORE INTO meta VALUES('format', '4');";
 
 static void s_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 {
@@ -149,9 +157,15 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
         format = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (!wal || format != JOURNAL_FORMAT) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path,
-                     !wal ? "cannot enable WAL mode" : "unknown journal format");
+        if (err && errlen) {
+            if (!wal)
+                snprintf(err, errlen, "%s: cannot enable WAL mode", path);
+            else
+                snprintf(err, errlen,
+                         "%s: unknown journal format %d (this ledger reads format %d; move the"
+                         " old database aside to start a new one)",
+                         path, format, JOURNAL_FORMAT);
+        }
         journal_destroy(&self);
         return NULL;
     }
@@ -164,7 +178,7 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
                            "?,?,?,?,?)",
                            -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
-                           "INSERT INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           "INSERT INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &self->put_request, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db, "INSERT INTO journal(at_ms, kind, hold_seq) VALUES(?,?,?)", -1,
                            &self->put_entry, NULL) != SQLITE_OK) {
@@ -254,6 +268,7 @@ static int s_put_request(journal_t *self, const ledger_request_row_t *r)
     sqlite3_bind_int(st, 18, x->err_dim);
     sqlite3_bind_int64(st, 19, x->err_requested);
     sqlite3_bind_int64(st, 20, x->err_available);
+    sqlite3_bind_int(st, 21, x->late);
     return s_step(st);
 }
 
@@ -417,6 +432,7 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
         x->err_dim = sqlite3_column_int(st, 17);
         x->err_requested = sqlite3_column_int64(st, 18);
         x->err_available = sqlite3_column_int64(st, 19);
+        x->late = sqlite3_column_int(st, 20) != 0;
         if (ledger_load_request(ledger, &r) != 0)
             goto fail;
     }
@@ -452,12 +468,18 @@ static const char *s_replay_sql =
     "       UNION ALL SELECT 't/' || task, * FROM e"
     "       UNION ALL SELECT global_key, * FROM e WHERE global_key <> ''),"
     " r AS (SELECT key,"
-    "  SUM(CASE k WHEN 1 THEN act0 ELSE 0 END) u0, SUM(CASE k WHEN 1 THEN act1 ELSE 0 END) u1,"
-    "  SUM(CASE k WHEN 1 THEN act2 ELSE 0 END) u2, SUM(CASE k WHEN 1 THEN act3 ELSE 0 END) u3,"
-    "  SUM(CASE k WHEN 0 THEN amt0 ELSE -amt0 END) h0, SUM(CASE k WHEN 0 THEN amt1 ELSE -amt1 END) "
-    "h1,"
-    "  SUM(CASE k WHEN 0 THEN amt2 ELSE -amt2 END) h2, SUM(CASE k WHEN 0 THEN amt3 ELSE -amt3 END) "
-    "h3"
+    "  SUM(CASE k WHEN 1 THEN act0 WHEN 3 THEN amt0 WHEN 4 THEN act0 - amt0 WHEN 5 THEN -amt0"
+    "   ELSE 0 END) u0,"
+    "  SUM(CASE k WHEN 1 THEN act1 WHEN 3 THEN amt1 WHEN 4 THEN act1 - amt1 WHEN 5 THEN -amt1"
+    "   ELSE 0 END) u1,"
+    "  SUM(CASE k WHEN 1 THEN act2 WHEN 3 THEN amt2 WHEN 4 THEN act2 - amt2 WHEN 5 THEN -amt2"
+    "   ELSE 0 END) u2,"
+    "  SUM(CASE k WHEN 1 THEN act3 WHEN 3 THEN amt3 WHEN 4 THEN act3 - amt3 WHEN 5 THEN -amt3"
+    "   ELSE 0 END) u3,"
+    "  SUM(CASE k WHEN 0 THEN amt0 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt0 END) h0,"
+    "  SUM(CASE k WHEN 0 THEN amt1 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt1 END) h1,"
+    "  SUM(CASE k WHEN 0 THEN amt2 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt2 END) h2,"
+    "  SUM(CASE k WHEN 0 THEN amt3 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt3 END) h3"
     "  FROM p GROUP BY key)"
     " SELECT a.key, a.used0, a.used1, a.used2, a.used3, a.held0, a.held1, a.held2, a.held3,"
     "  coalesce(r.u0,0), coalesce(r.u1,0), coalesce(r.u2,0), coalesce(r.u3,0),"
@@ -468,12 +490,15 @@ static const char *s_replay_sql =
 
 /* Holds whose state disagrees with their journal entries. */
 static const char *s_states_sql =
-    "WITH j AS (SELECT hold_seq, SUM(kind = 0) AS reserves, SUM(kind <> 0) AS resolves,"
-    "  MAX(seq) AS last FROM journal GROUP BY hold_seq)"
+    "WITH j AS (SELECT hold_seq, SUM(kind = 0) AS reserves, SUM(kind IN (1, 2, 3)) AS resolves,"
+    "  SUM(kind = 3) AS expires, SUM(kind IN (4, 5)) AS lates, MAX(seq) AS last"
+    "  FROM journal GROUP BY hold_seq)"
     " SELECT h.hold_id, h.state, coalesce(j.reserves, 0), coalesce(j.resolves, 0),"
-    "  (SELECT kind FROM journal WHERE seq = j.last)"
+    "  (SELECT CASE kind WHEN 4 THEN 1 WHEN 5 THEN 2 ELSE kind END FROM journal"
+    "   WHERE seq = j.last),"
+    "  coalesce(j.lates, 0), coalesce(j.expires, 0)"
     " FROM holds h LEFT JOIN j ON j.hold_seq = h.seq"
-    " UNION ALL SELECT 'seq ' || hold_seq, -1, 0, 0, NULL FROM journal"
+    " UNION ALL SELECT 'seq ' || hold_seq, -1, 0, 0, NULL, 0, 0 FROM journal"
     "  WHERE hold_seq NOT IN (SELECT seq FROM holds)";
 
 static void s_report(char *report, size_t len, size_t *pos, const char *fmt, ...)
@@ -531,11 +556,13 @@ int journal_verify(journal_t *self, char *report, size_t reportlen)
         int state = sqlite3_column_int(st, 1);
         int reserves = sqlite3_column_int(st, 2), resolves = sqlite3_column_int(st, 3);
         int last = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 4);
-        if (reserves != 1 || resolves > 1 || last != state) {
+        int lates = sqlite3_column_int(st, 5), expires = sqlite3_column_int(st, 6);
+        if (reserves != 1 || resolves > 1 || lates > expires || last != state) {
             bad++;
             s_report(report, reportlen, &pos,
-                     "hold %s: state %d, %d reserve and %d resolve entries, last entry %d\n", id,
-                     state, reserves, resolves, last);
+                     "hold %s: state %d, %d reserve, %d resolve and %d late entries, last entry"
+                     " %d\n",
+                     id, state, reserves, resolves, lates, last);
         }
     }
     if (rc != SQLITE_DONE)

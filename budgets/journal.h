@@ -3,8 +3,8 @@
     The database (WAL mode, synchronous=FULL) holds the stored totals of every
     account, every hold with its final state, every request record with its
     reply (for idempotent retries across restarts), and an append-only journal
-    of hold transitions (reserve, commit, void, expire) from which every
-    balance can be recomputed.
+    of hold transitions (reserve, commit, void, expire, late commit, late
+    void) from which every balance can be recomputed.
 
     Group commit: the server applies a batch of requests to the in-memory
     ledger, then journal_write() writes every change of the batch in one
@@ -12,7 +12,7 @@
     Replies are sent after that, so no reply ever describes state that a crash
     could lose.
 
-    Tables (format version 3; see journal.c for the columns):
+    Tables (format version 4; see journal.c for the columns):
       meta(key, value)  accounts(key, ...)  holds(hold_id, ...)
       requests(sender, request_id, ...)  journal(seq, at_ms, kind, hold_id)
 */

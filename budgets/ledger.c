@@ -944,14 +944,30 @@ static s_account_t *s_hold_accounts(ledger_t *self, const s_hold_t *h, s_account
     return out[0];
 }
 
-/* Release a held hold without posting (void, expiry, close). */
-static int s_release(ledger_t *self, s_hold_t *h, ledger_hold_state_t state, int64_t now_ms)
+/* End a held hold without its agent's commit: VOIDED releases it (an
+   explicit void); EXPIRED (ttl passed, or by_close: close_task) charges it in
+   full, since the outcome is unknown - the held amounts move to used. */
+static int s_release(ledger_t *self, s_hold_t *h, ledger_hold_state_t state, bool by_close,
+                     int64_t now_ms)
 {
+    bool charge = state == LEDGER_HOLD_EXPIRED;
+    ledger_note_t *n = s_note(self, charge ? LEDGER_NOTE_EXPIRED : LEDGER_NOTE_VOID, now_ms);
+    if (!n)
+        return -1;
     s_account_t *acc[3];
     s_hold_accounts(self, h, acc);
     for (int i = 0; i < 3; i++) {
         if (!acc[i])
             continue;
+        if (charge) {
+            ledger_note_account_t *na = &n->accounts[n->n_accounts++];
+            na->kind = acc[i]->row.kind;
+            s_copy(na->key, sizeof na->key, acc[i]->row.key);
+            na->before = acc[i]->row.used;
+            na->limit = acc[i]->row.limit;
+            s_add(&acc[i]->row.used, &h->row.amounts, 1);
+            na->after = acc[i]->row.used;
+        }
         s_add(&acc[i]->row.held, &h->row.amounts, -1);
         if (s_dirty_account(self, acc[i]) != 0)
             return -1;
@@ -959,14 +975,10 @@ static int s_release(ledger_t *self, s_hold_t *h, ledger_hold_state_t state, int
     h->row.state = state;
     h->row.resolved_ms = now_ms;
     if (s_dirty_hold(self, h) != 0 ||
-        s_entry(self, state == LEDGER_HOLD_EXPIRED ? LEDGER_ENTRY_EXPIRE : LEDGER_ENTRY_VOID, h,
-                now_ms) != 0)
-        return -1;
-    ledger_note_t *n =
-        s_note(self, state == LEDGER_HOLD_EXPIRED ? LEDGER_NOTE_EXPIRED : LEDGER_NOTE_VOID, now_ms);
-    if (!n)
+        s_entry(self, charge ? LEDGER_ENTRY_EXPIRE : LEDGER_ENTRY_VOID, h, now_ms) != 0)
         return -1;
     s_note_hold(n, h);
+    n->by_close = by_close;
     return 0;
 }
 
@@ -1015,9 +1027,11 @@ static s_hold_t *s_hold_for(ledger_t *self, const char *sender, const char *hold
     }
     s_copy(res->task, sizeof res->task, h->row.task);
     s_copy(res->agent, sizeof res->agent, h->row.agent);
-    /* a hold past its ttl is expired even if the expiry pass has not run */
+    /* a hold past its ttl is expired (charged) even if the expiry pass has
+       not run: the request then resolves it late, whatever the timing of
+       that pass */
     if (h->row.state == LEDGER_HOLD_HELD && now_ms >= h->row.expires_ms &&
-        s_release(self, h, LEDGER_HOLD_EXPIRED, now_ms) != 0) {
+        s_release(self, h, LEDGER_HOLD_EXPIRED, false, now_ms) != 0) {
         s_fail(res, LEDGER_E_NOMEM, "out of memory");
         return NULL;
     }
@@ -1025,12 +1039,11 @@ static s_hold_t *s_hold_for(ledger_t *self, const char *sender, const char *hold
         s_fail(res, LEDGER_E_HOLD_COMMITTED, "hold %s is already committed", hold_id);
         return NULL;
     }
-    if (h->row.state != LEDGER_HOLD_HELD) {
-        s_fail(res, LEDGER_E_HOLD_VOIDED, "hold %s is already %s", hold_id,
-               ledger_hold_state_name(h->row.state));
+    if (h->row.state == LEDGER_HOLD_VOIDED) {
+        s_fail(res, LEDGER_E_HOLD_VOIDED, "hold %s is already voided", hold_id);
         return NULL;
     }
-    return h;
+    return h; /* HELD, or EXPIRED: a late resolution */
 }
 
 static bool s_one_of(const char *s, const char *const *set)
@@ -1085,6 +1098,10 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
     else if (strlen(option) > LEDGER_NAME_MAX)
         s_fail(res, LEDGER_E_INVALID, "option: at most %d bytes", LEDGER_NAME_MAX);
     else if ((h = s_hold_for(self, sender, hold_id, now_ms, res)) != NULL) {
+        /* late: the hold was charged in full at expiry; the actual replaces
+           that charge (held was already released then) */
+        bool late = h->row.state == LEDGER_HOLD_EXPIRED;
+        res->late = late;
         s_account_t *acc[3];
         s_hold_accounts(self, h, acc);
         ledger_note_t *n = s_note(self, LEDGER_NOTE_COMMIT, now_ms);
@@ -1098,7 +1115,7 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
             s_copy(na->key, sizeof na->key, acc[i]->row.key);
             na->before = acc[i]->row.used;
             na->limit = acc[i]->row.limit;
-            s_add(&acc[i]->row.held, &h->row.amounts, -1);
+            s_add(late ? &acc[i]->row.used : &acc[i]->row.held, &h->row.amounts, -1);
             s_add(&acc[i]->row.used, actual, 1);
             na->after = acc[i]->row.used;
             if (s_dirty_account(self, acc[i]) != 0)
@@ -1114,11 +1131,13 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
         s_copy(h->row.path, sizeof h->row.path, path);
         s_copy(h->row.model, sizeof h->row.model, model);
         s_copy(h->row.option, sizeof h->row.option, option);
-        if (s_dirty_hold(self, h) != 0 || s_entry(self, LEDGER_ENTRY_COMMIT, h, now_ms) != 0 ||
+        if (s_dirty_hold(self, h) != 0 ||
+            s_entry(self, late ? LEDGER_ENTRY_LATE_COMMIT : LEDGER_ENTRY_COMMIT, h, now_ms) != 0 ||
             s_hist_add(self, h) != 0)
             return s_nomem(res);
         s_note_hold(n, h);
         n->overrun = res->overrun;
+        n->late = late;
     }
     if (s_request_end(self, sender, request_id, fp.h, res) != 0)
         return s_nomem(res);
@@ -1138,8 +1157,31 @@ int ledger_void(ledger_t *self, const char *sender, const char *request_id, cons
         return 0;
     s_copy(res->hold_id, sizeof res->hold_id, hold_id);
     s_hold_t *h = s_hold_for(self, sender, hold_id, now_ms, res);
-    if (h) {
-        if (s_release(self, h, LEDGER_HOLD_VOIDED, now_ms) != 0)
+    if (h && h->row.state == LEDGER_HOLD_EXPIRED) {
+        /* late void: the agent states nothing was spent, so the full charge
+           of the expiry is refunded */
+        ledger_note_t *n = s_note(self, LEDGER_NOTE_VOID, now_ms);
+        if (!n)
+            return s_nomem(res);
+        s_account_t *acc[3];
+        s_hold_accounts(self, h, acc);
+        for (int i = 0; i < 3; i++) {
+            if (!acc[i])
+                continue;
+            s_add(&acc[i]->row.used, &h->row.amounts, -1);
+            if (s_dirty_account(self, acc[i]) != 0)
+                return s_nomem(res);
+        }
+        h->row.state = LEDGER_HOLD_VOIDED;
+        h->row.resolved_ms = now_ms;
+        if (s_dirty_hold(self, h) != 0 || s_entry(self, LEDGER_ENTRY_LATE_VOID, h, now_ms) != 0)
+            return s_nomem(res);
+        s_note_hold(n, h);
+        n->late = true;
+        res->late = true;
+        res->amounts = h->row.amounts;
+    } else if (h) {
+        if (s_release(self, h, LEDGER_HOLD_VOIDED, false, now_ms) != 0)
             return s_nomem(res);
         res->amounts = h->row.amounts;
     }
@@ -1171,10 +1213,10 @@ int ledger_close_task(ledger_t *self, const char *sender, const char *request_id
     else {
         for (size_t i = 0; i < t->holds.n; i++) {
             s_hold_t *h = t->holds.items[i];
+            /* the agent may still be mid-call: charge in full, it can
+               commit or void late */
             if (h->row.state == LEDGER_HOLD_HELD &&
-                s_release(self, h,
-                          now_ms >= h->row.expires_ms ? LEDGER_HOLD_EXPIRED : LEDGER_HOLD_VOIDED,
-                          now_ms) != 0)
+                s_release(self, h, LEDGER_HOLD_EXPIRED, now_ms < h->row.expires_ms, now_ms) != 0)
                 return s_nomem(res);
         }
         t->row.closed = true;
@@ -1194,7 +1236,7 @@ int ledger_expire(ledger_t *self, int64_t now_ms)
     s_hold_t *h;
     while ((h = s_heap_top(self)) && h->row.expires_ms <= now_ms) {
         s_heap_pop(self);
-        if (s_release(self, h, LEDGER_HOLD_EXPIRED, now_ms) != 0)
+        if (s_release(self, h, LEDGER_HOLD_EXPIRED, false, now_ms) != 0)
             return n;
         n++;
     }
@@ -1440,6 +1482,8 @@ int ledger_load_done(ledger_t *self)
                 s_add(&acc[k]->row.held, &h->row.amounts, 1);
             else if (h->row.state == LEDGER_HOLD_COMMITTED)
                 s_add(&acc[k]->row.used, &h->row.actual, 1);
+            else if (h->row.state == LEDGER_HOLD_EXPIRED)
+                s_add(&acc[k]->row.used, &h->row.amounts, 1); /* charged in full */
         }
         if (h->row.state == LEDGER_HOLD_HELD && s_heap_push(self, h) != 0)
             goto done;
@@ -1528,7 +1572,7 @@ static bool s_result_eq(const ledger_result_t *a, const ledger_result_t *b)
     return a->op == b->op && a->code == b->code && strcmp(a->reason, b->reason) == 0 &&
            strcmp(a->hold_id, b->hold_id) == 0 && strcmp(a->task, b->task) == 0 &&
            strcmp(a->agent, b->agent) == 0 && s_amounts_eq(&a->amounts, &b->amounts) &&
-           a->t1 == b->t1 && a->t2 == b->t2 && a->overrun == b->overrun &&
+           a->t1 == b->t1 && a->t2 == b->t2 && a->overrun == b->overrun && a->late == b->late &&
            a->err_kind == b->err_kind && a->err_dim == b->err_dim &&
            a->err_requested == b->err_requested && a->err_available == b->err_available;
 }

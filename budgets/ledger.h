@@ -18,15 +18,29 @@
 
     Hold state machine (TigerBeetle two-phase transfers are the model):
 
-        reserve ──► HELD ──commit──► COMMITTED   (actual posted, rest released)
-                     │  ──void────► VOIDED      (everything released)
-                     │  ──expiry──► EXPIRED     (as void, by the ledger)
-                     └──close_task► VOIDED
+        reserve ──► HELD ──commit──────► COMMITTED  (actual posted, rest released)
+                     │  ──void────────► VOIDED     (everything released)
+                     │  ──expiry──────► EXPIRED    (charged in full: held -> used)
+                     └──close_task────► EXPIRED    (charged in full, reason task_closed)
+
+                    EXPIRED ──late commit──► COMMITTED  (used += actual - held; late)
+                    EXPIRED ──late void────► VOIDED     (used -= held: refunded; late)
+
+    Spend that happened is always recorded: a hold that ends without its
+    agent's word (ttl passed, or the task closed under it) has an unknown
+    outcome, so the whole hold is posted as used. The agent's commit may still
+    arrive: it is accepted as a late commit and replaces the full charge by the
+    actual; a late void says nothing was spent and refunds the charge. An
+    explicitly voided hold stays voided (commit: LEDGER_E_HOLD_VOIDED); a
+    committed one stays committed. Late resolutions are accepted on closed
+    tasks too (no new reserves are).
 
     A reserve places the hold on every account it touches (agent, task,
     global) or on none. Invariant (without overruns): on every account and
-    dimension with a limit, used + held <= limit. A commit above its hold is
-    posted in full and flagged as an overrun.
+    dimension with a limit, used + held <= limit. The full charge at expiry
+    moves an amount from held to used, so it keeps the invariant; only a
+    commit (on time or late) above its hold exceeds it, and it is posted in
+    full and flagged as an overrun.
 
     Idempotency: every mutating request is keyed by (sender, request_id). The
     first reply - success or failure - is stored with a fingerprint of the
@@ -120,6 +134,7 @@ typedef struct {
     int64_t t1;              /* open: opened_at_ms; reserve: expires_at_ms */
     int64_t t2;              /* open: deadline_ms (-1 none) */
     bool overrun;            /* commit: actual above the hold in some dimension */
+    bool late;               /* commit, void: the hold had expired and was charged in full */
     /* exceeds_budget */
     ledger_kind_t err_kind;
     int err_dim; /* proto_dim_t */
@@ -155,12 +170,13 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
                   const char *model, const char *option, int64_t now_ms, ledger_result_t *res);
 int ledger_void(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
                 int64_t now_ms, ledger_result_t *res);
-/* Void every outstanding hold of the task and close it. */
+/* Charge every outstanding hold of the task in full (state EXPIRED, as an
+   expiry: its agent may still commit or void it late) and close it. */
 int ledger_close_task(ledger_t *self, const char *sender, const char *request_id, const char *task,
                       int64_t now_ms, ledger_result_t *res);
 
-/* Expire every held hold with expires_at_ms <= now_ms. Returns the number
-   expired. */
+/* Expire (charge in full) every held hold with expires_at_ms <= now_ms.
+   Returns the number expired. */
 int ledger_expire(ledger_t *self, int64_t now_ms);
 /* Earliest expires_at_ms among held holds, -1 when none. */
 int64_t ledger_next_expiry(ledger_t *self);
@@ -215,7 +231,9 @@ typedef struct {
     proto_amounts_t amounts; /* held amounts (denied: requested) */
     proto_amounts_t actual;  /* commit */
     bool overrun;
-    ledger_note_account_t accounts[3]; /* commit: every account posted to */
+    bool late;                         /* commit, void: of an expired (charged) hold */
+    bool by_close;                     /* expired: close_task ended the hold, not its ttl */
+    ledger_note_account_t accounts[3]; /* commit, expired: every account posted to */
     int n_accounts;
     /* denied */
     ledger_code_t code;
@@ -245,7 +263,7 @@ typedef enum {
     LEDGER_HOLD_HELD = 0,
     LEDGER_HOLD_COMMITTED,
     LEDGER_HOLD_VOIDED,
-    LEDGER_HOLD_EXPIRED
+    LEDGER_HOLD_EXPIRED /* ended by the ledger and charged in full */
 } ledger_hold_state_t;
 const char *ledger_hold_state_name(ledger_hold_state_t s);
 
@@ -274,7 +292,9 @@ typedef enum {
     LEDGER_ENTRY_RESERVE = 0,
     LEDGER_ENTRY_COMMIT,
     LEDGER_ENTRY_VOID,
-    LEDGER_ENTRY_EXPIRE
+    LEDGER_ENTRY_EXPIRE,      /* expiry or close_task: held -> used */
+    LEDGER_ENTRY_LATE_COMMIT, /* expired -> committed: used += actual - amounts */
+    LEDGER_ENTRY_LATE_VOID    /* expired -> voided: used -= amounts */
 } ledger_entry_kind_t;
 typedef struct {
     ledger_entry_kind_t kind;

@@ -99,10 +99,14 @@ static ev_t *s_reply(const ledger_result_t *r)
         ev_set_str(b, "hold_id", r->hold_id);
         proto_set_amounts(b, "actual", &r->amounts);
         ev_set_bool(b, "overrun", r->overrun);
+        if (r->late)
+            ev_set_bool(b, "late", true);
         break;
     case LEDGER_OP_VOID:
         b = proto_body("void_ok");
         ev_set_str(b, "hold_id", r->hold_id);
+        if (r->late)
+            ev_set_bool(b, "late", true);
         break;
     case LEDGER_OP_CLOSE_TASK:
         b = proto_body("close_task_ok");
@@ -311,6 +315,38 @@ static void s_alert(s_server_t *self, const char *topic, ev_t **event_p, const c
     alerts_post(self->alerts, message);
 }
 
+/* Threshold alerts for every account a note posted to (commit, expiry). */
+static void s_crossings(s_server_t *self, const ledger_note_t *n)
+{
+    char msg[512];
+    ev_t *e = NULL;
+    for (int k = 0; k < n->n_accounts; k++) {
+        const ledger_note_account_t *a = &n->accounts[k];
+        for (int d = 0; d < DIM_COUNT; d++) {
+            if (a->kind == LEDGER_KIND_TASK && d == DIM_LATENCY_MS)
+                continue; /* a deadline, not a sum */
+            alerts_level_t lvl = alerts_crossing(a->before.v[d], a->after.v[d], a->limit.v[d],
+                                                 self->warn, self->critical);
+            if (lvl == ALERT_NONE)
+                continue;
+            const char *topic = lvl == ALERT_CRITICAL ? "alert.critical" : "alert.warn";
+            double frac = (double)a->after.v[d] / (double)a->limit.v[d];
+            metrics_add(self->metrics, METRIC_ALERTS, 1);
+            e = s_event(topic, n);
+            ev_set_str(e, "account", ledger_kind_name(a->kind));
+            ev_set_str(e, "dimension", proto_dim_names[d]);
+            ev_set_float(e, "fraction", frac);
+            proto_set_amounts(e, "used", &a->after);
+            proto_set_amounts(e, "limit", &a->limit);
+            snprintf(msg, sizeof msg,
+                     "%s: %s account %s has used %.0f%% of its %s (%" PRId64 " of %" PRId64 ")",
+                     lvl == ALERT_CRITICAL ? "critical" : "warning", ledger_kind_name(a->kind),
+                     a->key, frac * 100, proto_dim_names[d], a->after.v[d], a->limit.v[d]);
+            s_alert(self, topic, &e, msg);
+        }
+    }
+}
+
 static void s_notes(s_server_t *self)
 {
     size_t count;
@@ -330,6 +366,11 @@ static void s_notes(s_server_t *self)
             metrics_add(self->metrics, METRIC_COMMITS, 1);
             e = s_event("spend.commit", n);
             proto_set_amounts(e, "amounts", &n->actual);
+            if (n->late) {
+                ev_t *data = ev_new_map();
+                ev_set_bool(data, "late", true);
+                ev_set(e, "data", data);
+            }
             bus_worker_publish(self->worker, "spend.commit", &e);
             if (n->overrun) {
                 metrics_add(self->metrics, METRIC_OVERRUNS, 1);
@@ -344,41 +385,27 @@ static void s_notes(s_server_t *self)
                          n->amounts.v[2], n->amounts.v[3]);
                 s_alert(self, "alert.overrun", &e, msg);
             }
-            for (int k = 0; k < n->n_accounts; k++) {
-                const ledger_note_account_t *a = &n->accounts[k];
-                for (int d = 0; d < DIM_COUNT; d++) {
-                    if (a->kind == LEDGER_KIND_TASK && d == DIM_LATENCY_MS)
-                        continue; /* a deadline, not a sum */
-                    alerts_level_t lvl = alerts_crossing(a->before.v[d], a->after.v[d],
-                                                         a->limit.v[d], self->warn, self->critical);
-                    if (lvl == ALERT_NONE)
-                        continue;
-                    const char *topic = lvl == ALERT_CRITICAL ? "alert.critical" : "alert.warn";
-                    double frac = (double)a->after.v[d] / (double)a->limit.v[d];
-                    metrics_add(self->metrics, METRIC_ALERTS, 1);
-                    e = s_event(topic, n);
-                    ev_set_str(e, "account", ledger_kind_name(a->kind));
-                    ev_set_str(e, "dimension", proto_dim_names[d]);
-                    ev_set_float(e, "fraction", frac);
-                    proto_set_amounts(e, "used", &a->after);
-                    proto_set_amounts(e, "limit", &a->limit);
-                    snprintf(
-                        msg, sizeof msg,
-                        "%s: %s account %s has used %.0f%% of its %s (%" PRId64 " of %" PRId64 ")",
-                        lvl == ALERT_CRITICAL ? "critical" : "warning", ledger_kind_name(a->kind),
-                        a->key, frac * 100, proto_dim_names[d], a->after.v[d], a->limit.v[d]);
-                    s_alert(self, topic, &e, msg);
-                }
-            }
+            s_crossings(self, n);
             break;
         case LEDGER_NOTE_EXPIRED:
             metrics_add(self->metrics, METRIC_EXPIRIES, 1);
             e = s_event("alert.expired", n);
             proto_set_amounts(e, "amounts", &n->amounts);
+            {
+                ev_t *data = ev_new_map();
+                ev_set_bool(data, "charged", true);
+                ev_set_str(data, "reason", n->by_close ? "task_closed" : "ttl");
+                ev_set(e, "data", data);
+            }
             snprintf(msg, sizeof msg,
-                     "expired: hold %s of %s in task %s (step %s) was not resolved in time",
-                     n->hold_id, n->agent, n->task, n->step);
+                     "expired: hold %s of %s in task %s (step %s) was %s; charged in full"
+                     " (%" PRId64 " tokens, %" PRId64 " ms, %" PRId64 " tool calls, %" PRId64
+                     " uUSD) until its agent commits or voids it",
+                     n->hold_id, n->agent, n->task, n->step,
+                     n->by_close ? "open when its task closed" : "not resolved in time",
+                     n->amounts.v[0], n->amounts.v[1], n->amounts.v[2], n->amounts.v[3]);
             s_alert(self, "alert.expired", &e, msg);
+            s_crossings(self, n);
             break;
         case LEDGER_NOTE_DENIED:
             metrics_add(self->metrics, METRIC_DENIALS, 1);

@@ -119,11 +119,18 @@ static const proto_field_t f_commit[] = {
 
 static const proto_field_t f_commit_ok[] = {
     F_ID("hold_id", true, "hold resolved"), F_AMOUNTS("actual", true, "spend recorded"),
-    F_BOOL("overrun", true, "actual exceeded the hold in some dimension"), F_END};
+    F_BOOL("overrun", true, "actual exceeded the hold in some dimension"),
+    F_BOOL("late", false,
+           "true when the hold had expired (charged in full); actual replaced that charge"),
+    F_END};
 
 static const proto_field_t f_void[] = {REQUEST_ID, F_ID("hold_id", true, "hold to release"), F_END};
 
-static const proto_field_t f_void_ok[] = {F_ID("hold_id", true, "hold released"), F_END};
+static const proto_field_t f_void_ok[] = {
+    F_ID("hold_id", true, "hold released"),
+    F_BOOL("late", false,
+           "true when the hold had expired (charged in full); the charge is refunded"),
+    F_END};
 
 static const proto_field_t f_close_task[] = {REQUEST_ID, TASK(true), F_END};
 

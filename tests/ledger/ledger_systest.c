@@ -841,6 +841,168 @@ static int s_duplicates(void)
     return s_failures ? 1 : 0;
 }
 
+/* ---- late ---------------------------------------------------------------- */
+
+/* Wait for an alert.expired event of hold; fills reason. */
+static bool s_wait_expired(bus_client_t *c, const char *hold, char *reason, size_t rlen)
+{
+    int64_t end = zclock_mono() + 5000;
+    while (zclock_mono() < end) {
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        bool got = false;
+        if (bus_client_recv(c, &m, 200) == 1 && m.kind == BUS_MSG_EVENT &&
+            !strcmp(m.topic, "alert.expired") && !strcmp(ev_get_str(m.body, "hold_id", ""), hold) &&
+            ev_get_bool(ev_get(m.body, "data"), "charged", false)) {
+            snprintf(reason, rlen, "%s", ev_get_str(ev_get(m.body, "data"), "reason", ""));
+            got = true;
+        }
+        bus_msg_clear(&m);
+        if (got)
+            return true;
+    }
+    return false;
+}
+
+static void s_reserve_hold(bus_client_t *c, const char *rid, const char *task, proto_amounts_t a,
+                           char *hold, size_t hlen)
+{
+    ev_t *b = s_reserve_body(rid, task, a);
+    ev_t *r = s_call(c, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r), "reserve_ok"), "reserve %s: %s", rid, s_code(r));
+    snprintf(hold, hlen, "%s", ev_get_str(r, "hold_id", ""));
+    ev_destroy(&r);
+}
+
+/* Spend that happened is always recorded: a hold that expires (or whose task
+   closes) while its agent is still working is charged in full, and the
+   agent's commit that arrives afterwards replaces the charge by the actual. */
+static int s_late(void)
+{
+    lh_t h;
+    REQUIRE(lh_setup(&h, s_budgets, 300, NULL, false, NULL) == 0, "setup");
+    REQUIRE(lh_start_bus(&h) == 0, "bus");
+    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
+    bus_client_t *o = lh_client(&h, "orchestrator");
+    bus_client_t *cto = lh_client(&h, "cto_agent");
+    bus_client_t *ctl = lh_client(&h, "emadsctl");
+    REQUIRE(o && cto && ctl, "clients");
+    bus_client_subscribe(ctl, "alert.");
+    usleep(200000); /* let the subscription reach the bus */
+
+    ev_t *b = s_open_body("o-1", "late1", NULL);
+    ev_t *r1 = s_call(o, b, 3000, 10), *r2;
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r1), "open_task_ok"), "open: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* 1. the hold expires while the agent is paused: charged in full */
+    char hold[80], reason[32] = "";
+    s_reserve_hold(cto, "r-1", "late1", A(1000, 100, 1, 100000), hold, sizeof hold);
+    CHECK(s_wait_expired(ctl, hold, reason, sizeof reason), "alert.expired (charged) for %s", hold);
+    CHECK(!strcmp(reason, "ttl"), "reason %s", reason);
+    s_acct_t acc[8];
+    CHECK(s_spend(ctl, "late1", "cto_agent", acc, 8) == 1 && acc[0].used.v[DIM_TOKENS] == 1000 &&
+              acc[0].held.v[DIM_TOKENS] == 0 && acc[0].used.v[DIM_COST_UUSD] == 100000,
+          "expired hold charged in full: used %" PRId64 " held %" PRId64, acc[0].used.v[DIM_TOKENS],
+          acc[0].held.v[DIM_TOKENS]);
+
+    /* the agent resumes and commits: accepted late, the actual replaces the charge */
+    b = s_commit_body("c-1", hold, A(400, 90, 1, 40000));
+    r1 = s_call(cto, b, 3000, 10);
+    r2 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "commit_ok") && ev_get_bool(r1, "late", false) &&
+              !ev_get_bool(r1, "overrun", true),
+          "late commit: %s", s_code(r1));
+    s_same(r1, r2, "late commit retry");
+    ev_destroy(&r1);
+    ev_destroy(&r2);
+    CHECK(s_spend(ctl, "late1", "cto_agent", acc, 8) == 1 && acc[0].used.v[DIM_TOKENS] == 400 &&
+              acc[0].used.v[DIM_COST_UUSD] == 40000,
+          "spend shows the actual: used %" PRId64, acc[0].used.v[DIM_TOKENS]);
+    b = s_commit_body("c-1b", hold, A(500, 90, 1, 50000));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_HOLD_COMMITTED), "second commit: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* 2. an expired hold voided late: nothing was spent, the charge is refunded */
+    char hold2[80];
+    s_reserve_hold(cto, "r-2", "late1", A(2000, 100, 1, 100000), hold2, sizeof hold2);
+    CHECK(s_wait_expired(ctl, hold2, reason, sizeof reason), "alert.expired for %s", hold2);
+    b = s_simple_body("void", "v-2", "hold_id", hold2);
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "void_ok") && ev_get_bool(r1, "late", false), "late void: %s",
+          s_code(r1));
+    ev_destroy(&r1);
+    CHECK(s_spend(ctl, "late1", "cto_agent", acc, 8) == 1 && acc[0].used.v[DIM_TOKENS] == 400,
+          "late void refunds: used %" PRId64, acc[0].used.v[DIM_TOKENS]);
+
+    /* 3. close_task while the agent is mid-call: charged, then committed late */
+    b = s_open_body("o-2", "late2", NULL);
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    ev_destroy(&r1);
+    char hold3[80];
+    b = s_reserve_body("r-3", "late2", A(800, 100, 1, 80000));
+    ev_set_int(b, "ttl_ms", 60000);
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r1), "reserve_ok"), "reserve r-3: %s", s_code(r1));
+    snprintf(hold3, sizeof hold3, "%s", ev_get_str(r1, "hold_id", ""));
+    ev_destroy(&r1);
+    b = s_simple_body("close_task", "x-2", "task", "late2");
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "close_task_ok") &&
+              ev_get_int(ev_get(r1, "used"), "tokens", 0) == 800,
+          "close_task charges the open hold: %s", s_code(r1));
+    ev_destroy(&r1);
+    CHECK(s_wait_expired(ctl, hold3, reason, sizeof reason), "alert.expired for %s", hold3);
+    CHECK(!strcmp(reason, "task_closed"), "reason %s", reason);
+    b = s_commit_body("c-3", hold3, A(900, 100, 1, 90000));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "commit_ok") && ev_get_bool(r1, "late", false) &&
+              ev_get_bool(r1, "overrun", false),
+          "late commit above the hold on a closed task: %s", s_code(r1));
+    ev_destroy(&r1);
+    CHECK(s_spend(ctl, "late2", NULL, acc, 8) >= 1 && acc[0].used.v[DIM_TOKENS] == 900,
+          "closed task shows the actual: used %" PRId64, acc[0].used.v[DIM_TOKENS]);
+    b = s_reserve_body("r-4", "late2", A(1, 1, 0, 1));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_TASK_CLOSED), "reserve on closed task: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* everything survives a restart and the journal verifies */
+    lh_stop_ledger(&h, SIGKILL);
+    REQUIRE(lh_start_ledger(&h) == 0, "restart");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ready after restart");
+    CHECK(s_spend(ctl, "late1", "cto_agent", acc, 8) == 1 && acc[0].used.v[DIM_TOKENS] == 400,
+          "after restart: used %" PRId64, acc[0].used.v[DIM_TOKENS]);
+    b = s_commit_body("c-1", hold, A(400, 90, 1, 40000));
+    r1 = s_call(cto, b, 3000, 20);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "commit_ok") && ev_get_bool(r1, "late", false),
+          "late commit retry after restart: %s", s_code(r1));
+    ev_destroy(&r1);
+    bus_client_destroy(&o);
+    bus_client_destroy(&cto);
+    bus_client_destroy(&ctl);
+    lh_stop_ledger(&h, SIGTERM);
+    char *argv[] = {getenv("EMADS_LEDGER_BIN"), "--verify", "--db", h.db, NULL};
+    int vrc = lh_run(&h, argv);
+    CHECK(vrc == 0, "--verify exit %d", vrc);
+    printf("late: %s\n", s_failures ? "FAILED" : "ok");
+    lh_teardown();
+    return s_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     s_self = argv[0];
@@ -854,6 +1016,8 @@ int main(int argc, char **argv)
         return s_crash();
     if (argc == 2 && !strcmp(argv[1], "duplicates"))
         return s_duplicates();
-    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates\n");
+    if (argc == 2 && !strcmp(argv[1], "late"))
+        return s_late();
+    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates|late\n");
     return 2;
 }

@@ -1,5 +1,6 @@
 /*  test_ledger_core.c - unit tests of the pure ledger core: every operation,
-    every error code, idempotent retries, expiry, history and spend queries.
+    every error code, idempotent retries, expiry (charged in full), late
+    commits and voids, history and spend queries.
     Time is passed in, so no test sleeps. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -281,11 +282,18 @@ Test(ledger, overrun_is_posted_in_full)
     ledger_destroy(&l);
 }
 
-Test(ledger, expiry_voids_and_notes)
+/* used of the agent account of agent in t1, one dimension */
+static int64_t s_used(ledger_t *l, const char *agent, int dim)
+{
+    cr_assert_eq(s_spend(l, "t1", agent, T0), 1);
+    return got[0].info.used.v[dim];
+}
+
+Test(ledger, expiry_charges_in_full_and_notes)
 {
     ledger_t *l = s_ledger();
     s_open(l, "t1");
-    ledger_result_t r, h1, h2;
+    ledger_result_t h1, h2;
     s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h1);
     proto_amounts_t a = A(100, 10, 1, 10);
     ledger_reserve(l, "cto_agent", "b", "t1", "s", &a, 5000, T0, &h2);
@@ -298,30 +306,171 @@ Test(ledger, expiry_voids_and_notes)
     cr_assert_eq(n, 1);
     cr_expect_eq(notes[0].kind, LEDGER_NOTE_EXPIRED);
     cr_expect_str_eq(notes[0].hold_id, h1.hold_id);
+    cr_expect_not(notes[0].by_close);
+    cr_expect_eq(notes[0].n_accounts, 2); /* agent and task were charged */
+    cr_expect_eq(notes[0].accounts[0].after.v[DIM_TOKENS], 100);
     cr_expect_eq(ledger_next_expiry(l), T0 + 5000);
-    proto_amounts_t act = A(1, 1, 1, 1);
-    ledger_commit(l, "cto_agent", "c", h1.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
-    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
-    /* a commit past the ttl, before the expiry pass ran, is refused too */
-    ledger_commit(l, "cto_agent", "d", h2.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 6000,
-                  &r);
-    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
-    cr_expect_eq(ledger_next_expiry(l), -1);
+    /* the whole hold is spend now; the second hold is still held */
+    s_spend(l, "t1", "cto_agent", T0);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 100);
+    cr_expect_eq(got[0].info.used.v[DIM_COST_UUSD], 10);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 100);
+    s_spend(l, "t1", NULL, T0);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 100);
+    cr_expect_eq(ledger_check_limits(l, NULL, 0), 0);
     ledger_destroy(&l);
 }
 
-Test(ledger, close_task_voids_outstanding_holds)
+Test(ledger, late_commit_below_the_hold_replaces_the_charge)
 {
     ledger_t *l = s_ledger();
     s_open(l, "t1");
     ledger_result_t r, h;
     s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
-    s_reserve_ok(l, "coo_agent", "b", A(200, 10, 1, 10), &r);
+    cr_expect_eq(ledger_expire(l, T0 + 2000), 1);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 100);
+    ledger_notes_clear(l);
+    proto_amounts_t act = A(30, 4, 1, 3);
+    ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "provider", "llm", "m", NULL, T0 + 6000,
+                  &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect(r.late);
+    cr_expect_not(r.overrun);
+    cr_expect_eq(r.amounts.v[DIM_TOKENS], 30);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 30);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_COST_UUSD), 3);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 0);
+    size_t n;
+    const ledger_note_t *notes = ledger_notes(l, &n);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(notes[0].kind, LEDGER_NOTE_COMMIT);
+    cr_expect(notes[0].late);
+    cr_expect_eq(notes[0].accounts[0].before.v[DIM_TOKENS], 100);
+    cr_expect_eq(notes[0].accounts[0].after.v[DIM_TOKENS], 30);
+    /* a late commit counts in the history like any commit */
+    cr_expect_eq(ledger_history(l, "cto_agent", "llm", "m", s_hist, NULL), 1);
+    cr_expect_eq(hrow.count, 1);
+    cr_expect_eq(ledger_check_limits(l, NULL, 0), 0);
+    ledger_destroy(&l);
+}
+
+Test(ledger, late_commit_above_the_hold_is_an_overrun)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
+    /* no expiry pass ran: a commit past the ttl expires the hold first, then
+       resolves it late (same result whatever the timing of the pass) */
+    ledger_notes_clear(l);
+    proto_amounts_t act = A(250, 10, 2, 10);
+    ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 1000,
+                  &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect(r.late);
+    cr_expect(r.overrun);
+    size_t n;
+    const ledger_note_t *notes = ledger_notes(l, &n);
+    cr_assert_eq(n, 2);
+    cr_expect_eq(notes[0].kind, LEDGER_NOTE_EXPIRED);
+    cr_expect_eq(notes[1].kind, LEDGER_NOTE_COMMIT);
+    cr_expect(notes[1].overrun);
+    cr_expect(notes[1].late);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 250);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOOL_CALLS), 2);
+    s_spend(l, "t1", NULL, T0);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 250);
+    cr_expect_eq(ledger_next_expiry(l), -1);
+    ledger_destroy(&l);
+}
+
+Test(ledger, late_commit_is_idempotent)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, r2, h;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
+    cr_expect_eq(ledger_expire(l, T0 + 1000), 1);
+    proto_amounts_t act = A(40, 5, 1, 4);
+    ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 1100,
+                  &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    cr_expect(r.late);
+    /* the same request: the same reply, nothing posted twice */
+    ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 1200,
+                  &r2);
+    cr_expect_eq(r2.code, LEDGER_OK);
+    cr_expect(r2.replayed);
+    cr_expect(r2.late);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 40);
+    /* another commit or a void of the committed hold */
+    ledger_commit(l, "cto_agent", "d", h.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 1300,
+                  &r2);
+    cr_expect_eq(r2.code, LEDGER_E_HOLD_COMMITTED);
+    ledger_void(l, "cto_agent", "e", h.hold_id, T0 + 1300, &r2);
+    cr_expect_eq(r2.code, LEDGER_E_HOLD_COMMITTED);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 40);
+    ledger_destroy(&l);
+}
+
+Test(ledger, late_void_refunds_the_charge)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
+    cr_expect_eq(ledger_expire(l, T0 + 1000), 1);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 100);
+    ledger_notes_clear(l);
+    ledger_void(l, "cto_agent", "v", h.hold_id, T0 + 1500, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect(r.late);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 0);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 0);
+    s_spend(l, "t1", NULL, T0);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 0);
+    size_t n;
+    const ledger_note_t *notes = ledger_notes(l, &n);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(notes[0].kind, LEDGER_NOTE_VOID);
+    cr_expect(notes[0].late);
+    /* the hold is voided now: commits and voids fail as for an explicit void */
+    proto_amounts_t act = A(1, 1, 1, 1);
+    ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 1600,
+                  &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
+    ledger_void(l, "cto_agent", "v2", h.hold_id, T0 + 1600, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_VOIDED);
+    /* an explicit void before expiry keeps its meaning: no charge, no late */
+    s_reserve_ok(l, "cto_agent", "b", A(100, 10, 1, 10), &h);
+    ledger_void(l, "cto_agent", "v3", h.hold_id, T0 + 10, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect_not(r.late);
+    cr_expect_eq(ledger_expire(l, T0 + 5000), 0);
+    cr_expect_eq(s_used(l, "cto_agent", DIM_TOKENS), 0);
+    ledger_destroy(&l);
+}
+
+Test(ledger, close_task_charges_open_holds_then_accepts_late_commits)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h, h2, h3;
+    s_reserve_ok(l, "cto_agent", "a", A(100, 10, 1, 10), &h);
+    s_reserve_ok(l, "coo_agent", "b", A(200, 10, 1, 10), &h2);
+    s_reserve_ok(l, "coo_agent", "b2", A(50, 10, 1, 10), &h3);
     proto_amounts_t act = A(40, 1, 1, 4);
     ledger_commit(l, "cto_agent", "c", h.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    ledger_notes_clear(l);
     ledger_close_task(l, "orchestrator", "d", "t1", T0 + 50, &r);
     cr_assert_eq(r.code, LEDGER_OK);
-    cr_expect_eq(r.amounts.v[DIM_TOKENS], 40);
+    /* the committed 40 and both open holds charged in full */
+    cr_expect_eq(r.amounts.v[DIM_TOKENS], 290);
+    size_t n;
+    const ledger_note_t *notes = ledger_notes(l, &n);
+    cr_assert_eq(n, 2);
+    cr_expect_eq(notes[0].kind, LEDGER_NOTE_EXPIRED);
+    cr_expect(notes[0].by_close);
     ledger_close_task(l, "orchestrator", "e", "t1", T0, &r);
     cr_expect_eq(r.code, LEDGER_E_TASK_CLOSED);
     ledger_close_task(l, "orchestrator", "f", "t9", T0, &r);
@@ -329,7 +478,27 @@ Test(ledger, close_task_voids_outstanding_holds)
     s_spend(l, "t1", NULL, T0);
     cr_expect_eq(got[0].info.kind, LEDGER_KIND_TASK);
     cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 0);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 290);
     cr_expect_eq(got[2].info.held.v[DIM_TOKENS], 0);
+    cr_expect_eq(got[2].info.used.v[DIM_TOKENS], 250);
+    /* the agent was mid-call: its commit still records the actual */
+    act = A(120, 5, 1, 6);
+    ledger_commit(l, "coo_agent", "g", h2.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 900,
+                  &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect(r.late);
+    /* and a late void of the other hold refunds it */
+    ledger_void(l, "coo_agent", "h", h3.hold_id, T0 + 950, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect(r.late);
+    s_spend(l, "t1", NULL, T0);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 160);
+    cr_expect_eq(got[2].info.used.v[DIM_TOKENS], 120);
+    /* no new reserve on the closed task */
+    proto_amounts_t a = A(1, 1, 0, 1);
+    ledger_reserve(l, "coo_agent", "i", "t1", "s", &a, 0, T0 + 1000, &r);
+    cr_expect_eq(r.code, LEDGER_E_TASK_CLOSED);
+    cr_expect_eq(ledger_check_limits(l, NULL, 0), 0);
     ledger_destroy(&l);
 }
 

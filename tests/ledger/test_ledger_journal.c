@@ -167,6 +167,89 @@ Test(journal, verify_detects_tampered_totals)
     journal_destroy(&j);
 }
 
+Test(journal, charged_expiries_and_late_resolutions_rebuild_and_verify)
+{
+    char err[256], report[2048];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r, h1, h2, h3, h4;
+    ledger_open_task(l, "orchestrator", "o", "t1", NULL, false, T0, &r);
+    ledger_open_task(l, "orchestrator", "o2", "t2", NULL, false, T0, &r);
+    proto_amounts_t a = A(100, 10, 1, 1000);
+    ledger_reserve(l, "cto_agent", "r1", "t1", "s1", &a, 100, T0, &h1);
+    ledger_reserve(l, "cto_agent", "r2", "t1", "s2", &a, 100, T0, &h2);
+    ledger_reserve(l, "coo_agent", "r3", "t1", "s3", &a, 100, T0, &h3);
+    ledger_reserve(l, "coo_agent", "r4", "t2", "s4", &a, 0, T0, &h4);
+    cr_expect_eq(ledger_expire(l, T0 + 100), 3);
+    s_write(j, l);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+    /* h1 committed late below its hold, h2 voided late, h3 stays charged,
+       h4 charged by close_task then committed late above its hold */
+    proto_amounts_t act = A(30, 3, 1, 300), big = A(150, 10, 1, 1500);
+    ledger_commit(l, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", NULL, T0 + 200,
+                  &r);
+    cr_expect(r.late);
+    ledger_void(l, "cto_agent", "v2", h2.hold_id, T0 + 200, &r);
+    cr_expect(r.late);
+    ledger_close_task(l, "orchestrator", "x", "t2", T0 + 300, &r);
+    cr_expect_eq(r.amounts.v[DIM_TOKENS], 100);
+    ledger_commit(l, "coo_agent", "c4", h4.hold_id, &big, "provider", NULL, NULL, NULL, T0 + 400,
+                  &r);
+    cr_expect(r.late);
+    cr_expect(r.overrun);
+    s_write(j, l);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+    journal_destroy(&j);
+
+    j = journal_open(s_path, err, sizeof err);
+    int mism = -1;
+    ledger_t *b = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(b, "%s", err);
+    cr_expect_eq(mism, 0);
+    cr_expect_eq(ledger_compare(l, b, err, sizeof err), 0, "%s", err);
+    /* the late commit's reply, late flag included, survives the restart */
+    ledger_commit(b, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", NULL, T0 + 900,
+                  &r);
+    cr_expect(r.replayed);
+    cr_expect(r.late);
+    /* h3 is still charged and can still be committed late after a restart */
+    ledger_commit(b, "coo_agent", "c3", h3.hold_id, &act, "provider", NULL, NULL, NULL, T0 + 900,
+                  &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect(r.late);
+    s_write(j, b);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+
+    /* a late entry without an expiry before it is caught */
+    sqlite3 *db;
+    sqlite3_open(s_path, &db);
+    cr_assert_eq(sqlite3_exec(db, "DELETE FROM journal WHERE kind = 3 AND hold_seq = 1", 0, 0, 0),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 1);
+    cr_expect(strstr(report, "hold h1") != NULL, "%s", report);
+    ledger_destroy(&l);
+    ledger_destroy(&b);
+    journal_destroy(&j);
+}
+
+Test(journal, old_format_is_refused_with_a_reason)
+{
+    char err[256];
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    journal_destroy(&j);
+    sqlite3 *db;
+    sqlite3_open(s_path, &db);
+    cr_assert_eq(sqlite3_exec(db, "UPDATE meta SET value = '3' WHERE key = 'format'", 0, 0, 0),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    cr_expect_null(journal_open(s_path, err, sizeof err));
+    cr_expect(strstr(err, "format 3") != NULL, "%s", err);
+}
+
 /* ---- property test ------------------------------------------------------ */
 
 static const char *const s_agents[] = {"cto_agent", "coo_agent", "stranger"};
@@ -193,7 +276,7 @@ static void s_property(unsigned seed, int steps)
     char hold_agent[400][LEDGER_NAME_MAX + 1];
     proto_amounts_t hold_amt[400];
     int nholds = 0, nreq = 0, ntasks = 0;
-    int oks[8] = {0}, denied = 0, replays = 0, clashes = 0;
+    int oks[8] = {0}, denied = 0, replays = 0, clashes = 0, late = 0, expired = 0;
     s_op_t o, prev;
     memset(&prev, 0, sizeof prev);
     for (int i = 0; i < steps; i++) {
@@ -223,7 +306,10 @@ static void s_property(unsigned seed, int steps)
                 o.amounts = A(rand() % 1200, rand() % 300, rand() % 3, rand() % 90000);
                 o.ttl = rand() % 3 ? 0 : 50 + rand() % 2000;
             } else if (o.op < 80 && nholds) {
-                int k = nholds - 1 - rand() % (nholds < 6 ? nholds : 6);
+                /* mostly recent holds; sometimes any hold, often expired by
+                   now or charged by close_task: a late commit */
+                int k =
+                    rand() % 3 ? nholds - 1 - rand() % (nholds < 6 ? nholds : 6) : rand() % nholds;
                 /* actual within the hold: no overruns here */
                 for (int d = 0; d < DIM_COUNT; d++)
                     o.amounts.v[d] = hold_amt[k].v[d] * (rand() % 101) / 100;
@@ -232,7 +318,8 @@ static void s_property(unsigned seed, int steps)
                 o.provider = rand() % 2;
                 o.llm = rand() % 2;
             } else if (o.op < 90 && nholds) {
-                int k = nholds - 1 - rand() % (nholds < 6 ? nholds : 6);
+                int k =
+                    rand() % 3 ? nholds - 1 - rand() % (nholds < 6 ? nholds : 6) : rand() % nholds;
                 snprintf(o.hold, sizeof o.hold, "%s", holds[k]);
                 if (rand() % 5)
                     snprintf(o.agent, sizeof o.agent, "%s", hold_agent[k]);
@@ -267,6 +354,14 @@ static void s_property(unsigned seed, int steps)
             oks[r.op]++;
         if (r.code == LEDGER_E_EXCEEDS && !r.replayed)
             denied++;
+        if (r.code == LEDGER_OK && r.late && !r.replayed)
+            late++;
+        {
+            size_t nn;
+            const ledger_note_t *notes = ledger_notes(l, &nn);
+            for (size_t q = 0; q < nn; q++)
+                expired += notes[q].kind == LEDGER_NOTE_EXPIRED;
+        }
         if (r.replayed)
             replays++;
         if (r.code == LEDGER_E_DIFFERENT_PARAMS)
@@ -295,9 +390,12 @@ static void s_property(unsigned seed, int steps)
     cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
     /* the sequence really exercised the ledger */
     cr_log_info("seed %u: reserves %d, commits %d, voids %d, opens %d, closes %d, denials %d, "
-                "replays %d, clashes %d",
+                "replays %d, clashes %d, expiries %d, late resolutions %d",
                 seed, oks[LEDGER_OP_RESERVE], oks[LEDGER_OP_COMMIT], oks[LEDGER_OP_VOID],
-                oks[LEDGER_OP_OPEN_TASK], oks[LEDGER_OP_CLOSE_TASK], denied, replays, clashes);
+                oks[LEDGER_OP_OPEN_TASK], oks[LEDGER_OP_CLOSE_TASK], denied, replays, clashes,
+                expired, late);
+    cr_expect_gt(expired, 5, "seed %u", seed);
+    cr_expect_gt(late, 3, "seed %u", seed);
     cr_expect_gt(oks[LEDGER_OP_RESERVE], 20, "seed %u", seed);
     cr_expect_gt(oks[LEDGER_OP_COMMIT], 10, "seed %u", seed);
     cr_expect_gt(oks[LEDGER_OP_VOID], 2, "seed %u", seed);
