@@ -52,9 +52,12 @@
 #include "orchestrator/taskstore.h"
 #include "orchestrator/train.h"
 
-#define ORCH_MAX_ATTEMPTS   3    /* attempts of one step (denials and errors) */
-#define ORCH_LEDGER_TIMEOUT 5000 /* ms */
-#define ORCH_LEDGER_RETRIES 5    /* a ledger call that timed out is retried this often */
+#define ORCH_MAX_ATTEMPTS   3     /* attempts of one step (denials and errors) */
+#define ORCH_LEDGER_TIMEOUT 5000  /* ms */
+#define ORCH_LEDGER_RETRIES 5     /* a ledger call that timed out is retried this often */
+#define ORCH_OPEN_TIMEOUT   2500  /* ms: open_task fails a task promptly when the ledger is away */
+#define ORCH_OPEN_RETRIES   1     /* open_task is tried 1 + this many times */
+#define ORCH_DRAIN_MS       30000 /* on SIGTERM: longest wait for the steps in flight */
 #define ORCH_RETRY_MS       500
 #define ORCH_HISTORY_MS     5000 /* refresh of estimate history */
 #define ORCH_SKIP_QUALITY   0.7  /* value of skipping an optional step: below its options */
@@ -67,18 +70,20 @@
 
 typedef struct {
     orch_step_state_t st;
-    int attempt;     /* attempts started */
-    int option;      /* cfg option index of the planned/last attempt, -1 none */
-    unsigned banned; /* cfg options excluded after a denial or error (bit per option) */
-    bool lost_retry; /* the one retry after worker_lost was used */
-    char path[16];   /* path that ran */
+    int attempt;      /* attempts started */
+    int option;       /* cfg option index of the planned/last attempt, -1 none */
+    int first_option; /* cfg option of the first plan that ran the step, -1 none */
+    unsigned banned;  /* cfg options excluded after a denial or error (bit per option) */
+    bool lost_retry;  /* the one retry after worker_lost was used */
+    char path[16];    /* path that ran */
     char model[CFG_NAME_MAX + 64];
     char why[512];
     char measured[16];
     char err_code[64];
     char err_reason[512];
     bool has_actual;
-    proto_amounts_t actual;
+    proto_amounts_t actual; /* the sum over every attempt of the step */
+    ev_t *attempts;         /* [{attempt, path, model, why, status, actual, measured, error}] */
     ev_t *output;
     int64_t started_ms, ended_ms;
 } ostep_t;
@@ -181,6 +186,7 @@ struct _orch_t {
     char policy_path[1100];            /* <run>/policy.json; "" = not persisted */
     otrain_t *train;                   /* the current or last training run */
     bool train_kick;                   /* start the next training group this iteration */
+    bool stopping;                     /* SIGTERM: finishing the steps in flight, then exit */
 };
 
 static int64_t s_now(void)
@@ -301,8 +307,11 @@ static ev_t *s_step_ev(orch_t *self, const otask_t *t, int i, bool with_output)
         ev_set_int(m, "banned", s->banned);
     if (s->lost_retry)
         ev_set_bool(m, "lost_retry", true);
-    if (s->option >= 0 && s->st != ORCH_STEP_SKIPPED) {
-        const cfg_option_t *o = &s_wf(self, t)->steps[i].options[s->option];
+    if (s->first_option >= 0)
+        ev_set_int(m, "first_option", s->first_option);
+    int planned = s->first_option >= 0 ? s->first_option : s->option;
+    if (planned >= 0 && s->st != ORCH_STEP_SKIPPED) {
+        const cfg_option_t *o = &s_wf(self, t)->steps[i].options[planned];
         ev_set_str(m, "planned_path", cfg_path_name(o->path));
         if (o->model >= 0)
             ev_set_str(m, "planned_model", self->cfg->models[o->model].name);
@@ -322,6 +331,8 @@ static ev_t *s_step_ev(orch_t *self, const otask_t *t, int i, bool with_output)
         ev_set_str(e, "code", s->err_code);
         ev_set_str(e, "reason", s->err_reason);
     }
+    if (s->attempts && ev_len(s->attempts) > 0)
+        ev_set(m, "attempts", ev_dup(s->attempts));
     if (s->started_ms)
         ev_set_int(m, "started_ms", s->started_ms);
     if (s->ended_ms)
@@ -340,6 +351,7 @@ static void s_step_from_ev(ostep_t *s, const ev_t *m)
             s->st = (orch_step_state_t)k;
     s->attempt = (int)ev_get_int(m, "attempt", 0);
     s->option = (int)ev_get_int(m, "option", -1);
+    s->first_option = (int)ev_get_int(m, "first_option", -1);
     s->banned = (unsigned)ev_get_int(m, "banned", 0);
     s->lost_retry = ev_get_bool(m, "lost_retry", false);
     snprintf(s->path, sizeof s->path, "%s", ev_get_str(m, "path", ""));
@@ -354,6 +366,9 @@ static void s_step_from_ev(ostep_t *s, const ev_t *m)
     s->ended_ms = ev_get_int(m, "ended_ms", 0);
     const ev_t *out = ev_get(m, "output");
     s->output = out ? ev_dup(out) : NULL;
+    const ev_t *att = ev_get(m, "attempts");
+    ev_destroy(&s->attempts);
+    s->attempts = att ? ev_dup(att) : NULL;
 }
 
 static void s_save_step(orch_t *self, const otask_t *t, int i)
@@ -427,8 +442,10 @@ static void s_task_free(otask_t **t_p)
     otask_t *t = *t_p;
     if (!t)
         return;
-    for (int i = 0; i < CFG_MAX_STEPS; i++)
+    for (int i = 0; i < CFG_MAX_STEPS; i++) {
         ev_destroy(&t->steps[i].output);
+        ev_destroy(&t->steps[i].attempts);
+    }
     free(t->text);
     free(t);
     *t_p = NULL;
@@ -536,7 +553,8 @@ static void s_ledger_call(orch_t *self, otask_t *t, lop_t op)
     }
     t->lop = op;
     t->retry_at_ms = 0;
-    s_send(self, "ledger", &b, ORCH_LEDGER_TIMEOUT, P_LEDGER, t, -1, 0);
+    s_send(self, "ledger", &b, op == LOP_OPEN ? ORCH_OPEN_TIMEOUT : ORCH_LEDGER_TIMEOUT, P_LEDGER,
+           t, -1, 0);
 }
 
 /* ---- finishing ----------------------------------------------------------- */
@@ -683,12 +701,14 @@ static void s_dispatch(orch_t *self, otask_t *t, int i)
     ostep_t *s = &t->steps[i];
     const cfg_option_t *o = &st->options[s->option];
     s->st = ORCH_STEP_RUNNING;
+    if (s->first_option < 0)
+        s->first_option = s->option;
     s->attempt++;
     s->started_ms = s_now();
     s->ended_ms = 0;
-    s->path[0] = s->model[0] = s->why[0] = s->measured[0] = '\0';
+    /* has_actual and actual keep the sum of the earlier attempts */
+    s->path[0] = s->model[0] = s->why[0] = '\0';
     s->err_code[0] = s->err_reason[0] = '\0';
-    s->has_actual = false;
     ev_destroy(&s->output);
 
     ev_t *b = proto_body("step");
@@ -748,7 +768,7 @@ static bool s_all_finished(const otask_t *t)
 /* Ask the ledger for the task's spend, then re-plan (s_on_spend). */
 static void s_request_replan(orch_t *self, otask_t *t)
 {
-    if (t->final_state[0])
+    if (t->final_state[0] || self->stopping)
         return;
     if (t->lop != LOP_NONE) {
         t->replan_wanted = true;
@@ -804,6 +824,8 @@ static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
 {
     if (t->final_state[0])
         return;
+    if (self->stopping)
+        return; /* no new step while stopping: the task carries on after the restart */
     if (s_all_finished(t)) {
         s_finish(self, t, "done", NULL);
         return;
@@ -912,9 +934,13 @@ static void s_after_ledger(orch_t *self, otask_t *t)
         s_request_replan(self, t);
 }
 
+static void s_add_attempt(orch_t *self, otask_t *t, int i, const char *status,
+                          const proto_amounts_t *act);
+
 static bool s_is_lost(const ostep_t *s)
 {
-    return s->st == ORCH_STEP_FAILED && !strcmp(s->err_code, ORCH_LOST_CODE) && !s->has_actual;
+    return s->st == ORCH_STEP_FAILED && !strcmp(s->err_code, ORCH_LOST_CODE) &&
+           strcmp(s->measured, "ledger") != 0;
 }
 
 /* After a restart: the steps that were running when the orchestrator died
@@ -959,14 +985,17 @@ static void s_on_recon(orch_t *self, otask_t *t, const ev_t *accounts)
             continue;
         int a = wf->steps[i].agent;
         proto_amounts_t rest = used[a];
+        /* every step of this agent we know of, this one's earlier attempts too */
         for (int j = 0; j < t->n_steps; j++)
-            if (j != i && wf->steps[j].agent == a && t->steps[j].has_actual)
+            if (wf->steps[j].agent == a && t->steps[j].has_actual)
                 for (int d = 0; d < DIM_COUNT; d++)
                     rest.v[d] -= t->steps[j].actual.v[d];
+        proto_amounts_t lost_spend;
         for (int d = 0; d < DIM_COUNT; d++)
-            s->actual.v[d] = assigned[a] || rest.v[d] < 0 ? 0 : rest.v[d];
+            lost_spend.v[d] = assigned[a] || rest.v[d] < 0 ? 0 : rest.v[d];
         assigned[a] = true;
-        s->has_actual = true;
+        snprintf(s->measured, sizeof s->measured, "%s", "ledger");
+        s_add_attempt(self, t, i, "error", &lost_spend); /* adds it to the step's actual */
         snprintf(s->measured, sizeof s->measured, "%s", "ledger");
         s_save_step(self, t, i);
     }
@@ -989,8 +1018,10 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
     if (err && code &&
         (strcmp(code, PROTO_E_TIMEOUT) == 0 || strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) == 0 ||
          strcmp(code, PROTO_E_WORKER_LOST) == 0)) {
-        /* Fail closed, but give the ledger a few chances. */
-        if (++t->ledger_tries <= ORCH_LEDGER_RETRIES) {
+        /* Fail closed, but give the ledger a few chances (open_task fewer:
+           a submitter is waiting and nothing has been spent yet). */
+        int retries = op == LOP_OPEN ? ORCH_OPEN_RETRIES : ORCH_LEDGER_RETRIES;
+        if (++t->ledger_tries <= retries) {
             log_warn("task %s: ledger %s, retrying", t->id, code);
             t->lop = op;
             t->retry_at_ms = s_now() + ORCH_RETRY_MS * t->ledger_tries;
@@ -1002,7 +1033,12 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
             s_finalize(self, t);
             return;
         }
-        if (!t->final_state[0])
+        if (!t->final_state[0] && op == LOP_OPEN)
+            s_finish(self, t, "failed",
+                     "ledger unavailable: open_task got no answer (%s) after %d tries; nothing "
+                     "ran",
+                     code, retries + 1);
+        else if (!t->final_state[0])
             s_finish(self, t, "failed", "ledger unavailable (%s): no ledger answer, no step", code);
         else if (strcmp(t->state, "queued") == 0)
             s_finalize(self, t); /* never opened: nothing to close */
@@ -1037,6 +1073,7 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
             if (proto_get_amounts(body, "limits", -1, &lim) == 0)
                 for (int d = 0; d < DIM_COUNT; d++)
                     r.task[d] = lim.v[d];
+            r.limit_cost = r.task[DIM_COST_UUSD];
             int64_t deadline = ev_get_int(body, "deadline_ms", -1);
             if (deadline >= 0) {
                 int64_t left = deadline - s_now();
@@ -1101,6 +1138,87 @@ static void s_step_end(orch_t *self, otask_t *t, int i, orch_step_state_t st)
 
 static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body);
 
+/* Record the attempt that just ended (s->path, model, why, measured and
+   error as the agent reported them; act its spend or NULL when unknown),
+   add its spend to the step's actual, and tell the story of the earlier
+   attempts in the step's why:
+   "gpt-4o: error provider_error (HTTP 500) -> re-planned -> planned local path". */
+static void s_add_attempt(orch_t *self, otask_t *t, int i, const char *status,
+                          const proto_amounts_t *act)
+{
+    ostep_t *s = &t->steps[i];
+    ev_t *a = ev_new_map();
+    ev_set_int(a, "attempt", s->attempt);
+    ev_set_str(a, "status", status);
+    if (s->option >= 0) {
+        const cfg_option_t *o = &s_wf(self, t)->steps[i].options[s->option];
+        ev_set_str(a, "planned_path", cfg_path_name(o->path));
+        if (o->model >= 0)
+            ev_set_str(a, "planned_model", self->cfg->models[o->model].name);
+    }
+    if (s->path[0])
+        ev_set_str(a, "path", s->path);
+    if (s->model[0])
+        ev_set_str(a, "model", s->model);
+    if (s->why[0])
+        ev_set_str(a, "why", s->why);
+    if (act) {
+        proto_set_amounts(a, "actual", act);
+        ev_set_str(a, "measured", s->measured[0] ? s->measured : "estimated");
+        if (!s->has_actual)
+            memset(&s->actual, 0, sizeof s->actual);
+        for (int d = 0; d < DIM_COUNT; d++)
+            s->actual.v[d] += act->v[d] > 0 ? act->v[d] : 0;
+        s->has_actual = true;
+    }
+    if (s->err_code[0]) {
+        ev_t *e = ev_set_map(a, "error");
+        ev_set_str(e, "code", s->err_code);
+        ev_set_str(e, "reason", s->err_reason);
+    }
+    if (s->started_ms)
+        ev_set_int(a, "started_ms", s->started_ms);
+    ev_set_int(a, "ended_ms", s_now());
+    if (!s->attempts)
+        s->attempts = ev_new_array();
+    ev_push(s->attempts, a);
+    if (s->has_actual && !s->measured[0])
+        snprintf(s->measured, sizeof s->measured, "%s", "estimated");
+
+    /* why: the earlier attempts that did not succeed, then this one */
+    size_t n = ev_len(s->attempts);
+    if (n < 2)
+        return;
+    char why[sizeof s->why] = "";
+    size_t len = 0;
+    for (size_t k = 0; k + 1 < n && len < sizeof why; k++) {
+        const ev_t *p = ev_at(s->attempts, k);
+        const char *what = ev_get_str(p, "model", NULL);
+        if (!what || !what[0])
+            what = ev_get_str(p, "planned_model", NULL);
+        if (!what || !what[0])
+            what = ev_get_str(p, "path", ev_get_str(p, "planned_path", "?"));
+        const ev_t *e = ev_get(p, "error");
+        /* the reason without the agent's "(model ...)" tail, which `what` says */
+        char reason[128];
+        snprintf(reason, sizeof reason, "%s", ev_get_str(e, "reason", ""));
+        char *tail = strstr(reason, " (model ");
+        if (tail)
+            *tail = '\0';
+        int w = snprintf(why + len, sizeof why - len, "%s: %s %s (%s) -> re-planned -> ", what,
+                         ev_get_str(p, "status", "error"), ev_get_str(e, "code", "?"), reason);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    if (len < sizeof why)
+        snprintf(why + len, sizeof why - len, "%s",
+                 s->why[0]        ? s->why
+                 : s->err_code[0] ? s->err_code
+                                  : status);
+    snprintf(s->why, sizeof s->why, "%s", why);
+}
+
 static void s_on_step(orch_t *self, otask_t *t, int i, int attempt, ev_t *body)
 {
     ostep_t *s = &t->steps[i];
@@ -1132,6 +1250,7 @@ static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
             snprintf(s->err_reason, sizeof s->err_reason, "%s",
                      ev_get_str(body, "reason", "unexpected reply"));
         bool lost = strcmp(code, PROTO_E_WORKER_LOST) == 0;
+        s_add_attempt(self, t, i, "error", NULL);
         s_step_end(self, t, i, ORCH_STEP_FAILED);
         if (t->final_state[0])
             return;
@@ -1150,13 +1269,18 @@ static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
     snprintf(s->model, sizeof s->model, "%s", ev_get_str(body, "model", ""));
     snprintf(s->why, sizeof s->why, "%s", ev_get_str(body, "why", ""));
     snprintf(s->measured, sizeof s->measured, "%s", ev_get_str(body, "measured", "estimated"));
-    s->has_actual = proto_get_amounts(body, "actual", 0, &s->actual) == 0;
+    proto_amounts_t act;
+    bool has_act = proto_get_amounts(body, "actual", 0, &act) == 0;
     ev_destroy(&s->output);
     const ev_t *out = ev_get(body, "output");
     s->output = out ? ev_dup(out) : NULL;
     const ev_t *e = ev_get(body, "error");
     snprintf(s->err_code, sizeof s->err_code, "%s", ev_get_str(e, "code", ""));
     snprintf(s->err_reason, sizeof s->err_reason, "%s", ev_get_str(e, "reason", ""));
+    if (strcmp(status, "ok") != 0 && !s->err_code[0])
+        snprintf(s->err_code, sizeof s->err_code, "%s",
+                 strcmp(status, "denied") == 0 ? PROTO_E_EXCEEDS_BUDGET : PROTO_E_INTERNAL);
+    s_add_attempt(self, t, i, status, has_act ? &act : NULL);
 
     if (strcmp(status, "ok") == 0) {
         s_step_end(self, t, i, ORCH_STEP_DONE);
@@ -1243,7 +1367,7 @@ static otask_t *s_task_new(orch_t *self, const char *id, const char *text, int c
     t->n_steps = self->cfg->workflows[wf].n_steps;
     t->train_slot = -1;
     for (int i = 0; i < CFG_MAX_STEPS; i++)
-        t->steps[i].option = -1;
+        t->steps[i].option = t->steps[i].first_option = -1;
     zhashx_insert(self->tasks, t->id, t);
     return t;
 }
@@ -1302,6 +1426,7 @@ static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
         if (!with_output)
             ev_del(s, "output");
         ev_del(s, "option");
+        ev_del(s, "first_option");
         ev_del(s, "banned");
         ev_del(s, "lost_retry");
     }
@@ -2045,7 +2170,11 @@ static void s_on_request(orch_t *self, bus_request_t *req)
         s_reply_error(self, req, PROTO_E_FORBIDDEN, why);
         return;
     }
-    if (strcmp(type, "submit") == 0)
+    if (self->stopping && (strcmp(type, "submit") == 0 || strcmp(type, "train") == 0))
+        s_reply_error(self, req, PROTO_E_SERVICE_UNAVAILABLE,
+                      "service stopping: the orchestrator is finishing its steps in flight; "
+                      "submit again once it is back");
+    else if (strcmp(type, "submit") == 0)
         s_on_submit(self, req);
     else if (strcmp(type, "status") == 0)
         s_on_status(self, req, false);
@@ -2190,7 +2319,7 @@ static void s_recover(orch_t *self)
             if (s->st == ORCH_STEP_RUNNING) {
                 s->st = ORCH_STEP_FAILED;
                 s->ended_ms = s_now();
-                s->has_actual = false;
+                s->measured[0] = '\0';
                 snprintf(s->err_code, sizeof s->err_code, "%s", ORCH_LOST_CODE);
                 snprintf(s->err_reason, sizeof s->err_reason, "%s",
                          "orchestrator restarted mid-step; spend taken from the ledger");
@@ -2280,6 +2409,54 @@ void orch_destroy(orch_t **self_p)
     *self_p = NULL;
 }
 
+/* Steps in flight (step calls awaiting their result). */
+static size_t s_steps_in_flight(orch_t *self)
+{
+    size_t n = 0;
+    for (pend_t *p = zhashx_first(self->pending); p; p = zhashx_next(self->pending))
+        if (p->kind == P_STEP || p->kind == P_LEDGER)
+            n++;
+    return n;
+}
+
+/* SIGTERM: stop taking submits and starting steps; wait (at most
+   ORCH_DRAIN_MS) for the results of the steps in flight and record them.
+   Tasks with steps left stay running in the store and carry on after the
+   next start. True when the loop should end now. */
+static bool s_drain_check(orch_t *self, int64_t *deadline, int64_t *next_log)
+{
+    if (zsys_interrupted) {
+        if (self->stopping)
+            return true; /* a second signal: stop at once */
+        zsys_interrupted = 0;
+        self->stopping = true;
+        *deadline = s_now() + ORCH_DRAIN_MS;
+        *next_log = 0;
+        log_info("stopping: no new tasks or steps; waiting up to %d s for %zu calls in flight",
+                 ORCH_DRAIN_MS / 1000, s_steps_in_flight(self));
+    }
+    if (!self->stopping)
+        return false;
+    size_t n = s_steps_in_flight(self);
+    if (n == 0) {
+        log_info("stopping: nothing in flight; unfinished tasks carry on at the next start");
+        return true;
+    }
+    int64_t now = s_now();
+    if (now >= *deadline) {
+        log_warn("stopping: %zu calls still in flight after %d s; their steps are settled from "
+                 "the ledger at the next start",
+                 n, ORCH_DRAIN_MS / 1000);
+        return true;
+    }
+    if (now >= *next_log) {
+        log_info("stopping: waiting for %zu calls in flight (%" PRId64 " s left)", n,
+                 (*deadline - now + 999) / 1000);
+        *next_log = now + 2000;
+    }
+    return false;
+}
+
 int orch_run(orch_t *self)
 {
     s_flush(self); /* what recovery queued */
@@ -2288,11 +2465,11 @@ int orch_run(orch_t *self)
     if (!poller)
         return -1;
     log_info("serving orchestrator (%zu unfinished tasks)", zhashx_size(self->tasks));
+    zpoller_set_nonstop(poller, true); /* SIGTERM is handled: see s_drain_check */
     int rc = 0;
-    while (!zsys_interrupted) {
+    int64_t drain_deadline = 0, drain_log = 0;
+    while (!s_drain_check(self, &drain_deadline, &drain_log)) {
         zpoller_wait(poller, PROTO_HEARTBEAT_MS / 4);
-        if (zpoller_terminated(poller))
-            break;
         if (taskstore_begin(self->store) != 0) {
             log_error("task store: cannot begin a transaction");
             rc = -1;
@@ -2313,7 +2490,7 @@ int orch_run(orch_t *self)
             bus_msg_clear(&msg);
         }
         s_timers(self);
-        if (self->train_kick) {
+        if (self->train_kick && !self->stopping) {
             self->train_kick = false;
             s_train_next(self);
         }
@@ -2331,6 +2508,7 @@ int orch_run(orch_t *self)
             poller = zpoller_new(wsock, bus_client_sock(self->client), NULL);
             if (!poller)
                 return -1;
+            zpoller_set_nonstop(poller, true);
         }
     }
     zpoller_destroy(&poller);

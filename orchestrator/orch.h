@@ -28,6 +28,17 @@
     knows (measured "ledger"), and ends the task `failed` with that reason.
     So the recorded steps of a task always add up to the ledger's spend.
 
+    Clean stop. On SIGTERM the orchestrator stops taking submits (they get
+    service_unavailable "service stopping") and starting steps, waits up to
+    30 s for the step results in flight and records them, then exits; its
+    unfinished tasks then have no step in flight and carry on at the next
+    start. A second signal stops it at once.
+
+    Attempts. Every attempt of a step is recorded (attempts[] in the step's
+    state: path, model, why, status, actual, measured, error); the step's
+    actual is their sum, its planned_path/model the first plan's, and its
+    why tells which earlier attempts failed and how before the re-plan.
+
     Policy learning. The planner's step scores come from the learned policy
     of the task's workflow when it has been trained (policy_scores of the
     bucket of the task's budget tightness), else from the configured
@@ -61,8 +72,9 @@ void orch_destroy(orch_t **self_p);
    when the file could not be read (the prior is used). */
 int orch_load_policy(orch_t *self, const char *path);
 
-/* Serve until interrupted (SIGINT/SIGTERM via czmq's handler). 0 on a clean
-   stop, -1 on a fatal error. */
+/* Serve until interrupted (SIGINT/SIGTERM via czmq's handler), then drain
+   the steps in flight (see "Clean stop"). 0 on a clean stop, -1 on a fatal
+   error. */
 int orch_run(orch_t *self);
 
 #endif

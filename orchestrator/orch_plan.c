@@ -30,6 +30,7 @@ void orch_remaining_fresh(const cfg_t *cfg, const proto_amounts_t *limits, orch_
         if (limits && limits->v[d] >= 0 && (r->task[d] < 0 || limits->v[d] < r->task[d]))
             r->task[d] = limits->v[d];
     }
+    r->limit_cost = r->task[DIM_COST_UUSD];
     orch_tightness(cfg, r);
 }
 
@@ -82,6 +83,7 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_
             for (int d = 0; d < DIM_COUNT; d++)
                 r->agent[a][d] = s_rem(limit.v[d], used.v[d], s_max(held.v[d], inflight[a][d]));
         } else if (strcmp(kind, "task") == 0) {
+            r->limit_cost = limit.v[DIM_COST_UUSD];
             for (int d = 0; d < DIM_COUNT; d++) {
                 if (d == DIM_LATENCY_MS) /* a deadline: the ledger knows what is left */
                     r->task[d] = limit.v[d] < 0 ? -1 : has_rem ? rem.v[d] : limit.v[d];
@@ -99,9 +101,9 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_
 
 void orch_tightness(const cfg_t *cfg, orch_remaining_t *r)
 {
-    /* Against the configured task budget, so that a task submitted with a
-       lowered limit starts tight. */
-    int64_t base = cfg->total_task_budget.v[DIM_COST_UUSD];
+    /* Against the task's own limit: a lowered limit caps the task but does
+       not make it tight before it has spent anything. */
+    int64_t base = r->limit_cost;
     r->ratio = 1.0;
     if (base > 0 && r->task[DIM_COST_UUSD] >= 0)
         r->ratio = (double)r->task[DIM_COST_UUSD] / (double)base;
@@ -229,6 +231,12 @@ int orch_plan_scored(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t
     }
     if (rc == 0 && hist && n_hist)
         planner_correct_estimates(pb, hist, n_hist, 0);
+    for (int i = 0; rc == 0 && i < wf->n_steps && i < CFG_MAX_STEPS; i++)
+        for (int k = 0; k < planner_n_options(pb, i) && k < PLANNER_MAX_OPTIONS; k++) {
+            const planner_option_t *po = planner_get_option(pb, i, k);
+            for (int d = 0; po && d < DIM_COUNT; d++)
+                p->est[i][k].v[d] = po->amount[d];
+        }
     if (rc == 0 && steps)
         rc = planner_fix_steps(pb, fixed);
     if (rc == 0) {
@@ -271,7 +279,7 @@ ev_t *orch_plan_steps(const cfg_t *cfg, int wf_i, const orch_plan_t *p, const in
             ev_set_str(m, "model", cfg->models[o->model].name);
         if (o->tool >= 0)
             ev_set_str(m, "tool", cfg->tools[o->tool].name);
-        proto_set_amounts(m, "est", &o->est);
+        proto_set_amounts(m, "est", &p->est[i][choice[i]]);
         ev_set_float(m, "quality", o->quality);
         ev_push(arr, m);
     }

@@ -11,9 +11,12 @@
         the latency taken as what is left before the task's deadline. A step
         still in flight counts with its estimate when the ledger shows less
         held than that (its agent may not have reserved yet);
-      - tightness: the task's remaining cost over the configured task budget,
-        tight below cfg->tight_ratio; it selects the task class's decision
-        matrix (healthy or tight paths) for the steps still to plan;
+      - tightness: the task's remaining cost over the task's own cost limit
+        (the configured total_task_budget, or the lower limit the task was
+        submitted with), tight below cfg->tight_ratio; it selects the task
+        class's decision matrix (healthy or tight paths) for the steps still
+        to plan. A lowered limit is a cap, not a quality switch: a fresh
+        task is healthy (ratio 1) and only what it spends makes it tight;
       - the problem: one planner step per workflow step, one planner option
         per configured option not excluded for that step, estimates
         corrected from the ledger's history; finished and running steps
@@ -51,7 +54,8 @@ typedef struct {
 typedef struct {
     int64_t agent[CFG_MAX_AGENTS][DIM_COUNT]; /* by cfg agent index */
     int64_t task[DIM_COUNT];
-    double ratio; /* remaining task cost / configured task cost (1 when unlimited) */
+    int64_t limit_cost; /* the task's effective cost limit (micro-USD), -1 unlimited */
+    double ratio;       /* remaining task cost / limit_cost (1 when unlimited) */
     bool tight;
 } orch_remaining_t;
 
@@ -67,12 +71,15 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf, const orch_step_view_t 
                                const proto_amounts_t *limits, const ev_t *accounts,
                                orch_remaining_t *r);
 
-/* Set r->ratio and r->tight from r->task. */
+/* Set r->ratio and r->tight from r->task and r->limit_cost. */
 void orch_tightness(const cfg_t *cfg, orch_remaining_t *r);
 
 typedef struct {
     planner_result_t res;
     int optmap[CFG_MAX_STEPS][PLANNER_MAX_OPTIONS]; /* planner option -> cfg option */
+    /* the estimates the planner used per planner option: the configured
+       ones corrected from the ledger's history (as in res's totals) */
+    proto_amounts_t est[CFG_MAX_STEPS][PLANNER_MAX_OPTIONS];
 } orch_plan_t;
 
 /* Plan workflow wf for class cls (-1: no decision matrix) within r. steps
@@ -105,8 +112,9 @@ void orch_plan_set_unavailable(unsigned provider_mask);
 int orch_plan_option(const orch_plan_t *p, const int *choice, int i);
 
 /* The steps of a plan choice as
-   [{step, agent, path, model?, tool?, est (amounts), quality} | {step, agent, skipped: true}].
-   Caller owns the array. */
+   [{step, agent, path, model?, tool?, est (amounts), quality} | {step, agent, skipped: true}],
+   est being the estimate the planner used (corrected from history, the
+   same basis as the plan's totals). Caller owns the array. */
 ev_t *orch_plan_steps(const cfg_t *cfg, int wf, const orch_plan_t *p, const int *choice);
 
 /* "cto_agent.cost_uusd" from a binding text "cto_agent.cost_uusd needs ...". */

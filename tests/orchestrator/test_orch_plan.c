@@ -87,13 +87,20 @@ Test(orch_plan, fresh_budgets_and_lowered_task_limits)
     cr_expect_eq(r.task[DIM_LATENCY_MS], -1);
     cr_expect(!r.tight);
 
-    proto_amounts_t lim = {{-1, 5000, -1, 1000000}}; /* $1 of $20: tight */
+    /* $1 of $20: a cap, not a quality switch; the fresh task is healthy */
+    proto_amounts_t lim = {{-1, 5000, -1, 1000000}};
     orch_remaining_fresh(s_cfg, &lim, &r);
     cr_expect_eq(r.task[DIM_COST_UUSD], 1000000);
+    cr_expect_eq(r.limit_cost, 1000000);
     cr_expect_eq(r.task[DIM_LATENCY_MS], 5000);
     cr_expect_eq(r.task[DIM_TOKENS], 200000); /* -1 does not raise or change */
+    cr_expect(!r.tight);
+    cr_expect_float_eq(r.ratio, 1.0, 1e-9);
+    /* spending makes it tight: $0.30 of its $1 left */
+    r.task[DIM_COST_UUSD] = 300000;
+    orch_tightness(s_cfg, &r);
+    cr_expect_float_eq(r.ratio, 0.3, 1e-9);
     cr_expect(r.tight);
-    cr_expect_float_eq(r.ratio, 0.05, 1e-9);
 
     proto_amounts_t higher = {{-1, -1, -1, 50000000}}; /* limits only lower */
     orch_remaining_fresh(s_cfg, &higher, &r);
@@ -129,8 +136,21 @@ Test(orch_plan, remaining_from_the_ledgers_accounts)
     cr_expect_eq(r.task[DIM_COST_UUSD], 5000000 - est_cost);
     cr_expect_eq(r.task[DIM_TOKENS], 200000 - 5000 - 3000);
     cr_expect_eq(r.task[DIM_LATENCY_MS], -1);
+    cr_expect_eq(r.limit_cost, 20000000);
     cr_expect_float_eq(r.ratio, (5000000.0 - (double)est_cost) / 20000000.0, 1e-9);
     cr_expect(r.tight); /* 0.25 < tight_ratio 0.5 */
+
+    /* the same spend against a task limit of $6 (the ledger's task limit):
+       ratio over that limit, so still tight; over $40 it would not be */
+    ev_destroy(&accs);
+    accs = ev_new_array();
+    ev_push(accs, s_account("agent", "cto_agent", &used, &held, &lim));
+    proto_amounts_t tlim6 = {{200000, -1, -1, 6000000}}, tused1 = {{5000, 120, 1, 1000000}};
+    ev_push(accs, s_account("task", NULL, &tused1, &theld, &tlim6));
+    orch_remaining_from_spend(s_cfg, wf, steps, s_cfg->workflows[wf].n_steps, NULL, accs, &r);
+    cr_expect_eq(r.limit_cost, 6000000);
+    cr_expect_float_eq(r.ratio, (5000000.0 - (double)est_cost) / 6000000.0, 1e-9);
+    cr_expect(!r.tight);
     ev_destroy(&accs);
 }
 
@@ -150,8 +170,25 @@ Test(orch_plan, healthy_analysis_uses_llms_tight_goes_local)
     s_chosen(wf, p, s_step(wf, "reconcile"), what, sizeof what);
     cr_expect_str_eq(what, "llm/gpt-4o");
 
-    proto_amounts_t lim = {{-1, -1, -1, 2000000}}; /* $2 of $20: tight */
+    /* A lowered limit alone does not degrade the plan ($2 of $20: the same
+       LLM plan, it fits) ... */
+    proto_amounts_t lim = {{-1, -1, -1, 2000000}};
     orch_remaining_fresh(s_cfg, &lim, &r);
+    cr_expect(!r.tight);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
+    cr_assert(p->res.feasible);
+    s_chosen(wf, p, s_step(wf, "cto_analysis"), what, sizeof what);
+    cr_expect_str_eq(what, "llm/gpt-4o");
+    proto_amounts_t lim2 = {{-1, -1, -1, 9990000}}, lim3 = {{-1, -1, -1, 10010000}};
+    orch_remaining_fresh(s_cfg, &lim2, &r);
+    cr_expect(!r.tight);
+    orch_remaining_fresh(s_cfg, &lim3, &r);
+    cr_expect(!r.tight);
+    /* ... spending does: $0.50 of the $2 left */
+    orch_remaining_fresh(s_cfg, &lim, &r);
+    r.task[DIM_COST_UUSD] = 500000;
+    orch_tightness(s_cfg, &r);
+    cr_expect(r.tight);
     cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
     cr_assert(p->res.feasible);
     for (int i = 1; i < s_cfg->workflows[wf].n_steps; i++) {
@@ -276,5 +313,48 @@ Test(orch_plan, no_api_key_plans_local_and_keeps_the_tool_step)
     cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p), 0);
     s_chosen(wf, p, s_step(wf, "cto_analysis"), what, sizeof what);
     cr_expect_str_eq(what, "llm/gpt-4o");
+    free(p);
+}
+
+Test(orch_plan, step_estimates_are_the_corrected_ones_the_totals_add)
+{
+    /* History says cto on gpt-4o is much cheaper than configured: the plan's
+       step lines show the corrected estimate, and add up to its totals. */
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    planner_history_t h = {.agent = cfg_agent_index(s_cfg, "cto_agent"),
+                           .path = PATH_LLM,
+                           .model = cfg_model_index(s_cfg, "gpt-4o"),
+                           .count = 1000,
+                           .mean = {500, 40, 0, 1000}};
+    orch_plan_t *p = malloc(sizeof *p);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, &h, 1, 0.7, p), 0);
+    cr_assert(p->res.feasible);
+    ev_t *steps = orch_plan_steps(s_cfg, wf, p, p->res.choice);
+    int64_t tok = 0, cost = 0, calls = 0;
+    bool cto_seen = false;
+    for (size_t k = 0; k < ev_len(steps); k++) {
+        const ev_t *s = ev_at(steps, k);
+        proto_amounts_t est;
+        if (proto_get_amounts(s, "est", 0, &est) != 0)
+            continue;
+        tok += est.v[DIM_TOKENS];
+        cost += est.v[DIM_COST_UUSD];
+        calls += est.v[DIM_TOOL_CALLS];
+        if (!strcmp(ev_get_str(s, "step", ""), "cto_analysis")) {
+            cto_seen = true;
+            cr_expect_str_eq(ev_get_str(s, "model", ""), "gpt-4o");
+            int cto_step = s_step(wf, "cto_analysis");
+            int64_t cfg_tok = s_cfg->workflows[wf].steps[cto_step].options[0].est.v[DIM_TOKENS];
+            cr_expect_lt(est.v[DIM_TOKENS], cfg_tok, "corrected %lld, configured %lld",
+                         (long long)est.v[DIM_TOKENS], (long long)cfg_tok);
+        }
+    }
+    cr_expect(cto_seen);
+    cr_expect_eq(tok, p->res.task_total[DIM_TOKENS]);
+    cr_expect_eq(cost, p->res.task_total[DIM_COST_UUSD]);
+    cr_expect_eq(calls, p->res.task_total[DIM_TOOL_CALLS]);
+    ev_destroy(&steps);
     free(p);
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A failing and a slow provider (emads-test-llm scenarios 500 and slow:MS,
+# the latter longer than the step's latency hold). The steps that fail on
+# the LLM are re-planned (to the local path) and the task still ends done;
+# `result` keeps every attempt of a step, says in the step's why which
+# model failed with which error before the re-plan, and the steps' actual
+# spend (the sum over their attempts) equals the ledger's spend for the
+# task, dimension by dimension.
+. "$(dirname "$0")/lib.sh"
+: "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
+[ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
+
+"$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --log "$E2E_TMP/llm.log" --usage 1000,1000 &
+E2E_EXTRA_PIDS=$!
+for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
+port=$(cat "$E2E_TMP/port")
+sed -i "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:$port/v1\"|" "$E2E_CFG/emads.yaml"
+grep -q "127.0.0.1:$port" "$E2E_CFG/emads.yaml" || fail "could not point the provider at the test server"
+export OPENAI_API_KEY=test-key
+
+scenario() {
+    curl -s -X POST -d "{\"scenario\": \"$1\"}" "http://127.0.0.1:$port/control" >/dev/null \
+        || fail "cannot set scenario $1"
+}
+
+# check_task OUT: the task ended done, its steps' actual adds up to the
+# ledger's spend, and a step that needed more than one attempt says why.
+check_task() {
+    local out=$1 label=$2 task sp
+    echo "$out" | json '[(s["step"], s["state"], s.get("path"), s.get("model"), s.get("attempt"), s.get("why")) for s in d["steps"]]'
+    [ "$(echo "$out" | json 'd["state"]')" = done ] || fail "$label: task not done"
+    task=$(echo "$out" | json 'd["task"]')
+    sp=$(ctl --json spend --task "$task")
+    for dim in tokens cost_uusd tool_calls; do
+        steps=$(echo "$out" | json "sum(s.get('actual', {}).get('$dim', 0) for s in d['steps'])")
+        ledger=$(echo "$sp" | json "d['total']['used']['$dim']")
+        [ "$steps" -eq "$ledger" ] \
+            || fail "$label: steps' actual $dim add to $steps, the ledger has $ledger for $task"
+    done
+    echo "$label: steps' actual = ledger spend ($(echo "$sp" | json 'd["total"]["used"]'))"
+    # every attempt is kept, and the step's actual is their sum
+    echo "$out" | json 'all(len(s.get("attempts", [])) == s.get("attempt", 0) for s in d["steps"] if s["state"] != "skipped")' \
+        | grep -q true || fail "$label: a step does not list all its attempts"
+    echo "$out" | json 'all(sum(a.get("actual", {}).get("cost_uusd", 0) for a in s.get("attempts", [])) == s.get("actual", {}).get("cost_uusd", 0) for s in d["steps"])' \
+        | grep -q true || fail "$label: a step's actual is not the sum of its attempts"
+    # a re-planned step tells which model failed, and how
+    echo "$out" | json '[s for s in d["steps"] if s.get("attempt", 0) > 1]' > "$E2E_TMP/retried"
+    [ "$(json 'len(d)' < "$E2E_TMP/retried")" -ge 1 ] || fail "$label: no step was re-planned"
+    json 'all("re-planned" in s.get("why", "") and "gpt-4o" in s.get("why", "") for s in d)' \
+        < "$E2E_TMP/retried" | grep -q true || fail "$label: why hides the failed attempts: $(cat "$E2E_TMP/retried")"
+    json 'all(s["planned_path"] == "llm" for s in d)' < "$E2E_TMP/retried" | grep -q true \
+        || fail "$label: planned_path is not the first plan's"
+}
+
+ctl up >/dev/null
+scenario 500
+out=$(ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk.") || true
+check_task "$out" "provider 500"
+grep -q '"status":500' "$E2E_TMP/llm.log" || fail "the provider was not called"
+
+scenario slow:4500
+: > "$E2E_TMP/llm.log"
+out=$(ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk.") || true
+check_task "$out" "slow provider"
+echo "provider_fail: ok"
