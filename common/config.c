@@ -51,17 +51,19 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#define S_MAX_ERRORS     1000
-#define S_MAX_FILE       (4 * 1024 * 1024) /* bytes in one config file */
-#define S_TOKENS_MAX     1000000000LL      /* 1e9 tokens */
-#define S_DAY_MS         86400000LL        /* one day in ms */
-#define S_TOOL_CALLS_MAX 1000000LL
-#define S_BYTES_MAX      (256LL * 1024 * 1024)
-#define S_PRICE_MAX_USD  1000000LL /* USD per 1M tokens */
-#define S_PROMPT_MAX     (64 * 1024)
-#define S_ARG_MAX        4096
-#define S_LIST_MAX       256
-#define S_UUSD_PER_USD   1000000LL
+#define S_MAX_ERRORS      1000
+#define S_MAX_FILE_ERRORS 50                /* errors kept per file; then one "... N more errors" */
+#define S_KEY_SHOWN       60                /* bytes of a key shown in a message */
+#define S_MAX_FILE        (4 * 1024 * 1024) /* bytes in one config file */
+#define S_TOKENS_MAX      1000000000LL      /* 1e9 tokens */
+#define S_DAY_MS          86400000LL        /* one day in ms */
+#define S_TOOL_CALLS_MAX  1000000LL
+#define S_BYTES_MAX       (256LL * 1024 * 1024)
+#define S_PRICE_MAX_USD   1000000LL /* USD per 1M tokens */
+#define S_PROMPT_MAX      (64 * 1024)
+#define S_ARG_MAX         4096
+#define S_LIST_MAX        256
+#define S_UUSD_PER_USD    1000000LL
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -69,6 +71,7 @@
 typedef struct {
     int file_seq;
     int seq;
+    bool last; /* the "... N more errors" line: after every other of its file */
 } s_sortkey_t;
 
 typedef struct {
@@ -79,40 +82,80 @@ typedef struct {
     int seq_file;         /* order of the current file, for sorting */
     const char *file;     /* current file name, for errors */
     yaml_document_t *doc; /* current document */
+    int file_errors;      /* errors reported in the current file */
+    int file_dropped;     /* errors past S_MAX_FILE_ERRORS in the current file */
 } s_ctx_t;
 
 static void s_err(s_ctx_t *ctx, int line, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void s_err(s_ctx_t *ctx, int line, const char *key, const char *fmt, ...)
+/* Append one error; NULL when out of memory or over S_MAX_ERRORS. */
+static cfg_error_t *s_err_slot(s_ctx_t *ctx)
 {
     cfg_errors_t *e = &ctx->errs;
     if (e->count >= S_MAX_ERRORS)
-        return;
+        return NULL;
     if (e->count >= ctx->cap) {
         int cap = ctx->cap ? ctx->cap * 2 : 16;
         cfg_error_t *items = realloc(e->items, (size_t)cap * sizeof *items);
         if (!items)
-            return;
+            return NULL;
         e->items = items;
         s_sortkey_t *keys = realloc(ctx->keys, (size_t)cap * sizeof *keys);
         if (!keys)
-            return;
+            return NULL;
         ctx->keys = keys;
         ctx->cap = cap;
     }
     cfg_error_t *it = &e->items[e->count];
     memset(it, 0, sizeof *it);
     snprintf(it->file, sizeof it->file, "%s", ctx->file ? ctx->file : "");
+    ctx->keys[e->count].file_seq = ctx->seq_file;
+    ctx->keys[e->count].seq = e->count;
+    ctx->keys[e->count].last = false;
+    e->count++;
+    return it;
+}
+
+/* Close the current file's errors: one "... N more errors" line for those
+   past S_MAX_FILE_ERRORS (a file that is not a configuration at all, e.g.
+   budgets_file pointing at a system file, must not flood the terminal). */
+static void s_err_file_done(s_ctx_t *ctx)
+{
+    if (ctx->file_dropped > 0) {
+        cfg_error_t *it = s_err_slot(ctx);
+        if (it) {
+            snprintf(it->key, sizeof it->key, "file");
+            snprintf(it->reason, sizeof it->reason, "... %d more error%s not shown",
+                     ctx->file_dropped, ctx->file_dropped == 1 ? "" : "s");
+            ctx->keys[ctx->errs.count - 1].last = true;
+        }
+    }
+    ctx->file_errors = 0;
+    ctx->file_dropped = 0;
+}
+
+static void s_err(s_ctx_t *ctx, int line, const char *key, const char *fmt, ...)
+{
+    if (ctx->file_errors >= S_MAX_FILE_ERRORS) {
+        ctx->file_dropped++;
+        return;
+    }
+    ctx->file_errors++;
+    cfg_error_t *it = s_err_slot(ctx);
+    if (!it)
+        return;
     it->line = line;
-    snprintf(it->key, sizeof it->key, "%s", key ? key : "");
+    /* keys come from the file: never echo a long one whole */
+    key = key ? key : "";
+    if (strlen(key) > S_KEY_SHOWN)
+        snprintf(it->key, sizeof it->key, "%.*s...", S_KEY_SHOWN, key);
+    else
+        snprintf(it->key, sizeof it->key, "%s", key);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(it->reason, sizeof it->reason, fmt, ap);
     va_end(ap);
-    ctx->keys[e->count].file_seq = ctx->seq_file;
-    ctx->keys[e->count].seq = e->count;
-    e->count++;
 }
 
 /* Sort errors by file (in the order files were read), then line, then the
@@ -126,7 +169,8 @@ static void s_sort_errors(s_ctx_t *ctx)
         s_sortkey_t key = keys[i];
         int j = i - 1;
         while (j >= 0 && (keys[j].file_seq > key.file_seq ||
-                          (keys[j].file_seq == key.file_seq && e->items[j].line > item.line))) {
+                          (keys[j].file_seq == key.file_seq && !key.last &&
+                           (keys[j].last || e->items[j].line > item.line)))) {
             e->items[j + 1] = e->items[j];
             keys[j + 1] = keys[j];
             j--;
@@ -928,6 +972,88 @@ static void s_amount_limits(s_ctx_t *ctx, const yaml_node_t *map, const char *pa
 static const char *const k_limit_keys[] = {"max_tokens", "max_latency_ms", "max_tool_calls",
                                            "max_cost_usd", NULL};
 
+int cfg_endpoint_check(const char *ep, char *why, size_t whylen)
+{
+    char dummy[8];
+    if (!why) {
+        why = dummy;
+        whylen = sizeof dummy;
+    }
+    if (!ep || !*ep) {
+        snprintf(why, whylen, "empty endpoint");
+        return -1;
+    }
+    if (!strncmp(ep, "ipc://", 6)) {
+        if (!ep[6]) {
+            snprintf(why, whylen, "ipc:// needs a socket path (ipc://PATH)");
+            return -1;
+        }
+        if (strlen(ep + 6) > 107) { /* sun_path holds 108 bytes */
+            snprintf(why, whylen, "ipc path too long (%zu bytes, at most 107)", strlen(ep + 6));
+            return -1;
+        }
+        return 0;
+    }
+    if (strncmp(ep, "tcp://", 6)) {
+        snprintf(why, whylen,
+                 "must be ipc://PATH or tcp://HOST:PORT (or \"\" for the run directory's "
+                 "socket)");
+        return -1;
+    }
+    const char *host = ep + 6;
+    const char *colon = strrchr(host, ':');
+    if (host[0] == '[') { /* [IPv6]:PORT */
+        const char *close = strchr(host, ']');
+        if (!close || close == host + 1 || close[1] != ':') {
+            snprintf(why, whylen, "expected tcp://[IPV6]:PORT");
+            return -1;
+        }
+        colon = close + 1;
+    }
+    if (!colon) {
+        snprintf(why, whylen, "no port: expected tcp://HOST:PORT");
+        return -1;
+    }
+    if (colon == host) {
+        snprintf(why, whylen, "no host: expected tcp://HOST:PORT");
+        return -1;
+    }
+    if (host[0] == '*') {
+        snprintf(why, whylen,
+                 "wildcard host '*': clients connect to this endpoint, so name a host or "
+                 "address");
+        return -1;
+    }
+    const char *port = colon + 1;
+    if (!*port) {
+        snprintf(why, whylen, "no port: expected tcp://HOST:PORT");
+        return -1;
+    }
+    if (!strcmp(port, "*") || !strcmp(port, "!")) {
+        snprintf(why, whylen, "wildcard port '%s': clients must know the port, give 1..65535",
+                 port);
+        return -1;
+    }
+    long v = 0;
+    for (const char *p = port; *p; p++) {
+        if (!isdigit((unsigned char)*p) || p - port >= 6) {
+            snprintf(why, whylen, "port '%.16s%s' is not a number 1..65535", port,
+                     strlen(port) > 16 ? "..." : "");
+            return -1;
+        }
+        v = v * 10 + (*p - '0');
+    }
+    if (v == 0) {
+        snprintf(why, whylen, "port 0 is ephemeral: clients must know the port, give 1..65535");
+        return -1;
+    }
+    if (v > 65535) {
+        snprintf(why, whylen, "port %ld out of range 1..65535", v);
+        return -1;
+    }
+    return 0;
+}
+
 static void s_bus(s_ctx_t *ctx, const yaml_node_t *root)
 {
     static const char *const keys[] = {"endpoint", "curve", "request_timeout_ms", NULL};
@@ -937,12 +1063,11 @@ static void s_bus(s_ctx_t *ctx, const yaml_node_t *root)
         return;
     s_check_keys(ctx, m, "bus", keys);
     cfg_t *cfg = ctx->cfg;
+    char why[160];
     if (s_read_str(ctx, m, "bus", "endpoint", false, cfg->bus_endpoint, sizeof cfg->bus_endpoint) ==
             1 &&
-        cfg->bus_endpoint[0] && strncmp(cfg->bus_endpoint, "ipc://", 6) &&
-        strncmp(cfg->bus_endpoint, "tcp://", 6))
-        s_err(ctx, s_line(s_get(ctx, m, "endpoint")), "bus.endpoint",
-              "must start with ipc:// or tcp:// (or be \"\" for the run directory's socket)");
+        cfg->bus_endpoint[0] && cfg_endpoint_check(cfg->bus_endpoint, why, sizeof why) != 0)
+        s_err(ctx, s_line(s_get(ctx, m, "endpoint")), "bus.endpoint", "%s", why);
     s_read_bool(ctx, m, "bus", "curve", false, &cfg->curve);
     s_read_int(ctx, m, "bus", "request_timeout_ms", false, 1, S_DAY_MS, &cfg->request_timeout_ms);
 }
@@ -1602,6 +1727,25 @@ static void s_budget(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, c
 
 /* ---- load --------------------------------------------------------------- */
 
+/* A file whose top-level map lacks the one key every valid file of its kind
+   has (e.g. budgets_file naming some other file that happens to parse as
+   YAML) gets one error instead of one per line of that file, so its content
+   is never echoed. True if root may be walked. */
+static bool s_known_shape(s_ctx_t *ctx, yaml_node_t *root, const char *required, const char *what)
+{
+    if (s_get(ctx, root, required))
+        return true;
+    int n = (int)(root->data.mapping.pairs.top - root->data.mapping.pairs.start);
+    if (n == 0) {
+        s_err(ctx, s_line(root), required, "missing required key (the file is empty)");
+        return false;
+    }
+    s_err(ctx, s_line(root), "(top level)",
+          "not %s: no '%s' key among its %d top-level key%s; is this the right file?", what,
+          required, n, n == 1 ? "" : "s");
+    return false;
+}
+
 static void s_defaults(cfg_t *cfg)
 {
     cfg->curve = true;
@@ -1724,10 +1868,13 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errors)
     int budgets_line = 0;
     ctx.seq_file = 0;
     yaml_node_t *root = s_load(&ctx, path, &doc, &have_doc);
+    if (root && !s_known_shape(&ctx, root, "agents", "an emads configuration"))
+        root = NULL;
     if (root)
         s_main_file(&ctx, root, budgets_rel, sizeof budgets_rel, &budgets_line);
     if (have_doc)
         yaml_document_delete(&doc);
+    s_err_file_done(&ctx);
     if (!root)
         goto done;
 
@@ -1752,6 +1899,8 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errors)
                  budgets_rel);
     }
     root = s_load(&ctx, bname, &doc, &have_doc);
+    if (root && !s_known_shape(&ctx, root, "budgets", "a budgets file"))
+        root = NULL;
     if (root) {
         static const char *const bkeys[] = {"budgets", NULL};
         s_check_keys(&ctx, root, "", bkeys);
@@ -1767,6 +1916,7 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errors)
         yaml_document_delete(&doc);
 
 done:
+    s_err_file_done(&ctx);
     s_sort_errors(&ctx);
     free(ctx.keys);
     bool failed = ctx.errs.count > 0;

@@ -8,6 +8,10 @@
     errors carrying file, line and key. All errors are collected (not just the
     first) so `emadsctl config check` can print them all as
         file:line: key: reason
+    up to 50 per file (then one "... N more errors not shown" line); a file
+    whose top level lacks its one required key (agents, budgets) gets a
+    single error, and keys quoted in errors are cut to 60 bytes, so a wrong
+    file is never echoed back.
 
     Units: money in the model is int64 micro-USD (the YAML says USD with up to
     6 decimals, e.g. max_cost_usd: 5.00 -> 5000000). Prices are micro-USD per
@@ -221,6 +225,12 @@ int cfg_usd_parse(const char *s, int64_t *uusd, char *err, size_t errlen);
 /* Format micro-USD as USD with 2 to 6 decimals ("5.00", "0.000125");
    negative values print as "unlimited". Returns out. */
 const char *cfg_usd_format(int64_t uusd, char *out, size_t outlen);
+/* Check a bus endpoint a client can connect to: ipc://PATH, or
+   tcp://HOST:PORT (HOST a name, an address or [IPv6]) with PORT 1..65535;
+   wildcard hosts and wildcard or ephemeral ports (*, 0) are refused since
+   clients must know the address. Returns 0, or -1 with a reason in why
+   (may be NULL). */
+int cfg_endpoint_check(const char *ep, char *why, size_t whylen);
 /* cfg_load, printing every error to stderr as cfg_errors_print does (or
    "prog: cannot load PATH" when there is no error to print). NULL on error. */
 cfg_t *cfg_load_report(const char *path, const char *prog);

@@ -61,12 +61,19 @@ static const char *s_num(int64_t v, char *buf, size_t len)
     return buf;
 }
 
+/* USD with 6 decimals, as every other emadsctl command prints money. */
+static const char *s_usd(int64_t uusd, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%" PRId64 ".%06" PRId64, uusd / 1000000, uusd % 1000000);
+    return out;
+}
+
 static void s_print_limit_row(const char *name, const proto_amounts_t *a)
 {
     char t[32], l[32], c[32], u[32];
     printf("  %-20s %10s %11s %11s %12s\n", name, s_num(a->v[DIM_TOKENS], t, sizeof t),
            s_num(a->v[DIM_LATENCY_MS], l, sizeof l), s_num(a->v[DIM_TOOL_CALLS], c, sizeof c),
-           a->v[DIM_COST_UUSD] < 0 ? "-" : cfg_usd_format(a->v[DIM_COST_UUSD], u, sizeof u));
+           a->v[DIM_COST_UUSD] < 0 ? "-" : s_usd(a->v[DIM_COST_UUSD], u, sizeof u));
 }
 
 static void s_print_option(const cfg_t *cfg, const cfg_option_t *o)
@@ -79,7 +86,7 @@ static void s_print_option(const cfg_t *cfg, const cfg_option_t *o)
         printf(" %s%s", o->path == PATH_TOOL ? "+ " : "", cfg->models[o->model].name);
     printf("  ~%" PRId64 " tokens, %" PRId64 " ms, %" PRId64 " tool calls, %s USD, quality %.2f\n",
            o->est.v[DIM_TOKENS], o->est.v[DIM_LATENCY_MS], o->est.v[DIM_TOOL_CALLS],
-           cfg_usd_format(o->est.v[DIM_COST_UUSD], usd, sizeof usd), o->quality);
+           s_usd(o->est.v[DIM_COST_UUSD], usd, sizeof usd), o->quality);
 }
 
 static void s_print_paths(unsigned bits)
@@ -147,8 +154,8 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
         const cfg_model_t *m = &cfg->models[i];
         const cfg_provider_t *p = m->provider >= 0 ? &cfg->providers[m->provider] : NULL;
         printf("  %-16s in %-10s out %-10s context %-8" PRId64 " via %s (%s)\n", m->name,
-               cfg_usd_format(m->input_uusd_per_mtok, buf, sizeof buf),
-               cfg_usd_format(m->output_uusd_per_mtok, buf2, sizeof buf2), m->context_tokens,
+               s_usd(m->input_uusd_per_mtok, buf, sizeof buf),
+               s_usd(m->output_uusd_per_mtok, buf2, sizeof buf2), m->context_tokens,
                p ? p->name : "-", p ? p->base_url : "-");
     }
 

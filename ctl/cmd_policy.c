@@ -25,8 +25,11 @@ static void s_print_policy(const ev_t *p)
            ev_get_int(p, "groups_skipped", 0), ev_get_int(p, "updates", 0));
     int64_t nb = ev_get_int(p, "buckets", 0);
     printf("  %-14s %-26s %6s", "STEP", "OPTION", "PRIOR_Q");
-    for (int64_t b = 0; b < nb; b++)
-        printf("   pi(b%" PRId64 ") logit  ", b);
+    for (int64_t b = 0; b < nb; b++) { /* as wide as the "   %6.3f %+7.3f" cells */
+        char pi[40];
+        snprintf(pi, sizeof pi, "pi(b%" PRId64 ")", b);
+        printf("   %6s %7s", pi, "logit");
+    }
     printf("\n");
     const ev_t *steps = ev_get(p, "steps");
     for (size_t s = 0; s < ev_len(steps); s++) {

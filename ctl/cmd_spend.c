@@ -81,8 +81,8 @@ static void s_print_row(const row_t *r)
         snprintf(p, sizeof p, "-");
     else
         snprintf(p, sizeof p, "%.1f%%", pct);
-    printf("%-14s %-16s %-18s %-9s %-22s %-26s %6s\n", r->name, cells[0], cells[1], cells[2],
-           cells[3], held, p);
+    ctl_printf("%-14s %-16s %-18s %-9s %-24s %-30s %6s\n", r->name, cells[0], cells[1], cells[2],
+               cells[3], held, p);
 }
 
 static json_t *s_amounts_json(const proto_amounts_t *a)
@@ -119,13 +119,19 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
                "amounts held by steps in flight, and the percentage used of the most used\n"
                "limit; then the totals against total_task_budget. --task narrows it to\n"
                "one task; without it every task the ledger knows is summed (limits are\n"
-               "then per task times the number of tasks).\n");
+               "then per task times the number of tasks).\n"
+               "\nUnits: tokens, milliseconds, tool calls, USD (6 decimals). '-' = no limit.\n"
+               "Exit status: 0 ok, 1 unknown task or failure, 2 usage error, 3 not running.\n");
         return CTL_EXIT_OK;
     }
     const char *task = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--task") && i + 1 < argc)
+        if (!strcmp(argv[i], "--task") && (i + 1 >= argc || !argv[i + 1][0]))
+            return ctl_usage_error(opts, "spend: --task needs a task id");
+        else if (!strcmp(argv[i], "--task"))
             task = argv[++i];
+        else if (argv[i][0] == '-')
+            return ctl_usage_error(opts, "spend: unknown option '%s'", argv[i]);
         else
             return ctl_usage_error(opts, "spend: unexpected argument '%s'", argv[i]);
     }
@@ -240,8 +246,8 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         else
             printf("spend over %d task%s (limits: per-task limit x tasks)\n", total.tasks,
                    total.tasks == 1 ? "" : "s");
-        printf("%-14s %-16s %-18s %-9s %-22s %-26s %6s\n", "AGENT", "TOKENS", "LATENCY", "TOOLS",
-               "COST_USD", "HELD tok/lat/tools/usd", "USED%");
+        ctl_printf("%-14s %-16s %-18s %-9s %-24s %-30s %6s\n", "AGENT", "TOKENS", "LATENCY",
+                   "TOOLS", "COST_USD", "HELD tok/lat/tools/usd", "USED%");
         for (int a = 0; a < n_agents; a++)
             s_print_row(&rows[a]);
         s_print_row(&total);

@@ -23,13 +23,15 @@
    was one (consuming its value), 0 if not, or an exit code < 0 on error. */
 static int s_limit_flag(ctl_opts_t *opts, int argc, char **argv, int *i, ev_t *limits)
 {
+    /* the same ranges as the configuration's budgets */
     static const struct {
         const char *flag, *key;
         bool usd;
-    } flags[] = {{"--max-tokens", "tokens", false},
-                 {"--max-latency-ms", "latency_ms", false},
-                 {"--max-tool-calls", "tool_calls", false},
-                 {"--max-cost", "cost_uusd", true}};
+        int64_t max;
+    } flags[] = {{"--max-tokens", "tokens", false, 1000000000LL},
+                 {"--max-latency-ms", "latency_ms", false, 86400000LL},
+                 {"--max-tool-calls", "tool_calls", false, 1000000LL},
+                 {"--max-cost", "cost_uusd", true, 0}};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
         if (strcmp(argv[*i], flags[k].flag))
             continue;
@@ -39,9 +41,15 @@ static int s_limit_flag(ctl_opts_t *opts, int argc, char **argv, int *i, ev_t *l
         }
         const char *v = argv[++*i];
         int64_t x;
-        if ((flags[k].usd ? ctl_parse_usd(v, &x) : ctl_parse_int(v, &x)) != 0) {
-            ctl_usage_error(opts, "%s: '%s' is not a %s", flags[k].flag, v,
-                            flags[k].usd ? "USD amount (e.g. 0.50)" : "non-negative integer");
+        char why[160];
+        if ((flags[k].usd ? ctl_parse_usd(v, &x, why, sizeof why)
+                          : ctl_parse_count(v, flags[k].max, &x, why, sizeof why)) != 0) {
+            if (flags[k].usd) /* the reason quotes the value */
+                ctl_usage_error(opts, "%s: %s (USD with up to 6 decimals, e.g. 0.50)",
+                                flags[k].flag, why);
+            else
+                ctl_usage_error(opts, "%s: '%.40s%s': %s", flags[k].flag, v,
+                                strlen(v) > 40 ? "..." : "", why);
             return -1;
         }
         ev_set_int(limits, flags[k].key, x);
@@ -93,14 +101,22 @@ static int s_task_args(ctl_opts_t *opts, int argc, char **argv, bool submit, tas
             continue;
         if (!raw && !strcmp(argv[i], "--")) {
             raw = true;
-        } else if (!raw && !strcmp(argv[i], "--workflow") && i + 1 < argc) {
+        } else if (!raw &&
+                   (!strcmp(argv[i], "--workflow") || (submit && !strcmp(argv[i], "--timeout"))) &&
+                   i + 1 >= argc) {
+            free(words);
+            return ctl_usage_error(opts, "%s: option '%s' needs a value", argv[0], argv[i]);
+        } else if (!raw && !strcmp(argv[i], "--workflow")) {
             a->workflow = argv[++i];
         } else if (!raw && submit && !strcmp(argv[i], "--wait")) {
             a->wait = true;
-        } else if (!raw && submit && !strcmp(argv[i], "--timeout") && i + 1 < argc) {
-            if (ctl_parse_int(argv[++i], &a->timeout_s) != 0) {
+        } else if (!raw && submit && !strcmp(argv[i], "--timeout")) {
+            char why[96];
+            if (ctl_parse_count(argv[++i], 100LL * 365 * 86400, &a->timeout_s, why, sizeof why) !=
+                0) {
                 free(words);
-                return ctl_usage_error(opts, "--timeout: '%s' is not a number of seconds", argv[i]);
+                return ctl_usage_error(opts, "%s: --timeout: '%.40s': %s (seconds; 0 = no limit)",
+                                       argv[0], argv[i], why);
             }
         } else if (!raw && argv[i][0] == '-' && argv[i][1]) {
             free(words);
@@ -112,8 +128,17 @@ static int s_task_args(ctl_opts_t *opts, int argc, char **argv, bool submit, tas
     free(words);
     if (!a->text || !a->text[0])
         return ctl_usage_error(opts, "%s: missing the task text", argv[0]);
+    /* checked here: the bus client cannot encode such a text and would only
+       say that the request could not be sent */
+    long bad = ctl_utf8_invalid(a->text);
+    if (bad >= 0)
+        return ctl_usage_error(opts, "%s: task text is not valid UTF-8 (byte %ld)", argv[0],
+                               bad + 1);
+    if (ctl_blank(a->text))
+        return ctl_usage_error(opts, "%s: task text is empty (only white space)", argv[0]);
     if (strlen(a->text) > 16 * 1024)
-        return ctl_usage_error(opts, "%s: the task text is longer than 16 KiB", argv[0]);
+        return ctl_usage_error(opts, "%s: the task text is longer than 16 KiB (%zu bytes)", argv[0],
+                               strlen(a->text));
     return 0;
 }
 
@@ -154,31 +179,44 @@ static void s_print_step_line(const ev_t *s)
         path = ev_get_str(s, "planned_path", "-");
     char what[160];
     snprintf(what, sizeof what, "%s%s%s", path, model ? " " : "", model ? model : "");
-    printf("  %-14s %-14s %-8s %-22s", ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
-           running ? "started" : state, !strcmp(state, "skipped") ? "-" : what);
+    char line[1024];
+    int n = snprintf(line, sizeof line, "  %-14s %-14s %-8s %-22s", ev_get_str(s, "step", "?"),
+                     ev_get_str(s, "agent", "?"), running ? "started" : state,
+                     !strcmp(state, "skipped") ? "-" : what);
     const ev_t *actual = ev_get(s, "actual");
-    if (!running && actual) {
+    if (!running && actual && n > 0 && (size_t)n < sizeof line) {
         char sp[160];
         s_fmt_spend(sp, sizeof sp, actual);
-        printf(" %s", sp);
+        n += snprintf(line + n, sizeof line - (size_t)n, " %s", sp);
     }
     const char *err = ev_get_str(ev_get(s, "error"), "reason", NULL);
-    if (!running && err && err[0])
-        printf(" (%s)", err);
-    printf("\n");
+    if (!running && err && err[0] && n > 0 && (size_t)n < sizeof line) {
+        char esc[300];
+        snprintf(line + n, sizeof line - (size_t)n, " (%s)", ctl_escape(esc, sizeof esc, err));
+    }
+    ctl_printf("%s\n", line);
     fflush(stdout);
+}
+
+/* "label: text" with text escaped for a terminal. */
+static void s_print_text(const char *label, const char *text)
+{
+    char *esc = ctl_escape_dup(text);
+    ctl_printf("%s%s\n", label, esc ? esc : "");
+    free(esc);
 }
 
 static void s_print_result(const ev_t *r)
 {
     const char *state = ev_get_str(r, "state", "?");
     printf("task %s %s\n", ev_get_str(r, "task", "?"), state);
+    /* texts from the task and the agents: control characters escaped */
     const char *reason = ev_get_str(r, "reason", NULL);
     if (reason && reason[0])
-        printf("reason: %s\n", reason);
+        s_print_text("reason: ", reason);
     const char *rec = ev_get_str(r, "recommendation", "");
     if (rec[0]) {
-        printf("recommendation: %s\n", rec);
+        s_print_text("recommendation: ", rec);
         printf("confidence: %.2f\n", ev_get_float(r, "confidence", 0));
     }
     const ev_t *out = ev_get(r, "output");
@@ -195,27 +233,28 @@ static void s_print_result(const ev_t *r)
     }
     const char *decision = ev_get_str(out, "decision", NULL);
     if (decision)
-        printf("decision: %s\n", decision);
+        s_print_text("decision: ", decision);
     const ev_t *conds = ev_get(out, "conditions");
     for (size_t i = 0; i < ev_len(conds); i++)
         if (ev_str(ev_at(conds, i)))
-            printf("  - %s\n", ev_str(ev_at(conds, i)));
+            s_print_text("  - ", ev_str(ev_at(conds, i)));
 }
 
 static void s_print_steps_table(const ev_t *steps)
 {
-    printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6s %10s\n", "STEP", "AGENT", "STATE", "PATH",
-           "MODEL", "TOKENS", "LATENCY", "TOOLS", "COST_USD");
+    ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6s %10s\n", "STEP", "AGENT", "STATE", "PATH",
+               "MODEL", "TOKENS", "LATENCY", "TOOLS", "COST_USD");
     for (size_t i = 0; i < ev_len(steps); i++) {
         const ev_t *s = ev_at(steps, i);
         const ev_t *a = ev_get(s, "actual");
         char usd[32], lat[32];
         ctl_fmt_usd(usd, sizeof usd, ev_get_int(a, "cost_uusd", 0));
         ctl_fmt_ms(lat, sizeof lat, a ? ev_get_int(a, "latency_ms", 0) : -1);
-        printf("%-14s %-14s %-8s %-6s %-12s %8" PRId64 " %9s %6" PRId64 " %10s\n",
-               ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
-               ev_get_str(s, "path", "-"), ev_get_str(s, "model", "-"), ev_get_int(a, "tokens", 0),
-               lat, ev_get_int(a, "tool_calls", 0), a ? usd : "-");
+        ctl_printf("%-14s %-14s %-8s %-6s %-12s %8" PRId64 " %9s %6" PRId64 " %10s\n",
+                   ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
+                   ev_get_str(s, "state", "?"), ev_get_str(s, "path", "-"),
+                   ev_get_str(s, "model", "-"), ev_get_int(a, "tokens", 0), lat,
+                   ev_get_int(a, "tool_calls", 0), a ? usd : "-");
     }
 }
 
@@ -225,6 +264,31 @@ static bool s_final(const char *state)
            !strcmp(state, "budget_exhausted") || !strcmp(state, "cancelled");
 }
 
+/* Print a task_result (JSON, or text with the steps table when `table`),
+   then, once the task has ended, warn of every limit its spend went over:
+   the ledger records spend that happened even beyond a hold, so a task can
+   finish `done` above its budget. JSON gets the same as an `overruns`
+   array. */
+static void s_show_result(ctl_opts_t *opts, ctl_conn_t *conn, const ev_t *res, bool table)
+{
+    bool fin = s_final(ev_get_str(res, "state", ""));
+    if (opts->json) {
+        json_t *j = ctl_ev_json(res);
+        json_t *over = fin ? ctl_task_overruns(opts, conn, ev_get_str(res, "task", "")) : NULL;
+        json_object_set_new(j, "overruns", over ? over : json_array());
+        ctl_print_json(j, false);
+        return;
+    }
+    s_print_result(res);
+    if (table) {
+        printf("\n");
+        s_print_steps_table(ev_get(res, "steps"));
+    }
+    fflush(stdout);
+    if (fin)
+        json_decref(ctl_task_overruns(opts, conn, ev_get_str(res, "task", "")));
+}
+
 /* ---- submit -------------------------------------------------------------- */
 
 static ev_t *s_get(ctl_opts_t *opts, ctl_conn_t *conn, const char *type, const char *task, int *rc)
@@ -232,6 +296,12 @@ static ev_t *s_get(ctl_opts_t *opts, ctl_conn_t *conn, const char *type, const c
     ev_t *b = proto_body(type);
     ev_set_str(b, "task", task);
     return ctl_call(opts, conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, type, rc);
+}
+
+static void s_stopped_following(ctl_opts_t *opts, const char *task)
+{
+    fprintf(stderr, "\n%s: stopped following; the task continues: see '%s result %s'\n", opts->prog,
+            opts->prog, task);
 }
 
 /* Follow task until it ends; prints step lines unless json. Returns the
@@ -245,8 +315,11 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
     bool announced = false;
     while (true) {
         ev_t *st = s_get(opts, conn, "status", task, rc);
-        if (!st)
+        if (!st) {
+            if (*rc == CTL_EXIT_INTERRUPTED)
+                s_stopped_following(opts, task);
             return NULL;
+        }
         if (!announced && !opts->json) {
             printf("task %s: class %s\n", task, ev_get_str(st, "class", "?"));
             announced = true;
@@ -275,8 +348,17 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
         }
         bool fin = s_final(ev_get_str(st, "state", ""));
         ev_destroy(&st);
-        if (fin)
-            return s_get(opts, conn, "result", task, rc);
+        if (fin) {
+            ev_t *res = s_get(opts, conn, "result", task, rc);
+            if (!res && *rc == CTL_EXIT_INTERRUPTED)
+                s_stopped_following(opts, task);
+            return res;
+        }
+        if (zsys_interrupted) {
+            s_stopped_following(opts, task);
+            *rc = CTL_EXIT_INTERRUPTED;
+            return NULL;
+        }
         if (zclock_mono() > deadline) {
             fprintf(stderr, "%s: task %s did not finish within %" PRId64 " s\n", opts->prog, task,
                     timeout_s);
@@ -288,8 +370,11 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
         while (zclock_mono() < until) {
             bus_msg_t m;
             int r = bus_client_recv(conn->client, &m, (int)(until - zclock_mono()));
-            if (r < 0) {
-                *rc = CTL_EXIT_FAIL;
+            if (r < 0 || zsys_interrupted) {
+                if (r == 1)
+                    bus_msg_clear(&m);
+                s_stopped_following(opts, task);
+                *rc = zsys_interrupted ? CTL_EXIT_INTERRUPTED : CTL_EXIT_FAIL;
                 return NULL;
             }
             if (r == 1) {
@@ -313,7 +398,26 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
                "Submit a task and print its id. --wait follows it step by step (agent,\n"
                "path, model, spend) and prints the final recommendation; the exit code is\n"
                "then 0 only if the task is done. The --max-* flags lower the task's\n"
-               "total budget for this task.\n");
+               "total budget for this task.\n"
+               "\n"
+               "  TEXT              the task, UTF-8, not blank, at most 16 KiB (16384 bytes)\n"
+               "  --timeout S       with --wait: stop following after S seconds (the task\n"
+               "                    goes on); 0, the default, waits until the task ends\n"
+               "  --max-tokens N    tokens (at most 1000000000)\n"
+               "  --max-cost USD    US dollars, up to 6 decimals (e.g. 0.25)\n"
+               "  --max-latency-ms N  milliseconds (at most 86400000)\n"
+               "  --max-tool-calls N  tool calls (at most 1000000)\n"
+               "\n"
+               "When the task has ended, its spend is checked against its limits: each\n"
+               "account and dimension over its limit prints 'warning: overrun: ...' on\n"
+               "standard error (--json: the \"overruns\" array). An overrun does not change\n"
+               "the exit code: the task did finish.\n"
+               "Ctrl-C while waiting stops following only; the task continues (see\n"
+               "'emadsctl result ID').\n"
+               "\n"
+               "Exit status: 0 submitted (with --wait: done), 1 the task failed, was\n"
+               "cancelled or ran out of budget, or --timeout passed, 2 usage error (bad\n"
+               "text or value), 3 not running, 130 interrupted by Ctrl-C.\n");
         return CTL_EXIT_OK;
     }
     task_args_t a;
@@ -351,10 +455,7 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
         } else {
             ev_t *res = s_follow(opts, &conn, task, a.timeout_s, &rc);
             if (res) {
-                if (opts->json)
-                    ctl_print_json(ctl_ev_json(res), false);
-                else
-                    s_print_result(res);
+                s_show_result(opts, &conn, res, false);
                 rc = strcmp(ev_get_str(res, "state", ""), "done") ? CTL_EXIT_FAIL : CTL_EXIT_OK;
                 ev_destroy(&res);
             }
@@ -393,13 +494,10 @@ static int s_one_task(ctl_opts_t *opts, int argc, char **argv, const char *usage
             printf("task %s %s\n", argv[1], ev_get_str(rep, "state", "?"));
     } else {
         rep = s_get(opts, &conn, "result", argv[1], &rc);
-        if (rep && !opts->json) {
-            s_print_result(rep);
-            printf("\n");
-            s_print_steps_table(ev_get(rep, "steps"));
-        }
+        if (rep)
+            s_show_result(opts, &conn, rep, true);
     }
-    if (rep && opts->json)
+    if (rep && opts->json && !strcmp(argv[0], "cancel"))
         ctl_print_json(ctl_ev_json(rep), false);
     ev_destroy(&rep);
     ctl_conn_close(&conn);
@@ -410,8 +508,12 @@ int ctl_cmd_result(ctl_opts_t *opts, int argc, char **argv)
 {
     return s_one_task(opts, argc, argv,
                       "usage: emadsctl [--json] result TASK\n"
-                      "\nPrint a task's state, final recommendation and steps with their spend."
-                      "\nExit 1 for an unknown task id.\n");
+                      "\nPrint a task's state, final recommendation and steps with their spend"
+                      "\n(tokens, latency, tool calls, USD with 6 decimals). Once the task has"
+                      "\nended, every limit its spend went over is reported as 'warning:"
+                      "\noverrun: ...' on standard error (--json: the \"overruns\" array); the"
+                      "\nexit code stays 0.\n"
+                      "\nExit status: 0 ok, 1 unknown task id, 2 usage error, 3 not running.\n");
 }
 
 int ctl_cmd_cancel(ctl_opts_t *opts, int argc, char **argv)
@@ -419,7 +521,8 @@ int ctl_cmd_cancel(ctl_opts_t *opts, int argc, char **argv)
     return s_one_task(opts, argc, argv,
                       "usage: emadsctl [--json] cancel TASK\n"
                       "\nCancel a queued or running task (steps in flight finish; nothing new"
-                      "\nstarts). Exit 1 for an unknown task id.\n");
+                      "\nstarts).\n"
+                      "\nExit status: 0 ok, 1 unknown task id, 2 usage error, 3 not running.\n");
 }
 
 /* ---- tasks --------------------------------------------------------------- */
@@ -430,7 +533,10 @@ int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
         printf("usage: emadsctl [--json] tasks [--limit N] [--state STATE] [--all]\n"
                "\nList recent tasks, newest first (default 20). STATE is one of queued,\n"
                "running, done, failed, budget_exhausted, cancelled. Policy-training tasks\n"
-               "(emadsctl train) are listed only with --all, marked in the TRAIN column.\n");
+               "(emadsctl train) are listed only with --all, marked in the TRAIN column.\n"
+               "Control characters in task texts are shown escaped (\\x1b); --json gives\n"
+               "the texts as they are.\n"
+               "\nExit status: 0 ok, 2 usage error, 3 not running.\n");
         return CTL_EXIT_OK;
     }
     int64_t limit = 20;
@@ -439,11 +545,15 @@ int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--all"))
             all = true;
-        else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+        else if ((!strcmp(argv[i], "--limit") || !strcmp(argv[i], "--state")) && i + 1 >= argc)
+            return ctl_usage_error(opts, "tasks: option '%s' needs a value", argv[i]);
+        else if (!strcmp(argv[i], "--limit")) {
             if (ctl_parse_int(argv[++i], &limit) != 0 || limit < 1 || limit > 1000)
                 return ctl_usage_error(opts, "tasks: --limit must be 1..1000");
-        } else if (!strcmp(argv[i], "--state") && i + 1 < argc)
+        } else if (!strcmp(argv[i], "--state"))
             state = argv[++i];
+        else if (argv[i][0] == '-')
+            return ctl_usage_error(opts, "tasks: unknown option '%s'", argv[i]);
         else
             return ctl_usage_error(opts, "tasks: unexpected argument '%s'", argv[i]);
     }
@@ -465,25 +575,28 @@ int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
         if (opts->json)
             ctl_print_json(ctl_ev_json(rep), false);
         else {
-            if (all)
-                printf("%-5s ", "TRAIN");
-            printf("%-16s %-17s %-14s %-20s %s\n", "TASK", "STATE", "CLASS", "CREATED", "TEXT");
+            ctl_printf("%s%-16s %-17s %-14s %-20s %s\n", all ? "TRAIN " : "", "TASK", "STATE",
+                       "CLASS", "CREATED", "TEXT");
             for (size_t i = 0; i < ev_len(tasks); i++) {
                 const ev_t *t = ev_at(tasks, i);
                 time_t secs = (time_t)(ev_get_int(t, "created_ms", 0) / 1000);
                 struct tm tm;
                 char when[32];
                 strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime_r(&secs, &tm));
-                char text[61];
-                snprintf(text, sizeof text, "%s", ev_get_str(t, "text", ""));
-                for (char *p = text; *p; p++)
-                    if (*p == '\n' || *p == '\t')
+                /* one line per task: white space folded, control
+                   characters escaped, cut at 60 bytes */
+                char flat[256], text[64];
+                snprintf(flat, sizeof flat, "%s", ev_get_str(t, "text", ""));
+                for (char *p = flat; *p; p++)
+                    if (*p == '\n' || *p == '\t' || *p == '\r')
                         *p = ' ';
-                if (all)
-                    printf("%-5s ", ev_get_bool(t, "training", false) ? "yes" : "-");
-                printf("%-16s %-17s %-14s %-20s %s%s\n", ev_get_str(t, "task", "?"),
-                       ev_get_str(t, "state", "?"), ev_get_str(t, "class", "-"), when, text,
-                       strlen(ev_get_str(t, "text", "")) > 60 ? "..." : "");
+                ctl_escape(text, sizeof text, flat);
+                if (strlen(ev_get_str(t, "text", "")) >= sizeof flat && strlen(text) < 60)
+                    snprintf(text + strlen(text), sizeof text - strlen(text), "...");
+                ctl_printf("%s%-16s %-17s %-14s %-20s %s\n",
+                           all ? (ev_get_bool(t, "training", false) ? "yes   " : "-     ") : "",
+                           ev_get_str(t, "task", "?"), ev_get_str(t, "state", "?"),
+                           ev_get_str(t, "class", "-"), when, text);
             }
         }
         ev_destroy(&rep);
@@ -521,7 +634,11 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
         printf("usage: emadsctl [--json] plan [--workflow NAME] [--max-tokens N] [--max-cost USD]\n"
                "                [--max-latency-ms N] [--max-tool-calls N] [--] TEXT...\n"
                "\nShow the plan the orchestrator would choose for a task, and its\n"
-               "alternatives, without running anything. Exit 1 if no plan fits the budget.\n");
+               "alternatives, without running anything. TEXT and the --max-* flags are as\n"
+               "for submit: UTF-8, not blank, at most 16 KiB; tokens, US dollars with up\n"
+               "to 6 decimals, milliseconds, tool calls.\n"
+               "\nExit status: 0 a plan fits, 1 no plan fits the budget, 2 usage error,\n"
+               "3 not running.\n");
         return CTL_EXIT_OK;
     }
     task_args_t a;
@@ -588,14 +705,17 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
         printf("usage: emadsctl [--json] watch [--task ID] [PREFIX...]\n"
                "\nStream events and alerts until interrupted: task.*, step.*, spend.*,\n"
                "alert.* (default: everything). PREFIX narrows the topics (e.g. alert.);\n"
-               "--task shows only one task's events. --json prints one object per line.\n");
+               "--task shows only one task's events. --json prints one object per line.\n"
+               "\nExit status: 0 after Ctrl-C, 2 usage error, 3 not running.\n");
         return CTL_EXIT_OK;
     }
     const char *task = NULL;
     const char *prefixes[16];
     int n = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--task") && i + 1 < argc)
+        if (!strcmp(argv[i], "--task") && i + 1 >= argc)
+            return ctl_usage_error(opts, "watch: --task needs a task id");
+        else if (!strcmp(argv[i], "--task"))
             task = argv[++i];
         else if (argv[i][0] == '-')
             return ctl_usage_error(opts, "watch: unknown option '%s'", argv[i]);
@@ -640,27 +760,43 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
             struct tm tm;
             char when[16];
             strftime(when, sizeof when, "%H:%M:%S", localtime_r(&secs, &tm));
-            printf("%s.%03d %-15s %-14s", when, (int)(ev_get_int(m.body, "at_ms", 0) % 1000),
-                   m.topic, ev_get_str(m.body, "task", "-"));
+            /* built in one buffer: no trailing blanks, peers' texts escaped */
+            char line[2048], esc[512];
+            size_t used = 0;
+            int k0 = snprintf(line, sizeof line, "%s.%03d %-15s %-14s", when,
+                              (int)(ev_get_int(m.body, "at_ms", 0) % 1000), m.topic,
+                              ev_get_str(m.body, "task", "-"));
+            used = k0 > 0 ? (size_t)k0 : 0;
+#define S_APPEND(...)                                                                              \
+    do {                                                                                           \
+        if (used < sizeof line) {                                                                  \
+            int w_ = snprintf(line + used, sizeof line - used, __VA_ARGS__);                       \
+            used += w_ > 0 ? (size_t)w_ : 0;                                                       \
+        }                                                                                          \
+    } while (0)
             const char *fields[] = {"step",  "agent",   "state",    "path",
                                     "model", "account", "dimension"};
+            bool skipped = ev_get_bool(m.body, "skipped", false);
             for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) {
                 const char *v = ev_get_str(m.body, fields[k], NULL);
                 if (v)
-                    printf(" %s=%s", fields[k], v);
+                    S_APPEND(" %s=%s", fields[k], ctl_escape(esc, sizeof esc, v));
+                else if (skipped && !strcmp(fields[k], "state"))
+                    S_APPEND(" state=skipped");
             }
             const ev_t *amt = ev_get(m.body, "amounts");
             if (amt) {
                 char sp[160];
                 s_fmt_spend(sp, sizeof sp, amt);
-                printf(" [%s]", sp);
+                S_APPEND(" [%s]", sp);
             }
             if (ev_get(m.body, "fraction"))
-                printf(" fraction=%.2f", ev_get_float(m.body, "fraction", 0));
+                S_APPEND(" fraction=%.2f", ev_get_float(m.body, "fraction", 0));
             const char *msg = ev_get_str(m.body, "message", NULL);
             if (msg && msg[0])
-                printf(" - %s", msg);
-            printf("\n");
+                S_APPEND(" - %s", ctl_escape(esc, sizeof esc, msg));
+#undef S_APPEND
+            ctl_printf("%s\n", line);
             fflush(stdout);
         }
         bus_msg_clear(&m);

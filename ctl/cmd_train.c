@@ -155,10 +155,10 @@ int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv)
             if (!end || *end || !(lambda >= 0 && lambda <= 1000))
                 return ctl_usage_error(opts, "train: --lambda must be a number in 0..1000");
         } else if (!strcmp(a, "--budget-usd")) {
-            if (ctl_parse_usd(v, &budget) != 0)
+            if (ctl_parse_usd(v, &budget, NULL, 0) != 0)
                 return ctl_usage_error(opts, "train: --budget-usd: '%s' is not a USD amount", v);
         } else if (!strcmp(a, "--task-budget-usd")) {
-            if (ctl_parse_usd(v, &task_budget) != 0 || task_budget < 1)
+            if (ctl_parse_usd(v, &task_budget, NULL, 0) != 0 || task_budget < 1)
                 return ctl_usage_error(opts,
                                        "train: --task-budget-usd: '%s' is not a positive "
                                        "USD amount",

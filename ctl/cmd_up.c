@@ -37,6 +37,9 @@
 
 #define UP_HEALTH_TIMEOUT_MS 20000
 #define DOWN_GRACE_MS        10000
+/* The orchestrator drains the steps in flight on SIGTERM (their results
+   are recorded), so it gets longer than the others. */
+#define DOWN_ORCH_GRACE_MS 35000
 
 static int64_t s_mono_ms(void)
 {
@@ -400,6 +403,85 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
     return rc;
 }
 
+/* Calls a stopping process says it is still waiting for: the last
+   "stopping: waiting for N calls in flight" line of its log, or -1. */
+static long s_draining(const char *run, const char *name)
+{
+    char path[PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/logs/%s.log", run, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char buf[8192];
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        if (size > (long)sizeof buf - 1)
+            fseek(f, size - (long)sizeof buf + 1, SEEK_SET);
+        else
+            rewind(f);
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        buf[got] = '\0';
+        static const char mark[] = "stopping: waiting for ";
+        for (char *at = strstr(buf, mark); at; at = strstr(at + 1, mark))
+            n = strtol(at + sizeof mark - 1, NULL, 10);
+    }
+    fclose(f);
+    return n;
+}
+
+/* Stop one process: SIGTERM, wait up to grace_ms (with a progress line
+   every 5 s for a process that drains work), then SIGKILL. Returns 0 if it
+   was not running, 1 if stopped, 2 if killed. */
+static int s_stop(ctl_opts_t *opts, const char *run, const ctl_proc_t *p, int64_t grace_ms,
+                  json_t *jprocs)
+{
+    pid_t pid = s_running_pid(run, p);
+    char pidpath[PATH_MAX + 128];
+    snprintf(pidpath, sizeof pidpath, "%s/pids/%s.pid", run, p->name);
+    if (!pid) {
+        unlink(pidpath);
+        return 0;
+    }
+    kill(pid, SIGTERM);
+    int64_t t0 = s_mono_ms(), next_note = 5000;
+    bool killed = false;
+    while (ctl_pid_alive(pid)) {
+        int64_t waited = s_mono_ms() - t0;
+        if (waited > grace_ms) {
+            kill(pid, SIGKILL);
+            killed = true;
+            while (ctl_pid_alive(pid) && s_mono_ms() - t0 < grace_ms + 2000)
+                s_sleep_ms(20);
+            break;
+        }
+        if (waited >= next_note && !opts->json) {
+            long calls = s_draining(run, p->name);
+            char what[64] = "its running steps";
+            if (calls > 0)
+                snprintf(what, sizeof what, "%ld running step%s", calls, calls == 1 ? "" : "s");
+            printf("waiting for %s to finish %s... (%" PRId64 " s; SIGKILL after %" PRId64 " s)\n",
+                   p->name, what, waited / 1000, grace_ms / 1000);
+            fflush(stdout);
+            next_note += 5000;
+        }
+        s_sleep_ms(20);
+    }
+    unlink(pidpath);
+    if (!opts->json) {
+        printf("stopped  %-19s %s (pid %d)\n", p->name,
+               killed ? "killed after the grace period" : "ok", (int)pid);
+        fflush(stdout);
+    }
+    json_array_append_new(
+        jprocs, json_pack("{s:s, s:i, s:b}", "name", p->name, "pid", (int)pid, "killed", killed));
+    return killed ? 2 : 1;
+}
+
+/* down: the orchestrator first (it stops taking work and drains the steps in
+   flight, which still need the agents, the ledger and the bus to finish and
+   be recorded), then the agents, the ledger and last the bus; then the bus's
+   socket, which a killed bus leaves behind. */
 static int s_down(ctl_opts_t *opts, int argc, char **argv)
 {
     if (argc > 1)
@@ -412,41 +494,31 @@ static int s_down(ctl_opts_t *opts, int argc, char **argv)
     }
     json_t *jprocs = json_array();
     int stopped = 0;
-    for (int i = ctl_n_procs - 1; i >= 0; i--) {
-        const ctl_proc_t *p = &ctl_procs[i];
-        pid_t pid = s_running_pid(conn.run, p);
-        char pidpath[PATH_MAX + 128];
-        snprintf(pidpath, sizeof pidpath, "%s/pids/%s.pid", conn.run, p->name);
-        if (!pid) {
-            unlink(pidpath);
-            continue;
-        }
-        if (!opts->json) {
-            printf("stopping %-19s ", p->name);
-            fflush(stdout);
-        }
-        kill(pid, SIGTERM);
-        int64_t t0 = s_mono_ms();
-        bool killed = false;
-        while (ctl_pid_alive(pid)) {
-            if (s_mono_ms() - t0 > DOWN_GRACE_MS) {
-                kill(pid, SIGKILL);
-                killed = true;
-                while (ctl_pid_alive(pid) && s_mono_ms() - t0 < DOWN_GRACE_MS + 2000)
-                    s_sleep_ms(20);
-                break;
-            }
-            s_sleep_ms(20);
-        }
-        unlink(pidpath);
-        stopped++;
-        if (!opts->json)
-            printf("%s (pid %d)\n", killed ? "killed after the grace period" : "stopped", (int)pid);
-        json_array_append_new(jprocs, json_pack("{s:s, s:i, s:b}", "name", p->name, "pid", (int)pid,
-                                                "killed", killed));
+    int order[16], n = 0;
+    for (int i = 0; i < ctl_n_procs; i++)
+        if (!strcmp(ctl_procs[i].name, "emads-orchestrator"))
+            order[n++] = i;
+    for (int i = ctl_n_procs - 1; i >= 0; i--)
+        if (strcmp(ctl_procs[i].name, "emads-orchestrator"))
+            order[n++] = i;
+    for (int k = 0; k < n; k++) {
+        const ctl_proc_t *p = &ctl_procs[order[k]];
+        bool orch = !strcmp(p->name, "emads-orchestrator");
+        if (s_stop(opts, conn.run, p, orch ? DOWN_ORCH_GRACE_MS : DOWN_GRACE_MS, jprocs) > 0)
+            stopped++;
+    }
+    /* no bus runs now: a socket left behind would make every command wait
+       for a ping instead of saying at once that nothing runs */
+    bool sock_removed = false;
+    if (!conn.cfg->bus_endpoint[0]) {
+        char sock[PATH_MAX + 16];
+        snprintf(sock, sizeof sock, "%s/bus.sock", conn.run);
+        sock_removed = unlink(sock) == 0;
     }
     if (opts->json)
-        ctl_print_json(json_pack("{s:i, s:o}", "stopped", stopped, "processes", jprocs), false);
+        ctl_print_json(json_pack("{s:i, s:b, s:o}", "stopped", stopped, "socket_removed",
+                                 sock_removed, "processes", jprocs),
+                       false);
     else {
         json_decref(jprocs);
         if (stopped == 0)
@@ -473,14 +545,24 @@ static int s_task_status(ctl_opts_t *opts, const char *task)
     if (rep && opts->json)
         ctl_print_json(ctl_ev_json(rep), false);
     else if (rep) {
+        /* running: time since submission; ended: how long it took */
         int64_t c = ev_get_int(rep, "created_ms", 0);
+        const char *state = ev_get_str(rep, "state", "?");
+        bool ended = !strcmp(state, "done") || !strcmp(state, "failed") ||
+                     !strcmp(state, "budget_exhausted") || !strcmp(state, "cancelled");
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        int64_t el = ended ? ev_get_int(rep, "updated_ms", c) - c : now_ms - c;
         char age[32];
-        ctl_fmt_ms(age, sizeof age, ev_get_int(rep, "updated_ms", c) - c);
-        printf("task %s %s (class %s, %s since submission)\n", task, ev_get_str(rep, "state", "?"),
-               ev_get_str(rep, "class", "?"), age);
+        ctl_fmt_ms(age, sizeof age, el < 0 ? 0 : el);
+        printf("task %s %s (class %s, %s %s)\n", task, state, ev_get_str(rep, "class", "?"),
+               ended ? "took" : "running for", age);
         const char *reason = ev_get_str(rep, "reason", NULL);
-        if (reason)
-            printf("reason: %s\n", reason);
+        if (reason) {
+            char esc[512];
+            printf("reason: %s\n", ctl_escape(esc, sizeof esc, reason));
+        }
         const ev_t *steps = ev_get(rep, "steps");
         for (size_t i = 0; i < ev_len(steps); i++) {
             const ev_t *s = ev_at(steps, i);
@@ -488,9 +570,9 @@ static int s_task_status(ctl_opts_t *opts, const char *task)
             char took[32] = "-";
             if (st && en)
                 ctl_fmt_ms(took, sizeof took, en - st);
-            printf("  %-14s %-14s %-8s attempt %" PRId64 "  %s\n", ev_get_str(s, "step", "?"),
-                   ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
-                   ev_get_int(s, "attempt", 0), took);
+            ctl_printf("  %-14s %-14s %-8s attempt %" PRId64 "  %s\n", ev_get_str(s, "step", "?"),
+                       ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
+                       ev_get_int(s, "attempt", 0), took);
         }
     }
     ev_destroy(&rep);
@@ -588,10 +670,16 @@ static void s_help_up(void)
            "up      start the bus, ledger, orchestrator and agents as daemons and wait until\n"
            "        each is healthy; creates the run directory and certificates on first use.\n"
            "        --insecure turns CURVE off (debugging only).\n"
-           "down    stop every process (SIGTERM in reverse order, SIGKILL after 10 s).\n"
+           "down    stop every process: the orchestrator first (it finishes the steps in\n"
+           "        flight; SIGKILL after 35 s), then the agents, the ledger and the bus\n"
+           "        (SIGKILL after 10 s each); removes the bus socket.\n"
            "status  each process with pid, state, uptime, bus workers and heartbeat.\n"
            "        Exit 3 when the bus is not running, 1 when some process is down.\n"
-           "        With TASK: the task's state and its steps (exit 1 if unknown).\n");
+           "        With TASK: the task's state, time running (or taken, once ended) and\n"
+           "        its steps (exit 1 if unknown).\n"
+           "\n"
+           "exit status: 0 ok, 1 failed (or some process down), 2 usage error or invalid\n"
+           "configuration, 3 not running.\n");
 }
 
 int ctl_cmd_up(ctl_opts_t *opts, int argc, char **argv)

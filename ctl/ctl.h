@@ -12,7 +12,8 @@
 
     Exit codes (every command): CTL_EXIT_OK, CTL_EXIT_FAIL (the operation
     failed), CTL_EXIT_USAGE (bad usage or invalid configuration),
-    CTL_EXIT_NOT_RUNNING (the constellation is not running).
+    CTL_EXIT_NOT_RUNNING (the constellation is not running),
+    CTL_EXIT_INTERRUPTED (Ctrl-C while waiting for a reply or a task).
 */
 #ifndef EMADS_CTL_H_INCLUDED
 #define EMADS_CTL_H_INCLUDED
@@ -27,6 +28,7 @@
 #define CTL_EXIT_FAIL        1
 #define CTL_EXIT_USAGE       2
 #define CTL_EXIT_NOT_RUNNING 3
+#define CTL_EXIT_INTERRUPTED 130 /* Ctrl-C (128 + SIGINT) */
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -40,6 +42,7 @@ typedef struct {
     char config[PATH_MAX]; /* --config FILE, else $EMADS_CONFIG, else ctl_default_config() */
     bool config_given;     /* config came from --config or $EMADS_CONFIG */
     bool json;             /* --json: print JSON on stdout */
+    const char *cmd;       /* the command being run, for "Try 'emadsctl CMD --help'" */
 } ctl_opts_t;
 
 /* A subcommand. argv[0] is the command name; returns a CTL_EXIT_* code. */
@@ -70,8 +73,8 @@ cfg_t *ctl_load_config(const ctl_opts_t *opts, const char *path);
    rundir_resolve(). 0 or -1 (message printed). */
 int ctl_run_dir(const ctl_opts_t *opts, const cfg_t *cfg, char *out, size_t outlen);
 
-/* Print "emadsctl: <message>" and a hint to use --help to stderr; returns
-   CTL_EXIT_USAGE. */
+/* Print "emadsctl: <message>" and "Try 'emadsctl [CMD] --help' ..." to
+   stderr; returns CTL_EXIT_USAGE. */
 int ctl_usage_error(const ctl_opts_t *opts, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -14,10 +14,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/rundir.h"
@@ -50,6 +53,34 @@ int ctl_conn_prepare(ctl_opts_t *opts, ctl_conn_t *conn)
     return 0;
 }
 
+/* False when <run>/bus.sock is certainly dead: the bus's pid file names a
+   process that is gone, or nothing accepts a connection on the socket
+   (a bus killed without cleaning up leaves its socket behind). True when
+   someone may be listening; the ping then decides. */
+static bool s_bus_listening(const char *run, const char *sock)
+{
+    char pidfile[PATH_MAX + 32];
+    snprintf(pidfile, sizeof pidfile, "%s/pids/emads-bus.pid", run);
+    if (access(pidfile, F_OK) == 0) {
+        pid_t pid = ctl_read_pid(run, "emads-bus");
+        if (pid <= 0 || !ctl_pid_alive(pid))
+            return false;
+    }
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (strlen(sock) >= sizeof addr.sun_path)
+        return true; /* cannot tell */
+    memcpy(addr.sun_path, sock, strlen(sock) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true;
+    int r = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    int err = errno;
+    close(fd);
+    return r == 0 || (err != ECONNREFUSED && err != ENOENT);
+}
+
 int ctl_conn_open(ctl_opts_t *opts, ctl_conn_t *conn, int timeout_ms, ev_t **pong_p)
 {
     if (pong_p)
@@ -63,6 +94,13 @@ int ctl_conn_open(ctl_opts_t *opts, ctl_conn_t *conn, int timeout_ms, ev_t **pon
         fprintf(stderr,
                 "%s: the constellation is not running (no bus socket in %s); start it "
                 "with '%s up'\n",
+                opts->prog, conn->run, opts->prog);
+        return CTL_EXIT_NOT_RUNNING;
+    }
+    if (!conn->cfg->bus_endpoint[0] && !s_bus_listening(conn->run, sock)) {
+        fprintf(stderr,
+                "%s: the constellation is not running (stale bus socket in %s, no emads-bus "
+                "listening); start it with '%s up'\n",
                 opts->prog, conn->run, opts->prog);
         return CTL_EXIT_NOT_RUNNING;
     }
@@ -115,8 +153,12 @@ ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **b
     ev_t *rep = bus_client_call(conn->client, service, body_p, timeout_ms, NULL, NULL);
     const char *code = NULL;
     if (!rep) {
+        if (zsys_interrupted) { /* Ctrl-C: the caller says what it means */
+            *rc = CTL_EXIT_INTERRUPTED;
+            return NULL;
+        }
         *rc = CTL_EXIT_FAIL;
-        fprintf(stderr, "%s: %s: interrupted\n", opts->prog, what);
+        fprintf(stderr, "%s: %s: no reply (interrupted)\n", opts->prog, what);
         return NULL;
     }
     if (!proto_is_error(rep, &code))
@@ -257,12 +299,7 @@ void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd)
 {
     bool neg = uusd < 0;
     uint64_t u = neg ? (uint64_t)(-(uusd + 1)) + 1 : (uint64_t)uusd;
-    uint64_t frac = u % 1000000;
-    /* 4 decimals unless more are needed to show a non-zero amount */
-    if (frac % 100 == 0)
-        snprintf(out, outlen, "%s%" PRIu64 ".%04" PRIu64, neg ? "-" : "", u / 1000000, frac / 100);
-    else
-        snprintf(out, outlen, "%s%" PRIu64 ".%06" PRIu64, neg ? "-" : "", u / 1000000, frac);
+    snprintf(out, outlen, "%s%" PRIu64 ".%06" PRIu64, neg ? "-" : "", u / 1000000, u % 1000000);
 }
 
 void ctl_fmt_ms(char *out, size_t outlen, int64_t ms)
@@ -302,33 +339,265 @@ int ctl_parse_int(const char *s, int64_t *v)
     return 0;
 }
 
-int ctl_parse_usd(const char *s, int64_t *uusd)
+int ctl_parse_usd(const char *s, int64_t *uusd, char *why, size_t whylen)
 {
-    if (!s || !*s)
-        return -1;
-    int64_t whole = 0, frac = 0;
-    int digits = 0;
-    const char *p = s;
-    if (!isdigit((unsigned char)*p) && *p != '.')
-        return -1;
-    for (; isdigit((unsigned char)*p); p++) {
-        if (whole > (INT64_MAX / 1000000 - 9) / 10)
-            return -1;
-        whole = whole * 10 + (*p - '0');
+    char dummy[8];
+    if (!why) {
+        why = dummy;
+        whylen = sizeof dummy;
     }
-    if (*p == '.') {
-        for (p++; isdigit((unsigned char)*p); p++) {
-            if (++digits > 6)
-                return -1;
-            frac = frac * 10 + (*p - '0');
+    if (!s || !*s) {
+        snprintf(why, whylen, "empty amount");
+        return -1;
+    }
+    /* the configuration's parser: exact, and the same rules and reasons */
+    if (cfg_usd_parse(s, uusd, why, whylen) != 0)
+        return -1;
+    return 0;
+}
+
+int ctl_parse_count(const char *s, int64_t max, int64_t *v, char *why, size_t whylen)
+{
+    char dummy[8];
+    if (!why) {
+        why = dummy;
+        whylen = sizeof dummy;
+    }
+    if (!s || !*s) {
+        snprintf(why, whylen, "not a non-negative integer");
+        return -1;
+    }
+    const char *p = s;
+    while (*p == '0' && p[1])
+        p++;
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q)) {
+            snprintf(why, whylen, "not a non-negative integer");
+            return -1;
+        }
+    int64_t x = 0;
+    for (; *p; p++) {
+        if (x > (max - (*p - '0')) / 10) {
+            snprintf(why, whylen, "too large (max %" PRId64 ")", max);
+            return -1;
+        }
+        x = x * 10 + (*p - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+/* ---- text from users and peers ------------------------------------------- */
+
+long ctl_utf8_invalid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; p[i];) {
+        unsigned char c = p[i];
+        int n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else
+            return (long)i;
+        for (int k = 1; k <= n; k++) {
+            if ((p[i + (size_t)k] & 0xc0) != 0x80)
+                return (long)i;
+            cp = (cp << 6) | (p[i + (size_t)k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return (long)i;
+        i += (size_t)n + 1;
+    }
+    return -1;
+}
+
+bool ctl_blank(const char *s)
+{
+    for (; s && *s; s++)
+        if (!isspace((unsigned char)*s))
+            return false;
+    return true;
+}
+
+/* Escape of one character at p (advances *len_p over it); "" if printable. */
+static int s_escape_one(const unsigned char *p, char esc[8], size_t *len_p)
+{
+    *len_p = 1;
+    if (*p == '\n')
+        return snprintf(esc, 8, "\\n");
+    if (*p == '\t')
+        return snprintf(esc, 8, "\\t");
+    if (*p == '\r')
+        return snprintf(esc, 8, "\\r");
+    if (*p < 0x20 || *p == 0x7f)
+        return snprintf(esc, 8, "\\x%02x", *p);
+    if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* C1 controls, e.g. CSI */
+        *len_p = 2;
+        return snprintf(esc, 8, "\\u%04x", p[1]);
+    }
+    esc[0] = '\0';
+    return 0;
+}
+
+/* Bytes escaping s takes in full (without the NUL). */
+static size_t s_escaped_len(const unsigned char *p)
+{
+    size_t total = 0;
+    while (*p) {
+        char esc[8];
+        size_t len;
+        int n = s_escape_one(p, esc, &len);
+        total += n ? (size_t)n : 1;
+        p += n ? len : 1;
+    }
+    return total;
+}
+
+const char *ctl_escape(char *out, size_t outlen, const char *s)
+{
+    if (!outlen)
+        return out;
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    /* when it does not fit, keep room for "..." */
+    size_t room = s_escaped_len(p) + 1 <= outlen ? outlen - 1 : outlen > 4 ? outlen - 4 : 0;
+    bool cut = s_escaped_len(p) + 1 > outlen;
+    size_t o = 0;
+    while (*p) {
+        char esc[8];
+        size_t len;
+        int n = s_escape_one(p, esc, &len);
+        size_t need = n ? (size_t)n : 1;
+        if (o + need > room)
+            break;
+        if (n)
+            memcpy(out + o, esc, need);
+        else
+            out[o] = (char)*p;
+        o += need;
+        p += n ? len : 1;
+    }
+    if (cut) {
+        /* never end inside a UTF-8 sequence */
+        size_t k = o;
+        while (k > 0 && o - k < 4 && ((unsigned char)out[k - 1] & 0xc0) == 0x80)
+            k--;
+        if (k > 0 && ((unsigned char)out[k - 1] & 0xc0) == 0xc0) {
+            unsigned char lead = (unsigned char)out[k - 1];
+            size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+            if (o - (k - 1) < want)
+                o = k - 1;
+        }
+        if (outlen > 4) {
+            memcpy(out + o, "...", 3);
+            o += 3;
         }
     }
-    if (*p)
-        return -1;
-    for (; digits < 6; digits++)
-        frac *= 10;
-    *uusd = whole * 1000000 + frac;
-    return 0;
+    out[o] = '\0';
+    return out;
+}
+
+char *ctl_escape_dup(const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    size_t cap = len * 6 + 1;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    return (char *)ctl_escape(out, cap, s);
+}
+
+void ctl_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *buf = NULL;
+    int n = vasprintf(&buf, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !buf)
+        return;
+    /* drop blanks before each newline and at the end */
+    size_t o = 0;
+    for (size_t i = 0; buf[i]; i++) {
+        if (buf[i] == '\n')
+            while (o > 0 && buf[o - 1] == ' ')
+                o--;
+        buf[o++] = buf[i];
+    }
+    while (o > 0 && buf[o - 1] == ' ')
+        o--;
+    fwrite(buf, 1, o, stdout);
+    free(buf);
+}
+
+/* ---- overruns ------------------------------------------------------------ */
+
+json_t *ctl_task_overruns(ctl_opts_t *opts, ctl_conn_t *conn, const char *task)
+{
+    static const char *const dims[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls", "cost_uusd"};
+    json_t *out = json_array();
+    ev_t *b = proto_body("spend");
+    ev_set_str(b, "task", task);
+    ev_t *rep = bus_client_call(conn->client, "ledger", &b, 5000, NULL, NULL);
+    if (!rep || proto_is_error(rep, NULL)) {
+        if (!opts->json)
+            fprintf(stderr,
+                    "%s: warning: cannot check the task's spend against its limits "
+                    "(the ledger does not answer)\n",
+                    opts->prog);
+        ev_destroy(&rep);
+        return out;
+    }
+    const ev_t *accs = ev_get(rep, "accounts");
+    for (size_t k = 0; k < ev_len(accs); k++) {
+        const ev_t *acc = ev_at(accs, k);
+        const char *kind = ev_get_str(acc, "kind", "");
+        const char *account = !strcmp(kind, "task")    ? "task"
+                              : !strcmp(kind, "agent") ? ev_get_str(acc, "agent", "?")
+                                                       : NULL;
+        if (!account)
+            continue;
+        proto_amounts_t used, limit;
+        memset(&used, 0, sizeof used);
+        proto_get_amounts(acc, "used", 0, &used);
+        proto_get_amounts(acc, "limit", -1, &limit);
+        for (int d = 0; d < DIM_COUNT; d++) {
+            if (limit.v[d] < 0 || used.v[d] <= limit.v[d])
+                continue;
+            double pct = limit.v[d] > 0 ? 100.0 * (double)used.v[d] / (double)limit.v[d] : 0;
+            json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "account", account, "dimension", dims[d],
+                                  "used", (json_int_t)used.v[d], "limit", (json_int_t)limit.v[d]);
+            json_object_set_new(o, "pct", limit.v[d] > 0 ? json_real(pct) : json_null());
+            json_array_append_new(out, o);
+            if (opts->json)
+                continue;
+            char u[40], l[40], p[32] = "";
+            if (d == DIM_COST_UUSD) {
+                ctl_fmt_usd(u, sizeof u, used.v[d]);
+                ctl_fmt_usd(l, sizeof l, limit.v[d]);
+            } else {
+                snprintf(u, sizeof u, "%" PRId64, used.v[d]);
+                snprintf(l, sizeof l, "%" PRId64, limit.v[d]);
+            }
+            if (limit.v[d] > 0)
+                snprintf(p, sizeof p, " (%.1f %%)", pct);
+            fprintf(stderr, "%s: warning: overrun: %s %s %s > limit %s%s\n", opts->prog, account,
+                    d == DIM_COST_UUSD ? "usd" : dims[d], u, l, p);
+        }
+    }
+    ev_destroy(&rep);
+    return out;
 }
 
 void ctl_request_id(char *out, size_t outlen)

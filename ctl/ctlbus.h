@@ -61,16 +61,50 @@ bool ctl_pid_alive(pid_t pid);
 /* Seconds the process has been running, -1 if unknown. */
 int64_t ctl_pid_uptime_ms(pid_t pid);
 
-/* Format helpers: "12.34" USD from micro-USD; "1m02s" from ms. */
+/* Format helpers: USD from micro-USD, always with 6 decimals ("12.340000"),
+   so amounts line up and never round; "1m02s" from ms. */
 void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd);
 void ctl_fmt_ms(char *out, size_t outlen, int64_t ms);
 /* "-" for -1 (unlimited) else the number. */
 void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd);
 
-/* Parse "USD" (up to 6 decimals) into micro-USD. 0 / -1. */
-int ctl_parse_usd(const char *s, int64_t *uusd);
+/* Parse "USD" (up to 6 decimals, at most CFG_USD_MAX) into micro-USD.
+   0, or -1 with the reason in why (may be NULL). */
+int ctl_parse_usd(const char *s, int64_t *uusd, char *why, size_t whylen);
+/* Parse a non-negative integer of at most max. 0, or -1 with the reason
+   ("not a non-negative integer", "too large (max N)") in why (may be NULL). */
+int ctl_parse_count(const char *s, int64_t max, int64_t *v, char *why, size_t whylen);
 /* Parse a non-negative int64. 0 / -1. */
 int ctl_parse_int(const char *s, int64_t *v);
+
+/* ---- text that came from users or peers -------------------------------- */
+
+/* Offset (0-based) of the first byte of s that is not valid UTF-8 (bad
+   lead byte, truncated or overlong sequence, surrogate, above U+10FFFF),
+   or -1 if all of s is valid. */
+long ctl_utf8_invalid(const char *s);
+/* True if s is empty or only white space. */
+bool ctl_blank(const char *s);
+/* Copy s to out for a terminal: control characters (C0, DEL, C1) become
+   \n, \t, \r or \xNN, a backslash stays as is; cut with "..." to fit outlen.
+   Returns out. */
+const char *ctl_escape(char *out, size_t outlen, const char *s);
+/* ctl_escape into a new string of any length (caller frees; NULL -> ""). */
+char *ctl_escape_dup(const char *s);
+/* printf to stdout with trailing blanks removed from each line (for padded
+   tables whose last column may be empty). */
+void ctl_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- overruns ------------------------------------------------------------ */
+
+/* Ask the ledger for task's spend and list every account (the task's total,
+   each agent) and dimension whose used amount exceeds its limit, as a JSON
+   array of {account, dimension, used, limit, pct}. Unless opts->json, also
+   prints one line per overrun to stderr:
+       emadsctl: warning: overrun: task tokens 16000 > limit 9000 (177.8 %)
+   Returns the array (caller owns; empty when nothing overran or the ledger
+   does not answer). */
+json_t *ctl_task_overruns(ctl_opts_t *opts, ctl_conn_t *conn, const char *task);
 
 /* A fresh request id "emadsctl-<hex>". */
 void ctl_request_id(char *out, size_t outlen);

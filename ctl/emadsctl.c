@@ -28,17 +28,23 @@
 
 /* The subcommands. Add a row to add a command. */
 static const ctl_command_t s_commands[] = {
-    {"config", ctl_cmd_config, "config check [FILE]",
-     "validate a configuration and print a summary, or every error as file:line: key: reason"},
+    {"config", ctl_cmd_config, "config check [FILE] | config path",
+     "validate a configuration and print a summary, or every error as file:line: key: reason;\n"
+     "        path: print the configuration file in use"},
     {"up", ctl_cmd_up, "up [--insecure]",
      "start the bus, ledger, orchestrator and agents as daemons; wait until each is healthy"},
-    {"down", ctl_cmd_down, "down", "stop every process (SIGTERM, SIGKILL after a grace period)"},
+    {"down", ctl_cmd_down, "down",
+     "stop the orchestrator (it finishes the steps in flight), the agents, the ledger and the\n"
+     "        bus (SIGTERM, SIGKILL after a grace period); removes the bus socket"},
     {"status", ctl_cmd_status, "status [TASK]",
      "each process with pid, state, uptime and heartbeat; with TASK, that task's steps"},
     {"submit", ctl_cmd_submit,
      "submit [--wait] [--timeout S] [--workflow NAME] [--max-cost USD] [--max-tokens N] TEXT...",
-     "submit a task; --wait follows its steps and prints the recommendation"},
-    {"result", ctl_cmd_result, "result TASK", "state, recommendation and steps of a task"},
+     "submit a task (UTF-8, at most 16 KiB); --wait follows its steps and prints the\n"
+     "        recommendation and any limit its spend went over; --timeout in seconds, 0 = no\n"
+     "        limit; USD with up to 6 decimals"},
+    {"result", ctl_cmd_result, "result TASK",
+     "state, recommendation and steps of a task, and any limit its spend went over"},
     {"cancel", ctl_cmd_cancel, "cancel TASK", "cancel a queued or running task"},
     {"tasks", ctl_cmd_tasks, "tasks [--limit N] [--state STATE] [--all]",
      "list recent tasks (--all: with policy-training tasks)"},
@@ -110,7 +116,25 @@ cfg_t *ctl_load_config(const ctl_opts_t *opts, const char *path)
 {
     if (!path)
         path = opts->config;
-    return cfg_load_report(path, opts->prog);
+    cfg_errors_t errs = {0};
+    cfg_t *cfg = cfg_load(path, &errs);
+    if (!cfg) {
+        /* every line carries the program's name, then the file:line: key */
+        for (int i = 0; i < errs.count; i++) {
+            const cfg_error_t *e = &errs.items[i];
+            if (e->line > 0)
+                fprintf(stderr, "%s: %s:%d: %s: %s\n", opts->prog, e->file, e->line, e->key,
+                        e->reason);
+            else
+                fprintf(stderr, "%s: %s: %s: %s\n", opts->prog, e->file, e->key, e->reason);
+        }
+        if (errs.count == 0)
+            fprintf(stderr, "%s: cannot load %s\n", opts->prog, path);
+        fprintf(stderr, "%s: invalid configuration %s (see '%s config check')\n", opts->prog, path,
+                opts->prog);
+    }
+    cfg_errors_free(&errs);
+    return cfg;
 }
 
 int ctl_run_dir(const ctl_opts_t *opts, const cfg_t *cfg, char *out, size_t outlen)
@@ -132,7 +156,10 @@ int ctl_usage_error(const ctl_opts_t *opts, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry '%s --help' for more information.\n", opts->prog);
+    if (opts->cmd)
+        fprintf(stderr, "\nTry '%s %s --help' for more information.\n", opts->prog, opts->cmd);
+    else
+        fprintf(stderr, "\nTry '%s --help' for more information.\n", opts->prog);
     return CTL_EXIT_USAGE;
 }
 
@@ -191,6 +218,10 @@ static void s_help(const char *prog)
            "        Print one JSON object on standard output instead of text.\n"
            "        Errors still go to standard error.\n"
            "\n"
+           "UNITS\n"
+           "    Money is US dollars with up to 6 decimals (printed with 6); tokens,\n"
+           "    tool calls and milliseconds are integers; --timeout is in seconds.\n"
+           "\n"
            "    -h, --help\n"
            "        Print this manual and exit.\n"
            "\n"
@@ -209,6 +240,11 @@ static void s_help(const char *prog)
            "    1  the operation failed\n"
            "    2  usage error or invalid configuration\n"
            "    3  the constellation is not running\n"
+           "    130  interrupted by Ctrl-C (submit --wait: the task continues)\n"
+           "\n"
+           "    A task that finished 'done' but spent more than one of its limits\n"
+           "    (a provider reported more than was reserved) still exits 0; submit\n"
+           "    --wait and result print 'warning: overrun: ...' for each such limit.\n"
            "\n"
            "EXAMPLES\n"
            "    %s config check\n"
@@ -313,7 +349,9 @@ int main(int argc, char **argv)
     if (cmd[0] == '-')
         return ctl_usage_error(&opts, "unknown option '%s'", cmd);
     for (const ctl_command_t *c = s_commands; c->name; c++)
-        if (!strcmp(c->name, cmd))
+        if (!strcmp(c->name, cmd)) {
+            opts.cmd = c->name;
             return c->fn(&opts, argc - 1, argv + 1);
+        }
     return ctl_usage_error(&opts, "unknown command '%s'", cmd);
 }

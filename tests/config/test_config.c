@@ -564,3 +564,113 @@ Test(config, path_names)
     cr_expect_eq(p, PATH_TOOL);
     cr_expect_eq(cfg_path_parse("gpu", &p), -1);
 }
+
+/* ---- bus endpoints ------------------------------------------------------- */
+
+Test(config, endpoint_check)
+{
+    static const char *const good[] = {"ipc:///tmp/emads/bus.sock", "tcp://127.0.0.1:5555",
+                                       "tcp://localhost:1", "tcp://[::1]:65535", NULL};
+    static const struct {
+        const char *ep, *why;
+    } bad[] = {
+        {"tcp://127.0.0.1:abc", "not a number"},
+        {"tcp://localhost", "no port"},
+        {"tcp://127.0.0.1:", "no port"},
+        {"tcp://127.0.0.1:65536", "out of range"},
+        {"tcp://127.0.0.1:0", "ephemeral"},
+        {"tcp://127.0.0.1:*", "wildcard port"},
+        {"tcp://*:5555", "wildcard host"},
+        {"tcp://:5555", "no host"},
+        {"ipc://", "socket path"},
+        {"udp://127.0.0.1:5", "ipc://PATH or tcp://"},
+        {"", "empty"},
+    };
+    char why[160];
+    for (int i = 0; good[i]; i++)
+        cr_expect_eq(cfg_endpoint_check(good[i], why, sizeof why), 0, "%s refused: %s", good[i],
+                     why);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        cr_expect_eq(cfg_endpoint_check(bad[i].ep, why, sizeof why), -1, "%s accepted", bad[i].ep);
+        cr_expect(strstr(why, bad[i].why) != NULL, "%s: reason '%s' lacks '%s'", bad[i].ep, why,
+                  bad[i].why);
+    }
+    cr_expect_eq(cfg_endpoint_check("tcp://x:99999999999999999999", NULL, 0), -1);
+}
+
+Test(config, bus_endpoint_is_validated_with_line)
+{
+    char *y = s_edit(s_main, "access:", "bus:\n  endpoint: \"tcp://127.0.0.1:abc\"\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 23, "bus.endpoint", "not a number 1..65535");
+    free(y);
+    y = s_edit(s_main, "access:", "bus:\n  endpoint: \"tcp://localhost\"\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 23, "bus.endpoint", "no port");
+    free(y);
+    y = s_edit(s_main, "access:", "bus:\n  endpoint: \"tcp://127.0.0.1:0\"\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 23, "bus.endpoint", "ephemeral");
+    free(y);
+    y = s_edit(s_main, "access:", "bus:\n  endpoint: \"tcp://127.0.0.1:5555\"\naccess:");
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(y, s_budgets, &errs);
+    cr_expect_not_null(cfg, "a valid tcp endpoint was refused");
+    if (cfg)
+        cr_expect_str_eq(cfg->bus_endpoint, "tcp://127.0.0.1:5555");
+    cfg_destroy(&cfg);
+    cfg_errors_free(&errs);
+    free(y);
+}
+
+/* ---- a file that is not a configuration ---------------------------------- */
+
+Test(config, wrong_budgets_file_gives_one_error)
+{
+    /* like /etc/shadow: every line parses as a key of a top-level map */
+    char text[8192] = "";
+    for (int i = 0; i < 40; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "user%02d:secret-hash-%02d:20228:0:99999:7:::\n", i, i);
+        strcat(text, line);
+    }
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(s_main, text, &errs);
+    cr_expect_null(cfg);
+    cfg_destroy(&cfg);
+    cr_expect_eq(errs.count, 1, "expected 1 error, got %d", errs.count);
+    for (int i = 0; i < errs.count; i++) {
+        cr_expect(strstr(errs.items[i].reason, "not a budgets file") != NULL, "%s",
+                  errs.items[i].reason);
+        cr_expect(strstr(errs.items[i].key, "secret") == NULL, "content echoed: %s",
+                  errs.items[i].key);
+        cr_expect(strstr(errs.items[i].reason, "secret") == NULL, "content echoed: %s",
+                  errs.items[i].reason);
+    }
+    cfg_errors_free(&errs);
+}
+
+Test(config, errors_capped_per_file_and_keys_truncated)
+{
+    /* 80 unknown keys, one of them very long, next to a valid budgets key */
+    char text[16384] = "budgets:\n  cto_agent: {max_tokens: 100}\n  coo_agent: {max_tokens: 1}\n";
+    for (int i = 0; i < 80; i++) {
+        char line[256];
+        if (i == 0)
+            snprintf(line, sizeof line, "k%s: 1\n",
+                     "0123456789012345678901234567890123456789012345678901234567890123456789"
+                     "0123456789");
+        else
+            snprintf(line, sizeof line, "junk%02d: 1\n", i);
+        strcat(text, line);
+    }
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(s_main, text, &errs);
+    cr_expect_null(cfg);
+    cfg_destroy(&cfg);
+    cr_assert_eq(errs.count, 51, "expected 50 errors and a summary, got %d", errs.count);
+    const cfg_error_t *last = &errs.items[errs.count - 1];
+    cr_expect(strstr(last->reason, "30 more errors") != NULL, "last: %s", last->reason);
+    cr_expect(strlen(errs.items[0].key) <= 63, "key not truncated: %s", errs.items[0].key);
+    cr_expect(strstr(errs.items[0].key, "...") != NULL, "key not marked cut: %s",
+              errs.items[0].key);
+    cfg_errors_free(&errs);
+}
