@@ -12,9 +12,17 @@
                 state (0 held, 1 committed, 2 voided, 3 expired = charged in
                 full), measured,
                 path, model, option
-      requests  sender, request_id, fingerprint, op, code, reason,
-                hold_id, task, agent, a0..a3, t1, t2, overrun, err_kind,
-                err_dim, err_requested, err_available, late  -- the stored replies
+      requests  rowid (the record's seq), sender, request_id, fingerprint, op,
+                code, reason, hold_id, task, agent, a0..a3, t1, t2, overrun,
+                err_kind, err_dim, err_requested, err_available, late
+                                                       -- the stored replies
+
+    Retention: the request records of a closed task are deleted (by rowid,
+    in the same transaction as any other change) once the task has been
+    closed for the retention window, see ledger_prune_requests(). Only this
+    table shrinks: accounts, holds and the journal are kept whole, so
+    --verify replays exactly what it replayed before, and a retry of a pruned
+    request is answered from the hold's and task's state.
       journal   seq PK, at_ms, kind (0 reserve, 1 commit, 2 void, 3 expire,
                 4 late commit, 5 late void), hold_seq (holds.seq)  -- append-only
 
@@ -29,7 +37,8 @@
 
     Few indexes on purpose: every B-tree page a batch touches is a page
     written and synced at each group commit. Request records and journal
-    entries are append-only rowid tables (a batch fills the rightmost leaf;
+    entries are rowid tables appended in rowid order (request rowids are the
+    core's increasing record seq; a batch fills the rightmost leaf;
     (sender, request_id) is unique by construction, enforced by the core,
     which loads every record at start); holds are keyed by their creation
     sequence (hold ids are "h<seq>"); --verify aggregates the journal with
@@ -64,7 +73,7 @@ static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool
 
 struct _journal_t {
     sqlite3 *db;
-    sqlite3_stmt *put_account, *put_hold, *put_request, *put_entry;
+    sqlite3_stmt *put_account, *put_hold, *put_request, *put_entry, *del_request;
     int wal_frames; /* frames in the WAL after the last commit */
 };
 
@@ -112,6 +121,7 @@ void journal_destroy(journal_t **self_p)
     sqlite3_finalize(self->put_hold);
     sqlite3_finalize(self->put_request);
     sqlite3_finalize(self->put_entry);
+    sqlite3_finalize(self->del_request);
     sqlite3_close(self->db);
     free(self);
     *self_p = NULL;
@@ -178,8 +188,13 @@ journal_t *journal_open(const char *path, char *err, size_t errlen)
                            "?,?,?,?,?)",
                            -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
-                           "INSERT INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           "INSERT INTO requests(sender, request_id, fingerprint, op, code, reason,"
+                           " hold_id, task, agent, a0, a1, a2, a3, t1, t2, overrun, err_kind,"
+                           " err_dim, err_requested, err_available, late, rowid)"
+                           " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &self->put_request, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(self->db, "DELETE FROM requests WHERE rowid = ?", -1, &self->del_request,
+                           NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db, "INSERT INTO journal(at_ms, kind, hold_seq) VALUES(?,?,?)", -1,
                            &self->put_entry, NULL) != SQLITE_OK) {
         s_err(err, errlen, "prepare", self->db);
@@ -269,6 +284,7 @@ static int s_put_request(journal_t *self, const ledger_request_row_t *r)
     sqlite3_bind_int64(st, 19, x->err_requested);
     sqlite3_bind_int64(st, 20, x->err_available);
     sqlite3_bind_int(st, 21, x->late);
+    sqlite3_bind_int64(st, 22, r->seq);
     return s_step(st);
 }
 
@@ -276,7 +292,7 @@ int journal_write(journal_t *self, ledger_t *ledger, char *err, size_t errlen)
 {
     ledger_changes_t ch;
     ledger_changes(ledger, &ch);
-    if (!ch.n_accounts && !ch.n_holds && !ch.n_requests && !ch.n_entries)
+    if (!ch.n_accounts && !ch.n_holds && !ch.n_requests && !ch.n_entries && !ch.n_pruned)
         return 0;
     if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         s_err(err, errlen, "begin", self->db);
@@ -295,6 +311,10 @@ int journal_write(journal_t *self, ledger_t *ledger, char *err, size_t errlen)
         sqlite3_bind_int(st, 2, (int)ch.entries[i].kind);
         sqlite3_bind_int64(st, 3, ch.entries[i].hold_seq);
         rc = s_step(st);
+    }
+    for (size_t i = 0; rc == 0 && i < ch.n_pruned; i++) {
+        sqlite3_bind_int64(self->del_request, 1, ch.pruned[i]);
+        rc = s_step(self->del_request);
     }
     if (rc != 0) {
         s_err(err, errlen, "write", self->db);
@@ -408,8 +428,8 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
         goto fail;
     sqlite3_finalize(st);
     /* request records */
-    if (sqlite3_prepare_v2(self->db, "SELECT * FROM requests ORDER BY rowid", -1, &st, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_prepare_v2(self->db, "SELECT *, rowid FROM requests ORDER BY rowid", -1, &st,
+                           NULL) != SQLITE_OK)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ledger_request_row_t r;
@@ -433,6 +453,7 @@ ledger_t *journal_load(journal_t *self, const ledger_config_t *cfg, int *mismatc
         x->err_requested = sqlite3_column_int64(st, 18);
         x->err_available = sqlite3_column_int64(st, 19);
         x->late = sqlite3_column_int(st, 20) != 0;
+        r.seq = sqlite3_column_int64(st, 21);
         if (ledger_load_request(ledger, &r) != 0)
             goto fail;
     }

@@ -12,6 +12,10 @@
     Replies are sent after that, so no reply ever describes state that a crash
     could lose.
 
+    Retention: request records removed from the core by
+    ledger_prune_requests() are deleted by the next journal_write(), in the
+    same kind of transaction; nothing else is ever deleted.
+
     Tables (format version 4; see journal.c for the columns):
       meta(key, value)  accounts(key, ...)  holds(hold_id, ...)
       requests(sender, request_id, ...)  journal(seq, at_ms, kind, hold_id)

@@ -2,9 +2,10 @@
 
     Everything lives in memory: accounts, holds and request records are
     allocated one by one and indexed by small open-addressing hash tables
-    keyed by string (rows are never deleted, so the tables need no
-    tombstones). Holds waiting for expiry sit in a binary min-heap on
-    expires_ms with lazy deletion: a hold resolved before it expires stays in
+    keyed by string. Accounts and holds are never deleted; request records
+    of closed tasks are, after the retention window (ledger_prune_requests),
+    with backward-shift deletion, so the tables need no tombstones. Holds waiting for expiry sit in
+   a binary min-heap on expires_ms with lazy deletion: a hold resolved before it expires stays in
     the heap until it reaches the top and is then dropped.
 
     Every operation follows the same shape: look the (sender, request_id) up
@@ -123,6 +124,35 @@ static int s_map_put(s_map_t *m, const char *key, void *val)
     return 0;
 }
 
+/* Remove key (linear probing, backward-shift deletion: every entry after the
+   hole that may move back into it does, so lookups never need tombstones). */
+static void s_map_del(s_map_t *m, const char *key)
+{
+    if (!m->cap)
+        return;
+    size_t mask = m->cap - 1;
+    uint64_t h = s_fnv(S_FNV_INIT, key, strlen(key));
+    size_t i = h & mask;
+    for (;; i = (i + 1) & mask) {
+        if (!m->slots[i].key)
+            return;
+        if (m->slots[i].hash == h && strcmp(m->slots[i].key, key) == 0)
+            break;
+    }
+    m->slots[i].key = NULL;
+    m->n--;
+    for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
+        size_t home = m->slots[j].hash & mask;
+        /* the entry at j stays when its home lies cyclically in (i, j] */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (stays)
+            continue;
+        m->slots[i] = m->slots[j];
+        m->slots[j].key = NULL;
+        i = j;
+    }
+}
+
 /* ---- state -------------------------------------------------------------- */
 
 typedef struct s_hold s_hold_t;
@@ -130,8 +160,10 @@ typedef struct s_hold s_hold_t;
 typedef struct {
     ledger_account_row_t row; /* first: a row pointer is an account pointer */
     bool dirty;
-    s_vec_t holds;  /* task accounts: every hold of the task */
-    s_vec_t agents; /* task accounts: the agent accounts of the task */
+    s_vec_t holds;    /* task accounts: every hold of the task */
+    s_vec_t agents;   /* task accounts: the agent accounts of the task */
+    s_vec_t requests; /* task accounts: request records naming the task (s_request_t *) */
+    bool queued;      /* task accounts: closed, with records, in the prune queue */
 } s_account_t;
 
 struct s_hold {
@@ -142,6 +174,7 @@ struct s_hold {
 typedef struct {
     ledger_request_row_t row;
     bool dirty;
+    size_t idx; /* position in ledger_t.requests */
     char key[LEDGER_NAME_MAX + LEDGER_ID_MAX + 2];
 } s_request_t;
 
@@ -158,12 +191,16 @@ struct _ledger_t {
     s_vec_t accounts, holds, requests, hist; /* insertion order */
     s_vec_t heap;                            /* s_hold_t *, min on expires_ms */
     int64_t seq;
+    int64_t req_seq;     /* last request record seq */
+    s_vec_t prune_queue; /* closed task accounts that still have request records */
     /* changes since the last clear */
     s_vec_t dirty_accounts, dirty_holds, dirty_requests;
     ledger_entry_t *entries;
     size_t n_entries, cap_entries;
     ledger_note_t *notes;
     size_t n_notes, cap_notes;
+    int64_t *pruned; /* seq of request records removed */
+    size_t n_pruned, cap_pruned;
 };
 
 static const char *const s_code_names[] = {
@@ -261,6 +298,7 @@ void ledger_destroy(ledger_t **self_p)
         s_account_t *a = self->accounts.items[i];
         s_vec_free(&a->holds);
         s_vec_free(&a->agents);
+        s_vec_free(&a->requests);
         free(a);
     }
     for (size_t i = 0; i < self->holds.n; i++)
@@ -277,6 +315,8 @@ void ledger_destroy(ledger_t **self_p)
     s_vec_free(&self->dirty_accounts);
     s_vec_free(&self->dirty_holds);
     s_vec_free(&self->dirty_requests);
+    s_vec_free(&self->prune_queue);
+    free(self->pruned);
     free(self->accounts_by_key.slots);
     free(self->holds_by_id.slots);
     free(self->requests_by_key.slots);
@@ -383,6 +423,8 @@ void ledger_changes(const ledger_t *self, ledger_changes_t *out)
     out->n_requests = self->dirty_requests.n;
     out->entries = self->entries;
     out->n_entries = self->n_entries;
+    out->pruned = self->pruned;
+    out->n_pruned = self->n_pruned;
 }
 
 void ledger_changes_clear(ledger_t *self)
@@ -397,6 +439,7 @@ void ledger_changes_clear(ledger_t *self)
     self->dirty_holds.n = 0;
     self->dirty_requests.n = 0;
     self->n_entries = 0;
+    self->n_pruned = 0;
 }
 
 /* ---- heap of holds by expiry -------------------------------------------- */
@@ -643,8 +686,24 @@ static s_request_t *s_request_add(ledger_t *self, const ledger_request_row_t *ro
         free(r);
         return NULL;
     }
+    r->idx = self->requests.n;
     if (s_vec_push(&self->requests, r) != 0)
         return NULL;
+    if (r->row.seq > self->req_seq)
+        self->req_seq = r->row.seq;
+    /* the task the record belongs to, for retention */
+    if (r->row.result.task[0] && s_valid_id(r->row.result.task, LEDGER_ID_MAX)) {
+        char tkey[LEDGER_KEY_MAX];
+        s_task_key(tkey, sizeof tkey, r->row.result.task);
+        s_account_t *t = s_account(self, tkey);
+        if (t && s_vec_push(&t->requests, r) != 0)
+            return NULL;
+        if (t && t->row.closed && !t->queued) {
+            if (s_vec_push(&self->prune_queue, t) != 0)
+                return NULL;
+            t->queued = true;
+        }
+    }
     return r;
 }
 
@@ -657,6 +716,7 @@ static int s_request_end(ledger_t *self, const char *sender, const char *request
     s_copy(row.sender, sizeof row.sender, sender);
     s_copy(row.request_id, sizeof row.request_id, request_id);
     row.fingerprint = fp;
+    row.seq = self->req_seq + 1;
     row.result = *res;
     s_request_t *r = s_request_add(self, &row);
     if (!r)
@@ -1529,6 +1589,60 @@ size_t ledger_hold_count(const ledger_t *self)
 size_t ledger_request_count(const ledger_t *self)
 {
     return self->requests.n;
+}
+
+/* ---- retention (why it is safe: see ledger.h) ---------------------------- */
+
+static int s_prune_one(ledger_t *self, s_account_t *t)
+{
+    s_request_t *r = t->requests.items[t->requests.n - 1];
+    if (self->n_pruned == self->cap_pruned) {
+        size_t cap = self->cap_pruned ? self->cap_pruned * 2 : 64;
+        int64_t *p = realloc(self->pruned, cap * sizeof *p);
+        if (!p)
+            return -1;
+        self->pruned = p;
+        self->cap_pruned = cap;
+    }
+    self->pruned[self->n_pruned++] = r->row.seq;
+    t->requests.n--;
+    s_map_del(&self->requests_by_key, r->key);
+    /* swap-remove from the insertion-order list (its order is not used) */
+    s_request_t *last = self->requests.items[--self->requests.n];
+    if (last != r) {
+        self->requests.items[r->idx] = last;
+        last->idx = r->idx;
+    }
+    free(r);
+    return 0;
+}
+
+int ledger_prune_requests(ledger_t *self, int64_t now_ms, int64_t retention_ms, size_t max)
+{
+    if (retention_ms < 0)
+        return 0;
+    size_t removed = 0;
+    size_t i = 0;
+    while (i < self->prune_queue.n && removed < max) {
+        s_account_t *t = self->prune_queue.items[i];
+        /* closed_at + retention <= now, without overflow */
+        if (t->row.closed_at_ms > now_ms || now_ms - t->row.closed_at_ms < retention_ms) {
+            i++;
+            continue;
+        }
+        while (t->requests.n && removed < max &&
+               !((s_request_t *)t->requests.items[t->requests.n - 1])->dirty) {
+            if (s_prune_one(self, t) != 0)
+                return (int)removed;
+            removed++;
+        }
+        if (t->requests.n == 0) {
+            t->queued = false;
+            self->prune_queue.items[i] = self->prune_queue.items[--self->prune_queue.n];
+        } else
+            i++;
+    }
+    return (int)removed;
 }
 
 static int s_why(char *why, size_t whylen, const char *fmt, ...)

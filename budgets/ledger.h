@@ -284,6 +284,7 @@ typedef struct {
     char sender[LEDGER_NAME_MAX + 1];
     char request_id[LEDGER_ID_MAX + 1];
     uint64_t fingerprint; /* of op and parameters */
+    int64_t seq;          /* ledger-wide order of creation (> 0; the journal's rowid) */
     ledger_result_t result;
 } ledger_request_row_t;
 
@@ -312,6 +313,8 @@ typedef struct {
     size_t n_requests;
     const ledger_entry_t *entries;
     size_t n_entries;
+    const int64_t *pruned; /* seq of every request record removed by ledger_prune_requests */
+    size_t n_pruned;
 } ledger_changes_t;
 
 /* Rows changed since the last ledger_changes_clear (borrowed; valid until the
@@ -323,7 +326,9 @@ void ledger_changes_clear(ledger_t *self);
    recomputes every account's used and held from the holds, rebuilds the
    expiry queue and the history, and returns the number of accounts whose
    stored totals disagreed with the holds (0 when consistent). Returns -1 on a
-   duplicate key or allocation failure. Loading does not mark rows changed. */
+   duplicate key or allocation failure. Loading does not mark rows changed.
+   Load accounts before request records: a record is tied to the account of
+   the task it names (for retention) when it is loaded. */
 int ledger_load_account(ledger_t *self, const ledger_account_row_t *row);
 int ledger_load_hold(ledger_t *self, const ledger_hold_row_t *row);
 int ledger_load_request(ledger_t *self, const ledger_request_row_t *row);
@@ -337,6 +342,33 @@ void ledger_each_hold(const ledger_t *self, ledger_hold_row_fn *fn, void *arg);
 size_t ledger_account_count(const ledger_t *self);
 size_t ledger_hold_count(const ledger_t *self);
 size_t ledger_request_count(const ledger_t *self);
+
+/* ---- retention ----------------------------------------------------------
+   Remove the request records (idempotency keys and stored replies) of tasks
+   closed at least retention_ms ago (closed_at_ms + retention_ms <= now_ms),
+   at most max of them (a bounded pass; call again for the rest). Accounts,
+   holds and journal entries are never removed, so balances, `spend`,
+   `history`, rebuild and --verify are unchanged. Records not yet written
+   (changed since the last ledger_changes_clear) wait for a later pass. The
+   removed records are listed in ledger_changes().pruned for the journal.
+   Returns the number removed (0 when retention_ms < 0).
+
+   Why dropping them keeps money safe - after the window, a retry of a
+   pruned request is processed afresh and:
+     open_task   -> task_exists (the task account is kept);
+     reserve     -> task_closed: a closed task takes no new hold, so a retry
+                    can never hold twice;
+     close_task  -> task_closed (already closed);
+     commit/void -> the hold's own state guards it: a committed hold answers
+                    hold_already_committed, a voided one hold_already_voided
+                    (not the stored reply, but nothing is posted again). A
+                    hold still expired (charged) was never resolved by any
+                    request, so the first commit or void to arrive - before or
+                    after the window - applies exactly once, and then the
+                    state is committed/voided.
+   Only records naming an existing, closed task are ever removed; records of
+   open tasks and records without a task (e.g. hold_not_found) are kept. */
+int ledger_prune_requests(ledger_t *self, int64_t now_ms, int64_t retention_ms, size_t max);
 
 /* Compare the full state of two ledgers (accounts, holds, requests). Returns
    0 if equal, else -1 with the first difference written to why. */

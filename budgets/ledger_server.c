@@ -23,6 +23,8 @@
 #define S_BATCH_MAX 256
 #define S_TICK_MS   250
 #define S_GAUGES_MS 1000
+#define S_PRUNE_MS  60000 /* retention pass period */
+#define S_PRUNE_MAX 1000  /* request records removed per pass (one short transaction) */
 
 typedef struct {
     const ledger_server_opts_t *opts;
@@ -36,6 +38,8 @@ typedef struct {
     int64_t started_ms;
     int64_t gauges_at;
     bool gauges_dirty;
+    int64_t retention_ms; /* request records of a closed task are kept this long */
+    int64_t prune_at;     /* next retention pass */
 } s_server_t;
 
 void ledger_server_config(const cfg_t *cfg, ledger_config_t *out)
@@ -572,6 +576,30 @@ static int s_reload(s_server_t *self)
     return 0;
 }
 
+/* Retention pass: drop up to S_PRUNE_MAX request records of tasks closed
+   longer than the retention window, durably (one transaction of deletes by
+   rowid), between batches so it never delays a reply for long. Runs every
+   S_PRUNE_MS, or again at the next tick while a backlog remains. Returns -1
+   only when the ledger could not be rebuilt after a failed write. */
+static int s_prune(s_server_t *self, int64_t now)
+{
+    int n = ledger_prune_requests(self->ledger, now, self->retention_ms, S_PRUNE_MAX);
+    self->prune_at = n >= S_PRUNE_MAX ? now : now + S_PRUNE_MS;
+    if (n <= 0)
+        return 0;
+    char err[256];
+    if (journal_write(self->journal, self->ledger, err, sizeof err) != 0) {
+        /* the records are still on disk: reloading brings them back, and a
+           later pass tries again */
+        log_error("journal write failed while removing request records: %s", err);
+        return s_reload(self);
+    }
+    log_info("retention: removed %d request record(s) of tasks closed more than %" PRId64
+             " s ago; %zu left",
+             n, self->retention_ms / 1000, ledger_request_count(self->ledger));
+    return 0;
+}
+
 int ledger_server_run(const ledger_server_opts_t *opts)
 {
     s_server_t self_s, *self = &self_s;
@@ -581,6 +609,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
     self->warn = opts->cfg && opts->cfg->alert_warn > 0 ? opts->cfg->alert_warn : 0.8;
     self->critical = opts->cfg && opts->cfg->alert_critical > 0 ? opts->cfg->alert_critical : 0.95;
     self->started_ms = zclock_time();
+    self->retention_ms = (opts->cfg ? opts->cfg->request_retention_s : 86400) * 1000;
     int batch_max = opts->batch_max > 0 ? opts->batch_max : S_BATCH_MAX;
     int rc = -1;
     char err[256];
@@ -667,6 +696,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         }
         s_notes(self);
         s_gauges(self, now);
+        if (now >= self->prune_at && s_prune(self, now) != 0)
+            break;
         if (journal_checkpoint(self->journal, 1000) < 0)
             log_warn("journal checkpoint failed; the WAL keeps growing until one succeeds");
     }

@@ -9,6 +9,12 @@
     reply never leaves before its transaction is durable; if the write fails
     the ledger is rebuilt from the database and the batch is answered with
     errors, so a retry of the same request id is processed afresh.
+
+    Retention: once a minute (and at start) the request records of tasks
+    closed longer than ledger.request_retention_s ago are removed, at most
+    1000 per pass, in a transaction of their own between batches; each pass
+    that removes some logs how many (see ledger_prune_requests for why this
+    is safe).
 */
 #ifndef LEDGER_SERVER_H_INCLUDED
 #define LEDGER_SERVER_H_INCLUDED

@@ -1074,7 +1074,8 @@ static void s_bus(s_ctx_t *ctx, const yaml_node_t *root)
 
 static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"hold_ttl_ms", "metrics_port", "alerts", "global", NULL};
+    static const char *const keys[] = {"hold_ttl_ms", "metrics_port",        "alerts",
+                                       "global",      "request_retention_s", NULL};
     static const char *const akeys[] = {"warn", "critical", "webhook", NULL};
     static const char *const gkeys[] = {"period",         "max_tokens",   "max_latency_ms",
                                         "max_tool_calls", "max_cost_usd", NULL};
@@ -1086,6 +1087,8 @@ static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
     s_check_keys(ctx, m, "ledger", keys);
     s_read_int(ctx, m, "ledger", "hold_ttl_ms", false, 1, S_DAY_MS, &cfg->hold_ttl_ms);
     s_read_intv(ctx, m, "ledger", "metrics_port", false, 0, 65535, &cfg->metrics_port);
+    s_read_int(ctx, m, "ledger", "request_retention_s", false, 0, 366LL * 86400,
+               &cfg->request_retention_s);
 
     yaml_node_t *a = s_get(ctx, m, "alerts");
     if (a && s_expect_map(ctx, a, "ledger.alerts")) {
@@ -1751,6 +1754,7 @@ static void s_defaults(cfg_t *cfg)
     cfg->curve = true;
     cfg->request_timeout_ms = 5000;
     cfg->hold_ttl_ms = 60000;
+    cfg->request_retention_s = 86400;
     cfg->alert_warn = 0.8;
     cfg->alert_critical = 0.95;
     cfg->metrics_port = 9464;

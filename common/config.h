@@ -142,6 +142,8 @@ typedef struct {
     int metrics_port;                  /* 0 = off; default 9464 */
     char global_period[8];             /* "", "day" or "month" */
     proto_amounts_t global_limit;      /* -1 = unlimited */
+    int64_t request_retention_s;       /* keep request records this long after
+                                          their task closed; default 86400 */
 
     /* orchestrator / planner */
     int beam_width;           /* default 16 */

@@ -13,6 +13,11 @@
       ledger_pairs_per_s_c16_one_txn_per_op=N  (the same ledger restarted with
                                       EMADS_LEDGER_BATCH_MAX=1: no group commit)
       group_commit_speedup=R         (c16 with group commit over that)
+      ledger_request_records_before=N  ledger_request_records_after=N
+      ledger_prune_ms=N              (the bench's tasks closed, then one
+                                      retention pass with a window of 0 over
+                                      the stopped ledger's database: every
+                                      request record of a closed task goes)
 
     Every pair is two durable operations: the ledger replies only after the
     SQLite transaction holding it is synced (WAL, synchronous=FULL). Clients
@@ -30,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budgets/journal.h"
 #include "tests/ledger/ledger_harness.h"
 
 static const char *s_budgets =
@@ -216,6 +222,42 @@ static int s_open(lh_t *h, const char *task)
     return rc;
 }
 
+/* Close the bench's tasks in the stopped ledger's database, then run one
+   retention pass with a window of 0 and print the record counts. 0 / -1. */
+static int s_retention(const char *db)
+{
+    static const char *const tasks[] = {"bench-c1", "bench-c16", "bench-single"};
+    char err[256];
+    journal_t *j = journal_open(db, err, sizeof err);
+    ledger_config_t cfg;
+    ledger_config_defaults(&cfg);
+    ledger_t *l = j ? journal_load(j, &cfg, NULL, err, sizeof err) : NULL;
+    if (!l) {
+        fprintf(stderr, "ledger_bench: %s\n", err);
+        journal_destroy(&j);
+        return -1;
+    }
+    int64_t now = zclock_time();
+    for (size_t i = 0; i < sizeof tasks / sizeof tasks[0]; i++) {
+        ledger_result_t r;
+        char rid[64];
+        snprintf(rid, sizeof rid, "close-%s", tasks[i]);
+        ledger_close_task(l, "orchestrator", rid, tasks[i], now, &r);
+    }
+    int rc = journal_write(j, l, err, sizeof err);
+    printf("ledger_request_records_before=%zu\n", ledger_request_count(l));
+    int64_t t0 = zclock_usecs();
+    while (rc == 0 && ledger_prune_requests(l, now, 0, 1000) > 0)
+        rc = journal_write(j, l, err, sizeof err);
+    printf("ledger_request_records_after=%zu\n", ledger_request_count(l));
+    printf("ledger_prune_ms=%.1f\n", (double)(zclock_usecs() - t0) / 1000.0);
+    if (rc != 0)
+        fprintf(stderr, "ledger_bench: %s\n", err);
+    ledger_destroy(&l);
+    journal_destroy(&j);
+    return rc;
+}
+
 int main(void)
 {
     const char *sec = getenv("LEDGER_BENCH_SECONDS");
@@ -274,8 +316,10 @@ int main(void)
         printf("group_commit_speedup=%.2f\n", single > 0 ? c16 / single : 0.0);
     } else
         errors++;
-    printf("ledger_bench_errors=%d\n", err1 + errors);
     lh_stop_ledger(&h, SIGTERM);
+    if (s_retention(h.db) != 0)
+        errors++;
+    printf("ledger_bench_errors=%d\n", err1 + errors);
     char *argv[] = {getenv("EMADS_LEDGER_BIN"), "--verify", "--db", h.db, NULL};
     int v = lh_run(&h, argv);
     printf("ledger_bench_verify_exit=%d\n", v);

@@ -219,6 +219,7 @@ Test(config, shipped_config_loads_with_seed_budgets)
     /* other sections */
     cr_expect(cfg->curve);
     cr_expect_eq(cfg->hold_ttl_ms, 60000);
+    cr_expect_eq(cfg->request_retention_s, 86400);
     cr_expect_str_eq(cfg->global_period, "day");
     cr_expect_eq(cfg->global_limit.v[DIM_COST_UUSD], 50000000);
     cr_expect_eq(cfg->global_limit.v[DIM_TOKENS], -1);
@@ -256,6 +257,7 @@ Test(config, minimal_config_loads_with_defaults)
     /* defaults */
     cr_expect_eq(cfg->request_timeout_ms, 5000);
     cr_expect_eq(cfg->metrics_port, 9464);
+    cr_expect_eq(cfg->request_retention_s, 86400);
     cr_expect_eq(cfg->agents[1].concurrency, 4);
     cr_expect_eq(cfg->agents[1].model, -1);
     cr_expect_eq(cfg->models[0].context_tokens, 8192);
@@ -673,4 +675,30 @@ Test(config, errors_capped_per_file_and_keys_truncated)
     cr_expect(strstr(errs.items[0].key, "...") != NULL, "key not marked cut: %s",
               errs.items[0].key);
     cfg_errors_free(&errs);
+}
+
+Test(config, ledger_request_retention)
+{
+    /* 0 is allowed (drop a closed task's records at the next pass) */
+    char *y = s_edit(s_main, "access:", "ledger: {request_retention_s: 0}\naccess:");
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(y, s_budgets, &errs);
+    if (!cfg)
+        s_dump(&errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect_eq(cfg->request_retention_s, 0);
+    cfg_destroy(&cfg);
+    free(y);
+    y = s_edit(s_main, "access:", "ledger: {request_retention_s: 3600}\naccess:");
+    cfg = s_load(y, s_budgets, &errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect_eq(cfg->request_retention_s, 3600);
+    cfg_destroy(&cfg);
+    free(y);
+    y = s_edit(s_main, "access:", "ledger: {request_retention_s: -1}\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 22, "ledger.request_retention_s",
+                   "must not be negative");
+    free(y);
 }

@@ -1003,6 +1003,143 @@ static int s_late(void)
     return s_failures ? 1 : 0;
 }
 
+/* Replace the first line of the config that starts with prefix by line. */
+static int s_config_set(const char *path, const char *prefix, const char *line)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char *at = strstr(text, prefix);
+    while (at && at != text && at[-1] != '\n')
+        at = strstr(at + 1, prefix);
+    char *eol = at ? strchr(at, '\n') : NULL;
+    if (!eol)
+        return -1;
+    f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fwrite(text, 1, (size_t)(at - text), f);
+    fputs(line, f);
+    fputs(eol + 1, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The number in the last "retention: removed N" line of the ledger's log, or
+   -1 when there is none yet. */
+static int s_log_removed(const lh_t *h)
+{
+    char path[400], line[1024];
+    snprintf(path, sizeof path, "%s/emads-ledger.log", h->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int removed = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "retention: removed ");
+        if (p)
+            removed = atoi(p + strlen("retention: removed "));
+    }
+    fclose(f);
+    return removed;
+}
+
+/* Retention: with ledger.request_retention_s 0, the request records of a
+   closed task go at the ledger's next pass (at start, then every minute);
+   retries are then answered from the holds' and tasks' state, never posted
+   twice; an open task's records stay; --verify still passes. */
+static int s_retention(void)
+{
+    lh_t h;
+    REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, false, NULL) == 0, "setup");
+    REQUIRE(s_config_set(h.config, "  request_retention_s:", "  request_retention_s: 0\n") == 0,
+            "config");
+    REQUIRE(lh_start_bus(&h) == 0, "bus");
+    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
+    bus_client_t *o = lh_client(&h, "orchestrator");
+    bus_client_t *cto = lh_client(&h, "cto_agent");
+    bus_client_t *ctl = lh_client(&h, "emadsctl");
+    REQUIRE(o && cto && ctl, "clients");
+
+    ev_t *b = s_open_body("o-1", "ret1", NULL), *r1;
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r1), "open_task_ok"), "open: %s", s_code(r1));
+    ev_destroy(&r1);
+    b = s_open_body("o-2", "ret2", NULL);
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r1), "open_task_ok"), "open: %s", s_code(r1));
+    ev_destroy(&r1);
+    char hold[80], hold2[80];
+    s_reserve_hold(cto, "r-1", "ret1", A(1000, 100, 1, 100000), hold, sizeof hold);
+    s_reserve_hold(cto, "r-2", "ret2", A(10, 1, 0, 10), hold2, sizeof hold2);
+    ev_t *commit = s_commit_body("c-1", hold, A(400, 90, 1, 40000));
+    r1 = s_call(cto, commit, 3000, 10);
+    CHECK(!strcmp(s_type(r1), "commit_ok"), "commit: %s", s_code(r1));
+    ev_destroy(&r1);
+    b = s_simple_body("close_task", "x-1", "task", "ret1");
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "close_task_ok"), "close: %s", s_code(r1));
+    ev_destroy(&r1);
+    /* before a pass: the stored reply */
+    r1 = s_call(cto, commit, 3000, 10);
+    CHECK(!strcmp(s_type(r1), "commit_ok"), "commit retry before the pass: %s", s_code(r1));
+    ev_destroy(&r1);
+
+    /* a restart runs a pass at once: ret1's 4 records go */
+    lh_stop_ledger(&h, SIGTERM);
+    REQUIRE(lh_start_ledger(&h) == 0, "restart");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ready after restart");
+    int removed = -1;
+    for (int i = 0; i < 100 && removed < 0; i++) {
+        usleep(50000);
+        removed = s_log_removed(&h);
+    }
+    CHECK(removed == 4, "the ledger logs 4 request records removed, got %d", removed);
+
+    s_acct_t acc[8];
+    CHECK(s_spend(ctl, "ret1", "cto_agent", acc, 8) == 1 && acc[0].used.v[DIM_TOKENS] == 400,
+          "closed task's spend kept: used %" PRId64, acc[0].used.v[DIM_TOKENS]);
+    /* the retried commit: no stored reply any more, and no second posting */
+    r1 = s_call(cto, commit, 3000, 10);
+    CHECK(!strcmp(s_code(r1), PROTO_E_HOLD_COMMITTED), "commit retry after the pass: %s",
+          s_code(r1));
+    ev_destroy(&r1);
+    b = s_reserve_body("r-1", "ret1", A(1000, 100, 1, 100000));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r1), PROTO_E_TASK_CLOSED), "reserve retry after the pass: %s", s_code(r1));
+    ev_destroy(&r1);
+    CHECK(s_spend(ctl, "ret1", "cto_agent", acc, 8) == 1 && acc[0].used.v[DIM_TOKENS] == 400 &&
+              acc[0].held.v[DIM_TOKENS] == 0,
+          "retries posted nothing: used %" PRId64 " held %" PRId64, acc[0].used.v[DIM_TOKENS],
+          acc[0].held.v[DIM_TOKENS]);
+    /* the open task's records stay: the stored reply, same hold */
+    b = s_reserve_body("r-2", "ret2", A(10, 1, 0, 10));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "reserve_ok") && !strcmp(ev_get_str(r1, "hold_id", ""), hold2),
+          "open task's reserve retry replayed: %s", s_code(r1));
+    ev_destroy(&r1);
+    ev_destroy(&commit);
+    bus_client_destroy(&o);
+    bus_client_destroy(&cto);
+    bus_client_destroy(&ctl);
+    lh_stop_ledger(&h, SIGTERM);
+    char *argv[] = {getenv("EMADS_LEDGER_BIN"), "--verify", "--db", h.db, NULL};
+    int vrc = lh_run(&h, argv);
+    CHECK(vrc == 0, "--verify exit %d", vrc);
+    printf("retention: %s\n", s_failures ? "FAILED" : "ok");
+    lh_teardown();
+    return s_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     s_self = argv[0];
@@ -1018,6 +1155,8 @@ int main(int argc, char **argv)
         return s_duplicates();
     if (argc == 2 && !strcmp(argv[1], "late"))
         return s_late();
-    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates|late\n");
+    if (argc == 2 && !strcmp(argv[1], "retention"))
+        return s_retention();
+    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates|late|retention\n");
     return 2;
 }

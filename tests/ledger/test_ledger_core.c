@@ -615,3 +615,68 @@ Test(ledger, spend_by_agent_across_tasks)
     cr_expect_str_eq(got[1].task, "t2");
     ledger_destroy(&l);
 }
+
+/* ---- retention of request records ---------------------------------------- */
+
+Test(ledger, retention_prunes_only_closed_tasks_after_the_window)
+{
+    ledger_t *l = s_ledger();
+    ledger_result_t r;
+    proto_amounts_t a = A(10, 1, 0, 100);
+    char task[16], rid[32];
+    /* many tasks: deleting half the records exercises the hash table's
+       backward-shift deletion; every remaining record must still be found */
+    for (int i = 0; i < 300; i++) {
+        snprintf(task, sizeof task, "t%d", i);
+        snprintf(rid, sizeof rid, "o%d", i);
+        ledger_open_task(l, "orchestrator", rid, task, NULL, false, T0, &r);
+        cr_assert_eq(r.code, LEDGER_OK);
+        snprintf(rid, sizeof rid, "r%d", i);
+        ledger_reserve(l, "cto_agent", rid, task, "s", &a, 0, T0, &r);
+        cr_assert_eq(r.code, LEDGER_OK);
+        ledger_void(l, "cto_agent", rid, r.hold_id, T0, &r); /* same id, other op: a clash */
+        cr_assert_eq(r.code, LEDGER_E_DIFFERENT_PARAMS);
+    }
+    for (int i = 0; i < 300; i += 2) {
+        snprintf(task, sizeof task, "t%d", i);
+        snprintf(rid, sizeof rid, "c%d", i);
+        ledger_close_task(l, "orchestrator", rid, task, T0 + 10, &r);
+        cr_assert_eq(r.code, LEDGER_OK);
+    }
+    /* 300 opens, 300 reserves, 150 closes (the clashes store nothing) */
+    cr_assert_eq(ledger_request_count(l), 750);
+    ledger_changes_clear(l);
+    /* before the window: nothing */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 10 + 999, 1000, 100000), 0);
+    /* a negative retention turns retention off */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 10 + 99999, -1, 100000), 0);
+    /* bounded passes */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 10 + 1000, 1000, 100), 100);
+    cr_expect_eq(ledger_prune_requests(l, T0 + 10 + 1000, 1000, 100000), 350);
+    cr_expect_eq(ledger_prune_requests(l, T0 + 10 + 1000, 1000, 100000), 0);
+    cr_expect_eq(ledger_request_count(l), 300);
+    ledger_changes_t ch;
+    ledger_changes(l, &ch);
+    cr_expect_eq(ch.n_pruned, 450);
+    ledger_changes_clear(l);
+    for (int i = 0; i < 300; i++) {
+        snprintf(task, sizeof task, "t%d", i);
+        snprintf(rid, sizeof rid, "r%d", i);
+        ledger_reserve(l, "cto_agent", rid, task, "s", &a, 0, T0 + 2000, &r);
+        if (i % 2) { /* open task: the stored reply */
+            cr_expect_eq(r.code, LEDGER_OK, "%s", task);
+            cr_expect(r.replayed, "%s", task);
+        } else { /* closed and pruned: refused, no new hold */
+            cr_expect_eq(r.code, LEDGER_E_TASK_CLOSED, "%s", task);
+            cr_expect_not(r.replayed);
+        }
+    }
+    cr_expect_eq(ledger_hold_count(l), 300);
+    /* the retries of closed tasks stored new records, which a later pass
+       removes too; open tasks are never touched, whatever the time */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 2000, 1000, 100000), 0); /* not yet written */
+    ledger_changes_clear(l);
+    cr_expect_eq(ledger_prune_requests(l, INT64_MAX, 0, 100000), 150);
+    cr_expect_eq(ledger_request_count(l), 300);
+    ledger_destroy(&l);
+}

@@ -252,6 +252,168 @@ Test(journal, old_format_is_refused_with_a_reason)
 
 /* ---- property test ------------------------------------------------------ */
 
+/* ---- retention ------------------------------------------------------------ */
+
+static int64_t s_used_cost;
+static void s_cost_cb(const ledger_account_info_t *i, void *arg)
+{
+    (void)arg;
+    if (i->kind == LEDGER_KIND_TASK)
+        s_used_cost = i->used.v[DIM_COST_UUSD];
+}
+
+static int64_t s_task_cost(ledger_t *l, const char *task)
+{
+    s_used_cost = -1;
+    cr_assert_gt(ledger_spend(l, task, NULL, T0, s_cost_cb, NULL), 0);
+    return s_used_cost;
+}
+
+static int64_t s_hist_count;
+static void s_hist_cb(const ledger_history_row_t *row, void *arg)
+{
+    (void)arg;
+    s_hist_count += row->count;
+}
+
+static int s_db_requests(void)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM requests", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void s_rebuild_equal_and_verify(journal_t *j, ledger_t *l, const ledger_config_t *cfg)
+{
+    char err[256], report[1024];
+    int mism = -1;
+    ledger_t *b = journal_load(j, cfg, &mism, err, sizeof err);
+    cr_assert_not_null(b, "%s", err);
+    cr_expect_eq(mism, 0);
+    cr_expect_eq(ledger_compare(l, b, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_compare(b, l, err, sizeof err), 0, "%s", err);
+    ledger_destroy(&b);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+}
+
+Test(journal, retention_prunes_closed_task_records_and_keeps_money_safe)
+{
+    char err[256];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r, h1, h2, h3;
+    const int64_t W = 86400000; /* retention window: 24 h */
+    proto_amounts_t a = A(100, 10, 1, 1000), act = A(60, 5, 1, 600), late = A(70, 5, 1, 700);
+    ledger_open_task(l, "orchestrator", "o1", "t1", NULL, false, T0, &r);
+    ledger_open_task(l, "orchestrator", "o2", "t2", NULL, false, T0, &r);
+    ledger_reserve(l, "cto_agent", "r1", "t1", "s1", &a, 0, T0, &h1);
+    ledger_reserve(l, "coo_agent", "r2", "t1", "s2", &a, 0, T0, &h2);
+    ledger_reserve(l, "cto_agent", "r3", "t2", "s3", &a, 0, T0, &h3);
+    cr_assert(h1.code == LEDGER_OK && h2.code == LEDGER_OK && h3.code == LEDGER_OK);
+    ledger_commit(l, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", NULL, T0 + 1, &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    /* close t1: h2 is still held, so it is charged in full */
+    ledger_close_task(l, "orchestrator", "x1", "t1", T0 + 100, &r);
+    cr_assert_eq(r.code, LEDGER_OK);
+    s_write(j, l);
+    cr_assert_eq(ledger_request_count(l), 7);
+    cr_assert_eq(s_db_requests(), 7);
+    int64_t t1_cost = s_task_cost(l, "t1");
+    cr_expect_eq(t1_cost, 600 + 1000);
+
+    /* inside the window: kept, a retry gets the stored reply */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 100 + W - 1, W, 1000), 0);
+    ledger_commit(l, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", NULL,
+                  T0 + 100 + W - 1, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect(r.replayed);
+
+    /* after the window: the 5 records of t1 go, from memory and disk; t2's stay */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 100 + W, W, 1000), 5);
+    s_write(j, l);
+    cr_expect_eq(ledger_request_count(l), 2);
+    cr_expect_eq(s_db_requests(), 2);
+    s_rebuild_equal_and_verify(j, l, &cfg);
+
+    /* a retried commit on a pruned id: hold_already_committed, nothing posted */
+    ledger_commit(l, "cto_agent", "c1", h1.hold_id, &act, "provider", "llm", "m", NULL,
+                  T0 + 100 + W + 1, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_COMMITTED);
+    cr_expect_not(r.replayed);
+    ledger_changes_t ch;
+    ledger_changes(l, &ch);
+    cr_expect_eq(ch.n_entries, 0);
+    cr_expect_eq(ch.n_accounts, 0);
+    cr_expect_eq(s_task_cost(l, "t1"), t1_cost);
+    /* a retried reserve cannot hold again; a retried open cannot reopen */
+    size_t holds = ledger_hold_count(l);
+    ledger_reserve(l, "cto_agent", "r1", "t1", "s1", &a, 0, T0 + 100 + W + 1, &r);
+    cr_expect_eq(r.code, LEDGER_E_TASK_CLOSED);
+    cr_expect_eq(ledger_hold_count(l), holds);
+    ledger_open_task(l, "orchestrator", "o1", "t1", NULL, false, T0 + 100 + W + 1, &r);
+    cr_expect_eq(r.code, LEDGER_E_TASK_EXISTS);
+
+    /* the late commit of the charged hold h2 is applied exactly once: its
+       state guards it, not a request record */
+    ledger_commit(l, "coo_agent", "c2", h2.hold_id, &late, "provider", "llm", "m", NULL,
+                  T0 + 100 + W + 2, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect(r.late);
+    t1_cost = 600 + 700;
+    cr_expect_eq(s_task_cost(l, "t1"), t1_cost);
+    /* not written yet: a pass leaves it alone */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 100 + W + 2, W, 1000), 0);
+    s_write(j, l);
+    cr_expect_eq(ledger_prune_requests(l, T0 + 100 + W + 2, W, 1000), 4); /* c1, r1, o1, c2 */
+    s_write(j, l);
+    ledger_commit(l, "coo_agent", "c2", h2.hold_id, &late, "provider", "llm", "m", NULL,
+                  T0 + 100 + W + 3, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_COMMITTED);
+    ledger_void(l, "coo_agent", "v2", h2.hold_id, T0 + 100 + W + 3, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_COMMITTED);
+    cr_expect_eq(s_task_cost(l, "t1"), t1_cost);
+    s_write(j, l);
+
+    /* open tasks' records are never pruned, however old */
+    cr_expect_eq(ledger_prune_requests(l, T0 + 1000 * (int64_t)W, 0, 1000), 2); /* c2, v2 */
+    s_write(j, l);
+    cr_expect_eq(ledger_request_count(l), 2);
+    ledger_reserve(l, "cto_agent", "r3", "t2", "s3", &a, 0, T0 + 1000 * (int64_t)W, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect(r.replayed);
+    cr_expect_str_eq(r.hold_id, h3.hold_id);
+
+    /* history and spend of the closed task survive */
+    s_hist_count = 0;
+    ledger_history(l, "coo_agent", NULL, NULL, s_hist_cb, NULL);
+    cr_expect_eq(s_hist_count, 1);
+    s_rebuild_equal_and_verify(j, l, &cfg);
+
+    /* after a restart: same state, new records get fresh rowids */
+    ledger_destroy(&l);
+    journal_destroy(&j);
+    j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    l = journal_load(j, &cfg, NULL, err, sizeof err);
+    cr_assert_not_null(l, "%s", err);
+    cr_expect_eq(s_task_cost(l, "t1"), t1_cost);
+    ledger_void(l, "cto_agent", "v3", h3.hold_id, T0 + 5, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    s_write(j, l);
+    cr_expect_eq(s_db_requests(), 3);
+    s_rebuild_equal_and_verify(j, l, &cfg);
+    ledger_destroy(&l);
+    journal_destroy(&j);
+}
+
 static const char *const s_agents[] = {"cto_agent", "coo_agent", "stranger"};
 
 /* One random operation; kept so that it can be sent again as a retry. */
@@ -276,6 +438,7 @@ static void s_property(unsigned seed, int steps)
     char hold_agent[400][LEDGER_NAME_MAX + 1];
     proto_amounts_t hold_amt[400];
     int nholds = 0, nreq = 0, ntasks = 0;
+    int pruned = 0;
     int oks[8] = {0}, denied = 0, replays = 0, clashes = 0, late = 0, expired = 0;
     s_op_t o, prev;
     memset(&prev, 0, sizeof prev);
@@ -372,6 +535,14 @@ static void s_property(unsigned seed, int steps)
         /* group commit: write a batch every few steps */
         if (rand() % 4 == 0 || i == steps - 1)
             s_write(j, l);
+        /* retention: every so often drop the records of tasks closed for
+           more than 300 ms (a short window, so that retries of pruned
+           requests happen); rebuild and --verify must still agree */
+        if (i % 37 == 36) {
+            s_write(j, l);
+            pruned += ledger_prune_requests(l, now, 300, 25);
+            s_write(j, l);
+        }
         if (i % 50 == 49 || i == steps - 1) {
             s_write(j, l);
             int mism = -1;
@@ -390,10 +561,10 @@ static void s_property(unsigned seed, int steps)
     cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
     /* the sequence really exercised the ledger */
     cr_log_info("seed %u: reserves %d, commits %d, voids %d, opens %d, closes %d, denials %d, "
-                "replays %d, clashes %d, expiries %d, late resolutions %d",
+                "replays %d, clashes %d, expiries %d, late resolutions %d, records pruned %d",
                 seed, oks[LEDGER_OP_RESERVE], oks[LEDGER_OP_COMMIT], oks[LEDGER_OP_VOID],
                 oks[LEDGER_OP_OPEN_TASK], oks[LEDGER_OP_CLOSE_TASK], denied, replays, clashes,
-                expired, late);
+                expired, late, pruned);
     cr_expect_gt(expired, 5, "seed %u", seed);
     cr_expect_gt(late, 3, "seed %u", seed);
     cr_expect_gt(oks[LEDGER_OP_RESERVE], 20, "seed %u", seed);
@@ -402,6 +573,7 @@ static void s_property(unsigned seed, int steps)
     cr_expect_gt(denied, 5, "seed %u: %d denials", seed, denied);
     cr_expect_gt(replays, 5, "seed %u", seed);
     cr_expect_gt(clashes, 5, "seed %u", seed);
+    cr_expect_gt(pruned, 5, "seed %u", seed);
     ledger_destroy(&l);
     journal_destroy(&j);
 }
