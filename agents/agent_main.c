@@ -13,6 +13,7 @@
 */
 #include <curl/curl.h>
 #include <czmq.h>
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
@@ -38,13 +39,96 @@ static void s_usage(FILE *f, const char *prog)
             prog);
 }
 
+/* Pid files. <run>/pids/<name>.pid names the first instance of an agent in
+   a run directory (`emadsctl up` writes it with the child's pid too, before
+   the agent gets here, so a file naming this process is its own). A further
+   instance of the same program in the same run directory (scale-out on one
+   host: `cto_agent --home H` started twice) finds that file naming a live
+   process running the same executable and writes <name>.<pid>.pid instead,
+   so that it overwrites nothing: `emadsctl status` and `down` read every
+   <name>.pid and <name>.<digits>.pid. A file naming a dead process or one
+   that cannot be identified as this program is stale and is taken over.
+   Each instance removes its own file on exit, if it still names it. */
+
+/* The file name of pid's executable (or its command name, which the kernel
+   cuts to 15 bytes, when /proc/PID/exe cannot be read) into out; "" when
+   unknown. *cut is set when only the command name was available. */
+static void s_prog_of(const char *pid, char *out, size_t outlen, bool *cut)
+{
+    char path[64], exe[PATH_MAX];
+    out[0] = '\0';
+    *cut = false;
+    snprintf(path, sizeof path, "/proc/%s/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        const char *base = strrchr(exe, '/');
+        snprintf(out, outlen, "%s", base ? base + 1 : exe);
+        /* a rebuilt binary reads "cto_agent (deleted)" */
+        char *del = strstr(out, " (deleted)");
+        if (del && del[10] == '\0')
+            *del = '\0';
+        return;
+    }
+    snprintf(path, sizeof path, "/proc/%s/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(out, (int)outlen, f))
+        out[0] = '\0';
+    fclose(f);
+    out[strcspn(out, "\n")] = '\0';
+    *cut = true;
+}
+
+/* True if pid is a live process other than this one running this
+   program. */
+static bool s_pid_is_sibling(long pid)
+{
+    if (pid <= 1 || pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+        return false;
+    char id[32], other[PATH_MAX], self[PATH_MAX];
+    bool ocut, scut;
+    snprintf(id, sizeof id, "%ld", pid);
+    s_prog_of(id, other, sizeof other, &ocut);
+    s_prog_of("self", self, sizeof self, &scut);
+    if (!other[0] || !self[0])
+        return false;
+    if (ocut || scut) /* compare the 15 bytes both have */
+        return strncmp(other, self, 15) == 0;
+    return strcmp(other, self) == 0;
+}
+
+static long s_read_pid(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return pid;
+}
+
+/* Write this process's pid file; path gets its name ("" when none could be
+   written). */
 static void s_write_pid(const char *run_dir, const char *name, char *path, size_t pathlen)
 {
-    char rel[128];
+    char rel[160];
     snprintf(rel, sizeof rel, "pids/%s.pid", name);
     path[0] = '\0';
     if (rundir_path(run_dir, rel, path, pathlen) != 0)
         return;
+    long other = s_read_pid(path);
+    if (s_pid_is_sibling(other)) {
+        snprintf(rel, sizeof rel, "pids/%s.%d.pid", name, (int)getpid());
+        if (rundir_path(run_dir, rel, path, pathlen) != 0) {
+            path[0] = '\0';
+            return;
+        }
+        log_info("another %s runs in this run directory (pid %ld): pid file %s", name, other, path);
+    }
     FILE *f = fopen(path, "w");
     if (!f) {
         path[0] = '\0';
@@ -52,6 +136,13 @@ static void s_write_pid(const char *run_dir, const char *name, char *path, size_
     }
     fprintf(f, "%d\n", (int)getpid());
     fclose(f);
+}
+
+/* Remove the pid file if it still names this process. */
+static void s_remove_pid(const char *path)
+{
+    if (path[0] && s_read_pid(path) == (long)getpid())
+        unlink(path);
 }
 
 int main(int argc, char **argv)
@@ -143,8 +234,7 @@ int main(int argc, char **argv)
     s_write_pid(run_dir, name, pidfile, sizeof pidfile);
     int rc = agent_run(agent);
     agent_destroy(&agent);
-    if (pidfile[0])
-        unlink(pidfile);
+    s_remove_pid(pidfile);
     cfg_destroy(&cfg);
     curl_global_cleanup();
     log_info("stopped");

@@ -4,6 +4,7 @@
 
       <run>/bus.sock  ledger.db  tasks.db  policy.json
       <run>/pids/<name>.pid   <run>/logs/<name>.log
+      <run>/pids/<name>.<pid>.pid   (further copies of one agent on this host)
       <run>/certs/public/<name>.cert     (public certificates, the bus's store)
       <run>/certs/private/<name>.cert_secret (one per process + emadsctl)
 

@@ -15,6 +15,13 @@
     status  each process with its pid, uptime and whether the bus sees it
             (workers, requests in flight).
 
+    A process may run as several instances in one run directory (an agent
+    started again by hand to add a worker on this host): the first has
+    <run>/pids/<name>.pid, each further one <name>.<pid>.pid (written by the
+    agent itself, see agents/agent_main.c). status counts and lists them
+    ("cto_agent (2)"), down stops them all. Only a pid positively identified
+    as the program (s_pid_is) is ever signalled.
+
     Binaries are looked up in $EMADS_LIBEXEC, next to emadsctl, in the
     sibling folders of a meson build tree (../bus, ../budgets,
     ../orchestrator, ../agents), then in PATH.
@@ -129,10 +136,36 @@ static bool s_pid_is(pid_t pid, const char *name)
     return ok && comm[0] && strncmp(comm, name, 15) == 0;
 }
 
+/* The live instances of p: the pids of its pid files (ctl_read_pidfiles)
+   that are alive and positively identified as p, without duplicates, the
+   first instance's first. files (may be NULL) gets the pid files and
+   *nfiles their count. Returns the number of pids (at most
+   CTL_MAX_PIDFILES). */
+static int s_instances(const char *run, const ctl_proc_t *p, pid_t *pids, ctl_pidfile_t *files,
+                       int *nfiles)
+{
+    ctl_pidfile_t own[CTL_MAX_PIDFILES];
+    if (!files)
+        files = own;
+    int nf = ctl_read_pidfiles(run, p->name, files, CTL_MAX_PIDFILES), n = 0;
+    if (nfiles)
+        *nfiles = nf;
+    for (int i = 0; i < nf; i++) {
+        pid_t pid = files[i].pid;
+        bool seen = false;
+        for (int k = 0; k < n; k++)
+            seen = seen || pids[k] == pid;
+        if (!seen && pid > 0 && ctl_pid_alive(pid) && s_pid_is(pid, p->name))
+            pids[n++] = pid;
+    }
+    return n;
+}
+
+/* The first live instance of p, 0 if none runs. */
 static pid_t s_running_pid(const char *run, const ctl_proc_t *p)
 {
-    pid_t pid = ctl_read_pid(run, p->name);
-    return pid > 0 && ctl_pid_alive(pid) && s_pid_is(pid, p->name) ? pid : 0;
+    pid_t pids[CTL_MAX_PIDFILES];
+    return s_instances(run, p, pids, NULL, NULL) > 0 ? pids[0] : 0;
 }
 
 static pid_t s_spawn(const char *bin, char *const argv[], const char *logpath)
@@ -430,29 +463,38 @@ static long s_draining(const char *run, const char *name)
     return n;
 }
 
-/* Stop one process: SIGTERM, wait up to grace_ms (with a progress line
-   every 5 s for a process that drains work), then SIGKILL. Returns 0 if it
-   was not running, 1 if stopped, 2 if killed. */
+/* Stop every instance of one process: SIGTERM to each, wait up to
+   grace_ms (with a progress line every 5 s for a process that drains work),
+   then SIGKILL to those still running; remove its pid files. Only pids
+   positively identified as p (s_pid_is) are ever signalled. Returns 0 if
+   none was running, 1 if all stopped, 2 if some had to be killed. */
 static int s_stop(ctl_opts_t *opts, const char *run, const ctl_proc_t *p, int64_t grace_ms,
                   json_t *jprocs)
 {
-    pid_t pid = s_running_pid(run, p);
-    char pidpath[PATH_MAX + 128];
-    snprintf(pidpath, sizeof pidpath, "%s/pids/%s.pid", run, p->name);
-    if (!pid) {
-        unlink(pidpath);
-        return 0;
-    }
-    kill(pid, SIGTERM);
+    pid_t pids[CTL_MAX_PIDFILES];
+    ctl_pidfile_t files[CTL_MAX_PIDFILES];
+    int nfiles = 0;
+    int n = s_instances(run, p, pids, files, &nfiles);
+    for (int i = 0; i < n; i++)
+        kill(pids[i], SIGTERM);
     int64_t t0 = s_mono_ms(), next_note = 5000;
-    bool killed = false;
-    while (ctl_pid_alive(pid)) {
+    bool killed[CTL_MAX_PIDFILES] = {false};
+    for (;;) {
+        int alive = 0;
+        for (int i = 0; i < n; i++)
+            alive += ctl_pid_alive(pids[i]);
+        if (!alive)
+            break;
         int64_t waited = s_mono_ms() - t0;
         if (waited > grace_ms) {
-            kill(pid, SIGKILL);
-            killed = true;
-            while (ctl_pid_alive(pid) && s_mono_ms() - t0 < grace_ms + 2000)
-                s_sleep_ms(20);
+            for (int i = 0; i < n; i++)
+                if (ctl_pid_alive(pids[i]) && s_pid_is(pids[i], p->name)) {
+                    kill(pids[i], SIGKILL);
+                    killed[i] = true;
+                }
+            for (int i = 0; i < n; i++)
+                while (killed[i] && ctl_pid_alive(pids[i]) && s_mono_ms() - t0 < grace_ms + 2000)
+                    s_sleep_ms(20);
             break;
         }
         if (waited >= next_note && !opts->json) {
@@ -467,15 +509,20 @@ static int s_stop(ctl_opts_t *opts, const char *run, const ctl_proc_t *p, int64_
         }
         s_sleep_ms(20);
     }
-    unlink(pidpath);
-    if (!opts->json) {
-        printf("stopped  %-19s %s (pid %d)\n", p->name,
-               killed ? "killed after the grace period" : "ok", (int)pid);
-        fflush(stdout);
+    for (int i = 0; i < nfiles; i++)
+        unlink(files[i].path);
+    bool any_killed = false;
+    for (int i = 0; i < n; i++) {
+        any_killed = any_killed || killed[i];
+        if (!opts->json) {
+            printf("stopped  %-19s %s (pid %d)\n", p->name,
+                   killed[i] ? "killed after the grace period" : "ok", (int)pids[i]);
+            fflush(stdout);
+        }
+        json_array_append_new(jprocs, json_pack("{s:s, s:i, s:b}", "name", p->name, "pid",
+                                                (int)pids[i], "killed", killed[i]));
     }
-    json_array_append_new(
-        jprocs, json_pack("{s:s, s:i, s:b}", "name", p->name, "pid", (int)pid, "killed", killed));
-    return killed ? 2 : 1;
+    return n == 0 ? 0 : any_killed ? 2 : 1;
 }
 
 /* down: the orchestrator first (it stops taking work and drains the steps in
@@ -601,7 +648,9 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
     int down = 0;
     for (int i = 0; i < ctl_n_procs; i++) {
         const ctl_proc_t *p = &ctl_procs[i];
-        pid_t pid = s_running_pid(conn.run, p);
+        pid_t pids[CTL_MAX_PIDFILES];
+        int ninst = s_instances(conn.run, p, pids, NULL, NULL);
+        pid_t pid = ninst > 0 ? pids[0] : 0;
         int64_t up = pid ? ctl_pid_uptime_ms(pid) : -1;
         bool is_bus = !strcmp(p->service, "bus");
         const ev_t *svc = bus_up && !is_bus ? ev_get(ev_get(pong, "services"), p->service) : NULL;
@@ -628,14 +677,25 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
                                    : "-");
         snprintf(ws, sizeof ws, "%" PRId64, workers);
         snprintf(ifs, sizeof ifs, "%" PRId64, inflight);
-        char pids[16];
-        snprintf(pids, sizeof pids, "%d", (int)pid);
+        char pidstr[16];
+        snprintf(pidstr, sizeof pidstr, "%d", (int)pid);
+        char label[64]; /* "cto_agent (2)" when several instances run */
+        if (ninst > 1)
+            snprintf(label, sizeof label, "%s (%d)", p->name, ninst);
+        else
+            snprintf(label, sizeof label, "%s", p->name);
         if (!opts->json)
-            printf("%-19s %-8s %-8s %-9s %-8s %-9s %s\n", p->name, pid ? pids : "-", state, ups,
+            printf("%-19s %-8s %-8s %-9s %-8s %-9s %s\n", label, pid ? pidstr : "-", state, ups,
                    is_bus ? "-" : ws, is_bus ? "-" : ifs, hbs);
         json_t *jp =
             json_pack("{s:s, s:s, s:s}", "name", p->name, "service", p->service, "state", state);
         json_object_set_new(jp, "pid", pid ? json_integer(pid) : json_null());
+        /* every live instance, the first one's pid first */
+        json_object_set_new(jp, "instances", json_integer(ninst));
+        json_t *jpids = json_array();
+        for (int k = 0; k < ninst; k++)
+            json_array_append_new(jpids, json_integer(pids[k]));
+        json_object_set_new(jp, "pids", jpids);
         json_object_set_new(jp, "uptime_ms", up >= 0 ? json_integer(up) : json_null());
         if (!is_bus) {
             json_object_set_new(jp, "workers", json_integer(workers));
@@ -672,8 +732,10 @@ static void s_help_up(void)
            "        --insecure turns CURVE off (debugging only).\n"
            "down    stop every process: the orchestrator first (it finishes the steps in\n"
            "        flight; SIGKILL after 35 s), then the agents, the ledger and the bus\n"
-           "        (SIGKILL after 10 s each); removes the bus socket.\n"
-           "status  each process with pid, state, uptime, bus workers and heartbeat.\n"
+           "        (SIGKILL after 10 s each); removes the bus socket. Every instance of a\n"
+           "        process started more than once in this run directory is stopped.\n"
+           "status  each process with pid, state, uptime, bus workers and heartbeat;\n"
+           "        'cto_agent (2)' when two instances run (the pid is the first's).\n"
            "        Exit 3 when the bus is not running, 1 when some process is down.\n"
            "        With TASK: the task's state, time running (or taken, once ended) and\n"
            "        its steps (exit 1 if unknown).\n"

@@ -11,6 +11,7 @@
 
 #include "bus/bus.h"
 #include "ctl/ctl.h"
+#include "ctl/ctlutil.h"
 
 /* One process of the constellation, in start order. */
 typedef struct {
@@ -56,44 +57,22 @@ void ctl_print_json(json_t *j, bool compact);
 
 /* pid from <run>/pids/<name>.pid, 0 if none. */
 pid_t ctl_read_pid(const char *run, const char *name);
+
+/* One pid file of a process. */
+#define CTL_MAX_PIDFILES 16
+typedef struct {
+    pid_t pid;                /* 0 when the file holds no number */
+    char path[PATH_MAX + 64]; /* <run>/pids/<name>.pid or <name>.<n>.pid */
+} ctl_pidfile_t;
+/* Every pid file of process name in run (ctl_pidfile_match): <name>.pid
+   first when it exists, then the further instances' files. At most max;
+   returns how many were filled. The pids are as read: check them with
+   ctl_pid_alive and by identity before signalling one. */
+int ctl_read_pidfiles(const char *run, const char *name, ctl_pidfile_t *out, int max);
 /* True if pid is a live process (not a zombie). */
 bool ctl_pid_alive(pid_t pid);
 /* Seconds the process has been running, -1 if unknown. */
 int64_t ctl_pid_uptime_ms(pid_t pid);
-
-/* Format helpers: USD from micro-USD, always with 6 decimals ("12.340000"),
-   so amounts line up and never round; "1m02s" from ms. */
-void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd);
-void ctl_fmt_ms(char *out, size_t outlen, int64_t ms);
-/* "-" for -1 (unlimited) else the number. */
-void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd);
-
-/* Parse "USD" (up to 6 decimals, at most CFG_USD_MAX) into micro-USD.
-   0, or -1 with the reason in why (may be NULL). */
-int ctl_parse_usd(const char *s, int64_t *uusd, char *why, size_t whylen);
-/* Parse a non-negative integer of at most max. 0, or -1 with the reason
-   ("not a non-negative integer", "too large (max N)") in why (may be NULL). */
-int ctl_parse_count(const char *s, int64_t max, int64_t *v, char *why, size_t whylen);
-/* Parse a non-negative int64. 0 / -1. */
-int ctl_parse_int(const char *s, int64_t *v);
-
-/* ---- text that came from users or peers -------------------------------- */
-
-/* Offset (0-based) of the first byte of s that is not valid UTF-8 (bad
-   lead byte, truncated or overlong sequence, surrogate, above U+10FFFF),
-   or -1 if all of s is valid. */
-long ctl_utf8_invalid(const char *s);
-/* True if s is empty or only white space. */
-bool ctl_blank(const char *s);
-/* Copy s to out for a terminal: control characters (C0, DEL, C1) become
-   \n, \t, \r or \xNN, a backslash stays as is; cut with "..." to fit outlen.
-   Returns out. */
-const char *ctl_escape(char *out, size_t outlen, const char *s);
-/* ctl_escape into a new string of any length (caller frees; NULL -> ""). */
-char *ctl_escape_dup(const char *s);
-/* printf to stdout with trailing blanks removed from each line (for padded
-   tables whose last column may be empty). */
-void ctl_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- overruns ------------------------------------------------------------ */
 

@@ -1,0 +1,285 @@
+/*  ctlutil.c - emadsctl's pure helpers (ctlutil.h).
+
+    Money is int64 micro-USD; USD amounts are parsed by the configuration's
+    own parser so that an option and a config key accept the same text with
+    the same reasons. Text from users and peers is checked for UTF-8 before
+    it is sent and escaped before it reaches a terminal, so that a task's
+    text or a peer's error message cannot move the cursor, change colours
+    or retitle the window.
+*/
+#define _GNU_SOURCE
+#include "ctl/ctlutil.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+
+void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd)
+{
+    bool neg = uusd < 0;
+    uint64_t u = neg ? (uint64_t)(-(uusd + 1)) + 1 : (uint64_t)uusd;
+    snprintf(out, outlen, "%s%" PRIu64 ".%06" PRIu64, neg ? "-" : "", u / 1000000, u % 1000000);
+}
+
+void ctl_fmt_ms(char *out, size_t outlen, int64_t ms)
+{
+    if (ms < 0)
+        snprintf(out, outlen, "-");
+    else if (ms < 1000)
+        snprintf(out, outlen, "%" PRId64 "ms", ms);
+    else if (ms < 60000)
+        snprintf(out, outlen, "%.1fs", (double)ms / 1000.0);
+    else if (ms < 3600000)
+        snprintf(out, outlen, "%" PRId64 "m%02" PRId64 "s", ms / 60000, (ms / 1000) % 60);
+    else
+        snprintf(out, outlen, "%" PRId64 "h%02" PRId64 "m", ms / 3600000, (ms / 60000) % 60);
+}
+
+void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd)
+{
+    if (v < 0)
+        snprintf(out, outlen, "-");
+    else if (usd)
+        ctl_fmt_usd(out, outlen, v);
+    else
+        snprintf(out, outlen, "%" PRId64, v);
+}
+
+int ctl_parse_int(const char *s, int64_t *v)
+{
+    if (!s || !isdigit((unsigned char)*s)) /* no sign, no blanks */
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || *end || x < 0)
+        return -1;
+    *v = (int64_t)x;
+    return 0;
+}
+
+int ctl_parse_usd(const char *s, int64_t *uusd, char *why, size_t whylen)
+{
+    char dummy[8];
+    if (!why) {
+        why = dummy;
+        whylen = sizeof dummy;
+    }
+    if (!s || !*s) {
+        snprintf(why, whylen, "empty amount");
+        return -1;
+    }
+    /* the configuration's parser: exact, and the same rules and reasons */
+    if (cfg_usd_parse(s, uusd, why, whylen) != 0)
+        return -1;
+    return 0;
+}
+
+int ctl_parse_count(const char *s, int64_t max, int64_t *v, char *why, size_t whylen)
+{
+    char dummy[8];
+    if (!why) {
+        why = dummy;
+        whylen = sizeof dummy;
+    }
+    if (!s || !*s) {
+        snprintf(why, whylen, "not a non-negative integer");
+        return -1;
+    }
+    const char *p = s;
+    while (*p == '0' && p[1])
+        p++;
+    for (const char *q = p; *q; q++)
+        if (!isdigit((unsigned char)*q)) {
+            snprintf(why, whylen, "not a non-negative integer");
+            return -1;
+        }
+    int64_t x = 0;
+    for (; *p; p++) {
+        if (x > (max - (*p - '0')) / 10) {
+            snprintf(why, whylen, "too large (max %" PRId64 ")", max);
+            return -1;
+        }
+        x = x * 10 + (*p - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+/* ---- text from users and peers ------------------------------------------- */
+
+long ctl_utf8_invalid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; p[i];) {
+        unsigned char c = p[i];
+        int n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else
+            return (long)i;
+        for (int k = 1; k <= n; k++) {
+            if ((p[i + (size_t)k] & 0xc0) != 0x80)
+                return (long)i;
+            cp = (cp << 6) | (p[i + (size_t)k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return (long)i;
+        i += (size_t)n + 1;
+    }
+    return -1;
+}
+
+bool ctl_blank(const char *s)
+{
+    for (; s && *s; s++)
+        if (!isspace((unsigned char)*s))
+            return false;
+    return true;
+}
+
+/* Escape of one character at p (advances *len_p over it); "" if printable. */
+static int s_escape_one(const unsigned char *p, char esc[8], size_t *len_p)
+{
+    *len_p = 1;
+    if (*p == '\n')
+        return snprintf(esc, 8, "\\n");
+    if (*p == '\t')
+        return snprintf(esc, 8, "\\t");
+    if (*p == '\r')
+        return snprintf(esc, 8, "\\r");
+    if (*p < 0x20 || *p == 0x7f)
+        return snprintf(esc, 8, "\\x%02x", *p);
+    if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* C1 controls, e.g. CSI */
+        *len_p = 2;
+        return snprintf(esc, 8, "\\u%04x", p[1]);
+    }
+    esc[0] = '\0';
+    return 0;
+}
+
+/* Bytes escaping s takes in full (without the NUL). */
+static size_t s_escaped_len(const unsigned char *p)
+{
+    size_t total = 0;
+    while (*p) {
+        char esc[8];
+        size_t len;
+        int n = s_escape_one(p, esc, &len);
+        total += n ? (size_t)n : 1;
+        p += n ? len : 1;
+    }
+    return total;
+}
+
+const char *ctl_escape(char *out, size_t outlen, const char *s)
+{
+    if (!outlen)
+        return out;
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    /* when it does not fit, keep room for "..." */
+    size_t room = s_escaped_len(p) + 1 <= outlen ? outlen - 1 : outlen > 4 ? outlen - 4 : 0;
+    bool cut = s_escaped_len(p) + 1 > outlen;
+    size_t o = 0;
+    while (*p) {
+        char esc[8];
+        size_t len;
+        int n = s_escape_one(p, esc, &len);
+        size_t need = n ? (size_t)n : 1;
+        if (o + need > room)
+            break;
+        if (n)
+            memcpy(out + o, esc, need);
+        else
+            out[o] = (char)*p;
+        o += need;
+        p += n ? len : 1;
+    }
+    if (cut) {
+        /* never end inside a UTF-8 sequence */
+        size_t k = o;
+        while (k > 0 && o - k < 4 && ((unsigned char)out[k - 1] & 0xc0) == 0x80)
+            k--;
+        if (k > 0 && ((unsigned char)out[k - 1] & 0xc0) == 0xc0) {
+            unsigned char lead = (unsigned char)out[k - 1];
+            size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+            if (o - (k - 1) < want)
+                o = k - 1;
+        }
+        if (outlen > 4) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *ctl_escape_dup(const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    size_t cap = len * 6 + 1;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    return (char *)ctl_escape(out, cap, s);
+}
+
+void ctl_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *buf = NULL;
+    int n = vasprintf(&buf, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !buf)
+        return;
+    /* drop blanks before each newline and at the end */
+    size_t o = 0;
+    for (size_t i = 0; buf[i]; i++) {
+        if (buf[i] == '\n')
+            while (o > 0 && buf[o - 1] == ' ')
+                o--;
+        buf[o++] = buf[i];
+    }
+    while (o > 0 && buf[o - 1] == ' ')
+        o--;
+    fwrite(buf, 1, o, stdout);
+    free(buf);
+}
+
+/* ---- pid files ----------------------------------------------------------- */
+
+bool ctl_pidfile_match(const char *fname, const char *name)
+{
+    if (!fname || !name || !*name)
+        return false;
+    size_t n = strlen(name);
+    if (strncmp(fname, name, n) != 0 || fname[n] != '.')
+        return false;
+    const char *p = fname + n + 1;
+    if (!strcmp(p, "pid"))
+        return true;
+    const char *d = p;
+    while (isdigit((unsigned char)*d))
+        d++;
+    return d > p && !strcmp(d, ".pid");
+}

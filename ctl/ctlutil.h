@@ -1,0 +1,60 @@
+/*  ctlutil.h - emadsctl's pure helpers: money and duration formatting,
+    parsing of numeric options with the reason of a refusal, checking and
+    escaping text that came from users or peers, and naming pid files.
+
+    Nothing here talks to the bus or keeps state, so the unit tests link it
+    alone (tests/ctl/test_ctlutil.c).
+*/
+#ifndef EMADS_CTLUTIL_H_INCLUDED
+#define EMADS_CTLUTIL_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Format helpers: USD from micro-USD, always with 6 decimals ("12.340000"),
+   so amounts line up and never round; "1m02s" from ms. */
+void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd);
+void ctl_fmt_ms(char *out, size_t outlen, int64_t ms);
+/* "-" for -1 (unlimited) else the number. */
+void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd);
+
+/* Parse "USD" (up to 6 decimals, at most CFG_USD_MAX) into micro-USD.
+   0, or -1 with the reason in why (may be NULL). */
+int ctl_parse_usd(const char *s, int64_t *uusd, char *why, size_t whylen);
+/* Parse a non-negative integer of at most max. 0, or -1 with the reason
+   ("not a non-negative integer", "too large (max N)") in why (may be NULL). */
+int ctl_parse_count(const char *s, int64_t max, int64_t *v, char *why, size_t whylen);
+/* Parse a non-negative int64 written as decimal digits only (no sign, no
+   blanks). 0 / -1 (*v unchanged). */
+int ctl_parse_int(const char *s, int64_t *v);
+
+/* ---- text that came from users or peers -------------------------------- */
+
+/* Offset (0-based) of the first byte of s that is not valid UTF-8 (bad
+   lead byte, truncated or overlong sequence, surrogate, above U+10FFFF),
+   or -1 if all of s is valid. */
+long ctl_utf8_invalid(const char *s);
+/* True if s is empty or only white space. */
+bool ctl_blank(const char *s);
+/* Copy s to out for a terminal: control characters (C0, DEL, C1) become
+   \n, \t, \r, \xNN (C0, DEL) or \u00NN (C1, U+0080..U+009F); every
+   other byte, UTF-8 letters included, is copied as is (a backslash too).
+   When the result does not fit outlen it is cut, never inside a UTF-8
+   sequence, and ends with "...". Returns out. */
+const char *ctl_escape(char *out, size_t outlen, const char *s);
+/* ctl_escape into a new string of any length (caller frees; NULL -> ""). */
+char *ctl_escape_dup(const char *s);
+/* printf to stdout with trailing blanks removed from each line (for padded
+   tables whose last column may be empty). */
+void ctl_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- pid files ----------------------------------------------------------- */
+
+/* True if fname (a file name in <run>/pids, no folder) is a pid file of
+   process name: "<name>.pid" (the first instance) or "<name>.<digits>.pid"
+   (a further instance of the same program in the same run directory, see
+   agents/agent_main.c). "cto_agent_x.pid" is not one of cto_agent's. */
+bool ctl_pidfile_match(const char *fname, const char *name);
+
+#endif

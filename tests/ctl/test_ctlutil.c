@@ -1,0 +1,229 @@
+/*  test_ctlutil.c - unit tests of emadsctl's pure helpers (ctl/ctlutil.h):
+    the UTF-8 check that guards task text, the escaping of text for a
+    terminal, USD and integer option parsing with the reasons a user reads,
+    and the names of pid files that `emadsctl down` and `status` consider.
+*/
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/ctlutil.h"
+
+/* ---- UTF-8 --------------------------------------------------------------- */
+
+Test(utf8, valid_text_passes)
+{
+    cr_expect_eq(ctl_utf8_invalid(""), -1);
+    cr_expect_eq(ctl_utf8_invalid("plain ascii"), -1);
+    cr_expect_eq(ctl_utf8_invalid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), -1); /* é € 😀 */
+    cr_expect_eq(ctl_utf8_invalid("\xed\x9f\xbf"), -1);     /* U+D7FF, just below surrogates */
+    cr_expect_eq(ctl_utf8_invalid("\xf4\x8f\xbf\xbf"), -1); /* U+10FFFF, the last */
+}
+
+Test(utf8, bad_lead_bytes)
+{
+    cr_expect_eq(ctl_utf8_invalid("ab\x80"), 2); /* lone continuation byte */
+    cr_expect_eq(ctl_utf8_invalid("\xff"), 0);   /* never valid */
+    cr_expect_eq(ctl_utf8_invalid("x\xfe y"), 1);
+    cr_expect_eq(ctl_utf8_invalid("\xf5\x80\x80\x80"), 0); /* above U+10FFFF */
+}
+
+Test(utf8, overlong_forms)
+{
+    cr_expect_eq(ctl_utf8_invalid("\xc0\xaf"), 0); /* '/' in two bytes */
+    cr_expect_eq(ctl_utf8_invalid("ok\xc1\xbf"), 2);
+    cr_expect_eq(ctl_utf8_invalid("\xe0\x80\xaf"), 0);        /* '/' in three bytes */
+    cr_expect_eq(ctl_utf8_invalid("abc\xf0\x80\x80\xaf"), 3); /* '/' in four bytes */
+}
+
+Test(utf8, surrogates)
+{
+    cr_expect_eq(ctl_utf8_invalid("\xed\xa0\x80"), 0);     /* U+D800 */
+    cr_expect_eq(ctl_utf8_invalid("hi \xed\xbf\xbf"), 3);  /* U+DFFF */
+    cr_expect_eq(ctl_utf8_invalid("\xf4\x90\x80\x80"), 0); /* U+110000 */
+}
+
+Test(utf8, truncated_sequences_report_the_lead_byte)
+{
+    cr_expect_eq(ctl_utf8_invalid("caf\xc3"), 3); /* cut at the end */
+    cr_expect_eq(ctl_utf8_invalid("\xe2\x82"), 0);
+    cr_expect_eq(ctl_utf8_invalid("12345\xf0\x9f\x98"), 5);
+    cr_expect_eq(ctl_utf8_invalid("\xe2\x82x"), 0);             /* cut by an ASCII byte */
+    cr_expect_eq(ctl_utf8_invalid("\xc3\xa9\xc3\xa9\xc3 "), 4); /* index counts bytes */
+}
+
+/* ---- escaping ------------------------------------------------------------ */
+
+Test(escape, control_characters_become_visible)
+{
+    char out[128];
+    cr_expect_str_eq(ctl_escape(out, sizeof out, "a\x1b[2Jb"), "a\\x1b[2Jb"); /* ESC */
+    cr_expect_str_eq(ctl_escape(out, sizeof out, "\x01x"), "\\x01x");         /* ^A */
+    cr_expect_str_eq(ctl_escape(out, sizeof out, "del\x7f"), "del\\x7f");     /* DEL */
+    cr_expect_str_eq(ctl_escape(out, sizeof out, "l1\nl2\tt\r"), "l1\\nl2\\tt\\r");
+    /* C1 controls in UTF-8: CSI (U+009B) and NEL (U+0085) */
+    cr_expect_str_eq(ctl_escape(out, sizeof out,
+                                "x\xc2\x9b"
+                                "31m"),
+                     "x\\u009b31m");
+    cr_expect_str_eq(ctl_escape(out, sizeof out, "\xc2\x85"), "\\u0085");
+}
+
+Test(escape, keeps_letters_and_backslashes)
+{
+    char out[128];
+    const char *s = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\xa0 a\\b";
+    cr_expect_str_eq(ctl_escape(out, sizeof out, s), s);
+    cr_expect_str_eq(ctl_escape(out, sizeof out, NULL), "");
+}
+
+Test(escape, cut_to_fit_with_dots_never_inside_a_character)
+{
+    char out[8];
+    /* "\xc3\xa9" is two bytes: the cut must not keep half of it */
+    ctl_escape(out, sizeof out, "abc\xc3\xa9\xc3\xa9\xc3\xa9");
+    cr_expect_str_eq(out, "abc...");
+    cr_expect_eq(ctl_utf8_invalid(out), -1);
+    ctl_escape(out, sizeof out, "\x1b\x1b\x1b");
+    cr_expect_str_eq(out, "\\x1b...");
+    char exact[6];
+    cr_expect_str_eq(ctl_escape(exact, sizeof exact, "abcde"), "abcde");
+}
+
+Test(escape, dup_has_no_length_limit)
+{
+    size_t n = 5000;
+    char *s = malloc(n + 1);
+    cr_assert_not_null(s);
+    memset(s, '\x1b', n);
+    s[n] = '\0';
+    char *e = ctl_escape_dup(s);
+    cr_assert_not_null(e);
+    cr_expect_eq(strlen(e), n * 4);
+    cr_expect_eq(strncmp(e, "\\x1b\\x1b", 8), 0);
+    free(e);
+    free(s);
+}
+
+/* ---- USD ----------------------------------------------------------------- */
+
+Test(usd, amounts_are_exact_micro_usd)
+{
+    int64_t v = -1;
+    cr_assert_eq(ctl_parse_usd("0.5", &v, NULL, 0), 0);
+    cr_expect_eq(v, 500000);
+    cr_assert_eq(ctl_parse_usd("0.000001", &v, NULL, 0), 0);
+    cr_expect_eq(v, 1);
+    cr_assert_eq(ctl_parse_usd("12", &v, NULL, 0), 0);
+    cr_expect_eq(v, 12000000);
+    cr_assert_eq(ctl_parse_usd("1000000000", &v, NULL, 0), 0); /* CFG_USD_MAX */
+    cr_expect_eq(v, 1000000000LL * 1000000);
+}
+
+static void s_usd_fails(const char *s, const char *reason_part)
+{
+    int64_t v = 42;
+    char why[160] = "";
+    cr_expect_eq(ctl_parse_usd(s, &v, why, sizeof why), -1, "'%s' accepted", s);
+    cr_expect_eq(v, 42, "'%s' changed the value", s);
+    cr_expect(strstr(why, reason_part) != NULL, "'%s': reason '%s' lacks '%s'", s, why,
+              reason_part);
+}
+
+Test(usd, refusals_give_the_reason)
+{
+    s_usd_fails("0.0000001", "more than 6 decimals");
+    s_usd_fails("-1", "must not be negative");
+    s_usd_fails("-0.5", "must not be negative");
+    s_usd_fails("1000000000.000001", "too large");
+    s_usd_fails("99999999999999999999999", "too large");
+    s_usd_fails("abc", "expected an amount in USD");
+    s_usd_fails("1.2.3", "expected an amount in USD");
+    s_usd_fails("5$", "expected an amount in USD");
+    s_usd_fails("1e3", "plain decimal");
+    s_usd_fails("nan", "finite");
+    s_usd_fails("", "empty");
+    int64_t v;
+    cr_expect_eq(ctl_parse_usd(NULL, &v, NULL, 0), -1); /* no reason buffer: still refused */
+}
+
+Test(usd, formatting_round_trips)
+{
+    char out[32];
+    ctl_fmt_usd(out, sizeof out, 500000);
+    cr_expect_str_eq(out, "0.500000");
+    ctl_fmt_usd(out, sizeof out, 1);
+    cr_expect_str_eq(out, "0.000001");
+    ctl_fmt_usd(out, sizeof out, INT64_MIN);
+    cr_expect_str_eq(out, "-9223372036854.775808");
+    ctl_fmt_limit(out, sizeof out, -1, true);
+    cr_expect_str_eq(out, "-");
+}
+
+/* ---- integers ------------------------------------------------------------ */
+
+Test(count, within_max)
+{
+    int64_t v = -1;
+    char why[64];
+    cr_assert_eq(ctl_parse_count("0", 10, &v, why, sizeof why), 0);
+    cr_expect_eq(v, 0);
+    cr_assert_eq(ctl_parse_count("0010", 10, &v, why, sizeof why), 0);
+    cr_expect_eq(v, 10);
+    cr_assert_eq(ctl_parse_count("9223372036854775807", INT64_MAX, &v, why, sizeof why), 0);
+    cr_expect_eq(v, INT64_MAX);
+}
+
+static void s_count_fails(const char *s, int64_t max, const char *reason)
+{
+    int64_t v = 42;
+    char why[64] = "";
+    cr_expect_eq(ctl_parse_count(s, max, &v, why, sizeof why), -1, "'%s' accepted", s);
+    cr_expect_eq(v, 42);
+    cr_expect_str_eq(why, reason, "'%s': reason '%s'", s, why);
+}
+
+Test(count, refusals_give_the_reason)
+{
+    s_count_fails("11", 10, "too large (max 10)");
+    s_count_fails("9223372036854775808", INT64_MAX, "too large (max 9223372036854775807)");
+    s_count_fails("99999999999999999999999999", 1000, "too large (max 1000)");
+    s_count_fails("-1", 10, "not a non-negative integer");
+    s_count_fails("abc", 10, "not a non-negative integer");
+    s_count_fails("12abc", 100, "not a non-negative integer");
+    s_count_fails(" 5", 10, "not a non-negative integer");
+    s_count_fails("", 10, "not a non-negative integer");
+}
+
+Test(int, parses_digits_only)
+{
+    int64_t v = 42;
+    cr_assert_eq(ctl_parse_int("123", &v), 0);
+    cr_expect_eq(v, 123);
+    cr_assert_eq(ctl_parse_int("9223372036854775807", &v), 0);
+    cr_expect_eq(v, INT64_MAX);
+    v = 42;
+    cr_expect_eq(ctl_parse_int("9223372036854775808", &v), -1); /* huge */
+    cr_expect_eq(ctl_parse_int("-5", &v), -1);
+    cr_expect_eq(ctl_parse_int("+5", &v), -1);
+    cr_expect_eq(ctl_parse_int(" 5", &v), -1);
+    cr_expect_eq(ctl_parse_int("5x", &v), -1);
+    cr_expect_eq(ctl_parse_int("ten", &v), -1);
+    cr_expect_eq(ctl_parse_int("", &v), -1);
+    cr_expect_eq(ctl_parse_int(NULL, &v), -1);
+    cr_expect_eq(v, 42);
+}
+
+/* ---- pid files ----------------------------------------------------------- */
+
+Test(pidfile, names_of_a_process)
+{
+    cr_expect(ctl_pidfile_match("cto_agent.pid", "cto_agent"));
+    cr_expect(ctl_pidfile_match("cto_agent.12345.pid", "cto_agent"));
+    cr_expect_not(ctl_pidfile_match("cto_agent_x.pid", "cto_agent"));
+    cr_expect_not(ctl_pidfile_match("cto_agent.pid.tmp", "cto_agent"));
+    cr_expect_not(ctl_pidfile_match("cto_agent..pid", "cto_agent"));
+    cr_expect_not(ctl_pidfile_match("cto_agent.12a.pid", "cto_agent"));
+    cr_expect_not(ctl_pidfile_match("coo_agent.pid", "cto_agent"));
+    cr_expect_not(ctl_pidfile_match("emads-bus.pid", ""));
+}
