@@ -88,7 +88,9 @@ typedef struct {
     int64_t started_ms, ended_ms;
 } ostep_t;
 
-typedef enum { LOP_NONE = 0, LOP_OPEN, LOP_SPEND, LOP_CLOSE } lop_t;
+/* LOP_SETTLE: the spend query after close_task that attributes to the
+   attempts whose reply was lost what the ledger posted for them (s_settle). */
+typedef enum { LOP_NONE = 0, LOP_OPEN, LOP_SPEND, LOP_CLOSE, LOP_SETTLE } lop_t;
 
 typedef struct {
     char id[PROTO_MAX_ID + 1];
@@ -539,6 +541,7 @@ static void s_ledger_call(orch_t *self, otask_t *t, lop_t op)
             ev_set_bool(b, "training", true);
         break;
     case LOP_SPEND:
+    case LOP_SETTLE:
         b = proto_body("spend");
         ev_set_str(b, "task", t->id);
         break;
@@ -1009,6 +1012,100 @@ static void s_on_recon(orch_t *self, otask_t *t, const ev_t *accounts)
                  lost >= 0 ? wf->steps[lost].name : "?");
 }
 
+/* An attempt whose reply was an error (timeout, worker_lost, a malformed
+   reply...) rather than a step_result: its agent may have spent, the
+   orchestrator does not know how much. service_unavailable is left out: the
+   bus found no worker, so the request reached no agent. */
+static bool s_attempt_unsettled(const ev_t *a)
+{
+    const ev_t *e = ev_get(a, "error");
+    return e && !ev_get(a, "actual") &&
+           strcmp(ev_get_str(e, "code", ""), PROTO_E_SERVICE_UNAVAILABLE) != 0;
+}
+
+static bool s_has_unsettled(const otask_t *t)
+{
+    for (int i = 0; i < t->n_steps; i++)
+        for (size_t k = 0; k < ev_len(t->steps[i].attempts); k++)
+            if (s_attempt_unsettled(ev_at(t->steps[i].attempts, k)))
+                return true;
+    return false;
+}
+
+/* After close_task: record as the spend of the attempts whose reply was
+   lost what the ledger posted for their agent in the task beyond the
+   recorded attempts (measured "ledger"). Per agent, the latest such attempt
+   gets the rest and its earlier ones zero, so the task's recorded steps add
+   up to the ledger's spend for the task. accounts: spend_reply.accounts. */
+static void s_settle(orch_t *self, otask_t *t, const ev_t *accounts)
+{
+    const cfg_workflow_t *wf = s_wf(self, t);
+    proto_amounts_t used[CFG_MAX_AGENTS];
+    memset(used, 0, sizeof used);
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        int a = cfg_agent_index(self->cfg, ev_get_str(acc, "agent", ""));
+        if (strcmp(ev_get_str(acc, "kind", ""), "agent") || a < 0 || a >= CFG_MAX_AGENTS)
+            continue;
+        proto_get_amounts(acc, "used", 0, &used[a]);
+    }
+    for (int a = 0; a < self->cfg->n_agents && a < CFG_MAX_AGENTS; a++) {
+        /* the agent's lost attempts, the latest one last */
+        int last_step = -1;
+        size_t last_k = 0;
+        int64_t last_end = -1;
+        proto_amounts_t rest = used[a];
+        for (int i = 0; i < t->n_steps; i++) {
+            const ostep_t *s = &t->steps[i];
+            if (wf->steps[i].agent != a)
+                continue;
+            if (s->has_actual)
+                for (int d = 0; d < DIM_COUNT; d++)
+                    rest.v[d] -= s->actual.v[d];
+            for (size_t k = 0; k < ev_len(s->attempts); k++) {
+                const ev_t *at = ev_at(s->attempts, k);
+                int64_t end = ev_get_int(at, "ended_ms", 0);
+                if (s_attempt_unsettled(at) && end >= last_end) {
+                    last_step = i;
+                    last_k = k;
+                    last_end = end;
+                }
+            }
+        }
+        if (last_step < 0)
+            continue;
+        for (int i = 0; i < t->n_steps; i++) {
+            ostep_t *s = &t->steps[i];
+            if (wf->steps[i].agent != a)
+                continue;
+            bool changed = false;
+            for (size_t k = 0; k < ev_len(s->attempts); k++) {
+                ev_t *at = ev_at(s->attempts, k);
+                if (!s_attempt_unsettled(at))
+                    continue;
+                proto_amounts_t amt;
+                for (int d = 0; d < DIM_COUNT; d++)
+                    amt.v[d] = i == last_step && k == last_k && rest.v[d] > 0 ? rest.v[d] : 0;
+                proto_set_amounts(at, "actual", &amt);
+                ev_set_str(at, "measured", "ledger");
+                if (!s->has_actual) {
+                    memset(&s->actual, 0, sizeof s->actual);
+                    snprintf(s->measured, sizeof s->measured, "%s", "ledger");
+                }
+                for (int d = 0; d < DIM_COUNT; d++)
+                    s->actual.v[d] += amt.v[d];
+                s->has_actual = true;
+                changed = true;
+            }
+            if (changed) {
+                log_info("task %s: step %s: spend of its lost replies taken from the ledger", t->id,
+                         wf->steps[i].name);
+                s_save_step(self, t, i);
+            }
+        }
+    }
+}
+
 static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
 {
     lop_t op = t->lop;
@@ -1030,6 +1127,13 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
         t->ledger_tries = 0;
         if (op == LOP_CLOSE) {
             log_warn("task %s: ledger unavailable for close_task; its holds expire", t->id);
+            s_finalize(self, t);
+            return;
+        }
+        if (op == LOP_SETTLE) {
+            log_warn("task %s: ledger unavailable for the final spend query; the attempts whose "
+                     "reply was lost keep no spend",
+                     t->id);
             s_finalize(self, t);
             return;
         }
@@ -1118,6 +1222,22 @@ static void s_on_ledger(orch_t *self, otask_t *t, ev_t *body)
         if (err && code && strcmp(code, PROTO_E_TASK_CLOSED) != 0 &&
             strcmp(code, PROTO_E_UNKNOWN_TASK) != 0)
             log_warn("task %s: close_task: %s: %s", t->id, code, ev_get_str(body, "reason", ""));
+        /* The task is closed: every hold is resolved or charged in full, so
+           what the ledger has for each agent is final (but for a late commit
+           of an agent still alive). Attribute it to the lost replies. */
+        if ((!err || (code && strcmp(code, PROTO_E_TASK_CLOSED) == 0)) && s_has_unsettled(t)) {
+            s_ledger_call(self, t, LOP_SETTLE);
+            return;
+        }
+        s_finalize(self, t);
+        return;
+    case LOP_SETTLE:
+        if (err)
+            log_warn("task %s: final spend query: %s: %s; the attempts whose reply was lost keep "
+                     "no spend",
+                     t->id, code ? code : "?", ev_get_str(body, "reason", ""));
+        else
+            s_settle(self, t, ev_get(body, "accounts"));
         s_finalize(self, t);
         return;
     case LOP_NONE:

@@ -39,6 +39,17 @@
     actual is their sum, its planned_path/model the first plan's, and its
     why tells which earlier attempts failed and how before the re-plan.
 
+    Lost replies. An attempt answered by a bus error (timeout, worker_lost)
+    or a malformed reply instead of a step_result may still have spent: its
+    agent may have reserved, committed, or left a hold that the ledger
+    charges in full at expiry or at close_task. When the task ends, after
+    close_task (so every hold is resolved or charged), a spend query for the
+    task records as the spend of such attempts what the ledger posted for
+    their agent beyond the recorded attempts (measured "ledger"; per agent
+    the latest lost attempt gets it, earlier ones zero), so the recorded
+    steps of every task add up to the ledger's spend. Only an agent still
+    alive that commits after the close can change the ledger afterwards.
+
     Policy learning. The planner's step scores come from the learned policy
     of the task's workflow when it has been trained (policy_scores of the
     bucket of the task's budget tightness), else from the configured
