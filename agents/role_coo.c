@@ -204,9 +204,10 @@ ev_t *role_coo_local(const char *text)
     char summary[1024];
     snprintf(summary, sizeof summary,
              "Operations view: %d weeks (%d discovery, %d build, %d testing, %d rollout) with %d "
-             "people; %zu process risk%s (%s overall)%s.",
-             timeline, discovery, build, testing, rollout, headcount, ev_len(risks),
-             ev_len(risks) == 1 ? "" : "s", level,
+             "%s; %zu process risk%s (%s overall)%s.",
+             timeline, discovery, build, testing, rollout, headcount,
+             headcount == 1 ? "person" : "people", ev_len(risks), ev_len(risks) == 1 ? "" : "s",
+             level,
              rank == 2   ? "; the requested deadline is not realistic"
              : rank == 1 ? "; proceed once the named risks have owners"
                          : "");

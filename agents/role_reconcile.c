@@ -191,10 +191,13 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
                                           "Reconsider before committing"};
     rec[0] = '\0';
     rr_cat(rec, sizeof rec, "%s.", verdict[rank]);
-    if (weeks > 0 || effort > 0)
-        rr_cat(rec, sizeof rec, " Plan %lld weeks with %lld people for about %lld engineer-days.",
-               (long long)weeks, (long long)ev_get_int(coo, "headcount", 0),
-               (long long)(effort > 0 ? effort : 0));
+    if (weeks > 0 || effort > 0) {
+        long long people = (long long)ev_get_int(coo, "headcount", 0);
+        long long days = (long long)(effort > 0 ? effort : 0);
+        rr_cat(rec, sizeof rec, " Plan %lld week%s with %lld %s for about %lld engineer-day%s.",
+               (long long)weeks, weeks == 1 ? "" : "s", people, people == 1 ? "person" : "people",
+               days, days == 1 ? "" : "s");
+    }
     if (ev_len(top) > 0) {
         rr_cat(rec, sizeof rec, " First address:");
         for (size_t i = 0; i < ev_len(top) && i < 3; i++)

@@ -740,7 +740,7 @@ void policy_update_opts_default(policy_update_opts_t *opts)
     opts->lr = 0.5;
     opts->kl_coef = 0.02;
     opts->eps = 1e-8;
-    opts->min_std = 1e-9;
+    opts->min_std = 1e-3; /* rewards are O(0.1..1): a smaller spread is noise */
 }
 
 int policy_update_group(policy_t *self, int b, const int *plans, int n_steps, const double *rewards,

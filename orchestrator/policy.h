@@ -221,7 +221,8 @@ typedef struct {
     double lr;      /* step size on logits; default 0.5 */
     double kl_coef; /* weight of the pull toward the prior; default 0.02 */
     double eps;     /* added to std in the advantage denominator; default 1e-8 */
-    double min_std; /* groups with reward std below are skipped; default 1e-9 */
+    double min_std; /* groups with reward std below are skipped; default 1e-3 (a group
+                       whose rewards differ only by cost noise carries no signal) */
 } policy_update_opts_t;
 
 /* Fill with the defaults above. */
