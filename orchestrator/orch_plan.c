@@ -47,6 +47,62 @@ static int64_t s_max(int64_t a, int64_t b)
     return a > b ? a : b;
 }
 
+/* The dearest an agent can pay for `tokens` tokens of model m (and of the
+   agent's small model, which it may switch to when its cost ratio is low):
+   every token at the higher of the input and output price. For any prompt
+   size p this bounds cfg_model_cost(m, p, tokens - p), which is what an
+   agent reserves for an LLM call. */
+static int64_t s_worst_cost(const cfg_t *cfg, const cfg_agent_t *ag, int model, int64_t tokens)
+{
+    int64_t worst = 0;
+    int cand[2] = {model, ag ? ag->small_model : -1};
+    for (int c = 0; c < 2; c++) {
+        if (cand[c] < 0 || cand[c] >= cfg->n_models)
+            continue;
+        const cfg_model_t *m = &cfg->models[cand[c]];
+        worst = s_max(worst, s_max(cfg_model_cost(m, tokens, 0), cfg_model_cost(m, 0, tokens)));
+    }
+    return worst;
+}
+
+void orch_plan_hold(const cfg_t *cfg, int agent, const cfg_option_t *co, proto_amounts_t *hold)
+{
+    memset(hold, 0, sizeof *hold);
+    const cfg_agent_t *ag = agent >= 0 && agent < cfg->n_agents ? &cfg->agents[agent] : NULL;
+    int64_t lat = co->est.v[DIM_LATENCY_MS];
+    int64_t tokens = co->est.v[DIM_TOKENS] > 0 ? co->est.v[DIM_TOKENS] : 0;
+    switch (co->path) {
+    case PATH_LLM: {
+        int model = co->model >= 0 ? co->model : ag ? ag->model : -1;
+        if (model < 0 || model >= cfg->n_models) { /* the agent runs it locally */
+            hold->v[DIM_LATENCY_MS] =
+                lat > 0 && lat < ORCH_PLAN_LOCAL_HOLD_MS ? lat : ORCH_PLAN_LOCAL_HOLD_MS;
+            break;
+        }
+        hold->v[DIM_TOKENS] = tokens;
+        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : ORCH_PLAN_LLM_HOLD_MS;
+        hold->v[DIM_COST_UUSD] = s_worst_cost(cfg, ag, model, tokens);
+        break;
+    }
+    case PATH_LOCAL:
+        hold->v[DIM_LATENCY_MS] =
+            lat > 0 && lat < ORCH_PLAN_LOCAL_HOLD_MS ? lat : ORCH_PLAN_LOCAL_HOLD_MS;
+        break;
+    case PATH_TOOL: {
+        int64_t t = ORCH_PLAN_TOOL_HOLD_MS;
+        if (co->tool >= 0 && co->tool < cfg->n_tools && cfg->tools[co->tool].timeout_ms > 0)
+            t = cfg->tools[co->tool].timeout_ms;
+        hold->v[DIM_TOOL_CALLS] = 1;
+        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : t;
+        if (co->model >= 0 && co->model < cfg->n_models && tokens > 0) {
+            hold->v[DIM_TOKENS] = tokens;
+            hold->v[DIM_COST_UUSD] = s_worst_cost(cfg, ag, co->model, tokens);
+        }
+        break;
+    }
+    }
+}
+
 void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_t *steps, int n,
                                const proto_amounts_t *limits, const ev_t *accounts,
                                orch_remaining_t *r)
@@ -59,10 +115,12 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_
         if (steps[i].st != ORCH_STEP_RUNNING || steps[i].option < 0 ||
             steps[i].option >= wf->steps[i].n_options)
             continue;
-        const proto_amounts_t *est = &wf->steps[i].options[steps[i].option].est;
+        /* what its agent reserves, or has reserved */
+        proto_amounts_t hold;
+        orch_plan_hold(cfg, wf->steps[i].agent, &wf->steps[i].options[steps[i].option], &hold);
         for (int d = 0; d < DIM_COUNT; d++) {
-            inflight[wf->steps[i].agent][d] += est->v[d];
-            inflight_task[d] += est->v[d];
+            inflight[wf->steps[i].agent][d] += hold.v[d];
+            inflight_task[d] += hold.v[d];
         }
     }
     bool seen[CFG_MAX_AGENTS] = {false};
@@ -130,6 +188,29 @@ static bool s_needs_missing_key(const cfg_t *cfg, const cfg_option_t *co)
     return prov >= 0 && prov < 32 && (s_unavailable & (1u << prov));
 }
 
+/* The amounts the planner charges for option co of a step of agent `agent`:
+   the hold its agent will reserve (orch_plan_hold), raised where the
+   ledger's history (first matching row: agent, path, model) corrects the
+   configured estimate above it. History never lowers an amount below the
+   hold: the budget check must pass with what the agent will hold, or the
+   ledger denies the reserve. */
+static void s_plan_amounts(const cfg_t *cfg, int agent, const cfg_option_t *co,
+                           const planner_history_t *hist, size_t n_hist, int64_t amount[DIM_COUNT])
+{
+    proto_amounts_t hold;
+    orch_plan_hold(cfg, agent, co, &hold);
+    const planner_history_t *h = NULL;
+    for (size_t r = 0; hist && r < n_hist && !h; r++)
+        if (hist[r].count > 0 && hist[r].agent == agent && hist[r].path == (int)co->path &&
+            hist[r].model == co->model)
+            h = &hist[r];
+    for (int d = 0; d < DIM_COUNT; d++) {
+        int64_t est = co->est.v[d] < 0 ? 0 : co->est.v[d];
+        int64_t corrected = h ? planner_blend(est, h->mean[d], h->count, 5) : est;
+        amount[d] = s_max(hold.v[d], corrected);
+    }
+}
+
 int orch_plan(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t *steps,
               const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
               double skip_quality, orch_plan_t *p)
@@ -186,8 +267,7 @@ int orch_plan_scored(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t
                                    .model = co->model,
                                    .tool = co->tool,
                                    .quality = co->quality};
-            for (int d = 0; d < DIM_COUNT; d++)
-                po.amount[d] = co->est.v[d] < 0 ? 0 : co->est.v[d];
+            s_plan_amounts(cfg, st->agent, co, hist, n_hist, po.amount);
             int k = planner_add_option(pb, i, &po);
             if (k < 0 || k >= PLANNER_MAX_OPTIONS)
                 continue;
@@ -229,8 +309,6 @@ int orch_plan_scored(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t
             planner_set_allowed_paths(pb, i, step_mask);
         }
     }
-    if (rc == 0 && hist && n_hist)
-        planner_correct_estimates(pb, hist, n_hist, 0);
     for (int i = 0; rc == 0 && i < wf->n_steps && i < CFG_MAX_STEPS; i++)
         for (int k = 0; k < planner_n_options(pb, i) && k < PLANNER_MAX_OPTIONS; k++) {
             const planner_option_t *po = planner_get_option(pb, i, k);

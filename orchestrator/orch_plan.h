@@ -18,9 +18,13 @@
         to plan. A lowered limit is a cap, not a quality switch: a fresh
         task is healthy (ratio 1) and only what it spends makes it tight;
       - the problem: one planner step per workflow step, one planner option
-        per configured option not excluded for that step, estimates
-        corrected from the ledger's history; finished and running steps
-        fixed to what they run, skipped steps fixed as skipped.
+        per configured option not excluded for that step; finished and
+        running steps fixed to what they run, skipped steps fixed as
+        skipped. Each option is charged what its agent will reserve (its
+        hold, orch_plan_hold): the budget check is then the ledger's check,
+        and a plan it accepts is not denied at reserve time except by spend
+        elsewhere (other tasks on a shared account). The ledger's history
+        may raise an amount above the hold, never lower it.
 
     Units as everywhere: tokens, ms, tool calls, micro-USD; -1 unlimited.
 */
@@ -74,17 +78,32 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf, const orch_step_view_t 
 /* Set r->ratio and r->tight from r->task and r->limit_cost. */
 void orch_tightness(const cfg_t *cfg, orch_remaining_t *r);
 
+/* What an agent holds when it has no latency estimate (as agents/agent.c:
+   LLM 30 s, a tool its timeout or 5 s, the local path at most 500 ms). */
+#define ORCH_PLAN_LLM_HOLD_MS   30000
+#define ORCH_PLAN_TOOL_HOLD_MS  5000
+#define ORCH_PLAN_LOCAL_HOLD_MS 500
+
+/* The amounts the agent of a step (cfg agent index) reserves at most for
+   configured option co, sent to it as the step's option: tokens, the
+   configured token budget; latency, the configured latency_ms; one tool
+   call for the tool path; cost, the token budget at the dearer of the
+   model's input and output prices (of the option's model and of the
+   agent's small model), which bounds what the agent reserves for any prompt
+   size. The local path holds no money and at most 500 ms. */
+void orch_plan_hold(const cfg_t *cfg, int agent, const cfg_option_t *co, proto_amounts_t *hold);
+
 typedef struct {
     planner_result_t res;
     int optmap[CFG_MAX_STEPS][PLANNER_MAX_OPTIONS]; /* planner option -> cfg option */
-    /* the estimates the planner used per planner option: the configured
-       ones corrected from the ledger's history (as in res's totals) */
+    /* the amounts the planner used per planner option: the holds, raised
+       by the ledger's history where it says more (as in res's totals) */
     proto_amounts_t est[CFG_MAX_STEPS][PLANNER_MAX_OPTIONS];
 } orch_plan_t;
 
 /* Plan workflow wf for class cls (-1: no decision matrix) within r. steps
    (may be NULL: nothing ran yet) fix finished steps and exclude banned
-   options; hist (n_hist rows, may be NULL) corrects the estimates;
+   options; hist (n_hist rows, may be NULL) may raise amounts above the holds;
    skip_quality is the value of skipping an optional step. Returns 0 with
    p->res filled (feasible or not), or -1 on bad input with the reason in
    p->res.binding. */
@@ -113,8 +132,8 @@ int orch_plan_option(const orch_plan_t *p, const int *choice, int i);
 
 /* The steps of a plan choice as
    [{step, agent, path, model?, tool?, est (amounts), quality} | {step, agent, skipped: true}],
-   est being the estimate the planner used (corrected from history, the
-   same basis as the plan's totals). Caller owns the array. */
+   est being the amount the planner used (the hold, or more where history
+   says more: the same basis as the plan's totals). Caller owns the array. */
 ev_t *orch_plan_steps(const cfg_t *cfg, int wf, const orch_plan_t *p, const int *choice);
 
 /* "cto_agent.cost_uusd" from a binding text "cto_agent.cost_uusd needs ...". */

@@ -1,7 +1,8 @@
 /*  test_orch_plan.c - the orchestrator's planner adapter (orch_plan.c) on
     the shipped configuration (config/emads.yaml): remaining budgets from
     the ledger's accounts, tightness, the class decision matrix, excluded
-    options, finished steps kept, and infeasibility named.
+    options, finished steps kept, infeasibility named, and options charged
+    what their agents will hold.
 */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -120,7 +121,7 @@ Test(orch_plan, remaining_from_the_ledgers_accounts)
     ev_push(accs, s_account("task", NULL, &tused, &theld, &tlim));
 
     /* cto_analysis in flight with gpt-4o (3000 tokens estimated), of which
-       the ledger holds only 1000 so far: the estimate counts. */
+       the ledger holds only 1000 so far: what its agent will hold counts. */
     orch_step_view_t steps[CFG_MAX_STEPS] = {{0}};
     for (int i = 0; i < CFG_MAX_STEPS; i++)
         steps[i].option = -1;
@@ -131,7 +132,9 @@ Test(orch_plan, remaining_from_the_ledgers_accounts)
     cr_expect_eq(r.agent[cto][DIM_TOKENS], 20000 - 5000 - 3000);
     cr_expect_eq(r.agent[cto][DIM_TOOL_CALLS], 9);
     cr_expect_eq(r.agent[coo][DIM_TOKENS], 15000); /* no account yet: configured */
-    int64_t est_cost = s_cfg->workflows[wf].steps[cto_step].options[0].est.v[DIM_COST_UUSD];
+    proto_amounts_t hold;
+    orch_plan_hold(s_cfg, cto, &s_cfg->workflows[wf].steps[cto_step].options[0], &hold);
+    int64_t est_cost = hold.v[DIM_COST_UUSD];
     cr_expect_gt(est_cost, 0);
     cr_expect_eq(r.task[DIM_COST_UUSD], 5000000 - est_cost);
     cr_expect_eq(r.task[DIM_TOKENS], 200000 - 5000 - 3000);
@@ -316,10 +319,110 @@ Test(orch_plan, no_api_key_plans_local_and_keeps_the_tool_step)
     free(p);
 }
 
-Test(orch_plan, step_estimates_are_the_corrected_ones_the_totals_add)
+/* What an agent reserves for an LLM call of `tokens` tokens on model m with
+   a prompt of p tokens (agents/agent.c, agent_hold): the prompt priced as
+   input, the rest of the token budget as output. */
+static int64_t s_agent_reserve(const cfg_model_t *m, int64_t tokens, int64_t p)
 {
-    /* History says cto on gpt-4o is much cheaper than configured: the plan's
-       step lines show the corrected estimate, and add up to its totals. */
+    int64_t out = tokens - p;
+    return cfg_model_cost(m, p < tokens ? p : tokens, out < 0 ? 0 : out);
+}
+
+Test(orch_plan, hold_is_what_the_agent_reserves_at_most)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr");
+    int i = s_step(wf, "cto_analysis");
+    int cto = cfg_agent_index(s_cfg, "cto_agent");
+    const cfg_option_t *o = &s_cfg->workflows[wf].steps[i].options[0];
+    cr_assert_eq(o->path, PATH_LLM);
+    const cfg_model_t *m = &s_cfg->models[o->model];
+    cr_assert_str_eq(m->name, "gpt-4o");
+    proto_amounts_t hold;
+    orch_plan_hold(s_cfg, cto, o, &hold);
+    /* the configured token budget and latency, not an estimate */
+    cr_expect_eq(hold.v[DIM_TOKENS], o->est.v[DIM_TOKENS]);
+    cr_expect_eq(hold.v[DIM_LATENCY_MS], o->est.v[DIM_LATENCY_MS]);
+    cr_expect_eq(hold.v[DIM_TOOL_CALLS], 0);
+    /* 3000 tokens at gpt-4o's output price: 0.03 USD, above the
+       configured (60/40) estimate */
+    cr_expect_eq(hold.v[DIM_COST_UUSD], 30000);
+    cr_expect_gt(hold.v[DIM_COST_UUSD], o->est.v[DIM_COST_UUSD]);
+    /* at least the agent's reserve for every prompt size, and equal to it
+       for the smallest prompt (output dearer than input) */
+    int64_t worst = 0;
+    for (int64_t p = 0; p <= o->est.v[DIM_TOKENS] + 10; p++) {
+        int64_t r = s_agent_reserve(m, o->est.v[DIM_TOKENS], p);
+        cr_assert_leq(r, hold.v[DIM_COST_UUSD], "prompt %lld: reserve %lld > hold %lld",
+                      (long long)p, (long long)r, (long long)hold.v[DIM_COST_UUSD]);
+        worst = r > worst ? r : worst;
+    }
+    cr_expect_eq(worst, hold.v[DIM_COST_UUSD]);
+    /* the agent's small model (used when its budget runs low) bounds too */
+    const cfg_model_t *sm = &s_cfg->models[s_cfg->agents[cto].small_model];
+    cr_expect_leq(s_agent_reserve(sm, o->est.v[DIM_TOKENS], 0), hold.v[DIM_COST_UUSD]);
+
+    /* a tool with an LLM summary: one call, the summary model's worst case */
+    int r_i = s_step(wf, "research");
+    for (int k = 0; k < s_cfg->workflows[wf].steps[r_i].n_options; k++) {
+        const cfg_option_t *t = &s_cfg->workflows[wf].steps[r_i].options[k];
+        if (t->path != PATH_TOOL || t->model < 0)
+            continue;
+        orch_plan_hold(s_cfg, s_cfg->workflows[wf].steps[r_i].agent, t, &hold);
+        const cfg_model_t *tm = &s_cfg->models[t->model];
+        int64_t in = cfg_model_cost(tm, t->est.v[DIM_TOKENS], 0),
+                out = cfg_model_cost(tm, 0, t->est.v[DIM_TOKENS]);
+        cr_expect_eq(hold.v[DIM_TOOL_CALLS], 1);
+        cr_expect_eq(hold.v[DIM_TOKENS], t->est.v[DIM_TOKENS]);
+        cr_expect_geq(hold.v[DIM_COST_UUSD], in > out ? in : out);
+    }
+}
+
+Test(orch_plan, a_cost_cap_never_plans_a_hold_above_it)
+{
+    /* $0.02 for the task: gpt-4o's 3000-token hold ($0.03) does not fit,
+       though its configured estimate ($0.0165) would; the plan takes
+       options whose holds fit, and its totals are those holds. */
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
+    proto_amounts_t lim = {{-1, -1, -1, 20000}};
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, &lim, &r);
+    /* history says gpt-4o steps cost little: it must not lower the hold */
+    planner_history_t h[3];
+    const char *agents[3] = {"cto_agent", "coo_agent", "reconcile_gpt"};
+    for (int k = 0; k < 3; k++)
+        h[k] = (planner_history_t){.agent = cfg_agent_index(s_cfg, agents[k]),
+                                   .path = PATH_LLM,
+                                   .model = cfg_model_index(s_cfg, "gpt-4o"),
+                                   .count = 1000,
+                                   .mean = {658, 40, 0, 3577}};
+    orch_plan_t *p = malloc(sizeof *p);
+    cr_assert_eq(orch_plan(s_cfg, wf, cls, NULL, &r, h, 3, 0.7, p), 0);
+    cr_assert(p->res.feasible, "no plan: %s", p->res.binding);
+    int64_t sum = 0;
+    for (int i = 0; i < s_cfg->workflows[wf].n_steps; i++) {
+        int o = orch_plan_option(p, p->res.choice, i);
+        if (o < 0)
+            continue;
+        const cfg_step_t *st = &s_cfg->workflows[wf].steps[i];
+        proto_amounts_t hold;
+        orch_plan_hold(s_cfg, st->agent, &st->options[o], &hold);
+        cr_expect_leq(hold.v[DIM_COST_UUSD], 20000, "%s holds %lld", st->name,
+                      (long long)hold.v[DIM_COST_UUSD]);
+        cr_expect(st->options[o].model < 0 ||
+                      strcmp(s_cfg->models[st->options[o].model].name, "gpt-4o") != 0,
+                  "%s planned on gpt-4o", st->name);
+        sum += hold.v[DIM_COST_UUSD];
+    }
+    cr_expect_leq(sum, 20000);
+    cr_expect_eq(p->res.task_total[DIM_COST_UUSD], sum);
+    free(p);
+}
+
+Test(orch_plan, step_amounts_are_the_holds_the_totals_add)
+{
+    /* History says cto on gpt-4o is much cheaper than configured: the plan
+       still charges what the agent will hold, its step lines show it, and
+       they add up to its totals. */
     int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
     orch_remaining_t r;
     orch_remaining_fresh(s_cfg, NULL, &r);
@@ -346,9 +449,12 @@ Test(orch_plan, step_estimates_are_the_corrected_ones_the_totals_add)
             cto_seen = true;
             cr_expect_str_eq(ev_get_str(s, "model", ""), "gpt-4o");
             int cto_step = s_step(wf, "cto_analysis");
-            int64_t cfg_tok = s_cfg->workflows[wf].steps[cto_step].options[0].est.v[DIM_TOKENS];
-            cr_expect_lt(est.v[DIM_TOKENS], cfg_tok, "corrected %lld, configured %lld",
-                         (long long)est.v[DIM_TOKENS], (long long)cfg_tok);
+            proto_amounts_t hold;
+            orch_plan_hold(s_cfg, cfg_agent_index(s_cfg, "cto_agent"),
+                           &s_cfg->workflows[wf].steps[cto_step].options[0], &hold);
+            for (int d = 0; d < DIM_COUNT; d++)
+                cr_expect_eq(est.v[d], hold.v[d], "%s: planned %lld, held %lld", proto_dim_names[d],
+                             (long long)est.v[d], (long long)hold.v[d]);
         }
     }
     cr_expect(cto_seen);
