@@ -371,9 +371,10 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
     return root;
 }
 
+/* One compact line, like every other command's --json output. */
 static void s_print_json(json_t *root)
 {
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
     if (s) {
         printf("%s\n", s);
         free(s);

@@ -89,7 +89,7 @@ int ctl_cmd_policy(ctl_opts_t *opts, int argc, char **argv)
                          reset ? "policy reset" : "policy show", &rc);
     if (rep) {
         if (opts->json)
-            ctl_print_json(ctl_ev_json(rep), false);
+            ctl_print_json(ctl_ev_json(rep));
         else {
             const ev_t *pols = ev_get(rep, "policies");
             if (reset)

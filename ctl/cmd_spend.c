@@ -4,8 +4,12 @@
     latency, tool calls and USD, the amounts still held, and the percentage
     used of the most used limited dimension - then the task's total against
     total_task_budget. Without --task: the same per agent summed over every
-    task the ledger knows, against the per-task limit times the number of
-    tasks, and the global account when one is configured.
+    task the ledger knows, and the global account when one is configured.
+    The limits are then the sums of the ledger's own account limits (an
+    agent's accounts in every task; every task's account, asked of the
+    ledger task by task), so that a task opened with lowered limits
+    (submit --max-cost) counts with its own limit; one unlimited account
+    makes the sum unlimited.
 */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -103,12 +107,37 @@ static json_t *s_row_json(const row_t *r)
     return j;
 }
 
-/* Multiply a per-task limit by n tasks (unlimited stays unlimited). */
-static void s_scale(proto_amounts_t *limit, int n)
+/* Add one account's limit to a sum of limits: -1 (unlimited) in either
+   makes the sum unlimited. */
+static void s_add_limit(proto_amounts_t *sum, const proto_amounts_t *limit)
 {
-    for (int d = 0; d < DIM_COUNT; d++)
-        if (limit->v[d] >= 0)
-            limit->v[d] *= n > 0 ? n : 1;
+    for (int d = 0; d < DIM_COUNT; d++) {
+        if (sum->v[d] < 0 || limit->v[d] < 0)
+            sum->v[d] = -1;
+        else
+            sum->v[d] = limit->v[d] > INT64_MAX - sum->v[d] ? INT64_MAX : sum->v[d] + limit->v[d];
+    }
+}
+
+/* The sum of the task accounts' limits of every task in seen (asked of
+   the ledger one task at a time). A task the ledger no longer answers for
+   counts with the configured total_task_budget. */
+static void s_task_limits(ctl_conn_t *conn, zhashx_t *seen, proto_amounts_t *sum)
+{
+    s_zero(sum);
+    for (void *it = zhashx_first(seen); it; it = zhashx_next(seen)) {
+        const char *task = (const char *)zhashx_cursor(seen);
+        ev_t *b = proto_body("spend");
+        ev_set_str(b, "task", task);
+        ev_t *rep = bus_client_call(conn->client, "ledger", &b, 10000, NULL, NULL);
+        proto_amounts_t limit = conn->cfg->total_task_budget;
+        const ev_t *accs = rep && !proto_is_error(rep, NULL) ? ev_get(rep, "accounts") : NULL;
+        for (size_t k = 0; k < ev_len(accs); k++)
+            if (!strcmp(ev_get_str(ev_at(accs, k), "kind", ""), "task"))
+                proto_get_amounts(ev_at(accs, k), "limit", -1, &limit);
+        ev_destroy(&rep);
+        s_add_limit(sum, &limit);
+    }
 }
 
 int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
@@ -118,8 +147,9 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
                "\nPer agent: used / limit for tokens, latency, tool calls and USD, the\n"
                "amounts held by steps in flight, and the percentage used of the most used\n"
                "limit; then the totals against total_task_budget. --task narrows it to\n"
-               "one task; without it every task the ledger knows is summed (limits are\n"
-               "then per task times the number of tasks).\n"
+               "one task; without it every task the ledger knows is summed, and so are\n"
+               "the limits: each task's own account limits as the ledger holds them\n"
+               "(a task submitted with --max-cost counts with its lowered limit).\n"
                "\nUnits: tokens, milliseconds, tool calls, USD (6 decimals). '-' = no limit.\n"
                "Exit status: 0 ok, 1 unknown task or failure, 2 usage error, 3 not running.\n");
         return CTL_EXIT_OK;
@@ -169,7 +199,7 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
     for (int a = 0; a < n_agents; a++) {
         snprintf(rows[a].name, sizeof rows[a].name, "%s", cfg->agents[a].name);
         const cfg_budget_t *bud = cfg_budget(cfg, cfg->agents[a].name);
-        for (int d = 0; d < DIM_COUNT; d++)
+        for (int d = 0; d < DIM_COUNT; d++) /* no account yet: the configured limit */
             rows[a].limit.v[d] = bud ? bud->limit.v[d] : -1;
     }
     row_t total, global;
@@ -195,14 +225,17 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
                 continue;
             s_add(&rows[a].used, &used);
             s_add(&rows[a].held, &held);
-            rows[a].tasks++;
             if (task)
                 rows[a].limit = limit;
             else {
+                if (rows[a].tasks == 0)
+                    s_zero(&rows[a].limit);
+                s_add_limit(&rows[a].limit, &limit); /* the sum of its accounts' limits */
                 s_add(&total.used, &used);
                 s_add(&total.held, &held);
                 zhashx_update(seen, ev_get_str(acc, "task", "?"), (void *)1);
             }
+            rows[a].tasks++;
         } else if (!strcmp(kind, "task")) {
             s_add(&total.used, &used);
             s_add(&total.held, &held);
@@ -217,6 +250,8 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         }
     }
     total.tasks = task ? 0 : (int)zhashx_size(seen);
+    if (!task && total.tasks > 0) /* none: the configured total_task_budget */
+        s_task_limits(&conn, seen, &total.limit);
     zhashx_destroy(&seen);
     if (task) {
         if (!task_seen) {
@@ -227,10 +262,6 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
             return CTL_EXIT_FAIL;
         }
         total.limit = task_limit;
-    } else {
-        for (int a = 0; a < n_agents; a++)
-            s_scale(&rows[a].limit, rows[a].tasks);
-        s_scale(&total.limit, total.tasks);
     }
     if (opts->json) {
         json_t *ja = json_array();
@@ -239,13 +270,13 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         json_t *j = json_pack("{s:o, s:o, s:o}", "task", task ? json_string(task) : json_null(),
                               "agents", ja, "total", s_row_json(&total));
         json_object_set_new(j, "global", has_global ? s_row_json(&global) : json_null());
-        ctl_print_json(j, false);
+        ctl_print_json(j);
     } else {
         if (task)
             printf("spend of task %s\n", task);
         else
-            printf("spend over %d task%s (limits: per-task limit x tasks)\n", total.tasks,
-                   total.tasks == 1 ? "" : "s");
+            printf("spend over %d task%s (limits: the sum of each task's own limits)\n",
+                   total.tasks, total.tasks == 1 ? "" : "s");
         ctl_printf("%-14s %-16s %-18s %-9s %-24s %-30s %6s\n", "AGENT", "TOKENS", "LATENCY",
                    "TOOLS", "COST_USD", "HELD tok/lat/tools/usd", "USED%");
         for (int a = 0; a < n_agents; a++)

@@ -276,7 +276,7 @@ static void s_show_result(ctl_opts_t *opts, ctl_conn_t *conn, const ev_t *res, b
         json_t *j = ctl_ev_json(res);
         json_t *over = fin ? ctl_task_overruns(opts, conn, ev_get_str(res, "task", "")) : NULL;
         json_object_set_new(j, "overruns", over ? over : json_array());
-        ctl_print_json(j, false);
+        ctl_print_json(j);
         return;
     }
     s_print_result(res);
@@ -449,7 +449,7 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
         ev_destroy(&rep);
         if (!a.wait) {
             if (opts->json)
-                ctl_print_json(json_pack("{s:s}", "task", task), false);
+                ctl_print_json(json_pack("{s:s}", "task", task));
             else
                 printf("%s\n", task);
         } else {
@@ -498,7 +498,7 @@ static int s_one_task(ctl_opts_t *opts, int argc, char **argv, const char *usage
             s_show_result(opts, &conn, rep, true);
     }
     if (rep && opts->json && !strcmp(argv[0], "cancel"))
-        ctl_print_json(ctl_ev_json(rep), false);
+        ctl_print_json(ctl_ev_json(rep));
     ev_destroy(&rep);
     ctl_conn_close(&conn);
     return rc;
@@ -573,7 +573,7 @@ int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
     if (rep) {
         const ev_t *tasks = ev_get(rep, "tasks");
         if (opts->json)
-            ctl_print_json(ctl_ev_json(rep), false);
+            ctl_print_json(ctl_ev_json(rep));
         else {
             ctl_printf("%s%-16s %-17s %-14s %-20s %s\n", all ? "TRAIN " : "", "TASK", "STATE",
                        "CLASS", "CREATED", "TEXT");
@@ -660,7 +660,7 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
     if (rep) {
         bool feasible = ev_get_bool(rep, "feasible", false);
         if (opts->json)
-            ctl_print_json(ctl_ev_json(rep), false);
+            ctl_print_json(ctl_ev_json(rep));
         else {
             printf("class %s, workflow %s\n", ev_get_str(rep, "class", "?"),
                    ev_get_str(rep, "workflow", "?"));
@@ -699,21 +699,30 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
 
 /* ---- watch --------------------------------------------------------------- */
 
+#define WATCH_SILENT_MS 3000 /* no event nor pong for this long: disconnected */
+
 int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
 {
     if (ctl_wants_help(argc, argv)) {
-        printf("usage: emadsctl [--json] watch [--task ID] [PREFIX...]\n"
+        printf("usage: emadsctl [--json] watch [--task ID] [--exit-on-disconnect] [PREFIX...]\n"
                "\nStream events and alerts until interrupted: task.*, step.*, spend.*,\n"
                "alert.* (default: everything). PREFIX narrows the topics (e.g. alert.);\n"
                "--task shows only one task's events. --json prints one object per line.\n"
-               "\nExit status: 0 after Ctrl-C, 2 usage error, 3 not running.\n");
+               "When the bus stops answering for more than 3 s, one line on stderr says so\n"
+               "and watch keeps trying; another says when events flow again.\n"
+               "--exit-on-disconnect exits 3 instead. Stdout holds only events.\n"
+               "\nExit status: 0 after Ctrl-C or when the output is closed, 2 usage error,\n"
+               "3 not running (or the bus went away, with --exit-on-disconnect).\n");
         return CTL_EXIT_OK;
     }
     const char *task = NULL;
     const char *prefixes[16];
     int n = 0;
+    bool exit_on_disconnect = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--task") && i + 1 >= argc)
+        if (!strcmp(argv[i], "--exit-on-disconnect"))
+            exit_on_disconnect = true;
+        else if (!strcmp(argv[i], "--task") && i + 1 >= argc)
             return ctl_usage_error(opts, "watch: --task needs a task id");
         else if (!strcmp(argv[i], "--task"))
             task = argv[++i];
@@ -735,11 +744,52 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
     if (!opts->json) {
         fprintf(stderr, "watching events on %s (Ctrl-C to stop)\n", conn.endpoint);
     }
+    /* Liveness: any event or a pong proves the bus is there. Without news
+       for a second a ping goes out (one at a time); more than
+       WATCH_SILENT_MS without news is a disconnection. The subscriptions
+       are sent again on reconnection (a restarted bus knows none). */
+    int64_t last_alive = zclock_mono(), last_ping = 0;
+    char ping_corr[PROTO_MAX_ID + 1] = "";
+    bool disconnected = false;
     while (!zsys_interrupted) {
         bus_msg_t m;
-        int r = bus_client_recv(conn.client, &m, 1000);
+        int r = bus_client_recv(conn.client, &m, 500);
         if (r < 0)
             break;
+        int64_t now = zclock_mono();
+        if (r == 1 && m.kind == BUS_MSG_REPLY && ping_corr[0] && !strcmp(m.corr_id, ping_corr)) {
+            if (!proto_is_error(m.body, NULL))
+                last_alive = now;
+            ping_corr[0] = '\0';
+        } else if (r == 1 && m.kind == BUS_MSG_EVENT)
+            last_alive = now;
+        if (disconnected && now - last_alive <= WATCH_SILENT_MS) {
+            disconnected = false;
+            fprintf(stderr, "%s: watch: reconnected to the bus at %s\n", opts->prog, conn.endpoint);
+            if (n == 0)
+                bus_client_subscribe(conn.client, "");
+            for (int i = 0; i < n; i++)
+                bus_client_subscribe(conn.client, prefixes[i]);
+        } else if (!disconnected && now - last_alive > WATCH_SILENT_MS) {
+            disconnected = true;
+            if (exit_on_disconnect) {
+                fprintf(stderr, "%s: watch: the bus at %s is not answering\n", opts->prog,
+                        conn.endpoint);
+                if (r == 1)
+                    bus_msg_clear(&m);
+                rc = CTL_EXIT_NOT_RUNNING;
+                break;
+            }
+            fprintf(stderr, "%s: watch: the bus at %s is not answering; reconnecting...\n",
+                    opts->prog, conn.endpoint);
+        }
+        if (!ping_corr[0] && now - last_alive >= 1000 && now - last_ping >= 1000) {
+            ev_t *ping = proto_body("ping");
+            if (bus_client_send(conn.client, "bus", &ping, WATCH_SILENT_MS - 1000, ping_corr) != 0)
+                ping_corr[0] = '\0';
+            ev_destroy(&ping);
+            last_ping = now;
+        }
         if (r == 0 || m.kind != BUS_MSG_EVENT) {
             if (r == 1)
                 bus_msg_clear(&m);
@@ -754,7 +804,7 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
             json_object_set_new(j, "sender", json_string(m.sender));
             json_object_del(j, "v");
             json_object_del(j, "type");
-            ctl_print_json(j, true);
+            ctl_print_json(j);
         } else {
             time_t secs = (time_t)(ev_get_int(m.body, "at_ms", 0) / 1000);
             struct tm tm;
@@ -797,10 +847,11 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
                 S_APPEND(" - %s", ctl_escape(esc, sizeof esc, msg));
 #undef S_APPEND
             ctl_printf("%s\n", line);
-            fflush(stdout);
         }
         bus_msg_clear(&m);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            break; /* output closed (EPIPE): nobody reads any more */
     }
     ctl_conn_close(&conn);
-    return CTL_EXIT_OK;
+    return rc;
 }

@@ -11,13 +11,23 @@
     convenience: when none arrives for a while the run's state is polled
     (train_status), so a lost event only delays a line. Ctrl-C asks the
     orchestrator to stop the run after its running group (train_cancel).
+    The run must not outlive its client: a closed output (EPIPE; SIGPIPE
+    is ignored in main), SIGHUP or SIGTERM send train_cancel too, then exit
+    at once. FILE is checked first (a regular file, at most 1 MiB of UTF-8
+    text, ctl_texts_parse), so nothing is read without limit.
 
     Exit: 0 when the run finished or stopped on its training budget (the
-    output says which), 1 on any other end, 2 on bad usage, 3 when the
-    constellation is not running.
+    output says which), 1 on any other end or a closed output, 2 on bad
+    usage or a refused FILE, 3 when the constellation is not running, 130
+    after SIGHUP or SIGTERM.
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -29,41 +39,86 @@
 #define TRAIN_CALL_TIMEOUT_MS 10000
 #define TRAIN_POLL_MS         3000 /* poll train_status after this long without an event */
 
-/* Read FILE's task texts into an ev array (caller owns). NULL with a message. */
+/* Read FILE's task texts into an ev array (caller owns). NULL with a
+   message: FILE must be a regular file of at most CTL_TEXTS_MAX_BYTES of
+   UTF-8 text (ctl_texts_parse), so that /dev/zero, a FIFO or a database
+   is refused before anything is read without limit. */
 static ev_t *s_read_texts(ctl_opts_t *opts, const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         fprintf(stderr, "%s: train: cannot read %s: %s\n", opts->prog, path, strerror(errno));
         return NULL;
     }
-    ev_t *arr = ev_new_array();
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
-                         line[n - 1] == '\t'))
-            line[--n] = '\0';
-        char *p = line;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (!*p || *p == '#')
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "%s: train: %s is not a regular file (a text file of one task per line)\n",
+                opts->prog, path);
+        close(fd);
+        return NULL;
+    }
+    if (st.st_size > CTL_TEXTS_MAX_BYTES) {
+        fprintf(stderr, "%s: train: %s is larger than %d KiB\n", opts->prog, path,
+                CTL_TEXTS_MAX_BYTES / 1024);
+        close(fd);
+        return NULL;
+    }
+    /* one byte more than the cap, to see a file that grew meanwhile */
+    char *buf = malloc(CTL_TEXTS_MAX_BYTES + 1);
+    size_t len = 0;
+    while (buf && len < CTL_TEXTS_MAX_BYTES + 1) {
+        ssize_t r = read(fd, buf + len, CTL_TEXTS_MAX_BYTES + 1 - len);
+        if (r < 0 && errno == EINTR)
             continue;
-        if (strlen(p) > 16 * 1024) {
-            fprintf(stderr, "%s: train: %s: a task text is longer than 16 KiB\n", opts->prog, path);
-            ev_destroy(&arr);
-            break;
+        if (r < 0) {
+            fprintf(stderr, "%s: train: cannot read %s: %s\n", opts->prog, path, strerror(errno));
+            free(buf);
+            close(fd);
+            return NULL;
         }
-        ev_push(arr, ev_new_str(p));
+        if (r == 0)
+            break;
+        len += (size_t)r;
     }
-    free(line);
-    fclose(f);
-    if (arr && ev_len(arr) == 0) {
-        fprintf(stderr, "%s: train: %s holds no task text\n", opts->prog, path);
-        ev_destroy(&arr);
+    close(fd);
+    if (!buf) {
+        fprintf(stderr, "%s: train: out of memory\n", opts->prog);
+        return NULL;
     }
+    char why[160];
+    size_t n = 0;
+    char **texts = ctl_texts_parse(buf, len, &n, why, sizeof why);
+    free(buf);
+    if (!texts) {
+        fprintf(stderr, "%s: train: %s: %s\n", opts->prog, path, why);
+        return NULL;
+    }
+    ev_t *arr = ev_new_array();
+    for (size_t i = 0; i < n; i++)
+        ev_push(arr, ev_new_str(texts[i]));
+    ctl_texts_free(&texts);
     return arr;
+}
+
+/* SIGHUP (the terminal went away) and SIGTERM cancel the run like Ctrl-C,
+   but then exit at once instead of following the run to its end. */
+static volatile sig_atomic_t s_hangup = 0;
+static void s_on_hangup(int sig)
+{
+    s_hangup = sig;
+    zsys_interrupted = 1;
+}
+
+/* True when stdout can no longer be written (a closed pipe: EPIPE, since
+   SIGPIPE is ignored in main). */
+static bool s_output_closed(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return true;
+    /* the reader of a pipe may be gone before anything is written (--json
+       prints only at the end): the write end then polls POLLERR */
+    struct pollfd pfd = {.fd = STDOUT_FILENO, .events = 0, .revents = 0};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
 }
 
 static void s_print_progress(const ev_t *d)
@@ -125,7 +180,11 @@ static int s_usage(void)
            "the group. --budget-usd bounds the whole run: no group starts that it\n"
            "cannot cover. --task-budget-usd lowers each training task's cost limit.\n"
            "Prints one line per group and the mean reward per round. Exit 0 when the\n"
-           "run finished or stopped on its budget, 1 otherwise.\n");
+           "run finished or stopped on its budget, 1 otherwise.\n"
+           "\n"
+           "FILE: a regular file of at most 1 MiB of UTF-8 text, at most 1000 texts of\n"
+           "at most 16 KiB each. Ctrl-C cancels the run after its running group and\n"
+           "waits for it; a closed output, SIGHUP or SIGTERM cancel it and exit.\n");
     return CTL_EXIT_OK;
 }
 
@@ -208,6 +267,12 @@ int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv)
     if (!opts->json)
         printf("training %s: %" PRId64 " rounds, group %" PRId64 "\n", id, rounds, group);
     fflush(stdout);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_hangup;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     ev_t *progress = ev_new_array();
     ev_t *final = NULL; /* the run map at the end */
@@ -215,7 +280,11 @@ int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv)
     int64_t last_news = zclock_mono();
     int64_t seen_groups = 0;
     while (!final) {
-        if (zsys_interrupted && !cancel_sent) {
+        /* Ctrl-C: cancel and follow the run to its end. Output closed,
+           hang-up or SIGTERM: nobody is left to read, so cancel and exit
+           (the run must not go on spending for a client that is gone). */
+        bool closed = s_output_closed();
+        if ((zsys_interrupted || closed) && !cancel_sent) {
             zsys_interrupted = 0;
             ev_t *c = proto_body("train_cancel");
             ev_set_str(c, "train", id);
@@ -223,12 +292,26 @@ int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv)
                                "train_cancel", &rc);
             ev_destroy(&r);
             cancel_sent = true;
+            if (closed || s_hangup) {
+                fprintf(stderr, "%s: train: %s; training %s cancelled\n", opts->prog,
+                        closed               ? "output closed"
+                        : s_hangup == SIGHUP ? "hang-up"
+                                             : "terminated",
+                        id);
+                rc = closed ? CTL_EXIT_FAIL : CTL_EXIT_INTERRUPTED;
+                break;
+            }
             if (!opts->json)
                 fprintf(stderr, "cancelling: the running group finishes first\n");
+        } else if (s_hangup && cancel_sent) {
+            rc = CTL_EXIT_INTERRUPTED; /* second signal after Ctrl-C: stop following */
+            break;
         }
         bus_msg_t m;
         int r = bus_client_recv(conn.client, &m, 1000);
         if (r < 0) {
+            if (!cancel_sent && (zsys_interrupted || s_hangup))
+                continue; /* a signal: cancel at the top of the loop */
             rc = CTL_EXIT_FAIL;
             break;
         }
@@ -267,7 +350,7 @@ int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv)
         if (opts->json) {
             json_t *j = ctl_ev_json(final);
             json_object_set_new(j, "progress", ctl_ev_json(progress));
-            ctl_print_json(j, false);
+            ctl_print_json(j);
         } else {
             char usd[32];
             ctl_fmt_usd(usd, sizeof usd, ev_get_int(final, "spent_uusd", 0));

@@ -428,8 +428,7 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
     if (opts->json)
         ctl_print_json(json_pack("{s:b, s:b, s:s, s:s, s:o}", "ok", rc == CTL_EXIT_OK,
                                  "already_running", rc == CTL_EXIT_OK && started == 0, "run_dir",
-                                 conn.run, "endpoint", conn.endpoint, "processes", jprocs),
-                       false);
+                                 conn.run, "endpoint", conn.endpoint, "processes", jprocs));
     else
         json_decref(jprocs);
     ctl_conn_close(&conn);
@@ -564,8 +563,7 @@ static int s_down(ctl_opts_t *opts, int argc, char **argv)
     }
     if (opts->json)
         ctl_print_json(json_pack("{s:i, s:b, s:o}", "stopped", stopped, "socket_removed",
-                                 sock_removed, "processes", jprocs),
-                       false);
+                                 sock_removed, "processes", jprocs));
     else {
         json_decref(jprocs);
         if (stopped == 0)
@@ -590,7 +588,7 @@ static int s_task_status(ctl_opts_t *opts, const char *task)
     ev_set_str(b, "task", task);
     ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, 10000, "status", &rc);
     if (rep && opts->json)
-        ctl_print_json(ctl_ev_json(rep), false);
+        ctl_print_json(ctl_ev_json(rep));
     else if (rep) {
         /* running: time since submission; ended: how long it took */
         int64_t c = ev_get_int(rep, "created_ms", 0);
@@ -677,8 +675,12 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
                                    : "-");
         snprintf(ws, sizeof ws, "%" PRId64, workers);
         snprintf(ifs, sizeof ifs, "%" PRId64, inflight);
-        char pidstr[16];
-        snprintf(pidstr, sizeof pidstr, "%d", (int)pid);
+        char pidstr[CTL_MAX_PIDFILES * 12] = ""; /* every instance: "101,102" */
+        for (int k = 0, used = 0; k < ninst && used < (int)sizeof pidstr; k++) {
+            int w = snprintf(pidstr + used, sizeof pidstr - (size_t)used, "%s%d", k ? "," : "",
+                             (int)pids[k]);
+            used += w > 0 ? w : 0;
+        }
         char label[64]; /* "cto_agent (2)" when several instances run */
         if (ninst > 1)
             snprintf(label, sizeof label, "%s (%d)", p->name, ninst);
@@ -711,7 +713,7 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
             json_object_set_new(j, "bus",
                                 json_pack("{s:b, s:I}", "curve", ev_get_bool(pong, "curve", false),
                                           "clients", (json_int_t)ev_get_int(pong, "clients", 0)));
-        ctl_print_json(j, false);
+        ctl_print_json(j);
     } else
         json_decref(jprocs);
     ev_destroy(&pong);

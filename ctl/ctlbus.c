@@ -211,10 +211,9 @@ json_t *ctl_ev_json(const ev_t *v)
     }
 }
 
-void ctl_print_json(json_t *j, bool compact)
+void ctl_print_json(json_t *j)
 {
-    char *s = json_dumps(j, (compact ? JSON_COMPACT : JSON_INDENT(2)) | JSON_PRESERVE_ORDER |
-                                JSON_ENCODE_ANY);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
     if (s) {
         fputs(s, stdout);
         fputc('\n', stdout);

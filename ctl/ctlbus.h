@@ -52,8 +52,10 @@ ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **b
 
 /* ev value as a new jansson value (maps keep their order). */
 json_t *ctl_ev_json(const ev_t *v);
-/* Print j (stolen) on stdout as one line of JSON (indent 0) or indented. */
-void ctl_print_json(json_t *j, bool compact);
+/* Print j (stolen) on stdout as one line of compact JSON (JSON_COMPACT, no
+   indentation), so that every --json output is one line per object for
+   line-based scripts. */
+void ctl_print_json(json_t *j);
 
 /* pid from <run>/pids/<name>.pid, 0 if none. */
 pid_t ctl_read_pid(const char *run, const char *name);

@@ -148,6 +148,100 @@ long ctl_utf8_invalid(const char *s)
     return -1;
 }
 
+/* ---- task files ---------------------------------------------------------- */
+
+void ctl_texts_free(char ***texts_p)
+{
+    if (!texts_p || !*texts_p)
+        return;
+    for (char **t = *texts_p; *t; t++)
+        free(*t);
+    free(*texts_p);
+    *texts_p = NULL;
+}
+
+char **ctl_texts_parse(const char *buf, size_t len, size_t *n, char *why, size_t whylen)
+{
+    char dummy[8];
+    if (!why) {
+        why = dummy;
+        whylen = sizeof dummy;
+    }
+    *n = 0;
+    if (len > CTL_TEXTS_MAX_BYTES) {
+        snprintf(why, whylen, "larger than %d KiB", CTL_TEXTS_MAX_BYTES / 1024);
+        return NULL;
+    }
+    char **out = calloc(CTL_TEXTS_MAX + 1, sizeof *out);
+    char *line = malloc(len + 1);
+    if (!out || !line) {
+        free(out);
+        free(line);
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    size_t pos = 0, lineno = 0;
+    while (pos < len) {
+        lineno++;
+        const char *start = buf + pos;
+        const char *nl = memchr(start, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - start) : len - pos;
+        pos += ll + (nl ? 1 : 0);
+        for (size_t i = 0; i < ll; i++) {
+            unsigned char c = (unsigned char)start[i];
+            if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f) {
+                snprintf(why, whylen,
+                         "line %zu: binary content (byte 0x%02x): not a text file of one task "
+                         "per line",
+                         lineno, c);
+                goto fail;
+            }
+        }
+        memcpy(line, start, ll);
+        line[ll] = '\0';
+        long bad = ctl_utf8_invalid(line);
+        if (bad >= 0) {
+            snprintf(why, whylen, "line %zu: not UTF-8 text (byte %ld of the line)", lineno,
+                     bad + 1);
+            goto fail;
+        }
+        while (ll > 0 && (line[ll - 1] == '\r' || line[ll - 1] == ' ' || line[ll - 1] == '\t'))
+            line[--ll] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t' || *p == '\r')
+            p++;
+        if (!*p || *p == '#')
+            continue;
+        if (strlen(p) > CTL_TEXT_MAX) {
+            snprintf(why, whylen, "line %zu: a task text is longer than %d KiB", lineno,
+                     CTL_TEXT_MAX / 1024);
+            goto fail;
+        }
+        if (*n >= CTL_TEXTS_MAX) {
+            snprintf(why, whylen, "line %zu: more than %d task texts", lineno, CTL_TEXTS_MAX);
+            goto fail;
+        }
+        out[*n] = strdup(p);
+        if (!out[*n]) {
+            snprintf(why, whylen, "out of memory");
+            goto fail;
+        }
+        (*n)++;
+    }
+    free(line);
+    if (*n == 0) {
+        snprintf(why, whylen, "holds no task text");
+        ctl_texts_free(&out);
+        return NULL;
+    }
+    return out;
+fail:
+    free(line);
+    ctl_texts_free(&out);
+    *n = 0;
+    return NULL;
+}
+
 bool ctl_blank(const char *s)
 {
     for (; s && *s; s++)

@@ -49,6 +49,24 @@ char *ctl_escape_dup(const char *s);
    tables whose last column may be empty). */
 void ctl_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- task files (emadsctl train --tasks) -------------------------------- */
+
+#define CTL_TEXTS_MAX_BYTES (1024 * 1024) /* the whole file */
+#define CTL_TEXTS_MAX       1000          /* task texts in one file */
+#define CTL_TEXT_MAX        (16 * 1024)   /* bytes of one text, as submit */
+
+/* Parse a task file held in buf (len bytes, need not end in NUL): one task
+   text per line, surrounding blanks trimmed, blank lines and lines whose
+   first non-blank is '#' skipped, CRLF accepted. Refused, with the reason
+   naming the line in why (may be NULL): more than CTL_TEXTS_MAX_BYTES,
+   a NUL or other control byte (binary content), bytes that are not UTF-8,
+   a text longer than CTL_TEXT_MAX, more than CTL_TEXTS_MAX texts, no text
+   at all. Returns a NULL-terminated array of new strings with the count in
+   *n (caller frees it with ctl_texts_free), or NULL. */
+char **ctl_texts_parse(const char *buf, size_t len, size_t *n, char *why, size_t whylen);
+/* Free an array from ctl_texts_parse and set *texts_p to NULL. */
+void ctl_texts_free(char ***texts_p);
+
 /* ---- pid files ----------------------------------------------------------- */
 
 /* True if fname (a file name in <run>/pids, no folder) is a pid file of

@@ -13,6 +13,7 @@
 #include "ctl/ctl.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +313,10 @@ int main(int argc, char **argv)
     opts.argv0 = argc > 0 ? argv[0] : "emadsctl";
     const char *base = strrchr(opts.argv0, '/');
     opts.prog = base ? base + 1 : opts.argv0;
+    /* A closed output (emadsctl ... | head) is an EPIPE each command sees
+       and handles ("output closed"; train then cancels its run), not a
+       signal that kills the process before it can clean up. */
+    signal(SIGPIPE, SIG_IGN);
 
     const char *env = getenv("EMADS_HOME");
     if (env && *env)

@@ -25,7 +25,7 @@ check "summary shows the total task budget in USD" $?
 "$ctl" --json config check "$src/config/emads.yaml" >"$tmp/json" 2>"$tmp/err"
 rc=$?
 check "--json: exit 0 (got $rc)" "$([ $rc -eq 0 ]; echo $?)"
-grep -q '"cost_uusd": 20000000' "$tmp/json"
+grep -q -E '"cost_uusd": ?20000000' "$tmp/json"
 check "--json: total task budget 20000000 micro-USD" $?
 
 # 3. an unknown key: exit 2 and file:LINE: key: reason

@@ -29,7 +29,8 @@ done
 [ -f "$E2E_RUN/pids/cto_agent.$second.pid" ] || fail "no pid file cto_agent.$second.pid: $(ls "$E2E_RUN/pids")"
 pids=$(echo "$st" | json '" ".join(str(x) for x in [p["pids"] for p in d["processes"] if p["name"] == "cto_agent"][0])')
 [ "$pids" = "$first $second" ] || fail "status pids '$pids', expected '$first $second'"
-ctl status | grep -q '^cto_agent (2) ' || fail "status does not show 'cto_agent (2)': $(ctl status)"
+ctl status | grep -q "^cto_agent (2) *$first,$second " ||
+    fail "status does not show 'cto_agent (2)' with both pids $first,$second: $(ctl status)"
 
 # the other agents run once
 n1=$(echo "$st" | json '[p["instances"] for p in d["processes"] if p["name"] == "coo_agent"][0]')

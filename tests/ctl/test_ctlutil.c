@@ -1,9 +1,11 @@
 /*  test_ctlutil.c - unit tests of emadsctl's pure helpers (ctl/ctlutil.h):
     the UTF-8 check that guards task text, the escaping of text for a
     terminal, USD and integer option parsing with the reasons a user reads,
-    and the names of pid files that `emadsctl down` and `status` consider.
+    the names of pid files that `emadsctl down` and `status` consider, and
+    the parsing of `train --tasks` files (caps, binary content, blank lines).
 */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -226,4 +228,97 @@ Test(pidfile, names_of_a_process)
     cr_expect_not(ctl_pidfile_match("cto_agent.12a.pid", "cto_agent"));
     cr_expect_not(ctl_pidfile_match("coo_agent.pid", "cto_agent"));
     cr_expect_not(ctl_pidfile_match("emads-bus.pid", ""));
+}
+
+/* ---- task files (train --tasks) ----------------------------------------- */
+
+static char **s_parse(const char *text, size_t *n, char *why, size_t whylen)
+{
+    return ctl_texts_parse(text, strlen(text), n, why, whylen);
+}
+
+Test(texts, lines_blanks_comments_and_crlf)
+{
+    size_t n = 99;
+    char why[160] = "";
+    char **t = s_parse("# a comment\n\n  first task  \r\n\t\n   # indented comment\nsecond "
+                       "caf\xc3\xa9\n  third",
+                       &n, why, sizeof why);
+    cr_assert_not_null(t, "refused: %s", why);
+    cr_assert_eq(n, 3);
+    cr_expect_str_eq(t[0], "first task");
+    cr_expect_str_eq(t[1], "second caf\xc3\xa9");
+    cr_expect_str_eq(t[2], "third"); /* last line without a newline */
+    cr_expect_null(t[3]);
+    ctl_texts_free(&t);
+    cr_expect_null(t);
+}
+
+Test(texts, no_text_is_refused)
+{
+    size_t n = 0;
+    char why[160] = "";
+    cr_expect_null(s_parse("", &n, why, sizeof why));
+    cr_expect_null(s_parse("\n  \n# only comments\n", &n, why, sizeof why));
+    cr_expect(strstr(why, "no task text") != NULL, "%s", why);
+    cr_expect_eq(n, 0);
+}
+
+Test(texts, binary_content_names_the_line)
+{
+    size_t n = 0;
+    char why[160] = "";
+    static const char db[] = "ok line\nSQLite format 3\0\x10\x00\x01";
+    cr_expect_null(ctl_texts_parse(db, sizeof db - 1, &n, why, sizeof why));
+    cr_expect(strstr(why, "line 2: binary content (byte 0x00)") != NULL, "%s", why);
+    cr_expect_null(s_parse("a\nb\nc\x1b[31m\n", &n, why, sizeof why));
+    cr_expect(strstr(why, "line 3: binary content (byte 0x1b)") != NULL, "%s", why);
+    /* zeros as read from /dev/zero: refused on the first line */
+    char zeros[4096];
+    memset(zeros, 0, sizeof zeros);
+    cr_expect_null(ctl_texts_parse(zeros, sizeof zeros, &n, why, sizeof why));
+    cr_expect(strstr(why, "line 1: binary") != NULL, "%s", why);
+}
+
+Test(texts, invalid_utf8_names_the_line)
+{
+    size_t n = 0;
+    char why[160] = "";
+    cr_expect_null(s_parse("fine\ncaf\xe9 latin-1\n", &n, why, sizeof why));
+    cr_expect(strstr(why, "line 2: not UTF-8") != NULL, "%s", why);
+    char **t = ctl_texts_parse("x", 1, &n, NULL, 0); /* why may be NULL */
+    cr_expect_not_null(t);
+    ctl_texts_free(&t);
+    cr_expect_null(ctl_texts_parse("\xff", 1, &n, NULL, 0));
+}
+
+Test(texts, caps)
+{
+    size_t n = 0;
+    char why[160] = "";
+    /* the whole file */
+    size_t big = CTL_TEXTS_MAX_BYTES + 1;
+    char *buf = malloc(big);
+    cr_assert_not_null(buf);
+    memset(buf, 'a', big);
+    cr_expect_null(ctl_texts_parse(buf, big, &n, why, sizeof why));
+    cr_expect(strstr(why, "larger than 1024 KiB") != NULL, "%s", why);
+    /* one text: exactly the cap passes, one byte more is refused */
+    memset(buf, 'a', CTL_TEXT_MAX + 1);
+    char **t = ctl_texts_parse(buf, CTL_TEXT_MAX, &n, why, sizeof why);
+    cr_expect_not_null(t, "%s", why);
+    ctl_texts_free(&t);
+    cr_expect_null(ctl_texts_parse(buf, CTL_TEXT_MAX + 1, &n, why, sizeof why));
+    cr_expect(strstr(why, "line 1: a task text is longer than 16 KiB") != NULL, "%s", why);
+    /* the number of texts */
+    size_t len = 0;
+    for (int i = 0; i <= CTL_TEXTS_MAX; i++)
+        len += (size_t)snprintf(buf + len, big - len, "task %d\n", i);
+    cr_expect_null(ctl_texts_parse(buf, len, &n, why, sizeof why));
+    cr_expect(strstr(why, "line 1001: more than 1000 task texts") != NULL, "%s", why);
+    t = ctl_texts_parse(buf, len - strlen("task 1000\n"), &n, why, sizeof why);
+    cr_expect_not_null(t, "%s", why);
+    cr_expect_eq(n, CTL_TEXTS_MAX);
+    ctl_texts_free(&t);
+    free(buf);
 }
