@@ -64,3 +64,19 @@ wait_final() {
     done
     echo "timeout"
 }
+
+# e2e_llm_server ARGS... : start the OpenAI-compatible test server
+# (emads-test-llm) with ARGS, logging its requests to $E2E_TMP/llm.log; point
+# the config's provider at it and export the API key the daemons inherit
+# from `up`. Sets E2E_LLM_PORT; the trap stops the server.
+e2e_llm_server() {
+    "$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --log "$E2E_TMP/llm.log" "$@" >/dev/null 2>&1 &
+    E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
+    for _ in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
+    E2E_LLM_PORT=$(cat "$E2E_TMP/port")
+    sed -i "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:$E2E_LLM_PORT/v1\"|" \
+        "$E2E_CFG/emads.yaml"
+    grep -q "127.0.0.1:$E2E_LLM_PORT" "$E2E_CFG/emads.yaml" ||
+        fail "could not point the provider at the test server"
+    export OPENAI_API_KEY=test-key
+}

@@ -10,14 +10,8 @@
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 [ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
 
-"$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --log "$E2E_TMP/llm.log" --usage 1000,1000 \
-    --scenario slow:6000 &
-E2E_EXTRA_PIDS=$!
-for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
-port=$(cat "$E2E_TMP/port")
-sed -i "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:$port/v1\"|" "$E2E_CFG/emads.yaml"
-grep -q "127.0.0.1:$port" "$E2E_CFG/emads.yaml" || fail "could not point the provider at the test server"
-export OPENAI_API_KEY=test-key
+e2e_llm_server --usage 1000,1000 --scenario slow:6000
+port=$E2E_LLM_PORT
 
 ctl up >/dev/null
 agent=$(cat "$E2E_RUN/pids/cto_agent.pid")
