@@ -148,6 +148,25 @@ static void s_task_args_free(task_args_t *a)
     free(a->text);
 }
 
+/* Parse submit/plan arguments and connect to the constellation. On failure
+   everything is released and the exit code returned; on success the caller
+   owns *a and *conn. */
+static int s_task_begin(ctl_opts_t *opts, int argc, char **argv, bool with_wait, task_args_t *a,
+                        ctl_conn_t *conn)
+{
+    int rc = s_task_args(opts, argc, argv, with_wait, a);
+    if (rc) {
+        s_task_args_free(a);
+        return rc;
+    }
+    rc = ctl_conn_open(opts, conn, 2000, NULL);
+    if (rc) {
+        ctl_conn_close(conn);
+        s_task_args_free(a);
+    }
+    return rc;
+}
+
 static void s_fill_task_body(ev_t *b, const task_args_t *a)
 {
     ev_set_str(b, "text", a->text);
@@ -421,18 +440,10 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
         return CTL_EXIT_OK;
     }
     task_args_t a;
-    int rc = s_task_args(opts, argc, argv, true, &a);
-    if (rc) {
-        s_task_args_free(&a);
-        return rc;
-    }
     ctl_conn_t conn;
-    rc = ctl_conn_open(opts, &conn, 2000, NULL);
-    if (rc) {
-        ctl_conn_close(&conn);
-        s_task_args_free(&a);
+    int rc = s_task_begin(opts, argc, argv, true, &a, &conn);
+    if (rc)
         return rc;
-    }
     if (a.wait) { /* before submitting, so no event of the task is missed */
         bus_client_subscribe(conn.client, "step.");
         bus_client_subscribe(conn.client, "task.");
@@ -642,18 +653,10 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
         return CTL_EXIT_OK;
     }
     task_args_t a;
-    int rc = s_task_args(opts, argc, argv, false, &a);
-    if (rc) {
-        s_task_args_free(&a);
-        return rc;
-    }
     ctl_conn_t conn;
-    rc = ctl_conn_open(opts, &conn, 2000, NULL);
-    if (rc) {
-        ctl_conn_close(&conn);
-        s_task_args_free(&a);
+    int rc = s_task_begin(opts, argc, argv, false, &a, &conn);
+    if (rc)
         return rc;
-    }
     ev_t *b = proto_body("plan");
     s_fill_task_body(b, &a);
     ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, "plan", &rc);

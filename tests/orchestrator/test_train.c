@@ -14,24 +14,7 @@
 #include "orchestrator/orch_plan.h"
 #include "orchestrator/train.h"
 
-static cfg_t *s_cfg;
-
-static void s_setup(void)
-{
-    const char *dir = getenv("EMADS_SRC_CONFIG");
-    cr_assert_not_null(dir, "EMADS_SRC_CONFIG is not set");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/emads.yaml", dir);
-    cfg_errors_t errs = {0};
-    s_cfg = cfg_load(path, &errs);
-    cr_assert_not_null(s_cfg, "cannot load %s (%d errors)", path, errs.count);
-    cfg_errors_free(&errs);
-}
-
-static void s_teardown(void)
-{
-    cfg_destroy(&s_cfg);
-}
+#include "shipped_config.h"
 
 TestSuite(train, .init = s_setup, .fini = s_teardown);
 
