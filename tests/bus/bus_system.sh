@@ -38,16 +38,25 @@ fail() {
 }
 ok() { echo "ok [$T]: $*"; }
 
+# Every foreground probe is bounded: a hang fails the test naming the step
+# instead of stalling the whole suite.
+bounded() {
+    timeout -k 2 30 "$@"
+    rc=$?
+    [ $rc -eq 124 ] || [ $rc -eq 137 ] && echo "HUNG [$T]: $*" >&2 && echo "HUNG: $*" >>"$R/hung.err"
+    return $rc
+}
+
 probe() {
     c=$1
     shift
-    "$PROBE" "$c" --endpoint "$EP" --home "$R" "$@"
+    bounded "$PROBE" "$c" --endpoint "$EP" --home "$R" "$@"
 }
 # call NAME SERVICE BODY [extra args]
 call() {
     n=$1 s=$2 b=$3
     shift 3
-    "$PROBE" call --endpoint "$EP" --home "$R" --name "$n" --service "$s" --body-json "$b" "$@"
+    bounded "$PROBE" call --endpoint "$EP" --home "$R" --name "$n" --service "$s" --body-json "$b" "$@"
 }
 
 start_bus() {
@@ -92,6 +101,12 @@ wait_workers() {
 # stop_bus: SIGTERM must make the bus exit 0, with no sanitizer report
 stop_bus() {
     kill -TERM "$BUS_PID"
+    i=0
+    while kill -0 "$BUS_PID" 2>/dev/null && [ $i -lt 100 ]; do
+        i=$((i + 1))
+        sleep 0.1
+    done
+    kill -0 "$BUS_PID" 2>/dev/null && fail "the bus did not stop within 10 s of SIGTERM"
     wait "$BUS_PID"
     rc=$?
     [ "$rc" -eq 0 ] || fail "the bus exited with status $rc on SIGTERM"
@@ -103,7 +118,7 @@ stop_bus() {
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-"$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 w3 w4 w5 flooder >/dev/null ||
+bounded "$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 w3 w4 w5 flooder >/dev/null ||
     fail "cannot create certificates"
 
 case "$T" in
@@ -285,7 +300,7 @@ security)
         >"$R/intruder.out" 2>"$R/intruder.err" &
     PIDS="$PIDS $!"
     sleep 2.5
-    "$PROBE" call --endpoint "$EP3" --home "$R/third" --name orchestrator --service coo_agent \
+    bounded "$PROBE" call --endpoint "$EP3" --home "$R/third" --name orchestrator --service coo_agent \
         --body-json '{"v":1,"type":"step"}' --timeout 5000 >"$R/intr.out"
     grep -q '"code":"service_unavailable"' "$R/intr.out" ||
         fail "a worker the access list does not name was given a request: $(cat "$R/intr.out")"
@@ -295,12 +310,12 @@ security)
     "$PROBE" echo-worker --endpoint "$EP3" --home "$R/third" --name w2 --service coo_agent \
         >"$R/legit.out" 2>"$R/legit.err" &
     PIDS="$PIDS $!"
-    "$PROBE" call --endpoint "$EP3" --home "$R/third" --name orchestrator --service coo_agent \
+    bounded "$PROBE" call --endpoint "$EP3" --home "$R/third" --name orchestrator --service coo_agent \
         --body-json '{"v":1,"type":"step"}' --timeout 5000 | grep -q '"sender":"orchestrator"' ||
         fail "the worker the access list names does not serve"
     ok "only the names the access list gives for 'ready' may serve a service"
 
-    "$PROBE" certs --home "$R" latecomer >/dev/null
+    bounded "$PROBE" certs --home "$R" latecomer >/dev/null
     call latecomer bus '{"v":1,"type":"ping"}' --timeout 3000 | grep -q '"pong"' ||
         fail "a certificate added while the bus runs is not accepted"
     ok "a certificate added while the bus runs is accepted"
@@ -311,7 +326,7 @@ security)
     PIDS="$PIDS $!"
     sleep 0.5
     grep -q "INSECURE" "$R/insecure.log" || fail "--insecure does not warn"
-    "$PROBE" call --endpoint "$EP2" --home "$R" --name emadsctl --service bus --insecure \
+    bounded "$PROBE" call --endpoint "$EP2" --home "$R" --name emadsctl --service bus --insecure \
         --body-json '{"v":1,"type":"ping"}' | grep -q '"curve":false' || fail "insecure bus does not serve"
     ok "--insecure serves and warns loudly"
     ;;
@@ -351,9 +366,9 @@ events)
     PIDS="$PIDS $L"
     i=0
     while kill -0 "$L" 2>/dev/null && [ $i -lt 20 ]; do
-        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.started \
+        bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.started \
             --body-json '{"v":1,"type":"event","topic":"task.started"}'
-        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic alert.warn \
+        bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic alert.warn \
             --body-json '{"v":1,"type":"event","topic":"alert.warn","sender":"ledger"}'
         i=$((i + 1))
     done
@@ -370,7 +385,7 @@ events)
     PIDS="$PIDS $L2"
     i=0
     while ! grep -q '"topic"' "$R/listen2.out" && [ $i -lt 20 ]; do
-        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.before \
+        bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.before \
             --body-json '{"v":1,"type":"event","topic":"task.before"}'
         i=$((i + 1))
     done
@@ -380,7 +395,7 @@ events)
     start_bus
     i=0
     while kill -0 "$L2" 2>/dev/null && [ $i -lt 40 ]; do
-        "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.after \
+        bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic task.after \
             --body-json '{"v":1,"type":"event","topic":"task.after"}'
         i=$((i + 1))
     done
