@@ -642,29 +642,39 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
 
     s_step_t s = {.task = task, .step = step, .measured = AGENT_MEASURED_PROVIDER};
 
-    /* 1. remaining cost ratio (fail closed when the ledger is silent) */
-    ev_t *q = proto_body("spend");
-    ev_set_str(q, "task", task);
-    ev_set_str(q, "agent", a->name);
-    ev_t *reply = s_ledger(w, &q);
-    const char *code = NULL;
+    /* 1. remaining cost ratio: from the ledger spend the orchestrator
+       dispatched this step with, else asked here (fail closed when the
+       ledger is silent) */
+    const ev_t *given = ev_get(body, "cost_ratio");
     double ratio = 1.0;
-    if (proto_is_error(reply, &code)) {
-        if (s_transport_error(code)) {
-            s.status = "error";
-            s.ecode = PROTO_E_LEDGER_UNAVAILABLE;
-            s.choice.path = planned;
-            snprintf(s.choice.why, sizeof s.choice.why, "ledger did not answer: step not run");
-            snprintf(s.ereason, sizeof s.ereason, "ledger did not answer the spend query (%s)",
-                     code);
-            ev_destroy(&reply);
-            log_warn("step %s/%s refused: %s", task, step, s.ereason);
-            return s_result(a, &s);
-        }
-        /* any other answer: the reserve below gives the real reason */
-    } else
-        ratio = agent_cost_ratio(reply, a->name);
-    ev_destroy(&reply);
+    const char *code = NULL;
+    ev_t *reply = NULL;
+    if (given && (ev_type(given) == EV_FLOAT || ev_type(given) == EV_INT)) {
+        ratio = ev_float(given);
+        if (!(ratio >= 0.0 && ratio <= 1.0))
+            return proto_error(PROTO_E_INVALID, "step.cost_ratio: must be within 0..1");
+    } else {
+        ev_t *q = proto_body("spend");
+        ev_set_str(q, "task", task);
+        ev_set_str(q, "agent", a->name);
+        reply = s_ledger(w, &q);
+        if (proto_is_error(reply, &code)) {
+            if (s_transport_error(code)) {
+                s.status = "error";
+                s.ecode = PROTO_E_LEDGER_UNAVAILABLE;
+                s.choice.path = planned;
+                snprintf(s.choice.why, sizeof s.choice.why, "ledger did not answer: step not run");
+                snprintf(s.ereason, sizeof s.ereason, "ledger did not answer the spend query (%s)",
+                         code);
+                ev_destroy(&reply);
+                log_warn("step %s/%s refused: %s", task, step, s.ereason);
+                return s_result(a, &s);
+            }
+            /* any other answer: the reserve below gives the real reason */
+        } else
+            ratio = agent_cost_ratio(reply, a->name);
+        ev_destroy(&reply);
+    }
 
     /* 2. path */
     const char *key = NULL;

@@ -4,7 +4,9 @@
     (up to its configured concurrency) on a small thread pool. Every step
     runs under a ledger hold:
 
-      1. spend {task, agent}      -> this agent's remaining cost ratio
+      1. remaining cost ratio     -> the step's cost_ratio (the orchestrator's
+                                     fresh ledger spend), else spend
+                                     {task, agent} at the ledger
       2. choose the path          -> adaptive rules (agent_choose)
       3. reserve the worst case   -> agent_hold(); a denial is passed back
                                      with the ledger's reason, no answer means

@@ -119,6 +119,10 @@ typedef struct {
     bool has_forced;           /* run forced[] instead of planning */
     int forced[CFG_MAX_STEPS]; /* cfg option per step, -1 = skip */
     int train_slot;            /* sample index in the current training group, -1 none */
+    /* while a re-plan dispatches: each agent's cost ratio from the ledger
+       spend it planned with, sent with the step so the agent need not ask */
+    bool ratio_fresh;
+    double agent_ratio[CFG_MAX_AGENTS];
 } otask_t;
 
 /* One training run (at most one at a time); see s_train_next. */
@@ -729,6 +733,8 @@ static void s_dispatch(orch_t *self, otask_t *t, int i)
         ev_set_str(opt, "tool", cfg->tools[o->tool].name);
     proto_set_amounts(opt, "est", &o->est);
     ev_set_float(opt, "quality", o->quality);
+    if (t->ratio_fresh && st->agent >= 0 && st->agent < CFG_MAX_AGENTS)
+        ev_set_float(b, "cost_ratio", t->agent_ratio[st->agent]);
     if (st->n_needs > 0) {
         ev_t *in = ev_set_map(b, "inputs");
         for (int k = 0; k < st->n_needs; k++) {
@@ -890,6 +896,9 @@ static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
     }
     /* Adopt the plan for steps not started; start the ready ones. Skipping
        an optional step may make others ready, hence the loop. */
+    for (int a = 0; a < self->cfg->n_agents && a < CFG_MAX_AGENTS; a++)
+        t->agent_ratio[a] = orch_agent_cost_ratio(r, a);
+    t->ratio_fresh = true;
     bool changed = true;
     while (changed) {
         changed = false;
@@ -921,6 +930,7 @@ static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
             }
         }
     }
+    t->ratio_fresh = false;
     if (s_all_finished(t))
         s_finish(self, t, "done", NULL);
 }

@@ -23,6 +23,7 @@ void orch_remaining_fresh(const cfg_t *cfg, const proto_amounts_t *limits, orch_
         const cfg_budget_t *b = cfg_budget(cfg, cfg->agents[a].name);
         for (int d = 0; d < DIM_COUNT; d++)
             r->agent[a][d] = b ? b->limit.v[d] : -1;
+        r->agent_limit_cost[a] = r->agent[a][DIM_COST_UUSD];
     }
     for (int d = 0; d < DIM_COUNT; d++) {
         r->task[d] = cfg->total_task_budget.v[d];
@@ -138,6 +139,7 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_
             if (a < 0 || a >= CFG_MAX_AGENTS)
                 continue;
             seen[a] = true;
+            r->agent_limit_cost[a] = limit.v[DIM_COST_UUSD];
             for (int d = 0; d < DIM_COUNT; d++)
                 r->agent[a][d] = s_rem(limit.v[d], used.v[d], s_max(held.v[d], inflight[a][d]));
         } else if (strcmp(kind, "task") == 0) {
@@ -155,6 +157,19 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_
             for (int d = 0; d < DIM_COUNT; d++)
                 r->agent[a][d] = s_rem(r->agent[a][d], 0, inflight[a][d]);
     orch_tightness(cfg, r);
+}
+
+double orch_agent_cost_ratio(const orch_remaining_t *r, int a)
+{
+    if (!r || a < 0 || a >= CFG_MAX_AGENTS)
+        return 1.0;
+    int64_t lim = r->agent_limit_cost[a], rem = r->agent[a][DIM_COST_UUSD];
+    if (lim < 0 || rem < 0)
+        return 1.0; /* unlimited */
+    if (lim == 0)
+        return 0.0;
+    double x = (double)rem / (double)lim;
+    return x > 1.0 ? 1.0 : x;
 }
 
 void orch_tightness(const cfg_t *cfg, orch_remaining_t *r)

@@ -58,10 +58,17 @@ typedef struct {
 typedef struct {
     int64_t agent[CFG_MAX_AGENTS][DIM_COUNT]; /* by cfg agent index */
     int64_t task[DIM_COUNT];
+    int64_t
+        agent_limit_cost[CFG_MAX_AGENTS]; /* each agent's cost limit in the task, -1 unlimited */
     int64_t limit_cost; /* the task's effective cost limit (micro-USD), -1 unlimited */
     double ratio;       /* remaining task cost / limit_cost (1 when unlimited) */
     bool tight;
 } orch_remaining_t;
+
+/* Agent a's remaining cost over its cost limit in the task, 0..1 (1 when
+   unlimited): the ratio an agent's adaptive execution reads from the
+   ledger, computed from the same spend (running steps' holds counted). */
+double orch_agent_cost_ratio(const orch_remaining_t *r, int a);
 
 /* Full budgets (nothing spent yet): the agents' configured limits and the
    total_task_budget lowered by limits (may be NULL). */

@@ -268,6 +268,9 @@ static const proto_field_t f_step[] = {
     F_STR("text", true, 1, TEXT_MAX, "the task text"),
     F_MAP("option", true, "{path, model?, tool?, est (amounts), quality}: the planned option"),
     F_MAP("inputs", false, "{step: output map} of the steps this one depends on"),
+    F_FLOAT("cost_ratio", false, 0, 1,
+            "the agent's remaining cost / its limit in this task, from the ledger spend the "
+            "orchestrator planned this dispatch with; absent: the agent asks the ledger"),
     F_END};
 
 static const proto_field_t f_step_result[] = {

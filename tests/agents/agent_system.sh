@@ -62,9 +62,10 @@ step() {
     N=$((N + 1))
     body=$(jq -cn --arg task t1 --arg step "$1" --arg path "$2" --argjson extra "$3" \
         --argjson tokens "$4" --argjson lat "$5" --arg text "$6" --arg rid "s$N" \
+        --argjson top "${7:-{\}}" \
         '{type: "step", request_id: $rid, task: $task, step: $step, text: $text,
           option: ({path: $path, est: {tokens: $tokens, latency_ms: $lat, tool_calls: 0,
-                                       cost_uusd: 0}, quality: 0.9} + $extra)}')
+                                       cost_uusd: 0}, quality: 0.9} + $extra)} + $top')
     call orchestrator cto_agent "$body"
 }
 # step_to AGENT NAME TEXT [INPUTS_JSON]: a local step to any agent
@@ -331,6 +332,15 @@ adaptive)
     [ "$(printf "%s\n" "$r" | jq -r '.actual.latency_ms >= 1')" = true ] ||
         fail "local latency: $r"
     ok "ratio 0.4 -> small model; ratio 0.15 -> local path, no request"
+    # the ratio the orchestrator sends with a step (from its own ledger
+    # read) is the one used: 0.30 here, while the ledger would say 0.15
+    r=$(step s3 llm '{"model":"big"}' 3000 3000 "$TEXT" '{"cost_ratio":0.3}')
+    [ "$(printf "%s\n" "$r" | jq -r .model)" = small ] || fail "given ratio ignored: $r"
+    printf "%s\n" "$r" | jq -r .why | grep -q "0.30" || fail "why: $r"
+    r=$(step s4 llm '{"model":"big"}' 3000 3000 "$TEXT" '{"cost_ratio":1.5}')
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "absurd ratio accepted: $r"
+    [ "$(requests)" = 2 ] || fail "the refused step made a request"
+    ok "a ratio sent with the step is used; one outside 0..1 is refused"
     ;;
 ledger_down)
     control '{"scenario":"usage"}'

@@ -68,6 +68,11 @@ Test(orch_plan, fresh_budgets_and_lowered_task_limits)
     cr_expect_eq(r.agent[cto][DIM_TOKENS], 20000);
     cr_expect_eq(r.agent[cto][DIM_COST_UUSD], 2000000);
     cr_expect_eq(r.task[DIM_COST_UUSD], 20000000);
+    cr_expect_float_eq(orch_agent_cost_ratio(&r, cto), 1.0, 1e-9); /* nothing spent yet */
+    r.agent_limit_cost[cto] = 0; /* a zero budget leaves nothing */
+    cr_expect_float_eq(orch_agent_cost_ratio(&r, cto), 0.0, 1e-9);
+    r.agent_limit_cost[cto] = -1; /* unlimited */
+    cr_expect_float_eq(orch_agent_cost_ratio(&r, cto), 1.0, 1e-9);
     cr_expect_eq(r.task[DIM_LATENCY_MS], -1);
     cr_expect(!r.tight);
 
@@ -125,6 +130,11 @@ Test(orch_plan, remaining_from_the_ledgers_accounts)
     cr_expect_eq(r.limit_cost, 20000000);
     cr_expect_float_eq(r.ratio, (5000000.0 - (double)est_cost) / 20000000.0, 1e-9);
     cr_expect(r.tight); /* 0.25 < tight_ratio 0.5 */
+    /* the ratio sent with cto's next step: $2 limit less $0.30 used less
+       the running step's hold (above the $0 the ledger holds so far) */
+    cr_expect_float_eq(orch_agent_cost_ratio(&r, cto), (1700000.0 - (double)est_cost) / 2000000.0,
+                       1e-9);
+    cr_expect_float_eq(orch_agent_cost_ratio(&r, coo), 1.0, 1e-9); /* untouched */
 
     /* the same spend against a task limit of $6 (the ledger's task limit):
        ratio over that limit, so still tight; over $40 it would not be */
