@@ -10,6 +10,19 @@
       e2e_tasks_per_s_c1=…  e2e_p50_ms_c1=…  e2e_p99_ms_c1=…
       e2e_tasks_per_s_c8=…  e2e_p50_ms_c8=…  e2e_p99_ms_c8=…
       e2e_steps_per_task=…
+      e2e_bus_rtt_p50_us=…           a spend read at the ledger through the bus,
+                                     in this run (client -> bus -> ledger and
+                                     back; no durable write)
+      e2e_critical_round_trips=14    sequential bus round trips of one task
+      e2e_transport_floor_ms=…       the two multiplied: what one task costs in
+                                     message passing alone, before any durable
+                                     write or work
+
+    The critical path of a task: submit; open_task; then for each of the
+    three levels of the workflow (research; CTO and COO in parallel;
+    reconcile) the step dispatch and the agent's reserve and commit; between
+    levels the orchestrator's spend read for re-planning; then close_task:
+    1 + 1 + 3 * 3 + 2 + 1 = 14. Eight of them are durable ledger writes.
 
     Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by meson);
     E2E_BENCH_TASKS (tasks per run, default 100); E2E_BENCH_DIR (parent of
@@ -274,6 +287,25 @@ int main(void)
         ran += !strcmp(ev_get_str(ev_at(steps, i), "state", ""), "done");
     ev_destroy(&r);
     printf("e2e_steps_per_task=%d\n", ran);
+    /* the transport's share, measured now on the same machine */
+    double *rtt = calloc(300, sizeof *rtt);
+    int got = 0;
+    for (int i = 0; rtt && i < 300; i++) {
+        ev_t *p = proto_body("spend");
+        ev_set_str(p, "task", s_last_task);
+        int64_t t0 = zclock_usecs();
+        ev_t *pr = bus_client_call(c, "ledger", &p, 5000, NULL, NULL);
+        if (pr && !proto_is_error(pr, NULL))
+            rtt[got++] = (double)(zclock_usecs() - t0);
+        ev_destroy(&pr);
+    }
+    if (got > 0) {
+        double p50 = s_pct(rtt, got, 0.50);
+        printf("e2e_bus_rtt_p50_us=%.0f\n", p50);
+        printf("e2e_critical_round_trips=14\n");
+        printf("e2e_transport_floor_ms=%.2f\n", 14 * p50 / 1000.0);
+    }
+    free(rtt);
     fflush(stdout);
     free(lat);
     bus_client_destroy(&c);
