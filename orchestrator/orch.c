@@ -2253,7 +2253,9 @@ static void s_on_train_status(orch_t *self, bus_request_t *req, bool cancel)
     const char *id = ev_get_str(req->body, "train", "");
     otrain_t *tr = self->train;
     if (!tr || strcmp(tr->id, id)) {
-        s_reply_error(self, req, PROTO_E_INVALID, "train: unknown training run");
+        s_reply_error(self, req, PROTO_E_UNKNOWN_TASK,
+                      "unknown training run: runs end with the orchestrator process (stopped or "
+                      "restarted since?); their unfinished samples end cancelled");
         return;
     }
     if (cancel && !strcmp(tr->state, "running") && !tr->cancel) {
@@ -2440,6 +2442,17 @@ static void s_recover(orch_t *self)
         t->created_ms = ev_get_int(m, "created_ms", 0);
         t->has_limits = proto_get_amounts(m, "limits", -1, &t->limits) == 0;
         t->plan_seq = (int)ev_get_int(m, "plans", 0);
+        /* A training sample belongs to a run that ended with the process
+           (its sampled plan and group are not stored): it must not carry on
+           as an ordinary task, so it ends cancelled, its spend settled. */
+        bool sample = strncmp(id, ORCH_TRAIN_PREFIX, strlen(ORCH_TRAIN_PREFIX)) == 0;
+        if (sample) {
+            t->training = true;
+            t->train_slot = -1;
+        }
+        static const char sample_why[] =
+            "training sample interrupted by an orchestrator restart: its training run ended "
+            "with the process";
         const char *fin = ev_get_str(ev_get(m, "result"), "final_state", NULL);
         for (size_t i = 0; i < ev_len(steps) && (int)i < t->n_steps; i++)
             s_step_from_ev(&t->steps[i], ev_at(steps, i));
@@ -2459,13 +2472,19 @@ static void s_recover(orch_t *self)
         }
         log_info("recovering task %s (%s)", t->id, t->state);
         if (lost) {
-            if (fin)
+            if (fin && fin[0])
                 snprintf(t->recover_final, sizeof t->recover_final, "%s", fin);
+            else if (sample) {
+                snprintf(t->recover_final, sizeof t->recover_final, "%s", "cancelled");
+                snprintf(t->reason, sizeof t->reason, "%s", sample_why);
+            }
             t->reconciling = true;
             t->recon_deadline_ms = s_now() + self->cfg->hold_ttl_ms + ORCH_RECON_GRACE_MS;
             s_ledger_call(self, t, LOP_SPEND);
         } else if (fin && fin[0]) {
             s_finish(self, t, fin, NULL);
+        } else if (sample) {
+            s_finish(self, t, "cancelled", "%s", sample_why);
         } else if (strcmp(t->state, "queued") == 0)
             s_ledger_call(self, t, LOP_OPEN); /* idempotent: same request id */
         else

@@ -7,6 +7,10 @@
 # with the learned policy, and `policy reset` brings back the prior (pi =
 # softmax of log quality). (2) A tiny --budget-usd stops training cleanly on
 # its budget (exit 0, "budget" in the output) before every group ran.
+# (3) SIGKILL of the orchestrator in the middle of a run: after the restart
+# the client has stopped with an error, and every sample of the run ends
+# (those cut short: cancelled, naming the restart) instead of carrying on
+# as ordinary tasks.
 . "$(dirname "$0")/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 [ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
@@ -83,4 +87,41 @@ echo "$out"
 echo "$out" | grep -q "budget" || fail "no mention of the budget when training stopped"
 groups=$(echo "$out" | sed -n 's/.*: \([0-9]*\) groups (.*/\1/p' | tail -1)
 [ -n "$groups" ] && [ "$groups" -lt 6 ] || fail "budget-limited training ran $groups of 6 groups"
+
+# ---- (3) the orchestrator killed mid-run ------------------------------------
+"$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" \
+    train --tasks "$E2E_TMP/tasks.txt" --group 3 --rounds 40 --seed 3 >"$E2E_TMP/train3.out" 2>&1 &
+tp=$!
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $tp"
+before=$(ctl --json tasks --all --limit 500 | json 'sum(1 for t in d["tasks"] if t.get("training"))')
+for i in $(seq 1 100); do
+    now=$(ctl --json tasks --all --limit 500 | json 'sum(1 for t in d["tasks"] if t.get("training"))')
+    [ "$now" -gt "$before" ] && break
+    sleep 0.05
+done
+[ "$now" -gt "$before" ] || fail "the third training run started no sample"
+kill -9 "$(cat "$E2E_RUN/pids/emads-orchestrator.pid")"
+ctl up >/dev/null || fail "up after the kill failed"
+rc=0
+timeout 60 tail --pid "$tp" -f /dev/null || fail "the train client did not stop after the restart"
+wait "$tp" || rc=$?
+cat "$E2E_TMP/train3.out"
+[ "$rc" -ne 0 ] || fail "the train client exited 0 although its run ended with the orchestrator"
+for i in $(seq 1 300); do
+    open=$(ctl --json tasks --all --limit 500 |
+        json 'sum(1 for t in d["tasks"] if t.get("training") and t["state"] not in ("done", "failed", "budget_exhausted", "cancelled"))')
+    [ "$open" -eq 0 ] && break
+    sleep 0.1
+done
+[ "$open" -eq 0 ] || fail "$open training samples still unfinished after the restart"
+cut=0
+for t in $(ctl --json tasks --all --limit 500 | json '" ".join(t["task"] for t in d["tasks"] if t.get("training") and t["state"] == "cancelled")'); do
+    ctl --json result "$t" | json 'd.get("reason", "")' | grep -q "orchestrator restart" ||
+        fail "sample $t cancelled without naming the restart: $(ctl --json result "$t")"
+    sp=$(ctl --json spend --task "$t") || fail "ledger has no spend for $t"
+    [ "$(echo "$sp" | json 'sum(d["total"]["held"].values())')" -eq 0 ] || fail "$t: holds left: $sp"
+    cut=$((cut + 1))
+done
+[ "$cut" -gt 0 ] || fail "no sample was cut short by the restart"
+echo "restart mid-training: $cut samples cancelled, client exit $rc"
 echo "train: ok"
