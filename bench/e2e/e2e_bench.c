@@ -17,6 +17,10 @@
       e2e_transport_floor_ms=…       the two multiplied: what one task costs in
                                      message passing alone, before any durable
                                      write or work
+      e2e_fdatasync_us=…             one fdatasync in the run directory, now
+      e2e_critical_durable_writes=16 sequential synced transactions of one task
+      e2e_floor_ms=…                 transport floor + 16 fdatasyncs: a lower
+                                     bound for one task with these guarantees
 
     The critical path of a task: submit; open_task; then for each of the
     three levels of the workflow (research; CTO and COO in parallel;
@@ -36,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/fsync_rate.h"
 #include "bus/bus.h"
 
 static char s_tmp[256];
@@ -304,6 +309,14 @@ int main(void)
         printf("e2e_bus_rtt_p50_us=%.0f\n", p50);
         printf("e2e_critical_round_trips=14\n");
         printf("e2e_transport_floor_ms=%.2f\n", 14 * p50 / 1000.0);
+        char run_dir[600];
+        snprintf(run_dir, sizeof run_dir, "%s/run", s_tmp);
+        double rate = bench_fdatasync_median(run_dir);
+        if (rate > 0) {
+            printf("e2e_fdatasync_us=%.0f\n", 1e6 / rate);
+            printf("e2e_critical_durable_writes=16\n");
+            printf("e2e_floor_ms=%.2f\n", 14 * p50 / 1000.0 + 16 * 1000.0 / rate);
+        }
     }
     free(rtt);
     fflush(stdout);

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/fsync_rate.h"
 #include "budgets/journal.h"
 #include "tests/ledger/ledger_harness.h"
 
@@ -47,34 +48,6 @@ static const char *s_budgets =
     "  total_task_budget: {max_tokens: 1000000000, max_cost_usd: 10000.00}\n";
 
 static const char *const s_agents[] = {"cto_agent", "coo_agent", "reconcile_gpt", "orchestrator"};
-
-static double s_fdatasync_rate(const char *dir, double seconds)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/fsync-probe", dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        return 0;
-    char block[4096];
-    memset(block, 'x', sizeof block);
-    /* allocate the blocks first: the rate of interest is that of syncing
-       overwritten data, as a WAL reused after a checkpoint does */
-    for (int i = 0; i < 64; i++)
-        if (pwrite(fd, block, sizeof block, (off_t)i * 4096) < 0)
-            break;
-    fsync(fd);
-    int64_t start = zclock_usecs(), end = start + (int64_t)(seconds * 1e6);
-    long n = 0;
-    while (zclock_usecs() < end) {
-        if (pwrite(fd, block, sizeof block, (off_t)((n % 64) * 4096)) < 0 || fdatasync(fd) != 0)
-            break;
-        n++;
-    }
-    double elapsed = (double)(zclock_usecs() - start) / 1e6;
-    close(fd);
-    unlink(path);
-    return elapsed > 0 ? (double)n / elapsed : 0;
-}
 
 typedef struct {
     lh_t *h;
@@ -154,12 +127,6 @@ static void *s_worker(void *arg)
     }
     bus_client_destroy(&c);
     return NULL;
-}
-
-static int s_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static int s_cmp(const void *a, const void *b)
@@ -271,13 +238,7 @@ int main(void)
         lh_teardown();
         return 1;
     }
-    /* the median of five short samples: other work on the machine makes
-       single samples noisy */
-    double rates[5];
-    for (int i = 0; i < 5; i++)
-        rates[i] = s_fdatasync_rate(h.dir, 0.3);
-    qsort(rates, 5, sizeof rates[0], s_cmp_double);
-    double fsyncs = rates[2];
+    double fsyncs = bench_fdatasync_median(h.dir);
     printf("fdatasync_per_s=%.0f\n", fsyncs);
     int64_t p50, p99;
     int errors;
