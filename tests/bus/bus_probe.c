@@ -137,7 +137,11 @@ static int s_raw_call(const s_args_t *a)
         printf("{\"received\": 0}\n");
     zcert_destroy(&rogue);
     zsock_destroy(&sock);
-    return rc;
+    /* A socket whose handshake the bus refused may keep libzmq's context
+       termination waiting (the refused peer reconnects); the answer is
+       printed, so skip it rather than hang the test. */
+    fflush(stdout);
+    _exit(rc);
 }
 
 static void s_on_partial(const ev_t *body, void *arg)
