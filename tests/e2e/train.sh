@@ -89,8 +89,13 @@ groups=$(echo "$out" | sed -n 's/.*: \([0-9]*\) groups (.*/\1/p' | tail -1)
 [ -n "$groups" ] && [ "$groups" -lt 6 ] || fail "budget-limited training ran $groups of 6 groups"
 
 # ---- (3) the orchestrator killed mid-run ------------------------------------
+# Answers now take 0.8 s, so the samples are surely running at the kill; the
+# budget is large enough that the run cannot end on it first.
+curl -s -X POST "http://127.0.0.1:$E2E_LLM_PORT/control" \
+    -d '{"scenario":"slow:800","usage":[1000,1000]}' >/dev/null || fail "cannot slow the test server"
 "$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" \
-    train --tasks "$E2E_TMP/tasks.txt" --group 3 --rounds 40 --seed 3 >"$E2E_TMP/train3.out" 2>&1 &
+    train --tasks "$E2E_TMP/tasks.txt" --group 3 --rounds 40 --budget-usd 5 --seed 3 \
+    >"$E2E_TMP/train3.out" 2>&1 &
 tp=$!
 E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $tp"
 before=$(ctl --json tasks --all --limit 500 | json 'sum(1 for t in d["tasks"] if t.get("training"))')
