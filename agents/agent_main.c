@@ -99,18 +99,6 @@ static bool s_pid_is_sibling(long pid)
     return strcmp(other, self) == 0;
 }
 
-static long s_read_pid(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    long pid = 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return pid;
-}
-
 /* Write this process's pid file; path gets its name ("" when none could be
    written). */
 static void s_write_pid(const char *run_dir, const char *name, char *path, size_t pathlen)
@@ -120,7 +108,7 @@ static void s_write_pid(const char *run_dir, const char *name, char *path, size_
     path[0] = '\0';
     if (rundir_path(run_dir, rel, path, pathlen) != 0)
         return;
-    long other = s_read_pid(path);
+    long other = rundir_pid_read(path);
     if (s_pid_is_sibling(other)) {
         snprintf(rel, sizeof rel, "pids/%s.%d.pid", name, (int)getpid());
         if (rundir_path(run_dir, rel, path, pathlen) != 0) {
@@ -129,20 +117,8 @@ static void s_write_pid(const char *run_dir, const char *name, char *path, size_
         }
         log_info("another %s runs in this run directory (pid %ld): pid file %s", name, other, path);
     }
-    FILE *f = fopen(path, "w");
-    if (!f) {
+    if (rundir_pid_write(path, (long)getpid()) != 0)
         path[0] = '\0';
-        return;
-    }
-    fprintf(f, "%d\n", (int)getpid());
-    fclose(f);
-}
-
-/* Remove the pid file if it still names this process. */
-static void s_remove_pid(const char *path)
-{
-    if (path[0] && s_read_pid(path) == (long)getpid())
-        unlink(path);
 }
 
 int main(int argc, char **argv)
@@ -234,7 +210,7 @@ int main(int argc, char **argv)
     s_write_pid(run_dir, name, pidfile, sizeof pidfile);
     int rc = agent_run(agent);
     agent_destroy(&agent);
-    s_remove_pid(pidfile);
+    rundir_pid_remove_own(pidfile);
     cfg_destroy(&cfg);
     curl_global_cleanup();
     log_info("stopped");

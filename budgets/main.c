@@ -167,14 +167,9 @@ int main(int argc, char **argv)
     endpoint = ep;
     if (insecure)
         log_warn("--insecure: no CURVE; the bus cannot prove who is spending");
-    char pidfile[PATH_MAX];
-    if (rundir_path(run, "pids/emads-ledger.pid", pidfile, sizeof pidfile) == 0) {
-        FILE *f = fopen(pidfile, "w");
-        if (f) {
-            fprintf(f, "%d\n", (int)getpid());
-            fclose(f);
-        }
-    }
+    char pidfile[PATH_MAX] = "";
+    if (rundir_path(run, "pids/emads-ledger.pid", pidfile, sizeof pidfile) == 0)
+        rundir_pid_write(pidfile, (long)getpid());
     zsys_init();
     zsys_catch_interrupts();
     ledger_server_opts_t opts;
@@ -189,7 +184,7 @@ int main(int argc, char **argv)
     if (bm && atoi(bm) >= 1 && atoi(bm) <= 1024)
         opts.batch_max = atoi(bm);
     int rc = ledger_server_run(&opts);
-    unlink(pidfile);
+    rundir_pid_remove_own(pidfile);
     cfg_destroy(&cfg);
     return rc == 0 ? 0 : 1;
 }

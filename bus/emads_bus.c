@@ -77,18 +77,12 @@ static int s_daemonize(const char *logfile)
 /* The pid in pidfile if that process is a live emads-bus, else 0. */
 static pid_t s_running(const char *pidfile)
 {
-    FILE *f = fopen(pidfile, "r");
-    if (!f)
-        return 0;
-    int pid = 0;
-    if (fscanf(f, "%d", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    if (pid <= 0 || pid == (int)getpid())
+    long pid = rundir_pid_read(pidfile);
+    if (pid <= 0 || pid == (long)getpid())
         return 0;
     char path[64], comm[64] = "";
-    snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-    f = fopen(path, "r");
+    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+    FILE *f = fopen(path, "r");
     if (!f)
         return 0;
     if (!fgets(comm, sizeof(comm), f))
@@ -222,11 +216,7 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
-    FILE *pf = fopen(pidfile, "w");
-    if (pf) {
-        fprintf(pf, "%d\n", (int)getpid());
-        fclose(pf);
-    }
+    rundir_pid_write(pidfile, (long)getpid());
     log_info("serving on %s (%s%s)", bus_broker_endpoint(broker), curve ? "CURVE" : "insecure",
              cfg ? ", access list from config" : ", no access list");
     s_notify(notify, 0);
@@ -235,8 +225,7 @@ int main(int argc, char **argv)
     signal(SIGALRM, s_on_stuck);
     alarm(5);
     bus_broker_destroy(&broker);
-    if (s_running(pidfile) == 0) /* still ours (not replaced) */
-        unlink(pidfile);
+    rundir_pid_remove_own(pidfile);
     cfg_destroy(&cfg);
     zsys_shutdown();
     alarm(0);

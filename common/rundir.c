@@ -149,3 +149,32 @@ int rundir_create(const char *dir)
     }
     return 0;
 }
+
+long rundir_pid_read(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return pid > 0 && pid <= INT_MAX ? pid : 0;
+}
+
+int rundir_pid_write(const char *path, long pid)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int rc = fprintf(f, "%ld\n", pid) > 0 ? 0 : -1;
+    if (fclose(f) != 0)
+        rc = -1;
+    return rc;
+}
+
+void rundir_pid_remove_own(const char *path)
+{
+    if (path && path[0] && rundir_pid_read(path) == (long)getpid())
+        unlink(path);
+}

@@ -33,4 +33,13 @@ int rundir_path(const char *dir, const char *rel, char *out, size_t outlen);
 /* mkdir -p with mode; 0 or -1. */
 int rundir_mkdirs(const char *path, int mode);
 
+/* Pid files (<run>/pids/<name>.pid): one decimal pid and a newline.
+   rundir_pid_read: the pid in path, 0 when the file is missing, unreadable
+   or holds no pid in 1..INT_MAX. rundir_pid_write: write pid to path
+   (replacing it); 0 or -1. rundir_pid_remove_own: remove path if it still
+   names this process (another instance may have replaced it since). */
+long rundir_pid_read(const char *path);
+int rundir_pid_write(const char *path, long pid);
+void rundir_pid_remove_own(const char *path);
+
 #endif

@@ -106,7 +106,6 @@ static int s_find_binary(const ctl_proc_t *p, char *out, size_t outlen)
     return -1;
 }
 
-/* True if pid runs binary `name` (guards against a recycled pid). */
 /* True only when pid is positively identified as our process `name`: its
    executable's file name, or (when /proc/PID/exe cannot be read) its
    command name, which the kernel cuts to 15 bytes. A process that cannot
@@ -193,11 +192,7 @@ static void s_write_pid(const char *run, const char *name, pid_t pid)
 {
     char path[PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/pids/%s.pid", run, name);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fprintf(f, "%d\n", (int)pid);
-        fclose(f);
-    }
+    rundir_pid_write(path, (long)pid);
 }
 
 /* Print the last lines of a log, to explain a failed start. */
@@ -240,12 +235,13 @@ static int64_t s_service_workers(ctl_conn_t *conn, const char *service)
     return w;
 }
 
-/* Wait until p is healthy. client may be NULL until the bus is up. */
-static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool ours,
-                          int64_t before, int64_t *ms_out)
+/* Wait until p is healthy. client may be NULL until the bus is up. w0:
+   the workers the bus listed for p's service before p was started. */
+static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool ours, int64_t w0,
+                          int64_t *ms_out)
 {
     int64_t t0 = s_mono_ms();
-    int64_t w0_store = before, *w0 = &w0_store, peak_store = before, *peak = &peak_store;
+    int64_t peak = w0;
     while (s_mono_ms() - t0 < UP_HEALTH_TIMEOUT_MS) {
         if (ours) {
             int status;
@@ -270,9 +266,9 @@ static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool
                    would be lost until its heartbeats expire: wait for the
                    count to rise with ours and fall again as it expires. */
                 int64_t w = s_workers(pong, p->service);
-                if (w > *peak)
-                    *peak = w;
-                ok = ours ? w > 0 && (*w0 <= 0 || w < *peak || w < *w0) : w > 0;
+                if (w > peak)
+                    peak = w;
+                ok = ours ? w > 0 && (w0 <= 0 || w < peak || w < w0) : w > 0;
             }
             ev_destroy(&pong);
             if (ok) {
@@ -282,7 +278,7 @@ static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool
         }
         s_sleep_ms(50);
     }
-    if (ours && *peak > *w0 && *w0 > 0) {
+    if (ours && peak > w0 && w0 > 0) {
         /* several live workers (other hosts): ours registered */
         *ms_out = s_mono_ms() - t0;
         return 0;

@@ -227,26 +227,7 @@ pid_t ctl_read_pid(const char *run, const char *name)
 {
     char path[PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/pids/%s.pid", run, name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    long pid = 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return pid > 0 ? (pid_t)pid : 0;
-}
-
-static pid_t s_pid_in(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    long pid = 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+    return (pid_t)rundir_pid_read(path);
 }
 
 int ctl_read_pidfiles(const char *run, const char *name, ctl_pidfile_t *out, int max)
@@ -259,7 +240,7 @@ int ctl_read_pidfiles(const char *run, const char *name, ctl_pidfile_t *out, int
     /* the first instance's file first */
     snprintf(out[0].path, sizeof out[0].path, "%s/%s.pid", dir, name);
     if (access(out[0].path, F_OK) == 0) {
-        out[0].pid = s_pid_in(out[0].path);
+        out[0].pid = (pid_t)rundir_pid_read(out[0].path);
         n = 1;
     }
     DIR *d = opendir(dir);
@@ -273,7 +254,7 @@ int ctl_read_pidfiles(const char *run, const char *name, ctl_pidfile_t *out, int
             continue;
         if (n > 0 && !strcmp(out[n].path, out[0].path))
             continue; /* <name>.pid, already first */
-        out[n].pid = s_pid_in(out[n].path);
+        out[n].pid = (pid_t)rundir_pid_read(out[n].path);
         n++;
     }
     closedir(d);

@@ -112,14 +112,10 @@ int main(int argc, char **argv)
     orch_load_policy(orch, polfile);
     char pidfile[1100];
     snprintf(pidfile, sizeof pidfile, "%s/pids/emads-orchestrator.pid", run);
-    FILE *pf = fopen(pidfile, "w");
-    if (pf) {
-        fprintf(pf, "%d\n", (int)getpid());
-        fclose(pf);
-    }
+    rundir_pid_write(pidfile, (long)getpid());
     int rc = orch_run(orch);
     log_info("stopping");
-    unlink(pidfile);
+    rundir_pid_remove_own(pidfile);
     orch_destroy(&orch);
     cfg_destroy(&cfg);
     return rc == 0 ? 0 : 1;
