@@ -337,15 +337,6 @@ static bool s_model_name_ok(const char *s)
     return true;
 }
 
-static char *s_strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 static void s_strv_free(char ***v_p)
 {
     if (!*v_p)
@@ -505,7 +496,7 @@ static int s_read_strdup(s_ctx_t *ctx, const yaml_node_t *map, const char *path,
         return -1;
     }
     free(*out);
-    *out = s_strdup(str);
+    *out = strdup(str);
     return *out ? 1 : -1;
 }
 
@@ -756,16 +747,16 @@ static int s_read_strv(s_ctx_t *ctx, const yaml_node_t *map, const char *path, c
     for (int i = 0; i < n; i++) {
         yaml_node_t *item = s_node(ctx, v->data.sequence.items.start[i]);
         s_index(ki, sizeof ki, k, i);
+        const char *str = ""; /* a bad item keeps its slot, empty */
         if (!item || item->type != YAML_SCALAR_NODE || s_is_null(item)) {
             s_err(ctx, s_line(item), ki, "expected a string, got %s", s_kind(item));
             rc = -1;
-            vec[i] = s_strdup("");
         } else if (strlen(s_scalar(item)) > S_ARG_MAX) {
             s_err(ctx, s_line(item), ki, "too long (at most %d bytes)", S_ARG_MAX);
             rc = -1;
-            vec[i] = s_strdup("");
         } else
-            vec[i] = s_strdup(s_scalar(item));
+            str = s_scalar(item);
+        vec[i] = strdup(str);
         if (!vec[i]) {
             s_strv_free(&vec);
             return -1;
@@ -792,6 +783,17 @@ static int s_resolve(s_ctx_t *ctx, int line, const char *key, const char *in, ch
 
 /* ---- documents ---------------------------------------------------------- */
 
+/* Count one reference to node id (refs has n + 1 slots); a second one, or
+   an id out of range, is reported. 0 / -1. */
+static int s_ref_once(s_ctx_t *ctx, unsigned char *refs, size_t n, int id)
+{
+    if (id >= 1 && (size_t)id <= n && refs[id]++ == 0)
+        return 0;
+    s_err(ctx, s_line(s_node(ctx, id)), "yaml",
+          "YAML aliases (*name) are not supported; repeat the value instead");
+    return -1;
+}
+
 /* Every node must be referenced once: a node referenced twice came from an
    alias (*name). Refusing them keeps the tree a tree (no recursion, no
    exponential expansion). Returns 0, -1 if an alias was found. */
@@ -808,33 +810,21 @@ static int s_check_aliases(s_ctx_t *ctx)
         yaml_node_t *node = &doc->nodes.start[i];
         if (node->type == YAML_SEQUENCE_NODE) {
             for (yaml_node_item_t *it = node->data.sequence.items.start;
-                 it < node->data.sequence.items.top && rc == 0; it++) {
-                if (*it < 1 || (size_t)*it > n || refs[*it]++) {
-                    s_err(ctx, s_line(s_node(ctx, *it)), "yaml",
-                          "YAML aliases (*name) are not supported; repeat the value instead");
-                    rc = -1;
-                }
-            }
+                 it < node->data.sequence.items.top && rc == 0; it++)
+                rc = s_ref_once(ctx, refs, n, *it);
         } else if (node->type == YAML_MAPPING_NODE) {
             for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
-                 p < node->data.mapping.pairs.top && rc == 0; p++) {
-                int ids[2] = {p->key, p->value};
-                for (int j = 0; j < 2 && rc == 0; j++)
-                    if (ids[j] < 1 || (size_t)ids[j] > n || refs[ids[j]]++) {
-                        s_err(ctx, s_line(s_node(ctx, ids[j])), "yaml",
-                              "YAML aliases (*name) are not supported; repeat the value "
-                              "instead");
-                        rc = -1;
-                    }
-            }
+                 p < node->data.mapping.pairs.top && rc == 0; p++)
+                if (s_ref_once(ctx, refs, n, p->key) || s_ref_once(ctx, refs, n, p->value))
+                    rc = -1;
         }
     }
     free(refs);
     return rc;
 }
 
-/* Load file into doc. Returns the root map, or NULL with errors reported
-   (keyline/keyname: where to report a missing file). */
+/* Load file into doc. Returns the root map, or NULL with errors reported.
+   Sets *have_doc when doc holds a document the caller must delete. */
 static yaml_node_t *s_load(s_ctx_t *ctx, const char *file, yaml_document_t *doc, bool *have_doc)
 {
     *have_doc = false;
@@ -911,7 +901,8 @@ typedef void(s_entry_fn)(s_ctx_t *ctx, const char *name, int name_line, yaml_nod
                          const char *path);
 
 /* Walk a map of named entries (models, agents, ...): check the names and
-   call fn for each new one. kind is singular ("model") for messages. */
+   call fn for each new one, at most max of them. model_names: names follow
+   the looser rule of model names (s_model_name_ok). */
 static void s_each_named(s_ctx_t *ctx, const yaml_node_t *root, const char *section, bool required,
                          int max, bool model_names, s_entry_fn *fn)
 {
@@ -2050,7 +2041,7 @@ bool cfg_access_allowed(const cfg_t *cfg, const char *service, const char *comma
 }
 
 /* tokens * price_per_mtok / 1e6, split into a whole part (saturating) and a
-   remainder numerator in [0, 1e6 * 1e6) so that several parts can be summed
+   remainder numerator in [0, 1e6) so that several parts can be summed
    before rounding up once. Exact; no intermediate can overflow. */
 static void s_cost_part(int64_t tokens, int64_t price, int64_t *whole, int64_t *rem)
 {
@@ -2069,8 +2060,7 @@ static void s_cost_part(int64_t tokens, int64_t price, int64_t *whole, int64_t *
         return;
     }
     int64_t frac = tr * pr; /* < 1e12 */
-    *whole = s + frac / M;
-    if (*whole < s) /* cannot happen, but stay safe */
+    if (__builtin_add_overflow(s, frac / M, whole))
         *whole = INT64_MAX;
     *rem = frac % M;
 }
