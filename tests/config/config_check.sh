@@ -18,8 +18,12 @@ rc=$?
 check "shipped config: exit 0 (got $rc)" "$([ $rc -eq 0 ]; echo $?)"
 grep -q 'cto_agent' "$tmp/out"
 check "summary lists cto_agent" $?
-grep -q '20.00' "$tmp/out"
+grep -q -E '^ +total_task_budget .* 20\.000000$' "$tmp/out"
 check "summary shows the total task budget in USD" $?
+grep -q -E '^ +gpt-4o +in 2\.500000 +out 10\.000000' "$tmp/out"
+check "summary lists models with their prices" $?
+grep -q -E '^ +kb_search +emads-kb-search' "$tmp/out"
+check "summary lists tools" $?
 
 # 2. --json gives an object with the seed budgets in micro-USD
 "$ctl" --json config check "$src/config/emads.yaml" >"$tmp/json" 2>"$tmp/err"

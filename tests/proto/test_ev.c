@@ -11,8 +11,11 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static int s_dec(const void *buf, size_t len, ev_t **out)
 {
@@ -353,6 +356,39 @@ Test(ev_decode, huge_header_with_unlimited_limits)
     deep[n] = 0xc0;
     cr_assert_eq(ev_decode(deep, n + 1, &lim, &out, NULL, 0), EV_ERR_LIMIT);
     free(deep);
+}
+
+/* The 2^31-element header again, with no limits and the address space
+   capped at 256 MiB above what the process maps now: a decoder that sized
+   its storage from the header (16 GiB of pointers) would fail with
+   EV_ERR_NOMEM instead of finding the input truncated. Criterion runs each
+   test in its own process, so the cap ends with the test. AddressSanitizer
+   maps terabytes of shadow memory, so the test is skipped under it. */
+Test(ev_decode, huge_header_allocates_nothing_large)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("an address-space cap does not work under AddressSanitizer");
+#else
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    rlim_t cap = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
+    struct rlimit rl = {.rlim_cur = cap, .rlim_max = cap};
+    cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+
+    ev_limits_t lim = {.max_bytes = SIZE_MAX,
+                       .max_str = SIZE_MAX,
+                       .max_elems = SIZE_MAX,
+                       .max_depth = SIZE_MAX,
+                       .max_total = SIZE_MAX};
+    ev_t *out;
+    const uint8_t arr32[] = {0xdd, 0x80, 0x00, 0x00, 0x00, 0x01};
+    cr_expect_eq(ev_decode(arr32, sizeof arr32, &lim, &out, NULL, 0), EV_ERR_MALFORMED);
+    const uint8_t map32[] = {0xdf, 0x80, 0x00, 0x00, 0x00, 0xa1, 'a', 0x01};
+    cr_expect_eq(ev_decode(map32, sizeof map32, &lim, &out, NULL, 0), EV_ERR_MALFORMED);
+#endif
 }
 
 Test(ev_decode, error_reason_names_offset)
