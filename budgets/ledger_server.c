@@ -197,16 +197,14 @@ static int s_amounts(const ev_t *body, const char *key, int64_t dflt, proto_amou
     return 1;
 }
 
-/* Handle one request; returns the reply body (caller owns) and sets
- *mutating for operations that change the ledger. */
-static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, bool *mutating)
+/* Handle one request; returns the reply body (caller owns). */
+static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
 {
     const ev_t *body = req->body;
     const char *type = ev_get_str(body, "type", NULL);
     const char *sender = req->sender;
     const char *bad = NULL;
     ledger_result_t r;
-    *mutating = false;
     if (!type)
         return proto_error(PROTO_E_INVALID, "type: missing");
     if (strcmp(type, "ping") == 0) {
@@ -245,7 +243,6 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, b
             bad = "training";
         if (bad)
             return proto_error(PROTO_E_INVALID, "open_task.%s: missing or of the wrong type", bad);
-        *mutating = true;
         ledger_open_task(self->ledger, sender, rid, task, has == 1 ? &lim : NULL, ev_bool(tr), now,
                          &r);
     } else if (strcmp(type, "reserve") == 0) {
@@ -259,7 +256,6 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, b
             bad = "ttl_ms";
         if (bad)
             return proto_error(PROTO_E_INVALID, "reserve.%s: missing or of the wrong type", bad);
-        *mutating = true;
         ledger_reserve(self->ledger, sender, rid, task, step, &a, ttl ? ev_int(ttl) : 0, now, &r);
     } else if (strcmp(type, "commit") == 0) {
         const char *hold = s_req_str(body, "hold_id", &bad);
@@ -272,19 +268,16 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now, b
             bad = "actual";
         if (bad)
             return proto_error(PROTO_E_INVALID, "commit.%s: missing or of the wrong type", bad);
-        *mutating = true;
         ledger_commit(self->ledger, sender, rid, hold, &a, measured, path, model, option, now, &r);
     } else if (strcmp(type, "void") == 0) {
         const char *hold = s_req_str(body, "hold_id", &bad);
         if (bad)
             return proto_error(PROTO_E_INVALID, "void.%s: missing or of the wrong type", bad);
-        *mutating = true;
         ledger_void(self->ledger, sender, rid, hold, now, &r);
     } else if (strcmp(type, "close_task") == 0) {
         const char *task = s_req_str(body, "task", &bad);
         if (bad)
             return proto_error(PROTO_E_INVALID, "close_task.%s: missing or of the wrong type", bad);
-        *mutating = true;
         ledger_close_task(self->ledger, sender, rid, task, now, &r);
     } else
         return proto_error(PROTO_E_UNKNOWN_TYPE, "the ledger does not serve '%s'", type);
@@ -615,9 +608,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
     char err[256];
     bus_request_t *reqs = calloc((size_t)batch_max, sizeof *reqs);
     ev_t **replies = calloc((size_t)batch_max, sizeof *replies);
-    bool *mutating = calloc((size_t)batch_max, sizeof *mutating);
     int64_t *t_in = calloc((size_t)batch_max, sizeof *t_in);
-    if (!reqs || !replies || !mutating || !t_in)
+    if (!reqs || !replies || !t_in)
         goto done;
 
     self->journal = journal_open(opts->db_path, err, sizeof err);
@@ -663,7 +655,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         now = zclock_time();
         ledger_expire(self->ledger, now);
         for (int i = 0; i < n; i++)
-            replies[i] = s_handle(self, &reqs[i], now, &mutating[i]);
+            replies[i] = s_handle(self, &reqs[i], now);
         /* group commit: one durable transaction for the whole batch */
         ledger_changes_t ch;
         ledger_changes(self->ledger, &ch);
@@ -713,7 +705,6 @@ done:
     journal_destroy(&self->journal);
     free(reqs);
     free(replies);
-    free(mutating);
     free(t_in);
     return rc;
 }
