@@ -440,6 +440,27 @@ static int s_count_acked(const char *dir)
     return n;
 }
 
+/* Tokens and uUSD of the commits acknowledged so far to the clients of
+   agent k (clients k, k + 4, ...). A line still being written is left out or
+   read short, which can only lower the sums. */
+static void s_acked_sums(const char *dir, int k, int64_t *tok, int64_t *cost)
+{
+    *tok = *cost = 0;
+    for (int i = k; i < CRASH_CLIENTS; i += 4) {
+        char path[400], rid[64], hold[80];
+        snprintf(path, sizeof path, "%s/acked-%d.txt", dir, i);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int64_t t, c;
+        while (fscanf(f, "%63s %79s %" SCNd64 " %" SCNd64, rid, hold, &t, &c) == 4) {
+            *tok += t;
+            *cost += c;
+        }
+        fclose(f);
+    }
+}
+
 static int s_crash(void)
 {
     lh_t h;
@@ -465,6 +486,20 @@ static int s_crash(void)
         int64_t until = zclock_mono() + 1500;
         while (s_count_acked(h.dir) < before + 3 && zclock_mono() < until)
             usleep(10000);
+        /* after each restart: every commit acknowledged so far is present
+           (the sums are read first; commits acknowledged meanwhile only add) */
+        for (int a = 0; k > 0 && a < 4; a++) {
+            int64_t tok, cost;
+            s_acked_sums(h.dir, a, &tok, &cost);
+            s_acct_t acc[2];
+            int n = s_spend(o, CRASH_TASK, s_agents[a], acc, 2);
+            CHECK(n == 1 && acc[0].used.v[DIM_TOKENS] >= tok &&
+                      acc[0].used.v[DIM_COST_UUSD] >= cost,
+                  "before kill %d, %s: ledger used %" PRId64 " tokens %" PRId64
+                  " uUSD, acknowledged %" PRId64 " and %" PRId64,
+                  k, s_agents[a], n == 1 ? acc[0].used.v[DIM_TOKENS] : -1,
+                  n == 1 ? acc[0].used.v[DIM_COST_UUSD] : -1, tok, cost);
+        }
         usleep((useconds_t)(rand() % 150000));
         before = s_count_acked(h.dir);
         int st = lh_stop_ledger(&h, SIGKILL);
@@ -831,6 +866,16 @@ static int s_duplicates(void)
               "histogram in /metrics");
         CHECK(strstr(text, "# TYPE emads_ledger_commits_total counter") != NULL,
               "commit counter in /metrics");
+        /* gauges, rebuilt from the journal after the restart: cto's spend
+           over every task (700 + 10 tokens), the open task "late", and
+           nothing of the closed task d1 */
+        CHECK(strstr(text, "emads_ledger_agent_used{agent=\"cto_agent\",dimension=\"tokens\"} "
+                           "710\n") != NULL,
+              "per-agent gauge in /metrics:\n%s", text);
+        CHECK(strstr(text, "emads_ledger_used{kind=\"task\",task=\"late\",agent=\"\",period="
+                           "\"\",dimension=\"tokens\"} 0\n") != NULL,
+              "per-task gauge of the open task in /metrics");
+        CHECK(strstr(text, "task=\"d1\"") == NULL, "no gauges of the closed task d1");
     }
     bus_client_destroy(&o);
     bus_client_destroy(&cto);
