@@ -149,6 +149,33 @@ static void s_log_some(void)
     log_error("two\nlines");
 }
 
+/* Pid files: what `emadsctl status`/`down` and a second daemon read. A file
+   holding garbage or an absurd pid names no process; a process removes its
+   pid file only while the file still names it. */
+Test(common, pid_files)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/x.pid", s_dir);
+    cr_expect_eq(rundir_pid_read(path), 0, "a missing file names no process");
+    cr_assert_eq(rundir_pid_write(path, 4242), 0);
+    cr_expect_eq(rundir_pid_read(path), 4242);
+    const char *bad[] = {"", "garbage\n", "-5\n", "0\n", "99999999999999\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(bad[i], f);
+        fclose(f);
+        cr_expect_eq(rundir_pid_read(path), 0, "'%s' read as a pid", bad[i]);
+    }
+    rundir_pid_write(path, 4242); /* another process's file: kept */
+    rundir_pid_remove_own(path);
+    cr_expect_eq(access(path, F_OK), 0, "removed a pid file naming another process");
+    rundir_pid_write(path, (long)getpid()); /* ours: removed */
+    rundir_pid_remove_own(path);
+    cr_expect_neq(access(path, F_OK), 0, "kept its own pid file");
+    cr_expect_eq(rundir_pid_write("/nonexistent-dir/x.pid", 1), -1);
+}
+
 Test(common, log_lines)
 {
     unsetenv("EMADS_LOG_LEVEL");
