@@ -56,8 +56,7 @@ char *evjson_dump(const ev_t *v)
     return s;
 }
 
-/* Length of s cut to at most max bytes without splitting a UTF-8 sequence. */
-static size_t s_utf8_cut(const char *s, size_t len, size_t max)
+size_t evjson_utf8_cut(const char *s, size_t len, size_t max)
 {
     if (len <= max)
         return len;
@@ -94,7 +93,7 @@ static ev_t *s_from_json(const json_t *j, int depth)
     case JSON_STRING: {
         const char *s = json_string_value(j);
         size_t len = json_string_length(j);
-        return ev_new_strn(s, s_utf8_cut(s, len, EVJSON_MAX_STR));
+        return ev_new_strn(s, evjson_utf8_cut(s, len, EVJSON_MAX_STR));
     }
     case JSON_INTEGER:
         return ev_new_int((int64_t)json_integer_value(j));

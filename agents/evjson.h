@@ -6,6 +6,7 @@
 #define AGENTS_EVJSON_H_INCLUDED
 
 #include <jansson.h>
+#include <stddef.h>
 
 #include "proto/ev.h"
 
@@ -21,5 +22,8 @@ char *evjson_dump(const ev_t *v);
 /* ev tree for j (caller owns): deeper levels than EVJSON_MAX_DEPTH become
    nil, longer strings are cut at a UTF-8 boundary, extra elements dropped. */
 ev_t *evjson_from_json(const json_t *j);
+/* Length of the len bytes of s cut to at most max bytes without splitting a
+   UTF-8 sequence. */
+size_t evjson_utf8_cut(const char *s, size_t len, size_t max);
 
 #endif

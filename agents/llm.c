@@ -30,18 +30,16 @@ typedef struct {
     bool overflow;
 } s_buf_t;
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t s_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t s_now_ms(void)
+{
+    return s_now_us() / 1000;
 }
 
 static void s_sleep_ms(int64_t ms)

@@ -175,6 +175,22 @@ const char *rr_level(const ev_t *risks)
     return "low";
 }
 
+double rr_scale(const char *folded)
+{
+    double scale = 1.0;
+    if (rr_match(folded, "prototype|proof of concept|=poc|=mvp|pilot|spike|experiment|demo"))
+        scale = 0.5;
+    if (rr_match(folded,
+                 "enterprise|global|multi-region|company-wide|all customers|every customer"))
+        scale *= 1.5;
+    return scale;
+}
+
+double rr_length_conf(int words)
+{
+    return words >= 30 ? 0.1 : words >= 12 ? 0.05 : -0.1;
+}
+
 double rr_conf(double c, double lo, double hi)
 {
     if (c < lo)
@@ -382,13 +398,7 @@ char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const 
 /* Copy at most max bytes of s (cut at a UTF-8 boundary) into a new string. */
 static ev_t *s_str_cut(const char *s, size_t max)
 {
-    size_t n = strlen(s);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    return ev_new_strn(s, n);
+    return ev_new_strn(s, evjson_utf8_cut(s, strlen(s), max));
 }
 
 ev_t *role_from_llm(role_t role, const char *content)

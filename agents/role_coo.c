@@ -150,11 +150,7 @@ ev_t *role_coo_local(const char *text)
     }
 
     /* timeline */
-    double scale = 1.0;
-    if (rr_match(f, "prototype|proof of concept|=poc|=mvp|pilot|spike|experiment|demo"))
-        scale = 0.5;
-    if (rr_match(f, "enterprise|global|multi-region|company-wide|all customers|every customer"))
-        scale *= 1.5;
+    double scale = rr_scale(f);
     int work_days = (int)(streams * S_DAYS_PER_STREAM * scale + 0.5);
     int build = (work_days + 5 * builders - 1) / (5 * builders);
     if (build < 1)
@@ -196,7 +192,7 @@ ev_t *role_coo_local(const char *text)
         rank = 2; /* the deadline cannot be met without a new plan */
 
     double conf = 0.55 + 0.04 * (matched > 6 ? 6 : matched);
-    conf += words >= 30 ? 0.1 : words >= 12 ? 0.05 : -0.1;
+    conf += rr_length_conf(words);
     if (requested < 0)
         conf -= 0.05; /* no deadline given: the timeline is our guess */
     conf = rr_conf(conf, 0.2, 0.95);

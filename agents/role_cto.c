@@ -132,11 +132,7 @@ ev_t *role_cto_local(const char *text)
                      "medium", "hold a one-hour scoping session with the requester");
 
     /* scale of the work */
-    double scale = 1.0;
-    if (rr_match(f, "prototype|proof of concept|=poc|=mvp|pilot|spike|experiment|demo"))
-        scale = 0.5;
-    if (rr_match(f, "enterprise|global|multi-region|company-wide|all customers|every customer"))
-        scale *= 1.5;
+    double scale = rr_scale(f);
     effort = (int)(effort * scale + 0.5);
     if (effort < 2)
         effort = 2;
@@ -151,7 +147,7 @@ ev_t *role_cto_local(const char *text)
         rank = effort > 90 ? 2 : 1;
 
     double conf = 0.5 + 0.05 * (matched > 6 ? 6 : matched);
-    conf += words >= 30 ? 0.1 : words >= 12 ? 0.05 : -0.1;
+    conf += rr_length_conf(words);
     if (strcmp(level, "high") == 0)
         conf -= 0.05;
     conf = rr_conf(conf, 0.2, 0.95);

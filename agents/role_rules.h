@@ -26,6 +26,12 @@ int rr_risk_score(const ev_t *risks);
 /* "low" / "medium" / "high" for an array of risk maps: high with two high
    risks or a score of 9, medium with one high risk or a score of 4. */
 const char *rr_level(const ev_t *risks);
+/* Size of the work named in folded text: 0.5 for a prototype, 1.5 for
+   enterprise-wide work, 0.75 for both, else 1. */
+double rr_scale(const char *folded);
+/* Confidence adjustment for a text of words words: +0.1 from 30 words,
+   +0.05 from 12, else -0.1. */
+double rr_length_conf(int words);
 /* Clamp to [lo, hi] and round to two decimals. */
 double rr_conf(double c, double lo, double hi);
 /* Decision order: proceed 0, proceed_with_conditions 1, reconsider 2, else -1. */
