@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agents/evjson.h"
@@ -293,20 +292,6 @@ typedef struct {
     llm_t *llm;
     zsock_t *done;
 } s_worker_t;
-
-static int64_t s_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t s_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A request id unique to this process and operation: name-pid-boot-seq-kind. */
 static void s_request_id(agent_t *a, uint64_t seq, char kind, char *out, size_t outlen)
@@ -584,9 +569,7 @@ static void s_run_tool(s_worker_t *w, s_step_t *s, const char *text, const ev_t 
         s->output = role_local(a->role, text, inputs);
         if (!s->output)
             s->output = ev_new_map();
-        size_t n = res.len > AGENT_TOOL_OUTPUT_MAX ? AGENT_TOOL_OUTPUT_MAX : res.len;
-        while (n < res.len && n > 0 && ((unsigned char)res.output[n] & 0xC0) == 0x80)
-            n--;
+        size_t n = evjson_utf8_cut(res.output, res.len, AGENT_TOOL_OUTPUT_MAX);
         ev_set_str(s->output, "tool", t->name);
         ev_set(s->output, "tool_output", ev_new_strn(res.output, n));
         ev_set_bool(s->output, "truncated", res.truncated || n < res.len);
@@ -640,7 +623,10 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     proto_amounts_t est;
     proto_get_amounts(option, "est", 0, &est);
 
-    s_step_t s = {.task = task, .step = step, .measured = AGENT_MEASURED_PROVIDER};
+    s_step_t s = {.task = task,
+                  .step = step,
+                  .choice = {.model = -1, .tool = -1},
+                  .measured = AGENT_MEASURED_PROVIDER};
 
     /* 1. remaining cost ratio: from the ledger spend the orchestrator
        dispatched this step with, else asked here (fail closed when the
@@ -676,22 +662,12 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         ev_destroy(&reply);
     }
 
-    /* 2. path */
+    /* 2. path: the adaptive choice, then again without the model when its
+       provider's API key is missing */
     const char *key = NULL;
-    int want = model >= 0 ? model : a->acfg->model;
-    bool have_key = true;
-    if (planned == PATH_LLM) {
-        int m = want;
-        if (ratio < cfg->small_ratio && a->acfg->small_model >= 0)
-            m = a->acfg->small_model;
-        have_key = m < 0 || s_have_key(cfg, m, &key);
-    } else if (planned == PATH_TOOL && model >= 0) {
-        int m = model;
-        if (ratio < cfg->small_ratio && a->acfg->small_model >= 0)
-            m = a->acfg->small_model;
-        have_key = s_have_key(cfg, m, &key);
-    }
-    agent_choose(cfg, a->acfg, planned, model, tool, ratio, have_key, &s.choice);
+    agent_choose(cfg, a->acfg, planned, model, tool, ratio, true, &s.choice);
+    if (s.choice.model >= 0 && !s_have_key(cfg, s.choice.model, &key))
+        agent_choose(cfg, a->acfg, planned, model, tool, ratio, false, &s.choice);
 
     char *system = NULL, *user = NULL;
     int64_t prompt_raw = 0, prompt_cal = 0, prompt_hold = 0, max_tokens = 0;
@@ -747,7 +723,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     ev_destroy(&reply);
 
     /* 4. execute */
-    int64_t t0 = s_now_us();
+    int64_t t0 = zclock_usecs();
     switch (s.choice.path) {
     case PATH_LLM:
         s_run_llm(w, &s, system, user, prompt_raw, prompt_cal, max_tokens, &hold, key);
@@ -757,7 +733,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         break;
     case PATH_LOCAL:
         s.output = role_local(a->role, text, inputs);
-        s.actual.v[DIM_LATENCY_MS] = agent_elapsed_ms(t0, s_now_us());
+        s.actual.v[DIM_LATENCY_MS] = agent_elapsed_ms(t0, zclock_usecs());
         s.measured = AGENT_MEASURED_PROVIDER;
         s.status = s.output ? "ok" : "error";
         if (!s.output) {
@@ -873,7 +849,7 @@ agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t
     snprintf(self->self_dir, sizeof self->self_dir, "%s", opts->self_dir ? opts->self_dir : "");
     bus_security_init(&self->sec, self->run_dir, self->name, opts->curve);
     self->calib = tokens_calib_new();
-    self->boot_ms = s_wall_ms();
+    self->boot_ms = zclock_time();
     atomic_init(&self->seq, 1);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);

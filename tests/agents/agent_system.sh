@@ -105,6 +105,7 @@ burn() {
 
 # ---- the constellation ------------------------------------------------------
 export EMADS_TEST_LLM_KEY=test-key
+unset EMADS_TEST_NO_KEY
 "$LLM" --port 0 --port-file "$R/llm.port" --log "$R/llm-requests.log" \
     --require-key test-key --models big,small 2>"$R/llm-server.log" &
 PIDS="$PIDS $!"
@@ -133,9 +134,14 @@ providers:
     api_key_env: EMADS_TEST_LLM_KEY
     max_retries: 3
     max_response_bytes: 600000
+  nokey:
+    base_url: "http://127.0.0.1:$PORT/v1"
+    api_key_env: EMADS_TEST_NO_KEY
 models:
   big:   {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, context_tokens: 8192}
   small: {provider: test, input_usd_per_mtok: 0.10, output_usd_per_mtok: 0.20, context_tokens: 8192}
+  ghost: {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, context_tokens: 8192}
+  keyless: {provider: nokey, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, context_tokens: 8192}
 tools:
   kb_search:
     command: [emads-kb-search, --dir, "{knowledge_dir}"]
@@ -277,6 +283,14 @@ retry429)
     lat=$(printf "%s\n" "$r" | jq -r .actual.latency_ms)
     [ "$lat" -le 5000 ] || fail "retries outlived the hold: $lat ms"
     ok "two 429s retried inside the hold, one step, one commit"
+    # a 5xx is retried the same way
+    control '{"scenario":"500x1","usage":[100,20]}'
+    r=$(step cto_analysis_500 llm '{"model":"big"}' 3000 5000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "500 then 200: $r"
+    [ "$(jq -s '[.[].status] == [429, 429, 200, 500, 200]' "$R/llm-requests.log")" = true ] ||
+        fail "statuses: $(cat "$R/llm-requests.log")"
+    [ "$(used tokens)" = 240 ] || fail "two steps' spend: $(used tokens)"
+    ok "a 500 retried inside the hold"
     ;;
 slow)
     control '{"scenario":"slow:5000"}'
@@ -341,6 +355,12 @@ adaptive)
     [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "absurd ratio accepted: $r"
     [ "$(requests)" = 2 ] || fail "the refused step made a request"
     ok "a ratio sent with the step is used; one outside 0..1 is refused"
+    # a model whose provider's API key is not set runs locally
+    r=$(step s5 llm '{"model":"keyless"}' 3000 3000 "$TEXT" '{"cost_ratio":0.9}')
+    [ "$(printf "%s\n" "$r" | jq -r .path)" = local ] || fail "no key: $r"
+    printf "%s\n" "$r" | jq -r .why | grep -q 'no API key in \$EMADS_TEST_NO_KEY' || fail "why: $r"
+    [ "$(requests)" = 2 ] || fail "a step without a key made a request"
+    ok "no API key: local path, no request"
     ;;
 ledger_down)
     control '{"scenario":"usage"}'
@@ -350,6 +370,7 @@ ledger_down)
     [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "status: $r"
     [ "$(printf "%s\n" "$r" | jq -r .error.code)" = ledger_unavailable ] || fail "code: $r"
     [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 0 ] || fail "actual: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .model)" = null ] || fail "a step not run names a model: $r"
     [ "$(requests)" = 0 ] || fail "a request was made without a hold"
     ok "ledger stopped: step refused, no HTTP request"
     ;;
@@ -455,14 +476,23 @@ errors)
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "401" || fail "401 reason: $r"
     [ "$(used tokens)" = 0 ] || fail "a refused call charged tokens"
     control '{"scenario":"usage"}'
+    # a model the config names but the provider does not know
+    r=$(step eghost llm '{"model":"ghost"}' 3000 3000 "$TEXT")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "unknown model status: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_error ] || fail "unknown model code: $r"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "404" || fail "unknown model reason: $r"
+    [ "$(used tokens)" = 0 ] || fail "an unknown model charged tokens"
     r=$(step emodel llm '{}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "default model: $r"
+    spent=$(printf "%s\n" "$r" | jq -r .actual.tokens)
     control '{"scenario":"malformed"}'
     r=$(step ebad llm '{"model":"big"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "malformed status: $r"
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "malformed" || fail "malformed reason: $r"
     [ "$(printf "%s\n" "$r" | jq -r .measured)" = estimated ] || fail "malformed measured: $r"
     [ "$(held tokens)" = 0 ] || fail "holds left open: $(held tokens)"
+    spent=$((spent + $(printf "%s\n" "$r" | jq -r .actual.tokens)))
+    [ "$(used tokens)" = "$spent" ] || fail "ledger tokens $(used tokens), steps reported $spent"
     # an answer too big for a step result still gets a (shortened) reply
     jq -cn '[range(128)] as $a | [range(128) | $a] as $b
             | {scenario: "usage", usage: [100, 900],
@@ -484,7 +514,7 @@ errors)
     [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 3000 ] || fail "huge spend: $r"
     r=$(step eunknown llm '{"model":"nope"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "unknown model: $r"
-    ok "401, malformed and oversized answers are clear step errors, spend committed"
+    ok "401, unknown model, malformed and oversized answers are clear step errors, spend committed"
     ;;
 *)
     fail "unknown test $T"
