@@ -198,22 +198,10 @@ static void s_send_parts(bus_broker_t *self, const uint8_t *id, size_t idlen, co
             return;
 }
 
-/* Send [id][signature][cmd] + frames (taken; NULLs are skipped). */
-static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_t cmd, zframe_t *f1,
-                   zframe_t *f2, zframe_t *f3, zframe_t *f4)
+/* Send [id][signature][cmd] alone (HEARTBEAT, DISCONNECT). */
+static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_t cmd)
 {
-    zframe_t *fs[4] = {f1, f2, f3, f4};
-    const void *data[4];
-    size_t size[4];
-    int n = 0;
-    for (int i = 0; i < 4; i++)
-        if (fs[i]) {
-            data[n] = zframe_data(fs[i]);
-            size[n++] = zframe_size(fs[i]);
-        }
-    s_send_parts(self, zframe_data(id), zframe_size(id), sig, cmd, n, data, size);
-    for (int i = 0; i < 4; i++)
-        zframe_destroy(&fs[i]);
+    s_send_parts(self, zframe_data(id), zframe_size(id), sig, cmd, 0, NULL, NULL);
 }
 
 /* Log the first few occurrences of a counted event, then every 1000th, so
@@ -221,11 +209,6 @@ static void s_send(bus_broker_t *self, zframe_t *id, const char *sig, proto_cmd_
 static bool s_should_log(uint64_t count)
 {
     return count <= 10 || count % 1000 == 0;
-}
-
-static zframe_t *s_str(const char *s)
-{
-    return zframe_new(s, strlen(s));
 }
 
 /* Answer a client request with a body (taken). */
@@ -236,7 +219,11 @@ static void s_reply_body(bus_broker_t *self, zframe_t *client, const char *servi
     ev_destroy(body_p);
     if (!body)
         return;
-    s_send(self, client, PROTO_CLIENT, PROTO_REPLY, s_str(service), s_str(corr), body, NULL);
+    const void *data[3] = {service, corr, zframe_data(body)};
+    size_t size[3] = {strlen(service), strlen(corr), zframe_size(body)};
+    s_send_parts(self, zframe_data(client), zframe_size(client), PROTO_CLIENT, PROTO_REPLY, 3, data,
+                 size);
+    zframe_destroy(&body);
 }
 
 static void s_reply_error(bus_broker_t *self, zframe_t *client, const char *service,
@@ -326,7 +313,7 @@ static void s_worker_delete(bus_broker_t *self, s_worker_t *w, const char *why, 
         self->stats.worker_lost++;
     }
     if (disconnect)
-        s_send(self, w->id, PROTO_WORKER, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
+        s_send(self, w->id, PROTO_WORKER, PROTO_DISCONNECT);
     zlistx_delete(w->service->workers, w->handle);
     char key[S_KEY_MAX];
     memcpy(key, w->key, sizeof(key));
@@ -661,13 +648,15 @@ static void s_fanout(bus_broker_t *self, const char *topic, const char *sender, 
 {
     self->stats.events++;
     size_t tlen = strlen(topic);
+    const void *data[3] = {topic, sender, zframe_data(body)};
+    size_t size[3] = {tlen, strlen(sender), zframe_size(body)};
     for (s_client_t *c = (s_client_t *)zhashx_first(self->clients); c;
          c = (s_client_t *)zhashx_next(self->clients)) {
         for (int i = 0; i < c->nsubs; i++) {
             size_t plen = strlen(c->subs[i]);
             if (plen <= tlen && memcmp(c->subs[i], topic, plen) == 0) {
-                s_send(self, c->id, PROTO_CLIENT, PROTO_EVENT, s_str(topic), s_str(sender),
-                       zframe_dup(body), NULL);
+                s_send_parts(self, zframe_data(c->id), zframe_size(c->id), PROTO_CLIENT,
+                             PROTO_EVENT, 3, data, size);
                 break;
             }
         }
@@ -713,7 +702,7 @@ static void s_client_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char
     if (created && cmd == PROTO_HEARTBEAT)
         /* a client we do not know heartbeats: we restarted and lost its
            subscriptions; DISCONNECT tells it to send them again */
-        s_send(self, id, PROTO_CLIENT, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
+        s_send(self, id, PROTO_CLIENT, PROTO_DISCONNECT);
     switch (cmd) {
     case PROTO_REQUEST:
         s_client_request(self, m, id, name);
@@ -789,7 +778,7 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
         self->stats.forbidden++;
         if (s_should_log(self->stats.forbidden))
             log_warn("forbidden: '%s' may not serve '%s'", name, service);
-        s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
+        s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT);
         return;
     }
     if (w && !streq(w->service->name, service)) {
@@ -873,7 +862,7 @@ static void s_worker_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char
     case PROTO_REPLY:
         if (!w) {
             /* not registered (the broker restarted): ask it to register */
-            s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT, NULL, NULL, NULL, NULL);
+            s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT);
             return;
         }
         if (cmd != PROTO_HEARTBEAT)
@@ -1113,7 +1102,7 @@ static void s_timers(bus_broker_t *self, int64_t now)
         if (w->expiry < now)
             zlistx_add_end(dead, w);
         else if (beat)
-            s_send(self, w->id, PROTO_WORKER, PROTO_HEARTBEAT, NULL, NULL, NULL, NULL);
+            s_send(self, w->id, PROTO_WORKER, PROTO_HEARTBEAT);
     }
     for (s_worker_t *w = (s_worker_t *)zlistx_first(dead); w; w = (s_worker_t *)zlistx_next(dead))
         s_worker_delete(self, w, "heartbeat expired", true);
@@ -1129,7 +1118,7 @@ static void s_timers(bus_broker_t *self, int64_t now)
         if (c->expiry < now)
             zlistx_add_end(dead, (void *)zhashx_cursor(self->clients));
         else
-            s_send(self, c->id, PROTO_CLIENT, PROTO_HEARTBEAT, NULL, NULL, NULL, NULL);
+            s_send(self, c->id, PROTO_CLIENT, PROTO_HEARTBEAT);
     }
     for (const char *k = (const char *)zlistx_first(dead); k; k = (const char *)zlistx_next(dead)) {
         char key[S_KEY_MAX];
