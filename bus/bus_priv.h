@@ -8,7 +8,8 @@
 /* Configure sock (not yet connected) as a client of the bus according to
    sec: CURVE with the named certificate and the bus's server key, or PLAIN
    carrying the (unauthenticated) name when sec->curve is false. sec may be
-   NULL (PLAIN, name "anonymous"). Also sets ZMQ_MAXMSGSIZE and linger.
+   NULL (PLAIN, name "anonymous"). Also sets ZMQ_MAXMSGSIZE, linger and
+   zero receive and send timeouts.
    Returns 0, or -1 with a logged reason (missing certificate). */
 int bus_sock_setup(zsock_t *sock, const bus_security_t *sec);
 

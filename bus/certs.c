@@ -86,6 +86,7 @@ int bus_sock_setup(zsock_t *sock, const bus_security_t *sec)
     zsock_set_maxmsgsize(sock, PROTO_MAX_FRAME);
     zsock_set_linger(sock, 200);
     zsock_set_rcvtimeo(sock, 0);
+    zsock_set_sndtimeo(sock, 0); /* a send never blocks the caller's loop */
     if (!sec || !sec->curve) {
         const char *name = sec && sec->name[0] ? sec->name : "anonymous";
         zsock_set_plain_username(sock, name);
@@ -131,9 +132,7 @@ static int s_make(const char *certs, const char *name)
         if (s_exists(pub))
             return 0;
         /* public half lost: rewrite it from the secret file */
-        char base[1200];
-        snprintf(base, sizeof(base), "%s/private/%s.cert", certs, name);
-        zcert_t *cert = zcert_load(base);
+        zcert_t *cert = s_load(certs, "private", name);
         if (!cert) {
             log_error("bus: cannot read %s", sec);
             return -1;

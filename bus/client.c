@@ -72,6 +72,21 @@ void bus_msg_clear(bus_msg_t *msg)
     memset(msg, 0, sizeof(*msg));
 }
 
+static int s_send_cmd(bus_client_t *self, proto_cmd_t cmd, const char *a, zframe_t **body_p)
+{
+    zmsg_t *m = zmsg_new();
+    zmsg_addstr(m, PROTO_CLIENT);
+    uint8_t c = (uint8_t)cmd;
+    zmsg_addmem(m, &c, 1);
+    if (a)
+        zmsg_addstr(m, a);
+    if (body_p && *body_p)
+        zmsg_append(m, body_p);
+    int rc = zmsg_send(&m, self->sock);
+    zmsg_destroy(&m);
+    return rc;
+}
+
 bus_client_t *bus_client_new(const char *endpoint, const bus_security_t *sec)
 {
     if (!endpoint)
@@ -112,12 +127,8 @@ void bus_client_destroy(bus_client_t **self_p)
         return;
     bus_client_t *self = *self_p;
     if (self->sock) {
-        zmsg_t *m = zmsg_new();
-        zmsg_addstr(m, PROTO_CLIENT);
-        zmsg_addmem(m, (uint8_t[]){PROTO_DISCONNECT}, 1);
-        zsock_set_sndtimeo(self->sock, 0);
-        zmsg_send(&m, self->sock);
-        zmsg_destroy(&m);
+        zsock_set_sndtimeo(self->sock, 0); /* also when new failed before bus_sock_setup */
+        s_send_cmd(self, PROTO_DISCONNECT, NULL, NULL);
         zsock_destroy(&self->sock);
     }
     zhashx_destroy(&self->pending);
@@ -130,22 +141,6 @@ void bus_client_destroy(bus_client_t **self_p)
 zsock_t *bus_client_sock(bus_client_t *self)
 {
     return self ? self->sock : NULL;
-}
-
-static int s_send_cmd(bus_client_t *self, proto_cmd_t cmd, const char *a, zframe_t **body_p)
-{
-    zmsg_t *m = zmsg_new();
-    zmsg_addstr(m, PROTO_CLIENT);
-    uint8_t c = (uint8_t)cmd;
-    zmsg_addmem(m, &c, 1);
-    if (a)
-        zmsg_addstr(m, a);
-    if (body_p && *body_p)
-        zmsg_append(m, body_p);
-    zsock_set_sndtimeo(self->sock, 0);
-    int rc = zmsg_send(&m, self->sock);
-    zmsg_destroy(&m);
-    return rc;
 }
 
 static void s_send_subs(bus_client_t *self)

@@ -45,7 +45,6 @@ static int s_send(bus_worker_t *self, proto_cmd_t cmd, zmsg_t *tail)
         while ((f = zmsg_pop(tail)))
             zmsg_append(m, &f);
     }
-    zsock_set_sndtimeo(self->sock, 0);
     int rc = zmsg_send(&m, self->sock);
     zmsg_destroy(&m);
     return rc;
