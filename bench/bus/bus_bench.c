@@ -170,6 +170,20 @@ static pid_t s_spawn(const char *self_exe, const char *role)
     return pid;
 }
 
+/* Stop the role processes and remove the run directory: on every exit
+   once they are started, so a failed run leaves nothing behind. 0 / -1. */
+static int s_cleanup(const pid_t *kids)
+{
+    for (int i = 0; i < 3; i++)
+        if (kids[i] > 0) {
+            kill(kids[i], SIGTERM);
+            waitpid(kids[i], NULL, 0);
+        }
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_run);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     log_init("bus_bench", LOG_LVL_WARN);
@@ -261,6 +275,7 @@ int main(int argc, char **argv)
     }
     if (warm_ok < 50) {
         fprintf(stderr, "bus_bench: the bus path does not work\n");
+        s_cleanup(kids);
         return 1;
     }
 
@@ -305,6 +320,7 @@ int main(int argc, char **argv)
         }
         if (errors > 10) {
             fprintf(stderr, "bus_bench: too many failed round trips\n");
+            s_cleanup(kids);
             return 1;
         }
         if (dir.n - dir0 == block && bus.n - bus0 == block) {
@@ -341,14 +357,5 @@ int main(int argc, char **argv)
     zactor_destroy(&direct);
     zactor_destroy(&worker);
     zactor_destroy(&broker);
-    for (int i = 0; i < 3; i++)
-        if (kids[i] > 0) {
-            kill(kids[i], SIGTERM);
-            waitpid(kids[i], NULL, 0);
-        }
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_run);
-    if (system(cmd) != 0)
-        return 1;
-    return 0;
+    return s_cleanup(kids) == 0 ? 0 : 1;
 }
