@@ -3,7 +3,7 @@
       bus_probe certs   --home H NAME...            create certificates
       bus_probe call    --endpoint E --home H --name N --service S
                         [--body-json JSON] [--timeout MS] [--count N]
-                        [--no-cert | --rogue-cert] [--insecure]
+                        [--no-cert | --rogue-cert | --raw] [--insecure]
             prints each reply body as JSON on one line; exit 0 if every reply
             arrived (error bodies included), 1 otherwise
       bus_probe echo-worker --endpoint E --home H --name N --service S
@@ -20,7 +20,8 @@
             N requests in flight at once on one client, replies out of order
 
     --no-cert connects without any security; --rogue-cert with a freshly
-    made certificate that is not in the store.
+    made certificate that is not in the store; --raw sends the same raw
+    request with the certificate of --name.
 */
 #include "bus/bus.h"
 #include "common/log.h"
@@ -35,7 +36,7 @@
 typedef struct {
     const char *cmd, *endpoint, *home, *name, *service, *body_json, *prefix, *topic;
     int timeout, count, delay_ms, capacity;
-    bool insecure, no_cert, rogue_cert;
+    bool insecure, no_cert, rogue_cert, raw;
 } s_args_t;
 
 static ev_t *s_from_json(json_t *j)
@@ -93,10 +94,47 @@ static void s_print(const ev_t *body)
     free(s);
 }
 
-/* A raw DEALER for --no-cert / --rogue-cert: speaks the protocol itself. */
-static int s_raw_call(const s_args_t *a)
+/* A DEALER connected to the bus with our certificate (or PLAIN). */
+static zsock_t *s_cert_sock(const s_args_t *a, const bus_security_t *sec)
 {
     zsock_t *sock = zsock_new(ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    if (sec->curve) {
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/private/%s.cert", sec->certs_dir, sec->name);
+        zcert_t *mine = zcert_load(path);
+        snprintf(path, sizeof(path), "%s/public/bus.cert", sec->certs_dir);
+        zcert_t *server = zcert_load(path);
+        if (!mine || !server) {
+            zcert_destroy(&mine);
+            zcert_destroy(&server);
+            zsock_destroy(&sock);
+            return NULL;
+        }
+        zcert_apply(mine, sock);
+        zsock_set_curve_serverkey(sock, zcert_public_txt(server));
+        zcert_destroy(&mine);
+        zcert_destroy(&server);
+    } else {
+        zsock_set_plain_username(sock, sec->name);
+        zsock_set_plain_password(sock, "x");
+    }
+    zsock_set_sndhwm(sock, 100000);
+    zsock_set_sndtimeo(sock, 2000);
+    zsock_set_linger(sock, 10000); /* deliver everything before closing */
+    zsock_connect(sock, "%s", a->endpoint);
+    return sock;
+}
+
+/* A raw DEALER for --no-cert / --rogue-cert, or --raw with our own
+   certificate (the control that shows this path is answered when the
+   handshake is accepted): speaks the protocol itself. */
+static int s_raw_call(const s_args_t *a, const bus_security_t *sec)
+{
+    zsock_t *sock = a->no_cert || a->rogue_cert ? zsock_new(ZMQ_DEALER) : s_cert_sock(a, sec);
+    if (!sock)
+        return 2;
     zcert_t *rogue = NULL;
     if (a->rogue_cert) {
         char path[1200];
@@ -112,7 +150,8 @@ static int s_raw_call(const s_args_t *a)
         zsock_set_curve_serverkey(sock, zcert_public_txt(server));
         zcert_destroy(&server);
     }
-    zsock_connect(sock, "%s", a->endpoint);
+    if (a->no_cert || a->rogue_cert)
+        zsock_connect(sock, "%s", a->endpoint);
     ev_t *body = s_body(a->body_json);
     uint8_t *buf;
     size_t len;
@@ -151,8 +190,8 @@ static void s_on_partial(const ev_t *body, void *arg)
 
 static int s_call(const s_args_t *a, const bus_security_t *sec)
 {
-    if (a->no_cert || a->rogue_cert)
-        return s_raw_call(a);
+    if (a->no_cert || a->rogue_cert || a->raw)
+        return s_raw_call(a, sec);
     bus_client_t *c = bus_client_new(a->endpoint, sec);
     if (!c)
         return 2;
@@ -325,45 +364,12 @@ static int s_publish(const s_args_t *a, const bus_security_t *sec)
     return rc == 0 ? 0 : 1;
 }
 
-/* A DEALER connected to the bus with our certificate (or PLAIN). */
-static zsock_t *s_flood_sock(const s_args_t *a, const bus_security_t *sec)
-{
-    zsock_t *sock = zsock_new(ZMQ_DEALER);
-    if (!sock)
-        return NULL;
-    if (sec->curve) {
-        char path[1200];
-        snprintf(path, sizeof(path), "%s/private/%s.cert", sec->certs_dir, sec->name);
-        zcert_t *mine = zcert_load(path);
-        snprintf(path, sizeof(path), "%s/public/bus.cert", sec->certs_dir);
-        zcert_t *server = zcert_load(path);
-        if (!mine || !server) {
-            zcert_destroy(&mine);
-            zcert_destroy(&server);
-            zsock_destroy(&sock);
-            return NULL;
-        }
-        zcert_apply(mine, sock);
-        zsock_set_curve_serverkey(sock, zcert_public_txt(server));
-        zcert_destroy(&mine);
-        zcert_destroy(&server);
-    } else {
-        zsock_set_plain_username(sock, sec->name);
-        zsock_set_plain_password(sock, "x");
-    }
-    zsock_set_sndhwm(sock, 100000);
-    zsock_set_sndtimeo(sock, 2000);
-    zsock_set_linger(sock, 10000); /* deliver everything before closing */
-    zsock_connect(sock, "%s", a->endpoint);
-    return sock;
-}
-
 /* Garbage of every kind the broker must survive, from one certified peer.
    Oversized frames make the bus drop the connection, so each goes on a
    connection of its own. */
 static int s_flood(const s_args_t *a, const bus_security_t *sec)
 {
-    zsock_t *sock = s_flood_sock(a, sec);
+    zsock_t *sock = s_cert_sock(a, sec);
     if (!sock)
         return 2;
     int oversized = 0;
@@ -405,7 +411,7 @@ static int s_flood(const s_args_t *a, const bus_security_t *sec)
             break;
         case 5: /* oversized frame: above ZMQ_MAXMSGSIZE, the bus drops the link */
             if (i % 400 == 5) {
-                zsock_t *once = s_flood_sock(a, sec);
+                zsock_t *once = s_cert_sock(a, sec);
                 zmsg_t *o = zmsg_new();
                 zmsg_addmem(o, junk, big);
                 if (once && zmsg_send(&o, once) == 0)
@@ -466,6 +472,7 @@ int main(int argc, char **argv)
                                              {"insecure", no_argument, NULL, 'i'},
                                              {"no-cert", no_argument, NULL, 'N'},
                                              {"rogue-cert", no_argument, NULL, 'R'},
+                                             {"raw", no_argument, NULL, 'r'},
                                              {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
@@ -512,6 +519,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             a.rogue_cert = true;
+            break;
+        case 'r':
+            a.raw = true;
             break;
         default:
             return 2;

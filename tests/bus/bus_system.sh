@@ -206,6 +206,7 @@ routing)
     ok "a worker gets at most its declared capacity; the rest waits and is served"
 
     start_worker w4 multi --capacity 8
+    W4=$WPID
     wait_workers multi 1
     probe multi --name emadsctl --service multi --count 8 --timeout 5000 >"$R/multi.out" ||
         fail "requests in flight at once: $(cat "$R/multi.out")"
@@ -216,6 +217,24 @@ routing)
     call emadsctl echo '{"v":1,"type":"slow","delay_ms":60000}' --timeout 1000 >"$R/to.out"
     grep -q '"code":"timeout"' "$R/to.out" || fail "client timeout not reported: $(cat "$R/to.out")"
     ok "a client deadline ends the request with timeout"
+
+    # a worker hung but still connected (SIGSTOP): no disconnection to see,
+    # so only its missed heartbeats (3 intervals) can end what it holds. The
+    # caller's deadline is well above that, so a timeout here means the
+    # heartbeat expiry did not work.
+    call emadsctl multi '{"v":1,"type":"slow","delay_ms":60000}' --timeout 15000 >"$R/hung.out" 2>&1 &
+    CALL=$!
+    i=0
+    while [ $i -lt 50 ] && ! grep -q "type slow" "$R/w4.err"; do
+        i=$((i + 1))
+        sleep 0.1
+    done
+    grep -q "type slow" "$R/w4.err" || fail "the worker did not receive the slow request"
+    kill -STOP "$W4"
+    wait "$CALL" || fail "the call to a hung worker did not end with a reply"
+    kill -9 "$W4"
+    grep -q '"code":"worker_lost"' "$R/hung.out" || fail "expected worker_lost from a hung worker, got: $(cat "$R/hung.out")"
+    ok "a hung worker is dropped after missing its heartbeats; its request gets worker_lost"
     ;;
 
 restart)
@@ -266,6 +285,10 @@ security)
     start_bus --config "$CONFIG"
     start_worker w1 cto_agent
     wait_workers cto_agent 1
+    # the control: the same raw request with a certificate in the store is
+    # answered, so the refusals below are the handshake's doing
+    probe call --name emadsctl --service bus --raw --timeout 3000 >"$R/raw.out"
+    grep -q '"received": 5' "$R/raw.out" || fail "a raw request with a known certificate got no reply: $(cat "$R/raw.out")"
     probe call --name emadsctl --service cto_agent --no-cert --timeout 1500 >"$R/nocert.out"
     grep -q '"received": 0' "$R/nocert.out" || fail "a client without certificate got an answer"
     ok "a client without certificate is served nothing"
