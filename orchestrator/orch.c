@@ -137,7 +137,6 @@ typedef struct {
     int64_t budget;      /* whole run, micro-USD; -1 unlimited */
     int64_t task_budget; /* cost limit per sample task; -1 = the configured task budget */
     int64_t spent;       /* actual cost of the samples finished so far */
-    int64_t committed;   /* estimated cost of the samples in flight */
     int round, text;     /* the next group to start (or the running one) */
     bool cancel;
     policy_rng_t rng;
@@ -299,6 +298,16 @@ static const char *s_class_name(orch_t *self, const otask_t *t)
     return t->cls >= 0 ? self->cfg->classes[t->cls].name : "default";
 }
 
+/* m.error = {code, reason} of step s, when it has an error. */
+static void s_set_error(ev_t *m, const ostep_t *s)
+{
+    if (s->err_code[0]) {
+        ev_t *e = ev_set_map(m, "error");
+        ev_set_str(e, "code", s->err_code);
+        ev_set_str(e, "reason", s->err_reason);
+    }
+}
+
 /* The step state map (step_state of docs/PROTOCOL.md plus bookkeeping). */
 static ev_t *s_step_ev(orch_t *self, const otask_t *t, int i, bool with_output)
 {
@@ -332,11 +341,7 @@ static ev_t *s_step_ev(orch_t *self, const otask_t *t, int i, bool with_output)
         proto_set_amounts(m, "actual", &s->actual);
         ev_set_str(m, "measured", s->measured[0] ? s->measured : "estimated");
     }
-    if (s->err_code[0]) {
-        ev_t *e = ev_set_map(m, "error");
-        ev_set_str(e, "code", s->err_code);
-        ev_set_str(e, "reason", s->err_reason);
-    }
+    s_set_error(m, s);
     if (s->attempts && ev_len(s->attempts) > 0)
         ev_set(m, "attempts", ev_dup(s->attempts));
     if (s->started_ms)
@@ -385,18 +390,24 @@ static void s_save_step(orch_t *self, const otask_t *t, int i)
     ev_destroy(&m);
 }
 
-/* The final result map: recommendation and confidence from the last step
-   that produced an output (the reconcile step in EMADS-PR). */
+/* The final step's output: that of the last step of the workflow that ran
+   and produced one (the reconcile step in EMADS-PR); NULL if none. */
+static const ev_t *s_final_output(const otask_t *t)
+{
+    for (int i = t->n_steps - 1; i >= 0; i--)
+        if (t->steps[i].st == ORCH_STEP_DONE && t->steps[i].output)
+            return t->steps[i].output;
+    return NULL;
+}
+
+/* The final result map: recommendation and confidence from the final
+   step's output (s_final_output). */
 static ev_t *s_result_ev(orch_t *self, const otask_t *t)
 {
     ev_t *r = ev_new_map();
     const char *state = t->final_state[0] ? t->final_state : t->state;
     if (strcmp(state, "done") == 0) {
-        /* the final step's output: the last step of the workflow that ran */
-        const ev_t *out = NULL;
-        for (int i = t->n_steps - 1; i >= 0 && !out; i--)
-            if (t->steps[i].st == ORCH_STEP_DONE && t->steps[i].output)
-                out = t->steps[i].output;
+        const ev_t *out = s_final_output(t);
         const char *rec = ev_get_str(out, "recommendation", NULL);
         if (!rec)
             rec = ev_get_str(out, "decision", "");
@@ -787,8 +798,6 @@ static void s_request_replan(orch_t *self, otask_t *t)
     s_ledger_call(self, t, LOP_SPEND);
 }
 
-/* Re-plan the unfinished steps of t with remaining budgets r, then start
-   every step whose inputs are ready. */
 /* A task with a forced plan (a training sample) runs exactly its sampled
    options: no re-planning; a denied step ends it budget_exhausted. */
 static void s_run_forced(orch_t *self, otask_t *t)
@@ -829,6 +838,8 @@ static void s_run_forced(orch_t *self, otask_t *t)
         s_finish(self, t, "failed", "forced plan: no step can run");
 }
 
+/* Re-plan the unfinished steps of t with remaining budgets r, then start
+   every step whose inputs are ready. */
 static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
 {
     if (t->final_state[0])
@@ -1009,7 +1020,6 @@ static void s_on_recon(orch_t *self, otask_t *t, const ev_t *accounts)
         assigned[a] = true;
         snprintf(s->measured, sizeof s->measured, "%s", "ledger");
         s_add_attempt(self, t, i, "error", &lost_spend); /* adds it to the step's actual */
-        snprintf(s->measured, sizeof s->measured, "%s", "ledger");
         s_save_step(self, t, i);
     }
     t->reconciling = false;
@@ -1301,11 +1311,7 @@ static void s_add_attempt(orch_t *self, otask_t *t, int i, const char *status,
             s->actual.v[d] += act->v[d] > 0 ? act->v[d] : 0;
         s->has_actual = true;
     }
-    if (s->err_code[0]) {
-        ev_t *e = ev_set_map(a, "error");
-        ev_set_str(e, "code", s->err_code);
-        ev_set_str(e, "reason", s->err_reason);
-    }
+    s_set_error(a, s);
     if (s->started_ms)
         ev_set_int(a, "started_ms", s->started_ms);
     ev_set_int(a, "ended_ms", s_now());
@@ -1415,14 +1421,10 @@ static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
     if (strcmp(status, "ok") == 0) {
         s_step_end(self, t, i, ORCH_STEP_DONE);
     } else if (strcmp(status, "denied") == 0) {
-        if (!s->err_code[0])
-            snprintf(s->err_code, sizeof s->err_code, "%s", PROTO_E_EXCEEDS_BUDGET);
         if (s->option >= 0)
             s->banned |= 1u << s->option;
         s_step_end(self, t, i, ORCH_STEP_DENIED);
     } else {
-        if (!s->err_code[0])
-            snprintf(s->err_code, sizeof s->err_code, "%s", PROTO_E_INTERNAL);
         if (s->option >= 0)
             s->banned |= 1u << s->option;
         s_step_end(self, t, i, ORCH_STEP_FAILED);
@@ -1818,8 +1820,12 @@ static ev_t *s_policy_ev(orch_t *self, int wf, const policy_t *pol)
         ev_t *opts = ev_set_array(sm, "options");
         int no = policy_n_options(pol, s);
         double pi[POLICY_MAX_BUCKETS][POLICY_MAX_OPTIONS];
-        for (int b = 0; b < nb; b++)
+        double z0[POLICY_MAX_BUCKETS] = {0}; /* the prior's softmax denominators */
+        for (int b = 0; b < nb; b++) {
             policy_probs(pol, b, s, pi[b], POLICY_MAX_OPTIONS);
+            for (int j = 0; j < no; j++)
+                z0[b] += exp(policy_prior_logit(pol, s, j, b));
+        }
         for (int o = 0; o < no && o < w->steps[s].n_options; o++) {
             const cfg_option_t *co = &w->steps[s].options[o];
             ev_t *om = ev_new_map();
@@ -1832,12 +1838,9 @@ static ev_t *s_policy_ev(orch_t *self, int wf, const policy_t *pol)
             ev_set_float(om, "prior_q", co->quality);
             ev_t *bs = ev_set_array(om, "buckets");
             for (int b = 0; b < nb; b++) {
-                double z = 0;
-                for (int j = 0; j < no; j++)
-                    z += exp(policy_prior_logit(pol, s, j, b));
                 ev_t *bm = ev_new_map();
                 ev_set_float(bm, "pi", pi[b][o]);
-                ev_set_float(bm, "prior_pi", exp(policy_prior_logit(pol, s, o, b)) / z);
+                ev_set_float(bm, "prior_pi", exp(policy_prior_logit(pol, s, o, b)) / z0[b]);
                 ev_set_float(bm, "logit", policy_logit(pol, s, o, b));
                 ev_push(bs, bm);
             }
@@ -2084,7 +2087,6 @@ static void s_train_next(orch_t *self)
         tr->running = true;
         tr->k = tr->group;
         tr->n_fin = 0;
-        tr->committed = est;
         for (int k = 0; k < tr->k; k++) {
             char id[PROTO_MAX_ID + 1], rnd[32];
             do {
@@ -2136,12 +2138,8 @@ static void s_train_sample_done(orch_t *self, otask_t *t)
     for (int i = 0; i < t->n_steps; i++)
         if (t->steps[i].has_actual && t->steps[i].actual.v[DIM_COST_UUSD] > 0)
             cost += t->steps[i].actual.v[DIM_COST_UUSD];
-    const ev_t *out = NULL;
-    for (int i = t->n_steps - 1; i >= 0 && !out; i--)
-        if (t->steps[i].st == ORCH_STEP_DONE && t->steps[i].output)
-            out = t->steps[i].output;
     double rw;
-    if (train_reward(t->state, out, cost, tr->limit_cost, tr->lambda, &rw) != 0)
+    if (train_reward(t->state, s_final_output(t), cost, tr->limit_cost, tr->lambda, &rw) != 0)
         rw = log(TRAIN_QUALITY_MIN);
     tr->rewards[k] = rw;
     tr->spent += cost;
@@ -2150,7 +2148,6 @@ static void s_train_sample_done(orch_t *self, otask_t *t)
         return;
     /* the group is complete */
     tr->running = false;
-    tr->committed = 0;
     double mean = 0;
     for (int j = 0; j < tr->k; j++)
         mean += tr->rewards[j] / tr->k;
@@ -2348,19 +2345,16 @@ static void s_on_history(orch_t *self, const ev_t *body)
     for (size_t i = 0; i < n && h; i++) {
         const ev_t *row = ev_at(rows, i);
         int agent = cfg_agent_index(self->cfg, ev_get_str(row, "agent", ""));
-        const char *path = ev_get_str(row, "path", "");
-        int p = strcmp(path, "llm") == 0     ? PATH_LLM
-                : strcmp(path, "local") == 0 ? PATH_LOCAL
-                : strcmp(path, "tool") == 0  ? PATH_TOOL
-                                             : -1;
+        cfg_path_t p;
+        bool has_path = cfg_path_parse(ev_get_str(row, "path", ""), &p) == 0;
         const char *model = ev_get_str(row, "model", NULL);
         int m = model && model[0] ? cfg_model_index(self->cfg, model) : -1;
         int64_t count = ev_get_int(row, "count", 0) - ev_get_int(row, "estimated_count", 0);
         proto_amounts_t mean;
-        if (agent < 0 || p < 0 || count <= 0 || (model && model[0] && m < 0) ||
+        if (agent < 0 || !has_path || count <= 0 || (model && model[0] && m < 0) ||
             proto_get_amounts(row, "mean", 0, &mean) != 0)
             continue;
-        h[k] = (planner_history_t){.agent = agent, .path = p, .model = m, .count = count};
+        h[k] = (planner_history_t){.agent = agent, .path = (int)p, .model = m, .count = count};
         for (int d = 0; d < DIM_COUNT; d++)
             h[k].mean[d] = (double)mean.v[d];
         k++;
@@ -2419,10 +2413,7 @@ static void s_recover(orch_t *self)
             continue;
         const char *id = ev_get_str(m, "task", "");
         int wf = cfg_workflow_index(self->cfg, ev_get_str(m, "workflow", ""));
-        int cls = -1;
-        for (int c = 0; c < self->cfg->n_classes; c++)
-            if (strcmp(self->cfg->classes[c].name, ev_get_str(m, "class", "")) == 0)
-                cls = c;
+        int cls = cfg_class_index(self->cfg, ev_get_str(m, "class", ""));
         const ev_t *steps = ev_get(m, "steps");
         otask_t *t = wf >= 0 ? s_task_new(self, id, ev_get_str(m, "text", ""), cls, wf) : NULL;
         if (!t) {
