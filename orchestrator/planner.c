@@ -166,8 +166,12 @@ int planner_add_step(planner_problem_t *self, const char *name, int agent, const
     return self->n_steps++;
 }
 
+/* Step `step` of self, or NULL (with the reason in self's error when self
+   is not NULL). */
 static s_step_t *s_step(planner_problem_t *self, int step)
 {
+    if (!self)
+        return NULL;
     if (step < 0 || step >= self->n_steps) {
         s_fail(self, "step %d out of range", step);
         return NULL;
@@ -177,8 +181,6 @@ static s_step_t *s_step(planner_problem_t *self, int step)
 
 int planner_set_optional(planner_problem_t *self, int step, double skip_quality)
 {
-    if (!self)
-        return -1;
     s_step_t *st = s_step(self, step);
     if (!st)
         return -1;
@@ -191,8 +193,6 @@ int planner_set_optional(planner_problem_t *self, int step, double skip_quality)
 
 int planner_add_option(planner_problem_t *self, int step, const planner_option_t *option)
 {
-    if (!self)
-        return -1;
     s_step_t *st = s_step(self, step);
     if (!st)
         return -1;
@@ -216,8 +216,6 @@ int planner_add_option(planner_problem_t *self, int step, const planner_option_t
 
 int planner_set_allowed_paths(planner_problem_t *self, int step, unsigned mask)
 {
-    if (!self)
-        return -1;
     s_step_t *st = s_step(self, step);
     if (!st)
         return -1;
@@ -227,8 +225,6 @@ int planner_set_allowed_paths(planner_problem_t *self, int step, unsigned mask)
 
 int planner_set_scores(planner_problem_t *self, int step, const double *scores, int n_scores)
 {
-    if (!self)
-        return -1;
     s_step_t *st = s_step(self, step);
     if (!st)
         return -1;
@@ -249,8 +245,6 @@ int planner_set_scores(planner_problem_t *self, int step, const double *scores, 
 
 int planner_fix_step(planner_problem_t *self, int step, int option)
 {
-    if (!self)
-        return -1;
     s_step_t *st = s_step(self, step);
     if (!st)
         return -1;

@@ -425,6 +425,16 @@ done:
     return 0;
 }
 
+/* The priced value of item i under multipliers mu (m of them): its value
+   minus the price of the resources it uses. */
+static double s_priced(const s_work_t *w, const double *mu, int i)
+{
+    double pv = w->v[i];
+    for (int k = 0; k < w->m; k++)
+        pv -= mu[k] * (double)w->r[(size_t)i * w->m + k];
+    return pv;
+}
+
 /* Items per depth (alive, ordered by priced value under mu[0]) and the
    suffix sums used by the feasibility test and the bounds. */
 static void s_index(s_work_t *w, bool by_spread)
@@ -439,9 +449,7 @@ static void s_index(s_work_t *w, bool by_spread)
         for (int i = pk->start[g]; i < pk->start[g + 1]; i++) {
             if (!w->alive[i])
                 continue;
-            double pv = w->v[i];
-            for (int k = 0; k < m; k++)
-                pv -= w->mu[k] * (double)w->r[(size_t)i * m + k];
+            double pv = s_priced(w, w->mu, i);
             if (pv > hi)
                 second = hi, hi = pv;
             else if (pv > second)
@@ -467,16 +475,11 @@ static void s_index(s_work_t *w, bool by_spread)
             if (!w->alive[i])
                 continue;
             /* insertion by priced value, best first */
-            double pv = w->v[i];
-            for (int k = 0; k < m; k++)
-                pv -= w->mu[k] * (double)w->r[(size_t)i * m + k];
+            double pv = s_priced(w, w->mu, i);
             int j = at;
             while (j > w->istart[d]) {
                 int o = w->items[j - 1];
-                double po = w->v[o];
-                for (int k = 0; k < m; k++)
-                    po -= w->mu[k] * (double)w->r[(size_t)o * m + k];
-                if (po >= pv)
+                if (s_priced(w, w->mu, o) >= pv)
                     break;
                 w->items[j] = o;
                 j--;
@@ -503,10 +506,7 @@ static void s_index(s_work_t *w, bool by_spread)
         for (int d = n - 1; d >= 0; d--) {
             double best = -INFINITY;
             for (int a = w->istart[d]; a < w->istart[d + 1]; a++) {
-                int i = w->items[a];
-                double pv = w->v[i];
-                for (int k = 0; k < m; k++)
-                    pv -= mu[k] * (double)w->r[(size_t)i * m + k];
+                double pv = s_priced(w, mu, w->items[a]);
                 if (pv > best)
                     best = pv;
             }
