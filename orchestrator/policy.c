@@ -707,20 +707,6 @@ bool policy_budget_feasible(void *ctx, const int *choice, int n_fixed)
     return true;
 }
 
-int policy_argmax_plan(const policy_t *self, int b, int *plan, int n_steps)
-{
-    if (!self || !plan || b < 0 || b >= self->n_buckets || n_steps != self->n_steps)
-        return -1;
-    for (int s = 0; s < n_steps; s++) {
-        int best = 0;
-        for (int o = 1; o < self->n_options[s]; o++)
-            if (self->logits[s_idx(self, s, o, b)] > self->logits[s_idx(self, s, best, b)])
-                best = o;
-        plan[s] = best;
-    }
-    return 0;
-}
-
 int policy_reward(double quality, int64_t cost_uusd, int64_t budget_uusd, double lambda,
                   double *out)
 {

@@ -205,10 +205,6 @@ bool policy_budget_feasible(void *ctx, const int *choice, int n_fixed);
 int policy_sample_plan(const policy_t *self, int b, policy_rng_t *rng, policy_feasible_fn *feasible,
                        void *ctx, int *plan, int n_steps, char *err, size_t errlen);
 
-/* The plan taking each step's most probable option (ties: lowest index),
-   ignoring budgets. Useful for display; the planner is what respects budgets. */
-int policy_argmax_plan(const policy_t *self, int b, int *plan, int n_steps);
-
 /* Reward of one executed plan: log(max(quality, POLICY_QUALITY_MIN))
    - lambda * cost / budget. quality is the judged quality in [0, 1], cost the
    actual spend and budget the training budget per plan (both micro-USD,
