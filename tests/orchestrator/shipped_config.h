@@ -1,7 +1,8 @@
 /*  shipped_config.h - a Criterion fixture for the orchestrator's tests that
     need the shipped configuration (config/emads.yaml, found through
     EMADS_SRC_CONFIG, which tests/orchestrator/meson.build sets). Include it
-    once per test file and use s_setup / s_teardown in TestSuite(). */
+    once per test file and use s_setup / s_teardown in TestSuite(); s_class
+    and s_step look names up in it. */
 #ifndef SHIPPED_CONFIG_H_INCLUDED
 #define SHIPPED_CONFIG_H_INCLUDED
 
@@ -28,6 +29,24 @@ static void s_setup(void)
 static void s_teardown(void)
 {
     cfg_destroy(&s_cfg);
+}
+
+/* Index of class `name` / of step `name` of workflow wf; the test fails
+   when there is none. */
+static inline int s_class(const char *name)
+{
+    int c = cfg_class_index(s_cfg, name);
+    if (c < 0)
+        cr_assert_fail("no class %s", name);
+    return c;
+}
+
+static inline int s_step(int wf, const char *name)
+{
+    int i = cfg_step_index(&s_cfg->workflows[wf], name);
+    if (i < 0)
+        cr_assert_fail("no step %s", name);
+    return i;
 }
 
 #endif

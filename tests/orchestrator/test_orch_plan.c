@@ -13,24 +13,6 @@
 
 #include "shipped_config.h"
 
-static int s_class(const char *name)
-{
-    for (int c = 0; c < s_cfg->n_classes; c++)
-        if (!strcmp(s_cfg->classes[c].name, name))
-            return c;
-    cr_assert_fail("no class %s", name);
-    return -1;
-}
-
-static int s_step(int wf, const char *name)
-{
-    for (int i = 0; i < s_cfg->workflows[wf].n_steps; i++)
-        if (!strcmp(s_cfg->workflows[wf].steps[i].name, name))
-            return i;
-    cr_assert_fail("no step %s", name);
-    return -1;
-}
-
 /* Path name and model name (or "-") chosen for step i. */
 static void s_chosen(int wf, const orch_plan_t *p, int i, char *out, size_t outlen)
 {

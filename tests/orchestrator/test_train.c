@@ -18,24 +18,6 @@
 
 TestSuite(train, .init = s_setup, .fini = s_teardown);
 
-static int s_class(const char *name)
-{
-    for (int c = 0; c < s_cfg->n_classes; c++)
-        if (!strcmp(s_cfg->classes[c].name, name))
-            return c;
-    cr_assert_fail("no class %s", name);
-    return -1;
-}
-
-static int s_step(int wf, const char *name)
-{
-    for (int i = 0; i < s_cfg->workflows[wf].n_steps; i++)
-        if (!strcmp(s_cfg->workflows[wf].steps[i].name, name))
-            return i;
-    cr_assert_fail("no step %s", name);
-    return -1;
-}
-
 static int s_option(int wf, int i, int path, const char *model)
 {
     const cfg_step_t *st = &s_cfg->workflows[wf].steps[i];
