@@ -119,10 +119,6 @@ typedef struct {
     bool has_forced;           /* run forced[] instead of planning */
     int forced[CFG_MAX_STEPS]; /* cfg option per step, -1 = skip */
     int train_slot;            /* sample index in the current training group, -1 none */
-    /* while a re-plan dispatches: each agent's cost ratio from the ledger
-       spend it planned with, sent with the step so the agent need not ask */
-    bool ratio_fresh;
-    double agent_ratio[CFG_MAX_AGENTS];
 } otask_t;
 
 /* One training run (at most one at a time); see s_train_next. */
@@ -712,7 +708,10 @@ static int s_step_timeout(orch_t *self, const otask_t *t, int i)
     return ms > 600000 ? 600000 : (int)ms;
 }
 
-static void s_dispatch(orch_t *self, otask_t *t, int i)
+/* Send step i to its agent. r: the remaining budgets a re-plan just read
+   from the ledger, or NULL; with them the step carries its agent's cost
+   ratio, so the agent need not ask the ledger again. */
+static void s_dispatch(orch_t *self, otask_t *t, int i, const orch_remaining_t *r)
 {
     const cfg_t *cfg = self->cfg;
     const cfg_step_t *st = &s_wf(self, t)->steps[i];
@@ -744,8 +743,8 @@ static void s_dispatch(orch_t *self, otask_t *t, int i)
         ev_set_str(opt, "tool", cfg->tools[o->tool].name);
     proto_set_amounts(opt, "est", &o->est);
     ev_set_float(opt, "quality", o->quality);
-    if (t->ratio_fresh && st->agent >= 0 && st->agent < CFG_MAX_AGENTS)
-        ev_set_float(b, "cost_ratio", t->agent_ratio[st->agent]);
+    if (r)
+        ev_set_float(b, "cost_ratio", orch_agent_cost_ratio(r, st->agent));
     if (st->n_needs > 0) {
         ev_t *in = ev_set_map(b, "inputs");
         for (int k = 0; k < st->n_needs; k++) {
@@ -827,7 +826,7 @@ static void s_run_forced(orch_t *self, otask_t *t)
                 s_step_event(self, "step.done", t, i);
             } else {
                 s->option = t->forced[i];
-                s_dispatch(self, t, i);
+                s_dispatch(self, t, i, NULL);
             }
             changed = true;
         }
@@ -907,9 +906,6 @@ static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
     }
     /* Adopt the plan for steps not started; start the ready ones. Skipping
        an optional step may make others ready, hence the loop. */
-    for (int a = 0; a < self->cfg->n_agents && a < CFG_MAX_AGENTS; a++)
-        t->agent_ratio[a] = orch_agent_cost_ratio(r, a);
-    t->ratio_fresh = true;
     bool changed = true;
     while (changed) {
         changed = false;
@@ -936,12 +932,11 @@ static void s_replan_with(orch_t *self, otask_t *t, orch_remaining_t *r)
                 s_save_step(self, t, i);
             }
             if (s_needs_met(self, t, i)) {
-                s_dispatch(self, t, i);
+                s_dispatch(self, t, i, r);
                 changed = true;
             }
         }
     }
-    t->ratio_fresh = false;
     if (s_all_finished(t))
         s_finish(self, t, "done", NULL);
 }
