@@ -23,6 +23,7 @@
 
 #include "common/rundir.h"
 #include "ctl/ctl.h"
+#include "ctl/ctlutil.h"
 
 static void s_help(const char *prog)
 {
@@ -52,41 +53,29 @@ static void s_help(const char *prog)
 
 /* ---- text --------------------------------------------------------------- */
 
-static const char *s_num(int64_t v, char *buf, size_t len)
-{
-    if (v < 0)
-        snprintf(buf, len, "-");
-    else
-        snprintf(buf, len, "%" PRId64, v);
-    return buf;
-}
-
-/* USD with 6 decimals, as every other emadsctl command prints money. */
-static const char *s_usd(int64_t uusd, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "%" PRId64 ".%06" PRId64, uusd / 1000000, uusd % 1000000);
-    return out;
-}
-
+/* Money with 6 decimals, as every other emadsctl command prints it. */
 static void s_print_limit_row(const char *name, const proto_amounts_t *a)
 {
     char t[32], l[32], c[32], u[32];
-    printf("  %-20s %10s %11s %11s %12s\n", name, s_num(a->v[DIM_TOKENS], t, sizeof t),
-           s_num(a->v[DIM_LATENCY_MS], l, sizeof l), s_num(a->v[DIM_TOOL_CALLS], c, sizeof c),
-           a->v[DIM_COST_UUSD] < 0 ? "-" : s_usd(a->v[DIM_COST_UUSD], u, sizeof u));
+    ctl_fmt_limit(t, sizeof t, a->v[DIM_TOKENS], false);
+    ctl_fmt_limit(l, sizeof l, a->v[DIM_LATENCY_MS], false);
+    ctl_fmt_limit(c, sizeof c, a->v[DIM_TOOL_CALLS], false);
+    ctl_fmt_limit(u, sizeof u, a->v[DIM_COST_UUSD], true);
+    printf("  %-20s %10s %11s %11s %12s\n", name, t, l, c, u);
 }
 
 static void s_print_option(const cfg_t *cfg, const cfg_option_t *o)
 {
     char usd[32];
+    ctl_fmt_usd(usd, sizeof usd, o->est.v[DIM_COST_UUSD]);
     printf("        %-5s", cfg_path_name(o->path));
     if (o->tool >= 0)
         printf(" %s", cfg->tools[o->tool].name);
     if (o->model >= 0)
         printf(" %s%s", o->path == PATH_TOOL ? "+ " : "", cfg->models[o->model].name);
     printf("  ~%" PRId64 " tokens, %" PRId64 " ms, %" PRId64 " tool calls, %s USD, quality %.2f\n",
-           o->est.v[DIM_TOKENS], o->est.v[DIM_LATENCY_MS], o->est.v[DIM_TOOL_CALLS],
-           s_usd(o->est.v[DIM_COST_UUSD], usd, sizeof usd), o->quality);
+           o->est.v[DIM_TOKENS], o->est.v[DIM_LATENCY_MS], o->est.v[DIM_TOOL_CALLS], usd,
+           o->quality);
 }
 
 static void s_print_paths(unsigned bits)
@@ -112,9 +101,10 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
     printf("  bus:      %s, CURVE %s, request timeout %" PRId64 " ms\n",
            cfg->bus_endpoint[0] ? cfg->bus_endpoint : "ipc://<run dir>/bus.sock",
            cfg->curve ? "on" : "off", cfg->request_timeout_ms);
+    ctl_fmt_limit(buf, sizeof buf, cfg->metrics_port, false);
     printf("  ledger:   hold ttl %" PRId64 " ms, alerts at %g/%g, metrics %s%s\n", cfg->hold_ttl_ms,
            cfg->alert_warn, cfg->alert_critical, cfg->metrics_port ? "port " : "off",
-           cfg->metrics_port ? s_num(cfg->metrics_port, buf, sizeof buf) : "");
+           cfg->metrics_port ? buf : "");
     if (cfg->alert_webhook[0])
         printf("  webhook:  %s\n", cfg->alert_webhook);
     printf("  planner:  beam width %d, tight below %g; agents: local below %g, small model "
@@ -153,10 +143,10 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
     for (int i = 0; i < cfg->n_models; i++) {
         const cfg_model_t *m = &cfg->models[i];
         const cfg_provider_t *p = m->provider >= 0 ? &cfg->providers[m->provider] : NULL;
-        printf("  %-16s in %-10s out %-10s context %-8" PRId64 " via %s (%s)\n", m->name,
-               s_usd(m->input_uusd_per_mtok, buf, sizeof buf),
-               s_usd(m->output_uusd_per_mtok, buf2, sizeof buf2), m->context_tokens,
-               p ? p->name : "-", p ? p->base_url : "-");
+        ctl_fmt_usd(buf, sizeof buf, m->input_uusd_per_mtok);
+        ctl_fmt_usd(buf2, sizeof buf2, m->output_uusd_per_mtok);
+        printf("  %-16s in %-10s out %-10s context %-8" PRId64 " via %s (%s)\n", m->name, buf, buf2,
+               m->context_tokens, p ? p->name : "-", p ? p->base_url : "-");
     }
 
     printf("\ntools:\n");

@@ -277,12 +277,6 @@ static void s_print_steps_table(const ev_t *steps)
     }
 }
 
-static bool s_final(const char *state)
-{
-    return !strcmp(state, "done") || !strcmp(state, "failed") ||
-           !strcmp(state, "budget_exhausted") || !strcmp(state, "cancelled");
-}
-
 /* Print a task_result (JSON, or text with the steps table when `table`),
    then, once the task has ended, warn of every limit its spend went over:
    the ledger records spend that happened even beyond a hold, so a task can
@@ -290,7 +284,7 @@ static bool s_final(const char *state)
    array. */
 static void s_show_result(ctl_opts_t *opts, ctl_conn_t *conn, const ev_t *res, bool table)
 {
-    bool fin = s_final(ev_get_str(res, "state", ""));
+    bool fin = ctl_task_ended(ev_get_str(res, "state", ""));
     if (opts->json) {
         json_t *j = ctl_ev_json(res);
         json_t *over = fin ? ctl_task_overruns(opts, conn, ev_get_str(res, "task", "")) : NULL;
@@ -365,7 +359,7 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
                 s_print_step_line(s);
             snprintf(last[i], sizeof last[i], "%s", key);
         }
-        bool fin = s_final(ev_get_str(st, "state", ""));
+        bool fin = ctl_task_ended(ev_get_str(st, "state", ""));
         ev_destroy(&st);
         if (fin) {
             ev_t *res = s_get(opts, conn, "result", task, rc);
@@ -704,6 +698,15 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
 
 #define WATCH_SILENT_MS 3000 /* no event nor pong for this long: disconnected */
 
+/* Subscribe to the prefixes, or to everything when there are none. */
+static void s_subscribe(bus_client_t *client, const char *const *prefixes, int n)
+{
+    if (n == 0)
+        bus_client_subscribe(client, "");
+    for (int i = 0; i < n; i++)
+        bus_client_subscribe(client, prefixes[i]);
+}
+
 int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
 {
     if (ctl_wants_help(argc, argv)) {
@@ -740,10 +743,7 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
         ctl_conn_close(&conn);
         return rc;
     }
-    if (n == 0)
-        bus_client_subscribe(conn.client, "");
-    for (int i = 0; i < n; i++)
-        bus_client_subscribe(conn.client, prefixes[i]);
+    s_subscribe(conn.client, prefixes, n);
     if (!opts->json) {
         fprintf(stderr, "watching events on %s (Ctrl-C to stop)\n", conn.endpoint);
     }
@@ -769,10 +769,7 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
         if (disconnected && now - last_alive <= WATCH_SILENT_MS) {
             disconnected = false;
             fprintf(stderr, "%s: watch: reconnected to the bus at %s\n", opts->prog, conn.endpoint);
-            if (n == 0)
-                bus_client_subscribe(conn.client, "");
-            for (int i = 0; i < n; i++)
-                bus_client_subscribe(conn.client, prefixes[i]);
+            s_subscribe(conn.client, prefixes, n);
         } else if (!disconnected && now - last_alive > WATCH_SILENT_MS) {
             disconnected = true;
             if (exit_on_disconnect) {

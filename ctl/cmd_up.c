@@ -589,8 +589,7 @@ static int s_task_status(ctl_opts_t *opts, const char *task)
         /* running: time since submission; ended: how long it took */
         int64_t c = ev_get_int(rep, "created_ms", 0);
         const char *state = ev_get_str(rep, "state", "?");
-        bool ended = !strcmp(state, "done") || !strcmp(state, "failed") ||
-                     !strcmp(state, "budget_exhausted") || !strcmp(state, "cancelled");
+        bool ended = ctl_task_ended(state);
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;

@@ -11,7 +11,6 @@
 #include "ctl/ctlutil.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,15 +52,7 @@ void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd)
 
 int ctl_parse_int(const char *s, int64_t *v)
 {
-    if (!s || !isdigit((unsigned char)*s)) /* no sign, no blanks */
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || *end || x < 0)
-        return -1;
-    *v = (int64_t)x;
-    return 0;
+    return ctl_parse_count(s, INT64_MAX, v, NULL, 0);
 }
 
 int ctl_parse_usd(const char *s, int64_t *uusd, char *why, size_t whylen)
@@ -146,6 +137,12 @@ long ctl_utf8_invalid(const char *s)
         i += (size_t)n + 1;
     }
     return -1;
+}
+
+bool ctl_task_ended(const char *state)
+{
+    return state && (!strcmp(state, "done") || !strcmp(state, "failed") ||
+                     !strcmp(state, "budget_exhausted") || !strcmp(state, "cancelled"));
 }
 
 /* ---- task files ---------------------------------------------------------- */
@@ -290,8 +287,8 @@ const char *ctl_escape(char *out, size_t outlen, const char *s)
         return out;
     const unsigned char *p = (const unsigned char *)(s ? s : "");
     /* when it does not fit, keep room for "..." */
-    size_t room = s_escaped_len(p) + 1 <= outlen ? outlen - 1 : outlen > 4 ? outlen - 4 : 0;
     bool cut = s_escaped_len(p) + 1 > outlen;
+    size_t room = !cut ? outlen - 1 : outlen > 4 ? outlen - 4 : 0;
     size_t o = 0;
     while (*p) {
         char esc[8];

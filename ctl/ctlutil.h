@@ -49,6 +49,10 @@ char *ctl_escape_dup(const char *s);
    tables whose last column may be empty). */
 void ctl_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* True for the states a task ends in: done, failed, budget_exhausted and
+   cancelled (as the orchestrator's task store). */
+bool ctl_task_ended(const char *state);
+
 /* ---- task files (emadsctl train --tasks) -------------------------------- */
 
 #define CTL_TEXTS_MAX_BYTES (1024 * 1024) /* the whole file */

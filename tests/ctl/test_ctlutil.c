@@ -216,6 +216,18 @@ Test(int, parses_digits_only)
     cr_expect_eq(v, 42);
 }
 
+Test(task, ended_states)
+{
+    cr_expect(ctl_task_ended("done"));
+    cr_expect(ctl_task_ended("failed"));
+    cr_expect(ctl_task_ended("budget_exhausted"));
+    cr_expect(ctl_task_ended("cancelled"));
+    cr_expect_not(ctl_task_ended("queued"));
+    cr_expect_not(ctl_task_ended("running"));
+    cr_expect_not(ctl_task_ended(""));
+    cr_expect_not(ctl_task_ended(NULL));
+}
+
 /* ---- pid files ----------------------------------------------------------- */
 
 Test(pidfile, names_of_a_process)
