@@ -8,6 +8,8 @@
     sending `submit` to receiving its `task.done` event. Prints
 
       e2e_tasks_per_s_c1=…  e2e_p50_ms_c1=…  e2e_p99_ms_c1=…
+      e2e_orch_idle_p50_ms_c1=…      the part of a task with no step in flight
+                                     at an agent (from the task's record)
       e2e_tasks_per_s_c8=…  e2e_p50_ms_c8=…  e2e_p99_ms_c8=…
       e2e_steps_per_task=…
       e2e_bus_rtt_p50_us=…           a spend read at the ledger through the bus,
@@ -44,7 +46,6 @@
 #include "bus/bus.h"
 
 static char s_tmp[256];
-static char s_last_task[PROTO_MAX_ID + 1];   /* a finished task, to count its steps */
 static char (*s_done_ids)[PROTO_MAX_ID + 1]; /* tasks of the current run, in finishing order */
 static pid_t s_llm_pid;
 
@@ -90,6 +91,20 @@ typedef struct {
     bool submitted;
 } slot_t;
 
+/* Submit task number `seq` of the run that started at `start` into slot. */
+static void s_submit(bus_client_t *c, slot_t *slot, int64_t start, int seq)
+{
+    ev_t *b = proto_body("submit");
+    char rid[64];
+    snprintf(rid, sizeof rid, "bench-%d-%lld-%d", (int)getpid(), (long long)start, seq);
+    ev_set_str(b, "request_id", rid);
+    ev_set_str(b, "text", "search the latest news on GPU prices");
+    slot->t0_us = zclock_usecs();
+    slot->submitted = false;
+    slot->task[0] = '\0';
+    bus_client_send(c, "orchestrator", &b, 10000, slot->corr);
+}
+
 /* Run n tasks with `conc` in flight; fill lat_ms; return elapsed seconds or
    -1 when a task fails. */
 static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
@@ -97,17 +112,8 @@ static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
     slot_t *slots = calloc((size_t)conc, sizeof *slots);
     int sent = 0, done = 0, k = 0;
     int64_t start = zclock_usecs();
-    for (int i = 0; i < conc && sent < n; i++, sent++) {
-        ev_t *b = proto_body("submit");
-        char rid[64];
-        snprintf(rid, sizeof rid, "bench-%d-%lld-%d", (int)getpid(), (long long)start, sent);
-        ev_set_str(b, "request_id", rid);
-        ev_set_str(b, "text", "search the latest news on GPU prices");
-        slots[i].t0_us = zclock_usecs();
-        slots[i].submitted = false;
-        slots[i].task[0] = '\0';
-        bus_client_send(c, "orchestrator", &b, 10000, slots[i].corr);
-    }
+    for (int i = 0; i < conc && sent < n; i++, sent++)
+        s_submit(c, &slots[i], start, sent);
     while (done < n) {
         bus_msg_t m;
         int r = bus_client_recv(c, &m, 30000);
@@ -143,22 +149,13 @@ static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
                     free(slots);
                     return -1;
                 }
-                lat_ms[k++] = (double)(zclock_usecs() - slots[i].t0_us) / 1000.0;
-                snprintf(s_last_task, sizeof s_last_task, "%s", t);
-                snprintf(s_done_ids[k - 1], sizeof s_done_ids[0], "%s", t);
+                lat_ms[k] = (double)(zclock_usecs() - slots[i].t0_us) / 1000.0;
+                snprintf(s_done_ids[k++], sizeof s_done_ids[0], "%s", t);
                 done++;
                 slots[i].submitted = false;
                 slots[i].task[0] = '\0';
-                if (sent < n) {
-                    ev_t *b = proto_body("submit");
-                    char rid[64];
-                    snprintf(rid, sizeof rid, "bench-%d-%lld-%d", (int)getpid(), (long long)start,
-                             sent++);
-                    ev_set_str(b, "request_id", rid);
-                    ev_set_str(b, "text", "search the latest news on GPU prices");
-                    slots[i].t0_us = zclock_usecs();
-                    bus_client_send(c, "orchestrator", &b, 10000, slots[i].corr);
-                }
+                if (sent < n)
+                    s_submit(c, &slots[i], start, sent++);
             }
         }
         bus_msg_clear(&m);
@@ -283,8 +280,9 @@ int main(void)
     printf("e2e_p50_ms_c8=%.2f\n", s_pct(lat, n, 0.50));
     printf("e2e_p99_ms_c8=%.2f\n", s_pct(lat, n, 0.99));
     /* how many steps a task ran (the 4-step workflow: all of them) */
+    const char *last = s_done_ids[n - 1]; /* the last task to finish */
     ev_t *b = proto_body("result");
-    ev_set_str(b, "task", s_last_task);
+    ev_set_str(b, "task", last);
     ev_t *r = bus_client_call(c, "orchestrator", &b, 5000, NULL, NULL);
     int ran = 0;
     const ev_t *steps = ev_get(r, "steps");
@@ -297,7 +295,7 @@ int main(void)
     int got = 0;
     for (int i = 0; rtt && i < 300; i++) {
         ev_t *p = proto_body("spend");
-        ev_set_str(p, "task", s_last_task);
+        ev_set_str(p, "task", last);
         int64_t t0 = zclock_usecs();
         ev_t *pr = bus_client_call(c, "ledger", &p, 5000, NULL, NULL);
         if (pr && !proto_is_error(pr, NULL))
@@ -309,9 +307,7 @@ int main(void)
         printf("e2e_bus_rtt_p50_us=%.0f\n", p50);
         printf("e2e_critical_round_trips=14\n");
         printf("e2e_transport_floor_ms=%.2f\n", 14 * p50 / 1000.0);
-        char run_dir[600];
-        snprintf(run_dir, sizeof run_dir, "%s/run", s_tmp);
-        double rate = bench_fdatasync_median(run_dir);
+        double rate = bench_fdatasync_median(run);
         if (rate > 0) {
             printf("e2e_fdatasync_us=%.0f\n", 1e6 / rate);
             printf("e2e_critical_durable_writes=16\n");
