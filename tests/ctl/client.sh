@@ -44,11 +44,7 @@ one_line "$E2E_TMP/j" "config check"
 
 llm=false
 if [ -x "${EMADS_TEST_LLM:-}" ]; then
-    "$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --usage 1000,1000 >/dev/null 2>&1 &
-    E2E_EXTRA_PIDS=$!
-    for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
-    sed -i "s|127.0.0.1:8080|127.0.0.1:$(cat "$E2E_TMP/port")|" "$E2E_CFG/emads.yaml"
-    export OPENAI_API_KEY=test-key
+    e2e_llm_server --usage 1000,1000
     llm=true
 fi
 ctl up >/dev/null

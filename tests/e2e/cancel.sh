@@ -6,11 +6,7 @@
 # unknown id behaves as documented.
 . "$(dirname "$0")/lib.sh"
 [ -x "${EMADS_TEST_LLM:-}" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
-"$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --scenario slow:1000 >/dev/null 2>&1 &
-E2E_EXTRA_PIDS=$!
-for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
-sed -i "s|127.0.0.1:8080|127.0.0.1:$(cat "$E2E_TMP/port")|" "$E2E_CFG/emads.yaml"
-export OPENAI_API_KEY=test-key
+e2e_llm_server --scenario slow:1000
 ctl up >/dev/null
 
 task=$(ctl submit "Should we migrate billing to Kubernetes? Assess the risk.")

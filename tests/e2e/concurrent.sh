@@ -6,13 +6,9 @@
 # task, its two LLM steps would take 2 x 2000 plus the estimates' margins.
 . "$(dirname "$0")/lib.sh"
 if [ -x "${EMADS_TEST_LLM:-}" ]; then
-    "$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --usage 1000,1000 >/dev/null 2>&1 &
-    E2E_EXTRA_PIDS=$!
-    for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
-    sed -i "s|127.0.0.1:8080|127.0.0.1:$(cat "$E2E_TMP/port")|" "$E2E_CFG/emads.yaml"
+    e2e_llm_server --usage 1000,1000
     sed -i 's/^  cto_agent: .*/  cto_agent:      {max_tokens: 5000, max_latency_ms: 5000, max_tool_calls: 10, max_cost_usd: 0.02}/' \
         "$E2E_CFG/agents_budget.yaml"
-    export OPENAI_API_KEY=test-key
 fi
 ctl up >/dev/null
 

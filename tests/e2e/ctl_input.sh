@@ -9,11 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 llm=false
 if [ -x "${EMADS_TEST_LLM:-}" ]; then
-    "$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --usage 8000,8000 >/dev/null 2>&1 &
-    E2E_EXTRA_PIDS=$!
-    for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
-    sed -i "s|127.0.0.1:8080|127.0.0.1:$(cat "$E2E_TMP/port")|" "$E2E_CFG/emads.yaml"
-    export OPENAI_API_KEY=test-key
+    e2e_llm_server --usage 8000,8000
     llm=true
 fi
 

@@ -12,12 +12,7 @@
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 [ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
 
-"$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --log "$E2E_TMP/llm.log" --usage 100,100 &
-E2E_EXTRA_PIDS=$!
-for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
-port=$(cat "$E2E_TMP/port")
-sed -i "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:$port/v1\"|" "$E2E_CFG/emads.yaml"
-export OPENAI_API_KEY=test-key
+e2e_llm_server --usage 100,100
 # 0.05 USD a day for everyone: fewer than two gpt-4o holds at once.
 GLOBAL_UUSD=50000
 sed -i 's/^  global: .*/  global: {period: day, max_cost_usd: 0.05}/' "$E2E_CFG/emads.yaml"

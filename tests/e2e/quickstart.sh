@@ -3,7 +3,9 @@
 # up, submit --wait, spend, down. The task completes on local paths (the
 # LLM endpoint of the default config does not answer), the spend shows
 # latency and tool calls and zero cost, and the exit codes are the
-# documented ones.
+# documented ones. Along the way: every command's --help, `up` reporting
+# each process healthy, `status` fields, the step lines of `submit --wait`
+# and the columns of the spend table.
 . "$(dirname "$0")/lib.sh"
 
 # Not running yet: exit 3 with the cause named.
@@ -13,9 +15,28 @@ set -e
 [ $rc -eq 3 ] || fail "status before up: exit $rc, want 3"
 echo "$out" | grep -q "not running" || fail "status before up does not say 'not running': $out"
 
-ctl up
+# Every command has --help (exit 0); an unknown command is a usage error.
+for c in config up down status submit result cancel tasks spend plan watch train policy; do
+    ctl "$c" --help | grep -q "usage: \|SYNOPSIS" || fail "$c --help prints no usage"
+done
+set +e
+ctl bogus 2>/dev/null; rc=$?
+set -e
+[ $rc -eq 2 ] || fail "unknown command: exit $rc, want 2"
+
+up=$(ctl up)
+echo "$up"
+for p in emads-bus emads-ledger emads-orchestrator cto_agent coo_agent reconcile_gpt; do
+    echo "$up" | grep -q "^starting $p  *ok (pid [0-9]*, healthy after [0-9]* ms)$" ||
+        fail "up does not report $p started and healthy"
+done
 ctl status >/dev/null || fail "status after up is not 0"
+ctl --json status | json 'len(d["processes"]) == 6 and all(p["state"] == "running" and p["pid"] > 0 and p["uptime_ms"] >= 0 for p in d["processes"])' |
+    grep -q true || fail "status --json: not every process running with pid and uptime"
+# the five services have a live worker on the bus (HEARTBEAT: an age or live)
+[ "$(ctl status | grep -c 'live (<3s)$\|[0-9]m\?s$')" -eq 5 ] || fail "status heartbeat column: $(ctl status)"
 ctl up | grep -q "already running" || fail "second up does not say it is already running"
+[ "$(ctl --json up | json 'd["already_running"]')" = true ] || fail "up --json: already_running is not true"
 
 # An external-data task also runs the research tool step.
 out=$(ctl submit --wait "search the latest news on current GPU prices")
@@ -23,6 +44,7 @@ echo "$out"
 echo "$out" | grep -q "^task t-[0-9a-f]\{12\} done" || fail "submit --wait did not end done"
 echo "$out" | grep -q "^recommendation: ." || fail "no recommendation printed"
 echo "$out" | grep -q "research .* started" || fail "step starts not shown"
+echo "$out" | grep -q 'research .* done .* 1 tool call, \$0\.000000$' || fail "step end with its spend not shown"
 task=$(echo "$out" | sed -n 's/^task \(t-[0-9a-f]*\) done$/\1/p')
 
 res=$(ctl --json result "$task")
@@ -42,18 +64,25 @@ held=$(echo "$sp" | json 'sum(d["total"]["held"].values())')
 [ "$cost" -eq 0 ] || fail "spend shows a cost without any LLM: $cost"
 [ "$held" -eq 0 ] || fail "holds left after the task closed: $held"
 ctl spend | grep -q "^cto_agent" || fail "spend table has no cto_agent row"
+ctl spend | grep -q "^AGENT  *TOKENS  *LATENCY  *TOOLS  *COST_USD  *HELD tok/lat/tools/usd  *USED%$" ||
+    fail "spend table header: $(ctl spend)"
+ctl spend --task "$task" | grep -q "^TOTAL  *0/[0-9]*  *[0-9]*ms/.* 0\.000000/[0-9.]* " ||
+    fail "spend --task has no TOTAL row against total_task_budget: $(ctl spend --task "$task")"
 
 # Exit codes: unknown task 1, bad config 2.
 set +e
-ctl result t-000000000000 2>/dev/null; rc=$?
+ctl result t-000000000000 2>"$E2E_TMP/err"; rc=$?
 [ $rc -eq 1 ] || fail "result of an unknown task: exit $rc, want 1"
+grep -q "unknown task" "$E2E_TMP/err" || fail "unknown task id not named: $(cat "$E2E_TMP/err")"
 printf 'bogus_key: 1\n' > "$E2E_TMP/bad.yaml"
-"$EMADSCTL" --home "$E2E_RUN" --config "$E2E_TMP/bad.yaml" status 2>/dev/null; rc=$?
+"$EMADSCTL" --home "$E2E_RUN" --config "$E2E_TMP/bad.yaml" status 2>"$E2E_TMP/err"; rc=$?
 [ $rc -eq 2 ] || fail "status with a bad config: exit $rc, want 2"
+grep -q "bad.yaml:1: " "$E2E_TMP/err" || fail "bad config line not named: $(cat "$E2E_TMP/err")"
 set -e
 
 ctl tasks | grep -q "$task" || fail "tasks does not list $task"
-ctl down
+down=$(ctl --json down)
+[ "$(echo "$down" | json 'd["stopped"]')" -eq 6 ] || fail "down --json: $down"
 set +e
 ctl status >/dev/null 2>&1; rc=$?
 set -e

@@ -21,14 +21,10 @@ PY
 # orchestrator after research finished, while the analyses run.
 llm=false
 if [ -x "${EMADS_TEST_LLM:-}" ]; then
-    "$EMADS_TEST_LLM" --port-file "$E2E_TMP/port" --scenario slow:1500 >/dev/null 2>&1 &
-    E2E_EXTRA_PIDS=$!
-    for i in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
-    sed -i "s|127.0.0.1:8080|127.0.0.1:$(cat "$E2E_TMP/port")|" "$Y"
+    e2e_llm_server --scenario slow:1500
     sed -i 's/latency_ms: 3000, quality/latency_ms: 4000, quality/' "$Y"
     sed -i 's/^  \(cto_agent\|coo_agent\): *{max_tokens: \([0-9]*\), max_latency_ms: [0-9]*/  \1: {max_tokens: \2, max_latency_ms: 20000/' \
         "$E2E_CFG/agents_budget.yaml"
-    export OPENAI_API_KEY=test-key
     llm=true
 fi
 
