@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TASK=${1:-"Should we move our billing service to Kubernetes this quarter? Search our notes for the latest deployment and scaling guidance."}
 bash ctl/install-deps.sh
-if [ ! -f build/build.ninja ]; then meson setup build >/dev/null; fi
+if [ ! -f build/build.ninja ]; then meson setup build -Dwerror=true >/dev/null; fi
 echo "building ..."
 ninja -C build >/dev/null
 CTL=build/ctl/emadsctl
