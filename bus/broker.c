@@ -333,13 +333,22 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
         for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
              s = (s_service_t *)zhashx_next(self->services)) {
             ev_t *e = ev_set_map(svcs, s->name);
-            int64_t inflight = 0;
+            int64_t inflight = 0, age = -1, now = zclock_mono();
             for (s_worker_t *w = (s_worker_t *)zlistx_first(s->workers); w;
-                 w = (s_worker_t *)zlistx_next(s->workers))
+                 w = (s_worker_t *)zlistx_next(s->workers)) {
                 inflight += (int64_t)zlistx_size(w->inflight);
+                /* since the worker was last heard (expiry is that + liveness) */
+                int64_t a = now - (w->expiry - (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS);
+                if (a < 0)
+                    a = 0;
+                if (a > age)
+                    age = a;
+            }
             ev_set_int(e, "workers", (int64_t)zlistx_size(s->workers));
             ev_set_int(e, "inflight", inflight);
             ev_set_int(e, "queued", (int64_t)zlistx_size(s->queue));
+            if (age >= 0) /* the stalest worker's */
+                ev_set_int(e, "heartbeat_age_ms", age);
         }
         ev_set_int(body, "clients", (int64_t)zhashx_size(self->clients));
     } else if (streq(type, "stats")) {

@@ -328,7 +328,7 @@ static const proto_field_t f_pong[] = {
     F_INT("pid", false, 1, INT32_MAX, "process id"),
     F_INT("uptime_ms", false, 0, TIME_MAX, "ms since the process started"),
     F_BOOL("curve", false, "bus: CURVE authentication is on"),
-    F_MAP("services", false, "bus: {service: {workers, inflight, queued}}"),
+    F_MAP("services", false, "bus: {service: {workers, inflight, queued, heartbeat_age_ms}}; the age is the stalest worker's"),
     F_INT("clients", false, 0, TIME_MAX, "bus: clients connected"),
     F_END};
 

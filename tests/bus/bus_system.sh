@@ -196,7 +196,7 @@ routing)
     i=0
     seen=""
     while [ $i -lt 30 ] && [ -z "$seen" ]; do
-        call emadsctl bus '{"v":1,"type":"ping"}' | grep -q '"cap":{"workers":1,"inflight":2,"queued":1}' && seen=1
+        call emadsctl bus '{"v":1,"type":"ping"}' | grep -q '"cap":{"workers":1,"inflight":2,"queued":1[,}]' && seen=1
         i=$((i + 1))
         sleep 0.05
     done
