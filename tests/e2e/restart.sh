@@ -33,7 +33,7 @@ check_sums() {
     local res sp steps ledger
     res=$(ctl --json result "$1")
     sp=$(ctl --json spend --task "$1")
-    for k in tokens tool_calls cost_uusd; do
+    for k in tokens latency_ms tool_calls cost_uusd; do
         steps=$(echo "$res" | json "sum(s.get('actual', {}).get('$k', 0) for s in d['steps'])")
         ledger=$(echo "$sp" | json "sum(a['used']['$k'] for a in d['agents'])")
         [ "$steps" -eq "$ledger" ] || fail "$1 $k: steps recorded $steps, ledger spent $ledger"
