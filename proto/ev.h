@@ -42,29 +42,29 @@ ev_t *ev_new_nil(void);
 ev_t *ev_new_bool(bool b);
 ev_t *ev_new_int(int64_t i);
 ev_t *ev_new_float(double d);
-ev_t *ev_new_str(const char *s);                 /* copies s */
-ev_t *ev_new_strn(const char *s, size_t len);    /* copies len bytes */
-ev_t *ev_new_bin(const void *data, size_t len);  /* copies */
+ev_t *ev_new_str(const char *s);                /* copies s */
+ev_t *ev_new_strn(const char *s, size_t len);   /* copies len bytes */
+ev_t *ev_new_bin(const void *data, size_t len); /* copies */
 ev_t *ev_new_array(void);
 ev_t *ev_new_map(void);
-ev_t *ev_dup(const ev_t *v);  /* deep copy; caller owns; NULL if v is NULL */
+ev_t *ev_dup(const ev_t *v);    /* deep copy; caller owns; NULL if v is NULL */
 void ev_destroy(ev_t **self_p); /* frees the tree, sets *self_p to NULL; NULL-safe */
 
 /* ---- accessors (all NULL-safe: a NULL or wrong-typed value gives 0/NULL) - */
-ev_type_t ev_type(const ev_t *v);   /* EV_NIL for NULL */
+ev_type_t ev_type(const ev_t *v); /* EV_NIL for NULL */
 bool ev_bool(const ev_t *v);
 int64_t ev_int(const ev_t *v);
-double ev_float(const ev_t *v);     /* EV_INT converts to double too */
-const char *ev_str(const ev_t *v);  /* NUL-terminated; NULL unless EV_STR */
+double ev_float(const ev_t *v);    /* EV_INT converts to double too */
+const char *ev_str(const ev_t *v); /* NUL-terminated; NULL unless EV_STR */
 size_t ev_strlen(const ev_t *v);
 const void *ev_bin(const ev_t *v, size_t *len);
-size_t ev_len(const ev_t *v);                 /* elements of an array or map */
-ev_t *ev_at(const ev_t *v, size_t i);         /* i-th array element or map value */
+size_t ev_len(const ev_t *v);                     /* elements of an array or map */
+ev_t *ev_at(const ev_t *v, size_t i);             /* i-th array element or map value */
 const char *ev_key_at(const ev_t *map, size_t i); /* i-th map key */
-bool ev_equal(const ev_t *a, const ev_t *b);  /* deep, order-sensitive for maps */
+bool ev_equal(const ev_t *a, const ev_t *b);      /* deep, order-sensitive for maps */
 
 /* ---- maps ---------------------------------------------------------------- */
-ev_t *ev_get(const ev_t *map, const char *key);   /* borrowed, NULL if absent */
+ev_t *ev_get(const ev_t *map, const char *key); /* borrowed, NULL if absent */
 /* Typed getters: return dflt when the key is absent or has another type. */
 const char *ev_get_str(const ev_t *map, const char *key, const char *dflt);
 int64_t ev_get_int(const ev_t *map, const char *key, int64_t dflt);
@@ -87,11 +87,11 @@ int ev_push(ev_t *array, ev_t *val); /* takes ownership of val; 0 / -1 */
 
 /* ---- codec --------------------------------------------------------------- */
 typedef struct {
-    size_t max_bytes;     /* whole encoded value */
-    size_t max_str;       /* bytes in one string or bin */
-    size_t max_elems;     /* elements in one array or pairs in one map */
-    size_t max_depth;     /* nesting of arrays/maps; a scalar root is depth 0 */
-    size_t max_total;     /* values in the whole tree */
+    size_t max_bytes; /* whole encoded value */
+    size_t max_str;   /* bytes in one string or bin */
+    size_t max_elems; /* elements in one array or pairs in one map */
+    size_t max_depth; /* nesting of arrays/maps; a scalar root is depth 0 */
+    size_t max_total; /* values in the whole tree */
 } ev_limits_t;
 
 /* The limits every emads process applies to bodies on the wire. */

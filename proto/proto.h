@@ -63,47 +63,47 @@ typedef enum {
 } proto_cmd_t;
 
 /* Hard limits. ZMQ_MAXMSGSIZE is set to PROTO_MAX_FRAME on every socket. */
-#define PROTO_MAX_FRAME      (1024 * 1024) /* bytes in one frame (and body) */
-#define PROTO_MAX_FRAMES     8             /* frames in one message, after routing */
-#define PROTO_MAX_NAME       64            /* service, topic segment, agent, sender names */
-#define PROTO_MAX_ID         64            /* request ids, task ids, hold ids, corr ids */
-#define PROTO_MAX_TOPIC      128
-#define PROTO_HEARTBEAT_MS   1000
-#define PROTO_HEARTBEAT_LIVENESS 3         /* intervals of silence before a peer is dead */
-#define PROTO_RECONNECT_MIN_MS 1000
-#define PROTO_RECONNECT_MAX_MS 32000
+#define PROTO_MAX_FRAME          (1024 * 1024) /* bytes in one frame (and body) */
+#define PROTO_MAX_FRAMES         8             /* frames in one message, after routing */
+#define PROTO_MAX_NAME           64            /* service, topic segment, agent, sender names */
+#define PROTO_MAX_ID             64            /* request ids, task ids, hold ids, corr ids */
+#define PROTO_MAX_TOPIC          128
+#define PROTO_HEARTBEAT_MS       1000
+#define PROTO_HEARTBEAT_LIVENESS 3 /* intervals of silence before a peer is dead */
+#define PROTO_RECONNECT_MIN_MS   1000
+#define PROTO_RECONNECT_MAX_MS   32000
 
 /* Error codes (the "code" of an error body). */
-#define PROTO_E_MALFORMED          "malformed"
-#define PROTO_E_INVALID            "invalid"            /* schema violation; reason names the field */
-#define PROTO_E_FORBIDDEN          "forbidden"
+#define PROTO_E_MALFORMED           "malformed"
+#define PROTO_E_INVALID             "invalid" /* schema violation; reason names the field */
+#define PROTO_E_FORBIDDEN           "forbidden"
 #define PROTO_E_SERVICE_UNAVAILABLE "service_unavailable"
-#define PROTO_E_WORKER_LOST        "worker_lost"
-#define PROTO_E_TIMEOUT            "timeout"
-#define PROTO_E_UNKNOWN_TYPE       "unknown_type"
-#define PROTO_E_EXCEEDS_BUDGET     "exceeds_budget"
-#define PROTO_E_UNKNOWN_TASK       "unknown_task"
-#define PROTO_E_TASK_CLOSED        "task_closed"
-#define PROTO_E_TASK_EXISTS        "task_exists"
-#define PROTO_E_HOLD_NOT_FOUND     "hold_not_found"
-#define PROTO_E_HOLD_COMMITTED     "hold_already_committed"
-#define PROTO_E_HOLD_VOIDED        "hold_already_voided"
-#define PROTO_E_EXISTS_DIFFERENT   "exists_with_different_params"
-#define PROTO_E_LEDGER_UNAVAILABLE "ledger_unavailable"
-#define PROTO_E_NO_FEASIBLE_PLAN   "no_feasible_plan"
-#define PROTO_E_BUDGET_EXHAUSTED   "budget_exhausted"
-#define PROTO_E_PROVIDER           "provider_error"
-#define PROTO_E_INTERNAL           "internal"
+#define PROTO_E_WORKER_LOST         "worker_lost"
+#define PROTO_E_TIMEOUT             "timeout"
+#define PROTO_E_UNKNOWN_TYPE        "unknown_type"
+#define PROTO_E_EXCEEDS_BUDGET      "exceeds_budget"
+#define PROTO_E_UNKNOWN_TASK        "unknown_task"
+#define PROTO_E_TASK_CLOSED         "task_closed"
+#define PROTO_E_TASK_EXISTS         "task_exists"
+#define PROTO_E_HOLD_NOT_FOUND      "hold_not_found"
+#define PROTO_E_HOLD_COMMITTED      "hold_already_committed"
+#define PROTO_E_HOLD_VOIDED         "hold_already_voided"
+#define PROTO_E_EXISTS_DIFFERENT    "exists_with_different_params"
+#define PROTO_E_LEDGER_UNAVAILABLE  "ledger_unavailable"
+#define PROTO_E_NO_FEASIBLE_PLAN    "no_feasible_plan"
+#define PROTO_E_BUDGET_EXHAUSTED    "budget_exhausted"
+#define PROTO_E_PROVIDER            "provider_error"
+#define PROTO_E_INTERNAL            "internal"
 
 /* ---- schemas ------------------------------------------------------------
    Each message type is described by a table of fields (proto_schema.c), the
    single source of truth the decoder checks against and docs/PROTOCOL.md
    documents. */
 typedef enum {
-    PF_STR,     /* UTF-8 string of min..max bytes (max 0 = PROTO_MAX_ID); if values
-                   is set, one of those values */
-    PF_INT,     /* int64 in [min, max] */
-    PF_FLOAT,   /* double (or int) in [min, max]; never money */
+    PF_STR,   /* UTF-8 string of min..max bytes (max 0 = PROTO_MAX_ID); if values
+                 is set, one of those values */
+    PF_INT,   /* int64 in [min, max] */
+    PF_FLOAT, /* double (or int) in [min, max]; never money */
     PF_BOOL,
     PF_AMOUNTS, /* amounts map; every present key int >= -1; unknown keys rejected */
     PF_MAP,     /* any map (checked by the service) */
@@ -115,14 +115,14 @@ typedef struct {
     const char *name;
     proto_ftype_t type;
     bool required;
-    int64_t min, max;  /* PF_INT/PF_FLOAT range; PF_STR min..max length (max 0 = PROTO_MAX_ID) */
-    const char *doc;   /* one line: meaning and unit */
+    int64_t min, max; /* PF_INT/PF_FLOAT range; PF_STR min..max length (max 0 = PROTO_MAX_ID) */
+    const char *doc;  /* one line: meaning and unit */
     const char *const *values; /* PF_STR: NULL-terminated allowed values, or NULL for any */
 } proto_field_t;
 
 typedef struct {
-    const char *type;     /* "reserve" */
-    const char *service;  /* "ledger", "orchestrator", "agent", "event", "any" */
+    const char *type;    /* "reserve" */
+    const char *service; /* "ledger", "orchestrator", "agent", "event", "any" */
     const char *doc;
     const proto_field_t *fields; /* terminated by {NULL} */
 } proto_schema_t;
@@ -155,9 +155,18 @@ ev_t *proto_error(const char *code, const char *fmt, ...) __attribute__((format(
 bool proto_is_error(const ev_t *body, const char **code);
 
 /* Amounts helpers: the four dimensions in a fixed order. */
-typedef enum { DIM_TOKENS = 0, DIM_LATENCY_MS, DIM_TOOL_CALLS, DIM_COST_UUSD, DIM_COUNT } proto_dim_t;
-typedef struct { int64_t v[DIM_COUNT]; } proto_amounts_t;
-extern const char *const proto_dim_names[DIM_COUNT]; /* "tokens", "latency_ms", "tool_calls", "cost_uusd" */
+typedef enum {
+    DIM_TOKENS = 0,
+    DIM_LATENCY_MS,
+    DIM_TOOL_CALLS,
+    DIM_COST_UUSD,
+    DIM_COUNT
+} proto_dim_t;
+typedef struct {
+    int64_t v[DIM_COUNT];
+} proto_amounts_t;
+extern const char
+    *const proto_dim_names[DIM_COUNT]; /* "tokens", "latency_ms", "tool_calls", "cost_uusd" */
 /* Write amounts as a map under key (missing = 0 when read back). */
 int proto_set_amounts(ev_t *map, const char *key, const proto_amounts_t *a);
 /* Read amounts from map[key]; absent dimensions get dflt. Returns 0, -1 if absent. */
