@@ -389,190 +389,26 @@ static s_client_t *s_client_touch(bus_broker_t *self, zframe_t *id, const char *
     return c;
 }
 
-/* Big-endian unsigned integer of k bytes. */
-static size_t s_be(const uint8_t *p, size_t k)
-{
-    size_t v = 0;
-    for (size_t i = 0; i < k; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* A bounded walk over one msgpack value at buf[*pos..len): checks that it is
-   complete and well formed and within ev_wire_limits (no ext types, string
-   map keys, string and element counts, nesting, *count values in all)
-   without building anything, and moves *pos past it. Element counts larger
-   than the bytes left are refused before the loop, so the walk is linear in
-   len. What it does not check - UTF-8 and duplicate keys - the worker's full
-   ev_decode refuses with `malformed` too. The broker only needs the "type",
-   and a full decode per routed message cost more than the routing itself. */
-static int s_mp_skip(const uint8_t *buf, size_t len, size_t *pos, size_t depth, size_t *count)
-{
-    if (*pos >= len || ++*count > ev_wire_limits.max_total)
-        return -1;
-    uint8_t b = buf[(*pos)++];
-    size_t rest = len - *pos, n = 0, elems = 0;
-    bool map = false;
-#define S_BE(k) (rest < (k) ? (size_t)-1 : s_be(buf + *pos, (k)))
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-        return 0;
-    if (b >= 0xa0 && b <= 0xbf)
-        n = b & 0x1f;
-    else if (b >= 0x90 && b <= 0x9f)
-        elems = b & 0x0f;
-    else if (b >= 0x80 && b <= 0x8f) {
-        elems = b & 0x0f;
-        map = true;
-    } else {
-        switch (b) {
-        case 0xcc:
-        case 0xd0:
-            n = 1;
-            break;
-        case 0xcd:
-        case 0xd1:
-            n = 2;
-            break;
-        case 0xca:
-        case 0xce:
-        case 0xd2:
-            n = 4;
-            break;
-        case 0xcb:
-        case 0xcf:
-        case 0xd3:
-            n = 8;
-            break;
-        case 0xc4:
-        case 0xd9:
-            n = S_BE(1);
-            *pos += 1;
-            break;
-        case 0xc5:
-        case 0xda:
-            n = S_BE(2);
-            *pos += 2;
-            break;
-        case 0xc6:
-        case 0xdb:
-            n = S_BE(4);
-            *pos += 4;
-            break;
-        case 0xdc:
-            elems = S_BE(2);
-            *pos += 2;
-            break;
-        case 0xdd:
-            elems = S_BE(4);
-            *pos += 4;
-            break;
-        case 0xde:
-            elems = S_BE(2);
-            *pos += 2;
-            map = true;
-            break;
-        case 0xdf:
-            elems = S_BE(4);
-            *pos += 4;
-            map = true;
-            break;
-        default:
-            return -1; /* 0xc1, ext types */
-        }
-    }
-#undef S_BE
-    if (n == (size_t)-1 || elems == (size_t)-1 || *pos > len)
-        return -1;
-    rest = len - *pos;
-    if (n) {
-        if (n > rest || n > ev_wire_limits.max_str)
-            return -1;
-        *pos += n;
-        return 0;
-    }
-    bool container = map || (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd;
-    if (!container)
-        return 0; /* an empty string or bin */
-    /* a container at depth d is nesting level d + 1 (a map body is level 1) */
-    if (elems > rest || elems > ev_wire_limits.max_elems || depth + 1 > ev_wire_limits.max_depth)
-        return -1;
-    for (size_t i = 0; i < elems; i++) {
-        if (map) {
-            if (*pos >= len)
-                return -1;
-            uint8_t k = buf[*pos];
-            if (!((k >= 0xa0 && k <= 0xbf) || k == 0xd9 || k == 0xda || k == 0xdb))
-                return -1; /* map keys are strings */
-            if (s_mp_skip(buf, len, pos, depth + 1, count) != 0)
-                return -1;
-        }
-        if (s_mp_skip(buf, len, pos, depth + 1, count) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Read the body's "type" into type without decoding the body: the body must
-   be one well-formed msgpack map (s_mp_skip) with a string "type" at the top
-   level. 0, or -1 with a reason in err. */
+/* Read the body's "type" into type without building the body: the body must
+   be one well-formed msgpack map within the wire limits (ev_scan, the
+   decoder's allocation-free pass) with a valid name as its string "type".
+   The broker only needs the "type", and a full decode per routed message
+   cost more than the routing itself. 0, or -1 with a reason in err. */
 static int s_body_type(zframe_t *body, char *type, size_t typelen, char *err, size_t errlen)
 {
-    const uint8_t *buf = zframe_data(body);
-    size_t len = zframe_size(body), pos = 0, count = 0;
-    if (len > ev_wire_limits.max_bytes || s_mp_skip(buf, len, &pos, 0, &count) != 0 || pos != len) {
+    const uint8_t *buf = zframe_data(body), *t = NULL;
+    size_t len = zframe_size(body), tlen = 0;
+    if (ev_scan(buf, len, NULL, "type", &t, &tlen, NULL, 0) != EV_OK) {
         snprintf(err, errlen, "not one well-formed msgpack value");
         return -1;
     }
-    size_t elems = 0;
-    pos = 1;
-    if (buf[0] >= 0x80 && buf[0] <= 0x8f)
-        elems = buf[0] & 0x0f;
-    else if (buf[0] == 0xde) {
-        elems = s_be(buf + 1, 2);
-        pos = 3;
-    } else if (buf[0] == 0xdf) {
-        elems = s_be(buf + 1, 4);
-        pos = 5;
-    } else {
+    if (!t || tlen >= typelen || !bus_name_valid((const char *)t, tlen, PROTO_MAX_NAME)) {
         snprintf(err, errlen, "body must be a map with a string \"type\"");
         return -1;
     }
-    count = 0;
-    for (size_t i = 0; i < elems; i++) {
-        /* keys are strings (checked above): fixstr or str8 for "type" */
-        size_t klen = 0, kpos = pos;
-        if (buf[pos] >= 0xa0 && buf[pos] <= 0xbf) {
-            klen = buf[pos] & 0x1f;
-            kpos = pos + 1;
-        } else if (buf[pos] == 0xd9) {
-            klen = buf[pos + 1];
-            kpos = pos + 2;
-        } else
-            klen = (size_t)-1;
-        if (s_mp_skip(buf, len, &pos, 1, &count) != 0)
-            return -1; /* cannot happen: checked above */
-        size_t vpos = pos;
-        if (s_mp_skip(buf, len, &pos, 1, &count) != 0)
-            return -1;
-        if (klen != 4 || memcmp(buf + kpos, "type", 4) != 0)
-            continue;
-        size_t tlen = 0, tpos = vpos + 1;
-        uint8_t t = buf[vpos];
-        if (t >= 0xa0 && t <= 0xbf)
-            tlen = t & 0x1f;
-        else if (t == 0xd9) {
-            tlen = buf[vpos + 1];
-            tpos = vpos + 2;
-        } else
-            break;
-        if (tlen >= typelen || !bus_name_valid((const char *)buf + tpos, tlen, PROTO_MAX_NAME))
-            break;
-        memcpy(type, buf + tpos, tlen);
-        type[tlen] = '\0';
-        return 0;
-    }
-    snprintf(err, errlen, "body must be a map with a string \"type\"");
-    return -1;
+    memcpy(type, t, tlen);
+    type[tlen] = '\0';
+    return 0;
 }
 
 static bool s_allowed(bus_broker_t *self, const char *service, const char *command,
@@ -682,10 +518,10 @@ static void s_event(bus_broker_t *self, zmsg_t *m, const char *name)
     zframe_t *topicf = zmsg_next(m), *bodyf = zmsg_next(m);
     char topic[PROTO_MAX_TOPIC + 1];
     const uint8_t *body = zframe_data(bodyf);
-    size_t len = zframe_size(bodyf), pos = 0, count = 0;
+    size_t len = zframe_size(bodyf);
     if (bus_frame_name(topicf, topic, sizeof(topic), PROTO_MAX_TOPIC) != 0 || len == 0 ||
         !((body[0] >= 0x80 && body[0] <= 0x8f) || body[0] == 0xde || body[0] == 0xdf) ||
-        s_mp_skip(body, len, &pos, 0, &count) != 0 || pos != len) {
+        ev_scan(body, len, NULL, NULL, NULL, NULL, NULL, 0) != EV_OK) {
         self->stats.malformed++; /* not one well-formed map */
         return;
     }

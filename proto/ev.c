@@ -730,7 +730,10 @@ typedef struct {
     const ev_limits_t *lim;
     size_t max_depth;
     size_t total;
-    bool build; /* false: scan only; true: allocate the tree */
+    bool build;            /* false: scan only; true: allocate the tree */
+    const char *peek;      /* scan: a top-level key whose string value is wanted */
+    const uint8_t *peek_v; /* ... found here (peek_n bytes), or NULL */
+    size_t peek_n;
     int rc;
     char *err;
     size_t errlen;
@@ -827,6 +830,18 @@ static int s_check_dups(s_dec_t *d, const ev_t *map)
     return rc;
 }
 
+/* The value just walked from vstart: keep it as the peeked string if it is
+   one (fixstr, str8, str16, str32). */
+static void s_peek(s_dec_t *d, size_t vstart)
+{
+    uint8_t t = d->buf[vstart];
+    size_t hdr = t >= 0xa0 && t <= 0xbf ? 1 : t == 0xd9 ? 2 : t == 0xda ? 3 : t == 0xdb ? 5 : 0;
+    if (!hdr)
+        return;
+    d->peek_v = d->buf + vstart + hdr;
+    d->peek_n = d->pos - vstart - hdr;
+}
+
 static int s_container(s_dec_t *d, size_t depth, uint64_t n, bool is_map, ev_t **out)
 {
     if (depth + 1 > d->max_depth)
@@ -878,8 +893,12 @@ static int s_container(s_dec_t *d, size_t depth, uint64_t n, bool is_map, ev_t *
                 s_dec_fail(d, EV_ERR_TYPE, "map key contains a NUL byte");
                 goto fail;
             }
+            size_t vstart = d->pos;
             if (s_walk(d, depth + 1, d->build ? &e : NULL))
                 goto fail;
+            if (d->peek && depth == 0 && klen == strlen(d->peek) &&
+                memcmp(kp, d->peek, (size_t)klen) == 0)
+                s_peek(d, vstart);
             if (d->build && s_map_append(c, (const char *)kp, (size_t)klen, e)) {
                 ev_destroy(&e);
                 s_dec_fail(d, EV_ERR_NOMEM, "out of memory");
@@ -1047,36 +1066,68 @@ static int s_walk(s_dec_t *d, size_t depth, ev_t **out)
     return 0;
 }
 
+/* Pass 1 of the decoder: size and limits of the whole input, then one walk
+   that allocates nothing. EV_OK or the error (d->rc, reason in d->err). */
+static int s_scan(s_dec_t *d)
+{
+    size_t len = d->len;
+    if (len > d->lim->max_bytes) {
+        s_seterr(d->err, d->errlen, "input of %zu bytes exceeds limit %zu", len, d->lim->max_bytes);
+        return EV_ERR_LIMIT;
+    }
+    if (!d->buf || len == 0) {
+        s_seterr(d->err, d->errlen, "empty input");
+        return EV_ERR_MALFORMED;
+    }
+    if (s_walk(d, 0, NULL))
+        return d->rc;
+    if (d->pos != len) {
+        s_dec_fail(d, EV_ERR_MALFORMED, "%zu trailing bytes", len - d->pos);
+        return d->rc;
+    }
+    return EV_OK;
+}
+
+static void s_dec_init(s_dec_t *d, const uint8_t *buf, size_t len, const ev_limits_t *limits,
+                       char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!limits)
+        limits = &ev_wire_limits;
+    *d = (s_dec_t){.buf = buf, .len = len, .lim = limits, .err = err, .errlen = errlen};
+    d->max_depth = limits->max_depth < EV_HARD_MAX_DEPTH ? limits->max_depth : EV_HARD_MAX_DEPTH;
+}
+
+int ev_scan(const uint8_t *buf, size_t len, const ev_limits_t *limits, const char *key,
+            const uint8_t **val, size_t *vallen, char *err, size_t errlen)
+{
+    s_dec_t d;
+    s_dec_init(&d, buf, len, limits, err, errlen);
+    d.peek = key && val && vallen ? key : NULL;
+    int rc = s_scan(&d);
+    if (val)
+        *val = rc == EV_OK ? d.peek_v : NULL;
+    if (vallen)
+        *vallen = rc == EV_OK && d.peek_v ? d.peek_n : 0;
+    return rc;
+}
+
 int ev_decode(const uint8_t *buf, size_t len, const ev_limits_t *limits, ev_t **out, char *err,
               size_t errlen)
 {
     if (out)
         *out = NULL;
-    if (err && errlen)
-        err[0] = '\0';
-    if (!limits)
-        limits = &ev_wire_limits;
-    s_dec_t d = {.buf = buf, .len = len, .lim = limits, .err = err, .errlen = errlen};
-    d.max_depth = limits->max_depth < EV_HARD_MAX_DEPTH ? limits->max_depth : EV_HARD_MAX_DEPTH;
+    s_dec_t d;
+    s_dec_init(&d, buf, len, limits, err, errlen);
     if (!out) {
         s_seterr(err, errlen, "no output pointer");
         return EV_ERR_TYPE;
     }
-    if (len > limits->max_bytes) {
-        s_seterr(err, errlen, "input of %zu bytes exceeds limit %zu", len, limits->max_bytes);
-        return EV_ERR_LIMIT;
-    }
-    if (!buf || len == 0) {
-        s_seterr(err, errlen, "empty input");
-        return EV_ERR_MALFORMED;
-    }
     /* Pass 1: scan, allocate nothing. */
-    if (s_walk(&d, 0, NULL))
-        return d.rc;
-    if (d.pos != len) {
-        s_dec_fail(&d, EV_ERR_MALFORMED, "%zu trailing bytes", len - d.pos);
-        return d.rc;
-    }
+    int rc = s_scan(&d);
+    if (rc != EV_OK)
+        return rc;
     /* Pass 2: build; every count is now backed by input bytes. */
     d.pos = 0;
     d.build = true;

@@ -125,6 +125,15 @@ int ev_encode(const ev_t *v, uint8_t **buf, size_t *len);
 int ev_decode(const uint8_t *buf, size_t len, const ev_limits_t *limits, ev_t **out, char *err,
               size_t errlen);
 
+/* Check exactly len bytes as ev_decode's first pass does (every rule above
+   but duplicate map keys), allocating nothing: for a relay that must refuse
+   garbage but has no use for the tree. When key is non-NULL and the value is
+   a map holding key at its top level with a string value, *val and *vallen
+   give that string's bytes inside buf (not NUL-terminated); else *val is
+   NULL. Returns EV_OK or the code ev_decode would give, reason in err. */
+int ev_scan(const uint8_t *buf, size_t len, const ev_limits_t *limits, const char *key,
+            const uint8_t **val, size_t *vallen, char *err, size_t errlen);
+
 /* A short human-readable name for an ev_rc_t. */
 const char *ev_strerror(int rc);
 

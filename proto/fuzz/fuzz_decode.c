@@ -1,6 +1,9 @@
 /*  fuzz_decode.c - fuzz entry point for the body decoder.
 
-    Feeds arbitrary bytes to ev_decode and proto_decode, and for every input
+    Feeds arbitrary bytes to ev_decode, ev_scan and proto_decode: ev_scan
+    (the relay's check) must accept what the decoder accepts, refuse with
+    the decoder's code what it refuses (duplicate keys aside), and peek the
+    same top-level "type" string the decoded tree holds. For every input
     the decoder accepts checks that the value survives a round trip: encode,
     decode again, compare, and encode once more to the very same bytes. Any
     disagreement aborts, so libFuzzer (and the sanitizers) report it.
@@ -30,6 +33,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     ev_t *v = NULL;
     int rc = ev_decode(data, size, NULL, &v, err, sizeof err);
+
+    const uint8_t *tp = NULL;
+    size_t tn = 0;
+    int src = ev_scan(data, size, NULL, "type", &tp, &tn, NULL, 0);
+    if (rc == EV_OK && src != EV_OK)
+        s_fail("ev_scan refused what ev_decode accepts");
+    if (rc != EV_OK && src != EV_OK && src != rc)
+        s_fail("ev_scan and ev_decode refuse with different codes");
+    if (rc == EV_OK) {
+        const ev_t *t = ev_get(v, "type");
+        bool str = ev_type(t) == EV_STR;
+        if (str != (tp != NULL) || (str && (tn != ev_strlen(t) || memcmp(tp, ev_str(t), tn) != 0)))
+            s_fail("ev_scan peeked another \"type\" than the tree holds");
+    }
 
     ev_t *body = NULL;
     char perr[256];

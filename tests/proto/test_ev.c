@@ -391,6 +391,48 @@ Test(ev_decode, huge_header_allocates_nothing_large)
 #endif
 }
 
+/* ev_scan: the relay's allocation-free check gives the decoder's verdict
+   and finds a top-level string without building the tree. */
+Test(ev_scan, verdict_and_peek)
+{
+    ev_t *m = ev_new_map();
+    ev_set_str(m, "type", "reserve");
+    ev_t *in = ev_set_map(m, "inner");
+    ev_set_str(in, "kind", "nested");
+    ev_set_int(m, "kind", 7);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(ev_encode(m, &buf, &len), EV_OK);
+    const uint8_t *v = NULL;
+    size_t n = 0;
+    cr_expect_eq(ev_scan(buf, len, NULL, "type", &v, &n, NULL, 0), EV_OK);
+    cr_assert_not_null(v);
+    cr_expect(n == 7 && memcmp(v, "reserve", 7) == 0);
+    /* a non-string value, and a key found only below the top level */
+    cr_expect_eq(ev_scan(buf, len, NULL, "kind", &v, &n, NULL, 0), EV_OK);
+    cr_expect_null(v);
+    cr_expect_eq(ev_scan(buf, len, NULL, "absent", &v, &n, NULL, 0), EV_OK);
+    cr_expect_null(v);
+    /* refused as ev_decode refuses: truncation, trailing bytes, limits */
+    char err[128];
+    cr_expect_eq(ev_scan(buf, len - 1, NULL, "type", &v, &n, err, sizeof err), EV_ERR_MALFORMED);
+    cr_expect_null(v);
+    cr_expect_neq(err[0], '\0');
+    uint8_t *more = malloc(len + 1);
+    memcpy(more, buf, len);
+    more[len] = 0x01;
+    cr_expect_eq(ev_scan(more, len + 1, NULL, NULL, NULL, NULL, NULL, 0), EV_ERR_MALFORMED);
+    ev_limits_t tight = ev_wire_limits;
+    tight.max_depth = 1;
+    cr_expect_eq(ev_scan(buf, len, &tight, NULL, NULL, NULL, NULL, 0), EV_ERR_LIMIT);
+    const uint8_t bad_utf8[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xa1, 0xff};
+    cr_expect_eq(ev_scan(bad_utf8, sizeof bad_utf8, NULL, "type", &v, &n, NULL, 0),
+                 EV_ERR_MALFORMED);
+    free(more);
+    free(buf);
+    ev_destroy(&m);
+}
+
 Test(ev_decode, error_reason_names_offset)
 {
     const uint8_t b[] = {0x92, 0x01, 0xc1};
