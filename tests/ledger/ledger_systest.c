@@ -10,16 +10,26 @@
       ledger_systest duplicates    (CURVE) every request twice, then with
                                    other parameters; identity from the
                                    certificate; events and /metrics
+      ledger_systest late          expired and task-closed holds charged,
+                                   late commits and voids; overrun alerts
+      ledger_systest retention     request records of closed tasks removed
+      ledger_systest webhook       an alert webhook that never answers
+                                   delays no reply; its failure is logged
 
     Exit status 0 on success; each failed check prints file:line and why.
 */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -920,6 +930,54 @@ static void s_reserve_hold(bus_client_t *c, const char *rid, const char *task, p
     ev_destroy(&r);
 }
 
+/* Lines of the ledger's log that contain needle; the first is copied to
+   first (when not NULL). */
+static int s_log_lines(const lh_t *h, const char *needle, char *first, size_t flen)
+{
+    char path[400], line[2048];
+    snprintf(path, sizeof path, "%s/emads-ledger.log", h->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, needle))
+            continue;
+        if (n++ == 0 && first)
+            snprintf(first, flen, "%s", line);
+    }
+    fclose(f);
+    return n;
+}
+
+/* Wait for the alert.overrun event of hold; *other is set when an
+   alert.overrun event of the hold not_hold arrives first. The event is
+   copied to *event_p (caller destroys). */
+static bool s_wait_overrun(bus_client_t *c, const char *hold, const char *not_hold, bool *other,
+                           ev_t **event_p)
+{
+    int64_t end = zclock_mono() + 5000;
+    while (zclock_mono() < end) {
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        bool got = false;
+        if (bus_client_recv(c, &m, 200) == 1 && m.kind == BUS_MSG_EVENT &&
+            !strcmp(m.topic, "alert.overrun")) {
+            const char *id = ev_get_str(m.body, "hold_id", "");
+            if (!strcmp(id, not_hold))
+                *other = true;
+            if (!strcmp(id, hold)) {
+                *event_p = ev_dup(m.body);
+                got = true;
+            }
+        }
+        bus_msg_clear(&m);
+        if (got)
+            return true;
+    }
+    return false;
+}
+
 /* Spend that happened is always recorded: a hold that expires (or whose task
    closes) while its agent is still working is charged in full, and the
    agent's commit that arrives afterwards replaces the charge by the actual. */
@@ -1023,6 +1081,68 @@ static int s_late(void)
     ev_destroy(&b);
     CHECK(!strcmp(s_code(r1), PROTO_E_TASK_CLOSED), "reserve on closed task: %s", s_code(r1));
     ev_destroy(&r1);
+
+    /* 4. a commit above its hold is an overrun: the reply says so, an
+       alert.overrun event names the agent (the sender), task, step and hold
+       with the actual amounts, and the ledger logs it; a commit within its
+       hold raises none */
+    b = s_open_body("o-3", "over1", NULL);
+    r1 = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r1), "open_task_ok"), "open over1: %s", s_code(r1));
+    ev_destroy(&r1);
+    char within[80], over[80];
+    for (int i = 0; i < 2; i++) {
+        b = s_reserve_body(i ? "r-6" : "r-5", "over1", A(500, 100, 1, 50000));
+        ev_set_int(b, "ttl_ms", 60000);
+        r1 = s_call(cto, b, 3000, 10);
+        ev_destroy(&b);
+        REQUIRE(!strcmp(s_type(r1), "reserve_ok"), "reserve in over1: %s", s_code(r1));
+        snprintf(i ? over : within, sizeof over, "%s", ev_get_str(r1, "hold_id", ""));
+        ev_destroy(&r1);
+    }
+    b = s_commit_body("c-5", within, A(400, 90, 1, 40000));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "commit_ok") && !ev_get_bool(r1, "overrun", true),
+          "commit within the hold: %s", s_code(r1));
+    ev_destroy(&r1);
+    b = s_commit_body("c-6", over, A(800, 100, 1, 90000));
+    r1 = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r1), "commit_ok") && ev_get_bool(r1, "overrun", false) &&
+              !ev_get_bool(r1, "late", false),
+          "commit above the hold: %s", s_code(r1));
+    ev_destroy(&r1);
+    bool other = false;
+    ev_t *oe = NULL;
+    CHECK(s_wait_overrun(ctl, over, within, &other, &oe), "alert.overrun event for %s", over);
+    CHECK(!other, "no alert.overrun for the hold committed within its amounts (%s)", within);
+    if (oe) {
+        proto_amounts_t act;
+        proto_get_amounts(oe, "amounts", 0, &act);
+        CHECK(!strcmp(ev_get_str(oe, "agent", ""), "cto_agent") &&
+                  !strcmp(ev_get_str(oe, "task", ""), "over1") &&
+                  !strcmp(ev_get_str(oe, "step", ""), "step"),
+              "overrun event names agent %s task %s step %s", ev_get_str(oe, "agent", ""),
+              ev_get_str(oe, "task", ""), ev_get_str(oe, "step", ""));
+        CHECK(act.v[DIM_TOKENS] == 800 && act.v[DIM_COST_UUSD] == 90000,
+              "overrun event carries the actual: %" PRId64 " tokens %" PRId64 " uUSD",
+              act.v[DIM_TOKENS], act.v[DIM_COST_UUSD]);
+        CHECK(strstr(ev_get_str(oe, "message", ""), "overrun") != NULL, "overrun message: %s",
+              ev_get_str(oe, "message", ""));
+        ev_destroy(&oe);
+    }
+    /* the log line is written before the event is published */
+    char needle[200], line[2048] = "";
+    snprintf(needle, sizeof needle,
+             "warn: alert.overrun: overrun: cto_agent in task over1 (hold %s)", over);
+    CHECK(s_log_lines(&h, needle, line, sizeof line) == 1, "one log line \"%s\"", needle);
+    CHECK(strstr(line, "spent 800 tokens") && strstr(line, "90000 uUSD against a hold of 500"),
+          "the log line gives the actual and the hold: %s", line);
+    snprintf(needle, sizeof needle, "alert.overrun: overrun: cto_agent in task over1 (hold %s)",
+             within);
+    CHECK(s_log_lines(&h, needle, NULL, 0) == 0, "no overrun logged for %s", within);
 
     /* everything survives a restart and the journal verifies */
     lh_stop_ledger(&h, SIGKILL);
@@ -1185,6 +1305,247 @@ static int s_retention(void)
     return s_failures ? 1 : 0;
 }
 
+/* ---- webhook ------------------------------------------------------------ */
+
+#define HOOK_CONNS 32
+
+/* A webhook that hangs: a TCP listener on 127.0.0.1 that accepts every
+   connection and reads what is sent, but never answers. */
+typedef struct {
+    int lfd;
+    int port;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    bool stop;
+    char data[1 << 16]; /* everything received, NUL-terminated */
+    size_t len;
+} s_hook_t;
+
+static void *s_hook_thread(void *arg)
+{
+    s_hook_t *k = arg;
+    int fds[HOOK_CONNS];
+    for (int i = 0; i < HOOK_CONNS; i++)
+        fds[i] = -1;
+    for (;;) {
+        pthread_mutex_lock(&k->lock);
+        bool stop = k->stop;
+        pthread_mutex_unlock(&k->lock);
+        if (stop)
+            break;
+        struct pollfd p[HOOK_CONNS + 1];
+        int n = 0;
+        p[n++] = (struct pollfd){.fd = k->lfd, .events = POLLIN};
+        for (int i = 0; i < HOOK_CONNS; i++)
+            if (fds[i] >= 0)
+                p[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        if (poll(p, (nfds_t)n, 100) <= 0)
+            continue;
+        if (p[0].revents & POLLIN) {
+            int c = accept(k->lfd, NULL, NULL);
+            for (int i = 0; c >= 0 && i < HOOK_CONNS; i++)
+                if (fds[i] < 0) {
+                    fds[i] = c;
+                    c = -1;
+                }
+            if (c >= 0)
+                close(c);
+        }
+        for (int j = 1; j < n; j++) {
+            if (!(p[j].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char buf[4096];
+            ssize_t got = read(p[j].fd, buf, sizeof buf);
+            if (got > 0) {
+                pthread_mutex_lock(&k->lock);
+                size_t take = (size_t)got < sizeof k->data - 1 - k->len
+                                  ? (size_t)got
+                                  : sizeof k->data - 1 - k->len;
+                memcpy(k->data + k->len, buf, take);
+                k->len += take;
+                k->data[k->len] = 0;
+                pthread_mutex_unlock(&k->lock);
+            } else {
+                for (int i = 0; i < HOOK_CONNS; i++)
+                    if (fds[i] == p[j].fd)
+                        fds[i] = -1;
+                close(p[j].fd);
+            }
+        }
+    }
+    for (int i = 0; i < HOOK_CONNS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return NULL;
+}
+
+static int s_hook_start(s_hook_t *k)
+{
+    memset(k, 0, sizeof *k);
+    pthread_mutex_init(&k->lock, NULL);
+    k->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (k->lfd < 0)
+        return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(k->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(k->lfd, 16) != 0 ||
+        getsockname(k->lfd, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    k->port = ntohs(a.sin_port);
+    return pthread_create(&k->thread, NULL, s_hook_thread, k) == 0 ? 0 : -1;
+}
+
+static void s_hook_stop(s_hook_t *k)
+{
+    pthread_mutex_lock(&k->lock);
+    k->stop = true;
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    close(k->lfd);
+}
+
+/* Occurrences of needle in what the listener received so far. */
+static int s_hook_count(s_hook_t *k, const char *needle)
+{
+    int n = 0;
+    pthread_mutex_lock(&k->lock);
+    for (const char *p = strstr(k->data, needle); p; p = strstr(p + 1, needle))
+        n++;
+    pthread_mutex_unlock(&k->lock);
+    return n;
+}
+
+#define HOOK_DENIALS 4
+
+/* A webhook that never answers delays nothing: with the alert webhook
+   pointing at a listener that accepts and then hangs, every reserve - grant
+   or denial - is answered before the ledger gives up on the first POST, the
+   failure is logged with its reason, and every denial was POSTed as
+   Slack-compatible JSON. */
+static int s_webhook(void)
+{
+    lh_t h;
+    s_hook_t hook;
+    REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, false, NULL) == 0, "setup");
+    REQUIRE(s_hook_start(&hook) == 0, "webhook listener");
+    char line[300];
+    snprintf(line, sizeof line, "    webhook: \"http://127.0.0.1:%d/hook\"\n", hook.port);
+    REQUIRE(s_config_set(h.config, "    webhook:", line) == 0, "config");
+    REQUIRE(lh_start_bus(&h) == 0, "bus");
+    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
+    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
+    bus_client_t *o = lh_client(&h, "orchestrator");
+    bus_client_t *cto = lh_client(&h, "cto_agent");
+    bus_client_t *ctl = lh_client(&h, "emadsctl");
+    REQUIRE(o && cto && ctl, "clients");
+    bus_client_subscribe(ctl, "alert.");
+    usleep(200000); /* let the subscription reach the bus */
+
+    ev_t *b = s_open_body("o-1", "wh1", NULL), *r;
+    r = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r), "open_task_ok"), "open: %s", s_code(r));
+    ev_destroy(&r);
+
+    /* the first denial: its POST reaches the listener, which hangs */
+    int answered = 0, denied = 0, granted = 0;
+    char rid[32];
+    b = s_reserve_body("d-0", "wh1", A(1, 1, 11, 1));
+    r = s_call(cto, b, 5000, 1);
+    ev_destroy(&b);
+    answered += r != NULL && !lh_transient(r);
+    denied += !strcmp(s_code(r), PROTO_E_EXCEEDS_BUDGET);
+    ev_destroy(&r);
+    int64_t end = zclock_mono() + 10000;
+    while (s_hook_count(&hook, "POST /hook ") < 1 && zclock_mono() < end)
+        usleep(10000);
+    REQUIRE(s_hook_count(&hook, "POST /hook ") >= 1, "the webhook received a POST");
+
+    /* while that POST hangs: grants and more denials, each answered */
+    for (int i = 1; i < HOOK_DENIALS; i++) {
+        snprintf(rid, sizeof rid, "g-%d", i);
+        b = s_reserve_body(rid, "wh1", A(10, 10, 0, 10));
+        r = s_call(cto, b, 5000, 1);
+        ev_destroy(&b);
+        answered += r != NULL && !lh_transient(r);
+        granted += !strcmp(s_type(r), "reserve_ok");
+        ev_destroy(&r);
+        snprintf(rid, sizeof rid, "d-%d", i);
+        b = s_reserve_body(rid, "wh1", A(1, 1, 11, 1));
+        r = s_call(cto, b, 5000, 1);
+        ev_destroy(&b);
+        answered += r != NULL && !lh_transient(r);
+        denied += !strcmp(s_code(r), PROTO_E_EXCEEDS_BUDGET);
+        ev_destroy(&r);
+    }
+    /* order, not time: all of that happened before the first POST failed */
+    int failed_before = s_log_lines(&h, "alert webhook failed", NULL, 0);
+    CHECK(answered == 2 * HOOK_DENIALS - 1, "%d of %d reserves answered", answered,
+          2 * HOOK_DENIALS - 1);
+    CHECK(denied == HOOK_DENIALS && granted == HOOK_DENIALS - 1, "%d denied, %d granted", denied,
+          granted);
+    CHECK(failed_before == 0,
+          "every reply arrived before the webhook failure was logged (%d failures logged first)",
+          failed_before);
+
+    /* the failure is logged with a reason */
+    char fail[2048] = "";
+    end = zclock_mono() + 20000;
+    while (s_log_lines(&h, "alert webhook failed", fail, sizeof fail) < 1 && zclock_mono() < end)
+        usleep(50000);
+    const char *why = strstr(fail, "alert webhook failed: ");
+    CHECK(why != NULL, "the ledger logs the webhook failure");
+    if (why) {
+        why += strlen("alert webhook failed: ");
+        CHECK(strstr(why, "imeout") != NULL, "the failure gives its reason (a timeout): %s", fail);
+    }
+    /* the grants went through while the webhook hung */
+    s_acct_t acc[4];
+    CHECK(s_spend(ctl, "wh1", "cto_agent", acc, 4) == 1 &&
+              acc[0].held.v[DIM_TOKENS] == 10 * (HOOK_DENIALS - 1),
+          "the granted holds are held: %" PRId64, acc[0].held.v[DIM_TOKENS]);
+
+    /* one alert.denied event per denial */
+    int events = 0;
+    end = zclock_mono() + 3000;
+    while (events < HOOK_DENIALS && zclock_mono() < end) {
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        if (bus_client_recv(ctl, &m, 200) == 1 && m.kind == BUS_MSG_EVENT &&
+            !strcmp(m.topic, "alert.denied") && !strcmp(ev_get_str(m.body, "task", ""), "wh1"))
+            events++;
+        bus_msg_clear(&m);
+    }
+    CHECK(events == HOOK_DENIALS, "%d alert.denied events", events);
+
+    /* every denial is POSTed in turn, as Slack-compatible JSON, and each
+       hanging POST fails and is logged */
+    end = zclock_mono() + 30000;
+    while ((s_hook_count(&hook, "POST /hook ") < HOOK_DENIALS ||
+            s_log_lines(&h, "alert webhook failed", NULL, 0) < HOOK_DENIALS) &&
+           zclock_mono() < end)
+        usleep(50000);
+    s_hook_stop(&hook); /* the listener's data no longer changes */
+    int posts = s_hook_count(&hook, "POST /hook ");
+    CHECK(posts == HOOK_DENIALS, "%d POSTs for %d denials", posts, HOOK_DENIALS);
+    CHECK(s_hook_count(&hook, "Content-Type: application/json") == posts, "JSON content type");
+    CHECK(s_hook_count(&hook, "{\"text\":\"denied: cto_agent in task wh1 step step: agent budget "
+                              "tool_calls requested 11") == HOOK_DENIALS,
+          "the denial texts in the POST bodies:\n%s", hook.data);
+    int fails = s_log_lines(&h, "alert webhook failed", NULL, 0);
+    CHECK(fails == HOOK_DENIALS, "%d webhook failures logged", fails);
+
+    bus_client_destroy(&o);
+    bus_client_destroy(&cto);
+    bus_client_destroy(&ctl);
+    lh_teardown();
+    printf("webhook: %s\n", s_failures ? "FAILED" : "ok");
+    return s_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     s_self = argv[0];
@@ -1202,6 +1563,8 @@ int main(int argc, char **argv)
         return s_late();
     if (argc == 2 && !strcmp(argv[1], "retention"))
         return s_retention();
-    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates|late|retention\n");
+    if (argc == 2 && !strcmp(argv[1], "webhook"))
+        return s_webhook();
+    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates|late|retention|webhook\n");
     return 2;
 }
