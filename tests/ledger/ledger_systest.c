@@ -978,6 +978,21 @@ static bool s_wait_overrun(bus_client_t *c, const char *hold, const char *not_ho
     return false;
 }
 
+/* Start the bus and the ledger of h and connect the orchestrator, cto_agent
+   and emadsctl; emadsctl subscribes to alert. events. */
+static void s_start3(lh_t *h, bus_client_t **o, bus_client_t **cto, bus_client_t **ctl)
+{
+    REQUIRE(lh_start_bus(h) == 0, "bus");
+    REQUIRE(lh_start_ledger(h) == 0, "ledger");
+    REQUIRE(lh_wait_ready(h, 10000) == 0, "ledger ready");
+    *o = lh_client(h, "orchestrator");
+    *cto = lh_client(h, "cto_agent");
+    *ctl = lh_client(h, "emadsctl");
+    REQUIRE(*o && *cto && *ctl, "clients");
+    bus_client_subscribe(*ctl, "alert.");
+    usleep(200000); /* let the subscription reach the bus */
+}
+
 /* Spend that happened is always recorded: a hold that expires (or whose task
    closes) while its agent is still working is charged in full, and the
    agent's commit that arrives afterwards replaces the charge by the actual. */
@@ -985,15 +1000,8 @@ static int s_late(void)
 {
     lh_t h;
     REQUIRE(lh_setup(&h, s_budgets, 300, NULL, false, NULL) == 0, "setup");
-    REQUIRE(lh_start_bus(&h) == 0, "bus");
-    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
-    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
-    bus_client_t *o = lh_client(&h, "orchestrator");
-    bus_client_t *cto = lh_client(&h, "cto_agent");
-    bus_client_t *ctl = lh_client(&h, "emadsctl");
-    REQUIRE(o && cto && ctl, "clients");
-    bus_client_subscribe(ctl, "alert.");
-    usleep(200000); /* let the subscription reach the bus */
+    bus_client_t *o, *cto, *ctl;
+    s_start3(&h, &o, &cto, &ctl);
 
     ev_t *b = s_open_body("o-1", "late1", NULL);
     ev_t *r1 = s_call(o, b, 3000, 10), *r2;
@@ -1222,13 +1230,8 @@ static int s_retention(void)
     REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, false, NULL) == 0, "setup");
     REQUIRE(s_config_set(h.config, "  request_retention_s:", "  request_retention_s: 0\n") == 0,
             "config");
-    REQUIRE(lh_start_bus(&h) == 0, "bus");
-    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
-    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
-    bus_client_t *o = lh_client(&h, "orchestrator");
-    bus_client_t *cto = lh_client(&h, "cto_agent");
-    bus_client_t *ctl = lh_client(&h, "emadsctl");
-    REQUIRE(o && cto && ctl, "clients");
+    bus_client_t *o, *cto, *ctl;
+    s_start3(&h, &o, &cto, &ctl);
 
     ev_t *b = s_open_body("o-1", "ret1", NULL), *r1;
     r1 = s_call(o, b, 3000, 10);
@@ -1434,15 +1437,8 @@ static int s_webhook(void)
     char line[300];
     snprintf(line, sizeof line, "    webhook: \"http://127.0.0.1:%d/hook\"\n", hook.port);
     REQUIRE(s_config_set(h.config, "    webhook:", line) == 0, "config");
-    REQUIRE(lh_start_bus(&h) == 0, "bus");
-    REQUIRE(lh_start_ledger(&h) == 0, "ledger");
-    REQUIRE(lh_wait_ready(&h, 10000) == 0, "ledger ready");
-    bus_client_t *o = lh_client(&h, "orchestrator");
-    bus_client_t *cto = lh_client(&h, "cto_agent");
-    bus_client_t *ctl = lh_client(&h, "emadsctl");
-    REQUIRE(o && cto && ctl, "clients");
-    bus_client_subscribe(ctl, "alert.");
-    usleep(200000); /* let the subscription reach the bus */
+    bus_client_t *o, *cto, *ctl;
+    s_start3(&h, &o, &cto, &ctl);
 
     ev_t *b = s_open_body("o-1", "wh1", NULL), *r;
     r = s_call(o, b, 3000, 10);

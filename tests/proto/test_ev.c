@@ -333,15 +333,18 @@ Test(ev_decode, float32_and_ints)
     ev_destroy(&out);
 }
 
+/* No limit at all: what is left is the check against the bytes that remain. */
+static const ev_limits_t s_unlimited = {.max_bytes = SIZE_MAX,
+                                        .max_str = SIZE_MAX,
+                                        .max_elems = SIZE_MAX,
+                                        .max_depth = SIZE_MAX,
+                                        .max_total = SIZE_MAX};
+
 Test(ev_decode, huge_header_with_unlimited_limits)
 {
     /* Even with no element limit, a header is checked against the bytes
        that remain before anything is allocated. */
-    ev_limits_t lim = {.max_bytes = SIZE_MAX,
-                       .max_str = SIZE_MAX,
-                       .max_elems = SIZE_MAX,
-                       .max_depth = SIZE_MAX,
-                       .max_total = SIZE_MAX};
+    const ev_limits_t lim = s_unlimited;
     ev_t *out;
     const uint8_t arr32[] = {0xdd, 0x80, 0x00, 0x00, 0x00};
     cr_assert_eq(ev_decode(arr32, sizeof arr32, &lim, &out, NULL, 0), EV_ERR_MALFORMED);
@@ -378,11 +381,7 @@ Test(ev_decode, huge_header_allocates_nothing_large)
     struct rlimit rl = {.rlim_cur = cap, .rlim_max = cap};
     cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
 
-    ev_limits_t lim = {.max_bytes = SIZE_MAX,
-                       .max_str = SIZE_MAX,
-                       .max_elems = SIZE_MAX,
-                       .max_depth = SIZE_MAX,
-                       .max_total = SIZE_MAX};
+    const ev_limits_t lim = s_unlimited;
     ev_t *out;
     const uint8_t arr32[] = {0xdd, 0x80, 0x00, 0x00, 0x00, 0x01};
     cr_expect_eq(ev_decode(arr32, sizeof arr32, &lim, &out, NULL, 0), EV_ERR_MALFORMED);
