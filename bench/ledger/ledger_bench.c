@@ -8,6 +8,8 @@
       ledger_pairs_per_s_c16=N ledger_pair_p50_us_c16=N ledger_pair_p99_us_c16=N
       ledger_ping_round_trips_per_s_c16=N  (ping through the bus to the ledger,
                                       no journal: the ceiling of the transport)
+      ledger_pairs_vs_ping_ceiling_c16=R  (pairs/s at c16 over half the ping
+                                      rate: a pair is two round trips)
       group_commit_vs_fsync_ratio=R  (pairs/s at c16 over fdatasync_per_s / 2:
                                       one fsync per operation would give 1)
       ledger_pairs_per_s_c16_one_txn_per_op=N  (the same ledger restarted with
@@ -47,7 +49,8 @@ static const char *s_budgets =
     "  reconcile_gpt:  {max_tokens: 1000000000, max_cost_usd: 10000.00}\n"
     "  total_task_budget: {max_tokens: 1000000000, max_cost_usd: 10000.00}\n";
 
-static const char *const s_agents[] = {"cto_agent", "coo_agent", "reconcile_gpt", "orchestrator"};
+static const char *const s_agents[] = {"cto_agent", "coo_agent", "reconcile_gpt", "orchestrator",
+                                       NULL};
 
 typedef struct {
     lh_t *h;
@@ -225,6 +228,40 @@ static int s_retention(const char *db)
     return rc;
 }
 
+/* A bus and a ledger in a fresh run directory, with or without CURVE (with
+   it, every client name of s_agents has its certificate). 0 / -1. */
+static int s_start(lh_t *h, bool curve)
+{
+    if (lh_setup(h, s_budgets, 60000, NULL, curve, s_agents) != 0 || lh_start_bus(h) != 0 ||
+        lh_start_ledger(h) != 0 || lh_wait_ready(h, 10000) != 0) {
+        fprintf(stderr, "ledger_bench: cannot start the bus and the ledger (%s)\n",
+                curve ? "CURVE" : "insecure");
+        lh_teardown();
+        return -1;
+    }
+    return 0;
+}
+
+/* The c16 pair and ping phases again against an --insecure bus and ledger:
+   what CURVE costs. Returns the number of errors. */
+static int s_no_curve(double seconds, double c16_curve)
+{
+    lh_t h;
+    if (s_start(&h, false) != 0 || s_open(&h, "bench-c16") != 0) {
+        lh_teardown();
+        return 1;
+    }
+    int64_t p50, p99;
+    int errors, errp;
+    double c16 = s_phase(&h, 16, false, seconds, "bench-c16", &p50, &p99, &errors);
+    double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
+    printf("ledger_pairs_per_s_c16_no_curve=%.0f\n", c16);
+    printf("ledger_ping_round_trips_per_s_c16_no_curve=%.0f\n", pings);
+    printf("curve_cost_ratio_c16=%.2f\n", c16 > 0 ? c16_curve / c16 : 0.0);
+    lh_teardown();
+    return errors + errp;
+}
+
 int main(void)
 {
     const char *sec = getenv("LEDGER_BENCH_SECONDS");
@@ -232,12 +269,8 @@ int main(void)
     if (seconds <= 0)
         seconds = 3.0;
     lh_t h;
-    if (lh_setup(&h, s_budgets, 60000, NULL, false, NULL) != 0 || lh_start_bus(&h) != 0 ||
-        lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
-        fprintf(stderr, "ledger_bench: cannot start the bus and the ledger\n");
-        lh_teardown();
+    if (s_start(&h, true) != 0)
         return 1;
-    }
     double fsyncs = bench_fdatasync_median(h.dir);
     printf("fdatasync_per_s=%.0f\n", fsyncs);
     int64_t p50, p99;
@@ -259,6 +292,7 @@ int main(void)
     int errp;
     double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
     printf("ledger_ping_round_trips_per_s_c16=%.0f\n", pings);
+    printf("ledger_pairs_vs_ping_ceiling_c16=%.2f\n", pings > 0 ? c16 / (pings / 2) : 0.0);
     errors += errp;
     printf("group_commit_vs_fsync_ratio=%.2f\n", fsyncs > 0 ? c16 / (fsyncs / 2) : 0.0);
 
@@ -280,10 +314,11 @@ int main(void)
     lh_stop_ledger(&h, SIGTERM);
     if (s_retention(h.db) != 0)
         errors++;
-    printf("ledger_bench_errors=%d\n", err1 + errors);
     char *argv[] = {getenv("EMADS_LEDGER_BIN"), "--verify", "--db", h.db, NULL};
     int v = lh_run(&h, argv);
     printf("ledger_bench_verify_exit=%d\n", v);
     lh_teardown();
+    errors += s_no_curve(seconds, c16);
+    printf("ledger_bench_errors=%d\n", err1 + errors);
     return (err1 + errors) == 0 && v == 0 ? 0 : 1;
 }
