@@ -55,6 +55,7 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
                                             PROTO_E_BUDGET_EXHAUSTED,
                                             PROTO_E_PROVIDER,
                                             PROTO_E_INTERNAL,
+                                            PROTO_E_AMOUNT_OUT_OF_RANGE,
                                             NULL};
 
 /* ---- field constructors ------------------------------------------------- */

@@ -15,6 +15,11 @@
       ledger_systest retention     request records of closed tasks removed
       ledger_systest webhook       an alert webhook that never answers
                                    delays no reply; its failure is logged
+      ledger_systest bounds        hostile amounts (a commit of 2^63-1) are
+                                   refused, no account changes sign, later
+                                   reserves meet the real limits; junk
+                                   reserves for unknown tasks leave no
+                                   records; unknown fields are invalid
 
     Exit status 0 on success; each failed check prints file:line and why.
 */
@@ -31,6 +36,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "tests/ledger/ledger_harness.h"
@@ -1542,6 +1548,193 @@ static int s_webhook(void)
     return s_failures ? 1 : 0;
 }
 
+/* ---- bounds ------------------------------------------------------------- */
+
+/* Rows of the journal's request table, read from the database file itself;
+   -1 when it cannot be read. */
+static int64_t s_db_requests(const lh_t *h)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_open_v2(h->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_busy_timeout(db, 2000) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM requests", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Every account of every query (task, agent, global) has no negative used,
+   held or remaining amount; returns the number of accounts seen. */
+static int s_no_sign_change(bus_client_t *c, const char *task, const char *where)
+{
+    s_acct_t acc[16];
+    int seen = 0;
+    const char *tasks[] = {task, NULL};
+    for (int q = 0; q < 2; q++) {
+        int n = s_spend(c, tasks[q], NULL, acc, 16);
+        CHECK(n >= 1, "%s: spend %s answered %d accounts", where, tasks[q] ? tasks[q] : "{}", n);
+        for (int i = 0; i < n; i++, seen++)
+            for (int d = 0; d < DIM_COUNT; d++)
+                CHECK(acc[i].used.v[d] >= 0 && acc[i].held.v[d] >= 0 && acc[i].remaining.v[d] >= -1,
+                      "%s: %s account %s/%s %s: used %" PRId64 " held %" PRId64
+                      " remaining %" PRId64,
+                      where, acc[i].kind, acc[i].task, acc[i].agent, proto_dim_names[d],
+                      acc[i].used.v[d], acc[i].held.v[d], acc[i].remaining.v[d]);
+    }
+    return seen;
+}
+
+#define JUNK_RESERVES 10000
+#define JUNK_WINDOW   250
+
+static int s_bounds(void)
+{
+    lh_t h;
+    REQUIRE(lh_setup(&h, s_budgets, 60000, "{period: day, max_cost_usd: 0.05}", false, NULL) == 0,
+            "setup");
+    bus_client_t *o, *cto, *ctl;
+    s_start3(&h, &o, &cto, &ctl);
+
+    ev_t *b = s_open_body("o-1", "b1", NULL), *r;
+    r = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r), "open_task_ok"), "open: %s", s_code(r));
+    ev_destroy(&r);
+    char hold[80];
+    s_reserve_hold(cto, "r-1", "b1", A(1000, 100, 1, 10000), hold, sizeof hold);
+
+    /* a commit of 2^63-1, twice (two such commits used to wrap every
+       account of the hold negative) */
+    for (int i = 0; i < 2; i++) {
+        char rid[16];
+        snprintf(rid, sizeof rid, "c-huge-%d", i);
+        b = s_commit_body(rid, hold, A(INT64_MAX, 0, 0, INT64_MAX));
+        r = s_call(cto, b, 3000, 10);
+        ev_destroy(&b);
+        CHECK(!strcmp(s_code(r), PROTO_E_AMOUNT_OUT_OF_RANGE), "commit of 2^63-1: %s %s", s_code(r),
+              ev_get_str(r, "reason", ""));
+        ev_destroy(&r);
+    }
+    s_no_sign_change(ctl, "b1", "after the huge commits");
+    s_acct_t acc[8];
+    CHECK(s_spend(ctl, "b1", "cto_agent", acc, 8) == 1 && acc[0].held.v[DIM_TOKENS] == 1000 &&
+              acc[0].used.v[DIM_TOKENS] == 0,
+          "the hold is untouched: used %" PRId64 " held %" PRId64, acc[0].used.v[DIM_TOKENS],
+          acc[0].held.v[DIM_TOKENS]);
+    /* and can still be committed correctly */
+    b = s_commit_body("c-ok", hold, A(400, 90, 1, 9000));
+    r = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r), "commit_ok"), "the real commit: %s", s_code(r));
+    ev_destroy(&r);
+    /* every other entry of an amount is bounded too */
+    b = s_reserve_body("r-huge", "b1", A(0, 0, 0, PROTO_MAX_COST_UUSD + 1));
+    r = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_AMOUNT_OUT_OF_RANGE), "reserve above the maximum: %s",
+          s_code(r));
+    ev_destroy(&r);
+    proto_amounts_t lim = A(PROTO_MAX_TOKENS + 1, -1, -1, -1);
+    b = s_open_body("o-huge", "b2", &lim);
+    r = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_AMOUNT_OUT_OF_RANGE), "open_task limits above the maximum: %s",
+          s_code(r));
+    ev_destroy(&r);
+    /* later reserves are judged against the real limits: 1000 USD against
+       cto_agent's 2 USD */
+    b = s_reserve_body("r-dear", "b1", A(10, 1, 0, 1000LL * 1000000));
+    r = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_EXCEEDS_BUDGET) &&
+              !strcmp(ev_get_str(r, "dimension", ""), "cost_uusd"),
+          "1000 USD against a 2 USD limit: %s %s", s_code(r), ev_get_str(r, "dimension", ""));
+    ev_destroy(&r);
+    CHECK(s_no_sign_change(ctl, "b1", "at the end") >= 3, "task, agent and global accounts");
+
+    /* unknown fields and unknown types */
+    b = s_reserve_body("r-field", "b1", A(1, 0, 0, 1));
+    ev_set_str(b, "on_behalf_of", "coo_agent");
+    r = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_INVALID) &&
+              strstr(ev_get_str(r, "reason", ""), "reserve.on_behalf_of: unknown field"),
+          "reserve with an unknown field: %s %s", s_code(r), ev_get_str(r, "reason", ""));
+    ev_destroy(&r);
+    b = proto_body("spend");
+    ev_set_str(b, "tsak", "b1");
+    r = s_call(ctl, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_INVALID), "spend with an unknown field: %s", s_code(r));
+    ev_destroy(&r);
+    b = proto_body("no_such_type");
+    r = s_call(ctl, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_INVALID), "a type of no schema: %s", s_code(r));
+    ev_destroy(&r);
+    b = proto_body("status");
+    ev_set_str(b, "task", "b1");
+    r = s_call(ctl, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_UNKNOWN_TYPE), "a type the ledger does not serve: %s",
+          s_code(r));
+    ev_destroy(&r);
+
+    /* 10,000 reserves for tasks never opened: unknown_task, and not one
+       request record more in the journal */
+    int64_t before = s_db_requests(&h);
+    CHECK(before > 0, "request records before the junk: %" PRId64, before);
+    int unknown = 0, other = 0;
+    for (int i = 0; i < JUNK_RESERVES; i += JUNK_WINDOW) {
+        int sent = 0;
+        for (int k = i; k < i + JUNK_WINDOW && k < JUNK_RESERVES; k++) {
+            char rid[32], task[32];
+            snprintf(rid, sizeof rid, "junk-%d", k);
+            snprintf(task, sizeof task, "never-%d", k);
+            b = s_reserve_body(rid, task, A(1, 0, 0, 1));
+            if (bus_client_send(cto, "ledger", &b, 10000, NULL) == 0)
+                sent++;
+            ev_destroy(&b);
+        }
+        while (sent > 0) {
+            bus_msg_t m;
+            int got = bus_client_recv(cto, &m, 10000);
+            REQUIRE(got >= 0, "interrupted");
+            if (got == 0)
+                continue;
+            if (m.kind == BUS_MSG_REPLY) {
+                sent--;
+                if (!strcmp(s_code(m.body), PROTO_E_UNKNOWN_TASK))
+                    unknown++;
+                else
+                    other++;
+            }
+            bus_msg_clear(&m);
+        }
+    }
+    CHECK(unknown == JUNK_RESERVES && other == 0, "unknown_task %d, other %d", unknown, other);
+    int64_t after = s_db_requests(&h);
+    CHECK(after == before, "request records: %" PRId64 " before the junk, %" PRId64 " after",
+          before, after);
+
+    bus_client_destroy(&o);
+    bus_client_destroy(&cto);
+    bus_client_destroy(&ctl);
+    lh_stop_ledger(&h, SIGTERM);
+    CHECK(s_db_requests(&h) == before, "request records after the stop: %" PRId64,
+          s_db_requests(&h));
+    char *argv[] = {getenv("EMADS_LEDGER_BIN"), "--verify", "--db", h.db, NULL};
+    int vrc = lh_run(&h, argv);
+    CHECK(vrc == 0, "--verify exit %d", vrc);
+    printf("bounds: %s\n", s_failures ? "FAILED" : "ok");
+    lh_teardown();
+    return s_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     s_self = argv[0];
@@ -1561,6 +1754,9 @@ int main(int argc, char **argv)
         return s_retention();
     if (argc == 2 && !strcmp(argv[1], "webhook"))
         return s_webhook();
-    fprintf(stderr, "usage: ledger_systest concurrency|crash|duplicates|late|retention|webhook\n");
+    if (argc == 2 && !strcmp(argv[1], "bounds"))
+        return s_bounds();
+    fprintf(stderr,
+            "usage: ledger_systest concurrency|crash|duplicates|late|retention|webhook|bounds\n");
     return 2;
 }
