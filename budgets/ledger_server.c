@@ -380,6 +380,10 @@ static void s_notes(s_server_t *self)
                 metrics_add(self->metrics, METRIC_OVERRUNS, 1);
                 e = s_event("alert.overrun", n);
                 proto_set_amounts(e, "amounts", &n->actual);
+                ev_t *data = ev_set_map(e, "data"); /* the hold the actual overran */
+                proto_set_amounts(data, "held", &n->amounts);
+                if (n->late)
+                    ev_set_bool(data, "late", true);
                 snprintf(msg, sizeof msg,
                          "overrun: %s in task %s (hold %s) spent %" PRId64 " tokens, %" PRId64
                          " ms, %" PRId64 " tool calls, %" PRId64 " uUSD against a hold of %" PRId64

@@ -20,6 +20,11 @@
                                    reserves meet the real limits; junk
                                    reserves for unknown tasks leave no
                                    records; unknown fields are invalid
+      ledger_systest protocol      the MUSTs and limits of docs/PROTOCOL.md
+                                   against the real bus and ledger: empty
+                                   delimiter, client_id echo, heartbeats keep
+                                   subscriptions, re-subscription, oversized
+                                   strings, the 65th subscription, ping
 
     Exit status 0 on success; each failed check prints file:line and why.
 */
@@ -1143,6 +1148,12 @@ static int s_late(void)
         CHECK(act.v[DIM_TOKENS] == 800 && act.v[DIM_COST_UUSD] == 90000,
               "overrun event carries the actual: %" PRId64 " tokens %" PRId64 " uUSD",
               act.v[DIM_TOKENS], act.v[DIM_COST_UUSD]);
+        proto_amounts_t held;
+        CHECK(proto_get_amounts(ev_get(oe, "data"), "held", -1, &held) == 0 &&
+                  held.v[DIM_TOKENS] == 500 && held.v[DIM_COST_UUSD] == 50000 &&
+                  !ev_get(ev_get(oe, "data"), "late"),
+              "overrun event carries the hold in data.held: %" PRId64 " tokens %" PRId64 " uUSD",
+              held.v[DIM_TOKENS], held.v[DIM_COST_UUSD]);
         CHECK(strstr(ev_get_str(oe, "message", ""), "overrun") != NULL, "overrun message: %s",
               ev_get_str(oe, "message", ""));
         ev_destroy(&oe);
@@ -1735,6 +1746,276 @@ static int s_bounds(void)
     return s_failures ? 1 : 0;
 }
 
+/* ---- protocol: MUSTs and limits of docs/PROTOCOL.md ---------------------- */
+
+/* The bus's "malformed" counter (stats), -1 when it does not answer. */
+static int64_t s_bus_malformed(bus_client_t *c)
+{
+    ev_t *b = proto_body("stats");
+    ev_t *r = bus_client_call(c, "bus", &b, 3000, NULL, NULL);
+    int64_t n = ev_get_int(r, "malformed", -1);
+    ev_destroy(&r);
+    return n;
+}
+
+/* Receive events on c for up to ms; returns how many had topic. */
+static int s_events(bus_client_t *c, const char *topic, int ms)
+{
+    int n = 0;
+    int64_t end = zclock_mono() + ms;
+    while (zclock_mono() < end) {
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        if (bus_client_recv(c, &m, 50) == 1 && m.kind == BUS_MSG_EVENT && !strcmp(m.topic, topic))
+            n++;
+        bus_msg_clear(&m);
+    }
+    return n;
+}
+
+/* Publish topic from p until c has received it (at most tries times);
+   returns true when it arrived. */
+static bool s_publish_until(bus_client_t *p, bus_client_t *c, const char *topic, int tries)
+{
+    for (int i = 0; i < tries; i++) {
+        ev_t *e = proto_body("event");
+        ev_set_str(e, "topic", topic);
+        ev_set_int(e, "at_ms", zclock_time());
+        bus_client_publish(p, topic, &e);
+        if (s_events(c, topic, 100) > 0)
+            return true;
+    }
+    return false;
+}
+
+static void s_publish(bus_client_t *p, const char *topic)
+{
+    ev_t *e = proto_body("event");
+    ev_set_str(e, "topic", topic);
+    ev_set_int(e, "at_ms", zclock_time());
+    bus_client_publish(p, topic, &e);
+}
+
+/* Send, from a raw DEALER of a third-party client (our own encoder refuses
+   such a body), a reserve whose "step" is a string of n bytes, and return the
+   bus's answer (NULL when none came). */
+static ev_t *s_raw_big_string(const lh_t *h, const char *str, size_t n)
+{
+    zsock_t *s = zsock_new(ZMQ_DEALER);
+    if (!s)
+        return NULL;
+    zsock_set_plain_username(s, "raw");
+    zsock_set_plain_password(s, "insecure");
+    zsock_set_rcvtimeo(s, 3000);
+    ev_t *r = NULL;
+    if (zsock_connect(s, "%s", h->endpoint) == 0) {
+        /* {"v":1,"type":"reserve","step":<str32 of n bytes>} */
+        static const uint8_t head[] = {0x83, 0xa1, 'v', 0x01, 0xa4, 't', 'y', 'p',
+                                       'e',  0xa7, 'r', 'e',  's',  'e', 'r', 'v',
+                                       'e',  0xa4, 's', 't',  'e',  'p', 0xdb};
+        size_t len = sizeof head + 4 + n;
+        uint8_t *body = malloc(len);
+        if (body) {
+            memcpy(body, head, sizeof head);
+            for (int i = 0; i < 4; i++)
+                body[sizeof head + (size_t)i] = (uint8_t)(n >> (24 - 8 * i));
+            memcpy(body + sizeof head + 4, str, n);
+            uint8_t cmd = PROTO_REQUEST;
+            zmsg_t *zm = zmsg_new();
+            zmsg_addstr(zm, PROTO_CLIENT);
+            zmsg_addmem(zm, &cmd, 1);
+            zmsg_addstr(zm, "ledger");
+            zmsg_addstr(zm, "raw.1");
+            zmsg_addmem(zm, body, len);
+            free(body);
+            if (zmsg_send(&zm, s) == 0) {
+                /* [sig][cmd][service][corr][body]; skip heartbeats */
+                for (zmsg_t *in; !r && (in = zmsg_recv(s)) != NULL; zmsg_destroy(&in))
+                    if (zmsg_size(in) == 5) {
+                        zframe_t *f = zmsg_last(in);
+                        ev_decode(zframe_data(f), zframe_size(f), NULL, &r, NULL, 0);
+                    }
+            }
+            zmsg_destroy(&zm);
+        }
+    }
+    zsock_destroy(&s);
+    return r;
+}
+
+static int s_protocol(void)
+{
+    lh_t h;
+    REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, false, NULL) == 0, "setup");
+    bus_client_t *o, *cto, *ctl;
+    s_start3(&h, &o, &cto, &ctl);
+
+    /* §2: a peer MUST NOT send an empty delimiter frame. A request that
+       starts with one is dropped and counted, never answered */
+    int64_t m0 = s_bus_malformed(ctl);
+    REQUIRE(m0 >= 0, "bus stats");
+    zmsg_t *zm = zmsg_new();
+    zmsg_addstr(zm, "");
+    zmsg_addstr(zm, PROTO_CLIENT);
+    uint8_t cmd = PROTO_REQUEST;
+    zmsg_addmem(zm, &cmd, 1);
+    zmsg_addstr(zm, "ledger");
+    zmsg_addstr(zm, "delim.1");
+    ev_t *b = proto_body("spend");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    REQUIRE(proto_encode(b, &buf, &len) == EV_OK, "encode");
+    ev_destroy(&b);
+    zmsg_addmem(zm, buf, len);
+    free(buf);
+    REQUIRE(zmsg_send(&zm, bus_client_sock(cto)) == 0, "send");
+    int64_t m1 = s_bus_malformed(ctl);
+    CHECK(m1 == m0 + 1,
+          "a message with an empty delimiter is counted malformed: %" PRId64 " -> %" PRId64, m0,
+          m1);
+    b = proto_body("spend");
+    ev_t *r = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r), "spend_reply"), "the peer is still served afterwards: %s", s_code(r));
+    ev_destroy(&r);
+
+    /* §3: workers MUST echo client_id unchanged: a REPLY with other
+       client_id bytes reaches no client; it is dropped and counted, and the
+       request stays with the worker, which can still answer it */
+    bus_security_t sec;
+    bus_security_init(&sec, h.dir, "prober", false);
+    bus_worker_t *w = bus_worker_new(h.endpoint, "probe", 1, &sec);
+    REQUIRE(w, "worker");
+    char corr[PROTO_MAX_ID + 1];
+    b = proto_body("ping");
+    int64_t end = zclock_mono() + 10000;
+    bus_request_t req;
+    memset(&req, 0, sizeof req);
+    bool got = false;
+    while (!got && zclock_mono() < end) {
+        ev_t *bb = ev_dup(b);
+        REQUIRE(bus_client_send(ctl, "probe", &bb, 2000, corr) == 0, "send to probe");
+        got = bus_worker_recv(w, &req, 2500) == 1;
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        if (!got) /* the worker was not registered yet: drain the error */
+            while (bus_client_recv(ctl, &m, 100) == 1)
+                bus_msg_clear(&m);
+    }
+    ev_destroy(&b);
+    REQUIRE(got, "the probe worker got a request");
+    m0 = s_bus_malformed(cto);
+    zm = zmsg_new();
+    zmsg_addstr(zm, PROTO_WORKER);
+    cmd = PROTO_REPLY;
+    zmsg_addmem(zm, &cmd, 1);
+    zmsg_addstr(zm, "not-the-client-id");
+    zmsg_addstr(zm, req.corr_id);
+    b = proto_body("pong");
+    REQUIRE(proto_encode(b, &buf, &len) == EV_OK, "encode");
+    zmsg_addmem(zm, buf, len);
+    REQUIRE(zmsg_send(&zm, bus_worker_sock(w)) == 0, "send forged reply");
+    bus_msg_t m;
+    memset(&m, 0, sizeof m);
+    bool answered = false;
+    for (int i = 0; i < 5 && !answered; i++) {
+        if (bus_client_recv(ctl, &m, 100) == 1 && m.kind == BUS_MSG_REPLY &&
+            !strcmp(m.corr_id, corr))
+            answered = true;
+        bus_msg_clear(&m);
+    }
+    CHECK(!answered, "a reply with a changed client_id reached the client");
+    m1 = s_bus_malformed(cto);
+    CHECK(m1 == m0 + 1, "the changed client_id is counted malformed: %" PRId64 " -> %" PRId64, m0,
+          m1);
+    REQUIRE(bus_worker_reply(w, &req, &b, true) == 0, "the real reply");
+    free(buf);
+    for (int i = 0; i < 50 && !answered; i++) {
+        if (bus_client_recv(ctl, &m, 100) == 1 && m.kind == BUS_MSG_REPLY &&
+            !strcmp(m.corr_id, corr))
+            answered = !strcmp(s_type(m.body), "pong");
+        bus_msg_clear(&m);
+    }
+    CHECK(answered, "the echoed client_id delivers the reply");
+    bus_request_clear(&req);
+    bus_worker_destroy(&w);
+
+    /* §5/§6: a client MUST heartbeat to keep its subscriptions, and one that
+       hears the bus again after 3 silent intervals MUST subscribe again
+       (the client library does). A silent subscriber misses what is
+       published after the bus forgot it; a live one does not */
+    bus_client_t *quiet = lh_client(&h, "quiet"), *live = lh_client(&h, "live");
+    REQUIRE(quiet && live, "clients");
+    bus_client_subscribe(quiet, "must.");
+    bus_client_subscribe(live, "must.");
+    CHECK(s_publish_until(ctl, quiet, "must.before", 50), "the quiet client's subscription works");
+    CHECK(s_publish_until(ctl, live, "must.before", 50), "the live client's subscription works");
+    /* the quiet client sends nothing for more than 3 heartbeat intervals
+       (plus one for the bus's timer), the live one keeps talking */
+    s_events(live, "-", (PROTO_HEARTBEAT_LIVENESS + 2) * PROTO_HEARTBEAT_MS);
+    s_events(o, "-", 10);
+    s_events(cto, "-", 10);
+    s_publish(ctl, "must.during");
+    CHECK(s_events(live, "must.during", 1000) == 1, "the live subscriber got must.during");
+    CHECK(s_events(quiet, "must.during", 1000) == 0,
+          "a client silent for 3 intervals still received events");
+    CHECK(s_publish_until(ctl, quiet, "must.after", 50),
+          "the quiet client subscribed again once it heard the bus");
+
+    /* §8: the 65th distinct subscription is ignored; the first 64 stay */
+    bus_client_t *many = lh_client(&h, "many");
+    REQUIRE(many, "client");
+    char topic[32];
+    for (int i = 0; i < 65; i++) {
+        snprintf(topic, sizeof topic, "sub%02d.", i);
+        bus_client_subscribe(many, topic);
+    }
+    CHECK(s_publish_until(ctl, many, "sub63.x", 50), "the 64th subscription is kept");
+    CHECK(s_publish_until(ctl, many, "sub00.x", 50), "the first subscription is kept");
+    s_publish(ctl, "sub64.x");
+    CHECK(s_publish_until(ctl, many, "sub01.x", 50), "events published after it still arrive");
+    CHECK(s_events(many, "sub64.x", 500) == 0, "the 65th subscription was kept");
+
+    /* §8: a string above 65536 bytes is malformed at the bus; one within
+       the wire limit but above its field's length is invalid at the
+       service */
+    static char big[65538];
+    memset(big, 's', sizeof big - 1);
+    r = s_raw_big_string(&h, big, sizeof big - 1);
+    CHECK(!strcmp(s_code(r), PROTO_E_MALFORMED), "a 65537-byte string: %s", s_code(r));
+    ev_destroy(&r);
+    big[65] = 0;
+    b = s_reserve_body("r-long", big, A(1, 0, 0, 1));
+    r = s_call(cto, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_code(r), PROTO_E_INVALID) &&
+              strstr(ev_get_str(r, "reason", ""), "reserve.task"),
+          "a 65-byte task id: %s %s", s_code(r), ev_get_str(r, "reason", ""));
+    ev_destroy(&r);
+
+    /* §5: ping is answered by the bus and by the ledger */
+    b = proto_body("ping");
+    r = bus_client_call(ctl, "bus", &b, 3000, NULL, NULL);
+    CHECK(!strcmp(s_type(r), "pong") && ev_get(r, "services"), "bus ping: %s", s_code(r));
+    ev_destroy(&r);
+    b = proto_body("ping");
+    r = s_call(ctl, b, 3000, 10);
+    ev_destroy(&b);
+    CHECK(!strcmp(s_type(r), "pong") && !strcmp(ev_get_str(r, "service", ""), "ledger"),
+          "ledger ping: %s", s_code(r));
+    ev_destroy(&r);
+
+    bus_client_destroy(&many);
+    bus_client_destroy(&quiet);
+    bus_client_destroy(&live);
+    bus_client_destroy(&o);
+    bus_client_destroy(&cto);
+    bus_client_destroy(&ctl);
+    printf("protocol: %s\n", s_failures ? "FAILED" : "ok");
+    lh_teardown();
+    return s_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     s_self = argv[0];
@@ -1756,7 +2037,9 @@ int main(int argc, char **argv)
         return s_webhook();
     if (argc == 2 && !strcmp(argv[1], "bounds"))
         return s_bounds();
-    fprintf(stderr,
-            "usage: ledger_systest concurrency|crash|duplicates|late|retention|webhook|bounds\n");
+    if (argc == 2 && !strcmp(argv[1], "protocol"))
+        return s_protocol();
+    fprintf(stderr, "usage: ledger_systest "
+                    "concurrency|crash|duplicates|late|retention|webhook|bounds|protocol\n");
     return 2;
 }
