@@ -804,8 +804,9 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
         }
         if (res->code == LEDGER_OK) {
             row.opened_at_ms = now_ms;
-            row.deadline_ms =
-                row.limit.v[DIM_LATENCY_MS] >= 0 ? now_ms + row.limit.v[DIM_LATENCY_MS] : -1;
+            row.deadline_ms = row.limit.v[DIM_LATENCY_MS] >= 0
+                                  ? proto_sat_add(now_ms, row.limit.v[DIM_LATENCY_MS])
+                                  : -1;
             row.closed_at_ms = -1;
             row.training = training;
             s_account_t *a = s_account_add(self, &row);

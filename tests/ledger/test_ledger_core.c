@@ -872,3 +872,25 @@ Test(ledger, rebuild_saturates_instead_of_wrapping)
     cr_expect_geq(hrow.mean.v[DIM_COST_UUSD], 0);
     ledger_destroy(&l);
 }
+
+/* A configured latency limit near 2^63 gives a deadline far away, never one
+   that wrapped into the past. */
+Test(ledger, huge_configured_latency_never_wraps_the_deadline)
+{
+    ledger_config_t cfg;
+    ledger_config_defaults(&cfg);
+    cfg.n_budgets = 1;
+    strcpy(cfg.budgets[0].name, "cto_agent");
+    cfg.budgets[0].limit = A(20000, -1, -1, -1);
+    cfg.total_task_budget = A(-1, INT64_MAX, -1, -1);
+    ledger_t *l = ledger_new(&cfg);
+    cr_assert_not_null(l);
+    ledger_result_t r;
+    ledger_open_task(l, "orchestrator", "o", "t1", NULL, false, T0, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect_eq(r.t2, INT64_MAX, "deadline saturates");
+    proto_amounts_t a = A(10, 1000, 0, 0);
+    ledger_reserve(l, "cto_agent", "r", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    ledger_destroy(&l);
+}
