@@ -573,6 +573,19 @@ stepschema)
     [ "$(printf "%s
 " "$r" | jq -r .status)" = ok ] || fail "a valid step: $r"
     ok "unknown field, inputs: 5 and cost_ratio: 7 are invalid; a valid step runs"
+    # PROTOCOL.md §5, §11 under an access list: a misspelt service is
+    # forbidden; ping reaches the ledger only where a rule allows it (here
+    # "*" for orchestrator, nothing for emadsctl); the bus answers its own
+    r=$(call orchestrator ledgr '{"v":1,"type":"spend"}')
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = forbidden ] || fail "misspelt service: $r"
+    r=$(call orchestrator ledger '{"v":1,"type":"ping"}')
+    [ "$(printf "%s\n" "$r" | jq -r .type)/$(printf "%s\n" "$r" | jq -r .service)" = pong/ledger ] ||
+        fail "ping to the ledger, allowed: $r"
+    r=$(call emadsctl ledger '{"v":1,"type":"ping"}')
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = forbidden ] || fail "ping to the ledger, no rule: $r"
+    r=$(call orchestrator cto_agent '{"v":1,"type":"ping"}')
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = forbidden ] || fail "ping to an agent, no rule: $r"
+    ok "a misspelt service is forbidden; ping goes where the access list lets it"
     ;;
 *)
     fail "unknown test $T"

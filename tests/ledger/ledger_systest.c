@@ -1977,6 +1977,13 @@ static int s_protocol(void)
     CHECK_CODE(cto, s_reserve_body("r-long", big, A(1, 0, 0, 1)), PROTO_E_INVALID, "reserve.task",
                "a 65-byte task id");
 
+    /* §11: with no access list (insecure), a request for a service nobody
+       serves waits in its queue, then gets service_unavailable */
+    b = proto_body("spend");
+    r = bus_client_call(ctl, "ledgr", &b, 8000, NULL, NULL);
+    CHECK(!strcmp(s_code(r), PROTO_E_SERVICE_UNAVAILABLE), "a misspelt service: %s", s_code(r));
+    ev_destroy(&r);
+
     /* §5: ping is answered by the bus, and by the ledger when the access
        list lets it through (no list here: insecure) */
     b = proto_body("ping");
