@@ -722,11 +722,12 @@ static s_request_t *s_request_add(ledger_t *self, const ledger_request_row_t *ro
     return r;
 }
 
-/* Store the reply of a new request. A failure that names no existing task
-   (invalid or out-of-range parameters, unknown_task, hold_not_found) is not
-   stored: it changed nothing, and with no task whose retention would one day
-   remove its record, junk requests would grow the table for ever. A retry
-   of such a request is simply processed again. */
+/* Store the reply of a new request. A failure whose result names no
+   existing task (unknown_task; hold_not_found; a commit refused for its own
+   fields before its hold is looked up) is not stored: it changed nothing,
+   and with no task whose retention would one day remove its record, junk
+   requests would grow the table for ever. A retry of such a request is
+   simply processed again. */
 static int s_request_end(ledger_t *self, const char *sender, const char *request_id, uint64_t fp,
                          const ledger_result_t *res)
 {
