@@ -801,9 +801,12 @@ static void *s_worker_main(void *arg)
         pthread_mutex_unlock(&a->lock);
 
         const char *type = ev_get_str(job->req.body, "type", "");
+        char why[256];
         if (a->sec.curve && !cfg_access_allowed(a->cfg, a->name, type, job->req.sender))
             job->result = proto_error(PROTO_E_FORBIDDEN, "%s may not call %s.%s", job->req.sender,
                                       a->name, type);
+        else if (proto_validate(job->req.body, why, sizeof why) != 0)
+            job->result = proto_error(PROTO_E_INVALID, "%s", why); /* §9: the step schema */
         else if (strcmp(type, "step") == 0)
             job->result = s_step(&w, job->req.body);
         else

@@ -17,6 +17,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "proto/proto.h" /* PROTO_MAX_TOKENS */
+
 #define LLM_DEFAULT_CAP    (1024 * 1024)
 #define LLM_MIN_ATTEMPT_MS 50 /* do not start an attempt with less time left */
 
@@ -218,8 +220,11 @@ int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *
     if (json_is_string(fin))
         snprintf(out->finish_reason, sizeof out->finish_reason, "%s", json_string_value(fin));
     json_t *usage = json_object_get(root, "usage");
+    /* usage above the protocol's token maximum (proto.h) is not credible: it
+       is malformed, so the spend is estimated instead of committed as told */
     if (json_is_object(usage) && s_get_count(usage, "prompt_tokens", &out->prompt_tokens) &&
-        s_get_count(usage, "completion_tokens", &out->completion_tokens))
+        s_get_count(usage, "completion_tokens", &out->completion_tokens) &&
+        out->prompt_tokens <= PROTO_MAX_TOKENS - out->completion_tokens)
         out->has_usage = true;
     else
         out->prompt_tokens = out->completion_tokens = 0;

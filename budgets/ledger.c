@@ -216,6 +216,7 @@ static const char *const s_code_names[] = {
     PROTO_E_HOLD_VOIDED,
     PROTO_E_EXISTS_DIFFERENT,
     PROTO_E_INTERNAL,
+    PROTO_E_AMOUNT_OUT_OF_RANGE,
 };
 
 const char *ledger_code_name(ledger_code_t code)
@@ -571,7 +572,9 @@ static int64_t s_available(int64_t limit, int64_t used, int64_t held)
 {
     if (limit < 0)
         return INT64_MAX;
-    int64_t a = limit - used - held;
+    int64_t a;
+    if (__builtin_sub_overflow(limit, used, &a) || __builtin_sub_overflow(a, held, &a))
+        return 0; /* only a counter far past its limit gets here */
     return a > 0 ? a : 0;
 }
 
@@ -632,6 +635,18 @@ static ledger_code_t s_fail(ledger_result_t *res, ledger_code_t code, const char
     vsnprintf(res->reason, sizeof res->reason, fmt, ap);
     va_end(ap);
     return code;
+}
+
+/* Fail res with amount_out_of_range when a dimension of a (named what in the
+   reason) is above proto_dim_max. Returns true when it did. */
+static bool s_out_of_range(ledger_result_t *res, const char *what, const proto_amounts_t *a)
+{
+    int d = proto_amounts_out_of_range(a);
+    if (d < 0)
+        return false;
+    s_fail(res, LEDGER_E_OUT_OF_RANGE, "%s.%s: %" PRId64 " is above the maximum %" PRId64, what,
+           s_dim_names[d], a->v[d], proto_dim_max(d));
+    return true;
 }
 
 static bool s_valid_id(const char *s, size_t max)
@@ -707,10 +722,23 @@ static s_request_t *s_request_add(ledger_t *self, const ledger_request_row_t *ro
     return r;
 }
 
-/* Store the reply of a new request. */
+/* Store the reply of a new request. A failure whose result names no
+   existing task (unknown_task; hold_not_found; a commit refused for its own
+   fields before its hold is looked up) is not stored: it changed nothing,
+   and with no task whose retention would one day remove its record, junk
+   requests would grow the table for ever. A retry of such a request is
+   simply processed again. */
 static int s_request_end(ledger_t *self, const char *sender, const char *request_id, uint64_t fp,
                          const ledger_result_t *res)
 {
+    if (res->code != LEDGER_OK) {
+        char tkey[LEDGER_KEY_MAX];
+        if (!s_valid_id(res->task, LEDGER_ID_MAX))
+            return 0;
+        s_task_key(tkey, sizeof tkey, res->task);
+        if (!s_account(self, tkey))
+            return 0;
+    }
     ledger_request_row_t row;
     memset(&row, 0, sizeof row);
     s_copy(row.sender, sizeof row.sender, sender);
@@ -755,6 +783,8 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
     char key[LEDGER_KEY_MAX];
     if (!s_valid_id(task, LEDGER_ID_MAX))
         s_fail(res, LEDGER_E_INVALID, "task: must be 1..%d bytes without '/'", LEDGER_ID_MAX);
+    else if (s_out_of_range(res, "limits", limits))
+        ;
     else if (s_task_key(key, sizeof key, task), s_account(self, key))
         s_fail(res, LEDGER_E_TASK_EXISTS, "task %s already exists", task);
     else {
@@ -775,8 +805,9 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
         }
         if (res->code == LEDGER_OK) {
             row.opened_at_ms = now_ms;
-            row.deadline_ms =
-                row.limit.v[DIM_LATENCY_MS] >= 0 ? now_ms + row.limit.v[DIM_LATENCY_MS] : -1;
+            row.deadline_ms = row.limit.v[DIM_LATENCY_MS] >= 0
+                                  ? proto_sat_add(now_ms, row.limit.v[DIM_LATENCY_MS])
+                                  : -1;
             row.closed_at_ms = -1;
             row.training = training;
             s_account_t *a = s_account_add(self, &row);
@@ -811,10 +842,16 @@ static bool s_check(const proto_amounts_t *limit, const proto_amounts_t *used,
     return true;
 }
 
+/* a += b (sign 1) or a -= b (sign -1) per dimension, saturating at the
+   int64 range, so that no counter ever wraps or changes sign by overflow.
+   The operations refuse what would not fit first (amounts are bounded by
+   proto_dim_max, s_fits checks each account's used + held), so saturation
+   only ever guards sums nothing else bounds: history sums over every
+   commit, the total over every task, a journal written before the bounds. */
 static void s_add(proto_amounts_t *a, const proto_amounts_t *b, int sign)
 {
     for (int d = 0; d < DIM_COUNT; d++)
-        a->v[d] += sign * b->v[d];
+        a->v[d] = sign > 0 ? proto_sat_add(a->v[d], b->v[d]) : proto_sat_sub(a->v[d], b->v[d]);
 }
 
 static const char *s_bad_amounts(const proto_amounts_t *a)
@@ -825,6 +862,37 @@ static const char *s_bad_amounts(const proto_amounts_t *a)
         if (a->v[d] < 0)
             return s_dim_names[d];
     return NULL;
+}
+
+/* True when used + held + add fits in an int64 on every dimension of the
+   account (acc NULL: an account not yet created, all zero). */
+static bool s_fits(const s_account_t *acc, const proto_amounts_t *add, int *dim)
+{
+    for (int d = 0; acc && d < DIM_COUNT; d++) {
+        int64_t x;
+        if (__builtin_add_overflow(acc->row.used.v[d], acc->row.held.v[d], &x) ||
+            __builtin_add_overflow(x, add->v[d], &x)) {
+            *dim = d;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Fail res with amount_out_of_range unless add fits on every account of acc
+   (n of them, NULL entries skipped). Returns true when it failed. */
+static bool s_overflows(ledger_result_t *res, s_account_t *const *acc, int n,
+                        const proto_amounts_t *add)
+{
+    int dim = 0;
+    for (int i = 0; i < n; i++)
+        if (!s_fits(acc[i], add, &dim)) {
+            s_fail(res, LEDGER_E_OUT_OF_RANGE,
+                   "%s: account %s would pass the range of its %s counter", s_dim_names[dim],
+                   acc[i]->row.key, s_dim_names[dim]);
+            return true;
+        }
+    return false;
 }
 
 int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
@@ -860,6 +928,8 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
         s_fail(res, LEDGER_E_INVALID, "step: must be 1..%d bytes", LEDGER_ID_MAX);
     else if (bad)
         s_fail(res, LEDGER_E_INVALID, "amounts.%s: must be an integer >= 0", bad);
+    else if (s_out_of_range(res, "amounts", amounts))
+        ;
     else if (ttl_ms > self->cfg.max_ttl_ms)
         s_fail(res, LEDGER_E_INVALID, "ttl_ms: must be <= %" PRId64, self->cfg.max_ttl_ms);
     else if (s_task_key(tkey, sizeof tkey, task), !(t = s_account(self, tkey)))
@@ -900,7 +970,10 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
             !s_check(gl ? &gl->row.limit : &self->cfg.global_limit, gl ? &gl->row.used : &zero,
                      gl ? &gl->row.held : &zero, amounts, false, &dim, &avail))
             ok = false, kind = LEDGER_KIND_GLOBAL;
-        if (!ok) {
+        s_account_t *const acc[3] = {ag, t, gl};
+        if (ok)
+            s_overflows(res, acc, 3, amounts); /* unlimited dimensions */
+        else {
             s_fail(res, LEDGER_E_EXCEEDS,
                    "%s budget exceeded in %s: requested %" PRId64 ", available %" PRId64,
                    ledger_kind_name(kind), s_dim_names[dim], amounts->v[dim], avail);
@@ -1147,8 +1220,11 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
 
     const char *bad = s_bad_amounts(actual);
     s_hold_t *h = NULL;
+    s_account_t *acc[3];
     if (bad)
         s_fail(res, LEDGER_E_INVALID, "actual.%s: must be an integer >= 0", bad);
+    else if (s_out_of_range(res, "actual", actual))
+        ;
     else if (!s_one_of(measured, measures))
         s_fail(res, LEDGER_E_INVALID, "measured: must be provider, estimated or whole_hold");
     else if (!s_one_of(path, paths))
@@ -1157,13 +1233,12 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
         s_fail(res, LEDGER_E_INVALID, "model: at most %d bytes", LEDGER_MODEL_MAX);
     else if (strlen(option) > LEDGER_NAME_MAX)
         s_fail(res, LEDGER_E_INVALID, "option: at most %d bytes", LEDGER_NAME_MAX);
-    else if ((h = s_hold_for(self, sender, hold_id, now_ms, res)) != NULL) {
+    else if ((h = s_hold_for(self, sender, hold_id, now_ms, res)) != NULL &&
+             (s_hold_accounts(self, h, acc), !s_overflows(res, acc, 3, actual))) {
         /* late: the hold was charged in full at expiry; the actual replaces
            that charge (held was already released then) */
         bool late = h->row.state == LEDGER_HOLD_EXPIRED;
         res->late = late;
-        s_account_t *acc[3];
-        s_hold_accounts(self, h, acc);
         ledger_note_t *n = s_note(self, LEDGER_NOTE_COMMIT, now_ms);
         if (!n)
             return s_nomem(res);
@@ -1733,7 +1808,9 @@ int ledger_check_limits(const ledger_t *self, char *why, size_t whylen)
             int64_t l = a->row.limit.v[d];
             if (a->row.used.v[d] < 0 || a->row.held.v[d] < 0)
                 return s_why(why, whylen, "%s %s negative", a->row.key, s_dim_names[d]);
-            if (l >= 0 && a->row.used.v[d] + a->row.held.v[d] > l)
+            int64_t sum;
+            if (l >= 0 &&
+                (__builtin_add_overflow(a->row.used.v[d], a->row.held.v[d], &sum) || sum > l))
                 return s_why(why, whylen,
                              "%s %s: used %" PRId64 " + held %" PRId64 " > limit %" PRId64,
                              a->row.key, s_dim_names[d], a->row.used.v[d], a->row.held.v[d], l);

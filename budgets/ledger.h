@@ -45,7 +45,14 @@
     Idempotency: every mutating request is keyed by (sender, request_id). The
     first reply - success or failure - is stored with a fingerprint of the
     parameters; a retry returns it unchanged (res->replayed), and the same key
-    with other parameters returns LEDGER_E_DIFFERENT_PARAMS.
+    with other parameters returns LEDGER_E_DIFFERENT_PARAMS. A failure that
+    names no existing task changed nothing and is not stored.
+
+    Bounds: every amount from outside (reserve amounts, commit actual,
+    open_task limits) above proto_dim_max is refused with
+    LEDGER_E_OUT_OF_RANGE, and so is an operation that would take an
+    account's used + held past INT64_MAX; every other sum saturates. No
+    counter wraps or changes sign.
 
     Change tracking: every row created or modified since the last
     ledger_changes_clear() is listed by ledger_changes(), and every state
@@ -108,7 +115,8 @@ typedef enum {
     LEDGER_E_HOLD_COMMITTED,
     LEDGER_E_HOLD_VOIDED,
     LEDGER_E_DIFFERENT_PARAMS,
-    LEDGER_E_NOMEM
+    LEDGER_E_NOMEM,
+    LEDGER_E_OUT_OF_RANGE /* an amount above proto_dim_max, or a sum that would not fit */
 } ledger_code_t;
 /* The wire error code (PROTO_E_*) of a result code; NULL for LEDGER_OK. */
 const char *ledger_code_name(ledger_code_t code);
@@ -367,7 +375,8 @@ size_t ledger_request_count(const ledger_t *self);
                     after the window - applies exactly once, and then the
                     state is committed/voided.
    Only records naming an existing, closed task are ever removed; records of
-   open tasks and records without a task (e.g. hold_not_found) are kept. */
+   open tasks are kept. A failure naming no existing task (invalid,
+   unknown_task, hold_not_found) is never recorded in the first place. */
 int ledger_prune_requests(ledger_t *self, int64_t now_ms, int64_t retention_ms, size_t max);
 
 /* Compare the full state of two ledgers (accounts, holds, requests). Returns

@@ -1,8 +1,10 @@
 /*  ledger_server.c - the `ledger` service loop (see ledger_server.h).
 
-    Requests are parsed leniently here (the bus already rejected malformed
-    frames): each handler reads the fields it needs, answers `invalid` with
-    the field's name when one is missing or of the wrong type, and passes
+    Every request body is first checked against its schema (proto_validate:
+    no undeclared field, every field of its type and range), so a body the
+    protocol calls `invalid` never reaches a handler; each handler then reads
+    the fields it needs, answers `invalid` with the field's name when one is
+    missing or of the wrong type, and passes
     the authenticated sender stamped by the bus - never a name from the body
     - to the core. Replies are built from the core's results, so a retried
     request gets exactly the reply it got the first time.
@@ -205,8 +207,13 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
     const char *sender = req->sender;
     const char *bad = NULL;
     ledger_result_t r;
+    char why[256];
     if (!type)
         return proto_error(PROTO_E_INVALID, "type: missing");
+    /* the schema of §9-§10: an undeclared field, a wrong type or a value out
+       of range is `invalid` before any handler reads the body */
+    if (proto_validate(body, why, sizeof why) != 0)
+        return proto_error(PROTO_E_INVALID, "%s", why);
     if (strcmp(type, "ping") == 0) {
         ev_t *b = proto_body("pong");
         ev_set_str(b, "service", "ledger");
@@ -373,6 +380,10 @@ static void s_notes(s_server_t *self)
                 metrics_add(self->metrics, METRIC_OVERRUNS, 1);
                 e = s_event("alert.overrun", n);
                 proto_set_amounts(e, "amounts", &n->actual);
+                ev_t *data = ev_set_map(e, "data"); /* the hold the actual overran */
+                proto_set_amounts(data, "held", &n->amounts);
+                if (n->late)
+                    ev_set_bool(data, "late", true);
                 snprintf(msg, sizeof msg,
                          "overrun: %s in task %s (hold %s) spent %" PRId64 " tokens, %" PRId64
                          " ms, %" PRId64 " tool calls, %" PRId64 " uUSD against a hold of %" PRId64
@@ -472,7 +483,7 @@ static void s_gauge_row(const ledger_account_row_t *row, void *arg)
             zhashx_insert(g->agent_sum, row->agent, sum);
         }
         for (int d = 0; d < DIM_COUNT; d++)
-            sum->v[d] += row->used.v[d];
+            sum->v[d] = proto_sat_add(sum->v[d], row->used.v[d]);
     }
     if (row->kind != LEDGER_KIND_GLOBAL && zhashx_lookup(g->closed, row->task))
         return;

@@ -94,6 +94,7 @@ typedef enum {
 #define PROTO_E_BUDGET_EXHAUSTED    "budget_exhausted"
 #define PROTO_E_PROVIDER            "provider_error"
 #define PROTO_E_INTERNAL            "internal"
+#define PROTO_E_AMOUNT_OUT_OF_RANGE "amount_out_of_range" /* above proto_dim_max */
 
 /* ---- schemas ------------------------------------------------------------
    Each message type is described by a table of fields (proto_schema.c), the
@@ -167,6 +168,48 @@ typedef struct {
 } proto_amounts_t;
 extern const char
     *const proto_dim_names[DIM_COUNT]; /* "tokens", "latency_ms", "tool_calls", "cost_uusd" */
+
+/* The sane maximum of one amount from outside, per dimension: a reserve's
+   amounts, a commit's actual, a limit, a provider's reported usage. A value
+   above it is refused (PROTO_E_AMOUNT_OUT_OF_RANGE), never added. Each is far
+   above any real step and far below INT64_MAX (~9.2e18), so thousands of
+   maximal amounts still fit in one counter; sums are checked anyway.
+     tokens      10^12  (a million times a 1M-token context window)
+     latency_ms  10^10  (about 116 days)
+     tool_calls  10^9
+     cost_uusd   10^15  (one billion USD) */
+#define PROTO_MAX_TOKENS     INT64_C(1000000000000)
+#define PROTO_MAX_LATENCY_MS INT64_C(10000000000)
+#define PROTO_MAX_TOOL_CALLS INT64_C(1000000000)
+#define PROTO_MAX_COST_UUSD  INT64_C(1000000000000000)
+/* a + b and a - b, saturating at the int64 range instead of wrapping. */
+static inline int64_t proto_sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+}
+static inline int64_t proto_sat_sub(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_sub_overflow(a, b, &r) ? (b < 0 ? INT64_MAX : INT64_MIN) : r;
+}
+/* The maximum of dimension d (proto_dim_t); 0 for a bad d. Header-only so the
+   ledger core uses it without linking the codec. */
+static inline int64_t proto_dim_max(int d)
+{
+    static const int64_t max[DIM_COUNT] = {PROTO_MAX_TOKENS, PROTO_MAX_LATENCY_MS,
+                                           PROTO_MAX_TOOL_CALLS, PROTO_MAX_COST_UUSD};
+    return d >= 0 && d < DIM_COUNT ? max[d] : 0;
+}
+/* The first dimension of a above its maximum, or -1 when every one is in
+   range (negative values are not judged here). */
+static inline int proto_amounts_out_of_range(const proto_amounts_t *a)
+{
+    for (int d = 0; a && d < DIM_COUNT; d++)
+        if (a->v[d] > proto_dim_max(d))
+            return d;
+    return -1;
+}
 /* Write amounts as a map under key (missing = 0 when read back). */
 int proto_set_amounts(ev_t *map, const char *key, const proto_amounts_t *a);
 /* Read amounts from map[key]; absent dimensions get dflt. Returns 0, -1 if absent. */

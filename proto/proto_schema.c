@@ -55,6 +55,7 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
                                             PROTO_E_BUDGET_EXHAUSTED,
                                             PROTO_E_PROVIDER,
                                             PROTO_E_INTERNAL,
+                                            PROTO_E_AMOUNT_OUT_OF_RANGE,
                                             NULL};
 
 /* ---- field constructors ------------------------------------------------- */
@@ -398,7 +399,10 @@ static const proto_schema_t s_schemas[] = {
     S("error", "any", "reply to a failed request", f_error),
     S("event", "event", "body of a published event", f_event),
     S("ready", "any", "body of a worker's READY frame", f_ready),
-    S("ping", "any", "health check; any service answers pong", f_ping),
+    S("ping", "any",
+      "health check: send it to the service \"bus\", which answers pong (other services: see "
+      "section 5)",
+      f_ping),
     S("pong", "any", "reply to ping", f_pong),
     S("stats", "bus", "counters of the bus (service name \"bus\")", f_stats),
     S("stats_reply", "bus", "reply to stats", f_stats_reply),

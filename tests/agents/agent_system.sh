@@ -8,7 +8,7 @@
 #   agent_system.sh TEST BUILD_ROOT SOURCE_DIR
 #
 # TEST: usage nousage retry429 slow max_tokens adaptive ledger_down tool
-#       denied concurrency errors roles. Every process the test starts is killed on exit, pass or fail.
+#       denied concurrency errors roles hugeusage stepschema. Every process the test starts is killed on exit, pass or fail.
 set -u
 T=$1
 B=$2
@@ -515,6 +515,77 @@ errors)
     r=$(step eunknown llm '{"model":"nope"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "unknown model: $r"
     ok "401, unknown model, malformed and oversized answers are clear step errors, spend committed"
+    ;;
+hugeusage)
+    # a provider that reports 2^62 completion tokens, twice: not credible,
+    # so the spend is estimated; every account keeps its sign, the journal
+    # verifies, and a later reserve meets the real 2 USD limit
+    control '{"scenario":"usage","usage":[100,4611686018427387904]}'
+    for k in 1 2; do
+        r=$(step "huge$k" llm '{"model":"big"}' 3000 3000 "$TEXT")
+        [ "$(printf "%s
+" "$r" | jq -r .status)" = ok ] || fail "step $k: $r"
+        [ "$(printf "%s
+" "$r" | jq -r .measured)" = estimated ] || fail "measured $k: $r"
+        t=$(printf "%s
+" "$r" | jq -r .actual.tokens)
+        [ "$t" -gt 0 ] && [ "$t" -le 3000 ] || fail "step $k charged $t tokens"
+    done
+    [ "$(held tokens)" = 0 ] || fail "holds left open: $(held tokens)"
+    for q in '{"type":"spend","task":"t1"}' '{"type":"spend"}'; do
+        a=$(call orchestrator ledger "$q")
+        printf "%s
+" "$a" | jq -e '.accounts | length > 0' >/dev/null || fail "spend: $a"
+        printf "%s
+" "$a" | jq -e '[.accounts[] | (.used, .held) | .[]] | all(. >= 0)' \
+            >/dev/null || fail "an account changed sign: $a"
+    done
+    r=$(call cto_agent ledger '{"type":"reserve","request_id":"dear","task":"t1","step":"s",
+        "amounts":{"tokens":10,"cost_uusd":1000000000}}')
+    [ "$(printf "%s
+" "$r" | jq -r .code)" = exceeds_budget ] || fail "1000 USD reserve: $r"
+    [ "$(printf "%s
+" "$r" | jq -r .dimension)" = cost_uusd ] || fail "1000 USD reserve: $r"
+    kill -TERM "$LEDGER_PID"
+    wait "$LEDGER_PID"
+    "$LEDGER" --verify --db "$R/ledger.db" >"$R/verify.log" 2>&1 || fail "--verify: $(cat "$R/verify.log")"
+    ok "2^62 reported tokens: estimated, no account changed sign, --verify passes"
+    ;;
+stepschema)
+    # §9: a step with a field the schema does not declare, or inputs that
+    # are not a map, is invalid; nothing is reserved or called
+    r=$(step s1 llm '{"model":"big"}' 3000 3000 "$TEXT" '{"colour":"red"}')
+    [ "$(printf "%s
+" "$r" | jq -r .code)" = invalid ] || fail "unknown field: $r"
+    printf "%s
+" "$r" | jq -r .reason | grep -q "step.colour: unknown field" || fail "reason: $r"
+    r=$(step s2 llm '{"model":"big"}' 3000 3000 "$TEXT" '{"inputs":5}')
+    [ "$(printf "%s
+" "$r" | jq -r .code)" = invalid ] || fail "inputs 5: $r"
+    printf "%s
+" "$r" | jq -r .reason | grep -q "step.inputs" || fail "reason: $r"
+    r=$(step s3 llm '{"model":"big"}' 3000 3000 "$TEXT" '{"cost_ratio":7}')
+    [ "$(printf "%s
+" "$r" | jq -r .code)" = invalid ] || fail "cost_ratio 7: $r"
+    [ "$(requests)" = 0 ] || fail "an invalid step called the provider"
+    [ "$(used tokens)" = 0 ] && [ "$(held tokens)" = 0 ] || fail "an invalid step reserved"
+    r=$(step s4 llm '{"model":"big"}' 3000 3000 "$TEXT" '{"inputs":{}}')
+    [ "$(printf "%s
+" "$r" | jq -r .status)" = ok ] || fail "a valid step: $r"
+    ok "unknown field, inputs: 5 and cost_ratio: 7 are invalid; a valid step runs"
+    # PROTOCOL.md §5, §11 under an access list: a misspelt service is
+    # forbidden; ping reaches the ledger only where a rule allows it (here
+    # "*" for orchestrator, nothing for emadsctl); the bus answers its own
+    r=$(call orchestrator ledgr '{"v":1,"type":"spend"}')
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = forbidden ] || fail "misspelt service: $r"
+    r=$(call orchestrator ledger '{"v":1,"type":"ping"}')
+    [ "$(printf "%s\n" "$r" | jq -r .type)/$(printf "%s\n" "$r" | jq -r .service)" = pong/ledger ] ||
+        fail "ping to the ledger, allowed: $r"
+    r=$(call emadsctl ledger '{"v":1,"type":"ping"}')
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = forbidden ] || fail "ping to the ledger, no rule: $r"
+    r=$(call orchestrator cto_agent '{"v":1,"type":"ping"}')
+    [ "$(printf "%s\n" "$r" | jq -r .code)" = forbidden ] || fail "ping to an agent, no rule: $r"
+    ok "a misspelt service is forbidden; ping goes where the access list lets it"
     ;;
 *)
     fail "unknown test $T"

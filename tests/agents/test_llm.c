@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agents/llm.h"
+#include "proto/proto.h"
 
 Test(llm, build_request)
 {
@@ -61,6 +62,36 @@ Test(llm, parse_without_or_with_broken_usage)
            "\"usage\":{\"prompt_tokens\":-3,\"completion_tokens\":\"many\"}}";
     cr_assert_eq(llm_parse_response(body, strlen(body), &r, err, sizeof err), 0);
     cr_expect(!r.has_usage, "nonsense usage is not trusted");
+    llm_response_clear(&r);
+}
+
+/* Usage above the protocol's token maximum (2^62 tokens, or two counts
+   whose sum passes it) is not trusted either: the agent estimates instead,
+   so its commit stays in range. The maximum itself is still usage. */
+Test(llm, parse_absurd_usage_is_not_trusted)
+{
+    static const char *const absurd[] = {
+        "{\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+        "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":4611686018427387904}}",
+        "{\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+        "\"usage\":{\"prompt_tokens\":9223372036854775807,\"completion_tokens\":1}}",
+        "{\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+        "\"usage\":{\"prompt_tokens\":600000000000,\"completion_tokens\":600000000000}}",
+    };
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
+        llm_response_t r;
+        char err[128];
+        cr_assert_eq(llm_parse_response(absurd[i], strlen(absurd[i]), &r, err, sizeof err), 0);
+        cr_expect(!r.has_usage, "case %zu: absurd usage is not trusted", i);
+        llm_response_clear(&r);
+    }
+    const char *max = "{\"choices\":[{\"message\":{\"content\":\"hi\"}}],"
+                      "\"usage\":{\"prompt_tokens\":999999999999,\"completion_tokens\":1}}";
+    llm_response_t r;
+    char err[128];
+    cr_assert_eq(llm_parse_response(max, strlen(max), &r, err, sizeof err), 0);
+    cr_expect(r.has_usage);
+    cr_expect_eq(r.prompt_tokens + r.completion_tokens, PROTO_MAX_TOKENS);
     llm_response_clear(&r);
 }
 

@@ -526,12 +526,17 @@ Test(ledger, idempotent_retries)
     cr_expect_eq(r2.code, LEDGER_OK);
     cr_expect_str_neq(r2.hold_id, r1.hold_id);
     /* a failed request stays failed even when it would now succeed */
-    proto_amounts_t big = A(0, 0, 11, 0);
-    ledger_reserve(l, "cto_agent", "fail", "t9", "s", &big, 0, T0, &r1);
-    cr_expect_eq(r1.code, LEDGER_E_UNKNOWN_TASK);
     s_open(l, "t9");
-    ledger_reserve(l, "cto_agent", "fail", "t9", "s", &big, 0, T0, &r2);
-    cr_expect_eq(r2.code, LEDGER_E_UNKNOWN_TASK);
+    proto_amounts_t eight = A(0, 0, 8, 0), five = A(0, 0, 5, 0);
+    ledger_result_t h8;
+    ledger_reserve(l, "cto_agent", "eight", "t9", "s", &eight, 0, T0, &h8);
+    cr_assert_eq(h8.code, LEDGER_OK);
+    ledger_reserve(l, "cto_agent", "fail", "t9", "s", &five, 0, T0, &r1);
+    cr_expect_eq(r1.code, LEDGER_E_EXCEEDS);
+    ledger_void(l, "cto_agent", "void-eight", h8.hold_id, T0, &r2);
+    cr_assert_eq(r2.code, LEDGER_OK);
+    ledger_reserve(l, "cto_agent", "fail", "t9", "s", &five, 0, T0, &r2);
+    cr_expect_eq(r2.code, LEDGER_E_EXCEEDS);
     cr_expect(r2.replayed);
     /* commit retry after the hold is committed returns the original ok */
     ledger_reserve(l, "cto_agent", "x", "t1", "s", &a, 0, T0, &r1);
@@ -678,5 +683,214 @@ Test(ledger, retention_prunes_only_closed_tasks_after_the_window)
     ledger_changes_clear(l);
     cr_expect_eq(ledger_prune_requests(l, INT64_MAX, 0, 100000), 150);
     cr_expect_eq(ledger_request_count(l), 300);
+    ledger_destroy(&l);
+}
+
+/* Bounds: an amount above proto_dim_max is refused at every entry (open_task
+   limits, reserve amounts, commit actual) with amount_out_of_range, and
+   changes nothing; the hold of a refused commit can still be committed. */
+Test(ledger, amounts_above_the_maximum_are_out_of_range)
+{
+    ledger_t *l = s_ledger();
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    for (int d = 0; d < DIM_COUNT; d++) {
+        proto_amounts_t lim = A(-1, -1, -1, -1);
+        lim.v[d] = proto_dim_max(d) + 1;
+        char rid[32];
+        snprintf(rid, sizeof rid, "open-big-%d", d);
+        ledger_open_task(l, "orchestrator", rid, "big", &lim, false, T0, &r);
+        cr_expect_eq(r.code, LEDGER_E_OUT_OF_RANGE, "limits dimension %d", d);
+        cr_expect_str_eq(ledger_code_name(r.code), "amount_out_of_range");
+        lim.v[d] = proto_dim_max(d); /* the maximum itself is in range */
+        snprintf(rid, sizeof rid, "open-max-%d", d);
+        char task[16];
+        snprintf(task, sizeof task, "max%d", d);
+        ledger_open_task(l, "orchestrator", rid, task, &lim, false, T0, &r);
+        cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    }
+    proto_amounts_t huge = A(0, 0, 0, INT64_MAX);
+    ledger_reserve(l, "cto_agent", "r-huge", "t1", "s", &huge, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_OUT_OF_RANGE);
+    cr_expect_eq(ledger_hold_count(l), 0);
+
+    proto_amounts_t a = A(1000, 100, 1, 10000);
+    s_reserve_ok(l, "cto_agent", "r-1", a, &h);
+    proto_amounts_t wrap = A(INT64_MAX, 0, 0, 0);
+    ledger_commit(l, "cto_agent", "c-wrap", h.hold_id, &wrap, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_OUT_OF_RANGE, "%s", r.reason);
+    cr_expect(strstr(r.reason, "actual.tokens") != NULL, "%s", r.reason);
+    cr_expect_eq(s_spend(l, "t1", "cto_agent", T0), 1);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 0);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 1000, "the hold is untouched");
+    /* the same hold, committed correctly */
+    proto_amounts_t act = A(400, 50, 1, 4000);
+    ledger_commit(l, "cto_agent", "c-ok", h.hold_id, &act, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect_eq(s_spend(l, "t1", "cto_agent", T0), 1);
+    cr_expect_eq(got[0].info.used.v[DIM_TOKENS], 400);
+    cr_expect_eq(got[0].info.held.v[DIM_TOKENS], 0);
+    char why[256];
+    cr_expect_eq(ledger_check_limits(l, why, sizeof why), 0, "%s", why);
+    ledger_destroy(&l);
+}
+
+/* Sums that no limit bounds (an unlimited dimension) are checked: maximal
+   overrun commits go on until the next one would pass the int64 range, and
+   that one is refused; no account ever turns negative, and a later reserve
+   is judged against the real limits. */
+Test(ledger, unlimited_sums_never_wrap)
+{
+    ledger_config_t cfg;
+    ledger_config_defaults(&cfg);
+    cfg.n_budgets = 1;
+    strcpy(cfg.budgets[0].name, "cto_agent");
+    cfg.budgets[0].limit = A(20000, -1, -1, -1); /* cost unlimited */
+    cfg.global_period = LEDGER_PERIOD_DAY;
+    cfg.global_limit = A(-1, -1, -1, -1);
+    ledger_t *l = ledger_new(&cfg);
+    cr_assert_not_null(l);
+    s_open(l, "t1");
+    ledger_result_t r, h;
+    proto_amounts_t one = A(1, 0, 0, 1);
+    proto_amounts_t max = A(0, 0, 0, PROTO_MAX_COST_UUSD);
+    int committed = 0, refused = 0;
+    for (int i = 0; i < 10000 && !refused; i++) {
+        char rid[32];
+        snprintf(rid, sizeof rid, "r-%d", i);
+        ledger_reserve(l, "cto_agent", rid, "t1", "s", &one, 0, T0, &h);
+        cr_assert_eq(h.code, LEDGER_OK, "%s", h.reason);
+        snprintf(rid, sizeof rid, "c-%d", i);
+        ledger_commit(l, "cto_agent", rid, h.hold_id, &max, "provider", NULL, NULL, NULL, T0, &r);
+        if (r.code == LEDGER_OK)
+            committed++;
+        else {
+            cr_expect_eq(r.code, LEDGER_E_OUT_OF_RANGE, "%s", r.reason);
+            refused++;
+        }
+    }
+    cr_expect_eq(refused, 1);
+    cr_expect_eq(committed, (int)(INT64_MAX / PROTO_MAX_COST_UUSD), "every commit that fits");
+    cr_expect_eq(s_spend(l, "t1", NULL, T0), 2);
+    for (int i = 0; i < ngot; i++)
+        for (int d = 0; d < DIM_COUNT; d++)
+            cr_expect_geq(got[i].info.used.v[d], 0, "%s %d", got[i].key, d);
+    cr_expect_gt(got[0].info.used.v[DIM_COST_UUSD], INT64_MAX - PROTO_MAX_COST_UUSD);
+    /* history sums over every commit stay in range */
+    ledger_history(l, "cto_agent", NULL, NULL, s_hist, NULL);
+    cr_expect_geq(hrow.mean.v[DIM_COST_UUSD], 0);
+    /* a reserve far above the real token limit is still denied */
+    proto_amounts_t many = A(1000000, 0, 0, 0);
+    ledger_reserve(l, "cto_agent", "many", "t1", "s", &many, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_EXCEEDS);
+    cr_expect_eq(r.err_dim, DIM_TOKENS);
+    char why[256];
+    cr_expect_eq(ledger_check_limits(l, why, sizeof why), 0, "%s", why);
+    ledger_destroy(&l);
+}
+
+/* A request that fails without naming an existing task (a reserve for a task
+   never opened, a commit of an unknown hold, invalid parameters) leaves no
+   request record behind; failures on a real task are kept as before. */
+Test(ledger, failures_of_unknown_tasks_keep_no_records)
+{
+    ledger_t *l = s_ledger();
+    ledger_result_t r;
+    proto_amounts_t a = A(10, 1, 0, 10);
+    size_t before = ledger_request_count(l);
+    for (int i = 0; i < 10000; i++) {
+        char rid[32], task[32];
+        snprintf(rid, sizeof rid, "junk-%d", i);
+        snprintf(task, sizeof task, "never-%d", i);
+        ledger_reserve(l, "cto_agent", rid, task, "s", &a, 0, T0, &r);
+        cr_assert_eq(r.code, LEDGER_E_UNKNOWN_TASK);
+    }
+    ledger_commit(l, "cto_agent", "c-x", "h424242", &a, "provider", NULL, NULL, NULL, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_NOT_FOUND);
+    ledger_void(l, "cto_agent", "v-x", "h424242", T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_HOLD_NOT_FOUND);
+    ledger_close_task(l, "orchestrator", "x-x", "never-1", T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_UNKNOWN_TASK);
+    cr_expect_eq(ledger_request_count(l), before, "no record of any junk request");
+    ledger_changes_t ch;
+    ledger_changes(l, &ch);
+    cr_expect_eq(ch.n_requests, 0, "nothing for the journal to write");
+    cr_expect_eq(ch.n_accounts, 0);
+    /* the same request id once the task exists is processed afresh */
+    s_open(l, "never-7");
+    ledger_reserve(l, "cto_agent", "junk-7", "never-7", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    /* a failure on an existing task is kept (its retention removes it) */
+    size_t n = ledger_request_count(l);
+    proto_amounts_t over = A(0, 0, 11, 0);
+    ledger_reserve(l, "cto_agent", "over", "never-7", "s", &over, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_E_EXCEEDS);
+    cr_expect_eq(ledger_request_count(l), n + 1);
+    ledger_destroy(&l);
+}
+
+/* A journal written before the bounds may hold actuals near 2^63: rebuilding
+   saturates the sums instead of wrapping them negative. */
+Test(ledger, rebuild_saturates_instead_of_wrapping)
+{
+    ledger_t *l = s_ledger();
+    ledger_account_row_t acc;
+    memset(&acc, 0, sizeof acc);
+    strcpy(acc.key, "t/old");
+    acc.kind = LEDGER_KIND_TASK;
+    strcpy(acc.task, "old");
+    acc.limit = A(-1, -1, -1, -1);
+    acc.deadline_ms = -1;
+    acc.closed_at_ms = -1;
+    cr_assert_eq(ledger_load_account(l, &acc), 0);
+    strcpy(acc.key, "a/old/cto_agent");
+    acc.kind = LEDGER_KIND_AGENT;
+    strcpy(acc.agent, "cto_agent");
+    cr_assert_eq(ledger_load_account(l, &acc), 0);
+    for (int i = 1; i <= 2; i++) {
+        ledger_hold_row_t h;
+        memset(&h, 0, sizeof h);
+        snprintf(h.hold_id, sizeof h.hold_id, "h%d", i);
+        h.seq = i;
+        strcpy(h.task, "old");
+        strcpy(h.agent, "cto_agent");
+        strcpy(h.step, "s");
+        h.amounts = A(1, 1, 1, 1);
+        h.actual = A(INT64_MAX - 1, 0, 0, INT64_MAX);
+        h.state = LEDGER_HOLD_COMMITTED;
+        strcpy(h.measured, "provider");
+        cr_assert_eq(ledger_load_hold(l, &h), 0);
+    }
+    cr_expect_geq(ledger_load_done(l), 0);
+    cr_expect_eq(s_spend(l, "old", NULL, T0), 2);
+    for (int i = 0; i < ngot; i++) {
+        cr_expect_eq(got[i].info.used.v[DIM_TOKENS], INT64_MAX, "%s", got[i].key);
+        cr_expect_eq(got[i].info.used.v[DIM_COST_UUSD], INT64_MAX, "%s", got[i].key);
+    }
+    ledger_history(l, "cto_agent", NULL, NULL, s_hist, NULL);
+    cr_expect_eq(hrow.count, 2);
+    cr_expect_geq(hrow.mean.v[DIM_COST_UUSD], 0);
+    ledger_destroy(&l);
+}
+
+/* A configured latency limit near 2^63 gives a deadline far away, never one
+   that wrapped into the past. */
+Test(ledger, huge_configured_latency_never_wraps_the_deadline)
+{
+    ledger_config_t cfg;
+    ledger_config_defaults(&cfg);
+    cfg.n_budgets = 1;
+    strcpy(cfg.budgets[0].name, "cto_agent");
+    cfg.budgets[0].limit = A(20000, -1, -1, -1);
+    cfg.total_task_budget = A(-1, INT64_MAX, -1, -1);
+    ledger_t *l = ledger_new(&cfg);
+    cr_assert_not_null(l);
+    ledger_result_t r;
+    ledger_open_task(l, "orchestrator", "o", "t1", NULL, false, T0, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    cr_expect_eq(r.t2, INT64_MAX, "deadline saturates");
+    proto_amounts_t a = A(10, 1000, 0, 0);
+    ledger_reserve(l, "cto_agent", "r", "t1", "s", &a, 0, T0, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
     ledger_destroy(&l);
 }
