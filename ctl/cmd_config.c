@@ -134,9 +134,30 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
     printf("\nagents:\n");
     for (int i = 0; i < cfg->n_agents; i++) {
         const cfg_agent_t *a = &cfg->agents[i];
-        printf("  %-16s role %-9s concurrency %-3d model %s, small model %s\n", a->name, a->role,
-               a->concurrency, a->model >= 0 ? cfg->models[a->model].name : "-",
+        printf("  %-16s role %-9s instances %d, concurrency %-3d model %s, small model %s\n",
+               a->name, a->role, a->instances, a->concurrency,
+               a->model >= 0 ? cfg->models[a->model].name : "-",
                a->small_model >= 0 ? cfg->models[a->small_model].name : "-");
+    }
+
+    printf("\nroles:\n");
+    for (int i = 0; i < cfg->n_roles; i++) {
+        const cfg_role_t *r = &cfg->roles[i];
+        printf("  %-16s rules %-9s", r->name, cfg_rules_name(r->rules));
+        if (r->implicit)
+            printf(" (built-in prompt and schema)");
+        else {
+            printf(" schema:");
+            for (int k = 0; k < r->n_fields; k++)
+                printf("%s %s (%s)", k ? "," : "", r->fields[k].key,
+                       cfg_field_type_name(r->fields[k].type));
+            printf("; tools:");
+            for (int k = 0; k < r->n_tools; k++)
+                printf(" %s", cfg->tools[r->tools[k]].name);
+            if (r->n_tools == 0)
+                printf(" none");
+        }
+        printf("\n");
     }
 
     printf("\nmodels (USD per 1M tokens):\n");
@@ -262,8 +283,9 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
         const cfg_agent_t *a = &cfg->agents[i];
         const cfg_budget_t *b = cfg_budget(cfg, a->name);
         json_array_append_new(
-            agents, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o}", "name", a->name, "role", a->role,
-                              "concurrency", a->concurrency, "model",
+            agents, json_pack("{s:s, s:s, s:i, s:i, s:o, s:o, s:o}", "name", a->name, "role",
+                              a->role, "instances", a->instances, "concurrency", a->concurrency,
+                              "model",
                               a->model >= 0 ? json_string(cfg->models[a->model].name) : json_null(),
                               "small_model",
                               a->small_model >= 0 ? json_string(cfg->models[a->small_model].name)
