@@ -218,7 +218,7 @@ typedef struct {
 typedef struct {
     char file[1024];
     int line;      /* 1-based; 0 when not tied to a line */
-    char key[128]; /* dotted path, e.g. budgets.cto_agent.max_tokens */
+    char key[128]; /* dotted path, e.g. budgets.NAME.max_tokens */
     char reason[256];
 } cfg_error_t;
 

@@ -21,7 +21,7 @@
     started again by hand to add a worker on this host): the first has
     <run>/pids/<name>.pid, each further one <name>.<pid>.pid (written by the
     agent itself, see agents/agent_main.c). status counts and lists them
-    ("cto_agent (2)"), down stops them all. Only a pid positively identified
+    ("NAME (2)"), down stops them all. Only a pid positively identified
     as the program (s_pid_is) is ever signalled.
 
     The process list comes from the config (ctl_proc_list): nothing here
@@ -716,7 +716,7 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
                              (int)pids[k]);
             used += w > 0 ? w : 0;
         }
-        char label[64]; /* "cto_agent (2)" when several instances run */
+        char label[64]; /* "NAME (2)" when several instances run */
         if (ninst > 1)
             snprintf(label, sizeof label, "%s (%d)", p->name, ninst);
         else
