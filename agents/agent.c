@@ -500,7 +500,8 @@ static void s_run_llm(s_worker_t *w, s_step_t *s, const char *system, const char
             /* a failed attempt: the orchestrator re-plans it; nothing is filled in */
             s->output = ev_new_map();
             s->ecode = PROTO_E_PROVIDER;
-            snprintf(s->ereason, sizeof s->ereason, "the answer of %s does not fit role %s's schema: %s",
+            snprintf(s->ereason, sizeof s->ereason,
+                     "the answer of %s does not fit role %s's schema: %s",
                      w->agent->cfg->models[s->choice.model].name, w->agent->role->name, why);
             log_warn("step %s/%s: %s", s->task, s->step, s->ereason);
         }
@@ -932,9 +933,9 @@ int agent_run(agent_t *self)
     snprintf(calib_path, sizeof calib_path, "%s/%s.calib.json", self->run_dir, self->name);
     if (self->run_dir[0] && tokens_calib_load(self->calib, calib_path) == 0)
         log_info("token calibration loaded from %s", calib_path);
-    log_info("serving %s (%s role) on %s with %d step%s at once%s", self->name,
-             self->role->name, self->endpoint, self->n_threads,
-             self->n_threads == 1 ? "" : "s", self->sec.curve ? "" : " (insecure)");
+    log_info("serving %s (%s role) on %s with %d step%s at once%s", self->name, self->role->name,
+             self->endpoint, self->n_threads, self->n_threads == 1 ? "" : "s",
+             self->sec.curve ? "" : " (insecure)");
 
     int in_flight = 0;
     while (!zsys_interrupted) {

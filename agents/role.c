@@ -309,11 +309,27 @@ int rr_requested_weeks(const char *folded)
 /* ---- schemas ------------------------------------------------------------ */
 static char *s_decision_values[] = {(char *)"proceed", (char *)"proceed_with_conditions",
                                     (char *)"reconsider", NULL};
-#define S_STR(k)        {.key = k, .type = CFG_FIELD_STRING}
-#define S_LIST(k)       {.key = k, .type = CFG_FIELD_LIST}
-#define S_NUM(k, lo)    {.key = k, .type = CFG_FIELD_NUMBER, .has_min = true, .min = lo}
-#define S_CONFIDENCE    {.key = "confidence", .type = CFG_FIELD_NUMBER, .has_min = true, .min = 0, .has_max = true, .max = 1}
-#define S_DECISION      {.key = "decision", .type = CFG_FIELD_ENUM, .values = s_decision_values}
+#define S_STR(k)                                                                                   \
+    {                                                                                              \
+        .key = k, .type = CFG_FIELD_STRING                                                         \
+    }
+#define S_LIST(k)                                                                                  \
+    {                                                                                              \
+        .key = k, .type = CFG_FIELD_LIST                                                           \
+    }
+#define S_NUM(k, lo)                                                                               \
+    {                                                                                              \
+        .key = k, .type = CFG_FIELD_NUMBER, .has_min = true, .min = lo                             \
+    }
+#define S_CONFIDENCE                                                                               \
+    {                                                                                              \
+        .key = "confidence", .type = CFG_FIELD_NUMBER, .has_min = true, .min = 0, .has_max = true, \
+        .max = 1                                                                                   \
+    }
+#define S_DECISION                                                                                 \
+    {                                                                                              \
+        .key = "decision", .type = CFG_FIELD_ENUM, .values = s_decision_values                     \
+    }
 
 /* The built-in schemas of implicit roles, by rule set. */
 static const cfg_field_t s_cto_schema[] = {S_STR("summary"), S_LIST("risks"),
@@ -321,8 +337,7 @@ static const cfg_field_t s_cto_schema[] = {S_STR("summary"), S_LIST("risks"),
 static const cfg_field_t s_coo_schema[] = {S_STR("summary"), S_LIST("risks"),
                                            S_NUM("timeline_weeks", 0), S_DECISION, S_CONFIDENCE};
 static const cfg_field_t s_reconcile_schema[] = {S_STR("recommendation"), S_LIST("agreements"),
-                                                 S_LIST("disagreements"), S_DECISION,
-                                                 S_CONFIDENCE};
+                                                 S_LIST("disagreements"), S_DECISION, S_CONFIDENCE};
 static const cfg_field_t s_general_schema[] = {S_STR("summary"), S_DECISION, S_CONFIDENCE};
 
 const cfg_field_t *role_schema(const cfg_role_t *role, int *n)

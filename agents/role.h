@@ -51,8 +51,8 @@ ev_t *role_coo_local(const char *text);
 ev_t *role_reconcile_local(const char *text, const ev_t *inputs);
 /* The general rule set: one value per key of fields (n of them). role_name
    labels the output. */
-ev_t *role_general_local(const char *role_name, const cfg_field_t *fields, int n,
-                         const char *text, const ev_t *inputs);
+ev_t *role_general_local(const char *role_name, const cfg_field_t *fields, int n, const char *text,
+                         const ev_t *inputs);
 /* The role's rule set; "role" is the role's name. */
 ev_t *role_local(const cfg_role_t *role, const char *text, const ev_t *inputs);
 

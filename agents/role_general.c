@@ -47,8 +47,9 @@ typedef struct {
 } s_theme_t;
 
 static const s_theme_t s_themes[] = {
-    {"cost", "cost|budget|spend|price|pricing|invest|capex|opex|=roi|revenue|margin|saving|licen|$|"
-             "=usd|=eur|dollar|fee|cheap|expensive",
+    {"cost",
+     "cost|budget|spend|price|pricing|invest|capex|opex|=roi|revenue|margin|saving|licen|$|"
+     "=usd|=eur|dollar|fee|cheap|expensive",
      "Costs are named without a cap, so spend can overrun", "medium",
      "set a budget with a stop-loss review at 80 % spent"},
     {"schedule", "deadline|=week|=weeks|=month|=months|quarter|urgent|=asap|launch|by the end",
@@ -68,8 +69,9 @@ static const s_theme_t s_themes[] = {
     {"scale", "global|enterprise|countries|factories|all customers|24/7|company-wide|multi-region",
      "Wide roll-out multiplies cost and coordination", "medium",
      "roll out in waves, one region or site first"},
-    {"technology", "cloud|kubernetes|migrat|legacy|=api|integrat|machine learning|=ai|platform|"
-                   "database|mobile app",
+    {"technology",
+     "cloud|kubernetes|migrat|legacy|=api|integrat|machine learning|=ai|platform|"
+     "database|mobile app",
      "Technical dependencies can move both cost and date", "medium",
      "prove the riskiest integration in a short spike first"},
     {"vendors", "vendor|supplier|outsourc|third party|third-party|partner",
@@ -77,7 +79,8 @@ static const s_theme_t s_themes[] = {
      "compare two suppliers and cap the contract's commitment"},
 };
 #define S_N_THEMES ((int)(sizeof s_themes / sizeof s_themes[0]))
-#define S_BENEFIT  "revenue|saving|save|reduce cost|cut cost|growth|retention|conversion|efficien|automat|faster"
+#define S_BENEFIT                                                                                  \
+    "revenue|saving|save|reduce cost|cut cost|growth|retention|conversion|efficien|automat|faster"
 
 typedef struct {
     const char *text;
@@ -198,7 +201,8 @@ static double s_number(const s_reading_t *r, const cfg_field_t *f)
     else if (s_key_has(k, "=week|=weeks"))
         v = r->weeks > 0 ? r->weeks : ceil(days / 10.0);
     else if (s_key_has(k, "month|payback|breakeven|break even"))
-        v = r->weeks > 0 ? fmax(1.0, round(r->weeks / 4.33)) : 3.0 + 3.0 * r->high + (r->benefit ? 0 : 3);
+        v = r->weeks > 0 ? fmax(1.0, round(r->weeks / 4.33))
+                         : 3.0 + 3.0 * r->high + (r->benefit ? 0 : 3);
     else if (s_key_has(k, "=day|=days|effort"))
         v = ceil(days);
     else if (s_key_has(k, "count|headcount|people|staff|=fte"))
@@ -320,8 +324,8 @@ static void s_best_clause(const s_reading_t *r, const char *key, char *out, size
     }
 }
 
-ev_t *role_general_local(const char *role_name, const cfg_field_t *fields, int n,
-                         const char *text, const ev_t *inputs)
+ev_t *role_general_local(const char *role_name, const cfg_field_t *fields, int n, const char *text,
+                         const ev_t *inputs)
 {
     (void)inputs;
     s_reading_t r;

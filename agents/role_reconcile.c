@@ -149,8 +149,8 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
         const ev_t *o = ev_at(inputs, i);
         if (ev_type(o) != EV_MAP)
             continue;
-        v[n] = (s_view_t){ev_get_str(o, "agent", ev_key_at(inputs, i)), ev_get_str(o, "role", "?"),
-                          o};
+        v[n] =
+            (s_view_t){ev_get_str(o, "agent", ev_key_at(inputs, i)), ev_get_str(o, "role", "?"), o};
         if (tech < 0 && ev_get(o, "effort_days"))
             tech = n;
         if (ops < 0 && (ev_get(o, "capacity_days") || ev_get(o, "timeline_weeks")))
@@ -354,7 +354,8 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
     if (own_cto || own_coo) {
         ev_t *notes = ev_set_array(out, "notes");
         if (own_cto)
-            ev_push(notes, ev_new_str("no technical input: used own technical reading of the task"));
+            ev_push(notes,
+                    ev_new_str("no technical input: used own technical reading of the task"));
         if (own_coo)
             ev_push(notes,
                     ev_new_str("no operations input: used own operations reading of the task"));

@@ -1920,10 +1920,10 @@ static void s_defaults(cfg_t *cfg)
 static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel,
                         size_t budgets_len, int *budgets_line)
 {
-    static const char *const keys[] = {
-        "run_dir", "budgets_file", "knowledge_dir", "bus",    "ledger",
-        "planner", "adaptive",     "providers",     "models", "tools",
-        "agents",  "workflows",    "classes",       "access", "roles",  NULL};
+    static const char *const keys[] = {"run_dir", "budgets_file", "knowledge_dir", "bus",
+                                       "ledger",  "planner",      "adaptive",      "providers",
+                                       "models",  "tools",        "agents",        "workflows",
+                                       "classes", "access",       "roles",         NULL};
     cfg_t *cfg = ctx->cfg;
     s_check_keys(ctx, root, "", keys);
 
@@ -2070,15 +2070,15 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errors)
                         for (int j = 0; j < cfg->workflows[w].n_steps; j++) {
                             if (cfg->workflows[w].steps[j].agent != i || used >= sizeof steps)
                                 continue;
-                            int n = snprintf(steps + used, sizeof steps - used, "%s%s.%s",
-                                             used ? ", " : "; used by workflow step ",
-                                             cfg->workflows[w].name,
-                                             cfg->workflows[w].steps[j].name);
+                            int n =
+                                snprintf(steps + used, sizeof steps - used, "%s%s.%s",
+                                         used ? ", " : "; used by workflow step ",
+                                         cfg->workflows[w].name, cfg->workflows[w].steps[j].name);
                             used += n > 0 ? (size_t)n : 0;
                         }
                     s_err(&ctx, s_line(b), "budgets",
-                          "agent '%s' has no budget (every agent needs one)%s",
-                          cfg->agents[i].name, steps);
+                          "agent '%s' has no budget (every agent needs one)%s", cfg->agents[i].name,
+                          steps);
                 }
     }
     if (have_doc)

@@ -72,19 +72,29 @@ typedef struct {
 } cfg_tool_t;
 
 /* Local rule sets an agent falls back to (agents/role*.c implement them). */
-typedef enum { CFG_RULES_CTO = 0, CFG_RULES_COO, CFG_RULES_RECONCILE, CFG_RULES_GENERAL } cfg_rules_t;
+typedef enum {
+    CFG_RULES_CTO = 0,
+    CFG_RULES_COO,
+    CFG_RULES_RECONCILE,
+    CFG_RULES_GENERAL
+} cfg_rules_t;
 #define CFG_RULES_COUNT 4
 /* "cto", "coo", "reconcile", "general" <-> rules; parse returns 0 / -1. */
 const char *cfg_rules_name(cfg_rules_t r);
 int cfg_rules_parse(const char *s, cfg_rules_t *out);
 
 /* One key of a role's answer schema. */
-typedef enum { CFG_FIELD_STRING = 0, CFG_FIELD_NUMBER, CFG_FIELD_LIST, CFG_FIELD_ENUM } cfg_field_type_t;
+typedef enum {
+    CFG_FIELD_STRING = 0,
+    CFG_FIELD_NUMBER,
+    CFG_FIELD_LIST,
+    CFG_FIELD_ENUM
+} cfg_field_type_t;
 const char *cfg_field_type_name(cfg_field_type_t t); /* "string", "number", "list", "enum" */
 typedef struct {
     char key[CFG_NAME_MAX];
     cfg_field_type_t type;
-    char **values;        /* enum: owned, NULL-terminated allowed values; else NULL */
+    char **values;         /* enum: owned, NULL-terminated allowed values; else NULL */
     bool has_min, has_max; /* number: bounds (inclusive) */
     double min, max;
 } cfg_field_t;

@@ -283,14 +283,14 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
         const cfg_agent_t *a = &cfg->agents[i];
         const cfg_budget_t *b = cfg_budget(cfg, a->name);
         json_array_append_new(
-            agents, json_pack("{s:s, s:s, s:i, s:i, s:o, s:o, s:o}", "name", a->name, "role",
-                              a->role, "instances", a->instances, "concurrency", a->concurrency,
-                              "model",
-                              a->model >= 0 ? json_string(cfg->models[a->model].name) : json_null(),
-                              "small_model",
-                              a->small_model >= 0 ? json_string(cfg->models[a->small_model].name)
-                                                  : json_null(),
-                              "budget", b ? s_amounts(&b->limit) : json_null()));
+            agents,
+            json_pack("{s:s, s:s, s:i, s:i, s:o, s:o, s:o}", "name", a->name, "role", a->role,
+                      "instances", a->instances, "concurrency", a->concurrency, "model",
+                      a->model >= 0 ? json_string(cfg->models[a->model].name) : json_null(),
+                      "small_model",
+                      a->small_model >= 0 ? json_string(cfg->models[a->small_model].name)
+                                          : json_null(),
+                      "budget", b ? s_amounts(&b->limit) : json_null()));
     }
     json_object_set_new(root, "agents", agents);
 

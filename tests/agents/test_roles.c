@@ -151,12 +151,20 @@ static cfg_role_t s_cfo_role(void)
         {.key = "summary", .type = CFG_FIELD_STRING},
         {.key = "cost_estimate_usd", .type = CFG_FIELD_NUMBER, .has_min = true, .min = 0},
         {.key = "roi", .type = CFG_FIELD_ENUM, .values = s_money_values},
-        {.key = "payback_months", .type = CFG_FIELD_NUMBER, .has_min = true, .min = 0,
-         .has_max = true, .max = 120},
+        {.key = "payback_months",
+         .type = CFG_FIELD_NUMBER,
+         .has_min = true,
+         .min = 0,
+         .has_max = true,
+         .max = 120},
         {.key = "budget_impact", .type = CFG_FIELD_STRING},
         {.key = "risks", .type = CFG_FIELD_LIST},
         {.key = "decision", .type = CFG_FIELD_ENUM, .values = s_decision_values},
-        {.key = "confidence", .type = CFG_FIELD_NUMBER, .has_min = true, .min = 0, .has_max = true,
+        {.key = "confidence",
+         .type = CFG_FIELD_NUMBER,
+         .has_min = true,
+         .min = 0,
+         .has_max = true,
          .max = 1},
     };
     memcpy(r.fields, f, sizeof f);
@@ -173,8 +181,8 @@ Test(roles, deterministic_and_distinct)
         for (size_t i = 0; i < N_TEXTS; i++) {
             outs[i] = role_local(&r, texts[i], NULL);
             ev_t *again = role_local(&r, texts[i], NULL);
-            cr_assert(ev_equal(outs[i], again), "role %s text %zu: same input, same output",
-                      r.name, i);
+            cr_assert(ev_equal(outs[i], again), "role %s text %zu: same input, same output", r.name,
+                      i);
             ev_destroy(&again);
             char why[200] = "";
             cr_expect_eq(role_check(&r, outs[i], why, sizeof why), 0,
@@ -301,8 +309,9 @@ Test(roles, reconcile_merges_three_views)
 Test(roles, general_rules_read_the_text)
 {
     cfg_role_t cfo = s_cfo_role();
-    ev_t *a = role_local(&cfo, "Replace our billing vendor for $250k within 3 months to cut "
-                               "costs; revenue growth and customer retention should improve.",
+    ev_t *a = role_local(&cfo,
+                         "Replace our billing vendor for $250k within 3 months to cut "
+                         "costs; revenue growth and customer retention should improve.",
                          NULL);
     cr_assert_not_null(a);
     cr_expect_str_eq(ev_get_str(a, "role", ""), "cfo");
@@ -328,10 +337,11 @@ Test(roles, from_llm_checks_the_schema)
 {
     cfg_role_t cto = s_role(CFG_RULES_CTO), cfo = s_cfo_role();
     char why[200];
-    ev_t *o = role_from_llm(&cto,
-                            "Here you go:\n{\"summary\": \"ok\", \"risks\": [], \"effort_days\": 12, "
-                            "\"confidence\": 0.8, \"decision\": \"proceed\"}\n",
-                            why, sizeof why);
+    ev_t *o =
+        role_from_llm(&cto,
+                      "Here you go:\n{\"summary\": \"ok\", \"risks\": [], \"effort_days\": 12, "
+                      "\"confidence\": 0.8, \"decision\": \"proceed\"}\n",
+                      why, sizeof why);
     cr_assert_not_null(o, "%s", why);
     cr_expect_str_eq(ev_get_str(o, "summary", ""), "ok");
     cr_expect_eq(ev_get_int(o, "effort_days", 0), 12);
@@ -390,7 +400,8 @@ Test(roles, prompts)
     free(p);
     p = role_user_prompt(&cto, "the task", NULL, "kb says: use the provider");
     cr_expect(strstr(p, "kb says"));
-    cr_expect(strstr(p, "decision (one of: proceed, proceed_with_conditions, reconsider)"), "%s", p);
+    cr_expect(strstr(p, "decision (one of: proceed, proceed_with_conditions, reconsider)"), "%s",
+              p);
     free(p);
     p = role_user_prompt(&cfo, "the task", NULL, NULL);
     cr_expect(strstr(p, "payback_months (number, 0..120)"), "%s", p);
