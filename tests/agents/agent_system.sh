@@ -496,7 +496,8 @@ errors)
     # an answer too big for a step result still gets a (shortened) reply
     jq -cn '[range(128)] as $a | [range(128) | $a] as $b
             | {scenario: "usage", usage: [100, 900],
-               content: ({a: $b, b: $b, c: $b, d: $b, e: $b} | tojson)}' >"$R/big.json"
+               content: ({summary: "big", risks: [], effort_days: 1, decision: "proceed",
+                          confidence: 0.5, a: $b, b: $b, c: $b, d: $b, e: $b} | tojson)}' >"$R/big.json"
     curl -s -X POST "http://127.0.0.1:$PORT/control" -d @"$R/big.json" >/dev/null
     r=$(step ebig llm '{"model":"big"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "big answer: $(printf "%.300s" "$r")"
