@@ -12,6 +12,12 @@ cp "$E2E_CFG/examples/cfo/agents_budget.yaml" "$E2E_CFG/agents_budget.yaml"
 sed -i 's|^knowledge_dir: ../../kb|knowledge_dir: kb|; s/^\(  *metrics_port:\).*/\1 0/' "$E2E_CFG/emads.yaml"
 
 ctl config check >/dev/null || fail "the example config does not check: $(ctl config check 2>&1)"
+# the one agent program needs a configured name
+agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/emads-agent
+rc=0; "$agent_bin" --config "$E2E_CFG/emads.yaml" --home "$E2E_RUN" 2>"$E2E_TMP/err" || rc=$?
+[ $rc -eq 2 ] && grep -q -- '--name NAME is required' "$E2E_TMP/err" || fail "no --name: exit $rc"
+rc=0; "$agent_bin" --name ghost --config "$E2E_CFG/emads.yaml" --home "$E2E_RUN" 2>"$E2E_TMP/err" || rc=$?
+[ $rc -eq 2 ] && grep -q 'ghost is not an agent' "$E2E_TMP/err" || fail "unknown agent: exit $rc"
 up=$(ctl --json up) || fail "up failed: $up"
 started=$(echo "$up" | json 'sorted(p["name"] for p in d["processes"] if p["name"].endswith("_agent") or p["name"] == "reconcile_gpt")')
 [ "$started" = '["cfo_agent", "coo_agent", "cto_agent", "reconcile_gpt"]' ] ||
