@@ -22,6 +22,10 @@ up=$(ctl --json up) || fail "up failed: $up"
 started=$(echo "$up" | json 'sorted(p["name"] for p in d["processes"] if p["name"].endswith("_agent") or p["name"] == "reconcile_gpt")')
 [ "$started" = '["cfo_agent", "coo_agent", "cto_agent", "reconcile_gpt"]' ] ||
     fail "up started agents $started"
+# certificates for exactly the processes of the config, cfo_agent included
+certs=$(cd "$E2E_RUN/certs/private" && ls *.cert_secret | sed 's/\.cert_secret$//' | sort | tr '\n' ' ')
+want=$(printf '%s\n' bus cfo_agent coo_agent cto_agent emadsctl ledger orchestrator reconcile_gpt | sort | tr '\n' ' ')
+[ "$certs" = "$want" ] || fail "certificates: '$certs', want '$want'"
 st=$(ctl --json status) || fail "status: $st"
 for a in cto_agent coo_agent cfo_agent reconcile_gpt; do
     [ "$(echo "$st" | json "[p['state'] for p in d['processes'] if p['name'] == '$a'][0]")" = running ] ||
