@@ -78,7 +78,8 @@ static const s_theme_t s_themes[] = {
      "Dependence on an outside supplier's price and delivery", "medium",
      "compare two suppliers and cap the contract's commitment"},
 };
-#define S_N_THEMES ((int)(sizeof s_themes / sizeof s_themes[0]))
+#define S_N_THEMES  ((int)(sizeof s_themes / sizeof s_themes[0]))
+#define S_MAX_VALUE 1e15 /* largest number the rules give any key */
 #define S_BENEFIT                                                                                  \
     "revenue|saving|save|reduce cost|cut cost|growth|retention|conversion|efficien|automat|faster"
 
@@ -209,6 +210,10 @@ static double s_number(const s_reading_t *r, const cfg_field_t *f)
         v = ceil(days / 20.0);
     else
         v = r->n_themes;
+    /* an absurd amount in the text ("$1e30", 40 digits) stays a number an
+       int64 holds */
+    if (!isfinite(v) || v > S_MAX_VALUE)
+        v = S_MAX_VALUE;
     if (f->has_min && v < f->min)
         v = f->min;
     if (f->has_max && v > f->max)

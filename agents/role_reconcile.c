@@ -36,6 +36,19 @@ typedef struct {
     const ev_t *o;
 } s_view_t;
 
+/* An integer key of a view, -1 when absent, not an integer or beyond
+   S_MAX_AMOUNT (an upstream LLM may answer anything its schema allows), so
+   the comparisons below never overflow. */
+#define S_MAX_AMOUNT 1000000000LL
+static int64_t s_amount(const ev_t *o, const char *key)
+{
+    const ev_t *v = ev_get(o, key);
+    if (ev_type(v) == EV_FLOAT && isfinite(ev_float(v)) && fabs(ev_float(v)) <= S_MAX_AMOUNT)
+        return (int64_t)ceil(ev_float(v));
+    int64_t n = ev_type(v) == EV_INT ? ev_int(v) : -1;
+    return n >= 0 && n <= S_MAX_AMOUNT ? n : -1;
+}
+
 static double s_conf(const ev_t *o)
 {
     const ev_t *c = ev_get(o, "confidence");
@@ -194,8 +207,8 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
         rank = 1;
 
     /* effort against build capacity: the technical against the operations view */
-    int64_t effort = ev_get_int(cto, "effort_days", -1);
-    int64_t capacity = ev_get_int(coo, "capacity_days", -1);
+    int64_t effort = s_amount(cto, "effort_days");
+    int64_t capacity = s_amount(coo, "capacity_days");
     if (effort > 0 && capacity > 0) {
         snprintf(a, sizeof a, "%lld engineer-days of work", (long long)effort);
         if (effort * 10 > capacity * 12 || capacity > effort * 2) {
@@ -213,8 +226,8 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
     }
 
     /* deadline */
-    int64_t weeks = ev_get_int(coo, "timeline_weeks", -1);
-    int64_t requested = ev_get_int(coo, "requested_weeks", -1);
+    int64_t weeks = s_amount(coo, "timeline_weeks");
+    int64_t requested = s_amount(coo, "requested_weeks");
     if (weeks > 0 && requested > 0 && weeks > requested) {
         if (effort > 0)
             snprintf(a, sizeof a, "%lld engineer-days of work", (long long)effort);
@@ -294,7 +307,7 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
     rec[0] = '\0';
     rr_cat(rec, sizeof rec, "%s.", verdict[rank]);
     if (weeks > 0 || effort > 0) {
-        long long people = (long long)ev_get_int(coo, "headcount", 0);
+        long long people = s_amount(coo, "headcount") > 0 ? s_amount(coo, "headcount") : 0;
         long long days = (long long)(effort > 0 ? effort : 0);
         rr_cat(rec, sizeof rec, " Plan %lld week%s with %lld %s for about %lld engineer-day%s.",
                (long long)weeks, weeks == 1 ? "" : "s", people, people == 1 ? "person" : "people",

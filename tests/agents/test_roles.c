@@ -411,3 +411,37 @@ Test(roles, prompts)
     cfo.system_prompt = (char *)"You are the CFO.";
     cr_expect_str_eq(role_system_prompt(&cfo), "You are the CFO.");
 }
+
+Test(roles, absurd_numbers_stay_bounded)
+{
+    /* an upstream answer with absurd amounts: no overflow, not used */
+    ev_t *inputs = ev_new_map();
+    ev_t *a = ev_set_map(inputs, "cto_analysis");
+    ev_set_str(a, "agent", "tech");
+    ev_set_int(a, "effort_days", INT64_MAX);
+    ev_set_str(a, "decision", "proceed");
+    ev_t *b = ev_set_map(inputs, "coo_analysis");
+    ev_set_str(b, "agent", "ops");
+    ev_set_int(b, "capacity_days", INT64_MAX);
+    ev_set_float(b, "timeline_weeks", 1e300);
+    ev_set_int(b, "requested_weeks", 2);
+    ev_set_str(b, "decision", "proceed");
+    ev_t *out = role_reconcile_local("anything", inputs);
+    cr_assert_not_null(out);
+    cr_expect_eq(ev_get_int(out, "effort_days", 0), -1, "an absurd effort is not taken");
+    cr_expect_eq(ev_get_int(out, "timeline_weeks", 0), -1, "an absurd timeline is not taken");
+    for (size_t i = 0; i < ev_len(ev_get(out, "disagreements")); i++) {
+        const char *topic = ev_get_str(ev_at(ev_get(out, "disagreements"), i), "topic", "");
+        cr_expect(strcmp(topic, "effort") && strcmp(topic, "deadline"), "no %s from junk", topic);
+    }
+    ev_destroy(&out);
+    ev_destroy(&inputs);
+
+    /* an absurd amount in the task text: the largest value the rules give */
+    cfg_role_t cfo = s_cfo_role();
+    cfo.fields[1].has_max = false;
+    out = role_local(&cfo, "Spend $999999999999999999999999999999999999 on it.", NULL);
+    cr_assert_not_null(out);
+    cr_expect_eq(ev_get_int(out, "cost_estimate_usd", 0), 1000000000000000LL);
+    ev_destroy(&out);
+}
