@@ -413,7 +413,11 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
                     rc = CTL_EXIT_FAIL;
                     break;
                 }
-                s_write_pid(conn.run, p->name, pid, k == 0 && nrun == 0);
+                /* <name>.pid unless it names a live instance (as the
+                   agent itself decides: see agents/agent_main.c) */
+                pid_t named = ctl_read_pid(conn.run, p->name);
+                bool first = named <= 0 || !ctl_pid_alive(named) || !s_pid_is(named, p);
+                s_write_pid(conn.run, p->name, pid, first);
                 ours = true;
             } else if (!opts->json) {
                 printf("running  %-19s ", label);

@@ -2,7 +2,8 @@
 # agents_instances.sh - `instances: 2` for coo_agent: `up` starts two
 # processes of it (pid files coo_agent.pid and coo_agent.<pid>.pid), both
 # register with the bus and both serve: the coo steps of several tasks are
-# shared between them. `status` lists both; `down` stops both.
+# shared between them. `status` lists both; a killed instance is started
+# again by the next `up` (the other one kept); `down` stops both.
 . "$(dirname "$0")/lib.sh"
 
 python3 - "$E2E_CFG/emads.yaml" <<'PY'
@@ -46,6 +47,20 @@ n1=$(grep -c "coo_agent\[$first\].*step .*/coo_analysis ok" "$E2E_RUN/logs/coo_a
 n2=$(grep -c "coo_agent\[$second\].*step .*/coo_analysis ok" "$E2E_RUN/logs/coo_agent.log" || true)
 [ "$n1" -ge 1 ] && [ "$n2" -ge 1 ] || fail "steps not shared: instance $first ran $n1, $second ran $n2"
 [ $((n1 + n2)) -eq 6 ] || fail "want 6 coo steps in all, got $((n1 + n2))"
+
+# an instance that died is started again by the next `up`, the other kept
+kill -KILL "$first"
+for _ in $(seq 1 100); do [ -e "/proc/$first/stat" ] && [ "$(cut -d' ' -f3 "/proc/$first/stat" 2>/dev/null)" != Z ] || break; sleep 0.05; done
+up=$(ctl --json up) || fail "up after a lost instance: $up"
+[ "$(echo "$up" | json '[p["started"] for p in d["processes"] if p["name"] == "coo_agent"]')" = '[false, true]' ] ||
+    fail "up did not restart exactly the lost instance: $up"
+third=$(echo "$up" | json '[p["pid"] for p in d["processes"] if p["name"] == "coo_agent"][1]')
+st=$(ctl --json status)
+[ "$(echo "$st" | json '[p["pids"] for p in d["processes"] if p["name"] == "coo_agent"][0]')" = "[$third, $second]" ] ||
+    fail "status after the restart (the pid file coo_agent.pid first): $st"
+[ -f "$E2E_RUN/pids/coo_agent.pid" ] && [ "$(cat "$E2E_RUN/pids/coo_agent.pid")" = "$third" ] ||
+    fail "the restarted instance did not take over coo_agent.pid: $(ls "$E2E_RUN/pids")"
+first=$third
 
 out=$(ctl --json down)
 stopped=$(echo "$out" | json 'len([p for p in d["processes"] if p["name"] == "coo_agent"])')
