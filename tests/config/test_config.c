@@ -814,7 +814,8 @@ Test(config, role_errors)
     s_expect_error(y, s_budgets, "emads.yaml", 3, "agents.coo_agent.role", "unknown role 'boss'");
     free(y);
     y = s_edit(s_main, "coo_agent: {role: coo}", "coo_agent: {role: coo, instances: 99}");
-    s_expect_error(y, s_budgets, "emads.yaml", 3, "agents.coo_agent.instances", "");
+    s_expect_error(y, s_budgets, "emads.yaml", 3, "agents.coo_agent.instances",
+                   "too large: 99 (at most 8)");
     free(y);
 }
 
