@@ -81,7 +81,8 @@ static const s_theme_t s_themes[] = {
 #define S_N_THEMES  ((int)(sizeof s_themes / sizeof s_themes[0]))
 #define S_MAX_VALUE 1e15 /* largest number the rules give any key */
 #define S_BENEFIT                                                                                  \
-    "revenue|saving|save|reduce cost|cut cost|growth|retention|conversion|efficien|automat|faster"
+    "revenue|saving|=save|reduc|=cut|growth|retention|conversion|efficien|automat|faster|"         \
+    "churn|upsell|response time|productiv"
 
 typedef struct {
     const char *text;
@@ -375,10 +376,9 @@ ev_t *role_general_local(const char *role_name, const cfg_field_t *fields, int n
             continue;
         char s[1400], clause[400];
         if (!strcmp(f->key, "summary"))
-            snprintf(s, sizeof s, "%s view: %s%s; the task names %s.", role_name,
-                     facts[0] ? facts : "no figures",
-                     r.money >= 0 ? " (from the amount the task names)" : "",
-                     themes[0] ? themes : "no specific theme");
+            snprintf(s, sizeof s, "%s view of a task about %s: %s%s.", role_name,
+                     themes[0] ? themes : "no specific theme", facts[0] ? facts : "no figures",
+                     r.money >= 0 ? "; amounts from the figure the task names" : "");
         else {
             s_best_clause(&r, f->key, clause, sizeof clause);
             char label[CFG_NAME_MAX];

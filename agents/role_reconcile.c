@@ -319,8 +319,12 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
             rr_cat(rec, sizeof rec, "%s %s (%s) %s", i ? ";" : "", v[i].agent, v[i].role,
                    ev_get_str(v[i].o, "decision", "gives no decision"));
             const char *sm = ev_get_str(v[i].o, "summary", NULL);
-            if (sm && i != tech && i != ops)
-                rr_cat(rec, sizeof rec, ": %.300s", sm);
+            if (sm && i != tech && i != ops) {
+                int len = (int)strnlen(sm, 300);
+                while (len > 0 && (sm[len - 1] == '.' || sm[len - 1] == ' '))
+                    len--; /* the list adds its own punctuation */
+                rr_cat(rec, sizeof rec, ": %.*s", len, sm);
+            }
         }
         rr_cat(rec, sizeof rec, ".");
     }
