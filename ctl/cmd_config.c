@@ -297,6 +297,32 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
     }
     json_object_set_new(root, "agents", agents);
 
+    json_t *roles = json_array();
+    for (int i = 0; i < cfg->n_roles; i++) {
+        const cfg_role_t *r = &cfg->roles[i];
+        json_t *schema = json_object(), *tools = json_array();
+        for (int k = 0; k < r->n_fields; k++) {
+            const cfg_field_t *f = &r->fields[k];
+            json_t *jf = json_pack("{s:s}", "type", cfg_field_type_name(f->type));
+            if (f->values)
+                json_object_set_new(jf, "values", s_strv(f->values));
+            if (f->has_min)
+                json_object_set_new(jf, "min", json_real(f->min));
+            if (f->has_max)
+                json_object_set_new(jf, "max", json_real(f->max));
+            json_object_set_new(schema, f->key, jf);
+        }
+        for (int k = 0; k < r->n_tools; k++)
+            json_array_append_new(tools, json_string(cfg->tools[r->tools[k]].name));
+        json_array_append_new(roles,
+                              json_pack("{s:s, s:s, s:b, s:o, s:o}", "name", r->name, "rules",
+                                        cfg_rules_name(r->rules), "implicit", r->implicit, "schema",
+                                        schema, "tools", r->implicit ? json_null() : tools));
+        if (r->implicit)
+            json_decref(tools);
+    }
+    json_object_set_new(root, "roles", roles);
+
     json_t *providers = json_array();
     for (int i = 0; i < cfg->n_providers; i++) {
         const cfg_provider_t *p = &cfg->providers[i];

@@ -74,6 +74,9 @@ rc=$?
 check "cfo example: exit 0 (got $rc; $(cat "$tmp/err"))" "$([ $rc -eq 0 ]; echo $?)"
 grep -q -E '^ +cfo_agent +role cfo' "$tmp/out"
 check "cfo example: summary lists cfo_agent with role cfo" $?
+"$ctl" --json config check "$tmp/cfo/emads.yaml" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); r=[r for r in d["roles"] if r["name"] == "cfo"][0]; assert r["rules"] == "general" and r["schema"]["cost_estimate_usd"] == {"type": "number", "min": 0, "max": 1000000000} and r["schema"]["roi"]["values"] == ["low", "medium", "high"], r'
+check "cfo example --json: the cfo role with its rule set and schema" $?
 sed -i '/^  cfo_agent:/d' "$tmp/cfo/agents_budget.yaml"
 expect_invalid "agent without a budget" "$tmp/cfo/emads.yaml" \
     "agents_budget.yaml:[0-9]*: budgets: agent 'cfo_agent' has no budget (every agent needs one); used by workflow step emads_pr.cfo_analysis"
