@@ -8,6 +8,9 @@
       decision     all views that give one; the most cautious wins
       risk level   all views that give one
       confidence   the spread over all views (more than 0.25 apart)
+
+    (over the views the agents gave; the own readings below take part only
+    when no agent gave a view)
       effort       the technical view (the first with effort_days) against
                    the operations view (the first with capacity_days)
       deadline     the operations view's timeline against its requested weeks
@@ -124,30 +127,39 @@ static void s_compare(const s_view_t *v, int n, const char *key, const char *top
                       int (*rank)(const char *), const char *verb, const char *after, ev_t *agree,
                       ev_t *dis)
 {
-    bool has[S_MAX_VIEWS] = {false};
-    int count = 0, first = -1;
-    bool same = true;
+    bool has[S_MAX_VIEWS + 2] = {false}, done[S_MAX_VIEWS + 2] = {false};
+    int count = 0;
     for (int i = 0; i < n; i++) {
-        const char *val = ev_get_str(v[i].o, key, NULL);
-        if (rank(val) < 0)
-            continue;
-        has[i] = true;
-        count++;
-        if (first < 0)
-            first = i;
-        else if (strcmp(val, ev_get_str(v[first].o, key, "")) != 0)
-            same = false;
+        has[i] = rank(ev_get_str(v[i].o, key, NULL)) >= 0;
+        count += has[i];
     }
     if (count < 2)
         return;
+    /* every group of views giving the same value is an agreement; more
+       than one group is a disagreement with every position */
+    int groups = 0;
     char names[512], text[700];
-    if (same) {
-        s_names(names, sizeof names, v, n, has);
-        snprintf(text, sizeof text, "%s %s %s %s%s", names, count == 2 ? "both" : "all", verb,
-                 ev_get_str(v[first].o, key, ""), after);
+    for (int i = 0; i < n; i++) {
+        if (!has[i] || done[i])
+            continue;
+        groups++;
+        const char *val = ev_get_str(v[i].o, key, "");
+        bool in[S_MAX_VIEWS + 2] = {false};
+        int size = 0;
+        for (int j = i; j < n; j++)
+            if (has[j] && !done[j] && !strcmp(ev_get_str(v[j].o, key, ""), val)) {
+                in[j] = done[j] = true;
+                size++;
+            }
+        if (size < 2)
+            continue;
+        s_names(names, sizeof names, v, n, in);
+        snprintf(text, sizeof text, "%s %s %s %s%s", names, size == 2 ? "both" : "all", verb, val,
+                 after);
         ev_push(agree, ev_new_str(text));
-        return;
     }
+    if (groups < 2)
+        return;
     ev_t *pos = s_disagree(dis, topic);
     for (int i = 0; i < n; i++)
         if (has[i])
@@ -195,11 +207,15 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
     ev_t *agree = ev_new_array();
     char a[200], b[200];
 
-    /* decision and risk level over every view */
-    s_compare(v, n, "decision", "decision", rr_decision_rank, "recommend:", "", agree, dis);
-    s_compare(v, n, "risk_level", "risk level", s_level_rank, "see", " risk", agree, dis);
+    /* decision, risk level and confidence over the views the agents gave
+       (over the own readings only when no agent gave one); the own
+       readings stand in for a missing technical or operations view in
+       the effort and deadline checks */
+    int nc = given > 0 ? given : n;
+    s_compare(v, nc, "decision", "decision", rr_decision_rank, "recommend:", "", agree, dis);
+    s_compare(v, nc, "risk_level", "risk level", s_level_rank, "see", " risk", agree, dis);
     int rank = -1;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < nc; i++) {
         int r = rr_decision_rank(ev_get_str(v[i].o, "decision", NULL));
         rank = r > rank ? r : rank;
     }
@@ -241,10 +257,10 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
         s_position(pos, &v[ops], b);
     }
 
-    /* confidence spread over every view */
+    /* confidence spread */
     double lo = 2, hi = -1, sum = 0;
     int nconf = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < nc; i++) {
         double c = s_conf(v[i].o);
         if (c < 0)
             continue;
@@ -255,7 +271,7 @@ ev_t *role_reconcile_local(const char *text, const ev_t *inputs)
     }
     if (nconf >= 2 && hi - lo > 0.25) {
         ev_t *pos = s_disagree(dis, "confidence");
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < nc; i++)
             if (s_conf(v[i].o) >= 0) {
                 snprintf(a, sizeof a, "confidence %.2f", s_conf(v[i].o));
                 s_position(pos, &v[i], a);

@@ -445,3 +445,40 @@ Test(roles, absurd_numbers_stay_bounded)
     cr_expect_eq(ev_get_int(out, "cost_estimate_usd", 0), 1000000000000000LL);
     ev_destroy(&out);
 }
+
+Test(roles, reconcile_groups_views_that_agree)
+{
+    /* three views: two agree on the decision, one does not */
+    static const struct {
+        const char *step, *agent, *role, *decision;
+    } in[] = {{"a", "tech", "engineering", "proceed"},
+              {"b", "ops", "operations", "reconsider"},
+              {"c", "money", "finance", "reconsider"}};
+    ev_t *inputs = ev_new_map();
+    for (size_t i = 0; i < 3; i++) {
+        ev_t *o = ev_set_map(inputs, in[i].step);
+        ev_set_str(o, "agent", in[i].agent);
+        ev_set_str(o, "role", in[i].role);
+        ev_set_str(o, "decision", in[i].decision);
+        ev_set_float(o, "confidence", 0.7);
+    }
+    ev_t *out = role_reconcile_local("anything", inputs);
+    cr_assert_not_null(out);
+    cr_expect_str_eq(ev_get_str(out, "decision", ""), "reconsider");
+    bool pair = false;
+    for (size_t i = 0; i < ev_len(ev_get(out, "agreements")); i++)
+        pair |= !strcmp(ev_str(ev_at(ev_get(out, "agreements"), i)),
+                        "ops and money both recommend: reconsider");
+    cr_expect(pair, "the two that agree are named together");
+    const ev_t *d = ev_at(ev_get(out, "disagreements"), 0);
+    cr_assert_str_eq(ev_get_str(d, "topic", ""), "decision");
+    const ev_t *pos = ev_get(d, "positions");
+    cr_assert_eq(ev_len(pos), 3, "every view's position");
+    cr_expect_str_eq(ev_get_str(ev_at(pos, 0), "position", ""), "proceed");
+    cr_expect_str_eq(ev_get_str(ev_at(pos, 2), "role", ""), "finance");
+    cr_expect(strstr(ev_get_str(out, "recommendation", ""),
+                     "decision (tech: proceed vs ops: reconsider vs money: reconsider)"),
+              "%s", ev_get_str(out, "recommendation", ""));
+    ev_destroy(&out);
+    ev_destroy(&inputs);
+}
