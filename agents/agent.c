@@ -267,7 +267,7 @@ typedef struct s_job {
 struct _agent_t {
     const cfg_t *cfg;
     const cfg_agent_t *acfg;
-    role_t role;
+    const cfg_role_t *role;
     char name[PROTO_MAX_NAME];
     char endpoint[256];
     char run_dir[1024];
@@ -343,6 +343,9 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
     if (s->choice.model >= 0)
         ev_set_str(r, "model", a->cfg->models[s->choice.model].name);
     ev_set_str(r, "why", s->choice.why);
+    /* an answer is labelled with who gave it, for the steps that merge views */
+    if (s->output && s->status && !strcmp(s->status, "ok"))
+        ev_set_str(s->output, "agent", a->name);
     ev_set(r, "output", s->output ? s->output : ev_new_map());
     s->output = NULL;
     proto_set_amounts(r, "actual", &s->actual);
@@ -490,8 +493,18 @@ static void s_run_llm(s_worker_t *w, s_step_t *s, const char *system, const char
     char *content = NULL;
     if (s_llm(w, s, s->choice.model, system, user, prompt_raw, prompt_cal, max_tokens, hold, key,
               &content, &s->actual, &s->measured, &s->ecode, s->ereason, sizeof s->ereason) == 0) {
-        s->output = role_from_llm(w->agent->role, content);
-        s->status = "ok";
+        char why[200];
+        s->output = role_from_llm(w->agent->role, content, why, sizeof why);
+        s->status = s->output ? "ok" : "error";
+        if (!s->output) {
+            /* a failed attempt: the orchestrator re-plans it; nothing is filled in */
+            s->output = ev_new_map();
+            s->ecode = PROTO_E_PROVIDER;
+            snprintf(s->ereason, sizeof s->ereason,
+                     "the answer of %s does not fit role %s's schema: %s",
+                     w->agent->cfg->models[s->choice.model].name, w->agent->role->name, why);
+            log_warn("step %s/%s: %s", s->task, s->step, s->ereason);
+        }
     } else {
         s->output = ev_new_map();
         s->status = "error";
@@ -511,7 +524,7 @@ static void s_tool_summary(s_worker_t *w, s_step_t *s, const char *text, const e
     char note[400] = "";
     char *system =
         strdup(a->acfg->system_prompt ? a->acfg->system_prompt : role_system_prompt(a->role));
-    char *user = role_user_prompt(a->role, text, inputs, evidence, !a->acfg->system_prompt);
+    char *user = role_user_prompt(a->role, text, inputs, evidence);
     int64_t prompt_raw = tokens_estimate_chat(system, user);
     int64_t prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
     int64_t max_tokens = agent_max_tokens(m, hold->v[DIM_TOKENS], tokens_with_margin(prompt_cal));
@@ -538,12 +551,16 @@ static void s_tool_summary(s_worker_t *w, s_step_t *s, const char *text, const e
         s->actual.v[DIM_LATENCY_MS] += spent.v[DIM_LATENCY_MS];
         s->actual.v[DIM_COST_UUSD] += spent.v[DIM_COST_UUSD];
         s->measured = measured;
-        if (rc == 0) {
-            ev_t *llm_out = role_from_llm(a->role, content);
-            for (size_t i = 0; llm_out && i < ev_len(llm_out); i++)
+        char why[200];
+        ev_t *llm_out = rc == 0 ? role_from_llm(a->role, content, why, sizeof why) : NULL;
+        if (llm_out) {
+            for (size_t i = 0; i < ev_len(llm_out); i++)
                 ev_set(s->output, ev_key_at(llm_out, i), ev_dup(ev_at(llm_out, i)));
             ev_destroy(&llm_out);
-        } else
+        } else if (rc == 0)
+            snprintf(note, sizeof note, "no summary: the answer does not fit role %s's schema: %s",
+                     a->role->name, why);
+        else
             snprintf(note, sizeof note, "no summary: %.380s", reason);
         free(content);
     }
@@ -620,6 +637,9 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         return proto_error(PROTO_E_INVALID, "step.option.tool: unknown tool %s", tname);
     if (planned == PATH_TOOL && tool < 0)
         return proto_error(PROTO_E_INVALID, "step.option.tool: required for the tool path");
+    if (tool >= 0 && !cfg_role_allows_tool(cfg, a->role, tool))
+        return proto_error(PROTO_E_INVALID, "step.option.tool: %s is not allowed for role %s",
+                           tname, a->role->name);
     proto_amounts_t est;
     proto_get_amounts(option, "est", 0, &est);
 
@@ -675,7 +695,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         const cfg_model_t *m = &cfg->models[s.choice.model];
         system =
             strdup(a->acfg->system_prompt ? a->acfg->system_prompt : role_system_prompt(a->role));
-        user = role_user_prompt(a->role, text, inputs, NULL, !a->acfg->system_prompt);
+        user = role_user_prompt(a->role, text, inputs, NULL);
         prompt_raw = tokens_estimate_chat(system, user);
         prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
         prompt_hold = tokens_with_margin(prompt_cal);
@@ -755,6 +775,8 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
             snprintf(s.ereason, sizeof s.ereason, "%s", err);
         }
     }
+    log_info("step %s/%s %s on the %s path (%s)", task, step, s.status,
+             cfg_path_name(s.choice.path), s.choice.why);
     return s_result(a, &s);
 }
 
@@ -833,8 +855,8 @@ agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t
         snprintf(err, errlen, "%s is not an agent in %s", opts->name, cfg->path);
         return NULL;
     }
-    role_t role;
-    if (role_parse(cfg->agents[idx].role, &role) != 0) {
+    const cfg_role_t *role = cfg_agent_role(cfg, idx);
+    if (!role) {
         snprintf(err, errlen, "agent %s: unknown role %s", opts->name, cfg->agents[idx].role);
         return NULL;
     }
@@ -914,9 +936,9 @@ int agent_run(agent_t *self)
     snprintf(calib_path, sizeof calib_path, "%s/%s.calib.json", self->run_dir, self->name);
     if (self->run_dir[0] && tokens_calib_load(self->calib, calib_path) == 0)
         log_info("token calibration loaded from %s", calib_path);
-    log_info("serving %s (%s role) on %s with %d step%s at once%s", self->name,
-             role_name(self->role), self->endpoint, self->n_threads,
-             self->n_threads == 1 ? "" : "s", self->sec.curve ? "" : " (insecure)");
+    log_info("serving %s (%s role) on %s with %d step%s at once%s", self->name, self->role->name,
+             self->endpoint, self->n_threads, self->n_threads == 1 ? "" : "s",
+             self->sec.curve ? "" : " (insecure)");
 
     int in_flight = 0;
     while (!zsys_interrupted) {

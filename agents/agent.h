@@ -1,4 +1,4 @@
-/*  agent.h - the shared runtime of cto_agent, coo_agent and reconcile_gpt.
+/*  agent.h - the agent runtime: one process serving one agent of the config.
 
     An agent serves its own service on the bus and runs several steps at once
     (up to its configured concurrency) on a small thread pool. Every step
@@ -98,7 +98,7 @@ int64_t agent_elapsed_ms(int64_t start_us, int64_t end_us);
 typedef struct _agent_t agent_t;
 
 typedef struct {
-    const char *name;     /* process and service name, e.g. "cto_agent" */
+    const char *name;     /* process and service name, the agent's name in the config */
     const char *endpoint; /* bus endpoint */
     const char *run_dir;
     bool curve;

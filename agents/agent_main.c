@@ -1,16 +1,21 @@
-/*  agent_main.c - the cto_agent, coo_agent and reconcile_gpt processes.
+/*  agent_main.c - emads-agent, the one program that serves any agent the
+    config defines.
 
-      cto_agent [--home DIR] [--config FILE] [--endpoint E] [--insecure] [--name NAME]
+      emads-agent --name NAME [--home DIR] [--config FILE] [--endpoint E] [--insecure]
 
-    The name (which picks the agent's entry in the config, its certificate
-    and its service on the bus) is --name, else the name this binary was
-    built as (AGENT_NAME), else the program's file name. The config is
-    --config, else $EMADS_CONFIG, else config/emads.yaml. The run directory is
-    --home, else the config's run_dir, else the usual resolution (rundir.h).
-    The bus endpoint is --endpoint, else the config's, else
-    ipc://<run>/bus.sock. Exit codes: 0 clean stop, 1 runtime failure, 2
-    usage or configuration error.
+    NAME picks the agent's entry in the config (its role, models and
+    budget), its certificate and its service on the bus. Without --name the
+    program's own name is used when it is not "emads-agent" (`emadsctl up`
+    starts each agent with argv[0] = NAME). The process takes the agent's
+    name (prctl PR_SET_NAME, so `ps` and top show it; and argv[0] where it
+    fits), and its log lines are prefixed with it. The config is --config,
+    else $EMADS_CONFIG, else config/emads.yaml. The run directory is --home,
+    else the config's run_dir, else the usual resolution (rundir.h). The bus
+    endpoint is --endpoint, else the config's, else ipc://<run>/bus.sock.
+    Exit codes: 0 clean stop, 1 runtime failure, 2 usage or configuration
+    error.
 */
+#define _GNU_SOURCE
 #include <curl/curl.h>
 #include <czmq.h>
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "agents/agent.h"
@@ -27,76 +33,32 @@
 #include "common/log.h"
 #include "common/rundir.h"
 
-#ifndef AGENT_NAME
-#define AGENT_NAME NULL
-#endif
+#define AGENT_PROGRAM "emads-agent"
 
 static void s_usage(FILE *f, const char *prog)
 {
     fprintf(f,
-            "usage: %s [--home DIR] [--config FILE] [--endpoint E] [--insecure] [--name NAME]\n"
-            "Serves one emads agent on the bus: steps run under a ledger hold.\n",
+            "usage: %s --name NAME [--home DIR] [--config FILE] [--endpoint E] [--insecure]\n"
+            "Serves the agent NAME of the config on the bus: steps run under a ledger hold.\n",
             prog);
 }
 
 /* Pid files. <run>/pids/<name>.pid names the first instance of an agent in
    a run directory (`emadsctl up` writes it with the child's pid too, before
    the agent gets here, so a file naming this process is its own). A further
-   instance of the same program in the same run directory (scale-out on one
-   host: `cto_agent --home H` started twice) finds that file naming a live
-   process running the same executable and writes <name>.<pid>.pid instead,
+   instance of the same agent in the same run directory (scale-out on one
+   host: `instances: 2`, or `emads-agent --name NAME` started twice) finds
+   that file naming a live process serving the same agent and writes
+   <name>.<pid>.pid instead,
    so that it overwrites nothing: `emadsctl status` and `down` read every
    <name>.pid and <name>.<digits>.pid. A file naming a dead process or one
    that cannot be identified as this program is stale and is taken over.
    Each instance removes its own file on exit, if it still names it. */
 
-/* The file name of pid's executable (or its command name, which the kernel
-   cuts to 15 bytes, when /proc/PID/exe cannot be read) into out; "" when
-   unknown. *cut is set when only the command name was available. */
-static void s_prog_of(const char *pid, char *out, size_t outlen, bool *cut)
+/* True if pid is a live process other than this one serving agent name. */
+static bool s_pid_is_sibling(long pid, const char *name)
 {
-    char path[64], exe[PATH_MAX];
-    out[0] = '\0';
-    *cut = false;
-    snprintf(path, sizeof path, "/proc/%s/exe", pid);
-    ssize_t n = readlink(path, exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        const char *base = strrchr(exe, '/');
-        snprintf(out, outlen, "%s", base ? base + 1 : exe);
-        /* a rebuilt binary reads "cto_agent (deleted)" */
-        char *del = strstr(out, " (deleted)");
-        if (del && del[10] == '\0')
-            *del = '\0';
-        return;
-    }
-    snprintf(path, sizeof path, "/proc/%s/comm", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    if (!fgets(out, (int)outlen, f))
-        out[0] = '\0';
-    fclose(f);
-    out[strcspn(out, "\n")] = '\0';
-    *cut = true;
-}
-
-/* True if pid is a live process other than this one running this
-   program. */
-static bool s_pid_is_sibling(long pid)
-{
-    if (pid <= 1 || pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
-        return false;
-    char id[32], other[PATH_MAX], self[PATH_MAX];
-    bool ocut, scut;
-    snprintf(id, sizeof id, "%ld", pid);
-    s_prog_of(id, other, sizeof other, &ocut);
-    s_prog_of("self", self, sizeof self, &scut);
-    if (!other[0] || !self[0])
-        return false;
-    if (ocut || scut) /* compare the 15 bytes both have */
-        return strncmp(other, self, 15) == 0;
-    return strcmp(other, self) == 0;
+    return pid != (long)getpid() && rundir_pid_serves(pid, AGENT_PROGRAM, name);
 }
 
 /* Write this process's pid file; path gets its name ("" when none could be
@@ -109,7 +71,7 @@ static void s_write_pid(const char *run_dir, const char *name, char *path, size_
     if (rundir_path(run_dir, rel, path, pathlen) != 0)
         return;
     long other = rundir_pid_read(path);
-    if (s_pid_is_sibling(other)) {
+    if (s_pid_is_sibling(other, name)) {
         snprintf(rel, sizeof rel, "pids/%s.%d.pid", name, (int)getpid());
         if (rundir_path(run_dir, rel, path, pathlen) != 0) {
             path[0] = '\0';
@@ -123,7 +85,7 @@ static void s_write_pid(const char *run_dir, const char *name, char *path, size_
 
 int main(int argc, char **argv)
 {
-    const char *home = NULL, *config = NULL, *endpoint = NULL, *name = AGENT_NAME;
+    const char *home = NULL, *config = NULL, *endpoint = NULL, *name = NULL;
     bool insecure = false;
     char prog[256];
     snprintf(prog, sizeof prog, "%s", argc > 0 ? argv[0] : "agent");
@@ -151,8 +113,23 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!name)
+    if (!name && strcmp(base, AGENT_PROGRAM) != 0)
         name = base;
+    if (!name || !*name) {
+        fprintf(stderr, "%s: --name NAME is required (the agent of the config to serve)\n", base);
+        s_usage(stderr, base);
+        return 2;
+    }
+    /* show as the agent in ps and top: the command name (15 bytes), and
+       argv[0] when the agent's name fits in its place */
+    char comm[16];
+    snprintf(comm, sizeof comm, "%s", name);
+    prctl(PR_SET_NAME, comm, 0, 0, 0);
+    if (argc > 0 && strlen(name) <= strlen(argv[0]) && name != argv[0]) {
+        size_t room = strlen(argv[0]);
+        memset(argv[0], 0, room);
+        memcpy(argv[0], name, strlen(name));
+    }
     log_init(name, LOG_LVL_INFO);
     if (!config)
         config = getenv("EMADS_CONFIG");

@@ -16,47 +16,29 @@
 #include "agents/evjson.h"
 #include "agents/role_rules.h"
 
-#define ROLE_SUMMARY_MAX 2000
-
-int role_parse(const char *name, role_t *out)
+ev_t *role_local(const cfg_role_t *role, const char *text, const ev_t *inputs)
 {
-    if (!name)
-        return -1;
-    if (strcmp(name, "cto") == 0)
-        *out = ROLE_CTO;
-    else if (strcmp(name, "coo") == 0)
-        *out = ROLE_COO;
-    else if (strcmp(name, "reconcile") == 0)
-        *out = ROLE_RECONCILE;
-    else
-        return -1;
-    return 0;
-}
-
-const char *role_name(role_t role)
-{
-    switch (role) {
-    case ROLE_CTO:
-        return "cto";
-    case ROLE_COO:
-        return "coo";
-    case ROLE_RECONCILE:
-        return "reconcile";
+    ev_t *out = NULL;
+    switch (role->rules) {
+    case CFG_RULES_CTO:
+        out = role_cto_local(text);
+        break;
+    case CFG_RULES_COO:
+        out = role_coo_local(text);
+        break;
+    case CFG_RULES_RECONCILE:
+        out = role_reconcile_local(text, inputs);
+        break;
+    case CFG_RULES_GENERAL: {
+        int n = 0;
+        const cfg_field_t *f = role_schema(role, &n);
+        out = role_general_local(role->name, f, n, text, inputs);
+        break;
     }
-    return "?";
-}
-
-ev_t *role_local(role_t role, const char *text, const ev_t *inputs)
-{
-    switch (role) {
-    case ROLE_CTO:
-        return role_cto_local(text);
-    case ROLE_COO:
-        return role_coo_local(text);
-    case ROLE_RECONCILE:
-        return role_reconcile_local(text, inputs);
     }
-    return NULL;
+    if (out)
+        ev_set_str(out, "role", role->name);
+    return out;
 }
 
 /* ---- matching helpers --------------------------------------------------- */
@@ -324,84 +306,222 @@ int rr_requested_weeks(const char *folded)
     return (int)((best + 6) / 7);
 }
 
-/* ---- prompts ------------------------------------------------------------ */
-const char *role_system_prompt(role_t role)
+/* ---- schemas ------------------------------------------------------------ */
+static char *s_decision_values[] = {(char *)"proceed", (char *)"proceed_with_conditions",
+                                    (char *)"reconsider", NULL};
+#define S_STR(k)                                                                                   \
+    {                                                                                              \
+        .key = k, .type = CFG_FIELD_STRING                                                         \
+    }
+#define S_LIST(k)                                                                                  \
+    {                                                                                              \
+        .key = k, .type = CFG_FIELD_LIST                                                           \
+    }
+#define S_NUM(k, lo)                                                                               \
+    {                                                                                              \
+        .key = k, .type = CFG_FIELD_NUMBER, .has_min = true, .min = lo                             \
+    }
+#define S_CONFIDENCE                                                                               \
+    {                                                                                              \
+        .key = "confidence", .type = CFG_FIELD_NUMBER, .has_min = true, .min = 0, .has_max = true, \
+        .max = 1                                                                                   \
+    }
+#define S_DECISION                                                                                 \
+    {                                                                                              \
+        .key = "decision", .type = CFG_FIELD_ENUM, .values = s_decision_values                     \
+    }
+
+/* The built-in schemas of implicit roles, by rule set. */
+static const cfg_field_t s_cto_schema[] = {S_STR("summary"), S_LIST("risks"),
+                                           S_NUM("effort_days", 0), S_DECISION, S_CONFIDENCE};
+static const cfg_field_t s_coo_schema[] = {S_STR("summary"), S_LIST("risks"),
+                                           S_NUM("timeline_weeks", 0), S_DECISION, S_CONFIDENCE};
+static const cfg_field_t s_reconcile_schema[] = {S_STR("recommendation"), S_LIST("agreements"),
+                                                 S_LIST("disagreements"), S_DECISION, S_CONFIDENCE};
+static const cfg_field_t s_general_schema[] = {S_STR("summary"), S_DECISION, S_CONFIDENCE};
+
+const cfg_field_t *role_schema(const cfg_role_t *role, int *n)
 {
-    switch (role) {
-    case ROLE_CTO:
+    if (role->n_fields > 0 || !role->implicit) {
+        *n = role->n_fields;
+        return role->fields;
+    }
+#define S_RET(a)                                                                                   \
+    do {                                                                                           \
+        *n = (int)(sizeof a / sizeof a[0]);                                                        \
+        return a;                                                                                  \
+    } while (0)
+    switch (role->rules) {
+    case CFG_RULES_CTO:
+        S_RET(s_cto_schema);
+    case CFG_RULES_COO:
+        S_RET(s_coo_schema);
+    case CFG_RULES_RECONCILE:
+        S_RET(s_reconcile_schema);
+    case CFG_RULES_GENERAL:
+        break;
+    }
+    S_RET(s_general_schema);
+#undef S_RET
+}
+
+int role_check(const cfg_role_t *role, const ev_t *out, char *why, size_t whylen)
+{
+    if (ev_type(out) != EV_MAP) {
+        snprintf(why, whylen, "the answer is not a JSON object");
+        return -1;
+    }
+    int n = 0;
+    const cfg_field_t *f = role_schema(role, &n);
+    for (int i = 0; i < n; i++) {
+        const ev_t *v = ev_get(out, f[i].key);
+        const char *tn = cfg_field_type_name(f[i].type);
+        if (!v) {
+            snprintf(why, whylen, "missing key '%s' (%s)", f[i].key, tn);
+            return -1;
+        }
+        ev_type_t t = ev_type(v);
+        switch (f[i].type) {
+        case CFG_FIELD_STRING:
+            if (t != EV_STR) {
+                snprintf(why, whylen, "key '%s' must be a string", f[i].key);
+                return -1;
+            }
+            break;
+        case CFG_FIELD_LIST:
+            if (t != EV_ARRAY) {
+                snprintf(why, whylen, "key '%s' must be a list", f[i].key);
+                return -1;
+            }
+            break;
+        case CFG_FIELD_NUMBER: {
+            double d = t == EV_INT || t == EV_FLOAT ? ev_float(v) : NAN;
+            if (!isfinite(d)) {
+                snprintf(why, whylen, "key '%s' must be a number", f[i].key);
+                return -1;
+            }
+            if ((f[i].has_min && d < f[i].min) || (f[i].has_max && d > f[i].max)) {
+                snprintf(why, whylen, "key '%s' is %g, outside %g..%g", f[i].key, d,
+                         f[i].has_min ? f[i].min : -INFINITY, f[i].has_max ? f[i].max : INFINITY);
+                return -1;
+            }
+            break;
+        }
+        case CFG_FIELD_ENUM: {
+            bool ok = false;
+            for (int k = 0; t == EV_STR && f[i].values && f[i].values[k]; k++)
+                ok = ok || strcmp(ev_str(v), f[i].values[k]) == 0;
+            if (!ok) {
+                snprintf(why, whylen, "key '%s' must be one of the role's values", f[i].key);
+                return -1;
+            }
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+/* ---- prompts ------------------------------------------------------------ */
+const char *role_system_prompt(const cfg_role_t *role)
+{
+    if (role->system_prompt && *role->system_prompt)
+        return role->system_prompt;
+    switch (role->rules) {
+    case CFG_RULES_CTO:
         return "You are the CTO of a product company. Judge the technical feasibility of the "
                "task: architecture, technical risks with severity and mitigation, dependencies "
                "and effort in engineer-days. Be concrete and brief.";
-    case ROLE_COO:
+    case CFG_RULES_COO:
         return "You are the COO of a product company. Judge the operational side of the task: "
                "timeline in weeks with phases, staffing by role, and process risks with "
                "mitigations. Be concrete and brief.";
-    case ROLE_RECONCILE:
-        return "You reconcile a CTO's and a COO's analyses of the same task into one "
-               "recommendation. Name where they disagree, decide, and give your confidence "
-               "between 0 and 1.";
+    case CFG_RULES_RECONCILE:
+        return "You reconcile the analyses of several agents of the same task into one "
+               "recommendation. Name, by agent, where they agree and where they disagree, "
+               "decide, and give your confidence between 0 and 1.";
+    case CFG_RULES_GENERAL:
+        break;
     }
-    return "";
+    return "You analyse a task for a product company from your role's point of view. Be "
+           "concrete and brief.";
 }
 
-static const char *s_keys(role_t role)
+/* The schema's keys as prompt text: "summary (string), decision (one of:
+   proceed, ...), confidence (number, 0..1)". */
+static void s_keys_text(const cfg_role_t *role, char *buf, size_t cap)
 {
-    switch (role) {
-    case ROLE_CTO:
-        return "summary (string), risks (array of {risk, severity: low|medium|high, "
-               "mitigation}), dependencies (array of strings), effort_days (integer), "
-               "risk_level (low|medium|high), decision (proceed|proceed_with_conditions|"
-               "reconsider), confidence (number 0..1)";
-    case ROLE_COO:
-        return "summary (string), timeline_weeks (integer), phases (array of {phase, weeks}), "
-               "staffing (array of {role, count}), risks (array of {risk, severity, "
-               "mitigation}), decision (proceed|proceed_with_conditions|reconsider), "
-               "confidence (number 0..1)";
-    case ROLE_RECONCILE:
-        return "recommendation (string), disagreements (array of {topic, cto, coo}), "
-               "decision (proceed|proceed_with_conditions|reconsider), confidence (number "
-               "0..1), summary (string)";
+    int n = 0;
+    const cfg_field_t *f = role_schema(role, &n);
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        rr_cat(buf, cap, "%s%s (", i ? ", " : "", f[i].key);
+        switch (f[i].type) {
+        case CFG_FIELD_ENUM:
+            rr_cat(buf, cap, "one of:");
+            for (int k = 0; f[i].values && f[i].values[k]; k++)
+                rr_cat(buf, cap, "%s %s", k ? "," : "", f[i].values[k]);
+            break;
+        case CFG_FIELD_NUMBER:
+            rr_cat(buf, cap, "number");
+            if (f[i].has_min || f[i].has_max) {
+                rr_cat(buf, cap, ", ");
+                if (f[i].has_min)
+                    rr_cat(buf, cap, "%g", f[i].min);
+                rr_cat(buf, cap, "..");
+                if (f[i].has_max)
+                    rr_cat(buf, cap, "%g", f[i].max);
+            }
+            break;
+        default:
+            rr_cat(buf, cap, "%s", cfg_field_type_name(f[i].type));
+        }
+        rr_cat(buf, cap, ")");
     }
-    return "";
 }
 
-char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const char *evidence,
-                       bool keys)
+char *role_user_prompt(const cfg_role_t *role, const char *text, const ev_t *inputs,
+                       const char *evidence)
 {
-    char *in_json = NULL;
-    if (role == ROLE_RECONCILE && inputs && ev_len(inputs) > 0)
-        in_json = evjson_dump(inputs);
-    bool with_keys = keys;
-    const char *klist = s_keys(role);
-    size_t need = strlen(text ? text : "") + strlen(klist) + (in_json ? strlen(in_json) : 0) +
-                  (evidence ? strlen(evidence) : 0) + 256;
-    char *out = malloc(need);
+    size_t n_in = ev_type(inputs) == EV_MAP ? ev_len(inputs) : 0;
+    char **views = n_in ? calloc(n_in, sizeof *views) : NULL;
+    size_t need = strlen(text ? text : "") + (evidence ? strlen(evidence) : 0) + 4096;
+    for (size_t i = 0; views && i < n_in; i++) {
+        views[i] = evjson_dump(ev_at(inputs, i));
+        need += (views[i] ? strlen(views[i]) : 0) + 3 * CFG_NAME_MAX + 64;
+    }
+    char *out = (n_in && !views) ? NULL : malloc(need);
     if (!out) {
-        free(in_json);
+        for (size_t i = 0; views && i < n_in; i++)
+            free(views[i]);
+        free(views);
         return NULL;
     }
     int n = snprintf(out, need, "Task:\n%s\n\n", text ? text : "");
-    if (in_json)
-        n += snprintf(out + n, need - (size_t)n, "Analyses from the other agents (JSON):\n%s\n\n",
-                      in_json);
+    if (n_in)
+        n += snprintf(out + n, need - (size_t)n,
+                      "Analyses from %zu other agent%s, each labelled with its agent and role:\n",
+                      n_in, n_in == 1 ? "" : "s");
+    for (size_t i = 0; i < n_in; i++) {
+        const ev_t *v = ev_at(inputs, i);
+        n += snprintf(out + n, need - (size_t)n, "### agent %s, role %s (step %s)\n%s\n",
+                      ev_get_str(v, "agent", ev_key_at(inputs, i)), ev_get_str(v, "role", "?"),
+                      ev_key_at(inputs, i), views[i] ? views[i] : "{}");
+        free(views[i]);
+    }
+    free(views);
+    if (n_in)
+        n += snprintf(out + n, need - (size_t)n, "\n");
     if (evidence && *evidence)
         n += snprintf(out + n, need - (size_t)n, "Evidence from tools:\n%s\n\n", evidence);
-    if (with_keys)
-        snprintf(out + n, need - (size_t)n, "Answer with one JSON object with the keys: %s.",
-                 klist);
-    else
-        snprintf(out + n, need - (size_t)n, "Answer with one JSON object.");
-    free(in_json);
+    char keys[2048];
+    s_keys_text(role, keys, sizeof keys);
+    snprintf(out + n, need - (size_t)n,
+             "Answer with one JSON object with exactly these keys, every one present: %s.", keys);
     return out;
 }
 
-/* Copy at most max bytes of s (cut at a UTF-8 boundary) into a new string. */
-static ev_t *s_str_cut(const char *s, size_t max)
-{
-    return ev_new_strn(s, evjson_utf8_cut(s, strlen(s), max));
-}
-
-ev_t *role_from_llm(role_t role, const char *content)
+ev_t *role_from_llm(const cfg_role_t *role, const char *content, char *why, size_t whylen)
 {
     if (!content)
         content = "";
@@ -415,36 +535,13 @@ ev_t *role_from_llm(role_t role, const char *content)
         json_decref(j);
     }
     if (!out) {
-        out = ev_new_map();
-        if (!out)
-            return NULL;
-        ev_set(out, "summary", s_str_cut(content, ROLE_SUMMARY_MAX));
+        snprintf(why, whylen, "the answer holds no JSON object");
+        return NULL;
     }
-    ev_set_str(out, "role", role_name(role));
-    if (role == ROLE_RECONCILE && ev_type(ev_get(out, "recommendation")) != EV_STR) {
-        const char *s = ev_get_str(out, "summary", NULL);
-        ev_set(out, "recommendation", s_str_cut(s ? s : content, ROLE_SUMMARY_MAX));
+    if (role_check(role, out, why, whylen) != 0) {
+        ev_destroy(&out);
+        return NULL;
     }
-    if (ev_type(ev_get(out, "summary")) != EV_STR) {
-        const char *s = ev_get_str(out, "recommendation", NULL);
-        ev_set(out, "summary", s_str_cut(s ? s : content, ROLE_SUMMARY_MAX));
-    }
-    const char *d = ev_get_str(out, "decision", NULL);
-    if (d && (strcasecmp(d, "go") == 0 || strcasecmp(d, "yes") == 0))
-        ev_set_str(out, "decision", "proceed");
-    else if (d && (strcasecmp(d, "no-go") == 0 || strcasecmp(d, "no go") == 0 ||
-                   strcasecmp(d, "no") == 0))
-        ev_set_str(out, "decision", "reconsider");
-    else if (rr_decision_rank(d) < 0)
-        ev_set_str(out, "decision", "proceed_with_conditions");
-    ev_t *ew = ev_get(out, "effort_weeks");
-    if (!ev_get(out, "effort_days") && (ev_type(ew) == EV_INT || ev_type(ew) == EV_FLOAT) &&
-        isfinite(ev_float(ew)) && ev_float(ew) >= 0 && ev_float(ew) < 1e6)
-        ev_set_int(out, "effort_days", (int64_t)ceil(ev_float(ew) * 5.0));
-    ev_t *c = ev_get(out, "confidence");
-    double conf = (ev_type(c) == EV_FLOAT || ev_type(c) == EV_INT) ? ev_float(c) : 0.5;
-    if (!isfinite(conf))
-        conf = 0.5;
-    ev_set_float(out, "confidence", rr_conf(conf, 0.0, 1.0));
+    ev_set_str(out, "role", role->name);
     return out;
 }

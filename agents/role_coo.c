@@ -1,4 +1,4 @@
-/*  role_coo.c - the coo_agent's local analysis: timeline, staffing and
+/*  role_coo.c - the coo rule set's local analysis: timeline, staffing and
     process risks from the task text.
 
     Staffing comes from the workstreams the text reveals (each rule adds a

@@ -1,4 +1,4 @@
-/*  role_cto.c - the cto_agent's local analysis: technical risks,
+/*  role_cto.c - the cto rule set's local analysis: technical risks,
     dependencies and effort from the task text.
 
     Each rule of s_rules names the words that reveal a technical area, the

@@ -1305,9 +1305,138 @@ static int s_model_ref(s_ctx_t *ctx, const yaml_node_t *map, const char *path, c
 static const char *const k_reserved[] = {"orchestrator",      "ledger", "emadsctl", "bus",
                                          "total_task_budget", "*",      NULL};
 
+static const char *const k_rules[] = {"cto", "coo", "reconcile", "general", NULL};
+static const char *const k_field_types[] = {"string", "number", "list", "enum", NULL};
+
+const char *cfg_rules_name(cfg_rules_t r)
+{
+    return (int)r >= 0 && (int)r < CFG_RULES_COUNT ? k_rules[r] : "?";
+}
+
+int cfg_rules_parse(const char *s, cfg_rules_t *out)
+{
+    for (int i = 0; s && k_rules[i]; i++)
+        if (!strcmp(s, k_rules[i])) {
+            *out = (cfg_rules_t)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *cfg_field_type_name(cfg_field_type_t t)
+{
+    return (int)t >= 0 && (int)t < 4 ? k_field_types[t] : "?";
+}
+
+/* One key of a role's schema: {type, values, min, max}. */
+static void s_field_def(s_ctx_t *ctx, cfg_field_t *f, const char *key, yaml_node_t *v,
+                        const char *path)
+{
+    static const char *const keys[] = {"type", "values", "min", "max", NULL};
+    snprintf(f->key, sizeof f->key, "%s", key);
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char t[16], k[300];
+    if (s_read_str(ctx, v, path, "type", true, t, sizeof t) == 1) {
+        int i = 0;
+        while (k_field_types[i] && strcmp(k_field_types[i], t))
+            i++;
+        if (!k_field_types[i]) {
+            s_join(k, sizeof k, path, "type");
+            s_err(ctx, s_line(s_get(ctx, v, "type")), k, "must be string, number, list or enum");
+        } else
+            f->type = (cfg_field_type_t)i;
+    }
+    bool has_values = s_get(ctx, v, "values") != NULL;
+    if (f->type == CFG_FIELD_ENUM)
+        s_read_strv(ctx, v, path, "values", true, 1, 32, &f->values);
+    else if (has_values) {
+        s_join(k, sizeof k, path, "values");
+        s_err(ctx, s_line(s_get(ctx, v, "values")), k, "only an enum takes values");
+    }
+    for (int b = 0; b < 2; b++) {
+        const char *bk = b ? "max" : "min";
+        if (!s_get(ctx, v, bk))
+            continue;
+        if (f->type != CFG_FIELD_NUMBER) {
+            s_join(k, sizeof k, path, bk);
+            s_err(ctx, s_line(s_get(ctx, v, bk)), k, "only a number takes %s", bk);
+            continue;
+        }
+        double d = 0;
+        if (s_read_double(ctx, v, path, bk, false, -1e15, true, 1e15, &d) == 1) {
+            *(b ? &f->max : &f->min) = d;
+            *(b ? &f->has_max : &f->has_min) = true;
+        }
+    }
+    if (f->has_min && f->has_max && f->min > f->max) {
+        s_join(k, sizeof k, path, "min");
+        s_err(ctx, s_line(s_get(ctx, v, "min")), k, "min %g is above max %g", f->min, f->max);
+    }
+}
+
+static void s_role(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
+{
+    static const char *const keys[] = {"system_prompt", "rules", "schema", "tools", NULL};
+    cfg_t *cfg = ctx->cfg;
+    cfg_role_t *r = &cfg->roles[cfg->n_roles++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->rules = CFG_RULES_GENERAL;
+    if (!s_expect_map(ctx, v, path))
+        return;
+    s_check_keys(ctx, v, path, keys);
+    char k[300], rules[16];
+    if (s_read_str(ctx, v, path, "rules", true, rules, sizeof rules) == 1 &&
+        cfg_rules_parse(rules, &r->rules) != 0) {
+        s_join(k, sizeof k, path, "rules");
+        s_err(ctx, s_line(s_get(ctx, v, "rules")), k, "must be cto, coo, reconcile or general");
+    }
+    s_read_strdup(ctx, v, path, "system_prompt", false, S_PROMPT_MAX, &r->system_prompt);
+    yaml_node_t *schema = s_field(ctx, v, path, "schema", false, k, sizeof k);
+    if (!schema)
+        s_err(ctx, line, k, "role '%s' has no schema (the keys and types of its answer)", name);
+    else if (s_expect_map(ctx, schema, k)) {
+        s_check_keys(ctx, schema, k, NULL);
+        char sp[300];
+        snprintf(sp, sizeof sp, "%s", k);
+        for (yaml_node_pair_t *p = schema->data.mapping.pairs.start;
+             p < schema->data.mapping.pairs.top; p++) {
+            const char *key = s_scalar(s_node(ctx, p->key));
+            if (!key)
+                continue; /* reported by s_check_keys */
+            s_join(k, sizeof k, sp, key);
+            if (!s_ident_ok(key)) {
+                s_err(ctx, s_line(s_node(ctx, p->key)), k, "invalid key name");
+                continue;
+            }
+            if (r->n_fields == CFG_MAX_FIELDS) {
+                s_err(ctx, s_line(s_node(ctx, p->key)), k, "too many keys (at most %d)",
+                      CFG_MAX_FIELDS);
+                break;
+            }
+            s_field_def(ctx, &r->fields[r->n_fields++], key, s_node(ctx, p->value), k);
+        }
+        if (r->n_fields == 0)
+            s_err(ctx, s_line(schema), sp, "the schema has no keys");
+    }
+    char **tools = NULL;
+    if (s_read_strv(ctx, v, path, "tools", false, 0, CFG_MAX_TOOLS, &tools) == 1) {
+        s_join(k, sizeof k, path, "tools");
+        for (int i = 0; tools[i]; i++) {
+            int t = cfg_tool_index(cfg, tools[i]);
+            if (t < 0)
+                s_err(ctx, s_line(s_get(ctx, v, "tools")), k, "unknown tool '%s'", tools[i]);
+            else
+                r->tools[r->n_tools++] = t;
+        }
+    }
+    s_strv_free(&tools);
+}
+
 static void s_agent(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
 {
-    static const char *const keys[] = {"role",        "concurrency",   "model",
+    static const char *const keys[] = {"role",        "concurrency",   "model", "instances",
                                        "small_model", "system_prompt", NULL};
     cfg_t *cfg = ctx->cfg;
     if (s_in_list(name, k_reserved)) {
@@ -1317,16 +1446,34 @@ static void s_agent(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, co
     cfg_agent_t *a = &cfg->agents[cfg->n_agents++];
     snprintf(a->name, sizeof a->name, "%s", name);
     a->concurrency = 4;
+    a->instances = 1;
+    a->role_index = -1;
     a->model = a->small_model = -1;
     if (!s_expect_map(ctx, v, path))
         return;
     s_check_keys(ctx, v, path, keys);
-    if (s_read_str(ctx, v, path, "role", true, a->role, sizeof a->role) == 1 &&
-        strcmp(a->role, "cto") && strcmp(a->role, "coo") && strcmp(a->role, "reconcile")) {
-        char k[256];
-        s_join(k, sizeof k, path, "role");
-        s_err(ctx, s_line(s_get(ctx, v, "role")), k, "must be cto, coo or reconcile");
+    if (s_read_str(ctx, v, path, "role", true, a->role, sizeof a->role) == 1) {
+        a->role_index = cfg_role_index(cfg, a->role);
+        cfg_rules_t rules;
+        if (a->role_index < 0 && cfg_rules_parse(a->role, &rules) == 0 &&
+            cfg->n_roles < CFG_MAX_ROLES) {
+            /* a rule set's name without a role of that name: its built-in role */
+            cfg_role_t *r = &cfg->roles[cfg->n_roles];
+            memcpy(r->name, a->role, sizeof r->name); /* both CFG_NAME_MAX */
+            r->rules = rules;
+            r->implicit = true;
+            a->role_index = cfg->n_roles++;
+        }
+        if (a->role_index < 0) {
+            char k[256];
+            s_join(k, sizeof k, path, "role");
+            s_err(ctx, s_line(s_get(ctx, v, "role")), k,
+                  "unknown role '%s' (define it under roles:, or name a rule set: cto, coo, "
+                  "reconcile, general)",
+                  a->role);
+        }
     }
+    s_read_intv(ctx, v, path, "instances", false, 1, CFG_MAX_INSTANCES, &a->instances);
     s_read_intv(ctx, v, path, "concurrency", false, 1, 256, &a->concurrency);
     a->model = s_model_ref(ctx, v, path, "model", false);
     a->small_model = s_model_ref(ctx, v, path, "small_model", false);
@@ -1498,8 +1645,19 @@ static void s_workflow(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v,
                 char op[300];
                 for (int j = 0; j < no; j++) {
                     s_index(op, sizeof op, k, j);
-                    s_option(ctx, &s->options[j], s_node(ctx, opts->data.sequence.items.start[j]),
-                             op);
+                    yaml_node_t *on = s_node(ctx, opts->data.sequence.items.start[j]);
+                    s_option(ctx, &s->options[j], on, op);
+                    const cfg_option_t *o = &s->options[j];
+                    if (s->agent >= 0 && o->tool >= 0 &&
+                        !cfg_role_allows_tool(cfg, cfg_agent_role(cfg, s->agent), o->tool)) {
+                        char tk[320];
+                        s_join(tk, sizeof tk, op, "tool");
+                        s_err(ctx, s_line(s_get(ctx, on, "tool")), tk,
+                              "tool '%s' is not allowed for role '%s' of agent '%s' (add it to "
+                              "roles.%s.tools)",
+                              cfg->tools[o->tool].name, cfg->agents[s->agent].role,
+                              cfg->agents[s->agent].name, cfg->agents[s->agent].role);
+                    }
                 }
                 s->n_options = no;
             }
@@ -1762,10 +1920,10 @@ static void s_defaults(cfg_t *cfg)
 static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel,
                         size_t budgets_len, int *budgets_line)
 {
-    static const char *const keys[] = {
-        "run_dir", "budgets_file", "knowledge_dir", "bus",    "ledger",
-        "planner", "adaptive",     "providers",     "models", "tools",
-        "agents",  "workflows",    "classes",       "access", NULL};
+    static const char *const keys[] = {"run_dir", "budgets_file", "knowledge_dir", "bus",
+                                       "ledger",  "planner",      "adaptive",      "providers",
+                                       "models",  "tools",        "agents",        "workflows",
+                                       "classes", "access",       "roles",         NULL};
     cfg_t *cfg = ctx->cfg;
     s_check_keys(ctx, root, "", keys);
 
@@ -1796,6 +1954,7 @@ static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel
     s_each_named(ctx, root, "providers", false, CFG_MAX_PROVIDERS, false, s_provider);
     s_each_named(ctx, root, "models", false, CFG_MAX_MODELS, true, s_model);
     s_each_named(ctx, root, "tools", false, CFG_MAX_TOOLS, false, s_tool);
+    s_each_named(ctx, root, "roles", false, CFG_MAX_ROLES, false, s_role);
     s_each_named(ctx, root, "agents", true, CFG_MAX_AGENTS, false, s_agent);
     s_each_named(ctx, root, "workflows", true, CFG_MAX_WORKFLOWS, false, s_workflow);
     s_each_named(ctx, root, "classes", false, CFG_MAX_CLASSES, false, s_class);
@@ -1903,9 +2062,24 @@ cfg_t *cfg_load(const char *path, cfg_errors_t *errors)
         yaml_node_t *b = s_get(&ctx, root, "budgets");
         if (b && b->type == YAML_MAPPING_NODE)
             for (int i = 0; i < cfg->n_agents; i++)
-                if (!cfg_budget(cfg, cfg->agents[i].name))
+                if (!cfg_budget(cfg, cfg->agents[i].name)) {
+                    /* name the workflow steps that could not run */
+                    char steps[512] = "";
+                    size_t used = 0;
+                    for (int w = 0; w < cfg->n_workflows; w++)
+                        for (int j = 0; j < cfg->workflows[w].n_steps; j++) {
+                            if (cfg->workflows[w].steps[j].agent != i || used >= sizeof steps)
+                                continue;
+                            int n =
+                                snprintf(steps + used, sizeof steps - used, "%s%s.%s",
+                                         used ? ", " : "; used by workflow step ",
+                                         cfg->workflows[w].name, cfg->workflows[w].steps[j].name);
+                            used += n > 0 ? (size_t)n : 0;
+                        }
                     s_err(&ctx, s_line(b), "budgets",
-                          "agent '%s' has no budget (every agent needs one)", cfg->agents[i].name);
+                          "agent '%s' has no budget (every agent needs one)%s", cfg->agents[i].name,
+                          steps);
+                }
     }
     if (have_doc)
         yaml_document_delete(&doc);
@@ -1934,6 +2108,11 @@ void cfg_destroy(cfg_t **self_p)
             free(cfg->tools[i].argv[j]);
     for (int i = 0; i < CFG_MAX_AGENTS; i++)
         free(cfg->agents[i].system_prompt);
+    for (int i = 0; i < CFG_MAX_ROLES; i++) {
+        free(cfg->roles[i].system_prompt);
+        for (int j = 0; j < CFG_MAX_FIELDS; j++)
+            s_strv_free(&cfg->roles[i].fields[j].values);
+    }
     for (int i = 0; i < CFG_MAX_CLASSES; i++)
         s_strv_free(&cfg->classes[i].keywords);
     for (int i = 0; i < CFG_MAX_ACCESS; i++)
@@ -1982,6 +2161,39 @@ int cfg_path_parse(const char *s, cfg_path_t *out)
 int cfg_agent_index(const cfg_t *cfg, const char *name)
 {
     S_INDEX_OF(cfg->agents, cfg->n_agents, name);
+}
+
+int cfg_role_index(const cfg_t *cfg, const char *name)
+{
+    S_INDEX_OF(cfg->roles, cfg->n_roles, name);
+}
+
+const cfg_role_t *cfg_agent_role(const cfg_t *cfg, int agent)
+{
+    if (agent < 0 || agent >= cfg->n_agents)
+        return NULL;
+    int r = cfg->agents[agent].role_index;
+    return r >= 0 && r < cfg->n_roles ? &cfg->roles[r] : NULL;
+}
+
+bool cfg_role_allows_tool(const cfg_t *cfg, const cfg_role_t *role, int tool)
+{
+    (void)cfg;
+    if (!role || role->implicit)
+        return true;
+    for (int i = 0; i < role->n_tools; i++)
+        if (role->tools[i] == tool)
+            return true;
+    return false;
+}
+
+int cfg_agent_list(const cfg_t *cfg, cfg_agent_ref_t *out, int max)
+{
+    int n = 0;
+    for (int i = 0; cfg && i < cfg->n_agents && n < max; i++, n++)
+        out[n] = (cfg_agent_ref_t){cfg->agents[i].name,
+                                   cfg->agents[i].instances > 0 ? cfg->agents[i].instances : 1};
+    return n;
 }
 
 int cfg_model_index(const cfg_t *cfg, const char *name)

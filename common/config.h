@@ -38,6 +38,9 @@
 #define CFG_MAX_CLASSES   8
 #define CFG_MAX_ACCESS    32
 #define CFG_MAX_ARGV      16
+#define CFG_MAX_ROLES     16
+#define CFG_MAX_FIELDS    24 /* keys in a role's answer schema */
+#define CFG_MAX_INSTANCES 8  /* instances of one agent started by `up` */
 
 typedef enum { PATH_LLM = 0, PATH_LOCAL, PATH_TOOL } cfg_path_t;
 const char *cfg_path_name(cfg_path_t p); /* "llm", "local", "tool" */
@@ -68,13 +71,59 @@ typedef struct {
     int64_t output_cap_bytes;     /* default 65536 */
 } cfg_tool_t;
 
+/* Local rule sets an agent falls back to (agents/role*.c implement them). */
+typedef enum {
+    CFG_RULES_CTO = 0,
+    CFG_RULES_COO,
+    CFG_RULES_RECONCILE,
+    CFG_RULES_GENERAL
+} cfg_rules_t;
+#define CFG_RULES_COUNT 4
+/* "cto", "coo", "reconcile", "general" <-> rules; parse returns 0 / -1. */
+const char *cfg_rules_name(cfg_rules_t r);
+int cfg_rules_parse(const char *s, cfg_rules_t *out);
+
+/* One key of a role's answer schema. */
+typedef enum {
+    CFG_FIELD_STRING = 0,
+    CFG_FIELD_NUMBER,
+    CFG_FIELD_LIST,
+    CFG_FIELD_ENUM
+} cfg_field_type_t;
+const char *cfg_field_type_name(cfg_field_type_t t); /* "string", "number", "list", "enum" */
+typedef struct {
+    char key[CFG_NAME_MAX];
+    cfg_field_type_t type;
+    char **values;         /* enum: owned, NULL-terminated allowed values; else NULL */
+    bool has_min, has_max; /* number: bounds (inclusive) */
+    double min, max;
+} cfg_field_t;
+
+/* A role: what an agent is asked and how its answer must look. A role
+   defined under `roles:` always has a schema (at least one key). An agent
+   whose `role:` names a rule set that is not a defined role gets an
+   implicit role of that name (implicit = true, no schema, no tool list:
+   the rule set's built-in schema and prompt apply, every tool is allowed). */
 typedef struct {
     char name[CFG_NAME_MAX];
-    char role[16];       /* "cto", "coo", "reconcile" */
-    int concurrency;     /* steps at once, default 4 */
-    int model;           /* index into models, -1 none */
-    int small_model;     /* index into models, -1 none */
-    char *system_prompt; /* owned; may be NULL */
+    cfg_rules_t rules;
+    char *system_prompt; /* owned; may be NULL (the rule set's built-in prompt) */
+    cfg_field_t fields[CFG_MAX_FIELDS];
+    int n_fields;
+    int tools[CFG_MAX_TOOLS]; /* indexes into tools that the role may use */
+    int n_tools;
+    bool implicit;
+} cfg_role_t;
+
+typedef struct {
+    char name[CFG_NAME_MAX];
+    char role[CFG_NAME_MAX]; /* the role's name */
+    int role_index;          /* index into roles */
+    int instances;           /* processes `emadsctl up` starts, default 1 */
+    int concurrency;         /* steps at once, default 4 */
+    int model;               /* index into models, -1 none */
+    int small_model;         /* index into models, -1 none */
+    char *system_prompt;     /* owned; may be NULL (the role's prompt applies) */
 } cfg_agent_t;
 
 typedef struct {
@@ -158,6 +207,8 @@ typedef struct {
     int n_models;
     cfg_tool_t tools[CFG_MAX_TOOLS];
     int n_tools;
+    cfg_role_t roles[CFG_MAX_ROLES];
+    int n_roles;
     cfg_agent_t agents[CFG_MAX_AGENTS];
     int n_agents;
     cfg_workflow_t workflows[CFG_MAX_WORKFLOWS];
@@ -177,7 +228,7 @@ typedef struct {
 typedef struct {
     char file[1024];
     int line;      /* 1-based; 0 when not tied to a line */
-    char key[128]; /* dotted path, e.g. budgets.cto_agent.max_tokens */
+    char key[128]; /* dotted path, e.g. budgets.NAME.max_tokens */
     char reason[256];
 } cfg_error_t;
 
@@ -195,6 +246,20 @@ void cfg_errors_free(cfg_errors_t *errors);
 
 /* Lookups: index or -1. */
 int cfg_agent_index(const cfg_t *cfg, const char *name);
+int cfg_role_index(const cfg_t *cfg, const char *name);
+/* The role of agent index i (never NULL for a loaded config). */
+const cfg_role_t *cfg_agent_role(const cfg_t *cfg, int agent);
+/* True if role may use tool index tool (implicit roles may use any). */
+bool cfg_role_allows_tool(const cfg_t *cfg, const cfg_role_t *role, int tool);
+
+/* The agents of the config, in config order, as (name, instances) pairs:
+   what `emadsctl up` starts and what needs a certificate. Fills at most
+   max entries of out (names borrowed from cfg) and returns how many. */
+typedef struct {
+    const char *name;
+    int instances;
+} cfg_agent_ref_t;
+int cfg_agent_list(const cfg_t *cfg, cfg_agent_ref_t *out, int max);
 int cfg_model_index(const cfg_t *cfg, const char *name);
 int cfg_tool_index(const cfg_t *cfg, const char *name);
 int cfg_workflow_index(const cfg_t *cfg, const char *name);

@@ -13,6 +13,8 @@
 #include "common/rundir.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,4 +179,56 @@ void rundir_pid_remove_own(const char *path)
 {
     if (path && path[0] && rundir_pid_read(path) == (long)getpid())
         unlink(path);
+}
+
+/* Read /proc/<pid>/<what> into buf (NUL-terminated); bytes read, -1 on error. */
+static ssize_t s_proc_read(long pid, const char *what, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/%s", pid, what);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+bool rundir_pid_serves(long pid, const char *prog, const char *name)
+{
+    if (pid <= 1 || !prog || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+        return false;
+    char path[64], exe[PATH_MAX], cmd[4096];
+    snprintf(path, sizeof path, "/proc/%ld/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    ssize_t c = n > 0 ? s_proc_read(pid, "cmdline", cmd, sizeof cmd) : -1;
+    if (n <= 0 || c <= 0) {
+        char comm[32];
+        if (s_proc_read(pid, "comm", comm, sizeof comm) <= 0)
+            return false;
+        comm[strcspn(comm, "\n")] = '\0';
+        return comm[0] && strncmp(comm, name ? name : prog, 15) == 0;
+    }
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    size_t pl = strlen(prog);
+    if (strncmp(base, prog, pl) != 0 || (base[pl] && strcmp(base + pl, " (deleted)") != 0))
+        return false;
+    if (!name)
+        return true;
+    /* cmdline: NUL-separated arguments */
+    const char *slash = strrchr(cmd, '/'); /* within argv[0] only */
+    const char *arg0 = slash ? slash + 1 : cmd;
+    if (!strcmp(arg0, name))
+        return true;
+    for (ssize_t i = 0; i < c;) {
+        const char *a = cmd + i;
+        size_t l = strlen(a);
+        if (!strcmp(a, "--name") && i + (ssize_t)l + 1 < c && !strcmp(a + l + 1, name))
+            return true;
+        i += (ssize_t)l + 1;
+    }
+    return false;
 }

@@ -12,6 +12,7 @@
     $HOME/.local/state/emads. */
 #ifndef EMADS_RUNDIR_H_INCLUDED
 #define EMADS_RUNDIR_H_INCLUDED
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Resolve the run directory into out (PATH_MAX). home may be NULL.
@@ -39,6 +40,14 @@ int rundir_mkdirs(const char *path, int mode);
    (replacing it); 0 or -1. rundir_pid_remove_own: remove path if it still
    names this process (another instance may have replaced it since). */
 long rundir_pid_read(const char *path);
+/* True if pid is a live process positively identified as program prog
+   (the file name of /proc/PID/exe; a rebuilt binary's " (deleted)" is
+   ignored) serving name: its command line has `--name NAME` or argv[0]
+   NAME (name NULL: any). When /proc/PID/exe or cmdline cannot be read
+   (another user's process), its command name (15 bytes, which emads-agent
+   sets to the agent's name) must equal name, or prog when name is NULL.
+   A process that cannot be identified is never taken for ours. */
+bool rundir_pid_serves(long pid, const char *prog, const char *name);
 int rundir_pid_write(const char *path, long pid);
 void rundir_pid_remove_own(const char *path);
 

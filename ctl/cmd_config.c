@@ -39,8 +39,11 @@ static void s_help(const char *prog)
            "    config/emads.yaml) and the budgets file it names, strictly:\n"
            "    unknown or duplicate keys, wrong types, negative or absurd\n"
            "    numbers, missing required keys, references to undefined models,\n"
-           "    tools, agents, workflows or steps, and cycles between steps are\n"
-           "    errors. Every error is printed on standard error as\n"
+           "    tools, agents, roles, workflows or steps, and cycles between steps\n"
+           "    are errors; so are a role without a schema, a workflow option using\n"
+           "    a tool its agent's role may not use, and an agent (or the workflow\n"
+           "    step naming it) without a budget. Every error is printed on\n"
+           "    standard error as\n"
            "        file:line: key: reason\n"
            "    On success a summary is printed (with --json, a JSON object).\n"
            "\n"
@@ -134,9 +137,30 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
     printf("\nagents:\n");
     for (int i = 0; i < cfg->n_agents; i++) {
         const cfg_agent_t *a = &cfg->agents[i];
-        printf("  %-16s role %-9s concurrency %-3d model %s, small model %s\n", a->name, a->role,
-               a->concurrency, a->model >= 0 ? cfg->models[a->model].name : "-",
+        printf("  %-16s role %-9s instances %d, concurrency %-3d model %s, small model %s\n",
+               a->name, a->role, a->instances, a->concurrency,
+               a->model >= 0 ? cfg->models[a->model].name : "-",
                a->small_model >= 0 ? cfg->models[a->small_model].name : "-");
+    }
+
+    printf("\nroles:\n");
+    for (int i = 0; i < cfg->n_roles; i++) {
+        const cfg_role_t *r = &cfg->roles[i];
+        printf("  %-16s rules %-9s", r->name, cfg_rules_name(r->rules));
+        if (r->implicit)
+            printf(" (built-in prompt and schema)");
+        else {
+            printf(" schema:");
+            for (int k = 0; k < r->n_fields; k++)
+                printf("%s %s (%s)", k ? "," : "", r->fields[k].key,
+                       cfg_field_type_name(r->fields[k].type));
+            printf("; tools:");
+            for (int k = 0; k < r->n_tools; k++)
+                printf(" %s", cfg->tools[r->tools[k]].name);
+            if (r->n_tools == 0)
+                printf(" none");
+        }
+        printf("\n");
     }
 
     printf("\nmodels (USD per 1M tokens):\n");
@@ -262,15 +286,42 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
         const cfg_agent_t *a = &cfg->agents[i];
         const cfg_budget_t *b = cfg_budget(cfg, a->name);
         json_array_append_new(
-            agents, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o}", "name", a->name, "role", a->role,
-                              "concurrency", a->concurrency, "model",
-                              a->model >= 0 ? json_string(cfg->models[a->model].name) : json_null(),
-                              "small_model",
-                              a->small_model >= 0 ? json_string(cfg->models[a->small_model].name)
-                                                  : json_null(),
-                              "budget", b ? s_amounts(&b->limit) : json_null()));
+            agents,
+            json_pack("{s:s, s:s, s:i, s:i, s:o, s:o, s:o}", "name", a->name, "role", a->role,
+                      "instances", a->instances, "concurrency", a->concurrency, "model",
+                      a->model >= 0 ? json_string(cfg->models[a->model].name) : json_null(),
+                      "small_model",
+                      a->small_model >= 0 ? json_string(cfg->models[a->small_model].name)
+                                          : json_null(),
+                      "budget", b ? s_amounts(&b->limit) : json_null()));
     }
     json_object_set_new(root, "agents", agents);
+
+    json_t *roles = json_array();
+    for (int i = 0; i < cfg->n_roles; i++) {
+        const cfg_role_t *r = &cfg->roles[i];
+        json_t *schema = json_object(), *tools = json_array();
+        for (int k = 0; k < r->n_fields; k++) {
+            const cfg_field_t *f = &r->fields[k];
+            json_t *jf = json_pack("{s:s}", "type", cfg_field_type_name(f->type));
+            if (f->values)
+                json_object_set_new(jf, "values", s_strv(f->values));
+            if (f->has_min)
+                json_object_set_new(jf, "min", json_real(f->min));
+            if (f->has_max)
+                json_object_set_new(jf, "max", json_real(f->max));
+            json_object_set_new(schema, f->key, jf);
+        }
+        for (int k = 0; k < r->n_tools; k++)
+            json_array_append_new(tools, json_string(cfg->tools[r->tools[k]].name));
+        json_array_append_new(roles,
+                              json_pack("{s:s, s:s, s:b, s:o, s:o}", "name", r->name, "rules",
+                                        cfg_rules_name(r->rules), "implicit", r->implicit, "schema",
+                                        schema, "tools", r->implicit ? json_null() : tools));
+        if (r->implicit)
+            json_decref(tools);
+    }
+    json_object_set_new(root, "roles", roles);
 
     json_t *providers = json_array();
     for (int i = 0; i < cfg->n_providers; i++) {

@@ -2,9 +2,11 @@
 
     up      creates the run directory and the certificate store on first use,
             then starts, in order, the bus, the ledger, the orchestrator and
-            the three agents as daemons (own session, stdin /dev/null,
-            stdout and stderr appended to <run>/logs/<name>.log, pid in
-            <run>/pids/<name>.pid) and waits until each is healthy before
+            every agent the config defines (emads-agent --name NAME, as many
+            instances as its `instances`) as daemons (own session, stdin
+            /dev/null, stdout and stderr appended to <run>/logs/<name>.log,
+            pid in <run>/pids/<name>.pid, further instances'
+            <name>.<pid>.pid) and waits until each is healthy before
             starting the next: the bus when it answers a ping, every other
             process when the bus's ping reply lists a live worker for its
             service. A process that is already running is left alone, so
@@ -19,10 +21,11 @@
     started again by hand to add a worker on this host): the first has
     <run>/pids/<name>.pid, each further one <name>.<pid>.pid (written by the
     agent itself, see agents/agent_main.c). status counts and lists them
-    ("cto_agent (2)"), down stops them all. Only a pid positively identified
+    ("NAME (2)"), down stops them all. Only a pid positively identified
     as the program (s_pid_is) is ever signalled.
 
-    Binaries are looked up in $EMADS_LIBEXEC, next to emadsctl, in the
+    The process list comes from the config (ctl_proc_list): nothing here
+    names an agent. Binaries are looked up in $EMADS_LIBEXEC, next to emadsctl, in the
     sibling folders of a meson build tree (../bus, ../budgets,
     ../orchestrator, ../agents), then in PATH.
 */
@@ -70,9 +73,10 @@ static bool s_executable(const char *path)
 /* Find binary name; 0 with its path in out, -1 if nowhere. */
 static int s_find_binary(const ctl_proc_t *p, char *out, size_t outlen)
 {
+    const char *prog = p->binary ? p->binary : p->name;
     const char *lib = getenv("EMADS_LIBEXEC");
     if (lib && *lib) {
-        snprintf(out, outlen, "%s/%s", lib, p->name);
+        snprintf(out, outlen, "%s/%s", lib, prog);
         if (s_executable(out))
             return 0;
     }
@@ -83,10 +87,10 @@ static int s_find_binary(const ctl_proc_t *p, char *out, size_t outlen)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            snprintf(out, outlen, "%s/%s", exe, p->name);
+            snprintf(out, outlen, "%s/%s", exe, prog);
             if (s_executable(out))
                 return 0;
-            snprintf(out, outlen, "%s/../%s/%s", exe, p->subdir, p->name);
+            snprintf(out, outlen, "%s/../%s/%s", exe, p->subdir, prog);
             if (s_executable(out))
                 return 0;
         }
@@ -95,7 +99,7 @@ static int s_find_binary(const ctl_proc_t *p, char *out, size_t outlen)
     if (path) {
         char *copy = strdup(path), *save = NULL;
         for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-            snprintf(out, outlen, "%s/%s", *dir ? dir : ".", p->name);
+            snprintf(out, outlen, "%s/%s", *dir ? dir : ".", prog);
             if (s_executable(out)) {
                 free(copy);
                 return 0;
@@ -110,11 +114,15 @@ static int s_find_binary(const ctl_proc_t *p, char *out, size_t outlen)
    executable's file name, or (when /proc/PID/exe cannot be read) its
    command name, which the kernel cuts to 15 bytes. A process that cannot
    be identified is never taken for ours, so a stale or forged pid file can
-   never make `down` signal another program. */
-static bool s_pid_is(pid_t pid, const char *name)
+   never make `down` signal another program. An agent is emads-agent
+   serving that agent's name (rundir_pid_serves). */
+static bool s_pid_is(pid_t pid, const ctl_proc_t *p)
 {
     if (pid <= 1 || pid == getpid())
         return false;
+    if (p->binary)
+        return rundir_pid_serves((long)pid, p->binary, p->name);
+    const char *name = p->name;
     char path[64], exe[PATH_MAX];
     snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
     ssize_t n = readlink(path, exe, sizeof exe - 1);
@@ -154,7 +162,7 @@ static int s_instances(const char *run, const ctl_proc_t *p, pid_t *pids, ctl_pi
         bool seen = false;
         for (int k = 0; k < n; k++)
             seen = seen || pids[k] == pid;
-        if (!seen && pid > 0 && ctl_pid_alive(pid) && s_pid_is(pid, p->name))
+        if (!seen && pid > 0 && ctl_pid_alive(pid) && s_pid_is(pid, p))
             pids[n++] = pid;
     }
     return n;
@@ -188,10 +196,15 @@ static pid_t s_spawn(const char *bin, char *const argv[], const char *logpath)
     _exit(127);
 }
 
-static void s_write_pid(const char *run, const char *name, pid_t pid)
+/* The pid file of a started instance: <name>.pid for the first, else
+   <name>.<pid>.pid (as a further instance writes it itself). */
+static void s_write_pid(const char *run, const char *name, pid_t pid, bool first)
 {
     char path[PATH_MAX + 128];
-    snprintf(path, sizeof path, "%s/pids/%s.pid", run, name);
+    if (first)
+        snprintf(path, sizeof path, "%s/pids/%s.pid", run, name);
+    else
+        snprintf(path, sizeof path, "%s/pids/%s.%d.pid", run, name, (int)pid);
     rundir_pid_write(path, (long)pid);
 }
 
@@ -236,9 +249,10 @@ static int64_t s_service_workers(ctl_conn_t *conn, const char *service)
 }
 
 /* Wait until p is healthy. client may be NULL until the bus is up. w0:
-   the workers the bus listed for p's service before p was started. */
+   the workers the bus listed for p's service before p was started; live:
+   how many of them are instances of p known to run here. */
 static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool ours, int64_t w0,
-                          int64_t *ms_out)
+                          int live, int64_t *ms_out)
 {
     int64_t t0 = s_mono_ms();
     int64_t peak = w0;
@@ -268,7 +282,10 @@ static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool
                 int64_t w = s_workers(pong, p->service);
                 if (w > peak)
                     peak = w;
-                ok = ours ? w > 0 && (w0 <= 0 || w < peak || w < w0) : w > 0;
+                if (ours && live > 0 && w0 <= live)
+                    ok = w > w0; /* a further instance: one more worker */
+                else
+                    ok = ours ? w > 0 && (w0 <= 0 || w < peak || w < w0) : w > 0;
             }
             ev_destroy(&pong);
             if (ok) {
@@ -325,8 +342,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
         fprintf(stderr, "%s: warning: running without CURVE: peers are not authenticated\n",
                 opts->prog);
     if (conn.curve) {
-        static const char *const names[] = {
-            "ledger", "orchestrator", "cto_agent", "coo_agent", "reconcile_gpt", "emadsctl", NULL};
+        const char *names[CTL_MAX_PROCS + 2];
+        ctl_cert_names(conn.cfg, names, CTL_MAX_PROCS + 2);
         int made = bus_certs_init(conn.run, names);
         if (made < 0) {
             fprintf(stderr, "%s: cannot create certificates in %s/certs\n", opts->prog, conn.run);
@@ -342,75 +359,96 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
     json_t *jprocs = json_array();
     int started = 0, already = 0;
     rc = CTL_EXIT_OK;
-    for (int i = 0; i < ctl_n_procs && rc == CTL_EXIT_OK; i++) {
-        const ctl_proc_t *p = &ctl_procs[i];
+    ctl_proc_t procs[CTL_MAX_PROCS];
+    int nprocs = ctl_proc_list(conn.cfg, procs, CTL_MAX_PROCS);
+    for (int i = 0; i < nprocs && rc == CTL_EXIT_OK; i++) {
+        const ctl_proc_t *p = &procs[i];
         char logpath[PATH_MAX + 128];
         snprintf(logpath, sizeof logpath, "%s/logs/%s.log", conn.run, p->name);
-        pid_t pid = s_running_pid(conn.run, p);
-        bool ours = false;
-        int64_t before = s_service_workers(&conn, p->service);
-        if (!pid) {
-            char bin[PATH_MAX + 128];
-            if (s_find_binary(p, bin, sizeof bin) != 0) {
-                fprintf(stderr,
-                        "%s: cannot find %s (looked in $EMADS_LIBEXEC, next to %s, in the "
-                        "build tree and in PATH)\n",
-                        opts->prog, p->name, opts->prog);
-                rc = CTL_EXIT_FAIL;
-                break;
-            }
-            char *args[12];
-            int n = 0;
-            args[n++] = (char *)p->name;
-            args[n++] = "--config";
-            args[n++] = conn.cfg->path;
-            args[n++] = "--home";
-            args[n++] = conn.run;
-            if (!strcmp(p->service, "bus"))
-                args[n++] = "--foreground";
-            if (!conn.curve)
-                args[n++] = "--insecure";
-            args[n] = NULL;
-            if (!opts->json) {
-                printf("starting %-19s ", p->name);
+        pid_t running[CTL_MAX_PIDFILES];
+        int nrun = s_instances(conn.run, p, running, NULL, NULL);
+        int want = p->instances > 1 ? p->instances : 1;
+        for (int k = 0; k < want && rc == CTL_EXIT_OK; k++) {
+            pid_t pid = k < nrun ? running[k] : 0;
+            bool ours = false;
+            int64_t before = s_service_workers(&conn, p->service);
+            char label[96];
+            if (want > 1)
+                snprintf(label, sizeof label, "%s (%d/%d)", p->name, k + 1, want);
+            else
+                snprintf(label, sizeof label, "%s", p->name);
+            if (!pid) {
+                char bin[PATH_MAX + 128];
+                if (s_find_binary(p, bin, sizeof bin) != 0) {
+                    fprintf(stderr,
+                            "%s: cannot find %s (looked in $EMADS_LIBEXEC, next to %s, in the "
+                            "build tree and in PATH)\n",
+                            opts->prog, p->binary ? p->binary : p->name, opts->prog);
+                    rc = CTL_EXIT_FAIL;
+                    break;
+                }
+                char *args[14];
+                int n = 0;
+                args[n++] = (char *)p->name; /* ps shows the agent's name */
+                if (p->binary) {
+                    args[n++] = "--name";
+                    args[n++] = (char *)p->name;
+                }
+                args[n++] = "--config";
+                args[n++] = conn.cfg->path;
+                args[n++] = "--home";
+                args[n++] = conn.run;
+                if (!strcmp(p->service, "bus"))
+                    args[n++] = "--foreground";
+                if (!conn.curve)
+                    args[n++] = "--insecure";
+                args[n] = NULL;
+                if (!opts->json) {
+                    printf("starting %-19s ", label);
+                    fflush(stdout);
+                }
+                pid = s_spawn(bin, args, logpath);
+                if (pid < 0) {
+                    fprintf(stderr, "%s: fork: %s\n", opts->prog, strerror(errno));
+                    rc = CTL_EXIT_FAIL;
+                    break;
+                }
+                /* <name>.pid unless it names a live instance (as the
+                   agent itself decides: see agents/agent_main.c) */
+                pid_t named = ctl_read_pid(conn.run, p->name);
+                bool first = named <= 0 || !ctl_pid_alive(named) || !s_pid_is(named, p);
+                s_write_pid(conn.run, p->name, pid, first);
+                ours = true;
+            } else if (!opts->json) {
+                printf("running  %-19s ", label);
                 fflush(stdout);
             }
-            pid = s_spawn(bin, args, logpath);
-            if (pid < 0) {
-                fprintf(stderr, "%s: fork: %s\n", opts->prog, strerror(errno));
+            int64_t ms = 0;
+            int h = s_wait_healthy(&conn, p, pid, ours, before, ours ? k : 0, &ms);
+            json_t *jp = json_pack("{s:s, s:i, s:i, s:b, s:s}", "name", p->name, "instance", k + 1,
+                                   "pid", (int)pid, "started", ours, "log", logpath);
+            if (h == 0) {
+                json_object_set_new(jp, "healthy_after_ms", json_integer(ms));
+                if (!opts->json && ours)
+                    printf("ok (pid %d, healthy after %" PRId64 " ms)\n", (int)pid, ms);
+                else if (!opts->json)
+                    printf("ok (pid %d)\n", (int)pid);
+                if (ours)
+                    started++;
+                else
+                    already++;
+            } else {
+                if (!opts->json)
+                    printf("FAILED\n");
+                fprintf(stderr, "%s: %s %s; see %s\n", opts->prog, label,
+                        h < 0 ? "exited during start-up" : "did not become healthy in time",
+                        logpath);
+                s_tail_log(logpath);
                 rc = CTL_EXIT_FAIL;
-                break;
             }
-            s_write_pid(conn.run, p->name, pid);
-            ours = true;
-        } else if (!opts->json) {
-            printf("running  %-19s ", p->name);
-            fflush(stdout);
+            json_object_set_new(jp, "healthy", json_boolean(h == 0));
+            json_array_append_new(jprocs, jp);
         }
-        int64_t ms = 0;
-        int h = s_wait_healthy(&conn, p, pid, ours, before, &ms);
-        json_t *jp = json_pack("{s:s, s:i, s:b, s:s}", "name", p->name, "pid", (int)pid, "started",
-                               ours, "log", logpath);
-        if (h == 0) {
-            json_object_set_new(jp, "healthy_after_ms", json_integer(ms));
-            if (!opts->json && ours)
-                printf("ok (pid %d, healthy after %" PRId64 " ms)\n", (int)pid, ms);
-            else if (!opts->json)
-                printf("ok (pid %d)\n", (int)pid);
-            if (ours)
-                started++;
-            else
-                already++;
-        } else {
-            if (!opts->json)
-                printf("FAILED\n");
-            fprintf(stderr, "%s: %s %s; see %s\n", opts->prog, p->name,
-                    h < 0 ? "exited during start-up" : "did not become healthy in time", logpath);
-            s_tail_log(logpath);
-            rc = CTL_EXIT_FAIL;
-        }
-        json_object_set_new(jp, "healthy", json_boolean(h == 0));
-        json_array_append_new(jprocs, jp);
     }
     if (rc == CTL_EXIT_OK && !opts->json) {
         if (started == 0)
@@ -483,7 +521,7 @@ static int s_stop(ctl_opts_t *opts, const char *run, const ctl_proc_t *p, int64_
         int64_t waited = s_mono_ms() - t0;
         if (waited > grace_ms) {
             for (int i = 0; i < n; i++)
-                if (ctl_pid_alive(pids[i]) && s_pid_is(pids[i], p->name)) {
+                if (ctl_pid_alive(pids[i]) && s_pid_is(pids[i], p)) {
                     kill(pids[i], SIGKILL);
                     killed[i] = true;
                 }
@@ -536,15 +574,17 @@ static int s_down(ctl_opts_t *opts, int argc, char **argv)
     }
     json_t *jprocs = json_array();
     int stopped = 0;
-    int order[16], n = 0;
-    for (int i = 0; i < ctl_n_procs; i++)
-        if (!strcmp(ctl_procs[i].name, "emads-orchestrator"))
+    ctl_proc_t procs[CTL_MAX_PROCS];
+    int nprocs = ctl_proc_list(conn.cfg, procs, CTL_MAX_PROCS);
+    int order[CTL_MAX_PROCS], n = 0;
+    for (int i = 0; i < nprocs; i++)
+        if (!strcmp(procs[i].name, "emads-orchestrator"))
             order[n++] = i;
-    for (int i = ctl_n_procs - 1; i >= 0; i--)
-        if (strcmp(ctl_procs[i].name, "emads-orchestrator"))
+    for (int i = nprocs - 1; i >= 0; i--)
+        if (strcmp(procs[i].name, "emads-orchestrator"))
             order[n++] = i;
     for (int k = 0; k < n; k++) {
-        const ctl_proc_t *p = &ctl_procs[order[k]];
+        const ctl_proc_t *p = &procs[order[k]];
         bool orch = !strcmp(p->name, "emads-orchestrator");
         if (s_stop(opts, conn.run, p, orch ? DOWN_ORCH_GRACE_MS : DOWN_GRACE_MS, jprocs) > 0)
             stopped++;
@@ -639,8 +679,10 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
         printf("%-19s %-8s %-8s %-9s %-8s %-9s %s\n", "PROCESS", "PID", "STATE", "UPTIME",
                "WORKERS", "INFLIGHT", "HEARTBEAT");
     int down = 0;
-    for (int i = 0; i < ctl_n_procs; i++) {
-        const ctl_proc_t *p = &ctl_procs[i];
+    ctl_proc_t procs[CTL_MAX_PROCS];
+    int nprocs = conn.cfg ? ctl_proc_list(conn.cfg, procs, CTL_MAX_PROCS) : 0;
+    for (int i = 0; i < nprocs; i++) {
+        const ctl_proc_t *p = &procs[i];
         pid_t pids[CTL_MAX_PIDFILES];
         int ninst = s_instances(conn.run, p, pids, NULL, NULL);
         pid_t pid = ninst > 0 ? pids[0] : 0;
@@ -650,8 +692,10 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
         int64_t workers = svc ? ev_get_int(svc, "workers", 0) : is_bus && bus_up ? 1 : 0;
         int64_t inflight = svc ? ev_get_int(svc, "inflight", 0) : 0;
         int64_t hb = svc ? ev_get_int(svc, "heartbeat_age_ms", -1) : -1;
+        int want = p->instances > 1 ? p->instances : 1;
         const char *state = !pid               ? "stopped"
                             : is_bus && bus_up ? "running"
+                            : ninst < want     ? "partial" /* fewer instances than configured */
                             : workers > 0      ? "running"
                                                : "no-bus";
         if (strcmp(state, "running"))
@@ -676,7 +720,7 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
                              (int)pids[k]);
             used += w > 0 ? w : 0;
         }
-        char label[64]; /* "cto_agent (2)" when several instances run */
+        char label[64]; /* "NAME (2)" when several instances run */
         if (ninst > 1)
             snprintf(label, sizeof label, "%s (%d)", p->name, ninst);
         else
@@ -689,6 +733,7 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
         json_object_set_new(jp, "pid", pid ? json_integer(pid) : json_null());
         /* every live instance, the first one's pid first */
         json_object_set_new(jp, "instances", json_integer(ninst));
+        json_object_set_new(jp, "configured_instances", json_integer(want));
         json_t *jpids = json_array();
         for (int k = 0; k < ninst; k++)
             json_array_append_new(jpids, json_integer(pids[k]));
@@ -724,15 +769,18 @@ static void s_help_up(void)
            "       emadsctl [--home DIR] [--json] down\n"
            "       emadsctl [--home DIR] [--json] status [TASK]\n"
            "\n"
-           "up      start the bus, ledger, orchestrator and agents as daemons and wait until\n"
-           "        each is healthy; creates the run directory and certificates on first use.\n"
+           "up      start the bus, ledger, orchestrator and every agent the config defines\n"
+           "        (emads-agent --name NAME, 'instances' processes each) as daemons and wait\n"
+           "        until each is healthy; creates the run directory and certificates (one per\n"
+           "        agent of the config) on first use.\n"
            "        --insecure turns CURVE off (debugging only).\n"
            "down    stop every process: the orchestrator first (it finishes the steps in\n"
            "        flight; SIGKILL after 35 s), then the agents, the ledger and the bus\n"
            "        (SIGKILL after 10 s each); removes the bus socket. Every instance of a\n"
            "        process started more than once in this run directory is stopped.\n"
            "status  each process with pid, state, uptime, bus workers and heartbeat;\n"
-           "        'cto_agent (2)' when two instances run (the pid is the first's).\n"
+           "        'NAME (2)' when two instances run (every pid is listed); state\n"
+           "        'partial' when fewer instances run than the config's 'instances'.\n"
            "        Exit 3 when the bus is not running, 1 when some process is down.\n"
            "        With TASK: the task's state, time running (or taken, once ended) and\n"
            "        its steps (exit 1 if unknown).\n"

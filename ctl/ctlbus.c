@@ -26,14 +26,40 @@
 #include "common/rundir.h"
 
 const ctl_proc_t ctl_procs[] = {
-    {"emads-bus", "bus", NULL, "bus"},
-    {"emads-ledger", "ledger", "ledger", "budgets"},
-    {"emads-orchestrator", "orchestrator", "orchestrator", "orchestrator"},
-    {"cto_agent", "cto_agent", "cto_agent", "agents"},
-    {"coo_agent", "coo_agent", "coo_agent", "agents"},
-    {"reconcile_gpt", "reconcile_gpt", "reconcile_gpt", "agents"},
+    {"emads-bus", "bus", NULL, "bus", NULL, 0},
+    {"emads-ledger", "ledger", "ledger", "budgets", NULL, 0},
+    {"emads-orchestrator", "orchestrator", "orchestrator", "orchestrator", NULL, 0},
 };
 const int ctl_n_procs = (int)(sizeof ctl_procs / sizeof ctl_procs[0]);
+
+int ctl_proc_list(const cfg_t *cfg, ctl_proc_t *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < ctl_n_procs && n < max; i++)
+        out[n++] = ctl_procs[i];
+    cfg_agent_ref_t agents[CFG_MAX_AGENTS];
+    int na = cfg_agent_list(cfg, agents, CFG_MAX_AGENTS);
+    for (int i = 0; i < na && n < max; i++)
+        out[n++] = (ctl_proc_t){.name = agents[i].name,
+                                .service = agents[i].name,
+                                .cert = agents[i].name,
+                                .subdir = "agents",
+                                .binary = "emads-agent",
+                                .instances = agents[i].instances};
+    return n;
+}
+
+int ctl_cert_names(const cfg_t *cfg, const char **names, int max)
+{
+    ctl_proc_t procs[CTL_MAX_PROCS];
+    int np = ctl_proc_list(cfg, procs, CTL_MAX_PROCS), n = 0;
+    for (int i = 0; i < np && n + 2 < max; i++)
+        if (procs[i].cert)
+            names[n++] = procs[i].cert;
+    names[n++] = "emadsctl";
+    names[n] = NULL;
+    return n;
+}
 
 int ctl_conn_prepare(ctl_opts_t *opts, ctl_conn_t *conn)
 {

@@ -15,14 +15,27 @@
 
 /* One process of the constellation, in start order. */
 typedef struct {
-    const char *name;    /* binary, pid file and log name: "emads-bus" */
+    const char *name;    /* pid file and log name (and binary unless binary is set): "emads-bus" */
     const char *service; /* bus service that proves it healthy ("bus" for the broker) */
     const char *cert;    /* certificate name; NULL for the bus (its server cert) */
     const char *subdir;  /* sibling build folder holding the binary: "bus" */
+    const char *binary;  /* program file when it is not name ("emads-agent"), else NULL */
+    int instances;       /* processes `up` starts; 0 means 1 */
 } ctl_proc_t;
 
+/* The processes that are not agents: bus, ledger, orchestrator, ... */
 extern const ctl_proc_t ctl_procs[];
 extern const int ctl_n_procs;
+
+/* Every process of the constellation cfg defines, in start order:
+   ctl_procs, then one entry per agent of the config (cfg_agent_list:
+   binary emads-agent, started with --name NAME, its instances). Fills at
+   most max entries of out (names borrowed from cfg) and returns how many. */
+#define CTL_MAX_PROCS (16 + CFG_MAX_AGENTS)
+int ctl_proc_list(const cfg_t *cfg, ctl_proc_t *out, int max);
+/* The certificate names cfg needs, NULL-terminated, into names (at most
+   max - 1 of them): every process's cert and "emadsctl". Returns how many. */
+int ctl_cert_names(const cfg_t *cfg, const char **names, int max);
 
 /* A connection to the running constellation. */
 typedef struct {

@@ -76,7 +76,7 @@ void ctl_texts_free(char ***texts_p);
 /* True if fname (a file name in <run>/pids, no folder) is a pid file of
    process name: "<name>.pid" (the first instance) or "<name>.<digits>.pid"
    (a further instance of the same program in the same run directory, see
-   agents/agent_main.c). "cto_agent_x.pid" is not one of cto_agent's. */
+   agents/agent_main.c). "NAME_x.pid" is not one of NAME's. */
 bool ctl_pidfile_match(const char *fname, const char *name);
 
 #endif

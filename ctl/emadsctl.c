@@ -189,8 +189,8 @@ static void s_help(const char *prog)
            "\n",
            prog, prog, prog, prog);
     printf("DESCRIPTION\n"
-           "    emads runs an orchestrator and its agents (cto_agent, coo_agent,\n"
-           "    reconcile_gpt) as separate processes on a ZeroMQ bus, with a budget\n"
+           "    emads runs an orchestrator and the agents its config defines (one\n"
+           "    emads-agent process each) on a ZeroMQ bus, with a budget\n"
            "    ledger that grants or denies every step of work, before it runs,\n"
            "    against each agent's quota and the task's total budget in tokens,\n"
            "    latency, tool calls and USD.\n"

@@ -15,7 +15,7 @@ B=$2
 SRC=$3
 BUS=$B/bus/emads-bus
 LEDGER=$B/budgets/emads-ledger
-AGENT=$B/agents/cto_agent
+AGENT=$B/agents/emads-agent
 LLM=$B/tests/llm_server/emads-test-llm
 DRIVER=$B/tests/agents/step_driver
 for p in "$BUS" "$LEDGER" "$AGENT" "$LLM" "$DRIVER"; do
@@ -200,13 +200,13 @@ PIDS="$PIDS $!"
 "$LEDGER" --home "$R" --config "$CFG" --endpoint "$EP" --metrics-port 0 2>"$R/ledger.log" &
 LEDGER_PID=$!
 PIDS="$PIDS $LEDGER_PID"
-(cd "$R" && exec "$AGENT" --home "$R" --config "$CFG" --endpoint "$EP") 2>"$R/agent.log" &
+(cd "$R" && exec "$AGENT" --name cto_agent --home "$R" --config "$CFG" --endpoint "$EP") 2>"$R/agent.log" &
 AGENT_PID=$!
 PIDS="$PIDS $AGENT_PID"
 WANT='.services.ledger.workers >= 1 and .services.cto_agent.workers >= 1'
 if [ "$T" = roles ]; then
     for a in coo_agent reconcile_gpt; do
-        (cd "$R" && exec "$B/agents/$a" --home "$R" --config "$CFG" --endpoint "$EP") \
+        (cd "$R" && exec "$AGENT" --name "$a" --home "$R" --config "$CFG" --endpoint "$EP") \
             2>"$R/$a.log" &
         PIDS="$PIDS $!"
         WANT="$WANT and .services.$a.workers >= 1"
@@ -496,7 +496,8 @@ errors)
     # an answer too big for a step result still gets a (shortened) reply
     jq -cn '[range(128)] as $a | [range(128) | $a] as $b
             | {scenario: "usage", usage: [100, 900],
-               content: ({a: $b, b: $b, c: $b, d: $b, e: $b} | tojson)}' >"$R/big.json"
+               content: ({summary: "big", risks: [], effort_days: 1, decision: "proceed",
+                          confidence: 0.5, a: $b, b: $b, c: $b, d: $b, e: $b} | tojson)}' >"$R/big.json"
     curl -s -X POST "http://127.0.0.1:$PORT/control" -d @"$R/big.json" >/dev/null
     r=$(step ebig llm '{"model":"big"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "big answer: $(printf "%.300s" "$r")"

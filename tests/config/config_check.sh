@@ -54,6 +54,57 @@ check "negative budget: exit 2 (got $rc)" "$([ $rc -eq 2 ]; echo $?)"
 grep -q "agents_budget.yaml:$line: budgets.coo_agent.max_cost_usd: must not be negative" "$tmp/err"
 check "negative budget: reported on line $line of agents_budget.yaml" $?
 
+# expect_invalid DESCRIPTION FILE PATTERN: config check FILE exits 2 and
+# prints an error line matching PATTERN (grep) on stderr.
+expect_invalid() {
+    "$ctl" config check "$2" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    check "$1: exit 2 (got $rc)" "$([ $rc -eq 2 ]; echo $?)"
+    grep -q "$3" "$tmp/err"
+    check "$1: reported as '$3' ($(head -n 1 "$tmp/err"))" $?
+}
+
+# 6. a workflow step naming an agent without a budget (the cfo example
+#    with its budget line removed): the error names the agent and the step
+mkdir "$tmp/cfo"
+cp "$src/config/examples/cfo/emads.yaml" "$src/config/examples/cfo/agents_budget.yaml" "$tmp/cfo/"
+sed -i 's|^knowledge_dir: ../../kb|knowledge_dir: ""|' "$tmp/cfo/emads.yaml"
+"$ctl" config check "$tmp/cfo/emads.yaml" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+check "cfo example: exit 0 (got $rc; $(cat "$tmp/err"))" "$([ $rc -eq 0 ]; echo $?)"
+grep -q -E '^ +cfo_agent +role cfo' "$tmp/out"
+check "cfo example: summary lists cfo_agent with role cfo" $?
+"$ctl" --json config check "$tmp/cfo/emads.yaml" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); r=[r for r in d["roles"] if r["name"] == "cfo"][0]; assert r["rules"] == "general" and r["schema"]["cost_estimate_usd"] == {"type": "number", "min": 0, "max": 1000000000} and r["schema"]["roi"]["values"] == ["low", "medium", "high"], r'
+check "cfo example --json: the cfo role with its rule set and schema" $?
+sed -i '/^  cfo_agent:/d' "$tmp/cfo/agents_budget.yaml"
+expect_invalid "agent without a budget" "$tmp/cfo/emads.yaml" \
+    "agents_budget.yaml:[0-9]*: budgets: agent 'cfo_agent' has no budget (every agent needs one); used by workflow step emads_pr.cfo_analysis"
+
+# 7. a role without a schema: file:line of the role
+cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
+cp "$src/config/agents_budget.yaml" "$tmp/cfg/agents_budget.yaml"
+python3 - "$tmp/cfg/emads.yaml" <<'PY'
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+# drop the coo role's schema block (the schema: line and its indented keys)
+s = re.sub(r"(\n  coo:\n(?:    (?!schema:).*\n)*)    schema:\n(?:      .*\n)+", r"\1", s, count=1)
+open(p, "w").write(s)
+PY
+line=$(grep -n '^  coo:$' "$tmp/cfg/emads.yaml" | head -1 | cut -d: -f1)
+expect_invalid "role without a schema" "$tmp/cfg/emads.yaml" \
+    "emads.yaml:$line: roles.coo.schema: role 'coo' has no schema"
+
+# 8. a tool the role may not use: the coo step given the kb_search tool
+cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
+line=$(grep -n '^        agent: coo_agent' "$tmp/cfg/emads.yaml" | cut -d: -f1)
+line=$((line + 3)) # "options:" follows needs; insert as the first option
+sed -i "$((line - 1))a\\          - {path: tool, tool: kb_search, latency_ms: 200, quality: 0.7}" "$tmp/cfg/emads.yaml"
+bad=$(grep -n 'quality: 0.7}' "$tmp/cfg/emads.yaml" | cut -d: -f1)
+expect_invalid "tool not allowed for the role" "$tmp/cfg/emads.yaml" \
+    "emads.yaml:$bad: workflows.emads_pr.steps\[2\].options\[0\].tool: tool 'kb_search' is not allowed for role 'coo' of agent 'coo_agent'"
+
 # 5. usage errors exit 2
 "$ctl" config frobnicate >/dev/null 2>&1
 rc=$?

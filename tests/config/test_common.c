@@ -199,3 +199,21 @@ Test(common, log_lines)
     cr_expect(strstr(out, "two lines") != NULL);
     free(out);
 }
+
+Test(common, pid_serves_identifies_program_and_name)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(n > 0);
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+    long self = (long)getpid();
+    cr_expect(rundir_pid_serves(self, base, NULL), "this process runs %s", base);
+    cr_expect_not(rundir_pid_serves(self, "emads-agent", NULL), "another program");
+    /* no --name NAME on this command line and argv[0] is not NAME */
+    cr_expect_not(rundir_pid_serves(self, base, "cto_agent"), "serves no agent");
+    cr_expect_not(rundir_pid_serves(0, base, NULL));
+    cr_expect_not(rundir_pid_serves(1, base, NULL), "pid 1 is never ours");
+    cr_expect_not(rundir_pid_serves(INT_MAX, base, NULL), "no such process");
+    cr_expect_not(rundir_pid_serves(self, NULL, NULL));
+}

@@ -702,3 +702,144 @@ Test(config, ledger_request_retention)
                    "must not be negative");
     free(y);
 }
+
+/* ---- roles and instances ------------------------------------------------- */
+
+/* s_main with a roles section in front: a general role with a schema of
+   every type and one allowed tool, used by coo_agent. */
+static char *s_with_roles(const char *roles)
+{
+    char *y =
+        s_edit(s_main, "  coo_agent: {role: coo}\n", "  coo_agent: {role: money, instances: 3}\n");
+    size_t n = strlen(roles) + strlen(y) + 1;
+    char *out = malloc(n);
+    cr_assert_not_null(out);
+    snprintf(out, n, "%s%s", roles, y);
+    free(y);
+    return out;
+}
+
+static const char *const s_roles = "roles:\n"                                            /* 1 */
+                                   "  money:\n"                                          /* 2 */
+                                   "    rules: general\n"                                /* 3 */
+                                   "    system_prompt: You are the CFO.\n"               /* 4 */
+                                   "    tools: [t1]\n"                                   /* 5 */
+                                   "    schema:\n"                                       /* 6 */
+                                   "      summary: {type: string}\n"                     /* 7 */
+                                   "      cost_usd: {type: number, min: 0, max: 1000}\n" /* 8 */
+                                   "      roi: {type: enum, values: [low, high]}\n"      /* 9 */
+                                   "      risks: {type: list}\n";                        /* 10 */
+
+Test(config, roles_and_instances)
+{
+    char *y = s_with_roles(s_roles);
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(y, s_budgets, &errs);
+    if (!cfg)
+        s_dump(&errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    int coo = cfg_agent_index(cfg, "coo_agent"), cto = cfg_agent_index(cfg, "cto_agent");
+    const cfg_role_t *r = cfg_agent_role(cfg, coo);
+    cr_assert_not_null(r);
+    cr_expect_str_eq(r->name, "money");
+    cr_expect_eq(r->rules, CFG_RULES_GENERAL);
+    cr_expect_not(r->implicit);
+    cr_expect_str_eq(r->system_prompt, "You are the CFO.");
+    cr_assert_eq(r->n_fields, 4);
+    cr_expect_str_eq(r->fields[1].key, "cost_usd");
+    cr_expect_eq(r->fields[1].type, CFG_FIELD_NUMBER);
+    cr_expect(r->fields[1].has_min && r->fields[1].has_max && r->fields[1].max == 1000);
+    cr_expect_eq(r->fields[2].type, CFG_FIELD_ENUM);
+    cr_expect_str_eq(r->fields[2].values[1], "high");
+    cr_expect_null(r->fields[2].values[2]);
+    cr_expect(cfg_role_allows_tool(cfg, r, cfg_tool_index(cfg, "t1")));
+    /* a bare rule-set name: the built-in role, any tool */
+    const cfg_role_t *c = cfg_agent_role(cfg, cto);
+    cr_expect_str_eq(c->name, "cto");
+    cr_expect(c->implicit);
+    cr_expect_eq(c->rules, CFG_RULES_CTO);
+    cr_expect(cfg_role_allows_tool(cfg, c, 0));
+    /* the agents and their instances, in config order */
+    cfg_agent_ref_t list[CFG_MAX_AGENTS];
+    cr_assert_eq(cfg_agent_list(cfg, list, CFG_MAX_AGENTS), 2);
+    cr_expect_str_eq(list[0].name, "cto_agent");
+    cr_expect_eq(list[0].instances, 1, "one instance by default");
+    cr_expect_str_eq(list[1].name, "coo_agent");
+    cr_expect_eq(list[1].instances, 3);
+    cr_expect_eq(cfg_agent_list(cfg, list, 1), 1, "at most max entries");
+    cfg_destroy(&cfg);
+    free(y);
+}
+
+Test(config, role_errors)
+{
+    /* no schema */
+    char *roles = s_edit(s_roles,
+                         "    schema:\n      summary: {type: string}\n"
+                         "      cost_usd: {type: number, min: 0, max: 1000}\n"
+                         "      roi: {type: enum, values: [low, high]}\n"
+                         "      risks: {type: list}\n",
+                         "");
+    char *y = s_with_roles(roles);
+    s_expect_error(y, s_budgets, "emads.yaml", 2, "roles.money.schema", "has no schema");
+    free(y);
+    free(roles);
+    /* a bad type, an enum without values, values on a string, min above max */
+    static const struct {
+        const char *from, *to, *key, *reason;
+        int line;
+    } cases[] = {
+        {"summary: {type: string}", "summary: {type: text}", "roles.money.schema.summary.type",
+         "must be string, number, list or enum", 7},
+        {"roi: {type: enum, values: [low, high]}", "roi: {type: enum}",
+         "roles.money.schema.roi.values", "missing required key", 9},
+        {"summary: {type: string}", "summary: {type: string, values: [a]}",
+         "roles.money.schema.summary.values", "only an enum takes values", 7},
+        {"min: 0, max: 1000", "min: 10, max: 1", "roles.money.schema.cost_usd.min",
+         "min 10 is above max 1", 8},
+        {"rules: general", "rules: magic", "roles.money.rules",
+         "must be cto, coo, reconcile or general", 3},
+        {"tools: [t1]", "tools: [t9]", "roles.money.tools", "unknown tool 't9'", 5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        roles = s_edit(s_roles, cases[i].from, cases[i].to);
+        y = s_with_roles(roles);
+        s_expect_error(y, s_budgets, "emads.yaml", cases[i].line, cases[i].key, cases[i].reason);
+        free(y);
+        free(roles);
+    }
+    /* an agent naming no role and no rule set; absurd instances */
+    y = s_edit(s_main, "coo_agent: {role: coo}", "coo_agent: {role: boss}");
+    s_expect_error(y, s_budgets, "emads.yaml", 3, "agents.coo_agent.role", "unknown role 'boss'");
+    free(y);
+    y = s_edit(s_main, "coo_agent: {role: coo}", "coo_agent: {role: coo, instances: 99}");
+    s_expect_error(y, s_budgets, "emads.yaml", 3, "agents.coo_agent.instances",
+                   "too large: 99 (at most 8)");
+    free(y);
+}
+
+Test(config, tool_not_allowed_for_role)
+{
+    /* coo_agent's role may use t1 only: a step of coo_agent with tool t2 */
+    char *y0 = s_with_roles(s_roles);
+    char *y1 = s_edit(y0, "  t1: {command: [echo, hi]}\n",
+                      "  t1: {command: [echo, hi]}\n  t2: {command: [echo, ho]}\n");
+    char *y = s_edit(y1, "          - {path: local, latency_ms: 10, quality: 0.5}\n",
+                     "          - {path: local, latency_ms: 10, quality: 0.5}\n"
+                     "          - {path: tool, tool: t2, latency_ms: 10, quality: 0.5}\n");
+    /* roles (10 lines) and t2 (1 line) move the new option to line 33 */
+    s_expect_error(y, s_budgets, "emads.yaml", 33, "workflows.wf.steps[1].options[1].tool",
+                   "tool 't2' is not allowed for role 'money' of agent 'coo_agent'");
+    free(y);
+    free(y1);
+    free(y0);
+}
+
+Test(config, step_agent_without_budget)
+{
+    s_expect_error(s_main, "budgets:\n  cto_agent: {max_tokens: 100}\n", "agents_budget.yaml", 2,
+                   "budgets",
+                   "agent 'coo_agent' has no budget (every agent needs one); used by "
+                   "workflow step wf.b");
+}

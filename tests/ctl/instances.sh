@@ -8,10 +8,10 @@
 Y="$E2E_CFG/emads.yaml"
 ctl up >/dev/null
 first=$(cat "$E2E_RUN/pids/cto_agent.pid")
-agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/cto_agent
-[ -x "$agent_bin" ] || fail "no cto_agent binary at $agent_bin"
+agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/emads-agent
+[ -x "$agent_bin" ] || fail "no emads-agent binary at $agent_bin"
 # setsid: the agent must not depend on this shell; down has to stop it
-setsid "$agent_bin" --config "$Y" --home "$E2E_RUN" >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
+setsid "$agent_bin" --name cto_agent --config "$Y" --home "$E2E_RUN" >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
 second=$!
 E2E_EXTRA_PIDS="$second"
 

@@ -20,12 +20,12 @@ PY
 sed -i 's/^  cto_agent: .*/  cto_agent:      {max_tokens: 20000, max_latency_ms: 20000, max_tool_calls: 10, max_cost_usd: 2.00}/' \
     "$E2E_CFG/agents_budget.yaml"
 ctl up >/dev/null
-agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/cto_agent
-[ -x "$agent_bin" ] || fail "no cto_agent binary at $agent_bin"
+agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/emads-agent
+[ -x "$agent_bin" ] || fail "no emads-agent binary at $agent_bin"
 # Read the daemon's pid before the second agent starts (it writes the same
 # pid file), and stop both at the end whichever one survives.
 first=$(cat "$E2E_RUN/pids/cto_agent.pid")
-"$agent_bin" --config "$Y" --home "$E2E_RUN" >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
+"$agent_bin" --name cto_agent --config "$Y" --home "$E2E_RUN" >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
 second=$!
 E2E_EXTRA_PIDS="$second $first"
 for i in $(seq 1 100); do

@@ -82,7 +82,10 @@ static const char *s_default_content =
     "{\"summary\": \"Feasible with conditions: secure the payment integration first.\", "
     "\"risks\": [{\"risk\": \"PCI scope\", \"severity\": \"high\", \"mitigation\": \"hosted "
     "fields\"}], \"decision\": \"proceed_with_conditions\", \"confidence\": 0.7, "
-    "\"recommendation\": \"Proceed with conditions.\"}";
+    "\"recommendation\": \"Proceed with conditions.\", \"dependencies\": [\"payment provider\"], "
+    "\"effort_days\": 12, \"risk_level\": \"medium\", \"timeline_weeks\": 6, \"staffing\": "
+    "[{\"role\": \"engineer\", \"count\": 2}], \"agreements\": [\"both see medium risk\"], "
+    "\"disagreements\": []}";
 
 static void s_set_scenario(const char *sc)
 {
