@@ -28,7 +28,8 @@ typedef struct {
     bus_security_t sec;   /* our identity on the bus */
     const char *db_path;  /* the SQLite journal */
     const cfg_t *cfg;     /* budgets, ttl, alerts; borrowed */
-    int metrics_port;     /* 0 = no HTTP endpoint */
+    const char *metrics_listen; /* "host:port" of /metrics; NULL or "" = none */
+    const char *run_dir;        /* where <run>/metrics/ledger.<pid>.addr goes */
     int batch_max;        /* requests per transaction; 0 = 256 */
 } ledger_server_opts_t;
 
