@@ -687,12 +687,18 @@ int ledger_server_run(const ledger_server_opts_t *opts)
     self->metrics = metrics_new("ledger");
     self->commit_model = zhashx_new();
     self->commit_path = zhashx_new();
+    zhashx_t *copies[] = {self->commit_model, self->commit_path};
+    for (size_t i = 0; i < 2; i++)
+        if (copies[i]) { /* values are copied: the request bodies are gone by s_notes */
+            zhashx_set_duplicator(copies[i], (zhashx_duplicator_fn *)strdup);
+            zhashx_set_destructor(copies[i], (zhashx_destructor_fn *)zstr_free);
+        }
     if (!self->metrics || !self->commit_model || !self->commit_path || s_metrics_init(self) != 0) {
         log_error("out of memory");
         goto done;
     }
     if (opts->metrics_listen && *opts->metrics_listen &&
-        metrics_serve_daemon(self->metrics, opts->metrics_listen, opts->run_dir, "ledger", err,
+        metrics_serve_daemon(self->metrics, opts->metrics_listen, opts->run_dir, "emads-ledger", err,
                              sizeof err) != 0) {
         log_error("metrics: %s", err);
         goto done;

@@ -10,6 +10,7 @@
     everything; the HTTP thread takes it only while rendering.
 */
 #include "common/metrics.h"
+#include "common/rundir.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -313,11 +314,11 @@ void metric_add(metric_t *m, const char *const *values, int64_t n)
 
 void metric_set(metric_t *m, const char *const *values, int64_t v)
 {
-    if (!m || m->type != S_GAUGE)
+    if (!m || m->type == S_HISTOGRAM)
         return;
     pthread_mutex_lock(&m->owner->lock);
     s_series_t *s = s_series(m, values);
-    if (s)
+    if (s && (m->type == S_GAUGE || v > s->v))
         s->v = v;
     pthread_mutex_unlock(&m->owner->lock);
 }
@@ -663,7 +664,7 @@ int metrics_serve_daemon(metrics_t *self, const char *listen, const char *run, c
 {
     char dir[1024], file[1200];
     snprintf(dir, sizeof dir, "%s/metrics", run);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    if (rundir_mkdirs(dir, 0700) != 0) {
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }

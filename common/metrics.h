@@ -100,7 +100,8 @@ metric_t *metrics_histogram(metrics_t *self, const char *name, const char *help,
 
 /* Counter or gauge: add n (a counter ignores n < 0); saturates. */
 void metric_add(metric_t *m, const char *const *values, int64_t n);
-/* Gauge: set to v. */
+/* Gauge: set to v. Counter: raise to v when v is larger (a counter kept
+   elsewhere, copied in); never lowered. */
 void metric_set(metric_t *m, const char *const *values, int64_t v);
 /* Histogram: one observation. */
 void metric_observe(metric_t *m, const char *const *values, double v);

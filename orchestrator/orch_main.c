@@ -110,6 +110,18 @@ int main(int argc, char **argv)
     char polfile[1100];
     snprintf(polfile, sizeof polfile, "%s/policy.json", run);
     orch_load_policy(orch, polfile);
+    metrics_t *metrics = metrics_new("orchestrator");
+    const char *listen = cfg->metrics_listen[CFG_METRICS_ORCHESTRATOR];
+    char why[256] = "out of memory";
+    if (!metrics || orch_set_metrics(orch, metrics) != 0 ||
+        (*listen &&
+         metrics_serve_daemon(metrics, listen, run, "emads-orchestrator", why, sizeof why) != 0)) {
+        log_error("metrics: %s", why);
+        orch_destroy(&orch);
+        metrics_destroy(&metrics);
+        cfg_destroy(&cfg);
+        return 1;
+    }
     char pidfile[1100];
     snprintf(pidfile, sizeof pidfile, "%s/pids/emads-orchestrator.pid", run);
     rundir_pid_write(pidfile, (long)getpid());
@@ -117,6 +129,7 @@ int main(int argc, char **argv)
     log_info("stopping");
     rundir_pid_remove_own(pidfile);
     orch_destroy(&orch);
+    metrics_destroy(&metrics);
     cfg_destroy(&cfg);
     return rc == 0 ? 0 : 1;
 }
