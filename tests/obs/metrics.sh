@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Every daemon's /metrics: after one LLM task against the test server,
+# (1) each process lists its /metrics address in `status --json`, and every
+# endpoint passes `promtool check metrics` with no complaint; (2) the spend
+# counters (emads_spend_*_total) equal, to the micro-dollar, what
+# `emadsctl spend --json` reports, per agent and in total; (3) the
+# orchestrator counted the task as done and the agents' LLM counters match
+# the test server's log; (4) no series is labelled by task; (5) every metric
+# named in contrib/grafana/emads.json and contrib/prometheus/emads-rules.yml
+# is exported by some endpoint.
+. "$(dirname "$0")/../e2e/lib.sh"
+: "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
+: "${EMADS_SRC:?EMADS_SRC must name the source tree}"
+command -v promtool >/dev/null || { echo "promtool not installed: skipped"; exit 77; }
+
+e2e_llm_server --usage 1000,1000
+ctl up >/dev/null
+ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk." \
+    >"$E2E_TMP/task.json" || fail "LLM task failed"
+task=$(json 'd["task"]' <"$E2E_TMP/task.json")
+ctl --json status >"$E2E_TMP/status.json" || fail "status failed"
+ctl --json spend >"$E2E_TMP/spend.json" || fail "spend failed"
+
+mkdir -p "$E2E_TMP/scrape"
+n=0
+while read -r name addr; do
+    [ -n "$addr" ] || fail "$name lists no /metrics address in status --json"
+    out="$E2E_TMP/scrape/$name.prom"
+    curl -sf "http://$addr/metrics" >"$out" || fail "GET http://$addr/metrics ($name) failed"
+    lint=$(promtool check metrics <"$out" 2>&1) || fail "promtool check metrics ($name): $lint"
+    [ -z "$lint" ] || fail "promtool check metrics ($name) complains: $lint"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/other")
+    [ "$code" = 404 ] || fail "$name: GET /other answered $code, not 404"
+    n=$((n + 1))
+done < <(json '"\n".join(p["name"] + " " + (p["metrics"][0] if p["metrics"] else "") for p in d["processes"])' <"$E2E_TMP/status.json")
+[ "$n" -ge 6 ] || fail "only $n processes listed"
+echo "promtool check metrics: $n endpoints clean"
+
+grep -l 'task="' "$E2E_TMP"/scrape/*.prom && fail "series labelled by task id"
+
+python3 - "$E2E_TMP" "$task" "$EMADS_SRC" <<'PY' || fail "metrics disagree (see above)"
+import json, re, sys, glob, decimal, os
+tmp, task, src = sys.argv[1], sys.argv[2], sys.argv[3]
+series = []   # (name, labels dict, value string, file)
+types = {}    # family -> type
+for f in glob.glob(tmp + "/scrape/*.prom"):
+    for line in open(f):
+        if line.startswith("# TYPE "):
+            _, _, fam, typ = line.split()
+            types[fam] = typ
+        elif line.strip() and not line.startswith("#"):
+            m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line.strip())
+            labels = dict(re.findall(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+            series.append((m.group(1), labels, m.group(4), os.path.basename(f)))
+bad = []
+def total(name, **want):
+    s = decimal.Decimal(0)
+    for n, l, v, _ in series:
+        if n == name and all(l.get(k) == x for k, x in want.items()):
+            s += decimal.Decimal(v)
+    return s
+spend = json.load(open(tmp + "/spend.json"))
+units = {"tokens": ("emads_spend_tokens_total", 1), "latency_ms": ("emads_spend_latency_seconds_total", 1000),
+         "tool_calls": ("emads_spend_tool_calls_total", 1), "cost_uusd": ("emads_spend_usd_total", 1000000)}
+for dim, (name, scale) in units.items():
+    want = spend["total"]["used"][dim]
+    got = total(name) * scale
+    print(f"{name}: {total(name)} = ledger {want} {dim}")
+    if got != want:
+        bad.append(f"{name} sums to {got} {dim}, the ledger says {want}")
+    for a in spend["agents"]:
+        g = total(name, agent=a["name"]) * scale
+        if g != a["used"][dim]:
+            bad.append(f"{name}{{agent={a['name']}}} = {g} {dim}, the ledger says {a['used'][dim]}")
+if spend["total"]["used"]["cost_uusd"] <= 0:
+    bad.append("the LLM task spent nothing: the comparison proves little")
+if total("emads_tasks_total", state="done") != 1:
+    bad.append(f"emads_tasks_total{{state=done}} = {total('emads_tasks_total', state='done')}, want 1")
+calls = sum(1 for l in open(tmp + "/llm.log") if json.loads(l)["status"] == 200)
+if total("emads_llm_calls_total", outcome="ok") != calls:
+    bad.append(f"emads_llm_calls_total{{outcome=ok}} = {total('emads_llm_calls_total', outcome='ok')}, the server answered {calls}")
+if total("emads_llm_tokens_total") != 2000 * calls:
+    bad.append(f"emads_llm_tokens_total = {total('emads_llm_tokens_total')}, want {2000 * calls}")
+if total("emads_step_duration_seconds_count") < 3:
+    bad.append("fewer than 3 steps in emads_step_duration_seconds")
+if total("emads_bus_workers", service="ledger") != 1:
+    bad.append("emads_bus_workers{service=ledger} is not 1")
+# every metric a dashboard panel or an alert rule names is exported
+exported = set(types)
+for fam, typ in types.items():
+    if typ == "histogram":
+        exported |= {fam + "_bucket", fam + "_sum", fam + "_count"}
+exported.add("up")  # Prometheus' own, per target
+funcs = {"sum", "rate", "increase", "by", "without", "histogram_quantile", "le", "on", "and", "or",
+         "unless", "clamp_min", "clamp_max", "max", "min", "avg", "count", "topk", "bool", "absent",
+         "ignoring", "group_left", "group_right", "time", "delta", "irate", "vector", "offset",
+         "sort_desc", "label_replace", "changes", "resets", "deriv", "abs", "max_over_time", "min_over_time"}
+def names(expr):
+    expr = re.sub(r'\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)', '', expr)
+    expr = re.sub(r'\{[^}]*\}', '', expr)
+    expr = re.sub(r'\[[^\]]*\]', '', expr)
+    expr = re.sub(r'"[^"]*"', '', expr)
+    return {w for w in re.findall(r'[a-zA-Z_:][a-zA-Z0-9_:]*', expr) if w not in funcs and not re.fullmatch(r'\d+|e\d*', w)}
+dash = json.load(open(src + "/contrib/grafana/emads.json"))
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+if len(exprs) < 8:
+    bad.append(f"only {len(exprs)} panel queries in the dashboard")
+rules = re.findall(r'^\s*expr:\s*(.+)$', open(src + "/contrib/prometheus/emads-rules.yml").read(), re.M)
+if len(rules) < 4:
+    bad.append(f"only {len(rules)} alert rules")
+for e in exprs + rules:
+    for n in names(e) - exported:
+        bad.append(f"'{n}' in '{e}' is exported by no endpoint")
+print(f"{len(exprs)} dashboard queries and {len(rules)} rules name only exported metrics" if not bad else "")
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PY
+echo "metrics: ok"
