@@ -21,11 +21,11 @@ agent_metrics_t *agent_metrics_new(metrics_t *r)
     self->call_s = metrics_histogram(r, "emads_llm_call_duration_seconds",
                                      "wall time of an LLM call, retries included", "agent,model",
                                      metrics_buckets_slow_s, metrics_buckets_slow_n);
-    self->tokens = metrics_histogram(r, "emads_llm_call_tokens",
-                                     "tokens of one LLM call as reported by the provider, by "
-                                     "kind (prompt, completion)",
-                                     "agent,model,kind", metrics_buckets_tokens,
-                                     metrics_buckets_tokens_n);
+    self->tokens =
+        metrics_histogram(r, "emads_llm_call_tokens",
+                          "tokens of one LLM call as reported by the provider, by "
+                          "kind (prompt, completion)",
+                          "agent,model,kind", metrics_buckets_tokens, metrics_buckets_tokens_n);
     self->tokens_total = metrics_counter(r, "emads_llm_tokens_total",
                                          "tokens reported by providers, by kind (prompt, "
                                          "completion)",

@@ -698,8 +698,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         goto done;
     }
     if (opts->metrics_listen && *opts->metrics_listen &&
-        metrics_serve_daemon(self->metrics, opts->metrics_listen, opts->run_dir, "emads-ledger", err,
-                             sizeof err) != 0) {
+        metrics_serve_daemon(self->metrics, opts->metrics_listen, opts->run_dir, "emads-ledger",
+                             err, sizeof err) != 0) {
         log_error("metrics: %s", err);
         goto done;
     }

@@ -949,8 +949,8 @@ static void s_metrics_init(bus_broker_t *self, metrics_t *r)
     self->m.wait = metrics_histogram(r, "emads_bus_queue_wait_seconds",
                                      "time a request waited on the bus for a free worker",
                                      "service", metrics_buckets_fast_s, metrics_buckets_fast_n);
-    self->m.workers = metrics_gauge(r, "emads_bus_workers", "live workers per service",
-                                    "service", 1);
+    self->m.workers =
+        metrics_gauge(r, "emads_bus_workers", "live workers per service", "service", 1);
     self->m.queued = metrics_gauge(r, "emads_bus_queued_requests",
                                    "requests waiting for a worker per service", "service", 1);
     for (int i = 0; i < 8; i++)

@@ -15,8 +15,8 @@ orch_metrics_t *orch_metrics_new(metrics_t *r)
     orch_metrics_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->submitted = metrics_counter(r, "emads_tasks_submitted_total", "tasks accepted, by class",
-                                      "class", 1);
+    self->submitted =
+        metrics_counter(r, "emads_tasks_submitted_total", "tasks accepted, by class", "class", 1);
     self->tasks = metrics_counter(r, "emads_tasks_total",
                                   "tasks that reached a final state (done, failed, "
                                   "budget_exhausted, cancelled), by class",
@@ -27,11 +27,11 @@ orch_metrics_t *orch_metrics_new(metrics_t *r)
     self->steps = metrics_counter(r, "emads_steps_total",
                                   "steps that ended, by agent, path, model and final state",
                                   "agent,path,model,state", 1);
-    self->step_s = metrics_histogram(r, "emads_step_duration_seconds",
-                                     "time from dispatching a step to its last result, as seen "
-                                     "by the orchestrator",
-                                     "agent,path,model", metrics_buckets_slow_s,
-                                     metrics_buckets_slow_n);
+    self->step_s =
+        metrics_histogram(r, "emads_step_duration_seconds",
+                          "time from dispatching a step to its last result, as seen "
+                          "by the orchestrator",
+                          "agent,path,model", metrics_buckets_slow_s, metrics_buckets_slow_n);
     self->active = metrics_gauge(r, "emads_tasks_active", "tasks not yet finished", NULL, 1);
     if (!self->submitted || !self->tasks || !self->task_s || !self->steps || !self->step_s ||
         !self->active)
