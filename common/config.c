@@ -1079,7 +1079,6 @@ static void s_metrics(s_ctx_t *ctx, const yaml_node_t *root)
     if (l && lm && lm->type == YAML_MAPPING_NODE && s_get(ctx, lm, "metrics_port")) {
         s_err(ctx, s_line(l), "metrics.ledger",
               "set either metrics.ledger or ledger.metrics_port (the older key), not both");
-        return;
     }
     if (cfg->metrics_port > 0)
         snprintf(cfg->metrics_listen[CFG_METRICS_LEDGER],

@@ -116,4 +116,39 @@ for b in bad:
     print("FAIL:", b)
 sys.exit(1 if bad else 0)
 PY
+
+# a clean stop removes the address files
+ctl down >/dev/null
+left=$(ls "$E2E_RUN/metrics/" 2>/dev/null | grep -c '\.addr$' || true)
+[ "$left" = 0 ] || fail "$left address files left after down: $(ls "$E2E_RUN/metrics/")"
+
+# an address that cannot be bound: the daemon does not start, and says why
+python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); open("'"$E2E_TMP"'/busy","w").write(str(s.getsockname()[1])); time.sleep(60)' &
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
+for _ in $(seq 1 50); do [ -s "$E2E_TMP/busy" ] && break; sleep 0.1; done
+busy=$(cat "$E2E_TMP/busy")
+sed -i "s/^\(  orchestrator: \"127\.0\.0\.1:\)[0-9]*\"/\1$busy\"/" "$E2E_CFG/emads.yaml"
+grep -q "orchestrator: \"127.0.0.1:$busy\"" "$E2E_CFG/emads.yaml" || fail "could not set metrics.orchestrator"
+set +e
+ctl up >"$E2E_TMP/up.out" 2>&1
+rc=$?
+set -e
+[ $rc -ne 0 ] || fail "up succeeded although the orchestrator's metrics port is taken"
+grep -q "metrics: cannot listen on 127.0.0.1:$busy" "$E2E_RUN/logs/emads-orchestrator.log" ||
+    fail "the orchestrator's log does not say why: $(tail -3 "$E2E_RUN/logs/emads-orchestrator.log")"
+ctl down >/dev/null 2>&1 || true
+
+# config check: a bad address and the old key together with the new one
+cp "$E2E_CFG/emads.yaml" "$E2E_CFG/bad.yaml"
+sed -i 's/^  bus: "127\.0\.0\.1:[0-9]*"/  bus: "example.org:80"/' "$E2E_CFG/bad.yaml"
+sed -i 's/^ledger:$/ledger:\n  metrics_port: 9000/' "$E2E_CFG/bad.yaml"
+set +e
+ctl config check "$E2E_CFG/bad.yaml" >/dev/null 2>"$E2E_TMP/check.err"
+rc=$?
+set -e
+[ $rc = 2 ] || fail "config check of bad metrics keys exited $rc, not 2"
+grep -Eq "bad.yaml:[0-9]+: metrics.bus: 'example.org:80': expected host:port with a numeric" "$E2E_TMP/check.err" ||
+    fail "no error for metrics.bus: $(cat "$E2E_TMP/check.err")"
+grep -Eq "bad.yaml:[0-9]+: metrics.ledger: set either metrics.ledger or ledger.metrics_port" "$E2E_TMP/check.err" ||
+    fail "no error for metrics.ledger with ledger.metrics_port: $(cat "$E2E_TMP/check.err")"
 echo "metrics: ok"

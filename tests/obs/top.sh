@@ -64,4 +64,35 @@ grep -Eq '(^| )icanon( |$)' "$E2E_TMP/stty.after" && grep -Eq '(^| )echo( |$)' "
     fail "terminal not restored: $(cat "$E2E_TMP/stty.after")"
 [ "$(wait_final "$task" 60)" = done ] || fail "the task did not finish"
 $T kill-server 2>/dev/null || true
+
+# Ctrl-C ends it the same way: exit 0, terminal restored
+rm -f "$E2E_TMP/top.rc" "$E2E_TMP/stty.after"
+$T new-session -d -s top -x 150 -y 45 "bash $E2E_TMP/run-top.sh"
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $($T display -p '#{pid}')"
+for _ in $(seq 1 50); do screen | grep -q "^emads top" && break; sleep 0.1; done
+$T send-keys -t top C-c
+for _ in $(seq 1 50); do [ -s "$E2E_TMP/stty.after" ] && break; sleep 0.1; done
+[ "$(cat "$E2E_TMP/top.rc" 2>/dev/null)" = "top exited 0" ] || fail "top did not exit 0 on Ctrl-C"
+grep -Eq '(^| )icanon( |$)' "$E2E_TMP/stty.after" && grep -Eq '(^| )echo( |$)' "$E2E_TMP/stty.after" ||
+    fail "terminal not restored after Ctrl-C"
+$T kill-server 2>/dev/null || true
+
+# --once: one plain frame (no escape sequences); --json --once: one JSON line
+once=$(ctl top --once) || fail "top --once failed"
+echo "$once" | grep -q "^emads top" || fail "top --once printed no frame: $once"
+echo "$once" | grep -q "$task" && fail "a finished task shown as in flight"
+printf '%s' "$once" | grep -q $'\033' && fail "escape sequences in top --once"
+j=$(ctl --json top --once) || fail "top --json --once failed"
+[ "$(echo "$j" | wc -l)" = 1 ] || fail "top --json --once printed more than one line"
+echo "$j" | json '[a["name"] for a in d["agents"]] == ["cto_agent", "coo_agent", "reconcile_gpt"] and d["bus"] and d["tasks"] == []' |
+    grep -qx true || fail "top --json frame: $j"
+echo "$j" | json 'd["agents"][0]["used"]["cost_uusd"] > 0' | grep -qx true || fail "no spend in the frame: $j"
+
+# usage errors: 2; nothing running: 3
+set +e
+ctl top --interval 5 >/dev/null 2>&1; [ $? = 2 ] || fail "--interval 5 not refused with 2"
+ctl top --bogus >/dev/null 2>&1; [ $? = 2 ] || fail "unknown option not refused with 2"
+ctl down >/dev/null
+ctl top --once >/dev/null 2>&1; [ $? = 3 ] || fail "top with nothing running did not exit 3"
+set -e
 echo "top: ok"
