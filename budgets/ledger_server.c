@@ -590,28 +590,36 @@ static int s_metrics_init(s_server_t *self)
               self->m.overruns && self->m.expiries && self->m.alerts && self->m.errors &&
               self->m.requests && self->m.transactions && self->m.latency && self->m.holds_open &&
               self->m.tasks_open;
-    for (int d = 0; d < DIM_COUNT; d++) {
-        const char *u = metrics_dim_unit[d];
-        int64_t sc = metrics_dim_scale[d];
-        char name[96], help[160];
-        snprintf(name, sizeof name, "emads_spend_%s_total", u);
-        snprintf(help, sizeof help, "%s posted to agents' accounts (commits and expiries)", u);
-        self->m.spend[d] = metrics_counter(r, name, help, "agent,model,path", sc);
-        snprintf(name, sizeof name, "emads_ledger_held_%s", u);
-        snprintf(help, sizeof help, "%s held by open holds, per account kind (and agent)", u);
-        self->m.held[d] = metrics_gauge(r, name, help, "account,agent", sc);
-        snprintf(name, sizeof name, "emads_ledger_used_%s", u);
-        snprintf(help, sizeof help, "%s used in the current period of a period account", u);
-        self->m.used[d] = metrics_gauge(r, name, help, "account,period", sc);
-        snprintf(name, sizeof name, "emads_ledger_limit_%s", u);
-        snprintf(help, sizeof help, "%s limit of a period account (absent = unlimited)", u);
-        self->m.limit[d] = metrics_gauge(r, name, help, "account,period", sc);
-        snprintf(name, sizeof name, "emads_ledger_remaining_%s", u);
-        snprintf(help, sizeof help, "%s left (limit - used - held) in a period account", u);
-        self->m.remaining[d] = metrics_gauge(r, name, help, "account,period", sc);
-        ok = ok && self->m.spend[d] && self->m.held[d] && self->m.used[d] && self->m.limit[d] &&
-             self->m.remaining[d];
-    }
+    /* per dimension, in base units: <prefix><unit><suffix>, help after the
+       unit, labels, counter or gauge, where the family goes */
+    const struct {
+        const char *prefix, *suffix, *help, *labels;
+        bool counter;
+        metric_t **fams;
+    } dims[] = {
+        {"emads_spend_", "_total", "posted to agents' accounts (commits and expiries)",
+         "agent,model,path", true, self->m.spend},
+        {"emads_ledger_held_", "", "held by open holds, per account kind (and agent)",
+         "account,agent", false, self->m.held},
+        {"emads_ledger_used_", "", "used in the current period of a period account",
+         "account,period", false, self->m.used},
+        {"emads_ledger_limit_", "", "limit of a period account (absent = unlimited)",
+         "account,period", false, self->m.limit},
+        {"emads_ledger_remaining_", "", "left (limit - used - held) in a period account",
+         "account,period", false, self->m.remaining},
+    };
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++)
+        for (int d = 0; d < DIM_COUNT; d++) {
+            char name[96], help[160];
+            snprintf(name, sizeof name, "%s%s%s", dims[k].prefix, metrics_dim_unit[d],
+                     dims[k].suffix);
+            snprintf(help, sizeof help, "%s %s", metrics_dim_unit[d], dims[k].help);
+            dims[k].fams[d] =
+                dims[k].counter
+                    ? metrics_counter(r, name, help, dims[k].labels, metrics_dim_scale[d])
+                    : metrics_gauge(r, name, help, dims[k].labels, metrics_dim_scale[d]);
+            ok = ok && dims[k].fams[d];
+        }
     return ok ? 0 : -1;
 }
 

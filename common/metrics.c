@@ -76,6 +76,22 @@ struct _metrics_t {
 
 /* ---- registry ------------------------------------------------------------ */
 
+/* Make room for one more pointer in *arr (n used of *cap; first: the
+   first capacity). 0, or -1 when out of memory (*arr unchanged). */
+static int s_grow(void *arr, int n, int *cap, int first)
+{
+    void ***a = arr;
+    if (n < *cap)
+        return 0;
+    int c = *cap ? *cap * 2 : first;
+    void **na = realloc(*a, (size_t)c * sizeof(void *));
+    if (!na)
+        return -1;
+    *a = na;
+    *cap = c;
+    return 0;
+}
+
 static bool s_name_ok(const char *s, bool colon)
 {
     if (!s || !*s)
@@ -150,14 +166,8 @@ static metric_t *s_family(metrics_t *self, s_type_t type, const char *name, cons
             pthread_mutex_unlock(&self->lock);
             return m;
         }
-    if (self->n_families == self->cap_families) {
-        int cap = self->cap_families ? self->cap_families * 2 : 16;
-        metric_t **nf = realloc(self->families, (size_t)cap * sizeof *nf);
-        if (!nf)
-            goto fail;
-        self->families = nf;
-        self->cap_families = cap;
-    }
+    if (s_grow(&self->families, self->n_families, &self->cap_families, 16) != 0)
+        goto fail;
     m = calloc(1, sizeof *m);
     if (!m)
         goto fail;
@@ -268,14 +278,8 @@ static s_series_t *s_series(metric_t *m, const char *const *values)
         }
         return NULL;
     }
-    if (m->n_series == m->cap_series) {
-        int cap = m->cap_series ? m->cap_series * 2 : 8;
-        s_series_t **ns = realloc(m->series, (size_t)cap * sizeof *ns);
-        if (!ns)
-            return NULL;
-        m->series = ns;
-        m->cap_series = cap;
-    }
+    if (s_grow(&m->series, m->n_series, &m->cap_series, 8) != 0)
+        return NULL;
     size_t head = sizeof(s_series_t) + (size_t)m->n_bounds * sizeof(uint64_t);
     size_t size = head;
     for (int l = 0; l < m->n_labels; l++)
