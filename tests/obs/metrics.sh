@@ -138,6 +138,12 @@ grep -q "metrics: cannot listen on 127.0.0.1:$busy" "$E2E_RUN/logs/emads-orchest
     fail "the orchestrator's log does not say why: $(tail -3 "$E2E_RUN/logs/emads-orchestrator.log")"
 ctl down >/dev/null 2>&1 || true
 
+# config check shows where each daemon serves its metrics
+ctl --json config check "$E2E_CFG/emads.yaml" | json 'd["metrics"]' | grep -q "\"orchestrator\": \"127.0.0.1:$busy\"" ||
+    fail "config check --json does not show metrics.orchestrator"
+ctl config check "$E2E_CFG/emads.yaml" | grep -q "^  metrics:  bus 127.0.0.1:0, ledger 127.0.0.1:0, orchestrator 127.0.0.1:$busy, agents 127.0.0.1:0$" ||
+    fail "config check does not list the metrics addresses"
+
 # config check: a bad address and the old key together with the new one
 cp "$E2E_CFG/emads.yaml" "$E2E_CFG/bad.yaml"
 sed -i 's/^  bus: "127\.0\.0\.1:[0-9]*"/  bus: "example.org:80"/' "$E2E_CFG/bad.yaml"
