@@ -7,7 +7,7 @@
 # orchestrator counted the task as done and the agents' LLM counters match
 # the test server's log; (4) no series is labelled by task; (5) every metric
 # named in contrib/grafana/emads.json and contrib/prometheus/emads-rules.yml
-# is exported by some endpoint.
+# is exported by some endpoint; (6) provider errors are counted by HTTP code.
 . "$(dirname "$0")/../e2e/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 : "${EMADS_SRC:?EMADS_SRC must name the source tree}"
@@ -116,6 +116,18 @@ for b in bad:
     print("FAIL:", b)
 sys.exit(1 if bad else 0)
 PY
+
+# provider errors are counted by code: the test server now answers 500
+curl -sf -X POST -d '{"scenario": "500"}' "http://127.0.0.1:$E2E_LLM_PORT/control" >/dev/null ||
+    fail "could not switch the test server to 500"
+ctl --json submit --wait "Should we adopt a service mesh? Assess the risk." >/dev/null || true
+errs=0
+while read -r name addr; do
+    n=$(curl -sf "http://$addr/metrics" | awk '/^emads_provider_errors_total\{.*code="500"\}/ {s += $2} END {print s + 0}')
+    errs=$((errs + n))
+done < <(ctl --json status | json '"\n".join(p["name"] + " " + p["metrics"][0] for p in d["processes"] if p["metrics"])')
+[ "$errs" -ge 1 ] || fail "no emads_provider_errors_total{code=\"500\"} after calls that got 500"
+echo "provider errors counted: $errs with code 500"
 
 # a clean stop removes the address files
 ctl down >/dev/null
