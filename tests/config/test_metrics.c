@@ -1,11 +1,16 @@
 /*  test_metrics.c - the metrics registry (common/metrics.c): the text
     format, labels and their escaping, exact scaled values, saturation,
-    the series limit, histograms and listen addresses. */
+    the series limit, histograms, listen addresses, and the endpoint itself
+    (an in-process HTTP thread on a free port, read with a plain socket). */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/metrics.h"
 
@@ -157,4 +162,67 @@ Test(metrics, listen_addresses)
     cr_expect(strstr(err, "numeric"), "%s", err);
     cr_expect_eq(metrics_listen_check("[::1:80", err, sizeof err), -1);
     cr_expect_eq(metrics_listen_check("127.0.0.1:-1", err, sizeof err), -1);
+}
+
+/* GET path from host:port over a plain socket; the whole response. */
+static char *s_get(const char *addr, const char *path)
+{
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    cr_assert_not_null(colon);
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    cr_assert_eq(inet_pton(AF_INET, host, &sa.sin_addr), 1, "%s", addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect %s", addr);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = calloc(1, cap);
+    ssize_t r;
+    while (len + 1 < cap && (r = read(fd, buf + len, cap - len - 1)) > 0)
+        len += (size_t)r;
+    close(fd);
+    return buf;
+}
+
+Test(metrics, serves_on_a_free_port_and_writes_its_address)
+{
+    char dir[] = "/tmp/emads-metrics-test.XXXXXX", err[256], addr[128] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    metrics_t *m = metrics_new("bus");
+    metric_add(metrics_counter(m, "emads_x_total", "x", "agent", 1), METRICS_LABELS("a"), 7);
+    cr_assert_eq(metrics_serve_daemon(m, "127.0.0.1:0", dir, "emads-bus", err, sizeof err), 0, "%s",
+                 err);
+    char file[256];
+    snprintf(file, sizeof file, "%s/metrics/emads-bus.%ld.addr", dir, (long)getpid());
+    FILE *f = fopen(file, "r");
+    cr_assert_not_null(f, "no address file %s", file);
+    cr_assert_not_null(fgets(addr, sizeof addr, f));
+    fclose(f);
+    addr[strcspn(addr, "\n")] = 0;
+    cr_expect_str_eq(addr, metrics_address(m));
+    cr_expect(strncmp(addr, "127.0.0.1:", 10) == 0 && atoi(addr + 10) > 0, "%s", addr);
+    char *ok = s_get(addr, "/metrics");
+    cr_expect(strstr(ok, "HTTP/1.0 200") || strstr(ok, "HTTP/1.1 200"), "%s", ok);
+    cr_expect(strstr(ok, "text/plain; version=0.0.4"), "%s", ok);
+    cr_expect(strstr(ok, "\r\n\r\n# HELP "), "%s", ok);
+    cr_expect(strstr(ok, "emads_x_total{agent=\"a\"} 7\n"), "%s", ok);
+    free(ok);
+    char *nf = s_get(addr, "/other");
+    cr_expect(strstr(nf, " 404 "), "%s", nf);
+    free(nf);
+    cr_expect_eq(metrics_serve(m, "127.0.0.1:0", NULL, err, sizeof err), -1, "serving twice");
+    metrics_t *other = metrics_new(NULL);
+    cr_expect_eq(metrics_serve(other, addr, NULL, err, sizeof err), -1, "port in use");
+    cr_expect(strstr(err, "cannot listen on"), "%s", err);
+    metrics_destroy(&other);
+    metrics_destroy(&m);
+    cr_expect_eq(access(file, F_OK), -1, "the address file is removed on destroy");
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s/metrics", dir);
+    rmdir(sub);
+    rmdir(dir);
 }
