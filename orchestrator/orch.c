@@ -621,8 +621,12 @@ static void s_finalize(orch_t *self, otask_t *t)
     snprintf(t->state, sizeof t->state, "%s", t->final_state);
     s_save_task(self, t);
     s_task_event(self, strcmp(t->state, "done") == 0 ? "task.done" : "task.failed", t);
+    proto_amounts_t spent = {{0}};
+    for (int i = 0; i < t->n_steps; i++)
+        for (int d = 0; d < DIM_COUNT; d++)
+            spent.v[d] += t->steps[i].actual.v[d];
     orch_metrics_task_end(self->metrics, s_class_name(self, t), t->state,
-                          t->created_ms > 0 ? s_now() - t->created_ms : -1);
+                          t->created_ms > 0 ? s_now() - t->created_ms : -1, &spent);
     log_info("task %s %s%s%s", t->id, t->state, t->reason[0] ? ": " : "", t->reason);
     t->dead = true;
     if (t->training && t->train_slot >= 0)

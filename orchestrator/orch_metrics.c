@@ -2,10 +2,12 @@
     orch_metrics.h). Durations arrive in ms and are shown in seconds. */
 #include "orchestrator/orch_metrics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 struct _orch_metrics_t {
     metric_t *submitted, *tasks, *task_s, *steps, *step_s, *active;
+    metric_t *spend[DIM_COUNT]; /* emads_task_spend_<unit>_total{class} */
 };
 
 orch_metrics_t *orch_metrics_new(metrics_t *r)
@@ -33,8 +35,18 @@ orch_metrics_t *orch_metrics_new(metrics_t *r)
                           "by the orchestrator",
                           "agent,path,model", metrics_buckets_slow_s, metrics_buckets_slow_n);
     self->active = metrics_gauge(r, "emads_tasks_active", "tasks not yet finished", NULL, 1);
-    if (!self->submitted || !self->tasks || !self->task_s || !self->steps || !self->step_s ||
-        !self->active)
+    bool ok = self->submitted && self->tasks && self->task_s && self->steps && self->step_s &&
+              self->active;
+    for (int d = 0; d < DIM_COUNT; d++) {
+        char name[96], help[160];
+        snprintf(name, sizeof name, "emads_task_spend_%s_total", metrics_dim_unit[d]);
+        snprintf(help, sizeof help,
+                 "%s spent by tasks that ended, by class (their steps' actual amounts)",
+                 metrics_dim_unit[d]);
+        self->spend[d] = metrics_counter(r, name, help, "class", metrics_dim_scale[d]);
+        ok = ok && self->spend[d];
+    }
+    if (!ok)
         orch_metrics_destroy(&self);
     return self;
 }
@@ -54,11 +66,13 @@ void orch_metrics_submitted(orch_metrics_t *self, const char *cls)
 }
 
 void orch_metrics_task_end(orch_metrics_t *self, const char *cls, const char *state,
-                           int64_t duration_ms)
+                           int64_t duration_ms, const proto_amounts_t *spent)
 {
     if (!self)
         return;
     metric_add(self->tasks, METRICS_LABELS(cls, state), 1);
+    for (int d = 0; spent && d < DIM_COUNT; d++)
+        metric_add(self->spend[d], METRICS_LABELS(cls), spent->v[d]);
     if (duration_ms >= 0)
         metric_observe(self->task_s, METRICS_LABELS(cls), (double)duration_ms / 1000.0);
 }

@@ -72,6 +72,10 @@ for dim, (name, scale) in units.items():
         g = total(name, agent=a["name"]) * scale
         if g != a["used"][dim]:
             bad.append(f"{name}{{agent={a['name']}}} = {g} {dim}, the ledger says {a['used'][dim]}")
+for dim, unit in (("tokens", ("emads_task_spend_tokens_total", 1)), ("cost_uusd", ("emads_task_spend_usd_total", 1000000))):
+    got = total(unit[0], **{"class": "analysis"}) * unit[1]
+    if got != spend["total"]["used"][dim]:
+        bad.append(f"{unit[0]}{{class=analysis}} = {got} {dim}, the ledger says {spend['total']['used'][dim]}")
 if spend["total"]["used"]["cost_uusd"] <= 0:
     bad.append("the LLM task spent nothing: the comparison proves little")
 if total("emads_tasks_total", state="done") != 1:
