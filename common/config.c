@@ -1795,10 +1795,13 @@ static void s_defaults(cfg_t *cfg)
 static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel,
                         size_t budgets_len, int *budgets_line)
 {
-    static const char *const keys[] = {"run_dir", "budgets_file", "knowledge_dir", "bus",
-                                       "ledger",  "planner",      "adaptive",      "providers",
-                                       "models",  "tools",        "agents",        "workflows",
-                                       "classes", "access",       "metrics",       NULL};
+    /* clang-format off */
+    static const char *const keys[] = {
+        "run_dir", "budgets_file", "knowledge_dir", "bus",    "ledger",
+        "planner", "adaptive",     "providers",     "models", "tools",
+        "agents",  "workflows",    "classes",       "access",
+        "metrics", NULL};
+    /* clang-format on */
     cfg_t *cfg = ctx->cfg;
     s_check_keys(ctx, root, "", keys);
 

@@ -5,8 +5,7 @@ set -euo pipefail
 PKGS=(build-essential pkg-config meson ninja-build
       libzmq3-dev libczmq-dev libmsgpack-dev libyaml-dev libcurl4-openssl-dev
       libjansson-dev libsqlite3-dev libmicrohttpd-dev libcriterion-dev
-      clang libclang-rt-14-dev procps python3 jq curl iproute2
-      prometheus tmux)
+      clang libclang-rt-14-dev procps python3 jq curl iproute2)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 missing=()
