@@ -44,6 +44,7 @@ typedef enum { S_COUNTER, S_GAUGE, S_HISTOGRAM } s_type_t;
 static const char *const s_type_names[] = {"counter", "gauge", "histogram"};
 
 typedef struct {
+    uint64_t hash;                          /* of the label values (s_hash) */
     const char *values[METRICS_MAX_LABELS]; /* point into the same allocation */
     int64_t v;                              /* counter, gauge */
     uint64_t count;                         /* histogram */
@@ -257,18 +258,42 @@ void metrics_destroy(metrics_t **self_p)
 
 /* ---- series -------------------------------------------------------------- */
 
-/* The series for values, created if new; NULL when the family is full (the
-   drop is counted) or out of memory. Caller holds the lock. */
-static s_series_t *s_series(metric_t *m, const char *const *values)
+/* FNV-1a over the label values, each ended by a 0 byte. */
+static uint64_t s_hash(const metric_t *m, const char *const *values)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (int l = 0; l < m->n_labels; l++) {
+        for (const char *p = values[l] ? values[l] : ""; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* The existing series for values, or NULL. Caller holds the lock. */
+static s_series_t *s_find(const metric_t *m, const char *const *values, uint64_t hash)
 {
     for (int i = 0; i < m->n_series; i++) {
         s_series_t *s = m->series[i];
+        if (s->hash != hash)
+            continue;
         int l = 0;
         while (l < m->n_labels && strcmp(s->values[l], values[l] ? values[l] : "") == 0)
             l++;
         if (l == m->n_labels)
             return s;
     }
+    return NULL;
+}
+
+/* The series for values, created if new; NULL when the family is full (the
+   drop is counted) or out of memory. Caller holds the lock. */
+static s_series_t *s_series(metric_t *m, const char *const *values)
+{
+    uint64_t hash = s_hash(m, values);
+    s_series_t *found = s_find(m, values, hash);
+    if (found)
+        return found;
     if (m->n_series >= METRICS_MAX_SERIES) {
         metric_t *d = m->owner->dropped;
         if (m != d) {
@@ -287,6 +312,7 @@ static s_series_t *s_series(metric_t *m, const char *const *values)
     s_series_t *s = calloc(1, size);
     if (!s)
         return NULL;
+    s->hash = hash;
     char *p = (char *)s + head;
     for (int l = 0; l < m->n_labels; l++) {
         const char *v = values[l] ? values[l] : "";
@@ -362,16 +388,9 @@ int64_t metric_value(metric_t *m, const char *const *values)
         return 0;
     int64_t v = 0;
     pthread_mutex_lock(&m->owner->lock);
-    for (int i = 0; i < m->n_series; i++) {
-        s_series_t *s = m->series[i];
-        int l = 0;
-        while (l < m->n_labels && strcmp(s->values[l], values[l] ? values[l] : "") == 0)
-            l++;
-        if (l == m->n_labels) {
-            v = m->type == S_HISTOGRAM ? (int64_t)s->count : s->v;
-            break;
-        }
-    }
+    const s_series_t *s = s_find(m, values, s_hash(m, values));
+    if (s)
+        v = m->type == S_HISTOGRAM ? (int64_t)s->count : s->v;
     pthread_mutex_unlock(&m->owner->lock);
     return v;
 }
@@ -412,16 +431,21 @@ static void s_printf(s_buf_t *b, const char *fmt, ...)
     }
 }
 
-/* Help text: backslash and newline escaped. */
-static void s_help(s_buf_t *b, const char *s)
+/* Append s with backslash and newline escaped, and quote too when quote:
+   the runs between special characters are copied whole. */
+static void s_escaped(s_buf_t *b, const char *s, bool quote)
 {
-    for (; *s; s++)
-        if (*s == '\\')
-            s_printf(b, "\\\\");
-        else if (*s == '\n')
-            s_printf(b, "\\n");
-        else
-            s_printf(b, "%c", *s);
+    const char *special = quote ? "\\\"\n" : "\\\n";
+    while (*s) {
+        size_t run = strcspn(s, special);
+        if (run)
+            s_printf(b, "%.*s", (int)run, s);
+        s += run;
+        if (*s) {
+            s_printf(b, "\\%c", *s == '\n' ? 'n' : *s);
+            s++;
+        }
+    }
 }
 
 /* {a="x",b="y"[,le="..."]}: label values escaped; nothing when empty. */
@@ -432,13 +456,7 @@ static void s_labels(s_buf_t *b, const metric_t *m, const s_series_t *s, const c
     s_printf(b, "{");
     for (int l = 0; l < m->n_labels; l++) {
         s_printf(b, "%s%s=\"", l ? "," : "", m->labels[l]);
-        for (const char *p = s->values[l]; *p; p++)
-            if (*p == '\\' || *p == '"')
-                s_printf(b, "\\%c", *p);
-            else if (*p == '\n')
-                s_printf(b, "\\n");
-            else
-                s_printf(b, "%c", *p);
+        s_escaped(b, s->values[l], true);
         s_printf(b, "\"");
     }
     if (le)
@@ -478,7 +496,7 @@ char *metrics_render(metrics_t *self)
     for (int f = 0; f < self->n_families; f++) {
         const metric_t *m = self->families[f];
         s_printf(&b, "# HELP %s ", m->name);
-        s_help(&b, m->help);
+        s_escaped(&b, m->help, false);
         s_printf(&b, "\n# TYPE %s %s\n", m->name, s_type_names[m->type]);
         for (int i = 0; i < m->n_series; i++) {
             const s_series_t *s = m->series[i];
