@@ -93,13 +93,16 @@ static void s_sum(json_t *dst, const ev_t *src)
     }
 }
 
-/* Tasks in state (newest first) with their steps, appended to arr. */
-static void s_tasks(ctl_conn_t *conn, const char *state, json_t *arr, int64_t now)
+/* Tasks in state (newest first) with their steps, appended to arr.
+   false when the orchestrator did not answer. */
+static bool s_tasks(ctl_conn_t *conn, const char *state, json_t *arr, int64_t now)
 {
     ev_t *b = proto_body("tasks");
     ev_set_str(b, "state", state);
     ev_set_int(b, "limit", S_MAX_TASKS);
     ev_t *rep = s_ask(conn, "orchestrator", b);
+    if (!rep)
+        return false;
     const ev_t *tasks = ev_get(rep, "tasks");
     for (size_t i = 0; i < ev_len(tasks) && json_array_size(arr) < S_MAX_TASKS; i++) {
         const ev_t *t = ev_at(tasks, i);
@@ -131,6 +134,7 @@ static void s_tasks(ctl_conn_t *conn, const char *state, json_t *arr, int64_t no
         json_array_append_new(arr, jt);
     }
     ev_destroy(&rep);
+    return true;
 }
 
 /* One frame: {"at_ms", "bus": bool, "workers": [...], "tasks": [...],
@@ -151,12 +155,19 @@ static json_t *s_collect(ctl_conn_t *conn)
                                         (json_int_t)ev_get_int(s, "workers", 0), "inflight",
                                         (json_int_t)ev_get_int(s, "inflight", 0)));
     }
+    bool bus_up = pong != NULL;
     ev_destroy(&pong);
     json_object_set_new(f, "workers", workers);
+    if (!bus_up) { /* everything else goes through the bus: do not wait for it again */
+        json_object_set_new(f, "tasks", json_array());
+        json_object_set_new(f, "agents", json_array());
+        json_object_set_new(f, "global", json_null());
+        return f;
+    }
 
     json_t *tasks = json_array();
-    s_tasks(conn, "running", tasks, now);
-    s_tasks(conn, "queued", tasks, now);
+    if (s_tasks(conn, "running", tasks, now))
+        s_tasks(conn, "queued", tasks, now);
     json_object_set_new(f, "tasks", tasks);
 
     /* per agent: its accounts over every task, summed */
@@ -169,7 +180,7 @@ static json_t *s_collect(ctl_conn_t *conn)
             ev_set_str(b, "agent", cfg->agents[a].name);
         ev_t *rep = s_ask(conn, "ledger", b);
         if (!rep)
-            continue;
+            break; /* the ledger is not answering: do not wait for it again */
         const ev_t *accs = ev_get(rep, "accounts");
         json_t *row = NULL;
         if (a < cfg->n_agents) {

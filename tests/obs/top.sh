@@ -92,7 +92,18 @@ echo "$j" | json 'd["agents"][0]["used"]["cost_uusd"] > 0' | grep -qx true || fa
 set +e
 ctl top --interval 5 >/dev/null 2>&1; [ $? = 2 ] || fail "--interval 5 not refused with 2"
 ctl top --bogus >/dev/null 2>&1; [ $? = 2 ] || fail "unknown option not refused with 2"
+# the bus goes away under a running top: it says so and keeps going; SIGTERM ends it with 0
+"$EMADSCTL" --home "$E2E_RUN" --config "$E2E_CFG/emads.yaml" --json top --interval 200 \
+    >"$E2E_TMP/top.jsonl" 2>/dev/null &
+top_pid=$!
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $top_pid"
+for _ in $(seq 1 50); do grep -q '"bus":true' "$E2E_TMP/top.jsonl" && break; sleep 0.1; done
 ctl down >/dev/null
+for _ in $(seq 1 300); do grep -q '"bus":false' "$E2E_TMP/top.jsonl" && break; sleep 0.1; done
+grep -q '"bus":false' "$E2E_TMP/top.jsonl" || fail "top --json did not report the bus gone"
+kill -0 "$top_pid" 2>/dev/null || fail "top ended when the bus went away"
+kill -TERM "$top_pid"
+wait "$top_pid"; [ $? = 0 ] || fail "top did not exit 0 on SIGTERM"
 ctl top --once >/dev/null 2>&1; [ $? = 3 ] || fail "top with nothing running did not exit 3"
 set -e
 echo "top: ok"
