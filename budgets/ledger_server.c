@@ -550,6 +550,19 @@ static void s_gauges(s_server_t *self, int64_t now)
     zhashx_destroy(&g.held);
 }
 
+/* The request type as a label: one of the ledger's own, else "other" (a
+   peer cannot grow the label set). */
+static const char *s_op_label(const ev_t *body)
+{
+    static const char *const ops[] = {"reserve",    "commit", "void",    "open_task",
+                                      "close_task", "spend",  "history", "ping"};
+    const char *type = ev_get_str(body, "type", "");
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(type, ops[i]) == 0)
+            return ops[i];
+    return "other";
+}
+
 /* Register the ledger's families; -1 when out of memory. */
 static int s_metrics_init(s_server_t *self)
 {
@@ -580,8 +593,9 @@ static int s_metrics_init(s_server_t *self)
     self->m.transactions = metrics_counter(r, "emads_ledger_transactions_total",
                                            "durable journal transactions (group commits)", NULL, 1);
     self->m.latency = metrics_histogram(r, "emads_ledger_request_duration_seconds",
-                                        "time from receiving a request to its durable reply", NULL,
-                                        metrics_buckets_fast_s, metrics_buckets_fast_n);
+                                        "time from receiving a request to its durable reply, by "
+                                        "request type",
+                                        "type", metrics_buckets_fast_s, metrics_buckets_fast_n);
     self->m.holds_open =
         metrics_gauge(r, "emads_ledger_holds_open", "holds not yet resolved", NULL, 1);
     self->m.tasks_open =
@@ -771,7 +785,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
             if (!replies[i])
                 replies[i] = proto_error(PROTO_E_INTERNAL, "out of memory");
             bus_worker_reply(self->worker, &reqs[i], &replies[i], true);
-            metric_observe(self->m.latency, NULL, (double)(zclock_usecs() - t_in[i]) / 1e6);
+            metric_observe(self->m.latency, METRICS_LABELS(s_op_label(reqs[i].body)),
+                           (double)(zclock_usecs() - t_in[i]) / 1e6);
             bus_request_clear(&reqs[i]);
         }
         s_notes(self);

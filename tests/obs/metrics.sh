@@ -87,6 +87,9 @@ if total("emads_llm_tokens_total") != 2000 * calls:
     bad.append(f"emads_llm_tokens_total = {total('emads_llm_tokens_total')}, want {2000 * calls}")
 if total("emads_step_duration_seconds_count") < 3:
     bad.append("fewer than 3 steps in emads_step_duration_seconds")
+for op in ("reserve", "commit", "open_task", "close_task"):
+    if total("emads_ledger_request_duration_seconds_count", type=op) < 1:
+        bad.append(f"no {op} in emads_ledger_request_duration_seconds")
 if total("emads_bus_workers", service="ledger") != 1:
     bad.append("emads_bus_workers{service=ledger} is not 1")
 # every metric a dashboard panel or an alert rule names is exported
