@@ -259,6 +259,16 @@ function connect() {
                    "alert.overrun", "alert.expired"])
     es.addEventListener(t, handle);
   es.onmessage = handle; // events sent without an "event:" line
+  es.addEventListener("gateway.bus_lost", () => {
+    conn.textContent = "bus not answering";
+    conn.className = "conn off";
+  });
+  es.addEventListener("gateway.bus_back", () => {
+    conn.textContent = "live";
+    conn.className = "conn on";
+    refresh("spend", loadSpend);
+    refresh("tasks", loadTasks);
+  });
 }
 
 window.addEventListener("resize", drawChart);
