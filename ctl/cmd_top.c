@@ -65,6 +65,10 @@ static int64_t s_now_ms(void)
    (top keeps going; the frame shows what is missing). */
 static ev_t *s_ask(ctl_conn_t *conn, const char *service, ev_t *body)
 {
+    if (s_stop) { /* a signal came: end the frame without waiting more */
+        ev_destroy(&body);
+        return NULL;
+    }
     ev_t *rep = bus_client_call(conn->client, service, &body, S_CALL_MS, NULL, NULL);
     if (rep && proto_is_error(rep, NULL)) {
         ev_destroy(&rep);
