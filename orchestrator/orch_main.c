@@ -102,26 +102,28 @@ int main(int argc, char **argv)
     zsys_init();
     zsys_handler_reset();
     zsys_catch_interrupts();
+    /* metrics first: an address that cannot be bound stops the start before
+       the orchestrator shows up on the bus as healthy */
+    metrics_t *metrics = metrics_new("orchestrator");
+    const char *listen = cfg->metrics_listen[CFG_METRICS_ORCHESTRATOR];
+    char why[256] = "out of memory";
+    if (!metrics || (*listen && metrics_serve_daemon(metrics, listen, run, "emads-orchestrator",
+                                                     why, sizeof why) != 0)) {
+        log_error("metrics: %s", why);
+        metrics_destroy(&metrics);
+        cfg_destroy(&cfg);
+        return 1;
+    }
     orch_t *orch = orch_new(cfg, ep, &sec, db);
-    if (!orch) {
+    if (!orch || orch_set_metrics(orch, metrics) != 0) {
+        orch_destroy(&orch);
+        metrics_destroy(&metrics);
         cfg_destroy(&cfg);
         return 1;
     }
     char polfile[1100];
     snprintf(polfile, sizeof polfile, "%s/policy.json", run);
     orch_load_policy(orch, polfile);
-    metrics_t *metrics = metrics_new("orchestrator");
-    const char *listen = cfg->metrics_listen[CFG_METRICS_ORCHESTRATOR];
-    char why[256] = "out of memory";
-    if (!metrics || orch_set_metrics(orch, metrics) != 0 ||
-        (*listen &&
-         metrics_serve_daemon(metrics, listen, run, "emads-orchestrator", why, sizeof why) != 0)) {
-        log_error("metrics: %s", why);
-        orch_destroy(&orch);
-        metrics_destroy(&metrics);
-        cfg_destroy(&cfg);
-        return 1;
-    }
     char pidfile[1100];
     snprintf(pidfile, sizeof pidfile, "%s/pids/emads-orchestrator.pid", run);
     rundir_pid_write(pidfile, (long)getpid());

@@ -7,7 +7,8 @@
 # orchestrator counted the task as done and the agents' LLM counters match
 # the test server's log; (4) no series is labelled by task; (5) every metric
 # named in contrib/grafana/emads.json and contrib/prometheus/emads-rules.yml
-# is exported by some endpoint; (6) provider errors are counted by HTTP code.
+# is exported by some endpoint; (6) provider errors are counted by HTTP code
+# and denials by account kind and dimension.
 . "$(dirname "$0")/../e2e/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 : "${EMADS_SRC:?EMADS_SRC must name the source tree}"
@@ -176,4 +177,22 @@ grep -Eq "bad.yaml:[0-9]+: metrics.bus: 'example.org:80': expected host:port wit
     fail "no error for metrics.bus: $(cat "$E2E_TMP/check.err")"
 grep -Eq "bad.yaml:[0-9]+: metrics.ledger: set either metrics.ledger or ledger.metrics_port" "$E2E_TMP/check.err" ||
     fail "no error for metrics.ledger with ledger.metrics_port: $(cat "$E2E_TMP/check.err")"
+
+# denials are counted by account kind and dimension: a global account of one
+# cent cannot hold a gpt-4o step (about 2.9 cents), which the planner does not
+# see, so the ledger refuses the reserve and the step is re-planned
+sed -i "s/^\(  orchestrator: \"127\.0\.0\.1:\)[0-9]*\"/\10\"/" "$E2E_CFG/emads.yaml"
+sed -i 's/^  global: .*/  global: {period: day, max_cost_usd: 0.01}/' "$E2E_CFG/emads.yaml"
+grep -q '^  global: {period: day, max_cost_usd: 0.01}' "$E2E_CFG/emads.yaml" || fail "could not set the global account"
+curl -sf -X POST -d '{"scenario": "usage"}' "http://127.0.0.1:$E2E_LLM_PORT/control" >/dev/null
+rm -f "$E2E_RUN"/ledger.db* # the journal keeps the global account's earlier limit
+ctl up >/dev/null
+ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk." >"$E2E_TMP/denied.json" || true
+laddr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-ledger"][0]')
+curl -sf "http://$laddr/metrics" >"$E2E_TMP/ledger.prom"
+grep -Eq '^emads_ledger_denials_total\{account="global",dimension="cost_uusd"\} [1-9]' "$E2E_TMP/ledger.prom" ||
+    fail "no denial of the global account's cost counted: $(grep denials "$E2E_TMP/ledger.prom"); $(cat "$E2E_TMP/denied.json")"
+grep -Eq '^emads_ledger_alerts_total\{kind="denied"\} [1-9]' "$E2E_TMP/ledger.prom" ||
+    fail "no denied alert counted"
+echo "denials counted: $(grep '^emads_ledger_denials_total' "$E2E_TMP/ledger.prom")"
 echo "metrics: ok"
