@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agents/agent_metrics.h"
 #include "agents/evjson.h"
 #include "agents/tokens.h"
 #include "agents/tool.h"
@@ -284,6 +285,7 @@ struct _agent_t {
     pthread_t *threads;
     int n_threads;
     char done_ep[128];
+    agent_metrics_t *metrics; /* NULL = off */
 };
 
 typedef struct {
@@ -462,6 +464,7 @@ static int s_llm(s_worker_t *w, const s_step_t *s, int model, const char *system
         snprintf(res.error, sizeof res.error, "no HTTP client");
     } else
         llm_call(w->llm, &req, &res);
+    agent_metrics_llm(a->metrics, a->name, m->name, &res);
     double ratio = tokens_calib_ratio(a->calib, m->name);
     agent_llm_actual(m, &res, hold, prompt_cal, ratio, actual, measured);
     *content = NULL;
@@ -734,6 +737,9 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         reply = NULL;
         /* the code is borrowed from the reply: keep it alive in edetail */
         log_info("step %s/%s not run: %s %s", task, step, s.ecode, s.ereason);
+        agent_metrics_step(a->metrics, a->name, cfg_path_name(s.choice.path),
+                           s.choice.model >= 0 ? cfg->models[s.choice.model].name : "", s.status,
+                           -1);
         ev_t *r = s_result(a, &s);
         free(system);
         free(user);
@@ -764,6 +770,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     }
     free(system);
     free(user);
+    int64_t exec_ms = agent_elapsed_ms(t0, zclock_usecs());
 
     /* 5. commit what was spent */
     char err[512];
@@ -777,6 +784,9 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     }
     log_info("step %s/%s %s on the %s path (%s)", task, step, s.status,
              cfg_path_name(s.choice.path), s.choice.why);
+    agent_metrics_step(a->metrics, a->name, cfg_path_name(s.choice.path),
+                       s.choice.model >= 0 ? cfg->models[s.choice.model].name : "", s.status,
+                       exec_ms);
     return s_result(a, &s);
 }
 
@@ -872,6 +882,7 @@ agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t
     snprintf(self->endpoint, sizeof self->endpoint, "%s", opts->endpoint);
     snprintf(self->run_dir, sizeof self->run_dir, "%s", opts->run_dir ? opts->run_dir : "");
     snprintf(self->self_dir, sizeof self->self_dir, "%s", opts->self_dir ? opts->self_dir : "");
+    self->metrics = agent_metrics_new(opts->metrics);
     bus_security_init(&self->sec, self->run_dir, self->name, opts->curve);
     self->calib = tokens_calib_new();
     self->boot_ms = zclock_time();
@@ -893,6 +904,7 @@ void agent_destroy(agent_t **self_p)
         return;
     agent_t *self = *self_p;
     tokens_calib_destroy(&self->calib);
+    agent_metrics_destroy(&self->metrics);
     pthread_mutex_destroy(&self->lock);
     pthread_cond_destroy(&self->cond);
     free(self->threads);

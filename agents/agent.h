@@ -29,6 +29,7 @@
 #include "agents/llm.h"
 #include "agents/role.h"
 #include "common/config.h"
+#include "common/metrics.h"
 #include "proto/proto.h"
 
 /* Measured values of a commit. */
@@ -103,6 +104,8 @@ typedef struct {
     const char *run_dir;
     bool curve;
     const char *self_dir; /* folder of the agent binary (tool lookup); may be NULL */
+    metrics_t *metrics;   /* where steps and LLM calls are counted; NULL = none.
+                             Borrowed: must outlive the agent */
 } agent_opts_t;
 
 /* Create an agent from a loaded config (borrowed; must outlive the agent).

@@ -169,14 +169,26 @@ int main(int argc, char **argv)
     zsys_catch_interrupts(); /* SIGINT/SIGTERM set zsys_interrupted */
 
     char err[512];
+    metrics_t *metrics = metrics_new("agent");
+    const char *listen = cfg->metrics_listen[CFG_METRICS_AGENTS];
+    if (!metrics ||
+        (*listen && metrics_serve_daemon(metrics, listen, run_dir, name, err, sizeof err) != 0)) {
+        fprintf(stderr, "%s: metrics: %s\n", base, metrics ? err : "out of memory");
+        metrics_destroy(&metrics);
+        cfg_destroy(&cfg);
+        curl_global_cleanup();
+        return 1;
+    }
     agent_opts_t opts = {.name = name,
                          .endpoint = ep,
                          .run_dir = run_dir,
                          .curve = curve,
-                         .self_dir = self_dir[0] ? self_dir : NULL};
+                         .self_dir = self_dir[0] ? self_dir : NULL,
+                         .metrics = metrics};
     agent_t *agent = agent_new(cfg, &opts, err, sizeof err);
     if (!agent) {
         fprintf(stderr, "%s: %s\n", base, err);
+        metrics_destroy(&metrics);
         cfg_destroy(&cfg);
         curl_global_cleanup();
         return 2;
@@ -187,6 +199,7 @@ int main(int argc, char **argv)
     s_write_pid(run_dir, name, pidfile, sizeof pidfile);
     int rc = agent_run(agent);
     agent_destroy(&agent);
+    metrics_destroy(&metrics);
     rundir_pid_remove_own(pidfile);
     cfg_destroy(&cfg);
     curl_global_cleanup();

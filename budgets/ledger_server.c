@@ -19,8 +19,8 @@
 
 #include "budgets/alerts.h"
 #include "budgets/journal.h"
-#include "budgets/metrics.h"
 #include "common/log.h"
+#include "common/metrics.h"
 
 #define S_BATCH_MAX 256
 #define S_TICK_MS   250
@@ -36,6 +36,17 @@ typedef struct {
     bus_worker_t *worker;
     alerts_t *alerts;
     metrics_t *metrics;
+    struct {
+        metric_t *reserves, *commits, *voids, *denials, *overruns, *expiries, *alerts, *errors;
+        metric_t *requests, *transactions, *latency, *holds_open, *tasks_open;
+        metric_t *spend[DIM_COUNT];     /* emads_spend_<unit>_total{agent,model,path} */
+        metric_t *held[DIM_COUNT];      /* emads_ledger_held_<unit>{account,agent} */
+        metric_t *used[DIM_COUNT];      /* emads_ledger_used_<unit>{account,period} */
+        metric_t *limit[DIM_COUNT];     /* ... _limit_<unit> */
+        metric_t *remaining[DIM_COUNT]; /* ... _remaining_<unit> */
+    } m;
+    zhashx_t *commit_model; /* hold_id -> model of this batch's commits */
+    zhashx_t *commit_path;  /* hold_id -> path */
     double warn, critical;
     int64_t started_ms;
     int64_t gauges_at;
@@ -276,6 +287,10 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         if (bad)
             return proto_error(PROTO_E_INVALID, "commit.%s: missing or of the wrong type", bad);
         ledger_commit(self->ledger, sender, rid, hold, &a, measured, path, model, option, now, &r);
+        if (r.code == LEDGER_OK && hold) {
+            zhashx_update(self->commit_model, hold, (void *)(model ? model : ""));
+            zhashx_update(self->commit_path, hold, (void *)(path ? path : ""));
+        }
     } else if (strcmp(type, "void") == 0) {
         const char *hold = s_req_str(body, "hold_id", &bad);
         if (bad)
@@ -289,11 +304,13 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
     } else
         return proto_error(PROTO_E_UNKNOWN_TYPE, "the ledger does not serve '%s'", type);
     if (r.code != LEDGER_OK && r.code != LEDGER_E_EXCEEDS)
-        metrics_add(self->metrics, METRIC_ERRORS, 1);
+        metric_add(self->m.errors, METRICS_LABELS(ledger_code_name(r.code)), 1);
     return s_reply(&r);
 }
 
 /* ---- events, alerts, gauges --------------------------------------------- */
+
+static void s_spend(s_server_t *self, const ledger_note_t *n);
 
 static ev_t *s_event(const char *topic, const ledger_note_t *n)
 {
@@ -335,7 +352,7 @@ static void s_crossings(s_server_t *self, const ledger_note_t *n)
                 continue;
             const char *topic = lvl == ALERT_CRITICAL ? "alert.critical" : "alert.warn";
             double frac = (double)a->after.v[d] / (double)a->limit.v[d];
-            metrics_add(self->metrics, METRIC_ALERTS, 1);
+            metric_add(self->m.alerts, METRICS_LABELS(topic + 6), 1);
             e = s_event(topic, n);
             ev_set_str(e, "account", ledger_kind_name(a->kind));
             ev_set_str(e, "dimension", proto_dim_names[d]);
@@ -361,13 +378,14 @@ static void s_notes(s_server_t *self)
         ev_t *e = NULL;
         switch (n->kind) {
         case LEDGER_NOTE_RESERVE:
-            metrics_add(self->metrics, METRIC_RESERVES, 1);
+            metric_add(self->m.reserves, METRICS_LABELS(n->agent), 1);
             break;
         case LEDGER_NOTE_VOID:
-            metrics_add(self->metrics, METRIC_VOIDS, 1);
+            metric_add(self->m.voids, METRICS_LABELS(n->agent), 1);
             break;
         case LEDGER_NOTE_COMMIT:
-            metrics_add(self->metrics, METRIC_COMMITS, 1);
+            metric_add(self->m.commits, METRICS_LABELS(n->agent), 1);
+            s_spend(self, n);
             e = s_event("spend.commit", n);
             proto_set_amounts(e, "amounts", &n->actual);
             if (n->late) {
@@ -377,7 +395,8 @@ static void s_notes(s_server_t *self)
             }
             bus_worker_publish(self->worker, "spend.commit", &e);
             if (n->overrun) {
-                metrics_add(self->metrics, METRIC_OVERRUNS, 1);
+                metric_add(self->m.overruns, METRICS_LABELS(n->agent), 1);
+                metric_add(self->m.alerts, METRICS_LABELS("overrun"), 1);
                 e = s_event("alert.overrun", n);
                 proto_set_amounts(e, "amounts", &n->actual);
                 ev_t *data = ev_set_map(e, "data"); /* the hold the actual overran */
@@ -396,7 +415,9 @@ static void s_notes(s_server_t *self)
             s_crossings(self, n);
             break;
         case LEDGER_NOTE_EXPIRED:
-            metrics_add(self->metrics, METRIC_EXPIRIES, 1);
+            metric_add(self->m.expiries, METRICS_LABELS(n->agent), 1);
+            metric_add(self->m.alerts, METRICS_LABELS("expired"), 1);
+            s_spend(self, n);
             e = s_event("alert.expired", n);
             proto_set_amounts(e, "amounts", &n->amounts);
             {
@@ -416,7 +437,12 @@ static void s_notes(s_server_t *self)
             s_crossings(self, n);
             break;
         case LEDGER_NOTE_DENIED:
-            metrics_add(self->metrics, METRIC_DENIALS, 1);
+            metric_add(self->m.denials,
+                       n->code == LEDGER_E_EXCEEDS ? METRICS_LABELS(ledger_kind_name(n->err_kind),
+                                                                    proto_dim_names[n->err_dim])
+                                                   : METRICS_LABELS("agent", "no_budget"),
+                       1);
+            metric_add(self->m.alerts, METRICS_LABELS("denied"), 1);
             e = s_event("alert.denied", n);
             proto_set_amounts(e, "amounts", &n->amounts);
             if (n->code == LEDGER_E_EXCEEDS) {
@@ -437,76 +463,39 @@ static void s_notes(s_server_t *self)
     if (count)
         self->gauges_dirty = true;
     ledger_notes_clear(self->ledger);
+    zhashx_purge(self->commit_model);
+    zhashx_purge(self->commit_path);
 }
 
-/* Prometheus label value escaping: backslash, quote, newline. */
-static void s_label(char *out, size_t size, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 3 < size; s++) {
-        if (*s == '\\' || *s == '"') {
-            out[o++] = '\\';
-            out[o++] = *s;
-        } else if (*s == '\n') {
-            out[o++] = '\\';
-            out[o++] = 'n';
-        } else
-            out[o++] = *s;
-    }
-    out[o] = 0;
-}
-
+/* Per (account kind, agent) held amounts, summed over open accounts. */
 typedef struct {
-    zhashx_t *closed;    /* tasks closed: their accounts are not shown */
-    zhashx_t *agent_sum; /* agent -> proto_amounts_t * used over every task */
-    char *buf;
-    size_t len;
-    FILE *f;
+    s_server_t *self;
+    zhashx_t *held; /* "kind\tagent" -> proto_amounts_t * */
+    const ledger_account_row_t *global;
+    int64_t tasks_open;
 } s_gauge_ctx_t;
-
-static void s_gauge_closed(const ledger_account_row_t *row, void *arg)
-{
-    s_gauge_ctx_t *g = arg;
-    if (row->kind == LEDGER_KIND_TASK && row->closed)
-        zhashx_insert(g->closed, row->task, (void *)1);
-}
 
 static void s_gauge_row(const ledger_account_row_t *row, void *arg)
 {
     s_gauge_ctx_t *g = arg;
-    if (row->kind == LEDGER_KIND_AGENT) {
-        proto_amounts_t *sum = zhashx_lookup(g->agent_sum, row->agent);
-        if (!sum) {
-            sum = calloc(1, sizeof *sum);
-            if (!sum)
-                return;
-            zhashx_insert(g->agent_sum, row->agent, sum);
+    if (row->kind == LEDGER_KIND_TASK && !row->closed)
+        g->tasks_open++;
+    if (row->kind == LEDGER_KIND_GLOBAL &&
+        (!g->global || strcmp(row->period, g->global->period) > 0))
+        g->global = row;
+    char key[LEDGER_NAME_MAX + 16];
+    snprintf(key, sizeof key, "%s\t%s", ledger_kind_name(row->kind),
+             row->kind == LEDGER_KIND_AGENT ? row->agent : "");
+    proto_amounts_t *sum = zhashx_lookup(g->held, key);
+    if (!sum) {
+        sum = calloc(1, sizeof *sum);
+        if (!sum || zhashx_insert(g->held, key, sum) != 0) {
+            free(sum);
+            return;
         }
-        for (int d = 0; d < DIM_COUNT; d++)
-            sum->v[d] = proto_sat_add(sum->v[d], row->used.v[d]);
     }
-    if (row->kind != LEDGER_KIND_GLOBAL && zhashx_lookup(g->closed, row->task))
-        return;
-    char task[160], agent[160];
-    s_label(task, sizeof task, row->task);
-    s_label(agent, sizeof agent, row->agent);
-    const char *kind = ledger_kind_name(row->kind);
-    for (int d = 0; d < DIM_COUNT; d++) {
-        const char *dim = proto_dim_names[d];
-        fprintf(g->f,
-                "emads_ledger_used{kind=\"%s\",task=\"%s\",agent=\"%s\",period=\"%s\","
-                "dimension=\"%s\"} %" PRId64 "\n",
-                kind, task, agent, row->period, dim, row->used.v[d]);
-        fprintf(g->f,
-                "emads_ledger_held{kind=\"%s\",task=\"%s\",agent=\"%s\",period=\"%s\","
-                "dimension=\"%s\"} %" PRId64 "\n",
-                kind, task, agent, row->period, dim, row->held.v[d]);
-        if (row->limit.v[d] >= 0)
-            fprintf(g->f,
-                    "emads_ledger_limit{kind=\"%s\",task=\"%s\",agent=\"%s\",period=\"%s\","
-                    "dimension=\"%s\"} %" PRId64 "\n",
-                    kind, task, agent, row->period, dim, row->limit.v[d]);
-    }
+    for (int d = 0; d < DIM_COUNT; d++)
+        sum->v[d] = proto_sat_add(sum->v[d], row->held.v[d]);
 }
 
 static void s_gauge_holds(const ledger_hold_row_t *row, void *arg)
@@ -516,49 +505,147 @@ static void s_gauge_holds(const ledger_hold_row_t *row, void *arg)
         (*open)++;
 }
 
+/* Spend posted to the agent's account by a commit or an expiry, by agent,
+   model and path. A late commit below what its expiry charged lowers the
+   ledger's figure but not the counter (counters only grow). */
+static void s_spend(s_server_t *self, const ledger_note_t *n)
+{
+    const char *model = zhashx_lookup(self->commit_model, n->hold_id);
+    const char *path = zhashx_lookup(self->commit_path, n->hold_id);
+    for (int k = 0; k < n->n_accounts; k++) {
+        const ledger_note_account_t *a = &n->accounts[k];
+        if (a->kind != LEDGER_KIND_AGENT)
+            continue;
+        for (int d = 0; d < DIM_COUNT; d++)
+            if (a->after.v[d] > a->before.v[d])
+                metric_add(self->m.spend[d],
+                           METRICS_LABELS(n->agent, model ? model : "", path ? path : ""),
+                           a->after.v[d] - a->before.v[d]);
+    }
+}
+
 static void s_gauges(s_server_t *self, int64_t now)
 {
     if (!self->gauges_dirty || now - self->gauges_at < S_GAUGES_MS)
         return;
     self->gauges_at = now;
     self->gauges_dirty = false;
-    s_gauge_ctx_t g = {0};
-    g.closed = zhashx_new();
-    g.agent_sum = zhashx_new();
-    zhashx_set_destructor(g.agent_sum, (zhashx_destructor_fn *)zstr_free);
-    g.f = open_memstream(&g.buf, &g.len);
-    if (!g.closed || !g.agent_sum || !g.f)
-        goto done;
-    fprintf(g.f, "# HELP emads_ledger_used spend posted per account and dimension\n"
-                 "# TYPE emads_ledger_used gauge\n"
-                 "# HELP emads_ledger_held amounts held per account and dimension\n"
-                 "# TYPE emads_ledger_held gauge\n"
-                 "# HELP emads_ledger_limit limit per account and dimension (absent = unlimited)\n"
-                 "# TYPE emads_ledger_limit gauge\n");
-    ledger_each_account(self->ledger, s_gauge_closed, &g);
+    s_gauge_ctx_t g = {.self = self, .held = zhashx_new()};
+    if (!g.held)
+        return;
+    zhashx_set_destructor(g.held, (zhashx_destructor_fn *)zstr_free);
     ledger_each_account(self->ledger, s_gauge_row, &g);
-    fprintf(g.f, "# HELP emads_ledger_agent_used spend posted per agent over every task\n"
-                 "# TYPE emads_ledger_agent_used gauge\n");
-    for (proto_amounts_t *sum = zhashx_first(g.agent_sum); sum; sum = zhashx_next(g.agent_sum)) {
-        char agent[160];
-        s_label(agent, sizeof agent, zhashx_cursor(g.agent_sum));
+    for (proto_amounts_t *sum = zhashx_first(g.held); sum; sum = zhashx_next(g.held)) {
+        char kind[32];
+        const char *key = zhashx_cursor(g.held);
+        const char *tab = strchr(key, '\t');
+        snprintf(kind, sizeof kind, "%.*s", (int)(tab - key), key);
         for (int d = 0; d < DIM_COUNT; d++)
-            fprintf(g.f, "emads_ledger_agent_used{agent=\"%s\",dimension=\"%s\"} %" PRId64 "\n",
-                    agent, proto_dim_names[d], sum->v[d]);
+            metric_set(self->m.held[d], METRICS_LABELS(kind, tab + 1), sum->v[d]);
+    }
+    if (g.global) {
+        const char *period = self->lcfg.global_period == LEDGER_PERIOD_MONTH ? "month" : "day";
+        for (int d = 0; d < DIM_COUNT; d++) {
+            metric_set(self->m.used[d], METRICS_LABELS("global", period), g.global->used.v[d]);
+            if (g.global->limit.v[d] < 0)
+                continue;
+            int64_t left = g.global->limit.v[d] - g.global->used.v[d] - g.global->held.v[d];
+            metric_set(self->m.limit[d], METRICS_LABELS("global", period), g.global->limit.v[d]);
+            metric_set(self->m.remaining[d], METRICS_LABELS("global", period), left > 0 ? left : 0);
+        }
     }
     int64_t open = 0;
     ledger_each_hold(self->ledger, s_gauge_holds, &open);
-    fprintf(g.f,
-            "# HELP emads_ledger_holds_open holds not yet resolved\n"
-            "# TYPE emads_ledger_holds_open gauge\nemads_ledger_holds_open %" PRId64 "\n",
-            open);
-done:
-    if (g.f) {
-        fclose(g.f);
-        metrics_set_gauges(self->metrics, g.buf);
-    }
-    zhashx_destroy(&g.closed);
-    zhashx_destroy(&g.agent_sum);
+    metric_set(self->m.holds_open, NULL, open);
+    metric_set(self->m.tasks_open, NULL, g.tasks_open);
+    zhashx_destroy(&g.held);
+}
+
+/* The request type as a label: one of the ledger's own, else "other" (a
+   peer cannot grow the label set). */
+static const char *s_op_label(const ev_t *body)
+{
+    static const char *const ops[] = {"reserve",    "commit", "void",    "open_task",
+                                      "close_task", "spend",  "history", "ping"};
+    const char *type = ev_get_str(body, "type", "");
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(type, ops[i]) == 0)
+            return ops[i];
+    return "other";
+}
+
+/* Register the ledger's families; -1 when out of memory. */
+static int s_metrics_init(s_server_t *self)
+{
+    metrics_t *r = self->metrics;
+    self->m.reserves =
+        metrics_counter(r, "emads_ledger_reserves_total", "holds granted", "agent", 1);
+    self->m.commits =
+        metrics_counter(r, "emads_ledger_commits_total", "holds committed", "agent", 1);
+    self->m.voids = metrics_counter(r, "emads_ledger_voids_total", "holds voided", "agent", 1);
+    self->m.denials = metrics_counter(r, "emads_ledger_denials_total",
+                                      "reserves refused for budget, by the account kind and the "
+                                      "dimension that was short (no_budget: none configured)",
+                                      "account,dimension", 1);
+    self->m.overruns =
+        metrics_counter(r, "emads_ledger_overruns_total", "commits above their hold", "agent", 1);
+    self->m.expiries = metrics_counter(r, "emads_ledger_expiries_total",
+                                       "holds voided by their ttl or their task's close, charged "
+                                       "in full",
+                                       "agent", 1);
+    self->m.alerts = metrics_counter(r, "emads_ledger_alerts_total",
+                                     "alerts raised, by kind (warn, critical, overrun, expired, "
+                                     "denied)",
+                                     "kind", 1);
+    self->m.errors = metrics_counter(r, "emads_ledger_errors_total",
+                                     "error replies other than budget denials, by code", "code", 1);
+    self->m.requests =
+        metrics_counter(r, "emads_ledger_requests_total", "requests answered", NULL, 1);
+    self->m.transactions = metrics_counter(r, "emads_ledger_transactions_total",
+                                           "durable journal transactions (group commits)", NULL, 1);
+    self->m.latency = metrics_histogram(r, "emads_ledger_request_duration_seconds",
+                                        "time from receiving a request to its durable reply, by "
+                                        "request type",
+                                        "type", metrics_buckets_fast_s, metrics_buckets_fast_n);
+    self->m.holds_open =
+        metrics_gauge(r, "emads_ledger_holds_open", "holds not yet resolved", NULL, 1);
+    self->m.tasks_open =
+        metrics_gauge(r, "emads_ledger_tasks_open", "task accounts not closed", NULL, 1);
+    bool ok = self->m.reserves && self->m.commits && self->m.voids && self->m.denials &&
+              self->m.overruns && self->m.expiries && self->m.alerts && self->m.errors &&
+              self->m.requests && self->m.transactions && self->m.latency && self->m.holds_open &&
+              self->m.tasks_open;
+    /* per dimension, in base units: <prefix><unit><suffix>, help after the
+       unit, labels, counter or gauge, where the family goes */
+    const struct {
+        const char *prefix, *suffix, *help, *labels;
+        bool counter;
+        metric_t **fams;
+    } dims[] = {
+        {"emads_spend_", "_total", "posted to agents' accounts (commits and expiries)",
+         "agent,model,path", true, self->m.spend},
+        {"emads_ledger_held_", "", "held by open holds, per account kind (and agent)",
+         "account,agent", false, self->m.held},
+        {"emads_ledger_used_", "", "used in the current period of a period account",
+         "account,period", false, self->m.used},
+        {"emads_ledger_limit_", "", "limit of a period account (absent = unlimited)",
+         "account,period", false, self->m.limit},
+        {"emads_ledger_remaining_", "", "left (limit - used - held) in a period account",
+         "account,period", false, self->m.remaining},
+    };
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++)
+        for (int d = 0; d < DIM_COUNT; d++) {
+            char name[96], help[160];
+            snprintf(name, sizeof name, "%s%s%s", dims[k].prefix, metrics_dim_unit[d],
+                     dims[k].suffix);
+            snprintf(help, sizeof help, "%s %s", metrics_dim_unit[d], dims[k].help);
+            dims[k].fams[d] =
+                dims[k].counter
+                    ? metrics_counter(r, name, help, dims[k].labels, metrics_dim_scale[d])
+                    : metrics_gauge(r, name, help, dims[k].labels, metrics_dim_scale[d]);
+            ok = ok && dims[k].fams[d];
+        }
+    return ok ? 0 : -1;
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -630,9 +717,23 @@ int ledger_server_run(const ledger_server_opts_t *opts)
     }
     if (s_reload(self) != 0)
         goto done;
-    self->metrics = metrics_new(opts->metrics_port);
-    if (!self->metrics) {
-        log_error("cannot serve metrics on 127.0.0.1:%d", opts->metrics_port);
+    self->metrics = metrics_new("ledger");
+    self->commit_model = zhashx_new();
+    self->commit_path = zhashx_new();
+    zhashx_t *copies[] = {self->commit_model, self->commit_path};
+    for (size_t i = 0; i < 2; i++)
+        if (copies[i]) { /* values are copied: the request bodies are gone by s_notes */
+            zhashx_set_duplicator(copies[i], (zhashx_duplicator_fn *)strdup);
+            zhashx_set_destructor(copies[i], (zhashx_destructor_fn *)zstr_free);
+        }
+    if (!self->metrics || !self->commit_model || !self->commit_path || s_metrics_init(self) != 0) {
+        log_error("out of memory");
+        goto done;
+    }
+    if (opts->metrics_listen && *opts->metrics_listen &&
+        metrics_serve_daemon(self->metrics, opts->metrics_listen, opts->run_dir, "emads-ledger",
+                             err, sizeof err) != 0) {
+        log_error("metrics: %s", err);
         goto done;
     }
     self->alerts = alerts_new(opts->cfg ? opts->cfg->alert_webhook : NULL, 2000);
@@ -642,10 +743,11 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         goto done;
     }
     log_info("serving 'ledger' on %s: %zu accounts, %zu holds, %zu request records; next expiry "
-             "%" PRId64 "%s",
+             "%" PRId64 "%s%s",
              opts->endpoint, ledger_account_count(self->ledger), ledger_hold_count(self->ledger),
              ledger_request_count(self->ledger), ledger_next_expiry(self->ledger),
-             opts->metrics_port > 0 ? ", metrics on" : "");
+             *metrics_address(self->metrics) ? "; metrics on " : "",
+             metrics_address(self->metrics));
     self->gauges_dirty = true;
 
     while (!zsys_interrupted) {
@@ -671,8 +773,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         ledger_changes_t ch;
         ledger_changes(self->ledger, &ch);
         if (ch.n_accounts || ch.n_holds || ch.n_requests || ch.n_entries)
-            metrics_add(self->metrics, METRIC_TRANSACTIONS, 1);
-        metrics_add(self->metrics, METRIC_REQUESTS, (uint64_t)n);
+            metric_add(self->m.transactions, NULL, 1);
+        metric_add(self->m.requests, NULL, n);
         if (journal_write(self->journal, self->ledger, err, sizeof err) != 0) {
             log_error("journal write failed: %s; answering the batch with errors", err);
             for (int i = 0; i < n; i++) {
@@ -694,7 +796,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
             if (!replies[i])
                 replies[i] = proto_error(PROTO_E_INTERNAL, "out of memory");
             bus_worker_reply(self->worker, &reqs[i], &replies[i], true);
-            metrics_observe_us(self->metrics, (double)(zclock_usecs() - t_in[i]));
+            metric_observe(self->m.latency, METRICS_LABELS(s_op_label(reqs[i].body)),
+                           (double)(zclock_usecs() - t_in[i]) / 1e6);
             bus_request_clear(&reqs[i]);
         }
         s_notes(self);
@@ -705,13 +808,14 @@ int ledger_server_run(const ledger_server_opts_t *opts)
             log_warn("journal checkpoint failed; the WAL keeps growing until one succeeds");
     }
     rc = zsys_interrupted ? 0 : -1;
-    log_info("stopping: %" PRIu64 " requests in %" PRIu64 " transactions",
-             metrics_get(self->metrics, METRIC_REQUESTS),
-             metrics_get(self->metrics, METRIC_TRANSACTIONS));
+    log_info("stopping: %" PRId64 " requests in %" PRId64 " transactions",
+             metric_value(self->m.requests, NULL), metric_value(self->m.transactions, NULL));
 done:
     bus_worker_destroy(&self->worker);
     alerts_destroy(&self->alerts);
     metrics_destroy(&self->metrics);
+    zhashx_destroy(&self->commit_model);
+    zhashx_destroy(&self->commit_path);
     ledger_destroy(&self->ledger);
     journal_destroy(&self->journal);
     free(reqs);

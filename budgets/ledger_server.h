@@ -24,12 +24,13 @@
 #include "common/config.h"
 
 typedef struct {
-    const char *endpoint; /* the bus */
-    bus_security_t sec;   /* our identity on the bus */
-    const char *db_path;  /* the SQLite journal */
-    const cfg_t *cfg;     /* budgets, ttl, alerts; borrowed */
-    int metrics_port;     /* 0 = no HTTP endpoint */
-    int batch_max;        /* requests per transaction; 0 = 256 */
+    const char *endpoint;       /* the bus */
+    bus_security_t sec;         /* our identity on the bus */
+    const char *db_path;        /* the SQLite journal */
+    const cfg_t *cfg;           /* budgets, ttl, alerts; borrowed */
+    const char *metrics_listen; /* "host:port" of /metrics; NULL or "" = none */
+    const char *run_dir;        /* where <run>/metrics/emads-ledger.<pid>.addr goes */
+    int batch_max;              /* requests per transaction; 0 = 256 */
 } ledger_server_opts_t;
 
 /* The core's configuration from the loaded config. */

@@ -178,7 +178,12 @@ int main(int argc, char **argv)
     bus_security_init(&opts.sec, run, "ledger", !insecure && cfg->curve);
     opts.db_path = db;
     opts.cfg = cfg;
-    opts.metrics_port = metrics_port >= 0 ? metrics_port : cfg->metrics_port;
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", metrics_port);
+    opts.metrics_listen = metrics_port > 0    ? listen
+                          : metrics_port == 0 ? NULL
+                                              : cfg->metrics_listen[CFG_METRICS_LEDGER];
+    opts.run_dir = run;
     /* for measurements: EMADS_LEDGER_BATCH_MAX=1 turns group commit off */
     const char *bm = getenv("EMADS_LEDGER_BATCH_MAX");
     if (bm && atoi(bm) >= 1 && atoi(bm) <= 1024)

@@ -65,6 +65,7 @@ typedef struct {
     s_service_t *service;
     s_worker_t *worker;
     int64_t deadline; /* while queued */
+    int64_t arrived;  /* zclock_usecs() when the bus received it */
 } s_request_t;
 
 struct s_service {
@@ -112,6 +113,9 @@ struct _bus_broker_t {
     int cur_fd;                        /* connection of the message being handled, -1 unknown */
     char cur_name[PROTO_MAX_NAME + 1]; /* its authenticated name ("" none) */
     bus_broker_stats_t stats;
+    struct {
+        metric_t *wait, *workers, *queued, *counters[8];
+    } m; /* see s_metrics_sync */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -276,6 +280,8 @@ static s_worker_t *s_pick(s_service_t *s)
 static void s_route(bus_broker_t *self, s_worker_t *w, s_request_t *req)
 {
     req->worker = w;
+    metric_observe(self->m.wait, METRICS_LABELS(req->service->name),
+                   (double)(zclock_usecs() - req->arrived) / 1e6);
     const void *data[4] = {zframe_data(req->client), req->corr, req->sender,
                            zframe_data(req->body)};
     size_t size[4] = {zframe_size(req->client), strlen(req->corr), strlen(req->sender),
@@ -471,6 +477,7 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
     memcpy(req->corr, corr, sizeof(corr));
     snprintf(req->sender, sizeof(req->sender), "%s", name);
     req->service = s;
+    req->arrived = zclock_usecs();
     zmsg_remove(m, bodyf);
     req->body = bodyf;
     s_worker_t *w = zlistx_size(s->queue) == 0 ? s_pick(s) : NULL;
@@ -923,8 +930,53 @@ static void s_zap(bus_broker_t *self)
 
 /* ---- timers ------------------------------------------------------------- */
 
+/* Metrics: the stats counters, and per service its live workers and
+   waiting requests, copied into the registry (the broker's own thread owns
+   the stats; the registry is what the HTTP thread reads). */
+static const char *const s_counter_help[8][2] = {
+    {"emads_bus_routed_total", "requests handed to a worker"},
+    {"emads_bus_replies_total", "replies returned to clients"},
+    {"emads_bus_malformed_total", "messages dropped or refused as malformed"},
+    {"emads_bus_forbidden_total", "calls refused by the access list"},
+    {"emads_bus_unavailable_total", "requests answered service_unavailable"},
+    {"emads_bus_worker_lost_total", "requests answered worker_lost"},
+    {"emads_bus_events_total", "events published"},
+    {"emads_bus_auth_denied_total", "handshakes refused by the ZAP handler"},
+};
+
+static void s_metrics_init(bus_broker_t *self, metrics_t *r)
+{
+    self->m.wait = metrics_histogram(r, "emads_bus_queue_wait_seconds",
+                                     "time a request waited on the bus for a free worker",
+                                     "service", metrics_buckets_fast_s, metrics_buckets_fast_n);
+    self->m.workers =
+        metrics_gauge(r, "emads_bus_workers", "live workers per service", "service", 1);
+    self->m.queued = metrics_gauge(r, "emads_bus_queued_requests",
+                                   "requests waiting for a worker per service", "service", 1);
+    for (int i = 0; i < 8; i++)
+        self->m.counters[i] =
+            metrics_counter(r, s_counter_help[i][0], s_counter_help[i][1], NULL, 1);
+}
+
+static void s_metrics_sync(bus_broker_t *self)
+{
+    if (!self->m.workers)
+        return;
+    const bus_broker_stats_t *st = &self->stats;
+    const uint64_t c[8] = {st->routed,      st->replies,     st->malformed, st->forbidden,
+                           st->unavailable, st->worker_lost, st->events,    st->auth_denied};
+    for (int i = 0; i < 8; i++)
+        metric_set(self->m.counters[i], NULL, c[i] > INT64_MAX ? INT64_MAX : (int64_t)c[i]);
+    for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
+         s = (s_service_t *)zhashx_next(self->services)) {
+        metric_set(self->m.workers, METRICS_LABELS(s->name), (int64_t)zlistx_size(s->workers));
+        metric_set(self->m.queued, METRICS_LABELS(s->name), (int64_t)zlistx_size(s->queue));
+    }
+}
+
 static void s_timers(bus_broker_t *self, int64_t now)
 {
+    s_metrics_sync(self);
     /* requests that waited too long for a worker */
     for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
          s = (s_service_t *)zhashx_next(self->services)) {
@@ -980,6 +1032,8 @@ static void s_timers(bus_broker_t *self, int64_t now)
          s = (s_service_t *)zlistx_next(dead)) {
         char name[PROTO_MAX_NAME + 1];
         memcpy(name, s->name, sizeof(name));
+        metric_set(self->m.workers, METRICS_LABELS(name), 0);
+        metric_set(self->m.queued, METRICS_LABELS(name), 0);
         zhashx_delete(self->services, name);
     }
     zlistx_destroy(&dead);
@@ -999,6 +1053,8 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
     self->queue_timeout_ms =
         opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms : S_QUEUE_TIMEOUT_MS;
     self->hb_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : PROTO_HEARTBEAT_MS;
+    if (opts->metrics)
+        s_metrics_init(self, opts->metrics);
     self->services = zhashx_new();
     self->workers = zhashx_new();
     self->clients = zhashx_new();

@@ -13,6 +13,7 @@
 
 #include "bus/bus.h"
 #include "common/config.h"
+#include "common/metrics.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,6 +27,9 @@ typedef struct {
                               must outlive the broker */
     int queue_timeout_ms;  /* how long a request waits for a worker; 0 = 3000 */
     int heartbeat_ms;      /* 0 = PROTO_HEARTBEAT_MS */
+    metrics_t *metrics;    /* where the broker's counters, worker and queue
+                              gauges and queue-wait histogram go; NULL =
+                              none. Borrowed: must outlive the broker */
 } bus_broker_opts_t;
 
 typedef struct _bus_broker_t bus_broker_t;

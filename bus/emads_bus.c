@@ -209,22 +209,36 @@ int main(int argc, char **argv)
        SIGHUP has nothing to do; it must not kill a bus left on a terminal */
     signal(SIGHUP, SIG_IGN);
     zsys_set_logstream(NULL);
-    bus_broker_opts_t opts = {.endpoint = ep, .certs_dir = certs, .curve = curve, .cfg = cfg};
-    bus_broker_t *broker = bus_broker_new(&opts);
+    /* after detaching: the metrics server is a thread, and threads do not
+       survive fork */
+    metrics_t *metrics = metrics_new("bus");
+    const char *listen = cfg ? cfg->metrics_listen[CFG_METRICS_BUS] : "";
+    char why[256];
+    if (metrics && *listen &&
+        metrics_serve_daemon(metrics, listen, run, "emads-bus", why, sizeof why) != 0) {
+        log_error("metrics: %s", why);
+        metrics_destroy(&metrics);
+    }
+    bus_broker_opts_t opts = {
+        .endpoint = ep, .certs_dir = certs, .curve = curve, .cfg = cfg, .metrics = metrics};
+    bus_broker_t *broker = metrics ? bus_broker_new(&opts) : NULL;
     if (!broker) {
         s_notify(notify, 1);
+        metrics_destroy(&metrics);
         cfg_destroy(&cfg);
         return 1;
     }
     rundir_pid_write(pidfile, (long)getpid());
-    log_info("serving on %s (%s%s)", bus_broker_endpoint(broker), curve ? "CURVE" : "insecure",
-             cfg ? ", access list from config" : ", no access list");
+    log_info("serving on %s (%s%s)%s%s", bus_broker_endpoint(broker), curve ? "CURVE" : "insecure",
+             cfg ? ", access list from config" : ", no access list",
+             *metrics_address(metrics) ? "; metrics on " : "", metrics_address(metrics));
     s_notify(notify, 0);
     bus_broker_run(broker, NULL);
     log_info("stopping");
     signal(SIGALRM, s_on_stuck);
     alarm(5);
     bus_broker_destroy(&broker);
+    metrics_destroy(&metrics);
     rundir_pid_remove_own(pidfile);
     cfg_destroy(&cfg);
     zsys_shutdown();

@@ -38,6 +38,7 @@
 */
 #define _GNU_SOURCE
 #include "common/config.h"
+#include "common/metrics.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1063,6 +1064,38 @@ static void s_bus(s_ctx_t *ctx, const yaml_node_t *root)
     s_read_int(ctx, m, "bus", "request_timeout_ms", false, 1, S_DAY_MS, &cfg->request_timeout_ms);
 }
 
+const char *const cfg_metrics_names[CFG_METRICS_COUNT] = {"bus", "ledger", "orchestrator",
+                                                          "agents"};
+
+/* metrics: {bus: "host:port", ledger: ..., orchestrator: ..., agents: ...} */
+static void s_metrics(s_ctx_t *ctx, const yaml_node_t *root)
+{
+    static const char *const keys[] = {"bus", "ledger", "orchestrator", "agents", NULL};
+    cfg_t *cfg = ctx->cfg;
+    char path[64], why[200];
+    yaml_node_t *m = s_field(ctx, root, "", "metrics", false, path, sizeof path);
+    yaml_node_t *l = m && m->type == YAML_MAPPING_NODE ? s_get(ctx, m, "ledger") : NULL;
+    yaml_node_t *lm = s_get(ctx, root, "ledger");
+    if (l && lm && lm->type == YAML_MAPPING_NODE && s_get(ctx, lm, "metrics_port")) {
+        s_err(ctx, s_line(l), "metrics.ledger",
+              "set either metrics.ledger or ledger.metrics_port (the older key), not both");
+    }
+    if (cfg->metrics_port > 0)
+        snprintf(cfg->metrics_listen[CFG_METRICS_LEDGER],
+                 sizeof cfg->metrics_listen[CFG_METRICS_LEDGER], "127.0.0.1:%d", cfg->metrics_port);
+    if (!m || !s_expect_map(ctx, m, "metrics"))
+        return;
+    s_check_keys(ctx, m, "metrics", keys);
+    for (int i = 0; i < CFG_METRICS_COUNT; i++) {
+        char *out = cfg->metrics_listen[i], k[64];
+        snprintf(k, sizeof k, "metrics.%s", cfg_metrics_names[i]);
+        if (s_read_str(ctx, m, "metrics", cfg_metrics_names[i], false, out,
+                       sizeof cfg->metrics_listen[i]) == 1 &&
+            out[0] && metrics_listen_check(out, why, sizeof why) != 0)
+            s_err(ctx, s_line(s_get(ctx, m, cfg_metrics_names[i])), k, "%s", why);
+    }
+}
+
 static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
 {
     static const char *const keys[] = {"hold_ttl_ms", "metrics_port",        "alerts",
@@ -1920,10 +1953,13 @@ static void s_defaults(cfg_t *cfg)
 static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel,
                         size_t budgets_len, int *budgets_line)
 {
-    static const char *const keys[] = {"run_dir", "budgets_file", "knowledge_dir", "bus",
-                                       "ledger",  "planner",      "adaptive",      "providers",
-                                       "models",  "tools",        "agents",        "workflows",
-                                       "classes", "access",       "roles",         NULL};
+    /* clang-format off */
+    static const char *const keys[] = {
+        "run_dir", "budgets_file", "knowledge_dir", "bus",    "ledger",
+        "planner", "adaptive",     "providers",     "models", "tools",
+        "agents",  "workflows",    "classes",       "access", "roles",
+        "metrics", NULL};
+    /* clang-format on */
     cfg_t *cfg = ctx->cfg;
     s_check_keys(ctx, root, "", keys);
 
@@ -1949,6 +1985,7 @@ static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel
     }
     s_bus(ctx, root);
     s_ledger(ctx, root);
+    s_metrics(ctx, root);
     s_planner(ctx, root);
     /* in dependency order, wherever they are in the file */
     s_each_named(ctx, root, "providers", false, CFG_MAX_PROVIDERS, false, s_provider);

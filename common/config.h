@@ -45,6 +45,16 @@
 typedef enum { PATH_LLM = 0, PATH_LOCAL, PATH_TOOL } cfg_path_t;
 const char *cfg_path_name(cfg_path_t p); /* "llm", "local", "tool" */
 
+/* The daemon kinds with a metrics address (keys of the metrics section). */
+typedef enum {
+    CFG_METRICS_BUS = 0,
+    CFG_METRICS_LEDGER,
+    CFG_METRICS_ORCHESTRATOR,
+    CFG_METRICS_AGENTS,
+    CFG_METRICS_COUNT
+} cfg_metrics_t;
+extern const char *const cfg_metrics_names[CFG_METRICS_COUNT]; /* "bus", "ledger", ... */
+
 typedef struct {
     char name[CFG_NAME_MAX];
     char base_url[256];         /* e.g. http://127.0.0.1:8080/v1 */
@@ -188,11 +198,16 @@ typedef struct {
     int64_t hold_ttl_ms;               /* default 60000 */
     double alert_warn, alert_critical; /* default 0.8, 0.95 */
     char alert_webhook[256];           /* "" = none */
-    int metrics_port;                  /* 0 = off; default 9464 */
+    int metrics_port;                  /* 0 = off; default 9464 (see metrics_listen) */
     char global_period[8];             /* "", "day" or "month" */
     proto_amounts_t global_limit;      /* -1 = unlimited */
     int64_t request_retention_s;       /* keep request records this long after
                                           their task closed; default 86400 */
+
+    /* metrics: each daemon kind's /metrics address "host:port" (port 0 =
+       any free port), "" = off. Without metrics.ledger the ledger listens on
+       127.0.0.1:ledger.metrics_port (when > 0); giving both is an error. */
+    char metrics_listen[CFG_METRICS_COUNT][128];
 
     /* orchestrator / planner */
     int beam_width;           /* default 16 */

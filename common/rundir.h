@@ -7,6 +7,7 @@
       <run>/pids/<name>.<pid>.pid   (further copies of one agent on this host)
       <run>/certs/public/<name>.cert     (public certificates, the bus's store)
       <run>/certs/private/<name>.cert_secret (one per process + emadsctl)
+      <run>/metrics/<name>.<pid>.addr   (where that process serves /metrics)
 
     Resolution order: explicit --home, $EMADS_HOME, $XDG_STATE_HOME/emads,
     $HOME/.local/state/emads. */

@@ -104,10 +104,13 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
     printf("  bus:      %s, CURVE %s, request timeout %" PRId64 " ms\n",
            cfg->bus_endpoint[0] ? cfg->bus_endpoint : "ipc://<run dir>/bus.sock",
            cfg->curve ? "on" : "off", cfg->request_timeout_ms);
-    ctl_fmt_limit(buf, sizeof buf, cfg->metrics_port, false);
-    printf("  ledger:   hold ttl %" PRId64 " ms, alerts at %g/%g, metrics %s%s\n", cfg->hold_ttl_ms,
-           cfg->alert_warn, cfg->alert_critical, cfg->metrics_port ? "port " : "off",
-           cfg->metrics_port ? buf : "");
+    printf("  ledger:   hold ttl %" PRId64 " ms, alerts at %g/%g\n", cfg->hold_ttl_ms,
+           cfg->alert_warn, cfg->alert_critical);
+    printf("  metrics: ");
+    for (int i = 0; i < CFG_METRICS_COUNT; i++)
+        printf(" %s %s%s", cfg_metrics_names[i],
+               cfg->metrics_listen[i][0] ? cfg->metrics_listen[i] : "off",
+               i + 1 < CFG_METRICS_COUNT ? "," : "\n");
     if (cfg->alert_webhook[0])
         printf("  webhook:  %s\n", cfg->alert_webhook);
     printf("  planner:  beam width %d, tight below %g; agents: local below %g, small model "
@@ -261,6 +264,10 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
         json_pack("{s:I, s:i, s:{s:f, s:f, s:s}}", "hold_ttl_ms", (json_int_t)cfg->hold_ttl_ms,
                   "metrics_port", cfg->metrics_port, "alerts", "warn", cfg->alert_warn, "critical",
                   cfg->alert_critical, "webhook", cfg->alert_webhook);
+    json_t *metrics = json_object();
+    for (int i = 0; i < CFG_METRICS_COUNT; i++)
+        json_object_set_new(metrics, cfg_metrics_names[i], json_string(cfg->metrics_listen[i]));
+    json_object_set_new(root, "metrics", metrics);
     if (cfg->global_period[0])
         json_object_set_new(ledger, "global",
                             json_pack("{s:s, s:o}", "period", cfg->global_period, "limit",

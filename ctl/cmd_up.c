@@ -660,6 +660,27 @@ static int s_task_status(ctl_opts_t *opts, const char *task)
     return rc;
 }
 
+/* The /metrics addresses the live instances of p wrote to
+   <run>/metrics/<name>.<pid>.addr (see common/metrics.h), as a JSON array. */
+static json_t *s_metrics_addrs(const char *run, const ctl_proc_t *p, const pid_t *pids, int n)
+{
+    json_t *a = json_array();
+    for (int k = 0; k < n; k++) {
+        char path[PATH_MAX + 128], line[160];
+        snprintf(path, sizeof path, "%s/metrics/%s.%d.addr", run, p->name, (int)pids[k]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = 0;
+            if (line[0])
+                json_array_append_new(a, json_string(line));
+        }
+        fclose(f);
+    }
+    return a;
+}
+
 static int s_status(ctl_opts_t *opts, int argc, char **argv)
 {
     if (argc == 2 && argv[1][0] != '-')
@@ -744,6 +765,7 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
             json_object_set_new(jp, "inflight", json_integer(inflight));
         }
         json_object_set_new(jp, "heartbeat_age_ms", hb >= 0 ? json_integer(hb) : json_null());
+        json_object_set_new(jp, "metrics", s_metrics_addrs(conn.run, p, pids, ninst));
         json_array_append_new(jprocs, jp);
     }
     if (opts->json) {
@@ -783,7 +805,8 @@ static void s_help_up(void)
            "        'partial' when fewer instances run than the config's 'instances'.\n"
            "        Exit 3 when the bus is not running, 1 when some process is down.\n"
            "        With TASK: the task's state, time running (or taken, once ended) and\n"
-           "        its steps (exit 1 if unknown).\n"
+           "        its steps (exit 1 if unknown). With --json each process also lists\n"
+           "        \"metrics\": the host:port of every live instance's /metrics.\n"
            "\n"
            "exit status: 0 ok, 1 failed (or some process down), 2 usage error or invalid\n"
            "configuration, 3 not running.\n");

@@ -86,6 +86,7 @@ int ctl_cmd_config(ctl_opts_t *opts, int argc, char **argv); /* cmd_config.c */
 int ctl_cmd_up(ctl_opts_t *opts, int argc, char **argv);     /* cmd_up.c */
 int ctl_cmd_down(ctl_opts_t *opts, int argc, char **argv);   /* cmd_up.c */
 int ctl_cmd_status(ctl_opts_t *opts, int argc, char **argv); /* cmd_up.c */
+int ctl_cmd_top(ctl_opts_t *opts, int argc, char **argv);    /* cmd_top.c */
 int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv); /* cmd_task.c */
 int ctl_cmd_result(ctl_opts_t *opts, int argc, char **argv); /* cmd_task.c */
 int ctl_cmd_cancel(ctl_opts_t *opts, int argc, char **argv); /* cmd_task.c */

@@ -54,6 +54,9 @@ static const ctl_command_t s_commands[] = {
     {"plan", ctl_cmd_plan, "plan [--workflow NAME] [--max-cost USD] ... TEXT...",
      "the plan the orchestrator would choose, and its alternatives, without running it"},
     {"watch", ctl_cmd_watch, "watch [--task ID] [PREFIX...]", "stream events and alerts"},
+    {"top", ctl_cmd_top, "top [--interval MS] [--once]",
+     "a live view of workers, tasks and their steps in flight, and spend and holds per agent;\n"
+     "        q quits"},
     {"train", ctl_cmd_train,
      "train --tasks FILE [--group K] [--rounds N] [--lambda L] [--budget-usd X]",
      "train the planner's policy on the task texts of FILE (GRPO-style groups of K plans)"},

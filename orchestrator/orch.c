@@ -46,6 +46,7 @@
 
 #include "common/log.h"
 #include "orchestrator/classify.h"
+#include "orchestrator/orch_metrics.h"
 #include "orchestrator/orch_plan.h"
 #include "orchestrator/planner.h"
 #include "orchestrator/policy.h"
@@ -188,6 +189,7 @@ struct _orch_t {
     otrain_t *train;                   /* the current or last training run */
     bool train_kick;                   /* start the next training group this iteration */
     bool stopping;                     /* SIGTERM: finishing the steps in flight, then exit */
+    orch_metrics_t *metrics;           /* NULL = metrics off (orch_set_metrics) */
 };
 
 static int64_t s_now(void)
@@ -619,6 +621,12 @@ static void s_finalize(orch_t *self, otask_t *t)
     snprintf(t->state, sizeof t->state, "%s", t->final_state);
     s_save_task(self, t);
     s_task_event(self, strcmp(t->state, "done") == 0 ? "task.done" : "task.failed", t);
+    proto_amounts_t spent = {{0}};
+    for (int i = 0; i < t->n_steps; i++)
+        for (int d = 0; d < DIM_COUNT; d++)
+            spent.v[d] += t->steps[i].actual.v[d];
+    orch_metrics_task_end(self->metrics, s_class_name(self, t), t->state,
+                          t->created_ms > 0 ? s_now() - t->created_ms : -1, &spent);
     log_info("task %s %s%s%s", t->id, t->state, t->reason[0] ? ": " : "", t->reason);
     t->dead = true;
     if (t->training && t->train_slot >= 0)
@@ -635,6 +643,7 @@ static void s_sweep(orch_t *self)
             zhashx_delete(self->tasks, id);
     }
     zlistx_destroy(&ids);
+    orch_metrics_tasks_active(self->metrics, (int64_t)zhashx_size(self->tasks));
 }
 
 /* ---- planning ------------------------------------------------------------ */
@@ -1269,6 +1278,9 @@ static void s_step_end(orch_t *self, otask_t *t, int i, orch_step_state_t st)
     s->ended_ms = s_now();
     s_save_step(self, t, i);
     s_step_event(self, "step.done", t, i);
+    orch_metrics_step_end(self->metrics, self->cfg->agents[s_wf(self, t)->steps[i].agent].name,
+                          s->path, s->model, orch_step_state_name(st),
+                          s->started_ms > 0 ? s->ended_ms - s->started_ms : -1);
 }
 
 static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body);
@@ -1536,6 +1548,7 @@ static void s_on_submit(orch_t *self, bus_request_t *req)
     ev_set_str(rep, "task", t->id);
     s_reply(self, req, &rep);
     s_task_event(self, "task.submitted", t);
+    orch_metrics_submitted(self->metrics, s_class_name(self, t));
     log_info("task %s submitted: class %s, workflow %s", t->id, s_class_name(self, t),
              s_wf(self, t)->name);
     s_ledger_call(self, t, LOP_OPEN);
@@ -2540,8 +2553,16 @@ void orch_destroy(orch_t **self_p)
     for (int w = 0; w < CFG_MAX_WORKFLOWS; w++)
         policy_destroy(&self->pols[w]);
     s_train_free(&self->train);
+    orch_metrics_destroy(&self->metrics);
     free(self);
     *self_p = NULL;
+}
+
+int orch_set_metrics(orch_t *self, metrics_t *r)
+{
+    orch_metrics_destroy(&self->metrics);
+    self->metrics = orch_metrics_new(r);
+    return self->metrics ? 0 : -1;
 }
 
 /* Steps in flight (step calls awaiting their result). */

@@ -66,6 +66,7 @@
 
 #include "bus/bus.h"
 #include "common/config.h"
+#include "common/metrics.h"
 
 typedef struct _orch_t orch_t;
 
@@ -82,6 +83,10 @@ void orch_destroy(orch_t **self_p);
    longer fits its configured workflow is ignored with a warning. 0, or -1
    when the file could not be read (the prior is used). */
 int orch_load_policy(orch_t *self, const char *path);
+
+/* Count tasks and steps in r (borrowed; must outlive the orch_t): see
+   orch_metrics.h. 0, or -1 when out of memory (metrics stay off). */
+int orch_set_metrics(orch_t *self, metrics_t *r);
 
 /* Serve until interrupted (SIGINT/SIGTERM via czmq's handler), then drain
    the steps in flight (see "Clean stop"). 0 on a clean stop, -1 on a fatal

@@ -102,8 +102,22 @@ int main(int argc, char **argv)
     zsys_init();
     zsys_handler_reset();
     zsys_catch_interrupts();
+    /* metrics first: an address that cannot be bound stops the start before
+       the orchestrator shows up on the bus as healthy */
+    metrics_t *metrics = metrics_new("orchestrator");
+    const char *listen = cfg->metrics_listen[CFG_METRICS_ORCHESTRATOR];
+    char why[256] = "out of memory";
+    if (!metrics || (*listen && metrics_serve_daemon(metrics, listen, run, "emads-orchestrator",
+                                                     why, sizeof why) != 0)) {
+        log_error("metrics: %s", why);
+        metrics_destroy(&metrics);
+        cfg_destroy(&cfg);
+        return 1;
+    }
     orch_t *orch = orch_new(cfg, ep, &sec, db);
-    if (!orch) {
+    if (!orch || orch_set_metrics(orch, metrics) != 0) {
+        orch_destroy(&orch);
+        metrics_destroy(&metrics);
         cfg_destroy(&cfg);
         return 1;
     }
@@ -117,6 +131,7 @@ int main(int argc, char **argv)
     log_info("stopping");
     rundir_pid_remove_own(pidfile);
     orch_destroy(&orch);
+    metrics_destroy(&metrics);
     cfg_destroy(&cfg);
     return rc == 0 ? 0 : 1;
 }

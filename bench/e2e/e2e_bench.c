@@ -214,6 +214,7 @@ int main(void)
     }
     if (s_sh("mkdir -p %s/config && cp -r %s/. %s/config/ && "
              "sed -i 's/^\\(  *metrics_port:\\).*/\\1 0/; "
+             "s/^\\(  [a-z]*: \"127\\.0\\.0\\.1:\\)[0-9]*\"/\\10\"/; "
              "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:%d/v1\"|' "
              "%s/config/emads.yaml",
              s_tmp, src, s_tmp, port, s_tmp) != 0)

@@ -10,8 +10,13 @@ set -u
 T=$1
 BUS=$2
 PROBE=$3
-CONFIG=$4
 R=$(mktemp -d /tmp/emads-bus-test.XXXXXX)
+# a copy of the config with every /metrics on a free port, so the buses of
+# this test (and any running constellation) do not compete for one
+mkdir "$R/cfg"
+cp -r "$(dirname "$4")"/. "$R/cfg/"
+CONFIG="$R/cfg/$(basename "$4")"
+sed -i 's/^\(  [a-z]*: "127\.0\.0\.1:\)[0-9]*"/\10"/' "$CONFIG"
 # Under AddressSanitizer freed memory sits in a quarantine (256 MiB by
 # default) that would hide whether the bus's own memory stays bounded.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8"

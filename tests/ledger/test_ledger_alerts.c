@@ -1,5 +1,5 @@
 /*  test_ledger_alerts.c - threshold crossings, the webhook (against a small
-    in-process HTTP server) and the metrics text. */
+    in-process HTTP server) */
 #include <criterion/criterion.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "budgets/alerts.h"
-#include "budgets/metrics.h"
 
 Test(alerts, crossing_levels)
 {
@@ -98,29 +97,4 @@ Test(alerts, failing_webhook_never_blocks)
     cr_assert_not_null(none);
     cr_expect_eq(alerts_post(none, "x"), -1, "no webhook configured");
     alerts_destroy(&none);
-}
-
-Test(metrics, text_format)
-{
-    metrics_t *m = metrics_new(0);
-    cr_assert_not_null(m);
-    metrics_add(m, METRIC_COMMITS, 3);
-    metrics_add(m, METRIC_DENIALS, 1);
-    metrics_observe_us(m, 150); /* 0.00015 s -> le 0.00025 */
-    metrics_observe_us(m, 2e6); /* 2 s -> only +Inf */
-    metrics_set_gauges(m, strdup("emads_ledger_holds_open 4\n"));
-    char *t = metrics_render(m);
-    cr_assert_not_null(t);
-    cr_expect(strstr(t, "emads_ledger_commits_total 3\n") != NULL, "%s", t);
-    cr_expect(strstr(t, "emads_ledger_denials_total 1\n") != NULL);
-    cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"0.0001\"} 0\n") != NULL);
-    cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"0.00025\"} 1\n") !=
-              NULL);
-    cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"1\"} 1\n") != NULL);
-    cr_expect(strstr(t, "emads_ledger_request_duration_seconds_bucket{le=\"+Inf\"} 2\n") != NULL);
-    cr_expect(strstr(t, "emads_ledger_request_duration_seconds_count 2\n") != NULL);
-    cr_expect(strstr(t, "emads_ledger_holds_open 4\n") != NULL);
-    free(t);
-    metrics_destroy(&m);
-    cr_expect_null(m);
 }
