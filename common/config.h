@@ -145,6 +145,12 @@ typedef struct {
     int64_t request_retention_s;       /* keep request records this long after
                                           their task closed; default 86400 */
 
+    /* gateway (emads-gateway, docs/GATEWAY.md) */
+    char gateway_listen[64];             /* "HOST:PORT", default 127.0.0.1:8088; "" = off */
+    proto_amounts_t gateway_task_limits; /* a task opened by x-emads-task; -1 = unlimited */
+    int64_t gateway_default_max_tokens;  /* output limit of a request without one, 4096 */
+    int64_t gateway_upstream_timeout_ms; /* one provider call, 120000 */
+
     /* orchestrator / planner */
     int beam_width;           /* default 16 */
     double tight_ratio;       /* remaining cost ratio below which the budget is "tight", 0.5 */

@@ -326,7 +326,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
                 opts->prog);
     if (conn.curve) {
         static const char *const names[] = {
-            "ledger", "orchestrator", "cto_agent", "coo_agent", "reconcile_gpt", "emadsctl", NULL};
+            "ledger",        "orchestrator", "cto_agent", "coo_agent",
+            "reconcile_gpt", "emadsctl",     "gateway",   NULL};
         int made = bus_certs_init(conn.run, names);
         if (made < 0) {
             fprintf(stderr, "%s: cannot create certificates in %s/certs\n", opts->prog, conn.run);
@@ -344,6 +345,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
     rc = CTL_EXIT_OK;
     for (int i = 0; i < ctl_n_procs && rc == CTL_EXIT_OK; i++) {
         const ctl_proc_t *p = &ctl_procs[i];
+        if (!strcmp(p->service, "gateway") && !conn.cfg->gateway_listen[0])
+            continue; /* gateway.listen: "" */
         char logpath[PATH_MAX + 128];
         snprintf(logpath, sizeof logpath, "%s/logs/%s.log", conn.run, p->name);
         pid_t pid = s_running_pid(conn.run, p);

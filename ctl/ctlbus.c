@@ -32,6 +32,7 @@ const ctl_proc_t ctl_procs[] = {
     {"cto_agent", "cto_agent", "cto_agent", "agents"},
     {"coo_agent", "coo_agent", "coo_agent", "agents"},
     {"reconcile_gpt", "reconcile_gpt", "reconcile_gpt", "agents"},
+    {"emads-gateway", "gateway", "gateway", "gateway"},
 };
 const int ctl_n_procs = (int)(sizeof ctl_procs / sizeof ctl_procs[0]);
 

@@ -59,6 +59,8 @@ static const ctl_command_t s_commands[] = {
      "train the planner's policy on the task texts of FILE (GRPO-style groups of K plans)"},
     {"policy", ctl_cmd_policy, "policy show|reset [--workflow NAME]",
      "the learned policy per workflow, step and option; reset restores the prior"},
+    {"keys", ctl_cmd_keys, "keys issue NAME --for AGENT [--max-cost-usd X] | list | revoke NAME",
+     "API keys of emads-gateway: each spends one agent's budget (and its own, if given)"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -17,6 +17,7 @@ mkdir -p "$E2E_CFG"
 cp -r "$EMADS_SRC_CONFIG"/. "$E2E_CFG/"
 # No fixed TCP port, so tests can run side by side.
 sed -i 's/^\(  *metrics_port:\).*/\1 0/' "$E2E_CFG/emads.yaml"
+sed -i 's/^\(  listen:\) "[^"]*"/\1 "127.0.0.1:0"/' "$E2E_CFG/emads.yaml" # gateway: any free port
 unset EMADS_HOME EMADS_CONFIG OPENAI_API_KEY
 
 e2e_cleanup() {
