@@ -17,8 +17,9 @@
     Idempotency-Key header, or an SDK retry (x-stainless-retry-count >= 1)
     of a call with the same key and byte-identical body, joins the earlier
     attempt: it waits for it and gets its response, without a second
-    provider call or charge. The ledger request ids of a call derive from
-    that idempotency id, so even a lost ledger reply cannot charge twice.
+    provider call or charge. Each logical call has ledger request ids of
+    its own (gw<boot nonce>-<n>, reused when a ledger reply is lost), so a
+    lost reply cannot charge twice either.
 */
 #include "gateway/gateway.h"
 
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -517,6 +519,8 @@ typedef struct {
     int64_t usage_in, usage_out, streamed_tokens;
     bool resolved;
     char remaining[32];
+    int client_fd;    /* streaming: the client's socket, watched for a hang-up; -1 none */
+    bool client_gone; /* the client closed its connection mid-stream */
 } s_call_t;
 
 static const char *s_usd(int64_t uusd, char *out, size_t n)
@@ -870,7 +874,20 @@ static void s_upstream_pump(s_call_t *k, bool (*stop)(const s_call_t *))
         }
         if (k->done || stop(k))
             break;
-        curl_multi_poll(k->multi, NULL, 0, 200, NULL);
+        struct curl_waitfd wfd = {.fd = k->client_fd, .events = CURL_WAIT_POLLIN};
+        curl_multi_poll(k->multi, k->client_fd >= 0 ? &wfd : NULL, k->client_fd >= 0 ? 1 : 0, 200,
+                        NULL);
+        if (k->client_fd >= 0 && (wfd.revents & CURL_WAIT_POLLIN)) {
+            char b;
+            ssize_t n = recv(k->client_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                /* the client hung up: stop the provider now */
+                k->client_gone = true;
+                k->done = true;
+                k->result = CURLE_ABORTED_BY_CALLBACK;
+            } else if (n > 0)
+                k->client_fd = -1; /* it sent more (pipelining): stop watching */
+        }
     }
     if (k->done && !k->headers_done && k->result == CURLE_OK) {
         curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &k->status);
@@ -941,6 +958,8 @@ static ssize_t s_stream_read(void *cls, uint64_t pos, char *out, size_t max)
     (void)pos;
     s_call_t *k = cls;
     s_upstream_pump(k, s_stop_data);
+    if (k->client_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* s_stream_free charges it */
     if (k->len > k->off) {
         size_t n = k->len - k->off;
         if (n > max)
@@ -1039,6 +1058,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         return MHD_NO;
     k->gw = gw;
     k->api = api;
+    k->client_fd = -1;
     bool clamped = false;
     s_idem_t *idem = NULL;
     json_t *req = NULL;
@@ -1116,11 +1136,9 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
             goto reply;
         }
     }
-    if (iid[0])
-        snprintf(k->rid, sizeof k->rid, "gw%s-%.40s", gw->nonce, iid);
-    else
-        snprintf(k->rid, sizeof k->rid, "gw%s-%" PRIuFAST64, gw->nonce,
-                 atomic_fetch_add(&gw->seq, 1));
+    /* one logical call, one set of ledger request ids (a retry that joined
+       an earlier attempt never reaches the ledger) */
+    snprintf(k->rid, sizeof k->rid, "gw%s-%" PRIuFAST64, gw->nonce, atomic_fetch_add(&gw->seq, 1));
 
     if (s_task_open(gw, k->task, &limits, api, &r) != 0)
         goto reply;
@@ -1172,6 +1190,9 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         s_remaining(k);
         snprintf(r.remaining, sizeof r.remaining, "%s", k->remaining);
         s_upstream_pump(k, s_stop_headers);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        k->client_fd = ci ? ci->connect_fd : -1;
         if (k->status == 200 && k->result == CURLE_OK) {
             struct MHD_Response *resp = MHD_create_response_from_callback(
                 MHD_SIZE_UNKNOWN, 16384, s_stream_read, k, s_stream_free);

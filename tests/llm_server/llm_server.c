@@ -73,6 +73,17 @@ typedef struct {
 
 static s_state_t S;
 
+/* A fresh answer id ("chatcmpl-test-N" or "msg_test_N"): clients such as
+   LangGraph key messages by id, so two answers must not share one. */
+static void s_answer_id(char *out, size_t n, const char *prefix)
+{
+    static long seq;
+    pthread_mutex_lock(&S.lock);
+    long k = ++seq;
+    pthread_mutex_unlock(&S.lock);
+    snprintf(out, n, "%s%ld", prefix, k);
+}
+
 typedef struct {
     char *data;
     size_t len;
@@ -205,10 +216,10 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
 #define S_STREAM_PIECES 8
 
 typedef struct {
-    char *events[S_STREAM_PIECES + 4];
+    char *events[S_STREAM_PIECES + 6];
     int n, next;
     long delay_ms;
-    char url[64], model[64], scenario[64];
+    char url[64], model[64], scenario[64], id[48];
     long max_tokens, n_msgs, prompt, inflight;
     bool auth;
 } s_stream_t;
@@ -266,12 +277,16 @@ static enum MHD_Result s_stream(struct MHD_Connection *c, bool anthropic, const 
     bool usage =
         json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
     if (anthropic)
+        st->events[st->n++] = s_event(
+            "message_start", json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:{s:I, s:i}}}", "type",
+                                       "message_start", "message", "id", st->id, "type", "message",
+                                       "role", "assistant", "model", st->model, "content", "usage",
+                                       "input_tokens", (json_int_t)p, "output_tokens", 1));
+    if (anthropic)
         st->events[st->n++] =
-            s_event("message_start",
-                    json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:{s:I, s:i}}}", "type",
-                              "message_start", "message", "id", "msg_test", "type", "message",
-                              "role", "assistant", "model", st->model, "content", "usage",
-                              "input_tokens", (json_int_t)p, "output_tokens", 1));
+            s_event("content_block_start",
+                    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
+                              "content_block", "type", "text", "text", ""));
     for (int i = 0; i < S_STREAM_PIECES; i++) {
         size_t end = len * (size_t)(i + 1) / S_STREAM_PIECES;
         char *piece = strndup(content + at, end - at);
@@ -282,14 +297,16 @@ static enum MHD_Result s_stream(struct MHD_Connection *c, bool anthropic, const 
                 json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", 0,
                           "delta", "type", "text_delta", "text", piece ? piece : ""));
         else
-            st->events[st->n++] =
-                s_event(NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{s:s}, s:n}]}", "id",
-                                        "chatcmpl-test", "object", "chat.completion.chunk", "model",
-                                        st->model, "choices", "index", 0, "delta", "content",
-                                        piece ? piece : "", "finish_reason"));
+            st->events[st->n++] = s_event(
+                NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{s:s}, s:n}]}", "id", st->id, "object",
+                                "chat.completion.chunk", "model", st->model, "choices", "index", 0,
+                                "delta", "content", piece ? piece : "", "finish_reason"));
         free(piece);
     }
     if (anthropic) {
+        st->events[st->n++] =
+            s_event("content_block_stop",
+                    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
         st->events[st->n++] =
             s_event("message_delta",
                     json_pack("{s:s, s:{s:s}, s:{s:I}}", "type", "message_delta", "delta",
@@ -297,15 +314,15 @@ static enum MHD_Result s_stream(struct MHD_Connection *c, bool anthropic, const 
         st->events[st->n++] = s_event("message_stop", json_pack("{s:s}", "type", "message_stop"));
     } else {
         st->events[st->n++] =
-            s_event(NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{}, s:s}]}", "id", "chatcmpl-test",
-                                    "object", "chat.completion.chunk", "model", st->model,
-                                    "choices", "index", 0, "delta", "finish_reason", "stop"));
+            s_event(NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{}, s:s}]}", "id", st->id, "object",
+                                    "chat.completion.chunk", "model", st->model, "choices", "index",
+                                    0, "delta", "finish_reason", "stop"));
         if (usage)
             st->events[st->n++] = s_event(
-                NULL, json_pack("{s:s, s:s, s:s, s:[], s:{s:I, s:I, s:I}}", "id", "chatcmpl-test",
-                                "object", "chat.completion.chunk", "model", st->model, "choices",
-                                "usage", "prompt_tokens", (json_int_t)p, "completion_tokens",
-                                (json_int_t)cc, "total_tokens", (json_int_t)(p + cc)));
+                NULL, json_pack("{s:s, s:s, s:s, s:[], s:{s:I, s:I, s:I}}", "id", st->id, "object",
+                                "chat.completion.chunk", "model", st->model, "choices", "usage",
+                                "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)cc,
+                                "total_tokens", (json_int_t)(p + cc)));
         st->events[st->n++] = strdup("data: [DONE]\n\n");
     }
     for (int i = 0; i < st->n; i++)
@@ -328,10 +345,12 @@ static enum MHD_Result s_stream(struct MHD_Connection *c, bool anthropic, const 
 /* An Anthropic Messages answer (not streamed). */
 static json_t *s_message(const char *model, const char *content, long p, long cc)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:n, s:{s:I, s:I}}", "id",
-                     "msg_test", "type", "message", "role", "assistant", "model", model, "content",
-                     "type", "text", "text", content, "stop_reason", "end_turn", "stop_sequence",
-                     "usage", "input_tokens", (json_int_t)p, "output_tokens", (json_int_t)cc);
+    char id[48];
+    s_answer_id(id, sizeof id, "msg_test_");
+    return json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:n, s:{s:I, s:I}}", "id", id,
+                     "type", "message", "role", "assistant", "model", model, "content", "type",
+                     "text", "text", content, "stop_reason", "end_turn", "stop_sequence", "usage",
+                     "input_tokens", (json_int_t)p, "output_tokens", (json_int_t)cc);
 }
 
 static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s_conn_t *conn)
@@ -407,6 +426,7 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
             s_stream_t *st = calloc(1, sizeof *st);
             if (st) {
                 snprintf(st->url, sizeof st->url, "%s", url);
+                s_answer_id(st->id, sizeof st->id, anthropic ? "msg_test_" : "chatcmpl-test-");
                 snprintf(st->model, sizeof st->model, "%s", model);
                 snprintf(st->scenario, sizeof st->scenario, "%s", scenario);
                 st->max_tokens = max_tokens;
@@ -423,14 +443,15 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
                 return rc; /* the stream logs and counts itself out when it ends */
             }
         }
+        char answer_id[48];
+        s_answer_id(answer_id, sizeof answer_id, "chatcmpl-test-");
         if (anthropic)
             body = s_message(model, content, p, cc);
         else
-            body =
-                json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id",
-                          "chatcmpl-test", "object", "chat.completion", "created",
-                          (json_int_t)time(NULL), "model", model, "choices", "index", 0, "message",
-                          "role", "assistant", "content", content, "finish_reason", "stop");
+            body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", answer_id,
+                             "object", "chat.completion", "created", (json_int_t)time(NULL),
+                             "model", model, "choices", "index", 0, "message", "role", "assistant",
+                             "content", content, "finish_reason", "stop");
         if (body && !anthropic && strcmp(scenario, "nousage") != 0)
             json_object_set_new(body, "usage",
                                 json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p,
