@@ -177,6 +177,7 @@ Test(keys, issue_find_revoke)
     keys_free(&k);
     cr_expect_neq(keys_issue(path, "app", "cto_agent", -1, "day", 5000, secret, err, sizeof err), 0,
                   "a revoked name was reused");
+    s_rm(path);
 }
 
 Test(keys, malformed_store_is_refused_with_its_line)
