@@ -44,7 +44,8 @@
 #include "common/log.h"
 #include "gateway/keys.h"
 
-#define S_POOL         8
+#define S_SETTLERS     4         /* threads that commit holds after the response left */
+#define S_POOL         32        /* bus clients: ledger requests in flight at once */
 #define S_MAX_BODY     (4 << 20) /* request bodies */
 #define S_IDEM_MAX     4096      /* remembered calls for retries */
 #define S_IDEM_TTL_MS  600000    /* 10 min */
@@ -87,6 +88,14 @@ typedef struct {
     int n_tasks;
     s_idem_t *idem;
     int n_idem;
+
+    /* calls whose hold is resolved off the connection's thread */
+    pthread_mutex_t settle_lock;
+    pthread_cond_t settle_cond;
+    struct s_settle_item *settle_head, *settle_tail;
+    bool settle_stop;
+    pthread_t settlers[S_SETTLERS];
+    int n_settlers;
 
     char nonce[17];
     atomic_uint_fast64_t seq, calls, denied, ledger_down, upstream_errors;
@@ -517,7 +526,7 @@ typedef struct {
     size_t line_len, line_cap;
     bool has_usage, tools;
     int64_t usage_in, usage_out, streamed_tokens;
-    bool resolved;
+    bool resolved, measured;
     char remaining[32];
     int client_fd;    /* streaming: the client's socket, watched for a hang-up; -1 none */
     bool client_gone; /* the client closed its connection mid-stream */
@@ -924,21 +933,31 @@ static void s_call_free(s_call_t *k)
     free(k);
 }
 
+/* The usage of a complete non-streamed response (once, while k->buf still
+   holds the body): the provider's, else an estimate of the whole body. */
+static void s_measure(s_call_t *k)
+{
+    if (k->measured || k->stream)
+        return;
+    k->measured = true;
+    if (k->result != CURLE_OK || k->status < 200 || k->status >= 300)
+        return;
+    json_t *j = json_loadb(k->buf ? k->buf : "", k->len, 0, NULL);
+    if (gw_response_usage(j, k->api, &k->usage_in, &k->usage_out, &k->tools) == 0)
+        k->has_usage = true;
+    else if (j) { /* no usage: the text's tokens */
+        char *s = json_dumps(j, JSON_COMPACT);
+        k->streamed_tokens = tokens_estimate_str(s);
+        free(s);
+    }
+    json_decref(j);
+}
+
 /* What a finished transfer spent: commit usage, estimate, or void. */
 static void s_settle(s_call_t *k)
 {
     if (k->result == CURLE_OK && k->status >= 200 && k->status < 300) {
-        if (!k->stream) {
-            json_t *j = json_loadb(k->buf ? k->buf : "", k->len, 0, NULL);
-            if (gw_response_usage(j, k->api, &k->usage_in, &k->usage_out, &k->tools) == 0)
-                k->has_usage = true;
-            else if (j) { /* no usage: the text's tokens */
-                char *s = json_dumps(j, JSON_COMPACT);
-                k->streamed_tokens = tokens_estimate_str(s);
-                free(s);
-            }
-            json_decref(j);
-        }
+        s_measure(k);
         s_resolve(k, true, k->has_usage ? "provider" : "estimated");
     } else if (k->result == CURLE_OK || k->result == CURLE_COULDNT_CONNECT ||
                k->result == CURLE_COULDNT_RESOLVE_HOST) {
@@ -985,12 +1004,68 @@ static void s_stream_free(void *cls)
     s_call_free(k);
 }
 
+/* ---- settling after the response --------------------------------------------------
+   A non-streamed call's hold is committed (or voided) once its response is
+   on its way: s_completed queues the call and one of S_SETTLERS threads
+   resolves it, so neither the client nor the next request on the same
+   connection waits for the commit's durable write. At shutdown the queue
+   is drained before the bus clients close. */
+
+struct s_settle_item {
+    s_call_t *call;
+    struct s_settle_item *next;
+};
+
+static void *s_settler(void *arg)
+{
+    s_gw_t *gw = arg;
+    pthread_mutex_lock(&gw->settle_lock);
+    for (;;) {
+        while (!gw->settle_head && !gw->settle_stop)
+            pthread_cond_wait(&gw->settle_cond, &gw->settle_lock);
+        struct s_settle_item *it = gw->settle_head;
+        if (!it)
+            break; /* stopping, and nothing left */
+        gw->settle_head = it->next;
+        if (!gw->settle_head)
+            gw->settle_tail = NULL;
+        pthread_mutex_unlock(&gw->settle_lock);
+        s_settle(it->call);
+        s_call_free(it->call);
+        free(it);
+        pthread_mutex_lock(&gw->settle_lock);
+    }
+    pthread_mutex_unlock(&gw->settle_lock);
+    return NULL;
+}
+
+static void s_settle_later(s_gw_t *gw, s_call_t *k)
+{
+    struct s_settle_item *it = malloc(sizeof *it);
+    if (!it) { /* no memory for the queue: settle here */
+        s_settle(k);
+        s_call_free(k);
+        return;
+    }
+    it->call = k;
+    it->next = NULL;
+    pthread_mutex_lock(&gw->settle_lock);
+    if (gw->settle_tail)
+        gw->settle_tail->next = it;
+    else
+        gw->settle_head = it;
+    gw->settle_tail = it;
+    pthread_cond_signal(&gw->settle_cond);
+    pthread_mutex_unlock(&gw->settle_lock);
+}
+
 /* ---- request handling ---------------------------------------------------------------- */
 
 typedef struct {
     char *data;
     size_t len;
     bool overflow;
+    s_call_t *pending; /* a call whose hold s_completed resolves */
 } s_conn_t;
 
 static void s_json_reply(s_reply_t *r, unsigned status, json_t *j)
@@ -1186,9 +1261,9 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         s_error(&r, api, 500, "api_error", "internal", NULL, "cannot start the provider call");
         goto reply;
     }
+    s_remaining(k); /* after the hold: what is left if the call spends all of it */
+    snprintf(r.remaining, sizeof r.remaining, "%s", k->remaining);
     if (k->stream) {
-        s_remaining(k);
-        snprintf(r.remaining, sizeof r.remaining, "%s", k->remaining);
         s_upstream_pump(k, s_stop_headers);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -1217,7 +1292,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         }
     }
     s_upstream_pump(k, s_stop_never);
-    s_settle(k);
+    s_measure(k);
     if (k->result != CURLE_OK || k->status == 0) {
         atomic_fetch_add(&gw->upstream_errors, 1);
         s_error(&r, api, k->result == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "api_error",
@@ -1229,10 +1304,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         r.len = k->len;
         k->buf = NULL;
         snprintf(r.ctype, sizeof r.ctype, "%s", k->ctype[0] ? k->ctype : "application/json");
-        if (k->status >= 200 && k->status < 300) {
-            s_remaining(k);
-            snprintf(r.remaining, sizeof r.remaining, "%s", k->remaining);
-        } else
+        if (k->status < 200 || k->status >= 300)
             atomic_fetch_add(&gw->upstream_errors, 1);
     }
 reply:
@@ -1240,9 +1312,17 @@ reply:
         s_error(&r, api, 500, "api_error", "internal", NULL, "out of memory");
     if (idem)
         s_idem_end(gw, idem, &r);
-    s_call_free(k);
     json_decref(req);
-    return s_send(c, &r);
+    enum MHD_Result ret = s_send(c, &r);
+    /* the hold is resolved once the response is on its way (s_completed):
+       the commit's durable write is not in the client's latency, and a
+       gateway that dies before it leaves the hold to expire - charged in
+       full, never less */
+    if (k->hold_id[0] && !k->resolved)
+        conn->pending = k;
+    else
+        s_call_free(k);
+    return ret;
 }
 
 static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -1300,6 +1380,8 @@ static void s_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     s_conn_t *conn = *con_cls;
     if (conn) {
+        if (conn->pending)
+            s_settle_later(conn->pending->gw, conn->pending);
         free(conn->data);
         free(conn);
         *con_cls = NULL;
@@ -1342,6 +1424,8 @@ int gateway_run(const gateway_opts_t *opts)
     pthread_cond_init(&gw->pool_cond, NULL);
     pthread_mutex_init(&gw->lock, NULL);
     pthread_cond_init(&gw->idem_cond, NULL);
+    pthread_mutex_init(&gw->settle_lock, NULL);
+    pthread_cond_init(&gw->settle_cond, NULL);
     gw->tasks = calloc(S_TASKS_MAX, sizeof *gw->tasks);
     uint8_t rnd[4];
     randombytes_buf(rnd, sizeof rnd);
@@ -1357,6 +1441,11 @@ int gateway_run(const gateway_opts_t *opts)
     for (int i = 0; i < S_POOL; i++)
         if (!(gw->pool[i] = bus_client_new(opts->endpoint, &sec))) {
             log_error("cannot connect to the bus at %s as gateway", opts->endpoint);
+            goto done;
+        }
+    for (; gw->n_settlers < S_SETTLERS; gw->n_settlers++)
+        if (pthread_create(&gw->settlers[gw->n_settlers], NULL, s_settler, gw) != 0) {
+            log_error("cannot start the settling threads");
             goto done;
         }
     const char *listen = opts->listen ? opts->listen : gw->cfg->gateway_listen;
@@ -1438,7 +1527,13 @@ int gateway_run(const gateway_opts_t *opts)
     rc = 0;
 done:
     if (mhd)
-        MHD_stop_daemon(mhd);
+        MHD_stop_daemon(mhd); /* every connection completed: their calls are queued */
+    pthread_mutex_lock(&gw->settle_lock);
+    gw->settle_stop = true;
+    pthread_cond_broadcast(&gw->settle_cond);
+    pthread_mutex_unlock(&gw->settle_lock);
+    for (int i = 0; i < gw->n_settlers; i++)
+        pthread_join(gw->settlers[i], NULL);
     bus_worker_destroy(&worker);
     for (int i = 0; i < S_POOL; i++)
         bus_client_destroy(&gw->pool[i]);

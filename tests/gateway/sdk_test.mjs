@@ -50,8 +50,13 @@ function assertNoOverspend(s, what) {
         assert.ok(row.used[dim] + row.held[dim] <= row.limit[dim],
           `${what}: ${row.name} ${dim} used ${row.used[dim]} + held ${row.held[dim]} > limit ${row.limit[dim]}`);
 }
-function llmLines() {
-  return readFileSync(LLM_LOG, 'utf8').split('\n').filter((l) => l.trim()).length;
+// requests the test server logged (one line each, written when the answer
+// is complete), optionally only those with `messages` messages: each case
+// that counts uses a message count of its own, so a stream of an earlier
+// case that the server logs late cannot be counted
+function llmLines(messages) {
+  return readFileSync(LLM_LOG, 'utf8').split('\n').filter((l) => l.trim())
+    .filter((l) => messages === undefined || JSON.parse(l).messages === messages).length;
 }
 async function control(body) {
   const r = await fetch(`${LLM}/control`, { method: 'POST', body: JSON.stringify(body) });
@@ -71,6 +76,9 @@ async function settled(task) {
 const openai = (key, headers = {}, extra = {}) =>
   new OpenAI({ baseURL: `${GW}/v1`, apiKey: key, defaultHeaders: headers, ...extra });
 const msgs = [{ role: 'user', content: 'Should we migrate the billing service to the new queue?' }];
+const sys2 = [{ role: 'system', content: 'You are terse.' }, ...msgs];       // 2 messages
+const turn4 = [...sys2, { role: 'assistant', content: 'Which queue?' },
+  { role: 'user', content: 'The new one.' }];                                  // 4 messages
 
 const cases = [];
 const test = (name, fn) => cases.push([name, fn]);
@@ -149,10 +157,10 @@ test('budget runs out: the SDK raises 429 budget_exceeded, not retried, nothing 
   // KEY_SMALL has its own budget of 0.0005 USD a day (its ambient task)
   const client = openai(env('KEY_SMALL'), {}, { maxRetries: 3 });
   let ok = 0, err = null;
-  const before = llmLines();
+  const before = llmLines(2);
   for (let i = 0; i < 50 && !err; i++) {
     try {
-      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: msgs });
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: sys2 });
       ok++;
     } catch (e) { err = e; }
   }
@@ -166,7 +174,7 @@ test('budget runs out: the SDK raises 429 budget_exceeded, not retried, nothing 
   assert.ok(['tokens', 'cost_uusd'].includes(err.error.dimension));
   assert.ok(err.error.requested > err.error.available);
   // the denied call reached no provider, and the SDK did not retry it
-  assert.equal(llmLines() - before, ok);
+  assert.equal(llmLines(2) - before, ok);
   const task = err.error.task;
   assert.match(task, /^gw-small-\d{8}$/);
   const s = await settled(task);
@@ -258,12 +266,12 @@ test('race: 64 concurrent streams against a budget for 10 calls: overspend 0, ev
 test('idempotency: the SDK retry of a timed-out request is not forwarded or charged twice', async () => {
   await control({ scenario: 'slow:1500' });
   const client = openai(env('KEY_SDK'), { 'x-emads-task': 'gw-retry' }, { timeout: 1000, maxRetries: 3 });
-  const before = llmLines();
-  const data = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: msgs, max_tokens: 200 });
+  const before = llmLines(4);
+  const data = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: turn4, max_tokens: 200 });
   await control({ scenario: 'usage' });
   assert.ok(data.usage.completion_tokens > 0);
   await sleep(300);
-  assert.equal(llmLines() - before, 1, 'the provider got the call more than once');
+  assert.equal(llmLines(4) - before, 1, 'the provider got the call more than once');
   const s = await settled('gw-retry');
   assert.equal(agentRow(s, 'cto_agent').used.tokens, data.usage.prompt_tokens + data.usage.completion_tokens);
 });
