@@ -25,59 +25,23 @@
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/constellation.h"
+
 static char s_tmp[256];
 static pid_t s_llm_pid;
-
-static int s_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int s_sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return rc == -1 ? -1 : WEXITSTATUS(rc);
-}
-
-static const char *s_env(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v || !*v) {
-        fprintf(stderr, "gateway_bench: %s is not set\n", name);
-        exit(2);
-    }
-    return v;
-}
 
 static int64_t s_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double s_pct(double *v, int n, double p)
-{
-    qsort(v, (size_t)n, sizeof *v, s_cmp);
-    int i = (int)(p * (n - 1) + 0.5);
-    return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
 static size_t s_sink(char *p, size_t s, size_t n, void *arg)
@@ -169,8 +133,8 @@ static int s_compare(const char *direct, const char *via, const char *key, int n
         sd += a;
         sg += b;
     }
-    double d50 = s_pct(ld, total, 0.50), d99 = s_pct(ld, total, 0.99);
-    double g50 = s_pct(lg, total, 0.50), g99 = s_pct(lg, total, 0.99);
+    double d50 = bench_pct(ld, total, 0.50), d99 = bench_pct(ld, total, 0.99);
+    double g50 = bench_pct(lg, total, 0.50), g99 = bench_pct(lg, total, 0.99);
     printf("gateway_direct_p50_us_c%d=%.0f\n", conc, d50);
     printf("gateway_direct_p99_us_c%d=%.0f\n", conc, d99);
     printf("gateway_via_p50_us_c%d=%.0f\n", conc, g50);
@@ -191,23 +155,19 @@ static int s_compare(const char *direct, const char *via, const char *key, int n
 static void s_cleanup(void)
 {
     if (s_tmp[0]) {
-        s_sh("\"%s\" --home %s/run --config %s/config/emads.yaml down >/dev/null 2>&1",
-             getenv("EMADSCTL"), s_tmp, s_tmp);
-        if (s_llm_pid > 0) {
-            kill(s_llm_pid, SIGTERM);
-            waitpid(s_llm_pid, NULL, 0);
-        }
+        bench_down(getenv("EMADSCTL"), s_tmp, s_llm_pid);
         if (getenv("GW_BENCH_KEEP")) /* the run directory, for its logs */
             fprintf(stderr, "gateway_bench: kept %s\n", s_tmp);
         else
-            s_sh("rm -rf %s", s_tmp);
+            bench_sh("rm -rf %s", s_tmp);
     }
 }
 
 int main(void)
 {
-    const char *ctl = s_env("EMADSCTL"), *src = s_env("EMADS_SRC_CONFIG");
-    const char *llm = s_env("EMADS_TEST_LLM");
+    const char *ctl = bench_env("gateway_bench", "EMADSCTL");
+    const char *src = bench_env("gateway_bench", "EMADS_SRC_CONFIG");
+    const char *llm = bench_env("gateway_bench", "EMADS_TEST_LLM");
     int n = getenv("GW_BENCH_CALLS") ? atoi(getenv("GW_BENCH_CALLS")) : 3000;
     if (n < 256)
         n = 256;
@@ -217,43 +177,19 @@ int main(void)
     atexit(s_cleanup);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
-    char portfile[512];
-    snprintf(portfile, sizeof portfile, "%s/port", s_tmp);
-    s_llm_pid = fork();
-    if (s_llm_pid == 0) {
-        execl(llm, llm, "--port-file", portfile, (char *)NULL);
-        _exit(127);
-    }
-    int port = 0;
-    for (int i = 0; i < 200 && !port; i++) {
-        FILE *f = fopen(portfile, "r");
-        if (f) {
-            if (fscanf(f, "%d", &port) != 1)
-                port = 0;
-            fclose(f);
-        }
-        if (!port)
-            usleep(20000);
-    }
+    int port = bench_llm_start(llm, s_tmp, &s_llm_pid);
     if (!port) {
         fprintf(stderr, "gateway_bench: emads-test-llm did not start\n");
         return 1;
     }
-    /* budgets large enough for every call of the run */
-    if (s_sh("mkdir -p %s/config && cp -r %s/. %s/config/ && "
-             "sed -i 's/^\\(  *metrics_port:\\).*/\\1 0/; "
-             "s/^\\(  listen:\\) \"[^\"]*\"/\\1 \"127.0.0.1:0\"/; "
-             "s/^\\(  global:\\).*/\\1 {period: day}/; "
-             "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:%d/v1\"|' "
-             "%s/config/emads.yaml && "
-             "sed -i 's/^\\(  cto_agent: *\\).*/\\1{max_tokens: 1000000000, max_cost_usd: "
-             "100000}/; s/^\\(  total_task_budget: *\\).*/\\1{max_tokens: 1000000000, "
-             "max_cost_usd: 100000}/' %s/config/agents_budget.yaml",
-             s_tmp, src, s_tmp, port, s_tmp, s_tmp) != 0)
+    /* budgets large enough for every call of the run; no global limit */
+    if (bench_config(src, s_tmp, port, "s/^\\(  global:\\).*/\\1 {period: day}/",
+                     "s/^\\(  cto_agent: *\\).*/\\1{max_tokens: 1000000000, max_cost_usd: "
+                     "100000}/; s/^\\(  total_task_budget: *\\).*/\\1{max_tokens: 1000000000, "
+                     "max_cost_usd: 100000}/") != 0)
         return 1;
     setenv("OPENAI_API_KEY", "bench-key", 1);
-    if (s_sh("\"%s\" --home %s/run --config %s/config/emads.yaml up >/dev/null", ctl, s_tmp,
-             s_tmp) != 0) {
+    if (bench_up(ctl, s_tmp) != 0) {
         fprintf(stderr, "gateway_bench: emadsctl up failed\n");
         return 1;
     }
