@@ -44,6 +44,7 @@
 #include "common/log.h"
 #include "gateway/keys.h"
 
+#define S_DRAIN_MS     8000      /* at a stop, calls in flight may finish this long */
 #define S_SETTLERS     4         /* threads that commit holds after the response left */
 #define S_POOL         32        /* bus clients: ledger requests in flight at once */
 #define S_MAX_BODY     (4 << 20) /* request bodies */
@@ -98,15 +99,11 @@ typedef struct {
     int n_settlers;
 
     char nonce[17];
+    atomic_int active; /* HTTP requests between arrival and completion */
     atomic_uint_fast64_t seq, calls, denied, ledger_down, upstream_errors;
 } s_gw_t;
 
-static volatile sig_atomic_t s_hup;
-static void s_on_hup(int sig)
-{
-    (void)sig;
-    s_hup = 1;
-}
+static volatile sig_atomic_t s_hup; /* re-read the key store */
 
 static int64_t s_mono_ms(void)
 {
@@ -1066,6 +1063,7 @@ typedef struct {
     size_t len;
     bool overflow;
     s_call_t *pending; /* a call whose hold s_completed resolves */
+    s_gw_t *gw;
 } s_conn_t;
 
 static void s_json_reply(s_reply_t *r, unsigned status, json_t *j)
@@ -1335,6 +1333,8 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char
     if (!conn) {
         if (!(conn = calloc(1, sizeof *conn)))
             return MHD_NO;
+        conn->gw = gw;
+        atomic_fetch_add(&gw->active, 1);
         *con_cls = conn;
         return MHD_YES;
     }
@@ -1381,7 +1381,8 @@ static void s_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     s_conn_t *conn = *con_cls;
     if (conn) {
         if (conn->pending)
-            s_settle_later(conn->pending->gw, conn->pending);
+            s_settle_later(conn->gw, conn->pending);
+        atomic_fetch_sub(&conn->gw->active, 1);
         free(conn->data);
         free(conn);
         *con_cls = NULL;
@@ -1430,7 +1431,6 @@ int gateway_run(const gateway_opts_t *opts)
     uint8_t rnd[4];
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(gw->nonce, sizeof gw->nonce, rnd, sizeof rnd);
-    signal(SIGHUP, s_on_hup);
     s_keys_refresh(gw);
 
     int rc = -1;
@@ -1454,11 +1454,12 @@ int gateway_run(const gateway_opts_t *opts)
         log_error("gateway.listen: cannot use '%s' (HOST:PORT with an IPv4 address)", listen);
         goto done;
     }
-    mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, s_handler, gw, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED,
-        s_completed, gw, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)600, MHD_OPTION_END);
+    mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                               MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                           0, NULL, NULL, s_handler, gw, MHD_OPTION_SOCK_ADDR, &sa,
+                           MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
+                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
     if (!mhd) {
         log_error("cannot listen on %s: %s", listen, strerror(errno));
         goto done;
@@ -1481,7 +1482,18 @@ int gateway_run(const gateway_opts_t *opts)
     }
     log_info("listening on http://%s (keys in %s)", addr, gw->keys_path);
     int64_t started = s_mono_ms();
-    while (!zsys_interrupted) {
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    for (;;) {
+        const struct timespec now = {0, 0};
+        int sig = sigtimedwait(&sigs, NULL, &now); /* blocked in every thread: see main */
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+        if (sig == SIGHUP)
+            s_hup = 1;
         bus_request_t req;
         int got = bus_worker_recv(worker, &req, 250);
         if (got < 0)
@@ -1519,6 +1531,24 @@ int gateway_run(const gateway_opts_t *opts)
             pthread_cond_signal(&gw->pool_cond);
             pthread_mutex_unlock(&gw->pool_lock);
         }
+    }
+    /* drain: no new connections; the calls in flight finish (and are
+       answered) for up to S_DRAIN_MS, then the rest are cut */
+    MHD_socket lfd = MHD_quiesce_daemon(mhd);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    for (int64_t t0 = s_mono_ms(), last = -1000; atomic_load(&gw->active) > 0;) {
+        int64_t waited = s_mono_ms() - t0;
+        if (waited >= S_DRAIN_MS) {
+            log_warn("stopping: %d calls still in flight after %d s are cut",
+                     atomic_load(&gw->active), S_DRAIN_MS / 1000);
+            break;
+        }
+        if (waited - last >= 1000) { /* the line `emadsctl down` reports */
+            log_info("stopping: waiting for %d calls in flight", atomic_load(&gw->active));
+            last = waited;
+        }
+        zclock_sleep(50);
     }
     log_info("stopping: %" PRIuFAST64 " calls, %" PRIuFAST64 " denied, %" PRIuFAST64
              " with the ledger down, %" PRIuFAST64 " provider errors",

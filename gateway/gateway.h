@@ -43,9 +43,13 @@ typedef struct {
     const char *listen; /* "HOST:PORT"; NULL = cfg->gateway_listen */
 } gateway_opts_t;
 
-/* Serve until SIGINT/SIGTERM. SIGHUP re-reads the key store (it is also
-   re-read whenever the file changes). 0 on a clean stop, -1 when it could
-   not start (address in use, no bus client). */
+/* Serve until SIGINT/SIGTERM, which the caller MUST block (with SIGHUP) in
+   every thread before starting any, so that they never interrupt a ledger
+   call: the gateway takes them with sigtimedwait, stops accepting, lets the
+   calls in flight finish and commits their holds before it returns.
+   SIGHUP re-reads the key store (it is also re-read whenever the file
+   changes). 0 on a clean stop, -1 when it could not start (address in use,
+   no bus client). */
 int gateway_run(const gateway_opts_t *opts);
 
 /* ---- pure helpers ---------------------------------------------------------- */

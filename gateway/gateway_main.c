@@ -14,6 +14,7 @@
 #include <czmq.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,9 +84,19 @@ int main(int argc, char **argv)
     if (insecure)
         log_warn("--insecure: no CURVE authentication, the bus trusts any peer");
     signal(SIGPIPE, SIG_IGN);
+    /* SIGINT, SIGTERM and SIGHUP stay blocked in every thread (all are
+       created after this); gateway_run takes them with sigtimedwait, so a
+       stop never interrupts a ledger call in flight and the commits of the
+       calls still running are made before the bus clients close */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    zsys_handler_set(NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();
-    zsys_catch_interrupts();
     char pidfile[PATH_MAX + 64] = "";
     if (rundir_path(run_dir, "pids/emads-gateway.pid", pidfile, sizeof pidfile) == 0)
         rundir_pid_write(pidfile, (long)getpid());

@@ -36,6 +36,36 @@ export GW_ADDR LLM_PORT=$E2E_LLM_PORT LLM_LOG="$E2E_TMP/llm.log" E2E_RUN
 export E2E_CONF="$E2E_CFG/emads.yaml" KEY_SDK KEY_SMALL KEY_RACE KEY_REVOKE
 node "$here/sdk_test.mjs" || fail "SDK cases failed"
 
+# a stop drains: a call in flight at SIGTERM is answered and committed
+curl -s -X POST "http://127.0.0.1:$E2E_LLM_PORT/control" -d '{"scenario": "slow:2000"}' >/dev/null
+curl -s -o "$E2E_TMP/drain.json" -w '%{http_code}' "http://$GW_ADDR/v1/chat/completions" \
+    -H "Authorization: Bearer $KEY_SDK" -H 'Content-Type: application/json' -H 'x-emads-task: gw-drain' \
+    -d '{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}' \
+    >"$E2E_TMP/drain.code" &
+drain_pid=$!
+for _ in $(seq 1 50); do # until the call holds budget
+    [ "$(ctl --json spend --task gw-drain 2>/dev/null | json 'd["total"]["held"]["tokens"] > 0' \
+        2>/dev/null)" = true ] && break
+    sleep 0.1
+done
+kill -TERM "$(cat "$E2E_RUN/pids/emads-gateway.pid")"
+wait "$drain_pid" || true
+curl -s -X POST "http://127.0.0.1:$E2E_LLM_PORT/control" -d '{"scenario": "usage"}' >/dev/null
+[ "$(cat "$E2E_TMP/drain.code")" = 200 ] || fail "a call in flight at SIGTERM got $(cat "$E2E_TMP/drain.code")"
+for _ in $(seq 1 50); do
+    [ "$(ctl --json spend --task gw-drain | json 'd["total"]["held"]["tokens"]')" = 0 ] && break
+    sleep 0.1
+done
+[ "$(ctl --json spend --task gw-drain | json 'd["total"]["held"]["tokens"]')" = 0 ] ||
+    fail "the drained call's hold is still open"
+[ "$(ctl --json spend --task gw-drain | json 'd["total"]["used"]["tokens"] > 0')" = true ] ||
+    fail "the drained call was not charged"
+grep -q "stopping: waiting for 1 calls in flight" "$E2E_RUN/logs/emads-gateway.log" ||
+    fail "the gateway did not say it drained"
+echo "ok - SIGTERM drains: the call in flight is answered and committed"
+ctl up >/dev/null || fail "emadsctl up did not restart the gateway"
+GW_ADDR=$(cat "$E2E_RUN/gateway.addr")
+
 # the ledger down: 503 in the provider's format, and nothing forwarded
 before=$(wc -l <"$E2E_TMP/llm.log")
 kill "$(cat "$E2E_RUN/pids/emads-ledger.pid")"
