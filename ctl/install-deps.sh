@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential pkg-config meson ninja-build
       libzmq3-dev libczmq-dev libmsgpack-dev libyaml-dev libcurl4-openssl-dev
       libjansson-dev libsqlite3-dev libmicrohttpd-dev libcriterion-dev
-      clang libclang-rt-14-dev procps python3 jq curl iproute2)
+      clang libclang-rt-14-dev procps python3 jq curl iproute2
+      libsodium-dev nodejs npm)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 missing=()
