@@ -443,10 +443,12 @@ static s_idem_t *s_idem_begin(s_gw_t *gw, const char *id, bool join, bool *joine
 {
     int64_t now = s_mono_ms();
     pthread_mutex_lock(&gw->lock);
-    /* drop old finished entries */
-    for (s_idem_t **p = &gw->idem; *p;) {
+    /* drop finished entries that are old, or beyond the newest S_IDEM_MAX
+       (the list is newest first) */
+    int pos = 0;
+    for (s_idem_t **p = &gw->idem; *p; pos++) {
         s_idem_t *e = *p;
-        if (e->done && (now - e->at_ms > S_IDEM_TTL_MS || gw->n_idem > S_IDEM_MAX)) {
+        if (e->done && (now - e->at_ms > S_IDEM_TTL_MS || pos >= S_IDEM_MAX)) {
             *p = e->next;
             free(e->body);
             free(e);
