@@ -16,6 +16,9 @@
       gateway_added_p50_us_c64=…   gateway_added_p99_us_c64=…
       gateway_calls_per_s_c64=…    direct_calls_per_s_c64=…
       gateway_calls_ratio_c64=…    gateway / direct throughput
+      gateway_fdatasync_us=…       one fdatasync in the run directory, now:
+                                   the durable hold of every call costs at
+                                   least one
 
     added = the percentile through the gateway minus the same percentile
     direct. Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by
@@ -225,5 +228,12 @@ int main(void)
     int n1 = n / 6 < 200 ? 200 : n / 6;
     if (s_compare(direct, via, key, n1, 1) != 0 || s_compare(direct, via, key, n, 64) != 0)
         return 1;
+    /* the floor of a call at concurrency 1: its hold is one synced
+       transaction at the ledger before anything is forwarded */
+    char run[512];
+    snprintf(run, sizeof run, "%s/run", s_tmp);
+    double rate = bench_fdatasync_median(run);
+    if (rate > 0)
+        printf("gateway_fdatasync_us=%.0f\n", 1e6 / rate);
     return 0;
 }
