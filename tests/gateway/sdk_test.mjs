@@ -111,6 +111,17 @@ test('models: GET /v1/models lists the configured models', async () => {
   assert.deepEqual(ids, ['gpt-4o', 'gpt-4o-mini']);
 });
 
+test('tool calls: a response that calls tools counts one tool call; a request offering tools holds one', async () => {
+  const client = openai(env('KEY_SDK'), { 'x-emads-task': 'gw-tools' });
+  const tools = [{ type: 'function', function: { name: 'lookup_vendor', description: 'Look a vendor up',
+    parameters: { type: 'object', properties: { name: { type: 'string' } } } } }];
+  const r = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: msgs, tools, max_tokens: 100 });
+  assert.equal(r.choices[0].message.tool_calls?.[0]?.function?.name, 'lookup_vendor');
+  await client.chat.completions.create({ model: 'gpt-4o-mini', messages: msgs, max_tokens: 100 });
+  const s = await settled('gw-tools');
+  assert.equal(agentRow(s, 'cto_agent').used.tool_calls, 1);
+});
+
 test('LangGraph agent with @langchain/openai: succeeds, spend equals usage x prices', async () => {
   const model = new ChatOpenAI({
     model: 'gpt-4o', apiKey: env('KEY_SDK'), maxTokens: 150,

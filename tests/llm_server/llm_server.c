@@ -342,6 +342,24 @@ static enum MHD_Result s_stream(struct MHD_Connection *c, bool anthropic, const 
     return rc;
 }
 
+/* A request that offers tools is answered with a call of the first one
+   (arguments "{}", finish_reason "tool_calls") instead of text. */
+static void s_tool_call(json_t *body, const json_t *req)
+{
+    const json_t *tools = json_object_get(req, "tools");
+    const char *name = json_string_value(
+        json_object_get(json_object_get(json_array_get(tools, 0), "function"), "name"));
+    json_t *choice = json_array_get(json_object_get(body, "choices"), 0);
+    if (!name || !choice)
+        return;
+    json_t *msg = json_object_get(choice, "message");
+    json_object_set_new(msg, "content", json_null());
+    json_object_set_new(msg, "tool_calls",
+                        json_pack("[{s:s, s:s, s:{s:s, s:s}}]", "id", "call_test_1", "type",
+                                  "function", "function", "name", name, "arguments", "{}"));
+    json_object_set_new(choice, "finish_reason", json_string("tool_calls"));
+}
+
 /* An Anthropic Messages answer (not streamed). */
 static json_t *s_message(const char *model, const char *content, long p, long cc)
 {
@@ -452,6 +470,8 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
                              "object", "chat.completion", "created", (json_int_t)time(NULL),
                              "model", model, "choices", "index", 0, "message", "role", "assistant",
                              "content", content, "finish_reason", "stop");
+        if (body && !anthropic)
+            s_tool_call(body, req);
         if (body && !anthropic && strcmp(scenario, "nousage") != 0)
             json_object_set_new(body, "usage",
                                 json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p,
