@@ -32,6 +32,17 @@ function cost(model, inTok, outTok) {
   return Number((n + 999999n) / 1000000n);
 }
 
+// the ledger's row of principal in task equals these calls' usage x prices:
+// calls = [[model, input_tokens, output_tokens], ...]
+async function assertCharged(task, principal, calls) {
+  const tokens = calls.reduce((n, [, i, o]) => n + i + o, 0);
+  const uusd = calls.reduce((n, [m, i, o]) => n + cost(m, i, o), 0);
+  const s = await settled(task);
+  assert.equal(agentRow(s, principal).used.tokens, tokens, `${task}: tokens`);
+  assert.equal(agentRow(s, principal).used.cost_uusd, uusd, `${task}: cost`);
+  return s;
+}
+
 function ctl(...args) {
   return execFileSync(env('EMADSCTL'), ['--home', env('E2E_RUN'), '--config', env('E2E_CONF'),
     ...args], { encoding: 'utf8' });
@@ -85,7 +96,7 @@ const test = (name, fn) => cases.push([name, fn]);
 
 test('openai SDK: calls succeed; spend equals usage x prices', async () => {
   const client = openai(env('KEY_SDK'), { 'x-emads-task': 'gw-sdk' });
-  let tokens = 0, uusd = 0;
+  const calls = [];
   for (let i = 0; i < 3; i++) {
     const { data, response } = await client.chat.completions
       .create({ model: 'gpt-4o-mini', messages: msgs, max_tokens: 200 }).withResponse();
@@ -93,14 +104,10 @@ test('openai SDK: calls succeed; spend equals usage x prices', async () => {
     assert.ok(data.usage.prompt_tokens > 0 && data.usage.completion_tokens > 0);
     assert.match(response.headers.get('x-emads-remaining-usd'), /^\d+\.\d{6}$/);
     assert.equal(response.headers.get('x-emads-task'), 'gw-sdk');
-    tokens += data.usage.prompt_tokens + data.usage.completion_tokens;
-    uusd += cost('gpt-4o-mini', data.usage.prompt_tokens, data.usage.completion_tokens);
+    calls.push(['gpt-4o-mini', data.usage.prompt_tokens, data.usage.completion_tokens]);
   }
-  const s = await settled('gw-sdk');
-  const row = agentRow(s, 'cto_agent');
-  assert.equal(row.used.tokens, tokens);
-  assert.equal(row.used.cost_uusd, uusd);
-  assert.equal(s.total.used.cost_uusd, uusd);
+  const s = await assertCharged('gw-sdk', 'cto_agent', calls);
+  assert.equal(s.total.used.cost_uusd, agentRow(s, 'cto_agent').used.cost_uusd);
   // the task was opened with gateway.per_task_budget (5.00 USD)
   assert.equal(s.total.limit.cost_uusd, 5000000);
 });
@@ -137,14 +144,8 @@ test('LangGraph agent with @langchain/openai: succeeds, spend equals usage x pri
   const out = await graph.invoke({ messages: [{ role: 'user', content: 'Assess the vendor risk.' }] });
   const ai = out.messages.filter((m) => m.usage_metadata);
   assert.equal(ai.length, 2, JSON.stringify(out.messages.map((m) => [m.constructor.name, m.usage_metadata, m.response_metadata])));
-  let tokens = 0, uusd = 0;
-  for (const m of ai) {
-    tokens += m.usage_metadata.input_tokens + m.usage_metadata.output_tokens;
-    uusd += cost('gpt-4o', m.usage_metadata.input_tokens, m.usage_metadata.output_tokens);
-  }
-  const s = await settled('gw-langgraph');
-  assert.equal(agentRow(s, 'cto_agent').used.tokens, tokens);
-  assert.equal(agentRow(s, 'cto_agent').used.cost_uusd, uusd);
+  await assertCharged('gw-langgraph', 'cto_agent',
+    ai.map((m) => ['gpt-4o', m.usage_metadata.input_tokens, m.usage_metadata.output_tokens]));
 });
 
 test('Anthropic SDK: messages, plain and streamed, charged by their usage', async () => {
@@ -152,16 +153,11 @@ test('Anthropic SDK: messages, plain and streamed, charged by their usage', asyn
     defaultHeaders: { 'x-emads-task': 'gw-anthropic' } });
   const m = await client.messages.create({ model: 'gpt-4o-mini', max_tokens: 300, messages: msgs });
   assert.equal(m.type, 'message');
-  let tokens = m.usage.input_tokens + m.usage.output_tokens;
-  let uusd = cost('gpt-4o-mini', m.usage.input_tokens, m.usage.output_tokens);
   const stream = client.messages.stream({ model: 'gpt-4o-mini', max_tokens: 300, messages: msgs });
   const fin = await stream.finalMessage();
   assert.ok(fin.content[0].text.length > 0);
-  tokens += fin.usage.input_tokens + fin.usage.output_tokens;
-  uusd += cost('gpt-4o-mini', fin.usage.input_tokens, fin.usage.output_tokens);
-  const s = await settled('gw-anthropic');
-  assert.equal(agentRow(s, 'cto_agent').used.tokens, tokens);
-  assert.equal(agentRow(s, 'cto_agent').used.cost_uusd, uusd);
+  await assertCharged('gw-anthropic', 'cto_agent', [m, fin].map((x) =>
+    ['gpt-4o-mini', x.usage.input_tokens, x.usage.output_tokens]));
 });
 
 test('budget runs out: the SDK raises 429 budget_exceeded, not retried, nothing overspent', async () => {
@@ -209,10 +205,8 @@ test('streaming: the first chunk arrives before the provider finishes; usage com
   await control({ chunk_delay_ms: 0 });
   assert.ok(chunks >= 8 && text.length > 0);
   assert.ok(usage, 'no usage chunk (the gateway asks for it)');
-  const s = await settled('gw-stream');
-  assert.equal(agentRow(s, 'cto_agent').used.tokens, usage.prompt_tokens + usage.completion_tokens);
-  assert.equal(agentRow(s, 'cto_agent').used.cost_uusd,
-    cost('gpt-4o-mini', usage.prompt_tokens, usage.completion_tokens));
+  await assertCharged('gw-stream', 'cto_agent',
+    [['gpt-4o-mini', usage.prompt_tokens, usage.completion_tokens]]);
 });
 
 test('streaming: a client that disconnects mid-stream is charged what was streamed', async () => {
@@ -265,13 +259,10 @@ test('race: 64 concurrent streams against a budget for 10 calls: overspend 0, ev
   assert.ok(granted.length >= 10, `only ${granted.length} granted`);
   assert.ok(denied.length >= 1, 'nothing was denied');
   assert.ok(granted.every((r) => r.usage), 'a granted stream ended without usage');
-  const s = await settled(denied[0].task);
+  // every granted call committed with its usage, nothing else charged
+  const s = await assertCharged(denied[0].task, 'coo_agent',
+    granted.map((r) => ['gpt-4o-mini', r.usage.prompt_tokens, r.usage.completion_tokens]));
   assertNoOverspend(s, 'race');
-  const tokens = granted.reduce((n, r) => n + r.usage.prompt_tokens + r.usage.completion_tokens, 0);
-  const uusd = granted.reduce((n, r) =>
-    n + cost('gpt-4o-mini', r.usage.prompt_tokens, r.usage.completion_tokens), 0);
-  assert.equal(agentRow(s, 'coo_agent').used.tokens, tokens, 'a granted call was not committed');
-  assert.equal(agentRow(s, 'coo_agent').used.cost_uusd, uusd);
 });
 
 test('idempotency: the SDK retry of a timed-out request is not forwarded or charged twice', async () => {
