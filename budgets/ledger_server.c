@@ -210,6 +210,25 @@ static int s_amounts(const ev_t *body, const char *key, int64_t dflt, proto_amou
     return 1;
 }
 
+/* True when sender may name a principal other than itself in reserve,
+   commit and void: an access rule {service: ledger, command: act_for}
+   that names it (a "*" name does not count: acting for others is never
+   granted to everyone). */
+static bool s_may_act_for(const cfg_t *cfg, const char *sender)
+{
+    if (!cfg)
+        return false;
+    for (int i = 0; i < cfg->n_access; i++) {
+        const cfg_access_t *a = &cfg->access[i];
+        if (strcmp(a->service, "ledger") != 0 || strcmp(a->command, "act_for") != 0)
+            continue;
+        for (char **n = a->names; n && *n; n++)
+            if (strcmp(*n, sender) == 0)
+                return true;
+    }
+    return false;
+}
+
 /* Handle one request; returns the reply body (caller owns). */
 static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
 {
@@ -252,6 +271,17 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         return b;
     }
     const char *rid = s_req_str(body, "request_id", &bad);
+    /* reserve, commit and void may act for another agent (the gateway for
+       a key's principal), but only when the access list says so */
+    if (strcmp(type, "reserve") == 0 || strcmp(type, "commit") == 0 || strcmp(type, "void") == 0) {
+        const char *principal = s_opt_str(body, "principal", &bad);
+        if (principal) {
+            if (!s_may_act_for(self->opts->cfg, sender))
+                return proto_error(PROTO_E_FORBIDDEN, "%s.principal: %s may not act for others",
+                                   type, sender);
+            sender = principal;
+        }
+    }
     if (strcmp(type, "open_task") == 0) {
         const char *task = s_req_str(body, "task", &bad);
         proto_amounts_t lim;

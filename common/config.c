@@ -1146,6 +1146,38 @@ static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
     }
 }
 
+static void s_gateway(s_ctx_t *ctx, const yaml_node_t *root)
+{
+    static const char *const keys[] = {"listen", "per_task_budget", "default_max_tokens",
+                                       "upstream_timeout_ms", NULL};
+    cfg_t *cfg = ctx->cfg;
+    char path[64];
+    yaml_node_t *m = s_field(ctx, root, "", "gateway", false, path, sizeof path);
+    if (!m || !s_expect_map(ctx, m, "gateway"))
+        return;
+    s_check_keys(ctx, m, "gateway", keys);
+    if (s_read_str(ctx, m, "gateway", "listen", false, cfg->gateway_listen,
+                   sizeof cfg->gateway_listen) == 1 &&
+        cfg->gateway_listen[0]) {
+        const char *colon = strrchr(cfg->gateway_listen, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == cfg->gateway_listen || !end || *end || port < 0 || port > 65535)
+            s_err(ctx, s_line(s_get(ctx, m, "listen")), "gateway.listen",
+                  "must be HOST:PORT with PORT 0..65535 (0: any free port), or \"\" for no "
+                  "gateway");
+    }
+    yaml_node_t *b = s_get(ctx, m, "per_task_budget");
+    if (b && s_expect_map(ctx, b, "gateway.per_task_budget")) {
+        s_check_keys(ctx, b, "gateway.per_task_budget", k_limit_keys);
+        s_amount_limits(ctx, b, "gateway.per_task_budget", &cfg->gateway_task_limits);
+    }
+    s_read_int(ctx, m, "gateway", "default_max_tokens", false, 1, S_TOKENS_MAX,
+               &cfg->gateway_default_max_tokens);
+    s_read_int(ctx, m, "gateway", "upstream_timeout_ms", false, 1, S_DAY_MS,
+               &cfg->gateway_upstream_timeout_ms);
+}
+
 static void s_planner(s_ctx_t *ctx, const yaml_node_t *root)
 {
     static const char *const pkeys[] = {"beam_width", "tight_ratio", NULL};
@@ -1944,6 +1976,11 @@ static void s_defaults(cfg_t *cfg)
         cfg->global_limit.v[d] = -1;
         cfg->total_task_budget.v[d] = -1;
     }
+    snprintf(cfg->gateway_listen, sizeof cfg->gateway_listen, "127.0.0.1:8088");
+    for (int d = 0; d < DIM_COUNT; d++)
+        cfg->gateway_task_limits.v[d] = -1;
+    cfg->gateway_default_max_tokens = 4096;
+    cfg->gateway_upstream_timeout_ms = 120000;
     cfg->beam_width = 16;
     cfg->tight_ratio = 0.5;
     cfg->local_ratio = 0.2;
@@ -1958,7 +1995,7 @@ static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel
         "run_dir", "budgets_file", "knowledge_dir", "bus",    "ledger",
         "planner", "adaptive",     "providers",     "models", "tools",
         "agents",  "workflows",    "classes",       "access", "roles",
-        "metrics", NULL};
+        "metrics", "gateway", NULL};
     /* clang-format on */
     cfg_t *cfg = ctx->cfg;
     s_check_keys(ctx, root, "", keys);
@@ -1986,6 +2023,7 @@ static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel
     s_bus(ctx, root);
     s_ledger(ctx, root);
     s_metrics(ctx, root);
+    s_gateway(ctx, root);
     s_planner(ctx, root);
     /* in dependency order, wherever they are in the file */
     s_each_named(ctx, root, "providers", false, CFG_MAX_PROVIDERS, false, s_provider);

@@ -208,6 +208,11 @@ typedef struct {
        any free port), "" = off. Without metrics.ledger the ledger listens on
        127.0.0.1:ledger.metrics_port (when > 0); giving both is an error. */
     char metrics_listen[CFG_METRICS_COUNT][128];
+    /* gateway (emads-gateway, docs/GATEWAY.md) */
+    char gateway_listen[64];             /* "HOST:PORT", default 127.0.0.1:8088; "" = off */
+    proto_amounts_t gateway_task_limits; /* a task opened by x-emads-task; -1 = unlimited */
+    int64_t gateway_default_max_tokens;  /* output limit of a request without one, 4096 */
+    int64_t gateway_upstream_timeout_ms; /* one provider call, 120000 */
 
     /* orchestrator / planner */
     int beam_width;           /* default 16 */

@@ -363,6 +363,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
     int nprocs = ctl_proc_list(conn.cfg, procs, CTL_MAX_PROCS);
     for (int i = 0; i < nprocs && rc == CTL_EXIT_OK; i++) {
         const ctl_proc_t *p = &procs[i];
+        if (!strcmp(p->service, "gateway") && !conn.cfg->gateway_listen[0])
+            continue; /* gateway.listen: "" */
         char logpath[PATH_MAX + 128];
         snprintf(logpath, sizeof logpath, "%s/logs/%s.log", conn.run, p->name);
         pid_t running[CTL_MAX_PIDFILES];
@@ -791,10 +793,11 @@ static void s_help_up(void)
            "       emadsctl [--home DIR] [--json] down\n"
            "       emadsctl [--home DIR] [--json] status [TASK]\n"
            "\n"
-           "up      start the bus, ledger, orchestrator and every agent the config defines\n"
-           "        (emads-agent --name NAME, 'instances' processes each) as daemons and wait\n"
-           "        until each is healthy; creates the run directory and certificates (one per\n"
-           "        agent of the config) on first use.\n"
+           "up      start the bus, ledger, orchestrator, every agent the config defines\n"
+           "        (emads-agent --name NAME, 'instances' processes each) and the gateway\n"
+           "        (unless gateway.listen is \"\") as daemons and wait until each is\n"
+           "        healthy; creates the run directory and certificates (one per process\n"
+           "        of the config) on first use.\n"
            "        --insecure turns CURVE off (debugging only).\n"
            "down    stop every process: the orchestrator first (it finishes the steps in\n"
            "        flight; SIGKILL after 35 s), then the agents, the ledger and the bus\n"

@@ -29,6 +29,7 @@ const ctl_proc_t ctl_procs[] = {
     {"emads-bus", "bus", NULL, "bus", NULL, 0},
     {"emads-ledger", "ledger", "ledger", "budgets", NULL, 0},
     {"emads-orchestrator", "orchestrator", "orchestrator", "orchestrator", NULL, 0},
+    {"emads-gateway", "gateway", "gateway", "gateway", NULL, 0},
 };
 const int ctl_n_procs = (int)(sizeof ctl_procs / sizeof ctl_procs[0]);
 

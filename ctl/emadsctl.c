@@ -33,7 +33,8 @@ static const ctl_command_t s_commands[] = {
      "validate a configuration and print a summary, or every error as file:line: key: reason;\n"
      "        path: print the configuration file in use"},
     {"up", ctl_cmd_up, "up [--insecure]",
-     "start the bus, ledger, orchestrator and agents as daemons; wait until each is healthy"},
+     "start the bus, ledger, orchestrator, agents and gateway as daemons; wait until each is\n"
+     "        healthy"},
     {"down", ctl_cmd_down, "down",
      "stop the orchestrator (it finishes the steps in flight), the agents, the ledger and the\n"
      "        bus (SIGTERM, SIGKILL after a grace period); removes the bus socket"},
@@ -62,6 +63,8 @@ static const ctl_command_t s_commands[] = {
      "train the planner's policy on the task texts of FILE (GRPO-style groups of K plans)"},
     {"policy", ctl_cmd_policy, "policy show|reset [--workflow NAME]",
      "the learned policy per workflow, step and option; reset restores the prior"},
+    {"keys", ctl_cmd_keys, "keys issue NAME --for AGENT [--max-cost-usd X] | list | revoke NAME",
+     "API keys of emads-gateway: each spends one agent's budget (and its own, if given)"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -9,7 +9,7 @@ PKGS=(build-essential pkg-config meson ninja-build
       libzmq3-dev libczmq-dev libmsgpack-dev libyaml-dev libcurl4-openssl-dev
       libjansson-dev libsqlite3-dev libmicrohttpd-dev libcriterion-dev
       clang libclang-rt-14-dev procps python3 jq curl iproute2
-      chromium prometheus tmux nodejs npm)
+      chromium prometheus tmux libsodium-dev nodejs npm)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 missing=()

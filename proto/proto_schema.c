@@ -78,6 +78,10 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
 #define REQUEST_ID      F_ID("request_id", true, "client-made id of this operation; retries reuse it")
 #define TASK(req)       F_ID("task", req, "task id")
 #define TIME(n, req, d) F_INT(n, req, 0, TIME_MAX, d)
+/* reserve, commit, void: the account acted for; only a sender the access
+   list lets act for others (command act_for) may send it (§12) */
+#define PRINCIPAL                                                                                  \
+    F_NAME("principal", false, "agent charged instead of the sender (senders allowed act_for only)")
 
 /* ---- ledger ------------------------------------------------------------- */
 
@@ -97,6 +101,7 @@ static const proto_field_t f_reserve[] = {
     F_NAME("step", true, "workflow step the hold pays for"),
     F_AMOUNTS("amounts", true, "worst-case spend to hold; every dimension >= 0"),
     F_INT("ttl_ms", false, 1, 86400000, "hold lifetime in ms (default from the ledger config)"),
+    PRINCIPAL,
     F_END};
 
 static const proto_field_t f_reserve_ok[] = {
@@ -116,6 +121,7 @@ static const proto_field_t f_commit[] = {
     F_ENUM("path", false, s_paths, "execution path of the step"),
     F_STR("model", false, 1, MODEL_MAX, "model used on the llm path"),
     F_NAME("option", false, "planner option that ran"),
+    PRINCIPAL,
     F_END};
 
 static const proto_field_t f_commit_ok[] = {
@@ -125,7 +131,8 @@ static const proto_field_t f_commit_ok[] = {
            "true when the hold had expired (charged in full); actual replaced that charge"),
     F_END};
 
-static const proto_field_t f_void[] = {REQUEST_ID, F_ID("hold_id", true, "hold to release"), F_END};
+static const proto_field_t f_void[] = {REQUEST_ID, F_ID("hold_id", true, "hold to release"),
+                                       PRINCIPAL, F_END};
 
 static const proto_field_t f_void_ok[] = {
     F_ID("hold_id", true, "hold released"),

@@ -42,47 +42,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/constellation.h"
 #include "bench/fsync_rate.h"
 #include "bus/bus.h"
 
 static char s_tmp[256];
 static char (*s_done_ids)[PROTO_MAX_ID + 1]; /* tasks of the current run, in finishing order */
 static pid_t s_llm_pid;
-
-static int s_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int s_sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static const char *s_env(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v || !*v) {
-        fprintf(stderr, "e2e_bench: %s is not set\n", name);
-        exit(2);
-    }
-    return v;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double s_pct(double *v, int n, double p)
-{
-    qsort(v, (size_t)n, sizeof *v, s_cmp);
-    int i = (int)(p * (n - 1) + 0.5);
-    return v[i < 0 ? 0 : i >= n ? n - 1 : i];
-}
 
 typedef struct {
     char task[PROTO_MAX_ID + 1];
@@ -167,20 +133,16 @@ static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
 static void s_cleanup(void)
 {
     if (s_tmp[0]) {
-        s_sh("\"%s\" --home %s/run --config %s/config/emads.yaml down >/dev/null 2>&1",
-             getenv("EMADSCTL"), s_tmp, s_tmp);
-        if (s_llm_pid > 0) {
-            kill(s_llm_pid, SIGTERM);
-            waitpid(s_llm_pid, NULL, 0);
-        }
-        s_sh("rm -rf %s", s_tmp);
+        bench_down(getenv("EMADSCTL"), s_tmp, s_llm_pid);
+        bench_sh("rm -rf %s", s_tmp);
     }
 }
 
 int main(void)
 {
-    const char *ctl = s_env("EMADSCTL"), *src = s_env("EMADS_SRC_CONFIG");
-    const char *llm = s_env("EMADS_TEST_LLM");
+    const char *ctl = bench_env("e2e_bench", "EMADSCTL");
+    const char *src = bench_env("e2e_bench", "EMADS_SRC_CONFIG");
+    const char *llm = bench_env("e2e_bench", "EMADS_TEST_LLM");
     int n = getenv("E2E_BENCH_TASKS") ? atoi(getenv("E2E_BENCH_TASKS")) : 100;
     if (n < 10)
         n = 10;
@@ -190,38 +152,15 @@ int main(void)
         return 1;
     atexit(s_cleanup);
 
-    char portfile[512];
-    snprintf(portfile, sizeof portfile, "%s/port", s_tmp);
-    s_llm_pid = fork();
-    if (s_llm_pid == 0) {
-        execl(llm, llm, "--port-file", portfile, (char *)NULL);
-        _exit(127);
-    }
-    int port = 0;
-    for (int i = 0; i < 200 && !port; i++) {
-        FILE *f = fopen(portfile, "r");
-        if (f) {
-            if (fscanf(f, "%d", &port) != 1)
-                port = 0;
-            fclose(f);
-        }
-        if (!port)
-            usleep(20000);
-    }
+    int port = bench_llm_start(llm, s_tmp, &s_llm_pid);
     if (!port) {
         fprintf(stderr, "e2e_bench: emads-test-llm did not start\n");
         return 1;
     }
-    if (s_sh("mkdir -p %s/config && cp -r %s/. %s/config/ && "
-             "sed -i 's/^\\(  *metrics_port:\\).*/\\1 0/; "
-             "s/^\\(  [a-z]*: \"127\\.0\\.0\\.1:\\)[0-9]*\"/\\10\"/; "
-             "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:%d/v1\"|' "
-             "%s/config/emads.yaml",
-             s_tmp, src, s_tmp, port, s_tmp) != 0)
+    if (bench_config(src, s_tmp, port, NULL, NULL) != 0)
         return 1;
     setenv("OPENAI_API_KEY", "bench-key", 1);
-    if (s_sh("\"%s\" --home %s/run --config %s/config/emads.yaml up >/dev/null", ctl, s_tmp,
-             s_tmp) != 0) {
+    if (bench_up(ctl, s_tmp) != 0) {
         fprintf(stderr, "e2e_bench: emadsctl up failed\n");
         return 1;
     }
@@ -246,8 +185,8 @@ int main(void)
     if (secs < 0)
         return 1;
     printf("e2e_tasks_per_s_c1=%.1f\n", n / secs);
-    printf("e2e_p50_ms_c1=%.2f\n", s_pct(lat, n, 0.50));
-    printf("e2e_p99_ms_c1=%.2f\n", s_pct(lat, n, 0.99));
+    printf("e2e_p50_ms_c1=%.2f\n", bench_pct(lat, n, 0.50));
+    printf("e2e_p99_ms_c1=%.2f\n", bench_pct(lat, n, 0.99));
     /* The orchestrator's share: the part of each task during which no step
        was in flight at an agent (submit, open, planning, dispatch, close),
        from the task's own record (ms resolution). */
@@ -273,13 +212,13 @@ int main(void)
         ev_destroy(&st);
     }
     if (m)
-        printf("e2e_orch_idle_p50_ms_c1=%.1f\n", s_pct(lat, m, 0.50));
+        printf("e2e_orch_idle_p50_ms_c1=%.1f\n", bench_pct(lat, m, 0.50));
     secs = s_run(c, n, 8, lat);
     if (secs < 0)
         return 1;
     printf("e2e_tasks_per_s_c8=%.1f\n", n / secs);
-    printf("e2e_p50_ms_c8=%.2f\n", s_pct(lat, n, 0.50));
-    printf("e2e_p99_ms_c8=%.2f\n", s_pct(lat, n, 0.99));
+    printf("e2e_p50_ms_c8=%.2f\n", bench_pct(lat, n, 0.50));
+    printf("e2e_p99_ms_c8=%.2f\n", bench_pct(lat, n, 0.99));
     /* how many steps a task ran (the 4-step workflow: all of them) */
     const char *last = s_done_ids[n - 1]; /* the last task to finish */
     ev_t *b = proto_body("result");
@@ -304,7 +243,7 @@ int main(void)
         ev_destroy(&pr);
     }
     if (got > 0) {
-        double p50 = s_pct(rtt, got, 0.50);
+        double p50 = bench_pct(rtt, got, 0.50);
         printf("e2e_bus_rtt_p50_us=%.0f\n", p50);
         printf("e2e_critical_round_trips=14\n");
         printf("e2e_transport_floor_ms=%.2f\n", 14 * p50 / 1000.0);

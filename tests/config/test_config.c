@@ -843,3 +843,44 @@ Test(config, step_agent_without_budget)
                    "agent 'coo_agent' has no budget (every agent needs one); used by "
                    "workflow step wf.b");
 }
+
+Test(config, gateway_section)
+{
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(s_main, s_budgets, &errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect_str_eq(cfg->gateway_listen, "127.0.0.1:8088", "default listen");
+    cr_expect_eq(cfg->gateway_default_max_tokens, 4096);
+    cr_expect_eq(cfg->gateway_upstream_timeout_ms, 120000);
+    cr_expect_eq(cfg->gateway_task_limits.v[DIM_COST_UUSD], -1, "no per-task limit by default");
+    cfg_destroy(&cfg);
+
+    char *y = s_edit(s_main, "access:",
+                     "gateway: {listen: \"127.0.0.1:0\", per_task_budget: {max_cost_usd: 1.50}, "
+                     "default_max_tokens: 512}\naccess:");
+    cfg = s_load(y, s_budgets, &errs);
+    if (!cfg)
+        s_dump(&errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect_str_eq(cfg->gateway_listen, "127.0.0.1:0");
+    cr_expect_eq(cfg->gateway_task_limits.v[DIM_COST_UUSD], 1500000);
+    cr_expect_eq(cfg->gateway_task_limits.v[DIM_TOKENS], -1);
+    cr_expect_eq(cfg->gateway_default_max_tokens, 512);
+    cfg_destroy(&cfg);
+    free(y);
+
+    y = s_edit(s_main, "access:", "gateway: {listen: \"127.0.0.1\"}\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 22, "gateway.listen", "HOST:PORT");
+    free(y);
+    y = s_edit(s_main, "access:", "gateway: {listen: \"127.0.0.1:70000\"}\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 22, "gateway.listen", "0..65535");
+    free(y);
+    y = s_edit(s_main, "access:", "gateway: {default_max_tokens: 0}\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 22, "gateway.default_max_tokens", "");
+    free(y);
+    y = s_edit(s_main, "access:", "gateway: {per_task_budget: {max_dollars: 1}}\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 22, "gateway.per_task_budget.max_dollars", "");
+    free(y);
+}

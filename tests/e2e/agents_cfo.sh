@@ -24,7 +24,7 @@ started=$(echo "$up" | json 'sorted(p["name"] for p in d["processes"] if p["name
     fail "up started agents $started"
 # certificates for exactly the processes of the config, cfo_agent included
 certs=$(cd "$E2E_RUN/certs/private" && ls *.cert_secret | sed 's/\.cert_secret$//' | sort | tr '\n' ' ')
-want=$(printf '%s\n' bus cfo_agent coo_agent cto_agent emadsctl ledger orchestrator reconcile_gpt | sort | tr '\n' ' ')
+want=$(printf '%s\n' bus cfo_agent coo_agent cto_agent emadsctl gateway ledger orchestrator reconcile_gpt | sort | tr '\n' ' ')
 [ "$certs" = "$want" ] || fail "certificates: '$certs', want '$want'"
 st=$(ctl --json status) || fail "status: $st"
 for a in cto_agent coo_agent cfo_agent reconcile_gpt; do

@@ -26,17 +26,17 @@ set -e
 
 up=$(ctl up)
 echo "$up"
-for p in emads-bus emads-ledger emads-orchestrator cto_agent coo_agent reconcile_gpt; do
+for p in emads-bus emads-ledger emads-orchestrator cto_agent coo_agent reconcile_gpt emads-gateway; do
     echo "$up" | grep -q "^starting $p  *ok (pid [0-9]*, healthy after [0-9]* ms)$" ||
         fail "up does not report $p started and healthy"
 done
 ctl status >/dev/null || fail "status after up is not 0"
-ctl --json status | json 'len(d["processes"]) == 6 and all(p["state"] == "running" and p["pid"] > 0 and p["uptime_ms"] >= 0 for p in d["processes"])' |
+ctl --json status | json 'len(d["processes"]) == 7 and all(p["state"] == "running" and p["pid"] > 0 and p["uptime_ms"] >= 0 for p in d["processes"])' |
     grep -q true || fail "status --json: not every process running with pid and uptime"
-# the five services have a live worker on the bus, with the age of its last heartbeat
-ctl --json status | json 'sum(1 for p in d["processes"] if p["service"] != "bus" and isinstance(p["heartbeat_age_ms"], int) and p["heartbeat_age_ms"] >= 0) == 5' |
+# the six services have a live worker on the bus, with the age of its last heartbeat
+ctl --json status | json 'sum(1 for p in d["processes"] if p["service"] != "bus" and isinstance(p["heartbeat_age_ms"], int) and p["heartbeat_age_ms"] >= 0) == 6' |
     grep -q true || fail "status --json: a service without a heartbeat age: $(ctl --json status)"
-[ "$(ctl status | grep -c '[0-9]m\?s$')" -eq 5 ] || fail "status heartbeat column: $(ctl status)"
+[ "$(ctl status | grep -c '[0-9]m\?s$')" -eq 6 ] || fail "status heartbeat column: $(ctl status)"
 ctl up | grep -q "already running" || fail "second up does not say it is already running"
 [ "$(ctl --json up | json 'd["already_running"]')" = true ] || fail "up --json: already_running is not true"
 
@@ -84,7 +84,7 @@ set -e
 
 ctl tasks | grep -q "$task" || fail "tasks does not list $task"
 down=$(ctl --json down)
-[ "$(echo "$down" | json 'd["stopped"]')" -eq 6 ] || fail "down --json: $down"
+[ "$(echo "$down" | json 'd["stopped"]')" -eq 7 ] || fail "down --json: $down"
 set +e
 ctl status >/dev/null 2>&1; rc=$?
 set -e

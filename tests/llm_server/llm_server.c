@@ -67,10 +67,22 @@ typedef struct {
     char *models; /* comma-separated, NULL = any */
     FILE *log;
     long seq;
-    long inflight; /* chat requests being answered now */
+    long inflight;       /* chat requests being answered now */
+    long chunk_delay_ms; /* streamed answers: pause before each chunk after the first */
 } s_state_t;
 
 static s_state_t S;
+
+/* A fresh answer id ("chatcmpl-test-N" or "msg_test_N"): clients such as
+   LangGraph key messages by id, so two answers must not share one. */
+static void s_answer_id(char *out, size_t n, const char *prefix)
+{
+    static long seq;
+    pthread_mutex_lock(&S.lock);
+    long k = ++seq;
+    pthread_mutex_unlock(&S.lock);
+    snprintf(out, n, "%s%ld", prefix, k);
+}
 
 typedef struct {
     char *data;
@@ -184,6 +196,9 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
         free(S.content);
         S.content = strdup(json_string_value(content));
     }
+    json_t *delay = json_object_get(j, "chunk_delay_ms");
+    if (json_is_integer(delay) && json_integer_value(delay) >= 0)
+        S.chunk_delay_ms = (long)json_integer_value(delay);
     json_t *usage = json_object_get(j, "usage");
     if (json_is_array(usage) && json_array_size(usage) == 2) {
         S.usage_p = (long)json_integer_value(json_array_get(usage, 0));
@@ -193,6 +208,170 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
     pthread_mutex_unlock(&S.lock);
     json_decref(j);
     return s_send(c, 200, "{\"ok\":true}", "application/json");
+}
+
+/* ---- streamed answers (server-sent events) and the Anthropic Messages API:
+   a minimal mode for the gateway's tests, kept apart from s_chat. A
+   streamed answer is the content in 8 pieces, one SSE event each, with
+   chunk_delay_ms before every piece after the first; the request's log
+   line is written when the stream ends (finished or cut by the client). */
+
+#define S_STREAM_PIECES 8
+
+typedef struct {
+    char *events[S_STREAM_PIECES + 6];
+    int n, next;
+    long delay_ms;
+    char url[64], model[64], scenario[64], id[48];
+    long max_tokens, n_msgs, prompt, inflight;
+    bool auth;
+} s_stream_t;
+
+static ssize_t s_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    s_stream_t *st = cls;
+    if (st->next >= st->n)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (st->next > 0 && st->delay_ms > 0) {
+        struct timespec ts = {.tv_sec = st->delay_ms / 1000,
+                              .tv_nsec = (st->delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    size_t n = strlen(st->events[st->next]);
+    if (n > max)
+        n = max; /* events are small; MHD's buffer is larger */
+    memcpy(buf, st->events[st->next], n);
+    st->next++;
+    return (ssize_t)n;
+}
+
+static void s_stream_free(void *cls)
+{
+    s_stream_t *st = cls;
+    pthread_mutex_lock(&S.lock);
+    S.inflight--;
+    s_log(st->url, st->model, st->max_tokens, st->n_msgs, st->auth, 200, st->scenario, st->prompt,
+          st->inflight);
+    pthread_mutex_unlock(&S.lock);
+    for (int i = 0; i < st->n; i++)
+        free(st->events[i]);
+    free(st);
+}
+
+static char *s_event(const char *name, json_t *j)
+{
+    char *d = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    char *out = NULL;
+    if (d && asprintf(&out, "%s%s%sdata: %s\n\n", name ? "event: " : "", name ? name : "",
+                      name ? "\n" : "", d) < 0)
+        out = NULL;
+    free(d);
+    return out;
+}
+
+/* Answer a streamed request: OpenAI chunks (with a final usage chunk when
+   stream_options.include_usage) or Anthropic message events. */
+static enum MHD_Result s_stream(struct MHD_Connection *c, bool anthropic, const json_t *req,
+                                const char *content, long p, long cc, s_stream_t *st)
+{
+    size_t len = strlen(content), at = 0;
+    bool usage =
+        json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
+    if (anthropic)
+        st->events[st->n++] = s_event(
+            "message_start", json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:{s:I, s:i}}}", "type",
+                                       "message_start", "message", "id", st->id, "type", "message",
+                                       "role", "assistant", "model", st->model, "content", "usage",
+                                       "input_tokens", (json_int_t)p, "output_tokens", 1));
+    if (anthropic)
+        st->events[st->n++] =
+            s_event("content_block_start",
+                    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
+                              "content_block", "type", "text", "text", ""));
+    for (int i = 0; i < S_STREAM_PIECES; i++) {
+        size_t end = len * (size_t)(i + 1) / S_STREAM_PIECES;
+        char *piece = strndup(content + at, end - at);
+        at = end;
+        if (anthropic)
+            st->events[st->n++] = s_event(
+                "content_block_delta",
+                json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", 0,
+                          "delta", "type", "text_delta", "text", piece ? piece : ""));
+        else
+            st->events[st->n++] = s_event(
+                NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{s:s}, s:n}]}", "id", st->id, "object",
+                                "chat.completion.chunk", "model", st->model, "choices", "index", 0,
+                                "delta", "content", piece ? piece : "", "finish_reason"));
+        free(piece);
+    }
+    if (anthropic) {
+        st->events[st->n++] =
+            s_event("content_block_stop",
+                    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+        st->events[st->n++] =
+            s_event("message_delta",
+                    json_pack("{s:s, s:{s:s}, s:{s:I}}", "type", "message_delta", "delta",
+                              "stop_reason", "end_turn", "usage", "output_tokens", (json_int_t)cc));
+        st->events[st->n++] = s_event("message_stop", json_pack("{s:s}", "type", "message_stop"));
+    } else {
+        st->events[st->n++] =
+            s_event(NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{}, s:s}]}", "id", st->id, "object",
+                                    "chat.completion.chunk", "model", st->model, "choices", "index",
+                                    0, "delta", "finish_reason", "stop"));
+        if (usage)
+            st->events[st->n++] = s_event(
+                NULL, json_pack("{s:s, s:s, s:s, s:[], s:{s:I, s:I, s:I}}", "id", st->id, "object",
+                                "chat.completion.chunk", "model", st->model, "choices", "usage",
+                                "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)cc,
+                                "total_tokens", (json_int_t)(p + cc)));
+        st->events[st->n++] = strdup("data: [DONE]\n\n");
+    }
+    for (int i = 0; i < st->n; i++)
+        if (!st->events[i]) {
+            s_stream_free(st);
+            return MHD_NO;
+        }
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, s_stream_read, st, s_stream_free);
+    if (!r) {
+        s_stream_free(st);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* A request that offers tools is answered with a call of the first one
+   (arguments "{}", finish_reason "tool_calls") instead of text. */
+static void s_tool_call(json_t *body, const json_t *req)
+{
+    const json_t *tools = json_object_get(req, "tools");
+    const char *name = json_string_value(
+        json_object_get(json_object_get(json_array_get(tools, 0), "function"), "name"));
+    json_t *choice = json_array_get(json_object_get(body, "choices"), 0);
+    if (!name || !choice)
+        return;
+    json_t *msg = json_object_get(choice, "message");
+    json_object_set_new(msg, "content", json_null());
+    json_object_set_new(msg, "tool_calls",
+                        json_pack("[{s:s, s:s, s:{s:s, s:s}}]", "id", "call_test_1", "type",
+                                  "function", "function", "name", name, "arguments", "{}"));
+    json_object_set_new(choice, "finish_reason", json_string("tool_calls"));
+}
+
+/* An Anthropic Messages answer (not streamed). */
+static json_t *s_message(const char *model, const char *content, long p, long cc)
+{
+    char id[48];
+    s_answer_id(id, sizeof id, "msg_test_");
+    return json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:n, s:{s:I, s:I}}", "id", id,
+                     "type", "message", "role", "assistant", "model", model, "content", "type",
+                     "text", "text", content, "stop_reason", "end_turn", "stop_sequence", "usage",
+                     "input_tokens", (json_int_t)p, "output_tokens", (json_int_t)cc);
 }
 
 static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s_conn_t *conn)
@@ -263,11 +442,40 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
         if (max_tokens > 0 && completion > max_tokens)
             completion = max_tokens;
         long p = up >= 0 ? up : prompt, cc = uc >= 0 ? uc : completion;
-        body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id",
-                         "chatcmpl-test", "object", "chat.completion", "created",
-                         (json_int_t)time(NULL), "model", model, "choices", "index", 0, "message",
-                         "role", "assistant", "content", content, "finish_reason", "stop");
-        if (body && strcmp(scenario, "nousage") != 0)
+        bool anthropic = strstr(url, "/messages") != NULL;
+        if (json_is_true(json_object_get(req, "stream"))) {
+            s_stream_t *st = calloc(1, sizeof *st);
+            if (st) {
+                snprintf(st->url, sizeof st->url, "%s", url);
+                s_answer_id(st->id, sizeof st->id, anthropic ? "msg_test_" : "chatcmpl-test-");
+                snprintf(st->model, sizeof st->model, "%s", model);
+                snprintf(st->scenario, sizeof st->scenario, "%s", scenario);
+                st->max_tokens = max_tokens;
+                st->n_msgs = n_msgs;
+                st->prompt = prompt;
+                st->inflight = inflight;
+                st->auth = auth;
+                pthread_mutex_lock(&S.lock);
+                st->delay_ms = S.chunk_delay_ms;
+                pthread_mutex_unlock(&S.lock);
+                enum MHD_Result rc = s_stream(c, anthropic, req, content, p, cc, st);
+                free(content);
+                json_decref(req);
+                return rc; /* the stream logs and counts itself out when it ends */
+            }
+        }
+        char answer_id[48];
+        s_answer_id(answer_id, sizeof answer_id, "chatcmpl-test-");
+        if (anthropic)
+            body = s_message(model, content, p, cc);
+        else
+            body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", answer_id,
+                             "object", "chat.completion", "created", (json_int_t)time(NULL),
+                             "model", model, "choices", "index", 0, "message", "role", "assistant",
+                             "content", content, "finish_reason", "stop");
+        if (body && !anthropic)
+            s_tool_call(body, req);
+        if (body && !anthropic && strcmp(scenario, "nousage") != 0)
             json_object_set_new(body, "usage",
                                 json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p,
                                           "completion_tokens", (json_int_t)cc, "total_tokens",
@@ -320,7 +528,8 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char
     if (strcmp(method, "POST") == 0 && strcmp(url, "/control") == 0)
         return s_control(c, conn);
     if (strcmp(method, "POST") == 0 &&
-        (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0))
+        (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0 ||
+         strcmp(url, "/v1/messages") == 0))
         return s_chat(c, url, conn);
     return s_send(c, 404, "{\"error\":\"not found\"}", "application/json");
 }
@@ -343,7 +552,7 @@ static void s_usage_exit(void)
 {
     fprintf(stderr, "usage: emads-test-llm [--port N] [--port-file F] [--log FILE] "
                     "[--scenario S] [--content TEXT] [--usage P,C] [--require-key KEY] "
-                    "[--models M1,M2]\n");
+                    "[--models M1,M2] [--chunk-delay MS]\n");
     exit(2);
 }
 
@@ -376,6 +585,8 @@ int main(int argc, char **argv)
             S.require_key = strdup(v);
         else if (strcmp(a, "--models") == 0)
             S.models = strdup(v);
+        else if (strcmp(a, "--chunk-delay") == 0)
+            S.chunk_delay_ms = atol(v);
         else
             s_usage_exit();
     }
