@@ -387,3 +387,11 @@ void orch_binding_key(const char *binding, char *out, size_t outlen)
     memcpy(out, binding, n);
     out[n] = '\0';
 }
+
+void orch_plan_set_total(ev_t *m, const char *key, const int64_t *tot)
+{
+    proto_amounts_t a;
+    for (int d = 0; d < DIM_COUNT; d++)
+        a.v[d] = tot[d];
+    proto_set_amounts(m, key, &a);
+}

@@ -143,6 +143,10 @@ int orch_plan_option(const orch_plan_t *p, const int *choice, int i);
    says more: the same basis as the plan's totals). Caller owns the array. */
 ev_t *orch_plan_steps(const cfg_t *cfg, int wf, const orch_plan_t *p, const int *choice);
 
+/* m[key] = the amounts map of a plan total (DIM_COUNT values, e.g.
+   planner_result_t.task_total). */
+void orch_plan_set_total(ev_t *m, const char *key, const int64_t *tot);
+
 /* "cto_agent.cost_uusd" from a binding text "cto_agent.cost_uusd needs ...". */
 void orch_binding_key(const char *binding, char *out, size_t outlen);
 
