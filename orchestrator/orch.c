@@ -42,6 +42,7 @@
 #include "common/log.h"
 #include "orchestrator/classify.h"
 #include "orchestrator/orch_plan.h"
+#include "orchestrator/outbox.h"
 #include "orchestrator/planner.h"
 #include "orchestrator/policy.h"
 #include "orchestrator/policy_store.h"
@@ -53,36 +54,15 @@
 #define ORCH_HISTORY_MS 5000  /* refresh of estimate history */
 #define ORCH_DRAIN      256   /* messages handled per socket per iteration */
 
-typedef enum { P_LEDGER = 1, P_STEP, P_HISTORY } pkind_t;
-
-typedef struct {
-    pkind_t kind;
-    char task[PROTO_MAX_ID + 1];
-    int step;
-    int attempt;
-} pend_t;
-
-typedef enum { OUT_REPLY = 1, OUT_SEND, OUT_PUBLISH } okind_t;
-
-typedef struct out_s {
-    okind_t kind;
-    bus_request_t req;              /* OUT_REPLY: client_id (owned) and corr_id */
-    char name[PROTO_MAX_TOPIC + 1]; /* OUT_SEND: service; OUT_PUBLISH: topic */
-    ev_t *body;
-    int timeout_ms;
-    pend_t pend; /* OUT_SEND */
-    struct out_s *next;
-} out_t;
-
 struct _orch_t {
     const cfg_t *cfg;
     bus_worker_t *worker;
     bus_client_t *client;
     taskstore_t *store;
     zhashx_t *tasks;   /* id -> task_t*, unfinished tasks */
-    zhashx_t *pending; /* corr id -> pend_t* */
-    out_t *out_head, *out_tail;
-    task_fx_t fx; /* effects of the task event being handled */
+    zhashx_t *pending; /* corr id -> outbox_outbox_pend_t* */
+    outbox_t *out;     /* sent after the commit */
+    task_fx_t fx;      /* effects of the task event being handled */
     planner_history_t *hist;
     size_t n_hist;
     int64_t hist_at_ms;
@@ -99,90 +79,21 @@ static int64_t s_now(void)
     return (int64_t)zclock_time();
 }
 
-/* ---- outbox -------------------------------------------------------------- */
+/* ---- outbox (outbox.c) ---------------------------------------------------- */
 
-static out_t *s_out_push(orch_t *self, okind_t kind, const char *name, ev_t **body_p)
-{
-    out_t *o = calloc(1, sizeof *o);
-    if (!o) {
-        ev_destroy(body_p);
-        return NULL;
-    }
-    o->kind = kind;
-    if (name)
-        snprintf(o->name, sizeof o->name, "%s", name);
-    o->body = *body_p;
-    *body_p = NULL;
-    if (self->out_tail)
-        self->out_tail->next = o;
-    else
-        self->out_head = o;
-    self->out_tail = o;
-    return o;
-}
-
-/* Queue the reply to req; takes req's client id and *body_p. */
 static void s_reply(orch_t *self, bus_request_t *req, ev_t **body_p)
 {
-    out_t *o = s_out_push(self, OUT_REPLY, NULL, body_p);
-    if (!o)
-        return;
-    o->req.client_id = req->client_id;
-    req->client_id = NULL;
-    snprintf(o->req.corr_id, sizeof o->req.corr_id, "%s", req->corr_id);
+    outbox_reply(self->out, req, body_p);
 }
 
 static void s_reply_error(orch_t *self, bus_request_t *req, const char *code, const char *reason)
 {
-    ev_t *e = proto_error(code, "%s", reason);
-    s_reply(self, req, &e);
+    outbox_reply_error(self->out, req, code, reason);
 }
 
-static void s_send(orch_t *self, const char *service, ev_t **body_p, int timeout_ms, pkind_t kind,
-                   const char *task, int step, int attempt)
-{
-    out_t *o = s_out_push(self, OUT_SEND, service, body_p);
-    if (!o)
-        return;
-    o->timeout_ms = timeout_ms;
-    o->pend.kind = kind;
-    if (task)
-        snprintf(o->pend.task, sizeof o->pend.task, "%s", task);
-    o->pend.step = step;
-    o->pend.attempt = attempt;
-}
-
-static void s_flush(orch_t *self)
-{
-    out_t *o = self->out_head;
-    self->out_head = self->out_tail = NULL;
-    while (o) {
-        out_t *next = o->next;
-        if (o->kind == OUT_REPLY) {
-            if (bus_worker_reply(self->worker, &o->req, &o->body, true) != 0)
-                log_warn("reply to %s could not be sent", o->req.corr_id);
-            zframe_destroy(&o->req.client_id);
-        } else if (o->kind == OUT_PUBLISH) {
-            bus_worker_publish(self->worker, o->name, &o->body);
-        } else {
-            char corr[PROTO_MAX_ID + 1] = "";
-            if (bus_client_send(self->client, o->name, &o->body, o->timeout_ms, corr) == 0) {
-                pend_t *p = malloc(sizeof *p);
-                if (p) {
-                    *p = o->pend;
-                    zhashx_update(self->pending, corr, p);
-                }
-            } else
-                log_error("cannot send to %s", o->name);
-        }
-        ev_destroy(&o->body);
-        free(o);
-        o = next;
-    }
-}
 static void s_publish(orch_t *self, const char *topic, ev_t **body_p)
 {
-    s_out_push(self, OUT_PUBLISH, topic, body_p);
+    outbox_publish(self->out, topic, body_p);
 }
 
 static void s_free_destructor(void **item)
@@ -236,10 +147,11 @@ static void s_exec(orch_t *self, task_t *t)
                 log_error("task %s: cannot record the plan", id);
             break;
         case TASK_FX_LEDGER:
-            s_send(self, "ledger", &f->body, f->timeout_ms, P_LEDGER, id, -1, 0);
+            outbox_send(self->out, "ledger", &f->body, f->timeout_ms, OUTBOX_LEDGER, id, -1, 0);
             break;
         case TASK_FX_STEP:
-            s_send(self, f->name, &f->body, f->timeout_ms, P_STEP, id, f->step, f->attempt);
+            outbox_send(self->out, f->name, &f->body, f->timeout_ms, OUTBOX_STEP, id, f->step,
+                        f->attempt);
             self->activity = true;
             break;
         case TASK_FX_EVENT:
@@ -361,64 +273,18 @@ static void s_on_submit(orch_t *self, bus_request_t *req)
     self->activity = true;
 }
 
-/* Steps of a stored task for a reply (outputs dropped unless with_output). */
-static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
-{
-    ev_t *steps = ev_dup(ev_get(stored, "steps"));
-    if (!steps)
-        return ev_new_array();
-    for (size_t i = 0; i < ev_len(steps); i++) {
-        ev_t *s = ev_at(steps, i);
-        if (!with_output)
-            ev_del(s, "output");
-        ev_del(s, "option");
-        ev_del(s, "first_option");
-        ev_del(s, "banned");
-        ev_del(s, "lost_retry");
-    }
-    return steps;
-}
-
 static void s_on_status(orch_t *self, bus_request_t *req, bool result)
 {
-    const char *id = ev_get_str(req->body, "task", "");
-    ev_t *stored = taskstore_get_task(self->store, id);
+    ev_t *stored = taskstore_get_task(self->store, ev_get_str(req->body, "task", ""));
     if (!stored) {
         s_reply_error(self, req, PROTO_E_UNKNOWN_TASK, "unknown task");
         return;
     }
-    ev_t *rep = proto_body(result ? "task_result" : "task_status");
-    ev_set_str(rep, "task", id);
-    /* A task whose end is decided shows it while its last steps finish. */
-    const char *state = ev_get_str(stored, "state", "queued");
-    const char *fin = ev_get_str(ev_get(stored, "result"), "final_state", NULL);
-    if (!taskstore_state_final(state) && taskstore_state_final(fin)) {
-        ev_set_str(stored, "state", fin);
-        state = ev_get_str(stored, "state", fin);
-    }
-    ev_set_str(rep, "state", state);
-    if (result) {
-        const ev_t *r = ev_get(stored, "result");
-        bool final = taskstore_state_final(ev_get_str(stored, "state", ""));
-        ev_set_str(rep, "recommendation", final ? ev_get_str(r, "recommendation", "") : "");
-        ev_set_float(rep, "confidence", final ? ev_get_float(r, "confidence", 0) : 0);
-        const ev_t *out = final ? ev_get(r, "output") : NULL;
-        ev_set(rep, "output", out ? ev_dup(out) : ev_new_map());
-        ev_set(rep, "steps", s_reply_steps(stored, true));
-    } else {
-        ev_set_str(rep, "class", ev_get_str(stored, "class", "default"));
-        const char *text = ev_get_str(stored, "text", "");
-        ev_set_str(rep, "text", text[0] ? text : "-");
-        ev_set_int(rep, "created_ms", ev_get_int(stored, "created_ms", 0));
-        ev_set_int(rep, "updated_ms", ev_get_int(stored, "updated_ms", 0));
-        ev_set(rep, "steps", s_reply_steps(stored, false));
-    }
-    const char *reason = ev_get_str(stored, "reason", NULL);
-    if (reason && reason[0])
-        ev_set_str(rep, "reason", reason);
+    ev_t *rep = task_status_reply(stored, result);
     ev_destroy(&stored);
     s_reply(self, req, &rep);
 }
+
 static void s_on_cancel(orch_t *self, bus_request_t *req)
 {
     const char *id = ev_get_str(req->body, "task", "");
@@ -781,38 +647,20 @@ static void s_on_history(orch_t *self, const ev_t *body)
     self->hist_inflight = false;
     if (proto_is_error(body, NULL))
         return;
-    const ev_t *rows = ev_get(body, "rows");
-    size_t n = ev_len(rows);
-    planner_history_t *h = n ? calloc(n, sizeof *h) : NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n && h; i++) {
-        const ev_t *row = ev_at(rows, i);
-        int agent = cfg_agent_index(self->cfg, ev_get_str(row, "agent", ""));
-        cfg_path_t p;
-        bool has_path = cfg_path_parse(ev_get_str(row, "path", ""), &p) == 0;
-        const char *model = ev_get_str(row, "model", NULL);
-        int m = model && model[0] ? cfg_model_index(self->cfg, model) : -1;
-        int64_t count = ev_get_int(row, "count", 0) - ev_get_int(row, "estimated_count", 0);
-        proto_amounts_t mean;
-        if (agent < 0 || !has_path || count <= 0 || (model && model[0] && m < 0) ||
-            proto_get_amounts(row, "mean", 0, &mean) != 0)
-            continue;
-        h[k] = (planner_history_t){.agent = agent, .path = (int)p, .model = m, .count = count};
-        for (int d = 0; d < DIM_COUNT; d++)
-            h[k].mean[d] = (double)mean.v[d];
-        k++;
-    }
+    size_t n = 0;
+    planner_history_t *h = orch_plan_history(self->cfg, ev_get(body, "rows"), &n);
     free(self->hist);
     self->hist = h;
-    self->n_hist = k;
+    self->n_hist = n;
 }
+
 static void s_timers(orch_t *self)
 {
     int64_t now = s_now();
     if (!self->hist_inflight &&
         (self->hist_at_ms == 0 || (self->activity && now - self->hist_at_ms >= ORCH_HISTORY_MS))) {
         ev_t *b = proto_body("history");
-        s_send(self, "ledger", &b, TASK_LEDGER_TIMEOUT, P_HISTORY, NULL, -1, 0);
+        outbox_send(self->out, "ledger", &b, TASK_LEDGER_TIMEOUT, OUTBOX_HISTORY, NULL, -1, 0);
         self->hist_inflight = true;
         self->hist_at_ms = now;
         self->activity = false;
@@ -829,12 +677,12 @@ static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
 {
     if (msg->kind != BUS_MSG_REPLY)
         return;
-    pend_t *p = zhashx_lookup(self->pending, msg->corr_id);
+    outbox_pend_t *p = zhashx_lookup(self->pending, msg->corr_id);
     if (!p)
         return;
-    pend_t pd = *p;
+    outbox_pend_t pd = *p;
     zhashx_delete(self->pending, msg->corr_id);
-    if (pd.kind == P_HISTORY) {
+    if (pd.kind == OUTBOX_HISTORY) {
         s_on_history(self, msg->body);
         return;
     }
@@ -842,9 +690,9 @@ static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
     if (!t || task_ended(t))
         return;
     task_env_t env = s_env(self);
-    if (pd.kind == P_LEDGER)
+    if (pd.kind == OUTBOX_LEDGER)
         task_on_ledger(t, &env, msg->body);
-    else if (pd.kind == P_STEP)
+    else if (pd.kind == OUTBOX_STEP)
         task_on_step(t, &env, pd.step, pd.attempt, msg->body);
     s_exec(self, t);
 }
@@ -882,7 +730,8 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *s
         return NULL;
     self->cfg = cfg;
     self->pols = policy_store_new(cfg);
-    if (!self->pols) {
+    self->out = outbox_new();
+    if (!self->pols || !self->out) {
         orch_destroy(&self);
         return NULL;
     }
@@ -917,13 +766,7 @@ void orch_destroy(orch_t **self_p)
     if (!self_p || !*self_p)
         return;
     orch_t *self = *self_p;
-    while (self->out_head) {
-        out_t *o = self->out_head;
-        self->out_head = o->next;
-        zframe_destroy(&o->req.client_id);
-        ev_destroy(&o->body);
-        free(o);
-    }
+    outbox_destroy(&self->out);
     zhashx_destroy(&self->tasks);
     zhashx_destroy(&self->pending);
     bus_worker_destroy(&self->worker);
@@ -941,8 +784,8 @@ void orch_destroy(orch_t **self_p)
 static size_t s_steps_in_flight(orch_t *self)
 {
     size_t n = 0;
-    for (pend_t *p = zhashx_first(self->pending); p; p = zhashx_next(self->pending))
-        if (p->kind == P_STEP || p->kind == P_LEDGER)
+    for (outbox_pend_t *p = zhashx_first(self->pending); p; p = zhashx_next(self->pending))
+        if (p->kind == OUTBOX_STEP || p->kind == OUTBOX_LEDGER)
             n++;
     return n;
 }
@@ -987,7 +830,7 @@ static bool s_drain_check(orch_t *self, int64_t *deadline, int64_t *next_log)
 
 int orch_run(orch_t *self)
 {
-    s_flush(self); /* what recovery queued */
+    outbox_flush(self->out, self->worker, self->client, self->pending); /* what recovery queued */
     zsock_t *wsock = bus_worker_sock(self->worker);
     zpoller_t *poller = zpoller_new(wsock, bus_client_sock(self->client), NULL);
     if (!poller)
@@ -1030,7 +873,7 @@ int orch_run(orch_t *self)
             rc = -1;
             break;
         }
-        s_flush(self);
+        outbox_flush(self->out, self->worker, self->client, self->pending);
         if (bus_worker_sock(self->worker) != wsock) {
             zpoller_destroy(&poller);
             wsock = bus_worker_sock(self->worker);

@@ -19,6 +19,7 @@
 */
 #include "orchestrator/task.h"
 #include "orchestrator/task_private.h"
+#include "orchestrator/taskstore.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -188,6 +189,25 @@ static void s_set_error(ev_t *m, const task_step_t *s)
     }
 }
 
+/* m.planned_path/planned_model of cfg option `planned` (-1: none) of step
+   i, then the path, model and why that ran. */
+static void s_set_paths(ev_t *m, const cfg_t *cfg, const task_t *t, int i, int planned)
+{
+    const task_step_t *s = &t->steps[i];
+    if (planned >= 0) {
+        const cfg_option_t *o = &s_wf(cfg, t)->steps[i].options[planned];
+        ev_set_str(m, "planned_path", cfg_path_name(o->path));
+        if (o->model >= 0)
+            ev_set_str(m, "planned_model", cfg->models[o->model].name);
+    }
+    if (s->path[0])
+        ev_set_str(m, "path", s->path);
+    if (s->model[0])
+        ev_set_str(m, "model", s->model);
+    if (s->why[0])
+        ev_set_str(m, "why", s->why);
+}
+
 /* The step state map (step_state of docs/PROTOCOL.md plus bookkeeping). */
 ev_t *task_step_ev(const task_t *t, const cfg_t *cfg, int i, bool with_output)
 {
@@ -205,18 +225,7 @@ ev_t *task_step_ev(const task_t *t, const cfg_t *cfg, int i, bool with_output)
     if (s->first_option >= 0)
         ev_set_int(m, "first_option", s->first_option);
     int planned = s->first_option >= 0 ? s->first_option : s->option;
-    if (planned >= 0 && s->st != ORCH_STEP_SKIPPED) {
-        const cfg_option_t *o = &s_wf(cfg, t)->steps[i].options[planned];
-        ev_set_str(m, "planned_path", cfg_path_name(o->path));
-        if (o->model >= 0)
-            ev_set_str(m, "planned_model", cfg->models[o->model].name);
-    }
-    if (s->path[0])
-        ev_set_str(m, "path", s->path);
-    if (s->model[0])
-        ev_set_str(m, "model", s->model);
-    if (s->why[0])
-        ev_set_str(m, "why", s->why);
+    s_set_paths(m, cfg, t, i, s->st != ORCH_STEP_SKIPPED ? planned : -1);
     if (s->has_actual) {
         proto_set_amounts(m, "actual", &s->actual);
         ev_set_str(m, "measured", s->measured[0] ? s->measured : "estimated");
@@ -812,18 +821,7 @@ static void s_add_attempt(task_env_t *e, task_t *t, int i, const char *status,
     ev_t *a = ev_new_map();
     ev_set_int(a, "attempt", s->attempt);
     ev_set_str(a, "status", status);
-    if (s->option >= 0) {
-        const cfg_option_t *o = &s_wf(cfg, t)->steps[i].options[s->option];
-        ev_set_str(a, "planned_path", cfg_path_name(o->path));
-        if (o->model >= 0)
-            ev_set_str(a, "planned_model", cfg->models[o->model].name);
-    }
-    if (s->path[0])
-        ev_set_str(a, "path", s->path);
-    if (s->model[0])
-        ev_set_str(a, "model", s->model);
-    if (s->why[0])
-        ev_set_str(a, "why", s->why);
+    s_set_paths(a, cfg, t, i, s->option);
     if (act) {
         proto_set_amounts(a, "actual", act);
         ev_set_str(a, "measured", s->measured[0] ? s->measured : "estimated");
@@ -1390,6 +1388,60 @@ void task_submit(task_t *t, task_env_t *e)
         s_save_step(e, t, i);
     s_task_event(e, "task.submitted", t);
     s_call(e, t, TASK_CALL_OPEN);
+}
+
+/* ---- stored tasks -------------------------------------------------------- */
+
+/* Steps of a stored task for a reply (outputs dropped unless with_output). */
+static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
+{
+    ev_t *steps = ev_dup(ev_get(stored, "steps"));
+    if (!steps)
+        return ev_new_array();
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        ev_t *s = ev_at(steps, i);
+        if (!with_output)
+            ev_del(s, "output");
+        ev_del(s, "option");
+        ev_del(s, "first_option");
+        ev_del(s, "banned");
+        ev_del(s, "lost_retry");
+    }
+    return steps;
+}
+
+ev_t *task_status_reply(ev_t *stored, bool result)
+{
+    ev_t *rep = proto_body(result ? "task_result" : "task_status");
+    ev_set_str(rep, "task", ev_get_str(stored, "task", ""));
+    /* A task whose end is decided shows it while its last steps finish. */
+    const char *state = ev_get_str(stored, "state", "queued");
+    const char *fin = ev_get_str(ev_get(stored, "result"), "final_state", NULL);
+    if (!taskstore_state_final(state) && taskstore_state_final(fin)) {
+        ev_set_str(stored, "state", fin);
+        state = ev_get_str(stored, "state", fin);
+    }
+    ev_set_str(rep, "state", state);
+    if (result) {
+        const ev_t *r = ev_get(stored, "result");
+        bool final = taskstore_state_final(ev_get_str(stored, "state", ""));
+        ev_set_str(rep, "recommendation", final ? ev_get_str(r, "recommendation", "") : "");
+        ev_set_float(rep, "confidence", final ? ev_get_float(r, "confidence", 0) : 0);
+        const ev_t *out = final ? ev_get(r, "output") : NULL;
+        ev_set(rep, "output", out ? ev_dup(out) : ev_new_map());
+        ev_set(rep, "steps", s_reply_steps(stored, true));
+    } else {
+        ev_set_str(rep, "class", ev_get_str(stored, "class", "default"));
+        const char *text = ev_get_str(stored, "text", "");
+        ev_set_str(rep, "text", text[0] ? text : "-");
+        ev_set_int(rep, "created_ms", ev_get_int(stored, "created_ms", 0));
+        ev_set_int(rep, "updated_ms", ev_get_int(stored, "updated_ms", 0));
+        ev_set(rep, "steps", s_reply_steps(stored, false));
+    }
+    const char *reason = ev_get_str(stored, "reason", NULL);
+    if (reason && reason[0])
+        ev_set_str(rep, "reason", reason);
+    return rep;
 }
 
 /* ---- restart (used by task_recover.c) ------------------------------------ */

@@ -294,4 +294,11 @@ const double *task_policy_scores(const task_env_t *env, int wf, double ratio, do
 ev_t *task_row_ev(const task_t *self, const cfg_t *cfg);
 ev_t *task_step_ev(const task_t *self, const cfg_t *cfg, int i, bool with_output);
 
+/* The task_status (result false) or task_result reply for a stored task
+   (taskstore_get_task's map; its state may be rewritten): a task whose end
+   is decided shows that end while its last steps finish; bookkeeping keys
+   are dropped from the steps, and their outputs unless result. Caller owns
+   the reply. */
+ev_t *task_status_reply(ev_t *stored, bool result);
+
 #endif

@@ -210,6 +210,13 @@ static void s_step_bus_error(task_t *t, int i, const char *code)
     ev_destroy(&b);
 }
 
+static void s_cancel(task_t *t, const char *reason)
+{
+    s_apply();
+    task_env_t e = s_env();
+    task_cancel(t, &e, reason);
+}
+
 /* ---- fixtures ------------------------------------------------------------ */
 
 static task_t *s_submitted(void)
@@ -535,9 +542,7 @@ Test(task, worker_lost_is_retried_once)
 Test(task, cancel_running_waits_for_steps_then_closes)
 {
     task_t *t = s_running();
-    s_apply();
-    task_env_t e = s_env();
-    task_cancel(t, &e, "cancelled by test");
+    s_cancel(t, "cancelled by test");
     cr_expect_eq(t->end, TASK_END_CANCELLED);
     cr_expect_eq(t->state, TASK_ENDING);
     cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "steps in flight finish first");
@@ -561,9 +566,7 @@ Test(task, cancel_running_waits_for_steps_then_closes)
 Test(task, cancel_while_opening_closes_after_the_open)
 {
     task_t *t = s_submitted();
-    s_apply();
-    task_env_t e = s_env();
-    task_cancel(t, &e, "cancelled by test");
+    s_cancel(t, "cancelled by test");
     cr_expect_eq(t->state, TASK_ENDING);
     cr_expect_eq(t->call, TASK_CALL_OPEN);
     s_open_ok(t);
@@ -578,9 +581,7 @@ Test(task, cancel_twice_keeps_the_first_end)
     task_t *t = s_running();
     s_run_all_ok(t);
     cr_assert_eq(t->end, TASK_END_DONE);
-    s_apply();
-    task_env_t e = s_env();
-    task_cancel(t, &e, "too late");
+    s_cancel(t, "too late");
     cr_expect_eq(t->end, TASK_END_DONE);
     cr_expect_eq(s_fxl.n, 0);
     task_destroy(&t);
@@ -774,8 +775,7 @@ Test(task, recover_reconciling_gives_up_at_the_deadline)
 Test(task, recover_ending_completes_the_decided_end)
 {
     task_t *t = s_running();
-    task_env_t e = s_env();
-    task_cancel(t, &e, "cancelled by test");
+    s_cancel(t, "cancelled by test");
     cr_assert_eq(t->state, TASK_ENDING);
     while (s_n_running(t) > 0)
         s_result(t, s_first_running(t), "ok", 100);
@@ -794,8 +794,7 @@ Test(task, recover_ending_with_a_lost_step_keeps_the_end)
 {
     task_t *t = s_running();
     int i = s_first_running(t);
-    task_env_t e = s_env();
-    task_cancel(t, &e, "cancelled by test");
+    s_cancel(t, "cancelled by test");
     cr_assert_eq(t->state, TASK_ENDING);
     task_t *r = s_restart(&t); /* a step was still running */
     cr_assert_not_null(r);
@@ -810,8 +809,7 @@ Test(task, recover_ending_with_a_lost_step_keeps_the_end)
 Test(task, recover_queued_with_an_end_finishes_without_ledger)
 {
     task_t *t = s_submitted();
-    task_env_t e = s_env();
-    task_cancel(t, &e, "cancelled by test");
+    s_cancel(t, "cancelled by test");
     cr_assert_eq(t->state, TASK_ENDING); /* open_task still out */
     task_t *r = s_restart(&t);
     cr_assert_not_null(r);
@@ -886,4 +884,47 @@ Test(task, end_names_round_trip)
     task_end_t end = TASK_END_NONE;
     cr_expect_eq(task_end_parse("running", &end), -1);
     cr_expect_eq(task_end_parse(NULL, &end), -1);
+}
+
+/* ---- status replies ------------------------------------------------------ */
+
+Test(task, status_shows_the_decided_end_while_steps_finish)
+{
+    task_t *t = s_running();
+    s_cancel(t, "cancelled by test");
+    cr_assert_eq(t->state, TASK_ENDING);
+    ev_t *stored = s_stored(t);
+    cr_assert_str_eq(ev_get_str(stored, "state", ""), "running");
+    ev_t *rep = task_status_reply(stored, false);
+    char err[256] = "";
+    cr_expect_eq(proto_validate(rep, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(ev_get_str(rep, "type", ""), "task_status");
+    cr_expect_str_eq(ev_get_str(rep, "state", ""), "cancelled");
+    cr_expect_str_eq(ev_get_str(rep, "reason", ""), "cancelled by test");
+    const ev_t *steps = ev_get(rep, "steps");
+    cr_assert_eq(ev_len(steps), (size_t)t->n_steps);
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        cr_expect_null(ev_get(ev_at(steps, i), "option"), "bookkeeping dropped");
+        cr_expect_null(ev_get(ev_at(steps, i), "output"));
+    }
+    ev_destroy(&rep);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+Test(task, result_of_a_done_task_carries_the_recommendation)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_close_ok(t);
+    ev_t *stored = s_stored(t);
+    ev_t *rep = task_status_reply(stored, true);
+    char err[256] = "";
+    cr_expect_eq(proto_validate(rep, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(ev_get_str(rep, "state", ""), "done");
+    cr_expect_str_eq(ev_get_str(rep, "recommendation", ""), "go");
+    cr_expect_float_eq(ev_get_float(rep, "confidence", 0), 0.8, 1e-9);
+    ev_destroy(&rep);
+    ev_destroy(&stored);
+    task_destroy(&t);
 }
