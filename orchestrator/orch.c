@@ -516,6 +516,7 @@ static int s_host_pick(void *arg, const char *text, int *cls, int *wf, char *err
 static train_run_host_t s_train_host(orch_t *self)
 {
     return (train_run_host_t){.arg = self,
+                              .now_ms = s_now(),
                               .start = s_host_start,
                               .cancel = s_host_cancel,
                               .publish = s_host_publish,

@@ -52,6 +52,10 @@
                                   lost (s_closed sends the final spend query)
       CLOSING/SETTLING → ENDED    task_on_ledger (s_finalize), also when the ledger
                                   never answers: its holds expire
+      ENDING       → ENDED        task_on_ledger: open_task refused or unanswered
+                                  for a task cancelled while OPENING (never opened:
+                                  nothing to close)
+      (restart)    → ENDED        task_recover: a queued task whose end was decided
       (restart)    → RECONCILING  task_recover: a step was running at the crash
       RECONCILING  → CLOSING      task_on_ledger: the lost step's hold is gone; its
                                   spend is the ledger's (s_reconciled → s_decide)

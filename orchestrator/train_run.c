@@ -4,7 +4,6 @@
 */
 #include "orchestrator/train_run.h"
 
-#include <czmq.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -37,7 +36,8 @@ struct _train_run_t {
     char tasks[TRAIN_RUN_MAX_K][PROTO_MAX_ID + 1];
     int plans[TRAIN_RUN_MAX_K * CFG_MAX_STEPS];
     double rewards[TRAIN_RUN_MAX_K];
-    int64_t limit_cost; /* cost limit of the group's tasks (reward's budget) */
+    bool scored[TRAIN_RUN_MAX_K]; /* the sample's reward is in */
+    int64_t limit_cost;           /* cost limit of the group's tasks (reward's budget) */
     /* results */
     int groups, groups_updated;
     double *round_sum;
@@ -166,11 +166,11 @@ void train_run_status_ev(const train_run_t *tr, ev_t *m)
     ev_set_bool(m, "cancelling", tr->cancel && !strcmp(tr->state, "running"));
 }
 
-static ev_t *s_event_body(const char *topic)
+static ev_t *s_event_body(const train_run_host_t *host, const char *topic)
 {
     ev_t *e = proto_body("event");
     ev_set_str(e, "topic", topic);
-    ev_set_int(e, "at_ms", (int64_t)zclock_time());
+    ev_set_int(e, "at_ms", host->now_ms);
     return e;
 }
 
@@ -186,7 +186,7 @@ static void s_end(train_run_t *tr, const train_run_host_t *host, const char *sta
     va_start(ap, fmt);
     vsnprintf(tr->reason, sizeof tr->reason, fmt, ap);
     va_end(ap);
-    ev_t *e = s_event_body("train.done");
+    ev_t *e = s_event_body(host, "train.done");
     ev_set_str(e, "message", tr->reason);
     train_run_ev(tr, host, ev_set_map(e, "data"));
     host->publish(host->arg, "train.done", &e);
@@ -207,7 +207,7 @@ static void s_advance(train_run_t *tr)
 static void s_progress(const train_run_t *tr, const train_run_host_t *host, double mean,
                        bool updated, const char *why)
 {
-    ev_t *e = s_event_body("train.progress");
+    ev_t *e = s_event_body(host, "train.progress");
     char msg[600];
     snprintf(msg, sizeof msg, "round %d/%d text %d/%d: %s", tr->round + 1, tr->rounds, tr->text + 1,
              tr->n_texts,
@@ -323,11 +323,13 @@ void train_run_next(train_run_t *tr, const cfg_t *cfg, const train_run_host_t *h
         tr->running = true;
         tr->k = tr->group;
         tr->n_fin = 0;
+        memset(tr->scored, 0, sizeof tr->scored);
         for (int k = 0; k < tr->k; k++) {
             if (host->start(host->arg, text, cls, wf, &tr->plans[k * CFG_MAX_STEPS],
                             tr->task_budget, k, tr->tasks[k], sizeof tr->tasks[k]) != 0) {
                 tr->rewards[k] = log(TRAIN_QUALITY_MIN);
                 tr->tasks[k][0] = '\0';
+                tr->scored[k] = true;
                 tr->n_fin++;
             }
         }
@@ -340,8 +342,9 @@ void train_run_next(train_run_t *tr, const cfg_t *cfg, const train_run_host_t *h
 bool train_run_sample_done(train_run_t *tr, const train_run_host_t *host, int k, const char *id,
                            const char *end_state, const ev_t *final_output, int64_t cost)
 {
-    if (!tr || !tr->running || k < 0 || k >= tr->k || strcmp(tr->tasks[k], id))
+    if (!tr || !tr->running || k < 0 || k >= tr->k || tr->scored[k] || strcmp(tr->tasks[k], id))
         return false;
+    tr->scored[k] = true;
     double rw;
     if (train_reward(end_state, final_output, cost, tr->limit_cost, tr->lambda, &rw) != 0)
         rw = log(TRAIN_QUALITY_MIN);

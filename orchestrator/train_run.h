@@ -30,6 +30,7 @@ typedef struct _train_run_t train_run_t;
 
 typedef struct {
     void *arg;
+    int64_t now_ms; /* the time, for the events' at_ms */
     /* Start sample task `slot` of the group: text of class cls and workflow
        wf, plan forced (cfg option per step, -1 skip), cost limit
        task_budget (micro-USD, -1: the configured one). Its id into id. 0, or
@@ -66,7 +67,8 @@ bool train_run_active(const train_run_t *self);
 void train_run_next(train_run_t *self, const cfg_t *cfg, const train_run_host_t *host);
 
 /* Sample task id in slot `slot` ended in end_state ("done", ...) with the
-   final output and actual cost: score it; when its group is complete,
+   final output and actual cost: score it (once: a sample already scored,
+   or not of the running group, is ignored); when its group is complete,
    update and save the policy. True when the host should kick
    (train_run_next) at the end of the iteration. */
 bool train_run_sample_done(train_run_t *self, const train_run_host_t *host, int slot,
