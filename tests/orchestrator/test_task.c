@@ -610,6 +610,34 @@ Test(task, lost_reply_is_settled_from_the_ledger)
     task_destroy(&t);
 }
 
+Test(task, settle_refused_keeps_no_spend_for_the_lost_reply)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_step_bus_error(t, i, PROTO_E_TIMEOUT);
+    while (s_n_running(t) > 0)
+        s_result(t, s_first_running(t), "ok", 0);
+    s_close_ok(t);
+    cr_assert_eq(t->state, TASK_SETTLING);
+    s_error(t, PROTO_E_INTERNAL);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect_not(t->steps[i].has_actual);
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1);
+    task_destroy(&t);
+}
+
+Test(task, cancel_while_opening_then_refused_ends_without_close)
+{
+    task_t *t = s_submitted();
+    s_cancel(t, "cancelled by test");
+    cr_assert_eq(t->state, TASK_ENDING);
+    s_error(t, PROTO_E_INVALID);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "never opened: nothing to close");
+    cr_expect(strstr(t->reason, "ledger refused the task") != NULL, "%s", t->reason);
+    task_destroy(&t);
+}
+
 Test(task, close_unanswered_ends_anyway)
 {
     task_t *t = s_running();
