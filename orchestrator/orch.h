@@ -15,7 +15,10 @@
                   └──── cancel ───────────┴───────────────────► cancelled
 
     Every final state closes the task at the ledger first (close_task), then
-    is recorded; a restart finishes what a crash interrupted.
+    is recorded; a restart finishes what a crash interrupted. Inside the
+    orchestrator this lifecycle is task.h's state machine (OPENING,
+    PLANNING, REPLAN, RUNNING, RECONCILING, ENDING, CLOSING, SETTLING,
+    ENDED), which this loop drives and whose effects it executes.
 
     Restart rule. Finished steps are never run again, and tasks with no step
     in flight carry on from their last recorded state (queued ones re-send

@@ -4,6 +4,7 @@
 #include "orchestrator/orch_plan.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const s_state_names[] = {"pending", "running", "done",
@@ -386,4 +387,38 @@ void orch_binding_key(const char *binding, char *out, size_t outlen)
         n = outlen - 1;
     memcpy(out, binding, n);
     out[n] = '\0';
+}
+
+void orch_plan_set_total(ev_t *m, const char *key, const int64_t *tot)
+{
+    proto_amounts_t a;
+    for (int d = 0; d < DIM_COUNT; d++)
+        a.v[d] = tot[d];
+    proto_set_amounts(m, key, &a);
+}
+
+planner_history_t *orch_plan_history(const cfg_t *cfg, const ev_t *rows, size_t *n_out)
+{
+    size_t n = ev_len(rows);
+    planner_history_t *h = n ? calloc(n, sizeof *h) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n && h; i++) {
+        const ev_t *row = ev_at(rows, i);
+        int agent = cfg_agent_index(cfg, ev_get_str(row, "agent", ""));
+        cfg_path_t p;
+        bool has_path = cfg_path_parse(ev_get_str(row, "path", ""), &p) == 0;
+        const char *model = ev_get_str(row, "model", NULL);
+        int m = model && model[0] ? cfg_model_index(cfg, model) : -1;
+        int64_t count = ev_get_int(row, "count", 0) - ev_get_int(row, "estimated_count", 0);
+        proto_amounts_t mean;
+        if (agent < 0 || !has_path || count <= 0 || (model && model[0] && m < 0) ||
+            proto_get_amounts(row, "mean", 0, &mean) != 0)
+            continue;
+        h[k] = (planner_history_t){.agent = agent, .path = (int)p, .model = m, .count = count};
+        for (int d = 0; d < DIM_COUNT; d++)
+            h[k].mean[d] = (double)mean.v[d];
+        k++;
+    }
+    *n_out = k;
+    return h;
 }

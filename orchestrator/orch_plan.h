@@ -143,6 +143,16 @@ int orch_plan_option(const orch_plan_t *p, const int *choice, int i);
    says more: the same basis as the plan's totals). Caller owns the array. */
 ev_t *orch_plan_steps(const cfg_t *cfg, int wf, const orch_plan_t *p, const int *choice);
 
+/* The estimate history from the rows of a ledger `history` reply
+   ({agent, path, model?, count, estimated_count, mean}); rows naming an
+   unknown agent, path or model, or with no measured count, are left out.
+   *n set to the rows kept; caller frees the result (NULL when none). */
+planner_history_t *orch_plan_history(const cfg_t *cfg, const ev_t *rows, size_t *n);
+
+/* m[key] = the amounts map of a plan total (DIM_COUNT values, e.g.
+   planner_result_t.task_total). */
+void orch_plan_set_total(ev_t *m, const char *key, const int64_t *tot);
+
 /* "cto_agent.cost_uusd" from a binding text "cto_agent.cost_uusd needs ...". */
 void orch_binding_key(const char *binding, char *out, size_t outlen);
 

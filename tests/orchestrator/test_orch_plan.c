@@ -439,3 +439,42 @@ Test(orch_plan, step_amounts_are_the_holds_the_totals_add)
     ev_destroy(&steps);
     free(p);
 }
+
+static ev_t *s_hist_row(const char *agent, const char *path, const char *model, int64_t count,
+                        int64_t estimated, int64_t mean_cost)
+{
+    ev_t *r = ev_new_map();
+    ev_set_str(r, "agent", agent);
+    ev_set_str(r, "path", path);
+    if (model)
+        ev_set_str(r, "model", model);
+    ev_set_int(r, "count", count);
+    ev_set_int(r, "estimated_count", estimated);
+    proto_amounts_t mean = {{10, 20, 0, mean_cost}};
+    mean.v[DIM_COST_UUSD] = mean_cost;
+    proto_set_amounts(r, "mean", &mean);
+    return r;
+}
+
+Test(orch_plan, history_keeps_measured_rows_of_known_names)
+{
+    ev_t *rows = ev_new_array();
+    ev_push(rows, s_hist_row("cto_agent", "llm", "gpt-4o", 5, 1, 1234)); /* kept */
+    ev_push(rows, s_hist_row("nobody", "llm", "gpt-4o", 5, 0, 1));       /* unknown agent */
+    ev_push(rows, s_hist_row("cto_agent", "llm", "no-such-model", 5, 0, 1));
+    ev_push(rows, s_hist_row("cto_agent", "teleport", NULL, 5, 0, 1)); /* unknown path */
+    ev_push(rows, s_hist_row("coo_agent", "local", NULL, 3, 3, 1));    /* only estimates */
+    size_t n = 99;
+    planner_history_t *h = orch_plan_history(s_cfg, rows, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_not_null(h);
+    cr_expect_eq(h[0].agent, cfg_agent_index(s_cfg, "cto_agent"));
+    cr_expect_eq(h[0].model, cfg_model_index(s_cfg, "gpt-4o"));
+    cr_expect_eq(h[0].count, 4, "measured rows only");
+    cr_expect_float_eq(h[0].mean[DIM_COST_UUSD], 1234.0, 1e-9);
+    free(h);
+    ev_destroy(&rows);
+    h = orch_plan_history(s_cfg, NULL, &n);
+    cr_expect_null(h);
+    cr_expect_eq(n, 0);
+}

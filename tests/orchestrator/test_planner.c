@@ -7,8 +7,9 @@
     the exact optimum on a few hundred random tight instances, the MMKP
     parser and Khan's instances, and the estimate correction.
 
-    Khan's instances are read from $PLANNER_MMKP_DIR (set by meson); the
-    tests that need them are skipped with a message when it is absent.
+    Khan's instances are read from $PLANNER_MMKP_DIR (set by meson from the
+    shared_dir option); the tests that need them fail when they are absent,
+    so a run without the data never counts as passed.
 */
 #include "orchestrator/planner.h"
 #include "tests/orchestrator/planner_gen.h"
@@ -560,11 +561,12 @@ Test(planner, beam_is_feasible_and_near_the_optimum)
 static planner_mmkp_t *s_khan(const char *name)
 {
     const char *dir = getenv("PLANNER_MMKP_DIR");
-    if (!dir || !*dir)
-        dir = "../shared/bench-data/mmkp-khan";
+    cr_assert(dir && *dir, "PLANNER_MMKP_DIR is not set (meson sets it)");
     planner_mmkp_t *mk = gen_load_khan(dir, name);
-    if (!mk)
-        cr_skip_test("Khan instance %s not found in %s (shared/bench-data absent)", name, dir);
+    cr_assert_not_null(mk,
+                       "Khan instance %s not found in %s: configure with "
+                       "-Dshared_dir=<the folder holding bench-data/>",
+                       name, dir);
     return mk;
 }
 

@@ -13,6 +13,7 @@
 
 #include "orchestrator/orch_plan.h"
 #include "orchestrator/train.h"
+#include "orchestrator/train_run.h"
 
 #include "shipped_config.h"
 
@@ -180,4 +181,170 @@ Test(train, planner_uses_learned_scores)
     free(a);
     free(b);
     policy_destroy(&pol);
+}
+
+/* ---- a training run against a fake host ---------------------------------- */
+
+typedef struct {
+    int started, cancelled, saved, progress, done;
+    char ids[TRAIN_RUN_MAX_K][64];
+    policy_t *pol;
+    char last_done_state[32];
+} fake_host_t;
+
+static int s_fake_start(void *arg, const char *text, int cls, int wf, const int *plan,
+                        int64_t task_budget, int slot, char *id, size_t idlen)
+{
+    fake_host_t *h = arg;
+    cr_assert_str_eq(text, "Should we migrate to the cloud?");
+    cr_assert_eq(wf, 0);
+    cr_assert_eq(task_budget, 2000000);
+    for (int s = 0; s < s_cfg->workflows[wf].n_steps; s++)
+        cr_assert_lt(plan[s], s_cfg->workflows[wf].steps[s].n_options);
+    (void)cls;
+    snprintf(id, idlen, "tr-sample%d", slot);
+    snprintf(h->ids[slot], sizeof h->ids[slot], "%s", id);
+    h->started++;
+    return 0;
+}
+
+static void s_fake_cancel(void *arg, const char *id, const char *reason)
+{
+    (void)id;
+    (void)reason;
+    ((fake_host_t *)arg)->cancelled++;
+}
+
+static void s_fake_publish(void *arg, const char *topic, ev_t **body_p)
+{
+    fake_host_t *h = arg;
+    if (!strcmp(topic, "train.progress"))
+        h->progress++;
+    if (!strcmp(topic, "train.done")) {
+        h->done++;
+        snprintf(h->last_done_state, sizeof h->last_done_state, "%s",
+                 ev_get_str(ev_get(*body_p, "data"), "state", ""));
+    }
+    ev_destroy(body_p);
+}
+
+static policy_t *s_fake_policy(void *arg, int wf)
+{
+    fake_host_t *h = arg;
+    if (!h->pol) {
+        char err[256];
+        h->pol = policy_new_from_workflow(s_cfg, wf, 3, err, sizeof err);
+        cr_assert_not_null(h->pol, "%s", err);
+    }
+    return h->pol;
+}
+
+static int s_fake_save(void *arg)
+{
+    ((fake_host_t *)arg)->saved++;
+    return 0;
+}
+
+static int s_fake_pick(void *arg, const char *text, int *cls, int *wf, char *err, size_t errlen)
+{
+    (void)arg;
+    (void)text;
+    (void)err;
+    (void)errlen;
+    *cls = -1;
+    *wf = 0;
+    return 0;
+}
+
+static train_run_host_t s_fake(fake_host_t *h)
+{
+    return (train_run_host_t){.arg = h,
+                              .now_ms = 1000,
+                              .start = s_fake_start,
+                              .cancel = s_fake_cancel,
+                              .publish = s_fake_publish,
+                              .policy = s_fake_policy,
+                              .save = s_fake_save,
+                              .pick = s_fake_pick};
+}
+
+static train_run_t *s_run(int group, int rounds)
+{
+    ev_t *b = proto_body("train");
+    ev_t *texts = ev_set_array(b, "texts");
+    ev_push(texts, ev_new_str("Should we migrate to the cloud?"));
+    ev_set_int(b, "group", group);
+    ev_set_int(b, "rounds", rounds);
+    ev_set_int(b, "task_budget_uusd", 2000000);
+    ev_set_int(b, "seed", 7);
+    char err[256] = "";
+    train_run_t *tr = train_run_new(b, "train-test", 1, err, sizeof err);
+    ev_destroy(&b);
+    cr_assert_not_null(tr, "%s", err);
+    return tr;
+}
+
+Test(train, run_starts_a_group_scores_it_and_finishes)
+{
+    fake_host_t h = {0};
+    train_run_host_t host = s_fake(&h);
+    train_run_t *tr = s_run(3, 1);
+    cr_expect(train_run_active(tr));
+    train_run_next(tr, s_cfg, &host);
+    cr_assert_eq(h.started, 3, "a group of K samples");
+    ev_t *out = ev_new_map();
+    ev_set_float(out, "confidence", 0.9);
+    /* a sample of another run, or one already scored, changes nothing */
+    cr_expect_not(train_run_sample_done(tr, &host, 0, "tr-other", "done", out, 10));
+    cr_expect_not(train_run_sample_done(tr, &host, 0, h.ids[0], "done", out, 10));
+    cr_expect_not(train_run_sample_done(tr, &host, 1, h.ids[1], "failed", NULL, 20));
+    cr_expect_eq(h.progress, 0, "the group is not complete");
+    cr_expect(train_run_sample_done(tr, &host, 2, h.ids[2], "done", out, 30),
+              "the group's last sample asks for the next group");
+    cr_expect_eq(h.progress, 1);
+    cr_expect_eq(h.saved, 1, "the policy is saved after each group");
+    ev_t *m = train_run_ev(tr, &host, ev_new_map());
+    cr_expect_eq(ev_get_int(m, "spent_uusd", 0), 60);
+    cr_expect_eq(ev_get_int(m, "groups", 0), 1);
+    ev_destroy(&m);
+    train_run_next(tr, s_cfg, &host);
+    cr_expect_eq(h.done, 1);
+    cr_expect_str_eq(h.last_done_state, "finished");
+    cr_expect_not(train_run_active(tr));
+    ev_destroy(&out);
+    train_run_destroy(&tr);
+    policy_destroy(&h.pol);
+}
+
+Test(train, run_cancel_cancels_its_running_samples)
+{
+    fake_host_t h = {0};
+    train_run_host_t host = s_fake(&h);
+    train_run_t *tr = s_run(2, 5);
+    train_run_next(tr, s_cfg, &host);
+    cr_assert_eq(h.started, 2);
+    cr_expect(train_run_cancel(tr, &host));
+    cr_expect_eq(h.cancelled, 2);
+    cr_expect_not(train_run_cancel(tr, &host), "a second cancel does nothing");
+    train_run_sample_done(tr, &host, 0, h.ids[0], "cancelled", NULL, 0);
+    train_run_sample_done(tr, &host, 1, h.ids[1], "cancelled", NULL, 0);
+    cr_expect_eq(h.saved, 0, "a cancelled group does not update the policy");
+    train_run_next(tr, s_cfg, &host);
+    cr_expect_str_eq(h.last_done_state, "cancelled");
+    cr_expect_eq(h.started, 2, "no group after the cancel");
+    train_run_destroy(&tr);
+    policy_destroy(&h.pol);
+}
+
+Test(train, run_rejects_bad_requests)
+{
+    char err[256];
+    ev_t *b = proto_body("train");
+    ev_set_array(b, "texts");
+    cr_expect_null(train_run_new(b, "x", 1, err, sizeof err));
+    cr_expect(strstr(err, "texts") != NULL, "%s", err);
+    ev_push(ev_get(b, "texts"), ev_new_str(""));
+    cr_expect_null(train_run_new(b, "x", 1, err, sizeof err));
+    cr_expect(strstr(err, "texts[0]") != NULL, "%s", err);
+    ev_destroy(&b);
 }

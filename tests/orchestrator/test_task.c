@@ -1,0 +1,958 @@
+/*  test_task.c - the task lifecycle state machine (orchestrator/task.c,
+    task_recover.c) transition by transition, on the shipped configuration.
+
+    Every test drives one task with events (submitted, ledger replies, step
+    replies, cancel, timer ticks, restart recovery) and checks the state it
+    reaches and the effects it asks for: the ledger calls, step requests,
+    events and store writes the orchestrator would then execute. No bus, no
+    files: the "store" is the last row and step maps the effects wrote, which
+    is what a restart reads back.
+*/
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orchestrator/task.h"
+
+#include "shipped_config.h"
+
+#define T0 1000000 /* ms: the clock of every test */
+
+static task_fx_t s_fxl;
+static ev_t *s_row;                  /* the task row as last written */
+static ev_t *s_steps[CFG_MAX_STEPS]; /* step maps as last written, by index */
+static int s_plans;                  /* plans written */
+static int64_t s_now = T0;
+
+static void s_init(void)
+{
+    s_setup();
+    s_row = NULL;
+    for (int i = 0; i < CFG_MAX_STEPS; i++)
+        s_steps[i] = ev_new_map();
+    s_plans = 0;
+    s_now = T0;
+}
+
+static void s_fini(void)
+{
+    task_fx_free(&s_fxl);
+    ev_destroy(&s_row);
+    for (int i = 0; i < CFG_MAX_STEPS; i++)
+        ev_destroy(&s_steps[i]);
+    s_teardown();
+}
+
+TestSuite(task, .init = s_init, .fini = s_fini);
+
+static task_env_t s_env(void)
+{
+    return (task_env_t){.cfg = s_cfg, .now_ms = s_now, .fx = &s_fxl};
+}
+
+/* Keep what the store writes would hold; called before each event. */
+static void s_apply(void)
+{
+    for (size_t k = 0; k < s_fxl.n; k++) {
+        task_fx_item_t *f = &s_fxl.v[k];
+        if (f->kind == TASK_FX_PUT_TASK) {
+            ev_destroy(&s_row);
+            s_row = ev_dup(f->body);
+        } else if (f->kind == TASK_FX_PUT_STEP) {
+            ev_destroy(&s_steps[f->step]);
+            s_steps[f->step] = ev_dup(f->body);
+        } else if (f->kind == TASK_FX_PUT_PLAN)
+            s_plans++;
+    }
+    task_fx_clear(&s_fxl);
+}
+
+/* The stored task as taskstore_get_task returns it. */
+static ev_t *s_stored(const task_t *t)
+{
+    s_apply();
+    cr_assert_not_null(s_row);
+    ev_t *m = ev_dup(s_row);
+    ev_t *steps = ev_set_array(m, "steps");
+    for (int i = 0; i < t->n_steps; i++)
+        ev_push(steps, ev_dup(s_steps[i]));
+    ev_set_int(m, "plans", s_plans);
+    return m;
+}
+
+/* The n-th effect of kind (n from 0), or NULL. */
+static task_fx_item_t *s_find(task_fx_kind_t kind, int n)
+{
+    for (size_t k = 0; k < s_fxl.n; k++)
+        if (s_fxl.v[k].kind == kind && n-- == 0)
+            return &s_fxl.v[k];
+    return NULL;
+}
+
+static int s_count(task_fx_kind_t kind)
+{
+    int n = 0;
+    for (size_t k = 0; k < s_fxl.n; k++)
+        n += s_fxl.v[k].kind == kind;
+    return n;
+}
+
+/* The ledger request among the effects (there must be exactly one). */
+static const char *s_ledger_type(void)
+{
+    cr_assert_eq(s_count(TASK_FX_LEDGER), 1, "expected one ledger call, got %d",
+                 s_count(TASK_FX_LEDGER));
+    return ev_get_str(s_find(TASK_FX_LEDGER, 0)->body, "type", "");
+}
+
+static bool s_has_event(const char *topic)
+{
+    for (size_t k = 0; k < s_fxl.n; k++)
+        if (s_fxl.v[k].kind == TASK_FX_EVENT && !strcmp(s_fxl.v[k].name, topic))
+            return true;
+    return false;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void s_open_ok(task_t *t)
+{
+    s_apply();
+    ev_t *b = proto_body("open_task_ok");
+    ev_set_str(b, "task", t->id);
+    ev_set_int(b, "opened_at_ms", s_now);
+    ev_set_int(b, "deadline_ms", -1);
+    proto_amounts_t lim = {{-1, -1, -1, -1}};
+    proto_set_amounts(b, "limits", &lim);
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+static void s_error(task_t *t, const char *code)
+{
+    s_apply();
+    ev_t *b = proto_error(code, "test says %s", code);
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+/* spend_reply with one agent account (agent may be NULL: none). */
+static void s_spend(task_t *t, const char *agent, int64_t used_cost, int64_t held_cost)
+{
+    s_apply();
+    ev_t *b = proto_body("spend_reply");
+    ev_set_str(b, "task", t->id);
+    ev_t *accs = ev_set_array(b, "accounts");
+    if (agent) {
+        ev_t *a = ev_new_map();
+        ev_set_str(a, "kind", "agent");
+        ev_set_str(a, "agent", agent);
+        proto_amounts_t used = {{0}}, held = {{0}}, lim = {{-1, -1, -1, -1}};
+        used.v[DIM_COST_UUSD] = used_cost;
+        held.v[DIM_COST_UUSD] = held_cost;
+        proto_set_amounts(a, "used", &used);
+        proto_set_amounts(a, "held", &held);
+        proto_set_amounts(a, "limit", &lim);
+        ev_push(accs, a);
+    }
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+static void s_close_ok(task_t *t)
+{
+    s_apply();
+    ev_t *b = proto_body("close_task_ok");
+    ev_set_str(b, "task", t->id);
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+/* A step_result for step i's current attempt: status ok | denied | error. */
+static void s_result(task_t *t, int i, const char *status, int64_t cost)
+{
+    s_apply();
+    ev_t *b = proto_body("step_result");
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
+    ev_set_str(b, "status", status);
+    ev_set_str(b, "path", "local");
+    ev_set_str(b, "why", "test");
+    ev_t *out = ev_set_map(b, "output");
+    ev_set_str(out, "recommendation", "go");
+    ev_set_float(out, "confidence", 0.8);
+    proto_amounts_t act = {{0}};
+    act.v[DIM_COST_UUSD] = cost;
+    proto_set_amounts(b, "actual", &act);
+    ev_set_str(b, "measured", "estimated");
+    if (strcmp(status, "ok") != 0) {
+        ev_t *err = ev_set_map(b, "error");
+        ev_set_str(err, "code", strcmp(status, "denied") ? "provider_error" : "exceeds_budget");
+        ev_set_str(err, "reason", "test");
+    }
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+}
+
+/* A bus error instead of step i's result. */
+static void s_step_bus_error(task_t *t, int i, const char *code)
+{
+    s_apply();
+    ev_t *b = proto_error(code, "bus says %s", code);
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+}
+
+static void s_cancel(task_t *t, const char *reason)
+{
+    s_apply();
+    task_env_t e = s_env();
+    task_cancel(t, &e, reason);
+}
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+static task_t *s_submitted(void)
+{
+    task_t *t = task_new(s_cfg, "t-0000000000aa", "Should we migrate to the cloud?", -1, 0);
+    cr_assert_not_null(t);
+    task_env_t e = s_env();
+    task_submit(t, &e);
+    return t;
+}
+
+static int s_n_running(const task_t *t)
+{
+    int n = 0;
+    for (int i = 0; i < t->n_steps; i++)
+        n += t->steps[i].st == ORCH_STEP_RUNNING;
+    return n;
+}
+
+static int s_first_running(const task_t *t)
+{
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].st == ORCH_STEP_RUNNING)
+            return i;
+    cr_assert_fail("no step is running");
+    return -1;
+}
+
+/* A task opened and planned: its first steps are running. */
+static task_t *s_running(void)
+{
+    task_t *t = s_submitted();
+    s_open_ok(t);
+    cr_assert_eq(t->state, TASK_RUNNING, "state %s", task_state_name(t->state));
+    cr_assert_gt(s_n_running(t), 0);
+    return t;
+}
+
+/* Run every step to ok, answering the spend queries; the task ends CLOSING. */
+static void s_run_all_ok(task_t *t)
+{
+    for (int guard = 0; guard < 20 && t->end == TASK_END_NONE; guard++) {
+        if (t->state == TASK_PLANNING) {
+            s_spend(t, NULL, 0, 0);
+            continue;
+        }
+        s_result(t, s_first_running(t), "ok", 100);
+    }
+}
+
+/* ---- submit and open ----------------------------------------------------- */
+
+Test(task, submit_records_then_opens)
+{
+    task_t *t = s_submitted();
+    cr_expect_eq(t->state, TASK_OPENING);
+    cr_expect_str_eq(task_stored_state(t), "queued");
+    cr_expect_str_eq(ev_get_str(s_find(TASK_FX_PUT_TASK, 0)->body, "state", ""), "queued");
+    cr_expect_eq(s_count(TASK_FX_PUT_STEP), t->n_steps);
+    cr_expect(s_has_event("task.submitted"));
+    cr_assert_str_eq(s_ledger_type(), "open_task");
+    cr_expect_str_eq(ev_get_str(s_find(TASK_FX_LEDGER, 0)->body, "request_id", ""),
+                     "t-0000000000aa/open");
+    cr_expect_eq(s_find(TASK_FX_LEDGER, 0)->timeout_ms, TASK_OPEN_TIMEOUT);
+    task_destroy(&t);
+}
+
+Test(task, open_ok_plans_and_dispatches)
+{
+    task_t *t = s_submitted();
+    s_open_ok(t);
+    cr_expect_eq(t->state, TASK_RUNNING);
+    cr_expect(t->opened);
+    cr_expect_str_eq(task_stored_state(t), "running");
+    cr_expect(s_has_event("task.started"));
+    cr_expect_eq(s_count(TASK_FX_PUT_PLAN), 1);
+    cr_expect_eq(s_count(TASK_FX_STEP), s_n_running(t));
+    task_fx_item_t *st = s_find(TASK_FX_STEP, 0);
+    cr_assert_not_null(st);
+    cr_expect_str_eq(ev_get_str(st->body, "type", ""), "step");
+    cr_expect_eq(st->attempt, 1);
+    char rid[80];
+    snprintf(rid, sizeof rid, "%s/%d/1", t->id, st->step);
+    cr_expect_str_eq(ev_get_str(st->body, "request_id", ""), rid);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "no ledger call after the first plan");
+    task_destroy(&t);
+}
+
+Test(task, open_refused_ends_failed_without_close)
+{
+    task_t *t = s_submitted();
+    s_error(t, PROTO_E_INVALID);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect(task_ended(t));
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    cr_expect(strstr(t->reason, "ledger refused the task") != NULL, "%s", t->reason);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0);
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1);
+    cr_expect(s_has_event("task.failed"));
+    task_destroy(&t);
+}
+
+Test(task, open_unanswered_is_retried_then_fails)
+{
+    task_t *t = s_submitted();
+    s_error(t, PROTO_E_TIMEOUT);
+    cr_expect_eq(t->state, TASK_OPENING);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "the retry waits for its time");
+    cr_assert_gt(t->retry_at_ms, s_now);
+    s_apply();
+    task_env_t e = s_env();
+    task_on_timer(t, &e);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "not yet due");
+    s_now = t->retry_at_ms;
+    e = s_env();
+    task_on_timer(t, &e);
+    cr_assert_str_eq(s_ledger_type(), "open_task");
+    s_error(t, PROTO_E_SERVICE_UNAVAILABLE);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    cr_expect(strstr(t->reason, "open_task got no answer") != NULL, "%s", t->reason);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "never opened: nothing to close");
+    task_destroy(&t);
+}
+
+/* ---- running, planning --------------------------------------------------- */
+
+Test(task, step_ok_asks_the_ledger_then_replans)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_result(t, i, "ok", 100);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_DONE);
+    cr_expect(s_has_event("step.done"));
+    cr_expect_eq(t->state, TASK_PLANNING);
+    cr_assert_str_eq(s_ledger_type(), "spend");
+    s_spend(t, NULL, 0, 0);
+    cr_expect_eq(t->state, TASK_RUNNING);
+    cr_expect_eq(s_count(TASK_FX_PUT_PLAN), 1);
+    cr_expect_gt(s_count(TASK_FX_STEP), 0, "the next steps start");
+    task_destroy(&t);
+}
+
+Test(task, step_during_planning_makes_the_reply_stale)
+{
+    task_t *t = s_running();
+    /* make two steps run at once: run until a planning round starts more */
+    while (s_n_running(t) < 2 && t->end == TASK_END_NONE) {
+        if (t->state == TASK_PLANNING)
+            s_spend(t, NULL, 0, 0);
+        else
+            s_result(t, s_first_running(t), "ok", 100);
+    }
+    cr_assert_geq(s_n_running(t), 2, "the workflow runs two steps in parallel");
+    s_result(t, s_first_running(t), "ok", 100);
+    cr_assert_eq(t->state, TASK_PLANNING);
+    s_result(t, s_first_running(t), "ok", 100);
+    cr_expect_eq(t->state, TASK_REPLAN);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "one query at a time");
+    s_spend(t, NULL, 0, 0);
+    cr_expect_eq(t->state, TASK_PLANNING, "stale reply dropped, new query sent");
+    cr_expect_str_eq(s_ledger_type(), "spend");
+    cr_expect_eq(s_count(TASK_FX_PUT_PLAN), 0, "no plan from a stale reply");
+    task_destroy(&t);
+}
+
+Test(task, all_steps_done_close_then_ended)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    cr_expect_eq(t->end, TASK_END_DONE);
+    cr_expect_eq(t->state, TASK_CLOSING);
+    cr_assert_str_eq(s_ledger_type(), "close_task");
+    cr_expect_str_eq(ev_get_str(s_find(TASK_FX_LEDGER, 0)->body, "request_id", ""),
+                     "t-0000000000aa/close");
+    s_close_ok(t);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect(s_has_event("task.done"));
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1);
+    const ev_t *row = s_find(TASK_FX_PUT_TASK, 0)->body;
+    cr_expect_str_eq(ev_get_str(row, "state", ""), "done");
+    cr_expect_str_eq(ev_get_str(ev_get(row, "result"), "recommendation", ""), "go");
+    task_destroy(&t);
+}
+
+Test(task, spend_query_refused_fails_the_task)
+{
+    task_t *t = s_running();
+    s_result(t, s_first_running(t), "ok", 100);
+    cr_assert_eq(t->state, TASK_PLANNING);
+    s_error(t, PROTO_E_UNKNOWN_TASK);
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    cr_expect(strstr(t->reason, "ledger spend query failed") != NULL, "%s", t->reason);
+    /* a step may still be running: the close waits for it */
+    if (s_n_running(t) > 0) {
+        cr_expect_eq(t->state, TASK_ENDING);
+        s_result(t, s_first_running(t), "ok", 100);
+    }
+    cr_expect_eq(t->state, TASK_CLOSING);
+    task_destroy(&t);
+}
+
+Test(task, ledger_gone_during_planning_fails_closed)
+{
+    task_t *t = s_running();
+    s_result(t, s_first_running(t), "ok", 100);
+    cr_assert_eq(t->state, TASK_PLANNING);
+    for (int k = 0; k < TASK_LEDGER_RETRIES; k++) {
+        s_error(t, PROTO_E_TIMEOUT);
+        cr_assert_eq(t->state, TASK_PLANNING, "retry %d", k);
+        s_now = t->retry_at_ms;
+        s_apply();
+        task_env_t e = s_env();
+        task_on_timer(t, &e);
+    }
+    s_error(t, PROTO_E_TIMEOUT);
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    cr_expect(strstr(t->reason, "ledger unavailable") != NULL, "%s", t->reason);
+    task_destroy(&t);
+}
+
+Test(task, stopping_starts_no_step)
+{
+    task_t *t = s_running();
+    s_result(t, s_first_running(t), "ok", 100);
+    s_apply();
+    ev_t *b = proto_body("spend_reply");
+    ev_set_str(b, "task", t->id);
+    ev_set_array(b, "accounts");
+    task_env_t e = s_env();
+    e.stopping = true;
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+    cr_expect_eq(s_count(TASK_FX_STEP), 0);
+    cr_expect_eq(t->state, TASK_RUNNING);
+    cr_expect_eq(t->end, TASK_END_NONE, "the task carries on after the restart");
+    task_destroy(&t);
+}
+
+/* ---- step outcomes ------------------------------------------------------- */
+
+Test(task, denied_step_is_replanned_without_its_option)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    int opt = t->steps[i].option;
+    s_result(t, i, "denied", 0);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_DENIED);
+    cr_expect(t->steps[i].banned & (1u << opt));
+    cr_expect_str_eq(s_ledger_type(), "spend");
+    task_destroy(&t);
+}
+
+Test(task, denied_three_times_is_budget_exhausted)
+{
+    task_t *t = s_running();
+    int cto = s_step(t->wf, "cto_analysis"); /* not optional: never skipped */
+    int denials = 0;
+    for (int guard = 0; guard < 30 && t->end == TASK_END_NONE; guard++) {
+        if (t->state == TASK_PLANNING)
+            s_spend(t, NULL, 0, 0);
+        else if (t->steps[cto].st == ORCH_STEP_RUNNING) {
+            cr_expect_eq(t->steps[cto].attempt, denials + 1);
+            s_result(t, cto, "denied", 0);
+            denials++;
+        } else
+            s_result(t, s_first_running(t), "ok", 100);
+    }
+    cr_expect_eq(denials, TASK_MAX_ATTEMPTS);
+    cr_expect_eq(t->end, TASK_END_BUDGET_EXHAUSTED);
+    cr_expect(strstr(t->reason, "denied 3 times") != NULL, "%s", t->reason);
+    task_destroy(&t);
+}
+
+Test(task, malformed_reply_fails_the_task)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_apply();
+    ev_t *b = proto_body("step_result"); /* lacks every required field */
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_FAILED);
+    cr_expect_str_eq(t->steps[i].err_code, PROTO_E_MALFORMED);
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    task_destroy(&t);
+}
+
+Test(task, stale_step_reply_is_ignored)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_apply();
+    ev_t *b = proto_error(PROTO_E_TIMEOUT, "late");
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt + 1, b);
+    ev_destroy(&b);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_RUNNING);
+    cr_expect_eq(s_fxl.n, 0);
+    task_destroy(&t);
+}
+
+Test(task, worker_lost_is_retried_once)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_step_bus_error(t, i, PROTO_E_WORKER_LOST);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_FAILED);
+    cr_expect(t->steps[i].lost_retry);
+    cr_expect_eq(t->end, TASK_END_NONE);
+    cr_expect_str_eq(s_ledger_type(), "spend");
+    s_spend(t, NULL, 0, 0);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_RUNNING, "dispatched again");
+    cr_expect_eq(t->steps[i].attempt, 2);
+    s_step_bus_error(t, i, PROTO_E_WORKER_LOST);
+    cr_expect_eq(t->end, TASK_END_FAILED, "the second loss fails the task");
+    task_destroy(&t);
+}
+
+/* ---- cancel -------------------------------------------------------------- */
+
+Test(task, cancel_running_waits_for_steps_then_closes)
+{
+    task_t *t = s_running();
+    s_cancel(t, "cancelled by test");
+    cr_expect_eq(t->end, TASK_END_CANCELLED);
+    cr_expect_eq(t->state, TASK_ENDING);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "steps in flight finish first");
+    cr_expect_str_eq(
+        ev_get_str(ev_get(s_find(TASK_FX_PUT_TASK, 0)->body, "result"), "final_state", ""),
+        "cancelled", "the decision is recorded first");
+    while (s_n_running(t) > 1) {
+        s_result(t, s_first_running(t), "ok", 100);
+        cr_expect_eq(s_count(TASK_FX_LEDGER), 0);
+    }
+    s_result(t, s_first_running(t), "ok", 100);
+    cr_expect_eq(t->state, TASK_CLOSING);
+    cr_expect_str_eq(s_ledger_type(), "close_task");
+    s_close_ok(t);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect_str_eq(task_stored_state(t), "cancelled");
+    cr_expect(s_has_event("task.failed"));
+    task_destroy(&t);
+}
+
+Test(task, cancel_while_opening_closes_after_the_open)
+{
+    task_t *t = s_submitted();
+    s_cancel(t, "cancelled by test");
+    cr_expect_eq(t->state, TASK_ENDING);
+    cr_expect_eq(t->call, TASK_CALL_OPEN);
+    s_open_ok(t);
+    cr_expect_eq(s_count(TASK_FX_STEP), 0, "no step of a cancelled task");
+    cr_expect_eq(t->state, TASK_CLOSING);
+    cr_expect_str_eq(s_ledger_type(), "close_task");
+    task_destroy(&t);
+}
+
+Test(task, cancel_twice_keeps_the_first_end)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    cr_assert_eq(t->end, TASK_END_DONE);
+    s_cancel(t, "too late");
+    cr_expect_eq(t->end, TASK_END_DONE);
+    cr_expect_eq(s_fxl.n, 0);
+    task_destroy(&t);
+}
+
+/* ---- closing, settling --------------------------------------------------- */
+
+Test(task, lost_reply_is_settled_from_the_ledger)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    const char *agent = s_cfg->agents[s_cfg->workflows[t->wf].steps[i].agent].name;
+    s_step_bus_error(t, i, PROTO_E_TIMEOUT);
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    while (s_n_running(t) > 0)
+        s_result(t, s_first_running(t), "ok", 0);
+    cr_assert_eq(t->state, TASK_CLOSING);
+    s_close_ok(t);
+    cr_expect_eq(t->state, TASK_SETTLING);
+    cr_expect_str_eq(s_ledger_type(), "spend");
+    s_spend(t, agent, 4321, 0);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect(t->steps[i].has_actual);
+    cr_expect_eq(t->steps[i].actual.v[DIM_COST_UUSD], 4321);
+    cr_expect_str_eq(t->steps[i].measured, "ledger");
+    task_destroy(&t);
+}
+
+Test(task, settle_refused_keeps_no_spend_for_the_lost_reply)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_step_bus_error(t, i, PROTO_E_TIMEOUT);
+    while (s_n_running(t) > 0)
+        s_result(t, s_first_running(t), "ok", 0);
+    s_close_ok(t);
+    cr_assert_eq(t->state, TASK_SETTLING);
+    s_error(t, PROTO_E_INTERNAL);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect_not(t->steps[i].has_actual);
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1);
+    task_destroy(&t);
+}
+
+Test(task, cancel_while_opening_then_refused_ends_without_close)
+{
+    task_t *t = s_submitted();
+    s_cancel(t, "cancelled by test");
+    cr_assert_eq(t->state, TASK_ENDING);
+    s_error(t, PROTO_E_INVALID);
+    cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "never opened: nothing to close");
+    cr_expect(strstr(t->reason, "ledger refused the task") != NULL, "%s", t->reason);
+    task_destroy(&t);
+}
+
+Test(task, close_unanswered_ends_anyway)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    for (int k = 0; k < TASK_LEDGER_RETRIES; k++) {
+        s_error(t, PROTO_E_TIMEOUT);
+        cr_assert_eq(t->state, TASK_CLOSING);
+        s_now = t->retry_at_ms;
+        s_apply();
+        task_env_t e = s_env();
+        task_on_timer(t, &e);
+        cr_assert_str_eq(s_ledger_type(), "close_task");
+    }
+    s_error(t, PROTO_E_TIMEOUT);
+    cr_expect_eq(t->state, TASK_ENDED, "its holds expire at the ledger");
+    cr_expect_eq(t->end, TASK_END_DONE);
+    task_destroy(&t);
+}
+
+Test(task, close_of_a_closed_task_ends_it)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_error(t, PROTO_E_TASK_CLOSED);
+    cr_expect_eq(t->state, TASK_ENDED);
+    task_destroy(&t);
+}
+
+/* ---- training sample ----------------------------------------------------- */
+
+Test(task, training_sample_runs_its_forced_plan)
+{
+    task_t *t = task_new(s_cfg, "tr-00000000aa", "Should we migrate?", -1, 0);
+    cr_assert_not_null(t);
+    t->training = true;
+    t->train_slot = 0;
+    t->has_forced = true;
+    int research = s_step(0, "research");
+    for (int i = 0; i < t->n_steps; i++)
+        t->forced[i] = s_cfg->workflows[0].steps[i].n_options - 1;
+    t->forced[research] = -1; /* optional: skipped by the plan */
+    task_env_t e = s_env();
+    task_submit(t, &e);
+    cr_expect(ev_get_bool(s_find(TASK_FX_LEDGER, 0)->body, "training", false));
+    s_open_ok(t);
+    cr_expect_eq(t->steps[research].st, ORCH_STEP_SKIPPED);
+    cr_expect_eq(s_count(TASK_FX_PUT_PLAN), 0, "a forced plan is not re-planned");
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].st == ORCH_STEP_RUNNING)
+            cr_expect_eq(t->steps[i].option, t->forced[i]);
+    int i = s_first_running(t);
+    s_result(t, i, "denied", 0);
+    while (t->state == TASK_PLANNING || s_n_running(t) > 0) {
+        if (t->state == TASK_PLANNING)
+            s_spend(t, NULL, 0, 0);
+        else
+            s_result(t, s_first_running(t), "ok", 10);
+    }
+    cr_expect_eq(t->end, TASK_END_BUDGET_EXHAUSTED, "a denied step ends the sample");
+    cr_expect(strstr(t->reason, "forced plan") != NULL, "%s", t->reason);
+    s_close_ok(t);
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1, "the run is told the sample ended");
+    task_destroy(&t);
+}
+
+/* ---- recovery after a restart, in each state ----------------------------- */
+
+/* Restart: rebuild t from what the effects stored; t is destroyed. */
+static task_t *s_restart(task_t **t_p)
+{
+    ev_t *m = s_stored(*t_p);
+    task_destroy(t_p);
+    s_now += 10;
+    task_env_t e = s_env();
+    task_t *r = task_recover(&e, m);
+    ev_destroy(&m);
+    return r;
+}
+
+Test(task, recover_opening_resends_open)
+{
+    task_t *t = s_submitted();
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect_eq(r->state, TASK_OPENING);
+    cr_expect_str_eq(s_ledger_type(), "open_task");
+    cr_expect_str_eq(ev_get_str(s_find(TASK_FX_LEDGER, 0)->body, "request_id", ""),
+                     "t-0000000000aa/open", "same request id: idempotent");
+    task_destroy(&r);
+}
+
+Test(task, recover_planning_replans)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_result(t, i, "ok", 100);
+    while (s_n_running(t) > 0 || t->state == TASK_PLANNING) {
+        if (t->state == TASK_PLANNING) {
+            if (s_n_running(t) == 0)
+                break; /* crash with a spend query out and no step running */
+            s_spend(t, NULL, 0, 0);
+        } else
+            s_result(t, s_first_running(t), "ok", 100);
+    }
+    cr_assert_eq(t->state, TASK_PLANNING);
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect_eq(r->state, TASK_PLANNING);
+    cr_expect_str_eq(s_ledger_type(), "spend");
+    cr_expect_eq(r->steps[i].st, ORCH_STEP_DONE, "finished steps are not run again");
+    s_spend(r, NULL, 0, 0);
+    cr_expect_eq(r->state, TASK_RUNNING);
+    cr_expect_gt(s_count(TASK_FX_STEP), 0);
+    task_destroy(&r);
+}
+
+Test(task, recover_running_step_reconciles_from_the_ledger)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    const char *agent = s_cfg->agents[s_cfg->workflows[t->wf].steps[i].agent].name;
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect_eq(r->state, TASK_RECONCILING);
+    cr_expect_eq(r->steps[i].st, ORCH_STEP_FAILED);
+    cr_expect_str_eq(r->steps[i].err_code, TASK_LOST_CODE);
+    cr_expect_str_eq(s_ledger_type(), "spend");
+    /* the agent still holds: ask again shortly */
+    s_spend(r, agent, 0, 500);
+    cr_expect_eq(r->state, TASK_RECONCILING);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0);
+    cr_assert_gt(r->retry_at_ms, s_now);
+    s_now = r->retry_at_ms;
+    s_apply();
+    task_env_t e = s_env();
+    task_on_timer(r, &e);
+    cr_expect_str_eq(s_ledger_type(), "spend");
+    /* the hold is resolved: its spend is the ledger's */
+    s_spend(r, agent, 777, 0);
+    cr_expect_eq(r->steps[i].actual.v[DIM_COST_UUSD], 777);
+    cr_expect_str_eq(r->steps[i].measured, "ledger");
+    cr_expect_eq(r->end, TASK_END_FAILED);
+    cr_expect(strstr(r->reason, "orchestrator restarted mid-step") != NULL, "%s", r->reason);
+    if (s_n_running(r) == 0)
+        cr_expect_eq(r->state, TASK_CLOSING);
+    task_destroy(&r);
+}
+
+Test(task, recover_reconciling_gives_up_at_the_deadline)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    const char *agent = s_cfg->agents[s_cfg->workflows[t->wf].steps[i].agent].name;
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    s_now = r->recon_deadline_ms;
+    s_spend(r, agent, 100, 500);
+    cr_expect_eq(r->end, TASK_END_FAILED);
+    cr_expect_eq(r->steps[i].actual.v[DIM_COST_UUSD], 100);
+    task_destroy(&r);
+}
+
+Test(task, recover_ending_completes_the_decided_end)
+{
+    task_t *t = s_running();
+    s_cancel(t, "cancelled by test");
+    cr_assert_eq(t->state, TASK_ENDING);
+    while (s_n_running(t) > 0)
+        s_result(t, s_first_running(t), "ok", 100);
+    /* crash with close_task sent but unanswered */
+    cr_assert_eq(t->state, TASK_CLOSING);
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect_eq(r->end, TASK_END_CANCELLED);
+    cr_expect_eq(r->state, TASK_CLOSING);
+    cr_expect_str_eq(s_ledger_type(), "close_task");
+    cr_expect(strstr(r->reason, "cancelled by test") != NULL, "the reason is kept: %s", r->reason);
+    task_destroy(&r);
+}
+
+Test(task, recover_ending_with_a_lost_step_keeps_the_end)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_cancel(t, "cancelled by test");
+    cr_assert_eq(t->state, TASK_ENDING);
+    task_t *r = s_restart(&t); /* a step was still running */
+    cr_assert_not_null(r);
+    cr_expect_eq(r->state, TASK_RECONCILING);
+    const char *agent = s_cfg->agents[s_cfg->workflows[r->wf].steps[i].agent].name;
+    s_spend(r, agent, 5, 0);
+    cr_expect_eq(r->end, TASK_END_CANCELLED);
+    cr_expect_eq(r->state, TASK_CLOSING);
+    task_destroy(&r);
+}
+
+Test(task, recover_queued_with_an_end_finishes_without_ledger)
+{
+    task_t *t = s_submitted();
+    s_cancel(t, "cancelled by test");
+    cr_assert_eq(t->state, TASK_ENDING); /* open_task still out */
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect_eq(r->state, TASK_ENDED);
+    cr_expect_eq(r->end, TASK_END_CANCELLED);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "never opened: nothing to close");
+    task_destroy(&r);
+}
+
+Test(task, recover_settling_closes_again)
+{
+    task_t *t = s_running();
+    s_step_bus_error(t, s_first_running(t), PROTO_E_TIMEOUT);
+    while (s_n_running(t) > 0)
+        s_result(t, s_first_running(t), "ok", 0);
+    s_close_ok(t);
+    cr_assert_eq(t->state, TASK_SETTLING);
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect_eq(r->state, TASK_CLOSING, "close_task again (idempotent), then settle");
+    s_close_ok(r);
+    cr_expect_eq(r->state, TASK_SETTLING);
+    task_destroy(&r);
+}
+
+Test(task, recover_training_sample_ends_cancelled)
+{
+    task_t *t = task_new(s_cfg, "tr-00000000bb", "Should we migrate?", -1, 0);
+    cr_assert_not_null(t);
+    t->training = true;
+    t->has_forced = true;
+    for (int i = 0; i < t->n_steps; i++)
+        t->forced[i] = 0;
+    task_env_t e = s_env();
+    task_submit(t, &e);
+    s_open_ok(t);
+    while (s_n_running(t) > 0)
+        s_result(t, s_first_running(t), "ok", 0);
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect(r->training);
+    cr_expect_eq(r->end, TASK_END_CANCELLED);
+    cr_expect(strstr(r->reason, "training sample interrupted") != NULL, "%s", r->reason);
+    task_destroy(&r);
+}
+
+Test(task, recover_unknown_workflow_is_failed_in_the_store)
+{
+    task_t *t = s_submitted();
+    ev_t *m = s_stored(t);
+    task_destroy(&t);
+    ev_set_str(m, "workflow", "no_such_workflow");
+    task_env_t e = s_env();
+    task_t *r = task_recover(&e, m);
+    ev_destroy(&m);
+    cr_expect_null(r);
+    task_fx_item_t *fix = s_find(TASK_FX_PUT_TASK, 0);
+    cr_assert_not_null(fix);
+    cr_expect_str_eq(ev_get_str(fix->body, "state", ""), "failed");
+    cr_expect_null(ev_get(fix->body, "steps"));
+}
+
+/* ---- names --------------------------------------------------------------- */
+
+Test(task, end_names_round_trip)
+{
+    for (int k = TASK_END_DONE; k <= TASK_END_CANCELLED; k++) {
+        task_end_t end = TASK_END_NONE;
+        cr_expect_eq(task_end_parse(task_end_name((task_end_t)k), &end), 0);
+        cr_expect_eq(end, (task_end_t)k);
+    }
+    task_end_t end = TASK_END_NONE;
+    cr_expect_eq(task_end_parse("running", &end), -1);
+    cr_expect_eq(task_end_parse(NULL, &end), -1);
+}
+
+/* ---- status replies ------------------------------------------------------ */
+
+Test(task, status_shows_the_decided_end_while_steps_finish)
+{
+    task_t *t = s_running();
+    s_cancel(t, "cancelled by test");
+    cr_assert_eq(t->state, TASK_ENDING);
+    ev_t *stored = s_stored(t);
+    cr_assert_str_eq(ev_get_str(stored, "state", ""), "running");
+    ev_t *rep = task_status_reply(stored, false);
+    char err[256] = "";
+    cr_expect_eq(proto_validate(rep, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(ev_get_str(rep, "type", ""), "task_status");
+    cr_expect_str_eq(ev_get_str(rep, "state", ""), "cancelled");
+    cr_expect_str_eq(ev_get_str(rep, "reason", ""), "cancelled by test");
+    const ev_t *steps = ev_get(rep, "steps");
+    cr_assert_eq(ev_len(steps), (size_t)t->n_steps);
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        cr_expect_null(ev_get(ev_at(steps, i), "option"), "bookkeeping dropped");
+        cr_expect_null(ev_get(ev_at(steps, i), "output"));
+    }
+    ev_destroy(&rep);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+Test(task, result_of_a_done_task_carries_the_recommendation)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_close_ok(t);
+    ev_t *stored = s_stored(t);
+    ev_t *rep = task_status_reply(stored, true);
+    char err[256] = "";
+    cr_expect_eq(proto_validate(rep, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(ev_get_str(rep, "state", ""), "done");
+    cr_expect_str_eq(ev_get_str(rep, "recommendation", ""), "go");
+    cr_expect_float_eq(ev_get_float(rep, "confidence", 0), 0.8, 1e-9);
+    ev_destroy(&rep);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
