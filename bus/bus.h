@@ -38,14 +38,31 @@ typedef struct {
     char name[PROTO_MAX_NAME + 1]; /* our certificate name, e.g. "cto_agent", "emadsctl" */
 } bus_security_t;
 
-/* Fill sec for process `name` in run directory `run_dir`. */
+/* Fill sec for process `name` in run directory `run_dir`. The certificate
+   used is <run>/certs/private/<name>.cert_secret, or, when the environment
+   names one in EMADS_INSTANCE, that instance's (a second cto_agent on a
+   host runs with EMADS_INSTANCE=cto_agent.2; its certificate's principal
+   says whom it acts for). */
 void bus_security_init(bus_security_t *sec, const char *run_dir, const char *name, bool curve);
 
 /* Create (if missing) the certificate store under <run>/certs: the bus's
    server certificate and one client certificate for each name in names
-   (NULL-terminated), each carrying its name in the metadata "name".
-   Returns the number created, or -1 on error. */
+   (NULL-terminated), each carrying its name in the metadata "name" (its
+   principal is then its name). Returns the number created, or -1 on
+   error. */
 int bus_certs_init(const char *run_dir, const char *const *names);
+
+/* Issue the certificate of instance `name` acting for `principal` (NULL =
+   name): metadata "name" and "principal". Returns 1 created, 0 when it
+   exists already for that principal, -1 on error (invalid names, exists
+   for another principal: message logged). */
+int bus_certs_issue(const char *run_dir, const char *name, const char *principal);
+
+/* Revoke instance `name`: move its public certificate (and its secret, if
+   on this host) out of the store into <run>/certs/revoked/. A running bus
+   refuses it from its next reload (SIGHUP) on. Returns 0, or -1 (no such
+   certificate, "bus", or a file error: message logged). */
+int bus_certs_revoke(const char *run_dir, const char *name);
 
 /* ---- client ------------------------------------------------------------- */
 typedef struct _bus_client_t bus_client_t;
@@ -99,8 +116,10 @@ typedef struct _bus_worker_t bus_worker_t;
 typedef struct {
     zframe_t *client_id; /* owned; echo back via bus_worker_reply */
     char corr_id[PROTO_MAX_ID + 1];
-    char sender[PROTO_MAX_NAME + 1]; /* authenticated name of the caller */
-    ev_t *body;                      /* owned */
+    char sender[PROTO_MAX_NAME + 1];   /* authenticated principal of the caller */
+    char instance[PROTO_MAX_NAME + 1]; /* its instance (certificate name); = sender
+                                          when the bus sent none */
+    ev_t *body;                        /* owned */
 } bus_request_t;
 
 /* Connect and register `service` with capacity requests at once. The worker
