@@ -54,7 +54,6 @@
 #include "bus/bus_priv.h"
 #include "common/log.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -260,46 +259,28 @@ static int64_t s_mtime(const char *path)
     return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-/* Read every <certs>/public/NAME.cert except bus.cert into a new table
-   (Z85 key -> s_cert_t). A certificate without a valid name, or with an
-   invalid principal, is skipped with a log line. NULL if the folder cannot
-   be read. */
+static void s_keys_add(const char *name, const char *principal, const char *key, void *arg)
+{
+    s_cert_t *c = (s_cert_t *)calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    snprintf(c->instance, sizeof(c->instance), "%s", name);
+    snprintf(c->principal, sizeof(c->principal), "%s", principal);
+    zhashx_update((zhashx_t *)arg, key, c);
+}
+
+/* Read the certificates of dir into a new table (Z85 key -> s_cert_t).
+   NULL if the folder cannot be read. */
 static zhashx_t *s_keys_load(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        log_error("cannot read the certificate folder %s: %s", dir, strerror(errno));
-        return NULL;
-    }
     zhashx_t *keys = zhashx_new();
+    if (!keys)
+        return NULL;
     zhashx_set_destructor(keys, s_cert_free);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < 6 || strcmp(e->d_name + len - 5, ".cert") || streq(e->d_name, "bus.cert"))
-            continue;
-        char path[1400];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        zcert_t *cert = zcert_load(path);
-        if (!cert)
-            continue;
-        const char *n = zcert_meta(cert, "name"), *p = zcert_meta(cert, "principal");
-        if (!p || !*p)
-            p = n;
-        if (!n || !bus_name_valid(n, strlen(n), PROTO_MAX_NAME) ||
-            !bus_name_valid(p, strlen(p), PROTO_MAX_NAME))
-            log_warn("certificate %s skipped: no valid name or principal in its metadata", path);
-        else {
-            s_cert_t *c = (s_cert_t *)calloc(1, sizeof(*c));
-            if (c) {
-                snprintf(c->instance, sizeof(c->instance), "%s", n);
-                snprintf(c->principal, sizeof(c->principal), "%s", p);
-                zhashx_update(keys, zcert_public_txt(cert), c);
-            }
-        }
-        zcert_destroy(&cert);
+    if (bus_certs_each(dir, s_keys_add, keys) < 0) {
+        log_error("cannot read the certificate folder %s: %s", dir, strerror(errno));
+        zhashx_destroy(&keys);
     }
-    closedir(d);
     return keys;
 }
 

@@ -38,6 +38,9 @@ typedef struct {
     char name[PROTO_MAX_NAME + 1]; /* our certificate name, e.g. "cto_agent", "emadsctl" */
 } bus_security_t;
 
+/* True if name is 1..max bytes of [A-Za-z0-9_.:-] (a name of PROTOCOL.md 4). */
+bool bus_name_valid(const char *name, size_t len, size_t max);
+
 /* Fill sec for process `name` in run directory `run_dir`. The certificate
    used is <run>/certs/private/<name>.cert_secret, or, when the environment
    names one in EMADS_INSTANCE, that instance's (a second cto_agent on a
@@ -63,6 +66,14 @@ int bus_certs_issue(const char *run_dir, const char *name, const char *principal
    refuses it from its next reload (SIGHUP) on. Returns 0, or -1 (no such
    certificate, "bus", or a file error: message logged). */
 int bus_certs_revoke(const char *run_dir, const char *name);
+
+/* Call fn(name, principal, Z85 public key, arg) for every certificate
+   NAME.cert in folder dir (e.g. <run>/certs/public) but bus.cert; the
+   principal is the name when the metadata has none. Certificates without a
+   valid name or principal are skipped with a log line. Returns how many
+   were passed to fn, or -1 if dir cannot be read. */
+typedef void(bus_cert_fn)(const char *name, const char *principal, const char *key, void *arg);
+int bus_certs_each(const char *dir, bus_cert_fn *fn, void *arg);
 
 /* ---- client ------------------------------------------------------------- */
 typedef struct _bus_client_t bus_client_t;

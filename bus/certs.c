@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/rundir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -256,4 +257,37 @@ int bus_certs_revoke(const char *run_dir, const char *name)
         return -1;
     }
     return 0;
+}
+
+int bus_certs_each(const char *dir, bus_cert_fn *fn, void *arg)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".cert") || streq(e->d_name, "bus.cert"))
+            continue;
+        char path[1400];
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        zcert_t *cert = zcert_load(path);
+        if (!cert)
+            continue;
+        const char *name = zcert_meta(cert, "name"), *p = zcert_meta(cert, "principal");
+        if (!p || !*p)
+            p = name;
+        if (!name || !bus_name_valid(name, strlen(name), PROTO_MAX_NAME) ||
+            !bus_name_valid(p, strlen(p), PROTO_MAX_NAME))
+            log_warn("certificate %s skipped: no valid name or principal in its metadata", path);
+        else {
+            fn(name, p, zcert_public_txt(cert), arg);
+            n++;
+        }
+        zcert_destroy(&cert);
+    }
+    closedir(d);
+    return n;
 }

@@ -95,5 +95,6 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv);  /* cmd_task.c */
 int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv);  /* cmd_spend.c */
 int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv);  /* cmd_train.c */
 int ctl_cmd_policy(ctl_opts_t *opts, int argc, char **argv); /* cmd_policy.c */
+int ctl_cmd_certs(ctl_opts_t *opts, int argc, char **argv);  /* cmd_certs.c */
 
 #endif

@@ -43,10 +43,9 @@ int ctl_conn_prepare(ctl_opts_t *opts, ctl_conn_t *conn)
         return CTL_EXIT_USAGE;
     if (ctl_run_dir(opts, conn->cfg, conn->run, sizeof conn->run) != 0)
         return CTL_EXIT_USAGE;
-    if (conn->cfg->bus_endpoint[0])
-        snprintf(conn->endpoint, sizeof conn->endpoint, "%s", conn->cfg->bus_endpoint);
-    else
-        snprintf(conn->endpoint, sizeof conn->endpoint, "ipc://%s/bus.sock", conn->run);
+    /* the config's, else <run>/bus.endpoint (an exported bundle), else the socket */
+    rundir_endpoint(NULL, conn->cfg->bus_endpoint, conn->run, conn->endpoint,
+                    sizeof conn->endpoint);
     char marker[PATH_MAX + 16];
     snprintf(marker, sizeof marker, "%s/insecure", conn->run);
     conn->curve = conn->cfg->curve && access(marker, F_OK) != 0;
@@ -90,7 +89,8 @@ int ctl_conn_open(ctl_opts_t *opts, ctl_conn_t *conn, int timeout_ms, ev_t **pon
         return rc;
     char sock[PATH_MAX + 16];
     snprintf(sock, sizeof sock, "%s/bus.sock", conn->run);
-    if (!conn->cfg->bus_endpoint[0] && access(sock, F_OK) != 0) {
+    if (!strncmp(conn->endpoint, "ipc://", 6) && !strcmp(conn->endpoint + 6, sock) &&
+        access(sock, F_OK) != 0) {
         fprintf(stderr,
                 "%s: the constellation is not running (no bus socket in %s); start it "
                 "with '%s up'\n",

@@ -59,6 +59,9 @@ static const ctl_command_t s_commands[] = {
      "train the planner's policy on the task texts of FILE (GRPO-style groups of K plans)"},
     {"policy", ctl_cmd_policy, "policy show|reset [--workflow NAME]",
      "the learned policy per workflow, step and option; reset restores the prior"},
+    {"certs", ctl_cmd_certs, "certs init|issue NAME [--for P]|list|revoke NAME|export NAME DIR",
+     "the certificate store: create it, issue an instance certificate acting for principal P,\n"
+     "        list, revoke (the bus cuts the instance off at once), export a bundle for a host"},
     {NULL, NULL, NULL, NULL},
 };
 
