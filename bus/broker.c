@@ -377,8 +377,8 @@ static void s_dispatch(bus_broker_t *self, s_service_t *s)
 /* Remove worker w; answer its in-flight requests with worker_lost. */
 static void s_worker_delete(bus_broker_t *self, s_worker_t *w, const char *why, bool disconnect)
 {
-    log_info("worker %s (%s) of '%s' removed: %s; %zu request(s) lost", w->key, w->instance,
-             w->service->name, why, zlistx_size(w->inflight));
+    log_info("worker %s (%s for %s) of '%s' removed: %s; %zu request(s) lost", w->key, w->instance,
+             w->name, w->service->name, why, zlistx_size(w->inflight));
     for (s_request_t *r = (s_request_t *)zlistx_first(w->inflight); r;
          r = (s_request_t *)zlistx_next(w->inflight)) {
         s_reply_error(self, r->client, w->service->name, r->corr, PROTO_E_WORKER_LOST,
