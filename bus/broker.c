@@ -54,8 +54,11 @@
 #include "bus/bus_priv.h"
 #include "common/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #define S_QUEUE_TIMEOUT_MS 3000
@@ -137,6 +140,9 @@ struct _bus_broker_t {
     char cur_instance[PROTO_MAX_NAME + 1]; /* its certificate name */
     char cur_pubkey[41];                   /* its key ("" insecure) */
     char cur_addr[64];                     /* its address (tcp), "" unknown */
+    zhashx_t *peer_addrs;                  /* "fd" -> peer address (char *), from ACCEPTED */
+    int hs_event, hs_value;                /* a handshake failure awaiting its DISCONNECTED */
+    char hs_endpoint[256];
     bus_broker_stats_t stats;
 };
 
@@ -245,6 +251,12 @@ typedef struct {
 } s_cert_t;
 
 static void s_cert_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void s_str_free(void **item)
 {
     free(*item);
     *item = NULL;
@@ -1017,6 +1029,58 @@ static void s_peer_gone(bus_broker_t *self, int fd)
     zlistx_destroy(&gone);
 }
 
+/* ACCEPTED: remember the peer's address for a later handshake failure
+   (tcp: "IP:port"; ipc has none). Entries go with the connection. */
+static void s_peer_accepted(bus_broker_t *self, int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    char host[INET6_ADDRSTRLEN] = "", text[INET6_ADDRSTRLEN + 16] = "local (ipc)", key[16];
+    if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0) {
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            snprintf(text, sizeof(text), "%s:%u", host, (unsigned)ntohs(in->sin_port));
+        } else if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            snprintf(text, sizeof(text), "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+        }
+    }
+    snprintf(key, sizeof(key), "%d", fd);
+    char *copy = strdup(text);
+    if (copy)
+        zhashx_update(self->peer_addrs, key, copy);
+}
+
+/* DISCONNECTED of fd: if a handshake failure came just before it (libzmq
+   posts both from the one I/O thread, failure first), log it with the
+   peer's address; forget the address. */
+static void s_handshake_report(bus_broker_t *self, int fd)
+{
+    char key[16];
+    snprintf(key, sizeof(key), "%d", fd);
+    const char *addr = (const char *)zhashx_lookup(self->peer_addrs, key);
+    if (self->hs_event && s_should_log(++self->stats.handshake_failed)) {
+        const char *why = "the handshake did not complete";
+        if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+            self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+            why = "its messages do not decrypt: it uses another server key than this bus's "
+                  "(wrong certs/public/bus.cert?)";
+        else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                 self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+            why = "it does not use CURVE (no certificate, or a bus started --insecure)";
+        else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            why = "protocol error";
+        log_warn("CURVE handshake failed with a peer at %s (on %s): %s (code %d; %llu failed so "
+                 "far)",
+                 addr ? addr : "?", self->hs_endpoint, why, self->hs_value,
+                 (unsigned long long)self->stats.handshake_failed);
+    }
+    self->hs_event = 0;
+    zhashx_delete(self->peer_addrs, key);
+}
+
 /* Drain the router's monitor. Called when it polls readable and after every
    pass of the ZAP handler, before the router's input: libzmq posts
    DISCONNECTED before it closes the descriptor, and a new connection that
@@ -1051,21 +1115,18 @@ static void s_monitor(bus_broker_t *self)
             more = zmq_msg_more(&ev);
         }
         zmq_msg_close(&ev);
-        if (event == ZMQ_EVENT_DISCONNECTED && value >= 0)
+        if (event == ZMQ_EVENT_ACCEPTED && value >= 0)
+            s_peer_accepted(self, (int)value);
+        else if (event == ZMQ_EVENT_DISCONNECTED && value >= 0) {
+            s_handshake_report(self, (int)value);
             s_peer_gone(self, (int)value);
-        else if (event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)) {
-            /* a refusal by ZAP is logged by s_zap with its reason; these
-               are the handshakes that never reached it (a peer using
-               another bus key, no CURVE at all, a garbled greeting) */
-            if (event != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH &&
-                s_should_log(++self->stats.handshake_failed))
-                log_warn("CURVE handshake failed with a peer on %s: %s (%d); the peer may use "
-                         "a wrong bus.cert or no CURVE (%llu failed so far)",
-                         addr[0] ? addr : "?",
-                         event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
-                                                                      : zmq_strerror(value),
-                         (int)value, (unsigned long long)self->stats.handshake_failed);
+        } else if (event &
+                   (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
+            /* reported with the peer's address by the DISCONNECTED event
+               libzmq sends right after it for the same connection */
+            self->hs_event = (int)event;
+            self->hs_value = value;
+            snprintf(self->hs_endpoint, sizeof(self->hs_endpoint), "%s", addr);
         }
     }
 }
@@ -1133,7 +1194,8 @@ static void s_zap(bus_broker_t *self)
     }
     if (!streq(status, "200") && s_should_log(++self->stats.auth_denied)) {
         char *addr = address ? zframe_strdup(address) : NULL;
-        log_warn("refused a peer at %s: %s (%llu refused so far)", addr ? addr : "?", text,
+        log_warn("refused a peer at %s: %s (%llu refused so far)",
+                 addr && *addr ? addr : "local (ipc)", text,
                  (unsigned long long)self->stats.auth_denied);
         free(addr);
     }
@@ -1252,6 +1314,8 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
     self->workers = zhashx_new();
     self->clients = zhashx_new();
     self->revoked = zhashx_new();
+    self->peer_addrs = zhashx_new();
+    zhashx_set_destructor(self->peer_addrs, s_str_free);
     zhashx_set_destructor(self->services, s_service_free);
     zhashx_set_destructor(self->workers, s_worker_free);
     zhashx_set_destructor(self->clients, s_client_free);
@@ -1300,9 +1364,9 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
     char mon_ep[64];
     snprintf(mon_ep, sizeof(mon_ep), "inproc://emads-bus-monitor-%p", (void *)self);
     if (zmq_socket_monitor(zsock_resolve(self->router), mon_ep,
-                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
         self->monitor = zsock_new(ZMQ_PAIR);
         if (!self->monitor || zsock_connect(self->monitor, "%s", mon_ep) != 0) {
             log_error("cannot watch the bus socket for disconnections");
@@ -1342,6 +1406,7 @@ void bus_broker_destroy(bus_broker_t **self_p)
     zsock_destroy(&self->zap);
     zhashx_destroy(&self->keys);
     zhashx_destroy(&self->revoked);
+    zhashx_destroy(&self->peer_addrs);
     free(self);
     *self_p = NULL;
 }

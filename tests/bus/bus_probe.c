@@ -8,7 +8,8 @@
             answers HEARTBEAT (accepted) or DISCONNECT with a reason
       bus_probe call    --endpoint E --home H --name N --service S
                         [--body-json JSON] [--timeout MS] [--count N]
-                        [--no-cert | --rogue-cert | --raw] [--insecure]
+                        [--no-cert | --rogue-cert | --raw | --wrong-bus-key]
+                        [--insecure]
             prints each reply body as JSON on one line; exit 0 if every reply
             arrived (error bodies included), 1 otherwise
       bus_probe echo-worker --endpoint E --home H --name N --service S
@@ -26,7 +27,8 @@
 
     --no-cert connects without any security; --rogue-cert with a freshly
     made certificate that is not in the store; --raw sends the same raw
-    request with the certificate of --name.
+    request with the certificate of --name; --wrong-bus-key with the
+    certificate of --name but another server key than the bus's.
 */
 #include "bus/bus.h"
 #include "common/log.h"
@@ -41,7 +43,7 @@
 typedef struct {
     const char *cmd, *endpoint, *home, *name, *service, *body_json, *prefix, *topic, *principal;
     int timeout, count, delay_ms, capacity;
-    bool insecure, no_cert, rogue_cert, raw;
+    bool insecure, no_cert, rogue_cert, raw, wrong_bus_key;
 } s_args_t;
 
 static ev_t *s_from_json(json_t *j)
@@ -137,7 +139,8 @@ static zsock_t *s_cert_sock(const s_args_t *a, const bus_security_t *sec)
    handshake is accepted): speaks the protocol itself. */
 static int s_raw_call(const s_args_t *a, const bus_security_t *sec)
 {
-    zsock_t *sock = a->no_cert || a->rogue_cert ? zsock_new(ZMQ_DEALER) : s_cert_sock(a, sec);
+    zsock_t *sock = a->no_cert || a->rogue_cert || a->wrong_bus_key ? zsock_new(ZMQ_DEALER)
+                                                                    : s_cert_sock(a, sec);
     if (!sock)
         return 2;
     zcert_t *rogue = NULL;
@@ -155,7 +158,21 @@ static int s_raw_call(const s_args_t *a, const bus_security_t *sec)
         zsock_set_curve_serverkey(sock, zcert_public_txt(server));
         zcert_destroy(&server);
     }
-    if (a->no_cert || a->rogue_cert)
+    if (a->wrong_bus_key) {
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/private/%s.cert", sec->certs_dir, sec->name);
+        zcert_t *mine = zcert_load(path);
+        zcert_t *other = zcert_new();
+        if (!mine || !other) {
+            fprintf(stderr, "bus_probe: no certificate %s\n", path);
+            return 2;
+        }
+        zcert_apply(mine, sock);
+        zsock_set_curve_serverkey(sock, zcert_public_txt(other));
+        zcert_destroy(&mine);
+        zcert_destroy(&other);
+    }
+    if (a->no_cert || a->rogue_cert || a->wrong_bus_key)
         zsock_connect(sock, "%s", a->endpoint);
     ev_t *body = s_body(a->body_json);
     uint8_t *buf;
@@ -195,7 +212,7 @@ static void s_on_partial(const ev_t *body, void *arg)
 
 static int s_call(const s_args_t *a, const bus_security_t *sec)
 {
-    if (a->no_cert || a->rogue_cert || a->raw)
+    if (a->no_cert || a->rogue_cert || a->raw || a->wrong_bus_key)
         return s_raw_call(a, sec);
     bus_client_t *c = bus_client_new(a->endpoint, sec);
     if (!c)
@@ -519,6 +536,7 @@ int main(int argc, char **argv)
                                              {"rogue-cert", no_argument, NULL, 'R'},
                                              {"raw", no_argument, NULL, 'r'},
                                              {"for", required_argument, NULL, 'F'},
+                                             {"wrong-bus-key", no_argument, NULL, 'W'},
                                              {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
@@ -571,6 +589,9 @@ int main(int argc, char **argv)
             break;
         case 'F':
             a.principal = optarg;
+            break;
+        case 'W':
+            a.wrong_bus_key = true;
             break;
         default:
             return 2;

@@ -4,8 +4,8 @@
 #
 #   bus_system.sh TEST EMADS_BUS BUS_PROBE CONFIG
 #
-# TEST is one of: routing restart security serving publishing reload flood
-# events daemon. Every process the
+# TEST is one of: routing restart security serving publishing reload handshake
+# flood events daemon. Every process the
 # test starts is killed on exit, pass or fail.
 set -u
 T=$1
@@ -519,6 +519,29 @@ reload)
     done
     call w1 cto_agent '{"v":1,"type":"step"}' | grep -q echo_reply || fail "w1 not allowed after the reload"
     ok "SIGHUP with a good access list: a newly granted identity calls at once"
+    ;;
+
+handshake)
+    # over tcp, so that peers have an address to name
+    "$BUS" --home "$R" --endpoint 'tcp://127.0.0.1:*' --foreground 2>>"$R/bus.log" &
+    BUS_PID=$!
+    PIDS="$PIDS $BUS_PID"
+    wait_log "serving on tcp://" "$R/bus.log"
+    EP=$(sed -n 's/.*serving on \(tcp:[^ ]*\) .*/\1/p' "$R/bus.log")
+    probe call --name emadsctl --service bus --rogue-cert --timeout 1500 | grep -q '"received": 0' ||
+        fail "a peer with an unknown key got an answer"
+    wait_log "refused a peer at 127.0.0.1: unknown certificate" "$R/bus.log"
+    ok "a peer with an unknown key: the bus logs the refusal with its address"
+    probe call --name emadsctl --service bus --wrong-bus-key --timeout 300 | grep -q '"received": 0' ||
+        fail "a peer using another server key got an answer"
+    # a refused peer retries every 100 ms; the log keeps the first 10 failures
+    wait_log "CURVE handshake failed with a peer at 127.0.0.1:[0-9]* .*another server key" "$R/bus.log"
+    probe call --name emadsctl --service bus --no-cert --timeout 300 | grep -q '"received": 0' ||
+        fail "a peer without CURVE got an answer"
+    wait_log "CURVE handshake failed with a peer at 127.0.0.1:[0-9]* .*does not use CURVE" "$R/bus.log"
+    [ "$(stat handshake_failed)" -ge 2 ] || fail "handshake failures not counted: $(stat handshake_failed)"
+    [ "$(stat auth_denied)" -ge 1 ] || fail "ZAP refusals not counted"
+    ok "handshakes that fail before ZAP (wrong bus key, no CURVE) are logged with the peer's address and counted"
     ;;
 
 flood)
