@@ -142,6 +142,7 @@ struct _bus_broker_t {
     char cur_addr[64];                     /* its address (tcp), "" unknown */
     zhashx_t *peer_addrs;                  /* "fd" -> peer address (char *), from ACCEPTED */
     int hs_event, hs_value;                /* a handshake failure awaiting its DISCONNECTED */
+    uint64_t hs_kind_count[3];             /* failures per kind, for the log's rate limit */
     char hs_endpoint[256];
     bus_broker_stats_t stats;
 };
@@ -1035,8 +1036,12 @@ static void s_peer_accepted(bus_broker_t *self, int fd)
 {
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
-    char host[INET6_ADDRSTRLEN] = "", text[INET6_ADDRSTRLEN + 16] = "local (ipc)", key[16];
+    /* the connection may be gone already (a handshake fails within a
+       millisecond, and this event is read later): then "?" */
+    char host[INET6_ADDRSTRLEN] = "", text[INET6_ADDRSTRLEN + 16] = "?", key[16];
     if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0) {
+        if (sa.ss_family == AF_UNIX)
+            snprintf(text, sizeof(text), "local (ipc)");
         if (sa.ss_family == AF_INET) {
             struct sockaddr_in *in = (struct sockaddr_in *)&sa;
             inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
@@ -1061,17 +1066,25 @@ static void s_handshake_report(bus_broker_t *self, int fd)
     char key[16];
     snprintf(key, sizeof(key), "%d", fd);
     const char *addr = (const char *)zhashx_lookup(self->peer_addrs, key);
-    if (self->hs_event && s_should_log(++self->stats.handshake_failed)) {
-        const char *why = "the handshake did not complete";
-        if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-            self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
-            why = "its messages do not decrypt: it uses another server key than this bus's "
-                  "(wrong certs/public/bus.cert?)";
-        else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-                 self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
-            why = "it does not use CURVE (no certificate, or a bus started --insecure)";
-        else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
-            why = "protocol error";
+    /* one log budget per kind, so that one misconfigured peer retrying
+       every 100 ms does not hide another kind of failure */
+    int kind = 0;
+    const char *why = "the connection ended during the handshake (the peer may not use CURVE, "
+                      "or use another server key)";
+    if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+        self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) {
+        kind = 1;
+        why = "its messages do not decrypt: it uses another server key than this bus's "
+              "(wrong certs/public/bus.cert?)";
+    } else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+               self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        kind = 2;
+        why = "it does not use CURVE (no certificate, or a bus started --insecure)";
+    } else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        why = "protocol error";
+    if (self->hs_event)
+        self->stats.handshake_failed++;
+    if (self->hs_event && s_should_log(++self->hs_kind_count[kind])) {
         log_warn("CURVE handshake failed with a peer at %s (on %s): %s (code %d; %llu failed so "
                  "far)",
                  addr ? addr : "?", self->hs_endpoint, why, self->hs_value,

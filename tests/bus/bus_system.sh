@@ -532,13 +532,15 @@ handshake)
         fail "a peer with an unknown key got an answer"
     wait_log "refused a peer at 127.0.0.1: unknown certificate" "$R/bus.log"
     ok "a peer with an unknown key: the bus logs the refusal with its address"
-    probe call --name emadsctl --service bus --wrong-bus-key --timeout 300 | grep -q '"received": 0' ||
+    probe call --name emadsctl --service bus --wrong-bus-key --timeout 1000 | grep -q '"received": 0' ||
         fail "a peer using another server key got an answer"
-    # a refused peer retries every 100 ms; the log keeps the first 10 failures
+    # the first failure may be logged without address (gone before the bus
+    # read it); the peer retries every 100 ms
     wait_log "CURVE handshake failed with a peer at 127.0.0.1:[0-9]* .*another server key" "$R/bus.log"
-    probe call --name emadsctl --service bus --no-cert --timeout 300 | grep -q '"received": 0' ||
+    probe call --name emadsctl --service bus --no-cert --timeout 1000 | grep -q '"received": 0' ||
         fail "a peer without CURVE got an answer"
-    wait_log "CURVE handshake failed with a peer at 127.0.0.1:[0-9]* .*does not use CURVE" "$R/bus.log"
+    # the server sees the mechanism mismatch, or the peer seeing it first and hanging up
+    wait_log "CURVE handshake failed with a peer at 127.0.0.1:[0-9]* .*\(does not use CURVE\|may not use CURVE\)" "$R/bus.log"
     [ "$(stat handshake_failed)" -ge 2 ] || fail "handshake failures not counted: $(stat handshake_failed)"
     [ "$(stat auth_denied)" -ge 1 ] || fail "ZAP refusals not counted"
     ok "handshakes that fail before ZAP (wrong bus key, no CURVE) are logged with the peer's address and counted"
