@@ -99,3 +99,32 @@ ctl --json certs list | json '[c["state"] for c in d["certificates"] if c["name"
     fail "certs list does not show cto_agent.2 revoked"
 echo "ok: cto_agent.2 revoked with $running of 6 tasks unfinished and $lost step(s) in its hands:" \
     "cut off before the command returned, all tasks done"
+
+# the certs command's contract: issue is idempotent per principal, refuses
+# another principal, usage errors exit 2
+out=$(ctl --json certs issue fresh --for fresh) || fail "issuing an existing certificate again failed"
+echo "$out" | json 'd["created"]' | grep -q false || fail "issue again created a new key: $out"
+set +e
+ctl certs issue fresh --for ledger 2>/dev/null; rc=$?
+ctl certs issue 'bad@name' 2>/dev/null; rc2=$?
+ctl certs export fresh 2>/dev/null; rc3=$?
+ctl certs revoke nobody 2>/dev/null; rc4=$?
+set -e
+[ $rc -eq 1 ] || fail "issue for another principal exited $rc, expected 1"
+[ $rc2 -eq 2 ] && [ $rc3 -eq 2 ] || fail "usage errors exited $rc2/$rc3, expected 2"
+[ $rc4 -eq 1 ] || fail "revoking an unknown certificate exited $rc4, expected 1"
+ctl certs --help | grep -q "export NAME DIR" || fail "certs --help lacks export"
+
+# an exported bundle is a run directory: an instance acting for emadsctl
+# reaches the bus through DIR/bus.endpoint and DIR/certs alone
+ctl certs issue ops:hostb --for emadsctl >/dev/null
+ctl --json certs export ops:hostb "$E2E_TMP/bundle" >"$E2E_TMP/export.json" 2>/dev/null || fail "export failed"
+for f in certs/public/bus.cert certs/private/ops:hostb.cert_secret bus.endpoint; do
+    [ -s "$E2E_TMP/bundle/$f" ] || fail "export did not write $f"
+done
+[ "$(stat -c %a "$E2E_TMP/bundle/certs/private/ops:hostb.cert_secret")" = 600 ] || fail "exported secret is not 0600"
+EMADS_INSTANCE=ops:hostb "$EMADSCTL" --home "$E2E_TMP/bundle" --config "$E2E_CFG/emads.yaml" --json spend \
+    >"$E2E_TMP/remote.json" 2>"$E2E_TMP/remote.err" ||
+    fail "the exported bundle does not reach the ledger: $(cat "$E2E_TMP/remote.json" "$E2E_TMP/remote.err")"
+grep -q '"cto_agent"' "$E2E_TMP/remote.json" || fail "spend through the bundle lists nothing: $(cat "$E2E_TMP/remote.json")"
+echo "ok: certs issue/export contract; an exported bundle used as --home reaches the bus"
