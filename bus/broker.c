@@ -545,8 +545,10 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
     if (!s_allowed(self, service, type, name)) {
         self->stats.forbidden++;
         if (s_should_log(self->stats.forbidden))
-            log_warn("forbidden: '%s' may not call %s.%s (%llu refused so far)", name, service,
-                     type, (unsigned long long)self->stats.forbidden);
+            log_warn("forbidden: '%s' (instance '%s' at %s) may not call %s.%s (%llu refused so "
+                     "far)",
+                     name, self->cur_instance, self->cur_addr[0] ? self->cur_addr : "local",
+                     service, type, (unsigned long long)self->stats.forbidden);
         s_reply_error(self, id, service, corr, PROTO_E_FORBIDDEN,
                       "'%s' may not call '%s' on service '%s'", name, type, service);
         return;

@@ -293,6 +293,11 @@ restart)
     done
     [ -n "$served" ] || fail "the worker did not register again after a long outage"
     grep -q "broker silent" "$R/w1.err" || fail "the worker did not notice the outage"
+    if grep -q "refuses" "$R/w1.err"; then
+        fail "the worker warns of a refusal after reconnecting: $(grep refuses "$R/w1.err")"
+    fi
+    [ "$(grep -c "registered with the bus; serving 'echo'" "$R/w1.err")" -ge 3 ] ||
+        fail "the worker did not say it serves again after each restart"
     ok "after a long outage the worker registers again and serves"
     ;;
 
