@@ -64,12 +64,7 @@ agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/cto_agent
 EMADS_INSTANCE=cto_agent.2 setsid "$agent_bin" --config "$E2E_CFG/emads.yaml" --home "$E2E_RUN" \
     >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
 E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
-w=0
-for i in $(seq 1 200); do
-    w=$(ctl --json status | json '[p["workers"] for p in d["processes"] if p["name"] == "cto_agent"][0]')
-    [ "$w" -ge 2 ] && break
-    sleep 0.05
-done
+w=$(wait_workers cto_agent 2 200)
 [ "$w" -eq 2 ] || fail "the second instance did not register ($w workers)"
 grep -q "serving 'cto_agent'" "$E2E_RUN/logs/cto_agent-2.log" || fail "the second instance does not say it serves"
 
