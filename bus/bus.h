@@ -10,7 +10,11 @@
 
     Security: with a bus_security_t whose curve is true, the socket is a
     CURVE client of the bus's server key, using the named certificate from
-    <run>/certs. The bus stamps that certificate's name on every request.
+    <run>/certs. The bus stamps that certificate's principal on every
+    request as its sender (and tells workers the instance, the certificate's
+    own name, when it differs), and lets a worker serve only the service
+    its principal may serve: a refused READY is logged by bus_worker_*
+    once per reason and retried with back-off.
     With curve false (a bus started --insecure) the socket uses ZeroMQ PLAIN
     with sec->name as the user name: the bus then stamps that claimed,
     unproven name, and does not apply the access list.
