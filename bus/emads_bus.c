@@ -79,7 +79,10 @@ static void s_usage(FILE *out)
                  "  --config FILE  emads.yaml (access list); also $EMADS_CONFIG\n"
                  "  --home DIR     run directory; also $EMADS_HOME\n"
                  "  --insecure     no CURVE: names are claimed, not proven (debugging only)\n"
-                 "  --foreground   stay attached and log to stderr\n");
+                 "  --foreground   stay attached and log to stderr\n"
+                 "SIGHUP reloads the certificate store (revoked instances are cut off)\n"
+                 "and the access list from --config; a config that does not load is\n"
+                 "refused and the old access list kept.\n");
 }
 
 /* Detach: the parent waits for one status byte from the child and exits

@@ -378,9 +378,11 @@ serving)
     start_bus --config "$CONFIG"
     bounded "$PROBE" certs --home "$R" --for w1 fresh >/dev/null || fail "cannot issue a fresh certificate"
     # every identity of the store but the owner, a freshly issued one included
+    ids=$(ls "$R/certs/public" | sed -n 's/\.cert$//p' | grep -v '^bus$')
+    echo "$ids" | grep -q '^fresh$' && echo "$ids" | grep -q '^emadsctl$' || fail "store lacks identities: $ids"
     refused=0
     for svc in ledger orchestrator cto_agent coo_agent reconcile_gpt; do
-        for who in emadsctl orchestrator ledger cto_agent coo_agent reconcile_gpt w1 fresh; do
+        for who in $ids; do
             [ "$who" = "$svc" ] && continue
             probe serve --name "$who" --service "$svc" --timeout 3000 >"$R/serve.out" ||
                 fail "no answer to READY for $svc from $who: $(cat "$R/serve.out")"
