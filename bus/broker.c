@@ -910,10 +910,13 @@ static void s_handle(bus_broker_t *self, zmsg_t *m)
         self->stats.malformed++;
         return;
     }
-    if (self->cur_pubkey[0] && zhashx_size(self->revoked) > 0 &&
-        zhashx_lookup(self->revoked, self->cur_pubkey)) {
-        /* a revoked instance's connection, still open: nothing it says counts */
-        self->stats.revoked++;
+    if (self->cur_pubkey[0] && !zhashx_lookup(self->keys, self->cur_pubkey)) {
+        /* a connection whose certificate left the store (revoked), still
+           open: nothing it says counts, whether or not it had registered */
+        if (s_should_log(++self->stats.revoked))
+            log_warn("dropped a message from instance '%s': its certificate is no longer in the "
+                     "store (%llu dropped or cut off so far)",
+                     self->cur_instance, (unsigned long long)self->stats.revoked);
         return;
     }
     char key[S_KEY_MAX];

@@ -480,8 +480,15 @@ reload)
         CALLS="$CALLS $!"
     done
     wait_log "type step" "$R/cto_agent.2.err"
+    # a subscriber whose certificate is revoked with it
+    "$PROBE" listen --endpoint "$EP" --home "$R" --name w3 --prefix "" --count 1 \
+        --timeout 6000 >"$R/w3.out" 2>"$R/w3.err" &
+    LW3=$!
+    PIDS="$PIDS $LW3"
+    wait_log listening "$R/w3.out"
     cp "$R/certs/private/cto_agent.2.cert_secret" "$R/kept.cert_secret"
     bounded "$PROBE" revoke --home "$R" cto_agent.2 || fail "revoke failed"
+    bounded "$PROBE" revoke --home "$R" w3 || fail "revoke failed"
     [ -f "$R/certs/revoked/cto_agent.2.cert" ] || fail "the revoked certificate was not moved to certs/revoked"
     kill -HUP "$BUS_PID"
     wait_log "cut off: its certificate was revoked" "$R/bus.log"
@@ -496,6 +503,12 @@ reload)
     [ "$(grep -c "\"pid\":$W1," "$R/after.out")" -eq 6 ] || fail "the other instance does not serve: $(cat "$R/after.out")"
     wait_log "refuses to let us serve 'cto_agent': certificate revoked" "$R/cto_agent.2.err"
     ok "revoke + SIGHUP cuts one instance off at once ($lost held request(s) worker_lost), the other serves"
+    for k in 1 2 3 4 5; do
+        bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic custom.after \
+            --body-json '{"v":1,"type":"event","topic":"custom.after"}'
+    done
+    wait "$LW3" && fail "a revoked subscriber still got an event: $(cat "$R/w3.out")"
+    ok "a revoked subscriber gets no event, even though its connection stays open"
     # its key cannot come back in
     mkdir -p "$R/rogue/certs/private" "$R/rogue/certs/public"
     cp "$R/kept.cert_secret" "$R/rogue/certs/private/cto_agent.2.cert_secret"
