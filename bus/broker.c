@@ -251,13 +251,8 @@ typedef struct {
     char principal[PROTO_MAX_NAME + 1];
 } s_cert_t;
 
-static void s_cert_free(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
-
-static void s_str_free(void **item)
+/* zhashx destructor of plain malloc'd items (s_cert_t, strings) */
+static void s_item_free(void **item)
 {
     free(*item);
     *item = NULL;
@@ -289,7 +284,7 @@ static zhashx_t *s_keys_load(const char *dir)
     zhashx_t *keys = zhashx_new();
     if (!keys)
         return NULL;
-    zhashx_set_destructor(keys, s_cert_free);
+    zhashx_set_destructor(keys, s_item_free);
     if (bus_certs_each(dir, s_keys_add, keys) < 0) {
         log_error("cannot read the certificate folder %s: %s", dir, strerror(errno));
         zhashx_destroy(&keys);
@@ -1333,7 +1328,7 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
     self->clients = zhashx_new();
     self->revoked = zhashx_new();
     self->peer_addrs = zhashx_new();
-    zhashx_set_destructor(self->peer_addrs, s_str_free);
+    zhashx_set_destructor(self->peer_addrs, s_item_free);
     zhashx_set_destructor(self->services, s_service_free);
     zhashx_set_destructor(self->workers, s_worker_free);
     zhashx_set_destructor(self->clients, s_client_free);

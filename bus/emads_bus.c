@@ -124,7 +124,17 @@ static int s_daemonize(const char *logfile)
 static pid_t s_running(const char *pidfile)
 {
     long pid = rundir_pid_read(pidfile);
-    return rundir_pid_is(pid, "emads-bus") ? (pid_t)pid : 0;
+    if (pid <= 0 || pid == (long)getpid())
+        return 0;
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (!fgets(comm, sizeof(comm), f))
+        comm[0] = '\0';
+    fclose(f);
+    return strncmp(comm, "emads-bus", 9) == 0 ? (pid_t)pid : 0;
 }
 
 static void s_notify(int fd, char status)

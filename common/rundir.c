@@ -203,27 +203,3 @@ void rundir_pid_remove_own(const char *path)
     if (path && path[0] && rundir_pid_read(path) == (long)getpid())
         unlink(path);
 }
-
-bool rundir_pid_is(long pid, const char *name)
-{
-    if (pid <= 1 || pid == (long)getpid() || !name)
-        return false;
-    char path[64], exe[4096];
-    snprintf(path, sizeof path, "/proc/%ld/exe", pid);
-    ssize_t n = readlink(path, exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        const char *base = strrchr(exe, '/');
-        base = base ? base + 1 : exe;
-        return strncmp(base, name, strlen(name)) == 0;
-    }
-    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    char comm[32] = "";
-    bool ok = fgets(comm, sizeof comm, f) != NULL;
-    fclose(f);
-    comm[strcspn(comm, "\n")] = '\0';
-    return ok && comm[0] && strncmp(comm, name, 15) == 0;
-}

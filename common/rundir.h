@@ -12,7 +12,6 @@
     $HOME/.local/state/emads. */
 #ifndef EMADS_RUNDIR_H_INCLUDED
 #define EMADS_RUNDIR_H_INCLUDED
-#include <stdbool.h>
 #include <stddef.h>
 
 /* Resolve the run directory into out (PATH_MAX). home may be NULL.
@@ -42,12 +41,6 @@ int rundir_mkdirs(const char *path, int mode);
    (replacing it); 0 or -1. rundir_pid_remove_own: remove path if it still
    names this process (another instance may have replaced it since). */
 long rundir_pid_read(const char *path);
-/* True only when pid is positively identified as program `name`: the file
-   name of its executable, or (when /proc/PID/exe cannot be read) its
-   command name, which the kernel cuts to 15 bytes. A process that cannot be
-   identified, pid 1 and the caller itself never are, so a stale or forged
-   pid file can never make us signal another program. */
-bool rundir_pid_is(long pid, const char *name);
 int rundir_pid_write(const char *path, long pid);
 void rundir_pid_remove_own(const char *path);
 

@@ -113,7 +113,26 @@ static int s_find_binary(const ctl_proc_t *p, char *out, size_t outlen)
    never make `down` signal another program. */
 static bool s_pid_is(pid_t pid, const char *name)
 {
-    return rundir_pid_is((long)pid, name);
+    if (pid <= 1 || pid == getpid())
+        return false;
+    char path[64], exe[PATH_MAX];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        const char *base = strrchr(exe, '/');
+        base = base ? base + 1 : exe;
+        return strncmp(base, name, strlen(name)) == 0;
+    }
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char comm[32] = "";
+    bool ok = fgets(comm, sizeof comm, f) != NULL;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    return ok && comm[0] && strncmp(comm, name, 15) == 0;
 }
 
 /* The live instances of p: the pids of its pid files (ctl_read_pidfiles)

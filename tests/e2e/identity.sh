@@ -59,9 +59,17 @@ echo "ok: 4 tasks done with 4 intruders refused; no request reached them"
 
 # a second cto_agent instance with its own certificate
 ctl certs issue cto_agent.2 --for cto_agent >/dev/null || fail "certs issue cto_agent.2 failed"
-agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/cto_agent
-[ -x "$agent_bin" ] || fail "no cto_agent binary at $agent_bin"
-EMADS_INSTANCE=cto_agent.2 setsid "$agent_bin" --config "$E2E_CFG/emads.yaml" --home "$E2E_RUN" \
+# the one emads-agent program (--name), or the per-agent binary of older trees
+agents_dir=$(dirname "$(readlink -f "$EMADSCTL")")/../agents
+if [ -x "$agents_dir/emads-agent" ]; then
+    agent_cmd="$agents_dir/emads-agent --name cto_agent"
+elif [ -x "$agents_dir/cto_agent" ]; then
+    agent_cmd="$agents_dir/cto_agent"
+else
+    fail "no emads-agent or cto_agent binary in $agents_dir"
+fi
+# shellcheck disable=SC2086 # agent_cmd is a program and its arguments
+EMADS_INSTANCE=cto_agent.2 setsid $agent_cmd --config "$E2E_CFG/emads.yaml" --home "$E2E_RUN" \
     >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
 E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
 w=$(wait_workers cto_agent 2 200)

@@ -28,7 +28,11 @@ first=$(cat "$E2E_RUN/pids/cto_agent.pid")
 "$agent_bin" --config "$Y" --home "$E2E_RUN" >>"$E2E_RUN/logs/cto_agent-2.log" 2>&1 &
 second=$!
 E2E_EXTRA_PIDS="$second $first"
-w=$(wait_workers cto_agent 2)
+for i in $(seq 1 100); do
+    w=$(ctl --json status | json '[p["workers"] for p in d["processes"] if p["name"] == "cto_agent"][0]')
+    [ "$w" -ge 2 ] && break
+    sleep 0.05
+done
 [ "$w" -ge 2 ] || fail "the second cto_agent did not register"
 
 task=$(ctl submit "search the latest news on GPU prices")
