@@ -948,7 +948,7 @@ int agent_run(agent_t *self)
     snprintf(calib_path, sizeof calib_path, "%s/%s.calib.json", self->run_dir, self->name);
     if (self->run_dir[0] && tokens_calib_load(self->calib, calib_path) == 0)
         log_info("token calibration loaded from %s", calib_path);
-    log_info("serving %s (%s role) on %s with %d step%s at once%s", self->name, self->role->name,
+    log_info("started %s (%s role) on %s with %d step%s at once%s", self->name, self->role->name,
              self->endpoint, self->n_threads, self->n_threads == 1 ? "" : "s",
              self->sec.curve ? "" : " (insecure)");
 

@@ -21,13 +21,25 @@
     deadline.
 
     Security: with CURVE the broker answers ZAP requests itself (a REP socket
-    on inproc://zeromq.zap.01 polled in the same loop): a client key found in
-    <certs>/public is accepted and the ZAP User-Id is the certificate's
-    "name", so every frame read from the ROUTER carries that name as its
-    "User-Id" property. The broker stamps it as `sender` on each REQUEST and
-    EVENT it forwards and checks it against the access list (service, the
-    body's "type", name). zcertstore re-reads the folder when it changes, so
-    certificates added while the bus runs are accepted.
+    on inproc://zeromq.zap.01 polled in the same loop) from its own table of
+    the certificates in <certs>/public (key -> instance name, principal).
+    The ZAP User-Id is the certificate's principal and the ZAP metadata
+    carries its instance name and key, so every frame read from the ROUTER
+    has them as properties. The broker stamps the principal as `sender` on
+    each REQUEST and EVENT it forwards (and the instance, when it differs,
+    as an extra REQUEST frame) and checks the principal against the access
+    list: calls (service, the body's "type"), serving (READY: only the
+    principal named like the service, or a serve rule) and publishing
+    (owned topic prefixes). A refused READY is answered DISCONNECT with a
+    reason frame; an accepted one HEARTBEAT at once, so the worker knows.
+
+    Reload: the table is re-read when a handshake presents an unknown key
+    and the folder changed (a certificate added while the bus runs is
+    accepted at once), and by bus_broker_reload (SIGHUP), which also swaps
+    the access list. A peer whose key left the table (revoked) is cut off
+    at once: its worker entries go (requests it held are answered
+    worker_lost), it gets DISCONNECT, and whatever it sends later on its
+    open connection is dropped; its reconnections fail ZAP.
 
     Limits: ZMQ_MAXMSGSIZE = PROTO_MAX_FRAME on the socket; a message is read
     frame by frame and never holds more than PROTO_MAX_FRAMES + 1 frames;
@@ -42,8 +54,12 @@
 #include "bus/bus_priv.h"
 #include "common/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #define S_QUEUE_TIMEOUT_MS 3000
 #define S_MAX_QUEUE        10000              /* waiting requests per service */
@@ -60,8 +76,9 @@ typedef struct s_worker s_worker_t;
 typedef struct {
     zframe_t *client; /* client routing id */
     char corr[PROTO_MAX_ID + 1];
-    char sender[PROTO_MAX_NAME + 1];
-    zframe_t *body; /* while queued */
+    char sender[PROTO_MAX_NAME + 1];   /* principal */
+    char instance[PROTO_MAX_NAME + 1]; /* "" when equal to the principal */
+    zframe_t *body;                    /* while queued */
     s_service_t *service;
     s_worker_t *worker;
     int64_t deadline; /* while queued */
@@ -77,7 +94,9 @@ struct s_service {
 struct s_worker {
     char key[S_KEY_MAX];
     zframe_t *id;
-    char name[PROTO_MAX_NAME + 1];
+    char name[PROTO_MAX_NAME + 1];     /* principal */
+    char instance[PROTO_MAX_NAME + 1]; /* certificate name */
+    char pubkey[41];                   /* Z85 CURVE key, "" insecure */
     s_service_t *service;
     void *handle; /* in service->workers */
     int capacity;
@@ -89,6 +108,7 @@ struct s_worker {
 typedef struct {
     zframe_t *id;
     char name[PROTO_MAX_NAME + 1];
+    char pubkey[41];
     char *subs[S_MAX_SUBS];
     int nsubs;
     int64_t expiry;
@@ -98,20 +118,33 @@ typedef struct {
 struct _bus_broker_t {
     zsock_t *router;
     zsock_t *zap;
-    zsock_t *monitor; /* PAIR reading the router's DISCONNECTED events */
-    zcertstore_t *store;
+    zsock_t *monitor;     /* PAIR reading the router's DISCONNECTED events */
+    char certs_pub[1300]; /* <certs>/public */
+    zhashx_t *keys;       /* Z85 key -> s_cert_t (owned): the certificate table */
+    int64_t keys_mtime;   /* of the folder when the table was read, ns */
+    zhashx_t *revoked;    /* Z85 keys that left the table while the bus ran */
     char endpoint[1024];
     bool curve;
     const cfg_t *cfg;
     int queue_timeout_ms;
     int hb_ms;
+    volatile sig_atomic_t *reload_flag;
+    void (*on_reload)(bus_broker_t *broker, void *arg);
+    void *reload_arg;
     zhashx_t *services; /* name -> s_service_t (owned) */
     zhashx_t *workers;  /* key -> s_worker_t (owned) */
     zhashx_t *clients;  /* key -> s_client_t (owned) */
     int64_t started, hb_at, timer_at;
-    size_t queued_bytes;               /* bodies of requests waiting for a worker */
-    int cur_fd;                        /* connection of the message being handled, -1 unknown */
-    char cur_name[PROTO_MAX_NAME + 1]; /* its authenticated name ("" none) */
+    size_t queued_bytes;                   /* bodies of requests waiting for a worker */
+    int cur_fd;                            /* connection of the message being handled, -1 unknown */
+    char cur_name[PROTO_MAX_NAME + 1];     /* its authenticated principal ("" none) */
+    char cur_instance[PROTO_MAX_NAME + 1]; /* its certificate name */
+    char cur_pubkey[41];                   /* its key ("" insecure) */
+    char cur_addr[64];                     /* its address (tcp), "" unknown */
+    zhashx_t *peer_addrs;                  /* "fd" -> peer address (char *), from ACCEPTED */
+    int hs_event, hs_value;                /* a handshake failure awaiting its DISCONNECTED */
+    uint64_t hs_kind_count[3];             /* failures per kind, for the log's rate limit */
+    char hs_endpoint[256];
     bus_broker_stats_t stats;
     struct {
         metric_t *wait, *workers, *queued, *counters[8];
@@ -215,6 +248,54 @@ static bool s_should_log(uint64_t count)
     return count <= 10 || count % 1000 == 0;
 }
 
+/* ---- the certificate table -------------------------------------------- */
+
+typedef struct {
+    char instance[PROTO_MAX_NAME + 1];
+    char principal[PROTO_MAX_NAME + 1];
+} s_cert_t;
+
+/* zhashx destructor of plain malloc'd items (s_cert_t, strings) */
+static void s_item_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Modification time of path in ns (0 if it cannot be read). */
+static int64_t s_mtime(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+static void s_keys_add(const char *name, const char *principal, const char *key, void *arg)
+{
+    s_cert_t *c = (s_cert_t *)calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    snprintf(c->instance, sizeof(c->instance), "%s", name);
+    snprintf(c->principal, sizeof(c->principal), "%s", principal);
+    zhashx_update((zhashx_t *)arg, key, c);
+}
+
+/* Read the certificates of dir into a new table (Z85 key -> s_cert_t).
+   NULL if the folder cannot be read. */
+static zhashx_t *s_keys_load(const char *dir)
+{
+    zhashx_t *keys = zhashx_new();
+    if (!keys)
+        return NULL;
+    zhashx_set_destructor(keys, s_item_free);
+    if (bus_certs_each(dir, s_keys_add, keys) < 0) {
+        log_error("cannot read the certificate folder %s: %s", dir, strerror(errno));
+        zhashx_destroy(&keys);
+    }
+    return keys;
+}
+
 /* Answer a client request with a body (taken). */
 static void s_reply_body(bus_broker_t *self, zframe_t *client, const char *service,
                          const char *corr, ev_t **body_p)
@@ -282,12 +363,13 @@ static void s_route(bus_broker_t *self, s_worker_t *w, s_request_t *req)
     req->worker = w;
     metric_observe(self->m.wait, METRICS_LABELS(req->service->name),
                    (double)(zclock_usecs() - req->arrived) / 1e6);
-    const void *data[4] = {zframe_data(req->client), req->corr, req->sender,
-                           zframe_data(req->body)};
-    size_t size[4] = {zframe_size(req->client), strlen(req->corr), strlen(req->sender),
-                      zframe_size(req->body)};
-    s_send_parts(self, zframe_data(w->id), zframe_size(w->id), PROTO_WORKER, PROTO_REQUEST, 4, data,
-                 size);
+    const void *data[5] = {zframe_data(req->client), req->corr, req->sender, zframe_data(req->body),
+                           req->instance};
+    size_t size[5] = {zframe_size(req->client), strlen(req->corr), strlen(req->sender),
+                      zframe_size(req->body), strlen(req->instance)};
+    /* the caller's instance, when it is not its principal, as a last frame */
+    s_send_parts(self, zframe_data(w->id), zframe_size(w->id), PROTO_WORKER, PROTO_REQUEST,
+                 req->instance[0] ? 5 : 4, data, size);
     zframe_destroy(&req->body);
     zlistx_add_end(w->inflight, req);
     self->stats.routed++;
@@ -309,8 +391,8 @@ static void s_dispatch(bus_broker_t *self, s_service_t *s)
 /* Remove worker w; answer its in-flight requests with worker_lost. */
 static void s_worker_delete(bus_broker_t *self, s_worker_t *w, const char *why, bool disconnect)
 {
-    log_info("worker %s (%s) of '%s' removed: %s; %zu request(s) lost", w->key, w->name,
-             w->service->name, why, zlistx_size(w->inflight));
+    log_info("worker %s (%s for %s) of '%s' removed: %s; %zu request(s) lost", w->key, w->instance,
+             w->name, w->service->name, why, zlistx_size(w->inflight));
     for (s_request_t *r = (s_request_t *)zlistx_first(w->inflight); r;
          r = (s_request_t *)zlistx_next(w->inflight)) {
         s_reply_error(self, r->client, w->service->name, r->corr, PROTO_E_WORKER_LOST,
@@ -340,9 +422,12 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
              s = (s_service_t *)zhashx_next(self->services)) {
             ev_t *e = ev_set_map(svcs, s->name);
             int64_t inflight = 0, age = -1, now = zclock_mono();
+            ev_t *inst = ev_new_array();
             for (s_worker_t *w = (s_worker_t *)zlistx_first(s->workers); w;
                  w = (s_worker_t *)zlistx_next(s->workers)) {
                 inflight += (int64_t)zlistx_size(w->inflight);
+                if (ev_len(inst) < 64)
+                    ev_push(inst, ev_new_str(w->instance));
                 /* since the worker was last heard (expiry is that + liveness) */
                 int64_t a = now - (w->expiry - (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS);
                 if (a < 0)
@@ -355,6 +440,7 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
             ev_set_int(e, "queued", (int64_t)zlistx_size(s->queue));
             if (age >= 0) /* the stalest worker's */
                 ev_set_int(e, "heartbeat_age_ms", age);
+            ev_set(e, "instances", inst);
         }
         ev_set_int(body, "clients", (int64_t)zhashx_size(self->clients));
     } else if (streq(type, "stats")) {
@@ -367,6 +453,10 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
         ev_set_int(body, "worker_lost", (int64_t)self->stats.worker_lost);
         ev_set_int(body, "events", (int64_t)self->stats.events);
         ev_set_int(body, "auth_denied", (int64_t)self->stats.auth_denied);
+        ev_set_int(body, "ready_refused", (int64_t)self->stats.ready_refused);
+        ev_set_int(body, "events_refused", (int64_t)self->stats.events_refused);
+        ev_set_int(body, "revoked", (int64_t)self->stats.revoked);
+        ev_set_int(body, "handshake_failed", (int64_t)self->stats.handshake_failed);
         ev_set_int(body, "workers", (int64_t)zhashx_size(self->workers));
         ev_set_int(body, "clients", (int64_t)zhashx_size(self->clients));
     } else {
@@ -388,6 +478,7 @@ static s_client_t *s_client_touch(bus_broker_t *self, zframe_t *id, const char *
             return NULL;
         c->id = zframe_dup(id);
         snprintf(c->name, sizeof(c->name), "%s", name);
+        snprintf(c->pubkey, sizeof(c->pubkey), "%s", self->cur_pubkey);
         zhashx_insert(self->clients, key, c);
     }
     c->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
@@ -455,8 +546,10 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
     if (!s_allowed(self, service, type, name)) {
         self->stats.forbidden++;
         if (s_should_log(self->stats.forbidden))
-            log_warn("forbidden: '%s' may not call %s.%s (%llu refused so far)", name, service,
-                     type, (unsigned long long)self->stats.forbidden);
+            log_warn("forbidden: '%s' (instance '%s' at %s) may not call %s.%s (%llu refused so "
+                     "far)",
+                     name, self->cur_instance, self->cur_addr[0] ? self->cur_addr : "local",
+                     service, type, (unsigned long long)self->stats.forbidden);
         s_reply_error(self, id, service, corr, PROTO_E_FORBIDDEN,
                       "'%s' may not call '%s' on service '%s'", name, type, service);
         return;
@@ -476,6 +569,8 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
     req->client = zframe_dup(id);
     memcpy(req->corr, corr, sizeof(corr));
     snprintf(req->sender, sizeof(req->sender), "%s", name);
+    if (!streq(self->cur_instance, name))
+        snprintf(req->instance, sizeof(req->instance), "%s", self->cur_instance);
     req->service = s;
     req->arrived = zclock_usecs();
     zmsg_remove(m, bodyf);
@@ -532,6 +627,15 @@ static void s_event(bus_broker_t *self, zmsg_t *m, const char *name)
         self->stats.malformed++; /* not one well-formed map */
         return;
     }
+    if (self->cfg && self->curve && !cfg_publish_allowed(self->cfg, topic, name)) {
+        self->stats.events_refused++;
+        if (s_should_log(self->stats.events_refused))
+            log_warn("event refused: '%s' (instance '%s', at %s) may not publish '%s', which "
+                     "only '%s' publishes (%llu refused so far)",
+                     name, self->cur_instance, self->cur_addr[0] ? self->cur_addr : "local", topic,
+                     cfg_topic_owner(topic), (unsigned long long)self->stats.events_refused);
+        return;
+    }
     s_fanout(self, topic, name, bodyf);
 }
 
@@ -586,18 +690,14 @@ static void s_client_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char
 
 /* ---- worker commands ---------------------------------------------------- */
 
-/* A service whose access list mentions the command "ready" may only be
-   served by the names it lists; other services by any authenticated peer. */
+/* Serving rights (cfg_serve_allowed): the principal named like the
+   service, or one a serve rule names. Without an access list (no config,
+   or --insecure) anyone may serve. */
 static bool s_may_serve(bus_broker_t *self, const char *service, const char *name)
 {
     if (!self->cfg || !self->curve)
         return true;
-    for (int i = 0; i < self->cfg->n_access; i++) {
-        const cfg_access_t *a = &self->cfg->access[i];
-        if (streq(a->service, service) && streq(a->command, "ready"))
-            return cfg_access_allowed(self->cfg, service, "ready", name);
-    }
-    return true;
+    return cfg_serve_allowed(self->cfg, service, name);
 }
 
 static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key,
@@ -627,10 +727,20 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
     if (capacity > S_MAX_CAPACITY)
         capacity = S_MAX_CAPACITY;
     if (!s_may_serve(self, service, name)) {
-        self->stats.forbidden++;
-        if (s_should_log(self->stats.forbidden))
-            log_warn("forbidden: '%s' may not serve '%s'", name, service);
-        s_send(self, id, PROTO_WORKER, PROTO_DISCONNECT);
+        self->stats.ready_refused++;
+        char why[400];
+        snprintf(why, sizeof(why),
+                 "'%s' may not serve '%s': only the principal '%s' or one a serve rule of the "
+                 "access list names",
+                 name, service, service);
+        if (s_should_log(self->stats.ready_refused))
+            log_warn("READY refused from instance '%s' at %s: %s (%llu refused so far)",
+                     self->cur_instance, self->cur_addr[0] ? self->cur_addr : "local", why,
+                     (unsigned long long)self->stats.ready_refused);
+        const void *data[1] = {why};
+        size_t size[1] = {strlen(why)};
+        s_send_parts(self, zframe_data(id), zframe_size(id), PROTO_WORKER, PROTO_DISCONNECT, 1,
+                     data, size);
         return;
     }
     if (w && !streq(w->service->name, service)) {
@@ -647,16 +757,21 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
         snprintf(w->key, sizeof(w->key), "%s", key);
         w->id = zframe_dup(id);
         snprintf(w->name, sizeof(w->name), "%s", name);
+        snprintf(w->instance, sizeof(w->instance), "%s", self->cur_instance);
+        snprintf(w->pubkey, sizeof(w->pubkey), "%s", self->cur_pubkey);
         w->service = s;
         w->inflight = zlistx_new();
         zlistx_set_destructor(w->inflight, s_request_free);
         w->handle = zlistx_add_start(s->workers, w); /* unused yet: first in line */
         w->fd = self->cur_fd;
         zhashx_insert(self->workers, key, w);
-        log_info("worker %s (%s) serves '%s', capacity %d", key, name, service, (int)capacity);
+        log_info("worker %s (%s for %s) serves '%s', capacity %d", key, self->cur_instance, name,
+                 service, (int)capacity);
     }
     w->capacity = (int)capacity;
     w->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
+    /* the acknowledgement: the worker knows it is registered */
+    s_send(self, id, PROTO_WORKER, PROTO_HEARTBEAT);
     s_dispatch(self, s);
 }
 
@@ -745,6 +860,9 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
     }
     self->cur_fd = -1;
     self->cur_name[0] = '\0';
+    self->cur_instance[0] = '\0';
+    self->cur_pubkey[0] = '\0';
+    self->cur_addr[0] = '\0';
     zmsg_t *m = zmsg_new();
     size_t nframes = 0;
     while (true) {
@@ -754,6 +872,16 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
             const char *uid = zmq_msg_gets(&part, "User-Id");
             if (uid && bus_name_valid(uid, strlen(uid), PROTO_MAX_NAME))
                 snprintf(self->cur_name, sizeof(self->cur_name), "%s", uid);
+            const char *inst = zmq_msg_gets(&part, "Instance");
+            snprintf(self->cur_instance, sizeof(self->cur_instance), "%s",
+                     inst && bus_name_valid(inst, strlen(inst), PROTO_MAX_NAME) ? inst
+                                                                                : self->cur_name);
+            const char *k = zmq_msg_gets(&part, "Curve-Key");
+            if (k && strlen(k) == 40)
+                memcpy(self->cur_pubkey, k, 41);
+            const char *addr = zmq_msg_gets(&part, "Peer-Address");
+            if (addr)
+                snprintf(self->cur_addr, sizeof(self->cur_addr), "%s", addr);
         }
         bool more = zmq_msg_more(&part);
         if (nframes < PROTO_MAX_FRAMES + 1) {
@@ -784,6 +912,15 @@ static void s_handle(bus_broker_t *self, zmsg_t *m)
         self->stats.malformed++;
         return;
     }
+    if (self->cur_pubkey[0] && !zhashx_lookup(self->keys, self->cur_pubkey)) {
+        /* a connection whose certificate left the store (revoked), still
+           open: nothing it says counts, whether or not it had registered */
+        if (s_should_log(++self->stats.revoked))
+            log_warn("dropped a message from instance '%s': its certificate is no longer in the "
+                     "store (%llu dropped or cut off so far)",
+                     self->cur_instance, (unsigned long long)self->stats.revoked);
+        return;
+    }
     char key[S_KEY_MAX];
     s_key(id, key);
     uint8_t cmd = zframe_data(cmdf)[0];
@@ -793,6 +930,81 @@ static void s_handle(bus_broker_t *self, zmsg_t *m)
         s_worker_msg(self, m, id, key, cmd, name);
     else
         self->stats.malformed++;
+}
+
+/* ---- revocation and reload ---------------------------------------------- */
+
+/* Cut off every peer whose key is not in the table any more: its workers
+   go (their requests are answered worker_lost) with a DISCONNECT, its
+   client entries are forgotten, and its key is remembered so that its open
+   connection is ignored from now on. */
+static void s_cut_revoked(bus_broker_t *self)
+{
+    zlistx_t *gone = zlistx_new();
+    if (!gone)
+        return;
+    for (s_worker_t *w = (s_worker_t *)zhashx_first(self->workers); w;
+         w = (s_worker_t *)zhashx_next(self->workers))
+        if (w->pubkey[0] && !zhashx_lookup(self->keys, w->pubkey))
+            zlistx_add_end(gone, w);
+    for (s_worker_t *w = (s_worker_t *)zlistx_first(gone); w; w = (s_worker_t *)zlistx_next(gone)) {
+        zhashx_update(self->revoked, w->pubkey, (void *)1);
+        log_warn("instance '%s' (principal '%s') cut off: its certificate was revoked", w->instance,
+                 w->name);
+        self->stats.revoked++;
+        static const char why[] = "certificate revoked";
+        const void *data[1] = {why};
+        size_t size[1] = {sizeof(why) - 1};
+        s_send_parts(self, zframe_data(w->id), zframe_size(w->id), PROTO_WORKER, PROTO_DISCONNECT,
+                     1, data, size);
+        s_worker_delete(self, w, "certificate revoked", false);
+    }
+    zlistx_purge(gone);
+    for (s_client_t *c = (s_client_t *)zhashx_first(self->clients); c;
+         c = (s_client_t *)zhashx_next(self->clients))
+        if (c->pubkey[0] && !zhashx_lookup(self->keys, c->pubkey)) {
+            zhashx_update(self->revoked, c->pubkey, (void *)1);
+            zlistx_add_end(gone, (void *)zhashx_cursor(self->clients));
+        }
+    for (const char *k = (const char *)zlistx_first(gone); k; k = (const char *)zlistx_next(gone)) {
+        char key[S_KEY_MAX];
+        snprintf(key, sizeof(key), "%s", k);
+        s_client_t *c = (s_client_t *)zhashx_lookup(self->clients, key);
+        if (c)
+            s_send(self, c->id, PROTO_CLIENT, PROTO_DISCONNECT);
+        self->stats.revoked++;
+        zhashx_delete(self->clients, key);
+    }
+    zlistx_destroy(&gone);
+}
+
+/* Re-read the certificate table; keep the old one if the folder cannot be
+   read. Keys that came back are no longer revoked. Returns 0 or -1. */
+static int s_keys_reload(bus_broker_t *self)
+{
+    int64_t mtime = s_mtime(self->certs_pub);
+    zhashx_t *keys = s_keys_load(self->certs_pub);
+    if (!keys)
+        return -1;
+    zhashx_destroy(&self->keys);
+    self->keys = keys;
+    self->keys_mtime = mtime;
+    for (void *v = zhashx_first(keys); v; v = zhashx_next(keys))
+        zhashx_delete(self->revoked, zhashx_cursor(keys));
+    s_cut_revoked(self);
+    return 0;
+}
+
+int bus_broker_reload(bus_broker_t *self, const cfg_t *cfg)
+{
+    if (!self)
+        return -1;
+    if (cfg)
+        self->cfg = cfg;
+    int rc = self->curve ? s_keys_reload(self) : 0;
+    log_info("reloaded: %zu certificate(s)%s", self->keys ? zhashx_size(self->keys) : 0,
+             cfg ? " and the access list" : "");
+    return rc;
 }
 
 /* ---- disconnections ------------------------------------------------------ */
@@ -825,6 +1037,70 @@ static void s_peer_gone(bus_broker_t *self, int fd)
     zlistx_destroy(&gone);
 }
 
+/* ACCEPTED: remember the peer's address for a later handshake failure
+   (tcp: "IP:port"; ipc has none). Entries go with the connection. */
+static void s_peer_accepted(bus_broker_t *self, int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    /* the connection may be gone already (a handshake fails within a
+       millisecond, and this event is read later): then "?" */
+    char host[INET6_ADDRSTRLEN] = "", text[INET6_ADDRSTRLEN + 16] = "?", key[16];
+    if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0) {
+        if (sa.ss_family == AF_UNIX)
+            snprintf(text, sizeof(text), "local (ipc)");
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            snprintf(text, sizeof(text), "%s:%u", host, (unsigned)ntohs(in->sin_port));
+        } else if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            snprintf(text, sizeof(text), "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+        }
+    }
+    snprintf(key, sizeof(key), "%d", fd);
+    char *copy = strdup(text);
+    if (copy)
+        zhashx_update(self->peer_addrs, key, copy);
+}
+
+/* DISCONNECTED of fd: if a handshake failure came just before it (libzmq
+   posts both from the one I/O thread, failure first), log it with the
+   peer's address; forget the address. */
+static void s_handshake_report(bus_broker_t *self, int fd)
+{
+    char key[16];
+    snprintf(key, sizeof(key), "%d", fd);
+    const char *addr = (const char *)zhashx_lookup(self->peer_addrs, key);
+    /* one log budget per kind, so that one misconfigured peer retrying
+       every 100 ms does not hide another kind of failure */
+    int kind = 0;
+    const char *why = "the connection ended during the handshake (the peer may not use CURVE, "
+                      "or use another server key)";
+    if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+        self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) {
+        kind = 1;
+        why = "its messages do not decrypt: it uses another server key than this bus's "
+              "(wrong certs/public/bus.cert?)";
+    } else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+               self->hs_value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        kind = 2;
+        why = "it does not use CURVE (no certificate, or a bus started --insecure)";
+    } else if (self->hs_event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        why = "protocol error";
+    if (self->hs_event)
+        self->stats.handshake_failed++;
+    if (self->hs_event && s_should_log(++self->hs_kind_count[kind])) {
+        log_warn("CURVE handshake failed with a peer at %s (on %s): %s (code %d; %llu failed so "
+                 "far)",
+                 addr ? addr : "?", self->hs_endpoint, why, self->hs_value,
+                 (unsigned long long)self->stats.handshake_failed);
+    }
+    self->hs_event = 0;
+    zhashx_delete(self->peer_addrs, key);
+}
+
 /* Drain the router's monitor. Called when it polls readable and after every
    pass of the ZAP handler, before the router's input: libzmq posts
    DISCONNECTED before it closes the descriptor, and a new connection that
@@ -850,18 +1126,47 @@ static void s_monitor(bus_broker_t *self)
             memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
         }
         bool more = zmq_msg_more(&ev);
+        char addr[256] = "";
         while (more) { /* the endpoint frame */
             if (zmq_msg_recv(&ev, sock, 0) < 0)
                 break;
+            snprintf(addr, sizeof(addr), "%.*s", (int)zmq_msg_size(&ev),
+                     (const char *)zmq_msg_data(&ev));
             more = zmq_msg_more(&ev);
         }
         zmq_msg_close(&ev);
-        if (event == ZMQ_EVENT_DISCONNECTED && value >= 0)
+        if (event == ZMQ_EVENT_ACCEPTED && value >= 0)
+            s_peer_accepted(self, (int)value);
+        else if (event == ZMQ_EVENT_DISCONNECTED && value >= 0) {
+            s_handshake_report(self, (int)value);
             s_peer_gone(self, (int)value);
+        } else if (event &
+                   (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
+            /* reported with the peer's address by the DISCONNECTED event
+               libzmq sends right after it for the same connection */
+            self->hs_event = (int)event;
+            self->hs_value = value;
+            snprintf(self->hs_endpoint, sizeof(self->hs_endpoint), "%s", addr);
+        }
     }
 }
 
 /* ---- ZAP ---------------------------------------------------------------- */
+
+/* Append one ZMTP metadata property (name < 16 bytes) at buf + at. */
+static size_t s_meta_put(uint8_t *buf, size_t at, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    buf[at++] = (uint8_t)nl;
+    memcpy(buf + at, name, nl);
+    at += nl;
+    buf[at++] = (uint8_t)(vl >> 24);
+    buf[at++] = (uint8_t)(vl >> 16);
+    buf[at++] = (uint8_t)(vl >> 8);
+    buf[at++] = (uint8_t)vl;
+    memcpy(buf + at, value, vl);
+    return at + vl;
+}
 
 static void s_zap(bus_broker_t *self)
 {
@@ -874,27 +1179,33 @@ static void s_zap(bus_broker_t *self)
     zframe_t *address = zmsg_pop(req);
     zframe_t *identity = zmsg_pop(req);
     zframe_t *mech = zmsg_pop(req);
-    char name[PROTO_MAX_NAME + 1] = "";
+    char name[PROTO_MAX_NAME + 1] = "", instance[PROTO_MAX_NAME + 1] = "", pubkey[41] = "";
     const char *status = "400", *text = "no access";
     if (bus_frame_is(ver, "1.0") && rid) {
         if (self->curve && bus_frame_is(mech, "CURVE")) {
             zframe_t *key = zmsg_pop(req);
             if (key && zframe_size(key) == 32) {
-                char txt[41];
-                zmq_z85_encode(txt, zframe_data(key), 32);
-                zcert_t *cert = zcertstore_lookup(self->store, txt);
-                const char *n = cert ? zcert_meta(cert, "name") : NULL;
-                if (n && bus_name_valid(n, strlen(n), PROTO_MAX_NAME)) {
-                    snprintf(name, sizeof(name), "%s", n);
+                zmq_z85_encode(pubkey, zframe_data(key), 32);
+                s_cert_t *cert = (s_cert_t *)zhashx_lookup(self->keys, pubkey);
+                if (!cert && s_mtime(self->certs_pub) != self->keys_mtime) {
+                    /* the folder changed: a certificate added while we run */
+                    s_keys_reload(self);
+                    cert = (s_cert_t *)zhashx_lookup(self->keys, pubkey);
+                }
+                if (cert) {
+                    snprintf(name, sizeof(name), "%s", cert->principal);
+                    snprintf(instance, sizeof(instance), "%s", cert->instance);
                     status = "200";
                     text = "OK";
                 } else
-                    text = cert ? "certificate has no valid name" : "unknown certificate";
+                    text = zhashx_lookup(self->revoked, pubkey) ? "revoked certificate"
+                                                                : "unknown certificate";
             }
             zframe_destroy(&key);
         } else if (!self->curve && bus_frame_is(mech, "PLAIN")) {
             zframe_t *user = zmsg_pop(req);
             if (user && bus_frame_name(user, name, sizeof(name), PROTO_MAX_NAME) == 0) {
+                snprintf(instance, sizeof(instance), "%s", name);
                 status = "200";
                 text = "OK";
             }
@@ -903,7 +1214,8 @@ static void s_zap(bus_broker_t *self)
     }
     if (!streq(status, "200") && s_should_log(++self->stats.auth_denied)) {
         char *addr = address ? zframe_strdup(address) : NULL;
-        log_warn("refused a peer at %s: %s (%llu refused so far)", addr ? addr : "?", text,
+        log_warn("refused a peer at %s: %s (%llu refused so far)",
+                 addr && *addr ? addr : "local (ipc)", text,
                  (unsigned long long)self->stats.auth_denied);
         free(addr);
     }
@@ -916,7 +1228,16 @@ static void s_zap(bus_broker_t *self)
     zmsg_addstr(rep, status);
     zmsg_addstr(rep, text);
     zmsg_addstr(rep, name);
-    zmsg_addmem(rep, "", 0);
+    /* metadata (ZMTP property list): the instance and key, read back by
+       s_recv from every message of this connection */
+    uint8_t meta[2 * (1 + 16 + 4) + sizeof(instance) + sizeof(pubkey)];
+    size_t mlen = 0;
+    if (streq(status, "200")) {
+        mlen = s_meta_put(meta, mlen, "Instance", instance);
+        if (pubkey[0])
+            mlen = s_meta_put(meta, mlen, "Curve-Key", pubkey);
+    }
+    zmsg_addmem(rep, meta, mlen);
     if (zmsg_send(&rep, self->zap) != 0)
         zmsg_destroy(&rep);
     zframe_destroy(&ver);
@@ -1050,6 +1371,9 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
         return NULL;
     self->curve = opts->curve;
     self->cfg = opts->cfg;
+    self->reload_flag = opts->reload_flag;
+    self->on_reload = opts->on_reload;
+    self->reload_arg = opts->reload_arg;
     self->queue_timeout_ms =
         opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms : S_QUEUE_TIMEOUT_MS;
     self->hb_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : PROTO_HEARTBEAT_MS;
@@ -1058,6 +1382,9 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
     self->services = zhashx_new();
     self->workers = zhashx_new();
     self->clients = zhashx_new();
+    self->revoked = zhashx_new();
+    self->peer_addrs = zhashx_new();
+    zhashx_set_destructor(self->peer_addrs, s_item_free);
     zhashx_set_destructor(self->services, s_service_free);
     zhashx_set_destructor(self->workers, s_worker_free);
     zhashx_set_destructor(self->clients, s_client_free);
@@ -1094,8 +1421,10 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
         zcert_apply(cert, self->router);
         zcert_destroy(&cert);
         zsock_set_curve_server(self->router, 1);
-        self->store = zcertstore_new(pub);
-        if (!self->store)
+        snprintf(self->certs_pub, sizeof(self->certs_pub), "%s", pub);
+        self->keys_mtime = s_mtime(pub);
+        self->keys = s_keys_load(pub);
+        if (!self->keys)
             goto fail;
     } else
         zsock_set_plain_server(self->router, 1);
@@ -1103,7 +1432,10 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
        than after its heartbeat expiry */
     char mon_ep[64];
     snprintf(mon_ep, sizeof(mon_ep), "inproc://emads-bus-monitor-%p", (void *)self);
-    if (zmq_socket_monitor(zsock_resolve(self->router), mon_ep, ZMQ_EVENT_DISCONNECTED) == 0) {
+    if (zmq_socket_monitor(zsock_resolve(self->router), mon_ep,
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
         self->monitor = zsock_new(ZMQ_PAIR);
         if (!self->monitor || zsock_connect(self->monitor, "%s", mon_ep) != 0) {
             log_error("cannot watch the bus socket for disconnections");
@@ -1141,7 +1473,9 @@ void bus_broker_destroy(bus_broker_t **self_p)
     zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
     zsock_destroy(&self->zap);
-    zcertstore_destroy(&self->store);
+    zhashx_destroy(&self->keys);
+    zhashx_destroy(&self->revoked);
+    zhashx_destroy(&self->peer_addrs);
     free(self);
     *self_p = NULL;
 }
@@ -1208,6 +1542,13 @@ int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
             free(cmd);
             if (term)
                 break;
+        }
+        if (self->reload_flag && *self->reload_flag) {
+            *self->reload_flag = 0;
+            if (self->on_reload)
+                self->on_reload(self, self->reload_arg);
+            else
+                bus_broker_reload(self, NULL);
         }
         now = zclock_mono();
         if (now >= self->timer_at) {

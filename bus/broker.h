@@ -15,9 +15,13 @@
 #include "common/config.h"
 #include "common/metrics.h"
 
+#include <signal.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef struct _bus_broker_t bus_broker_t;
 
 typedef struct {
     const char *endpoint;  /* bind endpoint, e.g. ipc:///run/emads/bus.sock */
@@ -30,20 +34,28 @@ typedef struct {
     metrics_t *metrics;    /* where the broker's counters, worker and queue
                               gauges and queue-wait histogram go; NULL =
                               none. Borrowed: must outlive the broker */
+    /* When *reload_flag becomes non-zero (a SIGHUP handler sets it), the
+       run loop clears it and calls on_reload(broker, reload_arg) within
+       one timer period. Both may be NULL. */
+    volatile sig_atomic_t *reload_flag;
+    void (*on_reload)(bus_broker_t *broker, void *arg);
+    void *reload_arg;
 } bus_broker_opts_t;
-
-typedef struct _bus_broker_t bus_broker_t;
 
 /* Counters, for the "stats" command and tests. */
 typedef struct {
-    uint64_t routed;      /* requests handed to a worker */
-    uint64_t replies;     /* replies returned to clients */
-    uint64_t malformed;   /* messages dropped or refused as malformed */
-    uint64_t forbidden;   /* calls refused by the access list */
-    uint64_t unavailable; /* requests answered service_unavailable */
-    uint64_t worker_lost; /* requests answered worker_lost */
-    uint64_t events;      /* events published */
-    uint64_t auth_denied; /* handshakes refused by the ZAP handler */
+    uint64_t routed;           /* requests handed to a worker */
+    uint64_t replies;          /* replies returned to clients */
+    uint64_t malformed;        /* messages dropped or refused as malformed */
+    uint64_t forbidden;        /* calls refused by the access list */
+    uint64_t unavailable;      /* requests answered service_unavailable */
+    uint64_t worker_lost;      /* requests answered worker_lost */
+    uint64_t events;           /* events published */
+    uint64_t auth_denied;      /* handshakes refused by the ZAP handler */
+    uint64_t ready_refused;    /* READYs refused: the principal may not serve */
+    uint64_t events_refused;   /* events dropped: the principal may not publish the topic */
+    uint64_t revoked;          /* peers cut off and messages dropped: certificate revoked */
+    uint64_t handshake_failed; /* CURVE handshakes that failed before ZAP */
 } bus_broker_stats_t;
 
 /* Bind the ROUTER (and the ZAP handler when curve). NULL on failure with a
@@ -56,6 +68,13 @@ const char *bus_broker_endpoint(bus_broker_t *self);
    NULL). Returns 0. */
 int bus_broker_run(bus_broker_t *self, zsock_t *pipe);
 void bus_broker_stats(bus_broker_t *self, bus_broker_stats_t *out);
+/* Re-read the certificate store and, when cfg is not NULL, take cfg as the
+   access list (borrowed: it must outlive the broker or the next reload;
+   the caller keeps the previous one alive until this returns). Peers
+   whose certificate left the store are cut off at once. Call it from the
+   thread that runs the broker, e.g. from opts.on_reload. 0, or -1 when
+   the store cannot be read (the old table is kept). */
+int bus_broker_reload(bus_broker_t *self, const cfg_t *cfg);
 
 /* Start a broker in a thread. Returns NULL if it cannot bind. zactor_destroy
    stops it and frees everything. */

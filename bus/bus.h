@@ -10,7 +10,11 @@
 
     Security: with a bus_security_t whose curve is true, the socket is a
     CURVE client of the bus's server key, using the named certificate from
-    <run>/certs. The bus stamps that certificate's name on every request.
+    <run>/certs. The bus stamps that certificate's principal on every
+    request as its sender (and tells workers the instance, the certificate's
+    own name, when it differs), and lets a worker serve only the service
+    its principal may serve: a refused READY is logged by bus_worker_*
+    once per reason and retried with back-off.
     With curve false (a bus started --insecure) the socket uses ZeroMQ PLAIN
     with sec->name as the user name: the bus then stamps that claimed,
     unproven name, and does not apply the access list.
@@ -38,14 +42,42 @@ typedef struct {
     char name[PROTO_MAX_NAME + 1]; /* our certificate name, e.g. "cto_agent", "emadsctl" */
 } bus_security_t;
 
-/* Fill sec for process `name` in run directory `run_dir`. */
+/* True if name is 1..max bytes of [A-Za-z0-9_.:-] (a name of PROTOCOL.md 4). */
+bool bus_name_valid(const char *name, size_t len, size_t max);
+
+/* Fill sec for process `name` in run directory `run_dir`. The certificate
+   used is <run>/certs/private/<name>.cert_secret, or, when the environment
+   names one in EMADS_INSTANCE, that instance's (a second cto_agent on a
+   host runs with EMADS_INSTANCE=cto_agent.2; its certificate's principal
+   says whom it acts for). */
 void bus_security_init(bus_security_t *sec, const char *run_dir, const char *name, bool curve);
 
 /* Create (if missing) the certificate store under <run>/certs: the bus's
    server certificate and one client certificate for each name in names
-   (NULL-terminated), each carrying its name in the metadata "name".
-   Returns the number created, or -1 on error. */
+   (NULL-terminated), each carrying its name in the metadata "name" (its
+   principal is then its name). Returns the number created, or -1 on
+   error. */
 int bus_certs_init(const char *run_dir, const char *const *names);
+
+/* Issue the certificate of instance `name` acting for `principal` (NULL =
+   name): metadata "name" and "principal". Returns 1 created, 0 when it
+   exists already for that principal, -1 on error (invalid names, exists
+   for another principal: message logged). */
+int bus_certs_issue(const char *run_dir, const char *name, const char *principal);
+
+/* Revoke instance `name`: move its public certificate (and its secret, if
+   on this host) out of the store into <run>/certs/revoked/. A running bus
+   refuses it from its next reload (SIGHUP) on. Returns 0, or -1 (no such
+   certificate, "bus", or a file error: message logged). */
+int bus_certs_revoke(const char *run_dir, const char *name);
+
+/* Call fn(name, principal, Z85 public key, arg) for every certificate
+   NAME.cert in folder dir (e.g. <run>/certs/public) but bus.cert; the
+   principal is the name when the metadata has none. Certificates without a
+   valid name or principal are skipped with a log line. Returns how many
+   were passed to fn, or -1 if dir cannot be read. */
+typedef void(bus_cert_fn)(const char *name, const char *principal, const char *key, void *arg);
+int bus_certs_each(const char *dir, bus_cert_fn *fn, void *arg);
 
 /* ---- client ------------------------------------------------------------- */
 typedef struct _bus_client_t bus_client_t;
@@ -99,8 +131,10 @@ typedef struct _bus_worker_t bus_worker_t;
 typedef struct {
     zframe_t *client_id; /* owned; echo back via bus_worker_reply */
     char corr_id[PROTO_MAX_ID + 1];
-    char sender[PROTO_MAX_NAME + 1]; /* authenticated name of the caller */
-    ev_t *body;                      /* owned */
+    char sender[PROTO_MAX_NAME + 1];   /* authenticated principal of the caller */
+    char instance[PROTO_MAX_NAME + 1]; /* its instance (certificate name); = sender
+                                          when the bus sent none */
+    ev_t *body;                        /* owned */
 } bus_request_t;
 
 /* Connect and register `service` with capacity requests at once. The worker

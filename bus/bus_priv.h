@@ -13,9 +13,6 @@
    Returns 0, or -1 with a logged reason (missing certificate). */
 int bus_sock_setup(zsock_t *sock, const bus_security_t *sec);
 
-/* True if name is 1..max bytes of [A-Za-z0-9_.:-]. */
-bool bus_name_valid(const char *name, size_t len, size_t max);
-
 /* Copy a frame's bytes into dst (dstlen bytes incl. NUL) if they form a
    valid name of at most max bytes. Returns 0 or -1. */
 int bus_frame_name(zframe_t *frame, char *dst, size_t dstlen, size_t max);

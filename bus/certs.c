@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/rundir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,9 @@ void bus_security_init(bus_security_t *sec, const char *run_dir, const char *nam
     sec->curve = curve;
     if (run_dir)
         snprintf(sec->certs_dir, sizeof(sec->certs_dir), "%s/certs", run_dir);
+    const char *inst = getenv("EMADS_INSTANCE");
+    if (inst && *inst)
+        name = inst;
     if (name)
         snprintf(sec->name, sizeof(sec->name), "%s", name);
 }
@@ -122,8 +126,9 @@ static bool s_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Make one certificate unless it exists; returns 1 created, 0 kept, -1 error. */
-static int s_make(const char *certs, const char *name)
+/* Make one certificate unless it exists; returns 1 created, 0 kept, -1 error.
+   principal NULL: none in the metadata (the name is the principal). */
+static int s_make(const char *certs, const char *name, const char *principal)
 {
     char pub[1200], sec[1200];
     snprintf(pub, sizeof(pub), "%s/public/%s.cert", certs, name);
@@ -145,6 +150,8 @@ static int s_make(const char *certs, const char *name)
     if (!cert)
         return -1;
     zcert_set_meta(cert, "name", "%s", name);
+    if (principal)
+        zcert_set_meta(cert, "principal", "%s", principal);
     zcert_set_meta(cert, "created-by", "emads");
     mode_t old = umask(077);
     int rc = zcert_save_secret(cert, sec);
@@ -161,21 +168,26 @@ static int s_make(const char *certs, const char *name)
     return 1;
 }
 
-int bus_certs_init(const char *run_dir, const char *const *names)
+/* <run>/certs into certs (1100 bytes), creating public/ and private/. */
+static int s_store(const char *run_dir, char *certs)
 {
-    if (!run_dir)
-        return -1;
-    char certs[1100], sub[1200];
-    if (snprintf(certs, sizeof(certs), "%s/certs", run_dir) >= (int)sizeof(certs))
+    char sub[1200];
+    if (!run_dir || snprintf(certs, 1100, "%s/certs", run_dir) >= 1100)
         return -1;
     snprintf(sub, sizeof(sub), "%s/public", certs);
     if (rundir_mkdirs(sub, 0700) != 0)
         return -1;
     snprintf(sub, sizeof(sub), "%s/private", certs);
-    if (rundir_mkdirs(sub, 0700) != 0)
+    return rundir_mkdirs(sub, 0700);
+}
+
+int bus_certs_init(const char *run_dir, const char *const *names)
+{
+    char certs[1100];
+    if (s_store(run_dir, certs) != 0)
         return -1;
     int created = 0;
-    int rc = s_make(certs, "bus");
+    int rc = s_make(certs, "bus", NULL);
     if (rc < 0)
         return -1;
     created += rc;
@@ -184,10 +196,98 @@ int bus_certs_init(const char *run_dir, const char *const *names)
             log_error("bus: invalid certificate name '%s'", names[i]);
             return -1;
         }
-        rc = s_make(certs, names[i]);
+        rc = s_make(certs, names[i], NULL);
         if (rc < 0)
             return -1;
         created += rc;
     }
     return created;
+}
+
+int bus_certs_issue(const char *run_dir, const char *name, const char *principal)
+{
+    char certs[1100];
+    if (!principal)
+        principal = name;
+    if (!name || !bus_name_valid(name, strlen(name), PROTO_MAX_NAME) || streq(name, "bus") ||
+        !bus_name_valid(principal, strlen(principal), PROTO_MAX_NAME)) {
+        log_error("bus: invalid instance or principal name '%s' / '%s'", name ? name : "",
+                  principal ? principal : "");
+        return -1;
+    }
+    if (s_store(run_dir, certs) != 0 || s_make(certs, "bus", NULL) < 0)
+        return -1;
+    zcert_t *old = s_load(certs, "public", name);
+    if (old) {
+        const char *p = zcert_meta(old, "principal");
+        bool same = streq(p && *p ? p : name, principal);
+        zcert_destroy(&old);
+        if (!same) {
+            log_error("bus: '%s' exists already for another principal; revoke it first", name);
+            return -1;
+        }
+        return 0;
+    }
+    return s_make(certs, name, streq(name, principal) ? NULL : principal);
+}
+
+int bus_certs_revoke(const char *run_dir, const char *name)
+{
+    char certs[1100], from[1300], to[1300];
+    if (!run_dir || !name || !bus_name_valid(name, strlen(name), PROTO_MAX_NAME) ||
+        streq(name, "bus") || snprintf(certs, sizeof(certs), "%s/certs", run_dir) >= 1100)
+        return -1;
+    snprintf(from, sizeof(from), "%s/public/%s.cert", certs, name);
+    if (!s_exists(from)) {
+        log_error("bus: no certificate '%s' in %s/public", name, certs);
+        return -1;
+    }
+    snprintf(to, sizeof(to), "%s/revoked", certs);
+    if (rundir_mkdirs(to, 0700) != 0)
+        return -1;
+    snprintf(to, sizeof(to), "%s/revoked/%s.cert", certs, name);
+    if (rename(from, to) != 0) {
+        log_error("bus: cannot move %s to %s: %s", from, to, strerror(errno));
+        return -1;
+    }
+    snprintf(from, sizeof(from), "%s/private/%s.cert_secret", certs, name);
+    snprintf(to, sizeof(to), "%s/revoked/%s.cert_secret", certs, name);
+    if (s_exists(from) && rename(from, to) != 0) {
+        log_error("bus: cannot move %s to %s: %s", from, to, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int bus_certs_each(const char *dir, bus_cert_fn *fn, void *arg)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".cert") || streq(e->d_name, "bus.cert"))
+            continue;
+        char path[1400];
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        zcert_t *cert = zcert_load(path);
+        if (!cert)
+            continue;
+        const char *name = zcert_meta(cert, "name"), *p = zcert_meta(cert, "principal");
+        if (!p || !*p)
+            p = name;
+        if (!name || !bus_name_valid(name, strlen(name), PROTO_MAX_NAME) ||
+            !bus_name_valid(p, strlen(p), PROTO_MAX_NAME))
+            log_warn("certificate %s skipped: no valid name or principal in its metadata", path);
+        else {
+            fn(name, p, zcert_public_txt(cert), arg);
+            n++;
+        }
+        zcert_destroy(&cert);
+    }
+    closedir(d);
+    return n;
 }

@@ -11,6 +11,11 @@
     <run>/pids/emads-bus.pid in both modes; a live emads-bus already listed
     there makes a second one refuse to start. Exit codes: 0 clean stop, 1
     runtime failure, 2 usage or config error.
+
+    SIGHUP reloads, atomically: the certificate store (a revoked instance is
+    cut off at once) and the access list from the config file the bus was
+    started with. A config that does not load is refused with its errors in
+    the log, and the old access list stays in force.
 */
 #include "bus/broker.h"
 #include "common/config.h"
@@ -27,6 +32,44 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static volatile sig_atomic_t s_hup;
+
+static void s_on_hup(int sig)
+{
+    (void)sig;
+    s_hup = 1;
+}
+
+typedef struct {
+    const char *config; /* path the bus was started with, NULL = none */
+    cfg_t *cfg;         /* the access list in force (owned) */
+} s_reload_t;
+
+/* SIGHUP: load the config again; hand the new access list to the broker
+   only if it loads, then free the old one. */
+static void s_reload(bus_broker_t *broker, void *arg)
+{
+    s_reload_t *r = (s_reload_t *)arg;
+    cfg_t *cfg = NULL;
+    if (r->config) {
+        cfg_errors_t errors = {0};
+        cfg = cfg_load(r->config, &errors);
+        if (!cfg) {
+            log_error("SIGHUP: %s does not load; the access list in force is kept:", r->config);
+            for (int i = 0; i < errors.count; i++)
+                log_error("  %s:%d: %s: %s", errors.items[i].file, errors.items[i].line,
+                          errors.items[i].key, errors.items[i].reason);
+            cfg_errors_free(&errors);
+        }
+    }
+    if (bus_broker_reload(broker, cfg) != 0)
+        log_error("SIGHUP: the certificate store could not be read; the old one is kept");
+    if (cfg) {
+        cfg_destroy(&r->cfg);
+        r->cfg = cfg;
+    }
+}
+
 static void s_usage(FILE *out)
 {
     fprintf(out, "usage: emads-bus [--endpoint EP] [--config FILE] [--home DIR] [--insecure]\n"
@@ -36,7 +79,10 @@ static void s_usage(FILE *out)
                  "  --config FILE  emads.yaml (access list); also $EMADS_CONFIG\n"
                  "  --home DIR     run directory; also $EMADS_HOME\n"
                  "  --insecure     no CURVE: names are claimed, not proven (debugging only)\n"
-                 "  --foreground   stay attached and log to stderr\n");
+                 "  --foreground   stay attached and log to stderr\n"
+                 "SIGHUP reloads the certificate store (revoked instances are cut off)\n"
+                 "and the access list from --config; a config that does not load is\n"
+                 "refused and the old access list kept.\n");
 }
 
 /* Detach: the parent waits for one status byte from the child and exits
@@ -205,9 +251,18 @@ int main(int argc, char **argv)
         cfg_destroy(&cfg);
         return 1;
     }
-    /* certificates are re-read by the store when its folder changes, so
-       SIGHUP has nothing to do; it must not kill a bus left on a terminal */
-    signal(SIGHUP, SIG_IGN);
+    /* SIGHUP reloads the store and the access list (s_reload) */
+    s_reload_t reload = {.config = cfg ? cfg->path : NULL, .cfg = NULL};
+    char config_path[sizeof(cfg->path)] = "";
+    if (cfg) {
+        snprintf(config_path, sizeof(config_path), "%s", cfg->path);
+        reload.config = config_path;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = s_on_hup;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
     zsys_set_logstream(NULL);
     /* after detaching: the metrics server is a thread, and threads do not
        survive fork */
@@ -219,8 +274,14 @@ int main(int argc, char **argv)
         log_error("metrics: %s", why);
         metrics_destroy(&metrics);
     }
-    bus_broker_opts_t opts = {
-        .endpoint = ep, .certs_dir = certs, .curve = curve, .cfg = cfg, .metrics = metrics};
+    bus_broker_opts_t opts = {.endpoint = ep,
+                              .certs_dir = certs,
+                              .curve = curve,
+                              .cfg = cfg,
+                              .metrics = metrics,
+                              .reload_flag = &s_hup,
+                              .on_reload = s_reload,
+                              .reload_arg = &reload};
     bus_broker_t *broker = metrics ? bus_broker_new(&opts) : NULL;
     if (!broker) {
         s_notify(notify, 1);
@@ -240,6 +301,7 @@ int main(int argc, char **argv)
     bus_broker_destroy(&broker);
     metrics_destroy(&metrics);
     rundir_pid_remove_own(pidfile);
+    cfg_destroy(&reload.cfg);
     cfg_destroy(&cfg);
     zsys_shutdown();
     alarm(0);

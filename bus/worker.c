@@ -10,7 +10,15 @@
     and a broker that does not know the worker (it restarted) answers its
     heartbeat with DISCONNECT, upon which the worker sends READY at once.
 
-    Requests arrive as [client_id][corr_id][sender][body]; the body is
+    Registration is acknowledged: the bus answers an accepted READY with a
+    HEARTBEAT at once (and keeps heartbeating), a refused one with
+    DISCONNECT carrying the reason. The worker logs "serving" on the first
+    sign of acceptance, logs a refusal once with the bus's reason and then
+    tries READY again with back-off 1 s -> 32 s (an access list reload may
+    grant it). A DISCONNECT without reason means "the bus does not know
+    you" (it restarted): READY again, no warning.
+
+    Requests arrive as [client_id][corr_id][sender][body][instance?]; the body is
     decoded here (bounded, strict) and a request whose body does not decode
     is answered with a "malformed" error and counted, never handed up.
 */
@@ -30,6 +38,9 @@ struct _bus_worker_t {
     int64_t ready_at;   /* while lost: next READY */
     int64_t ready_sent; /* when the last READY went out */
     bool ready_owed;    /* DISCONNECT came too soon after READY: send later */
+    bool registered;    /* the bus acknowledged our READY */
+    bool refused;       /* the bus refused our READY: retry at ready_at */
+    char refusal[256];  /* its reason, logged once */
     int backoff_ms;
     uint64_t malformed;
 };
@@ -64,6 +75,7 @@ static void s_send_ready(bus_worker_t *self)
     zmsg_destroy(&tail);
     self->ready_sent = zclock_mono();
     self->ready_owed = false;
+    self->registered = false;
 }
 
 bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,
@@ -131,7 +143,11 @@ void bus_worker_tick(bus_worker_t *self)
         log_warn("bus: broker silent for %d ms; registering '%s' again with back-off",
                  PROTO_HEARTBEAT_MS * PROTO_HEARTBEAT_LIVENESS, self->service);
     }
-    if (self->bus_lost) {
+    if (self->bus_lost || self->refused) {
+        if (self->refused && !self->bus_lost && now >= self->hb_at) {
+            s_send(self, PROTO_HEARTBEAT, NULL); /* keeps the link and our view of the bus alive */
+            self->hb_at = now + PROTO_HEARTBEAT_MS;
+        }
         if (now >= self->ready_at) {
             s_send_ready(self);
             self->backoff_ms *= 2;
@@ -186,29 +202,65 @@ static int s_read(bus_worker_t *self, bus_request_t *req)
     if (self->bus_lost) {
         self->bus_lost = false;
         self->hb_at = now;
-        log_info("bus: broker is back; '%s' serving", self->service);
+        log_info("bus: broker is back; registering '%s'", self->service);
     }
     uint8_t cmd = zframe_data(cmdf)[0];
     if (cmd == PROTO_DISCONNECT) {
-        /* the broker does not know us (it restarted) or refused us: register
-           again, at most once per heartbeat interval */
+        zframe_t *why = zmsg_next(zm);
+        if (why && zframe_size(why) > 0) {
+            /* refused: say so once per reason, retry with back-off */
+            char reason[256];
+            snprintf(reason, sizeof(reason), "%.*s", (int)zframe_size(why),
+                     (const char *)zframe_data(why));
+            if (!self->refused || strcmp(reason, self->refusal) != 0)
+                log_warn("bus: the bus refuses to let us serve '%s': %s", self->service, reason);
+            snprintf(self->refusal, sizeof(self->refusal), "%s", reason);
+            if (!self->refused)
+                self->backoff_ms = PROTO_RECONNECT_MIN_MS;
+            self->refused = true;
+            self->registered = false;
+            self->ready_owed = false;
+            self->ready_at = now + self->backoff_ms;
+            self->backoff_ms = self->backoff_ms * 2 > PROTO_RECONNECT_MAX_MS
+                                   ? PROTO_RECONNECT_MAX_MS
+                                   : self->backoff_ms * 2;
+            goto done;
+        }
+        if (self->refused)
+            goto done; /* the answer to a heartbeat while refused */
+        /* the broker does not know us (it restarted): register again, at
+           most once per heartbeat interval */
+        if (self->registered)
+            log_info("bus: the bus lost our registration of '%s'; registering again",
+                     self->service);
+        self->registered = false;
         if (now - self->ready_sent >= PROTO_HEARTBEAT_MS)
             s_send_ready(self);
-        else if (!self->ready_owed) {
+        else
             self->ready_owed = true;
-            log_warn("bus: the broker refuses '%s' (see its log: access list?)", self->service);
-        }
         goto done;
+    }
+    if (!self->registered && (cmd == PROTO_HEARTBEAT || cmd == PROTO_REQUEST)) {
+        self->registered = true;
+        if (self->refused)
+            log_info("bus: the bus now accepts us for '%s'", self->service);
+        self->refused = false;
+        self->refusal[0] = '\0';
+        log_info("bus: registered with the bus; serving '%s'", self->service);
     }
     if (cmd != PROTO_REQUEST)
         goto done;
-    if (zmsg_size(zm) != 6) {
+    if (zmsg_size(zm) != 6 && zmsg_size(zm) != 7) {
         self->malformed++;
         goto done;
     }
     zframe_t *cid = zmsg_next(zm), *corr = zmsg_next(zm), *sender = zmsg_next(zm);
-    zframe_t *body = zmsg_next(zm);
+    zframe_t *body = zmsg_next(zm), *inst = zmsg_next(zm);
     memset(req, 0, sizeof(*req));
+    if (inst && bus_frame_name(inst, req->instance, sizeof(req->instance), PROTO_MAX_NAME) != 0) {
+        self->malformed++;
+        goto done;
+    }
     if (bus_frame_name(corr, req->corr_id, sizeof(req->corr_id), PROTO_MAX_ID) != 0) {
         self->malformed++;
         goto done;
@@ -233,6 +285,8 @@ static int s_read(bus_worker_t *self, bus_request_t *req)
         memset(req, 0, sizeof(*req));
         goto done;
     }
+    if (!req->instance[0])
+        memcpy(req->instance, req->sender, sizeof(req->instance));
     req->client_id = zframe_dup(cid);
     rc = 1;
 done:

@@ -1856,9 +1856,46 @@ static void s_class(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, co
     (void)line;
 }
 
+/* The names of a rule's list `key` (names, serve or publish): principals;
+   "*" only where star is true. */
+static void s_access_names(s_ctx_t *ctx, const yaml_node_t *v, const char *p, const char *key,
+                           bool star, char ***names)
+{
+    char k[256];
+    if (s_read_strv(ctx, v, p, key, true, 1, S_LIST_MAX, names) != 1)
+        return;
+    for (int j = 0; (*names)[j]; j++) {
+        bool is_star = !strcmp((*names)[j], "*");
+        if ((is_star && star) || (!is_star && s_ident_ok((*names)[j])))
+            continue;
+        char kn[300];
+        s_join(k, sizeof k, p, key);
+        s_index(kn, sizeof kn, k, j);
+        s_err(ctx, s_line(v), kn,
+              is_star ? "\"*\" never grants serving or publishing: name the principals"
+                      : "invalid principal name '%s'",
+              (*names)[j]);
+    }
+}
+
+/* A rule's service: ledger, orchestrator or an agent. */
+static void s_access_service(s_ctx_t *ctx, const yaml_node_t *v, const char *p, cfg_access_t *a)
+{
+    char k[256];
+    if (s_read_str(ctx, v, p, "service", true, a->service, sizeof a->service) == 1 &&
+        strcmp(a->service, "ledger") && strcmp(a->service, "orchestrator") &&
+        cfg_agent_index(ctx->cfg, a->service) < 0) {
+        s_join(k, sizeof k, p, "service");
+        s_err(ctx, s_line(s_get(ctx, v, "service")), k,
+              "unknown service '%s' (ledger, orchestrator or an agent)", a->service);
+    }
+}
+
 static void s_access(s_ctx_t *ctx, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"service", "command", "names", NULL};
+    static const char *const call_keys[] = {"service", "command", "names", NULL};
+    static const char *const serve_keys[] = {"service", "serve", NULL};
+    static const char *const publish_keys[] = {"topic", "publish", NULL};
     cfg_t *cfg = ctx->cfg;
     char k[256];
     yaml_node_t *list = s_field(ctx, root, "", "access", true, k, sizeof k);
@@ -1880,29 +1917,41 @@ static void s_access(s_ctx_t *ctx, const yaml_node_t *root)
         cfg_access_t *a = &cfg->access[cfg->n_access++];
         if (!s_expect_map(ctx, v, p))
             continue;
-        s_check_keys(ctx, v, p, keys);
-        if (s_read_str(ctx, v, p, "service", true, a->service, sizeof a->service) == 1 &&
-            strcmp(a->service, "ledger") && strcmp(a->service, "orchestrator") &&
-            cfg_agent_index(cfg, a->service) < 0) {
-            s_join(k, sizeof k, p, "service");
-            s_err(ctx, s_line(s_get(ctx, v, "service")), k,
-                  "unknown service '%s' (ledger, orchestrator or an agent)", a->service);
+        if (s_get(ctx, v, "serve")) {
+            a->kind = CFG_ACCESS_SERVE;
+            s_check_keys(ctx, v, p, serve_keys);
+            s_access_service(ctx, v, p, a);
+            s_access_names(ctx, v, p, "serve", false, &a->names);
+            continue;
         }
-        if (s_read_str(ctx, v, p, "command", true, a->command, sizeof a->command) == 1 &&
-            strcmp(a->command, "*") && !s_ident_ok(a->command)) {
+        if (s_get(ctx, v, "publish")) {
+            a->kind = CFG_ACCESS_PUBLISH;
+            s_check_keys(ctx, v, p, publish_keys);
+            if (s_read_str(ctx, v, p, "topic", true, a->topic, sizeof a->topic) == 1 &&
+                (!*a->topic ||
+                 strspn(a->topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789_-.:") != strlen(a->topic))) {
+                s_join(k, sizeof k, p, "topic");
+                s_err(ctx, s_line(s_get(ctx, v, "topic")), k,
+                      "must be a topic prefix such as alert. (A-Z a-z 0-9 _ - . :)");
+            }
+            s_access_names(ctx, v, p, "publish", false, &a->names);
+            continue;
+        }
+        a->kind = CFG_ACCESS_CALL;
+        s_check_keys(ctx, v, p, call_keys);
+        s_access_service(ctx, v, p, a);
+        if (s_read_str(ctx, v, p, "command", true, a->command, sizeof a->command) == 1) {
             s_join(k, sizeof k, p, "command");
-            s_err(ctx, s_line(s_get(ctx, v, "command")), k,
-                  "must be a message type such as reserve, or \"*\"");
+            if (!strcmp(a->command, "ready"))
+                s_err(ctx, s_line(s_get(ctx, v, "command")), k,
+                      "READY is not a call: grant serving with {service: %s, serve: [...]}",
+                      a->service);
+            else if (strcmp(a->command, "*") && !s_ident_ok(a->command))
+                s_err(ctx, s_line(s_get(ctx, v, "command")), k,
+                      "must be a message type such as reserve, or \"*\"");
         }
-        if (s_read_strv(ctx, v, p, "names", true, 1, S_LIST_MAX, &a->names) == 1) {
-            for (int j = 0; a->names[j]; j++)
-                if (strcmp(a->names[j], "*") && !s_ident_ok(a->names[j])) {
-                    char kn[300];
-                    s_join(k, sizeof k, p, "names");
-                    s_index(kn, sizeof kn, k, j);
-                    s_err(ctx, s_line(v), kn, "invalid peer name '%s'", a->names[j]);
-                }
-        }
+        s_access_names(ctx, v, p, "names", true, &a->names);
     }
 }
 
@@ -2318,11 +2367,69 @@ bool cfg_access_allowed(const cfg_t *cfg, const char *service, const char *comma
         return false;
     for (int i = 0; i < cfg->n_access; i++) {
         const cfg_access_t *a = &cfg->access[i];
-        if (strcmp(a->service, service) || (strcmp(a->command, "*") && strcmp(a->command, command)))
+        if (a->kind != CFG_ACCESS_CALL || strcmp(a->service, service) ||
+            (strcmp(a->command, "*") && strcmp(a->command, command)))
             continue;
         for (char **n = a->names; n && *n; n++)
             if (!strcmp(*n, "*") || !strcmp(*n, name))
                 return true;
+    }
+    return false;
+}
+
+static bool s_names_have(char **names, const char *name)
+{
+    for (char **n = names; n && *n; n++)
+        if (!strcmp(*n, name))
+            return true;
+    return false;
+}
+
+bool cfg_serve_allowed(const cfg_t *cfg, const char *service, const char *name)
+{
+    if (!service || !name || !*name)
+        return false;
+    if (!strcmp(service, name))
+        return true;
+    for (int i = 0; cfg && i < cfg->n_access; i++) {
+        const cfg_access_t *a = &cfg->access[i];
+        if (a->kind == CFG_ACCESS_SERVE && !strcmp(a->service, service) &&
+            s_names_have(a->names, name))
+            return true;
+    }
+    return false;
+}
+
+/* Topics whose events move money or tasks, and the one principal that
+   publishes them (budgets/ledger_server.c, orchestrator/orch.c). */
+static const struct {
+    const char *prefix, *owner;
+} s_topic_owners[] = {{"alert.", "ledger"},
+                      {"spend.", "ledger"},
+                      {"task.", "orchestrator"},
+                      {"step.", "orchestrator"},
+                      {"train.", "orchestrator"}};
+
+const char *cfg_topic_owner(const char *topic)
+{
+    for (size_t i = 0; topic && i < sizeof s_topic_owners / sizeof s_topic_owners[0]; i++)
+        if (!strncmp(topic, s_topic_owners[i].prefix, strlen(s_topic_owners[i].prefix)))
+            return s_topic_owners[i].owner;
+    return NULL;
+}
+
+bool cfg_publish_allowed(const cfg_t *cfg, const char *topic, const char *name)
+{
+    if (!topic || !name || !*name)
+        return false;
+    const char *owner = cfg_topic_owner(topic);
+    if (!owner || !strcmp(owner, name))
+        return true;
+    for (int i = 0; cfg && i < cfg->n_access; i++) {
+        const cfg_access_t *a = &cfg->access[i];
+        if (a->kind == CFG_ACCESS_PUBLISH && !strncmp(topic, a->topic, strlen(a->topic)) &&
+            s_names_have(a->names, name))
+            return true;
     }
     return false;
 }

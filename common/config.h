@@ -171,10 +171,20 @@ typedef struct {
     char **keywords; /* owned, NULL-terminated; local classifier hints */
 } cfg_class_t;
 
-/* Access list: which peer names may call which commands of a service. */
+/* Access list rules, in three forms (names are principals, see
+   docs/PROTOCOL.md section 7):
+     call     {service, command, names}  who may call service.command
+     serve    {service, serve: [names]}  who may serve service besides its owner
+     publish  {topic, publish: [names]}  who may publish under a topic prefix
+                                         besides its owner
+   "*" (any authenticated peer) is accepted in call rules only. */
+typedef enum { CFG_ACCESS_CALL = 0, CFG_ACCESS_SERVE, CFG_ACCESS_PUBLISH } cfg_access_kind_t;
+#define CFG_TOPIC_MAX 129 /* a topic prefix, 128 bytes + NUL */
 typedef struct {
-    char service[CFG_NAME_MAX];
-    char command[CFG_NAME_MAX]; /* a message type, or "*" */
+    cfg_access_kind_t kind;
+    char service[CFG_NAME_MAX]; /* call, serve */
+    char command[CFG_NAME_MAX]; /* call: a message type, or "*" */
+    char topic[CFG_TOPIC_MAX];  /* publish: a topic prefix such as "alert." */
     char **names;               /* owned, NULL-terminated; "*" = anyone authenticated */
 } cfg_access_t;
 
@@ -288,6 +298,19 @@ const cfg_budget_t *cfg_budget(const cfg_t *cfg, const char *name);
 /* True if peer `name` may call `command` on `service`. */
 bool cfg_access_allowed(const cfg_t *cfg, const char *service, const char *command,
                         const char *name);
+/* True if principal `name` may serve `service` (READY): the principal
+   named like the service always may (the ledger's identity serves
+   "ledger", an agent's instances serve that agent), others only through a
+   serve rule. A call rule, "*" included, never grants serving. */
+bool cfg_serve_allowed(const cfg_t *cfg, const char *service, const char *name);
+/* The principal that owns topic (alert. and spend.: "ledger"; task., step.
+   and train.: "orchestrator"), or NULL when the topic has no owner and any
+   authenticated peer may publish it. */
+const char *cfg_topic_owner(const char *topic);
+/* True if principal `name` may publish `topic`: anyone for a topic without
+   owner, else its owner and the names of a publish rule whose prefix the
+   topic starts with. */
+bool cfg_publish_allowed(const cfg_t *cfg, const char *topic, const char *name);
 /* Cost in micro-USD of a call to model m with the given token counts (rounded up). */
 int64_t cfg_model_cost(const cfg_model_t *m, int64_t input_tokens, int64_t output_tokens);
 

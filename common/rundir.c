@@ -81,6 +81,29 @@ int rundir_resolve_cfg(const char *home, const char *cfg_run_dir, char *out, siz
     return rundir_resolve(home, out, outlen);
 }
 
+/* <run>/bus.endpoint, the one-line file `emadsctl certs export` writes for
+   another host: its first line, if it is there and not empty. */
+static int s_endpoint_file(const char *run, char *out, size_t outlen)
+{
+    char path[4200];
+    if (snprintf(path, sizeof(path), "%s/bus.endpoint", run) >= (int)sizeof(path))
+        return -1;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int rc = -1;
+    if (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] && strlen(line) < outlen) {
+            memcpy(out, line, strlen(line) + 1);
+            rc = 0;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
 int rundir_endpoint(const char *override, const char *cfg_endpoint, const char *run, char *out,
                     size_t outlen)
 {
@@ -89,6 +112,8 @@ int rundir_endpoint(const char *override, const char *cfg_endpoint, const char *
         n = snprintf(out, outlen, "%s", override);
     else if (cfg_endpoint && *cfg_endpoint)
         n = snprintf(out, outlen, "%s", cfg_endpoint);
+    else if (s_endpoint_file(run, out, outlen) == 0)
+        n = (int)strlen(out);
     else
         n = snprintf(out, outlen, "ipc://%s/bus.sock", run);
     return n < 0 || (size_t)n >= outlen ? -1 : 0;

@@ -24,7 +24,9 @@ int rundir_resolve(const char *home, char *out, size_t outlen);
    non-empty, else as rundir_resolve. Every process resolves it this way. */
 int rundir_resolve_cfg(const char *home, const char *cfg_run_dir, char *out, size_t outlen);
 /* The bus endpoint: override (--endpoint) if set, else cfg_endpoint if
-   non-empty, else ipc://<run>/bus.sock. Returns 0, -1 if truncated. */
+   non-empty, else the first line of <run>/bus.endpoint (written by
+   `emadsctl certs export` for another host) if present, else
+   ipc://<run>/bus.sock. Returns 0, -1 if truncated. */
 int rundir_endpoint(const char *override, const char *cfg_endpoint, const char *run, char *out,
                     size_t outlen);
 /* Create dir and its subfolders (pids, logs, certs/public, certs/private),

@@ -353,6 +353,7 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
         if (made > 0 && !opts->json)
             printf("created %d certificate%s in %s/certs\n", made, made == 1 ? "" : "s", conn.run);
     }
+    unsetenv("EMADS_INSTANCE"); /* one instance name is not for every daemon */
     setenv("EMADS_HOME", conn.run, 1);
     setenv("EMADS_CONFIG", conn.cfg->path, 1);
 

@@ -70,10 +70,9 @@ int ctl_conn_prepare(ctl_opts_t *opts, ctl_conn_t *conn)
         return CTL_EXIT_USAGE;
     if (ctl_run_dir(opts, conn->cfg, conn->run, sizeof conn->run) != 0)
         return CTL_EXIT_USAGE;
-    if (conn->cfg->bus_endpoint[0])
-        snprintf(conn->endpoint, sizeof conn->endpoint, "%s", conn->cfg->bus_endpoint);
-    else
-        snprintf(conn->endpoint, sizeof conn->endpoint, "ipc://%s/bus.sock", conn->run);
+    /* the config's, else <run>/bus.endpoint (an exported bundle), else the socket */
+    rundir_endpoint(NULL, conn->cfg->bus_endpoint, conn->run, conn->endpoint,
+                    sizeof conn->endpoint);
     char marker[PATH_MAX + 16];
     snprintf(marker, sizeof marker, "%s/insecure", conn->run);
     conn->curve = conn->cfg->curve && access(marker, F_OK) != 0;
@@ -117,33 +116,36 @@ int ctl_conn_open(ctl_opts_t *opts, ctl_conn_t *conn, int timeout_ms, ev_t **pon
         return rc;
     char sock[PATH_MAX + 16];
     snprintf(sock, sizeof sock, "%s/bus.sock", conn->run);
-    if (!conn->cfg->bus_endpoint[0] && access(sock, F_OK) != 0) {
+    /* the run directory's own socket (not an endpoint from the config or
+       an exported bundle's bus.endpoint): say at once when it is dead */
+    bool own_sock = !strncmp(conn->endpoint, "ipc://", 6) && !strcmp(conn->endpoint + 6, sock);
+    if (own_sock && access(sock, F_OK) != 0) {
         fprintf(stderr,
                 "%s: the constellation is not running (no bus socket in %s); start it "
                 "with '%s up'\n",
                 opts->prog, conn->run, opts->prog);
         return CTL_EXIT_NOT_RUNNING;
     }
-    if (!conn->cfg->bus_endpoint[0] && !s_bus_listening(conn->run, sock)) {
+    if (own_sock && !s_bus_listening(conn->run, sock)) {
         fprintf(stderr,
                 "%s: the constellation is not running (stale bus socket in %s, no emads-bus "
                 "listening); start it with '%s up'\n",
                 opts->prog, conn->run, opts->prog);
         return CTL_EXIT_NOT_RUNNING;
     }
+    bus_security_t sec;
+    bus_security_init(&sec, conn->run, "emadsctl", conn->curve);
     if (conn->curve) {
-        char cert[PATH_MAX + 64];
-        snprintf(cert, sizeof cert, "%s/certs/private/emadsctl.cert_secret", conn->run);
+        char cert[PATH_MAX + 128];
+        snprintf(cert, sizeof cert, "%s/certs/private/%s.cert_secret", conn->run, sec.name);
         if (access(cert, R_OK) != 0) {
             fprintf(stderr,
-                    "%s: no emadsctl certificate in %s/certs: the constellation was "
+                    "%s: no %s certificate in %s/certs: the constellation was "
                     "never started here ('%s up' creates it)\n",
-                    opts->prog, conn->run, opts->prog);
+                    opts->prog, sec.name, conn->run, opts->prog);
             return CTL_EXIT_NOT_RUNNING;
         }
     }
-    bus_security_t sec;
-    bus_security_init(&sec, conn->run, "emadsctl", conn->curve);
     conn->client = bus_client_new(conn->endpoint, &sec);
     if (!conn->client) {
         fprintf(stderr, "%s: cannot connect to the bus at %s\n", opts->prog, conn->endpoint);

@@ -65,6 +65,9 @@ static const ctl_command_t s_commands[] = {
      "the learned policy per workflow, step and option; reset restores the prior"},
     {"keys", ctl_cmd_keys, "keys issue NAME --for AGENT [--max-cost-usd X] | list | revoke NAME",
      "API keys of emads-gateway: each spends one agent's budget (and its own, if given)"},
+    {"certs", ctl_cmd_certs, "certs init|issue NAME [--for P]|list|revoke NAME|export NAME DIR",
+     "the certificate store: create it, issue an instance certificate acting for principal P,\n"
+     "        list, revoke (the bus cuts the instance off at once), export a bundle for a host"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -336,7 +336,9 @@ static const proto_field_t f_pong[] = {
     F_INT("pid", false, 1, INT32_MAX, "process id"),
     F_INT("uptime_ms", false, 0, TIME_MAX, "ms since the process started"),
     F_BOOL("curve", false, "bus: CURVE authentication is on"),
-    F_MAP("services", false, "bus: {service: {workers, inflight, queued, heartbeat_age_ms}}; the age is the stalest worker's"),
+    F_MAP("services", false,
+          "bus: {service: {workers, inflight, queued, heartbeat_age_ms, instances}}; the age is "
+          "the stalest worker's; instances: the certificate names of its workers (at most 64)"),
     F_INT("clients", false, 0, TIME_MAX, "bus: clients connected"),
     F_END};
 
@@ -354,6 +356,10 @@ static const proto_field_t f_stats_reply[] = {
     COUNTER("worker_lost", "requests answered worker_lost"),
     COUNTER("events", "events fanned out"),
     COUNTER("auth_denied", "connections refused by CURVE authentication"),
+    COUNTER("ready_refused", "READYs refused: the principal may not serve the service"),
+    COUNTER("events_refused", "events dropped: the principal may not publish the topic"),
+    COUNTER("revoked", "peers cut off, and messages dropped, after their certificate was revoked"),
+    COUNTER("handshake_failed", "CURVE handshakes that failed before authentication"),
     COUNTER("workers", "workers registered now"),
     COUNTER("clients", "clients connected now"),
     F_END};

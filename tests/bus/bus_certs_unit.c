@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,4 +72,76 @@ Test(bus_certs, security_init_fills_paths)
     cr_expect(sec.curve);
     cr_expect_str_eq(sec.certs_dir, "/run/x/certs");
     cr_expect_str_eq(sec.name, "ledger");
+}
+
+Test(bus_certs, security_init_takes_the_instance_from_the_environment)
+{
+    bus_security_t sec;
+    setenv("EMADS_INSTANCE", "cto_agent.2", 1);
+    bus_security_init(&sec, "/run/x", "cto_agent", true);
+    unsetenv("EMADS_INSTANCE");
+    cr_expect_str_eq(sec.name, "cto_agent.2");
+    setenv("EMADS_INSTANCE", "", 1);
+    bus_security_init(&sec, "/run/x", "cto_agent", true);
+    unsetenv("EMADS_INSTANCE");
+    cr_expect_str_eq(sec.name, "cto_agent", "an empty EMADS_INSTANCE means none");
+}
+
+typedef struct {
+    int n;
+    char seen[8][160];
+} s_seen_t;
+
+static void s_collect(const char *name, const char *principal, const char *key, void *arg)
+{
+    s_seen_t *s = (s_seen_t *)arg;
+    cr_expect_eq(strlen(key), 40);
+    if (s->n < 8)
+        snprintf(s->seen[s->n++], sizeof(s->seen[0]), "%s=%s", name, principal);
+}
+
+static bool s_has(const s_seen_t *s, const char *entry)
+{
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->seen[i], entry))
+            return true;
+    return false;
+}
+
+Test(bus_certs, issue_names_instance_and_principal)
+{
+    cr_assert_eq(bus_certs_issue(s_dir, "cto_agent.2", "cto_agent"), 1);
+    cr_expect_eq(bus_certs_issue(s_dir, "cto_agent.2", "cto_agent"), 0, "kept, same key");
+    cr_expect_eq(bus_certs_issue(s_dir, "cto_agent.2", "coo_agent"), -1,
+                 "another principal for an existing instance");
+    cr_expect_eq(bus_certs_issue(s_dir, "cto_agent", NULL), 1);
+    cr_expect_eq(bus_certs_issue(s_dir, "bus", NULL), -1, "the server's name");
+    cr_expect_eq(bus_certs_issue(s_dir, "x@host", "cto_agent"), -1);
+    cr_expect_eq(bus_certs_issue(s_dir, "x", "no/slash"), -1);
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/certs/public", s_dir);
+    s_seen_t seen = {0};
+    cr_expect_eq(bus_certs_each(dir, s_collect, &seen), 2, "bus.cert is not listed");
+    cr_expect(s_has(&seen, "cto_agent.2=cto_agent"));
+    cr_expect(s_has(&seen, "cto_agent=cto_agent"), "no principal: the name");
+    snprintf(dir, sizeof(dir), "%s/certs/nowhere", s_dir);
+    cr_expect_eq(bus_certs_each(dir, s_collect, &seen), -1);
+}
+
+Test(bus_certs, revoke_moves_the_certificate_out_of_the_store)
+{
+    cr_assert_eq(bus_certs_issue(s_dir, "cto_agent.2", "cto_agent"), 1);
+    cr_assert_eq(bus_certs_revoke(s_dir, "cto_agent.2"), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/certs/public/cto_agent.2.cert", s_dir);
+    cr_expect_neq(access(path, F_OK), 0, "still in the store");
+    snprintf(path, sizeof(path), "%s/certs/private/cto_agent.2.cert_secret", s_dir);
+    cr_expect_neq(access(path, F_OK), 0, "the secret is still usable");
+    snprintf(path, sizeof(path), "%s/certs/revoked/cto_agent.2.cert", s_dir);
+    cr_expect_eq(access(path, F_OK), 0);
+    cr_expect_eq(bus_certs_revoke(s_dir, "cto_agent.2"), -1, "twice");
+    cr_expect_eq(bus_certs_revoke(s_dir, "bus"), -1);
+    cr_expect_eq(bus_certs_revoke(s_dir, "../x"), -1);
+    /* issued again: a new key */
+    cr_expect_eq(bus_certs_issue(s_dir, "cto_agent.2", "cto_agent"), 1);
 }

@@ -1,9 +1,15 @@
 /*  bus_probe.c - a small tool that drives the bus for the system tests.
 
-      bus_probe certs   --home H NAME...            create certificates
+      bus_probe certs   --home H [--for P] NAME...  create certificates (of
+                        instances acting for principal P)
+      bus_probe revoke  --home H NAME               move NAME out of the store
+      bus_probe serve   --endpoint E --home H --name N --service S
+            sends READY and prints {"accepted": bool, "reason": ...}: the bus
+            answers HEARTBEAT (accepted) or DISCONNECT with a reason
       bus_probe call    --endpoint E --home H --name N --service S
                         [--body-json JSON] [--timeout MS] [--count N]
-                        [--no-cert | --rogue-cert | --raw] [--insecure]
+                        [--no-cert | --rogue-cert | --raw | --wrong-bus-key]
+                        [--insecure]
             prints each reply body as JSON on one line; exit 0 if every reply
             arrived (error bodies included), 1 otherwise
       bus_probe echo-worker --endpoint E --home H --name N --service S
@@ -21,7 +27,8 @@
 
     --no-cert connects without any security; --rogue-cert with a freshly
     made certificate that is not in the store; --raw sends the same raw
-    request with the certificate of --name.
+    request with the certificate of --name; --wrong-bus-key with the
+    certificate of --name but another server key than the bus's.
 */
 #include "bus/bus.h"
 #include "common/log.h"
@@ -34,9 +41,9 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *cmd, *endpoint, *home, *name, *service, *body_json, *prefix, *topic;
+    const char *cmd, *endpoint, *home, *name, *service, *body_json, *prefix, *topic, *principal;
     int timeout, count, delay_ms, capacity;
-    bool insecure, no_cert, rogue_cert, raw;
+    bool insecure, no_cert, rogue_cert, raw, wrong_bus_key;
 } s_args_t;
 
 static ev_t *s_from_json(json_t *j)
@@ -132,7 +139,8 @@ static zsock_t *s_cert_sock(const s_args_t *a, const bus_security_t *sec)
    handshake is accepted): speaks the protocol itself. */
 static int s_raw_call(const s_args_t *a, const bus_security_t *sec)
 {
-    zsock_t *sock = a->no_cert || a->rogue_cert ? zsock_new(ZMQ_DEALER) : s_cert_sock(a, sec);
+    zsock_t *sock = a->no_cert || a->rogue_cert || a->wrong_bus_key ? zsock_new(ZMQ_DEALER)
+                                                                    : s_cert_sock(a, sec);
     if (!sock)
         return 2;
     zcert_t *rogue = NULL;
@@ -150,7 +158,21 @@ static int s_raw_call(const s_args_t *a, const bus_security_t *sec)
         zsock_set_curve_serverkey(sock, zcert_public_txt(server));
         zcert_destroy(&server);
     }
-    if (a->no_cert || a->rogue_cert)
+    if (a->wrong_bus_key) {
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/private/%s.cert", sec->certs_dir, sec->name);
+        zcert_t *mine = zcert_load(path);
+        zcert_t *other = zcert_new();
+        if (!mine || !other) {
+            fprintf(stderr, "bus_probe: no certificate %s\n", path);
+            return 2;
+        }
+        zcert_apply(mine, sock);
+        zsock_set_curve_serverkey(sock, zcert_public_txt(other));
+        zcert_destroy(&mine);
+        zcert_destroy(&other);
+    }
+    if (a->no_cert || a->rogue_cert || a->wrong_bus_key)
         zsock_connect(sock, "%s", a->endpoint);
     ev_t *body = s_body(a->body_json);
     uint8_t *buf;
@@ -190,7 +212,7 @@ static void s_on_partial(const ev_t *body, void *arg)
 
 static int s_call(const s_args_t *a, const bus_security_t *sec)
 {
-    if (a->no_cert || a->rogue_cert || a->raw)
+    if (a->no_cert || a->rogue_cert || a->raw || a->wrong_bus_key)
         return s_raw_call(a, sec);
     bus_client_t *c = bus_client_new(a->endpoint, sec);
     if (!c)
@@ -305,6 +327,7 @@ static int s_echo_worker(const s_args_t *a, const bus_security_t *sec)
                 ev_t *reply = proto_body("echo_reply");
                 ev_set_int(reply, "pid", (int64_t)getpid());
                 ev_set_str(reply, "sender", j->req.sender);
+                ev_set_str(reply, "instance", j->req.instance);
                 ev_set(reply, "got", ev_dup(j->req.body));
                 bus_worker_reply(w, &j->req, &reply, true);
                 bus_request_clear(&j->req);
@@ -322,6 +345,45 @@ static int s_echo_worker(const s_args_t *a, const bus_security_t *sec)
     zlistx_destroy(&jobs);
     bus_worker_destroy(&w);
     return 0;
+}
+
+/* READY from a raw socket; report the bus's answer. */
+static int s_serve(const s_args_t *a, const bus_security_t *sec)
+{
+    zsock_t *sock = s_cert_sock(a, sec);
+    if (!sock)
+        return 2;
+    zmsg_t *m = zmsg_new();
+    zmsg_addstr(m, PROTO_WORKER);
+    zmsg_addmem(m, (uint8_t[]){PROTO_READY}, 1);
+    zmsg_addstr(m, a->service);
+    zmsg_send(&m, sock);
+    zsock_set_rcvtimeo(sock, a->timeout);
+    int rc = 1;
+    zmsg_t *r;
+    while ((r = zmsg_recv(sock))) {
+        zframe_t *sig = zmsg_first(r), *cmd = zmsg_next(r), *why = zmsg_next(r);
+        (void)sig;
+        uint8_t c = cmd && zframe_size(cmd) == 1 ? zframe_data(cmd)[0] : 0;
+        if (c == PROTO_HEARTBEAT) {
+            printf("{\"accepted\": true}\n");
+            rc = 0;
+        } else if (c == PROTO_DISCONNECT) {
+            char *reason = why ? zframe_strdup(why) : NULL;
+            printf("{\"accepted\": false, \"reason\": \"%s\"}\n", reason ? reason : "");
+            free(reason);
+            rc = 0;
+        }
+        zmsg_destroy(&r);
+        if (rc == 0)
+            break;
+    }
+    if (rc != 0)
+        printf("{\"accepted\": null}\n");
+    fflush(stdout);
+    zsock_set_linger(sock, 0);
+    zsock_destroy(&sock);
+    return rc;
 }
 
 static int s_listen(const s_args_t *a, const bus_security_t *sec)
@@ -473,6 +535,8 @@ int main(int argc, char **argv)
                                              {"no-cert", no_argument, NULL, 'N'},
                                              {"rogue-cert", no_argument, NULL, 'R'},
                                              {"raw", no_argument, NULL, 'r'},
+                                             {"for", required_argument, NULL, 'F'},
+                                             {"wrong-bus-key", no_argument, NULL, 'W'},
                                              {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
@@ -523,15 +587,33 @@ int main(int argc, char **argv)
         case 'r':
             a.raw = true;
             break;
+        case 'F':
+            a.principal = optarg;
+            break;
+        case 'W':
+            a.wrong_bus_key = true;
+            break;
         default:
             return 2;
         }
     }
-    log_init("bus_probe", LOG_LVL_WARN);
+    /* workers say when the bus accepted them (info) */
+    log_init("bus_probe", streq(a.cmd, "echo-worker") ? LOG_LVL_INFO : LOG_LVL_WARN);
     if (!a.home) {
         fprintf(stderr, "bus_probe: --home is required\n");
         return 2;
     }
+    if (streq(a.cmd, "certs") && a.principal) {
+        int n = 0;
+        for (int i = optind; i < argc && n >= 0; i++) {
+            int rc = bus_certs_issue(a.home, argv[i], a.principal);
+            n = rc < 0 ? -1 : n + rc;
+        }
+        printf("{\"created\": %d}\n", n);
+        return n < 0 ? 1 : 0;
+    }
+    if (streq(a.cmd, "revoke"))
+        return optind < argc && bus_certs_revoke(a.home, argv[optind]) == 0 ? 0 : 1;
     if (streq(a.cmd, "certs")) {
         int n = bus_certs_init(a.home, (const char *const *)&argv[optind]);
         printf("{\"created\": %d}\n", n);
@@ -551,6 +633,8 @@ int main(int argc, char **argv)
         return s_multi(&a, &sec);
     if (streq(a.cmd, "listen"))
         return s_listen(&a, &sec);
+    if (streq(a.cmd, "serve") && a.service)
+        return s_serve(&a, &sec);
     if (streq(a.cmd, "publish"))
         return s_publish(&a, &sec);
     if (streq(a.cmd, "flood"))

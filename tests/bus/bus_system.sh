@@ -4,7 +4,8 @@
 #
 #   bus_system.sh TEST EMADS_BUS BUS_PROBE CONFIG
 #
-# TEST is one of: routing restart security flood events. Every process the
+# TEST is one of: routing restart security serving publishing reload handshake
+# flood events daemon. Every process the
 # test starts is killed on exit, pass or fail.
 set -u
 T=$1
@@ -123,8 +124,22 @@ stop_bus() {
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-bounded "$PROBE" certs --home "$R" emadsctl orchestrator w1 w2 w3 w4 w5 flooder >/dev/null ||
-    fail "cannot create certificates"
+bounded "$PROBE" certs --home "$R" emadsctl orchestrator ledger cto_agent coo_agent reconcile_gpt \
+    w1 w2 w3 w4 w5 flooder >/dev/null || fail "cannot create certificates"
+
+# stat NAME: one counter of the bus's stats_reply
+stat() {
+    call emadsctl bus '{"v":1,"type":"stats"}' | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+# wait_log PATTERN FILE: until FILE has a line matching PATTERN (at most 5 s)
+wait_log() {
+    i=0
+    while ! grep -q "$1" "$2" && [ $i -lt 50 ]; do
+        i=$((i + 1))
+        sleep 0.1
+    done
+    grep -q "$1" "$2" || fail "no '$1' in $2"
+}
 
 case "$T" in
 routing)
@@ -283,12 +298,17 @@ restart)
     done
     [ -n "$served" ] || fail "the worker did not register again after a long outage"
     grep -q "broker silent" "$R/w1.err" || fail "the worker did not notice the outage"
+    if grep -q "refuses" "$R/w1.err"; then
+        fail "the worker warns of a refusal after reconnecting: $(grep refuses "$R/w1.err")"
+    fi
+    [ "$(grep -c "registered with the bus; serving 'echo'" "$R/w1.err")" -ge 3 ] ||
+        fail "the worker did not say it serves again after each restart"
     ok "after a long outage the worker registers again and serves"
     ;;
 
 security)
     start_bus --config "$CONFIG"
-    start_worker w1 cto_agent
+    start_worker cto_agent cto_agent
     wait_workers cto_agent 1
     # the control: the same raw request with a certificate in the store is
     # answered, so the refusals below are the handshake's doing
@@ -317,7 +337,7 @@ security)
 
     # a service whose access list names who may serve it ("ready")
     cp -r "$(dirname "$CONFIG")" "$R/config"
-    echo '  - {service: coo_agent, command: ready, names: [w2]}' >>"$R/config/$(basename "$CONFIG")"
+    echo '  - {service: coo_agent, serve: [w2]}' >>"$R/config/$(basename "$CONFIG")"
     EP3="ipc://$R/ready.sock"
     mkdir "$R/third"
     cp -r "$R/certs" "$R/third/certs"
@@ -341,7 +361,7 @@ security)
     bounded "$PROBE" call --endpoint "$EP3" --home "$R/third" --name orchestrator --service coo_agent \
         --body-json '{"v":1,"type":"step"}' --timeout 5000 | grep -q '"sender":"orchestrator"' ||
         fail "the worker the access list names does not serve"
-    ok "only the names the access list gives for 'ready' may serve a service"
+    ok "a serve rule lets a principal other than the service's own serve it"
 
     bounded "$PROBE" certs --home "$R" latecomer >/dev/null
     call latecomer bus '{"v":1,"type":"ping"}' --timeout 3000 | grep -q '"pong"' ||
@@ -357,6 +377,198 @@ security)
     bounded "$PROBE" call --endpoint "$EP2" --home "$R" --name emadsctl --service bus --insecure \
         --body-json '{"v":1,"type":"ping"}' | grep -q '"curve":false' || fail "insecure bus does not serve"
     ok "--insecure serves and warns loudly"
+    ;;
+
+serving)
+    start_bus --config "$CONFIG"
+    bounded "$PROBE" certs --home "$R" --for w1 fresh >/dev/null || fail "cannot issue a fresh certificate"
+    # every identity of the store but the owner, a freshly issued one included
+    ids=$(ls "$R/certs/public" | sed -n 's/\.cert$//p' | grep -v '^bus$')
+    echo "$ids" | grep -q '^fresh$' && echo "$ids" | grep -q '^emadsctl$' || fail "store lacks identities: $ids"
+    refused=0
+    for svc in ledger orchestrator cto_agent coo_agent reconcile_gpt; do
+        for who in $ids; do
+            [ "$who" = "$svc" ] && continue
+            probe serve --name "$who" --service "$svc" --timeout 3000 >"$R/serve.out" ||
+                fail "no answer to READY for $svc from $who: $(cat "$R/serve.out")"
+            grep -q '"accepted": false' "$R/serve.out" ||
+                fail "$who may serve $svc: $(cat "$R/serve.out")"
+            grep -q "may not serve '$svc'" "$R/serve.out" || fail "no reason given: $(cat "$R/serve.out")"
+            refused=$((refused + 1))
+        done
+    done
+    [ "$(stat ready_refused)" -eq "$refused" ] ||
+        fail "ready_refused is $(stat ready_refused), expected $refused"
+    grep -q "READY refused from instance 'fresh' at .*'w1' may not serve 'ledger'" "$R/bus.log" ||
+        fail "the refusal is not logged with the instance and principal"
+    ok "$refused READYs from non-owners refused with DISCONNECT and a reason, counted, logged"
+
+    probe serve --name cto_agent --service cto_agent --timeout 3000 | grep -q '"accepted": true' ||
+        fail "the owner's READY is not acknowledged"
+    ok "the owner's READY is acknowledged with a HEARTBEAT"
+
+    # the owner and two intruders (an echo worker keeps retrying READY);
+    # every request reaches the owner
+    start_worker cto_agent cto_agent
+    OWNER=$WPID
+    start_worker emadsctl cto_agent
+    start_worker fresh cto_agent
+    wait_workers cto_agent 1
+    call orchestrator cto_agent '{"v":1,"type":"step"}' --count 20 >"$R/owner.out" || fail "calls failed"
+    [ "$(grep -c "\"pid\":$OWNER," "$R/owner.out")" -eq 20 ] ||
+        fail "not every request reached the owner: $(cat "$R/owner.out")"
+    call emadsctl bus '{"v":1,"type":"ping"}' | grep -q '"cto_agent":{"workers":1,' ||
+        fail "an intruder is registered: $(call emadsctl bus '{"v":1,"type":"ping"}')"
+    wait_log "refuses to let us serve 'cto_agent'" "$R/emadsctl.err"
+    [ "$(grep -c "refuses" "$R/emadsctl.err")" -eq 1 ] || fail "the refused worker repeats its warning"
+    grep -q "serving 'cto_agent'" "$R/emadsctl.err" && fail "a refused worker says it is serving"
+    wait_log "serving 'cto_agent'" "$R/cto_agent.err"
+    ok "with intruders connected, 20/20 requests reach the owner; the intruders say they are refused, once"
+
+    # a second instance of cto_agent with its own certificate serves too,
+    # and its caller's instance reaches the worker
+    bounded "$PROBE" certs --home "$R" --for cto_agent cto_agent.2 >/dev/null
+    bounded "$PROBE" certs --home "$R" --for orchestrator orchestrator.b >/dev/null
+    start_worker cto_agent.2 cto_agent
+    wait_workers cto_agent 2
+    call emadsctl bus '{"v":1,"type":"ping"}' | grep -q '"instances":\["cto_agent","cto_agent.2"\]\|"instances":\["cto_agent.2","cto_agent"\]' ||
+        fail "ping does not list both instances: $(call emadsctl bus '{"v":1,"type":"ping"}')"
+    call orchestrator.b cto_agent '{"v":1,"type":"step"}' --count 4 >"$R/inst.out"
+    [ "$(grep -c '"sender":"orchestrator","instance":"orchestrator.b"' "$R/inst.out")" -eq 4 ] ||
+        fail "the worker did not see principal and instance: $(cat "$R/inst.out")"
+    ok "an instance serves for its principal; callers are stamped with principal and instance"
+    ;;
+
+publishing)
+    start_bus --config "$CONFIG"
+    "$PROBE" listen --endpoint "$EP" --home "$R" --name emadsctl --prefix "" --count 3 \
+        --timeout 15000 >"$R/listen.out" 2>"$R/listen.err" &
+    L=$!
+    PIDS="$PIDS $L"
+    sleep 0.5
+    for t in alert.overrun spend.commit task.done step.done train.done; do
+        for who in w2 emadsctl cto_agent; do
+            bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name "$who" --topic "$t" \
+                --body-json "{\"v\":1,\"type\":\"event\",\"topic\":\"$t\"}"
+        done
+    done
+    bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name ledger --topic alert.warn \
+        --body-json '{"v":1,"type":"event","topic":"alert.warn"}'
+    bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name orchestrator --topic task.done \
+        --body-json '{"v":1,"type":"event","topic":"task.done"}'
+    bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic custom.note \
+        --body-json '{"v":1,"type":"event","topic":"custom.note"}'
+    wait "$L" || fail "the subscriber did not get the 3 genuine events: $(cat "$R/listen.out")"
+    [ "$(grep -c '"topic"' "$R/listen.out")" -eq 3 ] || fail "forged events delivered: $(cat "$R/listen.out")"
+    grep -q '"topic": "alert.warn", "sender": "ledger"' "$R/listen.out" || fail "the ledger's alert is missing"
+    grep -q '"topic": "task.done", "sender": "orchestrator"' "$R/listen.out" || fail "the orchestrator's task event is missing"
+    grep -q '"topic": "custom.note", "sender": "w2"' "$R/listen.out" || fail "an unowned topic is refused"
+    [ "$(stat events_refused)" -eq 15 ] || fail "events_refused $(stat events_refused), expected 15"
+    grep -q "event refused: 'w2' .* may not publish 'alert.overrun'" "$R/bus.log" || fail "the refusal is not logged"
+    ok "forged alert/spend/task/step/train events from non-owners are dropped, counted and logged"
+    ;;
+
+reload)
+    Y="$R/config/$(basename "$CONFIG")"
+    cp -r "$(dirname "$CONFIG")" "$R/config"
+    cp "$Y" "$R/good.yaml"
+    start_bus --config "$Y"
+    bounded "$PROBE" certs --home "$R" --for cto_agent cto_agent.2 >/dev/null
+    start_worker cto_agent cto_agent
+    W1=$WPID
+    start_worker cto_agent.2 cto_agent
+    wait_workers cto_agent 2
+    # one request held by each instance; one is about to be revoked
+    CALLS=""
+    for k in 1 2; do
+        call orchestrator cto_agent '{"v":1,"type":"step","delay_ms":4000}' --timeout 15000 >"$R/held$k.out" &
+        CALLS="$CALLS $!"
+    done
+    wait_log "type step" "$R/cto_agent.2.err"
+    # a subscriber whose certificate is revoked with it
+    "$PROBE" listen --endpoint "$EP" --home "$R" --name w3 --prefix "" --count 1 \
+        --timeout 6000 >"$R/w3.out" 2>"$R/w3.err" &
+    LW3=$!
+    PIDS="$PIDS $LW3"
+    wait_log listening "$R/w3.out"
+    cp "$R/certs/private/cto_agent.2.cert_secret" "$R/kept.cert_secret"
+    bounded "$PROBE" revoke --home "$R" cto_agent.2 || fail "revoke failed"
+    bounded "$PROBE" revoke --home "$R" w3 || fail "revoke failed"
+    [ -f "$R/certs/revoked/cto_agent.2.cert" ] || fail "the revoked certificate was not moved to certs/revoked"
+    kill -HUP "$BUS_PID"
+    wait_log "cut off: its certificate was revoked" "$R/bus.log"
+    call emadsctl bus '{"v":1,"type":"ping"}' | grep -q '"cto_agent":{"workers":1,.*"instances":\["cto_agent"\]' ||
+        fail "the revoked instance is still registered: $(call emadsctl bus '{"v":1,"type":"ping"}')"
+    for p in $CALLS; do wait "$p"; done
+    lost=$(cat "$R"/held?.out | grep -c worker_lost || true)
+    done_=$(cat "$R"/held?.out | grep -c echo_reply || true)
+    [ $((lost + done_)) -eq 2 ] && [ "$lost" -eq 1 ] ||
+        fail "requests held by the revoked instance not answered: $(cat "$R"/held?.out)"
+    call orchestrator cto_agent '{"v":1,"type":"step"}' --count 6 >"$R/after.out"
+    [ "$(grep -c "\"pid\":$W1," "$R/after.out")" -eq 6 ] || fail "the other instance does not serve: $(cat "$R/after.out")"
+    wait_log "refuses to let us serve 'cto_agent': certificate revoked" "$R/cto_agent.2.err"
+    ok "revoke + SIGHUP cuts one instance off at once ($lost held request(s) worker_lost), the other serves"
+    for k in 1 2 3 4 5; do
+        bounded "$PROBE" publish --endpoint "$EP" --home "$R" --name w2 --topic custom.after \
+            --body-json '{"v":1,"type":"event","topic":"custom.after"}'
+    done
+    wait "$LW3" && fail "a revoked subscriber still got an event: $(cat "$R/w3.out")"
+    ok "a revoked subscriber gets no event, even though its connection stays open"
+    # its key cannot come back in
+    mkdir -p "$R/rogue/certs/private" "$R/rogue/certs/public"
+    cp "$R/kept.cert_secret" "$R/rogue/certs/private/cto_agent.2.cert_secret"
+    cp "$R/certs/public/bus.cert" "$R/rogue/certs/public/"
+    bounded "$PROBE" call --endpoint "$EP" --home "$R/rogue" --name cto_agent.2 --service bus \
+        --raw --timeout 1500 >"$R/back.out"
+    grep -q '"received": 0' "$R/back.out" || fail "a revoked key got an answer"
+    wait_log "revoked certificate" "$R/bus.log"
+    ok "a revoked key reconnecting is refused by ZAP, and the log says why"
+
+    # a broken access list is refused; the old one stays in force
+    echo '  - {service: nowhere, command: step, names: [w1]}' >>"$Y"
+    kill -HUP "$BUS_PID"
+    wait_log "does not load; the access list in force is kept" "$R/bus.log"
+    call orchestrator cto_agent '{"v":1,"type":"step"}' | grep -q echo_reply ||
+        fail "a call allowed before the broken reload is refused"
+    call w1 cto_agent '{"v":1,"type":"step"}' | grep -q '"code":"forbidden"' || fail "w1 was allowed"
+    ok "SIGHUP with a broken access list keeps the old one"
+    # a good one: the newly granted identity calls at once
+    cp "$R/good.yaml" "$Y"
+    echo '  - {service: cto_agent, command: step, names: [w1]}' >>"$Y"
+    n=$(grep -c "reloaded:" "$R/bus.log")
+    kill -HUP "$BUS_PID"
+    i=0
+    while [ "$(grep -c "reloaded:" "$R/bus.log")" -le "$n" ] && [ $i -lt 50 ]; do
+        i=$((i + 1))
+        sleep 0.1
+    done
+    call w1 cto_agent '{"v":1,"type":"step"}' | grep -q echo_reply || fail "w1 not allowed after the reload"
+    ok "SIGHUP with a good access list: a newly granted identity calls at once"
+    ;;
+
+handshake)
+    # over tcp, so that peers have an address to name
+    "$BUS" --home "$R" --endpoint 'tcp://127.0.0.1:*' --foreground 2>>"$R/bus.log" &
+    BUS_PID=$!
+    PIDS="$PIDS $BUS_PID"
+    wait_log "serving on tcp://" "$R/bus.log"
+    EP=$(sed -n 's/.*serving on \(tcp:[^ ]*\) .*/\1/p' "$R/bus.log")
+    probe call --name emadsctl --service bus --rogue-cert --timeout 1500 | grep -q '"received": 0' ||
+        fail "a peer with an unknown key got an answer"
+    wait_log "refused a peer at 127.0.0.1: unknown certificate" "$R/bus.log"
+    ok "a peer with an unknown key: the bus logs the refusal with its address"
+    probe call --name emadsctl --service bus --wrong-bus-key --timeout 1000 | grep -q '"received": 0' ||
+        fail "a peer using another server key got an answer"
+    # the first failure may be logged without address (gone before the bus
+    # read it); the peer retries every 100 ms
+    wait_log "CURVE handshake failed with a peer at 127.0.0.1:[0-9]* .*another server key" "$R/bus.log"
+    probe call --name emadsctl --service bus --no-cert --timeout 1000 | grep -q '"received": 0' ||
+        fail "a peer without CURVE got an answer"
+    # the server sees the mechanism mismatch, or the peer seeing it first and hanging up
+    wait_log "CURVE handshake failed with a peer at 127.0.0.1:[0-9]* .*\(does not use CURVE\|may not use CURVE\)" "$R/bus.log"
+    [ "$(stat handshake_failed)" -ge 2 ] || fail "handshake failures not counted: $(stat handshake_failed)"
+    [ "$(stat auth_denied)" -ge 1 ] || fail "ZAP refusals not counted"
+    ok "handshakes that fail before ZAP (wrong bus key, no CURVE) are logged with the peer's address and counted"
     ;;
 
 flood)

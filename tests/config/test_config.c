@@ -243,6 +243,58 @@ Test(config, shipped_config_loads_with_seed_budgets)
     cfg_destroy(&cfg); /* safe twice */
 }
 
+/* ---- serving and publishing rights ---------------------------------------- */
+
+Test(config, serve_and_publish_rules)
+{
+    static const char *const rules = "  - {service: ledger, command: reserve, names: [cto_agent]}\n"
+                                     "  - {service: coo_agent, command: \"*\", names: [\"*\"]}\n"
+                                     "  - {service: coo_agent, serve: [backup]}\n"
+                                     "  - {topic: alert.custom., publish: [cto_agent]}\n";
+    char *y =
+        s_edit(s_main, "  - {service: ledger, command: reserve, names: [cto_agent]}\n", rules);
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(y, s_budgets, &errs);
+    if (!cfg)
+        s_dump(&errs);
+    cr_assert_not_null(cfg);
+    /* the owner serves; others only through a serve rule; "*" grants no serving */
+    cr_expect(cfg_serve_allowed(cfg, "ledger", "ledger"));
+    cr_expect_not(cfg_serve_allowed(cfg, "ledger", "cto_agent"));
+    cr_expect_not(cfg_serve_allowed(cfg, "coo_agent", "emadsctl"));
+    cr_expect(cfg_serve_allowed(cfg, "coo_agent", "backup"));
+    cr_expect_not(cfg_serve_allowed(cfg, "cto_agent", "backup"));
+    cr_expect(cfg_access_allowed(cfg, "coo_agent", "step", "emadsctl"));
+    /* owned topics */
+    cr_expect(cfg_publish_allowed(cfg, "alert.overrun", "ledger"));
+    cr_expect_not(cfg_publish_allowed(cfg, "alert.overrun", "cto_agent"));
+    cr_expect(cfg_publish_allowed(cfg, "alert.custom.x", "cto_agent"));
+    cr_expect_not(cfg_publish_allowed(cfg, "spend.commit", "orchestrator"));
+    cr_expect(cfg_publish_allowed(cfg, "task.done", "orchestrator"));
+    cr_expect_not(cfg_publish_allowed(cfg, "task.done", "ledger"));
+    cr_expect(cfg_publish_allowed(cfg, "notes.x", "emadsctl"));
+    cr_expect_str_eq(cfg_topic_owner("train.done"), "orchestrator");
+    cr_expect_null(cfg_topic_owner("trainee"));
+    cfg_destroy(&cfg);
+    free(y);
+}
+
+Test(config, serve_rule_errors)
+{
+    char *y = s_edit(s_main, "  - {service: ledger, command: reserve, names: [cto_agent]}\n",
+                     "  - {service: ledger, command: ready, names: [cto_agent]}\n");
+    s_expect_error(y, s_budgets, "emads.yaml", 23, "access[0].command", "serve:");
+    free(y);
+    y = s_edit(s_main, "  - {service: ledger, command: reserve, names: [cto_agent]}\n",
+               "  - {service: ledger, serve: [\"*\"]}\n");
+    s_expect_error(y, s_budgets, "emads.yaml", 23, "access[0].serve[0]", "never grants");
+    free(y);
+    y = s_edit(s_main, "  - {service: ledger, command: reserve, names: [cto_agent]}\n",
+               "  - {topic: \"alert x\", publish: [cto_agent]}\n");
+    s_expect_error(y, s_budgets, "emads.yaml", 23, "access[0].topic", "topic prefix");
+    free(y);
+}
+
 Test(config, minimal_config_loads_with_defaults)
 {
     cfg_errors_t errs;

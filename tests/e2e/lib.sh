@@ -66,6 +66,18 @@ wait_final() {
     echo "timeout"
 }
 
+# wait_workers PROCESS N [TRIES]: until `status` shows at least N bus
+# workers of PROCESS (every 50 ms, 100 tries by default); prints the count.
+wait_workers() {
+    local w=0
+    for _ in $(seq 1 "${3:-100}"); do
+        w=$(ctl --json status | json "[p[\"workers\"] for p in d[\"processes\"] if p[\"name\"] == \"$1\"][0]")
+        [ "$w" -ge "$2" ] && break
+        sleep 0.05
+    done
+    echo "$w"
+}
+
 # e2e_llm_server ARGS... : start the OpenAI-compatible test server
 # (emads-test-llm) with ARGS, logging its requests to $E2E_TMP/llm.log; point
 # the config's provider at it and export the API key the daemons inherit
