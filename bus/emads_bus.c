@@ -126,15 +126,7 @@ static pid_t s_running(const char *pidfile)
     long pid = rundir_pid_read(pidfile);
     if (pid <= 0 || pid == (long)getpid())
         return 0;
-    char path[64], comm[64] = "";
-    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    if (!fgets(comm, sizeof(comm), f))
-        comm[0] = '\0';
-    fclose(f);
-    return strncmp(comm, "emads-bus", 9) == 0 ? (pid_t)pid : 0;
+    return rundir_pid_serves(pid, "emads-bus", NULL) ? (pid_t)pid : 0;
 }
 
 static void s_notify(int fd, char status)

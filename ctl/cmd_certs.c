@@ -67,17 +67,7 @@ static int s_help(void)
 static pid_t s_bus_pid(const char *run)
 {
     pid_t pid = ctl_read_pid(run, "emads-bus");
-    if (pid <= 0 || !ctl_pid_alive(pid))
-        return 0;
-    char path[64], comm[64] = "";
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    if (!fgets(comm, sizeof(comm), f))
-        comm[0] = '\0';
-    fclose(f);
-    return strncmp(comm, "emads-bus", 9) == 0 ? pid : 0;
+    return pid > 0 && rundir_pid_serves(pid, "emads-bus", NULL) ? pid : 0;
 }
 
 /* SIGHUP the bus if one runs; true if signalled. */
