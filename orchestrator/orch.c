@@ -60,6 +60,7 @@
 #define ORCH_DRAIN_MS       30000 /* on SIGTERM: longest wait for the steps in flight */
 #define ORCH_RETRY_MS       500
 #define ORCH_HISTORY_MS     5000 /* refresh of estimate history */
+#define ORCH_PROVIDERS_MS   1000 /* an agent not yet heard from is asked for its providers */
 #define ORCH_SKIP_QUALITY   0.7  /* value of skipping an optional step: below its options */
 #define ORCH_DRAIN          256  /* messages handled per socket per iteration */
 #define ORCH_LOST_CODE      "orchestrator_restarted"
@@ -149,7 +150,7 @@ typedef struct {
     int *round_n;
 } otrain_t;
 
-typedef enum { P_LEDGER = 1, P_STEP, P_HISTORY } pkind_t;
+typedef enum { P_LEDGER = 1, P_STEP, P_HISTORY, P_PROVIDERS } pkind_t;
 
 typedef struct {
     pkind_t kind;
@@ -188,6 +189,11 @@ struct _orch_t {
     otrain_t *train;                   /* the current or last training run */
     bool train_kick;                   /* start the next training group this iteration */
     bool stopping;                     /* SIGTERM: finishing the steps in flight, then exit */
+    /* agents' provider reports (orch_plan_set_unusable): an agent not heard
+       from yet is asked with a `providers` request */
+    bool prov_known[CFG_MAX_AGENTS];
+    bool prov_inflight[CFG_MAX_AGENTS];
+    int64_t prov_asked_ms[CFG_MAX_AGENTS];
 };
 
 static int64_t s_now(void)
@@ -1273,6 +1279,17 @@ static void s_step_end(orch_t *self, otask_t *t, int i, orch_step_state_t st)
 
 static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body);
 
+/* How exact a measured label is: provider (counted) < ledger (settled from
+   the ledger's posting) < estimated < whole_hold. */
+static int s_measured_rank(const char *m)
+{
+    static const char *const order[] = {"provider", "ledger", "estimated", "whole_hold"};
+    for (int k = 0; k < 4; k++)
+        if (strcmp(m, order[k]) == 0)
+            return k;
+    return -1;
+}
+
 /* Record the attempt that just ended (s->path, model, why, measured and
    error as the agent reported them; act its spend or NULL when unknown),
    add its spend to the step's actual, and tell the story of the earlier
@@ -1315,6 +1332,12 @@ static void s_add_attempt(orch_t *self, otask_t *t, int i, const char *status,
     ev_push(s->attempts, a);
     if (s->has_actual && !s->measured[0])
         snprintf(s->measured, sizeof s->measured, "%s", "estimated");
+    /* the step's label is the least exact of its attempts' */
+    for (size_t k = 0; k < ev_len(s->attempts); k++) {
+        const char *m = ev_get_str(ev_at(s->attempts, k), "measured", NULL);
+        if (m && s_measured_rank(m) > s_measured_rank(s->measured))
+            snprintf(s->measured, sizeof s->measured, "%s", m);
+    }
 
     /* why: the earlier attempts that did not succeed, then this one */
     size_t n = ev_len(s->attempts);
@@ -1412,6 +1435,18 @@ static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
         snprintf(s->err_code, sizeof s->err_code, "%s",
                  strcmp(status, "denied") == 0 ? PROTO_E_EXCEEDS_BUDGET : PROTO_E_INTERNAL);
     s_add_attempt(self, t, i, status, has_act ? &act : NULL);
+    /* the provider's own account of the attempt */
+    ev_t *last = ev_at(s->attempts, ev_len(s->attempts) - 1);
+    static const char *const llm_keys[] = {"served_model", "finish_reason"};
+    for (int k = 0; last && k < 2; k++)
+        if (ev_get_str(body, llm_keys[k], NULL))
+            ev_set_str(last, llm_keys[k], ev_get_str(body, llm_keys[k], ""));
+    /* the agent's report of its providers decides what is planned for it */
+    const ev_t *provs = ev_get(body, "providers");
+    if (provs && cst->agent >= 0 && cst->agent < CFG_MAX_AGENTS) {
+        orch_plan_set_unusable(cst->agent, orch_plan_providers_mask(self->cfg, provs));
+        self->prov_known[cst->agent] = true;
+    }
 
     if (strcmp(status, "ok") == 0) {
         s_step_end(self, t, i, ORCH_STEP_DONE);
@@ -1423,6 +1458,14 @@ static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
         if (s->option >= 0)
             s->banned |= 1u << s->option;
         s_step_end(self, t, i, ORCH_STEP_FAILED);
+        /* the provider rejected the call (bad request, key, model) or the
+           model refused: another model or the local path would hide it */
+        if (!t->final_state[0] && (strcmp(s->err_code, PROTO_E_PROVIDER_REJECTED) == 0 ||
+                                   strcmp(s->err_code, PROTO_E_REFUSED) == 0)) {
+            s_finish(self, t, "failed", "step %s: %s: %s", cst->name, s->err_code,
+                     s->err_reason);
+            return;
+        }
         if (!t->final_state[0] && s->attempt >= ORCH_MAX_ATTEMPTS) {
             s_finish(self, t, "failed", "step %s failed: %s: %s", cst->name, s->err_code,
                      s->err_reason);
@@ -1560,6 +1603,35 @@ static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
     return steps;
 }
 
+/* Steps that ran below their plan: planned on an LLM, done on the local
+   path or another model (a tight budget, or a provider down after its
+   retries). [{step, planned, ran, reason}]; reason is the step's why,
+   which tells the story of its attempts. Caller owns. */
+static ev_t *s_degraded(const ev_t *steps)
+{
+    ev_t *out = ev_new_array();
+    for (size_t i = 0; out && i < ev_len(steps); i++) {
+        const ev_t *st = ev_at(steps, i);
+        if (strcmp(ev_get_str(st, "state", ""), "done") != 0 ||
+            strcmp(ev_get_str(st, "planned_path", ""), "llm") != 0)
+            continue;
+        const char *path = ev_get_str(st, "path", "");
+        const char *pm = ev_get_str(st, "planned_model", ""), *m = ev_get_str(st, "model", "");
+        if (strcmp(path, "llm") == 0 && strcmp(pm, m) == 0)
+            continue;
+        char planned[160], ran[160];
+        snprintf(planned, sizeof planned, "llm %s", pm);
+        snprintf(ran, sizeof ran, "%s%s%s", path, m[0] ? " " : "", m);
+        ev_t *d = ev_new_map();
+        ev_set_str(d, "step", ev_get_str(st, "step", "?"));
+        ev_set_str(d, "planned", planned);
+        ev_set_str(d, "ran", ran);
+        ev_set_str(d, "reason", ev_get_str(st, "why", ""));
+        ev_push(out, d);
+    }
+    return out;
+}
+
 static void s_on_status(orch_t *self, bus_request_t *req, bool result)
 {
     const char *id = ev_get_str(req->body, "task", "");
@@ -1586,6 +1658,11 @@ static void s_on_status(orch_t *self, bus_request_t *req, bool result)
         const ev_t *out = final ? ev_get(r, "output") : NULL;
         ev_set(rep, "output", out ? ev_dup(out) : ev_new_map());
         ev_set(rep, "steps", s_reply_steps(stored, true));
+        ev_t *deg = s_degraded(ev_get(rep, "steps"));
+        if (ev_len(deg))
+            ev_set(rep, "degraded", deg);
+        else
+            ev_destroy(&deg);
     } else {
         ev_set_str(rep, "class", ev_get_str(stored, "class", "default"));
         const char *text = ev_get_str(stored, "text", "");
@@ -2373,6 +2450,30 @@ static void s_timers(orch_t *self)
     for (otask_t *t = zhashx_first(self->tasks); t; t = zhashx_next(self->tasks))
         if (!t->dead && t->retry_at_ms && t->retry_at_ms <= now)
             s_ledger_call(self, t, t->lop);
+    for (int a = 0; a < self->cfg->n_agents && a < CFG_MAX_AGENTS; a++)
+        if (!self->prov_known[a] && !self->prov_inflight[a] &&
+            now - self->prov_asked_ms[a] >= ORCH_PROVIDERS_MS) {
+            ev_t *b = proto_body("providers");
+            s_send(self, self->cfg->agents[a].name, &b, ORCH_PROVIDERS_MS, P_PROVIDERS, NULL, a,
+                   0);
+            self->prov_inflight[a] = true;
+            self->prov_asked_ms[a] = now;
+        }
+}
+
+/* An agent's providers_reply: which providers to plan for it. */
+static void s_on_providers(orch_t *self, int a, const ev_t *body)
+{
+    self->prov_inflight[a] = false;
+    if (proto_is_error(body, NULL) || strcmp(ev_get_str(body, "type", ""), "providers_reply"))
+        return; /* not up yet: asked again later */
+    unsigned mask = orch_plan_providers_mask(self->cfg, ev_get(body, "providers"));
+    orch_plan_set_unusable(a, mask);
+    self->prov_known[a] = true;
+    if (mask)
+        log_info("%s reports unusable providers (mask %#x): their LLM options are not planned "
+                 "for it",
+                 self->cfg->agents[a].name, mask);
 }
 
 static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
@@ -2386,6 +2487,11 @@ static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
     zhashx_delete(self->pending, msg->corr_id);
     if (pd.kind == P_HISTORY) {
         s_on_history(self, msg->body);
+        return;
+    }
+    if (pd.kind == P_PROVIDERS) {
+        if (pd.step >= 0 && pd.step < CFG_MAX_AGENTS)
+            s_on_providers(self, pd.step, msg->body);
         return;
     }
     otask_t *t = zhashx_lookup(self->tasks, pd.task);
