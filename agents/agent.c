@@ -622,8 +622,8 @@ static int s_llm(s_worker_t *w, s_step_t *s, int model, const char *system, cons
         bool rejected = res.status == LLM_ERR_HTTP &&
                         (h == 400 || h == 401 || h == 403 || h == 404 || h == 422);
         *ecode = rejected                         ? PROTO_E_PROVIDER_REJECTED
-                 : res.status == LLM_ERR_TIMEOUT ? PROTO_E_TIMEOUT
-                                                  : PROTO_E_PROVIDER;
+                 : res.status == LLM_ERR_TIMEOUT || res.status == LLM_ERR_CUT ? PROTO_E_TIMEOUT
+                                                                               : PROTO_E_PROVIDER;
         snprintf(ereason, ereason_len, "%s (model %s, %d attempt%s)", res.error, m->name,
                  res.attempts, res.attempts == 1 ? "" : "s");
         log_warn("step %s/%s: %s", s->task, s->step, ereason);

@@ -191,6 +191,11 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
         free(S.content);
         S.content = strdup(json_string_value(content));
     }
+    json_t *rk = json_object_get(j, "require_key");
+    if (json_is_string(rk) || json_is_null(rk)) {
+        free(S.require_key);
+        S.require_key = json_is_string(rk) ? strdup(json_string_value(rk)) : NULL;
+    }
     json_t *cached = json_object_get(j, "cached");
     if (json_is_integer(cached))
         S.cached = (long)json_integer_value(cached);
