@@ -147,11 +147,11 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
         ctl_fmt_usd(buf, sizeof buf, m->input_uusd_per_mtok);
         ctl_fmt_usd(buf2, sizeof buf2, m->output_uusd_per_mtok);
         ctl_fmt_usd(buf3, sizeof buf3, m->cached_uusd_per_mtok);
-        printf("  %-16s in %-10s cached %-10s out %-10s context %-8" PRId64 " via %s (%s %s)\n",
-               m->name, buf, buf3, buf2, m->context_tokens, p ? p->name : "-",
-               p ? cfg_provider_kind_name(p->kind) : "-", p ? p->base_url : "-");
-        printf("  %-16s output limit %s, %s\n", "", m->output_limit_param,
-               m->streaming ? "streaming" : "not streaming");
+        printf("  %-16s in %-10s out %-10s context %-8" PRId64 " via %s (%s %s)\n", m->name, buf,
+               buf2, m->context_tokens, p ? p->name : "-", p ? cfg_provider_kind_name(p->kind) : "-",
+               p ? p->base_url : "-");
+        printf("  %-16s cached in %-10s output limit %s, %s\n", "", buf3, m->output_limit_param,
+               m->streaming ? "streamed" : "not streamed");
     }
 
     printf("\ntools:\n");
