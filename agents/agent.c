@@ -376,9 +376,8 @@ static void s_provider_note(agent_t *a, int p, const char *last, const char *why
 }
 
 /* [{provider, kind, usable, key, last, why}] for every configured provider:
-   usable unless its key is missing, it rejected the key (401/403), or it
-   was unreachable or down after its retries in the last
-   AGENT_PROVIDER_REST_MS. */
+   usable unless its key is missing here, or it was unreachable or down
+   after its retries in the last AGENT_PROVIDER_REST_MS. */
 static ev_t *s_providers_ev(agent_t *a)
 {
     const cfg_t *cfg = a->cfg;
@@ -395,7 +394,9 @@ static ev_t *s_providers_ev(agent_t *a)
         bool key = s_provider_key(p);
         bool resting = (!strcmp(last, "unreachable") || !strcmp(last, "down")) &&
                        age < AGENT_PROVIDER_REST_MS;
-        bool usable = key && strcmp(last, "rejected") != 0 && !resting;
+        /* a rejected key stays usable: every call then fails loudly,
+           rather than plans turning local without a word */
+        bool usable = key && !resting;
         if (!key)
             snprintf(why, sizeof why, "no API key in $%s", p->api_key_env);
         ev_t *m = ev_new_map();

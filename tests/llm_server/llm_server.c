@@ -191,6 +191,11 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
         free(S.content);
         S.content = strdup(json_string_value(content));
     }
+    json_t *models = json_object_get(j, "models");
+    if (json_is_string(models) || json_is_null(models)) {
+        free(S.models);
+        S.models = json_is_string(models) ? strdup(json_string_value(models)) : NULL;
+    }
     json_t *rk = json_object_get(j, "require_key");
     if (json_is_string(rk) || json_is_null(rk)) {
         free(S.require_key);
