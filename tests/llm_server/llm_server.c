@@ -1,4 +1,8 @@
-/*  llm_server.c - emads-test-llm: a small OpenAI-compatible server for tests.
+/*  llm_server.c - emads-test-llm: a small OpenAI-compatible (and Anthropic
+    messages) server for tests. tests/llm_server/README.md is the full
+    reference: the Anthropic API (POST /v1/messages), streamed answers for
+    both, the scenarios length/empty/refusal/drip:MS, and the flags
+    --completion-models, --served-model and --cached.
 
       emads-test-llm [--port N] [--port-file F] [--log FILE] [--scenario S]
                      [--content TEXT] [--usage P,C] [--require-key KEY]
