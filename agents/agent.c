@@ -704,6 +704,13 @@ static void s_tool_summary(s_worker_t *w, s_step_t *s, const char *text, const e
             for (size_t i = 0; llm_out && i < ev_len(llm_out); i++)
                 ev_set(s->output, ev_key_at(llm_out, i), ev_dup(ev_at(llm_out, i)));
             ev_destroy(&llm_out);
+        } else if (ecode && (strcmp(ecode, PROTO_E_PROVIDER_REJECTED) == 0 ||
+                             strcmp(ecode, PROTO_E_REFUSED) == 0)) {
+            /* a rejected call or a refusal fails the step loudly, as on
+               the llm path: the tool's result alone would hide it */
+            s->status = "error";
+            s->ecode = ecode;
+            snprintf(s->ereason, sizeof s->ereason, "summary: %.490s", reason);
         } else
             snprintf(note, sizeof note, "no summary: %.380s", reason);
         free(content);

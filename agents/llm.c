@@ -197,7 +197,8 @@ char *llm_build_request(const char *model, const char *system, const char *user,
 static bool s_get_count(json_t *obj, const char *key, int64_t *out)
 {
     json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > LLM_MAX_USAGE_TOKENS)
         return false;
     *out = json_integer_value(v);
     return true;
@@ -285,8 +286,6 @@ static void s_anthropic_usage(json_t *usage, llm_response_t *out, bool need_outp
         return;
     if (json_object_get(usage, "cache_creation_input_tokens") &&
         !s_get_count(usage, "cache_creation_input_tokens", &write))
-        return;
-    if (in > INT64_MAX / 4 || read > INT64_MAX / 4 || write > INT64_MAX / 4)
         return;
     out->prompt_tokens = in + read + write;
     out->cached_tokens = read;

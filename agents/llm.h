@@ -51,6 +51,9 @@ typedef enum {
 typedef enum { LLM_API_OPENAI = 0, LLM_API_ANTHROPIC } llm_api_t;
 
 #define LLM_ANTHROPIC_VERSION "2023-06-01"
+/* A usage count above this is not believed (the usage is then treated as
+   missing and the call estimated), so sums of counts cannot overflow. */
+#define LLM_MAX_USAGE_TOKENS 1000000000LL
 
 /* A parsed answer. content and refusal are malloc'd (llm_response_clear).
    prompt_tokens counts every input token, cached ones included (Anthropic:

@@ -585,6 +585,13 @@ refusal)
     [ "$(printf "%s\n" "$r" | jq -r .measured)" = provider ] || fail "refusal not charged from usage: $r"
     [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 112 ] || fail "refusal tokens: $r"
     [ "$(used cost_uusd)" = 124 ] || fail "refusal cost: $(used cost_uusd)"
+    # a refused tool summary fails the step too: the tool's result alone
+    # would hide it
+    r=$(step rf2 tool '{"tool":"kb_search","model":"big"}' 1500 3000 \
+        "How do we take card payments and handle refunds?")
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "refused summary: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = refused ] || fail "refused summary code: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.tool_calls)" = 1 ] || fail "tool call not charged: $r"
     ok "a refusal is charged from its usage and recorded refused with the provider's text"
     ;;
 cached)

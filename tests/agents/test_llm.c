@@ -208,6 +208,18 @@ Test(llm, refusal_cached_tokens_and_finish_reasons)
     cr_expect_eq(llm_answer_kind(&mt), LLM_ANSWER_TRUNCATED);
     cr_expect_str_eq(llm_answer_name(LLM_ANSWER_REFUSED), "refused");
 
+    /* absurd counts are not believed: usage treated as missing */
+    body = "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":"
+           "9223372036854775807,\"completion_tokens\":9223372036854775807}}";
+    cr_assert_eq(llm_parse_response(body, strlen(body), &r, err, sizeof err), 0);
+    cr_expect(!r.has_usage);
+    llm_response_clear(&r);
+    body = "{\"content\":[],\"usage\":{\"input_tokens\":1,\"cache_read_input_tokens\":"
+           "4611686018427387904,\"output_tokens\":1}}";
+    cr_assert_eq(llm_parse_anthropic(body, strlen(body), &r, err, sizeof err), 0);
+    cr_expect(!r.has_usage && !r.has_input);
+    llm_response_clear(&r);
+
     /* cached above the prompt is nonsense: usage not trusted */
     body = "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":10,"
            "\"completion_tokens\":1,\"prompt_tokens_details\":{\"cached_tokens\":11}}}";
