@@ -35,8 +35,8 @@
 
 #define AGENT_TOOL_OUTPUT_MAX (32 * 1024) /* bytes of tool output in a step result */
 #define AGENT_COMMIT_TRIES    3
-#define AGENT_PROVIDER_REST_MS                                                                    \
-    60000 /* a provider unreachable (or down) after its retries is reported unusable this long */
+/* a provider unreachable (or down) after its retries is reported unusable this long */
+#define AGENT_PROVIDER_REST_MS 60000
 
 /* ---- pure helpers -------------------------------------------------------- */
 void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned, int planned_model,
@@ -219,9 +219,8 @@ void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
     case LLM_ERR_CUT:
         if (res->status == LLM_OK && r->has_usage) {
             actual->v[DIM_TOKENS] = r->prompt_tokens + r->completion_tokens;
-            actual->v[DIM_COST_UUSD] =
-                cfg_model_cost_cached(model, r->prompt_tokens, r->cached_tokens,
-                                      r->completion_tokens);
+            actual->v[DIM_COST_UUSD] = cfg_model_cost_cached(
+                model, r->prompt_tokens, r->cached_tokens, r->completion_tokens);
             *measured = AGENT_MEASURED_PROVIDER;
         } else {
             /* no usage, or a stream closed at the hold: the input the
@@ -392,8 +391,8 @@ static ev_t *s_providers_ev(agent_t *a)
         int64_t age = now - a->prov[i].at_ms;
         pthread_mutex_unlock(&a->lock);
         bool key = s_provider_key(p);
-        bool resting = (!strcmp(last, "unreachable") || !strcmp(last, "down")) &&
-                       age < AGENT_PROVIDER_REST_MS;
+        bool resting =
+            (!strcmp(last, "unreachable") || !strcmp(last, "down")) && age < AGENT_PROVIDER_REST_MS;
         /* a rejected key stays usable: every call then fails loudly,
            rather than plans turning local without a word */
         bool usable = key && !resting;
@@ -516,9 +515,9 @@ static bool s_have_key(const cfg_t *cfg, int model, const char **key)
 /* An answer's decision words the roles understand (role_from_llm maps them). */
 static bool s_known_decision(const char *d)
 {
-    static const char *const known[] = {"proceed", "proceed_with_conditions", "reconsider",
-                                        "go",      "no-go",                   "no go",
-                                        "yes",     "no",                      "conditional"};
+    static const char *const known[] = {
+        "proceed",    "proceed_with_conditions", "reconsider", "go", "no-go", "no go", "yes", "no",
+        "conditional"};
     for (size_t i = 0; d && i < sizeof known / sizeof known[0]; i++)
         if (strcasecmp(d, known[i]) == 0)
             return true;
@@ -622,9 +621,9 @@ static int s_llm(s_worker_t *w, s_step_t *s, int model, const char *system, cons
         long h = res.http_status;
         bool rejected = res.status == LLM_ERR_HTTP &&
                         (h == 400 || h == 401 || h == 403 || h == 404 || h == 422);
-        *ecode = rejected                         ? PROTO_E_PROVIDER_REJECTED
+        *ecode = rejected ? PROTO_E_PROVIDER_REJECTED
                  : res.status == LLM_ERR_TIMEOUT || res.status == LLM_ERR_CUT ? PROTO_E_TIMEOUT
-                                                                               : PROTO_E_PROVIDER;
+                                                                              : PROTO_E_PROVIDER;
         snprintf(ereason, ereason_len, "%s (model %s, %d attempt%s)", res.error, m->name,
                  res.attempts, res.attempts == 1 ? "" : "s");
         log_warn("step %s/%s: %s", s->task, s->step, ereason);
@@ -977,8 +976,7 @@ static void *s_worker_main(void *arg)
         else if (strcmp(type, "providers") == 0 && (job->result = proto_body("providers_reply"))) {
             ev_set_str(job->result, "agent", a->name);
             ev_set(job->result, "providers", s_providers_ev(a));
-        }
-        else
+        } else
             job->result = proto_error(PROTO_E_UNKNOWN_TYPE, "%s does not serve %s", a->name, type);
         if (!job->result)
             job->result = proto_error(PROTO_E_INTERNAL, "out of memory");

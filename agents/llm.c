@@ -172,8 +172,8 @@ char *llm_build_body(const llm_request_t *req)
             json_array_append_new(
                 msgs, json_pack("{s:s, s:s}", "role", "system", "content", req->system));
     }
-    json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content",
-                                          req->user ? req->user : ""));
+    json_array_append_new(
+        msgs, json_pack("{s:s, s:s}", "role", "user", "content", req->user ? req->user : ""));
     json_object_set_new(root, "messages", msgs);
     const char *limit = req->api == LLM_API_ANTHROPIC ? "max_tokens"
                         : req->output_limit_param && *req->output_limit_param
@@ -322,8 +322,7 @@ static int s_append(char **dst, size_t *len, size_t *cap, const char *src, size_
     return 0;
 }
 
-int llm_parse_anthropic(const char *body, size_t len, llm_response_t *out, char *err,
-                        size_t errlen)
+int llm_parse_anthropic(const char *body, size_t len, llm_response_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
@@ -415,8 +414,8 @@ static int s_stream_text(llm_stream_t *s, json_t *text, bool refusal)
     if (!json_is_string(text))
         return 0;
     if (refusal)
-        return s_append(&s->resp.refusal, &s->refusal_len, &s->refusal_cap,
-                        json_string_value(text), json_string_length(text));
+        return s_append(&s->resp.refusal, &s->refusal_len, &s->refusal_cap, json_string_value(text),
+                        json_string_length(text));
     return s_append(&s->resp.content, &s->content_len, &s->content_cap, json_string_value(text),
                     json_string_length(text));
 }
@@ -659,8 +658,7 @@ int llm_call(llm_t *self, const llm_request_t *req, llm_result_t *res)
                 snprintf(res->error, sizeof res->error,
                          "malformed provider stream: an event is not JSON");
             else if (stream.error[0])
-                snprintf(res->error, sizeof res->error, "provider stream error: %s",
-                         stream.error);
+                snprintf(res->error, sizeof res->error, "provider stream error: %s", stream.error);
             else if (!stream.done)
                 snprintf(res->error, sizeof res->error,
                          "provider stream ended before its last event");
@@ -677,8 +675,7 @@ int llm_call(llm_t *self, const llm_request_t *req, llm_result_t *res)
                 res->status = LLM_ERR_MALFORMED;
                 snprintf(res->error, sizeof res->error, "malformed provider response: %s", err);
             }
-        } else if (cc == CURLE_OPERATION_TIMEDOUT && req->stream && status >= 200 &&
-                   status < 300) {
+        } else if (cc == CURLE_OPERATION_TIMEDOUT && req->stream && status >= 200 && status < 300) {
             res->resp = stream.resp;
             memset(&stream.resp, 0, sizeof stream.resp);
             res->status = LLM_ERR_CUT;

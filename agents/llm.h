@@ -62,8 +62,8 @@ typedef enum { LLM_API_OPENAI = 0, LLM_API_ANTHROPIC } llm_api_t;
    usage.prompt_tokens_details.cached_tokens, Anthropic
    cache_read_input_tokens). */
 typedef struct {
-    char *content; /* NULL when the provider sent none (refusal) */
-    char *refusal; /* the provider's refusal text, or NULL */
+    char *content;          /* NULL when the provider sent none (refusal) */
+    char *refusal;          /* the provider's refusal text, or NULL */
     char model[64];         /* served model, as the provider named it */
     char finish_reason[32]; /* finish_reason / stop_reason, "" if none */
     bool has_usage;         /* prompt and completion counts both present */
@@ -91,9 +91,9 @@ typedef struct {
     const char *output_limit_param; /* OpenAI: "max_tokens" (NULL) or "max_completion_tokens" */
     bool stream;                    /* server-sent events, usage at the end */
     int64_t max_tokens;             /* > 0 */
-    int64_t timeout_ms;         /* whole call including retries, > 0 */
-    int64_t max_response_bytes; /* <= 0: 1 MiB */
-    int max_retries;            /* retries after the first attempt; < 0: 3 */
+    int64_t timeout_ms;             /* whole call including retries, > 0 */
+    int64_t max_response_bytes;     /* <= 0: 1 MiB */
+    int max_retries;                /* retries after the first attempt; < 0: 3 */
 } llm_request_t;
 
 typedef struct {

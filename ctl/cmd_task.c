@@ -263,9 +263,9 @@ static void s_print_result(const ev_t *r)
     for (size_t i = 0; i < ev_len(deg); i++) {
         const ev_t *d = ev_at(deg, i);
         char label[256];
-        snprintf(label, sizeof label, "degraded: %s planned %s, ran %s: ",
-                 ev_get_str(d, "step", "?"), ev_get_str(d, "planned", "?"),
-                 ev_get_str(d, "ran", "?"));
+        snprintf(label, sizeof label,
+                 "degraded: %s planned %s, ran %s: ", ev_get_str(d, "step", "?"),
+                 ev_get_str(d, "planned", "?"), ev_get_str(d, "ran", "?"));
         s_print_text(label, ev_get_str(d, "reason", ""));
     }
     const char *decision = ev_get_str(out, "decision", NULL);

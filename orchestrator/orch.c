@@ -1462,8 +1462,7 @@ static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
            model refused: another model or the local path would hide it */
         if (!t->final_state[0] && (strcmp(s->err_code, PROTO_E_PROVIDER_REJECTED) == 0 ||
                                    strcmp(s->err_code, PROTO_E_REFUSED) == 0)) {
-            s_finish(self, t, "failed", "step %s: %s: %s", cst->name, s->err_code,
-                     s->err_reason);
+            s_finish(self, t, "failed", "step %s: %s: %s", cst->name, s->err_code, s->err_reason);
             return;
         }
         if (!t->final_state[0] && s->attempt >= ORCH_MAX_ATTEMPTS) {
@@ -2454,8 +2453,7 @@ static void s_timers(orch_t *self)
         if (!self->prov_known[a] && !self->prov_inflight[a] &&
             now - self->prov_asked_ms[a] >= ORCH_PROVIDERS_MS) {
             ev_t *b = proto_body("providers");
-            s_send(self, self->cfg->agents[a].name, &b, ORCH_PROVIDERS_MS, P_PROVIDERS, NULL, a,
-                   0);
+            s_send(self, self->cfg->agents[a].name, &b, ORCH_PROVIDERS_MS, P_PROVIDERS, NULL, a, 0);
             self->prov_inflight[a] = true;
             self->prov_asked_ms[a] = now;
         }

@@ -183,10 +183,11 @@ Test(llm, body_follows_the_provider_and_model)
 
 Test(llm, refusal_cached_tokens_and_finish_reasons)
 {
-    const char *body = "{\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"message\":{\"content\":null,"
-                       "\"refusal\":\"I can't help with that.\"},\"finish_reason\":\"stop\"}],"
-                       "\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":8,"
-                       "\"prompt_tokens_details\":{\"cached_tokens\":64}}}";
+    const char *body =
+        "{\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"message\":{\"content\":null,"
+        "\"refusal\":\"I can't help with that.\"},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":8,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":64}}}";
     llm_response_t r;
     char err[128];
     cr_assert_eq(llm_parse_response(body, strlen(body), &r, err, sizeof err), 0, "%s", err);
@@ -230,11 +231,12 @@ Test(llm, refusal_cached_tokens_and_finish_reasons)
 
 Test(llm, anthropic_message)
 {
-    const char *body = "{\"type\":\"message\",\"model\":\"claude-x\",\"content\":[{\"type\":\"text\","
-                       "\"text\":\"hel\"},{\"type\":\"tool_use\",\"id\":\"t\"},{\"type\":\"text\","
-                       "\"text\":\"lo\"}],\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":"
-                       "300,\"cache_read_input_tokens\":600,\"cache_creation_input_tokens\":100,"
-                       "\"output_tokens\":100}}";
+    const char *body =
+        "{\"type\":\"message\",\"model\":\"claude-x\",\"content\":[{\"type\":\"text\","
+        "\"text\":\"hel\"},{\"type\":\"tool_use\",\"id\":\"t\"},{\"type\":\"text\","
+        "\"text\":\"lo\"}],\"stop_reason\":\"end_turn\",\"usage\":{\"input_tokens\":"
+        "300,\"cache_read_input_tokens\":600,\"cache_creation_input_tokens\":100,"
+        "\"output_tokens\":100}}";
     llm_response_t r;
     char err[128];
     cr_assert_eq(llm_parse_anthropic(body, strlen(body), &r, err, sizeof err), 0, "%s", err);
@@ -265,9 +267,11 @@ static int s_feed(llm_stream_t *s, const char *data, size_t n)
 Test(llm, openai_stream_in_any_pieces)
 {
     const char *sse =
-        "data: {\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"delta\":{\"content\":\"{\\\"a\"}}]}\n\n"
+        "data: "
+        "{\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"delta\":{\"content\":\"{\\\"a\"}}]}\n\n"
         ": a comment\n"
-        "data: {\"choices\":[{\"delta\":{\"content\":\"\\\": 1}\"},\"finish_reason\":null}]}\r\n\r\n"
+        "data: {\"choices\":[{\"delta\":{\"content\":\"\\\": "
+        "1}\"},\"finish_reason\":null}]}\r\n\r\n"
         "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":50,\"completion_tokens\":7,"
         "\"prompt_tokens_details\":{\"cached_tokens\":20}}}\n\n"
@@ -291,7 +295,9 @@ Test(llm, openai_stream_in_any_pieces)
     /* cut before the end: what arrived is kept, no usage, not done */
     llm_stream_t s;
     llm_stream_init(&s, LLM_API_OPENAI);
-    cr_expect_eq(s_feed(&s, "data: {\"choices\":[{\"delta\":{\"content\":\"par\"}}]}\n\ndata: {\"cho", 5), 0);
+    cr_expect_eq(
+        s_feed(&s, "data: {\"choices\":[{\"delta\":{\"content\":\"par\"}}]}\n\ndata: {\"cho", 5),
+        0);
     cr_expect(!s.done);
     cr_expect(!s.resp.has_usage);
     cr_expect_str_eq(s.resp.content, "par");

@@ -141,13 +141,13 @@ static void s_log(const char *path, const char *model, long max_tokens, long mes
 {
     if (!S.log)
         return;
-    json_t *j = json_pack(
-        "{s:I, s:s, s:s, s:s, s:I, s:s, s:b, s:I, s:b, s:I, s:s, s:I, s:I}", "n",
-        (json_int_t)++S.seq, "path", path, "api", anthropic ? "anthropic" : "openai", "model",
-        model ? model : "", "max_tokens", (json_int_t)max_tokens, "limit_param", limit_param,
-        "stream", stream, "messages", (json_int_t)messages, "auth", auth, "status",
-        (json_int_t)status, "scenario", scenario, "prompt_tokens", (json_int_t)prompt_tokens,
-        "inflight", (json_int_t)inflight);
+    json_t *j =
+        json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:b, s:I, s:b, s:I, s:s, s:I, s:I}", "n",
+                  (json_int_t)++S.seq, "path", path, "api", anthropic ? "anthropic" : "openai",
+                  "model", model ? model : "", "max_tokens", (json_int_t)max_tokens, "limit_param",
+                  limit_param, "stream", stream, "messages", (json_int_t)messages, "auth", auth,
+                  "status", (json_int_t)status, "scenario", scenario, "prompt_tokens",
+                  (json_int_t)prompt_tokens, "inflight", (json_int_t)inflight);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (s) {
         fprintf(S.log, "%s\n", s);
@@ -288,7 +288,7 @@ static void s_sse_push(s_sse_t *x, const char *name, json_t *j, const char *raw)
 
 typedef struct {
     bool anthropic;
-    const char *model; /* served */
+    const char *model;   /* served */
     const char *content; /* NULL with a refusal (OpenAI) */
     const char *refusal;
     const char *finish;
@@ -316,15 +316,15 @@ static s_sse_t *s_sse_answer(const s_answer_t *a, long delay_ms)
                              "output_tokens", (json_int_t)1),
                    NULL);
         s_sse_push(x, "content_block_start",
-                   json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index",
-                             0, "content_block", "type", "text", "text", ""),
+                   json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
+                             "content_block", "type", "text", "text", ""),
                    NULL);
         for (size_t off = 0; off < len; off += 16) {
             char piece[17];
             snprintf(piece, sizeof piece, "%.16s", text + off);
             s_sse_push(x, "content_block_delta",
-                       json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
-                                 "index", 0, "delta", "type", "text_delta", "text", piece),
+                       json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index",
+                                 0, "delta", "type", "text_delta", "text", piece),
                        NULL);
         }
         s_sse_push(x, "content_block_stop",
@@ -355,8 +355,8 @@ static s_sse_t *s_sse_answer(const s_answer_t *a, long delay_ms)
                    NULL);
     s_sse_push(x, NULL,
                json_pack("{s:s, s:s, s:s, s:[{s:i, s:{}, s:s}]}", "id", "chatcmpl-test", "object",
-                         "chat.completion.chunk", "model", a->model, "choices", "index", 0,
-                         "delta", "finish_reason", a->finish),
+                         "chat.completion.chunk", "model", a->model, "choices", "index", 0, "delta",
+                         "finish_reason", a->finish),
                NULL);
     if (a->usage)
         s_sse_push(x, NULL,
@@ -383,13 +383,12 @@ static json_t *s_json_answer(const s_answer_t *a)
             json_array_append_new(json_object_get(body, "content"),
                                   json_pack("{s:s, s:s}", "type", "text", "text", a->content));
         if (body && a->usage)
-            json_object_set_new(
-                body, "usage",
-                json_pack("{s:I, s:I, s:I, s:I}", "input_tokens",
-                          (json_int_t)(a->prompt - a->cached - a->cache_write),
-                          "cache_read_input_tokens", (json_int_t)a->cached,
-                          "cache_creation_input_tokens", (json_int_t)a->cache_write,
-                          "output_tokens", (json_int_t)a->completion));
+            json_object_set_new(body, "usage",
+                                json_pack("{s:I, s:I, s:I, s:I}", "input_tokens",
+                                          (json_int_t)(a->prompt - a->cached - a->cache_write),
+                                          "cache_read_input_tokens", (json_int_t)a->cached,
+                                          "cache_creation_input_tokens", (json_int_t)a->cache_write,
+                                          "output_tokens", (json_int_t)a->completion));
         return body;
     }
     json_t *msg = json_pack("{s:s}", "role", "assistant");
@@ -400,13 +399,12 @@ static json_t *s_json_answer(const s_answer_t *a)
                      "chat.completion", "created", (json_int_t)time(NULL), "model", a->model,
                      "choices", "index", 0, "message", msg, "finish_reason", a->finish);
     if (body && a->usage)
-        json_object_set_new(body, "usage",
-                            json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens",
-                                      (json_int_t)a->prompt, "completion_tokens",
-                                      (json_int_t)a->completion, "total_tokens",
-                                      (json_int_t)(a->prompt + a->completion),
-                                      "prompt_tokens_details", "cached_tokens",
-                                      (json_int_t)a->cached));
+        json_object_set_new(
+            body, "usage",
+            json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)a->prompt,
+                      "completion_tokens", (json_int_t)a->completion, "total_tokens",
+                      (json_int_t)(a->prompt + a->completion), "prompt_tokens_details",
+                      "cached_tokens", (json_int_t)a->cached));
     return body;
 }
 
@@ -416,7 +414,7 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
     const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *xkey = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
     const char *aver = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version");
-    const char *sent_key = anthropic ? xkey
+    const char *sent_key = anthropic                                                ? xkey
                            : authz && strncmp(authz, "Bearer ", 7) == 0 && authz[7] ? authz + 7
                                                                                     : NULL;
     bool auth = sent_key && *sent_key;
@@ -425,7 +423,7 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
     const char *model = json_string_value(json_object_get(req, "model"));
     json_t *mt = json_object_get(req, "max_tokens");
     json_t *mct = json_object_get(req, "max_completion_tokens");
-    const char *limit_param = json_is_integer(mt) ? "max_tokens"
+    const char *limit_param = json_is_integer(mt)    ? "max_tokens"
                               : json_is_integer(mct) ? "max_completion_tokens"
                                                      : "";
     long max_tokens = json_is_integer(mt)    ? (long)json_integer_value(mt)
@@ -542,9 +540,8 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
         a.cached = cached < a.prompt ? cached : a.prompt;
         a.cache_write = anthropic && cache_write < a.prompt - a.cached ? cache_write : 0;
         if (stream)
-            sse = s_sse_answer(&a, strncmp(scenario, "drip:", 5) == 0
-                                       ? strtol(scenario + 5, NULL, 10)
-                                       : 0);
+            sse = s_sse_answer(
+                &a, strncmp(scenario, "drip:", 5) == 0 ? strtol(scenario + 5, NULL, 10) : 0);
         else
             body = s_json_answer(&a);
     }
