@@ -223,15 +223,22 @@ static void s_openai_usage(json_t *usage, llm_response_t *out)
     out->has_usage = out->has_input = true;
 }
 
+/* The body as JSON (caller decrefs), or NULL with a reason in err. */
+static json_t *s_load(const char *body, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        snprintf(err, errlen, "response is not JSON: %s (offset %d)", jerr.text, jerr.position);
+    return root;
+}
+
 int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    json_error_t jerr;
-    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        snprintf(err, errlen, "response is not JSON: %s (offset %d)", jerr.text, jerr.position);
+    json_t *root = s_load(body, len, err, errlen);
+    if (!root)
         return -1;
-    }
     int rc = -1;
     if (!json_is_object(root)) {
         snprintf(err, errlen, "response is not a JSON object");
@@ -325,12 +332,9 @@ static int s_append(char **dst, size_t *len, size_t *cap, const char *src, size_
 int llm_parse_anthropic(const char *body, size_t len, llm_response_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    json_error_t jerr;
-    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        snprintf(err, errlen, "response is not JSON: %s (offset %d)", jerr.text, jerr.position);
+    json_t *root = s_load(body, len, err, errlen);
+    if (!root)
         return -1;
-    }
     int rc = -1;
     json_t *content = json_object_get(root, "content");
     if (!json_is_object(root) || !json_is_array(content)) {

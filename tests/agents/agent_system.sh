@@ -80,6 +80,10 @@ step_to() {
                                         cost_uusd: 0}, quality: 0.6}, inputs: $inputs}')
     call orchestrator "$1" "$body"
 }
+# want EXPR VALUE WHAT: the step_result in $r has jq EXPR = VALUE
+want() {
+    [ "$(printf "%s\n" "$r" | jq -r "$1")" = "$2" ] || fail "$3: $r"
+}
 # used DIM: the agent account's used amount in task t1
 used() {
     call orchestrator ledger '{"type":"spend","task":"t1","agent":"cto_agent"}' |
@@ -541,12 +545,12 @@ limit_param)
     # refuses max_tokens for it, answers; o3-mini (same provider rule) is
     # configured without it and fails loudly with the provider's message
     r=$(step lp1 llm '{"model":"o3"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "o3: $r"
+    want .status ok "o3"
     tail -n 1 "$R/llm-requests.log" | jq -e '.limit_param == "max_completion_tokens" and .status == 200' \
         >/dev/null || fail "o3 request: $(tail -n 1 "$R/llm-requests.log")"
     r=$(step lp2 llm '{"model":"o3-mini"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "o3-mini: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_rejected ] || fail "o3-mini code: $r"
+    want .status error "o3-mini"
+    want .error.code provider_rejected "o3-mini code"
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "Unsupported parameter: 'max_tokens'" ||
         fail "o3-mini reason hides the provider's message: $r"
     [ "$(grep -c '"status":400' "$R/llm-requests.log")" = 1 ] || fail "a 400 was retried"
@@ -556,20 +560,20 @@ truncated)
     # a reasoning model that spent its output limit: finish_reason length
     control '{"scenario":"length","usage":[123,45]}'
     r=$(step tr1 llm '{"model":"big"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "truncated status: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_error ] || fail "truncated code: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .finish_reason)" = length ] || fail "finish_reason: $r"
+    want .status error "truncated status"
+    want .error.code provider_error "truncated code"
+    want .finish_reason length "finish_reason"
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "cut off at the output limit" || fail "reason: $r"
     [ "$(printf "%s\n" "$r" | jq -c .output)" = '{}' ] || fail "a cut-off answer filled the output: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)" = 213 ] || fail "not charged its usage: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .measured)" = provider ] || fail "measured: $r"
+    want .actual.cost_uusd 213 "not charged its usage"
+    want .measured provider "measured"
     # an empty answer, and one without the role's keys: failed, nothing invented
     control '{"scenario":"empty"}'
     r=$(step tr2 llm '{"model":"big"}' 3000 3000 "$TEXT")
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "empty answer" || fail "empty: $r"
     control '{"scenario":"usage","content":"{\"summary\": \"looks fine\"}"}'
     r=$(step tr3 llm '{"model":"big"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "keyless answer accepted: $r"
+    want .status error "keyless answer accepted"
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "no known decision" || fail "keys: $r"
     [ "$(printf "%s\n" "$r" | jq -c .output)" = '{}' ] || fail "defaults filled in: $r"
     [ "$(used cost_uusd)" = $((3 * 213)) ] || fail "ledger: $(used cost_uusd)"
@@ -578,20 +582,20 @@ truncated)
 refusal)
     control '{"scenario":"refusal","usage":[100,12]}'
     r=$(step rf1 llm '{"model":"big"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "refusal status: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = refused ] || fail "refusal code: $r"
+    want .status error "refusal status"
+    want .error.code refused "refusal code"
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "can't help with that" ||
         fail "the provider's text is not recorded: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .measured)" = provider ] || fail "refusal not charged from usage: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 112 ] || fail "refusal tokens: $r"
+    want .measured provider "refusal not charged from usage"
+    want .actual.tokens 112 "refusal tokens"
     [ "$(used cost_uusd)" = 124 ] || fail "refusal cost: $(used cost_uusd)"
     # a refused tool summary fails the step too: the tool's result alone
     # would hide it
     r=$(step rf2 tool '{"tool":"kb_search","model":"big"}' 1500 3000 \
         "How do we take card payments and handle refunds?")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "refused summary: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = refused ] || fail "refused summary code: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.tool_calls)" = 1 ] || fail "tool call not charged: $r"
+    want .status error "refused summary"
+    want .error.code refused "refused summary code"
+    want .actual.tool_calls 1 "tool call not charged"
     ok "a refusal is charged from its usage and recorded refused with the provider's text"
     ;;
 cached)
@@ -599,10 +603,10 @@ cached)
     # cached, 2.00 out per 1M -> 400 + 150 + 200 uUSD
     control '{"scenario":"usage","usage":[1000,100],"cached":600,"served_model":"big-2024-08-06"}'
     r=$(step ca1 llm '{"model":"big"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)" = 750 ] || fail "cached tokens mispriced: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .served_model)" = big-2024-08-06 ] || fail "served model: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .model)" = big ] || fail "model: $r"
+    want .status ok "status"
+    want .actual.cost_uusd 750 "cached tokens mispriced"
+    want .served_model big-2024-08-06 "served model"
+    want .model big "model"
     [ "$(used cost_uusd)" = 750 ] || fail "ledger: $(used cost_uusd)"
     ok "cached input priced at its own price; the served model is recorded"
     ;;
@@ -610,17 +614,17 @@ stream)
     # a streamed answer: usage from the stream's last chunk
     control '{"scenario":"usage","usage":[300,40]}'
     r=$(step st1 llm '{"model":"big-stream"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "stream: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .measured)" = provider ] || fail "stream usage: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)" = 380 ] || fail "stream cost: $r"
+    want .status ok "stream"
+    want .measured provider "stream usage"
+    want .actual.cost_uusd 380 "stream cost"
     tail -n 1 "$R/llm-requests.log" | jq -e '.stream == true' >/dev/null || fail "not streamed"
     # the stream drips 300 ms per chunk, far longer than the 1500 ms hold:
     # closed at the hold, charged the input and the output received
     control '{"scenario":"drip:300","usage":null}'
     r=$(step st2 llm '{"model":"big-stream"}' 3000 1500 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "cut stream: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = timeout ] || fail "cut code: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .measured)" = estimated ] || fail "cut measured: $r"
+    want .status error "cut stream"
+    want .error.code timeout "cut code"
+    want .measured estimated "cut measured"
     tok=$(printf "%s\n" "$r" | jq -r .actual.tokens)
     prompt=$(tail -n 1 "$R/llm-requests.log" | jq -r .prompt_tokens)
     [ "$tok" -gt "$prompt" ] || fail "cut: the output received is not charged ($tok <= $prompt): $r"
@@ -632,8 +636,8 @@ keyless)
     # a provider with no api_key_env (a local server) is called, without a key
     control '{"scenario":"usage","usage":[100,10],"require_key":null}'
     r=$(step kl1 llm '{"model":"free"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "keyless: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .path)" = llm ] || fail "keyless path: $r"
+    want .status ok "keyless"
+    want .path llm "keyless path"
     tail -n 1 "$R/llm-requests.log" | jq -e '.model == "free" and .auth == false' >/dev/null ||
         fail "keyless request: $(tail -n 1 "$R/llm-requests.log")"
     # the agent reports which providers it can use
@@ -651,25 +655,25 @@ anthropic)
     # -> 400 * 3 + 600 * 0.3 + 100 * 15 = 2880 uUSD
     control '{"scenario":"usage","usage":[1000,100],"cached":600,"cache_write":100}'
     r=$(step an1 llm '{"model":"claude"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "anthropic: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 1100 ] || fail "anthropic tokens: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)" = 2880 ] || fail "anthropic cost: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .finish_reason)" = end_turn ] || fail "stop_reason: $r"
+    want .status ok "anthropic"
+    want .actual.tokens 1100 "anthropic tokens"
+    want .actual.cost_uusd 2880 "anthropic cost"
+    want .finish_reason end_turn "stop_reason"
     tail -n 1 "$R/llm-requests.log" |
         jq -e '.api == "anthropic" and .path == "/v1/messages" and .auth and .status == 200' \
         >/dev/null || fail "anthropic request: $(tail -n 1 "$R/llm-requests.log")"
     r=$(step an2 llm '{"model":"claude-stream"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "anthropic stream: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)" = 2880 ] || fail "anthropic stream cost: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .measured)" = provider ] || fail "anthropic stream: $r"
+    want .status ok "anthropic stream"
+    want .actual.cost_uusd 2880 "anthropic stream cost"
+    want .measured provider "anthropic stream"
     tail -n 1 "$R/llm-requests.log" | jq -e '.stream' >/dev/null || fail "not streamed"
     control '{"scenario":"length"}'
     r=$(step an3 llm '{"model":"claude"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .finish_reason)" = max_tokens ] || fail "max_tokens: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "max_tokens status: $r"
+    want .finish_reason max_tokens "max_tokens"
+    want .status error "max_tokens status"
     control '{"scenario":"refusal"}'
     r=$(step an4 llm '{"model":"claude-stream"}' 3000 3000 "$TEXT")
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = refused ] || fail "anthropic refusal: $r"
+    want .error.code refused "anthropic refusal"
     [ "$(used cost_uusd)" = $((2880 * 4)) ] || fail "ledger: $(used cost_uusd)"
     ok "Anthropic messages, plain and streamed: usage and cache tokens priced exactly"
     ;;
