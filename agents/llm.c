@@ -223,6 +223,13 @@ static void s_openai_usage(json_t *usage, llm_response_t *out)
     out->has_usage = out->has_input = true;
 }
 
+/* Copy a JSON string into out (cut to outlen); anything else leaves out. */
+static void s_copy_str(json_t *v, char *out, size_t outlen)
+{
+    if (json_is_string(v))
+        snprintf(out, outlen, "%s", json_string_value(v));
+}
+
 /* The body as JSON (caller decrefs), or NULL with a reason in err. */
 static json_t *s_load(const char *body, size_t len, char *err, size_t errlen)
 {
@@ -267,12 +274,9 @@ int llm_parse_response(const char *body, size_t len, llm_response_t *out, char *
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    json_t *model = json_object_get(root, "model");
-    if (json_is_string(model))
-        snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
-    json_t *fin = json_object_get(choice, "finish_reason");
-    if (json_is_string(fin))
-        snprintf(out->finish_reason, sizeof out->finish_reason, "%s", json_string_value(fin));
+    s_copy_str(json_object_get(root, "model"), out->model, sizeof out->model);
+    s_copy_str(json_object_get(choice, "finish_reason"), out->finish_reason,
+               sizeof out->finish_reason);
     s_openai_usage(json_object_get(root, "usage"), out);
     rc = 0;
 done:
@@ -354,12 +358,8 @@ int llm_parse_anthropic(const char *body, size_t len, llm_response_t *out, char 
             goto done;
         }
     }
-    json_t *model = json_object_get(root, "model");
-    if (json_is_string(model))
-        snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
-    json_t *stop = json_object_get(root, "stop_reason");
-    if (json_is_string(stop))
-        snprintf(out->finish_reason, sizeof out->finish_reason, "%s", json_string_value(stop));
+    s_copy_str(json_object_get(root, "model"), out->model, sizeof out->model);
+    s_copy_str(json_object_get(root, "stop_reason"), out->finish_reason, sizeof out->finish_reason);
     s_anthropic_usage(json_object_get(root, "usage"), out, true);
     if (!out->has_usage)
         out->prompt_tokens = out->cached_tokens = out->completion_tokens = 0;
@@ -424,12 +424,6 @@ static int s_stream_text(llm_stream_t *s, json_t *text, bool refusal)
                     json_string_length(text));
 }
 
-static void s_stream_str(json_t *v, char *out, size_t outlen)
-{
-    if (json_is_string(v))
-        snprintf(out, outlen, "%s", json_string_value(v));
-}
-
 static int s_stream_event(llm_stream_t *s, const char *data, size_t n)
 {
     if (n == 6 && memcmp(data, "[DONE]", 6) == 0) {
@@ -450,21 +444,21 @@ static int s_stream_event(llm_stream_t *s, const char *data, size_t n)
                  json_is_string(m) ? json_string_value(m) : "error event in the stream");
     }
     if (s->api == LLM_API_OPENAI) {
-        s_stream_str(json_object_get(ev, "model"), s->resp.model, sizeof s->resp.model);
+        s_copy_str(json_object_get(ev, "model"), s->resp.model, sizeof s->resp.model);
         json_t *choice = json_array_get(json_object_get(ev, "choices"), 0);
         json_t *delta = json_object_get(choice, "delta");
         if (s_stream_text(s, json_object_get(delta, "content"), false) ||
             s_stream_text(s, json_object_get(delta, "refusal"), true))
             rc = -1;
-        s_stream_str(json_object_get(choice, "finish_reason"), s->resp.finish_reason,
-                     sizeof s->resp.finish_reason);
+        s_copy_str(json_object_get(choice, "finish_reason"), s->resp.finish_reason,
+                   sizeof s->resp.finish_reason);
         s_openai_usage(json_object_get(ev, "usage"), &s->resp);
     } else {
         const char *type = json_string_value(json_object_get(ev, "type"));
         type = type ? type : "";
         if (!strcmp(type, "message_start")) {
             json_t *msg = json_object_get(ev, "message");
-            s_stream_str(json_object_get(msg, "model"), s->resp.model, sizeof s->resp.model);
+            s_copy_str(json_object_get(msg, "model"), s->resp.model, sizeof s->resp.model);
             s_anthropic_usage(json_object_get(msg, "usage"), &s->resp, false);
             s->resp.has_usage = false; /* the output count comes with message_delta */
         } else if (!strcmp(type, "content_block_delta")) {
@@ -473,8 +467,8 @@ static int s_stream_event(llm_stream_t *s, const char *data, size_t n)
                 s_stream_text(s, json_object_get(delta, "text"), false))
                 rc = -1;
         } else if (!strcmp(type, "message_delta")) {
-            s_stream_str(json_object_get(json_object_get(ev, "delta"), "stop_reason"),
-                         s->resp.finish_reason, sizeof s->resp.finish_reason);
+            s_copy_str(json_object_get(json_object_get(ev, "delta"), "stop_reason"),
+                       s->resp.finish_reason, sizeof s->resp.finish_reason);
             int64_t o;
             if (s->resp.has_input &&
                 s_get_count(json_object_get(ev, "usage"), "output_tokens", &o)) {
