@@ -76,4 +76,16 @@ out=$(ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess 
 grep -q '"status":200' "$E2E_TMP/llm.log" || fail "the keyless server was not called"
 ! grep -q '"auth":true' "$E2E_TMP/llm.log" || fail "a key was sent to a keyless provider"
 echo "keyless provider: called without a key"
+
+# (4) A provider that reports no usage: the spend is estimated, and the text
+# output marks it with ~ as the steps end and in the result table
+curl -s -X POST -d '{"scenario": "nousage"}' "http://127.0.0.1:$E2E_LLM_PORT/control" >/dev/null
+ctl submit --wait "Should we migrate billing to Kubernetes? Assess the risk." >"$E2E_TMP/text" \
+    || fail "nousage task failed: $(cat "$E2E_TMP/text")"
+grep -E '^  cto_analysis +cto_agent +done +llm gpt-4o +~[0-9]+ tok, .*, ~\$[0-9.]+$' "$E2E_TMP/text" >/dev/null \
+    || fail "estimated spend not marked ~: $(cat "$E2E_TMP/text")"
+task=$(sed -n 's/^task \(t-[0-9a-f]*\).*/\1/p' "$E2E_TMP/text" | head -n 1)
+ctl result "$task" | grep -E '^cto_analysis +cto_agent +done +llm +gpt-4o +~[0-9]+ .* ~[0-9.]+$' >/dev/null \
+    || fail "the result table does not mark estimated spend: $(ctl result "$task")"
+echo "estimated spend marked ~"
 echo "llm: ok"

@@ -75,6 +75,14 @@ scenario slow:4500
 : > "$E2E_TMP/llm.log"
 out=$(ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk.") || true
 check_task "$out" "slow provider"
+# a step's label is the least exact of its attempts': timed-out attempts
+# charged their whole hold make the step whole_hold though it ended local,
+# and the text result marks those amounts
+echo "$out" | json 'all(s["measured"] == "whole_hold" for s in d["steps"] if any(a.get("measured") == "whole_hold" for a in s.get("attempts", [])))' \
+    | grep -q true || fail "a step's measured hides its whole-hold attempts"
+task=$(echo "$out" | json 'd["task"]')
+ctl result "$task" | grep -E '^cto_analysis +cto_agent +done +local +- +hold [0-9]+ .* hold [0-9.]+$' >/dev/null \
+    || fail "text result does not mark whole-hold amounts: $(ctl result "$task")"
 
 # A bad key (401) and an unknown model (404): not retried, not degraded;
 # the task fails with the provider's message and submit --wait exits non-zero
