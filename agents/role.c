@@ -369,21 +369,8 @@ char *role_user_prompt(role_t role, const char *text, const ev_t *inputs, const 
                        bool keys)
 {
     char *in_json = NULL;
-    if (role == ROLE_RECONCILE && inputs && ev_len(inputs) > 0) {
-        /* each analysis once: an LLM answer without a summary got its raw
-           text as summary (role_from_llm), which repeats the fields */
-        ev_t *once = ev_dup(inputs);
-        for (size_t i = 0; once && i < ev_len(once); i++) {
-            ev_t *o = ev_at(once, i);
-            const char *sum = ev_type(o) == EV_MAP ? ev_get_str(o, "summary", NULL) : NULL;
-            while (sum && (*sum == ' ' || *sum == '\n' || *sum == '`'))
-                sum++;
-            if (sum && (*sum == '{' || strncmp(sum, "json", 4) == 0))
-                ev_del(o, "summary");
-        }
-        in_json = evjson_dump(once ? once : inputs);
-        ev_destroy(&once);
-    }
+    if (role == ROLE_RECONCILE && inputs && ev_len(inputs) > 0)
+        in_json = evjson_dump(inputs);
     bool with_keys = keys;
     const char *klist = s_keys(role);
     size_t need = strlen(text ? text : "") + strlen(klist) + (in_json ? strlen(in_json) : 0) +

@@ -256,22 +256,3 @@ Test(roles, prompts)
     ev_destroy(&inputs);
     cr_expect(strlen(role_system_prompt(ROLE_COO)) > 20);
 }
-
-/* An LLM analysis reaches reconcile's prompt once: its fields, not its
-   fields plus the raw answer they were parsed from. */
-Test(roles, reconcile_prompt_carries_each_analysis_once)
-{
-    const char *answer = "{\"risks\": [\"vendor lock-in\"], \"effort_weeks\": 6, "
-                         "\"decision\": \"go\", \"confidence\": 0.8}";
-    ev_t *inputs = ev_new_map();
-    ev_set(inputs, "cto_analysis", role_from_llm(ROLE_CTO, answer));
-    ev_set(inputs, "coo_analysis", role_coo_local(texts[0]));
-    char *p = role_user_prompt(ROLE_RECONCILE, "the task", inputs, NULL, true);
-    cr_assert_not_null(p);
-    const char *first = strstr(p, "vendor lock-in");
-    cr_assert_not_null(first);
-    cr_expect_null(strstr(first + 1, "vendor lock-in"), "the analysis is repeated: %s", p);
-    cr_expect(strstr(p, "timeline_weeks"), "the local analysis keeps its summary and fields");
-    free(p);
-    ev_destroy(&inputs);
-}
