@@ -686,6 +686,15 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
                        ev_get_int(rep, "policy_version", 0));
             else
                 printf("step scores: prior (configured qualities)\n");
+            const ev_t *np = ev_get(rep, "not_planned");
+            for (size_t i = 0; i < ev_len(np); i++) {
+                const ev_t *e = ev_at(np, i);
+                char label[200];
+                snprintf(label, sizeof label,
+                         "not planned: %s's LLM options on %s: ", ev_get_str(e, "agent", "?"),
+                         ev_get_str(e, "provider", "?"));
+                s_print_text(label, ev_get_str(e, "why", ""));
+            }
             if (!feasible) {
                 printf("no feasible plan: the binding constraint is %s\n",
                        ev_get_str(rep, "binding", "unknown"));

@@ -1444,7 +1444,7 @@ static void s_on_step_result(orch_t *self, otask_t *t, int i, ev_t *body)
     /* the agent's report of its providers decides what is planned for it */
     const ev_t *provs = ev_get(body, "providers");
     if (provs && cst->agent >= 0 && cst->agent < CFG_MAX_AGENTS) {
-        orch_plan_set_unusable(cst->agent, orch_plan_providers_mask(self->cfg, provs));
+        orch_plan_report(self->cfg, cst->agent, provs);
         self->prov_known[cst->agent] = true;
     }
 
@@ -1780,6 +1780,11 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
     s_set_total(rep, "total", p->res.task_total);
     ev_set(rep, "steps",
            p->res.feasible ? orch_plan_steps(self->cfg, wf, p, p->res.choice) : ev_new_array());
+    ev_t *np = orch_plan_not_planned(self->cfg, wf);
+    if (ev_len(np))
+        ev_set(rep, "not_planned", np);
+    else
+        ev_destroy(&np);
     ev_t *alts = ev_set_array(rep, "alternatives");
     for (int k = 1; p->res.feasible && k < p->res.n_alternatives; k++) {
         const planner_plan_t *a = &p->res.alternatives[k];
@@ -2465,8 +2470,7 @@ static void s_on_providers(orch_t *self, int a, const ev_t *body)
     self->prov_inflight[a] = false;
     if (proto_is_error(body, NULL) || strcmp(ev_get_str(body, "type", ""), "providers_reply"))
         return; /* not up yet: asked again later */
-    unsigned mask = orch_plan_providers_mask(self->cfg, ev_get(body, "providers"));
-    orch_plan_set_unusable(a, mask);
+    unsigned mask = orch_plan_report(self->cfg, a, ev_get(body, "providers"));
     self->prov_known[a] = true;
     if (mask)
         log_info("%s reports unusable providers (mask %#x): their LLM options are not planned "

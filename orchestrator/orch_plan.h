@@ -138,8 +138,15 @@ unsigned orch_plan_unusable(int agent);
 /* orch_plan_set_unusable(-1, provider_mask). */
 void orch_plan_set_unavailable(unsigned provider_mask);
 /* The mask of unusable providers in a providers list as agents report it
-   ([{provider, usable}, ...]; names not in cfg are ignored). */
+   ([{provider, usable, why}, ...]; names not in cfg are ignored). */
 unsigned orch_plan_providers_mask(const cfg_t *cfg, const ev_t *providers);
+/* Take agent's report: its mask (orch_plan_set_unusable) and each unusable
+   provider's why. Returns the mask. */
+unsigned orch_plan_report(const cfg_t *cfg, int agent, const ev_t *providers);
+/* What workflow wf's plans leave out from the agents' reports:
+   [{agent, provider, why}] for every agent of wf with an LLM option on a
+   provider it reported unusable. Caller owns. */
+ev_t *orch_plan_not_planned(const cfg_t *cfg, int wf);
 
 /* The configured option index chosen for step i by a plan choice array, or
    -1 when the step is skipped. */

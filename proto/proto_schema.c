@@ -222,6 +222,7 @@ static const proto_field_t f_plan_reply[] = {
     F_AMOUNTS("total", true, "estimated total spend"),
     F_ARRAY("steps", true, "[{step, agent, path, model?, tool?, est (amounts), quality}]"),
     F_ARRAY("alternatives", true, "[{quality, total, steps}], best first"),
+    F_ARRAY("not_planned", false, "[{agent, provider, why}]: LLM options left out because the agent reported the provider unusable"),
     F_ENUM("scores", false, s_scores, "step scores from the learned policy or the prior"),
     F_INT("policy_version", false, 0, TIME_MAX, "version of the policy that scored the plan"),
     F_END};

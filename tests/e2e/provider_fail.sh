@@ -64,6 +64,9 @@ ctl result "$task" | grep -q '^degraded: cto_analysis planned llm gpt-4o, ran lo
 : > "$E2E_TMP/llm.log"
 out=$(ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk.") || fail "task after the outage"
 [ ! -s "$E2E_TMP/llm.log" ] || fail "a provider reported down was called again at once"
+ctl plan "Should we migrate billing to Kubernetes? Assess the risk." >"$E2E_TMP/plan" || fail "plan"
+grep -q "^not planned: cto_agent's LLM options on local_openai: .*HTTP 500" "$E2E_TMP/plan" \
+    || fail "plan does not say why the LLM is left out: $(cat "$E2E_TMP/plan")"
 echo "$out" | json 'all(s.get("attempt", 0) <= 1 for s in d["steps"])' | grep -q true \
     || fail "steps were planned on a provider the agents reported down"
 
@@ -109,4 +112,20 @@ for case in 401 404; do
     grep -q "$want" "$E2E_TMP/text" || fail "$case: text result hides the message: $(cat "$E2E_TMP/text")"
     echo "$case: task failed loudly: $(echo "$out" | json 'd["reason"]')"
 done
+# No key where the agents run: they report it, and plan says so (the
+# orchestrator reads no key itself)
+ctl down >/dev/null
+unset OPENAI_API_KEY
+ctl up >/dev/null
+for _ in $(seq 1 50); do
+    ctl plan "Should we migrate billing to Kubernetes? Assess the risk." >"$E2E_TMP/plan" || fail "plan"
+    [ "$(grep -c '^not planned: ' "$E2E_TMP/plan")" = 3 ] && break
+    sleep 0.1
+done
+grep -q '^not planned: coo_agent.s LLM options on local_openai: no API key in \$OPENAI_API_KEY' "$E2E_TMP/plan" \
+    || fail "plan does not say the key is missing: $(cat "$E2E_TMP/plan")"
+ctl --json plan "Should we migrate billing to Kubernetes? Assess the risk." \
+    >"$E2E_TMP/plan.json" || fail "plan --json"
+json 'all(s.get("path") != "llm" for s in d["steps"]) and len(d["not_planned"]) == 3' <"$E2E_TMP/plan.json" \
+    | grep -q true || fail "LLM options planned without a key: $(cat "$E2E_TMP/plan.json")"
 echo "provider_fail: ok"
