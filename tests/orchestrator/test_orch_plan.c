@@ -312,12 +312,19 @@ Test(orch_plan, agents_reports_decide_per_agent)
     cr_expect_eq(mask, 1u << 0, "unknown provider names are ignored");
     ev_set_bool(ev_at(rep, 0), "usable", true);
     cr_expect_eq(orch_plan_providers_mask(s_cfg, rep), 0);
-    ev_destroy(&rep);
 
     int cto = cfg_agent_index(s_cfg, "cto_agent"), coo = cfg_agent_index(s_cfg, "coo_agent");
-    orch_plan_set_unusable(cto, mask);
+    ev_set_bool(ev_at(rep, 0), "usable", false);
+    ev_set_str(ev_at(rep, 0), "why", "no API key in $OPENAI_API_KEY");
+    cr_expect_eq(orch_plan_report(s_cfg, cto, rep), mask);
+    ev_destroy(&rep);
     cr_expect_eq(orch_plan_unusable(cto), mask);
     cr_expect_eq(orch_plan_unusable(coo), 0);
+    ev_t *np = orch_plan_not_planned(s_cfg, wf);
+    cr_assert_eq(ev_len(np), 1, "one agent, one provider");
+    cr_expect_str_eq(ev_get_str(ev_at(np, 0), "agent", ""), "cto_agent");
+    cr_expect_str_eq(ev_get_str(ev_at(np, 0), "why", ""), "no API key in $OPENAI_API_KEY");
+    ev_destroy(&np);
     orch_remaining_t r;
     orch_remaining_fresh(s_cfg, NULL, &r);
     orch_plan_t *p = malloc(sizeof *p);
