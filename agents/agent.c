@@ -17,6 +17,7 @@
 #include "agents/agent.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,6 +35,8 @@
 
 #define AGENT_TOOL_OUTPUT_MAX (32 * 1024) /* bytes of tool output in a step result */
 #define AGENT_COMMIT_TRIES    3
+/* a provider unreachable (or down) after its retries is reported unusable this long */
+#define AGENT_PROVIDER_REST_MS 60000
 
 /* ---- pure helpers -------------------------------------------------------- */
 void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned, int planned_model,
@@ -210,20 +213,28 @@ void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
     if (!isfinite(ratio) || ratio <= 0)
         ratio = 1.0;
     actual->v[DIM_LATENCY_MS] = res->elapsed_ms;
+    const llm_response_t *r = &res->resp;
     switch (res->status) {
     case LLM_OK:
-        if (res->resp.has_usage) {
-            actual->v[DIM_TOKENS] = res->resp.prompt_tokens + res->resp.completion_tokens;
-            actual->v[DIM_COST_UUSD] =
-                cfg_model_cost(model, res->resp.prompt_tokens, res->resp.completion_tokens);
+    case LLM_ERR_CUT:
+        if (res->status == LLM_OK && r->has_usage) {
+            actual->v[DIM_TOKENS] = r->prompt_tokens + r->completion_tokens;
+            actual->v[DIM_COST_UUSD] = cfg_model_cost_cached(
+                model, r->prompt_tokens, r->cached_tokens, r->completion_tokens);
             *measured = AGENT_MEASURED_PROVIDER;
         } else {
-            int64_t out = (int64_t)ceil((double)tokens_estimate_str(res->resp.content) * ratio);
-            if (out < 1)
+            /* no usage, or a stream closed at the hold: the input the
+               provider reported (else the estimate) and the output that
+               arrived, estimated */
+            int64_t out = (int64_t)ceil(
+                (double)(tokens_estimate_str(r->content) + tokens_estimate_str(r->refusal)) *
+                ratio);
+            if (out < 1 && res->status == LLM_OK)
                 out = 1;
-            int64_t in = prompt_est > 0 ? prompt_est : 1;
+            int64_t in = r->has_input ? r->prompt_tokens : prompt_est > 0 ? prompt_est : 1;
             actual->v[DIM_TOKENS] = in + out;
-            actual->v[DIM_COST_UUSD] = cfg_model_cost(model, in, out);
+            actual->v[DIM_COST_UUSD] =
+                cfg_model_cost_cached(model, in, r->has_input ? r->cached_tokens : 0, out);
             *measured = AGENT_MEASURED_ESTIMATED;
         }
         return;
@@ -236,8 +247,13 @@ void agent_llm_actual(const cfg_model_t *model, const llm_result_t *res,
         *measured = AGENT_MEASURED_ESTIMATED;
         return;
     }
-    case LLM_ERR_TIMEOUT:
     case LLM_ERR_TOO_LARGE:
+        /* tokens unknown: the hold's; the time is known: what it took */
+        actual->v[DIM_TOKENS] = hold->v[DIM_TOKENS];
+        actual->v[DIM_COST_UUSD] = hold->v[DIM_COST_UUSD];
+        *measured = AGENT_MEASURED_WHOLE_HOLD;
+        return;
+    case LLM_ERR_TIMEOUT:
         *actual = *hold; /* outcome unknown: the whole hold */
         actual->v[DIM_TOOL_CALLS] = 0;
         *measured = AGENT_MEASURED_WHOLE_HOLD;
@@ -277,6 +293,14 @@ struct _agent_t {
     tokens_calib_t *calib;
     int64_t boot_ms;
     atomic_uint_fast64_t seq;
+
+    /* last outcome per provider (guarded by lock): what providers_reply
+       and every step_result report */
+    struct {
+        char last[16]; /* none, ok, unreachable, down, rejected, timeout */
+        char why[200];
+        int64_t at_ms;
+    } prov[CFG_MAX_PROVIDERS];
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -327,8 +351,65 @@ typedef struct {
     char hold_id[PROTO_MAX_ID + 1];
     const char *ecode;
     char ereason[512];
-    ev_t *edetail; /* extra fields of a ledger error (owned) */
+    ev_t *edetail;         /* extra fields of a ledger error (owned) */
+    char served_model[64]; /* llm: the model the provider named in its answer */
+    char finish_reason[32];
 } s_step_t;
+
+/* True when the provider's API key is present, or none is configured. */
+static bool s_provider_key(const cfg_provider_t *p)
+{
+    const char *v = p->api_key_env[0] ? getenv(p->api_key_env) : "-";
+    return v && *v;
+}
+
+/* Remember the outcome of a call to provider p. */
+static void s_provider_note(agent_t *a, int p, const char *last, const char *why)
+{
+    if (p < 0 || p >= CFG_MAX_PROVIDERS)
+        return;
+    pthread_mutex_lock(&a->lock);
+    snprintf(a->prov[p].last, sizeof a->prov[p].last, "%s", last);
+    snprintf(a->prov[p].why, sizeof a->prov[p].why, "%.199s", why ? why : "");
+    a->prov[p].at_ms = zclock_mono();
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* [{provider, kind, usable, key, last, why}] for every configured provider:
+   usable unless its key is missing here, or it was unreachable or down
+   after its retries in the last AGENT_PROVIDER_REST_MS. */
+static ev_t *s_providers_ev(agent_t *a)
+{
+    const cfg_t *cfg = a->cfg;
+    ev_t *arr = ev_new_array();
+    int64_t now = zclock_mono();
+    for (int i = 0; arr && i < cfg->n_providers && i < CFG_MAX_PROVIDERS; i++) {
+        const cfg_provider_t *p = &cfg->providers[i];
+        char last[16], why[256];
+        pthread_mutex_lock(&a->lock);
+        snprintf(last, sizeof last, "%s", a->prov[i].last[0] ? a->prov[i].last : "none");
+        snprintf(why, sizeof why, "%s", a->prov[i].why);
+        int64_t age = now - a->prov[i].at_ms;
+        pthread_mutex_unlock(&a->lock);
+        bool key = s_provider_key(p);
+        bool resting =
+            (!strcmp(last, "unreachable") || !strcmp(last, "down")) && age < AGENT_PROVIDER_REST_MS;
+        /* a rejected key stays usable: every call then fails loudly,
+           rather than plans turning local without a word */
+        bool usable = key && !resting;
+        if (!key)
+            snprintf(why, sizeof why, "no API key in $%s", p->api_key_env);
+        ev_t *m = ev_new_map();
+        ev_set_str(m, "provider", p->name);
+        ev_set_str(m, "kind", cfg_provider_kind_name(p->kind));
+        ev_set_bool(m, "usable", usable);
+        ev_set_bool(m, "key", key);
+        ev_set_str(m, "last", last);
+        ev_set_str(m, "why", why);
+        ev_push(arr, m);
+    }
+    return arr;
+}
 
 static ev_t *s_result(const agent_t *a, s_step_t *s)
 {
@@ -354,6 +435,11 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
     ev_set_str(r, "measured", s->measured ? s->measured : AGENT_MEASURED_PROVIDER);
     if (s->hold_id[0])
         ev_set_str(r, "hold_id", s->hold_id);
+    if (s->served_model[0])
+        ev_set_str(r, "served_model", s->served_model);
+    if (s->finish_reason[0])
+        ev_set_str(r, "finish_reason", s->finish_reason);
+    ev_set(r, "providers", s_providers_ev((agent_t *)a));
     if (s->ecode) {
         ev_t *e = ev_set_map(r, "error");
         ev_set_str(e, "code", s->ecode);
@@ -424,19 +510,16 @@ static bool s_have_key(const cfg_t *cfg, int model, const char **key)
     if (p < 0 || p >= cfg->n_providers)
         return false;
     const char *env = cfg->providers[p].api_key_env;
-    if (!env[0])
-        return true;
-    const char *v = getenv(env);
-    if (!v || !*v)
+    if (!s_provider_key(&cfg->providers[p]))
         return false;
-    *key = v;
+    *key = env[0] ? getenv(env) : NULL;
     return true;
 }
 
 /* One LLM call inside hold (its tokens, latency and cost). On success
    *content gets the answer (caller frees); else ecode/ereason say why.
    actual and measured always describe what was spent. Returns 0 or -1. */
-static int s_llm(s_worker_t *w, const s_step_t *s, int model, const char *system, const char *user,
+static int s_llm(s_worker_t *w, s_step_t *s, int model, const char *system, const char *user,
                  int64_t prompt_raw, int64_t prompt_cal, int64_t max_tokens,
                  const proto_amounts_t *hold, const char *key, char **content,
                  proto_amounts_t *actual, const char **measured, const char **ecode, char *ereason,
@@ -447,6 +530,9 @@ static int s_llm(s_worker_t *w, const s_step_t *s, int model, const char *system
     const cfg_model_t *m = &cfg->models[model];
     const cfg_provider_t *p = &cfg->providers[m->provider];
     llm_request_t req = {
+        .api = p->kind == PROVIDER_ANTHROPIC ? LLM_API_ANTHROPIC : LLM_API_OPENAI,
+        .output_limit_param = m->output_limit_param,
+        .stream = m->streaming,
         .base_url = p->base_url,
         .api_key = key,
         .model = m->name,
@@ -469,7 +555,10 @@ static int s_llm(s_worker_t *w, const s_step_t *s, int model, const char *system
     agent_llm_actual(m, &res, hold, prompt_cal, ratio, actual, measured);
     *content = NULL;
     int rc = -1;
-    if (res.status == LLM_OK) {
+    snprintf(s->served_model, sizeof s->served_model, "%s", res.resp.model);
+    snprintf(s->finish_reason, sizeof s->finish_reason, "%s", res.resp.finish_reason);
+    llm_answer_t kind = llm_answer_kind(&res.resp);
+    if (res.status == LLM_OK && kind == LLM_ANSWER_OK) {
         if (res.resp.has_usage)
             tokens_calib_observe(a->calib, m->name, prompt_raw, res.resp.prompt_tokens);
         *content = res.resp.content;
@@ -478,12 +567,44 @@ static int s_llm(s_worker_t *w, const s_step_t *s, int model, const char *system
         log_info("step %s/%s: %s answered in %lld ms after %d attempt%s (%lld tokens, %s)", s->task,
                  s->step, m->name, (long long)res.elapsed_ms, res.attempts,
                  res.attempts == 1 ? "" : "s", (long long)actual->v[DIM_TOKENS], *measured);
+    } else if (res.status == LLM_OK) {
+        /* the provider answered, but not with a usable answer: a failed
+           attempt, charged what it used */
+        const char *text = res.resp.refusal ? res.resp.refusal : res.resp.content;
+        *ecode = kind == LLM_ANSWER_REFUSED ? PROTO_E_REFUSED : PROTO_E_PROVIDER;
+        if (kind == LLM_ANSWER_REFUSED)
+            snprintf(ereason, ereason_len, "the model refused: %.300s (model %s)",
+                     text && *text ? text : res.resp.finish_reason, m->name);
+        else if (kind == LLM_ANSWER_TRUNCATED)
+            snprintf(ereason, ereason_len,
+                     "answer cut off at the output limit of %lld tokens (finish_reason %s) "
+                     "(model %s)",
+                     (long long)max_tokens, res.resp.finish_reason, m->name);
+        else
+            snprintf(ereason, ereason_len, "empty answer (finish_reason %s) (model %s)",
+                     res.resp.finish_reason[0] ? res.resp.finish_reason : "none", m->name);
+        log_warn("step %s/%s: %s", s->task, s->step, ereason);
     } else {
-        *ecode = res.status == LLM_ERR_TIMEOUT ? PROTO_E_TIMEOUT : PROTO_E_PROVIDER;
+        long h = res.http_status;
+        bool rejected = res.status == LLM_ERR_HTTP &&
+                        (h == 400 || h == 401 || h == 403 || h == 404 || h == 422);
+        *ecode = rejected ? PROTO_E_PROVIDER_REJECTED
+                 : res.status == LLM_ERR_TIMEOUT || res.status == LLM_ERR_CUT ? PROTO_E_TIMEOUT
+                                                                              : PROTO_E_PROVIDER;
         snprintf(ereason, ereason_len, "%s (model %s, %d attempt%s)", res.error, m->name,
                  res.attempts, res.attempts == 1 ? "" : "s");
         log_warn("step %s/%s: %s", s->task, s->step, ereason);
     }
+    const char *last = "ok";
+    if (res.status == LLM_ERR_CONNECT)
+        last = "unreachable";
+    else if (res.status == LLM_ERR_HTTP && (res.http_status == 401 || res.http_status == 403))
+        last = "rejected";
+    else if (res.status == LLM_ERR_HTTP && llm_retryable_status(res.http_status))
+        last = "down";
+    else if (res.status == LLM_ERR_TIMEOUT || res.status == LLM_ERR_CUT)
+        last = "timeout";
+    s_provider_note(a, m->provider, last, res.status == LLM_OK ? "" : res.error);
     llm_result_clear(&res);
     return rc;
 }
@@ -563,7 +684,14 @@ static void s_tool_summary(s_worker_t *w, s_step_t *s, const char *text, const e
         } else if (rc == 0)
             snprintf(note, sizeof note, "no summary: the answer does not fit role %s's schema: %s",
                      a->role->name, why);
-        else
+        else if (ecode && (strcmp(ecode, PROTO_E_PROVIDER_REJECTED) == 0 ||
+                           strcmp(ecode, PROTO_E_REFUSED) == 0)) {
+            /* a rejected call or a refusal fails the step loudly, as on
+               the llm path: the tool's result alone would hide it */
+            s->status = "error";
+            s->ecode = ecode;
+            snprintf(s->ereason, sizeof s->ereason, "summary: %.490s", reason);
+        } else
             snprintf(note, sizeof note, "no summary: %.380s", reason);
         free(content);
     }
@@ -841,7 +969,10 @@ static void *s_worker_main(void *arg)
             job->result = proto_error(PROTO_E_INVALID, "%s", why); /* §9: the step schema */
         else if (strcmp(type, "step") == 0)
             job->result = s_step(&w, job->req.body);
-        else
+        else if (strcmp(type, "providers") == 0 && (job->result = proto_body("providers_reply"))) {
+            ev_set_str(job->result, "agent", a->name);
+            ev_set(job->result, "providers", s_providers_ev(a));
+        } else
             job->result = proto_error(PROTO_E_UNKNOWN_TYPE, "%s does not serve %s", a->name, type);
         if (!job->result)
             job->result = proto_error(PROTO_E_INTERNAL, "out of memory");

@@ -1208,8 +1208,8 @@ static void s_planner(s_ctx_t *ctx, const yaml_node_t *root)
 
 static void s_provider(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
 {
-    static const char *const keys[] = {"base_url", "api_key_env", "max_retries",
-                                       "max_response_bytes", NULL};
+    static const char *const keys[] = {"kind",        "base_url",           "api_key_env",
+                                       "max_retries", "max_response_bytes", NULL};
     cfg_t *cfg = ctx->cfg;
     cfg_provider_t *p = &cfg->providers[cfg->n_providers++];
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -1218,7 +1218,15 @@ static void s_provider(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v,
     if (!s_expect_map(ctx, v, path))
         return;
     s_check_keys(ctx, v, path, keys);
-    char k[256];
+    char k[256], kind[32] = "openai";
+    if (s_read_str(ctx, v, path, "kind", false, kind, sizeof kind) == 1) {
+        if (!strcmp(kind, "anthropic"))
+            p->kind = PROVIDER_ANTHROPIC;
+        else if (strcmp(kind, "openai")) {
+            s_join(k, sizeof k, path, "kind");
+            s_err(ctx, s_line(s_get(ctx, v, "kind")), k, "must be openai or anthropic");
+        }
+    }
     if (s_read_str(ctx, v, path, "base_url", true, p->base_url, sizeof p->base_url) == 1 &&
         strncmp(p->base_url, "http://", 7) && strncmp(p->base_url, "https://", 8)) {
         s_join(k, sizeof k, path, "base_url");
@@ -1241,8 +1249,14 @@ static void s_provider(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v,
 
 static void s_model(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
 {
-    static const char *const keys[] = {"provider", "input_usd_per_mtok", "output_usd_per_mtok",
-                                       "context_tokens", NULL};
+    static const char *const keys[] = {"provider",
+                                       "input_usd_per_mtok",
+                                       "cached_input_usd_per_mtok",
+                                       "output_usd_per_mtok",
+                                       "context_tokens",
+                                       "output_limit_param",
+                                       "streaming",
+                                       NULL};
     cfg_t *cfg = ctx->cfg;
     cfg_model_t *m = &cfg->models[cfg->n_models++];
     snprintf(m->name, sizeof m->name, "%s", name);
@@ -1265,7 +1279,21 @@ static void s_model(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, co
     s_read_usd(ctx, v, path, "input_usd_per_mtok", true, S_PRICE_MAX_USD, &m->input_uusd_per_mtok);
     s_read_usd(ctx, v, path, "output_usd_per_mtok", true, S_PRICE_MAX_USD,
                &m->output_uusd_per_mtok);
+    m->cached_uusd_per_mtok = m->input_uusd_per_mtok;
+    s_read_usd(ctx, v, path, "cached_input_usd_per_mtok", false, S_PRICE_MAX_USD,
+               &m->cached_uusd_per_mtok);
     s_read_int(ctx, v, path, "context_tokens", false, 1, S_TOKENS_MAX, &m->context_tokens);
+    snprintf(m->output_limit_param, sizeof m->output_limit_param, "max_tokens");
+    if (s_read_str(ctx, v, path, "output_limit_param", false, m->output_limit_param,
+                   sizeof m->output_limit_param) == 1 &&
+        strcmp(m->output_limit_param, "max_tokens") &&
+        strcmp(m->output_limit_param, "max_completion_tokens")) {
+        char k[256];
+        s_join(k, sizeof k, path, "output_limit_param");
+        s_err(ctx, s_line(s_get(ctx, v, "output_limit_param")), k,
+              "must be max_tokens or max_completion_tokens");
+    }
+    s_read_bool(ctx, v, path, "streaming", false, &m->streaming);
     (void)line;
 }
 
@@ -2260,6 +2288,11 @@ const char *cfg_path_name(cfg_path_t p)
     return "?";
 }
 
+const char *cfg_provider_kind_name(cfg_provider_kind_t k)
+{
+    return k == PROVIDER_ANTHROPIC ? "anthropic" : "openai";
+}
+
 int cfg_path_parse(const char *s, cfg_path_t *out)
 {
     static const cfg_path_t all[] = {PATH_LLM, PATH_LOCAL, PATH_TOOL};
@@ -2461,14 +2494,27 @@ static void s_cost_part(int64_t tokens, int64_t price, int64_t *whole, int64_t *
 
 int64_t cfg_model_cost(const cfg_model_t *m, int64_t input_tokens, int64_t output_tokens)
 {
+    return cfg_model_cost_cached(m, input_tokens, 0, output_tokens);
+}
+
+int64_t cfg_model_cost_cached(const cfg_model_t *m, int64_t input_tokens, int64_t cached_tokens,
+                              int64_t output_tokens)
+{
     if (!m)
         return 0;
-    int64_t w1, r1, w2, r2, sum;
-    s_cost_part(input_tokens, m->input_uusd_per_mtok, &w1, &r1);
+    if (input_tokens < 0)
+        input_tokens = 0;
+    if (cached_tokens < 0)
+        cached_tokens = 0;
+    if (cached_tokens > input_tokens)
+        cached_tokens = input_tokens;
+    int64_t w1, r1, w2, r2, w3, r3, sum;
+    s_cost_part(input_tokens - cached_tokens, m->input_uusd_per_mtok, &w1, &r1);
     s_cost_part(output_tokens, m->output_uusd_per_mtok, &w2, &r2);
-    if (__builtin_add_overflow(w1, w2, &sum))
+    s_cost_part(cached_tokens, m->cached_uusd_per_mtok, &w3, &r3);
+    if (__builtin_add_overflow(w1, w2, &sum) || __builtin_add_overflow(sum, w3, &sum))
         return INT64_MAX;
-    int64_t rem = r1 + r2; /* < 2e6 */
+    int64_t rem = r1 + r2 + r3; /* < 3e6 */
     int64_t up = rem / 1000000 + (rem % 1000000 ? 1 : 0);
     if (__builtin_add_overflow(sum, up, &sum))
         return INT64_MAX;

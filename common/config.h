@@ -55,8 +55,13 @@ typedef enum {
 } cfg_metrics_t;
 extern const char *const cfg_metrics_names[CFG_METRICS_COUNT]; /* "bus", "ledger", ... */
 
+/* Provider API: OpenAI-compatible chat completions or Anthropic messages. */
+typedef enum { PROVIDER_OPENAI = 0, PROVIDER_ANTHROPIC } cfg_provider_kind_t;
+const char *cfg_provider_kind_name(cfg_provider_kind_t k); /* "openai", "anthropic" */
+
 typedef struct {
     char name[CFG_NAME_MAX];
+    cfg_provider_kind_t kind;   /* default openai */
     char base_url[256];         /* e.g. http://127.0.0.1:8080/v1 */
     char api_key_env[64];       /* name of the env var holding the key; "" = none */
     int64_t max_response_bytes; /* default 1 MiB */
@@ -68,7 +73,10 @@ typedef struct {
     int provider;                 /* index into providers */
     int64_t input_uusd_per_mtok;  /* micro-USD per 1M input tokens */
     int64_t output_uusd_per_mtok; /* micro-USD per 1M output tokens */
+    int64_t cached_uusd_per_mtok; /* micro-USD per 1M cached input tokens (default: input price) */
     int64_t context_tokens;       /* default 8192 */
+    char output_limit_param[32];  /* "max_tokens" (default) or "max_completion_tokens" */
+    bool streaming;               /* stream answers (usage reported at the end); default false */
 } cfg_model_t;
 
 typedef struct {
@@ -313,6 +321,12 @@ const char *cfg_topic_owner(const char *topic);
 bool cfg_publish_allowed(const cfg_t *cfg, const char *topic, const char *name);
 /* Cost in micro-USD of a call to model m with the given token counts (rounded up). */
 int64_t cfg_model_cost(const cfg_model_t *m, int64_t input_tokens, int64_t output_tokens);
+/* The same with cached input: input_tokens counts all input tokens, of which
+   cached_tokens (clamped to 0..input_tokens) are priced at the cached price
+   and the rest at the input price; rounded up once over the sum. The one
+   pricing rule: cfg_model_cost(m, i, o) == cfg_model_cost_cached(m, i, 0, o). */
+int64_t cfg_model_cost_cached(const cfg_model_t *m, int64_t input_tokens, int64_t cached_tokens,
+                              int64_t output_tokens);
 
 /* ---- additions: helpers shared by the loader, emadsctl and the daemons --
    The YAML schema (every key, unit, default and derived value) is documented

@@ -170,10 +170,15 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
     for (int i = 0; i < cfg->n_models; i++) {
         const cfg_model_t *m = &cfg->models[i];
         const cfg_provider_t *p = m->provider >= 0 ? &cfg->providers[m->provider] : NULL;
+        char buf3[32];
         ctl_fmt_usd(buf, sizeof buf, m->input_uusd_per_mtok);
         ctl_fmt_usd(buf2, sizeof buf2, m->output_uusd_per_mtok);
-        printf("  %-16s in %-10s out %-10s context %-8" PRId64 " via %s (%s)\n", m->name, buf, buf2,
-               m->context_tokens, p ? p->name : "-", p ? p->base_url : "-");
+        ctl_fmt_usd(buf3, sizeof buf3, m->cached_uusd_per_mtok);
+        printf("  %-16s in %-10s out %-10s context %-8" PRId64 " via %s (%s %s)\n", m->name, buf,
+               buf2, m->context_tokens, p ? p->name : "-",
+               p ? cfg_provider_kind_name(p->kind) : "-", p ? p->base_url : "-");
+        printf("  %-16s cached in %-10s output limit %s, %s\n", "", buf3, m->output_limit_param,
+               m->streaming ? "streamed" : "not streamed");
     }
 
     printf("\ntools:\n");
@@ -333,23 +338,25 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
     json_t *providers = json_array();
     for (int i = 0; i < cfg->n_providers; i++) {
         const cfg_provider_t *p = &cfg->providers[i];
-        json_array_append_new(providers,
-                              json_pack("{s:s, s:s, s:s, s:i, s:I}", "name", p->name, "base_url",
-                                        p->base_url, "api_key_env", p->api_key_env, "max_retries",
-                                        p->max_retries, "max_response_bytes",
-                                        (json_int_t)p->max_response_bytes));
+        json_array_append_new(
+            providers, json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "name", p->name, "kind",
+                                 cfg_provider_kind_name(p->kind), "base_url", p->base_url,
+                                 "api_key_env", p->api_key_env, "max_retries", p->max_retries,
+                                 "max_response_bytes", (json_int_t)p->max_response_bytes));
     }
     json_object_set_new(root, "providers", providers);
 
     json_t *models = json_array();
     for (int i = 0; i < cfg->n_models; i++) {
         const cfg_model_t *m = &cfg->models[i];
-        json_array_append_new(models,
-                              json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", m->name, "provider",
-                                        m->provider >= 0 ? cfg->providers[m->provider].name : "",
-                                        "input_uusd_per_mtok", (json_int_t)m->input_uusd_per_mtok,
-                                        "output_uusd_per_mtok", (json_int_t)m->output_uusd_per_mtok,
-                                        "context_tokens", (json_int_t)m->context_tokens));
+        json_array_append_new(
+            models, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:b}", "name", m->name,
+                              "provider", m->provider >= 0 ? cfg->providers[m->provider].name : "",
+                              "input_uusd_per_mtok", (json_int_t)m->input_uusd_per_mtok,
+                              "cached_input_uusd_per_mtok", (json_int_t)m->cached_uusd_per_mtok,
+                              "output_uusd_per_mtok", (json_int_t)m->output_uusd_per_mtok,
+                              "context_tokens", (json_int_t)m->context_tokens, "output_limit_param",
+                              m->output_limit_param, "streaming", m->streaming));
     }
     json_object_set_new(root, "models", models);
 

@@ -178,14 +178,23 @@ static void s_fill_task_body(ev_t *b, const task_args_t *a)
 
 /* ---- step lines -------------------------------------------------------------- */
 
-static void s_fmt_spend(char *out, size_t outlen, const ev_t *actual)
+/* How a step's spend was measured, as a mark before its amounts: "~" for
+   estimated, "hold " for the whole hold charged (outcome unknown), "" when
+   counted. */
+static const char *s_measured_mark(const ev_t *step)
+{
+    const char *m = ev_get_str(step, "measured", "");
+    return !strcmp(m, "estimated") ? "~" : !strcmp(m, "whole_hold") ? "hold " : "";
+}
+
+static void s_fmt_spend(char *out, size_t outlen, const ev_t *actual, const char *mark)
 {
     char usd[32], lat[32];
     ctl_fmt_usd(usd, sizeof usd, ev_get_int(actual, "cost_uusd", 0));
     ctl_fmt_ms(lat, sizeof lat, ev_get_int(actual, "latency_ms", 0));
-    snprintf(out, outlen, "%" PRId64 " tok, %s, %" PRId64 " tool call%s, $%s",
+    snprintf(out, outlen, "%s%" PRId64 " tok, %s, %" PRId64 " tool call%s, %s$%s", mark,
              ev_get_int(actual, "tokens", 0), lat, ev_get_int(actual, "tool_calls", 0),
-             ev_get_int(actual, "tool_calls", 0) == 1 ? "" : "s", usd);
+             ev_get_int(actual, "tool_calls", 0) == 1 ? "" : "s", mark, usd);
 }
 
 static void s_print_step_line(const ev_t *s)
@@ -205,7 +214,7 @@ static void s_print_step_line(const ev_t *s)
     const ev_t *actual = ev_get(s, "actual");
     if (!running && actual && n > 0 && (size_t)n < sizeof line) {
         char sp[160];
-        s_fmt_spend(sp, sizeof sp, actual);
+        s_fmt_spend(sp, sizeof sp, actual, s_measured_mark(s));
         n += snprintf(line + n, sizeof line - (size_t)n, " %s", sp);
     }
     const char *err = ev_get_str(ev_get(s, "error"), "reason", NULL);
@@ -250,6 +259,15 @@ static void s_print_result(const ev_t *r)
         printf("%s\n", n ? "" : " (no step finished)");
         return;
     }
+    const ev_t *deg = ev_get(r, "degraded");
+    for (size_t i = 0; i < ev_len(deg); i++) {
+        const ev_t *d = ev_at(deg, i);
+        char label[256];
+        snprintf(label, sizeof label,
+                 "degraded: %s planned %s, ran %s: ", ev_get_str(d, "step", "?"),
+                 ev_get_str(d, "planned", "?"), ev_get_str(d, "ran", "?"));
+        s_print_text(label, ev_get_str(d, "reason", ""));
+    }
     const char *decision = ev_get_str(out, "decision", NULL);
     if (decision)
         s_print_text("decision: ", decision);
@@ -266,14 +284,16 @@ static void s_print_steps_table(const ev_t *steps)
     for (size_t i = 0; i < ev_len(steps); i++) {
         const ev_t *s = ev_at(steps, i);
         const ev_t *a = ev_get(s, "actual");
-        char usd[32], lat[32];
+        char usd[32], lat[32], tok[40], cost[40];
+        const char *mark = s_measured_mark(s);
         ctl_fmt_usd(usd, sizeof usd, ev_get_int(a, "cost_uusd", 0));
         ctl_fmt_ms(lat, sizeof lat, a ? ev_get_int(a, "latency_ms", 0) : -1);
-        ctl_printf("%-14s %-14s %-8s %-6s %-12s %8" PRId64 " %9s %6" PRId64 " %10s\n",
+        snprintf(tok, sizeof tok, "%s%" PRId64, mark, ev_get_int(a, "tokens", 0));
+        snprintf(cost, sizeof cost, "%s%s", a ? mark : "", a ? usd : "-");
+        ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6" PRId64 " %10s\n",
                    ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
                    ev_get_str(s, "state", "?"), ev_get_str(s, "path", "-"),
-                   ev_get_str(s, "model", "-"), ev_get_int(a, "tokens", 0), lat,
-                   ev_get_int(a, "tool_calls", 0), a ? usd : "-");
+                   ev_get_str(s, "model", "-"), tok, lat, ev_get_int(a, "tool_calls", 0), cost);
     }
 }
 
@@ -627,7 +647,7 @@ static void s_print_plan_steps(const ev_t *steps)
         snprintf(what, sizeof what, "%s%s%s%s%s", ev_get_str(s, "path", "?"), tool ? " " : "",
                  tool ? tool : "", model ? " " : "", model ? model : "");
         char sp[160];
-        s_fmt_spend(sp, sizeof sp, ev_get(s, "est"));
+        s_fmt_spend(sp, sizeof sp, ev_get(s, "est"), "");
         printf("    %-14s %-14s %-26s q=%.2f  est %s\n", ev_get_str(s, "step", "?"),
                ev_get_str(s, "agent", "?"), what, ev_get_float(s, "quality", 0), sp);
     }
@@ -666,19 +686,28 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
                        ev_get_int(rep, "policy_version", 0));
             else
                 printf("step scores: prior (configured qualities)\n");
+            const ev_t *np = ev_get(rep, "not_planned");
+            for (size_t i = 0; i < ev_len(np); i++) {
+                const ev_t *e = ev_at(np, i);
+                char label[200];
+                snprintf(label, sizeof label,
+                         "not planned: %s's LLM options on %s: ", ev_get_str(e, "agent", "?"),
+                         ev_get_str(e, "provider", "?"));
+                s_print_text(label, ev_get_str(e, "why", ""));
+            }
             if (!feasible) {
                 printf("no feasible plan: the binding constraint is %s\n",
                        ev_get_str(rep, "binding", "unknown"));
             } else {
                 char sp[160];
-                s_fmt_spend(sp, sizeof sp, ev_get(rep, "total"));
+                s_fmt_spend(sp, sizeof sp, ev_get(rep, "total"), "");
                 printf("chosen plan: quality %.3f, estimated %s\n", ev_get_float(rep, "quality", 0),
                        sp);
                 s_print_plan_steps(ev_get(rep, "steps"));
                 const ev_t *alts = ev_get(rep, "alternatives");
                 for (size_t i = 0; i < ev_len(alts); i++) {
                     const ev_t *alt = ev_at(alts, i);
-                    s_fmt_spend(sp, sizeof sp, ev_get(alt, "total"));
+                    s_fmt_spend(sp, sizeof sp, ev_get(alt, "total"), "");
                     printf("alternative %zu: quality %.3f, estimated %s\n", i + 1,
                            ev_get_float(alt, "quality", 0), sp);
                     s_print_plan_steps(ev_get(alt, "steps"));
@@ -837,7 +866,7 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
             const ev_t *amt = ev_get(m.body, "amounts");
             if (amt) {
                 char sp[160];
-                s_fmt_spend(sp, sizeof sp, amt);
+                s_fmt_spend(sp, sizeof sp, amt, "");
                 S_APPEND(" [%s]", sp);
             }
             if (ev_get(m.body, "fraction"))

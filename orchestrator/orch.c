@@ -51,9 +51,10 @@
 #include "orchestrator/taskstore.h"
 #include "orchestrator/train_run.h"
 
-#define ORCH_DRAIN_MS   30000 /* on SIGTERM: longest wait for the steps in flight */
-#define ORCH_HISTORY_MS 5000  /* refresh of estimate history */
-#define ORCH_DRAIN      256   /* messages handled per socket per iteration */
+#define ORCH_DRAIN_MS     30000 /* on SIGTERM: longest wait for the steps in flight */
+#define ORCH_HISTORY_MS   5000  /* refresh of estimate history */
+#define ORCH_PROVIDERS_MS 1000  /* an agent not yet heard from is asked for its providers */
+#define ORCH_DRAIN        256   /* messages handled per socket per iteration */
 
 struct _orch_t {
     const cfg_t *cfg;
@@ -68,12 +69,17 @@ struct _orch_t {
     size_t n_hist;
     int64_t hist_at_ms;
     bool hist_inflight;
-    bool activity;        /* tasks ran since the last history query */
-    policy_store_t *pols; /* learned policy per workflow */
-    train_run_t *train;   /* the current or last training run */
-    bool train_kick;      /* start the next training group this iteration */
-    bool stopping;        /* SIGTERM: finishing the steps in flight, then exit */
+    bool activity;           /* tasks ran since the last history query */
+    policy_store_t *pols;    /* learned policy per workflow */
+    train_run_t *train;      /* the current or last training run */
+    bool train_kick;         /* start the next training group this iteration */
+    bool stopping;           /* SIGTERM: finishing the steps in flight, then exit */
     orch_metrics_t *metrics; /* NULL = metrics off (orch_set_metrics) */
+    /* agents' provider reports (orch_plan_report): an agent not heard from
+       yet is asked with a `providers` request */
+    bool prov_known[CFG_MAX_AGENTS];
+    bool prov_inflight[CFG_MAX_AGENTS];
+    int64_t prov_asked_ms[CFG_MAX_AGENTS];
 };
 
 static int64_t s_now(void)
@@ -142,12 +148,11 @@ static void s_metrics_step(orch_t *self, const task_t *t, const ev_t *ev)
         if (strcmp(wf->steps[i].name, name) != 0)
             continue;
         const task_step_t *st = &t->steps[i];
-        orch_metrics_step_end(self->metrics, ev_get_str(ev, "agent", ""),
-                              ev_get_str(ev, "path", ""), ev_get_str(ev, "model", ""),
-                              orch_step_state_name(st->st),
-                              st->started_ms > 0 && st->ended_ms >= st->started_ms
-                                  ? st->ended_ms - st->started_ms
-                                  : -1);
+        orch_metrics_step_end(
+            self->metrics, ev_get_str(ev, "agent", ""), ev_get_str(ev, "path", ""),
+            ev_get_str(ev, "model", ""), orch_step_state_name(st->st),
+            st->started_ms > 0 && st->ended_ms >= st->started_ms ? st->ended_ms - st->started_ms
+                                                                 : -1);
         return;
     }
 }
@@ -438,6 +443,11 @@ static void s_on_plan(orch_t *self, bus_request_t *req)
     orch_plan_set_total(rep, "total", p->res.task_total);
     ev_set(rep, "steps",
            p->res.feasible ? orch_plan_steps(self->cfg, wf, p, p->res.choice) : ev_new_array());
+    ev_t *np = orch_plan_not_planned(self->cfg, wf);
+    if (ev_len(np))
+        ev_set(rep, "not_planned", np);
+    else
+        ev_destroy(&np);
     ev_t *alts = ev_set_array(rep, "alternatives");
     for (int k = 1; p->res.feasible && k < p->res.n_alternatives; k++) {
         const planner_plan_t *a = &p->res.alternatives[k];
@@ -719,6 +729,42 @@ static void s_timers(orch_t *self)
             task_on_timer(t, &env);
             s_exec(self, t);
         }
+    for (int a = 0; a < self->cfg->n_agents && a < CFG_MAX_AGENTS; a++)
+        if (!self->prov_known[a] && !self->prov_inflight[a] &&
+            now - self->prov_asked_ms[a] >= ORCH_PROVIDERS_MS) {
+            ev_t *b = proto_body("providers");
+            outbox_send(self->out, self->cfg->agents[a].name, &b, ORCH_PROVIDERS_MS,
+                        OUTBOX_PROVIDERS, NULL, a, 0);
+            self->prov_inflight[a] = true;
+            self->prov_asked_ms[a] = now;
+        }
+}
+
+/* An agent's providers_reply: which providers to plan for it. */
+static void s_on_providers(orch_t *self, int a, const ev_t *body)
+{
+    self->prov_inflight[a] = false;
+    if (proto_is_error(body, NULL) || strcmp(ev_get_str(body, "type", ""), "providers_reply"))
+        return; /* not up yet: asked again later */
+    unsigned mask = orch_plan_report(self->cfg, a, ev_get(body, "providers"));
+    self->prov_known[a] = true;
+    if (mask)
+        log_info("%s reports unusable providers (mask %#x): their LLM options are not planned "
+                 "for it",
+                 self->cfg->agents[a].name, mask);
+}
+
+/* A step_result's report of its agent's providers decides what is planned
+   for that agent from now on (before the task re-plans). */
+static void s_step_providers(orch_t *self, const task_t *t, int i, const ev_t *body)
+{
+    const ev_t *provs = ev_get(body, "providers");
+    const cfg_workflow_t *wf = &self->cfg->workflows[t->wf];
+    int a = i >= 0 && i < wf->n_steps ? wf->steps[i].agent : -1;
+    if (!provs || a < 0 || a >= CFG_MAX_AGENTS)
+        return;
+    orch_plan_report(self->cfg, a, provs);
+    self->prov_known[a] = true;
 }
 
 static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
@@ -734,14 +780,21 @@ static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
         s_on_history(self, msg->body);
         return;
     }
+    if (pd.kind == OUTBOX_PROVIDERS) {
+        if (pd.step >= 0 && pd.step < CFG_MAX_AGENTS)
+            s_on_providers(self, pd.step, msg->body);
+        return;
+    }
     task_t *t = zhashx_lookup(self->tasks, pd.task);
     if (!t || task_ended(t))
         return;
     task_env_t env = s_env(self);
     if (pd.kind == OUTBOX_LEDGER)
         task_on_ledger(t, &env, msg->body);
-    else if (pd.kind == OUTBOX_STEP)
+    else if (pd.kind == OUTBOX_STEP) {
+        s_step_providers(self, t, pd.step, msg->body);
         task_on_step(t, &env, pd.step, pd.attempt, msg->body);
+    }
     s_exec(self, t);
 }
 

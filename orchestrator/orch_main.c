@@ -18,30 +18,11 @@
 #include "common/log.h"
 #include "common/rundir.h"
 #include "orchestrator/orch.h"
-#include "orchestrator/orch_plan.h"
 
 static void s_usage(FILE *f)
 {
     fprintf(f, "usage: emads-orchestrator [--config FILE] [--home DIR] [--endpoint EP] "
                "[--insecure]\n");
-}
-
-/* Providers whose API-key variable is named but not set: the agents,
-   started from the same environment, would run their local path instead,
-   so their LLM options are left out of plans. */
-static unsigned s_unavailable_providers(const cfg_t *cfg)
-{
-    unsigned mask = 0;
-    for (int i = 0; i < cfg->n_providers && i < 32; i++) {
-        const char *env = cfg->providers[i].api_key_env;
-        const char *val = env[0] ? getenv(env) : "-";
-        if (!val || !val[0]) {
-            mask |= 1u << i;
-            log_info("provider %s: $%s is not set: its LLM options are not planned",
-                     cfg->providers[i].name, env);
-        }
-    }
-    return mask;
 }
 
 int main(int argc, char **argv)
@@ -98,7 +79,6 @@ int main(int argc, char **argv)
     bus_security_t sec;
     bus_security_init(&sec, run, "orchestrator", cfg->curve && !insecure);
 
-    orch_plan_set_unavailable(s_unavailable_providers(cfg));
     zsys_init();
     zsys_handler_reset();
     zsys_catch_interrupts();

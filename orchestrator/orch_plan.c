@@ -186,22 +186,97 @@ void orch_tightness(const cfg_t *cfg, orch_remaining_t *r)
 
 /* ---- the problem ------------------------------------------------------------ */
 
-/* Providers without their API key (orch_plan_set_unavailable): an input
-   set once by the daemon, so that this module reads no environment. */
-static unsigned s_unavailable;
+/* Providers each agent reported it cannot use (orch_plan_set_unusable,
+   orch_plan_report), with the agent's reason: an input set by the daemon
+   from the agents' reports, so that this module reads no environment. */
+static unsigned s_unusable[CFG_MAX_AGENTS];
+static char s_unusable_why[CFG_MAX_AGENTS][CFG_MAX_PROVIDERS][160];
+
+void orch_plan_set_unusable(int agent, unsigned provider_mask)
+{
+    for (int a = 0; a < CFG_MAX_AGENTS; a++)
+        if (agent < 0 || a == agent) {
+            s_unusable[a] = provider_mask;
+            memset(s_unusable_why[a], 0, sizeof s_unusable_why[a]);
+        }
+}
 
 void orch_plan_set_unavailable(unsigned provider_mask)
 {
-    s_unavailable = provider_mask;
+    orch_plan_set_unusable(-1, provider_mask);
 }
 
-/* True if option co needs an LLM whose provider has no API key. */
-static bool s_needs_missing_key(const cfg_t *cfg, const cfg_option_t *co)
+unsigned orch_plan_unusable(int agent)
+{
+    return agent >= 0 && agent < CFG_MAX_AGENTS ? s_unusable[agent] : 0;
+}
+
+unsigned orch_plan_providers_mask(const cfg_t *cfg, const ev_t *providers)
+{
+    unsigned mask = 0;
+    for (size_t i = 0; i < ev_len(providers); i++) {
+        const ev_t *p = ev_at(providers, i);
+        const char *name = ev_get_str(p, "provider", "");
+        for (int k = 0; k < cfg->n_providers && k < 32; k++)
+            if (strcmp(cfg->providers[k].name, name) == 0 && !ev_get_bool(p, "usable", true))
+                mask |= 1u << k;
+    }
+    return mask;
+}
+
+unsigned orch_plan_report(const cfg_t *cfg, int agent, const ev_t *providers)
+{
+    unsigned mask = orch_plan_providers_mask(cfg, providers);
+    if (agent < 0 || agent >= CFG_MAX_AGENTS)
+        return mask;
+    orch_plan_set_unusable(agent, mask);
+    for (size_t i = 0; i < ev_len(providers); i++) {
+        const ev_t *p = ev_at(providers, i);
+        for (int k = 0; k < cfg->n_providers && k < CFG_MAX_PROVIDERS; k++)
+            if ((mask & (1u << k)) &&
+                !strcmp(cfg->providers[k].name, ev_get_str(p, "provider", "")))
+                snprintf(s_unusable_why[agent][k], sizeof s_unusable_why[agent][k], "%s",
+                         ev_get_str(p, "why", ev_get_str(p, "last", "")));
+    }
+    return mask;
+}
+
+ev_t *orch_plan_not_planned(const cfg_t *cfg, int wf)
+{
+    ev_t *out = ev_new_array();
+    if (!out || wf < 0 || wf >= cfg->n_workflows)
+        return out;
+    unsigned seen[CFG_MAX_AGENTS] = {0};
+    const cfg_workflow_t *w = &cfg->workflows[wf];
+    for (int i = 0; i < w->n_steps; i++) {
+        int a = w->steps[i].agent;
+        if (a < 0 || a >= CFG_MAX_AGENTS)
+            continue;
+        for (int o = 0; o < w->steps[i].n_options; o++) {
+            int m = w->steps[i].options[o].model;
+            int k = m >= 0 && m < cfg->n_models ? cfg->models[m].provider : -1;
+            if (k < 0 || k >= CFG_MAX_PROVIDERS || !(s_unusable[a] & (1u << k)) ||
+                (seen[a] & (1u << k)))
+                continue;
+            seen[a] |= 1u << k;
+            ev_t *e = ev_new_map();
+            ev_set_str(e, "agent", cfg->agents[a].name);
+            ev_set_str(e, "provider", cfg->providers[k].name);
+            ev_set_str(e, "why", s_unusable_why[a][k]);
+            ev_push(out, e);
+        }
+    }
+    return out;
+}
+
+/* True if option co of a step of `agent` needs an LLM whose provider that
+   agent reported unusable. */
+static bool s_needs_missing_key(const cfg_t *cfg, int agent, const cfg_option_t *co)
 {
     if (co->model < 0 || co->model >= cfg->n_models)
         return false;
     int prov = cfg->models[co->model].provider;
-    return prov >= 0 && prov < 32 && (s_unavailable & (1u << prov));
+    return prov >= 0 && prov < 32 && (orch_plan_unusable(agent) & (1u << prov));
 }
 
 /* The amounts the planner charges for option co of a step of agent `agent`:
@@ -277,7 +352,7 @@ int orch_plan_scored(const cfg_t *cfg, int wf_i, int cls, const orch_step_view_t
                 s && (s->st == ORCH_STEP_DONE || s->st == ORCH_STEP_RUNNING) && s->option == o;
             if (s && (s->banned & (1u << o)) && !ran)
                 continue;
-            if (!ran && s_needs_missing_key(cfg, co))
+            if (!ran && s_needs_missing_key(cfg, st->agent, co))
                 continue;
             planner_option_t po = {.path = (int)co->path,
                                    .model = co->model,

@@ -126,12 +126,27 @@ int orch_plan_scored(const cfg_t *cfg, int wf, int cls, const orch_step_view_t *
                      const orch_remaining_t *r, const planner_history_t *hist, size_t n_hist,
                      double skip_quality, const double *scores, orch_plan_t *p);
 
-/* Providers whose LLM options are not planned: bit p set = provider p names
-   an API-key variable (api_key_env) that is not set in the environment, so
-   its agents would fall back to the local path anyway. The orchestrator
-   sets this once at start from its environment (which the agents share:
-   `emadsctl up` starts them all); 0 (the default) plans every option. */
+/* Providers whose LLM options are not planned for the steps of an agent:
+   bit p set = the agent reported provider p unusable (its API key is
+   missing where the agent runs, the provider rejected the key, or it was
+   unreachable after its retries; see the agent's providers_reply). The
+   orchestrator sets this from the agents' reports (step results and
+   providers queries), never from its own environment; 0 (the default)
+   plans every option. agent -1 sets every agent. */
+void orch_plan_set_unusable(int agent, unsigned provider_mask);
+unsigned orch_plan_unusable(int agent);
+/* orch_plan_set_unusable(-1, provider_mask). */
 void orch_plan_set_unavailable(unsigned provider_mask);
+/* The mask of unusable providers in a providers list as agents report it
+   ([{provider, usable, why}, ...]; names not in cfg are ignored). */
+unsigned orch_plan_providers_mask(const cfg_t *cfg, const ev_t *providers);
+/* Take agent's report: its mask (orch_plan_set_unusable) and each unusable
+   provider's why. Returns the mask. */
+unsigned orch_plan_report(const cfg_t *cfg, int agent, const ev_t *providers);
+/* What workflow wf's plans leave out from the agents' reports:
+   [{agent, provider, why}] for every agent of wf with an LLM option on a
+   provider it reported unusable. Caller owns. */
+ev_t *orch_plan_not_planned(const cfg_t *cfg, int wf);
 
 /* The configured option index chosen for step i by a plan choice array, or
    -1 when the step is skipped. */

@@ -16,7 +16,12 @@
 #include "proto/proto.h"
 
 /* What a request's reply is for. */
-typedef enum { OUTBOX_LEDGER = 1, OUTBOX_STEP, OUTBOX_HISTORY } outbox_kind_t;
+typedef enum {
+    OUTBOX_LEDGER = 1,
+    OUTBOX_STEP,
+    OUTBOX_HISTORY,
+    OUTBOX_PROVIDERS /* an agent's providers_reply; step = the cfg agent */
+} outbox_kind_t;
 
 typedef struct {
     outbox_kind_t kind;

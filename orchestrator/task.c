@@ -10,8 +10,11 @@
     that option is excluded and the step is re-planned; when nothing fits,
     the task ends budget_exhausted with the binding constraint. error -> the
     option is excluded and the step re-planned, at most TASK_MAX_ATTEMPTS
-    attempts. worker_lost (the bus lost the agent mid-step) -> retried once
-    on another worker if the budget allows, else the task fails with it.
+    attempts; provider_rejected or refused (the provider turned the call
+    down, or the model refused) -> the task fails at once with the
+    provider's message. worker_lost (the bus lost the agent mid-step) ->
+    retried once on another worker if the budget allows, else the task
+    fails with it.
 
     Request ids are deterministic ("<task>/open", "<task>/<step>/<attempt>",
     "<task>/close"), so calls repeated after a crash are idempotent at the
@@ -808,6 +811,17 @@ static void s_replan_with(task_env_t *e, task_t *t, orch_remaining_t *r)
 
 /* ---- attempts ------------------------------------------------------------ */
 
+/* How exact a measured label is: provider (counted) < ledger (settled from
+   the ledger's posting) < estimated < whole_hold. */
+static int s_measured_rank(const char *m)
+{
+    static const char *const order[] = {"provider", "ledger", "estimated", "whole_hold"};
+    for (int k = 0; k < 4; k++)
+        if (strcmp(m, order[k]) == 0)
+            return k;
+    return -1;
+}
+
 /* Record the attempt that just ended (s->path, model, why, measured and
    error as the agent reported them; act its spend or NULL when unknown),
    add its spend to the step's actual, and tell the story of the earlier
@@ -840,6 +854,12 @@ static void s_add_attempt(task_env_t *e, task_t *t, int i, const char *status,
     ev_push(s->attempts, a);
     if (s->has_actual && !s->measured[0])
         snprintf(s->measured, sizeof s->measured, "%s", "estimated");
+    /* the step's label is the least exact of its attempts' */
+    for (size_t k = 0; k < ev_len(s->attempts); k++) {
+        const char *m = ev_get_str(ev_at(s->attempts, k), "measured", NULL);
+        if (m && s_measured_rank(m) > s_measured_rank(s->measured))
+            snprintf(s->measured, sizeof s->measured, "%s", m);
+    }
 
     /* why: the earlier attempts that did not succeed, then this one */
     size_t n = ev_len(s->attempts);
@@ -1339,6 +1359,12 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         snprintf(s->err_code, sizeof s->err_code, "%s",
                  strcmp(status, "denied") == 0 ? PROTO_E_EXCEEDS_BUDGET : PROTO_E_INTERNAL);
     s_add_attempt(e, t, i, status, has_act ? &act : NULL);
+    /* the provider's own account of the attempt */
+    ev_t *last = ev_at(s->attempts, ev_len(s->attempts) - 1);
+    static const char *const llm_keys[] = {"served_model", "finish_reason"};
+    for (int k = 0; last && k < 2; k++)
+        if (ev_get_str(body, llm_keys[k], NULL))
+            ev_set_str(last, llm_keys[k], ev_get_str(body, llm_keys[k], ""));
 
     if (strcmp(status, "ok") == 0) {
         s_step_end(e, t, i, ORCH_STEP_DONE);
@@ -1355,6 +1381,14 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         if (s->option >= 0)
             s->banned |= 1u << s->option;
         s_step_end(e, t, i, ORCH_STEP_FAILED);
+        /* the provider rejected the call (bad request, key, model) or the
+           model refused: another model or the local path would hide it */
+        if (t->end == TASK_END_NONE && (strcmp(s->err_code, PROTO_E_PROVIDER_REJECTED) == 0 ||
+                                        strcmp(s->err_code, PROTO_E_REFUSED) == 0)) {
+            s_finish(e, t, TASK_END_FAILED, "step %s: %s: %s", cst->name, s->err_code,
+                     s->err_reason);
+            return;
+        }
         if (s->attempt >= TASK_MAX_ATTEMPTS) {
             s_finish(e, t, TASK_END_FAILED, "step %s failed: %s: %s", cst->name, s->err_code,
                      s->err_reason);
@@ -1410,6 +1444,35 @@ static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
     return steps;
 }
 
+/* Steps that ran below their plan: planned on an LLM, done on the local
+   path or another model (a tight budget, or a provider down after its
+   retries). [{step, planned, ran, reason}]; reason is the step's why,
+   which tells the story of its attempts. Caller owns. */
+static ev_t *s_degraded(const ev_t *steps)
+{
+    ev_t *out = ev_new_array();
+    for (size_t i = 0; out && i < ev_len(steps); i++) {
+        const ev_t *st = ev_at(steps, i);
+        if (strcmp(ev_get_str(st, "state", ""), "done") != 0 ||
+            strcmp(ev_get_str(st, "planned_path", ""), "llm") != 0)
+            continue;
+        const char *path = ev_get_str(st, "path", "");
+        const char *pm = ev_get_str(st, "planned_model", ""), *m = ev_get_str(st, "model", "");
+        if (strcmp(path, "llm") == 0 && strcmp(pm, m) == 0)
+            continue;
+        char planned[160], ran[160];
+        snprintf(planned, sizeof planned, "llm %s", pm);
+        snprintf(ran, sizeof ran, "%s%s%s", path, m[0] ? " " : "", m);
+        ev_t *d = ev_new_map();
+        ev_set_str(d, "step", ev_get_str(st, "step", "?"));
+        ev_set_str(d, "planned", planned);
+        ev_set_str(d, "ran", ran);
+        ev_set_str(d, "reason", ev_get_str(st, "why", ""));
+        ev_push(out, d);
+    }
+    return out;
+}
+
 ev_t *task_status_reply(ev_t *stored, bool result)
 {
     ev_t *rep = proto_body(result ? "task_result" : "task_status");
@@ -1430,6 +1493,11 @@ ev_t *task_status_reply(ev_t *stored, bool result)
         const ev_t *out = final ? ev_get(r, "output") : NULL;
         ev_set(rep, "output", out ? ev_dup(out) : ev_new_map());
         ev_set(rep, "steps", s_reply_steps(stored, true));
+        ev_t *deg = s_degraded(ev_get(rep, "steps"));
+        if (ev_len(deg))
+            ev_set(rep, "degraded", deg);
+        else
+            ev_destroy(&deg);
     } else {
         ev_set_str(rep, "class", ev_get_str(stored, "class", "default"));
         const char *text = ev_get_str(stored, "text", "");

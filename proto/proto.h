@@ -93,6 +93,8 @@ typedef enum {
 #define PROTO_E_NO_FEASIBLE_PLAN    "no_feasible_plan"
 #define PROTO_E_BUDGET_EXHAUSTED    "budget_exhausted"
 #define PROTO_E_PROVIDER            "provider_error"
+#define PROTO_E_PROVIDER_REJECTED   "provider_rejected" /* 400/401/403/404: not retried */
+#define PROTO_E_REFUSED             "refused"           /* the model declined: not retried */
 #define PROTO_E_INTERNAL            "internal"
 #define PROTO_E_AMOUNT_OUT_OF_RANGE "amount_out_of_range" /* above proto_dim_max */
 

@@ -54,6 +54,8 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
                                             PROTO_E_NO_FEASIBLE_PLAN,
                                             PROTO_E_BUDGET_EXHAUSTED,
                                             PROTO_E_PROVIDER,
+                                            PROTO_E_PROVIDER_REJECTED,
+                                            PROTO_E_REFUSED,
                                             PROTO_E_INTERNAL,
                                             PROTO_E_AMOUNT_OUT_OF_RANGE,
                                             NULL};
@@ -183,6 +185,7 @@ static const proto_field_t f_task_status[] = {
     TIME("updated_ms", true, "last change, ms since the epoch"),
     F_ARRAY("steps", true, "[step_state]"),
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
+    F_ARRAY("degraded", false, "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or another model (tight budget, provider down)"),
     F_END};
 
 static const proto_field_t f_result[] = {TASK(true), F_END};
@@ -195,6 +198,7 @@ static const proto_field_t f_task_result[] = {
     F_MAP("output", true, "structured output of the final step"),
     F_ARRAY("steps", true, "[step_state]"),
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
+    F_ARRAY("degraded", false, "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or another model (tight budget, provider down)"),
     F_END};
 
 static const proto_field_t f_cancel[] = {REQUEST_ID, TASK(true), F_END};
@@ -226,6 +230,7 @@ static const proto_field_t f_plan_reply[] = {
     F_AMOUNTS("total", true, "estimated total spend"),
     F_ARRAY("steps", true, "[{step, agent, path, model?, tool?, est (amounts), quality}]"),
     F_ARRAY("alternatives", true, "[{quality, total, steps}], best first"),
+    F_ARRAY("not_planned", false, "[{agent, provider, why}]: LLM options left out because the agent reported the provider unusable"),
     F_ENUM("scores", false, s_scores, "step scores from the learned policy or the prior"),
     F_INT("policy_version", false, 0, TIME_MAX, "version of the policy that scored the plan"),
     F_END};
@@ -293,6 +298,16 @@ static const proto_field_t f_step_result[] = {
     F_ENUM("measured", true, s_measured, "how actual was measured"),
     F_ID("hold_id", false, "ledger hold that paid for the step"),
     F_MAP("error", false, "{code, reason} when status is denied or error"),
+    F_STR("served_model", false, 1, MODEL_MAX, "llm: the model name the provider answered with"),
+    F_STR("finish_reason", false, 1, PROTO_MAX_NAME, "llm: the provider's finish_reason or stop_reason"),
+    F_ARRAY("providers", false, "the agent's providers as in providers_reply"),
+    F_END};
+
+static const proto_field_t f_providers[] = {F_END};
+
+static const proto_field_t f_providers_reply[] = {
+    F_NAME("agent", true, "agent that answered"),
+    F_ARRAY("providers", true, "[{provider, kind, usable (bool), key (bool: API key present or none needed), last (ok, none, unreachable, down, rejected, timeout), why}]"),
     F_END};
 
 /* ---- any service -------------------------------------------------------- */
@@ -409,6 +424,8 @@ static const proto_schema_t s_schemas[] = {
     S("train_reply", "orchestrator", "reply to train_status and train_cancel", f_train_reply),
     S("step", "agent", "run one step of a task", f_step),
     S("step_result", "agent", "reply to step", f_step_result),
+    S("providers", "agent", "which of the agent's LLM providers it can use", f_providers),
+    S("providers_reply", "agent", "reply to providers", f_providers_reply),
     S("error", "any", "reply to a failed request", f_error),
     S("event", "event", "body of a published event", f_event),
     S("ready", "any", "body of a worker's READY frame", f_ready),

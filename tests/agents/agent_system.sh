@@ -8,7 +8,9 @@
 #   agent_system.sh TEST BUILD_ROOT SOURCE_DIR
 #
 # TEST: usage nousage retry429 slow max_tokens adaptive ledger_down tool
-#       denied concurrency errors roles hugeusage stepschema. Every process the test starts is killed on exit, pass or fail.
+#       denied concurrency errors roles hugeusage stepschema limit_param
+#       truncated refusal cached stream keyless anthropic. Every process the
+#       test starts is killed on exit, pass or fail.
 set -u
 T=$1
 B=$2
@@ -79,6 +81,10 @@ step_to() {
                                         cost_uusd: 0}, quality: 0.6}, inputs: $inputs}')
     call orchestrator "$1" "$body"
 }
+# want EXPR VALUE WHAT: the step_result in $r has jq EXPR = VALUE
+want() {
+    [ "$(printf "%s\n" "$r" | jq -r "$1")" = "$2" ] || fail "$3: $r"
+}
 # used DIM: the agent account's used amount in task t1
 used() {
     call orchestrator ledger '{"type":"spend","task":"t1","agent":"cto_agent"}' |
@@ -107,7 +113,8 @@ burn() {
 export EMADS_TEST_LLM_KEY=test-key
 unset EMADS_TEST_NO_KEY
 "$LLM" --port 0 --port-file "$R/llm.port" --log "$R/llm-requests.log" \
-    --require-key test-key --models big,small 2>"$R/llm-server.log" &
+    --require-key test-key --completion-models o3,o3-mini \
+    --models big,small,o3,o3-mini,big-stream,claude,claude-stream,free 2>"$R/llm-server.log" &
 PIDS="$PIDS $!"
 i=0
 while [ ! -s "$R/llm.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -137,8 +144,21 @@ providers:
   nokey:
     base_url: "http://127.0.0.1:$PORT/v1"
     api_key_env: EMADS_TEST_NO_KEY
+  open:
+    base_url: "http://127.0.0.1:$PORT/v1"
+  anth:
+    kind: anthropic
+    base_url: "http://127.0.0.1:$PORT/v1"
+    api_key_env: EMADS_TEST_LLM_KEY
+    max_retries: 0
 models:
-  big:   {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, context_tokens: 8192}
+  big-stream: {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, streaming: true}
+  o3:      {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, output_limit_param: max_completion_tokens}
+  o3-mini: {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00}
+  free:    {provider: open, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00}
+  claude:  {provider: anth, input_usd_per_mtok: 3.00, cached_input_usd_per_mtok: 0.30, output_usd_per_mtok: 15.00}
+  claude-stream: {provider: anth, input_usd_per_mtok: 3.00, cached_input_usd_per_mtok: 0.30, output_usd_per_mtok: 15.00, streaming: true}
+  big:   {provider: test, input_usd_per_mtok: 1.00, cached_input_usd_per_mtok: 0.25, output_usd_per_mtok: 2.00, context_tokens: 8192}
   small: {provider: test, input_usd_per_mtok: 0.10, output_usd_per_mtok: 0.20, context_tokens: 8192}
   ghost: {provider: test, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, context_tokens: 8192}
   keyless: {provider: nokey, input_usd_per_mtok: 1.00, output_usd_per_mtok: 2.00, context_tokens: 8192}
@@ -182,6 +202,7 @@ access:
   - {service: cto_agent, command: step, names: [orchestrator]}
   - {service: coo_agent, command: step, names: [orchestrator]}
   - {service: reconcile_gpt, command: step, names: [orchestrator]}
+  - {service: cto_agent, command: providers, names: [orchestrator]}
 YAML
 cat >"$R/agents_budget.yaml" <<YAML
 budgets:
@@ -472,14 +493,14 @@ errors)
     control '{"scenario":"401"}'
     r=$(step e401 llm '{"model":"big"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "401 status: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_error ] || fail "401 code: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_rejected ] || fail "401 code: $r"
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "401" || fail "401 reason: $r"
     [ "$(used tokens)" = 0 ] || fail "a refused call charged tokens"
     control '{"scenario":"usage"}'
     # a model the config names but the provider does not know
     r=$(step eghost llm '{"model":"ghost"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = error ] || fail "unknown model status: $r"
-    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_error ] || fail "unknown model code: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = provider_rejected ] || fail "unknown model code: $r"
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "404" || fail "unknown model reason: $r"
     [ "$(used tokens)" = 0 ] || fail "an unknown model charged tokens"
     r=$(step emodel llm '{}' 3000 3000 "$TEXT")
@@ -513,6 +534,9 @@ errors)
     printf "%s\n" "$r" | jq -r .error.reason | grep -q "exceeds 600000 bytes" || fail "huge: $r"
     [ "$(printf "%s\n" "$r" | jq -r .measured)" = whole_hold ] || fail "huge measured: $r"
     [ "$(printf "%s\n" "$r" | jq -r .actual.tokens)" = 3000 ] || fail "huge spend: $r"
+    # ... but the time it took is known: not the hold's 3000 ms
+    [ "$(printf "%s\n" "$r" | jq -r .actual.latency_ms)" -lt 3000 ] ||
+        fail "an oversized answer was charged the hold's whole latency: $r"
     r=$(step eunknown llm '{"model":"nope"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "unknown model: $r"
     ok "401, unknown model, malformed and oversized answers are clear step errors, spend committed"
@@ -587,6 +611,151 @@ stepschema)
     r=$(call orchestrator cto_agent '{"v":1,"type":"ping"}')
     [ "$(printf "%s\n" "$r" | jq -r .code)" = forbidden ] || fail "ping to an agent, no rule: $r"
     ok "a misspelt service is forbidden; ping goes where the access list lets it"
+    ;;
+limit_param)
+    # o3 is configured with max_completion_tokens: the provider, which
+    # refuses max_tokens for it, answers; o3-mini (same provider rule) is
+    # configured without it and fails loudly with the provider's message
+    r=$(step lp1 llm '{"model":"o3"}' 3000 3000 "$TEXT")
+    want .status ok "o3"
+    tail -n 1 "$R/llm-requests.log" | jq -e '.limit_param == "max_completion_tokens" and .status == 200' \
+        >/dev/null || fail "o3 request: $(tail -n 1 "$R/llm-requests.log")"
+    r=$(step lp2 llm '{"model":"o3-mini"}' 3000 3000 "$TEXT")
+    want .status error "o3-mini"
+    want .error.code provider_rejected "o3-mini code"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "Unsupported parameter: 'max_tokens'" ||
+        fail "o3-mini reason hides the provider's message: $r"
+    [ "$(grep -c '"status":400' "$R/llm-requests.log")" = 1 ] || fail "a 400 was retried"
+    ok "max_completion_tokens sent where configured; max_tokens refused loudly with the provider's message"
+    ;;
+truncated)
+    # a reasoning model that spent its output limit: finish_reason length
+    control '{"scenario":"length","usage":[123,45]}'
+    r=$(step tr1 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    want .status error "truncated status"
+    want .error.code provider_error "truncated code"
+    want .finish_reason length "finish_reason"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "cut off at the output limit" || fail "reason: $r"
+    [ "$(printf "%s\n" "$r" | jq -c .output)" = '{}' ] || fail "a cut-off answer filled the output: $r"
+    want .actual.cost_uusd 213 "not charged its usage"
+    want .measured provider "measured"
+    # an empty answer, and one without the role's keys: failed, nothing invented
+    control '{"scenario":"empty"}'
+    r=$(step tr2 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "empty answer" || fail "empty: $r"
+    control '{"scenario":"usage","content":"{\"summary\": \"looks fine\"}"}'
+    r=$(step tr3 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    want .status error "keyless answer accepted"
+    want .error.code provider_error "an answer without the role's keys"
+    [ "$(printf "%s\n" "$r" | jq -c .output)" = '{}' ] || fail "defaults filled in: $r"
+    [ "$(used cost_uusd)" = $((3 * 213)) ] || fail "ledger: $(used cost_uusd)"
+    ok "finish_reason length, empty and keyless answers are failed attempts charged their usage"
+    ;;
+refusal)
+    control '{"scenario":"refusal","usage":[100,12]}'
+    r=$(step rf1 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    want .status error "refusal status"
+    want .error.code refused "refusal code"
+    printf "%s\n" "$r" | jq -r .error.reason | grep -q "can't help with that" ||
+        fail "the provider's text is not recorded: $r"
+    want .measured provider "refusal not charged from usage"
+    want .actual.tokens 112 "refusal tokens"
+    [ "$(used cost_uusd)" = 124 ] || fail "refusal cost: $(used cost_uusd)"
+    # a refused tool summary fails the step too: the tool's result alone
+    # would hide it
+    r=$(step rf2 tool '{"tool":"kb_search","model":"big"}' 1500 3000 \
+        "How do we take card payments and handle refunds?")
+    want .status error "refused summary"
+    want .error.code refused "refused summary code"
+    want .actual.tool_calls 1 "tool call not charged"
+    ok "a refusal is charged from its usage and recorded refused with the provider's text"
+    ;;
+cached)
+    # 1000 prompt tokens of which 600 cached, 100 out; big: 1.00 in, 0.25
+    # cached, 2.00 out per 1M -> 400 + 150 + 200 uUSD
+    control '{"scenario":"usage","usage":[1000,100],"cached":600,"served_model":"big-2024-08-06"}'
+    r=$(step ca1 llm '{"model":"big"}' 3000 3000 "$TEXT")
+    want .status ok "status"
+    want .actual.cost_uusd 750 "cached tokens mispriced"
+    want .served_model big-2024-08-06 "served model"
+    want .model big "model"
+    [ "$(used cost_uusd)" = 750 ] || fail "ledger: $(used cost_uusd)"
+    ok "cached input priced at its own price; the served model is recorded"
+    ;;
+stream)
+    # a streamed answer: usage from the stream's last chunk
+    control '{"scenario":"usage","usage":[300,40]}'
+    r=$(step st1 llm '{"model":"big-stream"}' 3000 3000 "$TEXT")
+    want .status ok "stream"
+    want .measured provider "stream usage"
+    want .actual.cost_uusd 380 "stream cost"
+    tail -n 1 "$R/llm-requests.log" | jq -e '.stream == true' >/dev/null || fail "not streamed"
+    # the stream drips 300 ms per chunk, far longer than the 1500 ms hold:
+    # closed at the hold, charged the input and the output received
+    control '{"scenario":"drip:300","usage":null}'
+    n=$(requests)
+    r=$(step st2 llm '{"model":"big-stream"}' 3000 1500 "$TEXT")
+    want .status error "cut stream"
+    want .error.code timeout "cut code"
+    want .measured estimated "cut measured"
+    # the server logs a cut stream when it notices the client has gone
+    i=0
+    while [ "$(requests)" -le "$n" ] && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ "$(requests)" -gt "$n" ] || fail "the cut stream was never logged"
+    tok=$(printf "%s\n" "$r" | jq -r .actual.tokens)
+    prompt=$(tail -n 1 "$R/llm-requests.log" | jq -r .prompt_tokens)
+    [ "$tok" -gt "$prompt" ] || fail "cut: the output received is not charged ($tok <= $prompt): $r"
+    [ "$tok" -lt 3000 ] || fail "cut charged the whole hold: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .actual.cost_uusd)" -lt 5000 ] || fail "cut cost: $r"
+    ok "streamed usage charged exactly; a stream cut at its hold is charged input + received, estimated"
+    ;;
+keyless)
+    # a provider with no api_key_env (a local server) is called, without a key
+    control '{"scenario":"usage","usage":[100,10],"require_key":null}'
+    r=$(step kl1 llm '{"model":"free"}' 3000 3000 "$TEXT")
+    want .status ok "keyless"
+    want .path llm "keyless path"
+    tail -n 1 "$R/llm-requests.log" | jq -e '.model == "free" and .auth == false' >/dev/null ||
+        fail "keyless request: $(tail -n 1 "$R/llm-requests.log")"
+    # the agent reports which providers it can use
+    p=$(call orchestrator cto_agent '{"type":"providers"}')
+    printf "%s\n" "$p" | jq -e '.providers[] | select(.provider == "open") | .usable and .key' \
+        >/dev/null || fail "open provider report: $p"
+    printf "%s\n" "$p" | jq -e '.providers[] | select(.provider == "nokey") | (.usable | not)' \
+        >/dev/null || fail "a provider without its key is reported usable: $p"
+    printf "%s\n" "$r" | jq -e '.providers | length == 4' >/dev/null || fail "step_result report: $r"
+    ok "a keyless provider is called without a key; providers reported"
+    ;;
+anthropic)
+    # 1000 prompt tokens: 600 read from the cache, 100 written to it, 300
+    # plain; 100 out. claude: 3.00 in, 0.30 cached, 15.00 out per 1M
+    # -> 400 * 3 + 600 * 0.3 + 100 * 15 = 2880 uUSD
+    control '{"scenario":"usage","usage":[1000,100],"cached":600,"cache_write":100}'
+    r=$(step an1 llm '{"model":"claude"}' 3000 3000 "$TEXT")
+    want .status ok "anthropic"
+    want .actual.tokens 1100 "anthropic tokens"
+    want .actual.cost_uusd 2880 "anthropic cost"
+    want .finish_reason end_turn "stop_reason"
+    tail -n 1 "$R/llm-requests.log" |
+        jq -e '.api == "anthropic" and .path == "/v1/messages" and .auth and .status == 200' \
+        >/dev/null || fail "anthropic request: $(tail -n 1 "$R/llm-requests.log")"
+    r=$(step an2 llm '{"model":"claude-stream"}' 3000 3000 "$TEXT")
+    want .status ok "anthropic stream"
+    want .actual.cost_uusd 2880 "anthropic stream cost"
+    want .measured provider "anthropic stream"
+    tail -n 1 "$R/llm-requests.log" | jq -e '.stream' >/dev/null || fail "not streamed"
+    control '{"scenario":"length"}'
+    r=$(step an3 llm '{"model":"claude"}' 3000 3000 "$TEXT")
+    want .finish_reason max_tokens "max_tokens"
+    want .status error "max_tokens status"
+    control '{"scenario":"refusal"}'
+    r=$(step an4 llm '{"model":"claude-stream"}' 3000 3000 "$TEXT")
+    want .error.code refused "anthropic refusal"
+    [ "$(used cost_uusd)" = $((2880 * 4)) ] || fail "ledger: $(used cost_uusd)"
+    ok "Anthropic messages, plain and streamed: usage and cache tokens priced exactly"
     ;;
 *)
     fail "unknown test $T"

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agents/agent.h"
+#include "agents/tokens.h"
 
 static cfg_t *cfg;
 
@@ -228,6 +229,67 @@ Test(agent, actual_spend_per_outcome)
     agent_llm_actual(m, &res, &hold, 400, 1.0, &a, &measured);
     cr_expect_str_eq(measured, "estimated");
     cr_expect_eq(a.v[DIM_TOKENS], 500);
+
+    /* an oversized answer: tokens unknown (the hold's), the time known */
+    res = (llm_result_t){.status = LLM_ERR_TOO_LARGE, .elapsed_ms = 52};
+    agent_llm_actual(m, &res, &hold, 400, 1.0, &a, &measured);
+    cr_expect_str_eq(measured, "whole_hold");
+    cr_expect_eq(a.v[DIM_TOKENS], 3000);
+    cr_expect_eq(a.v[DIM_COST_UUSD], 39000);
+    cr_expect_eq(a.v[DIM_LATENCY_MS], 52, "charged the time it took, not the hold's 4000 ms");
+}
+
+/* A stream closed at the hold: the input (the provider's count when it
+   sent one, else the estimate) and the output received, estimated; never
+   the whole hold. */
+Test(agent, actual_spend_of_a_cut_stream)
+{
+    const cfg_model_t *m = &cfg->models[0];
+    proto_amounts_t hold = {{3000, 4000, 0, 39000}};
+    proto_amounts_t a;
+    const char *measured = NULL;
+    llm_result_t res = {.status = LLM_ERR_CUT, .elapsed_ms = 4000};
+    res.resp.content = (char *)"{\"summary\": \"the first forty bytes of";
+    agent_llm_actual(m, &res, &hold, 400, 1.0, &a, &measured);
+    cr_expect_str_eq(measured, "estimated");
+    int64_t out = tokens_estimate_str(res.resp.content);
+    cr_expect_eq(a.v[DIM_TOKENS], 400 + out);
+    cr_expect_eq(a.v[DIM_COST_UUSD], cfg_model_cost(m, 400, out));
+    cr_expect_eq(a.v[DIM_LATENCY_MS], 4000);
+    cr_expect(a.v[DIM_COST_UUSD] < hold.v[DIM_COST_UUSD]);
+
+    /* Anthropic said the input in message_start: 350, 100 of them cached */
+    res.resp.has_input = true;
+    res.resp.prompt_tokens = 350;
+    res.resp.cached_tokens = 100;
+    agent_llm_actual(m, &res, &hold, 400, 1.0, &a, &measured);
+    cr_expect_eq(a.v[DIM_TOKENS], 350 + out);
+    cr_expect_eq(a.v[DIM_COST_UUSD], cfg_model_cost_cached(m, 350, 100, out));
+
+    /* nothing arrived: the input only */
+    res.resp.content = NULL;
+    agent_llm_actual(m, &res, &hold, 400, 1.0, &a, &measured);
+    cr_expect_eq(a.v[DIM_TOKENS], 350);
+}
+
+/* Cached input is priced at the model's cached price. */
+Test(agent, cached_input_priced_apart)
+{
+    cfg_model_t m = {.input_uusd_per_mtok = 1000000,
+                     .cached_uusd_per_mtok = 250000,
+                     .output_uusd_per_mtok = 2000000};
+    proto_amounts_t hold = {{3000, 4000, 0, 39000}}, a;
+    const char *measured = NULL;
+    llm_result_t res = {.status = LLM_OK, .elapsed_ms = 10};
+    res.resp.content = (char *)"{}";
+    res.resp.has_usage = res.resp.has_input = true;
+    res.resp.prompt_tokens = 1000;
+    res.resp.cached_tokens = 600;
+    res.resp.completion_tokens = 100;
+    agent_llm_actual(&m, &res, &hold, 400, 1.0, &a, &measured);
+    cr_expect_eq(a.v[DIM_COST_UUSD], 400 + 150 + 200);
+    cr_expect_eq(a.v[DIM_TOKENS], 1100);
+    cr_expect_str_eq(measured, "provider");
 }
 
 /* Latency charged for a step: rounded up to whole ms, so a step that ran

@@ -105,6 +105,34 @@ bad=$(grep -n 'quality: 0.7}' "$tmp/cfg/emads.yaml" | cut -d: -f1)
 expect_invalid "tool not allowed for the role" "$tmp/cfg/emads.yaml" \
     "emads.yaml:$bad: workflows.emads_pr.steps\[2\].options\[0\].tool: tool 'kb_search' is not allowed for role 'coo' of agent 'coo_agent'"
 
+# 9. provider and model keys of real providers: accepted and shown; bad
+#    values reported with file:line
+cp "$src/config/agents_budget.yaml" "$tmp/cfg/agents_budget.yaml"
+cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
+sed -i 's|^  local_openai:|  claude_api:\
+    kind: anthropic\
+    base_url: "https://api.anthropic.test/v1"\
+    api_key_env: ANTHROPIC_API_KEY\
+  local_openai:|' "$tmp/cfg/emads.yaml"
+sed -i 's|^models:|models:\
+  o3: {provider: local_openai, input_usd_per_mtok: 2.00, cached_input_usd_per_mtok: 0.50, output_usd_per_mtok: 8.00, output_limit_param: max_completion_tokens, streaming: true}\
+  claude: {provider: claude_api, input_usd_per_mtok: 3.00, cached_input_usd_per_mtok: 0.30, output_usd_per_mtok: 15.00}|' "$tmp/cfg/emads.yaml"
+"$ctl" --json config check "$tmp/cfg/emads.yaml" >"$tmp/json" 2>"$tmp/err"
+rc=$?
+check "provider and model keys: exit 0 (got $rc)" "$([ $rc -eq 0 ]; echo $?)"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); m={x["name"]: x for x in d["models"]}; p={x["name"]: x for x in d["providers"]}
+assert m["o3"]["output_limit_param"] == "max_completion_tokens" and m["o3"]["streaming"] is True
+assert m["o3"]["cached_input_uusd_per_mtok"] == 500000 and m["gpt-4o"]["cached_input_uusd_per_mtok"] == 2500000
+assert p["claude_api"]["kind"] == "anthropic" and p["local_openai"]["kind"] == "openai"' "$tmp/json"
+check "--json shows kind, output_limit_param, streaming and the cached price (default: input price)" $?
+line=$(grep -n '^  o3:' "$tmp/cfg/emads.yaml" | cut -d: -f1)
+sed -i 's/output_limit_param: max_completion_tokens/output_limit_param: max_output/; s/kind: anthropic/kind: gemini/' "$tmp/cfg/emads.yaml"
+kline=$(grep -n 'kind: gemini' "$tmp/cfg/emads.yaml" | cut -d: -f1)
+expect_invalid "bad provider kind and output limit" "$tmp/cfg/emads.yaml" \
+    "emads.yaml:$line: models.o3.output_limit_param: must be max_tokens or max_completion_tokens"
+grep -q "emads.yaml:$kline: providers.claude_api.kind: must be openai or anthropic" "$tmp/err"
+check "bad kind reported on line $kline" $?
+
 # 5. usage errors exit 2
 "$ctl" config frobnicate >/dev/null 2>&1
 rc=$?

@@ -608,6 +608,28 @@ Test(config, model_cost_rounds_up_without_overflow)
     cr_expect_eq(cfg_model_cost(NULL, 1, 1), 0);
 }
 
+Test(config, cached_input_has_its_own_price)
+{
+    /* 1000 in, 600 of them cached, 100 out: 400 x 2.5 + 600 x 1.25 + 100 x 10 */
+    cfg_model_t m = {.input_uusd_per_mtok = 2500000,
+                     .cached_uusd_per_mtok = 1250000,
+                     .output_uusd_per_mtok = 10000000};
+    cr_expect_eq(cfg_model_cost_cached(&m, 1000, 600, 100), 1000 + 750 + 1000);
+    cr_expect_eq(cfg_model_cost_cached(&m, 1000, 0, 100), cfg_model_cost(&m, 1000, 100));
+    /* cached above the input is clamped; negative counts count as 0 */
+    cr_expect_eq(cfg_model_cost_cached(&m, 10, 50, 0), 13); /* 12.5 rounds up */
+    cr_expect_eq(cfg_model_cost_cached(&m, 10, -5, 0), 25);
+    /* the three fractions add up before one rounding: 0.4 + 0.4 + 0.4 -> 2 */
+    cfg_model_t f = {.input_uusd_per_mtok = 400000,
+                     .cached_uusd_per_mtok = 400000,
+                     .output_uusd_per_mtok = 400000};
+    cr_expect_eq(cfg_model_cost_cached(&f, 2, 1, 1), 2);
+    cfg_model_t dear = {.input_uusd_per_mtok = INT64_MAX,
+                        .cached_uusd_per_mtok = INT64_MAX,
+                        .output_uusd_per_mtok = INT64_MAX};
+    cr_expect_eq(cfg_model_cost_cached(&dear, INT64_MAX, INT64_MAX / 2, INT64_MAX), INT64_MAX);
+}
+
 Test(config, path_names)
 {
     cr_expect_str_eq(cfg_path_name(PATH_LLM), "llm");

@@ -1,8 +1,13 @@
-/*  llm_server.c - emads-test-llm: a small OpenAI-compatible server for tests.
+/*  llm_server.c - emads-test-llm: a small OpenAI-compatible (and Anthropic
+    messages) server for tests. tests/llm_server/README.md is the full
+    reference: the Anthropic API (POST /v1/messages), streamed answers for
+    both, the scenarios length/empty/refusal/drip:MS, tool calls, and the
+    flags --completion-models, --served-model, --cached and --chunk-delay.
 
       emads-test-llm [--port N] [--port-file F] [--log FILE] [--scenario S]
                      [--content TEXT] [--usage P,C] [--require-key KEY]
-                     [--models M1,M2,...]
+                     [--models M1,M2,...] [--completion-models M1,M2,...]
+                     [--served-model NAME] [--cached N] [--chunk-delay MS]
 
     Listens on 127.0.0.1 (--port 0, the default, picks a free port; the bound
     port is written to --port-file atomically, so a test can wait for the
@@ -64,11 +69,15 @@ typedef struct {
     char *content;
     long usage_p, usage_c; /* -1: computed */
     char *require_key;
-    char *models; /* comma-separated, NULL = any */
+    char *models;            /* comma-separated, NULL = any */
+    char *completion_models; /* comma-separated: these reject max_tokens (400) */
+    char *served_model;      /* name answered in "model"; NULL = the requested one */
+    long cached;             /* cached input tokens to report (<= prompt) */
+    long cache_write;        /* Anthropic cache_creation_input_tokens */
     FILE *log;
     long seq;
     long inflight;       /* chat requests being answered now */
-    long chunk_delay_ms; /* streamed answers: pause before each chunk after the first */
+    long chunk_delay_ms; /* streamed answers: pause before each event after the first */
 } s_state_t;
 
 static s_state_t S;
@@ -143,15 +152,18 @@ static long s_ceil4(size_t n)
 }
 
 static void s_log(const char *path, const char *model, long max_tokens, long messages, bool auth,
-                  unsigned status, const char *scenario, long prompt_tokens, long inflight)
+                  unsigned status, const char *scenario, long prompt_tokens, long inflight,
+                  const char *limit_param, bool stream, bool anthropic)
 {
     if (!S.log)
         return;
-    json_t *j = json_pack(
-        "{s:I, s:s, s:s, s:I, s:I, s:b, s:I, s:s, s:I, s:I}", "n", (json_int_t)++S.seq, "path",
-        path, "model", model ? model : "", "max_tokens", (json_int_t)max_tokens, "messages",
-        (json_int_t)messages, "auth", auth, "status", (json_int_t)status, "scenario", scenario,
-        "prompt_tokens", (json_int_t)prompt_tokens, "inflight", (json_int_t)inflight);
+    json_t *j =
+        json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:b, s:I, s:b, s:I, s:s, s:I, s:I}", "n",
+                  (json_int_t)++S.seq, "path", path, "api", anthropic ? "anthropic" : "openai",
+                  "model", model ? model : "", "max_tokens", (json_int_t)max_tokens, "limit_param",
+                  limit_param, "stream", stream, "messages", (json_int_t)messages, "auth", auth,
+                  "status", (json_int_t)status, "scenario", scenario, "prompt_tokens",
+                  (json_int_t)prompt_tokens, "inflight", (json_int_t)inflight);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (s) {
         fprintf(S.log, "%s\n", s);
@@ -161,12 +173,10 @@ static void s_log(const char *path, const char *model, long max_tokens, long mes
     json_decref(j);
 }
 
-static bool s_model_allowed(const char *model)
+static bool s_in_list(const char *list, const char *model)
 {
-    if (!S.models)
-        return true;
     size_t n = strlen(model);
-    const char *p = S.models;
+    const char *p = list;
     while (*p) {
         const char *comma = strchr(p, ',');
         size_t l = comma ? (size_t)(comma - p) : strlen(p);
@@ -177,6 +187,11 @@ static bool s_model_allowed(const char *model)
             p++;
     }
     return false;
+}
+
+static bool s_model_allowed(const char *model)
+{
+    return !S.models || s_in_list(S.models, model);
 }
 
 static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
@@ -199,6 +214,27 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
     json_t *delay = json_object_get(j, "chunk_delay_ms");
     if (json_is_integer(delay) && json_integer_value(delay) >= 0)
         S.chunk_delay_ms = (long)json_integer_value(delay);
+    json_t *models = json_object_get(j, "models");
+    if (json_is_string(models) || json_is_null(models)) {
+        free(S.models);
+        S.models = json_is_string(models) ? strdup(json_string_value(models)) : NULL;
+    }
+    json_t *rk = json_object_get(j, "require_key");
+    if (json_is_string(rk) || json_is_null(rk)) {
+        free(S.require_key);
+        S.require_key = json_is_string(rk) ? strdup(json_string_value(rk)) : NULL;
+    }
+    json_t *cached = json_object_get(j, "cached");
+    if (json_is_integer(cached))
+        S.cached = (long)json_integer_value(cached);
+    json_t *cw = json_object_get(j, "cache_write");
+    if (json_is_integer(cw))
+        S.cache_write = (long)json_integer_value(cw);
+    json_t *served = json_object_get(j, "served_model");
+    if (json_is_string(served) || json_is_null(served)) {
+        free(S.served_model);
+        S.served_model = json_is_string(served) ? strdup(json_string_value(served)) : NULL;
+    }
     json_t *usage = json_object_get(j, "usage");
     if (json_is_array(usage) && json_array_size(usage) == 2) {
         S.usage_p = (long)json_integer_value(json_array_get(usage, 0));
@@ -210,139 +246,172 @@ static enum MHD_Result s_control(struct MHD_Connection *c, const s_conn_t *conn)
     return s_send(c, 200, "{\"ok\":true}", "application/json");
 }
 
-/* ---- streamed answers (server-sent events) and the Anthropic Messages API:
-   a minimal mode for the gateway's tests, kept apart from s_chat. A
-   streamed answer is the content in 8 pieces, one SSE event each, with
-   chunk_delay_ms before every piece after the first; the request's log
-   line is written when the stream ends (finished or cut by the client). */
-
-#define S_STREAM_PIECES 8
-
+/* A streamed answer: the events, sent one per call of the reader, with
+   delay_ms before each event after the first (scenario drip:MS, or
+   chunk_delay_ms). The request stays in flight and its log line is
+   written when the stream ends: as its last event is handed out, or when
+   the client cuts it. */
 typedef struct {
-    char *events[S_STREAM_PIECES + 6];
-    int n, next;
+    char **events;
+    size_t n, next, off;
     long delay_ms;
-    char url[64], model[64], scenario[64], id[48];
+    bool logged;
+    char path[64], model[128], scenario[64], limit_param[32];
     long max_tokens, n_msgs, prompt, inflight;
-    bool auth;
-} s_stream_t;
+    bool auth, anthropic;
+} s_sse_t;
 
-static ssize_t s_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+/* The stream's log line, once; counts it out of the requests in flight. */
+static void s_sse_log(s_sse_t *x)
+{
+    if (x->logged)
+        return;
+    x->logged = true;
+    pthread_mutex_lock(&S.lock);
+    S.inflight--;
+    s_log(x->path, x->model, x->max_tokens, x->n_msgs, x->auth, 200, x->scenario, x->prompt,
+          x->inflight, x->limit_param, true, x->anthropic);
+    pthread_mutex_unlock(&S.lock);
+}
+
+static void s_sse_free(void *cls)
+{
+    s_sse_t *x = cls;
+    s_sse_log(x);
+    for (size_t i = 0; i < x->n; i++)
+        free(x->events[i]);
+    free(x->events);
+    free(x);
+}
+
+static ssize_t s_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
-    s_stream_t *st = cls;
-    if (st->next >= st->n)
+    s_sse_t *x = cls;
+    if (x->next >= x->n)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    if (st->next > 0 && st->delay_ms > 0) {
-        struct timespec ts = {.tv_sec = st->delay_ms / 1000,
-                              .tv_nsec = (st->delay_ms % 1000) * 1000000L};
+    if (x->off == 0 && x->next > 0 && x->delay_ms > 0) {
+        struct timespec ts = {.tv_sec = x->delay_ms / 1000,
+                              .tv_nsec = (x->delay_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
-    size_t n = strlen(st->events[st->next]);
-    if (n > max)
-        n = max; /* events are small; MHD's buffer is larger */
-    memcpy(buf, st->events[st->next], n);
-    st->next++;
+    const char *e = x->events[x->next];
+    size_t left = strlen(e) - x->off;
+    size_t n = left < max ? left : max;
+    memcpy(buf, e + x->off, n);
+    x->off += n;
+    if (x->off == strlen(e)) {
+        x->next++;
+        x->off = 0;
+        if (x->next == x->n)
+            s_sse_log(x); /* before the client can see the end */
+    }
     return (ssize_t)n;
 }
 
-static void s_stream_free(void *cls)
+/* Append "event: NAME\ndata: JSON\n\n" (event line only when name). Takes j. */
+static void s_sse_push(s_sse_t *x, const char *name, json_t *j, const char *raw)
 {
-    s_stream_t *st = cls;
-    pthread_mutex_lock(&S.lock);
-    S.inflight--;
-    s_log(st->url, st->model, st->max_tokens, st->n_msgs, st->auth, 200, st->scenario, st->prompt,
-          st->inflight);
-    pthread_mutex_unlock(&S.lock);
-    for (int i = 0; i < st->n; i++)
-        free(st->events[i]);
-    free(st);
-}
-
-static char *s_event(const char *name, json_t *j)
-{
-    char *d = json_dumps(j, JSON_COMPACT);
+    char *d = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    char *out = NULL;
-    if (d && asprintf(&out, "%s%s%sdata: %s\n\n", name ? "event: " : "", name ? name : "",
-                      name ? "\n" : "", d) < 0)
-        out = NULL;
+    char *ev = NULL;
+    if (asprintf(&ev, "%s%s%sdata: %s\n\n", name ? "event: " : "", name ? name : "",
+                 name ? "\n" : "", d ? d : raw) < 0)
+        ev = NULL;
     free(d);
-    return out;
+    char **evs = ev ? realloc(x->events, (x->n + 1) * sizeof *evs) : NULL;
+    if (!evs) {
+        free(ev);
+        return;
+    }
+    x->events = evs;
+    x->events[x->n++] = ev;
 }
 
-/* Answer a streamed request: OpenAI chunks (with a final usage chunk when
-   stream_options.include_usage) or Anthropic message events. */
-static enum MHD_Result s_stream(struct MHD_Connection *c, bool anthropic, const json_t *req,
-                                const char *content, long p, long cc, s_stream_t *st)
+typedef struct {
+    bool anthropic;
+    const char *id;
+    const char *model;   /* served */
+    const char *content; /* NULL with a refusal (OpenAI) */
+    const char *refusal;
+    const char *finish;
+    long prompt, cached, cache_write, completion;
+    bool usage;
+} s_answer_t;
+
+/* The events of a streamed answer, content in 16-byte pieces. */
+static s_sse_t *s_sse_answer(const s_answer_t *a, long delay_ms)
 {
-    size_t len = strlen(content), at = 0;
-    bool usage =
-        json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
-    if (anthropic)
-        st->events[st->n++] = s_event(
-            "message_start", json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:{s:I, s:i}}}", "type",
-                                       "message_start", "message", "id", st->id, "type", "message",
-                                       "role", "assistant", "model", st->model, "content", "usage",
-                                       "input_tokens", (json_int_t)p, "output_tokens", 1));
-    if (anthropic)
-        st->events[st->n++] =
-            s_event("content_block_start",
-                    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
-                              "content_block", "type", "text", "text", ""));
-    for (int i = 0; i < S_STREAM_PIECES; i++) {
-        size_t end = len * (size_t)(i + 1) / S_STREAM_PIECES;
-        char *piece = strndup(content + at, end - at);
-        at = end;
-        if (anthropic)
-            st->events[st->n++] = s_event(
-                "content_block_delta",
-                json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", 0,
-                          "delta", "type", "text_delta", "text", piece ? piece : ""));
-        else
-            st->events[st->n++] = s_event(
-                NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{s:s}, s:n}]}", "id", st->id, "object",
-                                "chat.completion.chunk", "model", st->model, "choices", "index", 0,
-                                "delta", "content", piece ? piece : "", "finish_reason"));
-        free(piece);
-    }
-    if (anthropic) {
-        st->events[st->n++] =
-            s_event("content_block_stop",
-                    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
-        st->events[st->n++] =
-            s_event("message_delta",
-                    json_pack("{s:s, s:{s:s}, s:{s:I}}", "type", "message_delta", "delta",
-                              "stop_reason", "end_turn", "usage", "output_tokens", (json_int_t)cc));
-        st->events[st->n++] = s_event("message_stop", json_pack("{s:s}", "type", "message_stop"));
-    } else {
-        st->events[st->n++] =
-            s_event(NULL, json_pack("{s:s, s:s, s:s, s:[{s:i, s:{}, s:s}]}", "id", st->id, "object",
-                                    "chat.completion.chunk", "model", st->model, "choices", "index",
-                                    0, "delta", "finish_reason", "stop"));
-        if (usage)
-            st->events[st->n++] = s_event(
-                NULL, json_pack("{s:s, s:s, s:s, s:[], s:{s:I, s:I, s:I}}", "id", st->id, "object",
-                                "chat.completion.chunk", "model", st->model, "choices", "usage",
-                                "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)cc,
-                                "total_tokens", (json_int_t)(p + cc)));
-        st->events[st->n++] = strdup("data: [DONE]\n\n");
-    }
-    for (int i = 0; i < st->n; i++)
-        if (!st->events[i]) {
-            s_stream_free(st);
-            return MHD_NO;
+    s_sse_t *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->delay_ms = delay_ms;
+    const char *text = a->content ? a->content : "";
+    size_t len = strlen(text);
+    if (a->anthropic) {
+        s_sse_push(x, "message_start",
+                   json_pack("{s:s, s:{s:s, s:s, s:s, s:[], s:n, s:{s:I, s:I, s:I, s:I}}}", "type",
+                             "message_start", "message", "id", a->id, "type", "message", "model",
+                             a->model, "content", "stop_reason", "usage", "input_tokens",
+                             (json_int_t)(a->prompt - a->cached - a->cache_write),
+                             "cache_read_input_tokens", (json_int_t)a->cached,
+                             "cache_creation_input_tokens", (json_int_t)a->cache_write,
+                             "output_tokens", (json_int_t)1),
+                   NULL);
+        s_sse_push(x, "content_block_start",
+                   json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
+                             "content_block", "type", "text", "text", ""),
+                   NULL);
+        for (size_t off = 0; off < len; off += 16) {
+            char piece[17];
+            snprintf(piece, sizeof piece, "%.16s", text + off);
+            s_sse_push(x, "content_block_delta",
+                       json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index",
+                                 0, "delta", "type", "text_delta", "text", piece),
+                       NULL);
         }
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, s_stream_read, st, s_stream_free);
-    if (!r) {
-        s_stream_free(st);
-        return MHD_NO;
+        s_sse_push(x, "content_block_stop",
+                   json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0), NULL);
+        json_t *md = json_pack("{s:s, s:{s:s, s:n}}", "type", "message_delta", "delta",
+                               "stop_reason", a->finish, "stop_sequence");
+        if (a->usage)
+            json_object_set_new(md, "usage",
+                                json_pack("{s:I}", "output_tokens", (json_int_t)a->completion));
+        s_sse_push(x, "message_delta", md, NULL);
+        s_sse_push(x, "message_stop", json_pack("{s:s}", "type", "message_stop"), NULL);
+        return x;
     }
-    MHD_add_response_header(r, "Content-Type", "text/event-stream");
-    enum MHD_Result rc = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
-    return rc;
+    for (size_t off = 0; off < len; off += 16) {
+        char piece[17];
+        snprintf(piece, sizeof piece, "%.16s", text + off);
+        s_sse_push(x, NULL,
+                   json_pack("{s:s, s:s, s:s, s:[{s:i, s:{s:s}, s:n}]}", "id", a->id, "object",
+                             "chat.completion.chunk", "model", a->model, "choices", "index", 0,
+                             "delta", "content", piece, "finish_reason"),
+                   NULL);
+    }
+    if (a->refusal)
+        s_sse_push(x, NULL,
+                   json_pack("{s:s, s:s, s:s, s:[{s:i, s:{s:s}, s:n}]}", "id", a->id, "object",
+                             "chat.completion.chunk", "model", a->model, "choices", "index", 0,
+                             "delta", "refusal", a->refusal, "finish_reason"),
+                   NULL);
+    s_sse_push(x, NULL,
+               json_pack("{s:s, s:s, s:s, s:[{s:i, s:{}, s:s}]}", "id", a->id, "object",
+                         "chat.completion.chunk", "model", a->model, "choices", "index", 0, "delta",
+                         "finish_reason", a->finish),
+               NULL);
+    if (a->usage)
+        s_sse_push(x, NULL,
+                   json_pack("{s:s, s:s, s:s, s:[], s:{s:I, s:I, s:I, s:{s:I}}}", "id", a->id,
+                             "object", "chat.completion.chunk", "model", a->model, "choices",
+                             "usage", "prompt_tokens", (json_int_t)a->prompt, "completion_tokens",
+                             (json_int_t)a->completion, "total_tokens",
+                             (json_int_t)(a->prompt + a->completion), "prompt_tokens_details",
+                             "cached_tokens", (json_int_t)a->cached),
+                   NULL);
+    s_sse_push(x, NULL, NULL, "[DONE]");
+    return x;
 }
 
 /* A request that offers tools is answered with a call of the first one
@@ -363,32 +432,78 @@ static void s_tool_call(json_t *body, const json_t *req)
     json_object_set_new(choice, "finish_reason", json_string("tool_calls"));
 }
 
-/* An Anthropic Messages answer (not streamed). */
-static json_t *s_message(const char *model, const char *content, long p, long cc)
+/* A plain (not streamed) answer body. */
+static json_t *s_json_answer(const s_answer_t *a)
 {
-    char id[48];
-    s_answer_id(id, sizeof id, "msg_test_");
-    return json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s}], s:s, s:n, s:{s:I, s:I}}", "id", id,
-                     "type", "message", "role", "assistant", "model", model, "content", "type",
-                     "text", "text", content, "stop_reason", "end_turn", "stop_sequence", "usage",
-                     "input_tokens", (json_int_t)p, "output_tokens", (json_int_t)cc);
+    json_t *body;
+    if (a->anthropic) {
+        body = json_pack("{s:s, s:s, s:s, s:s, s:[], s:s, s:n}", "id", a->id, "type", "message",
+                         "role", "assistant", "model", a->model, "content", "stop_reason",
+                         a->finish, "stop_sequence");
+        if (body && a->content && a->content[0])
+            json_array_append_new(json_object_get(body, "content"),
+                                  json_pack("{s:s, s:s}", "type", "text", "text", a->content));
+        if (body && a->usage)
+            json_object_set_new(body, "usage",
+                                json_pack("{s:I, s:I, s:I, s:I}", "input_tokens",
+                                          (json_int_t)(a->prompt - a->cached - a->cache_write),
+                                          "cache_read_input_tokens", (json_int_t)a->cached,
+                                          "cache_creation_input_tokens", (json_int_t)a->cache_write,
+                                          "output_tokens", (json_int_t)a->completion));
+        return body;
+    }
+    json_t *msg = json_pack("{s:s}", "role", "assistant");
+    json_object_set_new(msg, "content", a->content ? json_string(a->content) : json_null());
+    if (a->refusal)
+        json_object_set_new(msg, "refusal", json_string(a->refusal));
+    body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:s}]}", "id", a->id, "object",
+                     "chat.completion", "created", (json_int_t)time(NULL), "model", a->model,
+                     "choices", "index", 0, "message", msg, "finish_reason", a->finish);
+    if (body && a->usage)
+        json_object_set_new(
+            body, "usage",
+            json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)a->prompt,
+                      "completion_tokens", (json_int_t)a->completion, "total_tokens",
+                      (json_int_t)(a->prompt + a->completion), "prompt_tokens_details",
+                      "cached_tokens", (json_int_t)a->cached));
+    return body;
 }
 
-static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s_conn_t *conn)
+static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s_conn_t *conn,
+                              bool anthropic)
 {
     const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    bool auth = authz && strncmp(authz, "Bearer ", 7) == 0 && authz[7];
+    const char *xkey = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+    const char *aver = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version");
+    const char *sent_key = anthropic                                                ? xkey
+                           : authz && strncmp(authz, "Bearer ", 7) == 0 && authz[7] ? authz + 7
+                                                                                    : NULL;
+    bool auth = sent_key && *sent_key;
     json_t *req =
         conn->overflow ? NULL : json_loadb(conn->data ? conn->data : "", conn->len, 0, NULL);
     const char *model = json_string_value(json_object_get(req, "model"));
     json_t *mt = json_object_get(req, "max_tokens");
-    long max_tokens = json_is_integer(mt) ? (long)json_integer_value(mt) : -1;
+    json_t *mct = json_object_get(req, "max_completion_tokens");
+    const char *limit_param = json_is_integer(mt)    ? "max_tokens"
+                              : json_is_integer(mct) ? "max_completion_tokens"
+                                                     : "";
+    long max_tokens = json_is_integer(mt)    ? (long)json_integer_value(mt)
+                      : json_is_integer(mct) ? (long)json_integer_value(mct)
+                                             : -1;
+    bool stream = json_is_true(json_object_get(req, "stream"));
+    bool include_usage =
+        json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
     json_t *msgs = json_object_get(req, "messages");
     long n_msgs = json_is_array(msgs) ? (long)json_array_size(msgs) : 0;
     long prompt = 0;
     for (long i = 0; i < n_msgs; i++) {
         json_t *content = json_object_get(json_array_get(msgs, (size_t)i), "content");
         prompt += 4 + (json_is_string(content) ? s_ceil4(json_string_length(content)) : 0);
+    }
+    json_t *sys = json_object_get(req, "system");
+    if (anthropic && json_is_string(sys)) {
+        prompt += 4 + s_ceil4(json_string_length(sys));
+        n_msgs++;
     }
 
     pthread_mutex_lock(&S.lock);
@@ -402,27 +517,43 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
         fail_now = true;
     }
     char *content = strdup(S.content ? S.content : s_default_content);
-    long up = S.usage_p, uc = S.usage_c;
-    bool key_ok = !S.require_key || (authz && strncmp(authz, "Bearer ", 7) == 0 &&
-                                     strcmp(authz + 7, S.require_key) == 0);
+    char *served = S.served_model ? strdup(S.served_model) : NULL;
+    long up = S.usage_p, uc = S.usage_c, cached = S.cached, cache_write = S.cache_write;
+    bool key_ok = !S.require_key || (sent_key && strcmp(sent_key, S.require_key) == 0);
     bool model_ok = model && s_model_allowed(model);
+    bool needs_mct = model && S.completion_models && s_in_list(S.completion_models, model);
     pthread_mutex_unlock(&S.lock);
 
     unsigned status = 200;
     json_t *body = NULL;
     const char *raw = NULL;
+    s_sse_t *sse = NULL;
     if (!req || !model || !json_is_array(msgs)) {
         status = 400;
         body = s_error("request must be a JSON object with model and messages",
                        "invalid_request_error", "invalid_request");
+    } else if (anthropic && (!aver || !*aver)) {
+        status = 400;
+        body = s_error("anthropic-version: header is required", "invalid_request_error",
+                       "invalid_request");
+    } else if (anthropic && max_tokens < 1) {
+        status = 400;
+        body = s_error("max_tokens: Field required", "invalid_request_error", "invalid_request");
     } else if (!key_ok || strcmp(scenario, "401") == 0) {
         status = 401;
-        body = s_error("Incorrect API key provided", "invalid_request_error", "invalid_api_key");
+        body = s_error(anthropic ? "invalid x-api-key" : "Incorrect API key provided",
+                       anthropic ? "authentication_error" : "invalid_request_error",
+                       "invalid_api_key");
     } else if (!model_ok) {
         status = 404;
         char msg[256];
         snprintf(msg, sizeof msg, "The model `%.100s` does not exist", model);
         body = s_error(msg, "invalid_request_error", "model_not_found");
+    } else if (needs_mct && json_is_integer(mt)) {
+        status = 400;
+        body = s_error("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                       "Use 'max_completion_tokens' instead.",
+                       "invalid_request_error", "unsupported_parameter");
     } else if (fail_now && strncmp(scenario, "429", 3) == 0) {
         status = 429;
         body = s_error("Rate limit reached, retry later", "rate_limit_error", "rate_limit");
@@ -438,59 +569,97 @@ static enum MHD_Result s_chat(struct MHD_Connection *c, const char *url, const s
             struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
+        char answer_id[48];
+        s_answer_id(answer_id, sizeof answer_id, anthropic ? "msg_test_" : "chatcmpl-test-");
+        s_answer_t a = {.anthropic = anthropic,
+                        .id = answer_id,
+                        .model = served ? served : model,
+                        .content = content,
+                        .finish = anthropic ? "end_turn" : "stop",
+                        .usage = strcmp(scenario, "nousage") != 0 &&
+                                 (!stream || anthropic || include_usage)};
         long completion = s_ceil4(strlen(content));
+        if (strcmp(scenario, "length") == 0) {
+            /* a reasoning model that spent its budget thinking: little or
+               no text, cut at the limit */
+            content[strlen(content) / 3] = '\0';
+            completion = max_tokens > 0 ? max_tokens : completion;
+            a.finish = anthropic ? "max_tokens" : "length";
+        } else if (strcmp(scenario, "empty") == 0) {
+            content[0] = '\0';
+            completion = 0;
+        } else if (strcmp(scenario, "refusal") == 0) {
+            a.refusal = "I'm sorry, but I can't help with that request.";
+            completion = s_ceil4(strlen(a.refusal));
+            if (anthropic) {
+                snprintf(content, strlen(content) + 1, "%s", a.refusal);
+                a.finish = "refusal";
+            } else
+                a.content = NULL;
+        }
         if (max_tokens > 0 && completion > max_tokens)
             completion = max_tokens;
-        long p = up >= 0 ? up : prompt, cc = uc >= 0 ? uc : completion;
-        bool anthropic = strstr(url, "/messages") != NULL;
-        if (json_is_true(json_object_get(req, "stream"))) {
-            s_stream_t *st = calloc(1, sizeof *st);
-            if (st) {
-                snprintf(st->url, sizeof st->url, "%s", url);
-                s_answer_id(st->id, sizeof st->id, anthropic ? "msg_test_" : "chatcmpl-test-");
-                snprintf(st->model, sizeof st->model, "%s", model);
-                snprintf(st->scenario, sizeof st->scenario, "%s", scenario);
-                st->max_tokens = max_tokens;
-                st->n_msgs = n_msgs;
-                st->prompt = prompt;
-                st->inflight = inflight;
-                st->auth = auth;
-                pthread_mutex_lock(&S.lock);
-                st->delay_ms = S.chunk_delay_ms;
-                pthread_mutex_unlock(&S.lock);
-                enum MHD_Result rc = s_stream(c, anthropic, req, content, p, cc, st);
-                free(content);
-                json_decref(req);
-                return rc; /* the stream logs and counts itself out when it ends */
-            }
+        a.prompt = up >= 0 ? up : prompt;
+        a.completion = uc >= 0 ? uc : completion;
+        a.cached = cached < a.prompt ? cached : a.prompt;
+        a.cache_write = anthropic && cache_write < a.prompt - a.cached ? cache_write : 0;
+        if (stream) {
+            pthread_mutex_lock(&S.lock);
+            long delay = S.chunk_delay_ms;
+            pthread_mutex_unlock(&S.lock);
+            if (strncmp(scenario, "drip:", 5) == 0)
+                delay = strtol(scenario + 5, NULL, 10);
+            sse = s_sse_answer(&a, delay);
+        } else {
+            body = s_json_answer(&a);
+            if (body && !anthropic && strcmp(a.finish, "stop") == 0)
+                s_tool_call(body, req);
         }
-        char answer_id[48];
-        s_answer_id(answer_id, sizeof answer_id, "chatcmpl-test-");
-        if (anthropic)
-            body = s_message(model, content, p, cc);
-        else
-            body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", answer_id,
-                             "object", "chat.completion", "created", (json_int_t)time(NULL),
-                             "model", model, "choices", "index", 0, "message", "role", "assistant",
-                             "content", content, "finish_reason", "stop");
-        if (body && !anthropic)
-            s_tool_call(body, req);
-        if (body && !anthropic && strcmp(scenario, "nousage") != 0)
-            json_object_set_new(body, "usage",
-                                json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p,
-                                          "completion_tokens", (json_int_t)cc, "total_tokens",
-                                          (json_int_t)(p + cc)));
     }
     free(content);
-    pthread_mutex_lock(&S.lock);
-    S.inflight--;
-    s_log(url, model, max_tokens, n_msgs, auth, status, scenario, prompt, inflight);
-    pthread_mutex_unlock(&S.lock);
+    if (sse) {
+        snprintf(sse->path, sizeof sse->path, "%s", url);
+        snprintf(sse->model, sizeof sse->model, "%s", model);
+        snprintf(sse->scenario, sizeof sse->scenario, "%s", scenario);
+        snprintf(sse->limit_param, sizeof sse->limit_param, "%s", limit_param);
+        sse->max_tokens = max_tokens;
+        sse->n_msgs = n_msgs;
+        sse->prompt = prompt;
+        sse->inflight = inflight;
+        sse->auth = auth;
+        sse->anthropic = anthropic;
+    } else {
+        pthread_mutex_lock(&S.lock);
+        S.inflight--;
+        s_log(url, model, max_tokens, n_msgs, auth, status, scenario, prompt, inflight, limit_param,
+              stream, anthropic);
+        pthread_mutex_unlock(&S.lock);
+    }
     json_decref(req);
+    if (sse) {
+        free(served);
+        struct MHD_Response *r =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, s_sse_read, sse, s_sse_free);
+        if (!r) {
+            s_sse_free(sse);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        enum MHD_Result rc = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    free(served);
     if (raw)
         return s_send(c, status, raw, "application/json");
     if (!body)
         return s_send(c, 500, "{\"error\":\"out of memory\"}", "application/json");
+    if (anthropic && status != 200) {
+        /* Anthropic's error shape: {"type": "error", "error": {type, message}} */
+        json_t *e = json_object_get(body, "error");
+        json_object_del(e, "code");
+        json_object_set_new(body, "type", json_string("error"));
+    }
     return s_send_json(c, status, body);
 }
 
@@ -528,9 +697,11 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char
     if (strcmp(method, "POST") == 0 && strcmp(url, "/control") == 0)
         return s_control(c, conn);
     if (strcmp(method, "POST") == 0 &&
-        (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0 ||
-         strcmp(url, "/v1/messages") == 0))
-        return s_chat(c, url, conn);
+        (strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/chat/completions") == 0))
+        return s_chat(c, url, conn, false);
+    if (strcmp(method, "POST") == 0 &&
+        (strcmp(url, "/v1/messages") == 0 || strcmp(url, "/messages") == 0))
+        return s_chat(c, url, conn, true);
     return s_send(c, 404, "{\"error\":\"not found\"}", "application/json");
 }
 
@@ -552,7 +723,8 @@ static void s_usage_exit(void)
 {
     fprintf(stderr, "usage: emads-test-llm [--port N] [--port-file F] [--log FILE] "
                     "[--scenario S] [--content TEXT] [--usage P,C] [--require-key KEY] "
-                    "[--models M1,M2] [--chunk-delay MS]\n");
+                    "[--models M1,M2] [--completion-models M1,M2] [--served-model NAME] "
+                    "[--cached N] [--chunk-delay MS]\n");
     exit(2);
 }
 
@@ -585,6 +757,12 @@ int main(int argc, char **argv)
             S.require_key = strdup(v);
         else if (strcmp(a, "--models") == 0)
             S.models = strdup(v);
+        else if (strcmp(a, "--completion-models") == 0)
+            S.completion_models = strdup(v);
+        else if (strcmp(a, "--served-model") == 0)
+            S.served_model = strdup(v);
+        else if (strcmp(a, "--cached") == 0)
+            S.cached = atol(v);
         else if (strcmp(a, "--chunk-delay") == 0)
             S.chunk_delay_ms = atol(v);
         else
@@ -641,5 +819,7 @@ int main(int argc, char **argv)
     free(S.content);
     free(S.require_key);
     free(S.models);
+    free(S.completion_models);
+    free(S.served_model);
     return 0;
 }

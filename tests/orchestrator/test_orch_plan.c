@@ -294,6 +294,52 @@ Test(orch_plan, no_api_key_plans_local_and_keeps_the_tool_step)
     free(p);
 }
 
+/* The agents' own reports decide, agent by agent: cto_agent reports the
+   shipped provider unusable (no key where it runs), coo_agent does not. */
+Test(orch_plan, agents_reports_decide_per_agent)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");
+    ev_t *rep = ev_new_array();
+    ev_t *m = ev_new_map();
+    ev_set_str(m, "provider", s_cfg->providers[0].name);
+    ev_set_bool(m, "usable", false);
+    ev_push(rep, m);
+    m = ev_new_map();
+    ev_set_str(m, "provider", "not-configured");
+    ev_set_bool(m, "usable", false);
+    ev_push(rep, m);
+    unsigned mask = orch_plan_providers_mask(s_cfg, rep);
+    cr_expect_eq(mask, 1u << 0, "unknown provider names are ignored");
+    ev_set_bool(ev_at(rep, 0), "usable", true);
+    cr_expect_eq(orch_plan_providers_mask(s_cfg, rep), 0);
+
+    int cto = cfg_agent_index(s_cfg, "cto_agent"), coo = cfg_agent_index(s_cfg, "coo_agent");
+    ev_set_bool(ev_at(rep, 0), "usable", false);
+    ev_set_str(ev_at(rep, 0), "why", "no API key in $OPENAI_API_KEY");
+    cr_expect_eq(orch_plan_report(s_cfg, cto, rep), mask);
+    ev_destroy(&rep);
+    cr_expect_eq(orch_plan_unusable(cto), mask);
+    cr_expect_eq(orch_plan_unusable(coo), 0);
+    ev_t *np = orch_plan_not_planned(s_cfg, wf);
+    cr_assert_eq(ev_len(np), 1, "one agent, one provider");
+    cr_expect_str_eq(ev_get_str(ev_at(np, 0), "agent", ""), "cto_agent");
+    cr_expect_str_eq(ev_get_str(ev_at(np, 0), "why", ""), "no API key in $OPENAI_API_KEY");
+    ev_destroy(&np);
+    orch_remaining_t r;
+    orch_remaining_fresh(s_cfg, NULL, &r);
+    orch_plan_t *p = malloc(sizeof *p);
+    int rc = orch_plan(s_cfg, wf, cls, NULL, &r, NULL, 0, 0.7, p);
+    orch_plan_set_unusable(-1, 0);
+    cr_assert_eq(rc, 0);
+    cr_assert(p->res.feasible, "no plan: %s", p->res.binding);
+    char what[128];
+    s_chosen(wf, p, s_step(wf, "cto_analysis"), what, sizeof what);
+    cr_expect_str_eq(what, "local/-");
+    s_chosen(wf, p, s_step(wf, "coo_analysis"), what, sizeof what);
+    cr_expect_str_eq(what, "llm/gpt-4o");
+    free(p);
+}
+
 /* What an agent reserves for an LLM call of `tokens` tokens on model m with
    a prompt of p tokens (agents/agent.c, agent_hold): the prompt priced as
    input, the rest of the token budget as output. */

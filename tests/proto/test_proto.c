@@ -79,7 +79,7 @@ Test(proto_schema, table_is_sane)
         "plan_reply",   "step",         "step_result",  "error",         "event",
         "ready",        "ping",         "pong",         "stats",         "stats_reply",
         "policy_show",  "policy_reset", "policy_reply", "train",         "train_ok",
-        "train_status", "train_cancel", "train_reply"};
+        "train_status", "train_cancel", "train_reply",  "providers",     "providers_reply"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         cr_expect_not_null(proto_schema(must[i]), "missing schema %s", must[i]);
     cr_expect_eq(n, sizeof must / sizeof must[0]);
