@@ -42,6 +42,7 @@
 #include "agents/tokens.h"
 #include "bus/bus.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "gateway/keys.h"
 
 #define S_DRAIN_MS     8000      /* at a stop, calls in flight may finish this long */
@@ -101,6 +102,10 @@ typedef struct {
     char nonce[17];
     atomic_int active; /* HTTP requests between arrival and completion */
     atomic_uint_fast64_t seq, calls, denied, ledger_down, upstream_errors;
+
+    /* GET /metrics (docs/METRICS.md, emads-gateway) */
+    metrics_t *metrics;
+    metric_t *m_calls, *m_added, *m_tokens, *m_usd, *m_denials, *m_upstream;
 } s_gw_t;
 
 static volatile sig_atomic_t s_hup; /* re-read the key store */
@@ -110,6 +115,13 @@ static int64_t s_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double s_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- pure helpers ------------------------------------------------------------ */
@@ -618,6 +630,7 @@ static int s_reserve(s_call_t *k, int64_t prompt, bool tools, bool *clamped, s_r
                 continue;
             }
             atomic_fetch_add(&gw->denied, 1);
+            metric_add(gw->m_denials, METRICS_LABELS(ev_get_str(rep, "account", ""), dim), 1);
             json_t *x = json_pack("{s:s, s:s, s:I, s:I, s:s}", "account",
                                   ev_get_str(rep, "account", ""), "dimension", dim, "requested",
                                   (json_int_t)ev_get_int(rep, "requested", 0), "available",
@@ -659,6 +672,9 @@ static void s_resolve(s_call_t *k, bool spent, const char *measured)
         a.v[DIM_TOKENS] = in + out;
         a.v[DIM_TOOL_CALLS] = k->tools ? 1 : 0;
         a.v[DIM_COST_UUSD] = cfg_model_cost(k->model, in, out);
+        metric_add(k->gw->m_tokens, METRICS_LABELS(k->key.name, k->model->name, "prompt"), in);
+        metric_add(k->gw->m_tokens, METRICS_LABELS(k->key.name, k->model->name, "completion"), out);
+        metric_add(k->gw->m_usd, METRICS_LABELS(k->key.name, k->model->name), a.v[DIM_COST_UUSD]);
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         ev_t *b = proto_body(spent ? "commit" : "void");
@@ -1124,10 +1140,61 @@ static void s_idem_id(struct MHD_Connection *c, const keys_entry_t *key, const s
     sodium_bin2hex(out, 65, h, sizeof h);
 }
 
+/* The error code of a provider call that failed: its HTTP status, or what
+   cut it (the codes of emads_provider_errors_total). */
+static const char *s_upstream_code(const s_call_t *k, char *buf, size_t n)
+{
+    if (k->too_large)
+        return "too_large";
+    if (k->result == CURLE_OPERATION_TIMEDOUT)
+        return "timeout";
+    if (k->result == CURLE_COULDNT_CONNECT || k->result == CURLE_COULDNT_RESOLVE_HOST)
+        return "connect";
+    if (k->result != CURLE_OK || k->status == 0)
+        return "transfer";
+    snprintf(buf, n, "%ld", k->status);
+    return buf;
+}
+
+/* A call's outcome label from its reply (docs/METRICS.md, emads-gateway). */
+static const char *s_outcome(unsigned status, bool upstream_failed, bool joined)
+{
+    if (upstream_failed)
+        return "upstream_error";
+    if (joined)
+        return "joined";
+    if (status >= 200 && status < 300)
+        return "ok";
+    switch (status) {
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 429:
+        return "denied";
+    case 503:
+        return "ledger_unavailable";
+    default:
+        return status >= 500 ? "error" : "invalid";
+    }
+}
+
+static void s_count_call(s_gw_t *gw, const s_call_t *k, unsigned status, bool upstream_failed,
+                         bool joined)
+{
+    metric_add(gw->m_calls,
+               METRICS_LABELS(k->key.name, k->key.principal, k->model ? k->model->name : "",
+                              s_outcome(status, upstream_failed, joined)),
+               1);
+}
+
 static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *conn, gw_api_t api)
 {
     s_reply_t r = {0};
     atomic_fetch_add(&gw->calls, 1);
+    double t0 = s_mono_s();
+    bool upstream_failed = false, joined_earlier = false;
+    char ucode[24];
     s_call_t *k = calloc(1, sizeof *k);
     if (!k)
         return MHD_NO;
@@ -1207,6 +1274,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
             snprintf(r.remaining, sizeof r.remaining, "%s", idem->remaining);
             snprintf(r.clamped, sizeof r.clamped, "%s", idem->clamped);
             idem = NULL;
+            joined_earlier = true;
             log_info("key %s: retry joined its first attempt (%u)", k->key.name, r.status);
             goto reply;
         }
@@ -1262,6 +1330,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         goto reply;
     }
     s_remaining(k); /* after the hold: what is left if the call spends all of it */
+    metric_observe(gw->m_added, NULL, s_mono_s() - t0);
     snprintf(r.remaining, sizeof r.remaining, "%s", k->remaining);
     if (k->stream) {
         s_upstream_pump(k, s_stop_headers);
@@ -1285,6 +1354,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
             if (r.clamped[0])
                 MHD_add_response_header(resp, "x-emads-max-tokens-clamped", r.clamped);
             MHD_add_response_header(resp, "x-emads-task", k->task);
+            s_count_call(gw, k, 200, false, false);
             enum MHD_Result ret = MHD_queue_response(c, 200, resp);
             MHD_destroy_response(resp);
             json_decref(req);
@@ -1293,6 +1363,13 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
     }
     s_upstream_pump(k, s_stop_never);
     s_measure(k);
+    if (k->result != CURLE_OK || k->status == 0 || k->status < 200 || k->status >= 300) {
+        upstream_failed = true;
+        metric_add(gw->m_upstream,
+                   METRICS_LABELS(k->key.principal, k->model->name,
+                                  s_upstream_code(k, ucode, sizeof ucode)),
+                   1);
+    }
     if (k->result != CURLE_OK || k->status == 0) {
         atomic_fetch_add(&gw->upstream_errors, 1);
         s_error(&r, api, k->result == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "api_error",
@@ -1313,6 +1390,7 @@ reply:
     if (idem)
         s_idem_end(gw, idem, &r);
     json_decref(req);
+    s_count_call(gw, k, r.status, upstream_failed, joined_earlier);
     enum MHD_Result ret = s_send(c, &r);
     /* the hold is resolved once the response is on its way (s_completed):
        the commit's durable write is not in the client's latency, and a
@@ -1360,6 +1438,13 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char
         snprintf(r.ctype, sizeof r.ctype, "text/plain");
         return s_send(c, &r);
     }
+    if (!strcmp(method, "GET") && !strcmp(url, "/metrics")) {
+        char *text = metrics_render(gw->metrics);
+        s_reply_t r = {.status = text ? 200 : 500, .body = text ? text : strdup("out of memory\n")};
+        r.len = r.body ? strlen(r.body) : 0;
+        snprintf(r.ctype, sizeof r.ctype, "text/plain; version=0.0.4");
+        return s_send(c, &r);
+    }
     if (!strcmp(method, "GET") && !strcmp(url, "/v1/models"))
         return s_models(gw, c);
     if (!strcmp(method, "POST") && !strcmp(url, "/v1/chat/completions"))
@@ -1389,6 +1474,40 @@ static void s_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         free(conn);
         *con_cls = NULL;
     }
+}
+
+/* The gateway's families (docs/METRICS.md, emads-gateway); 0 or -1. */
+static int s_metrics_new(s_gw_t *gw)
+{
+    metrics_t *m = gw->metrics = metrics_new("emads-gateway");
+    gw->m_calls = metrics_counter(
+        m, "emads_gateway_calls_total",
+        "API calls by key, its principal, the model asked for and the outcome (ok, denied, "
+        "upstream_error, ledger_unavailable, forbidden, unauthorized, invalid, joined, error)",
+        "key,principal,model,outcome", 1);
+    gw->m_added = metrics_histogram(
+        m, "emads_gateway_added_latency_seconds",
+        "time a call spends in the gateway before it is forwarded (key, budget hold, remaining)",
+        NULL, metrics_buckets_fast_s, metrics_buckets_fast_n);
+    gw->m_tokens = metrics_counter(m, "emads_gateway_tokens_total",
+                                   "tokens committed for forwarded calls, by key, model and kind "
+                                   "(prompt, completion)",
+                                   "key,model,kind", 1);
+    gw->m_usd = metrics_counter(m, "emads_gateway_usd_total",
+                                "dollars committed for forwarded calls, by key and model",
+                                "key,model", 1000000);
+    gw->m_denials = metrics_counter(
+        m, "emads_gateway_denials_total",
+        "calls refused for budget, by the account kind and dimension that was short",
+        "account,dimension", 1);
+    gw->m_upstream = metrics_counter(m, "emads_provider_errors_total",
+                                     "failed provider calls by the key's principal, model and code "
+                                     "(HTTP status, timeout, connect, too_large, transfer)",
+                                     "agent,model,code", 1);
+    return m && gw->m_calls && gw->m_added && gw->m_tokens && gw->m_usd && gw->m_denials &&
+                   gw->m_upstream
+               ? 0
+               : -1;
 }
 
 /* ---- the process ----------------------------------------------------------------------- */
@@ -1445,6 +1564,10 @@ int gateway_run(const gateway_opts_t *opts)
             log_error("cannot connect to the bus at %s as gateway", opts->endpoint);
             goto done;
         }
+    if (s_metrics_new(gw) != 0) {
+        log_error("cannot create the gateway's metrics");
+        goto done;
+    }
     for (; gw->n_settlers < S_SETTLERS; gw->n_settlers++)
         if (pthread_create(&gw->settlers[gw->n_settlers], NULL, s_settler, gw) != 0) {
             log_error("cannot start the settling threads");
@@ -1476,6 +1599,11 @@ int gateway_run(const gateway_opts_t *opts)
     FILE *af = fopen(tmp, "w");
     if (!af || fprintf(af, "%s\n", addr) < 0 || fclose(af) != 0 || rename(tmp, path) != 0)
         log_warn("cannot write %s", path);
+    /* /metrics is served on the same address; announced like every daemon's */
+    char merr[256];
+    if (metrics_announce_daemon(gw->metrics, addr, opts->run_dir, "emads-gateway", merr,
+                                sizeof merr) != 0)
+        log_warn("metrics: %s", merr);
     /* on the bus once HTTP is up: `emadsctl up` waits for this worker */
     worker = bus_worker_new(opts->endpoint, "gateway", 16, &sec);
     if (!worker) {
@@ -1570,6 +1698,7 @@ done:
     for (int i = 0; i < S_POOL; i++)
         bus_client_destroy(&gw->pool[i]);
     keys_free(&gw->keys);
+    metrics_destroy(&gw->metrics); /* removes the address file */
     while (gw->idem) {
         s_idem_t *e = gw->idem;
         gw->idem = e->next;
