@@ -48,6 +48,16 @@ grep -qi '^content-type: text/event-stream' "$E2E_TMP/sse.head" || fail "/api/ev
 grep -q '^: connected' "$E2E_TMP/sse.body" || fail "/api/events sent nothing at once"
 echo "ok - the API answers as emadsctl does, errors in the documented shape"
 
+# event streams filtered by topic and by task, read while the page's task runs
+curl -sN --max-time 60 "http://$GW/api/events" >"$E2E_TMP/sse.all" 2>/dev/null &
+sse_all=$!
+curl -sN --max-time 60 "http://$GW/api/events?topic=alert.&topic=task.done" >"$E2E_TMP/sse.topic" 2>/dev/null &
+sse_topic=$!
+curl -sN --max-time 60 "http://$GW/api/events?task=t-other" >"$E2E_TMP/sse.task" 2>/dev/null &
+sse_task=$!
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $sse_all $sse_topic $sse_task"
+[ "$(get '/api/events?topic=')" = 400 ] || fail "an empty topic: not 400"
+
 # ---- the page in Chromium; the task runs after it loaded ----
 mkdir -p "${DASH_SHOT_DIR:=$E2E_TMP}"
 export GW CHROMIUM DASH_SHOT="$DASH_SHOT_DIR/dashboard.png" PROFILE="$E2E_TMP/chromium"
@@ -57,3 +67,57 @@ node "$here/dashboard.mjs" "Should we migrate billing to Kubernetes? Assess the 
 task=$(json 'd["task"]' <"$E2E_TMP/page.json")
 echo "ok - the page showed task $task's steps and every agent's spend without a reload"
 echo "screenshot: $DASH_SHOT"
+
+# the streams: every event of the task in the unfiltered one, only the
+# asked topics in the filtered one, nothing of the task in another task's
+for _ in $(seq 1 50); do grep -q '^event: task.done' "$E2E_TMP/sse.topic" && break; sleep 0.1; done
+kill "$sse_all" "$sse_topic" "$sse_task" 2>/dev/null || true
+for t in task.submitted step.started step.done spend.commit task.done; do
+    grep -q "^event: $t\$" "$E2E_TMP/sse.all" || fail "no $t event in /api/events"
+done
+grep '^data: ' "$E2E_TMP/sse.all" | grep '"topic":"step.done"' | head -1 | sed 's/^data: //' >"$E2E_TMP/one.json"
+[ "$(json 'd["task"] + " " + d["sender"] + " " + str("v" in d)' <"$E2E_TMP/one.json")" = "$task orchestrator False" ] ||
+    fail "a step.done event is not the documented line: $(cat "$E2E_TMP/one.json")"
+grep -q '^id: 1$' "$E2E_TMP/sse.all" || fail "event ids do not count from 1"
+grep -q '^event: task.done$' "$E2E_TMP/sse.topic" || fail "topic=task.done: no task.done"
+if grep -q '^event: step\.' "$E2E_TMP/sse.topic"; then fail "topic filter let step events through"; fi
+if grep -q '^event: ' "$E2E_TMP/sse.task"; then fail "task=t-other got events of another task"; fi
+echo "ok - /api/events relays the bus's events, filtered by topic and task"
+
+# the bus goes away and comes back: the stream says so and keeps going
+curl -sN --max-time 60 "http://$GW/api/events" >"$E2E_TMP/sse.bus" 2>/dev/null &
+sse_bus=$!
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $sse_bus"
+for _ in $(seq 1 50); do grep -q '^: connected' "$E2E_TMP/sse.bus" && break; sleep 0.1; done
+bus_pid=$(cat "$E2E_RUN/pids/emads-bus.pid")
+kill "$bus_pid"
+for _ in $(seq 1 100); do grep -q '^event: gateway.bus_lost' "$E2E_TMP/sse.bus" && break; sleep 0.1; done
+grep -q '^event: gateway.bus_lost' "$E2E_TMP/sse.bus" || fail "no gateway.bus_lost after the bus stopped"
+ctl up >/dev/null 2>&1 || fail "emadsctl up did not restart the bus"
+for _ in $(seq 1 150); do grep -q '^event: gateway.bus_back' "$E2E_TMP/sse.bus" && break; sleep 0.1; done
+grep -q '^event: gateway.bus_back' "$E2E_TMP/sse.bus" || fail "no gateway.bus_back after the bus came back"
+ctl --json submit --wait "Should we adopt a service mesh? Assess the risk." >/dev/null || fail "second task failed"
+for _ in $(seq 1 50); do grep -q '^event: task.done' "$E2E_TMP/sse.bus" && break; sleep 0.1; done
+grep -q '^event: task.done' "$E2E_TMP/sse.bus" || fail "no events relayed after the bus came back"
+kill "$sse_bus" 2>/dev/null || true
+echo "ok - the event stream reports the bus lost and back, and relays again"
+
+# a client that is not on loopback is refused (when this host has another address)
+other=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | grep -v '^127\.' | head -1 || true)
+if [ -n "$other" ]; then
+    ctl down >/dev/null
+    sed -i 's/^\(  listen: \)"127\.0\.0\.1:[0-9]*"/\1"0.0.0.0:0"/' "$E2E_CFG/emads.yaml"
+    grep -q '^  listen: "0.0.0.0:0"' "$E2E_CFG/emads.yaml" || fail "could not set gateway.listen"
+    ctl up >/dev/null || fail "up with gateway.listen 0.0.0.0 failed"
+    port=$(cut -d: -f2 "$E2E_RUN/gateway.addr")
+    code=$(curl -s -o "$E2E_TMP/remote.json" -w '%{http_code}' "http://$other:$port/api/spend")
+    [ "$code" = 403 ] || fail "a client from $other got $code for /api/spend, not 403"
+    [ "$(json 'd["error"]["code"]' <"$E2E_TMP/remote.json")" = forbidden ] || fail "403 body: $(cat "$E2E_TMP/remote.json")"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://$other:$port/")
+    [ "$code" = 403 ] || fail "a client from $other got $code for /, not 403"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/spend")
+    [ "$code" = 200 ] || fail "loopback got $code on a gateway listening on 0.0.0.0"
+    echo "ok - a client from $other is refused the dashboard (403)"
+else
+    echo "skip - no non-loopback address on this host: the 403 rule is not exercised"
+fi
