@@ -1547,12 +1547,7 @@ static enum MHD_Result s_api_tasks(s_gw_t *gw, struct MHD_Connection *c)
         return s_api_error(c, 400, "invalid",
                            "state must be queued, running, done, failed, budget_exhausted or "
                            "cancelled");
-    ev_t *b = proto_body("tasks");
-    ev_set_int(b, "limit", limit);
-    if (state)
-        ev_set_str(b, "state", state);
-    if (all)
-        ev_set_bool(b, "all", true);
+    ev_t *b = view_tasks_request(limit, state, all);
     ev_t *rep = s_service(gw, "orchestrator", &b);
     const char *code = NULL;
     enum MHD_Result ret = proto_is_error(rep, &code)

@@ -44,6 +44,17 @@ json_t *view_ev_json(const ev_t *v)
     }
 }
 
+ev_t *view_tasks_request(int64_t limit, const char *state, bool all)
+{
+    ev_t *b = proto_body("tasks");
+    ev_set_int(b, "limit", limit);
+    if (state)
+        ev_set_str(b, "state", state);
+    if (all)
+        ev_set_bool(b, "all", true);
+    return b;
+}
+
 static void s_zero(proto_amounts_t *a)
 {
     memset(a, 0, sizeof *a);

@@ -20,6 +20,10 @@
    "<N bytes>"). The one ev -> JSON renderer of --json outputs and the API. */
 json_t *view_ev_json(const ev_t *v);
 
+/* The orchestrator's `tasks` request: the newest limit tasks, of one state
+   (NULL: any), policy-training tasks too when all. */
+ev_t *view_tasks_request(int64_t limit, const char *state, bool all);
+
 /* One ledger request: takes *body_p, returns the reply (caller owns), or
    NULL when the request failed (the callback reports or keeps the error).
    must is false for requests whose failure the view tolerates. */
