@@ -16,6 +16,12 @@ e2e_llm_server --usage 1000,1000
 ctl up >/dev/null || fail "emadsctl up failed"
 GW=$(cat "$E2E_RUN/gateway.addr")
 
+# a stream that gets no event (another task's) hears a keep-alive comment
+# after 15 s; read at the end
+curl -sN --max-time 60 "http://$GW/api/events?task=t-quiet" >"$E2E_TMP/sse.quiet" 2>/dev/null &
+sse_quiet=$!
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $sse_quiet"
+
 # ---- the API, with curl ----
 get() { # get PATH -> body in $E2E_TMP/body, prints the status
     curl -s -o "$E2E_TMP/body" -w '%{http_code}' "http://$GW$1"
@@ -25,6 +31,7 @@ for f in app.js style.css index.html; do
     cmp -s <(curl -sf "http://$GW/$f") "$EMADS_SRC/gateway/www/$f" ||
         fail "GET /$f differs from gateway/www/$f"
 done
+[ "$(curl -s -I -o /dev/null -w '%{http_code}' "http://$GW/")" = 200 ] || fail "HEAD / is not 200"
 ctype=$(curl -s -o /dev/null -w '%{content_type}' "http://$GW/app.js")
 case $ctype in text/javascript*) ;; *) fail "app.js served as '$ctype'" ;; esac
 [ "$(get /api/spend)" = 200 ] || fail "GET /api/spend: $(cat "$E2E_TMP/body")"
@@ -83,6 +90,11 @@ grep -q '^event: task.done$' "$E2E_TMP/sse.topic" || fail "topic=task.done: no t
 if grep -q '^event: step\.' "$E2E_TMP/sse.topic"; then fail "topic filter let step events through"; fi
 if grep -q '^event: ' "$E2E_TMP/sse.task"; then fail "task=t-other got events of another task"; fi
 echo "ok - /api/events relays the bus's events, filtered by topic and task"
+
+for _ in $(seq 1 250); do grep -q '^: keep-alive' "$E2E_TMP/sse.quiet" && break; sleep 0.1; done
+grep -q '^: keep-alive' "$E2E_TMP/sse.quiet" || fail "no keep-alive comment on a quiet stream"
+kill "$sse_quiet" 2>/dev/null || true
+echo "ok - a quiet stream gets a keep-alive comment"
 
 # the bus goes away and comes back: the stream says so and keeps going
 curl -sN --max-time 60 "http://$GW/api/events" >"$E2E_TMP/sse.bus" 2>/dev/null &
