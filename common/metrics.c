@@ -614,6 +614,26 @@ bad:
     return -1;
 }
 
+/* Write self->address to addr_file ("host:port\n", atomically) and
+   remember the file for metrics_destroy; 0, or -1 with a reason. */
+static int s_write_addr_file(metrics_t *self, const char *addr_file, char *err, size_t errlen)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", addr_file);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fprintf(f, "%s\n", self->address) > 0;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, addr_file) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", addr_file, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    free(self->addr_file);
+    self->addr_file = strdup(addr_file);
+    return 0;
+}
+
 int metrics_serve(metrics_t *self, const char *listen, const char *addr_file, char *err,
                   size_t errlen)
 {
@@ -656,21 +676,10 @@ int metrics_serve(metrics_t *self, const char *listen, const char *addr_file, ch
         inet_ntop(AF_INET, &b4->sin_addr, host, sizeof host);
         snprintf(self->address, sizeof self->address, "%s:%u", host, ntohs(b4->sin_port));
     }
-    if (addr_file) {
-        char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.tmp", addr_file);
-        FILE *f = fopen(tmp, "w");
-        bool ok = f && fprintf(f, "%s\n", self->address) > 0;
-        if (f && fclose(f) != 0)
-            ok = false;
-        if (!ok || rename(tmp, addr_file) != 0) {
-            snprintf(err, errlen, "cannot write %s: %s", addr_file, strerror(errno));
-            unlink(tmp);
-            MHD_stop_daemon(self->httpd);
-            self->httpd = NULL;
-            return -1;
-        }
-        self->addr_file = strdup(addr_file);
+    if (addr_file && s_write_addr_file(self, addr_file, err, errlen) != 0) {
+        MHD_stop_daemon(self->httpd);
+        self->httpd = NULL;
+        return -1;
     }
     return 0;
 }
@@ -681,17 +690,37 @@ int metrics_listen_check(const char *listen, char *err, size_t errlen)
     return listen ? s_parse_listen(listen, &ss, err, errlen) : -1;
 }
 
-int metrics_serve_daemon(metrics_t *self, const char *listen, const char *run, const char *name,
-                         char *err, size_t errlen)
+/* <run>/metrics/<name>.<pid>.addr, its folder created; 0 or -1. */
+static int s_daemon_addr_file(const char *run, const char *name, char *file, size_t filelen,
+                              char *err, size_t errlen)
 {
-    char dir[1024], file[1200];
+    char dir[1024];
     snprintf(dir, sizeof dir, "%s/metrics", run);
     if (rundir_mkdirs(dir, 0700) != 0) {
         snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
-    snprintf(file, sizeof file, "%s/%s.%ld.addr", dir, name, (long)getpid());
+    snprintf(file, filelen, "%s/%s.%ld.addr", dir, name, (long)getpid());
+    return 0;
+}
+
+int metrics_serve_daemon(metrics_t *self, const char *listen, const char *run, const char *name,
+                         char *err, size_t errlen)
+{
+    char file[1200];
+    if (s_daemon_addr_file(run, name, file, sizeof file, err, errlen) != 0)
+        return -1;
     return metrics_serve(self, listen, file, err, errlen);
+}
+
+int metrics_announce_daemon(metrics_t *self, const char *address, const char *run, const char *name,
+                            char *err, size_t errlen)
+{
+    char file[1200];
+    if (!self || s_daemon_addr_file(run, name, file, sizeof file, err, errlen) != 0)
+        return -1;
+    snprintf(self->address, sizeof self->address, "%s", address);
+    return s_write_addr_file(self, file, err, errlen);
 }
 
 const char *metrics_address(metrics_t *self)

@@ -79,6 +79,13 @@ int metrics_listen_check(const char *listen, char *err, size_t errlen);
    <run>/metrics/<name>.<pid>.addr (the folder is created). */
 int metrics_serve_daemon(metrics_t *self, const char *listen, const char *run, const char *name,
                          char *err, size_t errlen);
+/* For a daemon that answers GET /metrics on an HTTP server of its own
+   (emads-gateway, on gateway.listen): record address ("host:port") as
+   metrics_address and write the file metrics_serve_daemon would,
+   <run>/metrics/<name>.<pid>.addr, removed by metrics_destroy. 0, or -1
+   with a reason in err. */
+int metrics_announce_daemon(metrics_t *self, const char *address, const char *run, const char *name,
+                            char *err, size_t errlen);
 /* The address bound by metrics_serve ("" before). */
 const char *metrics_address(metrics_t *self);
 

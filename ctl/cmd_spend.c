@@ -18,38 +18,9 @@
 #include <string.h>
 
 #include "ctl/ctlbus.h"
+#include "gateway/views.h"
 
-typedef struct {
-    char name[PROTO_MAX_NAME + 1];
-    proto_amounts_t used, held, limit;
-    int tasks;
-} row_t;
-
-static void s_zero(proto_amounts_t *a)
-{
-    memset(a, 0, sizeof *a);
-}
-
-static void s_add(proto_amounts_t *dst, const proto_amounts_t *a)
-{
-    for (int d = 0; d < DIM_COUNT; d++)
-        dst->v[d] += a->v[d];
-}
-
-/* Most used fraction of a limited dimension, -1 if nothing is limited. */
-static double s_pct(const row_t *r)
-{
-    double best = -1;
-    for (int d = 0; d < DIM_COUNT; d++) {
-        if (r->limit.v[d] < 0)
-            continue;
-        double f = r->limit.v[d] == 0 ? (r->used.v[d] > 0 ? 1.0 : 0.0)
-                                      : (double)r->used.v[d] / (double)r->limit.v[d];
-        if (f > best)
-            best = f;
-    }
-    return best < 0 ? -1 : best * 100.0;
-}
+typedef view_row_t row_t;
 
 static void s_cell(char *out, size_t outlen, int64_t used, int64_t limit, int dim)
 {
@@ -79,7 +50,7 @@ static void s_print_row(const row_t *r)
     ctl_fmt_usd(husd, sizeof husd, r->held.v[DIM_COST_UUSD]);
     snprintf(held, sizeof held, "%" PRId64 "/%" PRId64 "ms/%" PRId64 "/$%s", r->held.v[0],
              r->held.v[1], r->held.v[2], husd);
-    double pct = s_pct(r);
+    double pct = view_pct(r);
     char p[16];
     if (pct < 0)
         snprintf(p, sizeof p, "-");
@@ -89,55 +60,20 @@ static void s_print_row(const row_t *r)
                cells[3], held, p);
 }
 
-static json_t *s_amounts_json(const proto_amounts_t *a)
-{
-    return json_pack("{s:I, s:I, s:I, s:I}", "tokens", (json_int_t)a->v[0], "latency_ms",
-                     (json_int_t)a->v[1], "tool_calls", (json_int_t)a->v[2], "cost_uusd",
-                     (json_int_t)a->v[3]);
-}
+typedef struct {
+    ctl_opts_t *opts;
+    ctl_conn_t *conn;
+    int rc;
+} s_call_ctx_t;
 
-static json_t *s_row_json(const row_t *r)
+/* view_call_fn over emadsctl's connection: a required request reports its
+   error (ctl_call); a tolerated one fails quietly. */
+static ev_t *s_call(void *arg, ev_t **body_p, bool must)
 {
-    json_t *j = json_pack("{s:s, s:o, s:o, s:o}", "name", r->name, "used", s_amounts_json(&r->used),
-                          "held", s_amounts_json(&r->held), "limit", s_amounts_json(&r->limit));
-    double pct = s_pct(r);
-    json_object_set_new(j, "pct_used", pct < 0 ? json_null() : json_real(pct));
-    if (r->tasks)
-        json_object_set_new(j, "tasks", json_integer(r->tasks));
-    return j;
-}
-
-/* Add one account's limit to a sum of limits: -1 (unlimited) in either
-   makes the sum unlimited. */
-static void s_add_limit(proto_amounts_t *sum, const proto_amounts_t *limit)
-{
-    for (int d = 0; d < DIM_COUNT; d++) {
-        if (sum->v[d] < 0 || limit->v[d] < 0)
-            sum->v[d] = -1;
-        else
-            sum->v[d] = limit->v[d] > INT64_MAX - sum->v[d] ? INT64_MAX : sum->v[d] + limit->v[d];
-    }
-}
-
-/* The sum of the task accounts' limits of every task in seen (asked of
-   the ledger one task at a time). A task the ledger no longer answers for
-   counts with the configured total_task_budget. */
-static void s_task_limits(ctl_conn_t *conn, zhashx_t *seen, proto_amounts_t *sum)
-{
-    s_zero(sum);
-    for (void *it = zhashx_first(seen); it; it = zhashx_next(seen)) {
-        const char *task = (const char *)zhashx_cursor(seen);
-        ev_t *b = proto_body("spend");
-        ev_set_str(b, "task", task);
-        ev_t *rep = bus_client_call(conn->client, "ledger", &b, 10000, NULL, NULL);
-        proto_amounts_t limit = conn->cfg->total_task_budget;
-        const ev_t *accs = rep && !proto_is_error(rep, NULL) ? ev_get(rep, "accounts") : NULL;
-        for (size_t k = 0; k < ev_len(accs); k++)
-            if (!strcmp(ev_get_str(ev_at(accs, k), "kind", ""), "task"))
-                proto_get_amounts(ev_at(accs, k), "limit", -1, &limit);
-        ev_destroy(&rep);
-        s_add_limit(sum, &limit);
-    }
+    s_call_ctx_t *c = arg;
+    if (!must)
+        return bus_client_call(c->conn->client, "ledger", body_p, 10000, NULL, NULL);
+    return ctl_call(c->opts, c->conn, "ledger", body_p, 10000, "spend", &c->rc);
 }
 
 int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
@@ -171,121 +107,38 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         ctl_conn_close(&conn);
         return rc;
     }
-    /* With a task: one query. Without: each agent's accounts in every task,
-       then the global account. */
-    const cfg_t *cfg = conn.cfg;
-    int n_agents = cfg->n_agents;
-    ev_t *all = ev_new_array();
-    for (int q = task ? n_agents : 0; q <= n_agents && rc == 0; q++) {
-        ev_t *b = proto_body("spend");
-        if (task)
-            ev_set_str(b, "task", task);
-        else if (q < n_agents)
-            ev_set_str(b, "agent", cfg->agents[q].name);
-        ev_t *rep = ctl_call(opts, &conn, "ledger", &b, 10000, "spend", &rc);
-        const ev_t *accs = ev_get(rep, "accounts");
-        for (size_t k = 0; k < ev_len(accs); k++)
-            ev_push(all, ev_dup(ev_at(accs, k)));
-        ev_destroy(&rep);
-    }
-    if (rc) {
-        ev_destroy(&all);
+    s_call_ctx_t ctx = {opts, &conn, 0};
+    view_spend_t *v = calloc(1, sizeof *v);
+    int vr = v ? view_spend(conn.cfg, task, s_call, &ctx, v) : -1;
+    if (vr == -1) {
+        free(v);
         ctl_conn_close(&conn);
-        return rc;
+        return ctx.rc ? ctx.rc : CTL_EXIT_FAIL;
     }
-    const ev_t *accounts = all;
-    row_t rows[CFG_MAX_AGENTS + 1];
-    memset(rows, 0, sizeof rows);
-    for (int a = 0; a < n_agents; a++) {
-        snprintf(rows[a].name, sizeof rows[a].name, "%s", cfg->agents[a].name);
-        const cfg_budget_t *bud = cfg_budget(cfg, cfg->agents[a].name);
-        for (int d = 0; d < DIM_COUNT; d++) /* no account yet: the configured limit */
-            rows[a].limit.v[d] = bud ? bud->limit.v[d] : -1;
-    }
-    row_t total, global;
-    memset(&total, 0, sizeof total);
-    memset(&global, 0, sizeof global);
-    snprintf(total.name, sizeof total.name, "%s", "TOTAL");
-    total.limit = cfg->total_task_budget;
-    bool has_global = false, task_seen = false;
-    proto_amounts_t task_limit = cfg->total_task_budget;
-    zhashx_t *seen = zhashx_new(); /* distinct tasks, without --task */
-    for (size_t k = 0; k < ev_len(accounts); k++) {
-        const ev_t *acc = ev_at(accounts, k);
-        const char *kind = ev_get_str(acc, "kind", "");
-        proto_amounts_t used, held, limit;
-        s_zero(&used);
-        s_zero(&held);
-        proto_get_amounts(acc, "used", 0, &used);
-        proto_get_amounts(acc, "held", 0, &held);
-        proto_get_amounts(acc, "limit", -1, &limit);
-        if (!strcmp(kind, "agent")) {
-            int a = cfg_agent_index(cfg, ev_get_str(acc, "agent", ""));
-            if (a < 0) /* e.g. the orchestrator's own account */
-                continue;
-            s_add(&rows[a].used, &used);
-            s_add(&rows[a].held, &held);
-            if (task)
-                rows[a].limit = limit;
-            else {
-                if (rows[a].tasks == 0)
-                    s_zero(&rows[a].limit);
-                s_add_limit(&rows[a].limit, &limit); /* the sum of its accounts' limits */
-                s_add(&total.used, &used);
-                s_add(&total.held, &held);
-                zhashx_update(seen, ev_get_str(acc, "task", "?"), (void *)1);
-            }
-            rows[a].tasks++;
-        } else if (!strcmp(kind, "task")) {
-            s_add(&total.used, &used);
-            s_add(&total.held, &held);
-            task_seen = true;
-            task_limit = limit;
-        } else if (!strcmp(kind, "global")) {
-            has_global = true;
-            global.used = used;
-            global.held = held;
-            global.limit = limit;
-            snprintf(global.name, sizeof global.name, "global");
-        }
-    }
-    total.tasks = task ? 0 : (int)zhashx_size(seen);
-    if (!task && total.tasks > 0) /* none: the configured total_task_budget */
-        s_task_limits(&conn, seen, &total.limit);
-    zhashx_destroy(&seen);
-    if (task) {
-        if (!task_seen) {
-            fprintf(stderr, "%s: spend: unknown task '%s' (the ledger has no account for it)\n",
-                    opts->prog, task);
-            ev_destroy(&all);
-            ctl_conn_close(&conn);
-            return CTL_EXIT_FAIL;
-        }
-        total.limit = task_limit;
+    if (vr == -2) {
+        fprintf(stderr, "%s: spend: unknown task '%s' (the ledger has no account for it)\n",
+                opts->prog, task);
+        free(v);
+        ctl_conn_close(&conn);
+        return CTL_EXIT_FAIL;
     }
     if (opts->json) {
-        json_t *ja = json_array();
-        for (int a = 0; a < n_agents; a++)
-            json_array_append_new(ja, s_row_json(&rows[a]));
-        json_t *j = json_pack("{s:o, s:o, s:o}", "task", task ? json_string(task) : json_null(),
-                              "agents", ja, "total", s_row_json(&total));
-        json_object_set_new(j, "global", has_global ? s_row_json(&global) : json_null());
-        ctl_print_json(j);
+        ctl_print_json(view_spend_json(v, task));
     } else {
         if (task)
             printf("spend of task %s\n", task);
         else
             printf("spend over %d task%s (limits: the sum of each task's own limits)\n",
-                   total.tasks, total.tasks == 1 ? "" : "s");
+                   v->total.tasks, v->total.tasks == 1 ? "" : "s");
         ctl_printf("%-14s %-16s %-18s %-9s %-24s %-30s %6s\n", "AGENT", "TOKENS", "LATENCY",
                    "TOOLS", "COST_USD", "HELD tok/lat/tools/usd", "USED%");
-        for (int a = 0; a < n_agents; a++)
-            s_print_row(&rows[a]);
-        s_print_row(&total);
-        if (has_global)
-            s_print_row(&global);
+        for (int a = 0; a < v->n_agents; a++)
+            s_print_row(&v->agents[a]);
+        s_print_row(&v->total);
+        if (v->has_global)
+            s_print_row(&v->global);
     }
-    ev_destroy(&all);
+    free(v);
     ctl_conn_close(&conn);
     return CTL_EXIT_OK;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ctl/ctlbus.h"
+#include "gateway/views.h"
 
 #define TASK_CALL_TIMEOUT_MS 10000
 
@@ -588,12 +589,7 @@ int ctl_cmd_tasks(ctl_opts_t *opts, int argc, char **argv)
         ctl_conn_close(&conn);
         return rc;
     }
-    ev_t *b = proto_body("tasks");
-    ev_set_int(b, "limit", limit);
-    if (state)
-        ev_set_str(b, "state", state);
-    if (all)
-        ev_set_bool(b, "all", true);
+    ev_t *b = view_tasks_request(limit, state, all);
     ev_t *rep = ctl_call(opts, &conn, "orchestrator", &b, TASK_CALL_TIMEOUT_MS, "tasks", &rc);
     if (rep) {
         const ev_t *tasks = ev_get(rep, "tasks");

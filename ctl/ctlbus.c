@@ -8,6 +8,7 @@
 */
 #define _GNU_SOURCE
 #include "ctl/ctlbus.h"
+#include "gateway/views.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -208,36 +209,7 @@ ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **b
 
 json_t *ctl_ev_json(const ev_t *v)
 {
-    switch (ev_type(v)) {
-    case EV_BOOL:
-        return json_boolean(ev_bool(v));
-    case EV_INT:
-        return json_integer((json_int_t)ev_int(v));
-    case EV_FLOAT:
-        return json_real(ev_float(v));
-    case EV_STR:
-        return json_stringn(ev_str(v), ev_strlen(v));
-    case EV_BIN: {
-        size_t n = 0;
-        ev_bin(v, &n);
-        return json_sprintf("<%zu bytes>", n);
-    }
-    case EV_ARRAY: {
-        json_t *a = json_array();
-        for (size_t i = 0; i < ev_len(v); i++)
-            json_array_append_new(a, ctl_ev_json(ev_at(v, i)));
-        return a;
-    }
-    case EV_MAP: {
-        json_t *o = json_object();
-        for (size_t i = 0; i < ev_len(v); i++)
-            json_object_set_new(o, ev_key_at(v, i), ctl_ev_json(ev_at(v, i)));
-        return o;
-    }
-    case EV_NIL:
-    default:
-        return json_null();
-    }
+    return view_ev_json(v);
 }
 
 void ctl_print_json(json_t *j)
@@ -351,8 +323,6 @@ int64_t ctl_pid_uptime_ms(pid_t pid)
 
 json_t *ctl_task_overruns(ctl_opts_t *opts, ctl_conn_t *conn, const char *task)
 {
-    static const char *const dims[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls", "cost_uusd"};
-    json_t *out = json_array();
     ev_t *b = proto_body("spend");
     ev_set_str(b, "task", task);
     ev_t *rep = bus_client_call(conn->client, "ledger", &b, 5000, NULL, NULL);
@@ -363,46 +333,33 @@ json_t *ctl_task_overruns(ctl_opts_t *opts, ctl_conn_t *conn, const char *task)
                     "(the ledger does not answer)\n",
                     opts->prog);
         ev_destroy(&rep);
-        return out;
+        return json_array();
     }
-    const ev_t *accs = ev_get(rep, "accounts");
-    for (size_t k = 0; k < ev_len(accs); k++) {
-        const ev_t *acc = ev_at(accs, k);
-        const char *kind = ev_get_str(acc, "kind", "");
-        const char *account = !strcmp(kind, "task")    ? "task"
-                              : !strcmp(kind, "agent") ? ev_get_str(acc, "agent", "?")
-                                                       : NULL;
-        if (!account)
-            continue;
-        proto_amounts_t used, limit;
-        memset(&used, 0, sizeof used);
-        proto_get_amounts(acc, "used", 0, &used);
-        proto_get_amounts(acc, "limit", -1, &limit);
-        for (int d = 0; d < DIM_COUNT; d++) {
-            if (limit.v[d] < 0 || used.v[d] <= limit.v[d])
-                continue;
-            double pct = limit.v[d] > 0 ? 100.0 * (double)used.v[d] / (double)limit.v[d] : 0;
-            json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "account", account, "dimension", dims[d],
-                                  "used", (json_int_t)used.v[d], "limit", (json_int_t)limit.v[d]);
-            json_object_set_new(o, "pct", limit.v[d] > 0 ? json_real(pct) : json_null());
-            json_array_append_new(out, o);
-            if (opts->json)
-                continue;
-            char u[40], l[40], p[32] = "";
-            if (d == DIM_COST_UUSD) {
-                ctl_fmt_usd(u, sizeof u, used.v[d]);
-                ctl_fmt_usd(l, sizeof l, limit.v[d]);
-            } else {
-                snprintf(u, sizeof u, "%" PRId64, used.v[d]);
-                snprintf(l, sizeof l, "%" PRId64, limit.v[d]);
-            }
-            if (limit.v[d] > 0)
-                snprintf(p, sizeof p, " (%.1f %%)", pct);
-            fprintf(stderr, "%s: warning: overrun: %s %s %s > limit %s%s\n", opts->prog, account,
-                    d == DIM_COST_UUSD ? "usd" : dims[d], u, l, p);
-        }
-    }
+    json_t *out = view_overruns(rep);
     ev_destroy(&rep);
+    size_t i;
+    json_t *o;
+    json_array_foreach(out, i, o)
+    {
+        if (opts->json)
+            break;
+        const char *dim = json_string_value(json_object_get(o, "dimension"));
+        int64_t used = json_integer_value(json_object_get(o, "used"));
+        int64_t limit = json_integer_value(json_object_get(o, "limit"));
+        bool usd = !strcmp(dim, "cost_uusd");
+        char u[40], l[40], p[32] = "";
+        if (usd) {
+            ctl_fmt_usd(u, sizeof u, used);
+            ctl_fmt_usd(l, sizeof l, limit);
+        } else {
+            snprintf(u, sizeof u, "%" PRId64, used);
+            snprintf(l, sizeof l, "%" PRId64, limit);
+        }
+        if (limit > 0)
+            snprintf(p, sizeof p, " (%.1f %%)", json_real_value(json_object_get(o, "pct")));
+        fprintf(stderr, "%s: warning: overrun: %s %s %s > limit %s%s\n", opts->prog,
+                json_string_value(json_object_get(o, "account")), usd ? "usd" : dim, u, l, p);
+    }
     return out;
 }
 

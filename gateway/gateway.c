@@ -40,19 +40,25 @@
 #include <time.h>
 
 #include "agents/tokens.h"
+#include "gateway/assets.h"
 #include "bus/bus.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "gateway/keys.h"
+#include "gateway/views.h"
 
-#define S_DRAIN_MS     8000      /* at a stop, calls in flight may finish this long */
-#define S_SETTLERS     4         /* threads that commit holds after the response left */
-#define S_POOL         32        /* bus clients: ledger requests in flight at once */
-#define S_MAX_BODY     (4 << 20) /* request bodies */
-#define S_IDEM_MAX     4096      /* remembered calls for retries */
-#define S_IDEM_TTL_MS  600000    /* 10 min */
-#define S_TASKS_MAX    4096      /* tasks known open (then forgotten and re-opened) */
-#define S_TTL_SLACK_MS 30000     /* hold ttl = upstream timeout + this */
-#define S_CLAMP_TRIES  4
+#define S_DRAIN_MS         8000      /* at a stop, calls in flight may finish this long */
+#define S_SETTLERS         4         /* threads that commit holds after the response left */
+#define S_POOL             32        /* bus clients: ledger requests in flight at once */
+#define S_MAX_BODY         (4 << 20) /* request bodies */
+#define S_IDEM_MAX         4096      /* remembered calls for retries */
+#define S_IDEM_TTL_MS      600000    /* 10 min */
+#define S_TASKS_MAX        4096      /* tasks known open (then forgotten and re-opened) */
+#define S_TTL_SLACK_MS     30000     /* hold ttl = upstream timeout + this */
+#define S_CLAMP_TRIES      4
+#define S_SSE_KEEPALIVE_MS 15000 /* a comment line after this long without an event */
+#define S_SSE_SILENT_MS    3000  /* the bus said nothing (not even a pong) this long: lost */
+#define S_SSE_MAX_TOPICS   16
 
 /* ---- state ----------------------------------------------------------------- */
 
@@ -99,8 +105,14 @@ typedef struct {
     int n_settlers;
 
     char nonce[17];
+    bus_security_t sec; /* the gateway's identity, for the event streams' clients */
+    atomic_bool stopping;
     atomic_int active; /* HTTP requests between arrival and completion */
     atomic_uint_fast64_t seq, calls, denied, ledger_down, upstream_errors;
+
+    /* GET /metrics (docs/METRICS.md, emads-gateway) */
+    metrics_t *metrics;
+    metric_t *m_calls, *m_added, *m_tokens, *m_usd, *m_denials, *m_upstream;
 } s_gw_t;
 
 static volatile sig_atomic_t s_hup; /* re-read the key store */
@@ -110,6 +122,13 @@ static int64_t s_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double s_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- pure helpers ------------------------------------------------------------ */
@@ -234,7 +253,7 @@ int gw_response_usage(const json_t *resp, gw_api_t api, int64_t *in, int64_t *ou
 
 /* ---- the ledger through the bus-client pool --------------------------------- */
 
-static ev_t *s_ledger(s_gw_t *gw, ev_t **body_p)
+static ev_t *s_service(s_gw_t *gw, const char *service, ev_t **body_p)
 {
     pthread_mutex_lock(&gw->pool_lock);
     int k = -1;
@@ -248,13 +267,18 @@ static ev_t *s_ledger(s_gw_t *gw, ev_t **body_p)
     }
     gw->busy[k] = true;
     pthread_mutex_unlock(&gw->pool_lock);
-    ev_t *r = bus_client_call(gw->pool[k], "ledger", body_p, (int)gw->cfg->request_timeout_ms, NULL,
-                              NULL);
+    ev_t *r =
+        bus_client_call(gw->pool[k], service, body_p, (int)gw->cfg->request_timeout_ms, NULL, NULL);
     pthread_mutex_lock(&gw->pool_lock);
     gw->busy[k] = false;
     pthread_cond_signal(&gw->pool_cond);
     pthread_mutex_unlock(&gw->pool_lock);
     return r ? r : proto_error("timeout", "interrupted");
+}
+
+static ev_t *s_ledger(s_gw_t *gw, ev_t **body_p)
+{
+    return s_service(gw, "ledger", body_p);
 }
 
 /* True for the codes that mean "the ledger did not answer" (fail closed). */
@@ -275,6 +299,7 @@ typedef struct {
     char clamped[32];   /* x-emads-max-tokens-clamped */
     char task[65];      /* x-emads-task (echoed) */
     bool no_retry;      /* x-should-retry: false */
+    bool allow_get;     /* 405: Allow: GET, HEAD */
 } s_reply_t;
 
 static enum MHD_Result s_send(struct MHD_Connection *c, s_reply_t *r)
@@ -295,6 +320,10 @@ static enum MHD_Result s_send(struct MHD_Connection *c, s_reply_t *r)
         MHD_add_response_header(resp, "x-emads-task", r->task);
     if (r->no_retry)
         MHD_add_response_header(resp, "x-should-retry", "false");
+    if (r->allow_get)
+        MHD_add_response_header(resp, "Allow", "GET, HEAD");
+    if (r->ctype[0] && !strcmp(r->ctype, "application/json"))
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
     enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -618,6 +647,7 @@ static int s_reserve(s_call_t *k, int64_t prompt, bool tools, bool *clamped, s_r
                 continue;
             }
             atomic_fetch_add(&gw->denied, 1);
+            metric_add(gw->m_denials, METRICS_LABELS(ev_get_str(rep, "account", ""), dim), 1);
             json_t *x = json_pack("{s:s, s:s, s:I, s:I, s:s}", "account",
                                   ev_get_str(rep, "account", ""), "dimension", dim, "requested",
                                   (json_int_t)ev_get_int(rep, "requested", 0), "available",
@@ -659,6 +689,9 @@ static void s_resolve(s_call_t *k, bool spent, const char *measured)
         a.v[DIM_TOKENS] = in + out;
         a.v[DIM_TOOL_CALLS] = k->tools ? 1 : 0;
         a.v[DIM_COST_UUSD] = cfg_model_cost(k->model, in, out);
+        metric_add(k->gw->m_tokens, METRICS_LABELS(k->key.name, k->model->name, "prompt"), in);
+        metric_add(k->gw->m_tokens, METRICS_LABELS(k->key.name, k->model->name, "completion"), out);
+        metric_add(k->gw->m_usd, METRICS_LABELS(k->key.name, k->model->name), a.v[DIM_COST_UUSD]);
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         ev_t *b = proto_body(spent ? "commit" : "void");
@@ -1124,10 +1157,61 @@ static void s_idem_id(struct MHD_Connection *c, const keys_entry_t *key, const s
     sodium_bin2hex(out, 65, h, sizeof h);
 }
 
+/* The error code of a provider call that failed: its HTTP status, or what
+   cut it (the codes of emads_provider_errors_total). */
+static const char *s_upstream_code(const s_call_t *k, char *buf, size_t n)
+{
+    if (k->too_large)
+        return "too_large";
+    if (k->result == CURLE_OPERATION_TIMEDOUT)
+        return "timeout";
+    if (k->result == CURLE_COULDNT_CONNECT || k->result == CURLE_COULDNT_RESOLVE_HOST)
+        return "connect";
+    if (k->result != CURLE_OK || k->status == 0)
+        return "transfer";
+    snprintf(buf, n, "%ld", k->status);
+    return buf;
+}
+
+/* A call's outcome label from its reply (docs/METRICS.md, emads-gateway). */
+static const char *s_outcome(unsigned status, bool upstream_failed, bool joined)
+{
+    if (upstream_failed)
+        return "upstream_error";
+    if (joined)
+        return "joined";
+    if (status >= 200 && status < 300)
+        return "ok";
+    switch (status) {
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 429:
+        return "denied";
+    case 503:
+        return "ledger_unavailable";
+    default:
+        return status >= 500 ? "error" : "invalid";
+    }
+}
+
+static void s_count_call(s_gw_t *gw, const s_call_t *k, unsigned status, bool upstream_failed,
+                         bool joined)
+{
+    metric_add(gw->m_calls,
+               METRICS_LABELS(k->key.name, k->key.principal, k->model ? k->model->name : "",
+                              s_outcome(status, upstream_failed, joined)),
+               1);
+}
+
 static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *conn, gw_api_t api)
 {
     s_reply_t r = {0};
     atomic_fetch_add(&gw->calls, 1);
+    double t0 = s_mono_s();
+    bool upstream_failed = false, joined_earlier = false;
+    char ucode[24];
     s_call_t *k = calloc(1, sizeof *k);
     if (!k)
         return MHD_NO;
@@ -1207,6 +1291,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
             snprintf(r.remaining, sizeof r.remaining, "%s", idem->remaining);
             snprintf(r.clamped, sizeof r.clamped, "%s", idem->clamped);
             idem = NULL;
+            joined_earlier = true;
             log_info("key %s: retry joined its first attempt (%u)", k->key.name, r.status);
             goto reply;
         }
@@ -1262,6 +1347,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         goto reply;
     }
     s_remaining(k); /* after the hold: what is left if the call spends all of it */
+    metric_observe(gw->m_added, NULL, s_mono_s() - t0);
     snprintf(r.remaining, sizeof r.remaining, "%s", k->remaining);
     if (k->stream) {
         s_upstream_pump(k, s_stop_headers);
@@ -1285,6 +1371,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
             if (r.clamped[0])
                 MHD_add_response_header(resp, "x-emads-max-tokens-clamped", r.clamped);
             MHD_add_response_header(resp, "x-emads-task", k->task);
+            s_count_call(gw, k, 200, false, false);
             enum MHD_Result ret = MHD_queue_response(c, 200, resp);
             MHD_destroy_response(resp);
             json_decref(req);
@@ -1293,6 +1380,13 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
     }
     s_upstream_pump(k, s_stop_never);
     s_measure(k);
+    if (k->result != CURLE_OK || k->status == 0 || k->status < 200 || k->status >= 300) {
+        upstream_failed = true;
+        metric_add(gw->m_upstream,
+                   METRICS_LABELS(k->key.principal, k->model->name,
+                                  s_upstream_code(k, ucode, sizeof ucode)),
+                   1);
+    }
     if (k->result != CURLE_OK || k->status == 0) {
         atomic_fetch_add(&gw->upstream_errors, 1);
         s_error(&r, api, k->result == CURLE_OPERATION_TIMEDOUT ? 504 : 502, "api_error",
@@ -1313,6 +1407,7 @@ reply:
     if (idem)
         s_idem_end(gw, idem, &r);
     json_decref(req);
+    s_count_call(gw, k, r.status, upstream_failed, joined_earlier);
     enum MHD_Result ret = s_send(c, &r);
     /* the hold is resolved once the response is on its way (s_completed):
        the commit's durable write is not in the client's latency, and a
@@ -1323,6 +1418,414 @@ reply:
     else
         s_call_free(k);
     return ret;
+}
+
+/* ---- the dashboard and its API (docs/API.md) ------------------------------------------ */
+
+static const gw_asset_t *s_asset(const char *url)
+{
+    if (!strcmp(url, "/"))
+        url = "/index.html";
+    for (const gw_asset_t *a = gw_assets; a->path; a++)
+        if (!strcmp(a->path, url))
+            return a;
+    return NULL;
+}
+
+/* An API error: {"error": {"code", "reason"}} with status. */
+static enum MHD_Result s_api_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static enum MHD_Result s_api_error(struct MHD_Connection *c, unsigned status, const char *code,
+                                   const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    s_reply_t r = {0};
+    s_json_reply(&r, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "reason", reason));
+    return s_send(c, &r);
+}
+
+/* A service's error reply as an API error: 503 when it did not answer,
+   404 for an unknown task, 400 for invalid, else 502. */
+static enum MHD_Result s_api_service_error(struct MHD_Connection *c, const char *code,
+                                           const char *reason)
+{
+    unsigned status = !strcmp(code, "timeout") || !strcmp(code, "service_unavailable") ? 503
+                      : !strcmp(code, "unknown_task")                                  ? 404
+                      : !strcmp(code, "invalid")                                       ? 400
+                                                                                       : 502;
+    return s_api_error(c, status, code, "%s", reason);
+}
+
+static enum MHD_Result s_api_json(struct MHD_Connection *c, json_t *j)
+{
+    s_reply_t r = {0};
+    s_json_reply(&r, 200, j);
+    return s_send(c, &r);
+}
+
+typedef struct {
+    s_gw_t *gw;
+    char code[64];
+    char reason[256];
+} s_view_ctx_t;
+
+/* view_call_fn over the pool: a required request's error is kept. */
+static ev_t *s_view_call(void *arg, ev_t **body_p, bool must)
+{
+    s_view_ctx_t *v = arg;
+    ev_t *rep = s_ledger(v->gw, body_p);
+    const char *code = NULL;
+    if (must && proto_is_error(rep, &code)) {
+        snprintf(v->code, sizeof v->code, "%s", code);
+        snprintf(v->reason, sizeof v->reason, "the ledger: %s", ev_get_str(rep, "reason", code));
+        ev_destroy(&rep);
+    }
+    return rep;
+}
+
+static enum MHD_Result s_api_spend(s_gw_t *gw, struct MHD_Connection *c)
+{
+    const char *task = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "task");
+    if (task && !s_task_id_ok(task))
+        return s_api_error(c, 400, "invalid", "task: 1..64 printable bytes without spaces or '/'");
+    s_view_ctx_t ctx = {.gw = gw};
+    view_spend_t *v = calloc(1, sizeof *v);
+    if (!v)
+        return s_api_error(c, 500, "internal", "out of memory");
+    int rc = view_spend(gw->cfg, task, s_view_call, &ctx, v);
+    enum MHD_Result ret;
+    if (rc == -2)
+        ret = s_api_error(c, 404, "unknown_task", "unknown task %s", task);
+    else if (rc != 0)
+        ret = s_api_service_error(c, ctx.code[0] ? ctx.code : "internal", ctx.reason);
+    else
+        ret = s_api_json(c, view_spend_json(v, task));
+    free(v);
+    return ret;
+}
+
+/* A non-negative integer query parameter in lo..hi (dflt when absent);
+   -1 when it is there but not such a number. */
+static int64_t s_query_int(struct MHD_Connection *c, const char *name, int64_t dflt, int64_t lo,
+                           int64_t hi)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    if (!v)
+        return dflt;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < lo || n > hi)
+        return -1;
+    return (int64_t)n;
+}
+
+static bool s_state_ok(const char *s)
+{
+    static const char *const states[] = {"queued", "running",          "done",
+                                         "failed", "budget_exhausted", "cancelled"};
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+        if (!strcmp(s, states[i]))
+            return true;
+    return false;
+}
+
+static enum MHD_Result s_api_tasks(s_gw_t *gw, struct MHD_Connection *c)
+{
+    int64_t limit = s_query_int(c, "limit", 20, 1, 1000);
+    int64_t all = s_query_int(c, "all", 0, 0, 1);
+    const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+    if (limit < 0)
+        return s_api_error(c, 400, "invalid", "limit must be 1..1000");
+    if (all < 0)
+        return s_api_error(c, 400, "invalid", "all must be 0 or 1");
+    if (state && !s_state_ok(state))
+        return s_api_error(c, 400, "invalid",
+                           "state must be queued, running, done, failed, budget_exhausted or "
+                           "cancelled");
+    ev_t *b = view_tasks_request(limit, state, all);
+    ev_t *rep = s_service(gw, "orchestrator", &b);
+    const char *code = NULL;
+    enum MHD_Result ret = proto_is_error(rep, &code)
+                              ? s_api_service_error(c, code, ev_get_str(rep, "reason", code))
+                              : s_api_json(c, view_ev_json(rep));
+    ev_destroy(&rep);
+    return ret;
+}
+
+static enum MHD_Result s_api_task(s_gw_t *gw, struct MHD_Connection *c, const char *task)
+{
+    if (!s_task_id_ok(task))
+        return s_api_error(c, 400, "invalid", "a task id is 1..64 printable bytes without spaces");
+    ev_t *b = proto_body("result");
+    ev_set_str(b, "task", task);
+    ev_t *rep = s_service(gw, "orchestrator", &b);
+    const char *code = NULL;
+    if (proto_is_error(rep, &code)) {
+        enum MHD_Result ret = s_api_service_error(c, code, ev_get_str(rep, "reason", code));
+        ev_destroy(&rep);
+        return ret;
+    }
+    json_t *j = view_ev_json(rep);
+    const char *st = ev_get_str(rep, "state", "");
+    json_t *over = NULL;
+    if (!strcmp(st, "done") || !strcmp(st, "failed") || !strcmp(st, "budget_exhausted") ||
+        !strcmp(st, "cancelled")) { /* as `emadsctl --json result` */
+        ev_t *sb = proto_body("spend");
+        ev_set_str(sb, "task", task);
+        ev_t *sp = s_ledger(gw, &sb);
+        if (!proto_is_error(sp, NULL))
+            over = view_overruns(sp);
+        ev_destroy(&sp);
+    }
+    json_object_set_new(j, "overruns", over ? over : json_array());
+    ev_destroy(&rep);
+    return s_api_json(c, j);
+}
+
+/* ---- /api/events: the bus's events as server-sent events ---- */
+
+typedef struct {
+    s_gw_t *gw;
+    bus_client_t *client;
+    char task[65];
+    char topics[S_SSE_MAX_TOPICS][65];
+    int n_topics;
+    char *out; /* bytes not yet sent */
+    size_t len, off;
+    uint64_t id;
+    int64_t last_alive, last_ping, last_sent;
+    char ping_corr[PROTO_MAX_ID + 1];
+    bool lost;
+} s_sse_t;
+
+static const char *const s_sse_default_topics[] = {"task.", "step.", "spend.", "alert.", "train."};
+
+static void s_sse_subscribe(s_sse_t *e)
+{
+    if (e->n_topics == 0)
+        for (size_t i = 0; i < sizeof s_sse_default_topics / sizeof s_sse_default_topics[0]; i++)
+            bus_client_subscribe(e->client, s_sse_default_topics[i]);
+    for (int i = 0; i < e->n_topics; i++)
+        bus_client_subscribe(e->client, e->topics[i]);
+}
+
+/* Append text to the bytes to send. */
+static void s_sse_put(s_sse_t *e, const char *text)
+{
+    size_t n = strlen(text);
+    if (e->off == e->len)
+        e->off = e->len = 0;
+    char *p = realloc(e->out, e->len + n + 1);
+    if (!p)
+        return;
+    e->out = p;
+    memcpy(e->out + e->len, text, n + 1);
+    e->len += n;
+}
+
+/* One SSE event: "event: TOPIC\nid: N\ndata: JSON\n\n". */
+static void s_sse_event(s_sse_t *e, const char *topic, json_t *j)
+{
+    char *data = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!data)
+        return;
+    char head[160];
+    snprintf(head, sizeof head, "event: %.100s\nid: %" PRIu64 "\ndata: ", topic, ++e->id);
+    s_sse_put(e, head);
+    s_sse_put(e, data); /* compact JSON: no newline inside */
+    s_sse_put(e, "\n\n");
+    free(data);
+}
+
+/* Wait for the next thing to send (an event, a keep-alive, the bus lost or
+   back), as `emadsctl watch` follows the bus; false when the gateway stops. */
+static bool s_sse_wait(s_sse_t *e)
+{
+    while (e->off == e->len) {
+        if (atomic_load(&e->gw->stopping))
+            return false;
+        bus_msg_t m;
+        int r = bus_client_recv(e->client, &m, 250);
+        if (r < 0)
+            return false;
+        int64_t now = s_mono_ms();
+        if (r == 1 && m.kind == BUS_MSG_REPLY && e->ping_corr[0] &&
+            !strcmp(m.corr_id, e->ping_corr)) {
+            if (!proto_is_error(m.body, NULL))
+                e->last_alive = now;
+            e->ping_corr[0] = '\0';
+        } else if (r == 1 && m.kind == BUS_MSG_EVENT)
+            e->last_alive = now;
+        if (e->lost && now - e->last_alive <= S_SSE_SILENT_MS) {
+            e->lost = false;
+            s_sse_subscribe(e); /* a restarted bus knows no subscription */
+            s_sse_event(e, "gateway.bus_back",
+                        json_pack("{s:s}", "message", "the bus answers again"));
+        } else if (!e->lost && now - e->last_alive > S_SSE_SILENT_MS) {
+            e->lost = true;
+            s_sse_event(e, "gateway.bus_lost",
+                        json_pack("{s:s}", "message", "the bus is not answering; retrying"));
+        }
+        if (!e->ping_corr[0] && now - e->last_alive >= 1000 && now - e->last_ping >= 1000) {
+            ev_t *ping = proto_body("ping");
+            if (bus_client_send(e->client, "bus", &ping, S_SSE_SILENT_MS - 1000, e->ping_corr) != 0)
+                e->ping_corr[0] = '\0';
+            ev_destroy(&ping);
+            e->last_ping = now;
+        }
+        if (r == 1 && m.kind == BUS_MSG_EVENT &&
+            (!e->task[0] || !strcmp(ev_get_str(m.body, "task", ""), e->task))) {
+            json_t *j = view_ev_json(m.body); /* one line of `emadsctl --json watch` */
+            json_object_set_new(j, "sender", json_string(m.sender));
+            json_object_del(j, "v");
+            json_object_del(j, "type");
+            if (!json_object_get(j, "topic"))
+                json_object_set_new(j, "topic", json_string(m.topic));
+            s_sse_event(e, m.topic, j);
+        }
+        if (r == 1)
+            bus_msg_clear(&m);
+        if (e->off == e->len && now - e->last_sent >= S_SSE_KEEPALIVE_MS)
+            s_sse_put(e, ": keep-alive\n\n");
+    }
+    return true;
+}
+
+static ssize_t s_sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    s_sse_t *e = cls;
+    if (!s_sse_wait(e))
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = e->len - e->off;
+    if (n > max)
+        n = max;
+    memcpy(buf, e->out + e->off, n);
+    e->off += n;
+    e->last_sent = s_mono_ms();
+    return (ssize_t)n;
+}
+
+static void s_sse_free(void *cls)
+{
+    s_sse_t *e = cls;
+    bus_client_destroy(&e->client);
+    free(e->out);
+    free(e);
+}
+
+static enum MHD_Result s_sse_topic(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    s_sse_t *e = cls;
+    if (strcmp(key, "topic") != 0)
+        return MHD_YES;
+    if (!value || !*value || strlen(value) > 64 || e->n_topics >= S_SSE_MAX_TOPICS) {
+        e->n_topics = -1; /* invalid: answered 400 */
+        return MHD_NO;
+    }
+    snprintf(e->topics[e->n_topics++], sizeof e->topics[0], "%s", value);
+    return MHD_YES;
+}
+
+static enum MHD_Result s_api_events(s_gw_t *gw, struct MHD_Connection *c)
+{
+    s_sse_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return s_api_error(c, 500, "internal", "out of memory");
+    e->gw = gw;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, s_sse_topic, e);
+    const char *task = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "task");
+    if (e->n_topics < 0 || (task && !s_task_id_ok(task))) {
+        free(e);
+        return s_api_error(c, 400, "invalid",
+                           "topic: 1..64 bytes, at most %d of them; task: a task id",
+                           S_SSE_MAX_TOPICS);
+    }
+    snprintf(e->task, sizeof e->task, "%s", task ? task : "");
+    if (!(e->client = bus_client_new(gw->opts->endpoint, &gw->sec))) {
+        free(e);
+        return s_api_error(c, 503, "service_unavailable", "cannot connect to the bus");
+    }
+    s_sse_subscribe(e);
+    e->last_alive = e->last_sent = s_mono_ms();
+    s_sse_put(e, "retry: 2000\n: connected\n\n"); /* headers and this go out at once */
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, s_sse_read, e, s_sse_free);
+    if (!resp) {
+        s_sse_free(e);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* True when the client connected from a loopback address. */
+static bool s_client_loopback(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ci->client_addr;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    return false;
+}
+
+/* GET /, the page's files and /api/...: loopback clients only (the data
+   is every agent's spend and every task's text, and needs no key). */
+static enum MHD_Result s_dashboard(s_gw_t *gw, struct MHD_Connection *c, const char *url,
+                                   const char *method)
+{
+    if (!s_client_loopback(c))
+        return s_api_error(c, 403, "forbidden",
+                           "the dashboard and its API answer loopback clients only (use an SSH "
+                           "tunnel, or a proxy with authentication)");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        s_reply_t r = {0};
+        s_json_reply(&r, 405,
+                     json_pack("{s:{s:s, s:s}}", "error", "code", "method_not_allowed", "reason",
+                               "the dashboard and its API answer GET only"));
+        r.allow_get = true;
+        return s_send(c, &r);
+    }
+    const gw_asset_t *a = s_asset(url);
+    if (a) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            a->len, (void *)(uintptr_t)a->data, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", a->ctype);
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "frame-ancestors 'none'");
+        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (!strcmp(url, "/api/spend"))
+        return s_api_spend(gw, c);
+    if (!strcmp(url, "/api/tasks"))
+        return s_api_tasks(gw, c);
+    if (!strncmp(url, "/api/tasks/", 11))
+        return s_api_task(gw, c, url + 11);
+    if (!strcmp(url, "/api/events"))
+        return s_api_events(gw, c);
+    return s_api_error(c, 404, "not_found", "no API path %.200s", url);
 }
 
 static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -1360,6 +1863,15 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *c, const char
         snprintf(r.ctype, sizeof r.ctype, "text/plain");
         return s_send(c, &r);
     }
+    if (!strcmp(method, "GET") && !strcmp(url, "/metrics")) {
+        char *text = metrics_render(gw->metrics);
+        s_reply_t r = {.status = text ? 200 : 500, .body = text ? text : strdup("out of memory\n")};
+        r.len = r.body ? strlen(r.body) : 0;
+        snprintf(r.ctype, sizeof r.ctype, "text/plain; version=0.0.4");
+        return s_send(c, &r);
+    }
+    if (!strcmp(url, "/") || !strncmp(url, "/api/", 5) || s_asset(url))
+        return s_dashboard(gw, c, url, method);
     if (!strcmp(method, "GET") && !strcmp(url, "/v1/models"))
         return s_models(gw, c);
     if (!strcmp(method, "POST") && !strcmp(url, "/v1/chat/completions"))
@@ -1389,6 +1901,40 @@ static void s_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         free(conn);
         *con_cls = NULL;
     }
+}
+
+/* The gateway's families (docs/METRICS.md, emads-gateway); 0 or -1. */
+static int s_metrics_new(s_gw_t *gw)
+{
+    metrics_t *m = gw->metrics = metrics_new("emads-gateway");
+    gw->m_calls = metrics_counter(
+        m, "emads_gateway_calls_total",
+        "API calls by key, its principal, the model asked for and the outcome (ok, denied, "
+        "upstream_error, ledger_unavailable, forbidden, unauthorized, invalid, joined, error)",
+        "key,principal,model,outcome", 1);
+    gw->m_added = metrics_histogram(
+        m, "emads_gateway_added_latency_seconds",
+        "time a call spends in the gateway before it is forwarded (key, budget hold, remaining)",
+        NULL, metrics_buckets_fast_s, metrics_buckets_fast_n);
+    gw->m_tokens = metrics_counter(m, "emads_gateway_tokens_total",
+                                   "tokens committed for forwarded calls, by key, model and kind "
+                                   "(prompt, completion)",
+                                   "key,model,kind", 1);
+    gw->m_usd = metrics_counter(m, "emads_gateway_usd_total",
+                                "dollars committed for forwarded calls, by key and model",
+                                "key,model", 1000000);
+    gw->m_denials = metrics_counter(
+        m, "emads_gateway_denials_total",
+        "calls refused for budget, by the account kind and dimension that was short",
+        "account,dimension", 1);
+    gw->m_upstream = metrics_counter(m, "emads_provider_errors_total",
+                                     "failed provider calls by the key's principal, model and code "
+                                     "(HTTP status, timeout, connect, too_large, transfer)",
+                                     "agent,model,code", 1);
+    return m && gw->m_calls && gw->m_added && gw->m_tokens && gw->m_usd && gw->m_denials &&
+                   gw->m_upstream
+               ? 0
+               : -1;
 }
 
 /* ---- the process ----------------------------------------------------------------------- */
@@ -1438,13 +1984,17 @@ int gateway_run(const gateway_opts_t *opts)
     int rc = -1;
     struct MHD_Daemon *mhd = NULL;
     bus_worker_t *worker = NULL;
-    bus_security_t sec;
-    bus_security_init(&sec, opts->run_dir, "gateway", opts->curve);
+    bus_security_init(&gw->sec, opts->run_dir, "gateway", opts->curve);
+    const bus_security_t sec = gw->sec;
     for (int i = 0; i < S_POOL; i++)
         if (!(gw->pool[i] = bus_client_new(opts->endpoint, &sec))) {
             log_error("cannot connect to the bus at %s as gateway", opts->endpoint);
             goto done;
         }
+    if (s_metrics_new(gw) != 0) {
+        log_error("cannot create the gateway's metrics");
+        goto done;
+    }
     for (; gw->n_settlers < S_SETTLERS; gw->n_settlers++)
         if (pthread_create(&gw->settlers[gw->n_settlers], NULL, s_settler, gw) != 0) {
             log_error("cannot start the settling threads");
@@ -1476,6 +2026,11 @@ int gateway_run(const gateway_opts_t *opts)
     FILE *af = fopen(tmp, "w");
     if (!af || fprintf(af, "%s\n", addr) < 0 || fclose(af) != 0 || rename(tmp, path) != 0)
         log_warn("cannot write %s", path);
+    /* /metrics is served on the same address; announced like every daemon's */
+    char merr[256];
+    if (metrics_announce_daemon(gw->metrics, addr, opts->run_dir, "emads-gateway", merr,
+                                sizeof merr) != 0)
+        log_warn("metrics: %s", merr);
     /* on the bus once HTTP is up: `emadsctl up` waits for this worker */
     worker = bus_worker_new(opts->endpoint, "gateway", 16, &sec);
     if (!worker) {
@@ -1536,6 +2091,7 @@ int gateway_run(const gateway_opts_t *opts)
     }
     /* drain: no new connections; the calls in flight finish (and are
        answered) for up to S_DRAIN_MS, then the rest are cut */
+    atomic_store(&gw->stopping, true); /* the event streams end */
     MHD_socket lfd = MHD_quiesce_daemon(mhd);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
@@ -1570,6 +2126,7 @@ done:
     for (int i = 0; i < S_POOL; i++)
         bus_client_destroy(&gw->pool[i]);
     keys_free(&gw->keys);
+    metrics_destroy(&gw->metrics); /* removes the address file */
     while (gw->idem) {
         s_idem_t *e = gw->idem;
         gw->idem = e->next;

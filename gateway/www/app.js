@@ -6,11 +6,13 @@
 // Events drive the page: a step event updates that task's steps at once,
 // spend.commit and task events schedule a refresh of the spend or task
 // list (at most one request in flight per kind), alert.* go to the alert
-// list. A slow poll (every 10 s) covers events missed while disconnected.
+// list. A slow poll (every 10 s; ?poll=SECONDS, 0 = none) covers events
+// missed while disconnected.
 // Every text that came from the server is set with textContent.
 "use strict";
 
-const POLL_MS = 10000;
+const POLL_S = Number(new URLSearchParams(location.search).get("poll") ?? 10);
+const POLL_MS = Number.isFinite(POLL_S) && POLL_S >= 0 ? POLL_S * 1000 : 10000;
 const MAX_TASKS = 12;
 const MAX_ALERTS = 50;
 const MAX_POINTS = 720;
@@ -274,6 +276,6 @@ function connect() {
 window.addEventListener("resize", drawChart);
 refresh("spend", loadSpend);
 refresh("tasks", loadTasks);
-setInterval(() => { refresh("spend", loadSpend); refresh("tasks", loadTasks); }, POLL_MS);
+if (POLL_MS > 0) setInterval(() => { refresh("spend", loadSpend); refresh("tasks", loadTasks); }, POLL_MS);
 setInterval(() => { for (const v of state.tasks.values()) if (v.state === "running") renderTask(v); }, 1000);
 connect();

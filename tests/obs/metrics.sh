@@ -8,7 +8,10 @@
 # the test server's log; (4) no series is labelled by task; (5) every metric
 # named in contrib/grafana/emads.json and contrib/prometheus/emads-rules.yml
 # is exported by some endpoint; (6) provider errors are counted by HTTP code
-# and denials by account kind and dimension.
+# and denials by account kind and dimension. The gateway is among the
+# endpoints: one call through it is in the ledger's spend, and its own
+# counters equal that call's charge; one call over a key's budget is
+# counted as a denial by account kind and dimension.
 . "$(dirname "$0")/../e2e/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 : "${EMADS_SRC:?EMADS_SRC must name the source tree}"
@@ -19,6 +22,23 @@ ctl up >/dev/null
 ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk." \
     >"$E2E_TMP/task.json" || fail "LLM task failed"
 task=$(json 'd["task"]' <"$E2E_TMP/task.json")
+# one call through the gateway (charged to cto_agent in task gw-obs), and
+# one refused: a key whose whole budget is below the prompt's cost
+GW=$(cat "$E2E_RUN/gateway.addr")
+KEY=$(ctl keys issue obs --for cto_agent)
+KEY_POOR=$(ctl keys issue poor --for cto_agent --max-cost-usd 0.000001)
+gw_call() { # gw_call KEY [HEADER] -> status
+    curl -s -o "$E2E_TMP/gw.json" -w '%{http_code}' "http://$GW/v1/chat/completions" \
+        -H "Authorization: Bearer $1" -H 'Content-Type: application/json' ${2:+-H "$2"} \
+        -d '{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}'
+}
+[ "$(gw_call "$KEY" 'x-emads-task: gw-obs')" = 200 ] || fail "gateway call failed: $(cat "$E2E_TMP/gw.json")"
+[ "$(gw_call "$KEY_POOR")" = 429 ] || fail "a call over the key's budget was not refused: $(cat "$E2E_TMP/gw.json")"
+for _ in $(seq 1 50); do # the gateway commits after the response
+    [ "$(ctl --json spend --task gw-obs | json 'd["total"]["held"]["tokens"]')" = 0 ] && break
+    sleep 0.1
+done
+ctl --json spend --task gw-obs >"$E2E_TMP/gwspend.json" || fail "spend --task gw-obs failed"
 ctl --json status >"$E2E_TMP/status.json" || fail "status failed"
 ctl --json spend >"$E2E_TMP/spend.json" || fail "spend failed"
 
@@ -73,15 +93,32 @@ for dim, (name, scale) in units.items():
         g = total(name, agent=a["name"]) * scale
         if g != a["used"][dim]:
             bad.append(f"{name}{{agent={a['name']}}} = {g} {dim}, the ledger says {a['used'][dim]}")
+gwspend = json.load(open(tmp + "/gwspend.json"))["total"]["used"]
+if gwspend["cost_uusd"] <= 0:
+    bad.append("the gateway call was not charged")
 for dim, unit in (("tokens", ("emads_task_spend_tokens_total", 1)), ("cost_uusd", ("emads_task_spend_usd_total", 1000000))):
     got = total(unit[0], **{"class": "analysis"}) * unit[1]
-    if got != spend["total"]["used"][dim]:
-        bad.append(f"{unit[0]}{{class=analysis}} = {got} {dim}, the ledger says {spend['total']['used'][dim]}")
+    want = spend["total"]["used"][dim] - gwspend[dim]  # the orchestrator's task: all but the gateway's
+    if got != want:
+        bad.append(f"{unit[0]}{{class=analysis}} = {got} {dim}, the ledger says {want}")
+# the gateway's own counters: its call's charge, to the micro-dollar
+if total("emads_gateway_usd_total", key="obs", model="gpt-4o-mini") * 1000000 != gwspend["cost_uusd"]:
+    bad.append(f"emads_gateway_usd_total{{key=obs}} = {total('emads_gateway_usd_total', key='obs')}, the ledger says {gwspend['cost_uusd']} uUSD")
+if total("emads_gateway_tokens_total", key="obs") != gwspend["tokens"]:
+    bad.append(f"emads_gateway_tokens_total{{key=obs}} = {total('emads_gateway_tokens_total', key='obs')}, the ledger says {gwspend['tokens']}")
+if total("emads_gateway_calls_total", key="obs", principal="cto_agent", model="gpt-4o-mini", outcome="ok") != 1:
+    bad.append("emads_gateway_calls_total{key=obs,outcome=ok} is not 1")
+if total("emads_gateway_calls_total", key="poor", outcome="denied") != 1:
+    bad.append("emads_gateway_calls_total{key=poor,outcome=denied} is not 1")
+if total("emads_gateway_denials_total", account="task", dimension="cost_uusd") != 1:
+    bad.append("emads_gateway_denials_total{account=task,dimension=cost_uusd} is not 1")
+if total("emads_gateway_added_latency_seconds_count") != 1:
+    bad.append("emads_gateway_added_latency_seconds_count is not 1 (one call forwarded)")
 if spend["total"]["used"]["cost_uusd"] <= 0:
     bad.append("the LLM task spent nothing: the comparison proves little")
 if total("emads_tasks_total", state="done") != 1:
     bad.append(f"emads_tasks_total{{state=done}} = {total('emads_tasks_total', state='done')}, want 1")
-calls = sum(1 for l in open(tmp + "/llm.log") if json.loads(l)["status"] == 200)
+calls = sum(1 for l in open(tmp + "/llm.log") if json.loads(l)["status"] == 200) - 1  # one was the gateway's
 if total("emads_llm_calls_total", outcome="ok") != calls:
     bad.append(f"emads_llm_calls_total{{outcome=ok}} = {total('emads_llm_calls_total', outcome='ok')}, the server answered {calls}")
 if total("emads_llm_tokens_total") != 2000 * calls:

@@ -1,0 +1,60 @@
+/*  views.h - the JSON views of the services' replies that both `emadsctl
+    --json` and the dashboard API (docs/API.md) print, so the two agree by
+    construction: an ev tree as JSON, and the spend table (ledger accounts
+    summed per agent, in total and globally).
+
+    The spend view asks the ledger through a callback, so it runs over
+    emadsctl's connection as well as the gateway's pool of bus clients.
+*/
+#ifndef GATEWAY_VIEWS_H_INCLUDED
+#define GATEWAY_VIEWS_H_INCLUDED
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/config.h"
+#include "proto/ev.h"
+#include "proto/proto.h"
+
+/* ev value as a new jansson value (maps keep their order; binary becomes
+   "<N bytes>"). The one ev -> JSON renderer of --json outputs and the API. */
+json_t *view_ev_json(const ev_t *v);
+
+/* The orchestrator's `tasks` request: the newest limit tasks, of one state
+   (NULL: any), policy-training tasks too when all. */
+ev_t *view_tasks_request(int64_t limit, const char *state, bool all);
+
+/* One ledger request: takes *body_p, returns the reply (caller owns), or
+   NULL when the request failed (the callback reports or keeps the error).
+   must is false for requests whose failure the view tolerates. */
+typedef ev_t *(view_call_fn)(void *ctx, ev_t **body_p, bool must);
+
+typedef struct {
+    char name[PROTO_MAX_NAME + 1];
+    proto_amounts_t used, held, limit;
+    int tasks;
+} view_row_t;
+
+typedef struct {
+    view_row_t agents[CFG_MAX_AGENTS];
+    int n_agents;
+    view_row_t total, global;
+    bool has_global;
+    bool task_seen; /* with a task: the ledger has its task account */
+} view_spend_t;
+
+/* The spend of one task (task != NULL) or of every task the ledger knows
+   (see `emadsctl spend --help`). 0, -1 when a request failed, -2 for a
+   task the ledger does not know. */
+int view_spend(const cfg_t *cfg, const char *task, view_call_fn *call, void *ctx,
+               view_spend_t *out);
+/* Most used fraction (in %) of a row's limited dimensions, -1 if none. */
+double view_pct(const view_row_t *r);
+/* {"task", "agents": [...], "total", "global"} as `emadsctl --json spend`. */
+json_t *view_spend_json(const view_spend_t *s, const char *task);
+/* The limits a task's accounts went past, from the ledger's spend reply
+   for that task: [{"account": "task" | agent, "dimension", "used", "limit",
+   "pct" | null}], as `emadsctl --json result` adds them. */
+json_t *view_overruns(const ev_t *spend_reply);
+
+#endif
