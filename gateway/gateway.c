@@ -2006,8 +2006,10 @@ int gateway_run(const gateway_opts_t *opts)
         log_error("gateway.listen: cannot use '%s' (HOST:PORT with an IPv4 address)", listen);
         goto done;
     }
+    /* poll(), not select(): select cannot watch a descriptor above 1023,
+       and a busy gateway holds more (upstream calls, bus sockets) */
     mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                               MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                               MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
                            0, NULL, NULL, s_handler, gw, MHD_OPTION_SOCK_ADDR, &sa,
                            MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
