@@ -185,7 +185,9 @@ static const proto_field_t f_task_status[] = {
     TIME("updated_ms", true, "last change, ms since the epoch"),
     F_ARRAY("steps", true, "[step_state]"),
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
-    F_ARRAY("degraded", false, "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or another model (tight budget, provider down)"),
+    F_ARRAY("degraded", false,
+            "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
+            "another model (tight budget, provider down)"),
     F_END};
 
 static const proto_field_t f_result[] = {TASK(true), F_END};
@@ -198,7 +200,9 @@ static const proto_field_t f_task_result[] = {
     F_MAP("output", true, "structured output of the final step"),
     F_ARRAY("steps", true, "[step_state]"),
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
-    F_ARRAY("degraded", false, "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or another model (tight budget, provider down)"),
+    F_ARRAY("degraded", false,
+            "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
+            "another model (tight budget, provider down)"),
     F_END};
 
 static const proto_field_t f_cancel[] = {REQUEST_ID, TASK(true), F_END};
@@ -230,7 +234,9 @@ static const proto_field_t f_plan_reply[] = {
     F_AMOUNTS("total", true, "estimated total spend"),
     F_ARRAY("steps", true, "[{step, agent, path, model?, tool?, est (amounts), quality}]"),
     F_ARRAY("alternatives", true, "[{quality, total, steps}], best first"),
-    F_ARRAY("not_planned", false, "[{agent, provider, why}]: LLM options left out because the agent reported the provider unusable"),
+    F_ARRAY("not_planned", false,
+            "[{agent, provider, why}]: LLM options left out because the agent reported the "
+            "provider unusable"),
     F_ENUM("scores", false, s_scores, "step scores from the learned policy or the prior"),
     F_INT("policy_version", false, 0, TIME_MAX, "version of the policy that scored the plan"),
     F_END};
@@ -299,7 +305,8 @@ static const proto_field_t f_step_result[] = {
     F_ID("hold_id", false, "ledger hold that paid for the step"),
     F_MAP("error", false, "{code, reason} when status is denied or error"),
     F_STR("served_model", false, 1, MODEL_MAX, "llm: the model name the provider answered with"),
-    F_STR("finish_reason", false, 1, PROTO_MAX_NAME, "llm: the provider's finish_reason or stop_reason"),
+    F_STR("finish_reason", false, 1, PROTO_MAX_NAME,
+          "llm: the provider's finish_reason or stop_reason"),
     F_ARRAY("providers", false, "the agent's providers as in providers_reply"),
     F_END};
 
@@ -307,7 +314,9 @@ static const proto_field_t f_providers[] = {F_END};
 
 static const proto_field_t f_providers_reply[] = {
     F_NAME("agent", true, "agent that answered"),
-    F_ARRAY("providers", true, "[{provider, kind, usable (bool), key (bool: API key present or none needed), last (ok, none, unreachable, down, rejected, timeout), why}]"),
+    F_ARRAY("providers", true,
+            "[{provider, kind, usable (bool), key (bool: API key present or none needed), last "
+            "(ok, none, unreachable, down, rejected, timeout), why}]"),
     F_END};
 
 /* ---- any service -------------------------------------------------------- */
