@@ -1209,7 +1209,8 @@ static void s_planner(s_ctx_t *ctx, const yaml_node_t *root)
 static void s_provider(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
 {
     static const char *const keys[] = {"kind",        "base_url",           "api_key_env",
-                                       "max_retries", "max_response_bytes", NULL};
+                                       "max_retries", "max_response_bytes", "replan_on_refusal",
+                                       NULL};
     cfg_t *cfg = ctx->cfg;
     cfg_provider_t *p = &cfg->providers[cfg->n_providers++];
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -1244,6 +1245,7 @@ static void s_provider(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v,
     }
     s_read_intv(ctx, v, path, "max_retries", false, 0, 10, &p->max_retries);
     s_read_int(ctx, v, path, "max_response_bytes", false, 1, S_BYTES_MAX, &p->max_response_bytes);
+    s_read_bool(ctx, v, path, "replan_on_refusal", false, &p->replan_on_refusal);
     (void)line;
 }
 

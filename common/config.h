@@ -66,6 +66,9 @@ typedef struct {
     char api_key_env[64];       /* name of the env var holding the key; "" = none */
     int64_t max_response_bytes; /* default 1 MiB */
     int max_retries;            /* default 3 */
+    bool replan_on_refusal;     /* a model's refusal is a failed attempt, re-planned
+                                   (another model or path) instead of failing
+                                   the task; default false */
 } cfg_provider_t;
 
 typedef struct {

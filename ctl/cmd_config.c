@@ -339,10 +339,11 @@ static json_t *s_json(const ctl_opts_t *opts, const cfg_t *cfg)
     for (int i = 0; i < cfg->n_providers; i++) {
         const cfg_provider_t *p = &cfg->providers[i];
         json_array_append_new(
-            providers, json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "name", p->name, "kind",
+            providers, json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:b}", "name", p->name, "kind",
                                  cfg_provider_kind_name(p->kind), "base_url", p->base_url,
                                  "api_key_env", p->api_key_env, "max_retries", p->max_retries,
-                                 "max_response_bytes", (json_int_t)p->max_response_bytes));
+                                 "max_response_bytes", (json_int_t)p->max_response_bytes,
+                                 "replan_on_refusal", p->replan_on_refusal));
     }
     json_object_set_new(root, "providers", providers);
 

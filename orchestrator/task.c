@@ -12,7 +12,8 @@
     option is excluded and the step re-planned, at most TASK_MAX_ATTEMPTS
     attempts; provider_rejected or refused (the provider turned the call
     down, or the model refused) -> the task fails at once with the
-    provider's message. worker_lost (the bus lost the agent mid-step) ->
+    provider's message (a refusal on a provider with replan_on_refusal is
+    an ordinary error instead). worker_lost (the bus lost the agent mid-step) ->
     retried once on another worker if the budget allows, else the task
     fails with it.
 
@@ -180,6 +181,14 @@ static const char *s_agent_name(const cfg_t *cfg, const task_t *t, int i)
 static const char *s_class_name(const cfg_t *cfg, const task_t *t)
 {
     return t->cls >= 0 ? cfg->classes[t->cls].name : "default";
+}
+
+/* True when model (a name from a step result) belongs to a provider whose
+   config says a refusal is re-planned rather than the task's end. */
+static bool s_replans_refusal(const cfg_t *cfg, const char *model)
+{
+    int m = cfg_model_index(cfg, model);
+    return m >= 0 && cfg->providers[cfg->models[m].provider].replan_on_refusal;
 }
 
 /* m.error = {code, reason} of step s, when it has an error. */
@@ -1382,9 +1391,11 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
             s->banned |= 1u << s->option;
         s_step_end(e, t, i, ORCH_STEP_FAILED);
         /* the provider rejected the call (bad request, key, model) or the
-           model refused: another model or the local path would hide it */
-        if (t->end == TASK_END_NONE && (strcmp(s->err_code, PROTO_E_PROVIDER_REJECTED) == 0 ||
-                                        strcmp(s->err_code, PROTO_E_REFUSED) == 0)) {
+           model refused: another model or the local path would hide it,
+           unless the provider's config asks for a re-plan on a refusal */
+        if (t->end == TASK_END_NONE &&
+            (strcmp(s->err_code, PROTO_E_PROVIDER_REJECTED) == 0 ||
+             (strcmp(s->err_code, PROTO_E_REFUSED) == 0 && !s_replans_refusal(e->cfg, s->model)))) {
             s_finish(e, t, TASK_END_FAILED, "step %s: %s: %s", cst->name, s->err_code,
                      s->err_reason);
             return;

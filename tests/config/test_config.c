@@ -315,6 +315,7 @@ Test(config, minimal_config_loads_with_defaults)
     cr_expect_eq(cfg->models[0].context_tokens, 8192);
     cr_expect_eq(cfg->tools[0].timeout_ms, 5000);
     cr_expect_eq(cfg->providers[0].max_retries, 3);
+    cr_expect_not(cfg->providers[0].replan_on_refusal, "a refusal fails the task by default");
     cr_expect_str_eq(cfg->global_period, "");
     /* derived cost: 600 in at 1.00 + 400 out at 2.00 per 1M = 1400 micro-USD */
     cr_expect_eq(cfg->workflows[0].steps[0].options[0].est.v[DIM_COST_UUSD], 1400);
@@ -324,6 +325,23 @@ Test(config, minimal_config_loads_with_defaults)
 }
 
 /* ---- each class of bad input -------------------------------------------- */
+
+Test(config, replan_on_refusal)
+{
+    char *y = s_edit(s_main, "p: {base_url: \"http://127.0.0.1:1/v1\"}",
+                     "p: {base_url: \"http://127.0.0.1:1/v1\", replan_on_refusal: true}");
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(y, s_budgets, &errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect(cfg->providers[0].replan_on_refusal);
+    cfg_destroy(&cfg);
+    free(y);
+    y = s_edit(s_main, "p: {base_url: \"http://127.0.0.1:1/v1\"}",
+               "p: {base_url: \"http://127.0.0.1:1/v1\", replan_on_refusal: 1}");
+    s_expect_error(y, s_budgets, "emads.yaml", 5, "providers.p.replan_on_refusal", "");
+    free(y);
+}
 
 Test(config, unknown_key)
 {

@@ -200,6 +200,29 @@ static void s_result(task_t *t, int i, const char *status, int64_t cost)
     ev_destroy(&b);
 }
 
+/* Step i failed on model with error code (an llm attempt). */
+static void s_result_error(task_t *t, int i, const char *code, const char *model)
+{
+    s_apply();
+    ev_t *b = proto_body("step_result");
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
+    ev_set_str(b, "status", "error");
+    ev_set_str(b, "path", "llm");
+    ev_set_str(b, "model", model);
+    ev_set_str(b, "why", "test");
+    ev_set_map(b, "output");
+    proto_amounts_t act = {{120, 40, 0, 900}};
+    proto_set_amounts(b, "actual", &act);
+    ev_set_str(b, "measured", "provider");
+    ev_t *err = ev_set_map(b, "error");
+    ev_set_str(err, "code", code);
+    ev_set_str(err, "reason", "the model refused: I cannot help with that");
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+}
+
 /* A bus error instead of step i's result. */
 static void s_step_bus_error(task_t *t, int i, const char *code)
 {
@@ -488,6 +511,38 @@ Test(task, denied_three_times_is_budget_exhausted)
     cr_expect_eq(denials, TASK_MAX_ATTEMPTS);
     cr_expect_eq(t->end, TASK_END_BUDGET_EXHAUSTED);
     cr_expect(strstr(t->reason, "denied 3 times") != NULL, "%s", t->reason);
+    task_destroy(&t);
+}
+
+Test(task, refusal_fails_the_task_unless_the_provider_replans_it)
+{
+    /* default: a refusal ends the task failed, with the provider's text */
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_result_error(t, i, PROTO_E_REFUSED, "gpt-4o");
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_FAILED);
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    cr_expect(strstr(t->reason, "I cannot help with that") != NULL, "%s", t->reason);
+    task_destroy(&t);
+
+    /* replan_on_refusal: a failed attempt, re-planned without that option */
+    int m = cfg_model_index(s_cfg, "gpt-4o");
+    cr_assert(m >= 0);
+    s_cfg->providers[s_cfg->models[m].provider].replan_on_refusal = true;
+    t = s_running();
+    i = s_first_running(t);
+    int opt = t->steps[i].option;
+    s_result_error(t, i, PROTO_E_REFUSED, "gpt-4o");
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_FAILED);
+    cr_expect_eq(t->end, TASK_END_NONE, "the task goes on: %s", t->reason);
+    cr_expect(t->steps[i].banned & (1u << opt));
+    cr_expect_str_eq(s_ledger_type(), "spend", "re-planning asks the ledger first");
+    /* a rejected call still ends the task, whatever the setting */
+    task_destroy(&t);
+    t = s_running();
+    i = s_first_running(t);
+    s_result_error(t, i, PROTO_E_PROVIDER_REJECTED, "gpt-4o");
+    cr_expect_eq(t->end, TASK_END_FAILED);
     task_destroy(&t);
 }
 
