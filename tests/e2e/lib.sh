@@ -106,6 +106,26 @@ wait_workers() {
     echo "$w"
 }
 
+# e2e_slow_research FILE: make the research step of config FILE slow (its
+# tool sleeps 1.5 s, with the timeout and latency estimates raised to
+# match), so that a test can kill a process while the step runs. Fails the
+# test when an edit does not match.
+e2e_slow_research() {
+    python3 - "$1" <<'PY' || fail "the slow-tool edit of $1 did not match (above)"
+import sys
+p = sys.argv[1]; s = open(p).read()
+def sub(s, old, new):
+    assert old in s, "%s: no %r" % (p, old)
+    return s.replace(old, new)
+s = sub(s, 'command: [emads-kb-search, --dir, "{knowledge_dir}"]',
+        'command: [sh, -c, "sleep 1.5; echo slow notes"]')
+s = sub(s, 'timeout_ms: 2000', 'timeout_ms: 4000')
+s = sub(s, 'tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_ms: 3000, tool_calls: 1')
+s = sub(s, 'tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
+open(p, 'w').write(s)
+PY
+}
+
 # e2e_llm_server ARGS... : start the OpenAI-compatible test server
 # (emads-test-llm) with ARGS, logging its requests to $E2E_TMP/llm.log; point
 # the config's provider at it and export the API key the daemons inherit

@@ -7,19 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 Y="$E2E_CFG/emads.yaml"
 # A slow research tool (1.5 s), so the kill lands while it runs.
-python3 - "$Y" <<'PY' || fail "the slow-tool edit of $Y did not match (above)"
-import re, sys
-p = sys.argv[1]; s = open(p).read()
-def sub(s, old, new):
-    assert old in s, "%s: no %r" % (p, old)
-    return s.replace(old, new)
-s = sub(s, 'command: [emads-kb-search, --dir, "{knowledge_dir}"]',
-        'command: [sh, -c, "sleep 1.5; echo slow notes"]')
-s = sub(s, 'timeout_ms: 2000', 'timeout_ms: 4000')
-s = sub(s, 'tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_ms: 3000, tool_calls: 1')
-s = sub(s, 'tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
-open(p, 'w').write(s)
-PY
+e2e_slow_research "$Y"
 # With the test LLM server (1.5 s per answer), a second round kills the
 # orchestrator after research finished, while the analyses run.
 llm=false
