@@ -157,44 +157,17 @@ double agent_cost_ratio(const ev_t *spend_reply, const char *agent)
 void agent_hold(const cfg_t *cfg, const agent_choice_t *choice, const proto_amounts_t *est,
                 int64_t prompt_tokens, proto_amounts_t *hold)
 {
-    memset(hold, 0, sizeof *hold);
-    int64_t lat = est->v[DIM_LATENCY_MS];
-    switch (choice->path) {
-    case PATH_LLM: {
-        const cfg_model_t *m = &cfg->models[choice->model];
-        int64_t tokens = est->v[DIM_TOKENS] > 0 ? est->v[DIM_TOKENS] : 0;
-        int64_t out = tokens - prompt_tokens;
-        if (out < 0)
-            out = 0;
-        hold->v[DIM_TOKENS] = tokens;
-        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : 30000;
-        hold->v[DIM_COST_UUSD] =
-            cfg_model_cost(m, prompt_tokens < tokens ? prompt_tokens : tokens, out);
-        break;
-    }
-    case PATH_LOCAL:
-        hold->v[DIM_LATENCY_MS] =
-            (lat > 0 && lat < AGENT_LOCAL_HOLD_MS) ? lat : AGENT_LOCAL_HOLD_MS;
-        break;
-    case PATH_TOOL: {
-        int64_t t = 5000;
-        if (choice->tool >= 0 && choice->tool < cfg->n_tools &&
-            cfg->tools[choice->tool].timeout_ms > 0)
-            t = cfg->tools[choice->tool].timeout_ms;
-        hold->v[DIM_TOOL_CALLS] = 1;
-        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : t;
-        if (choice->model >= 0 && choice->model < cfg->n_models && est->v[DIM_TOKENS] > 0) {
-            /* the summary's prompt holds the tool output, unknown yet: hold
-               the dearer of all-input and all-output for its tokens */
-            const cfg_model_t *m = &cfg->models[choice->model];
-            int64_t tokens = est->v[DIM_TOKENS];
-            int64_t in = cfg_model_cost(m, tokens, 0), out = cfg_model_cost(m, 0, tokens);
-            hold->v[DIM_TOKENS] = tokens;
-            hold->v[DIM_COST_UUSD] = in > out ? in : out;
-        }
-        break;
-    }
-    }
+    hold_step_t s = {
+        .path = choice->path,
+        .model = choice->model,
+        .alt_model = -1, /* the choice is made */
+        .tool = choice->tool,
+        .est_tokens = est->v[DIM_TOKENS],
+        .est_latency_ms = est->v[DIM_LATENCY_MS],
+        /* the summary's prompt holds the tool output, unknown yet */
+        .prompt_tokens = choice->path == PATH_LLM ? prompt_tokens : -1,
+    };
+    hold_step(cfg, &s, hold);
 }
 
 int64_t agent_max_tokens(const cfg_model_t *model, int64_t hold_tokens, int64_t prompt_tokens)

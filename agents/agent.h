@@ -29,6 +29,7 @@
 #include "agents/llm.h"
 #include "agents/role.h"
 #include "common/config.h"
+#include "common/hold.h"
 #include "common/metrics.h"
 #include "proto/proto.h"
 
@@ -37,8 +38,9 @@
 #define AGENT_MEASURED_ESTIMATED  "estimated"  /* tokens estimated: the provider sent no usage */
 #define AGENT_MEASURED_WHOLE_HOLD "whole_hold" /* outcome unknown: the whole hold is charged */
 
-/* Latency reserved for a local step, ms (less when the option says less). */
-#define AGENT_LOCAL_HOLD_MS 500
+/* Latency reserved for a local step, ms (less when the option says less):
+   the hold rule's (common/hold.h). */
+#define AGENT_LOCAL_HOLD_MS HOLD_LOCAL_MS
 /* Fewest output tokens worth an LLM call; a smaller hold runs locally. */
 #define AGENT_MIN_OUTPUT_TOKENS 16
 
@@ -73,7 +75,9 @@ double agent_cost_ratio(const ev_t *spend_reply, const char *agent);
    prompt_tokens in and (tokens - prompt_tokens) out. For local, latency =
    min(est, AGENT_LOCAL_HOLD_MS) and nothing else. For tool, one tool call
    and the latency (est, else the tool's timeout), plus, with a summary
-   model, est tokens at the dearer of the model's two prices. */
+   model, est tokens at the dearer of the model's two prices. The rule is
+   hold_step (common/hold.h); with no latency estimate an LLM call holds
+   HOLD_LLM_MS, a tool without a timeout HOLD_TOOL_MS. */
 void agent_hold(const cfg_t *cfg, const agent_choice_t *choice, const proto_amounts_t *est,
                 int64_t prompt_tokens, proto_amounts_t *hold);
 

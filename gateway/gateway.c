@@ -42,6 +42,7 @@
 #include "agents/tokens.h"
 #include "gateway/assets.h"
 #include "bus/bus.h"
+#include "common/hold.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "gateway/keys.h"
@@ -594,10 +595,9 @@ static void s_remaining(s_call_t *k)
 
 static void s_hold_amounts(s_call_t *k, int64_t prompt, bool tools)
 {
-    k->hold.v[DIM_TOKENS] = prompt + k->out_limit;
+    hold_call(k->model, prompt, k->out_limit, &k->hold); /* tokens and cost */
     k->hold.v[DIM_LATENCY_MS] = 0;
     k->hold.v[DIM_TOOL_CALLS] = tools ? 1 : 0;
-    k->hold.v[DIM_COST_UUSD] = cfg_model_cost(k->model, prompt, k->out_limit);
 }
 
 /* Reserve the worst case, clamping the output limit to what the budget

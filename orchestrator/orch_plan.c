@@ -49,60 +49,19 @@ static int64_t s_max(int64_t a, int64_t b)
     return a > b ? a : b;
 }
 
-/* The dearest an agent can pay for `tokens` tokens of model m (and of the
-   agent's small model, which it may switch to when its cost ratio is low):
-   every token at the higher of the input and output price. For any prompt
-   size p this bounds cfg_model_cost(m, p, tokens - p), which is what an
-   agent reserves for an LLM call. */
-static int64_t s_worst_cost(const cfg_t *cfg, const cfg_agent_t *ag, int model, int64_t tokens)
-{
-    int64_t worst = 0;
-    int cand[2] = {model, ag ? ag->small_model : -1};
-    for (int c = 0; c < 2; c++) {
-        if (cand[c] < 0 || cand[c] >= cfg->n_models)
-            continue;
-        const cfg_model_t *m = &cfg->models[cand[c]];
-        worst = s_max(worst, s_max(cfg_model_cost(m, tokens, 0), cfg_model_cost(m, 0, tokens)));
-    }
-    return worst;
-}
-
 void orch_plan_hold(const cfg_t *cfg, int agent, const cfg_option_t *co, proto_amounts_t *hold)
 {
-    memset(hold, 0, sizeof *hold);
     const cfg_agent_t *ag = agent >= 0 && agent < cfg->n_agents ? &cfg->agents[agent] : NULL;
-    int64_t lat = co->est.v[DIM_LATENCY_MS];
-    int64_t tokens = co->est.v[DIM_TOKENS] > 0 ? co->est.v[DIM_TOKENS] : 0;
-    switch (co->path) {
-    case PATH_LLM: {
-        int model = co->model >= 0 ? co->model : ag ? ag->model : -1;
-        if (model < 0 || model >= cfg->n_models) { /* the agent runs it locally */
-            hold->v[DIM_LATENCY_MS] =
-                lat > 0 && lat < ORCH_PLAN_LOCAL_HOLD_MS ? lat : ORCH_PLAN_LOCAL_HOLD_MS;
-            break;
-        }
-        hold->v[DIM_TOKENS] = tokens;
-        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : ORCH_PLAN_LLM_HOLD_MS;
-        hold->v[DIM_COST_UUSD] = s_worst_cost(cfg, ag, model, tokens);
-        break;
-    }
-    case PATH_LOCAL:
-        hold->v[DIM_LATENCY_MS] =
-            lat > 0 && lat < ORCH_PLAN_LOCAL_HOLD_MS ? lat : ORCH_PLAN_LOCAL_HOLD_MS;
-        break;
-    case PATH_TOOL: {
-        int64_t t = ORCH_PLAN_TOOL_HOLD_MS;
-        if (co->tool >= 0 && co->tool < cfg->n_tools && cfg->tools[co->tool].timeout_ms > 0)
-            t = cfg->tools[co->tool].timeout_ms;
-        hold->v[DIM_TOOL_CALLS] = 1;
-        hold->v[DIM_LATENCY_MS] = lat > 0 ? lat : t;
-        if (co->model >= 0 && co->model < cfg->n_models && tokens > 0) {
-            hold->v[DIM_TOKENS] = tokens;
-            hold->v[DIM_COST_UUSD] = s_worst_cost(cfg, ag, co->model, tokens);
-        }
-        break;
-    }
-    }
+    hold_step_t s = {
+        .path = co->path,
+        .model = co->path == PATH_LLM && co->model < 0 && ag ? ag->model : co->model,
+        .alt_model = ag ? ag->small_model : -1, /* the agent may switch to it */
+        .tool = co->tool,
+        .est_tokens = co->est.v[DIM_TOKENS],
+        .est_latency_ms = co->est.v[DIM_LATENCY_MS],
+        .prompt_tokens = -1, /* the agent measures it later */
+    };
+    hold_step(cfg, &s, hold);
 }
 
 void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_t *steps, int n,

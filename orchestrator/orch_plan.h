@@ -34,6 +34,7 @@
 #include <stdbool.h>
 
 #include "common/config.h"
+#include "common/hold.h"
 #include "orchestrator/planner.h"
 #include "proto/ev.h"
 
@@ -85,11 +86,11 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf, const orch_step_view_t 
 /* Set r->ratio and r->tight from r->task and r->limit_cost. */
 void orch_tightness(const cfg_t *cfg, orch_remaining_t *r);
 
-/* What an agent holds when it has no latency estimate (as agents/agent.c:
-   LLM 30 s, a tool its timeout or 5 s, the local path at most 500 ms). */
-#define ORCH_PLAN_LLM_HOLD_MS   30000
-#define ORCH_PLAN_TOOL_HOLD_MS  5000
-#define ORCH_PLAN_LOCAL_HOLD_MS 500
+/* What an agent holds when it has no latency estimate: the hold rule's
+   defaults (common/hold.h). */
+#define ORCH_PLAN_LLM_HOLD_MS   HOLD_LLM_MS
+#define ORCH_PLAN_TOOL_HOLD_MS  HOLD_TOOL_MS
+#define ORCH_PLAN_LOCAL_HOLD_MS HOLD_LOCAL_MS
 
 /* The amounts the agent of a step (cfg agent index) reserves at most for
    configured option co, sent to it as the step's option: tokens, the
@@ -97,7 +98,8 @@ void orch_tightness(const cfg_t *cfg, orch_remaining_t *r);
    call for the tool path; cost, the token budget at the dearer of the
    model's input and output prices (of the option's model and of the
    agent's small model), which bounds what the agent reserves for any prompt
-   size. The local path holds no money and at most 500 ms. */
+   size. The local path holds no money and at most 500 ms. The rule is
+   hold_step (common/hold.h), with the prompt not known yet. */
 void orch_plan_hold(const cfg_t *cfg, int agent, const cfg_option_t *co, proto_amounts_t *hold);
 
 typedef struct {

@@ -719,6 +719,52 @@ int planner_beam(const planner_problem_t *self, const planner_opts_t *opts,
     return s_solve(self, opts, result, PLANNER_BEAM);
 }
 
+/* ---- feasibility of a partial plan --------------------------------------- */
+
+static bool s_over(int64_t used, int64_t limit)
+{
+    return limit >= 0 && used > limit;
+}
+
+bool planner_partial_fits(const planner_partial_t *p)
+{
+    if (!p || p->n_steps < 0 || p->n_steps > PLANNER_MAX_STEPS || p->n_agents < 0 ||
+        p->n_agents > PLANNER_MAX_AGENTS)
+        return false;
+    int64_t agent_sum[PLANNER_MAX_AGENTS][PLANNER_DIMS];
+    int64_t task_sum[PLANNER_DIMS] = {0};
+    int64_t finish[PLANNER_MAX_STEPS];
+    int64_t critical = 0;
+    memset(agent_sum, 0, sizeof agent_sum);
+    for (int s = 0; s < p->n_steps; s++) {
+        int a = p->agent[s];
+        if (a < 0 || a >= p->n_agents)
+            return false;
+        for (int d = 0; d < PLANNER_DIMS; d++) {
+            agent_sum[a][d] += p->use[s][d];
+            task_sum[d] += p->use[s][d];
+        }
+        int64_t start = 0;
+        for (int i = 0; i < p->n_needs[s]; i++) {
+            int n = p->needs[s][i];
+            if (n >= 0 && n < s && finish[n] > start)
+                start = finish[n];
+        }
+        finish[s] = start + p->use[s][PLANNER_LATENCY_MS];
+        if (finish[s] > critical)
+            critical = finish[s];
+    }
+    task_sum[PLANNER_LATENCY_MS] = critical;
+    for (int d = 0; d < PLANNER_DIMS; d++) {
+        if (s_over(task_sum[d], p->task_limit[d]))
+            return false;
+        for (int a = 0; a < p->n_agents; a++)
+            if (s_over(agent_sum[a][d], p->agent_limit[a][d]))
+                return false;
+    }
+    return true;
+}
+
 /* ---- estimate correction ------------------------------------------------ */
 
 int64_t planner_blend(int64_t estimate, double mean, int64_t count, double prior_weight)

@@ -207,6 +207,32 @@ int planner_exact(const planner_problem_t *self, const planner_opts_t *opts,
 int planner_beam(const planner_problem_t *self, const planner_opts_t *opts,
                  planner_result_t *result);
 
+/* ---- feasibility of a partial plan --------------------------------------- */
+
+/* A partial plan as the feasibility check sees it: per step its agent, the
+   earlier steps it needs, and the amounts it uses - the chosen option's for
+   a fixed step, for a step still open the least of its remaining options in
+   each dimension (so a plan that could still fit is never rejected). */
+typedef struct {
+    int n_steps;                                /* <= PLANNER_MAX_STEPS */
+    int n_agents;                               /* <= PLANNER_MAX_AGENTS */
+    const int *agent;                           /* [n_steps], 0..n_agents-1 */
+    const int *n_needs;                         /* [n_steps] */
+    const int (*needs)[PLANNER_MAX_STEPS];      /* [n_steps][n_needs[s]]: earlier steps */
+    const int64_t (*use)[PLANNER_DIMS];         /* [n_steps], >= 0 */
+    const int64_t (*agent_limit)[PLANNER_DIMS]; /* [n_agents], -1 unlimited */
+    const int64_t *task_limit;                  /* [PLANNER_DIMS], -1 unlimited */
+} planner_partial_t;
+
+/* True when the partial plan fits: every agent's sum of every dimension
+   (latency summed too: an agent's steps may run one after another) within
+   its agent_limit, the task's sums within task_limit, the task's latency
+   taken along the DAG's critical path (a step starts when the last step it
+   needs finishes). The planner's problem rows (planner_set_budget) mean the
+   same; the beam and the branch and bound test them incrementally
+   (planner_core.c). */
+bool planner_partial_fits(const planner_partial_t *p);
+
 /* ---- estimate correction ------------------------------------------------ */
 
 /* A history row: the mean actual amounts of `count` executed steps of an

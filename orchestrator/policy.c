@@ -18,6 +18,7 @@
     the JSON file format documented in policy.h with jansson.
 */
 #include "orchestrator/policy.h"
+#include "orchestrator/planner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -561,6 +562,9 @@ int policy_sample_plan(const policy_t *self, int b, policy_rng_t *rng, policy_fe
 /* ---- budget model for sampling ------------------------------------------- */
 
 _Static_assert(POLICY_DIMS == DIM_COUNT, "policy and proto dimensions differ");
+_Static_assert(POLICY_DIMS == PLANNER_DIMS && POLICY_MAX_STEPS == PLANNER_MAX_STEPS &&
+                   POLICY_MAX_AGENTS <= PLANNER_MAX_AGENTS,
+               "policy_budget_feasible hands its arrays to planner_partial_fits");
 
 struct policy_budget_t {
     int n_steps;
@@ -647,11 +651,6 @@ int policy_budget_set_limit(policy_budget_t *self, int agent, const int64_t limi
     return 0;
 }
 
-static bool s_over(int64_t used, int64_t limit)
-{
-    return limit >= 0 && used > limit;
-}
-
 bool policy_budget_feasible(void *ctx, const int *choice, int n_fixed)
 {
     const policy_budget_t *self = ctx;
@@ -678,33 +677,18 @@ bool policy_budget_feasible(void *ctx, const int *choice, int n_fixed)
         if (!any)
             return false;
     }
-    int64_t agent_sum[POLICY_MAX_AGENTS][POLICY_DIMS];
-    int64_t task_sum[POLICY_DIMS] = {0};
-    int64_t finish[POLICY_MAX_STEPS];
-    int64_t critical = 0;
-    memset(agent_sum, 0, sizeof agent_sum);
-    for (int s = 0; s < self->n_steps; s++) {
-        for (int d = 0; d < POLICY_DIMS; d++) {
-            agent_sum[self->agent[s]][d] += use[s][d];
-            task_sum[d] += use[s][d];
-        }
-        int64_t start = 0;
-        for (int i = 0; i < self->n_needs[s]; i++)
-            if (finish[self->needs[s][i]] > start)
-                start = finish[self->needs[s][i]];
-        finish[s] = start + use[s][DIM_LATENCY_MS];
-        if (finish[s] > critical)
-            critical = finish[s];
-    }
-    task_sum[DIM_LATENCY_MS] = critical;
-    for (int d = 0; d < POLICY_DIMS; d++) {
-        if (s_over(task_sum[d], self->task_limit[d]))
-            return false;
-        for (int a = 0; a < self->n_agents; a++)
-            if (s_over(agent_sum[a][d], self->agent_limit[a][d]))
-                return false;
-    }
-    return true;
+    /* the planner's check: per-agent sums, task sums, critical path */
+    planner_partial_t p = {
+        .n_steps = self->n_steps,
+        .n_agents = self->n_agents,
+        .agent = self->agent,
+        .n_needs = self->n_needs,
+        .needs = (const int(*)[PLANNER_MAX_STEPS])self->needs,
+        .use = (const int64_t(*)[PLANNER_DIMS])use,
+        .agent_limit = (const int64_t(*)[PLANNER_DIMS])self->agent_limit,
+        .task_limit = self->task_limit,
+    };
+    return planner_partial_fits(&p);
 }
 
 int policy_reward(double quality, int64_t cost_uusd, int64_t budget_uusd, double lambda,

@@ -17,7 +17,8 @@ R=$(mktemp -d /tmp/emads-bus-test.XXXXXX)
 mkdir "$R/cfg"
 cp -r "$(dirname "$4")"/. "$R/cfg/"
 CONFIG="$R/cfg/$(basename "$4")"
-sed -i 's/^\(  [a-z]*: "127\.0\.0\.1:\)[0-9]*"/\10"/' "$CONFIG"
+E2E_HELPERS_ONLY=1 . "$(dirname "$0")/../e2e/lib.sh" # edit_cfg
+edit_cfg "$CONFIG" 's/^\(  [a-z]*: "127\.0\.0\.1:\)[0-9]*"/\10"/'
 # Under AddressSanitizer freed memory sits in a quarantine (256 MiB by
 # default) that would hide whether the bus's own memory stays bounded.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8"

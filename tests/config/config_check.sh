@@ -7,6 +7,7 @@ ctl=$1
 src=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
+E2E_HELPERS_ONLY=1 . "$(dirname "$0")/../e2e/lib.sh" # edit_cfg
 fail=0
 check() { # description, condition result
     if [ "$2" -eq 0 ]; then echo "ok - $1"; else echo "not ok - $1"; fail=1; fi
@@ -36,7 +37,7 @@ check "--json: total task budget 20000000 micro-USD" $?
 mkdir "$tmp/cfg"
 cp -r "$src/config/." "$tmp/cfg/"
 line=$(grep -n '^  beam_width:' "$tmp/cfg/emads.yaml" | cut -d: -f1)
-sed -i "${line}a\\  beam_widht: 8" "$tmp/cfg/emads.yaml"
+edit_cfg "$tmp/cfg/emads.yaml" "${line}a\\  beam_widht: 8"
 bad=$((line + 1))
 "$ctl" config check "$tmp/cfg/emads.yaml" >"$tmp/out" 2>"$tmp/err"
 rc=$?
@@ -46,7 +47,7 @@ check "unknown key: reported as emads.yaml:$bad: planner.beam_widht: unknown key
 
 # 4. a bad budget in the budgets file is reported against that file
 cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
-sed -i 's/max_cost_usd: 1.50}/max_cost_usd: -1.50}/' "$tmp/cfg/agents_budget.yaml"
+edit_cfg "$tmp/cfg/agents_budget.yaml" 's/max_cost_usd: 1.50}/max_cost_usd: -1.50}/'
 line=$(grep -n 'coo_agent:' "$tmp/cfg/agents_budget.yaml" | cut -d: -f1)
 "$ctl" config check "$tmp/cfg/emads.yaml" >"$tmp/out" 2>"$tmp/err"
 rc=$?
@@ -68,7 +69,7 @@ expect_invalid() {
 #    with its budget line removed): the error names the agent and the step
 mkdir "$tmp/cfo"
 cp "$src/config/examples/cfo/emads.yaml" "$src/config/examples/cfo/agents_budget.yaml" "$tmp/cfo/"
-sed -i 's|^knowledge_dir: ../../kb|knowledge_dir: ""|' "$tmp/cfo/emads.yaml"
+edit_cfg "$tmp/cfo/emads.yaml" 's|^knowledge_dir: ../../kb|knowledge_dir: ""|'
 "$ctl" config check "$tmp/cfo/emads.yaml" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 check "cfo example: exit 0 (got $rc; $(cat "$tmp/err"))" "$([ $rc -eq 0 ]; echo $?)"
@@ -77,19 +78,20 @@ check "cfo example: summary lists cfo_agent with role cfo" $?
 "$ctl" --json config check "$tmp/cfo/emads.yaml" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); r=[r for r in d["roles"] if r["name"] == "cfo"][0]; assert r["rules"] == "general" and r["schema"]["cost_estimate_usd"] == {"type": "number", "min": 0, "max": 1000000000} and r["schema"]["roi"]["values"] == ["low", "medium", "high"], r'
 check "cfo example --json: the cfo role with its rule set and schema" $?
-sed -i '/^  cfo_agent:/d' "$tmp/cfo/agents_budget.yaml"
+edit_cfg "$tmp/cfo/agents_budget.yaml" '/^  cfo_agent:/d'
 expect_invalid "agent without a budget" "$tmp/cfo/emads.yaml" \
     "agents_budget.yaml:[0-9]*: budgets: agent 'cfo_agent' has no budget (every agent needs one); used by workflow step emads_pr.cfo_analysis"
 
 # 7. a role without a schema: file:line of the role
 cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
 cp "$src/config/agents_budget.yaml" "$tmp/cfg/agents_budget.yaml"
-python3 - "$tmp/cfg/emads.yaml" <<'PY'
+python3 - "$tmp/cfg/emads.yaml" <<'PY' || { echo "FAIL: the schema edit did not match (above)" >&2; exit 1; }
 import re, sys
 p = sys.argv[1]
 s = open(p).read()
 # drop the coo role's schema block (the schema: line and its indented keys)
-s = re.sub(r"(\n  coo:\n(?:    (?!schema:).*\n)*)    schema:\n(?:      .*\n)+", r"\1", s, count=1)
+s, n = re.subn(r"(\n  coo:\n(?:    (?!schema:).*\n)*)    schema:\n(?:      .*\n)+", r"\1", s, count=1)
+assert n == 1, "no schema block under the coo role"
 open(p, "w").write(s)
 PY
 line=$(grep -n '^  coo:$' "$tmp/cfg/emads.yaml" | head -1 | cut -d: -f1)
@@ -100,7 +102,7 @@ expect_invalid "role without a schema" "$tmp/cfg/emads.yaml" \
 cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
 line=$(grep -n '^        agent: coo_agent' "$tmp/cfg/emads.yaml" | cut -d: -f1)
 line=$((line + 3)) # "options:" follows needs; insert as the first option
-sed -i "$((line - 1))a\\          - {path: tool, tool: kb_search, latency_ms: 200, quality: 0.7}" "$tmp/cfg/emads.yaml"
+edit_cfg "$tmp/cfg/emads.yaml" "$((line - 1))a\\          - {path: tool, tool: kb_search, latency_ms: 200, quality: 0.7}"
 bad=$(grep -n 'quality: 0.7}' "$tmp/cfg/emads.yaml" | cut -d: -f1)
 expect_invalid "tool not allowed for the role" "$tmp/cfg/emads.yaml" \
     "emads.yaml:$bad: workflows.emads_pr.steps\[2\].options\[0\].tool: tool 'kb_search' is not allowed for role 'coo' of agent 'coo_agent'"
@@ -109,14 +111,14 @@ expect_invalid "tool not allowed for the role" "$tmp/cfg/emads.yaml" \
 #    values reported with file:line
 cp "$src/config/agents_budget.yaml" "$tmp/cfg/agents_budget.yaml"
 cp "$src/config/emads.yaml" "$tmp/cfg/emads.yaml"
-sed -i 's|^  local_openai:|  claude_api:\
+edit_cfg "$tmp/cfg/emads.yaml" 's|^  local_openai:|  claude_api:\
     kind: anthropic\
     base_url: "https://api.anthropic.test/v1"\
     api_key_env: ANTHROPIC_API_KEY\
-  local_openai:|' "$tmp/cfg/emads.yaml"
-sed -i 's|^models:|models:\
+  local_openai:|'
+edit_cfg "$tmp/cfg/emads.yaml" 's|^models:|models:\
   o3: {provider: local_openai, input_usd_per_mtok: 2.00, cached_input_usd_per_mtok: 0.50, output_usd_per_mtok: 8.00, output_limit_param: max_completion_tokens, streaming: true}\
-  claude: {provider: claude_api, input_usd_per_mtok: 3.00, cached_input_usd_per_mtok: 0.30, output_usd_per_mtok: 15.00}|' "$tmp/cfg/emads.yaml"
+  claude: {provider: claude_api, input_usd_per_mtok: 3.00, cached_input_usd_per_mtok: 0.30, output_usd_per_mtok: 15.00}|'
 "$ctl" --json config check "$tmp/cfg/emads.yaml" >"$tmp/json" 2>"$tmp/err"
 rc=$?
 check "provider and model keys: exit 0 (got $rc)" "$([ $rc -eq 0 ]; echo $?)"
@@ -126,7 +128,8 @@ assert m["o3"]["cached_input_uusd_per_mtok"] == 500000 and m["gpt-4o"]["cached_i
 assert p["claude_api"]["kind"] == "anthropic" and p["local_openai"]["kind"] == "openai"' "$tmp/json"
 check "--json shows kind, output_limit_param, streaming and the cached price (default: input price)" $?
 line=$(grep -n '^  o3:' "$tmp/cfg/emads.yaml" | cut -d: -f1)
-sed -i 's/output_limit_param: max_completion_tokens/output_limit_param: max_output/; s/kind: anthropic/kind: gemini/' "$tmp/cfg/emads.yaml"
+edit_cfg "$tmp/cfg/emads.yaml" 's/output_limit_param: max_completion_tokens/output_limit_param: max_output/'
+edit_cfg "$tmp/cfg/emads.yaml" 's/kind: anthropic/kind: gemini/'
 kline=$(grep -n 'kind: gemini' "$tmp/cfg/emads.yaml" | cut -d: -f1)
 expect_invalid "bad provider kind and output limit" "$tmp/cfg/emads.yaml" \
     "emads.yaml:$line: models.o3.output_limit_param: must be max_tokens or max_completion_tokens"

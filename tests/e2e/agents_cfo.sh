@@ -9,7 +9,8 @@
 
 cp "$E2E_CFG/examples/cfo/emads.yaml" "$E2E_CFG/emads.yaml"
 cp "$E2E_CFG/examples/cfo/agents_budget.yaml" "$E2E_CFG/agents_budget.yaml"
-sed -i 's|^knowledge_dir: ../../kb|knowledge_dir: kb|; s/^\(  *metrics_port:\).*/\1 0/' "$E2E_CFG/emads.yaml"
+edit_cfg "$E2E_CFG/emads.yaml" 's|^knowledge_dir: ../../kb|knowledge_dir: kb|'
+edit_cfg "$E2E_CFG/emads.yaml" 's/^\(  *metrics_port:\).*/\1 0/'
 
 ctl config check >/dev/null || fail "the example config does not check: $(ctl config check 2>&1)"
 # the one agent program needs a configured name

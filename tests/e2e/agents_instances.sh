@@ -6,15 +6,17 @@
 # again by the next `up` (the other one kept); `down` stops both.
 . "$(dirname "$0")/lib.sh"
 
-python3 - "$E2E_CFG/emads.yaml" <<'PY'
+python3 - "$E2E_CFG/emads.yaml" <<'PY' || fail "the coo_agent instances edit did not match (above)"
 import re, sys
 p = sys.argv[1]
 s = open(p).read()
 s2 = re.sub(r"(  coo_agent:\n    role: coo\n    instances:) 1", r"\1 2", s)
 assert s2 != s, "no coo_agent instances line"
 # one step at a time per process, so that concurrent steps need both
-s2 = s2.replace("  coo_agent:\n    role: coo\n    instances: 2\n    concurrency: 4",
+s3 = s2.replace("  coo_agent:\n    role: coo\n    instances: 2\n    concurrency: 4",
                 "  coo_agent:\n    role: coo\n    instances: 2\n    concurrency: 1")
+assert s3 != s2, "no coo_agent concurrency line"
+s2 = s3
 open(p, "w").write(s2)
 PY
 

@@ -7,15 +7,18 @@
 . "$(dirname "$0")/lib.sh"
 
 for f in emads.yaml agents_budget.yaml; do
-    sed -i -E 's/\bcto_agent\b/tech/g; s/\bcoo_agent\b/ops/g; s/\breconcile_gpt\b/judge/g' "$E2E_CFG/$f"
+    edit_cfg "$E2E_CFG/$f" -E 's/\bcto_agent\b/tech/g'
+    edit_cfg "$E2E_CFG/$f" -E 's/\bcoo_agent\b/ops/g'
+    edit_cfg "$E2E_CFG/$f" -E 's/\breconcile_gpt\b/judge/g'
 done
-python3 - "$E2E_CFG/emads.yaml" <<'PY'
+python3 - "$E2E_CFG/emads.yaml" <<'PY' || fail "the role renames did not match (above)"
 import sys
 p = sys.argv[1]
 s = open(p).read()
 for old, new in (("cto", "engineering"), ("coo", "operations"), ("reconcile", "arbiter")):
-    s = s.replace("\n  %s:\n    rules:" % old, "\n  %s:\n    rules:" % new)
-    s = s.replace("    role: %s\n" % old, "    role: %s\n" % new)
+    for a, b in (("\n  %s:\n    rules:", "\n  %s:\n    rules:"), ("    role: %s\n", "    role: %s\n")):
+        assert a % old in s, "%s: no %r" % (p, a % old)
+        s = s.replace(a % old, b % new)
 open(p, "w").write(s)
 PY
 ! grep -Eq 'cto_agent|coo_agent|reconcile_gpt|role: (cto|coo|reconcile)$' "$E2E_CFG/emads.yaml" ||

@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 B="$E2E_CFG/agents_budget.yaml"
 
-sed -i 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 10, max_cost_usd: 20.00}/' "$B"
+edit_cfg "$B" 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 10, max_cost_usd: 20.00}/'
 ctl up >/dev/null
 
 ctl plan "Should we migrate billing to Kubernetes?" | tee "$E2E_TMP/plan1"
@@ -19,7 +19,7 @@ out=$(ctl --json submit --wait "Should we migrate billing to Kubernetes?") || fa
     || fail "a step ran off the local path under a 10-token budget"
 
 ctl down >/dev/null
-sed -i 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 10, max_latency_ms: 5, max_cost_usd: 20.00}/' "$B"
+edit_cfg "$B" 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 10, max_latency_ms: 5, max_cost_usd: 20.00}/'
 ctl up >/dev/null
 
 set +e

@@ -7,8 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 if [ -x "${EMADS_TEST_LLM:-}" ]; then
     e2e_llm_server --usage 1000,1000
-    sed -i 's/^  cto_agent: .*/  cto_agent:      {max_tokens: 5000, max_latency_ms: 5000, max_tool_calls: 10, max_cost_usd: 0.02}/' \
-        "$E2E_CFG/agents_budget.yaml"
+    edit_cfg "$E2E_CFG/agents_budget.yaml" \
+        's/^  cto_agent: .*/  cto_agent:      {max_tokens: 5000, max_latency_ms: 5000, max_tool_calls: 10, max_cost_usd: 0.02}/'
 fi
 ctl up >/dev/null
 

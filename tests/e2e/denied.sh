@@ -15,7 +15,7 @@
 e2e_llm_server --usage 100,100
 # 0.05 USD a day for everyone: fewer than two gpt-4o holds at once.
 GLOBAL_UUSD=50000
-sed -i 's/^  global: .*/  global: {period: day, max_cost_usd: 0.05}/' "$E2E_CFG/emads.yaml"
+edit_cfg "$E2E_CFG/emads.yaml" 's/^  global: .*/  global: {period: day, max_cost_usd: 0.05}/'
 grep -q '^  global: {period: day, max_cost_usd: 0.05}' "$E2E_CFG/emads.yaml" \
     || fail "could not set the global account in emads.yaml"
 

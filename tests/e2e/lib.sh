@@ -5,6 +5,33 @@
 # Environment (set by tests/e2e/meson.build):
 #   EMADSCTL      the emadsctl binary of the build tree
 #   EMADS_SRC_CONFIG  the source tree's config/ folder
+#
+# Scripts with a set-up of their own (bus_system.sh, config_check.sh) set
+# E2E_HELPERS_ONLY=1 before sourcing this file for edit_cfg alone.
+
+# edit_cfg FILE SED_ARGS...: edit a configuration file in place with
+# `sed -i SED_ARGS FILE` and fail the test when the file is unchanged: the
+# expression no longer matches the shipped configuration, and the test would
+# go on testing something else. One expression per call, so each one
+# asserts its own match.
+edit_cfg() {
+    _ec_file=$1
+    shift
+    _ec_sum=$(cksum <"$_ec_file") || {
+        echo "FAIL: edit_cfg: cannot read $_ec_file" >&2
+        exit 1
+    }
+    sed -i "$@" "$_ec_file" || {
+        echo "FAIL: edit_cfg: sed $* failed on $_ec_file" >&2
+        exit 1
+    }
+    if [ "$(cksum <"$_ec_file")" = "$_ec_sum" ]; then
+        echo "FAIL: edit_cfg: sed $* changed nothing in $_ec_file (the shipped configuration no longer matches the edit)" >&2
+        exit 1
+    fi
+}
+[ "${E2E_HELPERS_ONLY:-}" = 1 ] && return 0
+
 set -eu
 
 : "${EMADSCTL:?EMADSCTL must name the emadsctl binary}"
@@ -15,9 +42,10 @@ E2E_RUN="$E2E_TMP/run"
 E2E_CFG="$E2E_TMP/config"
 mkdir -p "$E2E_CFG"
 cp -r "$EMADS_SRC_CONFIG"/. "$E2E_CFG/"
-# No fixed TCP port, so tests can run side by side.
-sed -i 's/^\(  *metrics_port:\).*/\1 0/' "$E2E_CFG/emads.yaml"
-sed -i 's/^\(  [a-z_]*: "127\.0\.0\.1:\)[0-9]*"/\10"/' "$E2E_CFG/emads.yaml"
+# No fixed TCP port, so tests can run side by side: every address of the
+# metrics section on port 0. (The shipped config has no ledger.metrics_port
+# any more; agents_cfo.sh edits the example config that still has one.)
+edit_cfg "$E2E_CFG/emads.yaml" 's/^\(  [a-z_]*: "127\.0\.0\.1:\)[0-9]*"/\10"/'
 unset EMADS_HOME EMADS_CONFIG OPENAI_API_KEY
 
 e2e_cleanup() {
@@ -78,6 +106,26 @@ wait_workers() {
     echo "$w"
 }
 
+# e2e_slow_research FILE: make the research step of config FILE slow (its
+# tool sleeps 1.5 s, with the timeout and latency estimates raised to
+# match), so that a test can kill a process while the step runs. Fails the
+# test when an edit does not match.
+e2e_slow_research() {
+    python3 - "$1" <<'PY' || fail "the slow-tool edit of $1 did not match (above)"
+import sys
+p = sys.argv[1]; s = open(p).read()
+def sub(s, old, new):
+    assert old in s, "%s: no %r" % (p, old)
+    return s.replace(old, new)
+s = sub(s, 'command: [emads-kb-search, --dir, "{knowledge_dir}"]',
+        'command: [sh, -c, "sleep 1.5; echo slow notes"]')
+s = sub(s, 'timeout_ms: 2000', 'timeout_ms: 4000')
+s = sub(s, 'tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_ms: 3000, tool_calls: 1')
+s = sub(s, 'tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
+open(p, 'w').write(s)
+PY
+}
+
 # e2e_llm_server ARGS... : start the OpenAI-compatible test server
 # (emads-test-llm) with ARGS, logging its requests to $E2E_TMP/llm.log; point
 # the config's provider at it and export the API key the daemons inherit
@@ -87,8 +135,8 @@ e2e_llm_server() {
     E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
     for _ in $(seq 1 100); do [ -s "$E2E_TMP/port" ] && break; sleep 0.05; done
     E2E_LLM_PORT=$(cat "$E2E_TMP/port")
-    sed -i "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:$E2E_LLM_PORT/v1\"|" \
-        "$E2E_CFG/emads.yaml"
+    edit_cfg "$E2E_CFG/emads.yaml" \
+        "s|base_url: \"http://127.0.0.1:8080/v1\"|base_url: \"http://127.0.0.1:$E2E_LLM_PORT/v1\"|"
     grep -q "127.0.0.1:$E2E_LLM_PORT" "$E2E_CFG/emads.yaml" ||
         fail "could not point the provider at the test server"
     export OPENAI_API_KEY=test-key

@@ -47,7 +47,7 @@ echo "spend matches usage x prices: $calls calls, $tokens tokens, $cost uUSD"
 
 # Tight: 3 cents per task. gpt-4o costs 1.25 cents per call here.
 ctl down >/dev/null
-sed -i 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 200000, max_cost_usd: 0.03}/' "$E2E_CFG/agents_budget.yaml"
+edit_cfg "$E2E_CFG/agents_budget.yaml" 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 200000, max_cost_usd: 0.03}/'
 : > "$E2E_TMP/llm.log"
 ctl up >/dev/null
 out=$(ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk.") || fail "tight task failed"
@@ -65,8 +65,8 @@ cost=$(ctl --json spend --task "$task" | json 'd["total"]["used"]["cost_uusd"]')
 # orchestrator plans its LLM options, and the server is called without an
 # Authorization header.
 ctl down >/dev/null
-sed -i 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 200000, max_cost_usd: 20.00}/' "$E2E_CFG/agents_budget.yaml"
-sed -i '/^    api_key_env: OPENAI_API_KEY/d' "$E2E_CFG/emads.yaml"
+edit_cfg "$E2E_CFG/agents_budget.yaml" 's/^  total_task_budget:.*/  total_task_budget: {max_tokens: 200000, max_cost_usd: 20.00}/'
+edit_cfg "$E2E_CFG/emads.yaml" '/^    api_key_env: OPENAI_API_KEY/d'
 unset OPENAI_API_KEY
 : > "$E2E_TMP/llm.log"
 ctl up >/dev/null

@@ -7,24 +7,15 @@
 . "$(dirname "$0")/lib.sh"
 Y="$E2E_CFG/emads.yaml"
 # A slow research tool (1.5 s), so the kill lands while it runs.
-python3 - "$Y" <<'PY'
-import re, sys
-p = sys.argv[1]; s = open(p).read()
-s = s.replace('command: [emads-kb-search, --dir, "{knowledge_dir}"]',
-              'command: [sh, -c, "sleep 1.5; echo slow notes"]')
-s = s.replace('timeout_ms: 2000', 'timeout_ms: 4000')
-s = s.replace('tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_ms: 3000, tool_calls: 1')
-s = s.replace('tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
-open(p, 'w').write(s)
-PY
+e2e_slow_research "$Y"
 # With the test LLM server (1.5 s per answer), a second round kills the
 # orchestrator after research finished, while the analyses run.
 llm=false
 if [ -x "${EMADS_TEST_LLM:-}" ]; then
     e2e_llm_server --scenario slow:1500
-    sed -i 's/latency_ms: 3000, quality/latency_ms: 4000, quality/' "$Y"
-    sed -i 's/^  \(cto_agent\|coo_agent\): *{max_tokens: \([0-9]*\), max_latency_ms: [0-9]*/  \1: {max_tokens: \2, max_latency_ms: 20000/' \
-        "$E2E_CFG/agents_budget.yaml"
+    edit_cfg "$Y" 's/latency_ms: 3000, quality/latency_ms: 4000, quality/'
+    edit_cfg "$E2E_CFG/agents_budget.yaml" \
+        's/^  \(cto_agent\|coo_agent\): *{max_tokens: \([0-9]*\), max_latency_ms: [0-9]*/  \1: {max_tokens: \2, max_latency_ms: 20000/'
     llm=true
 fi
 

@@ -5,20 +5,11 @@
 # completes with the step on its second attempt.
 . "$(dirname "$0")/lib.sh"
 Y="$E2E_CFG/emads.yaml"
-python3 - "$Y" <<'PY'
-import sys
-p = sys.argv[1]; s = open(p).read()
-s = s.replace('command: [emads-kb-search, --dir, "{knowledge_dir}"]',
-              'command: [sh, -c, "sleep 1.5; echo slow notes"]')
-s = s.replace('timeout_ms: 2000', 'timeout_ms: 4000')
-s = s.replace('tokens: 0, latency_ms: 200, tool_calls: 1', 'tokens: 0, latency_ms: 3000, tool_calls: 1')
-s = s.replace('tokens: 1500, latency_ms: 1200, tool_calls: 1', 'tokens: 1500, latency_ms: 3000, tool_calls: 1')
-open(p, 'w').write(s)
-PY
+e2e_slow_research "$Y"
 # Room in cto_agent's latency budget for the retry next to the lost step's
 # hold, which the ledger keeps until it expires.
-sed -i 's/^  cto_agent: .*/  cto_agent:      {max_tokens: 20000, max_latency_ms: 20000, max_tool_calls: 10, max_cost_usd: 2.00}/' \
-    "$E2E_CFG/agents_budget.yaml"
+edit_cfg "$E2E_CFG/agents_budget.yaml" \
+    's/^  cto_agent: .*/  cto_agent:      {max_tokens: 20000, max_latency_ms: 20000, max_tool_calls: 10, max_cost_usd: 2.00}/'
 ctl up >/dev/null
 agent_bin=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/emads-agent
 [ -x "$agent_bin" ] || fail "no emads-agent binary at $agent_bin"

@@ -118,7 +118,7 @@ echo "ok - the event stream reports the bus lost and back, and relays again"
 other=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | grep -v '^127\.' | head -1 || true)
 if [ -n "$other" ]; then
     ctl down >/dev/null
-    sed -i 's/^\(  listen: \)"127\.0\.0\.1:[0-9]*"/\1"0.0.0.0:0"/' "$E2E_CFG/emads.yaml"
+    edit_cfg "$E2E_CFG/emads.yaml" 's/^\(  listen: \)"127\.0\.0\.1:[0-9]*"/\1"0.0.0.0:0"/'
     grep -q '^  listen: "0.0.0.0:0"' "$E2E_CFG/emads.yaml" || fail "could not set gateway.listen"
     ctl up >/dev/null || fail "up with gateway.listen 0.0.0.0 failed"
     port=$(cut -d: -f2 "$E2E_RUN/gateway.addr")

@@ -184,7 +184,7 @@ python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.li
 E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
 for _ in $(seq 1 50); do [ -s "$E2E_TMP/busy" ] && break; sleep 0.1; done
 busy=$(cat "$E2E_TMP/busy")
-sed -i "s/^\(  orchestrator: \"127\.0\.0\.1:\)[0-9]*\"/\1$busy\"/" "$E2E_CFG/emads.yaml"
+edit_cfg "$E2E_CFG/emads.yaml" "s/^\(  orchestrator: \"127\.0\.0\.1:\)[0-9]*\"/\1$busy\"/"
 grep -q "orchestrator: \"127.0.0.1:$busy\"" "$E2E_CFG/emads.yaml" || fail "could not set metrics.orchestrator"
 set +e
 ctl up >"$E2E_TMP/up.out" 2>&1
@@ -203,8 +203,8 @@ ctl config check "$E2E_CFG/emads.yaml" | grep -q "^  metrics:  bus 127.0.0.1:0, 
 
 # config check: a bad address and the old key together with the new one
 cp "$E2E_CFG/emads.yaml" "$E2E_CFG/bad.yaml"
-sed -i 's/^  bus: "127\.0\.0\.1:[0-9]*"/  bus: "example.org:80"/' "$E2E_CFG/bad.yaml"
-sed -i 's/^ledger:$/ledger:\n  metrics_port: 9000/' "$E2E_CFG/bad.yaml"
+edit_cfg "$E2E_CFG/bad.yaml" 's/^  bus: "127\.0\.0\.1:[0-9]*"/  bus: "example.org:80"/'
+edit_cfg "$E2E_CFG/bad.yaml" 's/^ledger:$/ledger:\n  metrics_port: 9000/'
 set +e
 ctl config check "$E2E_CFG/bad.yaml" >/dev/null 2>"$E2E_TMP/check.err"
 rc=$?
@@ -218,8 +218,8 @@ grep -Eq "bad.yaml:[0-9]+: metrics.ledger: set either metrics.ledger or ledger.m
 # denials are counted by account kind and dimension: a global account of one
 # cent cannot hold a gpt-4o step (about 2.9 cents), which the planner does not
 # see, so the ledger refuses the reserve and the step is re-planned
-sed -i "s/^\(  orchestrator: \"127\.0\.0\.1:\)[0-9]*\"/\10\"/" "$E2E_CFG/emads.yaml"
-sed -i 's/^  global: .*/  global: {period: day, max_cost_usd: 0.01}/' "$E2E_CFG/emads.yaml"
+edit_cfg "$E2E_CFG/emads.yaml" "s/^\(  orchestrator: \"127\.0\.0\.1:\)[0-9]*\"/\10\"/"
+edit_cfg "$E2E_CFG/emads.yaml" 's/^  global: .*/  global: {period: day, max_cost_usd: 0.01}/'
 grep -q '^  global: {period: day, max_cost_usd: 0.01}' "$E2E_CFG/emads.yaml" || fail "could not set the global account"
 curl -sf -X POST -d '{"scenario": "usage"}' "http://127.0.0.1:$E2E_LLM_PORT/control" >/dev/null
 rm -f "$E2E_RUN"/ledger.db* # the journal keeps the global account's earlier limit

@@ -690,3 +690,44 @@ Test(planner, correct_estimates_changes_matching_options)
     cr_assert_eq(planner_correct_estimates(p, NULL, 1, 5), -1);
     planner_problem_destroy(&p);
 }
+
+/* planner_partial_fits: the partial-plan check the policy's sampler uses.
+   Steps 0 and 1 run in parallel on two agents, step 2 (agent 0) needs both. */
+Test(planner, partial_plan_check)
+{
+    int agent[3] = {0, 1, 0};
+    int n_needs[3] = {0, 0, 2};
+    int needs[3][PLANNER_MAX_STEPS] = {{0}, {0}, {0, 1}};
+    int64_t use[3][PLANNER_DIMS] = {{100, 1000, 0, 10}, {100, 3000, 0, 10}, {100, 500, 1, 10}};
+    int64_t agent_limit[2][PLANNER_DIMS] = {{-1, -1, -1, -1}, {-1, -1, -1, -1}};
+    int64_t task_limit[PLANNER_DIMS] = {-1, -1, -1, -1};
+    planner_partial_t p = {.n_steps = 3,
+                           .n_agents = 2,
+                           .agent = agent,
+                           .n_needs = n_needs,
+                           .needs = (const int(*)[PLANNER_MAX_STEPS])needs,
+                           .use = (const int64_t(*)[PLANNER_DIMS])use,
+                           .agent_limit = (const int64_t(*)[PLANNER_DIMS])agent_limit,
+                           .task_limit = task_limit};
+    cr_expect(planner_partial_fits(&p), "no limits: fits");
+    /* the task's latency is the critical path (3000 + 500), not the sum */
+    task_limit[PLANNER_LATENCY_MS] = 3500;
+    cr_expect(planner_partial_fits(&p));
+    task_limit[PLANNER_LATENCY_MS] = 3499;
+    cr_expect_not(planner_partial_fits(&p), "critical path 3500 > 3499");
+    task_limit[PLANNER_LATENCY_MS] = -1;
+    /* an agent's latency is the sum of its steps (1000 + 500) */
+    agent_limit[0][PLANNER_LATENCY_MS] = 1499;
+    cr_expect_not(planner_partial_fits(&p), "agent 0 latency 1500 > 1499");
+    agent_limit[0][PLANNER_LATENCY_MS] = -1;
+    /* task totals sum over agents */
+    task_limit[PLANNER_COST_UUSD] = 30;
+    cr_expect(planner_partial_fits(&p));
+    task_limit[PLANNER_COST_UUSD] = 29;
+    cr_expect_not(planner_partial_fits(&p), "task cost 30 > 29");
+    task_limit[PLANNER_COST_UUSD] = -1;
+    /* an agent out of range is refused, not read */
+    agent[1] = 2;
+    cr_expect_not(planner_partial_fits(&p));
+    cr_expect_not(planner_partial_fits(NULL));
+}
