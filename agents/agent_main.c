@@ -30,17 +30,20 @@
 
 #include "agents/agent.h"
 #include "common/config.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "common/rundir.h"
 
 #define AGENT_PROGRAM "emads-agent"
 
-static void s_usage(FILE *f, const char *prog)
+static const char *s_prog = "emads-agent"; /* the program's own name, for messages */
+
+static void s_usage(FILE *f)
 {
     fprintf(f,
             "usage: %s --name NAME [--home DIR] [--config FILE] [--endpoint E] [--insecure]\n"
             "Serves the agent NAME of the config on the bus: steps run under a ledger hold.\n",
-            prog);
+            s_prog);
 }
 
 /* Pid files. <run>/pids/<name>.pid names the first instance of an agent in
@@ -83,41 +86,31 @@ static void s_write_pid(const char *run_dir, const char *name, char *path, size_
         path[0] = '\0';
 }
 
+static int s_flag(void *arg, int opt, const char *optarg)
+{
+    if (opt != 'n')
+        return 2;
+    *(const char **)arg = optarg;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *home = NULL, *config = NULL, *endpoint = NULL, *name = NULL;
-    bool insecure = false;
+    const char *name = NULL;
     char prog[256];
     snprintf(prog, sizeof prog, "%s", argc > 0 ? argv[0] : "agent");
     const char *base = basename(prog);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--insecure") == 0)
-            insecure = true;
-        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            s_usage(stdout, base);
-            return 0;
-        } else if (strcmp(a, "--foreground") == 0) {
-            /* agents always run in the foreground; accepted like the daemons */
-        } else if (i + 1 < argc && strcmp(a, "--home") == 0)
-            home = argv[++i];
-        else if (i + 1 < argc && strcmp(a, "--config") == 0)
-            config = argv[++i];
-        else if (i + 1 < argc && strcmp(a, "--endpoint") == 0)
-            endpoint = argv[++i];
-        else if (i + 1 < argc && strcmp(a, "--name") == 0)
-            name = argv[++i];
-        else {
-            fprintf(stderr, "%s: unknown or incomplete option %s\n", base, a);
-            s_usage(stderr, base);
-            return 2;
-        }
-    }
+    s_prog = base;
+    daemon_args_t args = {.prog = base};
+    static const struct option own[] = {{"name", required_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
+    int rc = daemon_parse(&args, argc, argv, own, s_flag, &name, s_usage);
+    if (rc >= 0)
+        return rc;
     if (!name && strcmp(base, AGENT_PROGRAM) != 0)
         name = base;
     if (!name || !*name) {
         fprintf(stderr, "%s: --name NAME is required (the agent of the config to serve)\n", base);
-        s_usage(stderr, base);
+        s_usage(stderr);
         return 2;
     }
     /* show as the agent in ps and top: the command name (15 bytes), and
@@ -130,24 +123,9 @@ int main(int argc, char **argv)
         memset(argv[0], 0, room);
         memcpy(argv[0], name, strlen(name));
     }
-    log_init(name, LOG_LVL_INFO);
-    if (!config)
-        config = getenv("EMADS_CONFIG");
-    if (!config || !*config)
-        config = "config/emads.yaml";
-
-    cfg_t *cfg = cfg_load_report(config, base);
-    if (!cfg)
-        return 2;
-
-    char run_dir[PATH_MAX];
-    if (rundir_resolve_cfg(home, cfg->run_dir, run_dir, sizeof run_dir) != 0) {
-        fprintf(stderr, "%s: cannot resolve the run directory (use --home)\n", base);
-        cfg_destroy(&cfg);
-        return 2;
-    }
-    char ep[PATH_MAX + 32];
-    rundir_endpoint(endpoint, cfg->bus_endpoint, run_dir, ep, sizeof ep);
+    daemon_t d;
+    if ((rc = daemon_start(&d, &args, name, DAEMON_CONFIG_DEFAULT, false)) != 0)
+        return rc;
 
     char self_dir[PATH_MAX] = "";
     ssize_t n = readlink("/proc/self/exe", self_dir, sizeof self_dir - 1);
@@ -159,10 +137,6 @@ int main(int argc, char **argv)
     } else
         self_dir[0] = '\0';
 
-    if (insecure)
-        log_warn("--insecure: no CURVE authentication, the bus trusts any peer");
-    bool curve = cfg->curve && !insecure;
-
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();
@@ -170,38 +144,36 @@ int main(int argc, char **argv)
 
     char err[512];
     metrics_t *metrics = metrics_new("agent");
-    const char *listen = cfg->metrics_listen[CFG_METRICS_AGENTS];
+    const char *listen = d.cfg->metrics_listen[CFG_METRICS_AGENTS];
     if (!metrics ||
-        (*listen && metrics_serve_daemon(metrics, listen, run_dir, name, err, sizeof err) != 0)) {
+        (*listen && metrics_serve_daemon(metrics, listen, d.run, name, err, sizeof err) != 0)) {
         fprintf(stderr, "%s: metrics: %s\n", base, metrics ? err : "out of memory");
         metrics_destroy(&metrics);
-        cfg_destroy(&cfg);
+        daemon_stop(&d);
         curl_global_cleanup();
         return 1;
     }
     agent_opts_t opts = {.name = name,
-                         .endpoint = ep,
-                         .run_dir = run_dir,
-                         .curve = curve,
+                         .endpoint = d.endpoint,
+                         .run_dir = d.run,
+                         .curve = d.curve,
                          .self_dir = self_dir[0] ? self_dir : NULL,
                          .metrics = metrics};
-    agent_t *agent = agent_new(cfg, &opts, err, sizeof err);
+    agent_t *agent = agent_new(d.cfg, &opts, err, sizeof err);
     if (!agent) {
         fprintf(stderr, "%s: %s\n", base, err);
         metrics_destroy(&metrics);
-        cfg_destroy(&cfg);
+        daemon_stop(&d);
         curl_global_cleanup();
         return 2;
     }
-    char pidfile[PATH_MAX + 64];
-    if (rundir_create(run_dir) != 0)
-        log_warn("cannot create the run directory %s", run_dir);
-    s_write_pid(run_dir, name, pidfile, sizeof pidfile);
-    int rc = agent_run(agent);
+    if (rundir_create(d.run) != 0)
+        log_warn("cannot create the run directory %s", d.run);
+    s_write_pid(d.run, name, d.pidfile, sizeof d.pidfile);
+    rc = agent_run(agent);
     agent_destroy(&agent);
     metrics_destroy(&metrics);
-    rundir_pid_remove_own(pidfile);
-    cfg_destroy(&cfg);
+    daemon_stop(&d);
     curl_global_cleanup();
     log_info("stopped");
     return rc == 0 ? 0 : 1;

@@ -709,7 +709,7 @@ static int s_prune(s_server_t *self, int64_t now)
     if (n <= 0)
         return 0;
     char err[256];
-    if (journal_write(self->journal, self->ledger, err, sizeof err) != 0) {
+    if (journal_append(self->journal, self->ledger, err, sizeof err) != 0) {
         /* the records are still on disk: reloading brings them back, and a
            later pass tries again */
         log_error("journal write failed while removing request records: %s", err);
@@ -745,6 +745,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         log_error("cannot open the journal: %s", err);
         goto done;
     }
+    log_info("journal: %s at %s", journal_backend(self->journal), opts->db_path);
     if (s_reload(self) != 0)
         goto done;
     self->metrics = metrics_new("ledger");
@@ -805,7 +806,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         if (ch.n_accounts || ch.n_holds || ch.n_requests || ch.n_entries)
             metric_add(self->m.transactions, NULL, 1);
         metric_add(self->m.requests, NULL, n);
-        if (journal_write(self->journal, self->ledger, err, sizeof err) != 0) {
+        if (journal_append(self->journal, self->ledger, err, sizeof err) != 0) {
             log_error("journal write failed: %s; answering the batch with errors", err);
             for (int i = 0; i < n; i++) {
                 ev_destroy(&replies[i]);
@@ -834,8 +835,9 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         s_gauges(self, now);
         if (now >= self->prune_at && s_prune(self, now) != 0)
             break;
-        if (journal_checkpoint(self->journal, 1000) < 0)
-            log_warn("journal checkpoint failed; the WAL keeps growing until one succeeds");
+        if (journal_idle(self->journal) < 0)
+            log_warn(
+                "journal housekeeping failed (SQLite: the WAL keeps growing until it succeeds)");
     }
     rc = zsys_interrupted ? 0 : -1;
     log_info("stopping: %" PRId64 " requests in %" PRId64 " transactions",

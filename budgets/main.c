@@ -24,6 +24,7 @@
 #include "budgets/journal.h"
 #include "budgets/ledger_server.h"
 #include "common/config.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "common/rundir.h"
 
@@ -79,117 +80,77 @@ static int s_verify(const char *db)
     return rc == 0 ? 0 : 1;
 }
 
+typedef struct {
+    const char *db;
+    bool verify;
+    int metrics_port;
+} s_flags_t;
+
+static int s_flag(void *arg, int opt, const char *optarg)
+{
+    s_flags_t *f = arg;
+    if (opt == 'd')
+        f->db = optarg;
+    else if (opt == 'v')
+        f->verify = true;
+    else if (opt == 'm') {
+        char *end;
+        long p = strtol(optarg, &end, 10);
+        if (*end || p < 0 || p > 65535) {
+            fprintf(stderr, "emads-ledger: --metrics-port: must be 0..65535\n");
+            return 2;
+        }
+        f->metrics_port = (int)p;
+    } else
+        return 2;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *home = NULL, *config = getenv("EMADS_CONFIG"), *endpoint = NULL, *db = NULL;
-    bool insecure = false, verify = false;
-    int metrics_port = -1;
-    static const struct option longopts[] = {{"home", required_argument, NULL, 'h'},
-                                             {"config", required_argument, NULL, 'c'},
-                                             {"endpoint", required_argument, NULL, 'e'},
-                                             {"insecure", no_argument, NULL, 'i'},
-                                             {"db", required_argument, NULL, 'd'},
-                                             {"verify", no_argument, NULL, 'v'},
-                                             {"metrics-port", required_argument, NULL, 'm'},
-                                             {"help", no_argument, NULL, '?'},
-                                             {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'h':
-            home = optarg;
-            break;
-        case 'c':
-            config = optarg;
-            break;
-        case 'e':
-            endpoint = optarg;
-            break;
-        case 'i':
-            insecure = true;
-            break;
-        case 'd':
-            db = optarg;
-            break;
-        case 'v':
-            verify = true;
-            break;
-        case 'm': {
-            char *end;
-            long p = strtol(optarg, &end, 10);
-            if (*end || p < 0 || p > 65535) {
-                fprintf(stderr, "emads-ledger: --metrics-port: must be 0..65535\n");
-                return 2;
-            }
-            metrics_port = (int)p;
-            break;
-        }
-        default:
-            s_usage(opt == '?' && optind > 0 && strcmp(argv[optind - 1], "--help") == 0 ? stdout
-                                                                                        : stderr);
-            return opt == '?' && strcmp(argv[optind - 1], "--help") == 0 ? 0 : 2;
-        }
+    daemon_args_t args = {.prog = "emads-ledger"};
+    s_flags_t flags = {.metrics_port = -1};
+    static const struct option own[] = {{"db", required_argument, NULL, 'd'},
+                                        {"verify", no_argument, NULL, 'v'},
+                                        {"metrics-port", required_argument, NULL, 'm'},
+                                        {NULL, 0, NULL, 0}};
+    int rc = daemon_parse(&args, argc, argv, own, s_flag, &flags, s_usage);
+    if (rc >= 0)
+        return rc;
+    daemon_t d;
+    if ((rc = daemon_start(&d, &args, NULL,
+                           flags.verify ? DAEMON_CONFIG_OPTIONAL : DAEMON_CONFIG_REQUIRED,
+                           !flags.verify)) != 0)
+        return rc;
+    char dbpath[PATH_MAX];
+    if (!flags.db) {
+        rundir_path(d.run, "ledger.db", dbpath, sizeof dbpath);
+        flags.db = dbpath;
     }
-    if (optind < argc) {
-        s_usage(stderr);
-        return 2;
+    if (flags.verify) {
+        daemon_stop(&d);
+        return s_verify(flags.db);
     }
-    log_init("emads-ledger", LOG_LVL_INFO);
-
-    cfg_t *cfg = NULL;
-    if (config && *config) {
-        if (!(cfg = cfg_load_report(config, "emads-ledger")))
-            return 2;
-    } else if (!verify) {
-        fprintf(stderr, "emads-ledger: no config: pass --config FILE or set EMADS_CONFIG\n");
-        return 2;
-    }
-    char run[PATH_MAX], dbpath[PATH_MAX], ep[PATH_MAX + 16];
-    if (rundir_resolve_cfg(home, cfg ? cfg->run_dir : NULL, run, sizeof run) != 0) {
-        fprintf(stderr, "emads-ledger: cannot resolve the run directory\n");
-        cfg_destroy(&cfg);
-        return 2;
-    }
-    if (!db) {
-        rundir_path(run, "ledger.db", dbpath, sizeof dbpath);
-        db = dbpath;
-    }
-    if (verify) {
-        cfg_destroy(&cfg);
-        return s_verify(db);
-    }
-    if (rundir_create(run) != 0) {
-        fprintf(stderr, "emads-ledger: cannot create the run directory %s\n", run);
-        cfg_destroy(&cfg);
-        return 1;
-    }
-    rundir_endpoint(endpoint, cfg->bus_endpoint, run, ep, sizeof ep);
-    endpoint = ep;
-    if (insecure)
-        log_warn("--insecure: no CURVE; the bus cannot prove who is spending");
-    char pidfile[PATH_MAX] = "";
-    if (rundir_path(run, "pids/emads-ledger.pid", pidfile, sizeof pidfile) == 0)
-        rundir_pid_write(pidfile, (long)getpid());
     zsys_init();
     zsys_catch_interrupts();
     ledger_server_opts_t opts;
     memset(&opts, 0, sizeof opts);
-    opts.endpoint = endpoint;
-    bus_security_init(&opts.sec, run, "ledger", !insecure && cfg->curve);
-    opts.db_path = db;
-    opts.cfg = cfg;
+    opts.endpoint = d.endpoint;
+    bus_security_init(&opts.sec, d.run, "ledger", d.curve);
+    opts.db_path = flags.db;
+    opts.cfg = d.cfg;
     char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", metrics_port);
-    opts.metrics_listen = metrics_port > 0    ? listen
-                          : metrics_port == 0 ? NULL
-                                              : cfg->metrics_listen[CFG_METRICS_LEDGER];
-    opts.run_dir = run;
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", flags.metrics_port);
+    opts.metrics_listen = flags.metrics_port > 0    ? listen
+                          : flags.metrics_port == 0 ? NULL
+                                                    : d.cfg->metrics_listen[CFG_METRICS_LEDGER];
+    opts.run_dir = d.run;
     /* for measurements: EMADS_LEDGER_BATCH_MAX=1 turns group commit off */
     const char *bm = getenv("EMADS_LEDGER_BATCH_MAX");
     if (bm && atoi(bm) >= 1 && atoi(bm) <= 1024)
         opts.batch_max = atoi(bm);
-    int rc = ledger_server_run(&opts);
-    rundir_pid_remove_own(pidfile);
-    cfg_destroy(&cfg);
+    daemon_pid_write(&d, "emads-ledger");
+    rc = ledger_server_run(&opts);
+    daemon_stop(&d);
     return rc == 0 ? 0 : 1;
 }

@@ -19,6 +19,7 @@
 */
 #include "bus/broker.h"
 #include "common/config.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "common/rundir.h"
 
@@ -153,79 +154,33 @@ static void s_on_stuck(int sig)
 
 int main(int argc, char **argv)
 {
-    const char *endpoint = NULL, *config = getenv("EMADS_CONFIG"), *home = NULL;
-    bool insecure = false, foreground = false;
-    static const struct option longopts[] = {{"endpoint", required_argument, NULL, 'e'},
-                                             {"config", required_argument, NULL, 'c'},
-                                             {"home", required_argument, NULL, 'H'},
-                                             {"insecure", no_argument, NULL, 'i'},
-                                             {"foreground", no_argument, NULL, 'f'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "e:c:H:ifh", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'e':
-            endpoint = optarg;
-            break;
-        case 'c':
-            config = optarg;
-            break;
-        case 'H':
-            home = optarg;
-            break;
-        case 'i':
-            insecure = true;
-            break;
-        case 'f':
-            foreground = true;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 0;
-        default:
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "emads-bus: unexpected argument '%s'\n", argv[optind]);
-        s_usage(stderr);
-        return 2;
-    }
-    log_init("emads-bus", LOG_LVL_INFO);
-
-    cfg_t *cfg = NULL;
-    if (config && *config && !(cfg = cfg_load_report(config, "emads-bus")))
-        return 2;
-    char run[PATH_MAX];
-    if (rundir_resolve_cfg(home, cfg ? cfg->run_dir : NULL, run, sizeof(run)) != 0 ||
-        rundir_create(run) != 0) {
-        fprintf(stderr, "emads-bus: cannot resolve or create the run directory: %s\n",
-                strerror(errno));
-        cfg_destroy(&cfg);
-        return 2;
-    }
-    char ep[PATH_MAX + 16];
-    rundir_endpoint(endpoint, cfg ? cfg->bus_endpoint : NULL, run, ep, sizeof(ep));
-    bool curve = !insecure && (!cfg || cfg->curve);
+    daemon_args_t args = {.prog = "emads-bus"};
+    int rc = daemon_parse(&args, argc, argv, NULL, NULL, NULL, s_usage);
+    if (rc >= 0)
+        return rc;
+    daemon_t d;
+    if ((rc = daemon_start(&d, &args, NULL, DAEMON_CONFIG_OPTIONAL, true)) != 0)
+        return rc;
+    cfg_t *cfg = d.cfg;
+    const char *run = d.run;
+    bool curve = d.curve;
 
     char pidfile[PATH_MAX + 32];
     snprintf(pidfile, sizeof(pidfile), "%s/pids/emads-bus.pid", run);
     pid_t other = s_running(pidfile);
     if (other > 0) {
         fprintf(stderr, "emads-bus: already running in %s (pid %d)\n", run, (int)other);
-        cfg_destroy(&cfg);
+        daemon_stop(&d);
         return 1;
     }
     int notify = -1;
-    if (!foreground) {
+    if (!args.foreground) {
         char logfile[PATH_MAX + 32];
         snprintf(logfile, sizeof(logfile), "%s/logs/emads-bus.log", run);
         notify = s_daemonize(logfile);
         if (notify < 0) {
             fprintf(stderr, "emads-bus: cannot detach: %s\n", strerror(errno));
-            cfg_destroy(&cfg);
+            daemon_stop(&d);
             return 1;
         }
     }
@@ -240,7 +195,7 @@ int main(int argc, char **argv)
     if (curve && bus_certs_init(run, NULL) < 0) {
         log_error("cannot create the server certificate in %s", certs);
         s_notify(notify, 1);
-        cfg_destroy(&cfg);
+        daemon_stop(&d);
         return 1;
     }
     /* SIGHUP reloads the store and the access list (s_reload) */
@@ -266,7 +221,7 @@ int main(int argc, char **argv)
         log_error("metrics: %s", why);
         metrics_destroy(&metrics);
     }
-    bus_broker_opts_t opts = {.endpoint = ep,
+    bus_broker_opts_t opts = {.endpoint = d.endpoint,
                               .certs_dir = certs,
                               .curve = curve,
                               .cfg = cfg,
@@ -278,10 +233,10 @@ int main(int argc, char **argv)
     if (!broker) {
         s_notify(notify, 1);
         metrics_destroy(&metrics);
-        cfg_destroy(&cfg);
+        daemon_stop(&d);
         return 1;
     }
-    rundir_pid_write(pidfile, (long)getpid());
+    daemon_pid_write(&d, "emads-bus");
     log_info("serving on %s (%s%s)%s%s", bus_broker_endpoint(broker), curve ? "CURVE" : "insecure",
              cfg ? ", access list from config" : ", no access list",
              *metrics_address(metrics) ? "; metrics on " : "", metrics_address(metrics));
@@ -292,9 +247,8 @@ int main(int argc, char **argv)
     alarm(5);
     bus_broker_destroy(&broker);
     metrics_destroy(&metrics);
-    rundir_pid_remove_own(pidfile);
     cfg_destroy(&reload.cfg);
-    cfg_destroy(&cfg);
+    daemon_stop(&d);
     zsys_shutdown();
     alarm(0);
     return 0;

@@ -15,6 +15,7 @@
 
 #include "ctl/ctlbus.h"
 #include "gateway/views.h"
+#include "proto/ev.h"
 
 #define TASK_CALL_TIMEOUT_MS 10000
 
@@ -131,7 +132,7 @@ static int s_task_args(ctl_opts_t *opts, int argc, char **argv, bool submit, tas
         return ctl_usage_error(opts, "%s: missing the task text", argv[0]);
     /* checked here: the bus client cannot encode such a text and would only
        say that the request could not be sent */
-    long bad = ctl_utf8_invalid(a->text);
+    long bad = ev_utf8_invalid(a->text, strlen(a->text));
     if (bad >= 0)
         return ctl_usage_error(opts, "%s: task text is not valid UTF-8 (byte %ld)", argv[0],
                                bad + 1);

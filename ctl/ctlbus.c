@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -24,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/id.h"
 #include "common/rundir.h"
 
 const ctl_proc_t ctl_procs[] = {
@@ -365,14 +365,5 @@ json_t *ctl_task_overruns(ctl_opts_t *opts, ctl_conn_t *conn, const char *task)
 
 void ctl_request_id(char *out, size_t outlen)
 {
-    unsigned char rnd[8] = {0};
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read(fd, rnd, sizeof rnd) != (ssize_t)sizeof rnd) {
-        int64_t v = zclock_usecs() ^ ((int64_t)getpid() << 40);
-        memcpy(rnd, &v, sizeof rnd);
-    }
-    if (fd >= 0)
-        close(fd);
-    snprintf(out, outlen, "emadsctl-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
-             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    id_random("emadsctl-", 8, out, outlen);
 }

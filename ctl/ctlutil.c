@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "proto/ev.h"
 
 void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd)
 {
@@ -105,40 +106,6 @@ int ctl_parse_count(const char *s, int64_t max, int64_t *v, char *why, size_t wh
 
 /* ---- text from users and peers ------------------------------------------- */
 
-long ctl_utf8_invalid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; p[i];) {
-        unsigned char c = p[i];
-        int n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else
-            return (long)i;
-        for (int k = 1; k <= n; k++) {
-            if ((p[i + (size_t)k] & 0xc0) != 0x80)
-                return (long)i;
-            cp = (cp << 6) | (p[i + (size_t)k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return (long)i;
-        i += (size_t)n + 1;
-    }
-    return -1;
-}
-
 bool ctl_task_ended(const char *state)
 {
     return state && (!strcmp(state, "done") || !strcmp(state, "failed") ||
@@ -196,7 +163,7 @@ char **ctl_texts_parse(const char *buf, size_t len, size_t *n, char *why, size_t
         }
         memcpy(line, start, ll);
         line[ll] = '\0';
-        long bad = ctl_utf8_invalid(line);
+        long bad = ev_utf8_invalid(line, strlen(line));
         if (bad >= 0) {
             snprintf(why, whylen, "line %zu: not UTF-8 text (byte %ld of the line)", lineno,
                      bad + 1);

@@ -31,10 +31,7 @@ int ctl_parse_int(const char *s, int64_t *v);
 
 /* ---- text that came from users or peers -------------------------------- */
 
-/* Offset (0-based) of the first byte of s that is not valid UTF-8 (bad
-   lead byte, truncated or overlong sequence, surrogate, above U+10FFFF),
-   or -1 if all of s is valid. */
-long ctl_utf8_invalid(const char *s);
+/* UTF-8 is checked with ev_utf8_invalid (proto/ev.h). */
 /* True if s is empty or only white space. */
 bool ctl_blank(const char *s);
 /* Copy s to out for a terminal: control characters (C0, DEL, C1) become

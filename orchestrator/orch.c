@@ -31,7 +31,6 @@
 #include "orchestrator/orch.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/id.h"
 #include "common/log.h"
 #include "orchestrator/classify.h"
 #include "orchestrator/orch_metrics.h"
@@ -241,20 +241,6 @@ static void s_cancel_task(orch_t *self, task_t *t, const char *reason)
 
 /* ---- requests ------------------------------------------------------------ */
 
-static void s_new_task_id(char *out, size_t outlen)
-{
-    unsigned char rnd[6] = {0};
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read(fd, rnd, sizeof rnd) != (ssize_t)sizeof rnd) {
-        int64_t v = zclock_usecs() ^ ((int64_t)getpid() << 32);
-        memcpy(rnd, &v, sizeof rnd);
-    }
-    if (fd >= 0)
-        close(fd);
-    snprintf(out, outlen, "t-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-             rnd[5]);
-}
-
 /* Class and workflow for text (workflow name may be NULL). -1 with a reason
    when the workflow is unknown. */
 static int s_pick(orch_t *self, const char *text, const char *workflow, int *cls, int *wf,
@@ -304,7 +290,7 @@ static void s_on_submit(orch_t *self, bus_request_t *req)
         return;
     }
     do
-        s_new_task_id(id, sizeof id);
+        id_random("t-", 6, id, sizeof id);
     while (zhashx_lookup(self->tasks, id));
     task_t *t = s_task_new(self, id, text, cls, wf);
     if (!t) {
@@ -516,7 +502,7 @@ static int s_host_start(void *arg, const char *text, int cls, int wf, const int 
     orch_t *self = arg;
     char tid[PROTO_MAX_ID + 1], rnd[32];
     do {
-        s_new_task_id(rnd, sizeof rnd);
+        id_random("t-", 6, rnd, sizeof rnd);
         snprintf(tid, sizeof tid, "%s%.20s", TASK_TRAIN_PREFIX, rnd + 2);
     } while (zhashx_lookup(self->tasks, tid));
     task_t *t = s_task_new(self, tid, text, cls, wf);
@@ -602,7 +588,7 @@ static void s_on_train(orch_t *self, bus_request_t *req)
         return;
     }
     char rnd[32], id[PROTO_MAX_ID + 1], err[256];
-    s_new_task_id(rnd, sizeof rnd);
+    id_random("t-", 6, rnd, sizeof rnd);
     snprintf(id, sizeof id, "train-%.20s", rnd + 2);
     train_run_t *tr = train_run_new(req->body, id, (uint64_t)zclock_usecs(), err, sizeof err);
     if (!tr) {

@@ -558,8 +558,9 @@ static size_t s_utf8_seq(const uint8_t *s, size_t n)
     return 0;
 }
 
-static bool s_utf8_valid(const uint8_t *s, size_t n)
+long ev_utf8_invalid(const char *str, size_t n)
 {
+    const uint8_t *s = (const uint8_t *)str;
     size_t i = 0;
     while (i < n) {
         /* fast path: eight ASCII bytes at a time */
@@ -577,10 +578,10 @@ static bool s_utf8_valid(const uint8_t *s, size_t n)
         }
         size_t k = s_utf8_seq(s + i, n - i);
         if (!k)
-            return false;
+            return (long)i;
         i += k;
     }
-    return true;
+    return -1;
 }
 
 /* ---- errors ------------------------------------------------------------- */
@@ -636,7 +637,7 @@ static int s_enc_str(s_enc_t *e, const char *p, size_t len)
 {
     if (len > e->lim->max_str)
         return s_enc_fail(e, EV_ERR_LIMIT);
-    if (!s_utf8_valid((const uint8_t *)p, len))
+    if (ev_utf8_invalid(p, len) >= 0)
         return s_enc_fail(e, EV_ERR_TYPE);
     if (msgpack_pack_str(&e->pk, len) || msgpack_pack_str_body(&e->pk, p, len))
         return s_enc_fail(e, EV_ERR_NOMEM);
@@ -788,7 +789,7 @@ static int s_bytes(s_dec_t *d, uint64_t len, bool is_str, const uint8_t **p)
         return s_dec_fail(d, EV_ERR_MALFORMED, "truncated: %s of %llu bytes, %zu remain",
                           is_str ? "string" : "bin", (unsigned long long)len, d->len - d->pos);
     *p = d->buf + d->pos;
-    if (is_str && !d->build && !s_utf8_valid(*p, (size_t)len))
+    if (is_str && !d->build && ev_utf8_invalid((const char *)*p, (size_t)len) >= 0)
         return s_dec_fail(d, EV_ERR_MALFORMED, "string is not valid UTF-8");
     d->pos += (size_t)len;
     return 0;

@@ -105,6 +105,14 @@ typedef enum {
     EV_ERR_NOMEM = -4
 } ev_rc_t;
 
+/* The one UTF-8 check of emads: offset (0-based) of the first byte of
+   s[0..n) that does not start a valid UTF-8 sequence, or -1 when all n bytes
+   are valid. Overlong forms, surrogates, code points above U+10FFFF and a
+   sequence cut short (by n or by a byte that is not a continuation) are
+   invalid; the offset is then that of the sequence's lead byte. A NUL byte
+   is valid UTF-8 (callers with C strings pass strlen). */
+long ev_utf8_invalid(const char *s, size_t n);
+
 /* Encode v as msgpack. On success *buf is a malloc'd buffer the caller frees
    and *len its size. Returns EV_OK or an error (EV_ERR_LIMIT for a string
    longer than ev_wire_limits.max_str, etc.; EV_ERR_TYPE for a string or key

@@ -214,11 +214,11 @@ static int s_retention(const char *db)
         snprintf(rid, sizeof rid, "close-%s", tasks[i]);
         ledger_close_task(l, "orchestrator", rid, tasks[i], now, &r);
     }
-    int rc = journal_write(j, l, err, sizeof err);
+    int rc = journal_append(j, l, err, sizeof err);
     printf("ledger_request_records_before=%zu\n", ledger_request_count(l));
     int64_t t0 = zclock_usecs();
     while (rc == 0 && ledger_prune_requests(l, now, 0, 1000) > 0)
-        rc = journal_write(j, l, err, sizeof err);
+        rc = journal_append(j, l, err, sizeof err);
     printf("ledger_request_records_after=%zu\n", ledger_request_count(l));
     printf("ledger_prune_ms=%.1f\n", (double)(zclock_usecs() - t0) / 1000.0);
     if (rc != 0)

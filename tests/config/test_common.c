@@ -1,7 +1,7 @@
 /*  test_common.c - unit tests of the run directory (common/rundir.c) and the
     log lines (common/log.c): the resolution order a user relies on
     (--home, EMADS_HOME, XDG_STATE_HOME, HOME), the folders `emadsctl up`
-    needs, and the one-line log format the daemons write.
+    needs, the one-line log format the daemons write, and random ids.
 */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/id.h"
 #include "common/log.h"
 #include "common/rundir.h"
 
@@ -216,4 +217,38 @@ Test(common, pid_serves_identifies_program_and_name)
     cr_expect_not(rundir_pid_serves(1, base, NULL), "pid 1 is never ours");
     cr_expect_not(rundir_pid_serves(INT_MAX, base, NULL), "no such process");
     cr_expect_not(rundir_pid_serves(self, NULL, NULL));
+}
+
+/* ---- random ids (common/id.c) --------------------------------------------- */
+
+Test(id, prefix_and_hex_of_the_asked_length)
+{
+    char id[32];
+    cr_assert_eq(id_random("t-", 6, id, sizeof id), 0);
+    cr_expect_eq(strlen(id), 2 + 12);
+    cr_expect_eq(strncmp(id, "t-", 2), 0);
+    cr_expect_eq(strspn(id + 2, "0123456789abcdef"), 12, "lowercase hex: %s", id);
+    cr_assert_eq(id_random(NULL, ID_BYTES_MAX, id, sizeof id), 0);
+    cr_expect_eq(strlen(id), 2 * ID_BYTES_MAX);
+}
+
+Test(id, fresh_each_time)
+{
+    char a[32], b[32];
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(id_random("emadsctl-", 8, a, sizeof a), 0);
+        cr_assert_eq(id_random("emadsctl-", 8, b, sizeof b), 0);
+        cr_expect_str_neq(a, b);
+    }
+}
+
+Test(id, refuses_sizes_it_cannot_fill)
+{
+    char id[8] = "x";
+    cr_expect_eq(id_random("t-", 6, id, sizeof id), -1, "14 bytes do not fit 8");
+    cr_expect_str_eq(id, "");
+    char big[64];
+    cr_expect_eq(id_random("t-", 0, big, sizeof big), -1);
+    cr_expect_eq(id_random("t-", ID_BYTES_MAX + 1, big, sizeof big), -1);
+    cr_expect_eq(id_random("t-", 6, big, 0), -1);
 }

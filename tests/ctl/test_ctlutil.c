@@ -1,8 +1,7 @@
 /*  test_ctlutil.c - unit tests of emadsctl's pure helpers (ctl/ctlutil.h):
-    the UTF-8 check that guards task text, the escaping of text for a
-    terminal, USD and integer option parsing with the reasons a user reads,
-    the names of pid files that `emadsctl down` and `status` consider, and
-    the parsing of `train --tasks` files (caps, binary content, blank lines).
+    the escaping of text for a terminal (never cut inside a character), USD and integer option
+   parsing with the reasons a user reads, the names of pid files that `emadsctl down` and `status`
+   consider, and the parsing of `train --tasks` files (caps, binary content, blank lines).
 */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -10,49 +9,7 @@
 #include <string.h>
 
 #include "ctl/ctlutil.h"
-
-/* ---- UTF-8 --------------------------------------------------------------- */
-
-Test(utf8, valid_text_passes)
-{
-    cr_expect_eq(ctl_utf8_invalid(""), -1);
-    cr_expect_eq(ctl_utf8_invalid("plain ascii"), -1);
-    cr_expect_eq(ctl_utf8_invalid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), -1); /* é € 😀 */
-    cr_expect_eq(ctl_utf8_invalid("\xed\x9f\xbf"), -1);     /* U+D7FF, just below surrogates */
-    cr_expect_eq(ctl_utf8_invalid("\xf4\x8f\xbf\xbf"), -1); /* U+10FFFF, the last */
-}
-
-Test(utf8, bad_lead_bytes)
-{
-    cr_expect_eq(ctl_utf8_invalid("ab\x80"), 2); /* lone continuation byte */
-    cr_expect_eq(ctl_utf8_invalid("\xff"), 0);   /* never valid */
-    cr_expect_eq(ctl_utf8_invalid("x\xfe y"), 1);
-    cr_expect_eq(ctl_utf8_invalid("\xf5\x80\x80\x80"), 0); /* above U+10FFFF */
-}
-
-Test(utf8, overlong_forms)
-{
-    cr_expect_eq(ctl_utf8_invalid("\xc0\xaf"), 0); /* '/' in two bytes */
-    cr_expect_eq(ctl_utf8_invalid("ok\xc1\xbf"), 2);
-    cr_expect_eq(ctl_utf8_invalid("\xe0\x80\xaf"), 0);        /* '/' in three bytes */
-    cr_expect_eq(ctl_utf8_invalid("abc\xf0\x80\x80\xaf"), 3); /* '/' in four bytes */
-}
-
-Test(utf8, surrogates)
-{
-    cr_expect_eq(ctl_utf8_invalid("\xed\xa0\x80"), 0);     /* U+D800 */
-    cr_expect_eq(ctl_utf8_invalid("hi \xed\xbf\xbf"), 3);  /* U+DFFF */
-    cr_expect_eq(ctl_utf8_invalid("\xf4\x90\x80\x80"), 0); /* U+110000 */
-}
-
-Test(utf8, truncated_sequences_report_the_lead_byte)
-{
-    cr_expect_eq(ctl_utf8_invalid("caf\xc3"), 3); /* cut at the end */
-    cr_expect_eq(ctl_utf8_invalid("\xe2\x82"), 0);
-    cr_expect_eq(ctl_utf8_invalid("12345\xf0\x9f\x98"), 5);
-    cr_expect_eq(ctl_utf8_invalid("\xe2\x82x"), 0);             /* cut by an ASCII byte */
-    cr_expect_eq(ctl_utf8_invalid("\xc3\xa9\xc3\xa9\xc3 "), 4); /* index counts bytes */
-}
+#include "proto/ev.h"
 
 /* ---- escaping ------------------------------------------------------------ */
 
@@ -85,7 +42,7 @@ Test(escape, cut_to_fit_with_dots_never_inside_a_character)
     /* "\xc3\xa9" is two bytes: the cut must not keep half of it */
     ctl_escape(out, sizeof out, "abc\xc3\xa9\xc3\xa9\xc3\xa9");
     cr_expect_str_eq(out, "abc...");
-    cr_expect_eq(ctl_utf8_invalid(out), -1);
+    cr_expect_eq(ev_utf8_invalid(out, strlen(out)), -1);
     ctl_escape(out, sizeof out, "\x1b\x1b\x1b");
     cr_expect_str_eq(out, "\\x1b...");
     char exact[6];

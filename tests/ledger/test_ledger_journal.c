@@ -56,7 +56,7 @@ static ledger_config_t s_cfg(void)
 static void s_write(journal_t *j, ledger_t *l)
 {
     char err[256];
-    cr_assert_eq(journal_write(j, l, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(journal_append(j, l, err, sizeof err), 0, "%s", err);
 }
 
 TestSuite(journal, .init = s_setup, .fini = s_teardown);

@@ -441,3 +441,60 @@ Test(ev_decode, error_reason_names_offset)
     cr_assert_str_eq(err, "offset 2: invalid type byte 0xc1");
     cr_assert_str_eq(ev_strerror(EV_ERR_LIMIT), "limit exceeded");
 }
+
+/* ---- UTF-8 (ev_utf8_invalid, also emadsctl's check of task text) ---------- */
+
+/* a C string, as emadsctl passes task text */
+static long s_invalid(const char *s)
+{
+    return ev_utf8_invalid(s, strlen(s));
+}
+
+Test(utf8, valid_text_passes)
+{
+    cr_expect_eq(s_invalid(""), -1);
+    cr_expect_eq(s_invalid("plain ascii"), -1);
+    cr_expect_eq(s_invalid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), -1); /* é € 😀 */
+    cr_expect_eq(s_invalid("\xed\x9f\xbf"), -1);     /* U+D7FF, just below surrogates */
+    cr_expect_eq(s_invalid("\xf4\x8f\xbf\xbf"), -1); /* U+10FFFF, the last */
+}
+
+Test(utf8, bad_lead_bytes)
+{
+    cr_expect_eq(s_invalid("ab\x80"), 2); /* lone continuation byte */
+    cr_expect_eq(s_invalid("\xff"), 0);   /* never valid */
+    cr_expect_eq(s_invalid("x\xfe y"), 1);
+    cr_expect_eq(s_invalid("\xf5\x80\x80\x80"), 0); /* above U+10FFFF */
+}
+
+Test(utf8, overlong_forms)
+{
+    cr_expect_eq(s_invalid("\xc0\xaf"), 0); /* '/' in two bytes */
+    cr_expect_eq(s_invalid("ok\xc1\xbf"), 2);
+    cr_expect_eq(s_invalid("\xe0\x80\xaf"), 0);        /* '/' in three bytes */
+    cr_expect_eq(s_invalid("abc\xf0\x80\x80\xaf"), 3); /* '/' in four bytes */
+}
+
+Test(utf8, surrogates)
+{
+    cr_expect_eq(s_invalid("\xed\xa0\x80"), 0);     /* U+D800 */
+    cr_expect_eq(s_invalid("hi \xed\xbf\xbf"), 3);  /* U+DFFF */
+    cr_expect_eq(s_invalid("\xf4\x90\x80\x80"), 0); /* U+110000 */
+}
+
+Test(utf8, truncated_sequences_report_the_lead_byte)
+{
+    cr_expect_eq(s_invalid("caf\xc3"), 3); /* cut at the end */
+    cr_expect_eq(s_invalid("\xe2\x82"), 0);
+    cr_expect_eq(s_invalid("12345\xf0\x9f\x98"), 5);
+    cr_expect_eq(s_invalid("\xe2\x82x"), 0);             /* cut by an ASCII byte */
+    cr_expect_eq(s_invalid("\xc3\xa9\xc3\xa9\xc3 "), 4); /* index counts bytes */
+}
+
+Test(utf8, length_counted_not_nul_terminated)
+{
+    cr_expect_eq(ev_utf8_invalid("a\0b", 3), -1, "a NUL byte is valid UTF-8");
+    cr_expect_eq(ev_utf8_invalid("\xc3\xa9", 1), 0, "n cuts the sequence");
+    cr_expect_eq(ev_utf8_invalid("abcdefgh\xc3\xa9ijklmnop\xff", 19), 18,
+                 "past the ASCII fast path");
+}
