@@ -1159,13 +1159,12 @@ static void s_gateway(s_ctx_t *ctx, const yaml_node_t *root)
     if (s_read_str(ctx, m, "gateway", "listen", false, cfg->gateway_listen,
                    sizeof cfg->gateway_listen) == 1 &&
         cfg->gateway_listen[0]) {
-        const char *colon = strrchr(cfg->gateway_listen, ':');
-        char *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : 0;
-        if (!colon || colon == cfg->gateway_listen || !end || *end || port < 0 || port > 65535)
+        char why[200];
+        if (metrics_listen_check(cfg->gateway_listen, why, sizeof why) != 0)
             s_err(ctx, s_line(s_get(ctx, m, "listen")), "gateway.listen",
                   "must be HOST:PORT with PORT 0..65535 (0: any free port), or \"\" for no "
-                  "gateway");
+                  "gateway: %s",
+                  why);
     }
     yaml_node_t *b = s_get(ctx, m, "per_task_budget");
     if (b && s_expect_map(ctx, b, "gateway.per_task_budget")) {

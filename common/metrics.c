@@ -566,8 +566,7 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
     return rc;
 }
 
-/* "host:port" or "[v6]:port" into a socket address; -1 with a reason. */
-static int s_parse_listen(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen)
+int metrics_listen_parse(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen)
 {
     char host[64];
     const char *colon;
@@ -642,7 +641,7 @@ int metrics_serve(metrics_t *self, const char *listen, const char *addr_file, ch
         snprintf(err, errlen, "no registry, no address, or already serving");
         return -1;
     }
-    if (s_parse_listen(listen, &ss, err, errlen) != 0)
+    if (metrics_listen_parse(listen, &ss, err, errlen) != 0)
         return -1;
     bool v6 = ss.ss_family == AF_INET6;
     uint16_t port =
@@ -687,7 +686,7 @@ int metrics_serve(metrics_t *self, const char *listen, const char *addr_file, ch
 int metrics_listen_check(const char *listen, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
-    return listen ? s_parse_listen(listen, &ss, err, errlen) : -1;
+    return listen ? metrics_listen_parse(listen, &ss, err, errlen) : -1;
 }
 
 /* <run>/metrics/<name>.<pid>.addr, its folder created; 0 or -1. */

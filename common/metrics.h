@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "proto/proto.h" /* DIM_COUNT */
 
@@ -73,6 +74,10 @@ void metrics_destroy(metrics_t **self_p);
    it). Returns 0, or -1 with a reason in err (bad address, cannot bind). */
 int metrics_serve(metrics_t *self, const char *listen, const char *addr_file, char *err,
                   size_t errlen);
+/* "host:port" (numeric IPv4, or localhost) or "[v6]:port" into *ss; port
+   0..65535 (0 = any free port). 0, or -1 with a reason. Every HTTP
+   listener of the project (metrics, the gateway) parses its address here. */
+int metrics_listen_parse(const char *listen, struct sockaddr_storage *ss, char *err, size_t errlen);
 /* Check a listen address without binding: 0, or -1 with a reason. */
 int metrics_listen_check(const char *listen, char *err, size_t errlen);
 /* metrics_serve for a daemon: the address file is

@@ -1939,23 +1939,6 @@ static int s_metrics_new(s_gw_t *gw)
 
 /* ---- the process ----------------------------------------------------------------------- */
 
-static int s_parse_listen(const char *listen, struct sockaddr_in *sa)
-{
-    char host[64];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || (size_t)(colon - listen) >= sizeof host)
-        return -1;
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
-    long port = strtol(colon + 1, NULL, 10);
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    if (!strcmp(host, "localhost"))
-        snprintf(host, sizeof host, "127.0.0.1");
-    return port >= 0 && port < 65536 && inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
-}
-
 int gateway_run(const gateway_opts_t *opts)
 {
     if (sodium_init() < 0) {
@@ -2001,28 +1984,34 @@ int gateway_run(const gateway_opts_t *opts)
             goto done;
         }
     const char *listen = opts->listen ? opts->listen : gw->cfg->gateway_listen;
-    struct sockaddr_in sa;
-    if (!gw->tasks || s_parse_listen(listen, &sa) != 0) {
-        log_error("gateway.listen: cannot use '%s' (HOST:PORT with an IPv4 address)", listen);
+    struct sockaddr_storage sa;
+    char lerr[200];
+    if (!gw->tasks || metrics_listen_parse(listen, &sa, lerr, sizeof lerr) != 0) {
+        log_error("gateway.listen: %s", lerr);
         goto done;
     }
+    bool v6 = sa.ss_family == AF_INET6;
     /* poll(), not select(): select cannot watch a descriptor above 1023,
        and a busy gateway holds more (upstream calls, bus sockets) */
-    mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                               MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                           0, NULL, NULL, s_handler, gw, MHD_OPTION_SOCK_ADDR, &sa,
-                           MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
-                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
+    mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+            MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0),
+        0, NULL, NULL, s_handler, gw, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED,
+        s_completed, gw, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)600, MHD_OPTION_END);
     if (!mhd) {
         log_error("cannot listen on %s: %s", listen, strerror(errno));
         goto done;
     }
     /* the address actually bound (port 0 picks one) goes to <run>/gateway.addr */
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
-    char addr[96], host[INET_ADDRSTRLEN] = "127.0.0.1", path[4200], tmp[4300];
-    inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
-    snprintf(addr, sizeof addr, "%s:%u", host, di ? (unsigned)di->port : ntohs(sa.sin_port));
+    char addr[96], host[INET6_ADDRSTRLEN] = "127.0.0.1", path[4200], tmp[4300];
+    const struct sockaddr_in *sa4 = (const struct sockaddr_in *)&sa;
+    const struct sockaddr_in6 *sa6 = (const struct sockaddr_in6 *)&sa;
+    inet_ntop(sa.ss_family, v6 ? (const void *)&sa6->sin6_addr : (const void *)&sa4->sin_addr, host,
+              sizeof host);
+    unsigned port = di ? (unsigned)di->port : ntohs(v6 ? sa6->sin6_port : sa4->sin_port);
+    snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", host, port);
     snprintf(path, sizeof path, "%s/gateway.addr", opts->run_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *af = fopen(tmp, "w");
