@@ -62,7 +62,12 @@ e2e_cleanup() {
             tail -n 15 "$f" >&2 || true
         done
     fi
-    for pid in ${E2E_EXTRA_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
+    # a background `ctl ... &` is a subshell running emadsctl: stop its
+    # children too, or the emadsctl it started outlives the test
+    for pid in ${E2E_EXTRA_PIDS:-}; do
+        pkill -P "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+    done
     rm -rf "$E2E_TMP"
     exit $rc
 }
