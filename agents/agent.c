@@ -28,7 +28,7 @@
 
 #include "agents/agent_metrics.h"
 #include "agents/evjson.h"
-#include "agents/tokens.h"
+#include "common/tokens.h"
 #include "agents/tool.h"
 #include "bus/bus.h"
 #include "common/log.h"

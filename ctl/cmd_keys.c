@@ -1,7 +1,7 @@
 /*  cmd_keys.c - emadsctl keys issue | list | revoke: the gateway's API keys.
 
     The keys live in <run>/gateway.keys (format and locking in
-    gateway/keys.h); emads-gateway re-reads the file whenever it changes, so
+    common/keys.h); emads-gateway re-reads the file whenever it changes, so
     a revoked key is refused from the next request on. These commands work
     on the file and need no running constellation. A key's principal is
     the agent (a name with a budget in the budgets file) whose budget it
@@ -15,7 +15,7 @@
 
 #include "common/rundir.h"
 #include "ctl/ctlbus.h"
-#include "gateway/keys.h"
+#include "common/keys.h"
 
 static int64_t s_now_ms(void)
 {

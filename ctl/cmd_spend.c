@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "ctl/ctlbus.h"
-#include "gateway/views.h"
+#include "common/views.h"
 
 typedef view_row_t row_t;
 

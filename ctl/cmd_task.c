@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "ctl/ctlbus.h"
-#include "gateway/views.h"
+#include "common/views.h"
 #include "proto/ev.h"
 
 #define TASK_CALL_TIMEOUT_MS 10000

@@ -8,7 +8,7 @@
 */
 #define _GNU_SOURCE
 #include "ctl/ctlbus.h"
-#include "gateway/views.h"
+#include "common/views.h"
 
 #include <errno.h>
 #include <dirent.h>

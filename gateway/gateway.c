@@ -39,14 +39,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "agents/tokens.h"
+#include "common/tokens.h"
 #include "gateway/assets.h"
 #include "bus/bus.h"
 #include "common/hold.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "gateway/keys.h"
-#include "gateway/views.h"
+#include "common/keys.h"
+#include "common/views.h"
 
 #define S_DRAIN_MS         8000      /* at a stop, calls in flight may finish this long */
 #define S_SETTLERS         4         /* threads that commit holds after the response left */

@@ -55,7 +55,7 @@ int gateway_run(const gateway_opts_t *opts);
 /* ---- pure helpers ---------------------------------------------------------- */
 /* Raw token estimate of a request's prompt: every message's text (string
    content or text parts), the Anthropic top-level system, and the tools'
-   JSON, with the chat overheads of agents/tokens.h. */
+   JSON, with the chat overheads of common/tokens.h. */
 int64_t gw_prompt_tokens(const json_t *req, gw_api_t api);
 /* The request's own output limit (max_completion_tokens or max_tokens),
    or -1 when it has none or it is not a positive integer. */

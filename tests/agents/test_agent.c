@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "agents/agent.h"
-#include "agents/tokens.h"
+#include "common/tokens.h"
 
 static cfg_t *cfg;
 

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agents/tokens.h"
+#include "common/tokens.h"
 
 Test(tokens, estimates_grow_with_text)
 {

@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agents/tokens.h"
+#include "common/tokens.h"
 #include "gateway/gateway.h"
-#include "gateway/keys.h"
+#include "common/keys.h"
 
 static json_t *J(const char *s)
 {

@@ -1,5 +1,5 @@
 /*  test_views.c - the JSON views emadsctl --json and the dashboard API
-    share (gateway/views.h): the spend table from a scripted ledger, its
+    share (common/views.h): the spend table from a scripted ledger, its
     sums of limits and of hostile amounts, errors, overruns, and ev -> JSON. */
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/views.h"
+#include "common/views.h"
 
 static const proto_amounts_t s_unlimited = {{-1, -1, -1, -1}};
 

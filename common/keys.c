@@ -5,7 +5,7 @@
     applied. Writing is load, change, write <file>.tmp (0600), fsync,
     rename, under an exclusive flock on <file>.lock.
 */
-#include "gateway/keys.h"
+#include "common/keys.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
     Sums decay by CALIB_DECAY on every observation so the ratio follows a
     provider that changes its tokeniser or a workload whose text changes.
 */
-#include "agents/tokens.h"
+#include "common/tokens.h"
 
 #include <jansson.h>
 #include <math.h>

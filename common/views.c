@@ -4,7 +4,7 @@
     every task, then the global account, with the limits summed from the
     ledger's own accounts (one unlimited account makes a sum unlimited).
 */
-#include "gateway/views.h"
+#include "common/views.h"
 
 #include <stdint.h>
 #include <stdio.h>
