@@ -36,7 +36,10 @@ for _ in $(seq 1 100); do
        echo "$s" | grep -Eq "^ +cto_analysis +cto_agent +running +llm gpt-4o" &&
        echo "$s" | grep -Eq "^ +coo_analysis +coo_agent +running +llm gpt-4o"; then
         seen=yes
-        break
+        # one frame samples the orchestrator, the ledger and the bus one
+        # after another: wait for a frame in which all three show the step
+        echo "$s" | grep -Eq "^cto_agent +0 +0\.000000 +[1-9][0-9]* +0\.[0-9]+ +1$" &&
+            echo "$s" | grep -Eq "^cto_agent +1 +1$" && break
     fi
     sleep 0.1
 done
