@@ -1,8 +1,10 @@
 /*  journal_sqlite.c - the ledger's journal in SQLite, the first journal
     backend (see journal.h for the contract, journal_backend.h for the table).
 
-    On-disk format, version 4 (3 had no late resolutions: its expired holds
-    were released, not charged, so it is refused rather than misread):
+    On-disk format, version 5 (4 is migrated in place: its holds gain the
+    two period account columns, empty; 3 had no late resolutions: its
+    expired holds were released, not charged, so it is refused rather than
+    misread):
 
       accounts  key PK (without rowid), kind (0 task, 1 agent, 2 global), task, agent, period,
                 lim0..lim3, used0..used3, held0..held3 (dimensions in
@@ -12,7 +14,8 @@
                 act0..act3, created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired = charged in
                 full), measured,
-                path, model, option
+                path, model, option, period_key (the agent's period account),
+                key_key (the gateway key's period account)
       requests  rowid (the record's seq), sender, request_id, fingerprint, op,
                 code, reason, hold_id, task, agent, a0..a3, t1, t2, overrun,
                 err_kind, err_dim, err_requested, err_available, late
@@ -46,8 +49,8 @@
     GROUP BY instead of relying on an index.
 
     A hold touches the accounts "a/<task>/<agent>", "t/<task>" and its
-    global_key. Replaying the journal: reserve adds the hold's amounts to held;
-    commit removes them from held and adds the hold's actual to used; void
+    global_key, period_key and key_key (when not empty). Replaying the journal: reserve adds the
+   hold's amounts to held; commit removes them from held and adds the hold's actual to used; void
     removes them from held; expire (ttl or close_task) moves them from held to
     used (the full charge); a late commit adds actual - amounts to used (the
     actual replaces the charge); a late void removes the amounts from used
@@ -67,7 +70,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOURNAL_FORMAT 4
+#define JOURNAL_FORMAT 5
 
 static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
                                                    "cost_uusd"};
@@ -97,7 +100,8 @@ static const char *s_schema =
     " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"
     " amt0 INT, amt1 INT, amt2 INT, amt3 INT, act0 INT, act1 INT, act2 INT, act3 INT,"
     " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"
-    " measured TEXT, path TEXT, model TEXT, option TEXT);"
+    " measured TEXT, path TEXT, model TEXT, option TEXT,"
+    " period_key TEXT NOT NULL DEFAULT '', key_key TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"
     " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"
     " hold_id TEXT, task TEXT, agent TEXT, a0 INT, a1 INT, a2 INT, a3 INT, t1 INT, t2 INT,"
@@ -105,7 +109,14 @@ static const char *s_schema =
     " late INT NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY, at_ms INT NOT NULL,"
     " kind INT NOT NULL, hold_seq INT NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES('format', '4');";
+    "INSERT OR IGNORE INTO meta VALUES('format', '5');";
+
+/* Format 4 -> 5: holds on period accounts (two columns, empty for old holds). */
+static const char *s_migrate_4 = "BEGIN;"
+                                 "ALTER TABLE holds ADD COLUMN period_key TEXT NOT NULL DEFAULT '';"
+                                 "ALTER TABLE holds ADD COLUMN key_key TEXT NOT NULL DEFAULT '';"
+                                 "UPDATE meta SET value = '5' WHERE key = 'format';"
+                                 "COMMIT;";
 
 static void s_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 {
@@ -166,6 +177,18 @@ static void *s_open(const char *path, char *err, size_t errlen)
         sqlite3_step(st) == SQLITE_ROW)
         format = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
+    if (wal && format == 4) {
+        if (sqlite3_exec(self->db, s_migrate_4, NULL, NULL, &msg) != SQLITE_OK) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s: migrating format 4 to 5: %s", path,
+                         msg ? msg : "failed");
+            sqlite3_free(msg);
+            sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+            s_close(self);
+            return NULL;
+        }
+        format = JOURNAL_FORMAT;
+    }
     if (!wal || format != JOURNAL_FORMAT) {
         if (err && errlen) {
             if (!wal)
@@ -185,7 +208,7 @@ static void *s_open(const char *path, char *err, size_t errlen)
                            -1, &self->put_account, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT OR REPLACE INTO holds VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                           "?,?,?,?,?)",
+                           "?,?,?,?,?,?,?)",
                            -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT INTO requests(sender, request_id, fingerprint, op, code, reason,"
@@ -259,6 +282,8 @@ static int s_put_hold(jsqlite_t *self, const ledger_hold_row_t *r)
     sqlite3_bind_text(st, 20, r->path, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 21, r->model, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 22, r->option, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 23, r->period_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 24, r->key_key, -1, SQLITE_STATIC);
     return s_step(st);
 }
 
@@ -427,6 +452,8 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         s_text(r.path, sizeof r.path, st, 19);
         s_text(r.model, sizeof r.model, st, 20);
         s_text(r.option, sizeof r.option, st, 21);
+        s_text(r.period_key, sizeof r.period_key, st, 22);
+        s_text(r.key_key, sizeof r.key_key, st, 23);
         if (ledger_load_hold(ledger, &r) != 0)
             goto fail;
     }
@@ -493,7 +520,9 @@ static const char *s_replay_sql =
     "WITH e AS (SELECT j.kind AS k, h.* FROM journal j JOIN holds h ON h.seq = j.hold_seq),"
     " p AS (SELECT 'a/' || task || '/' || agent AS key, * FROM e"
     "       UNION ALL SELECT 't/' || task, * FROM e"
-    "       UNION ALL SELECT global_key, * FROM e WHERE global_key <> ''),"
+    "       UNION ALL SELECT global_key, * FROM e WHERE global_key <> ''"
+    "       UNION ALL SELECT period_key, * FROM e WHERE period_key <> ''"
+    "       UNION ALL SELECT key_key, * FROM e WHERE key_key <> ''),"
     " r AS (SELECT key,"
     "  SUM(CASE k WHEN 1 THEN act0 WHEN 3 THEN amt0 WHEN 4 THEN act0 - amt0 WHEN 5 THEN -amt0"
     "   ELSE 0 END) u0,"

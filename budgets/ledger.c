@@ -28,6 +28,18 @@
 static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
                                                    "cost_uusd"};
 
+/* An amount of dimension dim as people read it: cost in dollars
+   ("$0.028973"), the others as integers. */
+static void s_dim_text(int dim, int64_t v, char *out, size_t size)
+{
+    if (dim == DIM_COST_UUSD && v >= 0)
+        snprintf(out, size, "$%" PRId64 ".%06" PRId64, v / 1000000, v % 1000000);
+    else if (v == INT64_MAX)
+        snprintf(out, size, "unlimited");
+    else
+        snprintf(out, size, "%" PRId64, v);
+}
+
 /* ---- small containers --------------------------------------------------- */
 
 typedef struct {
@@ -201,6 +213,13 @@ struct _ledger_t {
     size_t n_notes, cap_notes;
     int64_t *pruned; /* seq of request records removed */
     size_t n_pruned, cap_pruned;
+    /* the periods last computed (global, agents', keys'), valid [start, end) */
+    struct {
+        period_t p;
+        int64_t start, end;
+        char label[PERIOD_LABEL_MAX];
+    } pcache[8];
+    int n_pcache;
 };
 
 static const char *const s_code_names[] = {
@@ -228,7 +247,8 @@ const char *ledger_code_name(ledger_code_t code)
 
 const char *ledger_kind_name(ledger_kind_t k)
 {
-    return k == LEDGER_KIND_TASK ? "task" : k == LEDGER_KIND_AGENT ? "agent" : "global";
+    static const char *const names[] = {"task", "agent", "global", "period", "key"};
+    return k >= LEDGER_KIND_TASK && k <= LEDGER_KIND_KEY ? names[k] : "?";
 }
 
 const char *ledger_hold_state_name(ledger_hold_state_t s)
@@ -517,24 +537,59 @@ static void s_agent_key(char *out, size_t size, const char *task, const char *ag
     snprintf(out, size, "a/%s/%s", task, agent);
 }
 
+/* The label of the period p containing now_ms (PERIOD_LABEL_MAX bytes);
+   -1 when p is none or the time cannot be placed. Recent periods are cached:
+   period_bounds() runs once per period, not once per reserve. */
+static int s_period_label(ledger_t *self, const period_t *p, int64_t now_ms, char *label)
+{
+    label[0] = 0;
+    if (p->unit == PERIOD_NONE)
+        return -1;
+    int slot = -1;
+    for (int i = 0; i < self->n_pcache; i++)
+        if (self->pcache[i].p.unit == p->unit && self->pcache[i].p.seconds == p->seconds) {
+            if (now_ms >= self->pcache[i].start && now_ms < self->pcache[i].end) {
+                s_copy(label, PERIOD_LABEL_MAX, self->pcache[i].label);
+                return 0;
+            }
+            slot = i;
+        }
+    if (slot < 0)
+        slot = self->n_pcache < 8 ? self->n_pcache++ : (int)(now_ms & 7);
+    int64_t start, end;
+    if (period_bounds(p, self->cfg.tz, now_ms, &start, &end, label, PERIOD_LABEL_MAX) != 0) {
+        self->pcache[slot].p.unit = PERIOD_NONE;
+        label[0] = 0;
+        return -1;
+    }
+    self->pcache[slot].p = *p;
+    self->pcache[slot].start = start;
+    self->pcache[slot].end = end;
+    s_copy(self->pcache[slot].label, PERIOD_LABEL_MAX, label);
+    return 0;
+}
+
+static period_t s_global_every(const ledger_t *self)
+{
+    period_t p = {PERIOD_NONE, 0};
+    if (self->cfg.global_period == LEDGER_PERIOD_DAY)
+        p.unit = PERIOD_DAY;
+    else if (self->cfg.global_period == LEDGER_PERIOD_MONTH)
+        p.unit = PERIOD_MONTH;
+    return p;
+}
+
 /* The global account key of the period containing now_ms; "" when none. */
-static void s_global_key(const ledger_t *self, int64_t now_ms, char *out, size_t size, char *period,
+static void s_global_key(ledger_t *self, int64_t now_ms, char *out, size_t size, char *period,
                          size_t psize)
 {
     out[0] = 0;
     if (period)
         period[0] = 0;
-    if (self->cfg.global_period == LEDGER_PERIOD_NONE)
+    period_t every = s_global_every(self);
+    char p[PERIOD_LABEL_MAX];
+    if (s_period_label(self, &every, now_ms, p) != 0)
         return;
-    time_t t = (time_t)(now_ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm))
-        return;
-    char p[48];
-    if (self->cfg.global_period == LEDGER_PERIOD_DAY)
-        snprintf(p, sizeof p, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-    else
-        snprintf(p, sizeof p, "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
     snprintf(out, size, "g/%s", p);
     if (period)
         s_copy(period, psize, p);
@@ -895,9 +950,47 @@ static bool s_overflows(ledger_result_t *res, s_account_t *const *acc, int n,
     return false;
 }
 
+/* A period account a reserve touches besides the agent and task accounts:
+   global, the agent's period account, the key's. limit is the one in force
+   now (the configured one), which an existing account takes on. */
+typedef struct {
+    ledger_kind_t kind;
+    char key[LEDGER_KEY_MAX];
+    const char *agent; /* the agent or key name; "" for global */
+    char period[PERIOD_LABEL_MAX];
+    proto_amounts_t limit;
+    s_account_t *acc;
+} s_extra_t;
+
+static bool s_extra(ledger_t *self, s_extra_t *x, ledger_kind_t kind, const char *name,
+                    const period_t *every, const proto_amounts_t *limit, int64_t now_ms)
+{
+    memset(x, 0, sizeof *x);
+    if (s_period_label(self, every, now_ms, x->period) != 0)
+        return false;
+    x->kind = kind;
+    x->agent = name;
+    x->limit = *limit;
+    if (kind == LEDGER_KIND_GLOBAL)
+        snprintf(x->key, sizeof x->key, "g/%s", x->period);
+    else
+        snprintf(x->key, sizeof x->key, "%c/%s/%s", kind == LEDGER_KIND_PERIOD ? 'p' : 'k', name,
+                 x->period);
+    x->acc = s_account(self, x->key);
+    return true;
+}
+
 int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
                    const char *step, const proto_amounts_t *amounts, int64_t ttl_ms, int64_t now_ms,
                    ledger_result_t *res)
+{
+    return ledger_reserve_key(self, sender, request_id, task, step, amounts, ttl_ms, NULL, now_ms,
+                              res);
+}
+
+int ledger_reserve_key(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                       const char *step, const proto_amounts_t *amounts, int64_t ttl_ms,
+                       const ledger_key_t *key, int64_t now_ms, ledger_result_t *res)
 {
     char task_buf[LEDGER_ID_MAX + 2];
     task = s_keep(task_buf, sizeof task_buf, task);
@@ -908,6 +1001,8 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
     s_fp_str(&fp, step);
     s_fp_amounts(&fp, amounts);
     s_fp_int(&fp, ttl_ms > 0 ? ttl_ms : 0);
+    if (key && key->name) /* the key's name only: its limit may change between retries */
+        s_fp_str(&fp, key->name);
     if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
         return 0;
     s_copy(res->task, sizeof res->task, task);
@@ -915,10 +1010,13 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
     if (amounts)
         res->amounts = *amounts;
 
-    char tkey[LEDGER_KEY_MAX], akey[LEDGER_KEY_MAX], gkey[LEDGER_KEY_MAX], period[16];
+    char tkey[LEDGER_KEY_MAX], akey[LEDGER_KEY_MAX];
     const char *bad = s_bad_amounts(amounts);
-    s_account_t *t = NULL, *ag = NULL, *gl = NULL;
+    s_account_t *t = NULL, *ag = NULL;
     const ledger_budget_t *budget = NULL;
+    s_extra_t ex[3]; /* global, period, key */
+    int n_ex = 0;
+    s_account_t *gl = NULL, *pa = NULL, *ka = NULL;
     if (ttl_ms <= 0)
         ttl_ms = self->cfg.hold_ttl_ms;
 
@@ -932,6 +1030,9 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
         ;
     else if (ttl_ms > self->cfg.max_ttl_ms)
         s_fail(res, LEDGER_E_INVALID, "ttl_ms: must be <= %" PRId64, self->cfg.max_ttl_ms);
+    else if (key && (!s_valid_id(key->name, LEDGER_NAME_MAX) || key->every.unit == PERIOD_NONE))
+        s_fail(res, LEDGER_E_INVALID, "key: a name of 1..%d bytes without '/' and a period",
+               LEDGER_NAME_MAX);
     else if (s_task_key(tkey, sizeof tkey, task), !(t = s_account(self, tkey)))
         s_fail(res, LEDGER_E_UNKNOWN_TASK, "unknown task %s", task);
     else if (t->row.closed)
@@ -942,13 +1043,22 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
     if (res->code == LEDGER_OK) {
         s_agent_key(akey, sizeof akey, task, sender);
         ag = s_account(self, akey);
-        s_global_key(self, now_ms, gkey, sizeof gkey, period, sizeof period);
-        gl = gkey[0] ? s_account(self, gkey) : NULL;
+        period_t gevery = s_global_every(self);
+        if (s_extra(self, &ex[n_ex], LEDGER_KIND_GLOBAL, "", &gevery, &self->cfg.global_limit,
+                    now_ms))
+            n_ex++;
+        if (s_extra(self, &ex[n_ex], LEDGER_KIND_PERIOD, sender, &budget->every,
+                    &budget->period_limit, now_ms))
+            n_ex++;
+        if (key &&
+            s_extra(self, &ex[n_ex], LEDGER_KIND_KEY, key->name, &key->every, &key->limit, now_ms))
+            n_ex++;
 
-        proto_amounts_t zero = {{0, 0, 0, 0}};
+        proto_amounts_t zero = {{0}};
         int dim = 0;
         int64_t avail = 0;
         ledger_kind_t kind = LEDGER_KIND_AGENT;
+        const char *where = "";
         bool ok = true;
         /* the task's wall-clock deadline */
         if (t->row.deadline_ms >= 0) {
@@ -960,23 +1070,29 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
                 avail = left > 0 ? left : 0;
             }
         }
-        /* an existing account keeps the limits it was opened with */
+        /* an existing agent account keeps the limits it was opened with */
         if (ok && !s_check(ag ? &ag->row.limit : &budget->limit, ag ? &ag->row.used : &zero,
                            ag ? &ag->row.held : &zero, amounts, false, &dim, &avail))
             ok = false, kind = LEDGER_KIND_AGENT;
         if (ok && !s_check(&t->row.limit, &t->row.used, &t->row.held, amounts, true, &dim, &avail))
             ok = false, kind = LEDGER_KIND_TASK;
-        if (ok && gkey[0] &&
-            !s_check(gl ? &gl->row.limit : &self->cfg.global_limit, gl ? &gl->row.used : &zero,
-                     gl ? &gl->row.held : &zero, amounts, false, &dim, &avail))
-            ok = false, kind = LEDGER_KIND_GLOBAL;
-        s_account_t *const acc[3] = {ag, t, gl};
+        /* period accounts: the limit in force now */
+        for (int i = 0; ok && i < n_ex; i++)
+            if (!s_check(&ex[i].limit, ex[i].acc ? &ex[i].acc->row.used : &zero,
+                         ex[i].acc ? &ex[i].acc->row.held : &zero, amounts, false, &dim, &avail))
+                ok = false, kind = ex[i].kind, where = ex[i].key;
+        s_account_t *acc[LEDGER_HOLD_ACCOUNTS] = {ag, t, NULL, NULL, NULL};
+        for (int i = 0; i < n_ex; i++)
+            acc[2 + i] = ex[i].acc;
         if (ok)
-            s_overflows(res, acc, 3, amounts); /* unlimited dimensions */
+            s_overflows(res, acc, LEDGER_HOLD_ACCOUNTS, amounts); /* unlimited dimensions */
         else {
+            char req[40], av[40];
+            s_dim_text(dim, amounts->v[dim], req, sizeof req);
+            s_dim_text(dim, avail, av, sizeof av);
             s_fail(res, LEDGER_E_EXCEEDS,
-                   "%s budget exceeded in %s: requested %" PRId64 ", available %" PRId64,
-                   ledger_kind_name(kind), s_dim_names[dim], amounts->v[dim], avail);
+                   "%s budget%s%s exceeded in %s: requested %s, available %s",
+                   ledger_kind_name(kind), where[0] ? " " : "", where, s_dim_names[dim], req, av);
             res->err_kind = kind;
             res->err_dim = dim;
             res->err_requested = amounts->v[dim];
@@ -1013,18 +1129,29 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
             if (!(ag = s_account_add(self, &row)) || s_vec_push(&t->agents, ag) != 0)
                 return s_nomem(res);
         }
-        if (gkey[0] && !gl) {
-            ledger_account_row_t row;
-            memset(&row, 0, sizeof row);
-            s_copy(row.key, sizeof row.key, gkey);
-            row.kind = LEDGER_KIND_GLOBAL;
-            s_copy(row.period, sizeof row.period, period);
-            row.limit = self->cfg.global_limit;
-            row.opened_at_ms = now_ms;
-            row.deadline_ms = -1;
-            row.closed_at_ms = -1;
-            if (!(gl = s_account_add(self, &row)))
-                return s_nomem(res);
+        for (int i = 0; i < n_ex; i++) {
+            s_extra_t *x = &ex[i];
+            if (!x->acc) {
+                ledger_account_row_t row;
+                memset(&row, 0, sizeof row);
+                s_copy(row.key, sizeof row.key, x->key);
+                row.kind = x->kind;
+                s_copy(row.agent, sizeof row.agent, x->agent);
+                s_copy(row.period, sizeof row.period, x->period);
+                row.limit = x->limit;
+                row.opened_at_ms = now_ms;
+                row.deadline_ms = -1;
+                row.closed_at_ms = -1;
+                if (!(x->acc = s_account_add(self, &row)))
+                    return s_nomem(res);
+            } else if (memcmp(&x->acc->row.limit, &x->limit, sizeof x->limit) != 0)
+                x->acc->row.limit = x->limit; /* a changed limit applies to this period too */
+            if (x->kind == LEDGER_KIND_GLOBAL)
+                gl = x->acc;
+            else if (x->kind == LEDGER_KIND_PERIOD)
+                pa = x->acc;
+            else
+                ka = x->acc;
         }
         s_hold_t *h = calloc(1, sizeof *h);
         if (!h)
@@ -1034,7 +1161,9 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
         s_copy(h->row.task, sizeof h->row.task, task);
         s_copy(h->row.agent, sizeof h->row.agent, sender);
         s_copy(h->row.step, sizeof h->row.step, step);
-        s_copy(h->row.global_key, sizeof h->row.global_key, gkey);
+        s_copy(h->row.global_key, sizeof h->row.global_key, gl ? gl->row.key : "");
+        s_copy(h->row.period_key, sizeof h->row.period_key, pa ? pa->row.key : "");
+        s_copy(h->row.key_key, sizeof h->row.key_key, ka ? ka->row.key : "");
         h->row.amounts = *amounts;
         h->row.created_ms = now_ms;
         h->row.expires_ms = now_ms + ttl_ms;
@@ -1047,13 +1176,14 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
         if (s_vec_push(&self->holds, h) != 0 || s_vec_push(&t->holds, h) != 0 ||
             s_heap_push(self, h) != 0)
             return s_nomem(res);
-        s_add(&ag->row.held, amounts, 1);
-        s_add(&t->row.held, amounts, 1);
-        if (gl)
-            s_add(&gl->row.held, amounts, 1);
-        if (s_dirty_account(self, ag) || s_dirty_account(self, t) ||
-            (gl && s_dirty_account(self, gl)) || s_dirty_hold(self, h) ||
-            s_entry(self, LEDGER_ENTRY_RESERVE, h, now_ms))
+        s_account_t *acc[LEDGER_HOLD_ACCOUNTS] = {ag, t, gl, pa, ka};
+        for (int i = 0; i < LEDGER_HOLD_ACCOUNTS; i++)
+            if (acc[i]) {
+                s_add(&acc[i]->row.held, amounts, 1);
+                if (s_dirty_account(self, acc[i]))
+                    return s_nomem(res);
+            }
+        if (s_dirty_hold(self, h) || s_entry(self, LEDGER_ENTRY_RESERVE, h, now_ms))
             return s_nomem(res);
         s_note_hold(s_note(self, LEDGER_NOTE_RESERVE, now_ms), h);
         s_copy(res->hold_id, sizeof res->hold_id, h->row.hold_id);
@@ -1066,7 +1196,10 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
 
 /* ---- resolving holds ---------------------------------------------------- */
 
-static s_account_t *s_hold_accounts(ledger_t *self, const s_hold_t *h, s_account_t *out[3])
+/* The accounts of a hold: agent, task, global, period, key (NULL when it
+   has none, or is missing). Returns the agent account. */
+static s_account_t *s_hold_accounts(ledger_t *self, const s_hold_t *h,
+                                    s_account_t *out[LEDGER_HOLD_ACCOUNTS])
 {
     char key[LEDGER_KEY_MAX];
     s_agent_key(key, sizeof key, h->row.task, h->row.agent);
@@ -1074,6 +1207,8 @@ static s_account_t *s_hold_accounts(ledger_t *self, const s_hold_t *h, s_account
     s_task_key(key, sizeof key, h->row.task);
     out[1] = s_account(self, key);
     out[2] = h->row.global_key[0] ? s_account(self, h->row.global_key) : NULL;
+    out[3] = h->row.period_key[0] ? s_account(self, h->row.period_key) : NULL;
+    out[4] = h->row.key_key[0] ? s_account(self, h->row.key_key) : NULL;
     return out[0];
 }
 
@@ -1087,9 +1222,9 @@ static int s_release(ledger_t *self, s_hold_t *h, ledger_hold_state_t state, boo
     ledger_note_t *n = s_note(self, charge ? LEDGER_NOTE_EXPIRED : LEDGER_NOTE_VOID, now_ms);
     if (!n)
         return -1;
-    s_account_t *acc[3];
+    s_account_t *acc[LEDGER_HOLD_ACCOUNTS];
     s_hold_accounts(self, h, acc);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < LEDGER_HOLD_ACCOUNTS; i++) {
         if (!acc[i])
             continue;
         if (charge) {
@@ -1220,7 +1355,7 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
 
     const char *bad = s_bad_amounts(actual);
     s_hold_t *h = NULL;
-    s_account_t *acc[3];
+    s_account_t *acc[LEDGER_HOLD_ACCOUNTS];
     if (bad)
         s_fail(res, LEDGER_E_INVALID, "actual.%s: must be an integer >= 0", bad);
     else if (s_out_of_range(res, "actual", actual))
@@ -1234,7 +1369,8 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
     else if (strlen(option) > LEDGER_NAME_MAX)
         s_fail(res, LEDGER_E_INVALID, "option: at most %d bytes", LEDGER_NAME_MAX);
     else if ((h = s_hold_for(self, sender, hold_id, now_ms, res)) != NULL &&
-             (s_hold_accounts(self, h, acc), !s_overflows(res, acc, 3, actual))) {
+             (s_hold_accounts(self, h, acc),
+              !s_overflows(res, acc, LEDGER_HOLD_ACCOUNTS, actual))) {
         /* late: the hold was charged in full at expiry; the actual replaces
            that charge (held was already released then) */
         bool late = h->row.state == LEDGER_HOLD_EXPIRED;
@@ -1242,7 +1378,7 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
         ledger_note_t *n = s_note(self, LEDGER_NOTE_COMMIT, now_ms);
         if (!n)
             return s_nomem(res);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < LEDGER_HOLD_ACCOUNTS; i++) {
             if (!acc[i])
                 continue;
             ledger_note_account_t *na = &n->accounts[n->n_accounts++];
@@ -1298,9 +1434,9 @@ int ledger_void(ledger_t *self, const char *sender, const char *request_id, cons
         ledger_note_t *n = s_note(self, LEDGER_NOTE_VOID, now_ms);
         if (!n)
             return s_nomem(res);
-        s_account_t *acc[3];
+        s_account_t *acc[LEDGER_HOLD_ACCOUNTS];
         s_hold_accounts(self, h, acc);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < LEDGER_HOLD_ACCOUNTS; i++) {
             if (!acc[i])
                 continue;
             s_add(&acc[i]->row.used, &h->row.amounts, -1);
@@ -1603,14 +1739,15 @@ int ledger_load_done(ledger_t *self)
     memset(&self->hist_by_key, 0, sizeof self->hist_by_key);
     for (size_t i = 0; i < self->holds.n; i++) {
         s_hold_t *h = self->holds.items[i];
-        s_account_t *acc[3];
-        if (!s_hold_accounts(self, h, acc) || !acc[1] || (h->row.global_key[0] && !acc[2]))
+        s_account_t *acc[LEDGER_HOLD_ACCOUNTS];
+        if (!s_hold_accounts(self, h, acc) || !acc[1] || (h->row.global_key[0] && !acc[2]) ||
+            (h->row.period_key[0] && !acc[3]) || (h->row.key_key[0] && !acc[4]))
             goto done; /* a hold whose accounts are missing: corrupt journal */
         if (h->row.seq > self->seq)
             self->seq = h->row.seq;
         if (s_vec_push(&acc[1]->holds, h) != 0)
             goto done;
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < LEDGER_HOLD_ACCOUNTS; k++) {
             if (!acc[k])
                 continue;
             if (h->row.state == LEDGER_HOLD_HELD)
@@ -1749,6 +1886,7 @@ static bool s_hold_eq(const ledger_hold_row_t *a, const ledger_hold_row_t *b)
     return strcmp(a->hold_id, b->hold_id) == 0 && a->seq == b->seq &&
            strcmp(a->task, b->task) == 0 && strcmp(a->agent, b->agent) == 0 &&
            strcmp(a->step, b->step) == 0 && strcmp(a->global_key, b->global_key) == 0 &&
+           strcmp(a->period_key, b->period_key) == 0 && strcmp(a->key_key, b->key_key) == 0 &&
            s_amounts_eq(&a->amounts, &b->amounts) && s_amounts_eq(&a->actual, &b->actual) &&
            a->created_ms == b->created_ms && a->expires_ms == b->expires_ms &&
            a->resolved_ms == b->resolved_ms && a->state == b->state &&

@@ -13,8 +13,18 @@
       agent  "a/<task>/<agent>"   created on the agent's first reserve in the task,
                                   limited by the agent's budget; latency is the sum
                                   of the agent's step durations
-      global "g/<period>"         optional, one per UTC day ("2026-11-28") or month
-                                  ("2026-11"), summing every task
+      global "g/<period>"         optional, one per day ("2026-11-28") or month
+                                  ("2026-11") in the configured time zone, summing
+                                  every task
+      period "p/<agent>/<period>" optional, the agent's budget per hour, day, week,
+                                  month or N seconds (ledger_budget_t.every), summing
+                                  the agent's spend in every task of the period
+      key    "k/<key>/<period>"   a gateway key's own budget per period, named by
+                                  the reserve (ledger_reserve_key)
+    Periods are computed by budgets/period.h in cfg.tz; a period account is
+    created on the first reserve of its period. The limit of a global or
+    period account is the configured one at the time of each reserve, so a
+    lowered limit applies at once, to the current period too.
 
     Hold state machine (TigerBeetle two-phase transfers are the model):
 
@@ -36,11 +46,10 @@
     tasks too (no new reserves are).
 
     A reserve places the hold on every account it touches (agent, task,
-    global) or on none. Invariant (without overruns): on every account and
-    dimension with a limit, used + held <= limit. The full charge at expiry
-    moves an amount from held to used, so it keeps the invariant; only a
-    commit (on time or late) above its hold exceeds it, and it is posted in
-    full and flagged as an overrun.
+    global, the agent's period account, the key's period account) or on none. Invariant (without
+   overruns): on every account and dimension with a limit, used + held <= limit. The full charge at
+   expiry moves an amount from held to used, so it keeps the invariant; only a commit (on time or
+   late) above its hold exceeds it, and it is posted in full and flagged as an overrun.
 
     Idempotency: every mutating request is keyed by (sender, request_id). The
     first reply - success or failure - is stored with a fingerprint of the
@@ -66,28 +75,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/period.h"
 #include "proto/proto.h" /* proto_amounts_t, DIM_*, PROTO_MAX_* */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define LEDGER_NAME_MAX    PROTO_MAX_NAME /* agent and sender names */
-#define LEDGER_ID_MAX      PROTO_MAX_ID   /* task, hold, request, step ids */
-#define LEDGER_KEY_MAX     (2 * LEDGER_ID_MAX + 8)
-#define LEDGER_MAX_BUDGETS 32
-#define LEDGER_REASON_MAX  128
-#define LEDGER_MODEL_MAX   128 /* provider model names can be long */
+#define LEDGER_NAME_MAX      PROTO_MAX_NAME /* agent and sender names */
+#define LEDGER_ID_MAX        PROTO_MAX_ID   /* task, hold, request, step ids */
+#define LEDGER_KEY_MAX       (2 * LEDGER_ID_MAX + 8)
+#define LEDGER_MAX_BUDGETS   32
+#define LEDGER_REASON_MAX    128
+#define LEDGER_MODEL_MAX     128 /* provider model names can be long */
+#define LEDGER_HOLD_ACCOUNTS 5   /* agent, task, global, period, key */
 
 typedef struct _ledger_t ledger_t;
 
 typedef enum { LEDGER_PERIOD_NONE = 0, LEDGER_PERIOD_DAY, LEDGER_PERIOD_MONTH } ledger_period_t;
-typedef enum { LEDGER_KIND_TASK = 0, LEDGER_KIND_AGENT, LEDGER_KIND_GLOBAL } ledger_kind_t;
-const char *ledger_kind_name(ledger_kind_t k); /* "task", "agent", "global" */
+typedef enum {
+    LEDGER_KIND_TASK = 0,
+    LEDGER_KIND_AGENT,
+    LEDGER_KIND_GLOBAL,
+    LEDGER_KIND_PERIOD, /* an agent's budget per period */
+    LEDGER_KIND_KEY     /* a gateway key's budget per period */
+} ledger_kind_t;
+const char *ledger_kind_name(ledger_kind_t k); /* "task", "agent", "global", "period", "key" */
 
 typedef struct {
     char name[LEDGER_NAME_MAX + 1];
-    proto_amounts_t limit; /* -1 = unlimited */
+    proto_amounts_t limit;        /* per task; -1 = unlimited */
+    period_t every;               /* PERIOD_NONE: no period account */
+    proto_amounts_t period_limit; /* per period of every; -1 = unlimited */
 } ledger_budget_t;
 
 typedef struct {
@@ -96,8 +115,9 @@ typedef struct {
     proto_amounts_t total_task_budget; /* per task; -1 = unlimited */
     ledger_period_t global_period;
     proto_amounts_t global_limit;
-    int64_t hold_ttl_ms; /* default ttl of a hold; <= 0 means 60000 */
-    int64_t max_ttl_ms;  /* longest ttl accepted; <= 0 means 24 h */
+    char tz[PERIOD_TZ_MAX]; /* time zone of every period; "" = UTC */
+    int64_t hold_ttl_ms;    /* default ttl of a hold; <= 0 means 60000 */
+    int64_t max_ttl_ms;     /* longest ttl accepted; <= 0 means 24 h */
 } ledger_config_t;
 
 /* Fill cfg with no budgets, everything unlimited, default ttls. */
@@ -171,6 +191,17 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
 int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
                    const char *step, const proto_amounts_t *amounts, int64_t ttl_ms, int64_t now_ms,
                    ledger_result_t *res);
+/* A gateway key's own budget, named by the reserve of a call made with it. */
+typedef struct {
+    const char *name;      /* the key's name */
+    period_t every;        /* its period */
+    proto_amounts_t limit; /* per period; -1 = unlimited */
+} ledger_key_t;
+/* ledger_reserve that also holds on the key's period account (key may be
+   NULL: then it is ledger_reserve). */
+int ledger_reserve_key(ledger_t *self, const char *sender, const char *request_id, const char *task,
+                       const char *step, const proto_amounts_t *amounts, int64_t ttl_ms,
+                       const ledger_key_t *key, int64_t now_ms, ledger_result_t *res);
 /* Post actual (all >= 0) and release the hold. measured: "provider",
    "estimated" or "whole_hold"; path/model/option may be NULL (history keys). */
 int ledger_commit(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
@@ -239,9 +270,10 @@ typedef struct {
     proto_amounts_t amounts; /* held amounts (denied: requested) */
     proto_amounts_t actual;  /* commit */
     bool overrun;
-    bool late;                         /* commit, void: of an expired (charged) hold */
-    bool by_close;                     /* expired: close_task ended the hold, not its ttl */
-    ledger_note_account_t accounts[3]; /* commit, expired: every account posted to */
+    bool late;     /* commit, void: of an expired (charged) hold */
+    bool by_close; /* expired: close_task ended the hold, not its ttl */
+    ledger_note_account_t
+        accounts[LEDGER_HOLD_ACCOUNTS]; /* commit, expired: every account posted to */
     int n_accounts;
     /* denied */
     ledger_code_t code;
@@ -261,7 +293,7 @@ typedef struct {
     ledger_kind_t kind;
     char task[LEDGER_ID_MAX + 1];
     char agent[LEDGER_NAME_MAX + 1];
-    char period[16];
+    char period[PERIOD_LABEL_MAX];
     proto_amounts_t limit, used, held;
     int64_t opened_at_ms, deadline_ms, closed_at_ms; /* task: -1 when not set */
     bool closed, training;
@@ -282,6 +314,8 @@ typedef struct {
     char agent[LEDGER_NAME_MAX + 1];
     char step[LEDGER_ID_MAX + 1];
     char global_key[LEDGER_KEY_MAX]; /* "" when no global account */
+    char period_key[LEDGER_KEY_MAX]; /* the agent's period account; "" when none */
+    char key_key[LEDGER_KEY_MAX];    /* the gateway key's period account; "" when none */
     proto_amounts_t amounts, actual;
     int64_t created_ms, expires_ms, resolved_ms;
     ledger_hold_state_t state;

@@ -3,7 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "budgets/period.h"
+#include "common/period.h"
 
 #define S(x) ((int64_t)(x)*1000)
 

@@ -9,7 +9,7 @@
     hour", which stays right in the repeated hour when the clocks go back.
     UTC needs no zone: timegm()/gmtime_r() and the environment is untouched.
 */
-#include "budgets/period.h"
+#include "common/period.h"
 
 #include <inttypes.h>
 #include <limits.h>
