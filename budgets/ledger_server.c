@@ -64,7 +64,16 @@ void ledger_server_config(const cfg_t *cfg, ledger_config_t *out)
         ledger_budget_t *b = &out->budgets[out->n_budgets++];
         snprintf(b->name, sizeof b->name, "%s", cfg->budgets[i].name);
         b->limit = cfg->budgets[i].limit;
+        const cfg_period_budget_t *p = NULL;
+        for (int k = 0; k < cfg->n_periods && !p; k++)
+            if (strcmp(cfg->periods[k].name, b->name) == 0)
+                p = &cfg->periods[k];
+        if (p) {
+            b->every = p->every;
+            b->period_limit = p->limit;
+        }
     }
+    snprintf(out->tz, sizeof out->tz, "%s", cfg->ledger_tz);
     out->total_task_budget = cfg->total_task_budget;
     out->global_limit = cfg->global_limit;
     if (strcmp(cfg->global_period, "day") == 0)
@@ -302,9 +311,22 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         const ev_t *ttl = ev_get(body, "ttl_ms");
         if (ttl && (ev_type(ttl) != EV_INT || ev_int(ttl) < 1))
             bad = "ttl_ms";
+        /* a gateway key's own budget, from a sender that may act for others */
+        const char *kname = s_opt_str(body, "key", &bad);
+        const char *kperiod = s_opt_str(body, "key_period", &bad);
+        ledger_key_t key = {kname, {PERIOD_NONE, 0}, {{0}}};
+        if (s_amounts(body, "key_limit", -1, &key.limit, &bad) == 0)
+            for (int d = 0; d < DIM_COUNT; d++)
+                key.limit.v[d] = -1;
         if (bad)
             return proto_error(PROTO_E_INVALID, "reserve.%s: missing or of the wrong type", bad);
-        ledger_reserve(self->ledger, sender, rid, task, step, &a, ttl ? ev_int(ttl) : 0, now, &r);
+        if (kname && !s_may_act_for(self->opts->cfg, req->sender))
+            return proto_error(PROTO_E_FORBIDDEN, "reserve.key: %s may not charge a key's budget",
+                               req->sender);
+        if (kname && period_parse(kperiod ? kperiod : "", &key.every, why, sizeof why) != 0)
+            return proto_error(PROTO_E_INVALID, "reserve.key_period: %s", why);
+        ledger_reserve_key(self->ledger, sender, rid, task, step, &a, ttl ? ev_int(ttl) : 0,
+                           kname ? &key : NULL, now, &r);
     } else if (strcmp(type, "commit") == 0) {
         const char *hold = s_req_str(body, "hold_id", &bad);
         const char *measured = s_req_str(body, "measured", &bad);

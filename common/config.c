@@ -1096,10 +1096,57 @@ static void s_metrics(s_ctx_t *ctx, const yaml_node_t *root)
     }
 }
 
+/* ledger.timezone and ledger.agents.NAME.period: {every, max_*} (the names
+   are checked against the agents once those are read). */
+static void s_ledger_periods(s_ctx_t *ctx, const yaml_node_t *m)
+{
+    static const char *const pkeys[] = {"every",          "max_tokens",   "max_latency_ms",
+                                        "max_tool_calls", "max_cost_usd", NULL};
+    static const char *const akeys[] = {"period", NULL};
+    cfg_t *cfg = ctx->cfg;
+    if (s_read_str(ctx, m, "ledger", "timezone", false, cfg->ledger_tz, sizeof cfg->ledger_tz) ==
+            1 &&
+        !period_tz_ok(cfg->ledger_tz)) {
+        s_err(ctx, s_line(s_get(ctx, m, "timezone")), "ledger.timezone",
+              "unknown time zone \"%s\" (UTC, or an IANA name such as Europe/Paris)",
+              cfg->ledger_tz);
+        cfg->ledger_tz[0] = '\0';
+    }
+    yaml_node_t *ag = s_get(ctx, m, "agents");
+    if (!ag || !s_expect_map(ctx, ag, "ledger.agents"))
+        return;
+    s_check_keys(ctx, ag, "ledger.agents", NULL);
+    for (yaml_node_pair_t *p = ag->data.mapping.pairs.start; p < ag->data.mapping.pairs.top; p++) {
+        const char *name = s_scalar(s_node(ctx, p->key));
+        yaml_node_t *v = s_node(ctx, p->value);
+        if (!name || !v || cfg->n_periods >= CFG_MAX_AGENTS + 1)
+            continue;
+        char path[128], ppath[160];
+        snprintf(path, sizeof path, "ledger.agents.%.64s", name);
+        if (!s_expect_map(ctx, v, path))
+            continue;
+        s_check_keys(ctx, v, path, akeys);
+        yaml_node_t *pm = s_field(ctx, v, path, "period", true, ppath, sizeof ppath);
+        if (!pm || !s_expect_map(ctx, pm, ppath))
+            continue;
+        s_check_keys(ctx, pm, ppath, pkeys);
+        cfg_period_budget_t *b = &cfg->periods[cfg->n_periods];
+        memset(b, 0, sizeof *b);
+        snprintf(b->name, sizeof b->name, "%s", name);
+        b->line = s_line(s_node(ctx, p->key));
+        char every[32], why[160];
+        if (s_read_str(ctx, pm, ppath, "every", true, every, sizeof every) == 1 &&
+            period_parse(every, &b->every, why, sizeof why) != 0)
+            s_err(ctx, s_line(s_get(ctx, pm, "every")), ppath, "every: %s", why);
+        s_amount_limits(ctx, pm, ppath, &b->limit);
+        cfg->n_periods++;
+    }
+}
+
 static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"hold_ttl_ms", "metrics_port",        "alerts",
-                                       "global",      "request_retention_s", NULL};
+    static const char *const keys[] = {"hold_ttl_ms",         "metrics_port", "alerts", "global",
+                                       "request_retention_s", "timezone",     "agents", NULL};
     static const char *const akeys[] = {"warn", "critical", "webhook", NULL};
     static const char *const gkeys[] = {"period",         "max_tokens",   "max_latency_ms",
                                         "max_tool_calls", "max_cost_usd", NULL};
@@ -1144,6 +1191,7 @@ static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
         }
         s_amount_limits(ctx, g, "ledger.global", &cfg->global_limit);
     }
+    s_ledger_periods(ctx, m);
 }
 
 static void s_gateway(s_ctx_t *ctx, const yaml_node_t *root)
@@ -2112,6 +2160,11 @@ static void s_main_file(s_ctx_t *ctx, const yaml_node_t *root, char *budgets_rel
     s_each_named(ctx, root, "workflows", true, CFG_MAX_WORKFLOWS, false, s_workflow);
     s_each_named(ctx, root, "classes", false, CFG_MAX_CLASSES, false, s_class);
     s_access(ctx, root);
+    for (int i = 0; i < cfg->n_periods; i++)
+        if (cfg_agent_index(cfg, cfg->periods[i].name) < 0)
+            s_err(ctx, cfg->periods[i].line, "ledger.agents",
+                  "unknown agent '%s' (a period budget needs an agent of agents:)",
+                  cfg->periods[i].name);
     if (s_get(ctx, root, "agents") && cfg->n_agents == 0)
         s_err(ctx, s_key_line(ctx, root, "agents"), "agents", "at least one agent is required");
     if (s_get(ctx, root, "workflows") && cfg->n_workflows == 0)

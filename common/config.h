@@ -25,7 +25,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "proto/proto.h" /* proto_amounts_t, DIM_* */
+#include "proto/proto.h"   /* proto_amounts_t, DIM_* */
+#include "common/period.h" /* period_t */
 
 #define CFG_NAME_MAX      64
 #define CFG_MAX_AGENTS    16
@@ -204,6 +205,14 @@ typedef struct {
     proto_amounts_t limit;   /* -1 = unlimited */
 } cfg_budget_t;
 
+/* ledger.agents.NAME.period: an agent's budget per period (common/period.h). */
+typedef struct {
+    char name[CFG_NAME_MAX];
+    period_t every;
+    proto_amounts_t limit; /* -1 = unlimited */
+    int line;
+} cfg_period_budget_t;
+
 typedef struct {
     /* where the config came from (absolute paths) */
     char path[1024];
@@ -224,6 +233,9 @@ typedef struct {
     proto_amounts_t global_limit;      /* -1 = unlimited */
     int64_t request_retention_s;       /* keep request records this long after
                                           their task closed; default 86400 */
+    char ledger_tz[PERIOD_TZ_MAX];     /* ledger.timezone of every period; "" = UTC */
+    cfg_period_budget_t periods[CFG_MAX_AGENTS + 1]; /* ledger.agents.NAME.period */
+    int n_periods;
 
     /* metrics: each daemon kind's /metrics address "host:port" (port 0 =
        any free port), "" = off. Without metrics.ledger the ledger listens on

@@ -618,6 +618,15 @@ static int s_reserve(s_call_t *k, int64_t prompt, bool tools, bool *clamped, s_r
         proto_set_amounts(b, "amounts", &k->hold);
         ev_set_int(b, "ttl_ms", gw->cfg->gateway_upstream_timeout_ms + S_TTL_SLACK_MS);
         ev_set_str(b, "principal", k->key.principal);
+        if (k->key.max_cost_uusd >= 0) { /* the key's own budget per period */
+            proto_amounts_t kl;
+            for (int d = 0; d < DIM_COUNT; d++)
+                kl.v[d] = -1;
+            kl.v[DIM_COST_UUSD] = k->key.max_cost_uusd;
+            ev_set_str(b, "key", k->key.name);
+            ev_set_str(b, "key_period", k->key.period[0] ? k->key.period : "day");
+            proto_set_amounts(b, "key_limit", &kl);
+        }
         ev_t *rep = s_ledger(gw, &b);
         const char *code = NULL;
         if (!proto_is_error(rep, &code)) {
@@ -1268,9 +1277,10 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         gmtime_r(&now, &tm);
         snprintf(k->task, sizeof k->task, "gw-%s-%04d%02d%02d", k->key.name, tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday);
+        /* a container only: the key's own budget is its period account,
+           held on in the same reserve (s_reserve) */
         for (int d = 0; d < DIM_COUNT; d++)
             limits.v[d] = -1;
-        limits.v[DIM_COST_UUSD] = k->key.max_cost_uusd;
     }
     snprintf(r.task, sizeof r.task, "%s", k->task);
 

@@ -30,7 +30,7 @@ static const char *const s_paths[] = {"llm", "local", "tool", NULL};
 static const char *const s_task_states[] = {"queued",           "running",   "done", "failed",
                                             "budget_exhausted", "cancelled", NULL};
 static const char *const s_step_status[] = {"ok", "denied", "error", NULL};
-static const char *const s_account_kinds[] = {"agent", "task", "global", NULL};
+static const char *const s_account_kinds[] = {"agent", "task", "global", "period", "key", NULL};
 static const char *const s_scores[] = {"policy", "prior", NULL};
 static const char *const s_train_states[] = {"running",   "finished", "budget_exhausted",
                                              "cancelled", "failed",   NULL};
@@ -104,6 +104,10 @@ static const proto_field_t f_reserve[] = {
     F_AMOUNTS("amounts", true, "worst-case spend to hold; every dimension >= 0"),
     F_INT("ttl_ms", false, 1, 86400000, "hold lifetime in ms (default from the ledger config)"),
     PRINCIPAL,
+    F_NAME("key", false,
+           "gateway key the call is made with: also hold on its period account (act_for only)"),
+    F_STR("key_period", false, 1, 16, "the key's period: hour, day, week, month or <N>s"),
+    F_AMOUNTS("key_limit", false, "the key's own limit per period (-1 = unlimited)"),
     F_END};
 
 static const proto_field_t f_reserve_ok[] = {
