@@ -61,6 +61,7 @@
     -> voided; expire -> expired).
 */
 #include "budgets/journal_backend.h"
+#include "budgets/journal_overrides.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -157,7 +158,8 @@ static void *s_open(const char *path, char *err, size_t errlen)
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
                      " PRAGMA wal_autocheckpoint=0;",
                      NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK ||
+        jover_schema(self->db) != 0) {
         if (err && errlen)
             snprintf(err, errlen, "%s: %s", path, msg ? msg : "schema");
         sqlite3_free(msg);
@@ -318,7 +320,10 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
     jsqlite_t *self = arg;
     ledger_changes_t ch;
     ledger_changes(ledger, &ch);
-    if (!ch.n_accounts && !ch.n_holds && !ch.n_requests && !ch.n_entries && !ch.n_pruned)
+    size_t n_limits = 0;
+    overrides_pending(ledger_limits(ledger), &n_limits);
+    if (!ch.n_accounts && !ch.n_holds && !ch.n_requests && !ch.n_entries && !ch.n_pruned &&
+        !n_limits)
         return 0;
     if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         s_err(err, errlen, "begin", self->db);
@@ -342,6 +347,8 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
         sqlite3_bind_int64(self->del_request, 1, ch.pruned[i]);
         rc = s_step(self->del_request);
     }
+    if (rc == 0)
+        rc = jover_write(self->db, ledger_limits(ledger));
     if (rc != 0) {
         s_err(err, errlen, "write", self->db);
         sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
@@ -353,6 +360,7 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
         return -1;
     }
     ledger_changes_clear(ledger);
+    overrides_pending_clear(ledger_limits(ledger));
     return 0;
 }
 
@@ -494,6 +502,9 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         goto fail;
     sqlite3_finalize(st);
     st = NULL;
+    /* limits changed at run time (budget set), in force again */
+    if (jover_load(self->db, ledger_limits(ledger)) != 0)
+        goto fail;
     sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL);
     int m = ledger_load_done(ledger);
     if (m < 0) {

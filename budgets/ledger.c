@@ -15,6 +15,7 @@
     happened for events and alerts. Time comes in as an argument only.
 */
 #include "budgets/ledger.h"
+#include "budgets/overrides.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -220,6 +221,7 @@ struct _ledger_t {
         char label[PERIOD_LABEL_MAX];
     } pcache[8];
     int n_pcache;
+    overrides_t *limits; /* limits changed at run time (budget set) */
 };
 
 static const char *const s_code_names[] = {
@@ -307,6 +309,10 @@ ledger_t *ledger_new(const ledger_config_t *cfg)
         self->cfg.max_ttl_ms = 24LL * 3600 * 1000;
     if (self->cfg.n_budgets < 0 || self->cfg.n_budgets > LEDGER_MAX_BUDGETS)
         self->cfg.n_budgets = 0;
+    if (!(self->limits = overrides_new())) {
+        free(self);
+        return NULL;
+    }
     return self;
 }
 
@@ -337,6 +343,7 @@ void ledger_destroy(ledger_t **self_p)
     s_vec_free(&self->dirty_holds);
     s_vec_free(&self->dirty_requests);
     s_vec_free(&self->prune_queue);
+    overrides_destroy(&self->limits);
     free(self->pruned);
     free(self->accounts_by_key.slots);
     free(self->holds_by_id.slots);
@@ -572,11 +579,23 @@ static int s_period_label(ledger_t *self, const period_t *p, int64_t now_ms, cha
 static period_t s_global_every(const ledger_t *self)
 {
     period_t p = {PERIOD_NONE, 0};
+    const limit_change_t *o = overrides_get(self->limits, LIMIT_GLOBAL, "");
+    if (o && o->every.unit != PERIOD_NONE)
+        return o->every;
+    if (o) /* a global limit set without a period of its own: a day */
+        p.unit = PERIOD_DAY;
     if (self->cfg.global_period == LEDGER_PERIOD_DAY)
         p.unit = PERIOD_DAY;
     else if (self->cfg.global_period == LEDGER_PERIOD_MONTH)
         p.unit = PERIOD_MONTH;
     return p;
+}
+
+/* The global limit in force: changed at run time, or configured. */
+static const proto_amounts_t *s_global_limit(const ledger_t *self)
+{
+    const limit_change_t *o = overrides_get(self->limits, LIMIT_GLOBAL, "");
+    return o ? &o->limit : &self->cfg.global_limit;
 }
 
 /* The global account key of the period containing now_ms; "" when none. */
@@ -1015,6 +1034,7 @@ int ledger_reserve_key(ledger_t *self, const char *sender, const char *request_i
     s_account_t *t = NULL, *ag = NULL;
     const ledger_budget_t *budget = NULL;
     s_extra_t ex[3]; /* global, period, key */
+    proto_amounts_t alimit;  /* the agent's limit in the task */
     int n_ex = 0;
     s_account_t *gl = NULL, *pa = NULL, *ka = NULL;
     if (ttl_ms <= 0)
@@ -1043,16 +1063,25 @@ int ledger_reserve_key(ledger_t *self, const char *sender, const char *request_i
     if (res->code == LEDGER_OK) {
         s_agent_key(akey, sizeof akey, task, sender);
         ag = s_account(self, akey);
+        /* limits changed at run time win over the configured ones */
         period_t gevery = s_global_every(self);
-        if (s_extra(self, &ex[n_ex], LEDGER_KIND_GLOBAL, "", &gevery, &self->cfg.global_limit,
-                    now_ms))
+        if (s_extra(self, &ex[n_ex], LEDGER_KIND_GLOBAL, "", &gevery, s_global_limit(self), now_ms))
             n_ex++;
-        if (s_extra(self, &ex[n_ex], LEDGER_KIND_PERIOD, sender, &budget->every,
-                    &budget->period_limit, now_ms))
+        const limit_change_t *po = overrides_get(self->limits, LIMIT_PERIOD, sender);
+        period_t pevery = po && po->every.unit != PERIOD_NONE ? po->every : budget->every;
+        if (s_extra(self, &ex[n_ex], LEDGER_KIND_PERIOD, sender, &pevery,
+                    po ? &po->limit : &budget->period_limit, now_ms))
             n_ex++;
-        if (key &&
-            s_extra(self, &ex[n_ex], LEDGER_KIND_KEY, key->name, &key->every, &key->limit, now_ms))
+        const limit_change_t *ko = key ? overrides_get(self->limits, LIMIT_KEY, key->name) : NULL;
+        if (key && s_extra(self, &ex[n_ex], LEDGER_KIND_KEY, key->name, &key->every,
+                           ko ? &ko->limit : &key->limit, now_ms))
             n_ex++;
+        /* the agent's budget per task: a change applies to accounts opened
+           before it from their next reserve */
+        const limit_change_t *ao = overrides_get(self->limits, LIMIT_AGENT, sender);
+        alimit = ao ? ao->limit : budget->limit;
+        if (ag && (!ao || ao->at_ms < ag->row.opened_at_ms))
+            alimit = ag->row.limit;
 
         proto_amounts_t zero = {{0}};
         int dim = 0;
@@ -1070,9 +1099,10 @@ int ledger_reserve_key(ledger_t *self, const char *sender, const char *request_i
                 avail = left > 0 ? left : 0;
             }
         }
-        /* an existing agent account keeps the limits it was opened with */
-        if (ok && !s_check(ag ? &ag->row.limit : &budget->limit, ag ? &ag->row.used : &zero,
-                           ag ? &ag->row.held : &zero, amounts, false, &dim, &avail))
+        /* an existing agent account keeps the limits it was opened with,
+           unless they were changed since */
+        if (ok && !s_check(&alimit, ag ? &ag->row.used : &zero, ag ? &ag->row.held : &zero, amounts,
+                           false, &dim, &avail))
             ok = false, kind = LEDGER_KIND_AGENT;
         if (ok && !s_check(&t->row.limit, &t->row.used, &t->row.held, amounts, true, &dim, &avail))
             ok = false, kind = LEDGER_KIND_TASK;
@@ -1122,13 +1152,14 @@ int ledger_reserve_key(ledger_t *self, const char *sender, const char *request_i
             row.kind = LEDGER_KIND_AGENT;
             s_copy(row.task, sizeof row.task, task);
             s_copy(row.agent, sizeof row.agent, sender);
-            row.limit = budget->limit;
+            row.limit = alimit;
             row.opened_at_ms = now_ms;
             row.deadline_ms = -1;
             row.closed_at_ms = -1;
             if (!(ag = s_account_add(self, &row)) || s_vec_push(&t->agents, ag) != 0)
                 return s_nomem(res);
-        }
+        } else
+            ag->row.limit = alimit;
         for (int i = 0; i < n_ex; i++) {
             s_extra_t *x = &ex[i];
             if (!x->acc) {
@@ -1615,8 +1646,8 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
             memset(&info, 0, sizeof info);
             info.kind = LEDGER_KIND_GLOBAL;
             info.key = key;
-            info.limit = self->cfg.global_limit;
-            info.remaining = self->cfg.global_limit;
+            info.limit = *s_global_limit(self);
+            info.remaining = info.limit;
         }
         info.task = "";
         info.agent = "";
@@ -1772,6 +1803,11 @@ done:
     free(used);
     free(held);
     return mismatches;
+}
+
+overrides_t *ledger_limits(ledger_t *self)
+{
+    return self->limits;
 }
 
 /* ---- iteration and checks ----------------------------------------------- */

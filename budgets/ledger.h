@@ -220,6 +220,11 @@ int ledger_expire(ledger_t *self, int64_t now_ms);
 /* Earliest expires_at_ms among held holds, -1 when none. */
 int64_t ledger_next_expiry(ledger_t *self);
 
+/* The limits changed at run time (budgets/overrides.h), which every reserve
+   consults; owned by the ledger. */
+struct _overrides_t;
+struct _overrides_t *ledger_limits(ledger_t *self);
+
 /* ---- queries ------------------------------------------------------------ */
 typedef struct {
     ledger_kind_t kind;

@@ -11,6 +11,8 @@
 */
 #include "budgets/ledger_server.h"
 
+#include "budgets/budget_cmd.h"
+
 #include <czmq.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -279,6 +281,17 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
             ledger_history(self->ledger, agent, path, model, s_history_cb, arr);
         return b;
     }
+    /* changing limits needs its own call rule, checked here as well as by
+       the bus: the ledger never takes a limit change on the bus's word alone */
+    if ((strcmp(type, "budget_set") == 0 || strcmp(type, "budget_reset") == 0) &&
+        (!self->opts->cfg || !cfg_access_allowed(self->opts->cfg, "ledger", type, sender)))
+        return proto_error(PROTO_E_FORBIDDEN,
+                           "%s: %s may not change limits (access rule {service: ledger, command: "
+                           "%s})",
+                           type, sender, type);
+    ev_t *budget = budget_cmd_handle(self->ledger, type, body, sender, now);
+    if (budget)
+        return budget;
     const char *rid = s_req_str(body, "request_id", &bad);
     /* reserve, commit and void may act for another agent (the gateway for
        a key's principal), but only when the access list says so */

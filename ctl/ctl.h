@@ -97,6 +97,7 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv);  /* cmd_spend.c */
 int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv);  /* cmd_train.c */
 int ctl_cmd_policy(ctl_opts_t *opts, int argc, char **argv); /* cmd_policy.c */
 int ctl_cmd_keys(ctl_opts_t *opts, int argc, char **argv);   /* cmd_keys.c */
+int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv); /* cmd_budget.c */
 int ctl_cmd_certs(ctl_opts_t *opts, int argc, char **argv);  /* cmd_certs.c */
 
 #endif

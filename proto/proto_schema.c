@@ -31,6 +31,8 @@ static const char *const s_task_states[] = {"queued",           "running",   "do
                                             "budget_exhausted", "cancelled", NULL};
 static const char *const s_step_status[] = {"ok", "denied", "error", NULL};
 static const char *const s_account_kinds[] = {"agent", "task", "global", "period", "key", NULL};
+static const char *const s_limit_scopes[] = {"global", "agent", "period", "key", NULL};
+static const char *const s_limit_sources[] = {"config", "set", NULL};
 static const char *const s_scores[] = {"policy", "prior", NULL};
 static const char *const s_train_states[] = {"running",   "finished", "budget_exhausted",
                                              "cancelled", "failed",   NULL};
@@ -86,6 +88,32 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
     F_NAME("principal", false, "agent charged instead of the sender (senders allowed act_for only)")
 
 /* ---- ledger ------------------------------------------------------------- */
+
+/* budget_show, budget_set, budget_reset: limits changed at run time */
+#define LIMIT_SCOPE(req)                                                                           \
+    F_ENUM("scope", req, s_limit_scopes,                                                           \
+           "which limit: global, agent (per task), period (an agent's per period) or key")
+#define LIMIT_NAME F_NAME("name", false, "the agent or key; none for global")
+static const proto_field_t f_budget_show[] = {F_END};
+static const proto_field_t f_budget_show_reply[] = {
+    F_ARRAY("limits", true, "one map per limit: the fields of budget_set_ok"), F_END};
+static const proto_field_t f_budget_set[] = {
+    LIMIT_SCOPE(true), LIMIT_NAME,
+    F_AMOUNTS("limits", false,
+              "the dimensions to change (-1 = unlimited); the others keep their value"),
+    F_STR("every", false, 1, 16, "global, period: the period (hour, day, week, month or <N>s)"),
+    F_END};
+static const proto_field_t f_budget_reset[] = {LIMIT_SCOPE(true), LIMIT_NAME, F_END};
+static const proto_field_t f_budget_set_ok[] = {
+    LIMIT_SCOPE(true),
+    LIMIT_NAME,
+    F_STR("every", false, 1, 16, "the period of a global or period limit"),
+    F_AMOUNTS("limit", true, "the limit in force (-1 = unlimited)"),
+    F_ENUM("source", true, s_limit_sources,
+           "config: the configured value; set: changed at run time"),
+    F_NAME("set_by", false, "set: the authenticated name of who changed it"),
+    TIME("set_at_ms", false, "set: when, ms since the epoch"),
+    F_END};
 
 static const proto_field_t f_open_task[] = {
     REQUEST_ID, TASK(true),
@@ -414,6 +442,14 @@ static const proto_schema_t s_schemas[] = {
     S("spend_reply", "ledger", "reply to spend", f_spend_reply),
     S("history", "ledger", "mean actual spend per agent, path and model", f_history),
     S("history_reply", "ledger", "reply to history", f_history_reply),
+    S("budget_show", "ledger", "every limit outside a task and where its value comes from",
+      f_budget_show),
+    S("budget_show_reply", "ledger", "reply to budget_show", f_budget_show_reply),
+    S("budget_set", "ledger", "change a limit at run time (journalled with its author)",
+      f_budget_set),
+    S("budget_reset", "ledger", "return a limit to its configured value", f_budget_reset),
+    S("budget_set_ok", "ledger", "reply to budget_set and budget_reset: the limit in force",
+      f_budget_set_ok),
     S("submit", "orchestrator", "submit a task", f_submit),
     S("submit_ok", "orchestrator", "reply to submit", f_submit_ok),
     S("status", "orchestrator", "state of a task", f_status),

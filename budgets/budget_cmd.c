@@ -1,0 +1,169 @@
+/*  budget_cmd.c - budget_show, budget_set, budget_reset (see budget_cmd.h). */
+#include "budgets/budget_cmd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "budgets/overrides.h"
+#include "proto/proto.h"
+
+/* The configured value of (scope, name): 0, or -1 when there is none (an
+   agent without a budget; keys are configured in the gateway's key store,
+   so a key has no configured value here). */
+static int s_configured(const ledger_config_t *cfg, limit_scope_t scope, const char *name,
+                        proto_amounts_t *limit, period_t *every)
+{
+    every->unit = PERIOD_NONE;
+    every->seconds = 0;
+    for (int d = 0; d < DIM_COUNT; d++)
+        limit->v[d] = -1;
+    if (scope == LIMIT_GLOBAL) {
+        *limit = cfg->global_limit;
+        every->unit = cfg->global_period == LEDGER_PERIOD_MONTH ? PERIOD_MONTH
+                      : cfg->global_period == LEDGER_PERIOD_DAY ? PERIOD_DAY
+                                                                : PERIOD_NONE;
+        return 0;
+    }
+    for (int i = 0; i < cfg->n_budgets; i++)
+        if (strcmp(cfg->budgets[i].name, name) == 0) {
+            if (scope == LIMIT_AGENT)
+                *limit = cfg->budgets[i].limit;
+            else if (scope == LIMIT_PERIOD && cfg->budgets[i].every.unit != PERIOD_NONE) {
+                *limit = cfg->budgets[i].period_limit;
+                *every = cfg->budgets[i].every;
+            }
+            return scope == LIMIT_KEY ? -1 : 0;
+        }
+    return -1;
+}
+
+static void s_entry(ev_t *e, limit_scope_t scope, const char *name, const proto_amounts_t *limit,
+                    const period_t *every, const limit_change_t *o)
+{
+    char p[32];
+    period_format(every, p, sizeof p);
+    ev_set_str(e, "scope", limit_scope_name(scope));
+    if (name[0])
+        ev_set_str(e, "name", name);
+    if (p[0])
+        ev_set_str(e, "every", p);
+    proto_set_amounts(e, "limit", limit);
+    ev_set_str(e, "source", o ? "set" : "config");
+    if (o) {
+        ev_set_str(e, "set_by", o->author);
+        ev_set_int(e, "set_at_ms", o->at_ms);
+    }
+}
+
+/* One row of budget_show / the reply of set and reset: the value in force. */
+static void s_row(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t scope,
+                  const char *name)
+{
+    const ledger_config_t *cfg = ledger_config(ledger);
+    proto_amounts_t limit;
+    period_t every;
+    s_configured(cfg, scope, name, &limit, &every);
+    const limit_change_t *o = overrides_get(ledger_limits(ledger), scope, name);
+    if (o) {
+        limit = o->limit;
+        if (o->every.unit != PERIOD_NONE)
+            every = o->every;
+        else if (every.unit == PERIOD_NONE && scope != LIMIT_AGENT)
+            every.unit = PERIOD_DAY;
+    }
+    if (!push) {
+        s_entry(arr_or_map, scope, name, &limit, &every, o);
+        return;
+    }
+    if (scope != LIMIT_AGENT && every.unit == PERIOD_NONE && !o)
+        return; /* no such account: no global budget, no period for this agent */
+    ev_t *e = ev_new_map();
+    s_entry(e, scope, name, &limit, &every, o);
+    ev_push(arr_or_map, e);
+}
+
+static void s_key_cb(const limit_change_t *c, void *arg)
+{
+    void **a = arg;
+    if (c->scope == LIMIT_KEY)
+        s_row(a[0], true, a[1], LIMIT_KEY, c->name);
+}
+
+static ev_t *s_show(ledger_t *ledger)
+{
+    const ledger_config_t *cfg = ledger_config(ledger);
+    ev_t *b = proto_body("budget_show_reply");
+    ev_t *arr = ev_set_array(b, "limits");
+    s_row(arr, true, ledger, LIMIT_GLOBAL, "");
+    for (int i = 0; i < cfg->n_budgets; i++) {
+        s_row(arr, true, ledger, LIMIT_AGENT, cfg->budgets[i].name);
+        s_row(arr, true, ledger, LIMIT_PERIOD, cfg->budgets[i].name);
+    }
+    void *a[2] = {arr, ledger};
+    overrides_each(ledger_limits(ledger), s_key_cb, a);
+    return b;
+}
+
+ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, const char *sender,
+                        int64_t now_ms)
+{
+    bool set = strcmp(type, "budget_set") == 0, reset = strcmp(type, "budget_reset") == 0;
+    if (strcmp(type, "budget_show") == 0)
+        return s_show(ledger);
+    if (!set && !reset)
+        return NULL;
+    limit_change_t c;
+    memset(&c, 0, sizeof c);
+    const char *scope = ev_get_str(body, "scope", "");
+    const char *name = ev_get_str(body, "name", "");
+    if (limit_scope_parse(scope, &c.scope) != 0)
+        return proto_error(PROTO_E_INVALID, "%s.scope: must be global, agent, period or key", type);
+    if ((c.scope == LIMIT_GLOBAL) != (name[0] == '\0'))
+        return proto_error(PROTO_E_INVALID, "%s.name: %s", type,
+                           c.scope == LIMIT_GLOBAL ? "global takes no name"
+                                                   : "names the agent or key");
+    proto_amounts_t cur;
+    period_t every;
+    if (s_configured(ledger_config(ledger), c.scope, name, &cur, &every) != 0 &&
+        c.scope != LIMIT_KEY)
+        return proto_error(PROTO_E_INVALID, "%s.name: no agent %s with a budget", type, name);
+    snprintf(c.name, sizeof c.name, "%s", name);
+    snprintf(c.author, sizeof c.author, "%s", sender);
+    c.at_ms = now_ms;
+    c.reset = reset;
+    if (set) {
+        const limit_change_t *o = overrides_get(ledger_limits(ledger), c.scope, name);
+        if (o)
+            cur = o->limit;
+        proto_amounts_t given;
+        proto_get_amounts(body, "limits", -2, &given);
+        bool any = false;
+        for (int d = 0; d < DIM_COUNT; d++) {
+            if (given.v[d] == -2)
+                continue;
+            if (given.v[d] < -1 || given.v[d] > proto_dim_max(d))
+                return proto_error(PROTO_E_AMOUNT_OUT_OF_RANGE,
+                                   "%s.limits.%s: must be -1 (unlimited) .. %lld", type,
+                                   proto_dim_names[d], (long long)proto_dim_max(d));
+            cur.v[d] = given.v[d];
+            any = true;
+        }
+        const char *ev = ev_get_str(body, "every", NULL);
+        char why[160];
+        if (ev && period_parse(ev, &c.every, why, sizeof why) != 0)
+            return proto_error(PROTO_E_INVALID, "%s.every: %s", type, why);
+        if (ev && (c.scope == LIMIT_AGENT || c.scope == LIMIT_KEY))
+            return proto_error(PROTO_E_INVALID, "%s.every: only global and period have a period",
+                               type);
+        if (!ev && o)
+            c.every = o->every;
+        if (!any && !ev)
+            return proto_error(PROTO_E_INVALID, "%s.limits: name at least one dimension", type);
+        c.limit = cur;
+    }
+    if (overrides_apply(ledger_limits(ledger), &c, true) != 0)
+        return proto_error(PROTO_E_INTERNAL, "out of memory");
+    ev_t *b = proto_body("budget_set_ok");
+    s_row(b, false, ledger, c.scope, c.name);
+    return b;
+}

@@ -1,0 +1,28 @@
+/*  budget_cmd.h - the ledger's budget_show, budget_set and budget_reset
+    messages (docs/PROTOCOL.md §12, `emadsctl budget`).
+
+    budget_show lists every limit the ledger enforces outside a task - the
+    global account, each agent's budget per task and per period, and every
+    key whose limit was changed - with where its value comes from: the
+    configuration, or a change at run time (by whom, when). budget_set
+    changes one limit (the dimensions named; the others keep their value),
+    budget_reset returns it to the configuration. Changes go to the
+    ledger's overrides (budgets/overrides.h) with the authenticated sender
+    as author; the daemon journals them with the batch, before it replies.
+    Who may send them is the access list's business (call rules for
+    ledger.budget_set and ledger.budget_reset).
+*/
+#ifndef BUDGET_CMD_H_INCLUDED
+#define BUDGET_CMD_H_INCLUDED
+
+#include <stdint.h>
+
+#include "budgets/ledger.h"
+#include "proto/ev.h"
+
+/* The reply to body when its type is one of the three (caller owns it), or
+   NULL when it is another type. sender is the authenticated name. */
+ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, const char *sender,
+                        int64_t now_ms);
+
+#endif
