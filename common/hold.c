@@ -24,6 +24,12 @@ void hold_call(const cfg_model_t *m, int64_t prompt, int64_t out, proto_amounts_
     hold->v[DIM_COST_UUSD] = hold_cost(m, prompt + out, prompt);
 }
 
+void hold_step_est(hold_step_t *s, const proto_amounts_t *est)
+{
+    s->est_tokens = est->v[DIM_TOKENS];
+    s->est_latency_ms = est->v[DIM_LATENCY_MS];
+}
+
 static bool s_model_ok(const cfg_t *cfg, int model)
 {
     return model >= 0 && model < cfg->n_models;

@@ -54,6 +54,10 @@ typedef struct {
                                output) */
 } hold_step_t;
 
+/* Sets s's estimates (est_tokens, est_latency_ms) from an option's
+   estimate amounts est. */
+void hold_step_est(hold_step_t *s, const proto_amounts_t *est);
+
 /* The dearest `tokens` tokens of model m cost, in micro-USD, of which
    `prompt` are input and the rest output. prompt < 0 (unknown): every token
    at the higher of the input and the output price, which bounds the cost
