@@ -8,9 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
-                                                   "cost_uusd"};
-
 int jover_schema(sqlite3 *db)
 {
     return sqlite3_exec(db,
@@ -41,7 +38,7 @@ int jover_write(sqlite3 *db, const overrides_t *o)
         limits[0] = 0;
         for (int d = 0; d < DIM_COUNT; d++)
             used += (size_t)snprintf(limits + used, sizeof limits - used, "%s%s=%" PRId64,
-                                     d ? " " : "", s_dim_names[d], c[i].limit.v[d]);
+                                     d ? " " : "", dims_info[d].wire, c[i].limit.v[d]);
         sqlite3_bind_int64(st, 1, c[i].seq);
         sqlite3_bind_int64(st, 2, c[i].at_ms);
         sqlite3_bind_text(st, 3, c[i].author, -1, SQLITE_STATIC);
@@ -71,11 +68,9 @@ static int s_parse_limits(const char *text, proto_amounts_t *limit)
         const char *eq = strchr(p, '=');
         if (!eq)
             return -1;
-        int dim = -1;
-        for (int d = 0; d < DIM_COUNT; d++)
-            if ((size_t)(eq - p) == strlen(s_dim_names[d]) &&
-                strncmp(p, s_dim_names[d], (size_t)(eq - p)) == 0)
-                dim = d;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - p < 63 ? eq - p : 63), p);
+        int dim = dims_by_wire(name);
         char *end = NULL;
         long long v = strtoll(eq + 1, &end, 10);
         if (dim < 0 || end == eq + 1 || v < -1 || v > proto_dim_max(dim))

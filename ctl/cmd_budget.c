@@ -63,7 +63,7 @@ static void s_print(const ev_t *e)
     char cells[DIM_COUNT][32];
     for (int d = 0; d < DIM_COUNT; d++)
         ctl_fmt_limit(cells[d], sizeof cells[d], ev_get_int(lim, proto_dim_names[d], -1),
-                      d == DIM_COST_UUSD);
+                      dims_is_money(d));
     char src[160];
     if (!strcmp(ev_get_str(e, "source", ""), "set")) {
         time_t t = (time_t)(ev_get_int(e, "set_at_ms", 0) / 1000);
@@ -74,15 +74,26 @@ static void s_print(const ev_t *e)
         snprintf(src, sizeof src, "set by %s at %s", ev_get_str(e, "set_by", "?"), when);
     } else
         snprintf(src, sizeof src, "config");
-    ctl_printf("%-7s %-16s %-6s %-10s %-10s %-6s %-12s %s\n", ev_get_str(e, "scope", ""),
-               ev_get_str(e, "name", "-"), ev_get_str(e, "every", "-"), cells[DIM_TOKENS],
-               cells[DIM_LATENCY_MS], cells[DIM_TOOL_CALLS], cells[DIM_COST_UUSD], src);
+    char row[512];
+    int n = snprintf(row, sizeof row, "%-7s %-16s %-6s", ev_get_str(e, "scope", ""),
+                     ev_get_str(e, "name", "-"), ev_get_str(e, "every", "-"));
+    for (int d = 0; d < DIM_COUNT && n > 0 && (size_t)n < sizeof row; d++)
+        n += snprintf(row + n, sizeof row - (size_t)n, " %-12s", cells[d]);
+    ctl_printf("%s %s\n", row, src);
 }
 
 static void s_header(void)
 {
-    ctl_printf("%-7s %-16s %-6s %-10s %-10s %-6s %-12s %s\n", "SCOPE", "NAME", "EVERY", "TOKENS",
-               "LATENCY", "TOOLS", "COST_USD", "SOURCE");
+    char row[512];
+    int n = snprintf(row, sizeof row, "%-7s %-16s %-6s", "SCOPE", "NAME", "EVERY");
+    for (int d = 0; d < DIM_COUNT && n > 0 && (size_t)n < sizeof row; d++) {
+        char h[40];
+        snprintf(h, sizeof h, "%s", dims_is_money(d) ? "usd" : dims_info[d].wire);
+        for (char *p = h; *p; p++)
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        n += snprintf(row + n, sizeof row - (size_t)n, " %-12s", h);
+    }
+    ctl_printf("%s SOURCE\n", row);
 }
 
 int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv)
@@ -120,8 +131,13 @@ int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv)
             ev_set_str(b, "name", argv[i++]);
         }
     }
-    static const char *const flags[DIM_COUNT] = {"--max-tokens", "--max-latency-ms",
-                                                 "--max-tool-calls", "--max-cost-usd"};
+    char flags[DIM_COUNT][48]; /* --max-tokens ...: the config's limit keys */
+    for (int d = 0; d < DIM_COUNT; d++) {
+        snprintf(flags[d], sizeof flags[d], "--%s", dims_info[d].limit_key);
+        for (char *p = flags[d]; *p; p++)
+            if (*p == '_')
+                *p = '-';
+    }
     ev_t *lim = NULL;
     for (; i < argc; i++) {
         int dim = -1;
@@ -133,7 +149,7 @@ int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv)
             int64_t n = -1;
             char why[128] = "";
             int ok = !strcmp(v, "-1") ? 0
-                     : dim == DIM_COST_UUSD
+                     : dims_is_money(dim)
                          ? ctl_parse_usd(v, &n, why, sizeof why)
                          : ctl_parse_count(v, proto_dim_max(dim), &n, why, sizeof why);
             if (ok != 0) {

@@ -622,7 +622,7 @@ static int s_reserve(s_call_t *k, int64_t prompt, bool tools, bool *clamped, s_r
             proto_amounts_t kl;
             for (int d = 0; d < DIM_COUNT; d++)
                 kl.v[d] = -1;
-            kl.v[DIM_COST_UUSD] = k->key.max_cost_uusd;
+            kl.v[DIMS_MONEY] = k->key.max_cost_uusd;
             ev_set_str(b, "key", k->key.name);
             ev_set_str(b, "key_period", k->key.period[0] ? k->key.period : "day");
             proto_set_amounts(b, "key_limit", &kl);

@@ -1,7 +1,7 @@
 /*  test_ledger_period.c - period accounts in the ledger core and journal: an
     agent's day budget across many tasks and its reset at the boundary, a
     gateway key's own budget, all-or-nothing with the other accounts, a
-    lowered global limit after a restart, and the format 4 journal migrated.
+    lowered global limit after a restart, and the format 5 journal migrated.
     Time is passed in; nothing sleeps. */
 #include <criterion/criterion.h>
 #include <sqlite3.h>
@@ -298,21 +298,22 @@ Test(ledger_period, period_holds_survive_a_restart, .init = s_setup, .fini = s_t
     ledger_destroy(&back);
 }
 
-Test(ledger_period, format_4_journal_is_migrated, .init = s_setup, .fini = s_teardown)
+Test(ledger_period, format_5_journal_is_migrated, .init = s_setup, .fini = s_teardown)
 {
     ledger_config_t cfg = s_cfg();
-    cfg.budgets[0].every.unit = PERIOD_NONE; /* as a format 4 ledger had it */
+    cfg.budgets[0].every.unit = PERIOD_NONE; /* as a format 5 ledger had it */
     ledger_t *l = ledger_new(&cfg);
     cr_assert_eq(s_step(l, "cto_agent", "t1", 400, 300, T0), LEDGER_OK);
     s_save(l);
     ledger_destroy(&l);
-    /* make it a format 4 file: no period columns */
+    /* make it a format 5 file: no period columns */
     sqlite3 *db = NULL;
     cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db,
                               "ALTER TABLE holds DROP COLUMN period_key;"
                               "ALTER TABLE holds DROP COLUMN key_key;"
-                              "UPDATE meta SET value = '4' WHERE key = 'format';",
+                              "UPDATE meta SET value = '5' WHERE key = 'format';"
+                              "PRAGMA user_version = 5;",
                               0, 0, 0),
                  SQLITE_OK, "%s", sqlite3_errmsg(db));
     sqlite3_close(db);
@@ -327,7 +328,7 @@ Test(ledger_period, format_4_journal_is_migrated, .init = s_setup, .fini = s_tea
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='format'", -1, &st, 0),
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_expect_str_eq((const char *)sqlite3_column_text(st, 0), "5");
+    cr_expect_str_eq((const char *)sqlite3_column_text(st, 0), "6");
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
