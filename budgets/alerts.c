@@ -41,6 +41,13 @@ struct _alerts_t {
     char *queue[ALERTS_QUEUE];
     size_t head, count;
     uint64_t failures, sent;
+    /* deduplication (the caller's thread only) */
+    int64_t dedup_ms;
+    struct s_seen {
+        char *key;
+        int64_t at_ms;
+    } * seen;
+    size_t n_seen;
 };
 
 static size_t s_discard(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -50,13 +57,9 @@ static size_t s_discard(char *ptr, size_t size, size_t nmemb, void *arg)
     return size * nmemb;
 }
 
-static void s_post(alerts_t *self, CURL *curl, const char *text)
+/* POST body (the JSON built by alerts_post*) */
+static void s_post(alerts_t *self, CURL *curl, const char *body)
 {
-    json_t *j = json_pack("{s:s}", "text", text);
-    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!body)
-        return;
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_reset(curl);
     curl_easy_setopt(curl, CURLOPT_URL, self->url);
@@ -81,7 +84,6 @@ static void s_post(alerts_t *self, CURL *curl, const char *text)
         self->failures++;
     pthread_mutex_unlock(&self->lock);
     curl_slist_free_all(hdrs);
-    free(body);
 }
 
 static void *s_thread(void *arg)
@@ -144,6 +146,9 @@ void alerts_destroy(alerts_t **self_p)
         free(self->queue[(self->head + i) % ALERTS_QUEUE]);
     pthread_mutex_destroy(&self->lock);
     pthread_cond_destroy(&self->cond);
+    for (size_t i = 0; i < self->n_seen; i++)
+        free(self->seen[i].key);
+    free(self->seen);
     free(self->url);
     free(self);
     *self_p = NULL;
@@ -151,9 +156,17 @@ void alerts_destroy(alerts_t **self_p)
 
 int alerts_post(alerts_t *self, const char *text)
 {
+    return alerts_post_severity(self, NULL, text);
+}
+
+int alerts_post_severity(alerts_t *self, const char *severity, const char *text)
+{
     if (!self || !self->running || !text)
         return -1;
-    char *copy = strdup(text);
+    json_t *j = severity ? json_pack("{s:s, s:s}", "text", text, "severity", severity)
+                         : json_pack("{s:s}", "text", text);
+    char *copy = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
     int rc = -1;
     pthread_mutex_lock(&self->lock);
     if (copy && self->count < ALERTS_QUEUE) {
@@ -183,4 +196,48 @@ uint64_t alerts_sent(alerts_t *self)
     uint64_t n = self->sent;
     pthread_mutex_unlock(&self->lock);
     return n;
+}
+
+void alerts_set_dedup(alerts_t *self, int64_t window_ms)
+{
+    if (self)
+        self->dedup_ms = window_ms > 0 ? window_ms : 0;
+}
+
+/* At most this many keys are remembered; past it, alerts pass (an alert is
+   never held back for want of memory). */
+#define ALERTS_SEEN_MAX 4096
+
+bool alerts_dedup(alerts_t *self, const char *key, int64_t now_ms)
+{
+    if (!self || !key || self->dedup_ms <= 0)
+        return true;
+    size_t keep = 0;
+    bool pass = true, found = false;
+    for (size_t i = 0; i < self->n_seen; i++) {
+        struct s_seen *s = &self->seen[i];
+        if (strcmp(s->key, key) == 0) {
+            found = true;
+            if (now_ms - s->at_ms < self->dedup_ms && now_ms >= s->at_ms)
+                pass = false;
+            else
+                s->at_ms = now_ms; /* a new window starts with this alert */
+        } else if (now_ms - s->at_ms >= self->dedup_ms || now_ms < s->at_ms) {
+            free(s->key); /* its window is over: forget it */
+            continue;
+        }
+        self->seen[keep++] = *s;
+    }
+    self->n_seen = keep;
+    if (!found && self->n_seen < ALERTS_SEEN_MAX) {
+        struct s_seen *v = realloc(self->seen, (self->n_seen + 1) * sizeof *v);
+        char *k = strdup(key);
+        if (v)
+            self->seen = v;
+        if (v && k)
+            self->seen[self->n_seen++] = (struct s_seen){k, now_ms};
+        else
+            free(k);
+    }
+    return pass;
 }

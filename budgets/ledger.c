@@ -1033,8 +1033,8 @@ int ledger_reserve_key(ledger_t *self, const char *sender, const char *request_i
     const char *bad = s_bad_amounts(amounts);
     s_account_t *t = NULL, *ag = NULL;
     const ledger_budget_t *budget = NULL;
-    s_extra_t ex[3]; /* global, period, key */
-    proto_amounts_t alimit;  /* the agent's limit in the task */
+    s_extra_t ex[3];        /* global, period, key */
+    proto_amounts_t alimit; /* the agent's limit in the task */
     int n_ex = 0;
     s_account_t *gl = NULL, *pa = NULL, *ka = NULL;
     if (ttl_ms <= 0)
@@ -1569,9 +1569,12 @@ static void s_info(const s_account_t *a, int64_t now_ms, ledger_account_info_t *
                 ? -1
                 : s_available(a->row.limit.v[d], a->row.used.v[d], a->row.held.v[d]);
     if (a->row.kind == LEDGER_KIND_TASK) {
-        /* the task's latency is wall-clock time since open_task */
+        /* the task's latency is wall-clock time since open_task, once a step
+           has held budget: a task where nothing ran spent no time on steps
+           (and shows no overrun of a deadline nothing ran against) */
         int64_t end = a->row.closed ? a->row.closed_at_ms : now_ms;
-        info->used.v[DIMS_TIME] = end > a->row.opened_at_ms ? end - a->row.opened_at_ms : 0;
+        info->used.v[DIMS_TIME] =
+            a->holds.n && end > a->row.opened_at_ms ? end - a->row.opened_at_ms : 0;
         info->held.v[DIMS_TIME] = 0;
         if (a->row.deadline_ms >= 0) {
             int64_t left = a->row.deadline_ms - now_ms;

@@ -393,18 +393,45 @@ static ev_t *s_event(const char *topic, const ledger_note_t *n)
     return e;
 }
 
-static void s_alert(s_server_t *self, const char *topic, ev_t **event_p, const char *message)
+/* Publish an alert event and post it to the webhook, at most once per
+   dedup key (account, dimension, kind) per ledger.alerts.dedup_s. */
+static void s_alert(s_server_t *self, const char *topic, const char *severity, const char *key,
+                    int64_t at_ms, ev_t **event_p, const char *message)
 {
     ev_set_str(*event_p, "message", message);
+    ev_set_str(*event_p, "severity", severity);
     log_warn("%s: %s", topic, message);
     bus_worker_publish(self->worker, topic, event_p);
-    alerts_post(self->alerts, message);
+    if (alerts_dedup(self->alerts, key, at_ms))
+        alerts_post_severity(self->alerts, severity, message);
+}
+
+/* An amount as people read it: money in dollars, the rest with its unit. */
+static void s_dim_text(int d, int64_t v, char *out, size_t size)
+{
+    if (dims_is_money(d) && v >= 0)
+        snprintf(out, size, "$%" PRId64 ".%06" PRId64, v / 1000000, v % 1000000);
+    else
+        snprintf(out, size, "%" PRId64 " %s", v, proto_dim_names[d]);
+}
+
+/* Every dimension of a, comma-separated ("120 tokens, ..., $0.004500"). */
+static void s_amounts_text(const proto_amounts_t *a, char *out, size_t size)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (int d = 0; d < DIM_COUNT && n < size; d++) {
+        char v[48];
+        s_dim_text(d, a->v[d], v, sizeof v);
+        int w = snprintf(out + n, size - n, "%s%s", d ? ", " : "", v);
+        n += w > 0 ? (size_t)w : 0;
+    }
 }
 
 /* Threshold alerts for every account a note posted to (commit, expiry). */
 static void s_crossings(s_server_t *self, const ledger_note_t *n)
 {
-    char msg[512];
+    char msg[1024];
     ev_t *e = NULL;
     for (int k = 0; k < n->n_accounts; k++) {
         const ledger_note_account_t *a = &n->accounts[k];
@@ -424,11 +451,15 @@ static void s_crossings(s_server_t *self, const ledger_note_t *n)
             ev_set_float(e, "fraction", frac);
             proto_set_amounts(e, "used", &a->after);
             proto_set_amounts(e, "limit", &a->limit);
-            snprintf(msg, sizeof msg,
-                     "%s: %s account %s has used %.0f%% of its %s (%" PRId64 " of %" PRId64 ")",
+            char used[48], lim[48], key[LEDGER_KEY_MAX + 64];
+            s_dim_text(d, a->after.v[d], used, sizeof used);
+            s_dim_text(d, a->limit.v[d], lim, sizeof lim);
+            snprintf(msg, sizeof msg, "%s: %s account %s has used %.0f%% of its %s (%s of %s)",
                      lvl == ALERT_CRITICAL ? "critical" : "warning", ledger_kind_name(a->kind),
-                     a->key, frac * 100, proto_dim_names[d], a->after.v[d], a->limit.v[d]);
-            s_alert(self, topic, &e, msg);
+                     a->key, frac * 100, proto_dim_names[d], used, lim);
+            snprintf(key, sizeof key, "%s|%s|%s", a->key, proto_dim_names[d], topic);
+            s_alert(self, topic, lvl == ALERT_CRITICAL ? "critical" : "warning", key, n->at_ms, &e,
+                    msg);
         }
     }
 }
@@ -437,7 +468,7 @@ static void s_notes(s_server_t *self)
 {
     size_t count;
     const ledger_note_t *notes = ledger_notes(self->ledger, &count);
-    char msg[512];
+    char msg[1024];
     for (size_t i = 0; i < count; i++) {
         const ledger_note_t *n = &notes[i];
         ev_t *e = NULL;
@@ -468,14 +499,14 @@ static void s_notes(s_server_t *self)
                 proto_set_amounts(data, "held", &n->amounts);
                 if (n->late)
                     ev_set_bool(data, "late", true);
+                char act[256], held[256], key[LEDGER_KEY_MAX + 64];
+                s_amounts_text(&n->actual, act, sizeof act);
+                s_amounts_text(&n->amounts, held, sizeof held);
                 snprintf(msg, sizeof msg,
-                         "overrun: %s in task %s (hold %s) spent %" PRId64 " tokens, %" PRId64
-                         " ms, %" PRId64 " tool calls, %" PRId64 " uUSD against a hold of %" PRId64
-                         ", %" PRId64 ", %" PRId64 ", %" PRId64,
-                         n->agent, n->task, n->hold_id, n->actual.v[0], n->actual.v[1],
-                         n->actual.v[2], n->actual.v[3], n->amounts.v[0], n->amounts.v[1],
-                         n->amounts.v[2], n->amounts.v[3]);
-                s_alert(self, "alert.overrun", &e, msg);
+                         "overrun: %s in task %s (hold %s) spent %s against a hold of %s", n->agent,
+                         n->task, n->hold_id, act, held);
+                snprintf(key, sizeof key, "a/%s/%s|*|overrun", n->task, n->agent);
+                s_alert(self, "alert.overrun", "warning", key, n->at_ms, &e, msg);
             }
             s_crossings(self, n);
             break;
@@ -491,14 +522,17 @@ static void s_notes(s_server_t *self)
                 ev_set_str(data, "reason", n->by_close ? "task_closed" : "ttl");
                 ev_set(e, "data", data);
             }
-            snprintf(msg, sizeof msg,
-                     "expired: hold %s of %s in task %s (step %s) was %s; charged in full"
-                     " (%" PRId64 " tokens, %" PRId64 " ms, %" PRId64 " tool calls, %" PRId64
-                     " uUSD) until its agent commits or voids it",
-                     n->hold_id, n->agent, n->task, n->step,
-                     n->by_close ? "open when its task closed" : "not resolved in time",
-                     n->amounts.v[0], n->amounts.v[1], n->amounts.v[2], n->amounts.v[3]);
-            s_alert(self, "alert.expired", &e, msg);
+            {
+                char held[256], key[LEDGER_KEY_MAX + 64];
+                s_amounts_text(&n->amounts, held, sizeof held);
+                snprintf(msg, sizeof msg,
+                         "expired: hold %s of %s in task %s (step %s) was %s; charged in full"
+                         " (%s) until its agent commits or voids it",
+                         n->hold_id, n->agent, n->task, n->step,
+                         n->by_close ? "open when its task closed" : "not resolved in time", held);
+                snprintf(key, sizeof key, "a/%s/%s|*|expired", n->task, n->agent);
+                s_alert(self, "alert.expired", "warning", key, n->at_ms, &e, msg);
+            }
             s_crossings(self, n);
             break;
         case LEDGER_NOTE_DENIED:
@@ -513,15 +547,29 @@ static void s_notes(s_server_t *self)
             if (n->code == LEDGER_E_EXCEEDS) {
                 ev_set_str(e, "account", ledger_kind_name(n->err_kind));
                 ev_set_str(e, "dimension", proto_dim_names[n->err_dim]);
+                char req[48], av[48];
+                s_dim_text(n->err_dim, n->err_requested, req, sizeof req);
+                s_dim_text(n->err_dim, n->err_available, av, sizeof av);
                 snprintf(msg, sizeof msg,
-                         "denied: %s in task %s step %s: %s budget %s requested %" PRId64
-                         ", available %" PRId64,
+                         "denied: %s in task %s step %s: %s budget %s requested %s, available %s",
                          n->agent, n->task, n->step, ledger_kind_name(n->err_kind),
-                         proto_dim_names[n->err_dim], n->err_requested, n->err_available);
+                         proto_dim_names[n->err_dim], req, av);
             } else
                 snprintf(msg, sizeof msg, "denied: %s in task %s step %s: no budget configured",
                          n->agent, n->task, n->step);
-            s_alert(self, "alert.denied", &e, msg);
+            {
+                /* one post per refusing account and dimension: the account
+                   is the task's for a task or agent refusal, else shared */
+                char key[LEDGER_KEY_MAX + 64];
+                snprintf(key, sizeof key, "%s/%s/%s|%s|denied",
+                         n->code == LEDGER_E_EXCEEDS ? ledger_kind_name(n->err_kind) : "none",
+                         n->err_kind == LEDGER_KIND_TASK || n->err_kind == LEDGER_KIND_AGENT
+                             ? n->task
+                             : "",
+                         n->err_kind == LEDGER_KIND_GLOBAL ? "" : n->agent,
+                         n->code == LEDGER_E_EXCEEDS ? proto_dim_names[n->err_dim] : "*");
+                s_alert(self, "alert.denied", "info", key, n->at_ms, &e, msg);
+            }
             break;
         }
     }
@@ -803,6 +851,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         goto done;
     }
     self->alerts = alerts_new(opts->cfg ? opts->cfg->alert_webhook : NULL, 2000);
+    alerts_set_dedup(self->alerts, opts->cfg ? opts->cfg->alert_dedup_s * 1000 : 60000);
     self->worker = bus_worker_new(opts->endpoint, "ledger", batch_max, &opts->sec);
     if (!self->alerts || !self->worker) {
         log_error("cannot connect to the bus at %s", opts->endpoint);

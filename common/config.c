@@ -1148,7 +1148,7 @@ static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
 {
     static const char *const keys[] = {"hold_ttl_ms",         "metrics_port", "alerts", "global",
                                        "request_retention_s", "timezone",     "agents", NULL};
-    static const char *const akeys[] = {"warn", "critical", "webhook", NULL};
+    static const char *const akeys[] = {"warn", "critical", "webhook", "dedup_s", NULL};
     static const char *const gkeys[] = {"period", EMADS_DIMS(S_X_LIMIT_KEY) NULL};
     cfg_t *cfg = ctx->cfg;
     char path[64];
@@ -1171,6 +1171,8 @@ static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
         if (w >= 0 && c >= 0 && cfg->alert_warn >= cfg->alert_critical)
             s_err(ctx, w == 1 ? s_line(s_get(ctx, a, "warn")) : s_line(a), "ledger.alerts.warn",
                   "warn (%g) must be below critical (%g)", cfg->alert_warn, cfg->alert_critical);
+        s_read_int(ctx, a, "ledger.alerts", "dedup_s", false, 0, S_DAY_MS / 1000,
+                   &cfg->alert_dedup_s);
         if (s_read_str(ctx, a, "ledger.alerts", "webhook", false, cfg->alert_webhook,
                        sizeof cfg->alert_webhook) == 1 &&
             cfg->alert_webhook[0] && strncmp(cfg->alert_webhook, "http://", 7) &&
@@ -2098,6 +2100,7 @@ static void s_defaults(cfg_t *cfg)
     cfg->request_retention_s = 86400;
     cfg->alert_warn = 0.8;
     cfg->alert_critical = 0.95;
+    cfg->alert_dedup_s = 60;
     cfg->metrics_port = 9464;
     for (int d = 0; d < DIM_COUNT; d++) {
         cfg->global_limit.v[d] = -1;

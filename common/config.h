@@ -228,6 +228,7 @@ typedef struct {
     int64_t hold_ttl_ms;               /* default 60000 */
     double alert_warn, alert_critical; /* default 0.8, 0.95 */
     char alert_webhook[256];           /* "" = none */
+    int64_t alert_dedup_s; /* one webhook post per (account, dimension, kind) per window; 60 */
     int metrics_port;                  /* 0 = off; default 9464 (see metrics_listen) */
     char global_period[8];             /* "", "day" or "month" */
     proto_amounts_t global_limit;      /* -1 = unlimited */

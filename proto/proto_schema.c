@@ -31,6 +31,7 @@ static const char *const s_task_states[] = {"queued",           "running",   "do
                                             "budget_exhausted", "cancelled", NULL};
 static const char *const s_step_status[] = {"ok", "denied", "error", NULL};
 static const char *const s_account_kinds[] = {"agent", "task", "global", "period", "key", NULL};
+static const char *const s_severities[] = {"info", "warning", "critical", NULL};
 static const char *const s_limit_scopes[] = {"global", "agent", "period", "key", NULL};
 static const char *const s_limit_sources[] = {"config", "set", NULL};
 static const char *const s_scores[] = {"policy", "prior", NULL};
@@ -381,6 +382,7 @@ static const proto_field_t f_event[] = {
     F_AMOUNTS("used", false, "used amounts of the account"),
     F_AMOUNTS("limit", false, "limits of the account (-1 = unlimited)"),
     F_STR("message", false, 0, REASON_MAX, "human-readable summary"),
+    F_ENUM("severity", false, s_severities, "alerts: info, warning or critical"),
     F_MAP("data", false, "topic-specific extra fields"),
     F_END};
 

@@ -98,3 +98,57 @@ Test(alerts, failing_webhook_never_blocks)
     cr_expect_eq(alerts_post(none, "x"), -1, "no webhook configured");
     alerts_destroy(&none);
 }
+
+Test(alerts, dedup_window_per_key)
+{
+    alerts_t *a = alerts_new(NULL, 0);
+    cr_assert_not_null(a);
+    cr_expect(alerts_dedup(a, "g/2026-12-07|cost_uusd|denied", 0), "off by default");
+    cr_expect(alerts_dedup(a, "g/2026-12-07|cost_uusd|denied", 1), "off by default");
+    alerts_set_dedup(a, 1000);
+    cr_expect(alerts_dedup(a, "k1", 10000), "the first of a key passes");
+    cr_expect_not(alerts_dedup(a, "k1", 10500), "the same key within the window is held back");
+    cr_expect(alerts_dedup(a, "k2", 10500), "another key passes");
+    cr_expect_not(alerts_dedup(a, "k1", 10999));
+    cr_expect(alerts_dedup(a, "k1", 11000), "the window is over: a new one starts");
+    cr_expect_not(alerts_dedup(a, "k1", 11500));
+    cr_expect(alerts_dedup(a, "k2", 11500));
+    alerts_destroy(&a);
+}
+
+Test(alerts, webhook_gets_one_post_per_key_within_the_window)
+{
+    pthread_mutex_lock(&s_lock);
+    s_posts = 0;
+    s_body[0] = 0;
+    pthread_mutex_unlock(&s_lock);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_hook,
+                                            NULL, MHD_OPTION_END);
+    cr_assert_not_null(d);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", info->port);
+    alerts_t *a = alerts_new(url, 2000);
+    cr_assert_not_null(a);
+    alerts_set_dedup(a, 60000);
+    /* 64 denials of 12 tasks on one global account and dimension, and 3 on
+       an agent's: two posts */
+    int queued = 0;
+    for (int i = 0; i < 64; i++)
+        if (alerts_dedup(a, "global//|cost_uusd|denied", 1000 + i))
+            queued += alerts_post_severity(a, "info", "denied: global") == 0;
+    for (int i = 0; i < 3; i++)
+        if (alerts_dedup(a, "agent/t1/cto_agent|tokens|denied", 2000 + i))
+            queued += alerts_post_severity(a, "info", "denied: agent") == 0;
+    cr_expect_eq(queued, 2);
+    for (int i = 0; i < 300 && alerts_sent(a) < 2; i++)
+        usleep(10000);
+    usleep(100000); /* nothing more arrives */
+    pthread_mutex_lock(&s_lock);
+    cr_expect_eq(s_posts, 2);
+    cr_expect(strstr(s_body, "{\"text\":\"denied: global\",\"severity\":\"info\"}") != NULL, "%s",
+              s_body);
+    pthread_mutex_unlock(&s_lock);
+    alerts_destroy(&a);
+    MHD_stop_daemon(d);
+}

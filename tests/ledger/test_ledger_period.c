@@ -332,3 +332,34 @@ Test(ledger_period, format_5_journal_is_migrated, .init = s_setup, .fini = s_tea
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
+
+/* A task where nothing ran spent no latency, so it shows no overrun of a
+   1 ms deadline; once a step held budget, wall-clock time counts. */
+static int64_t s_task_latency;
+static void s_task_info(const ledger_account_info_t *i, void *arg)
+{
+    (void)arg;
+    if (i->kind == LEDGER_KIND_TASK)
+        s_task_latency = i->used.v[DIMS_TIME];
+}
+
+Test(ledger_period, no_latency_spent_when_nothing_ran)
+{
+    ledger_config_t cfg = s_cfg();
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    proto_amounts_t lim = A(-1, 1, -1, -1);
+    ledger_open_task(l, "orchestrator", "o1", "idle", &lim, false, T0, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    ledger_close_task(l, "orchestrator", "c1", "idle", T0 + 6, &r);
+    s_task_latency = -1;
+    cr_expect_eq(ledger_spend(l, "idle", NULL, T0 + 6, s_task_info, NULL), 1);
+    cr_expect_eq(s_task_latency, 0);
+    ledger_open_task(l, "orchestrator", "o2", "ran", NULL, false, T0, &r);
+    proto_amounts_t a = A(0, 0, 0, 1);
+    ledger_reserve(l, "coo_agent", "r2", "ran", "s", &a, 0, T0 + 1, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    ledger_spend(l, "ran", NULL, T0 + 6, s_task_info, NULL);
+    cr_expect_eq(s_task_latency, 6);
+    ledger_destroy(&l);
+}
