@@ -1,10 +1,13 @@
 /*  budget_cmd.c - budget_show, budget_set, budget_reset (see budget_cmd.h). */
 #include "budgets/budget_cmd.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "budgets/overrides.h"
+#include "budgets/report.h"
 #include "proto/proto.h"
 
 /* The configured value of (scope, name): 0, or -1 when there is none (an
@@ -104,9 +107,46 @@ static ev_t *s_show(ledger_t *ledger)
     return b;
 }
 
+static ev_t *s_report(ledger_t *ledger, const ev_t *body)
+{
+    report_by_t by;
+    const char *bys = ev_get_str(body, "by", "");
+    if (report_by_parse(bys, &by) != 0)
+        return proto_error(PROTO_E_INVALID, "spend_report.by: agent, key, model, task or day");
+    int64_t since = ev_get_int(body, "since_ms", 0),
+            until = ev_get_int(body, "until_ms", INT64_MAX);
+    if (until <= since)
+        return proto_error(PROTO_E_INVALID, "spend_report.until_ms: must be after since_ms");
+    report_row_t *rows = NULL;
+    int n = report_spend(ledger, since, until, by, &rows);
+    if (n < 0)
+        return proto_error(PROTO_E_INTERNAL, "out of memory");
+    ev_t *b = proto_body("spend_report_reply");
+    ev_set_str(b, "by", bys);
+    ev_t *arr = ev_set_array(b, "rows");
+    proto_amounts_t total = {{0}};
+    int64_t steps = 0;
+    for (int i = 0; i < n; i++) {
+        ev_t *r = ev_new_map();
+        ev_set_str(r, "group", rows[i].group);
+        ev_set_int(r, "steps", rows[i].steps);
+        proto_set_amounts(r, "spent", &rows[i].spent);
+        ev_push(arr, r);
+        steps += rows[i].steps;
+        for (int d = 0; d < DIM_COUNT; d++)
+            total.v[d] = proto_sat_add(total.v[d], rows[i].spent.v[d]);
+    }
+    free(rows);
+    proto_set_amounts(b, "total", &total);
+    ev_set_int(b, "steps", steps);
+    return b;
+}
+
 ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, const char *sender,
                         int64_t now_ms)
 {
+    if (strcmp(type, "spend_report") == 0)
+        return s_report(ledger, body);
     bool set = strcmp(type, "budget_set") == 0, reset = strcmp(type, "budget_reset") == 0;
     if (strcmp(type, "budget_show") == 0)
         return s_show(ledger);

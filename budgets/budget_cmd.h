@@ -1,5 +1,6 @@
 /*  budget_cmd.h - the ledger's budget_show, budget_set and budget_reset
-    messages (docs/PROTOCOL.md §12, `emadsctl budget`).
+    messages (docs/PROTOCOL.md §12, `emadsctl budget`), and spend_report
+    (`emadsctl spend --by`, budgets/report.h).
 
     budget_show lists every limit the ledger enforces outside a task - the
     global account, each agent's budget per task and per period, and every

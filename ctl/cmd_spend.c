@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl/ctlbus.h"
 #include "common/views.h"
@@ -55,19 +56,46 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
 {
     if (ctl_wants_help(argc, argv)) {
         printf("usage: emadsctl [--json] spend [--task ID]\n"
+               "       emadsctl [--json] spend --by agent|key|model|task|day [--since T]\n"
+               "                [--until T] [--csv]\n"
                "\nPer agent: used / limit for tokens, latency, tool calls and USD, the\n"
                "amounts held by steps in flight, and the percentage used of the most used\n"
                "limit; then the totals against total_task_budget. --task narrows it to\n"
                "one task; without it every task the ledger knows is summed, and so are\n"
                "the limits: each task's own account limits as the ledger holds them\n"
                "(a task submitted with --max-cost counts with its lowered limit).\n"
+               "\n--by: the spend charged in a time range, grouped, in one ledger query: a\n"
+               "step counts when its hold was charged (a commit's actual, or the whole\n"
+               "hold of one that expired); steps still holding budget are not spend yet.\n"
+               "key is the gateway key ('-' for none), model '(local)'/'(tool)' for steps\n"
+               "without one, day the calendar day in ledger.timezone. --since (inclusive)\n"
+               "and --until (exclusive) take a UTC date or time (2026-12-07,\n"
+               "2026-12-07T10:00, 2026-12-07T10:00:30Z) or a duration back from now (90s,\n"
+               "30m, 12h, 7d). --csv prints the rows as CSV (group, steps, one column per\n"
+               "dimension, USD with 6 decimals); --json {by, rows: [{group, steps, spent}],\n"
+               "total, steps}.\n"
                "\nUnits: tokens, milliseconds, tool calls, USD (6 decimals). '-' = no limit.\n"
                "Exit status: 0 ok, 1 unknown task or failure, 2 usage error, 3 not running.\n");
         return CTL_EXIT_OK;
     }
-    const char *task = NULL;
+    const char *task = NULL, *by = NULL;
+    int64_t since = 0, until = -1, now = (int64_t)time(NULL) * 1000;
+    bool csv = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--task") && (i + 1 >= argc || !argv[i + 1][0]))
+        if (!strcmp(argv[i], "--by") && i + 1 < argc) {
+            by = argv[++i];
+            if (strcmp(by, "agent") && strcmp(by, "key") && strcmp(by, "model") &&
+                strcmp(by, "task") && strcmp(by, "day"))
+                return ctl_usage_error(opts, "spend: --by: agent, key, model, task or day");
+        } else if ((!strcmp(argv[i], "--since") || !strcmp(argv[i], "--until")) && i + 1 < argc) {
+            bool s = argv[i][2] == 's';
+            if (ctl_parse_when(argv[i + 1], now, s ? &since : &until) != 0)
+                return ctl_usage_error(opts, "spend: %s: '%s' is not a date, time or duration",
+                                       argv[i], argv[i + 1]);
+            i++;
+        } else if (!strcmp(argv[i], "--csv"))
+            csv = true;
+        else if (!strcmp(argv[i], "--task") && (i + 1 >= argc || !argv[i + 1][0]))
             return ctl_usage_error(opts, "spend: --task needs a task id");
         else if (!strcmp(argv[i], "--task"))
             task = argv[++i];
@@ -76,6 +104,14 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         else
             return ctl_usage_error(opts, "spend: unexpected argument '%s'", argv[i]);
     }
+    if (!by && (csv || since || until >= 0))
+        return ctl_usage_error(opts, "spend: --since, --until and --csv go with --by");
+    if (by && task)
+        return ctl_usage_error(opts, "spend: --by reports over tasks; give --task or --by");
+    if (by && until >= 0 && until <= since)
+        return ctl_usage_error(opts, "spend: --until must be after --since");
+    if (by)
+        return ctl_spend_report(opts, by, since, until, csv);
     ctl_conn_t conn;
     int rc = ctl_conn_open(opts, &conn, 2000, NULL);
     if (rc) {

@@ -97,6 +97,16 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
     F_ENUM("scope", req, s_limit_scopes,                                                           \
            "which limit: global, agent (per task), period (an agent's per period) or key")
 #define LIMIT_NAME F_NAME("name", false, "the agent or key; none for global")
+static const char *const s_report_by[] = {"agent", "key", "model", "task", "day", NULL};
+static const proto_field_t f_spend_report[] = {
+    F_ENUM("by", true, s_report_by, "group by agent, key, model, task or day (ledger time zone)"),
+    TIME("since_ms", false, "from this instant (inclusive), ms since the epoch; default 0"),
+    TIME("until_ms", false, "to this instant (exclusive); default: no end"), F_END};
+static const proto_field_t f_spend_report_reply[] = {
+    F_ENUM("by", true, s_report_by, "the grouping"),
+    F_ARRAY("rows", true, "per group: {group, steps, spent (amounts)}, sorted by group"),
+    F_AMOUNTS("total", true, "the sum of every row"),
+    F_INT("steps", true, 0, INT64_MAX, "steps charged in the range"), F_END};
 static const proto_field_t f_budget_show[] = {F_END};
 static const proto_field_t f_budget_show_reply[] = {
     F_ARRAY("limits", true, "one map per limit: the fields of budget_set_ok"), F_END};
@@ -446,6 +456,9 @@ static const proto_schema_t s_schemas[] = {
     S("spend_reply", "ledger", "reply to spend", f_spend_reply),
     S("history", "ledger", "mean actual spend per agent, path and model", f_history),
     S("history_reply", "ledger", "reply to history", f_history_reply),
+    S("spend_report", "ledger", "spend charged in a time range, grouped, in one pass",
+      f_spend_report),
+    S("spend_report_reply", "ledger", "reply to spend_report", f_spend_report_reply),
     S("budget_show", "ledger", "every limit outside a task and where its value comes from",
       f_budget_show),
     S("budget_show_reply", "ledger", "reply to budget_show", f_budget_show_reply),

@@ -363,3 +363,84 @@ Test(ledger_period, no_latency_spent_when_nothing_ran)
     cr_expect_eq(s_task_latency, 6);
     ledger_destroy(&l);
 }
+
+/* ---- spend reports ---------------------------------------------------------- */
+
+#include "budgets/report.h"
+
+/* reserve + commit of cost by agent with model at t (path llm) */
+static void s_commit_at(ledger_t *l, const char *agent, const char *task, const char *model,
+                        int64_t cost, int64_t t)
+{
+    static int n;
+    char rid[32];
+    ledger_result_t r;
+    proto_amounts_t a = A(10, 0, 0, cost);
+    snprintf(rid, sizeof rid, "rr%d", ++n);
+    ledger_reserve(l, agent, rid, task, "s", &a, 0, t, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    char hold[LEDGER_ID_MAX + 1];
+    snprintf(hold, sizeof hold, "%s", r.hold_id);
+    snprintf(rid, sizeof rid, "cc%d", n);
+    ledger_commit(l, agent, rid, hold, &a, "provider", model[0] ? "llm" : "local", model, "", t,
+                  &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+}
+
+Test(ledger_period, report_by_model_since_sums_the_steps_in_range)
+{
+    ledger_config_t cfg = s_cfg();
+    cfg.budgets[0].every.unit = PERIOD_NONE;
+    cfg.budgets[0].limit = A(-1, -1, -1, -1);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    ledger_open_task(l, "orchestrator", "o1", "t1", NULL, false, T0, &r);
+    ledger_open_task(l, "orchestrator", "o2", "t2", NULL, false, T0, &r);
+    /* before the range */
+    s_commit_at(l, "cto_agent", "t1", "gpt-4o", 1000, T0 + 10);
+    s_commit_at(l, "coo_agent", "t1", "gpt-4o-mini", 100, T0 + 20);
+    /* in the range [T0 + 100, T0 + 200) */
+    s_commit_at(l, "cto_agent", "t1", "gpt-4o", 2000, T0 + 100);
+    s_commit_at(l, "coo_agent", "t2", "gpt-4o", 3000, T0 + 150);
+    s_commit_at(l, "coo_agent", "t2", "gpt-4o-mini", 200, T0 + 199);
+    s_commit_at(l, "cto_agent", "t2", "", 0, T0 + 160); /* a local step */
+    /* a hold that expired in the range: charged in full; one still held:
+       not spend yet */
+    proto_amounts_t a = A(5, 0, 0, 700);
+    ledger_reserve(l, "cto_agent", "x1", "t2", "s", &a, 10, T0 + 120, &r);
+    cr_assert_eq(ledger_expire(l, T0 + 130), 1);
+    ledger_reserve(l, "cto_agent", "x2", "t2", "s", &a, 60000, T0 + 140, &r);
+    /* after it */
+    s_commit_at(l, "cto_agent", "t2", "gpt-4o", 9000, T0 + 200);
+
+    report_row_t *rows = NULL;
+    int n = report_spend(l, T0 + 100, T0 + 200, REPORT_BY_MODEL, &rows);
+    cr_assert_eq(n, 4);
+    cr_expect_str_eq(rows[0].group, "(local)");
+    cr_expect_eq(rows[0].steps, 1);
+    cr_expect_str_eq(rows[1].group, "-"); /* the expired hold: model unknown */
+    cr_expect_eq(rows[1].spent.v[DIMS_MONEY], 700);
+    cr_expect_str_eq(rows[2].group, "gpt-4o");
+    cr_expect_eq(rows[2].steps, 2);
+    cr_expect_eq(rows[2].spent.v[DIMS_MONEY], 5000);
+    cr_expect_str_eq(rows[3].group, "gpt-4o-mini");
+    cr_expect_eq(rows[3].spent.v[DIMS_MONEY], 200);
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += rows[i].spent.v[DIMS_MONEY];
+    cr_expect_eq(sum, 2000 + 3000 + 200 + 700);
+    free(rows);
+
+    n = report_spend(l, 0, INT64_MAX, REPORT_BY_AGENT, &rows);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(rows[0].group, "coo_agent");
+    cr_expect_eq(rows[0].spent.v[DIMS_MONEY], 3300);
+    cr_expect_str_eq(rows[1].group, "cto_agent");
+    cr_expect_eq(rows[1].spent.v[DIMS_MONEY], 1000 + 2000 + 700 + 9000);
+    free(rows);
+    n = report_spend(l, 0, INT64_MAX, REPORT_BY_DAY, &rows);
+    cr_assert_eq(n, 1);
+    cr_expect_str_eq(rows[0].group, "2025-11-28");
+    free(rows);
+    ledger_destroy(&l);
+}

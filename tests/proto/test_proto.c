@@ -82,8 +82,9 @@ Test(proto_schema, table_is_sane)
         "train_status", "train_cancel", "train_reply",  "providers",     "providers_reply"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         cr_expect_not_null(proto_schema(must[i]), "missing schema %s", must[i]);
-    const char *budget[] = {"budget_show", "budget_show_reply", "budget_set", "budget_reset",
-                            "budget_set_ok"};
+    const char *budget[] = {"budget_show",       "budget_show_reply", "budget_set",
+                            "budget_reset",      "budget_set_ok",     "spend_report",
+                            "spend_report_reply"};
     for (size_t i = 0; i < sizeof budget / sizeof budget[0]; i++)
         cr_expect_not_null(proto_schema(budget[i]), "missing schema %s", budget[i]);
     cr_expect_eq(n, sizeof must / sizeof must[0] + sizeof budget / sizeof budget[0]);

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Spend reports and run-time limits through emadsctl against a running
+# constellation. (1) `spend --by model --since T` equals the sum of the
+# steps charged since T (the tasks run after T, per `spend --task`), and
+# leaves out the task run before; --csv has one line per group. (2)
+# `budget set global` lowers the cap at once and `budget show` names who
+# set it; `budget reset` returns to the configured value.
+. "$(dirname "$0")/lib.sh"
+: "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
+[ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
+
+e2e_llm_server --usage 100,100
+ctl up >/dev/null
+text="Should we migrate billing to Kubernetes? Assess the risk."
+
+before=$(ctl --json submit --wait "$text (before)" | json 'd["task"]') || fail "first task failed"
+sleep 1.5 # since is taken to the second: every charge of the first task is before it
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+sleep 1
+sum=0
+for i in 1 2; do
+    t=$(ctl --json submit --wait "$text (#$i)" | json 'd["task"]') || fail "task $i failed"
+    c=$(ctl --json spend --task "$t" | json 'd["total"]["used"]["cost_uusd"]')
+    h=$(ctl --json spend --task "$t" | json 'd["total"]["held"]["cost_uusd"]')
+    [ "$h" -eq 0 ] || fail "task $t still holds $h"
+    sum=$((sum + c))
+done
+[ "$sum" -gt 0 ] || fail "the tasks spent nothing; the test's premise is off"
+
+rep=$(ctl --json spend --by model --since "$since")
+echo "report: $rep"
+[ "$(echo "$rep" | json 'd["total"]["cost_uusd"]')" -eq "$sum" ] \
+    || fail "spend --by model --since: $(echo "$rep" | json 'd["total"]["cost_uusd"]') != sum of the steps $sum"
+[ "$(echo "$rep" | json 'sum(r["spent"]["cost_uusd"] for r in d["rows"])')" -eq "$sum" ] \
+    || fail "the rows do not add up to the total"
+all=$(ctl --json spend --by task | json "sum(r['spent']['cost_uusd'] for r in d['rows'] if r['group'] == '$before')")
+[ "$all" -gt 0 ] || fail "the task before the range spent nothing by task"
+rows=$(echo "$rep" | json 'len(d["rows"])')
+csv=$(ctl spend --by model --since "$since" --csv)
+echo "$csv"
+[ "$(echo "$csv" | head -1 | cut -d, -f1-2)" = "model,steps" ] || fail "csv header"
+[ "$(echo "$csv" | wc -l)" -eq $((rows + 1)) ] || fail "csv: one line per group"
+set +e
+ctl spend --since "$since" >/dev/null 2>&1; rc=$?
+ctl spend --by model --since yesterday-ish >/dev/null 2>&1; rc2=$?
+set -e
+[ $rc -eq 2 ] && [ $rc2 -eq 2 ] || fail "usage errors: exit $rc, $rc2 (want 2)"
+
+# run-time limits
+ctl budget show | tee "$E2E_TMP/show1"
+grep -q '^global .*config$' "$E2E_TMP/show1" || fail "global limit not shown from config"
+ctl budget set global --max-cost-usd 0.000001 >/dev/null || fail "budget set failed"
+src=$(ctl --json budget show | json '[(r["source"], r.get("set_by")) for r in d["limits"] if r["scope"] == "global"][0]')
+[ "$src" = "('set', 'emadsctl')" ] || fail "budget show after set: $src"
+set +e
+out=$(ctl --json submit --wait "$text (capped)")
+set -e
+t=$(echo "$out" | json 'd["task"]')
+denied=$(ctl --json result "$t" | json 'sum(1 for s in d["steps"] for a in s.get("attempts", []) if isinstance(a.get("error"), dict) and a["error"].get("code") == "exceeds_budget")')
+llm=$(ctl --json result "$t" | json 'sum(1 for s in d["steps"] if s.get("path") == "llm" and s["state"] == "done")')
+echo "capped task $t: $denied denial(s), $llm llm step(s)"
+[ "$llm" -eq 0 ] || fail "an llm step ran under a global cap of one micro-dollar"
+ctl budget reset global >/dev/null || fail "budget reset failed"
+[ "$(ctl --json budget show | json '[r["source"] for r in d["limits"] if r["scope"] == "global"][0]')" = config ] \
+    || fail "budget reset did not return to config"
+echo "spend_report: ok"
