@@ -1583,6 +1583,32 @@ static void s_info(const s_account_t *a, int64_t now_ms, ledger_account_info_t *
     }
 }
 
+static void s_global_total(ledger_t *self, ledger_account_fn *fn, void *arg);
+
+/* The account key of a current period (an empty one when not opened yet),
+   shown with the limit in force. */
+static void s_current(ledger_t *self, ledger_kind_t kind, const char *key, const char *agent,
+                      const proto_amounts_t *limit, int64_t now_ms, ledger_account_fn *fn,
+                      void *arg)
+{
+    ledger_account_info_t info;
+    s_account_t *a = s_account(self, key);
+    if (a)
+        s_info(a, now_ms, &info);
+    else {
+        memset(&info, 0, sizeof info);
+        info.kind = kind;
+        info.key = key;
+    }
+    info.limit = *limit;
+    for (int d = 0; d < DIM_COUNT; d++)
+        info.remaining.v[d] =
+            limit->v[d] < 0 ? -1 : s_available(limit->v[d], info.used.v[d], info.held.v[d]);
+    info.task = "";
+    info.agent = agent;
+    fn(&info, arg);
+}
+
 int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                  ledger_account_fn *fn, void *arg)
 {
@@ -1639,24 +1665,31 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
         }
         return n;
     }
-    char period[16];
+    char period[PERIOD_LABEL_MAX];
     s_global_key(self, now_ms, key, sizeof key, period, sizeof period);
-    if (key[0]) {
-        s_account_t *g = s_account(self, key);
-        if (g)
-            s_info(g, now_ms, &info);
-        else {
-            memset(&info, 0, sizeof info);
-            info.kind = LEDGER_KIND_GLOBAL;
-            info.key = key;
-            info.limit = *s_global_limit(self);
-            info.remaining = info.limit;
+    if (key[0])
+        s_current(self, LEDGER_KIND_GLOBAL, key, "", s_global_limit(self), now_ms, fn, arg);
+    else
+        s_global_total(self, fn, arg);
+    /* and each agent's account of its current period */
+    for (int i = 0; i < self->cfg.n_budgets; i++) {
+        const ledger_budget_t *b = &self->cfg.budgets[i];
+        s_extra_t x;
+        const limit_change_t *po = overrides_get(self->limits, LIMIT_PERIOD, b->name);
+        period_t every = po && po->every.unit != PERIOD_NONE ? po->every : b->every;
+        if (s_extra(self, &x, LEDGER_KIND_PERIOD, b->name, &every,
+                    po ? &po->limit : &b->period_limit, now_ms)) {
+            s_current(self, LEDGER_KIND_PERIOD, x.key, b->name, &x.limit, now_ms, fn, arg);
+            n++;
         }
-        info.task = "";
-        info.agent = "";
-        fn(&info, arg);
-        return 1;
     }
+    return n + 1;
+}
+
+/* Without a global budget: one global total of every task, unlimited. */
+static void s_global_total(ledger_t *self, ledger_account_fn *fn, void *arg)
+{
+    ledger_account_info_t info;
     memset(&info, 0, sizeof info);
     info.kind = LEDGER_KIND_GLOBAL;
     info.key = "g/total";
@@ -1672,7 +1705,6 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
     s_unlimited(&info.limit);
     s_unlimited(&info.remaining);
     fn(&info, arg);
-    return 1;
 }
 
 int ledger_history(ledger_t *self, const char *agent, const char *path, const char *model,

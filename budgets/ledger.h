@@ -236,7 +236,9 @@ typedef void(ledger_account_fn)(const ledger_account_info_t *info, void *arg);
 /* Spend: task and agent -> that agent account; task -> the task account then
    its agent accounts; agent -> that agent's accounts in every task; neither ->
    the global account of the current period (or, with no global budget, a
-   global total of every task, unlimited). Returns the number of accounts, or
+   global total of every task, unlimited), then the current period account of
+   every agent with a period budget (empty when not opened yet). Global and
+   period accounts show the limit in force. Returns the number of accounts, or
    -1 when task is given and unknown. */
 int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                  ledger_account_fn *fn, void *arg);

@@ -150,6 +150,8 @@ static void s_account_cb(const ledger_account_info_t *i, void *arg)
     ev_t *arr = arg;
     ev_t *a = ev_new_map();
     ev_set_str(a, "kind", ledger_kind_name(i->kind));
+    if (i->kind == LEDGER_KIND_GLOBAL || i->kind == LEDGER_KIND_PERIOD) /* its period */
+        ev_set_str(a, "key", i->key);
     ev_set_str(a, "task", i->task);
     ev_set_str(a, "agent", i->agent);
     proto_set_amounts(a, "used", &i->used);

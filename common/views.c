@@ -185,6 +185,14 @@ int view_spend(const cfg_t *cfg, const char *task, view_call_fn *call, void *ctx
             s_add(&total->held, &held);
             out->task_seen = true;
             task_limit = limit;
+        } else if (!strcmp(kind, "period") && out->n_periods < CFG_MAX_AGENTS + 1) {
+            view_row_t *p = &out->periods[out->n_periods];
+            snprintf(p->name, sizeof p->name, "%s", ev_get_str(acc, "agent", ""));
+            snprintf(out->period_keys[out->n_periods++], sizeof out->period_keys[0], "%s",
+                     ev_get_str(acc, "key", ""));
+            p->used = used;
+            p->held = held;
+            p->limit = limit;
         } else if (!strcmp(kind, "global")) {
             out->has_global = true;
             global->used = used;
@@ -236,6 +244,13 @@ json_t *view_spend_json(const view_spend_t *s, const char *task)
     json_t *j = json_pack("{s:o, s:o, s:o}", "task", task ? json_string(task) : json_null(),
                           "agents", ja, "total", s_row_json(&s->total));
     json_object_set_new(j, "global", s->has_global ? s_row_json(&s->global) : json_null());
+    json_t *jp = json_array();
+    for (int p = 0; p < s->n_periods; p++) {
+        json_t *row = s_row_json(&s->periods[p]);
+        json_object_set_new(row, "account", json_string(s->period_keys[p]));
+        json_array_append_new(jp, row);
+    }
+    json_object_set_new(j, "periods", jp);
     return j;
 }
 

@@ -40,6 +40,9 @@ typedef struct {
     int n_agents;
     view_row_t total, global;
     bool has_global;
+    view_row_t periods[CFG_MAX_AGENTS + 1]; /* without a task: each agent's current period */
+    char period_keys[CFG_MAX_AGENTS + 1][PROTO_MAX_ID * 2 + 8]; /* "p/AGENT/PERIOD" */
+    int n_periods;
     bool task_seen; /* with a task: the ledger has its task account */
 } view_spend_t;
 

@@ -148,6 +148,15 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         s_print_row(&v->total);
         if (v->has_global)
             s_print_row(&v->global);
+        if (v->n_periods) { /* the agents' period budgets, this period */
+            printf("\nperiod budgets, current period:\n");
+            for (int p = 0; p < v->n_periods; p++) {
+                row_t r = v->periods[p];
+                const char *label = strrchr(v->period_keys[p], '/');
+                snprintf(r.name, sizeof r.name, "%.40s%s", v->periods[p].name, label ? label : "");
+                s_print_row(&r);
+            }
+        }
     }
     free(v);
     ctl_conn_close(&conn);

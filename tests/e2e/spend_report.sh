@@ -10,6 +10,9 @@
 [ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
 
 e2e_llm_server --usage 100,100
+# a day budget for cto_agent: `spend` shows its current period
+edit_cfg "$E2E_CFG/emads.yaml" 's/^  timezone: UTC$/  timezone: UTC\n  agents: {cto_agent: {period: {every: day, max_cost_usd: 5.00}}}/'
+grep -q '^  agents: {cto_agent: {period' "$E2E_CFG/emads.yaml" || fail "could not set a period budget"
 ctl up >/dev/null
 text="Should we migrate billing to Kubernetes? Assess the risk."
 
@@ -26,6 +29,12 @@ for i in 1 2; do
     sum=$((sum + c))
 done
 [ "$sum" -gt 0 ] || fail "the tasks spent nothing; the test's premise is off"
+
+sp=$(ctl --json spend)
+echo "periods: $(echo "$sp" | json 'd["periods"]')"
+[ "$(echo "$sp" | json '[(p["name"], p["limit"]["cost_uusd"], p["used"]["cost_uusd"] > 0) for p in d["periods"]] == [("cto_agent", 5000000, True)]')" = true ] \
+    || fail "spend does not show cto_agent's day account with its spend"
+ctl spend | grep -q "^cto_agent/$(date -u +%Y-%m-%d)" || fail "spend table: no period row"
 
 rep=$(ctl --json spend --by model --since "$since")
 echo "report: $rep"
