@@ -37,6 +37,7 @@ typedef struct {
     journal_t *journal;
     bus_worker_t *worker;
     alerts_t *alerts;
+    bus_client_t *events; /* subscribed to the orchestrator's task. events */
     metrics_t *metrics;
     struct {
         metric_t *reserves, *commits, *voids, *denials, *overruns, *expiries, *alerts, *errors;
@@ -582,6 +583,35 @@ static void s_notes(s_server_t *self)
     zhashx_purge(self->commit_path);
 }
 
+/* alert.task for every task the orchestrator reports ended failed
+   (critical) or budget_exhausted (warning); the webhook gets one post per
+   end state per dedup window. */
+static void s_task_events(s_server_t *self, int64_t now)
+{
+    bus_msg_t m;
+    while (self->events && bus_client_recv(self->events, &m, 0) == 1) {
+        const char *state = m.body ? ev_get_str(m.body, "state", "") : "";
+        bool failed = !strcmp(state, "failed"), exhausted = !strcmp(state, "budget_exhausted");
+        if (m.kind == BUS_MSG_EVENT && !strcmp(m.topic, "task.failed") &&
+            !strcmp(m.sender, "orchestrator") && (failed || exhausted)) {
+            const char *task = ev_get_str(m.body, "task", "?");
+            char msg[1024], key[64];
+            snprintf(msg, sizeof msg, "task %s ended %s%s%s", task, state,
+                     ev_get_str(m.body, "message", "")[0] ? ": " : "",
+                     ev_get_str(m.body, "message", ""));
+            ev_t *e = proto_body("event");
+            ev_set_str(e, "topic", "alert.task");
+            ev_set_int(e, "at_ms", now);
+            ev_set_str(e, "task", task);
+            ev_set_str(e, "state", state);
+            metric_add(self->m.alerts, METRICS_LABELS("task"), 1);
+            snprintf(key, sizeof key, "tasks|*|%s", state);
+            s_alert(self, "alert.task", failed ? "critical" : "warning", key, now, &e, msg);
+        }
+        bus_msg_clear(&m);
+    }
+}
+
 /* Per (account kind, agent) held amounts, summed over open accounts. */
 typedef struct {
     s_server_t *self;
@@ -710,7 +740,7 @@ static int s_metrics_init(s_server_t *self)
                                        "agent", 1);
     self->m.alerts = metrics_counter(r, "emads_ledger_alerts_total",
                                      "alerts raised, by kind (warn, critical, overrun, expired, "
-                                     "denied)",
+                                     "denied, task)",
                                      "kind", 1);
     self->m.errors = metrics_counter(r, "emads_ledger_errors_total",
                                      "error replies other than budget denials, by code", "code", 1);
@@ -859,6 +889,11 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         log_error("cannot connect to the bus at %s", opts->endpoint);
         goto done;
     }
+    /* alerts on tasks that ended failed or budget_exhausted: the
+       orchestrator's task.failed events (only it may publish task.) */
+    self->events = bus_client_new(opts->endpoint, &opts->sec);
+    if (!self->events || bus_client_subscribe(self->events, "task.failed") != 0)
+        log_warn("cannot subscribe to task events: no alerts on failed tasks");
     log_info("serving 'ledger' on %s: %zu accounts, %zu holds, %zu request records; next expiry "
              "%" PRId64 "%s%s",
              opts->endpoint, ledger_account_count(self->ledger), ledger_hold_count(self->ledger),
@@ -918,6 +953,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
             bus_request_clear(&reqs[i]);
         }
         s_notes(self);
+        s_task_events(self, now);
         s_gauges(self, now);
         if (now >= self->prune_at && s_prune(self, now) != 0)
             break;
@@ -929,6 +965,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
     log_info("stopping: %" PRId64 " requests in %" PRId64 " transactions",
              metric_value(self->m.requests, NULL), metric_value(self->m.transactions, NULL));
 done:
+    bus_client_destroy(&self->events);
     bus_worker_destroy(&self->worker);
     alerts_destroy(&self->alerts);
     metrics_destroy(&self->metrics);

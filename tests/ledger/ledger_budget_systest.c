@@ -291,8 +291,68 @@ static int s_period(void)
     return s_failures ? 1 : 0;
 }
 
+/* The orchestrator's task.failed events become alert.task (failed:
+   critical, budget_exhausted: warning); a task.failed event from anyone
+   else is dropped by the bus and raises nothing. */
+static int s_task_alerts(void)
+{
+    lh_t h;
+    static const char *const names[] = {"orchestrator", "emadsctl", "cto_agent", NULL};
+    if (lh_setup(&h, s_budgets, 60000, NULL, true, names) != 0 || lh_start_bus(&h) != 0 ||
+        lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
+        fprintf(stderr, "cannot start the bus and the ledger\n");
+        return 1;
+    }
+    bus_client_t *orch = lh_client(&h, "orchestrator"), *ctl = lh_client(&h, "emadsctl"),
+                 *cto = lh_client(&h, "cto_agent");
+    CHECK(bus_client_subscribe(ctl, "alert.task") == 0, "subscribe");
+    usleep(300 * 1000); /* the subscription reaches the bus */
+    static const char *const states[] = {"budget_exhausted", "failed"};
+    char seen[2][32] = {"", ""};
+    for (int round = 0; round < 20 && (!seen[0][0] || !seen[1][0]); round++) {
+        for (int s = 0; s < 2; s++) {
+            ev_t *e = proto_body("event");
+            ev_set_str(e, "topic", "task.failed");
+            ev_set_int(e, "at_ms", 1);
+            char task[32];
+            snprintf(task, sizeof task, "t-%s", states[s]);
+            ev_set_str(e, "task", task);
+            ev_set_str(e, "state", states[s]);
+            ev_set_str(e, "message", "test");
+            bus_client_publish(orch, "task.failed", &e);
+        }
+        /* a forged one: cto_agent may not publish task. */
+        ev_t *f = proto_body("event");
+        ev_set_str(f, "topic", "task.failed");
+        ev_set_int(f, "at_ms", 1);
+        ev_set_str(f, "task", "t-forged");
+        ev_set_str(f, "state", "failed");
+        bus_client_publish(cto, "task.failed", &f);
+        bus_msg_t m;
+        while (bus_client_recv(ctl, &m, 300) == 1) {
+            if (m.kind == BUS_MSG_EVENT && !strcmp(m.topic, "alert.task")) {
+                const char *task = ev_get_str(m.body, "task", "");
+                CHECK(strcmp(task, "t-forged") != 0, "an alert for a forged task event");
+                for (int s = 0; s < 2; s++)
+                    if (!strcmp(ev_get_str(m.body, "state", ""), states[s]))
+                        snprintf(seen[s], sizeof seen[s], "%s", ev_get_str(m.body, "severity", ""));
+            }
+            bus_msg_clear(&m);
+        }
+    }
+    CHECK(!strcmp(seen[0], "warning"), "budget_exhausted alert severity '%s'", seen[0]);
+    CHECK(!strcmp(seen[1], "critical"), "failed alert severity '%s'", seen[1]);
+    bus_client_destroy(&orch);
+    bus_client_destroy(&ctl);
+    bus_client_destroy(&cto);
+    lh_teardown();
+    return s_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "task_alerts"))
+        return s_task_alerts();
     if (argc == 2 && !strcmp(argv[1], "budget_set"))
         return s_budget_set();
     if (argc == 2 && !strcmp(argv[1], "period"))
