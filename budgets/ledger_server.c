@@ -38,6 +38,8 @@ typedef struct {
     bus_worker_t *worker;
     alerts_t *alerts;
     bus_client_t *events; /* subscribed to the orchestrator's task. events */
+    int64_t lost_seen;    /* the bus's stats.worker_lost last read; -1 before */
+    int64_t lost_poll_at; /* next stats request */
     metrics_t *metrics;
     struct {
         metric_t *reserves, *commits, *voids, *denials, *overruns, *expiries, *alerts, *errors;
@@ -586,10 +588,50 @@ static void s_notes(s_server_t *self)
 /* alert.task for every task the orchestrator reports ended failed
    (critical) or budget_exhausted (warning); the webhook gets one post per
    end state per dedup window. */
+/* Lost processes: the bus counts the requests it answered worker_lost (a
+   worker that went away with requests in flight). The ledger reads that
+   counter every S_LOST_POLL_MS and raises alert.worker_lost when it grew.
+   The first reading is the baseline: losses before the ledger started are
+   not reported. */
+#define S_LOST_POLL_MS 2000
+
+static void s_lost_reply(s_server_t *self, const ev_t *body, int64_t now)
+{
+    if (!body || strcmp(ev_get_str(body, "type", ""), "stats_reply") != 0)
+        return;
+    int64_t lost = ev_get_int(body, "worker_lost", -1);
+    if (lost < 0)
+        return;
+    if (self->lost_seen >= 0 && lost > self->lost_seen) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "lost process: the bus answered %" PRId64
+                 " request(s) worker_lost (a worker went away mid-request; %" PRId64 " in all)",
+                 lost - self->lost_seen, lost);
+        ev_t *e = proto_body("event");
+        ev_set_str(e, "topic", "alert.worker_lost");
+        ev_set_int(e, "at_ms", now);
+        ev_t *data = ev_set_map(e, "data");
+        ev_set_int(data, "lost", lost - self->lost_seen);
+        ev_set_int(data, "total", lost);
+        metric_add(self->m.alerts, METRICS_LABELS("worker_lost"), 1);
+        s_alert(self, "alert.worker_lost", "critical", "bus|*|worker_lost", now, &e, msg);
+    }
+    if (lost >= self->lost_seen)
+        self->lost_seen = lost;
+}
+
 static void s_task_events(s_server_t *self, int64_t now)
 {
+    if (self->events && now >= self->lost_poll_at) {
+        ev_t *b = proto_body("stats");
+        bus_client_send(self->events, "bus", &b, S_LOST_POLL_MS, NULL);
+        self->lost_poll_at = now + S_LOST_POLL_MS;
+    }
     bus_msg_t m;
     while (self->events && bus_client_recv(self->events, &m, 0) == 1) {
+        if (m.kind == BUS_MSG_REPLY && !strcmp(m.service, "bus"))
+            s_lost_reply(self, m.body, now);
         const char *state = m.body ? ev_get_str(m.body, "state", "") : "";
         bool failed = !strcmp(state, "failed"), exhausted = !strcmp(state, "budget_exhausted");
         if (m.kind == BUS_MSG_EVENT && !strcmp(m.topic, "task.failed") &&
@@ -740,7 +782,7 @@ static int s_metrics_init(s_server_t *self)
                                        "agent", 1);
     self->m.alerts = metrics_counter(r, "emads_ledger_alerts_total",
                                      "alerts raised, by kind (warn, critical, overrun, expired, "
-                                     "denied, task)",
+                                     "denied, task, worker_lost)",
                                      "kind", 1);
     self->m.errors = metrics_counter(r, "emads_ledger_errors_total",
                                      "error replies other than budget denials, by code", "code", 1);
@@ -892,6 +934,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
     /* alerts on tasks that ended failed or budget_exhausted: the
        orchestrator's task.failed events (only it may publish task.) */
     self->events = bus_client_new(opts->endpoint, &opts->sec);
+    self->lost_seen = -1;
     if (!self->events || bus_client_subscribe(self->events, "task.failed") != 0)
         log_warn("cannot subscribe to task events: no alerts on failed tasks");
     log_info("serving 'ledger' on %s: %zu accounts, %zu holds, %zu request records; next expiry "

@@ -349,8 +349,65 @@ static int s_task_alerts(void)
     return s_failures ? 1 : 0;
 }
 
+/* A worker that goes away with a request in flight: the bus answers it
+   worker_lost, and the ledger raises alert.worker_lost (critical). */
+static int s_worker_lost(void)
+{
+    lh_t h;
+    static const char *const names[] = {"orchestrator", "emadsctl", "cto_agent", NULL};
+    if (lh_setup(&h, s_budgets, 60000, NULL, true, names) != 0 || lh_start_bus(&h) != 0 ||
+        lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
+        fprintf(stderr, "cannot start the bus and the ledger\n");
+        return 1;
+    }
+    bus_client_t *orch = lh_client(&h, "orchestrator"), *ctl = lh_client(&h, "emadsctl");
+    CHECK(bus_client_subscribe(ctl, "alert.worker_lost") == 0, "subscribe");
+    usleep(2500 * 1000); /* the ledger has read the bus's counter once: the baseline */
+    bus_security_t sec;
+    bus_security_init(&sec, h.dir, "cto_agent", true);
+    bus_worker_t *w = bus_worker_new(h.endpoint, "cto_agent", 1, &sec);
+    CHECK(w != NULL, "worker");
+    usleep(300 * 1000);
+    ev_t *b = proto_body("ping");
+    char corr[PROTO_MAX_ID + 1];
+    bus_client_send(orch, "cto_agent", &b, 10000, corr);
+    bus_request_t req;
+    memset(&req, 0, sizeof req);
+    int got = w ? bus_worker_recv(w, &req, 5000) : 0;
+    CHECK(got == 1, "the worker got the request");
+    bus_request_clear(&req);
+    bus_worker_destroy(&w); /* gone without a reply */
+    bool lost_reply = false, alert = false;
+    char sev[32] = "";
+    for (int i = 0; i < 50 && !(lost_reply && alert); i++) {
+        bus_msg_t m;
+        if (bus_client_recv(orch, &m, 50) == 1) {
+            const char *code = NULL;
+            if (m.kind == BUS_MSG_REPLY && proto_is_error(m.body, &code) && code &&
+                !strcmp(code, "worker_lost"))
+                lost_reply = true;
+            bus_msg_clear(&m);
+        }
+        while (bus_client_recv(ctl, &m, 100) == 1) {
+            if (m.kind == BUS_MSG_EVENT && !strcmp(m.topic, "alert.worker_lost")) {
+                alert = true;
+                snprintf(sev, sizeof sev, "%s", ev_get_str(m.body, "severity", ""));
+            }
+            bus_msg_clear(&m);
+        }
+    }
+    CHECK(lost_reply, "the client never got worker_lost");
+    CHECK(alert && !strcmp(sev, "critical"), "alert.worker_lost: %d, severity '%s'", alert, sev);
+    bus_client_destroy(&orch);
+    bus_client_destroy(&ctl);
+    lh_teardown();
+    return s_failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "worker_lost"))
+        return s_worker_lost();
     if (argc == 2 && !strcmp(argv[1], "task_alerts"))
         return s_task_alerts();
     if (argc == 2 && !strcmp(argv[1], "budget_set"))
