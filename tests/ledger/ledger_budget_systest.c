@@ -22,17 +22,7 @@
 
 #include "tests/ledger/ledger_harness.h"
 
-static int s_failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            s_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+#define s_failures lh_failures /* CHECK: ledger_harness.h */
 
 static const char *s_budgets = "budgets:\n"
                                "  orchestrator: {max_tokens: 50000, max_cost_usd: 5.00}\n"
@@ -41,13 +31,7 @@ static const char *s_budgets = "budgets:\n"
                                "  reconcile_gpt: {max_tokens: 1000, max_cost_usd: 1.00}\n"
                                "  total_task_budget: {max_tokens: 500000, max_cost_usd: 20.00}\n";
 
-static const char *s_code(const ev_t *r)
-{
-    const char *code = NULL;
-    if (!r)
-        return "no reply";
-    return proto_is_error(r, &code) ? code : "ok";
-}
+#define s_code lh_code
 
 static ev_t *s_op(bus_client_t *c, const char *type, const char *rid, const char *task_or_hold,
                   int64_t uusd)
@@ -96,15 +80,24 @@ static ev_t *s_show_global(bus_client_t *c)
     return out;
 }
 
+/* Bus and ledger with the budgets above, the global line given (NULL:
+   none) and certificates for the three clients the tests use. 0 / -1. */
+static int s_start(lh_t *h, const char *global_line)
+{
+    static const char *const names[] = {"orchestrator", "emadsctl", "cto_agent", NULL};
+    if (lh_setup(h, s_budgets, 60000, global_line, true, names) != 0 || lh_start_bus(h) != 0 ||
+        lh_start_ledger(h) != 0 || lh_wait_ready(h, 10000) != 0) {
+        fprintf(stderr, "cannot start the bus and the ledger\n");
+        return -1;
+    }
+    return 0;
+}
+
 static int s_budget_set(void)
 {
     lh_t h;
-    static const char *const names[] = {"cto_agent", "emadsctl", "orchestrator", NULL};
-    if (lh_setup(&h, s_budgets, 60000, "{period: day, max_cost_usd: 10.00}", true, names) != 0 ||
-        lh_start_bus(&h) != 0 || lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
-        fprintf(stderr, "cannot start the bus and the ledger\n");
+    if (s_start(&h, "{period: day, max_cost_usd: 10.00}") != 0)
         return 1;
-    }
     bus_client_t *orch = lh_client(&h, "orchestrator"), *cto = lh_client(&h, "cto_agent"),
                  *ctl = lh_client(&h, "emadsctl");
     ev_t *r = s_op(orch, "open_task", "o1", "t1", 0);
@@ -222,15 +215,9 @@ static void s_hold_period(const lh_t *h, const char *hold_id, char *out, size_t 
 static int s_period(void)
 {
     lh_t h;
-    static const char *const names[] = {"cto_agent", "emadsctl", "orchestrator", NULL};
-    if (lh_setup(&h, s_budgets, 60000,
-                 "{period: day, max_cost_usd: 50.00}\n"
-                 "  agents: {cto_agent: {period: {every: 2s, max_cost_usd: 0.50}}}",
-                 true, names) != 0 ||
-        lh_start_bus(&h) != 0 || lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
-        fprintf(stderr, "cannot start the bus and the ledger\n");
+    if (s_start(&h, "{period: day, max_cost_usd: 50.00}\n"
+                    "  agents: {cto_agent: {period: {every: 2s, max_cost_usd: 0.50}}}") != 0)
         return 1;
-    }
     bus_client_t *orch = lh_client(&h, "orchestrator"), *cto = lh_client(&h, "cto_agent");
     ev_t *r = s_op(orch, "open_task", "o1", "t1", 0);
     ev_destroy(&r);
@@ -297,12 +284,8 @@ static int s_period(void)
 static int s_task_alerts(void)
 {
     lh_t h;
-    static const char *const names[] = {"orchestrator", "emadsctl", "cto_agent", NULL};
-    if (lh_setup(&h, s_budgets, 60000, NULL, true, names) != 0 || lh_start_bus(&h) != 0 ||
-        lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
-        fprintf(stderr, "cannot start the bus and the ledger\n");
+    if (s_start(&h, NULL) != 0)
         return 1;
-    }
     bus_client_t *orch = lh_client(&h, "orchestrator"), *ctl = lh_client(&h, "emadsctl"),
                  *cto = lh_client(&h, "cto_agent");
     CHECK(bus_client_subscribe(ctl, "alert.task") == 0, "subscribe");
@@ -354,12 +337,8 @@ static int s_task_alerts(void)
 static int s_worker_lost(void)
 {
     lh_t h;
-    static const char *const names[] = {"orchestrator", "emadsctl", "cto_agent", NULL};
-    if (lh_setup(&h, s_budgets, 60000, NULL, true, names) != 0 || lh_start_bus(&h) != 0 ||
-        lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
-        fprintf(stderr, "cannot start the bus and the ledger\n");
+    if (s_start(&h, NULL) != 0)
         return 1;
-    }
     bus_client_t *orch = lh_client(&h, "orchestrator"), *ctl = lh_client(&h, "emadsctl");
     CHECK(bus_client_subscribe(ctl, "alert.worker_lost") == 0, "subscribe");
     usleep(2500 * 1000); /* the ledger has read the bus's counter once: the baseline */

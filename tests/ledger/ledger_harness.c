@@ -227,6 +227,18 @@ ev_t *lh_call(bus_client_t *c, ev_t **body_p, int timeout_ms)
     return bus_client_call(c, "ledger", body_p, timeout_ms, NULL, NULL);
 }
 
+int lh_failures;
+
+const char *lh_code(const ev_t *r)
+{
+    const char *code = NULL;
+    if (!r)
+        return "(none)";
+    if (!proto_is_error(r, &code))
+        return "ok";
+    return code ? code : "?";
+}
+
 bool lh_transient(const ev_t *reply)
 {
     const char *code = NULL;

@@ -11,6 +11,7 @@
 #define LEDGER_HARNESS_H_INCLUDED
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "bus/bus.h"
@@ -55,6 +56,20 @@ void lh_teardown(void);
 ev_t *lh_call(bus_client_t *c, ev_t **body_p, int timeout_ms);
 /* True if reply is an error with a code meaning "try again later". */
 bool lh_transient(const ev_t *reply);
+/* Checks that report and count a failure (lh_failures) and go on. */
+extern int lh_failures;
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            lh_failures++;                                                                         \
+        }                                                                                          \
+    } while (0)
+/* "ok", the error code of an error reply, or "(none)" without a reply. */
+const char *lh_code(const ev_t *reply);
+
 /* A free TCP port on 127.0.0.1, or 0. */
 int lh_free_port(void);
 

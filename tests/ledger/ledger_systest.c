@@ -46,17 +46,7 @@
 
 #include "tests/ledger/ledger_harness.h"
 
-static int s_failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            s_failures++;                                                                          \
-        }                                                                                          \
-    } while (0)
+#define s_failures lh_failures /* CHECK: ledger_harness.h */
 
 #define REQUIRE(cond, ...)                                                                         \
     do {                                                                                           \
@@ -149,15 +139,7 @@ static ev_t *s_call(bus_client_t *c, const ev_t *body, int timeout_ms, int tries
     return r;
 }
 
-static const char *s_code(const ev_t *r)
-{
-    const char *code = NULL;
-    if (!r)
-        return "(none)";
-    if (!proto_is_error(r, &code))
-        return "ok";
-    return code ? code : "?";
-}
+#define s_code lh_code
 
 static const char *s_type(const ev_t *r)
 {

@@ -58,14 +58,21 @@ static enum MHD_Result s_hook(void *cls, struct MHD_Connection *c, const char *u
     return rc;
 }
 
-Test(alerts, webhook_posts_slack_json)
+/* Start the webhook receiver; its URL into url. */
+static struct MHD_Daemon *s_receiver(char *url, size_t len)
 {
     struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_hook,
                                             NULL, MHD_OPTION_END);
     cr_assert_not_null(d);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    snprintf(url, len, "http://127.0.0.1:%u/hook", info->port);
+    return d;
+}
+
+Test(alerts, webhook_posts_slack_json)
+{
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", info->port);
+    struct MHD_Daemon *d = s_receiver(url, sizeof url);
     alerts_t *a = alerts_new(url, 2000);
     cr_assert_not_null(a);
     cr_expect_eq(alerts_post(a, "budget \"warn\": 80%"), 0);
@@ -122,12 +129,8 @@ Test(alerts, webhook_gets_one_post_per_key_within_the_window)
     s_posts = 0;
     s_body[0] = 0;
     pthread_mutex_unlock(&s_lock);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, s_hook,
-                                            NULL, MHD_OPTION_END);
-    cr_assert_not_null(d);
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/hook", info->port);
+    struct MHD_Daemon *d = s_receiver(url, sizeof url);
     alerts_t *a = alerts_new(url, 2000);
     cr_assert_not_null(a);
     alerts_set_dedup(a, 60000);
