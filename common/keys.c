@@ -6,6 +6,7 @@
     rename, under an exclusive flock on <file>.lock.
 */
 #include "common/keys.h"
+#include "common/period.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,7 +63,7 @@ static int s_parse_line(char *line, keys_entry_t *e)
                &created, &revoked, &extra) != 7)
         return -1;
     if (!keys_name_ok(name) || strlen(principal) > 64 || strlen(hex) != 64 || cost < -1 ||
-        strcmp(period, "day") || created < 0 || revoked < 0)
+        !keys_period_ok(period) || created < 0 || revoked < 0)
         return -1;
     memset(e, 0, sizeof *e);
     memcpy(e->name, name, strlen(name) + 1); /* lengths checked above */
@@ -71,7 +72,7 @@ static int s_parse_line(char *line, keys_entry_t *e)
     if (sodium_hex2bin(e->hash, sizeof e->hash, hex, 64, NULL, &got, NULL) != 0 || got != 32)
         return -1;
     e->max_cost_uusd = cost;
-    memcpy(e->period, "day", 4);
+    memcpy(e->period, period, strlen(period) + 1); /* < sizeof e->period, checked above */
     e->created_ms = created;
     e->revoked_ms = revoked;
     return 0;
@@ -177,6 +178,13 @@ static int s_lock_load(const char *path, keys_t *keys, char *err, size_t errlen)
     return fd;
 }
 
+bool keys_period_ok(const char *period)
+{
+    period_t p;
+    return period && strlen(period) < sizeof((keys_entry_t *)0)->period &&
+           period_parse(period, &p, NULL, 0) == 0;
+}
+
 int keys_issue(const char *path, const char *name, const char *principal, int64_t max_cost_uusd,
                const char *period, int64_t now_ms, char *secret_out, char *err, size_t errlen)
 {
@@ -186,6 +194,10 @@ int keys_issue(const char *path, const char *name, const char *principal, int64_
     }
     if (!keys_name_ok(name) || !keys_name_ok(principal)) {
         snprintf(err, errlen, "names are 1..%d bytes of A-Z a-z 0-9 _ -", KEYS_NAME_MAX);
+        return -1;
+    }
+    if (period && *period && !keys_period_ok(period)) {
+        snprintf(err, errlen, "period: hour, day, week, month or <N>s (at most 6 digits)");
         return -1;
     }
     keys_t keys;

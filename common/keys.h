@@ -12,7 +12,9 @@
         NAME PRINCIPAL SHA256-HEX MAX_COST_UUSD PERIOD CREATED_MS REVOKED_MS
 
     MAX_COST_UUSD is -1 when the key has no budget of its own; PERIOD is
-    "day" (the only period today); REVOKED_MS is 0 while the key is valid.
+    the period of that budget (hour, day, week, month or <N>s, as
+    common/period.h reads it; the ledger keeps the key's account per period
+    in ledger.timezone); REVOKED_MS is 0 while the key is valid.
     Lines starting with '#' are comments. Writers hold an flock on
     <file>.lock, write <file>.tmp and rename it over the file, so a reader
     sees the old or the new store, never half of one. Names are 1..32 bytes
@@ -34,7 +36,7 @@ typedef struct {
     char principal[65];    /* the agent whose budget the key spends */
     uint8_t hash[32];      /* SHA-256 of the secret */
     int64_t max_cost_uusd; /* the key's own budget per period; -1 none */
-    char period[8];        /* "day" */
+    char period[8];        /* "day", "hour", "week", "month", "<N>s" */
     int64_t created_ms;
     int64_t revoked_ms; /* 0: valid */
 } keys_entry_t;
@@ -48,6 +50,8 @@ typedef struct {
 void keys_path(const char *run_dir, char *out, size_t outlen);
 /* True for a valid key name. */
 bool keys_name_ok(const char *name);
+/* True for a period a key's budget may have (fits keys_entry_t.period). */
+bool keys_period_ok(const char *period);
 /* Read the store; a missing file is an empty store. Returns 0, or -1 with a
    reason in err (a malformed line names its line number). Caller frees
    with keys_free. */

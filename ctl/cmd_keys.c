@@ -27,7 +27,7 @@ static int64_t s_now_ms(void)
 static void s_help(void)
 {
     printf("usage: emadsctl [--json] keys issue NAME --for PRINCIPAL [--max-cost-usd X] "
-           "[--period day]\n"
+           "[--period P]\n"
            "       emadsctl [--json] keys list\n"
            "       emadsctl [--json] keys revoke NAME\n"
            "\n"
@@ -37,8 +37,10 @@ static void s_help(void)
            "issue    create key NAME (1..32 of A-Z a-z 0-9 _ -) acting for PRINCIPAL, an\n"
            "         agent with a budget in the budgets file: every call made with the key\n"
            "         is charged to that agent's budget. --max-cost-usd X gives the key its\n"
-           "         own budget per --period (day, UTC; the only period today), USD with at\n"
-           "         most 6 decimals. Prints the key once: it cannot be shown again.\n"
+           "         own budget per --period (hour, day, week, month or <N>s; default day;\n"
+           "         in ledger.timezone), USD with at most 6 decimals, enforced by the\n"
+           "         ledger on every call made with the key. Prints the key once: it\n"
+           "         cannot be shown again.\n"
            "list     every key: name, principal, own budget, created, state (no secrets)\n"
            "revoke   refuse NAME from now on (401 at the gateway's next request); a name\n"
            "         is never reused\n"
@@ -88,8 +90,9 @@ int ctl_cmd_keys(ctl_opts_t *opts, int argc, char **argv)
                 return ctl_usage_error(opts, "keys issue: --max-cost-usd: %s", err);
         } else if (issue && !strcmp(argv[i], "--period") && i + 1 < argc) {
             period = argv[++i];
-            if (strcmp(period, "day"))
-                return ctl_usage_error(opts, "keys issue: --period: only 'day' is supported");
+            if (!keys_period_ok(period))
+                return ctl_usage_error(opts,
+                                       "keys issue: --period: hour, day, week, month or <N>s");
         } else
             return ctl_usage_error(opts, "keys %s: unexpected argument '%s'", sub, argv[i]);
     }

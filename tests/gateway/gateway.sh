@@ -22,7 +22,12 @@ GW_ADDR=$(cat "$E2E_RUN/gateway.addr")
 set +e
 ctl keys issue nobody --for no_such_agent >/dev/null 2>&1
 [ $? -eq 2 ] || fail "keys issue --for an unknown principal should exit 2"
+ctl keys issue fortnightly --for cto_agent --max-cost-usd 1 --period fortnight >/dev/null 2>&1
+[ $? -eq 2 ] || fail "keys issue --period fortnight should exit 2"
 set -e
+ctl keys issue hourly --for cto_agent --max-cost-usd 1 --period hour >/dev/null
+[ "$(ctl --json keys list | json '[k["period"] for k in d["keys"] if k["name"] == "hourly"][0]')" = hour ] ||
+    fail "keys list does not show the hourly key's period"
 KEY_SDK=$(ctl keys issue sdk --for cto_agent)
 KEY_SMALL=$(ctl keys issue small --for cto_agent --max-cost-usd 0.0005)
 KEY_RACE=$(ctl keys issue race --for coo_agent --max-cost-usd 0.00065)

@@ -1169,7 +1169,8 @@ static int s_late(void)
     snprintf(needle, sizeof needle,
              "warn: alert.overrun: overrun: cto_agent in task over1 (hold %s)", over);
     CHECK(s_log_lines(&h, needle, line, sizeof line) == 1, "one log line \"%s\"", needle);
-    CHECK(strstr(line, "spent 800 tokens") && strstr(line, "90000 uUSD against a hold of 500"),
+    CHECK(strstr(line, "spent 800 tokens") &&
+              strstr(line, "$0.090000 against a hold of 500 tokens"),
           "the log line gives the actual and the hold: %s", line);
     snprintf(needle, sizeof needle, "alert.overrun: overrun: cto_agent in task over1 (hold %s)",
              within);
@@ -1460,6 +1461,8 @@ static int s_webhook(void)
     char line[300];
     snprintf(line, sizeof line, "    webhook: \"http://127.0.0.1:%d/hook\"\n", hook.port);
     REQUIRE(s_config_set(h.config, "    webhook:", line) == 0, "config");
+    /* every denial is posted: no deduplication window */
+    REQUIRE(s_config_set(h.config, "    dedup_s:", "    dedup_s: 0\n") == 0, "config");
     bus_client_t *o, *cto, *ctl;
     s_start3(&h, &o, &cto, &ctl);
 

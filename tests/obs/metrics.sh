@@ -110,8 +110,8 @@ if total("emads_gateway_calls_total", key="obs", principal="cto_agent", model="g
     bad.append("emads_gateway_calls_total{key=obs,outcome=ok} is not 1")
 if total("emads_gateway_calls_total", key="poor", outcome="denied") != 1:
     bad.append("emads_gateway_calls_total{key=poor,outcome=denied} is not 1")
-if total("emads_gateway_denials_total", account="task", dimension="cost_uusd") != 1:
-    bad.append("emads_gateway_denials_total{account=task,dimension=cost_uusd} is not 1")
+if total("emads_gateway_denials_total", account="key", dimension="cost_uusd") != 1:
+    bad.append("emads_gateway_denials_total{account=key,dimension=cost_uusd} is not 1")
 if total("emads_gateway_added_latency_seconds_count") != 1:
     bad.append("emads_gateway_added_latency_seconds_count is not 1 (one call forwarded)")
 if spend["total"]["used"]["cost_uusd"] <= 0:
