@@ -1101,8 +1101,7 @@ static void s_metrics(s_ctx_t *ctx, const yaml_node_t *root)
    are checked against the agents once those are read). */
 static void s_ledger_periods(s_ctx_t *ctx, const yaml_node_t *m)
 {
-    static const char *const pkeys[] = {"every",          "max_tokens",   "max_latency_ms",
-                                        "max_tool_calls", "max_cost_usd", NULL};
+    static const char *const pkeys[] = {"every", EMADS_DIMS(S_X_LIMIT_KEY) NULL};
     static const char *const akeys[] = {"period", NULL};
     cfg_t *cfg = ctx->cfg;
     if (s_read_str(ctx, m, "ledger", "timezone", false, cfg->ledger_tz, sizeof cfg->ledger_tz) ==

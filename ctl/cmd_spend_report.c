@@ -78,7 +78,7 @@ int ctl_spend_report(ctl_opts_t *opts, const char *by, int64_t since_ms, int64_t
         if (csv) {
             printf("%s,steps", by);
             for (int d = 0; d < DIM_COUNT; d++)
-                printf(",%s", dims_is_money(d) ? "cost_usd" : proto_dim_names[d]);
+                printf(",%s", dims_info[d].est_key); /* cost in USD: cost_usd */
             printf("\n");
         } else {
             ctl_printf("%-32s %8s", by, "STEPS");
