@@ -228,14 +228,18 @@ typedef struct {
     int64_t hold_ttl_ms;               /* default 60000 */
     double alert_warn, alert_critical; /* default 0.8, 0.95 */
     char alert_webhook[256];           /* "" = none */
-    int64_t alert_dedup_s; /* one webhook post per (account, dimension, kind) per window; 60 */
     int metrics_port;                  /* 0 = off; default 9464 (see metrics_listen) */
     char global_period[8];             /* "", "day" or "month" */
     proto_amounts_t global_limit;      /* -1 = unlimited */
     int64_t request_retention_s;       /* keep request records this long after
                                           their task closed; default 86400 */
-    char ledger_tz[PERIOD_TZ_MAX];     /* ledger.timezone of every period; "" = UTC */
-    cfg_period_budget_t periods[CFG_MAX_AGENTS + 1]; /* ledger.agents.NAME.period */
+
+    /* one webhook post per (account, dimension, kind) per window; 60 */
+    int64_t alert_dedup_s;
+    /* ledger.timezone of every period; "" = UTC */
+    char ledger_tz[PERIOD_TZ_MAX];
+    /* ledger.agents.NAME.period */
+    cfg_period_budget_t periods[CFG_MAX_AGENTS + 1];
     int n_periods;
 
     /* metrics: each daemon kind's /metrics address "host:port" (port 0 =

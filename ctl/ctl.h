@@ -98,12 +98,13 @@ int ctl_cmd_train(ctl_opts_t *opts, int argc, char **argv);  /* cmd_train.c */
 int ctl_cmd_policy(ctl_opts_t *opts, int argc, char **argv); /* cmd_policy.c */
 int ctl_cmd_keys(ctl_opts_t *opts, int argc, char **argv);   /* cmd_keys.c */
 int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv); /* cmd_budget.c */
+int ctl_cmd_certs(ctl_opts_t *opts, int argc, char **argv);  /* cmd_certs.c */
+
 /* spend --by (cmd_spend_report.c): the ledger's spend_report, printed; and
    T of --since/--until (UTC date/time, or 90s/30m/12h/7d back from now_ms)
    into *out_ms, 0 / -1. */
 int ctl_spend_report(ctl_opts_t *opts, const char *by, int64_t since_ms, int64_t until_ms,
                      bool csv);
 int ctl_parse_when(const char *s, int64_t now_ms, int64_t *out_ms);
-int ctl_cmd_certs(ctl_opts_t *opts, int argc, char **argv);  /* cmd_certs.c */
 
 #endif
