@@ -197,6 +197,10 @@ ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, co
                                type);
         if (!ev && o)
             c.every = o->every;
+        if (c.scope == LIMIT_PERIOD && c.every.unit == PERIOD_NONE && every.unit == PERIOD_NONE)
+            return proto_error(PROTO_E_INVALID,
+                               "%s.every: %s has no period budget configured; give its period",
+                               type, name);
         if (!any && !ev)
             return proto_error(PROTO_E_INVALID, "%s.limits: name at least one dimension", type);
         c.limit = cur;

@@ -55,15 +55,25 @@ static ev_t *s_op(bus_client_t *c, const char *type, const char *rid, const char
 }
 
 /* budget_set / budget_reset of the global cost limit; uusd < -1 = reset. */
-static ev_t *s_set_global(bus_client_t *c, int64_t uusd)
+static ev_t *s_set(bus_client_t *c, const char *scope, const char *name, const char *every,
+                   int64_t uusd)
 {
     ev_t *b = proto_body(uusd < -1 ? "budget_reset" : "budget_set");
-    ev_set_str(b, "scope", "global");
+    ev_set_str(b, "scope", scope);
+    if (name)
+        ev_set_str(b, "name", name);
+    if (every)
+        ev_set_str(b, "every", every);
     if (uusd >= -1) {
         ev_t *l = ev_set_map(b, "limits");
         ev_set_int(l, "cost_uusd", uusd);
     }
     return lh_call(c, &b, 5000);
+}
+
+static ev_t *s_set_global(bus_client_t *c, int64_t uusd)
+{
+    return s_set(c, "global", NULL, NULL, uusd);
 }
 
 /* The global row of budget_show (a copy; caller destroys), or NULL. */
@@ -177,6 +187,20 @@ static int s_budget_set(void)
     ev_destroy(&r);
     r = s_op(cto, "reserve", "r4", "t1", 1);
     CHECK(!strcmp(s_code(r), "ok"), "reserve after reset: %s", s_code(r));
+    ev_destroy(&r);
+
+    /* a period budget for an agent without one needs its period */
+    r = s_set(ctl, "period", "cto_agent", NULL, 1);
+    CHECK(!strcmp(s_code(r), "invalid"), "period without every: %s", s_code(r));
+    ev_destroy(&r);
+    r = s_set(ctl, "period", "cto_agent", "day", 1);
+    CHECK(!strcmp(s_code(r), "ok") && !strcmp(ev_get_str(r, "every", ""), "day"),
+          "period with every: %s", s_code(r));
+    ev_destroy(&r);
+    r = s_op(cto, "reserve", "r5", "t1", 2);
+    CHECK(!strcmp(s_code(r), "exceeds_budget") && !strcmp(ev_get_str(r, "account", ""), "period"),
+          "a reserve over the new day budget of $0.000001: %s %s", s_code(r),
+          ev_get_str(r, "account", ""));
     ev_destroy(&r);
 
     /* bad input changes nothing */
