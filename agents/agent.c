@@ -32,6 +32,7 @@
 #include "agents/tool.h"
 #include "bus/bus.h"
 #include "common/log.h"
+#include "common/trace.h"
 
 #define AGENT_TOOL_OUTPUT_MAX (32 * 1024) /* bytes of tool output in a step result */
 #define AGENT_COMMIT_TRIES    3
@@ -521,8 +522,12 @@ static int s_llm(s_worker_t *w, s_step_t *s, int model, const char *system, cons
         memset(&res, 0, sizeof res);
         res.status = LLM_ERR_INTERNAL;
         snprintf(res.error, sizeof res.error, "no HTTP client");
-    } else
+    } else {
+        int64_t t0 = trace_on() ? trace_now_us() : 0;
         llm_call(w->llm, &req, &res);
+        if (t0)
+            trace_span(TRACE_LLM, s->task, m->name, t0, trace_now_us());
+    }
     agent_metrics_llm(a->metrics, a->name, m->name, &res);
     double ratio = tokens_calib_ratio(a->calib, m->name);
     agent_llm_actual(m, &res, hold, prompt_cal, ratio, actual, measured);
@@ -680,8 +685,11 @@ static void s_run_tool(s_worker_t *w, s_step_t *s, const char *text, const ev_t 
     agent_t *a = w->agent;
     const cfg_tool_t *t = &a->cfg->tools[s->choice.tool];
     tool_result_t res;
+    int64_t t0 = trace_on() ? trace_now_us() : 0;
     tool_run(t, a->cfg->dir, a->self_dir[0] ? a->self_dir : NULL, text, hold->v[DIM_LATENCY_MS],
              &res);
+    if (t0)
+        trace_span(TRACE_TOOL, s->task, t->name, t0, trace_now_us());
     s->actual.v[DIM_TOOL_CALLS] = 1;
     s->actual.v[DIM_LATENCY_MS] = res.elapsed_ms;
     s->measured = AGENT_MEASURED_PROVIDER;

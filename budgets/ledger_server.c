@@ -21,6 +21,7 @@
 #include "budgets/journal.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/trace.h"
 
 #define S_BATCH_MAX 256
 #define S_TICK_MS   250
@@ -827,8 +828,14 @@ int ledger_server_run(const ledger_server_opts_t *opts)
             if (!replies[i])
                 replies[i] = proto_error(PROTO_E_INTERNAL, "out of memory");
             bus_worker_reply(self->worker, &reqs[i], &replies[i], true);
+            int64_t took = zclock_usecs() - t_in[i];
             metric_observe(self->m.latency, METRICS_LABELS(s_op_label(reqs[i].body)),
-                           (double)(zclock_usecs() - t_in[i]) / 1e6);
+                           (double)took / 1e6);
+            if (trace_on()) {
+                int64_t end = trace_now_us();
+                trace_span(TRACE_LEDGER, ev_get_str(reqs[i].body, "task", NULL),
+                           s_op_label(reqs[i].body), end - took, end);
+            }
             bus_request_clear(&reqs[i]);
         }
         s_notes(self);

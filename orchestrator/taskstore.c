@@ -21,10 +21,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/trace.h"
+#include "proto/proto.h"
+
+#define TASKSTORE_TRACE_TASKS 16 /* tasks of one transaction named in the trace */
+
 struct _taskstore_t {
     sqlite3 *db;
     bool in_tx;
     sqlite3_stmt *put_task, *put_step, *put_output, *put_plan;
+    /* EMADS_TRACE on: the tasks the open transaction wrote */
+    char traced[TASKSTORE_TRACE_TASKS][PROTO_MAX_ID + 1];
+    int n_traced;
 };
 
 static const char *s_schema =
@@ -120,14 +128,34 @@ int taskstore_begin(taskstore_t *self)
     return 0;
 }
 
+/* Remember that the open transaction wrote task (for the trace). */
+static void s_touch(taskstore_t *self, const char *task)
+{
+    if (!trace_on() || !task)
+        return;
+    for (int i = 0; i < self->n_traced; i++)
+        if (strcmp(self->traced[i], task) == 0)
+            return;
+    if (self->n_traced < TASKSTORE_TRACE_TASKS)
+        snprintf(self->traced[self->n_traced++], sizeof self->traced[0], "%s", task);
+}
+
 int taskstore_commit(taskstore_t *self)
 {
     if (!self->in_tx)
         return 0;
     self->in_tx = false;
+    int64_t t0 = self->n_traced ? trace_now_us() : 0;
     if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        self->n_traced = 0;
         return -1;
+    }
+    if (t0) {
+        int64_t t1 = trace_now_us();
+        for (int i = 0; i < self->n_traced; i++)
+            trace_span(TRACE_STORE, self->traced[i], NULL, t0, t1);
+        self->n_traced = 0;
     }
     return 0;
 }
@@ -184,6 +212,7 @@ int taskstore_put_task(taskstore_t *self, const ev_t *task)
     const char *id = ev_get_str(task, "task", NULL);
     if (!id)
         return -1;
+    s_touch(self, id);
     sqlite3_stmt *st = self->put_task;
     s_bind_str(st, 1, id);
     s_bind_str(st, 2, ev_get_str(task, "request_id", NULL));
@@ -205,6 +234,7 @@ int taskstore_put_task(taskstore_t *self, const ev_t *task)
 
 int taskstore_put_step(taskstore_t *self, const char *task, int idx, const ev_t *step)
 {
+    s_touch(self, task);
     /* The output lives in its own table: encode the step without it. */
     ev_t *copy = ev_dup(step);
     if (!copy)
@@ -243,6 +273,7 @@ int taskstore_put_step(taskstore_t *self, const char *task, int idx, const ev_t 
 int taskstore_put_plan(taskstore_t *self, const char *task, int seq, int64_t at_ms,
                        const ev_t *plan)
 {
+    s_touch(self, task);
     sqlite3_stmt *st = self->put_plan;
     s_bind_str(st, 1, task);
     sqlite3_bind_int(st, 2, seq);
