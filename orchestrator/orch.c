@@ -969,6 +969,8 @@ int orch_run(orch_t *self)
             break;
         }
         outbox_flush(self->out, self->worker, self->client, self->pending);
+        if (taskstore_idle(self->store) < 0)
+            log_warn("task store: checkpoint failed (the WAL keeps growing until one succeeds)");
         if (bus_worker_sock(self->worker) != wsock) {
             zpoller_destroy(&poller);
             wsock = bus_worker_sock(self->worker);

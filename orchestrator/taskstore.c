@@ -13,6 +13,14 @@
     limits), so the store never holds anything the protocol could not carry.
     Writes are upserts: the daemon rewrites a step's row each time the step
     changes state, inside the batch transaction of its poll iteration.
+
+    Checkpoints: SQLite's automatic checkpoint (which runs inside the COMMIT
+    that crosses its threshold, delaying that commit and every reply
+    waiting on it) is off; the daemon calls taskstore_idle() after the
+    iteration's messages have left, and it copies the WAL back into the
+    database once the WAL holds TASKSTORE_CHECKPOINT_FRAMES pages, on the
+    writer's own connection between transactions, so the WAL then restarts
+    from its beginning.
 */
 #include "orchestrator/taskstore.h"
 
@@ -24,12 +32,14 @@
 #include "common/trace.h"
 #include "proto/proto.h"
 
-#define TASKSTORE_TRACE_TASKS 16 /* tasks of one transaction named in the trace */
+#define TASKSTORE_TRACE_TASKS       16   /* tasks of one transaction named in the trace */
+#define TASKSTORE_CHECKPOINT_FRAMES 1000 /* WAL pages that make taskstore_idle() checkpoint */
 
 struct _taskstore_t {
     sqlite3 *db;
     bool in_tx;
     sqlite3_stmt *put_task, *put_step, *put_output, *put_plan;
+    int wal_frames; /* pages in the WAL after the last commit */
     /* EMADS_TRACE on: the tasks the open transaction wrote */
     char traced[TASKSTORE_TRACE_TASKS][PROTO_MAX_ID + 1];
     int n_traced;
@@ -58,6 +68,14 @@ static int s_prepare(taskstore_t *self, const char *sql, sqlite3_stmt **st)
                : -1;
 }
 
+static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    ((taskstore_t *)arg)->wal_frames = frames;
+    return SQLITE_OK;
+}
+
 taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
 {
     taskstore_t *self = calloc(1, sizeof *self);
@@ -73,8 +91,10 @@ taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(self->db, 5000);
     char *msg = NULL;
-    if (sqlite3_exec(self->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
+    if (sqlite3_exec(
+            self->db,
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;", NULL,
+            NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(self->db));
         sqlite3_free(msg);
@@ -99,6 +119,7 @@ taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
         taskstore_destroy(&self);
         return NULL;
     }
+    sqlite3_wal_hook(self->db, s_wal_hook, self);
     return self;
 }
 
@@ -158,6 +179,18 @@ int taskstore_commit(taskstore_t *self)
         self->n_traced = 0;
     }
     return 0;
+}
+
+int taskstore_idle(taskstore_t *self)
+{
+    if (self->in_tx || self->wal_frames < TASKSTORE_CHECKPOINT_FRAMES)
+        return 0;
+    int log = 0, done = 0;
+    if (sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
+        SQLITE_OK)
+        return -1;
+    self->wal_frames = log - done;
+    return 1;
 }
 
 /* ---- binding helpers ----------------------------------------------------- */

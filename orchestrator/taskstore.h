@@ -33,6 +33,13 @@ void taskstore_destroy(taskstore_t **self_p);
 int taskstore_begin(taskstore_t *self);
 int taskstore_commit(taskstore_t *self);
 
+/* Housekeeping between transactions, after the replies that waited on the
+   last commit have been sent: copies the WAL back into the database once it
+   has grown past its threshold (SQLite's automatic checkpoint, which would
+   run inside a commit, is off). 1 checkpointed, 0 nothing to do (or inside
+   a transaction), -1 failed (the WAL keeps growing until one succeeds). */
+int taskstore_idle(taskstore_t *self);
+
 /* Insert or replace a task row. task is a map with the keys
      task (str, required), request_id, state, class, workflow, text, reason
      (str), created_ms, updated_ms (int), limits (amounts map), result (map).
