@@ -305,6 +305,8 @@ static ev_t *s_result_ev(const cfg_t *cfg, const task_t *t)
     }
     if (t->end != TASK_END_NONE)
         ev_set_str(r, "final_state", task_end_name(t->end));
+    if (t->announced)
+        ev_set_bool(r, "announced", true); /* bookkeeping: task_status_reply leaves it out */
     return r;
 }
 
@@ -350,7 +352,8 @@ static ev_t *s_event_body(task_env_t *e, const char *topic, const task_t *t)
 static void s_task_event(task_env_t *e, const char *topic, const task_t *t)
 {
     ev_t *b = s_event_body(e, topic, t);
-    ev_set_str(b, "state", task_stored_state(t));
+    /* the end's name once it is announced (before ENDED: see s_maybe_close) */
+    ev_set_str(b, "state", t->announced ? task_end_name(t->end) : task_stored_state(t));
     if (t->reason[0])
         ev_set_str(b, "message", t->reason);
     ev_t *d = ev_set_map(b, "data");
@@ -490,25 +493,48 @@ void task_on_timer(task_t *t, task_env_t *e)
 
 /* ---- finishing ----------------------------------------------------------- */
 
-/* ENDING/CLOSING/SETTLING → ENDED: record the final state. */
+/* Publish the task's end (task.done, or task.failed with its state) and
+   log it. */
+static void s_announce(task_env_t *e, task_t *t)
+{
+    s_task_event(e, t->end == TASK_END_DONE ? "task.done" : "task.failed", t);
+    s_log(e, LOG_LVL_INFO, "task %s %s%s%s", t->id, task_end_name(t->end), t->reason[0] ? ": " : "",
+          t->reason);
+}
+
+/* ENDING/CLOSING/SETTLING → ENDED: record the final state, and announce
+   it unless that was done before the close. */
 static void s_finalize(task_env_t *e, task_t *t)
 {
     t->state = TASK_ENDED;
     t->call = TASK_CALL_NONE;
     t->retry_at_ms = 0;
     s_save_task(e, t);
-    s_task_event(e, t->end == TASK_END_DONE ? "task.done" : "task.failed", t);
-    s_log(e, LOG_LVL_INFO, "task %s %s%s%s", t->id, task_end_name(t->end), t->reason[0] ? ": " : "",
-          t->reason);
+    if (!t->announced)
+        s_announce(e, t);
     task_fx_push(e, TASK_FX_ENDED, NULL, NULL);
 }
 
-/* Close at the ledger a task whose end is decided, once nothing is in flight. */
+static bool s_has_unsettled(const task_t *t);
+
+/* Close at the ledger a task whose end is decided, once nothing is in
+   flight. When no attempt's reply was lost, the task's result and spend
+   are final already (every hold is resolved; close_task posts nothing for
+   it), so the end is announced now, with the close still to come: the
+   announcement is recorded (result.announced) in the same transaction as
+   the close's start, the event leaves after that commit, and the close is
+   retried, and redone after a restart, without a second announcement. */
 static void s_maybe_close(task_env_t *e, task_t *t)
 {
-    if (t->state != TASK_ENDED && t->state != TASK_RECONCILING && t->end != TASK_END_NONE &&
-        t->call == TASK_CALL_NONE && !s_any_running(t))
-        s_call(e, t, TASK_CALL_CLOSE);
+    if (t->state == TASK_ENDED || t->state == TASK_RECONCILING || t->end == TASK_END_NONE ||
+        t->call != TASK_CALL_NONE || s_any_running(t))
+        return;
+    if (!t->announced && !s_has_unsettled(t)) {
+        t->announced = true;
+        s_save_task(e, t);
+        s_announce(e, t);
+    }
+    s_call(e, t, TASK_CALL_CLOSE);
 }
 
 /* The end is decided (t->end set, reason written): record the decision
