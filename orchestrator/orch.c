@@ -16,7 +16,12 @@
     the in-memory tasks and writes the changes to the task store inside one
     transaction; only after the commit does the outbox (replies, requests,
     events) go out. A reply or a step request therefore never gets ahead of
-    the record that explains it.
+    the record that explains it. One exception, open_task: it goes out just
+    before the commit (the `early` outbox), so the ledger's open overlaps
+    the task store's fdatasync instead of following it. open_task does no
+    work and holds nothing; a crash between it and the commit leaves at the
+    ledger an open task account with nothing held or spent, which the
+    submitter's retry (a new task) never uses.
 
     Planning (task.c with orch_plan.c): the remaining budgets come from the
     ledger's `spend` for the task, the estimates are corrected from the
@@ -64,6 +69,7 @@ struct _orch_t {
     zhashx_t *tasks;   /* id -> task_t*, unfinished tasks */
     zhashx_t *pending; /* corr id -> outbox_outbox_pend_t* */
     outbox_t *out;     /* sent after the commit */
+    outbox_t *early;   /* sent just before the commit: open_task */
     task_fx_t fx;      /* effects of the task event being handled */
     planner_history_t *hist;
     size_t n_hist;
@@ -194,7 +200,8 @@ static void s_exec(orch_t *self, task_t *t)
                 log_error("task %s: cannot record the plan", id);
             break;
         case TASK_FX_LEDGER:
-            outbox_send(self->out, "ledger", &f->body, f->timeout_ms, OUTBOX_LEDGER, id, -1, 0);
+            outbox_send(f->call == TASK_CALL_OPEN ? self->early : self->out, "ledger", &f->body,
+                        f->timeout_ms, OUTBOX_LEDGER, id, -1, 0);
             break;
         case TASK_FX_STEP:
             outbox_send(self->out, f->name, &f->body, f->timeout_ms, OUTBOX_STEP, id, f->step,
@@ -217,6 +224,13 @@ static void s_exec(orch_t *self, task_t *t)
         }
     }
     task_fx_clear(&self->fx);
+}
+
+/* Send the iteration's open_task requests before its commit (see the top
+   of this file). */
+static void s_flush_early(orch_t *self)
+{
+    outbox_flush(self->early, self->worker, self->client, self->pending);
 }
 
 /* Drop finished tasks from memory (the store keeps them). */
@@ -818,7 +832,8 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *s
     self->cfg = cfg;
     self->pols = policy_store_new(cfg);
     self->out = outbox_new();
-    if (!self->pols || !self->out) {
+    self->early = outbox_new();
+    if (!self->pols || !self->out || !self->early) {
         orch_destroy(&self);
         return NULL;
     }
@@ -843,6 +858,7 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *s
     taskstore_begin(self->store);
     s_recover(self);
     s_sweep(self);
+    s_flush_early(self);
     if (taskstore_commit(self->store) != 0)
         log_error("task store: commit failed during recovery");
     return self;
@@ -854,6 +870,7 @@ void orch_destroy(orch_t **self_p)
         return;
     orch_t *self = *self_p;
     outbox_destroy(&self->out);
+    outbox_destroy(&self->early);
     zhashx_destroy(&self->tasks);
     zhashx_destroy(&self->pending);
     bus_worker_destroy(&self->worker);
@@ -962,6 +979,7 @@ int orch_run(orch_t *self)
             train_run_next(self->train, self->cfg, &host);
         }
         s_sweep(self);
+        s_flush_early(self);
         if (taskstore_commit(self->store) != 0) {
             /* Nothing leaves the process that the store does not hold. */
             log_error("task store: commit failed; stopping");
