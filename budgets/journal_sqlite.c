@@ -75,7 +75,8 @@ static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool
 typedef struct {
     sqlite3 *db;
     sqlite3_stmt *put_account, *put_hold, *put_request, *put_entry, *del_request;
-    int wal_frames; /* frames in the WAL after the last commit */
+    int wal_frames;                          /* frames in the WAL after the last commit */
+    sqlite3_stmt *begin, *commit, *rollback; /* prepared once: no SQL parsed per batch */
 } jsqlite_t;
 
 static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
@@ -123,6 +124,9 @@ static void s_close(void *arg)
     sqlite3_finalize(self->put_request);
     sqlite3_finalize(self->put_entry);
     sqlite3_finalize(self->del_request);
+    sqlite3_finalize(self->begin);
+    sqlite3_finalize(self->commit);
+    sqlite3_finalize(self->rollback);
     sqlite3_close(self->db);
     free(self);
 }
@@ -201,6 +205,16 @@ static void *s_open(const char *path, char *err, size_t errlen)
         s_close(self);
         return NULL;
     }
+    if (sqlite3_prepare_v3(self->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &self->begin,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(self->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &self->commit,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(self->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &self->rollback,
+                           NULL) != SQLITE_OK) {
+        s_err(err, errlen, "prepare", self->db);
+        s_close(self);
+        return NULL;
+    }
     sqlite3_wal_hook(self->db, s_wal_hook, self);
     return self;
 }
@@ -218,6 +232,15 @@ static int s_step(sqlite3_stmt *st)
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A prepared statement without parameters or rows (BEGIN, COMMIT,
+   ROLLBACK); 0 / -1. */
+static int s_run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -295,7 +318,7 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
     ledger_changes(ledger, &ch);
     if (!ch.n_accounts && !ch.n_holds && !ch.n_requests && !ch.n_entries && !ch.n_pruned)
         return 0;
-    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (s_run(self->begin) != 0) {
         s_err(err, errlen, "begin", self->db);
         return -1;
     }
@@ -319,12 +342,12 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
     }
     if (rc != 0) {
         s_err(err, errlen, "write", self->db);
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        s_run(self->rollback);
         return -1;
     }
-    if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (s_run(self->commit) != 0) {
         s_err(err, errlen, "commit", self->db);
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        s_run(self->rollback);
         return -1;
     }
     ledger_changes_clear(ledger);
