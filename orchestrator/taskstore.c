@@ -37,9 +37,12 @@
 
 struct _taskstore_t {
     sqlite3 *db;
-    bool in_tx;
+    bool batch;  /* taskstore_begin called: the next write opens the transaction */
+    bool in_tx;  /* the transaction is open (BEGIN ran) */
+    bool failed; /* a write of this batch found no transaction: commit fails */
     sqlite3_stmt *put_task, *put_step, *put_output, *put_plan;
-    int wal_frames; /* pages in the WAL after the last commit */
+    sqlite3_stmt *begin, *commit, *rollback; /* prepared once: no SQL parsed per batch */
+    int wal_frames;                          /* pages in the WAL after the last commit */
     /* EMADS_TRACE on: the tasks the open transaction wrote */
     char traced[TASKSTORE_TRACE_TASKS][PROTO_MAX_ID + 1];
     int n_traced;
@@ -114,7 +117,9 @@ taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
                   &self->put_output) ||
         s_prepare(self,
                   "INSERT OR REPLACE INTO plans (task, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)",
-                  &self->put_plan)) {
+                  &self->put_plan) ||
+        s_prepare(self, "BEGIN IMMEDIATE", &self->begin) ||
+        s_prepare(self, "COMMIT", &self->commit) || s_prepare(self, "ROLLBACK", &self->rollback)) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(self->db));
         taskstore_destroy(&self);
         return NULL;
@@ -128,8 +133,11 @@ void taskstore_destroy(taskstore_t **self_p)
     if (!self_p || !*self_p)
         return;
     taskstore_t *self = *self_p;
-    if (self->in_tx)
+    if (self->batch)
         taskstore_commit(self);
+    sqlite3_finalize(self->begin);
+    sqlite3_finalize(self->commit);
+    sqlite3_finalize(self->rollback);
     sqlite3_finalize(self->put_task);
     sqlite3_finalize(self->put_step);
     sqlite3_finalize(self->put_output);
@@ -139,12 +147,29 @@ void taskstore_destroy(taskstore_t **self_p)
     *self_p = NULL;
 }
 
+/* A prepared statement without parameters or rows; 0 / -1. */
+static int s_run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int taskstore_begin(taskstore_t *self)
 {
-    if (self->in_tx)
+    self->batch = true;
+    return 0;
+}
+
+/* Before a write: open the batch's transaction if it is not open yet. */
+static int s_write(taskstore_t *self)
+{
+    if (!self->batch || self->in_tx)
         return 0;
-    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (s_run(self->begin) != 0) {
+        self->failed = true;
         return -1;
+    }
     self->in_tx = true;
     return 0;
 }
@@ -163,12 +188,15 @@ static void s_touch(taskstore_t *self, const char *task)
 
 int taskstore_commit(taskstore_t *self)
 {
-    if (!self->in_tx)
-        return 0;
-    self->in_tx = false;
+    bool in_tx = self->in_tx, failed = self->failed;
+    self->batch = self->in_tx = self->failed = false;
+    if (!in_tx) {
+        self->n_traced = 0;
+        return failed ? -1 : 0;
+    }
     int64_t t0 = self->n_traced ? trace_now_us() : 0;
-    if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    if (failed || s_run(self->commit) != 0) {
+        s_run(self->rollback);
         self->n_traced = 0;
         return -1;
     }
@@ -183,7 +211,7 @@ int taskstore_commit(taskstore_t *self)
 
 int taskstore_idle(taskstore_t *self)
 {
-    if (self->in_tx || self->wal_frames < TASKSTORE_CHECKPOINT_FRAMES)
+    if (self->batch || self->wal_frames < TASKSTORE_CHECKPOINT_FRAMES)
         return 0;
     int log = 0, done = 0;
     if (sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
@@ -245,6 +273,8 @@ int taskstore_put_task(taskstore_t *self, const ev_t *task)
     const char *id = ev_get_str(task, "task", NULL);
     if (!id)
         return -1;
+    if (s_write(self) != 0)
+        return -1;
     s_touch(self, id);
     sqlite3_stmt *st = self->put_task;
     s_bind_str(st, 1, id);
@@ -267,6 +297,8 @@ int taskstore_put_task(taskstore_t *self, const ev_t *task)
 
 int taskstore_put_step(taskstore_t *self, const char *task, int idx, const ev_t *step)
 {
+    if (s_write(self) != 0)
+        return -1;
     s_touch(self, task);
     /* The output lives in its own table: encode the step without it. */
     ev_t *copy = ev_dup(step);
@@ -306,6 +338,8 @@ int taskstore_put_step(taskstore_t *self, const char *task, int idx, const ev_t 
 int taskstore_put_plan(taskstore_t *self, const char *task, int seq, int64_t at_ms,
                        const ev_t *plan)
 {
+    if (s_write(self) != 0)
+        return -1;
     s_touch(self, task);
     sqlite3_stmt *st = self->put_plan;
     s_bind_str(st, 1, task);

@@ -4,7 +4,8 @@
     and reopened (as after a crash), upserts replace, lists filter and
     order, unfinished tasks are found, submit request ids map to their task;
     commits never checkpoint (the WAL grows past SQLite's threshold) and
-    taskstore_idle does, after which the WAL is rewritten from its start.
+    taskstore_idle does, after which the WAL is rewritten from its start; a
+    batch whose transaction cannot open fails its commit.
     The classifier: keyword rules pick the class a user would expect, at
     word boundaries, with the documented fallback.
 */
@@ -13,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "orchestrator/classify.h"
 #include "orchestrator/taskstore.h"
@@ -197,6 +200,41 @@ Test(taskstore, checkpoints_only_when_idle)
     ev_t *got = taskstore_get_task(ts, "t-000000000599");
     cr_assert_not_null(got);
     cr_expect_eq(strlen(ev_get_str(got, "text", "")), sizeof text - 1);
+    ev_destroy(&got);
+    taskstore_destroy(&ts);
+}
+
+Test(taskstore, batch_without_a_transaction_fails_its_commit)
+{
+    char err[256];
+    taskstore_t *ts = taskstore_new(s_db, err, sizeof err);
+    cr_assert_not_null(ts, "%s", err);
+    /* another writer holds the database: the batch cannot open its
+       transaction (after the busy timeout) */
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(s_db, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(taskstore_begin(ts), 0, "a batch starts without SQL");
+    ev_t *t = s_task("t-000000000001", "req-1", "running", 1000);
+    cr_expect_eq(taskstore_put_task(ts, t), -1);
+    cr_expect_eq(taskstore_commit(ts), -1, "the batch is not durable: its commit says so");
+    ev_destroy(&t);
+    cr_assert_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    /* the next batch is unaffected */
+    cr_assert_eq(taskstore_begin(ts), 0);
+    t = s_task("t-000000000002", "req-2", "running", 2000);
+    cr_expect_eq(taskstore_put_task(ts, t), 0);
+    cr_expect_eq(taskstore_commit(ts), 0);
+    ev_destroy(&t);
+    taskstore_destroy(&ts);
+    ts = taskstore_new(s_db, err, sizeof err);
+    cr_assert_not_null(ts, "%s", err);
+    ev_t *got = taskstore_get_task(ts, "t-000000000001");
+    cr_expect_null(got, "nothing of the failed batch was kept");
+    ev_destroy(&got);
+    got = taskstore_get_task(ts, "t-000000000002");
+    cr_expect_not_null(got);
     ev_destroy(&got);
     taskstore_destroy(&ts);
 }
