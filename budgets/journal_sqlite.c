@@ -58,6 +58,7 @@
     -> voided; expire -> expired).
 */
 #include "budgets/journal_backend.h"
+#include "common/sqlwal.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -78,14 +79,6 @@ typedef struct {
     int wal_frames;                          /* frames in the WAL after the last commit */
     sqlite3_stmt *begin, *commit, *rollback; /* prepared once: no SQL parsed per batch */
 } jsqlite_t;
-
-static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
-{
-    (void)db;
-    (void)name;
-    ((jsqlite_t *)arg)->wal_frames = frames;
-    return SQLITE_OK;
-}
 
 static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -215,7 +208,7 @@ static void *s_open(const char *path, char *err, size_t errlen)
         s_close(self);
         return NULL;
     }
-    sqlite3_wal_hook(self->db, s_wal_hook, self);
+    sqlite3_wal_hook(self->db, sqlwal_hook, &self->wal_frames);
     return self;
 }
 
@@ -232,15 +225,6 @@ static int s_step(sqlite3_stmt *st)
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
-/* A prepared statement without parameters or rows (BEGIN, COMMIT,
-   ROLLBACK); 0 / -1. */
-static int s_run(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -318,7 +302,7 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
     ledger_changes(ledger, &ch);
     if (!ch.n_accounts && !ch.n_holds && !ch.n_requests && !ch.n_entries && !ch.n_pruned)
         return 0;
-    if (s_run(self->begin) != 0) {
+    if (sqlwal_run(self->begin) != 0) {
         s_err(err, errlen, "begin", self->db);
         return -1;
     }
@@ -342,12 +326,12 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
     }
     if (rc != 0) {
         s_err(err, errlen, "write", self->db);
-        s_run(self->rollback);
+        sqlwal_run(self->rollback);
         return -1;
     }
-    if (s_run(self->commit) != 0) {
+    if (sqlwal_run(self->commit) != 0) {
         s_err(err, errlen, "commit", self->db);
-        s_run(self->rollback);
+        sqlwal_run(self->rollback);
         return -1;
     }
     ledger_changes_clear(ledger);
@@ -360,14 +344,7 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
 static int s_idle(void *arg)
 {
     jsqlite_t *self = arg;
-    if (self->wal_frames < JSQLITE_CHECKPOINT_FRAMES)
-        return 0;
-    int log = 0, done = 0;
-    if (sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
-        SQLITE_OK)
-        return -1;
-    self->wal_frames = log - done;
-    return 1;
+    return sqlwal_idle(self->db, &self->wal_frames, JSQLITE_CHECKPOINT_FRAMES);
 }
 
 /* ---- loading ------------------------------------------------------------ */

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sqlwal.h"
 #include "common/trace.h"
 #include "proto/proto.h"
 
@@ -69,14 +70,6 @@ static int s_prepare(taskstore_t *self, const char *sql, sqlite3_stmt **st)
     return sqlite3_prepare_v3(self->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK
                ? 0
                : -1;
-}
-
-static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
-{
-    (void)db;
-    (void)name;
-    ((taskstore_t *)arg)->wal_frames = frames;
-    return SQLITE_OK;
 }
 
 taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
@@ -124,7 +117,7 @@ taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
         taskstore_destroy(&self);
         return NULL;
     }
-    sqlite3_wal_hook(self->db, s_wal_hook, self);
+    sqlite3_wal_hook(self->db, sqlwal_hook, &self->wal_frames);
     return self;
 }
 
@@ -147,14 +140,6 @@ void taskstore_destroy(taskstore_t **self_p)
     *self_p = NULL;
 }
 
-/* A prepared statement without parameters or rows; 0 / -1. */
-static int s_run(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
 int taskstore_begin(taskstore_t *self)
 {
     self->batch = true;
@@ -166,7 +151,7 @@ static int s_write(taskstore_t *self)
 {
     if (!self->batch || self->in_tx)
         return 0;
-    if (s_run(self->begin) != 0) {
+    if (sqlwal_run(self->begin) != 0) {
         self->failed = true;
         return -1;
     }
@@ -195,8 +180,8 @@ int taskstore_commit(taskstore_t *self)
         return failed ? -1 : 0;
     }
     int64_t t0 = self->n_traced ? trace_now_us() : 0;
-    if (failed || s_run(self->commit) != 0) {
-        s_run(self->rollback);
+    if (failed || sqlwal_run(self->commit) != 0) {
+        sqlwal_run(self->rollback);
         self->n_traced = 0;
         return -1;
     }
@@ -211,14 +196,7 @@ int taskstore_commit(taskstore_t *self)
 
 int taskstore_idle(taskstore_t *self)
 {
-    if (self->batch || self->wal_frames < TASKSTORE_CHECKPOINT_FRAMES)
-        return 0;
-    int log = 0, done = 0;
-    if (sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
-        SQLITE_OK)
-        return -1;
-    self->wal_frames = log - done;
-    return 1;
+    return self->batch ? 0 : sqlwal_idle(self->db, &self->wal_frames, TASKSTORE_CHECKPOINT_FRAMES);
 }
 
 /* ---- binding helpers ----------------------------------------------------- */
