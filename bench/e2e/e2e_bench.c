@@ -15,13 +15,13 @@
       e2e_bus_rtt_p50_us=…           a spend read at the ledger through the bus,
                                      in this run (client -> bus -> ledger and
                                      back; no durable write)
-      e2e_critical_round_trips=14    sequential bus round trips of one task
+      e2e_critical_round_trips=13    sequential bus round trips of one task
       e2e_transport_floor_ms=…       the two multiplied: what one task costs in
                                      message passing alone, before any durable
                                      write or work
       e2e_fdatasync_us=…             one fdatasync in the run directory, now
-      e2e_critical_durable_writes=16 sequential synced transactions of one task
-      e2e_floor_ms=…                 transport floor + 16 fdatasyncs: a lower
+      e2e_critical_durable_writes=14 sequential synced transactions of one task
+      e2e_floor_ms=…                 transport floor + 14 fdatasyncs: a lower
                                      bound for one task with these guarantees
       e2e_path_total_ms=…            the mean end-to-end time of the c1 tasks,
                                      split into causes (they add up to it):
@@ -48,8 +48,11 @@
     The critical path of a task: submit; open_task; then for each of the
     three levels of the workflow (research; CTO and COO in parallel;
     reconcile) the step dispatch and the agent's reserve and commit; between
-    levels the orchestrator's spend read for re-planning; then close_task:
-    1 + 1 + 3 * 3 + 2 + 1 = 14. Eight of them are durable ledger writes.
+    levels the orchestrator's spend read for re-planning: 1 + 1 + 3 * 3 + 2
+    = 13 (close_task follows the task's announcement, off the path). The
+    synced transactions in sequence: the task store's 8 commits and the 6
+    reserves and commits of the three levels (open_task's write overlaps
+    the store's first commit): 14.
 
     Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by meson);
     E2E_BENCH_TASKS (tasks per run, default 100); E2E_BENCH_DIR (parent of
@@ -67,6 +70,9 @@
 #include "bench/fsync_rate.h"
 #include "bus/bus.h"
 #include "common/trace.h"
+
+#define S_ROUND_TRIPS    13 /* sequential bus round trips of a task (see above) */
+#define S_DURABLE_WRITES 14 /* sequential synced transactions of a task */
 
 static char s_tmp[256];
 static char (*s_done_ids)[PROTO_MAX_ID + 1]; /* tasks of the current run, in finishing order */
@@ -408,13 +414,14 @@ int main(void)
     if (got > 0) {
         double p50 = bench_pct(rtt, got, 0.50);
         printf("e2e_bus_rtt_p50_us=%.0f\n", p50);
-        printf("e2e_critical_round_trips=14\n");
-        printf("e2e_transport_floor_ms=%.2f\n", 14 * p50 / 1000.0);
+        printf("e2e_critical_round_trips=%d\n", S_ROUND_TRIPS);
+        printf("e2e_transport_floor_ms=%.2f\n", S_ROUND_TRIPS * p50 / 1000.0);
         double rate = bench_fdatasync_median(run);
         if (rate > 0) {
             printf("e2e_fdatasync_us=%.0f\n", 1e6 / rate);
-            printf("e2e_critical_durable_writes=16\n");
-            printf("e2e_floor_ms=%.2f\n", 14 * p50 / 1000.0 + 16 * 1000.0 / rate);
+            printf("e2e_critical_durable_writes=%d\n", S_DURABLE_WRITES);
+            printf("e2e_floor_ms=%.2f\n",
+                   S_ROUND_TRIPS * p50 / 1000.0 + S_DURABLE_WRITES * 1000.0 / rate);
         }
     }
     free(rtt);
