@@ -20,6 +20,9 @@
               (orchestrator)
       tool    a tool call (agents)
       llm     an LLM call, retries included (agents)
+      orch    the orchestrator's own work in a poll iteration (handling what
+              arrived, planning, sending), commit excluded, once per task it
+              handled (orchestrator)
 */
 #ifndef EMADS_TRACE_H_INCLUDED
 #define EMADS_TRACE_H_INCLUDED
@@ -31,6 +34,7 @@
 #define TRACE_STORE  "store"
 #define TRACE_TOOL   "tool"
 #define TRACE_LLM    "llm"
+#define TRACE_ORCH   "orch"
 
 /* True when EMADS_TRACE names a file this process could open. */
 bool trace_on(void);

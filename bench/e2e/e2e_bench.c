@@ -29,10 +29,12 @@
       e2e_path_llm_ms=…                LLM calls (retries included)
       e2e_path_ledger_ms=…             ledger requests, receipt to durable reply
       e2e_path_store_ms=…              task-store commits
+      e2e_path_orch_ms=…               the orchestrator's own work (handling
+                                       replies, planning, sending)
       e2e_path_hops_ms=…               the rest: message passing through the
                                        bus (ZeroMQ, CURVE, routing, wake-ups)
-                                       and each process's own work between
-                                       the spans above
+                                       and the agents' and the ledger's work
+                                       outside the spans above
       e2e_path_ledger_requests=…     ledger requests on a task's path
       e2e_path_store_commits=…       task-store commits that wrote the task
 
@@ -43,7 +45,7 @@
     a task's window is that task's: a span naming the task, or a ledger
     commit or void (which name only a hold). Where spans overlap (the
     parallel level) each instant counts once, for the first cause in the
-    order tools, llm, ledger, store.
+    order tools, llm, ledger, store, orch.
 
     The critical path of a task: submit; open_task; then for each of the
     three levels of the workflow (research; CTO and COO in parallel;
@@ -88,7 +90,8 @@ typedef struct {
 } slot_t;
 
 /* The causes of the path split, in the order that wins an overlap. */
-static const char *const s_causes[] = {TRACE_TOOL, TRACE_LLM, TRACE_LEDGER, TRACE_STORE};
+static const char *const s_causes[] = {TRACE_TOOL, TRACE_LLM, TRACE_LEDGER, TRACE_STORE,
+                                       TRACE_ORCH};
 #define S_N_CAUSES ((int)(sizeof s_causes / sizeof s_causes[0]))
 
 typedef struct {
@@ -210,6 +213,7 @@ static void s_print_path(const char *trace_path, int n)
     printf("e2e_path_llm_ms=%.2f\n", (double)sum[1] / n / 1000.0);
     printf("e2e_path_ledger_ms=%.2f\n", (double)sum[2] / n / 1000.0);
     printf("e2e_path_store_ms=%.2f\n", (double)sum[3] / n / 1000.0);
+    printf("e2e_path_orch_ms=%.2f\n", (double)sum[4] / n / 1000.0);
     printf("e2e_path_hops_ms=%.2f\n", (double)rest / n / 1000.0);
     printf("e2e_path_ledger_requests=%.1f\n", (double)ledger_reqs / n);
     printf("e2e_path_store_commits=%.1f\n", (double)store_commits / n);
