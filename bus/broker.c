@@ -67,6 +67,7 @@
 #define S_MAX_SUBS         64                 /* subscriptions per client */
 #define S_MAX_CAPACITY     1024
 #define S_BATCH            256
+#define S_SPARE_FRAMES     16 /* frames kept for reuse (a request has 6) */
 #define S_TIMER_MS         50
 #define S_KEY_MAX          (2 * 256 + 1)
 
@@ -116,6 +117,13 @@ typedef struct {
 } s_client_t;
 
 struct _bus_broker_t {
+    /* s_recv's storage, recycled from one message to the next: the frames
+       of handled messages (their zmq_msg_t keeps parts of up to 33 bytes
+       inline, so ids, commands and names then cost no allocation) and an
+       emptied message */
+    zframe_t *spare_frames[S_SPARE_FRAMES];
+    int n_spare_frames;
+    zmsg_t *spare_msg;
     zsock_t *router;
     zsock_t *zap;
     zsock_t *monitor;     /* PAIR reading the router's DISCONNECTED events */
@@ -863,7 +871,12 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
     self->cur_instance[0] = '\0';
     self->cur_pubkey[0] = '\0';
     self->cur_addr[0] = '\0';
-    zmsg_t *m = zmsg_new();
+    zmsg_t *m = self->spare_msg ? self->spare_msg : zmsg_new();
+    self->spare_msg = NULL;
+    if (!m) {
+        zmq_msg_close(&part);
+        return NULL;
+    }
     size_t nframes = 0;
     while (true) {
         if (nframes == 1) {
@@ -885,7 +898,12 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
         }
         bool more = zmq_msg_more(&part);
         if (nframes < PROTO_MAX_FRAMES + 1) {
-            zframe_t *f = zframe_new(zmq_msg_data(&part), zmq_msg_size(&part));
+            zframe_t *f = NULL;
+            if (self->n_spare_frames > 0) {
+                f = self->spare_frames[--self->n_spare_frames];
+                zframe_reset(f, zmq_msg_data(&part), zmq_msg_size(&part));
+            } else
+                f = zframe_new(zmq_msg_data(&part), zmq_msg_size(&part));
             if (f)
                 zmsg_append(m, &f);
         } else
@@ -896,6 +914,25 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
     }
     zmq_msg_close(&part);
     return m;
+}
+
+/* Keep what s_recv allocated for m (the handlers took what they keep
+   out of it) for the next message. */
+static void s_recycle(bus_broker_t *self, zmsg_t **m_p)
+{
+    zframe_t *f;
+    while ((f = zmsg_pop(*m_p))) {
+        if (self->n_spare_frames < S_SPARE_FRAMES)
+            self->spare_frames[self->n_spare_frames++] = f;
+        else
+            zframe_destroy(&f);
+    }
+    if (self->spare_msg)
+        zmsg_destroy(m_p);
+    else {
+        self->spare_msg = *m_p;
+        *m_p = NULL;
+    }
 }
 
 static void s_handle(bus_broker_t *self, zmsg_t *m)
@@ -1472,6 +1509,9 @@ void bus_broker_destroy(bus_broker_t **self_p)
         zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
+    while (self->n_spare_frames > 0)
+        zframe_destroy(&self->spare_frames[--self->n_spare_frames]);
+    zmsg_destroy(&self->spare_msg);
     zsock_destroy(&self->zap);
     zhashx_destroy(&self->keys);
     zhashx_destroy(&self->revoked);
@@ -1533,7 +1573,7 @@ int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
                     self->stats.malformed++;
                 else
                     s_handle(self, m);
-                zmsg_destroy(&m);
+                s_recycle(self, &m);
             }
         }
         if (pipe_at >= 0 && (items[pipe_at].revents & ZMQ_POLLIN)) {
