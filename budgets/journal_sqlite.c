@@ -12,7 +12,8 @@
                 act0..act3, created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired = charged in
                 full), measured,
-                path, model, option
+                path, model, option, actor (who placed it acting for agent,
+                "" = agent itself; added to format 4 in place, "" for older rows)
       requests  rowid (the record's seq), sender, request_id, fingerprint, op,
                 code, reason, hold_id, task, agent, a0..a3, t1, t2, overrun,
                 err_kind, err_dim, err_requested, err_available, late
@@ -97,7 +98,7 @@ static const char *s_schema =
     " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"
     " amt0 INT, amt1 INT, amt2 INT, amt3 INT, act0 INT, act1 INT, act2 INT, act3 INT,"
     " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"
-    " measured TEXT, path TEXT, model TEXT, option TEXT);"
+    " measured TEXT, path TEXT, model TEXT, option TEXT, actor TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"
     " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"
     " hold_id TEXT, task TEXT, agent TEXT, a0 INT, a1 INT, a2 INT, a3 INT, t1 INT, t2 INT,"
@@ -153,6 +154,16 @@ static void *s_open(const char *path, char *err, size_t errlen)
         s_close(self);
         return NULL;
     }
+    /* holds.actor came after format 4: add it to a database made before */
+    if (sqlite3_exec(self->db, "SELECT actor FROM holds LIMIT 0", NULL, NULL, NULL) != SQLITE_OK &&
+        sqlite3_exec(self->db, "ALTER TABLE holds ADD COLUMN actor TEXT NOT NULL DEFAULT ''", NULL,
+                     NULL, &msg) != SQLITE_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: adding holds.actor: %s", path, msg ? msg : "alter");
+        sqlite3_free(msg);
+        s_close(self);
+        return NULL;
+    }
     /* the WAL mode must really be on: a read-only or odd filesystem refuses it */
     sqlite3_stmt *st = NULL;
     bool wal = false;
@@ -185,7 +196,7 @@ static void *s_open(const char *path, char *err, size_t errlen)
                            -1, &self->put_account, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT OR REPLACE INTO holds VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                           "?,?,?,?,?)",
+                           "?,?,?,?,?,?)",
                            -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT INTO requests(sender, request_id, fingerprint, op, code, reason,"
@@ -259,6 +270,7 @@ static int s_put_hold(jsqlite_t *self, const ledger_hold_row_t *r)
     sqlite3_bind_text(st, 20, r->path, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 21, r->model, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 22, r->option, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 23, r->actor, -1, SQLITE_STATIC);
     return s_step(st);
 }
 
@@ -427,6 +439,7 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         s_text(r.path, sizeof r.path, st, 19);
         s_text(r.model, sizeof r.model, st, 20);
         s_text(r.option, sizeof r.option, st, 21);
+        s_text(r.actor, sizeof r.actor, st, 22);
         if (ledger_load_hold(ledger, &r) != 0)
             goto fail;
     }
