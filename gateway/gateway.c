@@ -563,7 +563,8 @@ typedef struct {
     CURLM *multi;
     bool added; /* easy is in multi */
     struct curl_slist *hdrs;
-    char *req_body;
+    char *req_body; /* as forwarded */
+    size_t req_len;
     char *buf; /* response bytes not yet sent (stream) or the whole body */
     size_t len, off, cap, cap_max;
     long status;
@@ -987,7 +988,7 @@ static int s_upstream_start(s_call_t *k, const char *path, struct MHD_Connection
     curl_easy_setopt(k->easy, CURLOPT_URL, url);
     curl_easy_setopt(k->easy, CURLOPT_HTTPHEADER, k->hdrs);
     curl_easy_setopt(k->easy, CURLOPT_POSTFIELDS, k->req_body);
-    curl_easy_setopt(k->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(k->req_body));
+    curl_easy_setopt(k->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)k->req_len);
     curl_easy_setopt(k->easy, CURLOPT_WRITEFUNCTION, s_on_data);
     curl_easy_setopt(k->easy, CURLOPT_WRITEDATA, k);
     curl_easy_setopt(k->easy, CURLOPT_HEADERFUNCTION, s_on_header);
@@ -1414,7 +1415,9 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         goto reply;
     }
     json_error_t jerr;
-    req = json_loadb(conn->data ? conn->data : "", conn->len, 0, &jerr);
+    /* duplicate keys are refused: the provider might read another
+       max_tokens than the one the hold was made for */
+    req = json_loadb(conn->data ? conn->data : "", conn->len, JSON_REJECT_DUPLICATES, &jerr);
     const char *mname = json_string_value(json_object_get(req, "model"));
     if (!json_is_object(req) || !mname || !json_is_array(json_object_get(req, "messages"))) {
         s_error(&r, api, 400, "invalid_request_error", "invalid_request", NULL,
@@ -1520,7 +1523,15 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         }
         json_object_set_new(so, "include_usage", json_true());
     }
-    k->req_body = json_dumps(req, JSON_COMPACT);
+    if (clamped || (k->stream && api == GW_API_OPENAI)) {
+        k->req_body = json_dumps(req, JSON_COMPACT);
+        k->req_len = k->req_body ? strlen(k->req_body) : 0;
+    } else { /* unchanged: the client's own bytes (no duplicate keys: see the parse) */
+        k->req_body = conn->data;
+        k->req_len = conn->len;
+        conn->data = NULL;
+        conn->len = 0;
+    }
     if (!k->req_body ||
         s_upstream_start(k, api == GW_API_OPENAI ? "/chat/completions" : "/messages", c) != 0) {
         s_resolve(k, false, NULL);
