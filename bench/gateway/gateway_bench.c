@@ -19,6 +19,15 @@
       gateway_fdatasync_us=…       one fdatasync in the run directory, now:
                                    the durable hold of every call costs at
                                    least one
+      cpu_us_per_call_c64_<who>=…  CPU time (user + system) per call at
+                                   concurrency 64 of each process, through
+                                   the gateway: gateway, ledger, bus, llm (the
+                                   test server), client (this program); and
+                                   direct_cpu_us_per_call_c64_llm / _client
+                                   for the direct calls. Unlike wall time
+                                   this hardly moves with the machine's
+                                   other load: on 2 cores, 2e6 / the sum is
+                                   the most calls/s the machine can do.
 
     added = the percentile through the gateway minus the same percentile
     direct. Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by
@@ -29,6 +38,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +49,51 @@
 
 static char s_tmp[256];
 static pid_t s_llm_pid;
+
+/* CPU time of the processes a call goes through (us), for the per-call
+   CPU figures: the gateway, the ledger, the bus, the test server, us. */
+enum { S_GW, S_LEDGER, S_BUS, S_LLM, S_CLIENT, S_PROCS };
+static const char *const s_proc_names[S_PROCS] = {"gateway", "ledger", "bus", "llm", "client"};
+static pid_t s_pids[S_PROCS];
+
+static double s_cpu_us(int who)
+{
+    if (who == S_CLIENT) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)s_pids[who]);
+    FILE *f = s_pids[who] > 0 ? fopen(path, "r") : NULL;
+    unsigned long ut = 0, st = 0;
+    /* after "(comm)": state and 10 fields, then utime and stime */
+    int ok = f && fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                         &ut, &st) == 2;
+    if (f)
+        fclose(f);
+    return ok ? (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK) : 0;
+}
+
+static void s_cpu_snap(double *out)
+{
+    for (int i = 0; i < S_PROCS; i++)
+        out[i] = s_cpu_us(i);
+}
+
+static pid_t s_pid_file(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/run/pids/%s.pid", s_tmp, name);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f && fscanf(f, "%d", &pid) != 1)
+        pid = 0;
+    if (f)
+        fclose(f);
+    return (pid_t)pid;
+}
 
 static int64_t s_us(void)
 {
@@ -128,13 +183,21 @@ static int s_compare(const char *direct, const char *via, const char *key, int n
     int total = per_round * rounds;
     double *ld = calloc((size_t)total, sizeof *ld), *lg = calloc((size_t)total, sizeof *lg);
     double sd = 0, sg = 0;
+    double cpu_d[S_PROCS] = {0}, cpu_g[S_PROCS] = {0}, t0[S_PROCS], t1[S_PROCS], t2[S_PROCS];
     for (int r = 0; r < rounds; r++) {
+        s_cpu_snap(t0);
         double a = s_run(direct, "unused", per_round, conc, ld + r * per_round);
+        s_cpu_snap(t1);
         double b = s_run(via, key, per_round, conc, lg + r * per_round);
+        s_cpu_snap(t2);
         if (a < 0 || b < 0)
             return -1;
         sd += a;
         sg += b;
+        for (int i = 0; i < S_PROCS; i++) {
+            cpu_d[i] += t1[i] - t0[i];
+            cpu_g[i] += t2[i] - t1[i];
+        }
     }
     double d50 = bench_pct(ld, total, 0.50), d99 = bench_pct(ld, total, 0.99);
     double g50 = bench_pct(lg, total, 0.50), g99 = bench_pct(lg, total, 0.99);
@@ -148,6 +211,14 @@ static int s_compare(const char *direct, const char *via, const char *key, int n
         printf("gateway_calls_per_s_c%d=%.0f\n", conc, total / sg);
         printf("direct_calls_per_s_c%d=%.0f\n", conc, total / sd);
         printf("gateway_calls_ratio_c%d=%.3f\n", conc, (total / sg) / (total / sd));
+        double sum = 0;
+        for (int i = 0; i < S_PROCS; i++) {
+            printf("cpu_us_per_call_c%d_%s=%.0f\n", conc, s_proc_names[i], cpu_g[i] / total);
+            sum += cpu_g[i] / total;
+        }
+        printf("cpu_us_per_call_c%d_total=%.0f\n", conc, sum);
+        printf("direct_cpu_us_per_call_c%d_llm=%.0f\n", conc, cpu_d[S_LLM] / total);
+        printf("direct_cpu_us_per_call_c%d_client=%.0f\n", conc, cpu_d[S_CLIENT] / total);
     }
     fflush(stdout);
     free(ld);
@@ -196,6 +267,10 @@ int main(void)
         fprintf(stderr, "gateway_bench: emadsctl up failed\n");
         return 1;
     }
+    s_pids[S_GW] = s_pid_file("emads-gateway");
+    s_pids[S_LEDGER] = s_pid_file("emads-ledger");
+    s_pids[S_BUS] = s_pid_file("emads-bus");
+    s_pids[S_LLM] = s_llm_pid;
     char cmd[1024], key[128] = "", addr[128] = "";
     snprintf(cmd, sizeof cmd,
              "\"%s\" --home %s/run --config %s/config/emads.yaml keys issue bench --for cto_agent "

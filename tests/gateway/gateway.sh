@@ -36,6 +36,18 @@ export GW_ADDR LLM_PORT=$E2E_LLM_PORT LLM_LOG="$E2E_TMP/llm.log" E2E_RUN
 export E2E_CONF="$E2E_CFG/emads.yaml" KEY_SDK KEY_SMALL KEY_RACE KEY_REVOKE
 node "$here/sdk_test.mjs" || fail "SDK cases failed"
 
+# a body with a key twice is refused, nothing forwarded: the provider could
+# read another max_tokens than the one the hold was made for
+before=$(wc -l <"$E2E_TMP/llm.log")
+code=$(curl -s -o "$E2E_TMP/dup.json" -w '%{http_code}' "http://$GW_ADDR/v1/chat/completions" \
+    -H "Authorization: Bearer $KEY_SDK" -H 'Content-Type: application/json' \
+    -d '{"model":"gpt-4o-mini","max_tokens":16,"max_tokens":4000,"messages":[{"role":"user","content":"hi"}]}')
+[ "$code" = 400 ] || fail "a duplicate max_tokens: status $code, want 400"
+[ "$(json 'd["error"]["code"]' <"$E2E_TMP/dup.json")" = invalid_request ] ||
+    fail "a duplicate max_tokens: $(cat "$E2E_TMP/dup.json")"
+[ "$(wc -l <"$E2E_TMP/llm.log")" = "$before" ] || fail "a body with a key twice was forwarded"
+echo "ok - a body with a key twice is refused (400) and not forwarded"
+
 # a stop drains: a call in flight at SIGTERM is answered and committed
 curl -s -X POST "http://127.0.0.1:$E2E_LLM_PORT/control" -d '{"scenario": "slow:2000"}' >/dev/null
 curl -s -o "$E2E_TMP/drain.json" -w '%{http_code}' "http://$GW_ADDR/v1/chat/completions" \
