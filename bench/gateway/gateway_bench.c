@@ -69,8 +69,8 @@ static double s_cpu_us(int who)
     FILE *f = s_pids[who] > 0 ? fopen(path, "r") : NULL;
     unsigned long ut = 0, st = 0;
     /* after "(comm)": state and 10 fields, then utime and stime */
-    int ok = f && fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                         &ut, &st) == 2;
+    int ok = f && fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                         &st) == 2;
     if (f)
         fclose(f);
     return ok ? (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK) : 0;
