@@ -15,6 +15,16 @@
       gateway_added_p50_us_c1=…    gateway_added_p99_us_c1=…
       gateway_added_p50_us_c64=…   gateway_added_p99_us_c64=…
       gateway_calls_per_s_c64=…    direct_calls_per_s_c64=…
+      gateway_added_p50_us_r500=…  gateway_added_p99_us_r500=…  (and the
+                                   direct and via figures): up to 64
+                                   connections, calls paced at 500/s in all
+                                   (an open loop, latency counted from when
+                                   each call was due). Back to back at c64,
+                                   the machine is saturated and a call's
+                                   latency is mostly its wait for the calls
+                                   ahead of it (64 / calls per s); paced
+                                   below saturation, added is what the
+                                   gateway's own work costs a call.
       gateway_calls_ratio_c64=…    gateway / direct throughput
       gateway_fdatasync_us=…       one fdatasync in the run directory, now:
                                    the durable hold of every call costs at
@@ -32,6 +42,7 @@
     added = the percentile through the gateway minus the same percentile
     direct. Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by
     meson); GW_BENCH_CALLS (calls per side at c64, default 3000);
+    GW_BENCH_RATE (calls/s of the paced phase, default 500; 0 skips it);
     GW_BENCH_KEEP=1 keeps the run directory (and its logs).
 */
 #define _GNU_SOURCE
@@ -114,6 +125,7 @@ typedef struct {
     const char *key;
     double *lat; /* this worker's slots */
     int n;
+    int64_t start_us, interval_us; /* paced: a call every interval from start; 0 = back to back */
     int failures;
 } s_worker_t;
 
@@ -138,6 +150,12 @@ static void *s_work(void *arg)
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     for (int i = 0; i < w->n; i++) {
         int64_t t0 = s_us();
+        if (w->interval_us > 0) { /* latency from when the call was due: waiting counts */
+            int64_t due = w->start_us + i * w->interval_us;
+            if (due > t0)
+                usleep((useconds_t)(due - t0));
+            t0 = due;
+        }
         CURLcode rc = curl_easy_perform(c);
         long st = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
@@ -150,16 +168,24 @@ static void *s_work(void *arg)
     return NULL;
 }
 
-/* n calls over conc connections; lat gets n latencies (us). Returns the
-   wall time in s, or -1 when a call failed. */
-static double s_run(const char *url, const char *key, int n, int conc, double *lat)
+/* n calls over conc connections, back to back (rate 0) or paced at rate
+   calls/s in all (an open loop: a call late on its schedule counts its
+   wait); lat gets n latencies (us). Returns the wall time in s, or -1 when
+   a call failed. */
+static double s_run(const char *url, const char *key, int n, int conc, int rate, double *lat)
 {
     pthread_t th[256];
     s_worker_t w[256];
     int per = n / conc;
     int64_t t0 = s_us();
+    int64_t interval = rate > 0 ? (int64_t)conc * 1000000 / rate : 0;
     for (int i = 0; i < conc; i++) {
-        w[i] = (s_worker_t){.url = url, .key = key, .lat = lat + i * per, .n = per};
+        w[i] = (s_worker_t){.url = url,
+                            .key = key,
+                            .lat = lat + i * per,
+                            .n = per,
+                            .start_us = t0 + 10000 + i * interval / conc,
+                            .interval_us = interval};
         pthread_create(&th[i], NULL, s_work, &w[i]);
     }
     int failures = 0;
@@ -175,9 +201,16 @@ static double s_run(const char *url, const char *key, int n, int conc, double *l
     return secs;
 }
 
-/* rounds alternating direct and gateway; prints the figures for conc */
-static int s_compare(const char *direct, const char *via, const char *key, int n, int conc)
+/* rounds alternating direct and gateway; prints the figures for conc (and
+   rate, when paced) */
+static int s_compare(const char *direct, const char *via, const char *key, int n, int conc,
+                     int rate)
 {
+    char tag[32];
+    if (rate > 0)
+        snprintf(tag, sizeof tag, "r%d", rate);
+    else
+        snprintf(tag, sizeof tag, "c%d", conc);
     const int rounds = 4;
     int per_round = n / rounds / conc * conc;
     int total = per_round * rounds;
@@ -186,9 +219,9 @@ static int s_compare(const char *direct, const char *via, const char *key, int n
     double cpu_d[S_PROCS] = {0}, cpu_g[S_PROCS] = {0}, t0[S_PROCS], t1[S_PROCS], t2[S_PROCS];
     for (int r = 0; r < rounds; r++) {
         s_cpu_snap(t0);
-        double a = s_run(direct, "unused", per_round, conc, ld + r * per_round);
+        double a = s_run(direct, "unused", per_round, conc, rate, ld + r * per_round);
         s_cpu_snap(t1);
-        double b = s_run(via, key, per_round, conc, lg + r * per_round);
+        double b = s_run(via, key, per_round, conc, rate, lg + r * per_round);
         s_cpu_snap(t2);
         if (a < 0 || b < 0)
             return -1;
@@ -201,13 +234,15 @@ static int s_compare(const char *direct, const char *via, const char *key, int n
     }
     double d50 = bench_pct(ld, total, 0.50), d99 = bench_pct(ld, total, 0.99);
     double g50 = bench_pct(lg, total, 0.50), g99 = bench_pct(lg, total, 0.99);
-    printf("gateway_direct_p50_us_c%d=%.0f\n", conc, d50);
-    printf("gateway_direct_p99_us_c%d=%.0f\n", conc, d99);
-    printf("gateway_via_p50_us_c%d=%.0f\n", conc, g50);
-    printf("gateway_via_p99_us_c%d=%.0f\n", conc, g99);
-    printf("gateway_added_p50_us_c%d=%.0f\n", conc, g50 - d50);
-    printf("gateway_added_p99_us_c%d=%.0f\n", conc, g99 - d99);
-    if (conc > 1) {
+    printf("gateway_direct_p50_us_%s=%.0f\n", tag, d50);
+    printf("gateway_direct_p99_us_%s=%.0f\n", tag, d99);
+    printf("gateway_via_p50_us_%s=%.0f\n", tag, g50);
+    printf("gateway_via_p99_us_%s=%.0f\n", tag, g99);
+    printf("gateway_added_p50_us_%s=%.0f\n", tag, g50 - d50);
+    printf("gateway_added_p99_us_%s=%.0f\n", tag, g99 - d99);
+    if (rate > 0)
+        printf("gateway_calls_per_s_%s=%.0f\n", tag, total / sg); /* below rate: it fell behind */
+    if (conc > 1 && rate == 0) {
         printf("gateway_calls_per_s_c%d=%.0f\n", conc, total / sg);
         printf("direct_calls_per_s_c%d=%.0f\n", conc, total / sd);
         printf("gateway_calls_ratio_c%d=%.3f\n", conc, (total / sg) / (total / sd));
@@ -297,11 +332,13 @@ int main(void)
 
     /* warm-up: connections, the task, page cache */
     double *lat = calloc(256, sizeof *lat);
-    if (s_run(via, key, 64, 8, lat) < 0 || s_run(direct, key, 64, 8, lat) < 0)
+    if (s_run(via, key, 64, 8, 0, lat) < 0 || s_run(direct, key, 64, 8, 0, lat) < 0)
         return 1;
     free(lat);
     int n1 = n / 6 < 200 ? 200 : n / 6;
-    if (s_compare(direct, via, key, n1, 1) != 0 || s_compare(direct, via, key, n, 64) != 0)
+    int paced = getenv("GW_BENCH_RATE") ? atoi(getenv("GW_BENCH_RATE")) : 500;
+    if (s_compare(direct, via, key, n1, 1, 0) != 0 || s_compare(direct, via, key, n, 64, 0) != 0 ||
+        (paced > 0 && s_compare(direct, via, key, n / 2, 64, paced) != 0))
         return 1;
     /* the floor of a call at concurrency 1: its hold is one synced
        transaction at the ledger before anything is forwarded */
