@@ -2106,8 +2106,8 @@ static int s_metrics_new(s_gw_t *gw)
         "key,principal,model,outcome", 1);
     gw->m_added = metrics_histogram(
         m, "emads_gateway_added_latency_seconds",
-        "time a call spends in the gateway before it is forwarded (key, task, budget hold)",
-        NULL, metrics_buckets_fast_s, metrics_buckets_fast_n);
+        "time a call spends in the gateway before it is forwarded (key, task, budget hold)", NULL,
+        metrics_buckets_fast_s, metrics_buckets_fast_n);
     gw->m_tokens = metrics_counter(m, "emads_gateway_tokens_total",
                                    "tokens committed for forwarded calls, by key, model and kind "
                                    "(prompt, completion)",
