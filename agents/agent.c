@@ -28,6 +28,7 @@
 
 #include "agents/agent_metrics.h"
 #include "agents/evjson.h"
+#include "common/fingerprint.h"
 #include "common/tokens.h"
 #include "agents/tool.h"
 #include "bus/bus.h"
@@ -988,6 +989,7 @@ agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t
     snprintf(self->self_dir, sizeof self->self_dir, "%s", opts->self_dir ? opts->self_dir : "");
     self->metrics = agent_metrics_new(opts->metrics);
     bus_security_init(&self->sec, self->run_dir, self->name, opts->curve);
+    cfg_fingerprint(cfg, self->sec.fingerprint);
     self->calib = tokens_calib_new();
     self->boot_ms = zclock_time();
     atomic_init(&self->seq, 1);
