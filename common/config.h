@@ -210,12 +210,14 @@ typedef struct {
     char budgets_path[1024];
     char dir[1024]; /* folder of path; relative paths resolve against it */
 
-    char run_dir[1024];           /* "" = resolve via rundir.h */
-    char bus_endpoint[256];       /* "" = ipc://<run>/bus.sock */
-    bool curve;                   /* default true */
-    int64_t request_timeout_ms;   /* client default, 5000 */
-    int64_t bus_queue_timeout_ms; /* a request waits this long for a free worker, 3000 */
-    bool bus_fingerprint_warn;    /* bus.fingerprint: warn (true) or refuse (default) */
+    char run_dir[1024];         /* "" = resolve via rundir.h */
+    char bus_endpoint[256];     /* "" = ipc://<run>/bus.sock */
+    bool curve;                 /* default true */
+    int64_t request_timeout_ms; /* client default, 5000 */
+    /* bus: how long a request waits for a free worker (3000 ms), and
+       whether a worker whose config fingerprint differs is only warned of */
+    int64_t bus_queue_timeout_ms;
+    bool bus_fingerprint_warn;
 
     /* ledger */
     int64_t hold_ttl_ms;               /* default 60000 */
