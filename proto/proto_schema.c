@@ -308,6 +308,8 @@ static const proto_field_t f_step_result[] = {
     F_STR("finish_reason", false, 1, PROTO_MAX_NAME,
           "llm: the provider's finish_reason or stop_reason"),
     F_ARRAY("providers", false, "the agent's providers as in providers_reply"),
+    F_NAME("served_by", false, "the instance (certificate name) of the agent that ran the step"),
+    F_NAME("host", false, "the host name of that instance"),
     F_END};
 
 static const proto_field_t f_providers[] = {F_END};
