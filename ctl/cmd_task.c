@@ -281,8 +281,8 @@ static void s_print_result(const ev_t *r)
 
 static void s_print_steps_table(const ev_t *steps)
 {
-    ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6s %10s\n", "STEP", "AGENT", "STATE", "PATH",
-               "MODEL", "TOKENS", "LATENCY", "TOOLS", "COST_USD");
+    ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6s %10s  %s\n", "STEP", "AGENT", "STATE",
+               "PATH", "MODEL", "TOKENS", "LATENCY", "TOOLS", "COST_USD", "SERVED_BY");
     for (size_t i = 0; i < ev_len(steps); i++) {
         const ev_t *s = ev_at(steps, i);
         const ev_t *a = ev_get(s, "actual");
@@ -292,10 +292,19 @@ static void s_print_steps_table(const ev_t *steps)
         ctl_fmt_ms(lat, sizeof lat, a ? ev_get_int(a, "latency_ms", 0) : -1);
         snprintf(tok, sizeof tok, "%s%" PRId64, mark, ev_get_int(a, "tokens", 0));
         snprintf(cost, sizeof cost, "%s%s", a ? mark : "", a ? usd : "-");
-        ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6" PRId64 " %10s\n",
+        /* the instance (and host) that answered the step's last attempt */
+        char served[160] = "-";
+        const ev_t *atts = ev_get(s, "attempts");
+        for (size_t k = 0; k < ev_len(atts); k++)
+            if (ev_get_str(ev_at(atts, k), "served_by", NULL))
+                snprintf(served, sizeof served, "%s@%s",
+                         ev_get_str(ev_at(atts, k), "served_by", ""),
+                         ev_get_str(ev_at(atts, k), "host", "?"));
+        ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6" PRId64 " %10s  %s\n",
                    ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
                    ev_get_str(s, "state", "?"), ev_get_str(s, "path", "-"),
-                   ev_get_str(s, "model", "-"), tok, lat, ev_get_int(a, "tool_calls", 0), cost);
+                   ev_get_str(s, "model", "-"), tok, lat, ev_get_int(a, "tool_calls", 0), cost,
+                   served);
     }
 }
 
