@@ -669,7 +669,9 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
     if (!conn.curve)
         fprintf(stderr, "%s: warning: running without CURVE: peers are not authenticated\n",
                 opts->prog);
-    if (conn.curve && !imported) {
+    /* certificates are made where the bus is (and its secret): never on a
+       host that joins a bus elsewhere */
+    if (conn.curve && !imported && (start_bus || bus_pid)) {
         const char *names[CTL_MAX_PROCS + 2];
         ctl_cert_names(conn.cfg, names, CTL_MAX_PROCS + 2);
         int made = bus_certs_init(conn.run, names);
@@ -681,8 +683,17 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
         if (made > 0 && !opts->json)
             printf("created %d certificate%s in %s/certs\n", made, made == 1 ? "" : "s", conn.run);
     }
-    /* with an imported identity each selected process needs its certificate */
-    char inst[CTL_MAX_PROCS][PROTO_MAX_NAME + 1];
+    /* each selected process needs its certificate (or one acting for it),
+       and emadsctl its own to ask the bus */
+    char inst[CTL_MAX_PROCS][PROTO_MAX_NAME + 1], own[PROTO_MAX_NAME + 1];
+    if (conn.curve && ctl_instance_for(conn.run, "emadsctl", own, sizeof own) != 0) {
+        fprintf(stderr,
+                "%s: up: no certificate for emadsctl in %s/certs: the bus at %s runs elsewhere; "
+                "import an identity with --identity DIR ('%s certs export NAME DIR' on its host)\n",
+                opts->prog, conn.run, conn.endpoint, opts->prog);
+        ctl_conn_close(&conn);
+        return CTL_EXIT_FAIL;
+    }
     for (int i = 0; i < nprocs; i++) {
         inst[i][0] = '\0';
         if (!sel[i] || !conn.curve || !procs[i].cert)
@@ -1432,30 +1443,49 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
 
 static void s_help_up(void)
 {
-    printf("usage: emadsctl [--home DIR] [--config FILE] [--json] up [--insecure]\n"
-           "       emadsctl [--home DIR] [--json] down\n"
-           "       emadsctl [--home DIR] [--json] status [TASK]\n"
-           "\n"
-           "up      start the bus, ledger, orchestrator, every agent the config defines\n"
-           "        (emads-agent --name NAME, 'instances' processes each) and the gateway\n"
-           "        (unless gateway.listen is \"\") as daemons and wait until each is\n"
-           "        healthy; creates the run directory and certificates (one per process\n"
-           "        of the config) on first use.\n"
-           "        --insecure turns CURVE off (debugging only).\n"
-           "down    stop every process: the orchestrator first (it finishes the steps in\n"
-           "        flight; SIGKILL after 35 s), then the agents, the ledger and the bus\n"
-           "        (SIGKILL after 10 s each); removes the bus socket. Every instance of a\n"
-           "        process started more than once in this run directory is stopped.\n"
-           "status  each process with pid, state, uptime, bus workers and heartbeat;\n"
-           "        'NAME (2)' when two instances run (every pid is listed); state\n"
-           "        'partial' when fewer instances run than the config's 'instances'.\n"
-           "        Exit 3 when the bus is not running, 1 when some process is down.\n"
-           "        With TASK: the task's state, time running (or taken, once ended) and\n"
-           "        its steps (exit 1 if unknown). With --json each process also lists\n"
-           "        \"metrics\": the host:port of every live instance's /metrics.\n"
-           "\n"
-           "exit status: 0 ok, 1 failed (or some process down), 2 usage error or invalid\n"
-           "configuration, 3 not running.\n");
+    printf(
+        "usage: emadsctl [--home DIR] [--config FILE] [--json] up [--only LIST] [--bus ENDPOINT]\n"
+        "                [--identity DIR] [--no-supervise] [--insecure]\n"
+        "       emadsctl [--home DIR] [--json] down [--only LIST]\n"
+        "       emadsctl [--home DIR] [--json] status [TASK]\n"
+        "       emadsctl [--home DIR] supervise\n"
+        "\n"
+        "up      start the bus, ledger, orchestrator, every agent the config defines\n"
+        "        (emads-agent --name NAME, 'instances' processes each) and the gateway\n"
+        "        (unless gateway.listen is \"\") as daemons and wait until each is\n"
+        "        healthy; creates the run directory and, where the bus runs,\n"
+        "        certificates (one per process of the config) on first use.\n"
+        "        --only LIST     only these (comma-separated): core (bus, ledger,\n"
+        "                        orchestrator, gateway), agents, or process or service\n"
+        "                        names (emads-ledger, ledger, cto_agent)\n"
+        "        --bus ENDPOINT  the bus endpoint (tcp://HOST:PORT) for every process;\n"
+        "                        kept in <run>/bus.endpoint. A bus whose endpoint is\n"
+        "                        not on this host is never started\n"
+        "        --identity DIR  import the bundle 'certs export NAME DIR' made on the\n"
+        "                        bus's host; no certificate is ever created then\n"
+        "        --no-supervise  leave no supervisor (by default 'emadsctl supervise'\n"
+        "                        restarts a process that dies, back-off 1 s..30 s)\n"
+        "        --insecure      turns CURVE off (debugging only).\n"
+        "        Nothing is started when a check fails (binary, certificate, bus).\n"
+        "down    stop the supervisor, then every process: the orchestrator first (it\n"
+        "        finishes the steps in flight; SIGKILL after 35 s), then the agents,\n"
+        "        the ledger and the bus (SIGKILL after 10 s each); removes the bus\n"
+        "        socket. Every instance of a process started more than once in this\n"
+        "        run directory is stopped. --only LIST: only those (taken off the\n"
+        "        supervisor's list first).\n"
+        "status  each process with pid, state, uptime, bus workers, restarts and\n"
+        "        heartbeat, as the bus sees it (a process on another host is\n"
+        "        running too), then every worker on every host (instance, host, pid,\n"
+        "        address, in flight, served); 'NAME (2)' when two instances run here;\n"
+        "        state 'partial' when fewer instances run than configured.\n"
+        "        Exit 3 when the bus is not running, 1 when some process is down.\n"
+        "        With TASK: the task's state, time running (or taken, once ended) and\n"
+        "        its steps (exit 1 if unknown). With --json each process also lists\n"
+        "        \"metrics\": the host:port of every live instance's /metrics.\n"
+        "supervise  the supervisor up starts (see docs/DEPLOY.md); not for use by hand.\n"
+        "\n"
+        "exit status: 0 ok, 1 failed (or some process down), 2 usage error or invalid\n"
+        "configuration, 3 not running.\n");
 }
 
 int ctl_cmd_up(ctl_opts_t *opts, int argc, char **argv)
