@@ -248,7 +248,9 @@ static int s_export(ctl_opts_t *opts, ctl_conn_t *conn, const char *name, const 
                                  conn->endpoint, "files", list, "local_only", local));
     else {
         printf("exported %s to %s (endpoint %s)\n", name, dir, conn->endpoint);
-        printf("on the other host: EMADS_INSTANCE=%s <program> --home %s ...\n", name, dir);
+        printf("on the other host: emadsctl up --only AGENT --identity %s\n"
+               "                or: EMADS_INSTANCE=%s <program> --home %s ...\n",
+               dir, name, dir);
         json_decref(list);
     }
     if (local)

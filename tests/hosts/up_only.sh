@@ -69,12 +69,7 @@ agent=$(dirname "$(readlink -f "$EMADSCTL")")/../agents/emads-agent
 OPENAI_API_KEY=x setsid "$agent" --name coo_agent --config "$E2E_TMP/config100/emads.yaml" \
     --home "$E2E_RUN" >"$E2E_TMP/drift.log" 2>&1 &
 E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
-w=0
-for _ in $(seq 1 100); do
-    w=$(ctl --json status | json 'len([x for x in d["workers"] if x["service"] == "coo_agent"])')
-    [ "$w" -ge 1 ] && break
-    sleep 0.1
-done
+w=$(wait_workers coo_agent 1 200)
 [ "$w" -ge 1 ] || fail "the warned worker was not accepted"
 grep -q "config fingerprint mismatch.*accepted (bus.fingerprint: warn)" "$E2E_RUN/logs/emads-bus.log" ||
     fail "the bus did not warn of the mismatch"
