@@ -234,7 +234,8 @@ done
 grep -qx "cto_agent.b" "$T/served" || fail "no step was served by cto_agent.b: $(sort "$T/served" | uniq -c)"
 grep -qx "cto_agent.c" "$T/served" || fail "no step was served by cto_agent.c: $(sort "$T/served" | uniq -c)"
 on A result "$(head -1 "$T/batch1")" | grep -q "cto_agent\.[bc]" || fail "result does not show the serving instance"
-echo "ok ($SECONDS s): 20 tasks done; cto_agent steps served by: $(sort "$T/served" | uniq -c | tr -s ' \n' ' ')"
+echo "ok ($SECONDS s): 20 tasks done; cto_agent steps served by: $(sort "$T/served" | uniq -c | tr -s ' \n' ' ');" \
+    "steps queued for a free worker: $(grep -c "found no free worker" "$T/A/run/logs/emads-orchestrator.log" || true)"
 
 # ---- 3. kill -9 of the agent on B: the supervisor restarts it
 pid_b=$(cat "$T/B/run/pids/cto_agent.pid")
