@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ctl/ctlbus.h"
+#include "ctl/ctlhosts.h"
 #include "common/views.h"
 #include "proto/ev.h"
 
@@ -265,24 +266,29 @@ static void s_print_result(const ev_t *r)
 
 static void s_print_steps_table(const ev_t *steps)
 {
-    ctl_printf("%-14s %-14s %-8s %-6s %-12s %s  %s\n", "STEP", "AGENT", "STATE", "PATH", "MODEL",
-               ctl_step_cols_heading, "SERVED_BY");
+    ctl_printf("%-14s %-14s %-8s %-6s %-12s %s\n", "STEP", "AGENT", "STATE", "PATH", "MODEL",
+               ctl_step_cols_heading);
     for (size_t i = 0; i < ev_len(steps); i++) {
         const ev_t *s = ev_at(steps, i);
         char cols[128];
         ctl_fmt_step_cols(cols, sizeof cols, ev_get(s, "actual"), s_measured_mark(s));
-        /* the instance (and host) that answered the step's last attempt */
-        char served[160] = "-";
-        const ev_t *atts = ev_get(s, "attempts");
-        for (size_t k = 0; k < ev_len(atts); k++)
-            if (ev_get_str(ev_at(atts, k), "served_by", NULL))
-                snprintf(served, sizeof served, "%s@%s",
-                         ev_get_str(ev_at(atts, k), "served_by", ""),
-                         ev_get_str(ev_at(atts, k), "host", "?"));
-        ctl_printf("%-14s %-14s %-8s %-6s %-12s %s  %s\n", ev_get_str(s, "step", "?"),
+        ctl_printf("%-14s %-14s %-8s %-6s %-12s %s\n", ev_get_str(s, "step", "?"),
                    ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
-                   ev_get_str(s, "path", "-"), ev_get_str(s, "model", "-"), cols, served);
+                   ev_get_str(s, "path", "-"), ev_get_str(s, "model", "-"), cols);
     }
+    /* which instance on which host answered each step (several hosts may
+       serve one agent) */
+    bool any = false;
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        char served[160];
+        if (!strcmp(ctl_step_served_by(ev_at(steps, i), served, sizeof served), "-"))
+            continue;
+        ctl_printf("%s %s %s", any ? "," : "served by:", ev_get_str(ev_at(steps, i), "step", "?"),
+                   served);
+        any = true;
+    }
+    if (any)
+        printf("\n");
 }
 
 /* Print a task_result (JSON, or text with the steps table when `table`),

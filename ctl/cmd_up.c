@@ -934,7 +934,8 @@ static int s_restart_one(const char *self, const ctl_conn_t *conn, const char *n
 
 /* emadsctl supervise: started by `up` (one per run directory), it checks
    every SUPERVISE_TICK_MS that each process of the list <run>/supervise
-   runs as many instances as configured, and restarts one that died with
+   runs as many instances as configured, and restarts one that crashed (its
+   pid file names a dead process; a clean stop removes the file) with
    `up --only NAME`, waiting 1 s, 2 s, 4 s ... at most 30 s between
    restarts of the same process (back to 1 s once it ran 60 s), counting
    them in <run>/restarts/NAME. It exits when the list is gone (down) or
@@ -997,16 +998,27 @@ static int s_supervise(ctl_opts_t *opts, int argc, char **argv)
                 if (strcmp(p->name, names[k]))
                     continue;
                 pid_t pids[CTL_MAX_PIDFILES];
-                int live = s_instances(conn.run, p, pids, NULL, NULL);
+                ctl_pidfile_t files[CTL_MAX_PIDFILES];
+                int nfiles = 0;
+                int live = s_instances(conn.run, p, pids, files, &nfiles);
                 int want = p->instances > 1 ? p->instances : 1;
                 int64_t now = s_mono_ms();
-                if (live >= want) {
+                /* a daemon that stops cleanly (SIGTERM) removes its pid
+                   file; one left naming a dead process is a crash (SIGKILL,
+                   a fault): only that is restarted, as Restart=on-failure */
+                bool crashed = false;
+                for (int f = 0; f < nfiles; f++)
+                    crashed = crashed || (files[f].pid > 0 && !ctl_pid_alive(files[f].pid));
+                if (live >= want || !crashed) {
                     if (st[i].last_ms && now - st[i].last_ms > SUPERVISE_STABLE_MS)
                         st[i].backoff_ms = 1000;
                     continue;
                 }
                 if (now < st[i].next_ms)
                     continue;
+                for (int f = 0; f < nfiles; f++) /* the crashed ones' files */
+                    if (files[f].pid > 0 && !ctl_pid_alive(files[f].pid))
+                        unlink(files[f].path);
                 s_restarts_bump(conn.run, p->name);
                 printf("emadsctl supervise: %s: %d of %d instance%s running; restart %" PRId64
                        " (next no sooner than %d ms)\n",
@@ -1271,9 +1283,11 @@ static int s_task_status(ctl_opts_t *opts, const char *task)
             char took[32] = "-";
             if (st && en)
                 ctl_fmt_ms(took, sizeof took, en - st);
-            ctl_printf("  %-14s %-14s %-8s attempt %" PRId64 "  %s\n", ev_get_str(s, "step", "?"),
-                       ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
-                       ev_get_int(s, "attempt", 0), took);
+            char served[160];
+            ctl_printf("  %-14s %-14s %-8s attempt %" PRId64 "  %-8s %s\n",
+                       ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
+                       ev_get_str(s, "state", "?"), ev_get_int(s, "attempt", 0), took,
+                       ctl_step_served_by(s, served, sizeof served));
         }
     }
     ev_destroy(&rep);

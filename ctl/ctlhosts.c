@@ -151,6 +151,19 @@ int ctl_instance_for(const char *run, const char *principal, char *out, size_t o
     return 0;
 }
 
+char *ctl_step_served_by(const ev_t *step, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "-");
+    const ev_t *atts = ev_get(step, "attempts");
+    for (size_t k = 0; k < ev_len(atts); k++) {
+        const ev_t *a = ev_at(atts, k);
+        if (ev_get_str(a, "served_by", NULL))
+            snprintf(out, outlen, "%s@%s", ev_get_str(a, "served_by", ""),
+                     ev_get_str(a, "host", "?"));
+    }
+    return out;
+}
+
 int ctl_copy_file(const char *from, const char *to, mode_t mode)
 {
     FILE *in = fopen(from, "rb");

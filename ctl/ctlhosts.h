@@ -47,6 +47,11 @@ int ctl_instance_for(const char *run, const char *principal, char *out, size_t o
 int ctl_identity_import(const char *dir, const char *run, bool write_endpoint, char *err,
                         size_t errlen);
 
+/* "INSTANCE@HOST" of the agent that answered the last attempt of step (a
+   step map of task_result or task_status, with its attempts' served_by and
+   host) into out; "-" when no agent answered. Returns out. */
+char *ctl_step_served_by(const ev_t *step, char *out, size_t outlen);
+
 /* Copy file from to `to` (created with umask 077, then chmod mode). 0 / -1
    with errno. */
 int ctl_copy_file(const char *from, const char *to, mode_t mode);

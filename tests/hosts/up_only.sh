@@ -60,7 +60,15 @@ for _ in $(seq 1 150); do
     sleep 0.1
 done
 [ "${r:-0}" -ge 1 ] || fail "the killed ledger was not restarted: $(cat "$E2E_RUN/logs/emads-supervisor.log")"
-echo "ok: --only core/agents, down --only, the supervisor restarted the ledger"
+# a clean stop (SIGTERM: the daemon removes its pid file) is not a crash
+gw=$(cat "$E2E_RUN/pids/emads-gateway.pid")
+kill -TERM "$gw"
+for _ in $(seq 1 100); do kill -0 "$gw" 2>/dev/null || break; sleep 0.1; done
+sleep 1.5 # three supervisor ticks
+[ ! -e "$E2E_RUN/pids/emads-gateway.pid" ] || fail "the gateway stopped by SIGTERM was started again"
+[ "$(ctl --json status | json '[p["restarts"] for p in d["processes"] if p["name"] == "emads-gateway"][0]')" -eq 0 ] ||
+    fail "a clean stop counted as a restart"
+echo "ok: --only core/agents, down --only, the supervisor restarted the killed ledger, not the stopped gateway"
 
 # a worker with other prices: warned of (bus.fingerprint: warn), accepted
 cp -r "$E2E_CFG" "$E2E_TMP/config100"
