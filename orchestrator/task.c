@@ -1329,9 +1329,9 @@ static bool s_step_requeue(task_env_t *e, task_t *t, int i)
     if (t->end != TASK_END_NONE || e->stopping || t->has_forced)
         return false;
     const proto_amounts_t *lim = s_limits(t);
-    int64_t lat = e->cfg->total_task_budget.v[DIM_LATENCY_MS]; /* as the ledger opens it */
-    if (lim && lim->v[DIM_LATENCY_MS] >= 0 && (lat < 0 || lim->v[DIM_LATENCY_MS] < lat))
-        lat = lim->v[DIM_LATENCY_MS];
+    int64_t lat = e->cfg->total_task_budget.v[DIMS_TIME]; /* as the ledger opens it */
+    if (lim && lim->v[DIMS_TIME] >= 0 && (lat < 0 || lim->v[DIMS_TIME] < lat))
+        lat = lim->v[DIMS_TIME];
     int64_t at = e->now_ms + TASK_REQUEUE_MS;
     if (lat >= 0 ? at >= t->created_ms + lat : s->attempt >= TASK_REQUEUE_MAX)
         return false;
