@@ -28,6 +28,7 @@
 
 #include "agents/agent_metrics.h"
 #include "agents/evjson.h"
+#include "common/fingerprint.h"
 #include "common/tokens.h"
 #include "agents/tool.h"
 #include "bus/bus.h"
@@ -412,6 +413,11 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
         ev_set_str(r, "served_model", s->served_model);
     if (s->finish_reason[0])
         ev_set_str(r, "finish_reason", s->finish_reason);
+    /* which instance on which host ran it (several hosts serve one agent) */
+    ev_set_str(r, "served_by", a->sec.name[0] ? a->sec.name : a->name);
+    char host[PROTO_MAX_NAME + 1] = "";
+    if (gethostname(host, sizeof host - 1) == 0 && bus_name_valid(host, strlen(host), 64))
+        ev_set_str(r, "host", host);
     ev_set(r, "providers", s_providers_ev((agent_t *)a));
     if (s->ecode) {
         ev_t *e = ev_set_map(r, "error");
@@ -995,6 +1001,7 @@ agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t
     snprintf(self->self_dir, sizeof self->self_dir, "%s", opts->self_dir ? opts->self_dir : "");
     self->metrics = agent_metrics_new(opts->metrics);
     bus_security_init(&self->sec, self->run_dir, self->name, opts->curve);
+    cfg_fingerprint(cfg, self->sec.fingerprint);
     self->calib = tokens_calib_new();
     self->boot_ms = zclock_time();
     atomic_init(&self->seq, 1);

@@ -99,4 +99,7 @@ int ctl_cmd_policy(ctl_opts_t *opts, int argc, char **argv); /* cmd_policy.c */
 int ctl_cmd_keys(ctl_opts_t *opts, int argc, char **argv);   /* cmd_keys.c */
 int ctl_cmd_certs(ctl_opts_t *opts, int argc, char **argv);  /* cmd_certs.c */
 
+/* cmd_up.c: the supervisor `up` leaves behind */
+int ctl_cmd_supervise(ctl_opts_t *opts, int argc, char **argv);
+
 #endif

@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/fingerprint.h"
 #include "common/tokens.h"
 #include "gateway/assets.h"
 #include "bus/bus.h"
@@ -2161,6 +2162,7 @@ int gateway_run(const gateway_opts_t *opts)
     struct MHD_Daemon *mhd = NULL;
     bus_worker_t *worker = NULL;
     bus_security_init(&gw->sec, opts->run_dir, "gateway", opts->curve);
+    cfg_fingerprint(gw->cfg, gw->sec.fingerprint);
     const bus_security_t sec = gw->sec;
     for (int i = 0; i < S_POOL; i++)
         if (!(gw->pool[i] = bus_client_new(opts->endpoint, &sec))) {

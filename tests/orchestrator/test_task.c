@@ -608,6 +608,80 @@ Test(task, worker_lost_is_retried_once)
     task_destroy(&t);
 }
 
+Test(task, step_without_a_free_worker_is_queued_and_sent_again)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_step_bus_error(t, i, PROTO_E_SERVICE_UNAVAILABLE);
+    cr_expect_eq(t->end, TASK_END_NONE, "the task does not fail");
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_PENDING, "the step is queued");
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "nothing asked before the pause");
+    cr_assert_gt(t->retry_at_ms, s_now);
+    s_apply();
+    s_now = t->retry_at_ms;
+    task_env_t e = s_env();
+    task_on_timer(t, &e);
+    cr_expect_str_eq(s_ledger_type(), "spend", "after the pause the task plans again");
+    s_spend(t, NULL, 0, 0);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_RUNNING, "dispatched again");
+    cr_expect_eq(t->steps[i].attempt, 2);
+    s_run_all_ok(t);
+    cr_expect_eq(t->end, TASK_END_DONE);
+    task_destroy(&t);
+}
+
+/* Submitted with a 5 s latency limit: step i of a running task gets
+   service_unavailable at T0 + at_ms. */
+static task_t *s_unavailable_at(int64_t at_ms, int *i)
+{
+    s_now = T0;
+    task_t *t = s_running();
+    *i = s_first_running(t);
+    t->has_limits = true;
+    for (int d = 0; d < DIM_COUNT; d++)
+        t->limits.v[d] = -1;
+    t->limits.v[DIM_LATENCY_MS] = 5000;
+    s_now = T0 + at_ms;
+    s_step_bus_error(t, *i, PROTO_E_SERVICE_UNAVAILABLE);
+    return t;
+}
+
+Test(task, step_without_a_free_worker_fails_once_the_latency_budget_is_spent)
+{
+    int i;
+    task_t *t = s_unavailable_at(4000, &i); /* time left: queued */
+    cr_expect_eq(t->end, TASK_END_NONE);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_PENDING);
+    cr_expect_gt(t->retry_at_ms, s_now);
+    task_destroy(&t);
+    s_apply();
+    t = s_unavailable_at(4600, &i); /* no time for another try */
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    cr_expect(strstr(t->reason, "service_unavailable") != NULL, "reason: %s", t->reason);
+    task_destroy(&t);
+}
+
+Test(task, step_without_a_free_worker_and_no_latency_budget_gives_up_after_many_tries)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    int tries = 0;
+    while (t->end == TASK_END_NONE && tries++ < 1000) {
+        s_step_bus_error(t, i, PROTO_E_SERVICE_UNAVAILABLE);
+        if (t->end != TASK_END_NONE)
+            break;
+        s_apply();
+        s_now = t->retry_at_ms;
+        task_env_t e = s_env();
+        task_on_timer(t, &e);
+        s_spend(t, NULL, 0, 0);
+        cr_assert_eq(t->steps[i].st, ORCH_STEP_RUNNING);
+    }
+    cr_expect_eq(t->end, TASK_END_FAILED, "not queued forever");
+    cr_expect_gt(tries, 10, "queued several times first");
+    task_destroy(&t);
+}
+
 /* ---- cancel -------------------------------------------------------------- */
 
 Test(task, cancel_running_waits_for_steps_then_closes)
