@@ -28,10 +28,12 @@
 
 #include "agents/agent_metrics.h"
 #include "agents/evjson.h"
+#include "common/fingerprint.h"
 #include "common/tokens.h"
 #include "agents/tool.h"
 #include "bus/bus.h"
 #include "common/log.h"
+#include "common/trace.h"
 
 #define AGENT_TOOL_OUTPUT_MAX (32 * 1024) /* bytes of tool output in a step result */
 #define AGENT_COMMIT_TRIES    3
@@ -411,6 +413,11 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
         ev_set_str(r, "served_model", s->served_model);
     if (s->finish_reason[0])
         ev_set_str(r, "finish_reason", s->finish_reason);
+    /* which instance on which host ran it (several hosts serve one agent) */
+    ev_set_str(r, "served_by", a->sec.name[0] ? a->sec.name : a->name);
+    char host[PROTO_MAX_NAME + 1] = "";
+    if (gethostname(host, sizeof host - 1) == 0 && bus_name_valid(host, strlen(host), 64))
+        ev_set_str(r, "host", host);
     ev_set(r, "providers", s_providers_ev((agent_t *)a));
     if (s->ecode) {
         ev_t *e = ev_set_map(r, "error");
@@ -520,8 +527,12 @@ static int s_llm(s_worker_t *w, s_step_t *s, int model, const char *system, cons
         memset(&res, 0, sizeof res);
         res.status = LLM_ERR_INTERNAL;
         snprintf(res.error, sizeof res.error, "no HTTP client");
-    } else
+    } else {
+        int64_t t0 = trace_on() ? trace_now_us() : 0;
         llm_call(w->llm, &req, &res);
+        if (t0)
+            trace_span(TRACE_LLM, s->task, m->name, t0, trace_now_us());
+    }
     agent_metrics_llm(a->metrics, a->name, m->name, &res);
     double ratio = tokens_calib_ratio(a->calib, m->name);
     agent_llm_actual(m, &res, hold, prompt_cal, ratio, actual, measured);
@@ -679,8 +690,11 @@ static void s_run_tool(s_worker_t *w, s_step_t *s, const char *text, const ev_t 
     agent_t *a = w->agent;
     const cfg_tool_t *t = &a->cfg->tools[s->choice.tool];
     tool_result_t res;
+    int64_t t0 = trace_on() ? trace_now_us() : 0;
     tool_run(t, a->cfg->dir, a->self_dir[0] ? a->self_dir : NULL, text, hold->v[DIM_LATENCY_MS],
              &res);
+    if (t0)
+        trace_span(TRACE_TOOL, s->task, t->name, t0, trace_now_us());
     s->actual.v[DIM_TOOL_CALLS] = 1;
     s->actual.v[DIM_LATENCY_MS] = res.elapsed_ms;
     s->measured = AGENT_MEASURED_PROVIDER;
@@ -987,6 +1001,7 @@ agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t
     snprintf(self->self_dir, sizeof self->self_dir, "%s", opts->self_dir ? opts->self_dir : "");
     self->metrics = agent_metrics_new(opts->metrics);
     bus_security_init(&self->sec, self->run_dir, self->name, opts->curve);
+    cfg_fingerprint(cfg, self->sec.fingerprint);
     self->calib = tokens_calib_new();
     self->boot_ms = zclock_time();
     atomic_init(&self->seq, 1);

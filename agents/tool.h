@@ -8,6 +8,14 @@
     timeout the whole process group gets SIGKILL; output past the cap is cut
     (and the command killed) and the result says it was truncated.
 
+    The built-in: a command whose argv[0] is exactly TOOL_BUILTIN_KB_SEARCH
+    (the default tool, emads-kb-search, by its bare name) runs in the
+    calling process, without a spawn: the same arguments, output, exit codes
+    (as exit_code with TOOL_ERR_EXIT) and messages as the program, a
+    relative --dir resolved against cfg_dir, the output cap and the timeout
+    (checked between the files it reads) applied the same way. Name the
+    program by path to have it spawned instead.
+
     Each tool_run() is one tool call on the ledger.
 */
 #ifndef AGENTS_TOOL_H_INCLUDED
@@ -18,6 +26,8 @@
 #include <stdint.h>
 
 #include "common/config.h"
+
+#define TOOL_BUILTIN_KB_SEARCH "emads-kb-search"
 
 typedef enum {
     TOOL_OK = 0,

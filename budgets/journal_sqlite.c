@@ -11,8 +11,12 @@
                 blobs), created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired = charged in
                 full), measured,
-                path, model, option, period_key (the agent's period account),
-                key_key (the gateway key's period account; both '' when none)
+                path, model, option, actor (who placed it acting for agent,
+                "" = agent itself; added in place to a format 5 file written
+                before it, whose holds are their agents' own), period_key (the
+                agent's period account), key_key (the gateway key's period
+                account; both '' when none; columns are read and written by
+                name, since actor may come before or after them)
       limit_changes  limits changed at run time (journal_overrides.h)
       requests  rowid (the record's seq), sender, request_id, fingerprint, op,
                 code, reason, hold_id, task, agent, amounts (blob), t1, t2, overrun,
@@ -78,6 +82,7 @@
 */
 #include "budgets/journal_backend.h"
 #include "budgets/journal_overrides.h"
+#include "common/sqlwal.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -96,16 +101,9 @@ static const char *const s_dim_names[DIM_COUNT] = {EMADS_DIMS(S_X_NAME)};
 typedef struct {
     sqlite3 *db;
     sqlite3_stmt *put_account, *put_hold, *put_request, *put_entry, *del_request;
-    int wal_frames; /* frames in the WAL after the last commit */
+    int wal_frames;                          /* frames in the WAL after the last commit */
+    sqlite3_stmt *begin, *commit, *rollback; /* prepared once: no SQL parsed per batch */
 } jsqlite_t;
-
-static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
-{
-    (void)db;
-    (void)name;
-    ((jsqlite_t *)arg)->wal_frames = frames;
-    return SQLITE_OK;
-}
 
 #define S_ACCOUNTS_DDL                                                                             \
     "CREATE TABLE accounts(key TEXT PRIMARY KEY, kind INT NOT NULL,"                               \
@@ -117,7 +115,7 @@ static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"      \
     " amt BLOB NOT NULL, act BLOB NOT NULL,"                                                       \
     " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"                        \
-    " measured TEXT, path TEXT, model TEXT, option TEXT);"
+    " measured TEXT, path TEXT, model TEXT, option TEXT, actor TEXT NOT NULL DEFAULT '');"
 #define S_REQUESTS_DDL                                                                             \
     "CREATE TABLE requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"                        \
     " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"         \
@@ -145,7 +143,9 @@ static const char *s_migrate_v4 =
     " dims_pack('tokens', used0, 'latency_ms', used1, 'tool_calls', used2, 'cost_uusd', used3),"
     " dims_pack('tokens', held0, 'latency_ms', held1, 'tool_calls', held2, 'cost_uusd', held3),"
     " opened_at_ms, deadline_ms, closed_at_ms, closed, training FROM accounts_v4;"
-    "INSERT INTO holds SELECT seq, hold_id, task, agent, step, global_key,"
+    "INSERT INTO holds(seq, hold_id, task, agent, step, global_key, amt, act, created_ms,"
+    " expires_ms, resolved_ms, state, measured, path, model, option)"
+    " SELECT seq, hold_id, task, agent, step, global_key,"
     " dims_pack('tokens', amt0, 'latency_ms', amt1, 'tool_calls', amt2, 'cost_uusd', amt3),"
     " dims_pack('tokens', act0, 'latency_ms', act1, 'tool_calls', act2, 'cost_uusd', act3),"
     " created_ms, expires_ms, resolved_ms, state, measured, path, model, option FROM holds_v4;"
@@ -163,6 +163,12 @@ static const char *s_migrate_v4 =
     "DROP TABLE requests_v4;"
     "UPDATE meta SET value = '5' WHERE key = 'format';"
     "PRAGMA user_version = 5;";
+
+/* The holds' columns in the order the code binds and reads them (a table
+   may have them in another order: actor was added in place). */
+#define S_HOLD_COLUMNS                                                                             \
+    "seq, hold_id, task, agent, step, global_key, amt, act, created_ms, expires_ms,"               \
+    " resolved_ms, state, measured, path, model, option, actor, period_key, key_key"
 
 /* Version 5 -> 6: holds name their period accounts. */
 static const char *s_migrate_v5 =
@@ -321,6 +327,9 @@ static void s_close(void *arg)
     sqlite3_finalize(self->put_request);
     sqlite3_finalize(self->put_entry);
     sqlite3_finalize(self->del_request);
+    sqlite3_finalize(self->begin);
+    sqlite3_finalize(self->commit);
+    sqlite3_finalize(self->rollback);
     sqlite3_close(self->db);
     free(self);
 }
@@ -423,6 +432,17 @@ static void *s_open(const char *path, char *err, size_t errlen)
         s_close(self);
         return NULL;
     }
+    /* holds.actor came after format 5 was first written: add it in place
+       (older holds were placed by their agents: "") */
+    if (sqlite3_exec(self->db, "SELECT actor FROM holds LIMIT 0", NULL, NULL, NULL) != SQLITE_OK &&
+        sqlite3_exec(self->db, "ALTER TABLE holds ADD COLUMN actor TEXT NOT NULL DEFAULT ''", NULL,
+                     NULL, &msg) != SQLITE_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: adding holds.actor: %s", path, msg ? msg : "alter");
+        sqlite3_free(msg);
+        s_close(self);
+        return NULL;
+    }
     if (jover_schema(self->db) != 0) {
         s_err(err, errlen, "limit_changes", self->db);
         s_close(self);
@@ -431,9 +451,10 @@ static void *s_open(const char *path, char *err, size_t errlen)
     if (sqlite3_prepare_v2(self->db,
                            "INSERT OR REPLACE INTO accounts VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", -1,
                            &self->put_account, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(
-            self->db, "INSERT OR REPLACE INTO holds VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            -1, &self->put_hold, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(self->db,
+                           "INSERT OR REPLACE INTO holds(" S_HOLD_COLUMNS
+                           ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT INTO requests(sender, request_id, fingerprint, op, code, reason,"
                            " hold_id, task, agent, amounts, t1, t2, overrun, err_kind,"
@@ -448,7 +469,17 @@ static void *s_open(const char *path, char *err, size_t errlen)
         s_close(self);
         return NULL;
     }
-    sqlite3_wal_hook(self->db, s_wal_hook, self);
+    if (sqlite3_prepare_v3(self->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &self->begin,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(self->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &self->commit,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(self->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &self->rollback,
+                           NULL) != SQLITE_OK) {
+        s_err(err, errlen, "prepare", self->db);
+        s_close(self);
+        return NULL;
+    }
+    sqlite3_wal_hook(self->db, sqlwal_hook, &self->wal_frames);
     return self;
 schema_fail:
     if (err && errlen)
@@ -516,8 +547,9 @@ static int s_put_hold(jsqlite_t *self, const ledger_hold_row_t *r)
     sqlite3_bind_text(st, 14, r->path, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 15, r->model, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 16, r->option, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 17, r->period_key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 18, r->key_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 17, r->actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 18, r->period_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 19, r->key_key, -1, SQLITE_STATIC);
     return s_step(st);
 }
 
@@ -562,7 +594,7 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
     if (!ch.n_accounts && !ch.n_holds && !ch.n_requests && !ch.n_entries && !ch.n_pruned &&
         !n_limits)
         return 0;
-    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlwal_run(self->begin) != 0) {
         s_err(err, errlen, "begin", self->db);
         return -1;
     }
@@ -588,12 +620,12 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
         rc = jover_write(self->db, ledger_limits(ledger));
     if (rc != 0) {
         s_err(err, errlen, "write", self->db);
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlwal_run(self->rollback);
         return -1;
     }
-    if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlwal_run(self->commit) != 0) {
         s_err(err, errlen, "commit", self->db);
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlwal_run(self->rollback);
         return -1;
     }
     ledger_changes_clear(ledger);
@@ -607,14 +639,7 @@ static int s_append(void *arg, ledger_t *ledger, char *err, size_t errlen)
 static int s_idle(void *arg)
 {
     jsqlite_t *self = arg;
-    if (self->wal_frames < JSQLITE_CHECKPOINT_FRAMES)
-        return 0;
-    int log = 0, done = 0;
-    if (sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
-        SQLITE_OK)
-        return -1;
-    self->wal_frames = log - done;
-    return 1;
+    return sqlwal_idle(self->db, &self->wal_frames, JSQLITE_CHECKPOINT_FRAMES);
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -672,8 +697,8 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         goto fail;
     sqlite3_finalize(st);
     /* holds, in creation order */
-    if (sqlite3_prepare_v2(self->db, "SELECT * FROM holds ORDER BY seq", -1, &st, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_prepare_v2(self->db, "SELECT " S_HOLD_COLUMNS " FROM holds ORDER BY seq", -1, &st,
+                           NULL) != SQLITE_OK)
         goto fail;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ledger_hold_row_t r;
@@ -696,8 +721,9 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         s_text(r.path, sizeof r.path, st, 13);
         s_text(r.model, sizeof r.model, st, 14);
         s_text(r.option, sizeof r.option, st, 15);
-        s_text(r.period_key, sizeof r.period_key, st, 16);
-        s_text(r.key_key, sizeof r.key_key, st, 17);
+        s_text(r.actor, sizeof r.actor, st, 16);
+        s_text(r.period_key, sizeof r.period_key, st, 17);
+        s_text(r.key_key, sizeof r.key_key, st, 18);
         if (ledger_load_hold(ledger, &r) != 0)
             goto fail;
     }

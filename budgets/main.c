@@ -23,6 +23,7 @@
 
 #include "budgets/journal.h"
 #include "budgets/ledger_server.h"
+#include "common/fingerprint.h"
 #include "common/config.h"
 #include "common/daemon.h"
 #include "common/log.h"
@@ -137,6 +138,7 @@ int main(int argc, char **argv)
     memset(&opts, 0, sizeof opts);
     opts.endpoint = d.endpoint;
     bus_security_init(&opts.sec, d.run, "ledger", d.curve);
+    cfg_fingerprint(d.cfg, opts.sec.fingerprint);
     opts.db_path = flags.db;
     opts.cfg = d.cfg;
     char listen[64];

@@ -52,6 +52,7 @@
 */
 #include "bus/broker.h"
 #include "bus/bus_priv.h"
+#include "common/fingerprint.h"
 #include "common/log.h"
 
 #include <arpa/inet.h>
@@ -67,6 +68,7 @@
 #define S_MAX_SUBS         64                 /* subscriptions per client */
 #define S_MAX_CAPACITY     1024
 #define S_BATCH            256
+#define S_SPARE_FRAMES     16 /* frames kept for reuse (a request has 6) */
 #define S_TIMER_MS         50
 #define S_KEY_MAX          (2 * 256 + 1)
 
@@ -100,7 +102,12 @@ struct s_worker {
     s_service_t *service;
     void *handle; /* in service->workers */
     int capacity;
-    zlistx_t *inflight; /* s_request_t * (owned) */
+    char host[PROTO_MAX_NAME + 1]; /* READY's host, "" not sent */
+    int64_t pid;                   /* READY's pid, 0 not sent */
+    char fingerprint[24];          /* READY's config fingerprint, "" not sent */
+    uint64_t served;               /* requests answered */
+    int64_t since;                 /* registered (zclock_mono) */
+    zlistx_t *inflight;            /* s_request_t * (owned) */
     int64_t expiry;
     int fd; /* the connection it talks on (ZMQ_SRCFD), for disconnect events */
 };
@@ -116,6 +123,13 @@ typedef struct {
 } s_client_t;
 
 struct _bus_broker_t {
+    /* s_recv's storage, recycled from one message to the next: the frames
+       of handled messages (their zmq_msg_t keeps parts of up to 33 bytes
+       inline, so ids, commands and names then cost no allocation) and an
+       emptied message */
+    zframe_t *spare_frames[S_SPARE_FRAMES];
+    int n_spare_frames;
+    zmsg_t *spare_msg;
     zsock_t *router;
     zsock_t *zap;
     zsock_t *monitor;     /* PAIR reading the router's DISCONNECTED events */
@@ -126,6 +140,7 @@ struct _bus_broker_t {
     char endpoint[1024];
     bool curve;
     const cfg_t *cfg;
+    char fingerprint[CFG_FINGERPRINT_LEN + 1]; /* of cfg, "" without one */
     int queue_timeout_ms;
     int hb_ms;
     volatile sig_atomic_t *reload_flag;
@@ -410,6 +425,33 @@ static void s_worker_delete(bus_broker_t *self, s_worker_t *w, const char *why, 
 
 /* ---- the "bus" service -------------------------------------------------- */
 
+/* One worker in a pong: who it is, where it runs and what it does. */
+static ev_t *s_worker_info(bus_broker_t *self, s_worker_t *w, int64_t now)
+{
+    ev_t *e = ev_new_map();
+    ev_set_str(e, "instance", w->instance);
+    ev_set_str(e, "principal", w->name);
+    if (w->host[0])
+        ev_set_str(e, "host", w->host);
+    if (w->pid > 0)
+        ev_set_int(e, "pid", w->pid);
+    if (w->fd >= 0) {
+        char fdkey[16];
+        snprintf(fdkey, sizeof(fdkey), "%d", w->fd);
+        const char *addr =
+            self->peer_addrs ? (const char *)zhashx_lookup(self->peer_addrs, fdkey) : NULL;
+        if (addr)
+            ev_set_str(e, "address", addr);
+    }
+    ev_set_int(e, "capacity", w->capacity);
+    ev_set_int(e, "inflight", (int64_t)zlistx_size(w->inflight));
+    ev_set_int(e, "served", w->served > INT64_MAX ? INT64_MAX : (int64_t)w->served);
+    ev_set_int(e, "uptime_ms", now - w->since);
+    if (w->fingerprint[0])
+        ev_set_str(e, "fingerprint", w->fingerprint);
+    return e;
+}
+
 static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr, const char *type)
 {
     ev_t *body = NULL;
@@ -417,17 +459,21 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
         body = proto_body("pong");
         ev_set_int(body, "uptime_ms", zclock_mono() - self->started);
         ev_set_bool(body, "curve", self->curve);
+        if (self->fingerprint[0])
+            ev_set_str(body, "fingerprint", self->fingerprint);
         ev_t *svcs = ev_set_map(body, "services");
         for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
              s = (s_service_t *)zhashx_next(self->services)) {
             ev_t *e = ev_set_map(svcs, s->name);
             int64_t inflight = 0, age = -1, now = zclock_mono();
-            ev_t *inst = ev_new_array();
+            ev_t *inst = ev_new_array(), *list = ev_new_array();
             for (s_worker_t *w = (s_worker_t *)zlistx_first(s->workers); w;
                  w = (s_worker_t *)zlistx_next(s->workers)) {
                 inflight += (int64_t)zlistx_size(w->inflight);
                 if (ev_len(inst) < 64)
                     ev_push(inst, ev_new_str(w->instance));
+                if (ev_len(list) < 64)
+                    ev_push(list, s_worker_info(self, w, now));
                 /* since the worker was last heard (expiry is that + liveness) */
                 int64_t a = now - (w->expiry - (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS);
                 if (a < 0)
@@ -441,6 +487,7 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
             if (age >= 0) /* the stalest worker's */
                 ev_set_int(e, "heartbeat_age_ms", age);
             ev_set(e, "instances", inst);
+            ev_set(e, "worker_list", list);
         }
         ev_set_int(body, "clients", (int64_t)zhashx_size(self->clients));
     } else if (streq(type, "stats")) {
@@ -712,7 +759,8 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
         self->stats.malformed++;
         return;
     }
-    int64_t capacity = 1;
+    int64_t capacity = 1, pid = 0;
+    char host[PROTO_MAX_NAME + 1] = "", fp[24] = "";
     if (bodyf) {
         ev_t *ev = NULL;
         if (ev_decode(zframe_data(bodyf), zframe_size(bodyf), NULL, &ev, NULL, 0) != EV_OK) {
@@ -720,19 +768,46 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
             return;
         }
         capacity = ev_get_int(ev, "capacity", 1);
+        /* optional worker info (older workers send none) */
+        const char *h = ev_get_str(ev, "host", ""), *f = ev_get_str(ev, "fingerprint", "");
+        if (bus_name_valid(h, strlen(h), PROTO_MAX_NAME))
+            snprintf(host, sizeof(host), "%s", h);
+        if (bus_name_valid(f, strlen(f), sizeof(fp) - 1))
+            snprintf(fp, sizeof(fp), "%s", f);
+        pid = ev_get_int(ev, "pid", 0);
+        if (pid < 0 || pid > INT32_MAX)
+            pid = 0;
         ev_destroy(&ev);
     }
     if (capacity < 1)
         capacity = 1;
     if (capacity > S_MAX_CAPACITY)
         capacity = S_MAX_CAPACITY;
-    if (!s_may_serve(self, service, name)) {
-        self->stats.ready_refused++;
-        char why[400];
+    char why[400] = "";
+    if (!s_may_serve(self, service, name))
         snprintf(why, sizeof(why),
                  "'%s' may not serve '%s': only the principal '%s' or one a serve rule of the "
                  "access list names",
                  name, service, service);
+    else if (fp[0] && self->fingerprint[0] && !streq(fp, self->fingerprint)) {
+        /* a host whose budgets, prices, workflows or access list differ */
+        bool warn = self->cfg && self->cfg->bus_fingerprint_warn;
+        if (warn && (!w || !streq(w->fingerprint, fp)))
+            log_warn("config fingerprint mismatch: instance '%s' at %s has %s, the bus has %s "
+                     "(budgets, prices, workflows or access list differ)%s",
+                     self->cur_instance, self->cur_addr[0] ? self->cur_addr : "local", fp,
+                     self->fingerprint, warn ? "; accepted (bus.fingerprint: warn)" : "");
+        if (!warn)
+            snprintf(why, sizeof(why),
+                     "config fingerprint mismatch: this worker's is %s, the bus's is %s "
+                     "(budgets, prices, workflows or access list differ; bus.fingerprint: "
+                     "refuse)",
+                     fp, self->fingerprint);
+    }
+    if (why[0]) {
+        self->stats.ready_refused++;
+        if (w)
+            s_worker_delete(self, w, "READY refused", false);
         if (s_should_log(self->stats.ready_refused))
             log_warn("READY refused from instance '%s' at %s: %s (%llu refused so far)",
                      self->cur_instance, self->cur_addr[0] ? self->cur_addr : "local", why,
@@ -764,11 +839,15 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
         zlistx_set_destructor(w->inflight, s_request_free);
         w->handle = zlistx_add_start(s->workers, w); /* unused yet: first in line */
         w->fd = self->cur_fd;
+        w->since = zclock_mono();
         zhashx_insert(self->workers, key, w);
         log_info("worker %s (%s for %s) serves '%s', capacity %d", key, self->cur_instance, name,
                  service, (int)capacity);
     }
     w->capacity = (int)capacity;
+    snprintf(w->host, sizeof(w->host), "%s", host);
+    snprintf(w->fingerprint, sizeof(w->fingerprint), "%s", fp);
+    w->pid = pid;
     w->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
     /* the acknowledgement: the worker knows it is registered */
     s_send(self, id, PROTO_WORKER, PROTO_HEARTBEAT);
@@ -800,6 +879,7 @@ static void s_worker_answer(bus_broker_t *self, zmsg_t *m, s_worker_t *w, uint8_
                  (proto_cmd_t)cmd, 3, data, size);
     if (cmd == PROTO_REPLY) {
         self->stats.replies++;
+        w->served++;
         zlistx_delete(w->inflight, zlistx_cursor(w->inflight));
         s_dispatch(self, w->service);
     }
@@ -863,7 +943,12 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
     self->cur_instance[0] = '\0';
     self->cur_pubkey[0] = '\0';
     self->cur_addr[0] = '\0';
-    zmsg_t *m = zmsg_new();
+    zmsg_t *m = self->spare_msg ? self->spare_msg : zmsg_new();
+    self->spare_msg = NULL;
+    if (!m) {
+        zmq_msg_close(&part);
+        return NULL;
+    }
     size_t nframes = 0;
     while (true) {
         if (nframes == 1) {
@@ -885,7 +970,12 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
         }
         bool more = zmq_msg_more(&part);
         if (nframes < PROTO_MAX_FRAMES + 1) {
-            zframe_t *f = zframe_new(zmq_msg_data(&part), zmq_msg_size(&part));
+            zframe_t *f = NULL;
+            if (self->n_spare_frames > 0) {
+                f = self->spare_frames[--self->n_spare_frames];
+                zframe_reset(f, zmq_msg_data(&part), zmq_msg_size(&part));
+            } else
+                f = zframe_new(zmq_msg_data(&part), zmq_msg_size(&part));
             if (f)
                 zmsg_append(m, &f);
         } else
@@ -896,6 +986,25 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
     }
     zmq_msg_close(&part);
     return m;
+}
+
+/* Keep what s_recv allocated for m (the handlers took what they keep
+   out of it) for the next message. */
+static void s_recycle(bus_broker_t *self, zmsg_t **m_p)
+{
+    zframe_t *f;
+    while ((f = zmsg_pop(*m_p))) {
+        if (self->n_spare_frames < S_SPARE_FRAMES)
+            self->spare_frames[self->n_spare_frames++] = f;
+        else
+            zframe_destroy(&f);
+    }
+    if (self->spare_msg)
+        zmsg_destroy(m_p);
+    else {
+        self->spare_msg = *m_p;
+        *m_p = NULL;
+    }
 }
 
 static void s_handle(bus_broker_t *self, zmsg_t *m)
@@ -999,8 +1108,10 @@ int bus_broker_reload(bus_broker_t *self, const cfg_t *cfg)
 {
     if (!self)
         return -1;
-    if (cfg)
+    if (cfg) {
         self->cfg = cfg;
+        cfg_fingerprint(cfg, self->fingerprint);
+    }
     int rc = self->curve ? s_keys_reload(self) : 0;
     log_info("reloaded: %zu certificate(s)%s", self->keys ? zhashx_size(self->keys) : 0,
              cfg ? " and the access list" : "");
@@ -1371,11 +1482,15 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
         return NULL;
     self->curve = opts->curve;
     self->cfg = opts->cfg;
+    if (self->cfg)
+        cfg_fingerprint(self->cfg, self->fingerprint);
     self->reload_flag = opts->reload_flag;
     self->on_reload = opts->on_reload;
     self->reload_arg = opts->reload_arg;
-    self->queue_timeout_ms =
-        opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms : S_QUEUE_TIMEOUT_MS;
+    self->queue_timeout_ms = opts->queue_timeout_ms > 0 ? opts->queue_timeout_ms
+                             : opts->cfg && opts->cfg->bus_queue_timeout_ms > 0
+                                 ? (int)opts->cfg->bus_queue_timeout_ms
+                                 : S_QUEUE_TIMEOUT_MS;
     self->hb_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : PROTO_HEARTBEAT_MS;
     if (opts->metrics)
         s_metrics_init(self, opts->metrics);
@@ -1472,6 +1587,9 @@ void bus_broker_destroy(bus_broker_t **self_p)
         zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
+    while (self->n_spare_frames > 0)
+        zframe_destroy(&self->spare_frames[--self->n_spare_frames]);
+    zmsg_destroy(&self->spare_msg);
     zsock_destroy(&self->zap);
     zhashx_destroy(&self->keys);
     zhashx_destroy(&self->revoked);
@@ -1533,7 +1651,7 @@ int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
                     self->stats.malformed++;
                 else
                     s_handle(self, m);
-                zmsg_destroy(&m);
+                s_recycle(self, &m);
             }
         }
         if (pipe_at >= 0 && (items[pipe_at].revents & ZMQ_POLLIN)) {

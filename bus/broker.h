@@ -29,7 +29,8 @@ typedef struct {
     bool curve;            /* false: PLAIN, any password, names claimed not proven */
     const cfg_t *cfg;      /* access list; NULL = allow everything. Borrowed:
                               must outlive the broker */
-    int queue_timeout_ms;  /* how long a request waits for a worker; 0 = 3000 */
+    int queue_timeout_ms;  /* how long a request waits for a worker; 0 = the
+                              config's bus.queue_timeout_ms, else 3000 */
     int heartbeat_ms;      /* 0 = PROTO_HEARTBEAT_MS */
     metrics_t *metrics;    /* where the broker's counters, worker and queue
                               gauges and queue-wait histogram go; NULL =

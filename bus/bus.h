@@ -40,6 +40,8 @@ typedef struct {
     bool curve;                    /* false: plain (the bus was started --insecure) */
     char certs_dir[1024];          /* <run>/certs */
     char name[PROTO_MAX_NAME + 1]; /* our certificate name, e.g. "cto_agent", "emadsctl" */
+    char fingerprint[24];          /* a worker's config fingerprint (common/fingerprint.h),
+                                      sent in READY; "" = none (set by the daemon) */
 } bus_security_t;
 
 /* True if name is 1..max bytes of [A-Za-z0-9_.:-] (a name of PROTOCOL.md 4). */
@@ -137,7 +139,9 @@ typedef struct {
     ev_t *body;                        /* owned */
 } bus_request_t;
 
-/* Connect and register `service` with capacity requests at once. The worker
+/* Connect and register `service` with capacity requests at once; READY
+   also carries this host's name, our pid and sec->fingerprint (when set),
+   which the bus shows in `ping` and compares with its own. The worker
    reconnects with back-off 1 s -> 32 s whenever the bus goes silent for
    PROTO_HEARTBEAT_LIVENESS intervals, and re-sends READY. NULL on failure. */
 bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,

@@ -27,13 +27,15 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 struct _bus_worker_t {
     zsock_t *sock;
     char service[PROTO_MAX_NAME + 1];
     int capacity;
-    int64_t hb_at;      /* next heartbeat to send */
-    int64_t bus_expiry; /* broker lost after this */
+    char fingerprint[24]; /* sent in READY, "" none */
+    int64_t hb_at;        /* next heartbeat to send */
+    int64_t bus_expiry;   /* broker lost after this */
     bool bus_lost;
     int64_t ready_at;   /* while lost: next READY */
     int64_t ready_sent; /* when the last READY went out */
@@ -65,6 +67,12 @@ static void s_send_ready(bus_worker_t *self)
 {
     ev_t *body = proto_body("ready");
     ev_set_int(body, "capacity", self->capacity);
+    char host[PROTO_MAX_NAME + 1] = "";
+    if (gethostname(host, sizeof host - 1) == 0 && bus_name_valid(host, strlen(host), 64))
+        ev_set_str(body, "host", host);
+    ev_set_int(body, "pid", (int64_t)getpid());
+    if (self->fingerprint[0])
+        ev_set_str(body, "fingerprint", self->fingerprint);
     zframe_t *f = bus_body_frame(body);
     ev_destroy(&body);
     zmsg_t *tail = zmsg_new();
@@ -88,6 +96,8 @@ bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capa
         return NULL;
     snprintf(self->service, sizeof(self->service), "%s", service);
     self->capacity = capacity < 1 ? 1 : capacity;
+    if (sec)
+        snprintf(self->fingerprint, sizeof(self->fingerprint), "%s", sec->fingerprint);
     self->sock = zsock_new(ZMQ_DEALER);
     if (!self->sock || bus_sock_setup(self->sock, sec) != 0)
         goto fail;

@@ -1049,7 +1049,8 @@ int cfg_endpoint_check(const char *ep, char *why, size_t whylen)
 
 static void s_bus(s_ctx_t *ctx, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"endpoint", "curve", "request_timeout_ms", NULL};
+    static const char *const keys[] = {"endpoint",         "curve",       "request_timeout_ms",
+                                       "queue_timeout_ms", "fingerprint", NULL};
     char path[64];
     yaml_node_t *m = s_field(ctx, root, "", "bus", false, path, sizeof path);
     if (!m || !s_expect_map(ctx, m, "bus"))
@@ -1063,6 +1064,15 @@ static void s_bus(s_ctx_t *ctx, const yaml_node_t *root)
         s_err(ctx, s_line(s_get(ctx, m, "endpoint")), "bus.endpoint", "%s", why);
     s_read_bool(ctx, m, "bus", "curve", false, &cfg->curve);
     s_read_int(ctx, m, "bus", "request_timeout_ms", false, 1, S_DAY_MS, &cfg->request_timeout_ms);
+    s_read_int(ctx, m, "bus", "queue_timeout_ms", false, 1, S_DAY_MS, &cfg->bus_queue_timeout_ms);
+    char fp[16] = "";
+    if (s_read_str(ctx, m, "bus", "fingerprint", false, fp, sizeof fp) == 1) {
+        if (!strcmp(fp, "refuse") || !strcmp(fp, "warn"))
+            cfg->bus_fingerprint_warn = !strcmp(fp, "warn");
+        else
+            s_err(ctx, s_line(s_get(ctx, m, "fingerprint")), "bus.fingerprint",
+                  "must be refuse or warn, not '%s'", fp);
+    }
 }
 
 const char *const cfg_metrics_names[CFG_METRICS_COUNT] = {"bus", "ledger", "orchestrator",
@@ -2095,6 +2105,7 @@ static void s_defaults(cfg_t *cfg)
 {
     cfg->curve = true;
     cfg->request_timeout_ms = 5000;
+    cfg->bus_queue_timeout_ms = 3000;
     cfg->hold_ttl_ms = 60000;
     cfg->request_retention_s = 86400;
     cfg->alert_warn = 0.8;

@@ -223,6 +223,10 @@ typedef struct {
     char bus_endpoint[256];     /* "" = ipc://<run>/bus.sock */
     bool curve;                 /* default true */
     int64_t request_timeout_ms; /* client default, 5000 */
+    /* bus: how long a request waits for a free worker (3000 ms), and
+       whether a worker whose config fingerprint differs is only warned of */
+    int64_t bus_queue_timeout_ms;
+    bool bus_fingerprint_warn;
 
     /* ledger */
     int64_t hold_ttl_ms;               /* default 60000 */

@@ -27,6 +27,7 @@
 
 #include "common/rundir.h"
 #include "ctl/ctlbus.h"
+#include "ctl/ctlhosts.h"
 
 #define CERTS_WAIT_MS 5000 /* revoke: how long to wait for the bus to cut the instance */
 
@@ -197,32 +198,6 @@ static int s_revoke(ctl_opts_t *opts, ctl_conn_t *conn, const char *name)
 
 /* ---- export -------------------------------------------------------------- */
 
-static int s_copy(const char *from, const char *to, mode_t mode)
-{
-    FILE *in = fopen(from, "rb");
-    if (!in)
-        return -1;
-    mode_t old = umask(077);
-    FILE *out = fopen(to, "wb");
-    umask(old);
-    if (!out) {
-        fclose(in);
-        return -1;
-    }
-    char buf[4096];
-    size_t n;
-    int rc = 0;
-    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-        if (fwrite(buf, 1, n, out) != n)
-            rc = -1;
-    if (ferror(in))
-        rc = -1;
-    fclose(in);
-    if (fclose(out) != 0)
-        rc = -1;
-    return rc == 0 ? chmod(to, mode) : -1;
-}
-
 static int s_export(ctl_opts_t *opts, ctl_conn_t *conn, const char *name, const char *dir)
 {
     char from[2 * PATH_MAX + 64], to[2 * PATH_MAX + 64];
@@ -251,7 +226,7 @@ static int s_export(ctl_opts_t *opts, ctl_conn_t *conn, const char *name, const 
         const char *base = files[i].base ? files[i].base : name;
         snprintf(from, sizeof(from), "%s/%s/%s%s", conn->run, files[i].sub, base, files[i].ext);
         snprintf(to, sizeof(to), "%s/%s/%s%s", dir, files[i].sub, base, files[i].ext);
-        if (s_copy(from, to, files[i].mode) != 0) {
+        if (ctl_copy_file(from, to, files[i].mode) != 0) {
             fprintf(stderr, "%s: certs export: cannot copy %s to %s: %s\n", opts->prog, from, to,
                     strerror(errno));
             json_decref(list);
@@ -273,7 +248,9 @@ static int s_export(ctl_opts_t *opts, ctl_conn_t *conn, const char *name, const 
                                  conn->endpoint, "files", list, "local_only", local));
     else {
         printf("exported %s to %s (endpoint %s)\n", name, dir, conn->endpoint);
-        printf("on the other host: EMADS_INSTANCE=%s <program> --home %s ...\n", name, dir);
+        printf("on the other host: emadsctl up --only AGENT --identity %s\n"
+               "                or: EMADS_INSTANCE=%s <program> --home %s ...\n",
+               dir, name, dir);
         json_decref(list);
     }
     if (local)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ctl/ctlbus.h"
+#include "ctl/ctlhosts.h"
 #include "common/views.h"
 #include "proto/ev.h"
 
@@ -275,6 +276,19 @@ static void s_print_steps_table(const ev_t *steps)
                    ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
                    ev_get_str(s, "path", "-"), ev_get_str(s, "model", "-"), cols);
     }
+    /* which instance on which host answered each step (several hosts may
+       serve one agent) */
+    bool any = false;
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        char served[160];
+        if (!strcmp(ctl_step_served_by(ev_at(steps, i), served, sizeof served), "-"))
+            continue;
+        ctl_printf("%s %s %s", any ? "," : "served by:", ev_get_str(ev_at(steps, i), "step", "?"),
+                   served);
+        any = true;
+    }
+    if (any)
+        printf("\n");
 }
 
 /* Print a task_result (JSON, or text with the steps table when `table`),

@@ -100,6 +100,9 @@ int ctl_cmd_keys(ctl_opts_t *opts, int argc, char **argv);   /* cmd_keys.c */
 int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv); /* cmd_budget.c */
 int ctl_cmd_certs(ctl_opts_t *opts, int argc, char **argv);  /* cmd_certs.c */
 
+/* cmd_up.c: the supervisor `up` leaves behind */
+int ctl_cmd_supervise(ctl_opts_t *opts, int argc, char **argv);
+
 /* spend --by (cmd_spend_report.c): the ledger's spend_report, printed; and
    T of --since/--until (UTC date/time, or 90s/30m/12h/7d back from now_ms)
    into *out_ms, 0 / -1. */

@@ -32,14 +32,18 @@ static const ctl_command_t s_commands[] = {
     {"config", ctl_cmd_config, "config check [FILE] | config path",
      "validate a configuration and print a summary, or every error as file:line: key: reason;\n"
      "        path: print the configuration file in use"},
-    {"up", ctl_cmd_up, "up [--insecure]",
-     "start the bus, ledger, orchestrator, agents and gateway as daemons; wait until each is\n"
-     "        healthy"},
-    {"down", ctl_cmd_down, "down",
+    {"up", ctl_cmd_up,
+     "up [--only core|agents|NAME,...] [--bus ENDPOINT] [--identity DIR] [--insecure]",
+     "start the bus, ledger, orchestrator, agents and gateway (or --only a part of them) as\n"
+     "        daemons; wait until each is healthy; a supervisor restarts one that dies"},
+    {"down", ctl_cmd_down, "down [--only core|agents|NAME,...]",
      "stop the orchestrator (it finishes the steps in flight), the agents, the ledger and the\n"
      "        bus (SIGTERM, SIGKILL after a grace period); removes the bus socket"},
     {"status", ctl_cmd_status, "status [TASK]",
      "each process with pid, state, uptime and heartbeat; with TASK, that task's steps"},
+    {"supervise", ctl_cmd_supervise, "supervise",
+     "restart the processes 'up' started in this run directory when they die (started by\n"
+     "        'up'; stopped by 'down')"},
     {"submit", ctl_cmd_submit,
      "submit [--wait] [--timeout S] [--workflow NAME] [--max-cost USD] [--max-tokens N] TEXT...",
      "submit a task (UTF-8, at most 16 KiB); --wait follows its steps and prints the\n"

@@ -16,7 +16,12 @@
     the in-memory tasks and writes the changes to the task store inside one
     transaction; only after the commit does the outbox (replies, requests,
     events) go out. A reply or a step request therefore never gets ahead of
-    the record that explains it.
+    the record that explains it. One exception, open_task: it goes out just
+    before the commit (the `early` outbox), so the ledger's open overlaps
+    the task store's fdatasync instead of following it. open_task does no
+    work and holds nothing; a crash between it and the commit leaves at the
+    ledger an open task account with nothing held or spent, which the
+    submitter's retry (a new task) never uses.
 
     Planning (task.c with orch_plan.c): the remaining budgets come from the
     ledger's `spend` for the task, the estimates are corrected from the
@@ -40,6 +45,7 @@
 
 #include "common/id.h"
 #include "common/log.h"
+#include "common/trace.h"
 #include "orchestrator/classify.h"
 #include "orchestrator/orch_metrics.h"
 #include "orchestrator/orch_plan.h"
@@ -56,6 +62,8 @@
 #define ORCH_PROVIDERS_MS 1000  /* an agent not yet heard from is asked for its providers */
 #define ORCH_DRAIN        256   /* messages handled per socket per iteration */
 
+#define ORCH_TRACE_TASKS 16 /* tasks of one poll iteration named in the trace */
+
 struct _orch_t {
     const cfg_t *cfg;
     bus_worker_t *worker;
@@ -64,7 +72,11 @@ struct _orch_t {
     zhashx_t *tasks;   /* id -> task_t*, unfinished tasks */
     zhashx_t *pending; /* corr id -> outbox_outbox_pend_t* */
     outbox_t *out;     /* sent after the commit */
-    task_fx_t fx;      /* effects of the task event being handled */
+    outbox_t *early;   /* sent just before the commit: open_task */
+    /* EMADS_TRACE on: the tasks this poll iteration handled (see s_trace) */
+    char traced[ORCH_TRACE_TASKS][PROTO_MAX_ID + 1];
+    int n_traced;
+    task_fx_t fx; /* effects of the task event being handled */
     planner_history_t *hist;
     size_t n_hist;
     int64_t hist_at_ms;
@@ -176,6 +188,13 @@ static void s_metrics_task(orch_t *self, const task_t *t)
 static void s_exec(orch_t *self, task_t *t)
 {
     const char *id = t ? t->id : "?";
+    if (t && trace_on()) {
+        int i = 0;
+        while (i < self->n_traced && strcmp(self->traced[i], t->id) != 0)
+            i++;
+        if (i == self->n_traced && i < ORCH_TRACE_TASKS)
+            snprintf(self->traced[self->n_traced++], sizeof self->traced[0], "%s", t->id);
+    }
     for (size_t k = 0; k < self->fx.n; k++) {
         task_fx_item_t *f = &self->fx.v[k];
         switch (f->kind) {
@@ -194,7 +213,8 @@ static void s_exec(orch_t *self, task_t *t)
                 log_error("task %s: cannot record the plan", id);
             break;
         case TASK_FX_LEDGER:
-            outbox_send(self->out, "ledger", &f->body, f->timeout_ms, OUTBOX_LEDGER, id, -1, 0);
+            outbox_send(f->call == TASK_CALL_OPEN ? self->early : self->out, "ledger", &f->body,
+                        f->timeout_ms, OUTBOX_LEDGER, id, -1, 0);
             break;
         case TASK_FX_STEP:
             outbox_send(self->out, f->name, &f->body, f->timeout_ms, OUTBOX_STEP, id, f->step,
@@ -217,6 +237,27 @@ static void s_exec(orch_t *self, task_t *t)
         }
     }
     task_fx_clear(&self->fx);
+}
+
+/* EMADS_TRACE: the orchestrator's own work in a poll iteration, from its
+   wake-up to its commit and from the commit's end to the last send, as
+   TRACE_ORCH spans of every task it handled (the commit is the store's
+   span). */
+static void s_trace(orch_t *self, int64_t woke, int64_t commit_at, int64_t committed)
+{
+    int64_t sent = trace_now_us();
+    for (int i = 0; i < self->n_traced; i++) {
+        trace_span(TRACE_ORCH, self->traced[i], NULL, woke, commit_at);
+        trace_span(TRACE_ORCH, self->traced[i], NULL, committed, sent);
+    }
+    self->n_traced = 0;
+}
+
+/* Send the iteration's open_task requests before its commit (see the top
+   of this file). */
+static void s_flush_early(orch_t *self)
+{
+    outbox_flush(self->early, self->worker, self->client, self->pending);
 }
 
 /* Drop finished tasks from memory (the store keeps them). */
@@ -818,7 +859,8 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *s
     self->cfg = cfg;
     self->pols = policy_store_new(cfg);
     self->out = outbox_new();
-    if (!self->pols || !self->out) {
+    self->early = outbox_new();
+    if (!self->pols || !self->out || !self->early) {
         orch_destroy(&self);
         return NULL;
     }
@@ -843,6 +885,7 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *s
     taskstore_begin(self->store);
     s_recover(self);
     s_sweep(self);
+    s_flush_early(self);
     if (taskstore_commit(self->store) != 0)
         log_error("task store: commit failed during recovery");
     return self;
@@ -854,6 +897,7 @@ void orch_destroy(orch_t **self_p)
         return;
     orch_t *self = *self_p;
     outbox_destroy(&self->out);
+    outbox_destroy(&self->early);
     zhashx_destroy(&self->tasks);
     zhashx_destroy(&self->pending);
     bus_worker_destroy(&self->worker);
@@ -936,6 +980,7 @@ int orch_run(orch_t *self)
     int64_t drain_deadline = 0, drain_log = 0;
     while (!s_drain_check(self, &drain_deadline, &drain_log)) {
         zpoller_wait(poller, PROTO_HEARTBEAT_MS / 4);
+        int64_t woke = trace_on() ? trace_now_us() : 0;
         if (taskstore_begin(self->store) != 0) {
             log_error("task store: cannot begin a transaction");
             rc = -1;
@@ -962,13 +1007,20 @@ int orch_run(orch_t *self)
             train_run_next(self->train, self->cfg, &host);
         }
         s_sweep(self);
+        s_flush_early(self);
+        int64_t commit_at = woke ? trace_now_us() : 0;
         if (taskstore_commit(self->store) != 0) {
             /* Nothing leaves the process that the store does not hold. */
             log_error("task store: commit failed; stopping");
             rc = -1;
             break;
         }
+        int64_t committed = woke ? trace_now_us() : 0;
         outbox_flush(self->out, self->worker, self->client, self->pending);
+        if (woke)
+            s_trace(self, woke, commit_at, committed);
+        if (taskstore_idle(self->store) < 0)
+            log_warn("task store: checkpoint failed (the WAL keeps growing until one succeeds)");
         if (bus_worker_sock(self->worker) != wsock) {
             zpoller_destroy(&poller);
             wsock = bus_worker_sock(self->worker);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fingerprint.h"
 #include "common/config.h"
 #include "common/daemon.h"
 #include "common/log.h"
@@ -39,6 +40,7 @@ int main(int argc, char **argv)
     snprintf(polfile, sizeof polfile, "%s/policy.json", d.run);
     bus_security_t sec;
     bus_security_init(&sec, d.run, "orchestrator", d.curve);
+    cfg_fingerprint(d.cfg, sec.fingerprint);
 
     zsys_init();
     zsys_handler_reset();

@@ -305,6 +305,8 @@ static ev_t *s_result_ev(const cfg_t *cfg, const task_t *t)
     }
     if (t->end != TASK_END_NONE)
         ev_set_str(r, "final_state", task_end_name(t->end));
+    if (t->announced)
+        ev_set_bool(r, "announced", true); /* bookkeeping: task_status_reply leaves it out */
     return r;
 }
 
@@ -350,7 +352,8 @@ static ev_t *s_event_body(task_env_t *e, const char *topic, const task_t *t)
 static void s_task_event(task_env_t *e, const char *topic, const task_t *t)
 {
     ev_t *b = s_event_body(e, topic, t);
-    ev_set_str(b, "state", task_stored_state(t));
+    /* the end's name once it is announced (before ENDED: see s_maybe_close) */
+    ev_set_str(b, "state", t->announced ? task_end_name(t->end) : task_stored_state(t));
     if (t->reason[0])
         ev_set_str(b, "message", t->reason);
     ev_t *d = ev_set_map(b, "data");
@@ -482,33 +485,63 @@ static void s_call(task_env_t *e, task_t *t, task_call_t call)
     }
 }
 
+static void s_request_replan(task_env_t *e, task_t *t);
+
 void task_on_timer(task_t *t, task_env_t *e)
 {
-    if (t->state != TASK_ENDED && t->retry_at_ms && t->retry_at_ms <= e->now_ms)
+    if (t->state == TASK_ENDED || !t->retry_at_ms || t->retry_at_ms > e->now_ms)
+        return;
+    if (t->call == TASK_CALL_NONE) { /* a queued step's pause is over (s_step_requeue) */
+        t->retry_at_ms = 0;
+        s_request_replan(e, t);
+    } else
         s_call(e, t, t->call);
 }
 
 /* ---- finishing ----------------------------------------------------------- */
 
-/* ENDING/CLOSING/SETTLING → ENDED: record the final state. */
+/* Publish the task's end (task.done, or task.failed with its state) and
+   log it. */
+static void s_announce(task_env_t *e, task_t *t)
+{
+    s_task_event(e, t->end == TASK_END_DONE ? "task.done" : "task.failed", t);
+    s_log(e, LOG_LVL_INFO, "task %s %s%s%s", t->id, task_end_name(t->end), t->reason[0] ? ": " : "",
+          t->reason);
+}
+
+/* ENDING/CLOSING/SETTLING → ENDED: record the final state, and announce
+   it unless that was done before the close. */
 static void s_finalize(task_env_t *e, task_t *t)
 {
     t->state = TASK_ENDED;
     t->call = TASK_CALL_NONE;
     t->retry_at_ms = 0;
     s_save_task(e, t);
-    s_task_event(e, t->end == TASK_END_DONE ? "task.done" : "task.failed", t);
-    s_log(e, LOG_LVL_INFO, "task %s %s%s%s", t->id, task_end_name(t->end), t->reason[0] ? ": " : "",
-          t->reason);
+    if (!t->announced)
+        s_announce(e, t);
     task_fx_push(e, TASK_FX_ENDED, NULL, NULL);
 }
 
-/* Close at the ledger a task whose end is decided, once nothing is in flight. */
+static bool s_has_unsettled(const task_t *t);
+
+/* Close at the ledger a task whose end is decided, once nothing is in
+   flight. When no attempt's reply was lost, the task's result and spend
+   are final already (every hold is resolved; close_task posts nothing for
+   it), so the end is announced now, with the close still to come: the
+   announcement is recorded (result.announced) in the same transaction as
+   the close's start, the event leaves after that commit, and the close is
+   retried, and redone after a restart, without a second announcement. */
 static void s_maybe_close(task_env_t *e, task_t *t)
 {
-    if (t->state != TASK_ENDED && t->state != TASK_RECONCILING && t->end != TASK_END_NONE &&
-        t->call == TASK_CALL_NONE && !s_any_running(t))
-        s_call(e, t, TASK_CALL_CLOSE);
+    if (t->state == TASK_ENDED || t->state == TASK_RECONCILING || t->end == TASK_END_NONE ||
+        t->call != TASK_CALL_NONE || s_any_running(t))
+        return;
+    if (!t->announced && !s_has_unsettled(t)) {
+        t->announced = true;
+        s_save_task(e, t);
+        s_announce(e, t);
+    }
+    s_call(e, t, TASK_CALL_CLOSE);
 }
 
 /* The end is decided (t->end set, reason written): record the decision
@@ -1308,6 +1341,38 @@ static void s_step_end(task_env_t *e, task_t *t, int i, orch_step_state_t st)
     s_step_event(e, "step.done", t, i);
 }
 
+/* No worker of the step's agent took it within the bus's queue timeout
+   (every instance busy, or none registered just now): the request reached
+   no agent, so the step goes back to pending and is planned and dispatched
+   again after TASK_REQUEUE_MS, as long as the task's latency budget lasts
+   (without one: TASK_REQUEUE_MAX times), instead of failing the task.
+   False when it may not wait any longer. */
+#define TASK_REQUEUE_MS  500
+#define TASK_REQUEUE_MAX 60
+static bool s_step_requeue(task_env_t *e, task_t *t, int i)
+{
+    task_step_t *s = &t->steps[i];
+    if (t->end != TASK_END_NONE || e->stopping || t->has_forced)
+        return false;
+    const proto_amounts_t *lim = s_limits(t);
+    int64_t lat = e->cfg->total_task_budget.v[DIMS_TIME]; /* as the ledger opens it */
+    if (lim && lim->v[DIMS_TIME] >= 0 && (lat < 0 || lim->v[DIMS_TIME] < lat))
+        lat = lim->v[DIMS_TIME];
+    int64_t at = e->now_ms + TASK_REQUEUE_MS;
+    if (lat >= 0 ? at >= t->created_ms + lat : s->attempt >= TASK_REQUEUE_MAX)
+        return false;
+    s_add_attempt(e, t, i, "error", NULL);
+    s->st = ORCH_STEP_PENDING;
+    s_save_step(e, t, i);
+    s_log(e, LOG_LVL_INFO, "task %s: step %s found no free worker of %s; queued, again in %d ms",
+          t->id, s_wf(e->cfg, t)->steps[i].name, s_agent_name(e->cfg, t, i), TASK_REQUEUE_MS);
+    if (t->call != TASK_CALL_NONE)
+        s_request_replan(e, t); /* planned again when the ledger call returns */
+    else if (!t->retry_at_ms)
+        t->retry_at_ms = at; /* task_on_timer */
+    return true;
+}
+
 /* A bus error or a malformed reply instead of a step_result. */
 static void s_step_error(task_env_t *e, task_t *t, int i, const char *code)
 {
@@ -1315,6 +1380,8 @@ static void s_step_error(task_env_t *e, task_t *t, int i, const char *code)
     task_step_t *s = &t->steps[i];
     const cfg_step_t *cst = &s_wf(cfg, t)->steps[i];
     snprintf(s->err_code, sizeof s->err_code, "%s", code);
+    if (strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) == 0 && s_step_requeue(e, t, i))
+        return;
     bool lost = strcmp(code, PROTO_E_WORKER_LOST) == 0;
     s_add_attempt(e, t, i, "error", NULL);
     s_step_end(e, t, i, ORCH_STEP_FAILED);
@@ -1370,8 +1437,8 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
     s_add_attempt(e, t, i, status, has_act ? &act : NULL);
     /* the provider's own account of the attempt */
     ev_t *last = ev_at(s->attempts, ev_len(s->attempts) - 1);
-    static const char *const llm_keys[] = {"served_model", "finish_reason"};
-    for (int k = 0; last && k < 2; k++)
+    static const char *const llm_keys[] = {"served_model", "finish_reason", "served_by", "host"};
+    for (int k = 0; last && k < 4; k++)
         if (ev_get_str(body, llm_keys[k], NULL))
             ev_set_str(last, llm_keys[k], ev_get_str(body, llm_keys[k], ""));
 

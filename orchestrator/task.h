@@ -74,7 +74,11 @@
         decided before the crash (TASK_END_NONE: the task ends failed).
       ENDING: end is decided and recorded (result.final_state), so a restart
         completes it; call is whatever was in flight. No step starts.
-      CLOSING / SETTLING: call is CLOSE / SETTLE; no step runs.
+      CLOSING / SETTLING: call is CLOSE / SETTLE; no step runs. A task
+        with no lost reply enters CLOSING with its end announced (task.done
+        or task.failed published, result.announced stored): its result is
+        final, so nobody waits for the ledger's close, which follows (and is
+        retried, and redone after a restart) behind the announcement.
       ENDED: the stored state is end's name; TASK_FX_ENDED was emitted once.
 
     Every ledger call that times out or meets an absent ledger is retried
@@ -166,6 +170,7 @@ typedef struct {
     task_end_t end;            /* decided end (TASK_END_NONE while undecided) */
     task_call_t call;          /* ledger call in flight */
     bool opened;               /* the ledger has the task (open_task answered ok once) */
+    bool announced;            /* task.done/failed published (before the close: s_maybe_close) */
     int ledger_tries;          /* failed tries of the current ledger call */
     int64_t retry_at_ms;       /* when > 0: re-send call at this time */
     int64_t recon_deadline_ms; /* RECONCILING: stop waiting for the lost hold */

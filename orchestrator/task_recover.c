@@ -80,6 +80,7 @@ task_t *task_recover(task_env_t *env, const ev_t *m)
     const ev_t *steps = ev_get(m, "steps");
     for (size_t i = 0; i < ev_len(steps) && (int)i < t->n_steps; i++)
         s_step_from_ev(&t->steps[i], ev_at(steps, i));
+    t->announced = ev_get_bool(ev_get(m, "result"), "announced", false);
     task_end_t fin = TASK_END_NONE;
     if (task_end_parse(ev_get_str(ev_get(m, "result"), "final_state", NULL), &fin) != 0)
         fin = TASK_END_NONE;

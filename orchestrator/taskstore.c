@@ -13,6 +13,14 @@
     limits), so the store never holds anything the protocol could not carry.
     Writes are upserts: the daemon rewrites a step's row each time the step
     changes state, inside the batch transaction of its poll iteration.
+
+    Checkpoints: SQLite's automatic checkpoint (which runs inside the COMMIT
+    that crosses its threshold, delaying that commit and every reply
+    waiting on it) is off; the daemon calls taskstore_idle() after the
+    iteration's messages have left, and it copies the WAL back into the
+    database once the WAL holds TASKSTORE_CHECKPOINT_FRAMES pages, on the
+    writer's own connection between transactions, so the WAL then restarts
+    from its beginning.
 */
 #include "orchestrator/taskstore.h"
 
@@ -21,10 +29,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sqlwal.h"
+#include "common/trace.h"
+#include "proto/proto.h"
+
+#define TASKSTORE_TRACE_TASKS       16   /* tasks of one transaction named in the trace */
+#define TASKSTORE_CHECKPOINT_FRAMES 1000 /* WAL pages that make taskstore_idle() checkpoint */
+
 struct _taskstore_t {
     sqlite3 *db;
-    bool in_tx;
+    bool batch;  /* taskstore_begin called: the next write opens the transaction */
+    bool in_tx;  /* the transaction is open (BEGIN ran) */
+    bool failed; /* a write of this batch found no transaction: commit fails */
     sqlite3_stmt *put_task, *put_step, *put_output, *put_plan;
+    sqlite3_stmt *begin, *commit, *rollback; /* prepared once: no SQL parsed per batch */
+    int wal_frames;                          /* pages in the WAL after the last commit */
+    /* EMADS_TRACE on: the tasks the open transaction wrote */
+    char traced[TASKSTORE_TRACE_TASKS][PROTO_MAX_ID + 1];
+    int n_traced;
 };
 
 static const char *s_schema =
@@ -65,8 +87,10 @@ taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(self->db, 5000);
     char *msg = NULL;
-    if (sqlite3_exec(self->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
+    if (sqlite3_exec(
+            self->db,
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;", NULL,
+            NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(self->db));
         sqlite3_free(msg);
@@ -86,11 +110,14 @@ taskstore_t *taskstore_new(const char *path, char *err, size_t errlen)
                   &self->put_output) ||
         s_prepare(self,
                   "INSERT OR REPLACE INTO plans (task, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)",
-                  &self->put_plan)) {
+                  &self->put_plan) ||
+        s_prepare(self, "BEGIN IMMEDIATE", &self->begin) ||
+        s_prepare(self, "COMMIT", &self->commit) || s_prepare(self, "ROLLBACK", &self->rollback)) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(self->db));
         taskstore_destroy(&self);
         return NULL;
     }
+    sqlite3_wal_hook(self->db, sqlwal_hook, &self->wal_frames);
     return self;
 }
 
@@ -99,8 +126,11 @@ void taskstore_destroy(taskstore_t **self_p)
     if (!self_p || !*self_p)
         return;
     taskstore_t *self = *self_p;
-    if (self->in_tx)
+    if (self->batch)
         taskstore_commit(self);
+    sqlite3_finalize(self->begin);
+    sqlite3_finalize(self->commit);
+    sqlite3_finalize(self->rollback);
     sqlite3_finalize(self->put_task);
     sqlite3_finalize(self->put_step);
     sqlite3_finalize(self->put_output);
@@ -112,24 +142,61 @@ void taskstore_destroy(taskstore_t **self_p)
 
 int taskstore_begin(taskstore_t *self)
 {
-    if (self->in_tx)
+    self->batch = true;
+    return 0;
+}
+
+/* Before a write: open the batch's transaction if it is not open yet. */
+static int s_write(taskstore_t *self)
+{
+    if (!self->batch || self->in_tx)
         return 0;
-    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlwal_run(self->begin) != 0) {
+        self->failed = true;
         return -1;
+    }
     self->in_tx = true;
     return 0;
 }
 
+/* Remember that the open transaction wrote task (for the trace). */
+static void s_touch(taskstore_t *self, const char *task)
+{
+    if (!trace_on() || !task)
+        return;
+    for (int i = 0; i < self->n_traced; i++)
+        if (strcmp(self->traced[i], task) == 0)
+            return;
+    if (self->n_traced < TASKSTORE_TRACE_TASKS)
+        snprintf(self->traced[self->n_traced++], sizeof self->traced[0], "%s", task);
+}
+
 int taskstore_commit(taskstore_t *self)
 {
-    if (!self->in_tx)
-        return 0;
-    self->in_tx = false;
-    if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    bool in_tx = self->in_tx, failed = self->failed;
+    self->batch = self->in_tx = self->failed = false;
+    if (!in_tx) {
+        self->n_traced = 0;
+        return failed ? -1 : 0;
+    }
+    int64_t t0 = self->n_traced ? trace_now_us() : 0;
+    if (failed || sqlwal_run(self->commit) != 0) {
+        sqlwal_run(self->rollback);
+        self->n_traced = 0;
         return -1;
     }
+    if (t0) {
+        int64_t t1 = trace_now_us();
+        for (int i = 0; i < self->n_traced; i++)
+            trace_span(TRACE_STORE, self->traced[i], NULL, t0, t1);
+        self->n_traced = 0;
+    }
     return 0;
+}
+
+int taskstore_idle(taskstore_t *self)
+{
+    return self->batch ? 0 : sqlwal_idle(self->db, &self->wal_frames, TASKSTORE_CHECKPOINT_FRAMES);
 }
 
 /* ---- binding helpers ----------------------------------------------------- */
@@ -184,6 +251,9 @@ int taskstore_put_task(taskstore_t *self, const ev_t *task)
     const char *id = ev_get_str(task, "task", NULL);
     if (!id)
         return -1;
+    if (s_write(self) != 0)
+        return -1;
+    s_touch(self, id);
     sqlite3_stmt *st = self->put_task;
     s_bind_str(st, 1, id);
     s_bind_str(st, 2, ev_get_str(task, "request_id", NULL));
@@ -205,6 +275,9 @@ int taskstore_put_task(taskstore_t *self, const ev_t *task)
 
 int taskstore_put_step(taskstore_t *self, const char *task, int idx, const ev_t *step)
 {
+    if (s_write(self) != 0)
+        return -1;
+    s_touch(self, task);
     /* The output lives in its own table: encode the step without it. */
     ev_t *copy = ev_dup(step);
     if (!copy)
@@ -243,6 +316,9 @@ int taskstore_put_step(taskstore_t *self, const char *task, int idx, const ev_t 
 int taskstore_put_plan(taskstore_t *self, const char *task, int seq, int64_t at_ms,
                        const ev_t *plan)
 {
+    if (s_write(self) != 0)
+        return -1;
+    s_touch(self, task);
     sqlite3_stmt *st = self->put_plan;
     s_bind_str(st, 1, task);
     sqlite3_bind_int(st, 2, seq);

@@ -28,10 +28,21 @@ typedef struct _taskstore_t taskstore_t;
 taskstore_t *taskstore_new(const char *path, char *err, size_t errlen);
 void taskstore_destroy(taskstore_t **self_p);
 
-/* Batching: begin opens a transaction (a no-op when one is open), commit
-   makes it durable. Writes outside begin/commit autocommit. 0 / -1. */
+/* Batching: begin starts a batch, whose first write opens its transaction
+   (a batch that writes nothing costs no SQL: the daemon begins one per poll
+   iteration); commit makes it durable. commit fails (-1, nothing kept) when
+   the transaction could not be opened for a write of the batch, so the
+   caller never sends what the store does not hold. Writes outside
+   begin/commit autocommit. 0 / -1. */
 int taskstore_begin(taskstore_t *self);
 int taskstore_commit(taskstore_t *self);
+
+/* Housekeeping between transactions, after the replies that waited on the
+   last commit have been sent: copies the WAL back into the database once it
+   has grown past its threshold (SQLite's automatic checkpoint, which would
+   run inside a commit, is off). 1 checkpointed, 0 nothing to do (or inside
+   a transaction), -1 failed (the WAL keeps growing until one succeeds). */
+int taskstore_idle(taskstore_t *self);
 
 /* Insert or replace a task row. task is a map with the keys
      task (str, required), request_id, state, class, workflow, text, reason

@@ -158,6 +158,9 @@ static const proto_field_t f_reserve_ok[] = {
     F_NAME("step", false, "step named in the request"),
     F_AMOUNTS("amounts", true, "amounts held"),
     TIME("expires_at_ms", true, "when the hold expires unless resolved, ms since the epoch"),
+    F_AMOUNTS("remaining", false,
+              "least remaining of the hold's accounts right after it, per dimension (-1 = "
+              "unlimited)"),
     F_END};
 
 static const proto_field_t f_commit[] = {
@@ -353,6 +356,8 @@ static const proto_field_t f_step_result[] = {
     F_STR("finish_reason", false, 1, PROTO_MAX_NAME,
           "llm: the provider's finish_reason or stop_reason"),
     F_ARRAY("providers", false, "the agent's providers as in providers_reply"),
+    F_NAME("served_by", false, "the instance (certificate name) of the agent that ran the step"),
+    F_NAME("host", false, "the host name of that instance"),
     F_END};
 
 static const proto_field_t f_providers[] = {F_END};
@@ -397,7 +402,14 @@ static const proto_field_t f_event[] = {
     F_END};
 
 static const proto_field_t f_ready[] = {
-    F_INT("capacity", true, 1, 1024, "requests the worker accepts at once"), F_END};
+    F_INT("capacity", true, 1, 1024, "requests the worker accepts at once"),
+    F_NAME("host", false, "the worker's host name (shown by ping)"),
+    F_INT("pid", false, 1, INT32_MAX, "the worker's process id (shown by ping)"),
+    F_STR("fingerprint", false, 1, 23,
+          "digest of the money-deciding configuration (budgets, prices, workflows, access "
+          "list); one that differs from the bus's is refused, or warned with bus.fingerprint: "
+          "warn"),
+    F_END};
 
 static const proto_field_t f_ping[] = {F_END};
 
@@ -407,8 +419,11 @@ static const proto_field_t f_pong[] = {
     F_INT("uptime_ms", false, 0, TIME_MAX, "ms since the process started"),
     F_BOOL("curve", false, "bus: CURVE authentication is on"),
     F_MAP("services", false,
-          "bus: {service: {workers, inflight, queued, heartbeat_age_ms, instances}}; the age is "
-          "the stalest worker's; instances: the certificate names of its workers (at most 64)"),
+          "bus: {service: {workers, inflight, queued, heartbeat_age_ms, instances, "
+          "worker_list}}; the age is the stalest worker's; instances: the certificate names of "
+          "its workers (at most 64); worker_list: each worker's {instance, principal, host, pid, "
+          "address, capacity, inflight, served, uptime_ms, fingerprint} (at most 64)"),
+    F_STR("fingerprint", false, 1, 23, "bus: its configuration's fingerprint (see ready)"),
     F_INT("clients", false, 0, TIME_MAX, "bus: clients connected"),
     F_END};
 

@@ -15,20 +15,46 @@
       e2e_bus_rtt_p50_us=…           a spend read at the ledger through the bus,
                                      in this run (client -> bus -> ledger and
                                      back; no durable write)
-      e2e_critical_round_trips=14    sequential bus round trips of one task
+      e2e_critical_round_trips=13    sequential bus round trips of one task
       e2e_transport_floor_ms=…       the two multiplied: what one task costs in
                                      message passing alone, before any durable
                                      write or work
       e2e_fdatasync_us=…             one fdatasync in the run directory, now
-      e2e_critical_durable_writes=16 sequential synced transactions of one task
-      e2e_floor_ms=…                 transport floor + 16 fdatasyncs: a lower
+      e2e_critical_durable_writes=14 sequential synced transactions of one task
+      e2e_floor_ms=…                 transport floor + 14 fdatasyncs: a lower
                                      bound for one task with these guarantees
+      e2e_path_total_ms=…            the mean end-to-end time of the c1 tasks,
+                                     split into causes (they add up to it):
+      e2e_path_tools_ms=…              tool calls
+      e2e_path_llm_ms=…                LLM calls (retries included)
+      e2e_path_ledger_ms=…             ledger requests, receipt to durable reply
+      e2e_path_store_ms=…              task-store commits
+      e2e_path_orch_ms=…               the orchestrator's own work (handling
+                                       replies, planning, sending)
+      e2e_path_hops_ms=…               the rest: message passing through the
+                                       bus (ZeroMQ, CURVE, routing, wake-ups)
+                                       and the agents' and the ledger's work
+                                       outside the spans above
+      e2e_path_ledger_requests=…     ledger requests on a task's path
+      e2e_path_store_commits=…       task-store commits that wrote the task
+
+    The split comes from the span trace of the processes (common/trace.h):
+    the bench starts the constellation with EMADS_TRACE set, so every run
+    above pays for the trace's appends (one small write per span, about 25
+    per task). At concurrency 1 only one task is in flight, so a span within
+    a task's window is that task's: a span naming the task, or a ledger
+    commit or void (which name only a hold). Where spans overlap (the
+    parallel level) each instant counts once, for the first cause in the
+    order tools, llm, ledger, store, orch.
 
     The critical path of a task: submit; open_task; then for each of the
     three levels of the workflow (research; CTO and COO in parallel;
     reconcile) the step dispatch and the agent's reserve and commit; between
-    levels the orchestrator's spend read for re-planning; then close_task:
-    1 + 1 + 3 * 3 + 2 + 1 = 14. Eight of them are durable ledger writes.
+    levels the orchestrator's spend read for re-planning: 1 + 1 + 3 * 3 + 2
+    = 13 (close_task follows the task's announcement, off the path). The
+    synced transactions in sequence: the task store's 8 commits and the 6
+    reserves and commits of the three levels (open_task's write overlaps
+    the store's first commit): 14.
 
     Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by meson);
     E2E_BENCH_TASKS (tasks per run, default 100); E2E_BENCH_DIR (parent of
@@ -45,17 +71,153 @@
 #include "bench/constellation.h"
 #include "bench/fsync_rate.h"
 #include "bus/bus.h"
+#include "common/trace.h"
+
+#define S_ROUND_TRIPS    13 /* sequential bus round trips of a task (see above) */
+#define S_DURABLE_WRITES 14 /* sequential synced transactions of a task */
 
 static char s_tmp[256];
 static char (*s_done_ids)[PROTO_MAX_ID + 1]; /* tasks of the current run, in finishing order */
+static int64_t *s_done_t0, *s_done_t1;       /* their windows, trace time (common/trace.h) */
 static pid_t s_llm_pid;
 
 typedef struct {
     char task[PROTO_MAX_ID + 1];
     char corr[PROTO_MAX_ID + 1];
     int64_t t0_us;
+    int64_t t0_trace_us;
     bool submitted;
 } slot_t;
+
+/* The causes of the path split, in the order that wins an overlap. */
+static const char *const s_causes[] = {TRACE_TOOL, TRACE_LLM, TRACE_LEDGER, TRACE_STORE,
+                                       TRACE_ORCH};
+#define S_N_CAUSES ((int)(sizeof s_causes / sizeof s_causes[0]))
+
+typedef struct {
+    int64_t a, b;
+    int cause;
+    char task[PROTO_MAX_ID + 1];
+    char what[33];
+} span_t;
+
+/* The spans of the trace file at path; NULL (and *n = 0) when there are none. */
+static span_t *s_read_trace(const char *path, size_t *n)
+{
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    span_t *v = NULL;
+    size_t cap = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        long long a, b;
+        char cause[32], task[PROTO_MAX_ID + 1], proc[33], what[33];
+        if (sscanf(line, "%lld %lld %31s %64s %32s %32s", &a, &b, cause, task, proc, what) != 6)
+            continue;
+        int c = -1;
+        for (int k = 0; k < S_N_CAUSES; k++)
+            if (!strcmp(cause, s_causes[k]))
+                c = k;
+        if (c < 0 || b < a)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            span_t *nv = realloc(v, cap * sizeof *nv);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[*n] = (span_t){.a = a, .b = b, .cause = c};
+        snprintf(v[*n].task, sizeof v[*n].task, "%s", task);
+        snprintf(v[*n].what, sizeof v[*n].what, "%s", what);
+        (*n)++;
+    }
+    fclose(f);
+    return v;
+}
+
+static int s_cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Split task's window [t0, t1] into causes: us[k] for cause k (each
+   instant once, to the first cause active then); counts of its ledger
+   requests and store commits. */
+static void s_split(const span_t *sp, size_t n, const char *task, int64_t t0, int64_t t1,
+                    int64_t us[S_N_CAUSES], int *ledger_reqs, int *store_commits)
+{
+    enum { MAX_MINE = 256 };
+    span_t mine[MAX_MINE];
+    int m = 0;
+    for (size_t i = 0; i < n && m < MAX_MINE; i++) {
+        if (sp[i].b <= t0 || sp[i].a >= t1)
+            continue;
+        bool ours = !strcmp(sp[i].task, task) ||
+                    (!strcmp(s_causes[sp[i].cause], TRACE_LEDGER) &&
+                     (!strcmp(sp[i].what, "commit") || !strcmp(sp[i].what, "void")));
+        if (!ours)
+            continue;
+        mine[m] = sp[i];
+        mine[m].a = mine[m].a < t0 ? t0 : mine[m].a;
+        mine[m].b = mine[m].b > t1 ? t1 : mine[m].b;
+        *ledger_reqs += !strcmp(s_causes[sp[i].cause], TRACE_LEDGER);
+        *store_commits += !strcmp(s_causes[sp[i].cause], TRACE_STORE);
+        m++;
+    }
+    int64_t edges[2 * MAX_MINE];
+    int ne = 0;
+    for (int i = 0; i < m; i++) {
+        edges[ne++] = mine[i].a;
+        edges[ne++] = mine[i].b;
+    }
+    qsort(edges, (size_t)ne, sizeof edges[0], s_cmp_i64);
+    for (int e = 0; e + 1 < ne; e++) {
+        int64_t a = edges[e], b = edges[e + 1];
+        if (b <= a)
+            continue;
+        int best = S_N_CAUSES;
+        for (int i = 0; i < m; i++)
+            if (mine[i].a <= a && b <= mine[i].b && mine[i].cause < best)
+                best = mine[i].cause;
+        if (best < S_N_CAUSES)
+            us[best] += b - a;
+    }
+}
+
+/* Print the path split of the n tasks just run at concurrency 1. */
+static void s_print_path(const char *trace_path, int n)
+{
+    size_t ns = 0;
+    span_t *sp = s_read_trace(trace_path, &ns);
+    if (!sp) {
+        fprintf(stderr, "e2e_bench: no trace in %s: no path split\n", trace_path);
+        return;
+    }
+    int64_t sum[S_N_CAUSES] = {0}, total = 0;
+    int ledger_reqs = 0, store_commits = 0;
+    for (int i = 0; i < n; i++) {
+        s_split(sp, ns, s_done_ids[i], s_done_t0[i], s_done_t1[i], sum, &ledger_reqs,
+                &store_commits);
+        total += s_done_t1[i] - s_done_t0[i];
+    }
+    free(sp);
+    int64_t rest = total;
+    for (int k = 0; k < S_N_CAUSES; k++)
+        rest -= sum[k];
+    printf("e2e_path_total_ms=%.2f\n", (double)total / n / 1000.0);
+    printf("e2e_path_tools_ms=%.2f\n", (double)sum[0] / n / 1000.0);
+    printf("e2e_path_llm_ms=%.2f\n", (double)sum[1] / n / 1000.0);
+    printf("e2e_path_ledger_ms=%.2f\n", (double)sum[2] / n / 1000.0);
+    printf("e2e_path_store_ms=%.2f\n", (double)sum[3] / n / 1000.0);
+    printf("e2e_path_orch_ms=%.2f\n", (double)sum[4] / n / 1000.0);
+    printf("e2e_path_hops_ms=%.2f\n", (double)rest / n / 1000.0);
+    printf("e2e_path_ledger_requests=%.1f\n", (double)ledger_reqs / n);
+    printf("e2e_path_store_commits=%.1f\n", (double)store_commits / n);
+}
 
 /* Submit task number `seq` of the run that started at `start` into slot. */
 static void s_submit(bus_client_t *c, slot_t *slot, int64_t start, int seq)
@@ -66,6 +228,7 @@ static void s_submit(bus_client_t *c, slot_t *slot, int64_t start, int seq)
     ev_set_str(b, "request_id", rid);
     ev_set_str(b, "text", "search the latest news on GPU prices");
     slot->t0_us = zclock_usecs();
+    slot->t0_trace_us = trace_now_us();
     slot->submitted = false;
     slot->task[0] = '\0';
     bus_client_send(c, "orchestrator", &b, 10000, slot->corr);
@@ -116,6 +279,8 @@ static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
                     return -1;
                 }
                 lat_ms[k] = (double)(zclock_usecs() - slots[i].t0_us) / 1000.0;
+                s_done_t0[k] = slots[i].t0_trace_us;
+                s_done_t1[k] = trace_now_us();
                 snprintf(s_done_ids[k++], sizeof s_done_ids[0], "%s", t);
                 done++;
                 slots[i].submitted = false;
@@ -160,6 +325,9 @@ int main(void)
     if (bench_config(src, s_tmp, port, NULL, NULL) != 0)
         return 1;
     setenv("OPENAI_API_KEY", "bench-key", 1);
+    char trace[512];
+    snprintf(trace, sizeof trace, "%s/trace", s_tmp);
+    setenv("EMADS_TRACE", trace, 1); /* every daemon appends its spans there */
     if (bench_up(ctl, s_tmp) != 0) {
         fprintf(stderr, "e2e_bench: emadsctl up failed\n");
         return 1;
@@ -178,6 +346,10 @@ int main(void)
 
     double *lat = calloc((size_t)n, sizeof *lat);
     s_done_ids = calloc((size_t)n, sizeof *s_done_ids);
+    s_done_t0 = calloc((size_t)n, sizeof *s_done_t0);
+    s_done_t1 = calloc((size_t)n, sizeof *s_done_t1);
+    if (!lat || !s_done_ids || !s_done_t0 || !s_done_t1)
+        return 1;
     /* warm-up: estimate history, page cache, connections */
     if (s_run(c, 10, 2, lat) < 0)
         return 1;
@@ -187,6 +359,7 @@ int main(void)
     printf("e2e_tasks_per_s_c1=%.1f\n", n / secs);
     printf("e2e_p50_ms_c1=%.2f\n", bench_pct(lat, n, 0.50));
     printf("e2e_p99_ms_c1=%.2f\n", bench_pct(lat, n, 0.99));
+    s_print_path(trace, n);
     /* The orchestrator's share: the part of each task during which no step
        was in flight at an agent (submit, open, planning, dispatch, close),
        from the task's own record (ms resolution). */
@@ -245,13 +418,14 @@ int main(void)
     if (got > 0) {
         double p50 = bench_pct(rtt, got, 0.50);
         printf("e2e_bus_rtt_p50_us=%.0f\n", p50);
-        printf("e2e_critical_round_trips=14\n");
-        printf("e2e_transport_floor_ms=%.2f\n", 14 * p50 / 1000.0);
+        printf("e2e_critical_round_trips=%d\n", S_ROUND_TRIPS);
+        printf("e2e_transport_floor_ms=%.2f\n", S_ROUND_TRIPS * p50 / 1000.0);
         double rate = bench_fdatasync_median(run);
         if (rate > 0) {
             printf("e2e_fdatasync_us=%.0f\n", 1e6 / rate);
-            printf("e2e_critical_durable_writes=16\n");
-            printf("e2e_floor_ms=%.2f\n", 14 * p50 / 1000.0 + 16 * 1000.0 / rate);
+            printf("e2e_critical_durable_writes=%d\n", S_DURABLE_WRITES);
+            printf("e2e_floor_ms=%.2f\n",
+                   S_ROUND_TRIPS * p50 / 1000.0 + S_DURABLE_WRITES * 1000.0 / rate);
         }
     }
     free(rtt);

@@ -2,7 +2,9 @@
     stdin and output on stdout, a hanging tool killed at its timeout with its
     whole process group, the output cap, exit codes with stderr, lookup of
     the command next to the agent binary, and the config folder as working
-    directory. A plain program (not Criterion: it forks).
+    directory; the built-in emads-kb-search (no process: the same output as
+    the program, its exit codes and messages, the cap, a decoy program of
+    that name never started). A plain program (not Criterion: it forks).
 
       tool_check AGENT_BUILD_DIR TESTS_SOURCE_DIR
 */
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -158,6 +161,95 @@ int main(int argc, char **argv)
         tool_result_clear(&r);
         CHECK(tool_run(&t, src, self_dir, "zebra quantum xylophone", 0, &r) == 0, "%s", r.error);
         CHECK(r.output && strstr(r.output, "no matches"), "got '%.200s'", r.output ? r.output : "");
+        tool_result_clear(&r);
+    }
+    /* the built-in answers byte for byte what the program prints */
+    {
+        const char *a[] = {"emads-kb-search", "--dir", "kb", NULL};
+        char prog[1024];
+        snprintf(prog, sizeof prog, "%s/emads-kb-search", self_dir);
+        const char *b[] = {prog, "--dir", "kb", NULL};
+        const char *a1[] = {"emads-kb-search", "--dir", "kb", "--top", "1", NULL};
+        const char *b1[] = {prog, "--dir", "kb", "--top", "1", NULL};
+        cfg_tool_t in = s_tool("kb_search", a, 5000, 65536), out = s_tool("kb", b, 5000, 65536);
+        cfg_tool_t in1 = s_tool("kb1", a1, 5000, 65536), out1 = s_tool("kb1", b1, 5000, 65536);
+        const char *queries[] = {"How do we handle card payments and refunds?",
+                                 "kubernetes cutover rehearsal",
+                                 "zebra quantum xylophone",
+                                 "a an of",
+                                 "staffing payments migration plan",
+                                 ""};
+        for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++)
+            for (int k = 0; k < 2; k++) {
+                tool_result_t x, y;
+                int rx = tool_run(k ? &in1 : &in, src, self_dir, queries[q], 0, &x);
+                int ry = tool_run(k ? &out1 : &out, src, self_dir, queries[q], 0, &y);
+                CHECK(rx == 0 && ry == 0, "'%s': %s / %s", queries[q], x.error, y.error);
+                CHECK(x.output && y.output && x.len == y.len && !strcmp(x.output, y.output),
+                      "'%s' top %d: built-in '%.120s' vs program '%.120s'", queries[q], k ? 1 : 3,
+                      x.output ? x.output : "", y.output ? y.output : "");
+                tool_result_clear(&x);
+                tool_result_clear(&y);
+            }
+    }
+    /* the built-in starts no process: a decoy program of that name next to
+       the "agent binary" would answer DECOY */
+    {
+        char decoy[1024];
+        snprintf(decoy, sizeof decoy, "%s/emads-kb-search", tmp);
+        FILE *f = fopen(decoy, "w");
+        CHECK(f != NULL, "cannot write %s", decoy);
+        if (f) {
+            fputs("#!/bin/sh\necho DECOY\n", f);
+            fclose(f);
+            chmod(decoy, 0755);
+        }
+        const char *a[] = {"emads-kb-search", "--dir", "kb", NULL};
+        cfg_tool_t t = s_tool("kb_search", a, 5000, 65536);
+        CHECK(tool_run(&t, src, tmp, "card payments refunds", 0, &r) == 0, "%s", r.error);
+        CHECK(r.output && strstr(r.output, "## payments.md") == r.output &&
+                  !strstr(r.output, "DECOY"),
+              "got '%.200s'", r.output ? r.output : "");
+        CHECK(r.elapsed_ms >= 1, "a tool that ran is charged at least 1 ms, got %lld",
+              (long long)r.elapsed_ms);
+        tool_result_clear(&r);
+        /* named by path, the same program is spawned */
+        const char *b[] = {decoy, "--dir", "kb", NULL};
+        cfg_tool_t d = s_tool("decoy", b, 5000, 65536);
+        CHECK(tool_run(&d, src, tmp, "card payments refunds", 0, &r) == 0, "%s", r.error);
+        CHECK(r.output && !strcmp(r.output, "DECOY\n"), "got '%.200s'", r.output ? r.output : "");
+        tool_result_clear(&r);
+        unlink(decoy);
+    }
+    /* the built-in's errors are the program's: usage and unreadable folder
+       exit 2 with the reason; the cap cuts the output and says so */
+    {
+        const char *bad[][5] = {{"emads-kb-search", NULL},
+                                {"emads-kb-search", "--dir", "kb", "--top", "0"},
+                                {"emads-kb-search", "--dir", "kb", "--top", "7x"},
+                                {"emads-kb-search", "--dir", "kb", "--color", NULL}};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            const char *a[6] = {bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], NULL};
+            cfg_tool_t t = s_tool("kb_search", a, 5000, 65536);
+            CHECK(tool_run(&t, src, self_dir, "payments", 0, &r) == -1 &&
+                      r.status == TOOL_ERR_EXIT && r.exit_code == 2,
+                  "case %zu: status %d exit %d", i, r.status, r.exit_code);
+            CHECK(strstr(r.error, "usage: emads-kb-search") != NULL, "case %zu: '%s'", i, r.error);
+            tool_result_clear(&r);
+        }
+        const char *a[] = {"emads-kb-search", "--dir", "no-such-folder", NULL};
+        cfg_tool_t t = s_tool("kb_search", a, 5000, 65536);
+        CHECK(tool_run(&t, src, self_dir, "payments", 0, &r) == -1 && r.status == TOOL_ERR_EXIT &&
+                  r.exit_code == 2,
+              "status %d exit %d", r.status, r.exit_code);
+        CHECK(strstr(r.error, "cannot read") && strstr(r.error, "no-such-folder"), "'%s'", r.error);
+        tool_result_clear(&r);
+        const char *c[] = {"emads-kb-search", "--dir", "kb", NULL};
+        cfg_tool_t capped = s_tool("kb_search", c, 5000, 40);
+        CHECK(tool_run(&capped, src, self_dir, "card payments refunds", 0, &r) == 0, "%s", r.error);
+        CHECK(r.truncated && r.len == 40 && strlen(r.output) == 40 &&
+                  strncmp(r.output, "## payments.md", 14) == 0,
+              "truncated %d len %zu '%s'", r.truncated, r.len, r.output ? r.output : "");
         tool_result_clear(&r);
     }
     rmdir(tmp);

@@ -180,13 +180,13 @@ Test(ledger_period, key_budget_is_its_own_account)
     ledger_key_t k1 = {"ci-key", {PERIOD_DAY, 0}, A(-1, -1, -1, 300)};
     ledger_key_t k2 = {"dev-key", {PERIOD_DAY, 0}, A(-1, -1, -1, 300)};
     proto_amounts_t a = A(0, 0, 0, 200);
-    ledger_reserve_key(l, "coo_agent", "k1a", "gw1", "s", &a, 0, &k1, T0, &r);
+    ledger_reserve_key(l, NULL, "coo_agent", "k1a", "gw1", "s", &a, 0, &k1, T0, &r);
     cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
-    ledger_reserve_key(l, "coo_agent", "k1b", "gw1", "s", &a, 0, &k1, T0, &r);
+    ledger_reserve_key(l, NULL, "coo_agent", "k1b", "gw1", "s", &a, 0, &k1, T0, &r);
     cr_expect_eq(r.code, LEDGER_E_EXCEEDS);
     cr_expect_eq(r.err_kind, LEDGER_KIND_KEY);
     cr_expect(strstr(r.reason, "k/ci-key/2025-11-28") != NULL, "%s", r.reason);
-    ledger_reserve_key(l, "coo_agent", "k2a", "gw1", "s", &a, 0, &k2, T0, &r);
+    ledger_reserve_key(l, NULL, "coo_agent", "k2a", "gw1", "s", &a, 0, &k2, T0, &r);
     cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
     /* a void releases the key's hold like every other */
     char hold[LEDGER_ID_MAX + 1];
@@ -197,7 +197,7 @@ Test(ledger_period, key_budget_is_its_own_account)
     cr_expect_eq(s_row(l, "k/ci-key/2025-11-28").held.v[DIM_COST_UUSD], 200);
     /* a key without a period is refused, not silently ignored */
     ledger_key_t bad = {"x", {PERIOD_NONE, 0}, A(-1, -1, -1, 1)};
-    ledger_reserve_key(l, "coo_agent", "kb", "gw1", "s", &a, 0, &bad, T0, &r);
+    ledger_reserve_key(l, NULL, "coo_agent", "kb", "gw1", "s", &a, 0, &bad, T0, &r);
     cr_expect_eq(r.code, LEDGER_E_INVALID);
     ledger_destroy(&l);
 }

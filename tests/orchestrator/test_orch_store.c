@@ -2,14 +2,20 @@
 
     The store: what is written is read back after the database is closed
     and reopened (as after a crash), upserts replace, lists filter and
-    order, unfinished tasks are found, submit request ids map to their task.
+    order, unfinished tasks are found, submit request ids map to their task;
+    commits never checkpoint (the WAL grows past SQLite's threshold) and
+    taskstore_idle does, after which the WAL is rewritten from its start; a
+    batch whose transaction cannot open fails its commit.
     The classifier: keyword rules pick the class a user would expect, at
     word boundaries, with the documented fallback.
 */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "orchestrator/classify.h"
 #include "orchestrator/taskstore.h"
@@ -140,6 +146,96 @@ Test(taskstore, upsert_list_and_unfinished)
     ev_t *bad = ev_new_map(); /* no task id: refused */
     cr_expect_eq(taskstore_put_task(ts, bad), -1);
     ev_destroy(&bad);
+    taskstore_destroy(&ts);
+}
+
+static long long s_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+Test(taskstore, checkpoints_only_when_idle)
+{
+    char err[256], wal[160], id[32], text[3000];
+    snprintf(wal, sizeof wal, "%s-wal", s_db);
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    taskstore_t *ts = taskstore_new(s_db, err, sizeof err);
+    cr_assert_not_null(ts, "%s", err);
+    cr_expect_eq(taskstore_idle(ts), 0, "nothing to checkpoint yet");
+    /* 600 commits of a task row with a 3 KB text: about 3700 WAL pages; an
+       automatic checkpoint would have restarted the WAL at 1000 */
+    for (int i = 0; i < 600; i++) {
+        snprintf(id, sizeof id, "t-%012d", i);
+        ev_t *t = s_task(id, NULL, "running", 1000 + i);
+        ev_set_str(t, "text", text);
+        cr_assert_eq(taskstore_begin(ts), 0);
+        cr_assert_eq(taskstore_put_task(ts, t), 0);
+        cr_assert_eq(taskstore_commit(ts), 0);
+        ev_destroy(&t);
+    }
+    long long grown = s_size(wal);
+    cr_expect_gt(grown, 3000LL * 4096, "no commit checkpointed: the WAL holds every page (%lld)",
+                 grown);
+    cr_assert_eq(taskstore_begin(ts), 0);
+    cr_expect_eq(taskstore_idle(ts), 0, "no checkpoint inside a transaction");
+    cr_assert_eq(taskstore_commit(ts), 0);
+    cr_expect_eq(taskstore_idle(ts), 1);
+    cr_expect_eq(taskstore_idle(ts), 0, "the WAL was copied back: nothing left");
+    /* the next commits reuse the WAL from its start: it does not grow */
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "u-%012d", i);
+        ev_t *t = s_task(id, NULL, "done", 5000 + i);
+        cr_assert_eq(taskstore_put_task(ts, t), 0);
+        ev_destroy(&t);
+    }
+    cr_expect_eq(s_size(wal), grown, "WAL %lld, was %lld", s_size(wal), grown);
+    taskstore_destroy(&ts);
+    ts = taskstore_new(s_db, err, sizeof err);
+    cr_assert_not_null(ts, "%s", err);
+    ev_t *l = taskstore_list(ts, NULL, 1000);
+    cr_expect_eq(ev_len(l), 620, "every task survives: %zu", ev_len(l));
+    ev_destroy(&l);
+    ev_t *got = taskstore_get_task(ts, "t-000000000599");
+    cr_assert_not_null(got);
+    cr_expect_eq(strlen(ev_get_str(got, "text", "")), sizeof text - 1);
+    ev_destroy(&got);
+    taskstore_destroy(&ts);
+}
+
+Test(taskstore, batch_without_a_transaction_fails_its_commit)
+{
+    char err[256];
+    taskstore_t *ts = taskstore_new(s_db, err, sizeof err);
+    cr_assert_not_null(ts, "%s", err);
+    /* another writer holds the database: the batch cannot open its
+       transaction (after the busy timeout) */
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(s_db, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(taskstore_begin(ts), 0, "a batch starts without SQL");
+    ev_t *t = s_task("t-000000000001", "req-1", "running", 1000);
+    cr_expect_eq(taskstore_put_task(ts, t), -1);
+    cr_expect_eq(taskstore_commit(ts), -1, "the batch is not durable: its commit says so");
+    ev_destroy(&t);
+    cr_assert_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    /* the next batch is unaffected */
+    cr_assert_eq(taskstore_begin(ts), 0);
+    t = s_task("t-000000000002", "req-2", "running", 2000);
+    cr_expect_eq(taskstore_put_task(ts, t), 0);
+    cr_expect_eq(taskstore_commit(ts), 0);
+    ev_destroy(&t);
+    taskstore_destroy(&ts);
+    ts = taskstore_new(s_db, err, sizeof err);
+    cr_assert_not_null(ts, "%s", err);
+    ev_t *got = taskstore_get_task(ts, "t-000000000001");
+    cr_expect_null(got, "nothing of the failed batch was kept");
+    ev_destroy(&got);
+    got = taskstore_get_task(ts, "t-000000000002");
+    cr_expect_not_null(got);
+    ev_destroy(&got);
     taskstore_destroy(&ts);
 }
 

@@ -6,7 +6,8 @@
     reaches and the effects it asks for: the ledger calls, step requests,
     events and store writes the orchestrator would then execute. No bus, no
     files: the "store" is the last row and step maps the effects wrote, which
-    is what a restart reads back.
+    is what a restart reads back. A task whose result is final is announced
+    (task.done/failed) when its close starts, once, across restarts.
 */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -406,7 +407,7 @@ Test(task, step_during_planning_makes_the_reply_stale)
     task_destroy(&t);
 }
 
-Test(task, all_steps_done_close_then_ended)
+Test(task, all_steps_done_announced_then_closed)
 {
     task_t *t = s_running();
     s_run_all_ok(t);
@@ -415,9 +416,24 @@ Test(task, all_steps_done_close_then_ended)
     cr_assert_str_eq(s_ledger_type(), "close_task");
     cr_expect_str_eq(ev_get_str(s_find(TASK_FX_LEDGER, 0)->body, "request_id", ""),
                      "t-0000000000aa/close");
+    /* announced with the close's start, not after its reply */
+    cr_expect(s_has_event("task.done"), "task.done before the close's reply");
+    for (size_t k = 0; k < s_fxl.n; k++)
+        if (s_fxl.v[k].kind == TASK_FX_EVENT && !strcmp(s_fxl.v[k].name, "task.done"))
+            cr_expect_str_eq(ev_get_str(s_fxl.v[k].body, "state", ""), "done");
+    cr_expect_eq(s_count(TASK_FX_ENDED), 0, "kept until the close is answered");
+    const ev_t *pre = s_find(TASK_FX_PUT_TASK, s_count(TASK_FX_PUT_TASK) - 1)->body;
+    cr_expect(ev_get_bool(ev_get(pre, "result"), "announced", false),
+              "the announcement is recorded with it");
+    ev_t *stored = s_stored(t);
+    ev_t *status = task_status_reply(stored, true);
+    ev_destroy(&stored);
+    cr_expect_str_eq(ev_get_str(status, "state", ""), "done", "status says done at once");
+    cr_expect_str_eq(ev_get_str(status, "recommendation", ""), "go");
+    ev_destroy(&status);
     s_close_ok(t);
     cr_expect_eq(t->state, TASK_ENDED);
-    cr_expect(s_has_event("task.done"));
+    cr_expect_not(s_has_event("task.done"), "announced once");
     cr_expect_eq(s_count(TASK_FX_ENDED), 1);
     const ev_t *row = s_find(TASK_FX_PUT_TASK, 0)->body;
     cr_expect_str_eq(ev_get_str(row, "state", ""), "done");
@@ -592,6 +608,80 @@ Test(task, worker_lost_is_retried_once)
     task_destroy(&t);
 }
 
+Test(task, step_without_a_free_worker_is_queued_and_sent_again)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_step_bus_error(t, i, PROTO_E_SERVICE_UNAVAILABLE);
+    cr_expect_eq(t->end, TASK_END_NONE, "the task does not fail");
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_PENDING, "the step is queued");
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "nothing asked before the pause");
+    cr_assert_gt(t->retry_at_ms, s_now);
+    s_apply();
+    s_now = t->retry_at_ms;
+    task_env_t e = s_env();
+    task_on_timer(t, &e);
+    cr_expect_str_eq(s_ledger_type(), "spend", "after the pause the task plans again");
+    s_spend(t, NULL, 0, 0);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_RUNNING, "dispatched again");
+    cr_expect_eq(t->steps[i].attempt, 2);
+    s_run_all_ok(t);
+    cr_expect_eq(t->end, TASK_END_DONE);
+    task_destroy(&t);
+}
+
+/* Submitted with a 5 s latency limit: step i of a running task gets
+   service_unavailable at T0 + at_ms. */
+static task_t *s_unavailable_at(int64_t at_ms, int *i)
+{
+    s_now = T0;
+    task_t *t = s_running();
+    *i = s_first_running(t);
+    t->has_limits = true;
+    for (int d = 0; d < DIM_COUNT; d++)
+        t->limits.v[d] = -1;
+    t->limits.v[DIM_LATENCY_MS] = 5000;
+    s_now = T0 + at_ms;
+    s_step_bus_error(t, *i, PROTO_E_SERVICE_UNAVAILABLE);
+    return t;
+}
+
+Test(task, step_without_a_free_worker_fails_once_the_latency_budget_is_spent)
+{
+    int i;
+    task_t *t = s_unavailable_at(4000, &i); /* time left: queued */
+    cr_expect_eq(t->end, TASK_END_NONE);
+    cr_expect_eq(t->steps[i].st, ORCH_STEP_PENDING);
+    cr_expect_gt(t->retry_at_ms, s_now);
+    task_destroy(&t);
+    s_apply();
+    t = s_unavailable_at(4600, &i); /* no time for another try */
+    cr_expect_eq(t->end, TASK_END_FAILED);
+    cr_expect(strstr(t->reason, "service_unavailable") != NULL, "reason: %s", t->reason);
+    task_destroy(&t);
+}
+
+Test(task, step_without_a_free_worker_and_no_latency_budget_gives_up_after_many_tries)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    int tries = 0;
+    while (t->end == TASK_END_NONE && tries++ < 1000) {
+        s_step_bus_error(t, i, PROTO_E_SERVICE_UNAVAILABLE);
+        if (t->end != TASK_END_NONE)
+            break;
+        s_apply();
+        s_now = t->retry_at_ms;
+        task_env_t e = s_env();
+        task_on_timer(t, &e);
+        s_spend(t, NULL, 0, 0);
+        cr_assert_eq(t->steps[i].st, ORCH_STEP_RUNNING);
+    }
+    cr_expect_eq(t->end, TASK_END_FAILED, "not queued forever");
+    cr_expect_gt(tries, 10, "queued several times first");
+    task_destroy(&t);
+}
+
 /* ---- cancel -------------------------------------------------------------- */
 
 Test(task, cancel_running_waits_for_steps_then_closes)
@@ -611,10 +701,11 @@ Test(task, cancel_running_waits_for_steps_then_closes)
     s_result(t, s_first_running(t), "ok", 100);
     cr_expect_eq(t->state, TASK_CLOSING);
     cr_expect_str_eq(s_ledger_type(), "close_task");
+    cr_expect(s_has_event("task.failed"), "announced with the close's start");
     s_close_ok(t);
     cr_expect_eq(t->state, TASK_ENDED);
     cr_expect_str_eq(task_stored_state(t), "cancelled");
-    cr_expect(s_has_event("task.failed"));
+    cr_expect_not(s_has_event("task.failed"), "announced once");
     task_destroy(&t);
 }
 
@@ -654,11 +745,14 @@ Test(task, lost_reply_is_settled_from_the_ledger)
     while (s_n_running(t) > 0)
         s_result(t, s_first_running(t), "ok", 0);
     cr_assert_eq(t->state, TASK_CLOSING);
+    cr_expect_not(s_has_event("task.failed"), "a lost reply's spend is not known yet");
     s_close_ok(t);
     cr_expect_eq(t->state, TASK_SETTLING);
     cr_expect_str_eq(s_ledger_type(), "spend");
+    cr_expect_not(s_has_event("task.failed"));
     s_spend(t, agent, 4321, 0);
     cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect(s_has_event("task.failed"), "announced once settled");
     cr_expect(t->steps[i].has_actual);
     cr_expect_eq(t->steps[i].actual.v[DIM_COST_UUSD], 4321);
     cr_expect_str_eq(t->steps[i].measured, "ledger");
@@ -709,6 +803,8 @@ Test(task, close_unanswered_ends_anyway)
     s_error(t, PROTO_E_TIMEOUT);
     cr_expect_eq(t->state, TASK_ENDED, "its holds expire at the ledger");
     cr_expect_eq(t->end, TASK_END_DONE);
+    cr_expect_not(s_has_event("task.done"), "announced before the first try only");
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1);
     task_destroy(&t);
 }
 
@@ -718,6 +814,7 @@ Test(task, close_of_a_closed_task_ends_it)
     s_run_all_ok(t);
     s_error(t, PROTO_E_TASK_CLOSED);
     cr_expect_eq(t->state, TASK_ENDED);
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1);
     task_destroy(&t);
 }
 
@@ -870,6 +967,28 @@ Test(task, recover_ending_completes_the_decided_end)
     cr_expect_eq(r->state, TASK_CLOSING);
     cr_expect_str_eq(s_ledger_type(), "close_task");
     cr_expect(strstr(r->reason, "cancelled by test") != NULL, "the reason is kept: %s", r->reason);
+    task_destroy(&r);
+}
+
+Test(task, recover_announced_close_finishes_without_a_second_announcement)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    cr_assert(s_has_event("task.done"));
+    /* crash with the end announced and close_task unanswered */
+    task_t *r = s_restart(&t);
+    cr_assert_not_null(r);
+    cr_expect_eq(r->end, TASK_END_DONE);
+    cr_expect_eq(r->state, TASK_CLOSING, "the close is finished after the restart");
+    cr_expect_str_eq(s_ledger_type(), "close_task");
+    cr_expect_str_eq(ev_get_str(s_find(TASK_FX_LEDGER, 0)->body, "request_id", ""),
+                     "t-0000000000aa/close", "same request id: idempotent");
+    cr_expect_not(s_has_event("task.done"), "not announced again");
+    s_close_ok(r);
+    cr_expect_eq(r->state, TASK_ENDED);
+    cr_expect_not(s_has_event("task.done"));
+    cr_expect_eq(s_count(TASK_FX_ENDED), 1);
+    cr_expect_str_eq(ev_get_str(s_find(TASK_FX_PUT_TASK, 0)->body, "state", ""), "done");
     task_destroy(&r);
 }
 
