@@ -53,7 +53,8 @@ typedef struct {
    relative paths ("" or NULL: current folder); self_dir is the folder of the
    agent binary (may be NULL). timeout_ms <= 0 uses the tool's own timeout; the
    effective timeout is the smaller of the two. Returns 0 when res->status is
-   TOOL_OK, else -1. Clear res with tool_result_clear. */
+   TOOL_OK, else -1. Clear res with tool_result_clear. The caller ignores
+   SIGPIPE (a tool that exits without reading its input is an EPIPE here). */
 int tool_run(const cfg_tool_t *tool, const char *cfg_dir, const char *self_dir, const char *input,
              int64_t timeout_ms, tool_result_t *res);
 void tool_result_clear(tool_result_t *res);

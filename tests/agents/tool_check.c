@@ -70,6 +70,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: tool_check AGENT_BUILD_DIR TESTS_SOURCE_DIR\n");
         return 2;
     }
+    /* as in emads-agent (agent_main.c): a tool that exits without reading
+       its input makes the runner's write fail with EPIPE, not kill us */
+    signal(SIGPIPE, SIG_IGN);
     const char *self_dir = argv[1], *src = argv[2];
     char tmp[] = "/tmp/emads-tool-XXXXXX";
     if (!mkdtemp(tmp))
