@@ -3,13 +3,14 @@
 # Usage: bash ctl/install-deps.sh        (as root, or with sudo available)
 # chromium (dashboard test), prometheus (promtool), tmux (emadsctl top test)
 # and node/npm (the gateway test runs the real OpenAI and Anthropic SDKs)
-# are needed by the tests only.
+# are needed by the tests only. tzdata: the zone database of
+# ledger.timezone (named zones; the period unit tests use several).
 set -euo pipefail
 PKGS=(build-essential pkg-config meson ninja-build
       libzmq3-dev libczmq-dev libmsgpack-dev libyaml-dev libcurl4-openssl-dev
       libjansson-dev libsqlite3-dev libmicrohttpd-dev libcriterion-dev
       clang libclang-rt-14-dev procps python3 jq curl iproute2
-      chromium prometheus tmux libsodium-dev nodejs npm)
+      chromium prometheus tmux libsodium-dev nodejs npm tzdata)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 missing=()
