@@ -325,6 +325,7 @@ typedef struct {
     const char *ecode;
     char ereason[512];
     ev_t *edetail;         /* extra fields of a ledger error (owned) */
+    ev_t *accounts;        /* the accounts of the ledger's last reply (owned) */
     char served_model[64]; /* llm: the model the provider named in its answer */
     char finish_reason[32];
 } s_step_t;
@@ -390,6 +391,7 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
     if (!r) {
         ev_destroy(&s->output);
         ev_destroy(&s->edetail);
+        ev_destroy(&s->accounts);
         return NULL;
     }
     ev_set_str(r, "task", s->task);
@@ -413,13 +415,17 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
     if (s->finish_reason[0])
         ev_set_str(r, "finish_reason", s->finish_reason);
     ev_set(r, "providers", s_providers_ev((agent_t *)a));
+    if (s->accounts) /* forwarded, so the orchestrator re-plans without a spend query */
+        ev_set(r, "accounts", s->accounts);
+    s->accounts = NULL;
     if (s->ecode) {
         ev_t *e = ev_set_map(r, "error");
         ev_set_str(e, "code", s->ecode);
         ev_set_str(e, "reason", s->ereason);
         for (size_t i = 0; s->edetail && i < ev_len(s->edetail); i++) {
             const char *k = ev_key_at(s->edetail, i);
-            if (strcmp(k, "v") && strcmp(k, "type") && strcmp(k, "code") && strcmp(k, "reason"))
+            if (strcmp(k, "v") && strcmp(k, "type") && strcmp(k, "code") && strcmp(k, "reason") &&
+                strcmp(k, "accounts"))
                 ev_set(e, k, ev_dup(ev_at(s->edetail, i)));
         }
     }
@@ -440,9 +446,22 @@ static ev_t *s_ledger(s_worker_t *w, ev_t **body_p)
     return reply;
 }
 
-/* Commit actual on hold_id, retrying transport failures with the same id.
-   Returns 0, or -1 with a reason. */
-static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char *err, size_t errlen)
+/* Keep the accounts a ledger reply carries (reserve_ok, commit_ok, a
+   denial) in *accounts, replacing older ones; a reply without them leaves
+   *accounts alone. */
+static void s_keep_accounts(const ev_t *reply, ev_t **accounts)
+{
+    const ev_t *acc = ev_get(reply, "accounts");
+    if (ev_type(acc) != EV_ARRAY)
+        return;
+    ev_destroy(accounts);
+    *accounts = ev_dup(acc);
+}
+
+/* Commit actual on hold_id, retrying transport failures with the same id;
+   the reply's accounts go to *accounts. Returns 0, or -1 with a reason. */
+static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, ev_t **accounts,
+                    char *err, size_t errlen)
 {
     agent_t *a = w->agent;
     char rid[PROTO_MAX_ID + 1];
@@ -461,6 +480,7 @@ static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char 
         if (!proto_is_error(reply, &code)) {
             if (ev_get_bool(reply, "overrun", false))
                 log_warn("step %s/%s: actual spend above its hold (overrun)", s->task, s->step);
+            s_keep_accounts(reply, accounts);
             ev_destroy(&reply);
             return 0;
         }
@@ -834,6 +854,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         snprintf(s.ereason, sizeof s.ereason, "%s%s",
                  s_transport_error(code) ? "ledger did not answer the reserve: " : "",
                  ev_get_str(reply, "reason", code ? code : "?"));
+        s_keep_accounts(reply, &s.accounts);
         s.edetail = reply;
         reply = NULL;
         /* the code is borrowed from the reply: keep it alive in edetail */
@@ -847,6 +868,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         return r;
     }
     snprintf(s.hold_id, sizeof s.hold_id, "%s", ev_get_str(reply, "hold_id", ""));
+    s_keep_accounts(reply, &s.accounts);
     ev_destroy(&reply);
 
     /* 4. execute */
@@ -875,7 +897,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
 
     /* 5. commit what was spent */
     char err[512];
-    if (s_commit(w, s.hold_id, &s, err, sizeof err) != 0) {
+    if (s_commit(w, s.hold_id, &s, &s.accounts, err, sizeof err) != 0) {
         log_error("step %s/%s: %s", task, step, err);
         if (!s.ecode) {
             s.status = "error";

@@ -1239,6 +1239,8 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
            that charge (held was already released then) */
         bool late = h->row.state == LEDGER_HOLD_EXPIRED;
         res->late = late;
+        s_copy(res->task, sizeof res->task, h->row.task);
+        s_copy(res->agent, sizeof res->agent, h->row.agent);
         ledger_note_t *n = s_note(self, LEDGER_NOTE_COMMIT, now_ms);
         if (!n)
             return s_nomem(res);
@@ -1503,6 +1505,28 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
     s_unlimited(&info.remaining);
     fn(&info, arg);
     return 1;
+}
+
+int ledger_touched(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
+                   ledger_account_fn *fn, void *arg)
+{
+    ledger_account_info_t info;
+    char key[LEDGER_KEY_MAX];
+    if (!task || !*task)
+        return -1;
+    s_task_key(key, sizeof key, task);
+    s_account_t *t = s_account(self, key);
+    if (!t)
+        return -1;
+    s_info(t, now_ms, &info);
+    fn(&info, arg);
+    int n = 1;
+    if (agent && *agent)
+        n += ledger_spend(self, task, agent, now_ms, fn, arg);
+    s_global_key(self, now_ms, key, sizeof key, NULL, 0);
+    if (key[0]) /* with no global budget, no global account to meet */
+        n += ledger_spend(self, NULL, NULL, now_ms, fn, arg);
+    return n;
 }
 
 int ledger_history(ledger_t *self, const char *agent, const char *path, const char *model,

@@ -65,6 +65,8 @@ struct _orch_t {
     zhashx_t *pending; /* corr id -> outbox_outbox_pend_t* */
     outbox_t *out;     /* sent after the commit */
     task_fx_t fx;      /* effects of the task event being handled */
+    /* the global account as the ledger's replies show it */
+    task_global_t global;
     planner_history_t *hist;
     size_t n_hist;
     int64_t hist_at_ms;
@@ -126,7 +128,8 @@ static task_env_t s_env(orch_t *self)
                         .pols = policy_store_all(self->pols),
                         .now_ms = s_now(),
                         .stopping = self->stopping,
-                        .fx = &self->fx};
+                        .fx = &self->fx,
+                        .global = &self->global};
 }
 
 static void s_train_sample_done(orch_t *self, task_t *t);

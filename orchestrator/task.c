@@ -161,6 +161,7 @@ void task_destroy(task_t **self_p)
         ev_destroy(&t->steps[i].output);
         ev_destroy(&t->steps[i].attempts);
     }
+    ev_destroy(&t->accounts);
     free(t->text);
     free(t);
     *self_p = NULL;
@@ -593,6 +594,107 @@ static int s_step_timeout(const cfg_t *cfg, const task_t *t, int i)
     return ms > 600000 ? 600000 : (int)ms;
 }
 
+/* ---- the accounts a reserve touches ----------------------------------------- */
+
+/* How long a report of the global account counts as the latest even when
+   a later one shows less used, ms. */
+#define TASK_GLOBAL_FRESH_MS 1000
+
+/* Count step s's predicted hold in the global in-flight sum (on) or take it
+   out (off); idempotent. */
+static void s_inflight(task_env_t *e, task_step_t *s, bool on)
+{
+    if (!e->global || s->in_flight == on)
+        return;
+    s->in_flight = on;
+    for (int d = 0; d < DIM_COUNT; d++) {
+        int64_t *v = &e->global->inflight.v[d];
+        *v += on ? s->predicted.v[d] : -s->predicted.v[d];
+        if (*v < 0)
+            *v = 0;
+    }
+}
+
+/* Take the accounts a ledger reply (or a step_result forwarding one)
+   carries: the task's and agents' replace those of t->accounts with the
+   same kind and agent; the global one updates the shared view. */
+static void s_take_accounts(task_env_t *e, task_t *t, const ev_t *accounts)
+{
+    if (ev_type(accounts) != EV_ARRAY)
+        return;
+    if (!t->accounts)
+        t->accounts = ev_new_array();
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        const char *kind = ev_get_str(acc, "kind", "");
+        proto_amounts_t used, held, limit;
+        if (proto_get_amounts(acc, "used", 0, &used) || proto_get_amounts(acc, "limit", -1, &limit))
+            continue;
+        if (proto_get_amounts(acc, "held", 0, &held))
+            memset(&held, 0, sizeof held);
+        if (strcmp(kind, "global") == 0) {
+            /* replies overtake one another on their way here: a report
+               showing less used than the last one is older, unless the
+               last one is old itself (a new period, a late commit) */
+            task_global_t *g = e->global;
+            if (g && (!g->known || used.v[DIM_COST_UUSD] >= g->used.v[DIM_COST_UUSD] ||
+                      e->now_ms - g->at_ms > TASK_GLOBAL_FRESH_MS)) {
+                g->at_ms = e->now_ms;
+                e->global->known = true;
+                e->global->limit = limit;
+                e->global->used = used;
+                e->global->held = held;
+            }
+            continue;
+        }
+        if (strcmp(kind, "task") != 0 && strcmp(kind, "agent") != 0)
+            continue;
+        const char *agent = ev_get_str(acc, "agent", "");
+        size_t j = 0;
+        for (; t->accounts && j < ev_len(t->accounts); j++) {
+            const ev_t *o = ev_at(t->accounts, j);
+            if (!strcmp(ev_get_str(o, "kind", ""), kind) &&
+                (!strcmp(kind, "task") || !strcmp(ev_get_str(o, "agent", ""), agent)))
+                break;
+        }
+        if (t->accounts && j < ev_len(t->accounts)) {
+            ev_t *o = ev_at(t->accounts, j);
+            proto_amounts_t was;
+            if (proto_get_amounts(o, "used", 0, &was) == 0 &&
+                used.v[DIM_COST_UUSD] < was.v[DIM_COST_UUSD])
+                continue; /* older than the one kept */
+            for (size_t f = 0; f < ev_len(acc); f++)
+                ev_set(o, ev_key_at(acc, f), ev_dup(ev_at(acc, f)));
+        } else if (t->accounts)
+            ev_push(t->accounts, ev_dup(acc));
+    }
+}
+
+/* Cap what task t may still spend by what the global account has left, as
+   far as the orchestrator knows: limit - used - held - the holds of every
+   step in flight. The report's held may already hold some of those steps
+   (counted twice, which only plans more cautiously), but the orchestrator
+   cannot tell them from the holds of other clients (the gateway), which
+   the max of the two would miss. Tightness stays the task's own (it
+   chooses the decision matrix); the cap only keeps the planner from
+   planning what the ledger would deny. */
+static void s_cap_global(const task_env_t *e, orch_remaining_t *r)
+{
+    const task_global_t *g = e->global;
+    if (!g || !g->known)
+        return;
+    for (int d = 0; d < DIM_COUNT; d++) {
+        if (g->limit.v[d] < 0 || d == DIM_LATENCY_MS)
+            continue;
+        int64_t left = g->limit.v[d] - g->used.v[d] - g->held.v[d] - g->inflight.v[d];
+        if (left < 0)
+            left = 0;
+        /* both already leave out the running steps' holds: the lower binds */
+        if (r->task[d] < 0 || left < r->task[d])
+            r->task[d] = left;
+    }
+}
+
 /* Send step i to its agent. r: the remaining budgets a re-plan just read
    from the ledger, or NULL; with them the step carries its agent's cost
    ratio, so the agent need not ask the ledger again. */
@@ -603,6 +705,8 @@ static void s_dispatch(task_env_t *e, task_t *t, int i, const orch_remaining_t *
     task_step_t *s = &t->steps[i];
     const cfg_option_t *o = &st->options[s->option];
     s->st = ORCH_STEP_RUNNING;
+    orch_plan_hold(cfg, st->agent, o, &s->predicted);
+    s_inflight(e, s, true);
     if (s->first_option < 0)
         s->first_option = s->option;
     s->attempt++;
@@ -670,6 +774,21 @@ static void s_request_replan(task_env_t *e, task_t *t)
         return;
     }
     s_call(e, t, TASK_CALL_SPEND);
+}
+
+static void s_replan_with(task_env_t *e, task_t *t, orch_remaining_t *r);
+
+/* Re-plan from the accounts the ledger's replies brought (t->accounts and
+   the global view), without a spend query: the step result forwarded the
+   accounts of its commit (or denial), and an account no reply showed yet
+   is one nothing was reserved on. */
+static void s_replan_known(task_env_t *e, task_t *t)
+{
+    orch_remaining_t rem;
+    orch_step_view_t views[CFG_MAX_STEPS];
+    s_views(t, views);
+    orch_remaining_from_spend(e->cfg, t->wf, views, t->n_steps, s_limits(t), t->accounts, &rem);
+    s_replan_with(e, t, &rem);
 }
 
 /* A task with a forced plan (a training sample) runs exactly its sampled
@@ -753,6 +872,7 @@ static void s_replan_with(task_env_t *e, task_t *t, orch_remaining_t *r)
         s_run_forced(e, t);
         return;
     }
+    s_cap_global(e, r);
     orch_plan_t p;
     orch_step_view_t views[CFG_MAX_STEPS];
     s_views(t, views);
@@ -1109,6 +1229,7 @@ static void s_call_retry(task_env_t *e, task_t *t, const reply_t *r)
 static void s_opened(task_env_t *e, task_t *t, const reply_t *r)
 {
     t->opened = true;
+    s_take_accounts(e, t, ev_get(r->body, "accounts"));
     if (t->state == TASK_OPENING)
         t->state = TASK_RUNNING;
     s_save_task(e, t);
@@ -1194,6 +1315,7 @@ static void s_spent(task_env_t *e, task_t *t, const reply_t *r)
                  ev_get_str(r->body, "reason", ""));
         return;
     }
+    s_take_accounts(e, t, ev_get(r->body, "accounts"));
     orch_remaining_t rem;
     orch_step_view_t views[CFG_MAX_STEPS];
     s_views(t, views);
@@ -1304,6 +1426,7 @@ static void s_step_end(task_env_t *e, task_t *t, int i, orch_step_state_t st)
     task_step_t *s = &t->steps[i];
     s->st = st;
     s->ended_ms = e->now_ms;
+    s_inflight(e, s, false);
     s_save_step(e, t, i);
     s_step_event(e, "step.done", t, i);
 }
@@ -1352,6 +1475,7 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         return;
     }
     const char *status = ev_get_str(body, "status", "error");
+    s_take_accounts(e, t, ev_get(body, "accounts"));
     snprintf(s->path, sizeof s->path, "%s", ev_get_str(body, "path", ""));
     snprintf(s->model, sizeof s->model, "%s", ev_get_str(body, "model", ""));
     snprintf(s->why, sizeof s->why, "%s", ev_get_str(body, "why", ""));
@@ -1410,6 +1534,8 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         return; /* s_maybe_close in task_on_step */
     if (s_all_finished(t))
         s_finish(e, t, TASK_END_DONE, NULL);
+    else if (ev_get(body, "accounts") && t->call == TASK_CALL_NONE && t->state == TASK_RUNNING)
+        s_replan_known(e, t);
     else
         s_request_replan(e, t);
 }

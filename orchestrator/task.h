@@ -155,6 +155,8 @@ typedef struct {
     ev_t *attempts;         /* [{attempt, path, model, why, status, actual, measured, error}] */
     ev_t *output;
     int64_t started_ms, ended_ms;
+    bool in_flight;            /* counted in task_global_t.inflight */
+    proto_amounts_t predicted; /* the hold its agent reserves at most (orch_plan_hold) */
 } task_step_t;
 
 /* One task. Callers read its fields; only task.c and task_recover.c change
@@ -183,6 +185,8 @@ typedef struct {
     bool has_forced;           /* run forced[] instead of planning */
     int forced[CFG_MAX_STEPS]; /* cfg option per step, -1 = skip */
     int train_slot;            /* sample index in the current training group, -1 none */
+    ev_t *accounts;            /* the ledger's accounts of this task as its replies last showed them
+                                  ([{kind, agent, used, held, limit, remaining}]), NULL before any */
 } task_t;
 
 /* ---- effects ------------------------------------------------------------ */
@@ -219,6 +223,19 @@ typedef struct {
 void task_fx_clear(task_fx_t *fx);
 void task_fx_free(task_fx_t *fx);
 
+/* The orchestrator's view of the global account, shared by its tasks: the
+   ledger's last report of it (in the accounts its replies carry) and the
+   holds of every step dispatched and not yet back, in any task, which a
+   report may not show yet. The planner caps what a task may still spend
+   by limit - used - held - inflight; the ledger still judges every
+   reserve, so a stale view only plans more conservatively. */
+typedef struct {
+    bool known;    /* a report arrived (else: no global budget seen, no cap) */
+    int64_t at_ms; /* when that report arrived */
+    proto_amounts_t limit, used, held;
+    proto_amounts_t inflight;
+} task_global_t;
+
 /* What an event may read besides the task: the configuration, the
    ledger's estimate history, the learned policies (CFG_MAX_WORKFLOWS
    entries, NULL = the configured qualities), the time, and whether the
@@ -231,6 +248,7 @@ typedef struct {
     int64_t now_ms;
     bool stopping;
     task_fx_t *fx;
+    task_global_t *global; /* may be NULL: no global view */
 } task_env_t;
 
 /* ---- lifecycle ---------------------------------------------------------- */

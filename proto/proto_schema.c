@@ -85,6 +85,14 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
 #define PRINCIPAL                                                                                  \
     F_NAME("principal", false, "agent charged instead of the sender (senders allowed act_for only)")
 
+/* reserve_ok, commit_ok, open_task_ok and an exceeds_budget error: the
+   accounts the next reserve of that agent in that task meets */
+#define TOUCHED                                                                                    \
+    F_ARRAY("accounts", false,                                                                     \
+            "the accounts a reserve of this agent in this task touches, as they stand after "      \
+            "this request: [{kind: task|agent|global, task, agent, used, held, limit, remaining "  \
+            "(amounts)}] as in spend_reply; optional, old peers ignore it")
+
 /* ---- ledger ------------------------------------------------------------- */
 
 static const proto_field_t f_open_task[] = {
@@ -93,9 +101,12 @@ static const proto_field_t f_open_task[] = {
     F_BOOL("training", false, "the task is a training run (default false)"), F_END};
 
 static const proto_field_t f_open_task_ok[] = {
-    TASK(true), TIME("opened_at_ms", true, "when the task account opened, ms since the Unix epoch"),
+    TASK(true),
+    TIME("opened_at_ms", true, "when the task account opened, ms since the Unix epoch"),
     F_INT("deadline_ms", true, -1, TIME_MAX, "wall-clock deadline, ms since the epoch; -1 = none"),
-    F_AMOUNTS("limits", true, "effective task limits (-1 = unlimited)"), F_END};
+    F_AMOUNTS("limits", true, "effective task limits (-1 = unlimited)"),
+    TOUCHED,
+    F_END};
 
 static const proto_field_t f_reserve[] = {
     REQUEST_ID,
@@ -113,6 +124,7 @@ static const proto_field_t f_reserve_ok[] = {
     F_NAME("step", false, "step named in the request"),
     F_AMOUNTS("amounts", true, "amounts held"),
     TIME("expires_at_ms", true, "when the hold expires unless resolved, ms since the epoch"),
+    TOUCHED,
     F_END};
 
 static const proto_field_t f_commit[] = {
@@ -127,10 +139,12 @@ static const proto_field_t f_commit[] = {
     F_END};
 
 static const proto_field_t f_commit_ok[] = {
-    F_ID("hold_id", true, "hold resolved"), F_AMOUNTS("actual", true, "spend recorded"),
+    F_ID("hold_id", true, "hold resolved"),
+    F_AMOUNTS("actual", true, "spend recorded"),
     F_BOOL("overrun", true, "actual exceeded the hold in some dimension"),
     F_BOOL("late", false,
            "true when the hold had expired (charged in full); actual replaced that charge"),
+    TOUCHED,
     F_END};
 
 static const proto_field_t f_void[] = {REQUEST_ID, F_ID("hold_id", true, "hold to release"),
@@ -308,6 +322,9 @@ static const proto_field_t f_step_result[] = {
     F_STR("finish_reason", false, 1, PROTO_MAX_NAME,
           "llm: the provider's finish_reason or stop_reason"),
     F_ARRAY("providers", false, "the agent's providers as in providers_reply"),
+    F_ARRAY("accounts", false,
+            "the accounts of the ledger's last reply to this step's reserve or commit (as in "
+            "commit_ok); the orchestrator re-plans from them without a spend query"),
     F_END};
 
 static const proto_field_t f_providers[] = {F_END};
@@ -328,6 +345,7 @@ static const proto_field_t f_error[] = {
     F_ENUM("dimension", false, s_dims, "exceeds_budget: dimension that refused"),
     F_INT("requested", false, INT64_MIN, INT64_MAX, "exceeds_budget: amount requested"),
     F_INT("available", false, INT64_MIN, INT64_MAX, "exceeds_budget: amount still available"),
+    TOUCHED,
     F_END};
 
 static const proto_field_t f_event[] = {

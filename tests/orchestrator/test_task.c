@@ -24,6 +24,7 @@ static ev_t *s_row;                  /* the task row as last written */
 static ev_t *s_steps[CFG_MAX_STEPS]; /* step maps as last written, by index */
 static int s_plans;                  /* plans written */
 static int64_t s_now = T0;
+static task_global_t s_global; /* the orchestrator's view of the global account */
 
 static void s_init(void)
 {
@@ -33,6 +34,7 @@ static void s_init(void)
         s_steps[i] = ev_new_map();
     s_plans = 0;
     s_now = T0;
+    memset(&s_global, 0, sizeof s_global);
 }
 
 static void s_fini(void)
@@ -48,7 +50,7 @@ TestSuite(task, .init = s_init, .fini = s_fini);
 
 static task_env_t s_env(void)
 {
-    return (task_env_t){.cfg = s_cfg, .now_ms = s_now, .fx = &s_fxl};
+    return (task_env_t){.cfg = s_cfg, .now_ms = s_now, .fx = &s_fxl, .global = &s_global};
 }
 
 /* Keep what the store writes would hold; called before each event. */
@@ -241,6 +243,11 @@ static void s_cancel(task_t *t, const char *reason)
 }
 
 /* ---- fixtures ------------------------------------------------------------ */
+
+static const char *s_agent_name_of(const task_t *t, int i)
+{
+    return s_cfg->agents[s_cfg->workflows[t->wf].steps[i].agent].name;
+}
 
 static task_t *s_submitted(void)
 {
@@ -1009,5 +1016,121 @@ Test(task, result_of_a_done_task_carries_the_recommendation)
     cr_expect_float_eq(ev_get_float(rep, "confidence", 0), 0.8, 1e-9);
     ev_destroy(&rep);
     ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+/* ---- the accounts the ledger's replies carry ------------------------------ */
+
+/* An account map {kind, agent, used, held, limit} with cost amounts only. */
+static ev_t *s_account(const char *kind, const char *agent, int64_t used, int64_t held,
+                       int64_t limit)
+{
+    ev_t *a = ev_new_map();
+    ev_set_str(a, "kind", kind);
+    ev_set_str(a, "agent", agent ? agent : "");
+    proto_amounts_t u = {{0}}, h = {{0}}, l = {{-1, -1, -1, -1}};
+    u.v[DIM_COST_UUSD] = used;
+    h.v[DIM_COST_UUSD] = held;
+    l.v[DIM_COST_UUSD] = limit;
+    proto_set_amounts(a, "used", &u);
+    proto_set_amounts(a, "held", &h);
+    proto_set_amounts(a, "limit", &l);
+    return a;
+}
+
+/* open_task_ok carrying the task account and a global account of
+   global_limit micro-USD with global_used used. */
+static void s_open_ok_global(task_t *t, int64_t global_limit, int64_t global_used)
+{
+    s_apply();
+    ev_t *b = proto_body("open_task_ok");
+    ev_set_str(b, "task", t->id);
+    ev_set_int(b, "opened_at_ms", s_now);
+    ev_set_int(b, "deadline_ms", -1);
+    proto_amounts_t lim = {{-1, -1, -1, -1}};
+    proto_set_amounts(b, "limits", &lim);
+    ev_t *accs = ev_set_array(b, "accounts");
+    ev_push(accs, s_account("task", NULL, 0, 0, 20000000));
+    ev_push(accs, s_account("global", NULL, global_used, 0, global_limit));
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+/* The model step i was dispatched with ("" for none). */
+static const char *s_dispatched_model(const task_t *t, int i)
+{
+    const cfg_option_t *o = &s_cfg->workflows[t->wf].steps[i].options[t->steps[i].option];
+    return o->model >= 0 ? s_cfg->models[o->model].name : "";
+}
+
+Test(task, step_result_with_accounts_replans_without_a_spend_query)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_apply();
+    ev_t *b = proto_body("step_result");
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
+    ev_set_str(b, "status", "ok");
+    ev_set_str(b, "path", "local");
+    ev_set_str(b, "why", "test");
+    ev_set_map(b, "output");
+    proto_amounts_t act = {{0}};
+    proto_set_amounts(b, "actual", &act);
+    ev_set_str(b, "measured", "provider");
+    ev_t *accs = ev_set_array(b, "accounts");
+    ev_push(accs, s_account("task", NULL, 0, 0, 20000000));
+    ev_push(accs, s_account("agent", s_agent_name_of(t, i), 0, 0, 2000000));
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "no spend query: the result brought the accounts");
+    cr_expect_eq(t->state, TASK_RUNNING, "state %s", task_state_name(t->state));
+    cr_expect_eq(s_count(TASK_FX_PUT_PLAN), 1, "re-planned at once");
+    cr_expect_gt(s_count(TASK_FX_STEP) + s_n_running(t), 0);
+    task_destroy(&t);
+}
+
+Test(task, plans_within_the_global_account_and_its_steps_in_flight)
+{
+    /* 0.06 USD left on the global account: a gpt-4o step holds 0.03 USD */
+    task_t *a = s_submitted();
+    s_open_ok_global(a, 60000, 0);
+    cr_assert(s_global.known);
+    int64_t first = s_global.inflight.v[DIM_COST_UUSD];
+    cr_expect_gt(first, 0, "the first task's running steps are counted in flight");
+    cr_expect_leq(first, 60000, "the first task plans within the global account");
+    /* a second task opened while they run sees what is left after them */
+    task_t *b = task_new(s_cfg, "t-0000000000bb", "Should we migrate to the cloud?", -1, 0);
+    cr_assert_not_null(b);
+    task_env_t e = s_env();
+    task_submit(b, &e);
+    s_open_ok_global(b, 60000, 0);
+    cr_expect_leq(s_global.inflight.v[DIM_COST_UUSD], 60000,
+                  "two tasks plan no more than the global account holds");
+    for (int i = 0; i < b->n_steps; i++)
+        if (b->steps[i].st == ORCH_STEP_RUNNING)
+            cr_expect_str_neq(s_dispatched_model(b, i), "gpt-4o",
+                              "step %d planned gpt-4o beyond the global account", i);
+    /* the first task's steps come back: their holds leave the in-flight sum */
+    while (s_n_running(a) > 0)
+        s_result(a, s_first_running(a), "ok", 100);
+    while (s_n_running(b) > 0)
+        s_result(b, s_first_running(b), "ok", 100);
+    cr_expect_eq(s_global.inflight.v[DIM_COST_UUSD], 0, "nothing in flight");
+    task_destroy(&a);
+    task_destroy(&b);
+}
+
+Test(task, an_exhausted_global_account_plans_no_money)
+{
+    task_t *t = s_submitted();
+    s_open_ok_global(t, 60000, 60000);
+    cr_assert_gt(s_n_running(t), 0, "the local path still runs");
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].st == ORCH_STEP_RUNNING)
+            cr_expect_eq(t->steps[i].predicted.v[DIM_COST_UUSD], 0,
+                         "step %d holds money the global account does not have", i);
     task_destroy(&t);
 }
