@@ -45,6 +45,7 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
     memset(out, 0, sizeof *out);
     out->model = -1;
     out->tool = -1;
+    const char *who = agent ? agent->name : "the agent";
     if (planned == PATH_TOOL) {
         out->path = PATH_TOOL;
         out->tool = tool;
@@ -57,13 +58,17 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
         /* the tool's LLM summary follows the same adaptive rules */
         if (cost_ratio < cfg->local_ratio) {
             snprintf(out->why, sizeof out->why,
-                     "planned tool %s; remaining cost ratio %.2f < %.2f: no LLM summary", tname,
-                     cost_ratio, cfg->local_ratio);
+                     "planned tool %s; budget forced no LLM summary: %s remaining cost ratio "
+                     "%.2f < %.2f",
+                     tname, who, cost_ratio, cfg->local_ratio);
+            out->forced = true;
             return;
         }
         if (cost_ratio < cfg->small_ratio && agent && agent->small_model >= 0 &&
-            agent->small_model < cfg->n_models)
+            agent->small_model < cfg->n_models && agent->small_model != sm) {
             sm = agent->small_model;
+            out->forced = true;
+        }
         if (!have_key) {
             const cfg_model_t *m = &cfg->models[sm];
             const char *env = m->provider >= 0 && m->provider < cfg->n_providers
@@ -74,8 +79,14 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
             return;
         }
         out->model = sm;
-        snprintf(out->why, sizeof out->why, "planned tool %s with a %s summary%s", tname,
-                 cfg->models[sm].name, sm != planned_model ? " (remaining cost ratio low)" : "");
+        if (out->forced)
+            snprintf(out->why, sizeof out->why,
+                     "planned tool %s; budget forced a %s summary: %s remaining cost ratio %.2f "
+                     "< %.2f",
+                     tname, cfg->models[sm].name, who, cost_ratio, cfg->small_ratio);
+        else
+            snprintf(out->why, sizeof out->why, "planned tool %s with a %s summary", tname,
+                     cfg->models[sm].name);
         return;
     }
     if (planned == PATH_LOCAL) {
@@ -91,8 +102,10 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
     }
     if (cost_ratio < cfg->local_ratio) {
         out->path = PATH_LOCAL;
-        snprintf(out->why, sizeof out->why, "remaining cost ratio %.2f < %.2f: local path",
-                 cost_ratio, cfg->local_ratio);
+        out->forced = true;
+        snprintf(out->why, sizeof out->why,
+                 "budget forced local path: %s remaining cost ratio %.2f < %.2f", who, cost_ratio,
+                 cfg->local_ratio);
         return;
     }
     bool small = false;
@@ -113,7 +126,12 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
     }
     out->path = PATH_LLM;
     out->model = model;
-    if (small)
+    out->forced = small && model != planned_model;
+    if (out->forced)
+        snprintf(out->why, sizeof out->why,
+                 "budget forced small model %s: %s remaining cost ratio %.2f < %.2f", m->name, who,
+                 cost_ratio, cfg->small_ratio);
+    else if (small)
         snprintf(out->why, sizeof out->why, "remaining cost ratio %.2f < %.2f: small model %s",
                  cost_ratio, cfg->small_ratio, m->name);
     else if (cost_ratio < cfg->small_ratio)
@@ -812,6 +830,16 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     agent_choose(cfg, a->acfg, planned, model, tool, ratio, true, &s.choice);
     if (s.choice.model >= 0 && !s_have_key(cfg, s.choice.model, &key))
         agent_choose(cfg, a->acfg, planned, model, tool, ratio, false, &s.choice);
+    /* on_exhaust fail: no fall-back for the budget; the task ends instead */
+    if (s.choice.forced && !strcmp(ev_get_str(body, "on_exhaust", "degrade"), "fail")) {
+        s.status = "denied";
+        s.ecode = PROTO_E_BUDGET_EXHAUSTED;
+        snprintf(s.ereason, sizeof s.ereason, "%s (on_exhaust fail)", s.choice.why);
+        s.choice.path = planned;
+        s.choice.model = model;
+        log_info("step %s/%s not run: %s", task, step, s.ereason);
+        return s_result(a, &s);
+    }
 
     char *system = NULL, *user = NULL;
     int64_t prompt_raw = 0, prompt_cal = 0, prompt_hold = 0, max_tokens = 0;

@@ -82,6 +82,7 @@ typedef struct {
     ev_t *limits;
     bool wait;
     int64_t timeout_s;
+    const char *on_exhaust; /* submit --on-exhaust degrade|fail, NULL: the class's */
     char *text;
 } task_args_t;
 
@@ -104,12 +105,21 @@ static int s_task_args(ctl_opts_t *opts, int argc, char **argv, bool submit, tas
         if (!raw && !strcmp(argv[i], "--")) {
             raw = true;
         } else if (!raw &&
-                   (!strcmp(argv[i], "--workflow") || (submit && !strcmp(argv[i], "--timeout"))) &&
+                   (!strcmp(argv[i], "--workflow") ||
+                    (submit &&
+                     (!strcmp(argv[i], "--timeout") || !strcmp(argv[i], "--on-exhaust")))) &&
                    i + 1 >= argc) {
             free(words);
             return ctl_usage_error(opts, "%s: option '%s' needs a value", argv[0], argv[i]);
         } else if (!raw && !strcmp(argv[i], "--workflow")) {
             a->workflow = argv[++i];
+        } else if (!raw && submit && !strcmp(argv[i], "--on-exhaust")) {
+            a->on_exhaust = argv[++i];
+            if (strcmp(a->on_exhaust, "degrade") && strcmp(a->on_exhaust, "fail")) {
+                free(words);
+                return ctl_usage_error(opts, "%s: --on-exhaust: '%.40s': must be degrade or fail",
+                                       argv[0], a->on_exhaust);
+            }
         } else if (!raw && submit && !strcmp(argv[i], "--wait")) {
             a->wait = true;
         } else if (!raw && submit && !strcmp(argv[i], "--timeout")) {
@@ -176,6 +186,8 @@ static void s_fill_task_body(ev_t *b, const task_args_t *a)
         ev_set_str(b, "workflow", a->workflow);
     if (ev_len(a->limits))
         ev_set(b, "limits", ev_dup(a->limits));
+    if (a->on_exhaust)
+        ev_set_str(b, "on_exhaust", a->on_exhaust);
 }
 
 /* ---- step lines -------------------------------------------------------------- */
@@ -428,7 +440,7 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
     if (ctl_wants_help(argc, argv)) {
         printf("usage: emadsctl [--json] submit [--wait] [--timeout S] [--workflow NAME]\n"
                "                [--max-tokens N] [--max-cost USD] [--max-latency-ms N]\n"
-               "                [--max-tool-calls N] [--] TEXT...\n"
+               "                [--max-tool-calls N] [--on-exhaust degrade|fail] [--] TEXT...\n"
                "\n"
                "Submit a task and print its id. --wait follows it step by step (agent,\n"
                "path, model, spend) and prints the final recommendation; the exit code is\n"
@@ -442,6 +454,13 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
                "  --max-cost USD    US dollars, up to 6 decimals (e.g. 0.25)\n"
                "  --max-latency-ms N  milliseconds (at most 86400000)\n"
                "  --max-tool-calls N  tool calls (at most 1000000)\n"
+               "  --on-exhaust degrade|fail\n"
+               "                    when the budget forces a step below its best option\n"
+               "                    (a cheaper model, the local path): degrade runs it so\n"
+               "                    and says why ('budget forced local path: ...') in the\n"
+               "                    step and in the result's 'degraded' lines; fail ends\n"
+               "                    the task budget_exhausted instead. Default: the task\n"
+               "                    class's on_exhaust in the config, else degrade\n"
                "\n"
                "When the task has ended, its spend is checked against its limits: each\n"
                "account and dimension over its limit prints 'warning: overrun: ...' on\n"

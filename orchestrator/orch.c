@@ -302,6 +302,9 @@ static void s_on_submit(orch_t *self, bus_request_t *req)
     }
     snprintf(t->request_id, sizeof t->request_id, "%s", rid);
     t->has_limits = proto_get_amounts(b, "limits", -1, &t->limits) == 0;
+    const char *policy = ev_get_str(b, "on_exhaust", NULL); /* else the class's */
+    t->on_exhaust_fail =
+        policy ? strcmp(policy, "fail") == 0 : cls >= 0 && self->cfg->classes[cls].on_exhaust_fail;
     rep = proto_body("submit_ok");
     ev_set_str(rep, "task", t->id);
     s_reply(self, req, &rep);

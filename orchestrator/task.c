@@ -235,6 +235,12 @@ ev_t *task_step_ev(const task_t *t, const cfg_t *cfg, int i, bool with_output)
         ev_set_int(m, "banned", s->banned);
     if (s->lost_retry)
         ev_set_bool(m, "lost_retry", true);
+    if (s->forced[0]) {
+        ev_set_str(m, "forced", s->forced);
+        ev_set_str(m, "ideal", s->ideal);
+    }
+    if (t->on_exhaust_fail) /* the task's policy, kept with each step across a restart */
+        ev_set_str(m, "on_exhaust", "fail");
     if (s->first_option >= 0)
         ev_set_int(m, "first_option", s->first_option);
     int planned = s->first_option >= 0 ? s->first_option : s->option;
@@ -678,21 +684,142 @@ static void s_take_accounts(task_env_t *e, task_t *t, const ev_t *accounts)
    the max of the two would miss. Tightness stays the task's own (it
    chooses the decision matrix); the cap only keeps the planner from
    planning what the ledger would deny. */
-static void s_cap_global(const task_env_t *e, orch_remaining_t *r)
+static int64_t s_global_left(const task_env_t *e, int d)
 {
     const task_global_t *g = e->global;
-    if (!g || !g->known)
-        return;
+    if (!g || !g->known || g->limit.v[d] < 0 || d == DIM_LATENCY_MS)
+        return -1;
+    int64_t left = g->limit.v[d] - g->used.v[d] - g->held.v[d] - g->inflight.v[d];
+    return left < 0 ? 0 : left;
+}
+
+static void s_cap_global(const task_env_t *e, orch_remaining_t *r)
+{
     for (int d = 0; d < DIM_COUNT; d++) {
-        if (g->limit.v[d] < 0 || d == DIM_LATENCY_MS)
-            continue;
-        int64_t left = g->limit.v[d] - g->used.v[d] - g->held.v[d] - g->inflight.v[d];
-        if (left < 0)
-            left = 0;
+        int64_t left = s_global_left(e, d);
         /* both already leave out the running steps' holds: the lower binds */
-        if (r->task[d] < 0 || left < r->task[d])
+        if (left >= 0 && (r->task[d] < 0 || left < r->task[d]))
             r->task[d] = left;
     }
+}
+
+/* ---- degradation ------------------------------------------------------------ */
+
+_Static_assert(sizeof((task_step_t *)0)->forced <= sizeof((task_step_t *)0)->why,
+               "a step's why holds its forced reason");
+
+/* Option co as a result names it: "local path", "gpt-4o", "tool kb_search". */
+static void s_option_desc(const cfg_t *cfg, const cfg_option_t *co, char *out, size_t size)
+{
+    if (co->path == PATH_LLM && co->model >= 0)
+        snprintf(out, size, "%s", cfg->models[co->model].name);
+    else if (co->path == PATH_TOOL && co->tool >= 0)
+        snprintf(out, size, "tool %s", cfg->tools[co->tool].name);
+    else
+        snprintf(out, size, "%s path", cfg_path_name(co->path));
+}
+
+/* An amount of dimension d for people: dollars, tokens, ms, tool calls. */
+static void s_amount_text(int d, int64_t v, char *out, size_t size)
+{
+    if (d == DIM_COST_UUSD)
+        snprintf(out, size, "$%lld.%06lld", (long long)(v / 1000000), (long long)(v % 1000000));
+    else
+        snprintf(out, size, "%lld %s", (long long)v, proto_dim_names[d]);
+}
+
+/* Why step i runs option oc rather than ou (the best without a budget):
+   the account that cannot carry ou's hold, or the class's tight paths. */
+static void s_forced_why(const task_env_t *e, const task_t *t, const orch_remaining_t *r, int i,
+                         const cfg_option_t *oc, const cfg_option_t *ou, char *out, size_t size)
+{
+    const cfg_t *cfg = e->cfg;
+    int a = s_wf(cfg, t)->steps[i].agent;
+    char ran[CFG_NAME_MAX + 16], best[CFG_NAME_MAX + 16];
+    s_option_desc(cfg, oc, ran, sizeof ran);
+    s_option_desc(cfg, ou, best, sizeof best);
+    if (r->tight && t->cls >= 0 && !(cfg->classes[t->cls].tight_paths & (1u << ou->path))) {
+        snprintf(out, size,
+                 "budget forced %s: task remaining cost ratio %.2f < %.2f (class %s runs only "
+                 "its tight paths)",
+                 ran, r->ratio, cfg->tight_ratio, cfg->classes[t->cls].name);
+        return;
+    }
+    proto_amounts_t h;
+    orch_plan_hold(cfg, a, ou, &h);
+    for (int d = 0; d < DIM_COUNT; d++) {
+        const char *who = NULL;
+        int64_t left = -1;
+        if (r->agent[a][d] >= 0 && h.v[d] > r->agent[a][d]) {
+            who = cfg->agents[a].name;
+            left = r->agent[a][d];
+        } else if (s_global_left(e, d) >= 0 && h.v[d] > s_global_left(e, d)) {
+            who = "the global account";
+            left = s_global_left(e, d);
+        } else if (r->task[d] >= 0 && h.v[d] > r->task[d]) {
+            who = "the task";
+            left = r->task[d];
+        }
+        if (!who)
+            continue;
+        char lt[48], ht[48];
+        s_amount_text(d, left, lt, sizeof lt);
+        s_amount_text(d, h.v[d], ht, sizeof ht);
+        snprintf(out, size, "budget forced %s: %s has %s left, %s holds %s", ran, who, lt, best,
+                 ht);
+        return;
+    }
+    snprintf(out, size, "budget forced %s: %s does not fit beside the task's other steps", ran,
+             best);
+}
+
+/* Mark each step still to run on an option below the one an unlimited
+   budget would give it (s->forced, s->ideal), and clear the mark of the
+   others. Returns the first such step, -1 when none. */
+static int s_mark_forced(task_env_t *e, task_t *t, const orch_remaining_t *r,
+                         const orch_step_view_t *views, const orch_plan_t *p)
+{
+    const cfg_t *cfg = e->cfg;
+    const cfg_workflow_t *wf = s_wf(cfg, t);
+    orch_remaining_t unl;
+    memset(&unl, 0, sizeof unl);
+    for (int a = 0; a < CFG_MAX_AGENTS; a++) {
+        for (int d = 0; d < DIM_COUNT; d++)
+            unl.agent[a][d] = -1;
+        unl.agent_limit_cost[a] = -1;
+    }
+    for (int d = 0; d < DIM_COUNT; d++)
+        unl.task[d] = -1;
+    unl.limit_cost = -1;
+    unl.ratio = 1.0;
+    orch_plan_t best;
+    double sc[CFG_MAX_STEPS * CFG_MAX_OPTIONS];
+    if (orch_plan_scored(cfg, t->wf, t->cls, views, &unl, e->hist, e->n_hist, TASK_SKIP_QUALITY,
+                         task_policy_scores(e, t->wf, 1.0, sc), &best) != 0 ||
+        !best.res.feasible)
+        return -1;
+    int first = -1;
+    for (int i = 0; i < t->n_steps; i++) {
+        task_step_t *s = &t->steps[i];
+        if (s->st != ORCH_STEP_PENDING && s->st != ORCH_STEP_DENIED && s->st != ORCH_STEP_FAILED)
+            continue;
+        s->forced[0] = s->ideal[0] = '\0';
+        if (p->res.choice[i] == PLANNER_SKIPPED || best.res.choice[i] == PLANNER_SKIPPED)
+            continue; /* an optional step left out is not a step run worse */
+        int co = orch_plan_option(p, p->res.choice, i);
+        int uo = orch_plan_option(&best, best.res.choice, i);
+        if (co < 0 || uo < 0 || co == uo ||
+            wf->steps[i].options[co].quality >= wf->steps[i].options[uo].quality)
+            continue;
+        s_forced_why(e, t, r, i, &wf->steps[i].options[co], &wf->steps[i].options[uo], s->forced,
+                     sizeof s->forced);
+        const cfg_option_t *ou = &wf->steps[i].options[uo];
+        snprintf(s->ideal, sizeof s->ideal, "%s%s%s", cfg_path_name(ou->path),
+                 ou->model >= 0 ? " " : "", ou->model >= 0 ? cfg->models[ou->model].name : "");
+        if (first < 0)
+            first = i;
+    }
+    return first;
 }
 
 /* Send step i to its agent. r: the remaining budgets a re-plan just read
@@ -734,6 +861,8 @@ static void s_dispatch(task_env_t *e, task_t *t, int i, const orch_remaining_t *
     ev_set_float(opt, "quality", o->quality);
     if (r)
         ev_set_float(b, "cost_ratio", orch_agent_cost_ratio(r, st->agent));
+    if (t->on_exhaust_fail)
+        ev_set_str(b, "on_exhaust", "fail");
     if (st->n_needs > 0) {
         ev_t *in = ev_set_map(b, "inputs");
         for (int k = 0; k < st->n_needs; k++) {
@@ -903,6 +1032,15 @@ static void s_replan_with(task_env_t *e, task_t *t, orch_remaining_t *r)
     if (!p.res.feasible) {
         if (!s_any_running(t)) /* else a running step's commit may release part of its hold */
             s_no_plan(e, t, p.res.binding);
+        return;
+    }
+    /* What the budget forced: each step still to run on an option below the
+       one an unlimited budget would give it. Under on_exhaust fail, that
+       ends the task before another step starts. */
+    int forced = s_mark_forced(e, t, r, views, &p);
+    if (forced >= 0 && t->on_exhaust_fail) {
+        s_finish(e, t, TASK_END_BUDGET_EXHAUSTED, "step %s: %s (on_exhaust fail)",
+                 s_wf(e->cfg, t)->steps[forced].name, t->steps[forced].forced);
         return;
     }
     /* Adopt the plan for steps not started; start the ready ones. Skipping
@@ -1479,6 +1617,9 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
     snprintf(s->path, sizeof s->path, "%s", ev_get_str(body, "path", ""));
     snprintf(s->model, sizeof s->model, "%s", ev_get_str(body, "model", ""));
     snprintf(s->why, sizeof s->why, "%s", ev_get_str(body, "why", ""));
+    /* the agent ran what was planned: the plan's reason is the budget's */
+    if (s->forced[0] && strncmp(s->why, "planned ", 8) == 0)
+        memcpy(s->why, s->forced, sizeof s->forced); /* forced is the shorter, NUL-ended */
     snprintf(s->measured, sizeof s->measured, "%s", ev_get_str(body, "measured", "estimated"));
     proto_amounts_t act;
     bool has_act = proto_get_amounts(body, "actual", 0, &act) == 0;
@@ -1505,6 +1646,13 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         if (s->option >= 0)
             s->banned |= 1u << s->option;
         s_step_end(e, t, i, ORCH_STEP_DENIED);
+        /* under on_exhaust fail, a denial (the ledger's, or the agent's
+           refusal to degrade) is not re-planned to something cheaper */
+        if (t->on_exhaust_fail || strcmp(s->err_code, PROTO_E_BUDGET_EXHAUSTED) == 0) {
+            s_finish(e, t, TASK_END_BUDGET_EXHAUSTED, "step %s denied: %s%s", cst->name,
+                     s->err_reason, t->on_exhaust_fail ? " (on_exhaust fail)" : "");
+            return;
+        }
         if (s->attempt >= TASK_MAX_ATTEMPTS) {
             s_finish(e, t, TASK_END_BUDGET_EXHAUSTED, "step %s denied %d times; last: %s",
                      cst->name, s->attempt, s->err_reason);
@@ -1577,28 +1725,35 @@ static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
         ev_del(s, "first_option");
         ev_del(s, "banned");
         ev_del(s, "lost_retry");
+        ev_del(s, "on_exhaust");
     }
     return steps;
 }
 
 /* Steps that ran below their plan: planned on an LLM, done on the local
    path or another model (a tight budget, or a provider down after its
-   retries). [{step, planned, ran, reason}]; reason is the step's why,
-   which tells the story of its attempts. Caller owns. */
+   retries), and steps the budget made the planner give a lesser option
+   than the best (planned is then that best option). [{step, planned, ran,
+   reason}]; reason is the step's why, which tells the story of its
+   attempts. Caller owns. */
 static ev_t *s_degraded(const ev_t *steps)
 {
     ev_t *out = ev_new_array();
     for (size_t i = 0; out && i < ev_len(steps); i++) {
         const ev_t *st = ev_at(steps, i);
+        const char *ideal = ev_get_str(st, "ideal", NULL); /* the planner's, forced by budget */
         if (strcmp(ev_get_str(st, "state", ""), "done") != 0 ||
-            strcmp(ev_get_str(st, "planned_path", ""), "llm") != 0)
+            (!ideal && strcmp(ev_get_str(st, "planned_path", ""), "llm") != 0))
             continue;
         const char *path = ev_get_str(st, "path", "");
         const char *pm = ev_get_str(st, "planned_model", ""), *m = ev_get_str(st, "model", "");
-        if (strcmp(path, "llm") == 0 && strcmp(pm, m) == 0)
+        if (!ideal && strcmp(path, "llm") == 0 && strcmp(pm, m) == 0)
             continue;
         char planned[160], ran[160];
-        snprintf(planned, sizeof planned, "llm %s", pm);
+        if (ideal)
+            snprintf(planned, sizeof planned, "%s", ideal);
+        else
+            snprintf(planned, sizeof planned, "llm %s", pm);
         snprintf(ran, sizeof ran, "%s%s%s", path, m[0] ? " " : "", m);
         ev_t *d = ev_new_map();
         ev_set_str(d, "step", ev_get_str(st, "step", "?"));

@@ -155,7 +155,12 @@ typedef struct {
     ev_t *attempts;         /* [{attempt, path, model, why, status, actual, measured, error}] */
     ev_t *output;
     int64_t started_ms, ended_ms;
-    bool in_flight;            /* counted in task_global_t.inflight */
+    bool in_flight; /* counted in task_global_t.inflight */
+    /* why the budget forced a lesser option than the best one ("budget
+       forced local path: ..."), and what the best one was ("llm gpt-4o");
+       "" when not forced */
+    char forced[300];
+    char ideal[CFG_NAME_MAX + 16];
     proto_amounts_t predicted; /* the hold its agent reserves at most (orch_plan_hold) */
 } task_step_t;
 
@@ -185,8 +190,11 @@ typedef struct {
     bool has_forced;           /* run forced[] instead of planning */
     int forced[CFG_MAX_STEPS]; /* cfg option per step, -1 = skip */
     int train_slot;            /* sample index in the current training group, -1 none */
-    ev_t *accounts;            /* the ledger's accounts of this task as its replies last showed them
-                                  ([{kind, agent, used, held, limit, remaining}]), NULL before any */
+    /* a budget-forced step ends the task budget_exhausted (the submit's
+       on_exhaust, else its class's) */
+    bool on_exhaust_fail;
+    ev_t *accounts; /* the ledger's accounts of this task as its replies last showed them
+                       ([{kind, agent, used, held, limit, remaining}]), NULL before any */
 } task_t;
 
 /* ---- effects ------------------------------------------------------------ */

@@ -31,6 +31,7 @@ static const char *const s_task_states[] = {"queued",           "running",   "do
                                             "budget_exhausted", "cancelled", NULL};
 static const char *const s_step_status[] = {"ok", "denied", "error", NULL};
 static const char *const s_account_kinds[] = {"agent", "task", "global", NULL};
+static const char *const s_on_exhaust[] = {"degrade", "fail", NULL};
 static const char *const s_scores[] = {"policy", "prior", NULL};
 static const char *const s_train_states[] = {"running",   "finished", "budget_exhausted",
                                              "cancelled", "failed",   NULL};
@@ -184,6 +185,10 @@ static const proto_field_t f_submit[] = {
     F_NAME("workflow", false, "workflow to run (default: chosen by task class)"),
     F_AMOUNTS("limits", false, "task limits; may only lower total_task_budget"),
     F_BOOL("training", false, "run as a policy-learning task (default false)"),
+    F_ENUM("on_exhaust", false, s_on_exhaust,
+           "when the budget forces a step below its best option: degrade (run it so, and say "
+           "why) or fail (end the task budget_exhausted); default: the task class's on_exhaust, "
+           "else degrade"),
     F_END};
 
 static const proto_field_t f_submit_ok[] = {TASK(true), F_END};
@@ -201,7 +206,8 @@ static const proto_field_t f_task_status[] = {
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
     F_ARRAY("degraded", false,
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
-            "another model (tight budget, provider down)"),
+            "another model (tight budget, provider down), and steps the budget forced below their "
+            "best option (planned: that option; reason: \"budget forced ...\")"),
     F_END};
 
 static const proto_field_t f_result[] = {TASK(true), F_END};
@@ -216,7 +222,8 @@ static const proto_field_t f_task_result[] = {
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
     F_ARRAY("degraded", false,
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
-            "another model (tight budget, provider down)"),
+            "another model (tight budget, provider down), and steps the budget forced below their "
+            "best option (planned: that option; reason: \"budget forced ...\")"),
     F_END};
 
 static const proto_field_t f_cancel[] = {REQUEST_ID, TASK(true), F_END};
@@ -304,6 +311,9 @@ static const proto_field_t f_step[] = {
     F_FLOAT("cost_ratio", false, 0, 1,
             "the agent's remaining cost / its limit in this task, from the ledger spend the "
             "orchestrator planned this dispatch with; absent: the agent asks the ledger"),
+    F_ENUM("on_exhaust", false, s_on_exhaust,
+           "fail: when its remaining cost ratio would make the agent fall back (local path or "
+           "small model), it answers denied with budget_exhausted instead; default degrade"),
     F_END};
 
 static const proto_field_t f_step_result[] = {

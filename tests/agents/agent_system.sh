@@ -360,7 +360,8 @@ adaptive)
     r=$(step s2 llm '{"model":"big"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
     [ "$(printf "%s\n" "$r" | jq -r .path)" = local ] || fail "path: $r"
-    printf "%s\n" "$r" | jq -r .why | grep -q "< 0.20: local" || fail "why: $r"
+    printf "%s\n" "$r" | jq -r .why | grep -q "^budget forced local path: cto_agent remaining cost ratio 0.1[0-9] < 0.20$" ||
+        fail "why: $r"
     [ "$(printf "%s\n" "$r" | jq -r '.output.risks | length > 0')" = true ] || fail "output: $r"
     [ "$(requests)" = 1 ] || fail "the local step made a request"
     # a local step that ran is charged its real time, rounded up to whole ms
@@ -376,6 +377,15 @@ adaptive)
     [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "absurd ratio accepted: $r"
     [ "$(requests)" = 2 ] || fail "the refused step made a request"
     ok "a ratio sent with the step is used; one outside 0..1 is refused"
+    # on_exhaust fail: no fall-back for the budget, the step is denied
+    r=$(step s4f llm '{"model":"big"}' 3000 3000 "$TEXT" '{"cost_ratio":0.1,"on_exhaust":"fail"}')
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = denied ] || fail "on_exhaust fail ran: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = budget_exhausted ] || fail "code: $r"
+    printf "%s\n" "$r" | jq -r .error.reason |
+        grep -q "^budget forced local path: cto_agent remaining cost ratio 0.10 < 0.20 (on_exhaust fail)$" ||
+        fail "reason: $r"
+    [ "$(requests)" = 2 ] || fail "the refused step made a request"
+    ok "on_exhaust fail: denied budget_exhausted instead of the local path"
     # a model whose provider's API key is not set runs locally
     r=$(step s5 llm '{"model":"keyless"}' 3000 3000 "$TEXT" '{"cost_ratio":0.9}')
     [ "$(printf "%s\n" "$r" | jq -r .path)" = local ] || fail "no key: $r"

@@ -1134,3 +1134,158 @@ Test(task, an_exhausted_global_account_plans_no_money)
                          "step %d holds money the global account does not have", i);
     task_destroy(&t);
 }
+
+/* ---- budget-forced degradation and on_exhaust ------------------------------ */
+
+/* open_task_ok with a task cost limit of cost micro-USD. */
+static void s_open_ok_cost(task_t *t, int64_t cost)
+{
+    s_apply();
+    ev_t *b = proto_body("open_task_ok");
+    ev_set_str(b, "task", t->id);
+    ev_set_int(b, "opened_at_ms", s_now);
+    ev_set_int(b, "deadline_ms", -1);
+    proto_amounts_t lim = {{-1, -1, -1, -1}};
+    lim.v[DIM_COST_UUSD] = cost;
+    proto_set_amounts(b, "limits", &lim);
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+/* A task of class analysis (its healthy paths include llm) submitted with
+   a cost limit; on_exhaust fail when fail. */
+static task_t *s_submitted_cost(int64_t cost, bool fail)
+{
+    int cls = cfg_class_index(s_cfg, "analysis");
+    cr_assert_geq(cls, 0);
+    task_t *t = task_new(s_cfg, "t-0000000000cc", "Should we migrate to the cloud?", cls,
+                         s_cfg->classes[cls].workflow);
+    cr_assert_not_null(t);
+    t->has_limits = true;
+    for (int d = 0; d < DIM_COUNT; d++)
+        t->limits.v[d] = -1;
+    t->limits.v[DIM_COST_UUSD] = cost;
+    t->on_exhaust_fail = fail;
+    task_env_t e = s_env();
+    task_submit(t, &e);
+    s_open_ok_cost(t, cost);
+    return t;
+}
+
+Test(task, a_small_budget_forces_a_lesser_option_and_says_why)
+{
+    /* 0.005 USD: no gpt-4o step (0.03 USD held) fits */
+    task_t *t = s_submitted_cost(5000, false);
+    cr_assert_eq(t->end, TASK_END_NONE, "degrade: the task runs (%s)", t->reason);
+    int i = s_step(t->wf, "cto_analysis");
+    cr_assert_eq(t->steps[i].st, ORCH_STEP_RUNNING);
+    cr_expect_str_neq(s_dispatched_model(t, i), "gpt-4o");
+    cr_expect(strstr(t->steps[i].forced, "budget forced ") == t->steps[i].forced, "%s",
+              t->steps[i].forced);
+    cr_expect(strstr(t->steps[i].forced, "the task has $0.005000 left, gpt-4o holds $0.030000"),
+              "%s", t->steps[i].forced);
+    cr_expect_str_eq(t->steps[i].ideal, "llm gpt-4o");
+    /* the agent ran what was planned: the step's why is the budget's reason */
+    s_apply();
+    ev_t *b = proto_body("step_result");
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", "cto_analysis");
+    ev_set_str(b, "status", "ok");
+    ev_set_str(b, "path", "local");
+    ev_set_str(b, "why", "planned local path");
+    ev_set_map(b, "output");
+    proto_amounts_t act = {{0}};
+    proto_set_amounts(b, "actual", &act);
+    ev_set_str(b, "measured", "provider");
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+    cr_expect(strncmp(t->steps[i].why, "budget forced ", 14) == 0, "why: %s", t->steps[i].why);
+    s_run_all_ok(t);
+    s_close_ok(t);
+    cr_assert_eq(t->end, TASK_END_DONE);
+    /* the result lists the step as degraded, with the best option and why */
+    ev_t *stored = s_stored(t);
+    ev_t *rep = task_status_reply(stored, true);
+    const ev_t *deg = ev_get(rep, "degraded");
+    bool found = false;
+    for (size_t k = 0; k < ev_len(deg); k++) {
+        const ev_t *d = ev_at(deg, k);
+        if (!strcmp(ev_get_str(d, "step", ""), "cto_analysis")) {
+            found = true;
+            cr_expect_str_eq(ev_get_str(d, "planned", ""), "llm gpt-4o");
+            cr_expect(strncmp(ev_get_str(d, "reason", ""), "budget forced ", 14) == 0, "%s",
+                      ev_get_str(d, "reason", ""));
+        }
+    }
+    cr_expect(found, "cto_analysis is not among the degraded steps");
+    ev_destroy(&rep);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+Test(task, an_ample_budget_forces_nothing)
+{
+    task_t *t = s_submitted_cost(20000000, true);
+    cr_expect_eq(t->end, TASK_END_NONE, "%s", t->reason);
+    for (int i = 0; i < t->n_steps; i++)
+        cr_expect_str_eq(t->steps[i].forced, "", "step %d: %s", i, t->steps[i].forced);
+    task_destroy(&t);
+}
+
+Test(task, on_exhaust_fail_ends_the_task_instead_of_degrading)
+{
+    task_t *t = s_submitted_cost(5000, true);
+    cr_expect_eq(t->end, TASK_END_BUDGET_EXHAUSTED);
+    cr_expect(strstr(t->reason, "budget forced") && strstr(t->reason, "(on_exhaust fail)"), "%s",
+              t->reason);
+    cr_expect_eq(s_n_running(t), 0, "no step started");
+    cr_expect_eq(s_count(TASK_FX_STEP), 0);
+    task_destroy(&t);
+}
+
+Test(task, on_exhaust_fail_travels_with_the_step_and_survives_a_restart)
+{
+    task_t *t = s_submitted_cost(20000000, true);
+    task_fx_item_t *st = s_find(TASK_FX_STEP, 0);
+    cr_assert_not_null(st);
+    cr_expect_str_eq(ev_get_str(st->body, "on_exhaust", ""), "fail");
+    ev_t *stored = s_stored(t);
+    task_destroy(&t);
+    task_env_t e = s_env();
+    task_t *r = task_recover(&e, stored);
+    cr_assert_not_null(r);
+    cr_expect(r->on_exhaust_fail, "the policy was lost in the restart");
+    ev_destroy(&stored);
+    task_destroy(&r);
+}
+
+Test(task, agent_refusing_to_degrade_ends_the_task_budget_exhausted)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_apply();
+    ev_t *b = proto_body("step_result");
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
+    ev_set_str(b, "status", "denied");
+    ev_set_str(b, "path", "llm");
+    ev_set_str(b, "why", "test");
+    ev_set_map(b, "output");
+    proto_amounts_t act = {{0}};
+    proto_set_amounts(b, "actual", &act);
+    ev_set_str(b, "measured", "provider");
+    ev_t *err = ev_set_map(b, "error");
+    ev_set_str(err, "code", "budget_exhausted");
+    ev_set_str(err, "reason",
+               "budget forced local path: cto_agent remaining cost ratio 0.19 < 0.20 (on_exhaust "
+               "fail)");
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+    cr_expect_eq(t->end, TASK_END_BUDGET_EXHAUSTED);
+    cr_expect(strstr(t->reason, "remaining cost ratio 0.19 < 0.20"), "%s", t->reason);
+    cr_expect_eq(s_count(TASK_FX_STEP), 0, "not re-planned");
+    task_destroy(&t);
+}
