@@ -180,11 +180,10 @@ void agent_hold(const cfg_t *cfg, const agent_choice_t *choice, const proto_amou
         .model = choice->model,
         .alt_model = -1, /* the choice is made */
         .tool = choice->tool,
-        .est_tokens = est->v[DIM_TOKENS],
-        .est_latency_ms = est->v[DIM_LATENCY_MS],
         /* the summary's prompt holds the tool output, unknown yet */
         .prompt_tokens = choice->path == PATH_LLM ? prompt_tokens : -1,
     };
+    hold_step_est(&s, est);
     hold_step(cfg, &s, hold);
 }
 

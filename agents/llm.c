@@ -18,10 +18,12 @@
 #include <strings.h>
 #include <time.h>
 
-#include "proto/proto.h" /* PROTO_MAX_TOKENS */
+#include "proto/proto.h" /* proto_dim_max */
 
 #define LLM_DEFAULT_CAP    (1024 * 1024)
 #define LLM_MIN_ATTEMPT_MS 50 /* do not start an attempt with less time left */
+/* the most tokens a provider may report: the ledger's bound on a token amount */
+#define S_MAX_TOKENS (dims_info[DIM_TOKENS].wire_max)
 
 struct _llm_t {
     CURL *curl;
@@ -202,8 +204,7 @@ char *llm_build_request(const char *model, const char *system, const char *user,
 static bool s_get_count(json_t *obj, const char *key, int64_t *out)
 {
     json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        json_integer_value(v) > PROTO_MAX_TOKENS)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > S_MAX_TOKENS)
         return false;
     *out = json_integer_value(v);
     return true;
@@ -220,7 +221,7 @@ static void s_openai_usage(json_t *usage, llm_response_t *out)
     if (json_is_object(details) && json_object_get(details, "cached_tokens") &&
         !s_get_count(details, "cached_tokens", &cached))
         return;
-    if (cached > p || p > PROTO_MAX_TOKENS - c)
+    if (cached > p || p > S_MAX_TOKENS - c)
         return; /* nonsense, or a sum past the maximum: not trusted */
     out->prompt_tokens = p;
     out->completion_tokens = c;
@@ -303,12 +304,12 @@ static void s_anthropic_usage(json_t *usage, llm_response_t *out, bool need_outp
     if (json_object_get(usage, "cache_creation_input_tokens") &&
         !s_get_count(usage, "cache_creation_input_tokens", &write))
         return;
-    if (in + read + write > PROTO_MAX_TOKENS)
+    if (in + read + write > S_MAX_TOKENS)
         return; /* each count is at most the maximum: the sum cannot wrap */
     out->prompt_tokens = in + read + write;
     out->cached_tokens = read;
     out->has_input = true;
-    if (s_get_count(usage, "output_tokens", &o) && o <= PROTO_MAX_TOKENS - out->prompt_tokens) {
+    if (s_get_count(usage, "output_tokens", &o) && o <= S_MAX_TOKENS - out->prompt_tokens) {
         out->completion_tokens = o;
         out->has_usage = true;
     } else if (need_output)
@@ -479,7 +480,7 @@ static int s_stream_event(llm_stream_t *s, const char *data, size_t n)
             int64_t o;
             if (s->resp.has_input &&
                 s_get_count(json_object_get(ev, "usage"), "output_tokens", &o) &&
-                o <= PROTO_MAX_TOKENS - s->resp.prompt_tokens) {
+                o <= S_MAX_TOKENS - s->resp.prompt_tokens) {
                 s->resp.completion_tokens = o;
                 s->resp.has_usage = true;
             }

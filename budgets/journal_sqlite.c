@@ -1,22 +1,37 @@
 /*  journal_sqlite.c - the ledger's journal in SQLite, the first journal
     backend (see journal.h for the contract, journal_backend.h for the table).
 
-    On-disk format, version 4 (3 had no late resolutions: its expired holds
-    were released, not charged, so it is refused rather than misread):
+    On-disk format, version 5 (PRAGMA user_version; earlier versions wrote 0
+    there and kept theirs in meta.format):
 
       accounts  key PK (without rowid), kind (0 task, 1 agent, 2 global), task, agent, period,
-                lim0..lim3, used0..used3, held0..held3 (dimensions in
-                proto_dim_t order), opened_at_ms, deadline_ms, closed_at_ms,
+                lim, used, held (amounts blobs), opened_at_ms, deadline_ms, closed_at_ms,
                 closed, training                       -- the stored totals
-      holds     seq PK (rowid), hold_id, task, agent, step, global_key, amt0..amt3,
-                act0..act3, created_ms, expires_ms, resolved_ms,
+      holds     seq PK (rowid), hold_id, task, agent, step, global_key, amt, act (amounts
+                blobs), created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired = charged in
                 full), measured,
                 path, model, option
       requests  rowid (the record's seq), sender, request_id, fingerprint, op,
-                code, reason, hold_id, task, agent, a0..a3, t1, t2, overrun,
-                err_kind, err_dim, err_requested, err_available, late
-                                                       -- the stored replies
+                code, reason, hold_id, task, agent, amounts (blob), t1, t2, overrun,
+                err_kind, err_dim (the refusing dimension's wire name, or the
+                integer the core holds when none refused), err_requested,
+                err_available, late                    -- the stored replies
+
+    An amounts blob is keyed by dimension, not by position, so a dimension
+    added to common/dims.h needs no new column and no migration: per
+    dimension one byte of name length, the wire name, and the value as 8
+    bytes big-endian two's complement. A dimension missing from a blob (one
+    added after the row was written) reads as unlimited (-1) in a limit and
+    0 elsewhere; a name the ledger does not know refuses the load. SQL reads
+    one dimension of a blob with dim(blob, name) (registered on the
+    connection; verify uses it).
+
+    Migration: a version 4 database (columns lim0..lim3 and so on, in the
+    order tokens, latency_ms, tool_calls, cost_uusd) is rewritten to version
+    5 in one transaction when it is opened; version 3 (no late resolutions:
+    its expired holds were released, not charged) and unknown versions are
+    refused rather than misread.
 
     Retention: the request records of a closed task are deleted (by rowid,
     in the same transaction as any other change) once the task has been
@@ -67,10 +82,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOURNAL_FORMAT 4
+#define JOURNAL_FORMAT 5
 
-static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
-                                                   "cost_uusd"};
+#define S_X_NAME(id, wire, ...) wire,
+static const char *const s_dim_names[DIM_COUNT] = {EMADS_DIMS(S_X_NAME)};
+#undef S_X_NAME
 
 typedef struct {
     sqlite3 *db;
@@ -86,26 +102,183 @@ static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
-static const char *s_schema =
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS accounts(key TEXT PRIMARY KEY, kind INT NOT NULL,"
-    " task TEXT NOT NULL, agent TEXT NOT NULL, period TEXT NOT NULL,"
-    " lim0 INT, lim1 INT, lim2 INT, lim3 INT, used0 INT, used1 INT, used2 INT, used3 INT,"
-    " held0 INT, held1 INT, held2 INT, held3 INT, opened_at_ms INT, deadline_ms INT,"
-    " closed_at_ms INT, closed INT, training INT) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS holds(seq INTEGER PRIMARY KEY, hold_id TEXT NOT NULL,"
-    " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"
-    " amt0 INT, amt1 INT, amt2 INT, amt3 INT, act0 INT, act1 INT, act2 INT, act3 INT,"
-    " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"
+#define S_ACCOUNTS_DDL                                                                             \
+    "CREATE TABLE accounts(key TEXT PRIMARY KEY, kind INT NOT NULL,"                               \
+    " task TEXT NOT NULL, agent TEXT NOT NULL, period TEXT NOT NULL,"                              \
+    " lim BLOB NOT NULL, used BLOB NOT NULL, held BLOB NOT NULL, opened_at_ms INT,"                \
+    " deadline_ms INT, closed_at_ms INT, closed INT, training INT) WITHOUT ROWID;"
+#define S_HOLDS_DDL                                                                                \
+    "CREATE TABLE holds(seq INTEGER PRIMARY KEY, hold_id TEXT NOT NULL,"                           \
+    " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"      \
+    " amt BLOB NOT NULL, act BLOB NOT NULL,"                                                       \
+    " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"                        \
     " measured TEXT, path TEXT, model TEXT, option TEXT);"
-    "CREATE TABLE IF NOT EXISTS requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"
-    " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"
-    " hold_id TEXT, task TEXT, agent TEXT, a0 INT, a1 INT, a2 INT, a3 INT, t1 INT, t2 INT,"
-    " overrun INT, err_kind INT, err_dim INT, err_requested INT, err_available INT,"
+#define S_REQUESTS_DDL                                                                             \
+    "CREATE TABLE requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"                        \
+    " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"         \
+    " hold_id TEXT, task TEXT, agent TEXT, amounts BLOB NOT NULL, t1 INT, t2 INT,"                 \
+    " overrun INT, err_kind INT, err_dim, err_requested INT, err_available INT,"                   \
     " late INT NOT NULL DEFAULT 0);"
-    "CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY, at_ms INT NOT NULL,"
+
+static const char *s_schema =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);" S_ACCOUNTS_DDL S_HOLDS_DDL
+        S_REQUESTS_DDL "CREATE TABLE journal(seq INTEGER PRIMARY KEY, at_ms INT NOT NULL,"
     " kind INT NOT NULL, hold_seq INT NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES('format', '4');";
+    "INSERT INTO meta VALUES('format', '5');"
+    "PRAGMA user_version = 5;";
+
+/* Version 4 -> 5: the same rows, the per-dimension columns packed into
+   blobs by dims_pack(name, value, ...) with the names of version 4's fixed
+   column order (history: it never changes), err_dim from its index to its
+   name where a request was refused. */
+static const char *s_migrate_v4 =
+    "ALTER TABLE accounts RENAME TO accounts_v4;"
+    "ALTER TABLE holds RENAME TO holds_v4;"
+    "ALTER TABLE requests RENAME TO requests_v4;" S_ACCOUNTS_DDL S_HOLDS_DDL S_REQUESTS_DDL
+    "INSERT INTO accounts SELECT key, kind, task, agent, period,"
+    " dims_pack('tokens', lim0, 'latency_ms', lim1, 'tool_calls', lim2, 'cost_uusd', lim3),"
+    " dims_pack('tokens', used0, 'latency_ms', used1, 'tool_calls', used2, 'cost_uusd', used3),"
+    " dims_pack('tokens', held0, 'latency_ms', held1, 'tool_calls', held2, 'cost_uusd', held3),"
+    " opened_at_ms, deadline_ms, closed_at_ms, closed, training FROM accounts_v4;"
+    "INSERT INTO holds SELECT seq, hold_id, task, agent, step, global_key,"
+    " dims_pack('tokens', amt0, 'latency_ms', amt1, 'tool_calls', amt2, 'cost_uusd', amt3),"
+    " dims_pack('tokens', act0, 'latency_ms', act1, 'tool_calls', act2, 'cost_uusd', act3),"
+    " created_ms, expires_ms, resolved_ms, state, measured, path, model, option FROM holds_v4;"
+    "INSERT INTO requests(rowid, sender, request_id, fingerprint, op, code, reason, hold_id,"
+    " task, agent, amounts, t1, t2, overrun, err_kind, err_dim, err_requested, err_available,"
+    " late) SELECT rowid, sender, request_id, fingerprint, op, code, reason, hold_id, task,"
+    " agent, dims_pack('tokens', a0, 'latency_ms', a1, 'tool_calls', a2, 'cost_uusd', a3),"
+    " t1, t2, overrun, err_kind,"
+    " CASE WHEN code = 0 THEN err_dim WHEN err_dim = 0 THEN 'tokens'"
+    "  WHEN err_dim = 1 THEN 'latency_ms' WHEN err_dim = 2 THEN 'tool_calls'"
+    "  WHEN err_dim = 3 THEN 'cost_uusd' ELSE err_dim END,"
+    " err_requested, err_available, late FROM requests_v4;"
+    "DROP TABLE accounts_v4;"
+    "DROP TABLE holds_v4;"
+    "DROP TABLE requests_v4;"
+    "UPDATE meta SET value = '5' WHERE key = 'format';"
+    "PRAGMA user_version = 5;";
+
+/* ---- amounts blobs --------------------------------------------------------- */
+
+/* The most bytes of one blob: every dimension with a name of up to 255. */
+#define S_BLOB_MAX (DIM_COUNT * (1 + 255 + 8))
+
+static size_t s_put_dim(uint8_t *p, const char *name, int64_t v)
+{
+    size_t n = strlen(name);
+    if (n > 255)
+        n = 255;
+    p[0] = (uint8_t)n;
+    memcpy(p + 1, name, n);
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        p[1 + n + (size_t)i] = (uint8_t)(u >> (56 - 8 * i));
+    return 1 + n + 8;
+}
+
+/* Pack a into buf (S_BLOB_MAX bytes); returns the length. */
+static size_t s_pack(uint8_t *buf, const proto_amounts_t *a)
+{
+    size_t len = 0;
+    for (int d = 0; d < DIM_COUNT; d++)
+        len += s_put_dim(buf + len, s_dim_names[d], a->v[d]);
+    return len;
+}
+
+/* Walk a blob: calls fn(ctx, name, name_len, value) per entry. 0, or -1 when
+   the blob is cut or fn returns nonzero. */
+static int s_walk(const uint8_t *p, size_t len,
+                  int (*fn)(void *ctx, const char *name, size_t n, int64_t v), void *ctx)
+{
+    size_t at = 0;
+    while (at < len) {
+        size_t n = p[at];
+        if (len - at < 1 + n + 8)
+            return -1;
+        uint64_t u = 0;
+        for (size_t i = 0; i < 8; i++)
+            u = (u << 8) | p[at + 1 + n + i];
+        if (fn(ctx, (const char *)p + at + 1, n, (int64_t)u) != 0)
+            return -1;
+        at += 1 + n + 8;
+    }
+    return 0;
+}
+
+static int s_dim_of(const char *name, size_t n)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        if (strlen(s_dim_names[d]) == n && memcmp(s_dim_names[d], name, n) == 0)
+            return d;
+    return -1;
+}
+
+static int s_unpack_one(void *ctx, const char *name, size_t n, int64_t v)
+{
+    int d = s_dim_of(name, n);
+    if (d < 0)
+        return -1; /* a dimension this ledger does not know: refuse, lose nothing */
+    ((proto_amounts_t *)ctx)->v[d] = v;
+    return 0;
+}
+
+/* Unpack column col of st into a; absent dimensions get dflt. 0 / -1. */
+static int s_unpack(proto_amounts_t *a, sqlite3_stmt *st, int col, int64_t dflt)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        a->v[d] = dflt;
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB)
+        return -1;
+    const uint8_t *p = sqlite3_column_blob(st, col);
+    return s_walk(p, (size_t)sqlite3_column_bytes(st, col), s_unpack_one, a);
+}
+
+typedef struct {
+    const char *name;
+    size_t n;
+    int64_t v;
+} s_find_t;
+
+static int s_find_one(void *ctx, const char *name, size_t n, int64_t v)
+{
+    s_find_t *f = ctx;
+    if (n == f->n && memcmp(name, f->name, n) == 0)
+        f->v = v;
+    return 0;
+}
+
+/* SQL dim(blob, name): the value of dimension name in an amounts blob, 0
+   when absent, NULL for a blob that is not one. */
+static void s_sql_dim(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const char *name = (const char *)sqlite3_value_text(argv[1]);
+    s_find_t f = {name, name ? strlen(name) : 0, 0};
+    if (!name || sqlite3_value_type(argv[0]) != SQLITE_BLOB ||
+        s_walk(sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]), s_find_one, &f) !=
+            0) {
+        sqlite3_result_null(cx);
+        return;
+    }
+    sqlite3_result_int64(cx, f.v);
+}
+
+/* SQL dims_pack(name, value, ...): an amounts blob of the pairs given. */
+static void s_sql_pack(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    uint8_t buf[16 * (1 + 255 + 8)];
+    size_t len = 0;
+    if (argc % 2 || argc > 32) {
+        sqlite3_result_error(cx, "dims_pack: name, value pairs (at most 16)", -1);
+        return;
+    }
+    for (int i = 0; i < argc; i += 2) {
+        const char *name = (const char *)sqlite3_value_text(argv[i]);
+        len += s_put_dim(buf + len, name ? name : "", sqlite3_value_int64(argv[i + 1]));
+    }
+    sqlite3_result_blob(cx, buf, (int)len, SQLITE_TRANSIENT);
+}
 
 static void s_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 {
@@ -127,6 +300,30 @@ static void s_close(void *arg)
     free(self);
 }
 
+static int64_t s_int_query(sqlite3 *db, const char *sql, int64_t dflt)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = dflt;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The format of the open database: 0 for an empty one; version 5 and later
+   keep it in user_version and in meta, older ones only in meta (a database
+   whose two markers disagree reports the one in meta). */
+static int s_format(sqlite3 *db)
+{
+    int64_t user = s_int_query(db, "PRAGMA user_version", 0);
+    if (s_int_query(db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'", 0) == 0)
+        return user ? (int)user : 0;
+    int64_t meta = s_int_query(db, "SELECT value FROM meta WHERE key = 'format'", -1);
+    if (meta == JOURNAL_FORMAT && user != JOURNAL_FORMAT)
+        return (int)user;
+    return (int)meta;
+}
+
 static void *s_open(const char *path, char *err, size_t errlen)
 {
     jsqlite_t *self = calloc(1, sizeof *self);
@@ -142,13 +339,20 @@ static void *s_open(const char *path, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(self->db, 5000);
     char *msg = NULL;
+    if (sqlite3_create_function(self->db, "dim", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                s_sql_dim, NULL, NULL) != SQLITE_OK ||
+        sqlite3_create_function(self->db, "dims_pack", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                s_sql_pack, NULL, NULL) != SQLITE_OK) {
+        s_err(err, errlen, path, self->db);
+        s_close(self);
+        return NULL;
+    }
     if (sqlite3_exec(self->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
                      " PRAGMA wal_autocheckpoint=0;",
-                     NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK) {
+                     NULL, NULL, &msg) != SQLITE_OK) {
         if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, msg ? msg : "schema");
+            snprintf(err, errlen, "%s: %s", path, msg ? msg : "pragma");
         sqlite3_free(msg);
         s_close(self);
         return NULL;
@@ -160,38 +364,48 @@ static void *s_open(const char *path, char *err, size_t errlen)
         sqlite3_step(st) == SQLITE_ROW)
         wal = strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
     sqlite3_finalize(st);
-    int format = 0;
-    if (sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key='format'", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        format = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (!wal || format != JOURNAL_FORMAT) {
-        if (err && errlen) {
-            if (!wal)
-                snprintf(err, errlen, "%s: cannot enable WAL mode", path);
-            else
-                snprintf(err, errlen,
-                         "%s: unknown journal format %d (this ledger reads format %d; move the"
-                         " old database aside to start a new one)",
-                         path, format, JOURNAL_FORMAT);
-        }
+    if (!wal) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot enable WAL mode", path);
+        s_close(self);
+        return NULL;
+    }
+    int format = s_format(self->db);
+    if (format != JOURNAL_FORMAT) {
+        /* a new file, or an older format: create or migrate, under the
+           write lock so that two openers cannot both do it */
+        if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
+            goto schema_fail;
+        format = s_format(self->db);
+        if (format == 0 && sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK)
+            goto schema_fail;
+        if (format == 4 && sqlite3_exec(self->db, s_migrate_v4, NULL, NULL, &msg) != SQLITE_OK)
+            goto schema_fail;
+        if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
+            goto schema_fail;
+        if (format == 0 || format == 4)
+            format = s_format(self->db);
+    }
+    if (format != JOURNAL_FORMAT) {
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "%s: unknown journal format %d (this ledger reads format %d and migrates"
+                     " format 4; move the old database aside to start a new one)",
+                     path, format, JOURNAL_FORMAT);
         s_close(self);
         return NULL;
     }
     if (sqlite3_prepare_v2(self->db,
-                           "INSERT OR REPLACE INTO accounts VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?"
-                           ",?,?,?,?,?,?)",
-                           -1, &self->put_account, NULL) != SQLITE_OK ||
+                           "INSERT OR REPLACE INTO accounts VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", -1,
+                           &self->put_account, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
-                           "INSERT OR REPLACE INTO holds VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                           "?,?,?,?,?)",
+                           "INSERT OR REPLACE INTO holds VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT INTO requests(sender, request_id, fingerprint, op, code, reason,"
-                           " hold_id, task, agent, a0, a1, a2, a3, t1, t2, overrun, err_kind,"
+                           " hold_id, task, agent, amounts, t1, t2, overrun, err_kind,"
                            " err_dim, err_requested, err_available, late, rowid)"
-                           " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &self->put_request, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db, "DELETE FROM requests WHERE rowid = ?", -1, &self->del_request,
                            NULL) != SQLITE_OK ||
@@ -203,14 +417,22 @@ static void *s_open(const char *path, char *err, size_t errlen)
     }
     sqlite3_wal_hook(self->db, s_wal_hook, self);
     return self;
+schema_fail:
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(self->db));
+    sqlite3_free(msg);
+    sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    s_close(self);
+    return NULL;
 }
 
 /* ---- writing ------------------------------------------------------------ */
 
-static void s_bind_amounts(sqlite3_stmt *st, int col, const proto_amounts_t *a)
+/* Bind amounts a to parameter col as a blob packed into buf (S_BLOB_MAX
+   bytes, alive until the statement has run). */
+static void s_bind_amounts(sqlite3_stmt *st, int col, const proto_amounts_t *a, uint8_t *buf)
 {
-    for (int d = 0; d < DIM_COUNT; d++)
-        sqlite3_bind_int64(st, col + d, a->v[d]);
+    sqlite3_bind_blob(st, col, buf, (int)s_pack(buf, a), SQLITE_STATIC);
 }
 
 static int s_step(sqlite3_stmt *st)
@@ -224,41 +446,43 @@ static int s_step(sqlite3_stmt *st)
 static int s_put_account(jsqlite_t *self, const ledger_account_row_t *r)
 {
     sqlite3_stmt *st = self->put_account;
+    uint8_t lim[S_BLOB_MAX], used[S_BLOB_MAX], held[S_BLOB_MAX];
     sqlite3_bind_text(st, 1, r->key, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, (int)r->kind);
     sqlite3_bind_text(st, 3, r->task, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, r->agent, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, r->period, -1, SQLITE_STATIC);
-    s_bind_amounts(st, 6, &r->limit);
-    s_bind_amounts(st, 10, &r->used);
-    s_bind_amounts(st, 14, &r->held);
-    sqlite3_bind_int64(st, 18, r->opened_at_ms);
-    sqlite3_bind_int64(st, 19, r->deadline_ms);
-    sqlite3_bind_int64(st, 20, r->closed_at_ms);
-    sqlite3_bind_int(st, 21, r->closed);
-    sqlite3_bind_int(st, 22, r->training);
+    s_bind_amounts(st, 6, &r->limit, lim);
+    s_bind_amounts(st, 7, &r->used, used);
+    s_bind_amounts(st, 8, &r->held, held);
+    sqlite3_bind_int64(st, 9, r->opened_at_ms);
+    sqlite3_bind_int64(st, 10, r->deadline_ms);
+    sqlite3_bind_int64(st, 11, r->closed_at_ms);
+    sqlite3_bind_int(st, 12, r->closed);
+    sqlite3_bind_int(st, 13, r->training);
     return s_step(st);
 }
 
 static int s_put_hold(jsqlite_t *self, const ledger_hold_row_t *r)
 {
     sqlite3_stmt *st = self->put_hold;
+    uint8_t amt[S_BLOB_MAX], act[S_BLOB_MAX];
     sqlite3_bind_int64(st, 1, r->seq);
     sqlite3_bind_text(st, 2, r->hold_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->task, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, r->agent, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, r->step, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, r->global_key, -1, SQLITE_STATIC);
-    s_bind_amounts(st, 7, &r->amounts);
-    s_bind_amounts(st, 11, &r->actual);
-    sqlite3_bind_int64(st, 15, r->created_ms);
-    sqlite3_bind_int64(st, 16, r->expires_ms);
-    sqlite3_bind_int64(st, 17, r->resolved_ms);
-    sqlite3_bind_int(st, 18, (int)r->state);
-    sqlite3_bind_text(st, 19, r->measured, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 20, r->path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 21, r->model, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 22, r->option, -1, SQLITE_STATIC);
+    s_bind_amounts(st, 7, &r->amounts, amt);
+    s_bind_amounts(st, 8, &r->actual, act);
+    sqlite3_bind_int64(st, 9, r->created_ms);
+    sqlite3_bind_int64(st, 10, r->expires_ms);
+    sqlite3_bind_int64(st, 11, r->resolved_ms);
+    sqlite3_bind_int(st, 12, (int)r->state);
+    sqlite3_bind_text(st, 13, r->measured, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 14, r->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 15, r->model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 16, r->option, -1, SQLITE_STATIC);
     return s_step(st);
 }
 
@@ -266,6 +490,7 @@ static int s_put_request(jsqlite_t *self, const ledger_request_row_t *r)
 {
     sqlite3_stmt *st = self->put_request;
     const ledger_result_t *x = &r->result;
+    uint8_t amt[S_BLOB_MAX];
     sqlite3_bind_text(st, 1, r->sender, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->request_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (int64_t)r->fingerprint);
@@ -275,16 +500,20 @@ static int s_put_request(jsqlite_t *self, const ledger_request_row_t *r)
     sqlite3_bind_text(st, 7, x->hold_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, x->task, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 9, x->agent, -1, SQLITE_STATIC);
-    s_bind_amounts(st, 10, &x->amounts);
-    sqlite3_bind_int64(st, 14, x->t1);
-    sqlite3_bind_int64(st, 15, x->t2);
-    sqlite3_bind_int(st, 16, x->overrun);
-    sqlite3_bind_int(st, 17, (int)x->err_kind);
-    sqlite3_bind_int(st, 18, x->err_dim);
-    sqlite3_bind_int64(st, 19, x->err_requested);
-    sqlite3_bind_int64(st, 20, x->err_available);
-    sqlite3_bind_int(st, 21, x->late);
-    sqlite3_bind_int64(st, 22, r->seq);
+    s_bind_amounts(st, 10, &x->amounts, amt);
+    sqlite3_bind_int64(st, 11, x->t1);
+    sqlite3_bind_int64(st, 12, x->t2);
+    sqlite3_bind_int(st, 13, x->overrun);
+    sqlite3_bind_int(st, 14, (int)x->err_kind);
+    /* the refusing dimension by name; the core's plain integer otherwise */
+    if (x->code != LEDGER_OK && x->err_dim >= 0 && x->err_dim < DIM_COUNT)
+        sqlite3_bind_text(st, 15, s_dim_names[x->err_dim], -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int(st, 15, x->err_dim);
+    sqlite3_bind_int64(st, 16, x->err_requested);
+    sqlite3_bind_int64(st, 17, x->err_available);
+    sqlite3_bind_int(st, 18, x->late);
+    sqlite3_bind_int64(st, 19, r->seq);
     return s_step(st);
 }
 
@@ -357,18 +586,13 @@ static void s_text(char *dst, size_t size, sqlite3_stmt *st, int col)
         snprintf(dst, size, "%s", (const char *)t);
 }
 
-static void s_amounts(proto_amounts_t *a, sqlite3_stmt *st, int col)
-{
-    for (int d = 0; d < DIM_COUNT; d++)
-        a->v[d] = sqlite3_column_int64(st, col + d);
-}
-
 static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, char *err,
                         size_t errlen)
 {
     jsqlite_t *self = arg;
     ledger_t *ledger = ledger_new(cfg);
     sqlite3_stmt *st = NULL;
+    const char *why = NULL; /* a row that is not readable; else SQLite's message */
     if (!ledger) {
         s_err(err, errlen, "load", NULL);
         return NULL;
@@ -390,14 +614,16 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         s_text(r.task, sizeof r.task, st, 2);
         s_text(r.agent, sizeof r.agent, st, 3);
         s_text(r.period, sizeof r.period, st, 4);
-        s_amounts(&r.limit, st, 5);
-        s_amounts(&r.used, st, 9);
-        s_amounts(&r.held, st, 13);
-        r.opened_at_ms = sqlite3_column_int64(st, 17);
-        r.deadline_ms = sqlite3_column_int64(st, 18);
-        r.closed_at_ms = sqlite3_column_int64(st, 19);
-        r.closed = sqlite3_column_int(st, 20) != 0;
-        r.training = sqlite3_column_int(st, 21) != 0;
+        if (s_unpack(&r.limit, st, 5, -1) != 0 || s_unpack(&r.used, st, 6, 0) != 0 ||
+            s_unpack(&r.held, st, 7, 0) != 0) {
+            why = "an account's amounts are not readable";
+            goto fail;
+        }
+        r.opened_at_ms = sqlite3_column_int64(st, 8);
+        r.deadline_ms = sqlite3_column_int64(st, 9);
+        r.closed_at_ms = sqlite3_column_int64(st, 10);
+        r.closed = sqlite3_column_int(st, 11) != 0;
+        r.training = sqlite3_column_int(st, 12) != 0;
         if (ledger_load_account(ledger, &r) != 0)
             goto fail;
     }
@@ -417,16 +643,18 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         s_text(r.agent, sizeof r.agent, st, 3);
         s_text(r.step, sizeof r.step, st, 4);
         s_text(r.global_key, sizeof r.global_key, st, 5);
-        s_amounts(&r.amounts, st, 6);
-        s_amounts(&r.actual, st, 10);
-        r.created_ms = sqlite3_column_int64(st, 14);
-        r.expires_ms = sqlite3_column_int64(st, 15);
-        r.resolved_ms = sqlite3_column_int64(st, 16);
-        r.state = (ledger_hold_state_t)sqlite3_column_int(st, 17);
-        s_text(r.measured, sizeof r.measured, st, 18);
-        s_text(r.path, sizeof r.path, st, 19);
-        s_text(r.model, sizeof r.model, st, 20);
-        s_text(r.option, sizeof r.option, st, 21);
+        if (s_unpack(&r.amounts, st, 6, 0) != 0 || s_unpack(&r.actual, st, 7, 0) != 0) {
+            why = "a hold's amounts are not readable";
+            goto fail;
+        }
+        r.created_ms = sqlite3_column_int64(st, 8);
+        r.expires_ms = sqlite3_column_int64(st, 9);
+        r.resolved_ms = sqlite3_column_int64(st, 10);
+        r.state = (ledger_hold_state_t)sqlite3_column_int(st, 11);
+        s_text(r.measured, sizeof r.measured, st, 12);
+        s_text(r.path, sizeof r.path, st, 13);
+        s_text(r.model, sizeof r.model, st, 14);
+        s_text(r.option, sizeof r.option, st, 15);
         if (ledger_load_hold(ledger, &r) != 0)
             goto fail;
     }
@@ -450,16 +678,27 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         s_text(x->hold_id, sizeof x->hold_id, st, 6);
         s_text(x->task, sizeof x->task, st, 7);
         s_text(x->agent, sizeof x->agent, st, 8);
-        s_amounts(&x->amounts, st, 9);
-        x->t1 = sqlite3_column_int64(st, 13);
-        x->t2 = sqlite3_column_int64(st, 14);
-        x->overrun = sqlite3_column_int(st, 15) != 0;
-        x->err_kind = (ledger_kind_t)sqlite3_column_int(st, 16);
-        x->err_dim = sqlite3_column_int(st, 17);
-        x->err_requested = sqlite3_column_int64(st, 18);
-        x->err_available = sqlite3_column_int64(st, 19);
-        x->late = sqlite3_column_int(st, 20) != 0;
-        r.seq = sqlite3_column_int64(st, 21);
+        if (s_unpack(&x->amounts, st, 9, 0) != 0) {
+            why = "a request's amounts are not readable";
+            goto fail;
+        }
+        x->t1 = sqlite3_column_int64(st, 10);
+        x->t2 = sqlite3_column_int64(st, 11);
+        x->overrun = sqlite3_column_int(st, 12) != 0;
+        x->err_kind = (ledger_kind_t)sqlite3_column_int(st, 13);
+        if (sqlite3_column_type(st, 14) == SQLITE_TEXT) {
+            const char *dn = (const char *)sqlite3_column_text(st, 14);
+            x->err_dim = s_dim_of(dn, strlen(dn));
+            if (x->err_dim < 0) {
+                why = "a request names an unknown dimension";
+                goto fail;
+            }
+        } else
+            x->err_dim = sqlite3_column_int(st, 14);
+        x->err_requested = sqlite3_column_int64(st, 15);
+        x->err_available = sqlite3_column_int64(st, 16);
+        x->late = sqlite3_column_int(st, 17) != 0;
+        r.seq = sqlite3_column_int64(st, 18);
         if (ledger_load_request(ledger, &r) != 0)
             goto fail;
     }
@@ -479,7 +718,10 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         *mismatches = m;
     return ledger;
 fail:
-    s_err(err, errlen, "load", self->db);
+    if (why && err && errlen)
+        snprintf(err, errlen, "load: %s", why);
+    else
+        s_err(err, errlen, "load", self->db);
     sqlite3_finalize(st);
     sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
     ledger_destroy(&ledger);
@@ -488,32 +730,53 @@ fail:
 
 /* ---- verify ------------------------------------------------------------- */
 
-/* Balances replayed from the journal, per account key. */
-static const char *s_replay_sql =
-    "WITH e AS (SELECT j.kind AS k, h.* FROM journal j JOIN holds h ON h.seq = j.hold_seq),"
-    " p AS (SELECT 'a/' || task || '/' || agent AS key, * FROM e"
-    "       UNION ALL SELECT 't/' || task, * FROM e"
-    "       UNION ALL SELECT global_key, * FROM e WHERE global_key <> ''),"
-    " r AS (SELECT key,"
-    "  SUM(CASE k WHEN 1 THEN act0 WHEN 3 THEN amt0 WHEN 4 THEN act0 - amt0 WHEN 5 THEN -amt0"
-    "   ELSE 0 END) u0,"
-    "  SUM(CASE k WHEN 1 THEN act1 WHEN 3 THEN amt1 WHEN 4 THEN act1 - amt1 WHEN 5 THEN -amt1"
-    "   ELSE 0 END) u1,"
-    "  SUM(CASE k WHEN 1 THEN act2 WHEN 3 THEN amt2 WHEN 4 THEN act2 - amt2 WHEN 5 THEN -amt2"
-    "   ELSE 0 END) u2,"
-    "  SUM(CASE k WHEN 1 THEN act3 WHEN 3 THEN amt3 WHEN 4 THEN act3 - amt3 WHEN 5 THEN -amt3"
-    "   ELSE 0 END) u3,"
-    "  SUM(CASE k WHEN 0 THEN amt0 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt0 END) h0,"
-    "  SUM(CASE k WHEN 0 THEN amt1 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt1 END) h1,"
-    "  SUM(CASE k WHEN 0 THEN amt2 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt2 END) h2,"
-    "  SUM(CASE k WHEN 0 THEN amt3 WHEN 4 THEN 0 WHEN 5 THEN 0 ELSE -amt3 END) h3"
-    "  FROM p GROUP BY key)"
-    " SELECT a.key, a.used0, a.used1, a.used2, a.used3, a.held0, a.held1, a.held2, a.held3,"
-    "  coalesce(r.u0,0), coalesce(r.u1,0), coalesce(r.u2,0), coalesce(r.u3,0),"
-    "  coalesce(r.h0,0), coalesce(r.h1,0), coalesce(r.h2,0), coalesce(r.h3,0)"
-    " FROM accounts a LEFT JOIN r USING(key)"
-    " UNION ALL SELECT r.key, NULL,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0 FROM r"
-    "  WHERE r.key NOT IN (SELECT key FROM accounts)";
+/* The query of balances replayed from the journal, per account key, one
+   column per dimension and figure: key, 1 (NULL when the key is in the
+   journal but not in accounts), stored used[DIM_COUNT], stored
+   held[DIM_COUNT], replayed used[DIM_COUNT], replayed held[DIM_COUNT].
+   Caller frees; NULL when out of memory. */
+static char *s_replay_sql(void)
+{
+    size_t cap = 1024 + (size_t)DIM_COUNT * 768, len = 0;
+    char *q = malloc(cap);
+    if (!q)
+        return NULL;
+#define S_ADD(...) len += (size_t)snprintf(q + len, len < cap ? cap - len : 0, __VA_ARGS__)
+    S_ADD("WITH e AS (SELECT j.kind AS k, h.* FROM journal j JOIN holds h ON h.seq = j.hold_seq),"
+          " p AS (SELECT 'a/' || task || '/' || agent AS key, * FROM e"
+          "       UNION ALL SELECT 't/' || task, * FROM e"
+          "       UNION ALL SELECT global_key, * FROM e WHERE global_key <> ''),"
+          " r AS (SELECT key");
+    for (int d = 0; d < DIM_COUNT; d++) {
+        const char *n = s_dim_names[d];
+        S_ADD(", SUM(CASE k WHEN 1 THEN dim(act,'%s') WHEN 3 THEN dim(amt,'%s')"
+              " WHEN 4 THEN dim(act,'%s') - dim(amt,'%s') WHEN 5 THEN -dim(amt,'%s') ELSE 0 END)"
+              " u%d",
+              n, n, n, n, n, d);
+        S_ADD(", SUM(CASE k WHEN 0 THEN dim(amt,'%s') WHEN 4 THEN 0 WHEN 5 THEN 0"
+              " ELSE -dim(amt,'%s') END) h%d",
+              n, n, d);
+    }
+    S_ADD(" FROM p GROUP BY key) SELECT a.key, 1");
+    for (int d = 0; d < DIM_COUNT; d++)
+        S_ADD(", dim(a.used,'%s')", s_dim_names[d]);
+    for (int d = 0; d < DIM_COUNT; d++)
+        S_ADD(", dim(a.held,'%s')", s_dim_names[d]);
+    for (int d = 0; d < DIM_COUNT; d++)
+        S_ADD(", coalesce(r.u%d,0)", d);
+    for (int d = 0; d < DIM_COUNT; d++)
+        S_ADD(", coalesce(r.h%d,0)", d);
+    S_ADD(" FROM accounts a LEFT JOIN r USING(key) UNION ALL SELECT r.key, NULL");
+    for (int d = 0; d < 4 * DIM_COUNT; d++)
+        S_ADD(", 0");
+    S_ADD(" FROM r WHERE r.key NOT IN (SELECT key FROM accounts)");
+#undef S_ADD
+    if (len >= cap) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
 
 /* Holds whose state disagrees with their journal entries. */
 static const char *s_states_sql =
@@ -551,9 +814,13 @@ static int s_verify(void *arg, char *report, size_t reportlen)
     if (report && reportlen)
         report[0] = 0;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(self->db, s_replay_sql, -1, &st, NULL) != SQLITE_OK)
+    char *replay = s_replay_sql();
+    if (!replay || sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(self->db, replay, -1, &st, NULL) != SQLITE_OK) {
+        free(replay);
         goto fail;
+    }
+    free(replay);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *key = (const char *)sqlite3_column_text(st, 0);
@@ -563,8 +830,10 @@ static int s_verify(void *arg, char *report, size_t reportlen)
             continue;
         }
         for (int d = 0; d < DIM_COUNT; d++) {
-            int64_t su = sqlite3_column_int64(st, 1 + d), sh = sqlite3_column_int64(st, 5 + d);
-            int64_t ju = sqlite3_column_int64(st, 9 + d), jh = sqlite3_column_int64(st, 13 + d);
+            int64_t su = sqlite3_column_int64(st, 2 + d);
+            int64_t sh = sqlite3_column_int64(st, 2 + DIM_COUNT + d);
+            int64_t ju = sqlite3_column_int64(st, 2 + 2 * DIM_COUNT + d);
+            int64_t jh = sqlite3_column_int64(st, 2 + 3 * DIM_COUNT + d);
             if (su != ju || sh != jh) {
                 bad++;
                 s_report(report, reportlen, &pos,

@@ -23,10 +23,11 @@
 #include <string.h>
 #include <time.h>
 
-/* The dimension names, as on the wire (proto_dim_names, kept here so the
-   core links without the codec). */
-static const char *const s_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls",
-                                                   "cost_uusd"};
+/* The dimension names, as on the wire (common/dims.h, so that the core
+   links without the codec). */
+#define S_X_NAME(id, wire, ...) wire,
+static const char *const s_dim_names[DIM_COUNT] = {EMADS_DIMS(S_X_NAME)};
+#undef S_X_NAME
 
 /* ---- small containers --------------------------------------------------- */
 
@@ -805,9 +806,8 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
         }
         if (res->code == LEDGER_OK) {
             row.opened_at_ms = now_ms;
-            row.deadline_ms = row.limit.v[DIM_LATENCY_MS] >= 0
-                                  ? proto_sat_add(now_ms, row.limit.v[DIM_LATENCY_MS])
-                                  : -1;
+            row.deadline_ms =
+                row.limit.v[DIMS_TIME] >= 0 ? proto_sat_add(now_ms, row.limit.v[DIMS_TIME]) : -1;
             row.closed_at_ms = -1;
             row.training = training;
             s_account_t *a = s_account_add(self, &row);
@@ -830,7 +830,7 @@ static bool s_check(const proto_amounts_t *limit, const proto_amounts_t *used,
                     int *dim, int64_t *avail)
 {
     for (int d = 0; d < DIM_COUNT; d++) {
-        if (skip_latency && d == DIM_LATENCY_MS)
+        if (skip_latency && dims_is_time(d))
             continue;
         int64_t a = s_available(limit->v[d], used->v[d], held->v[d]);
         if (req->v[d] > a) {
@@ -953,10 +953,10 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
         /* the task's wall-clock deadline */
         if (t->row.deadline_ms >= 0) {
             int64_t left = t->row.deadline_ms - now_ms;
-            if (left <= 0 || amounts->v[DIM_LATENCY_MS] > left) {
+            if (left <= 0 || amounts->v[DIMS_TIME] > left) {
                 ok = false;
                 kind = LEDGER_KIND_TASK;
-                dim = DIM_LATENCY_MS;
+                dim = DIMS_TIME;
                 avail = left > 0 ? left : 0;
             }
         }
@@ -1406,11 +1406,11 @@ static void s_info(const s_account_t *a, int64_t now_ms, ledger_account_info_t *
     if (a->row.kind == LEDGER_KIND_TASK) {
         /* the task's latency is wall-clock time since open_task */
         int64_t end = a->row.closed ? a->row.closed_at_ms : now_ms;
-        info->used.v[DIM_LATENCY_MS] = end > a->row.opened_at_ms ? end - a->row.opened_at_ms : 0;
-        info->held.v[DIM_LATENCY_MS] = 0;
+        info->used.v[DIMS_TIME] = end > a->row.opened_at_ms ? end - a->row.opened_at_ms : 0;
+        info->held.v[DIMS_TIME] = 0;
         if (a->row.deadline_ms >= 0) {
             int64_t left = a->row.deadline_ms - now_ms;
-            info->remaining.v[DIM_LATENCY_MS] = left > 0 ? left : 0;
+            info->remaining.v[DIMS_TIME] = left > 0 ? left : 0;
         }
     }
 }
@@ -1827,7 +1827,7 @@ int ledger_check_limits(const ledger_t *self, char *why, size_t whylen)
     for (size_t i = 0; i < self->accounts.n; i++) {
         const s_account_t *a = self->accounts.items[i];
         for (int d = 0; d < DIM_COUNT; d++) {
-            if (a->row.kind == LEDGER_KIND_TASK && d == DIM_LATENCY_MS)
+            if (a->row.kind == LEDGER_KIND_TASK && dims_is_time(d))
                 continue;
             int64_t l = a->row.limit.v[d];
             if (a->row.used.v[d] < 0 || a->row.held.v[d] < 0)

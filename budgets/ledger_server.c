@@ -389,7 +389,7 @@ static void s_crossings(s_server_t *self, const ledger_note_t *n)
     for (int k = 0; k < n->n_accounts; k++) {
         const ledger_note_account_t *a = &n->accounts[k];
         for (int d = 0; d < DIM_COUNT; d++) {
-            if (a->kind == LEDGER_KIND_TASK && d == DIM_LATENCY_MS)
+            if (a->kind == LEDGER_KIND_TASK && dims_is_time(d))
                 continue; /* a deadline, not a sum */
             alerts_level_t lvl = alerts_crossing(a->before.v[d], a->after.v[d], a->limit.v[d],
                                                  self->warn, self->critical);

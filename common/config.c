@@ -39,6 +39,7 @@
 #define _GNU_SOURCE
 #include "common/config.h"
 #include "common/metrics.h"
+#include "common/hold.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -58,7 +59,6 @@
 #define S_MAX_FILE        (4 * 1024 * 1024) /* bytes in one config file */
 #define S_TOKENS_MAX      1000000000LL      /* 1e9 tokens */
 #define S_DAY_MS          86400000LL        /* one day in ms */
-#define S_TOOL_CALLS_MAX  1000000LL
 #define S_BYTES_MAX       (256LL * 1024 * 1024)
 #define S_PRICE_MAX_USD   1000000LL /* USD per 1M tokens */
 #define S_PROMPT_MAX      (64 * 1024)
@@ -952,17 +952,18 @@ static void s_each_named(s_ctx_t *ctx, const yaml_node_t *root, const char *sect
 static void s_amount_limits(s_ctx_t *ctx, const yaml_node_t *map, const char *path,
                             proto_amounts_t *limit)
 {
-    for (int d = 0; d < DIM_COUNT; d++)
+    for (int d = 0; d < DIM_COUNT; d++) {
+        const dims_info_t *di = &dims_info[d];
         limit->v[d] = -1;
-    s_read_int(ctx, map, path, "max_tokens", false, 0, S_TOKENS_MAX, &limit->v[DIM_TOKENS]);
-    s_read_int(ctx, map, path, "max_latency_ms", false, 0, S_DAY_MS, &limit->v[DIM_LATENCY_MS]);
-    s_read_int(ctx, map, path, "max_tool_calls", false, 0, S_TOOL_CALLS_MAX,
-               &limit->v[DIM_TOOL_CALLS]);
-    s_read_usd(ctx, map, path, "max_cost_usd", false, CFG_USD_MAX, &limit->v[DIM_COST_UUSD]);
+        if (dims_is_money(d))
+            s_read_usd(ctx, map, path, di->limit_key, false, di->limit_max, &limit->v[d]);
+        else
+            s_read_int(ctx, map, path, di->limit_key, false, 0, di->limit_max, &limit->v[d]);
+    }
 }
 
-static const char *const k_limit_keys[] = {"max_tokens", "max_latency_ms", "max_tool_calls",
-                                           "max_cost_usd", NULL};
+#define S_X_LIMIT_KEY(id, wire, limit_key, ...) limit_key,
+static const char *const k_limit_keys[] = {EMADS_DIMS(S_X_LIMIT_KEY) NULL};
 
 int cfg_endpoint_check(const char *ep, char *why, size_t whylen)
 {
@@ -1101,8 +1102,7 @@ static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
     static const char *const keys[] = {"hold_ttl_ms", "metrics_port",        "alerts",
                                        "global",      "request_retention_s", NULL};
     static const char *const akeys[] = {"warn", "critical", "webhook", NULL};
-    static const char *const gkeys[] = {"period",         "max_tokens",   "max_latency_ms",
-                                        "max_tool_calls", "max_cost_usd", NULL};
+    static const char *const gkeys[] = {"period", EMADS_DIMS(S_X_LIMIT_KEY) NULL};
     cfg_t *cfg = ctx->cfg;
     char path[64];
     yaml_node_t *m = s_field(ctx, root, "", "ledger", false, path, sizeof path);
@@ -1599,8 +1599,10 @@ static bool s_reaches(int raw[CFG_MAX_STEPS][CFG_MAX_STEPS], const int *n_raw, i
 
 static void s_option(s_ctx_t *ctx, cfg_option_t *o, yaml_node_t *v, const char *path)
 {
-    static const char *const keys[] = {"path",       "model",    "tool",    "tokens", "latency_ms",
-                                       "tool_calls", "cost_usd", "quality", NULL};
+#define S_X_EST_KEY(id, wire, limit_key, est_key, ...) est_key,
+    static const char *const keys[] = {"path", "model", "tool", EMADS_DIMS(S_X_EST_KEY) "quality",
+                                       NULL};
+#undef S_X_EST_KEY
     cfg_t *cfg = ctx->cfg;
     o->model = o->tool = -1;
     o->path = PATH_LOCAL;
@@ -1642,18 +1644,17 @@ static void s_option(s_ctx_t *ctx, cfg_option_t *o, yaml_node_t *v, const char *
             s_err(ctx, s_line(s_get(ctx, v, "tool")), k, "only the tool path takes a tool");
         }
     }
-    s_read_int(ctx, v, path, "tokens", false, 0, S_TOKENS_MAX, &o->est.v[DIM_TOKENS]);
-    s_read_int(ctx, v, path, "latency_ms", true, 0, S_DAY_MS, &o->est.v[DIM_LATENCY_MS]);
-    o->est.v[DIM_TOOL_CALLS] = o->path == PATH_TOOL ? 1 : 0;
-    s_read_int(ctx, v, path, "tool_calls", false, 0, S_TOOL_CALLS_MAX, &o->est.v[DIM_TOOL_CALLS]);
-    if (s_read_usd(ctx, v, path, "cost_usd", false, CFG_USD_MAX, &o->est.v[DIM_COST_UUSD]) == 0) {
-        /* derived: 60 % input, 40 % output tokens at the model's prices */
-        if (o->model >= 0) {
-            int64_t tokens = o->est.v[DIM_TOKENS];
-            int64_t in = tokens * 6 / 10;
-            o->est.v[DIM_COST_UUSD] = cfg_model_cost(&cfg->models[o->model], in, tokens - in);
-        }
+    /* the estimate: every dimension by its est_key; the time one is
+       required, the others have defaults (hold_option_defaults) */
+    bool given[DIM_COUNT];
+    for (int d = 0; d < DIM_COUNT; d++) {
+        const dims_info_t *di = &dims_info[d];
+        given[d] = (dims_is_money(d)
+                        ? s_read_usd(ctx, v, path, di->est_key, false, di->limit_max, &o->est.v[d])
+                        : s_read_int(ctx, v, path, di->est_key, dims_is_time(d), 0, di->limit_max,
+                                     &o->est.v[d])) != 0;
     }
+    hold_option_defaults(cfg, o, given);
     s_read_double(ctx, v, path, "quality", true, 0, false, 1, &o->quality);
 }
 

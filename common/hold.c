@@ -24,6 +24,24 @@ void hold_call(const cfg_model_t *m, int64_t prompt, int64_t out, proto_amounts_
     hold->v[DIM_COST_UUSD] = hold_cost(m, prompt + out, prompt);
 }
 
+void hold_option_defaults(const cfg_t *cfg, cfg_option_t *o, const bool given[DIM_COUNT])
+{
+    if (!given[DIM_TOOL_CALLS])
+        o->est.v[DIM_TOOL_CALLS] = o->path == PATH_TOOL ? 1 : 0;
+    if (!given[DIM_COST_UUSD] && o->model >= 0 && o->model < cfg->n_models) {
+        /* derived: 60 % input, 40 % output tokens at the model's prices */
+        int64_t tokens = o->est.v[DIM_TOKENS];
+        int64_t in = tokens * 6 / 10;
+        o->est.v[DIM_COST_UUSD] = cfg_model_cost(&cfg->models[o->model], in, tokens - in);
+    }
+}
+
+void hold_step_est(hold_step_t *s, const proto_amounts_t *est)
+{
+    s->est_tokens = est->v[DIM_TOKENS];
+    s->est_latency_ms = est->v[DIM_LATENCY_MS];
+}
+
 static bool s_model_ok(const cfg_t *cfg, int model)
 {
     return model >= 0 && model < cfg->n_models;

@@ -54,6 +54,16 @@ typedef struct {
                                output) */
 } hold_step_t;
 
+/* The estimate of an option where the configuration gives none (given[d]
+   false): tool_calls 1 on the tool path, else 0; cost_uusd, when the
+   option names a model, its tokens priced 60 % input and 40 % output;
+   every other dimension 0. */
+void hold_option_defaults(const cfg_t *cfg, cfg_option_t *o, const bool given[DIM_COUNT]);
+
+/* Sets s's estimates (est_tokens, est_latency_ms) from an option's
+   estimate amounts est. */
+void hold_step_est(hold_step_t *s, const proto_amounts_t *est);
+
 /* The dearest `tokens` tokens of model m cost, in micro-USD, of which
    `prompt` are input and the rest output. prompt < 0 (unknown): every token
    at the higher of the input and the output price, which bounds the cost

@@ -37,8 +37,12 @@ const double metrics_buckets_tokens[] = {16,   64,   256,   512,   1024,  2048,
                                          4096, 8192, 16384, 32768, 65536, 131072};
 const int metrics_buckets_tokens_n = (int)(sizeof metrics_buckets_tokens / sizeof(double));
 
-const char *const metrics_dim_unit[DIM_COUNT] = {"tokens", "latency_seconds", "tool_calls", "usd"};
-const int64_t metrics_dim_scale[DIM_COUNT] = {1, 1000, 1, 1000000};
+#define S_X_UNIT(id, wire, lk, ek, flag, metric, ...) metric,
+const char *const metrics_dim_unit[DIM_COUNT] = {EMADS_DIMS(S_X_UNIT)};
+#undef S_X_UNIT
+#define S_X_SCALE(id, wire, lk, ek, flag, metric, scale, ...) scale,
+const int64_t metrics_dim_scale[DIM_COUNT] = {EMADS_DIMS(S_X_SCALE)};
+#undef S_X_SCALE
 
 typedef enum { S_COUNTER, S_GAUGE, S_HISTOGRAM } s_type_t;
 static const char *const s_type_names[] = {"counter", "gauge", "histogram"};

@@ -51,9 +51,9 @@ extern const int metrics_buckets_slow_n;
 extern const double metrics_buckets_tokens[]; /* 16 .. 131072 tokens */
 extern const int metrics_buckets_tokens_n;
 
-/* The budget dimensions (proto.h's DIM_* order) as metric units: the name
-   part ("tokens", "latency_seconds", "tool_calls", "usd") and the scale
-   from the wire's integers (ms -> s: 1000; micro-USD -> USD: 1000000). */
+/* The budget dimensions (common/dims.h's order) as metric units: the name
+   part (dims_info[d].metric, e.g. "latency_seconds") and the scale from the
+   wire's integers (dims_info[d].scale: ms -> s 1000, micro-USD -> USD 10^6). */
 extern const char *const metrics_dim_unit[DIM_COUNT];
 extern const int64_t metrics_dim_scale[DIM_COUNT];
 

@@ -208,9 +208,13 @@ int view_spend(const cfg_t *cfg, const char *task, view_call_fn *call, void *ctx
 
 static json_t *s_amounts_json(const proto_amounts_t *a)
 {
-    return json_pack("{s:I, s:I, s:I, s:I}", "tokens", (json_int_t)a->v[0], "latency_ms",
-                     (json_int_t)a->v[1], "tool_calls", (json_int_t)a->v[2], "cost_uusd",
-                     (json_int_t)a->v[3]);
+    json_t *o = json_object();
+    for (int d = 0; o && d < DIM_COUNT; d++)
+        if (json_object_set_new(o, dims_info[d].wire, json_integer((json_int_t)a->v[d])) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    return o;
 }
 
 static json_t *s_row_json(const view_row_t *r)

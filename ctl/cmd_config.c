@@ -59,26 +59,21 @@ static void s_help(const char *prog)
 /* Money with 6 decimals, as every other emadsctl command prints it. */
 static void s_print_limit_row(const char *name, const proto_amounts_t *a)
 {
-    char t[32], l[32], c[32], u[32];
-    ctl_fmt_limit(t, sizeof t, a->v[DIM_TOKENS], false);
-    ctl_fmt_limit(l, sizeof l, a->v[DIM_LATENCY_MS], false);
-    ctl_fmt_limit(c, sizeof c, a->v[DIM_TOOL_CALLS], false);
-    ctl_fmt_limit(u, sizeof u, a->v[DIM_COST_UUSD], true);
-    printf("  %-20s %10s %11s %11s %12s\n", name, t, l, c, u);
+    char cols[128];
+    ctl_fmt_limits(cols, sizeof cols, a);
+    printf("  %-20s %s\n", name, cols);
 }
 
 static void s_print_option(const cfg_t *cfg, const cfg_option_t *o)
 {
-    char usd[32];
-    ctl_fmt_usd(usd, sizeof usd, o->est.v[DIM_COST_UUSD]);
+    char est[160];
+    ctl_fmt_est(est, sizeof est, &o->est);
     printf("        %-5s", cfg_path_name(o->path));
     if (o->tool >= 0)
         printf(" %s", cfg->tools[o->tool].name);
     if (o->model >= 0)
         printf(" %s%s", o->path == PATH_TOOL ? "+ " : "", cfg->models[o->model].name);
-    printf("  ~%" PRId64 " tokens, %" PRId64 " ms, %" PRId64 " tool calls, %s USD, quality %.2f\n",
-           o->est.v[DIM_TOKENS], o->est.v[DIM_LATENCY_MS], o->est.v[DIM_TOOL_CALLS], usd,
-           o->quality);
+    printf("  %s, quality %.2f\n", est, o->quality);
 }
 
 static void s_print_paths(unsigned bits)
@@ -120,8 +115,7 @@ static void s_print_text(const ctl_opts_t *opts, const char *file, const cfg_t *
         printf("  knowledge: %s\n", cfg->knowledge_dir);
 
     printf("\nbudgets per task (- = unlimited):\n");
-    printf("  %-20s %10s %11s %11s %12s\n", "account", "tokens", "latency_ms", "tool_calls",
-           "cost_usd");
+    printf("  %-20s %s\n", "account", ctl_limits_heading);
     for (int i = 0; i < cfg->n_agents; i++) {
         const cfg_budget_t *b = cfg_budget(cfg, cfg->agents[i].name);
         if (b)

@@ -116,8 +116,8 @@ int ctl_cmd_keys(ctl_opts_t *opts, int argc, char **argv)
             rc = CTL_EXIT_FAIL;
         } else if (opts->json)
             ctl_print_json(json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "name", name, "principal",
-                                     principal, "key", secret, "max_cost_usd", s_usd_json(max_cost),
-                                     "period", period, "file", path));
+                                     principal, "key", secret, dims_info[DIMS_MONEY].limit_key,
+                                     s_usd_json(max_cost), "period", period, "file", path));
         else {
             char usd[32];
             printf("%s\n", secret);
@@ -144,11 +144,11 @@ int ctl_cmd_keys(ctl_opts_t *opts, int argc, char **argv)
             for (int k = 0; k < keys.count; k++) {
                 const keys_entry_t *e = &keys.items[k];
                 json_array_append_new(
-                    arr,
-                    json_pack("{s:s, s:s, s:o, s:s, s:I, s:o}", "name", e->name, "principal",
-                              e->principal, "max_cost_usd", s_usd_json(e->max_cost_uusd), "period",
-                              e->period, "created_ms", (json_int_t)e->created_ms, "revoked_ms",
-                              e->revoked_ms ? json_integer(e->revoked_ms) : json_null()));
+                    arr, json_pack("{s:s, s:s, s:o, s:s, s:I, s:o}", "name", e->name, "principal",
+                                   e->principal, dims_info[DIMS_MONEY].limit_key,
+                                   s_usd_json(e->max_cost_uusd), "period", e->period, "created_ms",
+                                   (json_int_t)e->created_ms, "revoked_ms",
+                                   e->revoked_ms ? json_integer(e->revoked_ms) : json_null()));
             }
             ctl_print_json(json_pack("{s:o}", "keys", arr));
         } else {

@@ -22,42 +22,17 @@
 
 typedef view_row_t row_t;
 
-static void s_cell(char *out, size_t outlen, int64_t used, int64_t limit, int dim)
-{
-    char u[32], l[32];
-    if (dim == DIM_COST_UUSD) {
-        ctl_fmt_usd(u, sizeof u, used);
-        ctl_fmt_limit(l, sizeof l, limit, true);
-    } else if (dim == DIM_LATENCY_MS) {
-        snprintf(u, sizeof u, "%" PRId64 "ms", used);
-        if (limit < 0)
-            snprintf(l, sizeof l, "-");
-        else
-            snprintf(l, sizeof l, "%" PRId64 "ms", limit);
-    } else {
-        snprintf(u, sizeof u, "%" PRId64, used);
-        ctl_fmt_limit(l, sizeof l, limit, false);
-    }
-    snprintf(out, outlen, "%s/%s", u, l);
-}
-
 static void s_print_row(const row_t *r)
 {
-    char cells[DIM_COUNT][80];
-    for (int d = 0; d < DIM_COUNT; d++)
-        s_cell(cells[d], sizeof cells[d], r->used.v[d], r->limit.v[d], d);
-    char held[128], husd[32];
-    ctl_fmt_usd(husd, sizeof husd, r->held.v[DIM_COST_UUSD]);
-    snprintf(held, sizeof held, "%" PRId64 "/%" PRId64 "ms/%" PRId64 "/$%s", r->held.v[0],
-             r->held.v[1], r->held.v[2], husd);
+    char cells[256];
+    ctl_fmt_spend_cells(cells, sizeof cells, &r->used, &r->limit, &r->held);
     double pct = view_pct(r);
     char p[16];
     if (pct < 0)
         snprintf(p, sizeof p, "-");
     else
         snprintf(p, sizeof p, "%.1f%%", pct);
-    ctl_printf("%-14s %-16s %-18s %-9s %-24s %-30s %6s\n", r->name, cells[0], cells[1], cells[2],
-               cells[3], held, p);
+    ctl_printf("%-14s %s %6s\n", r->name, cells, p);
 }
 
 typedef struct {

@@ -25,36 +25,30 @@
    was one (consuming its value), 0 if not, or an exit code < 0 on error. */
 static int s_limit_flag(ctl_opts_t *opts, int argc, char **argv, int *i, ev_t *limits)
 {
-    /* the same ranges as the configuration's budgets */
-    static const struct {
-        const char *flag, *key;
-        bool usd;
-        int64_t max;
-    } flags[] = {{"--max-tokens", "tokens", false, 1000000000LL},
-                 {"--max-latency-ms", "latency_ms", false, 86400000LL},
-                 {"--max-tool-calls", "tool_calls", false, 1000000LL},
-                 {"--max-cost", "cost_uusd", true, 0}};
-    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
-        if (strcmp(argv[*i], flags[k].flag))
+    /* the same flags and ranges as the configuration's budgets (common/dims.h) */
+    for (int d = 0; d < DIM_COUNT; d++) {
+        const dims_info_t *di = &dims_info[d];
+        bool usd = dims_is_money(d);
+        if (strcmp(argv[*i], di->flag))
             continue;
         if (*i + 1 >= argc) {
-            ctl_usage_error(opts, "option '%s' needs a value", flags[k].flag);
+            ctl_usage_error(opts, "option '%s' needs a value", di->flag);
             return -1;
         }
         const char *v = argv[++*i];
         int64_t x;
         char why[160];
-        if ((flags[k].usd ? ctl_parse_usd(v, &x, why, sizeof why)
-                          : ctl_parse_count(v, flags[k].max, &x, why, sizeof why)) != 0) {
-            if (flags[k].usd) /* the reason quotes the value */
-                ctl_usage_error(opts, "%s: %s (USD with up to 6 decimals, e.g. 0.50)",
-                                flags[k].flag, why);
+        if ((usd ? ctl_parse_usd(v, &x, why, sizeof why)
+                 : ctl_parse_count(v, di->limit_max, &x, why, sizeof why)) != 0) {
+            if (usd) /* the reason quotes the value */
+                ctl_usage_error(opts, "%s: %s (USD with up to 6 decimals, e.g. 0.50)", di->flag,
+                                why);
             else
-                ctl_usage_error(opts, "%s: '%.40s%s': %s", flags[k].flag, v,
-                                strlen(v) > 40 ? "..." : "", why);
+                ctl_usage_error(opts, "%s: '%.40s%s': %s", di->flag, v, strlen(v) > 40 ? "..." : "",
+                                why);
             return -1;
         }
-        ev_set_int(limits, flags[k].key, x);
+        ev_set_int(limits, di->wire, x);
         return 1;
     }
     return 0;
@@ -201,16 +195,6 @@ static const char *s_measured_mark(const ev_t *step)
     return !strcmp(m, "estimated") ? "~" : !strcmp(m, "whole_hold") ? "hold " : "";
 }
 
-static void s_fmt_spend(char *out, size_t outlen, const ev_t *actual, const char *mark)
-{
-    char usd[32], lat[32];
-    ctl_fmt_usd(usd, sizeof usd, ev_get_int(actual, "cost_uusd", 0));
-    ctl_fmt_ms(lat, sizeof lat, ev_get_int(actual, "latency_ms", 0));
-    snprintf(out, outlen, "%s%" PRId64 " tok, %s, %" PRId64 " tool call%s, %s$%s", mark,
-             ev_get_int(actual, "tokens", 0), lat, ev_get_int(actual, "tool_calls", 0),
-             ev_get_int(actual, "tool_calls", 0) == 1 ? "" : "s", mark, usd);
-}
-
 static void s_print_step_line(const ev_t *s)
 {
     const char *state = ev_get_str(s, "state", "?");
@@ -228,7 +212,7 @@ static void s_print_step_line(const ev_t *s)
     const ev_t *actual = ev_get(s, "actual");
     if (!running && actual && n > 0 && (size_t)n < sizeof line) {
         char sp[160];
-        s_fmt_spend(sp, sizeof sp, actual, s_measured_mark(s));
+        ctl_fmt_spend(sp, sizeof sp, actual, s_measured_mark(s));
         n += snprintf(line + n, sizeof line - (size_t)n, " %s", sp);
     }
     const char *err = ev_get_str(ev_get(s, "error"), "reason", NULL);
@@ -293,21 +277,15 @@ static void s_print_result(const ev_t *r)
 
 static void s_print_steps_table(const ev_t *steps)
 {
-    ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6s %10s\n", "STEP", "AGENT", "STATE", "PATH",
-               "MODEL", "TOKENS", "LATENCY", "TOOLS", "COST_USD");
+    ctl_printf("%-14s %-14s %-8s %-6s %-12s %s\n", "STEP", "AGENT", "STATE", "PATH", "MODEL",
+               ctl_step_cols_heading);
     for (size_t i = 0; i < ev_len(steps); i++) {
         const ev_t *s = ev_at(steps, i);
-        const ev_t *a = ev_get(s, "actual");
-        char usd[32], lat[32], tok[40], cost[40];
-        const char *mark = s_measured_mark(s);
-        ctl_fmt_usd(usd, sizeof usd, ev_get_int(a, "cost_uusd", 0));
-        ctl_fmt_ms(lat, sizeof lat, a ? ev_get_int(a, "latency_ms", 0) : -1);
-        snprintf(tok, sizeof tok, "%s%" PRId64, mark, ev_get_int(a, "tokens", 0));
-        snprintf(cost, sizeof cost, "%s%s", a ? mark : "", a ? usd : "-");
-        ctl_printf("%-14s %-14s %-8s %-6s %-12s %8s %9s %6" PRId64 " %10s\n",
-                   ev_get_str(s, "step", "?"), ev_get_str(s, "agent", "?"),
-                   ev_get_str(s, "state", "?"), ev_get_str(s, "path", "-"),
-                   ev_get_str(s, "model", "-"), tok, lat, ev_get_int(a, "tool_calls", 0), cost);
+        char cols[128];
+        ctl_fmt_step_cols(cols, sizeof cols, ev_get(s, "actual"), s_measured_mark(s));
+        ctl_printf("%-14s %-14s %-8s %-6s %-12s %s\n", ev_get_str(s, "step", "?"),
+                   ev_get_str(s, "agent", "?"), ev_get_str(s, "state", "?"),
+                   ev_get_str(s, "path", "-"), ev_get_str(s, "model", "-"), cols);
     }
 }
 
@@ -663,7 +641,7 @@ static void s_print_plan_steps(const ev_t *steps)
         snprintf(what, sizeof what, "%s%s%s%s%s", ev_get_str(s, "path", "?"), tool ? " " : "",
                  tool ? tool : "", model ? " " : "", model ? model : "");
         char sp[160];
-        s_fmt_spend(sp, sizeof sp, ev_get(s, "est"), "");
+        ctl_fmt_spend(sp, sizeof sp, ev_get(s, "est"), "");
         printf("    %-14s %-14s %-26s q=%.2f  est %s\n", ev_get_str(s, "step", "?"),
                ev_get_str(s, "agent", "?"), what, ev_get_float(s, "quality", 0), sp);
     }
@@ -716,14 +694,14 @@ int ctl_cmd_plan(ctl_opts_t *opts, int argc, char **argv)
                        ev_get_str(rep, "binding", "unknown"));
             } else {
                 char sp[160];
-                s_fmt_spend(sp, sizeof sp, ev_get(rep, "total"), "");
+                ctl_fmt_spend(sp, sizeof sp, ev_get(rep, "total"), "");
                 printf("chosen plan: quality %.3f, estimated %s\n", ev_get_float(rep, "quality", 0),
                        sp);
                 s_print_plan_steps(ev_get(rep, "steps"));
                 const ev_t *alts = ev_get(rep, "alternatives");
                 for (size_t i = 0; i < ev_len(alts); i++) {
                     const ev_t *alt = ev_at(alts, i);
-                    s_fmt_spend(sp, sizeof sp, ev_get(alt, "total"), "");
+                    ctl_fmt_spend(sp, sizeof sp, ev_get(alt, "total"), "");
                     printf("alternative %zu: quality %.3f, estimated %s\n", i + 1,
                            ev_get_float(alt, "quality", 0), sp);
                     s_print_plan_steps(ev_get(alt, "steps"));
@@ -882,7 +860,7 @@ int ctl_cmd_watch(ctl_opts_t *opts, int argc, char **argv)
             const ev_t *amt = ev_get(m.body, "amounts");
             if (amt) {
                 char sp[160];
-                s_fmt_spend(sp, sizeof sp, amt, "");
+                ctl_fmt_spend(sp, sizeof sp, amt, "");
                 S_APPEND(" [%s]", sp);
             }
             if (ev_get(m.body, "fraction"))

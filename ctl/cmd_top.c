@@ -246,9 +246,18 @@ static void s_line(s_screen_t *sc, const char *fmt, ...)
     sc->line++;
 }
 
+/* An amounts object of the JSON view (wire names; absent = 0). */
+static void s_json_amounts(const json_t *o, proto_amounts_t *a)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        a->v[d] = (int64_t)json_integer_value(json_object_get(o, dims_info[d].wire));
+}
+
 static void s_usd(char *out, size_t len, const json_t *amounts)
 {
-    ctl_fmt_usd(out, len, (int64_t)json_integer_value(json_object_get(amounts, "cost_uusd")));
+    proto_amounts_t a;
+    s_json_amounts(amounts, &a);
+    ctl_fmt_usd(out, len, a.v[DIMS_MONEY]);
 }
 
 static int64_t s_int(const json_t *o, const char *k)
@@ -289,20 +298,22 @@ static void s_draw(s_screen_t *sc, const json_t *f, const char *run, int interva
            "HELD_USD", "TASKS");
     json_array_foreach(json_object_get(f, "agents"), i, v)
     {
-        char u[32], h[32];
-        json_t *used = json_object_get(v, "used"), *held = json_object_get(v, "held");
-        s_usd(u, sizeof u, used);
-        s_usd(h, sizeof h, held);
-        s_line(sc, "%-14s %14" PRId64 " %12s %14" PRId64 " %12s %6" PRId64,
-               json_string_value(json_object_get(v, "name")), s_int(used, "tokens"), u,
-               s_int(held, "tokens"), h, s_int(v, "tasks"));
+        char cols[96];
+        proto_amounts_t used, held;
+        s_json_amounts(json_object_get(v, "used"), &used);
+        s_json_amounts(json_object_get(v, "held"), &held);
+        ctl_fmt_top_cols(cols, sizeof cols, &used, &held);
+        s_line(sc, "%-14s %s %6" PRId64, json_string_value(json_object_get(v, "name")), cols,
+               s_int(v, "tasks"));
     }
     json_t *g = json_object_get(f, "global");
     if (json_is_object(g)) {
         char u[32], h[32], l[32];
         s_usd(u, sizeof u, json_object_get(g, "used"));
         s_usd(h, sizeof h, json_object_get(g, "held"));
-        int64_t lim = s_int(json_object_get(g, "limit"), "cost_uusd");
+        proto_amounts_t limit;
+        s_json_amounts(json_object_get(g, "limit"), &limit);
+        int64_t lim = limit.v[DIMS_MONEY];
         ctl_fmt_limit(l, sizeof l, lim, true);
         s_line(sc, "%-14s %14s %12s %14s %12s   (limit %s USD this period)", "global", "", u, "", h,
                l);

@@ -346,7 +346,7 @@ json_t *ctl_task_overruns(ctl_opts_t *opts, ctl_conn_t *conn, const char *task)
         const char *dim = json_string_value(json_object_get(o, "dimension"));
         int64_t used = json_integer_value(json_object_get(o, "used"));
         int64_t limit = json_integer_value(json_object_get(o, "limit"));
-        bool usd = !strcmp(dim, "cost_uusd");
+        bool usd = dims_is_money(dims_by_wire(dim));
         char u[40], l[40], p[32] = "";
         if (usd) {
             ctl_fmt_usd(u, sizeof u, used);

@@ -51,6 +51,93 @@ void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd)
         snprintf(out, outlen, "%" PRId64, v);
 }
 
+void ctl_fmt_spend(char *out, size_t outlen, const ev_t *actual, const char *mark)
+{
+    char usd[32], lat[32];
+    ctl_fmt_usd(usd, sizeof usd, ev_get_int(actual, dims_info[DIM_COST_UUSD].wire, 0));
+    ctl_fmt_ms(lat, sizeof lat, ev_get_int(actual, dims_info[DIM_LATENCY_MS].wire, 0));
+    int64_t tok = ev_get_int(actual, dims_info[DIM_TOKENS].wire, 0);
+    int64_t calls = ev_get_int(actual, dims_info[DIM_TOOL_CALLS].wire, 0);
+    snprintf(out, outlen, "%s%" PRId64 " tok, %s, %" PRId64 " tool call%s, %s$%s", mark, tok, lat,
+             calls, calls == 1 ? "" : "s", mark, usd);
+}
+
+const char *const ctl_step_cols_heading = "  TOKENS   LATENCY  TOOLS   COST_USD";
+
+void ctl_fmt_step_cols(char *out, size_t outlen, const ev_t *a, const char *mark)
+{
+    char usd[32], lat[32], tok[40], cost[40];
+    ctl_fmt_usd(usd, sizeof usd, ev_get_int(a, dims_info[DIM_COST_UUSD].wire, 0));
+    ctl_fmt_ms(lat, sizeof lat, a ? ev_get_int(a, dims_info[DIM_LATENCY_MS].wire, 0) : -1);
+    snprintf(tok, sizeof tok, "%s%" PRId64, mark, ev_get_int(a, dims_info[DIM_TOKENS].wire, 0));
+    snprintf(cost, sizeof cost, "%s%s", a ? mark : "", a ? usd : "-");
+    snprintf(out, outlen, "%8s %9s %6" PRId64 " %10s", tok, lat,
+             ev_get_int(a, dims_info[DIM_TOOL_CALLS].wire, 0), cost);
+}
+
+void ctl_fmt_top_cols(char *out, size_t outlen, const proto_amounts_t *used,
+                      const proto_amounts_t *held)
+{
+    char u[32], h[32];
+    ctl_fmt_usd(u, sizeof u, used->v[DIM_COST_UUSD]);
+    ctl_fmt_usd(h, sizeof h, held->v[DIM_COST_UUSD]);
+    snprintf(out, outlen, "%14" PRId64 " %12s %14" PRId64 " %12s", used->v[DIM_TOKENS], u,
+             held->v[DIM_TOKENS], h);
+}
+
+static void s_spend_cell(char *out, size_t outlen, int64_t used, int64_t limit, int dim)
+{
+    char u[32], l[32];
+    if (dim == DIM_COST_UUSD) {
+        ctl_fmt_usd(u, sizeof u, used);
+        ctl_fmt_limit(l, sizeof l, limit, true);
+    } else if (dim == DIM_LATENCY_MS) {
+        snprintf(u, sizeof u, "%" PRId64 "ms", used);
+        if (limit < 0)
+            snprintf(l, sizeof l, "-");
+        else
+            snprintf(l, sizeof l, "%" PRId64 "ms", limit);
+    } else {
+        snprintf(u, sizeof u, "%" PRId64, used);
+        ctl_fmt_limit(l, sizeof l, limit, false);
+    }
+    snprintf(out, outlen, "%s/%s", u, l);
+}
+
+void ctl_fmt_spend_cells(char *out, size_t outlen, const proto_amounts_t *used,
+                         const proto_amounts_t *limit, const proto_amounts_t *held)
+{
+    char cells[DIM_COUNT][80];
+    for (int d = 0; d < DIM_COUNT; d++)
+        s_spend_cell(cells[d], sizeof cells[d], used->v[d], limit->v[d], d);
+    char h[128], husd[32];
+    ctl_fmt_usd(husd, sizeof husd, held->v[DIM_COST_UUSD]);
+    snprintf(h, sizeof h, "%" PRId64 "/%" PRId64 "ms/%" PRId64 "/$%s", held->v[DIM_TOKENS],
+             held->v[DIM_LATENCY_MS], held->v[DIM_TOOL_CALLS], husd);
+    snprintf(out, outlen, "%-16s %-18s %-9s %-24s %-30s", cells[DIM_TOKENS], cells[DIM_LATENCY_MS],
+             cells[DIM_TOOL_CALLS], cells[DIM_COST_UUSD], h);
+}
+
+const char *const ctl_limits_heading = "    tokens  latency_ms  tool_calls     cost_usd";
+
+void ctl_fmt_limits(char *out, size_t outlen, const proto_amounts_t *a)
+{
+    char t[32], l[32], c[32], u[32];
+    ctl_fmt_limit(t, sizeof t, a->v[DIM_TOKENS], false);
+    ctl_fmt_limit(l, sizeof l, a->v[DIM_LATENCY_MS], false);
+    ctl_fmt_limit(c, sizeof c, a->v[DIM_TOOL_CALLS], false);
+    ctl_fmt_limit(u, sizeof u, a->v[DIM_COST_UUSD], true);
+    snprintf(out, outlen, "%10s %11s %11s %12s", t, l, c, u);
+}
+
+void ctl_fmt_est(char *out, size_t outlen, const proto_amounts_t *est)
+{
+    char usd[32];
+    ctl_fmt_usd(usd, sizeof usd, est->v[DIM_COST_UUSD]);
+    snprintf(out, outlen, "~%" PRId64 " tokens, %" PRId64 " ms, %" PRId64 " tool calls, %s USD",
+             est->v[DIM_TOKENS], est->v[DIM_LATENCY_MS], est->v[DIM_TOOL_CALLS], usd);
+}
+
 int ctl_parse_int(const char *s, int64_t *v)
 {
     return ctl_parse_count(s, INT64_MAX, v, NULL, 0);

@@ -12,12 +12,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/proto.h"
+
 /* Format helpers: USD from micro-USD, always with 6 decimals ("12.340000"),
    so amounts line up and never round; "1m02s" from ms. */
 void ctl_fmt_usd(char *out, size_t outlen, int64_t uusd);
 void ctl_fmt_ms(char *out, size_t outlen, int64_t ms);
 /* "-" for -1 (unlimited) else the number. */
 void ctl_fmt_limit(char *out, size_t outlen, int64_t v, bool usd);
+
+/* ---- amounts (the budget dimensions, common/dims.h) --------------------
+   The one place emadsctl words each dimension for people; every other
+   command calls these. */
+
+/* A step's or a plan's amounts map (wire names; absent = 0):
+   "<mark>1200 tok, 3.0s, 0 tool calls, <mark>$0.004500". */
+void ctl_fmt_spend(char *out, size_t outlen, const ev_t *amounts, const char *mark);
+/* The dimension columns of `emadsctl spend`'s table: used/limit per
+   dimension, padded, then what is held ("1200/3000ms/0/$0.004500"). */
+void ctl_fmt_spend_cells(char *out, size_t outlen, const proto_amounts_t *used,
+                         const proto_amounts_t *limit, const proto_amounts_t *held);
+/* The amount columns of `emadsctl task`'s steps table from a step's
+   "actual" map (NULL: not run): tokens, latency, tool calls, USD, the
+   measured mark before tokens and USD; and the matching heading. */
+void ctl_fmt_step_cols(char *out, size_t outlen, const ev_t *actual, const char *mark);
+extern const char *const ctl_step_cols_heading;
+/* `emadsctl top`'s used/held tokens and USD columns of an agent. */
+void ctl_fmt_top_cols(char *out, size_t outlen, const proto_amounts_t *used,
+                      const proto_amounts_t *held);
+/* The limit columns of `emadsctl config show` ("-" = unlimited), padded. */
+void ctl_fmt_limits(char *out, size_t outlen, const proto_amounts_t *limit);
+extern const char *const ctl_limits_heading; /* the headings of those columns */
+/* An option's estimate: "~1200 tokens, 3000 ms, 0 tool calls, 0.004500 USD". */
+void ctl_fmt_est(char *out, size_t outlen, const proto_amounts_t *est);
 
 /* Parse "USD" (up to 6 decimals, at most CFG_USD_MAX) into micro-USD.
    0, or -1 with the reason in why (may be NULL). */

@@ -525,7 +525,7 @@ static int s_host_start(void *arg, const char *text, int cls, int wf, const int 
         t->has_limits = true;
         for (int d = 0; d < DIM_COUNT; d++)
             t->limits.v[d] = -1;
-        t->limits.v[DIM_COST_UUSD] = task_budget;
+        t->limits.v[DIMS_MONEY] = task_budget;
     }
     task_env_t env = s_env(self);
     task_submit(t, &env);

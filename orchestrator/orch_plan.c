@@ -24,7 +24,7 @@ void orch_remaining_fresh(const cfg_t *cfg, const proto_amounts_t *limits, orch_
         const cfg_budget_t *b = cfg_budget(cfg, cfg->agents[a].name);
         for (int d = 0; d < DIM_COUNT; d++)
             r->agent[a][d] = b ? b->limit.v[d] : -1;
-        r->agent_limit_cost[a] = r->agent[a][DIM_COST_UUSD];
+        r->agent_limit_cost[a] = r->agent[a][DIMS_MONEY];
     }
     for (int d = 0; d < DIM_COUNT; d++) {
         r->task[d] = cfg->total_task_budget.v[d];
@@ -32,7 +32,7 @@ void orch_remaining_fresh(const cfg_t *cfg, const proto_amounts_t *limits, orch_
         if (limits && limits->v[d] >= 0 && (r->task[d] < 0 || limits->v[d] < r->task[d]))
             r->task[d] = limits->v[d];
     }
-    r->limit_cost = r->task[DIM_COST_UUSD];
+    r->limit_cost = r->task[DIMS_MONEY];
     orch_tightness(cfg, r);
 }
 
@@ -57,10 +57,9 @@ void orch_plan_hold(const cfg_t *cfg, int agent, const cfg_option_t *co, proto_a
         .model = co->path == PATH_LLM && co->model < 0 && ag ? ag->model : co->model,
         .alt_model = ag ? ag->small_model : -1, /* the agent may switch to it */
         .tool = co->tool,
-        .est_tokens = co->est.v[DIM_TOKENS],
-        .est_latency_ms = co->est.v[DIM_LATENCY_MS],
         .prompt_tokens = -1, /* the agent measures it later */
     };
+    hold_step_est(&s, &co->est);
     hold_step(cfg, &s, hold);
 }
 
@@ -99,13 +98,13 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_
             if (a < 0 || a >= CFG_MAX_AGENTS)
                 continue;
             seen[a] = true;
-            r->agent_limit_cost[a] = limit.v[DIM_COST_UUSD];
+            r->agent_limit_cost[a] = limit.v[DIMS_MONEY];
             for (int d = 0; d < DIM_COUNT; d++)
                 r->agent[a][d] = s_rem(limit.v[d], used.v[d], s_max(held.v[d], inflight[a][d]));
         } else if (strcmp(kind, "task") == 0) {
-            r->limit_cost = limit.v[DIM_COST_UUSD];
+            r->limit_cost = limit.v[DIMS_MONEY];
             for (int d = 0; d < DIM_COUNT; d++) {
-                if (d == DIM_LATENCY_MS) /* a deadline: the ledger knows what is left */
+                if (dims_is_time(d)) /* a deadline: the ledger knows what is left */
                     r->task[d] = limit.v[d] < 0 ? -1 : has_rem ? rem.v[d] : limit.v[d];
                 else
                     r->task[d] = s_rem(limit.v[d], used.v[d], s_max(held.v[d], inflight_task[d]));
@@ -123,7 +122,7 @@ double orch_agent_cost_ratio(const orch_remaining_t *r, int a)
 {
     if (!r || a < 0 || a >= CFG_MAX_AGENTS)
         return 1.0;
-    int64_t lim = r->agent_limit_cost[a], rem = r->agent[a][DIM_COST_UUSD];
+    int64_t lim = r->agent_limit_cost[a], rem = r->agent[a][DIMS_MONEY];
     if (lim < 0 || rem < 0)
         return 1.0; /* unlimited */
     if (lim == 0)
@@ -138,8 +137,8 @@ void orch_tightness(const cfg_t *cfg, orch_remaining_t *r)
        not make it tight before it has spent anything. */
     int64_t base = r->limit_cost;
     r->ratio = 1.0;
-    if (base > 0 && r->task[DIM_COST_UUSD] >= 0)
-        r->ratio = (double)r->task[DIM_COST_UUSD] / (double)base;
+    if (base > 0 && r->task[DIMS_MONEY] >= 0)
+        r->ratio = (double)r->task[DIMS_MONEY] / (double)base;
     r->tight = r->ratio < cfg->tight_ratio;
 }
 

@@ -26,8 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const s_dim_name[PLANNER_DIMS] = {"tokens", "latency_ms", "tool_calls",
-                                                     "cost_uusd"};
+#define S_X_NAME(id, wire, ...) wire,
+static const char *const s_dim_name[PLANNER_DIMS] = {EMADS_DIMS(S_X_NAME)};
+#undef S_X_NAME
 
 #define S_MAX_AMOUNT ((int64_t)1000000000000000LL) /* 1e15: anything above is absurd */
 
@@ -405,7 +406,7 @@ static int s_map(const planner_problem_t *self, s_mapped_t *mp)
                 mp->rows[m++] = (s_row_t){a, d};
     }
     for (int d = 0; d < PLANNER_DIMS; d++)
-        if (d != PLANNER_LATENCY_MS && self->task_limit[d] >= 0)
+        if (!dims_is_time(d) && self->task_limit[d] >= 0)
             mp->rows[m++] = (s_row_t){PLANNER_TASK, d};
     /* items */
     int ni = 0;
@@ -429,9 +430,9 @@ static int s_map(const planner_problem_t *self, s_mapped_t *mp)
     pk->res = calloc((size_t)(ni ? ni : 1) * (size_t)(m ? m : 1), sizeof(int64_t));
     pk->cap = calloc((size_t)(m ? m : 1), sizeof(int64_t));
     mp->tag = calloc((size_t)(ni ? ni : 1), sizeof(int));
-    pk->has_cp = self->task_limit[PLANNER_LATENCY_MS] >= 0;
+    pk->has_cp = self->task_limit[DIMS_TIME] >= 0;
     if (pk->has_cp) {
-        pk->cp_cap = self->task_limit[PLANNER_LATENCY_MS];
+        pk->cp_cap = self->task_limit[DIMS_TIME];
         pk->lat = calloc((size_t)(ni ? ni : 1), sizeof(int64_t));
         pk->pstart = calloc((size_t)n + 1, sizeof(int));
         int ne = 0;
@@ -476,7 +477,7 @@ static int s_map(const planner_problem_t *self, s_mapped_t *mp)
                     pk->res[(size_t)at * m + k] = s_amount(st, o, row->dim);
             }
             if (pk->has_cp)
-                pk->lat[at] = s_amount(st, o, PLANNER_LATENCY_MS);
+                pk->lat[at] = s_amount(st, o, DIMS_TIME);
         }
         if (pk->has_cp) {
             pk->pstart[s] = ne;
@@ -502,7 +503,7 @@ static int64_t s_critical_path(const planner_problem_t *self, const int *choice)
         for (int j = 0; j < st->n_needs; j++)
             if (fin[st->needs[j]] > start)
                 start = fin[st->needs[j]];
-        fin[s] = start + s_amount(st, choice[s], PLANNER_LATENCY_MS);
+        fin[s] = start + s_amount(st, choice[s], DIMS_TIME);
         if (fin[s] > cp)
             cp = fin[s];
     }
@@ -521,11 +522,11 @@ static void s_plan_fill(const planner_problem_t *self, const s_mapped_t *mp, con
         plan->choice[s] = o;
         lq += log(s_quality(st, o));
         for (int d = 0; d < PLANNER_DIMS; d++)
-            if (d != PLANNER_LATENCY_MS)
+            if (!dims_is_time(d))
                 plan->task_total[d] += s_amount(st, o, d);
     }
     plan->quality = exp(lq);
-    plan->task_total[PLANNER_LATENCY_MS] = s_critical_path(self, plan->choice);
+    plan->task_total[DIMS_TIME] = s_critical_path(self, plan->choice);
 }
 
 static void s_row_name(const planner_problem_t *self, int agent, int dim, char *buf, size_t size)
@@ -583,7 +584,7 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
         double ratio = (double)(cp - pk->cp_cap) / (double)(pk->cp_cap > 0 ? pk->cp_cap : 1);
         if (cp > pk->cp_cap && ratio > worst) {
             worst = ratio;
-            s_row_name(self, PLANNER_TASK, PLANNER_LATENCY_MS, name, sizeof name);
+            s_row_name(self, PLANNER_TASK, DIMS_TIME, name, sizeof name);
             need = cp, have = pk->cp_cap, cp_row = true;
         }
     }
@@ -627,7 +628,7 @@ static void s_binding(const planner_problem_t *self, const s_mapped_t *mp, bool 
         double ratio = (double)(cp - pk->cp_cap) / (double)(pk->cp_cap > 0 ? pk->cp_cap : 1);
         if (cp > pk->cp_cap && ratio > worst) {
             worst = ratio;
-            s_row_name(self, PLANNER_TASK, PLANNER_LATENCY_MS, name, sizeof name);
+            s_row_name(self, PLANNER_TASK, DIMS_TIME, name, sizeof name);
             need = cp, have = pk->cp_cap, cp_row = true;
         }
     }
@@ -750,11 +751,11 @@ bool planner_partial_fits(const planner_partial_t *p)
             if (n >= 0 && n < s && finish[n] > start)
                 start = finish[n];
         }
-        finish[s] = start + p->use[s][PLANNER_LATENCY_MS];
+        finish[s] = start + p->use[s][DIMS_TIME];
         if (finish[s] > critical)
             critical = finish[s];
     }
-    task_sum[PLANNER_LATENCY_MS] = critical;
+    task_sum[DIMS_TIME] = critical;
     for (int d = 0; d < PLANNER_DIMS; d++) {
         if (s_over(task_sum[d], p->task_limit[d]))
             return false;

@@ -43,14 +43,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Amount dimensions, in the order of proto's DIM_*. */
-enum {
-    PLANNER_TOKENS = 0,
-    PLANNER_LATENCY_MS = 1,
-    PLANNER_TOOL_CALLS = 2,
-    PLANNER_COST_UUSD = 3,
-    PLANNER_DIMS = 4
-};
+#include "common/dims.h"
+
+/* Amount dimensions: common/dims.h's DIM_* (the planner minimises
+   DIMS_MONEY; a plan's DIMS_TIME total is its critical path). */
+#define PLANNER_DIMS DIM_COUNT
 
 #define PLANNER_MAX_STEPS        64 /* steps of a plan, groups of an MMKP */
 #define PLANNER_MAX_OPTIONS      32 /* options of one step */

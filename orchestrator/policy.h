@@ -176,7 +176,7 @@ typedef bool(policy_feasible_fn)(void *ctx, const int *choice, int n_fixed);
    check of a whole plan is exact). Options can be disallowed (e.g. by the
    task class's decision matrix). Pass policy_budget_feasible as the callback
    and the policy_budget_t as its ctx. */
-#define POLICY_DIMS       4    /* = DIM_COUNT */
+#define POLICY_DIMS       DIM_COUNT
 #define POLICY_TASK       (-1) /* agent index meaning "the task" in policy_budget_set_limit */
 #define POLICY_MAX_AGENTS 32
 typedef struct policy_budget_t policy_budget_t;

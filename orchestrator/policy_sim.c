@@ -99,7 +99,9 @@ static planner_problem_t *s_problem(const policy_sim_t *self, bool use_true)
     planner_problem_t *p = planner_problem_new(1);
     if (!p)
         return NULL;
-    int64_t limit[PLANNER_DIMS] = {-1, -1, -1, self->budget};
+    int64_t limit[PLANNER_DIMS];
+    for (int d = 0; d < PLANNER_DIMS; d++)
+        limit[d] = dims_is_money(d) ? self->budget : -1;
     if (planner_set_budget(p, PLANNER_TASK, limit) != 0) {
         planner_problem_destroy(&p);
         return NULL;
@@ -115,7 +117,7 @@ static planner_problem_t *s_problem(const policy_sim_t *self, bool use_true)
         }
         for (int o = 0; o < self->n_options[s]; o++) {
             planner_option_t opt = {.path = 0, .model = -1, .tool = -1};
-            opt.amount[PLANNER_COST_UUSD] = self->cost[s][o];
+            opt.amount[DIMS_MONEY] = self->cost[s][o];
             opt.quality = use_true ? self->true_q[s][o] : self->prior_q[s][o];
             if (planner_add_option(p, s, &opt) != o) {
                 planner_problem_destroy(&p);

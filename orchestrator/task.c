@@ -281,8 +281,8 @@ int64_t task_cost(const task_t *t)
 {
     int64_t cost = 0;
     for (int i = 0; i < t->n_steps; i++)
-        if (t->steps[i].has_actual && t->steps[i].actual.v[DIM_COST_UUSD] > 0)
-            cost += t->steps[i].actual.v[DIM_COST_UUSD];
+        if (t->steps[i].has_actual && t->steps[i].actual.v[DIMS_MONEY] > 0)
+            cost += t->steps[i].actual.v[DIMS_MONEY];
     return cost;
 }
 
@@ -594,7 +594,7 @@ const double *task_policy_scores(const task_env_t *e, int wf, double ratio, doub
 static int s_step_timeout(const cfg_t *cfg, const task_t *t, int i)
 {
     const cfg_budget_t *b = cfg_budget(cfg, s_agent_name(cfg, t, i));
-    int64_t ms = b && b->limit.v[DIM_LATENCY_MS] > 0 ? b->limit.v[DIM_LATENCY_MS] + 15000 : 120000;
+    int64_t ms = b && b->limit.v[DIMS_TIME] > 0 ? b->limit.v[DIMS_TIME] + 15000 : 120000;
     if (ms < 30000)
         ms = 30000;
     return ms > 600000 ? 600000 : (int)ms;
@@ -1385,11 +1385,11 @@ static void s_opened(task_env_t *e, task_t *t, const reply_t *r)
     if (proto_get_amounts(r->body, "limits", -1, &lim) == 0)
         for (int d = 0; d < DIM_COUNT; d++)
             rem.task[d] = lim.v[d];
-    rem.limit_cost = rem.task[DIM_COST_UUSD];
+    rem.limit_cost = rem.task[DIMS_MONEY];
     int64_t deadline = ev_get_int(r->body, "deadline_ms", -1);
     if (deadline >= 0) {
         int64_t left = deadline - e->now_ms;
-        rem.task[DIM_LATENCY_MS] = left < 0 ? 0 : left;
+        rem.task[DIMS_TIME] = left < 0 ? 0 : left;
     }
     orch_tightness(e->cfg, &rem);
     s_replan_with(e, t, &rem);

@@ -70,7 +70,7 @@ int64_t train_plan_cost(const cfg_t *cfg, int wf_i, const int *plan)
     for (int s = 0; s < wf->n_steps; s++) {
         if (plan[s] < 0 || plan[s] >= wf->steps[s].n_options)
             continue;
-        int64_t c = wf->steps[s].options[plan[s]].est.v[DIM_COST_UUSD];
+        int64_t c = wf->steps[s].options[plan[s]].est.v[DIMS_MONEY];
         sum += c > 0 ? c : 0;
     }
     return sum;

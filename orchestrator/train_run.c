@@ -289,12 +289,12 @@ void train_run_next(train_run_t *tr, const cfg_t *cfg, const train_run_host_t *h
         for (int d = 0; d < DIM_COUNT; d++)
             limits.v[d] = -1;
         if (tr->task_budget >= 0)
-            limits.v[DIM_COST_UUSD] = tr->task_budget;
+            limits.v[DIMS_MONEY] = tr->task_budget;
         orch_remaining_t r;
         orch_remaining_fresh(cfg, tr->task_budget >= 0 ? &limits : NULL, &r);
         tr->wf = wf;
         tr->bucket = policy_bucket(policy_n_buckets(pol), r.ratio);
-        tr->limit_cost = r.task[DIM_COST_UUSD] > 0 ? r.task[DIM_COST_UUSD] : 1000000;
+        tr->limit_cost = r.task[DIMS_MONEY] > 0 ? r.task[DIMS_MONEY] : 1000000;
         int64_t est = 0;
         int rc = s_sample(tr, cfg, cls, wf, pol, &r, &est, err, sizeof err);
         if (rc == -2) {

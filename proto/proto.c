@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const proto_dim_names[DIM_COUNT] = {"tokens", "latency_ms", "tool_calls", "cost_uusd"};
+#define S_X_NAME(id, wire, ...) wire,
+const char *const proto_dim_names[DIM_COUNT] = {EMADS_DIMS(S_X_NAME)};
+#undef S_X_NAME
 
 /* ---- bodies ------------------------------------------------------------- */
 
@@ -120,11 +122,14 @@ static int s_check_amounts(const char *type, const proto_field_t *f, const ev_t 
         for (d = 0; d < DIM_COUNT; d++)
             if (strcmp(k, proto_dim_names[d]) == 0)
                 break;
-        if (d == DIM_COUNT)
-            return s_invalid(err, errlen,
-                             "%s.%s.%.64s: unknown dimension (tokens, latency_ms, tool_calls, "
-                             "cost_uusd)",
-                             type, f->name, k);
+        if (d == DIM_COUNT) {
+            char known[128] = "";
+            for (d = 0; d < DIM_COUNT; d++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", d ? ", " : "",
+                         proto_dim_names[d]);
+            return s_invalid(err, errlen, "%s.%s.%.64s: unknown dimension (%s)", type, f->name, k,
+                             known);
+        }
         const ev_t *x = ev_at(v, i);
         if (ev_type(x) != EV_INT || ev_int(x) < -1)
             return s_invalid(err, errlen, "%s.%s.%s: must be an integer >= -1", type, f->name, k);
@@ -337,10 +342,8 @@ static ev_t *s_example_value(const proto_field_t *f)
         return ev_new_bool(false);
     case PF_AMOUNTS: {
         ev_t *m = ev_new_map();
-        ev_set_int(m, "tokens", 1200);
-        ev_set_int(m, "latency_ms", 3000);
-        ev_set_int(m, "tool_calls", 0);
-        ev_set_int(m, "cost_uusd", 4500);
+        for (int d = 0; d < DIM_COUNT; d++)
+            ev_set_int(m, dims_info[d].wire, dims_info[d].example);
         return m;
     }
     case PF_MAP:

@@ -34,13 +34,14 @@
     and the fields of that type. Replies to a failed request have type
     "error" with "code" (a PROTO_E_* string) and "reason".
 
-    Amounts (the four budget dimensions) travel as a map:
+    Amounts (the budget dimensions of common/dims.h) travel as a map:
       {"tokens": int, "latency_ms": int, "tool_calls": int, "cost_uusd": int}
     cost_uusd is micro-USD (1 USD = 1,000,000). A limit of -1 means unlimited.
 */
 #ifndef PROTO_H_INCLUDED
 #define PROTO_H_INCLUDED
 
+#include "common/dims.h"
 #include "proto/ev.h"
 
 #ifdef __cplusplus
@@ -157,33 +158,17 @@ ev_t *proto_error(const char *code, const char *fmt, ...) __attribute__((format(
 /* True if body is an error reply; *code gets its code. */
 bool proto_is_error(const ev_t *body, const char **code);
 
-/* Amounts helpers: the four dimensions in a fixed order. */
-typedef enum {
-    DIM_TOKENS = 0,
-    DIM_LATENCY_MS,
-    DIM_TOOL_CALLS,
-    DIM_COST_UUSD,
-    DIM_COUNT
-} proto_dim_t;
+/* Amounts: one int64 per budget dimension, in common/dims.h's order
+   (proto_dim_t, DIM_COUNT, and each dimension's wire name and maximum). */
 typedef struct {
     int64_t v[DIM_COUNT];
 } proto_amounts_t;
-extern const char
-    *const proto_dim_names[DIM_COUNT]; /* "tokens", "latency_ms", "tool_calls", "cost_uusd" */
+extern const char *const proto_dim_names[DIM_COUNT]; /* dims_info[d].wire */
 
 /* The sane maximum of one amount from outside, per dimension: a reserve's
    amounts, a commit's actual, a limit, a provider's reported usage. A value
-   above it is refused (PROTO_E_AMOUNT_OUT_OF_RANGE), never added. Each is far
-   above any real step and far below INT64_MAX (~9.2e18), so thousands of
-   maximal amounts still fit in one counter; sums are checked anyway.
-     tokens      10^12  (a million times a 1M-token context window)
-     latency_ms  10^10  (about 116 days)
-     tool_calls  10^9
-     cost_uusd   10^15  (one billion USD) */
-#define PROTO_MAX_TOKENS     INT64_C(1000000000000)
-#define PROTO_MAX_LATENCY_MS INT64_C(10000000000)
-#define PROTO_MAX_TOOL_CALLS INT64_C(1000000000)
-#define PROTO_MAX_COST_UUSD  INT64_C(1000000000000000)
+   above it (dims_info[d].wire_max) is refused (PROTO_E_AMOUNT_OUT_OF_RANGE),
+   never added. */
 /* a + b and a - b, saturating at the int64 range instead of wrapping. */
 static inline int64_t proto_sat_add(int64_t a, int64_t b)
 {
@@ -199,9 +184,7 @@ static inline int64_t proto_sat_sub(int64_t a, int64_t b)
    ledger core uses it without linking the codec. */
 static inline int64_t proto_dim_max(int d)
 {
-    static const int64_t max[DIM_COUNT] = {PROTO_MAX_TOKENS, PROTO_MAX_LATENCY_MS,
-                                           PROTO_MAX_TOOL_CALLS, PROTO_MAX_COST_UUSD};
-    return d >= 0 && d < DIM_COUNT ? max[d] : 0;
+    return d >= 0 && d < DIM_COUNT ? dims_info[d].wire_max : 0;
 }
 /* The first dimension of a above its maximum, or -1 when every one is in
    range (negative values are not judged here). */

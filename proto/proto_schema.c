@@ -35,7 +35,9 @@ static const char *const s_on_exhaust[] = {"degrade", "fail", NULL};
 static const char *const s_scores[] = {"policy", "prior", NULL};
 static const char *const s_train_states[] = {"running",   "finished", "budget_exhausted",
                                              "cancelled", "failed",   NULL};
-static const char *const s_dims[] = {"tokens", "latency_ms", "tool_calls", "cost_uusd", NULL};
+#define S_X_NAME(id, wire, ...) wire,
+static const char *const s_dims[] = {EMADS_DIMS(S_X_NAME) NULL};
+#undef S_X_NAME
 static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
                                             PROTO_E_INVALID,
                                             PROTO_E_FORBIDDEN,

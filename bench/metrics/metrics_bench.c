@@ -48,7 +48,7 @@ int main(void)
     const long n = 2000000;
     double t0 = s_now();
     for (long i = 0; i < n; i++)
-        metric_add(spend[DIM_COST_UUSD],
+        metric_add(spend[DIMS_MONEY],
                    METRICS_LABELS(agents[i & 15], models[(i >> 4) & 3], paths[i % 3]), 125);
     double add_ns = (s_now() - t0) / (double)n * 1e9;
     t0 = s_now();

@@ -91,7 +91,7 @@ Test(llm, parse_absurd_usage_is_not_trusted)
     char err[128];
     cr_assert_eq(llm_parse_response(max, strlen(max), &r, err, sizeof err), 0);
     cr_expect(r.has_usage);
-    cr_expect_eq(r.prompt_tokens + r.completion_tokens, PROTO_MAX_TOKENS);
+    cr_expect_eq(r.prompt_tokens + r.completion_tokens, dims_info[DIM_TOKENS].wire_max);
     llm_response_clear(&r);
 }
 
@@ -251,7 +251,7 @@ Test(llm, refusal_cached_tokens_and_finish_reasons)
     cr_assert_eq(llm_parse_anthropic(body, strlen(body), &r, err, sizeof err), 0);
     cr_expect(!r.has_usage && !r.has_input);
     llm_response_clear(&r);
-    /* each count in range, their sum past PROTO_MAX_TOKENS: not believed */
+    /* each count in range, their sum past dims_info[DIM_TOKENS].wire_max: not believed */
     body = "{\"content\":[],\"usage\":{\"input_tokens\":600000000000,"
            "\"cache_read_input_tokens\":600000000000,\"output_tokens\":1}}";
     cr_assert_eq(llm_parse_anthropic(body, strlen(body), &r, err, sizeof err), 0);

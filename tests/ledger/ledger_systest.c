@@ -1684,9 +1684,10 @@ static int s_bounds(void)
     CHECK_CODE(cto, s_commit_body("c-ok", hold, A(400, 90, 1, 9000)), "ok", NULL,
                "the real commit");
     /* every other entry of an amount is bounded too */
-    CHECK_CODE(cto, s_reserve_body("r-huge", "b1", A(0, 0, 0, PROTO_MAX_COST_UUSD + 1)),
+    CHECK_CODE(cto,
+               s_reserve_body("r-huge", "b1", A(0, 0, 0, dims_info[DIM_COST_UUSD].wire_max + 1)),
                PROTO_E_AMOUNT_OUT_OF_RANGE, "amounts.cost_uusd", "reserve above the maximum");
-    proto_amounts_t lim = A(PROTO_MAX_TOKENS + 1, -1, -1, -1);
+    proto_amounts_t lim = A(dims_info[DIM_TOKENS].wire_max + 1, -1, -1, -1);
     CHECK_CODE(o, s_open_body("o-huge", "b2", &lim), PROTO_E_AMOUNT_OUT_OF_RANGE, "limits.tokens",
                "open_task limits above the maximum");
     /* later reserves are judged against the real limits: 1000 USD against

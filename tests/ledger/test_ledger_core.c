@@ -753,7 +753,7 @@ Test(ledger, unlimited_sums_never_wrap)
     s_open(l, "t1");
     ledger_result_t r, h;
     proto_amounts_t one = A(1, 0, 0, 1);
-    proto_amounts_t max = A(0, 0, 0, PROTO_MAX_COST_UUSD);
+    proto_amounts_t max = A(0, 0, 0, dims_info[DIM_COST_UUSD].wire_max);
     int committed = 0, refused = 0;
     for (int i = 0; i < 10000 && !refused; i++) {
         char rid[32];
@@ -770,12 +770,13 @@ Test(ledger, unlimited_sums_never_wrap)
         }
     }
     cr_expect_eq(refused, 1);
-    cr_expect_eq(committed, (int)(INT64_MAX / PROTO_MAX_COST_UUSD), "every commit that fits");
+    cr_expect_eq(committed, (int)(INT64_MAX / dims_info[DIM_COST_UUSD].wire_max),
+                 "every commit that fits");
     cr_expect_eq(s_spend(l, "t1", NULL, T0), 2);
     for (int i = 0; i < ngot; i++)
         for (int d = 0; d < DIM_COUNT; d++)
             cr_expect_geq(got[i].info.used.v[d], 0, "%s %d", got[i].key, d);
-    cr_expect_gt(got[0].info.used.v[DIM_COST_UUSD], INT64_MAX - PROTO_MAX_COST_UUSD);
+    cr_expect_gt(got[0].info.used.v[DIM_COST_UUSD], INT64_MAX - dims_info[DIM_COST_UUSD].wire_max);
     /* history sums over every commit stay in range */
     ledger_history(l, "cto_agent", NULL, NULL, s_hist, NULL);
     cr_expect_geq(hrow.mean.v[DIM_COST_UUSD], 0);

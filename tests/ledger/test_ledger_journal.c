@@ -124,6 +124,47 @@ Test(journal, rebuild_restores_balances_holds_replies_and_expiry)
     journal_destroy(&j);
 }
 
+/* Add delta to dimension dim of the amounts blob in column col of the row
+   of table where `where` holds, as the on-disk format describes it (per
+   dimension: name length, name, value as 8 bytes big-endian). */
+static void s_blob_add(const char *table, const char *col, const char *where, const char *dim,
+                       int64_t delta)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char sql[256];
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE %s", col, table, where);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int len = sqlite3_column_bytes(st, 0);
+    uint8_t blob[512];
+    cr_assert(len > 0 && len <= (int)sizeof blob);
+    memcpy(blob, sqlite3_column_blob(st, 0), (size_t)len);
+    sqlite3_finalize(st);
+    bool found = false;
+    for (int at = 0; at < len;) {
+        int n = blob[at];
+        if (n == (int)strlen(dim) && memcmp(blob + at + 1, dim, (size_t)n) == 0) {
+            uint64_t u = 0;
+            for (int i = 0; i < 8; i++)
+                u = (u << 8) | blob[at + 1 + n + i];
+            u += (uint64_t)delta;
+            for (int i = 0; i < 8; i++)
+                blob[at + 1 + n + i] = (uint8_t)(u >> (56 - 8 * i));
+            found = true;
+        }
+        at += 1 + n + 8;
+    }
+    cr_assert(found, "no %s in %s.%s", dim, table, col);
+    snprintf(sql, sizeof sql, "UPDATE %s SET %s = ? WHERE %s", table, col, where);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, blob, len, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 Test(journal, verify_detects_tampered_totals)
 {
     char err[256], report[2048];
@@ -138,12 +179,7 @@ Test(journal, verify_detects_tampered_totals)
     s_write(j, l);
     cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
 
-    sqlite3 *db;
-    sqlite3_open(s_path, &db);
-    cr_assert_eq(
-        sqlite3_exec(db, "UPDATE accounts SET used3 = used3 + 1 WHERE key = 't/t1'", 0, 0, 0),
-        SQLITE_OK);
-    sqlite3_close(db);
+    s_blob_add("accounts", "used", "key = 't/t1'", "cost_uusd", 1);
     cr_expect_eq(journal_verify(j, report, sizeof report), 1);
     cr_expect(strstr(report, "t/t1 cost_uusd") != NULL, "%s", report);
     int mism = 0;
@@ -152,13 +188,12 @@ Test(journal, verify_detects_tampered_totals)
     cr_expect_eq(mism, 1, "rebuild notices stored totals that disagree with the holds");
     ledger_destroy(&b);
 
+    s_blob_add("accounts", "used", "key = 't/t1'", "cost_uusd", -1);
+    sqlite3 *db;
     sqlite3_open(s_path, &db);
     char *msg = NULL;
-    cr_assert_eq(sqlite3_exec(db,
-                              "UPDATE accounts SET used3 = used3 - 1 WHERE key = 't/t1';"
-                              "DELETE FROM journal WHERE kind = 1",
-                              0, 0, &msg),
-                 SQLITE_OK, "%s", msg ? msg : "");
+    cr_assert_eq(sqlite3_exec(db, "DELETE FROM journal WHERE kind = 1", 0, 0, &msg), SQLITE_OK,
+                 "%s", msg ? msg : "");
     sqlite3_close(db);
     int vr = journal_verify(j, report, sizeof report);
     cr_expect_eq(vr, 1, "verify %d: %s", vr, report);
@@ -248,6 +283,196 @@ Test(journal, old_format_is_refused_with_a_reason)
     sqlite3_close(db);
     cr_expect_null(journal_open(s_path, err, sizeof err));
     cr_expect(strstr(err, "format 3") != NULL, "%s", err);
+}
+
+/* The format 4 schema and rows, as that ledger wrote them: one column per
+   dimension (0 tokens, 1 latency_ms, 2 tool_calls, 3 cost_uusd). Task t1:
+   cto_agent's hold h1 (100, 10, 1, 1000) committed at (60, 5, 1, 600),
+   coo_agent's hold h2 (200, 20, 0, 2000) still held, and a reserve of
+   cto_agent refused on cost (err_dim 3). */
+static const char *s_v4_db =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE accounts(key TEXT PRIMARY KEY, kind INT NOT NULL,"
+    " task TEXT NOT NULL, agent TEXT NOT NULL, period TEXT NOT NULL,"
+    " lim0 INT, lim1 INT, lim2 INT, lim3 INT, used0 INT, used1 INT, used2 INT, used3 INT,"
+    " held0 INT, held1 INT, held2 INT, held3 INT, opened_at_ms INT, deadline_ms INT,"
+    " closed_at_ms INT, closed INT, training INT) WITHOUT ROWID;"
+    "CREATE TABLE holds(seq INTEGER PRIMARY KEY, hold_id TEXT NOT NULL,"
+    " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"
+    " amt0 INT, amt1 INT, amt2 INT, amt3 INT, act0 INT, act1 INT, act2 INT, act3 INT,"
+    " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"
+    " measured TEXT, path TEXT, model TEXT, option TEXT);"
+    "CREATE TABLE requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"
+    " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"
+    " hold_id TEXT, task TEXT, agent TEXT, a0 INT, a1 INT, a2 INT, a3 INT, t1 INT, t2 INT,"
+    " overrun INT, err_kind INT, err_dim INT, err_requested INT, err_available INT,"
+    " late INT NOT NULL DEFAULT 0);"
+    "CREATE TABLE journal(seq INTEGER PRIMARY KEY, at_ms INT NOT NULL,"
+    " kind INT NOT NULL, hold_seq INT NOT NULL);"
+    "INSERT INTO meta VALUES('format', '4');"
+    "INSERT INTO accounts VALUES('t/t1', 0, 't1', '', '', 3000, -1, 8, 300000,"
+    " 60, 5, 1, 600, 200, 20, 0, 2000, 1764300000000, -1, -1, 0, 0);"
+    "INSERT INTO accounts VALUES('a/t1/cto_agent', 1, 't1', 'cto_agent', '', 2000, 1000, 6,"
+    " 200000, 60, 5, 1, 600, 0, 0, 0, 0, 1764300000000, -1, -1, 0, 0);"
+    "INSERT INTO accounts VALUES('a/t1/coo_agent', 1, 't1', 'coo_agent', '', 1500, -1, 4,"
+    " 150000, 0, 0, 0, 0, 200, 20, 0, 2000, 1764300000000, -1, -1, 0, 0);"
+    "INSERT INTO holds VALUES(1, 'h1', 't1', 'cto_agent', 's1', '', 100, 10, 1, 1000,"
+    " 60, 5, 1, 600, 1764300000000, 1764300003000, 1764300000001, 1, 'provider', 'llm', 'm',"
+    " 'o');"
+    "INSERT INTO holds VALUES(2, 'h2', 't1', 'coo_agent', 's2', '', 200, 20, 0, 2000,"
+    " 0, 0, 0, 0, 1764300000000, 1764300002000, -1, 0, '', '', '', '');"
+    "INSERT INTO journal VALUES(1, 1764300000000, 0, 1);"
+    "INSERT INTO journal VALUES(2, 1764300000000, 0, 2);"
+    "INSERT INTO journal VALUES(3, 1764300000001, 1, 1);"
+    "INSERT INTO requests(rowid, sender, request_id, fingerprint, op, code, reason, hold_id,"
+    " task, agent, a0, a1, a2, a3, t1, t2, overrun, err_kind, err_dim, err_requested,"
+    " err_available, late) VALUES(1, 'cto_agent', 'r1', 11, 1, 0, '', 'h1', 't1',"
+    " 'cto_agent', 100, 10, 1, 1000, 0, 0, 0, 0, 0, 0, 0, 0);"
+    "INSERT INTO requests(rowid, sender, request_id, fingerprint, op, code, reason, hold_id,"
+    " task, agent, a0, a1, a2, a3, t1, t2, overrun, err_kind, err_dim, err_requested,"
+    " err_available, late) VALUES(2, 'cto_agent', 'r9', 12, 1, 2, 'cost_uusd: 900000 > 199400',"
+    " '', 't1', 'cto_agent', 100, 10, 1, 900000, 0, 0, 0, 1, 3, 900000, 199400, 0);";
+
+typedef struct {
+    int n;
+    struct {
+        char key[64];
+        proto_amounts_t used, held, limit;
+    } acc[8];
+} s_accounts_t;
+
+static void s_collect(const ledger_account_info_t *i, void *arg)
+{
+    s_accounts_t *a = arg;
+    if (a->n < 8) {
+        snprintf(a->acc[a->n].key, sizeof a->acc[a->n].key, "%s", i->key);
+        a->acc[a->n].used = i->used;
+        a->acc[a->n].held = i->held;
+        a->acc[a->n].limit = i->limit;
+        a->n++;
+    }
+}
+
+static void s_expect_amounts(const char *what, const proto_amounts_t *got,
+                             const proto_amounts_t *want, bool skip_time)
+{
+    for (int d = 0; d < DIM_COUNT; d++)
+        if (!(skip_time && d == DIM_LATENCY_MS))
+            cr_expect_eq(got->v[d], want->v[d], "%s %s: %lld, want %lld", what, dims_info[d].wire,
+                         (long long)got->v[d], (long long)want->v[d]);
+}
+
+Test(journal, format_4_database_is_migrated_and_keeps_every_account)
+{
+    sqlite3 *db;
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, s_v4_db, 0, 0, &msg), SQLITE_OK, "%s", msg ? msg : "");
+    sqlite3_close(db);
+
+    char err[256], report[2048];
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_config_t cfg = s_cfg();
+    int mism = -1;
+    ledger_t *l = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(l, "%s", err);
+    cr_expect_eq(mism, 0, "the migrated totals agree with the migrated holds");
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+
+    s_accounts_t got = {0};
+    cr_assert_eq(ledger_spend(l, "t1", NULL, T0 + 10, s_collect, &got), 3);
+    struct {
+        const char *key;
+        proto_amounts_t limit, used, held;
+    } want[] = {
+        {"t/t1", A(3000, -1, 8, 300000), A(60, 5, 1, 600), A(200, 20, 0, 2000)},
+        {"a/t1/cto_agent", A(2000, 1000, 6, 200000), A(60, 5, 1, 600), A(0, 0, 0, 0)},
+        {"a/t1/coo_agent", A(1500, -1, 4, 150000), A(0, 0, 0, 0), A(200, 20, 0, 2000)},
+    };
+    for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+        int k = 0;
+        while (k < got.n && strcmp(got.acc[k].key, want[w].key) != 0)
+            k++;
+        cr_assert_lt(k, got.n, "account %s after the migration", want[w].key);
+        /* a task's latency is its wall clock, not a stored total */
+        bool task = want[w].key[0] == 't';
+        s_expect_amounts(want[w].key, &got.acc[k].limit, &want[w].limit, false);
+        s_expect_amounts(want[w].key, &got.acc[k].used, &want[w].used, task);
+        s_expect_amounts(want[w].key, &got.acc[k].held, &want[w].held, task);
+    }
+    /* the held hold is still held: committing it charges the actual */
+    ledger_result_t r;
+    proto_amounts_t act = A(150, 15, 0, 1500);
+    ledger_commit(l, "coo_agent", "c2", "h2", &act, "provider", NULL, NULL, NULL, T0 + 20, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    s_write(j, l);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+    journal_destroy(&j);
+
+    /* on disk: format 5 in user_version and meta, no column per dimension,
+       the refusal's dimension by name */
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT (SELECT user_version FROM pragma_user_version),"
+                                    " (SELECT value FROM meta WHERE key = 'format'),"
+                                    " (SELECT count(*) FROM pragma_table_info('accounts')"
+                                    "  WHERE name GLOB '*[0-9]'),"
+                                    " (SELECT err_dim FROM requests WHERE request_id = 'r9'),"
+                                    " (SELECT count(*) FROM requests)",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_expect_eq(sqlite3_column_int(st, 0), 5);
+    cr_expect_eq(sqlite3_column_int(st, 1), 5);
+    cr_expect_eq(sqlite3_column_int(st, 2), 0);
+    cr_expect_str_eq((const char *)sqlite3_column_text(st, 3), "cost_uusd");
+    cr_expect_eq(sqlite3_column_int(st, 4), 3);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* and it opens again as it is, with the same totals */
+    j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *b = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(b, "%s", err);
+    cr_expect_eq(mism, 0);
+    cr_expect_eq(ledger_compare(l, b, err, sizeof err), 0, "%s", err);
+    ledger_destroy(&b);
+    ledger_destroy(&l);
+    journal_destroy(&j);
+}
+
+Test(journal, unreadable_amounts_refuse_the_load)
+{
+    char err[256];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    ledger_open_task(l, "orchestrator", "o", "t1", NULL, false, T0, &r);
+    s_write(j, l);
+    ledger_destroy(&l);
+    sqlite3 *db;
+    sqlite3_open(s_path, &db);
+    /* a dimension this ledger does not know, then a cut blob */
+    cr_assert_eq(
+        sqlite3_exec(db, "UPDATE accounts SET used = X'03787878000000000000000001'", 0, 0, 0),
+        SQLITE_OK);
+    sqlite3_close(db);
+    int mism;
+    cr_expect_null(journal_load(j, &cfg, &mism, err, sizeof err));
+    cr_expect(strstr(err, "amounts") != NULL, "%s", err);
+    sqlite3_open(s_path, &db);
+    cr_assert_eq(sqlite3_exec(db, "UPDATE accounts SET used = X'06746f6b656e730000'", 0, 0, 0),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    cr_expect_null(journal_load(j, &cfg, &mism, err, sizeof err));
+    cr_expect(strstr(err, "amounts") != NULL, "%s", err);
+    journal_destroy(&j);
 }
 
 /* ---- property test ------------------------------------------------------ */

@@ -75,10 +75,10 @@ static inline planner_problem_t *gen_problem(uint64_t seed, int n_steps, int n_o
             op.path = (int)gen_range(&r, 0, 2);
             op.model = op.tool = -1;
             double size = gen_unit(&r); /* bigger options cost more and tend to be better */
-            op.amount[PLANNER_TOKENS] = 100 + (int64_t)(size * 4000) + gen_range(&r, 0, 900);
-            op.amount[PLANNER_LATENCY_MS] = 200 + (int64_t)(size * 2500) + gen_range(&r, 0, 600);
-            op.amount[PLANNER_TOOL_CALLS] = gen_range(&r, 0, 3);
-            op.amount[PLANNER_COST_UUSD] = 500 + (int64_t)(size * 60000) + gen_range(&r, 0, 9000);
+            op.amount[DIM_TOKENS] = 100 + (int64_t)(size * 4000) + gen_range(&r, 0, 900);
+            op.amount[DIM_LATENCY_MS] = 200 + (int64_t)(size * 2500) + gen_range(&r, 0, 600);
+            op.amount[DIM_TOOL_CALLS] = gen_range(&r, 0, 3);
+            op.amount[DIM_COST_UUSD] = 500 + (int64_t)(size * 60000) + gen_range(&r, 0, 9000);
             op.quality = 0.45 + 0.5 * size * (0.6 + 0.4 * gen_unit(&r));
             if (op.quality > 1)
                 op.quality = 1;
@@ -97,8 +97,8 @@ static inline planner_problem_t *gen_problem(uint64_t seed, int n_steps, int n_o
             lo[agent][d] += mn[d], hi[agent][d] += mx[d];
             lo[n_agents][d] += mn[d], hi[n_agents][d] += mx[d];
         }
-        minlat[s] = mn[PLANNER_LATENCY_MS];
-        maxlat[s] = mx[PLANNER_LATENCY_MS];
+        minlat[s] = mn[DIM_LATENCY_MS];
+        maxlat[s] = mx[DIM_LATENCY_MS];
         int64_t slo = 0, shi = 0;
         for (int j = 0; j < nn; j++) {
             if (fin_lo[needs[j]] > slo)
@@ -123,7 +123,7 @@ static inline planner_problem_t *gen_problem(uint64_t seed, int n_steps, int n_o
         }
         if (a == n_agents) {
             double f = 0.3 + 0.5 * gen_unit(&r);
-            lim[PLANNER_LATENCY_MS] = cp_lo + (int64_t)(f * (double)(cp_hi - cp_lo));
+            lim[DIM_LATENCY_MS] = cp_lo + (int64_t)(f * (double)(cp_hi - cp_lo));
         }
         planner_set_budget(p, a == n_agents ? PLANNER_TASK : a, lim);
     }

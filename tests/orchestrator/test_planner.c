@@ -25,19 +25,19 @@ static planner_option_t s_opt(int path, int64_t tokens, int64_t lat, int64_t too
                               double q)
 {
     planner_option_t o = {.path = path, .model = -1, .tool = -1, .quality = q};
-    o.amount[PLANNER_TOKENS] = tokens;
-    o.amount[PLANNER_LATENCY_MS] = lat;
-    o.amount[PLANNER_TOOL_CALLS] = tools;
-    o.amount[PLANNER_COST_UUSD] = cost;
+    o.amount[DIM_TOKENS] = tokens;
+    o.amount[DIM_LATENCY_MS] = lat;
+    o.amount[DIM_TOOL_CALLS] = tools;
+    o.amount[DIM_COST_UUSD] = cost;
     return o;
 }
 
 static void s_limits(int64_t *l, int64_t tokens, int64_t lat, int64_t tools, int64_t cost)
 {
-    l[PLANNER_TOKENS] = tokens;
-    l[PLANNER_LATENCY_MS] = lat;
-    l[PLANNER_TOOL_CALLS] = tools;
-    l[PLANNER_COST_UUSD] = cost;
+    l[DIM_TOKENS] = tokens;
+    l[DIM_LATENCY_MS] = lat;
+    l[DIM_TOOL_CALLS] = tools;
+    l[DIM_COST_UUSD] = cost;
 }
 
 /* Independent check of a plan against every budget of the problem; fixed
@@ -67,11 +67,11 @@ static bool s_plan_ok(const planner_problem_t *p, const int *choice, const int *
         for (int j = 0; j < nn; j++)
             if (fin[needs[j]] > start)
                 start = fin[needs[j]];
-        fin[s] = start + (o ? o->amount[PLANNER_LATENCY_MS] : 0);
+        fin[s] = start + (o ? o->amount[DIM_LATENCY_MS] : 0);
         if (fin[s] > cp)
             cp = fin[s];
     }
-    task[PLANNER_LATENCY_MS] = cp;
+    task[DIM_LATENCY_MS] = cp;
     int64_t lim[PLANNER_DIMS];
     for (int a = 0; a < PLANNER_MAX_AGENTS; a++) {
         if (planner_get_budget(p, a, lim) != 0)
@@ -120,8 +120,8 @@ Test(planner, parallel_steps_fit_the_deadline)
     planner_result_t r;
     cr_assert_eq(planner_solve(p, NULL, &r), 0);
     cr_assert(r.feasible, "two parallel 3000 ms steps under 4000 ms: %s", r.binding);
-    cr_assert_eq(r.task_total[PLANNER_LATENCY_MS], 3000);
-    cr_assert_eq(r.agent_total[0][PLANNER_LATENCY_MS], 3000);
+    cr_assert_eq(r.task_total[DIM_LATENCY_MS], 3000);
+    cr_assert_eq(r.agent_total[0][DIM_LATENCY_MS], 3000);
     cr_assert_eq(r.choice[0], 0);
     cr_assert_eq(r.choice[1], 0);
     planner_problem_destroy(&p);
@@ -186,7 +186,7 @@ Test(planner, agent_limit_binds)
     cr_assert_eq(planner_solve(p, NULL, &r), 0);
     cr_assert(r.feasible);
     cr_assert_eq(r.choice[0], 1, "only the local option fits 800 micro-USD");
-    cr_assert_eq(r.agent_total[0][PLANNER_COST_UUSD], 300);
+    cr_assert_eq(r.agent_total[0][DIM_COST_UUSD], 300);
     cr_assert_float_eq(r.quality, 0.6, 1e-9);
     planner_problem_destroy(&p);
 
@@ -218,8 +218,8 @@ Test(planner, task_limit_binds_across_agents)
     cr_assert(r.feasible);
     cr_assert_eq(r.choice[a], 0);
     cr_assert_eq(r.choice[b], 1);
-    cr_assert_eq(r.task_total[PLANNER_TOKENS], 7000);
-    cr_assert_eq(r.agent_total[1][PLANNER_TOKENS], 1000);
+    cr_assert_eq(r.task_total[DIM_TOKENS], 7000);
+    cr_assert_eq(r.agent_total[1][DIM_TOKENS], 1000);
 
     s_limits(lim, 1500, -1, -1, -1);
     planner_set_budget(p, PLANNER_TASK, lim);
@@ -310,7 +310,7 @@ Test(planner, optional_step_runs_only_when_worth_it)
     cr_assert(r.feasible);
     cr_assert_eq(r.choice[0], PLANNER_SKIPPED);
     cr_assert_float_eq(r.quality, 0.95, 1e-9);
-    cr_assert_eq(r.task_total[PLANNER_TOOL_CALLS], 0);
+    cr_assert_eq(r.task_total[DIM_TOOL_CALLS], 0);
     planner_problem_destroy(&p);
 
     p = planner_problem_new(1);
@@ -371,8 +371,8 @@ Test(planner, replanning_with_done_steps)
     cr_assert_eq(r.choice[c1], 0);
     /* coo and reconcile in sequence from now: 3000 + 3000 > 4000, so one is small */
     cr_assert_eq(r.choice[c2] + r.choice[c3], 1);
-    cr_assert_eq(r.task_total[PLANNER_LATENCY_MS], 3500);
-    cr_assert_eq(r.agent_total[0][PLANNER_TOKENS], 0, "done steps use no remaining budget");
+    cr_assert_eq(r.task_total[DIM_LATENCY_MS], 3500);
+    cr_assert_eq(r.agent_total[0][DIM_TOKENS], 0, "done steps use no remaining budget");
     cr_assert(s_plan_ok(p, r.choice, fixed));
     cr_assert_float_eq(r.value, log(0.7) + log(0.95) + log(0.95) + log(0.7), 1e-9);
 
@@ -384,7 +384,7 @@ Test(planner, replanning_with_done_steps)
     cr_assert_eq(planner_fix_step(p, c1, PLANNER_NOT_FIXED), 0);
     cr_assert_eq(planner_solve(p, NULL, &r), 0);
     cr_assert(r.feasible);
-    cr_assert_leq(r.task_total[PLANNER_LATENCY_MS], 4000);
+    cr_assert_leq(r.task_total[DIM_LATENCY_MS], 4000);
     cr_assert(s_plan_ok(p, r.choice, NULL));
     planner_problem_destroy(&p);
 }
@@ -682,11 +682,11 @@ Test(planner, correct_estimates_changes_matching_options)
         .agent = 0, .path = 0, .model = 3, .count = 5, .mean = {3000, 500, 0, 2000}};
     cr_assert_eq(planner_correct_estimates(p, &h, 1, 5), 1, "only agent 0's llm option");
     const planner_option_t *o = planner_get_option(p, s, 0);
-    cr_assert_eq(o->amount[PLANNER_TOKENS], 2000);
-    cr_assert_eq(o->amount[PLANNER_LATENCY_MS], 750);
-    cr_assert_eq(o->amount[PLANNER_COST_UUSD], 1500);
-    cr_assert_eq(planner_get_option(p, s, 1)->amount[PLANNER_LATENCY_MS], 100);
-    cr_assert_eq(planner_get_option(p, t, 0)->amount[PLANNER_TOKENS], 1000);
+    cr_assert_eq(o->amount[DIM_TOKENS], 2000);
+    cr_assert_eq(o->amount[DIM_LATENCY_MS], 750);
+    cr_assert_eq(o->amount[DIM_COST_UUSD], 1500);
+    cr_assert_eq(planner_get_option(p, s, 1)->amount[DIM_LATENCY_MS], 100);
+    cr_assert_eq(planner_get_option(p, t, 0)->amount[DIM_TOKENS], 1000);
     cr_assert_eq(planner_correct_estimates(p, NULL, 1, 5), -1);
     planner_problem_destroy(&p);
 }
@@ -711,21 +711,21 @@ Test(planner, partial_plan_check)
                            .task_limit = task_limit};
     cr_expect(planner_partial_fits(&p), "no limits: fits");
     /* the task's latency is the critical path (3000 + 500), not the sum */
-    task_limit[PLANNER_LATENCY_MS] = 3500;
+    task_limit[DIM_LATENCY_MS] = 3500;
     cr_expect(planner_partial_fits(&p));
-    task_limit[PLANNER_LATENCY_MS] = 3499;
+    task_limit[DIM_LATENCY_MS] = 3499;
     cr_expect_not(planner_partial_fits(&p), "critical path 3500 > 3499");
-    task_limit[PLANNER_LATENCY_MS] = -1;
+    task_limit[DIM_LATENCY_MS] = -1;
     /* an agent's latency is the sum of its steps (1000 + 500) */
-    agent_limit[0][PLANNER_LATENCY_MS] = 1499;
+    agent_limit[0][DIM_LATENCY_MS] = 1499;
     cr_expect_not(planner_partial_fits(&p), "agent 0 latency 1500 > 1499");
-    agent_limit[0][PLANNER_LATENCY_MS] = -1;
+    agent_limit[0][DIM_LATENCY_MS] = -1;
     /* task totals sum over agents */
-    task_limit[PLANNER_COST_UUSD] = 30;
+    task_limit[DIM_COST_UUSD] = 30;
     cr_expect(planner_partial_fits(&p));
-    task_limit[PLANNER_COST_UUSD] = 29;
+    task_limit[DIM_COST_UUSD] = 29;
     cr_expect_not(planner_partial_fits(&p), "task cost 30 > 29");
-    task_limit[PLANNER_COST_UUSD] = -1;
+    task_limit[DIM_COST_UUSD] = -1;
     /* an agent out of range is refused, not read */
     agent[1] = 2;
     cr_expect_not(planner_partial_fits(&p));
