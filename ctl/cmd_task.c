@@ -199,10 +199,18 @@ static void s_print_step_line(const ev_t *s)
 {
     const char *state = ev_get_str(s, "state", "?");
     bool running = !strcmp(state, "running");
-    const char *path = ev_get_str(s, running ? "planned_path" : "path", NULL);
-    const char *model = ev_get_str(s, running ? "planned_model" : "model", NULL);
-    if (!path)
+    /* started: what this attempt runs (a re-planned one differs from the
+       first plan); an attempt seen only when it had ended: what ran */
+    const char *path = ev_get_str(s, "path", NULL);
+    const char *model = path ? ev_get_str(s, "model", NULL) : NULL;
+    if (running && ev_get_str(s, "attempt_path", NULL)) {
+        path = ev_get_str(s, "attempt_path", NULL);
+        model = ev_get_str(s, "attempt_model", NULL);
+    }
+    if (!path) {
         path = ev_get_str(s, "planned_path", "-");
+        model = ev_get_str(s, "planned_model", NULL);
+    }
     char what[160];
     snprintf(what, sizeof what, "%s%s%s", path, model ? " " : "", model ? model : "");
     char line[1024];
@@ -478,6 +486,12 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
                 printf("%s\n", task);
         } else {
             ev_t *res = s_follow(opts, &conn, task, a.timeout_s, &rc);
+            if (!res && opts->json) {
+                /* stopped early (--timeout, Ctrl-C, lost contact): the task
+                   goes on; a script still needs its id */
+                json_t *j = json_pack("{s:s, s:b}", "task", task, "following", 0);
+                ctl_print_json(j);
+            }
             if (res) {
                 s_show_result(opts, &conn, res, false);
                 rc = strcmp(ev_get_str(res, "state", ""), "done") ? CTL_EXIT_FAIL : CTL_EXIT_OK;

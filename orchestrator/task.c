@@ -245,6 +245,14 @@ ev_t *task_step_ev(const task_t *t, const cfg_t *cfg, int i, bool with_output)
         ev_set_int(m, "first_option", s->first_option);
     int planned = s->first_option >= 0 ? s->first_option : s->option;
     s_set_paths(m, cfg, t, i, s->st != ORCH_STEP_SKIPPED ? planned : -1);
+    if (s->st == ORCH_STEP_RUNNING && s->option >= 0) {
+        /* what the running attempt was sent to do (a re-planned attempt
+           runs another option than the first plan's) */
+        const cfg_option_t *o = &s_wf(cfg, t)->steps[i].options[s->option];
+        ev_set_str(m, "attempt_path", cfg_path_name(o->path));
+        if (o->model >= 0)
+            ev_set_str(m, "attempt_model", cfg->models[o->model].name);
+    }
     if (s->has_actual) {
         proto_set_amounts(m, "actual", &s->actual);
         ev_set_str(m, "measured", s->measured[0] ? s->measured : "estimated");
