@@ -568,6 +568,10 @@ static int s_llm(s_worker_t *w, s_step_t *s, int model, const char *system, cons
     snprintf(s->served_model, sizeof s->served_model, "%s", res.resp.model);
     snprintf(s->finish_reason, sizeof s->finish_reason, "%s", res.resp.finish_reason);
     llm_answer_t kind = llm_answer_kind(&res.resp);
+    /* what this step's answers take: the next calls' output limits */
+    if (res.status == LLM_OK && res.resp.has_usage)
+        tokens_calib_observe_output(a->calib, m->name, s->step, res.resp.completion_tokens,
+                                    kind == LLM_ANSWER_TRUNCATED);
     if (res.status == LLM_OK && kind == LLM_ANSWER_OK) {
         if (res.resp.has_usage)
             tokens_calib_observe(a->calib, m->name, prompt_raw, res.resp.prompt_tokens);
@@ -851,6 +855,13 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
         prompt_hold = tokens_with_margin(prompt_cal);
         max_tokens = agent_max_tokens(m, est.v[DIM_TOKENS], prompt_hold);
+        /* calibrated from this step's history: hold (and ask for) what its
+           answers take, not the option's whole estimate */
+        int64_t cal = tokens_calib_output_limit(a->calib, m->name, step, AGENT_OUTPUT_FLOOR);
+        if (cal > 0 && cal < max_tokens) {
+            max_tokens = cal;
+            est.v[DIM_TOKENS] = prompt_hold + cal;
+        }
         if (!system || !user || max_tokens < AGENT_MIN_OUTPUT_TOKENS) {
             snprintf(s.choice.why, sizeof s.choice.why,
                      "hold of %lld tokens leaves no room after a %lld-token prompt: local path",

@@ -43,6 +43,8 @@
 #define AGENT_LOCAL_HOLD_MS HOLD_LOCAL_MS
 /* Fewest output tokens worth an LLM call; a smaller hold runs locally. */
 #define AGENT_MIN_OUTPUT_TOKENS 16
+/* The least output limit calibrated from history (tokens_calib_output_limit) */
+#define AGENT_OUTPUT_FLOOR 256
 
 /* ---- pure helpers -------------------------------------------------------- */
 typedef struct {

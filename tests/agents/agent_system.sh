@@ -282,6 +282,30 @@ usage)
         fail "calibration not saved: $(cat "$R/cto_agent.calib.json" 2>&1)"
     ok "usage committed exactly: 168 tokens, 213 uUSD"
     ;;
+calib)
+    # answers of 300 tokens: after TOKENS_OUT_MIN_SAMPLES (8) of them a
+    # step's call asks for 375 tokens (300 + 25 %) instead of what the
+    # 3000-token estimate leaves after the prompt, and holds accordingly
+    control '{"scenario":"usage","usage":[100,300]}'
+    for i in $(seq 1 10); do
+        r=$(step cto_analysis llm '{"model":"big"}' 3000 3000 "$TEXT")
+        [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "step $i: $r"
+    done
+    jq -s -e '([.[0:8][] | .max_tokens > 2000] | all) and ([.[8:10][] | .max_tokens == 375] | all)' \
+        "$R/llm-requests.log" >/dev/null ||
+        fail "max_tokens: $(jq -s -c '[.[].max_tokens]' "$R/llm-requests.log")"
+    # (the hold is prompt + max_tokens: the call asks for what it holds)
+    [ "$(held cost_uusd)" = 0 ] || fail "a hold was not resolved"
+    # another step has no history yet: its limit is the estimate's
+    r=$(step reconcile llm '{"model":"big"}' 3000 3000 "$TEXT")
+    jq -s -e '.[10].max_tokens > 2000' "$R/llm-requests.log" >/dev/null ||
+        fail "a step without history got a calibrated limit: $(jq -s -c '[.[].max_tokens]' "$R/llm-requests.log")"
+    kill -TERM "$AGENT_PID"
+    wait "$AGENT_PID" || fail "the agent exited with $? on SIGTERM"
+    jq -e '."@outputs"."big/cto_analysis" | length == 10' "$R/cto_agent.calib.json" >/dev/null ||
+        fail "output history not saved: $(cat "$R/cto_agent.calib.json" 2>&1)"
+    ok "max_tokens from calibrated history: $(jq -s -c '[.[].max_tokens]' "$R/llm-requests.log")"
+    ;;
 nousage)
     control '{"scenario":"nousage"}'
     r=$(step cto_analysis llm '{"model":"big"}' 3000 3000 "$TEXT")
