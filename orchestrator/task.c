@@ -1190,6 +1190,76 @@ static void s_agent_accounts(const cfg_t *cfg, const ev_t *accounts, proto_amoun
     }
 }
 
+unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts)
+{
+    int wf_i = cfg_workflow_index(cfg, ev_get_str(stored, "workflow", ""));
+    ev_t *steps = ev_get(stored, "steps");
+    if (wf_i < 0 || !steps)
+        return 0;
+    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
+    proto_amounts_t used[CFG_MAX_AGENTS];
+    s_agent_accounts(cfg, accounts, used, NULL);
+    bool seen[CFG_MAX_AGENTS] = {false};
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        int a = cfg_agent_index(cfg, ev_get_str(ev_at(accounts, k), "agent", ""));
+        if (a >= 0 && a < CFG_MAX_AGENTS &&
+            !strcmp(ev_get_str(ev_at(accounts, k), "kind", ""), "agent"))
+            seen[a] = true;
+    }
+    unsigned changed = 0;
+    for (int a = 0; a < cfg->n_agents && a < CFG_MAX_AGENTS; a++) {
+        if (!seen[a])
+            continue;
+        proto_amounts_t rest = used[a];
+        ev_t *target = NULL, *tstep = NULL;
+        int tidx = -1;
+        int64_t tend = -1;
+        for (size_t i = 0; i < ev_len(steps) && (int)i < wf->n_steps; i++) {
+            ev_t *s = ev_at(steps, i);
+            if (wf->steps[i].agent != a)
+                continue;
+            proto_amounts_t act;
+            if (proto_get_amounts(s, "actual", 0, &act) == 0)
+                for (int d = 0; d < DIM_COUNT; d++)
+                    rest.v[d] -= act.v[d];
+            ev_t *atts = ev_get(s, "attempts");
+            for (size_t k = 0; k < ev_len(atts); k++) {
+                ev_t *at = ev_at(atts, k);
+                const char *m = ev_get_str(at, "measured", "");
+                int64_t end = ev_get_int(at, "ended_ms", 0);
+                if ((!strcmp(m, "ledger") || !strcmp(m, "whole_hold")) && end >= tend) {
+                    target = at;
+                    tstep = s;
+                    tidx = (int)i;
+                    tend = end;
+                }
+            }
+        }
+        bool differs = false;
+        for (int d = 0; d < DIM_COUNT; d++)
+            differs |= rest.v[d] != 0;
+        if (!differs || !target)
+            continue;
+        proto_amounts_t at_act, st_act;
+        proto_get_amounts(target, "actual", 0, &at_act);
+        proto_get_amounts(tstep, "actual", 0, &st_act);
+        for (int d = 0; d < DIM_COUNT; d++) {
+            int64_t delta = rest.v[d];
+            if (at_act.v[d] + delta < 0) /* never below zero: the rest stays unexplained */
+                delta = -at_act.v[d];
+            at_act.v[d] += delta;
+            st_act.v[d] += delta;
+        }
+        proto_set_amounts(target, "actual", &at_act);
+        ev_set_str(target, "measured", "ledger");
+        proto_set_amounts(tstep, "actual", &st_act);
+        ev_set_bool(tstep, "resettled", true);
+        if (tidx < 32)
+            changed |= 1u << tidx;
+    }
+    return changed;
+}
+
 /* RECONCILING, spend reply: the steps that were running when the
    orchestrator died may have spent. Wait until the ledger holds nothing
    more for their agents in this task (the agent committed, voided or the

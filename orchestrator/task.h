@@ -331,4 +331,15 @@ ev_t *task_step_ev(const task_t *self, const cfg_t *cfg, int i, bool with_output
    the reply. */
 ev_t *task_status_reply(ev_t *stored, bool result);
 
+/* Re-settle an ended task from the ledger after a late commit replaced
+   what was charged for one of its holds (the whole hold, charged at
+   expiry or at close): stored is the task as taskstore_get_task returns
+   it (its steps are changed in place), accounts the ledger's spend_reply
+   accounts for the task. For each agent whose used differs from the sum
+   of its steps' actual, the difference goes to that agent's latest
+   attempt whose spend came from the ledger (measured "ledger" or
+   "whole_hold"), never below zero; the step is marked "resettled". Returns
+   a bit per step changed (bit i = steps[i]), 0 when the figures agree. */
+unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts);
+
 #endif

@@ -1289,3 +1289,65 @@ Test(task, agent_refusing_to_degrade_ends_the_task_budget_exhausted)
     cr_expect_eq(s_count(TASK_FX_STEP), 0, "not re-planned");
     task_destroy(&t);
 }
+
+/* ---- re-settling after a late commit --------------------------------------- */
+
+Test(task, resettle_takes_a_late_commit_into_the_result)
+{
+    /* a task whose cto_analysis lost its reply: the attempt was charged the
+       whole hold from the ledger at close (58113 uUSD); the agent's late
+       commit replaced that with 1883 */
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_close_ok(t);
+    ev_t *stored = s_stored(t);
+    int cto = s_step(t->wf, "cto_analysis");
+    ev_t *st = ev_at(ev_get(stored, "steps"), (size_t)cto);
+    proto_amounts_t whole = {{4000, 0, 0, 58113}};
+    proto_set_amounts(st, "actual", &whole);
+    ev_t *atts = ev_set_array(st, "attempts");
+    ev_t *at = ev_new_map();
+    ev_set_int(at, "attempt", 1);
+    ev_set_str(at, "status", "error");
+    ev_set_str(at, "measured", "ledger");
+    proto_set_amounts(at, "actual", &whole);
+    ev_push(atts, at);
+    /* the ledger: 1883 for the lost attempt, and for every other step what
+       it says (s_run_all_ok: 100 uUSD each) */
+    const cfg_workflow_t *wf = &s_cfg->workflows[t->wf];
+    int64_t by_agent[CFG_MAX_AGENTS] = {0};
+    by_agent[wf->steps[cto].agent] = 1883;
+    for (int i = 0; i < t->n_steps; i++)
+        if (i != cto && t->steps[i].has_actual)
+            by_agent[wf->steps[i].agent] += t->steps[i].actual.v[DIM_COST_UUSD];
+    ev_t *accounts = ev_new_array();
+    for (int a = 0; a < s_cfg->n_agents; a++)
+        ev_push(accounts, s_account("agent", s_cfg->agents[a].name, by_agent[a], 0, 2000000));
+    unsigned changed = task_resettle(s_cfg, stored, accounts);
+    cr_expect_eq(changed, 1u << cto, "changed 0x%x", changed);
+    proto_amounts_t now;
+    cr_assert_eq(proto_get_amounts(st, "actual", 0, &now), 0);
+    cr_expect_eq(now.v[DIM_COST_UUSD], 1883, "the step's cost is the ledger's: %lld",
+                 (long long)now.v[DIM_COST_UUSD]);
+    cr_expect(ev_get_bool(st, "resettled", false));
+    cr_expect_eq(task_resettle(s_cfg, stored, accounts), 0u, "agreeing figures: nothing to do");
+    ev_destroy(&accounts);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+Test(task, resettle_leaves_counted_spend_alone)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_close_ok(t);
+    ev_t *stored = s_stored(t);
+    /* the ledger says more than the steps, but no attempt's spend came
+       from the ledger: nothing to put it on */
+    ev_t *accounts = ev_new_array();
+    ev_push(accounts, s_account("agent", "cto_agent", 999999, 0, 2000000));
+    cr_expect_eq(task_resettle(s_cfg, stored, accounts), 0u);
+    ev_destroy(&accounts);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
