@@ -313,6 +313,9 @@ static void s_show_result(ctl_opts_t *opts, ctl_conn_t *conn, const ev_t *res, b
         return;
     }
     s_print_result(res);
+    if (ev_get_bool(res, "provisional", false))
+        printf("spend: provisional: a step's spend is not settled yet (see '%s result %s')\n",
+               opts->prog, ev_get_str(res, "task", "?"));
     if (table) {
         printf("\n");
         s_print_steps_table(ev_get(res, "steps"));
@@ -336,6 +339,32 @@ static void s_stopped_following(ctl_opts_t *opts, const char *task)
     fprintf(stderr, "\n%s: stopped following; the task continues: see '%s result %s'\n", opts->prog,
             opts->prog, task);
 }
+
+/* True when a task_result's spend is not final yet: a step still running
+   (the end is decided, its last steps finish) or an attempt whose reply
+   was lost without the ledger's charge for it (settled when the task is
+   closed). */
+static bool s_unsettled(const ev_t *res)
+{
+    const ev_t *steps = ev_get(res, "steps");
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        const ev_t *s = ev_at(steps, i);
+        if (!strcmp(ev_get_str(s, "state", ""), "running"))
+            return true;
+        const ev_t *atts = ev_get(s, "attempts");
+        for (size_t k = 0; k < ev_len(atts); k++) {
+            const ev_t *a = ev_at(atts, k);
+            if (!ev_get(a, "actual") &&
+                !strcmp(ev_get_str(ev_get(a, "error"), "code", ""), PROTO_E_WORKER_LOST))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* How long --wait waits, once the task has ended, for its spend to settle
+   before it prints the totals marked provisional, ms. */
+#define TASK_SETTLE_WAIT_MS 15000
 
 /* Follow task until it ends; prints step lines unless json. Returns the
    final task_result (caller owns) or NULL with *rc set. */
@@ -382,9 +411,19 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
         bool fin = ctl_task_ended(ev_get_str(st, "state", ""));
         ev_destroy(&st);
         if (fin) {
+            /* the totals printed are final: wait for the last steps and
+               the settlement of lost replies, else mark them provisional */
+            int64_t settle_until = zclock_mono() + TASK_SETTLE_WAIT_MS;
             ev_t *res = s_get(opts, conn, "result", task, rc);
+            while (res && s_unsettled(res) && zclock_mono() < settle_until && !zsys_interrupted) {
+                zclock_sleep(100);
+                ev_destroy(&res);
+                res = s_get(opts, conn, "result", task, rc);
+            }
             if (!res && *rc == CTL_EXIT_INTERRUPTED)
                 s_stopped_following(opts, task);
+            if (res)
+                ev_set_bool(res, "provisional", s_unsettled(res));
             return res;
         }
         if (zsys_interrupted) {
@@ -448,6 +487,8 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
                "                    the task budget_exhausted instead. Default: the task\n"
                "                    class's on_exhaust in the config, else degrade\n"
                "\n"
+               "The spend --wait prints is final (it waits up to 15 s for the last steps\n"
+               "and lost replies to settle), else marked 'spend: provisional'.\n"
                "When the task has ended, its spend is checked against its limits: each\n"
                "account and dimension over its limit prints 'warning: overrun: ...' on\n"
                "standard error (--json: the \"overruns\" array). An overrun does not change\n"

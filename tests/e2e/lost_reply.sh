@@ -24,7 +24,18 @@ EP="ipc://$E2E_RUN/bus.sock"
     --prefix alert.expired --count 1 --timeout 60000 >"$E2E_TMP/expired" 2>/dev/null &
 E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
 agent=$(cat "$E2E_RUN/pids/cto_agent.pid")
-task=$(ctl submit "Should we migrate billing to Kubernetes? Assess the risk.")
+# followed with submit --wait, whose totals must be the settled ones
+ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk." \
+    >"$E2E_TMP/wait.json" 2>/dev/null &
+waiter=$!
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $waiter"
+task=""
+for _ in $(seq 1 100); do
+    task=$(ctl --json tasks --limit 1 | json 'd["tasks"][0]["task"] if d["tasks"] else ""')
+    [ -n "$task" ] && break
+    sleep 0.05
+done
+[ -n "$task" ] || fail "the task was not submitted"
 
 # Wait until the cto_agent has a connection open to the provider: its LLM
 # call is in flight, after its reserve at the ledger.
@@ -72,6 +83,18 @@ done
 # and each step's actual is the sum of its attempts
 echo "$res" | json 'all(sum(a.get("actual", {}).get("tokens", 0) for a in s.get("attempts", [])) == s.get("actual", {}).get("tokens", 0) for s in d["steps"])' \
     | grep -q true || fail "a step's actual is not the sum of its attempts"
+
+# submit --wait printed the settled totals, not the ones before the lost
+# attempt was charged
+wait "$waiter" || true
+for dim in tokens cost_uusd tool_calls; do
+    waited=$(json "sum(s.get('actual', {}).get('$dim', 0) for s in d['steps'])" <"$E2E_TMP/wait.json") ||
+        fail "submit --wait printed no result: $(cat "$E2E_TMP/wait.json")"
+    ledger=$(echo "$sp" | json "d['total']['used']['$dim']")
+    [ "$waited" -eq "$ledger" ] || fail "submit --wait: steps' $dim $waited, the ledger $ledger"
+done
+[ "$(json 'd["provisional"]' <"$E2E_TMP/wait.json")" = false ] ||
+    fail "submit --wait marks settled totals provisional"
 
 # the late commit: 150 tokens, 2 uUSD instead of the whole hold
 for _ in $(seq 1 100); do grep -q '"body"' "$E2E_TMP/expired" && break; sleep 0.05; done
