@@ -50,9 +50,7 @@ for i in $(seq 1 $N); do
     json 'any(s.get("model") == "gpt-4o" for s in d["steps"])' <"$E2E_TMP/result.$i" | grep -q false ||
         fail "task $t ran gpt-4o although the global account had 0.005 USD left"
 done
-laddr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-ledger"][0]')
-curl -sf "http://$laddr/metrics" >"$E2E_TMP/ledger.prom" || fail "no ledger metrics"
-denials=$(awk '/^emads_ledger_denials_total/ {s += $2} END {print s + 0}' "$E2E_TMP/ledger.prom")
+denials=$(e2e_ledger_denials)
 [ "$denials" -eq 0 ] || fail "the ledger refused $denials reserves: $(grep '^emads_ledger_denials_total' "$E2E_TMP/ledger.prom")"
 sp=$(ctl --json spend)
 used=$(echo "$sp" | json 'd["global"]["used"]["cost_uusd"]')

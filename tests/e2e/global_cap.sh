@@ -38,9 +38,7 @@ for i in $(seq 1 $N); do
     n=$(json 'sum(1 for s in d["steps"] if s.get("path") == "llm")' <"$E2E_TMP/result.$i")
     llm=$((llm + n))
 done
-laddr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-ledger"][0]')
-curl -sf "http://$laddr/metrics" >"$E2E_TMP/ledger.prom" || fail "no ledger metrics at $laddr"
-denials=$(awk '/^emads_ledger_denials_total/ {s += $2} END {print s + 0}' "$E2E_TMP/ledger.prom")
+denials=$(e2e_ledger_denials)
 sp=$(ctl --json spend)
 used=$(echo "$sp" | json 'd["global"]["used"]["cost_uusd"]')
 echo "global_cap_denials=$denials"

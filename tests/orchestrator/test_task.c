@@ -1064,21 +1064,29 @@ static const char *s_dispatched_model(const task_t *t, int i)
     return o->model >= 0 ? s_cfg->models[o->model].name : "";
 }
 
+/* A step_result body for step i of t that spent nothing. */
+static ev_t *s_result_body(const task_t *t, int i, const char *status, const char *path,
+                           const char *why)
+{
+    ev_t *b = proto_body("step_result");
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
+    ev_set_str(b, "status", status);
+    ev_set_str(b, "path", path);
+    ev_set_str(b, "why", why);
+    ev_set_map(b, "output");
+    proto_amounts_t act = {{0}};
+    proto_set_amounts(b, "actual", &act);
+    ev_set_str(b, "measured", "provider");
+    return b;
+}
+
 Test(task, step_result_with_accounts_replans_without_a_spend_query)
 {
     task_t *t = s_running();
     int i = s_first_running(t);
     s_apply();
-    ev_t *b = proto_body("step_result");
-    ev_set_str(b, "task", t->id);
-    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
-    ev_set_str(b, "status", "ok");
-    ev_set_str(b, "path", "local");
-    ev_set_str(b, "why", "test");
-    ev_set_map(b, "output");
-    proto_amounts_t act = {{0}};
-    proto_set_amounts(b, "actual", &act);
-    ev_set_str(b, "measured", "provider");
+    ev_t *b = s_result_body(t, i, "ok", "local", "test");
     ev_t *accs = ev_set_array(b, "accounts");
     ev_push(accs, s_account("task", NULL, 0, 0, 20000000));
     ev_push(accs, s_account("agent", s_agent_name_of(t, i), 0, 0, 2000000));
@@ -1188,16 +1196,7 @@ Test(task, a_small_budget_forces_a_lesser_option_and_says_why)
     cr_expect_str_eq(t->steps[i].ideal, "llm gpt-4o");
     /* the agent ran what was planned: the step's why is the budget's reason */
     s_apply();
-    ev_t *b = proto_body("step_result");
-    ev_set_str(b, "task", t->id);
-    ev_set_str(b, "step", "cto_analysis");
-    ev_set_str(b, "status", "ok");
-    ev_set_str(b, "path", "local");
-    ev_set_str(b, "why", "planned local path");
-    ev_set_map(b, "output");
-    proto_amounts_t act = {{0}};
-    proto_set_amounts(b, "actual", &act);
-    ev_set_str(b, "measured", "provider");
+    ev_t *b = s_result_body(t, i, "ok", "local", "planned local path");
     task_env_t e = s_env();
     task_on_step(t, &e, i, t->steps[i].attempt, b);
     ev_destroy(&b);
@@ -1266,16 +1265,7 @@ Test(task, agent_refusing_to_degrade_ends_the_task_budget_exhausted)
     task_t *t = s_running();
     int i = s_first_running(t);
     s_apply();
-    ev_t *b = proto_body("step_result");
-    ev_set_str(b, "task", t->id);
-    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
-    ev_set_str(b, "status", "denied");
-    ev_set_str(b, "path", "llm");
-    ev_set_str(b, "why", "test");
-    ev_set_map(b, "output");
-    proto_amounts_t act = {{0}};
-    proto_set_amounts(b, "actual", &act);
-    ev_set_str(b, "measured", "provider");
+    ev_t *b = s_result_body(t, i, "denied", "llm", "test");
     ev_t *err = ev_set_map(b, "error");
     ev_set_str(err, "code", "budget_exhausted");
     ev_set_str(err, "reason",
