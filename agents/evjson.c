@@ -1,49 +1,20 @@
-/*  evjson.c - ev <-> JSON with bounds (see evjson.h). Recursive with an
+/*  evjson.c - ev <-> JSON with bounds (see evjson.h). To JSON is the
+    project's one renderer (proto/ev.h ev_to_json_opts, through
+    common/views.h) with a depth limit; from JSON is recursive with an
     explicit depth limit, so the recursion is bounded too. */
 #include "agents/evjson.h"
+
+#include "common/views.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static json_t *s_to_json(const ev_t *v, int depth)
-{
-    if (depth > EVJSON_MAX_DEPTH)
-        return json_null();
-    switch (ev_type(v)) {
-    case EV_BOOL:
-        return json_boolean(ev_bool(v));
-    case EV_INT:
-        return json_integer((json_int_t)ev_int(v));
-    case EV_FLOAT: {
-        double d = ev_float(v);
-        return isfinite(d) ? json_real(d) : json_null();
-    }
-    case EV_STR:
-        return json_stringn_nocheck(ev_str(v), ev_strlen(v));
-    case EV_BIN:
-        return json_string("<binary>");
-    case EV_ARRAY: {
-        json_t *a = json_array();
-        for (size_t i = 0; a && i < ev_len(v); i++)
-            json_array_append_new(a, s_to_json(ev_at(v, i), depth + 1));
-        return a;
-    }
-    case EV_MAP: {
-        json_t *o = json_object();
-        for (size_t i = 0; o && i < ev_len(v); i++)
-            json_object_set_new_nocheck(o, ev_key_at(v, i), s_to_json(ev_at(v, i), depth + 1));
-        return o;
-    }
-    case EV_NIL:
-    default:
-        return json_null();
-    }
-}
-
 json_t *evjson_to_json(const ev_t *v)
 {
-    return s_to_json(v, 0);
+    static const ev_json_opts_t opts = {
+        .bin = EV_JSON_BIN_PLACEHOLDER, .max_depth = EVJSON_MAX_DEPTH, .float_point = true};
+    return view_ev_json_opts(v, &opts);
 }
 
 char *evjson_dump(const ev_t *v)

@@ -164,16 +164,29 @@ static const char *s_migrate_v4 =
 /* The most bytes of one blob: every dimension with a name of up to 255. */
 #define S_BLOB_MAX (DIM_COUNT * (1 + 255 + 8))
 
-static size_t s_put_dim(uint8_t *p, const char *name, int64_t v)
+#define S_X_LEN(id, wire, ...) (uint8_t)(sizeof wire - 1),
+static const uint8_t s_dim_len[DIM_COUNT] = {EMADS_DIMS(S_X_LEN)};
+#undef S_X_LEN
+_Static_assert(DIM_COUNT <= 16, "dims_pack takes at most 16 dimensions");
+
+/* x in big-endian byte order and back (the same swap) */
+static uint64_t s_be64(uint64_t x)
 {
-    size_t n = strlen(name);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return x;
+#else
+    return __builtin_bswap64(x);
+#endif
+}
+
+static size_t s_put_dim(uint8_t *p, const char *name, size_t n, int64_t v)
+{
     if (n > 255)
         n = 255;
     p[0] = (uint8_t)n;
     memcpy(p + 1, name, n);
-    uint64_t u = (uint64_t)v;
-    for (int i = 0; i < 8; i++)
-        p[1 + n + (size_t)i] = (uint8_t)(u >> (56 - 8 * i));
+    uint64_t be = s_be64((uint64_t)v);
+    memcpy(p + 1 + n, &be, 8);
     return 1 + n + 8;
 }
 
@@ -182,7 +195,7 @@ static size_t s_pack(uint8_t *buf, const proto_amounts_t *a)
 {
     size_t len = 0;
     for (int d = 0; d < DIM_COUNT; d++)
-        len += s_put_dim(buf + len, s_dim_names[d], a->v[d]);
+        len += s_put_dim(buf + len, s_dim_names[d], s_dim_len[d], a->v[d]);
     return len;
 }
 
@@ -196,10 +209,9 @@ static int s_walk(const uint8_t *p, size_t len,
         size_t n = p[at];
         if (len - at < 1 + n + 8)
             return -1;
-        uint64_t u = 0;
-        for (size_t i = 0; i < 8; i++)
-            u = (u << 8) | p[at + 1 + n + i];
-        if (fn(ctx, (const char *)p + at + 1, n, (int64_t)u) != 0)
+        uint64_t be;
+        memcpy(&be, p + at + 1 + n, 8);
+        if (fn(ctx, (const char *)p + at + 1, n, (int64_t)s_be64(be)) != 0)
             return -1;
         at += 1 + n + 8;
     }
@@ -275,7 +287,8 @@ static void s_sql_pack(sqlite3_context *cx, int argc, sqlite3_value **argv)
     }
     for (int i = 0; i < argc; i += 2) {
         const char *name = (const char *)sqlite3_value_text(argv[i]);
-        len += s_put_dim(buf + len, name ? name : "", sqlite3_value_int64(argv[i + 1]));
+        len += s_put_dim(buf + len, name ? name : "", name ? strlen(name) : 0,
+                         sqlite3_value_int64(argv[i + 1]));
     }
     sqlite3_result_blob(cx, buf, (int)len, SQLITE_TRANSIENT);
 }

@@ -10,38 +10,20 @@
 #include <stdio.h>
 #include <string.h>
 
+json_t *view_ev_json_opts(const ev_t *v, const ev_json_opts_t *opts)
+{
+    char *text = ev_to_json_opts(v, opts);
+    if (!text)
+        return NULL;
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    free(text);
+    return j;
+}
+
 json_t *view_ev_json(const ev_t *v)
 {
-    switch (ev_type(v)) {
-    case EV_BOOL:
-        return json_boolean(ev_bool(v));
-    case EV_INT:
-        return json_integer((json_int_t)ev_int(v));
-    case EV_FLOAT:
-        return json_real(ev_float(v));
-    case EV_STR:
-        return json_stringn(ev_str(v), ev_strlen(v));
-    case EV_BIN: {
-        size_t n = 0;
-        ev_bin(v, &n);
-        return json_sprintf("<%zu bytes>", n);
-    }
-    case EV_ARRAY: {
-        json_t *a = json_array();
-        for (size_t i = 0; i < ev_len(v); i++)
-            json_array_append_new(a, view_ev_json(ev_at(v, i)));
-        return a;
-    }
-    case EV_MAP: {
-        json_t *o = json_object();
-        for (size_t i = 0; i < ev_len(v); i++)
-            json_object_set_new(o, ev_key_at(v, i), view_ev_json(ev_at(v, i)));
-        return o;
-    }
-    case EV_NIL:
-    default:
-        return json_null();
-    }
+    static const ev_json_opts_t opts = {.bin = EV_JSON_BIN_SIZE, .float_point = true};
+    return view_ev_json_opts(v, &opts);
 }
 
 ev_t *view_tasks_request(int64_t limit, const char *state, bool all)

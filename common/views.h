@@ -16,8 +16,13 @@
 #include "proto/ev.h"
 #include "proto/proto.h"
 
-/* ev value as a new jansson value (maps keep their order; binary becomes
-   "<N bytes>"). The one ev -> JSON renderer of --json outputs and the API. */
+/* ev value as a new jansson value: proto/ev.h's renderer (ev_to_json_opts
+   with opts) parsed, so every ev -> JSON output of the project (--json, the
+   API, the agents' prompts, debugging) has one set of rules. NULL when out
+   of memory. */
+json_t *view_ev_json_opts(const ev_t *v, const ev_json_opts_t *opts);
+/* view_ev_json_opts for --json outputs and the API: maps keep their order,
+   binary becomes "<N bytes>". */
 json_t *view_ev_json(const ev_t *v);
 
 /* The orchestrator's `tasks` request: the newest limit tasks, of one state

@@ -1232,10 +1232,14 @@ static void s_json_b64(s_sb_t *sb, const uint8_t *p, size_t n)
     s_sb_put(sb, "\"", 1);
 }
 
-static void s_json(s_sb_t *sb, const ev_t *v)
+static void s_json(s_sb_t *sb, const ev_t *v, const ev_json_opts_t *o, int depth)
 {
     char num[40];
     size_t i;
+    if (o->max_depth > 0 && depth > o->max_depth) {
+        s_sb_puts(sb, "null");
+        return;
+    }
     switch (ev_type(v)) {
     case EV_NIL:
         s_sb_puts(sb, "null");
@@ -1255,20 +1259,28 @@ static void s_json(s_sb_t *sb, const ev_t *v)
         snprintf(num, sizeof num, "%.15g", v->u.d);
         if (strtod(num, NULL) != v->u.d)
             snprintf(num, sizeof num, "%.17g", v->u.d);
+        if (o->float_point && !strpbrk(num, ".e"))
+            strcat(num, ".0");
         s_sb_puts(sb, num);
         break;
     case EV_STR:
         s_json_str(sb, v->u.s.p, v->u.s.len);
         break;
     case EV_BIN:
-        s_json_b64(sb, (const uint8_t *)v->u.s.p, v->u.s.len);
+        if (o->bin == EV_JSON_BIN_PLACEHOLDER)
+            s_sb_puts(sb, "\"<binary>\"");
+        else if (o->bin == EV_JSON_BIN_SIZE) {
+            snprintf(num, sizeof num, "\"<%zu bytes>\"", v->u.s.len);
+            s_sb_puts(sb, num);
+        } else
+            s_json_b64(sb, (const uint8_t *)v->u.s.p, v->u.s.len);
         break;
     case EV_ARRAY:
         s_sb_put(sb, "[", 1);
         for (i = 0; i < v->u.a.len; i++) {
             if (i)
                 s_sb_put(sb, ",", 1);
-            s_json(sb, v->u.a.items[i]);
+            s_json(sb, v->u.a.items[i], o, depth + 1);
         }
         s_sb_put(sb, "]", 1);
         break;
@@ -1279,20 +1291,26 @@ static void s_json(s_sb_t *sb, const ev_t *v)
                 s_sb_put(sb, ",", 1);
             s_json_str(sb, v->u.m.pairs[i].key, v->u.m.pairs[i].klen);
             s_sb_put(sb, ":", 1);
-            s_json(sb, v->u.m.pairs[i].val);
+            s_json(sb, v->u.m.pairs[i].val, o, depth + 1);
         }
         s_sb_put(sb, "}", 1);
         break;
     }
 }
 
-char *ev_to_json(const ev_t *v)
+char *ev_to_json_opts(const ev_t *v, const ev_json_opts_t *opts)
 {
+    static const ev_json_opts_t dflt = {EV_JSON_BIN_BASE64, 0, false};
     s_sb_t sb = {0};
-    s_json(&sb, v);
+    s_json(&sb, v, opts ? opts : &dflt, 0);
     if (sb.oom) {
         free(sb.p);
         return NULL;
     }
     return sb.p;
+}
+
+char *ev_to_json(const ev_t *v)
+{
+    return ev_to_json_opts(v, NULL);
 }

@@ -145,7 +145,25 @@ int ev_scan(const uint8_t *buf, size_t len, const ev_limits_t *limits, const cha
 /* A short human-readable name for an ev_rc_t. */
 const char *ev_strerror(int rc);
 
-/* Debug/JSON-ish rendering; caller frees. */
+/* The one msgpack -> JSON renderer: v as compact JSON text (caller frees;
+   NULL when out of memory). Strings are escaped (", \\, \\n, \\t, \\r, other
+   control bytes as \\u00XX) and bytes that are not UTF-8 become \\ufffd;
+   non-finite floats are null; map keys keep their order. opts NULL: the
+   defaults (all zero). ev_to_json(v) is ev_to_json_opts(v, NULL). The JSON
+   views (common/views.h view_ev_json) and the agents' prompts (evjson.h)
+   parse this text into jansson trees. */
+typedef enum {
+    EV_JSON_BIN_BASE64 = 0,  /* binary as a base64 string */
+    EV_JSON_BIN_PLACEHOLDER, /* binary as "<binary>" */
+    EV_JSON_BIN_SIZE         /* binary as "<N bytes>" */
+} ev_json_bin_t;
+typedef struct {
+    ev_json_bin_t bin;
+    int max_depth;    /* values deeper than this (the root is 0) are null; 0: no limit */
+    bool float_point; /* a float always shows a point or an exponent ("1.0"), so that a
+                         JSON parser reads it back as a float */
+} ev_json_opts_t;
+char *ev_to_json_opts(const ev_t *v, const ev_json_opts_t *opts);
 char *ev_to_json(const ev_t *v);
 
 #ifdef __cplusplus

@@ -149,6 +149,30 @@ Test(ev, json)
     ev_destroy(&m);
 }
 
+Test(ev, json_options_for_views_and_prompts)
+{
+    ev_t *m = ev_new_map();
+    ev_set_float(m, "f", 1.0);
+    ev_set(m, "b", ev_new_bin("hi", 2));
+    ev_t *a = ev_set_array(m, "a");
+    ev_t *inner = ev_new_array();
+    ev_push(inner, ev_new_int(1));
+    ev_push(a, inner);
+    ev_set_str(m, "u", "\xff!");
+    char *j = ev_to_json(m);
+    cr_expect_str_eq(j, "{\"f\":1,\"b\":\"aGk=\",\"a\":[[1]],\"u\":\"\\ufffd!\"}");
+    free(j);
+    ev_json_opts_t views = {.bin = EV_JSON_BIN_SIZE, .float_point = true};
+    j = ev_to_json_opts(m, &views);
+    cr_expect_str_eq(j, "{\"f\":1.0,\"b\":\"<2 bytes>\",\"a\":[[1]],\"u\":\"\\ufffd!\"}");
+    free(j);
+    ev_json_opts_t prompts = {.bin = EV_JSON_BIN_PLACEHOLDER, .max_depth = 1, .float_point = true};
+    j = ev_to_json_opts(m, &prompts);
+    cr_expect_str_eq(j, "{\"f\":1.0,\"b\":\"<binary>\",\"a\":[null],\"u\":\"\\ufffd!\"}");
+    free(j);
+    ev_destroy(&m);
+}
+
 Test(ev, encode_limits)
 {
     ev_t *m = ev_new_map();
