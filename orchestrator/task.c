@@ -651,7 +651,7 @@ static void s_take_accounts(task_env_t *e, task_t *t, const ev_t *accounts)
                showing less used than the last one is older, unless the
                last one is old itself (a new period, a late commit) */
             task_global_t *g = e->global;
-            if (g && (!g->known || used.v[DIM_COST_UUSD] >= g->used.v[DIM_COST_UUSD] ||
+            if (g && (!g->known || used.v[DIMS_MONEY] >= g->used.v[DIMS_MONEY] ||
                       e->now_ms - g->at_ms > TASK_GLOBAL_FRESH_MS)) {
                 g->at_ms = e->now_ms;
                 e->global->known = true;
@@ -675,7 +675,7 @@ static void s_take_accounts(task_env_t *e, task_t *t, const ev_t *accounts)
             ev_t *o = ev_at(t->accounts, j);
             proto_amounts_t was;
             if (proto_get_amounts(o, "used", 0, &was) == 0 &&
-                used.v[DIM_COST_UUSD] < was.v[DIM_COST_UUSD])
+                used.v[DIMS_MONEY] < was.v[DIMS_MONEY])
                 continue; /* older than the one kept */
             for (size_t f = 0; f < ev_len(acc); f++)
                 ev_set(o, ev_key_at(acc, f), ev_dup(ev_at(acc, f)));
@@ -695,7 +695,7 @@ static void s_take_accounts(task_env_t *e, task_t *t, const ev_t *accounts)
 static int64_t s_global_left(const task_env_t *e, int d)
 {
     const task_global_t *g = e->global;
-    if (!g || !g->known || g->limit.v[d] < 0 || d == DIM_LATENCY_MS)
+    if (!g || !g->known || g->limit.v[d] < 0 || dims_is_time(d))
         return -1;
     int64_t left = g->limit.v[d] - g->used.v[d] - g->held.v[d] - g->inflight.v[d];
     return left < 0 ? 0 : left;
@@ -730,7 +730,7 @@ static void s_option_desc(const cfg_t *cfg, const cfg_option_t *co, char *out, s
 /* An amount of dimension d for people: dollars, tokens, ms, tool calls. */
 static void s_amount_text(int d, int64_t v, char *out, size_t size)
 {
-    if (d == DIM_COST_UUSD)
+    if (d == DIMS_MONEY)
         snprintf(out, size, "$%lld.%06lld", (long long)(v / 1000000), (long long)(v % 1000000));
     else
         snprintf(out, size, "%lld %s", (long long)v, proto_dim_names[d]);
