@@ -11,7 +11,9 @@
                 blobs), created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired = charged in
                 full), measured,
-                path, model, option
+                path, model, option, actor (who placed it acting for agent,
+                "" = agent itself; added in place to a format 5 file written
+                before it, whose holds are their agents' own)
       requests  rowid (the record's seq), sender, request_id, fingerprint, op,
                 code, reason, hold_id, task, agent, amounts (blob), t1, t2, overrun,
                 err_kind, err_dim (the refusing dimension's wire name, or the
@@ -112,7 +114,7 @@ static int s_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     " task TEXT NOT NULL, agent TEXT NOT NULL, step TEXT NOT NULL, global_key TEXT NOT NULL,"      \
     " amt BLOB NOT NULL, act BLOB NOT NULL,"                                                       \
     " created_ms INT, expires_ms INT, resolved_ms INT, state INT NOT NULL,"                        \
-    " measured TEXT, path TEXT, model TEXT, option TEXT);"
+    " measured TEXT, path TEXT, model TEXT, option TEXT, actor TEXT NOT NULL DEFAULT '');"
 #define S_REQUESTS_DDL                                                                             \
     "CREATE TABLE requests(sender TEXT NOT NULL, request_id TEXT NOT NULL,"                        \
     " fingerprint INT NOT NULL, op INT NOT NULL, code INT NOT NULL, reason TEXT NOT NULL,"         \
@@ -140,7 +142,9 @@ static const char *s_migrate_v4 =
     " dims_pack('tokens', used0, 'latency_ms', used1, 'tool_calls', used2, 'cost_uusd', used3),"
     " dims_pack('tokens', held0, 'latency_ms', held1, 'tool_calls', held2, 'cost_uusd', held3),"
     " opened_at_ms, deadline_ms, closed_at_ms, closed, training FROM accounts_v4;"
-    "INSERT INTO holds SELECT seq, hold_id, task, agent, step, global_key,"
+    "INSERT INTO holds(seq, hold_id, task, agent, step, global_key, amt, act, created_ms,"
+    " expires_ms, resolved_ms, state, measured, path, model, option)"
+    " SELECT seq, hold_id, task, agent, step, global_key,"
     " dims_pack('tokens', amt0, 'latency_ms', amt1, 'tool_calls', amt2, 'cost_uusd', amt3),"
     " dims_pack('tokens', act0, 'latency_ms', act1, 'tool_calls', act2, 'cost_uusd', act3),"
     " created_ms, expires_ms, resolved_ms, state, measured, path, model, option FROM holds_v4;"
@@ -408,11 +412,22 @@ static void *s_open(const char *path, char *err, size_t errlen)
         s_close(self);
         return NULL;
     }
+    /* holds.actor came after format 5 was first written: add it in place
+       (older holds were placed by their agents: "") */
+    if (sqlite3_exec(self->db, "SELECT actor FROM holds LIMIT 0", NULL, NULL, NULL) != SQLITE_OK &&
+        sqlite3_exec(self->db, "ALTER TABLE holds ADD COLUMN actor TEXT NOT NULL DEFAULT ''", NULL,
+                     NULL, &msg) != SQLITE_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: adding holds.actor: %s", path, msg ? msg : "alter");
+        sqlite3_free(msg);
+        s_close(self);
+        return NULL;
+    }
     if (sqlite3_prepare_v2(self->db,
                            "INSERT OR REPLACE INTO accounts VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", -1,
                            &self->put_account, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
-                           "INSERT OR REPLACE INTO holds VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           "INSERT OR REPLACE INTO holds VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &self->put_hold, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT INTO requests(sender, request_id, fingerprint, op, code, reason,"
@@ -496,6 +511,7 @@ static int s_put_hold(jsqlite_t *self, const ledger_hold_row_t *r)
     sqlite3_bind_text(st, 14, r->path, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 15, r->model, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 16, r->option, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 17, r->actor, -1, SQLITE_STATIC);
     return s_step(st);
 }
 
@@ -668,6 +684,7 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         s_text(r.path, sizeof r.path, st, 13);
         s_text(r.model, sizeof r.model, st, 14);
         s_text(r.option, sizeof r.option, st, 15);
+        s_text(r.actor, sizeof r.actor, st, 16);
         if (ledger_load_hold(ledger, &r) != 0)
             goto fail;
     }

@@ -899,6 +899,14 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
                    const char *step, const proto_amounts_t *amounts, int64_t ttl_ms, int64_t now_ms,
                    ledger_result_t *res)
 {
+    return ledger_reserve_by(self, NULL, sender, request_id, task, step, amounts, ttl_ms, now_ms,
+                             res);
+}
+
+int ledger_reserve_by(ledger_t *self, const char *actor, const char *sender, const char *request_id,
+                      const char *task, const char *step, const proto_amounts_t *amounts,
+                      int64_t ttl_ms, int64_t now_ms, ledger_result_t *res)
+{
     char task_buf[LEDGER_ID_MAX + 2];
     task = s_keep(task_buf, sizeof task_buf, task);
     s_result_init(res, LEDGER_OP_RESERVE);
@@ -908,6 +916,8 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
     s_fp_str(&fp, step);
     s_fp_amounts(&fp, amounts);
     s_fp_int(&fp, ttl_ms > 0 ? ttl_ms : 0);
+    if (actor) /* the principal cannot replay its actor's requests */
+        s_fp_str(&fp, actor);
     if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
         return 0;
     s_copy(res->task, sizeof res->task, task);
@@ -1033,6 +1043,7 @@ int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, c
         snprintf(h->row.hold_id, sizeof h->row.hold_id, "h%" PRId64, h->row.seq);
         s_copy(h->row.task, sizeof h->row.task, task);
         s_copy(h->row.agent, sizeof h->row.agent, sender);
+        s_copy(h->row.actor, sizeof h->row.actor, actor ? actor : "");
         s_copy(h->row.step, sizeof h->row.step, step);
         s_copy(h->row.global_key, sizeof h->row.global_key, gkey);
         h->row.amounts = *amounts;
@@ -1149,13 +1160,27 @@ static int s_hist_add(ledger_t *self, const s_hold_t *h)
     return 0;
 }
 
-/* Look a hold up for commit/void: fills res and returns NULL on error. */
-static s_hold_t *s_hold_for(ledger_t *self, const char *sender, const char *hold_id, int64_t now_ms,
-                            ledger_result_t *res)
+/* Look a hold up for commit/void by sender, acting through actor (NULL:
+   itself): fills res and returns NULL on error. Only whoever placed the
+   hold resolves it: the agent itself, or the same actor for it. */
+static s_hold_t *s_hold_for(ledger_t *self, const char *actor, const char *sender,
+                            const char *hold_id, int64_t now_ms, ledger_result_t *res)
 {
     s_hold_t *h = hold_id ? s_map_get(&self->holds_by_id, hold_id) : NULL;
     if (!h || strcmp(h->row.agent, sender) != 0) {
         s_fail(res, LEDGER_E_HOLD_NOT_FOUND, "no hold %s", hold_id ? hold_id : "");
+        return NULL;
+    }
+    if (strcmp(h->row.actor, actor ? actor : "") != 0) {
+        if (h->row.actor[0])
+            s_fail(res, LEDGER_E_FORBIDDEN,
+                   "hold %s was placed by %s acting for %s; only %s may "
+                   "resolve it",
+                   hold_id, h->row.actor, h->row.agent, h->row.actor);
+        else
+            s_fail(res, LEDGER_E_FORBIDDEN,
+                   "hold %s was placed by %s itself; only %s may resolve it", hold_id, h->row.agent,
+                   h->row.agent);
         return NULL;
     }
     s_copy(res->task, sizeof res->task, h->row.task);
@@ -1191,6 +1216,15 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
                   const proto_amounts_t *actual, const char *measured, const char *path,
                   const char *model, const char *option, int64_t now_ms, ledger_result_t *res)
 {
+    return ledger_commit_by(self, NULL, sender, request_id, hold_id, actual, measured, path, model,
+                            option, now_ms, res);
+}
+
+int ledger_commit_by(ledger_t *self, const char *actor, const char *sender, const char *request_id,
+                     const char *hold_id, const proto_amounts_t *actual, const char *measured,
+                     const char *path, const char *model, const char *option, int64_t now_ms,
+                     ledger_result_t *res)
+{
     static const char *const measures[] = {"provider", "estimated", "whole_hold", NULL};
     static const char *const paths[] = {"", "llm", "local", "tool", NULL};
     if (!measured || !*measured)
@@ -1212,6 +1246,8 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
     s_fp_str(&fp, path);
     s_fp_str(&fp, model);
     s_fp_str(&fp, option);
+    if (actor)
+        s_fp_str(&fp, actor);
     if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
         return 0;
     s_copy(res->hold_id, sizeof res->hold_id, hold_id);
@@ -1233,7 +1269,7 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
         s_fail(res, LEDGER_E_INVALID, "model: at most %d bytes", LEDGER_MODEL_MAX);
     else if (strlen(option) > LEDGER_NAME_MAX)
         s_fail(res, LEDGER_E_INVALID, "option: at most %d bytes", LEDGER_NAME_MAX);
-    else if ((h = s_hold_for(self, sender, hold_id, now_ms, res)) != NULL &&
+    else if ((h = s_hold_for(self, actor, sender, hold_id, now_ms, res)) != NULL &&
              (s_hold_accounts(self, h, acc), !s_overflows(res, acc, 3, actual))) {
         /* late: the hold was charged in full at expiry; the actual replaces
            that charge (held was already released then) */
@@ -1284,16 +1320,24 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
 int ledger_void(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
                 int64_t now_ms, ledger_result_t *res)
 {
+    return ledger_void_by(self, NULL, sender, request_id, hold_id, now_ms, res);
+}
+
+int ledger_void_by(ledger_t *self, const char *actor, const char *sender, const char *request_id,
+                   const char *hold_id, int64_t now_ms, ledger_result_t *res)
+{
     char hold_buf[LEDGER_ID_MAX + 2];
     hold_id = s_keep(hold_buf, sizeof hold_buf, hold_id);
     s_result_init(res, LEDGER_OP_VOID);
     s_fp_t fp = {S_FNV_INIT};
     s_fp_int(&fp, LEDGER_OP_VOID);
     s_fp_str(&fp, hold_id);
+    if (actor)
+        s_fp_str(&fp, actor);
     if (s_request_begin(self, sender, request_id, fp.h, res) != 0)
         return 0;
     s_copy(res->hold_id, sizeof res->hold_id, hold_id);
-    s_hold_t *h = s_hold_for(self, sender, hold_id, now_ms, res);
+    s_hold_t *h = s_hold_for(self, actor, sender, hold_id, now_ms, res);
     if (h && h->row.state == LEDGER_HOLD_EXPIRED) {
         /* late void: the agent states nothing was spent, so the full charge
            of the expiry is refunded */
@@ -1526,6 +1570,25 @@ int ledger_touched(ledger_t *self, const char *task, const char *agent, int64_t 
     s_global_key(self, now_ms, key, sizeof key, NULL, 0);
     if (key[0]) /* with no global budget, no global account to meet */
         n += ledger_spend(self, NULL, NULL, now_ms, fn, arg);
+    return n;
+}
+
+int ledger_hold_spend(ledger_t *self, const char *hold_id, int64_t now_ms, ledger_account_fn *fn,
+                      void *arg)
+{
+    s_hold_t *h = hold_id ? s_map_get(&self->holds_by_id, hold_id) : NULL;
+    if (!h)
+        return -1;
+    s_account_t *acc[3];
+    s_hold_accounts(self, h, acc);
+    ledger_account_info_t info;
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        if (acc[i]) {
+            s_info(acc[i], now_ms, &info);
+            fn(&info, arg);
+            n++;
+        }
     return n;
 }
 
@@ -1777,7 +1840,8 @@ static bool s_hold_eq(const ledger_hold_row_t *a, const ledger_hold_row_t *b)
            a->created_ms == b->created_ms && a->expires_ms == b->expires_ms &&
            a->resolved_ms == b->resolved_ms && a->state == b->state &&
            strcmp(a->measured, b->measured) == 0 && strcmp(a->path, b->path) == 0 &&
-           strcmp(a->model, b->model) == 0 && strcmp(a->option, b->option) == 0;
+           strcmp(a->model, b->model) == 0 && strcmp(a->option, b->option) == 0 &&
+           strcmp(a->actor, b->actor) == 0;
 }
 
 static bool s_result_eq(const ledger_result_t *a, const ledger_result_t *b)

@@ -178,6 +178,22 @@ int ledger_commit(ledger_t *self, const char *sender, const char *request_id, co
                   const char *model, const char *option, int64_t now_ms, ledger_result_t *res);
 int ledger_void(ledger_t *self, const char *sender, const char *request_id, const char *hold_id,
                 int64_t now_ms, ledger_result_t *res);
+/* The same, by actor acting for sender (the principal, whose account is
+   charged; PROTOCOL.md "Acting for another agent"); actor NULL = sender
+   itself. The hold records its actor, and only whoever placed a hold may
+   commit or void it - the agent itself, or the same actor for that agent
+   (else LEDGER_E_FORBIDDEN); its ttl and close_task still end it. The
+   actor is part of a request's parameters, so a principal cannot replay
+   its actor's request ids. */
+int ledger_reserve_by(ledger_t *self, const char *actor, const char *sender, const char *request_id,
+                      const char *task, const char *step, const proto_amounts_t *amounts,
+                      int64_t ttl_ms, int64_t now_ms, ledger_result_t *res);
+int ledger_commit_by(ledger_t *self, const char *actor, const char *sender, const char *request_id,
+                     const char *hold_id, const proto_amounts_t *actual, const char *measured,
+                     const char *path, const char *model, const char *option, int64_t now_ms,
+                     ledger_result_t *res);
+int ledger_void_by(ledger_t *self, const char *actor, const char *sender, const char *request_id,
+                   const char *hold_id, int64_t now_ms, ledger_result_t *res);
 /* Charge every outstanding hold of the task in full (state EXPIRED, as an
    expiry: its agent may still commit or void it late) and close it. */
 int ledger_close_task(ledger_t *self, const char *sender, const char *request_id, const char *task,
@@ -214,6 +230,11 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
    number of accounts, or -1 when task is unknown. */
 int ledger_touched(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                    ledger_account_fn *fn, void *arg);
+
+/* The accounts hold_id is on (agent, task, then global when it has one),
+   as ledger_spend shows them. Returns how many, -1 when no such hold. */
+int ledger_hold_spend(ledger_t *self, const char *hold_id, int64_t now_ms, ledger_account_fn *fn,
+                      void *arg);
 
 typedef struct {
     const char *agent, *path, *model; /* borrowed */
@@ -296,6 +317,7 @@ typedef struct {
     int64_t created_ms, expires_ms, resolved_ms;
     ledger_hold_state_t state;
     char measured[16], path[16], model[LEDGER_MODEL_MAX + 1], option[LEDGER_NAME_MAX + 1];
+    char actor[LEDGER_NAME_MAX + 1]; /* who placed it acting for agent; "" = agent itself */
 } ledger_hold_row_t;
 
 typedef struct {

@@ -148,6 +148,15 @@ static void s_account_cb(const ledger_account_info_t *i, void *arg)
     ev_push(arr, a);
 }
 
+/* ledger_account_fn: the least remaining per dimension (-1 = unlimited). */
+static void s_least_cb(const ledger_account_info_t *i, void *arg)
+{
+    proto_amounts_t *left = arg;
+    for (int d = 0; d < DIM_COUNT; d++)
+        if (i->remaining.v[d] >= 0 && (left->v[d] < 0 || i->remaining.v[d] < left->v[d]))
+            left->v[d] = i->remaining.v[d];
+}
+
 static void s_history_cb(const ledger_history_row_t *r, void *arg)
 {
     ev_t *arr = arg;
@@ -272,13 +281,16 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
     }
     const char *rid = s_req_str(body, "request_id", &bad);
     /* reserve, commit and void may act for another agent (the gateway for
-       a key's principal), but only when the access list says so */
+       a key's principal), but only when the access list says so; the hold
+       records the actor, and only it resolves that hold */
+    const char *actor = NULL;
     if (strcmp(type, "reserve") == 0 || strcmp(type, "commit") == 0 || strcmp(type, "void") == 0) {
         const char *principal = s_opt_str(body, "principal", &bad);
         if (principal) {
             if (!s_may_act_for(self->opts->cfg, sender))
                 return proto_error(PROTO_E_FORBIDDEN, "%s.principal: %s may not act for others",
                                    type, sender);
+            actor = sender;
             sender = principal;
         }
     }
@@ -304,7 +316,8 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
             bad = "ttl_ms";
         if (bad)
             return proto_error(PROTO_E_INVALID, "reserve.%s: missing or of the wrong type", bad);
-        ledger_reserve(self->ledger, sender, rid, task, step, &a, ttl ? ev_int(ttl) : 0, now, &r);
+        ledger_reserve_by(self->ledger, actor, sender, rid, task, step, &a, ttl ? ev_int(ttl) : 0,
+                          now, &r);
     } else if (strcmp(type, "commit") == 0) {
         const char *hold = s_req_str(body, "hold_id", &bad);
         const char *measured = s_req_str(body, "measured", &bad);
@@ -316,7 +329,8 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
             bad = "actual";
         if (bad)
             return proto_error(PROTO_E_INVALID, "commit.%s: missing or of the wrong type", bad);
-        ledger_commit(self->ledger, sender, rid, hold, &a, measured, path, model, option, now, &r);
+        ledger_commit_by(self->ledger, actor, sender, rid, hold, &a, measured, path, model, option,
+                         now, &r);
         if (r.code == LEDGER_OK && hold) {
             zhashx_update(self->commit_model, hold, (void *)(model ? model : ""));
             zhashx_update(self->commit_path, hold, (void *)(path ? path : ""));
@@ -325,7 +339,7 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         const char *hold = s_req_str(body, "hold_id", &bad);
         if (bad)
             return proto_error(PROTO_E_INVALID, "void.%s: missing or of the wrong type", bad);
-        ledger_void(self->ledger, sender, rid, hold, now, &r);
+        ledger_void_by(self->ledger, actor, sender, rid, hold, now, &r);
     } else if (strcmp(type, "close_task") == 0) {
         const char *task = s_req_str(body, "task", &bad);
         if (bad)
@@ -349,6 +363,15 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
             ev_set(reply, "accounts", arr);
         else
             ev_destroy(&arr);
+    }
+    if (reply && r.code == LEDGER_OK && r.op == LEDGER_OP_RESERVE) {
+        /* what the hold's accounts have left now that it is placed: the
+           caller needs no spend request to tell its client */
+        proto_amounts_t left;
+        for (int d = 0; d < DIM_COUNT; d++)
+            left.v[d] = -1;
+        if (ledger_hold_spend(self->ledger, r.hold_id, now, s_least_cb, &left) > 0)
+            proto_set_amounts(reply, "remaining", &left);
     }
     return reply;
 }

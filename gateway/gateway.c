@@ -49,8 +49,9 @@
 #include "common/views.h"
 
 #define S_DRAIN_MS         8000      /* at a stop, calls in flight may finish this long */
-#define S_SETTLERS         4         /* threads that commit holds after the response left */
-#define S_POOL             32        /* bus clients: ledger requests in flight at once */
+#define S_SETTLERS         2         /* threads that commit holds after the response left */
+#define S_SETTLE_BATCH     128       /* commits a settler sends at once */
+#define S_POOL             96        /* bus clients: ledger requests in flight at once */
 #define S_MAX_BODY         (4 << 20) /* request bodies */
 #define S_IDEM_MAX         4096      /* remembered calls for retries */
 #define S_IDEM_TTL_MS      600000    /* 10 min */
@@ -60,6 +61,7 @@
 #define S_SSE_KEEPALIVE_MS 15000 /* a comment line after this long without an event */
 #define S_SSE_SILENT_MS    3000  /* the bus said nothing (not even a pong) this long: lost */
 #define S_SSE_MAX_TOPICS   16
+#define S_CURL_IDLE_MAX    256 /* idle provider transfers kept (one connection each) */
 
 /* ---- state ----------------------------------------------------------------- */
 
@@ -96,6 +98,12 @@ typedef struct {
     int n_tasks;
     s_idem_t *idem;
     int n_idem;
+
+    /* idle upstream transfers, each with the keep-alive connection its
+       multi handle keeps to a provider (s_curl_take / s_curl_give) */
+    pthread_mutex_t curl_lock;
+    struct s_curl *curl_idle;
+    int n_curl_idle;
 
     /* calls whose hold is resolved off the connection's thread */
     pthread_mutex_t settle_lock;
@@ -254,7 +262,8 @@ int gw_response_usage(const json_t *resp, gw_api_t api, int64_t *in, int64_t *ou
 
 /* ---- the ledger through the bus-client pool --------------------------------- */
 
-static ev_t *s_service(s_gw_t *gw, const char *service, ev_t **body_p)
+/* A bus client of the pool for the caller alone, until s_pool_give. */
+static int s_pool_take(s_gw_t *gw)
 {
     pthread_mutex_lock(&gw->pool_lock);
     int k = -1;
@@ -268,12 +277,23 @@ static ev_t *s_service(s_gw_t *gw, const char *service, ev_t **body_p)
     }
     gw->busy[k] = true;
     pthread_mutex_unlock(&gw->pool_lock);
-    ev_t *r =
-        bus_client_call(gw->pool[k], service, body_p, (int)gw->cfg->request_timeout_ms, NULL, NULL);
+    return k;
+}
+
+static void s_pool_give(s_gw_t *gw, int k)
+{
     pthread_mutex_lock(&gw->pool_lock);
     gw->busy[k] = false;
     pthread_cond_signal(&gw->pool_cond);
     pthread_mutex_unlock(&gw->pool_lock);
+}
+
+static ev_t *s_service(s_gw_t *gw, const char *service, ev_t **body_p)
+{
+    int k = s_pool_take(gw);
+    ev_t *r =
+        bus_client_call(gw->pool[k], service, body_p, (int)gw->cfg->request_timeout_ms, NULL, NULL);
+    s_pool_give(gw, k);
     return r ? r : proto_error("timeout", "interrupted");
 }
 
@@ -541,8 +561,10 @@ typedef struct {
     /* upstream */
     CURL *easy;
     CURLM *multi;
+    bool added; /* easy is in multi */
     struct curl_slist *hdrs;
-    char *req_body;
+    char *req_body; /* as forwarded */
+    size_t req_len;
     char *buf; /* response bytes not yet sent (stream) or the whole body */
     size_t len, off, cap, cap_max;
     long status;
@@ -556,6 +578,9 @@ typedef struct {
     bool has_usage, tools;
     int64_t usage_in, usage_out, streamed_tokens;
     bool resolved, measured;
+    bool spent;               /* resolved by a commit (else a void) */
+    const char *measured_how; /* the commit's measured */
+    proto_amounts_t actual;   /* the commit's actual */
     char remaining[32];
     int client_fd;    /* streaming: the client's socket, watched for a hang-up; -1 none */
     bool client_gone; /* the client closed its connection mid-stream */
@@ -567,30 +592,6 @@ static const char *s_usd(int64_t uusd, char *out, size_t n)
         return snprintf(out, n, "unlimited"), out;
     snprintf(out, n, "%" PRId64 ".%06" PRId64, uusd / 1000000, uusd % 1000000);
     return out;
-}
-
-/* The remaining cost of the call's accounts (the smallest), as USD text. */
-static void s_remaining(s_call_t *k)
-{
-    ev_t *b = proto_body("spend");
-    ev_set_str(b, "task", k->task);
-    ev_set_str(b, "agent", k->key.principal);
-    ev_t *rep = s_ledger(k->gw, &b);
-    int64_t best = -1;
-    const ev_t *accts = ev_get(rep, "accounts");
-    for (size_t i = 0; i < ev_len(accts); i++) {
-        const ev_t *a = ev_at(accts, i);
-        const char *kind = ev_get_str(a, "kind", "");
-        const char *agent = ev_get_str(a, "agent", "");
-        if (!strcmp(kind, "agent") && strcmp(agent, k->key.principal))
-            continue;
-        int64_t rem = ev_get_int(ev_get(a, "remaining"), "cost_uusd", -1);
-        if (rem >= 0 && (best < 0 || rem < best))
-            best = rem;
-    }
-    if (!proto_is_error(rep, NULL))
-        s_usd(best, k->remaining, sizeof k->remaining);
-    ev_destroy(&rep);
 }
 
 static void s_hold_amounts(s_call_t *k, int64_t prompt, bool tools)
@@ -622,6 +623,11 @@ static int s_reserve(s_call_t *k, int64_t prompt, bool tools, bool *clamped, s_r
         const char *code = NULL;
         if (!proto_is_error(rep, &code)) {
             snprintf(k->hold_id, sizeof k->hold_id, "%s", ev_get_str(rep, "hold_id", ""));
+            /* the least the hold's accounts (principal, task, global) have
+               left with this hold placed: what is left if it spends all */
+            if (ev_get(rep, "remaining"))
+                s_usd(ev_get_int(ev_get(rep, "remaining"), "cost_uusd", -1), k->remaining,
+                      sizeof k->remaining);
             ev_destroy(&rep);
             return 0;
         }
@@ -675,48 +681,82 @@ static int s_reserve(s_call_t *k, int64_t prompt, bool tools, bool *clamped, s_r
     return -1;
 }
 
-/* Commit actual (measured "provider" or "estimated"), or void the hold when
-   nothing was spent. Retries once on a lost reply (same request id). */
-static void s_resolve(s_call_t *k, bool spent, const char *measured)
+/* Settle k as spent (commit, measured "provider" or "estimated") or not
+   (void): fixes the actual and counts it. false when there is nothing to
+   settle (no hold, or settled already). */
+static bool s_resolve_begin(s_call_t *k, bool spent, const char *measured)
 {
     if (k->resolved || !k->hold_id[0])
-        return;
+        return false;
     k->resolved = true;
-    proto_amounts_t a = {{0, 0, 0, 0}};
+    k->spent = spent;
+    k->measured_how = measured;
+    for (int d = 0; d < DIM_COUNT; d++)
+        k->actual.v[d] = 0;
     if (spent) {
         int64_t in = k->has_usage ? k->usage_in : tokens_with_margin(k->prompt_raw);
         int64_t out = k->has_usage ? k->usage_out : k->streamed_tokens;
-        a.v[DIM_TOKENS] = in + out;
-        a.v[DIM_TOOL_CALLS] = k->tools ? 1 : 0;
-        a.v[DIM_COST_UUSD] = cfg_model_cost(k->model, in, out);
+        k->actual.v[DIM_TOKENS] = in + out;
+        k->actual.v[DIM_TOOL_CALLS] = k->tools ? 1 : 0;
+        k->actual.v[DIM_COST_UUSD] = cfg_model_cost(k->model, in, out);
         metric_add(k->gw->m_tokens, METRICS_LABELS(k->key.name, k->model->name, "prompt"), in);
         metric_add(k->gw->m_tokens, METRICS_LABELS(k->key.name, k->model->name, "completion"), out);
-        metric_add(k->gw->m_usd, METRICS_LABELS(k->key.name, k->model->name), a.v[DIM_COST_UUSD]);
+        metric_add(k->gw->m_usd, METRICS_LABELS(k->key.name, k->model->name),
+                   k->actual.v[DIM_COST_UUSD]);
     }
+    return true;
+}
+
+/* The commit or void of k's hold (the same request id every time, so a
+   re-sent one never charges twice). */
+static ev_t *s_resolve_body(const s_call_t *k)
+{
+    ev_t *b = proto_body(k->spent ? "commit" : "void");
+    char rid[96];
+    snprintf(rid, sizeof rid, "%.56s-%c", k->rid, k->spent ? 'c' : 'v');
+    ev_set_str(b, "request_id", rid);
+    ev_set_str(b, "hold_id", k->hold_id);
+    if (k->spent) {
+        proto_set_amounts(b, "actual", &k->actual);
+        ev_set_str(b, "measured", k->measured_how);
+        ev_set_str(b, "path", "llm");
+        ev_set_str(b, "model", k->model->name);
+    }
+    ev_set_str(b, "principal", k->key.principal);
+    return b;
+}
+
+/* The ledger's reply to s_resolve_body (taken): true when the ledger did
+   not answer and the request may be sent again. */
+static bool s_resolve_reply(const s_call_t *k, ev_t **rep_p)
+{
+    const char *code = NULL;
+    bool err = proto_is_error(*rep_p, &code);
+    bool again = err && s_ledger_down(code);
+    if (err)
+        log_warn("%s of hold %s (key %s) failed: %s: %s", k->spent ? "commit" : "void", k->hold_id,
+                 k->key.name, code, ev_get_str(*rep_p, "reason", ""));
+    ev_destroy(rep_p);
+    return again;
+}
+
+/* Commit actual (measured "provider" or "estimated"), or void the hold when
+   nothing was spent. Retries once on a lost reply (same request id); after
+   that the ledger charges the whole hold when its ttl passes. */
+static void s_resolve_send(s_call_t *k)
+{
     for (int attempt = 0; attempt < 2; attempt++) {
-        ev_t *b = proto_body(spent ? "commit" : "void");
-        char rid[96];
-        snprintf(rid, sizeof rid, "%.56s-%c", k->rid, spent ? 'c' : 'v');
-        ev_set_str(b, "request_id", rid);
-        ev_set_str(b, "hold_id", k->hold_id);
-        if (spent) {
-            proto_set_amounts(b, "actual", &a);
-            ev_set_str(b, "measured", measured);
-            ev_set_str(b, "path", "llm");
-            ev_set_str(b, "model", k->model->name);
-        }
-        ev_set_str(b, "principal", k->key.principal);
+        ev_t *b = s_resolve_body(k);
         ev_t *rep = s_ledger(k->gw, &b);
-        const char *code = NULL;
-        bool err = proto_is_error(rep, &code);
-        if (err)
-            log_warn("%s of hold %s (key %s) failed: %s: %s", spent ? "commit" : "void", k->hold_id,
-                     k->key.name, code, ev_get_str(rep, "reason", ""));
-        ev_destroy(&rep);
-        if (!err || !s_ledger_down(code))
+        if (!s_resolve_reply(k, &rep))
             return;
     }
-    /* the ledger charges the whole hold when its ttl passes */
+}
+
+static void s_resolve(s_call_t *k, bool spent, const char *measured)
+{
+    if (s_resolve_begin(k, spent, measured))
+        s_resolve_send(k);
 }
 
 /* ---- upstream (libcurl) ------------------------------------------------------------ */
@@ -849,13 +889,78 @@ static size_t s_on_header(char *p, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* ---- provider transfers, reused ----------------------------------------------------
+   A transfer is an easy handle in a multi handle of its own. Reusing the
+   pair keeps the multi's connection cache, so the next call to the same
+   provider goes out on the kept-alive connection (no connect, no new
+   thread in a thread-per-connection provider) and the multi's wake-up
+   socket pair is made once. A transfer cut mid-way leaves no connection
+   behind (libcurl closes what it cannot reuse). */
+
+struct s_curl {
+    CURL *easy;
+    CURLM *multi;
+    struct s_curl *next;
+};
+
+/* A transfer for k (an idle one when there is one): 0, or -1. */
+static int s_curl_take(s_gw_t *gw, s_call_t *k)
+{
+    pthread_mutex_lock(&gw->curl_lock);
+    struct s_curl *t = gw->curl_idle;
+    if (t) {
+        gw->curl_idle = t->next;
+        gw->n_curl_idle--;
+    }
+    pthread_mutex_unlock(&gw->curl_lock);
+    if (t) {
+        k->easy = t->easy;
+        k->multi = t->multi;
+        free(t);
+        curl_easy_reset(k->easy); /* options only: connections stay in the multi */
+        return 0;
+    }
+    k->easy = curl_easy_init();
+    k->multi = curl_multi_init();
+    return k->easy && k->multi ? 0 : -1;
+}
+
+/* Done with k's transfer: back to the idle list (or freed). */
+static void s_curl_give(s_gw_t *gw, s_call_t *k)
+{
+    if (k->added)
+        curl_multi_remove_handle(k->multi, k->easy);
+    k->added = false;
+    struct s_curl *t = k->easy && k->multi ? malloc(sizeof *t) : NULL;
+    if (t) {
+        t->easy = k->easy;
+        t->multi = k->multi;
+        pthread_mutex_lock(&gw->curl_lock);
+        bool keep = gw->n_curl_idle < S_CURL_IDLE_MAX && !atomic_load(&gw->stopping);
+        if (keep) {
+            t->next = gw->curl_idle;
+            gw->curl_idle = t;
+            gw->n_curl_idle++;
+        }
+        pthread_mutex_unlock(&gw->curl_lock);
+        if (!keep)
+            free(t), t = NULL;
+    }
+    if (!t) {
+        if (k->easy)
+            curl_easy_cleanup(k->easy);
+        if (k->multi)
+            curl_multi_cleanup(k->multi);
+    }
+    k->easy = NULL;
+    k->multi = NULL;
+}
+
 static int s_upstream_start(s_call_t *k, const char *path, struct MHD_Connection *c)
 {
     char url[512];
     snprintf(url, sizeof url, "%s%s", k->prov->base_url, path);
-    k->easy = curl_easy_init();
-    k->multi = curl_multi_init();
-    if (!k->easy || !k->multi)
+    if (s_curl_take(k->gw, k) != 0)
         return -1;
     k->hdrs = curl_slist_append(k->hdrs, "Content-Type: application/json");
     const char *key = k->prov->api_key_env[0] ? getenv(k->prov->api_key_env) : NULL;
@@ -883,7 +988,7 @@ static int s_upstream_start(s_call_t *k, const char *path, struct MHD_Connection
     curl_easy_setopt(k->easy, CURLOPT_URL, url);
     curl_easy_setopt(k->easy, CURLOPT_HTTPHEADER, k->hdrs);
     curl_easy_setopt(k->easy, CURLOPT_POSTFIELDS, k->req_body);
-    curl_easy_setopt(k->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(k->req_body));
+    curl_easy_setopt(k->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)k->req_len);
     curl_easy_setopt(k->easy, CURLOPT_WRITEFUNCTION, s_on_data);
     curl_easy_setopt(k->easy, CURLOPT_WRITEDATA, k);
     curl_easy_setopt(k->easy, CURLOPT_HEADERFUNCTION, s_on_header);
@@ -893,7 +998,10 @@ static int s_upstream_start(s_call_t *k, const char *path, struct MHD_Connection
     curl_easy_setopt(k->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(k->easy, CURLOPT_TCP_NODELAY, 1L);
     k->deadline_ms = s_mono_ms() + k->gw->cfg->gateway_upstream_timeout_ms;
-    return curl_multi_add_handle(k->multi, k->easy) == CURLM_OK ? 0 : -1;
+    if (curl_multi_add_handle(k->multi, k->easy) != CURLM_OK)
+        return -1;
+    k->added = true;
+    return 0;
 }
 
 /* Drive the transfer until stop() or the end; waits up to 200 ms a round. */
@@ -952,12 +1060,7 @@ static bool s_stop_never(const s_call_t *k)
 
 static void s_call_free(s_call_t *k)
 {
-    if (k->multi && k->easy)
-        curl_multi_remove_handle(k->multi, k->easy);
-    if (k->easy)
-        curl_easy_cleanup(k->easy);
-    if (k->multi)
-        curl_multi_cleanup(k->multi);
+    s_curl_give(k->gw, k);
     curl_slist_free_all(k->hdrs);
     free(k->req_body);
     free(k->buf);
@@ -985,21 +1088,29 @@ static void s_measure(s_call_t *k)
     json_decref(j);
 }
 
-/* What a finished transfer spent: commit usage, estimate, or void. */
-static void s_settle(s_call_t *k)
+/* What a finished transfer spent - its usage, an estimate, or nothing -
+   fixed for its commit or void (s_resolve_begin). */
+static bool s_settle_begin(s_call_t *k)
 {
     if (k->result == CURLE_OK && k->status >= 200 && k->status < 300) {
         s_measure(k);
-        s_resolve(k, true, k->has_usage ? "provider" : "estimated");
-    } else if (k->result == CURLE_OK || k->result == CURLE_COULDNT_CONNECT ||
-               k->result == CURLE_COULDNT_RESOLVE_HOST) {
-        /* the provider refused the call (4xx/5xx) or was never reached */
-        s_resolve(k, false, NULL);
-    } else {
-        /* cut off mid-call (timeout, too large, reset): what came is
-           estimated; the prompt was sent */
-        s_resolve(k, true, "estimated");
+        return s_resolve_begin(k, true, k->has_usage ? "provider" : "estimated");
     }
+    if (k->result == CURLE_OK || k->result == CURLE_COULDNT_CONNECT ||
+        k->result == CURLE_COULDNT_RESOLVE_HOST) {
+        /* the provider refused the call (4xx/5xx) or was never reached */
+        return s_resolve_begin(k, false, NULL);
+    }
+    /* cut off mid-call (timeout, too large, reset): what came is
+       estimated; the prompt was sent */
+    return s_resolve_begin(k, true, "estimated");
+}
+
+/* What a finished transfer spent: commit usage, estimate, or void. */
+static void s_settle(s_call_t *k)
+{
+    if (s_settle_begin(k))
+        s_resolve_send(k);
 }
 
 /* ---- streaming: the client pulls, the connection's thread pumps curl -------------- */
@@ -1019,6 +1130,7 @@ static ssize_t s_stream_read(void *cls, uint64_t pos, char *out, size_t max)
         k->off += n;
         return (ssize_t)n;
     }
+    s_curl_give(k->gw, k);
     s_settle(k); /* durable before the client sees the end */
     return k->result == CURLE_OK ? MHD_CONTENT_READER_END_OF_STREAM
                                  : MHD_CONTENT_READER_END_WITH_ERROR;
@@ -1038,33 +1150,103 @@ static void s_stream_free(void *cls)
 
 /* ---- settling after the response --------------------------------------------------
    A non-streamed call's hold is committed (or voided) once its response is
-   on its way: s_completed queues the call and one of S_SETTLERS threads
-   resolves it, so neither the client nor the next request on the same
-   connection waits for the commit's durable write. At shutdown the queue
-   is drained before the bus clients close. */
+   on its way: s_completed queues the call and a settler resolves it, so
+   neither the client nor the next request on the same connection waits for
+   the commit's durable write. A settler takes every call queued (up to
+   S_SETTLE_BATCH) and sends all their commits at once on one bus client,
+   then collects the replies: the ledger gets them together and makes them
+   durable in one group commit, and the gateway spends one thread and one
+   wake-up per batch instead of per call. At shutdown the queue is drained
+   before the bus clients close. */
 
 struct s_settle_item {
     s_call_t *call;
     struct s_settle_item *next;
 };
 
+/* Send the commits (or voids) of calls[0..n) pipelined on one pool client
+   and wait for every reply; one re-send of those the ledger did not answer
+   (same request ids). */
+static void s_settle_batch(s_gw_t *gw, s_call_t **calls, int n)
+{
+    char(*corr)[PROTO_MAX_ID + 1] = calloc((size_t)n, sizeof *corr);
+    if (!corr) { /* no memory for the batch: one at a time */
+        for (int i = 0; i < n; i++)
+            s_resolve_send(calls[i]);
+        return;
+    }
+    int c = s_pool_take(gw);
+    bus_client_t *bc = gw->pool[c];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int waiting = 0;
+        for (int i = 0; i < n; i++) {
+            if (!calls[i])
+                continue;
+            ev_t *b = s_resolve_body(calls[i]);
+            if (bus_client_send(bc, "ledger", &b, (int)gw->cfg->request_timeout_ms, corr[i]) == 0)
+                waiting++;
+            else {
+                log_warn("%s of hold %s (key %s) not sent", calls[i]->spent ? "commit" : "void",
+                         calls[i]->hold_id, calls[i]->key.name);
+                calls[i] = NULL; /* its hold expires: charged in full */
+            }
+        }
+        /* every request sent gets a reply, or a timeout made by the client */
+        while (waiting > 0) {
+            bus_msg_t m;
+            int got = bus_client_recv(bc, &m, (int)gw->cfg->request_timeout_ms);
+            if (got < 0)
+                break;
+            if (got == 0 || m.kind != BUS_MSG_REPLY) {
+                if (got == 1)
+                    bus_msg_clear(&m);
+                continue;
+            }
+            for (int i = 0; i < n; i++)
+                if (calls[i] && corr[i][0] && !strcmp(corr[i], m.corr_id)) {
+                    corr[i][0] = '\0';
+                    waiting--;
+                    if (!s_resolve_reply(calls[i], &m.body) || attempt == 1)
+                        calls[i] = NULL; /* settled, or its hold expires */
+                    break;
+                }
+            bus_msg_clear(&m);
+        }
+        if (waiting > 0)
+            break; /* interrupted: the holds left expire */
+    }
+    s_pool_give(gw, c);
+    free(corr);
+}
+
 static void *s_settler(void *arg)
 {
     s_gw_t *gw = arg;
+    s_call_t *calls[S_SETTLE_BATCH], *all[S_SETTLE_BATCH];
     pthread_mutex_lock(&gw->settle_lock);
     for (;;) {
         while (!gw->settle_head && !gw->settle_stop)
             pthread_cond_wait(&gw->settle_cond, &gw->settle_lock);
-        struct s_settle_item *it = gw->settle_head;
-        if (!it)
+        if (!gw->settle_head)
             break; /* stopping, and nothing left */
-        gw->settle_head = it->next;
+        int n = 0;
+        while (gw->settle_head && n < S_SETTLE_BATCH) {
+            struct s_settle_item *it = gw->settle_head;
+            gw->settle_head = it->next;
+            all[n++] = it->call;
+            free(it);
+        }
         if (!gw->settle_head)
             gw->settle_tail = NULL;
         pthread_mutex_unlock(&gw->settle_lock);
-        s_settle(it->call);
-        s_call_free(it->call);
-        free(it);
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (s_settle_begin(all[i]))
+                calls[m++] = all[i];
+        if (m > 0)
+            s_settle_batch(gw, calls, m);
+        for (int i = 0; i < n; i++)
+            s_call_free(all[i]);
         pthread_mutex_lock(&gw->settle_lock);
     }
     pthread_mutex_unlock(&gw->settle_lock);
@@ -1233,7 +1415,9 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         goto reply;
     }
     json_error_t jerr;
-    req = json_loadb(conn->data ? conn->data : "", conn->len, 0, &jerr);
+    /* duplicate keys are refused: the provider might read another
+       max_tokens than the one the hold was made for */
+    req = json_loadb(conn->data ? conn->data : "", conn->len, JSON_REJECT_DUPLICATES, &jerr);
     const char *mname = json_string_value(json_object_get(req, "model"));
     if (!json_is_object(req) || !mname || !json_is_array(json_object_get(req, "messages"))) {
         s_error(&r, api, 400, "invalid_request_error", "invalid_request", NULL,
@@ -1339,14 +1523,21 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
         }
         json_object_set_new(so, "include_usage", json_true());
     }
-    k->req_body = json_dumps(req, JSON_COMPACT);
+    if (clamped || (k->stream && api == GW_API_OPENAI)) {
+        k->req_body = json_dumps(req, JSON_COMPACT);
+        k->req_len = k->req_body ? strlen(k->req_body) : 0;
+    } else { /* unchanged: the client's own bytes (no duplicate keys: see the parse) */
+        k->req_body = conn->data;
+        k->req_len = conn->len;
+        conn->data = NULL;
+        conn->len = 0;
+    }
     if (!k->req_body ||
         s_upstream_start(k, api == GW_API_OPENAI ? "/chat/completions" : "/messages", c) != 0) {
         s_resolve(k, false, NULL);
         s_error(&r, api, 500, "api_error", "internal", NULL, "cannot start the provider call");
         goto reply;
     }
-    s_remaining(k); /* after the hold: what is left if the call spends all of it */
     metric_observe(gw->m_added, NULL, s_mono_s() - t0);
     snprintf(r.remaining, sizeof r.remaining, "%s", k->remaining);
     if (k->stream) {
@@ -1380,6 +1571,7 @@ static enum MHD_Result s_chat(s_gw_t *gw, struct MHD_Connection *c, s_conn_t *co
     }
     s_upstream_pump(k, s_stop_never);
     s_measure(k);
+    s_curl_give(gw, k); /* its connection is free for the next call at once */
     if (k->result != CURLE_OK || k->status == 0 || k->status < 200 || k->status >= 300) {
         upstream_failed = true;
         metric_add(gw->m_upstream,
@@ -1914,8 +2106,8 @@ static int s_metrics_new(s_gw_t *gw)
         "key,principal,model,outcome", 1);
     gw->m_added = metrics_histogram(
         m, "emads_gateway_added_latency_seconds",
-        "time a call spends in the gateway before it is forwarded (key, budget hold, remaining)",
-        NULL, metrics_buckets_fast_s, metrics_buckets_fast_n);
+        "time a call spends in the gateway before it is forwarded (key, task, budget hold)", NULL,
+        metrics_buckets_fast_s, metrics_buckets_fast_n);
     gw->m_tokens = metrics_counter(m, "emads_gateway_tokens_total",
                                    "tokens committed for forwarded calls, by key, model and kind "
                                    "(prompt, completion)",
@@ -1957,6 +2149,7 @@ int gateway_run(const gateway_opts_t *opts)
     pthread_mutex_init(&gw->lock, NULL);
     pthread_cond_init(&gw->idem_cond, NULL);
     pthread_mutex_init(&gw->settle_lock, NULL);
+    pthread_mutex_init(&gw->curl_lock, NULL);
     pthread_cond_init(&gw->settle_cond, NULL);
     gw->tasks = calloc(S_TASKS_MAX, sizeof *gw->tasks);
     uint8_t rnd[4];
@@ -2123,6 +2316,13 @@ done:
         gw->idem = e->next;
         free(e->body);
         free(e);
+    }
+    while (gw->curl_idle) {
+        struct s_curl *t = gw->curl_idle;
+        gw->curl_idle = t->next;
+        curl_easy_cleanup(t->easy);
+        curl_multi_cleanup(t->multi);
+        free(t);
     }
     free(gw->tasks);
     free(gw);

@@ -128,6 +128,9 @@ static const proto_field_t f_reserve_ok[] = {
     F_AMOUNTS("amounts", true, "amounts held"),
     TIME("expires_at_ms", true, "when the hold expires unless resolved, ms since the epoch"),
     TOUCHED,
+    F_AMOUNTS("remaining", false,
+              "least remaining of the hold's accounts right after it, per dimension (-1 = "
+              "unlimited)"),
     F_END};
 
 static const proto_field_t f_commit[] = {

@@ -36,6 +36,28 @@ export GW_ADDR LLM_PORT=$E2E_LLM_PORT LLM_LOG="$E2E_TMP/llm.log" E2E_RUN
 export E2E_CONF="$E2E_CFG/emads.yaml" KEY_SDK KEY_SMALL KEY_RACE KEY_REVOKE
 node "$here/sdk_test.mjs" || fail "SDK cases failed"
 
+# gw_refused WHAT STATUS CODE BODY [CURL ARGS...]: a chat completion with
+# the sdk key and BODY gets STATUS and the error code CODE, and the provider
+# gets no request
+gw_refused() {
+    local what=$1 status=$2 want=$3 body=$4 before code
+    shift 4
+    before=$(wc -l <"$E2E_TMP/llm.log")
+    code=$(curl -s -o "$E2E_TMP/refused.json" -w '%{http_code}' \
+        "http://$GW_ADDR/v1/chat/completions" -H "Authorization: Bearer $KEY_SDK" \
+        -H 'Content-Type: application/json' "$@" -d "$body")
+    [ "$code" = "$status" ] || fail "$what: status $code, want $status"
+    [ "$(json 'd["error"]["code"]' <"$E2E_TMP/refused.json")" = "$want" ] ||
+        fail "$what: $(cat "$E2E_TMP/refused.json")"
+    [ "$(wc -l <"$E2E_TMP/llm.log")" = "$before" ] || fail "$what: the provider got a request"
+}
+
+# a body with a key twice is refused, nothing forwarded: the provider could
+# read another max_tokens than the one the hold was made for
+gw_refused "a duplicate max_tokens" 400 invalid_request \
+    '{"model":"gpt-4o-mini","max_tokens":16,"max_tokens":4000,"messages":[{"role":"user","content":"hi"}]}'
+echo "ok - a body with a key twice is refused (400) and not forwarded"
+
 # a stop drains: a call in flight at SIGTERM is answered and committed
 curl -s -X POST "http://127.0.0.1:$E2E_LLM_PORT/control" -d '{"scenario": "slow:2000"}' >/dev/null
 curl -s -o "$E2E_TMP/drain.json" -w '%{http_code}' "http://$GW_ADDR/v1/chat/completions" \
@@ -67,17 +89,12 @@ ctl up >/dev/null || fail "emadsctl up did not restart the gateway"
 GW_ADDR=$(cat "$E2E_RUN/gateway.addr")
 
 # the ledger down: 503 in the provider's format, and nothing forwarded
-before=$(wc -l <"$E2E_TMP/llm.log")
 kill "$(cat "$E2E_RUN/pids/emads-ledger.pid")"
 for _ in $(seq 1 50); do
     kill -0 "$(cat "$E2E_RUN/pids/emads-ledger.pid")" 2>/dev/null || break
     sleep 0.1
 done
-code=$(curl -s -o "$E2E_TMP/down.json" -w '%{http_code}' "http://$GW_ADDR/v1/chat/completions" \
-    -H "Authorization: Bearer $KEY_SDK" -H 'Content-Type: application/json' -H 'x-emads-task: gw-down' \
-    -d '{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}')
-[ "$code" = 503 ] || fail "ledger down: status $code, want 503"
-[ "$(json 'd["error"]["code"]' <"$E2E_TMP/down.json")" = ledger_unavailable ] ||
-    fail "ledger down: $(cat "$E2E_TMP/down.json")"
-[ "$(wc -l <"$E2E_TMP/llm.log")" = "$before" ] || fail "ledger down: the provider got a request"
+gw_refused "ledger down" 503 ledger_unavailable \
+    '{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}' \
+    -H 'x-emads-task: gw-down'
 echo "ok - ledger down: 503 ledger_unavailable, nothing forwarded"

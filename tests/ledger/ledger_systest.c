@@ -2175,6 +2175,14 @@ static int s_act_for(void)
     CHECK(!strcmp(s_code(r), "ok"), "gateway reserve for cto_agent: %s", s_code(r));
     CHECK(!strcmp(ev_get_str(r, "agent", ""), "cto_agent"), "charged %s",
           ev_get_str(r, "agent", ""));
+    /* reserve_ok.remaining: the least its accounts have left - here the
+       principal's 1000 tokens less the 300 held, and no latency limit */
+    CHECK(ev_get_int(ev_get(r, "remaining"), "tokens", -2) == 700, "remaining tokens %lld",
+          (long long)ev_get_int(ev_get(r, "remaining"), "tokens", -2));
+    CHECK(ev_get_int(ev_get(r, "remaining"), "cost_uusd", -2) == 1000000 - 300,
+          "remaining cost %lld", (long long)ev_get_int(ev_get(r, "remaining"), "cost_uusd", -2));
+    CHECK(ev_get_int(ev_get(r, "remaining"), "tool_calls", -2) == -1, "remaining tool calls %lld",
+          (long long)ev_get_int(ev_get(r, "remaining"), "tool_calls", -2));
     char hold[80];
     snprintf(hold, sizeof hold, "%s", ev_get_str(r, "hold_id", ""));
     ev_destroy(&r);
@@ -2187,6 +2195,47 @@ static int s_act_for(void)
     CHECK(!strcmp(s_code(r), "exceeds_budget"), "over the principal's budget: %s", s_code(r));
     CHECK(!strcmp(ev_get_str(r, "account", ""), "agent"), "account %s",
           ev_get_str(r, "account", ""));
+    ev_destroy(&r);
+
+    /* the hold records who placed it: the principal itself may not commit
+       or void the gateway's hold (it would free budget the gateway's call
+       is still spending), neither before nor after a ledger restart */
+    for (int round = 0; round < 2; round++) {
+        r = s_act_op(cto, "void", round ? "pv2" : "pv1", hold, NULL, 0);
+        CHECK(!strcmp(s_code(r), "forbidden"), "cto_agent voids the gateway's hold: %s", s_code(r));
+        CHECK(strstr(ev_get_str(r, "reason", ""), "placed by gateway acting for cto_agent") != NULL,
+              "reason: %s", ev_get_str(r, "reason", ""));
+        ev_destroy(&r);
+        r = s_act_op(cto, "commit", round ? "pc2" : "pc1", hold, NULL, 1);
+        CHECK(!strcmp(s_code(r), "forbidden"), "cto_agent commits the gateway's hold: %s",
+              s_code(r));
+        ev_destroy(&r);
+        /* nor by replaying the gateway's own request id */
+        r = s_act_op(cto, "reserve", "r1", "t1", NULL, 300);
+        CHECK(!strcmp(s_code(r), "exists_with_different_params"),
+              "cto_agent replays the gateway's reserve: %s", s_code(r));
+        ev_destroy(&r);
+        s_act_tokens(ctl, "t1", "cto_agent", &used, &held);
+        CHECK(used == 0 && held == 300, "after the refused void: used %lld held %lld",
+              (long long)used, (long long)held);
+        if (round == 0) { /* the actor is durable */
+            lh_stop_ledger(&h, SIGTERM);
+            if (lh_start_ledger(&h) != 0 || lh_wait_ready(&h, 10000) != 0) {
+                fprintf(stderr, "cannot restart the ledger\n");
+                return 1;
+            }
+        }
+    }
+    /* and the gateway may not resolve a hold the agent placed itself */
+    r = s_act_op(cto, "reserve", "own1", "t1", NULL, 10);
+    char own[80];
+    snprintf(own, sizeof own, "%s", ev_get_str(r, "hold_id", ""));
+    ev_destroy(&r);
+    r = s_act_op(gw, "void", "gv1", own, "cto_agent", 0);
+    CHECK(!strcmp(s_code(r), "forbidden"), "the gateway voids cto_agent's own hold: %s", s_code(r));
+    ev_destroy(&r);
+    r = s_act_op(cto, "void", "ov1", own, NULL, 0);
+    CHECK(!strcmp(s_code(r), "ok"), "cto_agent voids its own hold: %s", s_code(r));
     ev_destroy(&r);
 
     /* resolving needs the same principal */

@@ -475,6 +475,68 @@ Test(journal, unreadable_amounts_refuse_the_load)
     journal_destroy(&j);
 }
 
+Test(journal, hold_actor_is_durable_and_added_to_an_older_database)
+{
+    char err[256];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r, own;
+    ledger_open_task(l, "orchestrator", "o", "t1", NULL, false, T0, &r);
+    proto_amounts_t a = A(100, 0, 0, 1000);
+    ledger_reserve(l, "cto_agent", "r1", "t1", "s1", &a, 0, T0, &own);
+    cr_assert_eq(own.code, LEDGER_OK);
+    s_write(j, l);
+    journal_destroy(&j);
+    ledger_destroy(&l);
+    /* a database written before holds.actor existed */
+    sqlite3 *db;
+    sqlite3_open(s_path, &db);
+    cr_assert_eq(sqlite3_exec(db, "ALTER TABLE holds DROP COLUMN actor", 0, 0, 0), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    int mism = -1;
+    l = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(l, "%s", err);
+    /* its holds were placed by their agents: the agent resolves them */
+    ledger_result_t gv;
+    ledger_void_by(l, "gateway", "cto_agent", "v0", own.hold_id, T0 + 1, &gv);
+    cr_expect_eq(gv.code, LEDGER_E_FORBIDDEN, "%s", gv.reason);
+    /* a hold placed by the gateway for cto_agent keeps its actor */
+    ledger_result_t h;
+    ledger_reserve_by(l, "gateway", "cto_agent", "gw-r1", "t1", "gw:k", &a, 0, T0 + 1, &h);
+    cr_assert_eq(h.code, LEDGER_OK, "%s", h.reason);
+    s_write(j, l);
+    journal_destroy(&j);
+    ledger_t *b = NULL;
+    j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    b = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(b, "%s", err);
+    cr_expect_eq(ledger_compare(l, b, err, sizeof err), 0, "%s", err);
+    ledger_void(b, "cto_agent", "v1", h.hold_id, T0 + 2, &r);
+    cr_expect_eq(r.code, LEDGER_E_FORBIDDEN, "the principal voids the gateway's hold: %s",
+                 r.reason);
+    cr_expect(strstr(r.reason, "placed by gateway acting for cto_agent") != NULL, "%s", r.reason);
+    proto_amounts_t act = A(40, 0, 0, 400);
+    ledger_commit_by(b, "gateway", "cto_agent", "gw-c1", h.hold_id, &act, "provider", "llm", "m",
+                     NULL, T0 + 2, &r);
+    cr_expect_eq(r.code, LEDGER_OK, "%s", r.reason);
+    ledger_commit(b, "cto_agent", "c0", own.hold_id, &act, "provider", "llm", "m", NULL, T0 + 2,
+                  &r);
+    cr_expect_eq(r.code, LEDGER_OK, "the agent commits its own older hold: %s", r.reason);
+    s_write(j, b);
+    char report[1024];
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+    ledger_destroy(&l);
+    ledger_destroy(&b);
+    journal_destroy(&j);
+}
+
 /* ---- property test ------------------------------------------------------ */
 
 /* ---- retention ------------------------------------------------------------ */
