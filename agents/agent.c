@@ -47,6 +47,7 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
     memset(out, 0, sizeof *out);
     out->model = -1;
     out->tool = -1;
+    const char *who = agent ? agent->name : "the agent";
     if (planned == PATH_TOOL) {
         out->path = PATH_TOOL;
         out->tool = tool;
@@ -59,13 +60,17 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
         /* the tool's LLM summary follows the same adaptive rules */
         if (cost_ratio < cfg->local_ratio) {
             snprintf(out->why, sizeof out->why,
-                     "planned tool %s; remaining cost ratio %.2f < %.2f: no LLM summary", tname,
-                     cost_ratio, cfg->local_ratio);
+                     "planned tool %s; budget forced no LLM summary: %s remaining cost ratio "
+                     "%.2f < %.2f",
+                     tname, who, cost_ratio, cfg->local_ratio);
+            out->forced = true;
             return;
         }
         if (cost_ratio < cfg->small_ratio && agent && agent->small_model >= 0 &&
-            agent->small_model < cfg->n_models)
+            agent->small_model < cfg->n_models && agent->small_model != sm) {
             sm = agent->small_model;
+            out->forced = true;
+        }
         if (!have_key) {
             const cfg_model_t *m = &cfg->models[sm];
             const char *env = m->provider >= 0 && m->provider < cfg->n_providers
@@ -76,8 +81,14 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
             return;
         }
         out->model = sm;
-        snprintf(out->why, sizeof out->why, "planned tool %s with a %s summary%s", tname,
-                 cfg->models[sm].name, sm != planned_model ? " (remaining cost ratio low)" : "");
+        if (out->forced)
+            snprintf(out->why, sizeof out->why,
+                     "planned tool %s; budget forced a %s summary: %s remaining cost ratio %.2f "
+                     "< %.2f",
+                     tname, cfg->models[sm].name, who, cost_ratio, cfg->small_ratio);
+        else
+            snprintf(out->why, sizeof out->why, "planned tool %s with a %s summary", tname,
+                     cfg->models[sm].name);
         return;
     }
     if (planned == PATH_LOCAL) {
@@ -93,8 +104,10 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
     }
     if (cost_ratio < cfg->local_ratio) {
         out->path = PATH_LOCAL;
-        snprintf(out->why, sizeof out->why, "remaining cost ratio %.2f < %.2f: local path",
-                 cost_ratio, cfg->local_ratio);
+        out->forced = true;
+        snprintf(out->why, sizeof out->why,
+                 "budget forced local path: %s remaining cost ratio %.2f < %.2f", who, cost_ratio,
+                 cfg->local_ratio);
         return;
     }
     bool small = false;
@@ -115,7 +128,12 @@ void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned
     }
     out->path = PATH_LLM;
     out->model = model;
-    if (small)
+    out->forced = small && model != planned_model;
+    if (out->forced)
+        snprintf(out->why, sizeof out->why,
+                 "budget forced small model %s: %s remaining cost ratio %.2f < %.2f", m->name, who,
+                 cost_ratio, cfg->small_ratio);
+    else if (small)
         snprintf(out->why, sizeof out->why, "remaining cost ratio %.2f < %.2f: small model %s",
                  cost_ratio, cfg->small_ratio, m->name);
     else if (cost_ratio < cfg->small_ratio)
@@ -326,6 +344,7 @@ typedef struct {
     const char *ecode;
     char ereason[512];
     ev_t *edetail;         /* extra fields of a ledger error (owned) */
+    ev_t *accounts;        /* the accounts of the ledger's last reply (owned) */
     char served_model[64]; /* llm: the model the provider named in its answer */
     char finish_reason[32];
 } s_step_t;
@@ -391,6 +410,7 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
     if (!r) {
         ev_destroy(&s->output);
         ev_destroy(&s->edetail);
+        ev_destroy(&s->accounts);
         return NULL;
     }
     ev_set_str(r, "task", s->task);
@@ -419,13 +439,17 @@ static ev_t *s_result(const agent_t *a, s_step_t *s)
     if (gethostname(host, sizeof host - 1) == 0 && bus_name_valid(host, strlen(host), 64))
         ev_set_str(r, "host", host);
     ev_set(r, "providers", s_providers_ev((agent_t *)a));
+    if (s->accounts) /* forwarded, so the orchestrator re-plans without a spend query */
+        ev_set(r, "accounts", s->accounts);
+    s->accounts = NULL;
     if (s->ecode) {
         ev_t *e = ev_set_map(r, "error");
         ev_set_str(e, "code", s->ecode);
         ev_set_str(e, "reason", s->ereason);
         for (size_t i = 0; s->edetail && i < ev_len(s->edetail); i++) {
             const char *k = ev_key_at(s->edetail, i);
-            if (strcmp(k, "v") && strcmp(k, "type") && strcmp(k, "code") && strcmp(k, "reason"))
+            if (strcmp(k, "v") && strcmp(k, "type") && strcmp(k, "code") && strcmp(k, "reason") &&
+                strcmp(k, "accounts"))
                 ev_set(e, k, ev_dup(ev_at(s->edetail, i)));
         }
     }
@@ -446,9 +470,22 @@ static ev_t *s_ledger(s_worker_t *w, ev_t **body_p)
     return reply;
 }
 
-/* Commit actual on hold_id, retrying transport failures with the same id.
-   Returns 0, or -1 with a reason. */
-static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char *err, size_t errlen)
+/* Keep the accounts a ledger reply carries (reserve_ok, commit_ok, a
+   denial) in *accounts, replacing older ones; a reply without them leaves
+   *accounts alone. */
+static void s_keep_accounts(const ev_t *reply, ev_t **accounts)
+{
+    const ev_t *acc = ev_get(reply, "accounts");
+    if (ev_type(acc) != EV_ARRAY)
+        return;
+    ev_destroy(accounts);
+    *accounts = ev_dup(acc);
+}
+
+/* Commit actual on hold_id, retrying transport failures with the same id;
+   the reply's accounts go to *accounts. Returns 0, or -1 with a reason. */
+static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, ev_t **accounts,
+                    char *err, size_t errlen)
 {
     agent_t *a = w->agent;
     char rid[PROTO_MAX_ID + 1];
@@ -467,6 +504,7 @@ static int s_commit(s_worker_t *w, const char *hold_id, const s_step_t *s, char 
         if (!proto_is_error(reply, &code)) {
             if (ev_get_bool(reply, "overrun", false))
                 log_warn("step %s/%s: actual spend above its hold (overrun)", s->task, s->step);
+            s_keep_accounts(reply, accounts);
             ev_destroy(&reply);
             return 0;
         }
@@ -541,6 +579,10 @@ static int s_llm(s_worker_t *w, s_step_t *s, int model, const char *system, cons
     snprintf(s->served_model, sizeof s->served_model, "%s", res.resp.model);
     snprintf(s->finish_reason, sizeof s->finish_reason, "%s", res.resp.finish_reason);
     llm_answer_t kind = llm_answer_kind(&res.resp);
+    /* what this step's answers take: the next calls' output limits */
+    if (res.status == LLM_OK && res.resp.has_usage)
+        tokens_calib_observe_output(a->calib, m->name, s->step, res.resp.completion_tokens,
+                                    kind == LLM_ANSWER_TRUNCATED);
     if (res.status == LLM_OK && kind == LLM_ANSWER_OK) {
         if (res.resp.has_usage)
             tokens_calib_observe(a->calib, m->name, prompt_raw, res.resp.prompt_tokens);
@@ -805,6 +847,16 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
     agent_choose(cfg, a->acfg, planned, model, tool, ratio, true, &s.choice);
     if (s.choice.model >= 0 && !s_have_key(cfg, s.choice.model, &key))
         agent_choose(cfg, a->acfg, planned, model, tool, ratio, false, &s.choice);
+    /* on_exhaust fail: no fall-back for the budget; the task ends instead */
+    if (s.choice.forced && !strcmp(ev_get_str(body, "on_exhaust", "degrade"), "fail")) {
+        s.status = "denied";
+        s.ecode = PROTO_E_BUDGET_EXHAUSTED;
+        snprintf(s.ereason, sizeof s.ereason, "%s (on_exhaust fail)", s.choice.why);
+        s.choice.path = planned;
+        s.choice.model = model;
+        log_info("step %s/%s not run: %s", task, step, s.ereason);
+        return s_result(a, &s);
+    }
 
     char *system = NULL, *user = NULL;
     int64_t prompt_raw = 0, prompt_cal = 0, prompt_hold = 0, max_tokens = 0;
@@ -817,6 +869,13 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         prompt_cal = tokens_calib_apply(a->calib, m->name, prompt_raw);
         prompt_hold = tokens_with_margin(prompt_cal);
         max_tokens = agent_max_tokens(m, est.v[DIM_TOKENS], prompt_hold);
+        /* calibrated from this step's history: hold (and ask for) what its
+           answers take, not the option's whole estimate */
+        int64_t cal = tokens_calib_output_limit(a->calib, m->name, step, AGENT_OUTPUT_FLOOR);
+        if (cal > 0 && cal < max_tokens) {
+            max_tokens = cal;
+            est.v[DIM_TOKENS] = prompt_hold + cal;
+        }
         if (!system || !user || max_tokens < AGENT_MIN_OUTPUT_TOKENS) {
             snprintf(s.choice.why, sizeof s.choice.why,
                      "hold of %lld tokens leaves no room after a %lld-token prompt: local path",
@@ -847,6 +906,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         snprintf(s.ereason, sizeof s.ereason, "%s%s",
                  s_transport_error(code) ? "ledger did not answer the reserve: " : "",
                  ev_get_str(reply, "reason", code ? code : "?"));
+        s_keep_accounts(reply, &s.accounts);
         s.edetail = reply;
         reply = NULL;
         /* the code is borrowed from the reply: keep it alive in edetail */
@@ -860,6 +920,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
         return r;
     }
     snprintf(s.hold_id, sizeof s.hold_id, "%s", ev_get_str(reply, "hold_id", ""));
+    s_keep_accounts(reply, &s.accounts);
     ev_destroy(&reply);
 
     /* 4. execute */
@@ -888,7 +949,7 @@ static ev_t *s_step(s_worker_t *w, const ev_t *body)
 
     /* 5. commit what was spent */
     char err[512];
-    if (s_commit(w, s.hold_id, &s, err, sizeof err) != 0) {
+    if (s_commit(w, s.hold_id, &s, &s.accounts, err, sizeof err) != 0) {
         log_error("step %s/%s: %s", task, step, err);
         if (!s.ecode) {
             s.status = "error";

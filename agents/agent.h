@@ -43,13 +43,16 @@
 #define AGENT_LOCAL_HOLD_MS HOLD_LOCAL_MS
 /* Fewest output tokens worth an LLM call; a smaller hold runs locally. */
 #define AGENT_MIN_OUTPUT_TOKENS 16
+/* The least output limit calibrated from history (tokens_calib_output_limit) */
+#define AGENT_OUTPUT_FLOOR 256
 
 /* ---- pure helpers -------------------------------------------------------- */
 typedef struct {
     cfg_path_t path;
     int model;     /* PATH_LLM: model index; PATH_TOOL: summary model or -1; else -1 */
     int tool;      /* PATH_TOOL: tool index; else -1 */
-    char why[160]; /* one line: why this path runs */
+    char why[200]; /* one line: why this path runs */
+    bool forced;   /* the remaining cost ratio made it fall back ("budget forced ...") */
 } agent_choice_t;
 
 /* Choose the path of a step. planned/planned_model/tool come from the step's
@@ -61,7 +64,9 @@ typedef struct {
    model or no key -> local. local runs as planned; tool runs as planned,
    and its optional LLM summary (planned_model >= 0) follows the same rules:
    dropped below local_ratio or without a key, the small model below
-   small_ratio. */
+   small_ratio. A fall-back for the cost ratio sets out->forced and says
+   so: "budget forced local path: cto_agent remaining cost ratio 0.19 <
+   0.20". */
 void agent_choose(const cfg_t *cfg, const cfg_agent_t *agent, cfg_path_t planned, int planned_model,
                   int tool, double cost_ratio, bool have_key, agent_choice_t *out);
 

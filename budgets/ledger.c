@@ -1443,6 +1443,8 @@ int ledger_commit_by(ledger_t *self, const char *actor, const char *sender, cons
            that charge (held was already released then) */
         bool late = h->row.state == LEDGER_HOLD_EXPIRED;
         res->late = late;
+        s_copy(res->task, sizeof res->task, h->row.task);
+        s_copy(res->agent, sizeof res->agent, h->row.agent);
         ledger_note_t *n = s_note(self, LEDGER_NOTE_COMMIT, now_ms);
         if (!n)
             return s_nomem(res);
@@ -1750,6 +1752,46 @@ static void s_global_total(ledger_t *self, ledger_account_fn *fn, void *arg)
     s_unlimited(&info.limit);
     s_unlimited(&info.remaining);
     fn(&info, arg);
+}
+
+/* ledger_touched's view of ledger_spend's global listing: with no global
+   budget, the global total is no account a reserve meets (the periods are). */
+typedef struct {
+    ledger_account_fn *fn;
+    void *arg;
+    bool global;
+    int n;
+} s_touched_t;
+
+static void s_touched_pass(const ledger_account_info_t *info, void *arg)
+{
+    s_touched_t *p = arg;
+    if (info->kind == LEDGER_KIND_GLOBAL && !p->global)
+        return;
+    p->fn(info, p->arg);
+    p->n++;
+}
+
+int ledger_touched(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
+                   ledger_account_fn *fn, void *arg)
+{
+    ledger_account_info_t info;
+    char key[LEDGER_KEY_MAX];
+    if (!task || !*task)
+        return -1;
+    s_task_key(key, sizeof key, task);
+    s_account_t *t = s_account(self, key);
+    if (!t)
+        return -1;
+    s_info(t, now_ms, &info);
+    fn(&info, arg);
+    int n = 1;
+    if (agent && *agent)
+        n += ledger_spend(self, task, agent, now_ms, fn, arg);
+    s_global_key(self, now_ms, key, sizeof key, NULL, 0);
+    s_touched_t pass = {fn, arg, key[0] != 0, 0};
+    ledger_spend(self, NULL, NULL, now_ms, s_touched_pass, &pass);
+    return n + pass.n;
 }
 
 int ledger_hold_spend(ledger_t *self, const char *hold_id, int64_t now_ms, ledger_account_fn *fn,

@@ -260,6 +260,17 @@ typedef void(ledger_account_fn)(const ledger_account_info_t *info, void *arg);
 int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                  ledger_account_fn *fn, void *arg);
 
+/* The accounts a reserve by agent in task touches, as they stand now: the
+   task account, agent's account in the task (its budget, nothing used, when
+   it has not reserved yet), when a global budget is configured the global
+   account of the current period, and every agent's current period account
+   (as ledger_spend without task lists them). What the ledger's reserve and
+   commit replies (and an exceeds_budget denial) carry, so that a planner
+   plans against every account the next reserve will meet. Returns the
+   number of accounts, or -1 when task is unknown. */
+int ledger_touched(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
+                   ledger_account_fn *fn, void *arg);
+
 /* The accounts hold_id is on (agent, task, then global, period and key when
    it has them), as ledger_spend shows them. Returns how many, -1 when no such hold. */
 int ledger_hold_spend(ledger_t *self, const char *hold_id, int64_t now_ms, ledger_account_fn *fn,

@@ -390,6 +390,20 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
     if (r.code != LEDGER_OK && r.code != LEDGER_E_EXCEEDS)
         metric_add(self->m.errors, METRICS_LABELS(ledger_code_name(r.code)), 1);
     ev_t *reply = s_reply(&r);
+    /* reserve, commit and a denial carry the accounts the next reserve of
+       this agent in this task will meet, as they stand now (docs/PROTOCOL.md) */
+    bool touches =
+        (r.op == LEDGER_OP_RESERVE && (r.code == LEDGER_OK || r.code == LEDGER_E_EXCEEDS)) ||
+        (r.op == LEDGER_OP_COMMIT && r.code == LEDGER_OK) ||
+        (r.op == LEDGER_OP_OPEN_TASK && r.code == LEDGER_OK);
+    if (reply && touches && r.task[0]) {
+        ev_t *arr = ev_new_array();
+        if (ledger_touched(self->ledger, r.task, r.op == LEDGER_OP_OPEN_TASK ? NULL : r.agent, now,
+                           s_account_cb, arr) > 0)
+            ev_set(reply, "accounts", arr);
+        else
+            ev_destroy(&arr);
+    }
     if (reply && r.code == LEDGER_OK && r.op == LEDGER_OP_RESERVE) {
         /* what the hold's accounts have left now that it is placed: the
            caller needs no spend request to tell its client */

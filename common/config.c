@@ -1920,7 +1920,8 @@ static int s_paths(s_ctx_t *ctx, const yaml_node_t *v, const char *path, const c
 
 static void s_class(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, const char *path)
 {
-    static const char *const keys[] = {"workflow", "healthy", "tight", "keywords", NULL};
+    static const char *const keys[] = {"workflow", "healthy",    "tight",
+                                       "keywords", "on_exhaust", NULL};
     cfg_t *cfg = ctx->cfg;
     cfg_class_t *c = &cfg->classes[cfg->n_classes++];
     snprintf(c->name, sizeof c->name, "%s", name);
@@ -1939,6 +1940,16 @@ static void s_class(s_ctx_t *ctx, const char *name, int line, yaml_node_t *v, co
     }
     s_paths(ctx, v, path, "healthy", &c->healthy_paths);
     s_paths(ctx, v, path, "tight", &c->tight_paths);
+    char policy[32];
+    if (s_read_str(ctx, v, path, "on_exhaust", false, policy, sizeof policy) == 1) {
+        c->on_exhaust_fail = strcmp(policy, "fail") == 0;
+        if (!c->on_exhaust_fail && strcmp(policy, "degrade") != 0) {
+            char k[256];
+            s_join(k, sizeof k, path, "on_exhaust");
+            s_err(ctx, s_line(s_get(ctx, v, "on_exhaust")), k, "must be degrade or fail, not '%s'",
+                  policy);
+        }
+    }
     if (s_read_strv(ctx, v, path, "keywords", false, 0, S_LIST_MAX, &c->keywords) == 0) {
         c->keywords = calloc(1, sizeof *c->keywords);
     }

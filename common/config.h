@@ -180,7 +180,9 @@ typedef struct {
     int workflow;
     unsigned healthy_paths; /* bit (1 << cfg_path_t) */
     unsigned tight_paths;
-    char **keywords; /* owned, NULL-terminated; local classifier hints */
+    char **keywords;      /* owned, NULL-terminated; local classifier hints */
+    bool on_exhaust_fail; /* on_exhaust: fail (a budget-forced step ends the task
+                             budget_exhausted); default degrade */
 } cfg_class_t;
 
 /* Access list rules, in three forms (names are principals, see

@@ -112,10 +112,20 @@ typedef struct {
     double reported;
 } s_calib_row_t;
 
+typedef struct {
+    char key[128]; /* "model/step" */
+    int32_t v[TOKENS_OUT_SAMPLES];
+    int n, next; /* samples held; where the next one goes (a ring) */
+} s_out_row_t;
+
+#define CALIB_OUT_ROWS 64
+
 struct _tokens_calib_t {
     pthread_mutex_t lock;
     s_calib_row_t rows[CALIB_MODELS];
     int n_rows;
+    s_out_row_t outs[CALIB_OUT_ROWS];
+    int n_outs;
 };
 
 tokens_calib_t *tokens_calib_new(void)
@@ -193,6 +203,80 @@ int64_t tokens_calib_apply(tokens_calib_t *self, const char *model, int64_t esti
     return scaled < 1.0 ? 1 : (int64_t)scaled;
 }
 
+/* Find (or with create, add) the output row of key; caller holds the lock. */
+static s_out_row_t *s_out_row(tokens_calib_t *self, const char *key, int create)
+{
+    for (int i = 0; i < self->n_outs; i++)
+        if (strcmp(self->outs[i].key, key) == 0)
+            return &self->outs[i];
+    if (!create)
+        return NULL;
+    s_out_row_t *row =
+        &self->outs[self->n_outs < CALIB_OUT_ROWS ? self->n_outs++ : CALIB_OUT_ROWS - 1];
+    memset(row, 0, sizeof *row);
+    snprintf(row->key, sizeof row->key, "%s", key);
+    return row;
+}
+
+static void s_out_key(char *out, size_t size, const char *model, const char *step)
+{
+    snprintf(out, size, "%.63s/%.63s", model ? model : "", step ? step : "");
+}
+
+/* Add one sample; caller holds the lock. */
+static void s_out_add(s_out_row_t *row, int64_t v)
+{
+    row->v[row->next] = (int32_t)v;
+    row->next = (row->next + 1) % TOKENS_OUT_SAMPLES;
+    if (row->n < TOKENS_OUT_SAMPLES)
+        row->n++;
+}
+
+void tokens_calib_observe_output(tokens_calib_t *self, const char *model, const char *step,
+                                 int64_t output, int truncated)
+{
+    if (!self || output <= 0 || output > TOKENS_OUT_MAX)
+        return;
+    if (truncated)
+        output = output * 2 > TOKENS_OUT_MAX ? TOKENS_OUT_MAX : output * 2;
+    char key[128];
+    s_out_key(key, sizeof key, model, step);
+    pthread_mutex_lock(&self->lock);
+    s_out_add(s_out_row(self, key, 1), output);
+    pthread_mutex_unlock(&self->lock);
+}
+
+static int s_cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int64_t tokens_calib_output_limit(tokens_calib_t *self, const char *model, const char *step,
+                                  int64_t floor)
+{
+    if (!self)
+        return -1;
+    char key[128];
+    s_out_key(key, sizeof key, model, step);
+    int32_t v[TOKENS_OUT_SAMPLES];
+    int n = 0;
+    pthread_mutex_lock(&self->lock);
+    s_out_row_t *row = s_out_row(self, key, 0);
+    if (row) {
+        n = row->n;
+        memcpy(v, row->v, sizeof v);
+    }
+    pthread_mutex_unlock(&self->lock);
+    if (n < TOKENS_OUT_MIN_SAMPLES)
+        return -1;
+    qsort(v, (size_t)n, sizeof v[0], s_cmp_i32);
+    int k = (n * TOKENS_OUT_PERCENTILE + 99) / 100 - 1; /* nearest rank */
+    int64_t p = v[k < 0 ? 0 : k];
+    int64_t lim = p + (p * TOKENS_OUT_MARGIN_PCT + 99) / 100;
+    return lim < floor ? floor : lim;
+}
+
 int tokens_calib_save(tokens_calib_t *self, const char *path)
 {
     if (!self || !path)
@@ -205,6 +289,18 @@ int tokens_calib_save(tokens_calib_t *self, const char *path)
         json_object_set_new(root, self->rows[i].model,
                             json_pack("{s:f, s:f}", "estimated", self->rows[i].estimated,
                                       "reported", self->rows[i].reported));
+    json_t *outs = json_object();
+    for (int i = 0; outs && i < self->n_outs; i++) {
+        const s_out_row_t *row = &self->outs[i];
+        json_t *arr = json_array();
+        for (int k = 0; arr && k < row->n; k++) /* oldest first */
+            json_array_append_new(
+                arr,
+                json_integer(
+                    row->v[(row->next - row->n + k + TOKENS_OUT_SAMPLES) % TOKENS_OUT_SAMPLES]));
+        json_object_set_new(outs, row->key, arr);
+    }
+    json_object_set_new(root, "@outputs", outs);
     pthread_mutex_unlock(&self->lock);
     char tmp[4096];
     int rc = -1;
@@ -227,8 +323,29 @@ int tokens_calib_load(tokens_calib_t *self, const char *path)
     const char *model;
     json_t *v;
     pthread_mutex_lock(&self->lock);
+    const char *okey;
+    json_t *ov;
+    json_object_foreach(json_object_get(root, "@outputs"), okey, ov)
+    {
+        if (!json_is_array(ov) || strlen(okey) >= sizeof self->outs[0].key)
+            continue;
+        s_out_row_t *row = NULL;
+        size_t k;
+        json_t *x;
+        json_array_foreach(ov, k, x)
+        {
+            json_int_t n = json_is_integer(x) ? json_integer_value(x) : 0;
+            if (n <= 0 || n > TOKENS_OUT_MAX)
+                continue; /* a malformed sample is dropped, not guessed */
+            if (!row)
+                row = s_out_row(self, okey, 1);
+            s_out_add(row, n);
+        }
+    }
     json_object_foreach(root, model, v)
     {
+        if (!strcmp(model, "@outputs"))
+            continue;
         json_t *e = json_object_get(v, "estimated"), *r = json_object_get(v, "reported");
         if (!json_is_number(e) || !json_is_number(r))
             continue;

@@ -55,4 +55,27 @@ int64_t tokens_calib_apply(tokens_calib_t *self, const char *model, int64_t esti
 int tokens_calib_save(tokens_calib_t *self, const char *path);
 int tokens_calib_load(tokens_calib_t *self, const char *path);
 
+/* Output limits from history. For each (model, step) the table keeps the
+   output tokens of the last TOKENS_OUT_SAMPLES calls the provider counted;
+   a step's LLM call then asks for (and holds) at most the calibrated
+   limit: the TOKENS_OUT_PERCENTILE-th percentile of those outputs plus
+   TOKENS_OUT_MARGIN_PCT %, and never less than a floor, instead of the
+   option's whole token estimate. The hold stays a hard cap: the call's
+   max_tokens is what the hold leaves after the prompt. Saved with the
+   prompt calibration ("@outputs": {"model/step": [n, ...]}). */
+#define TOKENS_OUT_SAMPLES     64
+#define TOKENS_OUT_MIN_SAMPLES 8 /* fewer: no calibrated limit yet */
+#define TOKENS_OUT_PERCENTILE  95
+#define TOKENS_OUT_MARGIN_PCT  25
+#define TOKENS_OUT_MAX         10000000 /* a count above this is not recorded */
+/* Record the output tokens of one call of model for step (a count the
+   provider reported; <= 0 or above TOKENS_OUT_MAX is ignored). A call cut
+   at its limit (truncated) records twice its output, so the limit grows. */
+void tokens_calib_observe_output(tokens_calib_t *self, const char *model, const char *step,
+                                 int64_t output, int truncated);
+/* The calibrated output limit for model and step (at least floor), or -1
+   while fewer than TOKENS_OUT_MIN_SAMPLES outputs are known. */
+int64_t tokens_calib_output_limit(tokens_calib_t *self, const char *model, const char *step,
+                                  int64_t floor);
+
 #endif

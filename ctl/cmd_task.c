@@ -77,6 +77,7 @@ typedef struct {
     ev_t *limits;
     bool wait;
     int64_t timeout_s;
+    const char *on_exhaust; /* submit --on-exhaust degrade|fail, NULL: the class's */
     char *text;
 } task_args_t;
 
@@ -99,12 +100,21 @@ static int s_task_args(ctl_opts_t *opts, int argc, char **argv, bool submit, tas
         if (!raw && !strcmp(argv[i], "--")) {
             raw = true;
         } else if (!raw &&
-                   (!strcmp(argv[i], "--workflow") || (submit && !strcmp(argv[i], "--timeout"))) &&
+                   (!strcmp(argv[i], "--workflow") ||
+                    (submit &&
+                     (!strcmp(argv[i], "--timeout") || !strcmp(argv[i], "--on-exhaust")))) &&
                    i + 1 >= argc) {
             free(words);
             return ctl_usage_error(opts, "%s: option '%s' needs a value", argv[0], argv[i]);
         } else if (!raw && !strcmp(argv[i], "--workflow")) {
             a->workflow = argv[++i];
+        } else if (!raw && submit && !strcmp(argv[i], "--on-exhaust")) {
+            a->on_exhaust = argv[++i];
+            if (strcmp(a->on_exhaust, "degrade") && strcmp(a->on_exhaust, "fail")) {
+                free(words);
+                return ctl_usage_error(opts, "%s: --on-exhaust: '%.40s': must be degrade or fail",
+                                       argv[0], a->on_exhaust);
+            }
         } else if (!raw && submit && !strcmp(argv[i], "--wait")) {
             a->wait = true;
         } else if (!raw && submit && !strcmp(argv[i], "--timeout")) {
@@ -171,6 +181,8 @@ static void s_fill_task_body(ev_t *b, const task_args_t *a)
         ev_set_str(b, "workflow", a->workflow);
     if (ev_len(a->limits))
         ev_set(b, "limits", ev_dup(a->limits));
+    if (a->on_exhaust)
+        ev_set_str(b, "on_exhaust", a->on_exhaust);
 }
 
 /* ---- step lines -------------------------------------------------------------- */
@@ -188,10 +200,18 @@ static void s_print_step_line(const ev_t *s)
 {
     const char *state = ev_get_str(s, "state", "?");
     bool running = !strcmp(state, "running");
-    const char *path = ev_get_str(s, running ? "planned_path" : "path", NULL);
-    const char *model = ev_get_str(s, running ? "planned_model" : "model", NULL);
-    if (!path)
+    /* started: what this attempt runs (a re-planned one differs from the
+       first plan); an attempt seen only when it had ended: what ran */
+    const char *path = ev_get_str(s, "path", NULL);
+    const char *model = path ? ev_get_str(s, "model", NULL) : NULL;
+    if (running && ev_get_str(s, "attempt_path", NULL)) {
+        path = ev_get_str(s, "attempt_path", NULL);
+        model = ev_get_str(s, "attempt_model", NULL);
+    }
+    if (!path) {
         path = ev_get_str(s, "planned_path", "-");
+        model = ev_get_str(s, "planned_model", NULL);
+    }
     char what[160];
     snprintf(what, sizeof what, "%s%s%s", path, model ? " " : "", model ? model : "");
     char line[1024];
@@ -307,6 +327,9 @@ static void s_show_result(ctl_opts_t *opts, ctl_conn_t *conn, const ev_t *res, b
         return;
     }
     s_print_result(res);
+    if (ev_get_bool(res, "provisional", false))
+        printf("spend: provisional: a step's spend is not settled yet (see '%s result %s')\n",
+               opts->prog, ev_get_str(res, "task", "?"));
     if (table) {
         printf("\n");
         s_print_steps_table(ev_get(res, "steps"));
@@ -330,6 +353,32 @@ static void s_stopped_following(ctl_opts_t *opts, const char *task)
     fprintf(stderr, "\n%s: stopped following; the task continues: see '%s result %s'\n", opts->prog,
             opts->prog, task);
 }
+
+/* True when a task_result's spend is not final yet: a step still running
+   (the end is decided, its last steps finish) or an attempt whose reply
+   was lost without the ledger's charge for it (settled when the task is
+   closed). */
+static bool s_unsettled(const ev_t *res)
+{
+    const ev_t *steps = ev_get(res, "steps");
+    for (size_t i = 0; i < ev_len(steps); i++) {
+        const ev_t *s = ev_at(steps, i);
+        if (!strcmp(ev_get_str(s, "state", ""), "running"))
+            return true;
+        const ev_t *atts = ev_get(s, "attempts");
+        for (size_t k = 0; k < ev_len(atts); k++) {
+            const ev_t *a = ev_at(atts, k);
+            if (!ev_get(a, "actual") &&
+                !strcmp(ev_get_str(ev_get(a, "error"), "code", ""), PROTO_E_WORKER_LOST))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* How long --wait waits, once the task has ended, for its spend to settle
+   before it prints the totals marked provisional, ms. */
+#define TASK_SETTLE_WAIT_MS 15000
 
 /* Follow task until it ends; prints step lines unless json. Returns the
    final task_result (caller owns) or NULL with *rc set. */
@@ -376,9 +425,19 @@ static ev_t *s_follow(ctl_opts_t *opts, ctl_conn_t *conn, const char *task, int6
         bool fin = ctl_task_ended(ev_get_str(st, "state", ""));
         ev_destroy(&st);
         if (fin) {
+            /* the totals printed are final: wait for the last steps and
+               the settlement of lost replies, else mark them provisional */
+            int64_t settle_until = zclock_mono() + TASK_SETTLE_WAIT_MS;
             ev_t *res = s_get(opts, conn, "result", task, rc);
+            while (res && s_unsettled(res) && zclock_mono() < settle_until && !zsys_interrupted) {
+                zclock_sleep(100);
+                ev_destroy(&res);
+                res = s_get(opts, conn, "result", task, rc);
+            }
             if (!res && *rc == CTL_EXIT_INTERRUPTED)
                 s_stopped_following(opts, task);
+            if (res)
+                ev_set_bool(res, "provisional", s_unsettled(res));
             return res;
         }
         if (zsys_interrupted) {
@@ -420,7 +479,7 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
     if (ctl_wants_help(argc, argv)) {
         printf("usage: emadsctl [--json] submit [--wait] [--timeout S] [--workflow NAME]\n"
                "                [--max-tokens N] [--max-cost USD] [--max-latency-ms N]\n"
-               "                [--max-tool-calls N] [--] TEXT...\n"
+               "                [--max-tool-calls N] [--on-exhaust degrade|fail] [--] TEXT...\n"
                "\n"
                "Submit a task and print its id. --wait follows it step by step (agent,\n"
                "path, model, spend) and prints the final recommendation; the exit code is\n"
@@ -434,7 +493,16 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
                "  --max-cost USD    US dollars, up to 6 decimals (e.g. 0.25)\n"
                "  --max-latency-ms N  milliseconds (at most 86400000)\n"
                "  --max-tool-calls N  tool calls (at most 1000000)\n"
+               "  --on-exhaust degrade|fail\n"
+               "                    when the budget forces a step below its best option\n"
+               "                    (a cheaper model, the local path): degrade runs it so\n"
+               "                    and says why ('budget forced local path: ...') in the\n"
+               "                    step and in the result's 'degraded' lines; fail ends\n"
+               "                    the task budget_exhausted instead. Default: the task\n"
+               "                    class's on_exhaust in the config, else degrade\n"
                "\n"
+               "The spend --wait prints is final (it waits up to 15 s for the last steps\n"
+               "and lost replies to settle), else marked 'spend: provisional'.\n"
                "When the task has ended, its spend is checked against its limits: each\n"
                "account and dimension over its limit prints 'warning: overrun: ...' on\n"
                "standard error (--json: the \"overruns\" array). An overrun does not change\n"
@@ -473,6 +541,12 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
                 printf("%s\n", task);
         } else {
             ev_t *res = s_follow(opts, &conn, task, a.timeout_s, &rc);
+            if (!res && opts->json) {
+                /* stopped early (--timeout, Ctrl-C, lost contact): the task
+                   goes on; a script still needs its id */
+                json_t *j = json_pack("{s:s, s:b}", "task", task, "following", 0);
+                ctl_print_json(j);
+            }
             if (res) {
                 s_show_result(opts, &conn, res, false);
                 rc = strcmp(ev_get_str(res, "state", ""), "done") ? CTL_EXIT_FAIL : CTL_EXIT_OK;

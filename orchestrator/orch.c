@@ -77,6 +77,8 @@ struct _orch_t {
     char traced[ORCH_TRACE_TASKS][PROTO_MAX_ID + 1];
     int n_traced;
     task_fx_t fx; /* effects of the task event being handled */
+    /* the global account as the ledger's replies show it */
+    task_global_t global;
     planner_history_t *hist;
     size_t n_hist;
     int64_t hist_at_ms;
@@ -138,7 +140,8 @@ static task_env_t s_env(orch_t *self)
                         .pols = policy_store_all(self->pols),
                         .now_ms = s_now(),
                         .stopping = self->stopping,
-                        .fx = &self->fx};
+                        .fx = &self->fx,
+                        .global = &self->global};
 }
 
 static void s_train_sample_done(orch_t *self, task_t *t);
@@ -340,6 +343,9 @@ static void s_on_submit(orch_t *self, bus_request_t *req)
     }
     snprintf(t->request_id, sizeof t->request_id, "%s", rid);
     t->has_limits = proto_get_amounts(b, "limits", -1, &t->limits) == 0;
+    const char *policy = ev_get_str(b, "on_exhaust", NULL); /* else the class's */
+    t->on_exhaust_fail =
+        policy ? strcmp(policy, "fail") == 0 : cls >= 0 && self->cfg->classes[cls].on_exhaust_fail;
     rep = proto_body("submit_ok");
     ev_set_str(rep, "task", t->id);
     s_reply(self, req, &rep);
@@ -794,8 +800,52 @@ static void s_step_providers(orch_t *self, const task_t *t, int i, const ev_t *b
     self->prov_known[a] = true;
 }
 
+/* A late commit replaced what the ledger had charged for a hold (the whole
+   hold, at expiry or close): an ended task's result is re-settled from the
+   ledger's spend (task_resettle), so that `result` equals `spend --task`.
+   A task still running settles itself at its end. */
+static void s_on_late_commit(orch_t *self, const ev_t *ev)
+{
+    const char *task = ev_get_str(ev, "task", "");
+    if (!ev_get_bool(ev_get(ev, "data"), "late", false) || !task[0])
+        return;
+    task_t *t = zhashx_lookup(self->tasks, task);
+    if (t && !task_ended(t))
+        return;
+    ev_t *b = proto_body("spend");
+    ev_set_str(b, "task", task);
+    outbox_send(self->out, "ledger", &b, TASK_LEDGER_TIMEOUT, OUTBOX_RESETTLE, task, -1, 0);
+}
+
+static void s_on_resettle(orch_t *self, const char *task, const ev_t *reply)
+{
+    if (proto_is_error(reply, NULL))
+        return; /* the next late commit or result query tries again */
+    ev_t *stored = taskstore_get_task(self->store, task);
+    if (!stored || !taskstore_state_final(ev_get_str(stored, "state", ""))) {
+        ev_destroy(&stored);
+        return;
+    }
+    unsigned changed = task_resettle(self->cfg, stored, ev_get(reply, "accounts"));
+    const ev_t *steps = ev_get(stored, "steps");
+    for (size_t i = 0; i < ev_len(steps) && i < 32; i++)
+        if (changed & (1u << i)) {
+            ev_t *s = ev_dup(ev_at(steps, i));
+            ev_del(s, "output"); /* kept as it is */
+            taskstore_put_step(self->store, task, (int)i, s);
+            ev_destroy(&s);
+            log_info("task %s: step %s re-settled from the ledger after a late commit", task,
+                     ev_get_str(ev_at(steps, i), "step", "?"));
+        }
+    ev_destroy(&stored);
+}
+
 static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
 {
+    if (msg->kind == BUS_MSG_EVENT && !strcmp(msg->topic, "spend.commit")) {
+        s_on_late_commit(self, msg->body);
+        return;
+    }
     if (msg->kind != BUS_MSG_REPLY)
         return;
     outbox_pend_t *p = zhashx_lookup(self->pending, msg->corr_id);
@@ -805,6 +855,10 @@ static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
     zhashx_delete(self->pending, msg->corr_id);
     if (pd.kind == OUTBOX_HISTORY) {
         s_on_history(self, msg->body);
+        return;
+    }
+    if (pd.kind == OUTBOX_RESETTLE) {
+        s_on_resettle(self, pd.task, msg->body);
         return;
     }
     if (pd.kind == OUTBOX_PROVIDERS) {
@@ -882,6 +936,8 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *s
         orch_destroy(&self);
         return NULL;
     }
+    /* late commits re-settle the results of ended tasks (s_on_late_commit) */
+    bus_client_subscribe(self->client, "spend.commit");
     taskstore_begin(self->store);
     s_recover(self);
     s_sweep(self);

@@ -115,6 +115,23 @@ void orch_remaining_from_spend(const cfg_t *cfg, int wf_i, const orch_step_view_
         if (!seen[a]) /* no reserve in this task yet */
             for (int d = 0; d < DIM_COUNT; d++)
                 r->agent[a][d] = s_rem(r->agent[a][d], 0, inflight[a][d]);
+    /* an agent's period account (every task's spend this hour, day, ...):
+       a reserve must fit it too, so the agent can afford the lesser */
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        proto_amounts_t used, held, limit;
+        int a = cfg_agent_index(cfg, ev_get_str(acc, "agent", ""));
+        if (strcmp(ev_get_str(acc, "kind", ""), "period") || a < 0 || a >= CFG_MAX_AGENTS ||
+            proto_get_amounts(acc, "used", 0, &used) || proto_get_amounts(acc, "limit", -1, &limit))
+            continue;
+        if (proto_get_amounts(acc, "held", 0, &held))
+            memset(&held, 0, sizeof held);
+        for (int d = 0; d < DIM_COUNT; d++) {
+            int64_t p = s_rem(limit.v[d], used.v[d], s_max(held.v[d], inflight[a][d]));
+            if (p >= 0 && (r->agent[a][d] < 0 || p < r->agent[a][d]))
+                r->agent[a][d] = p;
+        }
+    }
     orch_tightness(cfg, r);
 }
 

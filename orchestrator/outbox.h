@@ -20,7 +20,8 @@ typedef enum {
     OUTBOX_LEDGER = 1,
     OUTBOX_STEP,
     OUTBOX_HISTORY,
-    OUTBOX_PROVIDERS /* an agent's providers_reply; step = the cfg agent */
+    OUTBOX_PROVIDERS, /* an agent's providers_reply; step = the cfg agent */
+    OUTBOX_RESETTLE   /* the ledger's spend of an ended task after a late commit */
 } outbox_kind_t;
 
 typedef struct {

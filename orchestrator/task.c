@@ -161,6 +161,7 @@ void task_destroy(task_t **self_p)
         ev_destroy(&t->steps[i].output);
         ev_destroy(&t->steps[i].attempts);
     }
+    ev_destroy(&t->accounts);
     free(t->text);
     free(t);
     *self_p = NULL;
@@ -234,10 +235,24 @@ ev_t *task_step_ev(const task_t *t, const cfg_t *cfg, int i, bool with_output)
         ev_set_int(m, "banned", s->banned);
     if (s->lost_retry)
         ev_set_bool(m, "lost_retry", true);
+    if (s->forced[0]) {
+        ev_set_str(m, "forced", s->forced);
+        ev_set_str(m, "ideal", s->ideal);
+    }
+    if (t->on_exhaust_fail) /* the task's policy, kept with each step across a restart */
+        ev_set_str(m, "on_exhaust", "fail");
     if (s->first_option >= 0)
         ev_set_int(m, "first_option", s->first_option);
     int planned = s->first_option >= 0 ? s->first_option : s->option;
     s_set_paths(m, cfg, t, i, s->st != ORCH_STEP_SKIPPED ? planned : -1);
+    if (s->st == ORCH_STEP_RUNNING && s->option >= 0) {
+        /* what the running attempt was sent to do (a re-planned attempt
+           runs another option than the first plan's) */
+        const cfg_option_t *o = &s_wf(cfg, t)->steps[i].options[s->option];
+        ev_set_str(m, "attempt_path", cfg_path_name(o->path));
+        if (o->model >= 0)
+            ev_set_str(m, "attempt_model", cfg->models[o->model].name);
+    }
     if (s->has_actual) {
         proto_set_amounts(m, "actual", &s->actual);
         ev_set_str(m, "measured", s->measured[0] ? s->measured : "estimated");
@@ -626,6 +641,229 @@ static int s_step_timeout(const cfg_t *cfg, const task_t *t, int i)
     return ms > 600000 ? 600000 : (int)ms;
 }
 
+/* ---- the accounts a reserve touches ----------------------------------------- */
+
+/* How long a report of the global account counts as the latest even when
+   a later one shows less used, ms. */
+#define TASK_GLOBAL_FRESH_MS 1000
+
+/* Count step s's predicted hold in the global in-flight sum (on) or take it
+   out (off); idempotent. */
+static void s_inflight(task_env_t *e, task_step_t *s, bool on)
+{
+    if (!e->global || s->in_flight == on)
+        return;
+    s->in_flight = on;
+    for (int d = 0; d < DIM_COUNT; d++) {
+        int64_t *v = &e->global->inflight.v[d];
+        *v += on ? s->predicted.v[d] : -s->predicted.v[d];
+        if (*v < 0)
+            *v = 0;
+    }
+}
+
+/* Take the accounts a ledger reply (or a step_result forwarding one)
+   carries: the task's, agents' and agents' period accounts replace those of
+   t->accounts with the same kind and agent; the global one updates the
+   shared view. */
+static void s_take_accounts(task_env_t *e, task_t *t, const ev_t *accounts)
+{
+    if (ev_type(accounts) != EV_ARRAY)
+        return;
+    if (!t->accounts)
+        t->accounts = ev_new_array();
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        const char *kind = ev_get_str(acc, "kind", "");
+        proto_amounts_t used, held, limit;
+        if (proto_get_amounts(acc, "used", 0, &used) || proto_get_amounts(acc, "limit", -1, &limit))
+            continue;
+        if (proto_get_amounts(acc, "held", 0, &held))
+            memset(&held, 0, sizeof held);
+        if (strcmp(kind, "global") == 0) {
+            /* replies overtake one another on their way here: a report
+               showing less used than the last one is older, unless the
+               last one is old itself (a new period, a late commit) */
+            task_global_t *g = e->global;
+            if (g && (!g->known || used.v[DIMS_MONEY] >= g->used.v[DIMS_MONEY] ||
+                      e->now_ms - g->at_ms > TASK_GLOBAL_FRESH_MS)) {
+                g->at_ms = e->now_ms;
+                e->global->known = true;
+                e->global->limit = limit;
+                e->global->used = used;
+                e->global->held = held;
+            }
+            continue;
+        }
+        if (strcmp(kind, "task") != 0 && strcmp(kind, "agent") != 0 && strcmp(kind, "period") != 0)
+            continue;
+        const char *agent = ev_get_str(acc, "agent", "");
+        size_t j = 0;
+        for (; t->accounts && j < ev_len(t->accounts); j++) {
+            const ev_t *o = ev_at(t->accounts, j);
+            if (!strcmp(ev_get_str(o, "kind", ""), kind) &&
+                (!strcmp(kind, "task") || !strcmp(ev_get_str(o, "agent", ""), agent)))
+                break;
+        }
+        if (t->accounts && j < ev_len(t->accounts)) {
+            ev_t *o = ev_at(t->accounts, j);
+            proto_amounts_t was;
+            if (proto_get_amounts(o, "used", 0, &was) == 0 &&
+                used.v[DIMS_MONEY] < was.v[DIMS_MONEY])
+                continue; /* older than the one kept */
+            for (size_t f = 0; f < ev_len(acc); f++)
+                ev_set(o, ev_key_at(acc, f), ev_dup(ev_at(acc, f)));
+        } else if (t->accounts)
+            ev_push(t->accounts, ev_dup(acc));
+    }
+}
+
+/* Cap what task t may still spend by what the global account has left, as
+   far as the orchestrator knows: limit - used - held - the holds of every
+   step in flight. The report's held may already hold some of those steps
+   (counted twice, which only plans more cautiously), but the orchestrator
+   cannot tell them from the holds of other clients (the gateway), which
+   the max of the two would miss. Tightness stays the task's own (it
+   chooses the decision matrix); the cap only keeps the planner from
+   planning what the ledger would deny. */
+static int64_t s_global_left(const task_env_t *e, int d)
+{
+    const task_global_t *g = e->global;
+    if (!g || !g->known || g->limit.v[d] < 0 || dims_is_time(d))
+        return -1;
+    int64_t left = g->limit.v[d] - g->used.v[d] - g->held.v[d] - g->inflight.v[d];
+    return left < 0 ? 0 : left;
+}
+
+static void s_cap_global(const task_env_t *e, orch_remaining_t *r)
+{
+    for (int d = 0; d < DIM_COUNT; d++) {
+        int64_t left = s_global_left(e, d);
+        /* both already leave out the running steps' holds: the lower binds */
+        if (left >= 0 && (r->task[d] < 0 || left < r->task[d]))
+            r->task[d] = left;
+    }
+}
+
+/* ---- degradation ------------------------------------------------------------ */
+
+_Static_assert(sizeof((task_step_t *)0)->forced <= sizeof((task_step_t *)0)->why,
+               "a step's why holds its forced reason");
+
+/* Option co as a result names it: "local path", "gpt-4o", "tool kb_search". */
+static void s_option_desc(const cfg_t *cfg, const cfg_option_t *co, char *out, size_t size)
+{
+    if (co->path == PATH_LLM && co->model >= 0)
+        snprintf(out, size, "%s", cfg->models[co->model].name);
+    else if (co->path == PATH_TOOL && co->tool >= 0)
+        snprintf(out, size, "tool %s", cfg->tools[co->tool].name);
+    else
+        snprintf(out, size, "%s path", cfg_path_name(co->path));
+}
+
+/* An amount of dimension d for people: dollars, tokens, ms, tool calls. */
+static void s_amount_text(int d, int64_t v, char *out, size_t size)
+{
+    if (d == DIMS_MONEY)
+        snprintf(out, size, "$%lld.%06lld", (long long)(v / 1000000), (long long)(v % 1000000));
+    else
+        snprintf(out, size, "%lld %s", (long long)v, proto_dim_names[d]);
+}
+
+/* Why step i runs option oc rather than ou (the best without a budget):
+   the account that cannot carry ou's hold, or the class's tight paths. */
+static void s_forced_why(const task_env_t *e, const task_t *t, const orch_remaining_t *r, int i,
+                         const cfg_option_t *oc, const cfg_option_t *ou, char *out, size_t size)
+{
+    const cfg_t *cfg = e->cfg;
+    int a = s_wf(cfg, t)->steps[i].agent;
+    char ran[CFG_NAME_MAX + 16], best[CFG_NAME_MAX + 16];
+    s_option_desc(cfg, oc, ran, sizeof ran);
+    s_option_desc(cfg, ou, best, sizeof best);
+    if (r->tight && t->cls >= 0 && !(cfg->classes[t->cls].tight_paths & (1u << ou->path))) {
+        snprintf(out, size,
+                 "budget forced %s: task remaining cost ratio %.2f < %.2f (class %s runs only "
+                 "its tight paths)",
+                 ran, r->ratio, cfg->tight_ratio, cfg->classes[t->cls].name);
+        return;
+    }
+    proto_amounts_t h;
+    orch_plan_hold(cfg, a, ou, &h);
+    for (int d = 0; d < DIM_COUNT; d++) {
+        const char *who = NULL;
+        int64_t left = -1;
+        if (r->agent[a][d] >= 0 && h.v[d] > r->agent[a][d]) {
+            who = cfg->agents[a].name;
+            left = r->agent[a][d];
+        } else if (s_global_left(e, d) >= 0 && h.v[d] > s_global_left(e, d)) {
+            who = "the global account";
+            left = s_global_left(e, d);
+        } else if (r->task[d] >= 0 && h.v[d] > r->task[d]) {
+            who = "the task";
+            left = r->task[d];
+        }
+        if (!who)
+            continue;
+        char lt[48], ht[48];
+        s_amount_text(d, left, lt, sizeof lt);
+        s_amount_text(d, h.v[d], ht, sizeof ht);
+        snprintf(out, size, "budget forced %s: %s has %s left, %s holds %s", ran, who, lt, best,
+                 ht);
+        return;
+    }
+    snprintf(out, size, "budget forced %s: %s does not fit beside the task's other steps", ran,
+             best);
+}
+
+/* Mark each step still to run on an option below the one an unlimited
+   budget would give it (s->forced, s->ideal), and clear the mark of the
+   others. Returns the first such step, -1 when none. */
+static int s_mark_forced(task_env_t *e, task_t *t, const orch_remaining_t *r,
+                         const orch_step_view_t *views, const orch_plan_t *p)
+{
+    const cfg_t *cfg = e->cfg;
+    const cfg_workflow_t *wf = s_wf(cfg, t);
+    orch_remaining_t unl;
+    memset(&unl, 0, sizeof unl);
+    for (int a = 0; a < CFG_MAX_AGENTS; a++) {
+        for (int d = 0; d < DIM_COUNT; d++)
+            unl.agent[a][d] = -1;
+        unl.agent_limit_cost[a] = -1;
+    }
+    for (int d = 0; d < DIM_COUNT; d++)
+        unl.task[d] = -1;
+    unl.limit_cost = -1;
+    unl.ratio = 1.0;
+    orch_plan_t best;
+    double sc[CFG_MAX_STEPS * CFG_MAX_OPTIONS];
+    if (orch_plan_scored(cfg, t->wf, t->cls, views, &unl, e->hist, e->n_hist, TASK_SKIP_QUALITY,
+                         task_policy_scores(e, t->wf, 1.0, sc), &best) != 0 ||
+        !best.res.feasible)
+        return -1;
+    int first = -1;
+    for (int i = 0; i < t->n_steps; i++) {
+        task_step_t *s = &t->steps[i];
+        if (s->st != ORCH_STEP_PENDING && s->st != ORCH_STEP_DENIED && s->st != ORCH_STEP_FAILED)
+            continue;
+        s->forced[0] = s->ideal[0] = '\0';
+        if (p->res.choice[i] == PLANNER_SKIPPED || best.res.choice[i] == PLANNER_SKIPPED)
+            continue; /* an optional step left out is not a step run worse */
+        int co = orch_plan_option(p, p->res.choice, i);
+        int uo = orch_plan_option(&best, best.res.choice, i);
+        if (co < 0 || uo < 0 || co == uo ||
+            wf->steps[i].options[co].quality >= wf->steps[i].options[uo].quality)
+            continue;
+        s_forced_why(e, t, r, i, &wf->steps[i].options[co], &wf->steps[i].options[uo], s->forced,
+                     sizeof s->forced);
+        const cfg_option_t *ou = &wf->steps[i].options[uo];
+        snprintf(s->ideal, sizeof s->ideal, "%s%s%s", cfg_path_name(ou->path),
+                 ou->model >= 0 ? " " : "", ou->model >= 0 ? cfg->models[ou->model].name : "");
+        if (first < 0)
+            first = i;
+    }
+    return first;
+}
+
 /* Send step i to its agent. r: the remaining budgets a re-plan just read
    from the ledger, or NULL; with them the step carries its agent's cost
    ratio, so the agent need not ask the ledger again. */
@@ -636,6 +874,8 @@ static void s_dispatch(task_env_t *e, task_t *t, int i, const orch_remaining_t *
     task_step_t *s = &t->steps[i];
     const cfg_option_t *o = &st->options[s->option];
     s->st = ORCH_STEP_RUNNING;
+    orch_plan_hold(cfg, st->agent, o, &s->predicted);
+    s_inflight(e, s, true);
     if (s->first_option < 0)
         s->first_option = s->option;
     s->attempt++;
@@ -663,6 +903,8 @@ static void s_dispatch(task_env_t *e, task_t *t, int i, const orch_remaining_t *
     ev_set_float(opt, "quality", o->quality);
     if (r)
         ev_set_float(b, "cost_ratio", orch_agent_cost_ratio(r, st->agent));
+    if (t->on_exhaust_fail)
+        ev_set_str(b, "on_exhaust", "fail");
     if (st->n_needs > 0) {
         ev_t *in = ev_set_map(b, "inputs");
         for (int k = 0; k < st->n_needs; k++) {
@@ -703,6 +945,21 @@ static void s_request_replan(task_env_t *e, task_t *t)
         return;
     }
     s_call(e, t, TASK_CALL_SPEND);
+}
+
+static void s_replan_with(task_env_t *e, task_t *t, orch_remaining_t *r);
+
+/* Re-plan from the accounts the ledger's replies brought (t->accounts and
+   the global view), without a spend query: the step result forwarded the
+   accounts of its commit (or denial), and an account no reply showed yet
+   is one nothing was reserved on. */
+static void s_replan_known(task_env_t *e, task_t *t)
+{
+    orch_remaining_t rem;
+    orch_step_view_t views[CFG_MAX_STEPS];
+    s_views(t, views);
+    orch_remaining_from_spend(e->cfg, t->wf, views, t->n_steps, s_limits(t), t->accounts, &rem);
+    s_replan_with(e, t, &rem);
 }
 
 /* A task with a forced plan (a training sample) runs exactly its sampled
@@ -786,6 +1043,7 @@ static void s_replan_with(task_env_t *e, task_t *t, orch_remaining_t *r)
         s_run_forced(e, t);
         return;
     }
+    s_cap_global(e, r);
     orch_plan_t p;
     orch_step_view_t views[CFG_MAX_STEPS];
     s_views(t, views);
@@ -816,6 +1074,15 @@ static void s_replan_with(task_env_t *e, task_t *t, orch_remaining_t *r)
     if (!p.res.feasible) {
         if (!s_any_running(t)) /* else a running step's commit may release part of its hold */
             s_no_plan(e, t, p.res.binding);
+        return;
+    }
+    /* What the budget forced: each step still to run on an option below the
+       one an unlimited budget would give it. Under on_exhaust fail, that
+       ends the task before another step starts. */
+    int forced = s_mark_forced(e, t, r, views, &p);
+    if (forced >= 0 && t->on_exhaust_fail) {
+        s_finish(e, t, TASK_END_BUDGET_EXHAUSTED, "step %s: %s (on_exhaust fail)",
+                 s_wf(e->cfg, t)->steps[forced].name, t->steps[forced].forced);
         return;
     }
     /* Adopt the plan for steps not started; start the ready ones. Skipping
@@ -955,6 +1222,76 @@ static void s_agent_accounts(const cfg_t *cfg, const ev_t *accounts, proto_amoun
         if (held)
             proto_get_amounts(acc, "held", 0, &held[a]);
     }
+}
+
+unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts)
+{
+    int wf_i = cfg_workflow_index(cfg, ev_get_str(stored, "workflow", ""));
+    ev_t *steps = ev_get(stored, "steps");
+    if (wf_i < 0 || !steps)
+        return 0;
+    const cfg_workflow_t *wf = &cfg->workflows[wf_i];
+    proto_amounts_t used[CFG_MAX_AGENTS];
+    s_agent_accounts(cfg, accounts, used, NULL);
+    bool seen[CFG_MAX_AGENTS] = {false};
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        int a = cfg_agent_index(cfg, ev_get_str(ev_at(accounts, k), "agent", ""));
+        if (a >= 0 && a < CFG_MAX_AGENTS &&
+            !strcmp(ev_get_str(ev_at(accounts, k), "kind", ""), "agent"))
+            seen[a] = true;
+    }
+    unsigned changed = 0;
+    for (int a = 0; a < cfg->n_agents && a < CFG_MAX_AGENTS; a++) {
+        if (!seen[a])
+            continue;
+        proto_amounts_t rest = used[a];
+        ev_t *target = NULL, *tstep = NULL;
+        int tidx = -1;
+        int64_t tend = -1;
+        for (size_t i = 0; i < ev_len(steps) && (int)i < wf->n_steps; i++) {
+            ev_t *s = ev_at(steps, i);
+            if (wf->steps[i].agent != a)
+                continue;
+            proto_amounts_t act;
+            if (proto_get_amounts(s, "actual", 0, &act) == 0)
+                for (int d = 0; d < DIM_COUNT; d++)
+                    rest.v[d] -= act.v[d];
+            ev_t *atts = ev_get(s, "attempts");
+            for (size_t k = 0; k < ev_len(atts); k++) {
+                ev_t *at = ev_at(atts, k);
+                const char *m = ev_get_str(at, "measured", "");
+                int64_t end = ev_get_int(at, "ended_ms", 0);
+                if ((!strcmp(m, "ledger") || !strcmp(m, "whole_hold")) && end >= tend) {
+                    target = at;
+                    tstep = s;
+                    tidx = (int)i;
+                    tend = end;
+                }
+            }
+        }
+        bool differs = false;
+        for (int d = 0; d < DIM_COUNT; d++)
+            differs |= rest.v[d] != 0;
+        if (!differs || !target)
+            continue;
+        proto_amounts_t at_act, st_act;
+        proto_get_amounts(target, "actual", 0, &at_act);
+        proto_get_amounts(tstep, "actual", 0, &st_act);
+        for (int d = 0; d < DIM_COUNT; d++) {
+            int64_t delta = rest.v[d];
+            if (at_act.v[d] + delta < 0) /* never below zero: the rest stays unexplained */
+                delta = -at_act.v[d];
+            at_act.v[d] += delta;
+            st_act.v[d] += delta;
+        }
+        proto_set_amounts(target, "actual", &at_act);
+        ev_set_str(target, "measured", "ledger");
+        proto_set_amounts(tstep, "actual", &st_act);
+        ev_set_bool(tstep, "resettled", true);
+        if (tidx < 32)
+            changed |= 1u << tidx;
+    }
+    return changed;
 }
 
 /* RECONCILING, spend reply: the steps that were running when the
@@ -1142,6 +1479,7 @@ static void s_call_retry(task_env_t *e, task_t *t, const reply_t *r)
 static void s_opened(task_env_t *e, task_t *t, const reply_t *r)
 {
     t->opened = true;
+    s_take_accounts(e, t, ev_get(r->body, "accounts"));
     if (t->state == TASK_OPENING)
         t->state = TASK_RUNNING;
     s_save_task(e, t);
@@ -1227,6 +1565,7 @@ static void s_spent(task_env_t *e, task_t *t, const reply_t *r)
                  ev_get_str(r->body, "reason", ""));
         return;
     }
+    s_take_accounts(e, t, ev_get(r->body, "accounts"));
     orch_remaining_t rem;
     orch_step_view_t views[CFG_MAX_STEPS];
     s_views(t, views);
@@ -1337,6 +1676,7 @@ static void s_step_end(task_env_t *e, task_t *t, int i, orch_step_state_t st)
     task_step_t *s = &t->steps[i];
     s->st = st;
     s->ended_ms = e->now_ms;
+    s_inflight(e, s, false);
     s_save_step(e, t, i);
     s_step_event(e, "step.done", t, i);
 }
@@ -1419,9 +1759,13 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         return;
     }
     const char *status = ev_get_str(body, "status", "error");
+    s_take_accounts(e, t, ev_get(body, "accounts"));
     snprintf(s->path, sizeof s->path, "%s", ev_get_str(body, "path", ""));
     snprintf(s->model, sizeof s->model, "%s", ev_get_str(body, "model", ""));
     snprintf(s->why, sizeof s->why, "%s", ev_get_str(body, "why", ""));
+    /* the agent ran what was planned: the plan's reason is the budget's */
+    if (s->forced[0] && strncmp(s->why, "planned ", 8) == 0)
+        memcpy(s->why, s->forced, sizeof s->forced); /* forced is the shorter, NUL-ended */
     snprintf(s->measured, sizeof s->measured, "%s", ev_get_str(body, "measured", "estimated"));
     proto_amounts_t act;
     bool has_act = proto_get_amounts(body, "actual", 0, &act) == 0;
@@ -1448,6 +1792,13 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         if (s->option >= 0)
             s->banned |= 1u << s->option;
         s_step_end(e, t, i, ORCH_STEP_DENIED);
+        /* under on_exhaust fail, a denial (the ledger's, or the agent's
+           refusal to degrade) is not re-planned to something cheaper */
+        if (t->on_exhaust_fail || strcmp(s->err_code, PROTO_E_BUDGET_EXHAUSTED) == 0) {
+            s_finish(e, t, TASK_END_BUDGET_EXHAUSTED, "step %s denied: %s%s", cst->name,
+                     s->err_reason, t->on_exhaust_fail ? " (on_exhaust fail)" : "");
+            return;
+        }
         if (s->attempt >= TASK_MAX_ATTEMPTS) {
             s_finish(e, t, TASK_END_BUDGET_EXHAUSTED, "step %s denied %d times; last: %s",
                      cst->name, s->attempt, s->err_reason);
@@ -1477,6 +1828,8 @@ static void s_step_result(task_env_t *e, task_t *t, int i, const ev_t *body)
         return; /* s_maybe_close in task_on_step */
     if (s_all_finished(t))
         s_finish(e, t, TASK_END_DONE, NULL);
+    else if (ev_get(body, "accounts") && t->call == TASK_CALL_NONE && t->state == TASK_RUNNING)
+        s_replan_known(e, t);
     else
         s_request_replan(e, t);
 }
@@ -1518,28 +1871,35 @@ static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
         ev_del(s, "first_option");
         ev_del(s, "banned");
         ev_del(s, "lost_retry");
+        ev_del(s, "on_exhaust");
     }
     return steps;
 }
 
 /* Steps that ran below their plan: planned on an LLM, done on the local
    path or another model (a tight budget, or a provider down after its
-   retries). [{step, planned, ran, reason}]; reason is the step's why,
-   which tells the story of its attempts. Caller owns. */
+   retries), and steps the budget made the planner give a lesser option
+   than the best (planned is then that best option). [{step, planned, ran,
+   reason}]; reason is the step's why, which tells the story of its
+   attempts. Caller owns. */
 static ev_t *s_degraded(const ev_t *steps)
 {
     ev_t *out = ev_new_array();
     for (size_t i = 0; out && i < ev_len(steps); i++) {
         const ev_t *st = ev_at(steps, i);
+        const char *ideal = ev_get_str(st, "ideal", NULL); /* the planner's, forced by budget */
         if (strcmp(ev_get_str(st, "state", ""), "done") != 0 ||
-            strcmp(ev_get_str(st, "planned_path", ""), "llm") != 0)
+            (!ideal && strcmp(ev_get_str(st, "planned_path", ""), "llm") != 0))
             continue;
         const char *path = ev_get_str(st, "path", "");
         const char *pm = ev_get_str(st, "planned_model", ""), *m = ev_get_str(st, "model", "");
-        if (strcmp(path, "llm") == 0 && strcmp(pm, m) == 0)
+        if (!ideal && strcmp(path, "llm") == 0 && strcmp(pm, m) == 0)
             continue;
         char planned[160], ran[160];
-        snprintf(planned, sizeof planned, "llm %s", pm);
+        if (ideal)
+            snprintf(planned, sizeof planned, "%s", ideal);
+        else
+            snprintf(planned, sizeof planned, "llm %s", pm);
         snprintf(ran, sizeof ran, "%s%s%s", path, m[0] ? " " : "", m);
         ev_t *d = ev_new_map();
         ev_set_str(d, "step", ev_get_str(st, "step", "?"));

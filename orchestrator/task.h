@@ -159,6 +159,13 @@ typedef struct {
     ev_t *attempts;         /* [{attempt, path, model, why, status, actual, measured, error}] */
     ev_t *output;
     int64_t started_ms, ended_ms;
+    bool in_flight; /* counted in task_global_t.inflight */
+    /* why the budget forced a lesser option than the best one ("budget
+       forced local path: ..."), and what the best one was ("llm gpt-4o");
+       "" when not forced */
+    char forced[300];
+    char ideal[CFG_NAME_MAX + 16];
+    proto_amounts_t predicted; /* the hold its agent reserves at most (orch_plan_hold) */
 } task_step_t;
 
 /* One task. Callers read its fields; only task.c and task_recover.c change
@@ -188,6 +195,11 @@ typedef struct {
     bool has_forced;           /* run forced[] instead of planning */
     int forced[CFG_MAX_STEPS]; /* cfg option per step, -1 = skip */
     int train_slot;            /* sample index in the current training group, -1 none */
+    /* a budget-forced step ends the task budget_exhausted (the submit's
+       on_exhaust, else its class's) */
+    bool on_exhaust_fail;
+    ev_t *accounts; /* the ledger's accounts of this task as its replies last showed them
+                       ([{kind, agent, used, held, limit, remaining}]), NULL before any */
 } task_t;
 
 /* ---- effects ------------------------------------------------------------ */
@@ -224,6 +236,19 @@ typedef struct {
 void task_fx_clear(task_fx_t *fx);
 void task_fx_free(task_fx_t *fx);
 
+/* The orchestrator's view of the global account, shared by its tasks: the
+   ledger's last report of it (in the accounts its replies carry) and the
+   holds of every step dispatched and not yet back, in any task, which a
+   report may not show yet. The planner caps what a task may still spend
+   by limit - used - held - inflight; the ledger still judges every
+   reserve, so a stale view only plans more conservatively. */
+typedef struct {
+    bool known;    /* a report arrived (else: no global budget seen, no cap) */
+    int64_t at_ms; /* when that report arrived */
+    proto_amounts_t limit, used, held;
+    proto_amounts_t inflight;
+} task_global_t;
+
 /* What an event may read besides the task: the configuration, the
    ledger's estimate history, the learned policies (CFG_MAX_WORKFLOWS
    entries, NULL = the configured qualities), the time, and whether the
@@ -236,6 +261,7 @@ typedef struct {
     int64_t now_ms;
     bool stopping;
     task_fx_t *fx;
+    task_global_t *global; /* may be NULL: no global view */
 } task_env_t;
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -309,5 +335,16 @@ ev_t *task_step_ev(const task_t *self, const cfg_t *cfg, int i, bool with_output
    are dropped from the steps, and their outputs unless result. Caller owns
    the reply. */
 ev_t *task_status_reply(ev_t *stored, bool result);
+
+/* Re-settle an ended task from the ledger after a late commit replaced
+   what was charged for one of its holds (the whole hold, charged at
+   expiry or at close): stored is the task as taskstore_get_task returns
+   it (its steps are changed in place), accounts the ledger's spend_reply
+   accounts for the task. For each agent whose used differs from the sum
+   of its steps' actual, the difference goes to that agent's latest
+   attempt whose spend came from the ledger (measured "ledger" or
+   "whole_hold"), never below zero; the step is marked "resettled". Returns
+   a bit per step changed (bit i = steps[i]), 0 when the figures agree. */
+unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts);
 
 #endif

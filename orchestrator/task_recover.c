@@ -34,6 +34,8 @@ static void s_step_from_ev(task_step_t *s, const ev_t *m)
     s->first_option = (int)ev_get_int(m, "first_option", -1);
     s->banned = (unsigned)ev_get_int(m, "banned", 0);
     s->lost_retry = ev_get_bool(m, "lost_retry", false);
+    snprintf(s->forced, sizeof s->forced, "%s", ev_get_str(m, "forced", ""));
+    snprintf(s->ideal, sizeof s->ideal, "%s", ev_get_str(m, "ideal", ""));
     snprintf(s->path, sizeof s->path, "%s", ev_get_str(m, "path", ""));
     snprintf(s->model, sizeof s->model, "%s", ev_get_str(m, "model", ""));
     snprintf(s->why, sizeof s->why, "%s", ev_get_str(m, "why", ""));
@@ -78,8 +80,11 @@ task_t *task_recover(task_env_t *env, const ev_t *m)
     if (sample)
         t->training = true;
     const ev_t *steps = ev_get(m, "steps");
-    for (size_t i = 0; i < ev_len(steps) && (int)i < t->n_steps; i++)
+    for (size_t i = 0; i < ev_len(steps) && (int)i < t->n_steps; i++) {
         s_step_from_ev(&t->steps[i], ev_at(steps, i));
+        if (!strcmp(ev_get_str(ev_at(steps, i), "on_exhaust", ""), "fail"))
+            t->on_exhaust_fail = true;
+    }
     t->announced = ev_get_bool(ev_get(m, "result"), "announced", false);
     task_end_t fin = TASK_END_NONE;
     if (task_end_parse(ev_get_str(ev_get(m, "result"), "final_state", NULL), &fin) != 0)

@@ -34,6 +34,7 @@ static const char *const s_account_kinds[] = {"agent", "task", "global", "period
 static const char *const s_severities[] = {"info", "warning", "critical", NULL};
 static const char *const s_limit_scopes[] = {"global", "agent", "period", "key", NULL};
 static const char *const s_limit_sources[] = {"config", "set", NULL};
+static const char *const s_on_exhaust[] = {"degrade", "fail", NULL};
 static const char *const s_scores[] = {"policy", "prior", NULL};
 static const char *const s_train_states[] = {"running",   "finished", "budget_exhausted",
                                              "cancelled", "failed",   NULL};
@@ -90,6 +91,14 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
 #define PRINCIPAL                                                                                  \
     F_NAME("principal", false, "agent charged instead of the sender (senders allowed act_for only)")
 
+/* reserve_ok, commit_ok, open_task_ok and an exceeds_budget error: the
+   accounts the next reserve of that agent in that task meets */
+#define TOUCHED                                                                                    \
+    F_ARRAY("accounts", false,                                                                     \
+            "the accounts a reserve of this agent in this task touches, as they stand after "      \
+            "this request: [{kind: task|agent|global, task, agent, used, held, limit, remaining "  \
+            "(amounts)}] as in spend_reply; optional, old peers ignore it")
+
 /* ---- ledger ------------------------------------------------------------- */
 
 /* budget_show, budget_set, budget_reset: limits changed at run time */
@@ -134,9 +143,12 @@ static const proto_field_t f_open_task[] = {
     F_BOOL("training", false, "the task is a training run (default false)"), F_END};
 
 static const proto_field_t f_open_task_ok[] = {
-    TASK(true), TIME("opened_at_ms", true, "when the task account opened, ms since the Unix epoch"),
+    TASK(true),
+    TIME("opened_at_ms", true, "when the task account opened, ms since the Unix epoch"),
     F_INT("deadline_ms", true, -1, TIME_MAX, "wall-clock deadline, ms since the epoch; -1 = none"),
-    F_AMOUNTS("limits", true, "effective task limits (-1 = unlimited)"), F_END};
+    F_AMOUNTS("limits", true, "effective task limits (-1 = unlimited)"),
+    TOUCHED,
+    F_END};
 
 static const proto_field_t f_reserve[] = {
     REQUEST_ID,
@@ -158,6 +170,7 @@ static const proto_field_t f_reserve_ok[] = {
     F_NAME("step", false, "step named in the request"),
     F_AMOUNTS("amounts", true, "amounts held"),
     TIME("expires_at_ms", true, "when the hold expires unless resolved, ms since the epoch"),
+    TOUCHED,
     F_AMOUNTS("remaining", false,
               "least remaining of the hold's accounts right after it, per dimension (-1 = "
               "unlimited)"),
@@ -175,10 +188,12 @@ static const proto_field_t f_commit[] = {
     F_END};
 
 static const proto_field_t f_commit_ok[] = {
-    F_ID("hold_id", true, "hold resolved"), F_AMOUNTS("actual", true, "spend recorded"),
+    F_ID("hold_id", true, "hold resolved"),
+    F_AMOUNTS("actual", true, "spend recorded"),
     F_BOOL("overrun", true, "actual exceeded the hold in some dimension"),
     F_BOOL("late", false,
            "true when the hold had expired (charged in full); actual replaced that charge"),
+    TOUCHED,
     F_END};
 
 static const proto_field_t f_void[] = {REQUEST_ID, F_ID("hold_id", true, "hold to release"),
@@ -218,6 +233,10 @@ static const proto_field_t f_submit[] = {
     F_NAME("workflow", false, "workflow to run (default: chosen by task class)"),
     F_AMOUNTS("limits", false, "task limits; may only lower total_task_budget"),
     F_BOOL("training", false, "run as a policy-learning task (default false)"),
+    F_ENUM("on_exhaust", false, s_on_exhaust,
+           "when the budget forces a step below its best option: degrade (run it so, and say "
+           "why) or fail (end the task budget_exhausted); default: the task class's on_exhaust, "
+           "else degrade"),
     F_END};
 
 static const proto_field_t f_submit_ok[] = {TASK(true), F_END};
@@ -235,7 +254,8 @@ static const proto_field_t f_task_status[] = {
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
     F_ARRAY("degraded", false,
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
-            "another model (tight budget, provider down)"),
+            "another model (tight budget, provider down), and steps the budget forced below their "
+            "best option (planned: that option; reason: \"budget forced ...\")"),
     F_END};
 
 static const proto_field_t f_result[] = {TASK(true), F_END};
@@ -250,7 +270,8 @@ static const proto_field_t f_task_result[] = {
     F_STR("reason", false, 0, REASON_MAX, "why the task failed or stopped"),
     F_ARRAY("degraded", false,
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
-            "another model (tight budget, provider down)"),
+            "another model (tight budget, provider down), and steps the budget forced below their "
+            "best option (planned: that option; reason: \"budget forced ...\")"),
     F_END};
 
 static const proto_field_t f_cancel[] = {REQUEST_ID, TASK(true), F_END};
@@ -338,6 +359,9 @@ static const proto_field_t f_step[] = {
     F_FLOAT("cost_ratio", false, 0, 1,
             "the agent's remaining cost / its limit in this task, from the ledger spend the "
             "orchestrator planned this dispatch with; absent: the agent asks the ledger"),
+    F_ENUM("on_exhaust", false, s_on_exhaust,
+           "fail: when its remaining cost ratio would make the agent fall back (local path or "
+           "small model), it answers denied with budget_exhausted instead; default degrade"),
     F_END};
 
 static const proto_field_t f_step_result[] = {
@@ -358,6 +382,9 @@ static const proto_field_t f_step_result[] = {
     F_ARRAY("providers", false, "the agent's providers as in providers_reply"),
     F_NAME("served_by", false, "the instance (certificate name) of the agent that ran the step"),
     F_NAME("host", false, "the host name of that instance"),
+    F_ARRAY("accounts", false,
+            "the accounts of the ledger's last reply to this step's reserve or commit (as in "
+            "commit_ok); the orchestrator re-plans from them without a spend query"),
     F_END};
 
 static const proto_field_t f_providers[] = {F_END};
@@ -378,6 +405,7 @@ static const proto_field_t f_error[] = {
     F_ENUM("dimension", false, s_dims, "exceeds_budget: dimension that refused"),
     F_INT("requested", false, INT64_MIN, INT64_MAX, "exceeds_budget: amount requested"),
     F_INT("available", false, INT64_MIN, INT64_MAX, "exceeds_budget: amount still available"),
+    TOUCHED,
     F_END};
 
 static const proto_field_t f_event[] = {

@@ -282,6 +282,30 @@ usage)
         fail "calibration not saved: $(cat "$R/cto_agent.calib.json" 2>&1)"
     ok "usage committed exactly: 168 tokens, 213 uUSD"
     ;;
+calib)
+    # answers of 300 tokens: after TOKENS_OUT_MIN_SAMPLES (8) of them a
+    # step's call asks for 375 tokens (300 + 25 %) instead of what the
+    # 3000-token estimate leaves after the prompt, and holds accordingly
+    control '{"scenario":"usage","usage":[100,300]}'
+    for i in $(seq 1 10); do
+        r=$(step cto_analysis llm '{"model":"big"}' 3000 3000 "$TEXT")
+        [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "step $i: $r"
+    done
+    jq -s -e '([.[0:8][] | .max_tokens > 2000] | all) and ([.[8:10][] | .max_tokens == 375] | all)' \
+        "$R/llm-requests.log" >/dev/null ||
+        fail "max_tokens: $(jq -s -c '[.[].max_tokens]' "$R/llm-requests.log")"
+    # (the hold is prompt + max_tokens: the call asks for what it holds)
+    [ "$(held cost_uusd)" = 0 ] || fail "a hold was not resolved"
+    # another step has no history yet: its limit is the estimate's
+    r=$(step reconcile llm '{"model":"big"}' 3000 3000 "$TEXT")
+    jq -s -e '.[10].max_tokens > 2000' "$R/llm-requests.log" >/dev/null ||
+        fail "a step without history got a calibrated limit: $(jq -s -c '[.[].max_tokens]' "$R/llm-requests.log")"
+    kill -TERM "$AGENT_PID"
+    wait "$AGENT_PID" || fail "the agent exited with $? on SIGTERM"
+    jq -e '."@outputs"."big/cto_analysis" | length == 10' "$R/cto_agent.calib.json" >/dev/null ||
+        fail "output history not saved: $(cat "$R/cto_agent.calib.json" 2>&1)"
+    ok "max_tokens from calibrated history: $(jq -s -c '[.[].max_tokens]' "$R/llm-requests.log")"
+    ;;
 nousage)
     control '{"scenario":"nousage"}'
     r=$(step cto_analysis llm '{"model":"big"}' 3000 3000 "$TEXT")
@@ -360,7 +384,8 @@ adaptive)
     r=$(step s2 llm '{"model":"big"}' 3000 3000 "$TEXT")
     [ "$(printf "%s\n" "$r" | jq -r .status)" = ok ] || fail "status: $r"
     [ "$(printf "%s\n" "$r" | jq -r .path)" = local ] || fail "path: $r"
-    printf "%s\n" "$r" | jq -r .why | grep -q "< 0.20: local" || fail "why: $r"
+    printf "%s\n" "$r" | jq -r .why | grep -q "^budget forced local path: cto_agent remaining cost ratio 0.1[0-9] < 0.20$" ||
+        fail "why: $r"
     [ "$(printf "%s\n" "$r" | jq -r '.output.risks | length > 0')" = true ] || fail "output: $r"
     [ "$(requests)" = 1 ] || fail "the local step made a request"
     # a local step that ran is charged its real time, rounded up to whole ms
@@ -376,6 +401,15 @@ adaptive)
     [ "$(printf "%s\n" "$r" | jq -r .code)" = invalid ] || fail "absurd ratio accepted: $r"
     [ "$(requests)" = 2 ] || fail "the refused step made a request"
     ok "a ratio sent with the step is used; one outside 0..1 is refused"
+    # on_exhaust fail: no fall-back for the budget, the step is denied
+    r=$(step s4f llm '{"model":"big"}' 3000 3000 "$TEXT" '{"cost_ratio":0.1,"on_exhaust":"fail"}')
+    [ "$(printf "%s\n" "$r" | jq -r .status)" = denied ] || fail "on_exhaust fail ran: $r"
+    [ "$(printf "%s\n" "$r" | jq -r .error.code)" = budget_exhausted ] || fail "code: $r"
+    printf "%s\n" "$r" | jq -r .error.reason |
+        grep -q "^budget forced local path: cto_agent remaining cost ratio 0.10 < 0.20 (on_exhaust fail)$" ||
+        fail "reason: $r"
+    [ "$(requests)" = 2 ] || fail "the refused step made a request"
+    ok "on_exhaust fail: denied budget_exhausted instead of the local path"
     # a model whose provider's API key is not set runs locally
     r=$(step s5 llm '{"model":"keyless"}' 3000 3000 "$TEXT" '{"cost_ratio":0.9}')
     [ "$(printf "%s\n" "$r" | jq -r .path)" = local ] || fail "no key: $r"

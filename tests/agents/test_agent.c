@@ -62,13 +62,23 @@ Test(agent, adaptive_choice)
     cr_expect_eq(c.model, 1, "below 0.5: the small model");
     cr_expect(strstr(c.why, "small model small"), "%s", c.why);
 
+    cr_expect(c.forced, "the small model for the budget is a forced fall-back");
+    char want[200];
+    snprintf(want, sizeof want, "budget forced small model small: %s remaining cost ratio 0.49",
+             cfg->agents[0].name);
+    cr_expect(strstr(c.why, want) == c.why, "%s", c.why);
+
     agent_choose(cfg, &cfg->agents[0], PATH_LLM, 0, -1, 0.19, true, &c);
     cr_expect_eq(c.path, PATH_LOCAL, "below 0.2: local");
     cr_expect_eq(c.model, -1);
-    cr_expect(strstr(c.why, "0.19 < 0.20"), "%s", c.why);
+    cr_expect(c.forced);
+    snprintf(want, sizeof want, "budget forced local path: %s remaining cost ratio 0.19 < 0.20",
+             cfg->agents[0].name);
+    cr_expect_str_eq(c.why, want);
 
     agent_choose(cfg, &cfg->agents[0], PATH_LLM, -1, -1, 1.0, true, &c);
     cr_expect_eq(c.model, 0, "no model in the option: the agent's model");
+    cr_expect_not(c.forced, "the planned model is no fall-back");
 
     cfg->agents[0].small_model = -1;
     agent_choose(cfg, &cfg->agents[0], PATH_LLM, 0, -1, 0.3, true, &c);

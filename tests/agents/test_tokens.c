@@ -103,3 +103,66 @@ Test(tokens, calibration_survives_save_and_load)
     tokens_calib_destroy(&d);
     rmdir(dir);
 }
+
+Test(tokens, output_limit_from_history)
+{
+    tokens_calib_t *c = tokens_calib_new();
+    for (int i = 0; i < TOKENS_OUT_MIN_SAMPLES - 1; i++)
+        tokens_calib_observe_output(c, "big", "cto_analysis", 400, 0);
+    cr_expect_eq(tokens_calib_output_limit(c, "big", "cto_analysis", 256), -1,
+                 "too few answers seen: no calibrated limit");
+    /* 18 answers of 400 tokens and two of 440: the 95th percentile (the
+       19th of 20) is 440, plus 25 % */
+    for (int i = 0; i < 11; i++)
+        tokens_calib_observe_output(c, "big", "cto_analysis", 400, 0);
+    tokens_calib_observe_output(c, "big", "cto_analysis", 440, 0);
+    tokens_calib_observe_output(c, "big", "cto_analysis", 440, 0);
+    cr_expect_eq(tokens_calib_output_limit(c, "big", "cto_analysis", 256), 550);
+    /* per model and step; the floor holds for short answers */
+    cr_expect_eq(tokens_calib_output_limit(c, "big", "reconcile", 256), -1);
+    cr_expect_eq(tokens_calib_output_limit(c, "small", "cto_analysis", 256), -1);
+    for (int i = 0; i < 10; i++)
+        tokens_calib_observe_output(c, "small", "cto_analysis", 20, 0);
+    cr_expect_eq(tokens_calib_output_limit(c, "small", "cto_analysis", 256), 256);
+    /* absurd counts are not recorded; an answer cut at its limit counts twice its size */
+    tokens_calib_observe_output(c, "small", "cto_analysis", -5, 0);
+    tokens_calib_observe_output(c, "small", "cto_analysis", INT64_MAX, 0);
+    cr_expect_eq(tokens_calib_output_limit(c, "small", "cto_analysis", 256), 256);
+    for (int i = 0; i < TOKENS_OUT_SAMPLES; i++)
+        tokens_calib_observe_output(c, "small", "cto_analysis", 300, 1);
+    cr_expect_eq(tokens_calib_output_limit(c, "small", "cto_analysis", 256), 750,
+                 "cut answers raise the limit (600 + 25 %%)");
+    tokens_calib_destroy(&c);
+}
+
+Test(tokens, output_history_survives_save_and_load)
+{
+    char dir[] = "/tmp/emads-calib-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/cto_agent.calib.json", dir);
+    tokens_calib_t *c = tokens_calib_new();
+    for (int i = 0; i < 20; i++)
+        tokens_calib_observe_output(c, "big", "cto_analysis", 400, 0);
+    tokens_calib_observe(c, "big", 100, 130);
+    cr_assert_eq(tokens_calib_save(c, path), 0);
+    tokens_calib_destroy(&c);
+    tokens_calib_t *d = tokens_calib_new();
+    cr_assert_eq(tokens_calib_load(d, path), 0);
+    cr_expect_eq(tokens_calib_output_limit(d, "big", "cto_analysis", 256), 500);
+    tokens_calib_destroy(&d);
+    /* malformed samples are dropped, the rest kept */
+    FILE *f = fopen(path, "w");
+    fputs("{\"@outputs\": {\"big/cto_analysis\": [400, -3, \"x\", 400, 400, 400, 400, 400, 400, "
+          "99999999999, 400], \"bad\": 7}}",
+          f);
+    fclose(f);
+    d = tokens_calib_new();
+    cr_assert_eq(tokens_calib_load(d, path), 0);
+    cr_expect_eq(tokens_calib_output_limit(d, "big", "cto_analysis", 256), 500,
+                 "eight good samples of 400");
+    cr_expect_float_eq(tokens_calib_ratio(d, "@outputs"), 1.0, 1e-9);
+    tokens_calib_destroy(&d);
+    unlink(path);
+    rmdir(dir);
+}

@@ -976,3 +976,32 @@ Test(config, gateway_section)
     s_expect_error(y, s_budgets, "emads.yaml", 22, "gateway.per_task_budget.max_dollars", "");
     free(y);
 }
+
+Test(config, class_on_exhaust)
+{
+    const char *cls = "access:";
+    char *y = s_edit(s_main, cls,
+                     "classes:\n"
+                     "  strict: {workflow: wf, healthy: [llm, local], tight: [local], on_exhaust: "
+                     "fail}\n"
+                     "  lenient: {workflow: wf, healthy: [llm, local], tight: [local]}\n"
+                     "access:");
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(y, s_budgets, &errs);
+    if (!cfg)
+        s_dump(&errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect(cfg->classes[cfg_class_index(cfg, "strict")].on_exhaust_fail);
+    cr_expect_not(cfg->classes[cfg_class_index(cfg, "lenient")].on_exhaust_fail,
+                  "degrade is the default");
+    cfg_destroy(&cfg);
+    free(y);
+    y = s_edit(s_main, cls,
+               "classes:\n"
+               "  strict: {workflow: wf, healthy: [local], tight: [local], on_exhaust: sometimes}\n"
+               "access:");
+    s_expect_error(y, s_budgets, "emads.yaml", 23, "classes.strict.on_exhaust",
+                   "must be degrade or fail");
+    free(y);
+}

@@ -146,3 +146,12 @@ e2e_llm_server() {
         fail "could not point the provider at the test server"
     export OPENAI_API_KEY=test-key
 }
+
+# e2e_ledger_denials: the reserves the ledger refused so far (the sum of
+# emads_ledger_denials_total from its metrics, kept in $E2E_TMP/ledger.prom).
+e2e_ledger_denials() {
+    local addr
+    addr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-ledger"][0]')
+    curl -sf "http://$addr/metrics" >"$E2E_TMP/ledger.prom" || fail "no ledger metrics at $addr"
+    awk '/^emads_ledger_denials_total/ {s += $2} END {print s + 0}' "$E2E_TMP/ledger.prom"
+}

@@ -5,17 +5,37 @@
 # open until close_task charges it in full. After the task ends, the lost
 # attempt shows the ledger's charge (measured "ledger"), and the steps'
 # actual (tokens, cost, tool calls) adds up to the ledger's spend for the
-# task.
+# task. Then the agent's commit arrives late (sent here with the bus probe,
+# as cto_agent, for the hold the close charged): the ledger replaces the
+# whole-hold charge with it, and the orchestrator re-settles the ended
+# task's result, which again equals `spend --task`.
 . "$(dirname "$0")/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
+: "${EMADS_BUS_PROBE:?EMADS_BUS_PROBE must name tests/bus/bus_probe}"
 [ -x "$EMADS_TEST_LLM" ] || { echo "emads-test-llm not built: skipped"; exit 77; }
 
 e2e_llm_server --usage 1000,1000 --scenario slow:6000
 port=$E2E_LLM_PORT
 
 ctl up >/dev/null
+EP="ipc://$E2E_RUN/bus.sock"
+# the hold the close charges in full is announced as alert.expired
+"$EMADS_BUS_PROBE" listen --endpoint "$EP" --home "$E2E_RUN" --name emadsctl \
+    --prefix alert.expired --count 1 --timeout 60000 >"$E2E_TMP/expired" 2>/dev/null &
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $!"
 agent=$(cat "$E2E_RUN/pids/cto_agent.pid")
-task=$(ctl submit "Should we migrate billing to Kubernetes? Assess the risk.")
+# followed with submit --wait, whose totals must be the settled ones
+ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk." \
+    >"$E2E_TMP/wait.json" 2>/dev/null &
+waiter=$!
+E2E_EXTRA_PIDS="${E2E_EXTRA_PIDS:-} $waiter"
+task=""
+for _ in $(seq 1 100); do
+    task=$(ctl --json tasks --limit 1 | json 'd["tasks"][0]["task"] if d["tasks"] else ""')
+    [ -n "$task" ] && break
+    sleep 0.05
+done
+[ -n "$task" ] || fail "the task was not submitted"
 
 # Wait until the cto_agent has a connection open to the provider: its LLM
 # call is in flight, after its reserve at the ledger.
@@ -63,4 +83,41 @@ done
 # and each step's actual is the sum of its attempts
 echo "$res" | json 'all(sum(a.get("actual", {}).get("tokens", 0) for a in s.get("attempts", [])) == s.get("actual", {}).get("tokens", 0) for s in d["steps"])' \
     | grep -q true || fail "a step's actual is not the sum of its attempts"
+
+# submit --wait printed the settled totals, not the ones before the lost
+# attempt was charged
+wait "$waiter" || true
+for dim in tokens cost_uusd tool_calls; do
+    waited=$(json "sum(s.get('actual', {}).get('$dim', 0) for s in d['steps'])" <"$E2E_TMP/wait.json") ||
+        fail "submit --wait printed no result: $(cat "$E2E_TMP/wait.json")"
+    ledger=$(echo "$sp" | json "d['total']['used']['$dim']")
+    [ "$waited" -eq "$ledger" ] || fail "submit --wait: steps' $dim $waited, the ledger $ledger"
+done
+[ "$(json 'd["provisional"]' <"$E2E_TMP/wait.json")" = false ] ||
+    fail "submit --wait marks settled totals provisional"
+
+# the late commit: 150 tokens, 2 uUSD instead of the whole hold
+for _ in $(seq 1 100); do grep -q '"body"' "$E2E_TMP/expired" && break; sleep 0.05; done
+hold=$(grep '"body"' "$E2E_TMP/expired" | head -n 1 | json 'd["body"]["hold_id"]') ||
+    fail "no alert.expired for the lost hold: $(cat "$E2E_TMP/expired")"
+late=$("$EMADS_BUS_PROBE" call --endpoint "$EP" --home "$E2E_RUN" --name cto_agent --service ledger \
+    --body-json "{\"v\":1,\"type\":\"commit\",\"request_id\":\"late-commit\",\"hold_id\":\"$hold\",\"measured\":\"provider\",\"actual\":{\"tokens\":150,\"latency_ms\":100,\"tool_calls\":0,\"cost_uusd\":2}}")
+echo "$late" | json 'd["type"] == "commit_ok" and d.get("late") is True' | grep -q true ||
+    fail "the late commit: $late"
+agree=no
+for _ in $(seq 1 30); do
+    res=$(ctl --json result "$task")
+    sp=$(ctl --json spend --task "$task")
+    agree=yes
+    for dim in tokens cost_uusd tool_calls; do
+        steps=$(echo "$res" | json "sum(s.get('actual', {}).get('$dim', 0) for s in d['steps'])")
+        ledger=$(echo "$sp" | json "d['total']['used']['$dim']")
+        [ "$steps" -eq "$ledger" ] || agree="no: $dim steps $steps, ledger $ledger"
+    done
+    [ "$agree" = yes ] && break
+    sleep 0.05
+done
+[ "$agree" = yes ] || fail "after the late commit the result disagrees with spend --task ($agree)"
+echo "$res" | json 'any(s.get("resettled") for s in d["steps"])' | grep -q true ||
+    fail "no step is marked re-settled: $res"
 echo "lost_reply: ok (task $st; ledger $(echo "$sp" | json 'd["total"]["used"]'))"

@@ -216,8 +216,10 @@ grep -Eq "bad.yaml:[0-9]+: metrics.ledger: set either metrics.ledger or ledger.m
     fail "no error for metrics.ledger with ledger.metrics_port: $(cat "$E2E_TMP/check.err")"
 
 # denials are counted by account kind and dimension: a global account of one
-# cent cannot hold a gpt-4o step (about 2.9 cents), which the planner does not
-# see, so the ledger refuses the reserve and the step is re-planned
+# cent cannot hold two cents. The planner plans within the global account
+# (the ledger's replies show it), so the reserve comes from another client
+# of the ledger: the bus probe, as cto_agent, on a task it opened as the
+# orchestrator
 edit_cfg "$E2E_CFG/emads.yaml" "s/^\(  orchestrator: \"127\.0\.0\.1:\)[0-9]*\"/\10\"/"
 edit_cfg "$E2E_CFG/emads.yaml" 's/^  global: .*/  global: {period: day, max_cost_usd: 0.01}/'
 grep -q '^  global: {period: day, max_cost_usd: 0.01}' "$E2E_CFG/emads.yaml" || fail "could not set the global account"
@@ -225,6 +227,14 @@ curl -sf -X POST -d '{"scenario": "usage"}' "http://127.0.0.1:$E2E_LLM_PORT/cont
 rm -f "$E2E_RUN"/ledger.db* # the journal keeps the global account's earlier limit
 ctl up >/dev/null
 ctl --json submit --wait "Should we migrate billing to Kubernetes? Assess the risk." >"$E2E_TMP/denied.json" || true
+EP="ipc://$E2E_RUN/bus.sock"
+"$EMADS_BUS_PROBE" call --endpoint "$EP" --home "$E2E_RUN" --name orchestrator --service ledger \
+    --body-json '{"v":1,"type":"open_task","request_id":"probe-open","task":"t-obs-deny"}' >/dev/null ||
+    fail "the probe could not open its task"
+"$EMADS_BUS_PROBE" call --endpoint "$EP" --home "$E2E_RUN" --name cto_agent --service ledger \
+    --body-json '{"v":1,"type":"reserve","request_id":"probe-r","task":"t-obs-deny","step":"s","amounts":{"tokens":0,"latency_ms":0,"tool_calls":0,"cost_uusd":20000}}' \
+    >"$E2E_TMP/probe.json" || fail "the probe's reserve got no answer"
+grep -q '"exceeds_budget"' "$E2E_TMP/probe.json" || fail "a 2-cent reserve on a 1-cent global account: $(cat "$E2E_TMP/probe.json")"
 laddr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-ledger"][0]')
 curl -sf "http://$laddr/metrics" >"$E2E_TMP/ledger.prom"
 grep -Eq '^emads_ledger_denials_total\{account="global",dimension="cost_uusd"\} [1-9]' "$E2E_TMP/ledger.prom" ||

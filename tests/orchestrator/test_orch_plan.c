@@ -132,6 +132,28 @@ Test(orch_plan, remaining_from_the_ledgers_accounts)
     ev_destroy(&accs);
 }
 
+Test(orch_plan, an_agents_period_account_caps_what_it_may_spend)
+{
+    int wf = cfg_workflow_index(s_cfg, "emads_pr");
+    int cto = cfg_agent_index(s_cfg, "cto_agent"), coo = cfg_agent_index(s_cfg, "coo_agent");
+    orch_step_view_t steps[CFG_MAX_STEPS] = {{0}};
+    for (int i = 0; i < CFG_MAX_STEPS; i++)
+        steps[i].option = -1;
+    orch_remaining_t fresh, r;
+    orch_remaining_from_spend(s_cfg, wf, steps, s_cfg->workflows[wf].n_steps, NULL, NULL, &fresh);
+    /* coo_agent's day: $1 limit, $0.97 used, $0.02 held by other tasks */
+    ev_t *accs = ev_new_array();
+    proto_amounts_t used = {{1000, 0, 0, 970000}}, held = {{0, 0, 0, 20000}},
+                    lim = {{-1, -1, -1, 1000000}};
+    ev_push(accs, s_account("period", "coo_agent", &used, &held, &lim));
+    orch_remaining_from_spend(s_cfg, wf, steps, s_cfg->workflows[wf].n_steps, NULL, accs, &r);
+    cr_expect_eq(r.agent[coo][DIM_COST_UUSD], 10000); /* the lesser of its task budget and the day */
+    cr_expect_eq(r.agent[coo][DIM_TOKENS], fresh.agent[coo][DIM_TOKENS]); /* unlimited there */
+    cr_expect_eq(r.agent[cto][DIM_COST_UUSD], fresh.agent[cto][DIM_COST_UUSD]); /* not cto's */
+    cr_expect_lt(orch_agent_cost_ratio(&r, coo), 0.2);
+    ev_destroy(&accs);
+}
+
 Test(orch_plan, healthy_analysis_uses_llms_tight_goes_local)
 {
     int wf = cfg_workflow_index(s_cfg, "emads_pr"), cls = s_class("analysis");

@@ -25,6 +25,7 @@ static ev_t *s_row;                  /* the task row as last written */
 static ev_t *s_steps[CFG_MAX_STEPS]; /* step maps as last written, by index */
 static int s_plans;                  /* plans written */
 static int64_t s_now = T0;
+static task_global_t s_global; /* the orchestrator's view of the global account */
 
 static void s_init(void)
 {
@@ -34,6 +35,7 @@ static void s_init(void)
         s_steps[i] = ev_new_map();
     s_plans = 0;
     s_now = T0;
+    memset(&s_global, 0, sizeof s_global);
 }
 
 static void s_fini(void)
@@ -49,7 +51,7 @@ TestSuite(task, .init = s_init, .fini = s_fini);
 
 static task_env_t s_env(void)
 {
-    return (task_env_t){.cfg = s_cfg, .now_ms = s_now, .fx = &s_fxl};
+    return (task_env_t){.cfg = s_cfg, .now_ms = s_now, .fx = &s_fxl, .global = &s_global};
 }
 
 /* Keep what the store writes would hold; called before each event. */
@@ -242,6 +244,11 @@ static void s_cancel(task_t *t, const char *reason)
 }
 
 /* ---- fixtures ------------------------------------------------------------ */
+
+static const char *s_agent_name_of(const task_t *t, int i)
+{
+    return s_cfg->agents[s_cfg->workflows[t->wf].steps[i].agent].name;
+}
 
 static task_t *s_submitted(void)
 {
@@ -1127,6 +1134,329 @@ Test(task, result_of_a_done_task_carries_the_recommendation)
     cr_expect_str_eq(ev_get_str(rep, "recommendation", ""), "go");
     cr_expect_float_eq(ev_get_float(rep, "confidence", 0), 0.8, 1e-9);
     ev_destroy(&rep);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+/* ---- the accounts the ledger's replies carry ------------------------------ */
+
+/* An account map {kind, agent, used, held, limit} with cost amounts only. */
+static ev_t *s_account(const char *kind, const char *agent, int64_t used, int64_t held,
+                       int64_t limit)
+{
+    ev_t *a = ev_new_map();
+    ev_set_str(a, "kind", kind);
+    ev_set_str(a, "agent", agent ? agent : "");
+    proto_amounts_t u = {{0}}, h = {{0}}, l = {{-1, -1, -1, -1}};
+    u.v[DIM_COST_UUSD] = used;
+    h.v[DIM_COST_UUSD] = held;
+    l.v[DIM_COST_UUSD] = limit;
+    proto_set_amounts(a, "used", &u);
+    proto_set_amounts(a, "held", &h);
+    proto_set_amounts(a, "limit", &l);
+    return a;
+}
+
+/* open_task_ok carrying the task account and a global account of
+   global_limit micro-USD with global_used used. */
+static void s_open_ok_global(task_t *t, int64_t global_limit, int64_t global_used)
+{
+    s_apply();
+    ev_t *b = proto_body("open_task_ok");
+    ev_set_str(b, "task", t->id);
+    ev_set_int(b, "opened_at_ms", s_now);
+    ev_set_int(b, "deadline_ms", -1);
+    proto_amounts_t lim = {{-1, -1, -1, -1}};
+    proto_set_amounts(b, "limits", &lim);
+    ev_t *accs = ev_set_array(b, "accounts");
+    ev_push(accs, s_account("task", NULL, 0, 0, 20000000));
+    ev_push(accs, s_account("global", NULL, global_used, 0, global_limit));
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+/* The model step i was dispatched with ("" for none). */
+static const char *s_dispatched_model(const task_t *t, int i)
+{
+    const cfg_option_t *o = &s_cfg->workflows[t->wf].steps[i].options[t->steps[i].option];
+    return o->model >= 0 ? s_cfg->models[o->model].name : "";
+}
+
+/* A step_result body for step i of t that spent nothing. */
+static ev_t *s_result_body(const task_t *t, int i, const char *status, const char *path,
+                           const char *why)
+{
+    ev_t *b = proto_body("step_result");
+    ev_set_str(b, "task", t->id);
+    ev_set_str(b, "step", s_cfg->workflows[t->wf].steps[i].name);
+    ev_set_str(b, "status", status);
+    ev_set_str(b, "path", path);
+    ev_set_str(b, "why", why);
+    ev_set_map(b, "output");
+    proto_amounts_t act = {{0}};
+    proto_set_amounts(b, "actual", &act);
+    ev_set_str(b, "measured", "provider");
+    return b;
+}
+
+Test(task, step_result_with_accounts_replans_without_a_spend_query)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_apply();
+    ev_t *b = s_result_body(t, i, "ok", "local", "test");
+    ev_t *accs = ev_set_array(b, "accounts");
+    ev_push(accs, s_account("task", NULL, 0, 0, 20000000));
+    ev_push(accs, s_account("agent", s_agent_name_of(t, i), 0, 0, 2000000));
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+    cr_expect_eq(s_count(TASK_FX_LEDGER), 0, "no spend query: the result brought the accounts");
+    cr_expect_eq(t->state, TASK_RUNNING, "state %s", task_state_name(t->state));
+    cr_expect_eq(s_count(TASK_FX_PUT_PLAN), 1, "re-planned at once");
+    cr_expect_gt(s_count(TASK_FX_STEP) + s_n_running(t), 0);
+    task_destroy(&t);
+}
+
+Test(task, plans_within_the_global_account_and_its_steps_in_flight)
+{
+    /* 0.06 USD left on the global account: a gpt-4o step holds 0.03 USD */
+    task_t *a = s_submitted();
+    s_open_ok_global(a, 60000, 0);
+    cr_assert(s_global.known);
+    int64_t first = s_global.inflight.v[DIM_COST_UUSD];
+    cr_expect_gt(first, 0, "the first task's running steps are counted in flight");
+    cr_expect_leq(first, 60000, "the first task plans within the global account");
+    /* a second task opened while they run sees what is left after them */
+    task_t *b = task_new(s_cfg, "t-0000000000bb", "Should we migrate to the cloud?", -1, 0);
+    cr_assert_not_null(b);
+    task_env_t e = s_env();
+    task_submit(b, &e);
+    s_open_ok_global(b, 60000, 0);
+    cr_expect_leq(s_global.inflight.v[DIM_COST_UUSD], 60000,
+                  "two tasks plan no more than the global account holds");
+    for (int i = 0; i < b->n_steps; i++)
+        if (b->steps[i].st == ORCH_STEP_RUNNING)
+            cr_expect_str_neq(s_dispatched_model(b, i), "gpt-4o",
+                              "step %d planned gpt-4o beyond the global account", i);
+    /* the first task's steps come back: their holds leave the in-flight sum */
+    while (s_n_running(a) > 0)
+        s_result(a, s_first_running(a), "ok", 100);
+    while (s_n_running(b) > 0)
+        s_result(b, s_first_running(b), "ok", 100);
+    cr_expect_eq(s_global.inflight.v[DIM_COST_UUSD], 0, "nothing in flight");
+    task_destroy(&a);
+    task_destroy(&b);
+}
+
+Test(task, an_exhausted_global_account_plans_no_money)
+{
+    task_t *t = s_submitted();
+    s_open_ok_global(t, 60000, 60000);
+    cr_assert_gt(s_n_running(t), 0, "the local path still runs");
+    for (int i = 0; i < t->n_steps; i++)
+        if (t->steps[i].st == ORCH_STEP_RUNNING)
+            cr_expect_eq(t->steps[i].predicted.v[DIM_COST_UUSD], 0,
+                         "step %d holds money the global account does not have", i);
+    task_destroy(&t);
+}
+
+/* ---- budget-forced degradation and on_exhaust ------------------------------ */
+
+/* open_task_ok with a task cost limit of cost micro-USD. */
+static void s_open_ok_cost(task_t *t, int64_t cost)
+{
+    s_apply();
+    ev_t *b = proto_body("open_task_ok");
+    ev_set_str(b, "task", t->id);
+    ev_set_int(b, "opened_at_ms", s_now);
+    ev_set_int(b, "deadline_ms", -1);
+    proto_amounts_t lim = {{-1, -1, -1, -1}};
+    lim.v[DIM_COST_UUSD] = cost;
+    proto_set_amounts(b, "limits", &lim);
+    task_env_t e = s_env();
+    task_on_ledger(t, &e, b);
+    ev_destroy(&b);
+}
+
+/* A task of class analysis (its healthy paths include llm) submitted with
+   a cost limit; on_exhaust fail when fail. */
+static task_t *s_submitted_cost(int64_t cost, bool fail)
+{
+    int cls = cfg_class_index(s_cfg, "analysis");
+    cr_assert_geq(cls, 0);
+    task_t *t = task_new(s_cfg, "t-0000000000cc", "Should we migrate to the cloud?", cls,
+                         s_cfg->classes[cls].workflow);
+    cr_assert_not_null(t);
+    t->has_limits = true;
+    for (int d = 0; d < DIM_COUNT; d++)
+        t->limits.v[d] = -1;
+    t->limits.v[DIM_COST_UUSD] = cost;
+    t->on_exhaust_fail = fail;
+    task_env_t e = s_env();
+    task_submit(t, &e);
+    s_open_ok_cost(t, cost);
+    return t;
+}
+
+Test(task, a_small_budget_forces_a_lesser_option_and_says_why)
+{
+    /* 0.005 USD: no gpt-4o step (0.03 USD held) fits */
+    task_t *t = s_submitted_cost(5000, false);
+    cr_assert_eq(t->end, TASK_END_NONE, "degrade: the task runs (%s)", t->reason);
+    int i = s_step(t->wf, "cto_analysis");
+    cr_assert_eq(t->steps[i].st, ORCH_STEP_RUNNING);
+    cr_expect_str_neq(s_dispatched_model(t, i), "gpt-4o");
+    cr_expect(strstr(t->steps[i].forced, "budget forced ") == t->steps[i].forced, "%s",
+              t->steps[i].forced);
+    cr_expect(strstr(t->steps[i].forced, "the task has $0.005000 left, gpt-4o holds $0.030000"),
+              "%s", t->steps[i].forced);
+    cr_expect_str_eq(t->steps[i].ideal, "llm gpt-4o");
+    /* the agent ran what was planned: the step's why is the budget's reason */
+    s_apply();
+    ev_t *b = s_result_body(t, i, "ok", "local", "planned local path");
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+    cr_expect(strncmp(t->steps[i].why, "budget forced ", 14) == 0, "why: %s", t->steps[i].why);
+    s_run_all_ok(t);
+    s_close_ok(t);
+    cr_assert_eq(t->end, TASK_END_DONE);
+    /* the result lists the step as degraded, with the best option and why */
+    ev_t *stored = s_stored(t);
+    ev_t *rep = task_status_reply(stored, true);
+    const ev_t *deg = ev_get(rep, "degraded");
+    bool found = false;
+    for (size_t k = 0; k < ev_len(deg); k++) {
+        const ev_t *d = ev_at(deg, k);
+        if (!strcmp(ev_get_str(d, "step", ""), "cto_analysis")) {
+            found = true;
+            cr_expect_str_eq(ev_get_str(d, "planned", ""), "llm gpt-4o");
+            cr_expect(strncmp(ev_get_str(d, "reason", ""), "budget forced ", 14) == 0, "%s",
+                      ev_get_str(d, "reason", ""));
+        }
+    }
+    cr_expect(found, "cto_analysis is not among the degraded steps");
+    ev_destroy(&rep);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+Test(task, an_ample_budget_forces_nothing)
+{
+    task_t *t = s_submitted_cost(20000000, true);
+    cr_expect_eq(t->end, TASK_END_NONE, "%s", t->reason);
+    for (int i = 0; i < t->n_steps; i++)
+        cr_expect_str_eq(t->steps[i].forced, "", "step %d: %s", i, t->steps[i].forced);
+    task_destroy(&t);
+}
+
+Test(task, on_exhaust_fail_ends_the_task_instead_of_degrading)
+{
+    task_t *t = s_submitted_cost(5000, true);
+    cr_expect_eq(t->end, TASK_END_BUDGET_EXHAUSTED);
+    cr_expect(strstr(t->reason, "budget forced") && strstr(t->reason, "(on_exhaust fail)"), "%s",
+              t->reason);
+    cr_expect_eq(s_n_running(t), 0, "no step started");
+    cr_expect_eq(s_count(TASK_FX_STEP), 0);
+    task_destroy(&t);
+}
+
+Test(task, on_exhaust_fail_travels_with_the_step_and_survives_a_restart)
+{
+    task_t *t = s_submitted_cost(20000000, true);
+    task_fx_item_t *st = s_find(TASK_FX_STEP, 0);
+    cr_assert_not_null(st);
+    cr_expect_str_eq(ev_get_str(st->body, "on_exhaust", ""), "fail");
+    ev_t *stored = s_stored(t);
+    task_destroy(&t);
+    task_env_t e = s_env();
+    task_t *r = task_recover(&e, stored);
+    cr_assert_not_null(r);
+    cr_expect(r->on_exhaust_fail, "the policy was lost in the restart");
+    ev_destroy(&stored);
+    task_destroy(&r);
+}
+
+Test(task, agent_refusing_to_degrade_ends_the_task_budget_exhausted)
+{
+    task_t *t = s_running();
+    int i = s_first_running(t);
+    s_apply();
+    ev_t *b = s_result_body(t, i, "denied", "llm", "test");
+    ev_t *err = ev_set_map(b, "error");
+    ev_set_str(err, "code", "budget_exhausted");
+    ev_set_str(err, "reason",
+               "budget forced local path: cto_agent remaining cost ratio 0.19 < 0.20 (on_exhaust "
+               "fail)");
+    task_env_t e = s_env();
+    task_on_step(t, &e, i, t->steps[i].attempt, b);
+    ev_destroy(&b);
+    cr_expect_eq(t->end, TASK_END_BUDGET_EXHAUSTED);
+    cr_expect(strstr(t->reason, "remaining cost ratio 0.19 < 0.20"), "%s", t->reason);
+    cr_expect_eq(s_count(TASK_FX_STEP), 0, "not re-planned");
+    task_destroy(&t);
+}
+
+/* ---- re-settling after a late commit --------------------------------------- */
+
+Test(task, resettle_takes_a_late_commit_into_the_result)
+{
+    /* a task whose cto_analysis lost its reply: the attempt was charged the
+       whole hold from the ledger at close (58113 uUSD); the agent's late
+       commit replaced that with 1883 */
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_close_ok(t);
+    ev_t *stored = s_stored(t);
+    int cto = s_step(t->wf, "cto_analysis");
+    ev_t *st = ev_at(ev_get(stored, "steps"), (size_t)cto);
+    proto_amounts_t whole = {{4000, 0, 0, 58113}};
+    proto_set_amounts(st, "actual", &whole);
+    ev_t *atts = ev_set_array(st, "attempts");
+    ev_t *at = ev_new_map();
+    ev_set_int(at, "attempt", 1);
+    ev_set_str(at, "status", "error");
+    ev_set_str(at, "measured", "ledger");
+    proto_set_amounts(at, "actual", &whole);
+    ev_push(atts, at);
+    /* the ledger: 1883 for the lost attempt, and for every other step what
+       it says (s_run_all_ok: 100 uUSD each) */
+    const cfg_workflow_t *wf = &s_cfg->workflows[t->wf];
+    int64_t by_agent[CFG_MAX_AGENTS] = {0};
+    by_agent[wf->steps[cto].agent] = 1883;
+    for (int i = 0; i < t->n_steps; i++)
+        if (i != cto && t->steps[i].has_actual)
+            by_agent[wf->steps[i].agent] += t->steps[i].actual.v[DIM_COST_UUSD];
+    ev_t *accounts = ev_new_array();
+    for (int a = 0; a < s_cfg->n_agents; a++)
+        ev_push(accounts, s_account("agent", s_cfg->agents[a].name, by_agent[a], 0, 2000000));
+    unsigned changed = task_resettle(s_cfg, stored, accounts);
+    cr_expect_eq(changed, 1u << cto, "changed 0x%x", changed);
+    proto_amounts_t now;
+    cr_assert_eq(proto_get_amounts(st, "actual", 0, &now), 0);
+    cr_expect_eq(now.v[DIM_COST_UUSD], 1883, "the step's cost is the ledger's: %lld",
+                 (long long)now.v[DIM_COST_UUSD]);
+    cr_expect(ev_get_bool(st, "resettled", false));
+    cr_expect_eq(task_resettle(s_cfg, stored, accounts), 0u, "agreeing figures: nothing to do");
+    ev_destroy(&accounts);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}
+
+Test(task, resettle_leaves_counted_spend_alone)
+{
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_close_ok(t);
+    ev_t *stored = s_stored(t);
+    /* the ledger says more than the steps, but no attempt's spend came
+       from the ledger: nothing to put it on */
+    ev_t *accounts = ev_new_array();
+    ev_push(accounts, s_account("agent", "cto_agent", 999999, 0, 2000000));
+    cr_expect_eq(task_resettle(s_cfg, stored, accounts), 0u);
+    ev_destroy(&accounts);
     ev_destroy(&stored);
     task_destroy(&t);
 }
