@@ -1245,9 +1245,13 @@ unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts)
         if (!seen[a])
             continue;
         proto_amounts_t rest = used[a];
-        ev_t *target = NULL, *tstep = NULL;
-        int tidx = -1;
-        int64_t tend = -1;
+        /* the agent's attempts whose spend came from the ledger, latest first */
+        struct {
+            ev_t *at, *step;
+            int idx;
+            int64_t end;
+        } cand[CFG_MAX_STEPS * 8];
+        int nc = 0;
         for (size_t i = 0; i < ev_len(steps) && (int)i < wf->n_steps; i++) {
             ev_t *s = ev_at(steps, i);
             if (wf->steps[i].agent != a)
@@ -1257,39 +1261,54 @@ unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts)
                 for (int d = 0; d < DIM_COUNT; d++)
                     rest.v[d] -= act.v[d];
             ev_t *atts = ev_get(s, "attempts");
-            for (size_t k = 0; k < ev_len(atts); k++) {
+            for (size_t k = 0; k < ev_len(atts) && nc < (int)(sizeof cand / sizeof cand[0]); k++) {
                 ev_t *at = ev_at(atts, k);
                 const char *m = ev_get_str(at, "measured", "");
+                if (strcmp(m, "ledger") && strcmp(m, "whole_hold"))
+                    continue;
                 int64_t end = ev_get_int(at, "ended_ms", 0);
-                if ((!strcmp(m, "ledger") || !strcmp(m, "whole_hold")) && end >= tend) {
-                    target = at;
-                    tstep = s;
-                    tidx = (int)i;
-                    tend = end;
-                }
+                int j = nc++;
+                for (; j > 0 && cand[j - 1].end < end; j--)
+                    cand[j] = cand[j - 1];
+                cand[j].at = at;
+                cand[j].step = s;
+                cand[j].idx = (int)i;
+                cand[j].end = end;
             }
         }
         bool differs = false;
         for (int d = 0; d < DIM_COUNT; d++)
             differs |= rest.v[d] != 0;
-        if (!differs || !target)
+        if (!differs || nc == 0)
             continue;
-        proto_amounts_t at_act, st_act;
-        proto_get_amounts(target, "actual", 0, &at_act);
-        proto_get_amounts(tstep, "actual", 0, &st_act);
-        for (int d = 0; d < DIM_COUNT; d++) {
-            int64_t delta = rest.v[d];
-            if (at_act.v[d] + delta < 0) /* never below zero: the rest stays unexplained */
-                delta = -at_act.v[d];
-            at_act.v[d] += delta;
-            st_act.v[d] += delta;
+        /* more used: the latest such attempt takes it; less (a late commit
+           replaced a whole hold): taken off those attempts, latest first,
+           none below zero (what cannot be taken stays unexplained) */
+        for (int c = 0; c < nc; c++) {
+            proto_amounts_t at_act, st_act;
+            proto_get_amounts(cand[c].at, "actual", 0, &at_act);
+            proto_get_amounts(cand[c].step, "actual", 0, &st_act);
+            bool moved = false;
+            for (int d = 0; d < DIM_COUNT; d++) {
+                int64_t delta = rest.v[d];
+                if (delta < 0 && at_act.v[d] + delta < 0)
+                    delta = -at_act.v[d];
+                if (delta > 0 && c > 0)
+                    delta = 0;
+                at_act.v[d] += delta;
+                st_act.v[d] += delta;
+                rest.v[d] -= delta;
+                moved |= delta != 0;
+            }
+            if (!moved)
+                continue;
+            proto_set_amounts(cand[c].at, "actual", &at_act);
+            ev_set_str(cand[c].at, "measured", "ledger");
+            proto_set_amounts(cand[c].step, "actual", &st_act);
+            ev_set_bool(cand[c].step, "resettled", true);
+            if (cand[c].idx < 32)
+                changed |= 1u << cand[c].idx;
         }
-        proto_set_amounts(target, "actual", &at_act);
-        ev_set_str(target, "measured", "ledger");
-        proto_set_amounts(tstep, "actual", &st_act);
-        ev_set_bool(tstep, "resettled", true);
-        if (tidx < 32)
-            changed |= 1u << tidx;
     }
     return changed;
 }

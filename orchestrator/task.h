@@ -341,9 +341,10 @@ ev_t *task_status_reply(ev_t *stored, bool result);
    expiry or at close): stored is the task as taskstore_get_task returns
    it (its steps are changed in place), accounts the ledger's spend_reply
    accounts for the task. For each agent whose used differs from the sum
-   of its steps' actual, the difference goes to that agent's latest
-   attempt whose spend came from the ledger (measured "ledger" or
-   "whole_hold"), never below zero; the step is marked "resettled". Returns
+   of its steps' actual, the difference goes to that agent's attempts whose
+   spend came from the ledger (measured "ledger" or "whole_hold"): more
+   used to the latest, less taken off them latest first, none below zero;
+   a step changed is marked "resettled". Returns
    a bit per step changed (bit i = steps[i]), 0 when the figures agree. */
 unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts);
 

@@ -117,7 +117,7 @@ for _ in $(seq 1 30); do
     [ "$agree" = yes ] && break
     sleep 0.05
 done
-[ "$agree" = yes ] || fail "after the late commit the result disagrees with spend --task ($agree)"
+[ "$agree" = yes ] || fail "after the late commit the result disagrees with spend --task ($agree): result $res; spend $sp"
 echo "$res" | json 'any(s.get("resettled") for s in d["steps"])' | grep -q true ||
     fail "no step is marked re-settled: $res"
 echo "lost_reply: ok (task $st; ledger $(echo "$sp" | json 'd["total"]["used"]'))"

@@ -1421,6 +1421,17 @@ Test(task, resettle_takes_a_late_commit_into_the_result)
     ev_set_str(at, "measured", "ledger");
     proto_set_amounts(at, "actual", &whole);
     ev_push(atts, at);
+    /* and a later attempt of the same step that timed out: the ledger
+       charged it nothing; the late commit's difference is not its to bear */
+    ev_set_int(at, "ended_ms", 1000);
+    ev_t *later = ev_new_map();
+    proto_amounts_t zero = {{0, 0, 0, 0}};
+    ev_set_int(later, "attempt", 2);
+    ev_set_str(later, "status", "error");
+    ev_set_str(later, "measured", "ledger");
+    ev_set_int(later, "ended_ms", 2000);
+    proto_set_amounts(later, "actual", &zero);
+    ev_push(atts, later);
     /* the ledger: 1883 for the lost attempt, and for every other step what
        it says (s_run_all_ok: 100 uUSD each) */
     const cfg_workflow_t *wf = &s_cfg->workflows[t->wf];
@@ -1439,6 +1450,9 @@ Test(task, resettle_takes_a_late_commit_into_the_result)
     cr_expect_eq(now.v[DIM_COST_UUSD], 1883, "the step's cost is the ledger's: %lld",
                  (long long)now.v[DIM_COST_UUSD]);
     cr_expect(ev_get_bool(st, "resettled", false));
+    proto_amounts_t first;
+    cr_assert_eq(proto_get_amounts(at, "actual", 0, &first), 0);
+    cr_expect_eq(first.v[DIM_COST_UUSD], 1883, "the lost attempt carries the late commit");
     cr_expect_eq(task_resettle(s_cfg, stored, accounts), 0u, "agreeing figures: nothing to do");
     ev_destroy(&accounts);
     ev_destroy(&stored);
