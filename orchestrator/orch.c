@@ -8,7 +8,7 @@
     tasks and the parallel steps of one task advance at once.
 
     What a reply means for a task is decided by the task state machine
-    (task.h), which answers with effects; this file executes them (s_exec):
+    (task.h), which answers with effects; this file executes them (orch_exec):
     store writes go to the task store at once, requests and events to the
     outbox.
 
@@ -30,7 +30,7 @@
     task's first plan uses the limits open_task returned.
 
     Training runs (train_run.c) reach the tasks only through the host
-    callbacks below (s_train_host); recovery after a restart is
+    callbacks of orch_admin.c (orch_train_host); recovery after a restart is
     task_recover (task_recover.c), called for every unfinished task.
 */
 #include "orchestrator/orch.h"
@@ -56,64 +56,26 @@
 #include "orchestrator/task.h"
 #include "orchestrator/taskstore.h"
 #include "orchestrator/train_run.h"
+#include "orchestrator/orch_int.h"
 
-#define ORCH_DRAIN_MS     30000 /* on SIGTERM: longest wait for the steps in flight */
-#define ORCH_HISTORY_MS   5000  /* refresh of estimate history */
-#define ORCH_PROVIDERS_MS 1000  /* an agent not yet heard from is asked for its providers */
-#define ORCH_DRAIN        256   /* messages handled per socket per iteration */
-
-#define ORCH_TRACE_TASKS 16 /* tasks of one poll iteration named in the trace */
-
-struct _orch_t {
-    const cfg_t *cfg;
-    bus_worker_t *worker;
-    bus_client_t *client;
-    taskstore_t *store;
-    zhashx_t *tasks;   /* id -> task_t*, unfinished tasks */
-    zhashx_t *pending; /* corr id -> outbox_outbox_pend_t* */
-    outbox_t *out;     /* sent after the commit */
-    outbox_t *early;   /* sent just before the commit: open_task */
-    /* EMADS_TRACE on: the tasks this poll iteration handled (see s_trace) */
-    char traced[ORCH_TRACE_TASKS][PROTO_MAX_ID + 1];
-    int n_traced;
-    task_fx_t fx; /* effects of the task event being handled */
-    /* the global account as the ledger's replies show it */
-    task_global_t global;
-    planner_history_t *hist;
-    size_t n_hist;
-    int64_t hist_at_ms;
-    bool hist_inflight;
-    bool activity;           /* tasks ran since the last history query */
-    policy_store_t *pols;    /* learned policy per workflow */
-    train_run_t *train;      /* the current or last training run */
-    bool train_kick;         /* start the next training group this iteration */
-    bool stopping;           /* SIGTERM: finishing the steps in flight, then exit */
-    orch_metrics_t *metrics; /* NULL = metrics off (orch_set_metrics) */
-    /* agents' provider reports (orch_plan_report): an agent not heard from
-       yet is asked with a `providers` request */
-    bool prov_known[CFG_MAX_AGENTS];
-    bool prov_inflight[CFG_MAX_AGENTS];
-    int64_t prov_asked_ms[CFG_MAX_AGENTS];
-};
-
-static int64_t s_now(void)
+int64_t orch_now(void)
 {
     return (int64_t)zclock_time();
 }
 
 /* ---- outbox (outbox.c) ---------------------------------------------------- */
 
-static void s_reply(orch_t *self, bus_request_t *req, ev_t **body_p)
+void orch_reply(orch_t *self, bus_request_t *req, ev_t **body_p)
 {
     outbox_reply(self->out, req, body_p);
 }
 
-static void s_reply_error(orch_t *self, bus_request_t *req, const char *code, const char *reason)
+void orch_reply_error(orch_t *self, bus_request_t *req, const char *code, const char *reason)
 {
     outbox_reply_error(self->out, req, code, reason);
 }
 
-static void s_publish(orch_t *self, const char *topic, ev_t **body_p)
+void orch_publish(orch_t *self, const char *topic, ev_t **body_p)
 {
     outbox_publish(self->out, topic, body_p);
 }
@@ -132,19 +94,17 @@ static void s_task_destructor(void **item)
 /* ---- tasks: events in, effects out --------------------------------------- */
 
 /* The environment of a task event; its effects land in self->fx. */
-static task_env_t s_env(orch_t *self)
+task_env_t orch_env(orch_t *self)
 {
     return (task_env_t){.cfg = self->cfg,
                         .hist = self->hist,
                         .n_hist = self->n_hist,
                         .pols = policy_store_all(self->pols),
-                        .now_ms = s_now(),
+                        .now_ms = orch_now(),
                         .stopping = self->stopping,
                         .fx = &self->fx,
                         .global = &self->global};
 }
-
-static void s_train_sample_done(orch_t *self, task_t *t);
 
 static const char *s_class_name(orch_t *self, const task_t *t)
 {
@@ -182,13 +142,13 @@ static void s_metrics_task(orch_t *self, const task_t *t)
         for (int d = 0; d < DIM_COUNT; d++)
             spent.v[d] = proto_sat_add(spent.v[d], t->steps[i].actual.v[d]);
     orch_metrics_task_end(self->metrics, s_class_name(self, t), task_end_name(t->end),
-                          t->created_ms > 0 ? s_now() - t->created_ms : -1, &spent);
+                          t->created_ms > 0 ? orch_now() - t->created_ms : -1, &spent);
 }
 
 /* Execute the effects of the event just handled for t (NULL: a task that
    could not be recovered): store writes now (inside the iteration's
    transaction), requests and events into the outbox. */
-static void s_exec(orch_t *self, task_t *t)
+void orch_exec(orch_t *self, task_t *t)
 {
     const char *id = t ? t->id : "?";
     if (t && trace_on()) {
@@ -227,7 +187,7 @@ static void s_exec(orch_t *self, task_t *t)
         case TASK_FX_EVENT:
             if (!strcmp(f->name, "step.done"))
                 s_metrics_step(self, t, f->body);
-            s_publish(self, f->name, &f->body);
+            orch_publish(self, f->name, &f->body);
             break;
         case TASK_FX_LOG:
             log_msg(f->level, "%s", f->text);
@@ -235,7 +195,7 @@ static void s_exec(orch_t *self, task_t *t)
         case TASK_FX_ENDED:
             s_metrics_task(self, t);
             if (t && t->training && t->train_slot >= 0)
-                s_train_sample_done(self, t);
+                orch_train_sample_done(self, t);
             break;
         }
     }
@@ -276,19 +236,19 @@ static void s_sweep(orch_t *self)
     orch_metrics_tasks_active(self->metrics, (int64_t)zhashx_size(self->tasks));
 }
 
-static void s_cancel_task(orch_t *self, task_t *t, const char *reason)
+void orch_cancel_task(orch_t *self, task_t *t, const char *reason)
 {
-    task_env_t env = s_env(self);
+    task_env_t env = orch_env(self);
     task_cancel(t, &env, reason);
-    s_exec(self, t);
+    orch_exec(self, t);
 }
 
 /* ---- requests ------------------------------------------------------------ */
 
 /* Class and workflow for text (workflow name may be NULL). -1 with a reason
    when the workflow is unknown. */
-static int s_pick(orch_t *self, const char *text, const char *workflow, int *cls, int *wf,
-                  char *err, size_t errlen)
+int orch_pick(orch_t *self, const char *text, const char *workflow, int *cls, int *wf, char *err,
+              size_t errlen)
 {
     *cls = classify_task(self->cfg, text, NULL);
     if (workflow) {
@@ -306,7 +266,7 @@ static int s_pick(orch_t *self, const char *text, const char *workflow, int *cls
     return 0;
 }
 /* A new task, in the table; NULL when out of memory. */
-static task_t *s_task_new(orch_t *self, const char *id, const char *text, int cls, int wf)
+task_t *orch_task_new(orch_t *self, const char *id, const char *text, int cls, int wf)
 {
     task_t *t = task_new(self->cfg, id, text, cls, wf);
     if (t)
@@ -323,22 +283,22 @@ static void s_on_submit(orch_t *self, bus_request_t *req)
     if (taskstore_find_request(self->store, rid, id, sizeof id) == 1) {
         rep = proto_body("submit_ok");
         ev_set_str(rep, "task", id);
-        s_reply(self, req, &rep);
+        orch_reply(self, req, &rep);
         return;
     }
     int cls, wf;
     char err[256];
     const char *text = ev_get_str(b, "text", "");
-    if (s_pick(self, text, ev_get_str(b, "workflow", NULL), &cls, &wf, err, sizeof err) != 0) {
-        s_reply_error(self, req, PROTO_E_INVALID, err);
+    if (orch_pick(self, text, ev_get_str(b, "workflow", NULL), &cls, &wf, err, sizeof err) != 0) {
+        orch_reply_error(self, req, PROTO_E_INVALID, err);
         return;
     }
     do
         id_random("t-", 6, id, sizeof id);
     while (zhashx_lookup(self->tasks, id));
-    task_t *t = s_task_new(self, id, text, cls, wf);
+    task_t *t = orch_task_new(self, id, text, cls, wf);
     if (!t) {
-        s_reply_error(self, req, PROTO_E_INTERNAL, "out of memory");
+        orch_reply_error(self, req, PROTO_E_INTERNAL, "out of memory");
         return;
     }
     snprintf(t->request_id, sizeof t->request_id, "%s", rid);
@@ -348,11 +308,11 @@ static void s_on_submit(orch_t *self, bus_request_t *req)
         policy ? strcmp(policy, "fail") == 0 : cls >= 0 && self->cfg->classes[cls].on_exhaust_fail;
     rep = proto_body("submit_ok");
     ev_set_str(rep, "task", t->id);
-    s_reply(self, req, &rep);
-    task_env_t env = s_env(self);
+    orch_reply(self, req, &rep);
+    task_env_t env = orch_env(self);
     orch_metrics_submitted(self->metrics, s_class_name(self, t));
     task_submit(t, &env);
-    s_exec(self, t);
+    orch_exec(self, t);
     log_info("task %s submitted: class %s, workflow %s", t->id, s_class_name(self, t),
              self->cfg->workflows[wf].name);
     self->activity = true;
@@ -362,12 +322,12 @@ static void s_on_status(orch_t *self, bus_request_t *req, bool result)
 {
     ev_t *stored = taskstore_get_task(self->store, ev_get_str(req->body, "task", ""));
     if (!stored) {
-        s_reply_error(self, req, PROTO_E_UNKNOWN_TASK, "unknown task");
+        orch_reply_error(self, req, PROTO_E_UNKNOWN_TASK, "unknown task");
         return;
     }
     ev_t *rep = task_status_reply(stored, result);
     ev_destroy(&stored);
-    s_reply(self, req, &rep);
+    orch_reply(self, req, &rep);
 }
 
 static void s_on_cancel(orch_t *self, bus_request_t *req)
@@ -378,26 +338,26 @@ static void s_on_cancel(orch_t *self, bus_request_t *req)
     if (!t || task_ended(t)) {
         ev_t *stored = taskstore_get_task(self->store, id);
         if (!stored) {
-            s_reply_error(self, req, PROTO_E_UNKNOWN_TASK, "unknown task");
+            orch_reply_error(self, req, PROTO_E_UNKNOWN_TASK, "unknown task");
             return;
         }
         rep = proto_body("cancel_ok");
         ev_set_str(rep, "task", id);
         ev_set_str(rep, "state", ev_get_str(stored, "state", "done"));
         ev_destroy(&stored);
-        s_reply(self, req, &rep);
+        orch_reply(self, req, &rep);
         return;
     }
     const char *state = t->end != TASK_END_NONE ? task_end_name(t->end) : "cancelled";
     if (t->end == TASK_END_NONE) {
         char why[200];
         snprintf(why, sizeof why, "cancelled by %s", req->sender[0] ? req->sender : "a client");
-        s_cancel_task(self, t, why);
+        orch_cancel_task(self, t, why);
     }
     rep = proto_body("cancel_ok");
     ev_set_str(rep, "task", id);
     ev_set_str(rep, "state", state);
-    s_reply(self, req, &rep);
+    orch_reply(self, req, &rep);
 }
 
 /* Training samples are tasks too, listed only when asked (all: true), then
@@ -409,7 +369,7 @@ static void s_on_tasks(orch_t *self, bus_request_t *req)
     ev_t *list =
         taskstore_list(self->store, ev_get_str(req->body, "state", NULL), all ? limit : 1000);
     if (!list) {
-        s_reply_error(self, req, PROTO_E_INTERNAL, "task store query failed");
+        orch_reply_error(self, req, PROTO_E_INTERNAL, "task store query failed");
         return;
     }
     ev_t *rows = ev_new_array();
@@ -428,250 +388,7 @@ static void s_on_tasks(orch_t *self, bus_request_t *req)
     ev_destroy(&list);
     ev_t *rep = proto_body("tasks_reply");
     ev_set(rep, "tasks", rows);
-    s_reply(self, req, &rep);
-}
-
-static void s_on_plan(orch_t *self, bus_request_t *req)
-{
-    const ev_t *b = req->body;
-    int cls, wf;
-    char err[256];
-    if (s_pick(self, ev_get_str(b, "text", ""), ev_get_str(b, "workflow", NULL), &cls, &wf, err,
-               sizeof err) != 0) {
-        s_reply_error(self, req, PROTO_E_INVALID, err);
-        return;
-    }
-    proto_amounts_t limits;
-    bool has_limits = proto_get_amounts(b, "limits", -1, &limits) == 0;
-    orch_remaining_t r;
-    orch_remaining_fresh(self->cfg, has_limits ? &limits : NULL, &r);
-    orch_plan_t *p = malloc(sizeof *p);
-    double sc[CFG_MAX_STEPS * CFG_MAX_OPTIONS];
-    task_env_t env = s_env(self);
-    const double *scores = task_policy_scores(&env, wf, r.ratio, sc);
-    if (!p || orch_plan_scored(self->cfg, wf, cls, NULL, &r, self->hist, self->n_hist,
-                               TASK_SKIP_QUALITY, scores, p) != 0) {
-        char why[300];
-        snprintf(why, sizeof why, "planner error: %s", p ? p->res.binding : "out of memory");
-        free(p);
-        s_reply_error(self, req, PROTO_E_INTERNAL, why);
-        return;
-    }
-    ev_t *rep = proto_body("plan_reply");
-    ev_set_str(rep, "class", cls >= 0 ? self->cfg->classes[cls].name : "default");
-    ev_set_str(rep, "workflow", self->cfg->workflows[wf].name);
-    ev_set_str(rep, "scores", scores ? "policy" : "prior");
-    if (scores)
-        ev_set_int(rep, "policy_version",
-                   (int64_t)policy_version(policy_store_get(self->pols, wf)));
-    ev_set_bool(rep, "feasible", p->res.feasible);
-    if (!p->res.feasible && p->res.binding[0]) {
-        char key[2 * PROTO_MAX_NAME];
-        orch_binding_key(p->res.binding, key, sizeof key);
-        if (key[0])
-            ev_set_str(rep, "binding", key);
-    }
-    double q = p->res.feasible ? p->res.quality : 0;
-    ev_set_float(rep, "quality", q < 0 ? 0 : q > 1 ? 1 : q);
-    orch_plan_set_total(rep, "total", p->res.task_total);
-    ev_set(rep, "steps",
-           p->res.feasible ? orch_plan_steps(self->cfg, wf, p, p->res.choice) : ev_new_array());
-    ev_t *np = orch_plan_not_planned(self->cfg, wf);
-    if (ev_len(np))
-        ev_set(rep, "not_planned", np);
-    else
-        ev_destroy(&np);
-    ev_t *alts = ev_set_array(rep, "alternatives");
-    for (int k = 1; p->res.feasible && k < p->res.n_alternatives; k++) {
-        const planner_plan_t *a = &p->res.alternatives[k];
-        ev_t *m = ev_new_map();
-        ev_set_float(m, "quality", a->quality);
-        orch_plan_set_total(m, "total", a->task_total);
-        ev_set(m, "steps", orch_plan_steps(self->cfg, wf, p, a->choice));
-        ev_push(alts, m);
-    }
-    free(p);
-    s_reply(self, req, &rep);
-}
-
-/* ---- policy ------------------------------------------------------------------ */
-
-int orch_load_policy(orch_t *self, const char *path)
-{
-    return policy_store_load(self->pols, path);
-}
-
-/* policy_show and policy_reset (reset == true): reply policy_reply. */
-static void s_on_policy(orch_t *self, bus_request_t *req, bool reset)
-{
-    const char *name = ev_get_str(req->body, "workflow", NULL);
-    int only = -1;
-    if (name && (only = cfg_workflow_index(self->cfg, name)) < 0) {
-        char why[200];
-        snprintf(why, sizeof why, "workflow: unknown workflow '%s'", name);
-        s_reply_error(self, req, PROTO_E_INVALID, why);
-        return;
-    }
-    if (reset && train_run_active(self->train)) {
-        s_reply_error(self, req, PROTO_E_INVALID, "a training run is in progress; cancel it first");
-        return;
-    }
-    ev_t *rep = proto_body("policy_reply");
-    ev_t *arr = ev_set_array(rep, "policies");
-    for (int w = 0; w < self->cfg->n_workflows && w < CFG_MAX_WORKFLOWS; w++) {
-        if (only >= 0 && w != only)
-            continue;
-        policy_t *pol = policy_store_get(self->pols, w);
-        if (!pol)
-            continue;
-        if (reset)
-            policy_reset(pol);
-        ev_push(arr, policy_store_ev(self->pols, w, pol));
-    }
-    if (reset) {
-        if (policy_store_save(self->pols) != 0) {
-            ev_destroy(&rep);
-            s_reply_error(self, req, PROTO_E_INTERNAL, "the reset policy could not be saved");
-            return;
-        }
-        log_info("policy reset to the prior%s%s", name ? " for " : "", name ? name : "");
-    }
-    if (policy_store_path(self->pols)[0])
-        ev_set_str(rep, "path", policy_store_path(self->pols));
-    s_reply(self, req, &rep);
-}
-
-/* ---- training: the host of train_run.c ---------------------------------- */
-
-static int s_host_start(void *arg, const char *text, int cls, int wf, const int *plan,
-                        int64_t task_budget, int slot, char *id, size_t idlen)
-{
-    orch_t *self = arg;
-    char tid[PROTO_MAX_ID + 1], rnd[32];
-    do {
-        id_random("t-", 6, rnd, sizeof rnd);
-        snprintf(tid, sizeof tid, "%s%.20s", TASK_TRAIN_PREFIX, rnd + 2);
-    } while (zhashx_lookup(self->tasks, tid));
-    task_t *t = s_task_new(self, tid, text, cls, wf);
-    if (!t)
-        return -1;
-    snprintf(id, idlen, "%s", tid);
-    snprintf(t->request_id, sizeof t->request_id, "%.40s/%d", tid, slot);
-    t->training = true;
-    t->train_slot = slot;
-    t->has_forced = true;
-    for (int s = 0; s < t->n_steps; s++)
-        t->forced[s] = plan[s];
-    if (task_budget >= 0) {
-        t->has_limits = true;
-        for (int d = 0; d < DIM_COUNT; d++)
-            t->limits.v[d] = -1;
-        t->limits.v[DIMS_MONEY] = task_budget;
-    }
-    task_env_t env = s_env(self);
-    task_submit(t, &env);
-    s_exec(self, t);
-    self->activity = true;
-    return 0;
-}
-
-static void s_host_cancel(void *arg, const char *id, const char *reason)
-{
-    orch_t *self = arg;
-    task_t *t = zhashx_lookup(self->tasks, id);
-    if (t && !task_ended(t))
-        s_cancel_task(self, t, reason);
-}
-
-static void s_host_publish(void *arg, const char *topic, ev_t **body_p)
-{
-    s_publish(arg, topic, body_p);
-}
-
-static policy_t *s_host_policy(void *arg, int wf)
-{
-    return policy_store_get(((orch_t *)arg)->pols, wf);
-}
-
-static int s_host_save(void *arg)
-{
-    return policy_store_save(((orch_t *)arg)->pols);
-}
-
-static int s_host_pick(void *arg, const char *text, int *cls, int *wf, char *err, size_t errlen)
-{
-    return s_pick(arg, text, NULL, cls, wf, err, errlen);
-}
-
-static train_run_host_t s_train_host(orch_t *self)
-{
-    return (train_run_host_t){.arg = self,
-                              .now_ms = s_now(),
-                              .start = s_host_start,
-                              .cancel = s_host_cancel,
-                              .publish = s_host_publish,
-                              .policy = s_host_policy,
-                              .save = s_host_save,
-                              .pick = s_host_pick};
-}
-
-/* A training sample ended: score it (train_run_sample_done). */
-static void s_train_sample_done(orch_t *self, task_t *t)
-{
-    int slot = t->train_slot;
-    t->train_slot = -1;
-    train_run_host_t host = s_train_host(self);
-    if (train_run_sample_done(self->train, &host, slot, t->id, task_stored_state(t),
-                              task_final_output(t), task_cost(t)))
-        self->train_kick = true;
-}
-
-static void s_on_train(orch_t *self, bus_request_t *req)
-{
-    if (train_run_active(self->train)) {
-        char why[200];
-        snprintf(why, sizeof why, "training run %s is in progress", train_run_id(self->train));
-        s_reply_error(self, req, PROTO_E_INVALID, why);
-        return;
-    }
-    char rnd[32], id[PROTO_MAX_ID + 1], err[256];
-    id_random("t-", 6, rnd, sizeof rnd);
-    snprintf(id, sizeof id, "train-%.20s", rnd + 2);
-    train_run_t *tr = train_run_new(req->body, id, (uint64_t)zclock_usecs(), err, sizeof err);
-    if (!tr) {
-        s_reply_error(self, req,
-                      strcmp(err, "out of memory") == 0 ? PROTO_E_INTERNAL : PROTO_E_INVALID, err);
-        return;
-    }
-    train_run_destroy(&self->train);
-    self->train = tr;
-    self->train_kick = true;
-    ev_t *rep = proto_body("train_ok");
-    ev_set_str(rep, "train", id);
-    s_reply(self, req, &rep);
-}
-
-/* train_status and train_cancel: reply train_reply. */
-static void s_on_train_status(orch_t *self, bus_request_t *req, bool cancel)
-{
-    const char *id = ev_get_str(req->body, "train", "");
-    train_run_t *tr = self->train;
-    if (!tr || strcmp(train_run_id(tr), id)) {
-        s_reply_error(self, req, PROTO_E_UNKNOWN_TASK,
-                      "unknown training run: runs end with the orchestrator process (stopped or "
-                      "restarted since?); their unfinished samples end cancelled");
-        return;
-    }
-    train_run_host_t host = s_train_host(self);
-    if (cancel && train_run_cancel(tr, &host))
-        self->train_kick = true;
-    ev_t *rep = proto_body("train_reply");
-    ev_t *d = ev_set_map(rep, "run");
-    train_run_ev(tr, &host, d);
-    train_run_status_ev(tr, d);
-    ev_set_str(rep, "train", train_run_id(tr));
-    ev_set_str(rep, "state", train_run_state(tr));
-    s_reply(self, req, &rep);
+    orch_reply(self, req, &rep);
 }
 
 static bool s_allowed(orch_t *self, const char *type, const char *sender)
@@ -689,20 +406,20 @@ static void s_on_request(orch_t *self, bus_request_t *req)
 {
     char err[256];
     if (proto_validate(req->body, err, sizeof err) != 0) {
-        s_reply_error(self, req, PROTO_E_INVALID, err);
+        orch_reply_error(self, req, PROTO_E_INVALID, err);
         return;
     }
     const char *type = ev_get_str(req->body, "type", "");
     if (!s_allowed(self, type, req->sender)) {
         char why[256];
         snprintf(why, sizeof why, "%s may not call orchestrator.%s", req->sender, type);
-        s_reply_error(self, req, PROTO_E_FORBIDDEN, why);
+        orch_reply_error(self, req, PROTO_E_FORBIDDEN, why);
         return;
     }
     if (self->stopping && (strcmp(type, "submit") == 0 || strcmp(type, "train") == 0))
-        s_reply_error(self, req, PROTO_E_SERVICE_UNAVAILABLE,
-                      "service stopping: the orchestrator is finishing its steps in flight; "
-                      "submit again once it is back");
+        orch_reply_error(self, req, PROTO_E_SERVICE_UNAVAILABLE,
+                         "service stopping: the orchestrator is finishing its steps in flight; "
+                         "submit again once it is back");
     else if (strcmp(type, "submit") == 0)
         s_on_submit(self, req);
     else if (strcmp(type, "status") == 0)
@@ -714,20 +431,20 @@ static void s_on_request(orch_t *self, bus_request_t *req)
     else if (strcmp(type, "tasks") == 0)
         s_on_tasks(self, req);
     else if (strcmp(type, "plan") == 0)
-        s_on_plan(self, req);
+        orch_on_plan(self, req);
     else if (strcmp(type, "policy_show") == 0)
-        s_on_policy(self, req, false);
+        orch_on_policy(self, req, false);
     else if (strcmp(type, "policy_reset") == 0)
-        s_on_policy(self, req, true);
+        orch_on_policy(self, req, true);
     else if (strcmp(type, "train") == 0)
-        s_on_train(self, req);
+        orch_on_train(self, req);
     else if (strcmp(type, "train_status") == 0)
-        s_on_train_status(self, req, false);
+        orch_on_train_status(self, req, false);
     else if (strcmp(type, "train_cancel") == 0)
-        s_on_train_status(self, req, true);
+        orch_on_train_status(self, req, true);
     else {
         snprintf(err, sizeof err, "orchestrator does not serve '%s'", type);
-        s_reply_error(self, req, PROTO_E_UNKNOWN_TYPE, err);
+        orch_reply_error(self, req, PROTO_E_UNKNOWN_TYPE, err);
     }
 }
 
@@ -747,7 +464,7 @@ static void s_on_history(orch_t *self, const ev_t *body)
 
 static void s_timers(orch_t *self)
 {
-    int64_t now = s_now();
+    int64_t now = orch_now();
     if (!self->hist_inflight &&
         (self->hist_at_ms == 0 || (self->activity && now - self->hist_at_ms >= ORCH_HISTORY_MS))) {
         ev_t *b = proto_body("history");
@@ -758,9 +475,9 @@ static void s_timers(orch_t *self)
     }
     for (task_t *t = zhashx_first(self->tasks); t; t = zhashx_next(self->tasks))
         if (!task_ended(t) && t->retry_at_ms && t->retry_at_ms <= now) {
-            task_env_t env = s_env(self);
+            task_env_t env = orch_env(self);
             task_on_timer(t, &env);
-            s_exec(self, t);
+            orch_exec(self, t);
         }
     for (int a = 0; a < self->cfg->n_agents && a < CFG_MAX_AGENTS; a++)
         if (!self->prov_known[a] && !self->prov_inflight[a] &&
@@ -869,14 +586,14 @@ static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
     task_t *t = zhashx_lookup(self->tasks, pd.task);
     if (!t || task_ended(t))
         return;
-    task_env_t env = s_env(self);
+    task_env_t env = orch_env(self);
     if (pd.kind == OUTBOX_LEDGER)
         task_on_ledger(t, &env, msg->body);
     else if (pd.kind == OUTBOX_STEP) {
         s_step_providers(self, t, pd.step, msg->body);
         task_on_step(t, &env, pd.step, pd.attempt, msg->body);
     }
-    s_exec(self, t);
+    orch_exec(self, t);
 }
 
 /* ---- recovery (task_recover.c) -------------------------------------------- */
@@ -888,11 +605,11 @@ static void s_recover(orch_t *self)
         ev_t *m = taskstore_get_task(self->store, ev_str(ev_at(ids, k)));
         if (!m)
             continue;
-        task_env_t env = s_env(self);
+        task_env_t env = orch_env(self);
         task_t *t = task_recover(&env, m);
         if (t)
             zhashx_insert(self->tasks, t->id, t);
-        s_exec(self, t);
+        orch_exec(self, t);
         ev_destroy(&m);
     }
     ev_destroy(&ids);
@@ -996,7 +713,7 @@ static bool s_drain_check(orch_t *self, int64_t *deadline, int64_t *next_log)
             return true; /* a second signal: stop at once */
         zsys_interrupted = 0;
         self->stopping = true;
-        *deadline = s_now() + ORCH_DRAIN_MS;
+        *deadline = orch_now() + ORCH_DRAIN_MS;
         *next_log = 0;
         log_info("stopping: no new tasks or steps; waiting up to %d s for %zu calls in flight",
                  ORCH_DRAIN_MS / 1000, s_steps_in_flight(self));
@@ -1008,7 +725,7 @@ static bool s_drain_check(orch_t *self, int64_t *deadline, int64_t *next_log)
         log_info("stopping: nothing in flight; unfinished tasks carry on at the next start");
         return true;
     }
-    int64_t now = s_now();
+    int64_t now = orch_now();
     if (now >= *deadline) {
         log_warn("stopping: %zu calls still in flight after %d s; their steps are settled from "
                  "the ledger at the next start",
@@ -1059,7 +776,7 @@ int orch_run(orch_t *self)
         s_timers(self);
         if (self->train_kick && !self->stopping) {
             self->train_kick = false;
-            train_run_host_t host = s_train_host(self);
+            train_run_host_t host = orch_train_host(self);
             train_run_next(self->train, self->cfg, &host);
         }
         s_sweep(self);
