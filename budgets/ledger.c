@@ -1656,6 +1656,21 @@ static void s_current(ledger_t *self, ledger_kind_t kind, const char *key, const
     fn(&info, arg);
 }
 
+/* Task's account to fn; NULL when there is no such task. */
+static s_account_t *s_task_account_out(ledger_t *self, const char *task, int64_t now_ms,
+                                       ledger_account_fn *fn, void *arg)
+{
+    char key[LEDGER_KEY_MAX];
+    s_task_key(key, sizeof key, task);
+    s_account_t *t = s_account(self, key);
+    if (t) {
+        ledger_account_info_t info;
+        s_info(t, now_ms, &info);
+        fn(&info, arg);
+    }
+    return t;
+}
+
 int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                  ledger_account_fn *fn, void *arg)
 {
@@ -1688,12 +1703,9 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
             fn(&info, arg);
             return 1;
         }
-        s_task_key(key, sizeof key, task);
-        s_account_t *t = s_account(self, key);
+        s_account_t *t = s_task_account_out(self, task, now_ms, fn, arg);
         if (!t)
             return -1;
-        s_info(t, now_ms, &info);
-        fn(&info, arg);
         n++;
         for (size_t i = 0; i < t->agents.n; i++, n++) {
             s_info(t->agents.items[i], now_ms, &info);
@@ -1775,16 +1787,9 @@ static void s_touched_pass(const ledger_account_info_t *info, void *arg)
 int ledger_touched(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                    ledger_account_fn *fn, void *arg)
 {
-    ledger_account_info_t info;
     char key[LEDGER_KEY_MAX];
-    if (!task || !*task)
+    if (!task || !*task || !s_task_account_out(self, task, now_ms, fn, arg))
         return -1;
-    s_task_key(key, sizeof key, task);
-    s_account_t *t = s_account(self, key);
-    if (!t)
-        return -1;
-    s_info(t, now_ms, &info);
-    fn(&info, arg);
     int n = 1;
     if (agent && *agent)
         n += ledger_spend(self, task, agent, now_ms, fn, arg);
