@@ -243,8 +243,16 @@ kill -9 "$pid_b"
 submit_batch 4 "$T/batch2" two
 r=$(until_ge B '[p["restarts"] for p in d["processes"] if p["name"] == "cto_agent"][0]' 1 200)
 [ "$r" -ge 1 ] || fail "cto_agent on B was not restarted: $(cat "$T/B/run/logs/emads-supervisor.log")"
-new_b=$(cat "$T/B/run/pids/cto_agent.pid")
-[ "$new_b" != "$pid_b" ] || fail "the pid file still names the killed agent"
+# the restart is counted when the supervisor starts it; its pid file is
+# written once it is healthy
+new_b=""
+for _ in $(seq 1 200); do
+    new_b=$(cat "$T/B/run/pids/cto_agent.pid" 2>/dev/null || true)
+    [ -n "$new_b" ] && [ "$new_b" != "$pid_b" ] && kill -0 "$new_b" 2>/dev/null && break
+    sleep 0.05
+done
+[ -n "$new_b" ] && [ "$new_b" != "$pid_b" ] ||
+    fail "no pid file names a new cto_agent on B after the restart (${new_b:-none})"
 wait_batch "$T/batch2" >"$T/batch2.st"
 grep -v ' done$' "$T/batch2.st" && fail "tasks did not end done after the restart"
 on B status | grep -q "^cto_agent .* 1 " || fail "status does not show the restart: $(on B status)"
