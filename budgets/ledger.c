@@ -1656,6 +1656,9 @@ static void s_current(ledger_t *self, ledger_kind_t kind, const char *key, const
     fn(&info, arg);
 }
 
+static int s_global_and_periods(ledger_t *self, int64_t now_ms, bool with_total,
+                                ledger_account_fn *fn, void *arg);
+
 /* Task's account to fn; NULL when there is no such task. */
 static s_account_t *s_task_account_out(ledger_t *self, const char *task, int64_t now_ms,
                                        ledger_account_fn *fn, void *arg)
@@ -1724,12 +1727,23 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
         }
         return n;
     }
-    char period[PERIOD_LABEL_MAX];
+    return s_global_and_periods(self, now_ms, true, fn, arg);
+}
+
+/* The global account of the current period (with_total: without a global
+   budget, the global total of every task, a walk over every account) and
+   each agent's account of its current period. Returns how many. */
+static int s_global_and_periods(ledger_t *self, int64_t now_ms, bool with_total,
+                                ledger_account_fn *fn, void *arg)
+{
+    char key[LEDGER_KEY_MAX], period[PERIOD_LABEL_MAX];
+    int n = 0;
     s_global_key(self, now_ms, key, sizeof key, period, sizeof period);
     if (key[0])
         s_current(self, LEDGER_KIND_GLOBAL, key, "", s_global_limit(self), now_ms, fn, arg);
-    else
+    else if (with_total)
         s_global_total(self, fn, arg);
+    n += key[0] || with_total;
     /* and each agent's account of its current period */
     for (int i = 0; i < self->cfg.n_budgets; i++) {
         const ledger_budget_t *b = &self->cfg.budgets[i];
@@ -1742,7 +1756,7 @@ int ledger_spend(ledger_t *self, const char *task, const char *agent, int64_t no
             n++;
         }
     }
-    return n + 1;
+    return n;
 }
 
 /* Without a global budget: one global total of every task, unlimited. */
@@ -1766,37 +1780,15 @@ static void s_global_total(ledger_t *self, ledger_account_fn *fn, void *arg)
     fn(&info, arg);
 }
 
-/* ledger_touched's view of ledger_spend's global listing: with no global
-   budget, the global total is no account a reserve meets (the periods are). */
-typedef struct {
-    ledger_account_fn *fn;
-    void *arg;
-    bool global;
-    int n;
-} s_touched_t;
-
-static void s_touched_pass(const ledger_account_info_t *info, void *arg)
-{
-    s_touched_t *p = arg;
-    if (info->kind == LEDGER_KIND_GLOBAL && !p->global)
-        return;
-    p->fn(info, p->arg);
-    p->n++;
-}
-
 int ledger_touched(ledger_t *self, const char *task, const char *agent, int64_t now_ms,
                    ledger_account_fn *fn, void *arg)
 {
-    char key[LEDGER_KEY_MAX];
     if (!task || !*task || !s_task_account_out(self, task, now_ms, fn, arg))
         return -1;
     int n = 1;
     if (agent && *agent)
         n += ledger_spend(self, task, agent, now_ms, fn, arg);
-    s_global_key(self, now_ms, key, sizeof key, NULL, 0);
-    s_touched_t pass = {fn, arg, key[0] != 0, 0};
-    ledger_spend(self, NULL, NULL, now_ms, s_touched_pass, &pass);
-    return n + pass.n;
+    return n + s_global_and_periods(self, now_ms, false, fn, arg);
 }
 
 int ledger_hold_spend(ledger_t *self, const char *hold_id, int64_t now_ms, ledger_account_fn *fn,
