@@ -134,6 +134,38 @@ Test(ledger_period, agent_day_budget_holds_across_tasks_and_resets)
     ledger_destroy(&l);
 }
 
+typedef struct {
+    int n, period, global;
+    int64_t period_used;
+} s_touched_t;
+
+static void s_touched_fn(const ledger_account_info_t *info, void *arg)
+{
+    s_touched_t *t = arg;
+    t->n++;
+    if (info->kind == LEDGER_KIND_GLOBAL)
+        t->global++;
+    if (info->kind == LEDGER_KIND_PERIOD && strcmp(info->agent, "cto_agent") == 0) {
+        t->period++;
+        t->period_used = info->used.v[DIM_COST_UUSD];
+    }
+}
+
+Test(ledger_period, replies_carry_the_agents_period_account)
+{
+    ledger_config_t cfg = s_cfg(); /* no global budget */
+    ledger_t *l = ledger_new(&cfg);
+    cr_assert_eq(s_step(l, "cto_agent", "t1", 100, 90, T0), LEDGER_OK);
+    s_touched_t t = {0};
+    int n = ledger_touched(l, "t1", "cto_agent", T0 + 10, s_touched_fn, &t);
+    cr_expect_eq(n, t.n);
+    cr_expect_eq(t.period, 1, "cto_agent's day account is among the accounts a reserve touches");
+    cr_expect_eq(t.period_used, 90);
+    cr_expect_eq(t.global, 0, "no global budget: no global account to meet");
+    cr_expect_eq(ledger_touched(l, "nope", "cto_agent", T0, s_touched_fn, &t), -1);
+    ledger_destroy(&l);
+}
+
 Test(ledger_period, period_in_a_time_zone)
 {
     ledger_config_t cfg = s_cfg();
