@@ -4,7 +4,8 @@
     Threads: ZeroMQ sockets are not thread-safe, so the worker socket lives on
     the main thread. Each request becomes a job on a mutex-guarded queue;
     `concurrency` pool threads take jobs, each with its own ledger client (a
-    bus_client_t under the agent's certificate) and its own curl handle, and
+    bus_client_t under the agent's certificate, on the ledger's direct
+    endpoint when one is configured, else on the bus) and its own curl handle, and
     hand the finished job back as a pointer over an inproc PUSH/PULL pipe. The
     main thread replies on the worker socket and keeps heartbeating while
     steps run.
@@ -279,6 +280,7 @@ struct _agent_t {
     const cfg_role_t *role;
     char name[PROTO_MAX_NAME];
     char endpoint[256];
+    char ledger_ep[256]; /* the ledger's direct endpoint, "" = the bus */
     char run_dir[1024];
     char self_dir[1024];
     bus_security_t sec;
@@ -988,9 +990,10 @@ static void *s_worker_main(void *arg)
 {
     agent_t *a = arg;
     s_worker_t w = {.agent = a};
-    w.ledger = bus_client_new(a->endpoint, &a->sec);
+    const char *lep = a->ledger_ep[0] ? a->ledger_ep : a->endpoint;
+    w.ledger = bus_client_new(lep, &a->sec);
     if (!w.ledger)
-        log_error("cannot connect a ledger client to %s: steps will be refused", a->endpoint);
+        log_error("cannot connect a ledger client to %s: steps will be refused", lep);
     w.llm = llm_new();
     w.done = zsock_new_push(a->done_ep);
     for (;;) {
@@ -1058,6 +1061,7 @@ agent_t *agent_new(const cfg_t *cfg, const agent_opts_t *opts, char *err, size_t
     self->role = role;
     snprintf(self->name, sizeof self->name, "%s", opts->name);
     snprintf(self->endpoint, sizeof self->endpoint, "%s", opts->endpoint);
+    snprintf(self->ledger_ep, sizeof self->ledger_ep, "%s", opts->ledger ? opts->ledger : "");
     snprintf(self->run_dir, sizeof self->run_dir, "%s", opts->run_dir ? opts->run_dir : "");
     snprintf(self->self_dir, sizeof self->self_dir, "%s", opts->self_dir ? opts->self_dir : "");
     self->metrics = agent_metrics_new(opts->metrics);
@@ -1127,9 +1131,10 @@ int agent_run(agent_t *self)
     snprintf(calib_path, sizeof calib_path, "%s/%s.calib.json", self->run_dir, self->name);
     if (self->run_dir[0] && tokens_calib_load(self->calib, calib_path) == 0)
         log_info("token calibration loaded from %s", calib_path);
-    log_info("started %s (%s role) on %s with %d step%s at once%s", self->name, self->role->name,
-             self->endpoint, self->n_threads, self->n_threads == 1 ? "" : "s",
-             self->sec.curve ? "" : " (insecure)");
+    log_info("started %s (%s role) on %s with %d step%s at once%s; the ledger %s%s", self->name,
+             self->role->name, self->endpoint, self->n_threads, self->n_threads == 1 ? "" : "s",
+             self->sec.curve ? "" : " (insecure)",
+             self->ledger_ep[0] ? "directly at " : "through the bus", self->ledger_ep);
 
     int in_flight = 0;
     while (!zsys_interrupted) {

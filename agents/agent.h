@@ -110,6 +110,7 @@ typedef struct _agent_t agent_t;
 typedef struct {
     const char *name;     /* process and service name, the agent's name in the config */
     const char *endpoint; /* bus endpoint */
+    const char *ledger;   /* the ledger's direct endpoint; NULL or "" = through the bus */
     const char *run_dir;
     bool curve;
     const char *self_dir; /* folder of the agent binary (tool lookup); may be NULL */

@@ -155,6 +155,7 @@ int main(int argc, char **argv)
     }
     agent_opts_t opts = {.name = name,
                          .endpoint = d.endpoint,
+                         .ledger = d.ledger,
                          .run_dir = d.run,
                          .curve = d.curve,
                          .self_dir = self_dir[0] ? self_dir : NULL,

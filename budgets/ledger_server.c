@@ -21,6 +21,7 @@
 
 #include "budgets/alerts.h"
 #include "budgets/journal.h"
+#include "bus/broker.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/trace.h"
@@ -37,6 +38,9 @@ typedef struct {
     ledger_t *ledger;
     journal_t *journal;
     bus_worker_t *worker;
+    zactor_t *broker;     /* the direct endpoint's broker; NULL = none */
+    bus_worker_t *direct; /* our worker on it (inproc) */
+    unsigned turn;        /* which worker s_recv reads first */
     alerts_t *alerts;
     bus_client_t *events; /* subscribed to the orchestrator's task. events */
     int64_t lost_seen;    /* the bus's stats.worker_lost last read; -1 before */
@@ -892,6 +896,69 @@ static int s_reload(s_server_t *self)
     return 0;
 }
 
+#define S_DIRECT_INPROC "inproc://emads-ledger-direct"
+
+/* Start the direct endpoint (see ledger_server.h): a broker serving only
+   `ledger` on opts->direct, and our worker on its inproc endpoint. 0, or
+   -1 with a logged reason. */
+static int s_direct_start(s_server_t *self, int capacity)
+{
+    const ledger_server_opts_t *o = self->opts;
+    bus_broker_opts_t bo;
+    memset(&bo, 0, sizeof bo);
+    bo.endpoint = o->direct;
+    bo.certs_dir = o->sec.certs_dir;
+    bo.curve = o->sec.curve;
+    bo.cfg = o->cfg;
+    bo.local_endpoint = S_DIRECT_INPROC;
+    bo.local_name = o->sec.name;
+    bo.only_service = "ledger";
+    self->broker = bus_broker_actor_new(&bo);
+    if (!self->broker) {
+        log_error("cannot serve the direct endpoint %s", o->direct);
+        return -1;
+    }
+    self->direct = bus_worker_new(S_DIRECT_INPROC, "ledger", capacity, &o->sec);
+    if (!self->direct) {
+        log_error("cannot attach to the direct endpoint's broker");
+        return -1;
+    }
+    log_info("direct endpoint: %s (%s)", o->direct, o->sec.curve ? "CURVE" : "insecure");
+    return 0;
+}
+
+/* The next request from the bus or the direct endpoint, waiting up to
+   timeout_ms; *from gets the worker it came from (answer through it). As
+   bus_worker_recv: 1, 0 nothing, -1 interrupted. */
+static int s_recv(s_server_t *self, bus_request_t *req, bus_worker_t **from, int timeout_ms)
+{
+    if (!self->direct) {
+        *from = self->worker;
+        return bus_worker_recv(self->worker, req, timeout_ms);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        /* alternate which worker goes first, so neither starves the other */
+        bus_worker_t *w[2] = {self->worker, self->direct};
+        unsigned first = self->turn++ & 1;
+        for (int k = 0; k < 2; k++) {
+            bus_worker_t *x = w[(first + (unsigned)k) & 1];
+            int got = bus_worker_recv(x, req, 0);
+            if (got != 0) {
+                *from = x;
+                return got;
+            }
+        }
+        if (pass == 1 || timeout_ms == 0)
+            break;
+        zmq_pollitem_t items[2] = {
+            {zsock_resolve(bus_worker_sock(self->worker)), 0, ZMQ_POLLIN, 0},
+            {zsock_resolve(bus_worker_sock(self->direct)), 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, timeout_ms) < 0 || zsys_interrupted)
+            return -1;
+    }
+    return 0;
+}
+
 /* Retention pass: drop up to S_PRUNE_MAX request records of tasks closed
    longer than the retention window, durably (one transaction of deletes by
    rowid), between batches so it never delays a reply for long. Runs every
@@ -932,7 +999,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
     bus_request_t *reqs = calloc((size_t)batch_max, sizeof *reqs);
     ev_t **replies = calloc((size_t)batch_max, sizeof *replies);
     int64_t *t_in = calloc((size_t)batch_max, sizeof *t_in);
-    if (!reqs || !replies || !t_in)
+    bus_worker_t **from = calloc((size_t)batch_max, sizeof *from);
+    if (!reqs || !replies || !t_in || !from)
         goto done;
 
     self->journal = journal_open(opts->db_path, err, sizeof err);
@@ -969,6 +1037,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         log_error("cannot connect to the bus at %s", opts->endpoint);
         goto done;
     }
+    if (opts->direct && *opts->direct && s_direct_start(self, batch_max) != 0)
+        goto done;
     /* alerts on tasks that ended failed or budget_exhausted: the
        orchestrator's task.failed events (only it may publish task.) */
     self->events = bus_client_new(opts->endpoint, &opts->sec);
@@ -990,12 +1060,12 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         if (next >= 0 && next - now < timeout)
             timeout = next > now ? (int)(next - now) : 0;
         int n = 0;
-        int got = bus_worker_recv(self->worker, &reqs[0], timeout);
+        int got = s_recv(self, &reqs[0], &from[0], timeout);
         if (got < 0)
             break;
         if (got == 1) {
             t_in[n++] = zclock_usecs();
-            while (n < batch_max && bus_worker_recv(self->worker, &reqs[n], 0) == 1)
+            while (n < batch_max && s_recv(self, &reqs[n], &from[n], 0) == 1)
                 t_in[n++] = zclock_usecs();
         }
         now = zclock_time();
@@ -1028,7 +1098,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
         for (int i = 0; i < n; i++) {
             if (!replies[i])
                 replies[i] = proto_error(PROTO_E_INTERNAL, "out of memory");
-            bus_worker_reply(self->worker, &reqs[i], &replies[i], true);
+            bus_worker_reply(from[i], &reqs[i], &replies[i], true);
             int64_t took = zclock_usecs() - t_in[i];
             metric_observe(self->m.latency, METRICS_LABELS(s_op_label(reqs[i].body)),
                            (double)took / 1e6);
@@ -1053,6 +1123,8 @@ int ledger_server_run(const ledger_server_opts_t *opts)
              metric_value(self->m.requests, NULL), metric_value(self->m.transactions, NULL));
 done:
     bus_client_destroy(&self->events);
+    bus_worker_destroy(&self->direct);
+    zactor_destroy(&self->broker);
     bus_worker_destroy(&self->worker);
     alerts_destroy(&self->alerts);
     metrics_destroy(&self->metrics);
@@ -1063,5 +1135,6 @@ done:
     free(reqs);
     free(replies);
     free(t_in);
+    free(from);
     return rc;
 }

@@ -10,6 +10,18 @@
     the ledger is rebuilt from the database and the batch is answered with
     errors, so a retry of the same request id is processed afresh.
 
+    Direct endpoint: with opts.direct set, the ledger also binds that
+    endpoint with a bus broker of its own (bus/broker.h, run in a thread of
+    this process) that serves only `ledger`. It is the bus's machinery as it
+    is: CURVE with the bus's server certificate, the same ZAP handler and
+    certificate store (a key not in the store, or revoked, is refused at
+    the handshake), the same access list on every call, and the sender
+    stamped from the certificate's principal, never from the body. A second
+    worker of this loop takes that broker's requests over inproc, and both
+    workers' requests go through the same batch, transaction and handler;
+    each reply goes back the way its request came. Agents and the
+    orchestrator call it without the bus's hop (rundir_ledger_endpoint).
+
     Retention: once a minute (and at start) the request records of tasks
     closed longer than ledger.request_retention_s ago are removed, at most
     1000 per pass, in a transaction of their own between batches; each pass
@@ -31,6 +43,7 @@ typedef struct {
     const char *metrics_listen; /* "host:port" of /metrics; NULL or "" = none */
     const char *run_dir;        /* where <run>/metrics/emads-ledger.<pid>.addr goes */
     int batch_max;              /* requests per transaction; 0 = 256 */
+    const char *direct;         /* the direct endpoint (ledger.direct); NULL or "" = none */
 } ledger_server_opts_t;
 
 /* The core's configuration from the loaded config. */

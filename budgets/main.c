@@ -147,6 +147,7 @@ int main(int argc, char **argv)
                           : flags.metrics_port == 0 ? NULL
                                                     : d.cfg->metrics_listen[CFG_METRICS_LEDGER];
     opts.run_dir = d.run;
+    opts.direct = d.ledger;
     /* for measurements: EMADS_LEDGER_BATCH_MAX=1 turns group commit off */
     const char *bm = getenv("EMADS_LEDGER_BATCH_MAX");
     if (bm && atoi(bm) >= 1 && atoi(bm) <= 1024)

@@ -138,6 +138,8 @@ struct _bus_broker_t {
     int64_t keys_mtime;   /* of the folder when the table was read, ns */
     zhashx_t *revoked;    /* Z85 keys that left the table while the bus ran */
     char endpoint[1024];
+    char local_name[PROTO_MAX_NAME + 1];   /* opts.local_name, "" none */
+    char only_service[PROTO_MAX_NAME + 1]; /* opts.only_service, "" any */
     bool curve;
     const cfg_t *cfg;
     char fingerprint[CFG_FINGERPRINT_LEN + 1]; /* of cfg, "" without one */
@@ -601,6 +603,12 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
                       "'%s' may not call '%s' on service '%s'", name, type, service);
         return;
     }
+    if (self->only_service[0] && !streq(service, self->only_service)) {
+        self->stats.unavailable++;
+        s_reply_error(self, id, service, corr, PROTO_E_SERVICE_UNAVAILABLE,
+                      "this endpoint serves only '%s'", self->only_service);
+        return;
+    }
     s_service_t *s = s_service_require(self, service);
     if (!s)
         return;
@@ -784,7 +792,9 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
     if (capacity > S_MAX_CAPACITY)
         capacity = S_MAX_CAPACITY;
     char why[400] = "";
-    if (!s_may_serve(self, service, name))
+    if (self->only_service[0] && !streq(service, self->only_service))
+        snprintf(why, sizeof(why), "this endpoint serves only '%s'", self->only_service);
+    else if (!s_may_serve(self, service, name))
         snprintf(why, sizeof(why),
                  "'%s' may not serve '%s': only the principal '%s' or one a serve rule of the "
                  "access list names",
@@ -1015,6 +1025,11 @@ static void s_handle(bus_broker_t *self, zmsg_t *m)
     if (!sig || !cmdf || zframe_size(cmdf) != 1) {
         self->stats.malformed++;
         return;
+    }
+    if (!self->cur_name[0] && self->cur_fd < 0 && self->local_name[0]) {
+        /* the embedding process on its inproc endpoint (no handshake) */
+        memcpy(self->cur_name, self->local_name, sizeof(self->cur_name));
+        memcpy(self->cur_instance, self->local_name, sizeof(self->cur_instance));
     }
     const char *name = self->cur_name;
     if (self->curve && !*name) {
@@ -1482,6 +1497,10 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
         return NULL;
     self->curve = opts->curve;
     self->cfg = opts->cfg;
+    if (opts->local_name)
+        snprintf(self->local_name, sizeof(self->local_name), "%s", opts->local_name);
+    if (opts->only_service)
+        snprintf(self->only_service, sizeof(self->only_service), "%s", opts->only_service);
     if (self->cfg)
         cfg_fingerprint(self->cfg, self->fingerprint);
     self->reload_flag = opts->reload_flag;
@@ -1566,6 +1585,10 @@ bus_broker_t *bus_broker_new(const bus_broker_opts_t *opts)
     char *ep = zsock_last_endpoint(self->router);
     snprintf(self->endpoint, sizeof(self->endpoint), "%s", ep ? ep : opts->endpoint);
     free(ep);
+    if (opts->local_endpoint && zsock_bind(self->router, "%s", opts->local_endpoint) < 0) {
+        log_error("cannot bind %s: %s", opts->local_endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
     self->started = zclock_mono();
     self->hb_at = self->started + self->hb_ms;
     self->timer_at = self->started + S_TIMER_MS;

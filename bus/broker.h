@@ -41,6 +41,16 @@ typedef struct {
     volatile sig_atomic_t *reload_flag;
     void (*on_reload)(bus_broker_t *broker, void *arg);
     void *reload_arg;
+    /* A broker inside another daemon (the ledger's direct endpoint): an
+       inproc:// endpoint bound as well, for that process's own worker. A
+       peer on it is that process (inproc reaches no other), so a message
+       from it without a certificate's name is taken as local_name's. Both
+       NULL = none. */
+    const char *local_endpoint;
+    const char *local_name;
+    /* The only service served here (NULL = any): READY for another is
+       refused, a request for another answered service_unavailable at once. */
+    const char *only_service;
 } bus_broker_opts_t;
 
 /* Counters, for the "stats" command and tests. */

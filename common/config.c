@@ -1155,8 +1155,9 @@ static void s_ledger_periods(s_ctx_t *ctx, const yaml_node_t *m)
 
 static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"hold_ttl_ms",         "metrics_port", "alerts", "global",
-                                       "request_retention_s", "timezone",     "agents", NULL};
+    static const char *const keys[] = {
+        "hold_ttl_ms", "metrics_port", "alerts", "global", "request_retention_s",
+        "timezone",    "agents",       "direct", NULL};
     static const char *const akeys[] = {"warn", "critical", "webhook", "dedup_s", NULL};
     static const char *const gkeys[] = {"period", EMADS_DIMS(S_X_LIMIT_KEY) NULL};
     cfg_t *cfg = ctx->cfg;
@@ -1169,6 +1170,16 @@ static void s_ledger(s_ctx_t *ctx, const yaml_node_t *root)
     s_read_intv(ctx, m, "ledger", "metrics_port", false, 0, 65535, &cfg->metrics_port);
     s_read_int(ctx, m, "ledger", "request_retention_s", false, 0, 366LL * 86400,
                &cfg->request_retention_s);
+    if (s_read_str(ctx, m, "ledger", "direct", false, cfg->ledger_direct,
+                   sizeof cfg->ledger_direct) == 1 &&
+        cfg->ledger_direct[0] && strcmp(cfg->ledger_direct, "local") != 0 &&
+        strncmp(cfg->ledger_direct, "ipc://", 6) != 0 &&
+        strncmp(cfg->ledger_direct, "tcp://", 6) != 0) {
+        s_err(ctx, s_line(s_get(ctx, m, "direct")), "ledger.direct",
+              "must be \"\" (off), \"local\" (ipc://<run_dir>/ledger.sock), or an ipc:// or "
+              "tcp:// endpoint");
+        cfg->ledger_direct[0] = '\0';
+    }
 
     yaml_node_t *a = s_get(ctx, m, "alerts");
     if (a && s_expect_map(ctx, a, "ledger.alerts")) {

@@ -239,6 +239,10 @@ typedef struct {
     proto_amounts_t global_limit;      /* -1 = unlimited */
     int64_t request_retention_s;       /* keep request records this long after
                                           their task closed; default 86400 */
+    /* ledger.direct: the ledger's own CURVE endpoint, which agents and the
+       orchestrator call without the bus's hop. "" = off (through the bus),
+       "local" = ipc://<run>/ledger.sock, else an ipc:// or tcp:// endpoint */
+    char ledger_direct[256];
 
     /* one webhook post per (account, dimension, kind) per window; 60 */
     int64_t alert_dedup_s;

@@ -98,6 +98,9 @@ int daemon_start(daemon_t *self, const daemon_args_t *args, const char *log_name
     }
     rundir_endpoint(args->endpoint, self->cfg ? self->cfg->bus_endpoint : NULL, self->run,
                     self->endpoint, sizeof self->endpoint);
+    if (rundir_ledger_endpoint(self->cfg ? self->cfg->ledger_direct : NULL, self->endpoint,
+                               self->run, self->ledger, sizeof self->ledger) != 0)
+        log_warn("ledger.direct: the endpoint is too long; calling the ledger through the bus");
     self->curve = !args->insecure && (!self->cfg || self->cfg->curve);
     if (args->insecure)
         log_warn("--insecure: CURVE is off, peers are not authenticated");

@@ -54,6 +54,8 @@ typedef struct {
     cfg_t *cfg;                   /* NULL only with DAEMON_CONFIG_OPTIONAL */
     char run[PATH_MAX];           /* the run directory */
     char endpoint[PATH_MAX + 32]; /* the bus */
+    char ledger[PATH_MAX + 32];   /* the ledger's direct endpoint, "" = off
+                                     (rundir_ledger_endpoint) */
     char pidfile[PATH_MAX + 64];  /* "" until daemon_pid_write */
     bool curve;                   /* the config's curve (on without one), off with --insecure */
 } daemon_t;
@@ -61,7 +63,8 @@ typedef struct {
 /* Start-up: log_init(log_name, else args->prog), load the config (errors
    reported by cfg_load_report), resolve the run directory (--home, config,
    environment; rundir.h) and create it when create_run, resolve the bus
-   endpoint (--endpoint, config, <run>/bus.endpoint), and warn on
+   endpoint (--endpoint, config, <run>/bus.endpoint) and the ledger's
+   direct one (ledger.direct, rundir_ledger_endpoint), and warn on
    --insecure. Returns 0, or the exit code 2 (no or a broken config, a run
    directory that cannot be resolved or created) with the reason printed
    and nothing left to free. */

@@ -119,6 +119,24 @@ int rundir_endpoint(const char *override, const char *cfg_endpoint, const char *
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
+int rundir_ledger_endpoint(const char *cfg_direct, const char *bus_endpoint, const char *run,
+                           char *out, size_t outlen)
+{
+    int n = 0;
+    out[0] = '\0';
+    if (!cfg_direct || !*cfg_direct)
+        return 0;
+    if (strcmp(cfg_direct, "local") != 0)
+        n = snprintf(out, outlen, "%s", cfg_direct);
+    else if (bus_endpoint && strncmp(bus_endpoint, "ipc://", 6) == 0)
+        n = snprintf(out, outlen, "ipc://%s/ledger.sock", run);
+    if (n < 0 || (size_t)n >= outlen) {
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
 int rundir_path(const char *dir, const char *rel, char *out, size_t outlen)
 {
     if (!dir || !rel || !out)

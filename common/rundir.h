@@ -29,6 +29,14 @@ int rundir_resolve_cfg(const char *home, const char *cfg_run_dir, char *out, siz
    ipc://<run>/bus.sock. Returns 0, -1 if truncated. */
 int rundir_endpoint(const char *override, const char *cfg_endpoint, const char *run, char *out,
                     size_t outlen);
+/* The ledger's direct endpoint (ledger.direct) for a process whose bus is
+   bus_endpoint: "" when cfg_direct is "" (off: calls go through the bus),
+   ipc://<run>/ledger.sock for "local" when the bus is an ipc:// endpoint
+   too ("" with a tcp:// bus: peers on other hosts could not reach an ipc
+   socket, so everyone keeps the bus path), else cfg_direct. Returns 0, -1
+   if truncated (out is then ""). */
+int rundir_ledger_endpoint(const char *cfg_direct, const char *bus_endpoint, const char *run,
+                           char *out, size_t outlen);
 /* Create dir and its subfolders (pids, logs, certs/public, certs/private),
    mode 0700. Returns 0 or -1 with errno set. */
 int rundir_create(const char *dir);

@@ -220,7 +220,7 @@ static void s_trace(orch_t *self, int64_t woke, int64_t commit_at, int64_t commi
    of this file). */
 static void s_flush_early(orch_t *self)
 {
-    outbox_flush(self->early, self->worker, self->client, self->pending);
+    outbox_flush(self->early, self->worker, self->client, self->ledger, self->pending);
 }
 
 /* Drop finished tasks from memory (the store keeps them). */
@@ -617,8 +617,8 @@ static void s_recover(orch_t *self)
 
 /* ---- lifecycle ----------------------------------------------------------- */
 
-orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *sec,
-                 const char *db_path)
+orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const char *ledger,
+                 const bus_security_t *sec, const char *db_path)
 {
     if (!cfg || cfg->n_workflows <= 0) {
         log_error("the configuration has no workflow");
@@ -653,6 +653,15 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *s
         orch_destroy(&self);
         return NULL;
     }
+    if (ledger && *ledger) {
+        self->ledger = bus_client_new(ledger, sec);
+        if (!self->ledger) {
+            log_error("cannot connect to the ledger's direct endpoint %s", ledger);
+            orch_destroy(&self);
+            return NULL;
+        }
+        log_info("calling the ledger directly at %s", ledger);
+    }
     /* late commits re-settle the results of ended tasks (s_on_late_commit) */
     bus_client_subscribe(self->client, "spend.commit");
     taskstore_begin(self->store);
@@ -675,6 +684,7 @@ void orch_destroy(orch_t **self_p)
     zhashx_destroy(&self->pending);
     bus_worker_destroy(&self->worker);
     bus_client_destroy(&self->client);
+    bus_client_destroy(&self->ledger);
     taskstore_destroy(&self->store);
     free(self->hist);
     policy_store_destroy(&self->pols);
@@ -742,9 +752,11 @@ static bool s_drain_check(orch_t *self, int64_t *deadline, int64_t *next_log)
 
 int orch_run(orch_t *self)
 {
-    outbox_flush(self->out, self->worker, self->client, self->pending); /* what recovery queued */
+    outbox_flush(self->out, self->worker, self->client, self->ledger,
+                 self->pending); /* what recovery queued */
     zsock_t *wsock = bus_worker_sock(self->worker);
-    zpoller_t *poller = zpoller_new(wsock, bus_client_sock(self->client), NULL);
+    zpoller_t *poller = zpoller_new(wsock, bus_client_sock(self->client),
+                                    self->ledger ? bus_client_sock(self->ledger) : NULL, NULL);
     if (!poller)
         return -1;
     log_info("serving orchestrator (%zu unfinished tasks)", zhashx_size(self->tasks));
@@ -773,6 +785,13 @@ int orch_run(orch_t *self)
             s_on_client_msg(self, &msg);
             bus_msg_clear(&msg);
         }
+        for (int n = 0; self->ledger && n < ORCH_DRAIN; n++) {
+            bus_msg_t msg;
+            if (bus_client_recv(self->ledger, &msg, 0) != 1)
+                break;
+            s_on_client_msg(self, &msg);
+            bus_msg_clear(&msg);
+        }
         s_timers(self);
         if (self->train_kick && !self->stopping) {
             self->train_kick = false;
@@ -789,7 +808,7 @@ int orch_run(orch_t *self)
             break;
         }
         int64_t committed = woke ? trace_now_us() : 0;
-        outbox_flush(self->out, self->worker, self->client, self->pending);
+        outbox_flush(self->out, self->worker, self->client, self->ledger, self->pending);
         if (woke)
             s_trace(self, woke, commit_at, committed);
         if (taskstore_idle(self->store) < 0)
@@ -797,7 +816,8 @@ int orch_run(orch_t *self)
         if (bus_worker_sock(self->worker) != wsock) {
             zpoller_destroy(&poller);
             wsock = bus_worker_sock(self->worker);
-            poller = zpoller_new(wsock, bus_client_sock(self->client), NULL);
+            poller = zpoller_new(wsock, bus_client_sock(self->client),
+                                 self->ledger ? bus_client_sock(self->ledger) : NULL, NULL);
             if (!poller)
                 return -1;
             zpoller_set_nonstop(poller, true);

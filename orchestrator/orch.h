@@ -74,10 +74,12 @@
 typedef struct _orch_t orch_t;
 
 /* Create the orchestrator: open the task store at db_path, connect to the
-   bus at endpoint with sec, load unfinished tasks. Borrows cfg (it must
-   outlive the orch_t). NULL on failure with the reason logged. */
-orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const bus_security_t *sec,
-                 const char *db_path);
+   bus at endpoint with sec (and, when ledger is not NULL or "", a second
+   client to the ledger's direct endpoint there, which then carries every
+   ledger call), load unfinished tasks. Borrows cfg (it must outlive the
+   orch_t). NULL on failure with the reason logged. */
+orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const char *ledger,
+                 const bus_security_t *sec, const char *db_path);
 void orch_destroy(orch_t **self_p);
 
 /* Load the learned policies from path (one per workflow, policy.h's JSON)

@@ -30,6 +30,7 @@ struct _orch_t {
     const cfg_t *cfg;
     bus_worker_t *worker;
     bus_client_t *client;
+    bus_client_t *ledger; /* on the ledger's direct endpoint; NULL = ledger calls use client */
     taskstore_t *store;
     zhashx_t *tasks;   /* id -> task_t*, unfinished tasks */
     zhashx_t *pending; /* corr id -> outbox_outbox_pend_t* */

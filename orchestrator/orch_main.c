@@ -57,7 +57,7 @@ int main(int argc, char **argv)
         daemon_stop(&d);
         return 1;
     }
-    orch_t *orch = orch_new(d.cfg, d.endpoint, &sec, db);
+    orch_t *orch = orch_new(d.cfg, d.endpoint, d.ledger, &sec, db);
     if (!orch || orch_set_metrics(orch, metrics) != 0) {
         orch_destroy(&orch);
         metrics_destroy(&metrics);

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/log.h"
 
@@ -100,7 +101,8 @@ void outbox_publish(outbox_t *self, const char *topic, ev_t **body_p)
     s_push(self, OUT_PUBLISH, topic, body_p);
 }
 
-void outbox_flush(outbox_t *self, bus_worker_t *worker, bus_client_t *client, zhashx_t *pending)
+void outbox_flush(outbox_t *self, bus_worker_t *worker, bus_client_t *client, bus_client_t *ledger,
+                  zhashx_t *pending)
 {
     out_t *o = self->head;
     self->head = self->tail = NULL;
@@ -114,7 +116,8 @@ void outbox_flush(outbox_t *self, bus_worker_t *worker, bus_client_t *client, zh
             bus_worker_publish(worker, o->name, &o->body);
         } else {
             char corr[PROTO_MAX_ID + 1] = "";
-            if (bus_client_send(client, o->name, &o->body, o->timeout_ms, corr) == 0) {
+            bus_client_t *to = ledger && strcmp(o->name, "ledger") == 0 ? ledger : client;
+            if (bus_client_send(to, o->name, &o->body, o->timeout_ms, corr) == 0) {
                 outbox_pend_t *p = malloc(sizeof *p);
                 if (p) {
                     *p = o->pend;

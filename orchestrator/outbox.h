@@ -49,8 +49,10 @@ void outbox_send(outbox_t *self, const char *service, ev_t **body_p, int timeout
 void outbox_publish(outbox_t *self, const char *topic, ev_t **body_p);
 
 /* Send everything queued, in order: replies and events on worker, requests
-   on client, each request's outbox_pend_t (malloc'd) into pending under
-   its correlation id. */
-void outbox_flush(outbox_t *self, bus_worker_t *worker, bus_client_t *client, zhashx_t *pending);
+   on client (those to service "ledger" on ledger when it is not NULL), each
+   request's outbox_pend_t (malloc'd) into pending under its correlation
+   id. */
+void outbox_flush(outbox_t *self, bus_worker_t *worker, bus_client_t *client, bus_client_t *ledger,
+                  zhashx_t *pending);
 
 #endif

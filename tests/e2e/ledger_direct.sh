@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# ledger_direct.sh - ledger.direct (issue 19): the agents and the
+# orchestrator call the ledger on its own CURVE endpoint, not through the
+# bus, and the endpoint authenticates and checks like the bus:
+#  (a) tasks run with every ledger call on the direct endpoint (the bus
+#      routes none of them) and each task's steps are charged: the ledger's
+#      task account holds what the steps' attempts say they cost;
+#  (b) a key not in the certificate store is refused at the handshake, and
+#      a certified peer the access list does not name is refused its call;
+#  (c) a client with cto_agent's key cannot act for coo_agent: neither by
+#      naming it (act_for) nor by committing or voiding coo_agent's hold;
+#  (d) with the ledger killed, a task fails "ledger unavailable" and no
+#      step runs (the LLM server sees no call).
+. "$(dirname "$0")/lib.sh"
+: "${EMADS_BUS_PROBE:?EMADS_BUS_PROBE must name tests/bus/bus_probe}"
+e2e_llm_server
+edit_cfg "$E2E_CFG/emads.yaml" 's/^\(  request_retention_s: .*\)$/\1\n  direct: local/'
+
+ctl up >/dev/null
+DEP="ipc://$E2E_RUN/ledger.sock"
+probe() { # probe NAME BODY_JSON [extra args]: one call to ledger on the direct endpoint
+    local who=$1 body=$2
+    shift 2
+    "$EMADS_BUS_PROBE" call --endpoint "$DEP" --home "$E2E_RUN" --name "$who" --service ledger \
+        --body-json "$body" --timeout 3000 "$@"
+}
+grep -q "direct endpoint: $DEP (CURVE)" "$E2E_RUN/logs/emads-ledger.log" ||
+    fail "the ledger does not serve $DEP"
+grep -q "calling the ledger directly at $DEP" "$E2E_RUN/logs/emads-orchestrator.log" ||
+    fail "the orchestrator does not call the ledger directly"
+grep -q "the ledger directly at $DEP" "$E2E_RUN/logs/cto_agent.log" ||
+    fail "cto_agent does not call the ledger directly"
+
+# ---- (a) tasks, charged, with no ledger call on the bus
+served() { # requests the bus has handed to the ledger
+    ctl --json status | json 'sum(w.get("served", 0) for w in d.get("workers", []) if w.get("service") == "ledger")'
+}
+before=$(served)
+tasks=""
+for i in 1 2 3; do
+    tasks="$tasks $(ctl submit "Should we migrate billing to Kubernetes? (#$i)")"
+done
+for t in $tasks; do
+    st=$(wait_final "$t" 90)
+    [ "$st" = done ] || fail "task $t ended $st with the direct ledger path"
+done
+after=$(served)
+# on the bus only the one spend query of each `ctl result` that found its
+# task ended (wait_final's last); through the bus the tasks' own opens,
+# reserves, commits and closes would add 8 or more each
+[ "$after" -eq "$((before + 3))" ] ||
+    fail "the bus routed $((after - before)) ledger call(s) during the tasks (3 are ctl's)"
+for t in $tasks; do
+    res=$(ctl --json result "$t")
+    steps=$(echo "$res" | json 'sum(1 for s in d["steps"] if s.get("attempt", 0) > 0)')
+    [ "$steps" -ge 3 ] || fail "task $t ran $steps steps: $res"
+    want=$(echo "$res" | json 'sum(s["actual"]["tokens"] for s in d["steps"] if s.get("actual"))')
+    got=$(ctl --json spend --task "$t" | json 'sum(a["used"]["tokens"] for a in d["agents"])')
+    [ "$want" -gt 0 ] && [ "$got" -eq "$want" ] ||
+        fail "task $t: the ledger charged $got tokens, its steps say $want"
+done
+echo "ok (a): 3 tasks done, their steps charged ($got tokens in the last), no ledger call on the bus"
+
+# ---- (b) refused: a key outside the store, a peer the access list does not name
+out=$(probe emadsctl '{"v":1,"type":"ping"}' --rogue-cert --timeout 1500) && fail "a key not in the store was answered: $out"
+grep -q "refused a peer at .*: unknown certificate" "$E2E_RUN/logs/emads-ledger.log" ||
+    fail "the ledger does not log the refused key"
+ctl certs issue fresh --for fresh >/dev/null || fail "certs issue failed"
+out=$(probe fresh '{"v":1,"type":"reserve","request_id":"r-fresh","task":"t-x","step":"s","amounts":{"tokens":1}}') ||
+    fail "no answer to a refused call: $out"
+echo "$out" | json 'd["code"]' | grep -qx forbidden || fail "an unlisted peer's reserve was not forbidden: $out"
+out=$(probe emadsctl '{"v":1,"type":"spend"}') || fail "spend on the direct endpoint failed: $out"
+echo "$out" | json 'd["type"]' | grep -qx spend_reply || fail "a listed peer's spend was not answered: $out"
+echo "ok (b): unknown key refused at the handshake, unlisted principal forbidden, listed one served"
+
+# ---- (c) cto_agent's key cannot act as coo_agent
+T=t-direct-$$
+out=$(probe orchestrator "{\"v\":1,\"type\":\"open_task\",\"request_id\":\"o-$T\",\"task\":\"$T\"}")
+echo "$out" | json 'd["type"]' | grep -qx open_task_ok || fail "open_task failed: $out"
+out=$(probe coo_agent "{\"v\":1,\"type\":\"reserve\",\"request_id\":\"r1-$T\",\"task\":\"$T\",\"step\":\"s1\",\"amounts\":{\"tokens\":100}}")
+hold=$(echo "$out" | json 'd["hold_id"]') || fail "coo_agent's reserve failed: $out"
+out=$(probe cto_agent "{\"v\":1,\"type\":\"reserve\",\"request_id\":\"r2-$T\",\"task\":\"$T\",\"step\":\"s2\",\"amounts\":{\"tokens\":100},\"principal\":\"coo_agent\"}")
+echo "$out" | json 'd["code"]' | grep -qx forbidden || fail "cto_agent reserved for coo_agent: $out"
+out=$(probe cto_agent "{\"v\":1,\"type\":\"commit\",\"request_id\":\"c1-$T\",\"hold_id\":\"$hold\",\"actual\":{\"tokens\":5000},\"measured\":\"provider\"}")
+echo "$out" | json 'd.get("code", "")' | grep -qx hold_not_found || fail "cto_agent committed coo_agent's hold: $out"
+out=$(probe cto_agent "{\"v\":1,\"type\":\"void\",\"request_id\":\"v1-$T\",\"hold_id\":\"$hold\"}")
+echo "$out" | json 'd.get("code", "")' | grep -qx hold_not_found || fail "cto_agent voided coo_agent's hold: $out"
+sp=$(ctl --json spend --task "$T")
+echo "$sp" | json '[(a["name"], a["used"]["tokens"], a["held"]["tokens"]) for a in d["agents"]]' >"$E2E_TMP/sp"
+echo "$sp" | json 'sum(a["used"]["tokens"] for a in d["agents"])' | grep -qx 0 || fail "something was charged: $(cat "$E2E_TMP/sp")"
+echo "$sp" | json '[a["held"]["tokens"] for a in d["agents"] if a["name"] == "coo_agent"][0]' | grep -qx 100 ||
+    fail "coo_agent's hold is not intact: $(cat "$E2E_TMP/sp")"
+out=$(probe coo_agent "{\"v\":1,\"type\":\"void\",\"request_id\":\"v2-$T\",\"hold_id\":\"$hold\"}")
+echo "$out" | json 'd["type"]' | grep -qx void_ok || fail "coo_agent could not void its own hold: $out"
+echo "ok (c): cto_agent's key neither reserves for, nor commits or voids a hold of, coo_agent"
+
+# ---- (d) the ledger killed: fail closed
+# (TERM: the supervisor restarts a ledger that dies of a signal like KILL)
+pid=$(cat "$E2E_RUN/pids/emads-ledger.pid")
+kill -TERM "$pid"
+for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the ledger did not die"
+calls=$(grep -c '"model"' "$E2E_TMP/llm.log" || true)
+if out=$(ctl --json submit --wait --timeout 40 "Should we migrate billing to Kubernetes? Assess the risk."); then
+    fail "submit --wait succeeded without a ledger"
+fi
+[ "$(echo "$out" | json 'd["state"]')" = failed ] || fail "task not failed: $out"
+echo "$out" | json 'd.get("reason", "")' | grep -q "^ledger unavailable: " ||
+    fail "reason does not say the ledger is unavailable: $out"
+echo "$out" | json 'all(s.get("attempt", 0) == 0 for s in d["steps"])' | grep -q true || fail "a step ran without a ledger: $out"
+[ "$(grep -c '"model"' "$E2E_TMP/llm.log" || true)" -eq "$calls" ] || fail "the LLM server was called without a ledger"
+echo "ok (d): with the ledger killed the task failed 'ledger unavailable' and no step ran"
