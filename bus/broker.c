@@ -49,6 +49,15 @@
     anything malformed is dropped and counted; at most S_BATCH messages are
     handled before timers and the ZAP handler get a turn, and ZeroMQ queues
     fairly between peers, so a peer sending garbage does not starve others.
+
+    Allocation: the frames of handled messages, the bodies of routed
+    requests and the records of answered requests (with their client id
+    frame) are kept for reuse, so forwarding a request and its reply
+    allocates no record and, for ids and names of up to 33 bytes, no frame.
+
+    In another daemon (opts.local_endpoint, only_service): the ledger runs
+    one for its direct endpoint; its own worker attaches over inproc, and
+    only that service is served.
 */
 #include "bus/broker.h"
 #include "bus/bus_priv.h"
@@ -68,7 +77,8 @@
 #define S_MAX_SUBS         64                 /* subscriptions per client */
 #define S_MAX_CAPACITY     1024
 #define S_BATCH            256
-#define S_SPARE_FRAMES     16 /* frames kept for reuse (a request has 6) */
+#define S_SPARE_FRAMES     16  /* frames kept for reuse (a request has 6) */
+#define S_SPARE_REQUESTS   256 /* request records kept for reuse */
 #define S_TIMER_MS         50
 #define S_KEY_MAX          (2 * 256 + 1)
 
@@ -130,6 +140,11 @@ struct _bus_broker_t {
     zframe_t *spare_frames[S_SPARE_FRAMES];
     int n_spare_frames;
     zmsg_t *spare_msg;
+    /* request records answered, kept with their client frame for the next
+       request (s_request_take / s_request_give): routing a request
+       allocates no record */
+    s_request_t *spare_reqs[S_SPARE_REQUESTS];
+    int n_spare_reqs;
     zsock_t *router;
     zsock_t *zap;
     zsock_t *monitor;     /* PAIR reading the router's DISCONNECTED events */
@@ -197,6 +212,50 @@ static void s_request_destroy(s_request_t **req_p)
 static void s_request_free(void **item)
 {
     s_request_destroy((s_request_t **)item);
+}
+
+/* Keep frame *f_p (taken) among s_recv's spare frames, or destroy it. */
+static void s_frame_give(bus_broker_t *self, zframe_t **f_p)
+{
+    if (*f_p && self->n_spare_frames < S_SPARE_FRAMES) {
+        self->spare_frames[self->n_spare_frames++] = *f_p;
+        *f_p = NULL;
+    }
+    zframe_destroy(f_p);
+}
+
+/* A zeroed request record whose client frame holds id: a spare one (its
+   frame reset, no allocation for ids up to 33 bytes) or a new one. NULL
+   when out of memory. */
+static s_request_t *s_request_take(bus_broker_t *self, zframe_t *id)
+{
+    s_request_t *req = self->n_spare_reqs > 0 ? self->spare_reqs[--self->n_spare_reqs] : NULL;
+    if (req) {
+        zframe_t *client = req->client;
+        memset(req, 0, sizeof(*req));
+        req->client = client;
+        zframe_reset(client, zframe_data(id), zframe_size(id));
+        return req;
+    }
+    req = (s_request_t *)calloc(1, sizeof(*req));
+    if (req && !(req->client = zframe_dup(id)))
+        s_request_destroy(&req);
+    return req;
+}
+
+/* Done with *req_p (taken, not in any list): keep it for s_request_take,
+   or free it when enough are kept. */
+static void s_request_give(bus_broker_t *self, s_request_t **req_p)
+{
+    s_request_t *req = *req_p;
+    if (!req)
+        return;
+    *req_p = NULL;
+    s_frame_give(self, &req->body);
+    if (self->n_spare_reqs < S_SPARE_REQUESTS)
+        self->spare_reqs[self->n_spare_reqs++] = req;
+    else
+        s_request_destroy(&req);
 }
 
 static void s_service_free(void **item)
@@ -387,7 +446,7 @@ static void s_route(bus_broker_t *self, s_worker_t *w, s_request_t *req)
     /* the caller's instance, when it is not its principal, as a last frame */
     s_send_parts(self, zframe_data(w->id), zframe_size(w->id), PROTO_WORKER, PROTO_REQUEST,
                  req->instance[0] ? 5 : 4, data, size);
-    zframe_destroy(&req->body);
+    s_frame_give(self, &req->body);
     zlistx_add_end(w->inflight, req);
     self->stats.routed++;
 }
@@ -618,10 +677,9 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
                       "service '%s' has %d requests waiting", service, S_MAX_QUEUE);
         return;
     }
-    s_request_t *req = (s_request_t *)calloc(1, sizeof(*req));
+    s_request_t *req = s_request_take(self, id);
     if (!req)
         return;
-    req->client = zframe_dup(id);
     memcpy(req->corr, corr, sizeof(corr));
     snprintf(req->sender, sizeof(req->sender), "%s", name);
     if (!streq(self->cur_instance, name))
@@ -637,7 +695,7 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
         self->stats.unavailable++;
         s_reply_error(self, id, service, corr, PROTO_E_SERVICE_UNAVAILABLE,
                       "the bus queue is full (%d MiB waiting)", S_MAX_QUEUED_BYTES >> 20);
-        s_request_destroy(&req);
+        s_request_give(self, &req);
     } else {
         req->deadline = zclock_mono() + self->queue_timeout_ms;
         self->queued_bytes += zframe_size(req->body);
@@ -890,7 +948,8 @@ static void s_worker_answer(bus_broker_t *self, zmsg_t *m, s_worker_t *w, uint8_
     if (cmd == PROTO_REPLY) {
         self->stats.replies++;
         w->served++;
-        zlistx_delete(w->inflight, zlistx_cursor(w->inflight));
+        zlistx_detach_cur(w->inflight);
+        s_request_give(self, &req);
         s_dispatch(self, w->service);
     }
 }
@@ -1003,12 +1062,8 @@ static zmsg_t *s_recv(bus_broker_t *self, bool *over)
 static void s_recycle(bus_broker_t *self, zmsg_t **m_p)
 {
     zframe_t *f;
-    while ((f = zmsg_pop(*m_p))) {
-        if (self->n_spare_frames < S_SPARE_FRAMES)
-            self->spare_frames[self->n_spare_frames++] = f;
-        else
-            zframe_destroy(&f);
-    }
+    while ((f = zmsg_pop(*m_p)))
+        s_frame_give(self, &f);
     if (self->spare_msg)
         zmsg_destroy(m_p);
     else {
@@ -1613,6 +1668,8 @@ void bus_broker_destroy(bus_broker_t **self_p)
     while (self->n_spare_frames > 0)
         zframe_destroy(&self->spare_frames[--self->n_spare_frames]);
     zmsg_destroy(&self->spare_msg);
+    while (self->n_spare_reqs > 0)
+        s_request_destroy(&self->spare_reqs[--self->n_spare_reqs]);
     zsock_destroy(&self->zap);
     zhashx_destroy(&self->keys);
     zhashx_destroy(&self->revoked);

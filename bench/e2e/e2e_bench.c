@@ -58,7 +58,11 @@
 
     Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by meson);
     E2E_BENCH_TASKS (tasks per run, default 100); E2E_BENCH_DIR (parent of
-    the run directory, default /tmp).
+    the run directory, default /tmp); E2E_BENCH_LEDGER_DIRECT ("off" or
+    "local": ledger.direct for this run, default the shipped config's),
+    printed as e2e_ledger_direct=0|1, with, when on,
+      e2e_direct_rtt_p50_us=…        the same spend read on the ledger's
+                                     direct endpoint (client -> ledger)
 */
 #define _GNU_SOURCE
 #include <czmq.h>
@@ -295,6 +299,33 @@ static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
     return (double)(zclock_usecs() - start) / 1e6;
 }
 
+/* e2e_ledger_direct=0|1, and when 1 the spend read's round trip on the
+   ledger's direct endpoint (rtt: room for 300 samples). */
+static void s_direct_rtt(const char *run, const bus_security_t *sec, const char *task, double *rtt)
+{
+    char path[600], dep[640];
+    snprintf(path, sizeof path, "%s/ledger.sock", run);
+    bool on = access(path, F_OK) == 0;
+    printf("e2e_ledger_direct=%d\n", on);
+    if (!on)
+        return;
+    snprintf(dep, sizeof dep, "ipc://%s", path);
+    bus_client_t *d = bus_client_new(dep, sec);
+    int got = 0;
+    for (int i = 0; d && i < 300; i++) {
+        ev_t *p = proto_body("spend");
+        ev_set_str(p, "task", task);
+        int64_t t0 = zclock_usecs();
+        ev_t *pr = bus_client_call(d, "ledger", &p, 5000, NULL, NULL);
+        if (pr && !proto_is_error(pr, NULL))
+            rtt[got++] = (double)(zclock_usecs() - t0);
+        ev_destroy(&pr);
+    }
+    if (got > 0)
+        printf("e2e_direct_rtt_p50_us=%.0f\n", bench_pct(rtt, got, 0.50));
+    bus_client_destroy(&d);
+}
+
 static void s_cleanup(void)
 {
     if (s_tmp[0]) {
@@ -322,7 +353,14 @@ int main(void)
         fprintf(stderr, "e2e_bench: emads-test-llm did not start\n");
         return 1;
     }
-    if (bench_config(src, s_tmp, port, NULL, NULL) != 0)
+    /* ledger.direct as asked: the shipped line replaced, or one added */
+    const char *direct = getenv("E2E_BENCH_LEDGER_DIRECT");
+    char sed[256] = "";
+    if (direct && (!strcmp(direct, "off") || !strcmp(direct, "local")))
+        snprintf(sed, sizeof sed,
+                 "/^  direct:/d; s/^\\(  request_retention_s:.*\\)$/\\1\\n  direct: %s/",
+                 !strcmp(direct, "off") ? "\"\"" : "local");
+    if (bench_config(src, s_tmp, port, sed[0] ? sed : NULL, NULL) != 0)
         return 1;
     setenv("OPENAI_API_KEY", "bench-key", 1);
     char trace[512];
@@ -418,6 +456,7 @@ int main(void)
     if (got > 0) {
         double p50 = bench_pct(rtt, got, 0.50);
         printf("e2e_bus_rtt_p50_us=%.0f\n", p50);
+        s_direct_rtt(run, &sec, last, rtt);
         printf("e2e_critical_round_trips=%d\n", S_ROUND_TRIPS);
         printf("e2e_transport_floor_ms=%.2f\n", S_ROUND_TRIPS * p50 / 1000.0);
         double rate = bench_fdatasync_median(run);

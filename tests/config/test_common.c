@@ -90,6 +90,28 @@ Test(common, rundir_with_config_and_endpoint)
     cr_expect_eq(rundir_endpoint(NULL, NULL, "/a/long/run/dir", tiny, sizeof tiny), -1);
 }
 
+/* ledger.direct: off, "local" only beside an ipc bus, else as given */
+Test(common, rundir_ledger_endpoint_resolves_direct)
+{
+    char out[256], tiny[8];
+    cr_assert_eq(rundir_ledger_endpoint("", "ipc:///r/bus.sock", "/r", out, sizeof out), 0);
+    cr_expect_str_eq(out, "");
+    cr_assert_eq(rundir_ledger_endpoint(NULL, "ipc:///r/bus.sock", "/r", out, sizeof out), 0);
+    cr_expect_str_eq(out, "");
+    cr_assert_eq(rundir_ledger_endpoint("local", "ipc:///r/bus.sock", "/r", out, sizeof out), 0);
+    cr_expect_str_eq(out, "ipc:///r/ledger.sock");
+    /* a bus over tcp spans hosts: an ipc socket would strand the others */
+    cr_assert_eq(rundir_ledger_endpoint("local", "tcp://10.0.0.1:5555", "/r", out, sizeof out), 0);
+    cr_expect_str_eq(out, "");
+    cr_assert_eq(
+        rundir_ledger_endpoint("tcp://10.0.0.1:5556", "tcp://10.0.0.1:5555", "/r", out, sizeof out),
+        0);
+    cr_expect_str_eq(out, "tcp://10.0.0.1:5556");
+    cr_expect_eq(
+        rundir_ledger_endpoint("local", "ipc:///r/bus.sock", "/a/long/run", tiny, sizeof tiny), -1);
+    cr_expect_str_eq(tiny, "", "a truncated endpoint is not used");
+}
+
 Test(common, rundir_create_makes_private_folders)
 {
     char run[PATH_MAX + 32];

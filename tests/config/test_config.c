@@ -795,6 +795,31 @@ Test(config, ledger_request_retention)
     free(y);
 }
 
+Test(config, ledger_direct)
+{
+    char *y = s_edit(s_main, "access:", "ledger: {direct: local}\naccess:");
+    cfg_errors_t errs;
+    cfg_t *cfg = s_load(y, s_budgets, &errs);
+    if (!cfg)
+        s_dump(&errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect_str_eq(cfg->ledger_direct, "local");
+    cfg_destroy(&cfg);
+    free(y);
+    y = s_edit(s_main, "access:", "ledger: {direct: \"tcp://10.0.0.1:5556\"}\naccess:");
+    cfg = s_load(y, s_budgets, &errs);
+    cr_assert_not_null(cfg);
+    cfg_errors_free(&errs);
+    cr_expect_str_eq(cfg->ledger_direct, "tcp://10.0.0.1:5556");
+    cfg_destroy(&cfg);
+    free(y);
+    /* anything else is an error with its line, never a silent bus path */
+    y = s_edit(s_main, "access:", "ledger: {direct: yes}\naccess:");
+    s_expect_error(y, s_budgets, "emads.yaml", 22, "ledger.direct", "tcp://");
+    free(y);
+}
+
 /* ---- roles and instances ------------------------------------------------- */
 
 /* s_main with a roles section in front: a general role with a schema of

@@ -5,8 +5,10 @@
 #  (a) tasks run with every ledger call on the direct endpoint (the bus
 #      routes none of them) and each task's steps are charged: the ledger's
 #      task account holds what the steps' attempts say they cost;
-#  (b) a key not in the certificate store is refused at the handshake, and
-#      a certified peer the access list does not name is refused its call;
+#  (b) a key not in the certificate store is refused at the handshake, a
+#      certified peer the access list does not name is refused its call,
+#      and the endpoint serves `ledger` alone (no call to or READY for
+#      another service);
 #  (c) a client with cto_agent's key cannot act for coo_agent: neither by
 #      naming it (act_for) nor by committing or voiding coo_agent's hold;
 #  (d) with the ledger killed, a task fails "ledger unavailable" and no
@@ -14,7 +16,7 @@
 . "$(dirname "$0")/lib.sh"
 : "${EMADS_BUS_PROBE:?EMADS_BUS_PROBE must name tests/bus/bus_probe}"
 e2e_llm_server
-edit_cfg "$E2E_CFG/emads.yaml" 's/^\(  request_retention_s: .*\)$/\1\n  direct: local/'
+edit_cfg "$E2E_CFG/emads.yaml" 's/^  direct: .*/  direct: local/'
 
 ctl up >/dev/null
 DEP="ipc://$E2E_RUN/ledger.sock"
@@ -71,7 +73,14 @@ out=$(probe fresh '{"v":1,"type":"reserve","request_id":"r-fresh","task":"t-x","
 echo "$out" | json 'd["code"]' | grep -qx forbidden || fail "an unlisted peer's reserve was not forbidden: $out"
 out=$(probe emadsctl '{"v":1,"type":"spend"}') || fail "spend on the direct endpoint failed: $out"
 echo "$out" | json 'd["type"]' | grep -qx spend_reply || fail "a listed peer's spend was not answered: $out"
-echo "ok (b): unknown key refused at the handshake, unlisted principal forbidden, listed one served"
+# it serves the ledger alone: no call to, and no worker for, another service
+out=$("$EMADS_BUS_PROBE" call --endpoint "$DEP" --home "$E2E_RUN" --name emadsctl --service cto_agent \
+    --body-json '{"v":1,"type":"providers"}' --timeout 3000) || fail "no answer to a call for cto_agent: $out"
+echo "$out" | json 'd["code"]' | grep -qx service_unavailable || fail "a call for cto_agent was not refused: $out"
+out=$("$EMADS_BUS_PROBE" serve --endpoint "$DEP" --home "$E2E_RUN" --name cto_agent --service cto_agent) || true
+echo "$out" | json 'd["accepted"]' | grep -qx false || fail "cto_agent could serve on the ledger's endpoint: $out"
+echo "$out" | json 'd["reason"]' | grep -q "serves only 'ledger'" || fail "the refusal does not say why: $out"
+echo "ok (b): unknown key refused at the handshake, unlisted principal forbidden, listed one served, other services refused"
 
 # ---- (c) cto_agent's key cannot act as coo_agent
 T=t-direct-$$
