@@ -147,11 +147,12 @@ struct _bus_broker_t {
     int n_spare_reqs;
     zsock_t *router;
     zsock_t *zap;
-    zsock_t *monitor;     /* PAIR reading the router's DISCONNECTED events */
-    char certs_pub[1300]; /* <certs>/public */
-    zhashx_t *keys;       /* Z85 key -> s_cert_t (owned): the certificate table */
-    int64_t keys_mtime;   /* of the folder when the table was read, ns */
-    zhashx_t *revoked;    /* Z85 keys that left the table while the bus ran */
+    zsock_t *monitor;      /* PAIR reading the router's DISCONNECTED events */
+    char certs_pub[1300];  /* <certs>/public */
+    zhashx_t *keys;        /* Z85 key -> s_cert_t (owned): the certificate table */
+    int64_t keys_mtime;    /* of the folder when the table was read, ns */
+    int64_t keys_check_at; /* embedded: next look at the folder (s_timers) */
+    zhashx_t *revoked;     /* Z85 keys that left the table while the bus ran */
     char endpoint[1024];
     char local_name[PROTO_MAX_NAME + 1];   /* opts.local_name, "" none */
     char only_service[PROTO_MAX_NAME + 1]; /* opts.only_service, "" any */
@@ -1479,6 +1480,14 @@ static void s_metrics_sync(bus_broker_t *self)
 static void s_timers(bus_broker_t *self, int64_t now)
 {
     s_metrics_sync(self);
+    /* a broker inside another daemon gets no SIGHUP from `certs revoke`:
+       it re-reads the store (cutting revoked peers off) when the folder
+       changed, looked at once a second */
+    if (self->local_name[0] && self->curve && now >= self->keys_check_at) {
+        self->keys_check_at = now + 1000;
+        if (s_mtime(self->certs_pub) != self->keys_mtime && s_keys_reload(self) == 0)
+            log_info("certificate store changed: %zu certificate(s)", zhashx_size(self->keys));
+    }
     /* requests that waited too long for a worker */
     for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
          s = (s_service_t *)zhashx_next(self->services)) {

@@ -299,6 +299,23 @@ static double s_run(bus_client_t *c, int n, int conc, double *lat_ms)
     return (double)(zclock_usecs() - start) / 1e6;
 }
 
+/* 300 spend reads of task at the ledger through c: their round trips (us)
+   into rtt (room for 300). Returns how many were answered. */
+static int s_spend_rtt(bus_client_t *c, const char *task, double *rtt)
+{
+    int got = 0;
+    for (int i = 0; c && rtt && i < 300; i++) {
+        ev_t *p = proto_body("spend");
+        ev_set_str(p, "task", task);
+        int64_t t0 = zclock_usecs();
+        ev_t *pr = bus_client_call(c, "ledger", &p, 5000, NULL, NULL);
+        if (pr && !proto_is_error(pr, NULL))
+            rtt[got++] = (double)(zclock_usecs() - t0);
+        ev_destroy(&pr);
+    }
+    return got;
+}
+
 /* e2e_ledger_direct=0|1, and when 1 the spend read's round trip on the
    ledger's direct endpoint (rtt: room for 300 samples). */
 static void s_direct_rtt(const char *run, const bus_security_t *sec, const char *task, double *rtt)
@@ -311,16 +328,7 @@ static void s_direct_rtt(const char *run, const bus_security_t *sec, const char 
         return;
     snprintf(dep, sizeof dep, "ipc://%s", path);
     bus_client_t *d = bus_client_new(dep, sec);
-    int got = 0;
-    for (int i = 0; d && i < 300; i++) {
-        ev_t *p = proto_body("spend");
-        ev_set_str(p, "task", task);
-        int64_t t0 = zclock_usecs();
-        ev_t *pr = bus_client_call(d, "ledger", &p, 5000, NULL, NULL);
-        if (pr && !proto_is_error(pr, NULL))
-            rtt[got++] = (double)(zclock_usecs() - t0);
-        ev_destroy(&pr);
-    }
+    int got = s_spend_rtt(d, task, rtt);
     if (got > 0)
         printf("e2e_direct_rtt_p50_us=%.0f\n", bench_pct(rtt, got, 0.50));
     bus_client_destroy(&d);
@@ -443,16 +451,7 @@ int main(void)
     printf("e2e_steps_per_task=%d\n", ran);
     /* the transport's share, measured now on the same machine */
     double *rtt = calloc(300, sizeof *rtt);
-    int got = 0;
-    for (int i = 0; rtt && i < 300; i++) {
-        ev_t *p = proto_body("spend");
-        ev_set_str(p, "task", last);
-        int64_t t0 = zclock_usecs();
-        ev_t *pr = bus_client_call(c, "ledger", &p, 5000, NULL, NULL);
-        if (pr && !proto_is_error(pr, NULL))
-            rtt[got++] = (double)(zclock_usecs() - t0);
-        ev_destroy(&pr);
-    }
+    int got = s_spend_rtt(c, last, rtt);
     if (got > 0) {
         double p50 = bench_pct(rtt, got, 0.50);
         printf("e2e_bus_rtt_p50_us=%.0f\n", p50);

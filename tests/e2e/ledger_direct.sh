@@ -5,7 +5,8 @@
 #  (a) tasks run with every ledger call on the direct endpoint (the bus
 #      routes none of them) and each task's steps are charged: the ledger's
 #      task account holds what the steps' attempts say they cost;
-#  (b) a key not in the certificate store is refused at the handshake, a
+#  (b) a key not in the certificate store (never issued, or revoked while
+#      the ledger runs) is refused at the handshake, a
 #      certified peer the access list does not name is refused its call,
 #      and the endpoint serves `ledger` alone (no call to or READY for
 #      another service);
@@ -64,7 +65,8 @@ done
 echo "ok (a): 3 tasks done, their steps charged ($got tokens in the last), no ledger call on the bus"
 
 # ---- (b) refused: a key outside the store, a peer the access list does not name
-out=$(probe emadsctl '{"v":1,"type":"ping"}' --rogue-cert --timeout 1500) && fail "a key not in the store was answered: $out"
+out=$(probe emadsctl '{"v":1,"type":"spend"}' --rogue-cert --timeout 1500) || true
+echo "$out" | grep -q spend_reply && fail "a key not in the store was answered: $out"
 grep -q "refused a peer at .*: unknown certificate" "$E2E_RUN/logs/emads-ledger.log" ||
     fail "the ledger does not log the refused key"
 ctl certs issue fresh --for fresh >/dev/null || fail "certs issue failed"
@@ -73,6 +75,31 @@ out=$(probe fresh '{"v":1,"type":"reserve","request_id":"r-fresh","task":"t-x","
 echo "$out" | json 'd["code"]' | grep -qx forbidden || fail "an unlisted peer's reserve was not forbidden: $out"
 out=$(probe emadsctl '{"v":1,"type":"spend"}') || fail "spend on the direct endpoint failed: $out"
 echo "$out" | json 'd["type"]' | grep -qx spend_reply || fail "a listed peer's spend was not answered: $out"
+# a certificate revoked while the ledger runs: answered before, refused after
+# (its key pair kept aside, as a host that still holds it would)
+ctl certs issue cto_agent.9 --for cto_agent >/dev/null || fail "certs issue cto_agent.9 failed"
+OLD="$E2E_TMP/old-host"
+mkdir -p "$OLD/certs/private" "$OLD/certs/public"
+cp "$E2E_RUN/certs/private/cto_agent.9.cert_secret" "$OLD/certs/private/"
+cp "$E2E_RUN/certs/public/bus.cert" "$OLD/certs/public/"
+spend9() {
+    "$EMADS_BUS_PROBE" call --endpoint "$DEP" --home "$OLD" --name cto_agent.9 --service ledger \
+        --body-json '{"v":1,"type":"spend"}' --timeout 1500
+}
+out=$(spend9) || true
+echo "$out" | json 'd["type"]' | grep -qx spend_reply || fail "cto_agent.9 was not answered before its revocation: $out"
+ctl certs revoke cto_agent.9 >/dev/null || fail "certs revoke failed"
+refused=no
+for i in $(seq 1 20); do
+    out=$(spend9 2>/dev/null) || true
+    if ! echo "$out" | grep -q spend_reply; then refused=yes; break; fi
+    sleep 0.2
+done
+[ $refused = yes ] || fail "the direct endpoint still answers a revoked certificate: $out"
+echo "revoked: $out"
+[ "$(grep -c "refused a peer at .*: unknown certificate" "$E2E_RUN/logs/emads-ledger.log")" -ge 2 ] ||
+    fail "the ledger does not log the revoked key's refusal"
+
 # it serves the ledger alone: no call to, and no worker for, another service
 out=$("$EMADS_BUS_PROBE" call --endpoint "$DEP" --home "$E2E_RUN" --name emadsctl --service cto_agent \
     --body-json '{"v":1,"type":"providers"}' --timeout 3000) || fail "no answer to a call for cto_agent: $out"
