@@ -1,6 +1,8 @@
 /*  budget_cmd.c - budget_show, budget_set, budget_reset (see budget_cmd.h). */
 #include "budgets/budget_cmd.h"
 
+#include <czmq.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,15 +60,15 @@ static void s_entry(ev_t *e, limit_scope_t scope, const char *name, const proto_
     }
 }
 
-/* One row of budget_show / the reply of set and reset: the value in force. */
-static void s_row(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t scope,
-                  const char *name)
+/* One row of budget_show / the reply of set and reset: the value of
+   (scope, name) under override o (NULL: the configured value). */
+static void s_row_of(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t scope,
+                     const char *name, const limit_change_t *o)
 {
     const ledger_config_t *cfg = ledger_config(ledger);
     proto_amounts_t limit;
     period_t every;
     s_configured(cfg, scope, name, &limit, &every);
-    const limit_change_t *o = overrides_get(ledger_limits(ledger), scope, name);
     if (o) {
         limit = o->limit;
         if (o->every.unit != PERIOD_NONE)
@@ -83,6 +85,35 @@ static void s_row(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t s
     ev_t *e = ev_new_map();
     s_entry(e, scope, name, &limit, &every, o);
     ev_push(arr_or_map, e);
+}
+
+/* The row of (scope, name) in force. */
+static void s_row(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t scope,
+                  const char *name)
+{
+    s_row_of(arr_or_map, push, ledger, scope, name,
+             overrides_get(ledger_limits(ledger), scope, name));
+}
+
+/* A digest of the parameters of a budget_set or budget_reset: its type,
+   scope, name, each dimension given (or not) and its period. */
+static uint64_t s_fingerprint(const char *type, const ev_t *body)
+{
+    char text[512];
+    int n = snprintf(text, sizeof text, "%s|%s|%s|%s", type, ev_get_str(body, "scope", ""),
+                     ev_get_str(body, "name", ""), ev_get_str(body, "every", "-"));
+    proto_amounts_t given;
+    proto_get_amounts(body, "limits", -2, &given);
+    for (int d = 0; d < DIM_COUNT && n > 0 && (size_t)n < sizeof text; d++)
+        n += snprintf(text + n, sizeof text - (size_t)n, "|%" PRId64, given.v[d]);
+    uint64_t h = 0;
+    zdigest_t *z = zdigest_new();
+    if (z) {
+        zdigest_update(z, (const byte *)text, strlen(text));
+        memcpy(&h, zdigest_data(z), sizeof h);
+        zdigest_destroy(&z);
+    }
+    return h;
 }
 
 static void s_key_cb(const limit_change_t *c, void *arg)
@@ -152,8 +183,25 @@ ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, co
         return s_show(ledger);
     if (!set && !reset)
         return NULL;
+    /* a retry of a change already made gets that change's reply and makes
+       no second one (the ledger's idempotency rule, keyed by author and
+       request_id as reserve and commit are) */
+    const char *rid = ev_get_str(body, "request_id", "");
+    uint64_t fp = s_fingerprint(type, body);
+    const limit_change_t *done = overrides_find(ledger_limits(ledger), sender, rid);
+    if (done && done->fingerprint != fp)
+        return proto_error(PROTO_E_EXISTS_DIFFERENT,
+                           "%s.request_id: %s was already used with different parameters", type,
+                           rid);
+    if (done) {
+        ev_t *b = proto_body("budget_set_ok");
+        s_row_of(b, false, ledger, done->scope, done->name, done->reset ? NULL : done);
+        return b;
+    }
     limit_change_t c;
     memset(&c, 0, sizeof c);
+    snprintf(c.request_id, sizeof c.request_id, "%s", rid);
+    c.fingerprint = fp;
     const char *scope = ev_get_str(body, "scope", "");
     const char *name = ev_get_str(body, "name", "");
     if (limit_scope_parse(scope, &c.scope) != 0)

@@ -11,7 +11,11 @@
     ledger's overrides (budgets/overrides.h) with the authenticated sender
     as author; the daemon journals them with the batch, before it replies.
     Who may send them is the access list's business (call rules for
-    ledger.budget_set and ledger.budget_reset).
+    ledger.budget_set and ledger.budget_reset). Both carry a request_id: a
+    retry (same sender, request_id and parameters) gets the reply of the
+    change it made and changes nothing; the id with other parameters gets
+    exists_with_different_params. The last OVERRIDES_MAX_REQUESTS changes
+    are remembered, in the journal too.
 */
 #ifndef BUDGET_CMD_H_INCLUDED
 #define BUDGET_CMD_H_INCLUDED

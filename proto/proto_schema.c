@@ -120,12 +120,14 @@ static const proto_field_t f_budget_show[] = {F_END};
 static const proto_field_t f_budget_show_reply[] = {
     F_ARRAY("limits", true, "one map per limit: the fields of budget_set_ok"), F_END};
 static const proto_field_t f_budget_set[] = {
-    LIMIT_SCOPE(true), LIMIT_NAME,
+    REQUEST_ID,
+    LIMIT_SCOPE(true),
+    LIMIT_NAME,
     F_AMOUNTS("limits", false,
               "the dimensions to change (-1 = unlimited); the others keep their value"),
     F_STR("every", false, 1, 16, "global, period: the period (hour, day, week, month or <N>s)"),
     F_END};
-static const proto_field_t f_budget_reset[] = {LIMIT_SCOPE(true), LIMIT_NAME, F_END};
+static const proto_field_t f_budget_reset[] = {REQUEST_ID, LIMIT_SCOPE(true), LIMIT_NAME, F_END};
 static const proto_field_t f_budget_set_ok[] = {
     LIMIT_SCOPE(true),
     LIMIT_NAME,
