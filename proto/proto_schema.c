@@ -455,6 +455,9 @@ static const proto_field_t f_pong[] = {
           "address, capacity, inflight, served, uptime_ms, fingerprint} (at most 64)"),
     F_STR("fingerprint", false, 1, 23, "bus: its configuration's fingerprint (see ready)"),
     F_INT("clients", false, 0, TIME_MAX, "bus: clients connected"),
+    F_ARRAY("refused", false,
+            "bus: the last 16 workers whose ready it refused, oldest first: {service, instance, "
+            "host, pid, age_ms, reason}; left out when none"),
     F_END};
 
 /* ---- the bus's own service "bus" ---------------------------------------- */
