@@ -68,10 +68,14 @@
 #define S_MAX_SUBS         64                 /* subscriptions per client */
 #define S_MAX_CAPACITY     1024
 #define S_MAX_REFUSALS     16 /* the last READY refusals a pong lists */
-#define S_BATCH            256
-#define S_SPARE_FRAMES     16 /* frames kept for reuse (a request has 6) */
-#define S_TIMER_MS         50
-#define S_KEY_MAX          (2 * 256 + 1)
+/* workers a pong lists, over all services: about 25 values and 400 bytes
+   each, well inside the wire limits (ev_wire_limits); `workers` counts
+   every one */
+#define S_MAX_LISTED   1024
+#define S_BATCH        256
+#define S_SPARE_FRAMES 16 /* frames kept for reuse (a request has 6) */
+#define S_TIMER_MS     50
+#define S_KEY_MAX      (2 * 256 + 1)
 
 typedef struct s_service s_service_t;
 typedef struct s_worker s_worker_t;
@@ -473,6 +477,7 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
         if (self->fingerprint[0])
             ev_set_str(body, "fingerprint", self->fingerprint);
         ev_t *svcs = ev_set_map(body, "services");
+        int listed = 0;
         for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
              s = (s_service_t *)zhashx_next(self->services)) {
             ev_t *e = ev_set_map(svcs, s->name);
@@ -481,10 +486,11 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
             for (s_worker_t *w = (s_worker_t *)zlistx_first(s->workers); w;
                  w = (s_worker_t *)zlistx_next(s->workers)) {
                 inflight += (int64_t)zlistx_size(w->inflight);
-                if (ev_len(inst) < 64)
+                if (listed < S_MAX_LISTED) {
                     ev_push(inst, ev_new_str(w->instance));
-                if (ev_len(list) < 64)
                     ev_push(list, s_worker_info(self, w, now));
+                    listed++;
+                }
                 /* since the worker was last heard (expiry is that + liveness) */
                 int64_t a = now - (w->expiry - (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS);
                 if (a < 0)

@@ -1463,6 +1463,11 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
             json_object_set_new(jw, "service", json_string(svc));
             json_array_append_new(jworkers, jw);
         }
+        /* the bus lists a bounded number of workers in one pong */
+        int64_t more = ev_get_int(ev_at(svcs, i), "workers", 0) - (int64_t)ev_len(list);
+        if (more > 0 && !opts->json)
+            printf("%-14s and %" PRId64 " more worker%s the bus does not list\n", svc, more,
+                   more == 1 ? "" : "s");
     }
     pid_t sup = s_supervisor_pid(conn.run);
     if (!opts->json && sup)

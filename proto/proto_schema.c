@@ -451,8 +451,9 @@ static const proto_field_t f_pong[] = {
     F_MAP("services", false,
           "bus: {service: {workers, inflight, queued, heartbeat_age_ms, instances, "
           "worker_list}}; the age is the stalest worker's; instances: the certificate names of "
-          "its workers (at most 64); worker_list: each worker's {instance, principal, host, pid, "
-          "address, capacity, inflight, served, uptime_ms, fingerprint} (at most 64)"),
+          "its workers; worker_list: each worker's {instance, principal, host, pid, address, "
+          "capacity, inflight, served, uptime_ms, fingerprint}; both list at most 1024 workers "
+          "over all services (workers counts every one)"),
     F_STR("fingerprint", false, 1, 23, "bus: its configuration's fingerprint (see ready)"),
     F_INT("clients", false, 0, TIME_MAX, "bus: clients connected"),
     F_ARRAY("refused", false,
