@@ -655,6 +655,10 @@ static void s_lost_reply(s_server_t *self, const ev_t *body, int64_t now)
         metric_add(self->m.alerts, METRICS_LABELS("worker_lost"), 1);
         s_alert(self, "alert.worker_lost", "critical", "bus|*|worker_lost", now, &e, msg);
     }
+    if (self->lost_seen < 0)
+        log_info("watching the bus for lost workers (%" PRId64
+                 " request(s) answered worker_lost before; alert.worker_lost on new ones)",
+                 lost);
     if (lost >= self->lost_seen)
         self->lost_seen = lost;
 }

@@ -483,7 +483,22 @@ static int s_worker_lost(void)
         return 1;
     bus_client_t *orch = lh_client(&h, "orchestrator"), *ctl = lh_client(&h, "emadsctl");
     CHECK(bus_client_subscribe(ctl, "alert.worker_lost") == 0, "subscribe");
-    usleep(2500 * 1000); /* the ledger has read the bus's counter once: the baseline */
+    /* the ledger reads the bus's counter once for its baseline (losses
+       before that are not reported), and logs that it watches */
+    char log[400];
+    snprintf(log, sizeof log, "%s/emads-ledger.log", h.dir);
+    bool watching = false;
+    for (int i = 0; i < 200 && !watching; i++) {
+        FILE *f = fopen(log, "r");
+        char line[1024];
+        while (f && !watching && fgets(line, sizeof line, f))
+            watching = strstr(line, "watching the bus for lost workers") != NULL;
+        if (f)
+            fclose(f);
+        if (!watching)
+            usleep(50 * 1000);
+    }
+    CHECK(watching, "the ledger never read the bus's worker_lost counter");
     bus_security_t sec;
     bus_security_init(&sec, h.dir, "cto_agent", true);
     bus_worker_t *w = bus_worker_new(h.endpoint, "cto_agent", 1, &sec);
