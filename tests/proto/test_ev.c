@@ -132,6 +132,88 @@ Test(ev, round_trip)
     ev_destroy(&m);
 }
 
+/* ev_encoded_size is exact at every header boundary, and encoding into a
+   buffer one byte short fails without writing past it */
+Test(ev, encoded_size_is_exact_at_every_boundary)
+{
+    static const int64_t ints[] = {0,        127,       128,        255,       256,
+                                   65535,    65536,     UINT32_MAX, (int64_t)UINT32_MAX + 1,
+                                   INT64_MAX, -1,       -32,        -33,       -128,
+                                   -129,     -32768,    -32769,     INT32_MIN, (int64_t)INT32_MIN - 1,
+                                   INT64_MIN};
+    static const size_t lens[] = {0, 31, 32, 255, 256, 65535, 65536};
+    ev_t *root = ev_new_array();
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        ev_push(root, ev_new_int(ints[i]));
+    char *text = malloc(65536);
+    memset(text, 'a', 65536);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        ev_push(root, ev_new_strn(text, lens[i]));
+        ev_push(root, ev_new_bin(text, lens[i]));
+    }
+    free(text);
+    for (size_t n = 14; n <= 17; n++) {
+        ev_t *a = ev_new_array(), *m = ev_new_map();
+        for (size_t i = 0; i < n; i++) {
+            char k[8];
+            snprintf(k, sizeof k, "k%zu", i);
+            ev_push(a, ev_new_bool(i % 2));
+            ev_set_float(m, k, 0.5);
+        }
+        ev_push(root, a);
+        ev_push(root, m);
+    }
+    uint8_t *buf;
+    size_t len, n = ev_encoded_size(root);
+    cr_assert_eq(ev_encode(root, &buf, &len), EV_OK);
+    cr_assert_eq(n, len, "sized %zu, encoded %zu", n, len);
+    uint8_t *into = malloc(len);
+    size_t got;
+    cr_assert_eq(ev_encode_into(root, into, len, &got), EV_OK);
+    cr_assert_eq(got, len);
+    cr_assert_eq(memcmp(into, buf, len), 0);
+    cr_assert_eq(ev_encode_into(root, into, len - 1, &got), EV_ERR_NOMEM);
+    cr_assert_eq(got, 0);
+    free(into);
+    free(buf);
+    ev_destroy(&root);
+}
+
+/* short keys live in the pair and long ones are allocated: both survive the
+   pairs growing, a delete in the middle, a copy and a round trip */
+Test(ev, keys_short_and_long_survive_growth_delete_and_copy)
+{
+    ev_t *m = ev_new_map();
+    char k[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, i % 2 ? "k%d" : "a_rather_long_key_number_%d", i);
+        cr_assert_eq(ev_set_int(m, k, i), 0);
+    }
+    for (int i = 0; i < 40; i += 3) {
+        snprintf(k, sizeof k, i % 2 ? "k%d" : "a_rather_long_key_number_%d", i);
+        cr_assert_eq(ev_del(m, k), 0);
+    }
+    ev_t *c = ev_dup(m);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(ev_encode(m, &buf, &len), EV_OK);
+    ev_t *back = NULL;
+    cr_assert_eq(s_dec(buf, len, &back), EV_OK);
+    free(buf);
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, i % 2 ? "k%d" : "a_rather_long_key_number_%d", i);
+        int64_t want = i % 3 == 0 ? -1 : i;
+        cr_expect_eq(ev_get_int(m, k, -1), want, "%s", k);
+        cr_expect_eq(ev_get_int(c, k, -1), want, "copy: %s", k);
+        cr_expect_eq(ev_get_int(back, k, -1), want, "decoded: %s", k);
+    }
+    cr_expect_str_eq(ev_key_at(m, 0), "k1");
+    cr_expect(ev_equal(m, c) && ev_equal(m, back));
+    ev_destroy(&back);
+    ev_destroy(&c);
+    ev_destroy(&m);
+}
+
 Test(ev, json)
 {
     ev_t *m = ev_new_map();
