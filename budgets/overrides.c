@@ -83,11 +83,12 @@ int overrides_apply(overrides_t *self, const limit_change_t *c, bool pending)
         x.seq = self->seq + 1;
     if (x.seq > self->seq)
         self->seq = x.seq;
+    if (x.request_id[0] && !self->reqs &&
+        !(self->reqs = calloc(OVERRIDES_MAX_REQUESTS, sizeof *self->reqs)))
+        return -1;
     if (pending && s_push(&self->pend, &self->n_pend, &self->cap_pend, &x) != 0)
         return -1;
     if (x.request_id[0]) {
-        if (!self->reqs && !(self->reqs = calloc(OVERRIDES_MAX_REQUESTS, sizeof *self->reqs)))
-            return -1;
         self->reqs[self->next_req] = x;
         self->next_req = (self->next_req + 1) % OVERRIDES_MAX_REQUESTS;
         if (self->n_reqs < OVERRIDES_MAX_REQUESTS)
