@@ -269,6 +269,19 @@ static void s_text(const ev_t *r, char *out, size_t outlen)
     free(buf);
 }
 
+/* Send cto_agent's agent-scope budget_set (uusd) or budget_reset (uusd
+   -2) with request_id rid; CHECK that it is answered ok and, when want is
+   not NULL, exactly as want (s_text); the reply's s_text into got. */
+static void s_retry(bus_client_t *ctl, const char *rid, int64_t uusd, const char *want, char *got,
+                    size_t gotlen, const char *what)
+{
+    ev_t *r = s_set_rid(ctl, rid, "agent", "cto_agent", NULL, uusd);
+    s_text(r, got, gotlen);
+    CHECK(!strcmp(s_code(r), "ok"), "%s: %s %s", what, s_code(r), ev_get_str(r, "reason", ""));
+    CHECK(!want || !strcmp(want, got), "%s: the reply differs from the first", what);
+    ev_destroy(&r);
+}
+
 /* budget_set and budget_reset are idempotent by request_id: a retry (the
    same request_id and parameters) gets the first reply and journals no
    second change, after a restart of the ledger too; the same request_id
@@ -279,45 +292,24 @@ static int s_budget_retry(void)
     if (s_start(&h, "{period: day, max_cost_usd: 10.00}") != 0)
         return 1;
     bus_client_t *ctl = lh_client(&h, "emadsctl");
-    char first[1024], again[1024];
-    ev_t *r = s_set_rid(ctl, "once-1", "agent", "cto_agent", NULL, 700000);
-    CHECK(!strcmp(s_code(r), "ok"), "budget_set: %s %s", s_code(r), ev_get_str(r, "reason", ""));
-    s_text(r, first, sizeof first);
-    ev_destroy(&r);
+    char set1[1024], reset1[1024], again[1024];
+    s_retry(ctl, "once-1", 700000, NULL, set1, sizeof set1, "budget_set");
     /* another change in between: the retry still gets its own reply */
-    r = s_set(ctl, "agent", "cto_agent", NULL, 800000);
-    CHECK(!strcmp(s_code(r), "ok"), "second budget_set: %s", s_code(r));
-    ev_destroy(&r);
-    r = s_set_rid(ctl, "once-1", "agent", "cto_agent", NULL, 700000);
-    s_text(r, again, sizeof again);
-    CHECK(!strcmp(s_code(r), "ok") && !strcmp(first, again), "the retry's reply differs: %s",
-          s_code(r));
-    ev_destroy(&r);
+    s_retry(ctl, "twice-1", 800000, NULL, again, sizeof again, "second budget_set");
+    s_retry(ctl, "once-1", 700000, set1, again, sizeof again, "the retry");
     CHECK(s_journal_changes(&h, "agent", "cto_agent") == 2,
           "journal rows after a set, another set and a retry of the first: %d",
           s_journal_changes(&h, "agent", "cto_agent"));
-    r = s_set_rid(ctl, "once-1", "agent", "cto_agent", NULL, 900000);
+    ev_t *r = s_set_rid(ctl, "once-1", "agent", "cto_agent", NULL, 900000);
     CHECK(!strcmp(s_code(r), "exists_with_different_params"), "same id, other limit: %s",
           s_code(r));
     ev_destroy(&r);
-    /* reset, retried across a restart */
-    r = s_set_rid(ctl, "reset-1", "agent", "cto_agent", NULL, -2);
-    CHECK(!strcmp(s_code(r), "ok") && !strcmp(ev_get_str(r, "source", ""), "config"), "reset: %s",
-          s_code(r));
-    s_text(r, first, sizeof first);
-    ev_destroy(&r);
+    /* reset, and both retried across a restart */
+    s_retry(ctl, "reset-1", -2, NULL, reset1, sizeof reset1, "budget_reset");
     lh_stop_ledger(&h, SIGTERM);
     CHECK(lh_start_ledger(&h) == 0 && lh_wait_ready(&h, 10000) == 0, "ledger restarted");
-    r = s_set_rid(ctl, "once-1", "agent", "cto_agent", NULL, 700000);
-    s_text(r, again, sizeof again);
-    CHECK(!strcmp(s_code(r), "ok") && ev_get_int(ev_get(r, "limit"), "cost_uusd", 0) == 700000,
-          "a retry after the restart: %s", s_code(r));
-    ev_destroy(&r);
-    r = s_set_rid(ctl, "reset-1", "agent", "cto_agent", NULL, -2);
-    s_text(r, again, sizeof again);
-    CHECK(!strcmp(s_code(r), "ok") && !strcmp(first, again), "the reset's retry differs: %s",
-          s_code(r));
-    ev_destroy(&r);
+    s_retry(ctl, "once-1", 700000, set1, again, sizeof again, "the set's retry after a restart");
+    s_retry(ctl, "reset-1", -2, reset1, again, sizeof again, "the reset's retry after a restart");
     CHECK(s_journal_changes(&h, "agent", "cto_agent") == 3,
           "journal rows after two sets and a reset, each retried: %d",
           s_journal_changes(&h, "agent", "cto_agent"));
