@@ -592,6 +592,11 @@ static period_t s_global_every(const ledger_t *self)
     return p;
 }
 
+period_t ledger_global_every(const ledger_t *self)
+{
+    return s_global_every(self);
+}
+
 /* The global limit in force: changed at run time, or configured. */
 static const proto_amounts_t *s_global_limit(const ledger_t *self)
 {

@@ -243,6 +243,10 @@ struct _overrides_t;
 struct _overrides_t *ledger_limits(ledger_t *self);
 
 /* ---- queries ------------------------------------------------------------ */
+/* The global account's period in force (changed at run time or configured);
+   PERIOD_NONE without a global budget. */
+period_t ledger_global_every(const ledger_t *self);
+
 typedef struct {
     ledger_kind_t kind;
     const char *key, *task, *agent;               /* "" when not applicable; borrowed */

@@ -285,6 +285,10 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         const char *model = spend ? NULL : s_opt_str(body, "model", &bad);
         if (bad)
             return proto_error(PROTO_E_INVALID, "%s.%s: must be a string", type, bad);
+        if (spend && ev_get_bool(body, "current", false)) /* budget_cmd.h */
+            return task || agent
+                       ? proto_error(PROTO_E_INVALID, "spend.current: not with task or agent")
+                       : budget_cmd_handle(self->ledger, type, body, sender, now);
         ev_t *b = proto_body(spend ? "spend_reply" : "history_reply");
         ev_t *arr = ev_set_array(b, spend ? "accounts" : "rows");
         if (spend) {

@@ -15,6 +15,7 @@
 #ifndef REPORT_H_INCLUDED
 #define REPORT_H_INCLUDED
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "budgets/ledger.h"
@@ -41,5 +42,41 @@ typedef struct {
    allocation failure. */
 int report_spend(ledger_t *ledger, int64_t since_ms, int64_t until_ms, report_by_t by,
                  report_row_t **rows_out);
+
+/* ---- the current period's accounts (`emadsctl spend`, spend {current}) ----
+   One row per account a team reads its budget from, as it stands at now_ms:
+     - the global account of the current period, when a global budget is
+       configured (kind LEDGER_KIND_GLOBAL, name "global");
+     - per agent with a budget (kind LEDGER_KIND_PERIOD, name = the agent):
+       its period account of the current period with the limit in force when
+       it has a period budget (key = the account); otherwise (key "", limit
+       -1 in every dimension, budget false) its spend charged in the default
+       period - the global account's period when one is configured, else the
+       calendar day, in the ledger's time zone - counted as report_spend
+       counts it (so it equals `spend --by agent --since` the period's start),
+       and what its steps in flight hold now;
+     - per gateway key (kind LEDGER_KIND_KEY, name = the key): its newest
+       period account (a key's period is the gateway's, so the newest one
+       is the current one unless the key has not been used this period).
+   Order: global, the agents with a period budget, the others (both in the
+   order of their budgets), then the keys by name. */
+typedef struct {
+    ledger_kind_t kind;
+    char name[LEDGER_KEY_MAX];
+    char key[LEDGER_KEY_MAX];      /* the ledger account; "" when the agent has no period budget */
+    char period[PERIOD_LABEL_MAX]; /* the period's label */
+    bool budget;                   /* a period (or global) budget applies */
+    proto_amounts_t used, held, limit; /* limit -1 = none */
+} report_account_t;
+
+typedef struct {
+    char period[PERIOD_LABEL_MAX]; /* the default period's label */
+    int64_t start_ms, end_ms;      /* and its bounds */
+    report_account_t *rows;        /* caller frees */
+    size_t n;
+} report_current_t;
+
+/* Fill out (see above). 0, -1 on allocation failure (out->rows NULL). */
+int report_current(ledger_t *ledger, int64_t now_ms, report_current_t *out);
 
 #endif

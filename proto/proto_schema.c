@@ -211,12 +211,18 @@ static const proto_field_t f_close_task_ok[] = {
     TASK(true), F_AMOUNTS("used", true, "total spend of the task"), F_END};
 
 static const proto_field_t f_spend[] = {
-    TASK(false), F_NAME("agent", false, "only this agent's accounts"), F_END};
+    TASK(false), F_NAME("agent", false, "only this agent's accounts"),
+    F_BOOL("current", false,
+           "the current period's accounts (global, per agent, per key); not with task or agent"),
+    F_END};
 
 static const proto_field_t f_spend_reply[] = {
     F_ARRAY("accounts", true,
-            "[{kind: agent|task|global, task, agent, used, held, limit, remaining (amounts)}]"),
-    F_END};
+            "[{kind: agent|task|global|period|key, task, agent, used, held, limit, remaining "
+            "(amounts)}]; with current also name, key, period, budget"),
+    F_STR("period", false, 1, 31, "with current: the default period's label"),
+    TIME("since_ms", false, "with current: the default period's start, ms since the epoch"),
+    TIME("until_ms", false, "with current: its end (exclusive)"), F_END};
 
 static const proto_field_t f_history[] = {
     F_NAME("agent", false, "only this agent"), F_ENUM("path", false, s_paths, "only this path"),

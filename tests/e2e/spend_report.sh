@@ -31,10 +31,13 @@ done
 [ "$sum" -gt 0 ] || fail "the tasks spent nothing; the test's premise is off"
 
 sp=$(ctl --json spend)
-echo "periods: $(echo "$sp" | json 'd["periods"]')"
-[ "$(echo "$sp" | json '[(p["name"], p["limit"]["cost_uusd"], p["used"]["cost_uusd"] > 0) for p in d["periods"]] == [("cto_agent", 5000000, True)]')" = true ] \
+echo "current period: $sp"
+[ "$(echo "$sp" | json '[(a["name"], a["budget"], a["limit"]["cost_uusd"], a["used"]["cost_uusd"] > 0) for a in d["agents"] if a["name"] == "cto_agent"] == [("cto_agent", True, 5000000, True)]')" = true ] \
     || fail "spend does not show cto_agent's day account with its spend"
-ctl spend | grep -q "^cto_agent/$(date -u +%Y-%m-%d)" || fail "spend table: no period row"
+[ "$(echo "$sp" | json 'all(not a["budget"] and a["limit"]["cost_uusd"] == -1 for a in d["agents"] if a["name"] != "cto_agent")')" = true ] \
+    || fail "spend shows a limit for an agent without a period budget"
+cto_period=$(echo "$sp" | json '[a["period"] for a in d["agents"] if a["name"] == "cto_agent"][0]')
+ctl spend | grep -q "^cto_agent  *$cto_period " || fail "spend table: no period row for cto_agent"
 
 rep=$(ctl --json spend --by model --since "$since")
 echo "report: $rep"
