@@ -112,7 +112,8 @@ static ev_t *s_report(ledger_t *ledger, const ev_t *body)
     report_by_t by;
     const char *bys = ev_get_str(body, "by", "");
     if (report_by_parse(bys, &by) != 0)
-        return proto_error(PROTO_E_INVALID, "spend_report.by: agent, key, model, task or day");
+        return proto_error(PROTO_E_INVALID,
+                           "spend_report.by: agent, key, model, task, day or class");
     int64_t since = ev_get_int(body, "since_ms", 0),
             until = ev_get_int(body, "until_ms", INT64_MAX);
     if (until <= since)

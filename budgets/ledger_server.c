@@ -333,10 +333,11 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         const ev_t *tr = ev_get(body, "training");
         if (tr && ev_type(tr) != EV_BOOL)
             bad = "training";
+        const char *cls = s_opt_str(body, "class", &bad);
         if (bad)
             return proto_error(PROTO_E_INVALID, "open_task.%s: missing or of the wrong type", bad);
-        ledger_open_task(self->ledger, sender, rid, task, has == 1 ? &lim : NULL, ev_bool(tr), now,
-                         &r);
+        ledger_open_task_class(self->ledger, sender, rid, task, has == 1 ? &lim : NULL, ev_bool(tr),
+                               cls, now, &r);
     } else if (strcmp(type, "reserve") == 0) {
         const char *task = s_req_str(body, "task", &bad);
         const char *step = s_req_str(body, "step", &bad);

@@ -11,8 +11,8 @@
 
 int report_by_parse(const char *name, report_by_t *out)
 {
-    static const char *const names[] = {"agent", "key", "model", "task", "day"};
-    for (int i = 0; name && i < 5; i++)
+    static const char *const names[] = {"agent", "key", "model", "task", "day", "class"};
+    for (int i = 0; name && i < 6; i++)
         if (strcmp(name, names[i]) == 0) {
             *out = (report_by_t)i;
             return 0;
@@ -21,6 +21,7 @@ int report_by_parse(const char *name, report_by_t *out)
 }
 
 typedef struct {
+    const ledger_t *ledger;
     report_by_t by;
     int64_t since, until;
     const char *tz;
@@ -115,6 +116,11 @@ static void s_hold(const ledger_hold_row_t *h, void *arg)
     case REPORT_BY_TASK:
         snprintf(group, sizeof group, "%s", h->task);
         break;
+    case REPORT_BY_CLASS: {
+        const char *cls = ledger_task_class(c->ledger, h->task);
+        snprintf(group, sizeof group, "%s", cls[0] ? cls : "-");
+        break;
+    }
     default: { /* day */
         if (h->resolved_ms < c->day_start || h->resolved_ms >= c->day_end) {
             period_t day = {PERIOD_DAY, 0};
@@ -146,6 +152,7 @@ int report_spend(ledger_t *ledger, int64_t since_ms, int64_t until_ms, report_by
 {
     s_ctx_t c;
     memset(&c, 0, sizeof c);
+    c.ledger = ledger;
     c.by = by;
     c.since = since_ms;
     c.until = until_ms;

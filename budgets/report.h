@@ -10,7 +10,8 @@
     Groups: agent; key (the gateway key whose period account the hold
     charged, "-" for none); model (the model of an llm step, "(local)" or
     "(tool)" for the others, "-" when not known, e.g. expired); task; day
-    (the calendar day of the charge in the ledger's time zone).
+    (the calendar day of the charge in the ledger's time zone); class (the
+    class open_task gave the hold's task, "-" when none).
 */
 #ifndef REPORT_H_INCLUDED
 #define REPORT_H_INCLUDED
@@ -25,10 +26,11 @@ typedef enum {
     REPORT_BY_KEY,
     REPORT_BY_MODEL,
     REPORT_BY_TASK,
-    REPORT_BY_DAY
+    REPORT_BY_DAY,
+    REPORT_BY_CLASS
 } report_by_t;
 
-/* "agent", "key", "model", "task", "day" -> 0 with *out; -1 otherwise. */
+/* "agent", "key", "model", "task", "day", "class" -> 0 with *out; -1 otherwise. */
 int report_by_parse(const char *name, report_by_t *out);
 
 typedef struct {

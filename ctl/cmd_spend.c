@@ -77,7 +77,7 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
 {
     if (ctl_wants_help(argc, argv)) {
         printf("usage: emadsctl [--json] spend [--task ID]\n"
-               "       emadsctl [--json] spend --by agent|key|model|task|day [--since T]\n"
+               "       emadsctl [--json] spend --by agent|key|model|task|day|class [--since T]\n"
                "                [--until T] [--csv]\n"
                "\nWithout --task: the accounts of the current period, in one ledger query:\n"
                "the global account (when a global budget is configured), then per agent\n"
@@ -96,12 +96,13 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
                "step counts when its hold was charged (a commit's actual, or the whole\n"
                "hold of one that expired); steps still holding budget are not spend yet.\n"
                "key is the gateway key ('-' for none), model '(local)'/'(tool)' for steps\n"
-               "without one, day the calendar day in ledger.timezone. --since (inclusive)\n"
-               "and --until (exclusive) take a UTC date or time (2026-12-07,\n"
-               "2026-12-07T10:00, 2026-12-07T10:00:30Z) or a duration back from now (90s,\n"
-               "30m, 12h, 7d). --csv prints the rows as CSV (group, steps, one column per\n"
-               "dimension, USD with 6 decimals); --json {by, rows: [{group, steps, spent}],\n"
-               "total, steps}.\n"
+               "without one, day the calendar day in ledger.timezone, class the task's\n"
+               "class ('default' when none matched; '-' for tasks opened without one).\n"
+               "--since (inclusive) and --until (exclusive) take a UTC date or time\n"
+               "(2026-12-07, 2026-12-07T10:00, 2026-12-07T10:00:30Z) or a duration back\n"
+               "from now (90s, 30m, 12h, 7d). --csv prints the rows as CSV (group, steps,\n"
+               "one column per dimension, USD with 6 decimals); --json {by, rows: [{group,\n"
+               "steps, spent}], total, steps}.\n"
                "\nUnits: tokens, milliseconds, tool calls, USD (6 decimals). '-' = no limit.\n"
                "Exit status: 0 ok, 1 unknown task or failure, 2 usage error, 3 not running.\n");
         return CTL_EXIT_OK;
@@ -113,8 +114,8 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         if (!strcmp(argv[i], "--by") && i + 1 < argc) {
             by = argv[++i];
             if (strcmp(by, "agent") && strcmp(by, "key") && strcmp(by, "model") &&
-                strcmp(by, "task") && strcmp(by, "day"))
-                return ctl_usage_error(opts, "spend: --by: agent, key, model, task or day");
+                strcmp(by, "task") && strcmp(by, "day") && strcmp(by, "class"))
+                return ctl_usage_error(opts, "spend: --by: agent, key, model, task, day or class");
         } else if ((!strcmp(argv[i], "--since") || !strcmp(argv[i], "--until")) && i + 1 < argc) {
             bool s = argv[i][2] == 's';
             if (ctl_parse_when(argv[i + 1], now, s ? &since : &until) != 0)

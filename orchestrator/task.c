@@ -470,6 +470,7 @@ static void s_call(task_env_t *e, task_t *t, task_call_t call)
             proto_set_amounts(b, "limits", &t->limits);
         if (t->training)
             ev_set_bool(b, "training", true);
+        ev_set_str(b, "class", s_class_name(e->cfg, t)); /* spend --by class */
         break;
     case TASK_CALL_SPEND:
     case TASK_CALL_SETTLE:

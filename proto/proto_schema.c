@@ -106,9 +106,10 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
     F_ENUM("scope", req, s_limit_scopes,                                                           \
            "which limit: global, agent (per task), period (an agent's per period) or key")
 #define LIMIT_NAME F_NAME("name", false, "the agent or key; none for global")
-static const char *const s_report_by[] = {"agent", "key", "model", "task", "day", NULL};
+static const char *const s_report_by[] = {"agent", "key", "model", "task", "day", "class", NULL};
 static const proto_field_t f_spend_report[] = {
-    F_ENUM("by", true, s_report_by, "group by agent, key, model, task or day (ledger time zone)"),
+    F_ENUM("by", true, s_report_by,
+           "group by agent, key, model, task, day (ledger time zone) or class"),
     TIME("since_ms", false, "from this instant (inclusive), ms since the epoch; default 0"),
     TIME("until_ms", false, "to this instant (exclusive); default: no end"), F_END};
 static const proto_field_t f_spend_report_reply[] = {
@@ -138,9 +139,12 @@ static const proto_field_t f_budget_set_ok[] = {
     F_END};
 
 static const proto_field_t f_open_task[] = {
-    REQUEST_ID, TASK(true),
+    REQUEST_ID,
+    TASK(true),
     F_AMOUNTS("limits", false, "task limits; may only lower total_task_budget (-1 = unlimited)"),
-    F_BOOL("training", false, "the task is a training run (default false)"), F_END};
+    F_BOOL("training", false, "the task is a training run (default false)"),
+    F_NAME("class", false, "the task's class, kept on its account for spend_report by class"),
+    F_END};
 
 static const proto_field_t f_open_task_ok[] = {
     TASK(true),

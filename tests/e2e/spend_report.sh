@@ -2,7 +2,10 @@
 # Spend reports and run-time limits through emadsctl against a running
 # constellation. (1) `spend --by model --since T` equals the sum of the
 # steps charged since T (the tasks run after T, per `spend --task`), and
-# leaves out the task run before; --csv has one line per group. (2)
+# leaves out the task run before; --csv has one line per group; `spend`
+# shows cto_agent's day account and no limit for the agents without a
+# period budget; `spend --by class` per class equals the sum of `spend
+# --task` of that class's tasks (analysis and creative). (2)
 # `budget set global` lowers the cap at once and `budget show` names who
 # set it; `budget reset` returns to the configured value.
 . "$(dirname "$0")/lib.sh"
@@ -21,8 +24,10 @@ sleep 1.5 # since is taken to the second: every charge of the first task is befo
 since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sleep 1
 sum=0
+tasks=
 for i in 1 2; do
     t=$(ctl --json submit --wait "$text (#$i)" | json 'd["task"]') || fail "task $i failed"
+    tasks="$tasks $t"
     c=$(ctl --json spend --task "$t" | json 'd["total"]["used"]["cost_uusd"]')
     h=$(ctl --json spend --task "$t" | json 'd["total"]["held"]["cost_uusd"]')
     [ "$h" -eq 0 ] || fail "task $t still holds $h"
@@ -57,6 +62,28 @@ ctl spend --since "$since" >/dev/null 2>&1; rc=$?
 ctl spend --by model --since yesterday-ish >/dev/null 2>&1; rc2=$?
 set -e
 [ $rc -eq 2 ] && [ $rc2 -eq 2 ] || fail "usage errors: exit $rc, $rc2 (want 2)"
+
+# --by class: two classes of tasks; each class's row is the sum of its
+# tasks' spend --task
+creative=$(ctl --json submit --wait "Write a slogan for our billing team" | json 'd["task"]') ||
+    fail "the creative task failed"
+declare -A want=()
+ctl --json tasks --all >"$E2E_TMP/tasks.json"
+for t in "$before" $tasks "$creative"; do
+    cls=$(json "[r['class'] for r in d['tasks'] if r['task'] == '$t'][0]" <"$E2E_TMP/tasks.json")
+    c=$(ctl --json spend --task "$t" | json 'd["total"]["used"]["cost_uusd"]')
+    want[$cls]=$((${want[$cls]:-0} + c))
+done
+[ "${#want[@]}" -eq 2 ] || fail "want two classes of tasks, got: ${!want[*]}"
+byclass=$(ctl --json spend --by class)
+echo "by class: $byclass (want: $(for k in "${!want[@]}"; do printf '%s=%s ' "$k" "${want[$k]}"; done))"
+for cls in "${!want[@]}"; do
+    [ "${want[$cls]}" -gt 0 ] || fail "class $cls spent nothing: the comparison proves little"
+    got=$(echo "$byclass" | json "sum(r['spent']['cost_uusd'] for r in d['rows'] if r['group'] == '$cls')")
+    [ "$got" -eq "${want[$cls]}" ] || fail "spend --by class: $cls $got uUSD, its tasks' spend --task sum to ${want[$cls]}"
+done
+[ "$(echo "$byclass" | json 'len(d["rows"])')" -eq 2 ] || fail "spend --by class: other groups: $byclass"
+ctl spend --by class | grep -q "^class  *STEPS" || fail "spend --by class table: $(ctl spend --by class)"
 
 # run-time limits
 ctl budget show | tee "$E2E_TMP/show1"

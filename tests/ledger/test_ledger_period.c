@@ -338,12 +338,13 @@ Test(ledger_period, format_5_journal_is_migrated, .init = s_setup, .fini = s_tea
     cr_assert_eq(s_step(l, "cto_agent", "t1", 400, 300, T0), LEDGER_OK);
     s_save(l);
     ledger_destroy(&l);
-    /* make it a format 5 file: no period columns */
+    /* make it a format 5 file: no period columns, no class */
     sqlite3 *db = NULL;
     cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db,
                               "ALTER TABLE holds DROP COLUMN period_key;"
                               "ALTER TABLE holds DROP COLUMN key_key;"
+                              "ALTER TABLE accounts DROP COLUMN class;"
                               "UPDATE meta SET value = '5' WHERE key = 'format';"
                               "PRAGMA user_version = 5;",
                               0, 0, 0),
@@ -360,7 +361,7 @@ Test(ledger_period, format_5_journal_is_migrated, .init = s_setup, .fini = s_tea
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='format'", -1, &st, 0),
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_expect_str_eq((const char *)sqlite3_column_text(st, 0), "6");
+    cr_expect_str_eq((const char *)sqlite3_column_text(st, 0), "7");
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -560,5 +561,38 @@ Test(ledger_period, current_view_shows_period_accounts_and_unbudgeted_spend_of_t
     cr_assert_not_null(coo);
     cr_expect_eq(coo->used.v[DIM_COST_UUSD], 120, "this month's charge");
     free(c.rows);
+    ledger_destroy(&l);
+}
+
+Test(ledger_period, report_by_class_groups_by_the_tasks_class)
+{
+    ledger_config_t cfg = s_cfg();
+    cfg.budgets[0].every.unit = PERIOD_NONE;
+    cfg.budgets[0].limit = A(-1, -1, -1, -1);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    ledger_open_task_class(l, "orchestrator", "o1", "t1", NULL, false, "analysis", T0, &r);
+    ledger_open_task_class(l, "orchestrator", "o2", "t2", NULL, false, "creative", T0, &r);
+    ledger_open_task_class(l, "orchestrator", "o3", "t3", NULL, false, "analysis", T0, &r);
+    ledger_open_task(l, "orchestrator", "o4", "t4", NULL, false, T0, &r); /* no class */
+    s_commit_at(l, "cto_agent", "t1", "gpt-4o", 1000, T0 + 10);
+    s_commit_at(l, "coo_agent", "t2", "gpt-4o", 200, T0 + 20);
+    s_commit_at(l, "coo_agent", "t3", "gpt-4o", 30, T0 + 30);
+    s_commit_at(l, "coo_agent", "t4", "gpt-4o", 4, T0 + 40);
+    report_row_t *rows = NULL;
+    int n = report_spend(l, 0, INT64_MAX, REPORT_BY_CLASS, &rows);
+    cr_assert_eq(n, 3);
+    cr_expect_str_eq(rows[0].group, "-");
+    cr_expect_eq(rows[0].spent.v[DIMS_MONEY], 4);
+    cr_expect_str_eq(rows[1].group, "analysis");
+    cr_expect_eq(rows[1].steps, 2);
+    cr_expect_eq(rows[1].spent.v[DIMS_MONEY], 1030);
+    cr_expect_str_eq(rows[2].group, "creative");
+    cr_expect_eq(rows[2].spent.v[DIMS_MONEY], 200);
+    free(rows);
+    report_by_t by;
+    cr_expect_eq(report_by_parse("class", &by), 0);
+    cr_expect_eq(by, REPORT_BY_CLASS);
+    cr_expect_eq(report_by_parse("colour", &by), -1);
     ledger_destroy(&l);
 }
