@@ -66,12 +66,13 @@ bool bus_frame_is(zframe_t *frame, const char *s)
 
 zframe_t *bus_body_frame(const ev_t *body)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (!body || ev_encode(body, &buf, &len) != EV_OK)
+    if (!body)
         return NULL;
-    zframe_t *frame = zframe_new(buf, len);
-    free(buf);
+    /* encoded straight into the frame: one allocation, no copy */
+    size_t need = ev_encoded_size(body), len = 0;
+    zframe_t *frame = need <= ev_wire_limits.max_bytes ? zframe_new(NULL, need) : NULL;
+    if (frame && ev_encode_into(body, zframe_data(frame), need, &len) != EV_OK)
+        zframe_destroy(&frame);
     return frame;
 }
 

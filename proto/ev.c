@@ -695,6 +695,91 @@ static int s_enc(s_enc_t *e, const ev_t *v, size_t depth)
     return r ? s_enc_fail(e, EV_ERR_NOMEM) : 0;
 }
 
+/* msgpack's header sizes, as msgpack-c's packer chooses them (the smallest
+   form that holds the value) */
+static size_t s_int_size(int64_t d)
+{
+    if (d >= 0)
+        return d < 128 ? 1 : d < 256 ? 2 : d < 65536 ? 3 : d <= (int64_t)UINT32_MAX ? 5 : 9;
+    return d >= -32 ? 1 : d >= INT8_MIN ? 2 : d >= INT16_MIN ? 3 : d >= INT32_MIN ? 5 : 9;
+}
+
+static size_t s_len_size(size_t n, size_t fix)
+{
+    return n < fix ? 1 : n < 65536 ? 3 : 5;
+}
+
+static size_t s_str_size(size_t n)
+{
+    return (n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5) + n;
+}
+
+static size_t s_size(const ev_t *v)
+{
+    size_t n = 0, i;
+    switch (v->type) {
+    case EV_NIL:
+    case EV_BOOL:
+        return 1;
+    case EV_INT:
+        return s_int_size(v->u.i);
+    case EV_FLOAT:
+        return 9;
+    case EV_STR:
+        return s_str_size(v->u.s.len);
+    case EV_BIN:
+        return (v->u.s.len < 256 ? 2 : v->u.s.len < 65536 ? 3 : 5) + v->u.s.len;
+    case EV_ARRAY:
+        n = s_len_size(v->u.a.len, 16);
+        for (i = 0; i < v->u.a.len; i++)
+            n += s_size(v->u.a.items[i]);
+        return n;
+    case EV_MAP:
+        n = s_len_size(v->u.m.len, 16);
+        for (i = 0; i < v->u.m.len; i++)
+            n += s_str_size(v->u.m.pairs[i].klen) + s_size(v->u.m.pairs[i].val);
+        return n;
+    }
+    return 0;
+}
+
+size_t ev_encoded_size(const ev_t *v)
+{
+    return v ? s_size(v) : 0;
+}
+
+/* the packer's output: a buffer of fixed capacity, no reallocation */
+typedef struct {
+    uint8_t *p;
+    size_t cap, len;
+} s_fixed_t;
+
+static int s_fixed_write(void *data, const char *buf, size_t len)
+{
+    s_fixed_t *f = data;
+    if (len > f->cap - f->len)
+        return -1;
+    memcpy(f->p + f->len, buf, len);
+    f->len += len;
+    return 0;
+}
+
+int ev_encode_into(const ev_t *v, uint8_t *buf, size_t cap, size_t *len)
+{
+    if (len)
+        *len = 0;
+    if (!v || !buf || !len)
+        return EV_ERR_TYPE;
+    s_fixed_t out = {.p = buf, .cap = cap, .len = 0};
+    s_enc_t e = {.lim = &ev_wire_limits, .total = 0, .rc = EV_OK};
+    msgpack_packer_init(&e.pk, &out, s_fixed_write);
+    if (s_enc(&e, v, 0) == 0 && out.len > e.lim->max_bytes)
+        e.rc = EV_ERR_LIMIT;
+    if (e.rc == EV_OK)
+        *len = out.len;
+    return e.rc;
+}
+
 int ev_encode(const ev_t *v, uint8_t **buf, size_t *len)
 {
     if (buf)
@@ -703,23 +788,20 @@ int ev_encode(const ev_t *v, uint8_t **buf, size_t *len)
         *len = 0;
     if (!v || !buf || !len)
         return EV_ERR_TYPE;
-    msgpack_sbuffer sbuf;
-    msgpack_sbuffer_init(&sbuf);
-    s_enc_t e = {.lim = &ev_wire_limits, .total = 0, .rc = EV_OK};
-    msgpack_packer_init(&e.pk, &sbuf, msgpack_sbuffer_write);
-    if (s_enc(&e, v, 0) == 0 && sbuf.size > e.lim->max_bytes)
-        e.rc = EV_ERR_LIMIT;
-    if (e.rc != EV_OK) {
-        msgpack_sbuffer_destroy(&sbuf);
-        return e.rc;
-    }
-    *len = sbuf.size;
-    *buf = (uint8_t *)msgpack_sbuffer_release(&sbuf);
-    if (!*buf) {
-        /* sbuffer keeps no storage for an empty write; never happens for a
-           value, which is at least one byte. */
+    /* one allocation of the exact size: no buffer grown by doubling (whose
+       large first block made the allocator consolidate on every message) */
+    size_t need = s_size(v);
+    if (need > ev_wire_limits.max_bytes)
+        return EV_ERR_LIMIT;
+    uint8_t *p = malloc(need ? need : 1);
+    if (!p)
         return EV_ERR_NOMEM;
+    int rc = ev_encode_into(v, p, need, len);
+    if (rc != EV_OK) {
+        free(p);
+        return rc;
     }
+    *buf = p;
     return EV_OK;
 }
 

@@ -119,6 +119,15 @@ long ev_utf8_invalid(const char *s, size_t n);
    that is not valid UTF-8, which no receiver would accept). */
 int ev_encode(const ev_t *v, uint8_t **buf, size_t *len);
 
+/* The exact size ev_encode gives v (msgpack's smallest headers), without
+   encoding it or checking it. */
+size_t ev_encoded_size(const ev_t *v);
+
+/* Encode v into buf (cap bytes, normally ev_encoded_size(v)); *len the bytes
+   written. The same errors as ev_encode, and EV_ERR_NOMEM when cap is too
+   small. */
+int ev_encode_into(const ev_t *v, uint8_t *buf, size_t cap, size_t *len);
+
 /* Decode exactly len bytes into a new tree (*out, caller owns). limits may be
    NULL for ev_wire_limits. The whole buffer must be consumed. On error *out
    is NULL, the return code says why, and if err is non-NULL a short reason is

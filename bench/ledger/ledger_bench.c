@@ -15,6 +15,12 @@
       ledger_pairs_per_s_c16_one_txn_per_op=N  (the same ledger restarted with
                                       EMADS_LEDGER_BATCH_MAX=1: no group commit)
       group_commit_speedup=R         (c16 with group commit over that)
+      ledger_cpu_us_per_pair_c16=N  bus_cpu_us_per_pair_c16=N
+      client_cpu_us_per_pair_c16=N  cpu_us_per_pair_c16=N  (CPU time each
+                                      process spent per pair during the c16
+                                      phase, from /proc and the clock of
+                                      this process: on a busy machine a
+                                      steadier figure than pairs/s)
       ledger_request_records_before=N  ledger_request_records_after=N
       ledger_prune_ms=N              (the bench's tasks closed, then one
                                       retention pass with a window of 0 over
@@ -35,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/fsync_rate.h"
@@ -138,12 +145,49 @@ static int s_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* CPU seconds a process has used (every thread), from /proc/PID/stat;
+   -1 when unreadable. */
+static double s_cpu_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* fields after the command name, which may hold spaces: state is
+       field 3, utime 14 and stime 15 */
+    char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                     &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double s_cpu_self(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds the ledger, the bus and this process used in the last phase,
+   and how many pairs (or pings) it completed */
+static struct {
+    double ledger, bus, client;
+    size_t ops;
+} s_cpu;
+
 /* Run `clients` threads for `seconds`; returns pairs/s and fills p50/p99. */
 static double s_phase(lh_t *h, int clients, bool ping, double seconds, const char *task,
                       int64_t *p50, int64_t *p99, int *errors)
 {
     s_worker_t *w = calloc((size_t)clients, sizeof *w);
     pthread_t *t = calloc((size_t)clients, sizeof *t);
+    double cl = s_cpu_of(h->ledger_pid), cb = s_cpu_of(h->bus_pid), cs = s_cpu_self();
     int64_t start = zclock_usecs();
     for (int i = 0; i < clients; i++) {
         w[i].h = h;
@@ -159,6 +203,10 @@ static double s_phase(lh_t *h, int clients, bool ping, double seconds, const cha
         total += w[i].n;
     }
     double elapsed = (double)(zclock_usecs() - start) / 1e6;
+    s_cpu.ledger = s_cpu_of(h->ledger_pid) - cl;
+    s_cpu.bus = s_cpu_of(h->bus_pid) - cb;
+    s_cpu.client = s_cpu_self() - cs;
+    s_cpu.ops = total;
     int64_t *all = calloc(total ? total : 1, sizeof *all);
     size_t k = 0;
     *errors = 0;
@@ -289,6 +337,13 @@ int main(void)
     printf("ledger_pairs_per_s_c16=%.0f\nledger_pair_p50_us_c16=%" PRId64
            "\nledger_pair_p99_us_c16=%" PRId64 "\n",
            c16, p50, p99);
+    if (s_cpu.ops) {
+        double k = 1e6 / (double)s_cpu.ops;
+        printf("ledger_cpu_us_per_pair_c16=%.0f\nbus_cpu_us_per_pair_c16=%.0f\n"
+               "client_cpu_us_per_pair_c16=%.0f\ncpu_us_per_pair_c16=%.0f\n",
+               s_cpu.ledger * k, s_cpu.bus * k, s_cpu.client * k,
+               (s_cpu.ledger + s_cpu.bus + s_cpu.client) * k);
+    }
     int errp;
     double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
     printf("ledger_ping_round_trips_per_s_c16=%.0f\n", pings);

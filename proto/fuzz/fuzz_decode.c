@@ -91,6 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (rc != EV_OK)
         s_fail("re-encode of a decoded value failed");
+    if (ev_encoded_size(v) != l1)
+        s_fail("ev_encoded_size differs from the encoded length");
     ev_t *v2 = NULL;
     if (ev_decode(b1, l1, NULL, &v2, err, sizeof err) != EV_OK)
         s_fail("decode of a re-encoded value failed");

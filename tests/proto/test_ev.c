@@ -132,6 +132,53 @@ Test(ev, round_trip)
     ev_destroy(&m);
 }
 
+/* ev_encoded_size is exact at every header boundary, and encoding into a
+   buffer one byte short fails without writing past it */
+Test(ev, encoded_size_is_exact_at_every_boundary)
+{
+    static const int64_t ints[] = {0,        127,       128,        255,       256,
+                                   65535,    65536,     UINT32_MAX, (int64_t)UINT32_MAX + 1,
+                                   INT64_MAX, -1,       -32,        -33,       -128,
+                                   -129,     -32768,    -32769,     INT32_MIN, (int64_t)INT32_MIN - 1,
+                                   INT64_MIN};
+    static const size_t lens[] = {0, 31, 32, 255, 256, 65535, 65536};
+    ev_t *root = ev_new_array();
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        ev_push(root, ev_new_int(ints[i]));
+    char *text = malloc(65536);
+    memset(text, 'a', 65536);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        ev_push(root, ev_new_strn(text, lens[i]));
+        ev_push(root, ev_new_bin(text, lens[i]));
+    }
+    free(text);
+    for (size_t n = 14; n <= 17; n++) {
+        ev_t *a = ev_new_array(), *m = ev_new_map();
+        for (size_t i = 0; i < n; i++) {
+            char k[8];
+            snprintf(k, sizeof k, "k%zu", i);
+            ev_push(a, ev_new_bool(i % 2));
+            ev_set_float(m, k, 0.5);
+        }
+        ev_push(root, a);
+        ev_push(root, m);
+    }
+    uint8_t *buf;
+    size_t len, n = ev_encoded_size(root);
+    cr_assert_eq(ev_encode(root, &buf, &len), EV_OK);
+    cr_assert_eq(n, len, "sized %zu, encoded %zu", n, len);
+    uint8_t *into = malloc(len);
+    size_t got;
+    cr_assert_eq(ev_encode_into(root, into, len, &got), EV_OK);
+    cr_assert_eq(got, len);
+    cr_assert_eq(memcmp(into, buf, len), 0);
+    cr_assert_eq(ev_encode_into(root, into, len - 1, &got), EV_ERR_NOMEM);
+    cr_assert_eq(got, 0);
+    free(into);
+    free(buf);
+    ev_destroy(&root);
+}
+
 Test(ev, json)
 {
     ev_t *m = ev_new_map();
