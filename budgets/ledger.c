@@ -851,6 +851,18 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
                                   res);
 }
 
+int ledger_task_holds(const ledger_t *self, const char *task, ledger_hold_row_fn *fn, void *arg)
+{
+    char key[LEDGER_KEY_MAX];
+    s_task_key(key, sizeof key, task ? task : "");
+    const s_account_t *t = s_account(self, key);
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < t->holds.n; i++)
+        fn(&((const s_hold_t *)t->holds.items[i])->row, arg);
+    return (int)t->holds.n;
+}
+
 const char *ledger_task_class(const ledger_t *self, const char *task)
 {
     char key[LEDGER_KEY_MAX];

@@ -437,6 +437,8 @@ typedef void(ledger_account_row_fn)(const ledger_account_row_t *row, void *arg);
 typedef void(ledger_hold_row_fn)(const ledger_hold_row_t *row, void *arg);
 void ledger_each_account(const ledger_t *self, ledger_account_row_fn *fn, void *arg);
 void ledger_each_hold(const ledger_t *self, ledger_hold_row_fn *fn, void *arg);
+/* Every hold of task, in creation order. Returns how many, -1 when no such task. */
+int ledger_task_holds(const ledger_t *self, const char *task, ledger_hold_row_fn *fn, void *arg);
 size_t ledger_account_count(const ledger_t *self);
 size_t ledger_hold_count(const ledger_t *self);
 size_t ledger_request_count(const ledger_t *self);

@@ -165,6 +165,25 @@ static void s_account_cb(const ledger_account_info_t *i, void *arg)
     ev_push(arr, a);
 }
 
+/* ledger_hold_row_fn: a hold charged in full (expired or closed with its
+   task) counts on its agent's account map in the spend reply as
+   charged_whole - what the orchestrator marks provisional until a late
+   commit or void replaces the charge. */
+static void s_whole_cb(const ledger_hold_row_t *h, void *arg)
+{
+    ev_t *arr = arg;
+    if (h->state != LEDGER_HOLD_EXPIRED)
+        return;
+    for (size_t k = 0; k < ev_len(arr); k++) {
+        ev_t *a = ev_at(arr, k);
+        if (!strcmp(ev_get_str(a, "kind", ""), "agent") &&
+            !strcmp(ev_get_str(a, "agent", ""), h->agent)) {
+            ev_set_int(a, "charged_whole", ev_get_int(a, "charged_whole", 0) + 1);
+            return;
+        }
+    }
+}
+
 /* ledger_account_fn: the least remaining per dimension (-1 = unlimited). */
 static void s_least_cb(const ledger_account_info_t *i, void *arg)
 {
@@ -296,6 +315,8 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
                 ev_destroy(&b);
                 return proto_error(PROTO_E_UNKNOWN_TASK, "unknown task %s", task);
             }
+            if (task && !agent)
+                ledger_task_holds(self->ledger, task, s_whole_cb, arr);
         } else
             ledger_history(self->ledger, agent, path, model, s_history_cb, arr);
         return b;

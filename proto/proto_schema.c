@@ -223,7 +223,8 @@ static const proto_field_t f_spend[] = {
 static const proto_field_t f_spend_reply[] = {
     F_ARRAY("accounts", true,
             "[{kind: agent|task|global|period|key, task, agent, used, held, limit, remaining "
-            "(amounts)}]; with current also name, key, period, budget"),
+            "(amounts)}]; with current also name, key, period, budget; with task, an agent "
+            "account also charged_whole (its holds charged in full, awaiting a late commit)"),
     F_STR("period", false, 1, 31, "with current: the default period's label"),
     TIME("since_ms", false, "with current: the default period's start, ms since the epoch"),
     TIME("until_ms", false, "with current: its end (exclusive)"), F_END};
@@ -266,6 +267,10 @@ static const proto_field_t f_task_status[] = {
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
             "another model (tight budget, provider down), and steps the budget forced below their "
             "best option (planned: that option; reason: \"budget forced ...\")"),
+    F_ARRAY("awaiting_commit", false,
+            "[step]: steps with an attempt the ledger charged the whole hold for (closed or "
+            "expired before its commit arrived); their spend is provisional until a late commit "
+            "re-settles it"),
     F_END};
 
 static const proto_field_t f_result[] = {TASK(true), F_END};
@@ -282,6 +287,10 @@ static const proto_field_t f_task_result[] = {
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
             "another model (tight budget, provider down), and steps the budget forced below their "
             "best option (planned: that option; reason: \"budget forced ...\")"),
+    F_ARRAY("awaiting_commit", false,
+            "[step]: steps with an attempt the ledger charged the whole hold for (closed or "
+            "expired before its commit arrived); their spend is provisional until a late commit "
+            "re-settles it"),
     F_END};
 
 static const proto_field_t f_cancel[] = {REQUEST_ID, TASK(true), F_END};
