@@ -206,6 +206,20 @@ static report_account_t *s_cur_find(s_cur_t *c, ledger_kind_t kind, const char *
     return NULL;
 }
 
+/* A row from a ledger account: its key, period label (after the last '/'),
+   and figures. */
+static void s_cur_fill(report_account_t *r, const char *key, const proto_amounts_t *used,
+                       const proto_amounts_t *held, const proto_amounts_t *limit)
+{
+    const char *label = strrchr(key, '/');
+    snprintf(r->key, sizeof r->key, "%s", key);
+    snprintf(r->period, sizeof r->period, "%s", label ? label + 1 : "");
+    r->budget = true;
+    r->used = *used;
+    r->held = *held;
+    r->limit = *limit;
+}
+
 /* ledger_spend without task: the global account and the period accounts. */
 static void s_cur_account(const ledger_account_info_t *i, void *arg)
 {
@@ -218,13 +232,7 @@ static void s_cur_account(const ledger_account_info_t *i, void *arg)
         s_cur_add(c, i->kind, i->kind == LEDGER_KIND_GLOBAL ? "global" : i->agent);
     if (!r)
         return;
-    const char *label = strrchr(i->key, '/');
-    snprintf(r->key, sizeof r->key, "%s", i->key);
-    snprintf(r->period, sizeof r->period, "%s", label ? label + 1 : "");
-    r->budget = true;
-    r->used = i->used;
-    r->held = i->held;
-    r->limit = i->limit;
+    s_cur_fill(r, i->key, &i->used, &i->held, &i->limit);
 }
 
 /* Gateway keys: each key's newest period account ("k/NAME/PERIOD"). */
@@ -241,12 +249,7 @@ static void s_cur_key(const ledger_account_row_t *a, void *arg)
         return; /* a newer period of the same key is there already */
     if (!r && !(r = s_cur_add(c, LEDGER_KIND_KEY, name)))
         return;
-    snprintf(r->key, sizeof r->key, "%s", a->key);
-    snprintf(r->period, sizeof r->period, "%s", label + 1);
-    r->budget = true;
-    r->used = a->used;
-    r->held = a->held;
-    r->limit = a->limit;
+    s_cur_fill(r, a->key, &a->used, &a->held, &a->limit);
 }
 
 /* Agents without a period budget: charged in the default period, held now. */

@@ -73,13 +73,23 @@ static void s_row_of(view_row_t *r, const ev_t *acc)
     proto_get_amounts(acc, "limit", -1, &r->limit);
 }
 
+/* One required spend request: with task, or {current: true}. */
+static ev_t *s_spend_call(view_call_fn *call, void *ctx, const char *task)
+{
+    ev_t *b = proto_body("spend");
+    if (task)
+        ev_set_str(b, "task", task);
+    else
+        ev_set_bool(b, "current", true);
+    ev_t *rep = call(ctx, &b, true);
+    ev_destroy(&b);
+    return rep;
+}
+
 /* Without a task: the current period's accounts, one query. */
 static int s_current(view_call_fn *call, void *ctx, view_spend_t *out)
 {
-    ev_t *b = proto_body("spend");
-    ev_set_bool(b, "current", true);
-    ev_t *rep = call(ctx, &b, true);
-    ev_destroy(&b);
+    ev_t *rep = s_spend_call(call, ctx, NULL);
     if (!rep)
         return -1;
     snprintf(out->period, sizeof out->period, "%s", ev_get_str(rep, "period", ""));
@@ -106,10 +116,7 @@ int view_spend(const cfg_t *cfg, const char *task, view_call_fn *call, void *ctx
     memset(out, 0, sizeof *out);
     if (!task)
         return s_current(call, ctx, out);
-    ev_t *b = proto_body("spend");
-    ev_set_str(b, "task", task);
-    ev_t *rep = call(ctx, &b, true);
-    ev_destroy(&b);
+    ev_t *rep = s_spend_call(call, ctx, task);
     if (!rep)
         return -1;
     int n_agents = cfg->n_agents;
