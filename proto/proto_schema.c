@@ -91,8 +91,10 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
 #define PRINCIPAL                                                                                  \
     F_NAME("principal", false, "agent charged instead of the sender (senders allowed act_for only)")
 
-/* reserve_ok, commit_ok, open_task_ok and an exceeds_budget error: the
-   accounts the next reserve of that agent in that task meets */
+/* commit_ok, open_task_ok and an exceeds_budget error: the accounts the
+   next reserve of that agent in that task meets (reserve_ok carries only
+   `remaining`: its caller runs the step and commits, and the commit's reply
+   has them) */
 #define TOUCHED                                                                                    \
     F_ARRAY("accounts", false,                                                                     \
             "the accounts a reserve of this agent in this task touches, as they stand after "      \
@@ -174,7 +176,7 @@ static const proto_field_t f_reserve_ok[] = {
     F_NAME("step", false, "step named in the request"),
     F_AMOUNTS("amounts", true, "amounts held"),
     TIME("expires_at_ms", true, "when the hold expires unless resolved, ms since the epoch"),
-    TOUCHED,
+    
     F_AMOUNTS("remaining", false,
               "least remaining of the hold's accounts right after it, per dimension (-1 = "
               "unlimited)"),
