@@ -41,6 +41,13 @@ echo "current period: $sp"
     || fail "spend does not show cto_agent's day account with its spend"
 [ "$(echo "$sp" | json 'all(not a["budget"] and a["limit"]["cost_uusd"] == -1 for a in d["agents"] if a["name"] != "cto_agent")')" = true ] \
     || fail "spend shows a limit for an agent without a period budget"
+# spend {current} is one query of its own: not with a task or an agent, and
+# only a boolean
+for body in '"current":true,"task":"'"$before"'"' '"current":true,"agent":"cto_agent"' '"current":"yes"'; do
+    rep=$("$EMADS_BUS_PROBE" call --endpoint "ipc://$E2E_RUN/bus.sock" --home "$E2E_RUN" --name emadsctl \
+        --service ledger --body-json "{\"v\":1,\"type\":\"spend\",$body}") || true
+    [ "$(echo "$rep" | json 'd.get("code")')" = invalid ] || fail "spend {$body}: $rep"
+done
 cto_period=$(echo "$sp" | json '[a["period"] for a in d["agents"] if a["name"] == "cto_agent"][0]')
 ctl spend | grep -q "^cto_agent  *$cto_period " || fail "spend table: no period row for cto_agent"
 
