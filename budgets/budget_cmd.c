@@ -143,7 +143,8 @@ static ev_t *s_report(ledger_t *ledger, const ev_t *body)
     report_by_t by;
     const char *bys = ev_get_str(body, "by", "");
     if (report_by_parse(bys, &by) != 0)
-        return proto_error(PROTO_E_INVALID, "spend_report.by: agent, key, model, task or day");
+        return proto_error(PROTO_E_INVALID,
+                           "spend_report.by: agent, key, model, task, day or class");
     int64_t since = ev_get_int(body, "since_ms", 0),
             until = ev_get_int(body, "until_ms", INT64_MAX);
     if (until <= since)
@@ -173,9 +174,48 @@ static ev_t *s_report(ledger_t *ledger, const ev_t *body)
     return b;
 }
 
+/* spend {current}: the current period's accounts (report_current). */
+static ev_t *s_current(ledger_t *ledger, int64_t now_ms)
+{
+    report_current_t cur;
+    if (report_current(ledger, now_ms, &cur) != 0)
+        return proto_error(PROTO_E_INTERNAL,
+                           "out of memory or no period in the ledger's time zone");
+    ev_t *b = proto_body("spend_reply");
+    ev_t *arr = ev_set_array(b, "accounts");
+    for (size_t i = 0; i < cur.n; i++) {
+        const report_account_t *r = &cur.rows[i];
+        ev_t *a = ev_new_map();
+        ev_set_str(a, "kind", ledger_kind_name(r->kind));
+        ev_set_str(a, "name", r->name);
+        ev_set_str(a, "key", r->key);
+        ev_set_str(a, "task", "");
+        ev_set_str(a, "agent", r->kind == LEDGER_KIND_PERIOD ? r->name : "");
+        ev_set_str(a, "period", r->period);
+        ev_set_bool(a, "budget", r->budget);
+        proto_set_amounts(a, "used", &r->used);
+        proto_set_amounts(a, "held", &r->held);
+        proto_set_amounts(a, "limit", &r->limit);
+        proto_amounts_t left;
+        for (int d = 0; d < DIM_COUNT; d++) {
+            int64_t v = r->limit.v[d] - proto_sat_add(r->used.v[d], r->held.v[d]);
+            left.v[d] = r->limit.v[d] < 0 ? -1 : v > 0 ? v : 0;
+        }
+        proto_set_amounts(a, "remaining", &left);
+        ev_push(arr, a);
+    }
+    ev_set_str(b, "period", cur.period);
+    ev_set_int(b, "since_ms", cur.start_ms);
+    ev_set_int(b, "until_ms", cur.end_ms);
+    free(cur.rows);
+    return b;
+}
+
 ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, const char *sender,
                         int64_t now_ms)
 {
+    if (strcmp(type, "spend") == 0)
+        return ev_get_bool(body, "current", false) ? s_current(ledger, now_ms) : NULL;
     if (strcmp(type, "spend_report") == 0)
         return s_report(ledger, body);
     bool set = strcmp(type, "budget_set") == 0, reset = strcmp(type, "budget_reset") == 0;

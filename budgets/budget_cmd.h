@@ -1,6 +1,7 @@
 /*  budget_cmd.h - the ledger's budget_show, budget_set and budget_reset
-    messages (docs/PROTOCOL.md §12, `emadsctl budget`), and spend_report
-    (`emadsctl spend --by`, budgets/report.h).
+    messages (docs/PROTOCOL.md §12, `emadsctl budget`), spend_report
+    (`emadsctl spend --by`) and spend {current} (`emadsctl spend`),
+    budgets/report.h.
 
     budget_show lists every limit the ledger enforces outside a task - the
     global account, each agent's budget per task and per period, and every
@@ -25,8 +26,9 @@
 #include "budgets/ledger.h"
 #include "proto/ev.h"
 
-/* The reply to body when its type is one of the three (caller owns it), or
-   NULL when it is another type. sender is the authenticated name. */
+/* The reply to body when its type is one of the three, spend_report, or
+   spend {current} (the current period's accounts, budgets/report.h) (caller
+   owns it); NULL for any other type or spend without current. sender is the authenticated name. */
 ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, const char *sender,
                         int64_t now_ms);
 
