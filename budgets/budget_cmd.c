@@ -1,6 +1,8 @@
 /*  budget_cmd.c - budget_show, budget_set, budget_reset (see budget_cmd.h). */
 #include "budgets/budget_cmd.h"
 
+#include <czmq.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,15 +60,15 @@ static void s_entry(ev_t *e, limit_scope_t scope, const char *name, const proto_
     }
 }
 
-/* One row of budget_show / the reply of set and reset: the value in force. */
-static void s_row(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t scope,
-                  const char *name)
+/* One row of budget_show / the reply of set and reset: the value of
+   (scope, name) under override o (NULL: the configured value). */
+static void s_row_of(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t scope,
+                     const char *name, const limit_change_t *o)
 {
     const ledger_config_t *cfg = ledger_config(ledger);
     proto_amounts_t limit;
     period_t every;
     s_configured(cfg, scope, name, &limit, &every);
-    const limit_change_t *o = overrides_get(ledger_limits(ledger), scope, name);
     if (o) {
         limit = o->limit;
         if (o->every.unit != PERIOD_NONE)
@@ -83,6 +85,35 @@ static void s_row(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t s
     ev_t *e = ev_new_map();
     s_entry(e, scope, name, &limit, &every, o);
     ev_push(arr_or_map, e);
+}
+
+/* The row of (scope, name) in force. */
+static void s_row(ev_t *arr_or_map, bool push, ledger_t *ledger, limit_scope_t scope,
+                  const char *name)
+{
+    s_row_of(arr_or_map, push, ledger, scope, name,
+             overrides_get(ledger_limits(ledger), scope, name));
+}
+
+/* A digest of the parameters of a budget_set or budget_reset: its type,
+   scope, name, each dimension given (or not) and its period. */
+static uint64_t s_fingerprint(const char *type, const ev_t *body)
+{
+    char text[512];
+    int n = snprintf(text, sizeof text, "%s|%s|%s|%s", type, ev_get_str(body, "scope", ""),
+                     ev_get_str(body, "name", ""), ev_get_str(body, "every", "-"));
+    proto_amounts_t given;
+    proto_get_amounts(body, "limits", -2, &given);
+    for (int d = 0; d < DIM_COUNT && n > 0 && (size_t)n < sizeof text; d++)
+        n += snprintf(text + n, sizeof text - (size_t)n, "|%" PRId64, given.v[d]);
+    uint64_t h = 0;
+    zdigest_t *z = zdigest_new();
+    if (z) {
+        zdigest_update(z, (const byte *)text, strlen(text));
+        memcpy(&h, zdigest_data(z), sizeof h);
+        zdigest_destroy(&z);
+    }
+    return h;
 }
 
 static void s_key_cb(const limit_change_t *c, void *arg)
@@ -112,7 +143,8 @@ static ev_t *s_report(ledger_t *ledger, const ev_t *body)
     report_by_t by;
     const char *bys = ev_get_str(body, "by", "");
     if (report_by_parse(bys, &by) != 0)
-        return proto_error(PROTO_E_INVALID, "spend_report.by: agent, key, model, task or day");
+        return proto_error(PROTO_E_INVALID,
+                           "spend_report.by: agent, key, model, task, day or class");
     int64_t since = ev_get_int(body, "since_ms", 0),
             until = ev_get_int(body, "until_ms", INT64_MAX);
     if (until <= since)
@@ -142,9 +174,48 @@ static ev_t *s_report(ledger_t *ledger, const ev_t *body)
     return b;
 }
 
+/* spend {current}: the current period's accounts (report_current). */
+static ev_t *s_current(ledger_t *ledger, int64_t now_ms)
+{
+    report_current_t cur;
+    if (report_current(ledger, now_ms, &cur) != 0)
+        return proto_error(PROTO_E_INTERNAL,
+                           "out of memory or no period in the ledger's time zone");
+    ev_t *b = proto_body("spend_reply");
+    ev_t *arr = ev_set_array(b, "accounts");
+    for (size_t i = 0; i < cur.n; i++) {
+        const report_account_t *r = &cur.rows[i];
+        ev_t *a = ev_new_map();
+        ev_set_str(a, "kind", ledger_kind_name(r->kind));
+        ev_set_str(a, "name", r->name);
+        ev_set_str(a, "key", r->key);
+        ev_set_str(a, "task", "");
+        ev_set_str(a, "agent", r->kind == LEDGER_KIND_PERIOD ? r->name : "");
+        ev_set_str(a, "period", r->period);
+        ev_set_bool(a, "budget", r->budget);
+        proto_set_amounts(a, "used", &r->used);
+        proto_set_amounts(a, "held", &r->held);
+        proto_set_amounts(a, "limit", &r->limit);
+        proto_amounts_t left;
+        for (int d = 0; d < DIM_COUNT; d++) {
+            int64_t v = r->limit.v[d] - proto_sat_add(r->used.v[d], r->held.v[d]);
+            left.v[d] = r->limit.v[d] < 0 ? -1 : v > 0 ? v : 0;
+        }
+        proto_set_amounts(a, "remaining", &left);
+        ev_push(arr, a);
+    }
+    ev_set_str(b, "period", cur.period);
+    ev_set_int(b, "since_ms", cur.start_ms);
+    ev_set_int(b, "until_ms", cur.end_ms);
+    free(cur.rows);
+    return b;
+}
+
 ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, const char *sender,
                         int64_t now_ms)
 {
+    if (strcmp(type, "spend") == 0)
+        return ev_get_bool(body, "current", false) ? s_current(ledger, now_ms) : NULL;
     if (strcmp(type, "spend_report") == 0)
         return s_report(ledger, body);
     bool set = strcmp(type, "budget_set") == 0, reset = strcmp(type, "budget_reset") == 0;
@@ -152,8 +223,25 @@ ev_t *budget_cmd_handle(ledger_t *ledger, const char *type, const ev_t *body, co
         return s_show(ledger);
     if (!set && !reset)
         return NULL;
+    /* a retry of a change already made gets that change's reply and makes
+       no second one (the ledger's idempotency rule, keyed by author and
+       request_id as reserve and commit are) */
+    const char *rid = ev_get_str(body, "request_id", "");
+    uint64_t fp = s_fingerprint(type, body);
+    const limit_change_t *done = overrides_find(ledger_limits(ledger), sender, rid);
+    if (done && done->fingerprint != fp)
+        return proto_error(PROTO_E_EXISTS_DIFFERENT,
+                           "%s.request_id: %s was already used with different parameters", type,
+                           rid);
+    if (done) {
+        ev_t *b = proto_body("budget_set_ok");
+        s_row_of(b, false, ledger, done->scope, done->name, done->reset ? NULL : done);
+        return b;
+    }
     limit_change_t c;
     memset(&c, 0, sizeof c);
+    snprintf(c.request_id, sizeof c.request_id, "%s", rid);
+    c.fingerprint = fp;
     const char *scope = ev_get_str(body, "scope", "");
     const char *name = ev_get_str(body, "name", "");
     if (limit_scope_parse(scope, &c.scope) != 0)

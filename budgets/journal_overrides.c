@@ -10,11 +10,25 @@
 
 int jover_schema(sqlite3 *db)
 {
+    if (sqlite3_exec(db,
+                     "CREATE TABLE IF NOT EXISTS limit_changes(seq INTEGER PRIMARY KEY,"
+                     " at_ms INT NOT NULL, author TEXT NOT NULL, scope TEXT NOT NULL,"
+                     " name TEXT NOT NULL, reset INT NOT NULL, every TEXT NOT NULL,"
+                     " limits TEXT NOT NULL, request_id TEXT NOT NULL DEFAULT '',"
+                     " fingerprint INT NOT NULL DEFAULT 0);",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    /* a journal written before changes kept their request: add the columns
+       (its old rows have none, so no retry of them is recognised) */
+    sqlite3_stmt *st = NULL;
+    int has = sqlite3_prepare_v2(db, "SELECT request_id FROM limit_changes LIMIT 0", -1, &st,
+                                 NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    if (has)
+        return 0;
     return sqlite3_exec(db,
-                        "CREATE TABLE IF NOT EXISTS limit_changes(seq INTEGER PRIMARY KEY,"
-                        " at_ms INT NOT NULL, author TEXT NOT NULL, scope TEXT NOT NULL,"
-                        " name TEXT NOT NULL, reset INT NOT NULL, every TEXT NOT NULL,"
-                        " limits TEXT NOT NULL);",
+                        "ALTER TABLE limit_changes ADD COLUMN request_id TEXT NOT NULL DEFAULT '';"
+                        "ALTER TABLE limit_changes ADD COLUMN fingerprint INT NOT NULL DEFAULT 0;",
                         NULL, NULL, NULL) == SQLITE_OK
                ? 0
                : -1;
@@ -27,8 +41,11 @@ int jover_write(sqlite3 *db, const overrides_t *o)
     if (!n)
         return 0;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "INSERT INTO limit_changes VALUES(?,?,?,?,?,?,?,?)", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db,
+            "INSERT INTO limit_changes(seq, at_ms, author, scope, name, reset, every,"
+            " limits, request_id, fingerprint) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            -1, &st, NULL) != SQLITE_OK)
         return -1;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -47,6 +64,8 @@ int jover_write(sqlite3 *db, const overrides_t *o)
         sqlite3_bind_int(st, 6, c[i].reset);
         sqlite3_bind_text(st, 7, every, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 8, limits, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 9, c[i].request_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)c[i].fingerprint);
         rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
         sqlite3_reset(st);
     }
@@ -84,10 +103,11 @@ static int s_parse_limits(const char *text, proto_amounts_t *limit)
 int jover_load(sqlite3 *db, overrides_t *o)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT seq, at_ms, author, scope, name, reset, every, limits"
-                           " FROM limit_changes ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT seq, at_ms, author, scope, name, reset, every, limits, request_id,"
+            " fingerprint FROM limit_changes ORDER BY seq",
+            -1, &st, NULL) != SQLITE_OK)
         return -1;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -98,6 +118,9 @@ int jover_load(sqlite3 *db, overrides_t *o)
         snprintf(c.author, sizeof c.author, "%s", (const char *)sqlite3_column_text(st, 2));
         snprintf(c.name, sizeof c.name, "%s", (const char *)sqlite3_column_text(st, 4));
         c.reset = sqlite3_column_int(st, 5) != 0;
+        const char *rid = (const char *)sqlite3_column_text(st, 8);
+        snprintf(c.request_id, sizeof c.request_id, "%s", rid ? rid : "");
+        c.fingerprint = (uint64_t)sqlite3_column_int64(st, 9);
         const char *every = (const char *)sqlite3_column_text(st, 6);
         if (limit_scope_parse((const char *)sqlite3_column_text(st, 3), &c.scope) != 0 ||
             (every && *every && period_parse(every, &c.every, NULL, 0) != 0) ||

@@ -1,9 +1,14 @@
 /*  journal_overrides.h - the journal's table of limit changes (budget set
     and reset), for the SQLite backend (journal_sqlite.c).
 
-      limit_changes  seq PK, at_ms, author, scope, name, reset, every, limits
+      limit_changes  seq PK, at_ms, author, scope, name, reset, every, limits,
+                     request_id, fingerprint
                      -- append-only; limits is "tokens=N latency_ms=N ..."
-                        keyed by the dimension names (-1 = unlimited)
+                        keyed by the dimension names (-1 = unlimited);
+                        request_id and fingerprint: the author's request
+                        that made the change and a hash of its parameters
+                        ("" and 0 in rows of older journals, which get
+                        the two columns added when opened)
 
     Replaying the table in seq order rebuilds the overrides in force.
 */

@@ -1,12 +1,13 @@
 /*  journal_sqlite.c - the ledger's journal in SQLite, the first journal
     backend (see journal.h for the contract, journal_backend.h for the table).
 
-    On-disk format, version 6 (PRAGMA user_version; earlier versions wrote 0
+    On-disk format, version 7 (PRAGMA user_version; earlier versions wrote 0
     there and kept theirs in meta.format):
 
       accounts  key PK (without rowid), kind (0 task, 1 agent, 2 global), task, agent, period,
                 lim, used, held (amounts blobs), opened_at_ms, deadline_ms, closed_at_ms,
-                closed, training                       -- the stored totals
+                closed, training, class (a task's class, '' when not given; added
+                by format 7)                           -- the stored totals
       holds     seq PK (rowid), hold_id, task, agent, step, global_key, amt, act (amounts
                 blobs), created_ms, expires_ms, resolved_ms,
                 state (0 held, 1 committed, 2 voided, 3 expired = charged in
@@ -38,8 +39,10 @@
     5 in one transaction when it is opened; version 3 (no late resolutions:
     its expired holds were released, not charged) and unknown versions are
     refused rather than misread. Version 5 becomes 6 by adding the holds'
-    two period account columns (empty for older holds); a new database is
-    created as version 5 and taken to 6 the same way, so there is one path.
+    two period account columns (empty for older holds), and 6 becomes 7 by
+    adding accounts.class (empty for older tasks: they report as class
+    "-"); a new database is created as version 5 and taken to 6 and 7 the
+    same way, so there is one path.
 
     Retention: the request records of a closed task are deleted (by rowid,
     in the same transaction as any other change) once the task has been
@@ -92,7 +95,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOURNAL_FORMAT 6
+#define JOURNAL_FORMAT 7
 
 #define S_X_NAME(id, wire, ...) wire,
 static const char *const s_dim_names[DIM_COUNT] = {EMADS_DIMS(S_X_NAME)};
@@ -176,6 +179,11 @@ static const char *s_migrate_v5 =
     "ALTER TABLE holds ADD COLUMN key_key TEXT NOT NULL DEFAULT '';"
     "UPDATE meta SET value = '6' WHERE key = 'format';"
     "PRAGMA user_version = 6;";
+
+/* Version 6 -> 7: a task account names its class (spend --by class). */
+static const char *s_migrate_v6 = "ALTER TABLE accounts ADD COLUMN class TEXT NOT NULL DEFAULT '';"
+                                  "UPDATE meta SET value = '7' WHERE key = 'format';"
+                                  "PRAGMA user_version = 7;";
 
 /* ---- amounts blobs --------------------------------------------------------- */
 
@@ -418,16 +426,19 @@ static void *s_open(const char *path, char *err, size_t errlen)
         if ((format == 0 || format == 4 || format == 5) &&
             sqlite3_exec(self->db, s_migrate_v5, NULL, NULL, &msg) != SQLITE_OK)
             goto schema_fail;
+        if ((format == 0 || format == 4 || format == 5 || format == 6) &&
+            sqlite3_exec(self->db, s_migrate_v6, NULL, NULL, &msg) != SQLITE_OK)
+            goto schema_fail;
         if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
             goto schema_fail;
-        if (format == 0 || format == 4 || format == 5)
+        if (format == 0 || format == 4 || format == 5 || format == 6)
             format = s_format(self->db);
     }
     if (format != JOURNAL_FORMAT) {
         if (err && errlen)
             snprintf(err, errlen,
                      "%s: unknown journal format %d (this ledger reads format %d and migrates"
-                     " formats 4 and 5; move the old database aside to start a new one)",
+                     " formats 4 to 6; move the old database aside to start a new one)",
                      path, format, JOURNAL_FORMAT);
         s_close(self);
         return NULL;
@@ -449,8 +460,8 @@ static void *s_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     if (sqlite3_prepare_v2(self->db,
-                           "INSERT OR REPLACE INTO accounts VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", -1,
-                           &self->put_account, NULL) != SQLITE_OK ||
+                           "INSERT OR REPLACE INTO accounts VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &self->put_account, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db,
                            "INSERT OR REPLACE INTO holds(" S_HOLD_COLUMNS
                            ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -524,6 +535,7 @@ static int s_put_account(jsqlite_t *self, const ledger_account_row_t *r)
     sqlite3_bind_int64(st, 11, r->closed_at_ms);
     sqlite3_bind_int(st, 12, r->closed);
     sqlite3_bind_int(st, 13, r->training);
+    sqlite3_bind_text(st, 14, r->cls, -1, SQLITE_STATIC);
     return s_step(st);
 }
 
@@ -690,6 +702,7 @@ static ledger_t *s_load(void *arg, const ledger_config_t *cfg, int *mismatches, 
         r.closed_at_ms = sqlite3_column_int64(st, 10);
         r.closed = sqlite3_column_int(st, 11) != 0;
         r.training = sqlite3_column_int(st, 12) != 0;
+        s_text(r.cls, sizeof r.cls, st, 13);
         if (ledger_load_account(ledger, &r) != 0)
             goto fail;
     }

@@ -592,6 +592,11 @@ static period_t s_global_every(const ledger_t *self)
     return p;
 }
 
+period_t ledger_global_every(const ledger_t *self)
+{
+    return s_global_every(self);
+}
+
 /* The global limit in force: changed at run time, or configured. */
 static const proto_amounts_t *s_global_limit(const ledger_t *self)
 {
@@ -842,14 +847,45 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
                      const proto_amounts_t *limits, bool training, int64_t now_ms,
                      ledger_result_t *res)
 {
-    char task_buf[LEDGER_ID_MAX + 2];
+    return ledger_open_task_class(self, sender, request_id, task, limits, training, NULL, now_ms,
+                                  res);
+}
+
+int ledger_task_holds(const ledger_t *self, const char *task, ledger_hold_row_fn *fn, void *arg)
+{
+    char key[LEDGER_KEY_MAX];
+    s_task_key(key, sizeof key, task ? task : "");
+    const s_account_t *t = s_account(self, key);
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < t->holds.n; i++)
+        fn(&((const s_hold_t *)t->holds.items[i])->row, arg);
+    return (int)t->holds.n;
+}
+
+const char *ledger_task_class(const ledger_t *self, const char *task)
+{
+    char key[LEDGER_KEY_MAX];
+    s_task_key(key, sizeof key, task ? task : "");
+    const s_account_t *t = s_account(self, key);
+    return t ? t->row.cls : "";
+}
+
+int ledger_open_task_class(ledger_t *self, const char *sender, const char *request_id,
+                           const char *task, const proto_amounts_t *limits, bool training,
+                           const char *cls, int64_t now_ms, ledger_result_t *res)
+{
+    char task_buf[LEDGER_ID_MAX + 2], cls_buf[LEDGER_NAME_MAX + 2];
     task = s_keep(task_buf, sizeof task_buf, task);
+    cls = s_keep(cls_buf, sizeof cls_buf, cls ? cls : "");
     s_result_init(res, LEDGER_OP_OPEN_TASK);
     s_fp_t fp = {S_FNV_INIT};
     s_fp_int(&fp, LEDGER_OP_OPEN_TASK);
     s_fp_str(&fp, task);
     s_fp_amounts(&fp, limits);
     s_fp_int(&fp, training);
+    /* not cls: a description, not money; an open_task resent after an
+       upgrade (with a class its first send did not carry) is still a retry */
     int rc = s_request_begin(self, sender, request_id, fp.h, res);
     if (rc != 0)
         return 0;
@@ -858,6 +894,8 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
     char key[LEDGER_KEY_MAX];
     if (!s_valid_id(task, LEDGER_ID_MAX))
         s_fail(res, LEDGER_E_INVALID, "task: must be 1..%d bytes without '/'", LEDGER_ID_MAX);
+    else if (strlen(cls) > LEDGER_NAME_MAX)
+        s_fail(res, LEDGER_E_INVALID, "class: at most %d bytes", LEDGER_NAME_MAX);
     else if (s_out_of_range(res, "limits", limits))
         ;
     else if (s_task_key(key, sizeof key, task), s_account(self, key))
@@ -884,6 +922,7 @@ int ledger_open_task(ledger_t *self, const char *sender, const char *request_id,
                 row.limit.v[DIMS_TIME] >= 0 ? proto_sat_add(now_ms, row.limit.v[DIMS_TIME]) : -1;
             row.closed_at_ms = -1;
             row.training = training;
+            s_copy(row.cls, sizeof row.cls, cls);
             s_account_t *a = s_account_add(self, &row);
             if (!a || s_dirty_account(self, a) != 0)
                 return s_nomem(res);
@@ -2052,7 +2091,7 @@ static bool s_account_eq(const ledger_account_row_t *a, const ledger_account_row
            s_amounts_eq(&a->limit, &b->limit) && s_amounts_eq(&a->used, &b->used) &&
            s_amounts_eq(&a->held, &b->held) && a->opened_at_ms == b->opened_at_ms &&
            a->deadline_ms == b->deadline_ms && a->closed_at_ms == b->closed_at_ms &&
-           a->closed == b->closed && a->training == b->training;
+           a->closed == b->closed && a->training == b->training && strcmp(a->cls, b->cls) == 0;
 }
 
 static bool s_hold_eq(const ledger_hold_row_t *a, const ledger_hold_row_t *b)

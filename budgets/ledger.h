@@ -186,6 +186,16 @@ const ledger_config_t *ledger_config(const ledger_t *self);
 int ledger_open_task(ledger_t *self, const char *sender, const char *request_id, const char *task,
                      const proto_amounts_t *limits, bool training, int64_t now_ms,
                      ledger_result_t *res);
+/* ledger_open_task that also records the task's class (cls NULL or "":
+   none; else 1..LEDGER_NAME_MAX bytes) on its account, for spend reports
+   by class. The class is not part of the request's parameters (it moves
+   no money): a retry with another class is answered as the first was, and
+   the first class stays. */
+int ledger_open_task_class(ledger_t *self, const char *sender, const char *request_id,
+                           const char *task, const proto_amounts_t *limits, bool training,
+                           const char *cls, int64_t now_ms, ledger_result_t *res);
+/* The class open_task recorded for task; "" when none or no such task. */
+const char *ledger_task_class(const ledger_t *self, const char *task);
 /* Hold amounts (all >= 0) on sender's account in task, the task account and
    the global account, or on none. ttl_ms <= 0 takes the configured default. */
 int ledger_reserve(ledger_t *self, const char *sender, const char *request_id, const char *task,
@@ -243,6 +253,10 @@ struct _overrides_t;
 struct _overrides_t *ledger_limits(ledger_t *self);
 
 /* ---- queries ------------------------------------------------------------ */
+/* The global account's period in force (changed at run time or configured);
+   PERIOD_NONE without a global budget. */
+period_t ledger_global_every(const ledger_t *self);
+
 typedef struct {
     ledger_kind_t kind;
     const char *key, *task, *agent;               /* "" when not applicable; borrowed */
@@ -337,6 +351,7 @@ typedef struct {
     proto_amounts_t limit, used, held;
     int64_t opened_at_ms, deadline_ms, closed_at_ms; /* task: -1 when not set */
     bool closed, training;
+    char cls[LEDGER_NAME_MAX + 1]; /* task: its class (open_task's class); "" = not given */
 } ledger_account_row_t;
 
 typedef enum {
@@ -422,6 +437,8 @@ typedef void(ledger_account_row_fn)(const ledger_account_row_t *row, void *arg);
 typedef void(ledger_hold_row_fn)(const ledger_hold_row_t *row, void *arg);
 void ledger_each_account(const ledger_t *self, ledger_account_row_fn *fn, void *arg);
 void ledger_each_hold(const ledger_t *self, ledger_hold_row_fn *fn, void *arg);
+/* Every hold of task, in creation order. Returns how many, -1 when no such task. */
+int ledger_task_holds(const ledger_t *self, const char *task, ledger_hold_row_fn *fn, void *arg);
 size_t ledger_account_count(const ledger_t *self);
 size_t ledger_hold_count(const ledger_t *self);
 size_t ledger_request_count(const ledger_t *self);

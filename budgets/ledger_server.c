@@ -169,6 +169,25 @@ static void s_account_cb(const ledger_account_info_t *i, void *arg)
     ev_push(arr, a);
 }
 
+/* ledger_hold_row_fn: a hold charged in full (expired or closed with its
+   task) counts on its agent's account map in the spend reply as
+   charged_whole - what the orchestrator marks provisional until a late
+   commit or void replaces the charge. */
+static void s_whole_cb(const ledger_hold_row_t *h, void *arg)
+{
+    ev_t *arr = arg;
+    if (h->state != LEDGER_HOLD_EXPIRED)
+        return;
+    for (size_t k = 0; k < ev_len(arr); k++) {
+        ev_t *a = ev_at(arr, k);
+        if (!strcmp(ev_get_str(a, "kind", ""), "agent") &&
+            !strcmp(ev_get_str(a, "agent", ""), h->agent)) {
+            ev_set_int(a, "charged_whole", ev_get_int(a, "charged_whole", 0) + 1);
+            return;
+        }
+    }
+}
+
 /* ledger_account_fn: the least remaining per dimension (-1 = unlimited). */
 static void s_least_cb(const ledger_account_info_t *i, void *arg)
 {
@@ -289,6 +308,10 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         const char *model = spend ? NULL : s_opt_str(body, "model", &bad);
         if (bad)
             return proto_error(PROTO_E_INVALID, "%s.%s: must be a string", type, bad);
+        if (spend && ev_get_bool(body, "current", false)) /* budget_cmd.h */
+            return task || agent
+                       ? proto_error(PROTO_E_INVALID, "spend.current: not with task or agent")
+                       : budget_cmd_handle(self->ledger, type, body, sender, now);
         ev_t *b = proto_body(spend ? "spend_reply" : "history_reply");
         ev_t *arr = ev_set_array(b, spend ? "accounts" : "rows");
         if (spend) {
@@ -296,6 +319,8 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
                 ev_destroy(&b);
                 return proto_error(PROTO_E_UNKNOWN_TASK, "unknown task %s", task);
             }
+            if (task && !agent)
+                ledger_task_holds(self->ledger, task, s_whole_cb, arr);
         } else
             ledger_history(self->ledger, agent, path, model, s_history_cb, arr);
         return b;
@@ -333,10 +358,11 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
         const ev_t *tr = ev_get(body, "training");
         if (tr && ev_type(tr) != EV_BOOL)
             bad = "training";
+        const char *cls = s_opt_str(body, "class", &bad);
         if (bad)
             return proto_error(PROTO_E_INVALID, "open_task.%s: missing or of the wrong type", bad);
-        ledger_open_task(self->ledger, sender, rid, task, has == 1 ? &lim : NULL, ev_bool(tr), now,
-                         &r);
+        ledger_open_task_class(self->ledger, sender, rid, task, has == 1 ? &lim : NULL, ev_bool(tr),
+                               cls, now, &r);
     } else if (strcmp(type, "reserve") == 0) {
         const char *task = s_req_str(body, "task", &bad);
         const char *step = s_req_str(body, "step", &bad);
@@ -394,10 +420,12 @@ static ev_t *s_handle(s_server_t *self, const bus_request_t *req, int64_t now)
     if (r.code != LEDGER_OK && r.code != LEDGER_E_EXCEEDS)
         metric_add(self->m.errors, METRICS_LABELS(ledger_code_name(r.code)), 1);
     ev_t *reply = s_reply(&r);
-    /* reserve, commit and a denial carry the accounts the next reserve of
-       this agent in this task will meet, as they stand now (docs/PROTOCOL.md) */
-    bool touches =
-        (r.op == LEDGER_OP_RESERVE && (r.code == LEDGER_OK || r.code == LEDGER_E_EXCEEDS)) ||
+    /* a commit and a denial carry the accounts the next reserve of this
+       agent in this task will meet, as they stand now (docs/PROTOCOL.md); a
+       granted reserve does not: its step commits next, and that reply has
+       them (building, encoding and sending them twice per step cost the
+       ledger a third of its throughput) */
+    bool touches = (r.op == LEDGER_OP_RESERVE && r.code == LEDGER_E_EXCEEDS) ||
         (r.op == LEDGER_OP_COMMIT && r.code == LEDGER_OK) ||
         (r.op == LEDGER_OP_OPEN_TASK && r.code == LEDGER_OK);
     if (reply && touches && r.task[0]) {
@@ -659,6 +687,10 @@ static void s_lost_reply(s_server_t *self, const ev_t *body, int64_t now)
         metric_add(self->m.alerts, METRICS_LABELS("worker_lost"), 1);
         s_alert(self, "alert.worker_lost", "critical", "bus|*|worker_lost", now, &e, msg);
     }
+    if (self->lost_seen < 0)
+        log_info("watching the bus for lost workers (%" PRId64
+                 " request(s) answered worker_lost before; alert.worker_lost on new ones)",
+                 lost);
     if (lost >= self->lost_seen)
         self->lost_seen = lost;
 }

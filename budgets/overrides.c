@@ -2,7 +2,9 @@
 
     A handful of overrides at most (one per scope and name): the current
     ones live in a small array searched linearly; the pending list grows by
-    doubling and is emptied by every journal write.
+    doubling and is emptied by every journal write. The changes made by a
+    request are kept in a ring of OVERRIDES_MAX_REQUESTS, searched linearly
+    by a budget_set or budget_reset (an operator's command, rare).
 */
 #include "budgets/overrides.h"
 
@@ -14,6 +16,8 @@ struct _overrides_t {
     size_t n_cur, cap_cur;
     limit_change_t *pend; /* applied since the last journal write */
     size_t n_pend, cap_pend;
+    limit_change_t *reqs; /* ring of the last changes with a request_id */
+    size_t n_reqs, next_req;
     int64_t seq;
 };
 
@@ -45,6 +49,7 @@ void overrides_destroy(overrides_t **self_p)
         return;
     free((*self_p)->cur);
     free((*self_p)->pend);
+    free((*self_p)->reqs);
     free(*self_p);
     *self_p = NULL;
 }
@@ -78,8 +83,17 @@ int overrides_apply(overrides_t *self, const limit_change_t *c, bool pending)
         x.seq = self->seq + 1;
     if (x.seq > self->seq)
         self->seq = x.seq;
+    if (x.request_id[0] && !self->reqs &&
+        !(self->reqs = calloc(OVERRIDES_MAX_REQUESTS, sizeof *self->reqs)))
+        return -1;
     if (pending && s_push(&self->pend, &self->n_pend, &self->cap_pend, &x) != 0)
         return -1;
+    if (x.request_id[0]) {
+        self->reqs[self->next_req] = x;
+        self->next_req = (self->next_req + 1) % OVERRIDES_MAX_REQUESTS;
+        if (self->n_reqs < OVERRIDES_MAX_REQUESTS)
+            self->n_reqs++;
+    }
     for (size_t i = 0; i < self->n_cur; i++) {
         limit_change_t *o = &self->cur[i];
         if (o->scope != x.scope || strcmp(o->name, x.name) != 0)
@@ -99,6 +113,17 @@ const limit_change_t *overrides_get(const overrides_t *self, limit_scope_t scope
     for (size_t i = 0; self && i < self->n_cur; i++)
         if (self->cur[i].scope == scope && strcmp(self->cur[i].name, name ? name : "") == 0)
             return &self->cur[i];
+    return NULL;
+}
+
+const limit_change_t *overrides_find(const overrides_t *self, const char *author,
+                                     const char *request_id)
+{
+    for (size_t i = 0; self && request_id && request_id[0] && i < self->n_reqs; i++) {
+        const limit_change_t *c = &self->reqs[i];
+        if (strcmp(c->request_id, request_id) == 0 && strcmp(c->author, author) == 0)
+            return c;
+    }
     return NULL;
 }
 

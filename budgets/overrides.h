@@ -5,7 +5,9 @@
     the authenticated name of who made it and when, kept in order (the
     history, written to the journal) and folded into the current override
     per (scope, name). The ledger core asks overrides_get() at every reserve,
-    so a change applies at once, to the current period too.
+    so a change applies at once, to the current period too. The last
+    OVERRIDES_MAX_REQUESTS changes are kept by (author, request_id), so a
+    retried request finds the change it made (overrides_find).
 
     Scopes:
       global  ""      the global account (limit, and its period when given)
@@ -53,6 +55,11 @@ typedef struct {
     bool reset;                    /* back to the configured value */
     period_t every;                /* global, period: the period (PERIOD_NONE = unchanged) */
     proto_amounts_t limit;         /* -1 = unlimited */
+    /* the request that made it: the author's request_id ("" for a change
+       made before ids were kept) and a fingerprint of its parameters, so
+       that a retry is answered from this change (overrides_find) */
+    char request_id[PROTO_MAX_ID + 1];
+    uint64_t fingerprint;
 } limit_change_t;
 
 typedef struct _overrides_t overrides_t;
@@ -69,6 +76,14 @@ int overrides_apply(overrides_t *self, const limit_change_t *c, bool pending);
 /* The override of (scope, name) in force, or NULL when the configured value
    applies (never set, or reset). Borrowed; valid until the next apply. */
 const limit_change_t *overrides_get(const overrides_t *self, limit_scope_t scope, const char *name);
+
+/* The change made by author's request request_id, or NULL when none of the
+   last OVERRIDES_MAX_REQUESTS changes with a request_id was (borrowed;
+   valid until the next apply). A retry of a budget_set or budget_reset is
+   answered from it instead of making a second change. */
+#define OVERRIDES_MAX_REQUESTS 1024
+const limit_change_t *overrides_find(const overrides_t *self, const char *author,
+                                     const char *request_id);
 
 /* Every override in force, in the order they were last changed. */
 typedef void(overrides_fn)(const limit_change_t *c, void *arg);

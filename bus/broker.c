@@ -76,11 +76,16 @@
 #define S_MAX_QUEUED_BYTES (64 * 1024 * 1024) /* request bodies waiting, all services */
 #define S_MAX_SUBS         64                 /* subscriptions per client */
 #define S_MAX_CAPACITY     1024
-#define S_BATCH            256
-#define S_SPARE_FRAMES     16  /* frames kept for reuse (a request has 6) */
-#define S_SPARE_REQUESTS   256 /* request records kept for reuse */
-#define S_TIMER_MS         50
-#define S_KEY_MAX          (2 * 256 + 1)
+#define S_MAX_REFUSALS     16 /* the last READY refusals a pong lists */
+/* workers a pong lists, over all services: about 25 values and 400 bytes
+   each, well inside the wire limits (ev_wire_limits); `workers` counts
+   every one */
+#define S_MAX_LISTED     1024
+#define S_BATCH          256
+#define S_SPARE_FRAMES   16  /* frames kept for reuse (a request has 6) */
+#define S_SPARE_REQUESTS 256 /* request records kept for reuse */
+#define S_TIMER_MS       50
+#define S_KEY_MAX        (2 * 256 + 1)
 
 typedef struct s_service s_service_t;
 typedef struct s_worker s_worker_t;
@@ -182,6 +187,16 @@ struct _bus_broker_t {
     struct {
         metric_t *wait, *workers, *queued, *counters[8];
     } m; /* see s_metrics_sync */
+    /* the last READY refusals, oldest first, for the pong: `emadsctl up`
+       tells a worker it started that the bus refuses from one it is
+       waiting for */
+    struct {
+        char service[PROTO_MAX_NAME + 1], instance[PROTO_MAX_NAME + 1];
+        char host[PROTO_MAX_NAME + 1];
+        int64_t pid, at; /* READY's pid (0 none), when (zclock_mono) */
+        char reason[400];
+    } refusals[S_MAX_REFUSALS];
+    int n_refusals;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -524,6 +539,7 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
         if (self->fingerprint[0])
             ev_set_str(body, "fingerprint", self->fingerprint);
         ev_t *svcs = ev_set_map(body, "services");
+        int listed = 0;
         for (s_service_t *s = (s_service_t *)zhashx_first(self->services); s;
              s = (s_service_t *)zhashx_next(self->services)) {
             ev_t *e = ev_set_map(svcs, s->name);
@@ -532,10 +548,11 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
             for (s_worker_t *w = (s_worker_t *)zlistx_first(s->workers); w;
                  w = (s_worker_t *)zlistx_next(s->workers)) {
                 inflight += (int64_t)zlistx_size(w->inflight);
-                if (ev_len(inst) < 64)
+                if (listed < S_MAX_LISTED) {
                     ev_push(inst, ev_new_str(w->instance));
-                if (ev_len(list) < 64)
                     ev_push(list, s_worker_info(self, w, now));
+                    listed++;
+                }
                 /* since the worker was last heard (expiry is that + liveness) */
                 int64_t a = now - (w->expiry - (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS);
                 if (a < 0)
@@ -552,6 +569,21 @@ static void s_bus_service(bus_broker_t *self, zframe_t *client, const char *corr
             ev_set(e, "worker_list", list);
         }
         ev_set_int(body, "clients", (int64_t)zhashx_size(self->clients));
+        if (self->n_refusals > 0) {
+            ev_t *ref = ev_set_array(body, "refused");
+            for (int i = 0; i < self->n_refusals; i++) {
+                ev_t *r = ev_new_map();
+                ev_set_str(r, "service", self->refusals[i].service);
+                ev_set_str(r, "instance", self->refusals[i].instance);
+                if (self->refusals[i].host[0])
+                    ev_set_str(r, "host", self->refusals[i].host);
+                if (self->refusals[i].pid > 0)
+                    ev_set_int(r, "pid", self->refusals[i].pid);
+                ev_set_int(r, "age_ms", zclock_mono() - self->refusals[i].at);
+                ev_set_str(r, "reason", self->refusals[i].reason);
+                ev_push(ref, r);
+            }
+        }
     } else if (streq(type, "stats")) {
         body = proto_body("stats_reply");
         ev_set_int(body, "routed", (int64_t)self->stats.routed);
@@ -814,6 +846,31 @@ static bool s_may_serve(bus_broker_t *self, const char *service, const char *nam
     return cfg_serve_allowed(self->cfg, service, name);
 }
 
+/* Remember a refused READY for the pong (the oldest goes when full; a
+   worker refused again replaces its own entry). */
+static void s_refusal_note(bus_broker_t *self, const char *service, const char *host, int64_t pid,
+                           const char *why)
+{
+    int i = 0;
+    while (i < self->n_refusals &&
+           !(streq(self->refusals[i].instance, self->cur_instance) &&
+             streq(self->refusals[i].host, host) && self->refusals[i].pid == pid))
+        i++;
+    if (i == S_MAX_REFUSALS) {
+        memmove(&self->refusals[0], &self->refusals[1],
+                (S_MAX_REFUSALS - 1) * sizeof self->refusals[0]);
+        i = S_MAX_REFUSALS - 1;
+    } else if (i == self->n_refusals)
+        self->n_refusals++;
+    snprintf(self->refusals[i].service, sizeof self->refusals[i].service, "%s", service);
+    snprintf(self->refusals[i].instance, sizeof self->refusals[i].instance, "%s",
+             self->cur_instance);
+    snprintf(self->refusals[i].host, sizeof self->refusals[i].host, "%s", host);
+    self->refusals[i].pid = pid;
+    self->refusals[i].at = zclock_mono();
+    snprintf(self->refusals[i].reason, sizeof self->refusals[i].reason, "%s", why);
+}
+
 static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char *key,
                            const char *name, s_worker_t *w)
 {
@@ -881,6 +938,7 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
             log_warn("READY refused from instance '%s' at %s: %s (%llu refused so far)",
                      self->cur_instance, self->cur_addr[0] ? self->cur_addr : "local", why,
                      (unsigned long long)self->stats.ready_refused);
+        s_refusal_note(self, service, host, pid, why);
         const void *data[1] = {why};
         size_t size[1] = {strlen(why)};
         s_send_parts(self, zframe_data(id), zframe_size(id), PROTO_WORKER, PROTO_DISCONNECT, 1,

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CALIB_MODELS     32
 #define CALIB_MIN_TOKENS 64.0 /* estimated tokens seen before the ratio is used */
@@ -304,7 +305,10 @@ int tokens_calib_save(tokens_calib_t *self, const char *path)
     pthread_mutex_unlock(&self->lock);
     char tmp[4096];
     int rc = -1;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) < (int)sizeof tmp &&
+    /* a temporary file of this process's own: two instances of one agent
+       in one run directory may save at the same time, and each rename is
+       whole */
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) < (int)sizeof tmp &&
         json_dump_file(root, tmp, JSON_COMPACT) == 0 && rename(tmp, path) == 0)
         rc = 0;
     json_decref(root);

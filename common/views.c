@@ -1,8 +1,6 @@
 /*  views.c - the JSON views shared by emadsctl and the dashboard API (see
-    views.h). The spend view is the one `emadsctl spend` has always
-    printed: with a task, one query; without, each agent's accounts in
-    every task, then the global account, with the limits summed from the
-    ledger's own accounts (one unlimited account makes a sum unlimited).
+    views.h). The spend view is one ledger query: a task's accounts, or
+    the current period's accounts (spend {current}).
 */
 #include "common/views.h"
 
@@ -50,18 +48,6 @@ static void s_add(proto_amounts_t *dst, const proto_amounts_t *a)
             a->v[d] > 0 && dst->v[d] > INT64_MAX - a->v[d] ? INT64_MAX : dst->v[d] + a->v[d];
 }
 
-/* Add one account's limit to a sum of limits: -1 (unlimited) in either
-   makes the sum unlimited. */
-static void s_add_limit(proto_amounts_t *sum, const proto_amounts_t *limit)
-{
-    for (int d = 0; d < DIM_COUNT; d++) {
-        if (sum->v[d] < 0 || limit->v[d] < 0)
-            sum->v[d] = -1;
-        else
-            sum->v[d] = limit->v[d] > INT64_MAX - sum->v[d] ? INT64_MAX : sum->v[d] + limit->v[d];
-    }
-}
-
 double view_pct(const view_row_t *r)
 {
     double best = -1;
@@ -76,53 +62,64 @@ double view_pct(const view_row_t *r)
     return best < 0 ? -1 : best * 100.0;
 }
 
-/* The sum of the task accounts' limits of every task in seen (asked of
-   the ledger one task at a time). A task the ledger no longer answers for
-   counts with the configured total_task_budget. */
-static void s_task_limits(const cfg_t *cfg, view_call_fn *call, void *ctx, json_t *seen,
-                          proto_amounts_t *sum)
+/* One account of the current view into a row. */
+static void s_row_of(view_row_t *r, const ev_t *acc)
 {
-    s_zero(sum);
-    const char *task;
-    json_t *unused;
-    json_object_foreach(seen, task, unused)
-    {
-        ev_t *b = proto_body("spend");
+    snprintf(r->name, sizeof r->name, "%s", ev_get_str(acc, "name", ""));
+    snprintf(r->period, sizeof r->period, "%s", ev_get_str(acc, "period", ""));
+    r->budget = ev_get_bool(acc, "budget", false);
+    proto_get_amounts(acc, "used", 0, &r->used);
+    proto_get_amounts(acc, "held", 0, &r->held);
+    proto_get_amounts(acc, "limit", -1, &r->limit);
+}
+
+/* One required spend request: with task, or {current: true}. */
+static ev_t *s_spend_call(view_call_fn *call, void *ctx, const char *task)
+{
+    ev_t *b = proto_body("spend");
+    if (task)
         ev_set_str(b, "task", task);
-        ev_t *rep = call(ctx, &b, false);
-        ev_destroy(&b);
-        proto_amounts_t limit = cfg->total_task_budget;
-        const ev_t *accs = rep && !proto_is_error(rep, NULL) ? ev_get(rep, "accounts") : NULL;
-        for (size_t k = 0; k < ev_len(accs); k++)
-            if (!strcmp(ev_get_str(ev_at(accs, k), "kind", ""), "task"))
-                proto_get_amounts(ev_at(accs, k), "limit", -1, &limit);
-        ev_destroy(&rep);
-        s_add_limit(sum, &limit);
+    else
+        ev_set_bool(b, "current", true);
+    ev_t *rep = call(ctx, &b, true);
+    ev_destroy(&b);
+    return rep;
+}
+
+/* Without a task: the current period's accounts, one query. */
+static int s_current(view_call_fn *call, void *ctx, view_spend_t *out)
+{
+    ev_t *rep = s_spend_call(call, ctx, NULL);
+    if (!rep)
+        return -1;
+    snprintf(out->period, sizeof out->period, "%s", ev_get_str(rep, "period", ""));
+    out->since_ms = ev_get_int(rep, "since_ms", 0);
+    out->until_ms = ev_get_int(rep, "until_ms", 0);
+    const ev_t *accs = ev_get(rep, "accounts");
+    for (size_t k = 0; k < ev_len(accs); k++) {
+        const ev_t *acc = ev_at(accs, k);
+        const char *kind = ev_get_str(acc, "kind", "");
+        if (!strcmp(kind, "global")) {
+            out->has_global = true;
+            s_row_of(&out->global, acc);
+        } else if (!strcmp(kind, "period") && out->n_agents < VIEW_MAX_ROWS)
+            s_row_of(&out->agents[out->n_agents++], acc);
+        else if (!strcmp(kind, "key") && out->n_keys < VIEW_MAX_ROWS)
+            s_row_of(&out->keys[out->n_keys++], acc);
     }
+    ev_destroy(&rep);
+    return 0;
 }
 
 int view_spend(const cfg_t *cfg, const char *task, view_call_fn *call, void *ctx, view_spend_t *out)
 {
     memset(out, 0, sizeof *out);
+    if (!task)
+        return s_current(call, ctx, out);
+    ev_t *rep = s_spend_call(call, ctx, task);
+    if (!rep)
+        return -1;
     int n_agents = cfg->n_agents;
-    ev_t *all = ev_new_array();
-    for (int q = task ? n_agents : 0; q <= n_agents; q++) {
-        ev_t *b = proto_body("spend");
-        if (task)
-            ev_set_str(b, "task", task);
-        else if (q < n_agents)
-            ev_set_str(b, "agent", cfg->agents[q].name);
-        ev_t *rep = call(ctx, &b, true);
-        ev_destroy(&b);
-        if (!rep) {
-            ev_destroy(&all);
-            return -1;
-        }
-        const ev_t *accs = ev_get(rep, "accounts");
-        for (size_t k = 0; k < ev_len(accs); k++)
-            ev_push(all, ev_dup(ev_at(accs, k)));
-        ev_destroy(&rep);
-    }
     out->n_agents = n_agents;
     view_row_t *rows = out->agents;
     for (int a = 0; a < n_agents; a++) {
@@ -131,13 +128,11 @@ int view_spend(const cfg_t *cfg, const char *task, view_call_fn *call, void *ctx
         for (int d = 0; d < DIM_COUNT; d++) /* no account yet: the configured limit */
             rows[a].limit.v[d] = bud ? bud->limit.v[d] : -1;
     }
-    view_row_t *total = &out->total, *global = &out->global;
+    view_row_t *total = &out->total;
     snprintf(total->name, sizeof total->name, "%s", "TOTAL");
-    total->limit = cfg->total_task_budget;
-    proto_amounts_t task_limit = cfg->total_task_budget;
-    json_t *seen = json_object(); /* distinct tasks, without a task */
-    for (size_t k = 0; k < ev_len(all); k++) {
-        const ev_t *acc = ev_at(all, k);
+    const ev_t *accs = ev_get(rep, "accounts");
+    for (size_t k = 0; k < ev_len(accs); k++) {
+        const ev_t *acc = ev_at(accs, k);
         const char *kind = ev_get_str(acc, "kind", "");
         proto_amounts_t used, held, limit;
         s_zero(&used);
@@ -151,49 +146,17 @@ int view_spend(const cfg_t *cfg, const char *task, view_call_fn *call, void *ctx
                 continue;
             s_add(&rows[a].used, &used);
             s_add(&rows[a].held, &held);
-            if (task)
-                rows[a].limit = limit;
-            else {
-                if (rows[a].tasks == 0)
-                    s_zero(&rows[a].limit);
-                s_add_limit(&rows[a].limit, &limit); /* the sum of its accounts' limits */
-                s_add(&total->used, &used);
-                s_add(&total->held, &held);
-                json_object_set_new(seen, ev_get_str(acc, "task", "?"), json_true());
-            }
+            rows[a].limit = limit;
             rows[a].tasks++;
         } else if (!strcmp(kind, "task")) {
             s_add(&total->used, &used);
             s_add(&total->held, &held);
+            total->limit = limit;
             out->task_seen = true;
-            task_limit = limit;
-        } else if (!strcmp(kind, "period") && out->n_periods < CFG_MAX_AGENTS + 1) {
-            view_row_t *p = &out->periods[out->n_periods];
-            snprintf(p->name, sizeof p->name, "%s", ev_get_str(acc, "agent", ""));
-            snprintf(out->period_keys[out->n_periods++], sizeof out->period_keys[0], "%s",
-                     ev_get_str(acc, "key", ""));
-            p->used = used;
-            p->held = held;
-            p->limit = limit;
-        } else if (!strcmp(kind, "global")) {
-            out->has_global = true;
-            global->used = used;
-            global->held = held;
-            global->limit = limit;
-            snprintf(global->name, sizeof global->name, "global");
         }
     }
-    ev_destroy(&all);
-    total->tasks = task ? 0 : (int)json_object_size(seen);
-    if (!task && total->tasks > 0) /* none: the configured total_task_budget */
-        s_task_limits(cfg, call, ctx, seen, &total->limit);
-    json_decref(seen);
-    if (task) {
-        if (!out->task_seen)
-            return -2;
-        total->limit = task_limit;
-    }
-    return 0;
+    ev_destroy(&rep);
+    return out->task_seen ? 0 : -2;
 }
 
 static json_t *s_amounts_json(const proto_amounts_t *a)
@@ -207,7 +170,7 @@ static json_t *s_amounts_json(const proto_amounts_t *a)
     return o;
 }
 
-static json_t *s_row_json(const view_row_t *r)
+static json_t *s_row_json(const view_row_t *r, bool current)
 {
     json_t *j = json_pack("{s:s, s:o, s:o, s:o}", "name", r->name, "used", s_amounts_json(&r->used),
                           "held", s_amounts_json(&r->held), "limit", s_amounts_json(&r->limit));
@@ -215,6 +178,10 @@ static json_t *s_row_json(const view_row_t *r)
     json_object_set_new(j, "pct_used", pct < 0 ? json_null() : json_real(pct));
     if (r->tasks)
         json_object_set_new(j, "tasks", json_integer(r->tasks));
+    if (current) {
+        json_object_set_new(j, "period", json_string(r->period));
+        json_object_set_new(j, "budget", json_boolean(r->budget));
+    }
     return j;
 }
 
@@ -222,17 +189,20 @@ json_t *view_spend_json(const view_spend_t *s, const char *task)
 {
     json_t *ja = json_array();
     for (int a = 0; a < s->n_agents; a++)
-        json_array_append_new(ja, s_row_json(&s->agents[a]));
-    json_t *j = json_pack("{s:o, s:o, s:o}", "task", task ? json_string(task) : json_null(),
-                          "agents", ja, "total", s_row_json(&s->total));
-    json_object_set_new(j, "global", s->has_global ? s_row_json(&s->global) : json_null());
-    json_t *jp = json_array();
-    for (int p = 0; p < s->n_periods; p++) {
-        json_t *row = s_row_json(&s->periods[p]);
-        json_object_set_new(row, "account", json_string(s->period_keys[p]));
-        json_array_append_new(jp, row);
+        json_array_append_new(ja, s_row_json(&s->agents[a], !task));
+    if (task) {
+        json_t *j = json_pack("{s:s, s:o, s:o}", "task", task, "agents", ja, "total",
+                              s_row_json(&s->total, false));
+        json_object_set_new(j, "global", json_null());
+        return j;
     }
-    json_object_set_new(j, "periods", jp);
+    json_t *jk = json_array();
+    for (int k = 0; k < s->n_keys; k++)
+        json_array_append_new(jk, s_row_json(&s->keys[k], true));
+    json_t *j = json_pack("{s:n, s:s, s:I, s:I, s:o, s:o}", "task", "period", s->period, "since_ms",
+                          (json_int_t)s->since_ms, "until_ms", (json_int_t)s->until_ms, "agents",
+                          ja, "keys", jk);
+    json_object_set_new(j, "global", s->has_global ? s_row_json(&s->global, true) : json_null());
     return j;
 }
 

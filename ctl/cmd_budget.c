@@ -111,6 +111,9 @@ int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv)
     ev_t *b = proto_body(show ? "budget_show" : set ? "budget_set" : "budget_reset");
     int i = 2;
     if (!show) {
+        char rid[64]; /* a retry below reuses it: the ledger makes the change once */
+        ctl_request_id(rid, sizeof rid);
+        ev_set_str(b, "request_id", rid);
         static const char *const scopes[] = {"global", "agent", "period", "key", NULL};
         const char *scope = i < argc ? argv[i] : "";
         bool known = false;
@@ -180,7 +183,8 @@ int ctl_cmd_budget(ctl_opts_t *opts, int argc, char **argv)
     }
     char what[32];
     snprintf(what, sizeof what, "budget %s", sub);
-    ev_t *rep = ctl_call(opts, &conn, "ledger", &b, 10000, what, &rc);
+    ev_t *rep =
+        ctl_call_retry(opts, &conn, "ledger", &b, show ? 10000 : 5000, show ? 1 : 3, what, &rc);
     if (rep) {
         if (opts->json) {
             json_t *j = ctl_ev_json(rep);

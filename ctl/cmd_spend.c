@@ -3,13 +3,12 @@
     With --task: one row per agent of the task - used / limit in tokens,
     latency, tool calls and USD, the amounts still held, and the percentage
     used of the most used limited dimension - then the task's total against
-    total_task_budget. Without --task: the same per agent summed over every
-    task the ledger knows, and the global account when one is configured.
-    The limits are then the sums of the ledger's own account limits (an
-    agent's accounts in every task; every task's account, asked of the
-    ledger task by task), so that a task opened with lowered limits
-    (submit --max-cost) counts with its own limit; one unlimited account
-    makes the sum unlimited.
+    total_task_budget. Without --task: the current period's accounts, in
+    one ledger query (spend {current}, budgets/report.h) - the global
+    account when configured, each agent's period account (an agent without
+    a period budget: its spend charged in the current day, or the global
+    account's period, with no limit), each gateway key's newest period
+    account. --by: cmd_spend_report.c.
 */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -23,7 +22,8 @@
 
 typedef view_row_t row_t;
 
-static void s_print_row(const row_t *r)
+/* One row; period (may be NULL) goes in its own column. */
+static void s_print_row(const row_t *r, const char *period)
 {
     char cells[256];
     ctl_fmt_spend_cells(cells, sizeof cells, &r->used, &r->limit, &r->held);
@@ -33,7 +33,28 @@ static void s_print_row(const row_t *r)
         snprintf(p, sizeof p, "-");
     else
         snprintf(p, sizeof p, "%.1f%%", pct);
-    ctl_printf("%-14s %s %6s\n", r->name, cells, p);
+    if (period)
+        ctl_printf("%-14s %-12s %s %6s\n", r->name, period, cells, p);
+    else
+        ctl_printf("%-14s %s %6s\n", r->name, cells, p);
+}
+
+/* Without --task: the current period's accounts. */
+static void s_print_current(const view_spend_t *v)
+{
+    printf("spend in the current period (agents without a period budget: %s, limit '-')\n",
+           v->period);
+    ctl_printf("%-14s %-12s %-16s %-18s %-9s %-24s %-30s %6s\n", "ACCOUNT", "PERIOD", "TOKENS",
+               "LATENCY", "TOOLS", "COST_USD", "HELD tok/lat/tools/usd", "USED%");
+    if (v->has_global)
+        s_print_row(&v->global, v->global.period);
+    for (int a = 0; a < v->n_agents; a++)
+        s_print_row(&v->agents[a], v->agents[a].period);
+    for (int k = 0; k < v->n_keys; k++) {
+        row_t r = v->keys[k];
+        snprintf(r.name, sizeof r.name, "key:%s", v->keys[k].name);
+        s_print_row(&r, r.period);
+    }
 }
 
 typedef struct {
@@ -56,24 +77,32 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
 {
     if (ctl_wants_help(argc, argv)) {
         printf("usage: emadsctl [--json] spend [--task ID]\n"
-               "       emadsctl [--json] spend --by agent|key|model|task|day [--since T]\n"
+               "       emadsctl [--json] spend --by agent|key|model|task|day|class [--since T]\n"
                "                [--until T] [--csv]\n"
-               "\nPer agent: used / limit for tokens, latency, tool calls and USD, the\n"
-               "amounts held by steps in flight, and the percentage used of the most used\n"
-               "limit; then the totals against total_task_budget. --task narrows it to\n"
-               "one task; without it every task the ledger knows is summed, and so are\n"
-               "the limits: each task's own account limits as the ledger holds them\n"
-               "(a task submitted with --max-cost counts with its lowered limit).\n"
+               "\nWithout --task: the accounts of the current period, in one ledger query:\n"
+               "the global account (when a global budget is configured), then per agent\n"
+               "its period account (ledger.agents.NAME.period) - used / limit for tokens,\n"
+               "latency, tool calls and USD, the amounts held by steps in flight, and the\n"
+               "percentage used of the most used limit. An agent without a period budget\n"
+               "shows its spend charged in the current period (the global account's\n"
+               "period, else the calendar day in ledger.timezone) and what its steps in\n"
+               "flight hold, limit '-'. Then each gateway key's newest period account\n"
+               "(key:NAME). --json: {task: null, period, since_ms, until_ms, agents,\n"
+               "keys, global}, each row {name, period, budget, used, held, limit,\n"
+               "pct_used}.\n"
+               "\n--task ID: per agent of that task, used / limit and held, then the task's\n"
+               "total against its own limit (total_task_budget, or lowered by --max-cost).\n"
                "\n--by: the spend charged in a time range, grouped, in one ledger query: a\n"
                "step counts when its hold was charged (a commit's actual, or the whole\n"
                "hold of one that expired); steps still holding budget are not spend yet.\n"
                "key is the gateway key ('-' for none), model '(local)'/'(tool)' for steps\n"
-               "without one, day the calendar day in ledger.timezone. --since (inclusive)\n"
-               "and --until (exclusive) take a UTC date or time (2026-12-07,\n"
-               "2026-12-07T10:00, 2026-12-07T10:00:30Z) or a duration back from now (90s,\n"
-               "30m, 12h, 7d). --csv prints the rows as CSV (group, steps, one column per\n"
-               "dimension, USD with 6 decimals); --json {by, rows: [{group, steps, spent}],\n"
-               "total, steps}.\n"
+               "without one, day the calendar day in ledger.timezone, class the task's\n"
+               "class ('default' when none matched; '-' for tasks opened without one).\n"
+               "--since (inclusive) and --until (exclusive) take a UTC date or time\n"
+               "(2026-12-07, 2026-12-07T10:00, 2026-12-07T10:00:30Z) or a duration back\n"
+               "from now (90s, 30m, 12h, 7d). --csv prints the rows as CSV (group, steps,\n"
+               "one column per dimension, USD with 6 decimals); --json {by, rows: [{group,\n"
+               "steps, spent}], total, steps}.\n"
                "\nUnits: tokens, milliseconds, tool calls, USD (6 decimals). '-' = no limit.\n"
                "Exit status: 0 ok, 1 unknown task or failure, 2 usage error, 3 not running.\n");
         return CTL_EXIT_OK;
@@ -85,8 +114,8 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         if (!strcmp(argv[i], "--by") && i + 1 < argc) {
             by = argv[++i];
             if (strcmp(by, "agent") && strcmp(by, "key") && strcmp(by, "model") &&
-                strcmp(by, "task") && strcmp(by, "day"))
-                return ctl_usage_error(opts, "spend: --by: agent, key, model, task or day");
+                strcmp(by, "task") && strcmp(by, "day") && strcmp(by, "class"))
+                return ctl_usage_error(opts, "spend: --by: agent, key, model, task, day or class");
         } else if ((!strcmp(argv[i], "--since") || !strcmp(argv[i], "--until")) && i + 1 < argc) {
             bool s = argv[i][2] == 's';
             if (ctl_parse_when(argv[i + 1], now, s ? &since : &until) != 0)
@@ -133,31 +162,17 @@ int ctl_cmd_spend(ctl_opts_t *opts, int argc, char **argv)
         ctl_conn_close(&conn);
         return CTL_EXIT_FAIL;
     }
-    if (opts->json) {
+    if (opts->json)
         ctl_print_json(view_spend_json(v, task));
-    } else {
-        if (task)
-            printf("spend of task %s\n", task);
-        else
-            printf("spend over %d task%s (limits: the sum of each task's own limits)\n",
-                   v->total.tasks, v->total.tasks == 1 ? "" : "s");
+    else if (task) {
+        printf("spend of task %s\n", task);
         ctl_printf("%-14s %-16s %-18s %-9s %-24s %-30s %6s\n", "AGENT", "TOKENS", "LATENCY",
                    "TOOLS", "COST_USD", "HELD tok/lat/tools/usd", "USED%");
         for (int a = 0; a < v->n_agents; a++)
-            s_print_row(&v->agents[a]);
-        s_print_row(&v->total);
-        if (v->has_global)
-            s_print_row(&v->global);
-        if (v->n_periods) { /* the agents' period budgets, this period */
-            printf("\nperiod budgets, current period:\n");
-            for (int p = 0; p < v->n_periods; p++) {
-                row_t r = v->periods[p];
-                const char *label = strrchr(v->period_keys[p], '/');
-                snprintf(r.name, sizeof r.name, "%.40s%s", v->periods[p].name, label ? label : "");
-                s_print_row(&r);
-            }
-        }
-    }
+            s_print_row(&v->agents[a], NULL);
+        s_print_row(&v->total, NULL);
+    } else
+        s_print_current(v);
     free(v);
     ctl_conn_close(&conn);
     return CTL_EXIT_OK;

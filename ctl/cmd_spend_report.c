@@ -1,4 +1,4 @@
-/*  cmd_spend_report.c - emadsctl spend --by agent|key|model|task|day
+/*  cmd_spend_report.c - emadsctl spend --by agent|key|model|task|day|class
     [--since T] [--until T] [--csv]: spend charged in a time range, grouped,
     in one request to the ledger (spend_report, budgets/report.h).
 

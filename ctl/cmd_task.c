@@ -327,7 +327,13 @@ static void s_show_result(ctl_opts_t *opts, ctl_conn_t *conn, const ev_t *res, b
         return;
     }
     s_print_result(res);
-    if (ev_get_bool(res, "provisional", false))
+    const ev_t *awaiting = ev_get(res, "awaiting_commit");
+    if (ev_get_bool(res, "provisional", false) && ev_len(awaiting)) {
+        printf("spend: provisional: charged the whole hold, awaiting the commit of:");
+        for (size_t i = 0; i < ev_len(awaiting); i++)
+            printf(" %s", ev_str(ev_at(awaiting, i)));
+        printf(" (see '%s result %s')\n", opts->prog, ev_get_str(res, "task", "?"));
+    } else if (ev_get_bool(res, "provisional", false))
         printf("spend: provisional: a step's spend is not settled yet (see '%s result %s')\n",
                opts->prog, ev_get_str(res, "task", "?"));
     if (table) {
@@ -355,11 +361,14 @@ static void s_stopped_following(ctl_opts_t *opts, const char *task)
 }
 
 /* True when a task_result's spend is not final yet: a step still running
-   (the end is decided, its last steps finish) or an attempt whose reply
+   (the end is decided, its last steps finish), an attempt whose reply
    was lost without the ledger's charge for it (settled when the task is
-   closed). */
+   closed), or one charged the whole hold whose commit has not arrived
+   (awaiting_commit; re-settled when it lands). */
 static bool s_unsettled(const ev_t *res)
 {
+    if (ev_len(ev_get(res, "awaiting_commit")) > 0)
+        return true; /* charged the whole hold: re-settled when its commit lands */
     const ev_t *steps = ev_get(res, "steps");
     for (size_t i = 0; i < ev_len(steps); i++) {
         const ev_t *s = ev_at(steps, i);
@@ -501,8 +510,10 @@ int ctl_cmd_submit(ctl_opts_t *opts, int argc, char **argv)
                "                    the task budget_exhausted instead. Default: the task\n"
                "                    class's on_exhaust in the config, else degrade\n"
                "\n"
-               "The spend --wait prints is final (it waits up to 15 s for the last steps\n"
-               "and lost replies to settle), else marked 'spend: provisional'.\n"
+               "The spend --wait prints is final (it waits up to 15 s for the last steps,\n"
+               "lost replies and the commits of steps charged the whole hold to settle),\n"
+               "else marked 'spend: provisional' (naming the steps charged the whole hold\n"
+               "that still await their commit; --json: \"awaiting_commit\").\n"
                "When the task has ended, its spend is checked against its limits: each\n"
                "account and dimension over its limit prints 'warning: overrun: ...' on\n"
                "standard error (--json: the \"overruns\" array). An overrun does not change\n"

@@ -287,8 +287,31 @@ static int s_listed(const ev_t *pong, const char *service, pid_t pid)
 /* Wait until p is healthy. client may be NULL until the bus is up. w0:
    the workers the bus listed for p's service before p was started; live:
    how many of them are instances of p known to run here. */
+/* From a pong: the reason the bus refused the READY of the worker of
+   service with this host's name and pid, copied to why; false when it
+   refused none. */
+static bool s_refused(const ev_t *pong, const char *service, pid_t pid, char *why, size_t whylen)
+{
+    const ev_t *list = ev_get(pong, "refused");
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        return false;
+    for (size_t i = ev_len(list); i-- > 0;) {
+        const ev_t *r = ev_at(list, i);
+        if (!strcmp(ev_get_str(r, "service", ""), service) && ev_get_int(r, "pid", 0) == pid &&
+            !strcmp(ev_get_str(r, "host", ""), host)) {
+            snprintf(why, whylen, "%s", ev_get_str(r, "reason", "no reason given"));
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Wait until process p (pid) is healthy: 0 when it is (*ms_out: after how
+   long), -1 when it exited, 1 when it did not become healthy in time, 2
+   when the bus refused its worker (the bus's reason in why). */
 static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool ours, int64_t w0,
-                          int live, int64_t *ms_out)
+                          int live, int64_t *ms_out, char *why, size_t whylen)
 {
     int64_t t0 = s_mono_ms();
     int64_t peak = w0;
@@ -326,11 +349,14 @@ static int s_wait_healthy(ctl_conn_t *conn, const ctl_proc_t *p, pid_t pid, bool
                 else
                     ok = ours ? w > 0 && (w0 <= 0 || w < peak || w < w0) : w > 0;
             }
+            bool refused = !ok && pong && s_refused(pong, p->service, pid, why, whylen);
             ev_destroy(&pong);
             if (ok) {
                 *ms_out = s_mono_ms() - t0;
                 return 0;
             }
+            if (refused)
+                return 2;
         }
         s_sleep_ms(50);
     }
@@ -814,7 +840,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
                 fflush(stdout);
             }
             int64_t ms = 0;
-            int h = s_wait_healthy(&conn, p, pid, ours, before, ours ? k : 0, &ms);
+            char why[400] = "";
+            int h = s_wait_healthy(&conn, p, pid, ours, before, ours ? k : 0, &ms, why, sizeof why);
             json_t *jp = json_pack("{s:s, s:i, s:i, s:b, s:s}", "name", p->name, "instance", k + 1,
                                    "pid", (int)pid, "started", ours, "log", logpath);
             if (h == 0) {
@@ -830,9 +857,13 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
             } else {
                 if (!opts->json)
                     printf("FAILED\n");
-                fprintf(stderr, "%s: %s %s; see %s\n", opts->prog, label,
-                        h < 0 ? "exited during start-up" : "did not become healthy in time",
-                        logpath);
+                if (h == 2)
+                    fprintf(stderr, "%s: %s: the bus refuses its worker: %s; see %s\n", opts->prog,
+                            label, why, logpath);
+                else
+                    fprintf(stderr, "%s: %s %s; see %s\n", opts->prog, label,
+                            h < 0 ? "exited during start-up" : "did not become healthy in time",
+                            logpath);
                 s_tail_log(logpath);
                 if (ours) { /* no pid file names a process that is not ours */
                     if (h > 0 && s_pid_is(pid, p))
@@ -847,6 +878,8 @@ static int s_up(ctl_opts_t *opts, int argc, char **argv)
                 rc = CTL_EXIT_FAIL;
             }
             json_object_set_new(jp, "healthy", json_boolean(h == 0));
+            if (h == 2)
+                json_object_set_new(jp, "refused", json_string(why));
             json_array_append_new(jprocs, jp);
         }
     }
@@ -1430,6 +1463,11 @@ static int s_status(ctl_opts_t *opts, int argc, char **argv)
             json_object_set_new(jw, "service", json_string(svc));
             json_array_append_new(jworkers, jw);
         }
+        /* the bus lists a bounded number of workers in one pong */
+        int64_t more = ev_get_int(ev_at(svcs, i), "workers", 0) - (int64_t)ev_len(list);
+        if (more > 0 && !opts->json)
+            printf("%-14s and %" PRId64 " more worker%s the bus does not list\n", svc, more,
+                   more == 1 ? "" : "s");
     }
     pid_t sup = s_supervisor_pid(conn.run);
     if (!opts->json && sup)

@@ -176,11 +176,12 @@ void ctl_conn_close(ctl_conn_t *conn)
     cfg_destroy(&conn->cfg);
 }
 
-ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **body_p,
-               int timeout_ms, const char *what, int *rc)
+/* The reply rep of a call (taken): returned when it is no error, else the
+   error printed, *rc set and NULL returned (see ctl_call). */
+static ev_t *s_call_reply(ctl_opts_t *opts, const char *service, ev_t *rep, const char *what,
+                          int *rc)
 {
     *rc = 0;
-    ev_t *rep = bus_client_call(conn->client, service, body_p, timeout_ms, NULL, NULL);
     const char *code = NULL;
     if (!rep) {
         if (zsys_interrupted) { /* Ctrl-C: the caller says what it means */
@@ -205,6 +206,39 @@ ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **b
     }
     ev_destroy(&rep);
     return NULL;
+}
+
+ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **body_p,
+               int timeout_ms, const char *what, int *rc)
+{
+    return s_call_reply(opts, service,
+                        bus_client_call(conn->client, service, body_p, timeout_ms, NULL, NULL),
+                        what, rc);
+}
+
+ev_t *ctl_call_retry(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **body_p,
+                     int timeout_ms, int tries, const char *what, int *rc)
+{
+    ev_t *body = *body_p;
+    *body_p = NULL;
+    ev_t *rep = NULL;
+    for (int i = 1;; i++) {
+        bool last = i >= tries || zsys_interrupted;
+        ev_t *b = last ? body : ev_dup(body);
+        if (last)
+            body = NULL;
+        rep = bus_client_call(conn->client, service, &b, timeout_ms, NULL, NULL);
+        ev_destroy(&b);
+        const char *code = NULL;
+        if (last || !rep || !proto_is_error(rep, &code) || !code ||
+            (strcmp(code, PROTO_E_TIMEOUT) != 0 && strcmp(code, PROTO_E_SERVICE_UNAVAILABLE) != 0 &&
+             strcmp(code, PROTO_E_WORKER_LOST) != 0))
+            break;
+        ev_destroy(&rep);
+        zclock_sleep(200); /* the service is busy or restarting */
+    }
+    ev_destroy(&body);
+    return s_call_reply(opts, service, rep, what, rc);
 }
 
 json_t *ctl_ev_json(const ev_t *v)

@@ -63,6 +63,13 @@ void ctl_conn_close(ctl_conn_t *conn);
 ev_t *ctl_call(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **body_p,
                int timeout_ms, const char *what, int *rc);
 
+/* ctl_call for a request that carries a request_id: after a timeout,
+   service_unavailable or worker_lost it is sent again, unchanged (the same request_id, so
+   the service answers a retry from the first attempt), up to tries times
+   in all. Only the last answer is printed. */
+ev_t *ctl_call_retry(ctl_opts_t *opts, ctl_conn_t *conn, const char *service, ev_t **body_p,
+                     int timeout_ms, int tries, const char *what, int *rc);
+
 /* ev value as a new jansson value (maps keep their order). */
 json_t *ctl_ev_json(const ev_t *v);
 /* Print j (stolen) on stdout as one line of compact JSON (JSON_COMPACT, no

@@ -470,6 +470,7 @@ static void s_call(task_env_t *e, task_t *t, task_call_t call)
             proto_set_amounts(b, "limits", &t->limits);
         if (t->training)
             ev_set_bool(b, "training", true);
+        ev_set_str(b, "class", s_class_name(e->cfg, t)); /* spend --by class */
         break;
     case TASK_CALL_SPEND:
     case TASK_CALL_SETTLE:
@@ -1224,6 +1225,38 @@ static void s_agent_accounts(const cfg_t *cfg, const ev_t *accounts, proto_amoun
     }
 }
 
+/* Per cfg agent, its holds in the task the ledger charged in full (expired,
+   or closed with the task) - their commit has not arrived - from the
+   agent accounts' charged_whole in a spend_reply. */
+static void s_charged_whole(const cfg_t *cfg, const ev_t *accounts, int64_t *whole)
+{
+    memset(whole, 0, CFG_MAX_AGENTS * sizeof *whole);
+    for (size_t k = 0; k < ev_len(accounts); k++) {
+        const ev_t *acc = ev_at(accounts, k);
+        int a = cfg_agent_index(cfg, ev_get_str(acc, "agent", ""));
+        if (!strcmp(ev_get_str(acc, "kind", ""), "agent") && a >= 0 && a < CFG_MAX_AGENTS)
+            whole[a] = ev_get_int(acc, "charged_whole", 0);
+    }
+}
+
+/* Clear awaiting_commit on agent a's attempts once the ledger charges none
+   of its holds in full any more; bit per step changed. */
+static unsigned s_commits_arrived(const cfg_workflow_t *wf, ev_t *steps, int a)
+{
+    unsigned changed = 0;
+    for (size_t i = 0; i < ev_len(steps) && (int)i < wf->n_steps; i++) {
+        ev_t *atts = ev_get(ev_at(steps, i), "attempts");
+        if (wf->steps[i].agent != a)
+            continue;
+        for (size_t k = 0; k < ev_len(atts); k++)
+            if (ev_get(ev_at(atts, k), "awaiting_commit")) {
+                ev_del(ev_at(atts, k), "awaiting_commit");
+                changed |= i < 32 ? 1u << i : 0;
+            }
+    }
+    return changed;
+}
+
 unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts)
 {
     int wf_i = cfg_workflow_index(cfg, ev_get_str(stored, "workflow", ""));
@@ -1233,6 +1266,8 @@ unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts)
     const cfg_workflow_t *wf = &cfg->workflows[wf_i];
     proto_amounts_t used[CFG_MAX_AGENTS];
     s_agent_accounts(cfg, accounts, used, NULL);
+    int64_t whole[CFG_MAX_AGENTS];
+    s_charged_whole(cfg, accounts, whole);
     bool seen[CFG_MAX_AGENTS] = {false};
     for (size_t k = 0; k < ev_len(accounts); k++) {
         int a = cfg_agent_index(cfg, ev_get_str(ev_at(accounts, k), "agent", ""));
@@ -1244,6 +1279,8 @@ unsigned task_resettle(const cfg_t *cfg, ev_t *stored, const ev_t *accounts)
     for (int a = 0; a < cfg->n_agents && a < CFG_MAX_AGENTS; a++) {
         if (!seen[a])
             continue;
+        if (whole[a] == 0)
+            changed |= s_commits_arrived(wf, steps, a);
         proto_amounts_t rest = used[a];
         /* the agent's attempts whose spend came from the ledger, latest first */
         struct {
@@ -1402,6 +1439,8 @@ static void s_settle(task_env_t *e, task_t *t, const ev_t *accounts)
     const cfg_workflow_t *wf = s_wf(cfg, t);
     proto_amounts_t used[CFG_MAX_AGENTS];
     s_agent_accounts(cfg, accounts, used, NULL);
+    int64_t whole[CFG_MAX_AGENTS];
+    s_charged_whole(cfg, accounts, whole);
     for (int a = 0; a < cfg->n_agents && a < CFG_MAX_AGENTS; a++) {
         /* the agent's lost attempts, the latest one last */
         int last_step = -1;
@@ -1441,6 +1480,8 @@ static void s_settle(task_env_t *e, task_t *t, const ev_t *accounts)
                     amt.v[d] = i == last_step && k == last_k && rest.v[d] > 0 ? rest.v[d] : 0;
                 proto_set_amounts(at, "actual", &amt);
                 ev_set_str(at, "measured", "ledger");
+                if (whole[a] > 0) /* the whole hold: provisional until its commit */
+                    ev_set_bool(at, "awaiting_commit", true);
                 if (!s->has_actual) {
                     memset(&s->actual, 0, sizeof s->actual);
                     snprintf(s->measured, sizeof s->measured, "%s", "ledger");
@@ -1895,6 +1936,22 @@ static ev_t *s_reply_steps(const ev_t *stored, bool with_output)
     return steps;
 }
 
+/* The steps with an attempt the ledger charged the whole hold for, its
+   commit not arrived yet: [step names]. Caller owns. */
+static ev_t *s_awaiting_commit(const ev_t *steps)
+{
+    ev_t *out = ev_new_array();
+    for (size_t i = 0; out && i < ev_len(steps); i++) {
+        const ev_t *atts = ev_get(ev_at(steps, i), "attempts");
+        for (size_t k = 0; k < ev_len(atts); k++)
+            if (ev_get_bool(ev_at(atts, k), "awaiting_commit", false)) {
+                ev_push(out, ev_new_str(ev_get_str(ev_at(steps, i), "step", "?")));
+                break;
+            }
+    }
+    return out;
+}
+
 /* Steps that ran below their plan: planned on an LLM, done on the local
    path or another model (a tight budget, or a provider down after its
    retries), and steps the budget made the planner give a lesser option
@@ -1950,6 +2007,11 @@ ev_t *task_status_reply(ev_t *stored, bool result)
         const ev_t *out = final ? ev_get(r, "output") : NULL;
         ev_set(rep, "output", out ? ev_dup(out) : ev_new_map());
         ev_set(rep, "steps", s_reply_steps(stored, true));
+        ev_t *awaiting = s_awaiting_commit(ev_get(rep, "steps"));
+        if (ev_len(awaiting))
+            ev_set(rep, "awaiting_commit", awaiting);
+        else
+            ev_destroy(&awaiting);
         ev_t *deg = s_degraded(ev_get(rep, "steps"));
         if (ev_len(deg))
             ev_set(rep, "degraded", deg);

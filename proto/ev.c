@@ -37,10 +37,15 @@
    max_depth so a huge limit cannot turn deep input into a stack overflow. */
 #define EV_HARD_MAX_DEPTH 256
 
+/* Keys shorter than EV_KEY_INLINE bytes (nearly all of the protocol's) live
+   in the pair itself; longer ones are allocated. */
+#define EV_KEY_INLINE 16
+
 typedef struct {
-    char *key; /* NUL-terminated, no embedded NUL */
+    char *key; /* NUL-terminated, no embedded NUL: kin or an allocation */
     size_t klen;
     ev_t *val;
+    char kin[EV_KEY_INLINE];
 } ev_pair_t;
 
 struct ev {
@@ -74,12 +79,106 @@ const ev_limits_t ev_wire_limits = {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+/* ---- node pool ----------------------------------------------------------
+   A message is a tree of a few dozen nodes built and freed together, many
+   times a second: each thread keeps up to EV_POOL_MAX freed nodes for its
+   next tree instead of going through malloc for each. The pool is freed
+   when its thread exits. Sanitizer builds use malloc for every node, so a
+   use after free is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EV_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EV_POOL 0
+#endif
+#endif
+#ifndef EV_POOL
+#define EV_POOL 1
+#endif
+
+#if EV_POOL
+#include <pthread.h>
+
+#define EV_POOL_MAX 4096
+
+static __thread ev_t *s_pool;      /* freed nodes, linked through u.a.items */
+static __thread unsigned s_pooled; /* how many */
+static pthread_key_t s_pool_key;
+static pthread_once_t s_pool_once = PTHREAD_ONCE_INIT;
+
+static void s_pool_free(void *arg)
+{
+    (void)arg;
+    while (s_pool) {
+        ev_t *n = s_pool;
+        s_pool = (ev_t *)n->u.a.items;
+        free(n);
+    }
+    s_pooled = 0;
+}
+
+static void s_pool_init(void)
+{
+    if (pthread_key_create(&s_pool_key, s_pool_free) != 0)
+        s_pool_key = (pthread_key_t)-1;
+}
+#endif
+
+static ev_t *s_alloc(void)
+{
+#if EV_POOL
+    ev_t *v = s_pool;
+    if (v) {
+        s_pool = (ev_t *)v->u.a.items;
+        s_pooled--;
+        memset(v, 0, sizeof *v);
+        return v;
+    }
+#endif
+    return (ev_t *)calloc(1, sizeof(ev_t));
+}
+
+static void s_release(ev_t *v)
+{
+#if EV_POOL
+    if (s_pooled < EV_POOL_MAX) {
+        if (!s_pooled) {
+            /* the thread's first pooled node: make sure its exit frees the pool */
+            pthread_once(&s_pool_once, s_pool_init);
+            if (s_pool_key == (pthread_key_t)-1 || pthread_setspecific(s_pool_key, &s_pool) != 0) {
+                free(v);
+                return;
+            }
+        }
+        v->u.a.items = (ev_t **)s_pool;
+        s_pool = v;
+        s_pooled++;
+        return;
+    }
+#endif
+    free(v);
+}
+
 static ev_t *s_new(ev_type_t type)
 {
-    ev_t *v = (ev_t *)calloc(1, sizeof(ev_t));
+    ev_t *v = s_alloc();
     if (v)
         v->type = type;
     return v;
+}
+
+static void s_free_key(ev_pair_t *p)
+{
+    if (p->key != p->kin)
+        free(p->key);
+}
+
+/* Point inline keys at their pair again after the pairs moved. */
+static void s_fix_keys(ev_pair_t *pairs, size_t from, size_t len)
+{
+    for (size_t i = from; i < len; i++)
+        if (pairs[i].klen < EV_KEY_INLINE)
+            pairs[i].key = pairs[i].kin;
 }
 
 ev_t *ev_new_nil(void)
@@ -120,7 +219,7 @@ static ev_t *s_new_bytes(ev_type_t type, const void *data, size_t len)
         return NULL;
     v->u.s.p = (char *)malloc(len + 1);
     if (!v->u.s.p) {
-        free(v);
+        s_release(v);
         return NULL;
     }
     if (len)
@@ -175,7 +274,7 @@ void ev_destroy(ev_t **self_p)
         break;
     case EV_MAP:
         for (i = 0; i < v->u.m.len; i++) {
-            free(v->u.m.pairs[i].key);
+            s_free_key(&v->u.m.pairs[i]);
             ev_destroy(&v->u.m.pairs[i].val);
         }
         free(v->u.m.pairs);
@@ -183,7 +282,7 @@ void ev_destroy(ev_t **self_p)
     default:
         break;
     }
-    free(v);
+    s_release(v);
     *self_p = NULL;
 }
 
@@ -206,19 +305,31 @@ static int s_reserve(void **items, size_t *cap, size_t want, size_t size)
     return 0;
 }
 
+/* Room for want pairs; inline keys follow their pairs if they move. */
+static int s_reserve_pairs(ev_t *map, size_t want)
+{
+    ev_pair_t *before = map->u.m.pairs;
+    if (s_reserve((void **)&map->u.m.pairs, &map->u.m.cap, want, sizeof(ev_pair_t)))
+        return -1;
+    if (map->u.m.pairs != before)
+        s_fix_keys(map->u.m.pairs, 0, map->u.m.len);
+    return 0;
+}
+
 static int s_map_append(ev_t *map, const char *key, size_t klen, ev_t *val)
 {
-    if (s_reserve((void **)&map->u.m.pairs, &map->u.m.cap, map->u.m.len + 1, sizeof(ev_pair_t)))
+    if (s_reserve_pairs(map, map->u.m.len + 1))
         return -1;
-    char *k = (char *)malloc(klen + 1);
-    if (!k)
+    ev_pair_t *p = &map->u.m.pairs[map->u.m.len];
+    char *k = p->kin;
+    if (klen >= EV_KEY_INLINE && !(k = (char *)malloc(klen + 1)))
         return -1;
     memcpy(k, key, klen);
     k[klen] = '\0';
-    ev_pair_t *p = &map->u.m.pairs[map->u.m.len++];
     p->key = k;
     p->klen = klen;
     p->val = val;
+    map->u.m.len++;
     return 0;
 }
 
@@ -253,7 +364,7 @@ ev_t *ev_dup(const ev_t *v)
         return c;
     case EV_MAP:
         c = ev_new_map();
-        if (!c || s_reserve((void **)&c->u.m.pairs, &c->u.m.cap, v->u.m.len, sizeof(ev_pair_t)))
+        if (!c || s_reserve_pairs(c, v->u.m.len))
             goto fail;
         for (i = 0; i < v->u.m.len; i++) {
             const ev_pair_t *p = &v->u.m.pairs[i];
@@ -496,10 +607,11 @@ int ev_del(ev_t *map, const char *key)
     if (!p)
         return -1;
     size_t i = (size_t)(p - map->u.m.pairs);
-    free(p->key);
+    s_free_key(p);
     ev_destroy(&p->val);
     memmove(p, p + 1, (map->u.m.len - i - 1) * sizeof(ev_pair_t));
     map->u.m.len--;
+    s_fix_keys(map->u.m.pairs, i, map->u.m.len);
     return 0;
 }
 
@@ -942,7 +1054,7 @@ static int s_container(s_dec_t *d, size_t depth, uint64_t n, bool is_map, ev_t *
         if (!c)
             return s_dec_fail(d, EV_ERR_NOMEM, "out of memory");
         int r = is_map
-                    ? s_reserve((void **)&c->u.m.pairs, &c->u.m.cap, (size_t)n, sizeof(ev_pair_t))
+                    ? s_reserve_pairs(c, (size_t)n)
                     : s_reserve((void **)&c->u.a.items, &c->u.a.cap, (size_t)n, sizeof(ev_t *));
         if (r) {
             ev_destroy(&c);

@@ -91,8 +91,10 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
 #define PRINCIPAL                                                                                  \
     F_NAME("principal", false, "agent charged instead of the sender (senders allowed act_for only)")
 
-/* reserve_ok, commit_ok, open_task_ok and an exceeds_budget error: the
-   accounts the next reserve of that agent in that task meets */
+/* commit_ok, open_task_ok and an exceeds_budget error: the accounts the
+   next reserve of that agent in that task meets (reserve_ok carries only
+   `remaining`: its caller runs the step and commits, and the commit's reply
+   has them) */
 #define TOUCHED                                                                                    \
     F_ARRAY("accounts", false,                                                                     \
             "the accounts a reserve of this agent in this task touches, as they stand after "      \
@@ -106,9 +108,10 @@ static const char *const s_error_codes[] = {PROTO_E_MALFORMED,
     F_ENUM("scope", req, s_limit_scopes,                                                           \
            "which limit: global, agent (per task), period (an agent's per period) or key")
 #define LIMIT_NAME F_NAME("name", false, "the agent or key; none for global")
-static const char *const s_report_by[] = {"agent", "key", "model", "task", "day", NULL};
+static const char *const s_report_by[] = {"agent", "key", "model", "task", "day", "class", NULL};
 static const proto_field_t f_spend_report[] = {
-    F_ENUM("by", true, s_report_by, "group by agent, key, model, task or day (ledger time zone)"),
+    F_ENUM("by", true, s_report_by,
+           "group by agent, key, model, task, day (ledger time zone) or class"),
     TIME("since_ms", false, "from this instant (inclusive), ms since the epoch; default 0"),
     TIME("until_ms", false, "to this instant (exclusive); default: no end"), F_END};
 static const proto_field_t f_spend_report_reply[] = {
@@ -120,12 +123,14 @@ static const proto_field_t f_budget_show[] = {F_END};
 static const proto_field_t f_budget_show_reply[] = {
     F_ARRAY("limits", true, "one map per limit: the fields of budget_set_ok"), F_END};
 static const proto_field_t f_budget_set[] = {
-    LIMIT_SCOPE(true), LIMIT_NAME,
+    REQUEST_ID,
+    LIMIT_SCOPE(true),
+    LIMIT_NAME,
     F_AMOUNTS("limits", false,
               "the dimensions to change (-1 = unlimited); the others keep their value"),
     F_STR("every", false, 1, 16, "global, period: the period (hour, day, week, month or <N>s)"),
     F_END};
-static const proto_field_t f_budget_reset[] = {LIMIT_SCOPE(true), LIMIT_NAME, F_END};
+static const proto_field_t f_budget_reset[] = {REQUEST_ID, LIMIT_SCOPE(true), LIMIT_NAME, F_END};
 static const proto_field_t f_budget_set_ok[] = {
     LIMIT_SCOPE(true),
     LIMIT_NAME,
@@ -138,9 +143,12 @@ static const proto_field_t f_budget_set_ok[] = {
     F_END};
 
 static const proto_field_t f_open_task[] = {
-    REQUEST_ID, TASK(true),
+    REQUEST_ID,
+    TASK(true),
     F_AMOUNTS("limits", false, "task limits; may only lower total_task_budget (-1 = unlimited)"),
-    F_BOOL("training", false, "the task is a training run (default false)"), F_END};
+    F_BOOL("training", false, "the task is a training run (default false)"),
+    F_NAME("class", false, "the task's class, kept on its account for spend_report by class"),
+    F_END};
 
 static const proto_field_t f_open_task_ok[] = {
     TASK(true),
@@ -170,7 +178,7 @@ static const proto_field_t f_reserve_ok[] = {
     F_NAME("step", false, "step named in the request"),
     F_AMOUNTS("amounts", true, "amounts held"),
     TIME("expires_at_ms", true, "when the hold expires unless resolved, ms since the epoch"),
-    TOUCHED,
+    
     F_AMOUNTS("remaining", false,
               "least remaining of the hold's accounts right after it, per dimension (-1 = "
               "unlimited)"),
@@ -211,12 +219,19 @@ static const proto_field_t f_close_task_ok[] = {
     TASK(true), F_AMOUNTS("used", true, "total spend of the task"), F_END};
 
 static const proto_field_t f_spend[] = {
-    TASK(false), F_NAME("agent", false, "only this agent's accounts"), F_END};
+    TASK(false), F_NAME("agent", false, "only this agent's accounts"),
+    F_BOOL("current", false,
+           "the current period's accounts (global, per agent, per key); not with task or agent"),
+    F_END};
 
 static const proto_field_t f_spend_reply[] = {
     F_ARRAY("accounts", true,
-            "[{kind: agent|task|global, task, agent, used, held, limit, remaining (amounts)}]"),
-    F_END};
+            "[{kind: agent|task|global|period|key, task, agent, used, held, limit, remaining "
+            "(amounts)}]; with current also name, key, period, budget; with task, an agent "
+            "account also charged_whole (its holds charged in full, awaiting a late commit)"),
+    F_STR("period", false, 1, 31, "with current: the default period's label"),
+    TIME("since_ms", false, "with current: the default period's start, ms since the epoch"),
+    TIME("until_ms", false, "with current: its end (exclusive)"), F_END};
 
 static const proto_field_t f_history[] = {
     F_NAME("agent", false, "only this agent"), F_ENUM("path", false, s_paths, "only this path"),
@@ -256,6 +271,10 @@ static const proto_field_t f_task_status[] = {
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
             "another model (tight budget, provider down), and steps the budget forced below their "
             "best option (planned: that option; reason: \"budget forced ...\")"),
+    F_ARRAY("awaiting_commit", false,
+            "[step]: steps with an attempt the ledger charged the whole hold for (closed or "
+            "expired before its commit arrived); their spend is provisional until a late commit "
+            "re-settles it"),
     F_END};
 
 static const proto_field_t f_result[] = {TASK(true), F_END};
@@ -272,6 +291,10 @@ static const proto_field_t f_task_result[] = {
             "[{step, planned, ran, reason}]: steps planned on an LLM that ran on the local path or "
             "another model (tight budget, provider down), and steps the budget forced below their "
             "best option (planned: that option; reason: \"budget forced ...\")"),
+    F_ARRAY("awaiting_commit", false,
+            "[step]: steps with an attempt the ledger charged the whole hold for (closed or "
+            "expired before its commit arrived); their spend is provisional until a late commit "
+            "re-settles it"),
     F_END};
 
 static const proto_field_t f_cancel[] = {REQUEST_ID, TASK(true), F_END};
@@ -449,10 +472,14 @@ static const proto_field_t f_pong[] = {
     F_MAP("services", false,
           "bus: {service: {workers, inflight, queued, heartbeat_age_ms, instances, "
           "worker_list}}; the age is the stalest worker's; instances: the certificate names of "
-          "its workers (at most 64); worker_list: each worker's {instance, principal, host, pid, "
-          "address, capacity, inflight, served, uptime_ms, fingerprint} (at most 64)"),
+          "its workers; worker_list: each worker's {instance, principal, host, pid, address, "
+          "capacity, inflight, served, uptime_ms, fingerprint}; both list at most 1024 workers "
+          "over all services (workers counts every one)"),
     F_STR("fingerprint", false, 1, 23, "bus: its configuration's fingerprint (see ready)"),
     F_INT("clients", false, 0, TIME_MAX, "bus: clients connected"),
+    F_ARRAY("refused", false,
+            "bus: the last 16 workers whose ready it refused, oldest first: {service, instance, "
+            "host, pid, age_ms, reason}; left out when none"),
     F_END};
 
 /* ---- the bus's own service "bus" ---------------------------------------- */

@@ -1,6 +1,6 @@
 // app.js - the emads live dashboard. Plain browser JavaScript, no
 // libraries, no build step. Data (docs/API.md):
-//   GET /api/spend         spend per agent, totals, the global account
+//   GET /api/spend         the current period's accounts: per agent, per key, global
 //   GET /api/tasks         recent tasks; GET /api/tasks/ID one task's steps
 //   GET /api/events        server-sent events relayed from the bus
 // Events drive the page: a step event updates that task's steps at once,
@@ -76,7 +76,7 @@ function meter(used, limit) {
   bar.style.width = (frac * 100).toFixed(1) + "%";
   if (frac >= 0.95) m.classList.add("crit");
   else if (frac >= 0.8) m.classList.add("warn");
-  m.append(bar, el("span", null, usd(used) + " / " + usd(limit) + (limit > 0 ? "  (" + (frac * 100).toFixed(0) + "%)" : "")));
+  m.append(bar, el("span", null, usd(used) + " / " + (limit < 0 ? "-" : usd(limit)) + (limit > 0 ? "  (" + (frac * 100).toFixed(0) + "%)" : "")));
   return m;
 }
 
@@ -88,7 +88,9 @@ async function loadSpend() {
   const d = await getJSON("/api/spend");
   const body = $("spend").tBodies[0];
   body.replaceChildren();
-  const rows = (d.agents || []).concat(d.total ? [d.total] : []);
+  // the current period's accounts: per agent, then per gateway key
+  const keys = (d.keys || []).map((k) => Object.assign({}, k, { name: "key:" + k.name }));
+  const rows = (d.agents || []).concat(keys);
   for (const a of rows) {
     const tr = el("tr");
     tr.dataset.agent = a.name;
@@ -96,7 +98,7 @@ async function loadSpend() {
     c.append(meter(a.used.cost_uusd, a.limit.cost_uusd));
     tr.append(el("td", null, a.name), c, dimCell(a.used.tokens, a.limit.tokens),
               dimCell(a.used.tool_calls, a.limit.tool_calls), el("td", "num", usd(a.held.cost_uusd)),
-              el("td", "num", a.tasks === undefined ? "" : a.tasks));
+              el("td", null, (a.period || "") + (a.budget === false ? " (no period budget)" : "")));
     body.append(tr);
   }
   const g = d.global;
@@ -104,7 +106,7 @@ async function loadSpend() {
     ? "Global account this period: " + usd(g.used.cost_uusd) + " used, " + usd(g.held.cost_uusd) +
       " held, limit " + usd(g.limit.cost_uusd) + "."
     : "No global account configured.";
-  const total = d.total ? d.total.used.cost_uusd : 0;
+  const total = g ? g.used.cost_uusd : rows.reduce((s, a) => s + a.used.cost_uusd, 0);
   state.points.push([Date.now(), total]);
   if (state.points.length > MAX_POINTS) state.points.shift();
   drawChart();

@@ -5,7 +5,7 @@
 #   bus_system.sh TEST EMADS_BUS BUS_PROBE CONFIG
 #
 # TEST is one of: routing restart security serving publishing reload handshake
-# flood events daemon. Every process the
+# flood events daemon many. Every process the
 # test starts is killed on exit, pass or fail.
 set -u
 T=$1
@@ -670,6 +670,25 @@ daemon)
     grep -q "stopping" "$R/logs/emads-bus.log" || fail "no log in <run>/logs/emads-bus.log"
     ok "the daemon stops on SIGTERM, removes its pid file and logs to the run directory"
     exit 0
+    ;;
+
+many)
+    # more workers of one service than the 64 a pong used to list: the
+    # pong lists every one of them (emadsctl status prints its worker_list)
+    start_bus
+    for k in $(seq 1 70); do
+        "$PROBE" echo-worker --endpoint "$EP" --home "$R" --name w1 --service echo \
+            >/dev/null 2>>"$R/many.err" &
+        PIDS="$PIDS $!"
+    done
+    wait_workers echo 70
+    call emadsctl bus '{"v":1,"type":"ping"}' >"$R/pong.out" || fail "ping"
+    n=$(python3 -c 'import json, sys
+d = json.loads(open(sys.argv[1]).readline())
+e = d["services"]["echo"]
+print(len(e["worker_list"]), len(e["instances"]), len({w["pid"] for w in e["worker_list"]}))' "$R/pong.out")
+    [ "$n" = "70 70 70" ] || fail "the pong lists (workers, instances, pids) $n of 70 workers"
+    ok "the pong lists all 70 workers of a service"
     ;;
 
 *)

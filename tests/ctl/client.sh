@@ -56,21 +56,43 @@ done
 ctl --json plan "Should we migrate billing to Kubernetes? Assess the risk." >"$E2E_TMP/j" || true
 one_line "$E2E_TMP/j" "plan"
 
-# ---- (2b) spend over every task sums each task's own limits ----------------
+# ---- (2b) spend: the current period's accounts, in one ledger query ------
 if $llm; then
     for c in 0.02 0.02 -; do
         if [ "$c" = - ]; then set -- ; else set -- --max-cost "$c"; fi
         ctl --json submit --wait "$@" "Should we adopt a service mesh? Assess the risk." >/dev/null ||
             true # the state does not matter: the ledger has the task's accounts
     done
+    spend_requests() { # the spend requests the ledger has answered
+        local addr
+        addr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-ledger"][0]')
+        curl -sf "http://$addr/metrics" |
+            awk '/^emads_ledger_request_duration_seconds_count\{.*type="spend"/ {s += $2} END {print s + 0}'
+    }
+    n0=$(spend_requests)
     sp=$(ctl --json spend)
-    tasks=$(echo "$sp" | json 'd["total"]["tasks"]')
-    [ "$tasks" -eq 3 ] || fail "spend counts $tasks tasks, want 3: $sp"
-    lim=$(echo "$sp" | json 'd["total"]["limit"]["cost_uusd"]')
-    one=$(ctl --json config check "$E2E_CFG/emads.yaml" | json 'd["budgets"]["total_task_budget"]["cost_uusd"]')
-    [ "$lim" -eq $((2 * 20000 + one)) ] ||
-        fail "TOTAL cost limit $lim, want 2 x 20000 + $one (each task's own limit): $sp"
-    ctl spend | grep -q "limits: the sum of each task's own limits" || fail "spend header: $(ctl spend)"
+    n1=$(spend_requests)
+    [ $((n1 - n0)) -eq 1 ] || fail "spend asked the ledger $((n1 - n0)) times, want once: $sp"
+    # no period budget in this config: every agent shows its spend of the
+    # day, without a limit, and nothing is summed over tasks
+    [ "$(echo "$sp" | json '"total" not in d and all(not a["budget"] and a["limit"]["cost_uusd"] == -1 and a["pct_used"] is None for a in d["agents"])')" = true ] ||
+        fail "spend shows a limit no budget sets: $sp"
+    since=$(echo "$sp" | json 'd["since_ms"] // 1000')
+    [ "$(echo "$sp" | json 'd["period"]')" = "$(date -u -d "@$since" +%Y-%m-%d)" ] ||
+        fail "the default period is not the day that starts at since_ms: $sp"
+    since=$(date -u -d "@$since" +%Y-%m-%dT%H:%M:%SZ)
+    rep=$(ctl --json spend --by agent --since "$since")
+    for a in $(echo "$sp" | json '" ".join(a["name"] for a in d["agents"])'); do
+        want=$(echo "$rep" | json "sum(r['spent']['cost_uusd'] for r in d['rows'] if r['group'] == '$a')")
+        got=$(echo "$sp" | json "[a['used']['cost_uusd'] for a in d['agents'] if a['name'] == '$a'][0]")
+        [ "$got" -eq "$want" ] || fail "spend: $a used $got uUSD this period, spend --by agent says $want"
+    done
+    [ "$(echo "$sp" | json 'sum(a["used"]["cost_uusd"] for a in d["agents"])')" -gt 0 ] ||
+        fail "the tasks spent nothing: the comparison proves little"
+    echo "spend: one query, $(echo "$sp" | json 'len(d["agents"])') agents of period $(echo "$sp" | json 'd["period"]')"
+    ctl spend | grep -q "^spend in the current period" || fail "spend header: $(ctl spend)"
+    ctl spend | grep -q "^cto_agent  *$(echo "$sp" | json 'd["period"]')  .* -$" ||
+        fail "spend: no cto_agent row without a limit: $(ctl spend)"
 fi
 
 # ---- (3) watch when the bus goes away and comes back ----------------------

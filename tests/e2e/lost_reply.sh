@@ -3,12 +3,15 @@
 # SIGKILLed while its LLM call is in flight (emads-test-llm slow:MS), so the
 # step gets worker_lost instead of a step_result, and the agent's hold stays
 # open until close_task charges it in full. After the task ends, the lost
-# attempt shows the ledger's charge (measured "ledger"), and the steps'
-# actual (tokens, cost, tool calls) adds up to the ledger's spend for the
-# task. Then the agent's commit arrives late (sent here with the bus probe,
-# as cto_agent, for the hold the close charged): the ledger replaces the
-# whole-hold charge with it, and the orchestrator re-settles the ended
-# task's result, which again equals `spend --task`.
+# attempt shows the ledger's charge (measured "ledger") marked
+# awaiting_commit (the result names its step: the whole hold is charged
+# until the commit lands), and the steps' actual (tokens, cost, tool calls)
+# adds up to the ledger's spend for the task. Then the agent's commit
+# arrives late (sent here with the bus probe, as cto_agent, for the hold
+# the close charged): the ledger replaces the whole-hold charge with it,
+# the orchestrator re-settles the ended task's result, which again equals
+# `spend --task` and awaits nothing; the `submit --wait` that followed the
+# task waited for it and printed those totals, not provisional.
 . "$(dirname "$0")/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 : "${EMADS_BUS_PROBE:?EMADS_BUS_PROBE must name tests/bus/bus_probe}"
@@ -84,17 +87,13 @@ done
 echo "$res" | json 'all(sum(a.get("actual", {}).get("tokens", 0) for a in s.get("attempts", [])) == s.get("actual", {}).get("tokens", 0) for s in d["steps"])' \
     | grep -q true || fail "a step's actual is not the sum of its attempts"
 
-# submit --wait printed the settled totals, not the ones before the lost
-# attempt was charged
-wait "$waiter" || true
-for dim in tokens cost_uusd tool_calls; do
-    waited=$(json "sum(s.get('actual', {}).get('$dim', 0) for s in d['steps'])" <"$E2E_TMP/wait.json") ||
-        fail "submit --wait printed no result: $(cat "$E2E_TMP/wait.json")"
-    ledger=$(echo "$sp" | json "d['total']['used']['$dim']")
-    [ "$waited" -eq "$ledger" ] || fail "submit --wait: steps' $dim $waited, the ledger $ledger"
-done
-[ "$(json 'd["provisional"]' <"$E2E_TMP/wait.json")" = false ] ||
-    fail "submit --wait marks settled totals provisional"
+# The lost attempt was charged the whole hold (its commit has not arrived):
+# the result says so, naming its step, until a late commit re-settles it.
+json 'all(a.get("awaiting_commit") is True for a in d)' < "$E2E_TMP/lost" | grep -q true \
+    || fail "the lost attempt is not marked awaiting its commit: $(cat "$E2E_TMP/lost")"
+lost_steps=$(echo "$res" | json 'sorted(s["step"] for s in d["steps"] if any((a.get("error") or {}).get("code") == "worker_lost" for a in s.get("attempts", [])))')
+[ "$(echo "$res" | json 'sorted(d.get("awaiting_commit", []))')" = "$lost_steps" ] ||
+    fail "result.awaiting_commit is not the lost step ($lost_steps): $res"
 
 # the late commit: 150 tokens, 2 uUSD instead of the whole hold
 for _ in $(seq 1 100); do grep -q '"body"' "$E2E_TMP/expired" && break; sleep 0.05; done
@@ -120,4 +119,18 @@ done
 [ "$agree" = yes ] || fail "after the late commit the result disagrees with spend --task ($agree): result $res; spend $sp"
 echo "$res" | json 'any(s.get("resettled") for s in d["steps"])' | grep -q true ||
     fail "no step is marked re-settled: $res"
+[ "$(echo "$res" | json '"awaiting_commit" in d or any(a.get("awaiting_commit") for s in d["steps"] for a in s.get("attempts", []))')" = false ] ||
+    fail "still awaiting a commit after it was re-settled: $res"
+
+# submit --wait waited for the commit (it came within its 15 s) and printed
+# the re-settled totals, final, not the whole-hold charge
+wait "$waiter" || true
+for dim in tokens cost_uusd tool_calls; do
+    waited=$(json "sum(s.get('actual', {}).get('$dim', 0) for s in d['steps'])" <"$E2E_TMP/wait.json") ||
+        fail "submit --wait printed no result: $(cat "$E2E_TMP/wait.json")"
+    ledger=$(echo "$sp" | json "d['total']['used']['$dim']")
+    [ "$waited" -eq "$ledger" ] || fail "submit --wait: steps' $dim $waited, the ledger $ledger after the late commit"
+done
+[ "$(json 'd["provisional"]' <"$E2E_TMP/wait.json")" = false ] ||
+    fail "submit --wait marks re-settled totals provisional: $(cat "$E2E_TMP/wait.json")"
 echo "lost_reply: ok (task $st; ledger $(echo "$sp" | json 'd["total"]["used"]'))"

@@ -66,7 +66,7 @@ held=$(echo "$sp" | json 'sum(d["total"]["held"].values())')
 [ "$cost" -eq 0 ] || fail "spend shows a cost without any LLM: $cost"
 [ "$held" -eq 0 ] || fail "holds left after the task closed: $held"
 ctl spend | grep -q "^cto_agent" || fail "spend table has no cto_agent row"
-ctl spend | grep -q "^AGENT  *TOKENS  *LATENCY  *TOOLS  *COST_USD  *HELD tok/lat/tools/usd  *USED%$" ||
+ctl spend | grep -q "^ACCOUNT  *PERIOD  *TOKENS  *LATENCY  *TOOLS  *COST_USD  *HELD tok/lat/tools/usd  *USED%$" ||
     fail "spend table header: $(ctl spend)"
 ctl spend --task "$task" | grep -q "^TOTAL  *0/[0-9]*  *[0-9]*ms/.* 0\.000000/[0-9.]* " ||
     fail "spend --task has no TOTAL row against total_task_budget: $(ctl spend --task "$task")"

@@ -2,7 +2,10 @@
 # Spend reports and run-time limits through emadsctl against a running
 # constellation. (1) `spend --by model --since T` equals the sum of the
 # steps charged since T (the tasks run after T, per `spend --task`), and
-# leaves out the task run before; --csv has one line per group. (2)
+# leaves out the task run before; --csv has one line per group; `spend`
+# shows cto_agent's day account and no limit for the agents without a
+# period budget; `spend --by class` per class equals the sum of `spend
+# --task` of that class's tasks (analysis and creative). (2)
 # `budget set global` lowers the cap at once and `budget show` names who
 # set it; `budget reset` returns to the configured value.
 . "$(dirname "$0")/lib.sh"
@@ -21,8 +24,10 @@ sleep 1.5 # since is taken to the second: every charge of the first task is befo
 since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sleep 1
 sum=0
+tasks=
 for i in 1 2; do
     t=$(ctl --json submit --wait "$text (#$i)" | json 'd["task"]') || fail "task $i failed"
+    tasks="$tasks $t"
     c=$(ctl --json spend --task "$t" | json 'd["total"]["used"]["cost_uusd"]')
     h=$(ctl --json spend --task "$t" | json 'd["total"]["held"]["cost_uusd"]')
     [ "$h" -eq 0 ] || fail "task $t still holds $h"
@@ -31,10 +36,20 @@ done
 [ "$sum" -gt 0 ] || fail "the tasks spent nothing; the test's premise is off"
 
 sp=$(ctl --json spend)
-echo "periods: $(echo "$sp" | json 'd["periods"]')"
-[ "$(echo "$sp" | json '[(p["name"], p["limit"]["cost_uusd"], p["used"]["cost_uusd"] > 0) for p in d["periods"]] == [("cto_agent", 5000000, True)]')" = true ] \
+echo "current period: $sp"
+[ "$(echo "$sp" | json '[(a["name"], a["budget"], a["limit"]["cost_uusd"], a["used"]["cost_uusd"] > 0) for a in d["agents"] if a["name"] == "cto_agent"] == [("cto_agent", True, 5000000, True)]')" = true ] \
     || fail "spend does not show cto_agent's day account with its spend"
-ctl spend | grep -q "^cto_agent/$(date -u +%Y-%m-%d)" || fail "spend table: no period row"
+[ "$(echo "$sp" | json 'all(not a["budget"] and a["limit"]["cost_uusd"] == -1 for a in d["agents"] if a["name"] != "cto_agent")')" = true ] \
+    || fail "spend shows a limit for an agent without a period budget"
+# spend {current} is one query of its own: not with a task or an agent, and
+# only a boolean
+for body in '"current":true,"task":"'"$before"'"' '"current":true,"agent":"cto_agent"' '"current":"yes"'; do
+    rep=$("$EMADS_BUS_PROBE" call --endpoint "ipc://$E2E_RUN/bus.sock" --home "$E2E_RUN" --name emadsctl \
+        --service ledger --body-json "{\"v\":1,\"type\":\"spend\",$body}") || true
+    [ "$(echo "$rep" | json 'd.get("code")')" = invalid ] || fail "spend {$body}: $rep"
+done
+cto_period=$(echo "$sp" | json '[a["period"] for a in d["agents"] if a["name"] == "cto_agent"][0]')
+ctl spend | grep -q "^cto_agent  *$cto_period " || fail "spend table: no period row for cto_agent"
 
 rep=$(ctl --json spend --by model --since "$since")
 echo "report: $rep"
@@ -54,6 +69,28 @@ ctl spend --since "$since" >/dev/null 2>&1; rc=$?
 ctl spend --by model --since yesterday-ish >/dev/null 2>&1; rc2=$?
 set -e
 [ $rc -eq 2 ] && [ $rc2 -eq 2 ] || fail "usage errors: exit $rc, $rc2 (want 2)"
+
+# --by class: two classes of tasks; each class's row is the sum of its
+# tasks' spend --task
+creative=$(ctl --json submit --wait "Write a slogan for our billing team" | json 'd["task"]') ||
+    fail "the creative task failed"
+declare -A want=()
+ctl --json tasks --all >"$E2E_TMP/tasks.json"
+for t in "$before" $tasks "$creative"; do
+    cls=$(json "[r['class'] for r in d['tasks'] if r['task'] == '$t'][0]" <"$E2E_TMP/tasks.json")
+    c=$(ctl --json spend --task "$t" | json 'd["total"]["used"]["cost_uusd"]')
+    want[$cls]=$((${want[$cls]:-0} + c))
+done
+[ "${#want[@]}" -eq 2 ] || fail "want two classes of tasks, got: ${!want[*]}"
+byclass=$(ctl --json spend --by class)
+echo "by class: $byclass (want: $(for k in "${!want[@]}"; do printf '%s=%s ' "$k" "${want[$k]}"; done))"
+for cls in "${!want[@]}"; do
+    [ "${want[$cls]}" -gt 0 ] || fail "class $cls spent nothing: the comparison proves little"
+    got=$(echo "$byclass" | json "sum(r['spent']['cost_uusd'] for r in d['rows'] if r['group'] == '$cls')")
+    [ "$got" -eq "${want[$cls]}" ] || fail "spend --by class: $cls $got uUSD, its tasks' spend --task sum to ${want[$cls]}"
+done
+[ "$(echo "$byclass" | json 'len(d["rows"])')" -eq 2 ] || fail "spend --by class: other groups: $byclass"
+ctl spend --by class | grep -q "^class  *STEPS" || fail "spend --by class table: $(ctl spend --by class)"
 
 # run-time limits
 ctl budget show | tee "$E2E_TMP/show1"

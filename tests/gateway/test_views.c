@@ -1,6 +1,6 @@
 /*  test_views.c - the JSON views emadsctl --json and the dashboard API
-    share (common/views.h): the spend table from a scripted ledger, its
-    sums of limits and of hostile amounts, errors, overruns, and ev -> JSON. */
+    share (common/views.h): the spend table from a scripted ledger (a
+    task's accounts; the current period's), errors, overruns, and ev -> JSON. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -44,89 +44,82 @@ static ev_t *s_acct(const char *kind, const char *agent, const char *task, int64
     return a;
 }
 
-/* A scripted ledger: answers by the request's agent or task. */
+/* One account of a spend {current} reply. */
+static ev_t *s_cur(const char *kind, const char *name, const char *period, bool budget,
+                   int64_t used_usd, const proto_amounts_t *limit)
+{
+    ev_t *a = s_acct(kind, !strcmp(kind, "period") ? name : "", "", used_usd, 1, limit);
+    ev_set_str(a, "name", name);
+    ev_set_str(a, "period", period);
+    ev_set_bool(a, "budget", budget);
+    return a;
+}
+
+/* A scripted ledger: answers by the request's task, or spend {current}. */
 typedef struct {
     int calls;
-    int64_t huge; /* used_usd of every agent account */
-    bool fail;    /* every required request fails */
-    bool unlimited_t2;
+    bool fail; /* every required request fails */
 } s_ledger_t;
 
 static ev_t *s_fake(void *arg, ev_t **body_p, bool must)
 {
     s_ledger_t *l = arg;
     l->calls++;
-    const char *agent = ev_get_str(*body_p, "agent", NULL);
     const char *task = ev_get_str(*body_p, "task", NULL);
     if (l->fail && must)
         return NULL;
     ev_t *rep = proto_body("spend_reply");
     ev_t *accs = ev_new_array();
     proto_amounts_t lim = {{1000, 5000, 10, 1000000}};
-    int64_t usd = l->huge ? l->huge : 100;
-    if (agent) { /* an agent's accounts in two tasks */
-        ev_push(accs, s_acct("agent", agent, "t1", usd, 10, &lim));
-        ev_push(accs, s_acct("agent", agent, "t2", usd, 10, l->unlimited_t2 ? &s_unlimited : &lim));
-    } else if (task && !strcmp(task, "t1")) {
+    if (task && !strcmp(task, "t1")) {
         proto_amounts_t tl = {{5000, 5000, 5, 3000000}};
         ev_push(accs, s_acct("task", NULL, "t1", 250, 20, &tl));
         ev_push(accs, s_acct("agent", "cto_agent", "t1", 150, 10, &lim));
         ev_push(accs, s_acct("agent", "orchestrator", "t1", 100, 10, &lim));
-    } else if (task && !strcmp(task, "t2")) {
-        proto_amounts_t tl = {{7000, 5000, 5, 4000000}};
-        ev_push(accs, s_acct("task", NULL, "t2", 0, 0, &tl));
-    } else if (!task) { /* the global account */
-        proto_amounts_t gl = {{-1, -1, -1, 50000000}};
-        ev_push(accs, s_acct("global", NULL, NULL, 300, 0, &gl));
+    } else if (!task && ev_get_bool(*body_p, "current", false)) {
+        proto_amounts_t gl = {{-1, -1, -1, 50000000}}, pl = {{-1, -1, -1, 5000000}};
+        ev_push(accs, s_cur("global", "global", "2026-12-07", true, 300, &gl));
+        ev_push(accs, s_cur("period", "cto_agent", "2026-12-07", true, 200, &pl));
+        ev_push(accs, s_cur("period", "coo_agent", "2026-12-07", false, 100, &s_unlimited));
+        ev_push(accs, s_cur("key", "team-a", "2026-W49", true, 40, &pl));
+        ev_set_str(rep, "period", "2026-12-07");
+        ev_set_int(rep, "since_ms", 1796601600000);
+        ev_set_int(rep, "until_ms", 1796688000000);
     }
     ev_set(rep, "accounts", accs);
     return rep;
 }
 
-Test(views, spend_sums_agents_tasks_limits_and_global)
+Test(views, without_a_task_the_current_period_in_one_query)
 {
     cfg_t *cfg = s_cfg();
     s_ledger_t l = {0};
     view_spend_t v;
     cr_assert_eq(view_spend(cfg, NULL, s_fake, &l, &v), 0);
-    cr_expect_eq(v.n_agents, 2);
-    cr_expect_str_eq(v.agents[1].name, "coo_agent");
+    cr_expect_eq(l.calls, 1, "one ledger query, whatever the number of tasks");
+    cr_assert_eq(v.n_agents, 2);
+    cr_expect_str_eq(v.agents[0].name, "cto_agent");
+    cr_expect(v.agents[0].budget);
+    cr_expect_eq(v.agents[0].limit.v[DIM_COST_UUSD], 5000000, "the period limit, not a sum");
     cr_expect_eq(v.agents[0].used.v[DIM_COST_UUSD], 200);
-    cr_expect_eq(v.agents[0].held.v[DIM_COST_UUSD], 14);
-    cr_expect_eq(v.agents[0].limit.v[DIM_COST_UUSD], 2000000, "two accounts' limits summed");
-    cr_expect_eq(v.agents[0].tasks, 2);
-    cr_expect_eq(v.total.used.v[DIM_COST_UUSD], 400);
-    cr_expect_eq(v.total.tasks, 2);
-    cr_expect_eq(v.total.limit.v[DIM_COST_UUSD], 7000000, "t1 and t2 task limits summed");
+    cr_expect_str_eq(v.agents[1].name, "coo_agent");
+    cr_expect_not(v.agents[1].budget);
+    cr_expect_eq(v.agents[1].limit.v[DIM_COST_UUSD], -1, "no period budget: no limit");
+    cr_expect_lt(view_pct(&v.agents[1]), 0, "nothing limited: no percentage");
+    cr_assert_eq(v.n_keys, 1);
+    cr_expect_str_eq(v.keys[0].period, "2026-W49");
     cr_expect(v.has_global);
-    cr_expect_eq(v.global.limit.v[DIM_COST_UUSD], 50000000);
     cr_expect_eq(v.global.used.v[DIM_COST_UUSD], 300);
-    free(cfg);
-}
-
-Test(views, one_unlimited_account_makes_the_sum_unlimited)
-{
-    cfg_t *cfg = s_cfg();
-    s_ledger_t l = {.unlimited_t2 = true};
-    view_spend_t v;
-    cr_assert_eq(view_spend(cfg, NULL, s_fake, &l, &v), 0);
-    cr_expect_eq(v.agents[0].limit.v[DIM_COST_UUSD], -1);
-    cr_expect_lt(view_pct(&v.agents[0]), 0, "nothing limited: no percentage");
     json_t *j = view_spend_json(&v, NULL);
-    cr_expect(
-        json_is_null(json_object_get(json_array_get(json_object_get(j, "agents"), 0), "pct_used")));
+    cr_expect(json_is_null(json_object_get(j, "task")));
+    cr_expect_str_eq(json_string_value(json_object_get(j, "period")), "2026-12-07");
+    cr_expect_eq(json_integer_value(json_object_get(j, "since_ms")), 1796601600000);
+    json_t *coo = json_array_get(json_object_get(j, "agents"), 1);
+    cr_expect(json_is_false(json_object_get(coo, "budget")));
+    cr_expect(json_is_null(json_object_get(coo, "pct_used")));
+    cr_expect_eq(json_array_size(json_object_get(j, "keys")), 1);
+    cr_expect_null(json_object_get(j, "total"), "no sum over accounts of different periods");
     json_decref(j);
-    free(cfg);
-}
-
-Test(views, hostile_amounts_saturate_instead_of_wrapping)
-{
-    cfg_t *cfg = s_cfg();
-    s_ledger_t l = {.huge = INT64_MAX - 1};
-    view_spend_t v;
-    cr_assert_eq(view_spend(cfg, NULL, s_fake, &l, &v), 0);
-    cr_expect_eq(v.agents[0].used.v[DIM_COST_UUSD], INT64_MAX);
-    cr_expect_eq(v.total.used.v[DIM_COST_UUSD], INT64_MAX);
     free(cfg);
 }
 
@@ -158,7 +151,7 @@ Test(views, unknown_task_and_failed_requests_are_errors)
     cr_expect_eq(view_spend(cfg, "t-none", s_fake, &l, &v), -2);
     s_ledger_t down = {.fail = true};
     cr_expect_eq(view_spend(cfg, NULL, s_fake, &down, &v), -1);
-    cr_expect_eq(down.calls, 1, "stops at the first failed request");
+    cr_expect_eq(down.calls, 1, "one failed request");
     free(cfg);
 }
 

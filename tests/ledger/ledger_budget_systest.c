@@ -7,6 +7,10 @@
                   may change it; the change is journalled with its author,
                   shown with its source, survives a restart of the ledger,
                   and `budget_reset` returns to the configured value.
+      budget_retry  a budget_set or budget_reset sent again with its
+                  request_id gets the first reply and journals nothing
+                  more, after a restart too; the id with other parameters
+                  is refused exists_with_different_params.
       period      an agent's budget per 2 s period: a reserve the period
                   cannot carry is denied, and granted again once the next
                   period starts (a real boundary; the test waits for it
@@ -54,11 +58,19 @@ static ev_t *s_op(bus_client_t *c, const char *type, const char *rid, const char
     return lh_call(c, &b, 5000);
 }
 
-/* budget_set / budget_reset of the global cost limit; uusd < -1 = reset. */
-static ev_t *s_set(bus_client_t *c, const char *scope, const char *name, const char *every,
-                   int64_t uusd)
+/* budget_set / budget_reset with request_id rid (NULL: a new one);
+   uusd < -1 = reset. */
+static ev_t *s_set_rid(bus_client_t *c, const char *rid, const char *scope, const char *name,
+                       const char *every, int64_t uusd)
 {
+    static int n;
+    char id[32];
+    if (!rid) {
+        snprintf(id, sizeof id, "set-%d", ++n);
+        rid = id;
+    }
     ev_t *b = proto_body(uusd < -1 ? "budget_reset" : "budget_set");
+    ev_set_str(b, "request_id", rid);
     ev_set_str(b, "scope", scope);
     if (name)
         ev_set_str(b, "name", name);
@@ -69,6 +81,12 @@ static ev_t *s_set(bus_client_t *c, const char *scope, const char *name, const c
         ev_set_int(l, "cost_uusd", uusd);
     }
     return lh_call(c, &b, 5000);
+}
+
+static ev_t *s_set(bus_client_t *c, const char *scope, const char *name, const char *every,
+                   int64_t uusd)
+{
+    return s_set_rid(c, NULL, scope, name, every, uusd);
 }
 
 static ev_t *s_set_global(bus_client_t *c, int64_t uusd)
@@ -205,6 +223,7 @@ static int s_budget_set(void)
 
     /* bad input changes nothing */
     ev_t *b = proto_body("budget_set");
+    ev_set_str(b, "request_id", "bad-1");
     ev_set_str(b, "scope", "agent");
     ev_set_str(b, "name", "nobody");
     ev_set_int(ev_set_map(b, "limits"), "tokens", 5);
@@ -214,6 +233,97 @@ static int s_budget_set(void)
 
     bus_client_destroy(&orch);
     bus_client_destroy(&cto);
+    bus_client_destroy(&ctl);
+    lh_teardown();
+    return s_failures ? 1 : 0;
+}
+
+/* Rows of limit_changes for (scope, name) in the journal of h. */
+static int s_journal_changes(const lh_t *h, const char *scope, const char *name)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_open_v2(h->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM limit_changes WHERE scope = ? AND name = ?",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* The reply r as text, for comparing two replies. */
+static void s_text(const ev_t *r, char *out, size_t outlen)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    out[0] = 0;
+    if (r && ev_encode(r, &buf, &len) == 0)
+        for (size_t i = 0; i < len && 2 * i + 3 <= outlen; i++)
+            snprintf(out + 2 * i, 3, "%02x", buf[i]);
+    free(buf);
+}
+
+/* Send cto_agent's agent-scope budget_set (uusd) or budget_reset (uusd
+   -2) with request_id rid; CHECK that it is answered ok and, when want is
+   not NULL, exactly as want (s_text); the reply's s_text into got. */
+static void s_retry(bus_client_t *ctl, const char *rid, int64_t uusd, const char *want, char *got,
+                    size_t gotlen, const char *what)
+{
+    ev_t *r = s_set_rid(ctl, rid, "agent", "cto_agent", NULL, uusd);
+    s_text(r, got, gotlen);
+    CHECK(!strcmp(s_code(r), "ok"), "%s: %s %s", what, s_code(r), ev_get_str(r, "reason", ""));
+    CHECK(!want || !strcmp(want, got), "%s: the reply differs from the first", what);
+    ev_destroy(&r);
+}
+
+/* budget_set and budget_reset are idempotent by request_id: a retry (the
+   same request_id and parameters) gets the first reply and journals no
+   second change, after a restart of the ledger too; the same request_id
+   with other parameters is refused. */
+static int s_budget_retry(void)
+{
+    lh_t h;
+    if (s_start(&h, "{period: day, max_cost_usd: 10.00}") != 0)
+        return 1;
+    bus_client_t *ctl = lh_client(&h, "emadsctl");
+    char set1[1024], reset1[1024], again[1024];
+    s_retry(ctl, "once-1", 700000, NULL, set1, sizeof set1, "budget_set");
+    /* another change in between: the retry still gets its own reply */
+    s_retry(ctl, "twice-1", 800000, NULL, again, sizeof again, "second budget_set");
+    s_retry(ctl, "once-1", 700000, set1, again, sizeof again, "the retry");
+    CHECK(s_journal_changes(&h, "agent", "cto_agent") == 2,
+          "journal rows after a set, another set and a retry of the first: %d",
+          s_journal_changes(&h, "agent", "cto_agent"));
+    ev_t *r = s_set_rid(ctl, "once-1", "agent", "cto_agent", NULL, 900000);
+    CHECK(!strcmp(s_code(r), "exists_with_different_params"), "same id, other limit: %s",
+          s_code(r));
+    ev_destroy(&r);
+    /* reset, and both retried across a restart */
+    s_retry(ctl, "reset-1", -2, NULL, reset1, sizeof reset1, "budget_reset");
+    lh_stop_ledger(&h, SIGTERM);
+    CHECK(lh_start_ledger(&h) == 0 && lh_wait_ready(&h, 10000) == 0, "ledger restarted");
+    s_retry(ctl, "once-1", 700000, set1, again, sizeof again, "the set's retry after a restart");
+    s_retry(ctl, "reset-1", -2, reset1, again, sizeof again, "the reset's retry after a restart");
+    CHECK(s_journal_changes(&h, "agent", "cto_agent") == 3,
+          "journal rows after two sets and a reset, each retried: %d",
+          s_journal_changes(&h, "agent", "cto_agent"));
+    /* the reset is in force: the retries changed nothing */
+    ev_t *b = proto_body("budget_show");
+    r = lh_call(ctl, &b, 5000);
+    const ev_t *arr = ev_get(r, "limits");
+    const char *src = "";
+    for (size_t i = 0; i < ev_len(arr); i++)
+        if (!strcmp(ev_get_str(ev_at(arr, i), "scope", ""), "agent") &&
+            !strcmp(ev_get_str(ev_at(arr, i), "name", ""), "cto_agent"))
+            src = ev_get_str(ev_at(arr, i), "source", "");
+    CHECK(!strcmp(src, "config"), "cto_agent's limit after the retries: source '%s'", src);
+    ev_destroy(&r);
     bus_client_destroy(&ctl);
     lh_teardown();
     return s_failures ? 1 : 0;
@@ -365,7 +475,22 @@ static int s_worker_lost(void)
         return 1;
     bus_client_t *orch = lh_client(&h, "orchestrator"), *ctl = lh_client(&h, "emadsctl");
     CHECK(bus_client_subscribe(ctl, "alert.worker_lost") == 0, "subscribe");
-    usleep(2500 * 1000); /* the ledger has read the bus's counter once: the baseline */
+    /* the ledger reads the bus's counter once for its baseline (losses
+       before that are not reported), and logs that it watches */
+    char log[400];
+    snprintf(log, sizeof log, "%s/emads-ledger.log", h.dir);
+    bool watching = false;
+    for (int i = 0; i < 200 && !watching; i++) {
+        FILE *f = fopen(log, "r");
+        char line[1024];
+        while (f && !watching && fgets(line, sizeof line, f))
+            watching = strstr(line, "watching the bus for lost workers") != NULL;
+        if (f)
+            fclose(f);
+        if (!watching)
+            usleep(50 * 1000);
+    }
+    CHECK(watching, "the ledger never read the bus's worker_lost counter");
     bus_security_t sec;
     bus_security_init(&sec, h.dir, "cto_agent", true);
     bus_worker_t *w = bus_worker_new(h.endpoint, "cto_agent", 1, &sec);
@@ -415,8 +540,10 @@ int main(int argc, char **argv)
         return s_task_alerts();
     if (argc == 2 && !strcmp(argv[1], "budget_set"))
         return s_budget_set();
+    if (argc == 2 && !strcmp(argv[1], "budget_retry"))
+        return s_budget_retry();
     if (argc == 2 && !strcmp(argv[1], "period"))
         return s_period();
-    fprintf(stderr, "usage: ledger_budget_systest budget_set|period\n");
+    fprintf(stderr, "usage: ledger_budget_systest budget_set|budget_retry|period\n");
     return 2;
 }

@@ -425,9 +425,10 @@ Test(journal, format_4_database_is_migrated_and_keeps_every_account)
                                     -1, &st, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(db));
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    /* 4 -> 5 -> 6 (6: holds name their period accounts) */
-    cr_expect_eq(sqlite3_column_int(st, 0), 6);
-    cr_expect_eq(sqlite3_column_int(st, 1), 6);
+    /* 4 -> 5 -> 6 -> 7 (6: holds name their period accounts; 7: task
+       accounts their class) */
+    cr_expect_eq(sqlite3_column_int(st, 0), 7);
+    cr_expect_eq(sqlite3_column_int(st, 1), 7);
     cr_expect_eq(sqlite3_column_int(st, 2), 0);
     cr_expect_str_eq((const char *)sqlite3_column_text(st, 3), "cost_uusd");
     cr_expect_eq(sqlite3_column_int(st, 4), 3);
@@ -444,6 +445,78 @@ Test(journal, format_4_database_is_migrated_and_keeps_every_account)
     ledger_destroy(&b);
     ledger_destroy(&l);
     journal_destroy(&j);
+}
+
+Test(journal, format_6_database_gains_task_classes)
+{
+    char err[256], report[2048];
+    ledger_config_t cfg = s_cfg();
+    journal_t *j = journal_open(s_path, err, sizeof err);
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    ledger_open_task(l, "orchestrator", "o1", "t-old", NULL, false, T0, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    s_write(j, l);
+    ledger_destroy(&l);
+    journal_destroy(&j);
+    /* make it the format 6 file a ledger before classes wrote */
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "ALTER TABLE accounts DROP COLUMN class;"
+                              "UPDATE meta SET value = '6' WHERE key = 'format';"
+                              "PRAGMA user_version = 6;",
+                              0, 0, 0),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    j = journal_open(s_path, err, sizeof err); /* 6 -> 7 */
+    cr_assert_not_null(j, "%s", err);
+    int mism = -1;
+    l = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(l, "%s", err);
+    cr_expect_eq(mism, 0);
+    cr_expect_str_eq(ledger_task_class(l, "t-old"), "", "a task opened before classes has none");
+    ledger_open_task_class(l, "orchestrator", "o2", "t-new", NULL, false, "analysis", T0 + 1, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    /* a retry (e.g. resent after an upgrade, with a class) is a retry: the
+       first class stays */
+    ledger_open_task_class(l, "orchestrator", "o2", "t-new", NULL, false, "creative", T0 + 2, &r);
+    cr_expect_eq(r.code, LEDGER_OK);
+    cr_expect(r.replayed);
+    cr_expect_str_eq(ledger_task_class(l, "t-new"), "analysis");
+    /* an absurd class is refused, not cut */
+    char longcls[LEDGER_NAME_MAX + 8];
+    memset(longcls, 'c', sizeof longcls - 1);
+    longcls[sizeof longcls - 1] = 0;
+    ledger_open_task_class(l, "orchestrator", "o3", "t-long", NULL, false, longcls, T0 + 3, &r);
+    cr_expect_eq(r.code, LEDGER_E_INVALID);
+    s_write(j, l);
+    cr_expect_eq(journal_verify(j, report, sizeof report), 0, "%s", report);
+    journal_destroy(&j);
+
+    j = journal_open(s_path, err, sizeof err); /* as it is now: 7 */
+    cr_assert_not_null(j, "%s", err);
+    ledger_t *b = journal_load(j, &cfg, &mism, err, sizeof err);
+    cr_assert_not_null(b, "%s", err);
+    cr_expect_str_eq(ledger_task_class(b, "t-new"), "analysis", "the class is durable");
+    cr_expect_eq(ledger_compare(l, b, err, sizeof err), 0, "%s", err);
+    ledger_destroy(&b);
+    ledger_destroy(&l);
+    journal_destroy(&j);
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT (SELECT user_version FROM pragma_user_version),"
+                                    " (SELECT value FROM meta WHERE key = 'format')",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_expect_eq(sqlite3_column_int(st, 0), 7);
+    cr_expect_eq(sqlite3_column_int(st, 1), 7);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 Test(journal, unreadable_amounts_refuse_the_load)

@@ -338,12 +338,13 @@ Test(ledger_period, format_5_journal_is_migrated, .init = s_setup, .fini = s_tea
     cr_assert_eq(s_step(l, "cto_agent", "t1", 400, 300, T0), LEDGER_OK);
     s_save(l);
     ledger_destroy(&l);
-    /* make it a format 5 file: no period columns */
+    /* make it a format 5 file: no period columns, no class */
     sqlite3 *db = NULL;
     cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db,
                               "ALTER TABLE holds DROP COLUMN period_key;"
                               "ALTER TABLE holds DROP COLUMN key_key;"
+                              "ALTER TABLE accounts DROP COLUMN class;"
                               "UPDATE meta SET value = '5' WHERE key = 'format';"
                               "PRAGMA user_version = 5;",
                               0, 0, 0),
@@ -360,7 +361,7 @@ Test(ledger_period, format_5_journal_is_migrated, .init = s_setup, .fini = s_tea
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='format'", -1, &st, 0),
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_expect_str_eq((const char *)sqlite3_column_text(st, 0), "6");
+    cr_expect_str_eq((const char *)sqlite3_column_text(st, 0), "7");
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -474,5 +475,124 @@ Test(ledger_period, report_by_model_since_sums_the_steps_in_range)
     cr_assert_eq(n, 1);
     cr_expect_str_eq(rows[0].group, "2025-11-28");
     free(rows);
+    ledger_destroy(&l);
+}
+
+static const report_account_t *s_cur_row(const report_current_t *c, ledger_kind_t kind,
+                                         const char *name)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->rows[i].kind == kind && strcmp(c->rows[i].name, name) == 0)
+            return &c->rows[i];
+    return NULL;
+}
+
+Test(ledger_period, current_view_shows_period_accounts_and_unbudgeted_spend_of_the_day)
+{
+    ledger_config_t cfg = s_cfg(); /* cto_agent: $0.001 a day; coo_agent: no period budget */
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    /* yesterday: charged to both, outside today's period */
+    cr_assert_eq(s_step(l, "cto_agent", "t0", 300, 200, MIDNIGHT - 100), LEDGER_OK);
+    cr_assert_eq(s_step(l, "coo_agent", "t0", 300, 250, MIDNIGHT - 100), LEDGER_OK);
+    /* today, across two tasks */
+    cr_assert_eq(s_step(l, "cto_agent", "t1", 400, 150, MIDNIGHT + 10), LEDGER_OK);
+    cr_assert_eq(s_step(l, "coo_agent", "t1", 400, 120, MIDNIGHT + 10), LEDGER_OK);
+    cr_assert_eq(s_step(l, "coo_agent", "t2", 400, 30, MIDNIGHT + 20), LEDGER_OK);
+    /* coo_agent holds a step in flight, and a gateway key spends */
+    proto_amounts_t a = A(0, 0, 0, 70);
+    ledger_reserve(l, "coo_agent", "held1", "t2", "s", &a, 60000, MIDNIGHT + 30, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    ledger_key_t k = {"ci-key", {PERIOD_DAY, 0}, A(-1, -1, -1, 5000)};
+    ledger_reserve_key(l, NULL, "cto_agent", "k-old", "t1", "s", &a, 0, &k, MIDNIGHT - 50, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+    ledger_reserve_key(l, NULL, "cto_agent", "k-new", "t1", "s", &a, 60000, &k, MIDNIGHT + 40, &r);
+    cr_assert_eq(r.code, LEDGER_OK, "%s", r.reason);
+
+    report_current_t c;
+    cr_assert_eq(report_current(l, MIDNIGHT + 1000, &c), 0);
+    cr_expect_str_eq(c.period, "2025-11-29");
+    cr_expect_eq(c.start_ms, MIDNIGHT);
+    cr_expect_eq(c.end_ms, MIDNIGHT + DAY_MS);
+    cr_expect_null(s_cur_row(&c, LEDGER_KIND_GLOBAL, "global"), "no global budget, no account");
+    const report_account_t *cto = s_cur_row(&c, LEDGER_KIND_PERIOD, "cto_agent");
+    cr_assert_not_null(cto);
+    cr_expect(cto->budget);
+    cr_expect_str_eq(cto->key, "p/cto_agent/2025-11-29");
+    cr_expect_eq(cto->limit.v[DIM_COST_UUSD], 1000);
+    cr_expect_eq(cto->used.v[DIM_COST_UUSD], 150, "today's charge only");
+    cr_expect_eq(cto->held.v[DIM_COST_UUSD], 70, "the key call in flight");
+    const report_account_t *coo = s_cur_row(&c, LEDGER_KIND_PERIOD, "coo_agent");
+    cr_assert_not_null(coo);
+    cr_expect_not(coo->budget);
+    cr_expect_str_eq(coo->key, "");
+    cr_expect_str_eq(coo->period, "2025-11-29");
+    for (int d = 0; d < DIM_COUNT; d++)
+        cr_expect_eq(coo->limit.v[d], -1, "no period budget: no limit made up");
+    cr_expect_eq(coo->used.v[DIM_COST_UUSD], 150, "both of today's tasks, not yesterday's");
+    cr_expect_eq(coo->held.v[DIM_COST_UUSD], 70);
+    /* the same figure as a report since the period's start */
+    report_row_t *rows = NULL;
+    int n = report_spend(l, c.start_ms, INT64_MAX, REPORT_BY_AGENT, &rows);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(rows[0].group, "coo_agent");
+    cr_expect_eq(rows[0].spent.v[DIM_COST_UUSD], coo->used.v[DIM_COST_UUSD]);
+    free(rows);
+    const report_account_t *key = s_cur_row(&c, LEDGER_KIND_KEY, "ci-key");
+    cr_assert_not_null(key);
+    cr_expect_str_eq(key->period, "2025-11-29", "the newest period of the key");
+    cr_expect_eq(key->held.v[DIM_COST_UUSD], 70);
+    cr_expect_eq(key->limit.v[DIM_COST_UUSD], 5000);
+    free(c.rows);
+
+    /* with a global budget, its period is the default one and it is listed */
+    ledger_destroy(&l);
+    cfg.global_period = LEDGER_PERIOD_MONTH;
+    cfg.global_limit = A(-1, -1, -1, 100000);
+    l = ledger_new(&cfg);
+    cr_assert_eq(s_step(l, "coo_agent", "t1", 400, 120, MIDNIGHT - 100), LEDGER_OK);
+    cr_assert_eq(report_current(l, MIDNIGHT + 1000, &c), 0);
+    cr_expect_str_eq(c.period, "2025-11");
+    cr_assert_gt(c.n, 0);
+    cr_expect_eq(c.rows[0].kind, LEDGER_KIND_GLOBAL);
+    cr_expect_eq(c.rows[0].used.v[DIM_COST_UUSD], 120);
+    cr_expect_eq(c.rows[0].limit.v[DIM_COST_UUSD], 100000);
+    coo = s_cur_row(&c, LEDGER_KIND_PERIOD, "coo_agent");
+    cr_assert_not_null(coo);
+    cr_expect_eq(coo->used.v[DIM_COST_UUSD], 120, "this month's charge");
+    free(c.rows);
+    ledger_destroy(&l);
+}
+
+Test(ledger_period, report_by_class_groups_by_the_tasks_class)
+{
+    ledger_config_t cfg = s_cfg();
+    cfg.budgets[0].every.unit = PERIOD_NONE;
+    cfg.budgets[0].limit = A(-1, -1, -1, -1);
+    ledger_t *l = ledger_new(&cfg);
+    ledger_result_t r;
+    ledger_open_task_class(l, "orchestrator", "o1", "t1", NULL, false, "analysis", T0, &r);
+    ledger_open_task_class(l, "orchestrator", "o2", "t2", NULL, false, "creative", T0, &r);
+    ledger_open_task_class(l, "orchestrator", "o3", "t3", NULL, false, "analysis", T0, &r);
+    ledger_open_task(l, "orchestrator", "o4", "t4", NULL, false, T0, &r); /* no class */
+    s_commit_at(l, "cto_agent", "t1", "gpt-4o", 1000, T0 + 10);
+    s_commit_at(l, "coo_agent", "t2", "gpt-4o", 200, T0 + 20);
+    s_commit_at(l, "coo_agent", "t3", "gpt-4o", 30, T0 + 30);
+    s_commit_at(l, "coo_agent", "t4", "gpt-4o", 4, T0 + 40);
+    report_row_t *rows = NULL;
+    int n = report_spend(l, 0, INT64_MAX, REPORT_BY_CLASS, &rows);
+    cr_assert_eq(n, 3);
+    cr_expect_str_eq(rows[0].group, "-");
+    cr_expect_eq(rows[0].spent.v[DIMS_MONEY], 4);
+    cr_expect_str_eq(rows[1].group, "analysis");
+    cr_expect_eq(rows[1].steps, 2);
+    cr_expect_eq(rows[1].spent.v[DIMS_MONEY], 1030);
+    cr_expect_str_eq(rows[2].group, "creative");
+    cr_expect_eq(rows[2].spent.v[DIMS_MONEY], 200);
+    free(rows);
+    report_by_t by;
+    cr_expect_eq(report_by_parse("class", &by), 0);
+    cr_expect_eq(by, REPORT_BY_CLASS);
+    cr_expect_eq(report_by_parse("colour", &by), -1);
     ledger_destroy(&l);
 }

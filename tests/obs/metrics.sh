@@ -3,7 +3,7 @@
 # (1) each process lists its /metrics address in `status --json`, and every
 # endpoint passes `promtool check metrics` with no complaint; (2) the spend
 # counters (emads_spend_*_total) equal, to the micro-dollar, what
-# `emadsctl spend --json` reports, per agent and in total; (3) the
+# `emadsctl --json spend --by agent` reports, per agent and in total; (3) the
 # orchestrator counted the task as done and the agents' LLM counters match
 # the test server's log; (4) no series is labelled by task; (5) every metric
 # named in contrib/grafana/emads.json and contrib/prometheus/emads-rules.yml
@@ -40,7 +40,7 @@ for _ in $(seq 1 50); do # the gateway commits after the response
 done
 ctl --json spend --task gw-obs >"$E2E_TMP/gwspend.json" || fail "spend --task gw-obs failed"
 ctl --json status >"$E2E_TMP/status.json" || fail "status failed"
-ctl --json spend >"$E2E_TMP/spend.json" || fail "spend failed"
+ctl --json spend --by agent >"$E2E_TMP/spend.json" || fail "spend --by agent failed"
 
 mkdir -p "$E2E_TMP/scrape"
 n=0
@@ -80,7 +80,9 @@ def total(name, **want):
         if n == name and all(l.get(k) == x for k, x in want.items()):
             s += decimal.Decimal(v)
     return s
-spend = json.load(open(tmp + "/spend.json"))
+spend = json.load(open(tmp + "/spend.json"))  # every charge so far, per agent
+spend["total"] = {"used": spend["total"]}
+spend["agents"] = [{"name": r["group"], "used": r["spent"]} for r in spend["rows"]]
 units = {"tokens": ("emads_spend_tokens_total", 1), "latency_ms": ("emads_spend_latency_seconds_total", 1000),
          "tool_calls": ("emads_spend_tool_calls_total", 1), "cost_uusd": ("emads_spend_usd_total", 1000000)}
 for dim, (name, scale) in units.items():

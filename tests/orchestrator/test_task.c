@@ -1474,3 +1474,45 @@ Test(task, resettle_leaves_counted_spend_alone)
     ev_destroy(&stored);
     task_destroy(&t);
 }
+
+Test(task, awaiting_commit_is_shown_until_the_ledger_charges_no_whole_hold)
+{
+    /* cto_analysis lost its reply; the close charged its hold in full */
+    task_t *t = s_running();
+    s_run_all_ok(t);
+    s_close_ok(t);
+    ev_t *stored = s_stored(t);
+    int cto = s_step(t->wf, "cto_analysis");
+    ev_t *st = ev_at(ev_get(stored, "steps"), (size_t)cto);
+    ev_t *atts = ev_set_array(st, "attempts");
+    ev_t *at = ev_new_map();
+    ev_set_int(at, "attempt", 1);
+    ev_set_str(at, "measured", "ledger");
+    ev_set_bool(at, "awaiting_commit", true);
+    ev_push(atts, at);
+    ev_t *rep = task_status_reply(stored, true);
+    const ev_t *aw = ev_get(rep, "awaiting_commit");
+    cr_assert_eq(ev_len(aw), 1u);
+    cr_expect_str_eq(ev_str(ev_at(aw, 0)), "cto_analysis");
+    ev_destroy(&rep);
+    /* the ledger still charges a whole hold of cto_agent's: nothing changes */
+    ev_t *accounts = ev_new_array();
+    for (int a = 0; a < s_cfg->n_agents; a++)
+        ev_push(accounts, s_account("agent", s_cfg->agents[a].name, 0, 0, 2000000));
+    int cto_agent = s_cfg->workflows[t->wf].steps[cto].agent;
+    ev_t *cto_acc = ev_at(accounts, (size_t)cto_agent);
+    ev_set_int(cto_acc, "charged_whole", 1);
+    task_resettle(s_cfg, stored, accounts);
+    cr_expect(ev_get_bool(at, "awaiting_commit", false), "still charged in full: still awaiting");
+    /* the commit landed: the ledger charges no whole hold; the mark goes */
+    ev_set_int(cto_acc, "charged_whole", 0);
+    unsigned changed = task_resettle(s_cfg, stored, accounts);
+    cr_expect(changed & (1u << cto), "changed 0x%x", changed);
+    cr_expect_null(ev_get(at, "awaiting_commit"));
+    rep = task_status_reply(stored, true);
+    cr_expect_null(ev_get(rep, "awaiting_commit"), "no step awaits a commit");
+    ev_destroy(&rep);
+    ev_destroy(&accounts);
+    ev_destroy(&stored);
+    task_destroy(&t);
+}

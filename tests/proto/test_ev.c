@@ -179,6 +179,41 @@ Test(ev, encoded_size_is_exact_at_every_boundary)
     ev_destroy(&root);
 }
 
+/* short keys live in the pair and long ones are allocated: both survive the
+   pairs growing, a delete in the middle, a copy and a round trip */
+Test(ev, keys_short_and_long_survive_growth_delete_and_copy)
+{
+    ev_t *m = ev_new_map();
+    char k[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, i % 2 ? "k%d" : "a_rather_long_key_number_%d", i);
+        cr_assert_eq(ev_set_int(m, k, i), 0);
+    }
+    for (int i = 0; i < 40; i += 3) {
+        snprintf(k, sizeof k, i % 2 ? "k%d" : "a_rather_long_key_number_%d", i);
+        cr_assert_eq(ev_del(m, k), 0);
+    }
+    ev_t *c = ev_dup(m);
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(ev_encode(m, &buf, &len), EV_OK);
+    ev_t *back = NULL;
+    cr_assert_eq(s_dec(buf, len, &back), EV_OK);
+    free(buf);
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, i % 2 ? "k%d" : "a_rather_long_key_number_%d", i);
+        int64_t want = i % 3 == 0 ? -1 : i;
+        cr_expect_eq(ev_get_int(m, k, -1), want, "%s", k);
+        cr_expect_eq(ev_get_int(c, k, -1), want, "copy: %s", k);
+        cr_expect_eq(ev_get_int(back, k, -1), want, "decoded: %s", k);
+    }
+    cr_expect_str_eq(ev_key_at(m, 0), "k1");
+    cr_expect(ev_equal(m, c) && ev_equal(m, back));
+    ev_destroy(&back);
+    ev_destroy(&c);
+    ev_destroy(&m);
+}
+
 Test(ev, json)
 {
     ev_t *m = ev_new_map();
