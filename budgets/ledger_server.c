@@ -38,7 +38,7 @@ typedef struct {
     ledger_t *ledger;
     journal_t *journal;
     bus_worker_t *worker;
-    zactor_t *broker;     /* the direct endpoint's broker; NULL = none */
+    bus_broker_t *broker; /* the direct endpoint's broker (served in s_recv); NULL = none */
     bus_worker_t *direct; /* our worker on it (inproc) */
     unsigned turn;        /* which worker s_recv reads first */
     alerts_t *alerts;
@@ -945,7 +945,7 @@ static int s_direct_start(s_server_t *self, int capacity)
     bo.local_endpoint = S_DIRECT_INPROC;
     bo.local_name = o->sec.name;
     bo.only_service = "ledger";
-    self->broker = bus_broker_actor_new(&bo);
+    self->broker = bus_broker_new(&bo);
     if (!self->broker) {
         log_error("cannot serve the direct endpoint %s", o->direct);
         return -1;
@@ -968,7 +968,18 @@ static int s_recv(s_server_t *self, bus_request_t *req, bus_worker_t **from, int
         *from = self->worker;
         return bus_worker_recv(self->worker, req, timeout_ms);
     }
-    for (int pass = 0; pass < 2; pass++) {
+    /* the broker is served here, in this thread: what it routes to our
+       inproc worker is read in the same pass */
+    zmq_pollitem_t items[2 + BUS_BROKER_ITEMS] = {
+        {zsock_resolve(bus_worker_sock(self->worker)), 0, ZMQ_POLLIN, 0},
+        {zsock_resolve(bus_worker_sock(self->direct)), 0, ZMQ_POLLIN, 0}};
+    int n = 2 + bus_broker_items(self->broker, items + 2);
+    int64_t end = zclock_mono() + timeout_ms;
+    int wait = 0, next = 0;
+    while (true) {
+        if (zmq_poll(items, n, wait) < 0 || zsys_interrupted)
+            return -1;
+        next = bus_broker_serve(self->broker, items + 2);
         /* alternate which worker goes first, so neither starves the other */
         bus_worker_t *w[2] = {self->worker, self->direct};
         unsigned first = self->turn++ & 1;
@@ -980,15 +991,13 @@ static int s_recv(s_server_t *self, bus_request_t *req, bus_worker_t **from, int
                 return got;
             }
         }
-        if (pass == 1 || timeout_ms == 0)
-            break;
-        zmq_pollitem_t items[2] = {
-            {zsock_resolve(bus_worker_sock(self->worker)), 0, ZMQ_POLLIN, 0},
-            {zsock_resolve(bus_worker_sock(self->direct)), 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, timeout_ms) < 0 || zsys_interrupted)
-            return -1;
+        int64_t left = end - zclock_mono();
+        if (left <= 0)
+            return 0;
+        wait = (int)(left < next ? left : next);
+        if (wait < 0)
+            wait = 0;
     }
-    return 0;
 }
 
 /* Retention pass: drop up to S_PRUNE_MAX request records of tasks closed
@@ -1156,7 +1165,7 @@ int ledger_server_run(const ledger_server_opts_t *opts)
 done:
     bus_client_destroy(&self->events);
     bus_worker_destroy(&self->direct);
-    zactor_destroy(&self->broker);
+    bus_broker_destroy(&self->broker);
     bus_worker_destroy(&self->worker);
     alerts_destroy(&self->alerts);
     metrics_destroy(&self->metrics);

@@ -1756,21 +1756,64 @@ void bus_broker_stats(bus_broker_t *self, bus_broker_stats_t *out)
         *out = self->stats;
 }
 
-int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
+int bus_broker_items(bus_broker_t *self, zmq_pollitem_t *items)
 {
-    zmq_pollitem_t items[4];
-    int n = 0, pipe_at = -1;
+    int n = 0;
     items[n++] = (zmq_pollitem_t){zsock_resolve(self->router), 0, ZMQ_POLLIN, 0};
     items[n++] = (zmq_pollitem_t){zsock_resolve(self->zap), 0, ZMQ_POLLIN, 0};
     if (self->monitor)
         items[n++] = (zmq_pollitem_t){zsock_resolve(self->monitor), 0, ZMQ_POLLIN, 0};
+    return n;
+}
+
+int bus_broker_serve(bus_broker_t *self, const zmq_pollitem_t *items)
+{
+    /* the monitor after the ZAP handler, see s_monitor; an empty read
+       costs a system call, so only when there may be something */
+    bool zap = items[1].revents & ZMQ_POLLIN;
+    if (zap)
+        for (int i = 0; i < 16 && (zsock_events(self->zap) & ZMQ_POLLIN); i++)
+            s_zap(self);
+    if (zap || (self->monitor && (items[2].revents & ZMQ_POLLIN)))
+        s_monitor(self);
+    if (items[0].revents & ZMQ_POLLIN) {
+        for (int i = 0; i < S_BATCH; i++) {
+            bool over;
+            zmsg_t *m = s_recv(self, &over);
+            if (!m)
+                break;
+            if (over)
+                self->stats.malformed++;
+            else
+                s_handle(self, m);
+            s_recycle(self, &m);
+        }
+    }
+    if (self->reload_flag && *self->reload_flag) {
+        *self->reload_flag = 0;
+        if (self->on_reload)
+            self->on_reload(self, self->reload_arg);
+        else
+            bus_broker_reload(self, NULL);
+    }
+    int64_t now = zclock_mono();
+    if (now >= self->timer_at) {
+        s_timers(self, now);
+        self->timer_at = now + S_TIMER_MS;
+    }
+    return (int)(self->timer_at - now);
+}
+
+int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
+{
+    zmq_pollitem_t items[BUS_BROKER_ITEMS + 1];
+    int n = bus_broker_items(self, items), pipe_at = -1;
     if (pipe) {
         pipe_at = n;
         items[n++] = (zmq_pollitem_t){zsock_resolve(pipe), 0, ZMQ_POLLIN, 0};
     }
     while (!zsys_interrupted) {
-        int64_t now = zclock_mono();
-        int64_t wait = self->timer_at - now;
+        int64_t wait = self->timer_at - zclock_mono();
         if (wait < 0)
             wait = 0;
         int rc = zmq_poll(items, n, (long)wait);
@@ -1780,27 +1823,6 @@ int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
             log_error("poll failed: %s", zmq_strerror(errno));
             break;
         }
-        /* the monitor after the ZAP handler, see s_monitor; an empty read
-           costs a system call, so only when there may be something */
-        bool zap = items[1].revents & ZMQ_POLLIN;
-        if (zap)
-            for (int i = 0; i < 16 && (zsock_events(self->zap) & ZMQ_POLLIN); i++)
-                s_zap(self);
-        if (zap || (self->monitor && (items[2].revents & ZMQ_POLLIN)))
-            s_monitor(self);
-        if (items[0].revents & ZMQ_POLLIN) {
-            for (int i = 0; i < S_BATCH; i++) {
-                bool over;
-                zmsg_t *m = s_recv(self, &over);
-                if (!m)
-                    break;
-                if (over)
-                    self->stats.malformed++;
-                else
-                    s_handle(self, m);
-                s_recycle(self, &m);
-            }
-        }
         if (pipe_at >= 0 && (items[pipe_at].revents & ZMQ_POLLIN)) {
             char *cmd = zstr_recv(pipe);
             bool term = !cmd || streq(cmd, "$TERM");
@@ -1808,18 +1830,7 @@ int bus_broker_run(bus_broker_t *self, zsock_t *pipe)
             if (term)
                 break;
         }
-        if (self->reload_flag && *self->reload_flag) {
-            *self->reload_flag = 0;
-            if (self->on_reload)
-                self->on_reload(self, self->reload_arg);
-            else
-                bus_broker_reload(self, NULL);
-        }
-        now = zclock_mono();
-        if (now >= self->timer_at) {
-            s_timers(self, now);
-            self->timer_at = now + S_TIMER_MS;
-        }
+        bus_broker_serve(self, items);
     }
     return 0;
 }

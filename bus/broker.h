@@ -79,6 +79,14 @@ const char *bus_broker_endpoint(bus_broker_t *self);
    NULL). Returns 0. */
 int bus_broker_run(bus_broker_t *self, zsock_t *pipe);
 void bus_broker_stats(bus_broker_t *self, bus_broker_stats_t *out);
+/* Or serve from the caller's own loop, in the thread that created the
+   broker: poll the items bus_broker_items fills (at most BUS_BROKER_ITEMS,
+   returns how many) beside the caller's, then pass them, revents set, to
+   bus_broker_serve, which handles what arrived and the broker's timers and
+   returns the ms until its next timer (poll no longer than that). */
+#define BUS_BROKER_ITEMS 3
+int bus_broker_items(bus_broker_t *self, zmq_pollitem_t *items);
+int bus_broker_serve(bus_broker_t *self, const zmq_pollitem_t *items);
 /* Re-read the certificate store and, when cfg is not NULL, take cfg as the
    access list (borrowed: it must outlive the broker or the next reload;
    the caller keeps the previous one alive until this returns). Peers
