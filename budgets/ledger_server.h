@@ -11,9 +11,9 @@
     errors, so a retry of the same request id is processed afresh.
 
     Direct endpoint: with opts.direct set, the ledger also binds that
-    endpoint with a bus broker of its own (bus/broker.h, run in a thread of
-    this process) that serves only `ledger`. It is the bus's machinery as it
-    is: CURVE with the bus's server certificate, the same ZAP handler and
+    endpoint with a bus broker of its own (bus/broker.h, served from this
+    loop through bus_broker_items / bus_broker_serve) that serves only
+    `ledger`. It is the bus's machinery as it is: CURVE with the bus's server certificate, the same ZAP handler and
     certificate store (a key not in the store, or revoked, is refused at
     the handshake), the same access list on every call, and the sender
     stamped from the certificate's principal, never from the body. A second

@@ -56,8 +56,8 @@
     allocates no record and, for ids and names of up to 33 bytes, no frame.
 
     In another daemon (opts.local_endpoint, only_service): the ledger runs
-    one for its direct endpoint; its own worker attaches over inproc, and
-    only that service is served.
+    one for its direct endpoint from its own loop (bus_broker_serve); its
+    own worker attaches over inproc, and only that service is served.
 */
 #include "bus/broker.h"
 #include "bus/bus_priv.h"
