@@ -3,7 +3,10 @@
 # processes of it (pid files coo_agent.pid and coo_agent.<pid>.pid), both
 # register with the bus and both serve: the coo steps of several tasks are
 # shared between them. `status` lists both; a killed instance is started
-# again by the next `up` (the other one kept); `down` stops both.
+# again by the next `up` (the other one kept); `down` stops both. The run
+# is not supervised (`up --no-supervise`): a supervisor would restart the
+# killed instance itself, racing the `up` under test (supervision has its
+# own test, hosts_three).
 . "$(dirname "$0")/lib.sh"
 
 python3 - "$E2E_CFG/emads.yaml" <<'PY' || fail "the coo_agent instances edit did not match (above)"
@@ -20,7 +23,7 @@ s2 = s3
 open(p, "w").write(s2)
 PY
 
-up=$(ctl --json up) || fail "up failed: $up"
+up=$(ctl --json up --no-supervise) || fail "up failed: $up"
 n=$(echo "$up" | json 'len([p for p in d["processes"] if p["name"] == "coo_agent" and p["healthy"]])')
 [ "$n" -eq 2 ] || fail "up started $n healthy coo_agent instances: $up"
 st=$(ctl --json status) || fail "status: $st"
@@ -53,7 +56,7 @@ n2=$(grep -c "coo_agent\[$second\].*step .*/coo_analysis ok" "$E2E_RUN/logs/coo_
 # an instance that died is started again by the next `up`, the other kept
 kill -KILL "$first"
 for _ in $(seq 1 100); do [ -e "/proc/$first/stat" ] && [ "$(cut -d' ' -f3 "/proc/$first/stat" 2>/dev/null)" != Z ] || break; sleep 0.05; done
-up=$(ctl --json up) || fail "up after a lost instance: $up"
+up=$(ctl --json up --no-supervise) || fail "up after a lost instance: $up"
 [ "$(echo "$up" | json '[p["started"] for p in d["processes"] if p["name"] == "coo_agent"]')" = '[false, true]' ] ||
     fail "up did not restart exactly the lost instance: $up"
 third=$(echo "$up" | json '[p["pid"] for p in d["processes"] if p["name"] == "coo_agent"][1]')
