@@ -553,6 +553,17 @@ static void s_notes(s_server_t *self)
             break;
         case LEDGER_NOTE_VOID:
             metric_add(self->m.voids, METRICS_LABELS(n->agent), 1);
+            if (n->late) {
+                /* a late void refunded an expired hold's charge: the task's
+                   spend changed, and whoever shows it (the orchestrator's
+                   result) must hear of it as of a late commit */
+                e = s_event("spend.void", n);
+                proto_set_amounts(e, "amounts", &n->amounts);
+                ev_t *data = ev_new_map();
+                ev_set_bool(data, "late", true);
+                ev_set(e, "data", data);
+                bus_worker_publish(self->worker, "spend.void", &e);
+            }
             break;
         case LEDGER_NOTE_COMMIT:
             metric_add(self->m.commits, METRICS_LABELS(n->agent), 1);

@@ -518,9 +518,10 @@ static void s_step_providers(orch_t *self, const task_t *t, int i, const ev_t *b
 }
 
 /* A late commit replaced what the ledger had charged for a hold (the whole
-   hold, at expiry or close): an ended task's result is re-settled from the
-   ledger's spend (task_resettle), so that `result` equals `spend --task`.
-   A task still running settles itself at its end. */
+   hold, at expiry or close), or a late void refunded it: an ended task's
+   result is re-settled from the ledger's spend (task_resettle), so that
+   `result` equals `spend --task`. A task still running settles itself at
+   its end. */
 static void s_on_late_commit(orch_t *self, const ev_t *ev)
 {
     const char *task = ev_get_str(ev, "task", "");
@@ -559,7 +560,8 @@ static void s_on_resettle(orch_t *self, const char *task, const ev_t *reply)
 
 static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
 {
-    if (msg->kind == BUS_MSG_EVENT && !strcmp(msg->topic, "spend.commit")) {
+    if (msg->kind == BUS_MSG_EVENT &&
+        (!strcmp(msg->topic, "spend.commit") || !strcmp(msg->topic, "spend.void"))) {
         s_on_late_commit(self, msg->body);
         return;
     }
@@ -664,6 +666,7 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const char *ledger,
     }
     /* late commits re-settle the results of ended tasks (s_on_late_commit) */
     bus_client_subscribe(self->client, "spend.commit");
+    bus_client_subscribe(self->client, "spend.void");
     taskstore_begin(self->store);
     s_recover(self);
     s_sweep(self);

@@ -12,6 +12,10 @@
 # the orchestrator re-settles the ended task's result, which again equals
 # `spend --task` and awaits nothing; the `submit --wait` that followed the
 # task waited for it and printed those totals, not provisional.
+# With LOST_REPLY_LATE=void (e2e_lost_reply_void) the agent's late word is a
+# void instead (nothing was spent): the ledger refunds the whole-hold
+# charge, publishes spend.void, and the result is re-settled the same way.
+late_kind=${LOST_REPLY_LATE:-commit}
 . "$(dirname "$0")/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
 : "${EMADS_BUS_PROBE:?EMADS_BUS_PROBE must name tests/bus/bus_probe}"
@@ -95,14 +99,25 @@ lost_steps=$(echo "$res" | json 'sorted(s["step"] for s in d["steps"] if any((a.
 [ "$(echo "$res" | json 'sorted(d.get("awaiting_commit", []))')" = "$lost_steps" ] ||
     fail "result.awaiting_commit is not the lost step ($lost_steps): $res"
 
-# the late commit: 150 tokens, 2 uUSD instead of the whole hold
+# the late commit: 150 tokens, 2 uUSD instead of the whole hold (or the
+# late void: nothing)
 for _ in $(seq 1 100); do grep -q '"body"' "$E2E_TMP/expired" && break; sleep 0.05; done
 hold=$(grep '"body"' "$E2E_TMP/expired" | head -n 1 | json 'd["body"]["hold_id"]') ||
     fail "no alert.expired for the lost hold: $(cat "$E2E_TMP/expired")"
-late=$("$EMADS_BUS_PROBE" call --endpoint "$EP" --home "$E2E_RUN" --name cto_agent --service ledger \
-    --body-json "{\"v\":1,\"type\":\"commit\",\"request_id\":\"late-commit\",\"hold_id\":\"$hold\",\"measured\":\"provider\",\"actual\":{\"tokens\":150,\"latency_ms\":100,\"tool_calls\":0,\"cost_uusd\":2}}")
-echo "$late" | json 'd["type"] == "commit_ok" and d.get("late") is True' | grep -q true ||
-    fail "the late commit: $late"
+before=$(ctl --json spend --task "$task" | json "d['total']['used']['tokens']")
+if [ "$late_kind" = void ]; then
+    late=$("$EMADS_BUS_PROBE" call --endpoint "$EP" --home "$E2E_RUN" --name cto_agent --service ledger \
+        --body-json "{\"v\":1,\"type\":\"void\",\"request_id\":\"late-void\",\"hold_id\":\"$hold\"}")
+    echo "$late" | json 'd["type"] == "void_ok" and d.get("late") is True' | grep -q true ||
+        fail "the late void: $late"
+else
+    late=$("$EMADS_BUS_PROBE" call --endpoint "$EP" --home "$E2E_RUN" --name cto_agent --service ledger \
+        --body-json "{\"v\":1,\"type\":\"commit\",\"request_id\":\"late-commit\",\"hold_id\":\"$hold\",\"measured\":\"provider\",\"actual\":{\"tokens\":150,\"latency_ms\":100,\"tool_calls\":0,\"cost_uusd\":2}}")
+    echo "$late" | json 'd["type"] == "commit_ok" and d.get("late") is True' | grep -q true ||
+        fail "the late commit: $late"
+fi
+after=$(ctl --json spend --task "$task" | json "d['total']['used']['tokens']")
+[ "$after" -lt "$before" ] || fail "the late $late_kind did not lower the task's spend ($before -> $after tokens)"
 agree=no
 for _ in $(seq 1 30); do
     res=$(ctl --json result "$task")
@@ -116,7 +131,7 @@ for _ in $(seq 1 30); do
     [ "$agree" = yes ] && break
     sleep 0.05
 done
-[ "$agree" = yes ] || fail "after the late commit the result disagrees with spend --task ($agree): result $res; spend $sp"
+[ "$agree" = yes ] || fail "after the late $late_kind the result disagrees with spend --task ($agree): result $res; spend $sp"
 echo "$res" | json 'any(s.get("resettled") for s in d["steps"])' | grep -q true ||
     fail "no step is marked re-settled: $res"
 [ "$(echo "$res" | json '"awaiting_commit" in d or any(a.get("awaiting_commit") for s in d["steps"] for a in s.get("attempts", []))')" = false ] ||
