@@ -472,7 +472,7 @@ static ev_t *s_ledger(s_worker_t *w, ev_t **body_p)
     return reply;
 }
 
-/* Keep the accounts a ledger reply carries (reserve_ok, commit_ok, a
+/* Keep the accounts a ledger reply carries (commit_ok, a
    denial) in *accounts, replacing older ones; a reply without them leaves
    *accounts alone. */
 static void s_keep_accounts(const ev_t *reply, ev_t **accounts)
