@@ -125,6 +125,7 @@ struct s_worker {
     zlistx_t *inflight;            /* s_request_t * (owned) */
     int64_t expiry;
     int fd; /* the connection it talks on (ZMQ_SRCFD), for disconnect events */
+    bool interest; /* READY asked for INTEREST: it publishes only wanted topics */
 };
 
 typedef struct {
@@ -172,6 +173,7 @@ struct _bus_broker_t {
     zhashx_t *services; /* name -> s_service_t (owned) */
     zhashx_t *workers;  /* key -> s_worker_t (owned) */
     zhashx_t *clients;  /* key -> s_client_t (owned) */
+    char *interest;     /* the last INTEREST sent: prefixes joined by '\n', NULL never */
     int64_t started, hb_at, timer_at;
     size_t queued_bytes;                   /* bodies of requests waiting for a worker */
     int cur_fd;                            /* connection of the message being handled, -1 unknown */
@@ -737,6 +739,95 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
     }
 }
 
+/* ---- INTEREST: the topics somebody subscribed ----------------------------
+
+   Workers that ask for it (READY interest: true) hear the union of every
+   client's subscriptions and publish nothing else, so an event nobody
+   wants costs no encryption, send, receive or fan-out. A new subscription
+   goes out at once, before the bus reads the client's next message, so a
+   request sent after SUBSCRIBE meets a worker that knows; a client gone
+   narrows the union at the next heartbeat tick (until then workers send a
+   little more than is wanted, never less). */
+
+/* The union, one prefix per line, "" alone when some client wants every
+   topic or there are more than PROTO_MAX_INTEREST; NULL on no memory. */
+static char *s_interest_union(bus_broker_t *self)
+{
+    zlistx_t *seen = zlistx_new();
+    if (!seen)
+        return NULL;
+    zlistx_set_comparator(seen, (zlistx_comparator_fn *)strcmp);
+    bool all = false;
+    for (s_client_t *c = (s_client_t *)zhashx_first(self->clients); c && !all;
+         c = (s_client_t *)zhashx_next(self->clients))
+        for (int i = 0; i < c->nsubs && !all; i++) {
+            if (!c->subs[i][0] || zlistx_size(seen) >= PROTO_MAX_INTEREST)
+                all = true;
+            else if (!zlistx_find(seen, c->subs[i]))
+                zlistx_add_end(seen, c->subs[i]);
+        }
+    zlistx_sort(seen);
+    size_t len = 1;
+    for (const char *p = zlistx_first(seen); p && !all; p = zlistx_next(seen))
+        len += strlen(p) + 1;
+    char *out = malloc(len);
+    if (out) {
+        out[0] = '\0';
+        char *w = out;
+        for (const char *p = zlistx_first(seen); p && !all; p = zlistx_next(seen))
+            w += sprintf(w, "%s%s", w == out ? "" : "\n", p);
+        if (all)
+            out[0] = '\0';
+    }
+    zlistx_destroy(&seen);
+    if (out && all) { /* every topic: one empty prefix, told apart from none */
+        free(out);
+        out = strdup("\n");
+    }
+    return out;
+}
+
+/* INTEREST [body] to one worker, from a union as s_interest_union makes. */
+static void s_interest_send(bus_broker_t *self, s_worker_t *w, const char *u)
+{
+    ev_t *b = proto_body("interest");
+    ev_t *arr = ev_set_array(b, "topics");
+    if (streq(u, "\n"))
+        ev_push(arr, ev_new_str(""));
+    else
+        for (const char *p = u; *p;) {
+            const char *nl = strchr(p, '\n');
+            size_t n = nl ? (size_t)(nl - p) : strlen(p);
+            ev_push(arr, ev_new_strn(p, n));
+            p += n + (nl ? 1 : 0);
+        }
+    zframe_t *f = bus_body_frame(b);
+    ev_destroy(&b);
+    if (!f)
+        return;
+    const void *data[1] = {zframe_data(f)};
+    size_t size[1] = {zframe_size(f)};
+    s_send_parts(self, zframe_data(w->id), zframe_size(w->id), PROTO_WORKER, PROTO_INTEREST, 1,
+                 data, size);
+    zframe_destroy(&f);
+}
+
+/* Tell the workers that asked when the union changed. */
+static void s_interest_update(bus_broker_t *self)
+{
+    char *u = s_interest_union(self);
+    if (!u || (self->interest && streq(u, self->interest))) {
+        free(u);
+        return;
+    }
+    free(self->interest);
+    self->interest = u;
+    for (s_worker_t *w = (s_worker_t *)zhashx_first(self->workers); w;
+         w = (s_worker_t *)zhashx_next(self->workers))
+        if (w->interest)
+            s_interest_send(self, w, u);
+}
+
 static void s_fanout(bus_broker_t *self, const char *topic, const char *sender, zframe_t *body)
 {
     self->stats.events++;
@@ -822,8 +913,10 @@ static void s_client_msg(bus_broker_t *self, zmsg_t *m, zframe_t *id, const char
         for (int i = 0; i < c->nsubs; i++)
             if (streq(c->subs[i], prefix))
                 return;
-        if (c->nsubs < S_MAX_SUBS)
-            c->subs[c->nsubs++] = strdup(prefix);
+        if (c->nsubs < S_MAX_SUBS && (c->subs[c->nsubs] = strdup(prefix))) {
+            c->nsubs++;
+            s_interest_update(self); /* before the client's next message */
+        }
         break;
     }
     case PROTO_EVENT:
@@ -884,6 +977,7 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
         return;
     }
     int64_t capacity = 1, pid = 0;
+    bool interest = false;
     char host[PROTO_MAX_NAME + 1] = "", fp[24] = "";
     if (bodyf) {
         ev_t *ev = NULL;
@@ -892,6 +986,7 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
             return;
         }
         capacity = ev_get_int(ev, "capacity", 1);
+        interest = ev_get_bool(ev, "interest", false);
         /* optional worker info (older workers send none) */
         const char *h = ev_get_str(ev, "host", ""), *f = ev_get_str(ev, "fingerprint", "");
         if (bus_name_valid(h, strlen(h), PROTO_MAX_NAME))
@@ -978,6 +1073,13 @@ static void s_worker_ready(bus_broker_t *self, zmsg_t *m, zframe_t *id, const ch
     w->expiry = zclock_mono() + (int64_t)self->hb_ms * PROTO_HEARTBEAT_LIVENESS;
     /* the acknowledgement: the worker knows it is registered */
     s_send(self, id, PROTO_WORKER, PROTO_HEARTBEAT);
+    w->interest = interest;
+    if (interest) { /* then which topics are wanted (a READY resets the worker's view) */
+        if (!self->interest)
+            self->interest = s_interest_union(self);
+        if (self->interest)
+            s_interest_send(self, w, self->interest);
+    }
     s_dispatch(self, s);
 }
 
@@ -1578,6 +1680,7 @@ static void s_timers(bus_broker_t *self, int64_t now)
         return;
     }
     self->hb_at = now + self->hb_ms;
+    s_interest_update(self); /* clients gone since: narrow the workers' view */
     /* expire silent clients, heartbeat the rest */
     for (s_client_t *c = (s_client_t *)zhashx_first(self->clients); c;
          c = (s_client_t *)zhashx_next(self->clients)) {
@@ -1728,6 +1831,7 @@ void bus_broker_destroy(bus_broker_t **self_p)
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
     zhashx_destroy(&self->clients);
+    free(self->interest);
     if (self->router && self->monitor)
         zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);

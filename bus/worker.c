@@ -45,7 +45,79 @@ struct _bus_worker_t {
     char refusal[256];  /* its reason, logged once */
     int backoff_ms;
     uint64_t malformed;
+    /* the topics somebody subscribed (INTEREST), valid while have_interest;
+       before the bus's first INTEREST after a READY every event is sent */
+    bool have_interest;
+    char **interest;
+    int n_interest;
+    uint64_t events_skipped;
 };
+
+static void s_interest_clear(bus_worker_t *self)
+{
+    for (int i = 0; i < self->n_interest; i++)
+        free(self->interest[i]);
+    free(self->interest);
+    self->interest = NULL;
+    self->n_interest = 0;
+    self->have_interest = false;
+}
+
+/* INTEREST [body interest {topics}]: replace what we know; a body that
+   does not decode leaves us sending every event (the safe side). */
+static void s_interest_take(bus_worker_t *self, zframe_t *bodyf)
+{
+    ev_t *b = NULL;
+    if (!bodyf || ev_decode(zframe_data(bodyf), zframe_size(bodyf), NULL, &b, NULL, 0) != EV_OK ||
+        proto_validate(b, NULL, 0) != 0) {
+        self->malformed++;
+        ev_destroy(&b);
+        s_interest_clear(self);
+        return;
+    }
+    const ev_t *topics = ev_get(b, "topics");
+    size_t n = ev_len(topics);
+    if (n > PROTO_MAX_INTEREST) { /* more than the bus ever sends: send everything */
+        self->malformed++;
+        ev_destroy(&b);
+        s_interest_clear(self);
+        return;
+    }
+    char **list = n ? calloc(n, sizeof *list) : NULL;
+    if (n && !list) {
+        ev_destroy(&b);
+        s_interest_clear(self);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(list[i] = strdup(ev_str(ev_at(topics, i)) ? ev_str(ev_at(topics, i)) : ""))) {
+            for (size_t k = 0; k < i; k++)
+                free(list[k]);
+            free(list);
+            ev_destroy(&b);
+            s_interest_clear(self);
+            return;
+        }
+    ev_destroy(&b);
+    s_interest_clear(self);
+    self->interest = list;
+    self->n_interest = (int)n;
+    self->have_interest = true;
+}
+
+/* Does somebody want topic? (true until the bus says otherwise) */
+static bool s_wanted(const bus_worker_t *self, const char *topic)
+{
+    if (!self->have_interest)
+        return true;
+    size_t tlen = strlen(topic);
+    for (int i = 0; i < self->n_interest; i++) {
+        size_t plen = strlen(self->interest[i]);
+        if (plen <= tlen && memcmp(self->interest[i], topic, plen) == 0)
+            return true;
+    }
+    return false;
+}
 
 static int s_send(bus_worker_t *self, proto_cmd_t cmd, zmsg_t *tail)
 {
@@ -73,6 +145,7 @@ static void s_send_ready(bus_worker_t *self)
     ev_set_int(body, "pid", (int64_t)getpid());
     if (self->fingerprint[0])
         ev_set_str(body, "fingerprint", self->fingerprint);
+    ev_set_bool(body, "interest", true); /* tell us which topics are wanted */
     zframe_t *f = bus_body_frame(body);
     ev_destroy(&body);
     zmsg_t *tail = zmsg_new();
@@ -84,6 +157,7 @@ static void s_send_ready(bus_worker_t *self)
     self->ready_sent = zclock_mono();
     self->ready_owed = false;
     self->registered = false;
+    s_interest_clear(self); /* until this registration's INTEREST */
 }
 
 bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,
@@ -127,6 +201,7 @@ void bus_worker_destroy(bus_worker_t **self_p)
         s_send(self, PROTO_DISCONNECT, NULL);
         zsock_destroy(&self->sock);
     }
+    s_interest_clear(self);
     free(self);
     *self_p = NULL;
 }
@@ -258,6 +333,10 @@ static int s_read(bus_worker_t *self, bus_request_t *req)
         self->refusal[0] = '\0';
         log_info("bus: registered with the bus; serving '%s'", self->service);
     }
+    if (cmd == PROTO_INTEREST) {
+        s_interest_take(self, zmsg_next(zm));
+        goto done;
+    }
     if (cmd != PROTO_REQUEST)
         goto done;
     if (zmsg_size(zm) != 6 && zmsg_size(zm) != 7) {
@@ -354,7 +433,11 @@ int bus_worker_publish(bus_worker_t *self, const char *topic, ev_t **body_p)
     if (body_p)
         *body_p = NULL;
     int rc = -1;
-    if (self && topic && bus_name_valid(topic, strlen(topic), PROTO_MAX_TOPIC) && body) {
+    if (self && topic && bus_name_valid(topic, strlen(topic), PROTO_MAX_TOPIC) && body &&
+        !s_wanted(self, topic)) {
+        self->events_skipped++; /* nobody subscribed: not sent (not an error) */
+        rc = 0;
+    } else if (self && topic && bus_name_valid(topic, strlen(topic), PROTO_MAX_TOPIC) && body) {
         zframe_t *f = bus_body_frame(body);
         if (f) {
             zmsg_t *tail = zmsg_new();

@@ -60,8 +60,13 @@ typedef enum {
     PROTO_HEARTBEAT = 0x05,
     PROTO_DISCONNECT = 0x06,
     PROTO_EVENT = 0x07,
-    PROTO_SUBSCRIBE = 0x08
+    PROTO_SUBSCRIBE = 0x08,
+    PROTO_INTEREST = 0x09 /* bus -> worker: the topics somebody subscribed */
 } proto_cmd_t;
+
+/* INTEREST lists at most this many prefixes; beyond, the bus sends [""]
+   (every topic) */
+#define PROTO_MAX_INTEREST 256
 
 /* Hard limits. ZMQ_MAXMSGSIZE is set to PROTO_MAX_FRAME on every socket. */
 #define PROTO_MAX_FRAME          (1024 * 1024) /* bytes in one frame (and body) */

@@ -460,6 +460,15 @@ static const proto_field_t f_ready[] = {
           "digest of the money-deciding configuration (budgets, prices, workflows, access "
           "list); one that differs from the bus's is refused, or warned with bus.fingerprint: "
           "warn"),
+    F_BOOL("interest", false,
+           "true: send this worker INTEREST (the topic prefixes somebody subscribed), and it "
+           "publishes only events somebody wants"),
+    F_END};
+
+static const proto_field_t f_interest[] = {
+    F_ARRAY("topics", true,
+            "every topic prefix some client subscribed now (\"\" = every topic; empty = none); "
+            "a worker publishes only events whose topic one of them prefixes"),
     F_END};
 
 static const proto_field_t f_ping[] = {F_END};
@@ -565,6 +574,7 @@ static const proto_schema_t s_schemas[] = {
     S("error", "any", "reply to a failed request", f_error),
     S("event", "event", "body of a published event", f_event),
     S("ready", "any", "body of a worker's READY frame", f_ready),
+    S("interest", "any", "body of the bus's INTEREST frame to a worker", f_interest),
     S("ping", "any",
       "health check: send it to the service \"bus\", which answers pong (other services: see "
       "section 5)",

@@ -17,6 +17,11 @@
             answers each request with {"type":"echo_reply","pid","sender",
             "got": <request body>} after delay_ms (or the body's "delay_ms"),
             without blocking its heartbeats
+      bus_probe interest --endpoint E --home H --name N --service S
+                        [--count N] [--timeout MS] [--raw]
+            registers with READY {interest: true} (--raw: a READY without a
+            body, which does not ask) and prints each INTEREST the bus sends
+            as {"topics": [...]}, until N of them or the timeout
       bus_probe listen  ... --prefix P [--count N] [--timeout MS]
             prints each event as {"topic","sender","body"}
       bus_probe publish ... --topic T [--body-json JSON]
@@ -386,6 +391,62 @@ static int s_serve(const s_args_t *a, const bus_security_t *sec)
     return rc;
 }
 
+static int s_interest(const s_args_t *a, const bus_security_t *sec)
+{
+    zsock_t *sock = s_cert_sock(a, sec);
+    if (!sock)
+        return 2;
+    zmsg_t *m = zmsg_new();
+    zmsg_addstr(m, PROTO_WORKER);
+    zmsg_addmem(m, (uint8_t[]){PROTO_READY}, 1);
+    zmsg_addstr(m, a->service);
+    if (!a->raw) {
+        ev_t *b = proto_body("ready");
+        ev_set_int(b, "capacity", 1);
+        ev_set_bool(b, "interest", true);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (ev_encode(b, &buf, &len) == EV_OK)
+            zmsg_addmem(m, buf, len);
+        free(buf);
+        ev_destroy(&b);
+    }
+    zmsg_send(&m, sock);
+    printf("{\"ready\": %d}\n", (int)getpid());
+    fflush(stdout);
+    zsock_set_rcvtimeo(sock, 200);
+    int got = 0;
+    int64_t end = zclock_mono() + a->timeout, beat = 0;
+    while (got < a->count && zclock_mono() < end) {
+        if (zclock_mono() >= beat) { /* stay registered */
+            zmsg_t *hb = zmsg_new();
+            zmsg_addstr(hb, PROTO_WORKER);
+            zmsg_addmem(hb, (uint8_t[]){PROTO_HEARTBEAT}, 1);
+            zmsg_send(&hb, sock);
+            beat = zclock_mono() + 500;
+        }
+        zmsg_t *r = zmsg_recv(sock);
+        if (!r)
+            continue;
+        zframe_t *sig = zmsg_first(r), *cmd = zmsg_next(r), *body = zmsg_next(r);
+        (void)sig;
+        ev_t *v = NULL;
+        if (cmd && zframe_size(cmd) == 1 && zframe_data(cmd)[0] == PROTO_INTEREST && body &&
+            ev_decode(zframe_data(body), zframe_size(body), NULL, &v, NULL, 0) == EV_OK) {
+            char *s = ev_to_json(ev_get(v, "topics"));
+            printf("{\"topics\": %s}\n", s ? s : "null");
+            fflush(stdout);
+            free(s);
+            got++;
+        }
+        ev_destroy(&v);
+        zmsg_destroy(&r);
+    }
+    zsock_set_linger(sock, 0);
+    zsock_destroy(&sock);
+    return got >= a->count ? 0 : 1;
+}
+
 static int s_listen(const s_args_t *a, const bus_security_t *sec)
 {
     bus_client_t *c = bus_client_new(a->endpoint, sec);
@@ -631,6 +692,8 @@ int main(int argc, char **argv)
         return s_echo_worker(&a, &sec);
     if (streq(a.cmd, "multi") && a.service)
         return s_multi(&a, &sec);
+    if (streq(a.cmd, "interest") && a.service)
+        return s_interest(&a, &sec);
     if (streq(a.cmd, "listen"))
         return s_listen(&a, &sec);
     if (streq(a.cmd, "serve") && a.service)

@@ -643,6 +643,33 @@ events)
     wait "$L2" || fail "the subscriber got nothing after the bus restarted: $(cat "$R/listen2.out")"
     grep -q task.after "$R/listen2.out" || fail "no event after the restart"
     ok "a subscriber gets events again after the bus restarts"
+
+    # INTEREST: a worker that asks hears which topics somebody subscribed,
+    # at once and on every change; one that does not ask hears nothing
+    kill "$L2" 2>/dev/null
+    "$PROBE" interest --endpoint "$EP" --home "$R" --name w3 --service echo --count 50 \
+        --timeout 4000 >"$R/interest.out" 2>"$R/interest.err" &
+    I1=$!
+    "$PROBE" interest --endpoint "$EP" --home "$R" --name w4 --service echo --raw --count 1 \
+        --timeout 4000 >"$R/nointerest.out" 2>"$R/nointerest.err" &
+    I2=$!
+    PIDS="$PIDS $I1 $I2"
+    wait_log '"topics"' "$R/interest.out"
+    "$PROBE" listen --endpoint "$EP" --home "$R" --name emadsctl --prefix step. --count 1 \
+        --timeout 6000 >"$R/listen3.out" 2>&1 &
+    PIDS="$PIDS $!"
+    wait_log '"step\."' "$R/interest.out"
+    "$PROBE" listen --endpoint "$EP" --home "$R" --name orchestrator --prefix "" --count 1 \
+        --timeout 6000 >"$R/listen4.out" 2>&1 &
+    PIDS="$PIDS $!"
+    wait "$I1" # until its timeout: it prints every INTEREST it hears
+    # the new subscription was announced, then the one to every topic
+    awk '/"step\."/ {s = 1} s && /\[""\]/ {a = 1} END {exit !a}' "$R/interest.out" ||
+        fail "INTEREST did not follow the subscriptions (step., then every topic): $(cat "$R/interest.out")"
+    ok "a worker that asks hears the subscribed topics at once and on each change"
+    wait "$I2" && fail "a worker that did not ask was sent INTEREST: $(cat "$R/nointerest.out")"
+    grep -q '"topics"' "$R/nointerest.out" && fail "INTEREST to a worker that did not ask"
+    ok "a worker that does not ask never hears INTEREST"
     ;;
 
 daemon)

@@ -155,3 +155,12 @@ e2e_ledger_denials() {
     curl -sf "http://$addr/metrics" >"$E2E_TMP/ledger.prom" || fail "no ledger metrics at $addr"
     awk '/^emads_ledger_denials_total/ {s += $2} END {print s + 0}' "$E2E_TMP/ledger.prom"
 }
+
+# bus_metric NAME_AND_LABELS: the value of one series of the bus's /metrics
+# (0 when the series is absent).
+bus_metric() {
+    local addr
+    addr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-bus"][0]')
+    curl -sf "http://$addr/metrics" >"$E2E_TMP/bus.prom" || fail "no bus metrics at $addr"
+    awk -v k="$1" '$1 == k {v = $2} END {print v + 0}' "$E2E_TMP/bus.prom"
+}

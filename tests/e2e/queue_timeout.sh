@@ -25,14 +25,6 @@ PY
 
 TEXT="Should we migrate billing to Kubernetes?"
 
-# bus_metric NAME_AND_LABELS: the value of one series of the bus's /metrics
-# (0 when the series is absent).
-bus_metric() {
-    local addr
-    addr=$(ctl --json status | json '[p["metrics"][0] for p in d["processes"] if p["name"] == "emads-bus"][0]')
-    curl -sf "http://$addr/metrics" >"$E2E_TMP/bus.prom" || fail "no bus metrics at $addr"
-    awk -v k="$1" '$1 == k {v = $2} END {print v + 0}' "$E2E_TMP/bus.prom"
-}
 
 # step_state TASK STEP: the state of one step of a task in `result`.
 step_state() {
