@@ -79,7 +79,8 @@ Test(proto_schema, table_is_sane)
         "plan_reply",   "step",         "step_result",  "error",         "event",
         "ready",        "ping",         "pong",         "stats",         "stats_reply",
         "policy_show",  "policy_reset", "policy_reply", "train",         "train_ok",
-        "train_status", "train_cancel", "train_reply",  "providers",     "providers_reply"};
+        "train_status", "train_cancel", "train_reply",  "providers",     "providers_reply",
+        "interest"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         cr_expect_not_null(proto_schema(must[i]), "missing schema %s", must[i]);
     const char *budget[] = {"budget_show",       "budget_show_reply", "budget_set",
