@@ -49,7 +49,6 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +56,7 @@
 #include <unistd.h>
 
 #include "bench/constellation.h"
+#include "bench/proc_cpu.h"
 
 static char s_tmp[256];
 static pid_t s_llm_pid;
@@ -69,22 +69,10 @@ static pid_t s_pids[S_PROCS];
 
 static double s_cpu_us(int who)
 {
-    if (who == S_CLIENT) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-    }
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)s_pids[who]);
-    FILE *f = s_pids[who] > 0 ? fopen(path, "r") : NULL;
-    unsigned long ut = 0, st = 0;
-    /* after "(comm)": state and 10 fields, then utime and stime */
-    int ok = f && fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                         &st) == 2;
-    if (f)
-        fclose(f);
-    return ok ? (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK) : 0;
+    if (who == S_CLIENT)
+        return bench_self_cpu_us();
+    double us = bench_proc_cpu_us(s_pids[who]);
+    return us < 0 ? 0 : us;
 }
 
 static void s_cpu_snap(double *out)

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "bench/fsync_rate.h"
+#include "bench/proc_cpu.h"
 #include "budgets/journal.h"
 #include "tests/ledger/ledger_harness.h"
 
@@ -145,35 +146,6 @@ static int s_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* CPU seconds a process has used (every thread), from /proc/PID/stat;
-   -1 when unreadable. */
-static double s_cpu_of(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* fields after the command name, which may hold spaces: state is
-       field 3, utime 14 and stime 15 */
-    char *p = strrchr(buf, ')');
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                     &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double s_cpu_self(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* CPU seconds the ledger, the bus and this process used in the last phase,
    and how many pairs (or pings) it completed */
 static struct {
@@ -187,7 +159,8 @@ static double s_phase(lh_t *h, int clients, bool ping, double seconds, const cha
 {
     s_worker_t *w = calloc((size_t)clients, sizeof *w);
     pthread_t *t = calloc((size_t)clients, sizeof *t);
-    double cl = s_cpu_of(h->ledger_pid), cb = s_cpu_of(h->bus_pid), cs = s_cpu_self();
+    double cl = bench_proc_cpu_us(h->ledger_pid), cb = bench_proc_cpu_us(h->bus_pid),
+           cs = bench_self_cpu_us();
     int64_t start = zclock_usecs();
     for (int i = 0; i < clients; i++) {
         w[i].h = h;
@@ -203,9 +176,9 @@ static double s_phase(lh_t *h, int clients, bool ping, double seconds, const cha
         total += w[i].n;
     }
     double elapsed = (double)(zclock_usecs() - start) / 1e6;
-    s_cpu.ledger = s_cpu_of(h->ledger_pid) - cl;
-    s_cpu.bus = s_cpu_of(h->bus_pid) - cb;
-    s_cpu.client = s_cpu_self() - cs;
+    s_cpu.ledger = (bench_proc_cpu_us(h->ledger_pid) - cl) / 1e6;
+    s_cpu.bus = (bench_proc_cpu_us(h->bus_pid) - cb) / 1e6;
+    s_cpu.client = (bench_self_cpu_us() - cs) / 1e6;
     s_cpu.ops = total;
     int64_t *all = calloc(total ? total : 1, sizeof *all);
     size_t k = 0;

@@ -353,16 +353,34 @@ static int s_echo_worker(const s_args_t *a, const bus_security_t *sec)
 }
 
 /* READY from a raw socket; report the bus's answer. */
+/* READY for service: without a body, or (interest) with one that asks
+   for INTEREST. */
+static void s_ready(zsock_t *sock, const char *service, bool interest)
+{
+    zmsg_t *m = zmsg_new();
+    zmsg_addstr(m, PROTO_WORKER);
+    zmsg_addmem(m, (uint8_t[]){PROTO_READY}, 1);
+    zmsg_addstr(m, service);
+    if (interest) {
+        ev_t *b = proto_body("ready");
+        ev_set_int(b, "capacity", 1);
+        ev_set_bool(b, "interest", true);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (ev_encode(b, &buf, &len) == EV_OK)
+            zmsg_addmem(m, buf, len);
+        free(buf);
+        ev_destroy(&b);
+    }
+    zmsg_send(&m, sock);
+}
+
 static int s_serve(const s_args_t *a, const bus_security_t *sec)
 {
     zsock_t *sock = s_cert_sock(a, sec);
     if (!sock)
         return 2;
-    zmsg_t *m = zmsg_new();
-    zmsg_addstr(m, PROTO_WORKER);
-    zmsg_addmem(m, (uint8_t[]){PROTO_READY}, 1);
-    zmsg_addstr(m, a->service);
-    zmsg_send(&m, sock);
+    s_ready(sock, a->service, false);
     zsock_set_rcvtimeo(sock, a->timeout);
     int rc = 1;
     zmsg_t *r;
@@ -396,22 +414,7 @@ static int s_interest(const s_args_t *a, const bus_security_t *sec)
     zsock_t *sock = s_cert_sock(a, sec);
     if (!sock)
         return 2;
-    zmsg_t *m = zmsg_new();
-    zmsg_addstr(m, PROTO_WORKER);
-    zmsg_addmem(m, (uint8_t[]){PROTO_READY}, 1);
-    zmsg_addstr(m, a->service);
-    if (!a->raw) {
-        ev_t *b = proto_body("ready");
-        ev_set_int(b, "capacity", 1);
-        ev_set_bool(b, "interest", true);
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        if (ev_encode(b, &buf, &len) == EV_OK)
-            zmsg_addmem(m, buf, len);
-        free(buf);
-        ev_destroy(&b);
-    }
-    zmsg_send(&m, sock);
+    s_ready(sock, a->service, !a->raw);
     printf("{\"ready\": %d}\n", (int)getpid());
     fflush(stdout);
     zsock_set_rcvtimeo(sock, 200);
