@@ -15,7 +15,7 @@
       e2e_bus_rtt_p50_us=…           a spend read at the ledger through the bus,
                                      in this run (client -> bus -> ledger and
                                      back; no durable write)
-      e2e_critical_round_trips=13    sequential bus round trips of one task
+      e2e_critical_round_trips=11    sequential bus round trips of one task
       e2e_transport_floor_ms=…       the two multiplied: what one task costs in
                                      message passing alone, before any durable
                                      write or work
@@ -49,9 +49,10 @@
 
     The critical path of a task: submit; open_task; then for each of the
     three levels of the workflow (research; CTO and COO in parallel;
-    reconcile) the step dispatch and the agent's reserve and commit; between
-    levels the orchestrator's spend read for re-planning: 1 + 1 + 3 * 3 + 2
-    = 13 (close_task follows the task's announcement, off the path). The
+    reconcile) the step dispatch and the agent's reserve and commit: 1 + 1 +
+    3 * 3 = 11 (the orchestrator re-plans from the accounts the commits'
+    replies carry, with no spend read between levels; close_task follows the
+    task's announcement, off the path). The
     synced transactions in sequence: the task store's 8 commits and the 6
     reserves and commits of the three levels (open_task's write overlaps
     the store's first commit): 14.
@@ -77,7 +78,7 @@
 #include "bus/bus.h"
 #include "common/trace.h"
 
-#define S_ROUND_TRIPS    13 /* sequential bus round trips of a task (see above) */
+#define S_ROUND_TRIPS    11 /* sequential bus round trips of a task (see above) */
 #define S_DURABLE_WRITES 14 /* sequential synced transactions of a task */
 
 static char s_tmp[256];
