@@ -1596,6 +1596,74 @@ static int s_webhook(void)
     return s_failures ? 1 : 0;
 }
 
+/* Alert hygiene (issue #16): within ledger.alerts.dedup_s the webhook gets
+   one POST per refusing account, dimension and kind. Four denials of
+   cto_agent's tool calls in one task make one POST; a denial of its tokens
+   (another dimension) makes a second; every denial is still an
+   alert.denied event. */
+static int s_webhook_dedup(void)
+{
+    lh_t h;
+    s_hook_t hook;
+    REQUIRE(lh_setup(&h, s_budgets, 60000, NULL, false, NULL) == 0, "setup");
+    REQUIRE(s_hook_start(&hook) == 0, "webhook listener");
+    char line[300];
+    snprintf(line, sizeof line, "    webhook: \"http://127.0.0.1:%d/hook\"\n", hook.port);
+    REQUIRE(s_config_set(h.config, "    webhook:", line) == 0, "config");
+    REQUIRE(s_config_set(h.config, "    dedup_s:", "    dedup_s: 600\n") == 0, "config");
+    bus_client_t *o, *cto, *ctl;
+    s_start3(&h, &o, &cto, &ctl);
+    ev_t *b = s_open_body("o-1", "wd1", NULL), *r;
+    r = s_call(o, b, 3000, 10);
+    ev_destroy(&b);
+    REQUIRE(!strcmp(s_type(r), "open_task_ok"), "open: %s", s_code(r));
+    ev_destroy(&r);
+
+    int denied = 0;
+    char rid[32];
+    for (int i = 0; i < HOOK_DENIALS + 1; i++) {
+        snprintf(rid, sizeof rid, "d-%d", i);
+        /* the last one asks for more tokens than cto_agent has (20000) */
+        b = s_reserve_body(rid, "wd1", i < HOOK_DENIALS ? A(1, 1, 11, 1) : A(30000, 1, 0, 1));
+        r = s_call(cto, b, 5000, 1);
+        ev_destroy(&b);
+        denied += !strcmp(s_code(r), PROTO_E_EXCEEDS_BUDGET);
+        ev_destroy(&r);
+    }
+    CHECK(denied == HOOK_DENIALS + 1, "%d of %d reserves denied", denied, HOOK_DENIALS + 1);
+    int events = 0;
+    int64_t end = zclock_mono() + 3000;
+    while (events < HOOK_DENIALS + 1 && zclock_mono() < end) {
+        bus_msg_t m;
+        memset(&m, 0, sizeof m);
+        if (bus_client_recv(ctl, &m, 200) == 1 && m.kind == BUS_MSG_EVENT &&
+            !strcmp(m.topic, "alert.denied") && !strcmp(ev_get_str(m.body, "task", ""), "wd1"))
+            events++;
+        bus_msg_clear(&m);
+    }
+    CHECK(events == HOOK_DENIALS + 1, "%d alert.denied events for %d denials", events,
+          HOOK_DENIALS + 1);
+    /* the listener hangs each POST until the ledger gives up on it: wait
+       for both to have failed, then a little more for any third */
+    end = zclock_mono() + 30000;
+    while (s_log_lines(&h, "alert webhook failed", NULL, 0) < 2 && zclock_mono() < end)
+        usleep(50000);
+    usleep(500000);
+    s_hook_stop(&hook);
+    int posts = s_hook_count(&hook, "POST /hook ");
+    CHECK(posts == 2, "%d POSTs for %d denials over 2 (account, dimension) keys", posts,
+          HOOK_DENIALS + 1);
+    CHECK(s_hook_count(&hook, "requested 11 tool_calls") == 1 &&
+              s_hook_count(&hook, "requested 30000 tokens") == 1,
+          "one POST per dimension:\n%s", hook.data);
+    bus_client_destroy(&o);
+    bus_client_destroy(&cto);
+    bus_client_destroy(&ctl);
+    lh_teardown();
+    printf("webhook_dedup: %s\n", s_failures ? "FAILED" : "ok");
+    return s_failures ? 1 : 0;
+}
+
 /* ---- bounds ------------------------------------------------------------- */
 
 /* Rows of the journal's request table, read from the database file itself;
@@ -2283,6 +2351,8 @@ int main(int argc, char **argv)
         return s_retention();
     if (argc == 2 && !strcmp(argv[1], "webhook"))
         return s_webhook();
+    if (argc == 2 && !strcmp(argv[1], "webhook_dedup"))
+        return s_webhook_dedup();
     if (argc == 2 && !strcmp(argv[1], "bounds"))
         return s_bounds();
     if (argc == 2 && !strcmp(argv[1], "protocol"))
