@@ -173,7 +173,7 @@ struct _bus_broker_t {
     zhashx_t *services; /* name -> s_service_t (owned) */
     zhashx_t *workers;  /* key -> s_worker_t (owned) */
     zhashx_t *clients;  /* key -> s_client_t (owned) */
-    char *interest;     /* the last INTEREST sent: prefixes joined by '\n', NULL never */
+    ev_t *interest;     /* the topics of the last INTEREST sent, NULL never */
     int64_t started, hb_at, timer_at;
     size_t queued_bytes;                   /* bodies of requests waiting for a worker */
     int cur_fd;                            /* connection of the message being handled, -1 unknown */
@@ -749,9 +749,10 @@ static void s_client_request(bus_broker_t *self, zmsg_t *m, zframe_t *id, const 
    narrows the union at the next heartbeat tick (until then workers send a
    little more than is wanted, never less). */
 
-/* The union, one prefix per line, "" alone when some client wants every
-   topic or there are more than PROTO_MAX_INTEREST; NULL on no memory. */
-static char *s_interest_union(bus_broker_t *self)
+/* The union, sorted: [""] when some client wants every topic or there are
+   more than PROTO_MAX_INTEREST prefixes, [] when nobody subscribed; NULL on
+   no memory. */
+static ev_t *s_interest_union(bus_broker_t *self)
 {
     zlistx_t *seen = zlistx_new();
     if (!seen)
@@ -767,40 +768,20 @@ static char *s_interest_union(bus_broker_t *self)
                 zlistx_add_end(seen, c->subs[i]);
         }
     zlistx_sort(seen);
-    size_t len = 1;
-    for (const char *p = zlistx_first(seen); p && !all; p = zlistx_next(seen))
-        len += strlen(p) + 1;
-    char *out = malloc(len);
-    if (out) {
-        out[0] = '\0';
-        char *w = out;
-        for (const char *p = zlistx_first(seen); p && !all; p = zlistx_next(seen))
-            w += sprintf(w, "%s%s", w == out ? "" : "\n", p);
-        if (all)
-            out[0] = '\0';
-    }
+    ev_t *topics = ev_new_array();
+    if (topics && all)
+        ev_push(topics, ev_new_str(""));
+    for (const char *p = zlistx_first(seen); topics && p && !all; p = zlistx_next(seen))
+        ev_push(topics, ev_new_str(p));
     zlistx_destroy(&seen);
-    if (out && all) { /* every topic: one empty prefix, told apart from none */
-        free(out);
-        out = strdup("\n");
-    }
-    return out;
+    return topics;
 }
 
-/* INTEREST [body] to one worker, from a union as s_interest_union makes. */
-static void s_interest_send(bus_broker_t *self, s_worker_t *w, const char *u)
+/* INTEREST [body interest {topics}] to one worker. */
+static void s_interest_send(bus_broker_t *self, s_worker_t *w, const ev_t *topics)
 {
     ev_t *b = proto_body("interest");
-    ev_t *arr = ev_set_array(b, "topics");
-    if (streq(u, "\n"))
-        ev_push(arr, ev_new_str(""));
-    else
-        for (const char *p = u; *p;) {
-            const char *nl = strchr(p, '\n');
-            size_t n = nl ? (size_t)(nl - p) : strlen(p);
-            ev_push(arr, ev_new_strn(p, n));
-            p += n + (nl ? 1 : 0);
-        }
+    ev_set(b, "topics", ev_dup(topics));
     zframe_t *f = bus_body_frame(b);
     ev_destroy(&b);
     if (!f)
@@ -815,12 +796,12 @@ static void s_interest_send(bus_broker_t *self, s_worker_t *w, const char *u)
 /* Tell the workers that asked when the union changed. */
 static void s_interest_update(bus_broker_t *self)
 {
-    char *u = s_interest_union(self);
-    if (!u || (self->interest && streq(u, self->interest))) {
-        free(u);
+    ev_t *u = s_interest_union(self);
+    if (!u || ev_equal(u, self->interest)) {
+        ev_destroy(&u);
         return;
     }
-    free(self->interest);
+    ev_destroy(&self->interest);
     self->interest = u;
     for (s_worker_t *w = (s_worker_t *)zhashx_first(self->workers); w;
          w = (s_worker_t *)zhashx_next(self->workers))
@@ -1831,7 +1812,7 @@ void bus_broker_destroy(bus_broker_t **self_p)
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
     zhashx_destroy(&self->clients);
-    free(self->interest);
+    ev_destroy(&self->interest);
     if (self->router && self->monitor)
         zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);
