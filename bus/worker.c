@@ -45,75 +45,45 @@ struct _bus_worker_t {
     char refusal[256];  /* its reason, logged once */
     int backoff_ms;
     uint64_t malformed;
-    /* the topics somebody subscribed (INTEREST), valid while have_interest;
-       before the bus's first INTEREST after a READY every event is sent */
-    bool have_interest;
-    char **interest;
-    int n_interest;
+    /* the topics somebody subscribed (the last INTEREST's array); NULL
+       before the bus's first INTEREST after a READY: every event is sent */
+    ev_t *interest;
     uint64_t events_skipped;
 };
 
-static void s_interest_clear(bus_worker_t *self)
-{
-    for (int i = 0; i < self->n_interest; i++)
-        free(self->interest[i]);
-    free(self->interest);
-    self->interest = NULL;
-    self->n_interest = 0;
-    self->have_interest = false;
-}
-
 /* INTEREST [body interest {topics}]: replace what we know; a body that
-   does not decode leaves us sending every event (the safe side). */
+   does not decode, or lists more than the bus ever sends or a topic that
+   is not a string, leaves us sending every event (the safe side). */
 static void s_interest_take(bus_worker_t *self, zframe_t *bodyf)
 {
+    ev_destroy(&self->interest);
     ev_t *b = NULL;
     if (!bodyf || ev_decode(zframe_data(bodyf), zframe_size(bodyf), NULL, &b, NULL, 0) != EV_OK ||
-        proto_validate(b, NULL, 0) != 0) {
+        proto_validate(b, NULL, 0) != 0 || ev_len(ev_get(b, "topics")) > PROTO_MAX_INTEREST) {
         self->malformed++;
         ev_destroy(&b);
-        s_interest_clear(self);
         return;
     }
     const ev_t *topics = ev_get(b, "topics");
-    size_t n = ev_len(topics);
-    if (n > PROTO_MAX_INTEREST) { /* more than the bus ever sends: send everything */
-        self->malformed++;
-        ev_destroy(&b);
-        s_interest_clear(self);
-        return;
-    }
-    char **list = n ? calloc(n, sizeof *list) : NULL;
-    if (n && !list) {
-        ev_destroy(&b);
-        s_interest_clear(self);
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!(list[i] = strdup(ev_str(ev_at(topics, i)) ? ev_str(ev_at(topics, i)) : ""))) {
-            for (size_t k = 0; k < i; k++)
-                free(list[k]);
-            free(list);
+    for (size_t i = 0; i < ev_len(topics); i++)
+        if (ev_type(ev_at(topics, i)) != EV_STR) {
+            self->malformed++;
             ev_destroy(&b);
-            s_interest_clear(self);
             return;
         }
+    self->interest = ev_dup(topics);
     ev_destroy(&b);
-    s_interest_clear(self);
-    self->interest = list;
-    self->n_interest = (int)n;
-    self->have_interest = true;
 }
 
 /* Does somebody want topic? (true until the bus says otherwise) */
 static bool s_wanted(const bus_worker_t *self, const char *topic)
 {
-    if (!self->have_interest)
+    if (!self->interest)
         return true;
     size_t tlen = strlen(topic);
-    for (int i = 0; i < self->n_interest; i++) {
-        size_t plen = strlen(self->interest[i]);
-        if (plen <= tlen && memcmp(self->interest[i], topic, plen) == 0)
+    for (size_t i = 0; i < ev_len(self->interest); i++) {
+        const ev_t *p = ev_at(self->interest, i);
+        if (ev_strlen(p) <= tlen && memcmp(ev_str(p), topic, ev_strlen(p)) == 0)
             return true;
     }
     return false;
@@ -157,7 +127,7 @@ static void s_send_ready(bus_worker_t *self)
     self->ready_sent = zclock_mono();
     self->ready_owed = false;
     self->registered = false;
-    s_interest_clear(self); /* until this registration's INTEREST */
+    ev_destroy(&self->interest); /* until this registration's INTEREST */
 }
 
 bus_worker_t *bus_worker_new(const char *endpoint, const char *service, int capacity,
@@ -201,7 +171,7 @@ void bus_worker_destroy(bus_worker_t **self_p)
         s_send(self, PROTO_DISCONNECT, NULL);
         zsock_destroy(&self->sock);
     }
-    s_interest_clear(self);
+    ev_destroy(&self->interest);
     free(self);
     *self_p = NULL;
 }
