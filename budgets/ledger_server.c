@@ -539,6 +539,21 @@ static void s_crossings(s_server_t *self, const ledger_note_t *n)
     }
 }
 
+/* spend.late: a late commit or void changed what an expired hold had been
+   charged, so a task's spend changed after its end; whoever shows it (the
+   orchestrator's result) follows this topic alone instead of every commit. */
+static void s_late(s_server_t *self, const ledger_note_t *n, const char *kind,
+                   const proto_amounts_t *amounts)
+{
+    ev_t *e = s_event("spend.late", n);
+    proto_set_amounts(e, "amounts", amounts);
+    ev_t *data = ev_new_map();
+    ev_set_bool(data, "late", true);
+    ev_set_str(data, "kind", kind);
+    ev_set(e, "data", data);
+    bus_worker_publish(self->worker, "spend.late", &e);
+}
+
 static void s_notes(s_server_t *self)
 {
     size_t count;
@@ -553,17 +568,8 @@ static void s_notes(s_server_t *self)
             break;
         case LEDGER_NOTE_VOID:
             metric_add(self->m.voids, METRICS_LABELS(n->agent), 1);
-            if (n->late) {
-                /* a late void refunded an expired hold's charge: the task's
-                   spend changed, and whoever shows it (the orchestrator's
-                   result) must hear of it as of a late commit */
-                e = s_event("spend.void", n);
-                proto_set_amounts(e, "amounts", &n->amounts);
-                ev_t *data = ev_new_map();
-                ev_set_bool(data, "late", true);
-                ev_set(e, "data", data);
-                bus_worker_publish(self->worker, "spend.void", &e);
-            }
+            if (n->late) /* it refunded an expired hold's charge */
+                s_late(self, n, "void", &n->amounts);
             break;
         case LEDGER_NOTE_COMMIT:
             metric_add(self->m.commits, METRICS_LABELS(n->agent), 1);
@@ -576,6 +582,8 @@ static void s_notes(s_server_t *self)
                 ev_set(e, "data", data);
             }
             bus_worker_publish(self->worker, "spend.commit", &e);
+            if (n->late) /* it replaced an expired hold's charge */
+                s_late(self, n, "commit", &n->actual);
             if (n->overrun) {
                 metric_add(self->m.overruns, METRICS_LABELS(n->agent), 1);
                 metric_add(self->m.alerts, METRICS_LABELS("overrun"), 1);

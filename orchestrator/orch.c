@@ -561,7 +561,7 @@ static void s_on_resettle(orch_t *self, const char *task, const ev_t *reply)
 static void s_on_client_msg(orch_t *self, bus_msg_t *msg)
 {
     if (msg->kind == BUS_MSG_EVENT &&
-        (!strcmp(msg->topic, "spend.commit") || !strcmp(msg->topic, "spend.void"))) {
+        !strcmp(msg->topic, "spend.late")) {
         s_on_late_commit(self, msg->body);
         return;
     }
@@ -665,8 +665,7 @@ orch_t *orch_new(const cfg_t *cfg, const char *endpoint, const char *ledger,
         log_info("calling the ledger directly at %s", ledger);
     }
     /* late commits re-settle the results of ended tasks (s_on_late_commit) */
-    bus_client_subscribe(self->client, "spend.commit");
-    bus_client_subscribe(self->client, "spend.void");
+    bus_client_subscribe(self->client, "spend.late");
     taskstore_begin(self->store);
     s_recover(self);
     s_sweep(self);

@@ -12,8 +12,8 @@ ctl up >/dev/null
 EP="ipc://$E2E_RUN/bus.sock"
 prompt="Should we migrate billing to Kubernetes? Assess the risk."
 
-# a task nobody watches but for spend. (which the orchestrator subscribes
-# to anyway): a listener of spend. counts what should reach the bus
+# a task nobody watches but a listener of spend.: what it gets is all
+# that should reach the bus (the orchestrator follows only spend.late)
 "$EMADS_BUS_PROBE" listen --endpoint "$EP" --home "$E2E_RUN" --name emadsctl --prefix spend. \
     --count 10000 --timeout 20000 >"$E2E_TMP/spend" 2>/dev/null &
 S=$!

@@ -14,7 +14,7 @@
 # task waited for it and printed those totals, not provisional.
 # With LOST_REPLY_LATE=void (e2e_lost_reply_void) the agent's late word is a
 # void instead (nothing was spent): the ledger refunds the whole-hold
-# charge, publishes spend.void, and the result is re-settled the same way.
+# charge, publishes spend.late, and the result is re-settled the same way.
 late_kind=${LOST_REPLY_LATE:-commit}
 . "$(dirname "$0")/lib.sh"
 : "${EMADS_TEST_LLM:?EMADS_TEST_LLM must name emads-test-llm}"
