@@ -12,6 +12,9 @@
       (metrics_port off) and the
       provider at 127.0.0.1:port; then apply the extra sed expressions to
       emads.yaml and agents_budget.yaml (each may be NULL). 0 / -1.
+    bench_direct_sed(var, out, len): when $var is "off" or "local", the sed
+      expression for emads.yaml that sets ledger.direct so (the shipped line
+      replaced); else "" (the shipped config's value).
     bench_up(ctl, dir) / bench_down(ctl, dir, llm_pid): emadsctl up / down
       with --home <dir>/run --config <dir>/config/emads.yaml; down also
       stops the test server.
@@ -24,6 +27,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,6 +93,16 @@ static inline int bench_config(const char *src, const char *dir, int port, const
     if (sed_budgets && bench_sh("sed -i '%s' %s/config/agents_budget.yaml", sed_budgets, dir) != 0)
         return -1;
     return 0;
+}
+
+static inline const char *bench_direct_sed(const char *var, char *out, size_t len)
+{
+    const char *v = getenv(var);
+    out[0] = '\0';
+    if (v && (!strcmp(v, "off") || !strcmp(v, "local")))
+        snprintf(out, len, "/^  direct:/d; s/^\\(  request_retention_s:.*\\)$/\\1\\n  direct: %s/",
+                 !strcmp(v, "off") ? "\"\"" : "local");
+    return out;
 }
 
 static inline int bench_up(const char *ctl, const char *dir)

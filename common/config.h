@@ -239,8 +239,9 @@ typedef struct {
     proto_amounts_t global_limit;      /* -1 = unlimited */
     int64_t request_retention_s;       /* keep request records this long after
                                           their task closed; default 86400 */
-    /* ledger.direct: the ledger's own CURVE endpoint, which agents and the
-       orchestrator call without the bus's hop. "" = off (through the bus),
+    /* ledger.direct: the ledger's own CURVE endpoint, which agents, the
+       orchestrator and the gateway call without the bus's hop. "" = off
+       (through the bus; also when the key is left out),
        "local" = ipc://<run>/ledger.sock, else an ipc:// or tcp:// endpoint */
     char ledger_direct[256];
 

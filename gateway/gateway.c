@@ -2,8 +2,10 @@
     docs/GATEWAY.md for the contract with clients).
 
     Threads: libmicrohttpd runs one thread per connection; each call takes a
-    bus client from the pool for each ledger request and gives it back at
-    once, and talks to its provider with its own curl handles. The main
+    slot of the pool for each ledger request and gives it back at once (a
+    slot is a bus client, plus a client of the ledger's direct endpoint when
+    ledger.direct is on: ledger requests then go there, without the bus's
+    hop), and talks to its provider with its own curl handles. The main
     thread serves the `gateway` service on the bus (ping) so `emadsctl up`
     and `status` see the gateway, keeps idle pool clients heartbeating, and
     re-reads the key store on SIGHUP.
@@ -88,7 +90,8 @@ typedef struct {
     bool keys_seen;
     pthread_mutex_t keys_lock;
 
-    bus_client_t *pool[S_POOL];
+    bus_client_t *pool[S_POOL];  /* the bus (orchestrator calls; the ledger when lpool is off) */
+    bus_client_t *lpool[S_POOL]; /* the ledger's direct endpoint; NULL = through the bus */
     bool busy[S_POOL];
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_cond;
@@ -289,11 +292,17 @@ static void s_pool_give(s_gw_t *gw, int k)
     pthread_mutex_unlock(&gw->pool_lock);
 }
 
+/* Slot k's client for service: the direct ledger client when there is one. */
+static bus_client_t *s_pool_client(s_gw_t *gw, int k, const char *service)
+{
+    return gw->lpool[k] && !strcmp(service, "ledger") ? gw->lpool[k] : gw->pool[k];
+}
+
 static ev_t *s_service(s_gw_t *gw, const char *service, ev_t **body_p)
 {
     int k = s_pool_take(gw);
-    ev_t *r =
-        bus_client_call(gw->pool[k], service, body_p, (int)gw->cfg->request_timeout_ms, NULL, NULL);
+    ev_t *r = bus_client_call(s_pool_client(gw, k, service), service, body_p,
+                              (int)gw->cfg->request_timeout_ms, NULL, NULL);
     s_pool_give(gw, k);
     return r ? r : proto_error("timeout", "interrupted");
 }
@@ -1186,7 +1195,7 @@ static void s_settle_batch(s_gw_t *gw, s_call_t **calls, int n)
         return;
     }
     int c = s_pool_take(gw);
-    bus_client_t *bc = gw->pool[c];
+    bus_client_t *bc = s_pool_client(gw, c, "ledger");
     for (int attempt = 0; attempt < 2; attempt++) {
         int waiting = 0;
         for (int i = 0; i < n; i++) {
@@ -2174,11 +2183,18 @@ int gateway_run(const gateway_opts_t *opts)
     bus_security_init(&gw->sec, opts->run_dir, "gateway", opts->curve);
     cfg_fingerprint(gw->cfg, gw->sec.fingerprint);
     const bus_security_t sec = gw->sec;
-    for (int i = 0; i < S_POOL; i++)
+    for (int i = 0; i < S_POOL; i++) {
         if (!(gw->pool[i] = bus_client_new(opts->endpoint, &sec))) {
             log_error("cannot connect to the bus at %s as gateway", opts->endpoint);
             goto done;
         }
+        if (opts->ledger && *opts->ledger && !(gw->lpool[i] = bus_client_new(opts->ledger, &sec))) {
+            log_error("cannot connect to the ledger's direct endpoint %s as gateway", opts->ledger);
+            goto done;
+        }
+    }
+    if (opts->ledger && *opts->ledger)
+        log_info("calling the ledger directly at %s", opts->ledger);
     if (s_metrics_new(gw) != 0) {
         log_error("cannot create the gateway's metrics");
         goto done;
@@ -2275,10 +2291,15 @@ int gateway_run(const gateway_opts_t *opts)
             pthread_mutex_unlock(&gw->pool_lock);
             if (!idle)
                 continue;
-            bus_client_tick(gw->pool[i]);
             bus_msg_t m;
-            while (bus_client_recv(gw->pool[i], &m, 0) == 1)
-                bus_msg_clear(&m); /* stray late replies */
+            for (int l = 0; l < 2; l++) {
+                bus_client_t *bc = l ? gw->lpool[i] : gw->pool[i];
+                if (!bc)
+                    continue;
+                bus_client_tick(bc);
+                while (bus_client_recv(bc, &m, 0) == 1)
+                    bus_msg_clear(&m); /* stray late replies */
+            }
             pthread_mutex_lock(&gw->pool_lock);
             gw->busy[i] = false;
             pthread_cond_signal(&gw->pool_cond);
@@ -2319,8 +2340,10 @@ done:
     for (int i = 0; i < gw->n_settlers; i++)
         pthread_join(gw->settlers[i], NULL);
     bus_worker_destroy(&worker);
-    for (int i = 0; i < S_POOL; i++)
+    for (int i = 0; i < S_POOL; i++) {
         bus_client_destroy(&gw->pool[i]);
+        bus_client_destroy(&gw->lpool[i]);
+    }
     keys_free(&gw->keys);
     metrics_destroy(&gw->metrics); /* removes the address file */
     while (gw->idem) {

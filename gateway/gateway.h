@@ -39,6 +39,7 @@ typedef struct {
     const cfg_t *cfg; /* borrowed; outlives the gateway */
     const char *run_dir;
     const char *endpoint; /* the bus */
+    const char *ledger;   /* the ledger's direct endpoint (ledger.direct); NULL or "" = the bus */
     bool curve;
     const char *listen; /* "HOST:PORT"; NULL = cfg->gateway_listen */
 } gateway_opts_t;

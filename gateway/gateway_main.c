@@ -75,7 +75,8 @@ int main(int argc, char **argv)
     zsys_init();
     daemon_pid_write(&d, "emads-gateway");
     gateway_opts_t opts = {
-        .cfg = d.cfg, .run_dir = d.run, .endpoint = d.endpoint, .curve = d.curve, .listen = listen};
+        .cfg = d.cfg, .run_dir = d.run, .endpoint = d.endpoint, .ledger = d.ledger, .curve = d.curve,
+        .listen = listen};
     rc = gateway_run(&opts);
     daemon_stop(&d);
     curl_global_cleanup();

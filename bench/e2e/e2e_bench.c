@@ -362,13 +362,8 @@ int main(void)
         fprintf(stderr, "e2e_bench: emads-test-llm did not start\n");
         return 1;
     }
-    /* ledger.direct as asked: the shipped line replaced, or one added */
-    const char *direct = getenv("E2E_BENCH_LEDGER_DIRECT");
-    char sed[256] = "";
-    if (direct && (!strcmp(direct, "off") || !strcmp(direct, "local")))
-        snprintf(sed, sizeof sed,
-                 "/^  direct:/d; s/^\\(  request_retention_s:.*\\)$/\\1\\n  direct: %s/",
-                 !strcmp(direct, "off") ? "\"\"" : "local");
+    char sed[256];
+    bench_direct_sed("E2E_BENCH_LEDGER_DIRECT", sed, sizeof sed);
     if (bench_config(src, s_tmp, port, sed[0] ? sed : NULL, NULL) != 0)
         return 1;
     setenv("OPENAI_API_KEY", "bench-key", 1);

@@ -43,7 +43,9 @@
     direct. Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by
     meson); GW_BENCH_CALLS (calls per side at c64, default 3000);
     GW_BENCH_RATE (calls/s of the paced phase, default 500; 0 skips it);
-    GW_BENCH_KEEP=1 keeps the run directory (and its logs).
+    GW_BENCH_KEEP=1 keeps the run directory (and its logs);
+    GW_BENCH_LEDGER_DIRECT ("off" or "local": ledger.direct for this run,
+    default the shipped config's), printed as gateway_ledger_direct=0|1.
 */
 #define _GNU_SOURCE
 #include <curl/curl.h>
@@ -279,8 +281,12 @@ int main(void)
         fprintf(stderr, "gateway_bench: emads-test-llm did not start\n");
         return 1;
     }
-    /* budgets large enough for every call of the run; no global limit */
-    if (bench_config(src, s_tmp, port, "s/^\\(  global:\\).*/\\1 {period: day}/",
+    /* budgets large enough for every call of the run; no global limit;
+       ledger.direct as GW_BENCH_LEDGER_DIRECT asks */
+    char sed[512], dsed[256];
+    snprintf(sed, sizeof sed, "s/^\\(  global:\\).*/\\1 {period: day}/; %s",
+             bench_direct_sed("GW_BENCH_LEDGER_DIRECT", dsed, sizeof dsed));
+    if (bench_config(src, s_tmp, port, sed,
                      "s/^\\(  cto_agent: *\\).*/\\1{max_tokens: 1000000000, max_cost_usd: "
                      "100000}/; s/^\\(  total_task_budget: *\\).*/\\1{max_tokens: 1000000000, "
                      "max_cost_usd: 100000}/") != 0)
@@ -294,6 +300,9 @@ int main(void)
     s_pids[S_LEDGER] = s_pid_file("emads-ledger");
     s_pids[S_BUS] = s_pid_file("emads-bus");
     s_pids[S_LLM] = s_llm_pid;
+    char sock[300];
+    snprintf(sock, sizeof sock, "%s/run/ledger.sock", s_tmp);
+    printf("gateway_ledger_direct=%d\n", access(sock, F_OK) == 0);
     char cmd[1024], key[128] = "", addr[128] = "";
     snprintf(cmd, sizeof cmd,
              "\"%s\" --home %s/run --config %s/config/emads.yaml keys issue bench --for cto_agent "

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# ledger_direct.sh - ledger.direct (issue 19): the agents and the
-# orchestrator call the ledger on its own CURVE endpoint, not through the
-# bus, and the endpoint authenticates and checks like the bus:
-#  (a) tasks run with every ledger call on the direct endpoint (the bus
-#      routes none of them) and each task's steps are charged: the ledger's
-#      task account holds what the steps' attempts say they cost;
+# ledger_direct.sh - ledger.direct (issue 19), on in the shipped config:
+# the agents, the orchestrator and the gateway call the ledger on its own
+# CURVE endpoint, not through the bus, and the endpoint authenticates and
+# checks like the bus:
+#  (a) tasks and a gateway call run with every ledger call on the direct
+#      endpoint (the bus routes none of them) and each is charged: the
+#      ledger's task account holds what the steps' attempts say they cost,
+#      and the gateway call's task what the provider reported;
 #  (b) a key not in the certificate store (never issued, or revoked while
 #      the ledger runs) is refused at the handshake, a
 #      certified peer the access list does not name is refused its call,
@@ -17,7 +19,7 @@
 . "$(dirname "$0")/lib.sh"
 : "${EMADS_BUS_PROBE:?EMADS_BUS_PROBE must name tests/bus/bus_probe}"
 e2e_llm_server
-edit_cfg "$E2E_CFG/emads.yaml" 's/^  direct: .*/  direct: local/'
+grep -qx '  direct: local' "$E2E_CFG/emads.yaml" || fail "the shipped config does not set ledger.direct: local"
 
 ctl up >/dev/null
 DEP="ipc://$E2E_RUN/ledger.sock"
@@ -33,6 +35,10 @@ grep -q "calling the ledger directly at $DEP" "$E2E_RUN/logs/emads-orchestrator.
     fail "the orchestrator does not call the ledger directly"
 grep -q "the ledger directly at $DEP" "$E2E_RUN/logs/cto_agent.log" ||
     fail "cto_agent does not call the ledger directly"
+grep -q "calling the ledger directly at $DEP" "$E2E_RUN/logs/emads-gateway.log" ||
+    fail "the gateway does not call the ledger directly"
+GW_KEY=$(ctl keys issue direct --for cto_agent) || fail "keys issue failed"
+GW_ADDR=$(cat "$E2E_RUN/gateway.addr")
 
 # ---- (a) tasks, charged, with no ledger call on the bus
 served() { # requests the bus has handed to the ledger
@@ -47,12 +53,21 @@ for t in $tasks; do
     st=$(wait_final "$t" 90)
     [ "$st" = done ] || fail "task $t ended $st with the direct ledger path"
 done
+code=$(curl -s -o "$E2E_TMP/gw.json" -w '%{http_code}' "http://$GW_ADDR/v1/chat/completions" \
+    -H "Authorization: Bearer $GW_KEY" -H 'Content-Type: application/json' -H 'x-emads-task: gw-direct' \
+    -d '{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}')
+[ "$code" = 200 ] || fail "the gateway call answered $code: $(cat "$E2E_TMP/gw.json")"
+gw_tokens=$(json 'd["usage"]["total_tokens"]' <"$E2E_TMP/gw.json")
 after=$(served)
 # on the bus only the one spend query of each `ctl result` that found its
 # task ended (wait_final's last); through the bus the tasks' own opens,
-# reserves, commits and closes would add 8 or more each
+# reserves, commits and closes would add 8 or more each, and the gateway
+# call's reserve and commit 2
 [ "$after" -eq "$((before + 3))" ] ||
-    fail "the bus routed $((after - before)) ledger call(s) during the tasks (3 are ctl's)"
+    fail "the bus routed $((after - before)) ledger call(s) during the tasks and the gateway call (3 are ctl's)"
+got=$(ctl --json spend --task gw-direct | json 'sum(a["used"]["tokens"] for a in d["agents"])')
+[ "$gw_tokens" -gt 0 ] && [ "$got" -eq "$gw_tokens" ] ||
+    fail "the gateway call: the ledger charged $got tokens, the provider reported $gw_tokens"
 for t in $tasks; do
     res=$(ctl --json result "$t")
     steps=$(echo "$res" | json 'sum(1 for s in d["steps"] if s.get("attempt", 0) > 0)')
@@ -62,7 +77,7 @@ for t in $tasks; do
     [ "$want" -gt 0 ] && [ "$got" -eq "$want" ] ||
         fail "task $t: the ledger charged $got tokens, its steps say $want"
 done
-echo "ok (a): 3 tasks done, their steps charged ($got tokens in the last), no ledger call on the bus"
+echo "ok (a): 3 tasks and a gateway call done and charged, no ledger call on the bus"
 
 # ---- (b) refused: a key outside the store, a peer the access list does not name
 out=$(probe emadsctl '{"v":1,"type":"spend"}' --rogue-cert --timeout 1500) || true
