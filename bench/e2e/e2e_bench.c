@@ -11,6 +11,13 @@
       e2e_orch_idle_p50_ms_c1=…      the part of a task with no step in flight
                                      at an agent (from the task's record)
       e2e_tasks_per_s_c8=…  e2e_p50_ms_c8=…  e2e_p99_ms_c8=…
+      e2e_cpu_us_per_task_c8_<process>=…  CPU (user + system) per task in
+                                     the c8 phase of each process with a pid
+                                     file in the run directory, of the test
+                                     LLM server (llm) and of this program
+                                     (client); and _total: on 2 cores,
+                                     2e6 / total is the most tasks/s the
+                                     machine can do with this path
       e2e_steps_per_task=…
       e2e_bus_rtt_p50_us=…           a spend read at the ledger through the bus,
                                      in this run (client -> bus -> ledger and
@@ -64,6 +71,7 @@
     printed as e2e_ledger_direct=0|1, with, when on,
       e2e_direct_rtt_p50_us=…        the same spend read on the ledger's
                                      direct endpoint (client -> ledger)
+    E2E_BENCH_KEEP=1 keeps the run directory (logs, trace, databases).
 */
 #define _GNU_SOURCE
 #include <czmq.h>
@@ -75,6 +83,7 @@
 
 #include "bench/constellation.h"
 #include "bench/fsync_rate.h"
+#include "bench/proc_cpu.h"
 #include "bus/bus.h"
 #include "common/trace.h"
 
@@ -339,7 +348,10 @@ static void s_cleanup(void)
 {
     if (s_tmp[0]) {
         bench_down(getenv("EMADSCTL"), s_tmp, s_llm_pid);
-        bench_sh("rm -rf %s", s_tmp);
+        if (getenv("E2E_BENCH_KEEP")) /* the run directory: logs, trace, databases */
+            fprintf(stderr, "e2e_bench: kept %s\n", s_tmp);
+        else
+            bench_sh("rm -rf %s", s_tmp);
     }
 }
 
@@ -428,12 +440,15 @@ int main(void)
     }
     if (m)
         printf("e2e_orch_idle_p50_ms_c1=%.1f\n", bench_pct(lat, m, 0.50));
+    bench_cpu_split_t cpu;
+    bench_cpu_split_start(&cpu, run, s_llm_pid);
     secs = s_run(c, n, 8, lat);
     if (secs < 0)
         return 1;
     printf("e2e_tasks_per_s_c8=%.1f\n", n / secs);
     printf("e2e_p50_ms_c8=%.2f\n", bench_pct(lat, n, 0.50));
     printf("e2e_p99_ms_c8=%.2f\n", bench_pct(lat, n, 0.99));
+    bench_cpu_split_print(&cpu, "e2e_cpu_us_per_task_c8", n);
     /* how many steps a task ran (the 4-step workflow: all of them) */
     const char *last = s_done_ids[n - 1]; /* the last task to finish */
     ev_t *b = proto_body("result");

@@ -85,15 +85,9 @@ static void s_cpu_snap(double *out)
 
 static pid_t s_pid_file(const char *name)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/run/pids/%s.pid", s_tmp, name);
-    FILE *f = fopen(path, "r");
-    int pid = 0;
-    if (f && fscanf(f, "%d", &pid) != 1)
-        pid = 0;
-    if (f)
-        fclose(f);
-    return (pid_t)pid;
+    char run[300];
+    snprintf(run, sizeof run, "%s/run", s_tmp);
+    return bench_pid_file(run, name);
 }
 
 static int64_t s_us(void)

@@ -21,6 +21,15 @@
                                       phase, from /proc and the clock of
                                       this process: on a busy machine a
                                       steadier figure than pairs/s)
+      ledger_pairs_per_s_c16_direct=N  ledger_pair_p50_us_c16_direct=N
+      ledger_ping_round_trips_per_s_c16_direct=N
+      ledger_pairs_vs_ping_ceiling_c16_direct=R  and the CPU per pair with
+                                      the suffix _direct: the c16 phases
+                                      again, CURVE on, with every client on
+                                      the ledger's direct endpoint
+                                      (ledger.direct: local, the shipped
+                                      setting) instead of the bus; the
+                                      phases above keep it off
       ledger_request_records_before=N  ledger_request_records_after=N
       ledger_prune_ms=N              (the bench's tasks closed, then one
                                       retention pass with a window of 0 over
@@ -250,11 +259,14 @@ static int s_retention(const char *db)
 }
 
 /* A bus and a ledger in a fresh run directory, with or without CURVE (with
-   it, every client name of s_agents has its certificate). 0 / -1. */
-static int s_start(lh_t *h, bool curve)
+   it, every client name of s_agents has its certificate), and with direct
+   the clients on the ledger's direct endpoint (ledger.direct: local). 0 /
+   -1. */
+static int s_start(lh_t *h, bool curve, bool direct)
 {
-    if (lh_setup(h, s_budgets, 60000, NULL, curve, s_agents) != 0 || lh_start_bus(h) != 0 ||
-        lh_start_ledger(h) != 0 || lh_wait_ready(h, 10000) != 0) {
+    if (lh_setup(h, s_budgets, 60000, NULL, curve, s_agents) != 0 ||
+        (direct && lh_use_direct(h) != 0) || lh_start_bus(h) != 0 || lh_start_ledger(h) != 0 ||
+        lh_wait_ready(h, 10000) != 0) {
         fprintf(stderr, "ledger_bench: cannot start the bus and the ledger (%s)\n",
                 curve ? "CURVE" : "insecure");
         lh_teardown();
@@ -268,7 +280,7 @@ static int s_start(lh_t *h, bool curve)
 static int s_no_curve(double seconds, double c16_curve)
 {
     lh_t h;
-    if (s_start(&h, false) != 0 || s_open(&h, "bench-c16") != 0) {
+    if (s_start(&h, false, false) != 0 || s_open(&h, "bench-c16") != 0) {
         lh_teardown();
         return 1;
     }
@@ -283,6 +295,42 @@ static int s_no_curve(double seconds, double c16_curve)
     return errors + errp;
 }
 
+/* Print the CPU per pair of the last phase, each key with suffix. */
+static void s_print_cpu(const char *suffix)
+{
+    if (!s_cpu.ops)
+        return;
+    double k = 1e6 / (double)s_cpu.ops;
+    printf("ledger_cpu_us_per_pair_c16%s=%.0f\nbus_cpu_us_per_pair_c16%s=%.0f\n"
+           "client_cpu_us_per_pair_c16%s=%.0f\ncpu_us_per_pair_c16%s=%.0f\n",
+           suffix, s_cpu.ledger * k, suffix, s_cpu.bus * k, suffix, s_cpu.client * k, suffix,
+           (s_cpu.ledger + s_cpu.bus + s_cpu.client) * k);
+}
+
+/* The c16 pair and ping phases again with CURVE, every client on the
+   ledger's direct endpoint (ledger.direct: local): the path agents, the
+   orchestrator and the gateway take in the shipped configuration. Returns
+   the number of errors. */
+static int s_direct(double seconds)
+{
+    lh_t h;
+    if (s_start(&h, true, true) != 0 || s_open(&h, "bench-c16") != 0) {
+        lh_teardown();
+        return 1;
+    }
+    int64_t p50, p99;
+    int errors, errp;
+    double c16 = s_phase(&h, 16, false, seconds, "bench-c16", &p50, &p99, &errors);
+    printf("ledger_pairs_per_s_c16_direct=%.0f\nledger_pair_p50_us_c16_direct=%" PRId64 "\n", c16,
+           p50);
+    s_print_cpu("_direct");
+    double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
+    printf("ledger_ping_round_trips_per_s_c16_direct=%.0f\n", pings);
+    printf("ledger_pairs_vs_ping_ceiling_c16_direct=%.2f\n", pings > 0 ? c16 / (pings / 2) : 0.0);
+    lh_teardown();
+    return errors + errp;
+}
+
 int main(void)
 {
     const char *sec = getenv("LEDGER_BENCH_SECONDS");
@@ -290,7 +338,7 @@ int main(void)
     if (seconds <= 0)
         seconds = 3.0;
     lh_t h;
-    if (s_start(&h, true) != 0)
+    if (s_start(&h, true, false) != 0)
         return 1;
     double fsyncs = bench_fdatasync_median(h.dir);
     printf("fdatasync_per_s=%.0f\n", fsyncs);
@@ -310,13 +358,7 @@ int main(void)
     printf("ledger_pairs_per_s_c16=%.0f\nledger_pair_p50_us_c16=%" PRId64
            "\nledger_pair_p99_us_c16=%" PRId64 "\n",
            c16, p50, p99);
-    if (s_cpu.ops) {
-        double k = 1e6 / (double)s_cpu.ops;
-        printf("ledger_cpu_us_per_pair_c16=%.0f\nbus_cpu_us_per_pair_c16=%.0f\n"
-               "client_cpu_us_per_pair_c16=%.0f\ncpu_us_per_pair_c16=%.0f\n",
-               s_cpu.ledger * k, s_cpu.bus * k, s_cpu.client * k,
-               (s_cpu.ledger + s_cpu.bus + s_cpu.client) * k);
-    }
+    s_print_cpu("");
     int errp;
     double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
     printf("ledger_ping_round_trips_per_s_c16=%.0f\n", pings);
@@ -347,6 +389,7 @@ int main(void)
     printf("ledger_bench_verify_exit=%d\n", v);
     lh_teardown();
     errors += s_no_curve(seconds, c16);
+    errors += s_direct(seconds);
     printf("ledger_bench_errors=%d\n", err1 + errors);
     return (err1 + errors) == 0 && v == 0 ? 0 : 1;
 }

@@ -100,6 +100,8 @@ int lh_setup(lh_t *h, const char *budgets_yaml, int64_t hold_ttl_ms, const char 
             fputs("budgets_file: budgets.yaml\n", out);
         else if (strncmp(line, "  metrics_port:", 15) == 0)
             fputs("  metrics_port: 0\n", out);
+        else if (strncmp(line, "  direct:", 9) == 0)
+            fputs("  direct: \"\"\n", out);
         else if (strncmp(line, "  hold_ttl_ms:", 14) == 0)
             fprintf(out, "  hold_ttl_ms: %lld\n", (long long)hold_ttl_ms);
         else if (strncmp(line, "  global:", 9) == 0) {
@@ -219,7 +221,40 @@ bus_client_t *lh_client(lh_t *h, const char *name)
 {
     bus_security_t sec;
     bus_security_init(&sec, h->dir, name, h->curve);
-    return bus_client_new(h->endpoint, &sec);
+    return bus_client_new(h->direct[0] ? h->direct : h->endpoint, &sec);
+}
+
+int lh_use_direct(lh_t *h)
+{
+    FILE *f = fopen(h->config, "r");
+    if (!f)
+        return -1;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    char line[1024];
+    bool done = false;
+    while (out && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "  direct:", 9) == 0) {
+            fputs("  direct: local\n", out);
+            done = true;
+        } else
+            fputs(line, out);
+        /* the endpoint applies the access list (the harness's bus has
+           none): let the harness's clients ping the ledger there too */
+        if (strncmp(line, "access:", 7) == 0)
+            fputs("  - {service: ledger, command: ping, names: [orchestrator, cto_agent, coo_agent, "
+                  "reconcile_gpt]}\n",
+                  out);
+    }
+    fclose(f);
+    if (!out || fclose(out) != 0 || !done || s_write_file(h->config, text) != 0) {
+        free(text);
+        return -1;
+    }
+    free(text);
+    snprintf(h->direct, sizeof h->direct, "ipc://%s/ledger.sock", h->dir);
+    return 0;
 }
 
 ev_t *lh_call(bus_client_t *c, ev_t **body_p, int timeout_ms)

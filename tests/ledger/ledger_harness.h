@@ -21,18 +21,26 @@ typedef struct {
     char endpoint[300]; /* ipc://<dir>/bus.sock */
     char config[300];   /* <dir>/emads.yaml */
     char db[300];       /* <dir>/ledger.db */
+    char direct[300];   /* the ledger's direct endpoint lh_client uses; "" = the bus */
     bool curve;
     int metrics_port; /* 0 = off */
     pid_t bus_pid, ledger_pid;
 } lh_t;
 
 /* Make the run directory and write the config: the source emads.yaml with
-   metrics and the knowledge folder off, hold_ttl_ms and the global limit set
+   metrics, the knowledge folder and ledger.direct off, hold_ttl_ms and the
+   global limit set
    (global_line NULL = no global account), and budgets_yaml as the budgets
    file. With curve, create certificates for the bus, the ledger and names
    (NULL-terminated). Registers clean-up. Returns 0 / -1. */
 int lh_setup(lh_t *h, const char *budgets_yaml, int64_t hold_ttl_ms, const char *global_line,
              bool curve, const char *const *names);
+/* Turn ledger.direct on (local: ipc://<dir>/ledger.sock) in the config,
+   for a ledger started after this, and send every later lh_client there
+   instead of to the bus. The endpoint applies the config's access list
+   (the harness's bus has none), to which this adds ledger.ping for the
+   agents and the orchestrator, so lh_wait_ready works there. 0 / -1. */
+int lh_use_direct(lh_t *h);
 /* Start the bus / the ledger (stderr to <dir>/<name>.log). 0 / -1. */
 int lh_start_bus(lh_t *h);
 int lh_start_ledger(lh_t *h);
