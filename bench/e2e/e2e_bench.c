@@ -27,9 +27,13 @@
                                      message passing alone, before any durable
                                      write or work
       e2e_fdatasync_us=…             one fdatasync in the run directory, now
-      e2e_critical_durable_writes=14 sequential synced transactions of one task
-      e2e_floor_ms=…                 transport floor + 14 fdatasyncs: a lower
-                                     bound for one task with these guarantees
+      e2e_critical_durable_writes=…  synced transactions on one task's path,
+                                     from the trace: e2e_path_ledger_requests
+                                     + e2e_path_store_commits
+      e2e_floor_ms=…                 transport floor + that many fdatasyncs:
+                                     a lower bound for one task with these
+                                     guarantees (an fdatasync costs more
+                                     while tasks run than this idle one)
       e2e_path_total_ms=…            the mean end-to-end time of the c1 tasks,
                                      split into causes (they add up to it):
       e2e_path_tools_ms=…              tool calls
@@ -60,9 +64,12 @@
     3 * 3 = 11 (the orchestrator re-plans from the accounts the commits'
     replies carry, with no spend read between levels; close_task follows the
     task's announcement, off the path). The
-    synced transactions in sequence: the task store's 8 commits and the 6
-    reserves and commits of the three levels (open_task's write overlaps
-    the store's first commit): 14.
+    synced transactions on the path are counted from the trace: the task
+    store commits once per transition (submitted, opened, and after each
+    level's results: 5, one more when the parallel level's two results
+    arrive apart), the ledger once per open_task, reserve and commit (9;
+    open_task's write overlaps the store's first commit, and the parallel
+    level's two reserves or commits may share one transaction).
 
     Environment: EMADSCTL, EMADS_SRC_CONFIG, EMADS_TEST_LLM (set by meson);
     E2E_BENCH_TASKS (tasks per run, default 100); E2E_BENCH_DIR (parent of
@@ -88,7 +95,6 @@
 #include "common/trace.h"
 
 #define S_ROUND_TRIPS    11 /* sequential bus round trips of a task (see above) */
-#define S_DURABLE_WRITES 14 /* sequential synced transactions of a task */
 
 static char s_tmp[256];
 static char (*s_done_ids)[PROTO_MAX_ID + 1]; /* tasks of the current run, in finishing order */
@@ -202,14 +208,16 @@ static void s_split(const span_t *sp, size_t n, const char *task, int64_t t0, in
     }
 }
 
-/* Print the path split of the n tasks just run at concurrency 1. */
-static void s_print_path(const char *trace_path, int n)
+/* Print the path split of the n tasks just run at concurrency 1; returns
+   the synced ledger requests and task-store commits on a task's path (mean
+   per task), or -1 without a trace. */
+static double s_print_path(const char *trace_path, int n)
 {
     size_t ns = 0;
     span_t *sp = s_read_trace(trace_path, &ns);
     if (!sp) {
         fprintf(stderr, "e2e_bench: no trace in %s: no path split\n", trace_path);
-        return;
+        return -1;
     }
     int64_t sum[S_N_CAUSES] = {0}, total = 0;
     int ledger_reqs = 0, store_commits = 0;
@@ -231,6 +239,7 @@ static void s_print_path(const char *trace_path, int n)
     printf("e2e_path_hops_ms=%.2f\n", (double)rest / n / 1000.0);
     printf("e2e_path_ledger_requests=%.1f\n", (double)ledger_reqs / n);
     printf("e2e_path_store_commits=%.1f\n", (double)store_commits / n);
+    return (double)(ledger_reqs + store_commits) / n;
 }
 
 /* Submit task number `seq` of the run that started at `start` into slot. */
@@ -413,7 +422,7 @@ int main(void)
     printf("e2e_tasks_per_s_c1=%.1f\n", n / secs);
     printf("e2e_p50_ms_c1=%.2f\n", bench_pct(lat, n, 0.50));
     printf("e2e_p99_ms_c1=%.2f\n", bench_pct(lat, n, 0.99));
-    s_print_path(trace, n);
+    double writes = s_print_path(trace, n);
     /* The orchestrator's share: the part of each task during which no step
        was in flight at an agent (submit, open, planning, dispatch, close),
        from the task's own record (ms resolution). */
@@ -470,11 +479,11 @@ int main(void)
         printf("e2e_critical_round_trips=%d\n", S_ROUND_TRIPS);
         printf("e2e_transport_floor_ms=%.2f\n", S_ROUND_TRIPS * p50 / 1000.0);
         double rate = bench_fdatasync_median(run);
-        if (rate > 0) {
+        if (rate > 0)
             printf("e2e_fdatasync_us=%.0f\n", 1e6 / rate);
-            printf("e2e_critical_durable_writes=%d\n", S_DURABLE_WRITES);
-            printf("e2e_floor_ms=%.2f\n",
-                   S_ROUND_TRIPS * p50 / 1000.0 + S_DURABLE_WRITES * 1000.0 / rate);
+        if (rate > 0 && writes > 0) {
+            printf("e2e_critical_durable_writes=%.1f\n", writes);
+            printf("e2e_floor_ms=%.2f\n", S_ROUND_TRIPS * p50 / 1000.0 + writes * 1000.0 / rate);
         }
     }
     free(rtt);
