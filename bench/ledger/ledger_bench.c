@@ -21,15 +21,18 @@
                                       phase, from /proc and the clock of
                                       this process: on a busy machine a
                                       steadier figure than pairs/s)
-      ledger_pairs_per_s_c16_direct=N  ledger_pair_p50_us_c16_direct=N
-      ledger_ping_round_trips_per_s_c16_direct=N
-      ledger_pairs_vs_ping_ceiling_c16_direct=R  and the CPU per pair with
-                                      the suffix _direct: the c16 phases
-                                      again, CURVE on, with every client on
-                                      the ledger's direct endpoint
-                                      (ledger.direct: local, the shipped
-                                      setting) instead of the bus; the
-                                      phases above keep it off
+      ledger_pairs_per_s_c16<S>=N  ledger_pair_p50_us_c16<S>=N, the CPU
+      per pair, ledger_ping_round_trips_per_s_c16<S>=N and
+      ledger_pairs_vs_ping_ceiling_c16<S>=R with suffix <S>:
+        _no_curve                   the c16 phases again against an
+                                    --insecure bus and ledger, and
+                                    curve_cost_ratio_c16=R (pairs/s with
+                                    CURVE over without)
+        _direct                     the c16 phases again, CURVE on, with
+                                    every client on the ledger's direct
+                                    endpoint (ledger.direct: local, the
+                                    shipped setting) instead of the bus;
+                                    the phases above keep it off
       ledger_request_records_before=N  ledger_request_records_after=N
       ledger_prune_ms=N              (the bench's tasks closed, then one
                                       retention pass with a window of 0 over
@@ -275,26 +278,6 @@ static int s_start(lh_t *h, bool curve, bool direct)
     return 0;
 }
 
-/* The c16 pair and ping phases again against an --insecure bus and ledger:
-   what CURVE costs. Returns the number of errors. */
-static int s_no_curve(double seconds, double c16_curve)
-{
-    lh_t h;
-    if (s_start(&h, false, false) != 0 || s_open(&h, "bench-c16") != 0) {
-        lh_teardown();
-        return 1;
-    }
-    int64_t p50, p99;
-    int errors, errp;
-    double c16 = s_phase(&h, 16, false, seconds, "bench-c16", &p50, &p99, &errors);
-    double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
-    printf("ledger_pairs_per_s_c16_no_curve=%.0f\n", c16);
-    printf("ledger_ping_round_trips_per_s_c16_no_curve=%.0f\n", pings);
-    printf("curve_cost_ratio_c16=%.2f\n", c16 > 0 ? c16_curve / c16 : 0.0);
-    lh_teardown();
-    return errors + errp;
-}
-
 /* Print the CPU per pair of the last phase, each key with suffix. */
 static void s_print_cpu(const char *suffix)
 {
@@ -307,26 +290,30 @@ static void s_print_cpu(const char *suffix)
            (s_cpu.ledger + s_cpu.bus + s_cpu.client) * k);
 }
 
-/* The c16 pair and ping phases again with CURVE, every client on the
-   ledger's direct endpoint (ledger.direct: local): the path agents, the
-   orchestrator and the gateway take in the shipped configuration. Returns
-   the number of errors. */
-static int s_direct(double seconds)
+/* The c16 pair and ping phases again in a fresh run directory: without
+   CURVE (suffix _no_curve: what CURVE costs, against c16_curve), or with
+   CURVE and every client on the ledger's direct endpoint (ledger.direct:
+   local, the path agents, the orchestrator and the gateway take in the
+   shipped configuration; suffix _direct). Returns the number of errors. */
+static int s_variant(double seconds, bool direct, double c16_curve)
 {
+    const char *sfx = direct ? "_direct" : "_no_curve";
     lh_t h;
-    if (s_start(&h, true, true) != 0 || s_open(&h, "bench-c16") != 0) {
+    if (s_start(&h, direct, direct) != 0 || s_open(&h, "bench-c16") != 0) {
         lh_teardown();
         return 1;
     }
     int64_t p50, p99;
     int errors, errp;
     double c16 = s_phase(&h, 16, false, seconds, "bench-c16", &p50, &p99, &errors);
-    printf("ledger_pairs_per_s_c16_direct=%.0f\nledger_pair_p50_us_c16_direct=%" PRId64 "\n", c16,
+    printf("ledger_pairs_per_s_c16%s=%.0f\nledger_pair_p50_us_c16%s=%" PRId64 "\n", sfx, c16, sfx,
            p50);
-    s_print_cpu("_direct");
+    s_print_cpu(sfx);
     double pings = s_phase(&h, 16, true, seconds / 2, "ping", &p50, &p99, &errp);
-    printf("ledger_ping_round_trips_per_s_c16_direct=%.0f\n", pings);
-    printf("ledger_pairs_vs_ping_ceiling_c16_direct=%.2f\n", pings > 0 ? c16 / (pings / 2) : 0.0);
+    printf("ledger_ping_round_trips_per_s_c16%s=%.0f\n", sfx, pings);
+    printf("ledger_pairs_vs_ping_ceiling_c16%s=%.2f\n", sfx, pings > 0 ? c16 / (pings / 2) : 0.0);
+    if (!direct)
+        printf("curve_cost_ratio_c16=%.2f\n", c16 > 0 ? c16_curve / c16 : 0.0);
     lh_teardown();
     return errors + errp;
 }
@@ -388,8 +375,8 @@ int main(void)
     int v = lh_run(&h, argv);
     printf("ledger_bench_verify_exit=%d\n", v);
     lh_teardown();
-    errors += s_no_curve(seconds, c16);
-    errors += s_direct(seconds);
+    errors += s_variant(seconds, false, c16);
+    errors += s_variant(seconds, true, c16);
     printf("ledger_bench_errors=%d\n", err1 + errors);
     return (err1 + errors) == 0 && v == 0 ? 0 : 1;
 }
