@@ -138,7 +138,7 @@ static void s_khan_part(const char *dir)
 
 int main(int argc, char **argv)
 {
-    const char *dir = argc > 1 ? argv[1] : "../shared/bench-data/mmkp-khan";
+    const char *dir = argc > 1 ? argv[1] : "tests/data/mmkp-khan";
     int n_inst = argc > 2 ? atoi(argv[2]) : 200;
     if (n_inst < 1)
         n_inst = 200;

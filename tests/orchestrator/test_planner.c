@@ -7,8 +7,9 @@
     the exact optimum on a few hundred random tight instances, the MMKP
     parser and Khan's instances, and the estimate correction.
 
-    Khan's instances are read from $PLANNER_MMKP_DIR (set by meson from the
-    shared_dir option); the tests that need them fail when they are absent,
+    Khan's instances are read from $PLANNER_MMKP_DIR (set by meson:
+    tests/data/mmkp-khan, or the shared_dir option's); the tests that
+    need them fail when they are absent,
     so a run without the data never counts as passed.
 */
 #include "orchestrator/planner.h"
@@ -564,8 +565,8 @@ static planner_mmkp_t *s_khan(const char *name)
     cr_assert(dir && *dir, "PLANNER_MMKP_DIR is not set (meson sets it)");
     planner_mmkp_t *mk = gen_load_khan(dir, name);
     cr_assert_not_null(mk,
-                       "Khan instance %s not found in %s: configure with "
-                       "-Dshared_dir=<the folder holding bench-data/>",
+                       "Khan instance %s not found in %s (the repository "
+                       "keeps them in tests/data/mmkp-khan)",
                        name, dir);
     return mk;
 }
